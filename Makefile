@@ -1,0 +1,25 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The pinned CPU build of torch lies in /opt/wheels on our machines; elsewhere pip finds it on PyPI.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(FIND_LINKS) -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/trustforge quickstart
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/trainer_overhead.py
+
+clean:
+	rm -rf $(VENV) .trustforge .pytest_cache

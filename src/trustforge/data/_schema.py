@@ -1,0 +1,169 @@
+"""The schema: what the model's inputs and target are, inferred from the data once.
+
+Table columns are `numeric`, `categorical` or `binary`. The schema is saved in the package as
+JSON and checked against every input handed to the model later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from trustforge.data._sources import RawData
+from trustforge.errors import DataError
+
+__all__ = ["Column", "Schema", "infer_schema", "label_strings"]
+
+ColumnKind = Literal["numeric", "categorical", "binary"]
+
+
+@dataclass
+class Column:
+    name: str
+    kind: ColumnKind
+    missing: int = 0
+    vocabulary: int = 0  # categorical only: vocabulary size once fitted (unknown and missing included)
+
+
+@dataclass
+class Schema:
+    """Inputs and target of a task.
+
+    Attributes:
+        modality: "table" or "image".
+        task: "classification" or "regression".
+        target: the target's name.
+        classes: class names in index order (classification only).
+        columns: the input columns in model order (tables only).
+        image_shape: (C, H, W) (images only).
+        rows: number of usable rows; dropped_rows: rows dropped for a missing target.
+    """
+
+    modality: Literal["table", "image"]
+    task: Literal["classification", "regression"]
+    target: str
+    classes: list[str] | None = None
+    columns: list[Column] = field(default_factory=list)
+    image_shape: tuple[int, int, int] | None = None
+    rows: int = 0
+    dropped_rows: int = 0
+
+    @property
+    def numeric(self) -> list[str]:
+        """Columns fed to the model as floats (numeric and binary), in order."""
+        return [c.name for c in self.columns if c.kind in ("numeric", "binary")]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind == "categorical"]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["image_shape"] = list(self.image_shape) if self.image_shape else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Schema":
+        d = dict(d)
+        d["columns"] = [Column(**c) for c in d.get("columns", [])]
+        d["image_shape"] = tuple(d["image_shape"]) if d.get("image_shape") else None
+        return cls(**d)
+
+
+def label_strings(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Class labels as text, so 1, 1.0 and "1" name the same class in every file format."""
+    s = pd.Series(values)
+    if pd.api.types.is_float_dtype(s) and np.all(np.isnan(s) | (s == np.round(s))):
+        s = s.astype("Int64")
+    return s.astype(str).to_numpy()
+
+
+def infer_schema(
+    raw: RawData,
+    *,
+    task: str,
+    features: list[str] | None,
+    drop: list[str],
+    max_categories: int,
+) -> tuple[Schema, RawData]:
+    """Infer the schema and return it with the data cleaned of rows without a target.
+
+    Raises:
+        DataError: a named feature column is missing, a column cannot be typed, or the target
+            does not suit the task.
+    """
+    if raw.modality == "image":
+        classes = raw.classes or sorted(set(raw.labels.tolist()))
+        if task != "classification":
+            raise DataError(f"{raw.origin}: image sets support task classification; got {task}")
+        c, h, w = raw.images.shape[1:]
+        return Schema("image", "classification", raw.target, classes=classes, image_shape=(c, h, w), rows=len(raw)), raw
+
+    frame = raw.frame
+    missing_cols = [c for c in (features or []) + drop if c not in frame.columns]
+    if missing_cols:
+        raise DataError(f"{raw.origin}: data.features/data.drop name columns not in the data: {missing_cols}")
+    target = frame[raw.target]
+    keep = target.notna().to_numpy()
+    dropped = int((~keep).sum())
+    if dropped:
+        frame = frame.loc[keep].reset_index(drop=True)
+    if len(frame) < 10:
+        raise DataError(f"{raw.origin}: only {len(frame)} rows with a target; need at least 10")
+
+    names = features or [c for c in frame.columns if c != raw.target and c not in drop]
+    if raw.target in names:
+        raise DataError(f"{raw.origin}: the target {raw.target!r} cannot also be a feature")
+    if not names:
+        raise DataError(f"{raw.origin}: no feature columns left besides the target")
+    columns = [_infer_column(frame[n], n, raw.origin, max_categories) for n in names]
+
+    classes = None
+    if task == "classification":
+        labels = label_strings(frame[raw.target])
+        present = sorted(set(labels.tolist()), key=_natural)
+        classes = [c for c in raw.classes if c in present] if raw.classes else present
+        if len(classes) < 2:
+            raise DataError(f"{raw.origin}: target {raw.target!r} has {len(classes)} class; classification needs at least 2")
+        if len(classes) > 1000:
+            raise DataError(f"{raw.origin}: target {raw.target!r} has {len(classes)} distinct values; is this a regression task?")
+    else:
+        if not pd.api.types.is_numeric_dtype(frame[raw.target]) or pd.api.types.is_bool_dtype(frame[raw.target]):
+            raise DataError(f"{raw.origin}: regression target {raw.target!r} must be numeric; got {frame[raw.target].dtype}")
+
+    schema = Schema("table", task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped)  # type: ignore[arg-type]
+    cleaned = RawData("table", raw.target, raw.origin, frame=frame, classes=raw.classes)
+    return schema, cleaned
+
+
+def _infer_column(col: pd.Series, name: str, origin: str, max_categories: int) -> Column:
+    missing = int(col.isna().sum())
+    values = col.dropna()
+    if len(values) == 0:
+        raise DataError(f"{origin}: column {name!r} has no values; drop it with data.drop")
+    distinct = values.nunique()
+    if distinct == 2:
+        return Column(name, "binary", missing)
+    if pd.api.types.is_numeric_dtype(col):
+        return Column(name, "numeric", missing)
+    if distinct > max_categories:
+        raise DataError(
+            f"{origin}: column {name!r} is text with {distinct} distinct values (> data.max_categories "
+            f"{max_categories}); drop it with data.drop or raise the limit"
+        )
+    return Column(name, "categorical", missing)
+
+
+def _natural(label: str) -> tuple:
+    # Sort "2" before "10" when labels are numbers, else alphabetically.
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)

@@ -1,0 +1,59 @@
+"""Every failure a user can cause is a `TrustForgeError` with a one-line message.
+
+The CLI prints `error: <message>` and exits non-zero; it never shows a traceback for these.
+Messages name the field, file or column at fault and never contain secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TrustForgeError",
+    "SpecError",
+    "DataError",
+    "IntegrityError",
+    "ModelError",
+    "TrainingError",
+    "RunError",
+]
+
+
+class TrustForgeError(Exception):
+    """Base class of all errors TrustForge reports to users."""
+
+    exit_code = 1
+
+
+class SpecError(TrustForgeError):
+    """The spec (YAML or dict) is invalid; the message names the field path."""
+
+    exit_code = 2
+
+
+class DataError(TrustForgeError):
+    """A data source, file, column or value cannot be used; the message names it."""
+
+    exit_code = 3
+
+
+class IntegrityError(TrustForgeError):
+    """A model package failed verification; the message names the file at fault."""
+
+    exit_code = 4
+
+
+class ModelError(TrustForgeError):
+    """The model described by the spec cannot be built for this data."""
+
+    exit_code = 2
+
+
+class TrainingError(TrustForgeError):
+    """Training could not proceed (diverged, no device, ...)."""
+
+    exit_code = 5
+
+
+class RunError(TrustForgeError):
+    """A run folder is missing, incomplete or does not match the spec (e.g. on resume)."""
+
+    exit_code = 6

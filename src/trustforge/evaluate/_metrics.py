@@ -1,0 +1,180 @@
+"""Classification and regression metrics implemented in plain numpy.
+
+The definitions deliberately mirror scikit-learn's (``zero_division=0``,
+``labels=range(K)``, ``force_finite=True``), which the test-suite uses as the
+reference, so that reports produced by TrustForge can be compared with numbers
+people compute themselves. Every function returns plain Python floats and
+lists so the result can be written to JSON as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["classification_metrics", "regression_metrics"]
+
+
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]
+) -> dict[str, object]:
+    """Compute classification metrics from predicted class probabilities.
+
+    Predictions are the argmax of ``proba``. Per-class scores are computed over
+    all ``K`` labels, including classes absent from both ``y_true`` and the
+    predictions; an undefined ratio (zero denominator) counts as 0.
+
+    Args:
+        y_true: Integer class indices in ``0..K-1``, shape ``(N,)``.
+        proba: Class probabilities, shape ``(N, K)``, rows summing to 1.
+        labels: The ``K`` class names; only their number is used.
+
+    Returns:
+        A dict with ``accuracy``, ``precision_macro``, ``recall_macro``,
+        ``f1_macro``, ``precision_weighted``, ``recall_weighted``,
+        ``f1_weighted``, ``roc_auc``, ``log_loss``, ``confusion_matrix``
+        (``K x K`` list of lists, rows = true class, columns = predicted) and
+        ``support`` (true count per class). For ``K == 2`` also ``precision``,
+        ``recall`` and ``f1`` of the positive class (index 1).
+
+        ``roc_auc`` is the binary AUC of ``proba[:, 1]`` for ``K == 2`` and the
+        one-vs-rest macro average for ``K > 2``. It is ``None`` when it is
+        undefined: ``y_true`` holds a single class or, for ``K > 2``, some
+        class has no positive sample.
+
+    Raises:
+        ValueError: If the shapes are inconsistent, ``N == 0``, ``K < 2`` or
+            ``y_true`` holds an index outside ``0..K-1``.
+    """
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba)
+    if not np.issubdtype(proba.dtype, np.floating):
+        proba = proba.astype(np.float64)
+    k = len(labels)
+    if k < 2:
+        raise ValueError(f"need at least 2 labels, got {k}")
+    if y_true.ndim != 1:
+        raise ValueError(f"y_true must be 1-D, got shape {y_true.shape}")
+    if proba.ndim != 2 or proba.shape[1] != k:
+        raise ValueError(f"proba must have shape (N, {k}) for {k} labels, got {proba.shape}")
+    if len(y_true) != len(proba):
+        raise ValueError(f"y_true has {len(y_true)} samples but proba has {len(proba)}")
+    if len(y_true) == 0:
+        raise ValueError("cannot compute metrics on 0 samples")
+    if not np.issubdtype(y_true.dtype, np.integer):
+        raise ValueError(f"y_true must hold integer class indices, got dtype {y_true.dtype}")
+    if y_true.min() < 0 or y_true.max() >= k:
+        raise ValueError(f"y_true must hold class indices in 0..{k - 1}")
+    y_true = y_true.astype(np.int64)
+
+    y_pred = proba.argmax(axis=1)
+    confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion).astype(np.float64)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    precision = _safe_divide(tp, predicted)
+    recall = _safe_divide(tp, support)
+    # F1 from counts rather than from p and r, as sklearn does: it is 0 (not NaN)
+    # exactly when tp == 0, with no rounding through the two ratios.
+    f1 = _safe_divide(2 * tp, 2 * tp + (predicted - tp) + (support - tp))
+
+    result: dict[str, object] = {"accuracy": float(np.mean(y_pred == y_true))}
+    for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
+        result[f"{name}_macro"] = float(per_class.mean())
+        result[f"{name}_weighted"] = float(np.average(per_class, weights=support))
+    if k == 2:
+        result.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
+    result["roc_auc"] = _roc_auc(y_true, proba)
+    result["log_loss"] = _log_loss(y_true, proba)
+    result["confusion_matrix"] = confusion.tolist()
+    result["support"] = support.tolist()
+    return result
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Compute regression metrics.
+
+    Args:
+        y_true: Targets, shape ``(N,)``.
+        y_pred: Predictions, shape ``(N,)``.
+
+    Returns:
+        A dict with ``mae``, ``rmse`` and ``r2``. For a constant ``y_true`` the
+        R^2 is undefined; like sklearn's ``force_finite=True`` it is then 1.0
+        for perfect predictions and 0.0 otherwise.
+
+    Raises:
+        ValueError: If the inputs are not 1-D of the same non-zero length.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim != 1 or y_pred.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-D, got {y_true.shape} and {y_pred.shape}")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} samples but y_pred has {len(y_pred)}")
+    if len(y_true) == 0:
+        raise ValueError("cannot compute metrics on 0 samples")
+
+    error = y_true - y_pred
+    ss_res = np.sum(error**2)
+    ss_tot = np.sum((y_true - y_true.mean()) ** 2)
+    if ss_tot != 0:
+        r2 = 1.0 - ss_res / ss_tot
+    else:
+        r2 = 1.0 if ss_res == 0 else 0.0
+    return {
+        "mae": float(np.mean(np.abs(error))),
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "r2": float(r2),
+    }
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise ``numerator / denominator``, with 0 where the denominator is 0."""
+    out = np.zeros(len(numerator), dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve via the Mann-Whitney U statistic.
+
+    Tied scores get their average rank, which counts each positive/negative tie
+    as half a correct ordering -- the same area the trapezoidal ROC gives.
+    Returns ``None`` if either class is empty.
+    """
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    # The tied group occupying 1-based ranks end-count+1 .. end has mean rank
+    # end - (count - 1) / 2.
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse.ravel()]
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float | None:
+    """Binary AUC of class 1, or the one-vs-rest macro AUC for more classes."""
+    k = proba.shape[1]
+    if k == 2:
+        return _binary_auc(y_true == 1, proba[:, 1])
+    aucs = [_binary_auc(y_true == c, proba[:, c]) for c in range(k)]
+    if any(auc is None for auc in aucs):
+        return None
+    return float(np.mean(aucs))
+
+
+def _log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class.
+
+    Probabilities are clipped to ``[eps, 1 - eps]`` with the machine epsilon of
+    their dtype, as sklearn does, so a confident wrong prediction gives a large
+    finite loss instead of infinity.
+    """
+    eps = np.finfo(proba.dtype).eps
+    p_true = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1 - eps)
+    return float(np.mean(-np.log(p_true)))

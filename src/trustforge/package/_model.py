@@ -1,0 +1,148 @@
+"""`Model`: a verified package, ready to predict and evaluate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge.data import Preprocessor, RawData, Schema, list_images, read_image, read_table
+from trustforge.errors import DataError, IntegrityError
+from trustforge.evaluate import compute_metrics, outputs_to_proba
+from trustforge.models import build_model
+from trustforge.package._format import read_package
+from trustforge.spec import TaskSpec
+
+__all__ = ["Model"]
+
+
+class Model:
+    """A trained model loaded from a package that passed verification.
+
+    Use `Model.load(path)`; the constructor is for the pipeline, which already holds the parts.
+    """
+
+    def __init__(self, spec: TaskSpec, preprocessor: Preprocessor, module: torch.nn.Module, manifest: dict[str, Any], path: Path | None = None):
+        self.spec = spec
+        self.preprocessor = preprocessor
+        self.module = module.eval()
+        self.manifest = manifest
+        self.path = path
+
+    @property
+    def schema(self) -> Schema:
+        return self.preprocessor.schema
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.schema.classes
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.spec.name)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Model":
+        """Verify every file of the package, then build the model from it.
+
+        Raises:
+            IntegrityError: a file is missing, unlisted, changed or malformed (named in the message).
+        """
+        pkg = read_package(path)
+        m = pkg.manifest
+        try:
+            spec = TaskSpec.model_validate(m["spec"])
+            pre = Preprocessor.from_state(m["preprocessing"], pkg.tensors("preprocess.safetensors"))
+            module = build_model(spec, pre.schema)
+        except IntegrityError:
+            raise
+        except Exception as exc:  # a manifest that verifies but does not describe a model we can build
+            raise IntegrityError(f"{pkg.path / 'manifest.json'}: inconsistent package ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        weights = pkg.tensors("weights.safetensors")
+        try:
+            module.load_state_dict(weights, strict=True)
+        except RuntimeError:
+            raise IntegrityError(f"{pkg.path / 'weights.safetensors'}: weights do not fit the model the manifest describes") from None
+        return cls(spec, pre, module, m, pkg.path)
+
+    # ------------------------------------------------------------------ inputs
+
+    def read_input(self, source: str | os.PathLike[str] | pd.DataFrame | np.ndarray) -> RawData:
+        """Turn a DataFrame, image array, CSV/Parquet file or image folder into checked raw data."""
+        s = self.schema
+        if isinstance(source, pd.DataFrame):
+            if s.modality != "table":
+                raise DataError("this model takes images, not a table")
+            return RawData("table", s.target, "input", frame=source)
+        if isinstance(source, np.ndarray):
+            if s.modality != "image":
+                raise DataError("this model takes a table, not an image array")
+            return RawData("image", s.target, "input", images=source.astype(np.float32), labels=np.array([""] * len(source)))
+        path = Path(source)
+        if s.modality == "table":
+            if path.is_dir():
+                raise DataError(f"{path}: this model takes a CSV or Parquet table, not a folder")
+            return RawData("table", s.target, str(path), frame=read_table(path))
+        if not path.is_dir():
+            raise DataError(f"{path}: this model takes a folder of PNG/JPEG images")
+        files = list_images(path)
+        c, h, w = s.image_shape
+        images = np.stack([read_image(f, (h, w), c) for f in files])
+        # A folder of class sub-folders carries labels (for evaluation); a flat folder does not.
+        labels = np.array([f.parent.name if f.parent != path else "" for f in files])
+        return RawData("image", s.target, str(path), images=images, labels=labels, paths=[str(f.relative_to(path)) for f in files])
+
+    # ------------------------------------------------------------------ predicting
+
+    @torch.no_grad()
+    def outputs(self, raw: RawData, batch_size: int = 1024) -> torch.Tensor:
+        """Raw model outputs for checked inputs."""
+        inputs = self.preprocessor.encode_inputs(raw)
+        n = len(inputs[0])
+        outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, 1)
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """Class probabilities (N, K) in the order of `classes`."""
+        if self.schema.task != "classification":
+            raise DataError("predict_proba needs a classification model")
+        raw = data if isinstance(data, RawData) else self.read_input(data)
+        return outputs_to_proba(self.outputs(raw), len(self.classes))
+
+    def predict(self, data: Any) -> pd.DataFrame:
+        """Predictions as a table: `prediction` and, for classification, `proba_<class>` columns.
+
+        Image inputs read from a folder get a leading `path` column.
+        """
+        raw = data if isinstance(data, RawData) else self.read_input(data)
+        out = self.outputs(raw)
+        frame = pd.DataFrame({"path": raw.paths}) if raw.paths else pd.DataFrame(index=range(len(out)))
+        if self.schema.task == "classification":
+            proba = outputs_to_proba(out, len(self.classes))
+            frame["prediction"] = np.array(self.classes, dtype=object)[proba.argmax(axis=1)]
+            for j, c in enumerate(self.classes):
+                frame[f"proba_{c}"] = proba[:, j]
+        else:
+            frame["prediction"] = self.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
+        return frame
+
+    def evaluate(self, data: Any) -> dict[str, Any]:
+        """The task's full metric set on labelled data (the target column or class folders)."""
+        raw = data if isinstance(data, RawData) else self.read_input(data)
+        if raw.modality == "table" and self.schema.target not in raw.frame.columns:
+            raise DataError(f"{raw.origin}: no target column {self.schema.target!r} to evaluate against")
+        if raw.modality == "image" and (raw.labels is None or any(lbl == "" for lbl in raw.labels)):
+            raise DataError(f"{raw.origin}: evaluation needs labelled images (one sub-folder per class)")
+        if raw.modality == "table":
+            raw = RawData("table", raw.target, raw.origin, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
+        target = self.preprocessor.encode_target(raw)
+        out = self.outputs(raw)
+        if self.schema.task == "classification":
+            return compute_metrics("classification", target.numpy(), proba=outputs_to_proba(out, len(self.classes)), classes=self.classes)
+        y = self.preprocessor.decode_regression(target.numpy().astype(np.float64))
+        pred = self.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
+        return compute_metrics("regression", y, y_pred=pred)

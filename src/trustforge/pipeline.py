@@ -1,0 +1,294 @@
+"""The whole life of a task in one place: spec → data → model → train → evaluate → package.
+
+`run(spec)` is the only function that wires the stages together. Each stage takes the typed
+result of the one before and knows nothing of the ones after.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from trustforge.data import Prepared, prepare
+from trustforge.errors import RunError, TrustForgeError
+from trustforge.evaluate import compute_metrics, outputs_to_proba, validation_metrics
+from trustforge.models import build_model, output_size
+from trustforge.package import Model, write_package
+from trustforge.settings import Settings
+from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_dict, spec_to_yaml
+from trustforge.train import (
+    Callback,
+    Checkpoint,
+    CSVLogger,
+    EarlyStopping,
+    ProgressBar,
+    Trainer,
+    atomic_write_text,
+    count_parameters,
+    load_checkpoint,
+    make_loss,
+    seeded,
+)
+
+__all__ = ["run", "RunResult", "find_resumable_run"]
+
+_STATUS = "status.json"
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: the run's folder in the workspace.
+        package: the model package folder.
+        metrics: the full test metrics.
+        history: one dict of logs per epoch.
+        spec: the normalised spec.
+    """
+
+    run_dir: Path
+    package: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    spec: TaskSpec
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def load_model(self) -> Model:
+        """The trained model, loaded back from its verified package."""
+        return Model.load(self.package)
+
+
+def run(
+    spec: TaskSpec | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    settings: Settings | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+) -> RunResult:
+    """Train, evaluate and package one spec.
+
+    Args:
+        spec: a `TaskSpec`, a mapping, or a path to a YAML spec.
+        settings: workspace settings (default: from the environment).
+        resume: continue the latest interrupted run of this spec instead of starting anew.
+        callbacks: extra trainer callbacks, called after the built-in ones.
+        progress: show the progress bar.
+
+    Raises:
+        TrustForgeError: bad spec, bad data, a model that does not fit the data, a failed
+            resume. Nothing is left behind for errors found before training starts.
+    """
+    spec = load_spec(spec)
+    settings = settings or Settings.from_env()
+    digest = spec_digest(spec)
+    resume_from = None
+    if resume:
+        run_dir = find_resumable_run(settings, spec.name, digest)
+        resume_from = load_checkpoint(run_dir / "checkpoints")
+
+    t0 = time.perf_counter()
+    data = prepare(spec)  # data errors surface here, before any folder exists
+    timings = {"prepare_seconds": time.perf_counter() - t0}
+    n_out = output_size(spec, data.schema)
+    with seeded(spec.train.seed):
+        model = build_model(spec, data.schema)
+
+        if not resume:
+            run_dir = _new_run_dir(settings, spec.name)
+            atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
+        _write_status(run_dir, "running", digest)
+        trainer = _make_trainer(spec, data, run_dir, callbacks, progress, resume_from is not None)
+        try:
+            history = trainer.fit(model, data.train, data.validation, resume=resume_from)
+        except TrustForgeError:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except BaseException:
+            # Interrupted (Ctrl-C, kill): keep the folder when there is a checkpoint to resume from.
+            if (run_dir / "checkpoints" / "last.safetensors").exists():
+                _write_status(run_dir, "interrupted", digest)
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    timings["fit_seconds"] = trainer.fit_seconds
+
+    metrics = _evaluate(spec, data, trainer)
+    metrics["epochs_trained"] = len(history)
+    if trainer.best_epoch is not None:
+        metrics["best_epoch"] = trainer.best_epoch + 1
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+
+    package = run_dir / "package"
+    if package.exists():  # a resumed run that was interrupted after packaging
+        shutil.rmtree(package)
+    write_package(package, _manifest(spec, data, model, metrics, run_dir, digest, n_out), {
+        "weights.safetensors": {k: v for k, v in model.state_dict().items()},
+        "preprocess.safetensors": data.preprocessor.state()[1],
+    })
+    _write_status(run_dir, "completed", digest)
+    return RunResult(run_dir, package, metrics, history, spec, timings)
+
+
+def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
+    """The newest run of `name` that did not complete and has a checkpoint.
+
+    Raises:
+        RunError: there is none, or its spec differs from the one given.
+    """
+    candidates = sorted(settings.runs_dir.glob(f"{name}-*"), key=lambda p: p.name, reverse=True) if settings.runs_dir.is_dir() else []
+    for run_dir in candidates:
+        status = _read_status(run_dir)
+        if status.get("state") == "completed" or not (run_dir / "checkpoints" / "last.safetensors").exists():
+            continue
+        if status.get("spec_digest") != digest:
+            raise RunError(f"{run_dir}: the interrupted run used a different spec; resume it with the same spec or train anew")
+        return run_dir
+    raise RunError(f"no interrupted run of {name!r} with a checkpoint in {settings.runs_dir}")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence[Callback], progress: bool, resuming: bool) -> Trainer:
+    t = spec.train
+    es = t.early_stopping
+    names: tuple[str, ...] = ()
+    if es is not None and es.monitor not in ("val_loss", "val_accuracy", "val_mae", "val_rmse"):
+        names = (es.monitor.removeprefix("val_"),)
+    decode = data.preprocessor.decode_regression if spec.task == "regression" else None
+    monitor = es.monitor if es is not None else ("val_accuracy" if spec.task == "classification" else "val_mae")
+    callbacks: list[Callback] = []
+    if es is not None:
+        callbacks.append(EarlyStopping(es.monitor, es.patience, es.min_delta, es.mode))
+    logger = CSVLogger(run_dir / "epochs.csv")
+    callbacks.append(logger)
+    if progress:
+        callbacks.append(ProgressBar(monitor))
+    callbacks.append(Checkpoint(run_dir / "checkpoints"))
+    callbacks.extend(extra)
+    if resuming:
+        meta, _ = load_checkpoint(run_dir / "checkpoints")
+        logger.truncate_after(meta["epoch"] + 1)
+    n_classes = len(data.schema.classes or [])
+    return Trainer(
+        t,
+        make_loss(spec.task, t, n_classes, data.train.target),
+        callbacks=callbacks,
+        val_metrics=validation_metrics(spec.task, data.schema.classes, decode, names),
+        train_transform=data.augment if data.augment else None,
+    )
+
+
+def _evaluate(spec: TaskSpec, data: Prepared, trainer: Trainer) -> dict[str, Any]:
+    out = trainer.predict(data.test.inputs)
+    if spec.task == "classification":
+        proba = outputs_to_proba(out, len(data.schema.classes))
+        return compute_metrics("classification", data.test.target.numpy(), proba=proba, classes=data.schema.classes)
+    decode = data.preprocessor.decode_regression
+    y = decode(data.test.target.numpy().astype(np.float64))
+    pred = decode(out.squeeze(-1).numpy().astype(np.float64))
+    return compute_metrics("regression", y, y_pred=pred)
+
+
+def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], run_dir: Path, digest: str, n_out: int) -> dict[str, Any]:
+    meta, _ = data.preprocessor.state()
+    schema = data.schema
+    if schema.modality == "image":
+        inputs = [{"name": "image", "datatype": "FP32", "shape": [-1, *schema.image_shape]}]
+    else:
+        inputs = [{"name": c.name, "kind": c.kind, "datatype": "FP64" if c.kind != "categorical" else "BYTES", "shape": [-1]} for c in schema.columns]
+    outputs = [{"name": "prediction", "datatype": "BYTES" if spec.task == "classification" else "FP64", "shape": [-1]}]
+    if spec.task == "classification":
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(schema.classes)], "labels": schema.classes})
+    return {
+        "name": spec.name,
+        "version": None,
+        "created": _now(),
+        "task": spec.task,
+        "spec": spec_to_dict(spec),
+        "signature": {"inputs": inputs, "outputs": outputs},
+        "preprocessing": meta,
+        "model": {"kind": spec.model.kind, "outputs": n_out, "parameters": count_parameters(model)},
+        "metrics": {k: v for k, v in metrics.items()},
+        "lineage": {
+            "run": run_dir.name,
+            "data_source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:")) else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
+            "dataset_digest": data.data_digest,
+            "spec_digest": digest,
+            "git_commit": _git_commit(),
+            "packages": _versions(),
+            "python": platform.python_version(),
+            "created_by": _user(),
+        },
+    }
+
+
+def _new_run_dir(settings: Settings, name: str) -> Path:
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(1, 1000):
+        path = settings.runs_dir / (f"{name}-{stamp}" if i == 1 else f"{name}-{stamp}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"{settings.runs_dir}: cannot create a run folder for {name!r}")
+
+
+def _write_status(run_dir: Path, state: str, digest: str) -> None:
+    status = _read_status(run_dir)
+    status.update({"state": state, "spec_digest": digest, "updated": _now()})
+    status.setdefault("started", status["updated"])
+    atomic_write_text(run_dir / _STATUS, json.dumps(status, indent=1))
+
+
+def _read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / _STATUS).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("trustforge", "torch", "numpy", "pandas", "scikit-learn", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

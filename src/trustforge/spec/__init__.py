@@ -1,0 +1,26 @@
+"""The task spec: one YAML file that says what to learn, from what, and how."""
+
+from trustforge.spec._load import load_spec, spec_digest, spec_to_dict, spec_to_yaml
+from trustforge.spec._model import (
+    CNNSpec,
+    DataSpec,
+    EvaluateSpec,
+    MLPSpec,
+    RNNSpec,
+    TaskSpec,
+    TrainSpec,
+)
+
+__all__ = [
+    "TaskSpec",
+    "DataSpec",
+    "MLPSpec",
+    "CNNSpec",
+    "RNNSpec",
+    "TrainSpec",
+    "EvaluateSpec",
+    "load_spec",
+    "spec_to_dict",
+    "spec_to_yaml",
+    "spec_digest",
+]

@@ -1,0 +1,188 @@
+"""Optional trainer behaviour: early stopping, progress, CSV log, checkpoints.
+
+Every hook is a no-op by default, so a callback overrides only what it needs. Callbacks
+that must survive a resume return their state from `state_dict` (JSON values and tensors).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trustforge.train._checkpoint import save_checkpoint
+
+if TYPE_CHECKING:
+    from trustforge.train._trainer import Trainer
+
+__all__ = ["Callback", "EarlyStopping", "ProgressBar", "CSVLogger", "Checkpoint"]
+
+
+class Callback:
+    """Base class; override the hooks you need."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None: ...
+
+    def on_batch_end(self, trainer: "Trainer", batch: int) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None: ...
+
+    def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        return {}, {}
+
+    def load_state_dict(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None: ...
+
+
+def _is_minimised(monitor: str) -> bool:
+    return monitor.endswith(("loss", "mae", "rmse", "mse")) or "error" in monitor
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` stops improving; restore the best weights at the end of fit.
+
+    Args:
+        monitor: a key of the epoch logs, e.g. `val_loss` or `val_accuracy`.
+        patience: epochs without improvement before stopping.
+        min_delta: smallest change that counts as an improvement.
+        mode: "min", "max" or "auto" (min for losses and errors, max otherwise).
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0, mode: str = "auto"):
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = min_delta
+        self.sign = -1.0 if (mode == "min" or (mode == "auto" and _is_minimised(monitor))) else 1.0
+        self.best = -math.inf
+        self.best_epoch = -1
+        self.wait = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None:
+        value = logs.get(self.monitor)
+        if value is None or math.isnan(value):
+            return
+        score = self.sign * value
+        if score > self.best + self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            self.best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.should_stop = True
+
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        if self.best_weights is not None:
+            trainer.model.load_state_dict(self.best_weights)
+            trainer.best_epoch = self.best_epoch
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        meta = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        tensors = {f"best.{k}": v for k, v in (self.best_weights or {}).items()}
+        return meta, tensors
+
+    def load_state_dict(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.best, self.best_epoch, self.wait = meta["best"], meta["best_epoch"], meta["wait"]
+        weights = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.best_weights = weights or None
+
+
+class ProgressBar(Callback):
+    """A Rich progress bar: epoch, batches, training loss and the monitored validation metric.
+
+    On a terminal the bar updates per batch; elsewhere (CI, pipes) it prints one line per epoch.
+    """
+
+    def __init__(self, metric: str = "val_loss", console: Any = None):
+        self.metric = metric
+        self.console = console
+        self.progress = None
+        self.task = None
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = self.console or Console(stderr=True)
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=self.console, transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=trainer.batches_per_epoch, epoch="-", stats="")
+
+    def on_epoch_start(self, trainer: "Trainer", epoch: int) -> None:
+        if self.progress is not None:
+            self.progress.reset(self.task, total=trainer.batches_per_epoch, epoch=f"{epoch + 1}/{trainer.max_epochs}")
+
+    def on_batch_end(self, trainer: "Trainer", batch: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task)
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None:
+        stats = f"loss {logs['train_loss']:.4f}"
+        if self.metric in logs:
+            stats += f"  {self.metric} {logs[self.metric]:.4f}"
+        if self.progress is not None:
+            self.progress.update(self.task, stats=stats)
+        else:
+            self.console.print(f"epoch {epoch + 1}/{trainer.max_epochs}  {stats}", highlight=False)
+
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class CSVLogger(Callback):
+    """Append one row per epoch to a CSV file (epoch, losses, metrics, lr, seconds)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fields: list[str] | None = None
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None:
+        row = {"epoch": epoch + 1, **logs}
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if self.fields is None:
+            self.fields = list(row) if new else _header(self.path) or list(row)
+        with self.path.open("a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop rows past `epoch` (1-based), e.g. those logged after the checkpoint a run resumes from."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
+        with self.path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(kept)
+
+
+def _header(path: Path) -> list[str] | None:
+    with path.open(newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), None)
+
+
+class Checkpoint(Callback):
+    """Save everything needed to resume after every epoch (`checkpoints/last.safetensors`)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None:
+        meta, tensors = trainer.state_dict(epoch)
+        save_checkpoint(self.folder, meta, tensors)
+

@@ -1,0 +1,234 @@
+"""The Trainer: the training loop as engineering around a model that is pure science.
+
+It owns the device, precision, optimizer, schedule, gradient accumulation and clipping, and
+randomness; callbacks add early stopping, progress, logging and checkpoints. Data are
+tensors in memory, batched by index with a seeded generator (no DataLoader: for in-memory
+tensors its per-sample collation costs more than the model's step on small models).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from trustforge.errors import TrainingError
+from trustforge.spec._model import TrainSpec
+from trustforge.train._callbacks import Callback
+from trustforge.train._checkpoint import flatten_optimizer, unflatten_optimizer
+from trustforge.train._optim import LossFn, lr_at, make_optimizer
+
+__all__ = ["Trainer", "seeded", "resolve_device"]
+
+MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global generator seeded, restoring the caller's state after.
+
+    Model initialisation and dropout draw from the global generator; forking keeps a run
+    reproducible without leaking state into (or from) the caller.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for CUDA without one is an error."""
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.accelerator is 'cuda' but no CUDA device is available; use auto or cpu")
+    if accelerator in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Fits a model on in-memory tensors.
+
+    Args:
+        spec: the spec's `train` section.
+        loss_fn: maps (model outputs, targets) to a scalar loss.
+        callbacks: optional behaviour, called in order.
+        val_metrics: maps (validation outputs, targets) to named metrics (logged as `val_<name>`).
+        train_transform: applied to the first input of each training batch (augmentation).
+    """
+
+    def __init__(
+        self,
+        spec: TrainSpec,
+        loss_fn: LossFn,
+        *,
+        callbacks: Sequence[Callback] = (),
+        val_metrics: MetricsFn | None = None,
+        train_transform: BatchTransform | None = None,
+    ):
+        self.spec = spec
+        self.loss_fn = loss_fn
+        self.callbacks = list(callbacks)
+        self.val_metrics = val_metrics
+        self.train_transform = train_transform
+        self.max_epochs = spec.max_epochs
+        self.device = resolve_device(spec.accelerator)
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.generator = torch.Generator().manual_seed(spec.seed + 1)
+        self.history: list[dict[str, float]] = []
+        self.should_stop = False
+        self.best_epoch: int | None = None
+        self.batches_per_epoch = 0
+        self.start_epoch = 0
+        self.fit_seconds = 0.0
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(
+        self,
+        model: nn.Module,
+        train: Any,
+        validation: Any | None = None,
+        *,
+        resume: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train `model` in place on `train` (an object with `.inputs` and `.target`).
+
+        Returns:
+            One dict of logs per epoch (train_loss, val_loss, val_<metric>, lr, seconds).
+
+        Raises:
+            TrainingError: the loss became NaN or infinite.
+        """
+        self.model = model.to(self.device)
+        self.optimizer = make_optimizer(self.spec, model.parameters())
+        inputs = tuple(t.to(self.device) for t in train.inputs)
+        target = train.target.to(self.device)
+        n = len(target)
+        bs = self.spec.batch_size
+        self.batches_per_epoch = math.ceil(n / bs)
+        if resume is not None:
+            self.load_state_dict(*resume)
+        autocast = self._autocast()
+        accumulate = self.spec.accumulate_grad_batches
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        started = time.perf_counter()
+        for epoch in range(self.start_epoch, self.max_epochs):
+            epoch_start = time.perf_counter()
+            lr = lr_at(self.spec, epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            for cb in self.callbacks:
+                cb.on_epoch_start(self, epoch)
+            model.train()
+            perm = torch.randperm(n, generator=self.generator).to(self.device)
+            total = torch.zeros((), device=self.device)
+            seen = 0
+            self.optimizer.zero_grad(set_to_none=True)
+            for b in range(self.batches_per_epoch):
+                idx = perm[b * bs : (b + 1) * bs]
+                if len(idx) == 1 and n > 1:
+                    continue  # batch norm cannot train on a single sample; it rejoins next epoch
+                xs = tuple(t[idx] for t in inputs)
+                if self.train_transform is not None:
+                    xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
+                with autocast:
+                    loss = self.loss_fn(model(*xs), target[idx])
+                (loss / accumulate if accumulate > 1 else loss).backward()
+                if (b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch:
+                    self._clip()
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                total += loss.detach() * len(idx)
+                seen += len(idx)
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, b)
+            train_loss = float(total) / max(seen, 1)
+            if not math.isfinite(train_loss):
+                raise TrainingError(
+                    f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr "
+                    "or set train.gradient_clip_val"
+                )
+            logs = {"train_loss": train_loss}
+            if validation is not None and len(validation):
+                logs.update(self._validate(validation))
+            logs["lr"] = lr
+            logs["seconds"] = time.perf_counter() - epoch_start
+            self.history.append(logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, logs)
+            if self.should_stop:
+                break
+        self.fit_seconds = time.perf_counter() - started
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        return self.history
+
+    @torch.no_grad()
+    def predict(self, inputs: Sequence[torch.Tensor], batch_size: int = 1024) -> torch.Tensor:
+        """Raw model outputs for `inputs`, in eval mode and the trainer's precision, on CPU."""
+        assert self.model is not None
+        self.model.eval()
+        n = len(inputs[0])
+        outs = []
+        with self._autocast():
+            for i in range(0, n, batch_size):
+                outs.append(self.model(*(t[i : i + batch_size].to(self.device) for t in inputs)).float())
+        return torch.cat(outs).cpu() if outs else torch.empty(0)
+
+    def _validate(self, data: Any) -> dict[str, float]:
+        out = self.predict(data.inputs)
+        logs = {"val_loss": float(self.loss_fn(out, data.target))}
+        if self.val_metrics is not None:
+            logs.update({f"val_{k}": v for k, v in self.val_metrics(out, data.target).items()})
+        return logs
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.spec.precision == "bf16-mixed":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _clip(self) -> None:
+        clip = self.spec.gradient_clip_val
+        if clip is None:
+            return
+        if self.spec.gradient_clip_algorithm == "norm":
+            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        else:
+            nn.utils.clip_grad_value_(self.model.parameters(), clip)
+
+    # ------------------------------------------------------------------ resume state
+
+    def state_dict(self, epoch: int) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Everything needed to continue after `epoch` (0-based) as (JSON, tensors)."""
+        opt_meta, opt_tensors = flatten_optimizer(self.optimizer.state_dict())
+        tensors = {f"model.{k}": v.detach().cpu() for k, v in self.model.state_dict().items()}
+        tensors.update(opt_tensors)
+        tensors["rng.generator"] = self.generator.get_state()
+        tensors["rng.global"] = torch.get_rng_state()
+        callbacks = {}
+        for i, cb in enumerate(self.callbacks):
+            meta, cb_tensors = cb.state_dict()
+            if meta or cb_tensors:
+                callbacks[f"{i}:{type(cb).__name__}"] = meta
+                tensors.update({f"cb{i}.{k}": v.detach().cpu() for k, v in cb_tensors.items()})
+        meta = {"epoch": epoch, "optimizer": opt_meta, "history": self.history, "callbacks": callbacks}
+        return meta, tensors
+
+    def load_state_dict(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.optimizer.load_state_dict(unflatten_optimizer(meta["optimizer"], tensors))
+        self.generator.set_state(tensors["rng.generator"])
+        torch.set_rng_state(tensors["rng.global"])
+        self.history = list(meta["history"])
+        for i, cb in enumerate(self.callbacks):
+            key = f"{i}:{type(cb).__name__}"
+            if key in meta["callbacks"]:
+                prefix = f"cb{i}."
+                cb.load_state_dict(meta["callbacks"][key], {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        self.start_epoch = meta["epoch"] + 1
