@@ -1,0 +1,106 @@
+"""Every example spec runs; the README's commands run as written; quality targets hold."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import trustforge
+from trustforge.spec import load_spec, spec_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def test_there_are_examples():
+    assert {p.name for p in EXAMPLES} >= {"digits_cnn.yaml", "breast_cancer_mlp.yaml", "shapes_cnn.yaml",
+                                           "classic_cifar_cnn.yaml", "classic_lstm.yaml"}
+
+
+# The classic tutorial CNN learns slowly with its SGD settings; it has its own test below.
+QUICK = [p for p in EXAMPLES if p.stem != "classic_cifar_cnn"]
+
+
+@pytest.mark.parametrize("path", QUICK, ids=lambda p: p.stem)
+def test_example_runs_and_learns_with_small_settings(path):
+    """Each example, cut to a few epochs, trains through the Python API and beats chance."""
+    raw = yaml.safe_load(path.read_text())
+    raw["train"]["max_epochs"] = 4
+    if raw["data"]["source"] == "builtin:shapes":
+        raw["train"]["scheduler"] = {"name": "none"}  # no warm-up in a 4-epoch run
+    result = trustforge.run(raw, progress=False)
+    chance = 1 / len(result.metrics["labels"])
+    assert result.metrics["accuracy"] > chance + 0.2, result.metrics
+    model = result.load_model()
+    assert model.name == raw["name"]
+
+
+def test_quickstart_spec_is_the_digits_example():
+    from importlib import resources
+
+    embedded = yaml.safe_load(resources.files("trustforge").joinpath("quickstart.yaml").read_text())
+    assert spec_digest(load_spec(embedded)) == spec_digest(load_spec(ROOT / "examples" / "digits_cnn.yaml"))
+
+
+@pytest.mark.slow
+def test_digits_cnn_reaches_target_accuracy():
+    """Issue target: ≥ 0.985 on the stratified 20 % split (sklearn's SVC: 0.989 there)."""
+    result = trustforge.run(ROOT / "examples" / "digits_cnn.yaml", progress=False)
+    assert result.metrics["accuracy"] >= 0.985, result.metrics["accuracy"]
+
+
+@pytest.mark.slow
+def test_breast_cancer_mlp_reaches_target_accuracy():
+    result = trustforge.run(ROOT / "examples" / "breast_cancer_mlp.yaml", progress=False)
+    assert result.metrics["accuracy"] >= 0.97, result.metrics["accuracy"]
+
+
+@pytest.mark.slow
+def test_classic_cifar_cnn_learns_real_labels():
+    """The tutorial CNN, with its SGD settings, learns the 10 shape classes well above chance."""
+    raw = yaml.safe_load((ROOT / "examples" / "classic_cifar_cnn.yaml").read_text())
+    raw["train"]["max_epochs"] = 10
+    result = trustforge.run(raw, progress=False)
+    assert result.metrics["accuracy"] > 0.25, result.metrics["accuracy"]
+
+
+def _readme_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    using = [b for b in blocks if "trustforge train" in b]
+    assert using, "README has no bash block that trains"
+    return using[0]
+
+
+@pytest.mark.slow
+def test_readme_commands_run_as_written(tmp_path):
+    """The README's usage block, run by bash -e from a copy of the examples."""
+    work = tmp_path / "repo"
+    work.mkdir()
+    (work / "examples").symlink_to(ROOT / "examples")
+    venv = Path(sys.executable).parent.parent
+    (work / ".venv").symlink_to(venv)
+    env = {k: v for k, v in os.environ.items() if k != "TRUSTFORGE_HOME"}
+    proc = subprocess.run(["bash", "-e", "-c", _readme_block()], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    preds = (work / "predictions.csv").read_text().splitlines()
+    assert preds[0].startswith("prediction,proba_malignant,proba_benign")
+    assert len(preds) == 1 + 12
+    assert "accuracy" in proc.stdout
+
+
+def test_readme_python_snippet_names_real_api():
+    text = (ROOT / "README.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    for name in re.findall(r"trustforge\.(\w+)", snippet):
+        assert hasattr(trustforge, name), name
+    assert all(hasattr(trustforge.Model, m) for m in ("load", "predict"))
+    np.testing.assert_equal(True, "Model.load" in snippet)
