@@ -1,13 +1,15 @@
 """The `trustforge` command: a thin face over the library (parse, call, print).
 
 Every `TrustForgeError` becomes one line on stderr (`error: ...`) and a non-zero exit code;
-users never see a traceback for bad input.
+users never see a traceback for bad input. An unexpected exception (a bug) is also reported
+on one line, with exit code 70; `TRUSTFORGE_DEBUG=1` shows its traceback instead.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from trustforge.errors import DataError, TrustForgeError
 
@@ -28,6 +31,16 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+# sysexits.h: EX_SOFTWARE (an internal error) and EX_IOERR (the system refused a read or write).
+_EXIT_BUG = 70
+_EXIT_OS = 74
+
+
+def _error(message: str) -> None:
+    """Print `error: MESSAGE` as exactly one line on stderr (no markup, no wrapping)."""
+    text = re.sub(r"\s*\n\s*", " ", str(message)).strip()
+    err.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+
 
 def _friendly(fn: Callable) -> Callable:
     """Turn library errors into one-line messages and exit codes."""
@@ -37,11 +50,23 @@ def _friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except TrustForgeError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            _error(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted", highlight=False)
             raise typer.Exit(130) from None
+        except OSError as exc:  # disk full, permission denied, ... while reading or writing a file
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error(f"{where}{exc.strerror or exc.__class__.__name__}")
+            raise typer.Exit(_EXIT_OS) from None
+        except Exception as exc:
+            if os.environ.get("TRUSTFORGE_DEBUG"):
+                raise
+            _error(
+                f"internal error ({exc.__class__.__name__}: {str(exc)[:200]}); this is a bug in TrustForge, "
+                "please report it; TRUSTFORGE_DEBUG=1 shows the traceback"
+            )
+            raise typer.Exit(_EXIT_BUG) from None
 
     return wrapper
 
@@ -53,7 +78,9 @@ def validate(spec: Path = typer.Argument(..., help="the YAML spec")) -> None:
     from trustforge.spec import load_spec, spec_to_yaml
 
     s = load_spec(spec)
-    out.print(spec_to_yaml(s), end="", highlight=False, markup=False)
+    # Plain write: a console would wrap long lines (paths) at its width and break the YAML.
+    sys.stdout.write(spec_to_yaml(s))
+    sys.stdout.flush()
 
 
 @app.command()
@@ -69,8 +96,8 @@ def train(
 
     result = run(spec, resume=resume, progress=not quiet)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
-    out.print(f"run:     {result.run_dir}", highlight=False)
-    out.print(f"package: {result.package}", highlight=False)
+    out.print(f"run:     {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
+    out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -78,19 +105,24 @@ def train(
 def predict(
     package: Path = typer.Argument(..., help="the model package folder"),
     input: Path = typer.Argument(..., help="a CSV/Parquet file, or a folder of images"),
-    output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv"),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"),
 ) -> None:
     """Verify a package, then predict for every row or image of INPUT."""
     from trustforge.package import Model
     from trustforge.train import atomic_write_text
 
-    model = Model.load(package)
-    frame = model.predict(input)
-    dest = output or Path(f"{input.name.rsplit('.', 1)[0] if input.is_file() else input.name}.predictions.csv")
+    named = input if input.name else input.resolve()  # `predict PKG .` names the folder
+    stem = named.name.rsplit(".", 1)[0] if named.is_file() else named.name
+    dest = output or named.with_name(f"{stem}.predictions.csv")
+    # Checked before the model runs, so a long prediction is not lost to a typo in --out.
     if dest.resolve() == input.resolve():
         raise DataError(f"{dest}: refusing to overwrite the input with predictions")
+    if not dest.parent.is_dir():
+        raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
+    model = Model.load(package)
+    frame = model.predict(input)
     atomic_write_text(dest, frame.to_csv(index=False))
-    out.print(f"{len(frame)} predictions written to {dest}", highlight=False)
+    out.print(f"{len(frame)} predictions written to {escape(str(dest))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -114,7 +146,7 @@ def evaluate(
         metrics = model.evaluate(prepared.test_raw)
     else:
         metrics = model.evaluate(data)
-    out.print(metrics_table(metrics, model.spec.default_metrics(), title=f"metrics on {data.name} (n={metrics['n']})"))
+    out.print(metrics_table(metrics, model.spec.default_metrics(), title=f"metrics on {escape(data.name)} (n={metrics['n']})"))
     out.print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}), highlight=False, soft_wrap=True)
 
 
@@ -136,7 +168,7 @@ def quickstart() -> None:
     out.print(f"[bold]TrustForge quickstart[/bold]: {spec.name} ({spec.model.kind} on {spec.data.source})")
     result = run(spec)
     out.print(metrics_table(result.metrics, spec.default_metrics()))
-    out.print(f"package: {result.package}", highlight=False)
+    out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
 
     model = Model.load(result.package)  # verified: every file's SHA-256 checked before parsing
     from trustforge.data import prepare
@@ -164,7 +196,7 @@ def main() -> None:
     try:
         app()
     except TrustForgeError as exc:  # errors raised outside a command body
-        err.print(f"error: {exc}", highlight=False)
+        _error(str(exc))
         sys.exit(exc.exit_code)
 
 

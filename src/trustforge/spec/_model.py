@@ -9,7 +9,8 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,16 +35,61 @@ __all__ = [
     "EvaluateSpec",
     "CLASSIFICATION_METRICS",
     "REGRESSION_METRICS",
+    "SpecProblem",
 ]
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+class SpecProblem(ValueError):
+    """A rule broken by a value the types allow, located at a field.
+
+    Validators raise it so the loader can point at the field at fault (and its line) rather
+    than at the section whose validator ran. `path` is relative to that section; the
+    TaskSpec-level checks give full paths.
+
+    Args:
+        path: field names (and list indices) from the validated section to the field at fault.
+        message: what is expected and what was given, e.g. "must be > 0 when nesterov is true; got 0".
+    """
+
+    def __init__(self, path: tuple[str | int, ...], message: str):
+        self.path = tuple(path)
+        self.message = message
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path).lstrip(".")
+        super().__init__(f"{where} {message}" if where else message)
+
+
+def _number_type(annotation: Any) -> type | None:
+    """`int` or `float` when a field holds a plain number (optionally None), else None."""
+    if annotation in (int, float):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and args[0] in (int, float):
+            return args[0]
+    return None
+
+
 class _Strict(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        # YAML 1.1 reads yes/no/on/off as booleans and pydantic would take true as 1; a
+        # number field given a boolean is a mistake, not a number.
+        if isinstance(data, dict):
+            for name, v in data.items():
+                if isinstance(v, bool) and name in cls.model_fields:
+                    kind = _number_type(cls.model_fields[name].annotation)
+                    if kind is not None:
+                        what = "an integer" if kind is int else "a number"
+                        raise SpecProblem((name,), f"must be {what}; got {str(v).lower()}")
+        return data
 
 
 # ---------------------------------------------------------------------------- data
@@ -59,8 +105,10 @@ class SplitSpec(_Strict):
     @model_validator(mode="after")
     def _leaves_training_data(self) -> "SplitSpec":
         if self.test + self.validation >= 0.9:
-            raise ValueError(
-                f"test + validation must be < 0.9 to leave data for training; got {self.test + self.validation:g}"
+            raise SpecProblem(
+                (),
+                "test + validation must be < 0.9 to leave data for training; "
+                f"got {self.test:g} + {self.validation:g} = {self.test + self.validation:g}",
             )
         return self
 
@@ -110,10 +158,10 @@ class DataSpec(_Strict):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
+        scheme, sep, rest = v.partition(":")
+        v = f"{scheme.strip()}{sep}{rest.strip()}"  # `csv: data.csv` (quoted) means csv:data.csv
         if not _SOURCE_RE.match(v):
-            raise ValueError(
-                "must look like builtin:NAME, csv:PATH, parquet:PATH or images:DIR; " f"got {v!r}"
-            )
+            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH or images:DIR; got {v!r}")
         return v
 
 
@@ -150,11 +198,13 @@ class CNNSpec(_Strict):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
     dropout: float = Field(0.0, ge=0, lt=1)
 
-    @field_validator("padding")
+    @field_validator("padding", mode="before")
     @classmethod
-    def _non_negative(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 0:
-            raise ValueError(f"must be >= 0 or 'same'; got {v}")
+    def _non_negative(cls, v: object) -> object:
+        # Checked here in full so a bad value gets one message, not one per union member.
+        ok = v == "same" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+        if not ok:
+            raise ValueError(f"must be an integer >= 0 or 'same'; got {v!r}")
         return v
 
 
@@ -186,7 +236,7 @@ class SGDSpec(_Strict):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> "SGDSpec":
         if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov needs momentum > 0")
+            raise SpecProblem(("momentum",), "must be > 0 when nesterov is true; got 0")
         return self
 
 
@@ -234,10 +284,17 @@ SchedulerSpec = Annotated[
 class EarlyStoppingSpec(_Strict):
     """Stop when `monitor` has not improved for `patience` epochs; the best weights are restored."""
 
-    monitor: str = Field("val_loss", pattern=r"^val_[a-z0-9_]+$")
+    monitor: str = "val_loss"
     patience: PositiveInt = 5
     min_delta: float = Field(0.0, ge=0)
     mode: Literal["auto", "min", "max"] = "auto"
+
+    @field_validator("monitor")
+    @classmethod
+    def _validation_metric(cls, v: str) -> str:
+        if not re.fullmatch(r"val_[a-z0-9_]+", v):
+            raise ValueError(f"must be val_loss or val_<metric> (e.g. val_accuracy); got {v!r}")
+        return v
 
 
 class TrainSpec(_Strict):
@@ -257,6 +314,15 @@ class TrainSpec(_Strict):
     precision: Literal["32", "bf16-mixed"] = "32"
     accelerator: Literal["auto", "cpu", "cuda"] = "cpu"
     seed: int = Field(7, ge=0, lt=2**32)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_optimizer_name(cls, data: Any) -> Any:
+        # `optimizer: {lr: 0.01}` means the default optimizer (adamw) with that rate, as an
+        # omitted `optimizer` means the default optimizer with its default rate.
+        if isinstance(data, dict) and isinstance(data.get("optimizer"), dict) and "name" not in data["optimizer"]:
+            data = {**data, "optimizer": {"name": "adamw", **data["optimizer"]}}
+        return data
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -296,37 +362,67 @@ class EvaluateSpec(_Strict):
 class TaskSpec(_Strict):
     """One task, from data to evaluated model. The smallest valid spec is `{}`."""
 
-    name: str = Field("task", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = "task"
     task: Literal["classification", "regression"] = "classification"
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=CNNSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # The name becomes part of folder names and model URIs.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError(
+                f"must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; got {v!r}"
+            )
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # `train:` with every line below it commented out is an empty section, not an error.
+        if isinstance(data, dict):
+            sections = ("data", "model", "train", "evaluate")
+            data = {k: v for k, v in data.items() if not (k in sections and v is None)}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
+        # Rules that join two sections; each names the field to change and what it was.
+        t, split = self.train, self.data.split
         if self.task == "regression":
-            if self.train.loss in ("cross_entropy", "bce"):
-                raise ValueError(f"train.loss {self.train.loss!r} needs task classification; got task regression")
-            if self.train.class_weights != "none":
-                raise ValueError("train.class_weights applies to classification only")
-            if self.data.split.stratify:
-                raise ValueError("data.split.stratify needs task classification; a continuous target has no strata")
-        elif self.train.loss == "mse":
-            raise ValueError("train.loss 'mse' needs task regression; got task classification")
+            if t.loss in ("cross_entropy", "bce"):
+                raise SpecProblem(("train", "loss"), f"must be auto or mse for task regression; got {t.loss!r}")
+            if t.class_weights != "none":
+                raise SpecProblem(("train", "class_weights"), f"must be none for task regression; got {t.class_weights!r}")
+            if split.stratify:
+                raise SpecProblem(
+                    ("data", "split", "stratify"),
+                    "must be false for task regression (a continuous target has no strata); got true",
+                )
+        elif t.loss == "mse":
+            raise SpecProblem(("train", "loss"), "must be auto, cross_entropy or bce for task classification; got 'mse'")
         allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
-        for m in self.evaluate.metrics or ():
+        for i, m in enumerate(self.evaluate.metrics or ()):
             if m not in allowed:
-                raise ValueError(f"evaluate.metrics: {m!r} is not a {self.task} metric; choose from {', '.join(allowed)}")
-        es = self.train.early_stopping
+                raise SpecProblem(
+                    ("evaluate", "metrics", i), f"must be a {self.task} metric ({', '.join(allowed)}); got {m!r}"
+                )
+        es = t.early_stopping
         if es is not None and es.monitor != "val_loss":
             metric = es.monitor.removeprefix("val_")
             if metric not in allowed:
-                raise ValueError(
-                    f"train.early_stopping.monitor must be val_loss or val_<metric> for a {self.task} metric; got {es.monitor!r}"
+                raise SpecProblem(
+                    ("train", "early_stopping", "monitor"),
+                    f"must be val_loss or val_<metric> with a {self.task} metric ({', '.join(allowed)}); got {es.monitor!r}",
                 )
-        if es is not None and self.data.split.validation == 0:
-            raise ValueError("train.early_stopping needs data.split.validation > 0 (or set early_stopping: null)")
+        if es is not None and split.validation == 0:
+            raise SpecProblem(
+                ("data", "split", "validation"),
+                "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0",
+            )
         return self
 
     def default_metrics(self) -> list[str]:

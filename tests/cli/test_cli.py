@@ -1,0 +1,380 @@
+"""The `trustforge` command: exit codes, what goes to stdout, and one-line errors on stderr.
+
+Every bad input must give a non-zero exit code, exactly one stderr line `error: ...` that names
+the field or file, no traceback, and nothing left behind in the workspace.
+
+Starting the console script costs seconds of imports (torch, sklearn), so the tests that are
+about the process itself (help, a spec error, training, a tampered package) run the installed
+script in a subprocess and the rest call the same entry point, `main()`, in this process.
+`TRUSTFORGE_CLI_SUBPROCESS=1` runs every test through the script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from trustforge.cli import main
+from trustforge.errors import DataError, IntegrityError, SpecError
+from trustforge.spec import load_spec, spec_to_dict
+
+ALL_IN_SUBPROCESS = os.environ.get("TRUSTFORGE_CLI_SUBPROCESS") == "1"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def _script() -> list[str]:
+    script = Path(sys.executable).with_name("trustforge")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "trustforge.cli"]
+
+
+def run_script(*args: str, home: Path, cwd: Path, timeout: float = 300) -> Result:
+    """Run the installed `trustforge` console script."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TRUSTFORGE_DEBUG")}
+    env.update(TRUSTFORGE_HOME=str(home), NO_COLOR="1", PYTHONWARNINGS="default")
+    proc = subprocess.run(
+        [*_script(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_main(*args: str, home: Path, cwd: Path) -> Result:
+    """Call the console script's entry point in this process, as the script would."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.argv, os.environ.get("TRUSTFORGE_HOME"), Path.cwd()
+    sys.argv = ["trustforge", *map(str, args)]
+    os.environ["TRUSTFORGE_HOME"] = str(home)
+    os.chdir(cwd)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TRUSTFORGE_HOME", None)
+        else:
+            os.environ["TRUSTFORGE_HOME"] = saved[1]
+        os.chdir(saved[2])
+    return Result(code, _ANSI.sub("", out.getvalue()), _ANSI.sub("", err.getvalue()))
+
+
+@pytest.fixture
+def cli(tmp_path, workspace):
+    """`cli(*args, script=False)`: run trustforge in this test's workspace and folder."""
+
+    def call(*args: str, script: bool = False) -> Result:
+        runner = run_script if (script or ALL_IN_SUBPROCESS) else run_main
+        return runner(*args, home=workspace, cwd=tmp_path)
+
+    return call
+
+
+def assert_one_line_error(result: Result, exit_code: int, *names: str) -> str:
+    """A refused input: the exit code, one `error:` line on stderr naming `names`, no traceback."""
+    assert result.code == exit_code, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert "internal error" not in line, line  # a bug reached the user, not a refused input
+    assert "Traceback" not in result.stdout + result.stderr
+    for name in names:
+        assert name in line, f"{name!r} not in {line!r}"
+    return line
+
+
+def assert_nothing_left(home: Path, folder: Path) -> None:
+    runs = home / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
+    assert not list(folder.rglob("*.predictions.csv"))
+    assert not [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+def iris_frame(n: int | None = None, *, seed: int = 0) -> pd.DataFrame:
+    """Iris rows with the readable class names as `target`, as builtin:iris has them."""
+    from sklearn.datasets import load_iris
+
+    d = load_iris(as_frame=True)
+    frame = d.frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    frame["target"] = [str(d.target_names[int(i)]) for i in frame["target"]]
+    return frame if n is None else frame.sample(n, random_state=seed).reset_index(drop=True)
+
+
+IRIS_SPEC = """\
+name: iris-mlp
+task: classification
+data:
+  source: builtin:iris
+model: {kind: mlp, hidden: [16], dropout: 0.0}
+train:
+  max_epochs: 5
+  batch_size: 8
+  optimizer: {name: adam, lr: 0.05}
+  early_stopping: null
+  seed: 7
+"""
+
+
+@dataclass
+class Trained:
+    spec: Path
+    package: Path
+    home: Path
+    train: Result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Trained:
+    """A tiny iris MLP trained once by the real console script, shared by the module's tests."""
+    root = tmp_path_factory.mktemp("trained")
+    spec = root / "iris.yaml"
+    spec.write_text(IRIS_SPEC, encoding="utf-8")
+    home = root / "ws"
+    result = run_script("train", "--quiet", spec, home=home, cwd=root)
+    assert result.code == 0, result
+    match = re.search(r"^package: (.+)$", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    package = Path(match.group(1).strip())
+    assert package.is_dir() and package.parent.parent == home / "runs"
+    return Trained(spec, package, home, result)
+
+
+def copy_package(trained: Trained, tmp_path: Path) -> Path:
+    dest = tmp_path / "package"
+    shutil.copytree(trained.package, dest)
+    return dest
+
+
+# ---------------------------------------------------------------------------- help and validate
+
+
+def test_help_lists_the_commands(cli):
+    result = cli("--help", script=True)
+    assert result.code == 0, result
+    for command in ("validate", "train", "predict", "evaluate"):
+        assert re.search(rf"\b{command}\b", result.stdout), result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_prints_the_normalised_spec(cli, tmp_path, workspace):
+    # A deep folder: the resolved data path is longer than a terminal line and must not wrap.
+    folder = tmp_path / ("a-project-folder-with-a-rather-long-name-" * 3) / "specs"
+    folder.mkdir(parents=True)
+    spec = folder / "spec.yaml"
+    spec.write_text("name: table\ndata: {source: 'csv:../data/train table.csv', target: y}\nmodel: {kind: mlp}\n")
+    result = cli("validate", spec)
+    assert result.code == 0 and result.stderr == "", result
+    printed = yaml.safe_load(result.stdout)
+    assert printed == spec_to_dict(load_spec(spec))
+    assert printed["data"]["source"] == f"csv:{(folder.parent / 'data' / 'train table.csv').resolve()}"
+    assert printed["train"]["optimizer"] == {"name": "adamw", "lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01}
+    # The output is itself a spec that validates to the same output.
+    again = tmp_path / "normalised.yaml"
+    again.write_text(result.stdout)
+    assert cli("validate", again).stdout == result.stdout
+    assert_nothing_left(workspace, tmp_path)
+
+
+# ---------------------------------------------------------------------------- refused inputs: the spec
+
+
+SPEC_CASES = {
+    "unknown-key": ("name: x\ntrain:\n  max_epochs: 2\n  optimzer: {name: sgd}\n", "spec.yaml:4:", "train.optimzer"),
+    "wrong-type": ("train:\n  max_epochs: ten\n", "spec.yaml:2:", "train.max_epochs", "'ten'"),
+    "out-of-range": ("train:\n  optimizer: {name: sgd, lr: -3}\n", "spec.yaml:2:", "train.optimizer.lr", "-3"),
+    "bad-kind": ("model:\n  kind: resnet\n", "spec.yaml:2:", "model.kind", "'resnet'"),
+    "malformed": ("name: x\ntrain: {max_epochs: 3\n", "spec.yaml:", "malformed YAML"),
+}
+
+
+@pytest.mark.parametrize("case", SPEC_CASES, ids=str)
+def test_bad_spec_is_refused_by_train(cli, tmp_path, workspace, case):
+    text, *names = SPEC_CASES[case]
+    (tmp_path / "spec.yaml").write_text(text)
+    result = cli("train", "spec.yaml", script=case == "unknown-key")
+    assert_one_line_error(result, SpecError.exit_code, *names)
+    assert result.stdout == ""
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_validate_refuses_a_bad_spec_and_a_missing_file(cli, tmp_path):
+    (tmp_path / "spec.yaml").write_text("model: {kind: mlp, channels: [3]}\n")
+    assert_one_line_error(cli("validate", "spec.yaml"), SpecError.exit_code, "spec.yaml:1:", "model.channels")
+    assert_one_line_error(cli("validate", "nope.yaml"), SpecError.exit_code, "nope.yaml")
+
+
+# ---------------------------------------------------------------------------- refused inputs: data
+
+
+def test_missing_data_file(cli, tmp_path, workspace):
+    (tmp_path / "spec.yaml").write_text("data: {source: 'csv:missing.csv', target: y}\nmodel: {kind: mlp}\n")
+    result = cli("train", "spec.yaml")
+    assert_one_line_error(result, DataError.exit_code, "missing.csv", "not found")
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_csv_without_the_target_column(cli, tmp_path, workspace):
+    iris_frame(40).rename(columns={"target": "species"}).to_csv(tmp_path / "iris.csv", index=False)
+    (tmp_path / "spec.yaml").write_text("data: {source: 'csv:iris.csv', target: target}\nmodel: {kind: mlp}\ntrain: {max_epochs: 1}\n")
+    result = cli("train", "spec.yaml")
+    assert_one_line_error(result, DataError.exit_code, "iris.csv", "'target'", "species")
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_corrupt_image_in_a_training_folder(cli, tmp_path, workspace):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("circle", "square"):
+        (tmp_path / "pictures" / label).mkdir(parents=True)
+        for i in range(4):
+            pixels = (rng.random((12, 12, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pictures" / label / f"{i}.png")
+    (tmp_path / "pictures" / "square" / "bad.png").write_bytes(b"\x89PNG but then garbage \x00\x01\x02" * 4)
+    (tmp_path / "spec.yaml").write_text(
+        "data: {source: 'images:pictures', image: {size: [12, 12]}}\nmodel: {kind: cnn, channels: [4]}\ntrain: {max_epochs: 1}\n"
+    )
+    result = cli("train", "spec.yaml")
+    assert_one_line_error(result, DataError.exit_code, "bad.png")
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_predict_input_with_missing_columns(cli, trained, tmp_path, workspace):
+    iris_frame(10).drop(columns=["target", "petal width (cm)"]).to_csv(tmp_path / "rows.csv", index=False)
+    result = cli("predict", trained.package, "rows.csv")
+    assert_one_line_error(result, DataError.exit_code, "rows.csv", "petal width (cm)")
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_predict_input_with_extra_columns(cli, trained, tmp_path, workspace):
+    frame = iris_frame(10).drop(columns=["target"])
+    frame["customer_id"] = range(10)
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    result = cli("predict", trained.package, "rows.csv")
+    assert_one_line_error(result, DataError.exit_code, "rows.csv", "customer_id")
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_predict_missing_input_file_and_missing_package(cli, trained, tmp_path):
+    assert_one_line_error(cli("predict", trained.package, "nope.csv"), DataError.exit_code, "nope.csv")
+    iris_frame(5).to_csv(tmp_path / "rows.csv", index=False)
+    assert_one_line_error(cli("predict", tmp_path / "no-package", "rows.csv"), IntegrityError.exit_code, "no-package")
+
+
+# ---------------------------------------------------------------------------- refused inputs: the package
+
+
+def test_tampered_weights_are_refused(cli, trained, tmp_path, workspace):
+    package = copy_package(trained, tmp_path)
+    weights = package / "weights.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[len(blob) // 2] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(blob))
+    iris_frame(10).drop(columns=["target"]).to_csv(tmp_path / "rows.csv", index=False)
+    result = cli("predict", package, "rows.csv", script=True)
+    assert_one_line_error(result, IntegrityError.exit_code, "weights.safetensors")
+    assert result.stdout == ""
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_unlisted_file_in_the_package_is_refused(cli, trained, tmp_path, workspace):
+    package = copy_package(trained, tmp_path)
+    (package / "extra.safetensors").write_bytes(b"not listed anywhere")
+    iris_frame(10).drop(columns=["target"]).to_csv(tmp_path / "rows.csv", index=False)
+    result = cli("predict", package, "rows.csv")
+    assert_one_line_error(result, IntegrityError.exit_code, "extra.safetensors")
+    assert_nothing_left(workspace, tmp_path)
+
+
+def test_evaluate_refuses_a_tampered_manifest(cli, trained, tmp_path):
+    package = copy_package(trained, tmp_path)
+    manifest = package / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"iris-mlp"', '"iris-mlq"', 1))
+    result = cli("evaluate", package, trained.spec)
+    assert_one_line_error(result, IntegrityError.exit_code, "manifest.json")
+
+
+# ---------------------------------------------------------------------------- the happy path
+
+
+def test_train_prints_metrics_and_the_package(trained):
+    result = trained.train
+    assert "accuracy" in result.stdout and f"package: {trained.package}" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert {p.name for p in trained.package.iterdir()} >= {"manifest.json", "weights.safetensors"}
+    assert not [p for p in (trained.home / "runs").rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("with_target", [False, True], ids=["features-only", "with-target"])
+def test_predict_writes_a_csv_of_predictions(cli, trained, tmp_path, with_target):
+    rows = iris_frame(25, seed=3)
+    (tmp_path / "data").mkdir()
+    (rows if with_target else rows.drop(columns=["target"])).to_csv(tmp_path / "data" / "rows.csv", index=False)
+    args = ["predict", trained.package, "data/rows.csv"] + (["--out", "out.csv"] if with_target else [])
+    result = cli(*args)
+    assert result.code == 0, result
+    assert "Traceback" not in result.stderr
+    dest = tmp_path / ("out.csv" if with_target else "data/rows.predictions.csv")
+    assert f"25 predictions written to {dest.relative_to(tmp_path)}" in result.stdout
+    predictions = pd.read_csv(dest)
+    assert list(predictions.columns) == ["prediction"] + [f"proba_{c}" for c in CLASSES]
+    assert len(predictions) == len(rows)
+    np.testing.assert_allclose(predictions[[f"proba_{c}" for c in CLASSES]].sum(axis=1), 1.0, atol=1e-5)
+    assert set(predictions["prediction"]) <= set(CLASSES)
+    # Five epochs on iris learn it: most predictions are right.
+    assert (predictions["prediction"] == rows["target"]).mean() >= 0.8
+
+
+def test_predict_refuses_to_overwrite_its_input(cli, trained, tmp_path):
+    iris_frame(5).drop(columns=["target"]).to_csv(tmp_path / "rows.csv", index=False)
+    before = (tmp_path / "rows.csv").read_bytes()
+    result = cli("predict", trained.package, "rows.csv", "--out", "rows.csv")
+    assert_one_line_error(result, DataError.exit_code, "rows.csv")
+    assert (tmp_path / "rows.csv").read_bytes() == before
+    result = cli("predict", trained.package, "rows.csv", "--out", "no-such-folder/out.csv")
+    assert_one_line_error(result, DataError.exit_code, "no-such-folder", "output folder not found")
+
+
+def test_evaluate_on_the_spec_test_split(cli, trained):
+    result = cli("evaluate", trained.package, trained.spec)
+    assert result.code == 0, result
+    assert "accuracy" in result.stdout and "Traceback" not in result.stderr
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["n"] == 30  # the 20 % test split of 150 rows
+    assert metrics["accuracy"] >= 0.8
+
+
+def test_evaluate_on_a_labelled_csv(cli, trained, tmp_path):
+    iris_frame(40, seed=5).to_csv(tmp_path / "labelled.csv", index=False)
+    result = cli("evaluate", trained.package, "labelled.csv")
+    assert result.code == 0, result
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["n"] == 40 and metrics["accuracy"] >= 0.8
+    # Without the target there is nothing to evaluate against.
+    iris_frame(10).drop(columns=["target"]).to_csv(tmp_path / "unlabelled.csv", index=False)
+    assert_one_line_error(cli("evaluate", trained.package, "unlabelled.csv"), DataError.exit_code, "unlabelled.csv", "target")
