@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data._schema import Schema, label_strings
+from trustforge.data._schema import Schema, _natural, label_strings
 from trustforge.data._sources import RawData
 from trustforge.errors import DataError
 
@@ -36,6 +36,8 @@ class Preprocessor:
         self.tensors: dict[str, torch.Tensor] = {}
         self.binary_values: dict[str, list[str]] = {}
         self.vocabularies: dict[str, list[str]] = {}
+        # data.missing.categorical: most_frequent — each column's training mode, imputed at encode time.
+        self.categorical_fill: dict[str, str] = {}
         self.fitted = False
 
     # ------------------------------------------------------------------ fitting
@@ -55,10 +57,10 @@ class Preprocessor:
                 if c.kind == "binary":
                     self.binary_values[c.name] = _binary_values(frame[c.name])
                 elif c.kind == "categorical":
-                    values = frame[c.name]
-                    if self.categorical_missing == "most_frequent":
-                        values = values.fillna(values.mode().iloc[0])
-                    seen = sorted(set(values.dropna().astype(str)))
+                    values = frame[c.name].dropna().astype(str)
+                    if self.categorical_missing == "most_frequent" and len(values):
+                        self.categorical_fill[c.name] = str(values.mode().iloc[0])
+                    seen = sorted(set(values))
                     self.vocabularies[c.name] = [UNKNOWN, MISSING] + seen
                     c.vocabulary = len(self.vocabularies[c.name])
             num = self._numeric_matrix(frame, impute=False)
@@ -108,15 +110,17 @@ class Preprocessor:
                 if self.categorical_missing == "error":
                     raise DataError(f"{where}: column {name!r} has {int(col.isna().sum())} missing values (data.missing.categorical: error)")
             text = col.astype(object).where(col.notna(), None)
-            cats.append([index.get(str(v), 0) if v is not None else index[MISSING] for v in text])
+            fill = index.get(self.categorical_fill[name], 0) if name in self.categorical_fill else index[MISSING]
+            cats.append([index.get(str(v), 0) if v is not None else fill for v in text])
         x_cat = torch.tensor(np.array(cats, dtype=np.int64).T.reshape(len(frame), len(cats)))  # (N, K)
         return x_num, x_cat
 
     def check_columns(self, frame: pd.DataFrame, *, where: str = "input", allow_extra: tuple[str, ...] = ()) -> None:
         """Refuse a frame whose columns differ from the schema's (the target may be present)."""
         expected = self.schema.input_names
+        allowed = {self.schema.target, *self.schema.ignored, *allow_extra}
         missing = [c for c in expected if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in expected and c != self.schema.target and c not in allow_extra]
+        extra = [c for c in frame.columns if c not in expected and c not in allowed]
         if missing:
             raise DataError(f"{where}: missing columns {missing} that the model needs")
         if extra:
@@ -151,6 +155,7 @@ class Preprocessor:
             "missing": {"numeric": self.numeric_missing, "categorical": self.categorical_missing},
             "binary_values": self.binary_values,
             "vocabularies": self.vocabularies,
+            "categorical_fill": self.categorical_fill,
         }
         return meta, {k: v.contiguous() for k, v in self.tensors.items()}
 
@@ -163,6 +168,7 @@ class Preprocessor:
         )
         p.binary_values = {k: list(v) for k, v in meta["binary_values"].items()}
         p.vocabularies = {k: list(v) for k, v in meta["vocabularies"].items()}
+        p.categorical_fill = {k: str(v) for k, v in meta.get("categorical_fill", {}).items()}
         p.tensors = dict(tensors)
         p.fitted = True
         return p
@@ -186,7 +192,12 @@ class Preprocessor:
                 if bad.any():
                     example = col[bad].iloc[0]
                     raise DataError(f"{where}: column {name!r} must be numeric; got {str(example)[:40]!r} in row {int(bad.to_numpy().nonzero()[0][0]) + 1}")
-                cols.append(converted.to_numpy(dtype=np.float64))
+                values = converted.to_numpy(dtype=np.float64)
+                inf = np.isinf(values)
+                if inf.any():
+                    # An infinity would turn the column's scaler, and so every row, into NaN.
+                    raise DataError(f"{where}: column {name!r} holds {values[inf][0]} in row {int(inf.nonzero()[0][0]) + 1}; values must be finite")
+                cols.append(values)
         num = np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))
         if impute:
             nan = np.isnan(num)
@@ -214,8 +225,8 @@ class Preprocessor:
 
 
 def _binary_values(col: pd.Series) -> list[str]:
-    # Sorted, so the positive value is the larger one: 1 over 0, True over False, yes over no.
-    values = sorted(set(label_strings(col.dropna()).tolist()))
+    # Sorted, so the positive value is the larger one: 1 over 0, 10 over 9, True over False, yes over no.
+    values = sorted(set(label_strings(col.dropna()).tolist()), key=_natural)
     if len(values) != 2:
         raise DataError(f"column {col.name!r} was inferred binary but has {len(values)} distinct values in training")
     return values

@@ -40,6 +40,8 @@ class Schema:
         columns: the input columns in model order (tables only).
         image_shape: (C, H, W) (images only).
         rows: number of usable rows; dropped_rows: rows dropped for a missing target.
+        ignored: columns of the source that are neither inputs nor the target (`data.drop`, or
+            not among `data.features`); inputs laid out like the source may carry them.
     """
 
     modality: Literal["table", "image"]
@@ -50,6 +52,7 @@ class Schema:
     image_shape: tuple[int, int, int] | None = None
     rows: int = 0
     dropped_rows: int = 0
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def numeric(self) -> list[str]:
@@ -138,7 +141,10 @@ def infer_schema(
         if not pd.api.types.is_numeric_dtype(frame[raw.target]) or pd.api.types.is_bool_dtype(frame[raw.target]):
             raise DataError(f"{raw.origin}: regression target {raw.target!r} must be numeric; got {frame[raw.target].dtype}")
 
-    schema = Schema("table", task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped)  # type: ignore[arg-type]
+    ignored = [c for c in frame.columns if c != raw.target and c not in names]
+    schema = Schema(
+        "table", task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped, ignored=ignored  # type: ignore[arg-type]
+    )
     cleaned = RawData("table", raw.target, raw.origin, frame=frame, classes=raw.classes)
     return schema, cleaned
 

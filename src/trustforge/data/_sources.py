@@ -177,10 +177,20 @@ def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
             with Image.open(path) as img:
                 if img.width * img.height > _MAX_PIXELS:
                     raise DataError(f"{path}: image is too large ({img.width}×{img.height} pixels)")
-                img = img.convert("L" if channels == 1 else "RGB")
+                wide = img.mode.startswith("I")
+                if wide:
+                    # 16-bit grayscale PNG (medical scans, depth maps): Pillow's convert("L")
+                    # clips at 255 instead of scaling, so scale 0..65535 to [0, 1] ourselves.
+                    img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0))
+                else:
+                    img = img.convert("L" if channels == 1 else "RGB")
                 if img.size != (size[1], size[0]):
                     img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.float32) / 255.0
+                arr = np.asarray(img, dtype=np.float32)
+                if wide:
+                    arr = np.repeat(arr[:, :, None], 3, axis=2) if channels == 3 else arr
+                else:
+                    arr = arr / 255.0
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,

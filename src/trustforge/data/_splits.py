@@ -1,11 +1,17 @@
-"""Seeded train/validation/test splits, stratified for classification."""
+"""Seeded train/validation/test splits, stratified for classification.
+
+We write our own rather than call sklearn's `train_test_split` twice: splitting the rest
+again compounds the rounding, so a class could miss its expected share of the training split
+by more than one row. Here every class's share of every split is apportioned from the whole
+data set at once, and the test split is drawn first, from draws that do not depend on the
+validation fraction, so changing `validation` never changes the test set.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from trustforge.errors import DataError
 
@@ -15,9 +21,11 @@ __all__ = ["split_indices"]
 def split_indices(
     n: int, *, test: float, validation: float, stratify: np.ndarray | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices of the train, validation and test rows.
+    """Indices of the train, validation and test rows, each sorted.
 
-    The test split is drawn first so that changing `validation` never changes the test set.
+    Stratified, each class gets its expected share of each split (its count times the split's
+    fraction) to within one row; only many tiny classes under extreme fractions can leave no
+    such rounding, and then the nearest one found is used.
 
     Args:
         n: number of rows.
@@ -26,26 +34,70 @@ def split_indices(
         seed: the run's seed.
 
     Raises:
-        DataError: a class is too small to appear in every split.
+        DataError: a class is too small to appear in every split, or too few rows to split.
     """
-    if stratify is not None:
-        counts = Counter(stratify.tolist())
-        parts = 3 if validation > 0 else 2
-        small = sorted(c for c, k in counts.items() if k < parts)
-        if small:
-            raise DataError(
-                f"class {small[0]!r} has {counts[small[0]]} sample(s); a stratified split needs at least {parts} "
-                "(set data.split.stratify: false or add data)"
-            )
-    idx = np.arange(n)
     n_test = max(1, int(round(test * n)))
-    try:
-        rest, test_idx = train_test_split(idx, test_size=n_test, random_state=seed, stratify=stratify)
-        if validation <= 0:
-            return np.sort(rest), np.array([], dtype=np.int64), np.sort(test_idx)
-        n_val = max(1, int(round(validation * n)))
-        strat_rest = stratify[rest] if stratify is not None else None
-        train_idx, val_idx = train_test_split(rest, test_size=n_val, random_state=seed, stratify=strat_rest)
-    except ValueError as exc:
-        raise DataError(f"cannot split {n} rows (test {test}, validation {validation}): {exc}") from None
-    return np.sort(train_idx), np.sort(val_idx), np.sort(test_idx)
+    n_val = max(1, int(round(validation * n))) if validation > 0 else 0
+    if n_test + n_val >= n:
+        raise DataError(f"cannot split {n} rows into test {n_test}, validation {n_val} and a non-empty training set")
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        perm = rng.permutation(n)
+        test_idx, val_idx, train_idx = perm[:n_test], perm[n_test : n_test + n_val], perm[n_test + n_val :]
+        return _sorted(train_idx), _sorted(val_idx), _sorted(test_idx)
+
+    labels = np.asarray(stratify)
+    if len(labels) != n:
+        raise DataError(f"stratify has {len(labels)} labels for {n} rows")
+    counts = Counter(labels.tolist())
+    parts = 3 if n_val else 2
+    small = sorted((c for c, k in counts.items() if k < parts), key=str)
+    if small:
+        raise DataError(
+            f"class {small[0]!r} has {counts[small[0]]} sample(s); a stratified split needs at least {parts} "
+            "(set data.split.stratify: false or add data)"
+        )
+    classes, inverse = np.unique(labels, return_inverse=True)
+    size = np.bincount(inverse, minlength=len(classes))
+    # Draw order: test tie-breaks, then each class's shuffle, then validation tie-breaks, so
+    # nothing the test split uses depends on the validation fraction.
+    n_k_test = _apportion(size * n_test / n, n_test, rng.random(len(classes)), lo=np.zeros_like(size), hi=size, cap=size)
+    members = [rng.permutation(np.flatnonzero(inverse == k)) for k in range(len(classes))]
+    rest = size - n_k_test
+    want_val, want_train = size * n_val / n, size * (n - n_test - n_val) / n
+    # Take as validation rows what keeps both validation and training within a row of their share.
+    lo = np.maximum(0, np.ceil(np.maximum(want_val, rest - want_train) - 1)).astype(np.int64)
+    hi = np.minimum(rest, np.floor(np.minimum(want_val, rest - want_train) + 1)).astype(np.int64)
+    n_k_val = _apportion((want_val + rest - want_train) / 2, n_val, rng.random(len(classes)), lo=lo, hi=hi, cap=rest)
+    tests, vals, trains = [], [], []
+    for k, idx in enumerate(members):
+        a, b = n_k_test[k], n_k_val[k]
+        tests.append(idx[:a])
+        vals.append(idx[a : a + b])
+        trains.append(idx[a + b :])
+    return _sorted(np.concatenate(trains)), _sorted(np.concatenate(vals)), _sorted(np.concatenate(tests))
+
+
+def _apportion(ideal: np.ndarray, total: int, tiebreak: np.ndarray, *, lo: np.ndarray, hi: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Integers near `ideal` that add up to `total` (largest remainder), each in [lo, hi].
+
+    Start from the floor (clipped to the bounds), then hand out the missing units one at a
+    time to the class whose ideal is furthest above its count, or take surplus units back from
+    the class furthest below. `tiebreak` (random) settles ties, so no class is favoured. Where
+    the bounds cannot reach `total`, they widen to [0, cap] (what each class has).
+    """
+    lo, hi = np.minimum(lo, hi), hi
+    count = np.clip(np.floor(ideal).astype(np.int64), lo, hi)
+    while (missing := total - int(count.sum())) != 0:
+        room = count < hi if missing > 0 else count > lo
+        if not room.any():
+            lo, hi = np.zeros_like(cap), cap
+            continue
+        gap = (ideal - count) if missing > 0 else (count - ideal)
+        k = np.lexsort((tiebreak, np.where(room, gap, -np.inf)))[-1]
+        count[k] += 1 if missing > 0 else -1
+    return count
+
+
+def _sorted(idx: np.ndarray) -> np.ndarray:
+    return np.sort(np.asarray(idx, dtype=np.int64))
