@@ -10,6 +10,7 @@ import getpass
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -106,54 +107,66 @@ def run(
     timings = {"prepare_seconds": time.perf_counter() - t0}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
-        model = build_model(spec, data.schema)
+        model = build_model(spec, data.schema)  # model errors surface here, before any folder exists
 
-        if not resume:
-            run_dir = _new_run_dir(settings, spec.name)
-            atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
-        _write_status(run_dir, "running", digest)
-        trainer = _make_trainer(spec, data, run_dir, callbacks, progress, resume_from is not None)
-        try:
-            history = trainer.fit(model, data.train, data.validation, resume=resume_from)
-        except TrustForgeError:
+    if not resume:
+        run_dir = _new_run_dir(settings, spec.name)
+        atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
+    _write_status(run_dir, "running", digest)
+    try:
+        trainer = _make_trainer(spec, data, run_dir, callbacks, progress, resume_from[0] if resume_from else None)
+        history = trainer.fit(model, data.train, data.validation, resume=resume_from)
+        timings["fit_seconds"] = trainer.fit_seconds
+
+        metrics = _evaluate(spec, data, trainer)
+        metrics["epochs_trained"] = len(history)
+        if trainer.best_epoch is not None:
+            metrics["best_epoch"] = trainer.best_epoch + 1
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+
+        package = run_dir / "package"
+        if package.exists():  # a resumed run that was interrupted after packaging
+            shutil.rmtree(package)
+        write_package(package, _manifest(spec, data, model, metrics, run_dir, digest, n_out), {
+            "weights.safetensors": {k: v for k, v in model.state_dict().items()},
+            "preprocess.safetensors": data.preprocessor.state()[1],
+        })
+    except TrustForgeError:
+        if resume_from is None:
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        except BaseException:
-            # Interrupted (Ctrl-C, kill): keep the folder when there is a checkpoint to resume from.
-            if (run_dir / "checkpoints" / "last.safetensors").exists():
-                _write_status(run_dir, "interrupted", digest)
-            else:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-    timings["fit_seconds"] = trainer.fit_seconds
-
-    metrics = _evaluate(spec, data, trainer)
-    metrics["epochs_trained"] = len(history)
-    if trainer.best_epoch is not None:
-        metrics["best_epoch"] = trainer.best_epoch + 1
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-
-    package = run_dir / "package"
-    if package.exists():  # a resumed run that was interrupted after packaging
-        shutil.rmtree(package)
-    write_package(package, _manifest(spec, data, model, metrics, run_dir, digest, n_out), {
-        "weights.safetensors": {k: v for k, v in model.state_dict().items()},
-        "preprocess.safetensors": data.preprocessor.state()[1],
-    })
+        else:  # keep what the interrupted run had produced; it is evidence of what happened
+            _write_status(run_dir, "failed", digest)
+        raise
+    except BaseException:
+        # Interrupted (Ctrl-C, kill), in training or after: keep the folder when there is a
+        # checkpoint to resume from.
+        if (run_dir / "checkpoints" / "last.safetensors").exists():
+            _write_status(run_dir, "interrupted", digest)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     _write_status(run_dir, "completed", digest)
     return RunResult(run_dir, package, metrics, history, spec, timings)
 
 
 def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
-    """The newest run of `name` that did not complete and has a checkpoint.
+    """The newest run of `name` that was interrupted (neither completed nor failed) and has a checkpoint.
 
     Raises:
         RunError: there is none, or its spec differs from the one given.
     """
-    candidates = sorted(settings.runs_dir.glob(f"{name}-*"), key=lambda p: p.name, reverse=True) if settings.runs_dir.is_dir() else []
+    # Only folders of exactly this name: a glob on `NAME-*` would also match runs of `NAME-big`.
+    pattern = re.compile(re.escape(name) + r"-(\d{8}-\d{6})(?:-(\d+))?")
+    found = []
+    if settings.runs_dir.is_dir():
+        for p in settings.runs_dir.iterdir():
+            m = pattern.fullmatch(p.name)
+            if m and p.is_dir():
+                found.append(((m.group(1), int(m.group(2) or 1)), p))
+    candidates = [p for _, p in sorted(found, reverse=True)]  # newest first; `-10` after `-9`
     for run_dir in candidates:
         status = _read_status(run_dir)
-        if status.get("state") == "completed" or not (run_dir / "checkpoints" / "last.safetensors").exists():
+        if status.get("state") in ("completed", "failed") or not (run_dir / "checkpoints" / "last.safetensors").exists():
             continue
         if status.get("spec_digest") != digest:
             raise RunError(f"{run_dir}: the interrupted run used a different spec; resume it with the same spec or train anew")
@@ -164,7 +177,8 @@ def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence[Callback], progress: bool, resuming: bool) -> Trainer:
+def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence[Callback], progress: bool,
+                  resume_meta: dict[str, Any] | None) -> Trainer:
     t = spec.train
     es = t.early_stopping
     names: tuple[str, ...] = ()
@@ -181,9 +195,9 @@ def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence
         callbacks.append(ProgressBar(monitor))
     callbacks.append(Checkpoint(run_dir / "checkpoints"))
     callbacks.extend(extra)
-    if resuming:
-        meta, _ = load_checkpoint(run_dir / "checkpoints")
-        logger.truncate_after(meta["epoch"] + 1)
+    if resume_meta is not None:
+        # Rows logged after the checkpoint (an epoch interrupted after its row) are run again.
+        logger.truncate_after(resume_meta["epoch"] + 1)
     n_classes = len(data.schema.classes or [])
     return Trainer(
         t,
@@ -195,7 +209,9 @@ def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence
 
 
 def _evaluate(spec: TaskSpec, data: Prepared, trainer: Trainer) -> dict[str, Any]:
-    out = trainer.predict(data.test.inputs)
+    # In float32 even after mixed-precision training: the package predicts in float32, and its
+    # metrics must describe what it predicts.
+    out = trainer.predict(data.test.inputs, mixed_precision=False)
     if spec.task == "classification":
         proba = outputs_to_proba(out, len(data.schema.classes))
         return compute_metrics("classification", data.test.target.numpy(), proba=proba, classes=data.schema.classes)

@@ -9,7 +9,12 @@ A package is a folder:
 
 Nothing in it can run code when loaded: JSON and safetensors only. Loading checks that the
 folder holds exactly the files the manifest lists, with their digests, before any of them
-is parsed. (Signing the manifest itself arrives with the secure-registry work.)
+is parsed.
+
+The manifest carries `manifest_sha256`, the SHA-256 of its own canonical JSON without that
+key, and its bytes must be exactly what `encode_manifest` writes, so any changed byte in it
+is caught too. That is a checksum against corruption, not a defence against someone who
+rewrites the manifest; signing the manifest arrives with the secure-registry work.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from safetensors.torch import save as save_tensors
 
 from trustforge.errors import IntegrityError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "write_package", "read_package", "sha256_file", "VerifiedPackage"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "write_package", "read_package", "encode_manifest", "sha256_file", "VerifiedPackage"]
 
 FORMAT = "trustforge.package"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"
 _MAX_MANIFEST_BYTES = 64 << 20
 _CHUNK = 1 << 20
 
@@ -44,6 +50,18 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    """The bytes of `manifest.json` for `manifest`, with its `manifest_sha256` (re)computed.
+
+    Raises:
+        ValueError: the manifest holds a value JSON cannot represent exactly (NaN, infinity).
+    """
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    full = {**body, MANIFEST_DIGEST: hashlib.sha256(canonical.encode("ascii")).hexdigest()}
+    return (json.dumps(full, indent=1, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
 
 
 def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, dict[str, torch.Tensor]]) -> Path:
@@ -60,6 +78,9 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
     dest = Path(dest)
     if dest.exists():
         raise FileExistsError(f"{dest}: already exists")
+    for name in tensor_files:
+        if not _plain_name(name):
+            raise ValueError(f"{name!r} is not a plain file name for a package file")
     tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
@@ -75,13 +96,15 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
             **{k: v for k, v in manifest.items() if k != "package_id"},
             "files": files,
         }
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=1, sort_keys=False, allow_nan=False), encoding="utf-8")
+        (tmp / MANIFEST).write_bytes(encode_manifest(full))
         for f in tmp.iterdir():
             _fsync(f)
+        _fsync(tmp)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync(dest.parent)
     return dest
 
 
@@ -120,27 +143,37 @@ def read_package(path: str | os.PathLike[str]) -> VerifiedPackage:
         raise IntegrityError(f"{mpath}: manifest missing")
     if mpath.stat().st_size > _MAX_MANIFEST_BYTES:
         raise IntegrityError(f"{mpath}: manifest too large")
+    raw = mpath.read_bytes()
     try:
-        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise IntegrityError(f"{mpath}: manifest is not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IntegrityError(f"{mpath}: not a TrustForge package manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise IntegrityError(f"{mpath}: unsupported format_version {manifest.get('format_version')!r}")
+        raise IntegrityError(f"{mpath}: unsupported format_version {_short(manifest.get('format_version'))}")
+    try:
+        intact = encode_manifest(manifest) == raw
+    except (ValueError, RecursionError):
+        intact = False
+    if not intact:
+        raise IntegrityError(f"{mpath}: manifest does not match its {MANIFEST_DIGEST} (file changed)")
     listed = manifest.get("files")
     if not isinstance(listed, dict) or not listed:
         raise IntegrityError(f"{mpath}: manifest lists no files")
     for name in listed:
         if not _plain_name(name):
-            raise IntegrityError(f"{mpath}: file entry {name!r} is not a plain file name")
+            raise IntegrityError(f"{mpath}: file entry {_short(name)} is not a plain file name")
     present = {p.name for p in root.iterdir()} - {MANIFEST}
     for extra in sorted(present - listed.keys()):
-        raise IntegrityError(f"{root / extra}: file not listed in the manifest")
+        what = "symbolic link" if (root / extra).is_symlink() else "folder" if (root / extra).is_dir() else "file"
+        raise IntegrityError(f"{root / extra}: {what} not listed in the manifest")
     blobs: dict[str, bytes] = {}
     for name, entry in listed.items():
         fpath = root / name
-        if not fpath.is_file() or fpath.is_symlink():
+        if fpath.is_symlink():
+            raise IntegrityError(f"{fpath}: is a symbolic link; a package holds plain files only")
+        if not fpath.is_file():
             raise IntegrityError(f"{fpath}: listed in the manifest but missing")
         if not isinstance(entry, dict) or fpath.stat().st_size != entry.get("size"):
             raise IntegrityError(f"{fpath}: size does not match the manifest (file changed)")
@@ -163,6 +196,15 @@ def _plain_name(name: object) -> bool:
     )
 
 
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _fsync(path: Path) -> None:
-    with path.open("rb") as f:
-        os.fsync(f.fileno())
+    """Flush a file or folder to disk (a folder's entries matter for the renames)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

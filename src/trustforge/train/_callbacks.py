@@ -7,13 +7,14 @@ that must survive a resume return their state from `state_dict` (JSON values and
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trustforge.train._checkpoint import save_checkpoint
+from trustforge.train._checkpoint import atomic_write_text, save_checkpoint
 
 if TYPE_CHECKING:
     from trustforge.train._trainer import Trainer
@@ -167,8 +168,9 @@ class CSVLogger(Callback):
         if not rows:
             return
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= epoch]
-        with self.path.open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(kept)
+        buf = io.StringIO(newline="")
+        csv.writer(buf).writerows(kept)
+        atomic_write_text(self.path, buf.getvalue())
 
 
 def _header(path: Path) -> list[str] | None:

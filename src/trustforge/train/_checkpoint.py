@@ -25,8 +25,15 @@ __all__ = ["save_checkpoint", "load_checkpoint", "flatten_optimizer", "unflatten
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -65,8 +72,14 @@ def save_checkpoint(folder: Path, meta: dict[str, Any], tensors: dict[str, torch
     """
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".last.safetensors.tmp-{os.getpid()}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-    os.replace(tmp, folder / "last.safetensors")
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the checkpoint
+        os.replace(tmp, folder / "last.safetensors")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -36,7 +36,9 @@ def seeded(seed: int) -> Iterator[None]:
     reproducible without leaking state into (or from) the caller.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # Only the CPU generator: `torch.manual_seed` would also reseed CUDA generators, which
+        # are not forked here, and so leak into the caller's state.
+        torch.random.default_generator.manual_seed(seed)
         yield
 
 
@@ -98,14 +100,33 @@ class Trainer:
     ) -> list[dict[str, float]]:
         """Train `model` in place on `train` (an object with `.inputs` and `.target`).
 
+        Randomness comes from the spec's seed only: batch order and augmentation from the
+        trainer's generator, dropout from torch's global generator, which is forked and seeded
+        for the fit, so the caller's state neither changes the result nor is changed by it.
+
         Returns:
             One dict of logs per epoch (train_loss, val_loss, val_<metric>, lr, seconds).
 
         Raises:
             TrainingError: the loss became NaN or infinite.
         """
+        with self._own_rng():
+            return self._fit(model, train, validation, resume)
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type="cuda"):
+            torch.random.default_generator.manual_seed(self.spec.seed + 2)
+            if devices:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(self.spec.seed + 2)
+            yield
+
+    def _fit(self, model: nn.Module, train: Any, validation: Any | None, resume: Any) -> list[dict[str, float]]:
         self.model = model.to(self.device)
         self.optimizer = make_optimizer(self.spec, model.parameters())
+        self.should_stop = False
         inputs = tuple(t.to(self.device) for t in train.inputs)
         target = train.target.to(self.device)
         n = len(target)
@@ -115,10 +136,19 @@ class Trainer:
             self.load_state_dict(*resume)
         autocast = self._autocast()
         accumulate = self.spec.accumulate_grad_batches
+        # Batch norm cannot train on a single sample: a last batch of one is skipped (the sample
+        # rejoins next epoch, in another batch).
+        used = [0 if (size == 1 and n > 1) else size for size in (min(bs, n - b * bs) for b in range(self.batches_per_epoch))]
+        # Each loss is weighted by its batch's share of the samples of its accumulation group, so
+        # accumulating k batches of size b steps exactly as one batch of k·b would.
+        group_samples = [sum(used[g : g + accumulate]) for g in range(0, self.batches_per_epoch, accumulate)]
         for cb in self.callbacks:
             cb.on_fit_start(self)
         started = time.perf_counter()
-        for epoch in range(self.start_epoch, self.max_epochs):
+        # A run that stopped early and was interrupted afterwards (while packaging) resumes
+        # with no epochs left.
+        first = self.max_epochs if self.should_stop else self.start_epoch
+        for epoch in range(first, self.max_epochs):
             epoch_start = time.perf_counter()
             lr = lr_at(self.spec, epoch)
             for group in self.optimizer.param_groups:
@@ -129,23 +159,26 @@ class Trainer:
             perm = torch.randperm(n, generator=self.generator).to(self.device)
             total = torch.zeros((), device=self.device)
             seen = 0
+            pending = False
             self.optimizer.zero_grad(set_to_none=True)
             for b in range(self.batches_per_epoch):
-                idx = perm[b * bs : (b + 1) * bs]
-                if len(idx) == 1 and n > 1:
-                    continue  # batch norm cannot train on a single sample; it rejoins next epoch
-                xs = tuple(t[idx] for t in inputs)
-                if self.train_transform is not None:
-                    xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
-                with autocast:
-                    loss = self.loss_fn(model(*xs), target[idx])
-                (loss / accumulate if accumulate > 1 else loss).backward()
-                if (b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch:
+                if used[b]:
+                    idx = perm[b * bs : (b + 1) * bs]
+                    xs = tuple(t[idx] for t in inputs)
+                    if self.train_transform is not None:
+                        xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
+                    with autocast:
+                        loss = self.loss_fn(model(*xs), target[idx])
+                    share = used[b] / group_samples[b // accumulate]
+                    (loss * share if share != 1 else loss).backward()
+                    pending = True
+                    total += loss.detach() * used[b]
+                    seen += used[b]
+                if pending and ((b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch):
                     self._clip()
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                total += loss.detach() * len(idx)
-                seen += len(idx)
+                    pending = False
                 for cb in self.callbacks:
                     cb.on_batch_end(self, b)
             train_loss = float(total) / max(seen, 1)
@@ -170,13 +203,18 @@ class Trainer:
         return self.history
 
     @torch.no_grad()
-    def predict(self, inputs: Sequence[torch.Tensor], batch_size: int = 1024) -> torch.Tensor:
-        """Raw model outputs for `inputs`, in eval mode and the trainer's precision, on CPU."""
+    def predict(self, inputs: Sequence[torch.Tensor], batch_size: int = 1024, *, mixed_precision: bool = True) -> torch.Tensor:
+        """Raw model outputs for `inputs`, in eval mode, on CPU.
+
+        Args:
+            mixed_precision: use the trainer's precision (as validation does); False computes in
+                float32, as a loaded package does, so the figures describe the saved model.
+        """
         assert self.model is not None
         self.model.eval()
         n = len(inputs[0])
         outs = []
-        with self._autocast():
+        with self._autocast() if mixed_precision else contextlib.nullcontext():
             for i in range(0, n, batch_size):
                 outs.append(self.model(*(t[i : i + batch_size].to(self.device) for t in inputs)).float())
         return torch.cat(outs).cpu() if outs else torch.empty(0)
@@ -211,13 +249,15 @@ class Trainer:
         tensors.update(opt_tensors)
         tensors["rng.generator"] = self.generator.get_state()
         tensors["rng.global"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         callbacks = {}
         for i, cb in enumerate(self.callbacks):
             meta, cb_tensors = cb.state_dict()
             if meta or cb_tensors:
                 callbacks[f"{i}:{type(cb).__name__}"] = meta
                 tensors.update({f"cb{i}.{k}": v.detach().cpu() for k, v in cb_tensors.items()})
-        meta = {"epoch": epoch, "optimizer": opt_meta, "history": self.history, "callbacks": callbacks}
+        meta = {"epoch": epoch, "stopped": self.should_stop, "optimizer": opt_meta, "history": self.history, "callbacks": callbacks}
         return meta, tensors
 
     def load_state_dict(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -225,7 +265,10 @@ class Trainer:
         self.optimizer.load_state_dict(unflatten_optimizer(meta["optimizer"], tensors))
         self.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.global"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.history = list(meta["history"])
+        self.should_stop = bool(meta.get("stopped", False))
         for i, cb in enumerate(self.callbacks):
             key = f"{i}:{type(cb).__name__}"
             if key in meta["callbacks"]:

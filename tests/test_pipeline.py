@@ -1,0 +1,141 @@
+"""`run(spec)`: the run folder it leaves, and the errors that leave none."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+import torch
+import yaml
+from sklearn.datasets import load_iris
+
+from trustforge.errors import DataError, ModelError, TrainingError
+from trustforge.package import Model
+from trustforge.pipeline import run
+from trustforge.spec import load_spec, spec_digest, spec_to_dict
+
+IRIS = {
+    "name": "iris-run",
+    "data": {"source": "builtin:iris"},
+    "model": {"kind": "mlp", "hidden": [16]},
+    "train": {"max_epochs": 3, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.03}},
+}
+
+
+def test_a_run_leaves_its_folder_in_the_default_workspace(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRUSTFORGE_HOME")  # the default: ./.trustforge (cwd is tmp_path)
+    before = torch.get_rng_state()
+    result = run(IRIS, progress=False)
+    assert torch.equal(torch.get_rng_state(), before), "run() changed the caller's global RNG state"
+
+    runs = tmp_path / ".trustforge" / "runs"
+    assert [p.name for p in runs.iterdir()] == [result.run_dir.name]
+    assert result.run_dir.resolve() == (runs / result.run_dir.name).resolve()
+    assert re.fullmatch(r"iris-run-\d{8}-\d{6}", result.run_dir.name)
+    assert sorted(p.name for p in result.run_dir.iterdir()) == [
+        "checkpoints", "epochs.csv", "metrics.json", "package", "spec.yaml", "status.json"]
+
+    spec = load_spec(IRIS)
+    saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())
+    assert saved == spec_to_dict(spec)  # normalised: every default filled in
+    assert saved["train"]["optimizer"]["weight_decay"] == 0.01
+    assert load_spec(result.run_dir / "spec.yaml") == spec
+
+    with (result.run_dir / "epochs.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "lr"} <= rows[0].keys()
+    for row, logs in zip(rows, result.history):
+        assert float(row["train_loss"]) == pytest.approx(logs["train_loss"])
+        assert float(row["val_loss"]) == pytest.approx(logs["val_loss"])
+        assert float(row["lr"]) == 0.03
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics == result.metrics
+    assert metrics["epochs_trained"] == 3 and metrics["n"] == 30
+    assert metrics["accuracy"] > 0.6
+
+    status = json.loads((result.run_dir / "status.json").read_text())
+    assert status["state"] == "completed"
+    assert status["spec_digest"] == spec_digest(spec)
+
+    model = Model.load(result.run_dir / "package")
+    assert model.name == "iris-run"
+    assert result.package == result.run_dir / "package"
+
+
+def test_a_spec_file_with_a_csv_source(tmp_path, workspace):
+    iris = load_iris(as_frame=True).frame
+    (tmp_path / "data").mkdir()
+    iris.to_csv(tmp_path / "data" / "iris.csv", index=False)
+    spec_file = tmp_path / "specs" / "iris.yaml"
+    spec_file.parent.mkdir()
+    spec_file.write_text(yaml.safe_dump({**IRIS, "data": {"source": "csv:../data/iris.csv", "target": "target"}}))
+    result = run(spec_file, progress=False)
+    saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())
+    assert saved["data"]["source"] == f"csv:{(tmp_path / 'data' / 'iris.csv').resolve()}"  # resolved
+    assert result.run_dir.parent == workspace / "runs"
+    assert result.metrics["accuracy"] > 0.6
+    lineage = json.loads((result.package / "manifest.json").read_text())["lineage"]
+    assert lineage["data_source"] == "csv:iris.csv"  # no local paths in the package
+
+
+def test_two_runs_of_a_spec_get_two_folders(workspace):
+    one = {**IRIS, "train": {**IRIS["train"], "max_epochs": 1}}
+    first = run(one, progress=False)
+    second = run(one, progress=False)
+    assert first.run_dir != second.run_dir
+    assert sorted(p.name for p in (workspace / "runs").iterdir()) == sorted([first.run_dir.name, second.run_dir.name])
+
+
+def _no_run_folder(workspace) -> bool:
+    runs = workspace / "runs"
+    return not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"source": "csv:missing.csv", "target": "y"}, "missing.csv: data file not found"),
+        ({"source": "builtin:iris", "target": "species"}, "no column 'species'"),
+        ({"source": "builtin:nope"}, "unknown builtin set"),
+    ],
+    ids=["missing-csv", "missing-target", "unknown-builtin"],
+)
+def test_bad_data_leaves_no_run_folder(data, match, workspace):
+    with pytest.raises(DataError, match=match):
+        run({**IRIS, "data": data}, progress=False)
+    assert _no_run_folder(workspace)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"model": {"kind": "cnn"}}, "model.kind 'cnn' needs image data"),
+        ({"model": {"kind": "rnn"}}, "model.kind 'rnn'"),
+        ({"train": {"loss": "bce"}}, "'bce' needs exactly 2 classes"),
+    ],
+    ids=["cnn-over-a-table", "rnn-over-a-table", "bce-on-three-classes"],
+)
+def test_a_model_that_does_not_fit_the_data_leaves_no_run_folder(change, match, workspace):
+    with pytest.raises(ModelError, match=match):
+        run({**IRIS, **change}, progress=False)
+    assert _no_run_folder(workspace)
+
+
+def test_a_diverging_run_leaves_no_run_folder(workspace):
+    spec = {"name": "diverges", "task": "regression", "data": {"source": "builtin:diabetes"},
+            "model": {"kind": "mlp", "hidden": [16], "dropout": 0},
+            "train": {"max_epochs": 3, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 10}}}
+    with pytest.raises(TrainingError, match="epoch 1"):
+        run(spec, progress=False)
+    assert _no_run_folder(workspace)
+
+
+def test_the_progress_bar_prints_one_line_per_epoch_off_a_terminal(workspace, capsys):
+    run({**IRIS, "train": {**IRIS["train"], "max_epochs": 2}})
+    err = capsys.readouterr().err
+    assert re.findall(r"epoch (\d)/2", err) == ["1", "2"]
