@@ -34,7 +34,8 @@ def test_example_runs_and_learns_with_small_settings(path):
     raw = yaml.safe_load(path.read_text())
     raw["train"]["max_epochs"] = 4
     if raw["data"]["source"] == "builtin:shapes":
-        raw["train"]["scheduler"] = {"name": "none"}  # no warm-up in a 4-epoch run
+        raw["train"]["max_epochs"] = 6  # shapes starts learning fast around epoch 4
+        raw["train"]["scheduler"] = {"name": "none"}  # no warm-up in a short run
     result = trustforge.run(raw, progress=False)
     chance = 1 / len(result.metrics["labels"])
     assert result.metrics["accuracy"] > chance + 0.2, result.metrics
@@ -66,9 +67,8 @@ def test_breast_cancer_mlp_reaches_target_accuracy():
 def test_classic_cifar_cnn_learns_real_labels():
     """The tutorial CNN, with its SGD settings, learns the 10 shape classes well above chance."""
     raw = yaml.safe_load((ROOT / "examples" / "classic_cifar_cnn.yaml").read_text())
-    raw["train"]["max_epochs"] = 10
     result = trustforge.run(raw, progress=False)
-    assert result.metrics["accuracy"] > 0.25, result.metrics["accuracy"]
+    assert result.metrics["accuracy"] > 0.3, result.metrics["accuracy"]
 
 
 def _readme_block() -> str:

@@ -6,15 +6,33 @@ The public API:
     result = trustforge.run(spec)                 # train → evaluate → package
     model = trustforge.Model.load(result.package) # verified before it is parsed
     model.predict(data)
+
+Names are imported on first use, so `trustforge validate` and `--help` do not pay for torch.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from trustforge.errors import DataError, IntegrityError, ModelError, RunError, SpecError, TrainingError, TrustForgeError
-from trustforge.package import Model
-from trustforge.pipeline import RunResult, run
-from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec
+
+if TYPE_CHECKING:
+    from trustforge.package import Model
+    from trustforge.pipeline import RunResult, run
+    from trustforge.settings import Settings
+    from trustforge.spec import TaskSpec, load_spec
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_spec": "trustforge.spec",
+    "TaskSpec": "trustforge.spec",
+    "run": "trustforge.pipeline",
+    "RunResult": "trustforge.pipeline",
+    "Model": "trustforge.package",
+    "Settings": "trustforge.settings",
+}
 
 __all__ = [
     "load_spec",
@@ -32,3 +50,15 @@ __all__ = [
     "RunError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trustforge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
