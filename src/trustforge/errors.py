@@ -14,6 +14,9 @@ __all__ = [
     "ModelError",
     "TrainingError",
     "RunError",
+    "SecurityError",
+    "AccessDenied",
+    "RegistryError",
 ]
 
 
@@ -57,3 +60,21 @@ class RunError(TrustForgeError):
     """A run folder is missing, incomplete or does not match the spec (e.g. on resume)."""
 
     exit_code = 6
+
+
+class SecurityError(TrustForgeError):
+    """Keys are missing or unusable, or a secret-bearing operation cannot proceed."""
+
+    exit_code = 7
+
+
+class AccessDenied(TrustForgeError):
+    """The acting principal may not perform this action (the attempt is audited)."""
+
+    exit_code = 8
+
+
+class RegistryError(TrustForgeError):
+    """A registry operation failed: unknown model, version or alias, or an invalid name."""
+
+    exit_code = 9
