@@ -50,7 +50,7 @@ def test_image_folder_model_learns_and_predicts_a_folder(trained):
     flat.mkdir()
     for f in sorted(fresh.rglob("*.png"))[:5]:
         (flat / f.name).write_bytes(f.read_bytes())
-    model = trustforge.Model.load(result.package)
+    model = result.load_model()
     preds = model.predict(flat)
     assert list(preds.columns) == ["path", "prediction", "proba_blue", "proba_green", "proba_red"]
     assert len(preds) == 5
@@ -65,10 +65,10 @@ def test_corrupt_image_at_predict_time_names_the_file(trained):
     folder.mkdir()
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     with pytest.raises(DataError, match="broken.png"):
-        trustforge.Model.load(result.package).predict(folder)
+        result.load_model().predict(folder)
 
 
 def test_table_given_to_an_image_model_is_refused(trained):
     _, result = trained
     with pytest.raises(DataError, match="images"):
-        trustforge.Model.load(result.package).predict(pd.DataFrame({"a": [1.0]}))
+        result.load_model().predict(pd.DataFrame({"a": [1.0]}))

@@ -89,15 +89,21 @@ def train(
     spec: Path = typer.Argument(..., help="the YAML spec"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest interrupted run of this spec"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    no_register: bool = typer.Option(False, "--no-register", help="keep the signed package in the run folder only"),
 ) -> None:
-    """Train, evaluate and package a spec; prints the test metrics and the package path."""
+    """Train, evaluate, package and sign a spec, and register the package as the next version.
+
+    Prints the test metrics, the run folder, the package path and the model URI.
+    """
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
 
-    result = run(spec, resume=resume, progress=not quiet)
+    result = run(spec, resume=resume, progress=not quiet, register=not no_register)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
     out.print(f"run:     {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
+    if result.model_uri:
+        out.print(f"model:   {result.model_uri}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -153,13 +159,14 @@ def evaluate(
 @app.command()
 @_friendly
 def quickstart() -> None:
-    """The main job (`make demo`): train the digits CNN, package it, predict from the package."""
+    """The main job (`make demo`): train the digits CNN, sign and register its package, then
+    load it back from the registry (decrypted in memory, verified) and predict held-out images."""
     import numpy as np
     from rich.table import Table
 
     from trustforge.evaluate import metrics_table
-    from trustforge.package import Model
     from trustforge.pipeline import run
+    from trustforge.registry import Registry
     from trustforge.spec import load_spec
     import yaml
 
@@ -169,8 +176,11 @@ def quickstart() -> None:
     result = run(spec)
     out.print(metrics_table(result.metrics, spec.default_metrics()))
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
+    out.print(f"model:   {result.model_uri} (signed; stored encrypted in the registry)", highlight=False, soft_wrap=True)
 
-    model = Model.load(result.package)  # verified: every file's SHA-256 checked before parsing
+    with Registry() as registry:
+        # Decrypted in memory; signature, then every file's SHA-256, checked before parsing.
+        model = registry.load_model(result.model_uri)
     from trustforge.data import prepare
 
     test = prepare(spec).test_raw
@@ -178,7 +188,7 @@ def quickstart() -> None:
     idx = np.sort(rng.choice(len(test.labels), size=8, replace=False))
     sample = test.images[idx]
     pred = model.predict(sample)
-    table = Table(title="predictions from the verified package (held-out test images)", title_justify="left")
+    table = Table(title=f"predictions of {result.model_uri} (held-out test images)", title_justify="left")
     for col in ("sample", "true", "predicted", "confidence"):
         table.add_column(col, justify="right")
     for i, j in enumerate(idx):
@@ -186,6 +196,26 @@ def quickstart() -> None:
         conf = p[f"proba_{p['prediction']}"]
         table.add_row(str(j), str(test.labels[j]), str(p["prediction"]), f"{conf:.3f}")
     out.print(table)
+
+
+def _mount(module: str, name: str) -> None:
+    """Add a command group from `trustforge.commands.MODULE`, with the same one-line errors."""
+    import copy
+    import importlib
+
+    sub = importlib.import_module(f"trustforge.commands.{module}").app
+    # A copy of each command with the wrapped callback: the library's own app stays untouched.
+    group = typer.Typer(help=sub.info.help, no_args_is_help=True, add_completion=False)
+    for command in sub.registered_commands:
+        wrapped = copy.copy(command)
+        wrapped.callback = _friendly(command.callback)
+        group.registered_commands.append(wrapped)
+    app.add_typer(group, name=name)
+
+
+for _module, _name in (("models", "models"), ("package", "package"), ("keys", "keys"), ("users", "users"),
+                       ("audit", "audit"), ("backup", "backup")):
+    _mount(_module, _name)
 
 
 def main() -> None:

@@ -27,7 +27,10 @@ from trustforge.data import Prepared, prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import compute_metrics, outputs_to_proba, validation_metrics
 from trustforge.models import build_model, output_size
+from trustforge import secure
 from trustforge.package import Model, write_package
+from trustforge.registry import Registry
+from trustforge.secure import Keyring
 from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_dict, spec_to_yaml
 from trustforge.train import (
@@ -59,6 +62,7 @@ class RunResult:
         metrics: the full test metrics.
         history: one dict of logs per epoch.
         spec: the normalised spec.
+        model_uri: `models:/NAME/VERSION` when the package was registered, else None.
     """
 
     run_dir: Path
@@ -67,10 +71,12 @@ class RunResult:
     history: list[dict[str, float]]
     spec: TaskSpec
     timings: dict[str, float] = field(default_factory=dict)
+    model_uri: str | None = None
+    keyring: Keyring | None = field(default=None, repr=False)
 
     def load_model(self) -> Model:
-        """The trained model, loaded back from its verified package."""
-        return Model.load(self.package)
+        """The trained model, loaded back from its verified (signature-checked) package."""
+        return Model.load(self.package, keyring=self.keyring)
 
 
 def run(
@@ -80,8 +86,9 @@ def run(
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    register: bool = True,
 ) -> RunResult:
-    """Train, evaluate and package one spec.
+    """Train, evaluate, package, sign and register one spec.
 
     Args:
         spec: a `TaskSpec`, a mapping, or a path to a YAML spec.
@@ -89,14 +96,28 @@ def run(
         resume: continue the latest interrupted run of this spec instead of starting anew.
         callbacks: extra trainer callbacks, called after the built-in ones.
         progress: show the progress bar.
+        register: store the signed package in the workspace registry as the next version of
+            the spec's name (encrypted at rest); the acting principal needs the `register` role.
 
     Raises:
-        TrustForgeError: bad spec, bad data, a model that does not fit the data, a failed
-            resume. Nothing is left behind for errors found before training starts.
+        TrustForgeError: bad spec, bad data, a model that does not fit the data, a principal
+            that may not register, a failed resume. Nothing is left behind for errors found
+            before training starts.
     """
     spec = load_spec(spec)
     settings = settings or Settings.from_env()
     digest = spec_digest(spec)
+    if not register:
+        keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress)
+    with Registry(settings) as registry:
+        # Refuse (and audit) a principal who may not register before spending time on training.
+        secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
+        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress)
+
+
+def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, registry: Registry | None,
+         resume: bool, callbacks: Sequence[Callback], progress: bool) -> RunResult:
     resume_from = None
     if resume:
         run_dir = find_resumable_run(settings, spec.name, digest)
@@ -130,7 +151,10 @@ def run(
         write_package(package, _manifest(spec, data, model, metrics, run_dir, digest, n_out), {
             "weights.safetensors": {k: v for k, v in model.state_dict().items()},
             "preprocess.safetensors": data.preprocessor.state()[1],
-        })
+        }, keyring=keyring)
+        model_uri = None
+        if registry is not None:
+            model_uri = registry.register(package, run=run_dir.name).uri
     except TrustForgeError:
         if resume_from is None:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -145,8 +169,8 @@ def run(
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    _write_status(run_dir, "completed", digest)
-    return RunResult(run_dir, package, metrics, history, spec, timings)
+    _write_status(run_dir, "completed", digest, model_uri=model_uri)
+    return RunResult(run_dir, package, metrics, history, spec, timings, model_uri, keyring)
 
 
 def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
@@ -267,9 +291,9 @@ def _new_run_dir(settings: Settings, name: str) -> Path:
     raise RunError(f"{settings.runs_dir}: cannot create a run folder for {name!r}")
 
 
-def _write_status(run_dir: Path, state: str, digest: str) -> None:
+def _write_status(run_dir: Path, state: str, digest: str, **extra: Any) -> None:
     status = _read_status(run_dir)
-    status.update({"state": state, "spec_digest": digest, "updated": _now()})
+    status.update({"state": state, "spec_digest": digest, "updated": _now(), **extra})
     status.setdefault("started", status["updated"])
     atomic_write_text(run_dir / _STATUS, json.dumps(status, indent=1))
 

@@ -164,6 +164,14 @@ def trained(tmp_path_factory) -> Trained:
     return Trained(spec, package, home, result)
 
 
+@pytest.fixture(autouse=True)
+def _trust_the_trained_package(request, workspace):
+    """Tests that use the shared package act in a workspace holding the keys that signed it."""
+    if "trained" in request.fixturenames:
+        trained = request.getfixturevalue("trained")
+        shutil.copytree(trained.home / "keys", workspace / "keys", dirs_exist_ok=True)
+
+
 def copy_package(trained: Trained, tmp_path: Path) -> Path:
     dest = tmp_path / "package"
     shutil.copytree(trained.package, dest)

@@ -2,6 +2,8 @@
 
 Every tampering (a flipped byte, a missing, extra or linked file, a path in the manifest)
 must be one IntegrityError that names the file at fault, raised before anything is parsed.
+Packages are signed; the signature is checked first (tests/secure/test_signing.py goes
+deeper), and `UnsafeNoVerify` still checks every digest against the manifest.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import trustforge.package._format as fmt
 from trustforge.data import prepare
 from trustforge.errors import IntegrityError
 from trustforge.evaluate import outputs_to_proba
-from trustforge.package import FORMAT, FORMAT_VERSION, Model, read_package, write_package
+from trustforge.package import FORMAT, FORMAT_VERSION, Model, UnsafeNoVerify, read_package, write_package
 from trustforge.package._format import encode_manifest
 from trustforge.pipeline import run
+from trustforge.secure._keys import Keyring
 from trustforge.settings import Settings
 from trustforge.spec import load_spec, spec_digest, spec_to_dict
 from trustforge.train import Callback
@@ -49,9 +52,19 @@ class KeepModel(Callback):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def settings(tmp_path_factory) -> Settings:
+    return Settings.from_env(tmp_path_factory.mktemp("ws"))
+
+
+@pytest.fixture(scope="module")
+def keyring(settings) -> Keyring:
+    """The keys of the workspace the runs train in (the first run would create the same)."""
+    return Keyring.load_or_init(settings.keys_dir)
+
+
+@pytest.fixture(scope="module")
+def runs(settings, keyring):
     """One run per spec, each with the model as it was in memory before packaging."""
-    settings = Settings.from_env(tmp_path_factory.mktemp("ws"))
     out = {}
     for key, spec in SPECS.items():
         keep = KeepModel()
@@ -61,8 +74,13 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture
-def package(runs, tmp_path) -> Path:
-    """A private copy of the iris package, free to tamper with."""
+def package(runs, tmp_path, settings, workspace, monkeypatch) -> Path:
+    """A private copy of the iris package, free to tamper with.
+
+    The environment names the workspace that signed it, so a plain `Model.load(path)` finds
+    the keys to verify it with, as it would for a user.
+    """
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
     return Path(shutil.copytree(runs["iris"][0].package, tmp_path / "package"))
 
 
@@ -73,18 +91,18 @@ def sha256(path: Path) -> str:
 # ---------------------------------------------------------------------------- contents
 
 
-def test_the_manifest_describes_the_package(runs):
+def test_the_manifest_describes_the_package(runs, keyring):
     result, _ = runs["iris"]
     pkg = result.package
     assert pkg == result.run_dir / "package"
-    assert sorted(p.name for p in pkg.iterdir()) == ["manifest.json", "preprocess.safetensors", "weights.safetensors"]
+    assert sorted(p.name for p in pkg.iterdir()) == ["manifest.json", "model.sig", "preprocess.safetensors", "weights.safetensors"]
     m = json.loads((pkg / "manifest.json").read_text())
     assert m["format"] == FORMAT and m["format_version"] == FORMAT_VERSION
     assert re.fullmatch(r"[0-9a-f]{32}", m["package_id"])
     assert m["name"] == "iris-pkg"
     spec = load_spec(SPECS["iris"])
     assert m["spec"] == spec_to_dict(spec)
-    assert [i["name"] for i in m["signature"]["inputs"]] == result.load_model().schema.input_names
+    assert [i["name"] for i in m["signature"]["inputs"]] == Model.load(pkg, keyring=keyring).schema.input_names
     assert m["signature"]["outputs"][1]["labels"] == ["setosa", "versicolor", "virginica"]
     assert m["preprocessing"]["schema"]["target"] == "target"
     assert m["metrics"] == json.loads((result.run_dir / "metrics.json").read_text())
@@ -130,12 +148,12 @@ def test_nothing_in_a_run_is_pickle(runs):
                 # Tensor data is arbitrary bytes, so only a full pickle header (PROTO + FRAME) counts there.
                 assert not any(h in blob for h in PICKLE_HEADERS[2:]), path
             else:
-                assert path.suffix in (".json", ".yaml", ".csv"), f"unexpected file {path}"
+                assert path.suffix in (".json", ".yaml", ".csv", ".sig"), f"unexpected file {path}"
                 assert all(b < 0x80 for b in blob), f"{path} is not plain text"
                 assert not any(h in blob for h in PICKLE_HEADERS), path
         for path in result.package.iterdir():
-            assert path.suffix in (".json", ".safetensors"), path
-            if path.suffix == ".json":
+            assert path.suffix in (".json", ".safetensors", ".sig"), path
+            if path.suffix in (".json", ".sig"):  # the signature is a JSON Sigstore bundle
                 json.loads(path.read_bytes())
 
 
@@ -143,13 +161,13 @@ def test_nothing_in_a_run_is_pickle(runs):
 
 
 @pytest.mark.parametrize("key", list(SPECS))
-def test_a_loaded_package_predicts_what_the_trained_model_did(key, runs):
+def test_a_loaded_package_predicts_what_the_trained_model_did(key, runs, keyring):
     result, in_memory = runs[key]
     data = prepare(result.spec)
     with torch.no_grad():
         expected = in_memory(*data.test.inputs).float()
 
-    model = Model.load(result.package)
+    model = Model.load(result.package, keyring=keyring)
     raw = data.test_raw
     got = model.outputs(raw)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
@@ -172,10 +190,10 @@ def test_a_loaded_package_predicts_what_the_trained_model_did(key, runs):
         assert again[k] == pytest.approx(result.metrics[k], rel=1e-9, abs=1e-12), k
 
 
-def test_a_loaded_package_predicts_from_a_plain_table(runs):
+def test_a_loaded_package_predicts_from_a_plain_table(runs, keyring):
     result, _ = runs["breast-cancer-bce"]
     data = prepare(result.spec)
-    model = Model.load(result.package)
+    model = Model.load(result.package, keyring=keyring)
     table = data.test_raw.frame.drop(columns=["target"])
     frame = model.predict(table)
     assert list(frame.columns) == ["prediction", "proba_malignant", "proba_benign"]
@@ -304,8 +322,13 @@ def _forge(package: Path, change) -> None:
 @pytest.mark.parametrize("entry", ["../x", "sub/x", "/etc/passwd", ".hidden", "manifest.json", "..", "a\\b"])
 def test_a_manifest_entry_that_is_not_a_plain_name_is_caught(entry, package):
     _forge(package, lambda m: m["files"].__setitem__(entry, {"sha256": "0" * 64, "size": 0}))
-    with pytest.raises(IntegrityError, match="not a plain file name") as info:
+    # Signed: the rewritten manifest no longer matches the signature.
+    with pytest.raises(IntegrityError, match="SHA-256 does not match the signature") as info:
         Model.load(package)
+    assert str(package / "manifest.json") in str(info.value)
+    # Signature skipped on purpose: the manifest's own entries are still checked.
+    with pytest.raises(IntegrityError, match="not a plain file name") as info:
+        Model.load(package, public_key=UnsafeNoVerify())
     assert repr(entry) in str(info.value)
 
 
@@ -313,7 +336,10 @@ def test_a_forged_manifest_that_lies_about_a_file_is_caught(package):
     _forge(package, lambda m: m["files"]["weights.safetensors"].__setitem__("sha256", "0" * 64))
     with pytest.raises(IntegrityError, match="SHA-256") as info:
         Model.load(package)
-    assert "weights.safetensors" in str(info.value)
+    assert str(package / "manifest.json") in str(info.value)
+    with pytest.raises(IntegrityError, match="SHA-256 does not match the manifest") as info:
+        Model.load(package, public_key=UnsafeNoVerify())
+    assert str(package / "weights.safetensors") in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -345,16 +371,29 @@ def _parts():
     return manifest, tensors
 
 
-def test_write_then_read_round_trips(tmp_path):
+def test_write_then_read_round_trips(tmp_path, keyring):
     manifest, tensors = _parts()
-    dest = write_package(tmp_path / "pkg", manifest, tensors)
-    pkg = read_package(dest)
+    dest = write_package(tmp_path / "pkg", manifest, tensors, keyring=keyring)
+    assert sorted(p.name for p in dest.iterdir()) == ["extra.safetensors", "manifest.json", "model.sig", "weights.safetensors"]
+    pkg = read_package(dest, keyring=keyring)
     assert pkg.manifest["name"] == "tiny"
     assert torch.equal(pkg.tensors("weights.safetensors")["w"], tensors["weights.safetensors"]["w"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no temporary folder left
     with pytest.raises(FileExistsError):
         write_package(dest, manifest, tensors)
-    assert read_package(dest).manifest["package_id"] == pkg.manifest["package_id"]  # untouched
+    assert read_package(dest, keyring=keyring).manifest["package_id"] == pkg.manifest["package_id"]  # untouched
+
+
+def test_an_unsigned_package_loads_only_without_verification(tmp_path, keyring, caplog):
+    manifest, tensors = _parts()
+    dest = write_package(tmp_path / "pkg", manifest, tensors)
+    with pytest.raises(IntegrityError, match="signature missing") as info:
+        read_package(dest, keyring=keyring)
+    assert str(dest / "model.sig") in str(info.value)
+    with caplog.at_level("WARNING", logger="trustforge.secure"):
+        pkg = read_package(dest, public_key=UnsafeNoVerify())
+    assert pkg.manifest["name"] == "tiny"
+    assert "WITHOUT checking the signature" in caplog.text
 
 
 @pytest.mark.parametrize("fail_in", ["second-tensor-file", "fsync"])
@@ -387,4 +426,6 @@ def test_write_refuses_a_non_finite_metric_and_a_path_as_file_name(tmp_path):
         write_package(tmp_path / "pkg", {**manifest, "metrics": {"r2": float("nan")}}, tensors)
     with pytest.raises(ValueError, match="plain file name"):
         write_package(tmp_path / "pkg2", manifest, {"../w.safetensors": {"w": torch.ones(1)}})
+    with pytest.raises(ValueError, match="plain file name"):
+        write_package(tmp_path / "pkg3", manifest, {"model.sig": {"w": torch.ones(1)}})
     assert list(tmp_path.iterdir()) == []

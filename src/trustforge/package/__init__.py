@@ -1,6 +1,16 @@
 """The model package: a folder of JSON and safetensors, verified before it is parsed."""
 
-from trustforge.package._format import FORMAT, FORMAT_VERSION, VerifiedPackage, read_package, sha256_file, write_package
+from trustforge.package._format import (
+    FORMAT,
+    FORMAT_VERSION,
+    SIGNATURE_FILE,
+    UnsafeNoVerify,
+    VerifiedPackage,
+    read_package,
+    sha256_file,
+    write_package,
+)
 from trustforge.package._model import Model
 
-__all__ = ["Model", "write_package", "read_package", "VerifiedPackage", "sha256_file", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["Model", "write_package", "read_package", "VerifiedPackage", "UnsafeNoVerify", "sha256_file", "FORMAT",
+           "FORMAT_VERSION", "SIGNATURE_FILE"]

@@ -1,4 +1,4 @@
-"""The model package on disk: write it atomically, verify it before parsing anything else.
+"""The model package on disk: write it atomically and signed, verify it before parsing anything.
 
 A package is a folder:
 
@@ -6,15 +6,17 @@ A package is a folder:
                            and the SHA-256 and size of every other file
     weights.safetensors    the model's state dict
     preprocess.safetensors the fitted scalers and image statistics
+    model.sig              the workspace's signature over every other file's SHA-256, in the
+                           OpenSSF model-signing format (see `trustforge.secure._signing`)
 
-Nothing in it can run code when loaded: JSON and safetensors only. Loading checks that the
-folder holds exactly the files the manifest lists, with their digests, before any of them
-is parsed.
+Nothing in it can run code when loaded: JSON and safetensors only. Loading checks, in order,
+the signature, that the folder holds exactly the signed files with their digests, then the
+manifest JSON, and only then parses tensors. A sealed (encrypted) package folder is opened in
+memory and goes through the same checks on the decrypted bytes.
 
-The manifest carries `manifest_sha256`, the SHA-256 of its own canonical JSON without that
-key, and its bytes must be exactly what `encode_manifest` writes, so any changed byte in it
-is caught too. That is a checksum against corruption, not a defence against someone who
-rewrites the manifest; signing the manifest arrives with the secure-registry work.
+The manifest also carries `manifest_sha256`, the SHA-256 of its own canonical JSON without
+that key, and its bytes must be exactly what `encode_manifest` writes: a checksum that still
+catches corruption when the signature is skipped on purpose (`UnsafeNoVerify`).
 """
 
 from __future__ import annotations
@@ -32,15 +34,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from trustforge.errors import IntegrityError
+from trustforge.errors import IntegrityError, SecurityError
+from trustforge.secure._envelope import is_sealed, open_sealed
+from trustforge.secure._keys import Keyring
+from trustforge.secure._signing import SIGNATURE_FILE, UnsafeNoVerify, resolve_trust, sign_digests, verify_folder
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "write_package", "read_package", "encode_manifest", "sha256_file", "VerifiedPackage"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SIGNATURE_FILE", "write_package", "read_package", "encode_manifest", "sha256_file",
+           "VerifiedPackage", "UnsafeNoVerify"]
 
 FORMAT = "trustforge.package"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
-_MAX_MANIFEST_BYTES = 64 << 20
 _CHUNK = 1 << 20
 
 
@@ -64,13 +69,16 @@ def encode_manifest(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(full, indent=1, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
 
 
-def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, dict[str, torch.Tensor]]) -> Path:
+def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, dict[str, torch.Tensor]], *,
+                  keyring: Keyring | None = None) -> Path:
     """Write a package to `dest` (which must not exist) through a temporary sibling folder.
 
     Args:
         dest: the package folder to create.
         manifest: everything but `format`, `format_version`, `package_id` and `files`, which are filled in.
         tensor_files: file name → named tensors, each written as safetensors.
+        keyring: the workspace keyring; the package is signed (`model.sig`) before it appears
+            at `dest`. Without one the package is unsigned, and loads only with `UnsafeNoVerify`.
 
     Returns:
         `dest`. On any failure nothing is left at `dest` and the temporary folder is removed.
@@ -79,7 +87,7 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
     if dest.exists():
         raise FileExistsError(f"{dest}: already exists")
     for name in tensor_files:
-        if not _plain_name(name):
+        if not _plain_name(name) or name == SIGNATURE_FILE:
             raise ValueError(f"{name!r} is not a plain file name for a package file")
     tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
@@ -96,7 +104,12 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
             **{k: v for k, v in manifest.items() if k != "package_id"},
             "files": files,
         }
-        (tmp / MANIFEST).write_bytes(encode_manifest(full))
+        raw = encode_manifest(full)
+        (tmp / MANIFEST).write_bytes(raw)
+        if keyring is not None:
+            digests = {name: entry["sha256"] for name, entry in files.items()}
+            digests[MANIFEST] = hashlib.sha256(raw).hexdigest()
+            (tmp / SIGNATURE_FILE).write_bytes(sign_digests(digests, dest.name, keyring))
         for f in tmp.iterdir():
             _fsync(f)
         _fsync(tmp)
@@ -109,7 +122,7 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
 
 
 class VerifiedPackage:
-    """A package whose files all matched their digests; tensors parsed only after that."""
+    """A package whose signature and files all checked out; tensors parsed only after that."""
 
     def __init__(self, path: Path, manifest: dict[str, Any], blobs: dict[str, bytes]):
         self.path = path
@@ -124,31 +137,54 @@ class VerifiedPackage:
             raise IntegrityError(f"{self.path / name}: not a valid safetensors file ({exc.__class__.__name__})") from None
 
 
-def read_package(path: str | os.PathLike[str]) -> VerifiedPackage:
-    """Verify a package folder and return its manifest and file contents.
+def read_package(path: str | os.PathLike[str], *, keyring: Keyring | None = None,
+                 public_key: str | os.PathLike[str] | UnsafeNoVerify | None = None) -> VerifiedPackage:
+    """Verify a package folder, plain or sealed, and return its manifest and file contents.
 
-    Checks, in order: the folder and manifest exist; the manifest is a JSON object of this
-    format; the folder holds exactly the listed files (no extra file, link or folder); each
-    file's size and SHA-256 match. Files are read once into memory, so what was verified is
-    what gets parsed.
+    Checks, in order: the signature (with `public_key` if given, else the keyring's current
+    and retired keys); that the folder holds exactly the signed files (no extra file, link or
+    folder); each file's SHA-256; then the manifest: JSON, this format and version, its own
+    canonical form, and its file list equal to the signed one. Files are read once into
+    memory, so what was verified is what gets parsed. A sealed folder is decrypted in memory
+    (never to disk) and its decrypted files go through the same checks.
+
+    Args:
+        path: the package folder.
+        keyring: the workspace keyring; default: the keys of the workspace in the environment
+            (`Settings.from_env()`), loaded only when needed.
+        public_key: a PEM public key file to verify a package from elsewhere, or
+            `UnsafeNoVerify()` to skip the signature (digests are still checked; logs a warning).
 
     Raises:
         IntegrityError: naming the first file that fails a check.
+        SecurityError: no key to verify with, or a sealed package whose key-encryption key
+            this keyring does not hold.
     """
     root = Path(path)
-    mpath = root / MANIFEST
-    if not root.is_dir():
-        raise IntegrityError(f"{root}: not a package folder")
-    if not mpath.is_file() or mpath.is_symlink():
-        raise IntegrityError(f"{mpath}: manifest missing")
-    if mpath.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise IntegrityError(f"{mpath}: manifest too large")
-    raw = mpath.read_bytes()
+    if is_sealed(root):
+        blobs = open_sealed(root, keyring or _workspace_keyring(root))
+        manifest = json.loads(blobs[MANIFEST])  # verified (signature and digests) by open_sealed
+    else:
+        if keyring is None and public_key is None:
+            keyring = _workspace_keyring(root)
+        root, manifest, blobs = verify_folder(root, resolve_trust(keyring, public_key))
+    _check_format(root, manifest, blobs[MANIFEST])
+    return VerifiedPackage(root, manifest, blobs)
+
+
+def _workspace_keyring(root: Path) -> Keyring:
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
     try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise IntegrityError(f"{mpath}: manifest is not valid JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+    except SecurityError as exc:
+        raise SecurityError(f"{root}: no keyring to verify it with ({exc}); pass keyring= or public_key=") from None
+
+
+def _check_format(root: Path, manifest: dict[str, Any], raw: bytes) -> None:
+    mpath = root / MANIFEST
+    if manifest.get("format") != FORMAT:
         raise IntegrityError(f"{mpath}: not a TrustForge package manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IntegrityError(f"{mpath}: unsupported format_version {_short(manifest.get('format_version'))}")
@@ -158,30 +194,6 @@ def read_package(path: str | os.PathLike[str]) -> VerifiedPackage:
         intact = False
     if not intact:
         raise IntegrityError(f"{mpath}: manifest does not match its {MANIFEST_DIGEST} (file changed)")
-    listed = manifest.get("files")
-    if not isinstance(listed, dict) or not listed:
-        raise IntegrityError(f"{mpath}: manifest lists no files")
-    for name in listed:
-        if not _plain_name(name):
-            raise IntegrityError(f"{mpath}: file entry {_short(name)} is not a plain file name")
-    present = {p.name for p in root.iterdir()} - {MANIFEST}
-    for extra in sorted(present - listed.keys()):
-        what = "symbolic link" if (root / extra).is_symlink() else "folder" if (root / extra).is_dir() else "file"
-        raise IntegrityError(f"{root / extra}: {what} not listed in the manifest")
-    blobs: dict[str, bytes] = {}
-    for name, entry in listed.items():
-        fpath = root / name
-        if fpath.is_symlink():
-            raise IntegrityError(f"{fpath}: is a symbolic link; a package holds plain files only")
-        if not fpath.is_file():
-            raise IntegrityError(f"{fpath}: listed in the manifest but missing")
-        if not isinstance(entry, dict) or fpath.stat().st_size != entry.get("size"):
-            raise IntegrityError(f"{fpath}: size does not match the manifest (file changed)")
-        blob = fpath.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != entry.get("sha256"):
-            raise IntegrityError(f"{fpath}: SHA-256 does not match the manifest (file changed)")
-        blobs[name] = blob
-    return VerifiedPackage(root, manifest, blobs)
 
 
 def _plain_name(name: object) -> bool:

@@ -14,7 +14,8 @@ from trustforge.data import Preprocessor, RawData, Schema, list_images, read_ima
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import compute_metrics, outputs_to_proba
 from trustforge.models import build_model
-from trustforge.package._format import read_package
+from trustforge.package._format import UnsafeNoVerify, VerifiedPackage, read_package
+from trustforge.secure._keys import Keyring
 from trustforge.spec import TaskSpec
 
 __all__ = ["Model"]
@@ -46,13 +47,29 @@ class Model:
         return self.manifest.get("name", self.spec.name)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Model":
-        """Verify every file of the package, then build the model from it.
+    def load(cls, path: str | os.PathLike[str], *, keyring: Keyring | None = None,
+             public_key: str | os.PathLike[str] | UnsafeNoVerify | None = None) -> "Model":
+        """Verify every file of the package (plain or sealed), then build the model from it.
+
+        Verification comes first and is complete: the signature, then every file's digest,
+        then the manifest JSON, then the tensors. A sealed package is decrypted in memory.
+
+        Args:
+            path: the package folder (plain or sealed).
+            keyring: the workspace keyring; default: the workspace in the environment.
+            public_key: a PEM public key file for a package signed elsewhere, or
+                `UnsafeNoVerify()` to skip the signature only (logs a warning).
 
         Raises:
-            IntegrityError: a file is missing, unlisted, changed or malformed (named in the message).
+            IntegrityError: a file is missing, unlisted, changed or malformed, or the signature
+                does not verify (the file is named in the message). No model is returned.
+            SecurityError: no key to verify with, or a sealed package under another KEK.
         """
-        pkg = read_package(path)
+        return cls.from_package(read_package(path, keyring=keyring, public_key=public_key))
+
+    @classmethod
+    def from_package(cls, pkg: VerifiedPackage) -> "Model":
+        """Build the model from a package that already passed verification."""
         m = pkg.manifest
         try:
             spec = TaskSpec.model_validate(m["spec"])

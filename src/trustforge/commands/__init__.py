@@ -1,0 +1,1 @@
+"""Command groups of the `trustforge` CLI (`trustforge models ...`, `keys`, `users`, ...)."""

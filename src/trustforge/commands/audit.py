@@ -1,0 +1,123 @@
+"""`trustforge audit ...`: show and verify the tamper-evident audit log (a thin face over `AuditLog`).
+
+Both commands act as the principal of `TRUSTFORGE_TOKEN` (or the local workspace admin) and
+need the `audit_verify` action (admins only). Library errors (`TrustForgeError`) propagate to
+the main command, which prints them as one line; a failed verification is an
+`IntegrityError` naming the first bad entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Iterator
+
+import typer
+
+app = typer.Typer(help="The audit log: who did what, when, with what outcome.", no_args_is_help=True, add_completion=False)
+
+
+@contextlib.contextmanager
+def open_workspace() -> Iterator[tuple]:
+    """(AccessStore, AuditLog, Principal) of the workspace in `TRUSTFORGE_HOME`.
+
+    Uses `trustforge.registry.Registry` (engine, keyring, audit log and principal in one
+    place). Until the registry package is importable, builds the same pieces directly.
+    """
+    from trustforge.secure._access import AccessStore
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        from trustforge.registry import Registry
+    except ImportError:
+        Registry = None
+    if Registry is not None:
+        reg = Registry(settings)
+        try:
+            yield AccessStore(reg.engine, audit=reg.audit), reg.audit, reg.principal
+        finally:
+            close = getattr(reg, "close", None)
+            if close is not None:
+                close()
+        return
+    yield _standalone(settings)
+
+
+def _standalone(settings) -> tuple:
+    from trustforge.secure._access import AccessStore
+    from trustforge.secure._audit import AuditLog
+
+    try:
+        from trustforge.registry._db import make_engine
+    except ImportError:
+        import sqlalchemy as sa
+
+        settings.home.mkdir(parents=True, exist_ok=True)
+        make_engine = sa.create_engine
+    engine = make_engine(settings.db_url)
+    try:
+        from trustforge.secure._keys import Keyring
+    except ImportError:
+        signer = verifier = None
+    else:
+        keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+        signer, verifier = keyring.sign, keyring.verify
+    audit = AuditLog(engine, signer, verifier)
+    access = AccessStore(engine, audit=audit)
+    return access, audit, access.authenticate(settings.token)
+
+
+@app.command()
+def show(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many entries, newest first"),
+    offset: int = typer.Option(0, "--offset", min=0, help="skip this many newest entries first"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
+) -> None:
+    """Show the newest audit entries (actor, action, object, time, outcome)."""
+    from trustforge.secure._access import require
+
+    with open_workspace() as (_access, audit, principal):
+        require(principal, "audit_verify", "audit-log", audit)
+        rows = audit.entries(limit=limit, offset=offset)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, sort_keys=True))
+        return
+    if not rows:
+        typer.echo("the audit log is empty")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"audit log (newest {len(rows)}, skipped {offset})" if offset else f"audit log (newest {len(rows)})")
+    for col in ("seq", "time (UTC)"):
+        table.add_column(col, no_wrap=True)
+    for col in ("actor", "action", "object", "outcome", "details"):
+        table.add_column(col, overflow="fold")
+    style = {"ok": "green", "denied": "red", "error": "yellow"}
+    for r in rows:
+        details = r["details"] if isinstance(r["details"], str) else json.dumps(r["details"], sort_keys=True, separators=(",", ":"))
+        outcome = f"[{style.get(r['outcome'], 'white')}]{r['outcome']}[/]"
+        table.add_row(str(r["seq"]), r["time"], r["actor"], r["action"], r["object"], outcome, details)
+    Console().print(table)
+
+
+@app.command()
+def verify() -> None:
+    """Check the hash chain and the signed checkpoints; name the first bad entry.
+
+    Exit 0 and `ok: N entries` when the log is intact; otherwise a one-line error naming the
+    first entry that was edited, deleted, reordered or cut off, and a non-zero exit code.
+    """
+    from trustforge.errors import IntegrityError
+    from trustforge.secure._access import require
+
+    with open_workspace() as (_access, audit, principal):
+        require(principal, "audit_verify", "audit-log", audit)
+        report = audit.verify()
+    for w in report.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    if not report.ok:
+        raise IntegrityError(f"audit log entry {report.first_bad}: {report.problem}")
+    typer.echo(f"ok: {report.entries} entries")

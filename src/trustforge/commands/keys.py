@@ -1,0 +1,92 @@
+"""`trustforge keys ...`: the workspace signing key pair and key-encryption key.
+
+`init` creates them; `rotate` replaces both, keeps the retired public key so old signatures
+still verify, and re-wraps the data key of every sealed package in the artifact store under
+the new key-encryption key without re-encrypting any payload. Both are `keys` actions (admins,
+or the local workspace admin) and are written to the audit log. Library errors
+(`TrustForgeError`) propagate to the main command, which prints them as one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import typer
+
+app = typer.Typer(help="The workspace signing key pair and key-encryption key.", no_args_is_help=True, add_completion=False)
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator:
+    """The registry of the workspace in the environment (engine, keyring, audit log, principal)."""
+    from trustforge.registry import Registry
+
+    reg = Registry()
+    try:
+        yield reg
+    finally:
+        reg.close()
+
+
+@app.command()
+def init(force: bool = typer.Option(False, "--force", help="replace existing keys (packages sealed under the old ones become unreadable)")) -> None:
+    """Create the signing key pair and a 256-bit key-encryption key (files mode 0600).
+
+    With TRUSTFORGE_KEK set, the key-encryption key comes from there and no kek.key is written.
+    """
+    from trustforge.secure._access import require
+    from trustforge.secure._keys import Keyring
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+    if force and (settings.keys_dir / "signing.key").exists():
+        with workspace() as reg:  # replacing live keys is an admin action, checked and audited
+            require(reg.principal, "keys", "keys", reg.audit)
+            keyring = Keyring.init(settings.keys_dir, kek_b64=settings.kek, force=True)
+            reg.audit.append(reg.principal.name, "keys", "keys", "ok", {"init": "force", "key_id": keyring.key_id})
+    else:
+        keyring = Keyring.init(settings.keys_dir, kek_b64=settings.kek)
+        with workspace() as reg:
+            reg.audit.append(reg.principal.name, "keys", "keys", "ok", {"init": True, "key_id": keyring.key_id})
+    where = "TRUSTFORGE_KEK" if settings.kek else str(settings.keys_dir / "kek.key")
+    typer.echo(f"signing key {keyring.key_id[:16]} (public key: {settings.keys_dir / 'signing.pub'}); key-encryption key from {where}")
+
+
+@app.command()
+def rotate(
+    include: list[Path] = typer.Option([], "--include", help="another folder holding sealed packages (e.g. from `package encrypt`) to re-wrap too; repeatable"),
+) -> None:
+    """New signing key and key-encryption key; re-wrap every sealed package's data key.
+
+    Payloads are not re-encrypted. Sealed packages in the artifact store are found by
+    themselves; those elsewhere must be named with --include, or they stay sealed under the
+    old key-encryption key, which is then forgotten. When the key-encryption key comes from
+    TRUSTFORGE_KEK, give the new one in TRUSTFORGE_NEW_KEK and set TRUSTFORGE_KEK to it
+    afterwards.
+    """
+    from trustforge.errors import SecurityError
+    from trustforge.secure._access import require
+    from trustforge.secure._envelope import rewrap_all
+
+    with workspace() as reg:
+        require(reg.principal, "keys", "keys", reg.audit)
+        old = reg.keyring
+        new = old.rotate(new_kek_b64=os.environ.get("TRUSTFORGE_NEW_KEK") or None)
+        count, failures = 0, []
+        for root in [reg.artifacts, *include]:
+            done, failed = rewrap_all(root, old, new)
+            count, failures = count + done, failures + failed
+        if failures:
+            reg.audit.append(reg.principal.name, "keys", "keys", "error", {"rotate": True, "rewrapped": count, "failed": len(failures)})
+            raise SecurityError(
+                f"{len(failures)} sealed package(s) could not be re-wrapped (first: {failures[0]}); the old key-encryption "
+                "key stays in keys/retired/ so that `trustforge keys rotate` can be run again"
+            )
+        new.purge_retired_keks()
+        reg.audit.append(reg.principal.name, "keys", "keys", "ok", {"rotate": True, "key_id": new.key_id, "rewrapped": count})
+    typer.echo(f"rotated: signing key {new.key_id[:16]} (old public key kept in keys/retired/); {count} sealed package(s) re-wrapped")
+    if os.environ.get("TRUSTFORGE_NEW_KEK"):
+        typer.echo("now set TRUSTFORGE_KEK to the value of TRUSTFORGE_NEW_KEK", err=True)

@@ -1,0 +1,92 @@
+"""`trustforge users ...`: users, roles and API tokens (a thin face over `AccessStore`).
+
+Every command needs the `users` action (admins only, or the local workspace admin) and every
+change is written to the audit log in the same transaction. Library errors
+(`TrustForgeError`) propagate to the main command, which prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+app = typer.Typer(help="Users, roles (viewer, trainer, deployer, admin) and API tokens.", no_args_is_help=True, add_completion=False)
+
+
+def _workspace():
+    from trustforge.commands.audit import open_workspace
+
+    return open_workspace()
+
+
+@app.command()
+def add(
+    name: str = typer.Argument(..., help="user name: letters, digits, '.', '_', '-' (at most 64)"),
+    role: str = typer.Option("viewer", "--role", "-r", help="viewer | trainer | deployer | admin"),
+) -> None:
+    """Add a user with a role."""
+    with _workspace() as (access, _audit, principal):
+        access.add_user(name, role, by=principal)
+    typer.echo(f"added {name} ({role})")
+
+
+@app.command()
+def grant(name: str = typer.Argument(...), role: str = typer.Argument(..., help="viewer | trainer | deployer | admin")) -> None:
+    """Give a user a new role (and re-enable a revoked user; their old tokens stay revoked)."""
+    with _workspace() as (access, _audit, principal):
+        access.grant(name, role, by=principal)
+    typer.echo(f"{name} is now {role}")
+
+
+@app.command()
+def revoke(name: str = typer.Argument(...)) -> None:
+    """Disable a user and revoke all of their tokens, effective immediately."""
+    with _workspace() as (access, _audit, principal):
+        access.revoke(name, by=principal)
+    typer.echo(f"revoked {name} and all of their tokens")
+
+
+@app.command()
+def token(
+    name: str = typer.Argument(...),
+    days: float = typer.Option(90.0, "--days", help="lifetime in days"),
+    never_expires: bool = typer.Option(False, "--never-expires", help="valid until revoked"),
+) -> None:
+    """Issue an API token for a user; it is printed once and cannot be shown again."""
+    with _workspace() as (access, _audit, principal):
+        secret = access.issue_token(name, ttl_days=None if never_expires else days, by=principal)
+    typer.echo(secret)
+    typer.echo(
+        "This token is shown only now and cannot be shown again; store it (e.g. in TRUSTFORGE_TOKEN). "
+        f"Revoke it with `trustforge users revoke-token {secret.split('_')[1]}`.",
+        err=True,
+    )
+
+
+@app.command("revoke-token")
+def revoke_token(token_id: str = typer.Argument(..., help="the 16 hex digits after `tfk_`")) -> None:
+    """Revoke one API token by its id, effective immediately."""
+    with _workspace() as (access, _audit, principal):
+        access.revoke_token(token_id, by=principal)
+    typer.echo(f"revoked token {token_id}")
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """List users: role, whether active, when created, ids of their live tokens."""
+    from trustforge.secure._access import require
+
+    with _workspace() as (access, audit, principal):
+        require(principal, "users", "users", audit)
+        rows = access.list_users()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        typer.echo("no users (the local workspace admin needs none)")
+        return
+    width = max(len(r["name"]) for r in rows)
+    typer.echo(f"{'NAME':<{width}}  ROLE      ACTIVE  CREATED                      TOKENS")
+    for r in rows:
+        typer.echo(f"{r['name']:<{width}}  {r['role']:<8}  {'yes' if r['active'] else 'no':<6}  {r['created']:<27}  {', '.join(r['tokens']) or '-'}")

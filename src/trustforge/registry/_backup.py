@@ -1,0 +1,482 @@
+"""Backup and restore of a workspace: one encrypted, signed archive file.
+
+The archive holds the registry database (every table of the registry, access and audit
+metadata, dumped as JSON rows), the stored package folders of every registered version (as
+stored: sealed packages stay sealed) and the public parts of the workspace keys. On disk:
+
+    TFBACKUP1\\n
+    header\\n        one line of JSON: format, time, the signing key's id and public key, the
+                    data key wrapped by the key-encryption key (KEK), the ciphertext's size and
+                    SHA-256, and an ECDSA signature over all of that
+    ciphertext      a tar archive sealed with AES-256-GCM under the data key (the header's
+                    signed fields are its associated data)
+
+`restore_backup` checks everything before it writes anything: the signature, the ciphertext's
+digest, the data key (only a holder of the KEK can have made the archive), the decryption,
+then every archive entry (plain relative names under known folders, regular files only, no
+`..`, absolute paths, backslashes or links) and every file's digest. Only then, and only into
+an empty workspace, does it write: package folders to a temporary folder renamed into place,
+all rows in one transaction. Restoring needs the same KEK (keep it apart from the backups);
+the archive's public keys are kept as retired keys, so old package signatures and the audit
+log's signed checkpoints verify in the restored workspace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import mmap
+import os
+import re
+import shutil
+import tarfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import sqlalchemy as sa
+
+from trustforge.errors import IntegrityError, RegistryError, SecurityError
+from trustforge.secure import _primitives as P
+from trustforge.secure._keys import Keyring
+from trustforge.settings import Settings
+
+__all__ = ["create_backup", "restore_backup", "BACKUP_FORMAT"]
+
+BACKUP_FORMAT = "trustforge.backup"
+_VERSION = 1
+_MAGIC = b"TFBACKUP1\n"
+_MAX_HEADER = 1 << 20
+_CONTENTS = "backup.json"
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_SIGNED = ("format", "format_version", "created", "key_id", "public_key", "chunk_size", "payload_size", "payload_sha256", "wrapped_key")
+_BOUND = ("format", "format_version", "created", "key_id", "chunk_size")
+
+
+# ---------------------------------------------------------------------------- database
+
+
+def _engine(url: str) -> sa.Engine:
+    from trustforge.registry._db import make_engine
+
+    return make_engine(url)
+
+
+def _metadatas() -> list[sa.MetaData]:
+    """The registry's, the access store's and the audit log's tables (each module owns its own)."""
+    from trustforge.registry import _db
+    from trustforge.secure import _access, _audit
+
+    return [_db.metadata, _access.metadata, _audit.metadata]
+
+
+def _tables() -> list[sa.Table]:
+    """Every table, parents before children (the order rows must be inserted in)."""
+    return [t for md in _metadatas() for t in md.sorted_tables]
+
+
+def _encode(value: Any) -> Any:
+    # Today every column is a string, number or boolean; tag anything else so it round-trips.
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, text), = value.items()
+        if kind == "$bytes":
+            return base64.b64decode(text)
+        if kind == "$datetime":
+            return datetime.fromisoformat(text)
+    return value
+
+
+def _dump(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
+    inspector = sa.inspect(conn)
+    out = {}
+    for table in _tables():
+        if not inspector.has_table(table.name):
+            out[table.name] = []
+            continue
+        order = list(table.primary_key.columns) or list(table.columns)
+        rows = conn.execute(sa.select(table).order_by(*order)).mappings()
+        out[table.name] = [{k: _encode(v) for k, v in row.items()} for row in rows]
+    return out
+
+
+# ---------------------------------------------------------------------------- create
+
+
+def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str, Any]:
+    """Write one encrypted, signed archive of the workspace's registry, packages and public keys.
+
+    The database is read in one transaction (on SQLite it holds the write lock, so no version
+    is registered or deleted meanwhile) and the package folders of exactly the versions in
+    that snapshot are archived. `dest` appears complete or not at all.
+
+    Returns:
+        A summary: rows per table, files and bytes archived, the signing key id.
+
+    Raises:
+        SecurityError: the keyring holds no key-encryption key.
+        RegistryError: the database cannot be read, or a version's folder vanished meanwhile.
+        FileExistsError: `dest` exists.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest}: already exists")
+    keyring.kek_id  # fail now, before any work, when there is no KEK
+    artifacts = Path(settings.artifacts or settings.home / "artifacts")
+    files: dict[str, bytes] = {}
+    engine = _engine(settings.db_url)
+    # One snapshot across every table: REPEATABLE READ on PostgreSQL; on SQLite the registry's
+    # engine begins with BEGIN IMMEDIATE, which also keeps writers out while folders are read.
+    reader = engine.execution_options(isolation_level="REPEATABLE READ") if engine.dialect.name == "postgresql" else engine
+    try:
+        with reader.begin() as conn:
+            tables = _dump(conn)
+            for row in tables.get("registry_versions", []):
+                folder = artifacts / str(row["name"]) / str(row["version"])
+                if not folder.is_dir():
+                    raise RegistryError(f"{folder}: the stored package of {row['name']} version {row['version']} is missing; run `trustforge models gc` or retry")
+                for path in sorted(folder.rglob("*")):
+                    if path.is_symlink():
+                        raise RegistryError(f"{path}: a symbolic link in the artifact store")
+                    if path.is_file():
+                        files["artifacts/" + path.relative_to(artifacts).as_posix()] = path.read_bytes()
+    finally:
+        engine.dispose()
+    for key_id in keyring.public_key_ids():
+        files[f"keys/{key_id}.pub"] = keyring.public_key_pem(key_id)
+    for name, rows in tables.items():
+        files[f"db/{name}.json"] = json.dumps(rows, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    contents = {
+        "format": BACKUP_FORMAT + ".contents",
+        "format_version": _VERSION,
+        "tables": {name: len(rows) for name, rows in tables.items()},
+        "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
+    }
+    tar = _tar({_CONTENTS: json.dumps(contents, sort_keys=True, indent=1).encode("utf-8"), **files})
+    _write_archive(dest, tar, keyring)
+    return {"tables": contents["tables"], "files": len(files), "bytes": dest.stat().st_size, "key_id": keyring.key_id}
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            info.mode = 0o600
+            tar.addfile(info, io.BytesIO(blob))
+    return buf.getvalue()
+
+
+def _canonical(header: dict[str, Any], keys: tuple[str, ...]) -> bytes:
+    return json.dumps({k: header[k] for k in keys}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _write_archive(dest: Path, payload: bytes, keyring: Keyring) -> None:
+    """Seal `payload` (a tar archive) under a fresh data key, sign the header, write `dest` atomically."""
+    dek = P.new_key()
+    header: dict[str, Any] = {
+        "format": BACKUP_FORMAT,
+        "format_version": _VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "key_id": keyring.key_id,
+        "public_key": keyring.public_key_pem().decode("ascii"),
+        "chunk_size": P.CHUNK,
+    }
+    aad = b"trustforge.backup.v1 payload\x00" + _canonical(header, _BOUND)
+    header["wrapped_key"] = base64.b64encode(keyring.wrap_key(dek, b"trustforge.backup.v1 data key\x00" + _canonical(header, _BOUND))).decode("ascii")
+    size = P.sealed_size(len(payload), P.CHUNK)
+    sealed = bytearray(size)
+    P.seal_into(dek, payload, aad, sealed, P.CHUNK)
+    header["payload_size"] = size
+    header["payload_sha256"] = hashlib.sha256(sealed).hexdigest()
+    key_id, signature = keyring.sign(b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED))
+    header["signature"] = base64.b64encode(signature).decode("ascii")
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC)
+            f.write(json.dumps(header, sort_keys=True).encode("ascii") + b"\n")
+            f.write(sealed)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------- read and check
+
+
+def _open_archive(src: Path, keyring: Keyring) -> tuple[dict[str, Any], bytes]:
+    """Verify and decrypt an archive: (header, tar bytes). Nothing is written.
+
+    Raises:
+        IntegrityError: naming `src`, for any change to the file.
+        SecurityError: naming `src`, when it was made under a KEK this keyring lacks.
+    """
+    def bad(why: str) -> IntegrityError:
+        return IntegrityError(f"{src}: {why}")
+
+    if not src.is_file():
+        raise bad("not a backup file")
+    with open(src, "rb") as f:
+        if os.fstat(f.fileno()).st_size < len(_MAGIC) + 2:
+            raise bad("not a TrustForge backup")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[: len(_MAGIC)] != _MAGIC:
+                raise bad("not a TrustForge backup")
+            end = data.find(b"\n", len(_MAGIC), len(_MAGIC) + _MAX_HEADER)
+            if end < 0:
+                raise bad("header missing or too long")
+            header = _parse_header(src, bytes(data[len(_MAGIC) : end]))
+            _check_signature(src, header, keyring)
+            payload = memoryview(data)[end + 1 :]
+            try:
+                if len(payload) != header["payload_size"] or hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+                    raise bad("the encrypted contents do not match the signed header (file changed or truncated)")
+                dek = _unwrap(src, header, keyring)
+                aad = b"trustforge.backup.v1 payload\x00" + _canonical(header, _BOUND)
+                try:
+                    tar = P.open_stream(dek, payload, aad, header["chunk_size"])
+                except P.CryptoFailure:
+                    raise bad("the encrypted contents failed authentication") from None
+            finally:
+                payload.release()
+    return header, tar
+
+
+def _parse_header(src: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw.decode("ascii"))
+        ok = (isinstance(header, dict) and header.get("format") == BACKUP_FORMAT and header.get("format_version") == _VERSION
+              and all(k in header for k in (*_SIGNED, "signature"))
+              and isinstance(header["chunk_size"], int) and 1 << 10 <= header["chunk_size"] <= P.CHUNK
+              and isinstance(header["payload_size"], int) and isinstance(header["key_id"], str))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        ok = False
+    if not ok:
+        raise IntegrityError(f"{src}: not a TrustForge backup header")
+    return header
+
+
+def _check_signature(src: Path, header: dict[str, Any], keyring: Keyring) -> None:
+    """The header's signature, by a key this keyring knows or else by the key the header names.
+
+    A key the keyring does not know (restoring into a new workspace after the old keys were
+    lost) is accepted when its id matches: the archive is still authenticated as a whole by
+    the KEK, which only the workspace's owner holds, and that is checked next.
+    """
+    try:
+        signature = base64.b64decode(header["signature"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise IntegrityError(f"{src}: the header's signature is malformed") from None
+    message = b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED)
+    key_id = header["key_id"]
+    if keyring.knows(key_id):
+        ok = keyring.verify(key_id, message, signature)
+    else:
+        try:
+            key = P.load_public_key(str(header["public_key"]).encode("ascii"))
+        except (P.CryptoFailure, UnicodeEncodeError):
+            raise IntegrityError(f"{src}: the header's public key is malformed") from None
+        ok = key.key_id == key_id and key.verify(message, signature)
+    if not ok:
+        raise IntegrityError(f"{src}: the signature does not verify (file changed)")
+
+
+def _unwrap(src: Path, header: dict[str, Any], keyring: Keyring) -> bytes:
+    try:
+        wrapped = base64.b64decode(header["wrapped_key"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise IntegrityError(f"{src}: the wrapped data key is malformed") from None
+    if not keyring.holds_kek_for(wrapped):
+        raise SecurityError(f"{src}: made under another key-encryption key (set TRUSTFORGE_KEK, or put kek.key back, to the workspace's)")
+    try:
+        return keyring.unwrap_key(wrapped, b"trustforge.backup.v1 data key\x00" + _canonical(header, _BOUND))
+    except SecurityError:
+        raise IntegrityError(f"{src}: the wrapped data key failed authentication (file changed)") from None
+
+
+def _safe_name(name: str) -> bool:
+    """A relative POSIX path of plain parts under a folder a backup writes to (zip-slip guard)."""
+    if not isinstance(name, str) or "\\" in name or "\x00" in name or name.startswith("/") or len(name) > 1024:
+        return False
+    parts = name.split("/")
+    if not all(_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+        return False
+    if name == _CONTENTS:
+        return True
+    top = parts[0]
+    return (top == "artifacts" and len(parts) >= 4) or (top in ("db", "keys") and len(parts) == 2)
+
+
+def _members(src: Path, tar_bytes: bytes) -> dict[str, bytes]:
+    """Every entry of the decrypted tar, each checked; IntegrityError naming the first bad one."""
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            for info in tar:
+                if not _safe_name(info.name) or str(PurePosixPath(info.name)) != info.name:
+                    raise IntegrityError(f"{src}: archive entry {info.name[:200]!r} would escape the workspace or is not a plain path")
+                if not info.isreg():
+                    raise IntegrityError(f"{src}: archive entry {info.name[:200]!r} is not a regular file (links are refused)")
+                if info.name in out:
+                    raise IntegrityError(f"{src}: archive entry {info.name[:200]!r} appears twice")
+                f = tar.extractfile(info)
+                out[info.name] = f.read() if f is not None else b""
+    except tarfile.TarError:
+        raise IntegrityError(f"{src}: the archive inside is malformed") from None
+    try:
+        contents = json.loads(out.pop(_CONTENTS))
+        listed = contents["files"]
+        ok = contents.get("format") == BACKUP_FORMAT + ".contents" and isinstance(listed, dict)
+    except (KeyError, ValueError, TypeError, RecursionError):
+        ok = False
+    if not ok:
+        raise IntegrityError(f"{src}: the archive's {_CONTENTS} is missing or malformed")
+    for name in sorted(out.keys() ^ listed.keys()):
+        raise IntegrityError(f"{src}: archive entry {name[:200]!r} is {'not listed in' if name in out else 'listed in but missing from'} {_CONTENTS}")
+    for name, blob in out.items():
+        if hashlib.sha256(blob).hexdigest() != listed[name]:
+            raise IntegrityError(f"{src}: archive entry {name[:200]!r} does not match its digest")
+    return out
+
+
+# ---------------------------------------------------------------------------- restore
+
+
+def _check_empty(settings: Settings, artifacts: Path) -> None:
+    """Refuse a workspace that holds any registry, access or audit row, or any stored package."""
+    if artifacts.exists() and (not artifacts.is_dir() or any(artifacts.iterdir())):
+        raise RegistryError(f"{artifacts}: the artifact store is not empty; restore only into an empty workspace")
+    url = sa.engine.make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" and not Path(url.database).exists():
+        return  # no database yet: nothing to look at, and connecting would create the file
+    engine = _engine(settings.db_url)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            for table in _tables():
+                if inspector.has_table(table.name) and conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
+                    raise RegistryError(f"table {table.name} of the workspace database is not empty; restore only into an empty workspace")
+    finally:
+        engine.dispose()
+
+
+def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str, Any]:
+    """Restore an archive from `create_backup` into the empty workspace of `settings`.
+
+    Everything is checked before anything is written (see the module docstring). Then the
+    package folders are written to a temporary folder, the rows inserted in one transaction,
+    and the folder renamed into place before that transaction commits.
+
+    Args:
+        settings: the target workspace (its database may be SQLite or PostgreSQL).
+        src: the archive file.
+        keyring: the target workspace's keys; it must hold the KEK the archive was made under.
+
+    Returns:
+        A summary: rows per table, files restored, the key id that signed the archive.
+
+    Raises:
+        IntegrityError: the archive was changed, or holds an entry that is not a plain path
+            under a known folder (zip-slip, links); nothing is written.
+        SecurityError: the archive was made under another KEK; nothing is written.
+        RegistryError: the target workspace is not empty; nothing is written.
+    """
+    src = Path(src)
+    artifacts = Path(settings.artifacts or settings.home / "artifacts")
+    _check_empty(settings, artifacts)
+    header, tar_bytes = _open_archive(src, keyring)
+    members = _members(src, tar_bytes)
+    del tar_bytes
+    known = {t.name: t for t in _tables()}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, blob in members.items():
+        if name.startswith("db/"):
+            table = name[3:-5] if name.endswith(".json") else ""
+            if table not in known:
+                raise IntegrityError(f"{src}: archive entry {name!r} is not a table this version of TrustForge knows")
+            try:
+                data = json.loads(blob)
+                rows[table] = [{k: _decode(v) for k, v in r.items()} for r in data]
+                unknown = {k for r in rows[table] for k in r} - set(known[table].columns.keys())
+            except (ValueError, TypeError, AttributeError, RecursionError):
+                raise IntegrityError(f"{src}: archive entry {name!r} is not a list of rows") from None
+            if unknown:
+                raise IntegrityError(f"{src}: archive entry {name!r} has unknown columns {sorted(unknown)[:5]}")
+        elif name.startswith("keys/"):
+            try:
+                key = P.load_public_key(blob)
+            except P.CryptoFailure:
+                raise IntegrityError(f"{src}: archive entry {name!r} is not a public key") from None
+            if name != f"keys/{key.key_id}.pub":
+                raise IntegrityError(f"{src}: archive entry {name!r} does not hold the key its name says")
+
+    # ---- everything is verified; from here on we write.
+    tmp = artifacts.with_name(f".{artifacts.name}.restore-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    files, placed = 0, False
+    try:
+        for name, blob in members.items():
+            if not name.startswith("artifacts/"):
+                continue
+            target = tmp.joinpath(*name.split("/")[1:])
+            if not target.resolve().is_relative_to(tmp.resolve()):  # the names were checked; defence in depth
+                raise IntegrityError(f"{src}: archive entry {name!r} would escape the workspace")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            files += 1
+        engine = _engine(settings.db_url)
+        try:
+            from trustforge.registry._db import create_all
+
+            create_all(engine)
+            with engine.begin() as conn:
+                for table in _tables():
+                    if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
+                        raise RegistryError(f"table {table.name} of the workspace database is not empty; restore only into an empty workspace")
+                    if rows.get(table.name):
+                        conn.execute(sa.insert(table), rows[table.name])
+                if artifacts.exists():
+                    artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
+                os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder
+                placed = True
+        finally:
+            engine.dispose()
+    except BaseException:
+        shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
+        raise
+    for name, blob in members.items():
+        if name.startswith("keys/"):  # old package signatures and audit checkpoints verify
+            keyring.add_public_key(blob)
+    _sync_audit_head(engine_url=settings.db_url, keyring=keyring)
+    return {"tables": {t: len(r) for t, r in rows.items()}, "files": files, "key_id": header["key_id"]}
+
+
+def _sync_audit_head(*, engine_url: str, keyring: Keyring) -> None:
+    """Write the audit log's head file (beside a SQLite database) from the restored head row."""
+    from trustforge.secure._audit import AuditLog
+
+    engine = _engine(engine_url)
+    try:
+        AuditLog(engine, keyring.sign, keyring.verify).sync_head_file()
+    finally:
+        engine.dispose()

@@ -1,0 +1,162 @@
+"""The artifact store on disk: staging with liveness locks, flushing, and sweeping orphans.
+
+Layout under the store root (`Settings.artifacts`):
+
+    .staging/<token>/        a package being sealed for registration (token: 32 hex digits)
+    .staging/<token>.lock    held (flock) by the registering process while it stages
+    NAME/VERSION/            a registered version (only ever created by a rename)
+
+The kernel releases a flock when its process dies, even by SIGKILL, so a staging entry
+whose lock nobody holds belongs to a dead process. `.staging` starts with a dot, which no
+model name may, so it can never collide with a model's folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from trustforge.errors import RegistryError
+from trustforge.registry._names import check_name
+
+__all__ = ["STAGING", "DEFAULT_GC_GRACE_S", "StagingLock", "clean_staging", "sweep_versions", "fsync_dir", "fsync_tree"]
+
+STAGING = ".staging"
+DEFAULT_GC_GRACE_S = 10.0
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+class StagingLock:
+    """An exclusive flock on `.staging/<token>.lock`, held while a registration stages.
+
+    The file is created with O_EXCL and then locked; the instant between the two is what
+    gc's grace period covers. Leaving the block removes the file and releases the lock.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> "StagingLock":
+        self.fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+
+
+def _is_locked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing releases the lock if we took it
+    return False
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.lstat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def clean_staging(staging: Path, grace_s: float) -> list[str]:
+    """Remove staging entries of dead registrations; returns them as `.staging/NAME`.
+
+    An entry is kept while a lock file with its token is held, or is younger than `grace_s`;
+    an entry younger than `grace_s` is kept too (a temporary file of a registration that is
+    just starting).
+    """
+    if not staging.is_dir():
+        return []
+    now = time.time()
+    live = {lock.stem for lock in staging.glob("*.lock")
+            if _TOKEN.fullmatch(lock.stem) and (_age(lock, now) < grace_s or _is_locked(lock))}
+    removed: list[str] = []
+    for entry in sorted(staging.iterdir()):
+        token = _TOKEN.search(entry.name)
+        if (token and token.group(0) in live) or _age(entry, now) < grace_s:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(f"{STAGING}/{entry.name}")
+    return removed
+
+
+def sweep_versions(root: Path, rows: set[tuple[str, int]], models: set[str]) -> dict[str, list[str]]:
+    """Remove version folders that have no row; report rows without folders and foreign entries.
+
+    The caller must hold the registry's write lock, so that no registration is between its
+    rename and its commit (its folder would look like an orphan).
+
+    Returns:
+        {"orphans": removed `NAME/VERSION`s, "missing": rows whose folder is gone,
+        "unknown": entries the registry never creates (left alone)}.
+    """
+    report: dict[str, list[str]] = {"orphans": [], "missing": [], "unknown": []}
+    if root.is_dir():
+        for top in sorted(root.iterdir()):
+            if top.name == STAGING:
+                continue
+            if not top.is_dir() or top.is_symlink() or not _is_name(top.name):
+                report["unknown"].append(top.name)
+                continue
+            for sub in sorted(top.iterdir()):
+                rel = f"{top.name}/{sub.name}"
+                if not (sub.name.isdigit() and sub.is_dir() and not sub.is_symlink()):
+                    report["unknown"].append(rel)
+                elif (top.name, int(sub.name)) not in rows:
+                    shutil.rmtree(sub)
+                    report["orphans"].append(rel)
+            if top.name not in models and not any(top.iterdir()):
+                top.rmdir()  # the folder of a first version that never committed
+    report["missing"] = [f"{n}/{v}" for n, v in sorted(rows) if not (root / n / str(v)).is_dir()]
+    return report
+
+
+def _is_name(text: str) -> bool:
+    try:
+        check_name(text)
+    except RegistryError:
+        return False
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (the renames in it) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and folder under `root`, so that a committed version survives a power cut."""
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))

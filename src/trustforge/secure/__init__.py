@@ -1,0 +1,36 @@
+"""Security recipes: keys, package signatures, envelope encryption, access control, audit log.
+
+This package knows no ML and no HTTP: it seals, signs, checks and logs bytes and records.
+Callers get recipes (`sign_package`, `seal_package`, `open_sealed`, ...); nonces, modes and
+key sizes are never parameters, and the cryptographic primitives stay in `_primitives`.
+"""
+
+from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Principal, allowed, require, validate_name
+from trustforge.secure._audit import AuditLog, AuditReport
+from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewrap_sealed, seal_package, unseal_package
+from trustforge.secure._keys import Keyring
+from trustforge.secure._signing import SIGNATURE_FILE, UnsafeNoVerify, sign_package, verify_package
+
+__all__ = [
+    "Keyring",
+    "sign_package",
+    "verify_package",
+    "UnsafeNoVerify",
+    "SIGNATURE_FILE",
+    "seal_package",
+    "open_sealed",
+    "unseal_package",
+    "rewrap_sealed",
+    "rewrap_all",
+    "is_sealed",
+    "ROLES",
+    "ACTIONS",
+    "POLICY",
+    "allowed",
+    "Principal",
+    "AccessStore",
+    "require",
+    "validate_name",
+    "AuditLog",
+    "AuditReport",
+]

@@ -1,0 +1,365 @@
+"""Access control: roles, the one policy table, users, API tokens and principals.
+
+The policy (`POLICY`, read by `allowed`, the docs and the tests alike):
+
+| action        | viewer | trainer | deployer | admin | what it covers                                  |
+|---------------|:------:|:-------:|:--------:|:-----:|-------------------------------------------------|
+| read          |   x    |    x    |    x     |   x   | list/show models, versions, aliases, tags; load |
+| register      |        |    x    |          |   x   | register a package as a new version             |
+| tag           |        |    x    |    x     |   x   | set/delete tags on a version                    |
+| alias         |        |         |    x     |   x   | set/delete aliases (promote to @champion, ...)  |
+| serve         |        |         |    x     |   x   | serve a model over HTTP                         |
+| delete        |        |         |          |   x   | delete a version                                |
+| gc            |        |         |          |   x   | remove orphan artifacts                         |
+| users         |        |         |          |   x   | add/grant/revoke users, issue/revoke tokens     |
+| keys          |        |         |          |   x   | init/rotate workspace keys                      |
+| backup        |        |         |          |   x   | create a backup                                 |
+| restore       |        |         |          |   x   | restore a backup                                |
+| audit_verify  |        |         |          |   x   | show and verify the audit log                   |
+
+A deployer may not register: separation of duties, so no one but an admin can both put a
+model into the registry and promote it to production (the trainer who built it cannot
+promote it; the deployer who promotes cannot slip in a model of their own).
+
+Principals: with no token, the acting principal is the local workspace admin (the OS user
+who can read the workspace's keys and database anyway). With a token (`TRUSTFORGE_TOKEN`),
+the token's user with the role they hold *now*: every `authenticate` reads the database, so
+revocation, expiry and role changes take effect at once (nothing is cached).
+
+Tokens are `tfk_<id>_<secret>`: `id` (16 hex digits) is a non-secret lookup key, `secret` is
+256 random bits (base64url). Only SHA-256(tag, id, secret) is stored. A slow password hash
+(argon2) would add nothing here: it protects low-entropy secrets against guessing, and
+2^256 random bits cannot be guessed; a fast hash keeps every request cheap. There are no
+passwords; if they are ever added they must use argon2 (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Callable
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from trustforge.errors import AccessDenied, RegistryError, TrustForgeError
+
+from trustforge.secure._audit import _READONLY
+
+if TYPE_CHECKING:
+    from trustforge.secure._audit import AuditLog
+
+__all__ = ["ROLES", "ACTIONS", "POLICY", "allowed", "Principal", "AccessStore", "require", "metadata", "validate_name"]
+
+ROLES = ("viewer", "trainer", "deployer", "admin")
+ACTIONS = ("read", "register", "tag", "alias", "delete", "gc", "serve", "users", "keys", "backup", "restore", "audit_verify")
+
+POLICY: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "trainer": frozenset({"read", "register", "tag"}),
+    "deployer": frozenset({"read", "tag", "alias", "serve"}),
+    "admin": frozenset(ACTIONS),
+}
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TOKEN_RE = re.compile(r"tfk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_TOKEN_ID_RE = re.compile(r"[0-9a-f]{16}")
+_HASH_TAG = b"trustforge.token.v1\x00"
+MAX_TTL_DAYS = 3650
+
+metadata = sa.MetaData()
+
+# Times are ISO-8601 UTC strings, as in the registry tables: the same on SQLite and PostgreSQL.
+users_table = sa.Table(
+    "access_users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+)
+
+tokens_table = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("user", sa.String(64), sa.ForeignKey("access_users.name"), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created", sa.String(32), nullable=False),
+    sa.Column("expires", sa.String(32)),  # None: never
+    sa.Column("revoked", sa.String(32)),  # when it was revoked; None: live
+)
+
+
+def allowed(role: str, action: str) -> bool:
+    """Whether `role` may perform `action` according to `POLICY` (unknown roles may do nothing).
+
+    Raises:
+        ValueError: `action` is not one of `ACTIONS` (a typo in the caller, not a user error).
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
+    return action in POLICY.get(role, frozenset())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: `kind` is "user", "token" or "local-admin"."""
+
+    name: str
+    role: str
+    kind: str
+
+
+def require(principal: Principal, action: str, obj: str, audit: "AuditLog | None") -> None:
+    """Return if `principal` may do `action` on `obj`; otherwise audit the denial and raise.
+
+    Raises:
+        AccessDenied: naming the principal, its role, the action and the object.
+    """
+    if allowed(principal.role, action):
+        return
+    if audit is not None:
+        audit.append(principal.name, action, obj, "denied", {"role": principal.role, "kind": principal.kind})
+    raise AccessDenied(f"{principal.name} (role {principal.role}) may not {action} {obj}; ask an admin for a role that allows it")
+
+
+def validate_name(name: str, what: str = "user name") -> str:
+    """Return `name` if it is 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit.
+
+    Raises:
+        RegistryError: naming what was wrong.
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        shown = repr(name)[:80]
+        raise RegistryError(f"{what} {shown} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def _check_role(role: str) -> str:
+    if role not in ROLES:
+        raise RegistryError(f"role {role!r} is unknown; expected one of {', '.join(ROLES)}")
+    return role
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _token_hash(token_id: str, secret: bytes) -> str:
+    return hashlib.sha256(_HASH_TAG + token_id.encode("ascii") + b"\x00" + secret).hexdigest()
+
+
+def local_admin() -> Principal:
+    """The local workspace admin: the OS user running this process."""
+    try:
+        name = getpass.getuser()
+    except Exception:  # no USER/LOGNAME and no passwd entry (some containers)
+        name = "local"
+    return Principal(name=name or "local", role="admin", kind="local-admin")
+
+
+class AccessStore:
+    """Users and API tokens in SQL tables (on `metadata`, created if missing).
+
+    Args:
+        engine: the registry's engine.
+        audit: the audit log; needed when mutations are made `by=` a principal.
+
+    Mutations called with `by=principal` first `require(by, "users", ...)` and then append an
+    "ok" (or, on failure, "error") audit entry in the same transaction as the change. Called
+    without `by`, they are trusted library calls (whoever holds the engine holds the database).
+    """
+
+    def __init__(self, engine: sa.Engine, audit: "AuditLog | None" = None) -> None:
+        self.engine = engine
+        self.audit = audit
+        try:
+            metadata.create_all(engine)
+        except sa_exc.DBAPIError:
+            metadata.create_all(engine)  # another process created them between the check and the CREATE
+
+    # -- users -------------------------------------------------------------------------------
+
+    def add_user(self, name: str, role: str, *, by: Principal | None = None) -> None:
+        """Add an active user with `role`. Raises RegistryError if the name is taken or invalid."""
+        validate_name(name)
+        _check_role(role)
+
+        def change(conn: sa.Connection) -> dict:
+            if conn.execute(sa.select(users_table.c.name).where(users_table.c.name == name)).first():
+                raise RegistryError(f"user {name!r} already exists; use `trustforge users grant` to change the role")
+            conn.execute(sa.insert(users_table).values(name=name, role=role, active=True, created=_iso(_now())))
+            return {"role": role}
+
+        self._mutate(by, "add_user", name, change)
+
+    def grant(self, name: str, role: str, *, by: Principal | None = None) -> None:
+        """Give `name` the role `role` (replacing the old one) and re-enable a revoked user.
+
+        Tokens revoked earlier stay revoked; issue a new one.
+        """
+        validate_name(name)
+        _check_role(role)
+
+        def change(conn: sa.Connection) -> dict:
+            old = self._user(conn, name)
+            conn.execute(sa.update(users_table).where(users_table.c.name == name).values(role=role, active=True))
+            return {"role": role, "previous_role": old.role, "was_active": bool(old.active)}
+
+        self._mutate(by, "grant", name, change)
+
+    def revoke(self, name: str, *, by: Principal | None = None) -> None:
+        """Disable `name` and revoke every token of theirs, effective immediately."""
+        validate_name(name)
+
+        def change(conn: sa.Connection) -> dict:
+            self._user(conn, name)
+            conn.execute(sa.update(users_table).where(users_table.c.name == name).values(active=False))
+            t = tokens_table.c
+            n = conn.execute(sa.update(tokens_table).where(t.user == name, t.revoked.is_(None)).values(revoked=_iso(_now()))).rowcount
+            return {"tokens_revoked": n}
+
+        self._mutate(by, "revoke", name, change)
+
+    def list_users(self) -> list[dict]:
+        """Every user: name, role, active, created and the ids of their live tokens."""
+        now = _iso(_now())
+        t = tokens_table.c
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            users = [dict(r._mapping) for r in conn.execute(sa.select(users_table).order_by(users_table.c.name))]
+            live = conn.execute(sa.select(t.user, t.id, t.expires).where(t.revoked.is_(None)).order_by(t.created)).all()
+        for u in users:
+            u["active"] = bool(u["active"])
+            u["tokens"] = [r.id for r in live if r.user == u["name"] and (r.expires is None or r.expires > now)]
+        return users
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def issue_token(self, name: str, *, ttl_days: float | None = 90, by: Principal | None = None) -> str:
+        """A new API token for active user `name`, valid `ttl_days` (None: until revoked).
+
+        The token is returned once and never stored: only its hash is. Raises RegistryError for
+        an unknown or revoked user or a ttl outside (0, 3650] days.
+        """
+        validate_name(name)
+        if ttl_days is not None and not (0 < ttl_days <= MAX_TTL_DAYS):
+            raise RegistryError(f"token lifetime must be in (0, {MAX_TTL_DAYS}] days; got {ttl_days}")
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_bytes(32)
+        now = _now()
+        expires = _iso(now + timedelta(days=ttl_days)) if ttl_days is not None else None
+
+        def change(conn: sa.Connection) -> dict:
+            user = self._user(conn, name)
+            if not user.active:
+                raise RegistryError(f"user {name!r} is revoked; `trustforge users grant {name} ROLE` re-enables them")
+            conn.execute(sa.insert(tokens_table).values(id=token_id, user=name, hash=_token_hash(token_id, secret), created=_iso(now), expires=expires, revoked=None))
+            return {"token_id": token_id, "expires": expires}
+
+        self._mutate(by, "issue_token", name, change)
+        return f"tfk_{token_id}_{base64.urlsafe_b64encode(secret).rstrip(b'=').decode('ascii')}"
+
+    def revoke_token(self, token_id: str, *, by: Principal | None = None) -> None:
+        """Revoke one token by its id (the part after `tfk_`), effective immediately."""
+        if not isinstance(token_id, str) or not _TOKEN_ID_RE.fullmatch(token_id):
+            raise RegistryError("token id must be the 16 hex digits after `tfk_`")
+
+        def change(conn: sa.Connection) -> dict:
+            row = conn.execute(sa.select(tokens_table.c.user).where(tokens_table.c.id == token_id)).first()
+            if row is None:
+                raise RegistryError(f"token {token_id} does not exist")
+            conn.execute(sa.update(tokens_table).where(tokens_table.c.id == token_id, tokens_table.c.revoked.is_(None)).values(revoked=_iso(_now())))
+            return {"token_id": token_id, "user": row.user}
+
+        self._mutate(by, "revoke_token", f"token:{token_id}", change)
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal acting with `token`; None means the local workspace admin.
+
+        Raises:
+            AccessDenied: the token is malformed, unknown, wrong, expired or revoked, or its
+                user is revoked; the refusal is audited (action "authenticate") when the store
+                has an audit log. Neither contains the token's secret.
+        """
+        if token is None:
+            return local_admin()
+        match = _TOKEN_RE.fullmatch(token.strip()) if isinstance(token, str) else None
+        if match is None:
+            self._deny("anonymous", "token:malformed", "malformed")
+            raise AccessDenied("the API token is malformed (expected tfk_<id>_<secret>, as printed by `trustforge users token`)")
+        token_id, secret_text = match.groups()
+        try:
+            secret = base64.urlsafe_b64decode(secret_text + "=")
+        except ValueError:
+            secret = b""
+        # Read the database on every call: no cache, so revocation and expiry act at once.
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            row = conn.execute(
+                sa.select(tokens_table, users_table.c.role, users_table.c.active)
+                .join(users_table, users_table.c.name == tokens_table.c.user)
+                .where(tokens_table.c.id == token_id)
+            ).first()
+        # Unknown id and wrong secret get the same answer, so ids cannot be probed.
+        if row is None or len(secret) != 32 or not hmac.compare_digest(row.hash, _token_hash(token_id, secret)):
+            self._deny("anonymous", f"token:{token_id}", "unknown or wrong")
+            raise AccessDenied("the API token is not valid (unknown or wrong)")
+        if row.revoked is not None:
+            self._deny(row.user, f"token:{token_id}", "revoked")
+            raise AccessDenied(f"API token {token_id} was revoked at {row.revoked}")
+        if row.expires is not None and row.expires <= _iso(_now()):
+            self._deny(row.user, f"token:{token_id}", "expired")
+            raise AccessDenied(f"API token {token_id} expired at {row.expires}")
+        if not row.active:
+            self._deny(row.user, f"token:{token_id}", "user revoked")
+            raise AccessDenied(f"user {row.user!r} of API token {token_id} is revoked")
+        return Principal(name=row.user, role=row.role, kind="token")
+
+    def _deny(self, actor: str, obj: str, reason: str) -> None:
+        """Audit a refused authentication (the id is not secret; the secret is never logged)."""
+        if self.audit is not None:
+            self.audit.append(actor, "authenticate", obj, "denied", {"reason": reason})
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _user(conn: sa.Connection, name: str):
+        row = conn.execute(sa.select(users_table).where(users_table.c.name == name)).first()
+        if row is None:
+            raise RegistryError(f"user {name!r} does not exist; `trustforge users add {name} --role ROLE` creates it")
+        return row
+
+    def _mutate(self, by: Principal | None, what: str, name: str, change: Callable[[sa.Connection], dict]) -> None:
+        """Run `change` in one transaction; with `by`, check "users" and audit it in that transaction."""
+        obj = name if name.startswith("token:") else f"user:{name}"
+        if by is not None:
+            if self.audit is None:
+                raise TypeError("AccessStore needs an audit log for mutations made by a principal")
+            require(by, "users", obj, self.audit)
+        try:
+            with self.engine.begin() as conn:
+                details = change(conn)
+                if by is not None:
+                    self.audit.append(by.name, "users", obj, "ok", {"op": what, "by_kind": by.kind, **details}, conn=conn)
+            if by is not None:
+                self.audit.sync_head_file()  # the entry committed with the change; now the file
+        except TrustForgeError as exc:
+            if by is not None:
+                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": str(exc)})
+            raise
+        except sa_exc.IntegrityError:
+            # Two admins adding the same user at once: the primary key refuses the second.
+            err = RegistryError(f"{obj} was changed concurrently; try again")
+            if by is not None:
+                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": str(err)})
+            raise err from None

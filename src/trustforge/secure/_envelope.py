@@ -1,0 +1,331 @@
+"""Envelope encryption of signed packages: sealed on disk, opened only in memory.
+
+A sealed package is a folder:
+
+    sealed.json      format, package id, chunk size, the wrapped data key, the list of files
+    NAME.enc         each file of the signed package (manifest.json, model.sig, weights, ...)
+                     sealed with AES-256-GCM under the package's own random data key
+
+The data key is wrapped by the workspace key-encryption key (KEK) with every other header
+field as associated data, so the header is authenticated as a whole when the key unwraps.
+Each file's associated data is the package id and the file's name, so a sealed file cannot be
+moved to another package or renamed within one without failing authentication; after
+decryption the inner package's signature and digests are checked as for a plain package.
+
+`open_sealed` decrypts into memory only (plaintext weights never touch the disk), then checks
+the inner signature and every digest on the decrypted bytes. `rewrap_sealed` replaces only the
+wrapped data key (after a KEK rotation); payload files are left byte for byte as they were.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import mmap
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from trustforge.errors import IntegrityError, SecurityError
+from trustforge.secure import _primitives as P
+from trustforge.secure._keys import Keyring
+from trustforge.secure._signing import MANIFEST, SIGNATURE_FILE, _check_signature, _plain, verify_blobs
+
+__all__ = ["SEALED", "SEALED_FORMAT", "is_sealed", "seal_package", "open_sealed", "rewrap_sealed", "rewrap_all", "unseal_package"]
+
+SEALED = "sealed.json"
+SEALED_FORMAT = "trustforge.sealed"
+_VERSION = 1
+_SUFFIX = ".enc"
+_MAX_HEADER = 1 << 20
+
+
+def is_sealed(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a folder that holds a sealed package's header."""
+    return (Path(path) / SEALED).exists() or (Path(path) / SEALED).is_symlink()
+
+
+_BOUND = ("format", "format_version", "package_id", "chunk_size", "files")
+
+
+def _key_aad(header: dict[str, Any]) -> bytes:
+    # Every header field but the wrapped key itself is associated data of the wrapped key, so
+    # the KEK's authentication tag covers the whole header: a changed field fails at unwrap.
+    bound = json.dumps({k: header[k] for k in _BOUND}, sort_keys=True, separators=(",", ":"))
+    return b"trustforge.sealed.v1 data key\x00" + bound.encode("utf-8")
+
+
+def _file_aad(package_id: str, name: str, chunk_size: int) -> bytes:
+    # The chunk size is bound too, so no field of the header can change unnoticed.
+    return b"trustforge.sealed.v1 file\x00" + package_id.encode() + b"\x00" + name.encode() + b"\x00%d" % chunk_size
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _map(path: Path):
+    """A read-only memory map of a file (None for an empty one, which mmap refuses)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return None
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def seal_package(src: Path, dest: Path, keyring: Keyring) -> None:
+    """Write an encrypted copy of the signed package `src` to the new folder `dest`.
+
+    The signature and the file list are checked first (so only a package this workspace
+    signed gets sealed); file digests are checked when the sealed package is opened.
+    `dest` appears complete or not at all (written to a temporary sibling, then renamed).
+
+    Raises:
+        IntegrityError: `src` is not a signed package of this workspace.
+        SecurityError: the keyring holds no key-encryption key.
+        FileExistsError: `dest` exists.
+    """
+    src, dest = Path(src), Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest}: already exists")
+    names = _signed_names(src, keyring)
+    manifest_raw = (src / MANIFEST).read_bytes()
+    if hashlib.sha256(manifest_raw).hexdigest() != names[MANIFEST]:
+        raise IntegrityError(f"{src / MANIFEST}: SHA-256 does not match the signature (file changed)")
+    try:
+        package_id = json.loads(manifest_raw)["package_id"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        package_id = None
+    if not _plain(package_id):
+        raise IntegrityError(f"{src / MANIFEST}: no valid package_id")
+    dek = P.new_key()
+    header: dict[str, Any] = {
+        "format": SEALED_FORMAT,
+        "format_version": _VERSION,
+        "package_id": package_id,
+        "chunk_size": P.CHUNK,
+        "files": sorted([*names, SIGNATURE_FILE]),
+    }
+    header["wrapped_key"] = base64.b64encode(keyring.wrap_key(dek, _key_aad(header))).decode("ascii")
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        for name in header["files"]:
+            _seal_file(dek, src / name, tmp / (name + _SUFFIX), _file_aad(package_id, name, P.CHUNK))
+        (tmp / SEALED).write_text(json.dumps(header, indent=1) + "\n", encoding="ascii")
+        _fsync(tmp / SEALED)
+        _fsync(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(dest.parent)
+
+
+def _seal_file(dek: bytes, src: Path, dest: Path, aad: bytes) -> None:
+    """Encrypt `src` into the new file `dest` through memory maps, then flush it to disk.
+
+    Both files are mapped: the plaintext is read from the page cache and the ciphertext
+    written into the destination's pages, with no buffer or copy in between.
+    """
+    mapped = _map(src)
+    try:
+        size = P.sealed_size(len(mapped) if mapped is not None else 0, P.CHUNK)
+        with open(dest, "w+b") as out:
+            os.ftruncate(out.fileno(), size)
+            target = mmap.mmap(out.fileno(), size, access=mmap.ACCESS_WRITE)
+            try:
+                P.seal_into(dek, mapped if mapped is not None else b"", aad, target, P.CHUNK)
+                target.flush()
+            finally:
+                target.close()
+            os.fsync(out.fileno())
+    finally:
+        if mapped is not None:
+            mapped.close()
+
+
+def _signed_names(src: Path, keyring: Keyring) -> dict[str, str]:
+    """Check the package's signature and that it lists exactly the folder's files; return the list."""
+    if not src.is_dir():
+        raise IntegrityError(f"{src}: not a package folder")
+    sig = src / SIGNATURE_FILE
+    if sig.is_symlink() or not sig.is_file():
+        raise IntegrityError(f"{sig}: signature missing (only signed packages are sealed)")
+    signed = _check_signature(sig, sig.read_bytes(), keyring)
+    present = set()
+    for entry in src.iterdir():
+        if entry.is_symlink() or not entry.is_file():
+            raise IntegrityError(f"{entry}: not a plain file; a package holds plain files only")
+        present.add(entry.name)
+    present.discard(SIGNATURE_FILE)
+    for name in sorted(present ^ signed.keys()):
+        why = "not listed in the signature" if name in present else "listed in the signature but missing"
+        raise IntegrityError(f"{src / name}: {why}")
+    return signed
+
+
+def _read_header(root: Path) -> dict[str, Any]:
+    path = root / SEALED
+    if not root.is_dir():
+        raise IntegrityError(f"{root}: not a package folder")
+    if path.is_symlink() or not path.is_file():
+        raise IntegrityError(f"{path}: sealed package header missing")
+    if path.stat().st_size > _MAX_HEADER:
+        raise IntegrityError(f"{path}: header too large")
+    try:
+        header = json.loads(path.read_bytes().decode("utf-8"))
+        ok = (isinstance(header, dict) and header.get("format") == SEALED_FORMAT and header.get("format_version") == _VERSION
+              and _plain(header.get("package_id")) and isinstance(header.get("chunk_size"), int)
+              and 1 << 10 <= header["chunk_size"] <= P.CHUNK and isinstance(header.get("files"), list)
+              and all(_plain(n) for n in header["files"]) and len(set(header["files"])) == len(header["files"]))
+        header["wrapped"] = base64.b64decode(header["wrapped_key"], validate=True) if ok else b""
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError, binascii.Error):
+        ok = False
+    if not ok:
+        raise IntegrityError(f"{path}: not a sealed TrustForge package header")
+    return header
+
+
+def _unwrap(root: Path, header: dict[str, Any], keyring: Keyring) -> bytes:
+    if not keyring.holds_kek_for(header["wrapped"]):
+        raise SecurityError(f"{root / SEALED}: sealed under another key-encryption key (wrong TRUSTFORGE_KEK or keys folder?)")
+    try:
+        return keyring.unwrap_key(header["wrapped"], _key_aad(header))
+    except SecurityError:
+        raise IntegrityError(f"{root / SEALED}: the wrapped data key failed authentication (header changed)") from None
+
+
+def open_sealed(path: Path, keyring: Keyring) -> dict[str, bytes]:
+    """Decrypt a sealed package into memory and verify it; return {file name: contents}.
+
+    Checks, in order: the data key unwraps (which authenticates the header); the folder holds
+    exactly the header and the files it lists; every file authenticates under its name and this package id; then the inner
+    package's signature, every digest and its manifest (as `verify_package` does), and that the
+    manifest's package id is the header's. Nothing decrypted is written anywhere.
+
+    Raises:
+        IntegrityError: naming the first file that fails.
+        SecurityError: the package was sealed under a key-encryption key this keyring lacks.
+    """
+    root = Path(path)
+    header = _read_header(root)
+    dek = _unwrap(root, header, keyring)  # authenticates the whole header first
+    expected = {n + _SUFFIX for n in header["files"]}
+    for entry in sorted(root.iterdir()):
+        if entry.name == SEALED:
+            continue
+        if entry.is_symlink():
+            raise IntegrityError(f"{entry}: is a symbolic link; a sealed package holds plain files only")
+        if entry.name not in expected or not entry.is_file():
+            raise IntegrityError(f"{entry}: not listed in {SEALED}")
+    blobs: dict[str, bytes] = {}
+    for name in header["files"]:
+        fpath = root / (name + _SUFFIX)
+        if not fpath.is_file():
+            raise IntegrityError(f"{fpath}: listed in {SEALED} but missing")
+        mapped = _map(fpath)
+        try:
+            aad = _file_aad(header["package_id"], name, header["chunk_size"])
+            blobs[name] = P.open_stream(dek, mapped if mapped is not None else b"", aad, header["chunk_size"])
+        except P.CryptoFailure:
+            raise IntegrityError(f"{fpath}: failed authentication (changed, or moved from another package or name)") from None
+        finally:
+            if mapped is not None:
+                mapped.close()
+    manifest = verify_blobs(root, blobs, keyring)
+    if manifest.get("package_id") != header["package_id"]:
+        raise IntegrityError(f"{root / MANIFEST}: package_id does not match {SEALED}")
+    return blobs
+
+
+def rewrap_sealed(path: Path, old: Keyring, new: Keyring) -> bool:
+    """Re-wrap a sealed package's data key from `old`'s KEK to `new`'s; payloads untouched.
+
+    The header is replaced atomically (temporary file, then rename). A package already
+    wrapped under `new`'s KEK is left alone, so an interrupted rotation can simply be rerun.
+
+    Returns:
+        True when the header was rewritten, False when it already used the new KEK.
+
+    Raises:
+        IntegrityError: the header is malformed or its wrapped key fails authentication.
+        SecurityError: neither keyring holds the KEK the package was sealed under.
+    """
+    root = Path(path)
+    header = _read_header(root)
+    if new.holds_kek_for(header["wrapped"], current_only=True):
+        return False
+    source = old if old.holds_kek_for(header["wrapped"]) else new
+    dek = _unwrap(root, header, source)
+    header["wrapped_key"] = base64.b64encode(new.wrap_key(dek, _key_aad(header))).decode("ascii")
+    del header["wrapped"]
+    tmp = root / f".{SEALED}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(json.dumps(header, indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, root / SEALED)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(root)
+    return True
+
+
+def unseal_package(src: Path, dest: Path, keyring: Keyring) -> None:
+    """Write the verified plaintext package of the sealed `src` to the new folder `dest`.
+
+    This is the one place plaintext is written, on explicit request (`package decrypt`).
+
+    Raises:
+        IntegrityError, SecurityError: as `open_sealed`.
+        FileExistsError: `dest` exists.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise FileExistsError(f"{dest}: already exists")
+    blobs = open_sealed(src, keyring)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        for name, blob in blobs.items():
+            with open(tmp / name, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync(dest.parent)
+
+
+
+def rewrap_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str]]:
+    """Re-wrap every sealed package found under `root` (see `rewrap_sealed`).
+
+    Returns:
+        (how many headers were rewritten, one message per package that could not be).
+    """
+    count, failures = 0, []
+    root = Path(root)
+    if not root.is_dir():
+        return 0, []
+    for header in sorted(root.rglob(SEALED)):
+        if header.is_symlink() or not header.is_file():
+            continue
+        try:
+            count += rewrap_sealed(header.parent, old, new)
+        except (IntegrityError, SecurityError, OSError) as exc:
+            failures.append(str(exc))
+    return count, failures

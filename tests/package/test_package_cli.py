@@ -1,0 +1,71 @@
+"""`trustforge package verify|encrypt|decrypt`: thin commands over the package recipes.
+
+Errors propagate as TrustForgeError (the main command turns them into one line); here the
+sub-application is invoked directly, so they arrive as the result's exception.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trustforge.commands.package import app
+from trustforge.errors import DataError, IntegrityError, SecurityError
+from trustforge.package import read_package, write_package
+from trustforge.secure._keys import Keyring
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def keyring(workspace) -> Keyring:
+    return Keyring.init(workspace / "keys")
+
+
+@pytest.fixture
+def package(tmp_path, keyring) -> Path:
+    return write_package(tmp_path / "pkg", {"name": "tiny"}, {"weights.safetensors": {"w": torch.randn(16, 16)}}, keyring=keyring)
+
+
+def test_verify_encrypt_decrypt(package, keyring, tmp_path):
+    done = runner.invoke(app, ["verify", str(package)])
+    assert done.exit_code == 0, done.output
+    assert "tiny verified" in done.output
+
+    done = runner.invoke(app, ["encrypt", str(package)])
+    assert done.exit_code == 0, done.output
+    sealed = tmp_path / "pkg.sealed"
+    assert (sealed / "sealed.json").is_file()
+    done = runner.invoke(app, ["verify", str(sealed)])
+    assert done.exit_code == 0 and "sealed package tiny verified" in done.output
+
+    done = runner.invoke(app, ["decrypt", str(sealed), "--out", str(tmp_path / "back")])
+    assert done.exit_code == 0, done.output
+    assert read_package(tmp_path / "back", keyring=keyring).manifest["name"] == "tiny"
+    assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (package / "weights.safetensors").read_bytes()
+
+    done = runner.invoke(app, ["decrypt", str(sealed), "--out", str(tmp_path / "back")])
+    assert isinstance(done.exception, DataError) and "already exists" in str(done.exception)
+
+
+def test_verify_names_the_changed_file(package):
+    blob = bytearray((package / "weights.safetensors").read_bytes())
+    blob[-1] ^= 1
+    (package / "weights.safetensors").write_bytes(bytes(blob))
+    done = runner.invoke(app, ["verify", str(package)])
+    assert isinstance(done.exception, IntegrityError)
+    assert str(package / "weights.safetensors") in str(done.exception)
+
+
+def test_verify_with_a_public_key_needs_no_workspace_keys(package, keyring, tmp_path):
+    pub = tmp_path / "signer.pub"
+    pub.write_bytes(keyring.public_key_pem())
+    shutil.rmtree(keyring.keys_dir)
+    done = runner.invoke(app, ["verify", str(package), "--public-key", str(pub)])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["verify", str(package)])
+    assert isinstance(done.exception, SecurityError) and "keys init" in str(done.exception)

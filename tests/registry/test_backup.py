@@ -1,0 +1,242 @@
+"""Backup and restore: one encrypted, signed archive; verified before anything is written.
+
+Backup → restore into an empty workspace must give identical package digests, the same rows
+and an audit log that verifies; a changed archive, one made under another key-encryption key
+and one with entries that escape the workspace (zip-slip) must be refused with nothing
+written; so must a workspace that is not empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from trustforge.errors import IntegrityError, RegistryError, SecurityError
+from trustforge.package import write_package
+from trustforge.registry import Registry
+from trustforge.registry._backup import _tar, _write_archive, create_backup, restore_backup
+from trustforge.secure._access import AccessStore
+from trustforge.secure._audit import AuditLog
+from trustforge.secure._keys import Keyring
+from trustforge.settings import Settings
+
+KEK = base64.b64encode(bytes(range(32))).decode()  # a test KEK, shared by source and target
+
+
+def settings_for(home: Path, kek: str | None = KEK) -> Settings:
+    return Settings(home=home, db_url=f"sqlite:///{home / 'registry.db'}", artifacts=home / "artifacts", kek=kek)
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def nothing_written(home: Path) -> bool:
+    """The target holds no database, no artifact store and no temporary folder."""
+    left = [p.name for p in home.iterdir()] if home.exists() else []
+    return not [n for n in left if n != "keys"]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A workspace with two models, versions, an alias, a tag, a user with a token, and its backup."""
+    home = tmp_path_factory.mktemp("source")
+    settings = settings_for(home)
+    with Registry(settings) as reg:
+        for i, name in enumerate(["iris", "iris", "digits"]):
+            pkg = write_package(home / f"pkg{i}", {"name": name, "lineage": {"run": f"r{i}"}},
+                                {"weights.safetensors": {"w": torch.randn(32, 32, generator=torch.Generator().manual_seed(i))}},
+                                keyring=reg.keyring)
+            reg.register(pkg, name=name)
+        reg.set_alias("iris", "champion", 2)
+        reg.set_tag("iris", 1, "stage", "retired")
+        access = AccessStore(reg.engine, reg.audit)
+        access.add_user("alice", "deployer")
+        token = access.issue_token("alice")
+        versions = {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)}
+        keyring = reg.keyring
+    archive = home.parent / f"{home.name}.tfbackup"
+    summary = create_backup(settings, archive, keyring)
+    return settings, archive, summary, versions, token
+
+
+def test_the_archive_is_one_encrypted_file(source):
+    settings, archive, summary, _, _ = source
+    assert summary["tables"]["registry_versions"] == 3 and summary["tables"]["audit_entries"] > 0
+    assert os.stat(archive).st_mode & 0o777 == 0o600
+    blob = archive.read_bytes()
+    assert blob.startswith(b"TFBACKUP1\n")
+    for secret in (b"alice", b"champion", b"retired", b"registry_versions", b"manifest.json"):
+        assert secret not in blob  # names, rows and file lists are all encrypted
+
+
+def test_backup_then_restore_into_an_empty_workspace(source, tmp_path):
+    settings, archive, summary, versions, token = source
+    target = settings_for(tmp_path / "target")
+    keyring = Keyring.init(target.keys_dir, kek_b64=KEK)  # a new signing key; the KEK kept apart
+    done = restore_backup(target, archive, keyring)
+    assert done["tables"] == summary["tables"]
+    assert tree_digests(target.artifacts) == tree_digests(settings.artifacts)  # identical package digests
+
+    with Registry(target) as reg:
+        restored = {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)}
+        assert restored == versions
+        assert reg.get("models:/iris@champion").version == 2
+        model_files = reg.get("iris", 1)
+        assert model_files.tags == {"stage": "retired"}
+        report = AuditLog(reg.engine, reg.keyring.sign, reg.keyring.verify).verify()
+        assert report.ok, report
+        assert report.entries == summary["tables"]["audit_entries"]
+        assert AccessStore(reg.engine).authenticate(token).name == "alice"  # tokens survive (as hashes)
+        # A sealed package of the old workspace opens here: same KEK, old signature via the retired key.
+        from trustforge.secure._envelope import open_sealed
+
+        blobs = open_sealed(reg.get("digits", 1).path, reg.keyring)
+        assert hashlib.sha256(blobs["manifest.json"]).hexdigest() == versions[("digits", 1)]
+
+
+def test_a_non_empty_workspace_is_refused(source, tmp_path):
+    _, archive, _, _, _ = source
+    target = settings_for(tmp_path / "target")
+    keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
+    (target.artifacts / "something").mkdir(parents=True)
+    with pytest.raises(RegistryError, match="not empty") as info:
+        restore_backup(target, archive, keyring)
+    assert str(target.artifacts) in str(info.value)
+    (target.artifacts / "something").rmdir()
+    with Registry(target) as reg:
+        AccessStore(reg.engine, reg.audit).add_user("bob", "viewer")
+    with pytest.raises(RegistryError, match="not empty"):
+        restore_backup(target, archive, keyring)
+
+
+@pytest.mark.parametrize("where", ["magic", "header", "signature", "early", "middle", "last"])
+def test_a_changed_archive_is_refused_with_nothing_written(where, source, tmp_path):
+    _, archive, _, _, _ = source
+    blob = bytearray(archive.read_bytes())
+    header_end = blob.index(b"\n", 10)
+    header = blob[10:header_end]
+    offset = {
+        "magic": 2,
+        "header": 10 + header.index(b'"created"') + 14,
+        "signature": 10 + header.index(b'"signature": "') + 20,
+        "early": header_end + 30,
+        "middle": header_end + (len(blob) - header_end) // 2,
+        "last": len(blob) - 1,
+    }[where]
+    blob[offset] ^= 0x01
+    bad = tmp_path / "bad.tfbackup"
+    bad.write_bytes(bytes(blob))
+    target = settings_for(tmp_path / "target")
+    keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
+    with pytest.raises(IntegrityError) as info:
+        restore_backup(target, bad, keyring)
+    assert str(bad) in str(info.value)
+    assert nothing_written(target.home)
+    assert sorted(p.name for p in target.keys_dir.iterdir()) == ["signing.key", "signing.pub"]
+
+
+def test_a_truncated_archive_is_refused(source, tmp_path):
+    _, archive, _, _, _ = source
+    bad = tmp_path / "cut.tfbackup"
+    bad.write_bytes(archive.read_bytes()[:-100])
+    target = settings_for(tmp_path / "target")
+    with pytest.raises(IntegrityError, match="do not match the signed header"):
+        restore_backup(target, bad, Keyring.init(target.keys_dir, kek_b64=KEK))
+    assert nothing_written(target.home)
+
+
+def test_another_kek_is_a_security_error_with_nothing_written(source, tmp_path):
+    _, archive, _, _, _ = source
+    target = settings_for(tmp_path / "target", kek=None)
+    keyring = Keyring.init(target.keys_dir)  # a fresh KEK: the archive cannot be opened
+    with pytest.raises(SecurityError, match="another key-encryption key") as info:
+        restore_backup(target, archive, keyring)
+    assert str(archive) in str(info.value)
+    assert nothing_written(target.home)
+
+
+def _crafted(tmp_path: Path, keyring: Keyring, extra: tarfile.TarInfo, data: bytes = b"evil") -> Path:
+    """A genuinely signed and sealed archive (made with the workspace keys) holding `extra`."""
+    buf = io.BytesIO()
+    files = {"db/registry_models.json": b"[]"}
+    contents = {"format": "trustforge.backup.contents", "format_version": 1, "tables": {},
+                "files": {**{n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
+                          extra.name: hashlib.sha256(data).hexdigest()}}
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        inner = _tar({"backup.json": json.dumps(contents).encode(), **files})
+        with tarfile.open(fileobj=io.BytesIO(inner)) as src:
+            for info in src:
+                tar.addfile(info, src.extractfile(info))
+        extra.size = len(data) if extra.isreg() else 0
+        tar.addfile(extra, io.BytesIO(data) if extra.isreg() else None)
+    path = tmp_path / "crafted.tfbackup"
+    _write_archive(path, buf.getvalue(), keyring)
+    return path
+
+
+def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+@pytest.mark.parametrize("entry", [
+    _entry("../evil"),
+    _entry("artifacts/../../evil"),
+    _entry("artifacts/m/1/../../../../evil"),
+    _entry("/tmp/evil"),
+    _entry("artifacts\\..\\evil"),
+    _entry("artifacts/m/1/%2e%2e/evil"),
+    _entry("artifacts/m/1/link", tarfile.SYMTYPE, "/etc/passwd"),
+    _entry("artifacts/m/1/hard", tarfile.LNKTYPE, "backup.json"),
+    _entry("artifacts/m/1/dir", tarfile.DIRTYPE),
+    _entry("elsewhere/evil"),
+], ids=["dotdot", "nested-dotdot", "deep-dotdot", "absolute", "backslash", "url-encoded", "symlink", "hardlink", "dir", "unknown-top"])
+def test_entries_escaping_the_workspace_are_refused(entry, tmp_path):
+    source_keys = Keyring.init(tmp_path / "src-keys", kek_b64=KEK)
+    crafted = _crafted(tmp_path, source_keys, entry)
+    target = settings_for(tmp_path / "deep" / "target")
+    keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
+    with pytest.raises(IntegrityError, match="archive entry") as info:
+        restore_backup(target, crafted, keyring)
+    assert str(crafted) in str(info.value)
+    assert nothing_written(target.home)
+    assert not list(tmp_path.rglob("evil"))
+
+
+def test_backup_commands(tmp_path, workspace, monkeypatch):
+    """`backup create` then `backup restore` in another (empty) workspace, both audited."""
+    from typer.testing import CliRunner
+
+    from trustforge.commands.backup import app
+
+    monkeypatch.setenv("TRUSTFORGE_KEK", KEK)
+    with Registry() as reg:
+        pkg = write_package(tmp_path / "pkg", {"name": "m"}, {"weights.safetensors": {"w": torch.ones(3)}}, keyring=reg.keyring)
+        reg.register(pkg, name="m")
+    runner = CliRunner()
+    archive = tmp_path / "ws.tfbackup"
+    done = runner.invoke(app, ["create", str(archive)])
+    assert done.exit_code == 0, done.output
+    assert "1 version(s)" in done.output
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "restored"))
+    done = runner.invoke(app, ["restore", str(archive)])
+    assert done.exit_code == 0, done.output
+    with Registry() as reg:
+        assert reg.get("models:/m/1").version == 1
+        entries = reg.audit.entries(limit=5)
+        assert entries[0]["action"] == "restore" and entries[0]["outcome"] == "ok"
+        assert any(e["action"] == "backup" for e in reg.audit.entries(limit=50)) is False  # appended after the snapshot
+        assert reg.audit.verify().ok
+    done = runner.invoke(app, ["restore", str(archive)])
+    assert isinstance(done.exception, RegistryError) and "not empty" in str(done.exception)

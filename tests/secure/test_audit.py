@@ -1,0 +1,435 @@
+"""The audit log: chain, signed checkpoints, tamper detection over 10,000 entries, concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from trustforge.errors import IntegrityError
+from trustforge.secure._audit import CHECKPOINT_EVERY, GENESIS, AuditLog, entry_hash
+
+N_ENTRIES = 10_000
+FIELDS = ("time", "actor", "action", "object", "outcome", "details", "prev_hash", "hash", "seq")
+
+
+class SigningStub:
+    """A stand-in for `Keyring.sign` / `Keyring.verify` (ECDSA P-256, as the workspace key)."""
+
+    def __init__(self, pem: bytes | None = None):
+        self.private = serialization.load_pem_private_key(pem, None) if pem else ec.generate_private_key(ec.SECP256R1())
+        self.key_id = "test-key"
+
+    def pem(self) -> bytes:
+        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def sign(self, data: bytes) -> tuple[str, bytes]:
+        return self.key_id, self.private.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def verify(self, key_id: str, data: bytes, signature: bytes) -> bool:
+        try:
+            self.private.public_key().verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return key_id == self.key_id
+
+
+def fast_engine(path: Path) -> sa.Engine:
+    """A plain SQLite engine without fsync per commit (durability is not under test here)."""
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.execute("PRAGMA synchronous = OFF")
+
+    return engine
+
+
+def open_log(path: Path, key: SigningStub | None) -> AuditLog:
+    return AuditLog(fast_engine(path), key.sign if key else None, key.verify if key else None)
+
+
+def _record(i: int, rng: random.Random) -> dict:
+    actions = ["register", "tag", "alias", "delete", "users", "gc", "serve"]
+    return {
+        "actor": rng.choice(["alice", "bob", "carol", "root", "ci-bot"]),
+        "action": rng.choice(actions),
+        "object": f"models:/m{rng.randrange(50)}/{rng.randrange(1, 30)}",
+        "outcome": rng.choice(["ok", "ok", "ok", "denied", "error"]),
+        "details": {"i": i, "note": rng.choice(["", "ünïcode", 'quote"s', "x" * rng.randrange(40)])},
+    }
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningStub:
+    return SigningStub()
+
+
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory, key) -> Path:
+    """A 10,000-entry log built once (append_many computes the real hashes and checkpoints)."""
+    path = tmp_path_factory.mktemp("big") / "audit.db"
+    log = open_log(path, key)
+    rng = random.Random(5)
+    for start in range(0, N_ENTRIES, 2500):
+        log.append_many(_record(i, rng) for i in range(start, start + 2500))
+    log.engine.dispose()
+    return path
+
+
+def fresh_copy(src: Path, dest_dir: Path, name: str) -> Path:
+    dest = dest_dir / name
+    shutil.copyfile(src, dest)
+    shutil.copyfile(f"{src}.audit-head.json", f"{dest}.audit-head.json")
+    return dest
+
+
+def _different(field: str, value, rng: random.Random):
+    if field == "seq":
+        return 10 * N_ENTRIES + rng.randrange(1000)  # an unused seq: the entry vanishes from its place
+    if field in ("prev_hash", "hash"):
+        return "".join(rng.choice("0123456789abcdef") for _ in range(64))
+    if field == "details":
+        return json.dumps({"i": -1}, separators=(",", ":"))
+    if field == "time":
+        return "2001-01-01T00:00:00.000000Z"
+    return value + rng.choice(["x", " ", "."]) if rng.random() < 0.7 else value[:-1] or "z"
+
+
+# -- basics ----------------------------------------------------------------------------------
+
+
+def test_entries_chain_and_report_ok(tmp_path, key):
+    log = open_log(tmp_path / "a.db", key)
+    assert log.verify().ok and log.verify().entries == 0
+    assert log.append("alice", "register", "models:/iris/1", "ok", {"b": 2, "a": [1]}) == 1
+    assert log.append("bob", "alias", "models:/iris@champion", "denied") == 2
+    rows = log.entries()
+    assert [r["seq"] for r in rows] == [2, 1]  # newest first
+    first = rows[1]
+    assert first["prev_hash"] == GENESIS and first["details"] == {"a": [1], "b": 2}
+    assert first["time"].endswith("Z")
+    assert first["hash"] == entry_hash(1, first["time"], "alice", "register", "models:/iris/1", "ok", '{"a":[1],"b":2}', GENESIS)
+    assert rows[0]["prev_hash"] == first["hash"]
+    assert log.entries(limit=1, offset=1)[0]["seq"] == 1
+    report = log.verify()
+    assert report.ok and report.entries == 2 and report.first_bad is None and str(report) == "ok: 2 entries"
+    head = json.loads((tmp_path / "a.db.audit-head.json").read_text())
+    assert head["seq"] == 2 and head["hash"] == rows[0]["hash"] and head["key_id"] == "test-key"
+    with pytest.raises(ValueError):
+        log.append("a", "b", "c", "maybe")
+
+
+def test_append_inside_callers_transaction_rolls_back_with_it(tmp_path, key):
+    log = open_log(tmp_path / "t.db", key)
+    log.append("a", "register", "x", "ok")
+    with pytest.raises(RuntimeError):
+        with log.engine.begin() as conn:
+            assert log.append("a", "tag", "x", "ok", conn=conn) == 2
+            raise RuntimeError("the caller's work failed")
+    assert [r["seq"] for r in log.entries()] == [1]
+    with log.engine.begin() as conn:
+        assert log.append("a", "tag", "y", "ok", conn=conn) == 2
+    log.sync_head_file()
+    assert json.loads((tmp_path / "t.db.audit-head.json").read_text())["seq"] == 2
+    assert log.verify().ok
+
+
+def test_checkpoints_survive_key_rotation(tmp_path):
+    from trustforge.secure._keys import Keyring
+
+    ring = Keyring.init(tmp_path / "keys")
+    log = AuditLog(fast_engine(tmp_path / "k.db"), ring.sign, ring.verify)
+    log.append_many({"actor": "a", "action": "tag", "object": "x", "outcome": "ok"} for _ in range(CHECKPOINT_EVERY + 3))
+    ring2 = ring.rotate()
+    log2 = AuditLog(log.engine, ring2.sign, ring2.verify)
+    log2.append("a", "keys", "workspace", "ok")
+    assert log2.verify().ok, log2.verify()
+    # A verifier that does not know the old key refuses the old checkpoints.
+    stranger = SigningStub()
+    assert not AuditLog(log.engine, None, stranger.verify).verify().ok
+
+
+def test_without_a_verifier_it_warns(tmp_path):
+    log = open_log(tmp_path / "u.db", None)
+    log.append("a", "tag", "x", "ok")
+    report = log.verify()
+    assert report.ok and any("not checked" in w for w in report.warnings)
+
+
+# -- tamper detection over 10,000 entries ---------------------------------------------------------
+
+
+def _verify_copy(path: Path, key: SigningStub):
+    log = open_log(path, key)
+    try:
+        return log.verify()
+    finally:
+        log.engine.dispose()
+
+
+def _check_all(cases, big_log, tmp_path, key):
+    """Apply each (description, mutate(conn), expected_first_bad) to a fresh copy; all must be caught."""
+    missed = []
+    for i, (what, mutate, expected) in enumerate(cases):
+        path = fresh_copy(big_log, tmp_path, f"m{i}.db")
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA synchronous = OFF")
+        with conn:
+            mutate(conn)
+        conn.close()
+        report = _verify_copy(path, key)
+        if report.ok or report.first_bad != expected:
+            missed.append(f"{what}: expected first_bad={expected}, got ok={report.ok} first_bad={report.first_bad} ({report.problem})")
+        path.unlink()
+    assert not missed, f"{len(missed)}/{len(cases)} mutations not detected or misplaced:\n" + "\n".join(missed[:20])
+
+
+def test_untouched_copy_verifies(big_log, tmp_path, key):
+    report = _verify_copy(fresh_copy(big_log, tmp_path, "clean.db"), key)
+    assert report.ok and report.entries == N_ENTRIES and not report.warnings
+
+
+def test_every_single_edit_is_detected_at_the_edited_entry(big_log, tmp_path, key):
+    rng = random.Random(11)
+    cases = []
+    source = sqlite3.connect(big_log)
+    for k in range(81):
+        seq, field = rng.randrange(1, N_ENTRIES + 1), FIELDS[k % len(FIELDS)]
+        old = source.execute(f"SELECT {field} FROM audit_entries WHERE seq = ?", (seq,)).fetchone()[0]
+        new = _different(field, old, rng)
+        assert new != old
+
+        def mutate(c, field=field, new=new, seq=seq):
+            assert c.execute(f"UPDATE audit_entries SET {field} = ? WHERE seq = ?", (new, seq)).rowcount == 1
+
+        cases.append((f"edit {field} of entry {seq}", mutate, seq))
+    source.close()
+    _check_all(cases, big_log, tmp_path, key)
+
+
+def test_every_deletion_is_detected_at_the_deleted_entry(big_log, tmp_path, key):
+    rng = random.Random(12)
+    seqs = [1, N_ENTRIES] + [rng.randrange(1, N_ENTRIES + 1) for _ in range(43)]
+    cases = [(f"delete entry {s}", lambda c, s=s: c.execute("DELETE FROM audit_entries WHERE seq = ?", (s,)), s) for s in seqs]
+    _check_all(cases, big_log, tmp_path, key)
+
+
+def test_every_reorder_is_detected_at_the_earlier_position(big_log, tmp_path, key):
+    rng = random.Random(13)
+    cases = []
+    for k in range(45):
+        i = rng.randrange(1, N_ENTRIES)
+        j = i + 1 if k % 3 == 0 else rng.randrange(i + 1, N_ENTRIES + 1)
+
+        def swap(c, i=i, j=j):
+            c.execute("UPDATE audit_entries SET seq = -1 WHERE seq = ?", (i,))
+            c.execute("UPDATE audit_entries SET seq = ? WHERE seq = ?", (i, j))
+            c.execute("UPDATE audit_entries SET seq = ? WHERE seq = -1", (j,))
+
+        cases.append((f"swap entries {i} and {j}", swap, i))
+    _check_all(cases, big_log, tmp_path, key)
+
+
+def test_every_tail_truncation_is_detected_at_the_first_missing_entry(big_log, tmp_path, key):
+    rng = random.Random(14)
+    drops = [1, 2, CHECKPOINT_EVERY, N_ENTRIES - 1] + [rng.randrange(1, N_ENTRIES) for _ in range(36)]
+    cases = [(f"drop the last {k}", lambda c, k=k: c.execute("DELETE FROM audit_entries WHERE seq > ?", (N_ENTRIES - k,)), N_ENTRIES - k + 1) for k in drops]
+    _check_all(cases, big_log, tmp_path, key)
+
+
+# -- attacks beyond single mutations ----------------------------------------------------------
+
+
+def _rechain_from(c, start: int, edit: str) -> None:
+    """Edit entry `start` and recompute every later hash, as an attacker without the key would."""
+    rows = c.execute("SELECT seq, time, actor, action, object, outcome, details, prev_hash FROM audit_entries WHERE seq >= ? ORDER BY seq", (start,)).fetchall()
+    prev = c.execute("SELECT hash FROM audit_entries WHERE seq = ?", (start - 1,)).fetchone()[0] if start > 1 else GENESIS
+    for row in rows:
+        row = list(row)
+        if row[0] == start:
+            row[2] = edit
+        row[7] = prev
+        prev = entry_hash(*row)
+        c.execute("UPDATE audit_entries SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?", (row[2], row[7], prev, row[0]))
+    c.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+
+
+def test_a_recomputed_chain_is_caught_by_the_checkpoints(big_log, tmp_path, key):
+    for start in (5, 4_000, N_ENTRIES - 3):
+        path = fresh_copy(big_log, tmp_path, f"rechain{start}.db")
+        with sqlite3.connect(path) as c:
+            _rechain_from(c, start, "nobody")
+        c.close()
+        report = _verify_copy(path, key)
+        assert not report.ok
+        # Localised to the checkpoint interval holding the edit.
+        assert start - CHECKPOINT_EVERY < report.first_bad <= start, report
+
+
+def test_tampered_head_and_checkpoints_are_caught(big_log, tmp_path, key):
+    mutations = {
+        "forged head signature": "UPDATE audit_head SET signature = 'AAAA' WHERE id = 1",
+        "head removed": "DELETE FROM audit_head",
+        "checkpoint removed": f"DELETE FROM audit_checkpoints WHERE seq = {CHECKPOINT_EVERY * 10}",
+        "checkpoint hash changed": f"UPDATE audit_checkpoints SET hash = '{'0' * 64}' WHERE seq = {CHECKPOINT_EVERY * 3}",
+        "entry appended behind TrustForge's back": "INSERT INTO audit_entries SELECT seq + 1, time, actor, action, object, outcome, details, hash, hash FROM audit_entries WHERE seq = 10000",
+    }
+    for what, sql in mutations.items():
+        path = fresh_copy(big_log, tmp_path, "t.db")
+        with sqlite3.connect(path) as c:
+            c.execute(sql)
+        c.close()
+        assert not _verify_copy(path, key).ok, what
+    # Appending after such an insertion refuses instead of forking the chain.
+    with pytest.raises(IntegrityError, match="beyond the signed head"):
+        open_log(path, key).append("a", "tag", "x", "ok")
+
+
+def test_truncation_with_an_old_genuine_head_is_caught_by_the_head_file(big_log, tmp_path, key):
+    path = fresh_copy(big_log, tmp_path, "roll.db")
+    with sqlite3.connect(path) as c:
+        old_head = c.execute("SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq = ?", (CHECKPOINT_EVERY * 100,)).fetchone()
+        c.execute("DELETE FROM audit_entries WHERE seq > ?", (old_head[0],))
+        c.execute("UPDATE audit_head SET seq = ?, hash = ?, key_id = ?, signature = ? WHERE id = 1", old_head)
+    c.close()
+    report = _verify_copy(path, key)
+    assert not report.ok and report.first_bad == old_head[0] + 1 and "rolled back" in report.problem
+
+
+def test_database_rolled_back_to_an_older_copy_is_caught(tmp_path, key):
+    log = open_log(tmp_path / "r.db", key)
+    for i in range(5):
+        log.append("a", "tag", f"x{i}", "ok")
+    log.engine.dispose()
+    shutil.copyfile(tmp_path / "r.db", tmp_path / "old.db")
+    log = open_log(tmp_path / "r.db", key)
+    log.append("a", "delete", "models:/x/1", "ok")
+    log.engine.dispose()
+    shutil.copyfile(tmp_path / "old.db", tmp_path / "r.db")  # the head file stays
+    report = open_log(tmp_path / "r.db", key).verify()
+    assert not report.ok and report.first_bad == 6
+    # Without the head file the rollback is out of reach, and verify says so.
+    (tmp_path / "r.db.audit-head.json").unlink()
+    report = open_log(tmp_path / "r.db", key).verify()
+    assert report.ok and any("no head file" in w for w in report.warnings)
+
+
+def test_a_torn_or_forged_head_file_is_ignored_with_a_warning(tmp_path, key):
+    log = open_log(tmp_path / "h.db", key)
+    log.append("a", "tag", "x", "ok")
+    head_file = tmp_path / "h.db.audit-head.json"
+    assert head_file.stat().st_size == 512
+    head_file.write_bytes(head_file.read_bytes()[:100] + b"garbage")
+    report = log.verify()
+    assert report.ok and any("unreadable" in w for w in report.warnings)
+    log.append("a", "tag", "y", "ok")  # the next append rewrites it
+    assert log.verify().ok and not log.verify().warnings
+    record = json.loads(head_file.read_text())
+    record["seq"] = 99
+    head_file.write_text(json.dumps(record))
+    report = log.verify()
+    assert report.ok and any("invalid signature" in w for w in report.warnings)
+
+
+def test_entry_hash_is_sha256_of_the_compact_ascii_json_array():
+    import hashlib
+
+    fields = (7, "2025-01-01T00:00:00.000000Z", 'ü"\\\n\u2028', "a", "b/c", "ok", '{"k":"ü"}', "0" * 64)
+    reference = json.dumps(["trustforge.audit.v1", *fields], ensure_ascii=True, separators=(",", ":"))
+    assert entry_hash(*fields) == hashlib.sha256(reference.encode()).hexdigest()
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+PG_ENV = "TRUSTFORGE_TEST_PG_URL"
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh database on the PostgreSQL test server (`eval "$(.ci/postgres.sh)"` starts one)."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set: install PostgreSQL (Debian: apt-get install -y postgresql) and run `eval \"$(.ci/postgres.sh)\"`")
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    name = f"tf_audit_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _engine_for(kind: str, target: str) -> sa.Engine:
+    if kind == "plain":  # sqlite3's own (deferred) transactions: only the head-row write serialises
+        return fast_engine(Path(target))
+    from trustforge.registry import make_engine
+
+    engine = make_engine(target if kind == "postgresql" else f"sqlite:///{target}")
+    if kind == "registry":  # WAL and BEGIN IMMEDIATE, as in a workspace; fsync is not under test
+        sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.execute("PRAGMA synchronous = OFF"))
+    return engine
+
+
+def _append_worker(kind: str, target: str, pem: bytes, worker: int, n: int, start) -> None:
+    key = SigningStub(pem)
+    engine = _engine_for(kind, target)
+    log = AuditLog(engine, key.sign, key.verify)
+    start.wait()
+    for i in range(n):
+        log.append(f"worker{worker}", "tag", f"models:/m/{i}", "ok", {"worker": worker, "i": i})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["plain", "registry", "postgresql"])
+def test_four_processes_append_gapless(tmp_path, key, kind, request):
+    target = request.getfixturevalue("pg_url") if kind == "postgresql" else str(tmp_path / "c.db")
+    parent = AuditLog(_engine_for(kind, target), key.sign, key.verify)
+    ctx = mp.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_append_worker, args=(kind, target, key.pem(), w, 200, start)) for w in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    reports = []
+    deadline = time.monotonic() + 120
+    while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+        reports.append(parent.verify())  # verifying during appends never raises a false alarm
+        time.sleep(0.1)
+    for p in procs:
+        p.join(timeout=max(1, deadline - time.monotonic()))
+        assert p.exitcode == 0
+    assert all(r.ok for r in reports), [str(r) for r in reports if not r.ok][:3]
+    with parent.engine.connect() as conn:
+        seqs = [r[0] for r in conn.execute(sa.text("SELECT seq FROM audit_entries ORDER BY seq"))]
+        per_worker = conn.execute(sa.text("SELECT actor, count(*) FROM audit_entries GROUP BY actor")).all()
+    assert seqs == list(range(1, 801))
+    assert sorted(tuple(r) for r in per_worker) == [(f"worker{w}", 200) for w in range(4)]
+    report = parent.verify()
+    assert report.ok and report.entries == 800, report
+    if kind != "postgresql":
+        assert json.loads(Path(f"{target}.audit-head.json").read_text())["seq"] == 800
+    # The same tampering is caught on every backend.
+    with parent.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_entries SET outcome = 'ok' WHERE seq = 500 AND outcome <> 'ok'"))
+        conn.execute(sa.text("UPDATE audit_entries SET object = 'models:/other/1' WHERE seq = 300"))
+    assert parent.verify().first_bad == 300
+    with parent.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_entries WHERE seq >= 300"))
+    report = parent.verify()
+    assert not report.ok and report.first_bad == 300 and "truncated" in report.problem
+    parent.engine.dispose()
