@@ -240,3 +240,27 @@ def test_backup_commands(tmp_path, workspace, monkeypatch):
         assert reg.audit.verify().ok
     done = runner.invoke(app, ["restore", str(archive)])
     assert isinstance(done.exception, RegistryError) and "not empty" in str(done.exception)
+
+
+def test_backup_and_restore_on_postgresql(source, tmp_path):
+    """A SQLite workspace restored onto PostgreSQL, backed up there, and restored again."""
+    from _helpers import new_pg_database  # tests/registry is on the path (rootdir-relative imports)
+
+    settings, archive, summary, versions, _ = source
+    url, drop = new_pg_database()
+    try:
+        target = Settings(home=tmp_path / "pg", db_url=url, artifacts=tmp_path / "pg" / "artifacts", kek=KEK)
+        keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
+        restore_backup(target, archive, keyring)
+        with Registry(target) as reg:
+            assert {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)} == versions
+            assert reg.audit.verify().ok
+        again = tmp_path / "pg.tfbackup"
+        assert create_backup(target, again, keyring)["tables"] == summary["tables"]
+        with pytest.raises(RegistryError, match="not empty"):
+            restore_backup(target, again, keyring)
+    finally:
+        drop()
+    final = settings_for(tmp_path / "back")
+    restore_backup(final, again, Keyring.init(final.keys_dir, kek_b64=KEK))
+    assert tree_digests(final.artifacts) == tree_digests(settings.artifacts)

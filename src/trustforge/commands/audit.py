@@ -93,14 +93,19 @@ def show(
     table = Table(title=f"audit log (newest {len(rows)}, skipped {offset})" if offset else f"audit log (newest {len(rows)})")
     for col in ("seq", "time (UTC)"):
         table.add_column(col, no_wrap=True)
-    for col in ("actor", "action", "object", "outcome", "details"):
-        table.add_column(col, overflow="fold")
+    for col in ("actor", "action", "object", "outcome"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("details", overflow="ellipsis", no_wrap=True, max_width=30)
     style = {"ok": "green", "denied": "red", "error": "yellow"}
     for r in rows:
         details = r["details"] if isinstance(r["details"], str) else json.dumps(r["details"], sort_keys=True, separators=(",", ":"))
+        if len(details) > 30:  # the table is a summary; `--json` prints every detail
+            details = details[:27] + "..."
         outcome = f"[{style.get(r['outcome'], 'white')}]{r['outcome']}[/]"
-        table.add_row(str(r["seq"]), r["time"], r["actor"], r["action"], r["object"], outcome, details)
-    Console().print(table)
+        table.add_row(str(r["seq"]), r["time"][:19], r["actor"], r["action"], r["object"], outcome, details)
+    # Piped output is not cut to 80 columns: nobody's terminal is there to wrap it.
+    console = Console()
+    Console(width=None if console.is_terminal else 160).print(table)
 
 
 @app.command()
