@@ -20,6 +20,8 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/secure_io.py
+	$(BIN)/python bench/audit_append.py
 
 clean:
 	rm -rf $(VENV) .trustforge .pytest_cache

@@ -72,11 +72,12 @@ def test_classic_cifar_cnn_learns_real_labels():
 
 
 def _readme_block() -> str:
+    """Every bash block of the README that calls trustforge, in order, as one script."""
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    using = [b for b in blocks if "trustforge train" in b]
-    assert using, "README has no bash block that trains"
-    return using[0]
+    using = [b for b in blocks if "trustforge " in b and "make demo" not in b]
+    assert any("trustforge train" in b for b in using), "README has no bash block that trains"
+    return "\n".join(using)
 
 
 @pytest.mark.slow
@@ -95,6 +96,9 @@ def test_readme_commands_run_as_written(tmp_path):
     assert preds[0].startswith("prediction,proba_malignant,proba_benign")
     assert len(preds) == 1 + 12
     assert "accuracy" in proc.stdout
+    assert "models:/breast-cancer-mlp@champion -> 1" in proc.stdout
+    assert "verified" in proc.stdout and "ok: " in proc.stdout
+    assert (work / "workspace.tfb").is_file()
 
 
 def test_readme_python_snippet_names_real_api():

@@ -145,58 +145,65 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_start(self)
         started = time.perf_counter()
-        # A run that stopped early and was interrupted afterwards (while packaging) resumes
-        # with no epochs left.
-        first = self.max_epochs if self.should_stop else self.start_epoch
-        for epoch in range(first, self.max_epochs):
-            epoch_start = time.perf_counter()
-            lr = lr_at(self.spec, epoch)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            for cb in self.callbacks:
-                cb.on_epoch_start(self, epoch)
-            model.train()
-            perm = torch.randperm(n, generator=self.generator).to(self.device)
-            total = torch.zeros((), device=self.device)
-            seen = 0
-            pending = False
-            self.optimizer.zero_grad(set_to_none=True)
-            for b in range(self.batches_per_epoch):
-                if used[b]:
-                    idx = perm[b * bs : (b + 1) * bs]
-                    xs = tuple(t[idx] for t in inputs)
-                    if self.train_transform is not None:
-                        xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
-                    with autocast:
-                        loss = self.loss_fn(model(*xs), target[idx])
-                    share = used[b] / group_samples[b // accumulate]
-                    (loss * share if share != 1 else loss).backward()
-                    pending = True
-                    total += loss.detach() * used[b]
-                    seen += used[b]
-                if pending and ((b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch):
-                    self._clip()
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    pending = False
+        try:
+            # A run that stopped early and was interrupted afterwards (while packaging) resumes
+            # with no epochs left.
+            first = self.max_epochs if self.should_stop else self.start_epoch
+            for epoch in range(first, self.max_epochs):
+                epoch_start = time.perf_counter()
+                lr = lr_at(self.spec, epoch)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
                 for cb in self.callbacks:
-                    cb.on_batch_end(self, b)
-            train_loss = float(total) / max(seen, 1)
-            if not math.isfinite(train_loss):
-                raise TrainingError(
-                    f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr "
-                    "or set train.gradient_clip_val"
-                )
-            logs = {"train_loss": train_loss}
-            if validation is not None and len(validation):
-                logs.update(self._validate(validation))
-            logs["lr"] = lr
-            logs["seconds"] = time.perf_counter() - epoch_start
-            self.history.append(logs)
+                    cb.on_epoch_start(self, epoch)
+                model.train()
+                perm = torch.randperm(n, generator=self.generator).to(self.device)
+                total = torch.zeros((), device=self.device)
+                seen = 0
+                pending = False
+                self.optimizer.zero_grad(set_to_none=True)
+                for b in range(self.batches_per_epoch):
+                    if used[b]:
+                        idx = perm[b * bs : (b + 1) * bs]
+                        xs = tuple(t[idx] for t in inputs)
+                        if self.train_transform is not None:
+                            xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
+                        with autocast:
+                            loss = self.loss_fn(model(*xs), target[idx])
+                        share = used[b] / group_samples[b // accumulate]
+                        (loss * share if share != 1 else loss).backward()
+                        pending = True
+                        total += loss.detach() * used[b]
+                        seen += used[b]
+                    if pending and ((b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch):
+                        self._clip()
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                        pending = False
+                    for cb in self.callbacks:
+                        cb.on_batch_end(self, b)
+                train_loss = float(total) / max(seen, 1)
+                if not math.isfinite(train_loss):
+                    raise TrainingError(
+                        f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr "
+                        "or set train.gradient_clip_val"
+                    )
+                logs = {"train_loss": train_loss}
+                if validation is not None and len(validation):
+                    logs.update(self._validate(validation))
+                logs["lr"] = lr
+                logs["seconds"] = time.perf_counter() - epoch_start
+                self.history.append(logs)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, epoch, logs)
+                if self.should_stop:
+                    break
+        except BaseException:
+            # Let callbacks release what they hold (a live progress display, a checkpoint
+            # being written) before the error reaches the caller.
             for cb in self.callbacks:
-                cb.on_epoch_end(self, epoch, logs)
-            if self.should_stop:
-                break
+                cb.on_fit_abort(self)
+            raise
         self.fit_seconds = time.perf_counter() - started
         for cb in self.callbacks:
             cb.on_fit_end(self)
