@@ -414,7 +414,7 @@ def test_a_failed_write_leaves_nothing_at_dest(fail_in, tmp_path, monkeypatch):
         def fsync(path):
             raise OSError("I/O error")
 
-        monkeypatch.setattr(fmt, "_fsync", fsync)
+        monkeypatch.setattr(fmt, "fsync_path", fsync)
     with pytest.raises(OSError):
         write_package(tmp_path / "pkg", manifest, tensors)
     assert list(tmp_path.iterdir()) == []  # neither the package nor its temporary folder

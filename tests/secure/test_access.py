@@ -250,8 +250,9 @@ def test_users_and_audit_commands(cli, monkeypatch):
     assert code == 0 and "hana" in out and "deployer" in out and token.split("_")[1] in out and token not in out
     code, out, _ = _invoke(cli, audit_app, ["verify"])
     assert (code, out) == (0, "ok: 2 entries\n")
-    monkeypatch.setenv("COLUMNS", "200")  # Rich sizes the table to the terminal
     code, out, _ = _invoke(cli, audit_app, ["show", "--limit", "5"])
+    assert code == 0 and "user:hana" in out and token not in out  # the table; details are cut short
+    code, out, _ = _invoke(cli, audit_app, ["show", "--limit", "5", "--json"])
     assert code == 0 and "issue_token" in out and token not in out
 
     monkeypatch.setenv("TRUSTFORGE_TOKEN", token)  # now acting as hana, a deployer

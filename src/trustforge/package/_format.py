@@ -34,6 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from trustforge._fs import fsync_path
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure._envelope import is_sealed, open_sealed
 from trustforge.secure._keys import Keyring
@@ -111,13 +112,13 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
             digests[MANIFEST] = hashlib.sha256(raw).hexdigest()
             (tmp / SIGNATURE_FILE).write_bytes(sign_digests(digests, dest.name, keyring))
         for f in tmp.iterdir():
-            _fsync(f)
-        _fsync(tmp)
+            fsync_path(f)
+        fsync_path(tmp)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync(dest.parent)
+    fsync_path(dest.parent)
     return dest
 
 
@@ -212,11 +213,3 @@ def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
-
-def _fsync(path: Path) -> None:
-    """Flush a file or folder to disk (a folder's entries matter for the renames)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

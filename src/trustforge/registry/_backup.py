@@ -40,6 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trustforge._fs import atomic_write_bytes
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
@@ -203,19 +204,7 @@ def _write_archive(dest: Path, payload: bytes, keyring: Keyring) -> None:
     header["payload_sha256"] = hashlib.sha256(sealed).hexdigest()
     key_id, signature = keyring.sign(b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED))
     header["signature"] = base64.b64encode(signature).decode("ascii")
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC)
-            f.write(json.dumps(header, sort_keys=True).encode("ascii") + b"\n")
-            f.write(sealed)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dest, b"".join([_MAGIC, json.dumps(header, sort_keys=True).encode("ascii") + b"\n", sealed]), mode=0o600)
 
 
 # ---------------------------------------------------------------------------- read and check

@@ -21,6 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
+from trustforge._fs import fsync_path
 from trustforge.errors import RegistryError
 from trustforge.registry._names import check_name
 
@@ -143,20 +144,12 @@ def _is_name(text: str) -> bool:
 
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries (the renames in it) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path)
 
 
 def fsync_tree(root: Path) -> None:
     """Flush every file and folder under `root`, so that a committed version survives a power cut."""
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(os.path.join(dirpath, f))
         fsync_dir(Path(dirpath))

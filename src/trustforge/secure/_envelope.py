@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from trustforge._fs import atomic_write_text, fsync_path
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
@@ -62,14 +63,6 @@ def _key_aad(header: dict[str, Any]) -> bytes:
 def _file_aad(package_id: str, name: str, chunk_size: int) -> bytes:
     # The chunk size is bound too, so no field of the header can change unnoticed.
     return b"trustforge.sealed.v1 file\x00" + package_id.encode() + b"\x00" + name.encode() + b"\x00%d" % chunk_size
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _map(path: Path):
@@ -120,13 +113,13 @@ def seal_package(src: Path, dest: Path, keyring: Keyring) -> None:
         for name in header["files"]:
             _seal_file(dek, src / name, tmp / (name + _SUFFIX), _file_aad(package_id, name, P.CHUNK))
         (tmp / SEALED).write_text(json.dumps(header, indent=1) + "\n", encoding="ascii")
-        _fsync(tmp / SEALED)
-        _fsync(tmp)
+        fsync_path(tmp / SEALED)
+        fsync_path(tmp)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync(dest.parent)
+    fsync_path(dest.parent)
 
 
 def _seal_file(dek: bytes, src: Path, dest: Path, aad: bytes) -> None:
@@ -267,17 +260,7 @@ def rewrap_sealed(path: Path, old: Keyring, new: Keyring) -> bool:
     dek = _unwrap(root, header, source)
     header["wrapped_key"] = base64.b64encode(new.wrap_key(dek, _key_aad(header))).decode("ascii")
     del header["wrapped"]
-    tmp = root / f".{SEALED}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(json.dumps(header, indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, root / SEALED)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync(root)
+    atomic_write_text(root / SEALED, json.dumps(header, indent=1) + "\n", sync_dir=True)
     return True
 
 
@@ -302,12 +285,12 @@ def unseal_package(src: Path, dest: Path, keyring: Keyring) -> None:
                 f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync(dest.parent)
+    fsync_path(dest.parent)
 
 
 

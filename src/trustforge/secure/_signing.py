@@ -27,10 +27,10 @@ import json
 import logging
 import mmap
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Union
 
+from trustforge._fs import atomic_write_bytes
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
@@ -371,13 +371,4 @@ def sign_package(path: Path, keyring: Keyring) -> None:
 
 def write_signature(root: Path, bundle: bytes) -> None:
     """Write `model.sig` into `root` atomically."""
-    tmp = root / f".{SIGNATURE_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(bundle)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, root / SIGNATURE_FILE)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(root / SIGNATURE_FILE, bundle)

@@ -1,0 +1,52 @@
+"""File-system helpers shared by every stage that writes state: atomic writes and fsync.
+
+A reader never sees half a file: data go to a temporary sibling, are flushed to disk, and
+replace the target with one rename; the folder is flushed too when the rename must survive
+a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+__all__ = ["fsync_path", "atomic_write_bytes", "atomic_write_text"]
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file, or a folder's entries (the renames in it), to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, mode: int = 0o644,
+                       sync_dir: bool = False) -> None:
+    """Write `data` to `path` through a flushed temporary sibling and a rename.
+
+    Args:
+        mode: permission bits of the new file (0o600 for anything secret).
+        sync_dir: also flush the folder, so the rename itself survives a power cut.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        fsync_path(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, **kwargs) -> None:
+    """`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"), **kwargs)
