@@ -112,8 +112,9 @@ def predict(
     package: Path = typer.Argument(..., help="the model package folder"),
     input: Path = typer.Argument(..., help="a CSV/Parquet file, or a folder of images"),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
 ) -> None:
-    """Verify a package, then predict for every row or image of INPUT."""
+    """Verify a package (signature, then every file's SHA-256), then predict for every row or image of INPUT."""
     from trustforge.package import Model
     from trustforge.train import atomic_write_text
 
@@ -125,7 +126,7 @@ def predict(
         raise DataError(f"{dest}: refusing to overwrite the input with predictions")
     if not dest.parent.is_dir():
         raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
-    model = Model.load(package)
+    model = Model.load(package, public_key=public_key)
     frame = model.predict(input)
     atomic_write_text(dest, frame.to_csv(index=False))
     out.print(f"{len(frame)} predictions written to {escape(str(dest))}", highlight=False, soft_wrap=True)
@@ -136,6 +137,7 @@ def predict(
 def evaluate(
     package: Path = typer.Argument(..., help="the model package folder"),
     data: Path = typer.Argument(..., help="a spec (its test split is used) or a labelled CSV/Parquet file or image folder"),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
 ) -> None:
     """Recompute a package's metrics on a spec's test split or on labelled data."""
     import json
@@ -143,7 +145,7 @@ def evaluate(
     from trustforge.evaluate import metrics_table
     from trustforge.package import Model
 
-    model = Model.load(package)
+    model = Model.load(package, public_key=public_key)
     if data.suffix.lower() in (".yaml", ".yml"):
         from trustforge.data import prepare
         from trustforge.spec import load_spec

@@ -180,7 +180,7 @@ def _workspace_keyring(root: Path) -> Keyring:
     try:
         return Keyring.load(settings.keys_dir, kek_b64=settings.kek)
     except SecurityError as exc:
-        raise SecurityError(f"{root}: no keyring to verify it with ({exc}); pass keyring= or public_key=") from None
+        raise SecurityError(f"{root}: no keyring to verify it with ({exc}); give the signer's public key (--public-key, or public_key= in Python)") from None
 
 
 def _check_format(root: Path, manifest: dict[str, Any], raw: bytes) -> None:
