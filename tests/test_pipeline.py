@@ -101,13 +101,20 @@ def _no_run_folder(workspace) -> bool:
     [
         ({"source": "csv:missing.csv", "target": "y"}, "missing.csv: data file not found"),
         ({"source": "builtin:iris", "target": "species"}, "no column 'species'"),
-        ({"source": "builtin:nope"}, "unknown builtin set"),
     ],
-    ids=["missing-csv", "missing-target", "unknown-builtin"],
+    ids=["missing-csv", "missing-target"],
 )
 def test_bad_data_leaves_no_run_folder(data, match, workspace):
     with pytest.raises(DataError, match=match):
         run({**IRIS, "data": data}, progress=False)
+    assert _no_run_folder(workspace)
+
+
+def test_an_unknown_builtin_set_is_a_spec_error_before_anything_runs(workspace):
+    from trustforge.errors import SpecError
+
+    with pytest.raises(SpecError, match="data.source must name a builtin set"):
+        run({**IRIS, "data": {"source": "builtin:nope"}}, progress=False)
     assert _no_run_folder(workspace)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.errors import DataError
+from trustforge.spec._model import BUILTIN_SETS
 
 __all__ = ["RawData", "load_source", "read_table", "read_image_folder", "read_image", "BUILTIN_SOURCES", "IMAGE_SUFFIXES"]
 
@@ -123,7 +124,7 @@ def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) 
 
 # ---------------------------------------------------------------------------- builtin sets
 
-BUILTIN_SOURCES = ("digits", "breast_cancer", "wine", "iris", "diabetes", "shapes")
+BUILTIN_SOURCES = BUILTIN_SETS
 
 
 def _builtin(name: str, *, target: str | None, seed: int) -> RawData:

@@ -142,6 +142,11 @@ class AugmentSpec(_Strict):
 _SOURCE_RE = re.compile(r"^(builtin|csv|parquet|images):.+$")
 
 
+# The data sets that ship with TrustForge (sklearn's bundled sets and generated ones); the data
+# stage implements them, the spec names them so `validate` catches a typo.
+BUILTIN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes", "shapes")
+
+
 class DataSpec(_Strict):
     """Where the data comes from and how it is split."""
 
@@ -162,6 +167,8 @@ class DataSpec(_Strict):
         v = f"{scheme.strip()}{sep}{rest.strip()}"  # `csv: data.csv` (quoted) means csv:data.csv
         if not _SOURCE_RE.match(v):
             raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH or images:DIR; got {v!r}")
+        if scheme.strip() == "builtin" and rest.strip() not in BUILTIN_SETS:
+            raise ValueError(f"must name a builtin set ({', '.join(BUILTIN_SETS)}); got {v!r}")
         return v
 
 
