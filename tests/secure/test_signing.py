@@ -252,7 +252,7 @@ def test_unsafe_no_verify_skips_only_the_signature(package, tmp_path, caplog):
 
 def test_the_default_keyring_is_the_workspace_in_the_environment(package, keyring, monkeypatch, tmp_path):
     monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "empty"))
-    with pytest.raises(SecurityError, match="keyring= or public_key="):
+    with pytest.raises(SecurityError, match="--public-key, or public_key= in Python"):
         Model.load(package)
     monkeypatch.setenv("TRUSTFORGE_HOME", str(keyring.keys_dir.parent))
     assert Model.load(package).name == "iris-signed"
