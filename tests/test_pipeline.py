@@ -35,7 +35,7 @@ def test_a_run_leaves_its_folder_in_the_default_workspace(tmp_path, monkeypatch)
     assert result.run_dir.resolve() == (runs / result.run_dir.name).resolve()
     assert re.fullmatch(r"iris-run-\d{8}-\d{6}", result.run_dir.name)
     assert sorted(p.name for p in result.run_dir.iterdir()) == [
-        "checkpoints", "epochs.csv", "metrics.json", "package", "spec.yaml", "status.json"]
+        "checkpoints", "epochs.csv", "evidence.json", "metrics.json", "package", "spec.yaml", "status.json"]
 
     spec = load_spec(IRIS)
     saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())

@@ -158,6 +158,56 @@ def evaluate(
     out.print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}), highlight=False, soft_wrap=True)
 
 
+def _run_folder(path: Path) -> Path:
+    """A run folder from a run folder or its package (the report reads the whole run)."""
+    from trustforge.errors import RunError
+
+    path = path.resolve()
+    if (path / "manifest.json").is_file() or (path / "sealed.json").is_file():
+        path = path.parent
+    if not (path / "metrics.json").is_file():
+        raise RunError(f"{path}: not a run folder (or a run's package); runs live in .trustforge/runs/")
+    return path
+
+
+@app.command()
+@_friendly
+def report(
+    run: Path = typer.Argument(..., help="a run folder, or the package inside one"),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write the HTML (default RUN/report.html)"),
+) -> None:
+    """Write one self-contained HTML report (plots embedded) and a Markdown model card."""
+    from trustforge.evaluate import write_report
+
+    folder = _run_folder(run)
+    path = write_report(folder, output)
+    out.print(f"report:     {escape(str(path))}", highlight=False, soft_wrap=True)
+    out.print(f"model card: {escape(str(folder / 'model_card.md'))}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@_friendly
+def compare(runs: list[Path] = typer.Argument(..., help="run folders (or their packages)")) -> None:
+    """A leaderboard of runs: metric, fit time, predict latency, size."""
+    from rich.table import Table
+
+    from trustforge.evaluate import compare_runs
+
+    rows = compare_runs([_run_folder(r) for r in runs])
+    table = Table(title="runs, best first", title_justify="left")
+    for col in ("run", "metric", "value", "fit s", "p50 latency ms", "package KiB", "parameters"):
+        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
+
+    def fmt(v, spec):
+        return "n/a" if v is None else format(v, spec)
+
+    for r in rows:
+        table.add_row(r["run"], r["metric"], fmt(r["value"], ".4f"), fmt(r["fit_seconds"], ".1f"),
+                      fmt(r["latency_p50_ms"], ".3f"), fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
+                      fmt(r["parameters"], ","))
+    out.print(table)
+
+
 @app.command()
 @_friendly
 def quickstart() -> None:
@@ -198,6 +248,11 @@ def quickstart() -> None:
         conf = p[f"proba_{p['prediction']}"]
         table.add_row(str(j), str(test.labels[j]), str(p["prediction"]), f"{conf:.3f}")
     out.print(table)
+
+    from trustforge.evaluate import write_report
+
+    path = write_report(result.run_dir)
+    out.print(f"report:  {escape(str(path))}  (open it in a browser; model card beside it)", highlight=False, soft_wrap=True)
 
 
 def _mount(module: str, name: str) -> None:

@@ -27,7 +27,7 @@ from trustforge.data import Prepared, prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import compute_metrics, outputs_to_proba, validation_metrics
 from trustforge.models import build_model, output_size
-from trustforge import secure
+from trustforge import _evidence, secure
 from trustforge.package import Model, write_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
@@ -139,8 +139,15 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
 
-        metrics = _evaluate(spec, data, trainer)
+        test_logits = trainer.predict(data.test.inputs, mixed_precision=False)
+        val_logits = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
+        calib = _evidence.calibrate(spec, data, val_logits, test_logits)
+        if calib is not None and calib["temperature"] is not None:
+            # The package predicts with the fitted temperature; its metrics describe that.
+            test_logits = test_logits / calib["temperature"]
+        metrics = _evaluate(spec, data, test_logits)
         metrics["epochs_trained"] = len(history)
+        metrics["fit_seconds"] = trainer.fit_seconds
         if trainer.best_epoch is not None:
             metrics["best_epoch"] = trainer.best_epoch + 1
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
@@ -148,10 +155,26 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         package = run_dir / "package"
         if package.exists():  # a resumed run that was interrupted after packaging
             shutil.rmtree(package)
-        write_package(package, _manifest(spec, data, model, metrics, run_dir, digest, n_out), {
+        manifest = _manifest(spec, data, model, metrics, run_dir, digest, n_out)
+        if calib is not None and calib["temperature"] is not None:
+            manifest["calibration"] = {"temperature": calib["temperature"], "ece": calib["ece"], "ece_after": calib["ece_after"]}
+        write_package(package, manifest, {
             "weights.safetensors": {k: v for k, v in model.state_dict().items()},
             "preprocess.safetensors": data.preprocessor.state()[1],
         }, keyring=keyring)
+        # The rest of the evidence is measured on the model as its verified package serves it.
+        packaged = Model.load(package, keyring=keyring)
+        with seeded(spec.train.seed):  # whatever draws from torch's generator leaves the caller's alone
+            evidence = _evidence.gather(spec, data, packaged, run_dir=run_dir, package=package, calib=calib,
+                                        fit_seconds=trainer.fit_seconds, epochs=len(history),
+                                        metric=_evidence.headline_metric(spec))
+        # metrics.json carries the headline evidence too (speed, calibration error), beside evidence.json.
+        if evidence.get("speed"):
+            metrics["speed"] = evidence["speed"]
+        if calib is not None:
+            metrics["ece"] = calib["ece"]
+            metrics["ece_after_temperature"] = calib["ece_after"]
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
         model_uri = None
         if registry is not None:
             model_uri = registry.register(package, run=run_dir.name).uri
@@ -232,10 +255,9 @@ def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence
     )
 
 
-def _evaluate(spec: TaskSpec, data: Prepared, trainer: Trainer) -> dict[str, Any]:
-    # In float32 even after mixed-precision training: the package predicts in float32, and its
-    # metrics must describe what it predicts.
-    out = trainer.predict(data.test.inputs, mixed_precision=False)
+def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor) -> dict[str, Any]:
+    # `out` is computed in float32 even after mixed-precision training: the package predicts in
+    # float32, and its metrics must describe what it predicts.
     if spec.task == "classification":
         proba = outputs_to_proba(out, len(data.schema.classes))
         return compute_metrics("classification", data.test.target.numpy(), proba=proba, classes=data.schema.classes)

@@ -1,7 +1,13 @@
-"""Evaluation: metrics (checked against scikit-learn in the tests) and their presentation."""
+"""Evaluation: metrics (checked against scikit-learn), speed, calibration, generalisation,
+explanations, and the report that puts the evidence in front of a reviewer."""
 
+from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._metrics import classification_metrics, regression_metrics
+from trustforge.evaluate._report import compare_runs, write_report
+from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
+from trustforge.evaluate._speed import measure_speed
 
 __all__ = [
     "classification_metrics",
@@ -10,4 +16,17 @@ __all__ = [
     "validation_metrics",
     "outputs_to_proba",
     "metrics_table",
+    "measure_speed",
+    "calibration",
+    "fit_temperature",
+    "apply_temperature",
+    "curves",
+    "CORRUPTIONS",
+    "corrupt",
+    "corruption_table",
+    "shift_evaluation",
+    "explain_images",
+    "feature_importance",
+    "write_report",
+    "compare_runs",
 ]

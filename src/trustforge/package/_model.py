@@ -74,7 +74,9 @@ class Model:
         try:
             spec = TaskSpec.model_validate(m["spec"])
             pre = Preprocessor.from_state(m["preprocessing"], pkg.tensors("preprocess.safetensors"))
-            module = build_model(spec, pre.schema)
+            # Initial weights are overwritten below; forking keeps the caller's RNG untouched.
+            with torch.random.fork_rng(devices=[]):
+                module = build_model(spec, pre.schema)
         except IntegrityError:
             raise
         except Exception as exc:  # a manifest that verifies but does not describe a model we can build
@@ -115,13 +117,22 @@ class Model:
 
     # ------------------------------------------------------------------ predicting
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature fitted at training time (1.0 when none was fitted)."""
+        t = (self.manifest.get("calibration") or {}).get("temperature")
+        return float(t) if t else 1.0
+
     @torch.no_grad()
     def outputs(self, raw: RawData, batch_size: int = 1024) -> torch.Tensor:
-        """Raw model outputs for checked inputs."""
+        """Model outputs for checked inputs; classification logits are divided by `temperature`."""
         inputs = self.preprocessor.encode_inputs(raw)
         n = len(inputs[0])
         outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
-        return torch.cat(outs) if outs else torch.empty(0, 1)
+        out = torch.cat(outs) if outs else torch.empty(0, 1)
+        if self.schema.task == "classification" and self.temperature != 1.0:
+            out = out / self.temperature  # argmax unchanged; probabilities calibrated
+        return out
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities (N, K) in the order of `classes`."""

@@ -188,10 +188,17 @@ def _validate(raw: dict[Any, Any], *, where: str | None, lines: dict[tuple, int]
 
 
 def _resolve_paths(spec: TaskSpec, base: Path) -> None:
-    scheme, _, rest = spec.data.source.partition(":")
+    spec.data.source = _resolve(spec.data.source, base)
+    if spec.evaluate.shift:
+        spec.evaluate.shift = _resolve(spec.evaluate.shift, base)
+
+
+def _resolve(source: str, base: Path) -> str:
+    scheme, _, rest = source.partition(":")
     if scheme in ("csv", "parquet", "images"):
         p = Path(rest).expanduser()
-        spec.data.source = f"{scheme}:{p if p.is_absolute() else (base / p).resolve()}"
+        return f"{scheme}:{p if p.is_absolute() else (base / p).resolve()}"
+    return source
 
 
 def _string_keys(value: Any) -> Any:

@@ -358,9 +358,26 @@ REGRESSION_METRICS = ("mae", "rmse", "r2")
 
 
 class EvaluateSpec(_Strict):
-    """Which metrics the summary table shows; `metrics.json` always holds the full set."""
+    """What evidence evaluation gathers beside the test metrics (all of it lands in the report).
+
+    `metrics` picks the summary table's rows; `metrics.json` always holds the full set.
+    """
 
     metrics: list[str] | None = Field(None, description="default: the usual set for the task")
+    calibrate: bool = Field(True, description="fit a temperature on the validation split; predictions use it")
+    speed: bool = Field(True, description="measure latency, throughput, size and memory")
+    shift: str | None = Field(None, description="a second test set (any data source) to report every metric on")
+    corruptions: bool = Field(True, description="built-in corruptions of the test set per modality")
+    severities: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
+    explain: bool = Field(True, description="integrated gradients and saliency, or feature importance for tables")
+    explain_per_class: int = Field(2, ge=1, le=20)
+
+    @field_validator("shift")
+    @classmethod
+    def _shift_source(cls, v: str | None) -> str | None:
+        if v is not None and not _SOURCE_RE.match(v.strip()):
+            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH or images:DIR; got {v!r}")
+        return v.strip() if v else v
 
 
 # ---------------------------------------------------------------------------- the task

@@ -1,0 +1,138 @@
+"""The evidence a run gathers beside its test metrics, wired from the evaluate stage's parts.
+
+Part of the pipeline (it is the only caller): calibration happens before packaging, because
+the fitted temperature travels in the package; everything else is measured on the model
+loaded back from its verified package, so the evidence describes what will be served.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from trustforge._fs import atomic_write_text
+from trustforge.data import Prepared, load_source
+from trustforge.evaluate import outputs_to_proba
+from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._shift import corruption_table, shift_evaluation
+from trustforge.evaluate._speed import measure_speed
+from trustforge.spec import TaskSpec
+
+__all__ = ["calibrate", "gather", "headline_metric", "EVIDENCE", "EXPLANATIONS"]
+
+EVIDENCE = "evidence.json"
+EXPLANATIONS = "explanations.safetensors"
+
+
+def calibrate(spec: TaskSpec, data: Prepared, val_logits: torch.Tensor | None, test_logits: torch.Tensor) -> dict[str, Any] | None:
+    """Expected calibration error on the test split, before and after temperature scaling.
+
+    The temperature is fitted on the validation split only (never on test), and only when the
+    spec asks for it and there is a validation split.
+    """
+    if spec.task != "classification":
+        return None
+    k = len(data.schema.classes)
+    y = data.test.target.numpy()
+    before = calibration(outputs_to_proba(test_logits, k), y)
+    result: dict[str, Any] = {"ece": before["ece"], "bins": before["bins"], "temperature": None, "ece_after": None, "bins_after": None}
+    if spec.evaluate.calibrate and val_logits is not None and len(val_logits):
+        t = fit_temperature(val_logits, data.validation.target)
+        after = calibration(outputs_to_proba(apply_temperature(test_logits, t), k), y)
+        result.update(temperature=t, ece_after=after["ece"], bins_after=after["bins"])
+    return result
+
+
+def gather(spec: TaskSpec, data: Prepared, model: Any, *, run_dir: Path, package: Path, calib: dict[str, Any] | None,
+           fit_seconds: float, epochs: int, metric: str) -> dict[str, Any]:
+    """Measure and write `evidence.json` (and `explanations.safetensors`) into the run folder.
+
+    Args:
+        model: the `trustforge.Model` loaded back from the verified package.
+        metric: the headline metric (for the corruption table).
+    """
+    ev = spec.evaluate
+    evidence: dict[str, Any] = {"data": _describe(spec, data), "calibration": calib}
+    if spec.task == "classification":
+        proba = model.predict_proba(data.test_raw)
+        evidence["curves"] = curves(data.test.target.numpy(), proba, list(data.schema.classes))
+    if ev.speed:
+        evidence["speed"] = measure_speed(model.module, data.test.inputs, fit_seconds=fit_seconds,
+                                          train_samples=len(data.train), epochs=epochs, package_dir=package,
+                                          seconds_budget=1.0)
+    if ev.corruptions:
+        evidence["corruptions"] = corruption_table(model.evaluate, data.test_raw, metric=metric,
+                                                   severities=tuple(ev.severities), seed=spec.train.seed)
+    if ev.shift:
+        d = spec.data
+        shifted = load_source(ev.shift, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed)
+        evidence["shift"] = shift_evaluation(model.evaluate, shifted, data.test_raw, model.schema)
+    if ev.explain:
+        evidence["explanations"] = _explain(spec, data, model, run_dir)
+    atomic_write_text(run_dir / EVIDENCE, json.dumps(evidence, indent=1, default=_plain))
+    return evidence
+
+
+def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[str, Any] | None:
+    import warnings
+
+    from trustforge.evaluate._explain import explain_images, feature_importance
+
+    # Captum notes that it switched requires_grad on for the inputs: expected, not news.
+    warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
+
+    if data.schema.modality == "image" and spec.task == "classification":
+        info, tensors = explain_images(model.module, data.test.inputs[0], data.test.target,
+                                       per_class=spec.evaluate.explain_per_class, seed=spec.train.seed)
+        save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(run_dir / EXPLANATIONS))
+        return info
+    if data.schema.modality == "table":
+        names = data.schema.numeric + data.schema.categorical
+
+        def metric_of_inputs(inputs: tuple[torch.Tensor, ...]) -> float:
+            with torch.no_grad():
+                out = model.module(*inputs).float()
+            if spec.task == "classification":
+                # Minus log-loss, not accuracy: accuracy ties on small test sets.
+                p = outputs_to_proba(out, len(data.schema.classes))
+                picked = p[np.arange(len(p)), data.test.target.numpy()]
+                return float(np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+            y = data.test.target.numpy().astype(np.float64)
+            return -float(np.sqrt(np.mean((out.squeeze(-1).numpy() - y) ** 2)))  # higher is better
+
+        return {"feature_importance": feature_importance(model.module, data.test.inputs, data.test.target, names,
+                                                         metrics_of_inputs=metric_of_inputs, seed=spec.train.seed)}
+    return None
+
+
+def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
+    s = data.schema
+    return {
+        "source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:"))
+        else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
+        "modality": s.modality,
+        "rows": s.rows,
+        "dropped_rows": s.dropped_rows,
+        "classes": s.classes,
+        "columns": [{"name": c.name, "kind": c.kind, "missing": c.missing} for c in s.columns],
+        "image_shape": list(s.image_shape) if s.image_shape else None,
+        "split_sizes": {"train": len(data.train), "validation": len(data.validation) if data.validation is not None else 0,
+                        "test": len(data.test)},
+    }
+
+
+def headline_metric(spec: TaskSpec) -> str:
+    return "accuracy" if spec.task == "classification" else "rmse"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")

@@ -1,0 +1,383 @@
+"""The report a reviewer opens in a browser, the model card, and a leaderboard of runs.
+
+`write_report` reads only what a run folder holds (spec.yaml, metrics.json, epochs.csv,
+status.json, and the optional evidence.json and explanations.safetensors) and writes one
+self-contained HTML file: every plot is a PNG embedded as base64, the CSS is inline, and
+nothing refers to the network, so the file can be mailed, archived and opened offline.
+
+Every value read from a run folder is treated as untrusted: Jinja2 escapes it in the HTML,
+and the Markdown card passes it through `_md`, which neutralises markup characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup, escape
+from matplotlib.figure import Figure
+
+from trustforge._fs import atomic_write_text
+from trustforge.errors import TrustForgeError
+from trustforge.evaluate._report_plots import PLOTS
+
+__all__ = ["write_report", "compare_runs", "load_run"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_HEADLINE = {"classification": ("accuracy", "f1_macro", "roc_auc", "log_loss"), "regression": ("rmse", "mae", "r2")}
+_LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "ece"}
+
+
+def write_report(run_dir: Path, dest: Path | None = None) -> Path:
+    """Render a run's evidence as one self-contained HTML file, and its model card as Markdown.
+
+    Args:
+        run_dir: a run folder. spec.yaml and metrics.json are required; epochs.csv,
+            status.json, evidence.json and explanations.safetensors are optional, and each
+            missing piece of evidence becomes a short "not measured" note.
+        dest: where to write the HTML (default `run_dir/report.html`).
+
+    Returns:
+        The path of the HTML file. `run_dir/model_card.md` is written beside it.
+
+    Raises:
+        TrustForgeError: the folder is not a run (no spec.yaml or metrics.json), or one of its
+            files is not valid JSON/YAML/safetensors.
+    """
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    ctx = _context(run)
+    env = _environment()
+    card = env.get_template("model_card.md.j2").render(**ctx)
+    ctx["card_html"] = _markdown_to_html(card)
+    ctx["plots"] = _plots(run)
+    html = env.get_template("report.html.j2").render(**ctx)
+    dest = Path(dest) if dest is not None else run_dir / "report.html"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "model_card.md", card)
+    atomic_write_text(dest, html)
+    return dest
+
+
+def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """One leaderboard row per run, best first.
+
+    Rows hold: name, run (folder name), metric ("accuracy" or "rmse"), value, fit_seconds,
+    latency_p50_ms (batch-1 predict latency from the speed evidence), package_bytes and
+    parameters; a figure the run did not record is None. Runs are grouped by metric, then
+    sorted best first (highest accuracy, lowest RMSE); runs without a value come last.
+
+    Raises:
+        TrustForgeError: a folder is not a run.
+    """
+    rows = []
+    for run_dir in run_dirs:
+        run = load_run(Path(run_dir))
+        task = run["spec"].get("task", "classification")
+        metric = "accuracy" if task == "classification" else "rmse"
+        value = run["metrics"].get(metric)
+        rows.append({
+            "name": run["spec"].get("name", run_dir.name), "run": Path(run_dir).name, "metric": metric,
+            "value": float(value) if isinstance(value, (int, float)) else None,
+            "fit_seconds": _fit_seconds(run), "latency_p50_ms": _latency_p50(run["evidence"].get("speed")),
+            "package_bytes": _package_bytes(run), "parameters": _parameters(run),
+        })
+
+    def key(row: dict[str, Any]) -> tuple:
+        v = row["value"]
+        return (row["metric"], v is None, 0.0 if v is None else (v if row["metric"] in _LOWER_IS_BETTER else -v))
+
+    return sorted(rows, key=key)
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """Everything a report needs from a run folder, as plain data (tensors as numpy arrays)."""
+    if not (run_dir / "spec.yaml").is_file() or not (run_dir / "metrics.json").is_file():
+        raise TrustForgeError(f"{run_dir}: not a run folder (it needs spec.yaml and metrics.json)")
+    try:
+        spec = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise TrustForgeError(f"{run_dir / 'spec.yaml'}: not valid YAML ({e})") from None
+    tensors: dict[str, np.ndarray] = {}
+    path = run_dir / "explanations.safetensors"
+    if path.is_file():
+        from safetensors.numpy import load_file  # safetensors only: no pickle from a run folder
+
+        try:
+            tensors = load_file(str(path))
+        except Exception as e:  # the library raises several types for a corrupt header
+            raise TrustForgeError(f"{path}: not a valid safetensors file ({e})") from None
+    manifest = _json(run_dir / "package" / "manifest.json") or {}
+    return {
+        "dir": run_dir, "spec": spec if isinstance(spec, dict) else {}, "metrics": _json(run_dir / "metrics.json") or {},
+        "epochs": _epochs(run_dir / "epochs.csv"), "status": _json(run_dir / "status.json") or {},
+        "evidence": _json(run_dir / "evidence.json") or {}, "tensors": tensors, "manifest": manifest,
+    }
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TrustForgeError(f"{path}: not valid JSON ({e})") from None
+
+
+def _epochs(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: _float(v) for k, v in row.items() if k})
+    return rows
+
+
+def _float(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as (dotted key, leaf) pairs, so evidence of any nesting becomes a table."""
+    if not isinstance(d, dict):
+        return [(prefix, d)]
+    out = []
+    for k, v in d.items():
+        out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _latency_p50(speed: Any) -> float | None:
+    # The speed dict's nesting is E1's to choose; the first p50 latency in it is batch size 1.
+    for key, value in _flatten(speed or {}):
+        if "p50" in key.lower() and "latency" in key.lower() and _float(value) is not None:
+            return _float(value)
+    return None
+
+
+def _fit_seconds(run: dict[str, Any]) -> float | None:
+    for source in (run["metrics"], run["evidence"].get("speed") or {}):
+        for key, value in _flatten(source):
+            if key.split(".")[-1] == "fit_seconds" and _float(value) is not None:
+                return _float(value)
+    seconds = [r.get("seconds") for r in run["epochs"]]
+    return float(sum(seconds)) if seconds and None not in seconds else None
+
+
+def _package_bytes(run: dict[str, Any]) -> int | None:
+    for key, value in _flatten(run["evidence"].get("speed") or {}):
+        if key.split(".")[-1] in ("package_bytes", "package_size_bytes") and _float(value) is not None:
+            return int(value)
+    package = run["dir"] / "package"
+    return sum(p.stat().st_size for p in package.rglob("*") if p.is_file()) if package.is_dir() else None
+
+
+def _parameters(run: dict[str, Any]) -> int | None:
+    for key, value in _flatten(run["evidence"].get("speed") or {}):
+        if key.split(".")[-1] == "parameters" and _float(value) is not None:
+            return int(value)
+    value = (run["manifest"].get("model") or {}).get("parameters")
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+# ---------------------------------------------------------------------------- context
+
+
+def _context(run: dict[str, Any]) -> dict[str, Any]:
+    spec, metrics, ev = run["spec"], run["metrics"], run["evidence"]
+    task = spec.get("task", "classification")
+    data = ev.get("data") or {}
+    labels = [str(x) for x in metrics.get("labels") or data.get("classes") or []]
+    headline = [(k, metrics[k]) for k in _HEADLINE.get(task, ()) if isinstance(metrics.get(k), (int, float))]
+    cal = ev.get("calibration") or None
+    if cal and isinstance(cal.get("ece"), (int, float)):
+        headline.append(("ece", cal["ece"]))
+    p50 = _latency_p50(ev.get("speed"))
+    if p50 is not None:
+        headline.append(("latency_p50_ms", p50))
+    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {
+        "name": spec.get("name") or run["dir"].name, "run": run["dir"].name, "task": task,
+        "model": spec.get("model") or {}, "model_kind": (spec.get("model") or {}).get("kind", "unknown"),
+        "model_uri": run["status"].get("model_uri"), "state": run["status"].get("state"),
+        "created": run["status"].get("updated") or run["manifest"].get("created"),
+        "spec": spec, "train": spec.get("train") or {}, "metrics": metrics, "headline": headline, "scalars": scalars,
+        "data": data, "source": data.get("source") or (spec.get("data") or {}).get("source"), "labels": labels,
+        "per_class": _per_class(metrics, labels), "epochs": run["epochs"],
+        "speed": _flatten(ev["speed"]) if ev.get("speed") else None, "calibration": cal,
+        "shift": _shift_table(ev.get("shift")), "corruptions": _table(ev.get("corruptions")),
+        "explanations": ev.get("explanations") or None, "explanation_table": _table(ev.get("explanations")),
+        "token_examples": _token_examples(ev.get("explanations")),
+        "parameters": _parameters(run), "package_bytes": _package_bytes(run), "fit_seconds": _fit_seconds(run),
+        "lineage": run["manifest"].get("lineage") or {}, "caveats": _caveats(run, labels),
+        "fmt": _fmt, "md": _md,
+    }
+
+
+def _per_class(metrics: dict[str, Any], labels: list[str]) -> list[dict[str, Any]]:
+    """Per-class precision and recall from the confusion matrix (rows: truth, columns: prediction)."""
+    cm = metrics.get("confusion_matrix")
+    if not cm or len(cm) != len(labels):
+        return []
+    cm = np.asarray(cm, dtype=np.float64)
+    out = []
+    for i, label in enumerate(labels):
+        tp, support, predicted = cm[i, i], cm[i].sum(), cm[:, i].sum()
+        out.append({"label": label, "support": int(support), "precision": tp / predicted if predicted else None,
+                    "recall": tp / support if support else None})
+    return out
+
+
+def _table(section: Any) -> dict[str, Any] | None:
+    """Any JSON evidence section as one table: a list of records, or a (nested) mapping flattened."""
+    if not section:
+        return None
+    if isinstance(section, dict):
+        records = next((v for v in section.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)), None)
+        notes = [(k, v) for k, v in _flatten({k: v for k, v in section.items() if v is not records}) if not isinstance(v, list)]
+    else:
+        records, notes = section if isinstance(section, list) else None, []
+    if records:
+        columns = list(dict.fromkeys(k for r in records for k in r))
+        return {"columns": columns, "rows": [[r.get(c) for c in columns] for r in records], "notes": notes}
+    return {"columns": ["measure", "value"], "rows": [list(p) for p in notes], "notes": []}
+
+
+def _shift_table(section: Any) -> dict[str, Any] | None:
+    """The second test set beside the first, one metric a row; any other shape as a generic table."""
+    if not (isinstance(section, dict) and isinstance(section.get("in_distribution"), dict) and isinstance(section.get("shifted"), dict)):
+        return _table(section)
+    inside, shifted, delta = section["in_distribution"], section["shifted"], section.get("delta") or {}
+    names = [k for k in dict.fromkeys([*inside, *shifted]) if k != "n"]
+    notes = [(k, section[k]) for k in ("source", "n") if k in section]
+    return {"columns": ["metric", "test", "shift set", "difference"],
+            "rows": [[k, inside.get(k), shifted.get(k), delta.get(k)] for k in names], "notes": notes}
+
+
+def _token_examples(ex: Any) -> list[list[tuple[str, str]]]:
+    """Text attributions as (token, CSS background) pairs: red supports the prediction, blue opposes it."""
+    out = []
+    for e in (ex or {}).get("examples", []) if isinstance(ex, dict) else []:
+        if isinstance(e, dict) and isinstance(e.get("tokens"), list) and isinstance(e.get("attributions"), list):
+            a = np.asarray([_float(x) or 0.0 for x in e["attributions"]])
+            scale = float(np.abs(a).max()) or 1.0
+            out.append([(str(t), f"rgba({'220,50,47' if x > 0 else '38,139,210'},{abs(x) / scale:.2f})")
+                        for t, x in zip(e["tokens"], a)])
+    return out
+
+
+def _caveats(run: dict[str, Any], labels: list[str]) -> list[str]:
+    """What the evidence itself says a user should watch out for."""
+    out, m, ev = [], run["metrics"], run["evidence"]
+    n = m.get("n")
+    if isinstance(n, int) and n < 500:
+        out.append(f"The test set holds only {n} examples; metric differences of a few points may be noise.")
+    for row in _per_class(m, labels):
+        if row["recall"] is not None and isinstance(m.get("accuracy"), (int, float)) and row["recall"] < m["accuracy"] - 0.15:
+            out.append(f"Class {row['label']} is recognised less often than the rest (recall {row['recall']:.2f}).")
+    cal = ev.get("calibration") or {}
+    if isinstance(cal.get("ece"), (int, float)) and cal["ece"] > 0.05:
+        after = cal.get("ece_after")
+        out.append(f"The probabilities are miscalibrated (ECE {cal['ece']:.3f}" + (f", {after:.3f} after temperature scaling)." if isinstance(after, (int, float)) else ")."))
+    max_epochs = (run["spec"].get("train") or {}).get("max_epochs")
+    if m.get("epochs_trained") == max_epochs and m.get("best_epoch") == max_epochs:
+        out.append("Validation loss was still improving at the last epoch; longer training may help.")
+    if not ev.get("shift"):
+        out.append("No second test set was evaluated: performance on data unlike the training data is unknown.")
+    return out
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """A number for people: integers as is, floats to `digits` significant places, None as n/a."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    return f"{value:.{digits}g}" if math.isfinite(value) else str(value)
+
+
+def _md(value: Any) -> str:
+    """An untrusted value made inert in Markdown: no HTML, no table breaks, no links, one line."""
+    text = re.sub(r"\s+", " ", _fmt(value))
+    return re.sub(r"([\\`*_\[\]<>|#!])", r"\\\1", text)
+
+
+def _environment() -> Environment:
+    # Autoescape everything but the Markdown card, which is not HTML: `_md` escapes its values instead.
+    return Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=lambda name: not (name or "").endswith(".md.j2"),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def _markdown_to_html(text: str) -> Markup:
+    """The card's Markdown subset (headings, bullets, tables, quotes, bold, code) as HTML.
+
+    Every line is escaped before any tag is added, so nothing in it can become markup.
+    """
+    out, in_list, in_table = [], False, False
+    for raw in text.splitlines() + [""]:
+        line = str(escape(raw.rstrip()))
+        line = re.sub(r"\\([\\`*_\[\]|#!]|&lt;|&gt;)", lambda mm: {"|": "&#124;"}.get(mm.group(1), mm.group(1)), line)
+        line = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", line)
+        line = re.sub(r"`([^`]+)`", r"<code>\1</code>", line)
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if m := re.match(r"(#{1,4}) (.*)", line):
+            level = min(len(m.group(1)) + 2, 6)
+            out.append(f"<h{level}>{m.group(2)}</h{level}>")
+        elif line.startswith("- "):
+            out.append(("" if in_list else "<ul>") + f"<li>{line[2:]}</li>")
+            in_list = True
+        elif line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(re.fullmatch(r":?-+:?", c) for c in cells):
+                continue
+            tag = "td" if in_table else "th"
+            out.append(("" if in_table else "<table>") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            in_table = True
+        elif line.startswith("&gt; "):
+            out.append(f'<p class="todo">{line[5:]}</p>')
+        elif line:
+            out.append(f"<p>{line}</p>")
+    return Markup("\n".join(out))
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(run: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Every plot the evidence allows, by name: {"png": base64, "alt": text}. Absent evidence, absent plot."""
+    out = {}
+    for name, (fn, alt) in PLOTS.items():
+        fig = fn(run)
+        if fig is not None:
+            out[name] = {"png": _png(fig), "alt": alt}
+    return out

@@ -1,0 +1,283 @@
+"""The report's figures, each drawn from a loaded run (see `_report.load_run`).
+
+Each function returns a `matplotlib.figure.Figure`, or None when the run holds no evidence
+for it. Figures are built directly (no `pyplot`), so no global figure state is created or
+leaks between reports, and they render with the Agg canvas whatever backend is configured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = ["PLOTS"]
+
+_MAX_LEGEND = 12  # beyond this many classes a legend hides the curves it explains
+
+
+def learning_curves(run: dict[str, Any]) -> Figure | None:
+    rows = run["epochs"]
+    if not rows:
+        return None
+    x = [r.get("epoch") or i + 1 for i, r in enumerate(rows)]
+    metric_cols = [k for k in rows[0] if k.startswith("val_") and k != "val_loss"]
+    fig = Figure(figsize=(9, 3.2))
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    for col, style in (("train_loss", "-o"), ("val_loss", "-s")):
+        if col in rows[0]:
+            ax_loss.plot(x, [r.get(col) for r in rows], style, ms=3, label=col.replace("_", " "))
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.legend()
+    for col in metric_cols:
+        ax_metric.plot(x, [r.get(col) for r in rows], "-o", ms=3, label=col.replace("_", " "))
+    ax_metric.set(xlabel="epoch", title="validation metric" if metric_cols else "no validation metric logged")
+    if metric_cols:
+        ax_metric.legend()
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(run: dict[str, Any]) -> Figure | None:
+    cm = run["metrics"].get("confusion_matrix")
+    labels = [str(x) for x in run["metrics"].get("labels") or []]
+    if not cm or len(cm) != len(labels):
+        return None
+    cm = np.asarray(cm, dtype=np.float64)  # (K, K): rows truth, columns prediction
+    k = len(labels)
+    # Colour by row share, so a rare class's mistakes show as clearly as a common one's.
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    side = min(max(3.5, 0.45 * k + 1.5), 12)
+    fig = Figure(figsize=(side + 1, side))
+    ax = fig.subplots()
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_xticks(range(k), labels=labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if max(map(len, labels)) > 3 else "center")
+    ax.set_yticks(range(k), labels=labels)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
+    if k <= 25:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8 if k > 12 else 10,
+                            color="white" if share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def _curves(run: dict[str, Any], kind: str) -> dict[str, Any]:
+    per_class = (((run["evidence"].get("curves") or {}).get(kind) or {}).get("per_class")) or {}
+    return {str(k): v for k, v in per_class.items() if isinstance(v, dict)}
+
+
+def roc_curves(run: dict[str, Any]) -> Figure | None:
+    curves = _curves(run, "roc")
+    if not curves:
+        return None
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.subplots()
+    for label, c in curves.items():
+        auc = c.get("auc")
+        ax.plot(c.get("fpr", []), c.get("tpr", []), lw=1.2,
+                label=f"{label} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else label)
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (one vs rest)", xlim=(0, 1), ylim=(0, 1.02))
+    _legend(ax, len(curves), "lower right")
+    fig.tight_layout()
+    return fig
+
+
+def pr_curves(run: dict[str, Any]) -> Figure | None:
+    curves = _curves(run, "pr")
+    if not curves:
+        return None
+    fig = Figure(figsize=(4.8, 4.2))
+    ax = fig.subplots()
+    for label, c in curves.items():
+        ap = c.get("ap")
+        ax.plot(c.get("recall", []), c.get("precision", []), lw=1.2,
+                label=f"{label} (AP {ap:.3f})" if isinstance(ap, (int, float)) else label)
+    ax.set(xlabel="recall", ylabel="precision", title="precision–recall (one vs rest)", xlim=(0, 1), ylim=(0, 1.02))
+    _legend(ax, len(curves), "lower left")
+    fig.tight_layout()
+    return fig
+
+
+def _legend(ax, n: int, loc: str) -> None:
+    if n <= _MAX_LEGEND:
+        ax.legend(loc=loc, fontsize=7 if n > 4 else 9)
+    ax.grid(alpha=0.3)
+
+
+def reliability(run: dict[str, Any]) -> Figure | None:
+    cal = run["evidence"].get("calibration") or {}
+    panels = [("before temperature scaling", cal.get("bins"), cal.get("ece"))]
+    if cal.get("bins_after"):
+        t = cal.get("temperature")
+        panels.append((f"after (T = {t:.3g})" if isinstance(t, (int, float)) else "after temperature scaling",
+                       cal["bins_after"], cal.get("ece_after")))
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.4 * len(panels), 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, bins, ece) in zip(axes, panels):
+        bins = [b for b in bins if isinstance(b, dict) and b.get("count")]
+        lo = np.array([b["lo"] for b in bins], dtype=float)
+        hi = np.array([b["hi"] for b in bins], dtype=float)
+        acc = np.array([b["accuracy"] for b in bins], dtype=float)
+        conf = np.array([b["confidence"] for b in bins], dtype=float)
+        ax.bar(lo, acc, width=hi - lo, align="edge", color="#4c78a8", edgecolor="white", label="accuracy")
+        ax.plot((lo + hi) / 2, conf, "D", color="#e45756", ms=5, label="mean confidence")
+        ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="perfect calibration")
+        ece_text = f" — ECE {ece:.3f}" if isinstance(ece, (int, float)) else ""
+        ax.set(xlabel="confidence", ylabel="accuracy", title=title + ece_text, xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def corruptions(run: dict[str, Any]) -> Figure | None:
+    section = run["evidence"].get("corruptions") or {}
+    rows = [r for r in section.get("rows") or [] if isinstance(r, dict)] if isinstance(section, dict) else []
+    clean = section.get("clean") if isinstance(section, dict) else None
+    by_name: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if isinstance(r.get("severity"), (int, float)) and isinstance(r.get("value"), (int, float)):
+            by_name.setdefault(str(r.get("corruption")), []).append((r["severity"], r["value"]))
+    if not by_name:
+        return None
+    fig = Figure(figsize=(5.2, 3.6))
+    ax = fig.subplots()
+    for name, points in by_name.items():
+        points = sorted(points)
+        if isinstance(clean, (int, float)):
+            points = [(0, clean), *points]
+        ax.plot(*zip(*points), "-o", ms=4, label=name)
+    ax.set(xlabel="severity (0 = clean)", ylabel=str(section.get("metric", "metric")), title="metric under corruption")
+    ax.set_xticks(sorted({0, *(s for pts in by_name.values() for s, _ in pts)}))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _example_labels(run: dict[str, Any], n: int) -> list[str]:
+    ex = run["evidence"].get("explanations") or {}
+    examples = ex.get("examples") if isinstance(ex, dict) else None
+    classes = [str(c) for c in run["metrics"].get("labels") or []]
+
+    def name(v: Any) -> Any:  # explainers may record class indices; show the class names
+        return classes[v] if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(classes) else v
+
+    labels = []
+    for i in range(n):
+        e = examples[i] if isinstance(examples, list) and i < len(examples) and isinstance(examples[i], dict) else {}
+        true = next((e[k] for k in ("label", "true", "target", "y_true") if k in e), None)
+        pred = next((e[k] for k in ("predicted", "prediction", "y_pred") if k in e), None)
+        parts = [f"true {name(true)}" if true is not None else None, f"pred {name(pred)}" if pred is not None else None]
+        labels.append(", ".join(p for p in parts if p) or f"example {i + 1}")
+    return labels
+
+
+def image_explanations(run: dict[str, Any]) -> Figure | None:
+    t = run["tensors"]
+    images = t.get("images")
+    if images is None or images.ndim != 4 or not len(images):
+        return None
+    maps = [(name, t[name]) for name in ("ig", "saliency") if name in t and len(t[name]) == len(images)]
+    n = min(len(images), 40)
+    per_row = min(n, 3)  # 3 examples × 3 panels: wide enough to read once scaled to the page
+    cols, rows = per_row * (1 + len(maps)), math.ceil(n / per_row)
+    fig = Figure(figsize=(1.6 * cols, 1.9 * rows))
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    for ax in axes.flat:
+        ax.axis("off")
+    labels = _example_labels(run, n)
+    for i in range(n):
+        r, c0 = divmod(i, per_row)
+        c0 *= 1 + len(maps)
+        ax = axes[r, c0]
+        ax.imshow(_displayable(images[i]), cmap="gray" if images.shape[1] == 1 else None, interpolation="nearest")
+        ax.set_title(labels[i], fontsize=9)
+        for j, (name, m) in enumerate(maps, start=1):
+            a = np.asarray(m[i], dtype=np.float64)
+            a = a.sum(axis=0) if a.ndim == 3 else a  # (C, H, W) → (H, W): channel attributions add up
+            ax = axes[r, c0 + j]
+            if name == "ig":  # signed: red for, blue against the prediction, on one symmetric scale
+                v = float(np.abs(a).max()) or 1.0
+                ax.imshow(a, cmap="bwr", vmin=-v, vmax=v, interpolation="nearest")
+                ax.set_title("IG", fontsize=9)
+            else:  # saliency is a gradient magnitude
+                ax.imshow(np.abs(a), cmap="magma", interpolation="nearest")
+                ax.set_title("saliency", fontsize=9)
+    fig.tight_layout(pad=0.4)
+    return fig
+
+
+def _displayable(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) → (H, W) or (H, W, 3) in [0, 1], whatever the normalisation of the input."""
+    a = np.asarray(img, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    return a[0] if a.shape[0] == 1 else np.moveaxis(a[:3], 0, -1)
+
+
+def feature_importance(run: dict[str, Any]) -> Figure | None:
+    ex = run["evidence"].get("explanations") or {}
+    found = _importances(ex) if isinstance(ex, dict) else []
+    if not found:
+        return None
+    top = 15
+    fig = Figure(figsize=(4.6 * len(found), 0.28 * min(top, max(len(v) for _, v in found)) + 1.4))
+    axes = np.atleast_1d(fig.subplots(1, len(found)))
+    for ax, (title, values) in zip(axes, found):
+        items = sorted(values.items(), key=lambda kv: abs(kv[1]), reverse=True)[:top][::-1]
+        ax.barh([str(k) for k, _ in items], [v for _, v in items], color="#4c78a8")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+_IMPORTANCE_TITLES = {"ig": "integrated gradients (mean |attribution|)", "permutation": "permutation importance (metric drop)"}
+
+
+def _importances(ex: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, float]]]:
+    """Feature importances, with a readable title per kind.
+
+    Either `{"columns": [{"name", "ig", "permutation", ...}]}` (the explainer's records) or any
+    {feature: number} mapping under a key that names importance.
+    """
+    records = ex.get("columns")
+    if isinstance(records, list) and records and all(isinstance(r, dict) and "name" in r for r in records):
+        return [(title, {str(r["name"]): float(r[k]) for r in records if isinstance(r.get(k), (int, float))})
+                for k, title in _IMPORTANCE_TITLES.items() if any(isinstance(r.get(k), (int, float)) for r in records)]
+    out = []
+    for k, v in ex.items():
+        name = f"{prefix} {k}".strip().replace("_", " ")
+        if isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values()) and "importance" in name.lower():
+            out.append((name, {str(f): float(x) for f, x in v.items()}))
+        elif isinstance(v, dict):
+            out.extend(_importances(v, name))
+    return out
+
+
+# name → (figure function, alt text). The name is the <img data-plot> attribute tests look for.
+PLOTS: dict[str, tuple[Callable[[dict[str, Any]], Figure | None], str]] = {
+    "learning_curves": (learning_curves, "Training and validation loss and the validation metric per epoch"),
+    "confusion_matrix": (confusion_matrix, "Confusion matrix of the test split, true class by predicted class"),
+    "roc": (roc_curves, "ROC curves per class, one vs rest, with their areas"),
+    "pr": (pr_curves, "Precision-recall curves per class, one vs rest, with average precision"),
+    "reliability": (reliability, "Reliability diagram: accuracy against confidence, before and after temperature scaling"),
+    "corruptions": (corruptions, "Test metric under each built-in corruption by severity"),
+    "explanations": (image_explanations, "Explained test images: input, integrated gradients and saliency per example"),
+    "feature_importance": (feature_importance, "Global feature importance, attribution-based and by permutation"),
+}

@@ -1,0 +1,337 @@
+"""Generalisation: metrics on a second test set, and under built-in corruptions.
+
+Two questions a reviewer asks before trusting a model outside its test split:
+
+- `shift_evaluation`: how does it do on data from somewhere else (`evaluate.shift` names any
+  data source)? Every scalar metric is reported beside the in-distribution test, with the
+  difference.
+- `corruption_table`: how fast does it degrade when its inputs get worse? Built-in corruptions
+  per modality, each at severities 1..3, give a table of the metric drop.
+
+The model stays out of this module (evaluate/ does not import package/): callers pass
+`metrics_of(raw) -> dict`, e.g. a loaded `Model.evaluate`.
+
+Corruptions and their parameters per severity (1, 2, 3):
+
+| modality | name             | parameter                                     | 1     | 2     | 3     |
+|----------|------------------|-----------------------------------------------|-------|-------|-------|
+| image    | `gaussian_noise` | noise std, in pixel units (images in [0, 1])  | 0.08  | 0.18  | 0.38  |
+| image    | `blur`           | Gaussian std in pixels, × max(1, min(H,W)/32) | 0.5   | 1.0   | 1.5   |
+| image    | `occlusion`      | side of one square patch, fraction of min(H,W)| 0.25  | 0.40  | 0.55  |
+| table    | `noise`          | noise std, as a fraction of each column's std | 0.10  | 0.25  | 0.50  |
+| table    | `missing`        | fraction of input cells set to NaN            | 0.10  | 0.25  | 0.50  |
+
+The image noise levels are ImageNet-C's Gaussian-noise severities 1, 3 and 5 (Hendrycks &
+Dietterich, 2019). Text and audio corruptions join `CORRUPTIONS` under their modality.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from trustforge.data import RawData, Schema
+from trustforge.errors import DataError
+
+__all__ = [
+    "CORRUPTIONS",
+    "LOWER_IS_BETTER",
+    "SEVERITIES",
+    "Corruption",
+    "check_shift_set",
+    "corrupt",
+    "corruption_table",
+    "shift_evaluation",
+]
+
+SEVERITIES = (1, 2, 3)
+# Metrics where a larger value is worse: their "drop" is reported as value - clean, so a
+# positive drop always means the model got worse.
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "mse", "log_loss", "ece", "brier"})
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One built-in corruption.
+
+    Attributes:
+        apply: `(data, level, rng) -> data`, on the image array (N, C, H, W) or the table's
+            input columns; it returns a new object and leaves its input alone.
+        levels: the parameter at severities 1, 2, 3.
+        parameter: what the level means, for reports.
+    """
+
+    apply: Callable[[Any, float, np.random.Generator], Any]
+    levels: tuple[float, float, float]
+    parameter: str
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def _gaussian_noise(images: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    noisy = images + rng.normal(0.0, sigma, size=images.shape)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    radius = max(1, math.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def _blur_axis(x: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    # A sum of shifted slices: kernels are a few taps wide, so this beats an FFT and needs no
+    # scipy. Reflect padding keeps the border's brightness (zero padding would darken it).
+    r = len(kernel) // 2
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (r, r)
+    # "reflect" needs r < the axis length; "symmetric" has no such limit for tiny images.
+    xp = np.pad(x, pad, mode="reflect" if r < x.shape[axis] else "symmetric")
+    n = x.shape[axis]
+    out = np.zeros_like(x, dtype=np.float64)
+    for i, w in enumerate(kernel):
+        out += w * np.take(xp, np.arange(i, i + n), axis=axis)
+    return out
+
+
+def _blur(images: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    h, w = images.shape[2:]
+    # Scale with the image so severities mean the same on 8x8 digits and 224x224 photos.
+    kernel = _gaussian_kernel(sigma * max(1.0, min(h, w) / 32))
+    out = _blur_axis(_blur_axis(images.astype(np.float64), kernel, axis=2), kernel, axis=3)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _occlusion(images: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    n, _, h, w = images.shape
+    side = max(1, round(fraction * min(h, w)))
+    out = images.astype(np.float32, copy=True)
+    # The patch takes each image's own per-channel mean: it hides content without adding a
+    # brightness the model never saw.
+    means = images.mean(axis=(2, 3))  # (N, C)
+    tops = rng.integers(0, h - side + 1, size=n)
+    lefts = rng.integers(0, w - side + 1, size=n)
+    for i in range(n):
+        out[i, :, tops[i] : tops[i] + side, lefts[i] : lefts[i] + side] = means[i][:, None, None]
+    return out
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def _noise_columns(frame: pd.DataFrame) -> list[str]:
+    # Binary columns (two values) are left alone: noise would turn 0/1 into values the
+    # preprocessor refuses, which measures input validation rather than robustness.
+    return [
+        c for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        and frame[c].nunique(dropna=True) > 2
+    ]
+
+
+def _table_noise(frame: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    out = frame.copy()
+    for c in _noise_columns(frame):
+        values = frame[c].to_numpy(dtype=np.float64)
+        std = np.nanstd(values)
+        if not np.isfinite(std) or std == 0:
+            continue
+        out[c] = values + rng.normal(0.0, fraction * std, size=len(values))
+    return out
+
+
+def _table_missing(frame: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:
+    out = frame.copy()
+    hit = rng.random(frame.shape) < fraction  # (N, D): each input cell independently
+    for j, c in enumerate(frame.columns):
+        if hit[:, j].any():
+            col = out[c]
+            # Integer and bool columns cannot hold NaN: widen them first (object for bool,
+            # so a binary column still reads as its two values plus missing).
+            if pd.api.types.is_bool_dtype(col):
+                col = col.astype(object)
+            elif pd.api.types.is_integer_dtype(col):
+                col = col.astype(np.float64)
+            out[c] = col.mask(hit[:, j])
+    return out
+
+
+CORRUPTIONS: dict[str, dict[str, Corruption]] = {
+    "image": {
+        "gaussian_noise": Corruption(_gaussian_noise, (0.08, 0.18, 0.38), "noise std (pixel values in [0, 1])"),
+        "blur": Corruption(_blur, (0.5, 1.0, 1.5), "Gaussian std in pixels × max(1, min(H, W)/32)"),
+        "occlusion": Corruption(_occlusion, (0.25, 0.40, 0.55), "patch side / min(H, W)"),
+    },
+    "table": {
+        "noise": Corruption(_table_noise, (0.10, 0.25, 0.50), "noise std / column std"),
+        "missing": Corruption(_table_missing, (0.10, 0.25, 0.50), "fraction of input cells set to missing"),
+    },
+}
+
+
+def corrupt(raw: RawData, name: str, severity: int, seed: int) -> RawData:
+    """A corrupted copy of `raw`: same rows, same target, worse inputs.
+
+    Args:
+        raw: images (float32 (N, C, H, W) in [0, 1]) or a table holding the target column.
+        name: a corruption of `raw.modality` (see `CORRUPTIONS`).
+        severity: 1, 2 or 3 (see the module docstring for the parameter at each).
+        seed: the same seed gives the same corruption. The generator is seeded by the seed
+            alone, so severities draw the same random numbers and differ only in strength.
+
+    Returns:
+        A new RawData; `raw` is not changed. Images stay float32 in [0, 1]; table columns
+        that get noise or NaN become float64 (an int column cannot hold either).
+
+    Raises:
+        ValueError: unknown corruption for the modality, or a severity outside 1..3.
+    """
+    table = CORRUPTIONS.get(raw.modality, {})
+    if name not in table:
+        raise ValueError(f"no corruption {name!r} for {raw.modality} data; choose from {sorted(table)}")
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}; got {severity!r}")
+    c = table[name]
+    level = c.levels[severity - 1]
+    rng = np.random.default_rng(seed)
+    origin = f"{raw.origin} [{name}@{severity}]"
+    if raw.modality == "image":
+        images = c.apply(np.asarray(raw.images, dtype=np.float32), level, rng)
+        return replace(raw, origin=origin, images=images, labels=raw.labels.copy(), paths=list(raw.paths))
+    inputs = [col for col in raw.frame.columns if col != raw.target]
+    changed = c.apply(raw.frame[inputs], level, rng)
+    frame = raw.frame.copy()
+    for col in inputs:
+        frame[col] = changed[col]
+    return replace(raw, origin=origin, frame=frame)
+
+
+def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawData, *, metric: str,
+                     severities: tuple[int, ...] = SEVERITIES, seed: int,
+                     corruptions: list[str] | None = None) -> dict[str, Any]:
+    """The metric under every built-in corruption of the data's modality, at each severity.
+
+    Args:
+        metrics_of: labelled data -> the task's metrics (e.g. `Model.evaluate`).
+        raw: the clean evaluation data (usually the test split).
+        metric: the metric to tabulate (e.g. "accuracy", "rmse").
+        severities: which of 1..3 to run.
+        seed: seeds every corruption (the same for each, so results are reproducible).
+        corruptions: a subset of the modality's corruptions; default all of them.
+
+    Returns:
+        `{"metric", "lower_is_better", "clean", "rows": [{"corruption", "severity", "parameter",
+        "level", "value", "drop"}]}`. `drop` is clean - value, except for metrics where lower
+        is better (`LOWER_IS_BETTER`: mae, rmse, log_loss, ...) where it is value - clean: a
+        positive drop always means worse. A metric the data leaves undefined is None, and so is
+        its drop.
+    """
+    available = CORRUPTIONS.get(raw.modality, {})
+    names = list(available) if corruptions is None else list(corruptions)
+    clean = _scalar(metrics_of(raw).get(metric))
+    lower = metric in LOWER_IS_BETTER
+    rows = []
+    for name in names:
+        for severity in severities:
+            value = _scalar(metrics_of(corrupt(raw, name, severity, seed)).get(metric))
+            drop = None
+            if value is not None and clean is not None:
+                drop = value - clean if lower else clean - value
+            c = available[name]
+            rows.append({"corruption": name, "severity": int(severity), "parameter": c.parameter,
+                         "level": float(c.levels[severity - 1]), "value": value, "drop": drop})
+    return {"metric": metric, "lower_is_better": lower, "clean": clean, "rows": rows}
+
+
+def shift_evaluation(metrics_of: Callable[[RawData], dict[str, Any]], raw_shift: RawData, raw_test: RawData,
+                     schema: Schema) -> dict[str, Any]:
+    """Every scalar metric on a second test set, beside the in-distribution test.
+
+    The shift set is checked against the schema first, so a mismatch is reported as such
+    rather than as whatever the model's encoder trips over.
+
+    Args:
+        metrics_of: labelled data -> the task's metrics (e.g. `Model.evaluate`).
+        raw_shift: the second test set, as loaded from `evaluate.shift`.
+        raw_test: the in-distribution test split.
+        schema: the model's schema.
+
+    Returns:
+        `{"source", "n", "in_distribution", "shifted", "delta"}`: the two metric dicts hold the
+        scalar metrics only (no confusion matrix); `delta[m]` = shifted - in_distribution
+        (signed as is: for error metrics a positive delta is worse), None where either is
+        undefined. `n` is the shift set's size.
+
+    Raises:
+        DataError: the shift set has another modality, other columns (tables; the target is
+            required, columns the schema ignores are allowed), another image shape, or labels
+            the model does not know (images). The message names the columns or shapes.
+    """
+    check_shift_set(raw_shift, schema)
+    inside = _scalars(metrics_of(raw_test))
+    shifted = _scalars(metrics_of(raw_shift))
+    delta = {}
+    for k, v in shifted.items():
+        if k == "n" or k not in inside:
+            continue
+        delta[k] = None if v is None or inside[k] is None else v - inside[k]
+    return {"source": raw_shift.origin, "n": len(raw_shift), "in_distribution": inside, "shifted": shifted, "delta": delta}
+
+
+def check_shift_set(raw: RawData, schema: Schema) -> None:
+    """Refuse a shift set that does not fit the schema, naming what differs.
+
+    Raises:
+        DataError: see `shift_evaluation`.
+    """
+    where = f"shift set {_source_name(raw.origin)}"
+    if raw.modality != schema.modality:
+        raise DataError(f"{where}: holds {raw.modality} data; the model takes {schema.modality} data")
+    if raw.modality == "image":
+        shape = tuple(int(s) for s in raw.images.shape[1:])
+        if shape != tuple(schema.image_shape):
+            raise DataError(f"{where}: images have shape (C, H, W) {shape}; the model expects {tuple(schema.image_shape)}")
+        unknown = sorted(set(map(str, raw.labels)) - set(schema.classes or []))
+        if unknown:
+            raise DataError(f"{where}: labels {unknown[:5]} are not classes the model knows ({schema.classes})")
+        return
+    columns = list(raw.frame.columns)
+    expected = schema.input_names
+    allowed = {schema.target, *schema.ignored}
+    missing = [c for c in expected if c not in columns]
+    if schema.target not in columns:
+        missing.append(schema.target)
+    extra = [c for c in columns if c not in expected and c not in allowed]
+    if missing or extra:
+        parts = ([f"missing columns {missing}"] if missing else []) + ([f"unexpected columns {extra}"] if extra else [])
+        raise DataError(f"{where}: {', '.join(parts)}")
+
+
+def _source_name(origin: str) -> str:
+    # "csv:data/shift.csv" reads better as the file it names.
+    scheme, sep, rest = origin.partition(":")
+    return rest if sep and scheme in ("csv", "parquet", "images") else origin
+
+
+def _scalar(v: Any) -> float | None:
+    if v is None or isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float | int | None]:
+    # Lists (confusion matrix, support, labels) stay in metrics.json; here only numbers compare.
+    out: dict[str, float | int | None] = {}
+    for k, v in metrics.items():
+        if k == "n":
+            out[k] = int(v)
+        elif v is None or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)):
+            out[k] = _scalar(v)
+    return out

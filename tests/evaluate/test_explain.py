@@ -1,0 +1,182 @@
+"""Explanations: they are Captum's, they are complete on the digits CNN, and they rank real features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from captum.attr import IntegratedGradients, Saliency
+from sklearn.datasets import load_breast_cancer
+
+import trustforge
+from trustforge.evaluate._explain import METHOD, explain_images, feature_importance
+
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor:UserWarning")
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Integrated gradients here run many small batches; on two shared cores, two OpenMP threads
+    waiting for each other make them 3× slower than one (measured), so this file uses one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+STRONG = {"worst concave points", "worst perimeter", "worst radius", "worst area", "mean concave points"}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The digits CNN of the issue, trained for 5 epochs, with its encoded test split."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
+    mp.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        r = trustforge.run({"name": "d", "model": {"kind": "cnn", "channels": [32, 64], "hidden": [128]},
+                            "train": {"max_epochs": 5}}, progress=False, register=False)
+        d = trustforge.data.prepare(r.spec)
+        module = r.load_model().module.eval()
+    finally:
+        mp.undo()
+    assert r.metrics["accuracy"] > 0.8  # it learned something, so the explanations mean something
+    return module, d.test.inputs[0], d.test.target
+
+
+@pytest.fixture(scope="module")
+def digits_explained(digits):
+    module, x, y = digits
+    return explain_images(module, x, y, seed=0)
+
+
+def test_completeness_gap_below_1e3_with_default_steps(digits_explained):
+    part, _ = digits_explained
+    assert part["completeness_gap"] < 1e-3
+    assert part["completeness_gap_mean"] <= part["completeness_gap"]
+    assert part["completeness_gap"] == max(e["completeness_gap"] for e in part["examples"])
+
+
+def test_fixed_50_steps_are_not_enough_which_is_why_steps_adapt(digits):
+    module, x, y = digits
+    part, _ = explain_images(module, x, y, seed=0, tolerance=None)
+    assert {e["n_steps"] for e in part["examples"]} == {50}
+    assert part["completeness_gap"] > 1e-3
+
+
+def test_integrated_gradients_are_captums(digits, digits_explained):
+    module, x, y = digits
+    part, tensors = digits_explained
+    steps = torch.tensor([e["n_steps"] for e in part["examples"]])
+    rows = torch.tensor([e["index"] for e in part["examples"]])
+    predicted = torch.tensor([e["predicted"] for e in part["examples"]])
+    gaps = torch.tensor([e["completeness_gap"] for e in part["examples"]], dtype=torch.float64)
+    for s in steps.unique().tolist():  # one Captum call per step count, as the module groups them
+        k = steps == s
+        xi = x[rows[k]]
+        ref = IntegratedGradients(module).attribute(xi, baselines=torch.zeros_like(xi), target=predicted[k],
+                                                    n_steps=s, method=METHOD)
+        torch.testing.assert_close(tensors["ig"][k], ref, rtol=1e-4, atol=1e-5)
+        with torch.no_grad():
+            out_x, out_0 = module(xi), module(torch.zeros_like(xi))
+        gain = (out_x - out_0).gather(1, predicted[k, None])[:, 0]
+        torch.testing.assert_close((ref.sum(dim=(1, 2, 3)) - gain).abs().double(), gaps[k], rtol=0, atol=1e-5)
+    sal = Saliency(module).attribute(x[[e["index"] for e in part["examples"]]],
+                                     target=torch.tensor([e["predicted"] for e in part["examples"]]), abs=True)
+    torch.testing.assert_close(tensors["saliency"], sal.amax(dim=1))
+
+
+def test_examples_cover_every_class_and_are_seeded(digits, digits_explained):
+    module, x, y = digits
+    part, tensors = digits_explained
+    labels = [e["label"] for e in part["examples"]]
+    assert labels == sorted(labels) and sorted(set(labels)) == list(range(10)) and len(labels) == 20
+    assert all(int(y[e["index"]]) == e["label"] for e in part["examples"])
+    assert tensors["images"].shape == (20, 1, 8, 8) and tensors["ig"].shape == (20, 1, 8, 8)
+    assert tensors["saliency"].shape == (20, 8, 8) and tensors["saliency"].min() >= 0
+    assert all(t.dtype == torch.float32 for t in tensors.values())
+    torch.testing.assert_close(tensors["images"], x[[e["index"] for e in part["examples"]]])
+    again, again_t = explain_images(module, x, y, seed=0, tolerance=None, per_class=1)
+    other, _ = explain_images(module, x, y, seed=1, tolerance=None, per_class=1)
+    same, same_t = explain_images(module, x, y, seed=0, tolerance=None, per_class=1)
+    assert again == same and torch.equal(again_t["ig"], same_t["ig"])
+    assert [e["index"] for e in other["examples"]] != [e["index"] for e in again["examples"]]
+
+
+@pytest.fixture(scope="module")
+def cancer(tmp_path_factory):
+    """An MLP on breast_cancer plus a pure-noise column, and its encoded test split."""
+    folder = tmp_path_factory.mktemp("cancer")
+    bc = load_breast_cancer(as_frame=True)
+    frame = bc.frame.copy()
+    frame.insert(len(frame.columns) - 1, "noise", np.random.default_rng(0).normal(size=len(frame)))
+    frame.to_csv(folder / "bc.csv", index=False)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRUSTFORGE_HOME", str(folder / "ws"))
+    mp.chdir(folder)
+    try:
+        r = trustforge.run({"name": "bc", "data": {"source": f"csv:{folder / 'bc.csv'}", "target": "target"},
+                            "model": {"kind": "mlp"}, "train": {"max_epochs": 20}}, progress=False, register=False)
+        d = trustforge.data.prepare(r.spec)
+        module = r.load_model().module.eval()
+    finally:
+        mp.undo()
+    assert r.metrics["accuracy"] > 0.9
+    names = d.schema.numeric + d.schema.categorical
+    inputs, y = d.test.inputs, d.test.target
+
+    def neg_log_loss(xs):
+        with torch.no_grad():
+            out = module(*xs)
+        return -float(torch.nn.functional.cross_entropy(out, y)) if out.shape[-1] > 1 else \
+            -float(torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float()))
+
+    return module, inputs, y, names, neg_log_loss
+
+
+def test_feature_importance_ranks_strong_features_over_noise(cancer):
+    module, inputs, y, names, score = cancer
+    fi = feature_importance(module, inputs, y, names, metrics_of_inputs=score, seed=0)
+    cols = fi["columns"]
+    assert sorted(c["name"] for c in cols) == sorted(names)
+    perm = [c["permutation"] for c in cols]
+    assert perm == sorted(perm, reverse=True)
+    by_perm = [c["name"] for c in cols]
+    assert STRONG & set(by_perm[:5]), by_perm[:5]
+    assert by_perm.index("noise") >= len(by_perm) // 2, by_perm
+    by_ig = [c["name"] for c in sorted(cols, key=lambda c: -c["ig"])]
+    assert STRONG & set(by_ig[:5]), by_ig[:5]
+    assert by_ig.index("noise") >= len(by_ig) // 2, by_ig
+    assert fi["completeness_gap"] < 1e-3 and fi["rows"] == min(200, len(y))
+
+
+def test_feature_importance_is_seeded(cancer):
+    module, inputs, y, names, score = cancer
+    kw = dict(metrics_of_inputs=score, seed=3, repeats=2, tolerance=None)
+    a = feature_importance(module, inputs, y, names, **kw)
+    b = feature_importance(module, inputs, y, names, **kw)
+    c = feature_importance(module, inputs, y, names, **{**kw, "seed": 4})
+    assert a == b
+    assert [x["permutation"] for x in a["columns"]] != [x["permutation"] for x in c["columns"]]
+
+
+def test_feature_importance_names_must_match_the_columns(cancer):
+    module, inputs, y, names, score = cancer
+    with pytest.raises(ValueError, match="names has 2 entries"):
+        feature_importance(module, inputs, y, names[:2], metrics_of_inputs=score, seed=0)
+
+
+def test_categorical_columns_get_permutation_only():
+    torch.manual_seed(0)
+    from trustforge.models.mlp import MLP
+
+    module = MLP(2, [3], 2, hidden=[8]).eval()
+    x_num, x_cat = torch.randn(50, 2), torch.randint(0, 3, (50, 1))
+    y = torch.randint(0, 2, (50,))
+    fi = feature_importance(module, (x_num, x_cat), y, ["a", "b", "c"], seed=0,
+                            metrics_of_inputs=lambda xs: float((module(*xs).argmax(1) == y).float().mean()))
+    kinds = {c["name"]: (c["kind"], c["ig"]) for c in fi["columns"]}
+    assert kinds["c"] == ("categorical", None)
+    assert kinds["a"][0] == "numeric" and kinds["a"][1] is not None
