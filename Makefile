@@ -22,6 +22,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/secure_io.py
 	$(BIN)/python bench/audit_append.py
+	$(BIN)/python bench/explain_cost.py
 
 clean:
 	rm -rf $(VENV) .trustforge .pytest_cache

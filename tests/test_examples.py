@@ -99,6 +99,7 @@ def test_readme_commands_run_as_written(tmp_path):
     assert "models:/breast-cancer-mlp@champion -> 1" in proc.stdout
     assert "verified" in proc.stdout and "ok: " in proc.stdout
     assert (work / "workspace.tfb").is_file()
+    assert "report:" in proc.stdout and list(work.glob(".trustforge/runs/breast-cancer-mlp-*/report.html"))
 
 
 def test_readme_python_snippet_names_real_api():
