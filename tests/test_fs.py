@@ -37,3 +37,16 @@ def test_secret_files_get_the_mode_asked_for(tmp_path):
     _fs.atomic_write_bytes(path, b"k" * 32, mode=0o600)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     _fs.fsync_path(tmp_path)  # a folder can be flushed too
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    dest = tmp_path / "pkg"
+    with _fs.atomic_folder(dest) as tmp:
+        (tmp / "a.bin").write_bytes(b"a")
+        assert not dest.exists()  # nothing is visible until the block succeeds
+    assert [p.name for p in dest.iterdir()] == ["a.bin"]
+    with pytest.raises(RuntimeError):
+        with _fs.atomic_folder(tmp_path / "broken") as tmp:
+            (tmp / "a.bin").write_bytes(b"a")
+            raise RuntimeError("half-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]

@@ -7,11 +7,14 @@ a power cut.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
+from typing import Iterator
 
-__all__ = ["fsync_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["fsync_path", "atomic_write_bytes", "atomic_write_text", "atomic_folder"]
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
@@ -50,3 +53,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
 def atomic_write_text(path: str | os.PathLike[str], text: str, **kwargs) -> None:
     """`atomic_write_bytes` of UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"), **kwargs)
+
+
+@contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Fill a temporary sibling folder, then publish it at `dest` with one rename.
+
+    The block writes into the yielded folder. On success every file in it and the folder are
+    flushed, the folder is renamed to `dest` and the parent flushed; on any error the
+    temporary folder is removed and nothing appears at `dest`.
+    """
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            fsync_path(f)
+        fsync_path(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_path(dest.parent)

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import trustforge.package._format as fmt
+from trustforge import _fs
 from trustforge.data import prepare
 from trustforge.errors import IntegrityError
 from trustforge.evaluate import outputs_to_proba
@@ -417,7 +418,7 @@ def test_a_failed_write_leaves_nothing_at_dest(fail_in, tmp_path, monkeypatch):
         def fsync(path):
             raise OSError("I/O error")
 
-        monkeypatch.setattr(fmt, "fsync_path", fsync)
+        monkeypatch.setattr(_fs, "fsync_path", fsync)
     with pytest.raises(OSError):
         write_package(tmp_path / "pkg", manifest, tensors)
     assert list(tmp_path.iterdir()) == []  # neither the package nor its temporary folder

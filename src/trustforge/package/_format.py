@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from trustforge._fs import fsync_path
+from trustforge._fs import atomic_folder
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure._envelope import is_sealed, open_sealed
 from trustforge.secure._keys import Keyring
@@ -90,9 +89,7 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
     for name in tensor_files:
         if not _plain_name(name) or name == SIGNATURE_FILE:
             raise ValueError(f"{name!r} is not a plain file name for a package file")
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(dest) as tmp:
         files: dict[str, dict[str, Any]] = {}
         for name, tensors in tensor_files.items():
             blob = save_tensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
@@ -111,14 +108,6 @@ def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, 
             digests = {name: entry["sha256"] for name, entry in files.items()}
             digests[MANIFEST] = hashlib.sha256(raw).hexdigest()
             (tmp / SIGNATURE_FILE).write_bytes(sign_digests(digests, dest.name, keyring))
-        for f in tmp.iterdir():
-            fsync_path(f)
-        fsync_path(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_path(dest.parent)
     return dest
 
 

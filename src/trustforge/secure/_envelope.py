@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from trustforge._fs import atomic_write_text, fsync_path
+from trustforge._fs import atomic_folder, atomic_write_text, fsync_path
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
@@ -107,19 +107,10 @@ def seal_package(src: Path, dest: Path, keyring: Keyring) -> None:
         "files": sorted([*names, SIGNATURE_FILE]),
     }
     header["wrapped_key"] = base64.b64encode(keyring.wrap_key(dek, _key_aad(header))).decode("ascii")
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(dest) as tmp:
         for name in header["files"]:
             _seal_file(dek, src / name, tmp / (name + _SUFFIX), _file_aad(package_id, name, P.CHUNK))
         (tmp / SEALED).write_text(json.dumps(header, indent=1) + "\n", encoding="ascii")
-        fsync_path(tmp / SEALED)
-        fsync_path(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_path(dest.parent)
 
 
 def _seal_file(dek: bytes, src: Path, dest: Path, aad: bytes) -> None:
@@ -139,7 +130,6 @@ def _seal_file(dek: bytes, src: Path, dest: Path, aad: bytes) -> None:
                 target.flush()
             finally:
                 target.close()
-            os.fsync(out.fileno())
     finally:
         if mapped is not None:
             mapped.close()
