@@ -24,8 +24,18 @@ def test_there_are_examples():
                                            "classic_cifar_cnn.yaml", "classic_lstm.yaml"}
 
 
-# The classic tutorial CNN learns slowly with its SGD settings; it has its own test below.
-QUICK = [p for p in EXAMPLES if p.stem != "classic_cifar_cnn"]
+# The foundation's image and table classifiers; the classic tutorial CNN learns slowly with its SGD
+# settings and has its own test below. The application scenarios have their own test files.
+FOUNDATION = ("digits_cnn", "breast_cancer_mlp", "shapes_cnn", "classic_lstm")
+QUICK = [p for p in EXAMPLES if p.stem in FOUNDATION]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_is_validated_and_run_by_a_test(path):
+    """Each example spec is valid, and some test file trains it (names it)."""
+    load_spec(path)
+    tests = [t for t in (ROOT / "tests").rglob("test_*.py") if path.name in t.read_text(encoding="utf-8")]
+    assert path.stem in FOUNDATION or path.stem == "classic_cifar_cnn" or tests, f"no test runs examples/{path.name}"
 
 
 @pytest.mark.parametrize("path", QUICK, ids=lambda p: p.stem)
