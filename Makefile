@@ -23,6 +23,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/secure_io.py
 	$(BIN)/python bench/audit_append.py
 	$(BIN)/python bench/explain_cost.py
+	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/scenarios.py
 
 clean:
 	rm -rf $(VENV) .trustforge .pytest_cache

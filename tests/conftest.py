@@ -17,6 +17,28 @@ def workspace(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="session")
+def spoken_digits_cache(tmp_path_factory):
+    """builtin:spoken_digits generated once per session (needs espeak-ng; skips without it)."""
+    import shutil
+
+    from trustforge.data._spoken_digits import generate
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng: install the Debian package espeak-ng (apt-get install espeak-ng)")
+    cache = tmp_path_factory.mktemp("cache")
+    generate(cache)
+    return cache
+
+
+@pytest.fixture
+def spoken_digits(workspace, spoken_digits_cache):
+    """The session's spoken digits, linked into this test's workspace cache (so no test regenerates them)."""
+    (workspace / "cache").mkdir(parents=True, exist_ok=True)
+    (workspace / "cache" / "spoken_digits").symlink_to(spoken_digits_cache / "spoken_digits")
+    return workspace / "cache" / "spoken_digits"
+
+
 def pytest_configure(config):
     # Two CI cores: pytest runs one test at a time, and intra-op threads beyond the cores only spin.
     torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)))))

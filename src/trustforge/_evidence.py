@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import save_file
 
 from trustforge._fs import atomic_write_text
-from trustforge.data import Prepared, load_source
+from trustforge.data import Prepared, RawData, as_text, load_source
+from trustforge.data._interactions import read_interactions
 from trustforge.evaluate import outputs_to_proba
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._sequence_noise import forecast_noise_table, sequence_noise_table
 from trustforge.evaluate._shift import corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.spec import TaskSpec
@@ -65,15 +67,33 @@ def gather(spec: TaskSpec, data: Prepared, model: Any, *, run_dir: Path, package
         evidence["speed"] = measure_speed(model.module, data.test.inputs, fit_seconds=fit_seconds,
                                           train_samples=len(data.train), epochs=epochs, package_dir=package,
                                           seconds_budget=1.0)
-    if ev.corruptions:
+    if ev.corruptions and data.schema.modality == "series":  # noise on what the model reads, not on what it is scored on
+        evidence["corruptions"] = forecast_noise_table(model.outputs, model.preprocessor, data.test_raw,
+                                                       severities=tuple(ev.severities), seed=spec.train.seed)
+    elif ev.corruptions and data.schema.modality == "sequence":
+        evidence["corruptions"] = sequence_noise_table(model.evaluate, data.test_raw, metric=metric,
+                                                       severities=tuple(ev.severities), seed=spec.train.seed)
+    elif ev.corruptions and data.schema.modality != "interactions":
         evidence["corruptions"] = corruption_table(model.evaluate, data.test_raw, metric=metric,
                                                    severities=tuple(ev.severities), seed=spec.train.seed)
-    if ev.shift:
+    if ev.shift and data.schema.modality == "interactions":  # another interactions table with the same columns
+        shifted = read_interactions(ev.shift, spec.data.interactions)
+        evidence["shift"] = shift_evaluation(model.evaluate, shifted, data.test_raw, model.schema)
+    elif ev.shift:
         d = spec.data
-        shifted = load_source(ev.shift, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed)
+        # A builtin training set names its own target; a shift file must hold the same column.
+        shifted = load_source(ev.shift, target=d.target or model.schema.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed,
+                              sample_rate=d.audio.sample_rate, seconds=d.audio.seconds)
+        if model.schema.modality == "series" and shifted.modality == "table":  # a CSV/Parquet file holding another series
+            shifted = RawData("series", shifted.target, shifted.origin, frame=shifted.frame)
+        if model.schema.modality == "text":  # a table holding the model's text column
+            shifted = as_text(shifted, model.schema.text["column"])
         evidence["shift"] = shift_evaluation(model.evaluate, shifted, data.test_raw, model.schema)
     if ev.explain:
         evidence["explanations"] = _explain(spec, data, model, run_dir)
+    skipped = _not_applicable(spec, data)
+    if skipped:  # say why a part of the evidence is absent, rather than leave a silent gap
+        evidence["skipped"] = skipped
     atomic_write_text(run_dir / EVIDENCE, json.dumps(evidence, indent=1, default=_plain))
     return evidence
 
@@ -86,7 +106,8 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
     # Captum notes that it switched requires_grad on for the inputs: expected, not news.
     warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
 
-    if data.schema.modality == "image" and spec.task == "classification":
+    # Audio is explained over its log-mel spectrogram (N, 1, n_mels, frames), the model's input.
+    if data.schema.modality in ("image", "audio") and spec.task == "classification":
         info, tensors = explain_images(model.module, data.test.inputs[0], data.test.target,
                                        per_class=spec.evaluate.explain_per_class, seed=spec.train.seed)
         save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(run_dir / EXPLANATIONS))
@@ -107,13 +128,18 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
 
         return {"feature_importance": feature_importance(model.module, data.test.inputs, data.test.target, names,
                                                          metrics_of_inputs=metric_of_inputs, seed=spec.train.seed)}
+    if data.schema.modality == "text":  # token attributions along the embedding layer (see evaluate/_text)
+        from trustforge.evaluate._text import explain_text_model
+
+        return explain_text_model(model, data.test.inputs[0], data.test.target, per_class=spec.evaluate.explain_per_class,
+                                  seed=spec.train.seed)
     return None
 
 
 def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
     s = data.schema
     return {
-        "source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:"))
+        "source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:", "audio:"))
         else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
         "modality": s.modality,
         "rows": s.rows,
@@ -127,7 +153,29 @@ def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
 
 
 def headline_metric(spec: TaskSpec) -> str:
+    if spec.task == "forecasting":
+        return "mae"  # the figure compared with the seasonal-naive baseline
+    if spec.task == "recommendation":
+        return "rmse" if spec.data.interactions.feedback == "explicit" else "ndcg@10"
     return "accuracy" if spec.task == "classification" else "rmse"
+
+
+def _not_applicable(spec: TaskSpec, data: Prepared) -> dict[str, str]:
+    """The parts of the evidence that do not apply to this task or input, each with the reason."""
+    out = {}
+    if data.schema.modality == "series":
+        out["calibration"] = "task forecasting predicts values, not class probabilities: there is nothing to calibrate"
+        if spec.evaluate.explain:
+            out["explanations"] = "no attribution method for forecasting windows yet; the input-noise table shows sensitivity"
+    elif data.schema.modality == "sequence" and spec.evaluate.explain:
+        out["explanations"] = "no attribution method for numeric sequences yet; the noise table shows sensitivity"
+    elif data.schema.modality == "interactions":
+        out["calibration"] = "task recommendation scores and ranks items; it predicts no class probabilities to calibrate"
+        if spec.evaluate.corruptions:
+            out["corruptions"] = "user and item ids have no noise model; the unknown-id fallback is tested instead"
+        if spec.evaluate.explain:
+            out["explanations"] = "an id embedding has no features to attribute a score to"
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -110,14 +110,21 @@ def train(
 @_friendly
 def predict(
     package: Path = typer.Argument(..., help="the model package folder"),
-    input: Path = typer.Argument(..., help="a CSV/Parquet file, or a folder of images"),
+    input: Path = typer.Argument(..., help="a CSV/Parquet file, a folder of images, or a WAV file or folder of WAV files"),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"),
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="recommendation models: the K best items for each user of INPUT (a table with the user column)"),
 ) -> None:
-    """Verify a package (signature, then every file's SHA-256), then predict for every row or image of INPUT."""
+    """Verify a package (signature, then every file's SHA-256), then predict for every row or image of INPUT.
+
+    With --top-k (recommendation models), write each user's K best items instead: one row per
+    user and rank, without the items the user already met.
+    """
     from trustforge.package import Model
     from trustforge.train import atomic_write_text
 
+    if top_k is not None and top_k < 1:
+        raise DataError(f"--top-k must be an integer >= 1; got {top_k}")
     named = input if input.name else input.resolve()  # `predict PKG .` names the folder
     stem = named.name.rsplit(".", 1)[0] if named.is_file() else named.name
     dest = output or named.with_name(f"{stem}.predictions.csv")
@@ -127,7 +134,7 @@ def predict(
     if not dest.parent.is_dir():
         raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
     model = Model.load(package, public_key=public_key)
-    frame = model.predict(input)
+    frame = model.recommend(input, k=top_k) if top_k is not None else model.predict(input)
     atomic_write_text(dest, frame.to_csv(index=False))
     out.print(f"{len(frame)} predictions written to {escape(str(dest))}", highlight=False, soft_wrap=True)
 
@@ -206,6 +213,135 @@ def compare(runs: list[Path] = typer.Argument(..., help="run folders (or their p
                       fmt(r["latency_p50_ms"], ".3f"), fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
                       fmt(r["parameters"], ","))
     out.print(table)
+
+
+@app.command()
+def monitor(
+    model_uri: str = typer.Argument(..., metavar="MODEL_URI", help="a model URI (models:/NAME/3, models:/NAME@alias) or a package folder"),
+    data: Path = typer.Option(..., "--data", "-d", help="the inputs to check: a CSV/Parquet file or an image folder"),
+    window: Optional[int] = typer.Option(None, "--window", "-w", min=20, help="rows per window (default: the spec's monitor.window)"),
+    as_json: bool = typer.Option(False, "--json", help="print each window's full results as one JSON line, no tables"),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
+) -> None:
+    """Check data for drift against the training statistics in the model's package, window by window.
+
+    Windows of --window rows (a last, shorter one of at least 20 rows too), tested per feature and on the predictions.
+
+    A window with drift is one audit entry when MODEL_URI is a registry URI.
+
+    Exit code 0: no window drifted; 10: at least one did; errors as for every command.
+    """
+    from trustforge.monitor import DRIFT_EXIT_CODE
+
+    if _monitor(model_uri, data, window, as_json, public_key):
+        raise typer.Exit(DRIFT_EXIT_CODE)
+
+
+@_friendly
+def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key: Path | None) -> bool:
+    """The body of `monitor`; True when a window drifted (the exit code is set outside `_friendly`)."""
+    import contextlib
+    import json
+    import logging
+
+    from rich.table import Table
+
+    from trustforge.errors import ModelError
+    from trustforge.monitor import MIN_WINDOW_ROWS, DriftMonitor
+    from trustforge.package import Model
+
+    # The table below says what the monitor's per-window warning lines would; keep stderr for errors.
+    quiet = logging.getLogger("trustforge.monitor.cli")
+    quiet.propagate = False
+    quiet.handlers = [logging.NullHandler()]
+    with contextlib.ExitStack() as stack:
+        if uri.startswith("models:/"):
+            from trustforge.registry import Registry
+
+            registry = stack.enter_context(Registry())
+            version = registry.get(uri)
+            model = registry.load_model(version.uri)
+            mon = DriftMonitor.for_model(model, audit=registry.audit, actor=registry.principal.name, uri=version.uri,
+                                         window=window, history=None, logger=quiet)
+        else:
+            model = Model.load(uri, public_key=public_key)
+            mon = DriftMonitor.for_model(model, uri=uri, window=window, history=None, logger=quiet)
+        if mon is None:
+            raise ModelError(f"{uri}: the package has no drift reference statistics (trained before monitoring "
+                             "existed, with monitor.reference: false, or for inputs without monitored features); retrain it to add them")
+        raw = model.read_input(data)
+        if len(raw) < MIN_WINDOW_ROWS:
+            raise DataError(f"{data}: {len(raw)} rows; a drift window needs at least {MIN_WINDOW_ROWS}")
+        windows = mon.observe(raw, model.predict(raw))
+        last = mon.flush()
+        windows += [last] if last is not None else []
+
+    drifted = [w for w in windows if w.drift]
+    if as_json:
+        for w in windows:
+            sys.stdout.write(json.dumps(w.to_dict(), allow_nan=False) + "\n")
+        sys.stdout.flush()
+        return bool(drifted)
+    table = Table(title=f"drift of {escape(data.name)} against the training data of {escape(uri)}", title_justify="left")
+    for col in ("window", "rows", "drift", "what drifted (test, p-value or value)", "largest PSI"):
+        table.add_column(col, justify="left" if col.startswith("what") else "right")
+    for w in windows:
+        psis = {k: r["psi"] for k, r in w.features.items() if r.get("psi") is not None}
+        top = max(psis, key=psis.get) if psis else None
+        table.add_row(str(w.index), f"{w.start_row}-{w.end_row - 1}" + (" (partial)" if w.partial else ""),
+                      "[red]yes[/red]" if w.drift else "no", escape(w.summary()) or "-",
+                      f"{psis[top]:.3f} {escape(top)}" if top else "-")
+    out.print(table)
+    counts: dict[str, int] = {}
+    for w in drifted:
+        for name in w.drifted:
+            counts[name] = counts.get(name, 0) + 1
+    cfg = mon.config
+    rule = (f"{cfg.numeric_test} for numeric, {cfg.categorical_test} for categorical features"
+            + (f", Bonferroni over {len(mon.monitored)} tests per window"
+               if cfg.correction == "bonferroni" else ""))
+    if drifted:
+        what = ", ".join(f"{escape(k)} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        out.print(f"drift in {len(drifted)} of {len(windows)} windows of {mon.window} rows: {what}  [{rule}]",
+                  highlight=False, soft_wrap=True)
+    else:
+        out.print(f"no drift in {len(windows)} windows of {mon.window} rows  [{rule}]", highlight=False, soft_wrap=True)
+    return bool(drifted)
+
+
+@app.command()
+@_friendly
+def serve(
+    model_uri: str = typer.Argument(..., metavar="MODEL_URI",
+                                    help="models:/NAME@alias or models:/NAME (followed as they move), models:/NAME/3, or a package folder"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8080, "--port", "-p", help="port to listen on"),
+    workers: int = typer.Option(1, "--workers", "-w", help="model worker processes; 0 runs the model inside the server process"),
+    backend: str = typer.Option("torch", "--backend", help="torch (eager PyTorch) or onnx (ONNX Runtime, exported on first serve)"),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", help="most rows per batch"),
+    max_latency_ms: float = typer.Option(10.0, "--max-latency-ms", help="longest a request waits for others to share its batch"),
+    max_queue: int = typer.Option(1024, "--max-queue", help="most queued requests; more get 503 with Retry-After"),
+    max_request_mb: float = typer.Option(16.0, "--max-request-mb", help="larger request bodies get 413 before they are parsed"),
+    threads: int = typer.Option(1, "--threads", help="torch / ONNX Runtime threads per worker"),
+    poll_s: float = typer.Option(5.0, "--poll-s", help="seconds between checks of where a followed alias points"),
+    no_auth: bool = typer.Option(False, "--no-auth", help="serve without tokens (loopback addresses only)"),
+    insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth", help="serve without tokens on any address; logs a warning on every request"),
+    auth_cache_s: float = typer.Option(1.0, "--auth-cache-s", help="seconds a valid token is remembered (revocation acts within this; 0: never)"),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package folder made elsewhere"),
+) -> None:
+    """Serve a model over HTTP: Open Inference Protocol v2 and MLflow scoring, with tokens, batching and metrics.
+
+    Needs the `serve` role (deployer, admin); callers need tokens whose role may `predict`
+    (every role) or `read`. Stops on Ctrl-C after finishing the requests in flight.
+    """
+    from trustforge.serve import ServeConfig
+    from trustforge.serve import serve as run_server
+
+    config = ServeConfig(host=host, port=port, workers=workers, threads=threads, backend=backend,  # type: ignore[arg-type]
+                         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_queue=max_queue,
+                         max_request_bytes=int(max_request_mb * 1024 * 1024), poll_s=poll_s, auth_cache_s=auth_cache_s,
+                         auth="insecure" if insecure_no_auth else "none" if no_auth else "token")
+    run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 
 
 @app.command()

@@ -23,10 +23,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from trustforge.data import Prepared, prepare
+from trustforge.data import Prepared, prepare, window_forecasts
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import compute_metrics, outputs_to_proba, validation_metrics
+from trustforge.evaluate import _recommend as recommend
 from trustforge.models import build_model, output_size
+from trustforge.monitor import run_reference
 from trustforge import _evidence, secure
 from trustforge.package import Model, write_package
 from trustforge.registry import Registry
@@ -145,7 +147,7 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         if calib is not None and calib["temperature"] is not None:
             # The package predicts with the fitted temperature; its metrics describe that.
             test_logits = test_logits / calib["temperature"]
-        metrics = _evaluate(spec, data, test_logits)
+        metrics = _evaluate(spec, data, test_logits, model)
         metrics["epochs_trained"] = len(history)
         metrics["fit_seconds"] = trainer.fit_seconds
         if trainer.best_epoch is not None:
@@ -158,6 +160,8 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         manifest = _manifest(spec, data, model, metrics, run_dir, digest, n_out)
         if calib is not None and calib["temperature"] is not None:
             manifest["calibration"] = {"temperature": calib["temperature"], "ece": calib["ece"], "ece_after": calib["ece_after"]}
+        if spec.monitor.reference:  # drift reference: training inputs, held-out predictions; signed with the rest
+            manifest["monitor"] = {"reference": run_reference(data, [val_logits, test_logits])}
         write_package(package, manifest, {
             "weights.safetensors": {k: v for k, v in model.state_dict().items()},
             "preprocess.safetensors": data.preprocessor.state()[1],
@@ -233,6 +237,9 @@ def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence
         names = (es.monitor.removeprefix("val_"),)
     decode = data.preprocessor.decode_regression if spec.task == "regression" else None
     monitor = es.monitor if es is not None else ("val_accuracy" if spec.task == "classification" else "val_mae")
+    feedback = data.schema.interactions["feedback"] if spec.task == "recommendation" else None
+    if feedback is not None and es is None:
+        monitor = "val_rmse" if feedback == "explicit" else "val_auc"
     callbacks: list[Callback] = []
     if es is not None:
         callbacks.append(EarlyStopping(es.monitor, es.patience, es.min_delta, es.mode))
@@ -248,19 +255,26 @@ def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence
     n_classes = len(data.schema.classes or [])
     return Trainer(
         t,
-        make_loss(spec.task, t, n_classes, data.train.target),
+        make_loss(spec.task, t, n_classes, data.train.target, feedback=feedback),
         callbacks=callbacks,
-        val_metrics=validation_metrics(spec.task, data.schema.classes, decode, names),
+        val_metrics=(recommend.validation_metrics(feedback) if feedback is not None
+                     else validation_metrics(spec.task, data.schema.classes, decode, names)),
         train_transform=data.augment if data.augment else None,
+        train_batch_transform=data.batch_transform,
     )
 
 
-def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor) -> dict[str, Any]:
+def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, Any]:
     # `out` is computed in float32 even after mixed-precision training: the package predicts in
     # float32, and its metrics must describe what it predicts.
+    if spec.task == "recommendation":  # ranks every candidate item, so it needs the model itself
+        return recommend.recommendation_metrics(data, model)
     if spec.task == "classification":
         proba = outputs_to_proba(out, len(data.schema.classes))
         return compute_metrics("classification", data.test.target.numpy(), proba=proba, classes=data.schema.classes)
+    if spec.task == "forecasting":  # in the series' units, beside the seasonal-naive forecast of the same windows
+        y, pred, baseline = window_forecasts(data.preprocessor, data.test_raw, out)
+        return compute_metrics("forecasting", y, y_pred=pred, baseline=baseline)
     decode = data.preprocessor.decode_regression
     y = decode(data.test.target.numpy().astype(np.float64))
     pred = decode(out.squeeze(-1).numpy().astype(np.float64))
@@ -272,9 +286,34 @@ def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: d
     schema = data.schema
     if schema.modality == "image":
         inputs = [{"name": "image", "datatype": "FP32", "shape": [-1, *schema.image_shape]}]
+    elif schema.modality == "sequence":
+        inputs = [{"name": "sequence", "datatype": "FP32", "shape": [-1, *schema.sequence_shape]}]
+    elif schema.modality == "audio":  # mono waveforms in [-1, 1]; the log-mel front end runs inside
+        a = schema.audio
+        inputs = [{"name": "waveform", "datatype": "FP32", "shape": [-1, a["samples"]], "sample_rate": a["sample_rate"]}]
+    elif schema.modality == "series":
+        # One series per request, at least `lookback` rows; the time column (if any) orders them.
+        series = schema.series
+        inputs = [{"name": schema.target, "datatype": "FP64", "shape": [-1], "min_rows": series["lookback"]}]
+        if series.get("time"):
+            kind = "FP64" if series.get("time_kind") == "numeric" else "BYTES"  # dates travel as ISO text
+            inputs.append({"name": series["time"], "datatype": kind, "shape": [-1], "optional": True})
+    elif schema.modality == "interactions":  # ids as text; `role` says which is the user and which the item
+        inputs = [{"name": c.name, "role": role, "datatype": "BYTES", "shape": [-1]} for c, role in zip(schema.columns, ("user", "item"))]
+    elif schema.modality == "text":  # one UTF-8 text per row, tokenised inside (see data._text)
+        t = schema.text
+        inputs = [{"name": t["column"], "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t["tokenizer"],
+                   "max_length": t["max_length"]}]
     else:
         inputs = [{"name": c.name, "kind": c.kind, "datatype": "FP64" if c.kind != "categorical" else "BYTES", "shape": [-1]} for c in schema.columns]
     outputs = [{"name": "prediction", "datatype": "BYTES" if spec.task == "classification" else "FP64", "shape": [-1]}]
+    if spec.task == "recommendation":  # what training never saw ("", user, item, user+item): the fallback was used
+        outputs.append({"name": "unknown", "datatype": "BYTES", "shape": [-1]})
+    if spec.task == "forecasting":  # one row per future step (see data._series.forecast_table)
+        outputs.insert(0, {"name": "step", "datatype": "INT64", "shape": [-1]})
+        if schema.series.get("time"):  # present when the series' times are regular
+            kind = "FP64" if schema.series.get("time_kind") == "numeric" else "BYTES"
+            outputs.insert(1, {"name": "time", "datatype": kind, "shape": [-1], "optional": True})
     if spec.task == "classification":
         outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(schema.classes)], "labels": schema.classes})
     return {
@@ -289,7 +328,7 @@ def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: d
         "metrics": {k: v for k, v in metrics.items()},
         "lineage": {
             "run": run_dir.name,
-            "data_source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:")) else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
+            "data_source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:", "audio:")) else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
             "dataset_digest": data.data_digest,
             "spec_digest": digest,
             "git_commit": _git_commit(),

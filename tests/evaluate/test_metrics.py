@@ -28,6 +28,7 @@ CLASSIFICATION_KEYS = {
     "recall_weighted",
     "f1_weighted",
     "roc_auc",
+    "pr_auc",  # checked against sklearn in test_metrics_new.py
     "log_loss",
     "confusion_matrix",
     "support",

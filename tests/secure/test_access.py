@@ -20,9 +20,9 @@ from trustforge.secure._audit import AuditLog
 # The table from the issue and DESIGN.md §6, written out independently of POLICY: a change to
 # either must be made to both on purpose.
 EXPECTED = {
-    "viewer": {"read"},
-    "trainer": {"read", "register", "tag"},
-    "deployer": {"read", "tag", "alias", "serve"},
+    "viewer": {"read", "predict"},
+    "trainer": {"read", "register", "tag", "predict"},
+    "deployer": {"read", "tag", "alias", "serve", "predict"},
     "admin": set(ACTIONS),
 }
 

@@ -4,6 +4,12 @@
 - tables: (numeric float32 (N, D), categorical int64 (N, K)); binary columns are 0/1 numerics,
   categoricals are vocabulary indices (0 = a value never seen in training).
 - images: (float32 (N, C, H, W) standardised per channel,).
+- series (forecasting): (float32 (N, lookback, 1),), one row per window; see `_series`.
+- sequences: (float32 (N, T, F) standardised per feature,); see `_sequences`.
+- audio: (float32 (N, 1, n_mels, frames) standardised log-mel spectrograms,); see `_audio`.
+- interactions: (user index int64 (N,), item index int64 (N,)); see `_interactions`.
+- text: (token ids int64 (N, max_length), 0 = padding,); the vocabulary is
+  `vocabularies[column]`; see `_text`.
 
 Its fitted state is `(json_dict, {name: tensor})`, so a package holds no pickle.
 """
@@ -16,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data import _audio, _interactions, _sequences, _series, _text
 from trustforge.data._schema import Schema, _natural, label_strings
 from trustforge.data._sources import RawData
 from trustforge.errors import DataError
@@ -51,6 +58,16 @@ class Preprocessor:
             # A constant channel would divide by zero; its std is set to 1.
             std = x.std(dim=(0, 2, 3)).float()
             self.tensors["image.std"] = torch.where(std > 1e-6, std, torch.ones_like(std))
+        elif s.modality == "series":
+            _series.fit(self, raw)
+        elif s.modality == "sequence":
+            _sequences.fit(self, raw)
+        elif s.modality == "audio":
+            _audio.fit(self, raw)
+        elif s.modality == "interactions":
+            _interactions.fit(self, raw)
+        elif s.modality == "text":
+            _text.fit(self, raw)
         else:
             frame = raw.frame
             for c in s.columns:
@@ -73,7 +90,7 @@ class Preprocessor:
             self.tensors["num.mean"] = torch.tensor(mean, dtype=torch.float64)
             self.tensors["num.std"] = torch.tensor(std, dtype=torch.float64)
         if s.task == "regression":
-            y = raw.frame[s.target].to_numpy(dtype=np.float64)
+            y = np.asarray(raw.frame[s.target] if raw.frame is not None else raw.labels, dtype=np.float64)
             self.tensors["target.mean"] = torch.tensor([y.mean()], dtype=torch.float64)
             self.tensors["target.std"] = torch.tensor([y.std() if y.std() > 1e-12 else 1.0], dtype=torch.float64)
         self.fitted = True
@@ -85,6 +102,16 @@ class Preprocessor:
         """Model inputs for `raw`, checked against the schema."""
         if self.schema.modality == "image":
             return (self.encode_images(raw.images),)
+        if self.schema.modality == "series":
+            return _series.encode_inputs(self, raw)
+        if self.schema.modality == "sequence":
+            return _sequences.encode(self, raw)
+        if self.schema.modality == "audio":
+            return _audio.encode(self, raw)
+        if self.schema.modality == "interactions":
+            return _interactions.encode_inputs(self, raw)
+        if self.schema.modality == "text":
+            return _text.encode(self, raw)
         return self.encode_frame(raw.frame, where=raw.origin)
 
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
@@ -129,6 +156,12 @@ class Preprocessor:
     def encode_target(self, raw: RawData) -> torch.Tensor:
         """Class indices (int64) or standardised values (float32) for the target."""
         s = self.schema
+        if s.modality == "series":
+            return _series.encode_target(self, raw)
+        if s.modality == "interactions":
+            return _interactions.encode_target(self, raw)
+        if s.modality == "sequence" and raw.labels is None:
+            raise DataError(f"{raw.origin}: no targets (array {s.target!r}) to evaluate against")
         values = raw.frame[s.target] if raw.frame is not None else raw.labels
         if s.task == "classification":
             labels = label_strings(values)

@@ -17,7 +17,7 @@ from trustforge.errors import DataError
 
 __all__ = ["Column", "Schema", "infer_schema", "label_strings"]
 
-ColumnKind = Literal["numeric", "categorical", "binary"]
+ColumnKind = Literal["numeric", "categorical", "binary", "text"]
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Column:
     name: str
     kind: ColumnKind
     missing: int = 0
-    vocabulary: int = 0  # categorical only: vocabulary size once fitted (unknown and missing included)
+    vocabulary: int = 0  # categorical and text: vocabulary size once fitted (special tokens included)
 
 
 @dataclass
@@ -42,10 +42,22 @@ class Schema:
         rows: number of usable rows; dropped_rows: rows dropped for a missing target.
         ignored: columns of the source that are neither inputs nor the target (`data.drop`, or
             not among `data.features`); inputs laid out like the source may carry them.
+        series: forecasting only: how the series becomes windows (`time`, `lookback`,
+            `horizon`, `season`, `transform`, `level`; see `data._series`). `target` is its
+            value column.
+        sequence_shape: (T, F) of numeric sequences (modality "sequence" only).
+        audio: the log-mel front end of modality "audio" (`sample_rate`, `samples`, `n_fft`,
+            `hop_length`, `n_mels`, `fmin`, `fmax`; see `data._audio.FrontEnd`).
+        interactions: modality "interactions" (task recommendation) only: the column roles
+            (`user`, `item`, `rating`, `time`), `feedback` and the hold-outs (see
+            `data._interactions`). `columns` are the user and item id columns; `target` is the
+            rating (explicit) or the item column (implicit).
+        text: modality "text" only: the spec's `data.text` with its `column` filled in (see
+            `data._text`). `columns` holds that one column, of kind "text".
     """
 
-    modality: Literal["table", "image"]
-    task: Literal["classification", "regression"]
+    modality: Literal["table", "image", "series", "sequence", "audio", "interactions", "text"]
+    task: Literal["classification", "regression", "forecasting", "recommendation"]
     target: str
     classes: list[str] | None = None
     columns: list[Column] = field(default_factory=list)
@@ -53,6 +65,11 @@ class Schema:
     rows: int = 0
     dropped_rows: int = 0
     ignored: list[str] = field(default_factory=list)
+    series: dict[str, Any] | None = None
+    sequence_shape: tuple[int, int] | None = None
+    audio: dict[str, Any] | None = None
+    interactions: dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
 
     @property
     def numeric(self) -> list[str]:
@@ -77,6 +94,8 @@ class Schema:
         d = dict(d)
         d["columns"] = [Column(**c) for c in d.get("columns", [])]
         d["image_shape"] = tuple(d["image_shape"]) if d.get("image_shape") else None
+        if d.get("sequence_shape"):
+            d["sequence_shape"] = tuple(d["sequence_shape"])
         return cls(**d)
 
 
@@ -95,6 +114,8 @@ def infer_schema(
     features: list[str] | None,
     drop: list[str],
     max_categories: int,
+    audio: Any = None,
+    text: Any = None,
 ) -> tuple[Schema, RawData]:
     """Infer the schema and return it with the data cleaned of rows without a target.
 
@@ -108,6 +129,14 @@ def infer_schema(
             raise DataError(f"{raw.origin}: image sets support task classification; got {task}")
         c, h, w = raw.images.shape[1:]
         return Schema("image", "classification", raw.target, classes=classes, image_shape=(c, h, w), rows=len(raw)), raw
+    if raw.modality == "sequence":
+        from trustforge.data._sequences import infer_sequence_schema
+
+        return infer_sequence_schema(raw, task=task)
+    if raw.modality == "audio":  # `audio`: the spec's data.audio (front-end settings)
+        from trustforge.data._audio import infer_audio_schema
+
+        return infer_audio_schema(raw, task=task, audio=audio), raw
 
     frame = raw.frame
     missing_cols = [c for c in (features or []) + drop if c not in frame.columns]
@@ -121,12 +150,19 @@ def infer_schema(
     if len(frame) < 10:
         raise DataError(f"{raw.origin}: only {len(frame)} rows with a target; need at least 10")
 
-    names = features or [c for c in frame.columns if c != raw.target and c not in drop]
-    if raw.target in names:
-        raise DataError(f"{raw.origin}: the target {raw.target!r} cannot also be a feature")
-    if not names:
-        raise DataError(f"{raw.origin}: no feature columns left besides the target")
-    columns = [_infer_column(frame[n], n, raw.origin, max_categories) for n in names]
+    if raw.modality == "text":  # `text`: the spec's data.text; its one column is the input, the rest is ignored
+        from trustforge.data._text import text_options
+
+        names, columns = [raw.text], [Column(raw.text, "text", int(frame[raw.text].isna().sum()))]
+        text = text_options(raw, text)
+    else:
+        names = features or [c for c in frame.columns if c != raw.target and c not in drop]
+        if raw.target in names:
+            raise DataError(f"{raw.origin}: the target {raw.target!r} cannot also be a feature")
+        if not names:
+            raise DataError(f"{raw.origin}: no feature columns left besides the target")
+        columns = [_infer_column(frame[n], n, raw.origin, max_categories) for n in names]
+        text = None
 
     classes = None
     if task == "classification":
@@ -142,10 +178,12 @@ def infer_schema(
             raise DataError(f"{raw.origin}: regression target {raw.target!r} must be numeric; got {frame[raw.target].dtype}")
 
     ignored = [c for c in frame.columns if c != raw.target and c not in names]
+    modality = "text" if raw.modality == "text" else "table"
     schema = Schema(
-        "table", task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped, ignored=ignored  # type: ignore[arg-type]
+        modality, task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped, ignored=ignored,  # type: ignore[arg-type]
+        text=text,
     )
-    cleaned = RawData("table", raw.target, raw.origin, frame=frame, classes=raw.classes)
+    cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text)
     return schema, cleaned
 
 
@@ -162,7 +200,7 @@ def _infer_column(col: pd.Series, name: str, origin: str, max_categories: int) -
     if distinct > max_categories:
         raise DataError(
             f"{origin}: column {name!r} is text with {distinct} distinct values (> data.max_categories "
-            f"{max_categories}); drop it with data.drop or raise the limit"
+            f"{max_categories}); drop it with data.drop, raise the limit, or read it as text with data.text.column"
         )
     return Column(name, "categorical", missing)
 

@@ -38,9 +38,21 @@ class RawData:
         labels: the label of each image as text (images only).
         classes: label names in their canonical order, when the source defines one.
         origin: the source string, for messages and lineage.
+        sequences: float32 (N, T, F) numeric sequences (modality "sequence"); their targets
+            are in `labels` (class labels, or numbers for regression), None when unlabelled.
+        waveforms: float32 (N, T) mono clips at `sample_rate` Hz (modality "audio"); their
+            class labels are in `labels` ("" when unlabelled).
+        groups: one group name per row (e.g. the speaker of a clip), or None. When present,
+            `prepare` splits by group, so no group is on both sides of a split.
+
+    A "series" (task forecasting) is a table in `frame`: one value column (`target`) and
+    optionally a time column; its length is its number of time steps.
+    "interactions" (task recommendation) are a table in `frame`: user, item and optionally
+    rating and time columns, one row per interaction (see `data._interactions`).
+    "text" is a table in `frame` whose one input is the column named by `text` (see `data._text`).
     """
 
-    modality: Literal["table", "image"]
+    modality: Literal["table", "image", "series", "sequence", "audio", "interactions", "text"]
     target: str
     origin: str
     frame: pd.DataFrame | None = None
@@ -48,8 +60,17 @@ class RawData:
     labels: np.ndarray | None = None
     classes: list[str] | None = None
     paths: list[str] = field(default_factory=list)
+    sequences: np.ndarray | None = None
+    waveforms: np.ndarray | None = None
+    sample_rate: int | None = None
+    groups: np.ndarray | None = None
+    text: str | None = None  # modality "text": the text column of `frame`
 
     def __len__(self) -> int:
+        if self.sequences is not None:
+            return len(self.sequences)
+        if self.waveforms is not None:
+            return len(self.waveforms)
         return len(self.frame) if self.frame is not None else len(self.images)  # type: ignore[arg-type]
 
     def digest(self) -> str:
@@ -58,13 +79,21 @@ class RawData:
         if self.frame is not None:
             h.update(",".join(map(str, self.frame.columns)).encode())
             h.update(pd.util.hash_pandas_object(self.frame, index=False).to_numpy().tobytes())
+        elif self.sequences is not None:
+            h.update(np.ascontiguousarray(self.sequences).tobytes())
+            h.update("\n".join(map(str, self.labels if self.labels is not None else [])).encode())
+        elif self.waveforms is not None:
+            h.update(f"{self.sample_rate}\n".encode())
+            h.update(np.ascontiguousarray(self.waveforms).tobytes())
+            h.update("\n".join(map(str, self.labels if self.labels is not None else [])).encode())
         else:
             h.update(np.ascontiguousarray(self.images).tobytes())
             h.update("\n".join(map(str, self.labels)).encode())
         return h.hexdigest()
 
 
-def load_source(source: str, *, target: str | None, image_size: tuple[int, int], channels: int, seed: int) -> RawData:
+def load_source(source: str, *, target: str | None, image_size: tuple[int, int], channels: int, seed: int,
+                sample_rate: int = 16000, seconds: float = 1.0) -> RawData:
     """Read the data named by a spec's `data.source`.
 
     Args:
@@ -73,16 +102,26 @@ def load_source(source: str, *, target: str | None, image_size: tuple[int, int],
         image_size: (H, W) every image of an image folder is resized to.
         channels: 1 (grayscale) or 3 (RGB) for image folders.
         seed: seed of generated sets (`builtin:shapes`).
+        sample_rate, seconds: audio (`audio:DIR`, `builtin:spoken_digits`) is resampled to
+            `sample_rate` Hz and cut or padded to `seconds`.
     """
     scheme, _, rest = source.partition(":")
+    if scheme == "audio" or source == "builtin:spoken_digits":
+        from trustforge.data._audio import load_audio_source
+
+        return load_audio_source(source, target=target, sample_rate=sample_rate, seconds=seconds)
     if scheme == "builtin":
         return _builtin(rest, target=target, seed=seed)
-    if scheme in ("csv", "parquet"):
+    if scheme in ("csv", "parquet", "jsonl"):
         frame = read_table(Path(rest), scheme)
         return _table(frame, target=target, origin=source, where=rest)
     if scheme == "images":
         images, labels, classes, paths = read_image_folder(Path(rest), image_size, channels)
         return RawData("image", target or "label", source, images=images, labels=labels, classes=classes, paths=paths)
+    if scheme == "npz":
+        from trustforge.data._sequences import read_npz
+
+        return read_npz(Path(rest), origin=source, target=target)
     raise DataError(f"data.source: unknown scheme {scheme!r}; use builtin, csv, parquet or images")
 
 
@@ -90,10 +129,15 @@ def load_source(source: str, *, target: str | None, image_size: tuple[int, int],
 
 
 def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame, naming the file in every error."""
-    kind = kind or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
+    """Read a CSV, Parquet or JSON Lines file into a DataFrame, naming the file in every error."""
+    suffix = path.suffix.lower()
+    kind = kind or ("parquet" if suffix in (".parquet", ".pq") else "jsonl" if suffix in (".jsonl", ".ndjson") else "csv")
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
+    if kind == "jsonl":  # one JSON object per line; its errors name the line (see data._text)
+        from trustforge.data._text import read_jsonl
+
+        return read_jsonl(path)
     try:
         if kind == "parquet":
             frame = pd.read_parquet(path)
@@ -143,6 +187,21 @@ def _builtin(name: str, *, target: str | None, seed: int) -> RawData:
         images, y = make_shapes(n_samples=3000, seed=seed)
         labels = np.array([SHAPE_CLASSES[i] for i in y])
         return RawData("image", target or "label", origin, images=images, labels=labels, classes=list(SHAPE_CLASSES))
+    if name in ("air_passengers", "seasonal"):
+        from trustforge.data._series import builtin_series
+
+        return builtin_series(name, target=target, seed=seed)
+    if name in ("reviews", "chinese_reviews"):
+        from trustforge.data._text_sets import builtin_text
+
+        return builtin_text(name, target=target)
+    if name in ("fraud", "credit_default"):
+        from trustforge.data._fraud import builtin_risk_table
+
+        frame, default_target, classes = builtin_risk_table(name, seed=seed)
+        raw = _table(frame, target=target or default_target, origin=origin, where=origin)
+        raw.classes = classes if raw.target == default_target else None
+        return raw
     loaders = {
         "breast_cancer": datasets.load_breast_cancer,
         "wine": datasets.load_wine,

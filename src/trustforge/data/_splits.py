@@ -5,6 +5,10 @@ again compounds the rounding, so a class could miss its expected share of the tr
 by more than one row. Here every class's share of every split is apportioned from the whole
 data set at once, and the test split is drawn first, from draws that do not depend on the
 validation fraction, so changing `validation` never changes the test set.
+
+With `groups` (one group name per row, such as the speaker of a clip) whole groups go to one
+split: the test groups are never seen in training, which is what "works for a new speaker"
+means. Stratification does not apply then.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ __all__ = ["split_indices"]
 
 
 def split_indices(
-    n: int, *, test: float, validation: float, stratify: np.ndarray | None, seed: int
+    n: int, *, test: float, validation: float, stratify: np.ndarray | None, seed: int,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the train, validation and test rows, each sorted.
 
@@ -32,10 +37,17 @@ def split_indices(
         test: fraction of all rows for testing; validation: fraction of all rows for validation.
         stratify: labels to keep class proportions by, or None.
         seed: the run's seed.
+        groups: a group per row, or None; when given, each group lies in one split only and
+            `stratify` is ignored (see `_group_split`).
 
     Raises:
-        DataError: a class is too small to appear in every split, or too few rows to split.
+        DataError: a class is too small to appear in every split, or too few rows (or
+            groups) to split.
     """
+    if groups is not None:
+        if len(groups) != n:
+            raise DataError(f"groups has {len(groups)} entries for {n} rows")
+        return _group_split(np.asarray(groups), test=test, validation=validation, seed=seed)
     n_test = max(1, int(round(test * n)))
     n_val = max(1, int(round(validation * n))) if validation > 0 else 0
     if n_test + n_val >= n:
@@ -76,6 +88,37 @@ def split_indices(
         vals.append(idx[a : a + b])
         trains.append(idx[a + b :])
     return _sorted(np.concatenate(trains)), _sorted(np.concatenate(vals)), _sorted(np.concatenate(tests))
+
+
+def _group_split(groups: np.ndarray, *, test: float, validation: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole groups per split, in a seeded order: test groups first, then validation, rest training.
+
+    Each held-out split takes at least one group, and as many groups, in the shuffled order,
+    as bring its row count nearest to its fraction of all rows. The test groups are drawn
+    before, and independently of, the validation fraction.
+    """
+    n = len(groups)
+    names, inverse = np.unique(groups, return_inverse=True)
+    size = np.bincount(inverse, minlength=len(names))
+    order = np.random.default_rng(seed).permutation(len(names))
+    want_groups = 2 + (validation > 0)
+    if len(names) < want_groups:
+        raise DataError(f"cannot split {len(names)} group(s) into test, {'validation, ' if validation > 0 else ''}and training groups; "
+                        f"need at least {want_groups}")
+
+    def take(start: int, fraction: float, keep: int) -> int:
+        # Groups order[start:end] hold the rows nearest to fraction × n; leave `keep` groups after them.
+        rows = np.cumsum(size[order[start : len(names) - keep]])
+        return start + 1 + int(np.argmin(np.abs(rows - fraction * n)))
+
+    end_test = take(0, test, keep=want_groups - 1)
+    end_val = take(end_test, validation, keep=1) if validation > 0 else end_test
+    split = np.full(len(names), 2)  # 0 test, 1 validation, 2 train (per group)
+    split[order[:end_test]] = 0
+    split[order[end_test:end_val]] = 1
+    row_split = split[inverse]
+    return (_sorted(np.flatnonzero(row_split == 2)), _sorted(np.flatnonzero(row_split == 1)),
+            _sorted(np.flatnonzero(row_split == 0)))
 
 
 def _apportion(ideal: np.ndarray, total: int, tiebreak: np.ndarray, *, lo: np.ndarray, hi: np.ndarray, cap: np.ndarray) -> np.ndarray:

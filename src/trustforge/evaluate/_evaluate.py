@@ -7,7 +7,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from trustforge.evaluate._metrics import classification_metrics, regression_metrics
+from trustforge.evaluate._metrics import classification_metrics, forecasting_metrics, regression_metrics
 
 __all__ = ["outputs_to_proba", "compute_metrics", "validation_metrics", "metrics_table"]
 
@@ -22,13 +22,20 @@ def outputs_to_proba(out: torch.Tensor, n_classes: int) -> np.ndarray:
 
 
 def compute_metrics(task: str, y_true: np.ndarray, *, proba: np.ndarray | None = None,
-                    y_pred: np.ndarray | None = None, classes: list[str] | None = None) -> dict[str, Any]:
+                    y_pred: np.ndarray | None = None, classes: list[str] | None = None,
+                    baseline: np.ndarray | None = None) -> dict[str, Any]:
     """The full metric set of a task, JSON-serialisable.
 
     Args:
-        task: "classification" (needs `proba` and `classes`) or "regression" (needs `y_pred`).
+        task: "classification" (needs `proba` and `classes`), "regression" (needs `y_pred`) or
+            "forecasting" (needs `y_pred`, and `baseline`, the seasonal-naive forecasts, both
+            (N, horizon) like `y_true`).
         y_true: class indices, or target values in their original units.
     """
+    if task == "forecasting":
+        m = forecasting_metrics(y_true, y_pred, baseline)
+        m["n"] = int(len(y_true))
+        return m
     if task == "classification":
         m = classification_metrics(np.asarray(y_true, dtype=np.int64), proba, classes)
         m["labels"] = list(classes)
@@ -44,7 +51,9 @@ def validation_metrics(task: str, classes: list[str] | None, decode: Callable[[n
     """A function the Trainer calls on validation outputs each epoch.
 
     Classification logs accuracy (and any other named metric); regression logs MAE and RMSE in
-    the target's original units (`decode` undoes the standardisation).
+    the target's original units (`decode` undoes the standardisation). Forecasting logs MAE and
+    RMSE of every forecast value in the model's scaled units (no `decode`: undoing a window's
+    level needs its inputs); the test metrics are in the series' units.
     """
     def fn(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         if task == "classification":
@@ -53,8 +62,9 @@ def validation_metrics(task: str, classes: list[str] | None, decode: Callable[[n
                 return {"accuracy": float((proba.argmax(1) == target.numpy()).mean())}
             full = compute_metrics(task, target.numpy(), proba=proba, classes=classes)
             return {k: float(full[k]) for k in ("accuracy", *names) if full.get(k) is not None}
-        y = out.squeeze(-1).numpy().astype(np.float64)
-        t = target.numpy().astype(np.float64)
+        # reshape(-1): a forecast's (N, horizon) values count one by one (regression: (N, 1) → N).
+        y = out.reshape(-1).numpy().astype(np.float64)
+        t = target.reshape(-1).numpy().astype(np.float64)
         if decode is not None:
             y, t = decode(y), decode(t)
         full = regression_metrics(t, y)

@@ -23,13 +23,9 @@ the midpoint rule. Passes with more steps use "riemann_middle" (midpoint): on pi
 recomputes the Gauss–Legendre nodes on every call with numpy's O(n³) eigen-solver (4 s for 2048
 nodes), which would dominate the cost.
 
-Token attributions for text (extension point). Text models arrive with issue 3. Their
-attributions belong here as `explain_tokens(module, token_ids, targets, *, n_steps, seed,
-tolerance, max_steps)`, built on `captum.attr.LayerIntegratedGradients` over the model's
-embedding layer (token ids are integers, so the path must run through the embedding output,
-with the padding token's embedding as the baseline), reusing `_integrated_gradients`'
-adaptive-step completeness check and returning per-token scores summed over the embedding
-dimension. Nothing is stubbed until a text model exists to test it against.
+Token attributions for text live in `evaluate._text.explain_tokens`: Captum's
+`LayerIntegratedGradients` over the model's token-embedding layer, through
+`_integrated_gradients` below with its adaptive steps and completeness check.
 """
 
 from __future__ import annotations
@@ -237,14 +233,20 @@ def _integrated_gradients(
     n_steps: int,
     tolerance: float | None,
     max_steps: int,
+    attribution: Any = None,
+    rows_per_pass: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Captum's integrated gradients per example, with more steps where the gap is too large.
 
-    Returns attributions shaped like `x`, the completeness gap |delta| per example (float64)
-    and the steps each example used.
+    `attribution` is the Captum method (default `IntegratedGradients(module)`; text models
+    pass a `LayerIntegratedGradients`, whose attributions are shaped like the layer's output);
+    `rows_per_pass` caps the interpolated examples per forward pass (default: by input size).
+
+    Returns attributions (shaped like `x`, or like the layer's output), the completeness gap
+    |delta| per example (float64) and the steps each example used.
     """
-    ig = IntegratedGradients(module)
-    attr = torch.zeros_like(x)
+    ig = attribution if attribution is not None else IntegratedGradients(module)
+    attr = None
     gaps = torch.zeros(len(x), dtype=torch.float64)
     steps = torch.full((len(x),), int(n_steps), dtype=torch.int64)
     todo = torch.arange(len(x))
@@ -253,7 +255,9 @@ def _integrated_gradients(
         # Examples that need the same step count go to Captum together.
         for s in steps[todo].unique().tolist():
             idx = todo[steps[todo] == s]
-            a, delta = _captum_ig(ig, x[idx], baseline[idx], target[idx], tuple(t[idx] for t in extra), s, method)
+            a, delta = _captum_ig(ig, x[idx], baseline[idx], target[idx], tuple(t[idx] for t in extra), s, method, rows_per_pass)
+            if attr is None:
+                attr = torch.zeros((len(x), *a.shape[1:]), dtype=a.dtype)
             attr[idx] = a.detach()
             gaps[idx] = delta.detach().abs().double()
         if tolerance is None:
@@ -267,14 +271,14 @@ def _integrated_gradients(
         steps[over] = torch.tensor(new, dtype=torch.int64)
         todo = over
         method = METHOD
-    return attr, gaps, steps
+    return (attr if attr is not None else torch.zeros_like(x)), gaps, steps
 
 
-def _captum_ig(ig: IntegratedGradients, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
-               extra: tuple[torch.Tensor, ...], n_steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _captum_ig(ig: Any, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
+               extra: tuple[torch.Tensor, ...], n_steps: int, method: str, rows_per_pass: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One Captum call; the interpolated batch is chunked so that memory stays bounded."""
     per_example = max(1, x[0].numel())
-    chunk = max(len(x), _CHUNK_ELEMENTS // per_example)
+    chunk = max(len(x), rows_per_pass or _CHUNK_ELEMENTS // per_example)
     return ig.attribute(x, baselines=baseline, target=target, additional_forward_args=extra or None,
                         n_steps=n_steps, method=method, internal_batch_size=chunk,
                         return_convergence_delta=True)

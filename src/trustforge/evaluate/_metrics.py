@@ -1,4 +1,4 @@
-"""Classification and regression metrics implemented in plain numpy.
+"""Classification, regression and ranking metrics implemented in plain numpy.
 
 The definitions deliberately mirror scikit-learn's (``zero_division=0``,
 ``labels=range(K)``, ``force_finite=True``), which the test-suite uses as the
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics"]
+__all__ = ["classification_metrics", "regression_metrics", "forecasting_metrics", "mape", "smape", "ranking_metrics"]
 
 
 def classification_metrics(
@@ -42,6 +42,14 @@ def classification_metrics(
         one-vs-rest macro average for ``K > 2``. It is ``None`` when it is
         undefined: ``y_true`` holds a single class or, for ``K > 2``, some
         class has no positive sample.
+
+        ``pr_auc`` is the area under the precision-recall curve as average
+        precision (sklearn's ``average_precision_score``: no interpolation),
+        of ``proba[:, 1]`` for ``K == 2`` and the one-vs-rest macro average
+        for ``K > 2``; ``None`` when the (or some) class has no positive
+        sample. Unlike ROC-AUC it moves with the positive rate, which makes
+        it the honest summary for rare positives (fraud): a random score
+        gets the positive rate, not 0.5.
 
     Raises:
         ValueError: If the shapes are inconsistent, ``N == 0``, ``K < 2`` or
@@ -86,6 +94,7 @@ def classification_metrics(
     if k == 2:
         result.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
     result["roc_auc"] = _roc_auc(y_true, proba)
+    result["pr_auc"] = _pr_auc(y_true, proba)
     result["log_loss"] = _log_loss(y_true, proba)
     result["confusion_matrix"] = confusion.tolist()
     result["support"] = support.tolist()
@@ -130,6 +139,125 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def mape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean absolute percentage error, as a fraction (0.05 is 5 %), as sklearn defines it.
+
+    Each error is divided by ``max(|y_true|, eps)`` (float64 machine epsilon), so a true
+    value of 0 gives a huge but finite term, as in ``mean_absolute_percentage_error``.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    eps = np.finfo(np.float64).eps
+    return float(np.mean(np.abs(y_pred - y_true) / np.maximum(np.abs(y_true), eps)))
+
+
+def smape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Symmetric MAPE as a fraction in [0, 2]: mean of ``2 |y - ŷ| / (|y| + |ŷ|)``.
+
+    The M3/M4 competitions' definition (there × 100). A term whose true and predicted
+    values are both 0 is a perfect forecast and counts 0.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    denom = np.abs(y_true) + np.abs(y_pred)
+    return float(np.mean(_safe_divide(2.0 * np.abs(y_pred - y_true), denom)))
+
+
+def forecasting_metrics(y_true: np.ndarray, y_pred: np.ndarray, baseline: np.ndarray | None = None) -> dict[str, object]:
+    """Forecast errors over windows and horizon steps, beside a baseline's on the same windows.
+
+    Args:
+        y_true: true future values, shape ``(N, H)`` (N windows, H horizon steps).
+        y_pred: the model's forecasts, same shape.
+        baseline: a reference forecaster's, same shape (e.g. seasonal naive), or None.
+
+    Returns:
+        ``mae``, ``rmse``, ``mape``, ``smape`` over all N·H forecast values (MAPE and sMAPE as
+        fractions); ``mae_by_step`` (one MAE per horizon step, a list); with a baseline also
+        ``baseline_seasonal_naive_<metric>`` for the four metrics and
+        ``mae_ratio_to_baseline`` (model MAE / baseline MAE: below 1 beats the baseline,
+        None when the baseline is perfect).
+
+    Raises:
+        ValueError: shapes differ, are not 2-D, or hold no value.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim != 2 or y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must both have shape (N, H); got {y_true.shape} and {y_pred.shape}")
+    if y_true.size == 0:
+        raise ValueError("cannot compute metrics on 0 forecasts")
+
+    def errors(pred: np.ndarray) -> dict[str, float]:
+        e = y_true - pred
+        return {"mae": float(np.mean(np.abs(e))), "rmse": float(np.sqrt(np.mean(e**2))),
+                "mape": mape(y_true, pred), "smape": smape(y_true, pred)}
+
+    result: dict[str, object] = dict(errors(y_pred))
+    result["mae_by_step"] = [float(v) for v in np.mean(np.abs(y_true - y_pred), axis=0)]
+    if baseline is not None:
+        baseline = np.asarray(baseline, dtype=np.float64)
+        if baseline.shape != y_true.shape:
+            raise ValueError(f"baseline must have shape {y_true.shape}; got {baseline.shape}")
+        base = errors(baseline)
+        result.update({f"baseline_seasonal_naive_{k}": v for k, v in base.items()})
+        result["mae_ratio_to_baseline"] = float(result["mae"] / base["mae"]) if base["mae"] > 0 else None
+    return result
+
+
+def ranking_metrics(higher: np.ndarray, ties: np.ndarray, candidates: np.ndarray,
+                    ks: Sequence[int] = (10,)) -> dict[str, float | int | None]:
+    """Hit rate, NDCG and AUC of held-out items, each ranked among its own candidate items.
+
+    Each held-out item competes with `candidates` other items (for a recommender: the items its
+    user has not interacted with); it is a hit at K when it ranks in the top K. This is the
+    leave-one-out protocol (He et al., 2017) over the full candidate set, with one relevant item
+    per ranking, so NDCG@K is 1 / log2(rank + 1) for a hit and 0 otherwise (IDCG = 1).
+
+    Ties count as if ordered at random: an item tied with t others at ranks r+1..r+t+1 scores
+    the mean over those ranks. For NDCG this is what sklearn's `ndcg_score` computes (it
+    averages the discount over tied positions); for HR it is the probability of landing in
+    the top K. A constant scorer so earns chance, not luck from the order of the catalogue.
+
+    Args:
+        higher: per held-out item, how many candidates score strictly higher, shape (N,).
+        ties: per held-out item, how many candidates score exactly the same, shape (N,).
+        candidates: per held-out item, the number of competing candidates, shape (N,).
+        ks: the cut-offs K.
+
+    Returns:
+        `hr@K` and `ndcg@K` for each K, `auc` (the mean share of candidates ranked below the
+        held-out item, ties counting half) and `n`; the metrics are None when N is 0.
+
+    Raises:
+        ValueError: shapes differ, counts are negative, or higher + ties exceeds candidates.
+    """
+    higher = np.asarray(higher, dtype=np.int64)
+    ties = np.asarray(ties, dtype=np.int64)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if not (higher.shape == ties.shape == candidates.shape) or higher.ndim != 1:
+        raise ValueError(f"higher, ties and candidates must be 1-D of one length; got {higher.shape}, {ties.shape}, {candidates.shape}")
+    if (higher < 0).any() or (ties < 0).any() or (higher + ties > candidates).any():
+        raise ValueError("counts must be >= 0 with higher + ties <= candidates")
+    if any(int(k) < 1 for k in ks):
+        raise ValueError(f"cut-offs must be >= 1; got {list(ks)}")
+    n = len(higher)
+    result: dict[str, float | int | None] = {}
+    group = ties + 1  # the held-out item and the candidates tied with it share ranks higher+1 .. higher+group
+    for k in ks:
+        k = int(k)
+        # cumulative discount: D[m] = sum over ranks 1..m of 1/log2(rank + 1)
+        cum = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
+        first, last = np.minimum(higher, k), np.minimum(higher + group, k)
+        result[f"hr@{k}"] = float(np.mean((last - first) / group)) if n else None
+        result[f"ndcg@{k}"] = float(np.mean((cum[last] - cum[first]) / group)) if n else None
+    below = candidates - higher - ties
+    share = _safe_divide((below + 0.5 * ties).astype(np.float64), candidates.astype(np.float64))
+    result["auc"] = float(np.mean(share)) if n else None
+    result["n"] = n
+    return result
+
+
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """Elementwise ``numerator / denominator``, with 0 where the denominator is 0."""
     out = np.zeros(len(numerator), dtype=np.float64)
@@ -166,6 +294,39 @@ def _roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float | None:
     if any(auc is None for auc in aucs):
         return None
     return float(np.mean(aucs))
+
+
+def _average_precision(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Average precision: the sum over thresholds of (R_n - R_{n-1}) · P_n.
+
+    Thresholds are the distinct scores, highest first; tied scores form one threshold, so
+    the result does not depend on the order of ties (as in sklearn). No interpolation: the
+    trapezoidal area under the PR curve is optimistic (Davis & Goadrich, 2006). Returns
+    ``None`` when there is no positive sample.
+    """
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return None
+    order = np.argsort(-score, kind="mergesort")
+    s, hit = score[order], positive[order]
+    tp = np.cumsum(hit)
+    seen = np.arange(1, len(s) + 1)
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    tp, seen = tp[last_of_tie], seen[last_of_tie]
+    precision = tp / seen
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _pr_auc(y_true: np.ndarray, proba: np.ndarray) -> float | None:
+    """Average precision of class 1, or the one-vs-rest macro average for more classes."""
+    k = proba.shape[1]
+    if k == 2:
+        return _average_precision(y_true == 1, proba[:, 1])
+    aps = [_average_precision(y_true == c, proba[:, c]) for c in range(k)]
+    if any(ap is None for ap in aps):
+        return None
+    return float(np.mean(aps))
 
 
 def _log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:

@@ -34,7 +34,11 @@ __all__ = ["write_report", "compare_runs", "load_run"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _HEADLINE = {"classification": ("accuracy", "f1_macro", "roc_auc", "log_loss"), "regression": ("rmse", "mae", "r2")}
-_LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "ece"}
+# Recommendation: the model's figure beside its same-split baseline (explicit or implicit feedback).
+_HEADLINE["recommendation"] = ("rmse", "baseline_bias_rmse", "mae", "hr@10", "baseline_popularity_hr@10", "ndcg@10",
+                               "baseline_popularity_ndcg@10")
+_HEADLINE["forecasting"] = ("mae", "baseline_seasonal_naive_mae", "rmse", "mape", "smape")
+_LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "ece", "mape", "smape"}
 
 
 def write_report(run_dir: Path, dest: Path | None = None) -> Path:
@@ -84,6 +88,8 @@ def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
         run = load_run(Path(run_dir))
         task = run["spec"].get("task", "classification")
         metric = "accuracy" if task == "classification" else "rmse"
+        if task == "recommendation" and "rmse" not in run["metrics"]:
+            metric = "ndcg@10"  # implicit feedback ranks items; it predicts no ratings
         value = run["metrics"].get(metric)
         rows.append({
             "name": run["spec"].get("name", run_dir.name), "run": Path(run_dir).name, "metric": metric,

@@ -20,6 +20,11 @@ Corruptions and their parameters per severity (1, 2, 3):
 | image    | `occlusion`      | side of one square patch, fraction of min(H,W)| 0.25  | 0.40  | 0.55  |
 | table    | `noise`          | noise std, as a fraction of each column's std | 0.10  | 0.25  | 0.50  |
 | table    | `missing`        | fraction of input cells set to NaN            | 0.10  | 0.25  | 0.50  |
+| audio    | `noise`          | white-noise SNR in dB, against each clip's power | 30  | 20    | 10    |
+| audio    | `gain`           | random gain within ± dB, clipped at full scale | 6     | 12    | 20    |
+| audio    | `time_shift`     | largest shift, a fraction of the clip (silence fills) | 0.05 | 0.10 | 0.20 |
+| text     | `typos`          | chance per character of a swap with the next one or a drop | 0.02 | 0.05 | 0.10 |
+| text     | `dropped_words`  | chance per word (per character in CJK scripts) of a drop | 0.10 | 0.20 | 0.35 |
 
 The image noise levels are ImageNet-C's Gaussian-noise severities 1, 3 and 5 (Hendrycks &
 Dietterich, 2019). Text and audio corruptions join `CORRUPTIONS` under their modality.
@@ -35,6 +40,8 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data import RawData, Schema
+from trustforge.data import _audio
+from trustforge.evaluate import _text
 from trustforge.errors import DataError
 
 __all__ = [
@@ -172,6 +179,17 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         "noise": Corruption(_table_noise, (0.10, 0.25, 0.50), "noise std / column std"),
         "missing": Corruption(_table_missing, (0.10, 0.25, 0.50), "fraction of input cells set to missing"),
     },
+    # On waveforms (N, T), before the model's log-mel front end (see data/_audio.py).
+    "audio": {
+        "noise": Corruption(_audio.add_noise, (30.0, 20.0, 10.0), "white-noise SNR in dB (lower is noisier)"),
+        "gain": Corruption(_audio.change_gain, (6.0, 12.0, 20.0), "random gain within ± dB, clipped at full scale"),
+        "time_shift": Corruption(_audio.time_shift, (0.05, 0.10, 0.20), "largest time shift / clip length"),
+    },
+    # On the text column, before tokenisation (see evaluate/_text.py); no text is left empty.
+    "text": {
+        "typos": Corruption(_text.typos, (0.02, 0.05, 0.10), "chance per character of a swap with the next one or a drop"),
+        "dropped_words": Corruption(_text.drop_words, (0.10, 0.20, 0.35), "chance per word (CJK: per character) of a drop"),
+    },
 }
 
 
@@ -201,10 +219,13 @@ def corrupt(raw: RawData, name: str, severity: int, seed: int) -> RawData:
     level = c.levels[severity - 1]
     rng = np.random.default_rng(seed)
     origin = f"{raw.origin} [{name}@{severity}]"
+    if raw.modality == "audio":
+        waves = c.apply(np.asarray(raw.waveforms, dtype=np.float32), level, rng)
+        return replace(raw, origin=origin, waveforms=waves, labels=raw.labels.copy(), paths=list(raw.paths))
     if raw.modality == "image":
         images = c.apply(np.asarray(raw.images, dtype=np.float32), level, rng)
         return replace(raw, origin=origin, images=images, labels=raw.labels.copy(), paths=list(raw.paths))
-    inputs = [col for col in raw.frame.columns if col != raw.target]
+    inputs = [raw.text] if raw.modality == "text" else [col for col in raw.frame.columns if col != raw.target]
     changed = c.apply(raw.frame[inputs], level, rng)
     frame = raw.frame.copy()
     for col in inputs:
@@ -301,6 +322,11 @@ def check_shift_set(raw: RawData, schema: Schema) -> None:
         if unknown:
             raise DataError(f"{where}: labels {unknown[:5]} are not classes the model knows ({schema.classes})")
         return
+    if raw.modality == "audio":  # read at the spec's rate and length, so only the classes can differ
+        unknown = sorted(set(map(str, raw.labels)) - set(schema.classes or []))
+        if unknown:
+            raise DataError(f"{where}: labels {unknown[:5]} are not classes the model knows ({schema.classes})")
+        return
     columns = list(raw.frame.columns)
     expected = schema.input_names
     allowed = {schema.target, *schema.ignored}
@@ -316,7 +342,7 @@ def check_shift_set(raw: RawData, schema: Schema) -> None:
 def _source_name(origin: str) -> str:
     # "csv:data/shift.csv" reads better as the file it names.
     scheme, sep, rest = origin.partition(":")
-    return rest if sep and scheme in ("csv", "parquet", "images") else origin
+    return rest if sep and scheme in ("csv", "parquet", "images", "audio") else origin
 
 
 def _scalar(v: Any) -> float | None:

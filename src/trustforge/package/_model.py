@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ import pandas as pd
 import torch
 
 from trustforge.data import Preprocessor, RawData, Schema, list_images, read_image, read_table
+from trustforge.data import forecast_inputs, forecast_table, read_audio_input, read_sequence_input, read_series_input, window_forecasts
+from trustforge.data import _interactions
+from trustforge.data._text import read_text_input
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import compute_metrics, outputs_to_proba
 from trustforge.models import build_model
@@ -93,6 +97,16 @@ class Model:
     def read_input(self, source: str | os.PathLike[str] | pd.DataFrame | np.ndarray) -> RawData:
         """Turn a DataFrame, image array, CSV/Parquet file or image folder into checked raw data."""
         s = self.schema
+        if s.modality == "series":  # a DataFrame or CSV/Parquet file holding the series
+            return read_series_input(s, source)
+        if s.modality == "sequence":  # an array (N, T, F) or an .npz file
+            return read_sequence_input(s, source)
+        if s.modality == "audio":  # waveforms (N, T) at the package's sample rate, a WAV file or a folder
+            return read_audio_input(s, source)
+        if s.modality == "interactions":  # a DataFrame or CSV/Parquet file with the user and item columns
+            return _interactions.read_input(source, s)
+        if s.modality == "text":  # a DataFrame or CSV/Parquet/JSON Lines file with the text column
+            return read_text_input(s, source)
         if isinstance(source, pd.DataFrame):
             if s.modality != "table":
                 raise DataError("this model takes images, not a table")
@@ -144,10 +158,19 @@ class Model:
     def predict(self, data: Any) -> pd.DataFrame:
         """Predictions as a table: `prediction` and, for classification, `proba_<class>` columns.
 
-        Image inputs read from a folder get a leading `path` column.
+        Image inputs read from a folder get a leading `path` column. A forecasting model takes
+        one series (at least `lookback` values) and returns its next `horizon` values, one row
+        per step: `step` (1..horizon), `time` (when the series' time column is regular) and
+        `prediction`.
         """
         raw = data if isinstance(data, RawData) else self.read_input(data)
+        if self.schema.modality == "series":
+            with torch.no_grad():
+                out = self.module(forecast_inputs(self.preprocessor, raw)).float()  # (1, horizon)
+            return forecast_table(self.preprocessor, raw, out)
         out = self.outputs(raw)
+        if self.schema.modality == "interactions":  # `prediction` (rating or score) and `unknown`
+            return _interactions.predictions(self.preprocessor, raw, out)
         frame = pd.DataFrame({"path": raw.paths}) if raw.paths else pd.DataFrame(index=range(len(out)))
         if self.schema.task == "classification":
             proba = outputs_to_proba(out, len(self.classes))
@@ -161,12 +184,25 @@ class Model:
     def evaluate(self, data: Any) -> dict[str, Any]:
         """The task's full metric set on labelled data (the target column or class folders)."""
         raw = data if isinstance(data, RawData) else self.read_input(data)
-        if raw.modality == "table" and self.schema.target not in raw.frame.columns:
+        if self.schema.modality == "series":  # every complete window, beside the seasonal-naive forecast
+            y, pred, baseline = window_forecasts(self.preprocessor, raw, self.outputs(raw))
+            return compute_metrics("forecasting", y, y_pred=pred, baseline=baseline)
+        if raw.modality == "sequence" and raw.labels is None:
+            raise DataError(f"{raw.origin}: evaluation needs targets (array {self.schema.target!r} in the .npz file)")
+        if self.schema.modality == "interactions":  # ratings, or held-out items ranked among unmet ones
+            from trustforge.evaluate._recommend import interaction_metrics
+
+            return interaction_metrics(self.preprocessor, self.module, raw)
+        if raw.modality in ("table", "text") and self.schema.target not in raw.frame.columns:
             raise DataError(f"{raw.origin}: no target column {self.schema.target!r} to evaluate against")
         if raw.modality == "image" and (raw.labels is None or any(lbl == "" for lbl in raw.labels)):
             raise DataError(f"{raw.origin}: evaluation needs labelled images (one sub-folder per class)")
+        if raw.modality == "audio" and (raw.labels is None or any(lbl == "" for lbl in raw.labels)):
+            raise DataError(f"{raw.origin}: evaluation needs labelled clips (one sub-folder of WAV files per class)")
         if raw.modality == "table":
             raw = RawData("table", raw.target, raw.origin, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
+        if raw.modality == "text":
+            raw = replace(raw, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
         target = self.preprocessor.encode_target(raw)
         out = self.outputs(raw)
         if self.schema.task == "classification":
@@ -174,3 +210,23 @@ class Model:
         y = self.preprocessor.decode_regression(target.numpy().astype(np.float64))
         pred = self.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
         return compute_metrics("regression", y, y_pred=pred)
+
+    def recommend(self, users: Any, k: int = 10, *, exclude_known: bool = True) -> pd.DataFrame:
+        """The top `k` items for each user, best first (recommendation models only).
+
+        Args:
+            users: user ids: a list, array or Series, one id, or a DataFrame / CSV / Parquet
+                file with the user column.
+            exclude_known: leave out items the user met in training or validation.
+
+        Returns:
+            One row per (user, rank): the user column, `rank`, the item column, `score` and
+            `source`. A user training never saw gets the most popular training items
+            (`source` "popularity", no score); see `data._interactions.recommend`.
+
+        Raises:
+            DataError: not a recommendation model, k < 1, or no users.
+        """
+        if self.schema.modality != "interactions":
+            raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
+        return _interactions.recommend(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)

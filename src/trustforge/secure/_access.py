@@ -8,7 +8,8 @@ The policy (`POLICY`, read by `allowed`, the docs and the tests alike):
 | register      |        |    x    |          |   x   | register a package as a new version             |
 | tag           |        |    x    |    x     |   x   | set/delete tags on a version                    |
 | alias         |        |         |    x     |   x   | set/delete aliases (promote to @champion, ...)  |
-| serve         |        |         |    x     |   x   | serve a model over HTTP                         |
+| serve         |        |         |    x     |   x   | start a server for a model                      |
+| predict       |   x    |    x    |    x     |   x   | call a served model (infer, invocations)        |
 | delete        |        |         |          |   x   | delete a version                                |
 | gc            |        |         |          |   x   | remove orphan artifacts                         |
 | users         |        |         |          |   x   | add/grant/revoke users, issue/revoke tokens     |
@@ -16,6 +17,9 @@ The policy (`POLICY`, read by `allowed`, the docs and the tests alike):
 | backup        |        |         |          |   x   | create a backup                                 |
 | restore       |        |         |          |   x   | restore a backup                                |
 | audit_verify  |        |         |          |   x   | show and verify the audit log                   |
+
+`predict` is every role's: whoever may read a model may load it and compute its predictions
+anyway, and the applications that call a served model need no right to promote or register one.
 
 A deployer may not register: separation of duties, so no one but an admin can both put a
 model into the registry and promote it to production (the trainer who built it cannot
@@ -58,12 +62,12 @@ if TYPE_CHECKING:
 __all__ = ["ROLES", "ACTIONS", "POLICY", "allowed", "Principal", "AccessStore", "require", "metadata", "validate_name"]
 
 ROLES = ("viewer", "trainer", "deployer", "admin")
-ACTIONS = ("read", "register", "tag", "alias", "delete", "gc", "serve", "users", "keys", "backup", "restore", "audit_verify")
+ACTIONS = ("read", "register", "tag", "alias", "delete", "gc", "serve", "predict", "users", "keys", "backup", "restore", "audit_verify")
 
 POLICY: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"read"}),
-    "trainer": frozenset({"read", "register", "tag"}),
-    "deployer": frozenset({"read", "tag", "alias", "serve"}),
+    "viewer": frozenset({"read", "predict"}),
+    "trainer": frozenset({"read", "register", "tag", "predict"}),
+    "deployer": frozenset({"read", "tag", "alias", "serve", "predict"}),
     "admin": frozenset(ACTIONS),
 }
 

@@ -195,7 +195,7 @@ def _resolve_paths(spec: TaskSpec, base: Path) -> None:
 
 def _resolve(source: str, base: Path) -> str:
     scheme, _, rest = source.partition(":")
-    if scheme in ("csv", "parquet", "images"):
+    if scheme in ("csv", "parquet", "images", "jsonl"):
         p = Path(rest).expanduser()
         return f"{scheme}:{p if p.is_absolute() else (base / p).resolve()}"
     return source

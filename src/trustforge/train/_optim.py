@@ -46,14 +46,22 @@ def lr_at(spec: TrainSpec, epoch: int) -> float:
     return base
 
 
-def make_loss(task: str, spec: TrainSpec, n_classes: int, train_target: torch.Tensor) -> LossFn:
+def make_loss(task: str, spec: TrainSpec, n_classes: int, train_target: torch.Tensor, *, feedback: str | None = None) -> LossFn:
     """The loss function for the task, taking raw model outputs and encoded targets.
 
     `class_weights: balanced` weighs each class by n / (K · count), as sklearn's
-    `class_weight="balanced"` does.
+    `class_weight="balanced"` does. Task recommendation (`feedback` explicit or implicit):
+    MSE on ratings, or BPR, -log σ(score(u, i) - score(u, j)), on the score differences a
+    recommender returns for (interaction, sampled negative) pairs.
     """
+    if task == "recommendation":
+        if feedback == "implicit":
+            return lambda out, y: F.softplus(-out.float().reshape(-1)).mean()  # softplus(-x) = -log σ(x)
+        return lambda out, y: F.mse_loss(out.float().reshape(-1), y)
     if task == "regression":
         return lambda out, y: F.mse_loss(out.squeeze(-1).float(), y)
+    if task == "forecasting":  # (N, horizon) outputs against (N, horizon) targets
+        return lambda out, y: F.mse_loss(out.float().reshape(y.shape), y)
     weights = None
     if spec.class_weights == "balanced":
         counts = torch.bincount(train_target, minlength=n_classes).clamp(min=1).float()

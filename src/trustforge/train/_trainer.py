@@ -51,6 +51,20 @@ def resolve_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _balanced_weights(target: torch.Tensor) -> torch.Tensor:
+    """Per-sample drawing weights 1 / (count of its class), on the CPU (where the generator is).
+
+    Drawn with replacement, every class then makes up an equal share of an epoch in
+    expectation: rare positives (fraud) repeat, common ones are subsampled; an epoch keeps its
+    number of samples, so `max_epochs` means the same amount of work.
+    """
+    if target.dtype not in (torch.int64, torch.int32) or target.dim() != 1:
+        raise TrainingError("train.sampler 'balanced' needs class-index targets (task classification)")
+    t = target.cpu()
+    counts = torch.bincount(t).double()
+    return 1.0 / counts[t]
+
+
 class Trainer:
     """Fits a model on in-memory tensors.
 
@@ -60,6 +74,13 @@ class Trainer:
         callbacks: optional behaviour, called in order.
         val_metrics: maps (validation outputs, targets) to named metrics (logged as `val_<name>`).
         train_transform: applied to the first input of each training batch (augmentation).
+        train_batch_transform: applied to all inputs of each training batch, returning the
+            inputs the model takes (e.g. each interaction paired with a sampled negative item).
+
+    A model may add its own penalty to the training loss (e.g. L2 on the embedding rows a
+    batch looked up): a `penalty()` method returning the penalty of its last forward pass in
+    training mode (as Keras layers `add_loss`). It is trained on, not logged: `train_loss` is
+    the data loss, comparable with `val_loss`.
     """
 
     def __init__(
@@ -70,12 +91,14 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         val_metrics: MetricsFn | None = None,
         train_transform: BatchTransform | None = None,
+        train_batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None,
     ):
         self.spec = spec
         self.loss_fn = loss_fn
         self.callbacks = list(callbacks)
         self.val_metrics = val_metrics
         self.train_transform = train_transform
+        self.train_batch_transform = train_batch_transform
         self.max_epochs = spec.max_epochs
         self.device = resolve_device(spec.accelerator)
         self.model: nn.Module | None = None
@@ -132,6 +155,7 @@ class Trainer:
         n = len(target)
         bs = self.spec.batch_size
         self.batches_per_epoch = math.ceil(n / bs)
+        sample_weights = _balanced_weights(train.target) if self.spec.sampler == "balanced" else None
         if resume is not None:
             self.load_state_dict(*resume)
         autocast = self._autocast()
@@ -157,7 +181,10 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_start(self, epoch)
                 model.train()
-                perm = torch.randperm(n, generator=self.generator).to(self.device)
+                if sample_weights is None:
+                    perm = torch.randperm(n, generator=self.generator).to(self.device)
+                else:  # train.sampler: balanced — n draws with replacement, each class equally likely
+                    perm = torch.multinomial(sample_weights, n, replacement=True, generator=self.generator).to(self.device)
                 total = torch.zeros((), device=self.device)
                 seen = 0
                 pending = False
@@ -168,10 +195,14 @@ class Trainer:
                         xs = tuple(t[idx] for t in inputs)
                         if self.train_transform is not None:
                             xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
+                        if self.train_batch_transform is not None:
+                            xs = self.train_batch_transform(xs, self.generator)
                         with autocast:
                             loss = self.loss_fn(model(*xs), target[idx])
+                            penalty = model.penalty() if callable(getattr(model, "penalty", None)) else None
                         share = used[b] / group_samples[b // accumulate]
-                        (loss * share if share != 1 else loss).backward()
+                        objective = loss if penalty is None else loss + penalty
+                        (objective * share if share != 1 else objective).backward()
                         pending = True
                         total += loss.detach() * used[b]
                         seen += used[b]

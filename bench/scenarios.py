@@ -1,0 +1,150 @@
+"""Every application scenario at its full settings, beside a simple baseline measured in the same run.
+
+Each row trains one example spec as written (`trustforge.run(spec, register=False)`), then fits
+its baseline on the same split and encoding (`trustforge.data.prepare` with the spec's seed)
+and prints both, with the issue's quality target. Slow: about 15-25 minutes on 2 CPU cores.
+
+    .venv/bin/python bench/scenarios.py                # all scenarios
+    .venv/bin/python bench/scenarios.py speech fraud   # the rows whose names start with these words
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import trustforge  # noqa: E402
+from trustforge.data import Prepared, prepare  # noqa: E402
+from trustforge.spec import load_spec  # noqa: E402
+
+
+@dataclass
+class Scenario:
+    name: str
+    example: str
+    metric: str  # the metric compared with the baseline ("lower" ones end with "↓")
+    baseline: str  # what the baseline is
+    target: str  # the issue's quality target
+    measure_baseline: Callable[[dict, dict], float]  # (spec, the run's metrics) -> the baseline's figure
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+def _prepared(spec: dict) -> Prepared:
+    return prepare(load_spec(spec))
+
+
+def _table_features(data: Prepared, part) -> np.ndarray:
+    cats = [c for c in data.schema.columns if c.kind == "categorical"]
+    num, cat = part.inputs
+    return np.hstack([num.numpy()] + [np.eye(c.vocabulary)[cat[:, i].numpy()] for i, c in enumerate(cats)])
+
+
+def _train_parts(data: Prepared):
+    return [data.train] + ([data.validation] if data.validation is not None else [])
+
+
+def logreg_table(metric: str, class_weight: str | None = None) -> Callable[[dict, dict], float]:
+    """Logistic regression on the spec's standardised numbers and one-hot categories."""
+
+    def measure(spec: dict, _: dict) -> float:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
+
+        data = _prepared(spec)
+        x = np.vstack([_table_features(data, p) for p in _train_parts(data)])
+        y = np.concatenate([p.target.numpy() for p in _train_parts(data)])
+        model = LogisticRegression(max_iter=5000, class_weight=class_weight).fit(x, y)
+        x_test, y_test = _table_features(data, data.test), data.test.target.numpy()
+        if metric == "accuracy":
+            return float(accuracy_score(y_test, model.predict(x_test)))
+        score = model.predict_proba(x_test)[:, 1]
+        return float(average_precision_score(y_test, score) if metric == "pr_auc" else roc_auc_score(y_test, score))
+
+    return measure
+
+
+def svc_images(spec: dict, _: dict) -> float:
+    """An RBF SVC on the standardised, flattened images of the same split."""
+    from sklearn.svm import SVC
+
+    data = _prepared(spec)
+    x = np.vstack([p.inputs[0].flatten(1).numpy() for p in _train_parts(data)])
+    y = np.concatenate([p.target.numpy() for p in _train_parts(data)])
+    pred = SVC().fit(x, y).predict(data.test.inputs[0].flatten(1).numpy())
+    return float((pred == data.test.target.numpy()).mean())
+
+
+def logreg_mean_logmel(spec: dict, _: dict) -> float:
+    """Logistic regression on each clip's mean log-mel vector (clean training clips, unseen test voices)."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = _prepared(spec)
+
+    def mean_logmel(raw) -> np.ndarray:
+        return data.preprocessor.encode_inputs(raw)[0][:, 0].mean(dim=-1).numpy()  # (N, n_mels)
+
+    y = data.preprocessor.encode_target(data.train_raw).numpy()
+    model = LogisticRegression(max_iter=5000).fit(mean_logmel(data.train_raw), y)
+    return float((model.predict(mean_logmel(data.test_raw)) == data.test.target.numpy()).mean())
+
+
+def from_metrics(key: str) -> Callable[[dict, dict], float]:
+    """A baseline the run itself measured on its test split (forecasting, recommendation)."""
+    return lambda _spec, metrics: float(metrics[key])
+
+
+# ---------------------------------------------------------------------------- the table
+
+SCENARIOS = [
+    Scenario("speech recognition", "speech_digits.yaml", "accuracy", "logistic regression on mean log-mel",
+             "accuracy ≥ 0.95 on unseen voices", logreg_mean_logmel),
+    Scenario("forecasting", "forecast_air_passengers.yaml", "mae↓", "seasonal-naive forecast",
+             "MAE below seasonal-naive", from_metrics("baseline_seasonal_naive_mae")),
+    Scenario("recommendation, explicit", "recommend_explicit.yaml", "rmse↓", "bias-only model",
+             "RMSE below bias-only", from_metrics("baseline_bias_rmse")),
+    Scenario("recommendation, implicit", "recommend_implicit.yaml", "hr@10", "popularity",
+             "HR@10 above popularity", from_metrics("baseline_popularity_hr@10")),
+    Scenario("recommendation, implicit", "recommend_implicit.yaml", "ndcg@10", "popularity",
+             "NDCG@10 above popularity", from_metrics("baseline_popularity_ndcg@10")),
+    Scenario("fraud detection", "fraud_mlp.yaml", "pr_auc", "logistic regression",
+             "PR-AUC well above the positive rate", logreg_table("pr_auc")),
+    Scenario("credit risk", "credit_risk_mlp.yaml", "roc_auc", "logistic regression (balanced)",
+             "ranks defaulters like LR", logreg_table("roc_auc", "balanced")),
+    Scenario("medical diagnosis", "breast_cancer_mlp.yaml", "accuracy", "logistic regression",
+             "accuracy ≥ 0.97", logreg_table("accuracy")),
+    Scenario("image recognition, digits", "digits_cnn.yaml", "accuracy", "SVC", "accuracy ≥ 0.985", svc_images),
+    Scenario("image recognition, shapes", "shapes_cnn.yaml", "accuracy", "SVC", "well above chance (0.10)", svc_images),
+]
+
+
+def main(selected: list[str]) -> None:
+    rows = [s for s in SCENARIOS if not selected or any(s.name.startswith(w) for w in selected)]
+    runs: dict[str, dict] = {}
+    print(f"{'scenario':28} {'example':30} {'metric':9} {'TrustForge':>10} {'baseline':>9}  {'better':6} baseline / target")
+    for s in rows:
+        spec = yaml.safe_load((ROOT / "examples" / s.example).read_text())
+        if s.example not in runs:
+            t0 = time.perf_counter()
+            runs[s.example] = trustforge.run(spec, register=False, progress=False).metrics
+            runs[s.example]["_seconds"] = time.perf_counter() - t0
+        metrics = runs[s.example]
+        key = s.metric.rstrip("↓")
+        ours, base = float(metrics[key]), s.measure_baseline(spec, metrics)
+        better = ours < base if s.metric.endswith("↓") else ours > base
+        print(f"{s.name:28} {s.example:30} {s.metric:9} {ours:10.4f} {base:9.4f}  {'yes' if better else 'NO':6} "
+              f"{s.baseline} / {s.target}  ({metrics['_seconds']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

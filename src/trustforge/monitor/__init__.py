@@ -1,0 +1,37 @@
+"""Drift monitoring: served inputs and predictions against statistics saved at training time.
+
+Training saves reference statistics in the package (`run_reference`, under the manifest's
+`monitor.reference`, so the signature covers them). A `DriftMonitor` built from a loaded
+model tests tumbling windows of served rows against them, feature by feature (KS, chi-square,
+PSI, Wasserstein; thresholds from the spec's `monitor:` section), and raises one log line
+and one audit entry per window with drift:
+
+    monitor = DriftMonitor.for_model(model, audit=registry.audit)   # None: no reference
+    monitor.observe(raw, model.predict(raw))                        # per served batch
+    monitor.status(); monitor.scores()
+"""
+
+from trustforge.monitor._detectors import chi2_test, ks_test, psi, psi_categorical, psi_numeric, wasserstein
+from trustforge.monitor._monitor import AUDIT_ACTION, MIN_WINDOW_ROWS, DriftMonitor, WindowResult
+from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
+
+__all__ = [
+    "DriftMonitor",
+    "WindowResult",
+    "AUDIT_ACTION",
+    "MIN_WINDOW_ROWS",
+    "DRIFT_EXIT_CODE",
+    "reference_statistics",
+    "run_reference",
+    "featurize",
+    "supports",
+    "ks_test",
+    "chi2_test",
+    "psi",
+    "psi_numeric",
+    "psi_categorical",
+    "wasserstein",
+]
+
+# `trustforge monitor` exits with this code when a window drifted (errors use 1-9, 70, 74).
+DRIFT_EXIT_CODE = 10

@@ -1,0 +1,155 @@
+"""Drift detectors: one small function per test, each comparing a window with a reference.
+
+- `ks_test`: two-sample Kolmogorov-Smirnov (scipy's `ks_2samp`) of a numeric feature against
+  the reference's quantile sketch (see `_reference`), which stands in for the training values.
+- `chi2_test`: chi-square test of homogeneity (scipy's `chi2_contingency`, no continuity
+  correction) of a window's category counts against the reference's counts. It is a
+  two-sample test, so the reference's own sampling noise is part of the null distribution;
+  categories too rare for the chi-square approximation are pooled first (Cochran's rule).
+- `psi`: population stability index over shared bins (numeric: the reference's deciles;
+  categorical: the categories), with empty bins floored at `PSI_EPS` as Evidently does.
+- `wasserstein`: scipy's `wasserstein_distance` divided by the reference's standard
+  deviation, so one threshold fits every feature's units (Evidently's "normed" variant).
+
+The tests with p-values (KS, chi-square) control the false alarm rate per test; PSI and
+Wasserstein are effect sizes whose value under no drift shrinks as the window grows (PSI of a
+10-bin histogram is about 9 / window rows by sampling noise alone).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["ks_test", "chi2_test", "psi", "psi_numeric", "psi_categorical", "wasserstein", "bin_fractions",
+           "PSI_EPS", "MIN_EXPECTED"]
+
+PSI_EPS = 1e-4  # the fraction an empty bin counts as, so ln(a/e) stays finite
+MIN_EXPECTED = 5.0  # Cochran's rule: every cell of a chi-square test should expect >= 5 counts
+
+
+def ks_test(reference: np.ndarray, current: np.ndarray, reference_size: int | None = None) -> tuple[float, float]:
+    """Two-sample KS statistic and p-value of `current` against `reference` (NaNs dropped).
+
+    Args:
+        reference: the reference values, or a quantile sketch of them.
+        current: the window's values.
+        reference_size: how many values the sketch summarises, when that is more than its
+            length. The statistic is then the sketch's (within about 1 / len(reference) of
+            the full sample's) and the p-value Smirnov's asymptotic one for the true sizes,
+            the formula scipy's `ks_2samp` uses for large samples; otherwise both come from
+            `ks_2samp` (exact distribution up to 10,000 values). Ties (discrete features)
+            make the test conservative, never liberal.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if len(ref) == 0 or len(cur) == 0:
+        raise ValueError("ks_test needs at least one value in each sample")
+    if reference_size is None or reference_size <= len(ref):
+        r = stats.ks_2samp(ref, cur)
+        return float(r.statistic), float(r.pvalue)
+    ref, cur = np.sort(ref), np.sort(cur)
+    both = np.concatenate([ref, cur])
+    d = float(np.max(np.abs(np.searchsorted(ref, both, side="right") / len(ref) - np.searchsorted(cur, both, side="right") / len(cur))))
+    en = reference_size * len(cur) / (reference_size + len(cur))
+    return d, float(np.clip(stats.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+
+
+def chi2_test(reference_counts: Mapping[str, int], current: Sequence[str] | np.ndarray) -> tuple[float, float, int]:
+    """Chi-square test of homogeneity of `current`'s categories against the reference counts.
+
+    The table has two rows (reference, window) and one column per category; values the
+    reference never saw share one `unseen` column. Columns whose smaller row would expect
+    fewer than `MIN_EXPECTED` counts under the pooled distribution are merged into one (and
+    that one into the next smallest if it is still too small), so the chi-square
+    approximation holds.
+
+    Returns:
+        (statistic, p_value, degrees of freedom); (0, 1, 0) when fewer than two columns remain
+        (nothing to compare: one category, or a window too small to test).
+    """
+    cur_values, cur_counts = np.unique(np.asarray(current, dtype=object).astype(str), return_counts=True)
+    window = dict(zip(cur_values.tolist(), cur_counts.tolist()))
+    names = list(reference_counts)
+    ref = [int(reference_counts[k]) for k in names]
+    cur = [int(window.pop(k, 0)) for k in names]
+    if window:  # values the reference never saw: one column, reference count 0
+        ref.append(0)
+        cur.append(int(sum(window.values())))
+    table = np.array([ref, cur], dtype=np.float64)  # (2, K)
+    table = table[:, table.sum(axis=0) > 0]
+    n_ref, n_cur = table.sum(axis=1)
+    if n_ref == 0 or n_cur == 0:
+        raise ValueError("chi2_test needs at least one value in each sample")
+    table = _pool_sparse(table, min(n_ref, n_cur) / (n_ref + n_cur))
+    if table.shape[1] < 2:
+        return 0.0, 1.0, 0
+    statistic, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    return float(statistic), float(p), int(dof)
+
+
+def _pool_sparse(table: np.ndarray, smaller_share: float) -> np.ndarray:
+    """Merge the rarest columns of a (2, K) table until each expects >= MIN_EXPECTED in both rows."""
+    order = np.argsort(table.sum(axis=0), kind="stable")  # rarest first
+    table = table[:, order]
+    expected = table.sum(axis=0) * smaller_share  # the smaller row's expected count per column
+    small = expected < MIN_EXPECTED
+    if not small.any():
+        return table
+    pooled = table[:, small].sum(axis=1, keepdims=True)
+    rest = table[:, ~small]
+    # A pooled column that is still too small joins the rarest of the rest.
+    if pooled.sum() * smaller_share < MIN_EXPECTED and rest.shape[1] > 0:
+        rest = rest.copy()
+        rest[:, :1] += pooled
+        return rest
+    return np.concatenate([pooled, rest], axis=1)
+
+
+def bin_fractions(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Share of `values` (NaNs dropped) in the bins (-inf, e1], (e1, e2], ..., (ek, inf)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), v, side="left"), minlength=len(edges) + 1)
+    return counts / max(len(v), 1)
+
+
+def psi(expected: Sequence[float], actual: Sequence[float], eps: float = PSI_EPS) -> float:
+    """Population stability index sum((a - e) * ln(a / e)) over bins, shares floored at `eps`."""
+    e = np.maximum(np.asarray(expected, dtype=np.float64), eps)
+    a = np.maximum(np.asarray(actual, dtype=np.float64), eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi_numeric(edges: Sequence[float], reference_fractions: Sequence[float], current: np.ndarray) -> float:
+    """PSI of a numeric window over the reference's bins."""
+    return psi(reference_fractions, bin_fractions(current, edges))
+
+
+def psi_categorical(reference_counts: Mapping[str, int], current: Sequence[str] | np.ndarray) -> float:
+    """PSI of a window's categories against the reference's; unseen values share one bin."""
+    values, counts = np.unique(np.asarray(current, dtype=object).astype(str), return_counts=True)
+    window = dict(zip(values.tolist(), counts.tolist()))
+    n_ref, n_cur = sum(reference_counts.values()), max(sum(window.values()), 1)
+    e = [reference_counts[k] / n_ref for k in reference_counts]
+    a = [window.pop(k, 0) / n_cur for k in reference_counts]
+    if window:
+        e.append(0.0)
+        a.append(sum(window.values()) / n_cur)
+    return psi(e, a)
+
+
+def wasserstein(reference: np.ndarray, current: np.ndarray, scale: float) -> float:
+    """Wasserstein-1 distance between the samples divided by `scale` (the reference's std).
+
+    A constant reference (scale 0) gives 0 when the window matches it and infinity otherwise.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    d = float(stats.wasserstein_distance(ref[~np.isnan(ref)], cur[~np.isnan(cur)]))
+    if scale > 0:
+        return d / scale
+    return 0.0 if d == 0 else float("inf")

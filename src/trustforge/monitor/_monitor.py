@@ -1,0 +1,442 @@
+"""`DriftMonitor`: served inputs and predictions, in tumbling windows, against the package's reference.
+
+Rows arrive in batches (one per served request) and wait for their window: table rows as
+served, images and clips reduced to a handful of numbers at once. Every `window` rows form
+one window, featurized in one pass and tested feature by feature against the reference (see
+`_detectors`), plus the prediction.
+
+Windows tumble (they do not overlap): each row is tested once, so windows are independent
+under no drift and "false alarms per window" means what it says. A window with drift gives
+exactly one log line and one audit entry, whatever the number of requests or drifted features.
+
+Deciding a window. Numeric features use `numeric_test`, categorical and binary features and
+class predictions `categorical_test` (regression predictions are numeric). With p-value tests
+(KS, chi-square) and `correction: bonferroni`, each of the window's m tests runs at its level
+/ m, so the chance that a window without drift raises an alarm is at most the level (the
+larger of `ks_p_value` and `chi2_p_value` when they differ), whatever the number of features;
+a feature that is present in the reference but missing from every row of a window gets a
+p-value too (reference missing share ** rows) and joins the family. PSI and Wasserstein rules
+are thresholds on effect sizes and take no correction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from trustforge.data import RawData, Schema
+from trustforge.errors import DataError
+from trustforge.monitor._detectors import chi2_test, ks_test, psi_categorical, psi_numeric, wasserstein
+from trustforge.monitor._reference import MISSING, PREDICTION, featurize, prediction_values, supports
+from trustforge.spec import MonitorSpec
+
+if TYPE_CHECKING:
+    from trustforge.package import Model
+    from trustforge.secure import AuditLog
+
+__all__ = ["DriftMonitor", "WindowResult", "AUDIT_ACTION", "MIN_WINDOW_ROWS"]
+
+AUDIT_ACTION = "drift_alert"
+MIN_WINDOW_ROWS = 20  # a partial window (`flush`) with fewer rows is not tested
+_LOG = logging.getLogger("trustforge.monitor")
+# The prediction's buffer key: no table column can be called this, so a column named
+# `prediction` and the model's prediction never mix.
+_PRED_KEY = "\x00prediction"
+
+
+@dataclass
+class WindowResult:
+    """One tested window.
+
+    Attributes:
+        index: 1 for the first window, 2 for the next, ...
+        start_row, end_row: the window's served rows, 0-based, end exclusive.
+        time: when it was tested (UTC, ISO-8601).
+        drift: whether any feature or the prediction drifted.
+        drifted: the names of what drifted (features, then `prediction`).
+        features: name → result: kind, test, statistic, p_value (p-value tests), threshold
+            (the level the p-value or statistic is compared with, after correction), psi,
+            wasserstein (numeric), rows, missing, drift.
+        prediction: the prediction's result in the same form, or None when not monitored.
+    """
+
+    index: int
+    start_row: int
+    end_row: int
+    time: str
+    drift: bool
+    drifted: list[str]
+    features: dict[str, dict[str, Any]]
+    prediction: dict[str, Any] | None = None
+    partial: bool = False
+
+    @property
+    def rows(self) -> int:
+        return self.end_row - self.start_row
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (infinities become None)."""
+        return {"index": self.index, "start_row": self.start_row, "end_row": self.end_row, "rows": self.rows,
+                "time": self.time, "partial": self.partial, "drift": self.drift, "drifted": list(self.drifted),
+                "features": {k: _jsonable(v) for k, v in self.features.items()},
+                "prediction": _jsonable(self.prediction) if self.prediction is not None else None}
+
+    def summary(self) -> str:
+        """`name (test p=…)` for each drifted feature, for logs and tables."""
+        return ", ".join(f"{name} ({_describe(r)})" for name, r in self.drifted_results())
+
+    def drifted_results(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, result) of each drifted feature, then of the prediction if it drifted."""
+        out = [(k, r) for k, r in self.features.items() if r["drift"]]
+        if self.prediction is not None and self.prediction["drift"]:
+            out.append((PREDICTION, self.prediction))
+        return out
+
+
+@dataclass
+class _Chunk:
+    """Served rows waiting for their window.
+
+    `inputs`: a table as served (featurized once per window, in one pass: per-request
+    pandas work would cost more than the tests), or featurized arrays (images and
+    clips are reduced on arrival, so none is kept), or None. `predictions`: the `prediction`
+    column as served, or arrays, or None when the rows came without predictions.
+    """
+
+    rows: int
+    inputs: pd.DataFrame | dict[str, np.ndarray] | None
+    predictions: pd.Series | np.ndarray | None
+
+
+class DriftMonitor:
+    """Tests served inputs and predictions for drift, window by window, against a reference.
+
+    Thread-safe: `observe`, `flush`, `status` and `scores` may be called from any thread.
+    `observe` only files its batch away (table rows as served; images and clips reduced to a
+    few numbers at once), so a request pays microseconds; when a window fills, the call that
+    filled it featurizes the window in one pass and tests it (tens of milliseconds for tens
+    of features).
+
+    Args:
+        reference: the package's reference statistics (`manifest["monitor"]["reference"]`).
+        schema: the model's schema (how raw inputs become monitored features).
+        config: the spec's `monitor` section (window and thresholds).
+        model_ref: how logs and audit entries name the model (e.g. `models:/fraud/3`).
+        audit: an `AuditLog` that gets one `drift_alert` entry per window with drift, or None.
+        logger: where the one warning line per window with drift goes (default
+            `trustforge.monitor`).
+        actor: the audit entries' actor.
+        history: how many tested windows `windows` keeps (None: all, for offline runs).
+    """
+
+    def __init__(self, reference: Mapping[str, Any], schema: Schema, config: MonitorSpec | None = None, *,
+                 model_ref: str = "model", audit: "AuditLog | None" = None, logger: logging.Logger | None = None,
+                 actor: str = "monitor", history: int | None = 100):
+        self.reference = reference
+        self.schema = schema
+        self.config = config or MonitorSpec()
+        self.window = self.config.window
+        self.model_ref = model_ref
+        self.audit = audit
+        self.logger = logger or _LOG
+        self.actor = actor
+        # Features with no value in training cannot be compared with anything.
+        self._features = {k: v for k, v in reference.get("features", {}).items() if v.get("count", 0) > 0}
+        self._prediction = reference.get("prediction")
+        self._lock = threading.Lock()
+        self._pending: list[_Chunk] = []
+        self._pending_rows = 0
+        self._rows_seen = 0
+        self._tested = 0
+        self._drifted = 0
+        self._windows: deque[WindowResult] = deque(maxlen=history)
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=20)
+        self._alert_count = 0
+        self._alert_failures = 0
+
+    @classmethod
+    def for_model(cls, model: "Model", *, audit: "AuditLog | None" = None, logger: logging.Logger | None = None,
+                  actor: str = "monitor", uri: str | None = None, window: int | None = None,
+                  history: int | None = 100) -> "DriftMonitor | None":
+        """A monitor for a loaded model, or None when its package has no reference statistics.
+
+        The window and thresholds come from the package's spec (`monitor:`); `window`
+        overrides the window size. `uri` names the model in logs and audit entries (default
+        `models:/NAME`).
+        """
+        reference = (model.manifest.get("monitor") or {}).get("reference")
+        if not reference or not (reference.get("features") or reference.get("prediction")):
+            return None
+        config = model.spec.monitor if window is None else model.spec.monitor.model_copy(update={"window": window})
+        return cls(reference, model.schema, config, model_ref=uri or f"models:/{model.name}", audit=audit,
+                   logger=logger, actor=actor, history=history)
+
+    # ------------------------------------------------------------------ feeding
+
+    def observe(self, raw_inputs: RawData, predictions: pd.DataFrame | None = None) -> list[WindowResult]:
+        """Add one served batch; returns the windows it completed (usually none).
+
+        Args:
+            raw_inputs: the batch as the model read it (`Model.read_input`); a table's frame
+                is kept, not copied, until its window is tested: do not change it in place.
+            predictions: the batch's predictions (`Model.predict`), row for row, or None.
+
+        Raises:
+            DataError: the inputs do not fit the model's schema.
+            ValueError: `predictions` has another number of rows than `raw_inputs`.
+        """
+        n = len(raw_inputs)
+        inputs: pd.DataFrame | dict[str, np.ndarray] | None = None
+        if self._features and supports(self.schema.modality):
+            if self.schema.modality == "table":
+                names = self.schema.input_names
+                absent = [c for c in names if c not in raw_inputs.frame.columns]
+                if absent:  # refused with the request that brought it, not at the end of the window
+                    raise DataError(f"{raw_inputs.origin}: missing columns {absent} that the model needs")
+                # Kept as served (selecting columns costs more than a request should pay);
+                # the frame must not be changed in place until its window is tested.
+                inputs = raw_inputs.frame
+            else:
+                feats = featurize(self.schema, raw_inputs)
+                inputs = {k: feats[k] for k in self._features}
+        pred = None
+        if self._prediction is not None and predictions is not None:
+            if len(predictions) != n:
+                raise ValueError(f"predictions have {len(predictions)} rows for {n} inputs")
+            pred = predictions[PREDICTION] if PREDICTION in predictions.columns else None
+        done = []
+        with self._lock:
+            self._pending.append(_Chunk(n, inputs, pred))
+            self._pending_rows += n
+            self._rows_seen += n
+            while self._pending_rows >= self.window:
+                done.append(self._test(self._take(self.window), self.window, partial=False))
+        return done
+
+    def flush(self, min_rows: int = MIN_WINDOW_ROWS) -> WindowResult | None:
+        """Test the rows waiting in the unfinished window, if there are at least `min_rows`.
+
+        For offline runs, whose last window is seldom full. Returns None when too few rows wait.
+        """
+        with self._lock:
+            n = self._pending_rows
+            if n < max(min_rows, 1):
+                return None
+            return self._test(self._take(n), n, partial=True)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def monitored(self) -> list[str]:
+        """What each window tests: the features, then `prediction` when predictions are monitored."""
+        return list(self._features) + ([PREDICTION] if self._prediction is not None else [])
+
+    @property
+    def windows(self) -> list[WindowResult]:
+        """The tested windows kept (the last `history`), oldest first."""
+        with self._lock:
+            return list(self._windows)
+
+    def status(self) -> dict[str, Any]:
+        """JSON-serialisable state: window size, rows seen, thresholds, the last window, alerts."""
+        c = self.config
+        with self._lock:
+            last = self._windows[-1].to_dict() if self._windows else None
+            return {
+                "model": self.model_ref,
+                "window": self.window,
+                "rows_seen": self._rows_seen,
+                "pending_rows": self._pending_rows,
+                "windows_tested": self._tested,
+                "windows_with_drift": self._drifted,
+                "config": {"numeric_test": c.numeric_test, "categorical_test": c.categorical_test,
+                           "ks_p_value": c.ks_p_value, "chi2_p_value": c.chi2_p_value, "psi": c.psi,
+                           "wasserstein": c.wasserstein, "correction": c.correction},
+                "reference": {"features": sorted(self._features), "prediction": self._prediction is not None,
+                              "rows": dict(self.reference.get("rows", {})), "skipped": dict(self.reference.get("skipped", {}))},
+                "last_window": last,
+                "alerts": {"count": self._alert_count, "failed_audit_entries": self._alert_failures,
+                           "recent": list(self._alerts)},
+            }
+
+    def scores(self) -> dict[str, float]:
+        """Feature (and `prediction`) → PSI in the last tested window; empty before the first.
+
+        PSI because it means the same for every kind of feature (0.1: moderate, 0.25: large
+        shift, by the usual reading); the deciding test's result is in `status()`.
+        """
+        with self._lock:
+            if not self._windows:
+                return {}
+            last = self._windows[-1]
+            out = {k: r["psi"] for k, r in last.features.items() if r.get("psi") is not None}
+            if last.prediction is not None and last.prediction.get("psi") is not None:
+                out[PREDICTION] = last.prediction["psi"]
+            return out
+
+    # ------------------------------------------------------------------ testing
+
+    def _take(self, n: int) -> dict[str, np.ndarray]:
+        """Featurize the waiting rows (with the lock held) and cut the first `n` off; the rest wait on."""
+        chunks, self._pending = self._pending, []
+        values = self._input_arrays(chunks)
+        if self._prediction is not None:
+            values[_PRED_KEY] = self._prediction_array(chunks)
+        rest = self._pending_rows - n
+        if rest:
+            inputs = {k: v[n:] for k, v in values.items() if k != _PRED_KEY} if self._features else None
+            self._pending = [_Chunk(rest, inputs, values[_PRED_KEY][n:] if _PRED_KEY in values else None)]
+        self._pending_rows = rest
+        return {k: v[:n] for k, v in values.items()}
+
+    def _input_arrays(self, chunks: list[_Chunk]) -> dict[str, np.ndarray]:
+        """Feature name → values of every waiting row, in order (tables featurized in one pass)."""
+        frames = [c.inputs for c in chunks if isinstance(c.inputs, pd.DataFrame)]
+        table = {}
+        if frames:
+            table = featurize(self.schema, RawData("table", self.schema.target, "served", frame=pd.concat(frames, ignore_index=True)))
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self._features}
+        at = 0
+        for c in chunks:
+            if isinstance(c.inputs, pd.DataFrame):
+                for name in self._features:
+                    parts[name].append(table[name][at : at + c.rows])
+                at += c.rows
+            elif c.inputs is not None:
+                for name in self._features:
+                    parts[name].append(c.inputs[name])
+        return {name: np.concatenate(p) for name, p in parts.items() if p}
+
+    def _prediction_array(self, chunks: list[_Chunk]) -> np.ndarray:
+        """The prediction of every waiting row, in order; rows served without one are NaN/None."""
+        served = [c.predictions for c in chunks if isinstance(c.predictions, pd.Series)]
+        converted = None
+        if served:
+            converted = prediction_values(self.schema.task, pd.DataFrame({PREDICTION: pd.concat(served, ignore_index=True)}))
+        numeric = self._prediction["kind"] == "numeric"
+        parts, at = [], 0
+        for c in chunks:
+            if isinstance(c.predictions, pd.Series):
+                parts.append(converted[at : at + c.rows])
+                at += c.rows
+            elif c.predictions is not None:
+                parts.append(c.predictions)
+            else:
+                parts.append(np.full(c.rows, np.nan) if numeric else np.full(c.rows, None, dtype=object))
+        return np.concatenate(parts)
+
+    def _test(self, values: dict[str, np.ndarray], n: int, *, partial: bool) -> WindowResult:
+        """Test one window (called with the lock held) and raise its alert."""
+        results = {name: self._compare(ref, values[name]) for name, ref in self._features.items()}
+        pred = self._compare(self._prediction, values[_PRED_KEY], observed_only=True) if self._prediction is not None else None
+        tested = [r for r in [*results.values(), pred] if r is not None and r.get("p_value") is not None]
+        for r in tested:
+            if self.config.correction == "bonferroni":
+                r["threshold"] = r["threshold"] / len(tested)
+            r["drift"] = r["p_value"] < r["threshold"]
+        drifted = [k for k, r in results.items() if r["drift"]] + ([PREDICTION] if pred is not None and pred["drift"] else [])
+        start = self._rows_seen - self._pending_rows - n
+        result = WindowResult(self._tested + 1, start, start + n, _now(), bool(drifted), drifted, results, pred, partial)
+        self._tested += 1
+        self._windows.append(result)
+        if drifted:
+            self._drifted += 1
+            self._alert(result)
+        return result
+
+    def _compare(self, ref: Mapping[str, Any], values: np.ndarray, *, observed_only: bool = False) -> dict[str, Any]:
+        """One feature's result in one window (`drift` of p-value tests is set by `_test`).
+
+        `observed_only`: a missing value means "not observed" (rows served without their
+        predictions), not a missing value to test; a window with none is not tested.
+        """
+        c = self.config
+        if observed_only:
+            values = values[~pd.isna(values)]
+            if len(values) == 0:
+                return {"kind": ref["kind"], "rows": 0, "missing": 0, "test": None, "statistic": None, "p_value": None,
+                        "threshold": None, "psi": None, "drift": False}
+        if ref["kind"] == "numeric":
+            present = values[~np.isnan(values)]
+            out: dict[str, Any] = {"kind": "numeric", "rows": int(len(values)), "missing": int(len(values) - len(present))}
+            if len(present) == 0:
+                return out | self._all_missing(ref, len(values))
+            sketch = np.asarray(ref["quantiles"], dtype=np.float64)
+            out["psi"] = psi_numeric(ref["bins"]["edges"], ref["bins"]["fractions"], present)
+            out["wasserstein"] = wasserstein(sketch, present, float(ref["std"]))
+            if c.numeric_test == "ks":
+                d, p = ks_test(sketch, present, int(ref["count"]))
+                return out | {"test": "ks", "statistic": d, "p_value": p, "threshold": c.ks_p_value, "drift": False}
+            stat = out[c.numeric_test]
+            limit = c.psi if c.numeric_test == "psi" else c.wasserstein
+            return out | {"test": c.numeric_test, "statistic": stat, "p_value": None, "threshold": limit, "drift": stat >= limit}
+        # Missing categories are a category of their own (`<missing>`), so every row is present.
+        values = np.where(pd.isna(values), MISSING, values).astype(object)
+        counts = ref["counts"]
+        out = {"kind": "categorical", "rows": int(len(values)), "missing": int(np.sum(values == MISSING)),
+               "psi": psi_categorical(counts, values)}
+        if c.categorical_test == "chi2":
+            stat, p, _ = chi2_test(counts, values)
+            return out | {"test": "chi2", "statistic": stat, "p_value": p, "threshold": c.chi2_p_value, "drift": False}
+        return out | {"test": "psi", "statistic": out["psi"], "p_value": None, "threshold": c.psi, "drift": out["psi"] >= c.psi}
+
+    def _all_missing(self, ref: Mapping[str, Any], n: int) -> dict[str, Any]:
+        # Every row missing: under the reference each row is missing with its missing share q,
+        # so n missing rows have probability q ** n, an exact p-value for "more missing".
+        total = ref["count"] + ref.get("missing", 0)
+        q = ref.get("missing", 0) / total if total else 0.0
+        level = self.config.ks_p_value if self.config.numeric_test == "ks" else self.config.chi2_p_value
+        return {"test": "missing", "statistic": 1.0, "p_value": float(q**n), "threshold": level, "drift": False,
+                "psi": None, "wasserstein": None}
+
+    def _alert(self, result: WindowResult) -> None:
+        """One log line and one audit entry for a window with drift; never fails the caller."""
+        self._alert_count += 1
+        details = {"window": result.index, "rows": [result.start_row, result.end_row], "partial": result.partial,
+                   "drifted": [{"name": k, **_brief(r)} for k, r in result.drifted_results()]}
+        self._alerts.append({"time": result.time, **details})
+        self.logger.warning("drift in %s, window %d (rows %d-%d): %s", self.model_ref, result.index,
+                            result.start_row, result.end_row - 1, result.summary())
+        if self.audit is None:
+            return
+        try:
+            self.audit.append(self.actor, AUDIT_ACTION, self.model_ref, "ok", details)
+        except Exception as exc:  # an alert that cannot be audited must not fail the request that completed the window
+            self._alert_failures += 1
+            self.logger.error("drift in %s, window %d: the audit entry could not be written (%s: %s)",
+                              self.model_ref, result.index, exc.__class__.__name__, str(exc)[:200])
+
+
+def _describe(r: Mapping[str, Any]) -> str:
+    if r.get("p_value") is not None:
+        return f"{r['test']} p={r['p_value']:.2g}"
+    return f"{r['test']}={r['statistic']:.3g}"
+
+
+def _brief(r: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("test", "statistic", "p_value", "threshold", "psi")
+    return _jsonable({k: r.get(k) for k in keep if r.get(k) is not None})
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (float, np.floating)):
+            v = float(v) if np.isfinite(v) else None
+        elif isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.bool_):
+            v = bool(v)
+        out[k] = v
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,266 @@
+"""Monitored features and the reference statistics a package carries for them.
+
+A *featurizer* turns raw inputs into per-row monitored features, one per modality:
+- tables: every input column as the model reads it before encoding; numeric columns stay
+  numbers, binary and categorical columns are text (missing values are `<missing>`);
+- images: per-image summary statistics (`brightness` or `mean_red/green/blue`, `contrast`: the
+  pixel standard deviation, `sharpness`: the mean absolute difference of neighbouring pixels),
+  which move under lighting, exposure, noise and blur;
+- audio: per-clip `loudness_db` (RMS, dBFS), `peak`, `zero_crossing_rate` and `silence` (share
+  of near-silent samples), which move with gain, noise, microphones and clipped recordings;
+- sequences: each input feature's mean over time (`mean_J`) and the sequence's `std`.
+Summary statistics see what changes them and nothing else: a semantic shift that keeps them
+(new objects under the same light, other words at the same loudness) is not seen.
+Modalities without a featurizer (series, interactions, and any newer one) are skipped with the
+reason recorded in the reference; predictions are still monitored when the task has them.
+
+The *reference* is computed once at training time, from the training split's inputs and the
+model's predictions on held-out data, and saved in the manifest (so the package signature
+covers it). It holds summaries, never rows or raw text:
+- numeric: count, missing, mean, std, min, max; a quantile sketch of at most `SKETCH_SIZE`
+  values (the quantiles at probabilities (i + 0.5) / m, i < m = min(count, SKETCH_SIZE);
+  with count <= SKETCH_SIZE these are the column's sorted values, each column sorted on its
+  own, so no row can be put back together); and decile bins with their shares, for PSI;
+- categorical: the count of each category (the vocabulary is in the manifest already).
+The KS test of a window against the sketch is exact (scipy's `ks_2samp`) while the sketch
+holds every training value; above `SKETCH_SIZE` rows its statistic is within about 1 / m of
+the statistic against the whole column and its p-value is computed for the true training
+count (see `ks_test`). A numeric feature's reference takes about 10 bytes of JSON per sketch
+value (~10 KB per feature at most).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge.data import Prepared, RawData, Schema, label_strings
+from trustforge.errors import DataError
+from trustforge.monitor._detectors import bin_fractions
+
+__all__ = ["featurize", "reference_statistics", "run_reference", "prediction_values", "supports",
+           "REFERENCE_FORMAT", "SKETCH_SIZE", "PSI_BINS", "MISSING", "PREDICTION"]
+
+REFERENCE_FORMAT = 1
+SKETCH_SIZE = 1000
+PSI_BINS = 10
+MISSING = "<missing>"
+PREDICTION = "prediction"
+
+
+# ---------------------------------------------------------------------------- featurizers
+
+
+def _table_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
+    frame = raw.frame
+    absent = [c.name for c in schema.columns if c.name not in frame.columns]
+    if absent:
+        raise DataError(f"{raw.origin}: missing columns {absent} that the model needs")
+    out: dict[str, np.ndarray] = {}
+    for c in schema.columns:
+        col = frame[c.name]
+        if c.kind == "numeric":
+            # Values the model would refuse never reach the monitor; anything else unreadable counts as missing.
+            out[c.name] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            # Binary columns as the encoder reads them ("1", not "1.0"), so both sides agree.
+            text = label_strings(col) if c.kind == "binary" else col.astype(str).to_numpy()
+            out[c.name] = np.where(col.isna().to_numpy(), MISSING, text).astype(object)
+    return out
+
+
+def _image_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
+    images = np.asarray(raw.images)  # (N, C, H, W) in [0, 1]
+    if images.ndim != 4 or (schema.image_shape and tuple(images.shape[1:]) != tuple(schema.image_shape)):
+        raise DataError(f"{raw.origin}: images have shape {tuple(images.shape[1:])}; the model expects "
+                        f"{tuple(schema.image_shape or ())} (C, H, W)")
+    # In slices, so a large training set is never copied whole to float64.
+    parts = [_image_slice(images[i : i + _IMAGE_SLICE]) for i in range(0, len(images), _IMAGE_SLICE)]
+    if not parts:
+        parts = [_image_slice(images)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+_IMAGE_SLICE = 512
+
+
+def _image_slice(images: np.ndarray) -> dict[str, np.ndarray]:
+    x = images.astype(np.float64)  # (n, C, H, W)
+    out: dict[str, np.ndarray] = {}
+    if x.shape[1] == 3:
+        for c, name in enumerate(("red", "green", "blue")):
+            out[f"mean_{name}"] = x[:, c].mean(axis=(1, 2))
+    else:
+        out["brightness"] = x.mean(axis=(1, 2, 3))
+    out["contrast"] = x.std(axis=(1, 2, 3))
+    diffs = []
+    if x.shape[2] > 1:
+        diffs.append(np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3)))
+    if x.shape[3] > 1:
+        diffs.append(np.abs(np.diff(x, axis=3)).mean(axis=(1, 2, 3)))
+    if diffs:
+        out["sharpness"] = np.mean(diffs, axis=0)
+    return out
+
+
+def _audio_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
+    w = np.asarray(raw.waveforms, dtype=np.float64) if raw.waveforms is not None else None  # (N, T) in [-1, 1]
+    if w is None or w.ndim != 2 or w.shape[1] < 2:
+        raise DataError(f"{raw.origin}: audio inputs must be waveforms (N, T)")
+    rms = np.sqrt(np.mean(w**2, axis=1))
+    return {
+        "loudness_db": 20 * np.log10(rms + 1e-6),  # dB relative to full scale
+        "peak": np.abs(w).max(axis=1),
+        # Sign changes per sample: rises with noise and high-pitched content.
+        "zero_crossing_rate": np.mean(np.signbit(w[:, 1:]) != np.signbit(w[:, :-1]), axis=1),
+        # Near-silent samples (below -60 dBFS): clips cut short and padded, or dead microphones.
+        "silence": np.mean(np.abs(w) < 1e-3, axis=1),
+    }
+
+
+def _sequence_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
+    x = np.asarray(raw.sequences, dtype=np.float64) if raw.sequences is not None else None  # (N, T, F)
+    if x is None or x.ndim != 3:
+        raise DataError(f"{raw.origin}: sequence inputs must be an array (N, T, F)")
+    out = {f"mean_{j}": x[:, :, j].mean(axis=1) for j in range(x.shape[2])}  # each input feature's level
+    out["std"] = x.std(axis=(1, 2))  # how much a sequence moves
+    return out
+
+
+# Series (forecasting) and interactions (recommendation) are served as histories and
+# user/item pairs rather than rows of features; they have no featurizer yet.
+_FEATURIZERS: dict[str, Callable[[Schema, RawData], dict[str, np.ndarray]]] = {
+    "table": _table_features,
+    "image": _image_features,
+    "audio": _audio_features,
+    "sequence": _sequence_features,
+}
+
+
+def supports(modality: str) -> bool:
+    """Whether inputs of this modality have monitored features."""
+    return modality in _FEATURIZERS
+
+
+def featurize(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
+    """Per-row monitored features of raw inputs: name → values (float64 numeric, or object text).
+
+    Raises:
+        DataError: the inputs lack a column or have another image shape than the schema's.
+        ValueError: the modality has no featurizer (check `supports` first).
+    """
+    fn = _FEATURIZERS.get(schema.modality)
+    if fn is None:
+        raise ValueError(f"no monitored features for {schema.modality} inputs")
+    return fn(schema, raw)
+
+
+def prediction_values(task: str, predictions: pd.DataFrame) -> np.ndarray | None:
+    """The `prediction` column as monitored values (class text or float), or None without one."""
+    if PREDICTION not in predictions.columns:
+        return None
+    col = predictions[PREDICTION]
+    if task == "regression":
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    return np.where(col.isna().to_numpy(), MISSING, col.astype(str).to_numpy()).astype(object)
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def _num(v: float) -> float:
+    # 7 significant digits: float32 precision, and about half the JSON of a full float64.
+    return float(f"{float(v):.7g}")
+
+
+def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
+    v = values[np.isfinite(values)]  # NaN (and an infinite prediction) count as missing
+    stats: dict[str, Any] = {"kind": "numeric", "count": int(len(v)), "missing": int(len(values) - len(v))}
+    if len(v) == 0:
+        return stats
+    m = min(len(v), SKETCH_SIZE)
+    sketch = np.quantile(v, (np.arange(m) + 0.5) / m, method="inverted_cdf")
+    edges = sorted({_num(e) for e in np.quantile(v, np.arange(1, PSI_BINS) / PSI_BINS, method="inverted_cdf")})
+    stats.update(
+        mean=_num(v.mean()), std=_num(v.std()), min=_num(v.min()), max=_num(v.max()),
+        quantiles=[_num(q) for q in sketch],
+        bins={"edges": edges, "fractions": [_num(f) for f in bin_fractions(v, edges)]},
+    )
+    return stats
+
+
+def _categorical_stats(values: np.ndarray, categories: Sequence[str] = ()) -> dict[str, Any]:
+    names, counts = np.unique(np.asarray(values, dtype=object).astype(str), return_counts=True)
+    found = dict(zip(names.tolist(), (int(c) for c in counts)))
+    # Categories the model knows but the data lacks (a class never predicted) count 0.
+    table = {str(k): 0 for k in categories} | found
+    return {"kind": "categorical", "count": int(len(values)), "counts": dict(sorted(table.items()))}
+
+
+def _stats(values: np.ndarray, categories: Sequence[str] = ()) -> dict[str, Any]:
+    if values.dtype.kind == "f":
+        return _numeric_stats(values)
+    return _categorical_stats(values, categories)
+
+
+def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd.DataFrame | None) -> dict[str, Any]:
+    """The reference a monitor compares served data with (JSON-serialisable, no rows, no raw text).
+
+    Args:
+        schema: the model's schema (modality, task, columns, classes).
+        inputs: the training split as read from its source, before any encoding.
+        predictions: the model's predictions on held-out data (a `prediction` column, as
+            `Model.predict` returns), or None.
+
+    Returns:
+        {"format", "modality", "features": {name: stats}, "prediction": stats | None,
+        "rows": {"inputs": N, "predictions": M}, "skipped": {what: reason}}.
+    """
+    ref: dict[str, Any] = {"format": REFERENCE_FORMAT, "modality": schema.modality, "features": {}, "prediction": None,
+                           "rows": {"inputs": 0, "predictions": 0}, "skipped": {}}
+    if not supports(schema.modality):
+        ref["skipped"]["inputs"] = f"no monitored features for {schema.modality} inputs yet"
+    elif inputs is None:
+        ref["skipped"]["inputs"] = "no training inputs were given"
+    else:
+        ref["features"] = {name: _stats(values) for name, values in featurize(schema, inputs).items()}
+        ref["rows"]["inputs"] = len(inputs)
+    values = prediction_values(schema.task, predictions) if predictions is not None else None
+    if predictions is None:
+        ref["skipped"][PREDICTION] = "no held-out predictions were given"
+    elif values is None:
+        ref["skipped"][PREDICTION] = f"the predictions of a {schema.task} model have no single {PREDICTION!r} column"
+    else:
+        ref["prediction"] = _stats(values, schema.classes or ())
+        ref["rows"]["predictions"] = len(values)
+    return ref
+
+
+def run_reference(data: Prepared, held_out_outputs: Sequence[torch.Tensor | None]) -> dict[str, Any]:
+    """The reference of a training run: its training split and its held-out predictions.
+
+    Args:
+        data: the prepared data (its `train_raw` is the training split as read).
+        held_out_outputs: the model's outputs on held-out splits (validation, test), as the
+            packaged model computes them; None entries are skipped.
+    """
+    from trustforge.evaluate import outputs_to_proba
+
+    schema = data.schema
+    outs = [o for o in held_out_outputs if o is not None]
+    predictions = None
+    if outs and schema.task in ("classification", "regression"):
+        out = torch.cat(outs).float()
+        if schema.task == "classification":
+            proba = outputs_to_proba(out, len(schema.classes))
+            labels = np.array(schema.classes, dtype=object)[proba.argmax(axis=1)]
+        else:
+            labels = data.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
+        predictions = pd.DataFrame({PREDICTION: labels})
+    ref = reference_statistics(schema, data.train_raw, predictions)
+    if outs and predictions is None:
+        ref["skipped"][PREDICTION] = f"no prediction statistics for {schema.task} models yet"
+    return ref

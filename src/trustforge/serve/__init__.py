@@ -1,0 +1,36 @@
+"""Serving: an authenticated, batched, observable HTTP server for one registered model.
+
+    service = ModelService("models:/iris@champion", ServeConfig(workers=2)).start()
+    app = create_app(service)            # FastAPI; or `trustforge serve models:/iris@champion`
+
+Two protocols over one predict path (`Model.predict`): the Open Inference Protocol v2 (as
+KServe, Triton and MLServer speak it; `tritonclient.http` works unchanged, binary tensor data
+included) and MLflow scoring (`/invocations`). Requests are checked against the package's
+signature, authenticated with registry tokens, batched dynamically, run in worker processes
+(eager PyTorch or ONNX Runtime) and measured (Prometheus `/metrics`, JSON logs). A server
+that follows an alias swaps to the version it points to without dropping requests.
+"""
+
+from trustforge.serve._app import create_app, get_service
+from trustforge.serve._auth import Auth, authenticated
+from trustforge.serve._config import ServeConfig, is_loopback
+from trustforge.serve._metrics import ServeMetrics
+from trustforge.serve._run import serve
+from trustforge.serve._service import ModelService, ModelSource, Runtime
+from trustforge.serve._signature import RequestError, Signature
+
+__all__ = [
+    "create_app",
+    "get_service",
+    "serve",
+    "ServeConfig",
+    "ModelService",
+    "ModelSource",
+    "Runtime",
+    "Auth",
+    "authenticated",
+    "ServeMetrics",
+    "Signature",
+    "RequestError",
+    "is_loopback",
+]

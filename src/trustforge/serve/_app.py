@@ -1,0 +1,459 @@
+"""The FastAPI app: both protocols' routes over one predict path, errors as JSON, metrics, logs.
+
+`create_app(service)` builds the app around a `ModelService`. Dependencies (`get_service`,
+`authenticated`) come through `Depends`, so tests can override them. One pure-ASGI gate in
+front of everything gives each request an id, refuses bodies over `max_request_bytes` before
+anything parses them (413), measures it (duration, in flight, status) and logs one JSON line
+without the payload.
+
+Errors are JSON bodies naming the field at fault: `{"error": "..."}` everywhere (the v2
+protocol's form, which `tritonclient` reads), and MLflow's `{"error_code", "message"}` on
+`/invocations`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from trustforge import __version__
+from trustforge.errors import TrustForgeError
+from trustforge.serve._auth import Auth, require_predict, require_read
+from trustforge.serve._batching import BatcherClosed, QueueFull
+from trustforge.serve._logging import log_event
+from trustforge.serve._metrics import CONTENT_TYPE, ServeMetrics
+from trustforge.serve._protocol import dumps, encode_infer, encode_scoring, parse_infer, parse_scoring, resolve_outputs
+from trustforge.serve._schemas import (
+    ErrorBody,
+    InferenceRequest,
+    InferenceResponse,
+    Live,
+    ModelMetadata,
+    ModelReady,
+    Ready,
+    ScoringError,
+    ScoringRequest,
+    ScoringResponse,
+    ServerMetadata,
+)
+from trustforge.serve._service import InternalError, ModelService, Runtime, WorkerCrashed
+from trustforge.serve._signature import RequestError
+
+__all__ = ["create_app", "get_service"]
+
+# Request ids: a random prefix per process and a counter (os.urandom per request costs more
+# than the rest of a small request on a busy virtual machine).
+_ID_PREFIX = uuid.uuid4().hex[:8] + "-"
+_ids = itertools.count(1)
+_OFFLOAD_BYTES = 256 * 1024  # bodies above this are parsed in a thread, off the event loop
+_MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
+                 413: "REQUEST_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_NAME = Path(..., description="the served model's name", max_length=256)
+_VERSION = Path(..., description="the served version's number", max_length=64)
+
+
+async def get_service(request: Request) -> ModelService:
+    """The model service behind the app (tests override this dependency)."""
+    return request.app.state.service
+
+
+def _runtime(service: ModelService, name: str, version: str | None) -> Runtime:
+    rt = service.current
+    if rt is None:
+        raise StarletteHTTPException(503, "no model is loaded yet", headers={"Retry-After": "1"})
+    if name != rt.name:
+        raise StarletteHTTPException(404, f"model {name[:100]!r} is not served here; this server serves {rt.name!r}")
+    if version is not None and version != rt.version:
+        raise StarletteHTTPException(404, f"version {version[:40]!r} of {rt.name!r} is not served; this server serves version {rt.version}")
+    return rt
+
+
+def _error_body(path: str, status: int, message: str) -> bytes:
+    if path == "/invocations":
+        return dumps({"error_code": _MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message})
+    return dumps({"error": message})
+
+
+def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(_error_body(request.url.path, status, message), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+async def _parse(fn: Callable[..., Any], body: bytes, *args: Any) -> Any:
+    if len(body) > _OFFLOAD_BYTES:
+        return await run_in_threadpool(fn, body, *args)
+    return fn(body, *args)
+
+
+def _metadata(rt: Runtime, backend: str) -> dict[str, Any]:
+    return {
+        "name": rt.name,
+        "versions": [rt.version],
+        "platform": "trustforge_onnxruntime" if backend == "onnx" else "trustforge_pytorch",
+        "inputs": [s.metadata() for s in rt.signature.inputs],
+        "outputs": [s.metadata() for s in rt.signature.outputs],
+    }
+
+
+_ERRORS = {400: {"model": ErrorBody, "description": "the request is malformed or does not fit the model's signature"},
+           401: {"model": ErrorBody, "description": "no valid bearer token"},
+           403: {"model": ErrorBody, "description": "the token's role may not do this"},
+           404: {"model": ErrorBody, "description": "no such model or version on this server"}}
+_INFER_ERRORS = {**_ERRORS, 413: {"model": ErrorBody, "description": "the body is larger than the server accepts"},
+                 503: {"model": ErrorBody, "description": "the queue is full; retry after Retry-After seconds"}}
+
+
+def _body(schema: str, binary: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    if binary:
+        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"},
+                                               "description": "the JSON header (Inference-Header-Content-Length bytes) then binary tensor data"}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool = False) -> FastAPI:
+    """The HTTP app serving `service`.
+
+    Args:
+        service: the model service (started already unless `manage`).
+        auth: how requests are authenticated; default: bearer tokens against the service's
+            registry (or none, per `service.config.auth`).
+        manage: start the service when the app starts and close it when the app stops.
+    """
+    config = service.config
+    if auth is None:
+        if config.auth == "token":
+            auth = Auth(service.registry.access, service.registry.audit, "token", obj=service.source.object,
+                        cache_s=config.auth_cache_s)
+        else:
+            auth = Auth(None, None, config.auth, obj=service.source.object)
+    metrics: ServeMetrics = service.metrics
+
+    lifespan = _managed(service) if manage else None
+    options: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        # FastAPI's own OpenTelemetry hooks check for providers on every request; this server
+        # exports Prometheus metrics itself, so they stay off.
+        options["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title="TrustForge model server", version=__version__, lifespan=lifespan,
+                  description="Open Inference Protocol v2 and MLflow scoring for one TrustForge model. "
+                              "Every route but the health probes needs `Authorization: Bearer <token>`.", **options)
+    app.state.service = service
+    app.state.auth = auth
+    app.state.metrics = metrics
+    app.add_middleware(_Gate, max_body=config.max_request_bytes, metrics=metrics)
+
+    # ------------------------------------------------------------------ errors
+
+    @app.exception_handler(RequestError)
+    async def _bad_request(request: Request, exc: RequestError) -> Response:
+        return _error(request, 400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        err = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        return _error(request, 400, f"{where}: {err.get('msg', 'invalid')}")
+
+    @app.exception_handler(QueueFull)
+    async def _full(request: Request, exc: QueueFull) -> Response:
+        return _error(request, 503, str(exc), {"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(BatcherClosed)
+    async def _closed(request: Request, exc: BatcherClosed) -> Response:
+        return _error(request, 503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(asyncio.TimeoutError)
+    async def _timeout(request: Request, exc: Exception) -> Response:
+        return _error(request, 504, f"no prediction within {config.request_timeout_s:g} s")
+
+    @app.exception_handler(WorkerCrashed)
+    @app.exception_handler(InternalError)
+    async def _model_failed(request: Request, exc: Exception) -> Response:
+        return _error(request, 500, str(exc))
+
+    @app.exception_handler(TrustForgeError)
+    async def _library(request: Request, exc: TrustForgeError) -> Response:
+        log_event(logging.ERROR, "request_failed", route=request.url.path, error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+        return _error(request, 500, f"{exc.__class__.__name__}: the server could not answer; see its log")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        log_event(logging.ERROR, "internal_error", route=request.url.path, error=exc.__class__.__name__)
+        return _error(request, 500, "internal error; see the server log")
+
+    # ------------------------------------------------------------------ v2: health and metadata
+
+    @app.get("/v2/health/live", response_model=Live, tags=["v2"], summary="Liveness (open)")
+    async def live() -> Live:
+        return Live(live=True)
+
+    @app.get("/v2/health/ready", response_model=Ready, tags=["v2"], summary="Readiness (open)",
+             responses={503: {"model": Ready, "description": "no model worker is ready"}})
+    async def ready(svc: ModelService = Depends(get_service)) -> Response:
+        ok = svc.current is not None and svc.current.ready
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v2", response_model=ServerMetadata, tags=["v2"], summary="Server metadata", responses=_ERRORS)
+    async def server_metadata(_=Depends(require_read)) -> ServerMetadata:
+        return ServerMetadata(name="trustforge", version=__version__, extensions=["binary_tensor_data", "model_configuration"])
+
+    @app.get("/v2/models/{model_name}", response_model=ModelMetadata, tags=["v2"], summary="Model metadata", responses=_ERRORS)
+    async def model_metadata(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+        return _metadata(_runtime(svc, model_name, None), config.backend)
+
+    @app.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, tags=["v2"],
+             summary="Model version metadata", responses=_ERRORS)
+    async def version_metadata(model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service),
+                               _=Depends(require_read)) -> dict:
+        return _metadata(_runtime(svc, model_name, model_version), config.backend)
+
+    async def _model_ready(svc: ModelService, name: str, version: str | None) -> Response:
+        rt = _runtime(svc, name, version)
+        return JSONResponse({"name": rt.name, "ready": rt.ready}, status_code=200 if rt.ready else 503)
+
+    @app.get("/v2/models/{model_name}/ready", response_model=ModelReady, tags=["v2"], summary="Model readiness", responses=_ERRORS)
+    async def model_ready(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> Response:
+        return await _model_ready(svc, model_name, None)
+
+    @app.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady, tags=["v2"],
+             summary="Model version readiness", responses=_ERRORS)
+    async def version_ready(model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service),
+                            _=Depends(require_read)) -> Response:
+        return await _model_ready(svc, model_name, model_version)
+
+    @app.get("/v2/models/{model_name}/config", tags=["v2"], summary="Model configuration (Triton's extension)", responses=_ERRORS)
+    async def model_config(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+        rt = _runtime(svc, model_name, None)
+        return {
+            "name": rt.name,
+            "platform": _metadata(rt, config.backend)["platform"],
+            "max_batch_size": config.max_batch_size,
+            "dynamic_batching": {"max_queue_delay_microseconds": int(config.max_latency_ms * 1000),
+                                 "default_queue_policy": {"max_queue_size": config.max_queue}},
+            "instance_group": [{"count": max(1, config.workers), "kind": "KIND_CPU"}],
+            "input": [{"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
+                      for s in rt.signature.inputs],
+            "output": [{"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
+                       for s in rt.signature.outputs],
+        }
+
+    # ------------------------------------------------------------------ v2: inference
+
+    async def _infer(request: Request, svc: ModelService, name: str, version: str | None) -> Response:
+        body = await request.body()
+        header_length = request.headers.get("inference-header-content-length")
+        for _attempt in range(2):  # a swap between parsing and queueing: parse again for the new version
+            rt = _runtime(svc, name, version)
+            parsed = await _parse(parse_infer, body, header_length, rt.signature)
+            try:
+                columns = await rt.predict(parsed.payload)
+            except BatcherClosed:
+                continue
+            content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version)
+            return Response(content, headers=headers)
+        raise BatcherClosed("the model version changed twice during this request; retry")
+
+    @app.post("/v2/models/{model_name}/infer", response_model=InferenceResponse, tags=["v2"], summary="Inference",
+              responses=_INFER_ERRORS, openapi_extra=_body("InferenceRequest", binary=True))
+    async def infer(request: Request, model_name: str = _NAME, svc: ModelService = Depends(get_service),
+                    _=Depends(require_predict)) -> Response:
+        return await _infer(request, svc, model_name, None)
+
+    @app.post("/v2/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse, tags=["v2"],
+              summary="Inference on a version", responses=_INFER_ERRORS, openapi_extra=_body("InferenceRequest", binary=True))
+    async def infer_version(request: Request, model_name: str = _NAME, model_version: str = _VERSION,
+                            svc: ModelService = Depends(get_service), _=Depends(require_predict)) -> Response:
+        return await _infer(request, svc, model_name, model_version)
+
+    @app.get("/v2/models/{model_name}/drift", tags=["monitoring"], summary="Drift of the inputs served so far", responses=_ERRORS)
+    async def drift(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+        rt = _runtime(svc, model_name, None)
+        if rt.monitor is None:
+            return {"model_name": rt.name, "model_version": rt.version, "enabled": False,
+                    "reason": "the package has no reference statistics (or drift monitoring is not installed)", "drift": None}
+        status = await run_in_threadpool(rt.monitor.status)
+        return {"model_name": rt.name, "model_version": rt.version, "enabled": True, "drift": status}
+
+    # ------------------------------------------------------------------ MLflow scoring
+
+    @app.post("/invocations", response_model=ScoringResponse, tags=["mlflow"], summary="MLflow scoring",
+              responses={k: {**v, "model": ScoringError} for k, v in _INFER_ERRORS.items() if k != 404},
+              openapi_extra=_body("ScoringRequest"))
+    async def invocations(request: Request, svc: ModelService = Depends(get_service), _=Depends(require_predict)) -> Response:
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if kind not in ("application/json", ""):
+            return _error(request, 415, f"content type {kind[:60]!r} is not supported; send application/json")
+        body = await request.body()
+        for _attempt in range(2):
+            rt = svc.current
+            if rt is None:
+                raise StarletteHTTPException(503, "no model is loaded yet", headers={"Retry-After": "1"})
+            payload = await _parse(parse_scoring, body, rt.signature)
+            try:
+                columns = await rt.predict(payload)
+            except BatcherClosed:
+                continue
+            return Response(encode_scoring(columns), media_type="application/json")
+        raise BatcherClosed("the model version changed twice during this request; retry")
+
+    @app.get("/ping", tags=["mlflow"], summary="Health (open)", response_model=Ready,
+             responses={503: {"model": Ready, "description": "no model worker is ready"}})
+    async def ping(svc: ModelService = Depends(get_service)) -> Response:
+        ok = svc.current is not None and svc.current.ready
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/health", tags=["mlflow"], summary="Health", response_model=Ready, responses=_ERRORS)
+    async def health(svc: ModelService = Depends(get_service), _=Depends(require_read)) -> Response:
+        ok = svc.current is not None and svc.current.ready
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/version", tags=["mlflow"], summary="Server and model version", responses=_ERRORS)
+    async def version(svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+        rt = svc.current
+        return {"trustforge": __version__, "model_name": rt.name if rt else None, "model_version": rt.version if rt else None,
+                "backend": config.backend}
+
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics", responses=_ERRORS,
+             response_class=Response)
+    async def prometheus(_=Depends(require_read)) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (InferenceRequest, ScoringRequest):
+                js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(js.pop("$defs", {}))
+                components[model.__name__] = js
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _managed(service: ModelService) -> Callable:
+    """A lifespan that starts `service` with the app and closes it when the app stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    return lifespan
+
+
+class _Gate:
+    """Pure ASGI, in front of every route: request id, body limit, metrics, one log line."""
+
+    def __init__(self, app: Any, *, max_body: int, metrics: ServeMetrics):
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = f"{_ID_PREFIX}{next(_ids):x}"
+        status = [500]
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                refused = _declared_too_big(scope, self.max_body)
+                if refused is None:
+                    body, refused = await _read_body(receive, self.max_body)
+                    if refused is None:
+                        receive = _replay(body, receive)
+                if refused is not None:
+                    await _send_error(send_with_id, scope["path"], *refused)
+                    return
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            self.metrics.request_seconds.labels(route=route, method=scope["method"]).observe(elapsed)
+            self.metrics.responses.labels(route=route, status=str(status[0])).inc()
+            principal = (scope.get("state") or {}).get("principal")
+            log_event(logging.INFO, "request", request_id=request_id, method=scope["method"], route=route,
+                      status=status[0], ms=round(elapsed * 1000, 3), principal=principal)
+
+
+def _declared_too_big(scope: dict, limit: int) -> tuple[int, str] | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                n = int(value)
+            except ValueError:
+                return 400, "Content-Length is not an integer"
+            if n > limit:
+                return 413, f"the body has {n} bytes; this server accepts at most {limit}"
+    return None
+
+
+async def _read_body(receive: Callable, limit: int) -> tuple[bytes, tuple[int, str] | None]:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", (400, "the client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", (413, f"the body is larger than the {limit} bytes this server accepts")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """A `receive` that hands the app the body already read, then the client's own messages."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # only a disconnect can come now
+
+    return replay
+
+
+async def _send_error(send: Callable, path: str, status: int, message: str) -> None:
+    body = _error_body(path, status, message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

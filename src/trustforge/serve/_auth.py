@@ -1,0 +1,153 @@
+"""Who may call what: bearer tokens from the registry's access store, roles from `POLICY`.
+
+Every route names one action of `trustforge.secure.POLICY` (the single source of who may do
+what) or none:
+
+| route                                                    | action  |
+|----------------------------------------------------------|---------|
+| GET /v2/health/live, /v2/health/ready, /ping             | (open)  |
+| GET /docs, /openapi.json                                 | (open)  |
+| GET /v2, /v2/models/{name}[/versions/{v}][/ready|/config] | read    |
+| GET /v2/models/{name}/drift, /metrics, /health, /version | read    |
+| POST /v2/models/{name}[/versions/{v}]/infer, /invocations | predict |
+
+`predict` is granted to every role (viewer and up): whoever may read a model may load it
+and compute its predictions anyway, and the applications that call a model need no right to
+promote or register one. Starting a server needs `serve` (deployer, admin).
+
+The probes are open because load balancers and Kubernetes call them without credentials;
+`/docs` and `/openapi.json` are open because they describe the protocol, which is the same
+for every model (a model's input names are in its metadata, which needs `read`), and the
+interactive docs fetch the schema before anyone can type a token into them.
+
+A request without a bearer token, or with a malformed, unknown, expired or revoked one, gets
+401 with `WWW-Authenticate: Bearer`; a valid token whose role lacks the action gets 403.
+A valid token is remembered for `cache_s` seconds (1 s by default): reading the database
+cost more than everything else a small request needs. Expiry, revocation and role changes
+therefore take effect within `cache_s`, without a restart (`cache_s=0` checks the database
+on every request). Only successes are remembered (by the token's SHA-256, never the token);
+every refusal is checked anew and written to the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Literal
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from trustforge import secure
+from trustforge.errors import AccessDenied
+from trustforge.secure import Principal
+from trustforge.serve._logging import log_event
+
+__all__ = ["Auth", "authenticated", "require_read", "require_predict", "UNAUTHENTICATED"]
+
+UNAUTHENTICATED = Principal(name="unauthenticated", role="admin", kind="no-auth")
+_bearer = HTTPBearer(auto_error=False, description="an API token from `trustforge users token NAME`")
+
+
+class Auth:
+    """Checks one request's token and role.
+
+    Args:
+        access: the registry's `AccessStore` (None only without authentication).
+        audit: the audit log that records refusals.
+        mode: "token", "none" (no tokens; loopback only, checked at start) or "insecure"
+            (no tokens; logs a warning on every request).
+        obj: what access checks name (the served model's URI).
+        cache_s: how long a valid token is remembered (0: never).
+    """
+
+    _MAX_CACHED = 10_000
+
+    def __init__(self, access: secure.AccessStore | None, audit: secure.AuditLog | None,
+                 mode: Literal["token", "none", "insecure"] = "token", obj: str = "models:/", cache_s: float = 1.0):
+        if mode == "token" and access is None:
+            raise ValueError("token authentication needs an AccessStore")
+        self.access = access
+        self.audit = audit
+        self.mode = mode
+        self.obj = obj
+        self.cache_s = cache_s
+        self._cache: dict[bytes, tuple[Principal, float]] = {}
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token checked less than `cache_s` seconds ago, else None."""
+        if self.cache_s <= 0:
+            return None
+        hit = self._cache.get(hashlib.sha256(token.encode("utf-8", "replace")).digest())
+        if hit is None or hit[1] <= time.monotonic():
+            return None
+        return hit[0]
+
+    def authenticate(self, token: str | None, route: str) -> Principal:
+        """The principal acting with `token` (blocking: it reads the database).
+
+        Raises:
+            HTTPException: 401 for no, malformed, unknown, expired or revoked tokens (audited).
+        """
+        if self.mode != "token":
+            if self.mode == "insecure":
+                log_event(logging.WARNING, "insecure_no_auth", route=route,
+                          detail="serving without authentication (--insecure-no-auth)")
+            return UNAUTHENTICATED
+        if not token:
+            if self.audit is not None:
+                # Recorded as AccessStore records refused tokens: action "authenticate".
+                self.audit.append("anonymous", "authenticate", self.obj, "denied", {"reason": "no bearer token", "route": route})
+            raise HTTPException(401, "this route needs a bearer token (Authorization: Bearer tfk_...)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        try:
+            who = self.access.authenticate(token)  # reads the database; audits its refusals
+        except AccessDenied as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        if self.cache_s > 0:
+            if len(self._cache) >= self._MAX_CACHED:
+                self._cache.clear()
+            self._cache[hashlib.sha256(token.encode("utf-8", "replace")).digest()] = (who, time.monotonic() + self.cache_s)
+        return who
+
+    def authorize(self, who: Principal, action: str) -> None:
+        """Return if `who`'s role may do `action` (POLICY); else audit and raise 403."""
+        try:
+            secure.require(who, action, self.obj, self.audit)
+        except AccessDenied as exc:
+            raise HTTPException(403, str(exc)) from None
+
+
+def _route(request: Request) -> str:
+    return getattr(request.scope.get("route"), "path", "unmatched")
+
+
+async def authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    """The caller (401 unless the token is valid). Tests override this to act as any principal."""
+    auth: Auth = request.app.state.auth
+    token = credentials.credentials if credentials is not None else None
+    if auth.mode != "token":
+        return auth.authenticate(None, _route(request))
+    if token:
+        who = auth.cached(token)
+        if who is not None:
+            return who
+    return await run_in_threadpool(auth.authenticate, token, _route(request))
+
+
+def _needs(action: str):
+    async def dependency(request: Request, who: Principal = Depends(authenticated)) -> Principal:
+        auth: Auth = request.app.state.auth
+        if not secure.allowed(who.role, action):
+            await run_in_threadpool(auth.authorize, who, action)  # audits, then raises 403
+        request.state.principal = who.name
+        return who
+
+    dependency.__name__ = f"require_{action}"
+    return dependency
+
+
+require_read = _needs("read")
+require_predict = _needs("predict")

@@ -1,0 +1,261 @@
+"""The ONNX Runtime backend: export on first serve into a signed cache, then predict the same.
+
+`prepare_onnx(model, digest, ...)` returns the path of an ONNX export of a verified model's
+network, keyed by the package digest (SHA-256 of its verified manifest, which lists every
+file's SHA-256), so a changed package never meets a stale export. On a cache miss it exports
+the module with `torch.onnx.export` (the dynamo exporter, batch axis dynamic), checks that ONNX
+Runtime predicts what the eager model predicts on probe inputs built from the signature
+(within 1e-4, relative to magnitudes above 1), and writes the file with a sidecar that the
+workspace key signs: an export someone edited on disk fails `load_onnx_model`'s check and is
+exported again, never run.
+
+Only the network moves to ONNX Runtime: preprocessing, calibration and the prediction table
+stay `Model`'s own, so `Model.predict` remains the one predict path (the ONNX model is a
+`Model` whose module is an ONNX Runtime session).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge._fs import atomic_write_bytes
+from trustforge.errors import ModelError
+from trustforge.package import Model
+from trustforge.secure import Keyring
+from trustforge.serve._signature import NP_TYPES, Signature
+
+__all__ = ["prepare_onnx", "load_onnx_model", "probe_input", "compare_predictions", "OrtModule", "TOLERANCE"]
+
+log = logging.getLogger("trustforge.serve")
+
+TOLERANCE = 1e-4
+_CACHE_FORMAT = "trustforge.onnx-cache"
+_OPSET = 18
+_WORDS = ("good", "bad", "fine", "terrible", "service", "product", "late", "quick", "price", "quality")
+
+
+class OrtModule:
+    """An ONNX Runtime session with the calling convention of the torch module it replaces."""
+
+    def __init__(self, blob: bytes, threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+        self._names = {i.name for i in self.session.get_inputs()}
+
+    def eval(self) -> "OrtModule":
+        return self
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        # The exporter drops inputs the network never reads (an empty categorical matrix).
+        feeds = {f"input_{i}": t.detach().cpu().numpy() for i, t in enumerate(tensors) if f"input_{i}" in self._names}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def probe_input(model: Model, signature: Signature, rows: int = 16, seed: int = 0) -> pd.DataFrame | np.ndarray:
+    """Synthetic inputs that fit the signature: category values the model knows, numbers around
+    the training mean, images and waveforms in [0, 1]. For export examples and parity checks."""
+    rng = np.random.default_rng(seed)
+    if signature.layout == "tensor":
+        spec = signature.tensor
+        shape = [rows] + [16 if d == -1 else d for d in spec.shape[1:]]
+        dtype = NP_TYPES[spec.datatype]
+        if dtype.kind == "f":
+            return rng.random(shape).astype(dtype)
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    pre = (model.manifest.get("preprocessing") or {})
+    vocab = pre.get("vocabularies") or {}
+    binary = pre.get("binary_values") or {}
+    numeric = list(model.schema.numeric) if hasattr(model.schema, "numeric") else []
+    mean = model.preprocessor.tensors.get("num.mean")
+    std = model.preprocessor.tensors.get("num.std")
+    cols: dict[str, Any] = {}
+    for spec in signature.inputs:
+        if spec.name in binary:
+            values = list(binary[spec.name])
+            picked = rng.choice(len(values), size=rows)
+            cols[spec.name] = [values[i] for i in picked] if spec.datatype == "BYTES" else np.array([float(values[i]) for i in picked])
+        elif spec.datatype == "BYTES":
+            known = [v for v in vocab.get(spec.name, [])[2:]] or [" ".join(rng.choice(_WORDS, size=5)) for _ in range(8)]
+            cols[spec.name] = [known[i] for i in rng.choice(len(known), size=rows)]
+        else:
+            j = numeric.index(spec.name) if spec.name in numeric else None
+            mu = float(mean[j]) if mean is not None and j is not None else 0.0
+            sd = float(std[j]) if std is not None and j is not None else 1.0
+            values = rng.normal(mu, sd, size=rows)
+            if NP_TYPES[spec.datatype].kind in "iu":
+                values = np.round(values)
+            cols[spec.name] = values.astype(NP_TYPES[spec.datatype]) if spec.datatype != "BYTES" else values
+    return pd.DataFrame(cols)
+
+
+def compare_predictions(eager: pd.DataFrame, other: pd.DataFrame) -> float:
+    """The largest difference between two prediction tables (numbers relative above magnitude 1).
+
+    Returns:
+        The max difference over numeric columns; `inf` if a label or a column differs.
+    """
+    if list(eager.columns) != list(other.columns) or len(eager) != len(other):
+        return float("inf")
+    worst = 0.0
+    for c in eager.columns:
+        a, b = eager[c].to_numpy(), other[c].to_numpy()
+        if a.dtype.kind in "fiu" and b.dtype.kind in "fiu":
+            a64, b64 = a.astype(np.float64), b.astype(np.float64)
+            diff = np.abs(a64 - b64) / np.maximum(1.0, np.abs(a64))
+            worst = max(worst, float(np.nanmax(diff)) if diff.size else 0.0)
+        elif not np.array_equal(a.astype(str), b.astype(str)):
+            return float("inf")
+    return worst
+
+
+def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Keyring) -> Path:
+    """The path of a verified ONNX export of `model`, exported and checked on first use.
+
+    Args:
+        model: the model, loaded from a verified package.
+        package_digest: SHA-256 of the package's manifest (the cache key).
+        cache_dir: the workspace cache folder (`Settings.cache_dir`).
+        keyring: signs new cache entries and verifies existing ones.
+
+    Raises:
+        ModelError: the model kind cannot be exported, or ONNX Runtime predicts differently
+            (both name the kind).
+    """
+    entry = Path(cache_dir) / "onnx" / package_digest
+    entry.mkdir(parents=True, exist_ok=True)
+    onnx_file = entry / "model.onnx"
+    with _locked(entry / ".lock"):  # two servers starting at once export once
+        if onnx_file.exists():
+            try:
+                _read_verified(onnx_file, package_digest, keyring)
+                return onnx_file
+            except ModelError as exc:
+                log.warning(json.dumps({"event": "onnx_cache_invalid", "path": str(onnx_file), "reason": str(exc)}))
+        signature = Signature.from_manifest(model.manifest)
+        blob = export_onnx(model, signature)
+        eager_model = model
+        onnx_model = Model(model.spec, model.preprocessor, OrtModule(blob), model.manifest, model.path)
+        probe = probe_input(model, signature, rows=64)
+        try:
+            diff = compare_predictions(eager_model.predict(probe), onnx_model.predict(probe))
+        except Exception as exc:  # noqa: BLE001 - any failure of the exported graph is the kind's
+            raise ModelError(f"model kind {_kind(model)!r}: the ONNX export does not run in ONNX Runtime "
+                             f"({exc.__class__.__name__}: {str(exc)[:200]}); serve it with --backend torch") from None
+        if not diff <= TOLERANCE:
+            raise ModelError(f"model kind {_kind(model)!r}: ONNX Runtime predictions differ from eager PyTorch by {diff:.3g} "
+                             f"(> {TOLERANCE}); serve it with --backend torch")
+        meta = {
+            "format": _CACHE_FORMAT,
+            "format_version": 1,
+            "package_digest": package_digest,
+            "onnx_sha256": hashlib.sha256(blob).hexdigest(),
+            "opset": _OPSET,
+            "torch": torch.__version__,
+            "max_difference": diff,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        key_id, sig = keyring.sign(_canonical(meta))
+        atomic_write_bytes(onnx_file, blob)
+        atomic_write_bytes(entry / "model.json", json.dumps({**meta, "key_id": key_id,
+                                                             "signature": base64.b64encode(sig).decode("ascii")}, indent=1).encode())
+        log.info(json.dumps({"event": "onnx_exported", "path": str(onnx_file), "max_difference": diff}))
+        return onnx_file
+
+
+def load_onnx_model(model: Model, onnx_file: Path, package_digest: str, keyring: Keyring, threads: int = 1) -> Model:
+    """`model` with its network replaced by the cached ONNX export (verified before it is parsed).
+
+    Raises:
+        ModelError: the cache entry is missing, changed or not signed by this workspace.
+    """
+    blob = _read_verified(Path(onnx_file), package_digest, keyring)
+    return Model(model.spec, model.preprocessor, OrtModule(blob, threads), model.manifest, model.path)
+
+
+def export_onnx(model: Model, signature: Signature) -> bytes:
+    """The ONNX bytes of `model.module`, batch axis dynamic.
+
+    Raises:
+        ModelError: the exporter cannot handle this model kind (named).
+    """
+    raw = model.read_input(probe_input(model, signature, rows=4, seed=1))
+    example = tuple(model.preprocessor.encode_inputs(raw))
+    names = [f"input_{i}" for i in range(len(example))]
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    dynamic = tuple({0: batch} for _ in example)
+    sink = io.StringIO()
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model.module, example, None, input_names=names, output_names=["output"],
+                                        dynamic_shapes=dynamic, dynamo=True, opset_version=_OPSET, verbose=False)
+            blob = program.model_proto.SerializeToString()
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; all mean "this kind cannot export"
+        raise ModelError(f"model kind {_kind(model)!r} cannot be exported to ONNX ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); serve it with --backend torch") from None
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+    return blob
+
+
+def _read_verified(onnx_file: Path, package_digest: str, keyring: Keyring) -> bytes:
+    meta_file = onnx_file.with_name("model.json")
+    try:
+        blob = onnx_file.read_bytes()
+        sealed = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = {k: v for k, v in sealed.items() if k not in ("key_id", "signature")}
+        signature = base64.b64decode(sealed["signature"], validate=True)
+        key_id = sealed["key_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(f"{onnx_file}: ONNX cache entry is incomplete or unreadable") from None
+    if not keyring.verify(key_id, _canonical(meta), signature):
+        raise ModelError(f"{meta_file}: ONNX cache entry is not signed by this workspace")
+    if meta.get("format") != _CACHE_FORMAT or meta.get("package_digest") != package_digest:
+        raise ModelError(f"{meta_file}: ONNX cache entry belongs to another package")
+    if hashlib.sha256(blob).hexdigest() != meta.get("onnx_sha256"):
+        raise ModelError(f"{onnx_file}: ONNX file changed since it was exported")
+    return blob
+
+
+def _canonical(meta: dict[str, Any]) -> bytes:
+    return b"trustforge.onnx-cache.v1\x00" + json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _kind(model: Model) -> str:
+    return str(getattr(model.spec.model, "kind", "unknown"))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

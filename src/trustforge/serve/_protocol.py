@@ -1,0 +1,389 @@
+"""Both request protocols onto one payload, and predictions back onto both response forms.
+
+`parse_infer` reads an Open Inference Protocol v2 request (JSON, or JSON followed by binary
+tensor data), `parse_scoring` an MLflow scoring request; both return the same payload (see
+`_signature`), so one predict path serves both. `encode_infer` and `encode_scoring` turn the
+predictions (column name → array, one row per input row) into each protocol's response.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from pydantic import ValidationError
+
+from trustforge.serve._schemas import InferenceRequest, ScoringRequest
+from trustforge.serve._signature import (
+    NP_TYPES,
+    Payload,
+    RequestError,
+    Signature,
+    TensorSpec,
+    _flatten,
+    check_tensor_shape,
+    column_from_json,
+    encode_bytes_tensor,
+    tensor_from_binary,
+    tensor_from_json,
+)
+
+__all__ = ["InferRequest", "parse_infer", "parse_scoring", "resolve_outputs", "encode_infer", "encode_scoring",
+           "validation_message", "dumps"]
+
+_MAX_ELEMENTS = 1 << 28  # a shape claiming more elements than this is refused before any allocation
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes (NaN and infinities must already be None)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> str:
+    """The first problem of a pydantic error as `field.path: message` (the input value omitted)."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    where = f"{prefix}{'.' if prefix and loc else ''}{loc}"
+    msg = err.get("msg", "invalid")
+    return f"{where}: {msg}" if where else msg
+
+
+# ---------------------------------------------------------------------------- v2 requests
+
+
+@dataclass
+class InferRequest:
+    """A parsed v2 infer request: the payload, and how the client wants the answer."""
+
+    payload: Payload
+    id: str | None
+    outputs: list[tuple[str, bool]] | None  # requested outputs and whether each is binary
+    binary_default: bool
+
+
+def parse_infer(body: bytes, header_length: str | None, signature: Signature) -> InferRequest:
+    """Parse and check a v2 infer request against the signature.
+
+    Args:
+        body: the request body.
+        header_length: the `Inference-Header-Content-Length` header (binary data follow the
+            JSON header when it is present).
+        signature: the served model's signature.
+
+    Raises:
+        RequestError: anything the protocol or the signature refuses, naming the field.
+    """
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise RequestError(f"Inference-Header-Content-Length must be an integer; got {header_length[:20]!r}") from None
+        if not 0 < n <= len(body):
+            raise RequestError(f"Inference-Header-Content-Length {n} is outside the body's {len(body)} bytes")
+        header, rest = body[:n], memoryview(body)[n:]
+    else:
+        header, rest = body, memoryview(b"")
+    try:
+        req = InferenceRequest.model_validate_json(header)
+    except ValidationError as exc:
+        raise RequestError(validation_message(exc)) from None
+
+    given: dict[str, tuple[int, Any, memoryview | None]] = {}
+    offset = 0
+    for i, inp in enumerate(req.inputs):
+        if inp.name in given:
+            raise RequestError(f"inputs[{i}]: input {inp.name!r} is given twice")
+        if any(d < 0 for d in inp.shape):
+            raise RequestError(f"inputs[{i}] ({inp.name!r}): shape {inp.shape} has a negative size")
+        size = (inp.parameters or {}).get("binary_data_size")
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise RequestError(f"inputs[{i}] ({inp.name!r}): parameters.binary_data_size must be a non-negative integer")
+            if header_length is None:
+                raise RequestError(f"inputs[{i}] ({inp.name!r}): binary data need the Inference-Header-Content-Length header")
+            if offset + size > len(rest):
+                raise RequestError(f"inputs[{i}] ({inp.name!r}): binary_data_size {size} runs past the end of the body")
+            given[inp.name] = (i, inp, rest[offset:offset + size])
+            offset += size
+        else:
+            if inp.data is None:
+                raise RequestError(f"inputs[{i}] ({inp.name!r}) has neither data nor parameters.binary_data_size")
+            given[inp.name] = (i, inp, None)
+    if offset != len(rest):
+        raise RequestError(f"the body has {len(rest) - offset} bytes after the JSON header that no input claims")
+
+    if signature.layout == "tensor":
+        payload: Payload = _v2_tensor(signature.tensor, given, signature)
+    else:
+        payload = _v2_columns(signature, given)
+
+    params = req.parameters or {}
+    binary_default = params.get("binary_data_output") is True
+    outputs = None
+    if req.outputs is not None:
+        outputs = []
+        for j, out in enumerate(req.outputs):
+            flag = (out.parameters or {}).get("binary_data", binary_default)
+            if not isinstance(flag, bool):
+                raise RequestError(f"outputs[{j}] ({out.name!r}): parameters.binary_data must be true or false")
+            outputs.append((out.name, flag))
+    return InferRequest(payload, req.id, outputs, binary_default)
+
+
+def _v2_tensor(spec: TensorSpec, given: Mapping[str, tuple[int, Any, memoryview | None]], signature: Signature) -> np.ndarray:
+    if spec.name not in given:
+        raise RequestError(f"input {spec.name!r} is missing; the model takes {signature.describe()}")
+    i, inp, buf = given[spec.name]
+    where = f"inputs[{i}] ({spec.name!r})"
+    check_tensor_shape(inp.shape, spec, where)
+    _check_size(inp.shape, where)
+    if buf is not None:
+        return tensor_from_binary(buf, inp.datatype, inp.shape, spec, where)
+    return tensor_from_json(inp.data, spec, where, claimed=inp.datatype, shape=inp.shape)
+
+
+def _v2_columns(signature: Signature, given: Mapping[str, tuple[int, Any, memoryview | None]]) -> dict[str, np.ndarray]:
+    columns: dict[str, np.ndarray] = {}
+    rows: tuple[str, int] | None = None
+    for spec in signature.inputs:
+        if spec.name not in given:
+            if spec.optional:
+                continue
+            raise RequestError(f"input {spec.name!r} is missing; the model takes {signature.describe()}")
+        i, inp, buf = given[spec.name]
+        where = f"inputs[{i}] ({spec.name!r})"
+        shape = inp.shape
+        if not (len(shape) == 1 or len(shape) == 2 and shape[1] == 1):
+            raise RequestError(f"{where} has shape {shape}; a column takes [N] or [N, 1]")
+        if shape[0] < 1:
+            raise RequestError(f"{where} has no rows; send at least one")
+        _check_size(shape, where)
+        if buf is not None:
+            col = tensor_from_binary(buf, inp.datatype, shape, spec, where).reshape(-1)
+        else:
+            flat = _flatten(inp.data, where)
+            if len(flat) != shape[0]:
+                raise RequestError(f"{where} holds {len(flat)} values; shape {shape} needs {shape[0]}")
+            col = column_from_json(flat, spec, where, claimed=inp.datatype)
+        if rows is not None and rows[1] != len(col):
+            raise RequestError(f"{where} has {len(col)} rows; input {rows[0]!r} has {rows[1]}")
+        rows = rows or (spec.name, len(col))
+        columns[spec.name] = col
+    return columns
+
+
+def _check_size(shape: Sequence[int], where: str) -> None:
+    n = 1
+    for d in shape:
+        n *= d
+    if n > _MAX_ELEMENTS:
+        raise RequestError(f"{where}: shape {list(shape)} holds more than {_MAX_ELEMENTS} elements")
+
+
+# ---------------------------------------------------------------------------- MLflow requests
+
+
+def parse_scoring(body: bytes, signature: Signature) -> Payload:
+    """Parse and check an MLflow scoring request (one of its four formats).
+
+    Raises:
+        RequestError: naming the format and the field at fault.
+    """
+    try:
+        req = ScoringRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestError(validation_message(exc)) from None
+    fmt = req.format
+    if signature.layout == "tensor":
+        return _scoring_tensor(req, fmt, signature)
+    if fmt == "dataframe_split":
+        split = req.dataframe_split
+        index = {c: j for j, c in enumerate(split.columns)}
+        if len(index) != len(split.columns):
+            raise RequestError("dataframe_split.columns: names repeat")
+        width = len(split.columns)
+        for r, row in enumerate(split.data):
+            if len(row) != width:
+                raise RequestError(f"dataframe_split.data[{r}] has {len(row)} values; there are {width} columns")
+        cols = {}
+        for spec in signature.inputs:
+            if spec.name not in index and spec.optional:
+                continue
+            if spec.name not in index:
+                raise RequestError(f"dataframe_split.columns lacks {spec.name!r}; the model takes {signature.describe()}")
+            j = index[spec.name]
+            cols[spec.name] = column_from_json([row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}")
+        return cols
+    if fmt == "dataframe_records":
+        return _records(req.dataframe_records, "dataframe_records", signature)
+    if fmt == "instances":
+        items = req.instances
+        if all(isinstance(item, dict) for item in items):
+            return _records(items, "instances", signature)
+        if len(signature.inputs) == 1 and not any(isinstance(item, (dict, list)) for item in items):
+            spec = signature.inputs[0]
+            return {spec.name: column_from_json(items, spec, f"instances ({spec.name!r})")}
+        raise RequestError(f"instances must be records ({{\"column\": value, ...}}); the model takes {signature.describe()}")
+    inputs = req.inputs
+    if isinstance(inputs, list):
+        if len(signature.inputs) == 1:
+            spec = signature.inputs[0]
+            return {spec.name: column_from_json(inputs, spec, f"inputs ({spec.name!r})")}
+        raise RequestError(f"inputs must be columns ({{\"column\": [values]}}); the model takes {signature.describe()}")
+    cols = {}
+    rows: tuple[str, int] | None = None
+    for spec in signature.inputs:
+        if spec.name not in inputs and spec.optional:
+            continue
+        if spec.name not in inputs:
+            raise RequestError(f"inputs lacks {spec.name!r}; the model takes {signature.describe()}")
+        values = inputs[spec.name]
+        if not isinstance(values, list):
+            values = [values]  # one row may give scalars
+        col = column_from_json(values, spec, f"inputs[{spec.name!r}]")
+        if rows is not None and rows[1] != len(col):
+            raise RequestError(f"inputs[{spec.name!r}] has {len(col)} rows; {rows[0]!r} has {rows[1]}")
+        rows = rows or (spec.name, len(col))
+        cols[spec.name] = col
+    return cols
+
+
+def _records(items: list[dict], fmt: str, signature: Signature) -> dict[str, np.ndarray]:
+    cols = {}
+    for spec in signature.inputs:
+        if spec.optional and not any(spec.name in rec for rec in items):
+            continue
+        values = []
+        for r, rec in enumerate(items):
+            if spec.name not in rec:
+                raise RequestError(f"{fmt}[{r}] has no field {spec.name!r}; the model takes {signature.describe()}")
+            values.append(rec[spec.name])
+        cols[spec.name] = column_from_json(values, spec, f"{fmt} field {spec.name!r}")
+    return cols
+
+
+def _scoring_tensor(req: ScoringRequest, fmt: str, signature: Signature) -> np.ndarray:
+    spec = signature.tensor
+    if fmt in ("dataframe_split", "dataframe_records"):
+        raise RequestError(f"{fmt}: this model takes {signature.describe()}; send it as 'inputs' or 'instances'")
+    data = req.instances if fmt == "instances" else req.inputs
+    if isinstance(data, dict):
+        if spec.name not in data:
+            raise RequestError(f"{fmt} lacks {spec.name!r}; the model takes {signature.describe()}")
+        data = data[spec.name]
+    elif isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        rows = []
+        for r, item in enumerate(data):
+            if spec.name not in item:
+                raise RequestError(f"{fmt}[{r}] has no field {spec.name!r}; the model takes {signature.describe()}")
+            rows.append(item[spec.name])
+        data = rows
+    return tensor_from_json(data, spec, f"{fmt} ({spec.name!r})")
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+def resolve_outputs(columns: Mapping[str, np.ndarray], signature: Signature) -> list[tuple[str, str, np.ndarray]]:
+    """The model's outputs as (name, datatype, array with the row first), from its predictions.
+
+    A signature output is the prediction column of its name, or, for an output with labels,
+    the columns `proba_<label>` (`probabilities`) or `<name>_<label>` stacked in label order.
+    Prediction columns no signature output names are returned as outputs of their own, so a
+    model whose package declares fewer outputs loses nothing.
+    """
+    out: list[tuple[str, str, np.ndarray]] = []
+    used: set[str] = set()
+    for spec in signature.outputs:
+        if spec.name in columns:
+            out.append((spec.name, spec.datatype, _as_type(columns[spec.name], spec.datatype)))
+            used.add(spec.name)
+        elif spec.labels:
+            prefix = "proba" if spec.name == "probabilities" else spec.name
+            names = [f"{prefix}_{label}" for label in spec.labels]
+            if all(n in columns for n in names):
+                stacked = np.stack([np.asarray(columns[n], dtype=np.float64) for n in names], axis=1)
+                out.append((spec.name, spec.datatype, _as_type(stacked, spec.datatype)))
+                used.update(names)
+    for name, arr in columns.items():
+        if name not in used:
+            datatype = "BYTES" if arr.dtype.kind in "OUS" else _v2_type(arr.dtype)
+            out.append((name, datatype, _as_type(arr, datatype)))
+    return out
+
+
+def _v2_type(dtype: np.dtype) -> str:
+    for name, np_type in NP_TYPES.items():
+        if np_type == dtype:
+            return name
+    return "FP64"
+
+
+def _as_type(arr: np.ndarray, datatype: str) -> np.ndarray:
+    if datatype == "BYTES":
+        return arr if arr.dtype == object else arr.astype(object)
+    return np.asarray(arr, dtype=NP_TYPES[datatype])
+
+
+def _jsonable(arr: np.ndarray) -> list:
+    """A flat list for JSON: NaN becomes null, numpy scalars become Python numbers."""
+    flat = arr.reshape(-1)
+    if flat.dtype.kind == "f":
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            obj = flat.astype(object)
+            obj[bad] = None
+            return obj.tolist()
+    elif flat.dtype == object:
+        return [None if v is None or isinstance(v, float) and not np.isfinite(v) else (v.item() if isinstance(v, np.generic) else v)
+                for v in flat.tolist()]
+    return flat.tolist()
+
+
+def encode_infer(outputs: list[tuple[str, str, np.ndarray]], req: InferRequest, model_name: str,
+                 model_version: str) -> tuple[bytes, dict[str, str]]:
+    """A v2 infer response: (body, headers). Binary outputs follow the JSON header.
+
+    Raises:
+        RequestError: the request asked for an output this model does not have.
+    """
+    available = {name: (dt, arr) for name, dt, arr in outputs}
+    if req.outputs is None:
+        chosen = [(name, req.binary_default) for name, _, _ in outputs]
+    else:
+        chosen = req.outputs
+        for name, _ in chosen:
+            if name not in available:
+                raise RequestError(f"output {name!r} is not an output of this model (outputs: {', '.join(available)})")
+    entries, blobs = [], []
+    for name, binary in chosen:
+        datatype, arr = available[name]
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+        if binary:
+            if datatype == "BYTES":
+                blob = encode_bytes_tensor(arr.reshape(-1).tolist())
+            else:
+                blob = np.ascontiguousarray(arr, dtype=NP_TYPES[datatype].newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _jsonable(arr)
+        entries.append(entry)
+    body: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": entries}
+    if req.id is not None:
+        body["id"] = req.id
+    header = dumps(body)
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {"content-type": "application/octet-stream",
+                                      "inference-header-content-length": str(len(header))}
+
+
+def encode_scoring(columns: Mapping[str, np.ndarray]) -> bytes:
+    """`{"predictions": [{column: value, ...}, ...]}`: one record per input row, as MLflow returns a DataFrame."""
+    names = list(columns)
+    values = [_jsonable(np.asarray(columns[n])) for n in names]
+    records = [dict(zip(names, row)) for row in zip(*values)]
+    return dumps({"predictions": records})

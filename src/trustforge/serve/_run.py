@@ -1,0 +1,51 @@
+"""`trustforge serve`: check who starts it and where it listens, load the model, run uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+from trustforge import secure
+from trustforge.serve._config import ServeConfig
+from trustforge.serve._logging import configure_logging, log_event
+from trustforge.settings import Settings
+
+__all__ = ["serve"]
+
+
+def serve(source: str, config: ServeConfig, *, settings: Settings | None = None, public_key: str | None = None) -> None:
+    """Serve a model until interrupted (SIGINT/SIGTERM: stop accepting, finish requests, stop workers).
+
+    The acting principal (`TRUSTFORGE_TOKEN`, else the local workspace admin) needs the
+    `serve` action on the model; requests then need their own tokens (see `_auth`).
+
+    Raises:
+        SecurityError: no authentication on an address other machines can reach (without
+            `auth="insecure"`).
+        AccessDenied: the principal may not serve (audited).
+        TrustForgeError: the model cannot be resolved, verified, loaded or exported.
+    """
+    import uvicorn
+
+    from trustforge.registry import Registry
+    from trustforge.serve._app import create_app
+    from trustforge.serve._service import ModelService, ModelSource
+
+    config.check_binding()
+    configure_logging()
+    settings = settings or Settings.from_env()
+    source = ModelSource(source, public_key)
+    with Registry(settings) as registry:
+        secure.require(registry.principal, "serve", source.object, registry.audit)
+        if config.auth != "token":
+            log_event(logging.WARNING, "no_auth", host=config.host, mode=config.auth,
+                      detail="every route is open to anyone who can reach this address")
+        service = ModelService(source, config, settings=settings, registry=registry, public_key=public_key)
+        service.start()
+        try:
+            app = create_app(service)
+            log_event(logging.INFO, "listening", host=config.host, port=config.port, model=service.current.name,
+                      version=service.current.version, auth=config.auth)
+            uvicorn.run(app, host=config.host, port=config.port, log_config=None, access_log=False,
+                        timeout_graceful_shutdown=max(5, int(config.request_timeout_s)), server_header=False)
+        finally:
+            service.close()

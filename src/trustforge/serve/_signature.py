@@ -1,0 +1,515 @@
+"""The request signature of a package, and request data → `Model.predict` input, strictly.
+
+A package's manifest lists its inputs and outputs (`manifest["signature"]`), each as
+`{"name", "datatype", "shape"}` with `-1` for a free dimension. Two layouts follow from it,
+for every modality alike (tables, text, interactions, series, images, audio):
+
+- **frame**: every input has shape `[-1]` (one value per row). The model takes a
+  `pandas.DataFrame` with one column per input; a request carries one column (v2) or one
+  field per record (MLflow) for each.
+- **tensor**: exactly one input, of rank 2 or more (`[-1, C, H, W]`, `[-1, T]`). The model
+  takes one `numpy.ndarray` whose first axis is the row.
+
+What a request may send (the rules behind every 400, each naming the field):
+- every input the signature lists must be present (unless it is marked `optional`); inputs it
+  does not list are ignored;
+- values convert only by numpy's *safe* casts (`np.can_cast(..., "safe")`): INT32 data into
+  an FP64 column, never FP64 into FP32 or text into a number column; JSON numbers have no
+  width, so they fit any float input, and integer inputs need integral values; a text (BYTES)
+  input takes JSON integers as their decimal text (ids, codes), never fractions, and a yes/no
+  column also takes JSON booleans;
+- JSON `null` is a missing value, which the model's fitted missing-value policy handles;
+- shapes must match the signature's fixed dimensions, and all columns of a request must have
+  the same number of rows (at least one).
+
+Between here and the model, data travel as a *payload*: for the frame layout a dict of 1-D
+numpy arrays (column name → values, in signature order), for the tensor layout one ndarray.
+Payloads of several requests concatenate into one batch without pandas. A model whose input
+declares `min_rows` (a forecasting series: one request is one series) is never batched.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from trustforge.errors import DataError, ModelError
+
+__all__ = [
+    "TensorSpec",
+    "Signature",
+    "Payload",
+    "RequestError",
+    "NP_TYPES",
+    "payload_rows",
+    "payload_key",
+    "concat_payloads",
+    "slice_columns",
+    "to_model_input",
+    "column_from_json",
+    "tensor_from_json",
+    "tensor_from_binary",
+    "encode_bytes_tensor",
+    "frame_to_columns",
+]
+
+# The Open Inference Protocol's tensor data types and their numpy equivalents (BF16 has none).
+NP_TYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_V2_OF_NUMPY = {v: k for k, v in NP_TYPES.items() if k != "BYTES"}
+
+Columns = dict[str, np.ndarray]
+Payload = Union[Columns, np.ndarray]
+
+
+class RequestError(DataError):
+    """A request the signature refuses (HTTP 400); the message names the field at fault."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of the signature."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    kind: str | None = None
+    labels: tuple[str, ...] | None = None
+    optional: bool = False
+    min_rows: int | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """The v2 metadata form: `{"name", "datatype", "shape"}`."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The inputs and outputs a served model declares, and how requests map onto them."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    layout: Literal["frame", "tensor"]
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> "Signature":
+        """Read `manifest["signature"]`.
+
+        Binary table columns whose two values are not numbers (`"yes"`/`"no"`) are declared
+        FP64 by packages of format 1; the preprocessor compares them as text, so they are
+        served as BYTES, which is what the model accepts.
+
+        Raises:
+            ModelError: the manifest has no usable signature (named in the message).
+        """
+        sig = manifest.get("signature")
+        if not isinstance(sig, Mapping) or not isinstance(sig.get("inputs"), list) or not sig["inputs"]:
+            raise ModelError("the package's manifest has no signature.inputs; it cannot be served")
+        binary = ((manifest.get("preprocessing") or {}).get("binary_values") or {})
+        inputs = tuple(_spec(entry, "signature.inputs", i, binary) for i, entry in enumerate(sig["inputs"]))
+        outputs = tuple(_spec(entry, "signature.outputs", i, {}) for i, entry in enumerate(sig.get("outputs") or []))
+        names = [s.name for s in inputs]
+        if len(set(names)) != len(names):
+            raise ModelError(f"signature.inputs: names repeat ({names})")
+        if all(len(s.shape) == 1 for s in inputs):
+            layout: Literal["frame", "tensor"] = "frame"
+        elif len(inputs) == 1:
+            layout = "tensor"
+        else:
+            raise ModelError(f"signature.inputs: {len(inputs)} inputs of which some are tensors; a served model takes "
+                             "either columns of shape [-1] or exactly one tensor")
+        return cls(inputs, outputs, layout)
+
+    @property
+    def batchable(self) -> bool:
+        """False when one request's rows form one unit (a series) that must not mix with others."""
+        return not any(s.min_rows for s in self.inputs)
+
+    @property
+    def tensor(self) -> TensorSpec:
+        """The one input of a tensor-layout signature."""
+        return self.inputs[0]
+
+    def describe(self) -> str:
+        """A short human description of what a request must carry, for error messages."""
+        if self.layout == "tensor":
+            t = self.tensor
+            return f"one tensor {t.name!r} of shape {list(t.shape)} ({t.datatype})"
+        return "columns " + ", ".join(f"{s.name!r} ({s.datatype}{', optional' if s.optional else ''})" for s in self.inputs)
+
+
+def _spec(entry: Any, where: str, i: int, binary: Mapping[str, Any]) -> TensorSpec:
+    if not isinstance(entry, Mapping):
+        raise ModelError(f"{where}[{i}] must be an object")
+    name, datatype, shape = entry.get("name"), entry.get("datatype"), entry.get("shape")
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"{where}[{i}].name must be a non-empty string")
+    if datatype not in NP_TYPES:
+        raise ModelError(f"{where}[{i}].datatype {datatype!r} is not one of {', '.join(NP_TYPES)}")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and (d == -1 or d > 0) for d in shape) or shape[0] != -1:
+        raise ModelError(f"{where}[{i}].shape must start with -1 (rows) and hold positive sizes or -1; got {shape!r}")
+    kind = entry.get("kind")
+    if kind == "binary" and name in binary and not all(_is_number_text(v) for v in binary[name]):
+        datatype = "BYTES"
+    labels = entry.get("labels")
+    min_rows = entry.get("min_rows")
+    return TensorSpec(name, datatype, tuple(shape), kind if isinstance(kind, str) else None,
+                      tuple(str(label) for label in labels) if isinstance(labels, list) else None,
+                      optional=entry.get("optional") is True,
+                      min_rows=min_rows if isinstance(min_rows, int) and not isinstance(min_rows, bool) else None)
+
+
+def _is_number_text(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------- payloads
+
+
+def payload_rows(payload: Payload) -> int:
+    """Number of rows of a payload."""
+    if isinstance(payload, np.ndarray):
+        return int(payload.shape[0])
+    return len(next(iter(payload.values()))) if payload else 0
+
+
+def payload_key(payload: Payload) -> tuple:
+    """Payloads with equal keys concatenate: tensors need equal trailing shapes, tables the
+    same columns (optional inputs may be absent)."""
+    return tuple(payload.shape[1:]) if isinstance(payload, np.ndarray) else tuple(payload)
+
+
+def concat_payloads(payloads: Sequence[Payload]) -> Payload:
+    """One payload of the rows of all `payloads` (which share a key), in order."""
+    if len(payloads) == 1:
+        return payloads[0]
+    if isinstance(payloads[0], np.ndarray):
+        return np.concatenate(payloads, axis=0)
+    first = payloads[0]
+    return {name: _concat_column([p[name] for p in payloads]) for name in first}
+
+
+def _concat_column(parts: list[np.ndarray]) -> np.ndarray:
+    kinds = {p.dtype.kind for p in parts}
+    if "O" in kinds and len(kinds) > 1:  # text beside an all-missing float column (None → NaN)
+        parts = [p.astype(object) for p in parts]
+    return np.concatenate(parts)
+
+
+def slice_columns(columns: Columns, start: int, stop: int) -> Columns:
+    """Rows [start, stop) of every column (views, no copies)."""
+    return {k: v[start:stop] for k, v in columns.items()}
+
+
+def to_model_input(payload: Payload, signature: Signature) -> pd.DataFrame | np.ndarray:
+    """What `Model.predict` takes: a DataFrame with the signature's columns, or the tensor."""
+    if isinstance(payload, np.ndarray):
+        return payload
+    return pd.DataFrame({s.name: payload[s.name] for s in signature.inputs if s.name in payload}, copy=False)
+
+
+def frame_to_columns(frame: pd.DataFrame) -> Columns:
+    """A predictions DataFrame as column name → numpy array (text columns as object arrays)."""
+    return {str(c): frame[c].to_numpy() for c in frame.columns}
+
+
+# ---------------------------------------------------------------------------- JSON data
+
+
+def _flat_count(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | None = None) -> np.ndarray:
+    """One column (1-D array) from a JSON list, checked against the input's declared type.
+
+    Args:
+        values: the JSON list (flat).
+        spec: the declared input.
+        where: the field, for messages (e.g. `inputs['age']`).
+        claimed: the datatype the request states for these values (v2), or None (MLflow JSON).
+
+    Raises:
+        RequestError: naming `where`, the expected type and the first bad value and its row.
+    """
+    if not isinstance(values, list):
+        raise RequestError(f"{where} must be a list of values; got {_kind_of(values)}")
+    if not values:
+        raise RequestError(f"{where} is empty; send at least one row")
+    return _convert(values, spec, where, claimed, row_based=True)
+
+
+def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None,
+                     shape: Sequence[int] | None = None) -> np.ndarray:
+    """A tensor from (nested or, with `shape`, flat) JSON lists, checked against `spec`.
+
+    Raises:
+        RequestError: ragged lists, a shape the signature does not allow, or a bad value.
+    """
+    if not isinstance(data, list) or not data:
+        raise RequestError(f"{where} must be a non-empty (nested) list of numbers; got {_kind_of(data)}")
+    if shape is not None:
+        flat = _flatten(data, where)
+        if len(flat) != _flat_count(shape):
+            raise RequestError(f"{where} holds {len(flat)} values; shape {list(shape)} needs {_flat_count(shape)}")
+        arr = _convert(flat, spec, where, claimed, row_based=False).reshape(tuple(shape))
+    else:
+        try:
+            nested = np.asarray(data)
+        except (ValueError, OverflowError):
+            raise RequestError(f"{where} is ragged: every row must have the same shape") from None
+        if nested.ndim != len(spec.shape):
+            raise RequestError(f"{where} has {nested.ndim} dimensions; the model takes shape {list(spec.shape)}")
+        flat = nested.reshape(-1)
+        arr = _convert(flat if flat.dtype.kind in "iufb" else flat.tolist(), spec, where, claimed, row_based=False)
+        arr = arr.reshape(nested.shape)
+    check_tensor_shape(arr.shape, spec, where)
+    return arr
+
+
+def check_tensor_shape(shape: Sequence[int], spec: TensorSpec, where: str) -> None:
+    """Refuse a shape whose rank or fixed sizes differ from the signature's, or with no rows."""
+    if len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape)):
+        raise RequestError(f"{where} has shape {list(shape)}; the model takes {list(spec.shape)} (-1: any size)")
+    if shape[0] < 1:
+        raise RequestError(f"{where} has no rows; send at least one")
+
+
+def _flatten(data: list, where: str) -> list:
+    out: list = []
+    stack = [iter(data)]
+    depth = 0
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                depth += 1
+                if depth > 32:
+                    raise RequestError(f"{where} is nested too deeply")
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+            depth -= 1
+    return out
+
+
+def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: str | None, *, row_based: bool) -> np.ndarray:
+    """A flat list of JSON scalars as a numpy array of the declared type (or a RequestError)."""
+    declared = spec.datatype
+    if claimed is not None:
+        _check_claim(claimed, spec, where)
+    if declared == "BYTES":
+        return _text_column(values.tolist() if isinstance(values, np.ndarray) else values, spec, where, row_based)
+    target = NP_TYPES[declared]
+    if isinstance(values, np.ndarray):
+        arr: np.ndarray | None = values
+    else:
+        try:
+            arr = np.asarray(values)
+        except (ValueError, OverflowError):
+            arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype.kind in "iufb":
+        # The fast path: JSON numbers only. Values must fit the type the request claims, then
+        # the declared one; bool → number is a safe cast (numpy's rule), float → int is not.
+        if claimed is not None and NP_TYPES[claimed].kind in "iub":
+            _check_integral(arr, NP_TYPES[claimed], where, row_based)
+        if target.kind in "iub":
+            _check_integral(arr, target, where, row_based)
+            return arr.astype(target)
+        if arr.dtype.kind == "f":
+            _check_finite(arr, where, row_based)
+        return arr.astype(target)
+    # Nulls, text, nested lists or numbers too large for int64: value by value.
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        if v is None:
+            out[i] = np.nan  # missing: the model's missing-value policy decides
+        elif isinstance(v, (bool, int, float)):
+            if target.kind in "iub" and (isinstance(v, float) and not float(v).is_integer() or not _fits(v, target)):
+                raise RequestError(f"{where} must hold {_type_word(target)}; got {_short(v)} at {_pos(i, row_based)}")
+            if isinstance(v, float) and math.isinf(v):
+                raise RequestError(f"{where} holds {v} at {_pos(i, row_based)}; values must be finite")
+            out[i] = float(v)
+        else:
+            raise RequestError(f"{where} must hold {_type_word(target)}; got {_kind_of(v)} {_short(v)} at {_pos(i, row_based)}")
+    if target.kind == "f":
+        return out.astype(target)
+    if np.isnan(out).any():
+        return out  # integers with missing values stay float (NaN), as pandas keeps them
+    return out.astype(target)
+
+
+def _text_column(values: list, spec: TensorSpec, where: str, row_based: bool) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if v is None or isinstance(v, str):
+            arr[i] = v
+        elif isinstance(v, int) and (not isinstance(v, bool) or spec.kind == "binary"):
+            arr[i] = str(v)  # an id or code sent as a number; true/false for a yes/no column
+        else:
+            raise RequestError(f"{where} must hold text; got {_kind_of(v)} {_short(v)} at {_pos(i, row_based)}")
+    return arr
+
+
+def _check_claim(claimed: str, spec: TensorSpec, where: str) -> None:
+    if claimed not in NP_TYPES:
+        raise RequestError(f"{where}: datatype {claimed!r} is not one of {', '.join(NP_TYPES)}")
+    declared = spec.datatype
+    if declared == "BYTES" or claimed == "BYTES":
+        if declared != claimed:
+            raise RequestError(f"{where} is {declared}; {claimed} data cannot be cast to it safely")
+        return
+    if not np.can_cast(NP_TYPES[claimed], NP_TYPES[declared], casting="safe"):
+        raise RequestError(f"{where} is {declared}; {claimed} data cannot be cast to it safely (send {declared})")
+
+
+def _check_integral(arr: np.ndarray, target: np.dtype, where: str, row_based: bool) -> None:
+    """Refuse values that `target` (an integer or boolean type) cannot hold exactly."""
+    if target.kind == "b":
+        bad = ~np.isin(arr, (0, 1))
+    else:
+        info = np.iinfo(target)
+        with np.errstate(invalid="ignore"):
+            bad = (arr < info.min) | (arr > info.max)
+            if arr.dtype.kind == "f":
+                bad |= ~np.isfinite(arr) | (arr != np.round(arr))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise RequestError(f"{where} must hold {_type_word(target)}; got {_short(arr[i].item())} at {_pos(i, row_based)}")
+
+
+def _check_finite(arr: np.ndarray, where: str, row_based: bool) -> None:
+    inf = np.isinf(arr)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        raise RequestError(f"{where} holds {arr[i].item()} at {_pos(i, row_based)}; values must be finite")
+
+
+def _fits(v: int | float, target: np.dtype) -> bool:
+    if target.kind == "b":
+        return v in (0, 1)
+    info = np.iinfo(target)
+    return info.min <= v <= info.max
+
+
+def _type_word(target: np.dtype) -> str:
+    if target.kind == "b":
+        return "booleans"
+    if target.kind in "iu":
+        return f"integers ({_V2_OF_NUMPY.get(target, target.name)})"
+    return "numbers"
+
+
+def _pos(i: int, row_based: bool) -> str:
+    return f"row {i + 1}" if row_based else f"element {i}"
+
+
+def _kind_of(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---------------------------------------------------------------------------- binary data
+
+
+def tensor_from_binary(buf: memoryview, claimed: str, shape: Sequence[int], spec: TensorSpec, where: str) -> np.ndarray:
+    """A tensor from the v2 binary tensor data extension (little-endian, row-major).
+
+    BYTES elements are each a 4-byte little-endian length followed by that many bytes of UTF-8.
+
+    Raises:
+        RequestError: the size does not match the shape, bad UTF-8, or an unsafe cast.
+    """
+    _check_claim(claimed, spec, where)
+    count = _flat_count(shape)
+    if claimed == "BYTES":
+        items = _decode_bytes_tensor(buf, where)
+        if len(items) != count:
+            raise RequestError(f"{where} holds {len(items)} strings; shape {list(shape)} needs {count}")
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
+        return arr.reshape(tuple(shape))
+    dtype = NP_TYPES[claimed].newbyteorder("<")
+    if len(buf) != count * dtype.itemsize:
+        raise RequestError(f"{where}: binary_data_size is {len(buf)} bytes; shape {list(shape)} of {claimed} needs {count * dtype.itemsize}")
+    arr = np.frombuffer(buf, dtype=dtype).reshape(tuple(shape))
+    target = NP_TYPES[spec.datatype]
+    if target.kind == "f":
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise RequestError(f"{where} holds a value that is not finite; values must be finite")
+        return arr.astype(target)  # a copy: the request buffer is not kept alive by the batch
+    return arr.astype(target)
+
+
+def _decode_bytes_tensor(buf: memoryview, where: str) -> list[str]:
+    items: list[str] = []
+    offset, end = 0, len(buf)
+    while offset < end:
+        if offset + 4 > end:
+            raise RequestError(f"{where}: truncated BYTES element length at byte {offset}")
+        (n,) = struct.unpack_from("<I", buf, offset)
+        offset += 4
+        if offset + n > end:
+            raise RequestError(f"{where}: BYTES element of {n} bytes runs past the end of its data")
+        try:
+            items.append(bytes(buf[offset:offset + n]).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RequestError(f"{where}: element {len(items)} is not UTF-8 text") from None
+        offset += n
+    return items
+
+
+def encode_bytes_tensor(values: Sequence[Any]) -> bytes:
+    """The v2 binary form of a BYTES tensor (flattened, row-major)."""
+    parts = []
+    for v in values:
+        data = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)

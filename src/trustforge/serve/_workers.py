@@ -1,0 +1,309 @@
+"""Where batches run: in a thread of the server, or in model worker processes.
+
+The server process speaks HTTP, checks tokens and requests, and batches; workers only predict.
+Each worker is a fresh interpreter that loads and verifies the package itself (from the
+registry, decrypted in memory, or from a folder), then answers batches over a socket in the
+`_codec` format (JSON and raw arrays, no pickle). The server keeps one thread per worker that
+takes batches from the shared queue and waits for the answer, watching the process too:
+
+- a worker that dies mid-batch (killed, out of memory, a crash in native code) costs no
+  request: its batch goes back to the front of the queue for the other workers, and the
+  worker is started again; a batch whose worker dies twice is split into single requests,
+  and a request that kills a worker on its own twice gets an error (HTTP 500), so one poison
+  request cannot take the service down;
+- a batch the model refuses (a value the preprocessor rejects) is run again one request at a
+  time, so only the bad request gets its 400.
+
+Workers ignore SIGINT (Ctrl-C reaches the whole process group; the server stops them in order)
+and exit when the server's end of their socket closes, so none outlive a server that was killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from trustforge.errors import DataError, ModelError, TrustForgeError
+from trustforge.serve._codec import CodecError, pack, unpack
+from trustforge.serve._signature import Payload, RequestError, Signature, frame_to_columns, to_model_input
+
+__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "WorkerDied", "WorkerFailed", "load_serving_model"]
+
+Columns = dict[str, np.ndarray]
+
+
+class WorkerDied(Exception):
+    """The worker process ended while it held a batch."""
+
+
+class WorkerFailed(Exception):
+    """The model raised an unexpected error on a batch (a bug, not bad input)."""
+
+
+class Executor(Protocol):
+    """Runs one batch at a time: `run(payload) -> prediction columns`."""
+
+    name: str
+
+    @property
+    def ready(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def run(self, payload: Payload) -> Columns: ...
+
+    def stop(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------- loading (both sides)
+
+
+def load_serving_model(load: dict[str, Any]):
+    """The model a load description names, verified, on the chosen backend.
+
+    `load` is JSON-able: `{"source": "registry", "uri": "models:/NAME/3"}` or `{"source":
+    "path", "path": ..., "public_key": ...}`, plus `settings` (home, db_url, artifacts, kek,
+    token), `backend`, and for ONNX `onnx_file` and `digest`; `threads`.
+    """
+    from trustforge.package import Model
+    from trustforge.secure import Keyring
+    from trustforge.settings import Settings
+
+    s = load["settings"]
+    settings = Settings(home=Path(s["home"]), db_url=s["db_url"], artifacts=Path(s["artifacts"]) if s.get("artifacts") else None,
+                        kek=s.get("kek"), token=s.get("token"))
+    keyring = None
+    if load["source"] == "registry":
+        from trustforge.registry import Registry
+
+        with Registry(settings) as registry:
+            model = registry.load_model(load["uri"])
+            keyring = registry.keyring
+    else:
+        public_key = load.get("public_key")
+        if public_key:
+            model = Model.load(load["path"], public_key=public_key)
+        else:
+            keyring = Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+            model = Model.load(load["path"], keyring=keyring)
+    if load.get("backend") == "onnx":
+        from trustforge.serve._onnx import load_onnx_model
+
+        if keyring is None:
+            keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+        model = load_onnx_model(model, Path(load["onnx_file"]), load["digest"], keyring, threads=int(load.get("threads", 1)))
+    return model
+
+
+# ---------------------------------------------------------------------------- in-process
+
+
+class InlineExecutor:
+    """Runs batches in the calling thread of the server process (`--workers 0`)."""
+
+    def __init__(self, model: Any, signature: Signature):
+        self.name = "inline"
+        self.model = model
+        self.signature = signature
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        return None
+
+    def run(self, payload: Payload) -> Columns:
+        try:
+            frame = self.model.predict(to_model_input(payload, self.signature))
+        except DataError as exc:
+            raise RequestError(str(exc)) from None
+        except TrustForgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as a failed batch, never as a traceback to clients
+            raise WorkerFailed(f"{exc.__class__.__name__}: {str(exc)[:200]}") from exc
+        return frame_to_columns(frame)
+
+    def stop(self) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------- worker processes
+
+
+def _worker_main(conn: Connection) -> None:
+    """The body of a worker process: load, say ready, then answer batches until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        load, _ = unpack(conn.recv_bytes())
+    except (EOFError, OSError, CodecError):
+        return
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, int(load.get("threads", 1))))
+        model = load_serving_model(load)
+        signature = Signature.from_manifest(model.manifest)
+    except Exception as exc:  # noqa: BLE001 - every load failure is reported to the server as one line
+        text = str(exc) if isinstance(exc, TrustForgeError) else f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        conn.send_bytes(pack({"type": "error", "error": text}))
+        return
+    delay = float(load.get("debug_delay_s") or 0.0)  # tests: hold each batch long enough to kill us mid-batch
+    conn.send_bytes(pack({"type": "ready", "pid": os.getpid()}))
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the server is gone
+        try:
+            meta, arrays = unpack(message)
+        except CodecError as exc:
+            conn.send_bytes(pack({"type": "error", "error": f"bad message: {exc}"}))
+            continue
+        if meta.get("type") == "stop":
+            return
+        started = time.perf_counter()
+        if delay:
+            time.sleep(delay)
+        try:
+            frame = model.predict(to_model_input(arrays, signature))
+            reply = pack({"type": "result", "seconds": time.perf_counter() - started}, frame_to_columns(frame))
+        except DataError as exc:
+            reply = pack({"type": "data_error", "error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - a model bug fails the batch, not the worker
+            reply = pack({"type": "error", "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"})
+        try:
+            conn.send_bytes(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class ProcessExecutor:
+    """One model worker process and the socket to it.
+
+    The worker is a fresh interpreter (`python -m trustforge.serve._worker FD`), not a fork:
+    nothing of the server's threads or memory is copied, and nothing of the program that
+    started the server is imported again. It reads what to load from the socket (secrets
+    never appear in its command line or environment).
+
+    Args:
+        index: the worker's number (for names and logs).
+        load: what the worker loads (see `load_serving_model`).
+        start_timeout_s: how long loading may take before the start counts as failed.
+    """
+
+    def __init__(self, index: int, load: dict[str, Any], start_timeout_s: float = 300.0):
+        self.name = f"worker-{index}"
+        self.load = load
+        self.start_timeout_s = start_timeout_s
+        self.process: subprocess.Popen | None = None
+        self.conn: Connection | None = None
+        self.pid: int | None = None
+        self.busy = False
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the worker and wait until it has loaded the model.
+
+        Raises:
+            ModelError: it reported a load failure (the message says why) or exited while loading.
+        """
+        self.stop()
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "trustforge.serve._worker", str(theirs.fileno())],
+                                       pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()  # the worker holds its end now; when it exits, ours reads end-of-file
+        conn = Connection(ours.detach())
+        self.process, self.conn, self.pid = process, conn, process.pid
+        try:
+            conn.send_bytes(pack(self.load))
+        except OSError:
+            pass  # it died at once; the wait below reports how
+        if not conn.poll(self.start_timeout_s):
+            self.stop()
+            raise ModelError(f"model {self.name} did not finish loading within {self.start_timeout_s:.0f} s")
+        try:
+            meta, _ = unpack(conn.recv_bytes())
+        except (EOFError, OSError, CodecError):
+            code = process.wait(5) if process.poll() is None else process.returncode
+            self.stop()
+            raise ModelError(f"model {self.name} exited with code {code} while loading the model") from None
+        if meta.get("type") != "ready":
+            self.stop()
+            raise ModelError(f"model {self.name} could not load the model: {meta.get('error')}")
+        self._ready = True
+
+    def run(self, payload: Payload) -> Columns:
+        """Run one batch in the worker.
+
+        Raises:
+            WorkerDied: the process ended before answering (the batch may be run elsewhere).
+            RequestError: the model refused a value in the batch.
+            WorkerFailed: the model raised an unexpected error.
+        """
+        if not self.ready or self.conn is None:
+            raise WorkerDied(f"{self.name} is not running")
+        self.busy = True
+        try:
+            try:
+                self.conn.send_bytes(pack({"type": "batch"}, payload))
+                message = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                self._lost()
+                raise WorkerDied(f"{self.name} (pid {self.pid}) died while running a batch") from None
+            try:
+                meta, arrays = unpack(message)
+            except CodecError as exc:
+                raise WorkerFailed(f"{self.name} answered with a malformed message ({exc})") from None
+        finally:
+            self.busy = False
+        kind = meta.get("type")
+        if kind == "result":
+            return arrays if isinstance(arrays, dict) else {}
+        if kind == "data_error":
+            raise RequestError(str(meta.get("error")))
+        raise WorkerFailed(str(meta.get("error")))
+
+    def _lost(self) -> None:
+        self._ready = False
+        if self.process is not None:
+            try:
+                self.process.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit; terminate it if it does not within `timeout`."""
+        process, conn = self.process, self.conn
+        self._ready = False
+        self.process = self.conn = None
+        if conn is not None:
+            try:
+                conn.send_bytes(pack({"type": "stop"}))
+            except OSError:
+                pass
+        if process is not None:
+            for end in (lambda: None, process.terminate, process.kill):
+                end()
+                try:
+                    process.wait(timeout if end is not process.kill else 5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if conn is not None:
+            conn.close()

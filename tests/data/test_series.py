@@ -1,0 +1,212 @@
+"""Series for forecasting: builtin series, the split by time, windows, scaling, the baseline, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trustforge.data import load_source, prepare
+from trustforge.data._series import (
+    forecast_inputs,
+    forecast_table,
+    seasonal_naive,
+    split_windows,
+    window_forecasts,
+)
+from trustforge.errors import DataError, SpecError
+from trustforge.spec import load_spec
+
+
+def forecast_spec(source: str = "builtin:seasonal", **series) -> dict:
+    return {"task": "forecasting", "data": {"source": source, "series": {"lookback": 24, "season": 12, **series}},
+            "model": {"kind": "rnn", "hidden_size": 8}}
+
+
+def load(source: str, **kw):
+    return load_source(source, target=kw.get("target"), image_size=(8, 8), channels=1, seed=kw.get("seed", 0))
+
+
+# ---------------------------------------------------------------------------- builtin series
+
+
+def test_air_passengers_is_the_monthly_box_jenkins_series():
+    raw = load("builtin:air_passengers")
+    f = raw.frame
+    assert raw.modality == "series" and raw.target == "passengers" and list(f.columns) == ["month", "passengers"]
+    assert len(f) == 144
+    assert f["month"].iloc[0] == pd.Timestamp("1949-01-01") and f["month"].iloc[-1] == pd.Timestamp("1960-12-01")
+    # The classic figures: 112 in January 1949, 432 in December 1960, the peak 622 in July 1960.
+    assert f["passengers"].iloc[0] == 112 and f["passengers"].iloc[-1] == 432 and f["passengers"].max() == 622
+
+
+def test_generated_series_is_seeded_and_seasonal():
+    a, b, c = load("builtin:seasonal", seed=1), load("builtin:seasonal", seed=1), load("builtin:seasonal", seed=2)
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert not a.frame["value"].equals(c.frame["value"])
+    v = a.frame["value"].to_numpy()
+    detrended = v - np.polyval(np.polyfit(np.arange(len(v)), v, 1), np.arange(len(v)))
+    # Period 12: the series correlates with itself one season back, not half a season back.
+    lag = lambda k: np.corrcoef(detrended[k:], detrended[:-k])[0, 1]  # noqa: E731
+    assert lag(12) > 0.8 and lag(6) < 0.5
+
+
+# ---------------------------------------------------------------------------- the split by time
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 12])
+def test_split_is_by_time_and_no_target_is_on_two_sides(horizon):
+    n, lookback = 200, 24
+    tr, va, te = split_windows(n, lookback=lookback, horizon=horizon, test=0.2, validation=0.1)
+    assert tr.start == 0 and max(tr) < min(va) and max(va) < min(te)
+    assert te.stop == n - lookback - horizon + 1  # the last window ends at the series' end
+
+    def targets(windows: range) -> set[int]:
+        return {i + lookback + k for i in windows for k in range(horizon)}
+
+    assert not targets(tr) & targets(va) and not targets(va) & targets(te) and not targets(tr) & targets(te)
+    # Adjacent: the next part's first target directly follows the previous part's last one.
+    assert max(targets(tr)) + 1 == min(targets(va)) and max(targets(va)) + 1 == min(targets(te))
+
+
+def test_prepared_series_is_split_by_time_and_scaled_on_training_values_only():
+    spec = load_spec(forecast_spec())
+    data = prepare(spec)
+    assert data.schema.modality == "series" and data.schema.task == "forecasting"
+    n_windows = 360 - 24 - 1 + 1
+    assert len(data.train) + len(data.validation) + len(data.test) == n_windows
+    assert len(data.test) == round(0.2 * n_windows)
+    assert data.train.inputs[0].shape == (len(data.train), 24, 1) and data.test.target.shape == (len(data.test), 1)
+    # The scaler saw the training part only: changing every value after it changes nothing in it.
+    raw = load("builtin:seasonal", seed=spec.train.seed)
+    later = raw.frame.copy()
+    cut = len(data.train) + 24  # values the training windows read
+    later.loc[cut:, "value"] *= 10
+    raw.frame = later
+    again = prepare(spec, raw)
+    assert torch.equal(again.preprocessor.tensors["series.mean"], data.preprocessor.tensors["series.mean"])
+    assert torch.equal(again.train.inputs[0], data.train.inputs[0])
+    assert not torch.equal(again.test.inputs[0], data.test.inputs[0])
+
+
+def test_test_part_holds_exactly_the_test_windows_with_their_history():
+    data = prepare(load_spec(forecast_spec()))
+    assert len(data.test_raw) == len(data.test) + 24 + 1 - 1
+    # The last test target is the series' last value.
+    y, _, _ = window_forecasts(data.preprocessor, data.test_raw, torch.zeros(len(data.test), 1))
+    series = load("builtin:seasonal", seed=7).frame["value"].to_numpy()
+    assert y[-1, 0] == pytest.approx(series[-1])
+
+
+def test_rows_are_put_in_time_order_by_the_time_column(tmp_path):
+    raw = load("builtin:seasonal", seed=7)
+    shuffled = raw.frame.sample(frac=1.0, random_state=0)
+    path = tmp_path / "series.csv"
+    shuffled.to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="t")
+    spec["data"]["target"] = "value"
+    from_csv = prepare(load_spec(spec))
+    from_builtin = prepare(load_spec(forecast_spec()))
+    assert torch.allclose(from_csv.test.inputs[0], from_builtin.test.inputs[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+@pytest.mark.parametrize("transform,level", [("none", "none"), ("log", "last"), ("none", "mean"), ("log", "mean")])
+def test_decoding_the_encoded_targets_gives_back_the_series(transform, level):
+    data = prepare(load_spec(forecast_spec(transform=transform, level=level, horizon=3)))
+    y, pred, _ = window_forecasts(data.preprocessor, data.test_raw, data.test.target)
+    np.testing.assert_allclose(pred, y, rtol=1e-5)
+    values = data.test_raw.frame["value"].to_numpy()
+    np.testing.assert_allclose(y[:, 0], values[24 : 24 + len(y)], rtol=1e-12)
+
+
+def test_level_last_makes_the_window_relative_to_its_last_value():
+    data = prepare(load_spec(forecast_spec(level="last")))
+    x = data.train.inputs[0]
+    assert torch.all(x[:, -1, 0] == 0)
+
+
+def test_seasonal_naive_repeats_the_value_one_season_before_each_step():
+    x = np.arange(24.0)[None, :]  # values 0..23 at times 0..23
+    # Step k forecasts time 23 + k: one season (12) earlier is time 11 + k, i.e. value 11 + k;
+    # beyond one season, whole seasons back (step 13 → time 24 → value 12).
+    np.testing.assert_array_equal(seasonal_naive(x, 14, 12)[0], [12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 12, 13])
+    np.testing.assert_array_equal(seasonal_naive(x, 3, 1)[0], [23, 23, 23])  # season 1: the naive forecast
+
+
+def test_forecast_table_has_one_row_per_step_with_the_next_times():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    raw = load("builtin:air_passengers")
+    x = forecast_inputs(data.preprocessor, raw)
+    assert x.shape == (1, 24, 1)
+    table = forecast_table(data.preprocessor, raw, torch.zeros(1, 3))
+    assert list(table.columns) == ["step", "time", "prediction"]
+    assert list(table["step"]) == [1, 2, 3]
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    # A zero output means "the window's level" (level: last): the last value, 432.
+    np.testing.assert_allclose(table["prediction"], 432.0)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
+    data = prepare(load_spec(forecast_spec()))
+    short = load("builtin:seasonal", seed=7)
+    short.frame = short.frame.head(10)
+    with pytest.raises(DataError, match=r"needs the last 24 values .*got 10"):
+        forecast_inputs(data.preprocessor, short)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda f: f.assign(value=f["value"].where(f.index != 5)), r"'value' has 1 missing values"),
+        (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 5, "abc")), r"'value' must be numeric; got 'abc'"),
+        (lambda f: f.assign(t=f["t"].where(f.index != 5, 4)), r"'t' repeats the time 4"),
+        (lambda f: f.drop(columns="t"), r"no column 't'"),
+        (lambda f: f.head(25), r"series of 25 values gives 1 window of lookback 24"),
+        (lambda f: f.assign(value=f["value"] - 200), r"values <= 0; data.series.transform 'log'"),
+    ],
+)
+def test_bad_series_are_data_errors_naming_the_column(tmp_path, change, message):
+    frame = change(load("builtin:seasonal", seed=7).frame)
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="t", transform="log")
+    spec["data"]["target"] = "value"
+    with pytest.raises(DataError, match=message) as info:
+        prepare(load_spec(spec))
+    assert str(path) in str(info.value)
+
+
+def test_forecasting_a_table_of_text_or_images_is_refused():
+    with pytest.raises(DataError, match="must be numeric"):
+        prepare(load_spec({**forecast_spec("builtin:iris"), "data": {"source": "builtin:iris", "target": "target"}}))
+    with pytest.raises(DataError, match="needs a series"):
+        prepare(load_spec({**forecast_spec("builtin:digits"), "data": {"source": "builtin:digits"}}))
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        (forecast_spec(lookback=6), "data.series.season must be <= lookback"),
+        ({"data": {"series": {"lookback": 4}}}, "data.series applies to task forecasting only"),
+        ({**forecast_spec(), "train": {"loss": "cross_entropy"}}, "train.loss must be auto or mse for task forecasting"),
+        ({**forecast_spec(), "evaluate": {"metrics": ["accuracy"]}}, "must be a forecasting metric"),
+        ({**forecast_spec(), "train": {"early_stopping": {"monitor": "val_mape"}}}, "train.early_stopping.monitor"),
+        ({**forecast_spec(), "data": {"source": "builtin:seasonal", "features": ["t"]}}, "data.features must be null for task forecasting"),
+    ],
+)
+def test_spec_rules_for_forecasting(spec, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(spec)
+
+
+def test_forecasting_spec_fills_in_the_series_defaults():
+    spec = load_spec({"task": "forecasting", "data": {"source": "builtin:seasonal"}})
+    assert spec.data.series is not None and spec.data.series.lookback == 24 and spec.data.series.horizon == 1
+    assert spec.default_metrics()[:4] == ["mae", "rmse", "mape", "smape"]

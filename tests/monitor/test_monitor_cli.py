@@ -1,0 +1,122 @@
+"""`trustforge monitor MODEL_URI --data FILE`: tables and a summary, exit 10 on drift, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from _drift_data import make_table
+from sklearn.datasets import load_iris
+
+import trustforge
+from trustforge.cli import main
+from trustforge.registry import Registry
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def trustforge_cli(*args: str, home: Path) -> tuple[int, str, str]:
+    """Run the console script's entry point in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_home = sys.argv, os.environ.get("TRUSTFORGE_HOME")
+    sys.argv = ["trustforge", *map(str, args)]
+    os.environ["TRUSTFORGE_HOME"] = str(home)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        if saved_home is None:
+            os.environ.pop("TRUSTFORGE_HOME", None)
+        else:
+            os.environ["TRUSTFORGE_HOME"] = saved_home
+    return code, _ANSI.sub("", out.getvalue()), _ANSI.sub("", err.getvalue())
+
+
+def _drift_entries() -> list[dict]:
+    """The workspace's drift alerts (TRUSTFORGE_HOME), newest first."""
+    with Registry() as reg:
+        return [e for e in reg.audit.entries(limit=1000) if e["action"] == "drift_alert"]
+
+
+def _one_line_error(code: int, stderr: str, want_code: int, *names: str) -> None:
+    assert code == want_code, (code, stderr)
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "internal error" not in lines[0], stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+
+
+def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(trained, tmp_path, monkeypatch):
+    result, home = trained
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    make_table(450, seed=21).to_csv(tmp_path / "ok.csv", index=False)
+    make_table(450, seed=22, shift="x5").to_csv(tmp_path / "shifted.csv", index=False)
+    before = len(_drift_entries())
+
+    code, out, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "ok.csv", home=home)
+    assert code == 0, err
+    assert "no drift in 5 windows of 100 rows" in out and "400-449 (partial)" in out and err == ""
+
+    code, out, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "shifted.csv", home=home)
+    assert code == 10, err
+    assert re.search(r"drift in [45] of 5 windows of 100 rows: x5 \([45]\)", out), out
+    assert "ks p=" in out and err == ""
+    entries = _drift_entries()
+    entries = entries[: len(entries) - before]  # the new ones
+    n_drifted = int(re.search(r"drift in (\d) of", out).group(1))
+    assert len(entries) == n_drifted
+    assert {e["object"] for e in entries} == {result.model_uri}
+
+    code, out, _ = trustforge_cli("monitor", result.model_uri, "-d", tmp_path / "shifted.csv", "--window", "200", "--json", home=home)
+    windows = [json.loads(line) for line in out.splitlines()]
+    assert code == 10 and [w["rows"] for w in windows] == [200, 200, 50]
+    assert all("x5" in w["drifted"] for w in windows)
+    assert windows[0]["features"]["x5"]["threshold"] == pytest.approx(0.05 / 9)
+
+
+def test_a_package_folder_signed_elsewhere_is_checked_with_its_public_key(trained, tmp_path, workspace):
+    result, home = trained
+    make_table(300, seed=23).to_csv(tmp_path / "ok.csv", index=False)
+    code, out, err = trustforge_cli("monitor", result.package, "--data", tmp_path / "ok.csv",
+                                    "--public-key", home / "keys" / "signing.pub", home=workspace)
+    assert code == 0, err
+    assert "no drift in 3 windows" in out
+
+
+def test_bad_data_files_get_one_line_naming_the_file(trained, tmp_path, monkeypatch):
+    result, home = trained
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    frame = make_table(100, seed=24)
+    frame.drop(columns=["x3"]).to_csv(tmp_path / "no_x3.csv", index=False)
+    (tmp_path / "garbage.csv").write_bytes(b"\x00\xff\x00\xfe" * 50)
+    frame.iloc[:10].to_csv(tmp_path / "short.csv", index=False)
+
+    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "no_x3.csv", home=home)
+    _one_line_error(code, err, 3, "no_x3.csv", "x3")
+    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "missing.csv", home=home)
+    _one_line_error(code, err, 3, "missing.csv", "not found")
+    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "garbage.csv", home=home)
+    _one_line_error(code, err, 3, "garbage.csv")
+    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "short.csv", home=home)
+    _one_line_error(code, err, 3, "short.csv", "10 rows", "at least 20")
+    code, _, err = trustforge_cli("monitor", "models:/no-such-model/1", "--data", tmp_path / "no_x3.csv", home=home)
+    assert code == 9 and err.startswith("error: ") and "no-such-model" in err
+
+
+def test_a_package_without_reference_statistics_is_a_clear_error(tmp_path, workspace):
+    r = trustforge.run({"name": "iris-no-ref", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
+                        "train": {"max_epochs": 2}, "evaluate": {"speed": False, "corruptions": False, "explain": False},
+                        "monitor": {"reference": False}}, progress=False, register=False)
+    load_iris(as_frame=True).frame.drop(columns=["target"]).to_csv(tmp_path / "iris.csv", index=False)
+    code, _, err = trustforge_cli("monitor", r.package, "--data", tmp_path / "iris.csv", home=workspace)
+    _one_line_error(code, err, 2, "no drift reference statistics", "retrain")

@@ -1,0 +1,93 @@
+"""`trustforge serve`: who may start it, where it may listen without tokens, and a real run end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from _serving import free_port, register, signed_copy
+from typer.testing import CliRunner
+
+from trustforge.cli import app
+from trustforge.settings import Settings
+
+
+def _cli(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_serving_without_tokens_beyond_loopback_is_refused(packages, registry, tmp_path):
+    register(registry, packages["iris"], tmp_path)
+    result = _cli("serve", "models:/iris-serve@champion", "--host", "0.0.0.0", "--no-auth")
+    assert result.exit_code == 7
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "refusing to serve without authentication on 0.0.0.0" in lines[0]
+    assert "--insecure-no-auth" in lines[0]
+
+
+def test_a_principal_without_the_serve_role_cannot_start_a_server(packages, registry, tmp_path):
+    register(registry, packages["iris"], tmp_path)
+    registry.access.add_user("vera", "viewer")
+    token = registry.access.issue_token("vera")
+    result = _cli("serve", "models:/iris-serve@champion", env={"TRUSTFORGE_TOKEN": token})
+    assert result.exit_code == 8 and "may not serve models:/iris-serve" in result.output
+    last = registry.audit.entries(limit=1)[0]
+    assert (last["actor"], last["action"], last["outcome"]) == ("vera", "serve", "denied")
+
+
+def test_bad_options_are_one_line_errors(packages, registry, tmp_path):
+    register(registry, packages["iris"], tmp_path)
+    result = _cli("serve", "models:/iris-serve@champion", "--backend", "tensorrt")
+    assert result.exit_code == 2 and "backend must be torch or onnx" in result.output
+    result = _cli("serve", "models:/iris-serve@champion", "--max-batch-size", "0")
+    assert result.exit_code == 2 and "max_batch_size must be in [1, 65536]; got 0" in result.output
+    result = _cli("serve", "not/a/model")
+    assert result.exit_code == 9 and "neither a model URI" in result.output
+
+
+@pytest.mark.slow
+def test_serve_a_package_folder_with_a_worker_process_then_stop_cleanly(packages, workspace, tmp_path):
+    package = signed_copy(packages["iris"], Settings.from_env(), tmp_path / "pkg")
+    port = free_port()
+    script = Path(sys.executable).with_name("trustforge")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "trustforge.cli"]
+    env = {**os.environ, "TRUSTFORGE_HOME": str(workspace)}
+    proc = subprocess.Popen([*cmd, "serve", str(package), "--port", str(port), "--workers", "1", "--no-auth"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.3)
+        row = {"sepal length (cm)": 6.7, "sepal width (cm)": 3.0, "petal length (cm)": 5.2, "petal width (cm)": 2.3}
+        r = httpx.post(f"{url}/invocations", json={"dataframe_records": [row]})
+        assert r.status_code == 200 and r.json()["predictions"][0]["prediction"] == "virginica"
+        workers = _children(proc.pid)
+        assert workers  # the model runs in a worker process
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    events = [line for line in stderr.splitlines() if line.startswith("{")]
+    assert any('"event":"listening"' in e for e in events) and any('"event":"request"' in e for e in events)
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)  # no worker outlives the server
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

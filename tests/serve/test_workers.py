@@ -1,0 +1,144 @@
+"""Model worker processes: a worker killed mid-batch loses no request, and the server stays ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from _serving import register
+from sklearn.datasets import load_iris
+
+from trustforge.serve import ModelService, RequestError, ServeConfig, ServeMetrics, create_app
+from trustforge.serve._batching import Job
+from trustforge.serve._service import Runtime, WorkerCrashed
+from trustforge.serve._workers import WorkerDied
+
+
+@pytest.mark.slow
+def test_killing_a_worker_mid_batch_loses_no_request(packages, registry, tmp_path, live):
+    uri = register(registry, packages["iris"], tmp_path)
+    model = registry.load_model(uri)
+    frame = load_iris(as_frame=True).frame.drop(columns="target")
+    expected = model.predict(frame)["prediction"].tolist()
+    # Each batch is held 0.3 s in its worker, so the kill lands while a batch is in flight.
+    svc = ModelService("models:/iris-serve@champion", ServeConfig(workers=2, auth="none", max_batch_size=4),
+                       registry=registry, debug_delay_s=0.3).start()
+    try:
+        with live(create_app(svc)) as server:
+            results: dict[int, tuple[int, str]] = {}
+
+            def call(i: int) -> None:
+                row = frame.iloc[[i]].to_dict(orient="records")
+                r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": row}, timeout=120)
+                results[i] = (r.status_code, r.json()["predictions"][0]["prediction"] if r.status_code == 200 else r.text)
+
+            threads = [threading.Thread(target=call, args=(i,)) for i in range(0, 150, 5)]
+            for t in threads:
+                t.start()
+            victim = _busy_worker(svc)
+            old_pid = victim.pid
+            os.kill(old_pid, signal.SIGKILL)
+            time.sleep(0.2)
+            assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200  # the other worker serves on
+            for t in threads:
+                t.join(180)
+
+            assert sorted(results) == list(range(0, 150, 5))
+            assert {status for status, _ in results.values()} == {200}
+            assert [results[i][1] for i in sorted(results)] == expected[0:150:5]  # every answer is the right one
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert 'trustforge_worker_restarts_total{model="iris-serve"} 1.0' in metrics
+            assert 'trustforge_batches_retried_total{model="iris-serve"} 1.0' in metrics
+
+            deadline = time.monotonic() + 120  # the dead worker comes back
+            while not (victim.ready and victim.pid != old_pid):
+                assert time.monotonic() < deadline, "the killed worker was not restarted"
+                time.sleep(0.2)
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": frame.head(2).to_dict(orient="records")})
+            assert [p["prediction"] for p in r.json()["predictions"]] == expected[:2]
+    finally:
+        svc.close()
+    assert not victim.ready
+
+
+def _busy_worker(svc: ModelService):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for ex in svc.current.executors:
+            if ex.busy and ex.ready:
+                return ex
+        time.sleep(0.01)
+    raise AssertionError("no worker picked up a batch")
+
+
+class _FlakyExecutor:
+    """Dies (as a killed worker would) on any batch holding the poison value; counts restarts."""
+
+    def __init__(self, name: str, poison: float):
+        self.name, self.poison, self.ready, self.starts = name, poison, True, 0
+
+    def start(self) -> None:
+        self.ready, self.starts = True, self.starts + 1
+
+    def stop(self) -> None:
+        self.ready = False
+
+    def run(self, payload):
+        x = payload["x"]
+        if np.any(x == self.poison):
+            self.ready = False
+            raise WorkerDied(f"{self.name} died")
+        return {"prediction": x * 2}
+
+
+def test_a_request_that_kills_workers_is_isolated_and_only_it_fails(packages, registry, tmp_path):
+    """Retries run the batch elsewhere; a batch that kills twice is split; a request that kills
+    its worker alone twice gets an error; its batch-mates get their answers."""
+    uri = register(registry, packages["iris"], tmp_path)
+    model = registry.load_model(uri)
+    config = ServeConfig(workers=0, max_batch_size=64, max_latency_ms=200)
+    rt = Runtime(model=model, name="t", version="1", digest="d", uri=uri, config=config, load={}, metrics=ServeMetrics())
+    rt.executors = [_FlakyExecutor("a", 666.0), _FlakyExecutor("b", 666.0)]
+    jobs = [Job.of({"x": np.array([float(i)])}) for i in (1, 2, 666, 4, 5)]
+    for job in jobs:  # queued before any driver runs: they go out as one batch
+        rt.batcher.submit(job)
+    rt.start()
+    try:
+        for job in jobs:
+            if job.payload["x"][0] == 666:
+                with pytest.raises(WorkerCrashed):
+                    job.future.result(30)
+            else:
+                assert job.future.result(30)["prediction"].tolist() == [job.payload["x"][0] * 2]
+        assert sum(ex.starts for ex in rt.executors) >= 3  # every death was followed by a restart
+    finally:
+        rt.close()
+
+
+def test_a_batch_with_one_bad_request_answers_the_others(packages, registry, tmp_path):
+    """The preprocessor refuses one value: only that request gets the 400."""
+    uri = register(registry, packages["mixed"], tmp_path)
+    model = registry.load_model(uri)
+    config = ServeConfig(workers=0, max_batch_size=64, max_latency_ms=200)
+    rt = Runtime(model=model, name="m", version="1", digest="d", uri=uri, config=config, load={}, metrics=ServeMetrics())
+    rows = [{"age": np.array([40.0 + i]), "color": np.array(["red"], dtype=object), "smoker": np.array(["yes"], dtype=object)}
+            for i in range(4)]
+    rows[2]["smoker"] = np.array(["maybe"], dtype=object)
+    jobs = [Job.of(r) for r in rows]
+    for job in jobs:
+        rt.batcher.submit(job)
+    rt.start()
+    try:
+        for i, job in enumerate(jobs):
+            if i == 2:
+                with pytest.raises(RequestError, match="smoker"):
+                    job.future.result(30)
+            else:
+                assert job.future.result(30)["prediction"].shape == (1,)
+    finally:
+        rt.close()

@@ -1,0 +1,170 @@
+"""The text examples end to end: examples/sentiment_text.yaml, examples/sentiment_minilm.yaml and
+examples/chinese_text.yaml train through the CLI and the Python API, package, verify, load and
+predict; with small settings in seconds, and with their full settings (slow) against the
+baselines they must beat, measured on the same split."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import trustforge
+from trustforge.cli import app
+from trustforge.data import prepare
+from trustforge.data._text_sets import _reviews
+from trustforge.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def _example(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+def _reviews_subset(folder: Path, n: int) -> str:
+    """A stratified sample of `n` of the 5,000 builtin reviews, as a CSV source (same columns)."""
+    frame = _reviews()
+    sample = frame.groupby("score", group_keys=False).apply(lambda g: g.sample(frac=n / len(frame), random_state=0))
+    path = folder / "reviews.csv"
+    sample.to_csv(path, index=False)
+    return f"csv:{path}"
+
+
+def _small(raw: dict, source: str | None = None, **train) -> dict:
+    raw = json.loads(json.dumps(raw))
+    if source is not None:  # the same reviews from a file: the text column must be named
+        raw["data"]["source"] = source
+        raw["data"]["target"] = "score"
+        raw["data"]["text"]["column"] = "review"
+    raw["train"].update(train)
+    raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "corruptions": False, "explain": False}
+    return raw
+
+
+def tfidf_logistic_regression(spec) -> dict[str, float]:
+    """The baseline: scikit-learn's TfidfVectorizer() + logistic regression on the spec's own split.
+
+    Fitted on the training split, with C picked by 5-fold cross-validation on it from a grid
+    (GridSearchCV), and scored on the test split, like the neural model.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import GridSearchCV
+
+    data = prepare(spec)
+    column, target = data.schema.text["column"], data.schema.target
+    train, test = data.train_raw.frame, data.test_raw.frame
+    vec = TfidfVectorizer()
+    grid = {"C": [0.25, 0.5, 1, 2, 4, 8, 16]}
+    model = GridSearchCV(LogisticRegression(max_iter=3000), grid, cv=5, scoring="accuracy").fit(vec.fit_transform(train[column]), train[target])
+    pred = model.predict(vec.transform(test[column]))
+    return {"accuracy": accuracy_score(test[target], pred), "f1_macro": f1_score(test[target], pred, average="macro"),
+            "C": float(model.best_params_["C"])}
+
+
+# ---------------------------------------------------------------------------- small settings
+
+
+def test_chinese_text_example_trains_from_the_cli_and_predicts_a_jsonl_file(tmp_path):
+    spec = tmp_path / "chinese_text.yaml"
+    spec.write_text(yaml.safe_dump(_small(_example("chinese_text.yaml"), max_epochs=4), allow_unicode=True), encoding="utf-8")
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "-q", "--no-register", str(spec)])
+    assert trained.exit_code == 0, trained.output
+    package = Path(re.search(r"package: (\S+)", trained.output).group(1))
+    metrics = json.loads((package.parent / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.75, metrics  # majority class 0.52
+
+    reviews = tmp_path / "new.jsonl"
+    reviews.write_text("\n".join(json.dumps({"review": r}, ensure_ascii=False) for r in
+                                 ["物流很快，质量很好，非常满意！", "做工粗糙，客服不理人，再也不买了。"]) + "\n", encoding="utf-8")
+    predicted = runner.invoke(app, ["predict", str(package), str(reviews), "-o", str(tmp_path / "out.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["prediction", "proba_negative", "proba_positive"]
+    assert list(out["prediction"]) == ["positive", "negative"]
+
+
+def test_an_empty_review_at_prediction_time_is_one_clear_error(tmp_path):
+    raw = _small(_example("chinese_text.yaml"), max_epochs=1)
+    result = trustforge.run(raw, progress=False, register=False)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"review": ["质量很好", "   "]}).to_csv(bad, index=False)
+    out = CliRunner().invoke(app, ["predict", str(result.package), str(bad)])
+    assert out.exit_code == 3
+    assert "column 'review' has 1 missing or empty text(s) (row 2)" in out.output
+    assert "Traceback" not in out.output and not (tmp_path / "bad.predictions.csv").exists()
+    missing = tmp_path / "missing.csv"
+    pd.DataFrame({"text": ["质量很好"]}).to_csv(missing, index=False)
+    out = CliRunner().invoke(app, ["predict", str(result.package), str(missing)])
+    assert out.exit_code == 3 and "no text column 'review'" in out.output
+
+
+def test_sentiment_text_example_learns_with_small_settings(tmp_path):
+    raw = _small(_example("sentiment_text.yaml"), _reviews_subset(tmp_path, 1500), max_epochs=3)
+    raw["data"]["text"]["max_length"] = 64
+    result = trustforge.run(raw, progress=False, register=False)
+    assert result.metrics["accuracy"] > 0.70, result.metrics  # majority class (great) 0.65
+    model = result.load_model()
+    reviews = tmp_path / "new.jsonl"
+    reviews.write_text('{"review": "the best coffee i have ever had, delicious and smooth"}\n'
+                       '{"review": "stale and tasteless, a waste of money"}\n', encoding="utf-8")
+    proba = model.predict(reviews)["proba_great"]
+    assert proba[0] > proba[1]
+
+
+def test_sentiment_minilm_example_learns_with_small_settings(tmp_path):
+    raw = _small(_example("sentiment_minilm.yaml"), _reviews_subset(tmp_path, 400), max_epochs=2)
+    raw["data"]["text"]["max_length"] = 64
+    result = trustforge.run(raw, progress=False, register=False)
+    assert result.metrics["accuracy"] > 0.70, result.metrics
+    assert result.metrics["roc_auc"] > 0.8, result.metrics
+
+
+# ---------------------------------------------------------------------------- full settings
+
+
+@pytest.fixture(scope="module")
+def from_scratch(tmp_path_factory):
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env(home=tmp_path_factory.mktemp("ws"))
+    return trustforge.run(EXAMPLES / "sentiment_text.yaml", settings=settings, progress=False, register=False)
+
+
+@pytest.mark.slow
+def test_sentiment_text_beats_tfidf_logistic_regression(from_scratch):
+    baseline = tfidf_logistic_regression(load_spec(EXAMPLES / "sentiment_text.yaml"))
+    m = from_scratch.metrics
+    assert m["accuracy"] > baseline["accuracy"] and m["f1_macro"] > baseline["f1_macro"], (m, baseline)
+
+
+@pytest.mark.slow
+def test_sentiment_minilm_beats_the_from_scratch_model(from_scratch, tmp_path_factory):
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env(home=tmp_path_factory.mktemp("ws"))
+    minilm = trustforge.run(EXAMPLES / "sentiment_minilm.yaml", settings=settings, progress=False, register=False)
+    for metric in ("accuracy", "f1_macro"):
+        assert minilm.metrics[metric] > from_scratch.metrics[metric], (metric, minilm.metrics, from_scratch.metrics)
+
+
+@pytest.mark.slow
+def test_chinese_text_example_reads_characters_well():
+    result = trustforge.run(EXAMPLES / "chinese_text.yaml", progress=False, register=False)
+    assert result.metrics["accuracy"] > 0.85, result.metrics  # majority class 0.52
+    evidence = json.loads((result.run_dir / "evidence.json").read_text())
+    rows = {(r["corruption"], r["severity"]): r for r in evidence["corruptions"]["rows"]}
+    assert set(rows) == {(c, s) for c in ("typos", "dropped_words") for s in (1, 2, 3)}
+    assert rows[("typos", 3)]["drop"] >= rows[("typos", 1)]["drop"]  # harsher typos, larger drop
+    assert evidence["explanations"]["completeness_gap"] < 1e-2
+    assert {r["class"] for r in evidence["explanations"]["top_tokens"]} == {"negative", "positive"}
