@@ -53,6 +53,11 @@ CASES: dict[str, dict[str, Any]] = {
     "audio_cnn": _case("audio_cnn", "builtin:spoken_digits", {"channels": [8, 16]}, data={"audio": {"hop_length": 320}}),
     # Recommenders on explicit ratings (MSE): the implicit objective pairs each interaction with a
     # sampled negative, which the whole-split loss here cannot reproduce; tests/models covers it.
+    # Text: characters of the generated Chinese reviews; the pretrained MiniLM on its WordPiece tokens.
+    "transformer-text": _case("transformer", "builtin:chinese_reviews", {"d_model": 16, "nhead": 2, "num_layers": 1,
+                              "dim_feedforward": 32}, data={"text": {"tokenizer": "char", "max_length": 32}}),
+    "text_pretrained": _case("text_pretrained", "builtin:chinese_reviews", {"freeze": True},
+                             data={"text": {"tokenizer": "wordpiece", "max_length": 24}}, train={"max_epochs": 2}),
     "mf": _case("mf", "builtin:movielens_small", {"factors": 8}, task="recommendation",
                 train={"batch_size": 1024, "optimizer": {"name": "adam", "lr": 0.01}}),
     "two_tower": _case("two_tower", "builtin:movielens_small", {"embedding_dim": 8, "hidden": [8], "output_dim": 8},

@@ -104,7 +104,8 @@ def _token_model(m, schema: Schema, n_out: int) -> nn.Module:
             raise ModelError("the schema's text column has no fitted vocabulary; fit the preprocessor first")
         if m.kind == "transformer":
             return TransformerEncoder(n_out, vocab_size=vocab, d_model=m.d_model, nhead=m.nhead, num_layers=m.num_layers,
-                                      dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling)
+                                      dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling,
+                                      word_dropout=m.word_dropout)
         if m.kind == "rnn":
             return RNN(m.embedding_dim, n_out, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                        bidirectional=m.bidirectional, dropout=m.dropout, pooling=m.pooling, vocab_size=vocab)

@@ -39,6 +39,9 @@ class TransformerEncoder(nn.Module):
             (GELU, norm first).
         pooling: "mean" or "max" over the real (unpadded) steps, or "cls": the output at a
             learned vector put before the first step.
+        word_dropout: token ids only, in training: the chance that a token's embedding is
+            blanked (zeroed), whole words at a time, as in Iyyer et al. (2015); on a few
+            thousand texts it keeps the model from leaning on a handful of words.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class TransformerEncoder(nn.Module):
         dim_feedforward: int = 256,
         dropout: float = 0.1,
         pooling: str = "mean",
+        word_dropout: float = 0.0,
         pad_id: int = 0,
     ):
         super().__init__()
@@ -60,6 +64,7 @@ class TransformerEncoder(nn.Module):
             raise ValueError("give exactly one of vocab_size (token ids) and n_features (float sequences)")
         self.pad_id = pad_id
         self.pooling = pooling
+        self.word_dropout = word_dropout
         self.d_model = d_model
         if vocab_size is not None:
             self.token_embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
@@ -95,6 +100,9 @@ class TransformerEncoder(nn.Module):
                 longest = max(1, int(mask.sum(dim=1).max()))
                 x, mask = x[:, :longest], mask[:, :longest]
             h = self.token_embedding(x)  # (B, T, D)
+            if self.training and self.word_dropout > 0:
+                keep = torch.rand(x.shape, device=x.device) >= self.word_dropout  # (B, T): one draw per token
+                h = h * keep[:, :, None].to(h.dtype)
         else:
             if mask is None:
                 mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)

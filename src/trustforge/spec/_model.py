@@ -424,6 +424,7 @@ class TransformerSpec(_Strict):
     dim_feedforward: PositiveInt = 256
     dropout: float = Field(0.1, ge=0, lt=1)
     pooling: Literal["mean", "max", "cls"] = "mean"
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="text only, in training: chance that a token is blanked")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> "TransformerSpec":
