@@ -1,7 +1,6 @@
-"""The text examples end to end: examples/sentiment_text.yaml, examples/sentiment_minilm.yaml and
-examples/chinese_text.yaml train through the CLI and the Python API, package, verify, load and
-predict; with small settings in seconds, and with their full settings (slow) against the
-baselines they must beat, measured on the same split."""
+"""The text examples end to end: examples/chinese_text.yaml trains through the CLI and the Python
+API, packages, verifies, loads and predicts. The sentiment examples (product reviews, from scratch
+and with MiniLM) and their tests against TF-IDF + logistic regression are still to come."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -19,7 +17,6 @@ import trustforge
 from trustforge.cli import app
 from trustforge.data import prepare
 from trustforge.data._text_sets import _reviews
-from trustforge.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -107,55 +104,6 @@ def test_an_empty_review_at_prediction_time_is_one_clear_error(tmp_path):
     pd.DataFrame({"text": ["质量很好"]}).to_csv(missing, index=False)
     out = CliRunner().invoke(app, ["predict", str(result.package), str(missing)])
     assert out.exit_code == 3 and "no text column 'review'" in out.output
-
-
-def test_sentiment_text_example_learns_with_small_settings(tmp_path):
-    raw = _small(_example("sentiment_text.yaml"), _reviews_subset(tmp_path, 1500), max_epochs=3)
-    raw["data"]["text"]["max_length"] = 64
-    result = trustforge.run(raw, progress=False, register=False)
-    assert result.metrics["accuracy"] > 0.70, result.metrics  # majority class (great) 0.65
-    model = result.load_model()
-    reviews = tmp_path / "new.jsonl"
-    reviews.write_text('{"review": "the best coffee i have ever had, delicious and smooth"}\n'
-                       '{"review": "stale and tasteless, a waste of money"}\n', encoding="utf-8")
-    proba = model.predict(reviews)["proba_great"]
-    assert proba[0] > proba[1]
-
-
-def test_sentiment_minilm_example_learns_with_small_settings(tmp_path):
-    raw = _small(_example("sentiment_minilm.yaml"), _reviews_subset(tmp_path, 400), max_epochs=2)
-    raw["data"]["text"]["max_length"] = 64
-    result = trustforge.run(raw, progress=False, register=False)
-    assert result.metrics["accuracy"] > 0.70, result.metrics
-    assert result.metrics["roc_auc"] > 0.8, result.metrics
-
-
-# ---------------------------------------------------------------------------- full settings
-
-
-@pytest.fixture(scope="module")
-def from_scratch(tmp_path_factory):
-    from trustforge.settings import Settings
-
-    settings = Settings.from_env(home=tmp_path_factory.mktemp("ws"))
-    return trustforge.run(EXAMPLES / "sentiment_text.yaml", settings=settings, progress=False, register=False)
-
-
-@pytest.mark.slow
-def test_sentiment_text_beats_tfidf_logistic_regression(from_scratch):
-    baseline = tfidf_logistic_regression(load_spec(EXAMPLES / "sentiment_text.yaml"))
-    m = from_scratch.metrics
-    assert m["accuracy"] > baseline["accuracy"] and m["f1_macro"] > baseline["f1_macro"], (m, baseline)
-
-
-@pytest.mark.slow
-def test_sentiment_minilm_beats_the_from_scratch_model(from_scratch, tmp_path_factory):
-    from trustforge.settings import Settings
-
-    settings = Settings.from_env(home=tmp_path_factory.mktemp("ws"))
-    minilm = trustforge.run(EXAMPLES / "sentiment_minilm.yaml", settings=settings, progress=False, register=False)
-    for metric in ("accuracy", "f1_macro"):
-        assert minilm.metrics[metric] > from_scratch.metrics[metric], (metric, minilm.metrics, from_scratch.metrics)
 
 
 @pytest.mark.slow
