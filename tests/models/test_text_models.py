@@ -47,6 +47,16 @@ def test_transformer_ignores_padding(pooling):
     torch.testing.assert_close(model(_padded(ids, 5), _padded(ids, 5) != 0), out)  # an explicit mask
 
 
+def test_transformer_without_positions_reads_a_bag_of_tokens():
+    torch.manual_seed(0)
+    ids = torch.tensor([[5, 9, 13, 21, 30]])
+    shuffled = ids[:, [3, 0, 4, 2, 1]]
+    free = TransformerEncoder(2, vocab_size=50, d_model=16, nhead=2, num_layers=1, dim_feedforward=32, positions="none").eval()
+    torch.testing.assert_close(free(shuffled), free(ids))  # order-free: the same words, the same output
+    ordered = TransformerEncoder(2, vocab_size=50, d_model=16, nhead=2, num_layers=1, dim_feedforward=32).eval()
+    assert not torch.allclose(ordered(shuffled), ordered(ids))  # sinusoidal positions: order matters
+
+
 def test_transformer_reads_float_sequences():
     model = TransformerEncoder(2, n_features=5, d_model=16, nhead=4, num_layers=1, dim_feedforward=32).eval()
     x = torch.randn(3, 9, 5)

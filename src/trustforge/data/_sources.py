@@ -128,8 +128,13 @@ def load_source(source: str, *, target: str | None, image_size: tuple[int, int],
 # ---------------------------------------------------------------------------- tables
 
 
-def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
-    """Read a CSV, Parquet or JSON Lines file into a DataFrame, naming the file in every error."""
+def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = True) -> pd.DataFrame:
+    """Read a CSV, Parquet or JSON Lines file into a DataFrame, naming the file in every error.
+
+    `skip_blank_lines=False` keeps a CSV line that is empty or all white space as a row of
+    missing values: in a one-column file of texts it is an empty text, and dropping it would
+    shift every later prediction onto the wrong row.
+    """
     suffix = path.suffix.lower()
     kind = kind or ("parquet" if suffix in (".parquet", ".pq") else "jsonl" if suffix in (".jsonl", ".ndjson") else "csv")
     if not path.is_file():
@@ -142,7 +147,7 @@ def read_table(path: Path, kind: str | None = None) -> pd.DataFrame:
         if kind == "parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, skipinitialspace=True)
+            frame = pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         detail = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
         raise DataError(f"{path}: cannot read as {kind} ({detail})") from None

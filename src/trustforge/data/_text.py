@@ -148,7 +148,7 @@ def read_text_input(schema: Any, source: Any) -> RawData:
         path = Path(source)
         if path.is_dir():
             raise DataError(f"{path}: this model takes a CSV, Parquet or JSON Lines file of texts, not a folder")
-        frame, origin = read_table(path), str(path)
+        frame, origin = read_table(path, skip_blank_lines=False), str(path)  # a blank line is an empty text, not no row
     return as_text(RawData("table", schema.target, origin, frame=frame), schema.text["column"])
 
 

@@ -105,7 +105,7 @@ def _token_model(m, schema: Schema, n_out: int) -> nn.Module:
         if m.kind == "transformer":
             return TransformerEncoder(n_out, vocab_size=vocab, d_model=m.d_model, nhead=m.nhead, num_layers=m.num_layers,
                                       dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling,
-                                      word_dropout=m.word_dropout)
+                                      positions=m.positions, word_dropout=m.word_dropout)
         if m.kind == "rnn":
             return RNN(m.embedding_dim, n_out, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                        bidirectional=m.bidirectional, dropout=m.dropout, pooling=m.pooling, vocab_size=vocab)
@@ -113,7 +113,7 @@ def _token_model(m, schema: Schema, n_out: int) -> nn.Module:
     if schema.modality in ("series", "sequence"):  # float steps (B, T, F), projected to d_model
         _, f = _steps(schema)
         return TransformerEncoder(n_out, n_features=f, d_model=m.d_model, nhead=m.nhead, num_layers=m.num_layers,
-                                  dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling)
+                                  dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling, positions=m.positions)
     raise ModelError(f"model.kind 'transformer' reads text or sequences; this is {schema.modality} data")
 
 

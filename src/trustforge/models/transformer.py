@@ -39,6 +39,9 @@ class TransformerEncoder(nn.Module):
             (GELU, norm first).
         pooling: "mean" or "max" over the real (unpadded) steps, or "cls": the output at a
             learned vector put before the first step.
+        positions: "sinusoidal" adds the position code to every step; "none" leaves the
+            encoder order-free (it reads a bag of tokens in context of each other), which
+            suits tasks decided by which words occur more than by their order.
         word_dropout: token ids only, in training: the chance that a token's embedding is
             blanked (zeroed), whole words at a time, as in Iyyer et al. (2015); on a few
             thousand texts it keeps the model from leaning on a handful of words.
@@ -56,6 +59,7 @@ class TransformerEncoder(nn.Module):
         dim_feedforward: int = 256,
         dropout: float = 0.1,
         pooling: str = "mean",
+        positions: str = "sinusoidal",
         word_dropout: float = 0.0,
         pad_id: int = 0,
     ):
@@ -65,6 +69,7 @@ class TransformerEncoder(nn.Module):
         self.pad_id = pad_id
         self.pooling = pooling
         self.word_dropout = word_dropout
+        self.positions = positions
         self.d_model = d_model
         if vocab_size is not None:
             self.token_embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
@@ -108,7 +113,8 @@ class TransformerEncoder(nn.Module):
                 mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
             h = self.input_projection(x.float())  # (B, T, D)
         mask = mask.bool()
-        h = h + sinusoidal_positions(h.shape[1], self.d_model, h.device)
+        if self.positions == "sinusoidal":
+            h = h + sinusoidal_positions(h.shape[1], self.d_model, h.device)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1)  # (B, 1 + T, D)
             mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)

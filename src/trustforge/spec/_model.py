@@ -414,8 +414,9 @@ class RNNSpec(_Strict):
 
 class TransformerSpec(_Strict):
     """A Transformer encoder (PyTorch's names): token embedding, or a linear projection of a
-    numeric sequence, plus sinusoidal positions; `num_layers` pre-norm encoder layers that
-    ignore padding; then mean, max or a learned [CLS] vector as `pooling`, and a linear head."""
+    numeric sequence, plus sinusoidal positions (or none: order-free); `num_layers` pre-norm
+    encoder layers that ignore padding; then mean, max or a learned [CLS] vector as `pooling`,
+    and a linear head. `word_dropout` blanks whole tokens in training (a regulariser for text)."""
 
     kind: Literal["transformer"] = "transformer"
     d_model: PositiveInt = 128
@@ -424,6 +425,7 @@ class TransformerSpec(_Strict):
     dim_feedforward: PositiveInt = 256
     dropout: float = Field(0.1, ge=0, lt=1)
     pooling: Literal["mean", "max", "cls"] = "mean"
+    positions: Literal["sinusoidal", "none"] = Field("sinusoidal", description="none: order-free, a bag of tokens read in context")
     word_dropout: float = Field(0.0, ge=0, lt=1, description="text only, in training: chance that a token is blanked")
 
     @model_validator(mode="after")
