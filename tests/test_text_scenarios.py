@@ -1,6 +1,8 @@
-"""The text examples end to end: examples/chinese_text.yaml trains through the CLI and the Python
-API, packages, verifies, loads and predicts. The sentiment examples (product reviews, from scratch
-and with MiniLM) and their tests against TF-IDF + logistic regression are still to come."""
+"""The text examples end to end: each trains through the CLI or the Python API, packages,
+verifies, loads and predicts. Small settings here; the from-scratch sentiment model is also run
+as written against TF-IDF + logistic regression (a slow test: it trains in about a minute). The
+MiniLM example against the from-scratch one at full settings fine-tunes 22 M weights for tens of
+minutes on a CPU, so that comparison is in bench/scenarios.py (`sentiment` rows), not in CI."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import trustforge
 from trustforge.cli import app
 from trustforge.data import prepare
 from trustforge.data._text_sets import _reviews
+from trustforge.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -29,7 +32,7 @@ def _example(name: str) -> dict:
 def _reviews_subset(folder: Path, n: int) -> str:
     """A stratified sample of `n` of the 5,000 builtin reviews, as a CSV source (same columns)."""
     frame = _reviews()
-    sample = frame.groupby("score", group_keys=False).apply(lambda g: g.sample(frac=n / len(frame), random_state=0))
+    sample = frame.groupby("score").sample(frac=n / len(frame), random_state=0)
     path = folder / "reviews.csv"
     sample.to_csv(path, index=False)
     return f"csv:{path}"
@@ -104,6 +107,47 @@ def test_an_empty_review_at_prediction_time_is_one_clear_error(tmp_path):
     pd.DataFrame({"text": ["质量很好"]}).to_csv(missing, index=False)
     out = CliRunner().invoke(app, ["predict", str(result.package), str(missing)])
     assert out.exit_code == 3 and "no text column 'review'" in out.output
+
+
+def test_sentiment_text_example_learns_from_the_cli_with_small_settings(tmp_path):
+    raw = _small(_example("sentiment_text.yaml"), _reviews_subset(tmp_path, 2500), max_epochs=6)
+    spec = tmp_path / "sentiment_text.yaml"
+    spec.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    trained = CliRunner().invoke(app, ["train", "-q", "--no-register", str(spec)])
+    assert trained.exit_code == 0, trained.output
+    package = Path(re.search(r"package: (\S+)", trained.output).group(1))
+    metrics = json.loads((package.parent / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.72, metrics  # majority class (great) 0.65
+    assert metrics["roc_auc"] > 0.75, metrics
+    model = trustforge.Model.load(package)
+    reviews = tmp_path / "new.jsonl"
+    reviews.write_text('{"review": "the best coffee i have ever had, delicious and smooth"}\n'
+                       '{"review": "stale and tasteless, a waste of money"}\n', encoding="utf-8")
+    proba = model.predict(reviews)["proba_great"]
+    assert proba[0] > proba[1]
+
+
+def test_sentiment_minilm_example_learns_with_small_settings(tmp_path):
+    raw = _small(_example("sentiment_minilm.yaml"), _reviews_subset(tmp_path, 400), max_epochs=2)
+    raw["data"]["text"]["max_length"] = 64
+    result = trustforge.run(raw, progress=False, register=False)
+    assert result.metrics["accuracy"] > 0.70, result.metrics  # majority class 0.65
+    assert result.metrics["roc_auc"] > 0.8, result.metrics
+    model = result.load_model()
+    proba = model.predict(pd.DataFrame({"review": ["Delicious, fresh and the best tea I have tried.",
+                                                   "Arrived stale and tasted awful. Never again."]}))["proba_great"]
+    assert proba[0] > proba[1]
+
+
+# ---------------------------------------------------------------------------- full settings
+
+
+@pytest.mark.slow
+def test_sentiment_text_example_beats_tfidf_logistic_regression():
+    result = trustforge.run(EXAMPLES / "sentiment_text.yaml", progress=False, register=False)
+    baseline = tfidf_logistic_regression(load_spec(EXAMPLES / "sentiment_text.yaml"))
+    m = result.metrics
+    assert m["accuracy"] > baseline["accuracy"] and m["f1_macro"] > baseline["f1_macro"], (m, baseline)
 
 
 @pytest.mark.slow

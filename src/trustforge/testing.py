@@ -56,6 +56,9 @@ CASES: dict[str, dict[str, Any]] = {
     # Text: characters of the generated Chinese reviews; the pretrained MiniLM on its WordPiece tokens.
     "transformer-text": _case("transformer", "builtin:chinese_reviews", {"d_model": 16, "nhead": 2, "num_layers": 1,
                               "dim_feedforward": 32}, data={"text": {"tokenizer": "char", "max_length": 32}}),
+    "mlp-text": _case("mlp", "builtin:chinese_reviews", {"embedding_dim": 16, "hidden": []},
+                      data={"text": {"tokenizer": "char", "ngrams": 2, "max_length": 64}},
+                      train={"optimizer": {"name": "adam", "lr": 0.01}}),
     "text_pretrained": _case("text_pretrained", "builtin:chinese_reviews", {"freeze": True},
                              data={"text": {"tokenizer": "wordpiece", "max_length": 24}}, train={"max_epochs": 2}),
     "mf": _case("mf", "builtin:movielens_small", {"factors": 8}, task="recommendation",

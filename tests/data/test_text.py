@@ -18,6 +18,7 @@ from trustforge.data._text import (
     char_tokens,
     learn_vocabulary,
     read_jsonl,
+    with_ngrams,
     word_tokens,
 )
 from trustforge.data._text_sets import chinese_reviews
@@ -74,6 +75,19 @@ def test_codec_truncates_to_max_length_and_pads_with_zero():
     assert ids.tolist() == [[2, 3, 4], [5, 0, 0], [1, 2, 0]]  # first 3 tokens; padding 0; unknown 1
     assert codec.tokens("unseen great") == [UNK, "great"]
     assert codec.decode(ids[2]) == [UNK, "great"]
+
+
+def test_ngrams_follow_the_token_that_ends_them_and_count_toward_max_length():
+    assert with_ngrams(["a", "b", "c"], 1) == ["a", "b", "c"]
+    assert with_ngrams(["a", "b", "c"], 2) == ["a", "b", "a b", "c", "b c"]
+    assert with_ngrams(["a", "b", "c"], 3) == ["a", "b", "a b", "c", "b c", "a b c"]
+    vocab = [PAD, UNK, "not", "good", "not good", "bad"]
+    codec = TextCodec({"tokenizer": "word", "max_length": 4, "lowercase": True, "ngrams": 2}, vocab)
+    assert codec.tokens("Not good at all") == ["not", "good", "not good", UNK]  # at, "good at", all, ... cut
+    assert codec.encode(["not bad"]).tolist() == [[2, 5, 1, 0]]  # "not bad" was never seen: unknown
+    with pytest.raises(SpecError, match="data.text.ngrams must be 1 for tokenizer wordpiece"):
+        load_spec({"data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "ngrams": 2}},
+                   "model": {"kind": "text_pretrained"}})
 
 
 def test_wordpiece_matches_the_models_own_tokenizer_and_keeps_sep_last():

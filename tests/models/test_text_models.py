@@ -11,6 +11,7 @@ import torch
 
 import trustforge
 from trustforge.errors import IntegrityError
+from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.rnn import RNN
 from trustforge.models.text_pretrained import PretrainedTextClassifier
 from trustforge.models.transformer import TransformerEncoder
@@ -55,6 +56,17 @@ def test_transformer_without_positions_reads_a_bag_of_tokens():
     torch.testing.assert_close(free(shuffled), free(ids))  # order-free: the same words, the same output
     ordered = TransformerEncoder(2, vocab_size=50, d_model=16, nhead=2, num_layers=1, dim_feedforward=32).eval()
     assert not torch.allclose(ordered(shuffled), ordered(ids))  # sinusoidal positions: order matters
+
+
+def test_bag_of_embeddings_is_the_mean_embedding_under_the_head():
+    torch.manual_seed(0)
+    model = BagOfEmbeddings(3, vocab_size=50, embedding_dim=8, hidden=[], word_dropout=0.5).eval()  # no blanking in eval
+    ids = _ids()
+    out = model(ids)
+    torch.testing.assert_close(model(_padded(ids, 9)), out)  # padding is not counted
+    expected = model.net(model.token_embedding(ids[1:2, :7]).mean(dim=1))
+    torch.testing.assert_close(out[1:2], expected)  # linear head over the mean of the 7 real tokens
+    torch.testing.assert_close(model(ids[:, [2, 0, 1] + list(range(3, 12))][:1]), out[:1])  # order-free
 
 
 def test_transformer_reads_float_sequences():

@@ -206,6 +206,25 @@ def char_tokens(text: str, *, lowercase: bool = True) -> list[str]:
 _SPLITTERS = {"word": word_tokens, "char": char_tokens}
 
 
+def with_ngrams(tokens: list[str], n: int) -> list[str]:
+    """`tokens` with, after each token, the 2- to n-grams that end at it, joined by a space:
+    a b c with n=2 gives a, b, "a b", c, "b c" (fastText's word n-grams). Interleaved, so
+    truncating the list keeps a prefix of the text with its n-grams."""
+    if n <= 1:
+        return tokens
+    out: list[str] = []
+    for i, t in enumerate(tokens):
+        out.append(t)
+        out.extend(" ".join(tokens[i - k + 1 : i + 1]) for k in range(2, min(n, i + 1) + 1))
+    return out
+
+
+def split_text(text: str, options: dict[str, Any]) -> list[str]:
+    """The word or char tokens of one text under the schema's `text` options, n-grams included."""
+    tokens = _SPLITTERS[options["tokenizer"]](text, lowercase=options["lowercase"])
+    return with_ngrams(tokens, int(options.get("ngrams", 1)))
+
+
 def learn_vocabulary(token_lists: Iterable[list[str]], *, min_freq: int, max_vocab: int) -> list[str]:
     """`<pad>`, `<unk>`, then tokens seen at least `min_freq` times, most frequent first, `max_vocab` in all."""
     counts = Counter(t for tokens in token_lists for t in tokens)
@@ -249,6 +268,7 @@ class TextCodec:
         self.max_length = int(options["max_length"])
         self.lowercase = bool(options["lowercase"])
         self.vocabulary = vocabulary
+        self.options = options
         if self.tokenizer == "wordpiece":
             from tokenizers import BertWordPieceTokenizer
 
@@ -271,7 +291,7 @@ class TextCodec:
         if self.tokenizer == "wordpiece":
             return self._wordpiece.encode(text).tokens
         unk = self._index[UNK]
-        return [t if self._index.get(t, unk) != unk else UNK for t in _SPLITTERS[self.tokenizer](text, lowercase=self.lowercase)[: self.max_length]]
+        return [t if self._index.get(t, unk) != unk else UNK for t in split_text(text, self.options)[: self.max_length]]
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Token ids (N, max_length) int64, padded with 0."""
@@ -280,9 +300,9 @@ class TextCodec:
             for i, e in enumerate(self._wordpiece.encode_batch(texts)):
                 out[i, : len(e.ids)] = e.ids
         else:
-            split, index = _SPLITTERS[self.tokenizer], self._index
+            index = self._index
             for i, text in enumerate(texts):
-                ids = [index.get(t, 1) for t in split(text, lowercase=self.lowercase)[: self.max_length]]
+                ids = [index.get(t, 1) for t in split_text(text, self.options)[: self.max_length]]
                 out[i, : len(ids)] = ids
         return torch.from_numpy(out)
 
@@ -315,8 +335,7 @@ def fit(pre: "Preprocessor", raw: RawData) -> None:
     if options["tokenizer"] == "wordpiece":
         vocab = wordpiece_vocabulary()
     else:
-        split = _SPLITTERS[options["tokenizer"]]
-        vocab = learn_vocabulary((split(t, lowercase=options["lowercase"]) for t in texts),
+        vocab = learn_vocabulary((split_text(t, options) for t in texts),
                                  min_freq=options["min_freq"], max_vocab=options["max_vocab"])
     pre.vocabularies[column] = vocab
     next(c for c in pre.schema.columns if c.name == column).vocabulary = len(vocab)

@@ -11,6 +11,7 @@ from torch import nn
 from trustforge.data import Schema
 from trustforge.errors import ModelError
 from trustforge.models.audio import AudioCNN
+from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
 from trustforge.models.mlp import MLP
 from trustforge.models.recommender import MatrixFactorization
@@ -21,7 +22,7 @@ from trustforge.models.two_tower import TwoTower
 from trustforge.spec import TaskSpec
 
 __all__ = ["MLP", "CNN", "RNN", "AudioCNN", "MatrixFactorization", "TwoTower", "TransformerEncoder", "PretrainedTextClassifier",
-           "build_model", "output_size", "MODEL_KINDS"]
+           "BagOfEmbeddings", "build_model", "output_size", "MODEL_KINDS"]
 
 MODEL_KINDS = ("mlp", "cnn", "rnn", "audio_cnn", "mf", "two_tower", "transformer", "text_pretrained")
 
@@ -109,7 +110,10 @@ def _token_model(m, schema: Schema, n_out: int) -> nn.Module:
         if m.kind == "rnn":
             return RNN(m.embedding_dim, n_out, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
                        bidirectional=m.bidirectional, dropout=m.dropout, pooling=m.pooling, vocab_size=vocab)
-        raise ModelError(f"model.kind {m.kind!r} does not read text; use transformer, rnn or text_pretrained")
+        if m.kind == "mlp":  # a bag of token embeddings under the MLP (fastText)
+            return BagOfEmbeddings(n_out, vocab_size=vocab, embedding_dim=m.embedding_dim or 64, hidden=m.hidden,
+                                   activation=m.activation, dropout=m.dropout, word_dropout=m.word_dropout)
+        raise ModelError(f"model.kind {m.kind!r} does not read text; use mlp, transformer, rnn or text_pretrained")
     if schema.modality in ("series", "sequence"):  # float steps (B, T, F), projected to d_model
         _, f = _steps(schema)
         return TransformerEncoder(n_out, n_features=f, d_model=m.d_model, nhead=m.nhead, num_layers=m.num_layers,

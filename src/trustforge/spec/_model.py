@@ -306,9 +306,13 @@ class TextSpec(_Strict):
     min_freq: int = Field(1, ge=1, description="word/char: fewest training occurrences for a token to get its own id")
     max_vocab: int = Field(20000, ge=3, le=1_000_000, description="word/char: largest vocabulary, <pad> and <unk> included")
     lowercase: bool = True
+    ngrams: int = Field(1, ge=1, le=3, description="word/char: 2 or 3 also makes a token of each run of 2 (3) "
+                        "tokens, after the token that ends it (fastText's n-grams); they count toward max_length")
 
     @model_validator(mode="after")
     def _wordpiece_is_uncased(self) -> "TextSpec":
+        if self.tokenizer == "wordpiece" and self.ngrams != 1:
+            raise SpecProblem(("ngrams",), f"must be 1 for tokenizer wordpiece (the pretrained vocabulary has no n-grams); got {self.ngrams}")
         # The pretrained vocabulary is uncased: cased input would map most capitals to [UNK].
         if self.tokenizer == "wordpiece" and not self.lowercase:
             raise SpecProblem(("lowercase",), "must be true for tokenizer wordpiece (all-MiniLM-L6-v2 is uncased); got false")
@@ -360,14 +364,18 @@ class DataSpec(_Strict):
 
 
 class MLPSpec(_Strict):
-    """Multi-layer perceptron over table columns (categoricals embedded) or flattened images."""
+    """Multi-layer perceptron over table columns (categoricals embedded), flattened images or
+    sequences, or, for text, over the mean of the token embeddings (fastText's bag of words;
+    with `data.text.ngrams: 2` the bag holds word pairs too)."""
 
     kind: Literal["mlp"] = "mlp"
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 64])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 64], description="hidden widths; [] is a linear model")
     activation: Activation = "relu"
     dropout: float = Field(0.1, ge=0, lt=1)
     batch_norm: bool = False
-    embedding_dim: PositiveInt | None = Field(None, description="per categorical column; default from its cardinality")
+    embedding_dim: PositiveInt | None = Field(None, description="per categorical column (default from its cardinality); "
+                                              "text: per token (default 64)")
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="text only, in training: chance that a token is blanked")
 
 
 class CNNSpec(_Strict):
