@@ -111,6 +111,8 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
         info, tensors = explain_images(model.module, data.test.inputs[0], data.test.target,
                                        per_class=spec.evaluate.explain_per_class, seed=spec.train.seed)
         save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(run_dir / EXPLANATIONS))
+        if data.schema.modality == "audio":  # the report draws it with low frequencies at the bottom
+            info["input"] = "log-mel spectrogram (mel bands × frames)"
         return info
     if data.schema.modality == "table":
         names = data.schema.numeric + data.schema.categorical

@@ -287,3 +287,20 @@ def test_report_renders_in_headless_chromium(reports):
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
     img = Image.open(io.BytesIO(shot))
     assert img.height > 2000 and img.convert("L").getextrema() != (255, 255)
+
+
+@pytest.mark.parametrize("spectrogram", [False, True])
+def test_spectrogram_explanations_are_drawn_with_low_frequencies_at_the_bottom(spectrogram):
+    from trustforge.evaluate._report_plots import image_explanations
+
+    rng = np.random.default_rng(0)
+    tensors = {"images": rng.normal(size=(2, 1, 8, 12)), "ig": rng.normal(size=(2, 1, 8, 12)),
+               "saliency": rng.random((2, 8, 12))}
+    explanations = {"examples": [{"label": 0, "predicted": 0}, {"label": 1, "predicted": 1}]}
+    if spectrogram:
+        explanations["input"] = "log-mel spectrogram (mel bands × frames)"
+    run = {"tensors": tensors, "evidence": {"explanations": explanations}, "metrics": {"labels": ["a", "b"]}}
+    fig = image_explanations(run)
+    drawn = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(drawn) == 6  # 2 examples × (input, IG, saliency)
+    assert {im.origin for im in drawn} == ({"lower"} if spectrogram else {"upper"})

@@ -200,11 +200,16 @@ def image_explanations(run: dict[str, Any]) -> Figure | None:
     for ax in axes.flat:
         ax.axis("off")
     labels = _example_labels(run, n)
+    # A spectrogram is drawn as one: the first mel band (lowest frequency) at the bottom.
+    ex = run["evidence"].get("explanations") or {}
+    spectrogram = isinstance(ex, dict) and str(ex.get("input", "")).startswith("log-mel")
+    draw = {"origin": "lower", "aspect": "auto"} if spectrogram else {}
     for i in range(n):
         r, c0 = divmod(i, per_row)
         c0 *= 1 + len(maps)
         ax = axes[r, c0]
-        ax.imshow(_displayable(images[i]), cmap="gray" if images.shape[1] == 1 else None, interpolation="nearest")
+        ax.imshow(_displayable(images[i]), cmap="magma" if spectrogram else "gray" if images.shape[1] == 1 else None,
+                  interpolation="nearest", **draw)
         ax.set_title(labels[i], fontsize=9)
         for j, (name, m) in enumerate(maps, start=1):
             a = np.asarray(m[i], dtype=np.float64)
@@ -212,10 +217,10 @@ def image_explanations(run: dict[str, Any]) -> Figure | None:
             ax = axes[r, c0 + j]
             if name == "ig":  # signed: red for, blue against the prediction, on one symmetric scale
                 v = float(np.abs(a).max()) or 1.0
-                ax.imshow(a, cmap="bwr", vmin=-v, vmax=v, interpolation="nearest")
+                ax.imshow(a, cmap="bwr", vmin=-v, vmax=v, interpolation="nearest", **draw)
                 ax.set_title("IG", fontsize=9)
             else:  # saliency is a gradient magnitude
-                ax.imshow(np.abs(a), cmap="magma", interpolation="nearest")
+                ax.imshow(np.abs(a), cmap="magma", interpolation="nearest", **draw)
                 ax.set_title("saliency", fontsize=9)
     fig.tight_layout(pad=0.4)
     return fig
