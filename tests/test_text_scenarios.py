@@ -1,6 +1,6 @@
 """The text examples end to end: each trains through the CLI or the Python API, packages,
-verifies, loads and predicts. Small settings here; the from-scratch sentiment model is also run
-as written against TF-IDF + logistic regression (a slow test: it trains in about a minute). The
+verifies, loads and predicts. The from-scratch sentiment model trains as written (it fits in
+well under a minute), once from the CLI and once against TF-IDF + logistic regression. The
 MiniLM example against the from-scratch one at full settings fine-tunes 22 M weights for tens of
 minutes on a CPU, so that comparison is in bench/scenarios.py (`sentiment` rows), not in CI."""
 
@@ -109,16 +109,17 @@ def test_an_empty_review_at_prediction_time_is_one_clear_error(tmp_path):
     assert out.exit_code == 3 and "no text column 'review'" in out.output
 
 
-def test_sentiment_text_example_learns_from_the_cli_with_small_settings(tmp_path):
-    raw = _small(_example("sentiment_text.yaml"), _reviews_subset(tmp_path, 2500), max_epochs=6)
+def test_sentiment_text_example_learns_from_the_cli(tmp_path):
+    # The example's own data and training (it fits in well under a minute); evidence off.
+    raw = _small(_example("sentiment_text.yaml"))
     spec = tmp_path / "sentiment_text.yaml"
     spec.write_text(yaml.safe_dump(raw), encoding="utf-8")
     trained = CliRunner().invoke(app, ["train", "-q", "--no-register", str(spec)])
     assert trained.exit_code == 0, trained.output
     package = Path(re.search(r"package: (\S+)", trained.output).group(1))
     metrics = json.loads((package.parent / "metrics.json").read_text())
-    assert metrics["accuracy"] > 0.72, metrics  # majority class (great) 0.65
-    assert metrics["roc_auc"] > 0.75, metrics
+    assert metrics["accuracy"] > 0.78, metrics  # majority class (great) 0.65
+    assert metrics["roc_auc"] > 0.83, metrics
     model = trustforge.Model.load(package)
     reviews = tmp_path / "new.jsonl"
     reviews.write_text('{"review": "the best coffee i have ever had, delicious and smooth"}\n'
