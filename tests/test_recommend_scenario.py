@@ -5,12 +5,8 @@ items get the documented fallback. The full settings (the README's figures) run 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from _cli import run_main
 
 import trustforge
-from trustforge.cli import main
 from trustforge.data import prepare
 from trustforge.data import _interactions as inter
 from trustforge.errors import DataError
@@ -30,31 +26,12 @@ EXPLICIT = ROOT / "examples" / "recommend_explicit.yaml"
 IMPLICIT = ROOT / "examples" / "recommend_implicit.yaml"
 # CI settings: the examples as written, cut to the epochs where they already beat their baselines.
 CI_EPOCHS = {EXPLICIT: 6, IMPLICIT: 12}
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def ci_spec(path: Path) -> dict:
     raw = yaml.safe_load(path.read_text())
     raw["train"]["max_epochs"] = CI_EPOCHS[path]
     return raw
-
-
-def cli(*args: str, home: Path) -> tuple[int, str, str]:
-    """The console script's entry point, in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_home = sys.argv, os.environ.get("TRUSTFORGE_HOME")
-    sys.argv, os.environ["TRUSTFORGE_HOME"] = ["trustforge", *map(str, args)], str(home)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved_argv
-        if saved_home is not None:
-            os.environ["TRUSTFORGE_HOME"] = saved_home
-    return code, _ANSI.sub("", out.getvalue()), _ANSI.sub("", err.getvalue())
 
 
 def one_line_error(result: tuple[int, str, str], *names: str) -> None:
@@ -69,7 +46,7 @@ def one_line_error(result: tuple[int, str, str], *names: str) -> None:
 def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, workspace):
     spec = tmp_path / "recommend_explicit.yaml"
     spec.write_text(yaml.safe_dump(ci_spec(EXPLICIT)))
-    code, out, err = cli("train", "-q", spec, home=workspace)
+    code, out, err = run_main("train", "-q", spec, home=workspace)
     assert code == 0, out + err
     assert "baseline_bias_rmse" in out and "models:/movielens-mf/1" in out
     package = Path(re.search(r"package: (\S+)", out).group(1))
@@ -77,7 +54,7 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     assert metrics["rmse"] < metrics["baseline_bias_rmse"], metrics  # MF beats global + user + item biases
     assert metrics["n"] > 19_000 and metrics["unknown_items"] > 0
 
-    code, out, _ = cli("package", "verify", package, home=workspace)
+    code, out, _ = run_main("package", "verify", package, home=workspace)
     assert code == 0 and "verified" in out
 
     model = trustforge.Model.load(package)
@@ -89,7 +66,7 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     popular = model.preprocessor.vocabularies["movieId"][int(np.argmax(model.preprocessor.tensors["interactions.popularity"].numpy()))]
     pairs = pd.DataFrame({"userId": [user, 999_999, user, "nobody"], "movieId": [item, popular, "no-such-movie", "none"]})
     pairs.to_csv(tmp_path / "pairs.csv", index=False)
-    code, out, err = cli("predict", package, tmp_path / "pairs.csv", "-o", tmp_path / "ratings.csv", home=workspace)
+    code, out, err = run_main("predict", package, tmp_path / "pairs.csv", "-o", tmp_path / "ratings.csv", home=workspace)
     assert code == 0, err
     got = pd.read_csv(tmp_path / "ratings.csv", keep_default_na=False)
     assert list(got.columns) == ["prediction", "unknown"]
@@ -106,7 +83,7 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     np.testing.assert_allclose(got.prediction[1:], np.clip(expect, 0.5, 5.0), rtol=1e-5)
 
     pd.DataFrame({"userId": [user, "nobody"]}).to_csv(tmp_path / "users.csv", index=False)
-    code, out, err = cli("predict", package, tmp_path / "users.csv", "--top-k", "5", "-o", tmp_path / "top.csv", home=workspace)
+    code, out, err = run_main("predict", package, tmp_path / "users.csv", "--top-k", "5", "-o", tmp_path / "top.csv", home=workspace)
     assert code == 0, err
     top = pd.read_csv(tmp_path / "top.csv", dtype={"userId": str, "movieId": str})
     assert list(top.columns) == ["userId", "rank", "movieId", "score", "source"]
@@ -116,12 +93,12 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     known = set(inter.known_keys(pre).tolist())
     assert not {u * stride + pre.vocabularies["movieId"].index(m) for m in top.movieId[:5]} & known  # nothing already rated
 
-    code, out, err = cli("evaluate", package, spec, home=workspace)
+    code, out, err = run_main("evaluate", package, spec, home=workspace)
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["rmse"] == pytest.approx(metrics["rmse"], abs=1e-9)
 
-    one_line_error(cli("predict", package, tmp_path / "users.csv", "-o", tmp_path / "x.csv", home=workspace), "movieId")
-    one_line_error(cli("predict", package, tmp_path / "pairs.csv", "--top-k", "0", home=workspace), "--top-k")
+    one_line_error(run_main("predict", package, tmp_path / "users.csv", "-o", tmp_path / "x.csv", home=workspace), "movieId")
+    one_line_error(run_main("predict", package, tmp_path / "pairs.csv", "--top-k", "0", home=workspace), "--top-k")
 
 
 @pytest.mark.slow  # about 30 s on two cores: the example, 12 epochs, then evaluate, recommend and report
@@ -218,11 +195,11 @@ def test_a_spec_that_does_not_fit_recommendation_is_one_line(tmp_path, workspace
     bad["model"] = {"kind": "cnn"}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
-    one_line_error(cli("validate", path, home=workspace), "model.kind", "mf or two_tower")
+    one_line_error(run_main("validate", path, home=workspace), "model.kind", "mf or two_tower")
     bad = ci_spec(IMPLICIT)
     bad["data"]["interactions"]["item"] = "movie"
     path.write_text(yaml.safe_dump(bad))
-    one_line_error(cli("train", "-q", path, home=workspace), "data.interactions.item", "'movie'")
+    one_line_error(run_main("train", "-q", path, home=workspace), "data.interactions.item", "'movie'")
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +18,12 @@ from typer.testing import CliRunner
 
 import trustforge
 from trustforge.cli import app
-from trustforge.data import prepare
 from trustforge.data._text_sets import _reviews
-from trustforge.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(ROOT / "bench"))
+from scenarios import tfidf_logistic_regression  # noqa: E402  (the baseline bench/scenarios.py prints)
 
 
 def _example(name: str) -> dict:
@@ -47,28 +48,6 @@ def _small(raw: dict, source: str | None = None, **train) -> dict:
     raw["train"].update(train)
     raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "corruptions": False, "explain": False}
     return raw
-
-
-def tfidf_logistic_regression(spec) -> dict[str, float]:
-    """The baseline: scikit-learn's TfidfVectorizer() + logistic regression on the spec's own split.
-
-    Fitted on the training split, with C picked by 5-fold cross-validation on it from a grid
-    (GridSearchCV), and scored on the test split, like the neural model.
-    """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.model_selection import GridSearchCV
-
-    data = prepare(spec)
-    column, target = data.schema.text["column"], data.schema.target
-    train, test = data.train_raw.frame, data.test_raw.frame
-    vec = TfidfVectorizer()
-    grid = {"C": [0.25, 0.5, 1, 2, 4, 8, 16]}
-    model = GridSearchCV(LogisticRegression(max_iter=3000), grid, cv=5, scoring="accuracy").fit(vec.fit_transform(train[column]), train[target])
-    pred = model.predict(vec.transform(test[column]))
-    return {"accuracy": accuracy_score(test[target], pred), "f1_macro": f1_score(test[target], pred, average="macro"),
-            "C": float(model.best_params_["C"])}
 
 
 # ---------------------------------------------------------------------------- small settings
@@ -146,7 +125,7 @@ def test_sentiment_minilm_example_learns_with_small_settings(tmp_path):
 @pytest.mark.slow
 def test_sentiment_text_example_beats_tfidf_logistic_regression():
     result = trustforge.run(EXAMPLES / "sentiment_text.yaml", progress=False, register=False)
-    baseline = tfidf_logistic_regression(load_spec(EXAMPLES / "sentiment_text.yaml"))
+    baseline = tfidf_logistic_regression(_example("sentiment_text.yaml"))
     m = result.metrics
     assert m["accuracy"] > baseline["accuracy"] and m["f1_macro"] > baseline["f1_macro"], (m, baseline)
 

@@ -11,8 +11,6 @@ script in a subprocess and the rest call the same entry point, `main()`, in this
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -26,22 +24,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _cli import Result, run_main
 
-from trustforge.cli import main
 from trustforge.errors import DataError, IntegrityError, SpecError
 from trustforge.spec import load_spec, spec_to_dict
 
 ALL_IN_SUBPROCESS = os.environ.get("TRUSTFORGE_CLI_SUBPROCESS") == "1"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 CLASSES = ["setosa", "versicolor", "virginica"]
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
 
 
 def _script() -> list[str]:
@@ -57,29 +47,6 @@ def run_script(*args: str, home: Path, cwd: Path, timeout: float = 300) -> Resul
         [*_script(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def run_main(*args: str, home: Path, cwd: Path) -> Result:
-    """Call the console script's entry point in this process, as the script would."""
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.argv, os.environ.get("TRUSTFORGE_HOME"), Path.cwd()
-    sys.argv = ["trustforge", *map(str, args)]
-    os.environ["TRUSTFORGE_HOME"] = str(home)
-    os.chdir(cwd)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved[0]
-        if saved[1] is None:
-            os.environ.pop("TRUSTFORGE_HOME", None)
-        else:
-            os.environ["TRUSTFORGE_HOME"] = saved[1]
-        os.chdir(saved[2])
-    return Result(code, _ANSI.sub("", out.getvalue()), _ANSI.sub("", err.getvalue()))
 
 
 @pytest.fixture

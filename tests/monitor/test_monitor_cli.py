@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
+from _cli import run_main
 from _drift_data import make_table
 from sklearn.datasets import load_iris
 
 import trustforge
-from trustforge.cli import main
 from trustforge.registry import Registry
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def trustforge_cli(*args: str, home: Path) -> tuple[int, str, str]:
-    """Run the console script's entry point in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_home = sys.argv, os.environ.get("TRUSTFORGE_HOME")
-    sys.argv = ["trustforge", *map(str, args)]
-    os.environ["TRUSTFORGE_HOME"] = str(home)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = saved_argv
-        if saved_home is None:
-            os.environ.pop("TRUSTFORGE_HOME", None)
-        else:
-            os.environ["TRUSTFORGE_HOME"] = saved_home
-    return code, _ANSI.sub("", out.getvalue()), _ANSI.sub("", err.getvalue())
 
 
 def _drift_entries() -> list[dict]:
@@ -63,11 +36,11 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
     make_table(450, seed=22, shift="x5").to_csv(tmp_path / "shifted.csv", index=False)
     before = len(_drift_entries())
 
-    code, out, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "ok.csv", home=home)
+    code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "ok.csv", home=home)
     assert code == 0, err
     assert "no drift in 5 windows of 100 rows" in out and "400-449 (partial)" in out and err == ""
 
-    code, out, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "shifted.csv", home=home)
+    code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "shifted.csv", home=home)
     assert code == 10, err
     assert re.search(r"drift in [45] of 5 windows of 100 rows: x5 \([45]\)", out), out
     assert "ks p=" in out and err == ""
@@ -77,7 +50,7 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
     assert len(entries) == n_drifted
     assert {e["object"] for e in entries} == {result.model_uri}
 
-    code, out, _ = trustforge_cli("monitor", result.model_uri, "-d", tmp_path / "shifted.csv", "--window", "200", "--json", home=home)
+    code, out, _ = run_main("monitor", result.model_uri, "-d", tmp_path / "shifted.csv", "--window", "200", "--json", home=home)
     windows = [json.loads(line) for line in out.splitlines()]
     assert code == 10 and [w["rows"] for w in windows] == [200, 200, 50]
     assert all("x5" in w["drifted"] for w in windows)
@@ -87,7 +60,7 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
 def test_a_package_folder_signed_elsewhere_is_checked_with_its_public_key(trained, tmp_path, workspace):
     result, home = trained
     make_table(300, seed=23).to_csv(tmp_path / "ok.csv", index=False)
-    code, out, err = trustforge_cli("monitor", result.package, "--data", tmp_path / "ok.csv",
+    code, out, err = run_main("monitor", result.package, "--data", tmp_path / "ok.csv",
                                     "--public-key", home / "keys" / "signing.pub", home=workspace)
     assert code == 0, err
     assert "no drift in 3 windows" in out
@@ -101,15 +74,15 @@ def test_bad_data_files_get_one_line_naming_the_file(trained, tmp_path, monkeypa
     (tmp_path / "garbage.csv").write_bytes(b"\x00\xff\x00\xfe" * 50)
     frame.iloc[:10].to_csv(tmp_path / "short.csv", index=False)
 
-    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "no_x3.csv", home=home)
+    code, _, err = run_main("monitor", result.model_uri, "--data", tmp_path / "no_x3.csv", home=home)
     _one_line_error(code, err, 3, "no_x3.csv", "x3")
-    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "missing.csv", home=home)
+    code, _, err = run_main("monitor", result.model_uri, "--data", tmp_path / "missing.csv", home=home)
     _one_line_error(code, err, 3, "missing.csv", "not found")
-    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "garbage.csv", home=home)
+    code, _, err = run_main("monitor", result.model_uri, "--data", tmp_path / "garbage.csv", home=home)
     _one_line_error(code, err, 3, "garbage.csv")
-    code, _, err = trustforge_cli("monitor", result.model_uri, "--data", tmp_path / "short.csv", home=home)
+    code, _, err = run_main("monitor", result.model_uri, "--data", tmp_path / "short.csv", home=home)
     _one_line_error(code, err, 3, "short.csv", "10 rows", "at least 20")
-    code, _, err = trustforge_cli("monitor", "models:/no-such-model/1", "--data", tmp_path / "no_x3.csv", home=home)
+    code, _, err = run_main("monitor", "models:/no-such-model/1", "--data", tmp_path / "no_x3.csv", home=home)
     assert code == 9 and err.startswith("error: ") and "no-such-model" in err
 
 
@@ -118,5 +91,5 @@ def test_a_package_without_reference_statistics_is_a_clear_error(tmp_path, works
                         "train": {"max_epochs": 2}, "evaluate": {"speed": False, "corruptions": False, "explain": False},
                         "monitor": {"reference": False}}, progress=False, register=False)
     load_iris(as_frame=True).frame.drop(columns=["target"]).to_csv(tmp_path / "iris.csv", index=False)
-    code, _, err = trustforge_cli("monitor", r.package, "--data", tmp_path / "iris.csv", home=workspace)
+    code, _, err = run_main("monitor", r.package, "--data", tmp_path / "iris.csv", home=workspace)
     _one_line_error(code, err, 2, "no drift reference statistics", "retrain")

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from trustforge.data._sources import RawData
+from trustforge.data._sources import RawData, list_files, read_class_folders
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -178,31 +178,13 @@ def read_audio_folder(root: Path, sample_rate: int, samples: int) -> tuple[np.nd
         DataError: no such folder, fewer than two class folders, a class folder without audio,
             or a file that cannot be read (named).
     """
-    if not root.is_dir():
-        raise DataError(f"{root}: audio folder not found")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"{root}: needs one sub-folder of WAV files per class (at least 2); found {len(classes)}")
-    waves, labels, paths = [], [], []
-    for cls in classes:
-        files = sorted(p for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-        if not files:
-            raise DataError(f"{root / cls}: no WAV or FLAC files in class folder {cls!r}")
-        for f in files:
-            waves.append(read_audio(f, sample_rate, samples))
-            labels.append(cls)
-            paths.append(str(f.relative_to(root)))
-    return np.stack(waves), np.array(labels), classes, paths
+    return read_class_folders(root, AUDIO_SUFFIXES, lambda f: read_audio(f, sample_rate, samples), what="audio",
+                              kinds="WAV or FLAC files", layout="one sub-folder of WAV files per class")
 
 
 def list_audio(root: Path) -> list[Path]:
     """Every WAV/FLAC file under `root` (recursively), sorted, for prediction."""
-    if not root.is_dir():
-        raise DataError(f"{root}: audio folder not found")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise DataError(f"{root}: no WAV or FLAC files found")
-    return files
+    return list_files(root, AUDIO_SUFFIXES, what="audio", kinds="WAV or FLAC files")
 
 
 def load_audio_source(source: str, *, target: str | None, sample_rate: int, seconds: float) -> RawData:

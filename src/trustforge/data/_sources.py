@@ -11,7 +11,7 @@ import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,8 @@ import pandas as pd
 from trustforge.errors import DataError
 from trustforge.spec._model import BUILTIN_SETS
 
-__all__ = ["RawData", "load_source", "read_table", "read_image_folder", "read_image", "BUILTIN_SOURCES", "IMAGE_SUFFIXES"]
+__all__ = ["RawData", "load_source", "read_table", "read_image_folder", "read_image", "read_class_folders", "list_files",
+           "BUILTIN_SOURCES", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Images above this many pixels are refused before decoding (decompression bombs).
@@ -264,30 +265,52 @@ def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     return arr[None, :, :] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Read `root/CLASS/*.png|jpg|jpeg`; class names are the sub-folder names, sorted."""
+def read_class_folders(root: Path, suffixes: tuple[str, ...], read: Callable[[Path], np.ndarray], *,
+                       what: str, kinds: str, layout: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Read `root/CLASS/FILE` for the files whose suffix is in `suffixes`, each with `read`;
+    class names are the sub-folder names, sorted (hidden folders skipped). `what`, `kinds` and
+    `layout` word the errors ("image" folder, "PNG or JPEG images", "one sub-folder per class").
+
+    Returns:
+        (the read arrays stacked, labels (N,) text, classes, paths relative to `root`).
+
+    Raises:
+        DataError: no such folder, fewer than two class folders, or a class folder without
+            such files, each named; `read` names a file it cannot read.
+    """
     if not root.is_dir():
-        raise DataError(f"{root}: image folder not found")
+        raise DataError(f"{root}: {what} folder not found")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise DataError(f"{root}: needs one sub-folder per class (at least 2); found {len(classes)}")
-    images, labels, paths = [], [], []
+        raise DataError(f"{root}: needs {layout} (at least 2); found {len(classes)}")
+    arrays, labels, paths = [], [], []
     for cls in classes:
-        files = sorted(p for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
-            raise DataError(f"{root / cls}: no PNG or JPEG images in class folder {cls!r}")
+            raise DataError(f"{root / cls}: no {kinds} in class folder {cls!r}")
         for f in files:
-            images.append(read_image(f, size, channels))
+            arrays.append(read(f))
             labels.append(cls)
             paths.append(str(f.relative_to(root)))
-    return np.stack(images), np.array(labels), classes, paths
+    return np.stack(arrays), np.array(labels), classes, paths
+
+
+def list_files(root: Path, suffixes: tuple[str, ...], *, what: str, kinds: str) -> list[Path]:
+    """Every file under `root` (recursively) whose suffix is in `suffixes`, sorted, for prediction."""
+    if not root.is_dir():
+        raise DataError(f"{root}: {what} folder not found")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise DataError(f"{root}: no {kinds} found")
+    return files
+
+
+def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Read `root/CLASS/*.png|jpg|jpeg`; class names are the sub-folder names, sorted."""
+    return read_class_folders(root, IMAGE_SUFFIXES, lambda f: read_image(f, size, channels), what="image",
+                              kinds="PNG or JPEG images", layout="one sub-folder per class")
 
 
 def list_images(root: Path) -> list[Path]:
     """All PNG/JPEG files under `root` (recursively), sorted, for prediction."""
-    if not root.is_dir():
-        raise DataError(f"{root}: image folder not found")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"{root}: no PNG or JPEG images found")
-    return files
+    return list_files(root, IMAGE_SUFFIXES, what="image", kinds="PNG or JPEG images")

@@ -220,7 +220,8 @@ def with_ngrams(tokens: list[str], n: int) -> list[str]:
 
 
 def split_text(text: str, options: dict[str, Any]) -> list[str]:
-    """The word or char tokens of one text under the schema's `text` options, n-grams included."""
+    """The word or char tokens of one text under the schema's `text` options, n-grams included
+    (a package from before `ngrams` existed has none)."""
     tokens = _SPLITTERS[options["tokenizer"]](text, lowercase=options["lowercase"])
     return with_ngrams(tokens, int(options.get("ngrams", 1)))
 
@@ -266,15 +267,14 @@ class TextCodec:
     def __init__(self, options: dict[str, Any], vocabulary: list[str]):
         self.tokenizer = options["tokenizer"]
         self.max_length = int(options["max_length"])
-        self.lowercase = bool(options["lowercase"])
-        self.vocabulary = vocabulary
         self.options = options
+        self.vocabulary = vocabulary
         if self.tokenizer == "wordpiece":
             from tokenizers import BertWordPieceTokenizer
 
             # The same pipeline as the model's tokenizer.json (BERT normaliser, pre-tokenizer,
             # WordPiece, [CLS] … [SEP]), built from the vocabulary the package holds.
-            wp = BertWordPieceTokenizer({t: i for i, t in enumerate(vocabulary)}, lowercase=self.lowercase,
+            wp = BertWordPieceTokenizer({t: i for i, t in enumerate(vocabulary)}, lowercase=bool(options["lowercase"]),
                                         clean_text=True, handle_chinese_chars=True, strip_accents=None)
             wp.enable_truncation(self.max_length)  # keeps [SEP] last
             wp.no_padding()
@@ -291,7 +291,7 @@ class TextCodec:
         if self.tokenizer == "wordpiece":
             return self._wordpiece.encode(text).tokens
         unk = self._index[UNK]
-        return [t if self._index.get(t, unk) != unk else UNK for t in split_text(text, self.options)[: self.max_length]]
+        return [t if self._index.get(t, unk) != unk else UNK for t in self._split(text)]
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Token ids (N, max_length) int64, padded with 0."""
@@ -302,9 +302,13 @@ class TextCodec:
         else:
             index = self._index
             for i, text in enumerate(texts):
-                ids = [index.get(t, 1) for t in split_text(text, self.options)[: self.max_length]]
+                ids = [index.get(t, 1) for t in self._split(text)]
                 out[i, : len(ids)] = ids
         return torch.from_numpy(out)
+
+    def _split(self, text: str) -> list[str]:
+        """word/char: the tokens of one text, n-grams included, cut to `max_length`."""
+        return split_text(text, self.options)[: self.max_length]
 
     def decode(self, ids: torch.Tensor) -> list[str]:
         """The tokens of one row of ids, padding left out."""
