@@ -148,9 +148,9 @@ def test_numeric_missing_policies(policy: str) -> None:
     pre = fitted(frame, numeric=policy)
     present = frame["age"].dropna()
     want = {"median": present.median(), "mean": present.mean(), "zero": 0.0}[policy]
-    assert pre.tensors["num.fill"][0].item() == pytest.approx(want)
+    assert pre.features["age"].fill == pytest.approx(want)
     x = pre.encode_frame(pd.DataFrame({"age": [np.nan], "city": ["rome"], "smoker": ["no"]}))[0]
-    mean, std = pre.tensors["num.mean"][0].item(), pre.tensors["num.std"][0].item()
+    mean, std = pre.features["age"].mean, pre.features["age"].std
     assert x[0, 0].item() == pytest.approx((want - mean) / std, rel=1e-5, abs=1e-6)
     assert not torch.isnan(pre.encode_frame(frame)[0]).any()
 
@@ -159,7 +159,7 @@ def test_numeric_missing_error_policy() -> None:
     with pytest.raises(DataError, match=r"column 'age' has 3 missing values \(data.missing.numeric: error\)"):
         fitted(with_gaps(), numeric="error")
     pre = fitted(mixed(), numeric="error")
-    with pytest.raises(DataError, match=r"input\.csv: column 'age' has missing values"):
+    with pytest.raises(DataError, match=r"input\.csv: column 'age' has 1 missing values"):
         pre.encode_frame(pd.DataFrame({"age": [np.nan], "city": ["rome"], "smoker": ["no"]}), where="input.csv")
 
 
@@ -297,8 +297,8 @@ def test_encoders_are_fitted_on_the_training_split_only(tmp_path: Path) -> None:
     assert p.test.inputs[1][row, 0].item() == 0
     assert (np.delete(p.test.inputs[1][:, 0].numpy(), row) >= 2).all()
     x_col = pre.schema.numeric.index("x")
-    assert pre.tensors["num.mean"][x_col].item() == pytest.approx(frame.loc[tr, "x"].mean())
-    assert pre.tensors["num.std"][x_col].item() == pytest.approx(frame.loc[tr, "x"].std(ddof=0))
+    assert pre.features["x"].mean == pytest.approx(frame.loc[tr, "x"].mean())
+    assert pre.features["x"].std == pytest.approx(frame.loc[tr, "x"].std(ddof=0))
     assert p.test.inputs[0][:, x_col].min() > 100  # the test rows stay far out
 
 

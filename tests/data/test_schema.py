@@ -67,7 +67,7 @@ def test_binary_columns_with_missing_values_stay_binary() -> None:
 def test_text_column_with_too_many_values_is_refused_by_name() -> None:
     frame = mixed()
     frame["name"] = [f"person-{i}" for i in range(len(frame))]
-    with pytest.raises(DataError, match=r"column 'name' is text with 40 distinct values.*max_categories 30"):
+    with pytest.raises(DataError, match=r"column 'name' has 40 distinct short text values.*max_categories 30.*data.features"):
         infer(frame, max_categories=30)
     schema, _ = infer(frame, max_categories=40)
     assert kinds(schema)["name"] == "categorical"

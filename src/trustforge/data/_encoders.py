@@ -1,8 +1,10 @@
 """Feature and target encoders: fitted on the training split, saved as JSON + tensors.
 
 `Preprocessor` turns raw data into model inputs, a tuple of tensors:
-- tables: (numeric float32 (N, D), categorical int64 (N, K)); binary columns are 0/1 numerics,
-  categoricals are vocabulary indices (0 = a value never seen in training).
+- tables: (floats float32 (N, D), indices int64 (N, K), *token ids int64 (N, L) per text
+  column), each column encoded by its feature type (`data.features`): numeric and binary
+  columns fill one float each, a date/time column several, a categorical column is one index
+  (0 = a value never seen in training), a text column a tensor of its own.
 - images: (float32 (N, C, H, W) standardised per channel,).
 - series (forecasting): (float32 (N, lookback, 1),), one row per window; see `_series`.
 - sequences: (float32 (N, T, F) standardised per feature,); see `_sequences`.
@@ -23,14 +25,16 @@ import pandas as pd
 import torch
 
 from trustforge.data import _audio, _interactions, _sequences, _series, _text
-from trustforge.data._schema import Schema, _natural, label_strings
+from trustforge.data._schema import Schema, label_strings
 from trustforge.data._sources import RawData
+from trustforge.data.features import MISSING, UNKNOWN, FeatureOptions, FeatureState, feature_type
+from trustforge.data.features.binary import BinaryState
+from trustforge.data.features.categorical import CategoricalState
+from trustforge.data.features.numeric import NumericState
+from trustforge.data.features.text import TextState
 from trustforge.errors import DataError
 
 __all__ = ["Preprocessor", "UNKNOWN", "MISSING"]
-
-UNKNOWN = "<unknown>"
-MISSING = "<missing>"
 
 
 class Preprocessor:
@@ -45,6 +49,7 @@ class Preprocessor:
         self.vocabularies: dict[str, list[str]] = {}
         # data.missing.categorical: most_frequent — each column's training mode, imputed at encode time.
         self.categorical_fill: dict[str, str] = {}
+        self.features: dict[str, FeatureState] = {}  # tables: each column's fitted state, by name
         self.fitted = False
 
     # ------------------------------------------------------------------ fitting
@@ -69,26 +74,7 @@ class Preprocessor:
         elif s.modality == "text":
             _text.fit(self, raw)
         else:
-            frame = raw.frame
-            for c in s.columns:
-                if c.kind == "binary":
-                    self.binary_values[c.name] = _binary_values(frame[c.name])
-                elif c.kind == "categorical":
-                    values = frame[c.name].dropna().astype(str)
-                    if self.categorical_missing == "most_frequent" and len(values):
-                        self.categorical_fill[c.name] = str(values.mode().iloc[0])
-                    seen = sorted(set(values))
-                    self.vocabularies[c.name] = [UNKNOWN, MISSING] + seen
-                    c.vocabulary = len(self.vocabularies[c.name])
-            num = self._numeric_matrix(frame, impute=False)
-            fill = self._fill_values(num)
-            filled = np.where(np.isnan(num), fill, num)
-            mean = filled.mean(axis=0) if len(filled) else np.zeros(num.shape[1])
-            std = filled.std(axis=0) if len(filled) else np.ones(num.shape[1])
-            std = np.where(std > 1e-12, std, 1.0)
-            self.tensors["num.fill"] = torch.tensor(fill, dtype=torch.float64)
-            self.tensors["num.mean"] = torch.tensor(mean, dtype=torch.float64)
-            self.tensors["num.std"] = torch.tensor(std, dtype=torch.float64)
+            self._fit_columns(raw.frame, where=raw.origin)
         if s.task == "regression":
             y = np.asarray(raw.frame[s.target] if raw.frame is not None else raw.labels, dtype=np.float64)
             self.tensors["target.mean"] = torch.tensor([y.mean()], dtype=torch.float64)
@@ -123,24 +109,19 @@ class Preprocessor:
         std = self.tensors["image.std"].view(1, -1, 1, 1)
         return (x - mean) / std  # (N, C, H, W)
 
-    def encode_frame(self, frame: pd.DataFrame, *, where: str = "input") -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_frame(self, frame: pd.DataFrame, *, where: str = "input") -> tuple[torch.Tensor, ...]:
+        """A table's inputs: (floats (N, D), indices (N, K), *token ids (N, L) per text column),
+        each column encoded by its feature type in schema order."""
         self.check_columns(frame, where=where)
-        num = self._numeric_matrix(frame, impute=True, where=where)
-        mean, std = self.tensors["num.mean"].numpy(), self.tensors["num.std"].numpy()
-        x_num = torch.from_numpy(((num - mean) / std).astype(np.float32))  # (N, D)
-        cats = []
-        for name in self.schema.categorical:
-            vocab = self.vocabularies[name]
-            index = {v: i for i, v in enumerate(vocab)}
-            col = frame[name]
-            if col.isna().any():
-                if self.categorical_missing == "error":
-                    raise DataError(f"{where}: column {name!r} has {int(col.isna().sum())} missing values (data.missing.categorical: error)")
-            text = col.astype(object).where(col.notna(), None)
-            fill = index.get(self.categorical_fill[name], 0) if name in self.categorical_fill else index[MISSING]
-            cats.append([index.get(str(v), 0) if v is not None else fill for v in text])
-        x_cat = torch.tensor(np.array(cats, dtype=np.int64).T.reshape(len(frame), len(cats)))  # (N, K)
-        return x_num, x_cat
+        floats, indices, tokens = [], [], []
+        for c in self.schema.columns:
+            t = feature_type(c.kind)
+            x = t.encode(self.features[c.name], frame[c.name], where=where)
+            {"float": floats, "index": indices, "tokens": tokens}[t.slot].append(x)
+        n = len(frame)
+        x_num = torch.from_numpy(np.concatenate(floats, axis=1).astype(np.float32) if floats else np.zeros((n, 0), np.float32))
+        x_cat = torch.from_numpy(np.stack(indices, axis=1) if indices else np.zeros((n, 0), np.int64))
+        return (x_num, x_cat, *(torch.from_numpy(np.ascontiguousarray(x)) for x in tokens))
 
     def check_columns(self, frame: pd.DataFrame, *, where: str = "input", allow_extra: tuple[str, ...] = ()) -> None:
         """Refuse a frame whose columns differ from the schema's (the target may be present)."""
@@ -182,10 +163,16 @@ class Preprocessor:
     # ------------------------------------------------------------------ state
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """The fitted state as (JSON-serialisable dict, named tensors)."""
+        """The fitted state as (JSON-serialisable dict, named tensors).
+
+        `features` holds each table column's feature type and frozen state; `binary_values`
+        and `vocabularies` repeat what the server's request checks read.
+        """
         meta = {
             "schema": self.schema.to_dict(),
             "missing": {"numeric": self.numeric_missing, "categorical": self.categorical_missing},
+            "features": {name: {"type": next(c.kind for c in self.schema.columns if c.name == name), "state": st.to_json()}
+                         for name, st in self.features.items()},
             "binary_values": self.binary_values,
             "vocabularies": self.vocabularies,
             "categorical_fill": self.categorical_fill,
@@ -203,63 +190,62 @@ class Preprocessor:
         p.vocabularies = {k: list(v) for k, v in meta["vocabularies"].items()}
         p.categorical_fill = {k: str(v) for k, v in meta.get("categorical_fill", {}).items()}
         p.tensors = dict(tensors)
+        if "features" in meta:
+            p.features = {name: feature_type(f["type"]).state_type.from_json(f["state"]) for name, f in meta["features"].items()}
+        elif p.schema.modality == "table":  # a package from before feature types
+            p.features = _legacy_states(p)
         p.fitted = True
         return p
 
     # ------------------------------------------------------------------ helpers
 
-    def _numeric_matrix(self, frame: pd.DataFrame, *, impute: bool, where: str = "input") -> np.ndarray:
-        cols = []
-        for name in self.schema.numeric:
-            col = frame[name]
-            if name in self.binary_values:
-                neg, pos = self.binary_values[name]
-                text = pd.Series(label_strings(col), index=col.index).where(col.notna(), None)
-                bad = sorted({v for v in text.dropna() if v not in (neg, pos)})
-                if bad:
-                    raise DataError(f"{where}: column {name!r} is binary ({neg!r}/{pos!r}); got {bad[:3]}")
-                cols.append(np.where(text.isna(), np.nan, (text == pos).astype(np.float64)))
+    def _fit_columns(self, frame: pd.DataFrame, *, where: str) -> None:
+        """Each column's feature type learns its state from the training split."""
+        options = self.options()
+        for c in self.schema.columns:
+            t = feature_type(c.kind)
+            state = self.features[c.name] = t.fit(frame[c.name], options, where=where)
+            if t.slot == "float":
+                c.width = t.size(state)
             else:
-                converted = pd.to_numeric(col, errors="coerce")
-                bad = converted.isna() & col.notna()
-                if bad.any():
-                    example = col[bad].iloc[0]
-                    raise DataError(f"{where}: column {name!r} must be numeric; got {str(example)[:40]!r} in row {int(bad.to_numpy().nonzero()[0][0]) + 1}")
-                values = converted.to_numpy(dtype=np.float64)
-                inf = np.isinf(values)
-                if inf.any():
-                    # An infinity would turn the column's scaler, and so every row, into NaN.
-                    raise DataError(f"{where}: column {name!r} holds {values[inf][0]} in row {int(inf.nonzero()[0][0]) + 1}; values must be finite")
-                cols.append(values)
-        num = np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))
-        if impute:
-            nan = np.isnan(num)
-            if nan.any():
-                if self.numeric_missing == "error":
-                    name = self.schema.numeric[int(nan.any(axis=0).nonzero()[0][0])]
-                    raise DataError(f"{where}: column {name!r} has missing values (data.missing.numeric: error)")
-                num = np.where(nan, self.tensors["num.fill"].numpy(), num)
-        return num
+                c.vocabulary = t.size(state)
+        self._legacy_views()
 
-    def _fill_values(self, num: np.ndarray) -> np.ndarray:
-        nan = np.isnan(num)
-        if nan.any() and self.numeric_missing == "error":
-            name = self.schema.numeric[int(nan.any(axis=0).nonzero()[0][0])]
-            raise DataError(f"column {name!r} has {int(nan[:, self.schema.numeric.index(name)].sum())} missing values (data.missing.numeric: error)")
-        fill = np.zeros(num.shape[1])
-        for j, name in enumerate(self.schema.numeric):
-            col = num[:, j][~nan[:, j]]
-            if name in self.binary_values or self.numeric_missing not in ("median", "mean"):
-                # Binary columns impute their most frequent value; `zero` imputes 0.
-                fill[j] = (np.round(col.mean()) if name in self.binary_values else 0.0) if len(col) else 0.0
-            elif len(col):
-                fill[j] = np.median(col) if self.numeric_missing == "median" else col.mean()
-        return fill
+    def options(self) -> FeatureOptions:
+        """How this schema's columns are fitted (the spec's missing-value policies and text options)."""
+        return FeatureOptions(self.numeric_missing, self.categorical_missing, text=dict(self.schema.text or {}))
+
+    def _legacy_views(self) -> None:
+        # The vocabularies and binary values by column, as packages before feature types held
+        # them; the server's signature and ONNX probe read them from the manifest.
+        for name, state in self.features.items():
+            if isinstance(state, BinaryState):
+                self.binary_values[name] = list(state.values)
+            elif isinstance(state, (CategoricalState, TextState)):
+                self.vocabularies[name] = list(state.vocabulary)
 
 
-def _binary_values(col: pd.Series) -> list[str]:
-    # Sorted, so the positive value is the larger one: 1 over 0, 10 over 9, True over False, yes over no.
-    values = sorted(set(label_strings(col.dropna()).tolist()), key=_natural)
-    if len(values) != 2:
-        raise DataError(f"column {col.name!r} was inferred binary but has {len(values)} distinct values in training")
-    return values
+def _legacy_states(pre: "Preprocessor") -> dict[str, FeatureState]:
+    """The feature states of a table package written before feature types (format 1): its
+    scalers were tensors over the numeric and binary columns, in order, beside per-column
+    vocabularies, binary values and modes. Such packages carry no training range; the bounds
+    of an attack are then taken as four standard deviations either side of the mean."""
+    fill, mean, std = (pre.tensors[f"num.{k}"].numpy() for k in ("fill", "mean", "std"))
+    numeric_names = [c.name for c in pre.schema.columns if c.kind in ("numeric", "binary")]
+    on_missing = "error" if pre.numeric_missing == "error" else "fill"
+    states: dict[str, FeatureState] = {}
+    for c in pre.schema.columns:
+        if c.kind in ("numeric", "binary"):
+            j = numeric_names.index(c.name)
+            f, m, sd = float(fill[j]), float(mean[j]), float(std[j])
+            if c.kind == "binary":
+                neg, pos = pre.binary_values[c.name]
+                states[c.name] = BinaryState((neg, pos), f, m, sd, on_missing)
+            else:
+                states[c.name] = NumericState(f, m, sd, m - 4 * sd, m + 4 * sd, on_missing)
+        else:
+            vocab = tuple(pre.vocabularies[c.name])
+            index = {v: i for i, v in enumerate(vocab)}
+            filled = index.get(pre.categorical_fill[c.name], 0) if c.name in pre.categorical_fill else index[MISSING]
+            states[c.name] = CategoricalState(vocab, filled, "error" if pre.categorical_missing == "error" else "fill")
+    return states

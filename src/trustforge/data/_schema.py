@@ -13,19 +13,21 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data._sources import RawData
+from trustforge.data.features import FeatureOptions, feature_type, infer_type, label_strings, natural_key
 from trustforge.errors import DataError
 
 __all__ = ["Column", "Schema", "infer_schema", "label_strings"]
 
-ColumnKind = Literal["numeric", "categorical", "binary", "text"]
-
 
 @dataclass
 class Column:
+    """One input column. `kind` is its feature type's name (`data.features.FEATURE_TYPES`)."""
+
     name: str
-    kind: ColumnKind
+    kind: str
     missing: int = 0
     vocabulary: int = 0  # categorical and text: vocabulary size once fitted (special tokens included)
+    width: int = 1  # float columns it fills once fitted (a date/time column fills several)
 
 
 @dataclass
@@ -71,14 +73,24 @@ class Schema:
     interactions: dict[str, Any] | None = None
     text: dict[str, Any] | None = None
 
+    def slot(self, slot: str) -> list[Column]:
+        """The columns whose feature type fills `slot` ("float", "index" or "tokens"), in order."""
+        return [c for c in self.columns if feature_type(c.kind).slot == slot]
+
     @property
     def numeric(self) -> list[str]:
-        """Columns fed to the model as floats (numeric and binary), in order."""
-        return [c.name for c in self.columns if c.kind in ("numeric", "binary")]
+        """Columns fed to the model as floats (numeric, binary, date/time), in order."""
+        return [c.name for c in self.slot("float")]
 
     @property
     def categorical(self) -> list[str]:
-        return [c.name for c in self.columns if c.kind == "categorical"]
+        """Columns fed to the model as vocabulary indices, in order."""
+        return [c.name for c in self.slot("index")]
+
+    @property
+    def float_width(self) -> int:
+        """Width of the float input: the sum of the float columns' widths."""
+        return sum(c.width for c in self.slot("float"))
 
     @property
     def input_names(self) -> list[str]:
@@ -99,19 +111,11 @@ class Schema:
         return cls(**d)
 
 
-def label_strings(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Class labels as text, so 1, 1.0 and "1" name the same class in every file format."""
-    s = pd.Series(values)
-    if pd.api.types.is_float_dtype(s) and np.all(np.isnan(s) | (s == np.round(s))):
-        s = s.astype("Int64")
-    return s.astype(str).to_numpy()
-
-
 def infer_schema(
     raw: RawData,
     *,
     task: str,
-    features: list[str] | None,
+    features: list[str] | dict[str, str] | None,
     drop: list[str],
     max_categories: int,
     audio: Any = None,
@@ -139,7 +143,7 @@ def infer_schema(
         return infer_audio_schema(raw, task=task, audio=audio), raw
 
     frame = raw.frame
-    missing_cols = [c for c in (features or []) + drop if c not in frame.columns]
+    missing_cols = [c for c in [*(features or []), *drop] if c not in frame.columns]
     if missing_cols:
         raise DataError(f"{raw.origin}: data.features/data.drop name columns not in the data: {missing_cols}")
     target = frame[raw.target]
@@ -156,13 +160,15 @@ def infer_schema(
         names, columns = [raw.text], [Column(raw.text, "text", int(frame[raw.text].isna().sum()))]
         text = text_options(raw, text)
     else:
-        names = features or [c for c in frame.columns if c != raw.target and c not in drop]
+        declared = dict(features) if isinstance(features, dict) else {}
+        names = list(features or []) or [c for c in frame.columns if c != raw.target and c not in drop]
         if raw.target in names:
             raise DataError(f"{raw.origin}: the target {raw.target!r} cannot also be a feature")
         if not names:
             raise DataError(f"{raw.origin}: no feature columns left besides the target")
-        columns = [_infer_column(frame[n], n, raw.origin, max_categories) for n in names]
-        text = None
+        options = FeatureOptions(max_categories=max_categories)
+        columns = _columns(frame, names, declared, raw.origin, options)
+        text = None  # text columns of a table use the default text options (see data.features.text)
 
     classes = None
     if task == "classification":
@@ -187,27 +193,16 @@ def infer_schema(
     return schema, cleaned
 
 
-def _infer_column(col: pd.Series, name: str, origin: str, max_categories: int) -> Column:
-    missing = int(col.isna().sum())
-    values = col.dropna()
-    if len(values) == 0:
-        raise DataError(f"{origin}: column {name!r} has no values; drop it with data.drop")
-    distinct = values.nunique()
-    if distinct == 2:
-        return Column(name, "binary", missing)
-    if pd.api.types.is_numeric_dtype(col):
-        return Column(name, "numeric", missing)
-    if distinct > max_categories:
-        raise DataError(
-            f"{origin}: column {name!r} is text with {distinct} distinct values (> data.max_categories "
-            f"{max_categories}); drop it with data.drop, raise the limit, or read it as text with data.text.column"
-        )
-    return Column(name, "categorical", missing)
+def _columns(frame: pd.DataFrame, names: list[str], declared: dict[str, str], origin: str, options: FeatureOptions) -> list[Column]:
+    """Each input column with its declared type, or the type inference picks."""
+    columns = []
+    for n in names:
+        col = frame[n]
+        t = feature_type(declared[n]) if n in declared else infer_type(col, options, where=origin)
+        if n in declared and col.notna().sum() == 0:
+            raise DataError(f"{origin}: column {n!r} has no values; drop it with data.drop")
+        columns.append(Column(n, t.name, int(col.isna().sum())))
+    return columns
 
 
-def _natural(label: str) -> tuple:
-    # Sort "2" before "10" when labels are numbers, else alphabetically.
-    try:
-        return (0, float(label), label)
-    except ValueError:
-        return (1, 0.0, label)
+_natural = natural_key  # the name the other data modules import

@@ -1,0 +1,55 @@
+"""Feature types: one module per kind of input column, registered in one place.
+
+`FEATURE_TYPES` maps a type's name to the object that owns everything about that kind of
+column (see `FeatureType`). To add a kind: write one module with a `FeatureType` subclass,
+add it to `_REGISTERED` below, and give it a case in `trustforge.testing.FEATURE_CASES`.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from trustforge.data.features._base import MISSING, UNKNOWN, FeatureOptions, FeatureState, FeatureType, Slot
+from trustforge.data.features._labels import label_strings, natural_key
+from trustforge.data.features.binary import Binary
+from trustforge.data.features.categorical import Categorical
+from trustforge.data.features.datetime import DateTime
+from trustforge.data.features.numeric import Numeric
+from trustforge.data.features.text import Text
+from trustforge.errors import DataError
+
+__all__ = ["FEATURE_TYPES", "FeatureOptions", "FeatureState", "FeatureType", "MISSING", "Slot", "UNKNOWN",
+           "feature_type", "infer_type", "label_strings", "natural_key"]
+
+# The registry, in the order inference tries them: a column is the first type that claims it.
+_REGISTERED: tuple[FeatureType, ...] = (Binary(), DateTime(), Numeric(), Text(), Categorical())
+FEATURE_TYPES: dict[str, FeatureType] = {t.name: t for t in _REGISTERED}
+
+
+def feature_type(name: str) -> FeatureType:
+    """The registered type called `name`."""
+    try:
+        return FEATURE_TYPES[name]
+    except KeyError:
+        raise DataError(f"unknown feature type {name!r}; choose from {', '.join(FEATURE_TYPES)}") from None
+
+
+def infer_type(col: pd.Series, options: FeatureOptions, *, where: str) -> FeatureType:
+    """The type of an undeclared column: the first registered type whose `detect` claims it.
+
+    Raises:
+        DataError: the column has no values, or no type claims it (a high-cardinality column
+            of short strings, such as an id), naming the column and what to do.
+    """
+    name = col.name
+    values = col.dropna()
+    if len(values) == 0:
+        raise DataError(f"{where}: column {name!r} has no values; drop it with data.drop")
+    for t in _REGISTERED:
+        if t.detect(values, options):
+            return t
+    raise DataError(
+        f"{where}: column {name!r} has {values.nunique()} distinct short text values (> data.max_categories "
+        f"{options.max_categories}), like an id; drop it with data.drop, raise the limit, or declare its type "
+        f"with data.features: {{{name}: text}}"
+    )

@@ -1,0 +1,130 @@
+"""What every feature type provides, and the options a column is read with.
+
+A feature type owns everything about one kind of input column: whether a column looks like
+it (inference), what is learned from the training split (a frozen state that round-trips
+through JSON), how a column becomes a tensor, which encoder network reads that tensor (by the
+registry key of `trustforge.models`), how a serving request carries it, what the drift
+monitor watches, how the generalisation evidence corrupts it and which bounds an attack must
+keep it in. No other stage switches on the kind of a column: it asks the column's type.
+
+Tensors of a table's columns are laid out in three slots (see `Slot`), so that a table's
+inputs are always `(floats (N, D), indices (N, K), *token ids (N, L) per text column)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FeatureOptions", "FeatureState", "FeatureType", "Slot", "UNKNOWN", "MISSING"]
+
+UNKNOWN = "<unknown>"  # index 0 of a categorical vocabulary: a value training never saw
+MISSING = "<missing>"  # index 1: a missing value, when missing values are a category of their own
+
+# "float": columns of the float matrix (N, D); "index": one column of the int64 index matrix
+# (N, K), read through an embedding; "tokens": a tensor of its own, int64 token ids (N, L).
+Slot = Literal["float", "index", "tokens"]
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """How columns are read and fitted; from the spec's `data` section.
+
+    Attributes:
+        numeric_missing: `data.missing.numeric` (median | mean | zero | error).
+        categorical_missing: `data.missing.categorical` (category | most_frequent | error).
+        max_categories: a string column with more distinct values is not a category.
+        text: the text options (`spec.TextSpec` as a dict) for text columns.
+    """
+
+    numeric_missing: str = "median"
+    categorical_missing: str = "category"
+    max_categories: int = 50
+    text: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class FeatureState:
+    """A fitted state: a frozen dataclass of JSON values (tuples travel as lists)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "FeatureState":
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - set(names)
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)} in a {cls.__name__}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v
+
+
+class FeatureType:
+    """One kind of input column. Subclasses set the class attributes and the methods.
+
+    Attributes:
+        name: the type's name in specs, schemas and packages (`data.features: {col: NAME}`).
+        slot: where its tensor goes (see `Slot`).
+        encoder: the `trustforge.models` encoder key that turns its tensor into a vector.
+        drift: how the drift monitor compares it: "numeric" (KS, PSI, Wasserstein on
+            `monitor_values`) or "categorical" (chi-squared on category counts).
+        datatype: the Open Inference Protocol datatype of one value in a request.
+        state_type: the frozen state class `fit` returns.
+    """
+
+    name: ClassVar[str]
+    slot: ClassVar[Slot]
+    encoder: ClassVar[str]
+    drift: ClassVar[Literal["numeric", "categorical"]]
+    datatype: ClassVar[str]
+    state_type: ClassVar[type[FeatureState]]
+
+    def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
+        """Whether an undeclared column (missing values dropped, at least one left) looks like this type."""
+        raise NotImplementedError
+
+    def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> FeatureState:
+        """Learn the state from the training split's column (missing values included)."""
+        raise NotImplementedError
+
+    def encode(self, state: Any, col: pd.Series, *, where: str) -> np.ndarray:
+        """The column as an array: float64 (N, size) for slot float, int64 (N,) for index,
+        int64 (N, L) for tokens. Bad values raise `DataError` naming `where`, the column and row."""
+        raise NotImplementedError
+
+    def size(self, state: Any) -> int:
+        """Float columns it fills (slot float), its vocabulary size (index and tokens)."""
+        raise NotImplementedError
+
+    def signature(self, name: str, state: Any) -> dict[str, Any]:
+        """Its entry in the package's input signature (one value per row)."""
+        return {"name": name, "kind": self.name, "datatype": self.datatype, "shape": [-1]}
+
+    def monitor_values(self, state: Any, col: pd.Series) -> np.ndarray:
+        """What drift monitoring compares: float64 (NaN = missing) for numeric drift, text
+        labels (None = missing) for categorical drift."""
+        raise NotImplementedError
+
+    def corrupt(self, state: Any, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
+        """The column with about `fraction` of its rows corrupted as real data goes wrong."""
+        raise NotImplementedError
+
+    def bounds(self, state: Any) -> tuple[float, float] | None:
+        """The range an attack must keep each encoded float in (slot float only), else None:
+        a discrete input has no gradient path, so gradient attacks leave it alone."""
+        return None
+
+    def feature_names(self, name: str, state: Any) -> list[str]:
+        """Names of the float columns it fills, for explanations (slot float)."""
+        return [name] if self.slot == "float" else []

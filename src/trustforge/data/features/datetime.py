@@ -1,0 +1,113 @@
+"""Date and time columns: the year as a number, and month, weekday and hour on circles.
+
+A timestamp becomes float columns: the year (standardised), then (sin, cos) of the month,
+the weekday and, when training saw times of day, the hour, so December sits next to January
+and Sunday next to Monday. Values are ISO 8601 text (`2024-03-01`, `2024-03-01T14:30:00`)
+or a datetime column of a Parquet file; a time-zone offset is converted to UTC. A missing
+value takes the training median time; a value that is not a date is refused, naming its row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+from trustforge.errors import DataError
+
+__all__ = ["DateTime", "DateTimeState"]
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_CYCLES = (("month", 12), ("weekday", 7), ("hour", 24))
+
+
+@dataclass(frozen=True)
+class DateTimeState(FeatureState):
+    fill: str  # ISO time imputed for a missing value (the training median)
+    year_mean: float
+    year_std: float
+    hours: bool  # training saw times of day other than midnight: the hour is a feature
+    low: str  # the training range, for drift reports
+    high: str
+
+
+def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
+    """The column as UTC-naive timestamps (NaT where missing); a value that is not a date raises."""
+    if pd.api.types.is_datetime64_any_dtype(col):
+        t = col
+    else:
+        text = col.astype(object).where(col.notna(), None)
+        bad = [i for i, v in enumerate(text) if v is not None and not _ISO.match(str(v).strip())]
+        if bad:
+            raise DataError(f"{where}: column {name!r} must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); "
+                            f"got {str(text.iloc[bad[0]])[:40]!r} in row {bad[0] + 1}")
+        t = pd.to_datetime(text.map(lambda v: v if v is None else str(v).strip()), errors="coerce", utc=True, format="ISO8601")
+    if getattr(t.dt, "tz", None) is not None:
+        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+    return t
+
+
+class DateTime(FeatureType):
+    name = "datetime"
+    slot = "float"
+    encoder = "passthrough"
+    drift = "numeric"
+    datatype = "BYTES"
+    state_type = DateTimeState
+
+    def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
+        if pd.api.types.is_datetime64_any_dtype(col):
+            return True
+        if pd.api.types.is_numeric_dtype(col):
+            return False
+        sample = col.astype(str).str.strip().head(500)
+        return bool(sample.map(lambda v: bool(_ISO.match(v))).all())
+
+    def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> DateTimeState:
+        t = timestamps(col, name=str(col.name), where=where).dropna()
+        if not len(t):
+            raise DataError(f"{where}: column {col.name!r} has no dates in the training split")
+        median = t.sort_values().iloc[len(t) // 2]
+        years = t.dt.year.to_numpy(dtype=np.float64)
+        std = float(years.std())
+        hours = bool((t.dt.hour != 0).any() or (t.dt.minute != 0).any())
+        return DateTimeState(median.isoformat(), float(years.mean()), std if std > 1e-12 else 1.0, hours,
+                             t.min().isoformat(), t.max().isoformat())
+
+    def encode(self, state: DateTimeState, col: pd.Series, *, where: str) -> np.ndarray:
+        t = timestamps(col, name=str(col.name), where=where).fillna(pd.Timestamp(state.fill))
+        parts = [((t.dt.year.to_numpy(dtype=np.float64) - state.year_mean) / state.year_std)]
+        values = {"month": t.dt.month.to_numpy() - 1, "weekday": t.dt.weekday.to_numpy(),
+                  "hour": t.dt.hour.to_numpy() + t.dt.minute.to_numpy() / 60.0}
+        for unit, period in _CYCLES:
+            if unit == "hour" and not state.hours:
+                continue
+            angle = 2.0 * np.pi * values[unit].astype(np.float64) / period
+            parts += [np.sin(angle), np.cos(angle)]
+        return np.stack(parts, axis=1)  # (N, size)
+
+    def size(self, state: DateTimeState) -> int:
+        return 7 if state.hours else 5
+
+    def feature_names(self, name: str, state: DateTimeState) -> list[str]:
+        units = [u for u, _ in _CYCLES if u != "hour" or state.hours]
+        return [f"{name}.year"] + [f"{name}.{u}.{f}" for u in units for f in ("sin", "cos")]
+
+    def monitor_values(self, state: DateTimeState, col: pd.Series) -> np.ndarray:
+        # Days since the training median: a batch from another period drifts here.
+        t = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
+        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+        return ((t - pd.Timestamp(state.fill)).dt.total_seconds() / 86400.0).to_numpy(dtype=np.float64)
+
+    def corrupt(self, state: DateTimeState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
+        # Each time moved by up to `fraction` of a year either way: clock and time-zone errors.
+        t = timestamps(col, name=str(col.name), where="corruption")
+        days = rng.uniform(-365.0 * fraction, 365.0 * fraction, size=len(t))
+        moved = t + pd.to_timedelta(days, unit="D")
+        return moved.map(lambda v: None if pd.isna(v) else v.isoformat()).rename(col.name)
+
+    def bounds(self, state: DateTimeState) -> None:
+        return None  # the encoded columns are tied to each other (sin² + cos² = 1): not free to move

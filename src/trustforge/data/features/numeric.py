@@ -1,0 +1,110 @@
+"""Numeric columns: numbers, standardised with the training mean and standard deviation.
+
+Missing values are imputed with the training median, mean or 0 (`data.missing.numeric`), or
+refused (`error`); an infinity is always refused, since it would turn the scaler into NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+from trustforge.errors import DataError
+
+__all__ = ["Numeric", "NumericState"]
+
+
+@dataclass(frozen=True)
+class NumericState(FeatureState):
+    fill: float  # imputed for a missing value (raw units)
+    mean: float
+    std: float  # 1.0 for a constant column
+    low: float  # the training range (raw units), the bounds of an attack
+    high: float
+    on_missing: str = "fill"  # or "error"
+
+
+def numbers(col: pd.Series, *, name: str, where: str) -> np.ndarray:
+    """The column as float64 (NaN where missing); text or an infinity raises naming the row."""
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = converted.isna() & col.notna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(f"{where}: column {name!r} must be numeric; got {str(col.iloc[row])[:40]!r} in row {row + 1}")
+    values = converted.to_numpy(dtype=np.float64)
+    inf = np.isinf(values)
+    if inf.any():
+        row = int(inf.nonzero()[0][0])
+        raise DataError(f"{where}: column {name!r} holds {values[row]} in row {row + 1}; values must be finite")
+    return values
+
+
+def standardise(values: np.ndarray, state: NumericState, *, name: str, where: str) -> np.ndarray:
+    nan = np.isnan(values)
+    if nan.any():
+        if state.on_missing == "error":
+            raise DataError(f"{where}: column {name!r} has {int(nan.sum())} missing values (data.missing.numeric: error)")
+        values = np.where(nan, state.fill, values)
+    return ((values - state.mean) / state.std)[:, None]  # (N, 1)
+
+
+def scaler(values: np.ndarray, fill: float) -> tuple[float, float]:
+    """Mean and standard deviation of the column with its missing values imputed."""
+    filled = np.where(np.isnan(values), fill, values)
+    if not len(filled):
+        return 0.0, 1.0
+    std = float(filled.std())
+    return float(filled.mean()), std if std > 1e-12 else 1.0
+
+
+class Numeric(FeatureType):
+    name = "numeric"
+    slot = "float"
+    encoder = "passthrough"
+    drift = "numeric"
+    datatype = "FP64"
+    state_type = NumericState
+
+    def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
+        return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+    def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> NumericState:
+        values = numbers(col, name=str(col.name), where=where)
+        present = values[~np.isnan(values)]
+        policy = options.numeric_missing
+        if policy == "error" and len(present) < len(values):
+            raise DataError(f"{where}: column {col.name!r} has {len(values) - len(present)} missing values (data.missing.numeric: error)")
+        if not len(present):
+            fill = 0.0
+        elif policy == "median":
+            fill = float(np.median(present))
+        elif policy == "mean":
+            fill = float(present.mean())
+        else:  # zero
+            fill = 0.0
+        mean, std = scaler(values, fill)
+        low, high = (float(present.min()), float(present.max())) if len(present) else (0.0, 0.0)
+        return NumericState(fill, mean, std, low, high, "error" if policy == "error" else "fill")
+
+    def encode(self, state: NumericState, col: pd.Series, *, where: str) -> np.ndarray:
+        name = str(col.name)
+        return standardise(numbers(col, name=name, where=where), state, name=name, where=where)
+
+    def size(self, state: NumericState) -> int:
+        return 1
+
+    def monitor_values(self, state: NumericState, col: pd.Series) -> np.ndarray:
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+
+    def corrupt(self, state: NumericState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
+        # Gaussian noise of `fraction` training standard deviations on every value: sensor noise.
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        noisy = values + rng.normal(0.0, fraction * state.std, size=len(values))
+        return pd.Series(noisy, index=col.index, name=col.name)
+
+    def bounds(self, state: NumericState) -> tuple[float, float]:
+        # In encoded units: the training range, standardised.
+        return (state.low - state.mean) / state.std, (state.high - state.mean) / state.std

@@ -1,0 +1,103 @@
+"""Free-text columns: token ids over a vocabulary learned from the training split.
+
+Tokenised as `data.text` says (`word`, `char` or MiniLM's `wordpiece`; see `data._text`),
+cut to `max_length` tokens and padded with id 0; read by a bag of token embeddings (the mean,
+fastText-style) beside the other columns of the row. A missing or empty text in a table of
+several columns is no tokens at all, so the row is predicted from its other columns (a text
+task of one column refuses it instead; see `data._text`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trustforge.data import _text
+from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+
+__all__ = ["Text", "TextState"]
+
+_WORDS = re.compile(r"\w+")
+# A column is read as text (not as a category or an id) when its values are long: on average
+# at least 3 words or 20 characters (a Chinese sentence has few word breaks but many characters).
+_MIN_WORDS, _MIN_CHARS = 3.0, 20.0
+
+
+@dataclass(frozen=True)
+class TextState(FeatureState):
+    tokenizer: str
+    max_length: int
+    lowercase: bool
+    ngrams: int
+    vocabulary: tuple[str, ...]  # id order; 0 is padding, 1 unknown (word/char)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "max_length": self.max_length, "lowercase": self.lowercase, "ngrams": self.ngrams}
+
+
+def _texts(col: pd.Series) -> list[str]:
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v) for v in col.tolist()]
+
+
+class Text(FeatureType):
+    name = "text"
+    slot = "tokens"
+    encoder = "bag"
+    drift = "numeric"
+    datatype = "BYTES"
+    state_type = TextState
+
+    def __init__(self) -> None:
+        self._codecs: dict[int, _text.TextCodec] = {}  # one codec per state (building one is costly)
+
+    def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
+        if pd.api.types.is_numeric_dtype(col) or col.nunique() <= options.max_categories:
+            return False
+        sample = col.astype(str).head(2000)
+        return bool(sample.map(lambda t: len(_WORDS.findall(t))).mean() >= _MIN_WORDS or sample.str.len().mean() >= _MIN_CHARS)
+
+    def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> TextState:
+        o = {"tokenizer": "word", "max_length": 128, "lowercase": True, "ngrams": 1, "min_freq": 1, "max_vocab": 20000, **options.text}
+        texts = [t for t in _texts(col) if t.strip()]
+        if o["tokenizer"] == "wordpiece":
+            vocabulary = _text.wordpiece_vocabulary()
+        else:
+            vocabulary = _text.learn_vocabulary((_text.split_text(t, o) for t in texts), min_freq=o["min_freq"], max_vocab=o["max_vocab"])
+        return TextState(o["tokenizer"], int(o["max_length"]), bool(o["lowercase"]), int(o["ngrams"]), tuple(vocabulary))
+
+    def codec(self, state: TextState) -> _text.TextCodec:
+        key = id(state)
+        c = self._codecs.get(key)
+        if c is None or c.vocabulary is not state.vocabulary:
+            c = self._codecs[key] = _text.TextCodec(state.options, list(state.vocabulary))
+            c.vocabulary = state.vocabulary  # type: ignore[assignment]
+        return c
+
+    def encode(self, state: TextState, col: pd.Series, *, where: str) -> np.ndarray:
+        texts = _texts(col)
+        ids = self.codec(state).encode([t if t.strip() else "" for t in texts]).numpy()
+        if state.tokenizer == "wordpiece":  # an empty text is no tokens, not [CLS] [SEP]
+            ids[[not t.strip() for t in texts]] = 0
+        return ids
+
+    def size(self, state: TextState) -> int:
+        return len(state.vocabulary)
+
+    def monitor_values(self, state: TextState, col: pd.Series) -> np.ndarray:
+        # Length in tokens: a shift to longer or shorter texts (another channel, another form) shows here.
+        codec = self.codec(state)
+        return np.array([len(codec.tokens(t)) if t.strip() else np.nan for t in _texts(col)], dtype=np.float64)
+
+    def corrupt(self, state: TextState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
+        # Each word dropped with probability `fraction`: truncated or hastily typed texts.
+        out = []
+        for t in _texts(col):
+            words = t.split()
+            kept = [w for w in words if rng.random() >= fraction]
+            out.append(" ".join(kept))
+        return pd.Series(out, index=col.index, name=col.name, dtype=object)
