@@ -246,67 +246,41 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
 
     from rich.table import Table
 
-    from trustforge.errors import ModelError
-    from trustforge.monitor import MIN_WINDOW_ROWS, DriftMonitor
-    from trustforge.package import Model
+    from trustforge.monitor import check_drift
 
     # The table below says what the monitor's per-window warning lines would; keep stderr for errors.
     quiet = logging.getLogger("trustforge.monitor.cli")
     quiet.propagate = False
     quiet.handlers = [logging.NullHandler()]
     with contextlib.ExitStack() as stack:
-        if uri.startswith("models:/"):
+        registry = None
+        if uri.startswith("models:/"):  # a registry URI: resolved, and drift audited, in the workspace's registry
             from trustforge.registry import Registry
 
             registry = stack.enter_context(Registry())
-            version = registry.get(uri)
-            model = registry.load_model(version.uri)
-            mon = DriftMonitor.for_model(model, audit=registry.audit, actor=registry.principal.name, uri=version.uri,
-                                         window=window, history=None, logger=quiet)
-        else:
-            model = Model.load(uri, public_key=public_key)
-            mon = DriftMonitor.for_model(model, uri=uri, window=window, history=None, logger=quiet)
-        if mon is None:
-            raise ModelError(f"{uri}: the package has no drift reference statistics (trained before monitoring "
-                             "existed, with monitor.reference: false, or for inputs without monitored features); retrain it to add them")
-        raw = model.read_input(data)
-        if len(raw) < MIN_WINDOW_ROWS:
-            raise DataError(f"{data}: {len(raw)} rows; a drift window needs at least {MIN_WINDOW_ROWS}")
-        windows = mon.observe(raw, model.predict(raw))
-        last = mon.flush()
-        windows += [last] if last is not None else []
+        check = check_drift(uri, data, registry=registry, public_key=public_key, window=window, logger=quiet)
 
-    drifted = [w for w in windows if w.drift]
     if as_json:
-        for w in windows:
+        for w in check.windows:
             sys.stdout.write(json.dumps(w.to_dict(), allow_nan=False) + "\n")
         sys.stdout.flush()
-        return bool(drifted)
+        return check.drift
     table = Table(title=f"drift of {escape(data.name)} against the training data of {escape(uri)}", title_justify="left")
     for col in ("window", "rows", "drift", "what drifted (test, p-value or value)", "largest PSI"):
         table.add_column(col, justify="left" if col.startswith("what") else "right")
-    for w in windows:
-        psis = {k: r["psi"] for k, r in w.features.items() if r.get("psi") is not None}
-        top = max(psis, key=psis.get) if psis else None
+    for w in check.windows:
+        top = w.largest_psi()
         table.add_row(str(w.index), f"{w.start_row}-{w.end_row - 1}" + (" (partial)" if w.partial else ""),
                       "[red]yes[/red]" if w.drift else "no", escape(w.summary()) or "-",
-                      f"{psis[top]:.3f} {escape(top)}" if top else "-")
+                      f"{top[1]:.3f} {escape(top[0])}" if top else "-")
     out.print(table)
-    counts: dict[str, int] = {}
-    for w in drifted:
-        for name in w.drifted:
-            counts[name] = counts.get(name, 0) + 1
-    cfg = mon.config
-    rule = (f"{cfg.numeric_test} for numeric, {cfg.categorical_test} for categorical features"
-            + (f", Bonferroni over {len(mon.monitored)} tests per window"
-               if cfg.correction == "bonferroni" else ""))
-    if drifted:
-        what = ", ".join(f"{escape(k)} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        out.print(f"drift in {len(drifted)} of {len(windows)} windows of {mon.window} rows: {what}  [{rule}]",
+    if check.drift:
+        what = ", ".join(f"{escape(k)} ({n})" for k, n in check.counts().items())
+        out.print(f"drift in {len(check.drifted)} of {len(check.windows)} windows of {check.window} rows: {what}  [{check.rule}]",
                   highlight=False, soft_wrap=True)
     else:
-        out.print(f"no drift in {len(windows)} windows of {mon.window} rows  [{rule}]", highlight=False, soft_wrap=True)
-    return bool(drifted)
+        out.print(f"no drift in {len(check.windows)} windows of {check.window} rows  [{check.rule}]", highlight=False, soft_wrap=True)
+    return check.drift
 
 
 @app.command()
@@ -350,13 +324,13 @@ def quickstart() -> None:
     """The main job (`make demo`): train the digits CNN, sign and register its package, then
     load it back from the registry (decrypted in memory, verified) and predict held-out images."""
     import numpy as np
+    import yaml
     from rich.table import Table
 
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
     from trustforge.registry import Registry
     from trustforge.spec import load_spec
-    import yaml
 
     text = resources.files("trustforge").joinpath("quickstart.yaml").read_text(encoding="utf-8")
     spec = load_spec(yaml.safe_load(text))

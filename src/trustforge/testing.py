@@ -70,9 +70,9 @@ CASES: dict[str, dict[str, Any]] = {
 
 def model_kinds() -> list[str]:
     """Every `model.kind` the spec accepts."""
-    from trustforge.spec._model import ModelSpec
+    from trustforge.spec import TaskSpec
 
-    union = get_args(ModelSpec)[0]
+    union = TaskSpec.model_fields["model"].annotation  # the union of the model sections, one per kind
     return sorted(cls.model_fields["kind"].default for cls in get_args(union))
 
 

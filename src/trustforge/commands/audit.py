@@ -19,51 +19,22 @@ app = typer.Typer(help="The audit log: who did what, when, with what outcome.", 
 
 @contextlib.contextmanager
 def open_workspace() -> Iterator[tuple]:
-    """(AccessStore, AuditLog, Principal) of the workspace in `TRUSTFORGE_HOME`.
+    """(AccessStore, AuditLog, Principal) of the workspace in `TRUSTFORGE_HOME` (from its `Registry`)."""
+    from trustforge.registry import Registry
+    from trustforge.secure import AccessStore
 
-    Uses `trustforge.registry.Registry` (engine, keyring, audit log and principal in one
-    place). Until the registry package is importable, builds the same pieces directly.
-    """
-    from trustforge.secure._access import AccessStore
-    from trustforge.settings import Settings
-
-    settings = Settings.from_env()
-    try:
-        from trustforge.registry import Registry
-    except ImportError:
-        Registry = None
-    if Registry is not None:
-        reg = Registry(settings)
-        try:
-            yield AccessStore(reg.engine, audit=reg.audit), reg.audit, reg.principal
-        finally:
-            close = getattr(reg, "close", None)
-            if close is not None:
-                close()
-        return
-    yield _standalone(settings)
+    with Registry() as reg:
+        yield AccessStore(reg.engine, audit=reg.audit), reg.audit, reg.principal
 
 
 def _standalone(settings) -> tuple:
-    from trustforge.secure._access import AccessStore
-    from trustforge.secure._audit import AuditLog
+    """The same pieces built without a `Registry` (tests use it to act on a bare database)."""
+    from trustforge.registry import make_engine
+    from trustforge.secure import AccessStore, AuditLog, Keyring
 
-    try:
-        from trustforge.registry._db import make_engine
-    except ImportError:
-        import sqlalchemy as sa
-
-        settings.home.mkdir(parents=True, exist_ok=True)
-        make_engine = sa.create_engine
     engine = make_engine(settings.db_url)
-    try:
-        from trustforge.secure._keys import Keyring
-    except ImportError:
-        signer = verifier = None
-    else:
-        keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-        signer, verifier = keyring.sign, keyring.verify
-    audit = AuditLog(engine, signer, verifier)
+    keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+    audit = AuditLog(engine, keyring.sign, keyring.verify)
     access = AccessStore(engine, audit=audit)
     return access, audit, access.authenticate(settings.token)
 
@@ -75,7 +46,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
 ) -> None:
     """Show the newest audit entries (actor, action, object, time, outcome)."""
-    from trustforge.secure._access import require
+    from trustforge.secure import require
 
     with open_workspace() as (_access, audit, principal):
         require(principal, "audit_verify", "audit-log", audit)
@@ -116,7 +87,7 @@ def verify() -> None:
     first entry that was edited, deleted, reordered or cut off, and a non-zero exit code.
     """
     from trustforge.errors import IntegrityError
-    from trustforge.secure._access import require
+    from trustforge.secure import require
 
     with open_workspace() as (_access, audit, principal):
         require(principal, "audit_verify", "audit-log", audit)

@@ -20,9 +20,8 @@ app = typer.Typer(help="Back up the registry, packages and audit log to one encr
 def create(file: Path = typer.Argument(..., help="the archive file to write (must not exist)")) -> None:
     """Write the registry database, every stored package and the public keys to FILE."""
     from trustforge.errors import DataError, TrustForgeError
-    from trustforge.registry import Registry
-    from trustforge.registry._backup import create_backup
-    from trustforge.secure._access import require
+    from trustforge.registry import Registry, create_backup
+    from trustforge.secure import require
 
     if file.exists() or file.is_symlink():
         raise DataError(f"{file}: already exists; choose another file name")
@@ -49,9 +48,8 @@ def restore(file: Path = typer.Argument(..., help="an archive written by `trustf
     keys/kek.key put back); its signing key may be new.
     """
     from trustforge.errors import AccessDenied
-    from trustforge.registry import Registry
-    from trustforge.registry._backup import restore_backup
-    from trustforge.secure._keys import Keyring
+    from trustforge.registry import Registry, restore_backup
+    from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
     settings = Settings.from_env()

@@ -1,8 +1,9 @@
 """`trustforge keys ...`: the workspace signing key pair and key-encryption key.
 
-`init` creates them; `rotate` replaces both, keeps the retired public key so old signatures
-still verify, and re-wraps the data key of every sealed package in the artifact store under
-the new key-encryption key without re-encrypting any payload. Both are `keys` actions (admins,
+`init` creates them; `rotate` prints what `trustforge.secure.rotate_keys` did: it replaces
+both, keeps the retired public key so old signatures still verify, and re-wraps the data key
+of every sealed package in the artifact store under the new key-encryption key without
+re-encrypting any payload. Both are `keys` actions (admins,
 or the local workspace admin) and are written to the audit log. Library errors
 (`TrustForgeError`) propagate to the main command, which prints them as one line.
 """
@@ -37,8 +38,7 @@ def init(force: bool = typer.Option(False, "--force", help="replace existing key
 
     With TRUSTFORGE_KEK set, the key-encryption key comes from there and no kek.key is written.
     """
-    from trustforge.secure._access import require
-    from trustforge.secure._keys import Keyring
+    from trustforge.secure import Keyring, require
     from trustforge.settings import Settings
 
     settings = Settings.from_env()
@@ -67,26 +67,12 @@ def rotate(
     TRUSTFORGE_KEK, give the new one in TRUSTFORGE_NEW_KEK and set TRUSTFORGE_KEK to it
     afterwards.
     """
-    from trustforge.errors import SecurityError
-    from trustforge.secure._access import require
-    from trustforge.secure._envelope import rewrap_all
+    from trustforge.secure import rotate_keys
 
+    new_kek = os.environ.get("TRUSTFORGE_NEW_KEK") or None
     with workspace() as reg:
-        require(reg.principal, "keys", "keys", reg.audit)
-        old = reg.keyring
-        new = old.rotate(new_kek_b64=os.environ.get("TRUSTFORGE_NEW_KEK") or None)
-        count, failures = 0, []
-        for root in [reg.artifacts, *include]:
-            done, failed = rewrap_all(root, old, new)
-            count, failures = count + done, failures + failed
-        if failures:
-            reg.audit.append(reg.principal.name, "keys", "keys", "error", {"rotate": True, "rewrapped": count, "failed": len(failures)})
-            raise SecurityError(
-                f"{len(failures)} sealed package(s) could not be re-wrapped (first: {failures[0]}); the old key-encryption "
-                "key stays in keys/retired/ so that `trustforge keys rotate` can be run again"
-            )
-        new.purge_retired_keks()
-        reg.audit.append(reg.principal.name, "keys", "keys", "ok", {"rotate": True, "key_id": new.key_id, "rewrapped": count})
-    typer.echo(f"rotated: signing key {new.key_id[:16]} (old public key kept in keys/retired/); {count} sealed package(s) re-wrapped")
-    if os.environ.get("TRUSTFORGE_NEW_KEK"):
+        done = rotate_keys(reg.keyring, [reg.artifacts, *include], principal=reg.principal, audit=reg.audit, new_kek_b64=new_kek)
+    typer.echo(f"rotated: signing key {done.keyring.key_id[:16]} (old public key kept in keys/retired/); "
+               f"{done.rewrapped} sealed package(s) re-wrapped")
+    if done.kek_from_env:
         typer.echo("now set TRUSTFORGE_KEK to the value of TRUSTFORGE_NEW_KEK", err=True)

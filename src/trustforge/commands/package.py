@@ -15,7 +15,7 @@ app = typer.Typer(help="Verify, encrypt and decrypt model packages.", no_args_is
 
 
 def _keyring(required: bool = True):
-    from trustforge.secure._keys import Keyring
+    from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
     settings = Settings.from_env()
@@ -41,7 +41,7 @@ def verify(
 ) -> None:
     """Check the signature, then every file's SHA-256, then the manifest (sealed: in memory)."""
     from trustforge.package import read_package
-    from trustforge.secure._envelope import is_sealed
+    from trustforge.secure import is_sealed
 
     keyring = _keyring(required=public_key is None or is_sealed(path))
     pkg = read_package(path, keyring=keyring, public_key=public_key)
@@ -59,7 +59,7 @@ def encrypt(
 
     `trustforge keys rotate` re-wraps such a copy only when its folder is named with --include.
     """
-    from trustforge.secure._envelope import seal_package
+    from trustforge.secure import seal_package
 
     dest = _free(out or path.with_name(path.name + ".sealed"))
     seal_package(path, dest, _keyring())
@@ -72,7 +72,7 @@ def decrypt(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="the plain folder to write (default: PATH without .sealed, or PATH.plain)"),
 ) -> None:
     """Verify a sealed package in memory, then write its plain (signed) package folder."""
-    from trustforge.secure._envelope import unseal_package
+    from trustforge.secure import unseal_package
 
     default = path.with_name(path.name[: -len(".sealed")] if path.name.endswith(".sealed") else path.name + ".plain")
     dest = _free(out or default)

@@ -75,7 +75,7 @@ def revoke_token(token_id: str = typer.Argument(..., help="the 16 hex digits aft
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List users: role, whether active, when created, ids of their live tokens."""
-    from trustforge.secure._access import require
+    from trustforge.secure import require
 
     with _workspace() as (access, audit, principal):
         require(principal, "users", "users", audit)

@@ -9,13 +9,19 @@ and one audit entry per window with drift:
     monitor = DriftMonitor.for_model(model, audit=registry.audit)   # None: no reference
     monitor.observe(raw, model.predict(raw))                        # per served batch
     monitor.status(); monitor.scores()
+
+Offline, `check_drift(source, data)` runs a whole file through a monitor and returns every
+window (what `trustforge monitor` prints).
 """
 
+from trustforge.monitor._check import DriftCheck, check_drift
 from trustforge.monitor._detectors import chi2_test, ks_test, psi, psi_categorical, psi_numeric, wasserstein
 from trustforge.monitor._monitor import AUDIT_ACTION, MIN_WINDOW_ROWS, DriftMonitor, WindowResult
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
 
 __all__ = [
+    "check_drift",
+    "DriftCheck",
     "DriftMonitor",
     "WindowResult",
     "AUDIT_ACTION",

@@ -92,6 +92,14 @@ class WindowResult:
         """`name (test p=…)` for each drifted feature, for logs and tables."""
         return ", ".join(f"{name} ({_describe(r)})" for name, r in self.drifted_results())
 
+    def largest_psi(self) -> tuple[str, float] | None:
+        """(feature, PSI) of the feature with the largest PSI in this window, or None when none has one."""
+        psis = {k: r["psi"] for k, r in self.features.items() if r.get("psi") is not None}
+        if not psis:
+            return None
+        top = max(psis, key=psis.get)
+        return top, psis[top]
+
     def drifted_results(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, result) of each drifted feature, then of the prediction if it drifted."""
         out = [(k, r) for k, r in self.features.items() if r["drift"]]

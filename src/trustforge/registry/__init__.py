@@ -9,6 +9,7 @@ SQLite in the workspace by default, PostgreSQL when `TRUSTFORGE_DB_URL` names on
 operation checks the acting principal and every mutation is written to the audit log.
 """
 
+from trustforge.registry._backup import BACKUP_FORMAT, create_backup, restore_backup
 from trustforge.registry._db import create_all, lock_registry, make_engine, readonly
 from trustforge.registry._names import check_alias, check_name, check_tag_key, format_uri, parse_model_uri
 from trustforge.registry._registry import ModelVersion, Registry
@@ -25,4 +26,7 @@ __all__ = [
     "check_name",
     "check_alias",
     "check_tag_key",
+    "create_backup",
+    "restore_backup",
+    "BACKUP_FORMAT",
 ]

@@ -9,10 +9,13 @@ from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Princ
 from trustforge.secure._audit import AuditLog, AuditReport
 from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewrap_sealed, seal_package, unseal_package
 from trustforge.secure._keys import Keyring
+from trustforge.secure._rotation import KeyRotation, rotate_keys
 from trustforge.secure._signing import SIGNATURE_FILE, UnsafeNoVerify, sign_package, verify_package
 
 __all__ = [
     "Keyring",
+    "rotate_keys",
+    "KeyRotation",
     "sign_package",
     "verify_package",
     "UnsafeNoVerify",

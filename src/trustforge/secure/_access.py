@@ -53,7 +53,6 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from trustforge.errors import AccessDenied, RegistryError, TrustForgeError
-
 from trustforge.secure._audit import _READONLY
 
 if TYPE_CHECKING:

@@ -32,8 +32,7 @@ from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
-from trustforge.serve._signature import (Payload, RequestError, Signature, concat_payloads, payload_rows, slice_columns,
-                                         to_model_input)
+from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, payload_rows, slice_columns, to_model_input
 from trustforge.serve._workers import InlineExecutor, ProcessExecutor, WorkerDied, WorkerFailed, load_serving_model
 from trustforge.settings import Settings
 

@@ -1,0 +1,94 @@
+"""`rotate_keys`: the library recipe behind `trustforge keys rotate`.
+
+A rotation needs the `keys` action, re-wraps every sealed package under the folders it is
+given without touching a payload, forgets the old key-encryption key only when all of them
+were re-wrapped, and is audited whatever its outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import torch
+
+from trustforge.errors import AccessDenied, SecurityError
+from trustforge.package import write_package
+from trustforge.secure import AuditLog, Keyring, KeyRotation, Principal, open_sealed, rotate_keys, seal_package
+
+ADMIN = Principal("root", "admin", "user")
+
+
+@pytest.fixture
+def keyring(tmp_path) -> Keyring:
+    return Keyring.init(tmp_path / "keys")
+
+
+@pytest.fixture
+def audit(tmp_path, keyring) -> AuditLog:
+    return AuditLog(sa.create_engine(f"sqlite:///{tmp_path / 'audit.db'}"), keyring.sign, keyring.verify)
+
+
+def _sealed(tmp_path: Path, keyring: Keyring, dest: Path, name: str) -> Path:
+    pkg = write_package(tmp_path / "plain" / name, {"name": name}, {"weights.safetensors": {"w": torch.randn(8)}}, keyring=keyring)
+    seal_package(pkg, dest, keyring)
+    return dest
+
+
+def _last(audit: AuditLog) -> dict:
+    return audit.entries(limit=1)[0]
+
+
+def test_rotation_rewraps_every_sealed_package_under_the_roots_and_is_audited(tmp_path, keyring, audit):
+    store, mine = tmp_path / "store", tmp_path / "mine"
+    sealed = [_sealed(tmp_path, keyring, store / "a" / "1", "a"), _sealed(tmp_path, keyring, store / "b" / "1", "b"),
+              _sealed(tmp_path, keyring, mine / "c.sealed", "c")]
+    payloads = [(p / "weights.safetensors.enc").read_bytes() for p in sealed]
+
+    done = rotate_keys(keyring, [store, mine, tmp_path / "no-such-folder"], principal=ADMIN, audit=audit)
+
+    assert isinstance(done, KeyRotation) and done.rewrapped == 3 and not done.kek_from_env
+    assert done.keyring.key_id != keyring.key_id
+    assert Keyring.load(tmp_path / "keys").key_id == done.keyring.key_id
+    assert not list((tmp_path / "keys" / "retired").glob("kek-*"))  # the old KEK is forgotten
+    for path, payload in zip(sealed, payloads):
+        assert (path / "weights.safetensors.enc").read_bytes() == payload  # no payload re-encrypted
+        assert open_sealed(path, Keyring.load(tmp_path / "keys"))["manifest.json"]
+    entry = _last(audit)
+    assert (entry["actor"], entry["action"], entry["outcome"]) == ("root", "keys", "ok")
+    assert entry["details"]["rewrapped"] == 3 and entry["details"]["key_id"] == done.keyring.key_id
+
+
+def test_rotation_needs_the_keys_action(tmp_path, keyring, audit):
+    with pytest.raises(AccessDenied):
+        rotate_keys(keyring, [], principal=Principal("ann", "deployer", "user"), audit=audit)
+    assert Keyring.load(tmp_path / "keys").key_id == keyring.key_id  # nothing rotated
+    assert _last(audit)["outcome"] == "denied"
+
+
+def test_a_package_that_cannot_be_rewrapped_keeps_the_old_kek_and_is_audited(tmp_path, keyring, audit):
+    store = tmp_path / "store"
+    _sealed(tmp_path, keyring, store / "a" / "1", "a")
+    stranger = Keyring.init(tmp_path / "other-keys")
+    _sealed(tmp_path, stranger, store / "b" / "1", "b")  # sealed under a KEK this workspace never held
+
+    with pytest.raises(SecurityError, match="1 sealed package") as info:
+        rotate_keys(keyring, [store], principal=ADMIN, audit=audit)
+    assert "keys rotate" in str(info.value)
+    assert list((tmp_path / "keys" / "retired").glob("kek-*"))  # kept, so a second rotation can finish
+    entry = _last(audit)
+    assert entry["outcome"] == "error" and entry["details"] == {"rotate": True, "rewrapped": 1, "failed": 1}
+
+
+def test_a_kek_from_the_environment_needs_the_new_one(tmp_path, audit):
+    kek = base64.b64encode(os.urandom(32)).decode()
+    ring = Keyring.init(tmp_path / "env-keys", kek_b64=kek)
+    with pytest.raises(SecurityError):
+        rotate_keys(ring, [], principal=ADMIN, audit=audit)
+    new_kek = base64.b64encode(os.urandom(32)).decode()
+    done = rotate_keys(ring, [], principal=ADMIN, audit=audit, new_kek_b64=new_kek)
+    assert done.kek_from_env and done.rewrapped == 0
+    assert Keyring.load(tmp_path / "env-keys", kek_b64=new_kek).key_id == done.keyring.key_id
