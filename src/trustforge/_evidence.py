@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from trustforge._fs import atomic_write_text
-from trustforge.data import Prepared, RawData, as_text, load_source
+from trustforge.data import Prepared, RawData, as_text, load_source, redact_source
 from trustforge.data._interactions import read_interactions
 from trustforge.evaluate import outputs_to_proba
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
@@ -141,8 +141,7 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
 def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
     s = data.schema
     return {
-        "source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:", "audio:"))
-        else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
+        "source": redact_source(spec.data.source),  # the file's name, never its path here
         "modality": s.modality,
         "rows": s.rows,
         "dropped_rows": s.dropped_rows,

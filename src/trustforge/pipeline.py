@@ -34,7 +34,7 @@ from trustforge.package import Model, write_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_dict, spec_to_yaml
+from trustforge.spec import TaskSpec, load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
 from trustforge.train import (
     Callback,
     Checkpoint,
@@ -321,14 +321,14 @@ def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: d
         "version": None,
         "created": _now(),
         "task": spec.task,
-        "spec": spec_to_dict(spec),
+        "spec": spec_to_dict(redact_spec(spec)),  # no path of this machine leaves it
         "signature": {"inputs": inputs, "outputs": outputs},
         "preprocessing": meta,
         "model": {"kind": spec.model.kind, "outputs": n_out, "parameters": count_parameters(model)},
         "metrics": {k: v for k, v in metrics.items()},
         "lineage": {
             "run": run_dir.name,
-            "data_source": spec.data.source if not spec.data.source.startswith(("csv:", "parquet:", "images:", "audio:")) else spec.data.source.split(":", 1)[0] + ":" + Path(spec.data.source.split(":", 1)[1]).name,
+            "data_source": redact_spec(spec).data.source,
             "dataset_digest": data.data_digest,
             "spec_digest": digest,
             "git_commit": _git_commit(),

@@ -1,4 +1,5 @@
-"""Tests for data sources: builtin sets, CSV, Parquet and image folders, and their errors."""
+"""Tests for data sources: the table of schemes (resolution, redaction), builtin sets, CSV, Parquet and
+image folders, and their errors."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
-from trustforge.data import BUILTIN_SOURCES, list_images, load_source, read_image, read_table
+from trustforge.data import (
+    BUILTIN_SOURCES,
+    SOURCE_FORMS,
+    SOURCES,
+    list_images,
+    load_data,
+    load_source,
+    read_image,
+    read_table,
+    redact_source,
+    resolve_source,
+)
 from trustforge.errors import DataError
+from trustforge.spec import load_spec, redact_spec
 
 
 def load(source: str, target: str | None = None, size: tuple[int, int] = (16, 16), channels: int = 3, seed: int = 0):
@@ -234,3 +248,91 @@ def test_list_images_finds_nested_files_and_refuses_an_empty_folder(tmp_path: Pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty.*no PNG or JPEG"):
         list_images(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------- the sources table
+
+
+def test_every_scheme_is_one_entry_of_the_table() -> None:
+    assert list(SOURCES) == ["builtin", "csv", "parquet", "jsonl", "images", "audio", "npz"]
+    assert SOURCE_FORMS == "builtin:NAME, csv:PATH, parquet:PATH, jsonl:PATH, images:DIR, audio:DIR or npz:PATH"
+    assert SOURCES["builtin"].names == BUILTIN_SOURCES and not SOURCES["builtin"].is_path
+    assert all(s.is_path for k, s in SOURCES.items() if k != "builtin")
+    assert [k for k, s in SOURCES.items() if s.frame is not None] == ["csv", "parquet", "jsonl"]
+
+
+@pytest.mark.parametrize(("source", "shown"), [
+    ("csv:/home/x/data.csv", "csv:data.csv"),
+    ("parquet:../tables/t.parquet", "parquet:t.parquet"),
+    ("jsonl:/srv/texts.jsonl", "jsonl:texts.jsonl"),
+    ("npz:/data/seq.npz", "npz:seq.npz"),
+    ("images:/home/x/pictures/", "images:pictures"),
+    ("audio:C:\\Users\\x\\clips", "audio:clips"),
+    ("builtin:iris", "builtin:iris"),
+    ("builtin:spoken_digits", "builtin:spoken_digits"),
+    ("not a source", "not a source"),
+])
+def test_redaction_keeps_only_the_file_or_folder_name(source, shown) -> None:
+    assert redact_source(source) == shown
+
+
+def test_resolution_makes_relative_paths_absolute_and_leaves_names(tmp_path) -> None:
+    assert resolve_source("npz:seq/x.npz", tmp_path) == f"npz:{(tmp_path / 'seq' / 'x.npz').resolve()}"
+    assert resolve_source("audio:/abs/clips", tmp_path) == "audio:/abs/clips"
+    assert resolve_source("builtin:digits", tmp_path) == "builtin:digits"
+    with pytest.raises(DataError, match="must be builtin:NAME"):
+        resolve_source("ftp:x", tmp_path)
+
+
+def test_read_table_picks_the_format_by_suffix_from_the_table(tmp_path) -> None:
+    frame = small_frame(5)
+    frame.to_parquet(tmp_path / "t.pq")
+    frame.to_json(tmp_path / "t.ndjson", orient="records", lines=True)
+    frame.to_csv(tmp_path / "t.data", index=False)  # an unknown suffix is read as CSV
+    for name in ("t.pq", "t.ndjson", "t.data"):
+        assert list(read_table(tmp_path / name).columns) == list(frame.columns)
+    with pytest.raises(DataError, match="not a table format"):
+        read_table(tmp_path / "t.pq", "images")
+
+
+def _write_sources(folder: Path) -> None:
+    """One small data set per path scheme under `folder`."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    small_frame(20).to_parquet(folder / "table.parquet")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "seq.npz", X=rng.normal(size=(12, 5, 2)).astype(np.float32), y=np.array(["a", "b"] * 6))
+    for cls, level in (("dark", 30), ("light", 220)):
+        (folder / "pictures" / cls).mkdir(parents=True)
+        (folder / "clips" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), level + i, np.uint8)).save(folder / "pictures" / cls / f"{i}.png")
+            t = np.arange(1600) / 1600
+            sf.write(str(folder / "clips" / cls / f"{i}.wav"), (0.3 * np.sin(2 * np.pi * (level + 10 * i) * t)).astype(np.float32),
+                     1600, subtype="PCM_16")
+
+
+@pytest.mark.parametrize(("source", "modality", "rows"), [
+    ("parquet:../data/table.parquet", "table", 20),
+    ("npz:../data/seq.npz", "sequence", 12),
+    ("images:../data/pictures", "image", 6),
+    ("audio:../data/clips", "audio", 6),
+])
+def test_relative_paths_in_a_spec_resolve_against_its_folder_not_the_cwd(tmp_path, monkeypatch, source, modality, rows) -> None:
+    _write_sources(tmp_path / "project" / "data")
+    spec_file = tmp_path / "project" / "specs" / "task.yaml"
+    spec_file.parent.mkdir()
+    target = "label" if modality == "table" else None
+    spec_file.write_text(yaml.safe_dump({"data": {"source": source, "target": target, "image": {"size": [8, 8]},
+                                                  "audio": {"sample_rate": 1600, "seconds": 1.0}},
+                                         "model": {"kind": "mlp"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # from here `../data/...` names nothing
+    spec = load_spec(spec_file)
+    scheme, _, rest = source.partition(":")
+    assert spec.data.source == f"{scheme}:{(tmp_path / 'project' / 'data' / Path(rest).name).resolve()}"
+    raw = load_data(spec)
+    assert raw.modality == modality and len(raw) == rows
+    assert redact_spec(spec).data.source == f"{scheme}:{Path(rest).name}"

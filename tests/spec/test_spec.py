@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trustforge.errors import SpecError
-from trustforge.spec import CNNSpec, MLPSpec, RNNSpec, TaskSpec, load_spec, spec_digest, spec_to_dict, spec_to_yaml
+from trustforge.spec import CNNSpec, MLPSpec, RNNSpec, TaskSpec, load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
@@ -176,6 +176,35 @@ def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path):
     assert load_spec(write(tmp_path, "data: {source: 'builtin:iris'}\n", "project/b.yaml")).data.source == "builtin:iris"
     # A mapping has no folder: its paths are left as given (relative to the working directory).
     assert load_spec({"data": {"source": "csv:data/train.csv", "target": "y"}}).data.source == "csv:data/train.csv"
+
+
+@pytest.mark.parametrize("scheme", ["csv", "parquet", "jsonl", "npz", "images", "audio"])
+def test_every_path_scheme_and_the_shift_set_resolve_against_the_spec_folder(tmp_path, monkeypatch, scheme):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    text = f"data: {{source: '{scheme}:../data/train', target: y}}\nevaluate: {{shift: '{scheme}: ../data/shift'}}\n"
+    spec = load_spec(write(tmp_path, text, "project/specs/spec.yaml"))
+    data = (tmp_path / "project" / "data").resolve()
+    assert spec.data.source == f"{scheme}:{data / 'train'}"
+    assert spec.evaluate.shift == f"{scheme}:{data / 'shift'}"
+
+
+def test_a_redacted_spec_names_no_local_path_and_still_validates(tmp_path):
+    spec = load_spec(write(tmp_path, "data: {source: 'csv:data/train.csv', target: y}\n"
+                                     "evaluate: {shift: 'images:/srv/pictures/'}\n", "project/spec.yaml"))
+    out = redact_spec(spec)
+    assert (out.data.source, out.evaluate.shift) == ("csv:train.csv", "images:pictures")
+    assert spec.data.source == f"csv:{(tmp_path / 'project' / 'data' / 'train.csv').resolve()}"  # the original is kept
+    assert TaskSpec.model_validate(spec_to_dict(out)) == out  # what a package's manifest re-validates
+    assert redact_spec(load_spec({"data": {"source": "builtin:iris"}})).data.source == "builtin:iris"
+
+
+def test_the_shift_set_is_checked_like_the_source(tmp_path):
+    message = spec_error(tmp_path, "evaluate:\n  shift: builtin:mnist\n")
+    assert at_line(message, 2) and "evaluate.shift must name a builtin set (digits, " in message
+    message = spec_error(tmp_path, "evaluate:\n  shift: 'ftp:x.csv'\n")
+    assert "evaluate.shift must be builtin:NAME, csv:PATH, parquet:PATH, jsonl:PATH, images:DIR, audio:DIR or npz:PATH" in message
 
 
 # ---------------------------------------------------------------------------- errors

@@ -7,7 +7,7 @@ with the spec's seed, fits the encoders on the training split only and returns t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -18,22 +18,38 @@ from trustforge.data._encoders import Preprocessor
 from trustforge.data._interactions import NegativeSampler, load_interactions, prepare_interactions
 from trustforge.data._schema import Column, Schema, infer_schema, label_strings
 from trustforge.data._sources import (
+    BUILTIN_INTERACTIONS,
     BUILTIN_SOURCES,
     IMAGE_SUFFIXES,
+    SOURCE_FORMS,
+    SOURCES,
     RawData,
+    Source,
+    interaction_roles,
     list_images,
     load_source,
     read_image,
     read_table,
+    redact_source,
+    resolve_source,
 )
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
 from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
 from trustforge.data._splits import split_indices
 from trustforge.data._text import as_text
-from trustforge.spec import TaskSpec
+
+if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES); importing spec here would be circular
+    from trustforge.spec import TaskSpec
 
 __all__ = [
+    "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
+    "SOURCES",
+    "SOURCE_FORMS",
+    "Source",
+    "interaction_roles",
+    "redact_source",
+    "resolve_source",
     "NegativeSampler",
     "IMAGE_SUFFIXES",
     "Column",

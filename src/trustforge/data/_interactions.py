@@ -38,9 +38,8 @@ import pandas as pd
 import torch
 
 from trustforge.data._schema import Column, Schema, _natural, label_strings
-from trustforge.data._sources import RawData, read_table
+from trustforge.data._sources import BUILTIN_INTERACTIONS, SOURCES, RawData, read_table
 from trustforge.errors import DataError
-from trustforge.spec._model import BUILTIN_INTERACTIONS
 
 __all__ = [
     "NegativeSampler",
@@ -116,7 +115,7 @@ def _movielens_small() -> pd.DataFrame:
 
 
 def read_interactions(source: str, roles: Any) -> RawData:
-    """Read an interactions table (`builtin:movielens_small`, `csv:PATH` or `parquet:PATH`).
+    """Read an interactions table (`builtin:movielens_small`, or a table file: `csv:PATH`, `parquet:PATH`, `jsonl:PATH`).
 
     Args:
         roles: the spec's `data.interactions` (an `InteractionsSpec`).
@@ -125,14 +124,16 @@ def read_interactions(source: str, roles: Any) -> RawData:
         DataError: another kind of source, an unreadable file, or a named column missing.
     """
     scheme, _, rest = source.partition(":")
-    if scheme == "builtin" and rest in BUILTIN_INTERACTIONS:
+    kind = SOURCES.get(scheme.strip())
+    if kind is not None and kind.names is not None and rest.strip() in BUILTIN_INTERACTIONS:
         frame, where = _movielens_small(), source
-    elif scheme in ("csv", "parquet"):
-        frame, where = read_table(Path(rest), scheme), rest
+    elif kind is not None and kind.frame is not None:  # a table file (see data._sources.SOURCES)
+        frame, where = read_table(Path(rest.strip()), kind.scheme), rest.strip()
     else:
+        tables = [f"{s.scheme}:{s.rest}" for s in SOURCES.values() if s.frame is not None]
         raise DataError(
             f"data.source: task recommendation reads an interactions table (builtin:{', builtin:'.join(BUILTIN_INTERACTIONS)}, "
-            f"csv:PATH or parquet:PATH); got {source!r}"
+            f"{', '.join(tables)}); got {source!r}"
         )
     named = {"user": roles.user, "item": roles.item, "rating": roles.rating, "time": roles.time}
     missing = [f"data.interactions.{k}: {v!r}" for k, v in named.items() if v is not None and v not in frame.columns]

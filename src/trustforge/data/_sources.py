@@ -1,4 +1,10 @@
-"""Data sources: `builtin:NAME`, `csv:PATH`, `parquet:PATH`, `images:DIR`.
+"""Data sources: the one table of `data.source` schemes, and the readers behind it.
+
+`SOURCES` maps each scheme (`builtin:NAME`, `csv:PATH`, `parquet:PATH`, `jsonl:PATH`,
+`images:DIR`, `audio:DIR`, `npz:PATH`) to its reader, says whether the rest of the source is
+a path (resolved against the spec's folder, and cut to its last part in anything that leaves
+the machine), and which values a name may take. The spec's validators, the spec loader and
+the evidence ask this table; no other module lists the schemes.
 
 A source yields `RawData`: either a table (a DataFrame that holds the target column) or an
 image set (float32 array (N, C, H, W) in [0, 1] with a label per image). Every failure names
@@ -10,17 +16,17 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
 
 from trustforge.errors import DataError
-from trustforge.spec._model import BUILTIN_SETS
 
 __all__ = ["RawData", "load_source", "read_table", "read_image_folder", "read_image", "read_class_folders", "list_files",
-           "BUILTIN_SOURCES", "IMAGE_SUFFIXES"]
+           "BUILTIN_SOURCES", "BUILTIN_INTERACTIONS", "IMAGE_SUFFIXES", "SOURCES", "SOURCE_FORMS", "Source", "ReadOptions",
+           "source_of", "resolve_source", "redact_source", "interaction_roles"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Images above this many pixels are refused before decoding (decompression bombs).
@@ -95,10 +101,10 @@ class RawData:
 
 def load_source(source: str, *, target: str | None, image_size: tuple[int, int], channels: int, seed: int,
                 sample_rate: int = 16000, seconds: float = 1.0) -> RawData:
-    """Read the data named by a spec's `data.source`.
+    """Read the data named by a spec's `data.source`, through the scheme's reader in `SOURCES`.
 
     Args:
-        source: `builtin:NAME`, `csv:PATH`, `parquet:PATH` or `images:DIR`.
+        source: `SCHEME:REST`, one of `SOURCE_FORMS`.
         target: the target column for tables (builtin sets default to `target`).
         image_size: (H, W) every image of an image folder is resized to.
         channels: 1 (grayscale) or 3 (RGB) for image folders.
@@ -106,54 +112,119 @@ def load_source(source: str, *, target: str | None, image_size: tuple[int, int],
         sample_rate, seconds: audio (`audio:DIR`, `builtin:spoken_digits`) is resampled to
             `sample_rate` Hz and cut or padded to `seconds`.
     """
-    scheme, _, rest = source.partition(":")
-    if scheme == "audio" or source == "builtin:spoken_digits":
-        from trustforge.data._audio import load_audio_source
+    kind, rest = source_of(source)
+    return kind.read(rest, source, ReadOptions(target, image_size, channels, seed, sample_rate, seconds))
 
-        return load_audio_source(source, target=target, sample_rate=sample_rate, seconds=seconds)
-    if scheme == "builtin":
-        return _builtin(rest, target=target, seed=seed)
-    if scheme in ("csv", "parquet", "jsonl"):
-        frame = read_table(Path(rest), scheme)
-        return _table(frame, target=target, origin=source, where=rest)
-    if scheme == "images":
-        images, labels, classes, paths = read_image_folder(Path(rest), image_size, channels)
-        return RawData("image", target or "label", source, images=images, labels=labels, classes=classes, paths=paths)
-    if scheme == "npz":
-        from trustforge.data._sequences import read_npz
 
-        return read_npz(Path(rest), origin=source, target=target)
-    raise DataError(f"data.source: unknown scheme {scheme!r}; use builtin, csv, parquet or images")
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reader needs beside the source: the spec's target and how images and audio are read."""
+
+    target: str | None
+    image_size: tuple[int, int] = (32, 32)
+    channels: int = 3
+    seed: int = 0
+    sample_rate: int = 16000
+    seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """One scheme of `data.source`.
+
+    Attributes:
+        scheme: the text before the colon.
+        rest: what follows the colon, as messages name it: NAME, PATH (a file) or DIR (a folder).
+        read: (rest, the whole source, options) -> RawData.
+        names: the only values the rest may take (the builtin sets), or None for a path.
+        suffixes: table files: the file suffixes that mean this format when no scheme says it.
+        frame: table files: reads the file into a DataFrame (errors name the file).
+    """
+
+    scheme: str
+    rest: Literal["NAME", "PATH", "DIR"]
+    read: Callable[[str, str, ReadOptions], RawData]
+    names: tuple[str, ...] | None = None
+    suffixes: tuple[str, ...] = ()
+    frame: Callable[[Path, bool], pd.DataFrame] | None = None
+
+    @property
+    def is_path(self) -> bool:
+        """The rest is a file or folder of this machine."""
+        return self.rest != "NAME"
+
+    def resolve(self, rest: str, base: Path) -> str:
+        """The source with a relative path made absolute against `base` (a spec's folder)."""
+        if not self.is_path:
+            return f"{self.scheme}:{rest}"
+        p = Path(rest).expanduser()
+        return f"{self.scheme}:{p if p.is_absolute() else (base / p).resolve()}"
+
+    def redact(self, rest: str) -> str:
+        """The source as it may leave this machine: a path cut to its file or folder name."""
+        if not self.is_path:
+            return f"{self.scheme}:{rest}"
+        # PureWindowsPath splits on both / and \\, so a path written on Windows is cut too.
+        return f"{self.scheme}:{PureWindowsPath(rest).name or '.'}"
+
+
+def source_of(source: str) -> tuple[Source, str]:
+    """The scheme of `source` in `SOURCES` and the rest after the colon (white space around both dropped).
+
+    Raises:
+        DataError: no colon, an unknown scheme or an empty rest.
+    """
+    scheme, sep, rest = source.partition(":")
+    kind = SOURCES.get(scheme.strip())
+    if not sep or kind is None or not rest.strip():
+        raise DataError(f"data.source: must be {SOURCE_FORMS}; got {source!r}")
+    return kind, rest.strip()
+
+
+def resolve_source(source: str, base: Path) -> str:
+    """`source` with a relative path resolved against `base` (the folder of the spec that names it)."""
+    kind, rest = source_of(source)
+    return kind.resolve(rest, base)
+
+
+def redact_source(source: str) -> str:
+    """`source` as it may leave this machine (packages, evidence, reports): `csv:/home/x/data.csv`
+    becomes `csv:data.csv`; builtin names are unchanged. Text that is not a source is returned as is."""
+    try:
+        kind, rest = source_of(source)
+    except DataError:
+        return source
+    return kind.redact(rest)
+
+
+def interaction_roles(source: str) -> dict[str, str] | None:
+    """The columns (user, item, rating, time) of a builtin interactions table, or None for other sources."""
+    scheme, _, name = source.partition(":")
+    kind = SOURCES.get(scheme.strip())
+    return BUILTIN_INTERACTIONS.get(name.strip()) if kind is not None and kind.names else None
 
 
 # ---------------------------------------------------------------------------- tables
 
 
 def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = True) -> pd.DataFrame:
-    """Read a CSV, Parquet or JSON Lines file into a DataFrame, naming the file in every error.
+    """Read a table file (CSV, Parquet or JSON Lines) into a DataFrame, naming the file in every error.
 
-    `skip_blank_lines=False` keeps a CSV line that is empty or all white space as a row of
-    missing values: in a one-column file of texts it is an empty text, and dropping it would
-    shift every later prediction onto the wrong row.
+    Args:
+        kind: a table scheme of `SOURCES`; default: the one whose suffixes hold the file's
+            suffix, else csv.
+        skip_blank_lines: False keeps a CSV line that is empty or all white space as a row of
+            missing values: in a one-column file of texts it is an empty text, and dropping it
+            would shift every later prediction onto the wrong row.
     """
     suffix = path.suffix.lower()
-    kind = kind or ("parquet" if suffix in (".parquet", ".pq") else "jsonl" if suffix in (".jsonl", ".ndjson") else "csv")
+    tables = [s for s in SOURCES.values() if s.frame is not None]
+    reader = SOURCES[kind] if kind else next((s for s in tables if suffix in s.suffixes), SOURCES["csv"])
+    if reader.frame is None:
+        raise DataError(f"{path}: {kind} is not a table format ({', '.join(s.scheme for s in tables)})")
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
-    if kind == "jsonl":  # one JSON object per line; its errors name the line (see data._text)
-        from trustforge.data._text import read_jsonl
-
-        return read_jsonl(path)
-    try:
-        if kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        detail = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
-        raise DataError(f"{path}: cannot read as {kind} ({detail})") from None
-    except Exception as exc:  # pyarrow raises its own error types for corrupt files
-        raise DataError(f"{path}: cannot read as {kind} ({exc.__class__.__name__})") from None
+    frame = reader.frame(path, skip_blank_lines)
     if frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise DataError(f"{path}: duplicate column names {dup}")
@@ -161,6 +232,31 @@ def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = 
     if len(frame) == 0:
         raise DataError(f"{path}: the file has no rows")
     return frame
+
+
+def _pandas_reader(kind: str, read: Callable[..., pd.DataFrame]) -> Callable[[Path, bool], pd.DataFrame]:
+    def frame(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+        try:
+            return read(path, skip_blank_lines)
+        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            detail = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+            raise DataError(f"{path}: cannot read as {kind} ({detail})") from None
+        except Exception as exc:  # pyarrow raises its own error types for corrupt files
+            raise DataError(f"{path}: cannot read as {kind} ({exc.__class__.__name__})") from None
+
+    return frame
+
+
+def _read_jsonl(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+    # One JSON object per line; its errors name the line (see data._text).
+    from trustforge.data._text import read_jsonl
+
+    return read_jsonl(path)
+
+
+def _read_table_source(rest: str, origin: str, o: ReadOptions) -> RawData:
+    scheme = origin.partition(":")[0].strip()
+    return _table(read_table(Path(rest), scheme), target=o.target, origin=origin, where=rest)
 
 
 def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) -> RawData:
@@ -174,49 +270,28 @@ def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) 
 
 # ---------------------------------------------------------------------------- builtin sets
 
-BUILTIN_SOURCES = BUILTIN_SETS
-
-
-def _builtin(name: str, *, target: str | None, seed: int) -> RawData:
+def _digits(name: str, origin: str, o: ReadOptions) -> RawData:
     from sklearn import datasets
 
-    origin = f"builtin:{name}"
-    if name == "digits":
-        d = datasets.load_digits()
-        # 8×8 grayscale, pixel values 0..16 → [0, 1], one channel.
-        images = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-        labels = np.array([str(int(t)) for t in d.target])
-        return RawData("image", target or "label", origin, images=images, labels=labels, classes=[str(i) for i in range(10)])
-    if name == "shapes":
-        from trustforge.data._shapes import SHAPE_CLASSES, make_shapes
+    d = datasets.load_digits()
+    # 8×8 grayscale, pixel values 0..16 → [0, 1], one channel.
+    images = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
+    labels = np.array([str(int(t)) for t in d.target])
+    return RawData("image", o.target or "label", origin, images=images, labels=labels, classes=[str(i) for i in range(10)])
 
-        images, y = make_shapes(n_samples=3000, seed=seed)
-        labels = np.array([SHAPE_CLASSES[i] for i in y])
-        return RawData("image", target or "label", origin, images=images, labels=labels, classes=list(SHAPE_CLASSES))
-    if name in ("air_passengers", "seasonal"):
-        from trustforge.data._series import builtin_series
 
-        return builtin_series(name, target=target, seed=seed)
-    if name in ("reviews", "chinese_reviews"):
-        from trustforge.data._text_sets import builtin_text
+def _shapes(name: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._shapes import SHAPE_CLASSES, make_shapes
 
-        return builtin_text(name, target=target)
-    if name in ("fraud", "credit_default"):
-        from trustforge.data._fraud import builtin_risk_table
+    images, y = make_shapes(n_samples=3000, seed=o.seed)
+    labels = np.array([SHAPE_CLASSES[i] for i in y])
+    return RawData("image", o.target or "label", origin, images=images, labels=labels, classes=list(SHAPE_CLASSES))
 
-        frame, default_target, classes = builtin_risk_table(name, seed=seed)
-        raw = _table(frame, target=target or default_target, origin=origin, where=origin)
-        raw.classes = classes if raw.target == default_target else None
-        return raw
-    loaders = {
-        "breast_cancer": datasets.load_breast_cancer,
-        "wine": datasets.load_wine,
-        "iris": datasets.load_iris,
-        "diabetes": datasets.load_diabetes,
-    }
-    if name not in loaders:
-        raise DataError(f"data.source: unknown builtin set {name!r}; choose from {', '.join(BUILTIN_SOURCES)}")
-    d = loaders[name](as_frame=True)
+
+def _sklearn_table(name: str, origin: str, o: ReadOptions) -> RawData:
+    from sklearn import datasets
+
+    d = getattr(datasets, f"load_{name}")(as_frame=True)
     frame = d.frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     classes = None
@@ -225,9 +300,72 @@ def _builtin(name: str, *, target: str | None, seed: int) -> RawData:
         names = [str(n) for n in d.target_names]
         frame["target"] = [names[int(i)] for i in frame["target"]]
         classes = names
-    raw = _table(frame, target=target or "target", origin=origin, where=origin)
+    raw = _table(frame, target=o.target or "target", origin=origin, where=origin)
     raw.classes = classes
     return raw
+
+
+def _series(name: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._series import builtin_series
+
+    return builtin_series(name, target=o.target, seed=o.seed)
+
+
+def _risk_table(name: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._fraud import builtin_risk_table
+
+    frame, default_target, classes = builtin_risk_table(name, seed=o.seed)
+    raw = _table(frame, target=o.target or default_target, origin=origin, where=origin)
+    raw.classes = classes if raw.target == default_target else None
+    return raw
+
+
+def _text_set(name: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._text_sets import builtin_text
+
+    return builtin_text(name, target=o.target)
+
+
+def _spoken_digits(name: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._audio import load_audio_source
+
+    return load_audio_source(origin, target=o.target, sample_rate=o.sample_rate, seconds=o.seconds)
+
+
+def _interactions_table(name: str, origin: str, o: ReadOptions) -> RawData:
+    # An interactions table read as a plain table (task recommendation reads it in data._interactions).
+    from trustforge.data._interactions import _movielens_small
+
+    return _table(_movielens_small(), target=o.target, origin=origin, where=origin)
+
+
+# The data sets that ship with TrustForge (sklearn's bundled sets and generated or packaged
+# ones), each with its loader (name, source, options) -> RawData.
+_BUILTIN_LOADERS: dict[str, Callable[[str, str, ReadOptions], RawData]] = {
+    "digits": _digits,
+    "breast_cancer": _sklearn_table,
+    "wine": _sklearn_table,
+    "iris": _sklearn_table,
+    "diabetes": _sklearn_table,
+    "shapes": _shapes,
+    "air_passengers": _series,
+    "seasonal": _series,
+    "fraud": _risk_table,
+    "credit_default": _risk_table,
+    "movielens_small": _interactions_table,
+    "spoken_digits": _spoken_digits,
+    "reviews": _text_set,
+    "chinese_reviews": _text_set,
+}
+BUILTIN_SOURCES = tuple(_BUILTIN_LOADERS)
+# Builtin interactions tables (task recommendation) and their columns: the default `data.interactions`.
+BUILTIN_INTERACTIONS = {"movielens_small": {"user": "userId", "item": "movieId", "rating": "rating", "time": "timestamp"}}
+
+
+def _builtin(name: str, origin: str, o: ReadOptions) -> RawData:
+    if name not in _BUILTIN_LOADERS:
+        raise DataError(f"data.source: unknown builtin set {name!r}; choose from {', '.join(BUILTIN_SOURCES)}")
+    return _BUILTIN_LOADERS[name](name, origin, o)
 
 
 # ---------------------------------------------------------------------------- images
@@ -314,3 +452,45 @@ def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> tuple
 def list_images(root: Path) -> list[Path]:
     """All PNG/JPEG files under `root` (recursively), sorted, for prediction."""
     return list_files(root, IMAGE_SUFFIXES, what="image", kinds="PNG or JPEG images")
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def _images(rest: str, origin: str, o: ReadOptions) -> RawData:
+    images, labels, classes, paths = read_image_folder(Path(rest), o.image_size, o.channels)
+    return RawData("image", o.target or "label", origin, images=images, labels=labels, classes=classes, paths=paths)
+
+
+def _audio(rest: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._audio import load_audio_source
+
+    return load_audio_source(origin, target=o.target, sample_rate=o.sample_rate, seconds=o.seconds)
+
+
+def _npz(rest: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._sequences import read_npz
+
+    return read_npz(Path(rest), origin=origin, target=o.target)
+
+
+def _csv(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+    return pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
+
+
+def _parquet(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+# Every scheme of `data.source`, in the order messages list them. A new scheme is one entry here.
+SOURCES: dict[str, Source] = {s.scheme: s for s in (
+    Source("builtin", "NAME", _builtin, names=BUILTIN_SOURCES),
+    Source("csv", "PATH", _read_table_source, suffixes=(".csv", ".tsv", ".txt"), frame=_pandas_reader("csv", _csv)),
+    Source("parquet", "PATH", _read_table_source, suffixes=(".parquet", ".pq"), frame=_pandas_reader("parquet", _parquet)),
+    Source("jsonl", "PATH", _read_table_source, suffixes=(".jsonl", ".ndjson"), frame=_read_jsonl),
+    Source("images", "DIR", _images),
+    Source("audio", "DIR", _audio),
+    Source("npz", "PATH", _npz),
+)}
+_FORMS = [f"{s.scheme}:{s.rest}" for s in SOURCES.values()]
+SOURCE_FORMS = ", ".join(_FORMS[:-1]) + " or " + _FORMS[-1]  # "builtin:NAME, csv:PATH, ... or npz:PATH", for messages

@@ -27,6 +27,7 @@ from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
 from trustforge._fs import atomic_write_text
+from trustforge.data import redact_source
 from trustforge.errors import TrustForgeError
 from trustforge.evaluate._report_plots import PLOTS
 
@@ -225,7 +226,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "model_uri": run["status"].get("model_uri"), "state": run["status"].get("state"),
         "created": run["status"].get("updated") or run["manifest"].get("created"),
         "spec": spec, "train": spec.get("train") or {}, "metrics": metrics, "headline": headline, "scalars": scalars,
-        "data": data, "source": data.get("source") or (spec.get("data") or {}).get("source"), "labels": labels,
+        "data": data, "source": _source(data, spec), "labels": labels,
         "per_class": _per_class(metrics, labels), "epochs": run["epochs"],
         "speed": _flatten(ev["speed"]) if ev.get("speed") else None, "calibration": cal,
         "shift": _shift_table(ev.get("shift")), "corruptions": _table(ev.get("corruptions")),
@@ -235,6 +236,13 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "lineage": run["manifest"].get("lineage") or {}, "caveats": _caveats(run, labels),
         "fmt": _fmt, "md": _md,
     }
+
+
+def _source(data: dict[str, Any], spec: dict[str, Any]) -> str | None:
+    # The report leaves this machine: the run's spec.yaml holds the resolved local path, so it
+    # is cut to the file's name like the evidence's own (older runs' evidence too).
+    source = data.get("source") or (spec.get("data") or {}).get("source")
+    return redact_source(str(source)) if source else None
 
 
 def _per_class(metrics: dict[str, Any], labels: list[str]) -> list[dict[str, Any]]:

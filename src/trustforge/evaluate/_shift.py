@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from trustforge.data import RawData, Schema
+from trustforge.data import SOURCES, RawData, Schema, redact_source
 from trustforge.data import _audio
 from trustforge.evaluate import _text
 from trustforge.errors import DataError
@@ -302,7 +302,8 @@ def shift_evaluation(metrics_of: Callable[[RawData], dict[str, Any]], raw_shift:
         if k == "n" or k not in inside:
             continue
         delta[k] = None if v is None or inside[k] is None else v - inside[k]
-    return {"source": raw_shift.origin, "n": len(raw_shift), "in_distribution": inside, "shifted": shifted, "delta": delta}
+    # The evidence leaves this machine: a path is cut to its name (see data.redact_source).
+    return {"source": redact_source(raw_shift.origin), "n": len(raw_shift), "in_distribution": inside, "shifted": shifted, "delta": delta}
 
 
 def check_shift_set(raw: RawData, schema: Schema) -> None:
@@ -340,9 +341,10 @@ def check_shift_set(raw: RawData, schema: Schema) -> None:
 
 
 def _source_name(origin: str) -> str:
-    # "csv:data/shift.csv" reads better as the file it names.
+    # In a message on this machine "csv:data/shift.csv" reads better as the file it names.
     scheme, sep, rest = origin.partition(":")
-    return rest if sep and scheme in ("csv", "parquet", "images", "audio") else origin
+    kind = SOURCES.get(scheme)
+    return rest if sep and kind is not None and kind.is_path else origin
 
 
 def _scalar(v: Any) -> float | None:

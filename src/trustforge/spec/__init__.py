@@ -1,6 +1,6 @@
 """The task spec: one YAML file that says what to learn, from what, and how."""
 
-from trustforge.spec._load import load_spec, spec_digest, spec_to_dict, spec_to_yaml
+from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
 from trustforge.spec._model import (
     CNNSpec,
     DataSpec,
@@ -22,6 +22,7 @@ __all__ = [
     "EvaluateSpec",
     "MonitorSpec",
     "load_spec",
+    "redact_spec",
     "spec_to_dict",
     "spec_to_yaml",
     "spec_digest",

@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from trustforge.errors import SpecError
 from trustforge.spec._model import SpecProblem, TaskSpec
 
-__all__ = ["load_spec", "spec_to_dict", "spec_to_yaml", "spec_digest"]
+__all__ = ["load_spec", "spec_to_dict", "spec_to_yaml", "spec_digest", "redact_spec"]
 
 _MAX_SPEC_BYTES = 1 << 20
 
@@ -187,18 +187,33 @@ def _validate(raw: dict[Any, Any], *, where: str | None, lines: dict[tuple, int]
     return spec
 
 
+# The fields that name a data source (a path for the path schemes of data's `SOURCES`).
+_SOURCE_FIELDS = (("data", "source"), ("evaluate", "shift"))
+
+
 def _resolve_paths(spec: TaskSpec, base: Path) -> None:
-    spec.data.source = _resolve(spec.data.source, base)
-    if spec.evaluate.shift:
-        spec.evaluate.shift = _resolve(spec.evaluate.shift, base)
+    from trustforge.data import resolve_source  # here, not at the top: see spec._model._check_source
+
+    for section, name in _SOURCE_FIELDS:
+        part = getattr(spec, section)
+        if getattr(part, name):
+            setattr(part, name, resolve_source(getattr(part, name), base))
 
 
-def _resolve(source: str, base: Path) -> str:
-    scheme, _, rest = source.partition(":")
-    if scheme in ("csv", "parquet", "images", "jsonl"):
-        p = Path(rest).expanduser()
-        return f"{scheme}:{p if p.is_absolute() else (base / p).resolve()}"
-    return source
+def redact_spec(spec: TaskSpec) -> TaskSpec:
+    """A copy of `spec` fit to leave this machine (in a package, evidence or a report): every
+    data source path cut to its file or folder name (`csv:/home/x/data.csv` -> `csv:data.csv`).
+
+    The copy still validates, so a package's spec loads anywhere; it does not name a file here.
+    """
+    from trustforge.data import redact_source  # here, not at the top: see spec._model._check_source
+
+    out = spec.model_copy(deep=True)
+    for section, name in _SOURCE_FIELDS:
+        part = getattr(out, section)
+        if getattr(part, name):
+            setattr(part, name, redact_source(getattr(part, name)))
+    return out
 
 
 def _string_keys(value: Any) -> Any:

@@ -319,16 +319,20 @@ class TextSpec(_Strict):
         return self
 
 
-_SOURCE_RE = re.compile(r"^(builtin|csv|parquet|images|npz|audio|jsonl):.+$")
+def _check_source(v: str) -> str:
+    """A `data.source` (or `evaluate.shift`) as data's table of schemes takes it: `SCHEME:REST`."""
+    # Imported here, not at the top: data owns the table, and its modules may use the spec's
+    # types, so a top-level import would make the two packages wait on each other while loading.
+    from trustforge.data import SOURCE_FORMS, SOURCES
 
-
-# The data sets that ship with TrustForge (sklearn's bundled sets and generated ones); the data
-# stage implements them, the spec names them so `validate` catches a typo.
-BUILTIN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes", "shapes",
-                "air_passengers", "seasonal", "fraud", "credit_default", "movielens_small", "spoken_digits",
-                "reviews", "chinese_reviews")
-# Builtin interactions tables (task recommendation) and their columns: the default `data.interactions`.
-BUILTIN_INTERACTIONS = {"movielens_small": {"user": "userId", "item": "movieId", "rating": "rating", "time": "timestamp"}}
+    scheme, sep, rest = v.partition(":")
+    v = f"{scheme.strip()}{sep}{rest.strip()}"  # `csv: data.csv` (quoted) means csv:data.csv
+    kind = SOURCES.get(scheme.strip())
+    if not sep or kind is None or not rest.strip():
+        raise ValueError(f"must be {SOURCE_FORMS}; got {v!r}")
+    if kind.names is not None and rest.strip() not in kind.names:
+        raise ValueError(f"must name a {kind.scheme} set ({', '.join(kind.names)}); got {v!r}")
+    return v
 
 
 class DataSpec(_Strict):
@@ -351,13 +355,7 @@ class DataSpec(_Strict):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        scheme, sep, rest = v.partition(":")
-        v = f"{scheme.strip()}{sep}{rest.strip()}"  # `csv: data.csv` (quoted) means csv:data.csv
-        if not _SOURCE_RE.match(v):
-            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH, images:DIR, npz:PATH, audio:DIR or jsonl:PATH; got {v!r}")
-        if scheme.strip() == "builtin" and rest.strip() not in BUILTIN_SETS:
-            raise ValueError(f"must name a builtin set ({', '.join(BUILTIN_SETS)}); got {v!r}")
-        return v
+        return _check_source(v)
 
 
 # ---------------------------------------------------------------------------- models
@@ -670,9 +668,7 @@ class EvaluateSpec(_Strict):
     @field_validator("shift")
     @classmethod
     def _shift_source(cls, v: str | None) -> str | None:
-        if v is not None and not _SOURCE_RE.match(v.strip()):
-            raise ValueError(f"must be builtin:NAME, csv:PATH, parquet:PATH, images:DIR, npz:PATH, audio:DIR or jsonl:PATH; got {v!r}")
-        return v.strip() if v else v
+        return _check_source(v.strip()) if v is not None else v
 
 
 # ---------------------------------------------------------------------------- monitoring
@@ -746,10 +742,11 @@ class TaskSpec(_Strict):
                 data = {**data, "model": {"kind": "mf"}}
             d = data.get("data")
             if isinstance(d, dict) and (d.get("interactions") is None or isinstance(d.get("interactions"), dict)):
-                scheme, _, name = str(d.get("source", "")).partition(":")
-                if scheme.strip() == "builtin" and name.strip() in BUILTIN_INTERACTIONS:
-                    roles = {**BUILTIN_INTERACTIONS[name.strip()], **(d.get("interactions") or {})}
-                    data = {**data, "data": {**d, "interactions": roles}}
+                from trustforge.data import interaction_roles  # here for the reason given in _check_source
+
+                builtin = interaction_roles(str(d.get("source", "")))
+                if builtin is not None:
+                    data = {**data, "data": {**d, "interactions": {**builtin, **(d.get("interactions") or {})}}}
         return data
 
     @model_validator(mode="after")
