@@ -61,6 +61,7 @@ import trustforge.data as d
 import trustforge.models as m
 import trustforge.spec as s
 import trustforge.train as t
+from trustforge.evaluate import TASKS
 
 TARGET = 1.05
 RETRY_DEADLINE_S = 150.0  # no replacement pair starts after this many seconds
@@ -159,8 +160,8 @@ def run_trainer(
     # back to one printed line per epoch and hide that cost.)
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
     bar = bar_cls(console=console)
-    loss_fn = t.make_loss("classification", spec.train, len(prepared.schema.classes), prepared.train.target)
-    trainer = t.Trainer(
+    loss_fn = TASKS["classification"].loss(spec, len(prepared.schema.classes), prepared.train.target)
+    trainer = t.Trainer.from_train_spec(
         spec.train,
         loss_fn,
         callbacks=[bar, t.CSVLogger(workdir / "log.csv"), t.Checkpoint(workdir / "checkpoints")],

@@ -93,7 +93,7 @@ def _fit(sampler: str, seed: int = 0):
     data = type("D", (), {"inputs": (torch.randn(n, 3),), "target": target})()
     loss = _Recorder()
     spec = TrainSpec(max_epochs=2, batch_size=250, sampler=sampler, early_stopping=None, seed=seed)
-    Trainer(spec, loss).fit(torch.nn.Linear(3, 2), data)
+    Trainer.from_train_spec(spec, loss).fit(torch.nn.Linear(3, 2), data)
     return torch.cat(loss.seen)
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 import trustforge.data as d
 import trustforge.models as m
 import trustforge.train as t
+from trustforge.evaluate import TASKS
 from trustforge.spec import load_spec
 
 
@@ -27,7 +28,7 @@ def test_progress_bar_renders_epochs_and_stats_on_a_terminal():
     spec, p, model = _setup()
     buf = io.StringIO()
     bar = t.ProgressBar("val_loss", console=Console(file=buf, force_terminal=True, width=120))
-    trainer = t.Trainer(spec.train, t.make_loss("classification", spec.train, 3, p.train.target), callbacks=[bar])
+    trainer = t.Trainer.from_train_spec(spec.train, TASKS["classification"].loss(spec, 3, p.train.target), callbacks=[bar])
     trainer.fit(model, p.train, p.validation)
     text = buf.getvalue()
     assert "epoch 3/3" in text and "val_loss" in text and "loss " in text
@@ -43,7 +44,7 @@ def test_callbacks_are_released_when_fit_raises(tmp_path):
     spec, p, model = _setup()
     bar = t.ProgressBar("val_loss", console=Console(file=io.StringIO(), force_terminal=True))
     ckpt = t.Checkpoint(tmp_path / "ckpt")
-    trainer = t.Trainer(spec.train, t.make_loss("classification", spec.train, 3, p.train.target), callbacks=[ckpt, bar, _Boom()])
+    trainer = t.Trainer.from_train_spec(spec.train, TASKS["classification"].loss(spec, 3, p.train.target), callbacks=[ckpt, bar, _Boom()])
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(model, p.train, p.validation)
     assert bar.progress is None  # the live display no longer holds the terminal
@@ -63,7 +64,7 @@ def test_checkpoint_is_a_copy_not_the_live_weights(tmp_path):
             if epoch == 0:
                 seen.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
 
-    trainer = t.Trainer(spec.train, t.make_loss("classification", spec.train, 3, p.train.target), callbacks=[Snap(), ckpt])
+    trainer = t.Trainer.from_train_spec(spec.train, TASKS["classification"].loss(spec, 3, p.train.target), callbacks=[Snap(), ckpt])
     trainer.fit(model, p.train, p.validation)
     meta, tensors = t.load_checkpoint(tmp_path / "ckpt")
     assert meta["epoch"] == 1

@@ -15,10 +15,10 @@ import torch
 
 from trustforge.data import Prepared, prepare
 from trustforge.errors import TrainingError
-from trustforge.evaluate import outputs_to_proba, validation_metrics
+from trustforge.evaluate import TASKS, outputs_to_proba, task_of
 from trustforge.models import build_model
 from trustforge.spec import TaskSpec, load_spec
-from trustforge.train import Callback, EarlyStopping, Trainer, lr_at, make_loss, seeded
+from trustforge.train import Callback, EarlyStopping, Trainer, lr_at, seeded
 
 
 def make_spec(source: str = "builtin:iris", task: str = "classification", *, hidden=(16,), dropout: float = 0.0,
@@ -50,13 +50,12 @@ def fit(spec: TaskSpec, callbacks=()) -> tuple[Trainer, torch.nn.Module, Prepare
     data = prepared(spec)
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)
-    classes = data.schema.classes
-    decode = data.preprocessor.decode_regression if spec.task == "regression" else None
-    trainer = Trainer(
+    task = task_of(spec)
+    trainer = Trainer.from_train_spec(
         spec.train,
-        make_loss(spec.task, spec.train, len(classes or []), data.train.target),
+        task.loss(spec, len(data.schema.classes or []), data.train.target),
         callbacks=list(callbacks),
-        val_metrics=validation_metrics(spec.task, classes, decode),
+        val_metrics=task.validation_metrics(spec, data.preprocessor),
     )
     trainer.fit(model, data.train, data.validation)
     return trainer, model, data
@@ -139,7 +138,7 @@ def test_each_optimizer_lowers_the_loss_and_learns(optimizer, kind):
 def test_cross_entropy_is_the_default_classification_loss():
     spec = make_spec(max_epochs=1)
     data = prepared(spec)
-    loss_fn = make_loss("classification", spec.train, 3, data.train.target)
+    loss_fn = TASKS["classification"].loss(spec, 3, data.train.target)
     out = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2, 1, 0])
     assert float(loss_fn(out, y)) == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-6)
@@ -157,7 +156,7 @@ def test_bce_on_a_binary_set_has_one_output_and_two_probability_columns():
     assert losses(trainer)[-1] < 0.5 * losses(trainer)[0]
     assert accuracy_on_test(trainer, data) > 0.85  # the majority class is 63%
     # The loss the trainer used is binary cross-entropy with logits.
-    loss_fn = make_loss("classification", spec.train, 2, data.train.target)
+    loss_fn = TASKS["classification"].loss(spec, 2, data.train.target)
     y = data.test.target
     expected = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float())
     assert float(loss_fn(out, y)) == pytest.approx(float(expected), rel=1e-6)
@@ -175,7 +174,7 @@ def test_mse_regression_beats_predicting_the_mean():
     r2 = 1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum()
     assert r2 > 0.2, r2
     assert losses(trainer)[-1] < losses(trainer)[0]
-    loss_fn = make_loss("regression", spec.train, 0, data.train.target)
+    loss_fn = TASKS["regression"].loss(spec, 0, data.train.target)
     assert float(loss_fn(out, data.test.target)) == pytest.approx(float(((out[:, 0] - data.test.target) ** 2).mean()), rel=1e-6)
 
 

@@ -9,11 +9,13 @@ lists so the result can be written to JSON as is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics", "forecasting_metrics", "mape", "smape", "ranking_metrics"]
+__all__ = ["classification_metrics", "regression_metrics", "forecasting_metrics", "mape", "smape", "ranking_metrics",
+           "Metric", "METRICS"]
 
 
 def classification_metrics(
@@ -339,3 +341,70 @@ def _log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
     eps = np.finfo(proba.dtype).eps
     p_true = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1 - eps)
     return float(np.mean(-np.log(p_true)))
+
+
+# ---------------------------------------------------------------------------- the metrics table
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One named metric: how to compute it, which way is better, whether validation logs it.
+
+    `fn` takes the inputs of its family's function above: ``(y_true, proba)`` for the
+    ``"class"`` family, ``(y_true, y_pred)`` for the ``"error"`` family (any shape; every value
+    counts), ``(higher, ties, candidates)`` for the ``"ranking"`` family. `validation` says
+    whether the Trainer can log it on the validation split each epoch, so that
+    `train.early_stopping.monitor` may name it as `val_<name>` (where its task has it).
+    """
+
+    name: str
+    family: str
+    fn: Callable[..., float | None]
+    higher_is_better: bool
+    validation: bool
+
+
+def _class_metric(name: str) -> Metric:
+    def fn(y_true: np.ndarray, proba: np.ndarray) -> float | None:
+        return classification_metrics(y_true, proba, range(np.asarray(proba).shape[1])).get(name)
+
+    return Metric(name, "class", fn, higher_is_better=name != "log_loss", validation=True)
+
+
+def _error_metric(name: str, validation: bool = True) -> Metric:
+    def fn(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        t = np.asarray(y_true, dtype=np.float64).ravel()
+        p = np.asarray(y_pred, dtype=np.float64).ravel()
+        if name == "mape":
+            return mape(t, p)
+        if name == "smape":
+            return smape(t, p)
+        return regression_metrics(t, p)[name]
+
+    return Metric(name, "error", fn, higher_is_better=name == "r2", validation=validation)
+
+
+def _ranking_metric(name: str) -> Metric:
+    k = int(name.split("@")[1]) if "@" in name else 10
+
+    def fn(higher: np.ndarray, ties: np.ndarray, candidates: np.ndarray) -> float | None:
+        return ranking_metrics(higher, ties, candidates, ks=(k,))[name]
+
+    # Validation ranks each held-out item against one sampled negative: that is an AUC; the
+    # top-K metrics need the whole catalogue ranked, which only the test does.
+    return Metric(name, "ranking", fn, higher_is_better=True, validation=name == "auc")
+
+
+# The one table of metric names. The tasks (evaluate._tasks) pick theirs from it, and the spec's
+# validators accept only names their task picked. Insertion order is the order messages list.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        *(_class_metric(n) for n in ("accuracy", "precision", "recall", "f1", "precision_macro", "recall_macro",
+                                     "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc",
+                                     "pr_auc", "log_loss")),
+        *(_error_metric(n) for n in ("mae", "rmse", "r2")),
+        *(_error_metric(n, validation=False) for n in ("mape", "smape")),
+        *(_ranking_metric(n) for n in (*(f"{m}@{k}" for k in (5, 10, 20) for m in ("hr", "ndcg")), "auc")),
+    )
+}

@@ -12,11 +12,11 @@ import pandas as pd
 import torch
 
 from trustforge.data import Preprocessor, RawData, Schema, list_images, read_image, read_table
-from trustforge.data import forecast_inputs, forecast_table, read_audio_input, read_sequence_input, read_series_input, window_forecasts
+from trustforge.data import read_audio_input, read_sequence_input, read_series_input
 from trustforge.data import _interactions
 from trustforge.data._text import read_text_input
 from trustforge.errors import DataError, IntegrityError
-from trustforge.evaluate import compute_metrics, outputs_to_proba
+from trustforge.evaluate import Task, outputs_to_proba, task_of
 from trustforge.models import build_model
 from trustforge.package._format import UnsafeNoVerify, VerifiedPackage, read_package
 from trustforge.secure._keys import Keyring
@@ -132,6 +132,11 @@ class Model:
     # ------------------------------------------------------------------ predicting
 
     @property
+    def task(self) -> Task:
+        """The model's task: what its outputs mean, how they decode, how they are scored."""
+        return task_of(self.schema)
+
+    @property
     def temperature(self) -> float:
         """The calibration temperature fitted at training time (1.0 when none was fitted)."""
         t = (self.manifest.get("calibration") or {}).get("temperature")
@@ -144,13 +149,11 @@ class Model:
         n = len(inputs[0])
         outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
         out = torch.cat(outs) if outs else torch.empty(0, 1)
-        if self.schema.task == "classification" and self.temperature != 1.0:
-            out = out / self.temperature  # argmax unchanged; probabilities calibrated
-        return out
+        return self.task.calibrate(out, self.temperature)
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities (N, K) in the order of `classes`."""
-        if self.schema.task != "classification":
+        if not self.task.probabilities:
             raise DataError("predict_proba needs a classification model")
         raw = data if isinstance(data, RawData) else self.read_input(data)
         return outputs_to_proba(self.outputs(raw), len(self.classes))
@@ -164,35 +167,13 @@ class Model:
         `prediction`.
         """
         raw = data if isinstance(data, RawData) else self.read_input(data)
-        if self.schema.modality == "series":
-            with torch.no_grad():
-                out = self.module(forecast_inputs(self.preprocessor, raw)).float()  # (1, horizon)
-            return forecast_table(self.preprocessor, raw, out)
-        out = self.outputs(raw)
-        if self.schema.modality == "interactions":  # `prediction` (rating or score) and `unknown`
-            return _interactions.predictions(self.preprocessor, raw, out)
-        frame = pd.DataFrame({"path": raw.paths}) if raw.paths else pd.DataFrame(index=range(len(out)))
-        if self.schema.task == "classification":
-            proba = outputs_to_proba(out, len(self.classes))
-            frame["prediction"] = np.array(self.classes, dtype=object)[proba.argmax(axis=1)]
-            for j, c in enumerate(self.classes):
-                frame[f"proba_{c}"] = proba[:, j]
-        else:
-            frame["prediction"] = self.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
-        return frame
+        return self.task.predict(self, raw)
 
     def evaluate(self, data: Any) -> dict[str, Any]:
         """The task's full metric set on labelled data (the target column or class folders)."""
         raw = data if isinstance(data, RawData) else self.read_input(data)
-        if self.schema.modality == "series":  # every complete window, beside the seasonal-naive forecast
-            y, pred, baseline = window_forecasts(self.preprocessor, raw, self.outputs(raw))
-            return compute_metrics("forecasting", y, y_pred=pred, baseline=baseline)
         if raw.modality == "sequence" and raw.labels is None:
             raise DataError(f"{raw.origin}: evaluation needs targets (array {self.schema.target!r} in the .npz file)")
-        if self.schema.modality == "interactions":  # ratings, or held-out items ranked among unmet ones
-            from trustforge.evaluate._recommend import interaction_metrics
-
-            return interaction_metrics(self.preprocessor, self.module, raw)
         if raw.modality in ("table", "text") and self.schema.target not in raw.frame.columns:
             raise DataError(f"{raw.origin}: no target column {self.schema.target!r} to evaluate against")
         if raw.modality == "image" and (raw.labels is None or any(lbl == "" for lbl in raw.labels)):
@@ -203,13 +184,7 @@ class Model:
             raw = RawData("table", raw.target, raw.origin, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
         if raw.modality == "text":
             raw = replace(raw, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
-        target = self.preprocessor.encode_target(raw)
-        out = self.outputs(raw)
-        if self.schema.task == "classification":
-            return compute_metrics("classification", target.numpy(), proba=outputs_to_proba(out, len(self.classes)), classes=self.classes)
-        y = self.preprocessor.decode_regression(target.numpy().astype(np.float64))
-        pred = self.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
-        return compute_metrics("regression", y, y_pred=pred)
+        return self.task.evaluate(self, raw)
 
     def recommend(self, users: Any, k: int = 10, *, exclude_known: bool = True) -> pd.DataFrame:
         """The top `k` items for each user, best first (recommendation models only).

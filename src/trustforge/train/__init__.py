@@ -1,12 +1,17 @@
-"""Training: the Trainer, its callbacks, losses, optimizers and schedules, checkpoints."""
+"""Training: the Trainer, its step strategies and callbacks, optimizers and schedules, checkpoints."""
 
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from trustforge.train._optim import count_parameters, lr_at, make_loss, make_optimizer
+from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
+from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
 from trustforge.train._trainer import Trainer, resolve_device, seeded
 
 __all__ = [
     "Trainer",
+    "StepStrategy",
+    "StepContext",
+    "PlainStep",
+    "clip_gradients",
     "Callback",
     "EarlyStopping",
     "ProgressBar",
@@ -14,9 +19,10 @@ __all__ = [
     "Checkpoint",
     "seeded",
     "resolve_device",
-    "make_loss",
     "make_optimizer",
+    "build_optimizer",
     "lr_at",
+    "learning_rate",
     "count_parameters",
     "save_checkpoint",
     "load_checkpoint",

@@ -1,9 +1,10 @@
 """The Trainer: the training loop as engineering around a model that is pure science.
 
 It owns the device, precision, optimizer, schedule, gradient accumulation and clipping, and
-randomness; callbacks add early stopping, progress, logging and checkpoints. Data are
-tensors in memory, batched by index with a seeded generator (no DataLoader: for in-memory
-tensors its per-sample collation costs more than the model's step on small models).
+randomness; callbacks add early stopping, progress, logging and checkpoints, and a step
+strategy (`train._steps`) takes each optimisation step. Data are tensors in memory, batched
+by index with a seeded generator (no DataLoader: for in-memory tensors its per-sample
+collation costs more than the model's step on small models).
 """
 
 from __future__ import annotations
@@ -11,21 +12,25 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from trustforge.errors import TrainingError
-from trustforge.spec._model import TrainSpec
-from trustforge.train._callbacks import Callback
+from trustforge.spec._model import AdamWSpec, NoSchedulerSpec, TrainSpec
+from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import flatten_optimizer, unflatten_optimizer
-from trustforge.train._optim import LossFn, lr_at, make_optimizer
+from trustforge.train._optim import LossFn, build_optimizer, learning_rate
+from trustforge.train._steps import PlainStep, StepContext, StepStrategy
 
 __all__ = ["Trainer", "seeded", "resolve_device"]
 
 MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+InputsTransform = Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]]
 
 
 @contextlib.contextmanager
@@ -65,51 +70,171 @@ def _balanced_weights(target: torch.Tensor) -> torch.Tensor:
     return 1.0 / counts[t]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How every epoch's samples split into batches and accumulation groups.
+
+    Batch norm cannot train on a single sample: a last batch of one is skipped (`used` 0; the
+    sample rejoins next epoch, in another batch). Each loss is weighted by its batch's share of
+    the samples of its accumulation group, so accumulating k batches of size b steps exactly as
+    one batch of k·b would.
+    """
+
+    batch_size: int
+    used: tuple[int, ...]  # samples each batch trains on
+    weights: tuple[float, ...]  # each batch's share of its group's samples
+    updates: tuple[bool, ...]  # an optimizer update follows the batch
+    syncs: tuple[bool, ...]  # the batch is the last one of its group that trains
+
+    @classmethod
+    def of(cls, n: int, batch_size: int, accumulate: int) -> "_Plan":
+        count = math.ceil(n / batch_size)
+        used = [0 if (size == 1 and n > 1) else size for size in (min(batch_size, n - b * batch_size) for b in range(count))]
+        groups = [range(g, min(g + accumulate, count)) for g in range(0, count, accumulate)]
+        weights, updates, syncs = [0.0] * count, [False] * count, [False] * count
+        for group in groups:
+            samples = sum(used[b] for b in group)
+            trained = [b for b in group if used[b]]
+            for b in trained:
+                weights[b] = used[b] / samples
+            if trained:
+                updates[group[-1]] = syncs[trained[-1]] = True
+        return cls(batch_size, tuple(used), tuple(weights), tuple(updates), tuple(syncs))
+
+
+@dataclass
+class _TrainSplit:
+    inputs: tuple[torch.Tensor, ...]  # on the trainer's device
+    target: torch.Tensor
+    draw_weights: torch.Tensor | None  # train.sampler balanced: per-sample drawing weights (CPU)
+
+
 class Trainer:
     """Fits a model on in-memory tensors.
 
+    Build it from a spec with `Trainer.from_spec` (what a run does) or `Trainer.from_train_spec`
+    (a spec's `train` section and a loss), or name every setting; the names and defaults are
+    the spec's (`trustforge.spec.TrainSpec`), after PyTorch Lightning's.
+
     Args:
-        spec: the spec's `train` section.
         loss_fn: maps (model outputs, targets) to a scalar loss.
+        optimizer: an optimizer spec (`SGDSpec`, `AdamSpec`, `AdamWSpec`; default AdamW).
+        scheduler: a learning-rate schedule spec (default: constant).
+        sampler: "balanced" draws each epoch's samples with replacement, every class equally likely.
+        precision: "32" or "bf16-mixed" (autocast for forward passes).
+        accelerator: "cpu", "cuda" or "auto".
+        seed: batch order and augmentation (seed + 1) and dropout (seed + 2) come from it.
+        step: how one optimisation step is taken (default `PlainStep()`), see `train._steps`.
         callbacks: optional behaviour, called in order.
         val_metrics: maps (validation outputs, targets) to named metrics (logged as `val_<name>`).
         train_transform: applied to the first input of each training batch (augmentation).
         train_batch_transform: applied to all inputs of each training batch, returning the
             inputs the model takes (e.g. each interaction paired with a sampled negative item).
 
-    A model may add its own penalty to the training loss (e.g. L2 on the embedding rows a
-    batch looked up): a `penalty()` method returning the penalty of its last forward pass in
-    training mode (as Keras layers `add_loss`). It is trained on, not logged: `train_loss` is
+    A model may add its own penalty to the training loss: see `PlainStep`. `train_loss` is
     the data loss, comparable with `val_loss`.
     """
 
     def __init__(
         self,
-        spec: TrainSpec,
-        loss_fn: LossFn,
         *,
+        loss_fn: LossFn,
+        max_epochs: int = 30,
+        batch_size: int = 64,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        sampler: str = "none",
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        accumulate_grad_batches: int = 1,
+        precision: str = "32",
+        accelerator: str = "cpu",
+        seed: int = 7,
+        step: StepStrategy | None = None,
         callbacks: Sequence[Callback] = (),
         val_metrics: MetricsFn | None = None,
         train_transform: BatchTransform | None = None,
-        train_batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None,
+        train_batch_transform: InputsTransform | None = None,
     ):
-        self.spec = spec
         self.loss_fn = loss_fn
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.optimizer_spec = optimizer if optimizer is not None else AdamWSpec()
+        self.scheduler = scheduler if scheduler is not None else NoSchedulerSpec()
+        self.sampler = sampler
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.precision = precision
+        self.seed = seed
+        self.step = step if step is not None else PlainStep()
         self.callbacks = list(callbacks)
         self.val_metrics = val_metrics
         self.train_transform = train_transform
         self.train_batch_transform = train_batch_transform
-        self.max_epochs = spec.max_epochs
-        self.device = resolve_device(spec.accelerator)
+        self.device = resolve_device(accelerator)
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.generator = torch.Generator().manual_seed(spec.seed + 1)
+        self.generator = torch.Generator().manual_seed(seed + 1)
         self.history: list[dict[str, float]] = []
         self.should_stop = False
         self.best_epoch: int | None = None
         self.batches_per_epoch = 0
         self.start_epoch = 0
         self.fit_seconds = 0.0
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_train_spec(cls, train: TrainSpec, loss_fn: LossFn, **kwargs: Any) -> "Trainer":
+        """A trainer with the settings of a spec's `train` section; `kwargs` as in the constructor."""
+        return cls(loss_fn=loss_fn, max_epochs=train.max_epochs, batch_size=train.batch_size, optimizer=train.optimizer,
+                   scheduler=train.scheduler, sampler=train.sampler, gradient_clip_val=train.gradient_clip_val,
+                   gradient_clip_algorithm=train.gradient_clip_algorithm, accumulate_grad_batches=train.accumulate_grad_batches,
+                   precision=train.precision, accelerator=train.accelerator, seed=train.seed, **kwargs)
+
+    @classmethod
+    def from_spec(cls, spec: Any, data: Any, task: Any, *, run_dir: Path | None = None, callbacks: Sequence[Callback] = (),
+                  progress: bool = False, resume_meta: dict[str, Any] | None = None,
+                  step: StepStrategy | None = None) -> "Trainer":
+        """The trainer a run of `spec` uses on its prepared `data`.
+
+        Args:
+            spec: the `TaskSpec`.
+            data: the run's prepared data (`trustforge.data.Prepared`).
+            task: the spec's task object (`trustforge.evaluate.task_of(spec)`): it gives the
+                loss, the validation metrics and the metric the progress bar shows.
+            run_dir: where `epochs.csv` and `checkpoints/` go (None: neither is kept).
+            callbacks: extra callbacks, called after the built-in ones.
+            progress: show a progress bar.
+            resume_meta: the JSON part of the checkpoint a run resumes from: rows logged after
+                it (an epoch interrupted after its row) are dropped, as they run again.
+            step: the step strategy (default `PlainStep()`).
+        """
+        es = spec.train.early_stopping
+        names = (es.monitor.removeprefix("val_"),) if es is not None and es.monitor != "val_loss" else ()
+        built: list[Callback] = []
+        if es is not None:
+            mode = es.mode if es.mode != "auto" else ("max" if task.higher_is_better(es.monitor) else "min")
+            built.append(EarlyStopping(es.monitor, es.patience, es.min_delta, mode))
+        logger = CSVLogger(run_dir / "epochs.csv") if run_dir is not None else None
+        if logger is not None:
+            built.append(logger)
+            if resume_meta is not None:
+                logger.truncate_after(resume_meta["epoch"] + 1)
+        if progress:
+            built.append(ProgressBar(es.monitor if es is not None else task.default_monitor(spec)))
+        if run_dir is not None:
+            built.append(Checkpoint(run_dir / "checkpoints"))
+        return cls.from_train_spec(
+            spec.train,
+            task.loss(spec, len(data.schema.classes or []), data.train.target),
+            step=step,
+            callbacks=[*built, *callbacks],
+            val_metrics=task.validation_metrics(spec, data.preprocessor, names),
+            train_transform=data.augment if data.augment else None,
+            train_batch_transform=data.batch_transform,
+        )
 
     # ------------------------------------------------------------------ the loop
 
@@ -123,9 +248,9 @@ class Trainer:
     ) -> list[dict[str, float]]:
         """Train `model` in place on `train` (an object with `.inputs` and `.target`).
 
-        Randomness comes from the spec's seed only: batch order and augmentation from the
-        trainer's generator, dropout from torch's global generator, which is forked and seeded
-        for the fit, so the caller's state neither changes the result nor is changed by it.
+        Randomness comes from the seed only: batch order and augmentation from the trainer's
+        generator, dropout from torch's global generator, which is forked and seeded for the
+        fit, so the caller's state neither changes the result nor is changed by it.
 
         Returns:
             One dict of logs per epoch (train_loss, val_loss, val_<metric>, lr, seconds).
@@ -140,32 +265,14 @@ class Trainer:
     def _own_rng(self) -> Iterator[None]:
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, device_type="cuda"):
-            torch.random.default_generator.manual_seed(self.spec.seed + 2)
+            torch.random.default_generator.manual_seed(self.seed + 2)
             if devices:
                 with torch.cuda.device(self.device):
-                    torch.cuda.manual_seed(self.spec.seed + 2)
+                    torch.cuda.manual_seed(self.seed + 2)
             yield
 
     def _fit(self, model: nn.Module, train: Any, validation: Any | None, resume: Any) -> list[dict[str, float]]:
-        self.model = model.to(self.device)
-        self.optimizer = make_optimizer(self.spec, model.parameters())
-        self.should_stop = False
-        inputs = tuple(t.to(self.device) for t in train.inputs)
-        target = train.target.to(self.device)
-        n = len(target)
-        bs = self.spec.batch_size
-        self.batches_per_epoch = math.ceil(n / bs)
-        sample_weights = _balanced_weights(train.target) if self.spec.sampler == "balanced" else None
-        if resume is not None:
-            self.load_state_dict(*resume)
-        autocast = self._autocast()
-        accumulate = self.spec.accumulate_grad_batches
-        # Batch norm cannot train on a single sample: a last batch of one is skipped (the sample
-        # rejoins next epoch, in another batch).
-        used = [0 if (size == 1 and n > 1) else size for size in (min(bs, n - b * bs) for b in range(self.batches_per_epoch))]
-        # Each loss is weighted by its batch's share of the samples of its accumulation group, so
-        # accumulating k batches of size b steps exactly as one batch of k·b would.
-        group_samples = [sum(used[g : g + accumulate]) for g in range(0, self.batches_per_epoch, accumulate)]
+        ctx, plan, split = self._start(model, train, resume)
         for cb in self.callbacks:
             cb.on_fit_start(self)
         started = time.perf_counter()
@@ -174,59 +281,7 @@ class Trainer:
             # with no epochs left.
             first = self.max_epochs if self.should_stop else self.start_epoch
             for epoch in range(first, self.max_epochs):
-                epoch_start = time.perf_counter()
-                lr = lr_at(self.spec, epoch)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                for cb in self.callbacks:
-                    cb.on_epoch_start(self, epoch)
-                model.train()
-                if sample_weights is None:
-                    perm = torch.randperm(n, generator=self.generator).to(self.device)
-                else:  # train.sampler: balanced — n draws with replacement, each class equally likely
-                    perm = torch.multinomial(sample_weights, n, replacement=True, generator=self.generator).to(self.device)
-                total = torch.zeros((), device=self.device)
-                seen = 0
-                pending = False
-                self.optimizer.zero_grad(set_to_none=True)
-                for b in range(self.batches_per_epoch):
-                    if used[b]:
-                        idx = perm[b * bs : (b + 1) * bs]
-                        xs = tuple(t[idx] for t in inputs)
-                        if self.train_transform is not None:
-                            xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
-                        if self.train_batch_transform is not None:
-                            xs = self.train_batch_transform(xs, self.generator)
-                        with autocast:
-                            loss = self.loss_fn(model(*xs), target[idx])
-                            penalty = model.penalty() if callable(getattr(model, "penalty", None)) else None
-                        share = used[b] / group_samples[b // accumulate]
-                        objective = loss if penalty is None else loss + penalty
-                        (objective * share if share != 1 else objective).backward()
-                        pending = True
-                        total += loss.detach() * used[b]
-                        seen += used[b]
-                    if pending and ((b + 1) % accumulate == 0 or b + 1 == self.batches_per_epoch):
-                        self._clip()
-                        self.optimizer.step()
-                        self.optimizer.zero_grad(set_to_none=True)
-                        pending = False
-                    for cb in self.callbacks:
-                        cb.on_batch_end(self, b)
-                train_loss = float(total) / max(seen, 1)
-                if not math.isfinite(train_loss):
-                    raise TrainingError(
-                        f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr "
-                        "or set train.gradient_clip_val"
-                    )
-                logs = {"train_loss": train_loss}
-                if validation is not None and len(validation):
-                    logs.update(self._validate(validation))
-                logs["lr"] = lr
-                logs["seconds"] = time.perf_counter() - epoch_start
-                self.history.append(logs)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, epoch, logs)
+                self._epoch(ctx, plan, split, validation, epoch)
                 if self.should_stop:
                     break
         except BaseException:
@@ -239,6 +294,76 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
+
+    def _start(self, model: nn.Module, train: Any, resume: Any) -> tuple[StepContext, _Plan, _TrainSplit]:
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(self.optimizer_spec, model.parameters())
+        self.should_stop = False
+        split = _TrainSplit(tuple(t.to(self.device) for t in train.inputs), train.target.to(self.device),
+                            _balanced_weights(train.target) if self.sampler == "balanced" else None)
+        plan = _Plan.of(len(split.target), self.batch_size, self.accumulate_grad_batches)
+        self.batches_per_epoch = len(plan.used)
+        ctx = StepContext(self.model, self.optimizer, self.loss_fn, self._autocast(), self.gradient_clip_val,
+                          self.gradient_clip_algorithm, self.generator)
+        self.step.setup(ctx)
+        if resume is not None:
+            self.load_state_dict(*resume)
+        return ctx, plan, split
+
+    def _epoch(self, ctx: StepContext, plan: _Plan, split: _TrainSplit, validation: Any | None, epoch: int) -> None:
+        epoch_start = time.perf_counter()
+        lr = learning_rate(self.scheduler, self.optimizer_spec.lr, self.max_epochs, epoch)
+        for group in ctx.optimizer.param_groups:
+            group["lr"] = lr
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
+        self.model.train()
+        train_loss = self._train_epoch(ctx, plan, split)
+        if not math.isfinite(train_loss):
+            raise TrainingError(
+                f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr "
+                "or set train.gradient_clip_val"
+            )
+        logs = {"train_loss": train_loss}
+        if validation is not None and len(validation):
+            logs.update(self._validate(validation))
+        logs["lr"] = lr
+        logs["seconds"] = time.perf_counter() - epoch_start
+        self.history.append(logs)
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, logs)
+
+    def _train_epoch(self, ctx: StepContext, plan: _Plan, split: _TrainSplit) -> float:
+        """One pass over the training split; returns the mean data loss per sample."""
+        perm = self._order(split)
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        ctx.optimizer.zero_grad(set_to_none=True)
+        for b, used in enumerate(plan.used):
+            if used:
+                inputs, target = self._batch(split, perm[b * plan.batch_size : (b + 1) * plan.batch_size])
+                total += self.step.backward(ctx, inputs, target, weight=plan.weights[b], sync=plan.syncs[b]) * used
+                seen += used
+            if plan.updates[b]:
+                self.step.update(ctx)
+            for cb in self.callbacks:
+                cb.on_batch_end(self, b)
+        return float(total) / max(seen, 1)
+
+    def _order(self, split: _TrainSplit) -> torch.Tensor:
+        n = len(split.target)
+        if split.draw_weights is None:
+            return torch.randperm(n, generator=self.generator).to(self.device)
+        # train.sampler: balanced — n draws with replacement, each class equally likely
+        return torch.multinomial(split.draw_weights, n, replacement=True, generator=self.generator).to(self.device)
+
+    def _batch(self, split: _TrainSplit, idx: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        xs = tuple(t[idx] for t in split.inputs)
+        if self.train_transform is not None:
+            xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
+        if self.train_batch_transform is not None:
+            xs = self.train_batch_transform(xs, self.generator)
+        return xs, split.target[idx]
 
     @torch.no_grad()
     def predict(self, inputs: Sequence[torch.Tensor], batch_size: int = 1024, *, mixed_precision: bool = True) -> torch.Tensor:
@@ -265,18 +390,9 @@ class Trainer:
         return logs
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.spec.precision == "bf16-mixed":
+        if self.precision == "bf16-mixed":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
-
-    def _clip(self) -> None:
-        clip = self.spec.gradient_clip_val
-        if clip is None:
-            return
-        if self.spec.gradient_clip_algorithm == "norm":
-            nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        else:
-            nn.utils.clip_grad_value_(self.model.parameters(), clip)
 
     # ------------------------------------------------------------------ resume state
 
@@ -296,6 +412,9 @@ class Trainer:
                 callbacks[f"{i}:{type(cb).__name__}"] = meta
                 tensors.update({f"cb{i}.{k}": v.detach().cpu() for k, v in cb_tensors.items()})
         meta = {"epoch": epoch, "stopped": self.should_stop, "optimizer": opt_meta, "history": self.history, "callbacks": callbacks}
+        step = self.step.state_dict()
+        if step:  # only strategies with state (a privacy accountant) add the key
+            meta["step"] = step
         return meta, tensors
 
     def load_state_dict(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -312,4 +431,6 @@ class Trainer:
             if key in meta["callbacks"]:
                 prefix = f"cb{i}."
                 cb.load_state_dict(meta["callbacks"][key], {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        if "step" in meta:
+            self.step.load_state_dict(meta["step"])
         self.start_epoch = meta["epoch"] + 1

@@ -1,0 +1,118 @@
+"""Step strategies: how one optimisation step is taken, handed to the Trainer as an object.
+
+The Trainer's loop decides *when*: which samples form a batch, which batches form one
+accumulation group, when an epoch ends. A strategy decides *how*: the forward pass and loss
+of one batch and its backward pass (`backward`), then the update once a group is complete
+(`update`). The loop never asks which strategy it holds, so private training (Opacus DP-SGD:
+per-sample clipping and noise in the optimizer it wraps), adversarial training (perturbed
+inputs inside `backward`) and distributed training (a DDP-wrapped model in `setup`, and
+`sync` to skip the all-reduce of batches that do not end a group) plug in as new classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+__all__ = ["StepContext", "StepStrategy", "PlainStep", "clip_gradients"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StepContext:
+    """What a strategy works with during one fit (built by the Trainer at fit start).
+
+    Attributes:
+        model: the network, on the trainer's device, in training mode during steps.
+        optimizer: the optimizer over `model`'s parameters.
+        loss_fn: maps (outputs, targets) to the scalar data loss.
+        autocast: the precision context (bf16 autocast for `bf16-mixed`, else a no-op);
+            reusable, entered once per forward pass.
+        clip_val: the gradient clipping threshold, or None for no clipping.
+        clip_algorithm: "norm" (clip the global L2 norm) or "value" (clip each element).
+        generator: the trainer's seeded generator, for strategies that draw (e.g. attack starts).
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: LossFn
+    autocast: contextlib.AbstractContextManager
+    clip_val: float | None
+    clip_algorithm: str
+    generator: torch.Generator
+
+
+class StepStrategy:
+    """The interface. Subclasses override `backward` and `update`; `setup` is optional.
+
+    For one accumulation group of batches the loop calls `backward` once per batch, then
+    `update` once; gradients are zeroed at the start of every epoch.
+    """
+
+    def setup(self, ctx: StepContext) -> None:
+        """Called once per fit after the optimizer exists (and before a resume loads state).
+
+        A strategy may replace `ctx.model` or `ctx.optimizer` with wrappers (DDP, Opacus);
+        the Trainer keeps the unwrapped model for prediction and checkpoints.
+        """
+
+    def backward(self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *,
+                 weight: float, sync: bool) -> torch.Tensor:
+        """Forward, loss and backward of one batch; returns the detached data loss (a scalar).
+
+        Args:
+            weight: this batch's share of its accumulation group's samples; the gradient of
+                `weight · loss` is accumulated, so k batches step as one batch of their union.
+            sync: an `update` follows this batch (a distributed strategy reduces gradients now).
+        """
+        raise NotImplementedError
+
+    def update(self, ctx: StepContext) -> None:
+        """Apply the accumulated gradients (clipping first) and zero them."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON state to carry over a resume (e.g. a privacy accountant); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def clip_gradients(model: nn.Module, clip_val: float | None, algorithm: str) -> None:
+    """Clip `model`'s gradients in place (Lightning's `gradient_clip_val` / `_algorithm`)."""
+    if clip_val is None:
+        return
+    if algorithm == "norm":
+        nn.utils.clip_grad_norm_(model.parameters(), clip_val)
+    else:
+        nn.utils.clip_grad_value_(model.parameters(), clip_val)
+
+
+class PlainStep(StepStrategy):
+    """Ordinary back-propagation, with the model's own penalty if it has one.
+
+    A model may add a penalty to the training loss (e.g. L2 on the embedding rows a batch
+    looked up): a `penalty()` method returning the penalty of its last forward pass in
+    training mode (as Keras layers' `add_loss`). It is trained on, not returned: the returned
+    loss is the data loss, comparable with `val_loss`.
+    """
+
+    def backward(self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *,
+                 weight: float, sync: bool) -> torch.Tensor:
+        model = ctx.model
+        with ctx.autocast:
+            loss = ctx.loss_fn(model(*inputs), target)
+            penalty = model.penalty() if callable(getattr(model, "penalty", None)) else None
+        objective = loss if penalty is None else loss + penalty
+        (objective * weight if weight != 1 else objective).backward()
+        return loss.detach()
+
+    def update(self, ctx: StepContext) -> None:
+        clip_gradients(ctx.model, ctx.clip_val, ctx.clip_algorithm)
+        ctx.optimizer.step()
+        ctx.optimizer.zero_grad(set_to_none=True)

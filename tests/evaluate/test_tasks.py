@@ -1,0 +1,138 @@
+"""Tasks are objects: every registered task answers every question the stages ask of it, from
+the one metrics table, and the spec's validators take their answers from there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import trustforge.spec._model as spec_model
+from trustforge.errors import SpecError
+from trustforge.evaluate import METRICS, TASKS, Task, task_named, task_of
+from trustforge.evaluate._metrics import classification_metrics, ranking_metrics, regression_metrics
+from trustforge.spec import load_spec
+
+SPECS = {
+    "classification": {"task": "classification", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp"}},
+    "regression": {"task": "regression", "data": {"source": "builtin:diabetes"}, "model": {"kind": "mlp"}},
+    "forecasting": {"task": "forecasting", "data": {"source": "builtin:air_passengers"}, "model": {"kind": "mlp"}},
+    "recommendation": {"task": "recommendation", "data": {"source": "builtin:movielens_small"}},
+    "recommendation-implicit": {"task": "recommendation",
+                                "data": {"source": "builtin:movielens_small", "interactions": {"feedback": "implicit"}}},
+}
+REQUIRED = ("metric_names", "default_metrics", "headline_metric", "default_monitor", "output_size", "loss",
+            "validation_metrics", "output_signature", "compute_metrics", "test_metrics", "predict", "evaluate")
+
+
+def _baseline_of(name: str) -> str | None:
+    """`baseline_<who>_<metric>` → `<metric>` (the who may hold underscores)."""
+    if not name.startswith("baseline_"):
+        return None
+    return next((m for m in METRICS if name.endswith("_" + m)), None)
+
+
+def test_every_spec_task_is_registered():
+    assert set(TASKS) == set(spec_model.TaskSpec.model_fields["task"].annotation.__args__)
+    for name, task in TASKS.items():
+        assert task.name == name and task_named(name) is task and task_named(task) is task
+    with pytest.raises(ValueError, match="unknown task 'clustering'"):
+        task_named("clustering")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_registered_task_implements_every_method(name):
+    task = TASKS[name]
+    missing = [m for m in REQUIRED if getattr(type(task), m) is getattr(Task, m)]
+    assert not missing, f"task {name} does not implement {missing}"
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_every_task_answers_from_the_metrics_table(key):
+    spec = load_spec(SPECS[key])
+    task = task_of(spec)
+    names = task.metric_names(spec)
+    assert names and len(set(names)) == len(names)
+    for n in names:  # a metric of the table, or a baseline's figure of one
+        assert n in METRICS or _baseline_of(n) in METRICS, n
+    monitors = task.monitor_names(spec)
+    assert monitors and set(monitors) <= set(names)
+    assert all(METRICS[m].validation for m in monitors)
+    assert task.headline_metric(spec) in names
+    assert task.default_monitor(spec).removeprefix("val_") in monitors
+    for n in task.default_metrics(spec):
+        assert n in names or _baseline_of(n) in names or _baseline_of(n) in METRICS, n
+    assert spec.default_metrics() == task.default_metrics(spec)
+
+
+def test_the_spec_keeps_no_copy_of_the_metric_lists():
+    for copy in ("CLASSIFICATION_METRICS", "REGRESSION_METRICS", "FORECASTING_METRICS", "EXPLICIT_METRICS",
+                 "IMPLICIT_METRICS", "RECOMMENDATION_METRICS"):
+        assert not hasattr(spec_model, copy)
+
+
+@pytest.mark.parametrize("key", list(SPECS))
+def test_the_spec_validators_accept_exactly_the_tasks_metrics(key):
+    raw = SPECS[key]
+    spec = load_spec(raw)
+    task = task_of(spec)
+    load_spec({**raw, "evaluate": {"metrics": list(task.metric_names(spec))}})
+    with pytest.raises(SpecError, match=f"must be a {spec.task} metric \\({', '.join(task.metric_names(spec))}\\)"):
+        load_spec({**raw, "evaluate": {"metrics": ["no_such_metric"]}})
+    for m in task.monitor_names(spec):
+        load_spec({**raw, "train": {"early_stopping": {"monitor": f"val_{m}"}}})
+    refused = [m for m in task.metric_names(spec) if m not in task.monitor_names(spec)]
+    for m in refused[:2]:
+        with pytest.raises(SpecError, match="train.early_stopping.monitor"):
+            load_spec({**raw, "train": {"early_stopping": {"monitor": f"val_{m}"}}})
+
+
+def test_higher_is_better_follows_the_table():
+    task = TASKS["classification"]
+    assert task.higher_is_better("val_accuracy") and task.higher_is_better("val_roc_auc")
+    assert not task.higher_is_better("val_log_loss") and not task.higher_is_better("val_loss")
+    assert not TASKS["regression"].higher_is_better("val_mae") and TASKS["regression"].higher_is_better("val_r2")
+
+
+def test_each_table_function_gives_the_figure_of_the_full_set():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    proba = rng.dirichlet(np.ones(3), 60)
+    full = classification_metrics(y, proba, ["a", "b", "c"])
+    t, p = rng.normal(size=40), rng.normal(size=40)
+    errors = regression_metrics(t, p)
+    higher = rng.integers(0, 30, 25)
+    ties = np.zeros(25, dtype=np.int64)
+    ranks = ranking_metrics(higher, ties, np.full(25, 50), ks=(5, 10, 20))
+    for name, metric in METRICS.items():
+        assert metric.name == name
+        if metric.family == "class":
+            assert metric.fn(y, proba) == full.get(name), name
+        elif metric.family == "error" and name in errors:
+            assert metric.fn(t, p) == pytest.approx(errors[name]), name
+        elif metric.family == "ranking":
+            assert metric.fn(higher, ties, np.full(25, 50)) == pytest.approx(ranks[name]), name
+    assert METRICS["mape"].fn(np.array([1.0, 2.0]), np.array([1.1, 1.8])) == pytest.approx(0.1)
+
+
+def test_output_sizes_and_default_losses():
+    schema = type("S", (), {"classes": ["a", "b", "c"], "series": {"horizon": 4}})()
+    specs = {k: load_spec(v) for k, v in SPECS.items()}
+    assert task_of(specs["classification"]).output_size(specs["classification"], schema) == 3
+    assert task_of(specs["regression"]).output_size(specs["regression"], schema) == 1
+    assert task_of(specs["forecasting"]).output_size(specs["forecasting"], schema) == 4
+    assert task_of(specs["recommendation"]).output_size(specs["recommendation"], schema) == 1
+    out, y = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), torch.tensor([0, 2])
+    ce = task_of(specs["classification"]).loss(specs["classification"], 3, y)
+    assert float(ce(out, y)) == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)))
+    bpr = task_of(specs["recommendation-implicit"]).loss(specs["recommendation-implicit"], 0, y)
+    diff = torch.tensor([[0.5], [-1.0]])
+    assert float(bpr(diff, y)) == pytest.approx(float(-torch.nn.functional.logsigmoid(diff).mean()))
+
+
+def test_only_classification_calibrates_its_outputs():
+    out = torch.tensor([[2.0, -2.0]])
+    assert torch.equal(TASKS["classification"].calibrate(out, 2.0), out / 2.0)
+    for name in ("regression", "forecasting", "recommendation"):
+        assert TASKS[name].calibrate(out, 2.0) is out
+    assert [n for n, t in TASKS.items() if t.probabilities] == ["classification"]
