@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from trustforge._fs import atomic_write_text
 from trustforge.data import Prepared, RawData, as_text, load_source, redact_source
 from trustforge.data._interactions import read_interactions
-from trustforge.evaluate import outputs_to_proba
+from trustforge.evaluate import outputs_to_proba, task_of
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._sequence_noise import forecast_noise_table, sequence_noise_table
 from trustforge.evaluate._shift import corruption_table, shift_evaluation
@@ -37,7 +37,7 @@ def calibrate(spec: TaskSpec, data: Prepared, val_logits: torch.Tensor | None, t
     The temperature is fitted on the validation split only (never on test), and only when the
     spec asks for it and there is a validation split.
     """
-    if spec.task != "classification":
+    if not task_of(spec).probabilities:  # only class probabilities have a calibration
         return None
     k = len(data.schema.classes)
     y = data.test.target.numpy()
@@ -60,7 +60,7 @@ def gather(spec: TaskSpec, data: Prepared, model: Any, *, run_dir: Path, package
     """
     ev = spec.evaluate
     evidence: dict[str, Any] = {"data": _describe(spec, data), "calibration": calib}
-    if spec.task == "classification":
+    if task_of(spec).probabilities:
         proba = model.predict_proba(data.test_raw)
         evidence["curves"] = curves(data.test.target.numpy(), proba, list(data.schema.classes))
     if ev.speed:
@@ -107,7 +107,7 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
     warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
 
     # Audio is explained over its log-mel spectrogram (N, 1, n_mels, frames), the model's input.
-    if data.schema.modality in ("image", "audio") and spec.task == "classification":
+    if data.schema.modality in ("image", "audio") and task_of(spec).probabilities:
         info, tensors = explain_images(model.module, data.test.inputs[0], data.test.target,
                                        per_class=spec.evaluate.explain_per_class, seed=spec.train.seed)
         save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(run_dir / EXPLANATIONS))
@@ -120,7 +120,7 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
         def metric_of_inputs(inputs: tuple[torch.Tensor, ...]) -> float:
             with torch.no_grad():
                 out = model.module(*inputs).float()
-            if spec.task == "classification":
+            if task_of(spec).probabilities:
                 # Minus log-loss, not accuracy: accuracy ties on small test sets.
                 p = outputs_to_proba(out, len(data.schema.classes))
                 picked = p[np.arange(len(p)), data.test.target.numpy()]
@@ -154,11 +154,7 @@ def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
 
 
 def headline_metric(spec: TaskSpec) -> str:
-    if spec.task == "forecasting":
-        return "mae"  # the figure compared with the seasonal-naive baseline
-    if spec.task == "recommendation":
-        return "rmse" if spec.data.interactions.feedback == "explicit" else "ndcg@10"
-    return "accuracy" if spec.task == "classification" else "rmse"
+    return task_of(spec).headline_metric(spec)
 
 
 def _not_applicable(spec: TaskSpec, data: Prepared) -> dict[str, str]:

@@ -20,13 +20,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
-from trustforge.data import Prepared, prepare, window_forecasts
+from trustforge.data import Prepared, prepare
 from trustforge.errors import RunError, TrustForgeError
-from trustforge.evaluate import compute_metrics, outputs_to_proba, validation_metrics
-from trustforge.evaluate import _recommend as recommend
+from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
 from trustforge.monitor import run_reference
 from trustforge import _evidence, secure
@@ -35,19 +33,7 @@ from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
-from trustforge.train import (
-    Callback,
-    Checkpoint,
-    CSVLogger,
-    EarlyStopping,
-    ProgressBar,
-    Trainer,
-    atomic_write_text,
-    count_parameters,
-    load_checkpoint,
-    make_loss,
-    seeded,
-)
+from trustforge.train import Callback, Trainer, atomic_write_text, count_parameters, load_checkpoint, seeded
 
 __all__ = ["run", "RunResult", "find_resumable_run"]
 
@@ -230,55 +216,14 @@ def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
 
 def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence[Callback], progress: bool,
                   resume_meta: dict[str, Any] | None) -> Trainer:
-    t = spec.train
-    es = t.early_stopping
-    names: tuple[str, ...] = ()
-    if es is not None and es.monitor not in ("val_loss", "val_accuracy", "val_mae", "val_rmse"):
-        names = (es.monitor.removeprefix("val_"),)
-    decode = data.preprocessor.decode_regression if spec.task == "regression" else None
-    monitor = es.monitor if es is not None else ("val_accuracy" if spec.task == "classification" else "val_mae")
-    feedback = data.schema.interactions["feedback"] if spec.task == "recommendation" else None
-    if feedback is not None and es is None:
-        monitor = "val_rmse" if feedback == "explicit" else "val_auc"
-    callbacks: list[Callback] = []
-    if es is not None:
-        callbacks.append(EarlyStopping(es.monitor, es.patience, es.min_delta, es.mode))
-    logger = CSVLogger(run_dir / "epochs.csv")
-    callbacks.append(logger)
-    if progress:
-        callbacks.append(ProgressBar(monitor))
-    callbacks.append(Checkpoint(run_dir / "checkpoints"))
-    callbacks.extend(extra)
-    if resume_meta is not None:
-        # Rows logged after the checkpoint (an epoch interrupted after its row) are run again.
-        logger.truncate_after(resume_meta["epoch"] + 1)
-    n_classes = len(data.schema.classes or [])
-    return Trainer(
-        t,
-        make_loss(spec.task, t, n_classes, data.train.target, feedback=feedback),
-        callbacks=callbacks,
-        val_metrics=(recommend.validation_metrics(feedback) if feedback is not None
-                     else validation_metrics(spec.task, data.schema.classes, decode, names)),
-        train_transform=data.augment if data.augment else None,
-        train_batch_transform=data.batch_transform,
-    )
+    return Trainer.from_spec(spec, data, task_of(spec), run_dir=run_dir, callbacks=extra, progress=progress,
+                             resume_meta=resume_meta)
 
 
 def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, Any]:
     # `out` is computed in float32 even after mixed-precision training: the package predicts in
     # float32, and its metrics must describe what it predicts.
-    if spec.task == "recommendation":  # ranks every candidate item, so it needs the model itself
-        return recommend.recommendation_metrics(data, model)
-    if spec.task == "classification":
-        proba = outputs_to_proba(out, len(data.schema.classes))
-        return compute_metrics("classification", data.test.target.numpy(), proba=proba, classes=data.schema.classes)
-    if spec.task == "forecasting":  # in the series' units, beside the seasonal-naive forecast of the same windows
-        y, pred, baseline = window_forecasts(data.preprocessor, data.test_raw, out)
-        return compute_metrics("forecasting", y, y_pred=pred, baseline=baseline)
-    decode = data.preprocessor.decode_regression
-    y = decode(data.test.target.numpy().astype(np.float64))
-    pred = decode(out.squeeze(-1).numpy().astype(np.float64))
-    return compute_metrics("regression", y, y_pred=pred)
+    return task_of(spec).test_metrics(data, out, model)
 
 
 def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], run_dir: Path, digest: str, n_out: int) -> dict[str, Any]:
@@ -306,16 +251,7 @@ def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: d
                    "max_length": t["max_length"]}]
     else:
         inputs = [{"name": c.name, "kind": c.kind, "datatype": "FP64" if c.kind != "categorical" else "BYTES", "shape": [-1]} for c in schema.columns]
-    outputs = [{"name": "prediction", "datatype": "BYTES" if spec.task == "classification" else "FP64", "shape": [-1]}]
-    if spec.task == "recommendation":  # what training never saw ("", user, item, user+item): the fallback was used
-        outputs.append({"name": "unknown", "datatype": "BYTES", "shape": [-1]})
-    if spec.task == "forecasting":  # one row per future step (see data._series.forecast_table)
-        outputs.insert(0, {"name": "step", "datatype": "INT64", "shape": [-1]})
-        if schema.series.get("time"):  # present when the series' times are regular
-            kind = "FP64" if schema.series.get("time_kind") == "numeric" else "BYTES"
-            outputs.insert(1, {"name": "time", "datatype": kind, "shape": [-1], "optional": True})
-    if spec.task == "classification":
-        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": [-1, len(schema.classes)], "labels": schema.classes})
+    outputs = task_of(spec).output_signature(schema)
     return {
         "name": spec.name,
         "version": None,

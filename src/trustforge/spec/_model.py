@@ -43,10 +43,6 @@ __all__ = [
     "SchedulerSpec",
     "EvaluateSpec",
     "MonitorSpec",
-    "CLASSIFICATION_METRICS",
-    "REGRESSION_METRICS",
-    "FORECASTING_METRICS",
-    "RECOMMENDATION_METRICS",
     "SeriesSpec",
     "SpecProblem",
 ]
@@ -625,29 +621,15 @@ class TrainSpec(_Strict):
 
 # ---------------------------------------------------------------------------- evaluation
 
-CLASSIFICATION_METRICS = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "precision_weighted",
-    "recall_weighted",
-    "f1_weighted",
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-)
-REGRESSION_METRICS = ("mae", "rmse", "r2")
-FORECASTING_METRICS = ("mae", "rmse", "mape", "smape")
-# Task recommendation: explicit feedback is scored by rating error beside the bias-only
-# baseline, implicit feedback by ranking held-out items (HR@K, NDCG@K, AUC) beside popularity.
-EXPLICIT_METRICS = ("rmse", "mae", "baseline_bias_rmse", "baseline_bias_mae")
-IMPLICIT_METRICS = tuple(f"{m}@{k}" for k in (5, 10, 20) for m in ("hr", "ndcg")) + ("auc",)
-IMPLICIT_METRICS += tuple(f"baseline_popularity_{m}" for m in IMPLICIT_METRICS)
-RECOMMENDATION_METRICS = EXPLICIT_METRICS + IMPLICIT_METRICS
+# The metrics each task allows live with the task (trustforge.evaluate's TASKS and METRICS);
+# the validators below ask it, so there is one copy.
+
+
+def _task(spec: "TaskSpec") -> Any:
+    # Imported here, not at the top: evaluate imports the stages that import the spec.
+    from trustforge.evaluate import task_of
+
+    return task_of(spec)
 
 
 class EvaluateSpec(_Strict):
@@ -788,9 +770,8 @@ class TaskSpec(_Strict):
             self.data.series = SeriesSpec()  # the defaults, written out so `validate` shows them
         elif self.task != "forecasting" and self.data.series is not None:
             raise SpecProblem(("data", "series"), f"applies to task forecasting only; the task is {self.task}")
-        allowed = {"classification": CLASSIFICATION_METRICS, "forecasting": FORECASTING_METRICS}.get(self.task, REGRESSION_METRICS)
-        if self.task == "recommendation":
-            allowed = EXPLICIT_METRICS if self.data.interactions.feedback == "explicit" else IMPLICIT_METRICS
+        task = _task(self)
+        allowed = task.metric_names(self)
         for i, m in enumerate(self.evaluate.metrics or ()):
             if m not in allowed:
                 raise SpecProblem(
@@ -799,10 +780,7 @@ class TaskSpec(_Strict):
         es = t.early_stopping
         if es is not None and es.monitor != "val_loss":
             metric = es.monitor.removeprefix("val_")
-            if self.task == "forecasting":
-                allowed = ("mae", "rmse")  # validation logs these two, in scaled units
-            elif self.task == "recommendation":  # validation logs these (AUC: held-out item vs one negative)
-                allowed = ("rmse", "mae") if self.data.interactions.feedback == "explicit" else ("auc",)
+            allowed = task.monitor_names(self)  # those validation logs each epoch
             if metric not in allowed:
                 raise SpecProblem(
                     ("train", "early_stopping", "monitor"),
@@ -855,12 +833,4 @@ class TaskSpec(_Strict):
         """The metrics shown in the summary table."""
         if self.evaluate.metrics:
             return list(self.evaluate.metrics)
-        if self.task == "classification":
-            return ["accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc"]
-        if self.task == "forecasting":
-            return [*FORECASTING_METRICS, "baseline_seasonal_naive_mae"]
-        if self.task == "recommendation":
-            if self.data.interactions.feedback == "explicit":
-                return ["rmse", "baseline_bias_rmse", "mae", "baseline_bias_mae"]
-            return ["hr@10", "baseline_popularity_hr@10", "ndcg@10", "baseline_popularity_ndcg@10", "auc", "baseline_popularity_auc"]
-        return list(REGRESSION_METRICS)
+        return _task(self).default_metrics(self)
