@@ -75,7 +75,8 @@ def gather(spec: TaskSpec, data: Prepared, model: Any, *, run_dir: Path, package
                                                        severities=tuple(ev.severities), seed=spec.train.seed)
     elif ev.corruptions and data.schema.modality != "interactions":
         evidence["corruptions"] = corruption_table(model.evaluate, data.test_raw, metric=metric,
-                                                   severities=tuple(ev.severities), seed=spec.train.seed)
+                                                   severities=tuple(ev.severities), seed=spec.train.seed,
+                                                   features=model.preprocessor.column_features() or None)
     if ev.shift and data.schema.modality == "interactions":  # another interactions table with the same columns
         shifted = read_interactions(ev.shift, spec.data.interactions)
         evidence["shift"] = shift_evaluation(model.evaluate, shifted, data.test_raw, model.schema)
@@ -115,7 +116,7 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
             info["input"] = "log-mel spectrogram (mel bands × frames)"
         return info
     if data.schema.modality == "table":
-        names = data.schema.numeric + data.schema.categorical
+        groups = data.preprocessor.column_groups()  # whole columns, whatever their feature type
 
         def metric_of_inputs(inputs: tuple[torch.Tensor, ...]) -> float:
             with torch.no_grad():
@@ -128,8 +129,8 @@ def _explain(spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[
             y = data.test.target.numpy().astype(np.float64)
             return -float(np.sqrt(np.mean((out.squeeze(-1).numpy() - y) ** 2)))  # higher is better
 
-        return {"feature_importance": feature_importance(model.module, data.test.inputs, data.test.target, names,
-                                                         metrics_of_inputs=metric_of_inputs, seed=spec.train.seed)}
+        return {"feature_importance": feature_importance(model.module, data.test.inputs, data.test.target, [g[0] for g in groups],
+                                                         metrics_of_inputs=metric_of_inputs, seed=spec.train.seed, groups=groups)}
     if data.schema.modality == "text":  # token attributions along the embedding layer (see evaluate/_text)
         from trustforge.evaluate._text import explain_text_model
 

@@ -112,7 +112,7 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         resume_from = load_checkpoint(run_dir / "checkpoints")
 
     t0 = time.perf_counter()
-    data = prepare(spec)  # data errors surface here, before any folder exists
+    data = prepare(spec, cache_dir=settings.cache_dir)  # data errors surface here, before any folder exists
     timings = {"prepare_seconds": time.perf_counter() - t0}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
@@ -250,7 +250,7 @@ def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: d
         inputs = [{"name": t["column"], "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t["tokenizer"],
                    "max_length": t["max_length"]}]
     else:
-        inputs = [{"name": c.name, "kind": c.kind, "datatype": "FP64" if c.kind != "categorical" else "BYTES", "shape": [-1]} for c in schema.columns]
+        inputs = data.preprocessor.input_signature()  # each column as its feature type describes it
     outputs = task_of(spec).output_signature(schema)
     return {
         "name": spec.name,

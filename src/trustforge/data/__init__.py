@@ -7,6 +7,7 @@ with the spec's seed, fits the encoders on the training split only and returns t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from trustforge.data._audio import augment_clips, read_audio_input
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
+from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._interactions import NegativeSampler, load_interactions, prepare_interactions
 from trustforge.data._schema import Column, Schema, infer_schema, label_strings
 from trustforge.data._sources import (
@@ -32,6 +34,7 @@ from trustforge.data._sources import (
     read_table,
     redact_source,
     resolve_source,
+    source_holds,
 )
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
 from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
@@ -44,12 +47,15 @@ if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES
 __all__ = [
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
+    "default_model_kind",
+    "source_input_kind",
     "SOURCES",
     "SOURCE_FORMS",
     "Source",
     "interaction_roles",
     "redact_source",
     "resolve_source",
+    "source_holds",
     "NegativeSampler",
     "IMAGE_SUFFIXES",
     "Column",
@@ -111,13 +117,13 @@ class Prepared:
     batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
 
 
-def load_data(spec: TaskSpec) -> RawData:
-    """Read the spec's data source."""
+def load_data(spec: TaskSpec, *, cache_dir: Path | None = None) -> RawData:
+    """Read the spec's data source (generated sets are kept in `cache_dir`)."""
     d = spec.data
     if spec.task == "recommendation":  # an interactions table, its columns named by data.interactions
         return load_interactions(spec)
     raw = load_source(d.source, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed,
-                      sample_rate=d.audio.sample_rate, seconds=d.audio.seconds)
+                      sample_rate=d.audio.sample_rate, seconds=d.audio.seconds, cache_dir=cache_dir)
     return as_text(raw, d.text.column) if d.text is not None else raw  # one column of a table as the text input
 
 
@@ -138,13 +144,13 @@ def subset(raw: RawData, idx: np.ndarray) -> RawData:
     return RawData("image", raw.target, raw.origin, images=raw.images[idx], labels=raw.labels[idx], classes=raw.classes, paths=paths)
 
 
-def prepare(spec: TaskSpec, raw: RawData | None = None) -> Prepared:
+def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None) -> Prepared:
     """Read, type, split and encode the data of `spec`.
 
     Raises:
         DataError: the source, a column or a value cannot be used.
     """
-    raw = raw if raw is not None else load_data(spec)
+    raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
     if spec.task == "forecasting":  # windows of one series, split by time (see _series)
         return prepare_series(spec, raw)
     if spec.task == "recommendation":  # each user's latest interactions held out (see _interactions)

@@ -123,6 +123,31 @@ class Preprocessor:
         x_cat = torch.from_numpy(np.stack(indices, axis=1) if indices else np.zeros((n, 0), np.int64))
         return (x_num, x_cat, *(torch.from_numpy(np.ascontiguousarray(x)) for x in tokens))
 
+    def input_signature(self) -> list[dict[str, Any]]:
+        """A table's request signature: one entry per column, as its feature type describes it."""
+        return [feature_type(c.kind).signature(c.name, self.features[c.name]) for c in self.schema.columns]
+
+    def column_features(self) -> dict[str, tuple[Any, FeatureState]]:
+        """Each table column's (feature type, fitted state), by name."""
+        return {c.name: (feature_type(c.kind), self.features[c.name]) for c in self.schema.columns if c.name in self.features}
+
+    def column_groups(self) -> list[tuple[str, str, int, list[int] | None]]:
+        """Where each table column sits in the inputs of `encode_frame`: (name, feature type,
+        tensor index, its columns in that tensor, or None for a tensor of its own)."""
+        groups: list[tuple[str, str, int, list[int] | None]] = []
+        at = {"float": 0, "index": 0}
+        tokens = 2
+        for c in self.schema.columns:
+            slot = feature_type(c.kind).slot
+            if slot == "tokens":
+                groups.append((c.name, c.kind, tokens, None))
+                tokens += 1
+            else:
+                width = c.width if slot == "float" else 1
+                groups.append((c.name, c.kind, 0 if slot == "float" else 1, list(range(at[slot], at[slot] + width))))
+                at[slot] += width
+        return groups
+
     def check_columns(self, frame: pd.DataFrame, *, where: str = "input", allow_extra: tuple[str, ...] = ()) -> None:
         """Refuse a frame whose columns differ from the schema's (the target may be present)."""
         expected = self.schema.input_names

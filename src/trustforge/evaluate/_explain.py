@@ -131,6 +131,7 @@ def feature_importance(
     max_rows: int = 200,
     tolerance: float | None = DEFAULT_TOLERANCE,
     max_steps: int = DEFAULT_MAX_STEPS,
+    groups: list[tuple[str, str, int, list[int] | None]] | None = None,
 ) -> dict[str, Any]:
     """Global importance of each input column of a table model, two ways.
 
@@ -156,6 +157,9 @@ def feature_importance(
         repeats: shuffles per column.
         seed: picks the rows and the shuffles; same seed, same result.
         max_rows: rows explained by integrated gradients.
+        groups: whole columns across feature types, each (name, kind, input tensor index,
+            its columns in that tensor, or None for a tensor of its own such as a text
+            column's token ids); default: one per name as above.
 
     Returns:
         {"columns": [{"name", "kind": "numeric" | "categorical", "ig": float | None,
@@ -166,16 +170,19 @@ def feature_importance(
     x_num = inputs[0]
     rest = tuple(inputs[1:])
     n_num = x_num.shape[1]
-    n_cat = sum(t.shape[1] for t in rest)
-    if len(names) != n_num + n_cat:
-        raise ValueError(f"names has {len(names)} entries; the inputs have {n_num} numeric + {n_cat} categorical columns")
+    if groups is None:  # one column per tensor column: D numeric, then the categorical ones
+        n_cat = sum(t.shape[1] for t in rest)
+        if len(names) != n_num + n_cat:
+            raise ValueError(f"names has {len(names)} entries; the inputs have {n_num} numeric + {n_cat} categorical columns")
+        groups = [(names[j], "numeric", 0, [j]) if j < n_num else (names[j], "categorical", *_locate(rest, j - n_num))
+                  for j in range(n_num + n_cat)]
     if len(target) != len(x_num):
         raise ValueError(f"target has {len(target)} rows; the inputs have {len(x_num)}")
     module.eval()
     gen = torch.Generator().manual_seed(seed)
     rows = torch.randperm(len(x_num), generator=gen)[:max_rows].sort().values
 
-    ig: list[float | None] = [None] * (n_num + n_cat)
+    ig: list[float | None] = [None] * len(groups)
     gaps = torch.zeros(0)
     if n_num:
         xs = x_num[rows].float()
@@ -183,19 +190,23 @@ def feature_importance(
         predicted = _predict(module, xs, *extra)
         attr, gaps, _ = _integrated_gradients(module, xs, torch.zeros_like(xs), _attribution_target(module, xs, predicted, *extra),
                                               extra=extra, n_steps=n_steps, tolerance=tolerance, max_steps=max_steps)
-        ig[:n_num] = [float(v) for v in attr.abs().mean(dim=0).tolist()]
+        for g, (_, _, t_i, cols) in enumerate(groups):
+            if t_i == 0:  # a column that fills several floats (a date) is attributed their sum
+                ig[g] = float(attr[:, cols].sum(dim=1).abs().mean())
 
     baseline_score = float(metrics_of_inputs(tuple(inputs)))
     perm_mean: list[float] = []
     perm_std: list[float] = []
-    for j in range(n_num + n_cat):
-        t_i, col = (0, j) if j < n_num else _locate(rest, j - n_num)
+    for _, _, t_i, cols in groups:
         drops = []
         for _ in range(repeats):
             order = torch.randperm(len(x_num), generator=gen)
             shuffled = list(inputs)
             tensor = shuffled[t_i].clone()
-            tensor[:, col] = tensor[order, col]
+            if cols is None:  # a tensor of its own (a text column's token ids): whole rows move
+                tensor = tensor[order]
+            else:
+                tensor[:, cols] = tensor[order][:, cols]
             shuffled[t_i] = tensor
             drops.append(baseline_score - float(metrics_of_inputs(tuple(shuffled))))
         d = torch.tensor(drops, dtype=torch.float64)
@@ -203,9 +214,8 @@ def feature_importance(
         perm_std.append(float(d.std(unbiased=False)))
 
     columns = [
-        {"name": names[j], "kind": "numeric" if j < n_num else "categorical", "ig": ig[j],
-         "permutation": perm_mean[j], "permutation_std": perm_std[j]}
-        for j in range(n_num + n_cat)
+        {"name": name, "kind": kind, "ig": ig[g], "permutation": perm_mean[g], "permutation_std": perm_std[g]}
+        for g, (name, kind, _, _) in enumerate(groups)
     ]
     # Stable sort: ties (common for accuracy on small test sets) keep the schema's column order.
     columns.sort(key=lambda c: -c["permutation"])
@@ -218,8 +228,8 @@ def feature_importance(
         "rows": int(len(rows)),
         "repeats": int(repeats),
         "baseline_score": baseline_score,
-        "note": "ig: mean |integrated gradient| over the rows (baseline: training mean); "
-                "categorical columns have permutation importance only",
+        "note": "ig: mean |integrated gradient| over the rows (baseline: training mean), summed over the floats "
+                "of one column; categorical and text columns have permutation importance only",
     }
 
 
@@ -310,10 +320,10 @@ def _attribution_target(module: nn.Module, x: torch.Tensor, predicted: torch.Ten
     return torch.zeros_like(predicted) if n_out == 1 else predicted
 
 
-def _locate(tensors: tuple[torch.Tensor, ...], j: int) -> tuple[int, int]:
+def _locate(tensors: tuple[torch.Tensor, ...], j: int) -> tuple[int, list[int]]:
     """(position in the inputs tuple, column) of the j-th column after the numeric tensor."""
     for t_i, t in enumerate(tensors, start=1):
         if j < t.shape[1]:
-            return t_i, j
+            return t_i, [j]
         j -= t.shape[1]
     raise IndexError(j)

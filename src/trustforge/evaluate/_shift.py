@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -176,7 +176,8 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         "occlusion": Corruption(_occlusion, (0.25, 0.40, 0.55), "patch side / min(H, W)"),
     },
     "table": {
-        "noise": Corruption(_table_noise, (0.10, 0.25, 0.50), "noise std / column std"),
+        "noise": Corruption(_table_noise, (0.10, 0.25, 0.50), "noise std / column std; with feature types also the "
+                            "fraction of binary values flipped, categories swapped and words dropped, dates moved by that fraction of a year"),
         "missing": Corruption(_table_missing, (0.10, 0.25, 0.50), "fraction of input cells set to missing"),
     },
     # On waveforms (N, T), before the model's log-mel front end (see data/_audio.py).
@@ -193,7 +194,7 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
 }
 
 
-def corrupt(raw: RawData, name: str, severity: int, seed: int) -> RawData:
+def corrupt(raw: RawData, name: str, severity: int, seed: int, features: Mapping[str, tuple[Any, Any]] | None = None) -> RawData:
     """A corrupted copy of `raw`: same rows, same target, worse inputs.
 
     Args:
@@ -202,6 +203,9 @@ def corrupt(raw: RawData, name: str, severity: int, seed: int) -> RawData:
         severity: 1, 2 or 3 (see the module docstring for the parameter at each).
         seed: the same seed gives the same corruption. The generator is seeded by the seed
             alone, so severities draw the same random numbers and differ only in strength.
+        features: a table's columns by name as (feature type, fitted state): "noise" then
+            asks each column's type for its own corruption (noise on numbers, flipped binary
+            values, swapped categories, dropped words, shifted dates) at the level as fraction.
 
     Returns:
         A new RawData; `raw` is not changed. Images stay float32 in [0, 1]; table columns
@@ -226,7 +230,11 @@ def corrupt(raw: RawData, name: str, severity: int, seed: int) -> RawData:
         images = c.apply(np.asarray(raw.images, dtype=np.float32), level, rng)
         return replace(raw, origin=origin, images=images, labels=raw.labels.copy(), paths=list(raw.paths))
     inputs = [raw.text] if raw.modality == "text" else [col for col in raw.frame.columns if col != raw.target]
-    changed = c.apply(raw.frame[inputs], level, rng)
+    if features and name == "noise":
+        changed = {col: features[col][0].corrupt(features[col][1], raw.frame[col], level, rng) for col in inputs if col in features}
+        inputs = list(changed)
+    else:
+        changed = c.apply(raw.frame[inputs], level, rng)
     frame = raw.frame.copy()
     for col in inputs:
         frame[col] = changed[col]
@@ -235,7 +243,7 @@ def corrupt(raw: RawData, name: str, severity: int, seed: int) -> RawData:
 
 def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawData, *, metric: str,
                      severities: tuple[int, ...] = SEVERITIES, seed: int,
-                     corruptions: list[str] | None = None) -> dict[str, Any]:
+                     corruptions: list[str] | None = None, features: Mapping[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
     """The metric under every built-in corruption of the data's modality, at each severity.
 
     Args:
@@ -245,6 +253,7 @@ def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawDa
         severities: which of 1..3 to run.
         seed: seeds every corruption (the same for each, so results are reproducible).
         corruptions: a subset of the modality's corruptions; default all of them.
+        features: a table's feature types and states by column (see `corrupt`).
 
     Returns:
         `{"metric", "lower_is_better", "clean", "rows": [{"corruption", "severity", "parameter",
@@ -260,7 +269,7 @@ def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawDa
     rows = []
     for name in names:
         for severity in severities:
-            value = _scalar(metrics_of(corrupt(raw, name, severity, seed)).get(metric))
+            value = _scalar(metrics_of(corrupt(raw, name, severity, seed, features)).get(metric))
             drop = None
             if value is not None and clean is not None:
                 drop = value - clean if lower else clean - value

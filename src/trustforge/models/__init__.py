@@ -60,11 +60,14 @@ def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
         elif schema.modality in ("series", "sequence"):
             t, f = _steps(schema)
             n_num, cards = t * f, []  # the sequence is flattened: (B, T, F) → (B, T·F)
-        else:
-            n_num = len(schema.numeric)
-            cards = [c.vocabulary for c in schema.columns if c.kind == "categorical"]
-            if any(k < 1 for k in cards):
-                raise ModelError("the schema's categorical columns have no fitted vocabulary; fit the preprocessor first")
+        else:  # a table: each column through its feature type's encoder, concatenated (see MLP)
+            n_num = schema.float_width
+            cards = [c.vocabulary for c in schema.slot("index")]
+            vocabs = [c.vocabulary for c in schema.slot("tokens")]
+            if any(k < 1 for k in cards + vocabs):
+                raise ModelError("the schema's categorical or text columns have no fitted vocabulary; fit the preprocessor first")
+            return MLP(n_num, cards, n_out, hidden=m.hidden, activation=m.activation, dropout=m.dropout,
+                       batch_norm=m.batch_norm, embedding_dim=m.embedding_dim, vocab_sizes=vocabs)
         return MLP(n_num, cards, n_out, hidden=m.hidden, activation=m.activation, dropout=m.dropout,
                    batch_norm=m.batch_norm, embedding_dim=m.embedding_dim)
     if m.kind == "cnn":

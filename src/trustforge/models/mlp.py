@@ -1,4 +1,10 @@
-"""Multi-layer perceptron over numeric features, embedded categoricals, or flattened images."""
+"""Multi-layer perceptron over a row's columns, or flattened images or sequences.
+
+Over a table it is the combiner of its columns' encoders: the float columns pass through,
+each categorical column is embedded, each text column becomes the mean of its token
+embeddings (`TokenBag`); the vectors are concatenated and the MLP reads them (Ludwig's
+concat combiner).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import torch
 from torch import nn
 
 from trustforge.models._layers import mlp_layers
+from trustforge.models.token_bag import TokenBag
 
 __all__ = ["MLP"]
 
@@ -19,6 +26,8 @@ class MLP(nn.Module):
         n_out: outputs (classes, 1 for binary logits or regression).
         hidden: widths of the hidden layers.
         embedding_dim: width of every categorical embedding; None picks min(16, (card + 1) // 2).
+        vocab_sizes: vocabulary size of each text column (may be empty), read by a `TokenBag`
+            of width `embedding_dim` (None: 64).
     """
 
     def __init__(
@@ -32,15 +41,21 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         embedding_dim: int | None = None,
+        vocab_sizes: list[int] | None = None,
     ):
         super().__init__()
         dims = [embedding_dim or min(16, (card + 1) // 2) for card in cardinalities]
         self.embeddings = nn.ModuleList(nn.Embedding(card, dim) for card, dim in zip(cardinalities, dims))
-        self.net = mlp_layers(n_numeric + sum(dims), hidden, n_out, act=activation, dropout=dropout, batch_norm=batch_norm)
+        if vocab_sizes:  # absent otherwise, so the weights of a model without text keep their names
+            self.texts = nn.ModuleList(TokenBag(v, embedding_dim or 64) for v in vocab_sizes)
+        width = n_numeric + sum(dims) + sum(bag.out_dim for bag in getattr(self, "texts", []))
+        self.net = mlp_layers(width, hidden, n_out, act=activation, dropout=dropout, batch_norm=batch_norm)
 
-    def forward(self, x: torch.Tensor, x_cat: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_cat: torch.Tensor | None = None, *tokens: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)  # (B, D); images (B, C, H, W) become (B, C·H·W)
+        parts = [x]
         if len(self.embeddings):
-            embedded = [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]  # K × (B, E_i)
-            x = torch.cat([x, *embedded], dim=1)
-        return self.net(x)  # (B, n_out)
+            parts += [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]  # K × (B, E_i)
+        if tokens:
+            parts += [bag(ids) for bag, ids in zip(self.texts, tokens)]  # one (B, E) per text column
+        return self.net(torch.cat(parts, dim=1) if len(parts) > 1 else x)  # (B, n_out)

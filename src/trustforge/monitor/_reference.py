@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data import Prepared, RawData, Schema, label_strings
+from trustforge.data import Prepared, RawData, Schema
+from trustforge.data.features import feature_type
 from trustforge.errors import DataError
 from trustforge.monitor._detectors import bin_fractions
 
@@ -60,15 +61,12 @@ def _table_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
     if absent:
         raise DataError(f"{raw.origin}: missing columns {absent} that the model needs")
     out: dict[str, np.ndarray] = {}
-    for c in schema.columns:
-        col = frame[c.name]
-        if c.kind == "numeric":
-            # Values the model would refuse never reach the monitor; anything else unreadable counts as missing.
-            out[c.name] = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-        else:
-            # Binary columns as the encoder reads them ("1", not "1.0"), so both sides agree.
-            text = label_strings(col) if c.kind == "binary" else col.astype(str).to_numpy()
-            out[c.name] = np.where(col.isna().to_numpy(), MISSING, text).astype(object)
+    for c in schema.columns:  # each column as its feature type says drift is watched
+        t = feature_type(c.kind)
+        values = t.monitor_values(frame[c.name])
+        if t.drift == "categorical":
+            values = np.array([MISSING if v is None else v for v in values], dtype=object)
+        out[c.name] = values
     return out
 
 

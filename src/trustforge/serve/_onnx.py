@@ -89,8 +89,13 @@ def probe_input(model: Model, signature: Signature, rows: int = 16, seed: int = 
     mean = model.preprocessor.tensors.get("num.mean")
     std = model.preprocessor.tensors.get("num.std")
     cols: dict[str, Any] = {}
+    features = model.preprocessor.column_features()
     for spec in signature.inputs:
-        if spec.name in binary:
+        if spec.name in features:  # a table column: its feature type knows plausible values
+            t, state = features[spec.name]
+            values = t.example(state, rows, rng)
+            cols[spec.name] = values if spec.datatype == "BYTES" else np.asarray(values, dtype=NP_TYPES[spec.datatype])
+        elif spec.name in binary:
             values = list(binary[spec.name])
             picked = rng.choice(len(values), size=rows)
             cols[spec.name] = [values[i] for i in picked] if spec.datatype == "BYTES" else np.array([float(values[i]) for i in picked])

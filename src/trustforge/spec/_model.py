@@ -336,7 +336,9 @@ class DataSpec(_Strict):
 
     source: str = "builtin:digits"
     target: str | None = Field(None, description="target column; builtin sets and image folders know theirs")
-    features: list[str] | None = Field(None, description="columns to use; default all but the target")
+    features: list[str] | dict[str, str] | None = Field(
+        None, description="columns to use (default all but the target), as a list, or as a mapping of column to feature type "
+        "(numeric, binary, categorical, text, datetime) that overrides inference")
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     split: SplitSpec = Field(default_factory=SplitSpec)
     missing: MissingSpec = Field(default_factory=MissingSpec)
@@ -347,6 +349,17 @@ class DataSpec(_Strict):
     interactions: InteractionsSpec | None = Field(None, description="task recommendation: the user, item, rating and time columns")
     series: SeriesSpec | None = Field(None, description="task forecasting: windows and split of the time series (filled in for forecasting)")
     text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
+
+    @field_validator("features")
+    @classmethod
+    def _known_feature_types(cls, v: list[str] | dict[str, str] | None) -> list[str] | dict[str, str] | None:
+        if isinstance(v, dict):
+            from trustforge.data.features import FEATURE_TYPES  # the one registry of feature types
+
+            for column, kind in v.items():
+                if kind not in FEATURE_TYPES:
+                    raise SpecProblem((column,), f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {kind!r}")
+        return v
 
     @field_validator("source")
     @classmethod
@@ -712,6 +725,21 @@ class TaskSpec(_Strict):
         if isinstance(data, dict):
             sections = ("data", "model", "train", "evaluate", "monitor")
             data = {k: v for k, v in data.items() if not (k in sections and v is None)}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        # No model named: the one that fits the kind of input the source holds (an MLP over a
+        # table's columns, a CNN over images, ...), so a spec of three lines trains on any data.
+        if isinstance(data, dict) and data.get("model") is None and data.get("task") != "recommendation":
+            from trustforge.data import default_model_kind
+
+            d = data.get("data") if isinstance(data.get("data"), dict) else {}
+            source = d.get("source", DataSpec.model_fields["source"].default)
+            task = data.get("task", "classification")
+            if isinstance(source, str) and isinstance(task, str):
+                data = {**data, "model": {"kind": default_model_kind(task, source)}}
         return data
 
     @model_validator(mode="before")

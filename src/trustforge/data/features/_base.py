@@ -111,13 +111,18 @@ class FeatureType:
         """Its entry in the package's input signature (one value per row)."""
         return {"name": name, "kind": self.name, "datatype": self.datatype, "shape": [-1]}
 
-    def monitor_values(self, state: Any, col: pd.Series) -> np.ndarray:
+    def monitor_values(self, col: pd.Series) -> np.ndarray:
         """What drift monitoring compares: float64 (NaN = missing) for numeric drift, text
-        labels (None = missing) for categorical drift."""
+        labels (None = missing) for categorical drift. It needs no fitted state, so the
+        monitor reads a column as the package's reference statistics were read."""
         raise NotImplementedError
 
     def corrupt(self, state: Any, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         """The column with about `fraction` of its rows corrupted as real data goes wrong."""
+        raise NotImplementedError
+
+    def example(self, state: Any, rows: int, rng: np.random.Generator) -> list[Any]:
+        """`rows` plausible values of the column as a request would carry them (probes, export checks)."""
         raise NotImplementedError
 
     def bounds(self, state: Any) -> tuple[float, float] | None:

@@ -89,12 +89,13 @@ class Binary(FeatureType):
     def size(self, state: BinaryState) -> int:
         return 1
 
-    def signature(self, name: str, state: BinaryState) -> dict:
-        # yes/no travels as text, 0/1 as numbers
-        return {"name": name, "kind": self.name, "datatype": "FP64" if state.numeric else "BYTES", "shape": [-1]}
+    def example(self, state: BinaryState, rows: int, rng: np.random.Generator) -> list[object]:
+        picked = [state.values[i] for i in rng.integers(0, 2, size=rows)]
+        return [float(v) for v in picked] if state.numeric else picked
 
-    def monitor_values(self, state: BinaryState, col: pd.Series) -> np.ndarray:
-        return pd.Series(label_strings(col), index=col.index).where(col.notna(), None).to_numpy(dtype=object)
+    def monitor_values(self, col: pd.Series) -> np.ndarray:
+        # As the encoder reads them ("1", not "1.0"), so both sides agree.
+        return pd.Series(label_strings(col), index=col.index, dtype=object).where(col.notna(), None).to_numpy(dtype=object)
 
     def corrupt(self, state: BinaryState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # A `fraction` of the values flipped to the other one: a mis-keyed form field.

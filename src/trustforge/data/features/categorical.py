@@ -59,7 +59,11 @@ class Categorical(FeatureType):
     def size(self, state: CategoricalState) -> int:
         return len(state.vocabulary)
 
-    def monitor_values(self, state: CategoricalState, col: pd.Series) -> np.ndarray:
+    def example(self, state: CategoricalState, rows: int, rng: np.random.Generator) -> list[str]:
+        known = list(state.vocabulary[2:]) or [UNKNOWN]
+        return [known[i] for i in rng.integers(0, len(known), size=rows)]
+
+    def monitor_values(self, col: pd.Series) -> np.ndarray:
         return as_text(col).to_numpy(dtype=object)
 
     def corrupt(self, state: CategoricalState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:

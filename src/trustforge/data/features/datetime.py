@@ -96,11 +96,15 @@ class DateTime(FeatureType):
         units = [u for u, _ in _CYCLES if u != "hour" or state.hours]
         return [f"{name}.year"] + [f"{name}.{u}.{f}" for u in units for f in ("sin", "cos")]
 
-    def monitor_values(self, state: DateTimeState, col: pd.Series) -> np.ndarray:
-        # Days since the training median: a batch from another period drifts here.
+    def example(self, state: DateTimeState, rows: int, rng: np.random.Generator) -> list[str]:
+        low, high = pd.Timestamp(state.low), pd.Timestamp(state.high)
+        span = max((high - low).total_seconds(), 1.0)
+        return [(low + pd.Timedelta(seconds=float(x))).isoformat() for x in rng.uniform(0.0, span, size=rows)]
+
+    def monitor_values(self, col: pd.Series) -> np.ndarray:
+        # Days since 1970: a batch from another period drifts here.
         t = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
-        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
-        return ((t - pd.Timestamp(state.fill)).dt.total_seconds() / 86400.0).to_numpy(dtype=np.float64)
+        return (t.dt.tz_localize(None) - pd.Timestamp(0)).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
 
     def corrupt(self, state: DateTimeState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Each time moved by up to `fraction` of a year either way: clock and time-zone errors.

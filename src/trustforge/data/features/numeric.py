@@ -96,7 +96,11 @@ class Numeric(FeatureType):
     def size(self, state: NumericState) -> int:
         return 1
 
-    def monitor_values(self, state: NumericState, col: pd.Series) -> np.ndarray:
+    def example(self, state: NumericState, rows: int, rng: np.random.Generator) -> list[float]:
+        return rng.normal(state.mean, state.std, size=rows).tolist()
+
+    def monitor_values(self, col: pd.Series) -> np.ndarray:
+        # Values the model would refuse never reach the monitor; anything else unreadable counts as missing.
         return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
 
     def corrupt(self, state: NumericState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:

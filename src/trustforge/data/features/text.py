@@ -88,10 +88,15 @@ class Text(FeatureType):
     def size(self, state: TextState) -> int:
         return len(state.vocabulary)
 
-    def monitor_values(self, state: TextState, col: pd.Series) -> np.ndarray:
-        # Length in tokens: a shift to longer or shorter texts (another channel, another form) shows here.
-        codec = self.codec(state)
-        return np.array([len(codec.tokens(t)) if t.strip() else np.nan for t in _texts(col)], dtype=np.float64)
+    def example(self, state: TextState, rows: int, rng: np.random.Generator) -> list[str]:
+        words = [t for t in state.vocabulary[2:200] if " " not in t] or ["text"]
+        sep = "" if state.tokenizer == "char" else " "
+        return [sep.join(words[i] for i in rng.integers(0, len(words), size=8)) for _ in range(rows)]
+
+    def monitor_values(self, col: pd.Series) -> np.ndarray:
+        # Length in characters, whatever the script: a shift to longer or shorter texts (another
+        # channel, another form) shows here.
+        return np.array([len(t.strip()) if t.strip() else np.nan for t in _texts(col)], dtype=np.float64)
 
     def corrupt(self, state: TextState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Each word dropped with probability `fraction`: truncated or hastily typed texts.
