@@ -22,6 +22,7 @@ from trustforge.data import (
     read_table,
     redact_source,
     resolve_source,
+    source_holds,
 )
 from trustforge.errors import DataError
 from trustforge.spec import load_spec, redact_spec
@@ -336,3 +337,12 @@ def test_relative_paths_in_a_spec_resolve_against_its_folder_not_the_cwd(tmp_pat
     raw = load_data(spec)
     assert raw.modality == modality and len(raw) == rows
     assert redact_spec(spec).data.source == f"{scheme}:{Path(rest).name}"
+
+
+@pytest.mark.parametrize(("source", "holds"), [
+    ("builtin:iris", "table"), ("builtin:reviews", "table"), ("builtin:seasonal", "table"), ("builtin:digits", "image"),
+    ("builtin:shapes", "image"), ("builtin:spoken_digits", "audio"), ("csv:x.csv", "table"), ("jsonl:x.jsonl", "table"),
+    ("images:pics", "image"), ("audio:clips", "audio"), ("npz:x.npz", "sequence"),
+])
+def test_what_a_source_holds_is_known_without_reading_it(source, holds) -> None:
+    assert source_holds(source) == holds

@@ -26,7 +26,7 @@ from trustforge.errors import DataError
 
 __all__ = ["RawData", "load_source", "read_table", "read_image_folder", "read_image", "read_class_folders", "list_files",
            "BUILTIN_SOURCES", "BUILTIN_INTERACTIONS", "IMAGE_SUFFIXES", "SOURCES", "SOURCE_FORMS", "Source", "ReadOptions",
-           "source_of", "resolve_source", "redact_source", "interaction_roles"]
+           "source_of", "resolve_source", "redact_source", "interaction_roles", "source_holds"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Images above this many pixels are refused before decoding (decompression bombs).
@@ -100,7 +100,7 @@ class RawData:
 
 
 def load_source(source: str, *, target: str | None, image_size: tuple[int, int], channels: int, seed: int,
-                sample_rate: int = 16000, seconds: float = 1.0) -> RawData:
+                sample_rate: int = 16000, seconds: float = 1.0, cache_dir: Path | None = None) -> RawData:
     """Read the data named by a spec's `data.source`, through the scheme's reader in `SOURCES`.
 
     Args:
@@ -111,9 +111,10 @@ def load_source(source: str, *, target: str | None, image_size: tuple[int, int],
         seed: seed of generated sets (`builtin:shapes`).
         sample_rate, seconds: audio (`audio:DIR`, `builtin:spoken_digits`) is resampled to
             `sample_rate` Hz and cut or padded to `seconds`.
+        cache_dir: where generated sets are kept (`builtin:spoken_digits`); `pipeline.run` passes its settings'.
     """
     kind, rest = source_of(source)
-    return kind.read(rest, source, ReadOptions(target, image_size, channels, seed, sample_rate, seconds))
+    return kind.read(rest, source, ReadOptions(target, image_size, channels, seed, sample_rate, seconds, cache_dir))
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class ReadOptions:
     seed: int = 0
     sample_rate: int = 16000
     seconds: float = 1.0
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ class Source:
         names: the only values the rest may take (the builtin sets), or None for a path.
         suffixes: table files: the file suffixes that mean this format when no scheme says it.
         frame: table files: reads the file into a DataFrame (errors name the file).
+        holds: what the source holds, known without reading it (the default model follows
+            from it): "table", "image", "audio" or "sequence"; builtin sets say it per name.
     """
 
     scheme: str
@@ -147,6 +151,7 @@ class Source:
     names: tuple[str, ...] | None = None
     suffixes: tuple[str, ...] = ()
     frame: Callable[[Path, bool], pd.DataFrame] | None = None
+    holds: Literal["table", "image", "audio", "sequence"] = "table"
 
     @property
     def is_path(self) -> bool:
@@ -195,6 +200,17 @@ def redact_source(source: str) -> str:
     except DataError:
         return source
     return kind.redact(rest)
+
+
+def source_holds(source: str) -> Literal["table", "image", "audio", "sequence"]:
+    """What `source` holds, known from its text alone: "table" (columns, texts and series
+    included), "image", "audio" or "sequence".
+
+    Raises:
+        DataError: not a source of `SOURCES`.
+    """
+    kind, rest = source_of(source)
+    return _BUILTIN_HOLDS.get(rest, "table") if kind.names is not None else kind.holds
 
 
 def interaction_roles(source: str) -> dict[str, str] | None:
@@ -358,6 +374,8 @@ _BUILTIN_LOADERS: dict[str, Callable[[str, str, ReadOptions], RawData]] = {
     "chinese_reviews": _text_set,
 }
 BUILTIN_SOURCES = tuple(_BUILTIN_LOADERS)
+# The builtin sets that are not tables (series, text sets and interactions are tables too).
+_BUILTIN_HOLDS: dict[str, Literal["image", "audio"]] = {"digits": "image", "shapes": "image", "spoken_digits": "audio"}
 # Builtin interactions tables (task recommendation) and their columns: the default `data.interactions`.
 BUILTIN_INTERACTIONS = {"movielens_small": {"user": "userId", "item": "movieId", "rating": "rating", "time": "timestamp"}}
 
@@ -488,9 +506,9 @@ SOURCES: dict[str, Source] = {s.scheme: s for s in (
     Source("csv", "PATH", _read_table_source, suffixes=(".csv", ".tsv", ".txt"), frame=_pandas_reader("csv", _csv)),
     Source("parquet", "PATH", _read_table_source, suffixes=(".parquet", ".pq"), frame=_pandas_reader("parquet", _parquet)),
     Source("jsonl", "PATH", _read_table_source, suffixes=(".jsonl", ".ndjson"), frame=_read_jsonl),
-    Source("images", "DIR", _images),
-    Source("audio", "DIR", _audio),
-    Source("npz", "PATH", _npz),
+    Source("images", "DIR", _images, holds="image"),
+    Source("audio", "DIR", _audio, holds="audio"),
+    Source("npz", "PATH", _npz, holds="sequence"),
 )}
 _FORMS = [f"{s.scheme}:{s.rest}" for s in SOURCES.values()]
 SOURCE_FORMS = ", ".join(_FORMS[:-1]) + " or " + _FORMS[-1]  # "builtin:NAME, csv:PATH, ... or npz:PATH", for messages
