@@ -155,9 +155,10 @@ def evaluate(
     model = Model.load(package, public_key=public_key)
     if data.suffix.lower() in (".yaml", ".yml"):
         from trustforge.data import prepare
+        from trustforge.settings import Settings
         from trustforge.spec import load_spec
 
-        prepared = prepare(load_spec(data))
+        prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir)
         metrics = model.evaluate(prepared.test_raw)
     else:
         metrics = model.evaluate(data)
@@ -345,7 +346,7 @@ def quickstart() -> None:
         model = registry.load_model(result.model_uri)
     from trustforge.data import prepare
 
-    test = prepare(spec).test_raw
+    test = prepare(spec, cache_dir=registry.settings.cache_dir).test_raw
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(test.labels), size=8, replace=False))
     sample = test.images[idx]

@@ -187,15 +187,21 @@ def list_audio(root: Path) -> list[Path]:
     return list_files(root, AUDIO_SUFFIXES, what="audio", kinds="WAV or FLAC files")
 
 
-def load_audio_source(source: str, *, target: str | None, sample_rate: int, seconds: float) -> RawData:
-    """`audio:DIR` or `builtin:spoken_digits` as audio RawData (waveforms (N, T), labels, paths)."""
+def load_audio_source(source: str, *, target: str | None, sample_rate: int, seconds: float, cache_dir: Path | None = None) -> RawData:
+    """`audio:DIR` or `builtin:spoken_digits` as audio RawData (waveforms (N, T), labels, paths).
+
+    `cache_dir` holds the generated spoken digits (`pipeline.run` passes its settings' cache).
+    """
     samples = int(round(sample_rate * seconds))
     scheme, _, rest = source.partition(":")
     if scheme == "builtin":
         from trustforge.data._spoken_digits import load_spoken_digits
-        from trustforge.settings import Settings
 
-        waves, labels, classes, paths, voices = load_spoken_digits(Settings.from_env().cache_dir, sample_rate, samples)
+        if cache_dir is None:  # a direct caller that passed no folder (tests): the workspace's in the environment
+            from trustforge.settings import Settings
+
+            cache_dir = Settings.from_env().cache_dir
+        waves, labels, classes, paths, voices = load_spoken_digits(cache_dir, sample_rate, samples)
         return RawData("audio", target or "label", source, labels=labels, classes=classes, paths=paths,
                        waveforms=waves, sample_rate=sample_rate, groups=voices)
     waves, labels, classes, paths = read_audio_folder(Path(rest), sample_rate, samples)

@@ -345,7 +345,7 @@ def _text_set(name: str, origin: str, o: ReadOptions) -> RawData:
 def _spoken_digits(name: str, origin: str, o: ReadOptions) -> RawData:
     from trustforge.data._audio import load_audio_source
 
-    return load_audio_source(origin, target=o.target, sample_rate=o.sample_rate, seconds=o.seconds)
+    return load_audio_source(origin, target=o.target, sample_rate=o.sample_rate, seconds=o.seconds, cache_dir=o.cache_dir)
 
 
 def _interactions_table(name: str, origin: str, o: ReadOptions) -> RawData:

@@ -11,6 +11,7 @@ stored: sealed packages stay sealed) and the public parts of the workspace keys.
     ciphertext      a tar archive sealed with AES-256-GCM under the data key (the header's
                     signed fields are its associated data)
 
+The file is sealed and opened by `trustforge.secure` (`write_sealed_archive`, `open_sealed_archive`).
 `restore_backup` checks everything before it writes anything: the signature, the ciphertext's
 digest, the data key (only a holder of the KEK can have made the archive), the decryption,
 then every archive entry (plain relative names under known folders, regular files only, no
@@ -24,38 +25,40 @@ log's signed checkpoints verify in the restored workspace.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import io
 import json
-import mmap
 import os
 import re
 import shutil
 import tarfile
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import sqlalchemy as sa
 
-from trustforge._fs import atomic_write_bytes
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
-from trustforge.secure import _primitives as P
-from trustforge.secure._keys import Keyring
+from trustforge.secure import (
+    ARCHIVE_FORMAT,
+    ARCHIVE_VERSION,
+    METADATA,
+    AuditLog,
+    Keyring,
+    open_sealed_archive,
+    public_key_id,
+    write_sealed_archive,
+)
 from trustforge.settings import Settings
 
 __all__ = ["create_backup", "restore_backup", "BACKUP_FORMAT"]
 
-BACKUP_FORMAT = "trustforge.backup"
-_VERSION = 1
-_MAGIC = b"TFBACKUP1\n"
-_MAX_HEADER = 1 << 20
+BACKUP_FORMAT = ARCHIVE_FORMAT
+_VERSION = ARCHIVE_VERSION
+_write_archive = write_sealed_archive  # the tests seal crafted archives with it
 _CONTENTS = "backup.json"
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_SIGNED = ("format", "format_version", "created", "key_id", "public_key", "chunk_size", "payload_size", "payload_sha256", "wrapped_key")
-_BOUND = ("format", "format_version", "created", "key_id", "chunk_size")
 
 
 # ---------------------------------------------------------------------------- database
@@ -70,9 +73,8 @@ def _engine(url: str) -> sa.Engine:
 def _metadatas() -> list[sa.MetaData]:
     """The registry's, the access store's and the audit log's tables (each module owns its own)."""
     from trustforge.registry import _db
-    from trustforge.secure import _access, _audit
 
-    return [_db.metadata, _access.metadata, _audit.metadata]
+    return [_db.metadata, *METADATA]
 
 
 def _tables() -> list[sa.Table]:
@@ -165,7 +167,7 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
         "files": {name: hashlib.sha256(blob).hexdigest() for name, blob in files.items()},
     }
     tar = _tar({_CONTENTS: json.dumps(contents, sort_keys=True, indent=1).encode("utf-8"), **files})
-    _write_archive(dest, tar, keyring)
+    write_sealed_archive(dest, tar, keyring)
     return {"tables": contents["tables"], "files": len(files), "bytes": dest.stat().st_size, "key_id": keyring.key_id}
 
 
@@ -178,126 +180,6 @@ def _tar(members: dict[str, bytes]) -> bytes:
             info.mode = 0o600
             tar.addfile(info, io.BytesIO(blob))
     return buf.getvalue()
-
-
-def _canonical(header: dict[str, Any], keys: tuple[str, ...]) -> bytes:
-    return json.dumps({k: header[k] for k in keys}, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _write_archive(dest: Path, payload: bytes, keyring: Keyring) -> None:
-    """Seal `payload` (a tar archive) under a fresh data key, sign the header, write `dest` atomically."""
-    dek = P.new_key()
-    header: dict[str, Any] = {
-        "format": BACKUP_FORMAT,
-        "format_version": _VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "key_id": keyring.key_id,
-        "public_key": keyring.public_key_pem().decode("ascii"),
-        "chunk_size": P.CHUNK,
-    }
-    aad = b"trustforge.backup.v1 payload\x00" + _canonical(header, _BOUND)
-    header["wrapped_key"] = base64.b64encode(keyring.wrap_key(dek, b"trustforge.backup.v1 data key\x00" + _canonical(header, _BOUND))).decode("ascii")
-    size = P.sealed_size(len(payload), P.CHUNK)
-    sealed = bytearray(size)
-    P.seal_into(dek, payload, aad, sealed, P.CHUNK)
-    header["payload_size"] = size
-    header["payload_sha256"] = hashlib.sha256(sealed).hexdigest()
-    key_id, signature = keyring.sign(b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED))
-    header["signature"] = base64.b64encode(signature).decode("ascii")
-    atomic_write_bytes(dest, b"".join([_MAGIC, json.dumps(header, sort_keys=True).encode("ascii") + b"\n", sealed]), mode=0o600)
-
-
-# ---------------------------------------------------------------------------- read and check
-
-
-def _open_archive(src: Path, keyring: Keyring) -> tuple[dict[str, Any], bytes]:
-    """Verify and decrypt an archive: (header, tar bytes). Nothing is written.
-
-    Raises:
-        IntegrityError: naming `src`, for any change to the file.
-        SecurityError: naming `src`, when it was made under a KEK this keyring lacks.
-    """
-    def bad(why: str) -> IntegrityError:
-        return IntegrityError(f"{src}: {why}")
-
-    if not src.is_file():
-        raise bad("not a backup file")
-    with open(src, "rb") as f:
-        if os.fstat(f.fileno()).st_size < len(_MAGIC) + 2:
-            raise bad("not a TrustForge backup")
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if data[: len(_MAGIC)] != _MAGIC:
-                raise bad("not a TrustForge backup")
-            end = data.find(b"\n", len(_MAGIC), len(_MAGIC) + _MAX_HEADER)
-            if end < 0:
-                raise bad("header missing or too long")
-            header = _parse_header(src, bytes(data[len(_MAGIC) : end]))
-            _check_signature(src, header, keyring)
-            payload = memoryview(data)[end + 1 :]
-            try:
-                if len(payload) != header["payload_size"] or hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
-                    raise bad("the encrypted contents do not match the signed header (file changed or truncated)")
-                dek = _unwrap(src, header, keyring)
-                aad = b"trustforge.backup.v1 payload\x00" + _canonical(header, _BOUND)
-                try:
-                    tar = P.open_stream(dek, payload, aad, header["chunk_size"])
-                except P.CryptoFailure:
-                    raise bad("the encrypted contents failed authentication") from None
-            finally:
-                payload.release()
-    return header, tar
-
-
-def _parse_header(src: Path, raw: bytes) -> dict[str, Any]:
-    try:
-        header = json.loads(raw.decode("ascii"))
-        ok = (isinstance(header, dict) and header.get("format") == BACKUP_FORMAT and header.get("format_version") == _VERSION
-              and all(k in header for k in (*_SIGNED, "signature"))
-              and isinstance(header["chunk_size"], int) and 1 << 10 <= header["chunk_size"] <= P.CHUNK
-              and isinstance(header["payload_size"], int) and isinstance(header["key_id"], str))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        ok = False
-    if not ok:
-        raise IntegrityError(f"{src}: not a TrustForge backup header")
-    return header
-
-
-def _check_signature(src: Path, header: dict[str, Any], keyring: Keyring) -> None:
-    """The header's signature, by a key this keyring knows or else by the key the header names.
-
-    A key the keyring does not know (restoring into a new workspace after the old keys were
-    lost) is accepted when its id matches: the archive is still authenticated as a whole by
-    the KEK, which only the workspace's owner holds, and that is checked next.
-    """
-    try:
-        signature = base64.b64decode(header["signature"], validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise IntegrityError(f"{src}: the header's signature is malformed") from None
-    message = b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED)
-    key_id = header["key_id"]
-    if keyring.knows(key_id):
-        ok = keyring.verify(key_id, message, signature)
-    else:
-        try:
-            key = P.load_public_key(str(header["public_key"]).encode("ascii"))
-        except (P.CryptoFailure, UnicodeEncodeError):
-            raise IntegrityError(f"{src}: the header's public key is malformed") from None
-        ok = key.key_id == key_id and key.verify(message, signature)
-    if not ok:
-        raise IntegrityError(f"{src}: the signature does not verify (file changed)")
-
-
-def _unwrap(src: Path, header: dict[str, Any], keyring: Keyring) -> bytes:
-    try:
-        wrapped = base64.b64decode(header["wrapped_key"], validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise IntegrityError(f"{src}: the wrapped data key is malformed") from None
-    if not keyring.holds_kek_for(wrapped):
-        raise SecurityError(f"{src}: made under another key-encryption key (set TRUSTFORGE_KEK, or put kek.key back, to the workspace's)")
-    try:
-        return keyring.unwrap_key(wrapped, b"trustforge.backup.v1 data key\x00" + _canonical(header, _BOUND))
-    except SecurityError:
-        raise IntegrityError(f"{src}: the wrapped data key failed authentication (file changed)") from None
 
 
 def _safe_name(name: str) -> bool:
@@ -390,7 +272,7 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
     src = Path(src)
     artifacts = Path(settings.artifacts or settings.home / "artifacts")
     _check_empty(settings, artifacts)
-    header, tar_bytes = _open_archive(src, keyring)
+    header, tar_bytes = open_sealed_archive(src, keyring)
     members = _members(src, tar_bytes)
     del tar_bytes
     known = {t.name: t for t in _tables()}
@@ -410,10 +292,10 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
                 raise IntegrityError(f"{src}: archive entry {name!r} has unknown columns {sorted(unknown)[:5]}")
         elif name.startswith("keys/"):
             try:
-                key = P.load_public_key(blob)
-            except P.CryptoFailure:
+                key_id = public_key_id(blob)
+            except SecurityError:
                 raise IntegrityError(f"{src}: archive entry {name!r} is not a public key") from None
-            if name != f"keys/{key.key_id}.pub":
+            if name != f"keys/{key_id}.pub":
                 raise IntegrityError(f"{src}: archive entry {name!r} does not hold the key its name says")
 
     # ---- everything is verified; from here on we write.
@@ -462,8 +344,6 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
 
 def _sync_audit_head(*, engine_url: str, keyring: Keyring) -> None:
     """Write the audit log's head file (beside a SQLite database) from the restored head row."""
-    from trustforge.secure._audit import AuditLog
-
     engine = _engine(engine_url)
     try:
         AuditLog(engine, keyring.sign, keyring.verify).sync_head_file()

@@ -213,11 +213,11 @@ def create_all(engine: sa.Engine) -> None:
 
     Idempotent: existing tables are left as they are.
     """
-    from trustforge.secure import _access, _audit
+    from trustforge.secure import METADATA
 
     with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE, so concurrent creators take turns
         if not is_sqlite(engine):
             # PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DDL_LOCK})
-        for md in (metadata, _access.metadata, _audit.metadata):
+        for md in (metadata, *METADATA):
             md.create_all(conn)

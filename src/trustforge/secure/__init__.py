@@ -5,7 +5,9 @@ Callers get recipes (`sign_package`, `seal_package`, `open_sealed`, ...); nonces
 key sizes are never parameters, and the cryptographic primitives stay in `_primitives`.
 """
 
+from trustforge.secure import _access, _audit
 from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Principal, allowed, require, validate_name
+from trustforge.secure._archive import ARCHIVE_FORMAT, ARCHIVE_VERSION, open_sealed_archive, public_key_id, write_sealed_archive
 from trustforge.secure._audit import AuditLog, AuditReport
 from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewrap_sealed, seal_package, unseal_package
 from trustforge.secure._keys import Keyring
@@ -36,4 +38,14 @@ __all__ = [
     "validate_name",
     "AuditLog",
     "AuditReport",
+    "METADATA",
+    "write_sealed_archive",
+    "open_sealed_archive",
+    "ARCHIVE_FORMAT",
+    "ARCHIVE_VERSION",
+    "public_key_id",
 ]
+
+# The tables this package keeps in the workspace database (users and tokens, the audit log), for
+# the registry to create, back up and restore with its own.
+METADATA = (_access.metadata, _audit.metadata)
