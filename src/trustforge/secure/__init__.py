@@ -1,8 +1,9 @@
 """Security recipes: keys, package signatures, envelope encryption, access control, audit log.
 
 This package knows no ML and no HTTP: it seals, signs, checks and logs bytes and records.
-Callers get recipes (`sign_package`, `seal_package`, `open_sealed`, ...); nonces, modes and
-key sizes are never parameters, and the cryptographic primitives stay in `_primitives`.
+Callers get recipes (`sign_package`, `seal_package`, `open_sealed`, `rotate_keys`,
+`write_sealed_archive`, ...); nonces, modes and key sizes are never parameters, and the
+cryptographic primitives stay in `_primitives`. Other packages import from here only.
 """
 
 from trustforge.secure import _access, _audit
@@ -12,7 +13,17 @@ from trustforge.secure._audit import AuditLog, AuditReport
 from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewrap_sealed, seal_package, unseal_package
 from trustforge.secure._keys import Keyring
 from trustforge.secure._rotation import KeyRotation, rotate_keys
-from trustforge.secure._signing import SIGNATURE_FILE, UnsafeNoVerify, sign_package, verify_package
+from trustforge.secure._signing import (
+    SIGNATURE_FILE,
+    Trust,
+    UnsafeNoVerify,
+    resolve_trust,
+    sign_digests,
+    sign_package,
+    verify_blobs,
+    verify_folder,
+    verify_package,
+)
 
 __all__ = [
     "Keyring",
@@ -20,6 +31,11 @@ __all__ = [
     "KeyRotation",
     "sign_package",
     "verify_package",
+    "sign_digests",
+    "verify_folder",
+    "verify_blobs",
+    "resolve_trust",
+    "Trust",
     "UnsafeNoVerify",
     "SIGNATURE_FILE",
     "seal_package",
