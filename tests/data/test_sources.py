@@ -15,6 +15,7 @@ from trustforge.data import (
     BUILTIN_SOURCES,
     SOURCE_FORMS,
     SOURCES,
+    default_model_kind,
     list_images,
     load_data,
     load_source,
@@ -346,3 +347,14 @@ def test_relative_paths_in_a_spec_resolve_against_its_folder_not_the_cwd(tmp_pat
 ])
 def test_what_a_source_holds_is_known_without_reading_it(source, holds) -> None:
     assert source_holds(source) == holds
+
+
+@pytest.mark.parametrize(("task", "source", "kind"), [
+    ("classification", "builtin:digits", "cnn"), ("classification", "images:pics", "cnn"),
+    ("classification", "builtin:spoken_digits", "audio_cnn"), ("classification", "audio:clips", "audio_cnn"),
+    ("classification", "npz:x.npz", "rnn"), ("regression", "csv:x.csv", "mlp"), ("classification", "builtin:reviews", "mlp"),
+    ("forecasting", "builtin:seasonal", "rnn"), ("recommendation", "builtin:movielens_small", "mf"),
+    ("classification", "ftp:x.csv", "mlp"),  # not a source: the spec's validator refuses it, not this
+])
+def test_the_default_model_follows_from_what_the_source_holds(task, source, kind) -> None:
+    assert default_model_kind(task, source) == kind

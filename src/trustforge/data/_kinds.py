@@ -8,11 +8,11 @@ numeric sequences are whole-row inputs with networks of their own.
 
 from __future__ import annotations
 
+from trustforge.data._sources import source_holds
+from trustforge.errors import DataError
+
 __all__ = ["default_model_kind", "source_input_kind"]
 
-# The builtin sets that are not tables; every other builtin set is a table.
-_BUILTIN_KINDS = {"digits": "image", "shapes": "image", "spoken_digits": "audio"}
-_SCHEME_KINDS = {"images": "image", "audio": "audio", "npz": "sequence"}
 _DEFAULT_MODELS = {"image": "cnn", "audio": "audio_cnn", "sequence": "rnn", "series": "rnn", "interactions": "mf", "table": "mlp"}
 
 
@@ -23,10 +23,10 @@ def source_input_kind(task: str, source: str) -> str:
         return "series"
     if task == "recommendation":
         return "interactions"
-    scheme, _, rest = source.partition(":")
-    if scheme.strip() == "builtin":
-        return _BUILTIN_KINDS.get(rest.strip(), "table")
-    return _SCHEME_KINDS.get(scheme.strip(), "table")
+    try:
+        return source_holds(source)  # the sources table knows, per scheme and per builtin set
+    except DataError:  # not a source at all: the spec's source validator says so
+        return "table"
 
 
 def default_model_kind(task: str, source: str) -> str:
