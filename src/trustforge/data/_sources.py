@@ -503,7 +503,7 @@ def _parquet(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
 # Every scheme of `data.source`, in the order messages list them. A new scheme is one entry here.
 SOURCES: dict[str, Source] = {s.scheme: s for s in (
     Source("builtin", "NAME", _builtin, names=BUILTIN_SOURCES),
-    Source("csv", "PATH", _read_table_source, suffixes=(".csv", ".tsv", ".txt"), frame=_pandas_reader("csv", _csv)),
+    Source("csv", "PATH", _read_table_source, suffixes=(".csv",), frame=_pandas_reader("csv", _csv)),
     Source("parquet", "PATH", _read_table_source, suffixes=(".parquet", ".pq"), frame=_pandas_reader("parquet", _parquet)),
     Source("jsonl", "PATH", _read_table_source, suffixes=(".jsonl", ".ndjson"), frame=_read_jsonl),
     Source("images", "DIR", _images, holds="image"),
