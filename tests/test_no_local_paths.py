@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _cli import run_main
 from sklearn.datasets import load_breast_cancer
 
-from _cli import run_main
 from trustforge.data import prepare
 from trustforge.evaluate import write_report
 from trustforge.package import Model
