@@ -77,10 +77,25 @@ def validate(spec: Path = typer.Argument(..., help="the YAML spec")) -> None:
     """Check a spec and print its normalised form (every default filled in)."""
     from trustforge.spec import load_spec, spec_to_yaml
 
+    from trustforge.data import source_input_kind
+
     s = load_spec(spec)
+    if _names_no_model(spec):  # say which model the kind of input picked (a YAML comment keeps the output valid)
+        sys.stdout.write(f"# model.kind {s.model.kind}: picked for {source_input_kind(s.task, s.data.source)} input; "
+                         "name model.kind to choose another\n")
     # Plain write: a console would wrap long lines (paths) at its width and break the YAML.
     sys.stdout.write(spec_to_yaml(s))
     sys.stdout.flush()
+
+
+def _names_no_model(path: Path) -> bool:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(raw, dict) and raw.get("model") is None and raw.get("task") != "recommendation"
 
 
 @app.command()

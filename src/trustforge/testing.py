@@ -24,7 +24,7 @@ from typing import Any, Mapping, get_args
 
 import torch
 
-__all__ = ["CASES", "ConformanceResult", "check_model_kind", "model_kinds"]
+__all__ = ["CASES", "FEATURE_CASES", "ConformanceResult", "check_feature_type", "check_model_kind", "model_kinds"]
 
 
 def _case(kind: str, source: str, model: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -44,6 +44,8 @@ def _case(kind: str, source: str, model: dict[str, Any], **extra: Any) -> dict[s
 CASES: dict[str, dict[str, Any]] = {
     "mlp-table": _case("mlp", "builtin:breast_cancer", {"hidden": [16]}),
     "mlp-image": _case("mlp", "builtin:digits", {"hidden": [32]}),
+    # A table of every column type (a date, categories, numbers, free text) through their encoders.
+    "mlp-mixed": _case("mlp", "builtin:birdstrikes", {"hidden": [16], "embedding_dim": 8}),
     "cnn": _case("cnn", "builtin:digits", {"channels": [8], "hidden": [16]}),
     "rnn": _case("rnn", "builtin:digits", {"hidden_size": 16}),
     # Forecasting windows of a series (task forecasting: (N, lookback, 1) in, (N, horizon) out).
@@ -154,3 +156,84 @@ def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None,
     diff = float((got - expected).abs().max()) if got.numel() else 0.0
     assert diff <= atol, f"{task.model.kind}: loaded model's outputs differ by {diff:.2e} (> {atol:g})"
     return ConformanceResult(task.model.kind, before, after, diff, package)
+
+
+# ---------------------------------------------------------------------------- feature types
+
+
+def _feature_cases() -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 60
+    words = ["late", "gate", "bird", "engine", "smoke", "no", "damage", "landing", "wing", "crack"]
+    return {
+        "numeric": pd.Series(np.where(rng.random(n) < 0.1, np.nan, rng.normal(50.0, 12.0, n)), name="height"),
+        "binary": pd.Series(rng.choice(["no", "yes", None], size=n, p=[0.6, 0.3, 0.1]), name="repaired"),
+        "categorical": pd.Series(rng.choice(["day", "night", "dusk", None], size=n), name="time_of_day"),
+        "text": pd.Series([" ".join(rng.choice(words, size=int(rng.integers(3, 9)))) if i % 9 else None for i in range(n)],
+                          name="remarks"),
+        "datetime": pd.Series([(pd.Timestamp("2019-01-01") + pd.Timedelta(hours=int(h))).isoformat() if h % 11 else None
+                               for h in rng.integers(0, 24 * 700, size=n)], name="reported"),
+    }
+
+
+# One column per registered feature type, with missing values, as a table would hold it.
+# `tests/test_conformance.py` fails for a registered type without a case here.
+FEATURE_CASES: dict[str, Any] = _feature_cases()
+
+
+def check_feature_type(name: str, column: Any, workdir: str | Path | None = None) -> None:
+    """Take one column through a feature type's life: inference → fit → encode → a signed
+    package → verify → reload → the same tensors; and its signature, drift values,
+    corruption, bounds and example values are well formed.
+
+    Raises:
+        AssertionError: a step did not hold (the message names it).
+    """
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from trustforge.data import Preprocessor, RawData, infer_schema
+    from trustforge.data.features import FEATURE_TYPES, FeatureOptions, infer_type
+    from trustforge.package import read_package, write_package
+    from trustforge.secure import Keyring
+
+    t = FEATURE_TYPES[name]
+    assert infer_type(column, FeatureOptions(), where="case").name == name, f"{name}: inference does not pick the type for its own case"
+    frame = pd.DataFrame({column.name: column, "y": ["a", "b"] * (len(column) // 2)})
+    raw = RawData("table", "y", "case", frame=frame)
+    schema, raw = infer_schema(raw, task="classification", features={column.name: name}, drop=[], max_categories=50)
+    pre = Preprocessor(schema).fit(raw)
+    state = pre.features[column.name]
+    assert type(state).from_json(json.loads(json.dumps(state.to_json()))) == state, f"{name}: state does not round-trip through JSON"
+    before = pre.encode_inputs(raw)
+
+    root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tf-feature-"))
+    keyring = Keyring.load_or_init(root / "keys")
+    meta, tensors = pre.state()
+    write_package(root / "package", {"name": f"feature-{name}", "preprocessing": meta}, {"preprocess.safetensors": tensors},
+                  keyring=keyring)
+    pkg = read_package(root / "package", keyring=keyring)
+    again = Preprocessor.from_state(pkg.manifest["preprocessing"], pkg.tensors("preprocess.safetensors"))
+    after = again.encode_inputs(raw)
+    assert len(before) == len(after) and all(torch.equal(a, b) for a, b in zip(before, after)), f"{name}: tensors differ after reload"
+    slot = {"float": 0, "index": 1, "tokens": 2}[t.slot]
+    width = before[slot].shape[1] if t.slot != "index" else 1
+    assert t.slot == "index" or width == (t.size(state) if t.slot == "float" else before[slot].shape[1]), f"{name}: size mismatch"
+
+    sig = t.signature(column.name, state)
+    assert sig["name"] == column.name and sig["shape"] == [-1], f"{name}: bad signature {sig}"
+    values = t.monitor_values(column)
+    assert len(values) == len(column), f"{name}: drift values have the wrong length"
+    rng = np.random.default_rng(1)
+    corrupted = t.corrupt(state, column, 0.5, rng)
+    assert len(corrupted) == len(column), f"{name}: corruption changed the number of rows"
+    again.encode_inputs(RawData("table", "y", "case", frame=frame.assign(**{column.name: corrupted.to_numpy()})))
+    examples = t.example(state, 5, rng)
+    again.encode_inputs(RawData("table", "y", "case", frame=pd.DataFrame({column.name: examples, "y": ["a"] * 5})))
+    bounds = t.bounds(state)
+    assert bounds is None or bounds[0] <= bounds[1], f"{name}: bounds {bounds} are not a range"

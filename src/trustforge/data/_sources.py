@@ -342,6 +342,14 @@ def _text_set(name: str, origin: str, o: ReadOptions) -> RawData:
     return builtin_text(name, target=o.target)
 
 
+def _birdstrikes(name: str, origin: str, o: ReadOptions) -> RawData:
+    from trustforge.data._birdstrikes import birdstrikes
+
+    raw = _table(birdstrikes(), target=o.target or "disrupted", origin=origin, where=origin)
+    raw.classes = ["no", "yes"] if raw.target == "disrupted" else None
+    return raw
+
+
 def _spoken_digits(name: str, origin: str, o: ReadOptions) -> RawData:
     from trustforge.data._audio import load_audio_source
 
@@ -364,6 +372,7 @@ _BUILTIN_LOADERS: dict[str, Callable[[str, str, ReadOptions], RawData]] = {
     "iris": _sklearn_table,
     "diabetes": _sklearn_table,
     "shapes": _shapes,
+    "birdstrikes": _birdstrikes,
     "air_passengers": _series,
     "seasonal": _series,
     "fraud": _risk_table,

@@ -80,7 +80,7 @@ class DateTime(FeatureType):
     def encode(self, state: DateTimeState, col: pd.Series, *, where: str) -> np.ndarray:
         t = timestamps(col, name=str(col.name), where=where).fillna(pd.Timestamp(state.fill))
         parts = [((t.dt.year.to_numpy(dtype=np.float64) - state.year_mean) / state.year_std)]
-        values = {"month": t.dt.month.to_numpy() - 1, "weekday": t.dt.weekday.to_numpy(),
+        values = {"month": t.dt.month.to_numpy() - 1, "weekday": t.dt.day_of_week.to_numpy(),
                   "hour": t.dt.hour.to_numpy() + t.dt.minute.to_numpy() / 60.0}
         for unit, period in _CYCLES:
             if unit == "hour" and not state.hours:
