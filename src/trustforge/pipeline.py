@@ -6,17 +6,13 @@ result of the one before and knows nothing of the ones after.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import platform
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,12 +24,12 @@ from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
 from trustforge.monitor import run_reference
 from trustforge import _evidence, secure
-from trustforge.package import Model, write_package
+from trustforge.package import Model, build_manifest, write_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
-from trustforge.train import Callback, Trainer, atomic_write_text, count_parameters, load_checkpoint, seeded
+from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_yaml
+from trustforge.train import Callback, Trainer, atomic_write_text, load_checkpoint, seeded
 
 __all__ = ["run", "RunResult", "find_resumable_run"]
 
@@ -143,7 +139,7 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         package = run_dir / "package"
         if package.exists():  # a resumed run that was interrupted after packaging
             shutil.rmtree(package)
-        manifest = _manifest(spec, data, model, metrics, run_dir, digest, n_out)
+        manifest = build_manifest(spec, data, model, metrics, run=run_dir.name, spec_digest=digest, n_out=n_out)
         if calib is not None and calib["temperature"] is not None:
             manifest["calibration"] = {"temperature": calib["temperature"], "ece": calib["ece"], "ece_after": calib["ece_after"]}
         if spec.monitor.reference:  # drift reference: training inputs, held-out predictions; signed with the rest
@@ -226,55 +222,6 @@ def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor, model: torch.nn
     return task_of(spec).test_metrics(data, out, model)
 
 
-def _manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], run_dir: Path, digest: str, n_out: int) -> dict[str, Any]:
-    meta, _ = data.preprocessor.state()
-    schema = data.schema
-    if schema.modality == "image":
-        inputs = [{"name": "image", "datatype": "FP32", "shape": [-1, *schema.image_shape]}]
-    elif schema.modality == "sequence":
-        inputs = [{"name": "sequence", "datatype": "FP32", "shape": [-1, *schema.sequence_shape]}]
-    elif schema.modality == "audio":  # mono waveforms in [-1, 1]; the log-mel front end runs inside
-        a = schema.audio
-        inputs = [{"name": "waveform", "datatype": "FP32", "shape": [-1, a["samples"]], "sample_rate": a["sample_rate"]}]
-    elif schema.modality == "series":
-        # One series per request, at least `lookback` rows; the time column (if any) orders them.
-        series = schema.series
-        inputs = [{"name": schema.target, "datatype": "FP64", "shape": [-1], "min_rows": series["lookback"]}]
-        if series.get("time"):
-            kind = "FP64" if series.get("time_kind") == "numeric" else "BYTES"  # dates travel as ISO text
-            inputs.append({"name": series["time"], "datatype": kind, "shape": [-1], "optional": True})
-    elif schema.modality == "interactions":  # ids as text; `role` says which is the user and which the item
-        inputs = [{"name": c.name, "role": role, "datatype": "BYTES", "shape": [-1]} for c, role in zip(schema.columns, ("user", "item"))]
-    elif schema.modality == "text":  # one UTF-8 text per row, tokenised inside (see data._text)
-        t = schema.text
-        inputs = [{"name": t["column"], "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t["tokenizer"],
-                   "max_length": t["max_length"]}]
-    else:
-        inputs = data.preprocessor.input_signature()  # each column as its feature type describes it
-    outputs = task_of(spec).output_signature(schema)
-    return {
-        "name": spec.name,
-        "version": None,
-        "created": _now(),
-        "task": spec.task,
-        "spec": spec_to_dict(redact_spec(spec)),  # no path of this machine leaves it
-        "signature": {"inputs": inputs, "outputs": outputs},
-        "preprocessing": meta,
-        "model": {"kind": spec.model.kind, "outputs": n_out, "parameters": count_parameters(model)},
-        "metrics": {k: v for k, v in metrics.items()},
-        "lineage": {
-            "run": run_dir.name,
-            "data_source": redact_spec(spec).data.source,
-            "dataset_digest": data.data_digest,
-            "spec_digest": digest,
-            "git_commit": _git_commit(),
-            "packages": _versions(),
-            "python": platform.python_version(),
-            "created_by": _user(),
-        },
-    }
-
-
 def _new_run_dir(settings: Settings, name: str) -> Path:
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -304,28 +251,3 @@ def _read_status(run_dir: Path) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in ("trustforge", "torch", "numpy", "pandas", "scikit-learn", "safetensors"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

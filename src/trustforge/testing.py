@@ -111,13 +111,13 @@ def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None,
         AssertionError: a step of the life did not hold (the message says which).
         TrustForgeError: the spec, data or package is bad (as in a normal run).
     """
-    from trustforge import pipeline
+    from trustforge.evaluate import task_of
     from trustforge.data import prepare
     from trustforge.models import build_model, output_size
-    from trustforge.package import Model, write_package
+    from trustforge.package import Model, build_manifest, write_package
     from trustforge.secure import Keyring
     from trustforge.spec import load_spec, spec_digest
-    from trustforge.train import seeded
+    from trustforge.train import Trainer, seeded
 
     task = load_spec(copy.deepcopy(dict(spec)))
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tf-conformance-"))
@@ -127,7 +127,7 @@ def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None,
     data = prepare(task, cache_dir=Path(cache_dir) if cache_dir is not None else None)
     with seeded(task.train.seed):
         model = build_model(task, data.schema)
-    trainer = pipeline._make_trainer(task, data, run_dir, (), False, None)
+    trainer = Trainer.from_spec(task, data, task_of(task), run_dir=run_dir, callbacks=(), progress=False, resume_meta=None)
 
     def training_loss() -> float:
         model.eval()
@@ -144,7 +144,8 @@ def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None,
     model.eval()
     expected = trainer.predict(data.test.inputs, mixed_precision=False)
     keyring = Keyring.load_or_init(root / "keys")
-    manifest = pipeline._manifest(task, data, model, {}, run_dir, spec_digest(task), output_size(task, data.schema))
+    manifest = build_manifest(task, data, model, {}, run=run_dir.name, spec_digest=spec_digest(task),
+                              n_out=output_size(task, data.schema))
     package = root / "package"
     write_package(package, manifest, {
         "weights.safetensors": dict(model.state_dict()),

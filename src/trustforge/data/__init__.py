@@ -18,7 +18,8 @@ from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._interactions import NegativeSampler, load_interactions, prepare_interactions
-from trustforge.data._schema import Column, Schema, infer_schema, label_strings
+from trustforge.data._interactions import recommend as recommend_items
+from trustforge.data._schema import Column, Schema, label_strings
 from trustforge.data._sources import (
     BUILTIN_INTERACTIONS,
     BUILTIN_SOURCES,
@@ -39,6 +40,7 @@ from trustforge.data._sources import (
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
 from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
 from trustforge.data._splits import split_indices
+from trustforge.data.inputs import INPUT_KINDS, InputKind, infer_schema, input_kind
 from trustforge.data._text import as_text
 
 if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES); importing spec here would be circular
@@ -47,6 +49,10 @@ if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES
 __all__ = [
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
+    "INPUT_KINDS",
+    "recommend_items",
+    "InputKind",
+    "input_kind",
     "default_model_kind",
     "source_input_kind",
     "SOURCES",
@@ -119,29 +125,17 @@ class Prepared:
 
 def load_data(spec: TaskSpec, *, cache_dir: Path | None = None) -> RawData:
     """Read the spec's data source (generated sets are kept in `cache_dir`)."""
-    d = spec.data
-    if spec.task == "recommendation":  # an interactions table, its columns named by data.interactions
-        return load_interactions(spec)
-    raw = load_source(d.source, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed,
-                      sample_rate=d.audio.sample_rate, seconds=d.audio.seconds, cache_dir=cache_dir)
-    return as_text(raw, d.text.column) if d.text is not None else raw  # one column of a table as the text input
+    return _spec_kind(spec).load(spec, cache_dir=cache_dir)
+
+
+def _spec_kind(spec: TaskSpec) -> InputKind:
+    # What the source holds for this task (a table read as a series for forecasting, say).
+    return input_kind(source_input_kind(spec.task, spec.data.source))
 
 
 def subset(raw: RawData, idx: np.ndarray) -> RawData:
     """The rows `idx` of `raw` (a view of its arrays where possible)."""
-    if raw.modality == "text":
-        return replace(raw, frame=raw.frame.iloc[idx].reset_index(drop=True))
-    if raw.modality == "table":
-        return RawData("table", raw.target, raw.origin, frame=raw.frame.iloc[idx].reset_index(drop=True), classes=raw.classes)
-    if raw.modality == "sequence":
-        labels = raw.labels[idx] if raw.labels is not None else None
-        return RawData("sequence", raw.target, raw.origin, sequences=raw.sequences[idx], labels=labels, classes=raw.classes)
-    paths = [raw.paths[i] for i in idx] if raw.paths else []
-    if raw.modality == "audio":
-        return RawData("audio", raw.target, raw.origin, labels=raw.labels[idx], classes=raw.classes, paths=paths,
-                       waveforms=raw.waveforms[idx], sample_rate=raw.sample_rate,
-                       groups=raw.groups[idx] if raw.groups is not None else None)
-    return RawData("image", raw.target, raw.origin, images=raw.images[idx], labels=raw.labels[idx], classes=raw.classes, paths=paths)
+    return input_kind(raw).subset(raw, idx)
 
 
 def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None) -> Prepared:
@@ -151,17 +145,16 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         DataError: the source, a column or a value cannot be used.
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
-    if spec.task == "forecasting":  # windows of one series, split by time (see _series)
-        return prepare_series(spec, raw)
-    if spec.task == "recommendation":  # each user's latest interactions held out (see _interactions)
-        return prepare_interactions(spec, raw)
+    own = _spec_kind(spec).prepare(spec, raw)
+    if own is not None:  # a series split by time, interactions held out per user
+        return own
     d = spec.data
-    schema, raw = infer_schema(raw, task=spec.task, features=d.features, drop=d.drop, max_categories=d.max_categories,
-                               audio=d.audio, text=d.text)
+    kind = input_kind(raw)
+    schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
     if stratify:
-        strat = label_strings(raw.frame[raw.target]) if raw.modality in ("table", "text") else raw.labels
+        strat = kind.labels(raw)
     # Rows with a group (e.g. a speaker) are split group by group; see `split_indices`.
     tr, va, te = split_indices(len(raw), test=d.split.test, validation=d.split.validation, stratify=strat, seed=spec.train.seed,
                                groups=raw.groups)
@@ -172,14 +165,9 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     def encode(part: RawData) -> TensorData:
         return TensorData(pre.encode_inputs(part), pre.encode_target(part))
 
-    train_in = train_raw
-    if schema.modality == "audio":  # noisy copies of the training clips, made before the front end
-        a = d.audio.augment
-        train_in = augment_clips(train_raw, copies=a.copies, snr_db=a.snr_db, gain_db=a.gain_db, shift=a.shift, seed=spec.train.seed)
+    train_in = kind.training_copies(train_raw, d, spec.train.seed)
     test_raw = subset(raw, te)
-    # On audio the "image" is the log-mel spectrogram: a shift moves it by mel bands (a voice
-    # pitched a little higher or lower) and by frames (a word said a little earlier or later).
-    augment = ImageAugment(d.augment.shift, d.augment.hflip) if schema.modality in ("image", "audio") else ImageAugment()
+    augment = ImageAugment(d.augment.shift, d.augment.hflip) if kind.image_like else ImageAugment()
     return Prepared(
         schema=schema,
         preprocessor=pre,

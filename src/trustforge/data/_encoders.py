@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data import _audio, _interactions, _sequences, _series, _text
 from trustforge.data._schema import Schema, label_strings
 from trustforge.data._sources import RawData
 from trustforge.data.features import MISSING, UNKNOWN, FeatureOptions, FeatureState, feature_type
@@ -32,6 +31,7 @@ from trustforge.data.features.binary import BinaryState
 from trustforge.data.features.categorical import CategoricalState
 from trustforge.data.features.numeric import NumericState
 from trustforge.data.features.text import TextState
+from trustforge.data.inputs._base import KINDS
 from trustforge.errors import DataError
 
 __all__ = ["Preprocessor", "UNKNOWN", "MISSING"]
@@ -57,26 +57,9 @@ class Preprocessor:
     def fit(self, raw: RawData) -> "Preprocessor":
         """Learn scalers, vocabularies and image statistics from the training split."""
         s = self.schema
-        if s.modality == "image":
-            x = torch.from_numpy(raw.images)
-            self.tensors["image.mean"] = x.mean(dim=(0, 2, 3)).float()
-            # A constant channel would divide by zero; its std is set to 1.
-            std = x.std(dim=(0, 2, 3)).float()
-            self.tensors["image.std"] = torch.where(std > 1e-6, std, torch.ones_like(std))
-        elif s.modality == "series":
-            _series.fit(self, raw)
-        elif s.modality == "sequence":
-            _sequences.fit(self, raw)
-        elif s.modality == "audio":
-            _audio.fit(self, raw)
-        elif s.modality == "interactions":
-            _interactions.fit(self, raw)
-        elif s.modality == "text":
-            _text.fit(self, raw)
-        else:
-            self._fit_columns(raw.frame, where=raw.origin)
+        KINDS[s.modality].fit(self, raw)  # its kind of input learns what it needs (see data.inputs)
         if s.task == "regression":
-            y = np.asarray(raw.frame[s.target] if raw.frame is not None else raw.labels, dtype=np.float64)
+            y = np.asarray(KINDS[s.modality].target_values(self, raw), dtype=np.float64)
             self.tensors["target.mean"] = torch.tensor([y.mean()], dtype=torch.float64)
             self.tensors["target.std"] = torch.tensor([y.std() if y.std() > 1e-12 else 1.0], dtype=torch.float64)
         self.fitted = True
@@ -86,19 +69,7 @@ class Preprocessor:
 
     def encode_inputs(self, raw: RawData) -> tuple[torch.Tensor, ...]:
         """Model inputs for `raw`, checked against the schema."""
-        if self.schema.modality == "image":
-            return (self.encode_images(raw.images),)
-        if self.schema.modality == "series":
-            return _series.encode_inputs(self, raw)
-        if self.schema.modality == "sequence":
-            return _sequences.encode(self, raw)
-        if self.schema.modality == "audio":
-            return _audio.encode(self, raw)
-        if self.schema.modality == "interactions":
-            return _interactions.encode_inputs(self, raw)
-        if self.schema.modality == "text":
-            return _text.encode(self, raw)
-        return self.encode_frame(raw.frame, where=raw.origin)
+        return KINDS[self.schema.modality].encode(self, raw)
 
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
         want = tuple(self.schema.image_shape or ())
@@ -162,13 +133,11 @@ class Preprocessor:
     def encode_target(self, raw: RawData) -> torch.Tensor:
         """Class indices (int64) or standardised values (float32) for the target."""
         s = self.schema
-        if s.modality == "series":
-            return _series.encode_target(self, raw)
-        if s.modality == "interactions":
-            return _interactions.encode_target(self, raw)
-        if s.modality == "sequence" and raw.labels is None:
-            raise DataError(f"{raw.origin}: no targets (array {s.target!r}) to evaluate against")
-        values = raw.frame[s.target] if raw.frame is not None else raw.labels
+        kind = KINDS[s.modality]
+        own = kind.encode_target(self, raw)
+        if own is not None:  # series windows and interactions define their own targets
+            return own
+        values = kind.target_values(self, raw)
         if s.task == "classification":
             labels = label_strings(values)
             index = {c: i for i, c in enumerate(s.classes or [])}
@@ -217,14 +186,14 @@ class Preprocessor:
         p.tensors = dict(tensors)
         if "features" in meta:
             p.features = {name: feature_type(f["type"]).state_type.from_json(f["state"]) for name, f in meta["features"].items()}
-        elif p.schema.modality == "table":  # a package from before feature types
+        elif "num.mean" in p.tensors:  # a table package from before feature types
             p.features = _legacy_states(p)
         p.fitted = True
         return p
 
     # ------------------------------------------------------------------ helpers
 
-    def _fit_columns(self, frame: pd.DataFrame, *, where: str) -> None:
+    def fit_columns(self, frame: pd.DataFrame, *, where: str) -> None:
         """Each column's feature type learns its state from the training split."""
         options = self.options()
         for c in self.schema.columns:

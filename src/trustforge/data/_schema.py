@@ -16,7 +16,7 @@ from trustforge.data._sources import RawData
 from trustforge.data.features import FeatureOptions, feature_type, infer_type, label_strings, natural_key
 from trustforge.errors import DataError
 
-__all__ = ["Column", "Schema", "infer_schema", "label_strings"]
+__all__ = ["Column", "Schema", "infer_table_schema", "label_strings"]
 
 
 @dataclass
@@ -111,37 +111,22 @@ class Schema:
         return cls(**d)
 
 
-def infer_schema(
+def infer_table_schema(
     raw: RawData,
     *,
     task: str,
     features: list[str] | dict[str, str] | None,
     drop: list[str],
     max_categories: int,
-    audio: Any = None,
     text: Any = None,
 ) -> tuple[Schema, RawData]:
-    """Infer the schema and return it with the data cleaned of rows without a target.
+    """The schema of a table (modality "table", or "text": one text column and `text`, the
+    spec's data.text) and the table cleaned of rows without a target.
 
     Raises:
         DataError: a named feature column is missing, a column cannot be typed, or the target
             does not suit the task.
     """
-    if raw.modality == "image":
-        classes = raw.classes or sorted(set(raw.labels.tolist()))
-        if task != "classification":
-            raise DataError(f"{raw.origin}: image sets support task classification; got {task}")
-        c, h, w = raw.images.shape[1:]
-        return Schema("image", "classification", raw.target, classes=classes, image_shape=(c, h, w), rows=len(raw)), raw
-    if raw.modality == "sequence":
-        from trustforge.data._sequences import infer_sequence_schema
-
-        return infer_sequence_schema(raw, task=task)
-    if raw.modality == "audio":  # `audio`: the spec's data.audio (front-end settings)
-        from trustforge.data._audio import infer_audio_schema
-
-        return infer_audio_schema(raw, task=task, audio=audio), raw
-
     frame = raw.frame
     missing_cols = [c for c in [*(features or []), *drop] if c not in frame.columns]
     if missing_cols:

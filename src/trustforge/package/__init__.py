@@ -10,7 +10,8 @@ from trustforge.package._format import (
     sha256_file,
     write_package,
 )
+from trustforge.package._manifest import build_manifest
 from trustforge.package._model import Model
 
-__all__ = ["Model", "write_package", "read_package", "VerifiedPackage", "UnsafeNoVerify", "sha256_file", "FORMAT",
+__all__ = ["Model", "build_manifest", "write_package", "read_package", "VerifiedPackage", "UnsafeNoVerify", "sha256_file", "FORMAT",
            "FORMAT_VERSION", "SIGNATURE_FILE"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data import Preprocessor, RawData, Schema, list_images, read_image, read_table
-from trustforge.data import read_audio_input, read_sequence_input, read_series_input
-from trustforge.data import _interactions
-from trustforge.data._text import read_text_input
+from trustforge.data import Preprocessor, RawData, Schema, input_kind, recommend_items
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import Task, outputs_to_proba, task_of
 from trustforge.models import build_model
 from trustforge.package._format import UnsafeNoVerify, VerifiedPackage, read_package
-from trustforge.secure._keys import Keyring
+from trustforge.secure import Keyring
 from trustforge.spec import TaskSpec
 
 __all__ = ["Model"]
@@ -95,39 +91,9 @@ class Model:
     # ------------------------------------------------------------------ inputs
 
     def read_input(self, source: str | os.PathLike[str] | pd.DataFrame | np.ndarray) -> RawData:
-        """Turn a DataFrame, image array, CSV/Parquet file or image folder into checked raw data."""
-        s = self.schema
-        if s.modality == "series":  # a DataFrame or CSV/Parquet file holding the series
-            return read_series_input(s, source)
-        if s.modality == "sequence":  # an array (N, T, F) or an .npz file
-            return read_sequence_input(s, source)
-        if s.modality == "audio":  # waveforms (N, T) at the package's sample rate, a WAV file or a folder
-            return read_audio_input(s, source)
-        if s.modality == "interactions":  # a DataFrame or CSV/Parquet file with the user and item columns
-            return _interactions.read_input(source, s)
-        if s.modality == "text":  # a DataFrame or CSV/Parquet/JSON Lines file with the text column
-            return read_text_input(s, source)
-        if isinstance(source, pd.DataFrame):
-            if s.modality != "table":
-                raise DataError("this model takes images, not a table")
-            return RawData("table", s.target, "input", frame=source)
-        if isinstance(source, np.ndarray):
-            if s.modality != "image":
-                raise DataError("this model takes a table, not an image array")
-            return RawData("image", s.target, "input", images=source.astype(np.float32), labels=np.array([""] * len(source)))
-        path = Path(source)
-        if s.modality == "table":
-            if path.is_dir():
-                raise DataError(f"{path}: this model takes a CSV or Parquet table, not a folder")
-            return RawData("table", s.target, str(path), frame=read_table(path))
-        if not path.is_dir():
-            raise DataError(f"{path}: this model takes a folder of PNG/JPEG images")
-        files = list_images(path)
-        c, h, w = s.image_shape
-        images = np.stack([read_image(f, (h, w), c) for f in files])
-        # A folder of class sub-folders carries labels (for evaluation); a flat folder does not.
-        labels = np.array([f.parent.name if f.parent != path else "" for f in files])
-        return RawData("image", s.target, str(path), images=images, labels=labels, paths=[str(f.relative_to(path)) for f in files])
+        """Turn a DataFrame, array, file or folder into checked raw data, as the model's kind of
+        input reads it (a table, a text column, an image folder, WAV files, a series, ...)."""
+        return input_kind(self.schema).read_input(self.schema, source)
 
     # ------------------------------------------------------------------ predicting
 
@@ -172,18 +138,7 @@ class Model:
     def evaluate(self, data: Any) -> dict[str, Any]:
         """The task's full metric set on labelled data (the target column or class folders)."""
         raw = data if isinstance(data, RawData) else self.read_input(data)
-        if raw.modality == "sequence" and raw.labels is None:
-            raise DataError(f"{raw.origin}: evaluation needs targets (array {self.schema.target!r} in the .npz file)")
-        if raw.modality in ("table", "text") and self.schema.target not in raw.frame.columns:
-            raise DataError(f"{raw.origin}: no target column {self.schema.target!r} to evaluate against")
-        if raw.modality == "image" and (raw.labels is None or any(lbl == "" for lbl in raw.labels)):
-            raise DataError(f"{raw.origin}: evaluation needs labelled images (one sub-folder per class)")
-        if raw.modality == "audio" and (raw.labels is None or any(lbl == "" for lbl in raw.labels)):
-            raise DataError(f"{raw.origin}: evaluation needs labelled clips (one sub-folder of WAV files per class)")
-        if raw.modality == "table":
-            raw = RawData("table", raw.target, raw.origin, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
-        if raw.modality == "text":
-            raw = replace(raw, frame=raw.frame[raw.frame[self.schema.target].notna()].reset_index(drop=True))
+        raw = input_kind(raw).labelled(self.schema, raw)  # unlabelled rows dropped, or an error naming what is missing
         return self.task.evaluate(self, raw)
 
     def recommend(self, users: Any, k: int = 10, *, exclude_known: bool = True) -> pd.DataFrame:
@@ -202,6 +157,6 @@ class Model:
         Raises:
             DataError: not a recommendation model, k < 1, or no users.
         """
-        if self.schema.modality != "interactions":
+        if not hasattr(self.module, "score_all"):  # only recommenders score every item
             raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
-        return _interactions.recommend(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
+        return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)

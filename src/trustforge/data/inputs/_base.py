@@ -1,0 +1,105 @@
+"""What every kind of input provides: the whole-row shape a data set's inputs take.
+
+A table's rows are columns, each of its own feature type (`data.features`); the other kinds
+are inputs that are one thing per row: an image, an audio clip, a numeric sequence, a window
+of a series, a (user, item) pair, a text of one column. Each kind is one object that owns
+how its data is typed, split, fitted, encoded, described in the package's signature and read
+back at prediction time, so no other stage compares a modality string. Kinds are registered
+in `data.inputs.INPUT_KINDS`, keyed by the schema's `modality`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from trustforge.data._schema import Schema
+from trustforge.data._sources import RawData
+from trustforge.errors import DataError
+
+if TYPE_CHECKING:
+    from trustforge.data._encoders import Preprocessor
+
+__all__ = ["InputKind", "KINDS"]
+
+# name -> kind, filled by `data.inputs` when it registers the kinds; the preprocessor looks its
+# kind up here, so it does not import the kinds' modules (which import it).
+KINDS: dict[str, "InputKind"] = {}
+
+
+class InputKind:
+    """One kind of input. Subclasses override what differs from a labelled array of rows.
+
+    Attributes:
+        name: the schema's `modality`.
+        image_like: a grid the training-time shift/flip augmentation applies to.
+    """
+
+    name: ClassVar[str]
+    image_like: ClassVar[bool] = False
+
+    def load(self, spec: Any, *, cache_dir: Any = None) -> RawData:
+        """Read the spec's data source (`data.text` picks one column of a table as the text input)."""
+        from trustforge.data._sources import load_source
+        from trustforge.data._text import as_text
+
+        d = spec.data
+        raw = load_source(d.source, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels,
+                          seed=spec.train.seed, sample_rate=d.audio.sample_rate, seconds=d.audio.seconds, cache_dir=cache_dir)
+        return as_text(raw, d.text.column) if d.text is not None else raw
+
+    def prepare(self, spec: Any, raw: RawData) -> Any:
+        """The whole data stage when this kind splits and encodes in its own way (a series by
+        time, interactions per user), else None for the common path of `data.prepare`."""
+        return None
+
+    def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
+        """The schema of `raw` (`data`: the spec's data section) and `raw` cleaned of rows without a target."""
+        raise NotImplementedError
+
+    def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
+        """The rows `idx` of `raw`."""
+        raise NotImplementedError
+
+    def labels(self, raw: RawData) -> np.ndarray | None:
+        """One target label per row (for stratified splits), or None when unlabelled."""
+        return raw.labels
+
+    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
+        """Learn the input's fitted state from the training split into `pre`."""
+        raise NotImplementedError
+
+    def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
+        """The model's inputs for `raw`."""
+        raise NotImplementedError
+
+    def encode_target(self, pre: "Preprocessor", raw: RawData) -> torch.Tensor | None:
+        """The training target of `raw` when the kind defines its own (series windows,
+        interactions); None: the task's classes or standardised values of `target_values`."""
+        return None
+
+    def training_copies(self, raw: RawData, data: Any, seed: int) -> RawData:
+        """The training split as the model trains on it (augmented copies for audio); default as is."""
+        return raw
+
+    def target_values(self, pre: "Preprocessor", raw: RawData) -> Any:
+        """The raw target of each row, as classification and regression encode it."""
+        if raw.labels is None:
+            raise DataError(f"{raw.origin}: no targets ({pre.schema.target!r}) to evaluate against")
+        return raw.labels
+
+    def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
+        """The package's input signature: what one request carries."""
+        raise NotImplementedError
+
+    def read_input(self, schema: Schema, source: Any) -> RawData:
+        """Prediction input (a DataFrame, an array, a file or a folder) as checked raw data."""
+        raise NotImplementedError
+
+    def labelled(self, schema: Schema, raw: RawData) -> RawData:
+        """`raw` ready for evaluation: its unlabelled rows dropped, or an error naming what is missing."""
+        if raw.labels is None or any(str(label) == "" for label in raw.labels):
+            raise DataError(f"{raw.origin}: evaluation needs labelled data (one sub-folder per class)")
+        return raw

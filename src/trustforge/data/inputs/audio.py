@@ -1,0 +1,59 @@
+"""Audio clips: mono waveforms, turned into standardised log-mel spectrograms (see `data._audio`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from trustforge.data import _audio
+from trustforge.data._schema import Schema
+from trustforge.data._sources import RawData
+from trustforge.data.inputs._base import InputKind
+from trustforge.errors import DataError
+
+if TYPE_CHECKING:
+    from trustforge.data._encoders import Preprocessor
+
+__all__ = ["Audio"]
+
+
+class Audio(InputKind):
+    name = "audio"
+    # The spectrogram is the "image": a shift moves it by mel bands (a voice a little higher or
+    # lower) and by frames (a word said a little earlier or later).
+    image_like = True
+
+    def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
+        return _audio.infer_audio_schema(raw, task=task, audio=data.audio), raw
+
+    def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
+        paths = [raw.paths[i] for i in idx] if raw.paths else []
+        return RawData("audio", raw.target, raw.origin, labels=raw.labels[idx], classes=raw.classes, paths=paths,
+                       waveforms=raw.waveforms[idx], sample_rate=raw.sample_rate,
+                       groups=raw.groups[idx] if raw.groups is not None else None)
+
+    def training_copies(self, raw: RawData, data: Any, seed: int) -> RawData:
+        """Noisy copies of the training clips, made before the front end (`data.audio.augment`)."""
+        a = data.audio.augment
+        return _audio.augment_clips(raw, copies=a.copies, snr_db=a.snr_db, gain_db=a.gain_db, shift=a.shift, seed=seed)
+
+    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
+        _audio.fit(pre, raw)
+
+    def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
+        return _audio.encode(pre, raw)
+
+    def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
+        # Mono waveforms in [-1, 1]; the log-mel front end runs inside.
+        a = pre.schema.audio
+        return [{"name": "waveform", "datatype": "FP32", "shape": [-1, a["samples"]], "sample_rate": a["sample_rate"]}]
+
+    def read_input(self, schema: Schema, source: Any) -> RawData:
+        return _audio.read_audio_input(schema, source)
+
+    def labelled(self, schema: Schema, raw: RawData) -> RawData:
+        if raw.labels is None or any(label == "" for label in raw.labels):
+            raise DataError(f"{raw.origin}: evaluation needs labelled clips (one sub-folder of WAV files per class)")
+        return raw

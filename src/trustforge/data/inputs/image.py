@@ -1,0 +1,68 @@
+"""Images: float32 (N, C, H, W) in [0, 1], standardised per channel with the training statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustforge.data._schema import Schema
+from trustforge.data._sources import RawData, list_images, read_image
+from trustforge.data.inputs._base import InputKind
+from trustforge.errors import DataError
+
+if TYPE_CHECKING:
+    from trustforge.data._encoders import Preprocessor
+
+__all__ = ["Image"]
+
+
+class Image(InputKind):
+    name = "image"
+    image_like = True
+
+    def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
+        classes = raw.classes or sorted(set(raw.labels.tolist()))
+        if task != "classification":
+            raise DataError(f"{raw.origin}: image sets support task classification; got {task}")
+        c, h, w = raw.images.shape[1:]
+        return Schema("image", "classification", raw.target, classes=classes, image_shape=(c, h, w), rows=len(raw)), raw
+
+    def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
+        paths = [raw.paths[i] for i in idx] if raw.paths else []
+        return RawData("image", raw.target, raw.origin, images=raw.images[idx], labels=raw.labels[idx], classes=raw.classes, paths=paths)
+
+    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
+        x = torch.from_numpy(raw.images)
+        pre.tensors["image.mean"] = x.mean(dim=(0, 2, 3)).float()
+        std = x.std(dim=(0, 2, 3)).float()
+        pre.tensors["image.std"] = torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant channel is not divided by 0
+
+    def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
+        return (pre.encode_images(raw.images),)
+
+    def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
+        return [{"name": "image", "datatype": "FP32", "shape": [-1, *pre.schema.image_shape]}]
+
+    def read_input(self, schema: Schema, source: Any) -> RawData:
+        if isinstance(source, pd.DataFrame):
+            raise DataError("this model takes images, not a table")
+        if isinstance(source, np.ndarray):
+            return RawData("image", schema.target, "input", images=source.astype(np.float32), labels=np.array([""] * len(source)))
+        path = Path(source)
+        if not path.is_dir():
+            raise DataError(f"{path}: this model takes a folder of PNG/JPEG images")
+        files = list_images(path)
+        c, h, w = schema.image_shape
+        images = np.stack([read_image(f, (h, w), c) for f in files])
+        # A folder of class sub-folders carries labels (for evaluation); a flat folder does not.
+        labels = np.array([f.parent.name if f.parent != path else "" for f in files])
+        return RawData("image", schema.target, str(path), images=images, labels=labels, paths=[str(f.relative_to(path)) for f in files])
+
+    def labelled(self, schema: Schema, raw: RawData) -> RawData:
+        if raw.labels is None or any(label == "" for label in raw.labels):
+            raise DataError(f"{raw.origin}: evaluation needs labelled images (one sub-folder per class)")
+        return raw

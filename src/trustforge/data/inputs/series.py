@@ -1,0 +1,50 @@
+"""A time series (task forecasting): windows of `lookback` values, each with its next `horizon`
+values as the target (see `data._series`; `prepare_series` splits it by time)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trustforge.data import _series
+from trustforge.data._schema import Schema
+from trustforge.data._sources import RawData
+from trustforge.data.inputs._base import InputKind
+
+if TYPE_CHECKING:
+    from trustforge.data._encoders import Preprocessor
+
+__all__ = ["Series"]
+
+
+class Series(InputKind):
+    name = "series"
+
+    def prepare(self, spec: Any, raw: RawData) -> Any:
+        return _series.prepare_series(spec, raw)
+
+    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
+        _series.fit(pre, raw)
+
+    def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
+        return _series.encode_inputs(pre, raw)
+
+    def encode_target(self, pre: "Preprocessor", raw: RawData) -> torch.Tensor:
+        return _series.encode_target(pre, raw)
+
+    def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
+        # One series per request, at least `lookback` rows; the time column (if any) orders them.
+        schema = pre.schema
+        series = schema.series
+        inputs = [{"name": schema.target, "datatype": "FP64", "shape": [-1], "min_rows": series["lookback"]}]
+        if series.get("time"):
+            kind = "FP64" if series.get("time_kind") == "numeric" else "BYTES"  # dates travel as ISO text
+            inputs.append({"name": series["time"], "datatype": kind, "shape": [-1], "optional": True})
+        return inputs
+
+    def read_input(self, schema: Schema, source: Any) -> RawData:
+        return _series.read_series_input(schema, source)
+
+    def labelled(self, schema: Schema, raw: RawData) -> RawData:
+        return raw  # every complete window of the series is scored against its next values

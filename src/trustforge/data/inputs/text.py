@@ -1,0 +1,39 @@
+"""Text: one column of a table, tokenised as `data.text` says, read by a text model (see `data._text`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trustforge.data import _text
+from trustforge.data._schema import Schema, infer_table_schema
+from trustforge.data._sources import RawData
+from trustforge.data.inputs.table import Table
+
+if TYPE_CHECKING:
+    from trustforge.data._encoders import Preprocessor
+
+__all__ = ["Text"]
+
+
+class Text(Table):
+    name = "text"
+
+    def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
+        return infer_table_schema(raw, task=task, features=None, drop=data.drop, max_categories=data.max_categories, text=data.text)
+
+    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
+        _text.fit(pre, raw)
+
+    def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
+        return _text.encode(pre, raw)
+
+    def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
+        # One UTF-8 text per row, tokenised inside.
+        t = pre.schema.text
+        return [{"name": t["column"], "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t["tokenizer"],
+                 "max_length": t["max_length"]}]
+
+    def read_input(self, schema: Schema, source: Any) -> RawData:
+        return _text.read_text_input(schema, source)

@@ -1,0 +1,85 @@
+"""The manifest of a new package: what the model is, what it takes and returns, how it was made.
+
+Everything here is JSON and describes this machine by nothing but versions: the spec is
+redacted (a data file is named by its file name only), and the input signature is what the
+data's kind of input and feature types say a request carries.
+"""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from trustforge.data import Prepared, input_kind
+from trustforge.evaluate import task_of
+from trustforge.spec import TaskSpec, redact_spec, spec_to_dict
+from trustforge.train import count_parameters
+
+__all__ = ["build_manifest"]
+
+
+def build_manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], *, run: str,
+                   spec_digest: str, n_out: int) -> dict[str, Any]:
+    """The manifest of a package trained from `spec` on `data` (everything but the fields
+    `write_package` fills in: format, package id, files).
+
+    Args:
+        run: the run folder's name (lineage).
+        spec_digest: the digest of the normalised spec (lineage).
+        n_out: the model's number of outputs.
+    """
+    meta, _ = data.preprocessor.state()
+    redacted = redact_spec(spec)  # no path of this machine leaves it
+    return {
+        "name": spec.name,
+        "version": None,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": spec.task,
+        "spec": spec_to_dict(redacted),
+        "signature": {"inputs": input_kind(data.schema).signature(data.preprocessor),
+                      "outputs": task_of(spec).output_signature(data.schema)},
+        "preprocessing": meta,
+        "model": {"kind": spec.model.kind, "outputs": n_out, "parameters": count_parameters(model)},
+        "metrics": dict(metrics),
+        "lineage": {
+            "run": run,
+            "data_source": redacted.data.source,
+            "dataset_digest": data.data_digest,
+            "spec_digest": spec_digest,
+            "git_commit": _git_commit(),
+            "packages": _versions(),
+            "python": platform.python_version(),
+            "created_by": _user(),
+        },
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("trustforge", "torch", "numpy", "pandas", "scikit-learn", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
