@@ -4,9 +4,14 @@ Each row trains one example spec as written (`trustforge.run(spec, register=Fals
 its baseline on the same split and encoding (`trustforge.data.prepare` with the spec's seed)
 and prints both, with the issue's quality target. Slow: about 40-60 minutes on 2 CPU cores, most of it fine-tuning MiniLM.
 
+The README's figures live in bench/figures.json (figure and tolerance per example and metric);
+each printed row shows its example's recorded figure. With `--check` the run exits 1 when a row
+falls below its recorded figure by more than the tolerance, naming the row.
+
     .venv/bin/python bench/scenarios.py                # all scenarios
     .venv/bin/python bench/scenarios.py speech fraud   # the rows whose names start with these words
     .venv/bin/python bench/scenarios.py sentiment      # both sentiment models and their baselines
+    .venv/bin/python bench/scenarios.py --check shapes # and exit 1 if a row is below its README figure
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import yaml
@@ -27,6 +32,45 @@ sys.path.insert(0, str(ROOT / "src"))
 import trustforge  # noqa: E402
 from trustforge.data import Prepared, prepare  # noqa: E402
 from trustforge.spec import load_spec  # noqa: E402
+
+FIGURES_FILE = Path(__file__).resolve().with_name("figures.json")
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "mape", "smape", "mse", "log_loss"})
+
+
+def load_figures(path: Path = FIGURES_FILE, section: str | None = None) -> dict[str, dict]:
+    """The README's recorded figures: {example file: {metric: {"figure", "tolerance", "why"}}}; or
+    one `section` of the file (its keys that start with "_" are notes)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw = raw[section] if section else raw
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+FIGURES = load_figures()
+# Examples too slow to train as written in CI: {example: {"settings": what CI trains, "figures": {metric: ...}}}.
+REDUCED: dict[str, dict] = load_figures(FIGURES_FILE, "_reduced")
+
+
+def shortfalls(example: str, metrics: Mapping[str, float], figures: Mapping[str, Mapping] | None = None,
+               *, two_sided: bool = False) -> list[str]:
+    """One line per recorded figure of `example` that `metrics` misses: worse than the figure by
+    more than its tolerance (lower is better for errors such as MAE and RMSE), or, `two_sided`,
+    off the figure by more than the tolerance either way (a README that understates is wrong too).
+    A recorded metric absent from `metrics` is a shortfall. Empty when every figure holds."""
+    recorded = (FIGURES if figures is None else figures).get(example, {})
+    out = []
+    for metric, rec in recorded.items():
+        figure, tol = float(rec["figure"]), float(rec["tolerance"])
+        if metric not in metrics:
+            out.append(f"{example} {metric}: not measured (README figure {figure:g})")
+            continue
+        got = float(metrics[metric])
+        worse = got - figure if metric in LOWER_IS_BETTER else figure - got
+        if worse > tol or (two_sided and -worse > tol) or got != got:
+            side = "below" if worse > 0 else "above"
+            if metric in LOWER_IS_BETTER:
+                side = "worse than" if worse > 0 else "better than"
+            out.append(f"{example} {metric}: {got:.4f}, {side} the README figure {figure:g} by more than {tol:g}")
+    return out
 
 
 @dataclass
@@ -174,6 +218,10 @@ SCENARIOS = [
              "accuracy ≥ 0.97", logreg_table("accuracy")),
     Scenario("image recognition, digits", "digits_cnn.yaml", "accuracy", "SVC", "accuracy ≥ 0.985", svc_images),
     Scenario("image recognition, shapes", "shapes_cnn.yaml", "accuracy", "SVC", "well above chance (0.10)", svc_images),
+    Scenario("classic tutorial CNN", "classic_cifar_cnn.yaml", "accuracy", "largest class (chance)",
+             "learns the real labels", majority_class),
+    Scenario("classic LSTM", "classic_lstm.yaml", "accuracy", "largest class (chance)",
+             "reads digits row by row", majority_class),
 ]
 
 
@@ -190,18 +238,43 @@ def run_example(example: str) -> dict:
     return _RUNS[example]
 
 
-def main(selected: list[str]) -> None:
+def failures(rows: list[Scenario], run: Callable[[str], Mapping[str, float]] | None = None) -> list[str]:
+    """Every recorded figure of the rows' examples that their run misses (see `shortfalls`), each
+    line naming its rows: "fraud detection (fraud_mlp.yaml) pr_auc: 0.5500, below ..."."""
+    run = run or run_example
+    out = []
+    for example in dict.fromkeys(s.example for s in rows):
+        names = ", ".join(dict.fromkeys(s.name for s in rows if s.example == example))
+        out += [f"{names} ({example}) {line.split(' ', 1)[1]}" for line in shortfalls(example, run(example))]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """Print every selected row; with `--check`, return 1 when a row falls below its recorded
+    README figure by more than its tolerance, naming the row on stderr."""
+    check = "--check" in argv
+    selected = [a for a in argv if a != "--check"]
     rows = [s for s in SCENARIOS if not selected or any(s.name.startswith(w) for w in selected)]
-    print(f"{'scenario':28} {'example':30} {'metric':9} {'TrustForge':>10} {'baseline':>9}  {'better':6} baseline / target")
+    print(f"{'scenario':28} {'example':30} {'metric':9} {'TrustForge':>10} {'README':>7} {'baseline':>9}  {'better':6} baseline / target")
     for s in rows:
         spec = yaml.safe_load((ROOT / "examples" / s.example).read_text(encoding="utf-8"))
         metrics = run_example(s.example)
         key = s.metric.rstrip("↓")
         ours, base = float(metrics[key]), s.measure_baseline(spec, metrics)
         better = ours < base if s.metric.endswith("↓") else ours > base
-        print(f"{s.name:28} {s.example:30} {s.metric:9} {ours:10.4f} {base:9.4f}  {'yes' if better else 'NO':6} "
+        recorded = FIGURES.get(s.example, {}).get(key)
+        readme = f"{recorded['figure']:7g}" if recorded else f"{'-':>7}"
+        print(f"{s.name:28} {s.example:30} {s.metric:9} {ours:10.4f} {readme} {base:9.4f}  {'yes' if better else 'NO':6} "
               f"{s.baseline} / {s.target}  ({metrics['_seconds']:.0f} s)", flush=True)
+    if not check:
+        return 0
+    missed = failures(rows)
+    for line in missed:
+        print(f"below its README figure: {line}", file=sys.stderr)
+    print(f"check: {len(missed)} figure(s) below the README's (bench/figures.json)" if missed
+          else "check: every row holds its README figure (bench/figures.json)")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

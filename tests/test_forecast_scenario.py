@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _figures import assert_near_readme
 
 import trustforge
 from trustforge.data import load_source
@@ -43,8 +44,8 @@ def test_air_passengers_example_at_full_settings():
     result = trustforge.run(EXAMPLE, progress=False, register=False)
     m = result.metrics
     # Measured (seed 7): MAE 14.7 (MAPE 3.2 %) against seasonal-naive 47.6 (10.5 %).
+    assert_near_readme("forecast_air_passengers.yaml", m)
     assert m["mae"] < 0.4 * m["baseline_seasonal_naive_mae"], m
-    assert m["mape"] < 0.05
 
 
 @pytest.fixture(scope="module")

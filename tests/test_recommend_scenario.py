@@ -15,10 +15,11 @@ import pytest
 import torch
 import yaml
 from _cli import run_main
+from _figures import assert_near_readme
 
 import trustforge
-from trustforge.data import prepare
 from trustforge.data import _interactions as inter
+from trustforge.data import prepare
 from trustforge.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,7 +210,9 @@ def test_full_settings_beat_their_baselines(path, workspace):
     """The examples as written (the README's figures): the model beats its same-split baseline."""
     m = trustforge.run(path, progress=False, register=False).metrics
     if path == EXPLICIT:
+        assert_near_readme("recommend_explicit.yaml", m)
         assert m["rmse"] < m["baseline_bias_rmse"] - 0.003, m
     else:
+        assert_near_readme("recommend_implicit.yaml", m)
         assert m["hr@10"] > m["baseline_popularity_hr@10"] + 0.005, m
         assert m["ndcg@10"] > m["baseline_popularity_ndcg@10"] + 0.002, m

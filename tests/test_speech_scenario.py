@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from _figures import assert_near_readme
 from sklearn.linear_model import LogisticRegression
 
 import trustforge
@@ -131,3 +132,4 @@ def test_speech_digits_full_settings_reach_the_target_on_unseen_voices(spoken_di
           f"logistic regression on mean log-mel {baseline:.3f}; fit {result.metrics['fit_seconds']:.0f} s")
     assert result.metrics["accuracy"] >= 0.95, result.metrics["accuracy"]
     assert result.metrics["accuracy"] > baseline
+    assert_near_readme("speech_digits.yaml", result.metrics)

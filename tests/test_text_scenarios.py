@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from _figures import assert_near_readme
 from typer.testing import CliRunner
 
 import trustforge
@@ -111,8 +112,8 @@ def test_sentiment_minilm_example_learns_with_small_settings(tmp_path):
     raw = _small(_example("sentiment_minilm.yaml"), _reviews_subset(tmp_path, 400), max_epochs=2)
     raw["data"]["text"]["max_length"] = 64
     result = trustforge.run(raw, progress=False, register=False)
-    assert result.metrics["accuracy"] > 0.70, result.metrics  # majority class 0.65
-    assert result.metrics["roc_auc"] > 0.8, result.metrics
+    # The settings CI trains instead of the example's 25 minutes; the README quotes their figures.
+    assert_near_readme("sentiment_minilm.yaml", result.metrics, reduced=True)  # majority class 0.65
     model = result.load_model()
     proba = model.predict(pd.DataFrame({"review": ["Delicious, fresh and the best tea I have tried.",
                                                    "Arrived stale and tasted awful. Never again."]}))["proba_great"]
@@ -127,13 +128,14 @@ def test_sentiment_text_example_beats_tfidf_logistic_regression():
     result = trustforge.run(EXAMPLES / "sentiment_text.yaml", progress=False, register=False)
     baseline = tfidf_logistic_regression(_example("sentiment_text.yaml"))
     m = result.metrics
+    assert_near_readme("sentiment_text.yaml", m)
     assert m["accuracy"] > baseline["accuracy"] and m["f1_macro"] > baseline["f1_macro"], (m, baseline)
 
 
 @pytest.mark.slow
 def test_chinese_text_example_reads_characters_well():
     result = trustforge.run(EXAMPLES / "chinese_text.yaml", progress=False, register=False)
-    assert result.metrics["accuracy"] > 0.85, result.metrics  # majority class 0.52
+    assert_near_readme("chinese_text.yaml", result.metrics)  # majority class 0.52
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     rows = {(r["corruption"], r["severity"]): r for r in evidence["corruptions"]["rows"]}
     assert set(rows) == {(c, s) for c in ("typos", "dropped_words") for s in (1, 2, 3)}
