@@ -18,11 +18,25 @@ SPECS = {
     "regression": {"task": "regression", "data": {"source": "builtin:diabetes"}, "model": {"kind": "mlp"}},
     "forecasting": {"task": "forecasting", "data": {"source": "builtin:air_passengers"}, "model": {"kind": "mlp"}},
     "recommendation": {"task": "recommendation", "data": {"source": "builtin:movielens_small"}},
-    "recommendation-implicit": {"task": "recommendation",
-                                "data": {"source": "builtin:movielens_small", "interactions": {"feedback": "implicit"}}},
+    "recommendation-implicit": {
+        "task": "recommendation",
+        "data": {"source": "builtin:movielens_small", "interactions": {"feedback": "implicit"}},
+    },
 }
-REQUIRED = ("metric_names", "default_metrics", "headline_metric", "default_monitor", "output_size", "loss",
-            "validation_metrics", "output_signature", "compute_metrics", "test_metrics", "predict", "evaluate")
+REQUIRED = (
+    "metric_names",
+    "default_metrics",
+    "headline_metric",
+    "default_monitor",
+    "output_size",
+    "loss",
+    "validation_metrics",
+    "output_signature",
+    "compute_metrics",
+    "test_metrics",
+    "predict",
+    "evaluate",
+)
 
 
 def _baseline_of(name: str) -> str | None:
@@ -66,8 +80,14 @@ def test_every_task_answers_from_the_metrics_table(key):
 
 
 def test_the_spec_keeps_no_copy_of_the_metric_lists():
-    for copy in ("CLASSIFICATION_METRICS", "REGRESSION_METRICS", "FORECASTING_METRICS", "EXPLICIT_METRICS",
-                 "IMPLICIT_METRICS", "RECOMMENDATION_METRICS"):
+    for copy in (
+        "CLASSIFICATION_METRICS",
+        "REGRESSION_METRICS",
+        "FORECASTING_METRICS",
+        "EXPLICIT_METRICS",
+        "IMPLICIT_METRICS",
+        "RECOMMENDATION_METRICS",
+    ):
         assert not hasattr(spec_model, copy)
 
 

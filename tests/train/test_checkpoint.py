@@ -129,8 +129,12 @@ PLAIN = {
     "name": "iris-resume",
     "data": {"source": "builtin:iris"},
     "model": {"kind": "mlp", "hidden": [16], "dropout": 0.2},
-    "train": {"max_epochs": 5, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.01},
-              "early_stopping": {"monitor": "val_loss", "patience": 3}},
+    "train": {
+        "max_epochs": 5,
+        "batch_size": 16,
+        "optimizer": {"name": "adamw", "lr": 0.01},
+        "early_stopping": {"monitor": "val_loss", "patience": 3},
+    },
 }
 # Validation accuracy stalls from epoch 1, so this one stops at epoch 3, after the break at 2:
 # only a restored early-stopping state (best, wait) stops it there.
@@ -279,10 +283,13 @@ def test_resume_with_no_interrupted_run_is_a_run_error(workspace):
 
 def test_a_resumed_run_that_fails_is_kept_as_failed_and_not_resumed_again(workspace):
     # Diverges in epoch 3: interrupted after epoch 1, the resumed run fails.
-    spec = {"name": "diverges", "task": "regression", "data": {"source": "builtin:diabetes"},
-            "model": {"kind": "mlp", "hidden": [16], "dropout": 0},
-            "train": {"max_epochs": 6, "batch_size": 32, "early_stopping": None,
-                      "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.9}}}
+    spec = {
+        "name": "diverges",
+        "task": "regression",
+        "data": {"source": "builtin:diabetes"},
+        "model": {"kind": "mlp", "hidden": [16], "dropout": 0},
+        "train": {"max_epochs": 6, "batch_size": 32, "early_stopping": None, "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.9}},
+    }
     with pytest.raises(KeyboardInterrupt):
         run(spec, callbacks=[InterruptAfterEpoch(1)], progress=False)
     with pytest.raises(TrainingError, match="in epoch 3"):

@@ -16,8 +16,13 @@ from trustforge.spec import load_spec
 
 
 def _setup(epochs=3):
-    spec = load_spec({"data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
-                      "train": {"max_epochs": epochs, "batch_size": 16, "early_stopping": None}})
+    spec = load_spec(
+        {
+            "data": {"source": "builtin:iris"},
+            "model": {"kind": "mlp", "hidden": [8]},
+            "train": {"max_epochs": epochs, "batch_size": 16, "early_stopping": None},
+        }
+    )
     p = d.prepare(spec)
     with t.seeded(spec.train.seed):
         model = m.build_model(spec, p.schema)

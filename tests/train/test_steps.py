@@ -20,8 +20,9 @@ from trustforge.train._trainer import _Plan
 
 def _spec(**train):
     train = {"max_epochs": 3, "batch_size": 16, "early_stopping": None, "optimizer": {"name": "adamw", "lr": 0.03}, **train}
-    return load_spec({"name": "t", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [16], "dropout": 0.1},
-                      "train": train})
+    return load_spec(
+        {"name": "t", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [16], "dropout": 0.1}, "train": train}
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,8 +35,9 @@ def _fit(spec, step=None):
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)
     task = task_of(spec)
-    trainer = Trainer.from_train_spec(spec.train, task.loss(spec, 3, data.train.target), step=step,
-                                      val_metrics=task.validation_metrics(spec, data.preprocessor))
+    trainer = Trainer.from_train_spec(
+        spec.train, task.loss(spec, 3, data.train.target), step=step, val_metrics=task.validation_metrics(spec, data.preprocessor)
+    )
     trainer.fit(model, data.train, data.validation)
     return trainer, model, data
 

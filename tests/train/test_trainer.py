@@ -21,19 +21,20 @@ from trustforge.spec import TaskSpec, load_spec
 from trustforge.train import Callback, EarlyStopping, Trainer, lr_at, seeded
 
 
-def make_spec(source: str = "builtin:iris", task: str = "classification", *, hidden=(16,), dropout: float = 0.0,
-              **train) -> TaskSpec:
+def make_spec(source: str = "builtin:iris", task: str = "classification", *, hidden=(16,), dropout: float = 0.0, **train) -> TaskSpec:
     train.setdefault("max_epochs", 4)
     train.setdefault("batch_size", 16)
     train.setdefault("early_stopping", None)
     train.setdefault("optimizer", {"name": "adamw", "lr": 0.03})
-    return load_spec({
-        "name": "t",
-        "task": task,
-        "data": {"source": source},
-        "model": {"kind": "mlp", "hidden": list(hidden), "dropout": dropout},
-        "train": train,
-    })
+    return load_spec(
+        {
+            "name": "t",
+            "task": task,
+            "data": {"source": source},
+            "model": {"kind": "mlp", "hidden": list(hidden), "dropout": dropout},
+            "train": train,
+        }
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,8 +164,7 @@ def test_bce_on_a_binary_set_has_one_output_and_two_probability_columns():
 
 
 def test_mse_regression_beats_predicting_the_mean():
-    spec = make_spec("builtin:diabetes", "regression", hidden=(32,), batch_size=32, max_epochs=6,
-                     optimizer={"name": "adam", "lr": 0.01})
+    spec = make_spec("builtin:diabetes", "regression", hidden=(32,), batch_size=32, max_epochs=6, optimizer={"name": "adam", "lr": 0.01})
     trainer, _, data = fit(spec)
     out = trainer.predict(data.test.inputs)
     assert out.shape == (len(data.test), 1)
@@ -182,8 +182,9 @@ def test_mse_regression_beats_predicting_the_mean():
 
 
 def test_lr_at_cosine_with_warmup():
-    spec = make_spec(max_epochs=10, optimizer={"name": "sgd", "lr": 0.1},
-                     scheduler={"name": "cosine", "warmup_epochs": 2, "min_lr": 0.001}).train
+    spec = make_spec(
+        max_epochs=10, optimizer={"name": "sgd", "lr": 0.1}, scheduler={"name": "cosine", "warmup_epochs": 2, "min_lr": 0.001}
+    ).train
     assert lr_at(spec, 0) == pytest.approx(0.05)  # linear warm-up: (epoch + 1) / warmup of the base lr
     assert lr_at(spec, 1) == pytest.approx(0.1)
     assert lr_at(spec, 2) == pytest.approx(0.1)  # cosine starts at the base lr
@@ -195,8 +196,7 @@ def test_lr_at_cosine_with_warmup():
 
 
 def test_lr_at_step_and_none():
-    spec = make_spec(max_epochs=10, optimizer={"name": "sgd", "lr": 0.1},
-                     scheduler={"name": "step", "step_size": 3, "gamma": 0.5}).train
+    spec = make_spec(max_epochs=10, optimizer={"name": "sgd", "lr": 0.1}, scheduler={"name": "step", "step_size": 3, "gamma": 0.5}).train
     assert [lr_at(spec, e) for e in (0, 2, 3, 5, 6, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.0125])
     flat = make_spec(optimizer={"name": "sgd", "lr": 0.1}).train
     assert {lr_at(flat, e) for e in range(5)} == {0.1}
@@ -241,8 +241,7 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
 
 def test_early_stopping_on_a_metric_to_maximise():
     # Accuracy on 15 validation samples plateaus after a few epochs: ties are no improvement.
-    spec = make_spec(max_epochs=30, optimizer={"name": "adamw", "lr": 0.01},
-                     early_stopping={"monitor": "val_accuracy", "patience": 2})
+    spec = make_spec(max_epochs=30, optimizer={"name": "adamw", "lr": 0.01}, early_stopping={"monitor": "val_accuracy", "patience": 2})
     es = EarlyStopping("val_accuracy", patience=2)
     trainer, _, data = fit(spec, [es])
     acc = losses(trainer, "val_accuracy")
@@ -272,8 +271,7 @@ def test_gradient_clipping_by_norm_bounds_the_gradient_norm():
 
 def test_gradient_clipping_by_value_bounds_each_entry():
     hooks = StepHooks()
-    fit(make_spec(max_epochs=1, optimizer={"name": "sgd", "lr": 0.1}, gradient_clip_val=0.01,
-                  gradient_clip_algorithm="value"), [hooks])
+    fit(make_spec(max_epochs=1, optimizer={"name": "sgd", "lr": 0.1}, gradient_clip_val=0.01, gradient_clip_algorithm="value"), [hooks])
     assert max(hooks.max_abs_grads) <= 0.01
 
 
@@ -324,8 +322,7 @@ def test_a_diverging_loss_is_a_training_error_that_names_the_epoch():
         def on_epoch_end(self, trainer, epoch, logs):
             done.append(epoch + 1)
 
-    spec = make_spec("builtin:diabetes", "regression", batch_size=32, max_epochs=10,
-                     optimizer={"name": "sgd", "lr": 0.3, "momentum": 0.9})
+    spec = make_spec("builtin:diabetes", "regression", batch_size=32, max_epochs=10, optimizer={"name": "sgd", "lr": 0.3, "momentum": 0.9})
     with pytest.raises(TrainingError) as info:
         fit(spec, [Epochs()])
     assert done, "should diverge after at least one finite epoch"

@@ -2,8 +2,8 @@
 explanations, and the report that puts the evidence in front of a reviewer."""
 
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
-from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
+from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._report import compare_runs, write_report
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation

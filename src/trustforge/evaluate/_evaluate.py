@@ -16,9 +16,15 @@ from trustforge.evaluate._tasks import Task, outputs_to_proba, task_named
 __all__ = ["outputs_to_proba", "compute_metrics", "validation_metrics", "metrics_table"]
 
 
-def compute_metrics(task: str | Task, y_true: np.ndarray, *, proba: np.ndarray | None = None,
-                    y_pred: np.ndarray | None = None, classes: list[str] | None = None,
-                    baseline: np.ndarray | None = None) -> dict[str, Any]:
+def compute_metrics(
+    task: str | Task,
+    y_true: np.ndarray,
+    *,
+    proba: np.ndarray | None = None,
+    y_pred: np.ndarray | None = None,
+    classes: list[str] | None = None,
+    baseline: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The full metric set of a task, JSON-serialisable.
 
     Args:
@@ -30,8 +36,9 @@ def compute_metrics(task: str | Task, y_true: np.ndarray, *, proba: np.ndarray |
     return task_named(task).compute_metrics(y_true, proba=proba, y_pred=y_pred, classes=classes, baseline=baseline)
 
 
-def validation_metrics(task: str | Task, classes: list[str] | None, decode: Callable[[np.ndarray], np.ndarray] | None = None,
-                       names: tuple[str, ...] = ()) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+def validation_metrics(
+    task: str | Task, classes: list[str] | None, decode: Callable[[np.ndarray], np.ndarray] | None = None, names: tuple[str, ...] = ()
+) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
     """A function the Trainer calls on validation outputs each epoch.
 
     Classification logs accuracy (and any other named metric); regression logs MAE and RMSE in

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics", "forecasting_metrics", "mape", "smape", "ranking_metrics",
-           "Metric", "METRICS"]
+__all__ = ["classification_metrics", "regression_metrics", "forecasting_metrics", "mape", "smape", "ranking_metrics", "Metric", "METRICS"]
 
 
-def classification_metrics(
-    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]
-) -> dict[str, object]:
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
     """Compute classification metrics from predicted class probabilities.
 
     Predictions are the argmax of ``proba``. Per-class scores are computed over
@@ -192,8 +189,12 @@ def forecasting_metrics(y_true: np.ndarray, y_pred: np.ndarray, baseline: np.nda
 
     def errors(pred: np.ndarray) -> dict[str, float]:
         e = y_true - pred
-        return {"mae": float(np.mean(np.abs(e))), "rmse": float(np.sqrt(np.mean(e**2))),
-                "mape": mape(y_true, pred), "smape": smape(y_true, pred)}
+        return {
+            "mae": float(np.mean(np.abs(e))),
+            "rmse": float(np.sqrt(np.mean(e**2))),
+            "mape": mape(y_true, pred),
+            "smape": smape(y_true, pred),
+        }
 
     result: dict[str, object] = dict(errors(y_pred))
     result["mae_by_step"] = [float(v) for v in np.mean(np.abs(y_true - y_pred), axis=0)]
@@ -207,8 +208,9 @@ def forecasting_metrics(y_true: np.ndarray, y_pred: np.ndarray, baseline: np.nda
     return result
 
 
-def ranking_metrics(higher: np.ndarray, ties: np.ndarray, candidates: np.ndarray,
-                    ks: Sequence[int] = (10,)) -> dict[str, float | int | None]:
+def ranking_metrics(
+    higher: np.ndarray, ties: np.ndarray, candidates: np.ndarray, ks: Sequence[int] = (10,)
+) -> dict[str, float | int | None]:
     """Hit rate, NDCG and AUC of held-out items, each ranked among its own candidate items.
 
     Each held-out item competes with `candidates` other items (for a recommender: the items its
@@ -400,9 +402,24 @@ def _ranking_metric(name: str) -> Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        *(_class_metric(n) for n in ("accuracy", "precision", "recall", "f1", "precision_macro", "recall_macro",
-                                     "f1_macro", "precision_weighted", "recall_weighted", "f1_weighted", "roc_auc",
-                                     "pr_auc", "log_loss")),
+        *(
+            _class_metric(n)
+            for n in (
+                "accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "precision_macro",
+                "recall_macro",
+                "f1_macro",
+                "precision_weighted",
+                "recall_weighted",
+                "f1_weighted",
+                "roc_auc",
+                "pr_auc",
+                "log_loss",
+            )
+        ),
         *(_error_metric(n) for n in ("mae", "rmse", "r2")),
         *(_error_metric(n, validation=False) for n in ("mape", "smape")),
         *(_ranking_metric(n) for n in (*(f"{m}@{k}" for k in (5, 10, 20) for m in ("hr", "ndcg")), "auc")),

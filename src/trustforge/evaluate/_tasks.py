@@ -21,8 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from trustforge.data import _interactions
-from trustforge.data import forecast_inputs, forecast_table, window_forecasts
+from trustforge.data import _interactions, forecast_inputs, forecast_table, window_forecasts
 from trustforge.errors import ModelError
 from trustforge.evaluate import _recommend as recommend
 from trustforge.evaluate._metrics import METRICS, classification_metrics, forecasting_metrics, regression_metrics
@@ -123,8 +122,15 @@ class Task:
         """Outputs with a fitted temperature applied (only probabilities have one)."""
         return out
 
-    def compute_metrics(self, y_true: np.ndarray, *, proba: np.ndarray | None = None, y_pred: np.ndarray | None = None,
-                        classes: list[str] | None = None, baseline: np.ndarray | None = None) -> dict[str, Any]:
+    def compute_metrics(
+        self,
+        y_true: np.ndarray,
+        *,
+        proba: np.ndarray | None = None,
+        y_pred: np.ndarray | None = None,
+        classes: list[str] | None = None,
+        baseline: np.ndarray | None = None,
+    ) -> dict[str, Any]:
         """The full metric set, JSON-serialisable, from decoded predictions."""
         raise NotImplementedError
 
@@ -191,6 +197,7 @@ class Classification(Task):
 
     def validation_fn(self, classes: list[str], names: tuple[str, ...] = ()) -> MetricsFn:
         """Accuracy, and any other named metric (the whole set is computed only then)."""
+
         def fn(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
             proba = outputs_to_proba(out, len(classes))
             if not names or set(names) <= {"accuracy"}:
@@ -201,8 +208,10 @@ class Classification(Task):
         return fn
 
     def output_signature(self, schema: Any) -> list[dict[str, Any]]:
-        return [{"name": "prediction", "datatype": "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(schema.classes)], "labels": schema.classes}]
+        return [
+            {"name": "prediction", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(schema.classes)], "labels": schema.classes},
+        ]
 
     def calibrate(self, out: torch.Tensor, temperature: float) -> torch.Tensor:
         return out / temperature if temperature != 1.0 else out  # argmax unchanged; probabilities calibrated
@@ -233,6 +242,7 @@ class Classification(Task):
 
 def _error_metrics(decode: Decode | None, names: tuple[str, ...]) -> MetricsFn:
     """MAE and RMSE (and any other named regression metric) of every output value."""
+
     def fn(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         # reshape(-1): a forecast's (N, horizon) values count one by one (regression: (N, 1) → N).
         y = out.reshape(-1).numpy().astype(np.float64)

@@ -7,11 +7,11 @@ that must survive a resume return their state from `state_dict` (JSON values and
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import threading
 import time
-import io
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,9 +123,16 @@ class ProgressBar(Callback):
         self.console = self.console or Console(stderr=True)
         if self.console.is_terminal:
             self.progress = Progress(
-                TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=self.console, transient=False,
-                auto_refresh=False, redirect_stdout=False, redirect_stderr=False,
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self.progress.start()
             self.task = self.progress.add_task("train", total=trainer.batches_per_epoch, epoch="-", stats="")

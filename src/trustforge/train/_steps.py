@@ -61,8 +61,9 @@ class StepStrategy:
         the Trainer keeps the unwrapped model for prediction and checkpoints.
         """
 
-    def backward(self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *,
-                 weight: float, sync: bool) -> torch.Tensor:
+    def backward(
+        self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *, weight: float, sync: bool
+    ) -> torch.Tensor:
         """Forward, loss and backward of one batch; returns the detached data loss (a scalar).
 
         Args:
@@ -102,8 +103,9 @@ class PlainStep(StepStrategy):
     loss is the data loss, comparable with `val_loss`.
     """
 
-    def backward(self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *,
-                 weight: float, sync: bool) -> torch.Tensor:
+    def backward(
+        self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *, weight: float, sync: bool
+    ) -> torch.Tensor:
         model = ctx.model
         with ctx.autocast:
             loss = ctx.loss_fn(model(*inputs), target)

@@ -188,15 +188,35 @@ class Trainer:
     @classmethod
     def from_train_spec(cls, train: TrainSpec, loss_fn: LossFn, **kwargs: Any) -> "Trainer":
         """A trainer with the settings of a spec's `train` section; `kwargs` as in the constructor."""
-        return cls(loss_fn=loss_fn, max_epochs=train.max_epochs, batch_size=train.batch_size, optimizer=train.optimizer,
-                   scheduler=train.scheduler, sampler=train.sampler, gradient_clip_val=train.gradient_clip_val,
-                   gradient_clip_algorithm=train.gradient_clip_algorithm, accumulate_grad_batches=train.accumulate_grad_batches,
-                   precision=train.precision, accelerator=train.accelerator, seed=train.seed, **kwargs)
+        return cls(
+            loss_fn=loss_fn,
+            max_epochs=train.max_epochs,
+            batch_size=train.batch_size,
+            optimizer=train.optimizer,
+            scheduler=train.scheduler,
+            sampler=train.sampler,
+            gradient_clip_val=train.gradient_clip_val,
+            gradient_clip_algorithm=train.gradient_clip_algorithm,
+            accumulate_grad_batches=train.accumulate_grad_batches,
+            precision=train.precision,
+            accelerator=train.accelerator,
+            seed=train.seed,
+            **kwargs,
+        )
 
     @classmethod
-    def from_spec(cls, spec: Any, data: Any, task: Any, *, run_dir: Path | None = None, callbacks: Sequence[Callback] = (),
-                  progress: bool = False, resume_meta: dict[str, Any] | None = None,
-                  step: StepStrategy | None = None) -> "Trainer":
+    def from_spec(
+        cls,
+        spec: Any,
+        data: Any,
+        task: Any,
+        *,
+        run_dir: Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+        resume_meta: dict[str, Any] | None = None,
+        step: StepStrategy | None = None,
+    ) -> "Trainer":
         """The trainer a run of `spec` uses on its prepared `data`.
 
         Args:
@@ -299,12 +319,16 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.optimizer_spec, model.parameters())
         self.should_stop = False
-        split = _TrainSplit(tuple(t.to(self.device) for t in train.inputs), train.target.to(self.device),
-                            _balanced_weights(train.target) if self.sampler == "balanced" else None)
+        split = _TrainSplit(
+            tuple(t.to(self.device) for t in train.inputs),
+            train.target.to(self.device),
+            _balanced_weights(train.target) if self.sampler == "balanced" else None,
+        )
         plan = _Plan.of(len(split.target), self.batch_size, self.accumulate_grad_batches)
         self.batches_per_epoch = len(plan.used)
-        ctx = StepContext(self.model, self.optimizer, self.loss_fn, self._autocast(), self.gradient_clip_val,
-                          self.gradient_clip_algorithm, self.generator)
+        ctx = StepContext(
+            self.model, self.optimizer, self.loss_fn, self._autocast(), self.gradient_clip_val, self.gradient_clip_algorithm, self.generator
+        )
         self.step.setup(ctx)
         if resume is not None:
             self.load_state_dict(*resume)
@@ -321,8 +345,7 @@ class Trainer:
         train_loss = self._train_epoch(ctx, plan, split)
         if not math.isfinite(train_loss):
             raise TrainingError(
-                f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr "
-                "or set train.gradient_clip_val"
+                f"training loss became {train_loss} in epoch {epoch + 1}; lower train.optimizer.lr or set train.gradient_clip_val"
             )
         logs = {"train_loss": train_loss}
         if validation is not None and len(validation):
@@ -430,7 +453,7 @@ class Trainer:
             key = f"{i}:{type(cb).__name__}"
             if key in meta["callbacks"]:
                 prefix = f"cb{i}."
-                cb.load_state_dict(meta["callbacks"][key], {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+                cb.load_state_dict(meta["callbacks"][key], {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         if "step" in meta:
             self.step.load_state_dict(meta["step"])
         self.start_epoch = meta["epoch"] + 1
