@@ -56,9 +56,21 @@ def test_every_spec_task_is_registered():
 
 @pytest.mark.parametrize("name", list(TASKS))
 def test_every_registered_task_implements_every_method(name):
+    assert set(Task.__abstractmethods__) == set(REQUIRED)
     task = TASKS[name]
     missing = [m for m in REQUIRED if getattr(type(task), m) is getattr(Task, m)]
     assert not missing, f"task {name} does not implement {missing}"
+
+
+def test_a_task_missing_a_method_cannot_be_built():
+    class Clustering(Task):
+        name = "clustering"
+
+        def metric_names(self, spec):
+            return ("silhouette",)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Clustering()
 
 
 @pytest.mark.parametrize("key", list(SPECS))

@@ -1,9 +1,10 @@
 """Tasks as objects: what each kind of target means for training, decoding and evaluation.
 
-A task owns every decision that used to be a `spec.task == ...` switch in other stages: its
+A task owns every decision that other stages used to make by comparing the task's name: its
 default loss (what `train.loss: auto` means), how many outputs the model has, how outputs
 become predictions, what validation logs each epoch and which metric the progress bar shows,
-its headline metric, its summary metrics, the metrics a spec may name, and its test metrics.
+its headline metric, its summary metrics, the metrics a spec may name, its test metrics and
+the outputs of its serving signature.
 A new task is one class here plus one line in `TASKS`; the other stages ask `task_of(spec)`.
 
 The metrics a task names come from the one metrics table, `evaluate._metrics.METRICS`; the
@@ -14,7 +15,8 @@ and `package` (which builds `Model`) comes after `evaluate` in the flow.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,8 +59,9 @@ def _with_n(m: dict[str, Any], n: int) -> dict[str, Any]:
     return m
 
 
-class Task:
-    """One kind of target. Subclasses fill in every method; none is optional.
+class Task(ABC):
+    """One kind of target. Subclasses implement every abstract method (a task missing one cannot
+    be instantiated, so it cannot be registered); the others have defaults.
 
     Spec-facing methods take the `TaskSpec` (some answers depend on it, e.g. recommendation's
     feedback); model-facing ones take what the stage holds. `model` arguments are a
@@ -67,12 +70,17 @@ class Task:
 
     name: ClassVar[str]
     probabilities: ClassVar[bool] = False  # outputs decode to class probabilities (calibration, predict_proba)
+    # The report's summary cards: the figures of metrics.json that sum a run up, in order.
+    report_metrics: ClassVar[tuple[str, ...]] = ()
+    # The drift monitor watches the `prediction` column as numbers (else as labels).
+    numeric_prediction: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
     # ------------------------------------------------------------------ the spec's vocabulary
 
+    @abstractmethod
     def metric_names(self, spec: Any) -> tuple[str, ...]:
         """The metrics `evaluate.metrics` may name (in the order error messages list them)."""
         raise NotImplementedError
@@ -81,17 +89,25 @@ class Task:
         """The metrics `train.early_stopping.monitor` may name as `val_<metric>`: those logged on validation."""
         return tuple(m for m in self.metric_names(spec) if m in METRICS and METRICS[m].validation)
 
+    @abstractmethod
     def default_metrics(self, spec: Any) -> list[str]:
         """The rows of the summary table when the spec names none."""
         raise NotImplementedError
 
+    @abstractmethod
     def headline_metric(self, spec: Any) -> str:
         """The one figure that sums a run up (the corruption table, comparisons)."""
         raise NotImplementedError
 
+    @abstractmethod
     def default_monitor(self, spec: Any) -> str:
         """The validation log the progress bar shows when there is no early stopping."""
         raise NotImplementedError
+
+    def leaderboard_metric(self, metrics: Mapping[str, Any]) -> str:
+        """The figure of a run's metrics.json that `compare_runs` ranks runs of this task by
+        (default: rmse, the error of a task that predicts numbers)."""
+        return "rmse"
 
     def higher_is_better(self, monitor: str) -> bool:
         """Whether a larger `val_<metric>` (or `val_loss`) is an improvement."""
@@ -100,18 +116,22 @@ class Task:
 
     # ------------------------------------------------------------------ the model
 
+    @abstractmethod
     def output_size(self, spec: Any, schema: Any) -> int:
         """Number of model outputs."""
         raise NotImplementedError
 
+    @abstractmethod
     def loss(self, spec: Any, n_classes: int, train_target: torch.Tensor) -> LossFn:
         """The training loss (`train.loss`, `auto` meaning this task's default) on raw outputs and encoded targets."""
         raise NotImplementedError
 
+    @abstractmethod
     def validation_metrics(self, spec: Any, preprocessor: Any, names: tuple[str, ...] = ()) -> MetricsFn:
         """What the Trainer logs on validation outputs each epoch (as `val_<name>`), plus `names`."""
         raise NotImplementedError
 
+    @abstractmethod
     def output_signature(self, schema: Any) -> list[dict[str, Any]]:
         """The serving signature's outputs (OIP v2 style: name, datatype, shape)."""
         raise NotImplementedError
@@ -122,6 +142,7 @@ class Task:
         """Outputs with a fitted temperature applied (only probabilities have one)."""
         return out
 
+    @abstractmethod
     def compute_metrics(
         self,
         y_true: np.ndarray,
@@ -134,17 +155,25 @@ class Task:
         """The full metric set, JSON-serialisable, from decoded predictions."""
         raise NotImplementedError
 
+    @abstractmethod
     def test_metrics(self, data: Any, out: torch.Tensor, module: torch.nn.Module) -> dict[str, Any]:
         """A run's test metrics from its test outputs `out` (float32, as the package predicts)."""
         raise NotImplementedError
 
+    @abstractmethod
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
         """Predictions as a table (see `Model.predict`)."""
         raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         """The full metric set of a packaged model on labelled raw data (see `Model.evaluate`)."""
         raise NotImplementedError
+
+    def monitored_predictions(self, preprocessor: Any, outputs: Sequence[torch.Tensor]) -> np.ndarray | None:
+        """The predictions the drift reference summarises, from held-out outputs; None when the
+        monitor does not watch this task's predictions yet."""
+        return None
 
 
 def _frame(raw: Any, n: int) -> pd.DataFrame:
@@ -156,6 +185,7 @@ class Classification(Task):
 
     name = "classification"
     probabilities = True
+    report_metrics = ("accuracy", "f1_macro", "roc_auc", "log_loss")
     METRIC_NAMES = tuple(name for name, m in METRICS.items() if m.family == "class")
 
     def metric_names(self, spec: Any) -> tuple[str, ...]:
@@ -169,6 +199,9 @@ class Classification(Task):
 
     def default_monitor(self, spec: Any) -> str:
         return "val_accuracy"
+
+    def leaderboard_metric(self, metrics: Mapping[str, Any]) -> str:
+        return "accuracy"
 
     def output_size(self, spec: Any, schema: Any) -> int:
         n = len(schema.classes or [])
@@ -239,6 +272,11 @@ class Classification(Task):
         out = model.outputs(raw)
         return self.compute_metrics(target.numpy(), proba=outputs_to_proba(out, len(model.classes)), classes=model.classes)
 
+    def monitored_predictions(self, preprocessor: Any, outputs: Sequence[torch.Tensor]) -> np.ndarray:
+        classes = preprocessor.schema.classes
+        proba = outputs_to_proba(torch.cat(list(outputs)).float(), len(classes))
+        return np.array(classes, dtype=object)[proba.argmax(axis=1)]  # the predicted class names
+
 
 def _error_metrics(decode: Decode | None, names: tuple[str, ...]) -> MetricsFn:
     """MAE and RMSE (and any other named regression metric) of every output value."""
@@ -259,6 +297,8 @@ class Regression(Task):
     """One number per row; the model predicts it standardised, decoded to the target's units."""
 
     name = "regression"
+    report_metrics = ("rmse", "mae", "r2")
+    numeric_prediction = True
     METRIC_NAMES = ("mae", "rmse", "r2")
 
     def metric_names(self, spec: Any) -> tuple[str, ...]:
@@ -308,11 +348,16 @@ class Regression(Task):
         target = model.preprocessor.encode_target(raw)
         return self._decoded(model.preprocessor, target, model.outputs(raw))
 
+    def monitored_predictions(self, preprocessor: Any, outputs: Sequence[torch.Tensor]) -> np.ndarray:
+        out = torch.cat(list(outputs)).float()
+        return preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))  # in the target's units
+
 
 class Forecasting(Task):
     """The next `horizon` values of a series from its last `lookback`; one output per future step."""
 
     name = "forecasting"
+    report_metrics = ("mae", "baseline_seasonal_naive_mae", "rmse", "mape", "smape")
     METRIC_NAMES = ("mae", "rmse", "mape", "smape")
 
     def metric_names(self, spec: Any) -> tuple[str, ...]:
@@ -368,6 +413,9 @@ class Recommendation(Task):
     """Users meet items: explicit feedback predicts ratings, implicit feedback ranks items."""
 
     name = "recommendation"
+    # The model's figure beside its same-split baseline (explicit or implicit feedback).
+    report_metrics = ("rmse", "baseline_bias_rmse", "mae", "hr@10", "baseline_popularity_hr@10", "ndcg@10",
+                      "baseline_popularity_ndcg@10")
     EXPLICIT = ("rmse", "mae")
     IMPLICIT = tuple(name for name, m in METRICS.items() if m.family == "ranking")
 
@@ -391,6 +439,9 @@ class Recommendation(Task):
 
     def default_monitor(self, spec: Any) -> str:
         return "val_rmse" if self.feedback(spec) == "explicit" else "val_auc"
+
+    def leaderboard_metric(self, metrics: Mapping[str, Any]) -> str:
+        return "rmse" if "rmse" in metrics else "ndcg@10"  # implicit feedback ranks items; it predicts no ratings
 
     def output_size(self, spec: Any, schema: Any) -> int:
         return 1  # a rating or a ranking score
