@@ -40,7 +40,7 @@ from trustforge.data._sources import (
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
 from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
 from trustforge.data._splits import split_indices
-from trustforge.data.inputs import INPUT_KINDS, InputKind, infer_schema, input_kind
+from trustforge.data.inputs import INPUT_KINDS, Columns, Grid, Ids, InputKind, Spectrogram, Steps, Tokens, infer_schema, input_kind
 from trustforge.data._text import as_text
 
 if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES); importing spec here would be circular
@@ -50,6 +50,12 @@ __all__ = [
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
     "INPUT_KINDS",
+    "Columns",
+    "Grid",
+    "Ids",
+    "Spectrogram",
+    "Steps",
+    "Tokens",
     "recommend_items",
     "InputKind",
     "input_kind",

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from trustforge.data.inputs._base import KINDS, InputKind
+from trustforge.data.inputs._shapes import Columns, Grid, Ids, Spectrogram, Steps, Tokens
 from trustforge.data.inputs.audio import Audio
 from trustforge.data.inputs.image import Image
 from trustforge.data.inputs.interactions import Interactions
@@ -18,7 +19,7 @@ from trustforge.data.inputs.series import Series
 from trustforge.data.inputs.table import Table
 from trustforge.data.inputs.text import Text
 
-__all__ = ["INPUT_KINDS", "InputKind", "infer_schema", "input_kind"]
+__all__ = ["INPUT_KINDS", "Columns", "Grid", "Ids", "InputKind", "Spectrogram", "Steps", "Tokens", "infer_schema", "input_kind"]
 
 INPUT_KINDS: dict[str, InputKind] = {k.name: k for k in (Table(), Text(), Image(), Audio(), Sequence(), Series(), Interactions())}
 KINDS.update(INPUT_KINDS)

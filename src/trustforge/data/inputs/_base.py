@@ -90,6 +90,10 @@ class InputKind:
             raise DataError(f"{raw.origin}: no targets ({pre.schema.target!r}) to evaluate against")
         return raw.labels
 
+    def shape(self, schema: Schema) -> Any:
+        """What the encoded tensors look like to a network (see `data.inputs._shapes`)."""
+        raise NotImplementedError
+
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         """The package's input signature: what one request carries."""
         raise NotImplementedError

@@ -11,6 +11,7 @@ from trustforge.data import _audio
 from trustforge.data._schema import Schema
 from trustforge.data._sources import RawData
 from trustforge.data.inputs._base import InputKind
+from trustforge.data.inputs._shapes import Spectrogram
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ class Audio(InputKind):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _audio.encode(pre, raw)
+
+    def shape(self, schema: Schema) -> Spectrogram:
+        return Spectrogram(dict(schema.audio), tuple(_audio.FrontEnd.from_dict(schema.audio).input_shape))
 
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         # Mono waveforms in [-1, 1]; the log-mel front end runs inside.

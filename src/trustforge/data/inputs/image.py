@@ -12,6 +12,7 @@ import torch
 from trustforge.data._schema import Schema
 from trustforge.data._sources import RawData, list_images, read_image
 from trustforge.data.inputs._base import InputKind
+from trustforge.data.inputs._shapes import Grid
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ class Image(InputKind):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return (pre.encode_images(raw.images),)
+
+    def shape(self, schema: Schema) -> Grid:
+        return Grid(tuple(schema.image_shape))
 
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         return [{"name": "image", "datatype": "FP32", "shape": [-1, *pre.schema.image_shape]}]

@@ -11,6 +11,7 @@ from trustforge.data import _interactions
 from trustforge.data._schema import Schema
 from trustforge.data._sources import RawData
 from trustforge.data.inputs._base import InputKind
+from trustforge.data.inputs._shapes import Ids
 
 if TYPE_CHECKING:
     from trustforge.data._encoders import Preprocessor
@@ -32,6 +33,10 @@ class Interactions(InputKind):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _interactions.encode_inputs(pre, raw)
+
+    def shape(self, schema: Schema) -> Ids:
+        users, items = (c.vocabulary for c in schema.columns)
+        return Ids(users, items)
 
     def encode_target(self, pre: "Preprocessor", raw: RawData) -> torch.Tensor:
         return _interactions.encode_target(pre, raw)

@@ -11,6 +11,7 @@ from trustforge.data import _sequences
 from trustforge.data._schema import Schema
 from trustforge.data._sources import RawData
 from trustforge.data.inputs._base import InputKind
+from trustforge.data.inputs._shapes import Steps
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ class Sequence(InputKind):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _sequences.encode(pre, raw)
+
+    def shape(self, schema: Schema) -> Steps:
+        t, f = schema.sequence_shape
+        return Steps(int(t), int(f))
 
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         return [{"name": "sequence", "datatype": "FP32", "shape": [-1, *pre.schema.sequence_shape]}]

@@ -11,6 +11,7 @@ from trustforge.data import _series
 from trustforge.data._schema import Schema
 from trustforge.data._sources import RawData
 from trustforge.data.inputs._base import InputKind
+from trustforge.data.inputs._shapes import Steps
 
 if TYPE_CHECKING:
     from trustforge.data._encoders import Preprocessor
@@ -29,6 +30,9 @@ class Series(InputKind):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _series.encode_inputs(pre, raw)
+
+    def shape(self, schema: Schema) -> Steps:
+        return Steps(int(schema.series["lookback"]), 1)  # one value per step
 
     def encode_target(self, pre: "Preprocessor", raw: RawData) -> torch.Tensor:
         return _series.encode_target(pre, raw)

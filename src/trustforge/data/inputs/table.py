@@ -13,6 +13,7 @@ from trustforge.data._schema import Schema, infer_table_schema
 from trustforge.data._sources import RawData, read_table
 from trustforge.data.features import label_strings
 from trustforge.data.inputs._base import InputKind
+from trustforge.data.inputs._shapes import Columns
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ class Table(InputKind):
 
     def labels(self, raw: RawData) -> np.ndarray:
         return label_strings(raw.frame[raw.target])
+
+    def shape(self, schema: Schema) -> Columns:
+        return Columns(schema.float_width, tuple(c.vocabulary for c in schema.slot("index")),
+                       tuple(c.vocabulary for c in schema.slot("tokens")))
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> None:
         pre.fit_columns(raw.frame, where=raw.origin)

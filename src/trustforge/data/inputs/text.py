@@ -9,6 +9,7 @@ import torch
 from trustforge.data import _text
 from trustforge.data._schema import Schema, infer_table_schema
 from trustforge.data._sources import RawData
+from trustforge.data.inputs._shapes import Tokens
 from trustforge.data.inputs.table import Table
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class Text(Table):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _text.encode(pre, raw)
+
+    def shape(self, schema: Schema) -> Tokens:
+        return Tokens(schema.columns[0].vocabulary)
 
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         # One UTF-8 text per row, tokenised inside.
