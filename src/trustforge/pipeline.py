@@ -18,12 +18,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from trustforge import evaluate, secure
 from trustforge.data import Prepared, prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
 from trustforge.monitor import run_reference
-from trustforge import _evidence, secure
 from trustforge.package import Model, build_manifest, write_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
@@ -125,7 +125,7 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
 
         test_logits = trainer.predict(data.test.inputs, mixed_precision=False)
         val_logits = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
-        calib = _evidence.calibrate(spec, data, val_logits, test_logits)
+        calib = evaluate.calibrate(spec, data, val_logits, test_logits)
         if calib is not None and calib["temperature"] is not None:
             # The package predicts with the fitted temperature; its metrics describe that.
             test_logits = test_logits / calib["temperature"]
@@ -151,9 +151,9 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)
         with seeded(spec.train.seed):  # whatever draws from torch's generator leaves the caller's alone
-            evidence = _evidence.gather(spec, data, packaged, run_dir=run_dir, package=package, calib=calib,
-                                        fit_seconds=trainer.fit_seconds, epochs=len(history),
-                                        metric=_evidence.headline_metric(spec))
+            evidence = evaluate.gather(spec, data, packaged, run_dir=run_dir, package=package, calib=calib,
+                                       fit_seconds=trainer.fit_seconds, epochs=len(history),
+                                       metric=task_of(spec).headline_metric(spec))
         # metrics.json carries the headline evidence too (speed, calibration error), beside evidence.json.
         if evidence.get("speed"):
             metrics["speed"] = evidence["speed"]

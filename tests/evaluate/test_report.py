@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.numpy import save_file
-from sklearn.metrics import average_precision_score, auc, precision_recall_curve, roc_curve
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 import trustforge
 from trustforge.data import prepare
@@ -304,3 +304,11 @@ def test_spectrogram_explanations_are_drawn_with_low_frequencies_at_the_bottom(s
     drawn = [im for ax in fig.axes for im in ax.get_images()]
     assert len(drawn) == 6  # 2 examples × (input, IG, saliency)
     assert {im.origin for im in drawn} == ({"lower"} if spectrogram else {"upper"})
+
+
+def test_the_leaderboard_metric_and_the_cards_are_the_tasks():
+    from trustforge.evaluate import TASKS
+
+    assert [TASKS[t].leaderboard_metric({}) for t in TASKS] == ["accuracy", "rmse", "rmse", "ndcg@10"]
+    assert TASKS["recommendation"].leaderboard_metric({"rmse": 0.9}) == "rmse"  # explicit feedback
+    assert all(TASKS[t].report_metrics for t in TASKS)

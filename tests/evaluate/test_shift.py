@@ -79,9 +79,9 @@ def test_occlusion_patch_is_a_square_of_the_image_mean():
     out = corrupt(raw, "occlusion", 2, seed=0)  # side round(0.4 * 10) = 4
     for i in range(4):
         changed = np.argwhere((out.images[i] != raw.images[i]).any(axis=0))
-        (t, l), (b, r) = changed.min(0), changed.max(0)
-        assert (b - t + 1, r - l + 1) == (4, 4)
-        patch = out.images[i, :, t : b + 1, l : r + 1]
+        (top, left), (bottom, right) = changed.min(0), changed.max(0)
+        assert (bottom - top + 1, right - left + 1) == (4, 4)
+        patch = out.images[i, :, top : bottom + 1, left : right + 1]
         assert np.allclose(patch, raw.images[i].mean(axis=(1, 2))[:, None, None])
 
 
@@ -222,3 +222,26 @@ def test_shift_evaluation_on_images(digits):
     result = shift_evaluation(model.evaluate, blurred, test, model.schema)
     assert result["delta"]["accuracy"] == pytest.approx(result["shifted"]["accuracy"] - result["in_distribution"]["accuracy"])
     assert result["delta"]["accuracy"] < 0
+
+
+def test_every_kind_with_corruptions_says_which_of_its_fields_they_change():
+    from trustforge.evaluate._shift import _CORRUPTED_INPUTS
+
+    assert set(_CORRUPTED_INPUTS) == set(CORRUPTIONS)
+    raw = RawData("text", "y", "t", frame=pd.DataFrame({"review": ["a fine film indeed", "dull"], "y": ["p", "n"]}), text="review")
+    worse = corrupt(raw, "dropped_words", 3, seed=0)
+    assert worse.text == "review" and worse.frame["y"].tolist() == ["p", "n"] and worse.origin == "t [dropped_words@3]"
+
+
+def test_a_sequence_shift_set_is_checked_by_its_shape_and_labels():
+    from trustforge.data import Schema
+
+    schema = Schema("sequence", "classification", "y", classes=["0", "1"], sequence_shape=(6, 2))
+    x = np.zeros((4, 6, 2), dtype=np.float32)
+    report = shift_evaluation(lambda raw: {"accuracy": 1.0}, RawData("sequence", "y", "t", sequences=x, labels=np.array(["0", "1"] * 2)),
+                              RawData("sequence", "y", "t", sequences=x, labels=np.array(["0"] * 4)), schema)
+    assert report["n"] == 4 and report["delta"]["accuracy"] == 0.0
+    with pytest.raises(DataError, match=r"sequences have shape \(T, F\) \(5, 2\); the model expects \(6, 2\)"):
+        shift_evaluation(lambda raw: {}, RawData("sequence", "y", "t", sequences=x[:, :5], labels=np.array(["0"] * 4)), None, schema)
+    with pytest.raises(DataError, match=r"labels \['7'\] are not classes"):
+        shift_evaluation(lambda raw: {}, RawData("sequence", "y", "t", sequences=x, labels=np.array(["7"] * 4)), None, schema)

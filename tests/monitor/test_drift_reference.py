@@ -176,3 +176,12 @@ def test_a_modality_without_features_is_skipped_with_its_reason():
     ref = reference_statistics(Schema("interactions", "classification", "y", classes=["a", "b"]), raw,  # type: ignore[arg-type]
                                pd.DataFrame({"prediction": ["a", "b", "b"]}))
     assert ref["prediction"]["counts"] == {"a": 1, "b": 2}
+
+
+def test_the_task_says_whether_its_prediction_is_watched_as_a_number():
+    from trustforge.monitor._reference import prediction_values
+
+    served = pd.DataFrame({"prediction": [1.5, None, 2.0]})
+    assert prediction_values("regression", served).dtype == np.float64
+    assert prediction_values("classification", served).tolist() == ["1.5", "<missing>", "2.0"]
+    assert prediction_values("regression", pd.DataFrame({"score": [1.0]})) is None

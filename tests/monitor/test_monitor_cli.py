@@ -14,7 +14,6 @@ import trustforge
 from trustforge.registry import Registry
 
 
-
 def _drift_entries() -> list[dict]:
     """The workspace's drift alerts (TRUSTFORGE_HOME), newest first."""
     with Registry() as reg:

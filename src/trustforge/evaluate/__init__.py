@@ -1,8 +1,10 @@
 """Evaluation: metrics (checked against scikit-learn), speed, calibration, generalisation,
-explanations, and the report that puts the evidence in front of a reviewer."""
+explanations, the evidence a run gathers from them (`calibrate`, `gather`), and the report that
+puts the evidence in front of a reviewer."""
 
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
+from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, calibrate, gather
 from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._report import compare_runs, write_report
@@ -39,6 +41,10 @@ __all__ = [
     "shift_evaluation",
     "explain_images",
     "feature_importance",
+    "EVIDENCE",
+    "EXPLANATIONS",
+    "calibrate",
+    "gather",
     "write_report",
     "compare_runs",
 ]

@@ -30,15 +30,11 @@ from trustforge._fs import atomic_write_text
 from trustforge.data import redact_source
 from trustforge.errors import TrustForgeError
 from trustforge.evaluate._report_plots import PLOTS
+from trustforge.evaluate._tasks import TASKS, Task
 
 __all__ = ["write_report", "compare_runs", "load_run"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
-_HEADLINE = {"classification": ("accuracy", "f1_macro", "roc_auc", "log_loss"), "regression": ("rmse", "mae", "r2")}
-# Recommendation: the model's figure beside its same-split baseline (explicit or implicit feedback).
-_HEADLINE["recommendation"] = ("rmse", "baseline_bias_rmse", "mae", "hr@10", "baseline_popularity_hr@10", "ndcg@10",
-                               "baseline_popularity_ndcg@10")
-_HEADLINE["forecasting"] = ("mae", "baseline_seasonal_naive_mae", "rmse", "mape", "smape")
 _LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "ece", "mape", "smape"}
 
 
@@ -87,10 +83,8 @@ def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
     rows = []
     for run_dir in run_dirs:
         run = load_run(Path(run_dir))
-        task = run["spec"].get("task", "classification")
-        metric = "accuracy" if task == "classification" else "rmse"
-        if task == "recommendation" and "rmse" not in run["metrics"]:
-            metric = "ndcg@10"  # implicit feedback ranks items; it predicts no ratings
+        task = _task(run["spec"])
+        metric = task.leaderboard_metric(run["metrics"]) if task is not None else "rmse"
         value = run["metrics"].get(metric)
         rows.append({
             "name": run["spec"].get("name", run_dir.name), "run": Path(run_dir).name, "metric": metric,
@@ -210,9 +204,10 @@ def _parameters(run: dict[str, Any]) -> int | None:
 def _context(run: dict[str, Any]) -> dict[str, Any]:
     spec, metrics, ev = run["spec"], run["metrics"], run["evidence"]
     task = spec.get("task", "classification")
+    t = _task(spec)
     data = ev.get("data") or {}
     labels = [str(x) for x in metrics.get("labels") or data.get("classes") or []]
-    headline = [(k, metrics[k]) for k in _HEADLINE.get(task, ()) if isinstance(metrics.get(k), (int, float))]
+    headline = [(k, metrics[k]) for k in (t.report_metrics if t is not None else ()) if isinstance(metrics.get(k), (int, float))]
     cal = ev.get("calibration") or None
     if cal and isinstance(cal.get("ece"), (int, float)):
         headline.append(("ece", cal["ece"]))
@@ -222,6 +217,8 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
     scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return {
         "name": spec.get("name") or run["dir"].name, "run": run["dir"].name, "task": task,
+        # Confusion matrix, ROC/PR curves, calibration and the card's classification metrics.
+        "class_probabilities": t is not None and t.probabilities,
         "model": spec.get("model") or {}, "model_kind": (spec.get("model") or {}).get("kind", "unknown"),
         "model_uri": run["status"].get("model_uri"), "state": run["status"].get("state"),
         "created": run["status"].get("updated") or run["manifest"].get("created"),
@@ -236,6 +233,11 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "lineage": run["manifest"].get("lineage") or {}, "caveats": _caveats(run, labels),
         "fmt": _fmt, "md": _md,
     }
+
+
+def _task(spec: dict[str, Any]) -> Task | None:
+    """The run's task (a spec without one is classification), or None for a name this version does not know."""
+    return TASKS.get(str(spec.get("task", "classification")))
 
 
 def _source(data: dict[str, Any], spec: dict[str, Any]) -> str | None:

@@ -27,7 +27,10 @@ Corruptions and their parameters per severity (1, 2, 3):
 | text     | `dropped_words`  | chance per word (per character in CJK scripts) of a drop | 0.10 | 0.20 | 0.35 |
 
 The image noise levels are ImageNet-C's Gaussian-noise severities 1, 3 and 5 (Hendrycks &
-Dietterich, 2019). Text and audio corruptions join `CORRUPTIONS` under their modality.
+Dietterich, 2019). Text and audio corruptions join `CORRUPTIONS` under their modality. A kind
+with corruptions also has an entry in `_CORRUPTED_INPUTS` (which of its fields a corruption
+changes), and a kind whose shift sets are not tables one in `_SHIFT_CHECKS`; nothing here
+compares a modality string.
 """
 
 from __future__ import annotations
@@ -39,10 +42,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from trustforge.data import SOURCES, RawData, Schema, redact_source
-from trustforge.data import _audio
-from trustforge.evaluate import _text
+from trustforge.data import SOURCES, RawData, Schema, _audio, redact_source
 from trustforge.errors import DataError
+from trustforge.evaluate import _text
 
 __all__ = [
     "CORRUPTIONS",
@@ -66,8 +68,9 @@ class Corruption:
     """One built-in corruption.
 
     Attributes:
-        apply: `(data, level, rng) -> data`, on the image array (N, C, H, W) or the table's
-            input columns; it returns a new object and leaves its input alone.
+        apply: `(data, level, rng) -> data`, on the image array (N, C, H, W), the waveforms
+            (N, T), or the input columns of a table or text (see `_CORRUPTED_INPUTS`); it
+            returns a new object and leaves its input alone.
         levels: the parameter at severities 1, 2, 3.
         parameter: what the level means, for reports.
     """
@@ -194,6 +197,48 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
 }
 
 
+# How a corruption reaches each kind's inputs: `(raw, name, corruption, level, rng, features)`
+# -> the RawData fields that change.
+_CorruptInputs = Callable[[RawData, str, Corruption, float, np.random.Generator, Mapping[str, tuple[Any, Any]] | None], dict[str, Any]]
+
+
+def _array_inputs(field: str) -> _CorruptInputs:
+    """A corruption of the whole array in `field` (images (N, C, H, W), waveforms (N, T)), as float32."""
+    def apply(raw: RawData, name: str, c: Corruption, level: float, rng: np.random.Generator,
+              features: Mapping[str, tuple[Any, Any]] | None) -> dict[str, Any]:
+        return {field: c.apply(np.asarray(getattr(raw, field), dtype=np.float32), level, rng),
+                "labels": raw.labels.copy(), "paths": list(raw.paths)}
+
+    return apply
+
+
+def _column_inputs(inputs_of: Callable[[RawData], list[str]]) -> _CorruptInputs:
+    """A corruption of the frame's input columns; "noise" asks each column's feature type, when given."""
+    def apply(raw: RawData, name: str, c: Corruption, level: float, rng: np.random.Generator,
+              features: Mapping[str, tuple[Any, Any]] | None) -> dict[str, Any]:
+        inputs = inputs_of(raw)
+        if features and name == "noise":
+            changed = {col: features[col][0].corrupt(features[col][1], raw.frame[col], level, rng) for col in inputs if col in features}
+            inputs = list(changed)
+        else:
+            changed = c.apply(raw.frame[inputs], level, rng)
+        frame = raw.frame.copy()
+        for col in inputs:
+            frame[col] = changed[col]
+        return {"frame": frame}
+
+    return apply
+
+
+# One entry per kind in CORRUPTIONS.
+_CORRUPTED_INPUTS: dict[str, _CorruptInputs] = {
+    "image": _array_inputs("images"),
+    "audio": _array_inputs("waveforms"),
+    "table": _column_inputs(lambda raw: [col for col in raw.frame.columns if col != raw.target]),
+    "text": _column_inputs(lambda raw: [raw.text]),  # the one text column, before tokenisation
+}
+
+
 def corrupt(raw: RawData, name: str, severity: int, seed: int, features: Mapping[str, tuple[Any, Any]] | None = None) -> RawData:
     """A corrupted copy of `raw`: same rows, same target, worse inputs.
 
@@ -220,25 +265,9 @@ def corrupt(raw: RawData, name: str, severity: int, seed: int, features: Mapping
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}; got {severity!r}")
     c = table[name]
-    level = c.levels[severity - 1]
     rng = np.random.default_rng(seed)
-    origin = f"{raw.origin} [{name}@{severity}]"
-    if raw.modality == "audio":
-        waves = c.apply(np.asarray(raw.waveforms, dtype=np.float32), level, rng)
-        return replace(raw, origin=origin, waveforms=waves, labels=raw.labels.copy(), paths=list(raw.paths))
-    if raw.modality == "image":
-        images = c.apply(np.asarray(raw.images, dtype=np.float32), level, rng)
-        return replace(raw, origin=origin, images=images, labels=raw.labels.copy(), paths=list(raw.paths))
-    inputs = [raw.text] if raw.modality == "text" else [col for col in raw.frame.columns if col != raw.target]
-    if features and name == "noise":
-        changed = {col: features[col][0].corrupt(features[col][1], raw.frame[col], level, rng) for col in inputs if col in features}
-        inputs = list(changed)
-    else:
-        changed = c.apply(raw.frame[inputs], level, rng)
-    frame = raw.frame.copy()
-    for col in inputs:
-        frame[col] = changed[col]
-    return replace(raw, origin=origin, frame=frame)
+    changed = _CORRUPTED_INPUTS[raw.modality](raw, name, c, c.levels[severity - 1], rng, features)
+    return replace(raw, origin=f"{raw.origin} [{name}@{severity}]", **changed)
 
 
 def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawData, *, metric: str,
@@ -300,8 +329,9 @@ def shift_evaluation(metrics_of: Callable[[RawData], dict[str, Any]], raw_shift:
 
     Raises:
         DataError: the shift set has another modality, other columns (tables; the target is
-            required, columns the schema ignores are allowed), another image shape, or labels
-            the model does not know (images). The message names the columns or shapes.
+            required, columns the schema ignores are allowed), another image or sequence shape,
+            or labels the model does not know (images, clips, class sequences). The message
+            names the columns or shapes.
     """
     check_shift_set(raw_shift, schema)
     inside = _scalars(metrics_of(raw_test))
@@ -324,19 +354,31 @@ def check_shift_set(raw: RawData, schema: Schema) -> None:
     where = f"shift set {_source_name(raw.origin)}"
     if raw.modality != schema.modality:
         raise DataError(f"{where}: holds {raw.modality} data; the model takes {schema.modality} data")
-    if raw.modality == "image":
-        shape = tuple(int(s) for s in raw.images.shape[1:])
-        if shape != tuple(schema.image_shape):
-            raise DataError(f"{where}: images have shape (C, H, W) {shape}; the model expects {tuple(schema.image_shape)}")
-        unknown = sorted(set(map(str, raw.labels)) - set(schema.classes or []))
-        if unknown:
-            raise DataError(f"{where}: labels {unknown[:5]} are not classes the model knows ({schema.classes})")
-        return
-    if raw.modality == "audio":  # read at the spec's rate and length, so only the classes can differ
-        unknown = sorted(set(map(str, raw.labels)) - set(schema.classes or []))
-        if unknown:
-            raise DataError(f"{where}: labels {unknown[:5]} are not classes the model knows ({schema.classes})")
-        return
+    _SHIFT_CHECKS.get(raw.modality, _check_columns)(raw, schema, where)
+
+
+def _check_labels(raw: RawData, schema: Schema, where: str) -> None:
+    unknown = sorted(set(map(str, raw.labels)) - set(schema.classes or []))
+    if unknown:
+        raise DataError(f"{where}: labels {unknown[:5]} are not classes the model knows ({schema.classes})")
+
+
+def _check_images(raw: RawData, schema: Schema, where: str) -> None:
+    shape = tuple(int(s) for s in raw.images.shape[1:])
+    if shape != tuple(schema.image_shape):
+        raise DataError(f"{where}: images have shape (C, H, W) {shape}; the model expects {tuple(schema.image_shape)}")
+    _check_labels(raw, schema, where)
+
+
+def _check_sequences(raw: RawData, schema: Schema, where: str) -> None:
+    shape = tuple(int(s) for s in raw.sequences.shape[1:])
+    if shape != tuple(schema.sequence_shape):
+        raise DataError(f"{where}: sequences have shape (T, F) {shape}; the model expects {tuple(schema.sequence_shape)}")
+    if schema.classes:  # a regression's targets are numbers: any value will do
+        _check_labels(raw, schema, where)
+
+
+def _check_columns(raw: RawData, schema: Schema, where: str) -> None:
     columns = list(raw.frame.columns)
     expected = schema.input_names
     allowed = {schema.target, *schema.ignored}
@@ -347,6 +389,15 @@ def check_shift_set(raw: RawData, schema: Schema) -> None:
     if missing or extra:
         parts = ([f"missing columns {missing}"] if missing else []) + ([f"unexpected columns {extra}"] if extra else [])
         raise DataError(f"{where}: {', '.join(parts)}")
+
+
+# How a shift set of each kind is checked beyond its kind; a kind not named here is a table
+# whose columns must match (tables, text, series, interactions).
+_SHIFT_CHECKS: dict[str, Callable[[RawData, Schema, str], None]] = {
+    "image": _check_images,
+    "audio": _check_labels,  # read at the spec's rate and length, so only the classes can differ
+    "sequence": _check_sequences,
+}
 
 
 def _source_name(origin: str) -> str:

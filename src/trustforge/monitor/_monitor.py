@@ -26,7 +26,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -106,6 +106,28 @@ class WindowResult:
         if self.prediction is not None and self.prediction["drift"]:
             out.append((PREDICTION, self.prediction))
         return out
+
+
+def _served_frame(schema: Schema, raw: RawData, features: Mapping[str, Any]) -> pd.DataFrame:
+    absent = [c for c in schema.input_names if c not in raw.frame.columns]
+    if absent:  # refused with the request that brought it, not at the end of the window
+        raise DataError(f"{raw.origin}: missing columns {absent} that the model needs")
+    # Kept as served (selecting columns costs more than a request should pay); the frame must
+    # not be changed in place until its window is tested.
+    return raw.frame
+
+
+def _reduced(schema: Schema, raw: RawData, features: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    feats = featurize(schema, raw)
+    return {k: feats[k] for k in features}
+
+
+# What `observe` keeps of a served batch until its window is tested, by modality: a table as
+# served (featurized once per window, in one pass); any other kind is reduced to its monitored
+# features at once (`_reduced`), so no image or clip is kept.
+_ON_ARRIVAL: dict[str, Callable[[Schema, RawData, Mapping[str, Any]], pd.DataFrame | dict[str, np.ndarray]]] = {
+    "table": _served_frame,
+}
 
 
 @dataclass
@@ -203,17 +225,7 @@ class DriftMonitor:
         n = len(raw_inputs)
         inputs: pd.DataFrame | dict[str, np.ndarray] | None = None
         if self._features and supports(self.schema.modality):
-            if self.schema.modality == "table":
-                names = self.schema.input_names
-                absent = [c for c in names if c not in raw_inputs.frame.columns]
-                if absent:  # refused with the request that brought it, not at the end of the window
-                    raise DataError(f"{raw_inputs.origin}: missing columns {absent} that the model needs")
-                # Kept as served (selecting columns costs more than a request should pay);
-                # the frame must not be changed in place until its window is tested.
-                inputs = raw_inputs.frame
-            else:
-                feats = featurize(self.schema, raw_inputs)
-                inputs = {k: feats[k] for k in self._features}
+            inputs = _ON_ARRIVAL.get(self.schema.modality, _reduced)(self.schema, raw_inputs, self._features)
         pred = None
         if self._prediction is not None and predictions is not None:
             if len(predictions) != n:

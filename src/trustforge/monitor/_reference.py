@@ -140,7 +140,7 @@ _FEATURIZERS: dict[str, Callable[[Schema, RawData], dict[str, np.ndarray]]] = {
 
 def supports(modality: str) -> bool:
     """Whether inputs of this modality have monitored features."""
-    return modality in _FEATURIZERS
+    return _FEATURIZERS.get(modality) is not None
 
 
 def featurize(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
@@ -157,11 +157,14 @@ def featurize(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
 
 
 def prediction_values(task: str, predictions: pd.DataFrame) -> np.ndarray | None:
-    """The `prediction` column as monitored values (class text or float), or None without one."""
+    """The `prediction` column as monitored values (float where the task's predictions are
+    numbers, else class text), or None without one."""
+    from trustforge.evaluate import task_named
+
     if PREDICTION not in predictions.columns:
         return None
     col = predictions[PREDICTION]
-    if task == "regression":
+    if task_named(task).numeric_prediction:
         return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
     return np.where(col.isna().to_numpy(), MISSING, col.astype(str).to_numpy()).astype(object)
 
@@ -245,19 +248,12 @@ def run_reference(data: Prepared, held_out_outputs: Sequence[torch.Tensor | None
         held_out_outputs: the model's outputs on held-out splits (validation, test), as the
             packaged model computes them; None entries are skipped.
     """
-    from trustforge.evaluate import outputs_to_proba
+    from trustforge.evaluate import task_of
 
     schema = data.schema
     outs = [o for o in held_out_outputs if o is not None]
-    predictions = None
-    if outs and schema.task in ("classification", "regression"):
-        out = torch.cat(outs).float()
-        if schema.task == "classification":
-            proba = outputs_to_proba(out, len(schema.classes))
-            labels = np.array(schema.classes, dtype=object)[proba.argmax(axis=1)]
-        else:
-            labels = data.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
-        predictions = pd.DataFrame({PREDICTION: labels})
+    values = task_of(schema).monitored_predictions(data.preprocessor, outs) if outs else None
+    predictions = pd.DataFrame({PREDICTION: values}) if values is not None else None
     ref = reference_statistics(schema, data.train_raw, predictions)
     if outs and predictions is None:
         ref["skipped"][PREDICTION] = f"no prediction statistics for {schema.task} models yet"
