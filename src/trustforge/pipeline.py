@@ -119,7 +119,8 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
     _write_status(run_dir, "running", digest)
     try:
-        trainer = _make_trainer(spec, data, run_dir, callbacks, progress, resume_from[0] if resume_from else None)
+        trainer = Trainer.from_spec(spec, data, task_of(spec), run_dir=run_dir, callbacks=callbacks, progress=progress,
+                                    resume_meta=resume_from[0] if resume_from else None)
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
 
@@ -208,12 +209,6 @@ def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _make_trainer(spec: TaskSpec, data: Prepared, run_dir: Path, extra: Sequence[Callback], progress: bool,
-                  resume_meta: dict[str, Any] | None) -> Trainer:
-    return Trainer.from_spec(spec, data, task_of(spec), run_dir=run_dir, callbacks=extra, progress=progress,
-                             resume_meta=resume_meta)
 
 
 def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, Any]:

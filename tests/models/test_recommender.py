@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from trustforge.data import prepare
+from trustforge.evaluate import task_of
 from trustforge.evaluate._recommend import recommendation_metrics
 from trustforge.models import MatrixFactorization, TwoTower, build_model
-from trustforge.pipeline import _make_trainer
 from trustforge.spec import load_spec
-from trustforge.train import seeded
+from trustforge.train import Trainer, seeded
 
 
 def latent_interactions(users: int = 150, items: int = 120, per_user: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -49,7 +49,7 @@ def _fit(spec, run_dir):
     data = prepare(spec)
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)
-    trainer = _make_trainer(spec, data, run_dir, (), False, None)
+    trainer = Trainer.from_spec(spec, data, task_of(spec), run_dir=run_dir, callbacks=(), progress=False, resume_meta=None)
     trainer.fit(model, data.train, data.validation)
     return data, model
 
@@ -128,8 +128,8 @@ def test_the_penalty_is_the_l2_of_the_rows_a_batch_used_and_only_in_training():
 
 def test_build_model_refuses_a_recommender_for_other_data_and_the_reverse():
     from trustforge.data import Schema
-    from trustforge.errors import ModelError
     from trustforge.data._schema import Column
+    from trustforge.errors import ModelError
 
     spec = load_spec({"task": "recommendation", "data": {"source": "builtin:movielens_small"}})
     table = Schema("table", "regression", "y", columns=[Column("x", "numeric")])

@@ -6,42 +6,37 @@ with the spec's seed, fits the encoders on the training split only and returns t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from trustforge.data._audio import augment_clips, read_audio_input
+from trustforge.data._audio import read_audio_input
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
-from trustforge.data._kinds import default_model_kind, source_input_kind
-from trustforge.data._interactions import NegativeSampler, load_interactions, prepare_interactions
+from trustforge.data._files import IMAGE_SUFFIXES, list_images, read_image, read_table
+from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, load_interactions, prepare_interactions
 from trustforge.data._interactions import recommend as recommend_items
+from trustforge.data._kinds import default_model_kind, source_input_kind
+from trustforge.data._prepared import Prepared, TensorData
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, label_strings
+from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
+from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
 from trustforge.data._sources import (
-    BUILTIN_INTERACTIONS,
     BUILTIN_SOURCES,
-    IMAGE_SUFFIXES,
     SOURCE_FORMS,
     SOURCES,
-    RawData,
     Source,
     interaction_roles,
-    list_images,
     load_source,
-    read_image,
-    read_table,
     redact_source,
     resolve_source,
     source_holds,
 )
-from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
-from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
 from trustforge.data._splits import split_indices
-from trustforge.data.inputs import INPUT_KINDS, Columns, Grid, Ids, InputKind, Spectrogram, Steps, Tokens, infer_schema, input_kind
 from trustforge.data._text import as_text
+from trustforge.data.inputs import INPUT_KINDS, Columns, Grid, Ids, InputKind, Spectrogram, Steps, Tokens, infer_schema, input_kind
 
 if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES); importing spec here would be circular
     from trustforge.spec import TaskSpec
@@ -100,38 +95,15 @@ __all__ = [
 ]
 
 
-@dataclass
-class TensorData:
-    """Model inputs and target for one split."""
-
-    inputs: tuple[torch.Tensor, ...]
-    target: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.target)
-
-
-@dataclass
-class Prepared:
-    """Everything the later stages need from the data stage."""
-
-    schema: Schema
-    preprocessor: Preprocessor
-    train: TensorData
-    validation: TensorData | None
-    test: TensorData
-    data_digest: str
-    test_raw: RawData
-    augment: ImageAugment
-    train_raw: RawData | None = None  # the training split as read (drift monitoring's reference)
-    # Applied by the trainer to every training batch's inputs with its seeded generator (e.g.
-    # pairing interactions with sampled negative items, see `NegativeSampler`); None: nothing.
-    batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
-
-
 def load_data(spec: TaskSpec, *, cache_dir: Path | None = None) -> RawData:
     """Read the spec's data source (generated sets are kept in `cache_dir`)."""
-    return _spec_kind(spec).load(spec, cache_dir=cache_dir)
+    own = _spec_kind(spec).load(spec, cache_dir=cache_dir)
+    if own is not None:
+        return own
+    d = spec.data
+    raw = load_source(d.source, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed,
+                      sample_rate=d.audio.sample_rate, seconds=d.audio.seconds, cache_dir=cache_dir)
+    return as_text(raw, d.text.column) if d.text is not None else raw  # one column of a table as the text input
 
 
 def _spec_kind(spec: TaskSpec) -> InputKind:

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from trustforge.data._sources import RawData, list_files, read_class_folders
+from trustforge.data._files import list_files, read_class_folders
+from trustforge.data._raw import RawData
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -188,22 +189,10 @@ def list_audio(root: Path) -> list[Path]:
 
 
 def load_audio_source(source: str, *, target: str | None, sample_rate: int, seconds: float, cache_dir: Path | None = None) -> RawData:
-    """`audio:DIR` or `builtin:spoken_digits` as audio RawData (waveforms (N, T), labels, paths).
-
-    `cache_dir` holds the generated spoken digits (`pipeline.run` passes its settings' cache).
-    """
+    """`audio:DIR` as audio RawData (waveforms (N, T), labels, paths); `builtin:spoken_digits`
+    is read by `data._spoken_digits.spoken_digits_source`."""
     samples = int(round(sample_rate * seconds))
     scheme, _, rest = source.partition(":")
-    if scheme == "builtin":
-        from trustforge.data._spoken_digits import load_spoken_digits
-
-        if cache_dir is None:  # a direct caller that passed no folder (tests): the workspace's in the environment
-            from trustforge.settings import Settings
-
-            cache_dir = Settings.from_env().cache_dir
-        waves, labels, classes, paths, voices = load_spoken_digits(cache_dir, sample_rate, samples)
-        return RawData("audio", target or "label", source, labels=labels, classes=classes, paths=paths,
-                       waveforms=waves, sample_rate=sample_rate, groups=voices)
     waves, labels, classes, paths = read_audio_folder(Path(rest), sample_rate, samples)
     return RawData("audio", target or "label", source, labels=labels, classes=classes, paths=paths,
                    waveforms=waves, sample_rate=sample_rate)

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, label_strings
-from trustforge.data._sources import RawData
 from trustforge.data.features import MISSING, UNKNOWN, FeatureOptions, FeatureState, feature_type
 from trustforge.data.features.binary import BinaryState
 from trustforge.data.features.categorical import CategoricalState

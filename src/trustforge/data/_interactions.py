@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._files import TABLE_FORMATS, read_table
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, _natural, label_strings
-from trustforge.data._sources import BUILTIN_INTERACTIONS, SOURCES, RawData, read_table
 from trustforge.errors import DataError
 
 __all__ = [
@@ -55,6 +56,9 @@ __all__ = [
     "recommend",
     "known_keys",
 ]
+
+# Builtin interactions tables (task recommendation) and their columns: the default `data.interactions`.
+BUILTIN_INTERACTIONS = {"movielens_small": {"user": "userId", "item": "movieId", "rating": "rating", "time": "timestamp"}}
 
 UNKNOWN = "<unknown>"
 # Keys of (user, item) pairs are user * stride + item with stride = items + 1 (index 0 included).
@@ -124,13 +128,13 @@ def read_interactions(source: str, roles: Any) -> RawData:
         DataError: another kind of source, an unreadable file, or a named column missing.
     """
     scheme, _, rest = source.partition(":")
-    kind = SOURCES.get(scheme.strip())
-    if kind is not None and kind.names is not None and rest.strip() in BUILTIN_INTERACTIONS:
+    scheme, rest = scheme.strip(), rest.strip()
+    if scheme == "builtin" and rest in BUILTIN_INTERACTIONS:
         frame, where = _movielens_small(), source
-    elif kind is not None and kind.frame is not None:  # a table file (see data._sources.SOURCES)
-        frame, where = read_table(Path(rest.strip()), kind.scheme), rest.strip()
+    elif scheme in TABLE_FORMATS:  # a table file (the table schemes of data._sources.SOURCES)
+        frame, where = read_table(Path(rest), scheme), rest
     else:
-        tables = [f"{s.scheme}:{s.rest}" for s in SOURCES.values() if s.frame is not None]
+        tables = [f"{name}:PATH" for name in TABLE_FORMATS]
         raise DataError(
             f"data.source: task recommendation reads an interactions table (builtin:{', builtin:'.join(BUILTIN_INTERACTIONS)}, "
             f"{', '.join(tables)}); got {source!r}"
@@ -406,8 +410,9 @@ def prepare_interactions(spec: Any, raw: RawData | None = None) -> Any:
     Raises:
         DataError: the source or a column cannot be used, or no user can hold anything out.
     """
-    from trustforge.data import ImageAugment, Prepared, TensorData  # the package imports this module
+    from trustforge.data._augment import ImageAugment
     from trustforge.data._encoders import Preprocessor
+    from trustforge.data._prepared import Prepared, TensorData
 
     roles = spec.data.interactions
     seed = spec.train.seed
@@ -560,7 +565,8 @@ def recommend(pre: Any, users: Any, k: int, score_all: Callable[[torch.Tensor], 
 
 
 def _user_ids(users: Any, column: str) -> np.ndarray:
-    if isinstance(users, os.PathLike) or (isinstance(users, str) and Path(users).suffix.lower() in (".csv", ".parquet", ".pq")):
+    table_suffixes = {x for suffixes, _ in TABLE_FORMATS.values() for x in suffixes}  # csv, parquet, jsonl
+    if isinstance(users, os.PathLike) or (isinstance(users, str) and Path(users).suffix.lower() in table_suffixes):
         users = read_table(Path(users))
     if isinstance(users, pd.DataFrame):
         if column not in users.columns:

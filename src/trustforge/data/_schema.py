@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
-from trustforge.data._sources import RawData
+from trustforge.data._raw import RawData
 from trustforge.data.features import FeatureOptions, feature_type, infer_type, label_strings, natural_key
 from trustforge.errors import DataError
 

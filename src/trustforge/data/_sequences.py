@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, _natural, label_strings
-from trustforge.data._sources import RawData
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder calls in; importing it here would be circular

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
-from trustforge.data._sources import RawData
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder and data stage call in; importing them here would be circular
-    from trustforge.data import Prepared
     from trustforge.data._encoders import Preprocessor
+    from trustforge.data._prepared import Prepared
     from trustforge.spec import TaskSpec
 
 __all__ = [
@@ -181,9 +181,9 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         DataError: the source is not a table or series, a column is missing or bad, or the
             series is too short for its windows and split.
     """
-    from trustforge.data import Prepared, TensorData  # the data stage imports this module
     from trustforge.data._augment import ImageAugment
     from trustforge.data._encoders import Preprocessor
+    from trustforge.data._prepared import Prepared, TensorData
 
     if raw.modality not in ("series", "table"):
         raise DataError(f"{raw.origin}: task forecasting needs a series (a table with a value column); got {raw.modality} data")
@@ -432,7 +432,7 @@ def read_series_input(schema: Schema, source: Any) -> RawData:
     """A series to forecast or evaluate from a DataFrame or a CSV/Parquet file (checked when encoded)."""
     from pathlib import Path
 
-    from trustforge.data._sources import read_table
+    from trustforge.data._files import read_table
 
     want = f"a table (DataFrame, CSV or Parquet) with column {schema.target!r}"
     if isinstance(source, pd.DataFrame):

@@ -33,6 +33,7 @@ import numpy as np
 
 from trustforge._fs import atomic_folder
 from trustforge.data._audio import read_audio
+from trustforge.data._raw import RawData
 from trustforge.errors import DataError
 
 __all__ = ["WORDS", "VOICES", "TAKES", "generate", "load_spoken_digits"]
@@ -159,3 +160,17 @@ def _complete(root: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return len(clips) == len(VOICES) * len(WORDS) * TAKES and all((root / c["path"]).is_file() for c in clips)
+
+
+def spoken_digits_source(source: str, *, target: str | None, sample_rate: int, seconds: float, cache_dir: Path | None = None) -> RawData:
+    """`builtin:spoken_digits` as audio RawData, generated into `cache_dir` on first use
+    (`pipeline.run` passes its settings' cache; a direct caller without one gets the workspace's
+    in the environment)."""
+    if cache_dir is None:
+        from trustforge.settings import Settings
+
+        cache_dir = Settings.from_env().cache_dir
+    samples = int(round(sample_rate * seconds))
+    waves, labels, classes, paths, voices = load_spoken_digits(cache_dir, sample_rate, samples)
+    return RawData("audio", target or "label", source, labels=labels, classes=classes, paths=paths,
+                   waveforms=waves, sample_rate=sample_rate, groups=voices)

@@ -25,7 +25,6 @@ rather than silently turned into a prediction from padding alone.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 import weakref
@@ -38,7 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data._sources import RawData
+from trustforge.data._files import read_jsonl, read_table
+from trustforge.data._raw import RawData
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -65,47 +65,6 @@ _SPACE = re.compile(r"\s+")
 
 
 # ---------------------------------------------------------------------------- sources
-
-
-def read_jsonl(path: Path) -> pd.DataFrame:
-    """Read a JSON Lines file (one JSON object per line) into a DataFrame.
-
-    Blank lines are skipped; the columns are the objects' keys in the order first seen, and a
-    key an object lacks is missing (NaN) in its row.
-
-    Raises:
-        DataError: the file is missing, not UTF-8, a line is not valid JSON or not an object
-            (the message names the file and line number), or there are no rows.
-    """
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
-    try:
-        records = _json_records(path)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
-    if not records:
-        raise DataError(f"{path}: the file has no rows")
-    return pd.DataFrame.from_records(records)
-
-
-def _json_records(path: Path) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    with path.open("rb") as f:
-        for number, line in enumerate(f, start=1):
-            try:
-                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{number}: not UTF-8 text") from None
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{number}: must be one JSON object per line; got a JSON {type(obj).__name__}")
-            records.append(obj)
-    return records
 
 
 def as_text(raw: RawData, column: str | None) -> RawData:
@@ -138,8 +97,6 @@ def read_text_input(schema: Any, source: Any) -> RawData:
         DataError: an array or a folder is given, the file cannot be read, or the text column
             is missing (named).
     """
-    from trustforge.data._sources import read_table
-
     if isinstance(source, pd.DataFrame):
         frame, origin = source, "input"
     elif isinstance(source, np.ndarray):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from trustforge.data._sources import RawData
+from trustforge.data._raw import RawData
 from trustforge.errors import DataError
 
 __all__ = ["builtin_text", "TEXT_SETS", "chinese_reviews"]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
-from trustforge.data._sources import RawData
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -40,15 +40,10 @@ class InputKind:
     name: ClassVar[str]
     image_like: ClassVar[bool] = False
 
-    def load(self, spec: Any, *, cache_dir: Any = None) -> RawData:
-        """Read the spec's data source (`data.text` picks one column of a table as the text input)."""
-        from trustforge.data._sources import load_source
-        from trustforge.data._text import as_text
-
-        d = spec.data
-        raw = load_source(d.source, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels,
-                          seed=spec.train.seed, sample_rate=d.audio.sample_rate, seconds=d.audio.seconds, cache_dir=cache_dir)
-        return as_text(raw, d.text.column) if d.text is not None else raw
+    def load(self, spec: Any, *, cache_dir: Any = None) -> RawData | None:
+        """Read the spec's data source when this kind reads it its own way (interactions name
+        their columns in data.interactions); None: `data.load_source` reads it."""
+        return None
 
     def prepare(self, spec: Any, raw: RawData) -> Any:
         """The whole data stage when this kind splits and encodes in its own way (a series by

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._files import list_images, read_image
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
-from trustforge.data._sources import RawData, list_images, read_image
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Grid
 from trustforge.errors import DataError

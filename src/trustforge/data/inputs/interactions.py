@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trustforge.data import _interactions
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
-from trustforge.data._sources import RawData
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Ids
 

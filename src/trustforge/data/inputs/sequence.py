@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from trustforge.data import _sequences
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
-from trustforge.data._sources import RawData
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Steps
 from trustforge.errors import DataError

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._files import read_table
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
-from trustforge.data._sources import RawData, read_table
 from trustforge.data.features import label_strings
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Columns

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trustforge.data import _text
+from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
-from trustforge.data._sources import RawData
 from trustforge.data.inputs._shapes import Tokens
 from trustforge.data.inputs.table import Table
 

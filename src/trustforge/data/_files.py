@@ -1,0 +1,214 @@
+"""Reading files: tables (CSV, Parquet, JSON Lines), images, and folders of class sub-folders.
+
+Every failure names the file. The sources table (`data._sources.SOURCES`) reads through these;
+so do prediction inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from trustforge.errors import DataError
+
+__all__ = ["IMAGE_SUFFIXES", "TABLE_FORMATS", "list_files", "list_images", "read_class_folders", "read_image", "read_image_folder",
+           "read_jsonl", "read_table"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Images above this many pixels are refused before decoding (decompression bombs).
+_MAX_PIXELS = 40_000_000
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = True) -> pd.DataFrame:
+    """Read a table file (CSV, Parquet or JSON Lines) into a DataFrame, naming the file in every error.
+
+    Args:
+        kind: a table format of `TABLE_FORMATS` (a scheme of the sources table); default: the
+            one whose suffixes hold the file's suffix, else csv.
+        skip_blank_lines: False keeps a CSV line that is empty or all white space as a row of
+            missing values: in a one-column file of texts it is an empty text, and dropping it
+            would shift every later prediction onto the wrong row.
+    """
+    suffix = path.suffix.lower()
+    kind = kind or next((k for k, (suffixes, _) in TABLE_FORMATS.items() if suffix in suffixes), "csv")
+    if kind not in TABLE_FORMATS:
+        raise DataError(f"{path}: {kind} is not a table format ({', '.join(TABLE_FORMATS)})")
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    frame = TABLE_FORMATS[kind][1](path, skip_blank_lines)
+    if frame.columns.duplicated().any():
+        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
+        raise DataError(f"{path}: duplicate column names {dup}")
+    frame.columns = [str(c) for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError(f"{path}: the file has no rows")
+    return frame
+
+
+def _pandas_reader(kind: str, read: Callable[..., pd.DataFrame]) -> Callable[[Path, bool], pd.DataFrame]:
+    def frame(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+        try:
+            return read(path, skip_blank_lines)
+        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            detail = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+            raise DataError(f"{path}: cannot read as {kind} ({detail})") from None
+        except Exception as exc:  # pyarrow raises its own error types for corrupt files
+            raise DataError(f"{path}: cannot read as {kind} ({exc.__class__.__name__})") from None
+
+    return frame
+
+
+def _csv(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+    return pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
+
+
+def _parquet(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def read_jsonl(path: Path) -> pd.DataFrame:
+    """Read a JSON Lines file (one JSON object per line) into a DataFrame.
+
+    Blank lines are skipped; the columns are the objects' keys in the order first seen, and a
+    key an object lacks is missing (NaN) in its row.
+
+    Raises:
+        DataError: the file is missing, not UTF-8, a line is not valid JSON or not an object
+            (the message names the file and line number), or there are no rows.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    try:
+        records = _json_records(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    if not records:
+        raise DataError(f"{path}: the file has no rows")
+    return pd.DataFrame.from_records(records)
+
+
+def _json_records(path: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{number}: not UTF-8 text") from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{number}: must be one JSON object per line; got a JSON {type(obj).__name__}")
+            records.append(obj)
+    return records
+
+
+def _read_jsonl(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
+    return read_jsonl(path)
+
+
+# Table file formats: name (the source scheme) -> (suffixes that mean it, reader). A file whose
+# suffix is none of these is read as CSV.
+TABLE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, bool], pd.DataFrame]]] = {
+    "csv": ((".csv",), _pandas_reader("csv", _csv)),
+    "parquet": ((".parquet", ".pq"), _pandas_reader("parquet", _parquet)),
+    "jsonl": ((".jsonl", ".ndjson"), _read_jsonl),
+}
+
+
+# ---------------------------------------------------------------------------- images
+
+
+def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Decode one image file to float32 (C, H, W) in [0, 1]; a bad file raises DataError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > _MAX_PIXELS:
+                    raise DataError(f"{path}: image is too large ({img.width}×{img.height} pixels)")
+                wide = img.mode.startswith("I")
+                if wide:
+                    # 16-bit grayscale PNG (medical scans, depth maps): Pillow's convert("L")
+                    # clips at 255 instead of scaling, so scale 0..65535 to [0, 1] ourselves.
+                    img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0))
+                else:
+                    img = img.convert("L" if channels == 1 else "RGB")
+                if img.size != (size[1], size[0]):
+                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.float32)
+                if wide:
+                    arr = np.repeat(arr[:, :, None], 3, axis=2) if channels == 3 else arr
+                else:
+                    arr = arr / 255.0
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    return arr[None, :, :] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def read_class_folders(root: Path, suffixes: tuple[str, ...], read: Callable[[Path], np.ndarray], *,
+                       what: str, kinds: str, layout: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Read `root/CLASS/FILE` for the files whose suffix is in `suffixes`, each with `read`;
+    class names are the sub-folder names, sorted (hidden folders skipped). `what`, `kinds` and
+    `layout` word the errors ("image" folder, "PNG or JPEG images", "one sub-folder per class").
+
+    Returns:
+        (the read arrays stacked, labels (N,) text, classes, paths relative to `root`).
+
+    Raises:
+        DataError: no such folder, fewer than two class folders, or a class folder without
+            such files, each named; `read` names a file it cannot read.
+    """
+    if not root.is_dir():
+        raise DataError(f"{root}: {what} folder not found")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{root}: needs {layout} (at least 2); found {len(classes)}")
+    arrays, labels, paths = [], [], []
+    for cls in classes:
+        files = sorted(p for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            raise DataError(f"{root / cls}: no {kinds} in class folder {cls!r}")
+        for f in files:
+            arrays.append(read(f))
+            labels.append(cls)
+            paths.append(str(f.relative_to(root)))
+    return np.stack(arrays), np.array(labels), classes, paths
+
+
+def list_files(root: Path, suffixes: tuple[str, ...], *, what: str, kinds: str) -> list[Path]:
+    """Every file under `root` (recursively) whose suffix is in `suffixes`, sorted, for prediction."""
+    if not root.is_dir():
+        raise DataError(f"{root}: {what} folder not found")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise DataError(f"{root}: no {kinds} found")
+    return files
+
+
+def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Read `root/CLASS/*.png|jpg|jpeg`; class names are the sub-folder names, sorted."""
+    return read_class_folders(root, IMAGE_SUFFIXES, lambda f: read_image(f, size, channels), what="image",
+                              kinds="PNG or JPEG images", layout="one sub-folder per class")
+
+
+def list_images(root: Path) -> list[Path]:
+    """All PNG/JPEG files under `root` (recursively), sorted, for prediction."""
+    return list_files(root, IMAGE_SUFFIXES, what="image", kinds="PNG or JPEG images")
