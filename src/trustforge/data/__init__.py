@@ -15,7 +15,7 @@ from trustforge.data._audio import read_audio_input
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._files import IMAGE_SUFFIXES, list_images, read_image, read_table
-from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, load_interactions, prepare_interactions
+from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._prepared import Prepared, TensorData
