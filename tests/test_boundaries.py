@@ -59,7 +59,7 @@ ENV_READERS = {
     "src/trustforge/models/text_pretrained.py": "sets HF_HUB_OFFLINE (writes, never reads)",
     # Transitional: run() passes its cache folder down; direct callers of data.prepare that
     # pass none (tests/data, test_speech_scenario) still get the workspace's. Remove with them.
-    "src/trustforge/data/_audio.py": "fallback for direct callers of prepare() without cache_dir",
+    "src/trustforge/data/_spoken_digits.py": "fallback for direct callers of prepare() without cache_dir",
 }
 
 

@@ -15,14 +15,15 @@ from trustforge.data._audio import read_audio_input
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._files import IMAGE_SUFFIXES, list_images, read_image, read_table
-from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler
+from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, label_strings
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
-from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts
+from trustforge.data._sequences import with_noise as sequences_with_noise
+from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts, with_input_noise
 from trustforge.data._sources import (
     BUILTIN_SOURCES,
     SOURCE_FORMS,
@@ -35,7 +36,8 @@ from trustforge.data._sources import (
     source_holds,
 )
 from trustforge.data._splits import split_indices
-from trustforge.data._text import as_text
+from trustforge.data._text import as_text, base_model_dir
+from trustforge.data._text import codec as text_codec
 from trustforge.data.inputs import INPUT_KINDS, Columns, Grid, Ids, InputKind, Spectrogram, Steps, Tokens, infer_schema, input_kind
 
 if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES); importing spec here would be circular
@@ -45,6 +47,11 @@ __all__ = [
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
     "INPUT_KINDS",
+    "base_model_dir",
+    "read_interactions",
+    "sequences_with_noise",
+    "text_codec",
+    "with_input_noise",
     "Columns",
     "Grid",
     "Ids",

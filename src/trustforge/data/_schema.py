@@ -168,7 +168,7 @@ def infer_table_schema(
             raise DataError(f"{raw.origin}: regression target {raw.target!r} must be numeric; got {frame[raw.target].dtype}")
 
     ignored = [c for c in frame.columns if c != raw.target and c not in names]
-    modality = "text" if raw.modality == "text" else "table"
+    modality = raw.modality  # "table", or "text" (one text column; see data._text)
     schema = Schema(
         modality, task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped, ignored=ignored,  # type: ignore[arg-type]
         text=text,

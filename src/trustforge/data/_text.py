@@ -111,7 +111,7 @@ def read_text_input(schema: Any, source: Any) -> RawData:
 
 def text_options(raw: RawData, spec: Any) -> dict[str, Any]:
     """The schema's `text` entry: the spec's `data.text` (or its defaults) with the column filled in."""
-    from trustforge.spec._model import TextSpec
+    from trustforge.spec import TextSpec
 
     options = (spec or TextSpec()).model_dump()
     options["column"] = raw.text

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from trustforge.data import Prepared, RawData, as_text, load_source
-from trustforge.data._interactions import read_interactions
+from trustforge.data import read_interactions
 from trustforge.evaluate._sequence_noise import forecast_noise_table, sequence_noise_table
 from trustforge.evaluate._shift import corruption_table
 from trustforge.evaluate._tasks import outputs_to_proba, task_of

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from trustforge.data import RawData
-from trustforge.data._sequences import with_noise
-from trustforge.data._series import window_forecasts, with_input_noise
+from trustforge.data import sequences_with_noise as with_noise
+from trustforge.data import window_forecasts, with_input_noise
 from trustforge.evaluate._evaluate import compute_metrics
 from trustforge.evaluate._shift import LOWER_IS_BETTER, SEVERITIES, _scalar
 

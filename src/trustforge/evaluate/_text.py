@@ -210,7 +210,7 @@ def explain_text_model(model: Any, ids: torch.Tensor, targets: torch.Tensor, *, 
     A module without a `token_embedding` layer has nothing to integrate along; the result then
     says so under "skipped" instead of failing the run's evidence.
     """
-    from trustforge.data._text import codec
+    from trustforge.data import text_codec as codec
 
     if not isinstance(getattr(model.module, "token_embedding", None), nn.Embedding):
         return {"skipped": f"{type(model.module).__name__} has no token-embedding layer to attribute along"}

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trustforge.data._text import base_model_dir
+from trustforge.data import base_model_dir
 from trustforge.errors import IntegrityError, ModelError
 from trustforge.models._layers import mlp_layers
 

@@ -6,6 +6,7 @@ from trustforge.package._format import (
     SIGNATURE_FILE,
     UnsafeNoVerify,
     VerifiedPackage,
+    encode_manifest,
     read_package,
     sha256_file,
     write_package,
@@ -13,5 +14,5 @@ from trustforge.package._format import (
 from trustforge.package._manifest import build_manifest
 from trustforge.package._model import Model
 
-__all__ = ["Model", "build_manifest", "write_package", "read_package", "VerifiedPackage", "UnsafeNoVerify", "sha256_file", "FORMAT",
+__all__ = ["encode_manifest", "Model", "build_manifest", "write_package", "read_package", "VerifiedPackage", "UnsafeNoVerify", "sha256_file", "FORMAT",
            "FORMAT_VERSION", "SIGNATURE_FILE"]

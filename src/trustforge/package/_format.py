@@ -35,9 +35,7 @@ from safetensors.torch import save as save_tensors
 
 from trustforge._fs import atomic_folder
 from trustforge.errors import IntegrityError, SecurityError
-from trustforge.secure._envelope import is_sealed, open_sealed
-from trustforge.secure._keys import Keyring
-from trustforge.secure._signing import SIGNATURE_FILE, UnsafeNoVerify, resolve_trust, sign_digests, verify_folder
+from trustforge.secure import SIGNATURE_FILE, Keyring, UnsafeNoVerify, is_sealed, open_sealed, resolve_trust, sign_digests, verify_folder
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SIGNATURE_FILE", "write_package", "read_package", "encode_manifest", "sha256_file",
            "VerifiedPackage", "UnsafeNoVerify"]

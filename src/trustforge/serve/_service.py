@@ -27,7 +27,7 @@ import pandas as pd
 
 from trustforge.errors import ModelError, RegistryError, TrustForgeError
 from trustforge.package import Model
-from trustforge.package._format import encode_manifest
+from trustforge.package import encode_manifest
 from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
 from trustforge.serve._logging import log_event

@@ -2,7 +2,12 @@
 
 from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
 from trustforge.spec._model import (
+    AdamSpec,
+    AdamWSpec,
     CNNSpec,
+    NoSchedulerSpec,
+    SGDSpec,
+    TextSpec,
     DataSpec,
     EvaluateSpec,
     MonitorSpec,
@@ -13,6 +18,11 @@ from trustforge.spec._model import (
 )
 
 __all__ = [
+    "AdamSpec",
+    "AdamWSpec",
+    "NoSchedulerSpec",
+    "SGDSpec",
+    "TextSpec",
     "TaskSpec",
     "DataSpec",
     "MLPSpec",

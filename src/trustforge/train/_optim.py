@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from trustforge.spec._model import AdamSpec, AdamWSpec, SGDSpec, TrainSpec
+from trustforge.spec import AdamSpec, AdamWSpec, SGDSpec, TrainSpec
 
 __all__ = ["make_optimizer", "build_optimizer", "lr_at", "learning_rate", "LossFn"]
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from trustforge.errors import TrainingError
-from trustforge.spec._model import AdamWSpec, NoSchedulerSpec, TrainSpec
+from trustforge.spec import AdamWSpec, NoSchedulerSpec, TrainSpec
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import flatten_optimizer, unflatten_optimizer
 from trustforge.train._optim import LossFn, build_optimizer, learning_rate
