@@ -358,3 +358,13 @@ def test_what_a_source_holds_is_known_without_reading_it(source, holds) -> None:
 ])
 def test_the_default_model_follows_from_what_the_source_holds(task, source, kind) -> None:
     assert default_model_kind(task, source) == kind
+
+
+def test_a_users_file_for_recommendations_is_any_table_format_of_the_table(tmp_path) -> None:
+    from trustforge.data._interactions import _user_ids
+
+    frame = pd.DataFrame({"userId": ["u1", "u2", "u1"]})
+    frame.to_json(tmp_path / "users.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "users.pq")
+    for name in ("users.jsonl", "users.pq"):
+        assert list(_user_ids(str(tmp_path / name), "userId")) == ["u1", "u2", "u1"]
