@@ -165,8 +165,6 @@ def test_the_private_import_finder_sees_every_form():
     assert _owner("trustforge.data.__all__") is None
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10: the data, models, train, evaluate, package, pipeline and _evidence "
-                                        "imports are being moved by other engineers; tightened when they land")
 def test_no_private_imports_across_subpackages():
     found = private_imports()
     assert not found, f"{len(found)} imports of another subpackage's private names (import from its __init__):\n" + "\n".join(found)

@@ -11,11 +11,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trustforge.data._audio import add_noise as audio_noise
+from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
+from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._files import IMAGE_SUFFIXES, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
+from trustforge.data._interactions import encode_inputs as encode_interactions
+from trustforge.data._interactions import encode_target as interaction_targets
+from trustforge.data._interactions import known_keys as known_interactions
+from trustforge.data._interactions import predictions as interaction_predictions
+from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._prepared import Prepared, TensorData
@@ -47,6 +55,14 @@ __all__ = [
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
     "INPUT_KINDS",
+    "audio_gain",
+    "audio_noise",
+    "audio_time_shift",
+    "encode_interactions",
+    "interaction_predictions",
+    "interaction_ratings",
+    "interaction_targets",
+    "known_interactions",
     "base_model_dir",
     "read_interactions",
     "sequences_with_noise",

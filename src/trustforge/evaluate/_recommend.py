@@ -23,8 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from trustforge.data import RawData, TensorData
-from trustforge.data import _interactions as inter
+from trustforge.data import RawData, TensorData, encode_interactions, interaction_ratings, interaction_targets, known_interactions
 from trustforge.evaluate._metrics import ranking_metrics, regression_metrics
 
 __all__ = ["KS", "validation_metrics", "interaction_metrics", "recommendation_metrics", "fit_biases", "BIAS_GRID"]
@@ -63,10 +62,10 @@ def interaction_metrics(pre: Any, module: torch.nn.Module, raw: RawData) -> dict
     Raises:
         DataError: a column the model needs (ids; the rating for explicit feedback) is missing.
     """
-    user, item = (t.numpy() for t in inter.encode_inputs(pre, raw))
+    user, item = (t.numpy() for t in encode_interactions(pre, raw))
     if pre.schema.interactions["feedback"] == "explicit":
-        y = inter.encode_target(pre, raw).numpy().astype(np.float64) + pre.tensors["target.mean"].numpy()
-        pred = inter.ratings(pre, _pair_scores(module, user, item))
+        y = interaction_targets(pre, raw).numpy().astype(np.float64) + pre.tensors["target.mean"].numpy()
+        pred = interaction_ratings(pre, _pair_scores(module, user, item))
         m: dict[str, Any] = dict(regression_metrics(y, pred))
         m.update(n=int(len(y)), unknown_users=int((user == 0).sum()), unknown_items=int((item == 0).sum()))
         return m
@@ -88,7 +87,7 @@ def recommendation_metrics(data: Any, module: torch.nn.Module) -> dict[str, Any]
     pre = data.preprocessor
     m = interaction_metrics(pre, module, data.test_raw)
     if pre.schema.interactions["feedback"] == "explicit":
-        user, item = (t.numpy() for t in inter.encode_inputs(pre, data.test_raw))
+        user, item = (t.numpy() for t in encode_interactions(pre, data.test_raw))
         base = _bias_baseline(pre, data.train, data.validation, user, item, data.test.target.numpy())
         m.update({f"baseline_bias_{k}": v for k, v in base.items()})
     return m
@@ -136,14 +135,14 @@ def _bias_baseline(pre: Any, train: TensorData, validation: TensorData | None, u
             best = (0.0, ru, ri, b_u, b_i)
             break
         vu, vi = (t.numpy() for t in validation.inputs)
-        pred = inter.ratings(pre, b_u[vu] + b_i[vi])
+        pred = interaction_ratings(pre, b_u[vu] + b_i[vi])
         y = validation.target.numpy().astype(np.float64) + pre.tensors["target.mean"].numpy()
         rmse = float(np.sqrt(np.mean((pred - y) ** 2)))
         if best is None or rmse < best[0]:
             best = (rmse, ru, ri, b_u, b_i)
     _, ru, ri, b_u, b_i = best
     y = test_residual.astype(np.float64) + pre.tensors["target.mean"].numpy()
-    m = regression_metrics(y, inter.ratings(pre, b_u[user] + b_i[item]))
+    m = regression_metrics(y, interaction_ratings(pre, b_u[user] + b_i[item]))
     return {"rmse": m["rmse"], "mae": m["mae"], "r2": m["r2"], "reg_user": ru, "reg_item": ri}
 
 
@@ -167,7 +166,7 @@ def _device(module: torch.nn.Module) -> torch.device:
 def _ranking(score_all: Callable[[torch.Tensor], torch.Tensor], pre: Any, user: np.ndarray, item: np.ndarray) -> dict[str, Any]:
     """Rank each held-out (user, item) among the user's candidates; `ranking_metrics` of the ranks."""
     stride = pre.schema.columns[1].vocabulary
-    known = inter.known_keys(pre)
+    known = known_interactions(pre)
     keys = user * stride + item
     unknown = (user == 0) | (item == 0)
     already = ~unknown & np.isin(keys, known)

@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from trustforge.data import SOURCES, RawData, Schema, _audio, redact_source
+from trustforge.data import SOURCES, RawData, Schema, audio_gain, audio_noise, audio_time_shift, redact_source
 from trustforge.errors import DataError
 from trustforge.evaluate import _text
 
@@ -185,9 +185,9 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
     },
     # On waveforms (N, T), before the model's log-mel front end (see data/_audio.py).
     "audio": {
-        "noise": Corruption(_audio.add_noise, (30.0, 20.0, 10.0), "white-noise SNR in dB (lower is noisier)"),
-        "gain": Corruption(_audio.change_gain, (6.0, 12.0, 20.0), "random gain within ± dB, clipped at full scale"),
-        "time_shift": Corruption(_audio.time_shift, (0.05, 0.10, 0.20), "largest time shift / clip length"),
+        "noise": Corruption(audio_noise, (30.0, 20.0, 10.0), "white-noise SNR in dB (lower is noisier)"),
+        "gain": Corruption(audio_gain, (6.0, 12.0, 20.0), "random gain within ± dB, clipped at full scale"),
+        "time_shift": Corruption(audio_time_shift, (0.05, 0.10, 0.20), "largest time shift / clip length"),
     },
     # On the text column, before tokenisation (see evaluate/_text.py); no text is left empty.
     "text": {

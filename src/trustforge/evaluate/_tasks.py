@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from trustforge.data import _interactions, forecast_inputs, forecast_table, window_forecasts
+from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, window_forecasts
 from trustforge.errors import ModelError
 from trustforge.evaluate import _recommend as recommend
 from trustforge.evaluate._metrics import METRICS, classification_metrics, forecasting_metrics, regression_metrics
@@ -468,7 +468,7 @@ class Recommendation(Task):
         return recommend.recommendation_metrics(data, module)  # ranks every candidate item, so it needs the model
 
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
-        return _interactions.predictions(model.preprocessor, raw, model.outputs(raw))  # `prediction` and `unknown`
+        return interaction_predictions(model.preprocessor, raw, model.outputs(raw))  # `prediction` and `unknown`
 
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         return recommend.interaction_metrics(model.preprocessor, model.module, raw)  # ratings, or held-out items ranked
