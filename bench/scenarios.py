@@ -64,8 +64,11 @@ def shortfalls(example: str, metrics: Mapping[str, float], figures: Mapping[str,
             out.append(f"{example} {metric}: not measured (README figure {figure:g})")
             continue
         got = float(metrics[metric])
+        if got != got:
+            out.append(f"{example} {metric}: NaN (README figure {figure:g})")
+            continue
         worse = got - figure if metric in LOWER_IS_BETTER else figure - got
-        if worse > tol or (two_sided and -worse > tol) or got != got:
+        if worse > tol or (two_sided and -worse > tol):
             side = "below" if worse > 0 else "above"
             if metric in LOWER_IS_BETTER:
                 side = "worse than" if worse > 0 else "better than"

@@ -121,7 +121,7 @@ def test_a_figure_within_its_tolerance_holds_and_one_below_it_fails():
     (line,) = scenarios.shortfalls("x.yaml", {"accuracy": 0.95}, figures, two_sided=True)  # the tests: near, either way
     assert "above the README figure" in line
     assert scenarios.shortfalls("x.yaml", {}, figures) == ["x.yaml accuracy: not measured (README figure 0.9)"]
-    assert len(scenarios.shortfalls("x.yaml", {"accuracy": float("nan")}, figures)) == 1
+    assert scenarios.shortfalls("x.yaml", {"accuracy": float("nan")}, figures) == ["x.yaml accuracy: NaN (README figure 0.9)"]
 
 
 def test_an_error_metric_fails_when_it_rises_above_its_figure():
