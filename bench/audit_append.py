@@ -72,8 +72,16 @@ def run_config(kind: str, folder: Path, keyring: Keyring, seconds: float) -> flo
     try:
         if kind.startswith("baseline"):
             table = _baseline_table(engine)
-            row = {"time": "2025-01-01T00:00:00.000000Z", "actor": "alice", "action": "register", "object": "models:/iris/3",
-                   "outcome": "ok", "details": '{"i":0}', "prev_hash": "0" * 64, "hash": "f" * 64}
+            row = {
+                "time": "2025-01-01T00:00:00.000000Z",
+                "actor": "alice",
+                "action": "register",
+                "object": "models:/iris/3",
+                "outcome": "ok",
+                "details": '{"i":0}',
+                "prev_hash": "0" * 64,
+                "hash": "f" * 64,
+            }
 
             def one(i: int) -> None:
                 with engine.begin() as conn:
@@ -118,14 +126,18 @@ def main() -> None:
         print()
         for k in CONFIGS:
             print(f"median appends/s  {k:<16} {med[k]:8.0f}")
-        print(f"ratio baseline/audit (cost of chain + signed checkpoint + head file): {med['baseline'] / med['audit']:.2f}x with fsync, "
-              f"{med['baseline-nofsync'] / med['audit-nofsync']:.2f}x without")
+        print(
+            f"ratio baseline/audit (cost of chain + signed checkpoint + head file): {med['baseline'] / med['audit']:.2f}x with fsync, "
+            f"{med['baseline-nofsync'] / med['audit-nofsync']:.2f}x without"
+        )
 
         engine = make_engine(f"sqlite:///{root / 'bulk.db'}")
         log = AuditLog(engine, keyring.sign, keyring.verify)
         n = 20_000
         start = time.perf_counter()
-        log.append_many({"actor": "alice", "action": "tag", "object": f"models:/iris/{i}", "outcome": "ok", "details": {"i": i}} for i in range(n))
+        log.append_many(
+            {"actor": "alice", "action": "tag", "object": f"models:/iris/{i}", "outcome": "ok", "details": {"i": i}} for i in range(n)
+        )
         bulk = n / (time.perf_counter() - start)
         start = time.perf_counter()
         report = log.verify()

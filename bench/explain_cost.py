@@ -85,9 +85,15 @@ def main() -> None:
         with torch.no_grad():
             pred = module(x).argmax(1)
         Saliency(module).attribute(x, target=pred, abs=True).amax(dim=1)
-        _, delta = IntegratedGradients(module).attribute(x, baselines=torch.zeros_like(x), target=pred, n_steps=50,
-                                                         method="gausslegendre", internal_batch_size=8192,
-                                                         return_convergence_delta=True)
+        _, delta = IntegratedGradients(module).attribute(
+            x,
+            baselines=torch.zeros_like(x),
+            target=pred,
+            n_steps=50,
+            method="gausslegendre",
+            internal_batch_size=8192,
+            return_convergence_delta=True,
+        )
         info["all1000"] = float(delta.abs().max())
 
     cases = {"plain": plain, "pipeline": pipeline, "fixed50": fixed50, "all1000": all1000}
@@ -105,7 +111,10 @@ def main() -> None:
     gap_p = info["pipeline"]["completeness_gap"]
     steps = [e["n_steps"] for e in info["pipeline"]["examples"]]
     rows = [
-        ("pipeline", f"explain_images, 2 per class = 20 images, adaptive steps (median {int(np.median(steps))}, max {max(steps)}), gap {gap_p:.1e}"),
+        (
+            "pipeline",
+            f"explain_images, 2 per class = 20 images, adaptive steps (median {int(np.median(steps))}, max {max(steps)}), gap {gap_p:.1e}",
+        ),
         ("fixed50", f"explain_images, 20 images, fixed 50 steps, gap {info['fixed50']['completeness_gap']:.1e}"),
         ("all1000", f"IG (50 steps) + saliency on all 1000 images, gap {info['all1000']:.1e}"),
     ]

@@ -54,8 +54,11 @@ def scores(y_true: np.ndarray, proba_yes: np.ndarray) -> dict[str, float]:
 
     pred = proba_yes >= 0.5
     truth = y_true == POSITIVE
-    return {"accuracy": float(accuracy_score(truth, pred)), "roc_auc": float(roc_auc_score(truth, proba_yes)),
-            "f1_yes": float(f1_score(truth, pred))}
+    return {
+        "accuracy": float(accuracy_score(truth, pred)),
+        "roc_auc": float(roc_auc_score(truth, proba_yes)),
+        "f1_yes": float(f1_score(truth, pred)),
+    }
 
 
 def gbm_tfidf(train: pd.DataFrame, test: pd.DataFrame, target: str, seed: int) -> np.ndarray:
@@ -110,8 +113,10 @@ def main() -> int:
     rows["gradient boosting + TF-IDF"] = scores(data.test_raw.frame[target].to_numpy(), proba)
     seconds["gradient boosting + TF-IDF"] = time.perf_counter() - t0
 
-    print(f"builtin:birdstrikes, target disrupted, test rows {len(data.test_raw)} (seed {spec.train.seed}, "
-          f"{os.environ.get('OMP_NUM_THREADS', 'default')} threads)")
+    print(
+        f"builtin:birdstrikes, target disrupted, test rows {len(data.test_raw)} (seed {spec.train.seed}, "
+        f"{os.environ.get('OMP_NUM_THREADS', 'default')} threads)"
+    )
     print(f"{'model':<28} {'accuracy':>9} {'ROC-AUC':>9} {'F1 yes':>9} {'seconds':>8}")
     for name, r in rows.items():
         print(f"{name:<28} {r['accuracy']:>9.4f} {r['roc_auc']:>9.4f} {r['f1_yes']:>9.4f} {seconds[name]:>8.1f}")

@@ -50,8 +50,9 @@ FIGURES = load_figures()
 REDUCED: dict[str, dict] = load_figures(FIGURES_FILE, "_reduced")
 
 
-def shortfalls(example: str, metrics: Mapping[str, float], figures: Mapping[str, Mapping] | None = None,
-               *, two_sided: bool = False) -> list[str]:
+def shortfalls(
+    example: str, metrics: Mapping[str, float], figures: Mapping[str, Mapping] | None = None, *, two_sided: bool = False
+) -> list[str]:
     """One line per recorded figure of `example` that `metrics` misses: worse than the figure by
     more than its tolerance (lower is better for errors such as MAE and RMSE), or, `two_sided`,
     off the figure by more than the tolerance either way (a README that understates is wrong too).
@@ -173,8 +174,11 @@ def tfidf_logistic_regression(spec: dict) -> dict[str, float]:
         vec = TfidfVectorizer()
         model = GridSearchCV(LogisticRegression(max_iter=3000), {"C": [0.25, 0.5, 1, 2, 4, 8, 16]}, cv=5, scoring="accuracy")
         pred = model.fit(vec.fit_transform(train[column]), train[target]).predict(vec.transform(test[column]))
-        _TFIDF[key] = {"accuracy": float(accuracy_score(test[target], pred)),
-                       "f1_macro": float(f1_score(test[target], pred, average="macro")), "C": float(model.best_params_["C"])}
+        _TFIDF[key] = {
+            "accuracy": float(accuracy_score(test[target], pred)),
+            "f1_macro": float(f1_score(test[target], pred, average="macro")),
+            "C": float(model.best_params_["C"]),
+        }
     return _TFIDF[key]
 
 
@@ -197,34 +201,87 @@ def from_example(example: str, key: str) -> Callable[[dict, dict], float]:
 # ---------------------------------------------------------------------------- the table
 
 SCENARIOS = [
-    Scenario("speech recognition", "speech_digits.yaml", "accuracy", "logistic regression on mean log-mel",
-             "accuracy ≥ 0.95 on unseen voices", logreg_mean_logmel),
-    Scenario("forecasting", "forecast_air_passengers.yaml", "mae↓", "seasonal-naive forecast",
-             "MAE below seasonal-naive", from_metrics("baseline_seasonal_naive_mae")),
-    Scenario("recommendation, explicit", "recommend_explicit.yaml", "rmse↓", "bias-only model",
-             "RMSE below bias-only", from_metrics("baseline_bias_rmse")),
-    Scenario("recommendation, implicit", "recommend_implicit.yaml", "hr@10", "popularity",
-             "HR@10 above popularity", from_metrics("baseline_popularity_hr@10")),
-    Scenario("recommendation, implicit", "recommend_implicit.yaml", "ndcg@10", "popularity",
-             "NDCG@10 above popularity", from_metrics("baseline_popularity_ndcg@10")),
-    Scenario("fraud detection", "fraud_mlp.yaml", "pr_auc", "logistic regression",
-             "PR-AUC well above the positive rate", logreg_table("pr_auc")),
-    Scenario("credit risk", "credit_risk_mlp.yaml", "roc_auc", "logistic regression (balanced)",
-             "ranks defaulters like LR", logreg_table("roc_auc", "balanced")),
-    *[Scenario("sentiment (text)", "sentiment_text.yaml", metric, "TF-IDF + logistic regression",
-               "accuracy and F1 above the baseline", tfidf_logreg(metric)) for metric in ("accuracy", "f1_macro")],
-    *[Scenario("sentiment, pretrained", "sentiment_minilm.yaml", metric, "the from-scratch text model",
-               "above the from-scratch model", from_example("sentiment_text.yaml", metric)) for metric in ("accuracy", "f1_macro")],
-    Scenario("Chinese text", "chinese_text.yaml", "accuracy", "majority class",
-             "trains and predicts with char tokens", majority_class),
-    Scenario("medical diagnosis", "breast_cancer_mlp.yaml", "accuracy", "logistic regression",
-             "accuracy ≥ 0.97", logreg_table("accuracy")),
+    Scenario(
+        "speech recognition",
+        "speech_digits.yaml",
+        "accuracy",
+        "logistic regression on mean log-mel",
+        "accuracy ≥ 0.95 on unseen voices",
+        logreg_mean_logmel,
+    ),
+    Scenario(
+        "forecasting",
+        "forecast_air_passengers.yaml",
+        "mae↓",
+        "seasonal-naive forecast",
+        "MAE below seasonal-naive",
+        from_metrics("baseline_seasonal_naive_mae"),
+    ),
+    Scenario(
+        "recommendation, explicit",
+        "recommend_explicit.yaml",
+        "rmse↓",
+        "bias-only model",
+        "RMSE below bias-only",
+        from_metrics("baseline_bias_rmse"),
+    ),
+    Scenario(
+        "recommendation, implicit",
+        "recommend_implicit.yaml",
+        "hr@10",
+        "popularity",
+        "HR@10 above popularity",
+        from_metrics("baseline_popularity_hr@10"),
+    ),
+    Scenario(
+        "recommendation, implicit",
+        "recommend_implicit.yaml",
+        "ndcg@10",
+        "popularity",
+        "NDCG@10 above popularity",
+        from_metrics("baseline_popularity_ndcg@10"),
+    ),
+    Scenario(
+        "fraud detection", "fraud_mlp.yaml", "pr_auc", "logistic regression", "PR-AUC well above the positive rate", logreg_table("pr_auc")
+    ),
+    Scenario(
+        "credit risk",
+        "credit_risk_mlp.yaml",
+        "roc_auc",
+        "logistic regression (balanced)",
+        "ranks defaulters like LR",
+        logreg_table("roc_auc", "balanced"),
+    ),
+    *[
+        Scenario(
+            "sentiment (text)",
+            "sentiment_text.yaml",
+            metric,
+            "TF-IDF + logistic regression",
+            "accuracy and F1 above the baseline",
+            tfidf_logreg(metric),
+        )
+        for metric in ("accuracy", "f1_macro")
+    ],
+    *[
+        Scenario(
+            "sentiment, pretrained",
+            "sentiment_minilm.yaml",
+            metric,
+            "the from-scratch text model",
+            "above the from-scratch model",
+            from_example("sentiment_text.yaml", metric),
+        )
+        for metric in ("accuracy", "f1_macro")
+    ],
+    Scenario("Chinese text", "chinese_text.yaml", "accuracy", "majority class", "trains and predicts with char tokens", majority_class),
+    Scenario("medical diagnosis", "breast_cancer_mlp.yaml", "accuracy", "logistic regression", "accuracy ≥ 0.97", logreg_table("accuracy")),
     Scenario("image recognition, digits", "digits_cnn.yaml", "accuracy", "SVC", "accuracy ≥ 0.985", svc_images),
     Scenario("image recognition, shapes", "shapes_cnn.yaml", "accuracy", "SVC", "well above chance (0.10)", svc_images),
-    Scenario("classic tutorial CNN", "classic_cifar_cnn.yaml", "accuracy", "largest class (chance)",
-             "learns the real labels", majority_class),
-    Scenario("classic LSTM", "classic_lstm.yaml", "accuracy", "largest class (chance)",
-             "reads digits row by row", majority_class),
+    Scenario(
+        "classic tutorial CNN", "classic_cifar_cnn.yaml", "accuracy", "largest class (chance)", "learns the real labels", majority_class
+    ),
+    Scenario("classic LSTM", "classic_lstm.yaml", "accuracy", "largest class (chance)", "reads digits row by row", majority_class),
 ]
 
 
@@ -267,15 +324,21 @@ def main(argv: list[str]) -> int:
         better = ours < base if s.metric.endswith("↓") else ours > base
         recorded = FIGURES.get(s.example, {}).get(key)
         readme = f"{recorded['figure']:7g}" if recorded else f"{'-':>7}"
-        print(f"{s.name:28} {s.example:30} {s.metric:9} {ours:10.4f} {readme} {base:9.4f}  {'yes' if better else 'NO':6} "
-              f"{s.baseline} / {s.target}  ({metrics['_seconds']:.0f} s)", flush=True)
+        print(
+            f"{s.name:28} {s.example:30} {s.metric:9} {ours:10.4f} {readme} {base:9.4f}  {'yes' if better else 'NO':6} "
+            f"{s.baseline} / {s.target}  ({metrics['_seconds']:.0f} s)",
+            flush=True,
+        )
     if not check:
         return 0
     missed = failures(rows)
     for line in missed:
         print(f"below its README figure: {line}", file=sys.stderr)
-    print(f"check: {len(missed)} figure(s) below the README's (bench/figures.json)" if missed
-          else "check: every row holds its README figure (bench/figures.json)")
+    print(
+        f"check: {len(missed)} figure(s) below the README's (bench/figures.json)"
+        if missed
+        else "check: every row holds its README figure (bench/figures.json)"
+    )
     return 1 if missed else 0
 
 

@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 oursl.append(o)
                 ways.append(w)
     med = statistics.median(ratios)
-    print(f"median: floor {statistics.median(floors):.3f} s, ours {statistics.median(oursl):.3f} s "
-          f"({size / 1e6 / statistics.median(oursl):.0f} MB/s end to end)")
+    print(
+        f"median: floor {statistics.median(floors):.3f} s, ours {statistics.median(oursl):.3f} s "
+        f"({size / 1e6 / statistics.median(oursl):.0f} MB/s end to end)"
+    )
     print(f"reference: ours / one-way floor (sha256 + AES-GCM encrypt once): {statistics.median(oursl) / statistics.median(ways):.2f}")
     print(f"{'OK' if med <= TARGET else 'FAIL'}: ratio ours/floor (median of pairs): {med:.2f} (target <= {TARGET})")
     return 0

@@ -110,9 +110,15 @@ async def _level(request: bytes, port: int, clients: int, seconds: float, max_re
     elapsed = time.perf_counter() - started
     latencies.sort()
     n = len(latencies)
-    return {"clients": clients, "requests": n, "failed": failures[0], "seconds": elapsed, "rps": n / elapsed if elapsed else 0.0,
-            "p50_ms": 1000 * latencies[n // 2] if n else float("nan"),
-            "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else float("nan")}
+    return {
+        "clients": clients,
+        "requests": n,
+        "failed": failures[0],
+        "seconds": elapsed,
+        "rps": n / elapsed if elapsed else 0.0,
+        "p50_ms": 1000 * latencies[n // 2] if n else float("nan"),
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else float("nan"),
+    }
 
 
 def client_main(port: int, request_file: str, seconds: float, max_requests: int, warmup: float) -> None:
@@ -180,9 +186,23 @@ def _measure(name: str, cmd: list[str], env: dict, port: int, ready_path: str, r
     try:
         _wait_ready(port, ready_path, proc)
         before = _cpu_seconds(proc.pid)
-        client = subprocess.run([sys.executable, __file__, "--client", str(port), str(request_file), str(args.seconds),
-                                 str(args.max_requests), str(args.warmup)], env=env, capture_output=True, text=True,
-                                timeout=len(LEVELS) * (args.seconds + args.warmup) * 4 + 120, check=True)
+        client = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--client",
+                str(port),
+                str(request_file),
+                str(args.seconds),
+                str(args.max_requests),
+                str(args.warmup),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=len(LEVELS) * (args.seconds + args.warmup) * 4 + 120,
+            check=True,
+        )
         out = json.loads(client.stdout.strip().splitlines()[-1])
         out["cpu_ms_per_request"] = 1000 * (_cpu_seconds(proc.pid) - before) / max(1, out["sent"])
         return out
@@ -223,31 +243,47 @@ def main() -> None:
         request_file = root / "request.http"
         request_file.write_bytes(
             b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            + f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
 
         trustforge = str(Path(sys.executable).with_name("trustforge"))
         load = os.getloadavg()
         uri = f"models:/{SPEC['name']}@champion"
         results = {}
         port = _free_port()
-        results["a"] = _measure("(a) naive FastAPI + torch", [sys.executable, __file__, "--baseline", str(result.package), str(port)],
-                                env, port, "/ping", request_file, args)
+        results["a"] = _measure(
+            "(a) naive FastAPI + torch",
+            [sys.executable, __file__, "--baseline", str(result.package), str(port)],
+            env,
+            port,
+            "/ping",
+            request_file,
+            args,
+        )
         for key, backend in (("b", "torch"), ("c", "onnx")):
             port = _free_port()
             cmd = [trustforge, "serve", uri, "--host", HOST, "--port", str(port), "--workers", str(args.workers), "--backend", backend]
             results[key] = _measure(f"({key}) trustforge serve --backend {backend}", cmd, env, port, "/v2/health/ready", request_file, args)
 
-        names = {"a": "naive FastAPI + torch", "b": f"TrustForge eager, batching, {args.workers} worker",
-                 "c": f"TrustForge ONNX, batching, {args.workers} worker"}
-        print(f"\nPOST /invocations, 1 row of {len(columns)} columns; {args.seconds:g} s per level (<= {args.max_requests} requests), "
-              f"loopback, clients in a separate process, {os.cpu_count()} CPUs, load average {load[0]:.1f} before / "
-              f"{os.getloadavg()[0]:.1f} after")
+        names = {
+            "a": "naive FastAPI + torch",
+            "b": f"TrustForge eager, batching, {args.workers} worker",
+            "c": f"TrustForge ONNX, batching, {args.workers} worker",
+        }
+        print(
+            f"\nPOST /invocations, 1 row of {len(columns)} columns; {args.seconds:g} s per level (<= {args.max_requests} requests), "
+            f"loopback, clients in a separate process, {os.cpu_count()} CPUs, load average {load[0]:.1f} before / "
+            f"{os.getloadavg()[0]:.1f} after"
+        )
         print(f"{'server':<38} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7}")
         for key in "abc":
             for r in results[key]["levels"]:
                 print(f"{names[key]:<38} {r['clients']:>7} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['failed']:>7}")
-        print("\nserver CPU time per request, all levels (server process and its workers): "
-              + ", ".join(f"({key}) {results[key]['cpu_ms_per_request']:.2f} ms" for key in "abc"))
+        print(
+            "\nserver CPU time per request, all levels (server process and its workers): "
+            + ", ".join(f"({key}) {results[key]['cpu_ms_per_request']:.2f} ms" for key in "abc")
+        )
         print("\nratios at equal concurrency (throughput; p99)")
         for i, clients in enumerate(LEVELS):
             a = results["a"]["levels"][i]

@@ -140,14 +140,10 @@ class PatchedProgressBar(t.ProgressBar):
     def on_epoch_start(self, trainer: t.Trainer, epoch: int) -> None:
         if self.progress is not None:
             fields = next(task.fields for task in self.progress.tasks if task.id == self.task)
-            self.progress.reset(
-                self.task, total=trainer.batches_per_epoch, **{**fields, "epoch": f"{epoch + 1}/{trainer.max_epochs}"}
-            )
+            self.progress.reset(self.task, total=trainer.batches_per_epoch, **{**fields, "epoch": f"{epoch + 1}/{trainer.max_epochs}"})
 
 
-def run_trainer(
-    spec: s.TaskSpec, prepared: d.Prepared, workdir: Path, bar_cls: type[t.ProgressBar] = t.ProgressBar
-) -> tuple[float, float]:
+def run_trainer(spec: s.TaskSpec, prepared: d.Prepared, workdir: Path, bar_cls: type[t.ProgressBar] = t.ProgressBar) -> tuple[float, float]:
     """Trainer.fit with progress bar, CSV log and checkpoints on; returns (seconds, final val loss)."""
     model = fresh_model(spec, prepared.schema)
     workdir.mkdir(parents=True)
@@ -238,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10, help="epochs per run; default 10")
     parser.add_argument("--threads", type=int, default=None, help="torch threads; default: the cores this process may use")
     parser.add_argument(
-        "--retries", type=int, default=None,
+        "--retries",
+        type=int,
+        default=None,
         help="extra pairs allowed to replace pairs disturbed by other processes; default: --pairs",
     )
     args = parser.parse_args(argv)
@@ -276,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             clean = sum(not r.disturbed for r in rows)
             if attempt > args.pairs and (
-                clean >= args.pairs
-                or attempt > args.pairs + args.retries
-                or time.perf_counter() - began > RETRY_DEADLINE_S
+                clean >= args.pairs or attempt > args.pairs + args.retries or time.perf_counter() - began > RETRY_DEADLINE_S
             ):
                 break
             foreign.start()
@@ -308,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 other_s = "n/a" if other is None else f"{other:.2f}"
                 mark = "  * disturbed, not counted" if row.disturbed else ""
                 print(
-                    f"{attempt:>4}  {tp:8.3f}  {tt:9.3f}  {row.ratio:6.3f}  {loss_p:12.6f} / {loss_t:.6f}  "
-                    f"{other_s:>17}{mark}",
+                    f"{attempt:>4}  {tp:8.3f}  {tt:9.3f}  {row.ratio:6.3f}  {loss_p:12.6f} / {loss_t:.6f}  {other_s:>17}{mark}",
                     flush=True,
                 )
             attempt += 1

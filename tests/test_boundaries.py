@@ -35,11 +35,14 @@ def test_import_contracts_hold():
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10: import order (I001), one unused import and one ambiguous name in files "
-                                        "other engineers own; fixed by the `ruff check --fix` and format pass at the end")
 def test_ruff_finds_nothing():
     done = _run(_tool("ruff"), "check", "--no-cache", "--output-format", "concise", "src", "tests", "bench")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def test_code_is_formatted_by_ruff():
+    done = _run(_tool("ruff"), "format", "--check", "--no-cache", "src", "tests", "bench")
+    assert done.returncode == 0, "run `.venv/bin/ruff format src tests bench`:\n" + done.stdout[-6000:] + done.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------- the environment
@@ -146,8 +149,12 @@ def private_imports() -> list[str]:
                     if base == "trustforge" or base.startswith("trustforge."):
                         bound[a.asname or a.name] = f"{base}.{a.name}"
         for node in ast.walk(tree):  # `pipeline._manifest(...)` after `from trustforge import pipeline`
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
-                    and _owner(bound[node.value.id]) is None):  # a private module's import is reported already
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and _owner(bound[node.value.id]) is None
+            ):  # a private module's import is reported already
                 uses.append((node.lineno, f"{bound[node.value.id]}.{node.attr}"))
         by_line: dict[int, list[str]] = {}
         for line, dotted in uses:

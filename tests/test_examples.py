@@ -21,8 +21,13 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def test_there_are_examples():
-    assert {p.name for p in EXAMPLES} >= {"digits_cnn.yaml", "breast_cancer_mlp.yaml", "shapes_cnn.yaml",
-                                           "classic_cifar_cnn.yaml", "classic_lstm.yaml"}
+    assert {p.name for p in EXAMPLES} >= {
+        "digits_cnn.yaml",
+        "breast_cancer_mlp.yaml",
+        "shapes_cnn.yaml",
+        "classic_cifar_cnn.yaml",
+        "classic_lstm.yaml",
+    }
 
 
 # The foundation's image and table classifiers; the classic tutorial CNN learns slowly with its SGD

@@ -54,11 +54,14 @@ def seasonal_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seasonal")
     other = seasonal(seed=99)
     other.to_csv(tmp / "other.csv", index=False)
-    spec = {"name": "seasonal-mlp", "task": "forecasting",
-            "data": {"source": "builtin:seasonal", "series": {"lookback": 24, "horizon": 3, "season": 12}},
-            "model": {"kind": "mlp", "hidden": [32]},
-            "train": {"max_epochs": 40, "batch_size": 32, "optimizer": {"lr": 0.003}, "early_stopping": None},
-            "evaluate": {"speed": False, "shift": f"csv:{tmp / 'other.csv'}"}}
+    spec = {
+        "name": "seasonal-mlp",
+        "task": "forecasting",
+        "data": {"source": "builtin:seasonal", "series": {"lookback": 24, "horizon": 3, "season": 12}},
+        "model": {"kind": "mlp", "hidden": [32]},
+        "train": {"max_epochs": 40, "batch_size": 32, "optimizer": {"lr": 0.003}, "early_stopping": None},
+        "evaluate": {"speed": False, "shift": f"csv:{tmp / 'other.csv'}"},
+    }
     with pytest.MonkeyPatch.context() as mp:  # a module-scoped run gets its own workspace
         mp.setenv("TRUSTFORGE_HOME", str(tmp / "ws"))
         result = trustforge.run(spec, progress=False, register=False)

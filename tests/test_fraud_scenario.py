@@ -47,8 +47,12 @@ def logistic_regression(spec: dict, class_weight: str | None = None) -> dict[str
     y = np.concatenate([p.target.numpy() for p in parts])
     score = LogisticRegression(max_iter=5000, class_weight=class_weight).fit(x, y).predict_proba(features(data.test))[:, 1]
     y_test = data.test.target.numpy()
-    return {"pr_auc": average_precision_score(y_test, score), "roc_auc": roc_auc_score(y_test, score),
-            "accuracy": float(((score > 0.5) == y_test).mean()), "positive_rate": float(y_test.mean())}
+    return {
+        "pr_auc": average_precision_score(y_test, score),
+        "roc_auc": roc_auc_score(y_test, score),
+        "accuracy": float(((score > 0.5) == y_test).mean()),
+        "positive_rate": float(y_test.mean()),
+    }
 
 
 def test_fraud_example_finds_fraud_far_above_the_positive_rate():

@@ -73,9 +73,18 @@ def test_three_lines_train_on_a_text_csv(tmp_path):
 def test_three_lines_train_on_a_mixed_table(tmp_path):
     frame = birdstrikes(3000)
     result = trustforge.run(three_lines(tmp_path, frame, "disrupted"), register=False, progress=False)
-    assert kinds(result) == {"date": "datetime", "time_of_day": "categorical", "phase_of_flight": "categorical",
-                             "sky": "categorical", "aircraft_mass": "numeric", "engines": "numeric", "height": "numeric",
-                             "speed": "numeric", "birds_struck": "categorical", "remarks": "text"}
+    assert kinds(result) == {
+        "date": "datetime",
+        "time_of_day": "categorical",
+        "phase_of_flight": "categorical",
+        "sky": "categorical",
+        "aircraft_mass": "numeric",
+        "engines": "numeric",
+        "height": "numeric",
+        "speed": "numeric",
+        "birds_struck": "categorical",
+        "remarks": "text",
+    }
     assert result.metrics["roc_auc"] >= 0.85
     # Explanations attribute to whole columns, whatever their type; the remarks matter most.
     import json

@@ -38,13 +38,17 @@ def trained(tmp_path_factory):
     specs = root / "specs"
     specs.mkdir()
     spec_file = specs / "cancer.yaml"
-    spec_file.write_text(yaml.safe_dump({
-        "name": "cancer-paths",
-        "data": {"source": "csv:../tables/train.csv", "target": "target"},
-        "model": {"kind": "mlp", "hidden": [8]},
-        "train": {"max_epochs": 2, "batch_size": 64},
-        "evaluate": {"shift": "csv:../tables/shift.csv"},
-    }))
+    spec_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "cancer-paths",
+                "data": {"source": "csv:../tables/train.csv", "target": "target"},
+                "model": {"kind": "mlp", "hidden": [8]},
+                "train": {"max_epochs": 2, "batch_size": 64},
+                "evaluate": {"shift": "csv:../tables/shift.csv"},
+            }
+        )
+    )
     home = root / "workspace"
     mp = pytest.MonkeyPatch()
     mp.setenv("TRUSTFORGE_HOME", str(home))
@@ -61,8 +65,7 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
     assert load_spec(trained["spec_file"]).data.source == f"csv:{(data / 'train.csv').resolve()}"  # resolved for reading
     leaving = sorted(p for p in result.package.rglob("*") if p.is_file())
     assert any(p.suffix == ".safetensors" for p in leaving) and any(p.name == "manifest.json" for p in leaving)
-    leaving += [result.run_dir / "evidence.json", result.run_dir / "metrics.json", trained["report"],
-                result.run_dir / "model_card.md"]
+    leaving += [result.run_dir / "evidence.json", result.run_dir / "metrics.json", trained["report"], result.run_dir / "model_card.md"]
     secrets = {
         "workspace": _forms(trained["home"]),
         "data file": _forms(data / "train.csv"),

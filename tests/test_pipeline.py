@@ -35,7 +35,14 @@ def test_a_run_leaves_its_folder_in_the_default_workspace(tmp_path, monkeypatch)
     assert result.run_dir.resolve() == (runs / result.run_dir.name).resolve()
     assert re.fullmatch(r"iris-run-\d{8}-\d{6}", result.run_dir.name)
     assert sorted(p.name for p in result.run_dir.iterdir()) == [
-        "checkpoints", "epochs.csv", "evidence.json", "metrics.json", "package", "spec.yaml", "status.json"]
+        "checkpoints",
+        "epochs.csv",
+        "evidence.json",
+        "metrics.json",
+        "package",
+        "spec.yaml",
+        "status.json",
+    ]
 
     spec = load_spec(IRIS)
     saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())
@@ -134,9 +141,13 @@ def test_a_model_that_does_not_fit_the_data_leaves_no_run_folder(change, match, 
 
 
 def test_a_diverging_run_leaves_no_run_folder(workspace):
-    spec = {"name": "diverges", "task": "regression", "data": {"source": "builtin:diabetes"},
-            "model": {"kind": "mlp", "hidden": [16], "dropout": 0},
-            "train": {"max_epochs": 3, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 10}}}
+    spec = {
+        "name": "diverges",
+        "task": "regression",
+        "data": {"source": "builtin:diabetes"},
+        "model": {"kind": "mlp", "hidden": [16], "dropout": 0},
+        "train": {"max_epochs": 3, "batch_size": 32, "optimizer": {"name": "sgd", "lr": 10}},
+    }
     with pytest.raises(TrainingError, match="epoch 1"):
         run(spec, progress=False)
     assert _no_run_folder(workspace)

@@ -61,7 +61,9 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     model = trustforge.Model.load(package)
     manifest = model.manifest
     assert [(i["name"], i["role"], i["datatype"]) for i in manifest["signature"]["inputs"]] == [
-        ("userId", "user", "BYTES"), ("movieId", "item", "BYTES")]
+        ("userId", "user", "BYTES"),
+        ("movieId", "item", "BYTES"),
+    ]
     test = prepare(trustforge.load_spec(spec)).test_raw
     user, item = test.frame.userId.iloc[0], test.frame.movieId.iloc[0]
     popular = model.preprocessor.vocabularies["movieId"][int(np.argmax(model.preprocessor.tensors["interactions.popularity"].numpy()))]
@@ -79,8 +81,11 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     u = pre.vocabularies["userId"].index(str(user))
     i = pre.vocabularies["movieId"].index(str(popular))
     with torch.no_grad():
-        expect = [mean + float(net.global_bias + net.item_bias.weight[i]), mean + float(net.global_bias + net.user_bias.weight[u]),
-                  mean + float(net.global_bias)]
+        expect = [
+            mean + float(net.global_bias + net.item_bias.weight[i]),
+            mean + float(net.global_bias + net.user_bias.weight[u]),
+            mean + float(net.global_bias),
+        ]
     np.testing.assert_allclose(got.prediction[1:], np.clip(expect, 0.5, 5.0), rtol=1e-5)
 
     pd.DataFrame({"userId": [user, "nobody"]}).to_csv(tmp_path / "users.csv", index=False)
@@ -150,21 +155,25 @@ def test_implicit_example_trains_through_the_python_api_and_ranks_above_populari
         model.recommend([], k=3)
 
 
-@pytest.mark.parametrize("change, where", [
-    ({"data": {"source": "csv:ratings.csv"}}, "data.interactions is required"),
-    ({"data": {"split": {"test": 0.3}}}, "data.split does not apply"),
-    ({"data": {"target": "rating"}}, "data.target does not apply"),
-    ({"data": {"interactions": {"test": 1.5}}}, "data.interactions.test must be a whole number"),
-    ({"data": {"interactions": {"feedback": "explicit", "rating": None}}}, "data.interactions.rating must name the rating column"),
-    ({"data": {"interactions": {"positive_threshold": 4}}}, "data.interactions.positive_threshold needs feedback implicit"),
-    ({"data": {"interactions": {"item": "userId"}}}, "must name different columns"),
-    ({"train": {"loss": "bpr"}}, "train.loss must be auto or mse for explicit feedback"),
-    ({"train": {"early_stopping": {"monitor": "val_auc"}}}, "train.early_stopping.monitor must be val_loss or val_<metric>"),
-    ({"data": {"interactions": {"validation": 0}}}, "data.interactions.validation must be > 0 while train.early_stopping"),
-    ({"evaluate": {"metrics": ["hr@10"]}}, "evaluate.metrics[0] must be a recommendation metric"),
-    ({"task": "classification"}, "data.interactions applies to task recommendation only"),
-    ({"task": "classification", "data": {"interactions": None}}, "model.kind 'mf' is a recommender"),
-], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        ({"data": {"source": "csv:ratings.csv"}}, "data.interactions is required"),
+        ({"data": {"split": {"test": 0.3}}}, "data.split does not apply"),
+        ({"data": {"target": "rating"}}, "data.target does not apply"),
+        ({"data": {"interactions": {"test": 1.5}}}, "data.interactions.test must be a whole number"),
+        ({"data": {"interactions": {"feedback": "explicit", "rating": None}}}, "data.interactions.rating must name the rating column"),
+        ({"data": {"interactions": {"positive_threshold": 4}}}, "data.interactions.positive_threshold needs feedback implicit"),
+        ({"data": {"interactions": {"item": "userId"}}}, "must name different columns"),
+        ({"train": {"loss": "bpr"}}, "train.loss must be auto or mse for explicit feedback"),
+        ({"train": {"early_stopping": {"monitor": "val_auc"}}}, "train.early_stopping.monitor must be val_loss or val_<metric>"),
+        ({"data": {"interactions": {"validation": 0}}}, "data.interactions.validation must be > 0 while train.early_stopping"),
+        ({"evaluate": {"metrics": ["hr@10"]}}, "evaluate.metrics[0] must be a recommendation metric"),
+        ({"task": "classification"}, "data.interactions applies to task recommendation only"),
+        ({"task": "classification", "data": {"interactions": None}}, "model.kind 'mf' is a recommender"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_spec_errors_name_the_field(change, where):
     from trustforge.errors import SpecError
 
@@ -183,8 +192,9 @@ def test_spec_errors_name_the_field(change, where):
 
 
 def test_the_smallest_recommendation_spec_uses_the_builtin_columns_and_mf():
-    spec = trustforge.load_spec({"task": "recommendation", "data": {"source": "builtin:movielens_small",
-                                                                    "interactions": {"feedback": "implicit"}}})
+    spec = trustforge.load_spec(
+        {"task": "recommendation", "data": {"source": "builtin:movielens_small", "interactions": {"feedback": "implicit"}}}
+    )
     r = spec.data.interactions
     assert (r.user, r.item, r.rating, r.time, r.feedback, r.test) == ("userId", "movieId", "rating", "timestamp", "implicit", 1)
     assert spec.model.kind == "mf"

@@ -75,8 +75,10 @@ def test_speech_digits_from_the_cli_in_ci_settings(spoken_digits, workspace, tmp
 
     data = prepare(load_spec(spec_path))
     baseline = baseline_accuracy(data)
-    print(f"\nunseen voices, CI settings: audio CNN {metrics['accuracy']:.3f}, "
-          f"logistic regression on mean log-mel {baseline:.3f} ({len(data.test)} test clips)")
+    print(
+        f"\nunseen voices, CI settings: audio CNN {metrics['accuracy']:.3f}, "
+        f"logistic regression on mean log-mel {baseline:.3f} ({len(data.test)} test clips)"
+    )
     assert metrics["accuracy"] >= 0.9 and metrics["accuracy"] > baseline, (metrics["accuracy"], baseline)
 
     model = trustforge.Model.load(run_dir / "package")  # signature and digests checked first
@@ -94,8 +96,9 @@ def test_speech_digits_from_the_cli_in_ci_settings(spoken_digits, workspace, tmp
     write_clips(tmp_path / "clips", data.test_raw, picked)
     scores = model.evaluate(tmp_path / "clips")
     assert scores["n"] == len(picked) and scores["accuracy"] >= 0.8
-    predicted = run_cli("predict", str(run_dir / "package"), str(tmp_path / "clips"), "-o", str(tmp_path / "p.csv"),
-                        home=workspace, cwd=tmp_path)
+    predicted = run_cli(
+        "predict", str(run_dir / "package"), str(tmp_path / "clips"), "-o", str(tmp_path / "p.csv"), home=workspace, cwd=tmp_path
+    )
     assert predicted.returncode == 0, predicted.stderr
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0].startswith("path,prediction,proba_zero,proba_one") and len(lines) == 1 + len(picked)
@@ -128,8 +131,10 @@ def test_speech_digits_full_settings_reach_the_target_on_unseen_voices(spoken_di
     result = trustforge.run(EXAMPLE, progress=False, register=False)
     data = prepare(load_spec(EXAMPLE))
     baseline = baseline_accuracy(data)
-    print(f"\nunseen voices, full settings: audio CNN {result.metrics['accuracy']:.3f}, "
-          f"logistic regression on mean log-mel {baseline:.3f}; fit {result.metrics['fit_seconds']:.0f} s")
+    print(
+        f"\nunseen voices, full settings: audio CNN {result.metrics['accuracy']:.3f}, "
+        f"logistic regression on mean log-mel {baseline:.3f}; fit {result.metrics['fit_seconds']:.0f} s"
+    )
     assert result.metrics["accuracy"] >= 0.95, result.metrics["accuracy"]
     assert result.metrics["accuracy"] > baseline
     assert_near_readme("speech_digits.yaml", result.metrics)

@@ -65,8 +65,13 @@ def test_chinese_text_example_trains_from_the_cli_and_predicts_a_jsonl_file(tmp_
     assert metrics["accuracy"] > 0.75, metrics  # majority class 0.52
 
     reviews = tmp_path / "new.jsonl"
-    reviews.write_text("\n".join(json.dumps({"review": r}, ensure_ascii=False) for r in
-                                 ["物流很快，质量很好，非常满意！", "做工粗糙，客服不理人，再也不买了。"]) + "\n", encoding="utf-8")
+    reviews.write_text(
+        "\n".join(
+            json.dumps({"review": r}, ensure_ascii=False) for r in ["物流很快，质量很好，非常满意！", "做工粗糙，客服不理人，再也不买了。"]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     predicted = runner.invoke(app, ["predict", str(package), str(reviews), "-o", str(tmp_path / "out.csv")])
     assert predicted.exit_code == 0, predicted.output
     out = pd.read_csv(tmp_path / "out.csv")
@@ -102,8 +107,10 @@ def test_sentiment_text_example_learns_from_the_cli(tmp_path):
     assert metrics["roc_auc"] > 0.83, metrics
     model = trustforge.Model.load(package)
     reviews = tmp_path / "new.jsonl"
-    reviews.write_text('{"review": "the best coffee i have ever had, delicious and smooth"}\n'
-                       '{"review": "stale and tasteless, a waste of money"}\n', encoding="utf-8")
+    reviews.write_text(
+        '{"review": "the best coffee i have ever had, delicious and smooth"}\n{"review": "stale and tasteless, a waste of money"}\n',
+        encoding="utf-8",
+    )
     proba = model.predict(reviews)["proba_great"]
     assert proba[0] > proba[1]
 
@@ -115,8 +122,9 @@ def test_sentiment_minilm_example_learns_with_small_settings(tmp_path):
     # The settings CI trains instead of the example's 25 minutes; the README quotes their figures.
     assert_near_readme("sentiment_minilm.yaml", result.metrics, reduced=True)  # majority class 0.65
     model = result.load_model()
-    proba = model.predict(pd.DataFrame({"review": ["Delicious, fresh and the best tea I have tried.",
-                                                   "Arrived stale and tasted awful. Never again."]}))["proba_great"]
+    proba = model.predict(
+        pd.DataFrame({"review": ["Delicious, fresh and the best tea I have tried.", "Arrived stale and tasted awful. Never again."]})
+    )["proba_great"]
     assert proba[0] > proba[1]
 
 

@@ -26,8 +26,9 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, mode: int = 0o644,
-                       sync_dir: bool = False) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, mode: int = 0o644, sync_dir: bool = False
+) -> None:
     """Write `data` to `path` through a flushed temporary sibling and a rename.
 
     Args:

@@ -75,14 +75,14 @@ def _friendly(fn: Callable) -> Callable:
 @_friendly
 def validate(spec: Path = typer.Argument(..., help="the YAML spec")) -> None:
     """Check a spec and print its normalised form (every default filled in)."""
-    from trustforge.spec import load_spec, spec_to_yaml
-
     from trustforge.data import source_input_kind
+    from trustforge.spec import load_spec, spec_to_yaml
 
     s = load_spec(spec)
     if _names_no_model(spec):  # say which model the kind of input picked (a YAML comment keeps the output valid)
-        sys.stdout.write(f"# model.kind {s.model.kind}: picked for {source_input_kind(s.task, s.data.source)} input; "
-                         "name model.kind to choose another\n")
+        sys.stdout.write(
+            f"# model.kind {s.model.kind}: picked for {source_input_kind(s.task, s.data.source)} input; name model.kind to choose another\n"
+        )
     # Plain write: a console would wrap long lines (paths) at its width and break the YAML.
     sys.stdout.write(spec_to_yaml(s))
     sys.stdout.flush()
@@ -126,9 +126,15 @@ def train(
 def predict(
     package: Path = typer.Argument(..., help="the model package folder"),
     input: Path = typer.Argument(..., help="a CSV/Parquet file, a folder of images, or a WAV file or folder of WAV files"),
-    output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"),
-    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="recommendation models: the K best items for each user of INPUT (a table with the user column)"),
+    output: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"
+    ),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
+    ),
+    top_k: Optional[int] = typer.Option(
+        None, "--top-k", help="recommendation models: the K best items for each user of INPUT (a table with the user column)"
+    ),
 ) -> None:
     """Verify a package (signature, then every file's SHA-256), then predict for every row or image of INPUT.
 
@@ -159,7 +165,9 @@ def predict(
 def evaluate(
     package: Path = typer.Argument(..., help="the model package folder"),
     data: Path = typer.Argument(..., help="a spec (its test split is used) or a labelled CSV/Parquet file or image folder"),
-    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
+    ),
 ) -> None:
     """Recompute a package's metrics on a spec's test split or on labelled data."""
     import json
@@ -225,9 +233,15 @@ def compare(runs: list[Path] = typer.Argument(..., help="run folders (or their p
         return "n/a" if v is None else format(v, spec)
 
     for r in rows:
-        table.add_row(r["run"], r["metric"], fmt(r["value"], ".4f"), fmt(r["fit_seconds"], ".1f"),
-                      fmt(r["latency_p50_ms"], ".3f"), fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
-                      fmt(r["parameters"], ","))
+        table.add_row(
+            r["run"],
+            r["metric"],
+            fmt(r["value"], ".4f"),
+            fmt(r["fit_seconds"], ".1f"),
+            fmt(r["latency_p50_ms"], ".3f"),
+            fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
+            fmt(r["parameters"], ","),
+        )
     out.print(table)
 
 
@@ -237,7 +251,9 @@ def monitor(
     data: Path = typer.Option(..., "--data", "-d", help="the inputs to check: a CSV/Parquet file or an image folder"),
     window: Optional[int] = typer.Option(None, "--window", "-w", min=20, help="rows per window (default: the spec's monitor.window)"),
     as_json: bool = typer.Option(False, "--json", help="print each window's full results as one JSON line, no tables"),
-    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
+    ),
 ) -> None:
     """Check data for drift against the training statistics in the model's package, window by window.
 
@@ -286,14 +302,21 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
         table.add_column(col, justify="left" if col.startswith("what") else "right")
     for w in check.windows:
         top = w.largest_psi()
-        table.add_row(str(w.index), f"{w.start_row}-{w.end_row - 1}" + (" (partial)" if w.partial else ""),
-                      "[red]yes[/red]" if w.drift else "no", escape(w.summary()) or "-",
-                      f"{top[1]:.3f} {escape(top[0])}" if top else "-")
+        table.add_row(
+            str(w.index),
+            f"{w.start_row}-{w.end_row - 1}" + (" (partial)" if w.partial else ""),
+            "[red]yes[/red]" if w.drift else "no",
+            escape(w.summary()) or "-",
+            f"{top[1]:.3f} {escape(top[0])}" if top else "-",
+        )
     out.print(table)
     if check.drift:
         what = ", ".join(f"{escape(k)} ({n})" for k, n in check.counts().items())
-        out.print(f"drift in {len(check.drifted)} of {len(check.windows)} windows of {check.window} rows: {what}  [{check.rule}]",
-                  highlight=False, soft_wrap=True)
+        out.print(
+            f"drift in {len(check.drifted)} of {len(check.windows)} windows of {check.window} rows: {what}  [{check.rule}]",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         out.print(f"no drift in {len(check.windows)} windows of {check.window} rows  [{check.rule}]", highlight=False, soft_wrap=True)
     return check.drift
@@ -302,8 +325,9 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
 @app.command()
 @_friendly
 def serve(
-    model_uri: str = typer.Argument(..., metavar="MODEL_URI",
-                                    help="models:/NAME@alias or models:/NAME (followed as they move), models:/NAME/3, or a package folder"),
+    model_uri: str = typer.Argument(
+        ..., metavar="MODEL_URI", help="models:/NAME@alias or models:/NAME (followed as they move), models:/NAME/3, or a package folder"
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8080, "--port", "-p", help="port to listen on"),
     workers: int = typer.Option(1, "--workers", "-w", help="model worker processes; 0 runs the model inside the server process"),
@@ -315,9 +339,15 @@ def serve(
     threads: int = typer.Option(1, "--threads", help="torch / ONNX Runtime threads per worker"),
     poll_s: float = typer.Option(5.0, "--poll-s", help="seconds between checks of where a followed alias points"),
     no_auth: bool = typer.Option(False, "--no-auth", help="serve without tokens (loopback addresses only)"),
-    insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth", help="serve without tokens on any address; logs a warning on every request"),
-    auth_cache_s: float = typer.Option(1.0, "--auth-cache-s", help="seconds a valid token is remembered (revocation acts within this; 0: never)"),
-    public_key: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key of the workspace that signed a package folder made elsewhere"),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="serve without tokens on any address; logs a warning on every request"
+    ),
+    auth_cache_s: float = typer.Option(
+        1.0, "--auth-cache-s", help="seconds a valid token is remembered (revocation acts within this; 0: never)"
+    ),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="PEM public key of the workspace that signed a package folder made elsewhere"
+    ),
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 and MLflow scoring, with tokens, batching and metrics.
 
@@ -327,10 +357,20 @@ def serve(
     from trustforge.serve import ServeConfig
     from trustforge.serve import serve as run_server
 
-    config = ServeConfig(host=host, port=port, workers=workers, threads=threads, backend=backend,  # type: ignore[arg-type]
-                         max_batch_size=max_batch_size, max_latency_ms=max_latency_ms, max_queue=max_queue,
-                         max_request_bytes=int(max_request_mb * 1024 * 1024), poll_s=poll_s, auth_cache_s=auth_cache_s,
-                         auth="insecure" if insecure_no_auth else "none" if no_auth else "token")
+    config = ServeConfig(
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        backend=backend,  # type: ignore[arg-type]
+        max_batch_size=max_batch_size,
+        max_latency_ms=max_latency_ms,
+        max_queue=max_queue,
+        max_request_bytes=int(max_request_mb * 1024 * 1024),
+        poll_s=poll_s,
+        auth_cache_s=auth_cache_s,
+        auth="insecure" if insecure_no_auth else "none" if no_auth else "token",
+    )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 
 
@@ -396,8 +436,14 @@ def _mount(module: str, name: str) -> None:
     app.add_typer(group, name=name)
 
 
-for _module, _name in (("models", "models"), ("package", "package"), ("keys", "keys"), ("users", "users"),
-                       ("audit", "audit"), ("backup", "backup")):
+for _module, _name in (
+    ("models", "models"),
+    ("package", "package"),
+    ("keys", "keys"),
+    ("users", "users"),
+    ("audit", "audit"),
+    ("backup", "backup"),
+):
     _mount(_module, _name)
 
 

@@ -100,8 +100,16 @@ def run(
         return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress)
 
 
-def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, registry: Registry | None,
-         resume: bool, callbacks: Sequence[Callback], progress: bool) -> RunResult:
+def _run(
+    spec: TaskSpec,
+    settings: Settings,
+    digest: str,
+    keyring: Keyring,
+    registry: Registry | None,
+    resume: bool,
+    callbacks: Sequence[Callback],
+    progress: bool,
+) -> RunResult:
     resume_from = None
     if resume:
         run_dir = find_resumable_run(settings, spec.name, digest)
@@ -119,8 +127,15 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
     _write_status(run_dir, "running", digest)
     try:
-        trainer = Trainer.from_spec(spec, data, task_of(spec), run_dir=run_dir, callbacks=callbacks, progress=progress,
-                                    resume_meta=resume_from[0] if resume_from else None)
+        trainer = Trainer.from_spec(
+            spec,
+            data,
+            task_of(spec),
+            run_dir=run_dir,
+            callbacks=callbacks,
+            progress=progress,
+            resume_meta=resume_from[0] if resume_from else None,
+        )
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
 
@@ -145,16 +160,29 @@ def _run(spec: TaskSpec, settings: Settings, digest: str, keyring: Keyring, regi
             manifest["calibration"] = {"temperature": calib["temperature"], "ece": calib["ece"], "ece_after": calib["ece_after"]}
         if spec.monitor.reference:  # drift reference: training inputs, held-out predictions; signed with the rest
             manifest["monitor"] = {"reference": run_reference(data, [val_logits, test_logits])}
-        write_package(package, manifest, {
-            "weights.safetensors": {k: v for k, v in model.state_dict().items()},
-            "preprocess.safetensors": data.preprocessor.state()[1],
-        }, keyring=keyring)
+        write_package(
+            package,
+            manifest,
+            {
+                "weights.safetensors": {k: v for k, v in model.state_dict().items()},
+                "preprocess.safetensors": data.preprocessor.state()[1],
+            },
+            keyring=keyring,
+        )
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)
         with seeded(spec.train.seed):  # whatever draws from torch's generator leaves the caller's alone
-            evidence = evaluate.gather(spec, data, packaged, run_dir=run_dir, package=package, calib=calib,
-                                       fit_seconds=trainer.fit_seconds, epochs=len(history),
-                                       metric=task_of(spec).headline_metric(spec))
+            evidence = evaluate.gather(
+                spec,
+                data,
+                packaged,
+                run_dir=run_dir,
+                package=package,
+                calib=calib,
+                fit_seconds=trainer.fit_seconds,
+                epochs=len(history),
+                metric=task_of(spec).headline_metric(spec),
+            )
         # metrics.json carries the headline evidence too (speed, calibration error), beside evidence.json.
         if evidence.get("speed"):
             metrics["speed"] = evidence["speed"]

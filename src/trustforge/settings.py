@@ -45,7 +45,9 @@ class Settings:
         return cls(
             home=chosen,
             db_url=os.environ.get("TRUSTFORGE_DB_URL") or f"sqlite:///{chosen / 'registry.db'}",
-            artifacts=Path(os.environ["TRUSTFORGE_ARTIFACTS"]).expanduser().resolve() if os.environ.get("TRUSTFORGE_ARTIFACTS") else chosen / "artifacts",
+            artifacts=Path(os.environ["TRUSTFORGE_ARTIFACTS"]).expanduser().resolve()
+            if os.environ.get("TRUSTFORGE_ARTIFACTS")
+            else chosen / "artifacts",
             kek=os.environ.get("TRUSTFORGE_KEK") or None,
             token=os.environ.get("TRUSTFORGE_TOKEN") or None,
         )

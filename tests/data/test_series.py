@@ -20,8 +20,11 @@ from trustforge.spec import load_spec
 
 
 def forecast_spec(source: str = "builtin:seasonal", **series) -> dict:
-    return {"task": "forecasting", "data": {"source": source, "series": {"lookback": 24, "season": 12, **series}},
-            "model": {"kind": "rnn", "hidden_size": 8}}
+    return {
+        "task": "forecasting",
+        "data": {"source": source, "series": {"lookback": 24, "season": 12, **series}},
+        "model": {"kind": "rnn", "hidden_size": 8},
+    }
 
 
 def load(source: str, **kw):

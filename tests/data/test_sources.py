@@ -35,12 +35,14 @@ def load(source: str, target: str | None = None, size: tuple[int, int] = (16, 16
 
 def small_frame(n: int = 30) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "age": rng.integers(20, 70, n),
-        "income": rng.normal(50.0, 10.0, n),
-        "city": rng.choice(["paris", "rome", "oslo"], n),
-        "label": rng.choice(["good", "bad"], n),
-    })
+    return pd.DataFrame(
+        {
+            "age": rng.integers(20, 70, n),
+            "income": rng.normal(50.0, 10.0, n),
+            "city": rng.choice(["paris", "rome", "oslo"], n),
+            "label": rng.choice(["good", "bad"], n),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------- builtin
@@ -85,8 +87,18 @@ def test_builtin_tables_have_a_target_column_with_readable_classes(name, rows, c
 
 def test_builtin_sources_are_all_loadable_names() -> None:
     # The foundation's sets; each application area adds its own (tested in its own file).
-    assert set(BUILTIN_SOURCES) >= {"digits", "breast_cancer", "wine", "iris", "diabetes", "shapes",
-                                    "air_passengers", "seasonal", "fraud", "credit_default"}
+    assert set(BUILTIN_SOURCES) >= {
+        "digits",
+        "breast_cancer",
+        "wine",
+        "iris",
+        "diabetes",
+        "shapes",
+        "air_passengers",
+        "seasonal",
+        "fraud",
+        "credit_default",
+    }
 
 
 def test_unknown_builtin_and_scheme_are_data_errors() -> None:
@@ -263,17 +275,20 @@ def test_every_scheme_is_one_entry_of_the_table() -> None:
     assert [k for k, s in SOURCES.items() if s.frame is not None] == ["csv", "parquet", "jsonl"]
 
 
-@pytest.mark.parametrize(("source", "shown"), [
-    ("csv:/home/x/data.csv", "csv:data.csv"),
-    ("parquet:../tables/t.parquet", "parquet:t.parquet"),
-    ("jsonl:/srv/texts.jsonl", "jsonl:texts.jsonl"),
-    ("npz:/data/seq.npz", "npz:seq.npz"),
-    ("images:/home/x/pictures/", "images:pictures"),
-    ("audio:C:\\Users\\x\\clips", "audio:clips"),
-    ("builtin:iris", "builtin:iris"),
-    ("builtin:spoken_digits", "builtin:spoken_digits"),
-    ("not a source", "not a source"),
-])
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("csv:/home/x/data.csv", "csv:data.csv"),
+        ("parquet:../tables/t.parquet", "parquet:t.parquet"),
+        ("jsonl:/srv/texts.jsonl", "jsonl:texts.jsonl"),
+        ("npz:/data/seq.npz", "npz:seq.npz"),
+        ("images:/home/x/pictures/", "images:pictures"),
+        ("audio:C:\\Users\\x\\clips", "audio:clips"),
+        ("builtin:iris", "builtin:iris"),
+        ("builtin:spoken_digits", "builtin:spoken_digits"),
+        ("not a source", "not a source"),
+    ],
+)
 def test_redaction_keeps_only_the_file_or_folder_name(source, shown) -> None:
     assert redact_source(source) == shown
 
@@ -311,24 +326,36 @@ def _write_sources(folder: Path) -> None:
         for i in range(3):
             Image.fromarray(np.full((8, 8, 3), level + i, np.uint8)).save(folder / "pictures" / cls / f"{i}.png")
             t = np.arange(1600) / 1600
-            sf.write(str(folder / "clips" / cls / f"{i}.wav"), (0.3 * np.sin(2 * np.pi * (level + 10 * i) * t)).astype(np.float32),
-                     1600, subtype="PCM_16")
+            sf.write(
+                str(folder / "clips" / cls / f"{i}.wav"),
+                (0.3 * np.sin(2 * np.pi * (level + 10 * i) * t)).astype(np.float32),
+                1600,
+                subtype="PCM_16",
+            )
 
 
-@pytest.mark.parametrize(("source", "modality", "rows"), [
-    ("parquet:../data/table.parquet", "table", 20),
-    ("npz:../data/seq.npz", "sequence", 12),
-    ("images:../data/pictures", "image", 6),
-    ("audio:../data/clips", "audio", 6),
-])
+@pytest.mark.parametrize(
+    ("source", "modality", "rows"),
+    [
+        ("parquet:../data/table.parquet", "table", 20),
+        ("npz:../data/seq.npz", "sequence", 12),
+        ("images:../data/pictures", "image", 6),
+        ("audio:../data/clips", "audio", 6),
+    ],
+)
 def test_relative_paths_in_a_spec_resolve_against_its_folder_not_the_cwd(tmp_path, monkeypatch, source, modality, rows) -> None:
     _write_sources(tmp_path / "project" / "data")
     spec_file = tmp_path / "project" / "specs" / "task.yaml"
     spec_file.parent.mkdir()
     target = "label" if modality == "table" else None
-    spec_file.write_text(yaml.safe_dump({"data": {"source": source, "target": target, "image": {"size": [8, 8]},
-                                                  "audio": {"sample_rate": 1600, "seconds": 1.0}},
-                                         "model": {"kind": "mlp"}}))
+    spec_file.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": source, "target": target, "image": {"size": [8, 8]}, "audio": {"sample_rate": 1600, "seconds": 1.0}},
+                "model": {"kind": "mlp"},
+            }
+        )
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # from here `../data/...` names nothing
@@ -340,22 +367,41 @@ def test_relative_paths_in_a_spec_resolve_against_its_folder_not_the_cwd(tmp_pat
     assert redact_spec(spec).data.source == f"{scheme}:{Path(rest).name}"
 
 
-@pytest.mark.parametrize(("source", "holds"), [
-    ("builtin:iris", "table"), ("builtin:reviews", "table"), ("builtin:seasonal", "table"), ("builtin:digits", "image"),
-    ("builtin:shapes", "image"), ("builtin:spoken_digits", "audio"), ("csv:x.csv", "table"), ("jsonl:x.jsonl", "table"),
-    ("images:pics", "image"), ("audio:clips", "audio"), ("npz:x.npz", "sequence"),
-])
+@pytest.mark.parametrize(
+    ("source", "holds"),
+    [
+        ("builtin:iris", "table"),
+        ("builtin:reviews", "table"),
+        ("builtin:seasonal", "table"),
+        ("builtin:digits", "image"),
+        ("builtin:shapes", "image"),
+        ("builtin:spoken_digits", "audio"),
+        ("csv:x.csv", "table"),
+        ("jsonl:x.jsonl", "table"),
+        ("images:pics", "image"),
+        ("audio:clips", "audio"),
+        ("npz:x.npz", "sequence"),
+    ],
+)
 def test_what_a_source_holds_is_known_without_reading_it(source, holds) -> None:
     assert source_holds(source) == holds
 
 
-@pytest.mark.parametrize(("task", "source", "kind"), [
-    ("classification", "builtin:digits", "cnn"), ("classification", "images:pics", "cnn"),
-    ("classification", "builtin:spoken_digits", "audio_cnn"), ("classification", "audio:clips", "audio_cnn"),
-    ("classification", "npz:x.npz", "rnn"), ("regression", "csv:x.csv", "mlp"), ("classification", "builtin:reviews", "mlp"),
-    ("forecasting", "builtin:seasonal", "rnn"), ("recommendation", "builtin:movielens_small", "mf"),
-    ("classification", "ftp:x.csv", "mlp"),  # not a source: the spec's validator refuses it, not this
-])
+@pytest.mark.parametrize(
+    ("task", "source", "kind"),
+    [
+        ("classification", "builtin:digits", "cnn"),
+        ("classification", "images:pics", "cnn"),
+        ("classification", "builtin:spoken_digits", "audio_cnn"),
+        ("classification", "audio:clips", "audio_cnn"),
+        ("classification", "npz:x.npz", "rnn"),
+        ("regression", "csv:x.csv", "mlp"),
+        ("classification", "builtin:reviews", "mlp"),
+        ("forecasting", "builtin:seasonal", "rnn"),
+        ("recommendation", "builtin:movielens_small", "mf"),
+        ("classification", "ftp:x.csv", "mlp"),  # not a source: the spec's validator refuses it, not this
+    ],
+)
 def test_the_default_model_follows_from_what_the_source_holds(task, source, kind) -> None:
     assert default_model_kind(task, source) == kind
 

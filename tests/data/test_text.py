@@ -42,8 +42,7 @@ def _reviews_csv(tmp_path, n=60, extra=None):
 
 
 def _spec(source, **text):
-    return load_spec({"data": {"source": source, "target": "label", "text": {"column": "body", **text}},
-                      "model": {"kind": "transformer"}})
+    return load_spec({"data": {"source": source, "target": "label", "text": {"column": "body", **text}}, "model": {"kind": "transformer"}})
 
 
 # ---------------------------------------------------------------------------- tokenizers
@@ -86,8 +85,9 @@ def test_ngrams_follow_the_token_that_ends_them_and_count_toward_max_length():
     assert codec.tokens("Not good at all") == ["not", "good", "not good", UNK]  # at, "good at", all, ... cut
     assert codec.encode(["not bad"]).tolist() == [[2, 5, 1, 0]]  # "not bad" was never seen: unknown
     with pytest.raises(SpecError, match="data.text.ngrams must be 1 for tokenizer wordpiece"):
-        load_spec({"data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "ngrams": 2}},
-                   "model": {"kind": "text_pretrained"}})
+        load_spec(
+            {"data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "ngrams": 2}}, "model": {"kind": "text_pretrained"}}
+        )
 
 
 def test_wordpiece_matches_the_models_own_tokenizer_and_keeps_sep_last():
@@ -101,7 +101,7 @@ def test_wordpiece_matches_the_models_own_tokenizer_and_keeps_sep_last():
     texts = ["Don't let these little cans fool you.", "Ｃａｆé au lait, 好吃!", "tastes like cardboard :("]
     got = codec.encode(texts)
     for row, e in zip(got, reference.encode_batch(texts)):
-        assert row[: len(e.ids)].tolist() == e.ids and not row[len(e.ids):].any()
+        assert row[: len(e.ids)].tolist() == e.ids and not row[len(e.ids) :].any()
     short = TextCodec({"tokenizer": "wordpiece", "max_length": 6, "lowercase": True}, vocab)
     ids = short.encode(["one two three four five six seven"])[0].tolist()
     assert ids[0] == vocab.index("[CLS]") and ids[-1] == vocab.index("[SEP]") and len(ids) == 6
@@ -139,8 +139,7 @@ def test_preprocessor_state_round_trips_through_json(tmp_path):
 
 def test_jsonl_source_reads_objects_and_skips_blank_lines(tmp_path):
     path = tmp_path / "r.jsonl"
-    lines = [json.dumps({"body": POS[i % 4] if i % 2 == 0 else NEG[i % 4], "label": "pos" if i % 2 == 0 else "neg"})
-             for i in range(40)]
+    lines = [json.dumps({"body": POS[i % 4] if i % 2 == 0 else NEG[i % 4], "label": "pos" if i % 2 == 0 else "neg"}) for i in range(40)]
     path.write_text("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n", encoding="utf-8")
     frame = read_jsonl(path)
     assert list(frame.columns) == ["body", "label"] and len(frame) == 40
@@ -148,11 +147,14 @@ def test_jsonl_source_reads_objects_and_skips_blank_lines(tmp_path):
     assert data.schema.rows == 40
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"body": "ok", "label": "pos"}\n{"body": "broken", "label": \n', ":2: not valid JSON"),
-    ('{"body": "ok", "label": "pos"}\n["a", "list"]\n', ":2: must be one JSON object per line; got a JSON list"),
-    ("", "the file has no rows"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"body": "ok", "label": "pos"}\n{"body": "broken", "label": \n', ":2: not valid JSON"),
+        ('{"body": "ok", "label": "pos"}\n["a", "list"]\n', ":2: must be one JSON object per line; got a JSON list"),
+        ("", "the file has no rows"),
+    ],
+)
 def test_a_bad_jsonl_line_is_named_by_file_and_line(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -163,15 +165,13 @@ def test_a_bad_jsonl_line_is_named_by_file_and_line(tmp_path, content, message):
 
 def test_a_missing_text_column_is_named(tmp_path):
     path = _reviews_csv(tmp_path)
-    spec = load_spec({"data": {"source": f"csv:{path}", "target": "label", "text": {"column": "review"}},
-                      "model": {"kind": "transformer"}})
+    spec = load_spec({"data": {"source": f"csv:{path}", "target": "label", "text": {"column": "review"}}, "model": {"kind": "transformer"}})
     with pytest.raises(DataError, match=r"no text column 'review'.*columns are: body, label"):
         prepare(spec)
 
 
 def test_a_text_column_must_be_named_for_file_sources(tmp_path):
-    spec = load_spec({"data": {"source": f"csv:{_reviews_csv(tmp_path)}", "target": "label", "text": {}},
-                      "model": {"kind": "transformer"}})
+    spec = load_spec({"data": {"source": f"csv:{_reviews_csv(tmp_path)}", "target": "label", "text": {}}, "model": {"kind": "transformer"}})
     with pytest.raises(DataError, match="data.text.column must name the text column"):
         prepare(spec)
 
@@ -195,11 +195,19 @@ def test_wordpiece_needs_a_pretrained_model_and_stays_within_512():
     with pytest.raises(SpecError, match="data.text.tokenizer must be wordpiece for model.kind text_pretrained"):
         load_spec({"data": {"source": "builtin:reviews"}, "model": {"kind": "text_pretrained"}})
     with pytest.raises(SpecError, match="data.text.max_length must be <= 512"):
-        load_spec({"data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "max_length": 600}},
-                   "model": {"kind": "text_pretrained"}})
+        load_spec(
+            {
+                "data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "max_length": 600}},
+                "model": {"kind": "text_pretrained"},
+            }
+        )
     with pytest.raises(SpecError, match="data.text.lowercase must be true for tokenizer wordpiece"):
-        load_spec({"data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "lowercase": False}},
-                   "model": {"kind": "text_pretrained"}})
+        load_spec(
+            {
+                "data": {"source": "builtin:reviews", "text": {"tokenizer": "wordpiece", "lowercase": False}},
+                "model": {"kind": "text_pretrained"},
+            }
+        )
 
 
 # ---------------------------------------------------------------------------- builtin sets

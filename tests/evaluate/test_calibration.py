@@ -46,8 +46,12 @@ def digits_logits():
     x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=0.5, random_state=0, stratify=y)
     x_val, x_te, y_val, y_te = train_test_split(x_rest, y_rest, test_size=0.5, random_state=0, stratify=y_rest)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.05)).fit(x_tr, y_tr)
-    return (torch.tensor(model.decision_function(x_val)), torch.tensor(y_val),
-            torch.tensor(model.decision_function(x_te)), torch.tensor(y_te))
+    return (
+        torch.tensor(model.decision_function(x_val)),
+        torch.tensor(y_val),
+        torch.tensor(model.decision_function(x_te)),
+        torch.tensor(y_te),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +60,12 @@ def cancer_logits():
     x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=0.5, random_state=0, stratify=y)
     x_val, x_te, y_val, y_te = train_test_split(x_rest, y_rest, test_size=0.5, random_state=0, stratify=y_rest)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.05)).fit(x_tr, y_tr)
-    return (torch.tensor(model.decision_function(x_val)), torch.tensor(y_val),
-            torch.tensor(model.decision_function(x_te)), torch.tensor(y_te))
+    return (
+        torch.tensor(model.decision_function(x_val)),
+        torch.tensor(y_val),
+        torch.tensor(model.decision_function(x_te)),
+        torch.tensor(y_te),
+    )
 
 
 # --- expected calibration error ----------------------------------------------------------------
@@ -228,8 +236,7 @@ def test_binary_curves_give_the_positive_class_only(cancer_logits) -> None:
     assert list(result["roc"]["per_class"]) == ["benign"] == list(result["pr"]["per_class"])
     benign = result["roc"]["per_class"]["benign"]
     assert benign["auc"] == pytest.approx(skm.roc_auc_score(y.numpy(), p1), rel=1e-12)
-    assert result["pr"]["per_class"]["benign"]["ap"] == pytest.approx(
-        skm.average_precision_score(y.numpy(), p1), rel=1e-12)
+    assert result["pr"]["per_class"]["benign"]["ap"] == pytest.approx(skm.average_precision_score(y.numpy(), p1), rel=1e-12)
     # Not thinned below max_points: the points are sklearn's full curve.
     assert len(benign["fpr"]) == len(skm.roc_curve(y.numpy(), p1, drop_intermediate=False)[0])
 

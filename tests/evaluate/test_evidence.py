@@ -26,13 +26,22 @@ def test_every_kind_of_input_has_its_evidence():
         assert kind.name == name
 
 
-@pytest.mark.parametrize(("name", "spec", "skipped"), [
-    ("table", {"data": {"source": "builtin:iris"}, "model": {"kind": "mlp"}}, set()),
-    ("series", {"task": "forecasting", "data": {"source": "builtin:air_passengers"}, "model": {"kind": "mlp"}},
-     {"calibration", "explanations"}),
-    ("interactions", {"task": "recommendation", "data": {"source": "builtin:movielens_small"}},
-     {"calibration", "corruptions", "explanations"}),
-])
+@pytest.mark.parametrize(
+    ("name", "spec", "skipped"),
+    [
+        ("table", {"data": {"source": "builtin:iris"}, "model": {"kind": "mlp"}}, set()),
+        (
+            "series",
+            {"task": "forecasting", "data": {"source": "builtin:air_passengers"}, "model": {"kind": "mlp"}},
+            {"calibration", "explanations"},
+        ),
+        (
+            "interactions",
+            {"task": "recommendation", "data": {"source": "builtin:movielens_small"}},
+            {"calibration", "corruptions", "explanations"},
+        ),
+    ],
+)
 def test_what_does_not_apply_is_said_with_its_reason(name, spec, skipped):
     spec, kind = load_spec(spec), KIND_EVIDENCE[name]
     reasons = kind.not_applicable(spec)
@@ -44,8 +53,14 @@ def test_what_does_not_apply_is_said_with_its_reason(name, spec, skipped):
 def test_a_csv_shift_set_of_a_forecaster_reads_as_a_series(tmp_path):
     path = tmp_path / "other.csv"
     pd.DataFrame({"passengers": np.arange(40.0)}).to_csv(path, index=False)
-    spec = load_spec({"task": "forecasting", "data": {"source": "builtin:air_passengers"},
-                      "model": {"kind": "mlp"}, "evaluate": {"shift": f"csv:{path}"}})
+    spec = load_spec(
+        {
+            "task": "forecasting",
+            "data": {"source": "builtin:air_passengers"},
+            "model": {"kind": "mlp"},
+            "evaluate": {"shift": f"csv:{path}"},
+        }
+    )
     model = SimpleNamespace(schema=SimpleNamespace(target="passengers"))
     shifted = KIND_EVIDENCE["series"].read_shift(spec, model)
     assert isinstance(shifted, RawData) and shifted.modality == "series" and len(shifted) == 40

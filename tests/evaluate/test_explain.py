@@ -14,7 +14,6 @@ from trustforge.evaluate._explain import FIRST_METHOD, METHOD, explain_images, f
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor:UserWarning")
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Integrated gradients here run many small batches; on two shared cores, two OpenMP threads
@@ -35,8 +34,11 @@ def digits(tmp_path_factory):
     mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
     mp.chdir(tmp_path_factory.mktemp("cwd"))
     try:
-        r = trustforge.run({"name": "d", "model": {"kind": "cnn", "channels": [32, 64], "hidden": [128]},
-                            "train": {"max_epochs": 5}}, progress=False, register=False)
+        r = trustforge.run(
+            {"name": "d", "model": {"kind": "cnn", "channels": [32, 64], "hidden": [128]}, "train": {"max_epochs": 5}},
+            progress=False,
+            register=False,
+        )
         d = trustforge.data.prepare(r.spec)
         module = r.load_model().module.eval()
     finally:
@@ -93,15 +95,17 @@ def test_integrated_gradients_are_captums(digits, digits_explained):
     for s in steps.unique().tolist():  # one Captum call per step count, as the module groups them
         k = steps == s
         xi = x[rows[k]]
-        ref = IntegratedGradients(module).attribute(xi, baselines=torch.zeros_like(xi), target=predicted[k],
-                                                    n_steps=s, method=FIRST_METHOD if s == 50 else METHOD)
+        ref = IntegratedGradients(module).attribute(
+            xi, baselines=torch.zeros_like(xi), target=predicted[k], n_steps=s, method=FIRST_METHOD if s == 50 else METHOD
+        )
         torch.testing.assert_close(tensors["ig"][k], ref, rtol=1e-4, atol=1e-5)
         with torch.no_grad():
             out_x, out_0 = module(xi), module(torch.zeros_like(xi))
         gain = (out_x - out_0).gather(1, predicted[k, None])[:, 0]
         torch.testing.assert_close((ref.sum(dim=(1, 2, 3)) - gain).abs().double(), gaps[k], rtol=0, atol=1e-5)
-    sal = Saliency(module).attribute(x[[e["index"] for e in part["examples"]]],
-                                     target=torch.tensor([e["predicted"] for e in part["examples"]]), abs=True)
+    sal = Saliency(module).attribute(
+        x[[e["index"] for e in part["examples"]]], target=torch.tensor([e["predicted"] for e in part["examples"]]), abs=True
+    )
     torch.testing.assert_close(tensors["saliency"], sal.amax(dim=1))
 
 
@@ -134,8 +138,16 @@ def cancer(tmp_path_factory):
     mp.setenv("TRUSTFORGE_HOME", str(folder / "ws"))
     mp.chdir(folder)
     try:
-        r = trustforge.run({"name": "bc", "data": {"source": f"csv:{folder / 'bc.csv'}", "target": "target"},
-                            "model": {"kind": "mlp"}, "train": {"max_epochs": 20}}, progress=False, register=False)
+        r = trustforge.run(
+            {
+                "name": "bc",
+                "data": {"source": f"csv:{folder / 'bc.csv'}", "target": "target"},
+                "model": {"kind": "mlp"},
+                "train": {"max_epochs": 20},
+            },
+            progress=False,
+            register=False,
+        )
         d = trustforge.data.prepare(r.spec)
         module = r.load_model().module.eval()
     finally:
@@ -147,8 +159,11 @@ def cancer(tmp_path_factory):
     def neg_log_loss(xs):
         with torch.no_grad():
             out = module(*xs)
-        return -float(torch.nn.functional.cross_entropy(out, y)) if out.shape[-1] > 1 else \
-            -float(torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float()))
+        return (
+            -float(torch.nn.functional.cross_entropy(out, y))
+            if out.shape[-1] > 1
+            else -float(torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y.float()))
+        )
 
     return module, inputs, y, names, neg_log_loss
 
@@ -192,8 +207,9 @@ def test_categorical_columns_get_permutation_only():
     module = MLP(2, [3], 2, hidden=[8]).eval()
     x_num, x_cat = torch.randn(50, 2), torch.randint(0, 3, (50, 1))
     y = torch.randint(0, 2, (50,))
-    fi = feature_importance(module, (x_num, x_cat), y, ["a", "b", "c"], seed=0,
-                            metrics_of_inputs=lambda xs: float((module(*xs).argmax(1) == y).float().mean()))
+    fi = feature_importance(
+        module, (x_num, x_cat), y, ["a", "b", "c"], seed=0, metrics_of_inputs=lambda xs: float((module(*xs).argmax(1) == y).float().mean())
+    )
     kinds = {c["name"]: (c["kind"], c["ig"]) for c in fi["columns"]}
     assert kinds["c"] == ("categorical", None)
     assert kinds["a"][0] == "numeric" and kinds["a"][1] is not None

@@ -45,9 +45,7 @@ def sklearn_roc_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
             if k == 2:
                 value = skm.roc_auc_score(y, proba[:, 1])
             else:
-                value = skm.roc_auc_score(
-                    y, proba, multi_class="ovr", average="macro", labels=list(range(k))
-                )
+                value = skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=list(range(k)))
         except ValueError:
             return None
     return None if math.isnan(value) else float(value)
@@ -67,16 +65,12 @@ def assert_matches_sklearn(y: np.ndarray, proba: np.ndarray) -> dict[str, object
     idx = list(range(k))
     assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), rel=REL)
     for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y, pred, labels=idx, average=average, zero_division=0
-        )
+        p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=idx, average=average, zero_division=0)
         assert ours[f"precision_{average}"] == pytest.approx(p, rel=REL, abs=1e-15)
         assert ours[f"recall_{average}"] == pytest.approx(r, rel=REL, abs=1e-15)
         assert ours[f"f1_{average}"] == pytest.approx(f, rel=REL, abs=1e-15)
     if k == 2:
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            y, pred, labels=idx, average=None, zero_division=0
-        )
+        p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=idx, average=None, zero_division=0)
         assert ours["precision"] == pytest.approx(p[1], rel=REL, abs=1e-15)
         assert ours["recall"] == pytest.approx(r[1], rel=REL, abs=1e-15)
         assert ours["f1"] == pytest.approx(f[1], rel=REL, abs=1e-15)
@@ -94,9 +88,7 @@ def assert_matches_sklearn(y: np.ndarray, proba: np.ndarray) -> dict[str, object
 
 def fitted_proba(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Held-out labels and predict_proba of a logistic regression."""
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.3, random_state=0, stratify=y
-    )
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     model.fit(x_train, y_train)
     return y_test.astype(np.int64), model.predict_proba(x_test)
@@ -187,9 +179,7 @@ def test_class_absent_from_y_true_multiclass() -> None:
 
 def test_class_absent_from_y_true_and_predictions() -> None:
     y = np.array([0, 1, 1, 0, 1])
-    proba = np.array(
-        [[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]]
-    )
+    proba = np.array([[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
     ours = assert_matches_sklearn(y, proba)
     assert ours["confusion_matrix"][2] == [0, 0, 0]
     assert [row[2] for row in ours["confusion_matrix"]] == [0, 0, 0]

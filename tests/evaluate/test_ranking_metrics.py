@@ -101,8 +101,13 @@ def test_ranking_metrics_refuse_bad_counts():
 
 def _fitted(train: pd.DataFrame, known_extra: pd.DataFrame | None = None, feedback: str = "implicit") -> Preprocessor:
     r = {"user": "u", "item": "i", "rating": "r" if feedback == "explicit" else None, "time": None, "feedback": feedback}
-    schema = Schema("interactions", "recommendation", "r" if feedback == "explicit" else "i",
-                    columns=[Column("u", "categorical"), Column("i", "categorical")], interactions=r)
+    schema = Schema(
+        "interactions",
+        "recommendation",
+        "r" if feedback == "explicit" else "i",
+        columns=[Column("u", "categorical"), Column("i", "categorical")],
+        interactions=r,
+    )
     pre = Preprocessor(schema).fit(RawData("interactions", schema.target, "train", frame=train))
     if known_extra is not None:
         inter.remember(pre, RawData("interactions", schema.target, "val", frame=known_extra))

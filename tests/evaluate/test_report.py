@@ -87,19 +87,33 @@ def _make_run(root: Path, spec: dict) -> Path:
             times.append((time.perf_counter() - t0) * 1e3)
     p50, p95, p99 = (float(v) for v in np.percentile(times[10:], [50, 95, 99]))
     package_bytes = sum(p.stat().st_size for p in r.package.rglob("*") if p.is_file())
-    speed = {"train_samples_per_s": len(d.train.target) * len(r.history) / r.timings["fit_seconds"],
-             "latency_ms": {"p50": p50, "p95": p95, "p99": p99, "n": 50}, "throughput_samples_per_s": 1e3 / p50,
-             "batch_size": 1, "parameters": sum(p.numel() for p in module.parameters()), "package_bytes": package_bytes,
-             "peak_memory_mb": 123.4, "peak_memory_method": "VmHWM"}
+    speed = {
+        "train_samples_per_s": len(d.train.target) * len(r.history) / r.timings["fit_seconds"],
+        "latency_ms": {"p50": p50, "p95": p95, "p99": p99, "n": 50},
+        "throughput_samples_per_s": 1e3 / p50,
+        "batch_size": 1,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "package_bytes": package_bytes,
+        "peak_memory_mb": 123.4,
+        "peak_memory_method": "VmHWM",
+    }
 
     def accuracy(inputs):
         return float((proba_of(inputs).argmax(1) == y).mean())
 
     clean = accuracy(x)
     rng = np.random.default_rng(0)
-    rows = [{"corruption": "gaussian_noise", "severity": s, "parameter": "noise std", "level": lvl,
-             "value": (v := accuracy((x[0] + torch.from_numpy(rng.normal(0, lvl, tuple(x[0].shape)).astype(np.float32)),) + x[1:])),
-             "drop": clean - v} for s, lvl in ((1, 0.08), (2, 0.18), (3, 0.38))]
+    rows = [
+        {
+            "corruption": "gaussian_noise",
+            "severity": s,
+            "parameter": "noise std",
+            "level": lvl,
+            "value": (v := accuracy((x[0] + torch.from_numpy(rng.normal(0, lvl, tuple(x[0].shape)).astype(np.float32)),) + x[1:])),
+            "drop": clean - v,
+        }
+        for s, lvl in ((1, 0.08), (2, 0.18), (3, 0.38))
+    ]
     metrics = {k: v for k, v in r.metrics.items() if isinstance(v, float)}
     shifted = compute_metrics("classification", y, proba=proba_of((x[0] * 0.7,) + x[1:]), classes=classes)
     shifted = {k: v for k, v in shifted.items() if k in metrics}
@@ -107,12 +121,22 @@ def _make_run(root: Path, spec: dict) -> Path:
         "speed": speed,
         "calibration": {"ece": ece, "ece_after": ece_after, "temperature": temperature, "bins": bins, "bins_after": bins_after},
         "curves": {"roc": {"per_class": roc}, "pr": {"per_class": pr}},
-        "shift": {"source": "builtin:dimmed <b>test</b>", "n": len(y), "in_distribution": metrics, "shifted": shifted,
-                  "delta": {k: shifted[k] - metrics[k] for k in shifted}},
+        "shift": {
+            "source": "builtin:dimmed <b>test</b>",
+            "n": len(y),
+            "in_distribution": metrics,
+            "shifted": shifted,
+            "delta": {k: shifted[k] - metrics[k] for k in shifted},
+        },
         "corruptions": {"metric": "accuracy", "lower_is_better": False, "clean": clean, "rows": rows},
-        "data": {"source": r.spec.data.source, "modality": d.schema.modality, "rows": d.schema.rows, "classes": classes,
-                 "columns": [{"name": c.name, "kind": c.kind} for c in d.schema.columns],
-                 "split_sizes": {"train": len(d.train.target), "validation": len(d.validation.target), "test": len(y)}},
+        "data": {
+            "source": r.spec.data.source,
+            "modality": d.schema.modality,
+            "rows": d.schema.rows,
+            "classes": classes,
+            "columns": [{"name": c.name, "kind": c.kind} for c in d.schema.columns],
+            "split_sizes": {"train": len(d.train.target), "validation": len(d.validation.target), "test": len(y)},
+        },
     }
     pred = proba.argmax(1)
     if d.schema.modality == "image":
@@ -121,24 +145,33 @@ def _make_run(root: Path, spec: dict) -> Path:
         target = torch.from_numpy(pred[idx])
         ig, delta = IntegratedGradients(module).attribute(images, target=target, n_steps=50, return_convergence_delta=True)
         sal = Saliency(module).attribute(images, target=target, abs=True)
-        save_file({"images": images.detach().numpy(), "ig": ig.detach().numpy(), "saliency": sal.detach().numpy()},
-                  str(r.run_dir / "explanations.safetensors"))
-        evidence["explanations"] = {"method": "integrated_gradients", "n_steps": 50, "baseline": "zeros",
-                                    "completeness_gap": float(delta.abs().max()),
-                                    "examples": [{"index": int(i), "label": int(y[i]), "predicted": int(pred[i])} for i in idx]}
+        save_file(
+            {"images": images.detach().numpy(), "ig": ig.detach().numpy(), "saliency": sal.detach().numpy()},
+            str(r.run_dir / "explanations.safetensors"),
+        )
+        evidence["explanations"] = {
+            "method": "integrated_gradients",
+            "n_steps": 50,
+            "baseline": "zeros",
+            "completeness_gap": float(delta.abs().max()),
+            "examples": [{"index": int(i), "label": int(y[i]), "predicted": int(pred[i])} for i in idx],
+        }
     else:
         names = d.schema.numeric
         inputs = x[0][:100].clone()
-        ig = IntegratedGradients(module).attribute(inputs, target=torch.from_numpy(pred[:100]), n_steps=20,
-                                                   additional_forward_args=tuple(t[:100] for t in x[1:]))
+        ig = IntegratedGradients(module).attribute(
+            inputs, target=torch.from_numpy(pred[:100]), n_steps=20, additional_forward_args=tuple(t[:100] for t in x[1:])
+        )
         attribution = ig.abs().mean(0).detach().numpy()
         permutation = {}
         for j, name in enumerate(names):
             shuffled = x[0].clone()
             shuffled[:, j] = shuffled[torch.from_numpy(rng.permutation(len(y))), j]
             permutation[name] = clean - accuracy((shuffled,) + x[1:])
-        evidence["explanations"] = {"columns": [{"name": n, "kind": "numeric", "ig": float(a), "permutation": permutation[n]}
-                                                for n, a in zip(names, attribution)], "completeness_gap": 1e-4}
+        evidence["explanations"] = {
+            "columns": [{"name": n, "kind": "numeric", "ig": float(a), "permutation": permutation[n]} for n, a in zip(names, attribution)],
+            "completeness_gap": 1e-4,
+        }
     (r.run_dir / "evidence.json").write_text(json.dumps(evidence), encoding="utf-8")
     return r.run_dir
 
@@ -147,8 +180,15 @@ def _make_run(root: Path, spec: dict) -> Path:
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("report-ws")
     image = _make_run(root, {"name": "digits", "model": {"kind": "cnn", "channels": [8, 16]}, "train": {"max_epochs": 3}})
-    table = _make_run(root, {"name": "cancer", "data": {"source": "builtin:breast_cancer", "target": "target"},
-                             "model": {"kind": "mlp"}, "train": {"max_epochs": 3}})
+    table = _make_run(
+        root,
+        {
+            "name": "cancer",
+            "data": {"source": "builtin:breast_cancer", "target": "target"},
+            "model": {"kind": "mlp"},
+            "train": {"max_epochs": 3},
+        },
+    )
     return {"image": image, "table": table, "root": root}
 
 
@@ -208,8 +248,17 @@ def test_report_holds_the_runs_figures(runs, reports):
 def test_model_card_follows_mitchell_et_al(runs, reports):
     card = (runs["image"] / "model_card.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", card, re.M)
-    assert headings == ["Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
-                        "Quantitative analyses", "Ethical considerations", "Caveats and recommendations"]
+    assert headings == [
+        "Model details",
+        "Intended use",
+        "Factors",
+        "Metrics",
+        "Evaluation data",
+        "Training data",
+        "Quantitative analyses",
+        "Ethical considerations",
+        "Caveats and recommendations",
+    ]
     metrics = json.loads((runs["image"] / "metrics.json").read_text())
     assert f"| accuracy | {metrics['accuracy']:.4g} |" in card
     assert "builtin:digits" in card and "TO DO (owner)" in card
@@ -228,16 +277,33 @@ def test_missing_evidence_renders_as_not_measured(runs, tmp_path):
         (bare / name).unlink()
     html = write_report(bare, tmp_path / "out" / "bare.html").read_text(encoding="utf-8")
     assert set(_plots(html)) == {"confusion_matrix"}
-    for what in ("no epochs.csv", "no ROC curves", "no calibration evidence", "no speed evidence",
-                 "no second test set", "no corruption results", "no explanations"):
+    for what in (
+        "no epochs.csv",
+        "no ROC curves",
+        "no calibration evidence",
+        "no speed evidence",
+        "no second test set",
+        "no corruption results",
+        "no explanations",
+    ):
         assert f"Not measured: the run holds {what}" in html or f"Not measured: {what}" in html, what
     assert (bare / "model_card.md").is_file()
 
 
 def test_regression_run_without_evidence(runs):
     root = runs["root"]
-    r = trustforge.run({"name": "diab", "task": "regression", "data": {"source": "builtin:diabetes", "target": "target"}, "model": {"kind": "mlp"},
-                        "train": {"max_epochs": 2}}, progress=False, register=False, settings=Settings.from_env(home=root))
+    r = trustforge.run(
+        {
+            "name": "diab",
+            "task": "regression",
+            "data": {"source": "builtin:diabetes", "target": "target"},
+            "model": {"kind": "mlp"},
+            "train": {"max_epochs": 2},
+        },
+        progress=False,
+        register=False,
+        settings=Settings.from_env(home=root),
+    )
     for name in ("evidence.json", "explanations.safetensors"):
         (r.run_dir / name).unlink(missing_ok=True)
     html = write_report(r.run_dir).read_text(encoding="utf-8")
@@ -278,7 +344,8 @@ def test_report_renders_in_headless_chromium(reports):
                 "img[data-plot]",
                 """els => els.map(e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
                      return {name: e.dataset.plot, w: e.naturalWidth, h: e.naturalHeight, complete: e.complete,
-                             visible: r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'}; })""")
+                             visible: r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'}; })""",
+            )
         finally:
             browser.close()
     assert {p["name"] for p in plots} == IMAGE_PLOTS
@@ -294,8 +361,7 @@ def test_spectrogram_explanations_are_drawn_with_low_frequencies_at_the_bottom(s
     from trustforge.evaluate._report_plots import image_explanations
 
     rng = np.random.default_rng(0)
-    tensors = {"images": rng.normal(size=(2, 1, 8, 12)), "ig": rng.normal(size=(2, 1, 8, 12)),
-               "saliency": rng.random((2, 8, 12))}
+    tensors = {"images": rng.normal(size=(2, 1, 8, 12)), "ig": rng.normal(size=(2, 1, 8, 12)), "saliency": rng.random((2, 8, 12))}
     explanations = {"examples": [{"label": 0, "predicted": 0}, {"label": 1, "predicted": 1}]}
     if spectrogram:
         explanations["input"] = "log-mel spectrogram (mel bands × frames)"

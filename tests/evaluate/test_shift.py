@@ -19,8 +19,9 @@ def digits(tmp_path_factory):
     """A digits CNN (1x8x8 images) trained once for the module, with its test split."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
-        r = trustforge.run({"name": "d", "model": {"kind": "cnn", "channels": [8, 16]}, "train": {"max_epochs": 5}},
-                           progress=False, register=False)
+        r = trustforge.run(
+            {"name": "d", "model": {"kind": "cnn", "channels": [8, 16]}, "train": {"max_epochs": 5}}, progress=False, register=False
+        )
         return r.load_model(), prepare(r.spec).test_raw
 
 
@@ -29,8 +30,11 @@ def cancer(tmp_path_factory):
     """A breast-cancer MLP (30 numeric columns) trained once for the module, with its test split."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
-        r = trustforge.run({"name": "b", "data": {"source": "builtin:breast_cancer", "target": "target"},
-                            "model": {"kind": "mlp"}}, progress=False, register=False)
+        r = trustforge.run(
+            {"name": "b", "data": {"source": "builtin:breast_cancer", "target": "target"}, "model": {"kind": "mlp"}},
+            progress=False,
+            register=False,
+        )
         return r.load_model(), prepare(r.spec).test_raw
 
 
@@ -43,13 +47,15 @@ def _image_raw(seed=0, n=20):
 
 def _table_raw(n=1000):
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({
-        "x": rng.normal(5.0, 2.0, n),
-        "k": rng.integers(0, 100, n),
-        "flag": rng.integers(0, 2, n),
-        "color": rng.choice(["red", "green", "blue"], n),
-        "y": rng.choice(["yes", "no"], n),
-    })
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(5.0, 2.0, n),
+            "k": rng.integers(0, 100, n),
+            "flag": rng.integers(0, 2, n),
+            "color": rng.choice(["red", "green", "blue"], n),
+            "y": rng.choice(["yes", "no"], n),
+        }
+    )
     return RawData("table", "y", "test", frame=frame)
 
 
@@ -143,7 +149,8 @@ def test_noise_lowers_digits_accuracy_and_the_table_reports_it(digits):
     assert table["metric"] == "accuracy" and table["lower_is_better"] is False
     assert table["clean"] == pytest.approx(clean)
     assert [(r["corruption"], r["severity"]) for r in table["rows"]] == [
-        (n, s) for n in ("gaussian_noise", "blur", "occlusion") for s in (1, 2, 3)]
+        (n, s) for n in ("gaussian_noise", "blur", "occlusion") for s in (1, 2, 3)
+    ]
     for row in table["rows"]:
         assert set(row) == {"corruption", "severity", "parameter", "level", "value", "drop"}
         assert row["drop"] == pytest.approx(table["clean"] - row["value"])
@@ -205,8 +212,7 @@ def test_shift_set_from_a_csv_with_a_renamed_column_names_the_columns(cancer, tm
 
 def test_shift_images_of_another_shape_name_both_shapes(digits):
     model, test = digits
-    raw = RawData("image", "label", "images:other", images=np.zeros((4, 3, 8, 8), np.float32),
-                  labels=np.array(["0", "1", "2", "3"]))
+    raw = RawData("image", "label", "images:other", images=np.zeros((4, 3, 8, 8), np.float32), labels=np.array(["0", "1", "2", "3"]))
     with pytest.raises(DataError, match=r"shift set other: images have shape \(C, H, W\) \(3, 8, 8\); the model expects \(1, 8, 8\)"):
         shift_evaluation(model.evaluate, raw, test, model.schema)
     raw = RawData("image", "label", "x", images=np.zeros((2, 1, 8, 8), np.float32), labels=np.array(["0", "cat"]))
@@ -238,8 +244,12 @@ def test_a_sequence_shift_set_is_checked_by_its_shape_and_labels():
 
     schema = Schema("sequence", "classification", "y", classes=["0", "1"], sequence_shape=(6, 2))
     x = np.zeros((4, 6, 2), dtype=np.float32)
-    report = shift_evaluation(lambda raw: {"accuracy": 1.0}, RawData("sequence", "y", "t", sequences=x, labels=np.array(["0", "1"] * 2)),
-                              RawData("sequence", "y", "t", sequences=x, labels=np.array(["0"] * 4)), schema)
+    report = shift_evaluation(
+        lambda raw: {"accuracy": 1.0},
+        RawData("sequence", "y", "t", sequences=x, labels=np.array(["0", "1"] * 2)),
+        RawData("sequence", "y", "t", sequences=x, labels=np.array(["0"] * 4)),
+        schema,
+    )
     assert report["n"] == 4 and report["delta"]["accuracy"] == 0.0
     with pytest.raises(DataError, match=r"sequences have shape \(T, F\) \(5, 2\); the model expects \(6, 2\)"):
         shift_evaluation(lambda raw: {}, RawData("sequence", "y", "t", sequences=x[:, :5], labels=np.array(["0"] * 4)), None, schema)

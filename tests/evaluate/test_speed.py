@@ -12,8 +12,19 @@ from torch import nn
 
 from trustforge.evaluate._speed import measure_speed
 
-KEYS = {"train_samples_per_s", "latency_ms", "throughput_samples_per_s", "batch_size", "repeats", "parameters",
-        "package_bytes", "peak_memory_mb", "peak_memory_method", "threads", "seconds"}
+KEYS = {
+    "train_samples_per_s",
+    "latency_ms",
+    "throughput_samples_per_s",
+    "batch_size",
+    "repeats",
+    "parameters",
+    "package_bytes",
+    "peak_memory_mb",
+    "peak_memory_method",
+    "threads",
+    "seconds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +108,7 @@ def test_eval_mode_no_grad_and_cycled_batches() -> None:
     module = Recorder()
     module.train()
     ids, x = torch.randint(0, 50, (5, 7)), torch.randn(5, 1)
-    speed = measure_speed(module, (ids, x), fit_seconds=1.0, train_samples=5, epochs=1, batch_size=64,
-                          seconds_budget=0.3)
+    speed = measure_speed(module, (ids, x), fit_seconds=1.0, train_samples=5, epochs=1, batch_size=64, seconds_budget=0.3)
     assert module.training  # the caller's mode is restored
     assert all(not training and not grad for _, training, grad in module.calls)
     sizes = {size for size, _, _ in module.calls}
@@ -122,8 +132,7 @@ def test_a_slow_model_keeps_to_the_budget() -> None:
 def test_peak_memory_sees_an_inference_allocation() -> None:
     module = Recorder(allocate_mb=96)
     ids, x = torch.randint(0, 50, (4, 3)), torch.randn(4, 1)
-    speed = measure_speed(module, (ids, x), fit_seconds=1.0, train_samples=4, epochs=1, repeats=2,
-                          seconds_budget=0.5)
+    speed = measure_speed(module, (ids, x), fit_seconds=1.0, train_samples=4, epochs=1, repeats=2, seconds_budget=0.5)
     if speed["peak_memory_method"] != "vmhwm":
         pytest.skip("needs Linux /proc/self/clear_refs to reset the peak; ru_maxrss only gives a lower bound")
     assert 80 <= speed["peak_memory_mb"] < 400
@@ -146,5 +155,4 @@ def test_rejects_bad_arguments(inputs, kwargs, match, tmp_path) -> None:
 
 def test_rejects_a_missing_package_dir(digits, tmp_path) -> None:
     with pytest.raises(ValueError, match="package_dir"):
-        measure_speed(small_mlp(), digits, fit_seconds=1.0, train_samples=1, epochs=1,
-                      package_dir=tmp_path / "absent", seconds_budget=0.2)
+        measure_speed(small_mlp(), digits, fit_seconds=1.0, train_samples=1, epochs=1, package_dir=tmp_path / "absent", seconds_budget=0.2)

@@ -45,7 +45,9 @@ def test_mlp_flattens_images():
     assert net(torch.randn(4, 1, 8, 8)).shape == (4, 10)
 
 
-@pytest.mark.parametrize("cell,bidirectional,pooling", [("lstm", False, "last"), ("gru", True, "last"), ("lstm", True, "mean"), ("gru", False, "max")])
+@pytest.mark.parametrize(
+    "cell,bidirectional,pooling", [("lstm", False, "last"), ("gru", True, "last"), ("lstm", True, "mean"), ("gru", False, "max")]
+)
 def test_rnn_reads_sequences_and_images_row_by_row(cell, bidirectional, pooling):
     net = RNN(8, 10, cell=cell, hidden_size=16, num_layers=2, bidirectional=bidirectional, pooling=pooling)
     assert net(torch.randn(3, 8, 8)).shape == (3, 10)  # (B, T, F)
@@ -66,8 +68,9 @@ def test_rnn_bidirectional_last_pooling_sees_the_whole_sequence_both_ways():
 
 
 def _table_schema(classes=("a", "b", "c")):
-    return Schema("table", "classification", "y", classes=list(classes),
-                  columns=[Column("x1", "numeric"), Column("c", "categorical", vocabulary=4)])
+    return Schema(
+        "table", "classification", "y", classes=list(classes), columns=[Column("x1", "numeric"), Column("c", "categorical", vocabulary=4)]
+    )
 
 
 def test_build_model_refuses_cnn_and_rnn_over_tables():
@@ -85,17 +88,25 @@ def test_bce_needs_two_classes():
     assert net(torch.randn(2, 1), torch.tensor([[1], [2]])).shape == (2, 1)
 
 
-@pytest.mark.parametrize("model", [
-    {"kind": "mlp", "hidden": [32]},
-    {"kind": "cnn", "channels": [8, 16], "hidden": [32]},
-    {"kind": "rnn", "cell": "gru", "hidden_size": 32},
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "mlp", "hidden": [32]},
+        {"kind": "cnn", "channels": [8, 16], "hidden": [32]},
+        {"kind": "rnn", "cell": "gru", "hidden_size": 32},
+    ],
+)
 def test_every_kind_learns_digits_in_a_few_epochs(model):
     """A short run of each model kind reaches accuracy far above chance (0.1) on held-out digits."""
     import trustforge
 
-    result = trustforge.run({"name": f"digits-{model['kind']}", "model": model,
-                             "train": {"max_epochs": 4, "optimizer": {"name": "adam", "lr": 0.005}, "early_stopping": None}},
-                            progress=False)
+    result = trustforge.run(
+        {
+            "name": f"digits-{model['kind']}",
+            "model": model,
+            "train": {"max_epochs": 4, "optimizer": {"name": "adam", "lr": 0.005}, "early_stopping": None},
+        },
+        progress=False,
+    )
     assert result.metrics["accuracy"] > 0.7, result.metrics["accuracy"]
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

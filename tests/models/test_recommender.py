@@ -34,14 +34,33 @@ def latent_interactions(users: int = 150, items: int = 120, per_user: int = 40, 
 
 
 def _spec(path, feedback: str, model: dict, **train) -> object:
-    return load_spec({
-        "name": "rec", "task": "recommendation",
-        "data": {"source": f"csv:{path}", "interactions": {"user": "user", "item": "item", "rating": "rating", "time": "time",
-                                                           "feedback": feedback, "test": 4, "validation": 2}},
-        "model": model,
-        "train": {"max_epochs": 15, "batch_size": 256, "optimizer": {"name": "adam", "lr": 0.01}, "seed": 3,
-                  "early_stopping": {"monitor": "val_loss", "patience": 3}, **train},
-    })
+    return load_spec(
+        {
+            "name": "rec",
+            "task": "recommendation",
+            "data": {
+                "source": f"csv:{path}",
+                "interactions": {
+                    "user": "user",
+                    "item": "item",
+                    "rating": "rating",
+                    "time": "time",
+                    "feedback": feedback,
+                    "test": 4,
+                    "validation": 2,
+                },
+            },
+            "model": model,
+            "train": {
+                "max_epochs": 15,
+                "batch_size": 256,
+                "optimizer": {"name": "adam", "lr": 0.01},
+                "seed": 3,
+                "early_stopping": {"monitor": "val_loss", "patience": 3},
+                **train,
+            },
+        }
+    )
 
 
 def _fit(spec, run_dir):
@@ -64,10 +83,14 @@ def csv(tmp_path_factory):
 # ---------------------------------------------------------------------------- the architectures
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MatrixFactorization(7, 11, 4),
-    lambda: TwoTower(7, 11, embedding_dim=6, hidden=[5], output_dim=4),
-], ids=["mf", "two_tower"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MatrixFactorization(7, 11, 4),
+        lambda: TwoTower(7, 11, embedding_dim=6, hidden=[5], output_dim=4),
+    ],
+    ids=["mf", "two_tower"],
+)
 def test_shapes_pairs_and_score_all_agree(make):
     torch.manual_seed(0)
     model = make().eval()
@@ -85,10 +108,14 @@ def test_shapes_pairs_and_score_all_agree(make):
     torch.testing.assert_close(table[torch.arange(3), item], s)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: MatrixFactorization(5, 6, 3),
-    lambda: TwoTower(5, 6, embedding_dim=4, hidden=[4], output_dim=3),
-], ids=["mf", "two_tower"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MatrixFactorization(5, 6, 3),
+        lambda: TwoTower(5, 6, embedding_dim=4, hidden=[4], output_dim=3),
+    ],
+    ids=["mf", "two_tower"],
+)
 def test_an_unknown_id_is_scored_by_the_biases_alone_and_stays_unknown(make):
     torch.manual_seed(1)
     model = make()
@@ -100,8 +127,14 @@ def test_an_unknown_id_is_scored_by_the_biases_alone_and_stays_unknown(make):
         opt.zero_grad()
     model.eval()
     with torch.no_grad():
-        for table in [t for t in (getattr(model, n, None) for n in ("user_factors", "item_factors", "user_embedding", "item_embedding",
-                                                                     "user_bias", "item_bias")) if t is not None]:
+        for table in [
+            t
+            for t in (
+                getattr(model, n, None)
+                for n in ("user_factors", "item_factors", "user_embedding", "item_embedding", "user_bias", "item_bias")
+            )
+            if t is not None
+        ]:
             assert torch.count_nonzero(table.weight[0]) == 0
         g = model.global_bias
         torch.testing.assert_close(model(torch.tensor([0]), torch.tensor([3])), g + model.item_bias.weight[3])
@@ -153,8 +186,11 @@ def test_mf_learns_ratings_below_the_bias_only_baseline(csv, tmp_path):
 
 @pytest.mark.parametrize("kind", ["mf", "two_tower"])
 def test_bpr_ranks_held_out_items_above_popularity(csv, tmp_path, kind):
-    model = {"kind": "mf", "factors": 16, "l2": 0.01} if kind == "mf" else \
-        {"kind": "two_tower", "embedding_dim": 16, "hidden": [16], "output_dim": 16, "l2": 0.01}
+    model = (
+        {"kind": "mf", "factors": 16, "l2": 0.01}
+        if kind == "mf"
+        else {"kind": "two_tower", "embedding_dim": 16, "hidden": [16], "output_dim": 16, "l2": 0.01}
+    )
     spec = _spec(csv, "implicit", model)
     data, net = _fit(spec, tmp_path)
     m = recommendation_metrics(data, net)

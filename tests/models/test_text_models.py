@@ -77,8 +77,9 @@ def test_transformer_reads_float_sequences():
         TransformerEncoder(2, vocab_size=10, n_features=5)
 
 
-@pytest.mark.parametrize("cell, bidirectional, pooling", [("gru", True, "last"), ("lstm", False, "last"), ("gru", True, "max"),
-                                                          ("lstm", True, "mean")])
+@pytest.mark.parametrize(
+    "cell, bidirectional, pooling", [("gru", True, "last"), ("lstm", False, "last"), ("gru", True, "max"), ("lstm", True, "mean")]
+)
 def test_rnn_over_tokens_ignores_padding(cell, bidirectional, pooling):
     torch.manual_seed(0)
     model = RNN(8, 2, cell=cell, hidden_size=6, bidirectional=bidirectional, pooling=pooling, vocab_size=50).eval()
@@ -133,8 +134,11 @@ def chinese(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("zh")
     chinese_reviews().iloc[:600].to_csv(folder / "zh.csv", index=False)
-    data = {"source": f"csv:{folder / 'zh.csv'}", "target": "sentiment",
-            "text": {"column": "review", "tokenizer": "char", "max_length": 32}}
+    data = {
+        "source": f"csv:{folder / 'zh.csv'}",
+        "target": "sentiment",
+        "text": {"column": "review", "tokenizer": "char", "max_length": 32},
+    }
     return data, Settings.from_env(home=folder / "ws")
 
 
@@ -159,8 +163,9 @@ def test_each_text_model_learns_and_its_package_predicts_the_same(kind, chinese,
     pd.testing.assert_frame_equal(before, again)
     assert list(before["prediction"]) == ["positive", "negative", "positive"]
     manifest = json.loads((result.package / "manifest.json").read_text())
-    assert manifest["signature"]["inputs"] == [{"name": "review", "kind": "text", "datatype": "BYTES", "shape": [-1],
-                                                "tokenizer": "char", "max_length": 32}]
+    assert manifest["signature"]["inputs"] == [
+        {"name": "review", "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": "char", "max_length": 32}
+    ]
     assert manifest["preprocessing"]["vocabularies"]["review"][:2] == ["<pad>", "<unk>"]
 
 
@@ -171,21 +176,29 @@ def english(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("en")
     _reviews().sample(n=160, random_state=0).to_csv(folder / "reviews.csv", index=False)
-    data = {"source": f"csv:{folder / 'reviews.csv'}", "target": "score",
-            "text": {"column": "review", "tokenizer": "wordpiece", "max_length": 40}}
+    data = {
+        "source": f"csv:{folder / 'reviews.csv'}",
+        "target": "score",
+        "text": {"column": "review", "tokenizer": "wordpiece", "max_length": 40},
+    }
     return data, Settings.from_env(home=folder / "ws")
 
 
 def _minilm(english, freeze: bool, epochs: int, lr: float):
     data, settings = english
-    spec = {"name": f"minilm-{'frozen' if freeze else 'tuned'}", "data": data, "model": {"kind": "text_pretrained", "freeze": freeze},
-            "train": {"max_epochs": epochs, "batch_size": 16, "optimizer": {"name": "adamw", "lr": lr}, "early_stopping": None},
-            "evaluate": FAST_EVIDENCE}
+    spec = {
+        "name": f"minilm-{'frozen' if freeze else 'tuned'}",
+        "data": data,
+        "model": {"kind": "text_pretrained", "freeze": freeze},
+        "train": {"max_epochs": epochs, "batch_size": 16, "optimizer": {"name": "adamw", "lr": lr}, "early_stopping": None},
+        "evaluate": FAST_EVIDENCE,
+    }
     return trustforge.run(spec, settings=settings, progress=False, register=False)
 
 
-ENGLISH = pd.DataFrame({"review": ["absolutely delicious, my favourite snack, will buy again",
-                                   "stale, tasteless and overpriced. very disappointed"]})
+ENGLISH = pd.DataFrame(
+    {"review": ["absolutely delicious, my favourite snack, will buy again", "stale, tasteless and overpriced. very disappointed"]}
+)
 
 
 def _weights(package) -> set[str]:

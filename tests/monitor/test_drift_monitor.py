@@ -28,8 +28,7 @@ def model(trained):
 
 def _monitor(model, **config) -> DriftMonitor:
     """A monitor of `model` with its spec's `monitor:` section changed by `config`."""
-    return DriftMonitor(model.manifest["monitor"]["reference"], model.schema, model.spec.monitor.model_copy(update=config),
-                        history=None)
+    return DriftMonitor(model.manifest["monitor"]["reference"], model.schema, model.spec.monitor.model_copy(update=config), history=None)
 
 
 def _feed(mon: DriftMonitor, model, frame: pd.DataFrame, batch: int | None = None) -> list:

@@ -27,9 +27,17 @@ def cancer(tmp_path_factory):
     """A breast-cancer MLP (3 epochs) and its prepared data, trained once for the module."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
-        r = trustforge.run({"name": "cancer", "data": {"source": "builtin:breast_cancer", "target": "target"},
-                            "model": {"kind": "mlp"}, "train": {"max_epochs": 3}, "evaluate": QUICK},
-                           progress=False, register=False)
+        r = trustforge.run(
+            {
+                "name": "cancer",
+                "data": {"source": "builtin:breast_cancer", "target": "target"},
+                "model": {"kind": "mlp"},
+                "train": {"max_epochs": 3},
+                "evaluate": QUICK,
+            },
+            progress=False,
+            register=False,
+        )
         return r, prepare(r.spec)
 
 
@@ -62,8 +70,7 @@ def test_the_package_holds_statistics_of_the_training_split_and_held_out_predict
 def test_the_reference_keeps_no_row_and_no_category_it_was_not_given():
     """Each column is summarised on its own (sorted), so rows cannot be put back together."""
     frame = pd.DataFrame({"a": np.arange(50.0)[::-1], "b": np.arange(50.0), "c": ["x", "y"] * 25, "t": [0, 1] * 25})
-    schema, raw = infer_schema(RawData("table", "t", "t", frame=frame), task="classification", features=None, drop=[],
-                               max_categories=50)
+    schema, raw = infer_schema(RawData("table", "t", "t", frame=frame), task="classification", features=None, drop=[], max_categories=50)
     ref = reference_statistics(schema, raw, None)
     assert ref["features"]["a"]["quantiles"] == ref["features"]["b"]["quantiles"]  # row pairing is gone
     assert ref["features"]["c"] == {"kind": "categorical", "count": 50, "counts": {"x": 25, "y": 25}}
@@ -88,9 +95,18 @@ def test_a_changed_reference_fails_the_package_signature(cancer, tmp_path):
 
 
 def test_monitor_reference_false_leaves_it_out_and_the_monitor_says_none(tmp_path):
-    r = trustforge.run({"name": "iris", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
-                        "train": {"max_epochs": 2}, "evaluate": QUICK, "monitor": {"reference": False}},
-                       progress=False, register=False)
+    r = trustforge.run(
+        {
+            "name": "iris",
+            "data": {"source": "builtin:iris"},
+            "model": {"kind": "mlp", "hidden": [8]},
+            "train": {"max_epochs": 2},
+            "evaluate": QUICK,
+            "monitor": {"reference": False},
+        },
+        progress=False,
+        register=False,
+    )
     model = r.load_model()
     assert "monitor" not in model.manifest
     assert DriftMonitor.for_model(model) is None
@@ -119,7 +135,12 @@ def test_image_features_are_brightness_contrast_and_sharpness():
     assert featurize(schema, RawData("image", "label", "t", images=blurred, labels=raw.labels))["sharpness"].mean() < f["sharpness"].mean()
     rgb = Schema("image", "classification", "label", classes=["a"], image_shape=(3, 8, 8))
     assert list(featurize(rgb, RawData("image", "label", "t", images=np.zeros((2, 3, 8, 8), np.float32)))) == [
-        "mean_red", "mean_green", "mean_blue", "contrast", "sharpness"]
+        "mean_red",
+        "mean_green",
+        "mean_blue",
+        "contrast",
+        "sharpness",
+    ]
     with pytest.raises(DataError, match=r"\(3, 8, 8\)"):
         featurize(rgb, raw)
 
@@ -173,8 +194,11 @@ def test_a_modality_without_features_is_skipped_with_its_reason():
     assert "interactions" in ref["skipped"]["inputs"] and "prediction" in ref["skipped"]
     assert DriftMonitor(ref, schema).monitored == []
     # A model whose inputs have no features still has its class predictions monitored.
-    ref = reference_statistics(Schema("interactions", "classification", "y", classes=["a", "b"]), raw,  # type: ignore[arg-type]
-                               pd.DataFrame({"prediction": ["a", "b", "b"]}))
+    ref = reference_statistics(
+        Schema("interactions", "classification", "y", classes=["a", "b"]),
+        raw,  # type: ignore[arg-type]
+        pd.DataFrame({"prediction": ["a", "b", "b"]}),
+    )
     assert ref["prediction"]["counts"] == {"a": 1, "b": 2}
 
 

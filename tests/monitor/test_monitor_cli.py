@@ -59,8 +59,9 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
 def test_a_package_folder_signed_elsewhere_is_checked_with_its_public_key(trained, tmp_path, workspace):
     result, home = trained
     make_table(300, seed=23).to_csv(tmp_path / "ok.csv", index=False)
-    code, out, err = run_main("monitor", result.package, "--data", tmp_path / "ok.csv",
-                                    "--public-key", home / "keys" / "signing.pub", home=workspace)
+    code, out, err = run_main(
+        "monitor", result.package, "--data", tmp_path / "ok.csv", "--public-key", home / "keys" / "signing.pub", home=workspace
+    )
     assert code == 0, err
     assert "no drift in 3 windows" in out
 
@@ -86,9 +87,18 @@ def test_bad_data_files_get_one_line_naming_the_file(trained, tmp_path, monkeypa
 
 
 def test_a_package_without_reference_statistics_is_a_clear_error(tmp_path, workspace):
-    r = trustforge.run({"name": "iris-no-ref", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
-                        "train": {"max_epochs": 2}, "evaluate": {"speed": False, "corruptions": False, "explain": False},
-                        "monitor": {"reference": False}}, progress=False, register=False)
+    r = trustforge.run(
+        {
+            "name": "iris-no-ref",
+            "data": {"source": "builtin:iris"},
+            "model": {"kind": "mlp", "hidden": [8]},
+            "train": {"max_epochs": 2},
+            "evaluate": {"speed": False, "corruptions": False, "explain": False},
+            "monitor": {"reference": False},
+        },
+        progress=False,
+        register=False,
+    )
     load_iris(as_frame=True).frame.drop(columns=["target"]).to_csv(tmp_path / "iris.csv", index=False)
     code, _, err = run_main("monitor", r.package, "--data", tmp_path / "iris.csv", home=workspace)
     _one_line_error(code, err, 2, "no drift reference statistics", "retrain")

@@ -34,14 +34,31 @@ from trustforge.spec import load_spec, spec_digest, spec_to_dict
 from trustforge.train import Callback
 
 SPECS = {
-    "iris": {"name": "iris-pkg", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [16]},
-             "train": {"max_epochs": 3, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.03}}},
-    "breast-cancer-bce": {"name": "bc-bce", "data": {"source": "builtin:breast_cancer"}, "model": {"kind": "mlp", "hidden": [16]},
-                          "train": {"max_epochs": 2, "batch_size": 32, "loss": "bce", "precision": "bf16-mixed"}},
-    "diabetes": {"name": "diabetes", "task": "regression", "data": {"source": "builtin:diabetes"},
-                 "model": {"kind": "mlp", "hidden": [16]}, "train": {"max_epochs": 3, "batch_size": 32}},
-    "digits-cnn": {"name": "digits-cnn", "data": {"source": "builtin:digits"},
-                   "model": {"kind": "cnn", "channels": [4], "hidden": [16]}, "train": {"max_epochs": 1, "batch_size": 64}},
+    "iris": {
+        "name": "iris-pkg",
+        "data": {"source": "builtin:iris"},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 3, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.03}},
+    },
+    "breast-cancer-bce": {
+        "name": "bc-bce",
+        "data": {"source": "builtin:breast_cancer"},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 2, "batch_size": 32, "loss": "bce", "precision": "bf16-mixed"},
+    },
+    "diabetes": {
+        "name": "diabetes",
+        "task": "regression",
+        "data": {"source": "builtin:diabetes"},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 3, "batch_size": 32},
+    },
+    "digits-cnn": {
+        "name": "digits-cnn",
+        "data": {"source": "builtin:digits"},
+        "model": {"kind": "cnn", "channels": [4], "hidden": [16]},
+        "train": {"max_epochs": 1, "batch_size": 64},
+    },
 }
 
 
@@ -415,6 +432,7 @@ def test_a_failed_write_leaves_nothing_at_dest(fail_in, tmp_path, monkeypatch):
 
         monkeypatch.setattr(fmt, "save_tensors", save)
     else:
+
         def fsync(path):
             raise OSError("I/O error")
 

@@ -14,9 +14,20 @@ import pytest
 from trustforge.settings import Settings
 
 # The public names of `trustforge.secure` the registry uses, and the module of S1/S2 that defines each.
-_SECURE_NAMES = {"Keyring": "_keys", "verify_package": "_signing", "sign_package": "_signing", "seal_package": "_envelope",
-                 "open_sealed": "_envelope", "Principal": "_access", "allowed": "_access", "require": "_access",
-                 "ROLES": "_access", "ACTIONS": "_access", "AccessStore": "_access", "AuditLog": "_audit"}
+_SECURE_NAMES = {
+    "Keyring": "_keys",
+    "verify_package": "_signing",
+    "sign_package": "_signing",
+    "seal_package": "_envelope",
+    "open_sealed": "_envelope",
+    "Principal": "_access",
+    "allowed": "_access",
+    "require": "_access",
+    "ROLES": "_access",
+    "ACTIONS": "_access",
+    "AccessStore": "_access",
+    "AuditLog": "_audit",
+}
 
 
 def _secure():
@@ -36,8 +47,10 @@ secure = _secure()
 
 TINY = {"name": "iris-tiny", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]}, "train": {"max_epochs": 2}}
 PG_ENV = "TRUSTFORGE_TEST_PG_URL"
-PG_MISSING = (f"{PG_ENV} is not set: install PostgreSQL (Debian: apt-get install -y postgresql) and run "
-              "`eval \"$(.ci/postgres.sh)\"` to start a throwaway server")
+PG_MISSING = (
+    f"{PG_ENV} is not set: install PostgreSQL (Debian: apt-get install -y postgresql) and run "
+    '`eval "$(.ci/postgres.sh)"` to start a throwaway server'
+)
 
 
 def train_tiny(root: Path) -> Path:

@@ -52,9 +52,12 @@ def source(tmp_path_factory):
     settings = settings_for(home)
     with Registry(settings) as reg:
         for i, name in enumerate(["iris", "iris", "digits"]):
-            pkg = write_package(home / f"pkg{i}", {"name": name, "lineage": {"run": f"r{i}"}},
-                                {"weights.safetensors": {"w": torch.randn(32, 32, generator=torch.Generator().manual_seed(i))}},
-                                keyring=reg.keyring)
+            pkg = write_package(
+                home / f"pkg{i}",
+                {"name": name, "lineage": {"run": f"r{i}"}},
+                {"weights.safetensors": {"w": torch.randn(32, 32, generator=torch.Generator().manual_seed(i))}},
+                keyring=reg.keyring,
+            )
             reg.register(pkg, name=name)
         reg.set_alias("iris", "champion", 2)
         reg.set_tag("iris", 1, "stage", "retired")
@@ -168,9 +171,12 @@ def _crafted(tmp_path: Path, keyring: Keyring, extra: tarfile.TarInfo, data: byt
     """A genuinely signed and sealed archive (made with the workspace keys) holding `extra`."""
     buf = io.BytesIO()
     files = {"db/registry_models.json": b"[]"}
-    contents = {"format": "trustforge.backup.contents", "format_version": 1, "tables": {},
-                "files": {**{n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
-                          extra.name: hashlib.sha256(data).hexdigest()}}
+    contents = {
+        "format": "trustforge.backup.contents",
+        "format_version": 1,
+        "tables": {},
+        "files": {**{n: hashlib.sha256(b).hexdigest() for n, b in files.items()}, extra.name: hashlib.sha256(data).hexdigest()},
+    }
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         inner = _tar({"backup.json": json.dumps(contents).encode(), **files})
         with tarfile.open(fileobj=io.BytesIO(inner)) as src:
@@ -190,18 +196,22 @@ def _entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     return info
 
 
-@pytest.mark.parametrize("entry", [
-    _entry("../evil"),
-    _entry("artifacts/../../evil"),
-    _entry("artifacts/m/1/../../../../evil"),
-    _entry("/tmp/evil"),
-    _entry("artifacts\\..\\evil"),
-    _entry("artifacts/m/1/%2e%2e/evil"),
-    _entry("artifacts/m/1/link", tarfile.SYMTYPE, "/etc/passwd"),
-    _entry("artifacts/m/1/hard", tarfile.LNKTYPE, "backup.json"),
-    _entry("artifacts/m/1/dir", tarfile.DIRTYPE),
-    _entry("elsewhere/evil"),
-], ids=["dotdot", "nested-dotdot", "deep-dotdot", "absolute", "backslash", "url-encoded", "symlink", "hardlink", "dir", "unknown-top"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        _entry("../evil"),
+        _entry("artifacts/../../evil"),
+        _entry("artifacts/m/1/../../../../evil"),
+        _entry("/tmp/evil"),
+        _entry("artifacts\\..\\evil"),
+        _entry("artifacts/m/1/%2e%2e/evil"),
+        _entry("artifacts/m/1/link", tarfile.SYMTYPE, "/etc/passwd"),
+        _entry("artifacts/m/1/hard", tarfile.LNKTYPE, "backup.json"),
+        _entry("artifacts/m/1/dir", tarfile.DIRTYPE),
+        _entry("elsewhere/evil"),
+    ],
+    ids=["dotdot", "nested-dotdot", "deep-dotdot", "absolute", "backslash", "url-encoded", "symlink", "hardlink", "dir", "unknown-top"],
+)
 def test_entries_escaping_the_workspace_are_refused(entry, tmp_path):
     source_keys = Keyring.init(tmp_path / "src-keys", kek_b64=KEK)
     crafted = _crafted(tmp_path, source_keys, entry)

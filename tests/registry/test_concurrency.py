@@ -93,8 +93,7 @@ def test_four_processes_register_one_model_without_lost_or_duplicate_versions(se
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(PROCS)
     outs = [tmp_path / f"out-{i}.json" for i in range(PROCS)]
-    procs = [ctx.Process(target=_register_many, args=(str(settings.home), settings.db_url, str(pkg), EACH, barrier, str(o)))
-             for o in outs]
+    procs = [ctx.Process(target=_register_many, args=(str(settings.home), settings.db_url, str(pkg), EACH, barrier, str(o))) for o in outs]
     for p in procs:
         p.start()
     # gc alongside: it must never take a folder that a live registration is about to commit.
@@ -142,10 +141,10 @@ def _kill_at(stage: str, settings: Settings, pkg: Path, marker: Path) -> None:
 
 CASES = [
     # stage, staging entries left, a final folder left without a row, the version committed
-    ("staged", 2, False, False),        # the sealed copy and its lock file
-    ("renamed", 1, True, False),        # the lock file, and ARTIFACTS/NAME/2 whose row never committed
+    ("staged", 2, False, False),  # the sealed copy and its lock file
+    ("renamed", 1, True, False),  # the lock file, and ARTIFACTS/NAME/2 whose row never committed
     ("before_commit", 1, True, False),  # the same, with the audit entry appended (and rolled back)
-    ("committed", 1, False, True),      # the version is complete; only the lock file is left
+    ("committed", 1, False, True),  # the version is complete; only the lock file is left
 ]
 
 

@@ -101,43 +101,49 @@ def test_tag_values_and_versions():
 # ---------------------------------------------------------------------------- model URIs
 
 
-@pytest.mark.parametrize(("uri", "parsed"), [
-    ("models:/iris/3", ("iris", 3, None)),
-    ("models:/iris@champion", ("iris", None, "champion")),
-    ("models:/iris", ("iris", None, None)),
-    ("iris", ("iris", None, None)),
-    ("iris/12", ("iris", 12, None)),
-    ("models:/a.b-c_d/1", ("a.b-c_d", 1, None)),
-])
+@pytest.mark.parametrize(
+    ("uri", "parsed"),
+    [
+        ("models:/iris/3", ("iris", 3, None)),
+        ("models:/iris@champion", ("iris", None, "champion")),
+        ("models:/iris", ("iris", None, None)),
+        ("iris", ("iris", None, None)),
+        ("iris/12", ("iris", 12, None)),
+        ("models:/a.b-c_d/1", ("a.b-c_d", 1, None)),
+    ],
+)
 def test_model_uris(uri, parsed):
     assert parse_model_uri(uri) == parsed
     name, version, alias = parsed
     assert parse_model_uri(format_uri(name, version, alias)) == parsed
 
 
-@pytest.mark.parametrize(("uri", "why"), [
-    ("models:/../etc/1", "'..'"),
-    ("models:/../../etc/passwd", "'..'"),
-    ("models://etc/passwd", "must not be empty"),
-    ("models:/%2e%2e/1", "percent-encoding"),
-    ("models:/%252e%252e/1", "percent-encoding"),
-    ("models:/iris/%2e%2e", "version must be a positive integer"),
-    ("models:/iris/../1", "version must be a positive integer"),
-    ("models:/iris/1/2", "version must be a positive integer"),
-    ("models:/iris/0", "version must be a positive integer"),
-    ("models:/iris/01", "version must be a positive integer"),
-    ("models:/iris/-1", "version must be a positive integer"),
-    ("models:/iris/３", "version must be a positive integer"),  # full-width digit
-    ("models:/iris@", "must not be empty"),
-    ("models:/iris@../x", "path separators"),
-    ("models:/iris@%2e%2e", "percent-encoding"),
-    ("models:/iris@a\\b", "path separators"),
-    ("models:/iris@3", "reserved"),
-    ("models:/", "no model name"),
-    ("models:/a\\b/1", "path separators"),
-    ("models:/ｉｒｉｓ/1", "only ASCII"),
-    ("models:/．．/1", "normalises to a path"),
-])
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("models:/../etc/1", "'..'"),
+        ("models:/../../etc/passwd", "'..'"),
+        ("models://etc/passwd", "must not be empty"),
+        ("models:/%2e%2e/1", "percent-encoding"),
+        ("models:/%252e%252e/1", "percent-encoding"),
+        ("models:/iris/%2e%2e", "version must be a positive integer"),
+        ("models:/iris/../1", "version must be a positive integer"),
+        ("models:/iris/1/2", "version must be a positive integer"),
+        ("models:/iris/0", "version must be a positive integer"),
+        ("models:/iris/01", "version must be a positive integer"),
+        ("models:/iris/-1", "version must be a positive integer"),
+        ("models:/iris/３", "version must be a positive integer"),  # full-width digit
+        ("models:/iris@", "must not be empty"),
+        ("models:/iris@../x", "path separators"),
+        ("models:/iris@%2e%2e", "percent-encoding"),
+        ("models:/iris@a\\b", "path separators"),
+        ("models:/iris@3", "reserved"),
+        ("models:/", "no model name"),
+        ("models:/a\\b/1", "path separators"),
+        ("models:/ｉｒｉｓ/1", "only ASCII"),
+        ("models:/．．/1", "normalises to a path"),
+    ],
+)
 def test_bad_model_uris_are_refused(uri, why):
     with pytest.raises(RegistryError, match=why.replace(".", r"\.")):
         parse_model_uri(uri)

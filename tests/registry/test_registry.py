@@ -79,9 +79,13 @@ def test_register_numbers_versions_and_records_lineage(backend, pkg, reg):
     assert v1.created_by == reg.principal.name and v1.task == "classification"
     assert v1.metrics["accuracy"] == manifest["metrics"]["accuracy"]
     assert [mv.version for mv in reg.list_versions(NAME)] == [1, 2]
-    assert reg.list_models() == [{"name": NAME, "versions": 2, "latest": 2, "aliases": {}, "created_at": reg.list_models()[0]["created_at"]}]
+    assert reg.list_models() == [
+        {"name": NAME, "versions": 2, "latest": 2, "aliases": {}, "created_at": reg.list_models()[0]["created_at"]}
+    ]
     assert [a for a in audit_actions(reg) if a[0] == "register"] == [
-        ("register", f"models:/{NAME}/1", "ok"), ("register", f"models:/{NAME}/2", "ok")]
+        ("register", f"models:/{NAME}/1", "ok"),
+        ("register", f"models:/{NAME}/2", "ok"),
+    ]
     # Stored as ARTIFACTS/NAME/VERSION, and nothing left in staging.
     assert v2.path == reg.artifacts / NAME / "2" and v2.path.is_dir()
     assert list((reg.artifacts / ".staging").iterdir()) == []
@@ -96,7 +100,7 @@ def test_the_registry_stores_packages_encrypted_and_loads_them_in_memory(pkg, re
     weights = plain["weights.safetensors"]
     for name, blob in plain.items():
         assert blob not in stored, f"{name} is stored in plaintext"
-    assert all(weights[i:i + 64] not in stored for i in range(0, len(weights) - 64, 997))
+    assert all(weights[i : i + 64] not in stored for i in range(0, len(weights) - 64, 997))
     model = reg.load_model("models:/enc/1")
     expected = Model.load(pkg).predict(iris_frame())
     pd.testing.assert_frame_equal(model.predict(iris_frame()), expected)
@@ -316,8 +320,11 @@ def test_unreachable_or_unsupported_databases_are_one_line_errors_without_the_pa
         Registry(dataclasses.replace(settings, db_url="postgresql+psycopg://alice:s3cretpw@127.0.0.1:1/nodb"))
     message = str(info.value)
     assert "s3cretpw" not in message and "127.0.0.1" in message and "\n" not in message
-    for url, why in [("mysql://bob:pw123456@db/x", "unsupported database"), ("postgresql+pg8000://bob:pw123456@db/x", "psycopg"),
-                     ("not a url", "malformed")]:
+    for url, why in [
+        ("mysql://bob:pw123456@db/x", "unsupported database"),
+        ("postgresql+pg8000://bob:pw123456@db/x", "psycopg"),
+        ("not a url", "malformed"),
+    ]:
         with pytest.raises(RegistryError, match=why) as info:
             make_engine(url)
         assert "pw123456" not in str(info.value)

@@ -246,7 +246,10 @@ def test_every_reorder_is_detected_at_the_earlier_position(big_log, tmp_path, ke
 def test_every_tail_truncation_is_detected_at_the_first_missing_entry(big_log, tmp_path, key):
     rng = random.Random(14)
     drops = [1, 2, CHECKPOINT_EVERY, N_ENTRIES - 1] + [rng.randrange(1, N_ENTRIES) for _ in range(36)]
-    cases = [(f"drop the last {k}", lambda c, k=k: c.execute("DELETE FROM audit_entries WHERE seq > ?", (N_ENTRIES - k,)), N_ENTRIES - k + 1) for k in drops]
+    cases = [
+        (f"drop the last {k}", lambda c, k=k: c.execute("DELETE FROM audit_entries WHERE seq > ?", (N_ENTRIES - k,)), N_ENTRIES - k + 1)
+        for k in drops
+    ]
     _check_all(cases, big_log, tmp_path, key)
 
 
@@ -255,7 +258,9 @@ def test_every_tail_truncation_is_detected_at_the_first_missing_entry(big_log, t
 
 def _rechain_from(c, start: int, edit: str) -> None:
     """Edit entry `start` and recompute every later hash, as an attacker without the key would."""
-    rows = c.execute("SELECT seq, time, actor, action, object, outcome, details, prev_hash FROM audit_entries WHERE seq >= ? ORDER BY seq", (start,)).fetchall()
+    rows = c.execute(
+        "SELECT seq, time, actor, action, object, outcome, details, prev_hash FROM audit_entries WHERE seq >= ? ORDER BY seq", (start,)
+    ).fetchall()
     prev = c.execute("SELECT hash FROM audit_entries WHERE seq = ?", (start - 1,)).fetchone()[0] if start > 1 else GENESIS
     for row in rows:
         row = list(row)
@@ -301,7 +306,9 @@ def test_tampered_head_and_checkpoints_are_caught(big_log, tmp_path, key):
 def test_truncation_with_an_old_genuine_head_is_caught_by_the_head_file(big_log, tmp_path, key):
     path = fresh_copy(big_log, tmp_path, "roll.db")
     with sqlite3.connect(path) as c:
-        old_head = c.execute("SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq = ?", (CHECKPOINT_EVERY * 100,)).fetchone()
+        old_head = c.execute(
+            "SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq = ?", (CHECKPOINT_EVERY * 100,)
+        ).fetchone()
         c.execute("DELETE FROM audit_entries WHERE seq > ?", (old_head[0],))
         c.execute("UPDATE audit_head SET seq = ?, hash = ?, key_id = ?, signature = ? WHERE id = 1", old_head)
     c.close()
@@ -363,7 +370,7 @@ def pg_url():
     """A fresh database on the PostgreSQL test server (`eval "$(.ci/postgres.sh)"` starts one)."""
     base = os.environ.get(PG_ENV)
     if not base:
-        pytest.skip(f"{PG_ENV} is not set: install PostgreSQL (Debian: apt-get install -y postgresql) and run `eval \"$(.ci/postgres.sh)\"`")
+        pytest.skip(f'{PG_ENV} is not set: install PostgreSQL (Debian: apt-get install -y postgresql) and run `eval "$(.ci/postgres.sh)"`')
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     name = f"tf_audit_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:

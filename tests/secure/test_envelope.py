@@ -27,8 +27,12 @@ from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewr
 from trustforge.secure._keys import Keyring
 from trustforge.settings import Settings
 
-SPEC = {"name": "iris-sealed", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
-        "train": {"max_epochs": 1, "batch_size": 32}}
+SPEC = {
+    "name": "iris-sealed",
+    "data": {"source": "builtin:iris"},
+    "model": {"kind": "mlp", "hidden": [8]},
+    "train": {"max_epochs": 1, "batch_size": 32},
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +58,12 @@ def sealed(trained, keyring, tmp_path) -> Path:
 
 def small_package(tmp_path: Path, keyring: Keyring, name: str, n: int = 64) -> Path:
     g = torch.Generator().manual_seed(hash(name) % 1000)
-    return write_package(tmp_path / name, {"name": name}, {"weights.safetensors": {"w": torch.randn(n, n, generator=g)},
-                                                           "preprocess.safetensors": {"p": torch.randn(5, generator=g)}},
-                         keyring=keyring)
+    return write_package(
+        tmp_path / name,
+        {"name": name},
+        {"weights.safetensors": {"w": torch.randn(n, n, generator=g)}, "preprocess.safetensors": {"p": torch.randn(5, generator=g)}},
+        keyring=keyring,
+    )
 
 
 def flip(path: Path, offset: int) -> None:
@@ -102,8 +109,9 @@ def test_plaintext_weights_never_touch_the_disk(trained, keyring, tmp_path):
     assert model.name == "iris-sealed"
     candidates = [p for p in tmp_path.rglob("*") if p.is_file()]
     tmp = Path(tempfile.gettempdir())
-    candidates += [p for p in tmp.iterdir() if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= started
-                   and p.stat().st_size < 64 << 20]
+    candidates += [
+        p for p in tmp.iterdir() if p.is_file() and not p.is_symlink() and p.stat().st_mtime >= started and p.stat().st_size < 64 << 20
+    ]
     for path in candidates:
         try:
             blob = path.read_bytes()

@@ -44,8 +44,11 @@ def _last(audit: AuditLog) -> dict:
 
 def test_rotation_rewraps_every_sealed_package_under_the_roots_and_is_audited(tmp_path, keyring, audit):
     store, mine = tmp_path / "store", tmp_path / "mine"
-    sealed = [_sealed(tmp_path, keyring, store / "a" / "1", "a"), _sealed(tmp_path, keyring, store / "b" / "1", "b"),
-              _sealed(tmp_path, keyring, mine / "c.sealed", "c")]
+    sealed = [
+        _sealed(tmp_path, keyring, store / "a" / "1", "a"),
+        _sealed(tmp_path, keyring, store / "b" / "1", "b"),
+        _sealed(tmp_path, keyring, mine / "c.sealed", "c"),
+    ]
     payloads = [(p / "weights.safetensors.enc").read_bytes() for p in sealed]
 
     done = rotate_keys(keyring, [store, mine, tmp_path / "no-such-folder"], principal=ADMIN, audit=audit)

@@ -26,8 +26,12 @@ from trustforge.secure._keys import Keyring
 from trustforge.secure._signing import sign_package, verify_package
 from trustforge.settings import Settings
 
-SPEC = {"name": "iris-signed", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
-        "train": {"max_epochs": 1, "batch_size": 32}}
+SPEC = {
+    "name": "iris-signed",
+    "data": {"source": "builtin:iris"},
+    "model": {"kind": "mlp", "hidden": [8]},
+    "train": {"max_epochs": 1, "batch_size": 32},
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +97,18 @@ def test_model_signing_verifies_our_package_with_our_public_key(package, keyring
     pub.write_bytes(keyring.public_key_pem())
     verifier = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub)
     verifier.verify(package, package / "model.sig")
-    cli = [sys.executable, "-m", "model_signing", "verify", "key", str(package), "--signature", str(package / "model.sig"),
-           "--public_key", str(pub)]
+    cli = [
+        sys.executable,
+        "-m",
+        "model_signing",
+        "verify",
+        "key",
+        str(package),
+        "--signature",
+        str(package / "model.sig"),
+        "--public_key",
+        str(pub),
+    ]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Verification succeeded" in done.stdout
@@ -155,8 +169,12 @@ def test_a_rewritten_file_list_signed_by_nobody_is_caught(package, keyring):
 
 
 def _other_package(tmp_path: Path, keyring: Keyring, name: str = "other") -> Path:
-    return write_package(tmp_path / name, {"name": "other"}, {"weights.safetensors": {"w": torch.randn(4, 4)},
-                                                              "preprocess.safetensors": {"p": torch.randn(3)}}, keyring=keyring)
+    return write_package(
+        tmp_path / name,
+        {"name": "other"},
+        {"weights.safetensors": {"w": torch.randn(4, 4)}, "preprocess.safetensors": {"p": torch.randn(3)}},
+        keyring=keyring,
+    )
 
 
 @pytest.mark.parametrize("name", ["weights.safetensors", "preprocess.safetensors", "manifest.json"])

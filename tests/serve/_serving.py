@@ -17,19 +17,39 @@ QUIET = {"speed": False, "corruptions": False, "explain": False}
 
 SPECS = {
     # 4 numeric columns, 3 classes; a drift window of 20 rows so tests can fill one.
-    "iris": {"name": "iris-serve", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [16]},
-             "train": {"max_epochs": 30, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.02}},
-             "evaluate": QUIET, "monitor": {"window": 20}},
+    "iris": {
+        "name": "iris-serve",
+        "data": {"source": "builtin:iris"},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 30, "batch_size": 16, "optimizer": {"name": "adamw", "lr": 0.02}},
+        "evaluate": QUIET,
+        "monitor": {"window": 20},
+    },
     # a second version of the same model, barely trained: unsure probabilities, easy to tell apart.
-    "iris_v2": {"name": "iris-serve", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]},
-                "train": {"max_epochs": 1, "seed": 3, "optimizer": {"name": "adamw", "lr": 0.001}},
-                "evaluate": {**QUIET, "calibrate": False}, "monitor": {"window": 20}},
+    "iris_v2": {
+        "name": "iris-serve",
+        "data": {"source": "builtin:iris"},
+        "model": {"kind": "mlp", "hidden": [8]},
+        "train": {"max_epochs": 1, "seed": 3, "optimizer": {"name": "adamw", "lr": 0.001}},
+        "evaluate": {**QUIET, "calibrate": False},
+        "monitor": {"window": 20},
+    },
     # images (1, 8, 8): the tensor layout.
-    "digits": {"name": "digits-serve", "data": {"source": "builtin:digits"},
-               "model": {"kind": "cnn", "channels": [8], "hidden": [32]}, "train": {"max_epochs": 3}, "evaluate": QUIET},
+    "digits": {
+        "name": "digits-serve",
+        "data": {"source": "builtin:digits"},
+        "model": {"kind": "cnn", "channels": [8], "hidden": [32]},
+        "train": {"max_epochs": 3},
+        "evaluate": QUIET,
+    },
     # a numeric, a categorical and a yes/no text column: BYTES inputs.
-    "mixed": {"name": "mixed-serve", "data": {"source": "csv:PLACEHOLDER", "target": "label"},
-              "model": {"kind": "mlp", "hidden": [16]}, "train": {"max_epochs": 20, "batch_size": 16}, "evaluate": QUIET},
+    "mixed": {
+        "name": "mixed-serve",
+        "data": {"source": "csv:PLACEHOLDER", "target": "label"},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 20, "batch_size": 16},
+        "evaluate": QUIET,
+    },
 }
 
 
@@ -76,8 +96,9 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                    access_log=False, lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LiveServer":

@@ -58,8 +58,13 @@ def test_serve_a_package_folder_with_a_worker_process_then_stop_cleanly(packages
     script = Path(sys.executable).with_name("trustforge")
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "trustforge.cli"]
     env = {**os.environ, "TRUSTFORGE_HOME": str(workspace)}
-    proc = subprocess.Popen([*cmd, "serve", str(package), "--port", str(port), "--workers", "1", "--no-auth"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, "serve", str(package), "--port", str(port), "--workers", "1", "--no-auth"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180

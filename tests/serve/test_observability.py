@@ -81,4 +81,6 @@ def test_metrics_drift_and_logs(packages, registry, tmp_path, live):
     assert {e["route"] for e in requests} >= {"/invocations", "/metrics", "/v2/models/{model_name}/drift"}
     assert {e["principal"] for e in requests if e["route"] == "/invocations"} == {"app"}
     log_text = stream.getvalue()
-    assert "078-05-1120" not in log_text and token.split("_", 2)[-1] not in log_text  # no payloads, no secrets (the whole 43-character secret)
+    assert (
+        "078-05-1120" not in log_text and token.split("_", 2)[-1] not in log_text
+    )  # no payloads, no secrets (the whole 43-character secret)

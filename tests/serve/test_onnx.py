@@ -10,8 +10,7 @@ from _serving import mixed_frame, register
 from sklearn.datasets import load_digits, load_iris
 
 from trustforge.errors import ModelError
-from trustforge.serve import ModelService, ServeConfig, create_app
-from trustforge.serve import _onnx
+from trustforge.serve import ModelService, ServeConfig, _onnx, create_app
 from trustforge.serve._onnx import OrtModule, compare_predictions
 from trustforge.serve._workers import load_serving_model
 
@@ -27,8 +26,9 @@ def _inputs(key: str):
 
 
 def _onnx_service(registry, key: str, **options) -> ModelService:
-    return ModelService(f"models:/{NAMES[key]}@champion", ServeConfig(workers=0, auth="none", backend="onnx", **options),
-                        registry=registry).start()
+    return ModelService(
+        f"models:/{NAMES[key]}@champion", ServeConfig(workers=0, auth="none", backend="onnx", **options), registry=registry
+    ).start()
 
 
 @pytest.mark.parametrize("key", ["iris", "digits", "mixed"])

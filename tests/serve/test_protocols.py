@@ -55,8 +55,10 @@ def test_tritonclient_reads_metadata_and_infers_like_model_predict(iris, binary)
     assert {o["name"] for o in meta["outputs"]} == {"prediction", "probabilities"}
     assert client.get_model_config("iris-serve")["max_batch_size"] == svc.config.max_batch_size
 
-    outputs = [triton.InferRequestedOutput("prediction", binary_data=binary),
-               triton.InferRequestedOutput("probabilities", binary_data=binary)]
+    outputs = [
+        triton.InferRequestedOutput("prediction", binary_data=binary),
+        triton.InferRequestedOutput("probabilities", binary_data=binary),
+    ]
     result = client.infer("iris-serve", _triton_inputs(frame, binary), outputs=outputs, request_id="r-7")
     assert result.get_response()["id"] == "r-7"
     labels = [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("prediction")]
@@ -177,6 +179,7 @@ def test_bodies_over_the_limit_are_refused_before_parsing(packages, registry, tm
             def chunks():  # no Content-Length: counted while read, refused at the limit
                 for _ in range(100):
                     yield b" " * 100
+
             r = httpx.post(f"{server.url}/v2/models/iris-serve/infer", content=chunks())
             assert r.status_code == 413 and "4096" in r.json()["error"]
             assert svc.metrics.batch_size.labels(model="iris-serve")._sum.get() == 0  # nothing reached the model

@@ -16,8 +16,8 @@ ALIAS = "models:/iris-serve@champion"
 
 
 def test_moving_the_alias_swaps_versions_under_load_without_a_failed_request(packages, registry, tmp_path, live):
-    v1 = register(registry, packages["iris"], tmp_path)                   # champion → 1
-    v2 = register(registry, packages["iris_v2"], tmp_path, alias=None)    # 2, not promoted yet
+    v1 = register(registry, packages["iris"], tmp_path)  # champion → 1
+    v2 = register(registry, packages["iris_v2"], tmp_path, alias=None)  # 2, not promoted yet
     rows = load_iris(as_frame=True).frame.drop(columns="target").sample(8, random_state=1)
     body = {"dataframe_records": rows.to_dict(orient="records")}
     probas = [c for c in registry.load_model(v1).predict(rows.head(1)).columns if c.startswith("proba_")]
@@ -85,9 +85,12 @@ def test_a_version_that_fails_verification_is_not_served(packages, registry, tmp
         assert svc.metrics.reloads.labels(outcome="failed")._value.get() == 1
         assert any(getattr(r, "event", None) == "reload_failed" for r in caplog.records)
         with live(create_app(svc)) as server:
-            r = httpx.post(f"{server.url}/invocations",
-                           json={"inputs": {"sepal length (cm)": [5.0], "sepal width (cm)": [3.4], "petal length (cm)": [1.5],
-                                            "petal width (cm)": [0.2]}})
+            r = httpx.post(
+                f"{server.url}/invocations",
+                json={
+                    "inputs": {"sepal length (cm)": [5.0], "sepal width (cm)": [3.4], "petal length (cm)": [1.5], "petal width (cm)": [0.2]}
+                },
+            )
             assert r.status_code == 200 and httpx.get(f"{server.url}/version").json()["model_version"] == "1"
         registry.set_alias("iris-serve", "champion", 1)  # back to a good version: nothing to do
         assert svc.check_for_update() is False

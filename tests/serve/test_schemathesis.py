@@ -23,8 +23,7 @@ EXAMPLES = 15
 @pytest.mark.slow
 def test_no_generated_request_gets_a_server_error(packages, registry, tmp_path):
     register(registry, packages["mixed"], tmp_path)  # numbers, text and yes/no columns: the richest parser paths
-    svc = ModelService("models:/mixed-serve@champion", ServeConfig(workers=0, max_request_bytes=64 * 1024),
-                       registry=registry).start()
+    svc = ModelService("models:/mixed-serve@champion", ServeConfig(workers=0, max_request_bytes=64 * 1024), registry=registry).start()
     registry.access.add_user("fuzzer", "admin")
     headers = {"Authorization": f"Bearer {registry.access.issue_token('fuzzer')}"}
     try:
@@ -34,16 +33,19 @@ def test_no_generated_request_gets_a_server_error(packages, registry, tmp_path):
         seen: list[tuple[str, int, str]] = []
         for op in operations:
             # Half the runs name the served model, so generated bodies reach the request parsers.
-            fixed = {k: v for k, v in {"model_name": "mixed-serve", "model_version": "1"}.items()
-                     if any(p.name == k for p in op.path_parameters)}
-            for mode, path_parameters in ((GenerationMode.POSITIVE, None), (GenerationMode.POSITIVE, fixed),
-                                          (GenerationMode.NEGATIVE, None)):
+            fixed = {
+                k: v for k, v in {"model_name": "mixed-serve", "model_version": "1"}.items() if any(p.name == k for p in op.path_parameters)
+            }
+            for mode, path_parameters in (
+                (GenerationMode.POSITIVE, None),
+                (GenerationMode.POSITIVE, fixed),
+                (GenerationMode.NEGATIVE, None),
+            ):
                 if path_parameters == {}:
                     continue
 
                 @given(case=op.as_strategy(generation_mode=mode, path_parameters=path_parameters))
-                @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=list(HealthCheck))
+                @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
                 def no_server_error(case) -> None:
                     response = case.call_and_validate(headers=headers, checks=[not_a_server_error])
                     seen.append((op.path, response.status_code, response.text[:200]))

@@ -32,8 +32,10 @@ TABLE = {
             {"name": "smoker", "kind": "binary", "datatype": "FP64", "shape": [-1]},
             {"name": "visits", "datatype": "INT64", "shape": [-1]},
         ],
-        "outputs": [{"name": "prediction", "datatype": "BYTES", "shape": [-1]},
-                    {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2], "labels": ["high", "low"]}],
+        "outputs": [
+            {"name": "prediction", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2], "labels": ["high", "low"]},
+        ],
     },
     "preprocessing": {"binary_values": {"smoker": ["no", "yes"]}},
 }
@@ -50,9 +52,16 @@ def test_the_signature_decides_layout_and_types(table):
     assert {s.name: s.datatype for s in table.inputs} == {"age": "FP64", "color": "BYTES", "smoker": "BYTES", "visits": "INT64"}
     image = Signature.from_manifest(IMAGE)
     assert image.layout == "tensor" and image.tensor.shape == (-1, 1, 2, 2)
-    series = Signature.from_manifest({"signature": {"inputs": [
-        {"name": "sales", "datatype": "FP64", "shape": [-1], "min_rows": 24},
-        {"name": "date", "datatype": "BYTES", "shape": [-1], "optional": True}]}})
+    series = Signature.from_manifest(
+        {
+            "signature": {
+                "inputs": [
+                    {"name": "sales", "datatype": "FP64", "shape": [-1], "min_rows": 24},
+                    {"name": "date", "datatype": "BYTES", "shape": [-1], "optional": True},
+                ]
+            }
+        }
+    )
     assert not series.batchable and series.inputs[1].optional
     with pytest.raises(ModelError, match="signature.inputs"):
         Signature.from_manifest({"signature": {}})
@@ -107,10 +116,15 @@ def test_tensors_from_json_and_binary():
     np.testing.assert_array_equal(tensor_from_json(data.tolist(), image, "image"), data)
     np.testing.assert_array_equal(tensor_from_json(data.reshape(-1).tolist(), image, "image", "FP32", shape=[2, 1, 2, 2]), data)
     np.testing.assert_array_equal(tensor_from_binary(memoryview(data.tobytes()), "FP32", [2, 1, 2, 2], image, "image"), data)
-    np.testing.assert_array_equal(tensor_from_binary(memoryview(data.astype(np.float16).tobytes()), "FP16", [2, 1, 2, 2],
-                                                     image, "image"), data)  # FP16 → FP32 is safe
-    for bad, message in [([[[[1.0, 2.0], [3.0]]]], "ragged"), ([[1.0, 2.0]], "2 dimensions"), ([[[[1.0] * 3] * 2]], r"shape \[1, 1, 2, 3\]"),
-                         ([[[["a", "b"], ["c", "d"]]]], "must hold numbers")]:
+    np.testing.assert_array_equal(
+        tensor_from_binary(memoryview(data.astype(np.float16).tobytes()), "FP16", [2, 1, 2, 2], image, "image"), data
+    )  # FP16 → FP32 is safe
+    for bad, message in [
+        ([[[[1.0, 2.0], [3.0]]]], "ragged"),
+        ([[1.0, 2.0]], "2 dimensions"),
+        ([[[[1.0] * 3] * 2]], r"shape \[1, 1, 2, 3\]"),
+        ([[[["a", "b"], ["c", "d"]]]], "must hold numbers"),
+    ]:
         with pytest.raises(RequestError, match=message):
             tensor_from_json(bad, image, "image")
     with pytest.raises(RequestError, match="needs 32"):
@@ -142,8 +156,10 @@ def test_the_four_mlflow_shapes_and_v2_give_the_same_payload(table):
     ]
     payloads = [parse_scoring(json.dumps(b).encode(), table) for b in bodies]
     dt = {"age": "FP64", "color": "BYTES", "smoker": "BYTES", "visits": "INT64"}
-    v2 = {"inputs": [{"name": c, "shape": [2], "datatype": dt[c], "data": [r[c] for r in ROWS]} for c in cols]
-                    + [{"name": "extra", "shape": [1], "datatype": "FP32", "data": [0.0]}]}
+    v2 = {
+        "inputs": [{"name": c, "shape": [2], "datatype": dt[c], "data": [r[c] for r in ROWS]} for c in cols]
+        + [{"name": "extra", "shape": [1], "datatype": "FP32", "data": [0.0]}]
+    }
     payloads.append(parse_infer(json.dumps(v2).encode(), None, table).payload)
     frames = [to_model_input(p, table) for p in payloads]
     for frame in frames[1:]:
@@ -152,12 +168,20 @@ def test_the_four_mlflow_shapes_and_v2_give_the_same_payload(table):
 
 
 def test_v2_binary_requests_and_responses(table):
-    header = {"inputs": [
-        {"name": "age", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
-        {"name": "color", "shape": [2, 1], "datatype": "BYTES", "data": [["red"], ["blue"]]},
-        {"name": "smoker", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(encode_bytes_tensor(["no", "yes"]))}},
-        {"name": "visits", "shape": [2], "datatype": "INT32", "data": [1, 2]}],
-        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}, {"name": "prediction"}]}
+    header = {
+        "inputs": [
+            {"name": "age", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+            {"name": "color", "shape": [2, 1], "datatype": "BYTES", "data": [["red"], ["blue"]]},
+            {
+                "name": "smoker",
+                "shape": [2],
+                "datatype": "BYTES",
+                "parameters": {"binary_data_size": len(encode_bytes_tensor(["no", "yes"]))},
+            },
+            {"name": "visits", "shape": [2], "datatype": "INT32", "data": [1, 2]},
+        ],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}, {"name": "prediction"}],
+    }
     head = json.dumps(header).encode()
     body = head + np.array([1.5, 2.5], np.float32).tobytes() + encode_bytes_tensor(["no", "yes"])
     req = parse_infer(body, str(len(head)), table)
@@ -168,8 +192,11 @@ def test_v2_binary_requests_and_responses(table):
     with pytest.raises(RequestError, match="binary data need the Inference-Header-Content-Length header"):
         parse_infer(head, None, table)
 
-    columns = {"prediction": np.array(["high", "low"], dtype=object), "proba_high": np.array([0.75, 0.25]),
-               "proba_low": np.array([0.25, 0.75])}
+    columns = {
+        "prediction": np.array(["high", "low"], dtype=object),
+        "proba_high": np.array([0.75, 0.25]),
+        "proba_low": np.array([0.25, 0.75]),
+    }
     outputs = resolve_outputs(columns, table)
     assert [(n, d, a.shape) for n, d, a in outputs] == [("prediction", "BYTES", (2,)), ("probabilities", "FP64", (2, 2))]
     content, headers = encode_infer(outputs, req, "m", "1")
@@ -191,16 +218,22 @@ def test_payloads_batch_only_with_payloads_of_the_same_key(table):
 
 # ---------------------------------------------------------------------------- the fuzzer
 
-_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
-                     st.text(max_size=5))
-_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=3)),
-                     max_leaves=12)
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5)
+)
+_json = st.recursive(
+    _scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=3)), max_leaves=12
+)
 _names = st.sampled_from(["age", "color", "smoker", "visits", "image", "other"])
 _datatypes = st.sampled_from(["FP64", "FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES", "BF16", "X"])
-_v2_input = st.fixed_dictionaries({"name": _names, "datatype": _datatypes, "shape": st.lists(st.integers(-1, 4), min_size=0, max_size=5)},
-                                  optional={"data": _json, "parameters": st.dictionaries(st.just("binary_data_size"), st.integers(-1, 16))})
-_v2 = st.fixed_dictionaries({"inputs": st.lists(_v2_input, max_size=5)},
-                            optional={"outputs": st.lists(st.fixed_dictionaries({"name": _names}), max_size=2), "id": _json})
+_v2_input = st.fixed_dictionaries(
+    {"name": _names, "datatype": _datatypes, "shape": st.lists(st.integers(-1, 4), min_size=0, max_size=5)},
+    optional={"data": _json, "parameters": st.dictionaries(st.just("binary_data_size"), st.integers(-1, 16))},
+)
+_v2 = st.fixed_dictionaries(
+    {"inputs": st.lists(_v2_input, max_size=5)},
+    optional={"outputs": st.lists(st.fixed_dictionaries({"name": _names}), max_size=2), "id": _json},
+)
 _mlflow = st.one_of(
     st.fixed_dictionaries({"dataframe_split": st.fixed_dictionaries({"columns": st.lists(_names, max_size=5), "data": _json})}),
     st.fixed_dictionaries({"dataframe_records": st.lists(st.dictionaries(_names, _json, max_size=5), max_size=4)}),

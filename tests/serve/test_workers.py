@@ -26,8 +26,9 @@ def test_killing_a_worker_mid_batch_loses_no_request(packages, registry, tmp_pat
     frame = load_iris(as_frame=True).frame.drop(columns="target")
     expected = model.predict(frame)["prediction"].tolist()
     # Each batch is held 0.3 s in its worker, so the kill lands while a batch is in flight.
-    svc = ModelService("models:/iris-serve@champion", ServeConfig(workers=2, auth="none", max_batch_size=4),
-                       registry=registry, debug_delay_s=0.3).start()
+    svc = ModelService(
+        "models:/iris-serve@champion", ServeConfig(workers=2, auth="none", max_batch_size=4), registry=registry, debug_delay_s=0.3
+    ).start()
     try:
         with live(create_app(svc)) as server:
             results: dict[int, tuple[int, str]] = {}
@@ -126,8 +127,9 @@ def test_a_batch_with_one_bad_request_answers_the_others(packages, registry, tmp
     model = registry.load_model(uri)
     config = ServeConfig(workers=0, max_batch_size=64, max_latency_ms=200)
     rt = Runtime(model=model, name="m", version="1", digest="d", uri=uri, config=config, load={}, metrics=ServeMetrics())
-    rows = [{"age": np.array([40.0 + i]), "color": np.array(["red"], dtype=object), "smoker": np.array(["yes"], dtype=object)}
-            for i in range(4)]
+    rows = [
+        {"age": np.array([40.0 + i]), "color": np.array(["red"], dtype=object), "smoker": np.array(["yes"], dtype=object)} for i in range(4)
+    ]
     rows[2]["smoker"] = np.array(["maybe"], dtype=object)
     jobs = [Job.of(r) for r in rows]
     for job in jobs:

@@ -172,7 +172,10 @@ def test_relative_data_paths_resolve_against_the_spec_folder(tmp_path):
     images = load_spec(write(tmp_path, "data: {source: 'images:../pictures'}\n", "project/img.yaml"))
     assert images.data.source == f"images:{(tmp_path / 'pictures').resolve()}"
     absolute = tmp_path / "abs.parquet"
-    assert load_spec(write(tmp_path, f"data: {{source: 'parquet:{absolute}', target: y}}\n", "project/abs.yaml")).data.source == f"parquet:{absolute}"
+    assert (
+        load_spec(write(tmp_path, f"data: {{source: 'parquet:{absolute}', target: y}}\n", "project/abs.yaml")).data.source
+        == f"parquet:{absolute}"
+    )
     assert load_spec(write(tmp_path, "data: {source: 'builtin:iris'}\n", "project/b.yaml")).data.source == "builtin:iris"
     # A mapping has no folder: its paths are left as given (relative to the working directory).
     assert load_spec({"data": {"source": "csv:data/train.csv", "target": "y"}}).data.source == "csv:data/train.csv"
@@ -191,8 +194,11 @@ def test_every_path_scheme_and_the_shift_set_resolve_against_the_spec_folder(tmp
 
 
 def test_a_redacted_spec_names_no_local_path_and_still_validates(tmp_path):
-    spec = load_spec(write(tmp_path, "data: {source: 'csv:data/train.csv', target: y}\n"
-                                     "evaluate: {shift: 'images:/srv/pictures/'}\n", "project/spec.yaml"))
+    spec = load_spec(
+        write(
+            tmp_path, "data: {source: 'csv:data/train.csv', target: y}\nevaluate: {shift: 'images:/srv/pictures/'}\n", "project/spec.yaml"
+        )
+    )
     out = redact_spec(spec)
     assert (out.data.source, out.evaluate.shift) == ("csv:train.csv", "images:pictures")
     assert spec.data.source == f"csv:{(tmp_path / 'project' / 'data' / 'train.csv').resolve()}"  # the original is kept
@@ -236,7 +242,11 @@ def test_boolean_is_not_a_number(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ["train:\n  optimizer:\n    name: sgd\n    lr: -3\n", "train:\n  optimizer:\n    name: adam\n    lr: -3\n", "train:\n  optimizer:\n    lr: -3\n"],
+    [
+        "train:\n  optimizer:\n    name: sgd\n    lr: -3\n",
+        "train:\n  optimizer:\n    name: adam\n    lr: -3\n",
+        "train:\n  optimizer:\n    lr: -3\n",
+    ],
     ids=["sgd", "adam", "default-optimizer"],
 )
 def test_out_of_range(tmp_path, text):

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Back up the registry, packages and audit log to one encrypted, signed file; restore it.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Back up the registry, packages and audit log to one encrypted, signed file; restore it.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 @app.command()
@@ -36,8 +39,10 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
             raise
         reg.audit.append(reg.principal.name, "backup", file.name, "ok", {"files": summary["files"], "bytes": summary["bytes"]})
     versions = summary["tables"].get("registry_versions", 0)
-    typer.echo(f"backup written to {file}: {versions} version(s), {summary['files']} file(s), {summary['bytes']} bytes, "
-               f"signed by key {summary['key_id'][:16]}")
+    typer.echo(
+        f"backup written to {file}: {versions} version(s), {summary['files']} file(s), {summary['bytes']} bytes, "
+        f"signed by key {summary['key_id'][:16]}"
+    )
 
 
 @app.command()

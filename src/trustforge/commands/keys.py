@@ -33,7 +33,9 @@ def workspace() -> Iterator:
 
 
 @app.command()
-def init(force: bool = typer.Option(False, "--force", help="replace existing keys (packages sealed under the old ones become unreadable)")) -> None:
+def init(
+    force: bool = typer.Option(False, "--force", help="replace existing keys (packages sealed under the old ones become unreadable)"),
+) -> None:
     """Create the signing key pair and a 256-bit key-encryption key (files mode 0600).
 
     With TRUSTFORGE_KEK set, the key-encryption key comes from there and no kek.key is written.
@@ -57,7 +59,9 @@ def init(force: bool = typer.Option(False, "--force", help="replace existing key
 
 @app.command()
 def rotate(
-    include: list[Path] = typer.Option([], "--include", help="another folder holding sealed packages (e.g. from `package encrypt`) to re-wrap too; repeatable"),
+    include: list[Path] = typer.Option(
+        [], "--include", help="another folder holding sealed packages (e.g. from `package encrypt`) to re-wrap too; repeatable"
+    ),
 ) -> None:
     """New signing key and key-encryption key; re-wrap every sealed package's data key.
 
@@ -72,7 +76,9 @@ def rotate(
     new_kek = os.environ.get("TRUSTFORGE_NEW_KEK") or None
     with workspace() as reg:
         done = rotate_keys(reg.keyring, [reg.artifacts, *include], principal=reg.principal, audit=reg.audit, new_kek_b64=new_kek)
-    typer.echo(f"rotated: signing key {done.keyring.key_id[:16]} (old public key kept in keys/retired/); "
-               f"{done.rewrapped} sealed package(s) re-wrapped")
+    typer.echo(
+        f"rotated: signing key {done.keyring.key_id[:16]} (old public key kept in keys/retired/); "
+        f"{done.rewrapped} sealed package(s) re-wrapped"
+    )
     if done.kek_from_env:
         typer.echo("now set TRUSTFORGE_KEK to the value of TRUSTFORGE_NEW_KEK", err=True)

@@ -47,7 +47,9 @@ def verify(
     pkg = read_package(path, keyring=keyring, public_key=public_key)
     m = pkg.manifest
     kind = "sealed package" if is_sealed(path) else "package"
-    typer.echo(f"{path}: {kind} {m.get('name')!s} verified (signature and {len(m['files']) + 1} file digests, package id {m['package_id']})")
+    typer.echo(
+        f"{path}: {kind} {m.get('name')!s} verified (signature and {len(m['files']) + 1} file digests, package id {m['package_id']})"
+    )
 
 
 @app.command()
@@ -69,7 +71,9 @@ def encrypt(
 @app.command()
 def decrypt(
     path: Path = typer.Argument(..., help="a sealed package folder"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="the plain folder to write (default: PATH without .sealed, or PATH.plain)"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="the plain folder to write (default: PATH without .sealed, or PATH.plain)"
+    ),
 ) -> None:
     """Verify a sealed package in memory, then write its plain (signed) package folder."""
     from trustforge.secure import unseal_package

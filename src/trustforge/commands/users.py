@@ -89,4 +89,6 @@ def list_(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> N
     width = max(len(r["name"]) for r in rows)
     typer.echo(f"{'NAME':<{width}}  ROLE      ACTIVE  CREATED                      TOKENS")
     for r in rows:
-        typer.echo(f"{r['name']:<{width}}  {r['role']:<8}  {'yes' if r['active'] else 'no':<6}  {r['created']:<27}  {', '.join(r['tokens']) or '-'}")
+        typer.echo(
+            f"{r['name']:<{width}}  {r['role']:<8}  {'yes' if r['active'] else 'no':<6}  {r['created']:<27}  {', '.join(r['tokens']) or '-'}"
+        )

@@ -124,8 +124,16 @@ def load_data(spec: TaskSpec, *, cache_dir: Path | None = None) -> RawData:
     if own is not None:
         return own
     d = spec.data
-    raw = load_source(d.source, target=d.target, image_size=tuple(d.image.size), channels=d.image.channels, seed=spec.train.seed,
-                      sample_rate=d.audio.sample_rate, seconds=d.audio.seconds, cache_dir=cache_dir)
+    raw = load_source(
+        d.source,
+        target=d.target,
+        image_size=tuple(d.image.size),
+        channels=d.image.channels,
+        seed=spec.train.seed,
+        sample_rate=d.audio.sample_rate,
+        seconds=d.audio.seconds,
+        cache_dir=cache_dir,
+    )
     return as_text(raw, d.text.column) if d.text is not None else raw  # one column of a table as the text input
 
 
@@ -157,8 +165,9 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     if stratify:
         strat = kind.labels(raw)
     # Rows with a group (e.g. a speaker) are split group by group; see `split_indices`.
-    tr, va, te = split_indices(len(raw), test=d.split.test, validation=d.split.validation, stratify=strat, seed=spec.train.seed,
-                               groups=raw.groups)
+    tr, va, te = split_indices(
+        len(raw), test=d.split.test, validation=d.split.validation, stratify=strat, seed=spec.train.seed, groups=raw.groups
+    )
     pre = Preprocessor(schema, numeric_missing=d.missing.numeric, categorical_missing=d.missing.categorical)
     train_raw = subset(raw, tr)
     pre.fit(train_raw)

@@ -179,8 +179,14 @@ def read_audio_folder(root: Path, sample_rate: int, samples: int) -> tuple[np.nd
         DataError: no such folder, fewer than two class folders, a class folder without audio,
             or a file that cannot be read (named).
     """
-    return read_class_folders(root, AUDIO_SUFFIXES, lambda f: read_audio(f, sample_rate, samples), what="audio",
-                              kinds="WAV or FLAC files", layout="one sub-folder of WAV files per class")
+    return read_class_folders(
+        root,
+        AUDIO_SUFFIXES,
+        lambda f: read_audio(f, sample_rate, samples),
+        what="audio",
+        kinds="WAV or FLAC files",
+        layout="one sub-folder of WAV files per class",
+    )
 
 
 def list_audio(root: Path) -> list[Path]:
@@ -194,8 +200,9 @@ def load_audio_source(source: str, *, target: str | None, sample_rate: int, seco
     samples = int(round(sample_rate * seconds))
     scheme, _, rest = source.partition(":")
     waves, labels, classes, paths = read_audio_folder(Path(rest), sample_rate, samples)
-    return RawData("audio", target or "label", source, labels=labels, classes=classes, paths=paths,
-                   waveforms=waves, sample_rate=sample_rate)
+    return RawData(
+        "audio", target or "label", source, labels=labels, classes=classes, paths=paths, waveforms=waves, sample_rate=sample_rate
+    )
 
 
 def read_audio_input(schema: "Schema", source: Any) -> RawData:
@@ -218,10 +225,18 @@ def read_audio_input(schema: "Schema", source: Any) -> RawData:
         if not np.issubdtype(source.dtype, np.floating):
             raise DataError(f"waveforms must be floats in [-1, 1]; got an array of {source.dtype}")
         if source.ndim != 2 or source.shape[1] != front.samples:
-            raise DataError(f"waveforms have shape {tuple(source.shape)}; the model takes (N, {front.samples}): "
-                            f"mono clips of {front.samples} samples at {front.sample_rate} Hz")
-        return RawData("audio", schema.target, "input", labels=np.array([""] * len(source)),
-                       waveforms=source.astype(np.float32), sample_rate=front.sample_rate)
+            raise DataError(
+                f"waveforms have shape {tuple(source.shape)}; the model takes (N, {front.samples}): "
+                f"mono clips of {front.samples} samples at {front.sample_rate} Hz"
+            )
+        return RawData(
+            "audio",
+            schema.target,
+            "input",
+            labels=np.array([""] * len(source)),
+            waveforms=source.astype(np.float32),
+            sample_rate=front.sample_rate,
+        )
     path = Path(source)
     if path.is_file():
         files, root = [path], path.parent
@@ -231,8 +246,15 @@ def read_audio_input(schema: "Schema", source: Any) -> RawData:
         raise DataError(f"{path}: no such WAV file or folder")
     waves = np.stack([read_audio(f, front.sample_rate, front.samples) for f in files])
     labels = np.array([f.parent.name if f.parent != root else "" for f in files])
-    return RawData("audio", schema.target, str(path), labels=labels, paths=[str(f.relative_to(root)) for f in files],
-                   waveforms=waves, sample_rate=front.sample_rate)
+    return RawData(
+        "audio",
+        schema.target,
+        str(path),
+        labels=labels,
+        paths=[str(f.relative_to(root)) for f in files],
+        waveforms=waves,
+        sample_rate=front.sample_rate,
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -342,8 +364,9 @@ class FrontEnd:
         out = []
         for i in range(0, len(waveforms), _BATCH):
             x = torch.from_numpy(np.ascontiguousarray(waveforms[i : i + _BATCH], dtype=np.float32))  # (B, T)
-            spec = torch.stft(x, self.n_fft, hop_length=self.hop_length, window=window, center=True,
-                              pad_mode="constant", return_complex=True)  # (B, n_fft//2+1, F)
+            spec = torch.stft(
+                x, self.n_fft, hop_length=self.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
+            )  # (B, n_fft//2+1, F)
             power = spec.real.square() + spec.imag.square()
             out.append(torch.log(torch.matmul(mel, power) + _LOG_FLOOR))  # (B, M, F)
         return torch.cat(out) if out else torch.empty(0, self.n_mels, self.frames)
@@ -399,8 +422,7 @@ def encode(pre: Any, raw: RawData) -> tuple[torch.Tensor]:
     return (front.encode(raw.waveforms, pre.tensors),)
 
 
-def augment_clips(raw: RawData, *, copies: int, snr_db: tuple[float, float], gain_db: float, shift: float,
-                  seed: int) -> RawData:
+def augment_clips(raw: RawData, *, copies: int, snr_db: tuple[float, float], gain_db: float, shift: float, seed: int) -> RawData:
     """`raw` followed by `copies` corrupted copies of every clip (labels repeated), drawn from `seed`.
 
     Waveform augmentation has to happen before the front end, so it cannot be a per-batch
@@ -416,9 +438,17 @@ def augment_clips(raw: RawData, *, copies: int, snr_db: tuple[float, float], gai
         snr = rng.uniform(snr_db[0], snr_db[1], size=(len(w), 1))  # (N, 1): one SNR per clip
         waves.append(_noise_at(w, snr, rng))
     reps = copies + 1
-    return RawData("audio", raw.target, raw.origin, labels=np.tile(raw.labels, reps), classes=raw.classes,
-                   paths=list(raw.paths) * reps if raw.paths else [], waveforms=np.concatenate(waves),
-                   sample_rate=raw.sample_rate, groups=np.tile(raw.groups, reps) if raw.groups is not None else None)
+    return RawData(
+        "audio",
+        raw.target,
+        raw.origin,
+        labels=np.tile(raw.labels, reps),
+        classes=raw.classes,
+        paths=list(raw.paths) * reps if raw.paths else [],
+        waveforms=np.concatenate(waves),
+        sample_rate=raw.sample_rate,
+        groups=np.tile(raw.groups, reps) if raw.groups is not None else None,
+    )
 
 
 # ---------------------------------------------------------------------------- corruptions

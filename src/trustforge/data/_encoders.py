@@ -165,8 +165,10 @@ class Preprocessor:
         meta = {
             "schema": self.schema.to_dict(),
             "missing": {"numeric": self.numeric_missing, "categorical": self.categorical_missing},
-            "features": {name: {"type": next(c.kind for c in self.schema.columns if c.name == name), "state": st.to_json()}
-                         for name, st in self.features.items()},
+            "features": {
+                name: {"type": next(c.kind for c in self.schema.columns if c.name == name), "state": st.to_json()}
+                for name, st in self.features.items()
+            },
             "binary_values": self.binary_values,
             "vocabularies": self.vocabularies,
             "categorical_fill": self.categorical_fill,

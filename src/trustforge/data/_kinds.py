@@ -17,7 +17,7 @@ _DEFAULT_MODELS = {"image": "cnn", "audio": "audio_cnn", "sequence": "rnn", "ser
 
 
 def source_input_kind(task: str, source: str) -> str:
-    """"table", "image", "audio", "sequence", "series" (task forecasting) or "interactions"
+    """ "table", "image", "audio", "sequence", "series" (task forecasting) or "interactions"
     (task recommendation) for a spec's task and `data.source`."""
     if task == "forecasting":
         return "series"

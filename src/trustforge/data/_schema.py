@@ -170,7 +170,14 @@ def infer_table_schema(
     ignored = [c for c in frame.columns if c != raw.target and c not in names]
     modality = raw.modality  # "table", or "text" (one text column; see data._text)
     schema = Schema(
-        modality, task, raw.target, classes=classes, columns=columns, rows=len(frame), dropped_rows=dropped, ignored=ignored,  # type: ignore[arg-type]
+        modality,
+        task,
+        raw.target,
+        classes=classes,
+        columns=columns,
+        rows=len(frame),
+        dropped_rows=dropped,
+        ignored=ignored,  # type: ignore[arg-type]
         text=text,
     )
     cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text)

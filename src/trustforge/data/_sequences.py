@@ -143,8 +143,14 @@ def with_noise(raw: RawData, fraction: float, rng: np.random.Generator) -> RawDa
     x = raw.sequences.astype(np.float64)
     std = x.std(axis=(0, 1), keepdims=True)  # (1, 1, F)
     noisy = x + rng.normal(0.0, 1.0, size=x.shape) * fraction * std
-    return RawData("sequence", raw.target, f"{raw.origin} [noise@{fraction:g}]", sequences=noisy.astype(np.float32),
-                   labels=None if raw.labels is None else raw.labels.copy(), classes=raw.classes)
+    return RawData(
+        "sequence",
+        raw.target,
+        f"{raw.origin} [noise@{fraction:g}]",
+        sequences=noisy.astype(np.float32),
+        labels=None if raw.labels is None else raw.labels.copy(),
+        classes=raw.classes,
+    )
 
 
 def read_sequence_input(schema: Schema, source: object) -> RawData:

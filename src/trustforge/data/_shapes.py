@@ -88,9 +88,7 @@ def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return bg, fg
 
 
-def make_shapes(
-    n_samples: int = 3000, seed: int = 0, size: int = 32, noise: float = 0.08
-) -> tuple[np.ndarray, np.ndarray]:
+def make_shapes(n_samples: int = 3000, seed: int = 0, size: int = 32, noise: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """Generate the ``builtin:shapes`` data set.
 
     Every image holds one shape from ``SHAPE_CLASSES`` with a random centre and

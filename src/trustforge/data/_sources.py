@@ -33,14 +33,40 @@ from trustforge.data._interactions import BUILTIN_INTERACTIONS
 from trustforge.data._raw import RawData
 from trustforge.errors import DataError
 
-__all__ = ["RawData", "load_source", "read_table", "read_image_folder", "read_image", "read_class_folders", "list_files",
-           "BUILTIN_SOURCES", "BUILTIN_INTERACTIONS", "IMAGE_SUFFIXES", "SOURCES", "SOURCE_FORMS", "Source", "ReadOptions",
-           "source_of", "resolve_source", "redact_source", "interaction_roles", "source_holds"]
+__all__ = [
+    "RawData",
+    "load_source",
+    "read_table",
+    "read_image_folder",
+    "read_image",
+    "read_class_folders",
+    "list_files",
+    "BUILTIN_SOURCES",
+    "BUILTIN_INTERACTIONS",
+    "IMAGE_SUFFIXES",
+    "SOURCES",
+    "SOURCE_FORMS",
+    "Source",
+    "ReadOptions",
+    "source_of",
+    "resolve_source",
+    "redact_source",
+    "interaction_roles",
+    "source_holds",
+]
 
 
-
-def load_source(source: str, *, target: str | None, image_size: tuple[int, int], channels: int, seed: int,
-                sample_rate: int = 16000, seconds: float = 1.0, cache_dir: Path | None = None) -> RawData:
+def load_source(
+    source: str,
+    *,
+    target: str | None,
+    image_size: tuple[int, int],
+    channels: int,
+    seed: int,
+    sample_rate: int = 16000,
+    seconds: float = 1.0,
+    cache_dir: Path | None = None,
+) -> RawData:
     """Read the data named by a spec's `data.source`, through the scheme's reader in `SOURCES`.
 
     Args:
@@ -179,6 +205,7 @@ def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) 
 
 # ---------------------------------------------------------------------------- builtin sets
 
+
 def _digits(name: str, origin: str, o: ReadOptions) -> RawData:
     from sklearn import datasets
 
@@ -310,12 +337,15 @@ def _npz(rest: str, origin: str, o: ReadOptions) -> RawData:
 
 
 # Every scheme of `data.source`, in the order messages list them. A new scheme is one entry here.
-SOURCES: dict[str, Source] = {s.scheme: s for s in (
-    Source("builtin", "NAME", _builtin, names=BUILTIN_SOURCES),
-    *(Source(name, "PATH", _read_table_source, suffixes=suffixes, frame=frame) for name, (suffixes, frame) in TABLE_FORMATS.items()),
-    Source("images", "DIR", _images, holds="image"),
-    Source("audio", "DIR", _audio, holds="audio"),
-    Source("npz", "PATH", _npz, holds="sequence"),
-)}
+SOURCES: dict[str, Source] = {
+    s.scheme: s
+    for s in (
+        Source("builtin", "NAME", _builtin, names=BUILTIN_SOURCES),
+        *(Source(name, "PATH", _read_table_source, suffixes=suffixes, frame=frame) for name, (suffixes, frame) in TABLE_FORMATS.items()),
+        Source("images", "DIR", _images, holds="image"),
+        Source("audio", "DIR", _audio, holds="audio"),
+        Source("npz", "PATH", _npz, holds="sequence"),
+    )
+}
 _FORMS = [f"{s.scheme}:{s.rest}" for s in SOURCES.values()]
 SOURCE_FORMS = ", ".join(_FORMS[:-1]) + " or " + _FORMS[-1]  # "builtin:NAME, csv:PATH, ... or npz:PATH", for messages

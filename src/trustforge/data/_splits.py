@@ -23,7 +23,12 @@ __all__ = ["split_indices"]
 
 
 def split_indices(
-    n: int, *, test: float, validation: float, stratify: np.ndarray | None, seed: int,
+    n: int,
+    *,
+    test: float,
+    validation: float,
+    stratify: np.ndarray | None,
+    seed: int,
     groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the train, validation and test rows, each sorted.
@@ -103,8 +108,10 @@ def _group_split(groups: np.ndarray, *, test: float, validation: float, seed: in
     order = np.random.default_rng(seed).permutation(len(names))
     want_groups = 2 + (validation > 0)
     if len(names) < want_groups:
-        raise DataError(f"cannot split {len(names)} group(s) into test, {'validation, ' if validation > 0 else ''}and training groups; "
-                        f"need at least {want_groups}")
+        raise DataError(
+            f"cannot split {len(names)} group(s) into test, {'validation, ' if validation > 0 else ''}and training groups; "
+            f"need at least {want_groups}"
+        )
 
     def take(start: int, fraction: float, keep: int) -> int:
         # Groups order[start:end] hold the rows nearest to fraction × n; leave `keep` groups after them.
@@ -117,8 +124,7 @@ def _group_split(groups: np.ndarray, *, test: float, validation: float, seed: in
     split[order[:end_test]] = 0
     split[order[end_test:end_val]] = 1
     row_split = split[inverse]
-    return (_sorted(np.flatnonzero(row_split == 2)), _sorted(np.flatnonzero(row_split == 1)),
-            _sorted(np.flatnonzero(row_split == 0)))
+    return (_sorted(np.flatnonzero(row_split == 2)), _sorted(np.flatnonzero(row_split == 1)), _sorted(np.flatnonzero(row_split == 0)))
 
 
 def _apportion(ideal: np.ndarray, total: int, tiebreak: np.ndarray, *, lo: np.ndarray, hi: np.ndarray, cap: np.ndarray) -> np.ndarray:

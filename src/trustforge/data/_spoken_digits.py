@@ -42,9 +42,38 @@ WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 _ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 # Human-sounding variants (robots, whispers and croaks left out); each is used by one voice.
 _VARIANTS = (
-    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
-    "klatt", "klatt2", "klatt3", "Alex", "Andy", "Annie", "adam", "aunty", "belinda", "benjamin",
-    "david", "edward", "grandma", "john", "linda", "max", "michel", "norbert", "paul",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "m7",
+    "m8",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "f5",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "Alex",
+    "Andy",
+    "Annie",
+    "adam",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "david",
+    "edward",
+    "grandma",
+    "john",
+    "linda",
+    "max",
+    "michel",
+    "norbert",
+    "paul",
 )
 # Accents are dealt round-robin to the variants: 32 voices, 4 per accent.
 VOICES = tuple(f"{_ACCENTS[i % len(_ACCENTS)]}+{v}" for i, v in enumerate(_VARIANTS))
@@ -68,7 +97,9 @@ def generate(cache: Path, *, workers: int | None = None) -> Path:
         return dest
     espeak = shutil.which("espeak-ng")
     if espeak is None:
-        raise DataError("builtin:spoken_digits: espeak-ng is not installed; install it (Debian/Ubuntu package espeak-ng: apt-get install espeak-ng)")
+        raise DataError(
+            "builtin:spoken_digits: espeak-ng is not installed; install it (Debian/Ubuntu package espeak-ng: apt-get install espeak-ng)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():  # incomplete (files deleted by hand): set it aside so the rename can publish
         stale = dest.with_name(f".{dest.name}.stale-{uuid.uuid4().hex[:8]}")
@@ -101,12 +132,17 @@ def _plan() -> list[dict]:
     for voice in VOICES:
         for word in WORDS:
             for take in range(TAKES):
-                plan.append({
-                    "path": f"{word}/{voice}_{take}.wav", "word": word, "voice": voice, "take": take,
-                    "speed": int(rng.integers(_SPEED[0], _SPEED[1] + 1)),
-                    "pitch": int(rng.integers(_PITCH[0], _PITCH[1] + 1)),
-                    "lead": round(float(rng.uniform(*_LEAD)), 4),
-                })
+                plan.append(
+                    {
+                        "path": f"{word}/{voice}_{take}.wav",
+                        "word": word,
+                        "voice": voice,
+                        "take": take,
+                        "speed": int(rng.integers(_SPEED[0], _SPEED[1] + 1)),
+                        "pitch": int(rng.integers(_PITCH[0], _PITCH[1] + 1)),
+                        "lead": round(float(rng.uniform(*_LEAD)), 4),
+                    }
+                )
     return plan
 
 
@@ -120,8 +156,12 @@ def _generate_into(folder: Path, espeak: str, workers: int) -> None:
             list(pool.map(lambda c: _speak(espeak, c, Path(raw_dir), folder), plan))
     import soundfile as sf
 
-    manifest = {"version": _VERSION, "espeak_ng": _espeak_version(espeak),
-                "sample_rate": sf.info(str(folder / plan[0]["path"])).samplerate, "clips": plan}
+    manifest = {
+        "version": _VERSION,
+        "espeak_ng": _espeak_version(espeak),
+        "sample_rate": sf.info(str(folder / plan[0]["path"])).samplerate,
+        "clips": plan,
+    }
     # Written last: a folder with a manifest listing every clip is a complete set.
     (folder / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
@@ -132,7 +172,10 @@ def _speak(espeak: str, clip: dict, raw_dir: Path, folder: Path) -> None:
     raw = raw_dir / f"{clip['voice']}_{clip['word']}_{clip['take']}.wav"
     proc = subprocess.run(
         [espeak, "-v", clip["voice"], "-s", str(clip["speed"]), "-p", str(clip["pitch"]), "-w", str(raw), clip["word"]],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if proc.returncode != 0 or not raw.is_file():
         detail = (proc.stderr or proc.stdout).strip().splitlines()
@@ -172,5 +215,14 @@ def spoken_digits_source(source: str, *, target: str | None, sample_rate: int, s
         cache_dir = Settings.from_env().cache_dir
     samples = int(round(sample_rate * seconds))
     waves, labels, classes, paths, voices = load_spoken_digits(cache_dir, sample_rate, samples)
-    return RawData("audio", target or "label", source, labels=labels, classes=classes, paths=paths,
-                   waveforms=waves, sample_rate=sample_rate, groups=voices)
+    return RawData(
+        "audio",
+        target or "label",
+        source,
+        labels=labels,
+        classes=classes,
+        paths=paths,
+        waveforms=waves,
+        sample_rate=sample_rate,
+        groups=voices,
+    )

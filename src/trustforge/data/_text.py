@@ -77,8 +77,9 @@ def as_text(raw: RawData, column: str | None) -> RawData:
     if raw.modality == "text" and column is None:
         return raw
     if raw.frame is None or raw.modality not in ("table", "text"):
-        raise DataError(f"{raw.origin}: data.text needs a table (csv:, parquet:, jsonl: or a builtin text set); "
-                        f"this source holds {raw.modality} data")
+        raise DataError(
+            f"{raw.origin}: data.text needs a table (csv:, parquet:, jsonl: or a builtin text set); this source holds {raw.modality} data"
+        )
     if column is None:
         raise DataError(f"{raw.origin}: data.text.column must name the text column for this source")
     if column not in raw.frame.columns:
@@ -132,8 +133,10 @@ def check_texts(values: pd.Series, *, column: str, where: str) -> list[str]:
     empty = [i for i, t in enumerate(texts) if t is None or not t.strip()]
     if empty:
         rows = ", ".join(str(i + 1) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
-        raise DataError(f"{where}: column {column!r} has {len(empty)} missing or empty text(s) (row {rows}); "
-                        "every text needs at least one non-space character")
+        raise DataError(
+            f"{where}: column {column!r} has {len(empty)} missing or empty text(s) (row {rows}); "
+            "every text needs at least one non-space character"
+        )
     return texts  # type: ignore[return-value]
 
 
@@ -231,8 +234,13 @@ class TextCodec:
 
             # The same pipeline as the model's tokenizer.json (BERT normaliser, pre-tokenizer,
             # WordPiece, [CLS] … [SEP]), built from the vocabulary the package holds.
-            wp = BertWordPieceTokenizer({t: i for i, t in enumerate(vocabulary)}, lowercase=bool(options["lowercase"]),
-                                        clean_text=True, handle_chinese_chars=True, strip_accents=None)
+            wp = BertWordPieceTokenizer(
+                {t: i for i, t in enumerate(vocabulary)},
+                lowercase=bool(options["lowercase"]),
+                clean_text=True,
+                handle_chinese_chars=True,
+                strip_accents=None,
+            )
             wp.enable_truncation(self.max_length)  # keeps [SEP] last
             wp.no_padding()
             self._wordpiece = wp
@@ -296,8 +304,7 @@ def fit(pre: "Preprocessor", raw: RawData) -> None:
     if options["tokenizer"] == "wordpiece":
         vocab = wordpiece_vocabulary()
     else:
-        vocab = learn_vocabulary((split_text(t, options) for t in texts),
-                                 min_freq=options["min_freq"], max_vocab=options["max_vocab"])
+        vocab = learn_vocabulary((split_text(t, options) for t in texts), min_freq=options["min_freq"], max_vocab=options["max_vocab"])
     pre.vocabularies[column] = vocab
     next(c for c in pre.schema.columns if c.name == column).vocabulary = len(vocab)
     _CODECS.pop(pre, None)

@@ -71,8 +71,7 @@ def calibration(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str,
         acc = float(acc_sum[b] / count) if count else None
         if count:
             ece += count / len(y) * abs(acc - conf)
-        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "confidence": conf,
-                     "accuracy": acc, "count": count})
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "confidence": conf, "accuracy": acc, "count": count})
     return {"ece": float(ece), "n": int(len(y)), "bins": bins}
 
 
@@ -170,7 +169,7 @@ def curves(y: np.ndarray, proba: np.ndarray, labels: list[str], max_points: int 
         raise ValueError(f"`max_points` must be an int >= 2; got {max_points}")
     roc: dict[str, Any] = {}
     pr: dict[str, Any] = {}
-    for c in ([1] if k == 2 else range(k)):
+    for c in [1] if k == 2 else range(k):
         positive = y == c
         label = str(labels[c])
         if not positive.any():
@@ -179,8 +178,7 @@ def curves(y: np.ndarray, proba: np.ndarray, labels: list[str], max_points: int 
             continue
         fps, tps = _counts_at_thresholds(positive, proba[:, c])
         precision, recall = _pr_points(fps, tps)
-        pr[label] = {**_thin({"precision": precision, "recall": recall}, max_points),
-                     "ap": float(_average_precision(precision, recall))}
+        pr[label] = {**_thin({"precision": precision, "recall": recall}, max_points), "ap": float(_average_precision(precision, recall))}
         if positive.all():
             roc[label] = {"fpr": [], "tpr": [], "auc": None}
             continue

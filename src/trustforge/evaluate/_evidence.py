@@ -50,8 +50,18 @@ def calibrate(spec: TaskSpec, data: Prepared, val_logits: torch.Tensor | None, t
     return result
 
 
-def gather(spec: TaskSpec, data: Prepared, model: Any, *, run_dir: Path, package: Path, calib: dict[str, Any] | None,
-           fit_seconds: float, epochs: int, metric: str) -> dict[str, Any]:
+def gather(
+    spec: TaskSpec,
+    data: Prepared,
+    model: Any,
+    *,
+    run_dir: Path,
+    package: Path,
+    calib: dict[str, Any] | None,
+    fit_seconds: float,
+    epochs: int,
+    metric: str,
+) -> dict[str, Any]:
     """Measure and write `evidence.json` (and `explanations.safetensors`) into the run folder.
 
     Args:
@@ -65,9 +75,15 @@ def gather(spec: TaskSpec, data: Prepared, model: Any, *, run_dir: Path, package
         proba = model.predict_proba(data.test_raw)
         evidence["curves"] = curves(data.test.target.numpy(), proba, list(data.schema.classes))
     if ev.speed:
-        evidence["speed"] = measure_speed(model.module, data.test.inputs, fit_seconds=fit_seconds,
-                                          train_samples=len(data.train), epochs=epochs, package_dir=package,
-                                          seconds_budget=1.0)
+        evidence["speed"] = measure_speed(
+            model.module,
+            data.test.inputs,
+            fit_seconds=fit_seconds,
+            train_samples=len(data.train),
+            epochs=epochs,
+            package_dir=package,
+            seconds_budget=1.0,
+        )
     if ev.corruptions:
         table = kind.corruptions(spec, model, data.test_raw, metric)
         if table is not None:
@@ -95,8 +111,11 @@ def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
         "classes": s.classes,
         "columns": [{"name": c.name, "kind": c.kind, "missing": c.missing} for c in s.columns],
         "image_shape": list(s.image_shape) if s.image_shape else None,
-        "split_sizes": {"train": len(data.train), "validation": len(data.validation) if data.validation is not None else 0,
-                        "test": len(data.test)},
+        "split_sizes": {
+            "train": len(data.train),
+            "validation": len(data.validation) if data.validation is not None else 0,
+            "test": len(data.test),
+        },
     }
 
 

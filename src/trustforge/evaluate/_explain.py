@@ -90,8 +90,9 @@ def explain_images(
     x = images[index].float()  # (E, C, H, W)
     predicted = _predict(module, x)  # (E,)
     ig_target = _attribution_target(module, x, predicted)
-    attr, gaps, steps = _integrated_gradients(module, x, torch.zeros_like(x), ig_target, n_steps=n_steps,
-                                              tolerance=tolerance, max_steps=max_steps)
+    attr, gaps, steps = _integrated_gradients(
+        module, x, torch.zeros_like(x), ig_target, n_steps=n_steps, tolerance=tolerance, max_steps=max_steps
+    )
     saliency = Saliency(module).attribute(x, target=ig_target, abs=True).amax(dim=1)  # (E, H, W)
     examples = [
         {"index": int(i), "label": int(targets[i]), "predicted": int(p), "n_steps": int(s), "completeness_gap": float(g)}
@@ -174,8 +175,10 @@ def feature_importance(
         n_cat = sum(t.shape[1] for t in rest)
         if len(names) != n_num + n_cat:
             raise ValueError(f"names has {len(names)} entries; the inputs have {n_num} numeric + {n_cat} categorical columns")
-        groups = [(names[j], "numeric", 0, [j]) if j < n_num else (names[j], "categorical", *_locate(rest, j - n_num))
-                  for j in range(n_num + n_cat)]
+        groups = [
+            (names[j], "numeric", 0, [j]) if j < n_num else (names[j], "categorical", *_locate(rest, j - n_num))
+            for j in range(n_num + n_cat)
+        ]
     if len(target) != len(x_num):
         raise ValueError(f"target has {len(target)} rows; the inputs have {len(x_num)}")
     module.eval()
@@ -188,8 +191,16 @@ def feature_importance(
         xs = x_num[rows].float()
         extra = tuple(t[rows] for t in rest)
         predicted = _predict(module, xs, *extra)
-        attr, gaps, _ = _integrated_gradients(module, xs, torch.zeros_like(xs), _attribution_target(module, xs, predicted, *extra),
-                                              extra=extra, n_steps=n_steps, tolerance=tolerance, max_steps=max_steps)
+        attr, gaps, _ = _integrated_gradients(
+            module,
+            xs,
+            torch.zeros_like(xs),
+            _attribution_target(module, xs, predicted, *extra),
+            extra=extra,
+            n_steps=n_steps,
+            tolerance=tolerance,
+            max_steps=max_steps,
+        )
         for g, (_, _, t_i, cols) in enumerate(groups):
             if t_i == 0:  # a column that fills several floats (a date) is attributed their sum
                 ig[g] = float(attr[:, cols].sum(dim=1).abs().mean())
@@ -229,7 +240,7 @@ def feature_importance(
         "repeats": int(repeats),
         "baseline_score": baseline_score,
         "note": "ig: mean |integrated gradient| over the rows (baseline: training mean), summed over the floats "
-                "of one column; categorical and text columns have permutation importance only",
+        "of one column; categorical and text columns have permutation importance only",
     }
 
 
@@ -276,22 +287,36 @@ def _integrated_gradients(
         # The gap of these piecewise-linear networks shrinks like 1/n: ask for what reaches the
         # tolerance with a 1.5× margin, at least double, rounded up to a power of two.
         want = (steps[over].double() * gaps[over] / tolerance * 1.5).clamp(min=0)
-        new = [min(max_steps, max(2 * int(s), 2 ** math.ceil(math.log2(max(w, 1.0)))))
-               for s, w in zip(steps[over].tolist(), want.tolist())]
+        new = [min(max_steps, max(2 * int(s), 2 ** math.ceil(math.log2(max(w, 1.0))))) for s, w in zip(steps[over].tolist(), want.tolist())]
         steps[over] = torch.tensor(new, dtype=torch.int64)
         todo = over
         method = METHOD
     return (attr if attr is not None else torch.zeros_like(x)), gaps, steps
 
 
-def _captum_ig(ig: Any, x: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
-               extra: tuple[torch.Tensor, ...], n_steps: int, method: str, rows_per_pass: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _captum_ig(
+    ig: Any,
+    x: torch.Tensor,
+    baseline: torch.Tensor,
+    target: torch.Tensor,
+    extra: tuple[torch.Tensor, ...],
+    n_steps: int,
+    method: str,
+    rows_per_pass: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One Captum call; the interpolated batch is chunked so that memory stays bounded."""
     per_example = max(1, x[0].numel())
     chunk = max(len(x), rows_per_pass or _CHUNK_ELEMENTS // per_example)
-    return ig.attribute(x, baselines=baseline, target=target, additional_forward_args=extra or None,
-                        n_steps=n_steps, method=method, internal_batch_size=chunk,
-                        return_convergence_delta=True)
+    return ig.attribute(
+        x,
+        baselines=baseline,
+        target=target,
+        additional_forward_args=extra or None,
+        n_steps=n_steps,
+        method=method,
+        internal_batch_size=chunk,
+        return_convergence_delta=True,
+    )
 
 
 def _pick_per_class(targets: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:

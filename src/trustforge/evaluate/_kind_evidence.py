@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from trustforge.data import Prepared, RawData, as_text, load_source
-from trustforge.data import read_interactions
+from trustforge.data import Prepared, RawData, as_text, load_source, read_interactions
 from trustforge.evaluate._sequence_noise import forecast_noise_table, sequence_noise_table
 from trustforge.evaluate._shift import corruption_table
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
@@ -40,16 +39,28 @@ class KindEvidence:
 
     def corruptions(self, spec: TaskSpec, model: Any, raw: RawData, metric: str) -> dict[str, Any] | None:
         """The metric under corruption of the test split `raw`; None when the kind has no noise model."""
-        return corruption_table(model.evaluate, raw, metric=metric, severities=tuple(spec.evaluate.severities),
-                                seed=spec.train.seed, features=model.preprocessor.column_features() or None)
+        return corruption_table(
+            model.evaluate,
+            raw,
+            metric=metric,
+            severities=tuple(spec.evaluate.severities),
+            seed=spec.train.seed,
+            features=model.preprocessor.column_features() or None,
+        )
 
     def read_shift(self, spec: TaskSpec, model: Any) -> RawData:
         """The second test set named by `evaluate.shift`, as the model's kind of data."""
         d = spec.data
         # A builtin training set names its own target; a shift file must hold the same column.
-        return load_source(spec.evaluate.shift, target=d.target or model.schema.target, image_size=tuple(d.image.size),
-                           channels=d.image.channels, seed=spec.train.seed, sample_rate=d.audio.sample_rate,
-                           seconds=d.audio.seconds)
+        return load_source(
+            spec.evaluate.shift,
+            target=d.target or model.schema.target,
+            image_size=tuple(d.image.size),
+            channels=d.image.channels,
+            seed=spec.train.seed,
+            sample_rate=d.audio.sample_rate,
+            seconds=d.audio.seconds,
+        )
 
     def explain(self, spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[str, Any] | None:
         """The explanations section (tensors, if any, go to `run_dir / EXPLANATIONS`); None when none is made."""
@@ -80,8 +91,17 @@ class TableEvidence(KindEvidence):
             y = data.test.target.numpy().astype(np.float64)
             return -float(np.sqrt(np.mean((out.squeeze(-1).numpy() - y) ** 2)))  # higher is better
 
-        return {"feature_importance": feature_importance(model.module, data.test.inputs, data.test.target, [g[0] for g in groups],
-                                                         metrics_of_inputs=metric_of_inputs, seed=spec.train.seed, groups=groups)}
+        return {
+            "feature_importance": feature_importance(
+                model.module,
+                data.test.inputs,
+                data.test.target,
+                [g[0] for g in groups],
+                metrics_of_inputs=metric_of_inputs,
+                seed=spec.train.seed,
+                groups=groups,
+            )
+        }
 
 
 class TextEvidence(KindEvidence):
@@ -93,8 +113,9 @@ class TextEvidence(KindEvidence):
     def explain(self, spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[str, Any] | None:
         from trustforge.evaluate._text import explain_text_model  # token attributions along the embedding layer
 
-        return explain_text_model(model, data.test.inputs[0], data.test.target, per_class=spec.evaluate.explain_per_class,
-                                  seed=spec.train.seed)
+        return explain_text_model(
+            model, data.test.inputs[0], data.test.target, per_class=spec.evaluate.explain_per_class, seed=spec.train.seed
+        )
 
 
 class ImageEvidence(KindEvidence):
@@ -106,8 +127,9 @@ class ImageEvidence(KindEvidence):
             return None
         from trustforge.evaluate._explain import explain_images
 
-        info, tensors = explain_images(model.module, data.test.inputs[0], data.test.target,
-                                       per_class=spec.evaluate.explain_per_class, seed=spec.train.seed)
+        info, tensors = explain_images(
+            model.module, data.test.inputs[0], data.test.target, per_class=spec.evaluate.explain_per_class, seed=spec.train.seed
+        )
         save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(run_dir / EXPLANATIONS))
         if self.input_label is not None:
             info["input"] = self.input_label
@@ -133,8 +155,9 @@ class SeriesEvidence(KindEvidence):
 
     def corruptions(self, spec: TaskSpec, model: Any, raw: RawData, metric: str) -> dict[str, Any] | None:
         # Noise on what the model reads, not on what it is scored on.
-        return forecast_noise_table(model.outputs, model.preprocessor, raw, severities=tuple(spec.evaluate.severities),
-                                    seed=spec.train.seed)
+        return forecast_noise_table(
+            model.outputs, model.preprocessor, raw, severities=tuple(spec.evaluate.severities), seed=spec.train.seed
+        )
 
     def read_shift(self, spec: TaskSpec, model: Any) -> RawData:
         shifted = super().read_shift(spec, model)
@@ -152,8 +175,7 @@ class SequenceEvidence(KindEvidence):
     name = "sequence"
 
     def corruptions(self, spec: TaskSpec, model: Any, raw: RawData, metric: str) -> dict[str, Any] | None:
-        return sequence_noise_table(model.evaluate, raw, metric=metric, severities=tuple(spec.evaluate.severities),
-                                    seed=spec.train.seed)
+        return sequence_noise_table(model.evaluate, raw, metric=metric, severities=tuple(spec.evaluate.severities), seed=spec.train.seed)
 
     def not_applicable(self, spec: TaskSpec) -> dict[str, str]:
         if spec.evaluate.explain:
@@ -181,6 +203,13 @@ class InteractionsEvidence(KindEvidence):
 
 KIND_EVIDENCE: dict[str, KindEvidence] = {
     k.name: k
-    for k in (TableEvidence(), TextEvidence(), ImageEvidence(), AudioEvidence(), SeriesEvidence(), SequenceEvidence(),
-              InteractionsEvidence())
+    for k in (
+        TableEvidence(),
+        TextEvidence(),
+        ImageEvidence(),
+        AudioEvidence(),
+        SeriesEvidence(),
+        SequenceEvidence(),
+        InteractionsEvidence(),
+    )
 }

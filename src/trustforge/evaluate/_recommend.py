@@ -42,6 +42,7 @@ def validation_metrics(feedback: str) -> Callable[[torch.Tensor, torch.Tensor], 
     Implicit: AUC of each held-out item against its one fixed negative (outputs are the score
     differences), ties counting half.
     """
+
     def fn(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         out = out.reshape(-1).double()
         if feedback == "explicit":
@@ -96,8 +97,18 @@ def recommendation_metrics(data: Any, module: torch.nn.Module) -> dict[str, Any]
 # ---------------------------------------------------------------------------- explicit
 
 
-def fit_biases(user: np.ndarray, item: np.ndarray, residual: np.ndarray, users: int, items: int, *,
-               reg_user: float, reg_item: float, iterations: int = 50, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+def fit_biases(
+    user: np.ndarray,
+    item: np.ndarray,
+    residual: np.ndarray,
+    users: int,
+    items: int,
+    *,
+    reg_user: float,
+    reg_item: float,
+    iterations: int = 50,
+    tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
     """User and item biases minimising Σ (r - b_u - b_i)² + reg_user Σ b_u² + reg_item Σ b_i².
 
     Alternating exact updates (each a closed-form ridge solution given the other), from zero;
@@ -122,8 +133,9 @@ def fit_biases(user: np.ndarray, item: np.ndarray, residual: np.ndarray, users: 
     return b_u, b_i
 
 
-def _bias_baseline(pre: Any, train: TensorData, validation: TensorData | None, user: np.ndarray, item: np.ndarray,
-                   test_residual: np.ndarray) -> dict[str, Any]:
+def _bias_baseline(
+    pre: Any, train: TensorData, validation: TensorData | None, user: np.ndarray, item: np.ndarray, test_residual: np.ndarray
+) -> dict[str, Any]:
     users, items = (c.vocabulary for c in pre.schema.columns)
     tu, ti = (t.numpy() for t in train.inputs)
     tr = train.target.numpy().astype(np.float64)  # rating - training mean
@@ -150,8 +162,10 @@ def _bias_baseline(pre: Any, train: TensorData, validation: TensorData | None, u
 def _pair_scores(module: torch.nn.Module, user: np.ndarray, item: np.ndarray, batch: int = 8192) -> np.ndarray:
     module.eval()
     device = _device(module)
-    out = [module(torch.from_numpy(user[i : i + batch]).to(device), torch.from_numpy(item[i : i + batch]).to(device)).float().cpu()
-           for i in range(0, len(user), batch)]
+    out = [
+        module(torch.from_numpy(user[i : i + batch]).to(device), torch.from_numpy(item[i : i + batch]).to(device)).float().cpu()
+        for i in range(0, len(user), batch)
+    ]
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 

@@ -86,12 +86,18 @@ def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
         task = _task(run["spec"])
         metric = task.leaderboard_metric(run["metrics"]) if task is not None else "rmse"
         value = run["metrics"].get(metric)
-        rows.append({
-            "name": run["spec"].get("name", run_dir.name), "run": Path(run_dir).name, "metric": metric,
-            "value": float(value) if isinstance(value, (int, float)) else None,
-            "fit_seconds": _fit_seconds(run), "latency_p50_ms": _latency_p50(run["evidence"].get("speed")),
-            "package_bytes": _package_bytes(run), "parameters": _parameters(run),
-        })
+        rows.append(
+            {
+                "name": run["spec"].get("name", run_dir.name),
+                "run": Path(run_dir).name,
+                "metric": metric,
+                "value": float(value) if isinstance(value, (int, float)) else None,
+                "fit_seconds": _fit_seconds(run),
+                "latency_p50_ms": _latency_p50(run["evidence"].get("speed")),
+                "package_bytes": _package_bytes(run),
+                "parameters": _parameters(run),
+            }
+        )
 
     def key(row: dict[str, Any]) -> tuple:
         v = row["value"]
@@ -119,9 +125,14 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             raise TrustForgeError(f"{path}: not a valid safetensors file ({e})") from None
     manifest = _json(run_dir / "package" / "manifest.json") or {}
     return {
-        "dir": run_dir, "spec": spec if isinstance(spec, dict) else {}, "metrics": _json(run_dir / "metrics.json") or {},
-        "epochs": _epochs(run_dir / "epochs.csv"), "status": _json(run_dir / "status.json") or {},
-        "evidence": _json(run_dir / "evidence.json") or {}, "tensors": tensors, "manifest": manifest,
+        "dir": run_dir,
+        "spec": spec if isinstance(spec, dict) else {},
+        "metrics": _json(run_dir / "metrics.json") or {},
+        "epochs": _epochs(run_dir / "epochs.csv"),
+        "status": _json(run_dir / "status.json") or {},
+        "evidence": _json(run_dir / "evidence.json") or {},
+        "tensors": tensors,
+        "manifest": manifest,
     }
 
 
@@ -216,22 +227,40 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         headline.append(("latency_p50_ms", p50))
     scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return {
-        "name": spec.get("name") or run["dir"].name, "run": run["dir"].name, "task": task,
+        "name": spec.get("name") or run["dir"].name,
+        "run": run["dir"].name,
+        "task": task,
         # Confusion matrix, ROC/PR curves, calibration and the card's classification metrics.
         "class_probabilities": t is not None and t.probabilities,
-        "model": spec.get("model") or {}, "model_kind": (spec.get("model") or {}).get("kind", "unknown"),
-        "model_uri": run["status"].get("model_uri"), "state": run["status"].get("state"),
+        "model": spec.get("model") or {},
+        "model_kind": (spec.get("model") or {}).get("kind", "unknown"),
+        "model_uri": run["status"].get("model_uri"),
+        "state": run["status"].get("state"),
         "created": run["status"].get("updated") or run["manifest"].get("created"),
-        "spec": spec, "train": spec.get("train") or {}, "metrics": metrics, "headline": headline, "scalars": scalars,
-        "data": data, "source": _source(data, spec), "labels": labels,
-        "per_class": _per_class(metrics, labels), "epochs": run["epochs"],
-        "speed": _flatten(ev["speed"]) if ev.get("speed") else None, "calibration": cal,
-        "shift": _shift_table(ev.get("shift")), "corruptions": _table(ev.get("corruptions")),
-        "explanations": ev.get("explanations") or None, "explanation_table": _table(ev.get("explanations")),
+        "spec": spec,
+        "train": spec.get("train") or {},
+        "metrics": metrics,
+        "headline": headline,
+        "scalars": scalars,
+        "data": data,
+        "source": _source(data, spec),
+        "labels": labels,
+        "per_class": _per_class(metrics, labels),
+        "epochs": run["epochs"],
+        "speed": _flatten(ev["speed"]) if ev.get("speed") else None,
+        "calibration": cal,
+        "shift": _shift_table(ev.get("shift")),
+        "corruptions": _table(ev.get("corruptions")),
+        "explanations": ev.get("explanations") or None,
+        "explanation_table": _table(ev.get("explanations")),
         "token_examples": _token_examples(ev.get("explanations")),
-        "parameters": _parameters(run), "package_bytes": _package_bytes(run), "fit_seconds": _fit_seconds(run),
-        "lineage": run["manifest"].get("lineage") or {}, "caveats": _caveats(run, labels),
-        "fmt": _fmt, "md": _md,
+        "parameters": _parameters(run),
+        "package_bytes": _package_bytes(run),
+        "fit_seconds": _fit_seconds(run),
+        "lineage": run["manifest"].get("lineage") or {},
+        "caveats": _caveats(run, labels),
+        "fmt": _fmt,
+        "md": _md,
     }
 
 
@@ -256,8 +285,14 @@ def _per_class(metrics: dict[str, Any], labels: list[str]) -> list[dict[str, Any
     out = []
     for i, label in enumerate(labels):
         tp, support, predicted = cm[i, i], cm[i].sum(), cm[:, i].sum()
-        out.append({"label": label, "support": int(support), "precision": tp / predicted if predicted else None,
-                    "recall": tp / support if support else None})
+        out.append(
+            {
+                "label": label,
+                "support": int(support),
+                "precision": tp / predicted if predicted else None,
+                "recall": tp / support if support else None,
+            }
+        )
     return out
 
 
@@ -283,8 +318,11 @@ def _shift_table(section: Any) -> dict[str, Any] | None:
     inside, shifted, delta = section["in_distribution"], section["shifted"], section.get("delta") or {}
     names = [k for k in dict.fromkeys([*inside, *shifted]) if k != "n"]
     notes = [(k, section[k]) for k in ("source", "n") if k in section]
-    return {"columns": ["metric", "test", "shift set", "difference"],
-            "rows": [[k, inside.get(k), shifted.get(k), delta.get(k)] for k in names], "notes": notes}
+    return {
+        "columns": ["metric", "test", "shift set", "difference"],
+        "rows": [[k, inside.get(k), shifted.get(k), delta.get(k)] for k in names],
+        "notes": notes,
+    }
 
 
 def _token_examples(ex: Any) -> list[list[tuple[str, str]]]:
@@ -294,8 +332,7 @@ def _token_examples(ex: Any) -> list[list[tuple[str, str]]]:
         if isinstance(e, dict) and isinstance(e.get("tokens"), list) and isinstance(e.get("attributions"), list):
             a = np.asarray([_float(x) or 0.0 for x in e["attributions"]])
             scale = float(np.abs(a).max()) or 1.0
-            out.append([(str(t), f"rgba({'220,50,47' if x > 0 else '38,139,210'},{abs(x) / scale:.2f})")
-                        for t, x in zip(e["tokens"], a)])
+            out.append([(str(t), f"rgba({'220,50,47' if x > 0 else '38,139,210'},{abs(x) / scale:.2f})") for t, x in zip(e["tokens"], a)])
     return out
 
 
@@ -311,7 +348,10 @@ def _caveats(run: dict[str, Any], labels: list[str]) -> list[str]:
     cal = ev.get("calibration") or {}
     if isinstance(cal.get("ece"), (int, float)) and cal["ece"] > 0.05:
         after = cal.get("ece_after")
-        out.append(f"The probabilities are miscalibrated (ECE {cal['ece']:.3f}" + (f", {after:.3f} after temperature scaling)." if isinstance(after, (int, float)) else ")."))
+        out.append(
+            f"The probabilities are miscalibrated (ECE {cal['ece']:.3f}"
+            + (f", {after:.3f} after temperature scaling)." if isinstance(after, (int, float)) else ").")
+        )
     max_epochs = (run["spec"].get("train") or {}).get("max_epochs")
     if m.get("epochs_trained") == max_epochs and m.get("best_epoch") == max_epochs:
         out.append("Validation loss was still improving at the last epoch; longer training may help.")
@@ -339,8 +379,12 @@ def _md(value: Any) -> str:
 
 def _environment() -> Environment:
     # Autoescape everything but the Markdown card, which is not HTML: `_md` escapes its values instead.
-    return Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=lambda name: not (name or "").endswith(".md.j2"),
-                       trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=FileSystemLoader(_TEMPLATES),
+        autoescape=lambda name: not (name or "").endswith(".md.j2"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def _markdown_to_html(text: str) -> Markup:

@@ -58,15 +58,24 @@ def confusion_matrix(run: dict[str, Any]) -> Figure | None:
     ax = fig.subplots()
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    ax.set_xticks(range(k), labels=labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if max(map(len, labels)) > 3 else "center")
+    ax.set_xticks(
+        range(k), labels=labels, rotation=45 if max(map(len, labels)) > 3 else 0, ha="right" if max(map(len, labels)) > 3 else "center"
+    )
     ax.set_yticks(range(k), labels=labels)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
     if k <= 25:
         for i in range(k):
             for j in range(k):
                 if cm[i, j]:
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8 if k > 12 else 10,
-                            color="white" if share[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(cm[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=8 if k > 12 else 10,
+                        color="white" if share[i, j] > 0.5 else "black",
+                    )
     fig.tight_layout()
     return fig
 
@@ -84,8 +93,7 @@ def roc_curves(run: dict[str, Any]) -> Figure | None:
     ax = fig.subplots()
     for label, c in curves.items():
         auc = c.get("auc")
-        ax.plot(c.get("fpr", []), c.get("tpr", []), lw=1.2,
-                label=f"{label} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else label)
+        ax.plot(c.get("fpr", []), c.get("tpr", []), lw=1.2, label=f"{label} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else label)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (one vs rest)", xlim=(0, 1), ylim=(0, 1.02))
     _legend(ax, len(curves), "lower right")
@@ -101,8 +109,9 @@ def pr_curves(run: dict[str, Any]) -> Figure | None:
     ax = fig.subplots()
     for label, c in curves.items():
         ap = c.get("ap")
-        ax.plot(c.get("recall", []), c.get("precision", []), lw=1.2,
-                label=f"{label} (AP {ap:.3f})" if isinstance(ap, (int, float)) else label)
+        ax.plot(
+            c.get("recall", []), c.get("precision", []), lw=1.2, label=f"{label} (AP {ap:.3f})" if isinstance(ap, (int, float)) else label
+        )
     ax.set(xlabel="recall", ylabel="precision", title="precision–recall (one vs rest)", xlim=(0, 1), ylim=(0, 1.02))
     _legend(ax, len(curves), "lower left")
     fig.tight_layout()
@@ -120,8 +129,13 @@ def reliability(run: dict[str, Any]) -> Figure | None:
     panels = [("before temperature scaling", cal.get("bins"), cal.get("ece"))]
     if cal.get("bins_after"):
         t = cal.get("temperature")
-        panels.append((f"after (T = {t:.3g})" if isinstance(t, (int, float)) else "after temperature scaling",
-                       cal["bins_after"], cal.get("ece_after")))
+        panels.append(
+            (
+                f"after (T = {t:.3g})" if isinstance(t, (int, float)) else "after temperature scaling",
+                cal["bins_after"],
+                cal.get("ece_after"),
+            )
+        )
     panels = [p for p in panels if p[1]]
     if not panels:
         return None
@@ -208,8 +222,12 @@ def image_explanations(run: dict[str, Any]) -> Figure | None:
         r, c0 = divmod(i, per_row)
         c0 *= 1 + len(maps)
         ax = axes[r, c0]
-        ax.imshow(_displayable(images[i]), cmap="magma" if spectrogram else "gray" if images.shape[1] == 1 else None,
-                  interpolation="nearest", **draw)
+        ax.imshow(
+            _displayable(images[i]),
+            cmap="magma" if spectrogram else "gray" if images.shape[1] == 1 else None,
+            interpolation="nearest",
+            **draw,
+        )
         ax.set_title(labels[i], fontsize=9)
         for j, (name, m) in enumerate(maps, start=1):
             a = np.asarray(m[i], dtype=np.float64)
@@ -263,8 +281,11 @@ def _importances(ex: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[s
     """
     records = ex.get("columns")
     if isinstance(records, list) and records and all(isinstance(r, dict) and "name" in r for r in records):
-        return [(title, {str(r["name"]): float(r[k]) for r in records if isinstance(r.get(k), (int, float))})
-                for k, title in _IMPORTANCE_TITLES.items() if any(isinstance(r.get(k), (int, float)) for r in records)]
+        return [
+            (title, {str(r["name"]): float(r[k]) for r in records if isinstance(r.get(k), (int, float))})
+            for k, title in _IMPORTANCE_TITLES.items()
+            if any(isinstance(r.get(k), (int, float)) for r in records)
+        ]
     out = []
     for k, v in ex.items():
         name = f"{prefix} {k}".strip().replace("_", " ")

@@ -20,9 +20,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from trustforge.data import RawData
+from trustforge.data import RawData, window_forecasts, with_input_noise
 from trustforge.data import sequences_with_noise as with_noise
-from trustforge.data import window_forecasts, with_input_noise
 from trustforge.evaluate._evaluate import compute_metrics
 from trustforge.evaluate._shift import LOWER_IS_BETTER, SEVERITIES, _scalar
 
@@ -31,8 +30,9 @@ __all__ = ["NOISE_LEVELS", "forecast_noise_table", "sequence_noise_table"]
 NOISE_LEVELS = (0.10, 0.25, 0.50)
 
 
-def forecast_noise_table(outputs_of: Callable[[RawData], torch.Tensor], preprocessor: Any, raw: RawData, *,
-                         severities: tuple[int, ...] = SEVERITIES, seed: int) -> dict[str, Any]:
+def forecast_noise_table(
+    outputs_of: Callable[[RawData], torch.Tensor], preprocessor: Any, raw: RawData, *, severities: tuple[int, ...] = SEVERITIES, seed: int
+) -> dict[str, Any]:
     """MAE of the forecasts of `raw`'s windows when the series the model reads carries noise.
 
     Args:
@@ -56,16 +56,29 @@ def forecast_noise_table(outputs_of: Callable[[RawData], torch.Tensor], preproce
         noisy = with_input_noise(raw, level, np.random.default_rng(seed), positive=positive)
         _, pred_n, base_n = window_forecasts(preprocessor, noisy, outputs_of(noisy))
         m = compute_metrics("forecasting", y, y_pred=pred_n, baseline=base_n)  # scored against the clean values
-        rows.append({"corruption": "input_noise", "severity": int(severity),
-                     "parameter": "noise std / series std (inputs only; scored on clean values)", "level": level,
-                     "value": m["mae"], "drop": m["mae"] - clean["mae"],
-                     "baseline_value": m.get("baseline_seasonal_naive_mae")})
-    return {"metric": "mae", "lower_is_better": True, "clean": clean["mae"],
-            "baseline_clean": clean.get("baseline_seasonal_naive_mae"), "rows": rows}
+        rows.append(
+            {
+                "corruption": "input_noise",
+                "severity": int(severity),
+                "parameter": "noise std / series std (inputs only; scored on clean values)",
+                "level": level,
+                "value": m["mae"],
+                "drop": m["mae"] - clean["mae"],
+                "baseline_value": m.get("baseline_seasonal_naive_mae"),
+            }
+        )
+    return {
+        "metric": "mae",
+        "lower_is_better": True,
+        "clean": clean["mae"],
+        "baseline_clean": clean.get("baseline_seasonal_naive_mae"),
+        "rows": rows,
+    }
 
 
-def sequence_noise_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawData, *, metric: str,
-                         severities: tuple[int, ...] = SEVERITIES, seed: int) -> dict[str, Any]:
+def sequence_noise_table(
+    metrics_of: Callable[[RawData], dict[str, Any]], raw: RawData, *, metric: str, severities: tuple[int, ...] = SEVERITIES, seed: int
+) -> dict[str, Any]:
     """The metric on labelled sequences whose features carry noise, at each severity.
 
     Returns:
@@ -79,6 +92,14 @@ def sequence_noise_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: R
         level = NOISE_LEVELS[severity - 1]
         value = _scalar(metrics_of(with_noise(raw, level, np.random.default_rng(seed))).get(metric))
         drop = None if value is None or clean is None else (value - clean if lower else clean - value)
-        rows.append({"corruption": "noise", "severity": int(severity), "parameter": "noise std / feature std",
-                     "level": level, "value": value, "drop": drop})
+        rows.append(
+            {
+                "corruption": "noise",
+                "severity": int(severity),
+                "parameter": "noise std / feature std",
+                "level": level,
+                "value": value,
+                "drop": drop,
+            }
+        )
     return {"metric": metric, "lower_is_better": lower, "clean": clean, "rows": rows}

@@ -139,9 +139,9 @@ def _noise_columns(frame: pd.DataFrame) -> list[str]:
     # Binary columns (two values) are left alone: noise would turn 0/1 into values the
     # preprocessor refuses, which measures input validation rather than robustness.
     return [
-        c for c in frame.columns
-        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
-        and frame[c].nunique(dropna=True) > 2
+        c
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) and frame[c].nunique(dropna=True) > 2
     ]
 
 
@@ -179,8 +179,12 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         "occlusion": Corruption(_occlusion, (0.25, 0.40, 0.55), "patch side / min(H, W)"),
     },
     "table": {
-        "noise": Corruption(_table_noise, (0.10, 0.25, 0.50), "noise std / column std; with feature types also the "
-                            "fraction of binary values flipped, categories swapped and words dropped, dates moved by that fraction of a year"),
+        "noise": Corruption(
+            _table_noise,
+            (0.10, 0.25, 0.50),
+            "noise std / column std; with feature types also the "
+            "fraction of binary values flipped, categories swapped and words dropped, dates moved by that fraction of a year",
+        ),
         "missing": Corruption(_table_missing, (0.10, 0.25, 0.50), "fraction of input cells set to missing"),
     },
     # On waveforms (N, T), before the model's log-mel front end (see data/_audio.py).
@@ -204,18 +208,25 @@ _CorruptInputs = Callable[[RawData, str, Corruption, float, np.random.Generator,
 
 def _array_inputs(field: str) -> _CorruptInputs:
     """A corruption of the whole array in `field` (images (N, C, H, W), waveforms (N, T)), as float32."""
-    def apply(raw: RawData, name: str, c: Corruption, level: float, rng: np.random.Generator,
-              features: Mapping[str, tuple[Any, Any]] | None) -> dict[str, Any]:
-        return {field: c.apply(np.asarray(getattr(raw, field), dtype=np.float32), level, rng),
-                "labels": raw.labels.copy(), "paths": list(raw.paths)}
+
+    def apply(
+        raw: RawData, name: str, c: Corruption, level: float, rng: np.random.Generator, features: Mapping[str, tuple[Any, Any]] | None
+    ) -> dict[str, Any]:
+        return {
+            field: c.apply(np.asarray(getattr(raw, field), dtype=np.float32), level, rng),
+            "labels": raw.labels.copy(),
+            "paths": list(raw.paths),
+        }
 
     return apply
 
 
 def _column_inputs(inputs_of: Callable[[RawData], list[str]]) -> _CorruptInputs:
     """A corruption of the frame's input columns; "noise" asks each column's feature type, when given."""
-    def apply(raw: RawData, name: str, c: Corruption, level: float, rng: np.random.Generator,
-              features: Mapping[str, tuple[Any, Any]] | None) -> dict[str, Any]:
+
+    def apply(
+        raw: RawData, name: str, c: Corruption, level: float, rng: np.random.Generator, features: Mapping[str, tuple[Any, Any]] | None
+    ) -> dict[str, Any]:
         inputs = inputs_of(raw)
         if features and name == "noise":
             changed = {col: features[col][0].corrupt(features[col][1], raw.frame[col], level, rng) for col in inputs if col in features}
@@ -270,9 +281,16 @@ def corrupt(raw: RawData, name: str, severity: int, seed: int, features: Mapping
     return replace(raw, origin=f"{raw.origin} [{name}@{severity}]", **changed)
 
 
-def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawData, *, metric: str,
-                     severities: tuple[int, ...] = SEVERITIES, seed: int,
-                     corruptions: list[str] | None = None, features: Mapping[str, tuple[Any, Any]] | None = None) -> dict[str, Any]:
+def corruption_table(
+    metrics_of: Callable[[RawData], dict[str, Any]],
+    raw: RawData,
+    *,
+    metric: str,
+    severities: tuple[int, ...] = SEVERITIES,
+    seed: int,
+    corruptions: list[str] | None = None,
+    features: Mapping[str, tuple[Any, Any]] | None = None,
+) -> dict[str, Any]:
     """The metric under every built-in corruption of the data's modality, at each severity.
 
     Args:
@@ -303,13 +321,22 @@ def corruption_table(metrics_of: Callable[[RawData], dict[str, Any]], raw: RawDa
             if value is not None and clean is not None:
                 drop = value - clean if lower else clean - value
             c = available[name]
-            rows.append({"corruption": name, "severity": int(severity), "parameter": c.parameter,
-                         "level": float(c.levels[severity - 1]), "value": value, "drop": drop})
+            rows.append(
+                {
+                    "corruption": name,
+                    "severity": int(severity),
+                    "parameter": c.parameter,
+                    "level": float(c.levels[severity - 1]),
+                    "value": value,
+                    "drop": drop,
+                }
+            )
     return {"metric": metric, "lower_is_better": lower, "clean": clean, "rows": rows}
 
 
-def shift_evaluation(metrics_of: Callable[[RawData], dict[str, Any]], raw_shift: RawData, raw_test: RawData,
-                     schema: Schema) -> dict[str, Any]:
+def shift_evaluation(
+    metrics_of: Callable[[RawData], dict[str, Any]], raw_shift: RawData, raw_test: RawData, schema: Schema
+) -> dict[str, Any]:
     """Every scalar metric on a second test set, beside the in-distribution test.
 
     The shift set is checked against the schema first, so a mismatch is reported as such

@@ -414,8 +414,7 @@ class Recommendation(Task):
 
     name = "recommendation"
     # The model's figure beside its same-split baseline (explicit or implicit feedback).
-    report_metrics = ("rmse", "baseline_bias_rmse", "mae", "hr@10", "baseline_popularity_hr@10", "ndcg@10",
-                      "baseline_popularity_ndcg@10")
+    report_metrics = ("rmse", "baseline_bias_rmse", "mae", "hr@10", "baseline_popularity_hr@10", "ndcg@10", "baseline_popularity_ndcg@10")
     EXPLICIT = ("rmse", "mae")
     IMPLICIT = tuple(name for name, m in METRICS.items() if m.family == "ranking")
 

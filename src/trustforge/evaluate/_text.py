@@ -85,7 +85,9 @@ def _drop(text: str, rate: float, rng: np.random.Generator) -> str:
     return re.sub(r"[ \t]{2,}", " ", "".join(out)).strip()
 
 
-def _corrupt_texts(fn: Callable[[str, float, np.random.Generator], str]) -> Callable[[pd.DataFrame, float, np.random.Generator], pd.DataFrame]:
+def _corrupt_texts(
+    fn: Callable[[str, float, np.random.Generator], str],
+) -> Callable[[pd.DataFrame, float, np.random.Generator], pd.DataFrame]:
     def apply(frame: pd.DataFrame, level: float, rng: np.random.Generator) -> pd.DataFrame:
         out = frame.copy()
         for c in _texts(frame):
@@ -162,9 +164,18 @@ def explain_tokens(
     predicted = (out[:, 0] > 0).long() if out.shape[-1] == 1 else out.argmax(dim=-1)
     target = _attribution_target(module, x, predicted, mask)
     lig = LayerIntegratedGradients(module, module.token_embedding)
-    attr, gaps, steps = _integrated_gradients(module, x, baseline, target, extra=(mask,), n_steps=n_steps,
-                                              tolerance=tolerance, max_steps=max_steps, attribution=lig,
-                                              rows_per_pass=_ROWS_PER_PASS)
+    attr, gaps, steps = _integrated_gradients(
+        module,
+        x,
+        baseline,
+        target,
+        extra=(mask,),
+        n_steps=n_steps,
+        tolerance=tolerance,
+        max_steps=max_steps,
+        attribution=lig,
+        rows_per_pass=_ROWS_PER_PASS,
+    )
     scores = attr.sum(dim=-1)  # (E, T, D) → (E, T): one score per token
 
     def name(i: int) -> Any:
@@ -176,9 +187,18 @@ def explain_tokens(
         tokens = decode(x[row])
         a = scores[row, :n_real].tolist()
         order = sorted(range(n_real), key=lambda j: -a[j])[:top]
-        examples.append({"index": int(i), "label": int(targets[i]) if classes is not None else float(targets[i]),
-                         "predicted": int(p), "n_steps": int(s), "completeness_gap": float(g), "tokens": tokens,
-                         "attributions": [float(v) for v in a], "top": [[tokens[j], float(a[j])] for j in order]})
+        examples.append(
+            {
+                "index": int(i),
+                "label": int(targets[i]) if classes is not None else float(targets[i]),
+                "predicted": int(p),
+                "n_steps": int(s),
+                "completeness_gap": float(g),
+                "tokens": tokens,
+                "attributions": [float(v) for v in a],
+                "top": [[tokens[j], float(a[j])] for j in order],
+            }
+        )
         per_token = totals.setdefault(name(p), {})
         for tok, v in zip(tokens, a):
             count, total = per_token.get(tok, (0, 0.0))
@@ -186,8 +206,11 @@ def explain_tokens(
     top_tokens = []
     for cls, per_token in totals.items():
         best = sorted(per_token.items(), key=lambda kv: -kv[1][1])[:top]
-        top_tokens += [{"class": cls, "token": tok, "attribution": float(total), "occurrences": int(count)}
-                       for tok, (count, total) in best if total > 0]
+        top_tokens += [
+            {"class": cls, "token": tok, "attribution": float(total), "occurrences": int(count)}
+            for tok, (count, total) in best
+            if total > 0
+        ]
     return {
         "top_tokens": top_tokens,
         "method": "integrated_gradients",
@@ -216,5 +239,6 @@ def explain_text_model(model: Any, ids: torch.Tensor, targets: torch.Tensor, *, 
         return {"skipped": f"{type(model.module).__name__} has no token-embedding layer to attribute along"}
     c = codec(model.preprocessor)
     keep = tuple(c.vocabulary.index(t) for t in ("[CLS]", "[SEP]")) if c.tokenizer == "wordpiece" else ()
-    return explain_tokens(model.module, ids, targets, decode=c.decode, classes=model.schema.classes, keep_ids=keep,
-                          per_class=per_class, seed=seed)
+    return explain_tokens(
+        model.module, ids, targets, decode=c.decode, classes=model.schema.classes, keep_ids=keep, per_class=per_class, seed=seed
+    )

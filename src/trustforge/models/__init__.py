@@ -23,8 +23,21 @@ from trustforge.models.transformer import TransformerEncoder
 from trustforge.models.two_tower import TwoTower
 from trustforge.spec import TaskSpec
 
-__all__ = ["MLP", "CNN", "RNN", "AudioCNN", "MatrixFactorization", "TwoTower", "TransformerEncoder", "PretrainedTextClassifier",
-           "BagOfEmbeddings", "build_model", "output_size", "MODEL_KINDS"]
+__all__ = [
+    "MLP",
+    "CNN",
+    "RNN",
+    "AudioCNN",
+    "MatrixFactorization",
+    "TwoTower",
+    "TransformerEncoder",
+    "PretrainedTextClassifier",
+    "BagOfEmbeddings",
+    "build_model",
+    "output_size",
+    "MODEL_KINDS",
+]
+
 
 def output_size(spec: TaskSpec, schema: Schema) -> int:
     """Number of model outputs: one per class (one logit for binary cross-entropy), one per
@@ -55,60 +68,135 @@ def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
     shape = input_kind(schema).shape(schema)
     n_out = output_size(spec, schema)
     if isinstance(shape, Ids) != (m.kind in ("mf", "two_tower")):
-        raise ModelError(f"model.kind {m.kind!r} does not fit {_WHAT[type(shape)]} data; interactions (task "
-                         "recommendation) take model.kind mf or two_tower, and mf or two_tower take nothing else")
+        raise ModelError(
+            f"model.kind {m.kind!r} does not fit {_WHAT[type(shape)]} data; interactions (task "
+            "recommendation) take model.kind mf or two_tower, and mf or two_tower take nothing else"
+        )
     return _BUILDERS[m.kind](m, shape, n_out)
 
 
 def _mlp(m: Any, shape: Any, n_out: int) -> nn.Module:
     if isinstance(shape, Tokens):  # a bag of token embeddings under the MLP (fastText)
-        return BagOfEmbeddings(n_out, vocab_size=_vocab(shape.vocabulary), embedding_dim=m.embedding_dim or 64, hidden=m.hidden,
-                               activation=m.activation, dropout=m.dropout, word_dropout=m.word_dropout)
+        return BagOfEmbeddings(
+            n_out,
+            vocab_size=_vocab(shape.vocabulary),
+            embedding_dim=m.embedding_dim or 64,
+            hidden=m.hidden,
+            activation=m.activation,
+            dropout=m.dropout,
+            word_dropout=m.word_dropout,
+        )
     if isinstance(shape, Columns):  # each column through its feature type's encoder, concatenated (see MLP)
         if any(k < 1 for k in shape.cardinalities + shape.vocabularies):
             raise ModelError("the schema's categorical or text columns have no fitted vocabulary; fit the preprocessor first")
-        return MLP(shape.floats, list(shape.cardinalities), n_out, hidden=m.hidden, activation=m.activation, dropout=m.dropout,
-                   batch_norm=m.batch_norm, embedding_dim=m.embedding_dim, vocab_sizes=list(shape.vocabularies))
+        return MLP(
+            shape.floats,
+            list(shape.cardinalities),
+            n_out,
+            hidden=m.hidden,
+            activation=m.activation,
+            dropout=m.dropout,
+            batch_norm=m.batch_norm,
+            embedding_dim=m.embedding_dim,
+            vocab_sizes=list(shape.vocabularies),
+        )
     if isinstance(shape, Grid):
         n_num = shape.shape[0] * shape.shape[1] * shape.shape[2]  # the image is flattened
     elif isinstance(shape, Steps):
         n_num = shape.steps * shape.features  # the sequence is flattened: (B, T, F) → (B, T·F)
     else:
         raise ModelError(f"model.kind 'mlp' does not read {_WHAT[type(shape)]} data; use audio_cnn for audio")
-    return MLP(n_num, [], n_out, hidden=m.hidden, activation=m.activation, dropout=m.dropout,
-               batch_norm=m.batch_norm, embedding_dim=m.embedding_dim)
+    return MLP(
+        n_num,
+        [],
+        n_out,
+        hidden=m.hidden,
+        activation=m.activation,
+        dropout=m.dropout,
+        batch_norm=m.batch_norm,
+        embedding_dim=m.embedding_dim,
+    )
 
 
 def _cnn(m: Any, shape: Any, n_out: int) -> nn.Module:
     if not isinstance(shape, Grid):
         raise ModelError("model.kind 'cnn' needs image data (builtin:digits, builtin:shapes or images:DIR); use mlp for tables")
-    return CNN(shape.shape, n_out, channels=m.channels, kernel_size=m.kernel_size, padding=m.padding,
-               convs_per_block=m.convs_per_block, pool=m.pool, pool_size=m.pool_size, global_pool=m.global_pool,
-               batch_norm=m.batch_norm, activation_name=m.activation, hidden=m.hidden, dropout=m.dropout)
+    return CNN(
+        shape.shape,
+        n_out,
+        channels=m.channels,
+        kernel_size=m.kernel_size,
+        padding=m.padding,
+        convs_per_block=m.convs_per_block,
+        pool=m.pool,
+        pool_size=m.pool_size,
+        global_pool=m.global_pool,
+        batch_norm=m.batch_norm,
+        activation_name=m.activation,
+        hidden=m.hidden,
+        dropout=m.dropout,
+    )
 
 
 def _rnn(m: Any, shape: Any, n_out: int) -> nn.Module:
     if isinstance(shape, Tokens):
-        return RNN(m.embedding_dim, n_out, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
-                   bidirectional=m.bidirectional, dropout=m.dropout, pooling=m.pooling, vocab_size=_vocab(shape.vocabulary))
+        return RNN(
+            m.embedding_dim,
+            n_out,
+            cell=m.cell,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            bidirectional=m.bidirectional,
+            dropout=m.dropout,
+            pooling=m.pooling,
+            vocab_size=_vocab(shape.vocabulary),
+        )
     if isinstance(shape, Steps):
         features = shape.features
     elif isinstance(shape, Grid):  # images read row by row: each row's C·W values are one step
         features = shape.shape[0] * shape.shape[2]
     else:
-        raise ModelError("model.kind 'rnn' reads sequences (npz:PATH sequences, a forecasting series, or images row by row); use mlp for tables")
-    return RNN(features, n_out, cell=m.cell, hidden_size=m.hidden_size, num_layers=m.num_layers,
-               bidirectional=m.bidirectional, dropout=m.dropout, pooling=m.pooling)
+        raise ModelError(
+            "model.kind 'rnn' reads sequences (npz:PATH sequences, a forecasting series, or images row by row); use mlp for tables"
+        )
+    return RNN(
+        features,
+        n_out,
+        cell=m.cell,
+        hidden_size=m.hidden_size,
+        num_layers=m.num_layers,
+        bidirectional=m.bidirectional,
+        dropout=m.dropout,
+        pooling=m.pooling,
+    )
 
 
 def _transformer(m: Any, shape: Any, n_out: int) -> nn.Module:
     if isinstance(shape, Tokens):
-        return TransformerEncoder(n_out, vocab_size=_vocab(shape.vocabulary), d_model=m.d_model, nhead=m.nhead, num_layers=m.num_layers,
-                                  dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling,
-                                  positions=m.positions, word_dropout=m.word_dropout)
+        return TransformerEncoder(
+            n_out,
+            vocab_size=_vocab(shape.vocabulary),
+            d_model=m.d_model,
+            nhead=m.nhead,
+            num_layers=m.num_layers,
+            dim_feedforward=m.dim_feedforward,
+            dropout=m.dropout,
+            pooling=m.pooling,
+            positions=m.positions,
+            word_dropout=m.word_dropout,
+        )
     if isinstance(shape, Steps):  # float steps (B, T, F), projected to d_model
-        return TransformerEncoder(n_out, n_features=shape.features, d_model=m.d_model, nhead=m.nhead, num_layers=m.num_layers,
-                                  dim_feedforward=m.dim_feedforward, dropout=m.dropout, pooling=m.pooling, positions=m.positions)
+        return TransformerEncoder(
+            n_out,
+            n_features=shape.features,
+            d_model=m.d_model,
+            nhead=m.nhead,
+            num_layers=m.num_layers,
+            dim_feedforward=m.dim_feedforward,
+            dropout=m.dropout,
+            pooling=m.pooling,
+            positions=m.positions,
+        )
     raise ModelError(f"model.kind 'transformer' reads text or sequences; this is {_WHAT[type(shape)]} data")
 
 
@@ -129,8 +217,17 @@ def _recommender(m: Any, shape: Ids, n_out: int) -> nn.Module:
         raise ModelError("the schema's user and item columns have no fitted vocabulary; fit the preprocessor first")
     if m.kind == "mf":
         return MatrixFactorization(shape.users, shape.items, m.factors, l2=m.l2, bias_l2=m.bias_l2, init_std=m.init_std)
-    return TwoTower(shape.users, shape.items, embedding_dim=m.embedding_dim, hidden=m.hidden, output_dim=m.output_dim,
-                    activation=m.activation, dropout=m.dropout, l2=m.l2, bias_l2=m.bias_l2)
+    return TwoTower(
+        shape.users,
+        shape.items,
+        embedding_dim=m.embedding_dim,
+        hidden=m.hidden,
+        output_dim=m.output_dim,
+        activation=m.activation,
+        dropout=m.dropout,
+        l2=m.l2,
+        bias_l2=m.bias_l2,
+    )
 
 
 def _vocab(size: int) -> int:
@@ -141,7 +238,13 @@ def _vocab(size: int) -> int:
 
 # One builder per model kind: the registry `model.kind` names.
 _BUILDERS: dict[str, Callable[[Any, Any, int], nn.Module]] = {
-    "mlp": _mlp, "cnn": _cnn, "rnn": _rnn, "audio_cnn": _audio_cnn, "mf": _recommender, "two_tower": _recommender,
-    "transformer": _transformer, "text_pretrained": _text_pretrained,
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "rnn": _rnn,
+    "audio_cnn": _audio_cnn,
+    "mf": _recommender,
+    "two_tower": _recommender,
+    "transformer": _transformer,
+    "text_pretrained": _text_pretrained,
 }
 MODEL_KINDS = tuple(_BUILDERS)

@@ -36,8 +36,9 @@ class AudioCNN(nn.Module):
         dropout: dropout before the head.
     """
 
-    def __init__(self, in_shape: tuple[int, int, int], n_out: int, *, channels: list[int],
-                 activation_name: str = "gelu", dropout: float = 0.2):
+    def __init__(
+        self, in_shape: tuple[int, int, int], n_out: int, *, channels: list[int], activation_name: str = "gelu", dropout: float = 0.2
+    ):
         super().__init__()
         c_in = in_shape[0]
         layers: list[nn.Module] = []

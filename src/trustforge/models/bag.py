@@ -29,8 +29,18 @@ class BagOfEmbeddings(nn.Module):
         dropout: on the mean embedding and after each hidden layer.
     """
 
-    def __init__(self, n_out: int, *, vocab_size: int, embedding_dim: int = 64, hidden: list[int] | None = None,
-                 activation: str = "relu", dropout: float = 0.0, word_dropout: float = 0.0, pad_id: int = 0):
+    def __init__(
+        self,
+        n_out: int,
+        *,
+        vocab_size: int,
+        embedding_dim: int = 64,
+        hidden: list[int] | None = None,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        word_dropout: float = 0.0,
+        pad_id: int = 0,
+    ):
         super().__init__()
         self.pad_id = pad_id
         self.word_dropout = word_dropout

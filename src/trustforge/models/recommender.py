@@ -40,8 +40,7 @@ class MatrixFactorization(nn.Module):
         init_std: standard deviation of the initial factors.
     """
 
-    def __init__(self, users: int, items: int, factors: int = 32, *, l2: float = 0.1, bias_l2: float = 0.01,
-                 init_std: float = 0.1):
+    def __init__(self, users: int, items: int, factors: int = 32, *, l2: float = 0.1, bias_l2: float = 0.01, init_std: float = 0.1):
         super().__init__()
         self.l2, self.bias_l2 = l2, bias_l2
         self.user_factors = nn.Embedding(users, factors, padding_idx=0)  # (U, F)

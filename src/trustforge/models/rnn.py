@@ -44,8 +44,12 @@ class RNN(nn.Module):
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
         # nn.LSTM applies dropout between layers only, so it is meaningless for one layer.
         self.rnn = rnn_cls(
-            n_features, hidden_size, num_layers=num_layers, batch_first=True,
-            bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,
+            n_features,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
         )
         self.pooling = pooling
         self.hidden_size = hidden_size

@@ -78,8 +78,9 @@ class PretrainedTextClassifier(nn.Module):
     padding (id 0) last; see `data._text`.
     """
 
-    def __init__(self, n_out: int, *, freeze: bool = True, hidden: list[int] | None = None, dropout: float = 0.1,
-                 folder: Path | None = None):
+    def __init__(
+        self, n_out: int, *, freeze: bool = True, hidden: list[int] | None = None, dropout: float = 0.1, folder: Path | None = None
+    ):
         super().__init__()
         folder = folder or base_model_dir()
         self.encoder = _bert(folder)

@@ -78,8 +78,7 @@ class TransformerEncoder(nn.Module):
             self.token_embedding = None
             self.input_projection = nn.Linear(n_features, d_model)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02) if pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation="gelu", batch_first=True, norm_first=True)
         # No dropout on the attention weights: on CPU it is most of a layer's training time
         # (a (B, heads, T, T) mask drawn per layer; ×6 at T = 256, d_model 64) and it forces the
         # attention matrix to be materialised; dropout on embeddings, residual branches, the

@@ -39,15 +39,25 @@ def _tower(embedding_dim: int, hidden: list[int], output_dim: int, act: str, dro
 
 class TwoTower(nn.Module):
     """Args:
-        users, items: vocabulary sizes, index 0 (unknown) included.
-        embedding_dim: id embedding size (E); hidden: tower hidden sizes; output_dim: D.
-        activation, dropout: of the tower MLPs.
-        l2, bias_l2: penalty weights on the batch's embeddings and biases.
+    users, items: vocabulary sizes, index 0 (unknown) included.
+    embedding_dim: id embedding size (E); hidden: tower hidden sizes; output_dim: D.
+    activation, dropout: of the tower MLPs.
+    l2, bias_l2: penalty weights on the batch's embeddings and biases.
     """
 
-    def __init__(self, users: int, items: int, *, embedding_dim: int = 64, hidden: list[int] | None = None,
-                 output_dim: int = 32, activation: str = "relu", dropout: float = 0.0, l2: float = 0.1,
-                 bias_l2: float = 0.01):
+    def __init__(
+        self,
+        users: int,
+        items: int,
+        *,
+        embedding_dim: int = 64,
+        hidden: list[int] | None = None,
+        output_dim: int = 32,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        l2: float = 0.1,
+        bias_l2: float = 0.01,
+    ):
         super().__init__()
         hidden = [64] if hidden is None else list(hidden)
         self.l2, self.bias_l2 = l2, bias_l2

@@ -60,8 +60,15 @@ class DriftCheck:
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def check_drift(source: "str | Path | Model", data: Any, *, registry: "Registry | None" = None, public_key: str | Path | None = None,
-                window: int | None = None, logger: logging.Logger | None = None) -> DriftCheck:
+def check_drift(
+    source: "str | Path | Model",
+    data: Any,
+    *,
+    registry: "Registry | None" = None,
+    public_key: str | Path | None = None,
+    window: int | None = None,
+    logger: logging.Logger | None = None,
+) -> DriftCheck:
     """Test the inputs in `data` (and the model's predictions for them) for drift, window by window.
 
     Args:
@@ -95,8 +102,10 @@ def check_drift(source: "str | Path | Model", data: Any, *, registry: "Registry 
         model, name = Model.load(source, public_key=public_key), str(source)
     mon = DriftMonitor.for_model(model, audit=audit, actor=actor, uri=name, window=window, history=None, logger=logger)
     if mon is None:
-        raise ModelError(f"{source}: the package has no drift reference statistics (trained before monitoring "
-                         "existed, with monitor.reference: false, or for inputs without monitored features); retrain it to add them")
+        raise ModelError(
+            f"{source}: the package has no drift reference statistics (trained before monitoring "
+            "existed, with monitor.reference: false, or for inputs without monitored features); retrain it to add them"
+        )
     raw = model.read_input(data)
     if len(raw) < MIN_WINDOW_ROWS:
         raise DataError(f"{data}: {len(raw)} rows; a drift window needs at least {MIN_WINDOW_ROWS}")
@@ -108,5 +117,6 @@ def check_drift(source: "str | Path | Model", data: Any, *, registry: "Registry 
 
 def _rule(mon: DriftMonitor) -> str:
     cfg = mon.config
-    return (f"{cfg.numeric_test} for numeric, {cfg.categorical_test} for categorical features"
-            + (f", Bonferroni over {len(mon.monitored)} tests per window" if cfg.correction == "bonferroni" else ""))
+    return f"{cfg.numeric_test} for numeric, {cfg.categorical_test} for categorical features" + (
+        f", Bonferroni over {len(mon.monitored)} tests per window" if cfg.correction == "bonferroni" else ""
+    )

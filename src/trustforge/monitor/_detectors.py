@@ -23,8 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["ks_test", "chi2_test", "psi", "psi_numeric", "psi_categorical", "wasserstein", "bin_fractions",
-           "PSI_EPS", "MIN_EXPECTED"]
+__all__ = ["ks_test", "chi2_test", "psi", "psi_numeric", "psi_categorical", "wasserstein", "bin_fractions", "PSI_EPS", "MIN_EXPECTED"]
 
 PSI_EPS = 1e-4  # the fraction an empty bin counts as, so ln(a/e) stays finite
 MIN_EXPECTED = 5.0  # Cochran's rule: every cell of a chi-square test should expect >= 5 counts

@@ -83,10 +83,18 @@ class WindowResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (infinities become None)."""
-        return {"index": self.index, "start_row": self.start_row, "end_row": self.end_row, "rows": self.rows,
-                "time": self.time, "partial": self.partial, "drift": self.drift, "drifted": list(self.drifted),
-                "features": {k: _jsonable(v) for k, v in self.features.items()},
-                "prediction": _jsonable(self.prediction) if self.prediction is not None else None}
+        return {
+            "index": self.index,
+            "start_row": self.start_row,
+            "end_row": self.end_row,
+            "rows": self.rows,
+            "time": self.time,
+            "partial": self.partial,
+            "drift": self.drift,
+            "drifted": list(self.drifted),
+            "features": {k: _jsonable(v) for k, v in self.features.items()},
+            "prediction": _jsonable(self.prediction) if self.prediction is not None else None,
+        }
 
     def summary(self) -> str:
         """`name (test p=…)` for each drifted feature, for logs and tables."""
@@ -166,9 +174,18 @@ class DriftMonitor:
         history: how many tested windows `windows` keeps (None: all, for offline runs).
     """
 
-    def __init__(self, reference: Mapping[str, Any], schema: Schema, config: MonitorSpec | None = None, *,
-                 model_ref: str = "model", audit: "AuditLog | None" = None, logger: logging.Logger | None = None,
-                 actor: str = "monitor", history: int | None = 100):
+    def __init__(
+        self,
+        reference: Mapping[str, Any],
+        schema: Schema,
+        config: MonitorSpec | None = None,
+        *,
+        model_ref: str = "model",
+        audit: "AuditLog | None" = None,
+        logger: logging.Logger | None = None,
+        actor: str = "monitor",
+        history: int | None = 100,
+    ):
         self.reference = reference
         self.schema = schema
         self.config = config or MonitorSpec()
@@ -192,9 +209,17 @@ class DriftMonitor:
         self._alert_failures = 0
 
     @classmethod
-    def for_model(cls, model: "Model", *, audit: "AuditLog | None" = None, logger: logging.Logger | None = None,
-                  actor: str = "monitor", uri: str | None = None, window: int | None = None,
-                  history: int | None = 100) -> "DriftMonitor | None":
+    def for_model(
+        cls,
+        model: "Model",
+        *,
+        audit: "AuditLog | None" = None,
+        logger: logging.Logger | None = None,
+        actor: str = "monitor",
+        uri: str | None = None,
+        window: int | None = None,
+        history: int | None = 100,
+    ) -> "DriftMonitor | None":
         """A monitor for a loaded model, or None when its package has no reference statistics.
 
         The window and thresholds come from the package's spec (`monitor:`); `window`
@@ -205,8 +230,16 @@ class DriftMonitor:
         if not reference or not (reference.get("features") or reference.get("prediction")):
             return None
         config = model.spec.monitor if window is None else model.spec.monitor.model_copy(update={"window": window})
-        return cls(reference, model.schema, config, model_ref=uri or f"models:/{model.name}", audit=audit,
-                   logger=logger, actor=actor, history=history)
+        return cls(
+            reference,
+            model.schema,
+            config,
+            model_ref=uri or f"models:/{model.name}",
+            audit=audit,
+            logger=logger,
+            actor=actor,
+            history=history,
+        )
 
     # ------------------------------------------------------------------ feeding
 
@@ -276,14 +309,23 @@ class DriftMonitor:
                 "pending_rows": self._pending_rows,
                 "windows_tested": self._tested,
                 "windows_with_drift": self._drifted,
-                "config": {"numeric_test": c.numeric_test, "categorical_test": c.categorical_test,
-                           "ks_p_value": c.ks_p_value, "chi2_p_value": c.chi2_p_value, "psi": c.psi,
-                           "wasserstein": c.wasserstein, "correction": c.correction},
-                "reference": {"features": sorted(self._features), "prediction": self._prediction is not None,
-                              "rows": dict(self.reference.get("rows", {})), "skipped": dict(self.reference.get("skipped", {}))},
+                "config": {
+                    "numeric_test": c.numeric_test,
+                    "categorical_test": c.categorical_test,
+                    "ks_p_value": c.ks_p_value,
+                    "chi2_p_value": c.chi2_p_value,
+                    "psi": c.psi,
+                    "wasserstein": c.wasserstein,
+                    "correction": c.correction,
+                },
+                "reference": {
+                    "features": sorted(self._features),
+                    "prediction": self._prediction is not None,
+                    "rows": dict(self.reference.get("rows", {})),
+                    "skipped": dict(self.reference.get("skipped", {})),
+                },
                 "last_window": last,
-                "alerts": {"count": self._alert_count, "failed_audit_entries": self._alert_failures,
-                           "recent": list(self._alerts)},
+                "alerts": {"count": self._alert_count, "failed_audit_entries": self._alert_failures, "recent": list(self._alerts)},
             }
 
     def scores(self) -> dict[str, float]:
@@ -381,8 +423,17 @@ class DriftMonitor:
         if observed_only:
             values = values[~pd.isna(values)]
             if len(values) == 0:
-                return {"kind": ref["kind"], "rows": 0, "missing": 0, "test": None, "statistic": None, "p_value": None,
-                        "threshold": None, "psi": None, "drift": False}
+                return {
+                    "kind": ref["kind"],
+                    "rows": 0,
+                    "missing": 0,
+                    "test": None,
+                    "statistic": None,
+                    "p_value": None,
+                    "threshold": None,
+                    "psi": None,
+                    "drift": False,
+                }
         if ref["kind"] == "numeric":
             present = values[~np.isnan(values)]
             out: dict[str, Any] = {"kind": "numeric", "rows": int(len(values)), "missing": int(len(values) - len(present))}
@@ -400,8 +451,12 @@ class DriftMonitor:
         # Missing categories are a category of their own (`<missing>`), so every row is present.
         values = np.where(pd.isna(values), MISSING, values).astype(object)
         counts = ref["counts"]
-        out = {"kind": "categorical", "rows": int(len(values)), "missing": int(np.sum(values == MISSING)),
-               "psi": psi_categorical(counts, values)}
+        out = {
+            "kind": "categorical",
+            "rows": int(len(values)),
+            "missing": int(np.sum(values == MISSING)),
+            "psi": psi_categorical(counts, values),
+        }
         if c.categorical_test == "chi2":
             stat, p, _ = chi2_test(counts, values)
             return out | {"test": "chi2", "statistic": stat, "p_value": p, "threshold": c.chi2_p_value, "drift": False}
@@ -413,25 +468,42 @@ class DriftMonitor:
         total = ref["count"] + ref.get("missing", 0)
         q = ref.get("missing", 0) / total if total else 0.0
         level = self.config.ks_p_value if self.config.numeric_test == "ks" else self.config.chi2_p_value
-        return {"test": "missing", "statistic": 1.0, "p_value": float(q**n), "threshold": level, "drift": False,
-                "psi": None, "wasserstein": None}
+        return {
+            "test": "missing",
+            "statistic": 1.0,
+            "p_value": float(q**n),
+            "threshold": level,
+            "drift": False,
+            "psi": None,
+            "wasserstein": None,
+        }
 
     def _alert(self, result: WindowResult) -> None:
         """One log line and one audit entry for a window with drift; never fails the caller."""
         self._alert_count += 1
-        details = {"window": result.index, "rows": [result.start_row, result.end_row], "partial": result.partial,
-                   "drifted": [{"name": k, **_brief(r)} for k, r in result.drifted_results()]}
+        details = {
+            "window": result.index,
+            "rows": [result.start_row, result.end_row],
+            "partial": result.partial,
+            "drifted": [{"name": k, **_brief(r)} for k, r in result.drifted_results()],
+        }
         self._alerts.append({"time": result.time, **details})
-        self.logger.warning("drift in %s, window %d (rows %d-%d): %s", self.model_ref, result.index,
-                            result.start_row, result.end_row - 1, result.summary())
+        self.logger.warning(
+            "drift in %s, window %d (rows %d-%d): %s", self.model_ref, result.index, result.start_row, result.end_row - 1, result.summary()
+        )
         if self.audit is None:
             return
         try:
             self.audit.append(self.actor, AUDIT_ACTION, self.model_ref, "ok", details)
         except Exception as exc:  # an alert that cannot be audited must not fail the request that completed the window
             self._alert_failures += 1
-            self.logger.error("drift in %s, window %d: the audit entry could not be written (%s: %s)",
-                              self.model_ref, result.index, exc.__class__.__name__, str(exc)[:200])
+            self.logger.error(
+                "drift in %s, window %d: the audit entry could not be written (%s: %s)",
+                self.model_ref,
+                result.index,
+                exc.__class__.__name__,
+                str(exc)[:200],
+            )
 
 
 def _describe(r: Mapping[str, Any]) -> str:

@@ -42,8 +42,18 @@ from trustforge.data.features import feature_type
 from trustforge.errors import DataError
 from trustforge.monitor._detectors import bin_fractions
 
-__all__ = ["featurize", "reference_statistics", "run_reference", "prediction_values", "supports",
-           "REFERENCE_FORMAT", "SKETCH_SIZE", "PSI_BINS", "MISSING", "PREDICTION"]
+__all__ = [
+    "featurize",
+    "reference_statistics",
+    "run_reference",
+    "prediction_values",
+    "supports",
+    "REFERENCE_FORMAT",
+    "SKETCH_SIZE",
+    "PSI_BINS",
+    "MISSING",
+    "PREDICTION",
+]
 
 REFERENCE_FORMAT = 1
 SKETCH_SIZE = 1000
@@ -73,8 +83,9 @@ def _table_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
 def _image_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
     images = np.asarray(raw.images)  # (N, C, H, W) in [0, 1]
     if images.ndim != 4 or (schema.image_shape and tuple(images.shape[1:]) != tuple(schema.image_shape)):
-        raise DataError(f"{raw.origin}: images have shape {tuple(images.shape[1:])}; the model expects "
-                        f"{tuple(schema.image_shape or ())} (C, H, W)")
+        raise DataError(
+            f"{raw.origin}: images have shape {tuple(images.shape[1:])}; the model expects {tuple(schema.image_shape or ())} (C, H, W)"
+        )
     # In slices, so a large training set is never copied whole to float64.
     parts = [_image_slice(images[i : i + _IMAGE_SLICE]) for i in range(0, len(images), _IMAGE_SLICE)]
     if not parts:
@@ -186,7 +197,10 @@ def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
     sketch = np.quantile(v, (np.arange(m) + 0.5) / m, method="inverted_cdf")
     edges = sorted({_num(e) for e in np.quantile(v, np.arange(1, PSI_BINS) / PSI_BINS, method="inverted_cdf")})
     stats.update(
-        mean=_num(v.mean()), std=_num(v.std()), min=_num(v.min()), max=_num(v.max()),
+        mean=_num(v.mean()),
+        std=_num(v.std()),
+        min=_num(v.min()),
+        max=_num(v.max()),
         quantiles=[_num(q) for q in sketch],
         bins={"edges": edges, "fractions": [_num(f) for f in bin_fractions(v, edges)]},
     )
@@ -220,8 +234,14 @@ def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd
         {"format", "modality", "features": {name: stats}, "prediction": stats | None,
         "rows": {"inputs": N, "predictions": M}, "skipped": {what: reason}}.
     """
-    ref: dict[str, Any] = {"format": REFERENCE_FORMAT, "modality": schema.modality, "features": {}, "prediction": None,
-                           "rows": {"inputs": 0, "predictions": 0}, "skipped": {}}
+    ref: dict[str, Any] = {
+        "format": REFERENCE_FORMAT,
+        "modality": schema.modality,
+        "features": {},
+        "prediction": None,
+        "rows": {"inputs": 0, "predictions": 0},
+        "skipped": {},
+    }
     if not supports(schema.modality):
         ref["skipped"]["inputs"] = f"no monitored features for {schema.modality} inputs yet"
     elif inputs is None:

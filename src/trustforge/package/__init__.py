@@ -14,5 +14,16 @@ from trustforge.package._format import (
 from trustforge.package._manifest import build_manifest
 from trustforge.package._model import Model
 
-__all__ = ["encode_manifest", "Model", "build_manifest", "write_package", "read_package", "VerifiedPackage", "UnsafeNoVerify", "sha256_file", "FORMAT",
-           "FORMAT_VERSION", "SIGNATURE_FILE"]
+__all__ = [
+    "encode_manifest",
+    "Model",
+    "build_manifest",
+    "write_package",
+    "read_package",
+    "VerifiedPackage",
+    "UnsafeNoVerify",
+    "sha256_file",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SIGNATURE_FILE",
+]

@@ -37,8 +37,17 @@ from trustforge._fs import atomic_folder
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import SIGNATURE_FILE, Keyring, UnsafeNoVerify, is_sealed, open_sealed, resolve_trust, sign_digests, verify_folder
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SIGNATURE_FILE", "write_package", "read_package", "encode_manifest", "sha256_file",
-           "VerifiedPackage", "UnsafeNoVerify"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SIGNATURE_FILE",
+    "write_package",
+    "read_package",
+    "encode_manifest",
+    "sha256_file",
+    "VerifiedPackage",
+    "UnsafeNoVerify",
+]
 
 FORMAT = "trustforge.package"
 FORMAT_VERSION = 1
@@ -67,8 +76,9 @@ def encode_manifest(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(full, indent=1, ensure_ascii=True, allow_nan=False) + "\n").encode("ascii")
 
 
-def write_package(dest: Path, manifest: dict[str, Any], tensor_files: dict[str, dict[str, torch.Tensor]], *,
-                  keyring: Keyring | None = None) -> Path:
+def write_package(
+    dest: Path, manifest: dict[str, Any], tensor_files: dict[str, dict[str, torch.Tensor]], *, keyring: Keyring | None = None
+) -> Path:
     """Write a package to `dest` (which must not exist) through a temporary sibling folder.
 
     Args:
@@ -125,8 +135,9 @@ class VerifiedPackage:
             raise IntegrityError(f"{self.path / name}: not a valid safetensors file ({exc.__class__.__name__})") from None
 
 
-def read_package(path: str | os.PathLike[str], *, keyring: Keyring | None = None,
-                 public_key: str | os.PathLike[str] | UnsafeNoVerify | None = None) -> VerifiedPackage:
+def read_package(
+    path: str | os.PathLike[str], *, keyring: Keyring | None = None, public_key: str | os.PathLike[str] | UnsafeNoVerify | None = None
+) -> VerifiedPackage:
     """Verify a package folder, plain or sealed, and return its manifest and file contents.
 
     Checks, in order: the signature (with `public_key` if given, else the keyring's current
@@ -167,7 +178,9 @@ def _workspace_keyring(root: Path) -> Keyring:
     try:
         return Keyring.load(settings.keys_dir, kek_b64=settings.kek)
     except SecurityError as exc:
-        raise SecurityError(f"{root}: no keyring to verify it with ({exc}); give the signer's public key (--public-key, or public_key= in Python)") from None
+        raise SecurityError(
+            f"{root}: no keyring to verify it with ({exc}); give the signer's public key (--public-key, or public_key= in Python)"
+        ) from None
 
 
 def _check_format(root: Path, manifest: dict[str, Any], raw: bytes) -> None:
@@ -199,4 +212,3 @@ def _plain_name(name: object) -> bool:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-

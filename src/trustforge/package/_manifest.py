@@ -24,8 +24,9 @@ from trustforge.train import count_parameters
 __all__ = ["build_manifest"]
 
 
-def build_manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], *, run: str,
-                   spec_digest: str, n_out: int) -> dict[str, Any]:
+def build_manifest(
+    spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], *, run: str, spec_digest: str, n_out: int
+) -> dict[str, Any]:
     """The manifest of a package trained from `spec` on `data` (everything but the fields
     `write_package` fills in: format, package id, files).
 
@@ -42,8 +43,10 @@ def build_manifest(spec: TaskSpec, data: Prepared, model: torch.nn.Module, metri
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "task": spec.task,
         "spec": spec_to_dict(redacted),
-        "signature": {"inputs": input_kind(data.schema).signature(data.preprocessor),
-                      "outputs": task_of(spec).output_signature(data.schema)},
+        "signature": {
+            "inputs": input_kind(data.schema).signature(data.preprocessor),
+            "outputs": task_of(spec).output_signature(data.schema),
+        },
         "preprocessing": meta,
         "model": {"kind": spec.model.kind, "outputs": n_out, "parameters": count_parameters(model)},
         "metrics": dict(metrics),

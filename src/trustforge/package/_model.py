@@ -27,7 +27,9 @@ class Model:
     Use `Model.load(path)`; the constructor is for the pipeline, which already holds the parts.
     """
 
-    def __init__(self, spec: TaskSpec, preprocessor: Preprocessor, module: torch.nn.Module, manifest: dict[str, Any], path: Path | None = None):
+    def __init__(
+        self, spec: TaskSpec, preprocessor: Preprocessor, module: torch.nn.Module, manifest: dict[str, Any], path: Path | None = None
+    ):
         self.spec = spec
         self.preprocessor = preprocessor
         self.module = module.eval()
@@ -47,8 +49,13 @@ class Model:
         return self.manifest.get("name", self.spec.name)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, keyring: Keyring | None = None,
-             public_key: str | os.PathLike[str] | UnsafeNoVerify | None = None) -> "Model":
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        keyring: Keyring | None = None,
+        public_key: str | os.PathLike[str] | UnsafeNoVerify | None = None,
+    ) -> "Model":
         """Verify every file of the package (plain or sealed), then build the model from it.
 
         Verification comes first and is complete: the signature, then every file's digest,
@@ -80,7 +87,9 @@ class Model:
         except IntegrityError:
             raise
         except Exception as exc:  # a manifest that verifies but does not describe a model we can build
-            raise IntegrityError(f"{pkg.path / 'manifest.json'}: inconsistent package ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+            raise IntegrityError(
+                f"{pkg.path / 'manifest.json'}: inconsistent package ({exc.__class__.__name__}: {str(exc)[:120]})"
+            ) from None
         weights = pkg.tensors("weights.safetensors")
         try:
             module.load_state_dict(weights, strict=True)

@@ -93,7 +93,7 @@ def _encode(value: Any) -> Any:
 
 def _decode(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
-        (kind, text), = value.items()
+        ((kind, text),) = value.items()
         if kind == "$bytes":
             return base64.b64decode(text)
         if kind == "$datetime":
@@ -148,7 +148,9 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
             for row in tables.get("registry_versions", []):
                 folder = artifacts / str(row["name"]) / str(row["version"])
                 if not folder.is_dir():
-                    raise RegistryError(f"{folder}: the stored package of {row['name']} version {row['version']} is missing; run `trustforge models gc` or retry")
+                    raise RegistryError(
+                        f"{folder}: the stored package of {row['name']} version {row['version']} is missing; run `trustforge models gc` or retry"
+                    )
                 for path in sorted(folder.rglob("*")):
                     if path.is_symlink():
                         raise RegistryError(f"{path}: a symbolic link in the artifact store")
@@ -220,7 +222,9 @@ def _members(src: Path, tar_bytes: bytes) -> dict[str, bytes]:
     if not ok:
         raise IntegrityError(f"{src}: the archive's {_CONTENTS} is missing or malformed")
     for name in sorted(out.keys() ^ listed.keys()):
-        raise IntegrityError(f"{src}: archive entry {name[:200]!r} is {'not listed in' if name in out else 'listed in but missing from'} {_CONTENTS}")
+        raise IntegrityError(
+            f"{src}: archive entry {name[:200]!r} is {'not listed in' if name in out else 'listed in but missing from'} {_CONTENTS}"
+        )
     for name, blob in out.items():
         if hashlib.sha256(blob).hexdigest() != listed[name]:
             raise IntegrityError(f"{src}: archive entry {name[:200]!r} does not match its digest")
@@ -323,7 +327,9 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
             with engine.begin() as conn:
                 for table in _tables():
                     if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
-                        raise RegistryError(f"table {table.name} of the workspace database is not empty; restore only into an empty workspace")
+                        raise RegistryError(
+                            f"table {table.name} of the workspace database is not empty; restore only into an empty workspace"
+                        )
                     if rows.get(table.name):
                         conn.execute(sa.insert(table), rows[table.name])
                 if artifacts.exists():

@@ -28,7 +28,19 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from trustforge.errors import RegistryError
 
-__all__ = ["make_engine", "readonly", "create_all", "database_errors", "lock_registry", "metadata", "models", "versions", "aliases", "tags", "is_sqlite"]
+__all__ = [
+    "make_engine",
+    "readonly",
+    "create_all",
+    "database_errors",
+    "lock_registry",
+    "metadata",
+    "models",
+    "versions",
+    "aliases",
+    "tags",
+    "is_sqlite",
+]
 
 BUSY_TIMEOUT_S = 30
 _BEGIN_OPTION = "trustforge_sqlite_begin"
@@ -115,9 +127,9 @@ def make_engine(url: str) -> sa.Engine:
             never contains the password.
     """
     if url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url[len("postgres://"):]
+        url = "postgresql+psycopg://" + url[len("postgres://") :]
     elif url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     try:
         parsed = make_url(url)
     except ArgumentError:

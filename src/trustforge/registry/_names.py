@@ -125,7 +125,7 @@ def parse_model_uri(uri: str) -> tuple[str, int | None, str | None]:
     """
     if not isinstance(uri, str):
         raise RegistryError(f"model URI must be a string; got {_show(uri)}")
-    rest = uri[len(URI_SCHEME):] if uri.startswith(URI_SCHEME) else uri
+    rest = uri[len(URI_SCHEME) :] if uri.startswith(URI_SCHEME) else uri
     if rest == "":
         raise RegistryError(f"model URI {_show(uri)}: no model name (expected models:/NAME, models:/NAME/3 or models:/NAME@alias)")
     if "@" in rest:

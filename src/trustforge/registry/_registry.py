@@ -207,8 +207,15 @@ class Registry:
     # ------------------------------------------------------------------ register
 
     @_guarded
-    def register(self, package: Path, *, name: str | None = None, parent_version: int | None = None,
-                 tags: dict[str, str] | None = None, run: str | None = None) -> ModelVersion:
+    def register(
+        self,
+        package: Path,
+        *,
+        name: str | None = None,
+        parent_version: int | None = None,
+        tags: dict[str, str] | None = None,
+        run: str | None = None,
+    ) -> ModelVersion:
         """Verify a signed package and store it as the next version of `name`.
 
         Args:
@@ -242,11 +249,18 @@ class Registry:
             raise  # audited by `require`
         except TrustForgeError as exc:
             # A refused package (bad signature, changed file) is a security event: on the record.
-            self.audit.append(self.principal.name, "register", format_uri(name) if name else "models:/", "error",
-                              {"package": str(package)[:300], "error": str(exc)[:300]})
+            self.audit.append(
+                self.principal.name,
+                "register",
+                format_uri(name) if name else "models:/",
+                "error",
+                {"package": str(package)[:300], "error": str(exc)[:300]},
+            )
             raise
 
-    def _register(self, package: Path, name: str, parent_version: int | None, initial_tags: dict[str, str], run: str | None) -> ModelVersion:
+    def _register(
+        self, package: Path, name: str, parent_version: int | None, initial_tags: dict[str, str], run: str | None
+    ) -> ModelVersion:
         staging = self.artifacts / STAGING
         staging.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex
@@ -271,8 +285,9 @@ class Registry:
         secure.verify_package(staged, self.keyring)
         return {"manifest.json": (staged / "manifest.json").read_bytes()}
 
-    def _commit(self, name: str, staged: Path, blobs: dict[str, bytes], parent_version: int | None,
-                initial_tags: dict[str, str], run: str | None) -> ModelVersion:
+    def _commit(
+        self, name: str, staged: Path, blobs: dict[str, bytes], parent_version: int | None, initial_tags: dict[str, str], run: str | None
+    ) -> ModelVersion:
         raw = blobs["manifest.json"]
         manifest = json.loads(raw)
         lineage = manifest.get("lineage") if isinstance(manifest.get("lineage"), dict) else {}
@@ -299,7 +314,9 @@ class Registry:
                 lock_registry(conn)
                 version = self._allocate(conn, name)
                 if parent_version is not None and parent_version >= version:
-                    raise RegistryError(f"parent_version {parent_version} of {name!r}: must be an earlier version (the new one is {version})")
+                    raise RegistryError(
+                        f"parent_version {parent_version} of {name!r}: must be an earlier version (the new one is {version})"
+                    )
                 conn.execute(versions.insert().values(name=name, version=version, **row))
                 for k, v in initial_tags.items():
                     conn.execute(tags.insert().values(name=name, version=version, key=k, value=v))
@@ -314,9 +331,19 @@ class Registry:
                 moved = True
                 fsync_dir(final.parent)
                 _crash_point("renamed")
-                self.audit.append(self.principal.name, "register", format_uri(name, version), "ok",
-                                  {"package_id": row["package_id"], "package_digest": row["package_digest"],
-                                   "encrypted": self.encrypt, "parent_version": parent_version}, conn=conn)
+                self.audit.append(
+                    self.principal.name,
+                    "register",
+                    format_uri(name, version),
+                    "ok",
+                    {
+                        "package_id": row["package_id"],
+                        "package_digest": row["package_digest"],
+                        "encrypted": self.encrypt,
+                        "parent_version": parent_version,
+                    },
+                    conn=conn,
+                )
                 _crash_point("before_commit")
             except BaseException:
                 # Still inside the transaction, so still holding the locks: the folder goes back
@@ -385,8 +412,12 @@ class Registry:
         row = conn.execute(sa.select(versions).where(versions.c.name == name, versions.c.version == version)).mappings().first()
         if row is None:
             raise RegistryError(f"{format_uri(name, version)}: no such version")
-        names = conn.execute(sa.select(aliases.c.alias).where(aliases.c.name == name, aliases.c.version == version).order_by(aliases.c.alias)).scalars()
-        tagged = conn.execute(sa.select(tags.c.key, tags.c.value).where(tags.c.name == name, tags.c.version == version).order_by(tags.c.key))
+        names = conn.execute(
+            sa.select(aliases.c.alias).where(aliases.c.name == name, aliases.c.version == version).order_by(aliases.c.alias)
+        ).scalars()
+        tagged = conn.execute(
+            sa.select(tags.c.key, tags.c.value).where(tags.c.name == name, tags.c.version == version).order_by(tags.c.key)
+        )
         return _to_version(row, self._folder(name, version), tuple(names), {k: v for k, v in tagged})
 
     @_guarded
@@ -398,8 +429,12 @@ class Registry:
         """
         self._require("read", "models:/")
         with self._reader.connect() as conn:
-            counts = {n: (c, m) for n, c, m in conn.execute(
-                sa.select(versions.c.name, sa.func.count(), sa.func.max(versions.c.version)).group_by(versions.c.name))}
+            counts = {
+                n: (c, m)
+                for n, c, m in conn.execute(
+                    sa.select(versions.c.name, sa.func.count(), sa.func.max(versions.c.version)).group_by(versions.c.name)
+                )
+            }
             named: dict[str, dict[str, int]] = {}
             for n, a, v in conn.execute(sa.select(aliases.c.name, aliases.c.alias, aliases.c.version).order_by(aliases.c.alias)):
                 named.setdefault(n, {})[a] = v
@@ -419,7 +454,9 @@ class Registry:
         check_name(name)
         self._require("read", format_uri(name))
         with self._reader.connect() as conn:
-            numbers = conn.execute(sa.select(versions.c.version).where(versions.c.name == name).order_by(versions.c.version)).scalars().all()
+            numbers = (
+                conn.execute(sa.select(versions.c.version).where(versions.c.name == name).order_by(versions.c.version)).scalars().all()
+            )
             return [self._version(name, v, conn) for v in numbers]
 
     @_guarded
@@ -572,9 +609,21 @@ def _opt_str(value: object) -> str | None:
 
 def _to_version(row: Any, path: Path, names: tuple[str, ...], tagged: dict[str, str]) -> ModelVersion:
     return ModelVersion(
-        name=row["name"], version=row["version"], path=path, encrypted=bool(row["encrypted"]), state=row["state"],
-        package_id=row["package_id"], package_digest=row["package_digest"], run=row["run"],
-        dataset_digest=row["dataset_digest"], spec_digest=row["spec_digest"], parent_version=row["parent_version"],
-        task=row["task"], metrics=json.loads(row["metrics"] or "{}"), created_by=row["created_by"],
-        created_at=row["created_at"], aliases=names, tags=tagged,
+        name=row["name"],
+        version=row["version"],
+        path=path,
+        encrypted=bool(row["encrypted"]),
+        state=row["state"],
+        package_id=row["package_id"],
+        package_digest=row["package_digest"],
+        run=row["run"],
+        dataset_digest=row["dataset_digest"],
+        spec_digest=row["spec_digest"],
+        parent_version=row["parent_version"],
+        task=row["task"],
+        metrics=json.loads(row["metrics"] or "{}"),
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        aliases=names,
+        tags=tagged,
     )

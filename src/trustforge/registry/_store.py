@@ -88,8 +88,7 @@ def clean_staging(staging: Path, grace_s: float) -> list[str]:
     if not staging.is_dir():
         return []
     now = time.time()
-    live = {lock.stem for lock in staging.glob("*.lock")
-            if _TOKEN.fullmatch(lock.stem) and (_age(lock, now) < grace_s or _is_locked(lock))}
+    live = {lock.stem for lock in staging.glob("*.lock") if _TOKEN.fullmatch(lock.stem) and (_age(lock, now) < grace_s or _is_locked(lock))}
     removed: list[str] = []
     for entry in sorted(staging.iterdir()):
         token = _TOKEN.search(entry.name)

@@ -267,7 +267,11 @@ class AccessStore:
             user = self._user(conn, name)
             if not user.active:
                 raise RegistryError(f"user {name!r} is revoked; `trustforge users grant {name} ROLE` re-enables them")
-            conn.execute(sa.insert(tokens_table).values(id=token_id, user=name, hash=_token_hash(token_id, secret), created=_iso(now), expires=expires, revoked=None))
+            conn.execute(
+                sa.insert(tokens_table).values(
+                    id=token_id, user=name, hash=_token_hash(token_id, secret), created=_iso(now), expires=expires, revoked=None
+                )
+            )
             return {"token_id": token_id, "expires": expires}
 
         self._mutate(by, "issue_token", name, change)
@@ -282,7 +286,9 @@ class AccessStore:
             row = conn.execute(sa.select(tokens_table.c.user).where(tokens_table.c.id == token_id)).first()
             if row is None:
                 raise RegistryError(f"token {token_id} does not exist")
-            conn.execute(sa.update(tokens_table).where(tokens_table.c.id == token_id, tokens_table.c.revoked.is_(None)).values(revoked=_iso(_now())))
+            conn.execute(
+                sa.update(tokens_table).where(tokens_table.c.id == token_id, tokens_table.c.revoked.is_(None)).values(revoked=_iso(_now()))
+            )
             return {"token_id": token_id, "user": row.user}
 
         self._mutate(by, "revoke_token", f"token:{token_id}", change)

@@ -66,7 +66,9 @@ def write_sealed_archive(dest: Path, payload: bytes, keyring: Keyring) -> None:
         "chunk_size": P.CHUNK,
     }
     aad = b"trustforge.backup.v1 payload\x00" + _canonical(header, _BOUND)
-    header["wrapped_key"] = base64.b64encode(keyring.wrap_key(dek, b"trustforge.backup.v1 data key\x00" + _canonical(header, _BOUND))).decode("ascii")
+    header["wrapped_key"] = base64.b64encode(
+        keyring.wrap_key(dek, b"trustforge.backup.v1 data key\x00" + _canonical(header, _BOUND))
+    ).decode("ascii")
     size = P.sealed_size(len(payload), P.CHUNK)
     sealed = bytearray(size)
     P.seal_into(dek, payload, aad, sealed, P.CHUNK)
@@ -84,6 +86,7 @@ def open_sealed_archive(src: Path, keyring: Keyring) -> tuple[dict[str, Any], by
         IntegrityError: naming `src`, for any change to the file.
         SecurityError: naming `src`, when it was made under a KEK this keyring lacks.
     """
+
     def bad(why: str) -> IntegrityError:
         return IntegrityError(f"{src}: {why}")
 
@@ -118,10 +121,16 @@ def open_sealed_archive(src: Path, keyring: Keyring) -> tuple[dict[str, Any], by
 def _parse_header(src: Path, raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("ascii"))
-        ok = (isinstance(header, dict) and header.get("format") == ARCHIVE_FORMAT and header.get("format_version") == ARCHIVE_VERSION
-              and all(k in header for k in (*_SIGNED, "signature"))
-              and isinstance(header["chunk_size"], int) and 1 << 10 <= header["chunk_size"] <= P.CHUNK
-              and isinstance(header["payload_size"], int) and isinstance(header["key_id"], str))
+        ok = (
+            isinstance(header, dict)
+            and header.get("format") == ARCHIVE_FORMAT
+            and header.get("format_version") == ARCHIVE_VERSION
+            and all(k in header for k in (*_SIGNED, "signature"))
+            and isinstance(header["chunk_size"], int)
+            and 1 << 10 <= header["chunk_size"] <= P.CHUNK
+            and isinstance(header["payload_size"], int)
+            and isinstance(header["key_id"], str)
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         ok = False
     if not ok:

@@ -145,7 +145,7 @@ def entry_hash(seq: int, time_: str, actor: str, action: str, obj: str, outcome:
     if type(seq) is not int:
         raise TypeError(f"seq must be an int; got {type(seq).__name__}")
     esc = _ESCAPE
-    data = f'[{_TAG_JSON},{seq},{esc(time_)},{esc(actor)},{esc(action)},{esc(obj)},{esc(outcome)},{esc(details)},{esc(prev_hash)}]'
+    data = f"[{_TAG_JSON},{seq},{esc(time_)},{esc(actor)},{esc(action)},{esc(obj)},{esc(outcome)},{esc(details)},{esc(prev_hash)}]"
     return hashlib.sha256(data.encode("ascii")).hexdigest()
 
 
@@ -188,7 +188,9 @@ class AuditLog:
             database and none otherwise. Pass None to keep no file.
     """
 
-    def __init__(self, engine: sa.Engine, signer: Signer | None = None, verifier: Verifier | None = None, *, head_path: Path | None | str = "auto") -> None:
+    def __init__(
+        self, engine: sa.Engine, signer: Signer | None = None, verifier: Verifier | None = None, *, head_path: Path | None | str = "auto"
+    ) -> None:
         self.engine = engine
         self._signer = signer
         self._verifier = verifier
@@ -200,7 +202,9 @@ class AuditLog:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def append(self, actor: str, action: str, obj: str, outcome: str, details: dict | None = None, *, conn: sa.Connection | None = None) -> int:
+    def append(
+        self, actor: str, action: str, obj: str, outcome: str, details: dict | None = None, *, conn: sa.Connection | None = None
+    ) -> int:
         """Append one entry and re-sign the head; returns its `seq`.
 
         Args:
@@ -256,7 +260,9 @@ class AuditLog:
                 break
             except sa_exc.OperationalError as exc:  # "database is locked", deadlock, serialization failure
                 if attempt == _RETRIES - 1:
-                    raise RegistryError(f"audit log: the database stayed locked or unavailable after {_RETRIES} attempts ({type(exc.orig).__name__})") from None
+                    raise RegistryError(
+                        f"audit log: the database stayed locked or unavailable after {_RETRIES} attempts ({type(exc.orig).__name__})"
+                    ) from None
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 1.0)
         if self.head_path is not None:
@@ -270,13 +276,27 @@ class AuditLog:
         locked = conn.execute(_LOCK_HEAD).rowcount
         head = conn.execute(_READ_HEAD).first()
         if not locked or head is None:
-            raise IntegrityError("audit log: the head row is missing (the audit_head table was tampered with); run `trustforge audit verify`")
+            raise IntegrityError(
+                "audit log: the head row is missing (the audit_head table was tampered with); run `trustforge audit verify`"
+            )
         seq, prev = head.seq, head.hash
         rows, checkpoints, seqs = [], [], []
         for time_, actor, action, obj, outcome, details in records:
             seq += 1
             digest = entry_hash(seq, time_, actor, action, obj, outcome, details, prev)
-            rows.append({"seq": seq, "time": time_, "actor": actor, "action": action, "object": obj, "outcome": outcome, "details": details, "prev_hash": prev, "hash": digest})
+            rows.append(
+                {
+                    "seq": seq,
+                    "time": time_,
+                    "actor": actor,
+                    "action": action,
+                    "object": obj,
+                    "outcome": outcome,
+                    "details": details,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
             if seq % CHECKPOINT_EVERY == 0:
                 checkpoints.append({"seq": seq, "hash": digest, **self._sign(seq, digest)})
             seqs.append(seq)
@@ -386,14 +406,22 @@ class AuditLog:
             c = checkpoints_table.c
             cps = {r.seq: dict(r._mapping) for r in conn.execute(sa.select(checkpoints_table).where(c.seq <= top))}
             e = entries_table.c
-            query = sa.select(e.seq, e.time, e.actor, e.action, e.object, e.outcome, e.details, e.prev_hash, e.hash).where(e.seq <= top).order_by(e.seq)
+            query = (
+                sa.select(e.seq, e.time, e.actor, e.action, e.object, e.outcome, e.details, e.prev_hash, e.hash)
+                .where(e.seq <= top)
+                .order_by(e.seq)
+            )
             expected, prev, last_cp = 1, GENESIS, 0
             for row in conn.execute(query.execution_options(yield_per=2000)):
                 seq = row[0]
                 if seq != expected:
                     return bad(expected - 1, expected, f"entry {expected} is missing (deleted, or its seq was changed)")
                 if row[7] != prev:
-                    return bad(seq - 1, seq, f"entry {seq} does not link to entry {seq - 1} (prev_hash differs): reordered, inserted, or the entry before it was replaced")
+                    return bad(
+                        seq - 1,
+                        seq,
+                        f"entry {seq} does not link to entry {seq - 1} (prev_hash differs): reordered, inserted, or the entry before it was replaced",
+                    )
                 if entry_hash(*row[:8]) != row[8]:
                     return bad(seq - 1, seq, f"entry {seq} was edited (its content no longer matches its hash)")
                 prev = row[8]
@@ -403,20 +431,36 @@ class AuditLog:
                         return bad(last_cp, last_cp + 1, problem)
                     last_cp = seq
                 if seq == file_seq and file_hash != prev:
-                    return bad(last_cp, last_cp + 1, f"the head file {self.head_path.name} signed a different entry {seq}: entries {last_cp + 1}..{seq} were rewritten")
+                    return bad(
+                        last_cp,
+                        last_cp + 1,
+                        f"the head file {self.head_path.name} signed a different entry {seq}: entries {last_cp + 1}..{seq} were rewritten",
+                    )
                 expected += 1
             count = expected - 1
             beyond = conn.execute(sa.select(sa.func.max(e.seq)).where(e.seq > top)).scalar()
             if beyond is not None and self._head(conn).get("seq", 0) < beyond:
                 # A committed append moves the head in the same transaction, so an entry past
                 # the current head was not written by `append`.
-                return bad(count, top + 1, f"entries {top + 1}..{beyond} lie beyond the signed head (inserted outside TrustForge, or the head was rolled back)")
+                return bad(
+                    count,
+                    top + 1,
+                    f"entries {top + 1}..{beyond} lie beyond the signed head (inserted outside TrustForge, or the head was rolled back)",
+                )
         if count < top:
-            return bad(count, count + 1, f"the log ends at entry {count} but the signed head names entry {top}: truncated (entries {count + 1}..{top} are gone)")
+            return bad(
+                count,
+                count + 1,
+                f"the log ends at entry {count} but the signed head names entry {top}: truncated (entries {count + 1}..{top} are gone)",
+            )
         if head_problem:
             return bad(last_cp, last_cp + 1, f"{head_problem}: entries after {last_cp} cannot be trusted")
         if head["hash"] != prev:
-            return bad(last_cp, last_cp + 1, f"the signed head names a different entry {top}: entries {last_cp + 1}..{top} were rewritten and the chain recomputed")
+            return bad(
+                last_cp,
+                last_cp + 1,
+                f"the signed head names a different entry {top}: entries {last_cp + 1}..{top} were rewritten and the chain recomputed",
+            )
         if file_problem:
             return bad(count, count + 1, file_problem)
         return AuditReport(True, count, None, "", tuple(warnings))
@@ -440,7 +484,9 @@ class AuditLog:
         if problem:
             return problem
         if cp["hash"] != chain_hash:
-            return f"the signed checkpoint of entry {seq} names a different hash: entries up to {seq} were rewritten and the chain recomputed"
+            return (
+                f"the signed checkpoint of entry {seq} names a different hash: entries up to {seq} were rewritten and the chain recomputed"
+            )
         return ""
 
     def _check_file(self, file_head: Any, top: int, signed: bool, warnings: list[str]) -> tuple[str, int | None, str | None]:
@@ -459,7 +505,11 @@ class AuditLog:
             warnings.append(f"{problem}; the head file was ignored")
             return "", None, None
         if file_head["seq"] > top:
-            return f"the head file {self.head_path.name} names entry {file_head['seq']} but the database's head is entry {top}: the database was rolled back or truncated", None, None
+            return (
+                f"the head file {self.head_path.name} names entry {file_head['seq']} but the database's head is entry {top}: the database was rolled back or truncated",
+                None,
+                None,
+            )
         return "", file_head["seq"], file_head["hash"]
 
 

@@ -165,10 +165,17 @@ def _read_header(root: Path) -> dict[str, Any]:
         raise IntegrityError(f"{path}: header too large")
     try:
         header = json.loads(path.read_bytes().decode("utf-8"))
-        ok = (isinstance(header, dict) and header.get("format") == SEALED_FORMAT and header.get("format_version") == _VERSION
-              and _plain(header.get("package_id")) and isinstance(header.get("chunk_size"), int)
-              and 1 << 10 <= header["chunk_size"] <= P.CHUNK and isinstance(header.get("files"), list)
-              and all(_plain(n) for n in header["files"]) and len(set(header["files"])) == len(header["files"]))
+        ok = (
+            isinstance(header, dict)
+            and header.get("format") == SEALED_FORMAT
+            and header.get("format_version") == _VERSION
+            and _plain(header.get("package_id"))
+            and isinstance(header.get("chunk_size"), int)
+            and 1 << 10 <= header["chunk_size"] <= P.CHUNK
+            and isinstance(header.get("files"), list)
+            and all(_plain(n) for n in header["files"])
+            and len(set(header["files"])) == len(header["files"])
+        )
         header["wrapped"] = base64.b64decode(header["wrapped_key"], validate=True) if ok else b""
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         ok = False
@@ -281,7 +288,6 @@ def unseal_package(src: Path, dest: Path, keyring: Keyring) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_path(dest.parent)
-
 
 
 def rewrap_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str]]:

@@ -89,8 +89,15 @@ class Keyring:
         key_id: id of the current signing key (hex SHA-256 of its public PEM).
     """
 
-    def __init__(self, keys_dir: Path, signing: P.SigningKey, kek: bytes | None, *, kek_from_env: bool,
-                 retired_keks: dict[bytes, bytes] | None = None):
+    def __init__(
+        self,
+        keys_dir: Path,
+        signing: P.SigningKey,
+        kek: bytes | None,
+        *,
+        kek_from_env: bool,
+        retired_keks: dict[bytes, bytes] | None = None,
+    ):
         self.keys_dir = Path(keys_dir)
         self._signing = signing
         self._kek = kek

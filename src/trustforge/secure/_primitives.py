@@ -99,8 +99,9 @@ def sealed_size(n: int, chunk: int = CHUNK) -> int:
     return n + chunks * OVERHEAD
 
 
-def seal_into(key: bytes, data: bytes | bytearray | memoryview | mmap.mmap, aad: bytes, out: memoryview | mmap.mmap | bytearray,
-              chunk: int = CHUNK) -> None:
+def seal_into(
+    key: bytes, data: bytes | bytearray | memoryview | mmap.mmap, aad: bytes, out: memoryview | mmap.mmap | bytearray, chunk: int = CHUNK
+) -> None:
     """Seal `data` into `out` (exactly `sealed_size(len(data), chunk)` bytes) as GCM messages.
 
     Each message covers at most `chunk` bytes and is nonce ‖ ciphertext ‖ tag; it

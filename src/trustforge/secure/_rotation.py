@@ -39,8 +39,9 @@ class KeyRotation:
     kek_from_env: bool
 
 
-def rotate_keys(keyring: Keyring, sealed_roots: Iterable[Path], *, principal: Principal, audit: AuditLog,
-                new_kek_b64: str | None = None) -> KeyRotation:
+def rotate_keys(
+    keyring: Keyring, sealed_roots: Iterable[Path], *, principal: Principal, audit: AuditLog, new_kek_b64: str | None = None
+) -> KeyRotation:
     """Replace the signing key and the KEK, and re-wrap every sealed package under `sealed_roots`.
 
     Args:

@@ -35,8 +35,17 @@ from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
 
-__all__ = ["SIGNATURE_FILE", "UnsafeNoVerify", "sign_package", "verify_package", "sign_digests", "verify_blobs",
-           "verify_folder", "read_folder", "Trust"]
+__all__ = [
+    "SIGNATURE_FILE",
+    "UnsafeNoVerify",
+    "sign_package",
+    "verify_package",
+    "sign_digests",
+    "verify_blobs",
+    "verify_folder",
+    "read_folder",
+    "Trust",
+]
 
 log = logging.getLogger("trustforge.secure")
 
@@ -128,8 +137,15 @@ def sign_digests(digests: dict[str, str], model_name: str, keyring: Keyring) -> 
 
 
 def _plain(name: object) -> bool:
-    return (isinstance(name, str) and 0 < len(name) <= 128 and name not in (".", "..") and "/" not in name
-            and "\\" not in name and not name.startswith(".") and "\x00" not in name)
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 128
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+        and "\x00" not in name
+    )
 
 
 def _b64(value: object) -> bytes:
@@ -140,6 +156,7 @@ def _b64(value: object) -> bytes:
 
 def _check_signature(sig_path: Path, raw: bytes, trust: Trust) -> dict[str, str]:
     """Verify a bundle and return the signed {file name: sha256 hex}; IntegrityError naming `sig_path`."""
+
     def bad(why: str) -> IntegrityError:
         return IntegrityError(f"{sig_path}: {why}")
 
@@ -172,9 +189,14 @@ def _check_signature(sig_path: Path, raw: bytes, trust: Trust) -> dict[str, str]
         resources = predicate["resources"]
         (subject,) = statement["subject"]
         root = subject["digest"]["sha256"]
-        ok = (statement["_type"] == _STATEMENT_TYPE and statement["predicateType"] == _PREDICATE_TYPE
-              and serialization["method"] == "files" and serialization["hash_type"] == "sha256"
-              and isinstance(resources, list) and len(resources) <= _MAX_FILES)
+        ok = (
+            statement["_type"] == _STATEMENT_TYPE
+            and statement["predicateType"] == _PREDICATE_TYPE
+            and serialization["method"] == "files"
+            and serialization["hash_type"] == "sha256"
+            and isinstance(resources, list)
+            and len(resources) <= _MAX_FILES
+        )
         digests: dict[str, str] = {}
         for r in resources if ok else []:
             name, digest = r["name"], r["digest"]

@@ -60,8 +60,16 @@ __all__ = ["create_app", "get_service"]
 _ID_PREFIX = uuid.uuid4().hex[:8] + "-"
 _ids = itertools.count(1)
 _OFFLOAD_BYTES = 256 * 1024  # bodies above this are parsed in a thread, off the event loop
-_MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
-                 413: "REQUEST_LIMIT_EXCEEDED", 415: "BAD_REQUEST", 503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    413: "REQUEST_LIMIT_EXCEEDED",
+    415: "BAD_REQUEST",
+    503: "TEMPORARILY_UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 _NAME = Path(..., description="the served model's name", max_length=256)
 _VERSION = Path(..., description="the served version's number", max_length=64)
 
@@ -89,8 +97,7 @@ def _error_body(path: str, status: int, message: str) -> bytes:
 
 
 def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(_error_body(request.url.path, status, message), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(_error_body(request.url.path, status, message), status_code=status, headers=headers, media_type="application/json")
 
 
 async def _parse(fn: Callable[..., Any], body: bytes, *args: Any) -> Any:
@@ -109,19 +116,26 @@ def _metadata(rt: Runtime, backend: str) -> dict[str, Any]:
     }
 
 
-_ERRORS = {400: {"model": ErrorBody, "description": "the request is malformed or does not fit the model's signature"},
-           401: {"model": ErrorBody, "description": "no valid bearer token"},
-           403: {"model": ErrorBody, "description": "the token's role may not do this"},
-           404: {"model": ErrorBody, "description": "no such model or version on this server"}}
-_INFER_ERRORS = {**_ERRORS, 413: {"model": ErrorBody, "description": "the body is larger than the server accepts"},
-                 503: {"model": ErrorBody, "description": "the queue is full; retry after Retry-After seconds"}}
+_ERRORS = {
+    400: {"model": ErrorBody, "description": "the request is malformed or does not fit the model's signature"},
+    401: {"model": ErrorBody, "description": "no valid bearer token"},
+    403: {"model": ErrorBody, "description": "the token's role may not do this"},
+    404: {"model": ErrorBody, "description": "no such model or version on this server"},
+}
+_INFER_ERRORS = {
+    **_ERRORS,
+    413: {"model": ErrorBody, "description": "the body is larger than the server accepts"},
+    503: {"model": ErrorBody, "description": "the queue is full; retry after Retry-After seconds"},
+}
 
 
 def _body(schema: str, binary: bool = False) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
     if binary:
-        content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"},
-                                               "description": "the JSON header (Inference-Header-Content-Length bytes) then binary tensor data"}
+        content["application/octet-stream"] = {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "the JSON header (Inference-Header-Content-Length bytes) then binary tensor data",
+        }
     return {"requestBody": {"required": True, "content": content}}
 
 
@@ -137,8 +151,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     config = service.config
     if auth is None:
         if config.auth == "token":
-            auth = Auth(service.registry.access, service.registry.audit, "token", obj=service.source.object,
-                        cache_s=config.auth_cache_s)
+            auth = Auth(service.registry.access, service.registry.audit, "token", obj=service.source.object, cache_s=config.auth_cache_s)
         else:
             auth = Auth(None, None, config.auth, obj=service.source.object)
     metrics: ServeMetrics = service.metrics
@@ -149,9 +162,14 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         # FastAPI's own OpenTelemetry hooks check for providers on every request; this server
         # exports Prometheus metrics itself, so they stay off.
         options["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="TrustForge model server", version=__version__, lifespan=lifespan,
-                  description="Open Inference Protocol v2 and MLflow scoring for one TrustForge model. "
-                              "Every route but the health probes needs `Authorization: Bearer <token>`.", **options)
+    app = FastAPI(
+        title="TrustForge model server",
+        version=__version__,
+        lifespan=lifespan,
+        description="Open Inference Protocol v2 and MLflow scoring for one TrustForge model. "
+        "Every route but the health probes needs `Authorization: Bearer <token>`.",
+        **options,
+    )
     app.state.service = service
     app.state.auth = auth
     app.state.metrics = metrics
@@ -206,8 +224,13 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     async def live() -> Live:
         return Live(live=True)
 
-    @app.get("/v2/health/ready", response_model=Ready, tags=["v2"], summary="Readiness (open)",
-             responses={503: {"model": Ready, "description": "no model worker is ready"}})
+    @app.get(
+        "/v2/health/ready",
+        response_model=Ready,
+        tags=["v2"],
+        summary="Readiness (open)",
+        responses={503: {"model": Ready, "description": "no model worker is ready"}},
+    )
     async def ready(svc: ModelService = Depends(get_service)) -> Response:
         ok = svc.current is not None and svc.current.ready
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
@@ -220,10 +243,16 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     async def model_metadata(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
         return _metadata(_runtime(svc, model_name, None), config.backend)
 
-    @app.get("/v2/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, tags=["v2"],
-             summary="Model version metadata", responses=_ERRORS)
-    async def version_metadata(model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service),
-                               _=Depends(require_read)) -> dict:
+    @app.get(
+        "/v2/models/{model_name}/versions/{model_version}",
+        response_model=ModelMetadata,
+        tags=["v2"],
+        summary="Model version metadata",
+        responses=_ERRORS,
+    )
+    async def version_metadata(
+        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(require_read)
+    ) -> dict:
         return _metadata(_runtime(svc, model_name, model_version), config.backend)
 
     async def _model_ready(svc: ModelService, name: str, version: str | None) -> Response:
@@ -234,10 +263,16 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     async def model_ready(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> Response:
         return await _model_ready(svc, model_name, None)
 
-    @app.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady, tags=["v2"],
-             summary="Model version readiness", responses=_ERRORS)
-    async def version_ready(model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service),
-                            _=Depends(require_read)) -> Response:
+    @app.get(
+        "/v2/models/{model_name}/versions/{model_version}/ready",
+        response_model=ModelReady,
+        tags=["v2"],
+        summary="Model version readiness",
+        responses=_ERRORS,
+    )
+    async def version_ready(
+        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(require_read)
+    ) -> Response:
         return await _model_ready(svc, model_name, model_version)
 
     @app.get("/v2/models/{model_name}/config", tags=["v2"], summary="Model configuration (Triton's extension)", responses=_ERRORS)
@@ -247,13 +282,19 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             "name": rt.name,
             "platform": _metadata(rt, config.backend)["platform"],
             "max_batch_size": config.max_batch_size,
-            "dynamic_batching": {"max_queue_delay_microseconds": int(config.max_latency_ms * 1000),
-                                 "default_queue_policy": {"max_queue_size": config.max_queue}},
+            "dynamic_batching": {
+                "max_queue_delay_microseconds": int(config.max_latency_ms * 1000),
+                "default_queue_policy": {"max_queue_size": config.max_queue},
+            },
             "instance_group": [{"count": max(1, config.workers), "kind": "KIND_CPU"}],
-            "input": [{"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
-                      for s in rt.signature.inputs],
-            "output": [{"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
-                       for s in rt.signature.outputs],
+            "input": [
+                {"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
+                for s in rt.signature.inputs
+            ],
+            "output": [
+                {"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
+                for s in rt.signature.outputs
+            ],
         }
 
     # ------------------------------------------------------------------ v2: inference
@@ -272,32 +313,60 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             return Response(content, headers=headers)
         raise BatcherClosed("the model version changed twice during this request; retry")
 
-    @app.post("/v2/models/{model_name}/infer", response_model=InferenceResponse, tags=["v2"], summary="Inference",
-              responses=_INFER_ERRORS, openapi_extra=_body("InferenceRequest", binary=True))
-    async def infer(request: Request, model_name: str = _NAME, svc: ModelService = Depends(get_service),
-                    _=Depends(require_predict)) -> Response:
+    @app.post(
+        "/v2/models/{model_name}/infer",
+        response_model=InferenceResponse,
+        tags=["v2"],
+        summary="Inference",
+        responses=_INFER_ERRORS,
+        openapi_extra=_body("InferenceRequest", binary=True),
+    )
+    async def infer(
+        request: Request, model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_predict)
+    ) -> Response:
         return await _infer(request, svc, model_name, None)
 
-    @app.post("/v2/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse, tags=["v2"],
-              summary="Inference on a version", responses=_INFER_ERRORS, openapi_extra=_body("InferenceRequest", binary=True))
-    async def infer_version(request: Request, model_name: str = _NAME, model_version: str = _VERSION,
-                            svc: ModelService = Depends(get_service), _=Depends(require_predict)) -> Response:
+    @app.post(
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+        response_model=InferenceResponse,
+        tags=["v2"],
+        summary="Inference on a version",
+        responses=_INFER_ERRORS,
+        openapi_extra=_body("InferenceRequest", binary=True),
+    )
+    async def infer_version(
+        request: Request,
+        model_name: str = _NAME,
+        model_version: str = _VERSION,
+        svc: ModelService = Depends(get_service),
+        _=Depends(require_predict),
+    ) -> Response:
         return await _infer(request, svc, model_name, model_version)
 
     @app.get("/v2/models/{model_name}/drift", tags=["monitoring"], summary="Drift of the inputs served so far", responses=_ERRORS)
     async def drift(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
         rt = _runtime(svc, model_name, None)
         if rt.monitor is None:
-            return {"model_name": rt.name, "model_version": rt.version, "enabled": False,
-                    "reason": "the package has no reference statistics (or drift monitoring is not installed)", "drift": None}
+            return {
+                "model_name": rt.name,
+                "model_version": rt.version,
+                "enabled": False,
+                "reason": "the package has no reference statistics (or drift monitoring is not installed)",
+                "drift": None,
+            }
         status = await run_in_threadpool(rt.monitor.status)
         return {"model_name": rt.name, "model_version": rt.version, "enabled": True, "drift": status}
 
     # ------------------------------------------------------------------ MLflow scoring
 
-    @app.post("/invocations", response_model=ScoringResponse, tags=["mlflow"], summary="MLflow scoring",
-              responses={k: {**v, "model": ScoringError} for k, v in _INFER_ERRORS.items() if k != 404},
-              openapi_extra=_body("ScoringRequest"))
+    @app.post(
+        "/invocations",
+        response_model=ScoringResponse,
+        tags=["mlflow"],
+        summary="MLflow scoring",
+        responses={k: {**v, "model": ScoringError} for k, v in _INFER_ERRORS.items() if k != 404},
+        openapi_extra=_body("ScoringRequest"),
+    )
     async def invocations(request: Request, svc: ModelService = Depends(get_service), _=Depends(require_predict)) -> Response:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if kind not in ("application/json", ""):
@@ -315,8 +384,13 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             return Response(encode_scoring(columns), media_type="application/json")
         raise BatcherClosed("the model version changed twice during this request; retry")
 
-    @app.get("/ping", tags=["mlflow"], summary="Health (open)", response_model=Ready,
-             responses={503: {"model": Ready, "description": "no model worker is ready"}})
+    @app.get(
+        "/ping",
+        tags=["mlflow"],
+        summary="Health (open)",
+        response_model=Ready,
+        responses={503: {"model": Ready, "description": "no model worker is ready"}},
+    )
     async def ping(svc: ModelService = Depends(get_service)) -> Response:
         ok = svc.current is not None and svc.current.ready
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
@@ -329,11 +403,14 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     @app.get("/version", tags=["mlflow"], summary="Server and model version", responses=_ERRORS)
     async def version(svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
         rt = svc.current
-        return {"trustforge": __version__, "model_name": rt.name if rt else None, "model_version": rt.version if rt else None,
-                "backend": config.backend}
+        return {
+            "trustforge": __version__,
+            "model_name": rt.name if rt else None,
+            "model_version": rt.version if rt else None,
+            "backend": config.backend,
+        }
 
-    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics", responses=_ERRORS,
-             response_class=Response)
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics", responses=_ERRORS, response_class=Response)
     async def prometheus(_=Depends(require_read)) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
@@ -407,8 +484,16 @@ class _Gate:
             self.metrics.request_seconds.labels(route=route, method=scope["method"]).observe(elapsed)
             self.metrics.responses.labels(route=route, status=str(status[0])).inc()
             principal = (scope.get("state") or {}).get("principal")
-            log_event(logging.INFO, "request", request_id=request_id, method=scope["method"], route=route,
-                      status=status[0], ms=round(elapsed * 1000, 3), principal=principal)
+            log_event(
+                logging.INFO,
+                "request",
+                request_id=request_id,
+                method=scope["method"],
+                route=route,
+                status=status[0],
+                ms=round(elapsed * 1000, 3),
+                principal=principal,
+            )
 
 
 def _declared_too_big(scope: dict, limit: int) -> tuple[int, str] | None:
@@ -454,6 +539,11 @@ def _replay(body: bytes, receive: Callable) -> Callable:
 
 async def _send_error(send: Callable, path: str, status: int, message: str) -> None:
     body = _error_body(path, status, message)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -65,8 +65,14 @@ class Auth:
 
     _MAX_CACHED = 10_000
 
-    def __init__(self, access: secure.AccessStore | None, audit: secure.AuditLog | None,
-                 mode: Literal["token", "none", "insecure"] = "token", obj: str = "models:/", cache_s: float = 1.0):
+    def __init__(
+        self,
+        access: secure.AccessStore | None,
+        audit: secure.AuditLog | None,
+        mode: Literal["token", "none", "insecure"] = "token",
+        obj: str = "models:/",
+        cache_s: float = 1.0,
+    ):
         if mode == "token" and access is None:
             raise ValueError("token authentication needs an AccessStore")
         self.access = access
@@ -93,15 +99,15 @@ class Auth:
         """
         if self.mode != "token":
             if self.mode == "insecure":
-                log_event(logging.WARNING, "insecure_no_auth", route=route,
-                          detail="serving without authentication (--insecure-no-auth)")
+                log_event(logging.WARNING, "insecure_no_auth", route=route, detail="serving without authentication (--insecure-no-auth)")
             return UNAUTHENTICATED
         if not token:
             if self.audit is not None:
                 # Recorded as AccessStore records refused tokens: action "authenticate".
                 self.audit.append("anonymous", "authenticate", self.obj, "denied", {"reason": "no bearer token", "route": route})
-            raise HTTPException(401, "this route needs a bearer token (Authorization: Bearer tfk_...)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "this route needs a bearer token (Authorization: Bearer tfk_...)", headers={"WWW-Authenticate": "Bearer"}
+            )
         try:
             who = self.access.authenticate(token)  # reads the database; audits its refusals
         except AccessDenied as exc:

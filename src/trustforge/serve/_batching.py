@@ -81,7 +81,7 @@ class Batcher:
         self._failed: BaseException | None = None  # set by fail_all: nothing will run any more
         self._last_arrival: float | None = None
         self._gap_s: float | None = None  # moving average of the time between arrivals (None: one arrival yet)
-        self._batch_s = 0.0        # moving average of the time one batch takes
+        self._batch_s = 0.0  # moving average of the time one batch takes
 
     # ------------------------------------------------------------------ producer side
 

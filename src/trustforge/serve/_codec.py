@@ -42,8 +42,7 @@ def pack(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | np.ndarray 
             buffers.append(data)
         else:
             entries.append({"name": name, "shape": list(arr.shape), "values": [_plain(v) for v in arr.reshape(-1).tolist()]})
-    header = json.dumps({"meta": dict(meta), "tensor": tensor, "arrays": entries}, separators=(",", ":"),
-                        allow_nan=True).encode("utf-8")
+    header = json.dumps({"meta": dict(meta), "tensor": tensor, "arrays": entries}, separators=(",", ":"), allow_nan=True).encode("utf-8")
     return b"".join([_MAGIC, struct.pack(">I", len(header)), header, *buffers])
 
 
@@ -58,7 +57,7 @@ def unpack(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[s
         raise CodecError("not a worker message")
     (n,) = struct.unpack(">I", view[4:8])
     try:
-        header = json.loads(bytes(view[8:8 + n]))
+        header = json.loads(bytes(view[8 : 8 + n]))
     except (ValueError, UnicodeDecodeError):
         raise CodecError("unreadable worker message header") from None
     offset = 8 + n
@@ -72,7 +71,7 @@ def unpack(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[s
             nbytes = int(entry["nbytes"])
             if offset + nbytes > len(view):
                 raise CodecError(f"array {entry['name']!r} runs past the end of the message")
-            arr = np.frombuffer(bytearray(view[offset:offset + nbytes]), dtype=dtype).reshape(shape)
+            arr = np.frombuffer(bytearray(view[offset : offset + nbytes]), dtype=dtype).reshape(shape)
             offset += nbytes
         else:
             values = entry["values"]

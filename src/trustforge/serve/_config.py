@@ -86,5 +86,7 @@ class ServeConfig:
             SecurityError: `auth="none"` on an address that is not loopback.
         """
         if self.auth == "none" and not is_loopback(self.host):
-            raise SecurityError(f"refusing to serve without authentication on {self.host}, which other machines can reach; "
-                                "drop --no-auth to require tokens, or pass --insecure-no-auth if you really mean it")
+            raise SecurityError(
+                f"refusing to serve without authentication on {self.host}, which other machines can reach; "
+                "drop --no-auth to require tokens, or pass --insecure-no-auth if you really mean it"
+            )

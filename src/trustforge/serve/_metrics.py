@@ -40,8 +40,9 @@ class _DriftCollector(Collector):
         self._source = source
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("trustforge_drift_score", "Latest drift score per input feature (monitor's statistic)",
-                                   labels=["model", "feature"])
+        family = GaugeMetricFamily(
+            "trustforge_drift_score", "Latest drift score per input feature (monitor's statistic)", labels=["model", "feature"]
+        )
         try:
             found = self._source()
         except Exception:  # noqa: BLE001 - a broken monitor must not break the scrape
@@ -61,22 +62,24 @@ class ServeMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.request_seconds = Histogram("trustforge_request_duration_seconds", "HTTP request duration",
-                                         ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_seconds = Histogram(
+            "trustforge_request_duration_seconds", "HTTP request duration", ["route", "method"], buckets=_LATENCY_BUCKETS, registry=r
+        )
         self.in_flight = Gauge("trustforge_requests_in_flight", "HTTP requests being handled", registry=r)
         self.responses = Counter("trustforge_responses", "HTTP responses by route and status", ["route", "status"], registry=r)
-        self.batch_size = Histogram("trustforge_batch_size", "Rows per batch run by the model", ["model"],
-                                    buckets=_BATCH_BUCKETS, registry=r)
-        self.batch_seconds = Histogram("trustforge_batch_duration_seconds", "Time to run one batch", ["model"],
-                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "trustforge_batch_size", "Rows per batch run by the model", ["model"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "trustforge_batch_duration_seconds", "Time to run one batch", ["model"], buckets=_LATENCY_BUCKETS, registry=r
+        )
         self.queue_depth = Gauge("trustforge_queue_depth", "Requests waiting for a batch", ["model"], registry=r)
-        self.worker_restarts = Counter("trustforge_worker_restarts", "Model worker processes restarted after dying",
-                                       ["model"], registry=r)
-        self.batches_retried = Counter("trustforge_batches_retried", "Batches run again after their worker died",
-                                       ["model"], registry=r)
+        self.worker_restarts = Counter("trustforge_worker_restarts", "Model worker processes restarted after dying", ["model"], registry=r)
+        self.batches_retried = Counter("trustforge_batches_retried", "Batches run again after their worker died", ["model"], registry=r)
         self.reloads = Counter("trustforge_model_reloads", "Model version swaps by outcome", ["outcome"], registry=r)
-        self.model_info = Gauge("trustforge_model_info", "The model version being served (value 1)",
-                                ["model", "version", "backend"], registry=r)
+        self.model_info = Gauge(
+            "trustforge_model_info", "The model version being served (value 1)", ["model", "version", "backend"], registry=r
+        )
         self._drift_source: Callable[[], tuple[str, dict[str, float]] | None] = lambda: None
         r.register(_DriftCollector(lambda: self._drift_source()))
 

@@ -82,7 +82,7 @@ def probe_input(model: Model, signature: Signature, rows: int = 16, seed: int = 
         if dtype.kind == "f":
             return rng.random(shape).astype(dtype)
         return rng.integers(0, 2, size=shape).astype(dtype)
-    pre = (model.manifest.get("preprocessing") or {})
+    pre = model.manifest.get("preprocessing") or {}
     vocab = pre.get("vocabularies") or {}
     binary = pre.get("binary_values") or {}
     numeric = list(model.schema.numeric) if hasattr(model.schema, "numeric") else []
@@ -164,11 +164,15 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
         try:
             diff = compare_predictions(eager_model.predict(probe), onnx_model.predict(probe))
         except Exception as exc:  # noqa: BLE001 - any failure of the exported graph is the kind's
-            raise ModelError(f"model kind {_kind(model)!r}: the ONNX export does not run in ONNX Runtime "
-                             f"({exc.__class__.__name__}: {str(exc)[:200]}); serve it with --backend torch") from None
+            raise ModelError(
+                f"model kind {_kind(model)!r}: the ONNX export does not run in ONNX Runtime "
+                f"({exc.__class__.__name__}: {str(exc)[:200]}); serve it with --backend torch"
+            ) from None
         if not diff <= TOLERANCE:
-            raise ModelError(f"model kind {_kind(model)!r}: ONNX Runtime predictions differ from eager PyTorch by {diff:.3g} "
-                             f"(> {TOLERANCE}); serve it with --backend torch")
+            raise ModelError(
+                f"model kind {_kind(model)!r}: ONNX Runtime predictions differ from eager PyTorch by {diff:.3g} "
+                f"(> {TOLERANCE}); serve it with --backend torch"
+            )
         meta = {
             "format": _CACHE_FORMAT,
             "format_version": 1,
@@ -181,8 +185,10 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
         }
         key_id, sig = keyring.sign(_canonical(meta))
         atomic_write_bytes(onnx_file, blob)
-        atomic_write_bytes(entry / "model.json", json.dumps({**meta, "key_id": key_id,
-                                                             "signature": base64.b64encode(sig).decode("ascii")}, indent=1).encode())
+        atomic_write_bytes(
+            entry / "model.json",
+            json.dumps({**meta, "key_id": key_id, "signature": base64.b64encode(sig).decode("ascii")}, indent=1).encode(),
+        )
         log.info(json.dumps({"event": "onnx_exported", "path": str(onnx_file), "max_difference": diff}))
         return onnx_file
 
@@ -216,12 +222,23 @@ def export_onnx(model: Model, signature: Signature) -> bytes:
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), torch.no_grad():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(model.module, example, None, input_names=names, output_names=["output"],
-                                        dynamic_shapes=dynamic, dynamo=True, opset_version=_OPSET, verbose=False)
+            program = torch.onnx.export(
+                model.module,
+                example,
+                None,
+                input_names=names,
+                output_names=["output"],
+                dynamic_shapes=dynamic,
+                dynamo=True,
+                opset_version=_OPSET,
+                verbose=False,
+            )
             blob = program.model_proto.SerializeToString()
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; all mean "this kind cannot export"
-        raise ModelError(f"model kind {_kind(model)!r} cannot be exported to ONNX ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); serve it with --backend torch") from None
+        raise ModelError(
+            f"model kind {_kind(model)!r} cannot be exported to ONNX ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); serve it with --backend torch"
+        ) from None
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)

@@ -30,8 +30,16 @@ from trustforge.serve._signature import (
     tensor_from_json,
 )
 
-__all__ = ["InferRequest", "parse_infer", "parse_scoring", "resolve_outputs", "encode_infer", "encode_scoring",
-           "validation_message", "dumps"]
+__all__ = [
+    "InferRequest",
+    "parse_infer",
+    "parse_scoring",
+    "resolve_outputs",
+    "encode_infer",
+    "encode_scoring",
+    "validation_message",
+    "dumps",
+]
 
 _MAX_ELEMENTS = 1 << 28  # a shape claiming more elements than this is refused before any allocation
 
@@ -105,7 +113,7 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
                 raise RequestError(f"inputs[{i}] ({inp.name!r}): binary data need the Inference-Header-Content-Length header")
             if offset + size > len(rest):
                 raise RequestError(f"inputs[{i}] ({inp.name!r}): binary_data_size {size} runs past the end of the body")
-            given[inp.name] = (i, inp, rest[offset:offset + size])
+            given[inp.name] = (i, inp, rest[offset : offset + size])
             offset += size
         else:
             if inp.data is None:
@@ -225,13 +233,13 @@ def parse_scoring(body: bytes, signature: Signature) -> Payload:
         if len(signature.inputs) == 1 and not any(isinstance(item, (dict, list)) for item in items):
             spec = signature.inputs[0]
             return {spec.name: column_from_json(items, spec, f"instances ({spec.name!r})")}
-        raise RequestError(f"instances must be records ({{\"column\": value, ...}}); the model takes {signature.describe()}")
+        raise RequestError(f'instances must be records ({{"column": value, ...}}); the model takes {signature.describe()}')
     inputs = req.inputs
     if isinstance(inputs, list):
         if len(signature.inputs) == 1:
             spec = signature.inputs[0]
             return {spec.name: column_from_json(inputs, spec, f"inputs ({spec.name!r})")}
-        raise RequestError(f"inputs must be columns ({{\"column\": [values]}}); the model takes {signature.describe()}")
+        raise RequestError(f'inputs must be columns ({{"column": [values]}}); the model takes {signature.describe()}')
     cols = {}
     rows: tuple[str, int] | None = None
     for spec in signature.inputs:
@@ -337,13 +345,16 @@ def _jsonable(arr: np.ndarray) -> list:
             obj[bad] = None
             return obj.tolist()
     elif flat.dtype == object:
-        return [None if v is None or isinstance(v, float) and not np.isfinite(v) else (v.item() if isinstance(v, np.generic) else v)
-                for v in flat.tolist()]
+        return [
+            None if v is None or isinstance(v, float) and not np.isfinite(v) else (v.item() if isinstance(v, np.generic) else v)
+            for v in flat.tolist()
+        ]
     return flat.tolist()
 
 
-def encode_infer(outputs: list[tuple[str, str, np.ndarray]], req: InferRequest, model_name: str,
-                 model_version: str) -> tuple[bytes, dict[str, str]]:
+def encode_infer(
+    outputs: list[tuple[str, str, np.ndarray]], req: InferRequest, model_name: str, model_version: str
+) -> tuple[bytes, dict[str, str]]:
     """A v2 infer response: (body, headers). Binary outputs follow the JSON header.
 
     Raises:
@@ -377,8 +388,7 @@ def encode_infer(outputs: list[tuple[str, str, np.ndarray]], req: InferRequest, 
     header = dumps(body)
     if not blobs:
         return header, {"content-type": "application/json"}
-    return header + b"".join(blobs), {"content-type": "application/octet-stream",
-                                      "inference-header-content-length": str(len(header))}
+    return header + b"".join(blobs), {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
 
 
 def encode_scoring(columns: Mapping[str, np.ndarray]) -> bytes:

@@ -37,15 +37,34 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
     with Registry(settings) as registry:
         secure.require(registry.principal, "serve", source.object, registry.audit)
         if config.auth != "token":
-            log_event(logging.WARNING, "no_auth", host=config.host, mode=config.auth,
-                      detail="every route is open to anyone who can reach this address")
+            log_event(
+                logging.WARNING,
+                "no_auth",
+                host=config.host,
+                mode=config.auth,
+                detail="every route is open to anyone who can reach this address",
+            )
         service = ModelService(source, config, settings=settings, registry=registry, public_key=public_key)
         service.start()
         try:
             app = create_app(service)
-            log_event(logging.INFO, "listening", host=config.host, port=config.port, model=service.current.name,
-                      version=service.current.version, auth=config.auth)
-            uvicorn.run(app, host=config.host, port=config.port, log_config=None, access_log=False,
-                        timeout_graceful_shutdown=max(5, int(config.request_timeout_s)), server_header=False)
+            log_event(
+                logging.INFO,
+                "listening",
+                host=config.host,
+                port=config.port,
+                model=service.current.name,
+                version=service.current.version,
+                auth=config.auth,
+            )
+            uvicorn.run(
+                app,
+                host=config.host,
+                port=config.port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=max(5, int(config.request_timeout_s)),
+                server_header=False,
+            )
         finally:
             service.close()

@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.errors import ModelError, RegistryError, TrustForgeError
-from trustforge.package import Model
-from trustforge.package import encode_manifest
+from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
 from trustforge.serve._logging import log_event
@@ -85,8 +84,20 @@ class ModelSource:
 class Runtime:
     """One loaded model version with its queue, executors and driver threads."""
 
-    def __init__(self, *, model: Model, name: str, version: str, digest: str, uri: str, config: ServeConfig,
-                 load: dict[str, Any], metrics: ServeMetrics, monitor: Any = None, inline_model: Model | None = None):
+    def __init__(
+        self,
+        *,
+        model: Model,
+        name: str,
+        version: str,
+        digest: str,
+        uri: str,
+        config: ServeConfig,
+        load: dict[str, Any],
+        metrics: ServeMetrics,
+        monitor: Any = None,
+        inline_model: Model | None = None,
+    ):
         self.model = model
         self.name = name
         self.version = version
@@ -171,8 +182,14 @@ class Runtime:
                     return
                 try:
                     ex.start()
-                    log_event(logging.INFO, "worker_restarted", model=self.name, version=self.version, worker=ex.name,
-                              pid=getattr(ex, "pid", None))
+                    log_event(
+                        logging.INFO,
+                        "worker_restarted",
+                        model=self.name,
+                        version=self.version,
+                        worker=ex.name,
+                        pid=getattr(ex, "pid", None),
+                    )
                     backoff = 0.5
                 except Exception as exc:  # noqa: BLE001 - keep trying; other workers serve meanwhile
                     log_event(logging.ERROR, "worker_restart_failed", model=self.name, worker=ex.name, error=str(exc)[:300])
@@ -200,8 +217,14 @@ class Runtime:
                     self._execute(ex, [job])
             return
         except (WorkerFailed, TrustForgeError, Exception) as exc:  # noqa: BLE001
-            log_event(logging.ERROR, "batch_failed", model=self.name, version=self.version, rows=rows,
-                      error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+            log_event(
+                logging.ERROR,
+                "batch_failed",
+                model=self.name,
+                version=self.version,
+                rows=rows,
+                error=f"{exc.__class__.__name__}: {str(exc)[:300]}",
+            )
             for job in jobs:
                 _fail(job, InternalError("the model failed on this batch; the error is in the server log"))
             return
@@ -227,8 +250,15 @@ class Runtime:
 
     def _worker_died(self, ex: Any, jobs: list[Job], exc: Exception) -> None:
         self.metrics.worker_restarts.labels(model=self.name).inc()
-        log_event(logging.WARNING, "worker_died", model=self.name, version=self.version, worker=ex.name,
-                  pid=getattr(ex, "pid", None), requests=len(jobs))
+        log_event(
+            logging.WARNING,
+            "worker_died",
+            model=self.name,
+            version=self.version,
+            worker=ex.name,
+            pid=getattr(ex, "pid", None),
+            requests=len(jobs),
+        )
         for job in jobs:
             job.attempts += 1
         if len(jobs) == 1 and jobs[0].attempts >= 2:
@@ -297,9 +327,17 @@ class ModelService:
         debug_delay_s: tests only: each worker holds every batch this long.
     """
 
-    def __init__(self, source: str | ModelSource, config: ServeConfig | None = None, *, settings: Settings | None = None,
-                 registry: Any = None, metrics: ServeMetrics | None = None, public_key: str | None = None,
-                 debug_delay_s: float = 0.0):
+    def __init__(
+        self,
+        source: str | ModelSource,
+        config: ServeConfig | None = None,
+        *,
+        settings: Settings | None = None,
+        registry: Any = None,
+        metrics: ServeMetrics | None = None,
+        public_key: str | None = None,
+        debug_delay_s: float = 0.0,
+    ):
         self.source = source if isinstance(source, ModelSource) else ModelSource(source, public_key)
         self.config = config or ServeConfig()
         self.settings = settings or (registry.settings if registry is not None else Settings.from_env())
@@ -337,8 +375,15 @@ class ModelService:
         name, version, uri = self._resolve()
         self._current = self._build(name, version, uri)
         self._publish(self._current)
-        log_event(logging.INFO, "model_loaded", model=name, version=version, backend=self.config.backend,
-                  workers=self.config.workers, digest=self._current.digest[:16])
+        log_event(
+            logging.INFO,
+            "model_loaded",
+            model=name,
+            version=version,
+            backend=self.config.backend,
+            workers=self.config.workers,
+            digest=self._current.digest[:16],
+        )
         if self.source.follows:
             self._poller = threading.Thread(target=self._poll, name="trustforge-alias-poller", daemon=True)
             self._poller.start()
@@ -354,8 +399,13 @@ class ModelService:
     def _build(self, name: str, version: str, uri: str) -> Runtime:
         s = self.settings
         load: dict[str, Any] = {
-            "settings": {"home": str(s.home), "db_url": s.db_url, "artifacts": str(s.artifacts) if s.artifacts else None,
-                         "kek": s.kek, "token": s.token},
+            "settings": {
+                "home": str(s.home),
+                "db_url": s.db_url,
+                "artifacts": str(s.artifacts) if s.artifacts else None,
+                "kek": s.kek,
+                "token": s.token,
+            },
             "backend": self.config.backend,
             "threads": self.config.threads,
             "debug_delay_s": self._debug_delay_s,
@@ -378,8 +428,18 @@ class ModelService:
             load["digest"] = digest
             if self.config.workers == 0:
                 inline_model = load_onnx_model(model, Path(load["onnx_file"]), digest, keyring, self.config.threads)
-        runtime = Runtime(model=model, name=name, version=version, digest=digest, uri=uri, config=self.config, load=load,
-                          metrics=self.metrics, monitor=self._monitor_for(model, uri), inline_model=inline_model)
+        runtime = Runtime(
+            model=model,
+            name=name,
+            version=version,
+            digest=digest,
+            uri=uri,
+            config=self.config,
+            load=load,
+            metrics=self.metrics,
+            monitor=self._monitor_for(model, uri),
+            inline_model=inline_model,
+        )
         runtime.start()
         return runtime
 
@@ -443,8 +503,14 @@ class ModelService:
             self._last_failed = None
             self._publish(new)
             self.metrics.reloads.labels(outcome="ok").inc()
-            log_event(logging.INFO, "model_swapped", model=name, version=version,
-                      previous=old.version if old is not None else None, digest=new.digest[:16])
+            log_event(
+                logging.INFO,
+                "model_swapped",
+                model=name,
+                version=version,
+                previous=old.version if old is not None else None,
+                digest=new.digest[:16],
+            )
         if old is not None:  # drain the old version in the background; its queued requests finish there
             threading.Thread(target=old.close, name="trustforge-drain", daemon=True).start()
         return True

@@ -125,7 +125,7 @@ class Signature:
         sig = manifest.get("signature")
         if not isinstance(sig, Mapping) or not isinstance(sig.get("inputs"), list) or not sig["inputs"]:
             raise ModelError("the package's manifest has no signature.inputs; it cannot be served")
-        binary = ((manifest.get("preprocessing") or {}).get("binary_values") or {})
+        binary = (manifest.get("preprocessing") or {}).get("binary_values") or {}
         inputs = tuple(_spec(entry, "signature.inputs", i, binary) for i, entry in enumerate(sig["inputs"]))
         outputs = tuple(_spec(entry, "signature.outputs", i, {}) for i, entry in enumerate(sig.get("outputs") or []))
         names = [s.name for s in inputs]
@@ -136,8 +136,10 @@ class Signature:
         elif len(inputs) == 1:
             layout = "tensor"
         else:
-            raise ModelError(f"signature.inputs: {len(inputs)} inputs of which some are tensors; a served model takes "
-                             "either columns of shape [-1] or exactly one tensor")
+            raise ModelError(
+                f"signature.inputs: {len(inputs)} inputs of which some are tensors; a served model takes "
+                "either columns of shape [-1] or exactly one tensor"
+            )
         return cls(inputs, outputs, layout)
 
     @property
@@ -173,10 +175,15 @@ def _spec(entry: Any, where: str, i: int, binary: Mapping[str, Any]) -> TensorSp
         datatype = "BYTES"
     labels = entry.get("labels")
     min_rows = entry.get("min_rows")
-    return TensorSpec(name, datatype, tuple(shape), kind if isinstance(kind, str) else None,
-                      tuple(str(label) for label in labels) if isinstance(labels, list) else None,
-                      optional=entry.get("optional") is True,
-                      min_rows=min_rows if isinstance(min_rows, int) and not isinstance(min_rows, bool) else None)
+    return TensorSpec(
+        name,
+        datatype,
+        tuple(shape),
+        kind if isinstance(kind, str) else None,
+        tuple(str(label) for label in labels) if isinstance(labels, list) else None,
+        optional=entry.get("optional") is True,
+        min_rows=min_rows if isinstance(min_rows, int) and not isinstance(min_rows, bool) else None,
+    )
 
 
 def _is_number_text(value: Any) -> bool:
@@ -266,8 +273,7 @@ def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | N
     return _convert(values, spec, where, claimed, row_based=True)
 
 
-def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None,
-                     shape: Sequence[int] | None = None) -> np.ndarray:
+def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None, shape: Sequence[int] | None = None) -> np.ndarray:
     """A tensor from (nested or, with `shape`, flat) JSON lists, checked against `spec`.
 
     Raises:
@@ -477,7 +483,9 @@ def tensor_from_binary(buf: memoryview, claimed: str, shape: Sequence[int], spec
         return arr.reshape(tuple(shape))
     dtype = NP_TYPES[claimed].newbyteorder("<")
     if len(buf) != count * dtype.itemsize:
-        raise RequestError(f"{where}: binary_data_size is {len(buf)} bytes; shape {list(shape)} of {claimed} needs {count * dtype.itemsize}")
+        raise RequestError(
+            f"{where}: binary_data_size is {len(buf)} bytes; shape {list(shape)} of {claimed} needs {count * dtype.itemsize}"
+        )
     arr = np.frombuffer(buf, dtype=dtype).reshape(tuple(shape))
     target = NP_TYPES[spec.datatype]
     if target.kind == "f":
@@ -498,7 +506,7 @@ def _decode_bytes_tensor(buf: memoryview, where: str) -> list[str]:
         if offset + n > end:
             raise RequestError(f"{where}: BYTES element of {n} bytes runs past the end of its data")
         try:
-            items.append(bytes(buf[offset:offset + n]).decode("utf-8"))
+            items.append(bytes(buf[offset : offset + n]).decode("utf-8"))
         except UnicodeDecodeError:
             raise RequestError(f"{where}: element {len(items)} is not UTF-8 text") from None
         offset += n

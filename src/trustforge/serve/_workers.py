@@ -79,8 +79,13 @@ def load_serving_model(load: dict[str, Any]):
     from trustforge.settings import Settings
 
     s = load["settings"]
-    settings = Settings(home=Path(s["home"]), db_url=s["db_url"], artifacts=Path(s["artifacts"]) if s.get("artifacts") else None,
-                        kek=s.get("kek"), token=s.get("token"))
+    settings = Settings(
+        home=Path(s["home"]),
+        db_url=s["db_url"],
+        artifacts=Path(s["artifacts"]) if s.get("artifacts") else None,
+        kek=s.get("kek"),
+        token=s.get("token"),
+    )
     keyring = None
     if load["source"] == "registry":
         from trustforge.registry import Registry
@@ -224,8 +229,11 @@ class ProcessExecutor:
         self.stop()
         ours, theirs = socket.socketpair()
         try:
-            process = subprocess.Popen([sys.executable, "-m", "trustforge.serve._worker", str(theirs.fileno())],
-                                       pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "trustforge.serve._worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             theirs.close()  # the worker holds its end now; when it exits, ours reads end-of-file
         conn = Connection(ours.detach())

@@ -248,8 +248,10 @@ class InteractionsSpec(_Strict):
         if self.feedback == "explicit" and self.rating is None:
             raise SpecProblem(("rating",), "must name the rating column for feedback explicit; got null")
         if self.positive_threshold is not None and (self.feedback != "implicit" or self.rating is None):
-            raise SpecProblem(("positive_threshold",), "needs feedback implicit and a rating column; got "
-                              f"{self.positive_threshold:g} with feedback {self.feedback}")
+            raise SpecProblem(
+                ("positive_threshold",),
+                f"needs feedback implicit and a rating column; got {self.positive_threshold:g} with feedback {self.feedback}",
+            )
         named = [c for c in (self.user, self.item, self.rating, self.time) if c is not None]
         if len(set(named)) != len(named):
             raise SpecProblem((), f"user, item, rating and time must name different columns; got {named}")
@@ -268,8 +270,12 @@ class SeriesSpec(_Strict):
     time: str | None = Field(None, description="column that orders the series; default: builtin sets know theirs, else row order")
     lookback: PositiveInt = Field(24, le=10_000, description="past values the model sees")
     horizon: PositiveInt = Field(1, le=1_000, description="future values it forecasts")
-    season: PositiveInt = Field(1, description="season length (12 for monthly data); the seasonal-naive baseline repeats the value one season back")
-    transform: Literal["none", "log"] = Field("none", description="log: model log-values (growth that scales with the level); values must be > 0")
+    season: PositiveInt = Field(
+        1, description="season length (12 for monthly data); the seasonal-naive baseline repeats the value one season back"
+    )
+    transform: Literal["none", "log"] = Field(
+        "none", description="log: model log-values (growth that scales with the level); values must be > 0"
+    )
     level: Literal["none", "last", "mean"] = Field(
         "last", description="each window is taken relative to its last value or its mean (after scaling), and the forecast added back to it"
     )
@@ -277,7 +283,9 @@ class SeriesSpec(_Strict):
     @model_validator(mode="after")
     def _season_fits_lookback(self) -> "SeriesSpec":
         if self.season > self.lookback:
-            raise SpecProblem(("season",), f"must be <= lookback ({self.lookback}) so the seasonal-naive baseline sees one season back; got {self.season}")
+            raise SpecProblem(
+                ("season",), f"must be <= lookback ({self.lookback}) so the seasonal-naive baseline sees one season back; got {self.season}"
+            )
         return self
 
 
@@ -302,13 +310,20 @@ class TextSpec(_Strict):
     min_freq: int = Field(1, ge=1, description="word/char: fewest training occurrences for a token to get its own id")
     max_vocab: int = Field(20000, ge=3, le=1_000_000, description="word/char: largest vocabulary, <pad> and <unk> included")
     lowercase: bool = True
-    ngrams: int = Field(1, ge=1, le=3, description="word/char: 2 or 3 also makes a token of each run of 2 (3) "
-                        "tokens, after the token that ends it (fastText's n-grams); they count toward max_length")
+    ngrams: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="word/char: 2 or 3 also makes a token of each run of 2 (3) "
+        "tokens, after the token that ends it (fastText's n-grams); they count toward max_length",
+    )
 
     @model_validator(mode="after")
     def _wordpiece_is_uncased(self) -> "TextSpec":
         if self.tokenizer == "wordpiece" and self.ngrams != 1:
-            raise SpecProblem(("ngrams",), f"must be 1 for tokenizer wordpiece (the pretrained vocabulary has no n-grams); got {self.ngrams}")
+            raise SpecProblem(
+                ("ngrams",), f"must be 1 for tokenizer wordpiece (the pretrained vocabulary has no n-grams); got {self.ngrams}"
+            )
         # The pretrained vocabulary is uncased: cased input would map most capitals to [UNK].
         if self.tokenizer == "wordpiece" and not self.lowercase:
             raise SpecProblem(("lowercase",), "must be true for tokenizer wordpiece (all-MiniLM-L6-v2 is uncased); got false")
@@ -337,8 +352,10 @@ class DataSpec(_Strict):
     source: str = "builtin:digits"
     target: str | None = Field(None, description="target column; builtin sets and image folders know theirs")
     features: list[str] | dict[str, str] | None = Field(
-        None, description="columns to use (default all but the target), as a list, or as a mapping of column to feature type "
-        "(numeric, binary, categorical, text, datetime) that overrides inference")
+        None,
+        description="columns to use (default all but the target), as a list, or as a mapping of column to feature type "
+        "(numeric, binary, categorical, text, datetime) that overrides inference",
+    )
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     split: SplitSpec = Field(default_factory=SplitSpec)
     missing: MissingSpec = Field(default_factory=MissingSpec)
@@ -347,7 +364,9 @@ class DataSpec(_Strict):
     audio: AudioSpec = Field(default_factory=AudioSpec)
     max_categories: int = Field(50, ge=2, description="text-like columns with more distinct values are refused")
     interactions: InteractionsSpec | None = Field(None, description="task recommendation: the user, item, rating and time columns")
-    series: SeriesSpec | None = Field(None, description="task forecasting: windows and split of the time series (filled in for forecasting)")
+    series: SeriesSpec | None = Field(
+        None, description="task forecasting: windows and split of the time series (filled in for forecasting)"
+    )
     text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
 
     @field_validator("features")
@@ -380,8 +399,9 @@ class MLPSpec(_Strict):
     activation: Activation = "relu"
     dropout: float = Field(0.1, ge=0, lt=1)
     batch_norm: bool = False
-    embedding_dim: PositiveInt | None = Field(None, description="per categorical column (default from its cardinality); "
-                                              "text: per token (default 64)")
+    embedding_dim: PositiveInt | None = Field(
+        None, description="per categorical column (default from its cardinality); text: per token (default 64)"
+    )
     word_dropout: float = Field(0.0, ge=0, lt=1, description="text only, in training: chance that a token is blanked")
 
 
@@ -517,8 +537,9 @@ class TwoTowerSpec(_Strict):
 RECOMMENDER_KINDS = ("mf", "two_tower")
 
 
-ModelSpec = Annotated[Union[MLPSpec, CNNSpec, RNNSpec, AudioCNNSpec, MFSpec, TwoTowerSpec, TransformerSpec, TextPretrainedSpec],
-                      Field(discriminator="kind")]
+ModelSpec = Annotated[
+    Union[MLPSpec, CNNSpec, RNNSpec, AudioCNNSpec, MFSpec, TwoTowerSpec, TransformerSpec, TextPretrainedSpec], Field(discriminator="kind")
+]
 
 
 # ---------------------------------------------------------------------------- training
@@ -574,9 +595,7 @@ class StepSchedulerSpec(_Strict):
     gamma: float = Field(0.1, gt=0, le=1)
 
 
-SchedulerSpec = Annotated[
-    Union[NoSchedulerSpec, CosineSchedulerSpec, StepSchedulerSpec], Field(discriminator="name")
-]
+SchedulerSpec = Annotated[Union[NoSchedulerSpec, CosineSchedulerSpec, StepSchedulerSpec], Field(discriminator="name")]
 
 
 class EarlyStoppingSpec(_Strict):
@@ -713,9 +732,7 @@ class TaskSpec(_Strict):
     def _plain_name(cls, v: str) -> str:
         # The name becomes part of folder names and model URIs.
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
-            raise ValueError(
-                f"must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; got {v!r}"
-            )
+            raise ValueError(f"must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; got {v!r}")
         return v
 
     @model_validator(mode="before")
@@ -782,18 +799,22 @@ class TaskSpec(_Strict):
             if self.data.interactions is not None:
                 raise SpecProblem(("data", "interactions"), f"applies to task recommendation only; the task is {self.task}")
             if self.model.kind in RECOMMENDER_KINDS:
-                raise SpecProblem(("model", "kind"), f"{self.model.kind!r} is a recommender; it needs task recommendation, the task is {self.task}")
+                raise SpecProblem(
+                    ("model", "kind"), f"{self.model.kind!r} is a recommender; it needs task recommendation, the task is {self.task}"
+                )
         if t.sampler != "none" and self.task != "classification":
             raise SpecProblem(("train", "sampler"), f"must be none for task {self.task} (it balances classes); got {t.sampler!r}")
         if t.sampler != "none" and t.class_weights != "none":
             raise SpecProblem(
                 ("train", "sampler"),
-                "must be none when train.class_weights is balanced (both correct the same imbalance; pick one); "
-                f"got {t.sampler!r}",
+                f"must be none when train.class_weights is balanced (both correct the same imbalance; pick one); got {t.sampler!r}",
             )
         if self.task == "forecasting" and self.data.features is not None:
-            raise SpecProblem(("data", "features"), "must be null for task forecasting (the model reads the target "
-                              f"series alone; other columns are ignored); got {self.data.features!r}")
+            raise SpecProblem(
+                ("data", "features"),
+                "must be null for task forecasting (the model reads the target "
+                f"series alone; other columns are ignored); got {self.data.features!r}",
+            )
         if self.task == "forecasting" and self.data.series is None:
             self.data.series = SeriesSpec()  # the defaults, written out so `validate` shows them
         elif self.task != "forecasting" and self.data.series is not None:
@@ -802,9 +823,7 @@ class TaskSpec(_Strict):
         allowed = task.metric_names(self)
         for i, m in enumerate(self.evaluate.metrics or ()):
             if m not in allowed:
-                raise SpecProblem(
-                    ("evaluate", "metrics", i), f"must be a {self.task} metric ({', '.join(allowed)}); got {m!r}"
-                )
+                raise SpecProblem(("evaluate", "metrics", i), f"must be a {self.task} metric ({', '.join(allowed)}); got {m!r}")
         es = t.early_stopping
         if es is not None and es.monitor != "val_loss":
             metric = es.monitor.removeprefix("val_")
@@ -827,35 +846,51 @@ class TaskSpec(_Strict):
         if self.model.kind == "text_pretrained":
             if text is None or text.tokenizer != "wordpiece":
                 got = "no data.text" if text is None else repr(text.tokenizer)
-                raise SpecProblem(("data", "text", "tokenizer"),
-                                  f"must be wordpiece for model.kind text_pretrained (the encoder's own vocabulary); got {got}")
+                raise SpecProblem(
+                    ("data", "text", "tokenizer"),
+                    f"must be wordpiece for model.kind text_pretrained (the encoder's own vocabulary); got {got}",
+                )
             if text.max_length > 512:
-                raise SpecProblem(("data", "text", "max_length"),
-                                  f"must be <= 512 for model.kind text_pretrained (its position embeddings); got {text.max_length}")
+                raise SpecProblem(
+                    ("data", "text", "max_length"),
+                    f"must be <= 512 for model.kind text_pretrained (its position embeddings); got {text.max_length}",
+                )
         if text is not None and self.task not in ("classification", "regression"):
             raise SpecProblem(("data", "text"), f"applies to tasks classification and regression; the task is {self.task}")
 
     def _recommendation_rules(self) -> None:
         d, t = self.data, self.train
         if d.interactions is None:
-            raise SpecProblem(("data", "interactions"), "is required for task recommendation: {user: COLUMN, item: COLUMN, "
-                              "rating: COLUMN, time: COLUMN, feedback: explicit|implicit}; got null")
+            raise SpecProblem(
+                ("data", "interactions"),
+                "is required for task recommendation: {user: COLUMN, item: COLUMN, "
+                "rating: COLUMN, time: COLUMN, feedback: explicit|implicit}; got null",
+            )
         feedback = d.interactions.feedback
         if d.target is not None:
-            raise SpecProblem(("data", "target"), f"does not apply to task recommendation (name the rating in data.interactions.rating); got {d.target!r}")
+            raise SpecProblem(
+                ("data", "target"), f"does not apply to task recommendation (name the rating in data.interactions.rating); got {d.target!r}"
+            )
         if d.split != SplitSpec():  # the defaults are written out in a normalised spec; anything else is a mistake
-            raise SpecProblem(("data", "split"), "does not apply to task recommendation: each user holds out its latest "
-                              "interactions (data.interactions.test and validation)")
+            raise SpecProblem(
+                ("data", "split"),
+                "does not apply to task recommendation: each user holds out its latest "
+                "interactions (data.interactions.test and validation)",
+            )
         if self.model.kind not in RECOMMENDER_KINDS:
-            raise SpecProblem(("model", "kind"), f"must be {' or '.join(RECOMMENDER_KINDS)} for task recommendation; got {self.model.kind!r}")
+            raise SpecProblem(
+                ("model", "kind"), f"must be {' or '.join(RECOMMENDER_KINDS)} for task recommendation; got {self.model.kind!r}"
+            )
         fits = ("auto", "mse") if feedback == "explicit" else ("auto", "bpr")
         if t.loss not in fits:
             raise SpecProblem(("train", "loss"), f"must be {' or '.join(fits)} for {feedback} feedback; got {t.loss!r}")
         if t.class_weights != "none":
             raise SpecProblem(("train", "class_weights"), f"must be none for task recommendation; got {t.class_weights!r}")
         if t.early_stopping is not None and d.interactions.validation == 0:
-            raise SpecProblem(("data", "interactions", "validation"),
-                              "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0")
+            raise SpecProblem(
+                ("data", "interactions", "validation"),
+                "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0",
+            )
 
     def default_metrics(self) -> list[str]:
         """The metrics shown in the summary table."""

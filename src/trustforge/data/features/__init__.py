@@ -18,8 +18,19 @@ from trustforge.data.features.numeric import Numeric
 from trustforge.data.features.text import Text
 from trustforge.errors import DataError
 
-__all__ = ["FEATURE_TYPES", "FeatureOptions", "FeatureState", "FeatureType", "MISSING", "Slot", "UNKNOWN",
-           "feature_type", "infer_type", "label_strings", "natural_key"]
+__all__ = [
+    "FEATURE_TYPES",
+    "FeatureOptions",
+    "FeatureState",
+    "FeatureType",
+    "MISSING",
+    "Slot",
+    "UNKNOWN",
+    "feature_type",
+    "infer_type",
+    "label_strings",
+    "natural_key",
+]
 
 # The registry, in the order inference tries them: a column is the first type that claims it.
 _REGISTERED: tuple[FeatureType, ...] = (Binary(), DateTime(), Numeric(), Text(), Categorical())

@@ -65,7 +65,9 @@ class Binary(FeatureType):
     def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> BinaryState:
         values = sorted(set(label_strings(col.dropna()).tolist()), key=natural_key)
         if len(values) != 2:
-            raise DataError(f"{where}: column {col.name!r} was declared or inferred binary but has {len(values)} distinct values in training")
+            raise DataError(
+                f"{where}: column {col.name!r} was declared or inferred binary but has {len(values)} distinct values in training"
+            )
         x = zero_one(col, (values[0], values[1]), name=str(col.name), where=where)
         present = x[~np.isnan(x)]
         if options.numeric_missing == "error" and len(present) < len(x):
@@ -73,8 +75,13 @@ class Binary(FeatureType):
         fill = float(np.round(present.mean())) if len(present) else 0.0
         filled = np.where(np.isnan(x), fill, x)
         std = float(filled.std()) if len(filled) else 1.0
-        return BinaryState((values[0], values[1]), fill, float(filled.mean()) if len(filled) else 0.0,
-                           std if std > 1e-12 else 1.0, "error" if options.numeric_missing == "error" else "fill")
+        return BinaryState(
+            (values[0], values[1]),
+            fill,
+            float(filled.mean()) if len(filled) else 0.0,
+            std if std > 1e-12 else 1.0,
+            "error" if options.numeric_missing == "error" else "fill",
+        )
 
     def encode(self, state: BinaryState, col: pd.Series, *, where: str) -> np.ndarray:
         name = str(col.name)

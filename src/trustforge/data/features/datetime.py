@@ -42,8 +42,10 @@ def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
         text = col.astype(object).where(col.notna(), None)
         bad = [i for i, v in enumerate(text) if v is not None and not _ISO.match(str(v).strip())]
         if bad:
-            raise DataError(f"{where}: column {name!r} must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); "
-                            f"got {str(text.iloc[bad[0]])[:40]!r} in row {bad[0] + 1}")
+            raise DataError(
+                f"{where}: column {name!r} must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); "
+                f"got {str(text.iloc[bad[0]])[:40]!r} in row {bad[0] + 1}"
+            )
         t = pd.to_datetime(text.map(lambda v: v if v is None else str(v).strip()), errors="coerce", utc=True, format="ISO8601")
     if getattr(t.dt, "tz", None) is not None:
         t = t.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -74,14 +76,18 @@ class DateTime(FeatureType):
         years = t.dt.year.to_numpy(dtype=np.float64)
         std = float(years.std())
         hours = bool((t.dt.hour != 0).any() or (t.dt.minute != 0).any())
-        return DateTimeState(median.isoformat(), float(years.mean()), std if std > 1e-12 else 1.0, hours,
-                             t.min().isoformat(), t.max().isoformat())
+        return DateTimeState(
+            median.isoformat(), float(years.mean()), std if std > 1e-12 else 1.0, hours, t.min().isoformat(), t.max().isoformat()
+        )
 
     def encode(self, state: DateTimeState, col: pd.Series, *, where: str) -> np.ndarray:
         t = timestamps(col, name=str(col.name), where=where).fillna(pd.Timestamp(state.fill))
         parts = [((t.dt.year.to_numpy(dtype=np.float64) - state.year_mean) / state.year_std)]
-        values = {"month": t.dt.month.to_numpy() - 1, "weekday": t.dt.day_of_week.to_numpy(),
-                  "hour": t.dt.hour.to_numpy() + t.dt.minute.to_numpy() / 60.0}
+        values = {
+            "month": t.dt.month.to_numpy() - 1,
+            "weekday": t.dt.day_of_week.to_numpy(),
+            "hour": t.dt.hour.to_numpy() + t.dt.minute.to_numpy() / 60.0,
+        }
         for unit, period in _CYCLES:
             if unit == "hour" and not state.hours:
                 continue

@@ -30,8 +30,9 @@ def input_kind(of: Any) -> InputKind:
     return INPUT_KINDS[of if isinstance(of, str) else of.modality]
 
 
-def infer_schema(raw: Any, *, task: str, features: Any = None, drop: Any = (), max_categories: int = 50, audio: Any = None,
-                 text: Any = None) -> tuple[Any, Any]:
+def infer_schema(
+    raw: Any, *, task: str, features: Any = None, drop: Any = (), max_categories: int = 50, audio: Any = None, text: Any = None
+) -> tuple[Any, Any]:
     """The schema of `raw` as its kind of input infers it, and `raw` cleaned of rows without a target.
 
     Args:

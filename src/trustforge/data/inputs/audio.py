@@ -31,9 +31,17 @@ class Audio(InputKind):
 
     def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
         paths = [raw.paths[i] for i in idx] if raw.paths else []
-        return RawData("audio", raw.target, raw.origin, labels=raw.labels[idx], classes=raw.classes, paths=paths,
-                       waveforms=raw.waveforms[idx], sample_rate=raw.sample_rate,
-                       groups=raw.groups[idx] if raw.groups is not None else None)
+        return RawData(
+            "audio",
+            raw.target,
+            raw.origin,
+            labels=raw.labels[idx],
+            classes=raw.classes,
+            paths=paths,
+            waveforms=raw.waveforms[idx],
+            sample_rate=raw.sample_rate,
+            groups=raw.groups[idx] if raw.groups is not None else None,
+        )
 
     def training_copies(self, raw: RawData, data: Any, seed: int) -> RawData:
         """Noisy copies of the training clips, made before the front end (`data.audio.augment`)."""

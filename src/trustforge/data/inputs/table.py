@@ -27,19 +27,20 @@ class Table(InputKind):
     name = "table"
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
-        return infer_table_schema(raw, task=task, features=data.features, drop=data.drop, max_categories=data.max_categories,
-                                  text=None)
+        return infer_table_schema(raw, task=task, features=data.features, drop=data.drop, max_categories=data.max_categories, text=None)
 
     def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
-        return RawData(raw.modality, raw.target, raw.origin, frame=raw.frame.iloc[idx].reset_index(drop=True), classes=raw.classes,
-                       text=raw.text)
+        return RawData(
+            raw.modality, raw.target, raw.origin, frame=raw.frame.iloc[idx].reset_index(drop=True), classes=raw.classes, text=raw.text
+        )
 
     def labels(self, raw: RawData) -> np.ndarray:
         return label_strings(raw.frame[raw.target])
 
     def shape(self, schema: Schema) -> Columns:
-        return Columns(schema.float_width, tuple(c.vocabulary for c in schema.slot("index")),
-                       tuple(c.vocabulary for c in schema.slot("tokens")))
+        return Columns(
+            schema.float_width, tuple(c.vocabulary for c in schema.slot("index")), tuple(c.vocabulary for c in schema.slot("tokens"))
+        )
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> None:
         pre.fit_columns(raw.frame, where=raw.origin)

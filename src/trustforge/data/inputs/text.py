@@ -36,8 +36,16 @@ class Text(Table):
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         # One UTF-8 text per row, tokenised inside.
         t = pre.schema.text
-        return [{"name": t["column"], "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t["tokenizer"],
-                 "max_length": t["max_length"]}]
+        return [
+            {
+                "name": t["column"],
+                "kind": "text",
+                "datatype": "BYTES",
+                "shape": [-1],
+                "tokenizer": t["tokenizer"],
+                "max_length": t["max_length"],
+            }
+        ]
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _text.read_text_input(schema, source)
