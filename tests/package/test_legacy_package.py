@@ -16,7 +16,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_v1"
 
 def test_a_package_from_before_feature_types_predicts_the_same():
     model = Model.load(FIXTURE / "package", public_key=FIXTURE / "signing.pub")
-    assert "features" not in model.manifest["preprocessing"]  # it really is the old format
+    assert model.manifest["format_version"] == 1 and "features" not in model.manifest["preprocessing"]  # the old format
     assert {c.name: c.kind for c in model.schema.columns}["sky"] == "categorical"
     got = model.predict(pd.read_csv(FIXTURE / "strikes.csv"))
     want = pd.read_csv(FIXTURE / "predictions.csv")
@@ -27,3 +27,22 @@ def test_a_package_from_before_feature_types_predicts_the_same():
     frame.loc[0, "sky"] = "fog"
     frame.loc[1, "speed"] = np.nan
     assert len(model.predict(frame)) == 3
+
+
+def test_a_format_version_that_is_not_a_known_integer_is_refused(tmp_path):
+    import json
+    import shutil
+
+    import pytest
+
+    from trustforge.errors import IntegrityError
+    from trustforge.package import UnsafeNoVerify, read_package
+
+    for bad in (3, True, "2"):
+        pkg = tmp_path / f"pkg-{bad}"
+        shutil.copytree(FIXTURE / "package", pkg)
+        manifest = json.loads((pkg / "manifest.json").read_text())
+        manifest["format_version"] = bad
+        (pkg / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
+        with pytest.raises(IntegrityError, match="unsupported format_version"):
+            read_package(pkg, public_key=UnsafeNoVerify())

@@ -50,7 +50,10 @@ __all__ = [
 ]
 
 FORMAT = "trustforge.package"
-FORMAT_VERSION = 1
+# 2: a table's preprocessing holds each column's feature type and frozen state ("features");
+# 1 (before feature types) held scalers as tensors. The loader reads both (see data._encoders).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
 _CHUNK = 1 << 20
@@ -187,7 +190,8 @@ def _check_format(root: Path, manifest: dict[str, Any], raw: bytes) -> None:
     mpath = root / MANIFEST
     if manifest.get("format") != FORMAT:
         raise IntegrityError(f"{mpath}: not a TrustForge package manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:  # `true` is no version, though True == 1
         raise IntegrityError(f"{mpath}: unsupported format_version {_short(manifest.get('format_version'))}")
     try:
         intact = encode_manifest(manifest) == raw
