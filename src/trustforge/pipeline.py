@@ -16,15 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from trustforge import evaluate, secure
-from trustforge.data import Prepared, prepare
+from trustforge.data import prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
 from trustforge.monitor import run_reference
-from trustforge.package import Model, build_manifest, write_package
+from trustforge.package import Model, write_model_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
@@ -139,35 +137,27 @@ def _run(
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
 
-        test_logits = trainer.predict(data.test.inputs, mixed_precision=False)
-        val_logits = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
-        calib = evaluate.calibrate(spec, data, val_logits, test_logits)
-        if calib is not None and calib["temperature"] is not None:
-            # The package predicts with the fitted temperature; its metrics describe that.
-            test_logits = test_logits / calib["temperature"]
-        metrics = _evaluate(spec, data, test_logits, model)
-        metrics["epochs_trained"] = len(history)
-        metrics["fit_seconds"] = trainer.fit_seconds
-        if trainer.best_epoch is not None:
-            metrics["best_epoch"] = trainer.best_epoch + 1
+        val_out = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
+        scored = evaluate.evaluate_test(spec, data, model, trainer.predict(data.test.inputs, mixed_precision=False), val_out)
+        metrics = {**scored.metrics, **trainer.summary(history)}
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
 
         package = run_dir / "package"
         if package.exists():  # a resumed run that was interrupted after packaging
             shutil.rmtree(package)
-        manifest = build_manifest(spec, data, model, metrics, run=run_dir.name, spec_digest=digest, n_out=n_out)
-        if calib is not None and calib["temperature"] is not None:
-            manifest["calibration"] = {"temperature": calib["temperature"], "ece": calib["ece"], "ece_after": calib["ece_after"]}
-        if spec.monitor.reference:  # drift reference: training inputs, held-out predictions; signed with the rest
-            manifest["monitor"] = {"reference": run_reference(data, [val_logits, test_logits])}
-        write_package(
+        reference = run_reference(data, scored.held_out) if spec.monitor.reference else None
+        write_model_package(
             package,
-            manifest,
-            {
-                "weights.safetensors": {k: v for k, v in model.state_dict().items()},
-                "preprocess.safetensors": data.preprocessor.state()[1],
-            },
+            spec,
+            data,
+            model,
+            metrics,
+            run=run_dir.name,
+            spec_digest=digest,
+            n_out=n_out,
             keyring=keyring,
+            calibration=scored.manifest_entry(),
+            reference=reference,
         )
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)
@@ -178,17 +168,12 @@ def _run(
                 packaged,
                 run_dir=run_dir,
                 package=package,
-                calib=calib,
+                calib=scored.calibration,
                 fit_seconds=trainer.fit_seconds,
                 epochs=len(history),
                 metric=task_of(spec).headline_metric(spec),
             )
-        # metrics.json carries the headline evidence too (speed, calibration error), beside evidence.json.
-        if evidence.get("speed"):
-            metrics["speed"] = evidence["speed"]
-        if calib is not None:
-            metrics["ece"] = calib["ece"]
-            metrics["ece_after_temperature"] = calib["ece_after"]
+        metrics = scored.with_evidence(metrics, evidence)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
         model_uri = None
         if registry is not None:
@@ -237,12 +222,6 @@ def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _evaluate(spec: TaskSpec, data: Prepared, out: torch.Tensor, model: torch.nn.Module | None = None) -> dict[str, Any]:
-    # `out` is computed in float32 even after mixed-precision training: the package predicts in
-    # float32, and its metrics must describe what it predicts.
-    return task_of(spec).test_metrics(data, out, model)
 
 
 def _new_run_dir(settings: Settings, name: str) -> Path:

@@ -201,15 +201,15 @@ def interrupt_between_log_and_checkpoint_of_epoch_3(spec, monkeypatch):
 
 def interrupt_while_packaging(spec, monkeypatch):
     # Training finished (stopped early): resuming must not train on past the stop.
-    real = pipeline.write_package
+    real = pipeline.write_model_package
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "write_package", killed)
+    monkeypatch.setattr(pipeline, "write_model_package", killed)
     with pytest.raises(KeyboardInterrupt):
         run(spec, progress=False)
-    monkeypatch.setattr(pipeline, "write_package", real)
+    monkeypatch.setattr(pipeline, "write_model_package", real)
     return None
 
 

@@ -4,7 +4,7 @@ puts the evidence in front of a reviewer."""
 
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
-from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, calibrate, gather
+from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
 from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._report import compare_runs, write_report
@@ -13,6 +13,8 @@ from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
 
 __all__ = [
+    "Evaluation",
+    "evaluate_test",
     "Task",
     "Classification",
     "Regression",

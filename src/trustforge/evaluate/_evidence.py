@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,57 @@ def calibrate(spec: TaskSpec, data: Prepared, val_logits: torch.Tensor | None, t
         after = calibration(outputs_to_proba(apply_temperature(test_logits, t), k), y)
         result.update(temperature=t, ece_after=after["ece"], bins_after=after["bins"])
     return result
+
+
+@dataclass
+class Evaluation:
+    """The test split's metrics as the package will predict, and the calibration behind them.
+
+    Attributes:
+        metrics: the task's full metric set on the test split.
+        calibration: `calibrate`'s result (None for tasks without class probabilities).
+        held_out: the outputs on the validation and test splits (the test ones as scored), the
+            drift reference's predictions.
+    """
+
+    metrics: dict[str, Any]
+    calibration: dict[str, Any] | None
+    held_out: list[torch.Tensor | None]
+
+    @property
+    def temperature(self) -> float | None:
+        return self.calibration["temperature"] if self.calibration is not None else None
+
+    def manifest_entry(self) -> dict[str, Any] | None:
+        """What the package records of the calibration it predicts with, or None."""
+        if self.temperature is None:
+            return None
+        c = self.calibration
+        return {"temperature": c["temperature"], "ece": c["ece"], "ece_after": c["ece_after"]}
+
+    def with_evidence(self, metrics: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
+        """`metrics` with the headline evidence after them (speed, calibration error), for metrics.json."""
+        out = dict(metrics)
+        if evidence.get("speed"):
+            out["speed"] = evidence["speed"]
+        if self.calibration is not None:
+            out["ece"] = self.calibration["ece"]
+            out["ece_after_temperature"] = self.calibration["ece_after"]
+        return out
+
+
+def evaluate_test(
+    spec: TaskSpec, data: Prepared, module: torch.nn.Module, test_out: torch.Tensor, val_out: torch.Tensor | None
+) -> Evaluation:
+    """Calibrate on the validation split, then score the test split as the package predicts.
+
+    `test_out` and `val_out` are float32 outputs even after mixed-precision training: the package
+    predicts in float32, and its metrics must describe what it predicts. With a fitted
+    temperature the test outputs are divided by it before scoring.
+    """
+    calib = calibrate(spec, data, val_out, test_out)
+    scored = test_out / calib["temperature"] if calib is not None and calib["temperature"] is not None else test_out
+    return Evaluation(task_of(spec).test_metrics(data, scored, module), calib, [val_out, scored])
 
 
 def gather(

@@ -11,10 +11,11 @@ from trustforge.package._format import (
     sha256_file,
     write_package,
 )
-from trustforge.package._manifest import build_manifest
+from trustforge.package._manifest import build_manifest, write_model_package
 from trustforge.package._model import Model
 
 __all__ = [
+    "write_model_package",
     "encode_manifest",
     "Model",
     "build_manifest",

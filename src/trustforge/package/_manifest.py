@@ -12,16 +12,48 @@ import platform
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from trustforge.data import Prepared, input_kind
 from trustforge.evaluate import task_of
+from trustforge.package._format import write_package
+from trustforge.secure import Keyring
 from trustforge.spec import TaskSpec, redact_spec, spec_to_dict
 from trustforge.train import count_parameters
 
-__all__ = ["build_manifest"]
+__all__ = ["build_manifest", "write_model_package"]
+
+
+def write_model_package(
+    path: Path,
+    spec: TaskSpec,
+    data: Prepared,
+    model: torch.nn.Module,
+    metrics: dict[str, Any],
+    *,
+    run: str,
+    spec_digest: str,
+    n_out: int,
+    keyring: Keyring,
+    calibration: dict[str, Any] | None = None,
+    reference: dict[str, Any] | None = None,
+) -> Path:
+    """Write the signed package of a trained model at `path` (which must not exist).
+
+    Args:
+        calibration: the temperature the package predicts with (and the ECE before and after).
+        reference: the drift monitor's reference statistics, signed with the rest.
+    """
+    manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out)
+    if calibration is not None:
+        manifest["calibration"] = calibration
+    if reference is not None:
+        manifest["monitor"] = {"reference": reference}
+    tensors = {"weights.safetensors": dict(model.state_dict()), "preprocess.safetensors": data.preprocessor.state()[1]}
+    return write_package(path, manifest, tensors, keyring=keyring)
 
 
 def build_manifest(

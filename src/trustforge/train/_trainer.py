@@ -388,6 +388,13 @@ class Trainer:
             xs = self.train_batch_transform(xs, self.generator)
         return xs, split.target[idx]
 
+    def summary(self, history: list[dict[str, float]]) -> dict[str, Any]:
+        """What a run reports of its training: epochs trained, fit time and the best epoch (1-based)."""
+        out: dict[str, Any] = {"epochs_trained": len(history), "fit_seconds": self.fit_seconds}
+        if self.best_epoch is not None:
+            out["best_epoch"] = self.best_epoch + 1
+        return out
+
     @torch.no_grad()
     def predict(self, inputs: Sequence[torch.Tensor], batch_size: int = 1024, *, mixed_precision: bool = True) -> torch.Tensor:
         """Raw model outputs for `inputs`, in eval mode, on CPU.
