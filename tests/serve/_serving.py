@@ -42,6 +42,14 @@ SPECS = {
         "train": {"max_epochs": 3},
         "evaluate": QUIET,
     },
+    # every feature type in one row: a date, categories, numbers and free text (examples/data/strikes.csv).
+    "strikes": {
+        "name": "strikes-serve",
+        "data": {"source": f"csv:{Path(__file__).resolve().parents[2] / 'examples' / 'data' / 'strikes.csv'}", "target": "disrupted"},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 3},
+        "evaluate": QUIET,
+    },
     # a numeric, a categorical and a yes/no text column: BYTES inputs.
     "mixed": {
         "name": "mixed-serve",

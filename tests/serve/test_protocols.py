@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -251,6 +252,29 @@ def test_text_columns_are_bytes_tensors(packages, registry, tmp_path, live):
             bad[0]["color"], bad[0]["smoker"] = "red", "maybe"  # the preprocessor's own check, still a 400
             r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": bad})
             assert r.status_code == 400 and "'smoker'" in r.json()["message"]
+    finally:
+        svc.close()
+
+
+def test_a_row_of_every_feature_type_is_served_like_model_predict(packages, registry, tmp_path, live):
+    uri = register(registry, packages["strikes"], tmp_path)
+    model = registry.load_model(uri)
+    rows = pd.read_csv(Path(__file__).resolve().parents[2] / "examples" / "data" / "strikes.csv").drop(columns="disrupted").head(8)
+    expected = model.predict(rows)
+    svc = _serve(registry, "models:/strikes-serve@champion")
+    try:
+        with live(create_app(svc)) as server:
+            meta = httpx.get(f"{server.url}/v2/models/strikes-serve").json()["inputs"]
+            kinds = {i["name"]: i["datatype"] for i in meta}
+            assert kinds["date"] == "BYTES" and kinds["remarks"] == "BYTES" and kinds["speed"] == "FP64"
+            records = json.loads(rows.to_json(orient="records"))  # missing values travel as null
+            assert any(r["remarks"] is None for r in records) or any(r["speed"] is None for r in records)
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": records})
+            assert r.status_code == 200, r.text
+            assert [p["prediction"] for p in r.json()["predictions"]] == expected["prediction"].tolist()
+            records[0]["date"] = "last tuesday"
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": records})
+            assert r.status_code == 400 and "'date'" in r.json()["message"] and "ISO 8601" in r.json()["message"]
     finally:
         svc.close()
 
