@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from _serving import mixed_frame, register
@@ -14,7 +17,7 @@ from trustforge.serve import ModelService, ServeConfig, _onnx, create_app
 from trustforge.serve._onnx import OrtModule, compare_predictions
 from trustforge.serve._workers import load_serving_model
 
-NAMES = {"iris": "iris-serve", "digits": "digits-serve", "mixed": "mixed-serve"}
+NAMES = {"iris": "iris-serve", "digits": "digits-serve", "mixed": "mixed-serve", "strikes": "strikes-serve"}
 
 
 def _inputs(key: str):
@@ -22,6 +25,8 @@ def _inputs(key: str):
         return load_iris(as_frame=True).frame.drop(columns="target")
     if key == "digits":
         return (load_digits().images[:200] / 16.0).astype(np.float32)[:, None]
+    if key == "strikes":  # a date, categories, numbers and free text: token-id tensors beside the floats
+        return pd.read_csv(Path(__file__).resolve().parents[2] / "examples" / "data" / "strikes.csv").drop(columns="disrupted").head(100)
     return mixed_frame(100, seed=5).drop(columns="label")
 
 
@@ -31,7 +36,7 @@ def _onnx_service(registry, key: str, **options) -> ModelService:
     ).start()
 
 
-@pytest.mark.parametrize("key", ["iris", "digits", "mixed"])
+@pytest.mark.parametrize("key", ["iris", "digits", "mixed", "strikes"])
 def test_onnx_runtime_predicts_what_eager_pytorch_predicts(packages, registry, tmp_path, key):
     uri = register(registry, packages[key], tmp_path)
     eager = registry.load_model(uri)

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -213,7 +214,7 @@ def export_onnx(model: Model, signature: Signature) -> bytes:
     example = tuple(model.preprocessor.encode_inputs(raw))
     names = [f"input_{i}" for i in range(len(example))]
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    dynamic = tuple({0: batch} for _ in example)
+    dynamic = _dynamic_batch(model.module, len(example), batch)
     sink = io.StringIO()
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo")]
     levels = [lg.level for lg in quiet]
@@ -243,6 +244,16 @@ def export_onnx(model: Model, signature: Signature) -> bytes:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
     return blob
+
+
+def _dynamic_batch(module: torch.nn.Module, n_inputs: int, batch: Any) -> tuple:
+    """The batch axis of every input, shaped like `forward`'s arguments: inputs taken by a
+    `*args` parameter (a table's token-id tensors, one per text column) form one tuple."""
+    params = list(inspect.signature(module.forward).parameters.values())
+    named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if n_inputs <= len(named) or not any(p.kind == p.VAR_POSITIONAL for p in params):
+        return tuple({0: batch} for _ in range(n_inputs))
+    return tuple({0: batch} for _ in named) + (tuple({0: batch} for _ in range(n_inputs - len(named))),)
 
 
 def _read_verified(onnx_file: Path, package_digest: str, keyring: Keyring) -> bytes:
