@@ -55,6 +55,11 @@ def _friendly(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             err.print("interrupted", highlight=False)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader stopped reading (`trustforge validate SPEC | head -n 1`): not an error.
+            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except OSError as exc:  # disk full, permission denied, ... while reading or writing a file
             where = f"{exc.filename}: " if exc.filename else ""
             _error(f"{where}{exc.strerror or exc.__class__.__name__}")

@@ -144,8 +144,11 @@ def infer_table_schema(
         names, columns = [raw.text], [Column(raw.text, "text", int(frame[raw.text].isna().sum()))]
         text = text_options(raw, text)
     else:
+        # A list names the columns to use; a mapping declares the types of some columns and
+        # leaves the others in, inferred (drop a column with data.drop).
         declared = dict(features) if isinstance(features, dict) else {}
-        names = list(features or []) or [c for c in frame.columns if c != raw.target and c not in drop]
+        chosen = list(features) if isinstance(features, list) else []
+        names = chosen or [c for c in frame.columns if c != raw.target and c not in drop]
         if raw.target in names:
             raise DataError(f"{raw.origin}: the target {raw.target!r} cannot also be a feature")
         if not names:
@@ -161,11 +164,17 @@ def infer_table_schema(
         classes = [c for c in raw.classes if c in present] if raw.classes else present
         if len(classes) < 2:
             raise DataError(f"{raw.origin}: target {raw.target!r} has {len(classes)} class; classification needs at least 2")
-        if len(classes) > 1000:
-            raise DataError(f"{raw.origin}: target {raw.target!r} has {len(classes)} distinct values; is this a regression task?")
+        y = frame[raw.target]
+        fractional = pd.api.types.is_float_dtype(y) and bool((y.dropna() != y.dropna().round()).any())
+        if len(classes) > 1000 or (fractional and len(classes) > 20):
+            raise DataError(f"{raw.origin}: target {raw.target!r} has {len(classes)} distinct values; is this a regression task? "
+                            "(task: regression)")
     else:
-        if not pd.api.types.is_numeric_dtype(frame[raw.target]) or pd.api.types.is_bool_dtype(frame[raw.target]):
-            raise DataError(f"{raw.origin}: regression target {raw.target!r} must be numeric; got {frame[raw.target].dtype}")
+        y = frame[raw.target]
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            bad = pd.to_numeric(y, errors="coerce").isna().to_numpy().nonzero()[0]
+            example = f"; got {str(y.iloc[bad[0]])[:40]!r} in row {int(bad[0]) + 1}" if len(bad) else f"; got {y.dtype}"
+            raise DataError(f"{raw.origin}: regression target {raw.target!r} must be numeric{example}")
 
     ignored = [c for c in frame.columns if c != raw.target and c not in names]
     modality = raw.modality  # "table", or "text" (one text column; see data._text)

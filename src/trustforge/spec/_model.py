@@ -353,8 +353,8 @@ class DataSpec(_Strict):
     target: str | None = Field(None, description="target column; builtin sets and image folders know theirs")
     features: list[str] | dict[str, str] | None = Field(
         None,
-        description="columns to use (default all but the target), as a list, or as a mapping of column to feature type "
-        "(numeric, binary, categorical, text, datetime) that overrides inference",
+        description="columns to use (default all but the target and data.drop), as a list; or a mapping of column to "
+        "feature type (numeric, binary, categorical, text, datetime) that overrides inference for those columns, the others still used",
     )
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     split: SplitSpec = Field(default_factory=SplitSpec)

@@ -7,6 +7,9 @@ add it to `_REGISTERED` below, and give it a case in `trustforge.testing.FEATURE
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from trustforge.data.features._base import MISSING, UNKNOWN, FeatureOptions, FeatureState, FeatureType, Slot
@@ -59,7 +62,30 @@ def infer_type(col: pd.Series, options: FeatureOptions, *, where: str) -> Featur
     for t in _REGISTERED:
         if t.detect(values, options):
             return t
-    raise DataError(
+    raise DataError(_undetected(values, name, where, options))
+
+
+def _undetected(values: pd.Series, name: Any, where: str, options: FeatureOptions) -> str:
+    """Why no type claims the column, and what to do: stray text among numbers, numbers or
+    dates in a format not read, or an id."""
+    text = values.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().mean() >= 0.9:  # mostly numbers: point at the first that is not one
+        row = int(numbers.isna().to_numpy().nonzero()[0][0])
+        label = values.index[row]
+        stray = int(numbers.isna().sum())
+        return (
+            f"{where}: column {name!r} holds numbers but for {stray} value(s) such as {text.iloc[row][:40]!r} "
+            f"(row {label + 1 if isinstance(label, (int, np.integer)) else label}); fix or empty them, or declare its type in data.features"
+        )
+    if text.str.fullmatch(r"[\d\s.,:/+\-]+").mean() >= 0.9:
+        marked = text[text.str.contains(r"[,/:]")]
+        example = (marked if len(marked) else text).iloc[0][:40]
+        return (
+            f"{where}: column {name!r} looks like numbers or dates in a form not read (e.g. {example!r}); write "
+            "plain numbers (10250.5) or ISO 8601 dates (2024-03-01), or declare its type in data.features"
+        )
+    return (
         f"{where}: column {name!r} has {values.nunique()} distinct short text values (> data.max_categories "
         f"{options.max_categories}), like an id; drop it with data.drop, raise the limit, or declare its type "
         f"with data.features: {{{name}: text}}"

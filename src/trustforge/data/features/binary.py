@@ -45,9 +45,10 @@ def zero_one(col: pd.Series, values: tuple[str, str], *, name: str, where: str) 
     """1.0 for the positive value, 0.0 for the negative one, NaN where missing."""
     neg, pos = values
     text = pd.Series(label_strings(col), index=col.index).where(col.notna(), None)
-    bad = sorted({v for v in text.dropna() if v not in (neg, pos)})
-    if bad:
-        raise DataError(f"{where}: column {name!r} is binary ({neg!r}/{pos!r}); got {bad[:3]}")
+    other = text.notna().to_numpy() & ~text.isin([neg, pos]).to_numpy()
+    if other.any():
+        row = int(other.nonzero()[0][0])
+        raise DataError(f"{where}: column {name!r} is binary ({neg!r}/{pos!r}); got {text.iloc[row]!r} in row {row + 1}")
     return np.where(text.isna(), np.nan, (text == pos).astype(np.float64))
 
 
@@ -99,6 +100,10 @@ class Binary(FeatureType):
     def example(self, state: BinaryState, rows: int, rng: np.random.Generator) -> list[object]:
         picked = [state.values[i] for i in rng.integers(0, 2, size=rows)]
         return [float(v) for v in picked] if state.numeric else picked
+
+    def signature(self, name: str, state: BinaryState) -> dict:
+        # 0/1 travels as numbers, yes/no as text: the request carries the values training saw.
+        return {"name": name, "kind": self.name, "datatype": "FP64" if state.numeric else "BYTES", "shape": [-1]}
 
     def monitor_values(self, col: pd.Series) -> np.ndarray:
         # As the encoder reads them ("1", not "1.0"), so both sides agree.

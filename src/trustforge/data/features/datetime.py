@@ -47,6 +47,12 @@ def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
                 f"got {str(text.iloc[bad[0]])[:40]!r} in row {bad[0] + 1}"
             )
         t = pd.to_datetime(text.map(lambda v: v if v is None else str(v).strip()), errors="coerce", utc=True, format="ISO8601")
+        impossible = np.flatnonzero(t.isna().to_numpy() & text.notna().to_numpy())
+        if len(impossible):  # ISO in form, but no such time (2024-02-30, month 13, hour 25)
+            row = int(impossible[0])
+            raise DataError(
+                f"{where}: column {name!r} holds {str(text.iloc[row])[:40]!r} in row {row + 1}, which is not a date that exists"
+            )
     if getattr(t.dt, "tz", None) is not None:
         t = t.dt.tz_convert("UTC").dt.tz_localize(None)
     return t

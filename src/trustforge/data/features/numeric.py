@@ -48,7 +48,17 @@ def standardise(values: np.ndarray, state: NumericState, *, name: str, where: st
         if state.on_missing == "error":
             raise DataError(f"{where}: column {name!r} has {int(nan.sum())} missing values (data.missing.numeric: error)")
         values = np.where(nan, state.fill, values)
-    return ((values - state.mean) / state.std)[:, None]  # (N, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = (values - state.mean) / state.std
+    # The model reads float32: a value whose scaled form overflows it would become inf, then NaN.
+    over = np.flatnonzero(~np.isfinite(z) | (np.abs(z) > np.finfo(np.float32).max))
+    if len(over):
+        row = int(over[0])
+        raise DataError(
+            f"{where}: column {name!r} holds {values[row]:g} in row {row + 1}, too far from the training values "
+            f"(mean {state.mean:.4g}, std {state.std:.4g}) for the model to read"
+        )
+    return z[:, None]  # (N, 1)
 
 
 def scaler(values: np.ndarray, fill: float) -> tuple[float, float]:
@@ -85,7 +95,11 @@ class Numeric(FeatureType):
             fill = float(present.mean())
         else:  # zero
             fill = 0.0
-        mean, std = scaler(values, fill)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = scaler(values, fill)
+        if not (np.isfinite(mean) and np.isfinite(std)):  # values near the float limit: their sum overflows
+            row = int(np.nanargmax(np.abs(values)))
+            raise DataError(f"{where}: column {col.name!r} holds {values[row]:g} in row {row + 1}; values this large cannot be scaled")
         low, high = (float(present.min()), float(present.max())) if len(present) else (0.0, 0.0)
         return NumericState(fill, mean, std, low, high, "error" if policy == "error" else "fill")
 

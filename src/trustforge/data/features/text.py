@@ -22,8 +22,10 @@ from trustforge.data.features._base import FeatureOptions, FeatureState, Feature
 __all__ = ["Text", "TextState"]
 
 _WORDS = re.compile(r"\w+")
-# A column is read as text (not as a category or an id) when its values are long: on average
-# at least 3 words or 20 characters (a Chinese sentence has few word breaks but many characters).
+_LETTER = re.compile(r"[^\W\d_]")  # a letter of any script (Latin, Chinese, ...), not a digit
+# A column is read as text (not as a category or an id) when most values hold letters and are
+# long: on average at least 3 words with letters or 20 characters (a Chinese sentence has few
+# word breaks but many characters). Digits alone (03/01/2024, 10,250.0) do not make text.
 _MIN_WORDS, _MIN_CHARS = 3.0, 20.0
 
 
@@ -59,7 +61,10 @@ class Text(FeatureType):
         if pd.api.types.is_numeric_dtype(col) or col.nunique() <= options.max_categories:
             return False
         sample = col.astype(str).head(2000)
-        return bool(sample.map(lambda t: len(_WORDS.findall(t))).mean() >= _MIN_WORDS or sample.str.len().mean() >= _MIN_CHARS)
+        if sample.map(lambda t: bool(_LETTER.search(t))).mean() < 0.5:  # numbers, codes or dates written as text
+            return False
+        words = sample.map(lambda t: sum(1 for w in _WORDS.findall(t) if _LETTER.search(w)))
+        return bool(words.mean() >= _MIN_WORDS or sample.str.len().mean() >= _MIN_CHARS)
 
     def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> TextState:
         o = {"tokenizer": "word", "max_length": 128, "lowercase": True, "ngrams": 1, "min_freq": 1, "max_vocab": 20000, **options.text}
