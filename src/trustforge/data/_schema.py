@@ -167,8 +167,9 @@ def infer_table_schema(
         y = frame[raw.target]
         fractional = pd.api.types.is_float_dtype(y) and bool((y.dropna() != y.dropna().round()).any())
         if len(classes) > 1000 or (fractional and len(classes) > 20):
-            raise DataError(f"{raw.origin}: target {raw.target!r} has {len(classes)} distinct values; is this a regression task? "
-                            "(task: regression)")
+            raise DataError(
+                f"{raw.origin}: target {raw.target!r} has {len(classes)} distinct values; is this a regression task? (task: regression)"
+            )
     else:
         y = frame[raw.target]
         if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
