@@ -94,6 +94,9 @@ def test_three_lines_train_on_a_mixed_table(tmp_path):
     assert {c["name"] for c in columns} == set(kinds(result))
     assert columns[0]["name"] == "remarks"
     model = result.load_model()
+    reference = model.manifest["monitor"]["reference"]
+    assert "date" not in reference["features"] and "later dates" in reference["skipped"]["date"]  # time moves on
+    assert {"remarks", "sky", "speed"} <= set(reference["features"])  # the other types are watched
     sample = frame.drop(columns=["disrupted"]).head(5)
     assert list(model.predict(sample)["prediction"]) == list(model.predict(sample.iloc[::-1])["prediction"])[::-1]
 

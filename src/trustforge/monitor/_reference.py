@@ -73,11 +73,18 @@ def _table_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for c in schema.columns:  # each column as its feature type says drift is watched
         t = feature_type(c.kind)
+        if t.drift is None:  # not watched (see unwatched_columns)
+            continue
         values = t.monitor_values(frame[c.name])
         if t.drift == "categorical":
             values = np.array([MISSING if v is None else v for v in values], dtype=object)
         out[c.name] = values
     return out
+
+
+def unwatched_columns(schema: Schema) -> dict[str, str]:
+    """The table columns whose feature type the drift monitor leaves alone, each with the reason."""
+    return {c.name: t.unwatched for c in schema.columns if (t := feature_type(c.kind)).drift is None}
 
 
 def _image_features(schema: Schema, raw: RawData) -> dict[str, np.ndarray]:
@@ -249,6 +256,7 @@ def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd
     else:
         ref["features"] = {name: _stats(values) for name, values in featurize(schema, inputs).items()}
         ref["rows"]["inputs"] = len(inputs)
+        ref["skipped"].update(unwatched_columns(schema))
     values = prediction_values(schema.task, predictions) if predictions is not None else None
     if predictions is None:
         ref["skipped"][PREDICTION] = "no held-out predictions were given"

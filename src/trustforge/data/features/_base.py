@@ -77,7 +77,8 @@ class FeatureType:
         name: the type's name in specs, schemas and packages (`data.features: {col: NAME}`).
         slot: where its tensor goes (see `Slot`).
         encoder: the `trustforge.models` encoder key that turns its tensor into a vector.
-        drift: how the drift monitor compares it: "numeric" (KS, PSI, Wasserstein on
+        drift: how the drift monitor compares it: None (not watched; `unwatched` says why),
+            "numeric" (KS, PSI, Wasserstein on
             `monitor_values`) or "categorical" (chi-squared on category counts).
         datatype: the Open Inference Protocol datatype of one value in a request.
         state_type: the frozen state class `fit` returns.
@@ -86,7 +87,8 @@ class FeatureType:
     name: ClassVar[str]
     slot: ClassVar[Slot]
     encoder: ClassVar[str]
-    drift: ClassVar[Literal["numeric", "categorical"]]
+    drift: ClassVar[Literal["numeric", "categorical"] | None]
+    unwatched: ClassVar[str] = ""  # why the drift monitor leaves this type alone, when `drift` is None
     datatype: ClassVar[str]
     state_type: ClassVar[type[FeatureState]]
 
