@@ -9,11 +9,10 @@ numeric sequences are whole-row inputs with networks of their own.
 from __future__ import annotations
 
 from trustforge.data._sources import source_holds
+from trustforge.data.inputs import INPUT_KINDS
 from trustforge.errors import DataError
 
 __all__ = ["default_model_kind", "source_input_kind"]
-
-_DEFAULT_MODELS = {"image": "cnn", "audio": "audio_cnn", "sequence": "rnn", "series": "rnn", "interactions": "mf", "table": "mlp"}
 
 
 def source_input_kind(task: str, source: str) -> str:
@@ -31,4 +30,4 @@ def source_input_kind(task: str, source: str) -> str:
 
 def default_model_kind(task: str, source: str) -> str:
     """The `model.kind` a spec gets when it names none."""
-    return _DEFAULT_MODELS[source_input_kind(task, source)]
+    return INPUT_KINDS[source_input_kind(task, source)].default_model

@@ -139,19 +139,10 @@ def _cnn(m: Any, shape: Any, n_out: int) -> nn.Module:
 
 
 def _rnn(m: Any, shape: Any, n_out: int) -> nn.Module:
-    if isinstance(shape, Tokens):
-        return RNN(
-            m.embedding_dim,
-            n_out,
-            cell=m.cell,
-            hidden_size=m.hidden_size,
-            num_layers=m.num_layers,
-            bidirectional=m.bidirectional,
-            dropout=m.dropout,
-            pooling=m.pooling,
-            vocab_size=_vocab(shape.vocabulary),
-        )
-    if isinstance(shape, Steps):
+    vocab = None
+    if isinstance(shape, Tokens):  # token ids, embedded to `embedding_dim` per step
+        features, vocab = m.embedding_dim, _vocab(shape.vocabulary)
+    elif isinstance(shape, Steps):
         features = shape.features
     elif isinstance(shape, Grid):  # images read row by row: each row's C·W values are one step
         features = shape.shape[0] * shape.shape[2]
@@ -168,6 +159,7 @@ def _rnn(m: Any, shape: Any, n_out: int) -> nn.Module:
         bidirectional=m.bidirectional,
         dropout=m.dropout,
         pooling=m.pooling,
+        vocab_size=vocab,
     )
 
 

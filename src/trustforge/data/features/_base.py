@@ -115,7 +115,7 @@ class FeatureType:
 
     def monitor_values(self, col: pd.Series) -> np.ndarray:
         """What drift monitoring compares: float64 (NaN = missing) for numeric drift, text
-        labels (None = missing) for categorical drift. It needs no fitted state, so the
+        labels (None = missing) for categorical drift; types with `drift` None need none. It needs no fitted state, so the
         monitor reads a column as the package's reference statistics were read."""
         raise NotImplementedError
 

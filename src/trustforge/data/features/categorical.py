@@ -8,6 +8,7 @@ category, the training mode (`data.missing.categorical: most_frequent`), or refu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,11 @@ class CategoricalState(FeatureState):
     vocabulary: tuple[str, ...]  # UNKNOWN, MISSING, then the training values
     fill: int  # the index a missing value takes
     on_missing: str = "fill"  # or "error"
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Value -> index, built once per state (every prediction call encodes through it)."""
+        return {v: i for i, v in enumerate(self.vocabulary)}
 
 
 def as_text(col: pd.Series) -> pd.Series:
@@ -53,7 +59,7 @@ class Categorical(FeatureType):
     def encode(self, state: CategoricalState, col: pd.Series, *, where: str) -> np.ndarray:
         if state.on_missing == "error" and col.isna().any():
             raise DataError(f"{where}: column {col.name!r} has {int(col.isna().sum())} missing values (data.missing.categorical: error)")
-        index = {v: i for i, v in enumerate(state.vocabulary)}
+        index = state.index
         return np.fromiter((state.fill if v is None else index.get(v, 0) for v in as_text(col)), dtype=np.int64, count=len(col))
 
     def size(self, state: CategoricalState) -> int:

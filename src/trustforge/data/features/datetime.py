@@ -116,11 +116,6 @@ class DateTime(FeatureType):
         span = max((high - low).total_seconds(), 1.0)
         return [(low + pd.Timedelta(seconds=float(x))).isoformat() for x in rng.uniform(0.0, span, size=rows)]
 
-    def monitor_values(self, col: pd.Series) -> np.ndarray:
-        # Days since 1970: a batch from another period drifts here.
-        t = pd.to_datetime(col, errors="coerce", utc=True, format="ISO8601")
-        return (t.dt.tz_localize(None) - pd.Timestamp(0)).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
-
     def corrupt(self, state: DateTimeState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Each time moved by up to `fraction` of a year either way: clock and time-zone errors.
         t = timestamps(col, name=str(col.name), where="corruption")

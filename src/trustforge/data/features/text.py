@@ -55,7 +55,7 @@ class Text(FeatureType):
     state_type = TextState
 
     def __init__(self) -> None:
-        self._codecs: dict[int, _text.TextCodec] = {}  # one codec per state (building one is costly)
+        self._codecs: dict[int, tuple[TextState, _text.TextCodec]] = {}
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         if pd.api.types.is_numeric_dtype(col) or col.nunique() <= options.max_categories:
@@ -76,12 +76,11 @@ class Text(FeatureType):
         return TextState(o["tokenizer"], int(o["max_length"]), bool(o["lowercase"]), int(o["ngrams"]), tuple(vocabulary))
 
     def codec(self, state: TextState) -> _text.TextCodec:
-        key = id(state)
-        c = self._codecs.get(key)
-        if c is None or c.vocabulary is not state.vocabulary:
-            c = self._codecs[key] = _text.TextCodec(state.options, list(state.vocabulary))
-            c.vocabulary = state.vocabulary  # type: ignore[assignment]
-        return c
+        """The codec of `state`, built once (a vocabulary index or the WordPiece pipeline is costly)."""
+        entry = self._codecs.get(id(state))
+        if entry is None or entry[0] is not state:  # an id can be reused once a state is gone
+            entry = self._codecs[id(state)] = (state, _text.TextCodec(state.options, list(state.vocabulary)))
+        return entry[1]
 
     def encode(self, state: TextState, col: pd.Series, *, where: str) -> np.ndarray:
         texts = _texts(col)

@@ -35,10 +35,12 @@ class InputKind:
     Attributes:
         name: the schema's `modality`.
         image_like: a grid the training-time shift/flip augmentation applies to.
+        default_model: the `model.kind` a spec without `model` gets for this kind of input.
     """
 
     name: ClassVar[str]
     image_like: ClassVar[bool] = False
+    default_model: ClassVar[str]  # the `model.kind` a spec without `model` gets for this input
 
     def load(self, spec: Any, *, cache_dir: Any = None) -> RawData | None:
         """Read the spec's data source when this kind reads it its own way (interactions name

@@ -22,6 +22,7 @@ __all__ = ["Audio"]
 
 class Audio(InputKind):
     name = "audio"
+    default_model = "audio_cnn"
     # The spectrogram is the "image": a shift moves it by mel bands (a voice a little higher or
     # lower) and by frames (a word said a little earlier or later).
     image_like = True

@@ -24,6 +24,7 @@ __all__ = ["Image"]
 
 class Image(InputKind):
     name = "image"
+    default_model = "cnn"
     image_like = True
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:

@@ -21,6 +21,7 @@ __all__ = ["Interactions"]
 
 class Interactions(InputKind):
     name = "interactions"
+    default_model = "mf"
 
     def load(self, spec: Any, *, cache_dir: Any = None) -> RawData:
         return _interactions.load_interactions(spec)  # its columns named by data.interactions

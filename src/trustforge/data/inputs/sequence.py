@@ -22,6 +22,7 @@ __all__ = ["Sequence"]
 
 class Sequence(InputKind):
     name = "sequence"
+    default_model = "rnn"
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         return _sequences.infer_sequence_schema(raw, task=task)

@@ -21,6 +21,7 @@ __all__ = ["Series"]
 
 class Series(InputKind):
     name = "series"
+    default_model = "rnn"
 
     def prepare(self, spec: Any, raw: RawData) -> Any:
         return _series.prepare_series(spec, raw)

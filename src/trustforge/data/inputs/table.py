@@ -25,6 +25,7 @@ __all__ = ["Table"]
 
 class Table(InputKind):
     name = "table"
+    default_model = "mlp"
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         return infer_table_schema(raw, task=task, features=data.features, drop=data.drop, max_categories=data.max_categories, text=None)
