@@ -169,7 +169,7 @@ def tfidf_logistic_regression(spec: dict) -> dict[str, float]:
         from sklearn.model_selection import GridSearchCV
 
         data = _prepared(spec)
-        column, target = data.schema.text["column"], data.schema.target
+        column, target = data.schema.text.column, data.schema.target
         train, test = data.train_raw.frame, data.test_raw.frame
         vec = TfidfVectorizer()
         model = GridSearchCV(LogisticRegression(max_iter=3000), {"C": [0.25, 0.5, 1, 2, 4, 8, 16]}, cv=5, scoring="accuracy")

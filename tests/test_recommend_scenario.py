@@ -66,7 +66,7 @@ def test_explicit_example_trains_from_the_cli_and_serves_ratings(tmp_path, works
     ]
     test = prepare(trustforge.load_spec(spec)).test_raw
     user, item = test.frame.userId.iloc[0], test.frame.movieId.iloc[0]
-    popular = model.preprocessor.vocabularies["movieId"][int(np.argmax(model.preprocessor.tensors["interactions.popularity"].numpy()))]
+    popular = model.preprocessor.vocabularies["movieId"][int(np.argmax(model.preprocessor.input_state.popularity.numpy()))]
     pairs = pd.DataFrame({"userId": [user, 999_999, user, "nobody"], "movieId": [item, popular, "no-such-movie", "none"]})
     pairs.to_csv(tmp_path / "pairs.csv", index=False)
     code, out, err = run_main("predict", package, tmp_path / "pairs.csv", "-o", tmp_path / "ratings.csv", home=workspace)
@@ -132,7 +132,7 @@ def test_implicit_example_trains_through_the_python_api_and_ranks_above_populari
     for uid, rows in recs[recs.source == "model"].groupby("userId"):
         u = pre.vocabularies["userId"].index(uid)
         assert not {u * stride + pre.vocabularies["movieId"].index(x) for x in rows.movieId} & known
-    popularity = pre.tensors["interactions.popularity"].numpy()
+    popularity = pre.input_state.popularity.numpy()
     counts = [popularity[pre.vocabularies["movieId"].index(x)] for x in recs[recs.source == "popularity"].movieId]
     assert counts == sorted(popularity[1:], reverse=True)[:10]
     with_known = model.recommend(users[:1], k=10, exclude_known=False)

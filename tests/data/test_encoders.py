@@ -255,9 +255,9 @@ def test_image_statistics_are_per_channel() -> None:
     raw = RawData("image", "label", "x", images=images, labels=np.array(["a", "b", "c"] * 10))
     schema, _ = infer_schema(raw, task="classification", features=None, drop=[], max_categories=50)
     pre = Preprocessor(schema).fit(raw)
-    np.testing.assert_allclose(pre.tensors["image.mean"].numpy(), images.mean(axis=(0, 2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(pre.tensors["image.std"].numpy()[:2], images.std(axis=(0, 2, 3), ddof=1)[:2], rtol=1e-4)
-    assert pre.tensors["image.std"][2].item() == 1.0  # a constant channel is not divided by zero
+    np.testing.assert_allclose(pre.input_state.mean.numpy(), images.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(pre.input_state.std.numpy()[:2], images.std(axis=(0, 2, 3), ddof=1)[:2], rtol=1e-4)
+    assert pre.input_state.std[2].item() == 1.0  # a constant channel is not divided by zero
     x = pre.encode_images(images)
     assert x.shape == (30, 3, 6, 6) and x.dtype == torch.float32
     np.testing.assert_allclose(x.mean(dim=(0, 2, 3)).numpy(), 0.0, atol=1e-5)

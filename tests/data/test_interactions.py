@@ -97,13 +97,13 @@ def test_cleaning_drops_missing_rows_keeps_the_latest_duplicate_and_applies_the_
     rows += [("u0", rows[0][1], 5.0, 999), (None, "m1", 3.0, 5), ("u1", "m2", None, 7)]
     data = prepare(_spec(_table(tmp_path, rows)))
     s = data.schema
-    assert s.dropped_rows == 2 and s.interactions["duplicates"] == 1
+    assert s.dropped_rows == 2 and s.interactions.duplicates == 1
     kept = pd.concat([data.train_raw.frame, data.validation and data.test_raw.frame]).query("user == 'u0'")
     assert (kept[kept.item == rows[0][1]].rating == 5.0).all()  # the latest rating is the user's opinion
 
     implicit = prepare(_spec(_table(tmp_path, rows, "b.csv"), feedback="implicit", positive_threshold=4))
     all_rows = pd.DataFrame(rows, columns=["user", "item", "rating", "time"]).dropna()
-    assert implicit.schema.interactions["below_threshold"] == int((all_rows.rating < 4).sum())
+    assert implicit.schema.interactions.below_threshold == int((all_rows.rating < 4).sum())
     assert (implicit.train_raw.frame.rating >= 4).all()
 
 

@@ -88,7 +88,7 @@ def test_prepared_series_is_split_by_time_and_scaled_on_training_values_only():
     later.loc[cut:, "value"] *= 10
     raw.frame = later
     again = prepare(spec, raw)
-    assert torch.equal(again.preprocessor.tensors["series.mean"], data.preprocessor.tensors["series.mean"])
+    assert torch.equal(again.preprocessor.input_state.mean, data.preprocessor.input_state.mean)
     assert torch.equal(again.train.inputs[0], data.train.inputs[0])
     assert not torch.equal(again.test.inputs[0], data.test.inputs[0])
 

@@ -3,6 +3,8 @@ the one metrics table, and the spec's validators take their answers from there."
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -148,7 +150,7 @@ def test_each_table_function_gives_the_figure_of_the_full_set():
 
 
 def test_output_sizes_and_default_losses():
-    schema = type("S", (), {"classes": ["a", "b", "c"], "series": {"horizon": 4}})()
+    schema = type("S", (), {"classes": ["a", "b", "c"], "series": SimpleNamespace(horizon=4)})()
     specs = {k: load_spec(v) for k, v in SPECS.items()}
     assert task_of(specs["classification"]).output_size(specs["classification"], schema) == 3
     assert task_of(specs["regression"]).output_size(specs["regression"], schema) == 1

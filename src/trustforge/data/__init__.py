@@ -21,6 +21,7 @@ from trustforge.data._files import IMAGE_SUFFIXES, list_images, read_image, read
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import encode_inputs as encode_interactions
 from trustforge.data._interactions import encode_target as interaction_targets
+from trustforge.data._interactions import item_popularity as interaction_popularity
 from trustforge.data._interactions import known_keys as known_interactions
 from trustforge.data._interactions import predictions as interaction_predictions
 from trustforge.data._interactions import ratings as interaction_ratings
@@ -60,6 +61,7 @@ __all__ = [
     "audio_time_shift",
     "encode_interactions",
     "interaction_predictions",
+    "interaction_popularity",
     "interaction_ratings",
     "interaction_targets",
     "known_interactions",

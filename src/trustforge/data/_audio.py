@@ -35,15 +35,16 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from trustforge.data._files import list_files, read_class_folders
 from trustforge.data._raw import RawData
+from trustforge.data._states import InputState, SectionState
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "FrontEndState",
     "FrontEnd",
     "add_noise",
     "augment_clips",
@@ -218,7 +220,7 @@ def read_audio_input(schema: "Schema", source: Any) -> RawData:
     """
     import pandas as pd
 
-    front = FrontEnd.from_dict(schema.audio)
+    front = front_end(schema)
     if isinstance(source, pd.DataFrame):
         raise DataError(f"this model takes audio: waveforms (N, {front.samples}) at {front.sample_rate} Hz or WAV files, not a table")
     if isinstance(source, np.ndarray):
@@ -296,9 +298,23 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel < _MIN_LOG_MEL, mel * _F_SP, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)))
 
 
+@dataclass(frozen=True, eq=False)
+class FrontEndState(InputState):
+    """The front end's fitted tensors: the Hann `window` (n_fft,) and `mel` filters
+    (n_mels, n_fft//2+1) it is built from, and the per-band `mean` and `std` (n_mels,) of the
+    training clips' log-mel spectrograms; all float32."""
+
+    window: torch.Tensor
+    mel: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    tensor_names: ClassVar[dict[str, str]] = {"window": "audio.window", "mel": "audio.mel", "mean": "audio.mean", "std": "audio.std"}
+
+
 @dataclass(frozen=True)
-class FrontEnd:
-    """The log-mel front end's settings (from the spec's `data.audio`), saved in the package.
+class FrontEnd(SectionState):
+    """The log-mel front end's settings (from the spec's `data.audio`): the schema's `audio` section.
 
     Attributes:
         sample_rate: Hz of the waveforms it takes.
@@ -326,41 +342,39 @@ class FrontEnd:
         return (1, self.n_mels, self.frames)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.to_json()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FrontEnd":
-        return cls(**d)
+    def from_dict(cls, d: Any) -> "FrontEnd":
+        return cls.from_json(d)
 
-    def fit(self, waveforms: np.ndarray) -> dict[str, torch.Tensor]:
-        """Build the filters and learn the per-band statistics of the training waveforms (N, T).
-
-        Returns the tensors the preprocessor saves: "audio.window" (n_fft,), "audio.mel"
-        (n_mels, n_fft//2+1), "audio.mean" and "audio.std" (n_mels,).
-        """
+    def fit(self, waveforms: np.ndarray) -> FrontEndState:
+        """Build the filters and learn the per-band statistics of the training waveforms (N, T)."""
         mel = mel_filters(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
-        tensors = {
-            "audio.window": torch.hann_window(self.n_fft, periodic=True, dtype=torch.float32),
-            "audio.mel": torch.from_numpy(mel.astype(np.float32)),
-        }
-        logmel = self.log_mel(self._check(waveforms), tensors)  # (N, M, F)
-        mean = logmel.mean(dim=(0, 2))
+        window = torch.hann_window(self.n_fft, periodic=True, dtype=torch.float32)
+        mel_t = torch.from_numpy(mel.astype(np.float32))
+        logmel = self._log_mel(self._check(waveforms), window, mel_t)  # (N, M, F)
         std = logmel.std(dim=(0, 2))
-        tensors["audio.mean"] = mean
         # A band that never changes (a silent training set) would divide by zero.
-        tensors["audio.std"] = torch.where(std > 1e-6, std, torch.ones_like(std))
-        return tensors
+        return FrontEndState(window=window, mel=mel_t, mean=logmel.mean(dim=(0, 2)), std=torch.where(std > 1e-6, std, torch.ones_like(std)))
 
-    def encode(self, waveforms: np.ndarray, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, waveforms: np.ndarray, state: FrontEndState) -> torch.Tensor:
         """Standardised log-mel spectrograms (N, 1, n_mels, frames) of waveforms (N, T)."""
-        logmel = self.log_mel(self._check(waveforms), tensors)  # (N, M, F)
-        mean = tensors["audio.mean"].view(1, -1, 1)
-        std = tensors["audio.std"].view(1, -1, 1)
+        logmel = self.log_mel(self._check(waveforms), state)  # (N, M, F)
+        mean = state.mean.view(1, -1, 1)
+        std = state.std.view(1, -1, 1)
         return ((logmel - mean) / std).unsqueeze(1)  # (N, 1, M, F)
 
-    def log_mel(self, waveforms: np.ndarray, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
-        """log(mel power + 1e-6) of waveforms (N, T) → (N, n_mels, frames), in batches."""
-        window, mel = tensors["audio.window"], tensors["audio.mel"]
+    def log_mel(self, waveforms: np.ndarray, state: "FrontEndState | dict[str, torch.Tensor]") -> torch.Tensor:
+        """log(mel power + 1e-6) of waveforms (N, T) → (N, n_mels, frames), in batches.
+
+        `state`: the fitted state, or the filters alone as a dict ("audio.window", "audio.mel").
+        """
+        if isinstance(state, FrontEndState):
+            return self._log_mel(waveforms, state.window, state.mel)
+        return self._log_mel(waveforms, state["audio.window"], state["audio.mel"])
+
+    def _log_mel(self, waveforms: np.ndarray, window: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         out = []
         for i in range(0, len(waveforms), _BATCH):
             x = torch.from_numpy(np.ascontiguousarray(waveforms[i : i + _BATCH], dtype=np.float32))  # (B, T)
@@ -402,16 +416,23 @@ def infer_audio_schema(raw: RawData, *, task: str, audio: Any = None) -> "Schema
     samples = int(raw.waveforms.shape[1])
     opts = {} if audio is None else {k: getattr(audio, k) for k in ("n_fft", "hop_length", "n_mels", "fmin", "fmax")}
     front = FrontEnd(sample_rate=int(raw.sample_rate), samples=samples, **opts)
-    return Schema("audio", "classification", raw.target, classes=classes, rows=len(raw), audio=front.to_dict())
+    return Schema("audio", "classification", raw.target, classes=classes, rows=len(raw), audio=front)
 
 
 def front_end(schema: "Schema") -> FrontEnd:
-    return FrontEnd.from_dict(schema.audio)
+    """The schema's front end (its `audio` section).
+
+    Raises:
+        DataError: the schema is not an audio schema.
+    """
+    if schema.audio is None:
+        raise DataError("the schema has no audio section (a log-mel front end); it is not an audio schema")
+    return schema.audio
 
 
-def fit(pre: Any, raw: RawData) -> None:
-    """Fit the preprocessor `pre` on training clips: filters, window and per-band statistics."""
-    pre.tensors.update(front_end(pre.schema).fit(raw.waveforms))
+def fit(pre: Any, raw: RawData) -> FrontEndState:
+    """The front end's fitted state on training clips: filters, window and per-band statistics."""
+    return front_end(pre.schema).fit(raw.waveforms)
 
 
 def encode(pre: Any, raw: RawData) -> tuple[torch.Tensor]:
@@ -419,7 +440,10 @@ def encode(pre: Any, raw: RawData) -> tuple[torch.Tensor]:
     front = front_end(pre.schema)
     if raw.sample_rate is not None and raw.sample_rate != front.sample_rate:
         raise DataError(f"{raw.origin}: clips are at {raw.sample_rate} Hz; the model takes {front.sample_rate} Hz")
-    return (front.encode(raw.waveforms, pre.tensors),)
+    state = pre.input_state
+    if not isinstance(state, FrontEndState):
+        raise DataError("the preprocessor holds no fitted audio front end (fit it on clips first)")
+    return (front.encode(raw.waveforms, state),)
 
 
 def augment_clips(raw: RawData, *, copies: int, snr_db: tuple[float, float], gain_db: float, shift: float, seed: int) -> RawData:

@@ -26,6 +26,7 @@ import torch
 
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, label_strings
+from trustforge.data._states import InputState
 from trustforge.data.features import MISSING, UNKNOWN, FeatureOptions, FeatureState, feature_type
 from trustforge.data.features.binary import BinaryState
 from trustforge.data.features.categorical import CategoricalState
@@ -50,6 +51,9 @@ class Preprocessor:
         # data.missing.categorical: most_frequent — each column's training mode, imputed at encode time.
         self.categorical_fill: dict[str, str] = {}
         self.features: dict[str, FeatureState] = {}  # tables: each column's fitted state, by name
+        # The other kinds of input: what `InputKind.fit` learned (image statistics, a series'
+        # scaling, ...), a frozen state saved under the tensor names packages have always used.
+        self.input_state: InputState | None = None
         self.fitted = False
 
     # ------------------------------------------------------------------ fitting
@@ -57,7 +61,9 @@ class Preprocessor:
     def fit(self, raw: RawData) -> "Preprocessor":
         """Learn scalers, vocabularies and image statistics from the training split."""
         s = self.schema
-        KINDS[s.modality].fit(self, raw)  # its kind of input learns what it needs (see data.inputs)
+        self.input_state = KINDS[s.modality].fit(self, raw)  # its kind of input learns what it needs (see data.inputs)
+        if self.input_state is not None:  # the vocabularies it learned, by column, as the manifest holds them
+            self.vocabularies.update(self.input_state.vocabularies(s))
         if s.task == "regression":
             y = np.asarray(KINDS[s.modality].target_values(self, raw), dtype=np.float64)
             self.tensors["target.mean"] = torch.tensor([y.mean()], dtype=torch.float64)
@@ -76,8 +82,13 @@ class Preprocessor:
         if images.ndim != 4 or tuple(images.shape[1:]) != want:
             raise DataError(f"images have shape {tuple(images.shape[1:])}; the model expects {want} (C, H, W)")
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        mean = self.tensors["image.mean"].view(1, -1, 1, 1)
-        std = self.tensors["image.std"].view(1, -1, 1, 1)
+        from trustforge.data.inputs.image import ImageState  # the kind's module imports this one
+
+        state = self.input_state
+        if not isinstance(state, ImageState):
+            raise DataError("the preprocessor holds no fitted image statistics (fit it on images first)")
+        mean = state.mean.view(1, -1, 1, 1)
+        std = state.std.view(1, -1, 1, 1)
         return (x - mean) / std  # (N, C, H, W)
 
     def encode_frame(self, frame: pd.DataFrame, *, where: str = "input") -> tuple[torch.Tensor, ...]:
@@ -160,7 +171,8 @@ class Preprocessor:
         """The fitted state as (JSON-serialisable dict, named tensors).
 
         `features` holds each table column's feature type and frozen state; `binary_values`
-        and `vocabularies` repeat what the server's request checks read.
+        and `vocabularies` repeat what the server's request checks read. The other kinds'
+        `input_state` is saved as its named tensors (and its vocabularies, if it has any).
         """
         meta = {
             "schema": self.schema.to_dict(),
@@ -173,7 +185,8 @@ class Preprocessor:
             "vocabularies": self.vocabularies,
             "categorical_fill": self.categorical_fill,
         }
-        return meta, {k: v.contiguous() for k, v in self.tensors.items()}
+        own = self.input_state.tensors() if self.input_state is not None else {}
+        return meta, {k: v.contiguous() for k, v in {**self.tensors, **own}.items()}
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Preprocessor":
@@ -186,6 +199,11 @@ class Preprocessor:
         p.vocabularies = {k: list(v) for k, v in meta["vocabularies"].items()}
         p.categorical_fill = {k: str(v) for k, v in meta.get("categorical_fill", {}).items()}
         p.tensors = dict(tensors)
+        state_type = KINDS[p.schema.modality].state_type
+        if state_type is not None:  # the kind's own state; the preprocessor keeps the rest (target scaling)
+            p.input_state = state_type.from_saved(p.schema, p.vocabularies, p.tensors)
+            for name in state_type.tensor_names.values():
+                p.tensors.pop(name, None)
         if "features" in meta:
             p.features = {name: feature_type(f["type"]).state_type.from_json(f["state"]) for name, f in meta["features"].items()}
         elif "num.mean" in p.tensors:  # a table package from before feature types

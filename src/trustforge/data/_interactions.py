@@ -30,8 +30,9 @@ import lzma
 import os
 import pickle
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -40,9 +41,12 @@ import torch
 from trustforge.data._files import TABLE_FORMATS, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, _natural, label_strings
+from trustforge.data._states import InputState, SectionState
 from trustforge.errors import DataError
 
 __all__ = [
+    "InteractionsConfig",
+    "InteractionsState",
     "NegativeSampler",
     "holdout_split",
     "load_interactions",
@@ -55,6 +59,7 @@ __all__ = [
     "predictions",
     "recommend",
     "known_keys",
+    "item_popularity",
 ]
 
 # Builtin interactions tables (task recommendation) and their columns: the default `data.interactions`.
@@ -278,29 +283,101 @@ def _amount(v: float, sizes: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.floor(v * sizes + 0.5)).astype(np.int64)
 
 
-# ---------------------------------------------------------------------------- fitted state
+# ---------------------------------------------------------------------------- the schema's section and the fitted state
 
 
-def fit(pre: Any, raw: RawData) -> None:
-    """Fit vocabularies, rating statistics and popularity on the training split (`Preprocessor.fit`)."""
+@dataclass(frozen=True, kw_only=True)
+class InteractionsConfig(SectionState):
+    """The schema's `interactions` section: the spec's `data.interactions` and what cleaning dropped.
+
+    Attributes:
+        user, item, rating, time: the columns of each role (rating and time may be absent).
+        feedback: "explicit" (the rating is the target) or "implicit" (every row is a positive).
+        positive_threshold: implicit: the least rating of a kept row (None: every row).
+        test, validation: the hold-outs per user (a count, or a fraction of the user's rows).
+        below_threshold, duplicates: rows dropped under the threshold, and repeated pairs.
+    """
+
+    user: str
+    item: str
+    rating: str | None = None
+    time: str | None = None
+    feedback: Literal["explicit", "implicit"]
+    positive_threshold: float | None = None
+    test: float = 1
+    validation: float = 1
+    below_threshold: int = 0
+    duplicates: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class InteractionsState(InputState):
+    """What training taught about users and items.
+
+    Attributes:
+        users, items: the id vocabularies, index 0 `<unknown>` (saved as the manifest's
+            `vocabularies` of the user and item columns).
+        popularity: int64 (items + 1,): training interactions per item.
+        known: int64, sorted: keys user * (items + 1) + item of the pairs met in training and validation.
+        rating_range: float64 (2,): the training ratings' least and greatest (explicit feedback only).
+    """
+
+    users: tuple[str, ...]
+    items: tuple[str, ...]
+    popularity: torch.Tensor
+    known: torch.Tensor
+    rating_range: torch.Tensor | None = None
+
+    tensor_names: ClassVar[dict[str, str]] = {"popularity": _POPULARITY, "known": _KNOWN, "rating_range": _RANGE}
+
+    def vocabularies(self, schema: Any) -> dict[str, list[str]]:
+        r = schema.interactions
+        return {r.user: list(self.users), r.item: list(self.items)}
+
+    @classmethod
+    def from_saved(cls, schema: Any, vocabularies: dict[str, list[str]], tensors: dict[str, torch.Tensor]) -> "InteractionsState":
+        r = schema.interactions
+        lost = [c for c in (r.user, r.item) if c not in vocabularies]
+        if lost:
+            raise DataError(f"the package's preprocessing holds no vocabulary for the columns {lost}")
+        return cls(users=tuple(vocabularies[r.user]), items=tuple(vocabularies[r.item]), **cls.saved_tensors(tensors))
+
+
+def _config(pre: Any) -> InteractionsConfig:
+    if pre.schema.interactions is None:
+        raise DataError("the schema has no interactions section (data.interactions); it is not a recommendation schema")
+    return pre.schema.interactions
+
+
+def _state(pre: Any) -> InteractionsState:
+    state = pre.input_state
+    if not isinstance(state, InteractionsState):
+        raise DataError("the preprocessor holds no fitted interactions state (fit it on interactions first)")
+    return state
+
+
+def fit(pre: Any, raw: RawData) -> InteractionsState:
+    """Vocabularies, rating statistics and popularity of the training split (`Preprocessor.fit`);
+    sets the user and item columns' vocabulary sizes."""
     s = pre.schema
-    r = s.interactions
+    r = _config(pre)
     frame = raw.frame
-    for role in ("user", "item"):
-        values = _ids(frame[r[role]])
-        pre.vocabularies[r[role]] = [UNKNOWN] + sorted(set(values.tolist()), key=_natural)
-    s.columns[0].vocabulary = len(pre.vocabularies[r["user"]])
-    s.columns[1].vocabulary = len(pre.vocabularies[r["item"]])
-    user, item = (t.numpy() for t in encode_inputs(pre, raw))
-    pre.tensors[_POPULARITY] = torch.from_numpy(np.bincount(item, minlength=s.columns[1].vocabulary).astype(np.int64))
-    pre.tensors[_KNOWN] = torch.from_numpy(np.unique(user * s.columns[1].vocabulary + item))
-    if r["feedback"] == "explicit":
-        y = pd.to_numeric(frame[r["rating"]]).to_numpy(dtype=np.float64)
+    check_columns(pre, frame, raw.origin)
+    users, items = ([UNKNOWN] + sorted(set(_ids(frame[c]).tolist()), key=_natural) for c in (r.user, r.item))
+    s.columns[0].vocabulary = len(users)
+    s.columns[1].vocabulary = len(items)
+    user, item = (t.numpy() for t in _encode_ids(r, users, items, raw))
+    popularity = torch.from_numpy(np.bincount(item, minlength=len(items)).astype(np.int64))
+    known = torch.from_numpy(np.unique(user * len(items) + item))
+    rating_range = None
+    if r.feedback == "explicit":
+        y = pd.to_numeric(frame[r.rating]).to_numpy(dtype=np.float64)
         # Stored as the regression target's scaler (standard deviation 1: ratings stay in their
         # units), so `decode_regression` turns outputs back into ratings.
         pre.tensors["target.mean"] = torch.tensor([y.mean()], dtype=torch.float64)
         pre.tensors["target.std"] = torch.tensor([1.0], dtype=torch.float64)
-        pre.tensors[_RANGE] = torch.tensor([y.min(), y.max()], dtype=torch.float64)
+        rating_range = torch.tensor([y.min(), y.max()], dtype=torch.float64)
+    return InteractionsState(tuple(users), tuple(items), popularity, known, rating_range)
 
 
 def remember(pre: Any, raw: RawData) -> None:
@@ -308,54 +385,67 @@ def remember(pre: Any, raw: RawData) -> None:
     user, item = (t.numpy() for t in encode_inputs(pre, raw))
     ok = (user > 0) & (item > 0)
     keys = user[ok] * pre.schema.columns[1].vocabulary + item[ok]
-    pre.tensors[_KNOWN] = torch.from_numpy(np.union1d(pre.tensors[_KNOWN].numpy(), keys))
+    state = _state(pre)
+    pre.input_state = replace(state, known=torch.from_numpy(np.union1d(state.known.numpy(), keys)))
 
 
 def known_keys(pre: Any) -> np.ndarray:
     """Sorted keys user * stride + item of every (user, item) pair the model knows, stride = items + 1."""
-    return pre.tensors[_KNOWN].numpy()
+    return _state(pre).known.numpy()
+
+
+def item_popularity(pre: Any) -> np.ndarray:
+    """Training interactions per item index, int64 (items + 1,)."""
+    return _state(pre).popularity.numpy()
 
 
 def check_columns(pre: Any, frame: pd.DataFrame, where: str) -> None:
-    r = pre.schema.interactions
-    missing = [c for c in (r["user"], r["item"]) if c not in frame.columns]
+    r = _config(pre)
+    missing = [c for c in (r.user, r.item) if c not in frame.columns]
     if missing:
-        raise DataError(f"{where}: missing columns {missing} that the model needs (user {r['user']!r}, item {r['item']!r})")
+        raise DataError(f"{where}: missing columns {missing} that the model needs (user {r.user!r}, item {r.item!r})")
 
 
 def encode_inputs(pre: Any, raw: RawData) -> tuple[torch.Tensor, torch.Tensor]:
     """(user index int64 (N,), item index int64 (N,)); 0 for an id training never saw."""
-    r = pre.schema.interactions
+    check_columns(pre, raw.frame, raw.origin)
+    state = _state(pre)
+    return _encode_ids(_config(pre), state.users, state.items, raw)
+
+
+def _encode_ids(r: InteractionsConfig, users: Any, items: Any, raw: RawData) -> tuple[torch.Tensor, torch.Tensor]:
     frame = raw.frame
-    check_columns(pre, frame, raw.origin)
     out = []
-    for role in ("user", "item"):
-        col = frame[r[role]]
+    for role, column, vocab in (("user", r.user, users), ("item", r.item, items)):
+        col = frame[column]
         if col.isna().any():
             row = int(col.isna().to_numpy().nonzero()[0][0])
-            raise DataError(f"{raw.origin}: {role} column {r[role]!r} is empty in row {row + 1}")
-        index = pd.Index(pre.vocabularies[r[role]]).get_indexer(_ids(col))
+            raise DataError(f"{raw.origin}: {role} column {column!r} is empty in row {row + 1}")
+        index = pd.Index(list(vocab)).get_indexer(_ids(col))
         out.append(torch.from_numpy(np.maximum(index, 0).astype(np.int64)))
     return out[0], out[1]
 
 
 def encode_target(pre: Any, raw: RawData) -> torch.Tensor:
     """Explicit: rating - training mean, float32 (N,); implicit: ones (every row is an interaction)."""
-    r = pre.schema.interactions
-    if r["feedback"] == "implicit":
+    r = _config(pre)
+    if r.feedback == "implicit":
         return torch.ones(len(raw.frame), dtype=torch.float32)
-    col = raw.frame.get(r["rating"])
+    col = raw.frame.get(r.rating)
     if col is None:
-        raise DataError(f"{raw.origin}: no rating column {r['rating']!r} to evaluate against")
+        raise DataError(f"{raw.origin}: no rating column {r.rating!r} to evaluate against")
     y = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
     if np.isnan(y).any():
-        raise DataError(f"{raw.origin}: rating column {r['rating']!r} has missing or non-numeric values")
+        raise DataError(f"{raw.origin}: rating column {r.rating!r} has missing or non-numeric values")
     return torch.from_numpy((y - pre.tensors["target.mean"].numpy()).astype(np.float32))
 
 
 def ratings(pre: Any, out: np.ndarray) -> np.ndarray:
     """Model outputs (rating - mean) as ratings, clipped to the training range."""
-    lo, hi = pre.tensors[_RANGE].numpy()
+    rating_range = _state(pre).rating_range
+    if rating_range is None:
+        raise DataError("the model learnt no rating range (implicit feedback has no ratings)")
+    lo, hi = rating_range.numpy()
     return np.clip(pre.decode_regression(np.asarray(out, dtype=np.float64)), lo, hi)
 
 
@@ -420,18 +510,18 @@ def prepare_interactions(spec: Any, raw: RawData | None = None) -> Any:
     seed = spec.train.seed
     raw = raw if raw is not None else load_interactions(spec)
     frame, order, counts = _clean(raw, roles, seed)
-    r = {
-        "user": roles.user,
-        "item": roles.item,
-        "rating": roles.rating,
-        "time": roles.time,
-        "feedback": roles.feedback,
-        "positive_threshold": roles.positive_threshold,
-        "test": roles.test,
-        "validation": roles.validation,
-        "below_threshold": counts["below_threshold"],
-        "duplicates": counts["duplicates"],
-    }
+    r = InteractionsConfig(
+        user=roles.user,
+        item=roles.item,
+        rating=roles.rating,
+        time=roles.time,
+        feedback=roles.feedback,
+        positive_threshold=roles.positive_threshold,
+        test=roles.test,
+        validation=roles.validation,
+        below_threshold=counts["below_threshold"],
+        duplicates=counts["duplicates"],
+    )
     schema = Schema(
         "interactions",
         "recommendation",
@@ -516,7 +606,7 @@ def predictions(pre: Any, raw: RawData, out: torch.Tensor) -> pd.DataFrame:
     """
     user, item = (t.numpy() for t in encode_inputs(pre, raw))
     values = out.reshape(-1).numpy().astype(np.float64)
-    if pre.schema.interactions["feedback"] == "explicit":
+    if _config(pre).feedback == "explicit":
         values = ratings(pre, values)
     unknown = np.where(user == 0, "user", "")
     unknown = np.where(item == 0, np.char.add(unknown, np.where(user == 0, "+item", "item")), unknown)
@@ -544,15 +634,16 @@ def recommend(
     """
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise DataError(f"k must be an integer >= 1; got {k!r}")
-    r = pre.schema.interactions
-    ids = _user_ids(users, r["user"])
+    r = _config(pre)
+    state = _state(pre)
+    ids = _user_ids(users, r.user)
     if len(ids) == 0:
         raise DataError("no users given to recommend for")
-    user_vocab, item_vocab = pre.vocabularies[r["user"]], np.asarray(pre.vocabularies[r["item"]], dtype=object)
+    user_vocab, item_vocab = list(state.users), np.asarray(state.items, dtype=object)
     index = np.maximum(pd.Index(user_vocab).get_indexer(ids), 0)
     stride = len(item_vocab)
     keys = known_keys(pre)
-    popularity = pre.tensors[_POPULARITY].numpy()
+    popularity = state.popularity.numpy()
     # Most popular first; ties by item order, so lists are reproducible.
     by_popularity = np.lexsort((np.arange(stride), -popularity))
     by_popularity = by_popularity[by_popularity != 0][:k]
@@ -569,7 +660,7 @@ def recommend(
             for row, (a, b) in enumerate(zip(lo, hi)):
                 scores[row, keys[a:b] - chunk[row] * stride] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        if r["feedback"] == "explicit":  # the predicted rating, before clipping (clipping would tie the best)
+        if r.feedback == "explicit":  # the predicted rating, before clipping (clipping would tie the best)
             scores = pre.decode_regression(scores)
         for row, u in enumerate(chunk):
             picked = order[row][np.isfinite(scores[row, order[row]])]
@@ -580,7 +671,7 @@ def recommend(
         else:
             items, s = top[int(u)]
             rows.extend((uid, rank + 1, item_vocab[j], float(v), "model") for rank, (j, v) in enumerate(zip(items, s)))
-    return pd.DataFrame(rows, columns=[r["user"], "rank", r["item"], "score", "source"])
+    return pd.DataFrame(rows, columns=[r.user, "rank", r.item, "score", "source"])
 
 
 def _user_ids(users: Any, column: str) -> np.ndarray:

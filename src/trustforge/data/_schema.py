@@ -7,13 +7,19 @@ JSON and checked against every input handed to the model later.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from trustforge.data._raw import RawData
 from trustforge.data.features import FeatureOptions, feature_type, infer_type, label_strings, natural_key
 from trustforge.errors import DataError
+
+if TYPE_CHECKING:
+    from trustforge.data._audio import FrontEnd
+    from trustforge.data._interactions import InteractionsConfig
+    from trustforge.data._series import SeriesConfig
+    from trustforge.data._text import TextOptions
 
 __all__ = ["Column", "Schema", "infer_table_schema", "label_strings"]
 
@@ -43,18 +49,21 @@ class Schema:
         rows: number of usable rows; dropped_rows: rows dropped for a missing target.
         ignored: columns of the source that are neither inputs nor the target (`data.drop`, or
             not among `data.features`); inputs laid out like the source may carry them.
-        series: forecasting only: how the series becomes windows (`time`, `lookback`,
-            `horizon`, `season`, `transform`, `level`; see `data._series`). `target` is its
+        series: forecasting only: how the series becomes windows (`data._series.SeriesConfig`:
+            `time`, `lookback`, `horizon`, `season`, `transform`, `level`). `target` is its
             value column.
         sequence_shape: (T, F) of numeric sequences (modality "sequence" only).
-        audio: the log-mel front end of modality "audio" (`sample_rate`, `samples`, `n_fft`,
-            `hop_length`, `n_mels`, `fmin`, `fmax`; see `data._audio.FrontEnd`).
+        audio: the log-mel front end of modality "audio" (`data._audio.FrontEnd`: `sample_rate`,
+            `samples`, `n_fft`, `hop_length`, `n_mels`, `fmin`, `fmax`).
         interactions: modality "interactions" (task recommendation) only: the column roles
-            (`user`, `item`, `rating`, `time`), `feedback` and the hold-outs (see
-            `data._interactions`). `columns` are the user and item id columns; `target` is the
-            rating (explicit) or the item column (implicit).
-        text: modality "text" only: the spec's `data.text` with its `column` filled in (see
-            `data._text`). `columns` holds that one column, of kind "text".
+            (`user`, `item`, `rating`, `time`), `feedback` and the hold-outs
+            (`data._interactions.InteractionsConfig`). `columns` are the user and item id
+            columns; `target` is the rating (explicit) or the item column (implicit).
+        text: modality "text" only: the spec's `data.text` with its `column` filled in
+            (`data._text.TextOptions`). `columns` holds that one column, of kind "text".
+
+    The four sections are typed, frozen states with `to_json`/`from_json`; a section given as
+    a dict (as the schema's JSON holds it) is read into its type, refusing unknown fields.
     """
 
     modality: Literal["table", "image", "series", "sequence", "audio", "interactions", "text"]
@@ -66,11 +75,17 @@ class Schema:
     rows: int = 0
     dropped_rows: int = 0
     ignored: list[str] = field(default_factory=list)
-    series: dict[str, Any] | None = None
+    series: SeriesConfig | None = None
     sequence_shape: tuple[int, int] | None = None
-    audio: dict[str, Any] | None = None
-    interactions: dict[str, Any] | None = None
-    text: dict[str, Any] | None = None
+    audio: FrontEnd | None = None
+    interactions: InteractionsConfig | None = None
+    text: TextOptions | None = None
+
+    def __post_init__(self) -> None:
+        for name, section in _sections().items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, section):
+                setattr(self, name, section.from_json(value))
 
     def slot(self, slot: str) -> list[Column]:
         """The columns whose feature type fills `slot` ("float", "index" or "tokens"), in order."""
@@ -98,6 +113,9 @@ class Schema:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["image_shape"] = list(self.image_shape) if self.image_shape else None
+        for name in _sections():
+            section = getattr(self, name)
+            d[name] = section.to_json() if section is not None else None
         return d
 
     @classmethod
@@ -107,7 +125,19 @@ class Schema:
         d["image_shape"] = tuple(d["image_shape"]) if d.get("image_shape") else None
         if d.get("sequence_shape"):
             d["sequence_shape"] = tuple(d["sequence_shape"])
+        for name, section in _sections().items():  # each section's JSON into its type, checked
+            d[name] = section.from_json(d[name]) if d.get(name) is not None else None
         return cls(**d)
+
+
+def _sections() -> dict[str, Any]:
+    """The schema's typed sections by field; their modules import this one, so they are imported here late."""
+    from trustforge.data._audio import FrontEnd
+    from trustforge.data._interactions import InteractionsConfig
+    from trustforge.data._series import SeriesConfig
+    from trustforge.data._text import TextOptions
+
+    return {"series": SeriesConfig, "audio": FrontEnd, "interactions": InteractionsConfig, "text": TextOptions}
 
 
 def infer_table_schema(

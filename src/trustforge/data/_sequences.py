@@ -13,20 +13,22 @@ Features are standardised per feature over all steps of the training split.
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, _natural, label_strings
+from trustforge.data._states import InputState
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder calls in; importing it here would be circular
     from trustforge.data._encoders import Preprocessor
 
-__all__ = ["read_npz", "read_sequence_input", "check_sequences", "infer_sequence_schema", "fit", "encode", "with_noise"]
+__all__ = ["SequenceState", "read_npz", "read_sequence_input", "check_sequences", "infer_sequence_schema", "fit", "encode", "with_noise"]
 
 
 def read_npz(path: Path, *, origin: str, target: str | None = None, require_target: bool = True) -> RawData:
@@ -118,13 +120,22 @@ def infer_sequence_schema(raw: RawData, *, task: str) -> tuple[Schema, RawData]:
     return schema, raw
 
 
-def fit(pre: "Preprocessor", raw: RawData) -> None:
+@dataclass(frozen=True, eq=False)
+class SequenceState(InputState):
+    """Per-feature mean and std (float64 (F,)) over every step of the training sequences."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    tensor_names: ClassVar[dict[str, str]] = {"mean": "sequence.mean", "std": "sequence.std"}
+
+
+def fit(pre: "Preprocessor", raw: RawData) -> SequenceState:
     """Per-feature mean and std over every step of the training sequences."""
     x = torch.from_numpy(raw.sequences).double()  # (N, T, F)
-    pre.tensors["sequence.mean"] = x.mean(dim=(0, 1))
     std = x.std(dim=(0, 1)) if x.shape[0] * x.shape[1] > 1 else torch.ones(x.shape[2], dtype=torch.float64)
     # A constant feature would divide by zero; its std is set to 1.
-    pre.tensors["sequence.std"] = torch.where(std > 1e-12, std, torch.ones_like(std))
+    return SequenceState(mean=x.mean(dim=(0, 1)), std=torch.where(std > 1e-12, std, torch.ones_like(std)))
 
 
 def encode(pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor]:
@@ -133,8 +144,11 @@ def encode(pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor]:
     x = check_sequences(raw.sequences, where=f"{raw.origin}: sequences")
     if tuple(x.shape[1:]) != want:
         raise DataError(f"{raw.origin}: sequences have shape (T, F) {tuple(x.shape[1:])}; the model expects {want}")
-    mean = pre.tensors["sequence.mean"].float().view(1, 1, -1)
-    std = pre.tensors["sequence.std"].float().view(1, 1, -1)
+    state = pre.input_state
+    if not isinstance(state, SequenceState):
+        raise DataError("the preprocessor holds no fitted sequence scaling (fit it on sequences first)")
+    mean = state.mean.float().view(1, 1, -1)
+    std = state.std.float().view(1, 1, -1)
     return ((torch.from_numpy(x) - mean) / std,)  # (N, T, F)
 
 

@@ -26,7 +26,8 @@ are dropped, so no value is a target on both sides of a boundary.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,7 @@ import torch
 
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
+from trustforge.data._states import InputState, SectionState
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder and data stage call in; importing them here would be circular
@@ -43,6 +45,8 @@ if TYPE_CHECKING:  # the encoder and data stage call in; importing them here wou
 
 __all__ = [
     "BUILTIN_SERIES",
+    "SeriesConfig",
+    "SeriesState",
     "builtin_series",
     "prepare_series",
     "split_windows",
@@ -103,11 +107,48 @@ def builtin_series(name: str, *, target: str | None, seed: int) -> RawData:
     return RawData("series", target, origin, frame=frame)
 
 
+# ---------------------------------------------------------------------------- the schema's section and the fitted state
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesConfig(SectionState):
+    """How a series becomes windows: the schema's `series` section (`data.series` of the spec).
+
+    Attributes:
+        time: the column that orders the series (None: file order); time_kind: "datetime" or
+            "numeric", how its values read (None without a time column, or in packages from
+            before it was saved: dates are then assumed).
+        lookback, horizon: values in, values forecast; season: the seasonal-naive baseline's period.
+        transform: "log" takes logarithms before scaling; level: what each window is taken
+            relative to ("none" in packages from before it was saved).
+    """
+
+    time: str | None = None
+    time_kind: Literal["datetime", "numeric"] | None = None
+    lookback: int
+    horizon: int
+    season: int = 1
+    transform: Literal["none", "log"] = "none"
+    level: Literal["none", "last", "mean"] = "none"
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesState(InputState):
+    """Mean and std (float64 (1,)) of the transformed training values."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    tensor_names: ClassVar[dict[str, str]] = {"mean": "series.mean", "std": "series.std"}
+
+
 # ---------------------------------------------------------------------------- reading a series
 
 
-def _config(schema: Schema) -> dict[str, Any]:
-    return schema.series or {}
+def _config(schema: Schema) -> SeriesConfig:
+    if schema.series is None:
+        raise DataError("the schema has no series section (data.series); it is not a forecasting schema")
+    return schema.series
 
 
 def ordered_values(
@@ -170,8 +211,8 @@ def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
 
 def _series_of(schema: Schema, raw: RawData, *, allowed: set[str] | None = None) -> np.ndarray:
     cfg = _config(schema)
-    _, values = ordered_values(raw.frame, value=schema.target, time=cfg.get("time"), where=raw.origin, require_time=False, allowed=allowed)
-    if cfg.get("transform") == "log" and (values <= 0).any():
+    _, values = ordered_values(raw.frame, value=schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=allowed)
+    if cfg.transform == "log" and (values <= 0).any():
         raise DataError(f"{raw.origin}: column {schema.target!r} holds values <= 0; data.series.transform 'log' needs positive values")
     return values
 
@@ -201,15 +242,9 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         frame = frame.iloc[np.argsort(_parse_times(frame[time], time, raw.origin).to_numpy(), kind="stable")]
     frame = frame.reset_index(drop=True)
     time_kind = None if times is None else ("datetime" if pd.api.types.is_datetime64_any_dtype(times) else "numeric")
-    cfg = {
-        "time": time,
-        "time_kind": time_kind,
-        "lookback": s.lookback,
-        "horizon": s.horizon,
-        "season": s.season,
-        "transform": s.transform,
-        "level": s.level,
-    }
+    cfg = SeriesConfig(
+        time=time, time_kind=time_kind, lookback=s.lookback, horizon=s.horizon, season=s.season, transform=s.transform, level=s.level
+    )
     schema = Schema(
         "series",
         "forecasting",
@@ -289,27 +324,36 @@ def split_windows(
 # ---------------------------------------------------------------------------- encoding
 
 
-def fit(pre: "Preprocessor", raw: RawData) -> None:
+def fit(pre: "Preprocessor", raw: RawData) -> SeriesState:
     """Mean and std of the (transformed) training values."""
     v = _transform(pre.schema, _series_of(pre.schema, raw))
     std = v.std()
-    pre.tensors["series.mean"] = torch.tensor([v.mean()], dtype=torch.float64)
-    pre.tensors["series.std"] = torch.tensor([std if std > 1e-12 else 1.0], dtype=torch.float64)
+    return SeriesState(
+        mean=torch.tensor([v.mean()], dtype=torch.float64), std=torch.tensor([std if std > 1e-12 else 1.0], dtype=torch.float64)
+    )
+
+
+def _state(pre: "Preprocessor") -> SeriesState:
+    state = pre.input_state
+    if not isinstance(state, SeriesState):
+        raise DataError("the preprocessor holds no fitted series scaling (fit it on a series first)")
+    return state
 
 
 def _transform(schema: Schema, values: np.ndarray) -> np.ndarray:
-    return np.log(values) if _config(schema).get("transform") == "log" else values
+    return np.log(values) if _config(schema).transform == "log" else values
 
 
 def _scaled(pre: "Preprocessor", values: np.ndarray) -> np.ndarray:
     v = _transform(pre.schema, values)
-    return (v - pre.tensors["series.mean"].numpy()) / pre.tensors["series.std"].numpy()
+    state = _state(pre)
+    return (v - state.mean.numpy()) / state.std.numpy()
 
 
 def _windows(pre: "Preprocessor", raw: RawData) -> tuple[np.ndarray, np.ndarray]:
     """Every complete window of `raw`: scaled inputs (N, L) and targets (N, H)."""
     cfg = _config(pre.schema)
-    lookback, horizon = cfg["lookback"], cfg["horizon"]
+    lookback, horizon = cfg.lookback, cfg.horizon
     values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
     if len(values) < lookback + horizon:
         raise DataError(
@@ -321,7 +365,7 @@ def _windows(pre: "Preprocessor", raw: RawData) -> tuple[np.ndarray, np.ndarray]
 
 def _level(pre: "Preprocessor", x: np.ndarray) -> np.ndarray:
     """Each window's reference level (N, 1) in scaled units: its last value, its mean, or 0."""
-    how = _config(pre.schema).get("level", "none")
+    how = _config(pre.schema).level
     if how == "last":
         return x[:, -1:]
     if how == "mean":
@@ -343,8 +387,9 @@ def encode_target(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
 
 def _unscale(pre: "Preprocessor", z: np.ndarray) -> np.ndarray:
     """Scaled values back in the series' units (undoing standardisation, then the transform)."""
-    v = z * pre.tensors["series.std"].numpy() + pre.tensors["series.mean"].numpy()
-    return np.exp(v) if _config(pre.schema).get("transform") == "log" else v
+    state = _state(pre)
+    v = z * state.std.numpy() + state.mean.numpy()
+    return np.exp(v) if _config(pre.schema).transform == "log" else v
 
 
 def _decode(pre: "Preprocessor", out: torch.Tensor | np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -358,7 +403,7 @@ def window_forecasts(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> tu
     its raw outputs `out`, as `encode_inputs(raw)` fed it) and the seasonal-naive forecast,
     each (N, horizon) in the series' units."""
     x, y = _windows(pre, raw)
-    season = _config(pre.schema)["season"]
+    season = _config(pre.schema).season
     return _unscale(pre, y), _decode(pre, out, x), _unscale(pre, seasonal_naive(x, y.shape[1], season))
 
 
@@ -384,7 +429,7 @@ def forecast_inputs(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
         DataError: the series holds fewer than `lookback` values (the message says how many
             are needed and how many were given), or a value or column is bad.
     """
-    lookback = _config(pre.schema)["lookback"]
+    lookback = _config(pre.schema).lookback
     values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
     if len(values) < lookback:
         raise DataError(
@@ -402,9 +447,9 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     `prediction` (the forecast value, in the series' units).
     """
     cfg = _config(pre.schema)
-    lookback, horizon = cfg["lookback"], cfg["horizon"]
+    lookback, horizon = cfg.lookback, cfg.horizon
     times, values = ordered_values(
-        raw.frame, value=pre.schema.target, time=cfg.get("time"), where=raw.origin, require_time=False, allowed=set(pre.schema.ignored)
+        raw.frame, value=pre.schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=set(pre.schema.ignored)
     )
     x = _scaled(pre, values[-lookback:])[None, :]
     table = pd.DataFrame({"step": np.arange(1, horizon + 1)})

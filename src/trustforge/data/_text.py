@@ -15,7 +15,7 @@ becomes token ids:
 `<unk>` (id 1), then the tokens seen at least `min_freq` times, most frequent first (ties in
 code-point order), at most `max_vocab` in all. Every text becomes int64 ids (N, max_length):
 its first `max_length` tokens, padded with id 0. The vocabulary is the preprocessor's
-`vocabularies[column]`, so it is saved in the package's manifest with the rest of the fitted
+`vocabularies[column]` (and its `TextInputState`), so it is saved in the package's manifest with the rest of the fitted
 state, and a package tokenises exactly as at training time without the base model installed.
 
 A missing, empty or all-white-space text has nothing to classify: it is refused with a
@@ -29,9 +29,9 @@ import re
 import unicodedata
 import weakref
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ import torch
 
 from trustforge.data._files import read_jsonl, read_table
 from trustforge.data._raw import RawData
+from trustforge.data._states import InputState, SectionState
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ __all__ = [
     "PAD",
     "UNK",
     "TextCodec",
+    "TextInputState",
+    "TextOptions",
     "as_text",
     "check_texts",
     "encode",
@@ -101,22 +104,57 @@ def read_text_input(schema: Any, source: Any) -> RawData:
     if isinstance(source, pd.DataFrame):
         frame, origin = source, "input"
     elif isinstance(source, np.ndarray):
-        raise DataError(f"this model takes texts (a table with a {schema.text['column']!r} column), not an array")
+        raise DataError(f"this model takes texts (a table with a {schema.text.column!r} column), not an array")
     else:
         path = Path(source)
         if path.is_dir():
             raise DataError(f"{path}: this model takes a CSV, Parquet or JSON Lines file of texts, not a folder")
         frame, origin = read_table(path, skip_blank_lines=False), str(path)  # a blank line is an empty text, not no row
-    return as_text(RawData("table", schema.target, origin, frame=frame), schema.text["column"])
+    return as_text(RawData("table", schema.target, origin, frame=frame), schema.text.column)
 
 
-def text_options(raw: RawData, spec: Any) -> dict[str, Any]:
-    """The schema's `text` entry: the spec's `data.text` (or its defaults) with the column filled in."""
+@dataclass(frozen=True, kw_only=True)
+class TextOptions(SectionState):
+    """How the text column becomes token ids: the schema's `text` section, the spec's
+    `data.text` (`spec.TextSpec`) with its `column` filled in. `ngrams` is 1 in packages from
+    before it existed."""
+
+    column: str
+    tokenizer: Literal["word", "char", "wordpiece"]
+    max_length: int
+    min_freq: int = 1
+    max_vocab: int = 20000
+    lowercase: bool = True
+    ngrams: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class TextInputState(InputState):
+    """The vocabulary of the text column, tokens in id order (`<pad>` first), learned from the
+    training split or the pretrained one; saved as the manifest's `vocabularies[column]`."""
+
+    vocabulary: tuple[str, ...]
+
+    tensor_names: ClassVar[dict[str, str]] = {}
+
+    def vocabularies(self, schema: Any) -> dict[str, list[str]]:
+        return {schema.text.column: list(self.vocabulary)}
+
+    @classmethod
+    def from_saved(cls, schema: Any, vocabularies: dict[str, list[str]], tensors: dict[str, torch.Tensor]) -> "TextInputState":
+        column = schema.text.column
+        if column not in vocabularies:
+            raise DataError(f"the package's preprocessing holds no vocabulary for the text column {column!r}")
+        return cls(tuple(vocabularies[column]))
+
+
+def text_options(raw: RawData, spec: Any) -> TextOptions:
+    """The schema's `text` section: the spec's `data.text` (or its defaults) with the column filled in."""
     from trustforge.spec import TextSpec
 
     options = (spec or TextSpec()).model_dump()
     options["column"] = raw.text
-    return options
+    return TextOptions.from_json(options)
 
 
 def check_texts(values: pd.Series, *, column: str, where: str) -> list[str]:
@@ -283,35 +321,44 @@ class TextCodec:
 # ---------------------------------------------------------------------------- the preprocessor's part
 
 # One codec per fitted preprocessor: building the WordPiece pipeline or the index of a large
-# vocabulary on every prediction call would cost more than the prediction.
-_CODECS: "weakref.WeakKeyDictionary[Preprocessor, TextCodec]" = weakref.WeakKeyDictionary()
+# vocabulary on every prediction call would cost more than the prediction. Each entry keeps the
+# state it was built from, so a preprocessor fitted again gets a new codec.
+_CODECS: "weakref.WeakKeyDictionary[Preprocessor, tuple[TextInputState, TextCodec]]" = weakref.WeakKeyDictionary()
+
+
+def _options(schema: Any) -> TextOptions:
+    if schema.text is None:
+        raise DataError("the schema has no text section (data.text); it is not a text schema")
+    return schema.text
 
 
 def codec(pre: "Preprocessor") -> TextCodec:
     """The fitted preprocessor's codec."""
-    c = _CODECS.get(pre)
-    if c is None:
-        options = pre.schema.text
-        c = _CODECS[pre] = TextCodec(options, pre.vocabularies[options["column"]])
-    return c
+    state = pre.input_state
+    if not isinstance(state, TextInputState):
+        raise DataError("the preprocessor holds no fitted text vocabulary (fit it on texts first)")
+    entry = _CODECS.get(pre)
+    if entry is None or entry[0] is not state:
+        entry = _CODECS[pre] = (state, TextCodec(_options(pre.schema).to_json(), list(state.vocabulary)))
+    return entry[1]
 
 
-def fit(pre: "Preprocessor", raw: RawData) -> None:
-    """Learn the vocabulary of the training split (or take the pretrained one) into `pre`."""
-    options = pre.schema.text
-    column = options["column"]
+def fit(pre: "Preprocessor", raw: RawData) -> TextInputState:
+    """The vocabulary of the training split (or the pretrained one); sets the column's vocabulary size."""
+    options = _options(pre.schema)
+    column = options.column
     texts = check_texts(raw.frame[column], column=column, where=raw.origin)
-    if options["tokenizer"] == "wordpiece":
+    if options.tokenizer == "wordpiece":
         vocab = wordpiece_vocabulary()
     else:
-        vocab = learn_vocabulary((split_text(t, options) for t in texts), min_freq=options["min_freq"], max_vocab=options["max_vocab"])
-    pre.vocabularies[column] = vocab
+        split = options.to_json()
+        vocab = learn_vocabulary((split_text(t, split) for t in texts), min_freq=options.min_freq, max_vocab=options.max_vocab)
     next(c for c in pre.schema.columns if c.name == column).vocabulary = len(vocab)
-    _CODECS.pop(pre, None)
+    return TextInputState(tuple(vocab))
 
 
 def encode(pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor]:
     """(token ids int64 (N, max_length),) for the text column of `raw`."""
     pre.check_columns(raw.frame, where=raw.origin)
-    column = pre.schema.text["column"]
+    column = _options(pre.schema).column
     return (codec(pre).encode(check_texts(raw.frame[column], column=column, where=raw.origin)),)

@@ -108,7 +108,7 @@ class TextEvidence(KindEvidence):
     name = "text"
 
     def read_shift(self, spec: TaskSpec, model: Any) -> RawData:
-        return as_text(super().read_shift(spec, model), model.schema.text["column"])  # a table holding the model's text column
+        return as_text(super().read_shift(spec, model), model.schema.text.column)  # a table holding the model's text column
 
     def explain(self, spec: TaskSpec, data: Prepared, model: Any, run_dir: Path) -> dict[str, Any] | None:
         from trustforge.evaluate._text import explain_text_model  # token attributions along the embedding layer

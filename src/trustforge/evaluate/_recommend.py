@@ -23,7 +23,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from trustforge.data import RawData, TensorData, encode_interactions, interaction_ratings, interaction_targets, known_interactions
+from trustforge.data import (
+    RawData,
+    TensorData,
+    encode_interactions,
+    interaction_popularity,
+    interaction_ratings,
+    interaction_targets,
+    known_interactions,
+)
 from trustforge.evaluate._metrics import ranking_metrics, regression_metrics
 
 __all__ = ["KS", "validation_metrics", "interaction_metrics", "recommendation_metrics", "fit_biases", "BIAS_GRID"]
@@ -64,7 +72,7 @@ def interaction_metrics(pre: Any, module: torch.nn.Module, raw: RawData) -> dict
         DataError: a column the model needs (ids; the rating for explicit feedback) is missing.
     """
     user, item = (t.numpy() for t in encode_interactions(pre, raw))
-    if pre.schema.interactions["feedback"] == "explicit":
+    if pre.schema.interactions.feedback == "explicit":
         y = interaction_targets(pre, raw).numpy().astype(np.float64) + pre.tensors["target.mean"].numpy()
         pred = interaction_ratings(pre, _pair_scores(module, user, item))
         m: dict[str, Any] = dict(regression_metrics(y, pred))
@@ -72,7 +80,7 @@ def interaction_metrics(pre: Any, module: torch.nn.Module, raw: RawData) -> dict
         return m
     device = _device(module)
     m = _ranking(lambda u: module.score_all(u.to(device)).cpu(), pre, user, item)
-    popularity = torch.from_numpy(pre.tensors["interactions.popularity"].numpy().astype(np.float64))
+    popularity = torch.from_numpy(interaction_popularity(pre).astype(np.float64))
     base = _ranking(lambda u: popularity.expand(len(u), -1), pre, user, item)
     m.update({f"baseline_popularity_{k}": v for k, v in base.items() if k not in ("n", "skipped_unknown", "skipped_known")})
     return m
@@ -87,7 +95,7 @@ def recommendation_metrics(data: Any, module: torch.nn.Module) -> dict[str, Any]
     """
     pre = data.preprocessor
     m = interaction_metrics(pre, module, data.test_raw)
-    if pre.schema.interactions["feedback"] == "explicit":
+    if pre.schema.interactions.feedback == "explicit":
         user, item = (t.numpy() for t in encode_interactions(pre, data.test_raw))
         base = _bias_baseline(pre, data.train, data.validation, user, item, data.test.target.numpy())
         m.update({f"baseline_bias_{k}": v for k, v in base.items()})

@@ -49,7 +49,7 @@ def forecast_noise_table(
     """
     y, pred, base = window_forecasts(preprocessor, raw, outputs_of(raw))
     clean = compute_metrics("forecasting", y, y_pred=pred, baseline=base)
-    positive = (preprocessor.schema.series or {}).get("transform") == "log"
+    positive = preprocessor.schema.series is not None and preprocessor.schema.series.transform == "log"
     rows = []
     for severity in severities:
         level = NOISE_LEVELS[severity - 1]

@@ -373,7 +373,7 @@ class Forecasting(Task):
         return "val_mae"
 
     def output_size(self, spec: Any, schema: Any) -> int:
-        return int(schema.series["horizon"])
+        return int(schema.series.horizon)
 
     def loss(self, spec: Any, n_classes: int, train_target: torch.Tensor) -> LossFn:
         return lambda out, y: F.mse_loss(out.float().reshape(y.shape), y)  # (N, horizon) against (N, horizon)
@@ -386,8 +386,8 @@ class Forecasting(Task):
     def output_signature(self, schema: Any) -> list[dict[str, Any]]:
         # One row per future step (see data._series.forecast_table); `time` when the series' times are regular.
         outputs = [{"name": "step", "datatype": "INT64", "shape": [-1]}]
-        if schema.series.get("time"):
-            kind = "FP64" if schema.series.get("time_kind") == "numeric" else "BYTES"
+        if schema.series.time:
+            kind = "FP64" if schema.series.time_kind == "numeric" else "BYTES"
             outputs.append({"name": "time", "datatype": kind, "shape": [-1], "optional": True})
         return [*outputs, {"name": "prediction", "datatype": "FP64", "shape": [-1]}]
 

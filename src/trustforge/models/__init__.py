@@ -49,8 +49,8 @@ def output_size(spec: TaskSpec, schema: Schema) -> int:
                 raise ModelError(f"train.loss 'bce' needs exactly 2 classes; the data has {n}")
             return 1
         return n
-    if schema.series:
-        return int(schema.series["horizon"])
+    if schema.series is not None:
+        return int(schema.series.horizon)
     return 1
 
 

@@ -17,6 +17,7 @@ import torch
 
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
+from trustforge.data._states import InputState
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -36,11 +37,15 @@ class InputKind:
         name: the schema's `modality`.
         image_like: a grid the training-time shift/flip augmentation applies to.
         default_model: the `model.kind` a spec without `model` gets for this kind of input.
+        state_type: the frozen state `fit` returns (see `data._states.InputState`), saved by
+            `Preprocessor.state` and read back by `Preprocessor.from_state`; None for a table,
+            whose columns' feature types hold their own states.
     """
 
     name: ClassVar[str]
     image_like: ClassVar[bool] = False
     default_model: ClassVar[str]  # the `model.kind` a spec without `model` gets for this input
+    state_type: ClassVar[type[InputState] | None] = None
 
     def load(self, spec: Any, *, cache_dir: Any = None) -> RawData | None:
         """Read the spec's data source when this kind reads it its own way (interactions name
@@ -64,8 +69,10 @@ class InputKind:
         """One target label per row (for stratified splits), or None when unlabelled."""
         return raw.labels
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        """Learn the input's fitted state from the training split into `pre`."""
+    def fit(self, pre: "Preprocessor", raw: RawData) -> InputState | None:
+        """The input's fitted state, learned from the training split (an instance of
+        `state_type`; None for a table, whose columns' states `pre` holds). `Preprocessor.fit`
+        keeps it as `pre.input_state`; `encode` reads it there."""
         raise NotImplementedError
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:

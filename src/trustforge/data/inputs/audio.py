@@ -26,6 +26,7 @@ class Audio(InputKind):
     # The spectrogram is the "image": a shift moves it by mel bands (a voice a little higher or
     # lower) and by frames (a word said a little earlier or later).
     image_like = True
+    state_type = _audio.FrontEndState
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         return _audio.infer_audio_schema(raw, task=task, audio=data.audio), raw
@@ -49,19 +50,20 @@ class Audio(InputKind):
         a = data.audio.augment
         return _audio.augment_clips(raw, copies=a.copies, snr_db=a.snr_db, gain_db=a.gain_db, shift=a.shift, seed=seed)
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        _audio.fit(pre, raw)
+    def fit(self, pre: "Preprocessor", raw: RawData) -> _audio.FrontEndState:
+        return _audio.fit(pre, raw)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _audio.encode(pre, raw)
 
     def shape(self, schema: Schema) -> Spectrogram:
-        return Spectrogram(dict(schema.audio), tuple(_audio.FrontEnd.from_dict(schema.audio).input_shape))
+        front = _audio.front_end(schema)
+        return Spectrogram(front.to_json(), tuple(front.input_shape))
 
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         # Mono waveforms in [-1, 1]; the log-mel front end runs inside.
-        a = pre.schema.audio
-        return [{"name": "waveform", "datatype": "FP32", "shape": [-1, a["samples"]], "sample_rate": a["sample_rate"]}]
+        a = _audio.front_end(pre.schema)
+        return [{"name": "waveform", "datatype": "FP32", "shape": [-1, a.samples], "sample_rate": a.sample_rate}]
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _audio.read_audio_input(schema, source)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import torch
 from trustforge.data._files import list_images, read_image
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
+from trustforge.data._states import InputState
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Grid
 from trustforge.errors import DataError
@@ -19,13 +21,24 @@ from trustforge.errors import DataError
 if TYPE_CHECKING:
     from trustforge.data._encoders import Preprocessor
 
-__all__ = ["Image"]
+__all__ = ["Image", "ImageState"]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageState(InputState):
+    """Per-channel mean and std (float32 (C,)) of the training images; a constant channel's std is 1."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    tensor_names: ClassVar[dict[str, str]] = {"mean": "image.mean", "std": "image.std"}
 
 
 class Image(InputKind):
     name = "image"
     default_model = "cnn"
     image_like = True
+    state_type = ImageState
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         classes = raw.classes or sorted(set(raw.labels.tolist()))
@@ -38,11 +51,11 @@ class Image(InputKind):
         paths = [raw.paths[i] for i in idx] if raw.paths else []
         return RawData("image", raw.target, raw.origin, images=raw.images[idx], labels=raw.labels[idx], classes=raw.classes, paths=paths)
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
+    def fit(self, pre: "Preprocessor", raw: RawData) -> ImageState:
         x = torch.from_numpy(raw.images)
-        pre.tensors["image.mean"] = x.mean(dim=(0, 2, 3)).float()
         std = x.std(dim=(0, 2, 3)).float()
-        pre.tensors["image.std"] = torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant channel is not divided by 0
+        # A constant channel is not divided by 0.
+        return ImageState(mean=x.mean(dim=(0, 2, 3)).float(), std=torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return (pre.encode_images(raw.images),)

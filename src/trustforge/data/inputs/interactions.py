@@ -22,6 +22,7 @@ __all__ = ["Interactions"]
 class Interactions(InputKind):
     name = "interactions"
     default_model = "mf"
+    state_type = _interactions.InteractionsState
 
     def load(self, spec: Any, *, cache_dir: Any = None) -> RawData:
         return _interactions.load_interactions(spec)  # its columns named by data.interactions
@@ -29,8 +30,8 @@ class Interactions(InputKind):
     def prepare(self, spec: Any, raw: RawData) -> Any:
         return _interactions.prepare_interactions(spec, raw)
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        _interactions.fit(pre, raw)
+    def fit(self, pre: "Preprocessor", raw: RawData) -> _interactions.InteractionsState:
+        return _interactions.fit(pre, raw)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _interactions.encode_inputs(pre, raw)

@@ -23,6 +23,7 @@ __all__ = ["Sequence"]
 class Sequence(InputKind):
     name = "sequence"
     default_model = "rnn"
+    state_type = _sequences.SequenceState
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         return _sequences.infer_sequence_schema(raw, task=task)
@@ -31,8 +32,8 @@ class Sequence(InputKind):
         labels = raw.labels[idx] if raw.labels is not None else None
         return RawData("sequence", raw.target, raw.origin, sequences=raw.sequences[idx], labels=labels, classes=raw.classes)
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        _sequences.fit(pre, raw)
+    def fit(self, pre: "Preprocessor", raw: RawData) -> _sequences.SequenceState:
+        return _sequences.fit(pre, raw)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _sequences.encode(pre, raw)

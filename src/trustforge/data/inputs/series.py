@@ -22,18 +22,19 @@ __all__ = ["Series"]
 class Series(InputKind):
     name = "series"
     default_model = "rnn"
+    state_type = _series.SeriesState
 
     def prepare(self, spec: Any, raw: RawData) -> Any:
         return _series.prepare_series(spec, raw)
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        _series.fit(pre, raw)
+    def fit(self, pre: "Preprocessor", raw: RawData) -> _series.SeriesState:
+        return _series.fit(pre, raw)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _series.encode_inputs(pre, raw)
 
     def shape(self, schema: Schema) -> Steps:
-        return Steps(int(schema.series["lookback"]), 1)  # one value per step
+        return Steps(int(schema.series.lookback), 1)  # one value per step
 
     def encode_target(self, pre: "Preprocessor", raw: RawData) -> torch.Tensor:
         return _series.encode_target(pre, raw)
@@ -42,10 +43,10 @@ class Series(InputKind):
         # One series per request, at least `lookback` rows; the time column (if any) orders them.
         schema = pre.schema
         series = schema.series
-        inputs = [{"name": schema.target, "datatype": "FP64", "shape": [-1], "min_rows": series["lookback"]}]
-        if series.get("time"):
-            kind = "FP64" if series.get("time_kind") == "numeric" else "BYTES"  # dates travel as ISO text
-            inputs.append({"name": series["time"], "datatype": kind, "shape": [-1], "optional": True})
+        inputs = [{"name": schema.target, "datatype": "FP64", "shape": [-1], "min_rows": series.lookback}]
+        if series.time:
+            kind = "FP64" if series.time_kind == "numeric" else "BYTES"  # dates travel as ISO text
+            inputs.append({"name": series.time, "datatype": kind, "shape": [-1], "optional": True})
         return inputs
 
     def read_input(self, schema: Schema, source: Any) -> RawData:

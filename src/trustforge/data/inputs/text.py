@@ -20,12 +20,13 @@ __all__ = ["Text"]
 
 class Text(Table):
     name = "text"
+    state_type = _text.TextInputState
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         return infer_table_schema(raw, task=task, features=None, drop=data.drop, max_categories=data.max_categories, text=data.text)
 
-    def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        _text.fit(pre, raw)
+    def fit(self, pre: "Preprocessor", raw: RawData) -> _text.TextInputState:  # type: ignore[override]
+        return _text.fit(pre, raw)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _text.encode(pre, raw)
@@ -37,14 +38,7 @@ class Text(Table):
         # One UTF-8 text per row, tokenised inside.
         t = pre.schema.text
         return [
-            {
-                "name": t["column"],
-                "kind": "text",
-                "datatype": "BYTES",
-                "shape": [-1],
-                "tokenizer": t["tokenizer"],
-                "max_length": t["max_length"],
-            }
+            {"name": t.column, "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t.tokenizer, "max_length": t.max_length}
         ]
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
