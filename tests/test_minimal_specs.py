@@ -1,5 +1,6 @@
 """A spec of three lines (task, a CSV source, its target) trains on any table: numbers, categories
-with missing values, free text, and all of them mixed, each through its inferred feature types."""
+with missing values, free text, all of them mixed, and image and audio files named by path,
+each through its inferred feature types."""
 
 from __future__ import annotations
 
@@ -99,6 +100,20 @@ def test_three_lines_train_on_a_mixed_table(tmp_path):
     assert {"remarks", "sky", "speed"} <= set(reference["features"])  # the other types are watched
     sample = frame.drop(columns=["disrupted"]).head(5)
     assert list(model.predict(sample)["prediction"]) == list(model.predict(sample.iloc[::-1])["prediction"])[::-1]
+
+
+def test_three_lines_train_on_a_table_of_image_and_audio_files(tmp_path):
+    from trustforge.testing import write_media_table
+
+    table = write_media_table(tmp_path, rows=120)  # photo (img/N.png), clip (snd/N.wav), size, label
+    path = tmp_path / "spec.yaml"
+    path.write_text("task: classification\ndata:\n  source: csv:table.csv\n  target: label\n", encoding="utf-8")
+    result = trustforge.run(path, register=False, progress=False)
+    assert kinds(result) == {"photo": "image", "clip": "audio", "size": "numeric"}
+    model = result.load_model()
+    assert [c.grid for c in model.schema.columns[:2]] == [[3, 32, 32], [1, 40, 101]]  # data.image and data.audio defaults
+    assert result.metrics["accuracy"] >= 0.9  # a red square and a 440 Hz tone mark the positives; `size` is noise
+    assert table.is_file()
 
 
 def test_declared_types_override_inference(tmp_path):

@@ -24,7 +24,7 @@ from typing import Any, Mapping, get_args
 
 import torch
 
-__all__ = ["CASES", "FEATURE_CASES", "ConformanceResult", "check_feature_type", "check_model_kind", "model_kinds"]
+__all__ = ["CASES", "FEATURE_CASES", "ConformanceResult", "check_feature_type", "check_model_kind", "model_kinds", "write_media_table"]
 
 
 def _case(kind: str, source: str, model: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -214,7 +214,64 @@ def _feature_cases() -> dict[str, Any]:
             ],
             name="reported",
         ),
+        # Files as a table read from disk holds them: their contents (see data._files.read_linked_files).
+        "image": pd.Series([_png(rng) if i % 10 else None for i in range(n)], name="photo", dtype=object),
+        "audio": pd.Series([_wav(rng) if i % 10 else None for i in range(n)], name="recording", dtype=object),
     }
+
+
+def write_media_table(folder: str | Path, rows: int = 120, seed: int = 0) -> Path:
+    """A small labelled table whose rows name an image and a sound file beside a number, for
+    tests and examples of image and audio columns: `folder/table.csv` with columns `photo`
+    (img/N.png, 16×16 RGB), `clip` (snd/N.wav, 0.5 s at 8 kHz), `size` and `label` (pos/neg).
+    A positive row has a red square in its image and a 440 Hz tone (else 880 Hz); `size` is noise.
+
+    Returns:
+        The path of the CSV file.
+    """
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from trustforge.data import encode_png
+
+    root = Path(folder)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    (root / "snd").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t = np.arange(4000) / 8000.0
+    records = []
+    for i in range(rows):
+        positive = i % 2 == 1
+        image = rng.random((3, 16, 16)) * 0.25
+        if positive:
+            top, left = rng.integers(0, 8, size=2)
+            image[0, top : top + 8, left : left + 8] = 1.0
+        (root / "img" / f"{i}.png").write_bytes(encode_png(image))
+        wave = 0.3 * np.sin(2 * np.pi * (440.0 if positive else 880.0) * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(root / "snd" / f"{i}.wav", wave.astype("float32"), 8000, subtype="PCM_16")
+        records.append(
+            {"photo": f"img/{i}.png", "clip": f"snd/{i}.wav", "size": round(float(rng.normal()), 3), "label": "pos" if positive else "neg"}
+        )
+    path = root / "table.csv"
+    pd.DataFrame(records).to_csv(path, index=False)
+    return path
+
+
+def _png(rng: Any) -> bytes:
+    from trustforge.data import encode_png
+
+    return encode_png(rng.random((3, 12, 10)))
+
+
+def _wav(rng: Any) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, (0.2 * rng.standard_normal(4000)).astype("float32"), 8000, format="WAV", subtype="PCM_16")
+    return out.getvalue()
 
 
 # One column per registered feature type, with missing values, as a table would hold it.
@@ -260,9 +317,11 @@ def check_feature_type(name: str, column: Any, workdir: str | Path | None = None
     again = Preprocessor.from_state(pkg.manifest["preprocessing"], pkg.tensors("preprocess.safetensors"))
     after = again.encode_inputs(raw)
     assert len(before) == len(after) and all(torch.equal(a, b) for a, b in zip(before, after)), f"{name}: tensors differ after reload"
-    slot = {"float": 0, "index": 1, "tokens": 2}[t.slot]
-    width = before[slot].shape[1] if t.slot != "index" else 1
-    assert t.slot == "index" or width == (t.size(state) if t.slot == "float" else before[slot].shape[1]), f"{name}: size mismatch"
+    slot = {"float": 0, "index": 1, "tokens": 2, "grid": 2}[t.slot]
+    if t.slot == "float":
+        assert before[slot].shape[1] == t.size(state), f"{name}: size mismatch"
+    elif t.slot == "grid":
+        assert tuple(before[slot].shape[1:]) == tuple(t.grid(state)), f"{name}: grid {tuple(before[slot].shape[1:])} != {t.grid(state)}"
 
     sig = t.signature(column.name, state)
     assert sig["name"] == column.name and sig["shape"] == [-1], f"{name}: bad signature {sig}"

@@ -38,7 +38,7 @@ def test_a_format_version_that_is_not_a_known_integer_is_refused(tmp_path):
     from trustforge.errors import IntegrityError
     from trustforge.package import UnsafeNoVerify, read_package
 
-    for bad in (3, True, "2"):
+    for bad in (4, True, "2"):
         pkg = tmp_path / f"pkg-{bad}"
         shutil.copytree(FIXTURE / "package", pkg)
         manifest = json.loads((pkg / "manifest.json").read_text())

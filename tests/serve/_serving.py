@@ -50,6 +50,19 @@ SPECS = {
         "train": {"max_epochs": 3},
         "evaluate": QUIET,
     },
+    # an image file, a sound file and a number per row (trustforge.testing.write_media_table).
+    "media": {
+        "name": "media-serve",
+        "data": {
+            "source": "csv:PLACEHOLDER",
+            "target": "label",
+            "image": {"size": [16, 16]},
+            "audio": {"sample_rate": 8000, "seconds": 0.5, "n_fft": 256, "hop_length": 200, "n_mels": 20},
+        },
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 15, "batch_size": 16},
+        "evaluate": QUIET,
+    },
     # a numeric, a categorical and a yes/no text column: BYTES inputs.
     "mixed": {
         "name": "mixed-serve",

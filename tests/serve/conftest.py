@@ -14,6 +14,7 @@ import pytest
 from _serving import SPECS, LiveServer, mixed_frame
 
 from trustforge.settings import Settings
+from trustforge.testing import write_media_table
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,8 @@ def packages(tmp_path_factory) -> dict[str, Path]:
     for key, spec in SPECS.items():
         if key == "mixed":
             spec = {**spec, "data": {**spec["data"], "source": f"csv:{csv}"}}
+        elif key == "media":
+            spec = {**spec, "data": {**spec["data"], "source": f"csv:{write_media_table(root / 'media')}"}}
         result = run(spec, settings=Settings.from_env(root / f"ws-{key}"), progress=False, register=False)
         out[key] = Path(shutil.copytree(result.package, root / f"{key}-package"))
     return out

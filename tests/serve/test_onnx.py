@@ -17,10 +17,18 @@ from trustforge.serve import ModelService, ServeConfig, _onnx, create_app
 from trustforge.serve._onnx import OrtModule, compare_predictions
 from trustforge.serve._workers import load_serving_model
 
-NAMES = {"iris": "iris-serve", "digits": "digits-serve", "mixed": "mixed-serve", "strikes": "strikes-serve"}
+NAMES = {"iris": "iris-serve", "digits": "digits-serve", "mixed": "mixed-serve", "strikes": "strikes-serve", "media": "media-serve"}
 
 
-def _inputs(key: str):
+def _inputs(key: str, packages=None):
+    if key == "media":  # an image and a sound file per row, as their contents: conv-encoded grids beside the floats
+        import base64
+
+        table = packages["media"].parent / "media" / "table.csv"
+        rows = pd.read_csv(table).head(40).drop(columns="label")
+        for col in ("photo", "clip"):
+            rows[col] = [base64.b64encode((table.parent / p).read_bytes()).decode() for p in rows[col]]
+        return rows
     if key == "iris":
         return load_iris(as_frame=True).frame.drop(columns="target")
     if key == "digits":
@@ -36,7 +44,7 @@ def _onnx_service(registry, key: str, **options) -> ModelService:
     ).start()
 
 
-@pytest.mark.parametrize("key", ["iris", "digits", "mixed", "strikes"])
+@pytest.mark.parametrize("key", ["iris", "digits", "mixed", "strikes", "media"])
 def test_onnx_runtime_predicts_what_eager_pytorch_predicts(packages, registry, tmp_path, key):
     uri = register(registry, packages[key], tmp_path)
     eager = registry.load_model(uri)
@@ -44,7 +52,7 @@ def test_onnx_runtime_predicts_what_eager_pytorch_predicts(packages, registry, t
     try:
         served = svc.current.executors[0].model
         assert isinstance(served.module, OrtModule)  # really ONNX Runtime, not the torch module
-        x = _inputs(key)
+        x = _inputs(key, packages)
         a, b = eager.predict(x), served.predict(x)
         assert (a["prediction"] == b["prediction"]).all()
         assert compare_predictions(a, b) <= 1e-4

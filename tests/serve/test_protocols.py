@@ -279,6 +279,38 @@ def test_a_row_of_every_feature_type_is_served_like_model_predict(packages, regi
         svc.close()
 
 
+def test_image_and_audio_columns_are_served_as_base64_contents_never_paths(packages, registry, tmp_path, live):
+    import base64
+
+    uri = register(registry, packages["media"], tmp_path)
+    model = registry.load_model(uri)
+    table = packages["media"].parent / "media" / "table.csv"
+    expected = model.predict(table).head(6)  # paths read next to the table file
+    rows = pd.read_csv(table).head(6).drop(columns="label")
+    for col in ("photo", "clip"):
+        rows[col] = [base64.b64encode((table.parent / p).read_bytes()).decode() for p in rows[col]]
+    svc = _serve(registry, "models:/media-serve@champion")
+    try:
+        with live(create_app(svc)) as server:
+            meta = {i["name"]: i for i in httpx.get(f"{server.url}/v2/models/media-serve").json()["inputs"]}
+            assert meta["photo"]["datatype"] == "BYTES" and meta["clip"]["datatype"] == "BYTES"
+            records = json.loads(rows.to_json(orient="records"))
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": records})
+            assert r.status_code == 200, r.text
+            assert [p["prediction"] for p in r.json()["predictions"]] == expected["prediction"].tolist()
+            got = np.array([p["proba_pos"] for p in r.json()["predictions"]])
+            assert np.allclose(got, expected["proba_pos"].to_numpy(), atol=1e-5)
+            # A path (even one that exists beside the server) is never opened: it is not base64 contents.
+            records[0]["photo"] = str(table.parent / "img" / "0.png")
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": records})
+            assert r.status_code == 400 and "'photo'" in r.json()["message"] and "base64" in r.json()["message"]
+            records[0]["photo"] = base64.b64encode(b"not an image").decode()
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": records})
+            assert r.status_code == 400 and "'photo'" in r.json()["message"] and "not a readable image" in r.json()["message"]
+    finally:
+        svc.close()
+
+
 def test_mlflow_side_routes(iris):
     server, _, _, _, _ = iris
     assert httpx.get(f"{server.url}/ping").status_code == 200

@@ -17,7 +17,7 @@ from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
-from trustforge.data._files import IMAGE_SUFFIXES, list_images, read_image, read_table
+from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import encode_inputs as encode_interactions
 from trustforge.data._interactions import encode_target as interaction_targets
@@ -90,6 +90,7 @@ __all__ = [
     "source_holds",
     "NegativeSampler",
     "IMAGE_SUFFIXES",
+    "encode_png",
     "Column",
     "ImageAugment",
     "Prepared",

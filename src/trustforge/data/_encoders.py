@@ -1,10 +1,11 @@
 """Feature and target encoders: fitted on the training split, saved as JSON + tensors.
 
 `Preprocessor` turns raw data into model inputs, a tuple of tensors:
-- tables: (floats float32 (N, D), indices int64 (N, K), *token ids int64 (N, L) per text
+- tables: (floats float32 (N, D), indices int64 (N, K), *one tensor per text, image or audio
   column), each column encoded by its feature type (`data.features`): numeric and binary
   columns fill one float each, a date/time column several, a categorical column is one index
-  (0 = a value never seen in training), a text column a tensor of its own.
+  (0 = a value never seen in training); a text column is token ids int64 (N, L), an image or
+  audio column float32 (N, C, H, W), each a tensor of its own.
 - images: (float32 (N, C, H, W) standardised per channel,).
 - series (forecasting): (float32 (N, lookback, 1),), one row per window; see `_series`.
 - sequences: (float32 (N, T, F) standardised per feature,); see `_sequences`.
@@ -18,6 +19,7 @@ Its fitted state is `(json_dict, {name: tensor})`, so a package holds no pickle.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ import torch
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, label_strings
 from trustforge.data._states import InputState
-from trustforge.data.features import MISSING, UNKNOWN, FeatureOptions, FeatureState, feature_type
+from trustforge.data.features import MISSING, OWN_TENSOR, UNKNOWN, FeatureOptions, FeatureState, feature_type
 from trustforge.data.features.binary import BinaryState
 from trustforge.data.features.categorical import CategoricalState
 from trustforge.data.features.numeric import NumericState
@@ -92,18 +94,18 @@ class Preprocessor:
         return (x - mean) / std  # (N, C, H, W)
 
     def encode_frame(self, frame: pd.DataFrame, *, where: str = "input") -> tuple[torch.Tensor, ...]:
-        """A table's inputs: (floats (N, D), indices (N, K), *token ids (N, L) per text column),
-        each column encoded by its feature type in schema order."""
+        """A table's inputs: (floats (N, D), indices (N, K), *one tensor per text, image or audio
+        column in schema order), each column encoded by its feature type."""
         self.check_columns(frame, where=where)
-        floats, indices, tokens = [], [], []
+        floats, indices, own = [], [], []
         for c in self.schema.columns:
             t = feature_type(c.kind)
             x = t.encode(self.features[c.name], frame[c.name], where=where)
-            {"float": floats, "index": indices, "tokens": tokens}[t.slot].append(x)
+            (own if t.slot in OWN_TENSOR else floats if t.slot == "float" else indices).append(x)
         n = len(frame)
         x_num = torch.from_numpy(np.concatenate(floats, axis=1).astype(np.float32) if floats else np.zeros((n, 0), np.float32))
         x_cat = torch.from_numpy(np.stack(indices, axis=1) if indices else np.zeros((n, 0), np.int64))
-        return (x_num, x_cat, *(torch.from_numpy(np.ascontiguousarray(x)) for x in tokens))
+        return (x_num, x_cat, *(torch.from_numpy(np.ascontiguousarray(x)) for x in own))
 
     def input_signature(self) -> list[dict[str, Any]]:
         """A table's request signature: one entry per column, as its feature type describes it."""
@@ -118,12 +120,12 @@ class Preprocessor:
         tensor index, its columns in that tensor, or None for a tensor of its own)."""
         groups: list[tuple[str, str, int, list[int] | None]] = []
         at = {"float": 0, "index": 0}
-        tokens = 2
+        own = 2
         for c in self.schema.columns:
             slot = feature_type(c.kind).slot
-            if slot == "tokens":
-                groups.append((c.name, c.kind, tokens, None))
-                tokens += 1
+            if slot in OWN_TENSOR:
+                groups.append((c.name, c.kind, own, None))
+                own += 1
             else:
                 width = c.width if slot == "float" else 1
                 groups.append((c.name, c.kind, 0 if slot == "float" else 1, list(range(at[slot], at[slot] + width))))
@@ -218,9 +220,11 @@ class Preprocessor:
         options = self.options()
         for c in self.schema.columns:
             t = feature_type(c.kind)
-            state = self.features[c.name] = t.fit(frame[c.name], options, where=where)
+            state = self.features[c.name] = t.fit(frame[c.name], dataclasses.replace(options, column=dict(c.settings)), where=where)
             if t.slot == "float":
                 c.width = t.size(state)
+            elif t.slot == "grid":
+                c.grid = list(t.grid(state))
             else:
                 c.vocabulary = t.size(state)
         self._legacy_views()

@@ -6,6 +6,7 @@ so do prediction inputs.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -18,13 +19,17 @@ from trustforge.errors import DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_LINKED_BYTES",
     "TABLE_FORMATS",
+    "decode_image",
+    "encode_png",
     "list_files",
     "list_images",
     "read_class_folders",
     "read_image",
     "read_image_folder",
     "read_jsonl",
+    "read_linked_files",
     "read_table",
 ]
 
@@ -142,14 +147,24 @@ TABLE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, bool], pd.DataFr
 
 def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decode one image file to float32 (C, H, W) in [0, 1]; a bad file raises DataError naming it."""
+    return _decode_image(path, size, channels, name=str(path))
+
+
+def decode_image(data: bytes, size: tuple[int, int], channels: int, *, name: str) -> np.ndarray:
+    """Decode the bytes of a PNG or JPEG image to float32 (C, H, W) in [0, 1]; `name` says where
+    the bytes came from in a DataError (a column and row)."""
+    return _decode_image(io.BytesIO(data), size, channels, name=name)
+
+
+def _decode_image(source: Any, size: tuple[int, int], channels: int, *, name: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if img.width * img.height > _MAX_PIXELS:
-                    raise DataError(f"{path}: image is too large ({img.width}×{img.height} pixels)")
+                    raise DataError(f"{name}: image is too large ({img.width}×{img.height} pixels)")
                 wide = img.mode.startswith("I")
                 if wide:
                     # 16-bit grayscale PNG (medical scans, depth maps): Pillow's convert("L")
@@ -167,8 +182,64 @@ def read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+        raise DataError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
     return arr[None, :, :] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """float (C, H, W) in [0, 1] as the bytes of a lossless PNG (8 bits per channel)."""
+    from PIL import Image
+
+    arr = np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    img = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- files named in a table
+
+# A file a table names is read whole; one larger than this is refused before reading.
+MAX_LINKED_BYTES = 64 * 1024 * 1024
+
+
+def read_linked_files(col: pd.Series, root: Path, suffixes: tuple[str, ...], *, where: str, kinds: str) -> pd.Series:
+    """The contents (bytes) of the files a table column names, by path relative to `root`, the
+    table file's folder; contents already in the column (bytes) and missing values stay.
+
+    A path must be relative, stay inside `root` once links are followed, and end in one of
+    `suffixes`: a table cannot make us read a file outside its own folder.
+
+    Raises:
+        DataError: a path is absolute, leaves the folder, has another suffix, is missing or too
+            large; the message names `where`, the column and the row.
+    """
+    base = root.resolve()
+    out: list[Any] = []
+    for row, v in enumerate(col.tolist(), start=1):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or isinstance(v, (bytes, bytearray)):
+            out.append(None if v is None or not isinstance(v, (bytes, bytearray)) else bytes(v))
+            continue
+        at = f"{where}: column {col.name!r}, row {row}"
+        text = str(v).strip()
+        if not text:
+            out.append(None)
+            continue
+        rel = Path(text)
+        if rel.is_absolute() or text.startswith("~"):
+            raise DataError(f"{at}: {text[:80]!r} is an absolute path; write it relative to the table's folder")
+        if rel.suffix.lower() not in suffixes:
+            raise DataError(f"{at}: {text[:80]!r} is not a {kinds} file name ({', '.join(suffixes)})")
+        path = (base / rel).resolve()
+        if not path.is_relative_to(base):
+            raise DataError(f"{at}: {text[:80]!r} leaves the table's folder; files must be inside it")
+        if not path.is_file():
+            raise DataError(f"{at}: file {text[:80]!r} not found next to the table")
+        size = path.stat().st_size
+        if size > MAX_LINKED_BYTES:
+            raise DataError(f"{at}: file {text[:80]!r} is too large ({size / 2**20:.0f} MiB; the limit is {MAX_LINKED_BYTES // 2**20} MiB)")
+        out.append(path.read_bytes())
+    return pd.Series(out, index=col.index, name=col.name, dtype=object)
 
 
 def read_class_folders(

@@ -51,6 +51,10 @@ class RawData:
     sample_rate: int | None = None
     groups: np.ndarray | None = None
     text: str | None = None  # modality "text": the text column of `frame`
+    # Tables read from a file: its folder, against which the image and audio paths in its
+    # columns resolve (`data._files.read_linked_files`). None (a DataFrame, a served request):
+    # such columns hold the files' contents (bytes, or base64 text), never paths.
+    root: str | None = None
 
     def __len__(self) -> int:
         if self.sequences is not None:

@@ -1,7 +1,8 @@
 """The schema: what the model's inputs and target are, inferred from the data once.
 
-Table columns are `numeric`, `categorical` or `binary`. The schema is saved in the package as
-JSON and checked against every input handed to the model later.
+Each table column has a feature type (`data.features.FEATURE_TYPES`: numeric, binary,
+categorical, text, datetime, image, audio). The schema is saved in the package as JSON and
+checked against every input handed to the model later.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Column:
     missing: int = 0
     vocabulary: int = 0  # categorical and text: vocabulary size once fitted (special tokens included)
     width: int = 1  # float columns it fills once fitted (a date/time column fills several)
+    grid: list[int] | None = None  # image and audio: (C, H, W) of its tensor once fitted
+    # The spec's settings this column is fitted with (`FeatureType.settings`: an image column's
+    # size and channels, an audio column's front end); empty for most types.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,9 +153,11 @@ def infer_table_schema(
     drop: list[str],
     max_categories: int,
     text: Any = None,
+    data: Any = None,
 ) -> tuple[Schema, RawData]:
     """The schema of a table (modality "table", or "text": one text column and `text`, the
-    spec's data.text) and the table cleaned of rows without a target.
+    spec's data.text) and the table cleaned of rows without a target. `data` (the spec's data
+    section) gives the columns' settings (`FeatureType.settings`); None: the types' defaults.
 
     Raises:
         DataError: a named feature column is missing, a column cannot be typed, or the target
@@ -185,6 +192,9 @@ def infer_table_schema(
             raise DataError(f"{raw.origin}: no feature columns left besides the target")
         options = FeatureOptions(max_categories=max_categories)
         columns = _columns(frame, names, declared, raw.origin, options)
+        if data is not None:
+            for c in columns:
+                c.settings = feature_type(c.kind).settings(data)
         text = None  # text columns of a table use the default text options (see data.features.text)
 
     classes = None
@@ -220,7 +230,7 @@ def infer_table_schema(
         ignored=ignored,  # type: ignore[arg-type]
         text=text,
     )
-    cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text)
+    cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root)
     return schema, cleaned
 
 

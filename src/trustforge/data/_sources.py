@@ -191,7 +191,9 @@ def interaction_roles(source: str) -> dict[str, str] | None:
 
 def _read_table_source(rest: str, origin: str, o: ReadOptions) -> RawData:
     scheme = origin.partition(":")[0].strip()
-    return _table(read_table(Path(rest), scheme), target=o.target, origin=origin, where=rest)
+    raw = _table(read_table(Path(rest), scheme), target=o.target, origin=origin, where=rest)
+    raw.root = str(Path(rest).parent)  # image and audio paths in its columns are relative to its folder
+    return raw
 
 
 def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) -> RawData:

@@ -182,8 +182,7 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         "noise": Corruption(
             _table_noise,
             (0.10, 0.25, 0.50),
-            "noise std / column std; with feature types also the "
-            "fraction of binary values flipped, categories swapped and words dropped, dates moved by that fraction of a year",
+            "noise std / column std (with feature types, each column's type says; see `_by_type`)",
         ),
         "missing": Corruption(_table_missing, (0.10, 0.25, 0.50), "fraction of input cells set to missing"),
     },
@@ -325,13 +324,19 @@ def corruption_table(
                 {
                     "corruption": name,
                     "severity": int(severity),
-                    "parameter": c.parameter,
+                    "parameter": _by_type(features) if features and name == "noise" else c.parameter,
                     "level": float(c.levels[severity - 1]),
                     "value": value,
                     "drop": drop,
                 }
             )
     return {"metric": metric, "lower_is_better": lower, "clean": clean, "rows": rows}
+
+
+def _by_type(features: Mapping[str, tuple[Any, Any]]) -> str:
+    """What "noise" does at a level, for each feature type among the columns."""
+    types = {t.name: t for t, _ in features.values()}
+    return "level, as each column's type reads it: " + "; ".join(f"{name}: {t.corruption}" for name, t in types.items())
 
 
 def shift_evaluation(

@@ -15,6 +15,7 @@ from trustforge.errors import ModelError
 from trustforge.models.audio import AudioCNN
 from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
+from trustforge.models.conv_encoder import ConvEncoder
 from trustforge.models.mlp import MLP
 from trustforge.models.recommender import MatrixFactorization
 from trustforge.models.rnn import RNN
@@ -33,6 +34,7 @@ __all__ = [
     "TransformerEncoder",
     "PretrainedTextClassifier",
     "BagOfEmbeddings",
+    "ConvEncoder",
     "build_model",
     "output_size",
     "MODEL_KINDS",
@@ -99,6 +101,8 @@ def _mlp(m: Any, shape: Any, n_out: int) -> nn.Module:
             batch_norm=m.batch_norm,
             embedding_dim=m.embedding_dim,
             vocab_sizes=list(shape.vocabularies),
+            grids=list(shape.grids),
+            order=list(shape.own),
         )
     if isinstance(shape, Grid):
         n_num = shape.shape[0] * shape.shape[1] * shape.shape[2]  # the image is flattened

@@ -50,10 +50,12 @@ __all__ = [
 ]
 
 FORMAT = "trustforge.package"
+# 3: a table column may be an image or audio file per row; the schema's columns say their
+# tensor's shape (`grid`) and the spec settings they were fitted with (`settings`).
 # 2: a table's preprocessing holds each column's feature type and frozen state ("features");
-# 1 (before feature types) held scalers as tensors. The loader reads both (see data._encoders).
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 1 (before feature types) held scalers as tensors. The loader reads all three (see data._encoders).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
 _CHUNK = 1 << 20

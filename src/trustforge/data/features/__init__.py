@@ -12,11 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trustforge.data.features._base import MISSING, UNKNOWN, FeatureOptions, FeatureState, FeatureType, Slot
+from trustforge.data.features._base import MISSING, OWN_TENSOR, UNKNOWN, FeatureOptions, FeatureState, FeatureType, Slot
 from trustforge.data.features._labels import label_strings, natural_key
+from trustforge.data.features.audio import Audio
 from trustforge.data.features.binary import Binary
 from trustforge.data.features.categorical import Categorical
 from trustforge.data.features.datetime import DateTime
+from trustforge.data.features.image import Image
 from trustforge.data.features.numeric import Numeric
 from trustforge.data.features.text import Text
 from trustforge.errors import DataError
@@ -27,6 +29,7 @@ __all__ = [
     "FeatureState",
     "FeatureType",
     "MISSING",
+    "OWN_TENSOR",
     "Slot",
     "UNKNOWN",
     "feature_type",
@@ -35,8 +38,9 @@ __all__ = [
     "natural_key",
 ]
 
-# The registry, in the order inference tries them: a column is the first type that claims it.
-_REGISTERED: tuple[FeatureType, ...] = (Binary(), DateTime(), Numeric(), Text(), Categorical())
+# The registry, in the order inference tries them: a column is the first type that claims it
+# (file names come first: two image paths are not a yes/no column).
+_REGISTERED: tuple[FeatureType, ...] = (Image(), Audio(), Binary(), DateTime(), Numeric(), Text(), Categorical())
 FEATURE_TYPES: dict[str, FeatureType] = {t.name: t for t in _REGISTERED}
 
 

@@ -7,8 +7,8 @@ registry key of `trustforge.models`), how a serving request carries it, what the
 monitor watches, how the generalisation evidence corrupts it and which bounds an attack must
 keep it in. No other stage switches on the kind of a column: it asks the column's type.
 
-Tensors of a table's columns are laid out in three slots (see `Slot`), so that a table's
-inputs are always `(floats (N, D), indices (N, K), *token ids (N, L) per text column)`.
+Tensors of a table's columns are laid out in slots (see `Slot`), so that a table's inputs are
+always `(floats (N, D), indices (N, K), *one tensor per text, image or audio column)`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureOptions", "FeatureState", "FeatureType", "Slot", "UNKNOWN", "MISSING"]
+__all__ = ["FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING"]
 
 UNKNOWN = "<unknown>"  # index 0 of a categorical vocabulary: a value training never saw
 MISSING = "<missing>"  # index 1: a missing value, when missing values are a category of their own
 
 # "float": columns of the float matrix (N, D); "index": one column of the int64 index matrix
-# (N, K), read through an embedding; "tokens": a tensor of its own, int64 token ids (N, L).
-Slot = Literal["float", "index", "tokens"]
+# (N, K), read through an embedding; "tokens": a tensor of its own, int64 token ids (N, L);
+# "grid": a tensor of its own, float32 (N, C, H, W) (an image, or an audio clip's spectrogram).
+# Tensors of their own follow the two matrices in the order of their columns.
+Slot = Literal["float", "index", "tokens", "grid"]
+OWN_TENSOR: tuple[Slot, ...] = ("tokens", "grid")  # slots whose columns each have a tensor of their own
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,14 @@ class FeatureOptions:
         categorical_missing: `data.missing.categorical` (category | most_frequent | error).
         max_categories: a string column with more distinct values is not a category.
         text: the text options (`spec.TextSpec` as a dict) for text columns.
+        column: the column's own settings, taken from the spec by its type (`FeatureType.settings`).
     """
 
     numeric_missing: str = "median"
     categorical_missing: str = "category"
     max_categories: int = 50
     text: dict[str, Any] = dataclasses.field(default_factory=dict)
+    column: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class FeatureState:
@@ -82,6 +87,10 @@ class FeatureType:
             `monitor_values`) or "categorical" (chi-squared on category counts).
         datatype: the Open Inference Protocol datatype of one value in a request.
         state_type: the frozen state class `fit` returns.
+        files: for a column that names files (an image, an audio clip): the suffixes it reads.
+            The table reads the files, relative to its own folder, before the type sees the
+            column (`data._files.read_linked_files`); the type then gets their contents as
+            bytes, or as base64 text in a served request.
     """
 
     name: ClassVar[str]
@@ -89,8 +98,15 @@ class FeatureType:
     encoder: ClassVar[str]
     drift: ClassVar[Literal["numeric", "categorical"] | None]
     unwatched: ClassVar[str] = ""  # why the drift monitor leaves this type alone, when `drift` is None
+    corruption: ClassVar[str]  # what `corrupt` does at a level, for the evidence ("that fraction of values flipped")
     datatype: ClassVar[str]
     state_type: ClassVar[type[FeatureState]]
+    files: ClassVar[tuple[str, ...]] = ()
+
+    def settings(self, data: Any) -> dict[str, Any]:
+        """The column's settings from the spec's data section (`FeatureOptions.column`), kept in
+        the schema so a column is fitted as the spec said; most types need none."""
+        return {}
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         """Whether an undeclared column (missing values dropped, at least one left) looks like this type."""
@@ -102,11 +118,16 @@ class FeatureType:
 
     def encode(self, state: Any, col: pd.Series, *, where: str) -> np.ndarray:
         """The column as an array: float64 (N, size) for slot float, int64 (N,) for index,
-        int64 (N, L) for tokens. Bad values raise `DataError` naming `where`, the column and row."""
+        int64 (N, L) for tokens, float32 (N, C, H, W) for grid. Bad values raise `DataError` naming `where`, the column and row."""
         raise NotImplementedError
 
     def size(self, state: Any) -> int:
-        """Float columns it fills (slot float), its vocabulary size (index and tokens)."""
+        """Float columns it fills (slot float), its vocabulary size (index and tokens), its
+        values per row (grid)."""
+        raise NotImplementedError
+
+    def grid(self, state: Any) -> tuple[int, int, int]:
+        """The (C, H, W) of one row's tensor (slot grid only)."""
         raise NotImplementedError
 
     def signature(self, name: str, state: Any) -> dict[str, Any]:
@@ -128,7 +149,7 @@ class FeatureType:
         raise NotImplementedError
 
     def bounds(self, state: Any) -> tuple[float, float] | None:
-        """The range an attack must keep each encoded float in (slot float only), else None:
+        """The range an attack must keep each encoded float in (slots float and grid), else None:
         a discrete input has no gradient path, so gradient attacks leave it alone."""
         return None
 

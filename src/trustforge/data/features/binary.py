@@ -59,6 +59,7 @@ class Binary(FeatureType):
     drift = "categorical"
     datatype = "FP64"
     state_type = BinaryState
+    corruption = "that fraction of values flipped"
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         return col.nunique() == 2

@@ -44,6 +44,7 @@ class Categorical(FeatureType):
     drift = "categorical"
     datatype = "BYTES"
     state_type = CategoricalState
+    corruption = "that fraction of values swapped for another category"
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         return col.nunique() <= options.max_categories

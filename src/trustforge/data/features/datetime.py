@@ -68,6 +68,7 @@ class DateTime(FeatureType):
     unwatched = "a date moves with time: data served after training always has later dates, so its test would alarm on every window"
     datatype = "BYTES"
     state_type = DateTimeState
+    corruption = "times moved by up to that fraction of a year"
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         if pd.api.types.is_datetime64_any_dtype(col):

@@ -77,6 +77,7 @@ class Numeric(FeatureType):
     drift = "numeric"
     datatype = "FP64"
     state_type = NumericState
+    corruption = "Gaussian noise of level × the training std"
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)

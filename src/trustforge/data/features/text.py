@@ -53,6 +53,7 @@ class Text(FeatureType):
     drift = "numeric"
     datatype = "BYTES"
     state_type = TextState
+    corruption = "each word dropped with that probability"
 
     def __init__(self) -> None:
         self._codecs: dict[int, tuple[TextState, _text.TextCodec]] = {}

@@ -31,15 +31,23 @@ def input_kind(of: Any) -> InputKind:
 
 
 def infer_schema(
-    raw: Any, *, task: str, features: Any = None, drop: Any = (), max_categories: int = 50, audio: Any = None, text: Any = None
+    raw: Any,
+    *,
+    task: str,
+    features: Any = None,
+    drop: Any = (),
+    max_categories: int = 50,
+    audio: Any = None,
+    text: Any = None,
+    image: Any = None,
 ) -> tuple[Any, Any]:
     """The schema of `raw` as its kind of input infers it, and `raw` cleaned of rows without a target.
 
     Args:
-        features, drop, max_categories, audio, text: the spec's `data` fields of those names.
+        features, drop, max_categories, audio, text, image: the spec's `data` fields of those names.
 
     Raises:
         DataError: a column cannot be typed, or the target does not suit the task.
     """
-    data = SimpleNamespace(features=features, drop=list(drop), max_categories=max_categories, audio=audio, text=text)
+    data = SimpleNamespace(features=features, drop=list(drop), max_categories=max_categories, audio=audio, text=text, image=image)
     return input_kind(raw).infer_schema(raw, task=task, data=data)

@@ -15,11 +15,19 @@ __all__ = ["Columns", "Grid", "Ids", "Spectrogram", "Steps", "Tokens"]
 
 @dataclass(frozen=True)
 class Columns:
-    """A table's row: floats (D,), category indices (K,) and one token-id tensor per text column."""
+    """A table's row: floats (D,), category indices (K,), then one tensor of its own per text
+    column (token ids over `vocabularies`) and per image or audio column (a grid of `grids`
+    (C, H, W)), in the order `own` names their slots ("tokens" or "grid")."""
 
     floats: int
     cardinalities: tuple[int, ...]
     vocabularies: tuple[int, ...]
+    grids: tuple[tuple[int, ...], ...] = ()
+    own: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.own and self.vocabularies and not self.grids:  # text columns only
+            object.__setattr__(self, "own", ("tokens",) * len(self.vocabularies))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Tables: rows of columns, each through its own feature type (see `data.features`)."""
+"""Tables: rows of columns, each through its own feature type (see `data.features`).
+
+A column of image or audio file names is read here, once its type is known: each path,
+relative to the table file's folder and confined to it, becomes the file's bytes, so every
+later stage (splits, corruptions, the package's drift reference) holds contents, not paths.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data._files import read_table
+from trustforge.data._files import read_linked_files, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
-from trustforge.data.features import label_strings
+from trustforge.data.features import OWN_TENSOR, feature_type, label_strings
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Columns
 from trustforge.errors import DataError
@@ -28,26 +33,52 @@ class Table(InputKind):
     default_model = "mlp"
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
-        return infer_table_schema(raw, task=task, features=data.features, drop=data.drop, max_categories=data.max_categories, text=None)
+        schema, cleaned = infer_table_schema(
+            raw, task=task, features=data.features, drop=data.drop, max_categories=data.max_categories, text=None, data=data
+        )
+        return schema, self._with_files(schema, cleaned)
 
     def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
         return RawData(
-            raw.modality, raw.target, raw.origin, frame=raw.frame.iloc[idx].reset_index(drop=True), classes=raw.classes, text=raw.text
+            raw.modality,
+            raw.target,
+            raw.origin,
+            frame=raw.frame.iloc[idx].reset_index(drop=True),
+            classes=raw.classes,
+            text=raw.text,
+            root=raw.root,
         )
 
     def labels(self, raw: RawData) -> np.ndarray:
         return label_strings(raw.frame[raw.target])
 
     def shape(self, schema: Schema) -> Columns:
+        own = [c for c in schema.columns if feature_type(c.kind).slot in OWN_TENSOR]
         return Columns(
-            schema.float_width, tuple(c.vocabulary for c in schema.slot("index")), tuple(c.vocabulary for c in schema.slot("tokens"))
+            schema.float_width,
+            tuple(c.vocabulary for c in schema.slot("index")),
+            tuple(c.vocabulary for c in schema.slot("tokens")),
+            grids=tuple(tuple(c.grid or ()) for c in schema.slot("grid")),
+            own=tuple(feature_type(c.kind).slot for c in own),
         )
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        pre.fit_columns(raw.frame, where=raw.origin)
+        pre.fit_columns(self._with_files(pre.schema, raw).frame, where=raw.origin)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
-        return pre.encode_frame(raw.frame, where=raw.origin)
+        return pre.encode_frame(self._with_files(pre.schema, raw).frame, where=raw.origin)
+
+    def _with_files(self, schema: Schema, raw: RawData) -> RawData:
+        """`raw` with the files its columns name read as bytes (a table read from a file; see
+        `data._files.read_linked_files`); without a folder (a DataFrame, a request) as it is."""
+        linked = [c for c in schema.columns if feature_type(c.kind).files and c.name in raw.frame.columns]
+        if raw.root is None or not linked:
+            return raw
+        frame = raw.frame.copy()
+        for c in linked:
+            t = feature_type(c.kind)
+            frame[c.name] = read_linked_files(frame[c.name], Path(raw.root), t.files, where=raw.origin, kinds=getattr(t, "kinds", c.kind))
+        return RawData(raw.modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root)
 
     def target_values(self, pre: "Preprocessor", raw: RawData) -> pd.Series:
         return raw.frame[pre.schema.target]
@@ -63,7 +94,8 @@ class Table(InputKind):
         path = Path(source)
         if path.is_dir():
             raise DataError(f"{path}: this model takes a CSV or Parquet table, not a folder")
-        return RawData("table", schema.target, str(path), frame=read_table(path))
+        raw = RawData("table", schema.target, str(path), frame=read_table(path), root=str(path.parent))
+        return self._with_files(schema, raw)
 
     def labelled(self, schema: Schema, raw: RawData) -> RawData:
         if schema.target not in raw.frame.columns:
