@@ -231,7 +231,9 @@ class Preprocessor:
 
     def options(self) -> FeatureOptions:
         """How this schema's columns are fitted (the spec's missing-value policies and text options)."""
-        return FeatureOptions(self.numeric_missing, self.categorical_missing, text=dict(self.schema.text or {}))
+        return FeatureOptions(
+            self.numeric_missing, self.categorical_missing, text=self.schema.text.to_json() if self.schema.text is not None else {}
+        )
 
     def _legacy_views(self) -> None:
         # The vocabularies and binary values by column, as packages before feature types held
