@@ -60,9 +60,6 @@ ENV_READERS = {
     "src/trustforge/serve/_service.py": "ModelService(settings=None): the public default",
     "src/trustforge/package/_format.py": "Model.load / read_package without a keyring: the workspace's keys",
     "src/trustforge/models/text_pretrained.py": "sets HF_HUB_OFFLINE (writes, never reads)",
-    # Transitional: run() passes its cache folder down; direct callers of data.prepare that
-    # pass none (tests/data, test_speech_scenario) still get the workspace's. Remove with them.
-    "src/trustforge/data/_spoken_digits.py": "fallback for direct callers of prepare() without cache_dir",
 }
 
 

@@ -205,14 +205,22 @@ def _complete(root: Path) -> bool:
     return len(clips) == len(VOICES) * len(WORDS) * TAKES and all((root / c["path"]).is_file() for c in clips)
 
 
+_PROCESS_CACHE: list[Path] = []
+
+
+def _process_cache() -> Path:
+    """A temporary folder for the generated clips, made once per process."""
+    if not _PROCESS_CACHE:
+        _PROCESS_CACHE.append(Path(tempfile.mkdtemp(prefix="trustforge-spoken-digits-")))
+    return _PROCESS_CACHE[0]
+
+
 def spoken_digits_source(source: str, *, target: str | None, sample_rate: int, seconds: float, cache_dir: Path | None = None) -> RawData:
     """`builtin:spoken_digits` as audio RawData, generated into `cache_dir` on first use
-    (`pipeline.run` passes its settings' cache; a direct caller without one gets the workspace's
-    in the environment)."""
+    (`pipeline.run` passes its settings' cache; a direct caller without one gets a temporary
+    folder kept for the life of the process: the library never reads the environment)."""
     if cache_dir is None:
-        from trustforge.settings import Settings
-
-        cache_dir = Settings.from_env().cache_dir
+        cache_dir = _process_cache()
     samples = int(round(sample_rate * seconds))
     waves, labels, classes, paths, voices = load_spoken_digits(cache_dir, sample_rate, samples)
     return RawData(
