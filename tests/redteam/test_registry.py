@@ -85,7 +85,8 @@ def test_a_version_folder_holding_another_package_is_refused(swapped):
         assert str(reg.artifacts) not in str(info.value)  # no local paths in the message
     entries = refusals(reg, "models:/victim/2")
     assert entries and entries[0]["action"] == "load"
-    assert entries[0]["details"]["found_package_id"] == "f" * 32
+    found = entries[0]["details"]["found"]
+    assert found == ({"package_id": "f" * 32} if reg.encrypt else {"package_digest": reg.get("models:/other/1").package_digest})
     assert reg.audit.verify().ok
     assert reg.load_model("models:/victim/1").predict is not None  # the untouched version still loads
 
