@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from trustforge.package import write_package
 from trustforge.registry import Registry
 from trustforge.registry._backup import _tar, _write_archive, create_backup, restore_backup
 from trustforge.secure._access import AccessStore
+from trustforge.secure._archive import public_key_id
 from trustforge.secure._audit import AuditLog
 from trustforge.secure._keys import Keyring
 from trustforge.settings import Settings
@@ -71,6 +73,11 @@ def source(tmp_path_factory):
     return settings, archive, summary, versions, token
 
 
+def source_key(source) -> bytes:
+    """The source workspace's public key, as `trustforge keys export` gives it to the operator."""
+    return Keyring.load(source[0].keys_dir, kek_b64=KEK).public_key_pem()
+
+
 def test_the_archive_is_one_encrypted_file(source):
     settings, archive, summary, _, _ = source
     assert summary["tables"]["registry_versions"] == 3 and summary["tables"]["audit_entries"] > 0
@@ -85,8 +92,9 @@ def test_backup_then_restore_into_an_empty_workspace(source, tmp_path):
     settings, archive, summary, versions, token = source
     target = settings_for(tmp_path / "target")
     keyring = Keyring.init(target.keys_dir, kek_b64=KEK)  # a new signing key; the KEK kept apart
-    done = restore_backup(target, archive, keyring)
+    done = restore_backup(target, archive, keyring, trusted_key=source_key(source), accept_new_keys=True)
     assert done["tables"] == summary["tables"]
+    assert done["new_keys"] == [public_key_id(source_key(source))] and done["new_admins"] == []
     assert tree_digests(target.artifacts) == tree_digests(settings.artifacts)  # identical package digests
 
     with Registry(target) as reg:
@@ -141,7 +149,7 @@ def test_a_changed_archive_is_refused_with_nothing_written(where, source, tmp_pa
     target = settings_for(tmp_path / "target")
     keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
     with pytest.raises(IntegrityError) as info:
-        restore_backup(target, bad, keyring)
+        restore_backup(target, bad, keyring, trusted_key=source_key(source), accept_new_keys=True)
     assert str(bad) in str(info.value)
     assert nothing_written(target.home)
     assert sorted(p.name for p in target.keys_dir.iterdir()) == ["signing.key", "signing.pub"]
@@ -153,7 +161,7 @@ def test_a_truncated_archive_is_refused(source, tmp_path):
     bad.write_bytes(archive.read_bytes()[:-100])
     target = settings_for(tmp_path / "target")
     with pytest.raises(IntegrityError, match="do not match the signed header"):
-        restore_backup(target, bad, Keyring.init(target.keys_dir, kek_b64=KEK))
+        restore_backup(target, bad, Keyring.init(target.keys_dir, kek_b64=KEK), trusted_key=source_key(source))
     assert nothing_written(target.home)
 
 
@@ -162,7 +170,7 @@ def test_another_kek_is_a_security_error_with_nothing_written(source, tmp_path):
     target = settings_for(tmp_path / "target", kek=None)
     keyring = Keyring.init(target.keys_dir)  # a fresh KEK: the archive cannot be opened
     with pytest.raises(SecurityError, match="another key-encryption key") as info:
-        restore_backup(target, archive, keyring)
+        restore_backup(target, archive, keyring, trusted_key=source_key(source), accept_new_keys=True)
     assert str(archive) in str(info.value)
     assert nothing_written(target.home)
 
@@ -218,7 +226,7 @@ def test_entries_escaping_the_workspace_are_refused(entry, tmp_path):
     target = settings_for(tmp_path / "deep" / "target")
     keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
     with pytest.raises(IntegrityError, match="archive entry") as info:
-        restore_backup(target, crafted, keyring)
+        restore_backup(target, crafted, keyring, trusted_key=source_keys.public_key_pem(), accept_new_keys=True)
     assert str(crafted) in str(info.value)
     assert nothing_written(target.home)
     assert not list(tmp_path.rglob("evil"))
@@ -229,6 +237,7 @@ def test_backup_commands(tmp_path, workspace, monkeypatch):
     from typer.testing import CliRunner
 
     from trustforge.commands.backup import app
+    from trustforge.commands.keys import app as keys_app
 
     monkeypatch.setenv("TRUSTFORGE_KEK", KEK)
     with Registry() as reg:
@@ -239,9 +248,14 @@ def test_backup_commands(tmp_path, workspace, monkeypatch):
     done = runner.invoke(app, ["create", str(archive)])
     assert done.exit_code == 0, done.output
     assert "1 version(s)" in done.output
+    exported = runner.invoke(keys_app, ["export", str(tmp_path / "source.pem")])
+    assert exported.exit_code == 0, exported.output
     monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "restored"))
-    done = runner.invoke(app, ["restore", str(archive)])
+    done = runner.invoke(app, ["restore", str(archive)])  # a new workspace trusts no key yet
+    assert isinstance(done.exception, SecurityError) and "--trusted-key" in str(done.exception)
+    done = runner.invoke(app, ["restore", str(archive), "--trusted-key", str(tmp_path / "source.pem"), "--accept-new-keys"])
     assert done.exit_code == 0, done.output
+    assert "added signing key" in done.output
     with Registry() as reg:
         assert reg.get("models:/m/1").version == 1
         entries = reg.audit.entries(limit=5)
@@ -261,7 +275,7 @@ def test_backup_and_restore_on_postgresql(source, tmp_path):
     try:
         target = Settings(home=tmp_path / "pg", db_url=url, artifacts=tmp_path / "pg" / "artifacts", kek=KEK)
         keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
-        restore_backup(target, archive, keyring)
+        restore_backup(target, archive, keyring, trusted_key=source_key(source), accept_new_keys=True)
         with Registry(target) as reg:
             assert {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)} == versions
             assert reg.audit.verify().ok
@@ -272,5 +286,89 @@ def test_backup_and_restore_on_postgresql(source, tmp_path):
     finally:
         drop()
     final = settings_for(tmp_path / "back")
-    restore_backup(final, again, Keyring.init(final.keys_dir, kek_b64=KEK))
+    restore_backup(final, again, Keyring.init(final.keys_dir, kek_b64=KEK), trusted_key=keyring.public_key_pem(), accept_new_keys=True)
     assert tree_digests(final.artifacts) == tree_digests(settings.artifacts)
+
+
+# ---------------------------------------------------------------------------- trust and consent
+
+
+def _lost_database(home: Path) -> None:
+    """What a disaster leaves: the keys and the audit head file, no database, no packages."""
+    for p in home.iterdir():
+        if p.name.startswith("registry.db") and not p.name.endswith(".audit-head.json"):
+            p.unlink()
+    shutil.rmtree(home / "artifacts")
+
+
+@pytest.fixture
+def small(tmp_path):
+    """A workspace with one version, its backup, and its keyring."""
+    settings = settings_for(tmp_path / "ws")
+    with Registry(settings) as reg:
+        pkg = write_package(tmp_path / "pkg", {"name": "m"}, {"weights.safetensors": {"w": torch.ones(3)}}, keyring=reg.keyring)
+        reg.register(pkg, name="m")
+        keyring = reg.keyring
+    archive = tmp_path / "ws.tfbackup"
+    create_backup(settings, archive, keyring)
+    return settings, archive, keyring
+
+
+def test_a_workspace_that_already_trusts_the_key_restores_without_flags(small):
+    settings, archive, keyring = small
+    _lost_database(settings.home)
+    done = restore_backup(settings, archive, Keyring.load(settings.keys_dir, kek_b64=KEK))
+    assert done["new_keys"] == [] and done["new_admins"] == [] and done["audit"]["archive"] == done["audit"]["workspace"] > 0
+    with Registry(settings) as reg:
+        assert reg.load_model is not None and reg.get("models:/m/1").version == 1
+        assert reg.audit.verify().ok
+
+
+def test_a_shorter_audit_history_needs_consent(small):
+    settings, archive, keyring = small
+    with Registry(settings) as reg:
+        for i in range(5):
+            reg.set_tag("m", 1, "k", str(i))  # entries the backup does not hold
+        before = reg.audit.verify().entries
+    _lost_database(settings.home)
+    with pytest.raises(SecurityError, match="--accept-shorter-audit") as info:
+        restore_backup(settings, archive, Keyring.load(settings.keys_dir, kek_b64=KEK))
+    assert f"shorter than the {before}" in str(info.value)
+    assert not (settings.home / "registry.db").exists()
+    done = restore_backup(settings, archive, Keyring.load(settings.keys_dir, kek_b64=KEK), accept_shorter_audit=True)
+    assert done["audit"] == {"archive": before - 5, "workspace": before}
+    with Registry(settings) as reg:
+        report = reg.audit.verify()
+        assert report.ok and report.entries == before - 5, report
+
+
+def test_the_trusted_key_must_be_the_signer(small, tmp_path):
+    settings, archive, _ = small
+    target = settings_for(tmp_path / "target")
+    keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
+    other = Keyring.init(tmp_path / "other-keys", kek_b64=KEK).public_key_pem()
+    with pytest.raises(SecurityError, match="not by the trusted key"):
+        restore_backup(target, archive, keyring, trusted_key=other, accept_new_keys=True)
+    with pytest.raises(SecurityError, match="not a PEM public key"):
+        restore_backup(target, archive, keyring, trusted_key=b"-----BEGIN PUBLIC KEY-----\nAAAA\n", accept_new_keys=True)
+    assert nothing_written(target.home)
+
+
+def test_an_archived_version_holding_another_package_is_refused(small, tmp_path, monkeypatch):
+    """A signed archive (e.g. made by a trusted key before this check existed) whose version folder was swapped."""
+    from trustforge.registry import _backup
+
+    settings, _, keyring = small
+    with Registry(settings) as reg:
+        pkg = write_package(tmp_path / "pkg2", {"name": "n"}, {"weights.safetensors": {"w": torch.zeros(3)}}, keyring=reg.keyring)
+        reg.register(pkg, name="n")
+    shutil.rmtree(settings.artifacts / "m" / "1")
+    shutil.copytree(settings.artifacts / "n" / "1", settings.artifacts / "m" / "1")
+    monkeypatch.setattr(_backup, "open_bound", lambda *a: None)  # the check create_backup now makes
+    archive = tmp_path / "swapped.tfbackup"
+    create_backup(settings, archive, keyring)
+    monkeypatch.undo()
+    _lost_database(settings.home)
+    with pytest.raises(IntegrityError, match="models:/m/1: the version folder holds another package"):
+        restore_backup(settings, archive, Keyring.load(settings.keys_dir, kek_b64=KEK), accept_shorter_audit=True)
+    assert not (settings.home / "registry.db").exists()

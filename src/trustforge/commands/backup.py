@@ -46,13 +46,33 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
 
 
 @app.command()
-def restore(file: Path = typer.Argument(..., help="an archive written by `trustforge backup create`")) -> None:
+def restore(
+    file: Path = typer.Argument(..., help="an archive written by `trustforge backup create`"),
+    trusted_key: Path | None = typer.Option(
+        None,
+        "--trusted-key",
+        help="PEM public key of the workspace that made FILE (`trustforge keys export` there); required unless this "
+        "workspace's keys already include the key that signed it (always, for a new workspace)",
+    ),
+    accept_new_keys: bool = typer.Option(
+        False, "--accept-new-keys", help="trust the archive's public keys this workspace does not know (listed when refused)"
+    ),
+    accept_admins: bool = typer.Option(False, "--accept-admins", help="restore the archive's admin users (listed when refused)"),
+    accept_shorter_audit: bool = typer.Option(
+        False,
+        "--accept-shorter-audit",
+        help="restore an audit log shorter than the one this workspace's audit head file recorded (the newer entries are lost)",
+    ),
+) -> None:
     """Verify FILE completely, then restore it into the (empty) workspace.
 
     The workspace needs the key-encryption key the backup was made under (TRUSTFORGE_KEK, or
-    keys/kek.key put back); its signing key may be new.
+    keys/kek.key put back), but the KEK alone is not trust: FILE must be signed by a key this
+    workspace already knows or by --trusted-key. Signing keys it does not know yet, admin users
+    and a shorter audit history are listed and refused unless accepted with --accept-new-keys,
+    --accept-admins and --accept-shorter-audit.
     """
-    from trustforge.errors import AccessDenied
+    from trustforge.errors import AccessDenied, DataError
     from trustforge.registry import Registry, restore_backup
     from trustforge.secure import Keyring
     from trustforge.settings import Settings
@@ -60,9 +80,44 @@ def restore(file: Path = typer.Argument(..., help="an archive written by `trustf
     settings = Settings.from_env()
     if settings.token:
         raise AccessDenied("a restore runs as the local workspace admin (an empty workspace has no users); unset TRUSTFORGE_TOKEN")
+    pem = None
+    if trusted_key is not None:
+        if not trusted_key.is_file():
+            raise DataError(f"--trusted-key {trusted_key}: file not found")
+        pem = trusted_key.read_bytes()
     keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-    summary = restore_backup(settings, file, keyring)
+    summary = restore_backup(
+        settings,
+        file,
+        keyring,
+        trusted_key=pem,
+        accept_new_keys=accept_new_keys,
+        accept_admins=accept_admins,
+        accept_shorter_audit=accept_shorter_audit,
+    )
+    audit = summary["audit"]
     with Registry(settings) as reg:
-        reg.audit.append(reg.principal.name, "restore", file.name, "ok", {"files": summary["files"], "signed_by": summary["key_id"]})
+        reg.audit.append(
+            reg.principal.name,
+            "restore",
+            file.name,
+            "ok",
+            {
+                "files": summary["files"],
+                "signed_by": summary["key_id"],
+                "new_keys": summary["new_keys"],
+                "new_admins": summary["new_admins"],
+                "audit_entries": audit["archive"],
+                "audit_entries_before": audit["workspace"],
+            },
+        )
     versions = summary["tables"].get("registry_versions", 0)
-    typer.echo(f"restored {file}: {versions} version(s), {summary['files']} file(s); the audit log continues")
+    typer.echo(f"restored {file}: {versions} version(s), {summary['files']} file(s), signed by key {summary['key_id'][:16]}")
+    for key_id in summary["new_keys"]:
+        typer.echo(f"  added signing key {key_id[:16]} (now trusted: its signatures verify in this workspace)")
+    for name in summary["new_admins"]:
+        typer.echo(f"  added admin user {name}")
+    if audit["archive"] < audit["workspace"]:
+        typer.echo(f"  audit log cut from {audit['workspace']} to {audit['archive']} entries (accepted); the audit log continues")
+    else:
+        typer.echo("  the audit log continues")

@@ -1,6 +1,7 @@
 """`trustforge keys ...`: the workspace signing key pair and key-encryption key.
 
-`init` creates them; `rotate` prints what `trustforge.secure.rotate_keys` did: it replaces
+`init` creates them; `export` prints the public key others verify with (e.g. `backup restore
+--trusted-key`); `rotate` prints what `trustforge.secure.rotate_keys` did: it replaces
 both, keeps the retired public key so old signatures still verify, and re-wraps the data key
 of every sealed package in the artifact store under the new key-encryption key without
 re-encrypting any payload. Both are `keys` actions (admins,
@@ -55,6 +56,35 @@ def init(
             reg.audit.append(reg.principal.name, "keys", "keys", "ok", {"init": True, "key_id": keyring.key_id})
     where = "TRUSTFORGE_KEK" if settings.kek else str(settings.keys_dir / "kek.key")
     typer.echo(f"signing key {keyring.key_id[:16]} (public key: {settings.keys_dir / 'signing.pub'}); key-encryption key from {where}")
+
+
+@app.command()
+def export(
+    file: Path | None = typer.Argument(None, help="write the PEM here (must not exist); default: print it"),
+) -> None:
+    """Print (or write to FILE) the workspace's current public signing key, PEM.
+
+    Hand it to whoever must trust this workspace: `trustforge backup restore --trusted-key`,
+    `Model.load(path, public_key=...)`, model-signing's `verify key --public_key`. It holds no
+    secret; the private key and the key-encryption key never leave keys/.
+    """
+    from trustforge._fs import atomic_write_bytes
+    from trustforge.errors import DataError
+    from trustforge.secure import Keyring
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+    keyring = Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+    pem = keyring.public_key_pem()
+    if file is None:
+        typer.echo(pem.decode("ascii"), nl=False)
+        return
+    if file.exists() or file.is_symlink():
+        raise DataError(f"{file}: already exists; choose another file name")
+    if not file.parent.is_dir():
+        raise DataError(f"{file.parent}: folder not found (for {file.name})")
+    atomic_write_bytes(file, pem, mode=0o644)
+    typer.echo(f"public key {keyring.key_id[:16]} written to {file}")
 
 
 @app.command()

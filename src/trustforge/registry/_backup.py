@@ -15,11 +15,18 @@ The file is sealed and opened by `trustforge.secure` (`write_sealed_archive`, `o
 `restore_backup` checks everything before it writes anything: the signature, the ciphertext's
 digest, the data key (only a holder of the KEK can have made the archive), the decryption,
 then every archive entry (plain relative names under known folders, regular files only, no
-`..`, absolute paths, backslashes or links) and every file's digest. Only then, and only into
-an empty workspace, does it write: package folders to a temporary folder renamed into place,
-all rows in one transaction. Restoring needs the same KEK (keep it apart from the backups);
-the archive's public keys are kept as retired keys, so old package signatures and the audit
-log's signed checkpoints verify in the restored workspace.
+`..`, absolute paths, backslashes or links), every file's digest, and that each version's
+folder holds the package its row records. Only then, and only into an empty workspace, does
+it write: package folders to a temporary folder renamed into place, all rows in one
+transaction. Restoring needs the same KEK (keep it apart from the backups).
+
+The KEK is not trust: anyone holding it (a CI job) can seal an archive. The signature must
+verify with a key the target keyring already knows or with the public key the operator
+hands in (`trusted_key`, `--trusted-key`), never with the key the archive carries. What the
+restore adds to the workspace's trust is listed and refused unless accepted explicitly:
+public keys the keyring does not know (kept as retired keys, so old package signatures and
+the audit log's checkpoints verify), admin users, and an audit log shorter than the one the
+workspace's audit head file recorded.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ import tarfile
 import uuid
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
+from trustforge.registry._binding import check_archived, open_bound
 from trustforge.secure import (
     ARCHIVE_FORMAT,
     ARCHIVE_VERSION,
@@ -151,6 +160,8 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
                     raise RegistryError(
                         f"{folder}: the stored package of {row['name']} version {row['version']} is missing; run `trustforge models gc` or retry"
                     )
+                # Only packages bound to their rows go into a backup (and come back from it).
+                open_bound(folder, SimpleNamespace(**row), keyring)
                 for path in sorted(folder.rglob("*")):
                     if path.is_symlink():
                         raise RegistryError(f"{path}: a symbolic link in the artifact store")
@@ -252,35 +263,62 @@ def _check_empty(settings: Settings, artifacts: Path) -> None:
         engine.dispose()
 
 
-def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str, Any]:
+def restore_backup(
+    settings: Settings,
+    src: Path,
+    keyring: Keyring,
+    *,
+    trusted_key: bytes | None = None,
+    accept_new_keys: bool = False,
+    accept_admins: bool = False,
+    accept_shorter_audit: bool = False,
+) -> dict[str, Any]:
     """Restore an archive from `create_backup` into the empty workspace of `settings`.
 
     Everything is checked before anything is written (see the module docstring). Then the
     package folders are written to a temporary folder, the rows inserted in one transaction,
     and the folder renamed into place before that transaction commits.
 
+    Trust comes from a key, not from the KEK: the archive must be signed by a key `keyring`
+    already knows or by `trusted_key`. What a restore would add to the workspace's trust is
+    refused unless accepted explicitly, and reported either way: public keys the keyring does
+    not know yet (they would verify packages and audit checkpoints from then on), admin users,
+    and an audit history shorter than the one the workspace's audit head file records.
+
     Args:
         settings: the target workspace (its database may be SQLite or PostgreSQL).
         src: the archive file.
         keyring: the target workspace's keys; it must hold the KEK the archive was made under.
+        trusted_key: the PEM public key of the source workspace (`trustforge keys export`),
+            needed when `keyring` does not know the key that signed the archive.
+        accept_new_keys: add the archive's public keys that `keyring` does not know.
+        accept_admins: restore admin users.
+        accept_shorter_audit: restore an audit log with fewer entries than the workspace's head
+            file records (the newer entries are lost; the head file is reset to the archive's).
 
     Returns:
-        A summary: rows per table, files restored, the key id that signed the archive.
+        A summary: rows per table, files restored, the key id that signed the archive,
+        `new_keys` (ids added to the keyring), `new_admins` (names) and `audit` (entries in
+        the archive, and those the workspace recorded before).
 
     Raises:
-        IntegrityError: the archive was changed, or holds an entry that is not a plain path
-            under a known folder (zip-slip, links); nothing is written.
-        SecurityError: the archive was made under another KEK; nothing is written.
+        IntegrityError: the archive was changed, holds an entry that is not a plain path
+            under a known folder (zip-slip, links), or a version whose files are not the
+            package its row records; nothing is written.
+        SecurityError: the archive was made under another KEK, is signed by a key that is not
+            trusted, or would add keys, admins or cut the audit history without consent;
+            nothing is written.
         RegistryError: the target workspace is not empty; nothing is written.
     """
     src = Path(src)
     artifacts = Path(settings.artifacts or settings.home / "artifacts")
     _check_empty(settings, artifacts)
-    header, tar_bytes = open_sealed_archive(src, keyring)
+    header, tar_bytes = open_sealed_archive(src, keyring, trusted_key=trusted_key)
     members = _members(src, tar_bytes)
     del tar_bytes
     known = {t.name: t for t in _tables()}
     rows: dict[str, list[dict[str, Any]]] = {}
+    new_keys: list[str] = []
     for name, blob in members.items():
         if name.startswith("db/"):
             table = name[3:-5] if name.endswith(".json") else ""
@@ -301,6 +339,17 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
                 raise IntegrityError(f"{src}: archive entry {name!r} is not a public key") from None
             if name != f"keys/{key_id}.pub":
                 raise IntegrityError(f"{src}: archive entry {name!r} does not hold the key its name says")
+            if not keyring.knows(key_id):
+                new_keys.append(key_id)
+    _check_bound(src, rows.get("registry_versions", []), members)
+    new_admins = sorted({str(r.get("name")) for r in rows.get("access_users", []) if r.get("role") == "admin"})
+    audit = {"archive": _archive_audit_length(rows), "workspace": _workspace_audit_length(settings)}
+    _consent(
+        src,
+        new_keys=sorted(new_keys) if not accept_new_keys else [],
+        new_admins=new_admins if not accept_admins else [],
+        audit=audit if not accept_shorter_audit else None,
+    )
 
     # ---- everything is verified; from here on we write.
     tmp = artifacts.with_name(f".{artifacts.name}.restore-{uuid.uuid4().hex[:8]}")
@@ -342,16 +391,95 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
         shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
     for name, blob in members.items():
-        if name.startswith("keys/"):  # old package signatures and audit checkpoints verify
+        if name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
             keyring.add_public_key(blob)
-    _sync_audit_head(engine_url=settings.db_url, keyring=keyring)
-    return {"tables": {t: len(r) for t, r in rows.items()}, "files": files, "key_id": header["key_id"]}
+    _sync_audit_head(engine_url=settings.db_url, keyring=keyring, reset=audit["archive"] < audit["workspace"])
+    return {
+        "tables": {t: len(r) for t, r in rows.items()},
+        "files": files,
+        "key_id": header["key_id"],
+        "new_keys": sorted(new_keys),
+        "new_admins": new_admins,
+        "audit": audit,
+    }
 
 
-def _sync_audit_head(*, engine_url: str, keyring: Keyring) -> None:
-    """Write the audit log's head file (beside a SQLite database) from the restored head row."""
+def _check_bound(src: Path, versions: list[dict[str, Any]], members: dict[str, bytes]) -> None:
+    """Every version row's archived folder holds the package the row records (package id, manifest digest)."""
+    by_folder: dict[str, dict[str, bytes]] = {}
+    for name, blob in members.items():
+        parts = name.split("/")
+        if parts[0] == "artifacts" and len(parts) == 4:
+            by_folder.setdefault(f"{parts[1]}/{parts[2]}", {})[parts[3]] = blob
+    for row in versions:
+        try:
+            check_archived(SimpleNamespace(**row), by_folder.get(f"{row.get('name')}/{row.get('version')}", {}))
+        except IntegrityError as exc:
+            raise IntegrityError(f"{src}: {exc}") from None
+        except (AttributeError, TypeError):
+            raise IntegrityError(f"{src}: archive entry 'db/registry_versions.json' has a malformed row") from None
+
+
+def _archive_audit_length(rows: dict[str, list[dict[str, Any]]]) -> int:
+    heads = [r.get("seq") for r in rows.get("audit_head", []) if isinstance(r.get("seq"), int)]
+    return max([*heads, len(rows.get("audit_entries", []))])
+
+
+def _head_file(settings: Settings) -> Path | None:
+    # Where `AuditLog` keeps the signed head beside a SQLite database file (`<db file>.audit-head.json`).
+    url = sa.engine.make_url(settings.db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    db = Path(url.database)
+    return db.with_name(db.name + ".audit-head.json")
+
+
+def _workspace_audit_length(settings: Settings) -> int:
+    """How many audit entries the (empty) workspace's head file says its log once had (0 when none).
+
+    The database is empty (checked), but a head file left beside it records how long the log
+    was before it was lost. The file is read, not verified: it can only make a restore ask for
+    consent, never let one through.
+    """
+    path = _head_file(settings)
+    if path is None or path.is_symlink() or not path.is_file():
+        return 0
+    try:
+        seq = json.loads(path.read_bytes()[:4096]).get("seq")
+    except (OSError, ValueError, AttributeError, RecursionError, UnicodeDecodeError):
+        return 0
+    return seq if isinstance(seq, int) and seq > 0 else 0
+
+
+def _consent(src: Path, *, new_keys: list[str], new_admins: list[str], audit: dict[str, int] | None) -> None:
+    """Refuse, listing everything at once, what the restore would add or cut without the operator's consent."""
+    problems = []
+    if new_keys:
+        problems.append(
+            f"{len(new_keys)} signing key(s) this workspace does not trust yet ({', '.join(k[:16] for k in new_keys)}), whose "
+            "package signatures and audit checkpoints would verify here (--accept-new-keys)"
+        )
+    if new_admins:
+        problems.append(f"admin user(s) {', '.join(new_admins)} (--accept-admins)")
+    if audit is not None and audit["archive"] < audit["workspace"]:
+        problems.append(
+            f"an audit log of {audit['archive']} entries, shorter than the {audit['workspace']} this workspace recorded, "
+            f"losing entries {audit['archive'] + 1}..{audit['workspace']} (--accept-shorter-audit)"
+        )
+    if problems:
+        raise SecurityError(f"{src}: not restored; it needs explicit consent for " + "; ".join(problems))
+
+
+def _sync_audit_head(*, engine_url: str, keyring: Keyring, reset: bool) -> None:
+    """Write the audit log's head file (beside a SQLite database) from the restored head row.
+
+    `reset`: an accepted shorter history; the old head file (ahead of the restored log) goes first.
+    """
     engine = _engine(engine_url)
     try:
-        AuditLog(engine, keyring.sign, keyring.verify).sync_head_file()
+        log = AuditLog(engine, keyring.sign, keyring.verify)
+        if reset and log.head_path is not None:
+            log.head_path.unlink(missing_ok=True)
+        log.sync_head_file()
     finally:
         engine.dispose()

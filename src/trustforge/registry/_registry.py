@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 import sqlalchemy as sa
 
 from trustforge import secure
-from trustforge.errors import AccessDenied, RegistryError, TrustForgeError
+from trustforge.errors import AccessDenied, IntegrityError, RegistryError, TrustForgeError
+from trustforge.registry._binding import open_bound
 from trustforge.registry._db import (
     aliases,
     create_all,
@@ -162,6 +163,7 @@ class Registry:
         self.settings = settings or Settings.from_env()
         self.artifacts = Path(self.settings.artifacts or self.settings.home / "artifacts")
         self.encrypt = encrypt
+        self._refusals: set[tuple[str, str]] = set()  # (version, failure) already audited
         self.engine = make_engine(self.settings.db_url)
         self._reader = readonly(self.engine)
         try:
@@ -463,17 +465,42 @@ class Registry:
     def load_model(self, uri: str) -> "Model":
         """Build the model a URI designates, decrypting and verifying its package in memory.
 
-        Plaintext weights of a sealed package never touch the disk.
+        Plaintext weights of a sealed package never touch the disk. The version folder must
+        hold the package its row records (package id and manifest digest), checked before
+        anything is decrypted or parsed beyond what the comparison needs, and again on the
+        verified bytes (see `_binding.py`): a folder copied over from another version is refused.
 
         Raises:
             AccessDenied: the principal may not read (audited).
             RegistryError: no such model, version or alias.
-            IntegrityError: the stored package fails verification (names the file).
+            IntegrityError: the folder holds another package (names the version), or the
+                stored package fails verification (names the file); audited either way.
         """
         from trustforge.package import Model
 
         mv = self.get(uri)
-        return Model.load(mv.path, keyring=self.keyring)  # sealed or plain; verified either way
+        try:
+            pkg = open_bound(mv.path, mv, self.keyring)
+        except IntegrityError as exc:
+            self._refused(mv, exc)
+            raise
+        return Model.from_package(pkg)
+
+    def _refused(self, mv: ModelVersion, exc: IntegrityError) -> None:
+        """Audit a stored package that failed its binding or verification, once per distinct failure.
+
+        A server following an alias retries a refused version at every poll; one entry per
+        (version, failure) for the life of this Registry keeps that from flooding the log.
+        """
+        details = {"error": str(exc)[:300], "package_id": mv.package_id, "package_digest": mv.package_digest}
+        found = getattr(exc, "found", None)
+        if isinstance(found, dict):
+            details["found"] = found
+        key = (mv.uri, details["error"])
+        if key in self._refusals:
+            return
+        self._refusals.add(key)
+        self.audit.append(self.principal.name, "load", mv.uri, "error", details)
 
     # ------------------------------------------------------------------ mutations
 

@@ -10,8 +10,12 @@ sealed). On disk:
     ciphertext      the payload sealed with AES-256-GCM under the data key (the header's
                     signed fields are its associated data)
 
-`open_sealed_archive` checks the signature, the ciphertext's digest, the data key (only a
-holder of the KEK can have made the archive) and the decryption before it returns anything.
+`open_sealed_archive` checks the signature, the ciphertext's digest, the data key and the
+decryption before it returns anything. The signature must verify with a key the reader trusts:
+one the keyring already knows (current or retired) or the public key the operator hands in
+(`trusted_key`), never the public key the header carries (anyone can put their own there). The
+KEK only keeps the contents secret: whoever holds it (a CI job, say) can seal an archive, so
+holding it proves nothing about who made one.
 """
 
 from __future__ import annotations
@@ -79,13 +83,28 @@ def write_sealed_archive(dest: Path, payload: bytes, keyring: Keyring) -> None:
     atomic_write_bytes(dest, b"".join([_MAGIC, json.dumps(header, sort_keys=True).encode("ascii") + b"\n", sealed]), mode=0o600)
 
 
-def open_sealed_archive(src: Path, keyring: Keyring) -> tuple[dict[str, Any], bytes]:
+def open_sealed_archive(src: Path, keyring: Keyring, *, trusted_key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
     """Verify and decrypt an archive: (header, tar bytes). Nothing is written.
+
+    Args:
+        src: the archive file.
+        keyring: the reader's keys: its KEK opens the archive; its current and retired public
+            keys are trusted signers.
+        trusted_key: a PEM public key the operator trusts as the signer (e.g. the source
+            workspace's, from `trustforge keys export`); the archive must be signed by it.
 
     Raises:
         IntegrityError: naming `src`, for any change to the file.
-        SecurityError: naming `src`, when it was made under a KEK this keyring lacks.
+        SecurityError: naming `src`, when it was signed by a key neither the keyring nor
+            `trusted_key` is, by another key than `trusted_key`, or made under a KEK this
+            keyring lacks; or `trusted_key` is not a public key.
     """
+    trusted = None
+    if trusted_key is not None:
+        try:
+            trusted = P.load_public_key(trusted_key)
+        except (P.CryptoFailure, TypeError, ValueError):
+            raise SecurityError("the trusted key is not a PEM public key (export one with `trustforge keys export`)") from None
 
     def bad(why: str) -> IntegrityError:
         return IntegrityError(f"{src}: {why}")
@@ -102,7 +121,7 @@ def open_sealed_archive(src: Path, keyring: Keyring) -> tuple[dict[str, Any], by
             if end < 0:
                 raise bad("header missing or too long")
             header = _parse_header(src, bytes(data[len(_MAGIC) : end]))
-            _check_signature(src, header, keyring)
+            _check_signature(src, header, keyring, trusted)
             payload = memoryview(data)[end + 1 :]
             try:
                 if len(payload) != header["payload_size"] or hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
@@ -138,12 +157,12 @@ def _parse_header(src: Path, raw: bytes) -> dict[str, Any]:
     return header
 
 
-def _check_signature(src: Path, header: dict[str, Any], keyring: Keyring) -> None:
-    """The header's signature, by a key this keyring knows or else by the key the header names.
+def _check_signature(src: Path, header: dict[str, Any], keyring: Keyring, trusted: P.PublicKey | None) -> None:
+    """The header's signature, by the operator's `trusted` key if given, else by a key this keyring knows.
 
-    A key the keyring does not know (restoring into a new workspace after the old keys were
-    lost) is accepted when its id matches: the archive is still authenticated as a whole by
-    the KEK, which only the workspace's owner holds, and that is checked next.
+    The public key the header carries is never used: it is the forger's key in a forged
+    archive. Restoring into a workspace that does not know the source's key therefore needs
+    the operator to hand that key in.
     """
     try:
         signature = base64.b64decode(header["signature"], validate=True)
@@ -151,14 +170,19 @@ def _check_signature(src: Path, header: dict[str, Any], keyring: Keyring) -> Non
         raise IntegrityError(f"{src}: the header's signature is malformed") from None
     message = b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED)
     key_id = header["key_id"]
-    if keyring.knows(key_id):
+    if trusted is not None:
+        if key_id != trusted.key_id:
+            raise SecurityError(
+                f"{src}: signed by key {str(key_id)[:16]}, not by the trusted key {trusted.key_id[:16]}; nothing was restored"
+            )
+        ok = trusted.verify(message, signature)
+    elif keyring.knows(key_id):
         ok = keyring.verify(key_id, message, signature)
     else:
-        try:
-            key = P.load_public_key(str(header["public_key"]).encode("ascii"))
-        except (P.CryptoFailure, UnicodeEncodeError):
-            raise IntegrityError(f"{src}: the header's public key is malformed") from None
-        ok = key.key_id == key_id and key.verify(message, signature)
+        raise SecurityError(
+            f"{src}: signed by key {str(key_id)[:16]}, which this workspace does not trust; if you trust it, give the source "
+            "workspace's public key with --trusted-key PEM (`trustforge keys export` there)"
+        )
     if not ok:
         raise IntegrityError(f"{src}: the signature does not verify (file changed)")
 
