@@ -344,14 +344,26 @@ def restore_backup(settings: Settings, src: Path, keyring: Keyring) -> dict[str,
     for name, blob in members.items():
         if name.startswith("keys/"):  # old package signatures and audit checkpoints verify
             keyring.add_public_key(blob)
-    _sync_audit_head(engine_url=settings.db_url, keyring=keyring)
+    _sync_audit_head(settings, keyring=keyring)
     return {"tables": {t: len(r) for t, r in rows.items()}, "files": files, "key_id": header["key_id"]}
 
 
-def _sync_audit_head(*, engine_url: str, keyring: Keyring) -> None:
-    """Write the audit log's head file (beside a SQLite database) from the restored head row."""
-    engine = _engine(engine_url)
+def _sync_audit_head(settings: Settings, *, keyring: Keyring) -> None:
+    """Start the restored audit log's witness and head file, once the restored log verifies.
+
+    Raises:
+        IntegrityError: the restored log does not verify, or is shorter than (or differs from)
+            the witness this workspace already holds; its witness is left as it was.
+    """
+    from trustforge.secure import AUDIT_WITNESS_FILE
+
+    engine = _engine(settings.db_url)
     try:
-        AuditLog(engine, keyring.sign, keyring.verify).sync_head_file()
+        audit = AuditLog(
+            engine, keyring.sign, keyring.verify, witness_path=settings.keys_dir / AUDIT_WITNESS_FILE, sink=settings.audit_sink
+        )
+        report = audit.adopt()
     finally:
         engine.dispose()
+    if not report.ok:
+        raise IntegrityError(f"the restored audit log does not verify: entry {report.first_bad}: {report.problem}")
