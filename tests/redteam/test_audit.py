@@ -218,3 +218,24 @@ def test_cli_head_file_deleted_fails_verify(workspace):
     (workspace / "registry.db.audit-head.json").unlink()
     code, out, err = run_main("audit", "verify", home=workspace)
     assert code != 0 and "registry.db.audit-head.json" in err and "missing" in err, (code, out, err)
+
+
+def test_cli_adopt_starts_a_missing_witness_only_for_a_log_that_verifies(workspace):
+    _workspace_with_entries(workspace, 70)
+    witness = workspace / "keys" / "audit-witness.json"
+    assert witness.stat().st_mode & 0o777 == 0o600 and (workspace / "registry.db.audit-head.json").stat().st_mode & 0o777 == 0o600
+    witness.unlink()  # a workspace copied without its witness
+    code, out, err = run_main("audit", "verify", home=workspace)
+    assert code != 0 and "audit-witness.json" in err, (code, out, err)
+    code, out, err = run_main("audit", "verify", "--adopt", home=workspace)
+    assert code == 0 and "ok: 70 entries (witness started)" in out, (code, out, err)
+    code, out, err = run_main("audit", "verify", home=workspace)
+    assert code == 0 and "ok: 71 entries" in out, (code, out, err)  # the adoption is itself audited
+    # A witness naming a longer log is never replaced: a truncated log cannot be adopted.
+    with sqlite3.connect(workspace / "registry.db") as c:
+        cp = c.execute("SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq = 64").fetchone()
+        c.execute("DELETE FROM audit_entries WHERE seq > 64")
+        c.execute("UPDATE audit_head SET seq = ?, hash = ?, key_id = ?, signature = ? WHERE id = 1", cp)
+    c.close()
+    code, out, err = run_main("audit", "verify", "--adopt", home=workspace)
+    assert code != 0 and json.loads(witness.read_text())["seq"] == 71, (code, out, err)
