@@ -7,6 +7,7 @@
 | TRUSTFORGE_ARTIFACTS| folder of the registry's package store              | HOME/artifacts                |
 | TRUSTFORGE_KEK      | base64 of the 256-bit key-encryption key            | read from HOME/keys/kek.key   |
 | TRUSTFORGE_TOKEN    | the API token of the acting principal               | the local workspace admin     |
+| TRUSTFORGE_AUDIT_SINK | append-only copy of the audit witness: `file:/PATH` or `syslog:/dev/log` | none        |
 
 Secrets (the key-encryption key, tokens) are read here and never logged or echoed.
 """
@@ -30,6 +31,8 @@ class Settings:
         artifacts: folder holding registered packages.
         kek: the key-encryption key from the environment (base64), if given there.
         token: the acting principal's API token, if given.
+        audit_sink: where each audit witness update is also appended (`file:/ABSOLUTE/PATH`,
+            ideally on another volume, or `syslog:/SOCKET`), if anywhere.
     """
 
     home: Path
@@ -37,6 +40,7 @@ class Settings:
     artifacts: Path | None = None
     kek: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    audit_sink: str | None = None
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> "Settings":
@@ -50,6 +54,7 @@ class Settings:
             else chosen / "artifacts",
             kek=os.environ.get("TRUSTFORGE_KEK") or None,
             token=os.environ.get("TRUSTFORGE_TOKEN") or None,
+            audit_sink=os.environ.get("TRUSTFORGE_AUDIT_SINK") or None,
         )
 
     @property

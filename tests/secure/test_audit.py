@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import multiprocessing as mp
 import os
@@ -18,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trustforge.errors import IntegrityError
+from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure._audit import CHECKPOINT_EVERY, GENESIS, AuditLog, entry_hash
 
 N_ENTRIES = 10_000
@@ -57,8 +58,10 @@ def fast_engine(path: Path) -> sa.Engine:
     return engine
 
 
-def open_log(path: Path, key: SigningStub | None) -> AuditLog:
-    return AuditLog(fast_engine(path), key.sign if key else None, key.verify if key else None)
+def open_log(path: Path, key: SigningStub | None, **kwargs) -> AuditLog:
+    """The log of `path`, with its witness at `<path>.witness.json` (the registry keeps it in keys/)."""
+    kwargs.setdefault("witness_path", Path(f"{path}.witness.json"))
+    return AuditLog(fast_engine(path), key.sign if key else None, key.verify if key else None, **kwargs)
 
 
 def _record(i: int, rng: random.Random) -> dict:
@@ -93,6 +96,7 @@ def fresh_copy(src: Path, dest_dir: Path, name: str) -> Path:
     dest = dest_dir / name
     shutil.copyfile(src, dest)
     shutil.copyfile(f"{src}.audit-head.json", f"{dest}.audit-head.json")
+    shutil.copyfile(f"{src}.witness.json", f"{dest}.witness.json")
     return dest
 
 
@@ -328,10 +332,13 @@ def test_database_rolled_back_to_an_older_copy_is_caught(tmp_path, key):
     shutil.copyfile(tmp_path / "old.db", tmp_path / "r.db")  # the head file stays
     report = open_log(tmp_path / "r.db", key).verify()
     assert not report.ok and report.first_bad == 6
-    # Without the head file the rollback is out of reach, and verify says so.
+    # Without the head file the witness still names entry 6, and the missing file is named.
     (tmp_path / "r.db.audit-head.json").unlink()
     report = open_log(tmp_path / "r.db", key).verify()
-    assert report.ok and any("no head file" in w for w in report.warnings)
+    assert not report.ok and "r.db.audit-head.json" in report.problem and "entries 6..6 are gone" in report.problem, report
+    # Appending to the rolled-back database would fork the witnessed history: refused.
+    with pytest.raises(IntegrityError, match="witness"):
+        open_log(tmp_path / "r.db", key).append("a", "tag", "y", "ok")
 
 
 def test_a_torn_or_forged_head_file_is_ignored_with_a_warning(tmp_path, key):
@@ -440,3 +447,214 @@ def test_four_processes_append_gapless(tmp_path, key, kind, request):
     report = parent.verify()
     assert not report.ok and report.first_bad == 300 and "truncated" in report.problem
     parent.engine.dispose()
+
+
+# -- erasure, truncation with a forged head, the witness, the sink, legacy logs (issue 11) ---------
+
+
+def _small_log(tmp_path: Path, key, n: int = 3 * CHECKPOINT_EVERY + 5, **kwargs) -> AuditLog:
+    log = open_log(tmp_path / "s.db", key, **kwargs)
+    log.append_many({"actor": "a", "action": "tag", "object": f"x{i}", "outcome": "ok"} for i in range(n))
+    return log
+
+
+def _forge_head_from_checkpoint(path: Path, cut: int) -> tuple:
+    with sqlite3.connect(path) as c:
+        cp = c.execute("SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq = ?", (cut,)).fetchone()
+        c.execute("DELETE FROM audit_entries WHERE seq > ?", (cut,))
+        c.execute("DELETE FROM audit_checkpoints WHERE seq > ?", (cut,))
+        c.execute("UPDATE audit_head SET seq = ?, hash = ?, key_id = ?, signature = ? WHERE id = 1", cp)
+    c.close()
+    return cp
+
+
+def test_a_checkpoint_signature_cannot_stand_in_for_the_head(tmp_path, key):
+    """Domain separation alone (no head file, no witness) catches a head forged from a checkpoint."""
+    log = _small_log(tmp_path, key, head_path=None, witness_path=None)
+    log.engine.dispose()
+    _forge_head_from_checkpoint(tmp_path / "s.db", 2 * CHECKPOINT_EVERY)
+    report = open_log(tmp_path / "s.db", key, head_path=None, witness_path=None).verify()
+    assert not report.ok and "head" in report.problem and "invalid signature" in report.problem, report
+    assert report.first_bad == 2 * CHECKPOINT_EVERY + 1
+
+
+def test_erasing_every_row_and_the_head_file_is_caught_by_the_witness(tmp_path, key):
+    log = _small_log(tmp_path, key, n=10)
+    log.engine.dispose()
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        for table in ("audit_entries", "audit_checkpoints", "audit_head"):
+            c.execute(f"DELETE FROM {table}")
+    c.close()
+    (tmp_path / "s.db.audit-head.json").unlink()
+    log = open_log(tmp_path / "s.db", key)  # opening never re-creates the head of a log that had entries
+    with log.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_head")).scalar() == 0
+    report = log.verify()
+    assert not report.ok and report.first_bad == 1
+    for words in ("audit_head row", "s.db.audit-head.json", "the witness s.db.witness.json names entry 10", "entries 1..10 are gone"):
+        assert words in report.problem, report.problem
+    with pytest.raises(IntegrityError, match="head row is missing"):
+        log.append("a", "tag", "x", "ok")
+
+
+def test_dropped_tables_are_named(tmp_path, key):
+    log = _small_log(tmp_path, key, n=10)
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE audit_entries"))
+    report = log.verify()  # on the open log: the table is gone
+    assert not report.ok and "audit_entries" in report.problem and "entries 1..10 are gone" in report.problem, report
+    report = open_log(tmp_path / "s.db", key).verify()  # reopened: re-created empty, still caught
+    assert not report.ok and "entries 1..10 are gone" in report.problem, report
+
+
+def test_the_head_file_and_witness_are_required_once_there_are_entries(tmp_path, key):
+    log = _small_log(tmp_path, key, n=5)
+    head_file, witness = tmp_path / "s.db.audit-head.json", tmp_path / "s.db.witness.json"
+    assert head_file.stat().st_mode & 0o777 == 0o600 and witness.stat().st_mode & 0o777 == 0o600
+    assert json.loads(witness.read_text())["seq"] == 5
+    head_file.unlink()
+    report = log.verify()
+    assert not report.ok and "missing: the head file s.db.audit-head.json" in report.problem, report
+    log.sync_head_file()  # the entries are intact: a sync rewrites it, forward
+    assert log.verify().ok
+    witness.unlink()
+    report = log.verify()
+    assert not report.ok and "the witness s.db.witness.json" in report.problem, report
+    with pytest.raises(IntegrityError, match="witness s.db.witness.json is missing"):
+        log.append("a", "tag", "x", "ok")  # appending would re-create it from whatever the database says
+    assert not witness.exists()
+    # An operator who accepts the database's log as it is starts the witness explicitly.
+    report = log.adopt()
+    assert report.ok and report.entries == 5 and json.loads(witness.read_text())["seq"] == 5
+    log.append("a", "tag", "y", "ok")
+    assert log.verify().ok and log.verify().entries == 6
+
+
+def test_a_head_file_written_0644_becomes_0600(tmp_path, key):
+    log = _small_log(tmp_path, key, n=1)
+    head_file = tmp_path / "s.db.audit-head.json"
+    os.chmod(head_file, 0o644)
+    log.append("a", "tag", "y", "ok")
+    assert head_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_new_log_starts_fresh_and_the_witness_only_moves_forward(tmp_path, key):
+    log = open_log(tmp_path / "n.db", key)
+    witness = tmp_path / "n.db.witness.json"
+    assert json.loads(witness.read_text())["seq"] == 0 and log.verify().ok and not log.verify().warnings
+    log.append("a", "tag", "x", "ok")
+    older = json.loads(witness.read_text())
+    log.append("a", "tag", "y", "ok")
+    log._write_witness({**older, "time": "t"})  # a late writer with an older head
+    assert json.loads(witness.read_text())["seq"] == 2
+    # adopt never replaces a witness that names a longer log
+    with log.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_entries WHERE seq = 2"))
+        conn.execute(sa.text("UPDATE audit_head SET seq = 1, hash = :h"), {"h": older["hash"]})
+    assert not log.adopt().ok and json.loads(witness.read_text())["seq"] == 2
+
+
+def test_a_file_sink_gets_a_line_per_update_and_catches_erasure_of_everything_else(tmp_path, key):
+    sink = tmp_path / "other-volume" / "audit.log"
+    sink.parent.mkdir()
+    log = _small_log(tmp_path, key, n=4, sink=f"file:{sink}")
+    log.append("a", "tag", "y", "ok")
+    lines = [json.loads(x) for x in sink.read_text().splitlines()]
+    assert [r["seq"] for r in lines] == [0, 4, 5] and {r["statement"] for r in lines} == {"trustforge.audit.head.v2"}
+    assert sink.stat().st_mode & 0o777 == 0o600
+    log.engine.dispose()
+    # The attacker erases the database, the head file and the witness: only the sink remembers.
+    (tmp_path / "s.db").unlink()
+    (tmp_path / "s.db.audit-head.json").unlink()
+    (tmp_path / "s.db.witness.json").unlink()
+    log = open_log(tmp_path / "s.db", key, sink=f"file:{sink}")  # not a new log: the sink names entries
+    report = log.verify()
+    assert not report.ok and "the audit sink (file) names entry 5" in report.problem and "entries 1..5 are gone" in report.problem, report
+    assert "audit_head row" in report.problem
+    with pytest.raises(SecurityError, match="TRUSTFORGE_AUDIT_SINK"):
+        open_log(tmp_path / "x.db", key, sink="http://example.org/log")
+
+
+def test_a_syslog_sink_receives_datagrams(tmp_path, key):
+    import socket
+
+    path = str(tmp_path / "log.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(5)
+    try:
+        log = open_log(tmp_path / "y.db", key, sink=f"syslog:{path}")
+        log.append("a", "tag", "x", "ok")
+        messages = [server.recv(4096).decode() for _ in range(2)]
+    finally:
+        server.close()
+    assert all(m.startswith("<86>trustforge-audit: {") for m in messages)
+    assert json.loads(messages[-1].split(": ", 1)[1])["seq"] == 1
+
+
+def _make_legacy(path: Path, key) -> None:
+    """Re-sign a log's head and checkpoints the way TrustForge did before v2 (one tag for both)."""
+    from trustforge.secure import _audit
+
+    with sqlite3.connect(path) as c:
+        for table, where in (("audit_head", "id = 1"), ("audit_checkpoints", "1 = 1")):
+            for seq, hash_ in c.execute(f"SELECT seq, hash FROM {table} WHERE {where}").fetchall():
+                _kid, sig = key.sign(_audit._LEGACY_TAG + f"{seq}:{hash_}".encode())
+                c.execute(f"UPDATE {table} SET signature = ? WHERE seq = ? AND {where}", (base64.b64encode(sig).decode(), seq))
+        head = c.execute("SELECT seq, hash, key_id, signature, time FROM audit_head").fetchone()
+    c.close()
+    record = dict(zip(("seq", "hash", "key_id", "signature", "time"), head))
+    Path(f"{path}.audit-head.json").write_text(json.dumps(record).ljust(511) + "\n")
+
+
+def test_a_legacy_log_is_upgraded_once_and_its_old_signatures_then_refused(tmp_path, key):
+    log = _small_log(tmp_path, key, n=3 * CHECKPOINT_EVERY, witness_path=None)
+    log.engine.dispose()
+    path = tmp_path / "s.db"
+    _make_legacy(path, key)
+    with sqlite3.connect(path) as c:
+        legacy_cp = c.execute("SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq = ?", (CHECKPOINT_EVERY,)).fetchone()
+    c.close()
+    # Read without the signing key: it verifies, named as legacy.
+    reader = AuditLog(fast_engine(path), None, key.verify, witness_path=None)
+    report = reader.verify()
+    assert report.ok and any("legacy" in w for w in report.warnings), report
+    # Opened with the key: verified under the old rules, re-signed as v2, witness started, recorded.
+    log = open_log(path, key)
+    report = log.verify()
+    assert report.ok and report.entries == 3 * CHECKPOINT_EVERY + 1 and not report.warnings, report
+    assert log.entries(limit=1)[0]["action"] == "audit_upgrade" and log.entries(limit=1)[0]["details"]["legacy_entries"] == 192
+    assert json.loads((tmp_path / "s.db.witness.json").read_text())["seq"] == 3 * CHECKPOINT_EVERY + 1
+    log.engine.dispose()
+    # An old v1 checkpoint signature (kept from before the upgrade) no longer makes a head,
+    # even with the witness and the head file gone.
+    with sqlite3.connect(path) as c:
+        c.execute("DELETE FROM audit_entries WHERE seq > ?", (CHECKPOINT_EVERY,))
+        c.execute("DELETE FROM audit_checkpoints WHERE seq > ?", (CHECKPOINT_EVERY,))
+        c.execute("UPDATE audit_head SET seq = ?, hash = ?, key_id = ?, signature = ? WHERE id = 1", legacy_cp)
+    c.close()
+    (tmp_path / "s.db.witness.json").unlink()
+    (tmp_path / "s.db.audit-head.json").unlink()
+    log = open_log(path, key)  # v1 head, v2 checkpoint below it: not a legacy log, so no upgrade
+    report = log.verify()
+    assert not report.ok and "witness" in report.problem, report
+    assert log.entries(limit=1)[0]["seq"] == CHECKPOINT_EVERY  # nothing appended: no upgrade
+    report = open_log(path, key, witness_path=None, head_path=None).verify()
+    assert not report.ok and "checkpoint" in report.problem, report
+
+
+def test_a_tampered_legacy_log_is_not_upgraded(tmp_path, key):
+    log = _small_log(tmp_path, key, n=2 * CHECKPOINT_EVERY, witness_path=None)
+    log.engine.dispose()
+    path = tmp_path / "s.db"
+    _make_legacy(path, key)
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE audit_entries SET actor = 'mallory' WHERE seq = 70")
+    c.close()
+    log = open_log(path, key)
+    assert not (tmp_path / "s.db.witness.json").exists()
+    report = log.verify()
+    assert not report.ok and "witness" in report.problem
+    with pytest.raises(IntegrityError):
+        log.append("a", "tag", "x", "ok")
+    assert open_log(path, key, witness_path=None).verify().first_bad == 70

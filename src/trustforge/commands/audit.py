@@ -30,11 +30,11 @@ def open_workspace() -> Iterator[tuple]:
 def _standalone(settings) -> tuple:
     """The same pieces built without a `Registry` (tests use it to act on a bare database)."""
     from trustforge.registry import make_engine
-    from trustforge.secure import AccessStore, AuditLog, Keyring
+    from trustforge.secure import AUDIT_WITNESS_FILE, AccessStore, AuditLog, Keyring
 
     engine = make_engine(settings.db_url)
     keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-    audit = AuditLog(engine, keyring.sign, keyring.verify)
+    audit = AuditLog(engine, keyring.sign, keyring.verify, witness_path=settings.keys_dir / AUDIT_WITNESS_FILE, sink=settings.audit_sink)
     access = AccessStore(engine, audit=audit)
     return access, audit, access.authenticate(settings.token)
 
@@ -80,20 +80,31 @@ def show(
 
 
 @app.command()
-def verify() -> None:
-    """Check the hash chain and the signed checkpoints; name the first bad entry.
+def verify(
+    adopt: bool = typer.Option(
+        False,
+        "--adopt",
+        help="start the witness (keys/audit-witness.json) for the log as the database holds it, if it verifies: "
+        "after copying a workspace without its witness; this accepts the log's length as genuine, "
+        "and never replaces a witness that names a longer or different log",
+    ),
+) -> None:
+    """Check the hash chain, the signed checkpoints and head, the head file and the witness.
 
     Exit 0 and `ok: N entries` when the log is intact; otherwise a one-line error naming the
-    first entry that was edited, deleted, reordered or cut off, and a non-zero exit code.
+    first entry that was edited, deleted, reordered or cut off, or what is missing (the head,
+    the head file, the witness, the tables), and a non-zero exit code.
     """
     from trustforge.errors import IntegrityError
     from trustforge.secure import require
 
     with open_workspace() as (_access, audit, principal):
         require(principal, "audit_verify", "audit-log", audit)
-        report = audit.verify()
+        report = audit.adopt() if adopt else audit.verify()
+        if adopt and report.ok:
+            audit.append(principal.name, "audit_adopt", "audit-log", "ok", {"entries": report.entries})
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
     if not report.ok:
         raise IntegrityError(f"audit log entry {report.first_bad}: {report.problem}")
-    typer.echo(f"ok: {report.entries} entries")
+    typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))

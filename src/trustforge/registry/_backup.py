@@ -393,7 +393,7 @@ def restore_backup(
     for name, blob in members.items():
         if name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
             keyring.add_public_key(blob)
-    _sync_audit_head(engine_url=settings.db_url, keyring=keyring, reset=audit["archive"] < audit["workspace"])
+    _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
     return {
         "tables": {t: len(r) for t, r in rows.items()},
         "files": files,
@@ -435,20 +435,25 @@ def _head_file(settings: Settings) -> Path | None:
 
 
 def _workspace_audit_length(settings: Settings) -> int:
-    """How many audit entries the (empty) workspace's head file says its log once had (0 when none).
+    """How many audit entries the (empty) workspace's head file or audit witness says its log
+    once had (0 when none).
 
-    The database is empty (checked), but a head file left beside it records how long the log
-    was before it was lost. The file is read, not verified: it can only make a restore ask for
+    The database is empty (checked), but a head file left beside it, or the witness beside the
+    keys, records how long the log was before it was lost. The file is read, not verified: it can only make a restore ask for
     consent, never let one through.
     """
-    path = _head_file(settings)
-    if path is None or path.is_symlink() or not path.is_file():
-        return 0
-    try:
-        seq = json.loads(path.read_bytes()[:4096]).get("seq")
-    except (OSError, ValueError, AttributeError, RecursionError, UnicodeDecodeError):
-        return 0
-    return seq if isinstance(seq, int) and seq > 0 else 0
+    from trustforge.secure import AUDIT_WITNESS_FILE
+
+    longest = 0
+    for path in (_head_file(settings), settings.keys_dir / AUDIT_WITNESS_FILE):  # the head file and the witness beside the keys
+        if path is None or path.is_symlink() or not path.is_file():
+            continue
+        try:
+            seq = json.loads(path.read_bytes()[:4096]).get("seq")
+        except (OSError, ValueError, AttributeError, RecursionError, UnicodeDecodeError):
+            continue
+        longest = max(longest, seq if isinstance(seq, int) and seq > 0 else 0)
+    return longest
 
 
 def _consent(src: Path, *, new_keys: list[str], new_admins: list[str], audit: dict[str, int] | None) -> None:
@@ -470,16 +475,29 @@ def _consent(src: Path, *, new_keys: list[str], new_admins: list[str], audit: di
         raise SecurityError(f"{src}: not restored; it needs explicit consent for " + "; ".join(problems))
 
 
-def _sync_audit_head(*, engine_url: str, keyring: Keyring, reset: bool) -> None:
-    """Write the audit log's head file (beside a SQLite database) from the restored head row.
+def _sync_audit_head(settings: Settings, *, keyring: Keyring, reset: bool) -> None:
+    """Start the restored audit log's witness and head file, once the restored log verifies.
 
-    `reset`: an accepted shorter history; the old head file (ahead of the restored log) goes first.
+    `reset`: the operator accepted a shorter history (--accept-shorter-audit); the old head
+    file and witness, ahead of the restored log, go first.
+
+    Raises:
+        IntegrityError: the restored log does not verify, or is shorter than (or differs from)
+            the witness this workspace already holds; its witness is left as it was.
     """
-    engine = _engine(engine_url)
+    from trustforge.secure import AUDIT_WITNESS_FILE
+
+    if reset:
+        for old in (_head_file(settings), settings.keys_dir / AUDIT_WITNESS_FILE):
+            if old is not None:
+                old.unlink(missing_ok=True)
+    engine = _engine(settings.db_url)
     try:
-        log = AuditLog(engine, keyring.sign, keyring.verify)
-        if reset and log.head_path is not None:
-            log.head_path.unlink(missing_ok=True)
-        log.sync_head_file()
+        audit = AuditLog(
+            engine, keyring.sign, keyring.verify, witness_path=settings.keys_dir / AUDIT_WITNESS_FILE, sink=settings.audit_sink
+        )
+        report = audit.adopt()
     finally:
         engine.dispose()
+    if not report.ok:
+        raise IntegrityError(f"the restored audit log does not verify: entry {report.first_bad}: {report.problem}")

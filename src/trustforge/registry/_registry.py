@@ -170,7 +170,13 @@ class Registry:
             with database_errors(self.settings.db_url):
                 create_all(self.engine)
                 self.keyring = secure.Keyring.load_or_init(self.settings.keys_dir, kek_b64=self.settings.kek)
-                self.audit = secure.AuditLog(self.engine, self.keyring.sign, self.keyring.verify)
+                self.audit = secure.AuditLog(
+                    self.engine,
+                    self.keyring.sign,
+                    self.keyring.verify,
+                    witness_path=self.settings.keys_dir / secure.AUDIT_WITNESS_FILE,
+                    sink=self.settings.audit_sink,
+                )
                 self.access = secure.AccessStore(self.engine, self.audit)
                 self.principal = principal if principal is not None else self.access.authenticate(self.settings.token)
         except BaseException:

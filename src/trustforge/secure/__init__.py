@@ -9,6 +9,7 @@ cryptographic primitives stay in `_primitives`. Other packages import from here 
 from trustforge.secure import _access, _audit
 from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Principal, allowed, require, validate_name
 from trustforge.secure._archive import ARCHIVE_FORMAT, ARCHIVE_VERSION, open_sealed_archive, public_key_id, write_sealed_archive
+from trustforge.secure._audit import WITNESS_FILE as AUDIT_WITNESS_FILE
 from trustforge.secure._audit import AuditLog, AuditReport
 from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewrap_sealed, seal_package, unseal_package
 from trustforge.secure._keys import Keyring
@@ -54,6 +55,7 @@ __all__ = [
     "validate_name",
     "AuditLog",
     "AuditReport",
+    "AUDIT_WITNESS_FILE",
     "METADATA",
     "write_sealed_archive",
     "open_sealed_archive",
