@@ -25,12 +25,10 @@ import hashlib
 import json
 import mmap
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-from trustforge._fs import atomic_folder, atomic_write_text, fsync_path
+from trustforge._fs import atomic_folder, atomic_write_text
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
@@ -274,20 +272,10 @@ def unseal_package(src: Path, dest: Path, keyring: Keyring) -> None:
     if dest.exists():
         raise FileExistsError(f"{dest}: already exists")
     blobs = open_sealed(src, keyring)
-    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    # Plaintext weights on disk: the folder is 0700 and each file 0600 (atomic_folder).
+    with atomic_folder(dest) as tmp:
         for name, blob in blobs.items():
-            with open(tmp / name, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        fsync_path(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_path(dest.parent)
+            (tmp / name).write_bytes(blob)
 
 
 def rewrap_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str]]:
