@@ -63,7 +63,13 @@ def test_an_empty_or_blank_token_is_an_error_naming_the_variable_not_the_admin(v
         Settings.from_env()
     with pytest.raises(SecurityError, match="TRUSTFORGE_TOKEN"):
         Registry()
-    for args in (("users", "list"), ("users", "add", "mallory", "--role", "admin"), ("keys", "rotate"), ("audit", "verify")):
+    for args in (
+        ("users", "list"),
+        ("users", "add", "mallory", "--role", "admin"),
+        ("keys", "rotate"),
+        ("audit", "verify"),
+        ("serve", "models:/bc@champion", "--port", "1"),
+    ):
         code, out, err = run_main(*args, home=workspace)
         assert code != 0, (args, out)
         assert "TRUSTFORGE_TOKEN" in err and "Traceback" not in err, (args, err)
