@@ -1,8 +1,13 @@
-"""File-system helpers shared by every stage that writes state: atomic writes and fsync.
+"""File-system helpers shared by every stage that writes state: atomic writes, fsync, modes.
 
 A reader never sees half a file: data go to a temporary sibling, are flushed to disk, and
 replace the target with one rename; the folder is flushed too when the rename must survive
 a power cut.
+
+Least privilege at rest: what TrustForge writes holds models, data summaries and secrets, so
+files are created mode 0600 and folders 0700 (`PRIVATE_FILE`, `PRIVATE_DIR`), whatever the
+process umask: the mode is set with chmod after creation, since the umask can only narrow
+what `open` or `mkdir` asks for and a umask of 0 would otherwise leave group bits set.
 """
 
 from __future__ import annotations
@@ -14,7 +19,19 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["fsync_path", "atomic_write_bytes", "atomic_write_text", "atomic_folder"]
+__all__ = [
+    "fsync_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_folder",
+    "private_dir",
+    "make_private",
+    "PRIVATE_FILE",
+    "PRIVATE_DIR",
+]
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
@@ -26,19 +43,67 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the workspace folder `path` (and missing parents) mode 0700, or tighten it to 0700.
+
+    Parents that already existed are left as they are: they may be the user's own folders.
+    """
+    path = Path(path)
+    _make_missing(path)
+    if path.is_dir() and not path.is_symlink():
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def _make_missing(path: Path) -> None:
+    """Create `path` and its missing parents, each 0700; existing folders are not changed."""
+    missing = []
+    p = path
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:  # another process made it in between; not ours to change
+            continue
+        os.chmod(folder, PRIVATE_DIR)
+
+
+def make_private(root: str | os.PathLike[str]) -> None:
+    """Set every folder under `root` (and `root`) to 0700 and every file to 0600; links are not followed."""
+    root = Path(root)
+    if root.is_symlink() or not root.exists():
+        return
+    if root.is_file():
+        os.chmod(root, PRIVATE_FILE)
+        return
+    os.chmod(root, PRIVATE_DIR)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            p = os.path.join(folder, name)
+            if not os.path.islink(p):
+                os.chmod(p, PRIVATE_DIR)
+        for name in files:
+            p = os.path.join(folder, name)
+            if not os.path.islink(p):
+                os.chmod(p, PRIVATE_FILE)
+
+
 def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, mode: int = 0o644, sync_dir: bool = False
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, mode: int = PRIVATE_FILE, sync_dir: bool = False
 ) -> None:
     """Write `data` to `path` through a flushed temporary sibling and a rename.
 
     Args:
-        mode: permission bits of the new file (0o600 for anything secret).
+        mode: permission bits of the new file, set whatever the umask (default 0600: private).
         sync_dir: also flush the folder, so the rename itself survives a power cut.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -60,15 +125,19 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, **kwargs) -> None
 def atomic_folder(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Fill a temporary sibling folder, then publish it at `dest` with one rename.
 
-    The block writes into the yielded folder. On success every file in it and the folder are
-    flushed, the folder is renamed to `dest` and the parent flushed; on any error the
-    temporary folder is removed and nothing appears at `dest`.
+    The block writes into the yielded folder. On success every file in it is made private
+    (0600; the folder and missing parents are 0700) and flushed, the folder is renamed to
+    `dest` and the parent flushed; on any error the temporary folder is removed and nothing
+    appears at `dest`.
     """
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    _make_missing(dest.parent)
+    tmp.mkdir(mode=PRIVATE_DIR)
     try:
+        os.chmod(tmp, PRIVATE_DIR)
         yield tmp
+        make_private(tmp)
         for f in tmp.iterdir():
             fsync_path(f)
         fsync_path(tmp)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from trustforge import evaluate, secure
+from trustforge._fs import PRIVATE_DIR, make_private, private_dir
 from trustforge.data import prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import task_of
@@ -225,12 +226,15 @@ def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
 
 
 def _new_run_dir(settings: Settings, name: str) -> Path:
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    # A run folder holds a plaintext package and data summaries: 0700 (as are runs/ and a new
+    # workspace folder), whatever the umask.
+    private_dir(settings.runs_dir)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for i in range(1, 1000):
         path = settings.runs_dir / (f"{name}-{stamp}" if i == 1 else f"{name}-{stamp}-{i}")
         try:
-            path.mkdir()
+            path.mkdir(mode=PRIVATE_DIR)
+            os.chmod(path, PRIVATE_DIR)
             return path
         except FileExistsError:
             continue
@@ -242,6 +246,10 @@ def _write_status(run_dir: Path, state: str, digest: str, **extra: Any) -> None:
     status.update({"state": state, "spec_digest": digest, "updated": _now(), **extra})
     status.setdefault("started", status["updated"])
     atomic_write_text(run_dir / _STATUS, json.dumps(status, indent=1))
+    # Stages write into the run folder with their own calls (a CSV appended per epoch, reports):
+    # at each change of status every file in it is narrowed to 0600 and every folder to 0700.
+    # The folder is 0700 from its creation, so no other user could reach them in between.
+    make_private(run_dir)
 
 
 def _read_status(run_dir: Path) -> dict[str, Any]:

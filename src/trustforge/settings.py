@@ -10,6 +10,10 @@
 | TRUSTFORGE_AUDIT_SINK | append-only copy of the audit witness: `file:/PATH` or `syslog:/dev/log` | none        |
 
 Secrets (the key-encryption key, tokens) are read here and never logged or echoed.
+
+An unset `TRUSTFORGE_TOKEN` means the local workspace admin; a set but empty (or blank) one is
+an error, never the admin: a CI job whose secret is missing gets `TRUSTFORGE_TOKEN=""`, and
+that must fail closed rather than grant everything.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from trustforge.errors import SecurityError
 
 __all__ = ["Settings"]
 
@@ -30,9 +36,12 @@ class Settings:
         db_url: SQLAlchemy URL of the registry database.
         artifacts: folder holding registered packages.
         kek: the key-encryption key from the environment (base64), if given there.
-        token: the acting principal's API token, if given.
+        token: the acting principal's API token, if given (None: the local workspace admin).
         audit_sink: where each audit witness update is also appended (`file:/ABSOLUTE/PATH`,
             ideally on another volume, or `syslog:/SOCKET`), if anywhere.
+
+    Raises:
+        SecurityError: `token` is an empty or blank string (fail closed: it is not "no token").
     """
 
     home: Path
@@ -41,6 +50,10 @@ class Settings:
     kek: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     audit_sink: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
+            raise SecurityError(_EMPTY_TOKEN)
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> "Settings":
@@ -53,7 +66,7 @@ class Settings:
             if os.environ.get("TRUSTFORGE_ARTIFACTS")
             else chosen / "artifacts",
             kek=os.environ.get("TRUSTFORGE_KEK") or None,
-            token=os.environ.get("TRUSTFORGE_TOKEN") or None,
+            token=_token_from_env(),
             audit_sink=os.environ.get("TRUSTFORGE_AUDIT_SINK") or None,
         )
 
@@ -68,3 +81,16 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+
+_EMPTY_TOKEN = (
+    "TRUSTFORGE_TOKEN is set but empty; set it to an API token (`trustforge users token`), or unset it to act as the local workspace admin"
+)
+
+
+def _token_from_env() -> str | None:
+    """`TRUSTFORGE_TOKEN`: None when unset; an empty or blank value fails closed (SecurityError)."""
+    token = os.environ.get("TRUSTFORGE_TOKEN")
+    if token is not None and not token.strip():
+        raise SecurityError(_EMPTY_TOKEN)
+    return token

@@ -16,6 +16,7 @@ from trustforge.data import RawData, Schema, infer_schema, prepare
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import outputs_to_proba
 from trustforge.monitor import DriftMonitor, featurize, reference_statistics
+from trustforge.monitor._reference import MIN_ROWS
 from trustforge.package import Model
 from trustforge.package._format import encode_manifest
 
@@ -50,11 +51,18 @@ def test_the_package_holds_statistics_of_the_training_split_and_held_out_predict
     assert ref["rows"] == {"inputs": len(train), "predictions": len(data.validation) + len(data.test)}
     for name, stats in ref["features"].items():
         assert stats["kind"] == "numeric" and stats["count"] == len(train) and stats["missing"] == 0
-        # Below 1,000 training rows the sketch is the column's own sorted values (7 digits).
-        assert stats["quantiles"] == pytest.approx(np.sort(train[name].to_numpy()), rel=1e-6)
+        assert "quantiles" not in stats and "min" not in stats and "max" not in stats  # no training value kept
+        v = np.sort(train[name].to_numpy())
+        # Blocks of at least k rows; each cut lies strictly between two neighbouring training
+        # values, and the counts are exact.
+        assert sum(stats["counts"]) == len(v) and min(stats["counts"]) >= MIN_ROWS
+        below = np.searchsorted(v, stats["cuts"], side="right")
+        assert below.tolist() == np.cumsum(stats["counts"])[:-1].tolist()
+        assert not np.isin(stats["cuts"], v).any()
+        assert len(stats["centres"]) == len(stats["counts"]) == len(stats["cuts"]) + 1
         assert stats["mean"] == pytest.approx(train[name].mean(), rel=1e-6)
         assert sum(stats["bins"]["fractions"]) == pytest.approx(1.0, abs=1e-5)
-        assert len(stats["bins"]["edges"]) == 9
+        assert 7 <= len(stats["bins"]["edges"]) <= 9 and set(stats["bins"]["edges"]) <= set(stats["cuts"])
     pred = ref["prediction"]
     assert pred["kind"] == "categorical" and set(pred["counts"]) == {"malignant", "benign"}
     assert sum(pred["counts"].values()) == ref["rows"]["predictions"]
@@ -64,7 +72,7 @@ def test_the_package_holds_statistics_of_the_training_split_and_held_out_predict
     labels = np.array(model.classes)[outputs_to_proba(out, 2).argmax(axis=1)]
     assert pred["counts"] == dict(Counter(labels.tolist()))
     size = len(json.dumps(ref))
-    assert size < 150_000, size  # 30 columns x 398 values: ~107 KB of JSON
+    assert size < 40_000, size  # 30 columns x ~22 blocks: ~25 KB of JSON (was ~107 KB with every value)
 
 
 def test_the_reference_keeps_no_row_and_no_category_it_was_not_given():
@@ -72,7 +80,10 @@ def test_the_reference_keeps_no_row_and_no_category_it_was_not_given():
     frame = pd.DataFrame({"a": np.arange(50.0)[::-1], "b": np.arange(50.0), "c": ["x", "y"] * 25, "t": [0, 1] * 25})
     schema, raw = infer_schema(RawData("table", "t", "t", frame=frame), task="classification", features=None, drop=[], max_categories=50)
     ref = reference_statistics(schema, raw, None)
-    assert ref["features"]["a"]["quantiles"] == ref["features"]["b"]["quantiles"]  # row pairing is gone
+    a, b = ref["features"]["a"], ref["features"]["b"]
+    assert a == b  # row pairing is gone
+    # 50 rows: blocks of 20 and 30 (the last block never holds fewer than k = 20), one cut at 19.5.
+    assert (a["cuts"], a["counts"], a["centres"]) == ([19.5], [20, 30], [9.5, 34.5])
     assert ref["features"]["c"] == {"kind": "categorical", "count": 50, "counts": {"x": 25, "y": 25}}
     assert ref["prediction"] is None and "prediction" in ref["skipped"]
     json.dumps(ref, allow_nan=False)
@@ -209,3 +220,23 @@ def test_the_task_says_whether_its_prediction_is_watched_as_a_number():
     assert prediction_values("regression", served).dtype == np.float64
     assert prediction_values("classification", served).tolist() == ["1.5", "<missing>", "2.0"]
     assert prediction_values("regression", pd.DataFrame({"score": [1.0]})) is None
+
+
+def test_a_column_with_fewer_than_k_rows_keeps_only_its_counts_and_is_not_tested():
+    frame = pd.DataFrame({"a": np.arange(19.0), "t": [0, 1] * 9 + [0]})
+    schema, raw = infer_schema(RawData("table", "t", "t", frame=frame), task="classification", features=None, drop=[], max_categories=50)
+    ref = reference_statistics(schema, raw, None)
+    assert ref["features"]["a"] == {"kind": "numeric", "count": 19, "missing": 0}
+    (w,) = DriftMonitor(ref, schema, trustforge.spec.MonitorSpec(window=20)).observe(
+        RawData("table", "t", "t", frame=pd.DataFrame({"a": np.arange(20.0) + 100, "t": [0] * 20}))
+    )
+    assert w.features["a"]["test"] is None and not w.drift
+
+
+def test_ties_are_never_split_and_a_value_shared_by_k_rows_may_be_a_centre():
+    values = np.array([0.0] * 30 + list(np.linspace(1, 2, 40)))
+    frame = pd.DataFrame({"a": values, "t": [0, 1] * 35})
+    schema, raw = infer_schema(RawData("table", "t", "t", frame=frame), task="classification", features=None, drop=[], max_categories=50)
+    a = reference_statistics(schema, raw, None)["features"]["a"]
+    assert a["counts"][0] == 30 and a["centres"][0] == 0.0  # 30 rows share 0.0: a bin shared by many rows
+    assert 0.0 < a["cuts"][0] < 1.0

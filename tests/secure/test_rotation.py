@@ -8,6 +8,7 @@ were re-wrapped, and is audited whatever its outcome.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from trustforge.errors import AccessDenied, SecurityError
+from trustforge.errors import AccessDenied, IntegrityError, SecurityError
 from trustforge.package import write_package
 from trustforge.secure import AuditLog, Keyring, KeyRotation, Principal, open_sealed, rotate_keys, seal_package
 
@@ -95,3 +96,83 @@ def test_a_kek_from_the_environment_needs_the_new_one(tmp_path, audit):
     done = rotate_keys(ring, [], principal=ADMIN, audit=audit, new_kek_b64=new_kek)
     assert done.kek_from_env and done.rewrapped == 0
     assert Keyring.load(tmp_path / "env-keys", kek_b64=new_kek).key_id == done.keyring.key_id
+
+
+# ---------------------------------------------------------------------------- re-encryption
+
+
+def _old_copy(keys: Path, dest: Path) -> Keyring:
+    import shutil
+
+    shutil.copytree(keys, dest)
+    return Keyring.load(dest)
+
+
+def test_reencrypt_seals_every_file_again_so_the_old_kek_and_old_header_open_nothing(tmp_path, keyring, audit):
+    store = tmp_path / "store"
+    pkg = _sealed(tmp_path, keyring, store / "a" / "1", "a")
+    old_ring = _old_copy(tmp_path / "keys", tmp_path / "stolen-keys")
+    old_header = (pkg / "sealed.json").read_bytes()
+    before = {p.name: p.read_bytes() for p in pkg.glob("*.enc")}
+
+    done = rotate_keys(keyring, [store], principal=ADMIN, audit=audit, reencrypt=True)
+
+    assert done.reencrypted and done.rewrapped == 1
+    assert all((pkg / name).read_bytes() != blob for name, blob in before.items())  # every payload changed
+    new_ring = Keyring.load(tmp_path / "keys")
+    assert open_sealed(pkg, new_ring)["manifest.json"]
+    assert "previous_wrapped_keys" not in json.loads((pkg / "sealed.json").read_text())
+    (pkg / "sealed.json").write_bytes(old_header)  # what an attacker kept from before the rotation
+    with pytest.raises(IntegrityError, match="failed authentication"):
+        open_sealed(pkg, old_ring)
+    assert _last(audit)["details"]["reencrypted"] == 1
+
+
+def test_a_reencryption_killed_half_way_leaves_every_file_readable_and_finishes_when_rerun(tmp_path, keyring, monkeypatch):
+    from trustforge.secure import _envelope
+
+    pkg = _sealed(tmp_path, keyring, tmp_path / "store" / "a" / "1", "a")
+    expected = open_sealed(pkg, keyring)
+    old_ring = _old_copy(tmp_path / "keys", tmp_path / "stolen-keys")
+    old_header = (pkg / "sealed.json").read_bytes()
+    new = keyring.rotate()
+    real_replace, calls = os.replace, []
+
+    def dies_after_one_file(src, dst):
+        if str(dst).endswith(".enc"):
+            calls.append(dst)
+            if len(calls) == 2:
+                Path(src).touch()  # the kill leaves its temporary file behind
+                raise KeyboardInterrupt  # killed between two files
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_envelope.os, "replace", dies_after_one_file)
+    with pytest.raises(KeyboardInterrupt):
+        _envelope.reencrypt_sealed(pkg, keyring, new)
+    monkeypatch.setattr(_envelope.os, "replace", real_replace)
+    # Half the files under the new data key, half under the old one: all readable.
+    assert "previous_wrapped_keys" in json.loads((pkg / "sealed.json").read_text())
+    assert open_sealed(pkg, new) == expected
+
+    _envelope.reencrypt_sealed(pkg, keyring, new)  # rerun: finishes
+    assert open_sealed(pkg, new) == expected
+    assert "previous_wrapped_keys" not in json.loads((pkg / "sealed.json").read_text())
+    assert sorted(p.name for p in pkg.iterdir()) == sorted(["sealed.json", *(n + ".enc" for n in expected)])
+    (pkg / "sealed.json").write_bytes(old_header)
+    with pytest.raises((IntegrityError, SecurityError)):
+        open_sealed(pkg, old_ring)
+
+
+def test_a_changed_previous_key_list_is_refused(tmp_path, keyring):
+    from trustforge.secure import _envelope
+
+    pkg = _sealed(tmp_path, keyring, tmp_path / "store" / "a" / "1", "a")
+    header = json.loads((pkg / "sealed.json").read_text())
+    header["previous_wrapped_keys"] = [header["wrapped_key"]]  # the current key offered as a previous one
+    (pkg / "sealed.json").write_text(json.dumps(header))
+    with pytest.raises(IntegrityError, match="previous data key"):
+        open_sealed(pkg, keyring)
+    header["previous_wrapped_keys"] = "x"
+    (pkg / "sealed.json").write_text(json.dumps(header))
+    with pytest.raises(IntegrityError, match="sealed.json"):
+        _envelope.open_sealed(pkg, keyring)

@@ -3,8 +3,9 @@
 `init` creates them; `export` prints the public key others verify with (e.g. `backup restore
 --trusted-key`); `rotate` prints what `trustforge.secure.rotate_keys` did: it replaces
 both, keeps the retired public key so old signatures still verify, and re-wraps the data key
-of every sealed package in the artifact store under the new key-encryption key without
-re-encrypting any payload. Both are `keys` actions (admins,
+of every sealed package in the artifact store under the new key-encryption key; with
+`--reencrypt` it seals every file again under new data keys, so the old key-encryption key
+and an old `sealed.json` no longer open anything. Both are `keys` actions (admins,
 or the local workspace admin) and are written to the audit log. Library errors
 (`TrustForgeError`) propagate to the main command, which prints them as one line.
 """
@@ -92,10 +93,15 @@ def rotate(
     include: list[Path] = typer.Option(
         [], "--include", help="another folder holding sealed packages (e.g. from `package encrypt`) to re-wrap too; repeatable"
     ),
+    reencrypt: bool = typer.Option(
+        False, "--reencrypt", help="seal every file again under new data keys, so the old key-encryption key opens nothing"
+    ),
 ) -> None:
     """New signing key and key-encryption key; re-wrap every sealed package's data key.
 
-    Payloads are not re-encrypted. Sealed packages in the artifact store are found by
+    Without --reencrypt payloads are not re-encrypted, so the old data keys still open them
+    (anyone holding the old key-encryption key and an old copy of a `sealed.json` can decrypt
+    them); with it, every sealed file is sealed again under a new data key. Sealed packages in the artifact store are found by
     themselves; those elsewhere must be named with --include, or they stay sealed under the
     old key-encryption key, which is then forgotten. When the key-encryption key comes from
     TRUSTFORGE_KEK, give the new one in TRUSTFORGE_NEW_KEK and set TRUSTFORGE_KEK to it
@@ -105,10 +111,20 @@ def rotate(
 
     new_kek = os.environ.get("TRUSTFORGE_NEW_KEK") or None
     with workspace() as reg:
-        done = rotate_keys(reg.keyring, [reg.artifacts, *include], principal=reg.principal, audit=reg.audit, new_kek_b64=new_kek)
-    typer.echo(
-        f"rotated: signing key {done.keyring.key_id[:16]} (old public key kept in keys/retired/); "
-        f"{done.rewrapped} sealed package(s) re-wrapped"
-    )
+        done = rotate_keys(
+            reg.keyring, [reg.artifacts, *include], principal=reg.principal, audit=reg.audit, new_kek_b64=new_kek, reencrypt=reencrypt
+        )
+    if done.reencrypted:
+        typer.echo(
+            f"rotated: signing key {done.keyring.key_id[:16]} (old public key kept in keys/retired/); "
+            f"{done.rewrapped} sealed package(s) re-encrypted under new data keys"
+        )
+    else:
+        typer.echo(
+            f"rotated: signing key {done.keyring.key_id[:16]} (old public key kept in keys/retired/); "
+            f"{done.rewrapped} sealed package(s) re-wrapped. Their old data keys still open old files: the old "
+            "key-encryption key with an old copy of a sealed.json decrypts them; run `trustforge keys rotate --reencrypt` "
+            "to seal them again under new data keys"
+        )
     if done.kek_from_env:
         typer.echo("now set TRUSTFORGE_KEK to the value of TRUSTFORGE_NEW_KEK", err=True)

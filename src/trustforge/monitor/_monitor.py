@@ -33,7 +33,7 @@ import pandas as pd
 
 from trustforge.data import RawData, Schema
 from trustforge.errors import DataError
-from trustforge.monitor._detectors import chi2_test, ks_test, psi_categorical, psi_numeric, wasserstein
+from trustforge.monitor._detectors import chi2_test, compare_numeric, psi_categorical
 from trustforge.monitor._reference import MISSING, PREDICTION, featurize, prediction_values, supports
 from trustforge.spec import MonitorSpec
 
@@ -439,13 +439,14 @@ class DriftMonitor:
             out: dict[str, Any] = {"kind": "numeric", "rows": int(len(values)), "missing": int(len(values) - len(present))}
             if len(present) == 0:
                 return out | self._all_missing(ref, len(values))
-            sketch = np.asarray(ref["quantiles"], dtype=np.float64)
-            out["psi"] = psi_numeric(ref["bins"]["edges"], ref["bins"]["fractions"], present)
-            out["wasserstein"] = wasserstein(sketch, present, float(ref["std"]))
-            if c.numeric_test == "ks":
-                d, p = ks_test(sketch, present, int(ref["count"]))
+            scores = compare_numeric(ref, present)
+            out["psi"], out["wasserstein"] = scores["psi"], scores["wasserstein"]
+            if c.numeric_test == "ks" and scores["ks"] is not None:
+                d, p = scores["ks"]
                 return out | {"test": "ks", "statistic": d, "p_value": p, "threshold": c.ks_p_value, "drift": False}
-            stat = out[c.numeric_test]
+            stat = out[c.numeric_test] if c.numeric_test != "ks" else None
+            if stat is None:  # the reference has too few training rows to test against (see _reference)
+                return out | {"test": None, "statistic": None, "p_value": None, "threshold": None, "drift": False}
             limit = c.psi if c.numeric_test == "psi" else c.wasserstein
             return out | {"test": c.numeric_test, "statistic": stat, "p_value": None, "threshold": limit, "drift": stat >= limit}
         # Missing categories are a category of their own (`<missing>`), so every row is present.

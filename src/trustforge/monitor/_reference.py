@@ -16,17 +16,23 @@ reason recorded in the reference; predictions are still monitored when the task 
 
 The *reference* is computed once at training time, from the training split's inputs and the
 model's predictions on held-out data, and saved in the manifest (so the package signature
-covers it). It holds summaries, never rows or raw text:
-- numeric: count, missing, mean, std, min, max; a quantile sketch of at most `SKETCH_SIZE`
-  values (the quantiles at probabilities (i + 0.5) / m, i < m = min(count, SKETCH_SIZE);
-  with count <= SKETCH_SIZE these are the column's sorted values, each column sorted on its
-  own, so no row can be put back together); and decile bins with their shares, for PSI;
+covers it). It holds summaries, never rows, raw text or a training value:
+- numeric (format 2): count, missing, mean, std; the sorted column cut into blocks of at
+  least `MIN_ROWS` (k = 20) consecutive values (more when ties or more than `SKETCH_SIZE`
+  blocks ask for it), stored as `cuts` (each the midpoint between the last value of a block
+  and the first of the next, so strictly between two training values: never one of them),
+  `counts` (rows per block, exact) and `centres` (each block's mean); and decile bins (a
+  subset of the cuts) with their shares, for PSI. The rule: every stored number summarises at
+  least k training rows, and no stored number equals a training value at the precision it is
+  written, unless at least k rows share that value (a mean or a share that happens to hit a
+  rarer value is written with more digits, or moved by a unit in the last place). A column
+  with fewer than k rows keeps only its count and missing count, and is not tested;
 - categorical: the count of each category (the vocabulary is in the manifest already).
-The KS test of a window against the sketch is exact (scipy's `ks_2samp`) while the sketch
-holds every training value; above `SKETCH_SIZE` rows its statistic is within about 1 / m of
-the statistic against the whole column and its p-value is computed for the true training
-count (see `ks_test`). A numeric feature's reference takes about 10 bytes of JSON per sketch
-value (~10 KB per feature at most).
+The KS test of a window against the cuts is valid (conservative) and keeps its power (see
+`_detectors.ks_test_cuts`); PSI uses the bins, Wasserstein the block means weighted by their
+counts. Format 1 references (a sketch of up to 1,000 training values, verbatim below 1,000
+rows) are still read. A numeric feature's reference takes about 30 bytes of JSON per block
+(~30 KB per feature at most).
 """
 
 from __future__ import annotations
@@ -40,7 +46,6 @@ import torch
 from trustforge.data import Prepared, RawData, Schema
 from trustforge.data.features import feature_type
 from trustforge.errors import DataError
-from trustforge.monitor._detectors import bin_fractions
 
 __all__ = [
     "featurize",
@@ -50,13 +55,15 @@ __all__ = [
     "supports",
     "REFERENCE_FORMAT",
     "SKETCH_SIZE",
+    "MIN_ROWS",
     "PSI_BINS",
     "MISSING",
     "PREDICTION",
 ]
 
-REFERENCE_FORMAT = 1
-SKETCH_SIZE = 1000
+REFERENCE_FORMAT = 2
+SKETCH_SIZE = 1000  # at most this many blocks per numeric feature
+MIN_ROWS = 20  # k: every number stored for a numeric feature summarises at least this many rows
 PSI_BINS = 10
 MISSING = "<missing>"
 PREDICTION = "prediction"
@@ -195,23 +202,112 @@ def _num(v: float) -> float:
     return float(f"{float(v):.7g}")
 
 
-def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
-    v = values[np.isfinite(values)]  # NaN (and an infinite prediction) count as missing
+def _numeric_stats(values: np.ndarray, guard: "_Guard | None" = None) -> dict[str, Any]:
+    v = np.sort(values[np.isfinite(values)])  # NaN (and an infinite prediction) count as missing
     stats: dict[str, Any] = {"kind": "numeric", "count": int(len(v)), "missing": int(len(values) - len(v))}
-    if len(v) == 0:
+    if len(v) < MIN_ROWS:
+        # Too few rows for any number to summarise k of them: nothing but the counts.
         return stats
-    m = min(len(v), SKETCH_SIZE)
-    sketch = np.quantile(v, (np.arange(m) + 0.5) / m, method="inverted_cdf")
-    edges = sorted({_num(e) for e in np.quantile(v, np.arange(1, PSI_BINS) / PSI_BINS, method="inverted_cdf")})
+    guard = guard or _Guard([v])
+    ends = _block_ends(v, max(MIN_ROWS, -(-len(v) // SKETCH_SIZE)))
+    cuts = [guard.between(float(v[e - 1]), float(v[e])) for e in ends[:-1]]
+    starts = [0, *ends[:-1]]
+    counts = [int(e - b) for b, e in zip(starts, ends)]
+    centres = [guard.safe(v[b:e].mean()) for b, e in zip(starts, ends)]
+    # PSI's decile bins: the cuts nearest to each decile of the rows (ties may merge two).
+    below = np.cumsum(counts)[:-1]
+    chosen = sorted({int(np.argmin(np.abs(below - p * len(v)))) for p in np.arange(1, PSI_BINS) / PSI_BINS}) if cuts else []
+    edges = [cuts[i] for i in chosen]
+    bounds = [0, *(int(below[i]) for i in chosen), len(v)]
+    fractions = [guard.safe((hi - lo) / len(v)) for lo, hi in zip(bounds[:-1], bounds[1:])]
     stats.update(
-        mean=_num(v.mean()),
-        std=_num(v.std()),
-        min=_num(v.min()),
-        max=_num(v.max()),
-        quantiles=[_num(q) for q in sketch],
-        bins={"edges": edges, "fractions": [_num(f) for f in bin_fractions(v, edges)]},
+        mean=guard.safe(v.mean()),
+        std=guard.safe(v.std()),
+        cuts=cuts,
+        counts=counts,
+        centres=centres,
+        bins={"edges": edges, "fractions": fractions},
     )
     return stats
+
+
+def _block_ends(v: np.ndarray, size: int) -> list[int]:
+    """End indices (exclusive) of blocks of the sorted `v`: each >= `size` rows, none splitting a tie.
+
+    A boundary falls only between two different values whose midpoint can be written strictly
+    between them; a last block that would be smaller than `size` joins the one before.
+    """
+    n, ends, start = len(v), [], 0
+    while True:
+        e = start + size
+        while e < n and not _separable(v[e - 1], v[e]):
+            e += 1
+        if e >= n or n - e < size:
+            ends.append(n)
+            return ends
+        ends.append(e)
+        start = e
+
+
+def _separable(a: float, b: float) -> bool:
+    return a < b and _between(a, b) is not None
+
+
+def _between(a: float, b: float) -> float | None:
+    """The midpoint of a < b with the fewest digits (7 or more) that keep it strictly between them."""
+    mid = a + (b - a) / 2
+    for digits in (7, 10, 13, 17):
+        c = float(f"{mid:.{digits}g}")
+        if a < c < b:
+            return c
+    return None
+
+
+class _Guard:
+    """Keeps a stored number from equalling, as written, a training value shared by fewer than k rows.
+
+    Built from every numeric feature of the reference at once, so that no feature's summary
+    happens to spell another feature's rare value either.
+    """
+
+    def __init__(self, columns: Sequence[np.ndarray]):
+        rare = []
+        for v in columns:
+            v = np.asarray(v, dtype=np.float64)
+            values, counts = np.unique(v[np.isfinite(v)], return_counts=True)
+            rare.append(values[counts < MIN_ROWS])
+        r = np.concatenate(rare) if rare else np.empty(0)
+        # A value and its 7-digit form (what a format-1 sketch wrote) are both off limits.
+        self._rare = np.unique(np.concatenate([r, np.array([_num(x) for x in r], dtype=np.float64)]))
+
+    def _hit(self, x: float) -> bool:
+        i = np.searchsorted(self._rare, x)
+        return bool(i < len(self._rare) and self._rare[i] == x)
+
+    def safe(self, x: float) -> float:
+        """`x` with 7 digits, or more (or nudged by ulps) when that would equal a rare training value."""
+        for digits in (7, 10, 13, 17):
+            c = float(f"{float(x):.{digits}g}")
+            if not self._hit(c):
+                return c
+        c = float(x)
+        while self._hit(c):
+            c = float(np.nextafter(c, np.inf))
+        return c
+
+    def between(self, a: float, b: float) -> float:
+        """A number strictly between a < b (two neighbouring training values) that is no rare value."""
+        c = _between(a, b)
+        if c is None or not self._hit(c):
+            return c  # type: ignore[return-value]  # _block_ends only cuts between separable values
+        for digits in (10, 13, 17):  # the midpoint spells another feature's value: more digits
+            c = float(f"{a + (b - a) / 2:.{digits}g}")
+            if a < c < b and not self._hit(c):
+                return c
+        c = float(np.nextafter(c, b))
+        while self._hit(c) and c < b:
+            c = float(np.nextafter(c, b))
+        return c
 
 
 def _categorical_stats(values: np.ndarray, categories: Sequence[str] = ()) -> dict[str, Any]:
@@ -222,9 +318,9 @@ def _categorical_stats(values: np.ndarray, categories: Sequence[str] = ()) -> di
     return {"kind": "categorical", "count": int(len(values)), "counts": dict(sorted(table.items()))}
 
 
-def _stats(values: np.ndarray, categories: Sequence[str] = ()) -> dict[str, Any]:
+def _stats(values: np.ndarray, categories: Sequence[str] = (), guard: "_Guard | None" = None) -> dict[str, Any]:
     if values.dtype.kind == "f":
-        return _numeric_stats(values)
+        return _numeric_stats(values, guard)
     return _categorical_stats(values, categories)
 
 
@@ -254,7 +350,9 @@ def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd
     elif inputs is None:
         ref["skipped"]["inputs"] = "no training inputs were given"
     else:
-        ref["features"] = {name: _stats(values) for name, values in featurize(schema, inputs).items()}
+        features = featurize(schema, inputs)
+        guard = _Guard([v for v in features.values() if v.dtype.kind == "f"])
+        ref["features"] = {name: _stats(values, guard=guard) for name, values in features.items()}
         ref["rows"]["inputs"] = len(inputs)
         ref["skipped"].update(unwatched_columns(schema))
     values = prediction_values(schema.task, predictions) if predictions is not None else None

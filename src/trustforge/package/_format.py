@@ -94,7 +94,8 @@ def write_package(
             at `dest`. Without one the package is unsigned, and loads only with `UnsafeNoVerify`.
 
     Returns:
-        `dest`. On any failure nothing is left at `dest` and the temporary folder is removed.
+        `dest`, its files mode 0600 in a 0700 folder (`atomic_folder`), whatever the umask. On
+        any failure nothing is left at `dest` and the temporary folder is removed.
     """
     dest = Path(dest)
     if dest.exists():

@@ -16,6 +16,9 @@ PostgreSQL is reached through psycopg 3 (`postgresql+psycopg://`); `postgresql:/
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from trustforge._fs import PRIVATE_FILE, private_dir
 from trustforge.errors import RegistryError
 
 __all__ = [
@@ -147,10 +151,33 @@ def make_engine(url: str) -> sa.Engine:
     raise RegistryError(f"database URL {_safe_url(url)!r}: unsupported database {backend!r} (use SQLite or PostgreSQL)")
 
 
+def _private_sqlite_files(db: Path) -> None:
+    """The database file and its -wal/-shm/-journal companions are 0600 (their folder 0700 when we make it).
+
+    The file is created here, empty (a valid empty SQLite database), before SQLite opens it:
+    SQLite gives the write-ahead log and shared-memory files the mode of the database file, so
+    they are private from their first byte, whatever the umask. Files of an older workspace
+    are narrowed to 0600 here too.
+    """
+    if not db.parent.exists():
+        private_dir(db.parent)
+    try:
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    except FileExistsError:
+        pass
+    else:
+        os.fchmod(fd, PRIVATE_FILE)
+        os.close(fd)
+    for path in (db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+                os.chmod(path, PRIVATE_FILE)
+
+
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
     db = url.database
     if db and db != ":memory:" and not db.startswith("file:"):
-        Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_files(Path(db).expanduser())
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 import sqlalchemy as sa
 
 from trustforge import secure
+from trustforge._fs import make_private, private_dir
 from trustforge.errors import AccessDenied, IntegrityError, RegistryError, TrustForgeError
 from trustforge.registry._binding import open_bound
 from trustforge.registry._db import (
@@ -270,7 +271,7 @@ class Registry:
         self, package: Path, name: str, parent_version: int | None, initial_tags: dict[str, str], run: str | None
     ) -> ModelVersion:
         staging = self.artifacts / STAGING
-        staging.mkdir(parents=True, exist_ok=True)
+        private_dir(staging)  # 0700, as are artifacts/ and the model folders (least privilege at rest)
         token = uuid.uuid4().hex
         staged = staging / token
         with StagingLock(staging / f"{token}.lock"):
@@ -289,6 +290,7 @@ class Registry:
             fsync_tree(staged)
             return secure.open_sealed(staged, self.keyring)
         shutil.copytree(package, staged, symlinks=True)
+        make_private(staged)
         fsync_tree(staged)
         secure.verify_package(staged, self.keyring)
         return {"manifest.json": (staged / "manifest.json").read_bytes()}
@@ -334,7 +336,7 @@ class Registry:
                     # rolled back with it). We hold the lock on this name and gc waits for us, so
                     # nobody else can be using it.
                     shutil.rmtree(final)
-                final.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(final.parent)
                 os.rename(staged, final)
                 moved = True
                 fsync_dir(final.parent)

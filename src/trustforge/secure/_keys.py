@@ -25,6 +25,7 @@ import stat
 import uuid
 from pathlib import Path
 
+from trustforge._fs import private_dir
 from trustforge.errors import SecurityError
 from trustforge.secure import _primitives as P
 
@@ -71,8 +72,7 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 
 def _make_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    private_dir(path)  # 0700, and so are the parents it creates (a new workspace folder)
 
 
 def _check_private(path: Path) -> None:
