@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+from trustforge.data.features.numeric import K
 from trustforge.errors import DataError
 
 __all__ = ["DateTime", "DateTimeState"]
@@ -26,7 +27,7 @@ _CYCLES = (("month", 12), ("weekday", 7), ("hour", 24))
 
 @dataclass(frozen=True)
 class DateTimeState(FeatureState):
-    fill: str  # ISO time imputed for a missing value (the training median)
+    fill: str  # ISO time imputed for a missing value (the training median; see `_summary_time`)
     year_mean: float
     year_std: float
     hours: bool  # training saw times of day other than midnight: the hour is a feature
@@ -58,6 +59,21 @@ def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
     return t
 
 
+def _summary_time(t: pd.Series, at: str) -> str:
+    """`numeric.summary` for times, to the second: the mean of the `K` lowest, middle or highest
+    times (a package holds no single training time that fewer than `K` rows share)."""
+    seconds = np.array([x.value // 10**9 for x in t], dtype=np.int64)
+    v = np.sort(seconds)
+    k = min(K, len(v))
+    start = {"low": 0, "middle": (len(v) - k) // 2, "high": len(v) - k}[at]
+    out = int(v[start : start + k].mean())
+    values, counts = np.unique(v, return_counts=True)
+    rare = set(values[counts < K].tolist())
+    while out in rare:
+        out += 1
+    return pd.Timestamp(out, unit="s", tz=t.dt.tz).isoformat()
+
+
 class DateTime(FeatureType):
     name = "datetime"
     slot = "float"
@@ -82,13 +98,11 @@ class DateTime(FeatureType):
         t = timestamps(col, name=str(col.name), where=where).dropna()
         if not len(t):
             raise DataError(f"{where}: column {col.name!r} has no dates in the training split")
-        median = t.sort_values().iloc[len(t) // 2]
         years = t.dt.year.to_numpy(dtype=np.float64)
         std = float(years.std())
         hours = bool((t.dt.hour != 0).any() or (t.dt.minute != 0).any())
-        return DateTimeState(
-            median.isoformat(), float(years.mean()), std if std > 1e-12 else 1.0, hours, t.min().isoformat(), t.max().isoformat()
-        )
+        low, middle, high = (_summary_time(t, at) for at in ("low", "middle", "high"))
+        return DateTimeState(middle, float(years.mean()), std if std > 1e-12 else 1.0, hours, low, high)
 
     def encode(self, state: DateTimeState, col: pd.Series, *, where: str) -> np.ndarray:
         t = timestamps(col, name=str(col.name), where=where).fillna(pd.Timestamp(state.fill))

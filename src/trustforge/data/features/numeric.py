@@ -2,6 +2,12 @@
 
 Missing values are imputed with the training median, mean or 0 (`data.missing.numeric`), or
 refused (`error`); an infinity is always refused, since it would turn the scaler into NaN.
+
+The state goes into every package, so it holds no single training value: each number it
+stores summarises at least `K` rows (all of them, in a smaller column). The median is the
+mean of the `K` middle values, the range (the bounds an attack keeps to) runs from the mean of
+the `K` lowest values to the mean of the `K` highest, and a number that lands on a training
+value that fewer than `K` rows share is moved to the next float.
 """
 
 from __future__ import annotations
@@ -17,12 +23,31 @@ from trustforge.errors import DataError
 __all__ = ["Numeric", "NumericState"]
 
 
+K = 20  # rows each stored number summarises at least
+
+
+def summary(values: np.ndarray, at: str) -> float:
+    """A statistic of the present `values` over at least `K` of them: the mean of the `K`
+    lowest ("low"), middle ("middle") or highest ("high"), or of all when there are fewer;
+    never a training value fewer than `K` rows share."""
+    v = np.sort(values)
+    k = min(K, len(v))
+    start = {"low": 0, "middle": (len(v) - k) // 2, "high": len(v) - k}[at]
+    with np.errstate(over="ignore"):  # values near the float limit: `fit` refuses them next, naming the row
+        out = float(v[start : start + k].mean())
+    rare, counts = np.unique(v, return_counts=True)
+    rare = set(rare[counts < K].tolist())
+    while out in rare:  # a coincidence: the next float is as good a summary
+        out = float(np.nextafter(out, np.inf))
+    return out
+
+
 @dataclass(frozen=True)
 class NumericState(FeatureState):
     fill: float  # imputed for a missing value (raw units)
     mean: float
     std: float  # 1.0 for a constant column
-    low: float  # the training range (raw units), the bounds of an attack
+    low: float  # the training range (raw units; see `summary`), the bounds of an attack
     high: float
     on_missing: str = "fill"  # or "error"
 
@@ -91,7 +116,7 @@ class Numeric(FeatureType):
         if not len(present):
             fill = 0.0
         elif policy == "median":
-            fill = float(np.median(present))
+            fill = summary(present, "middle")
         elif policy == "mean":
             fill = float(present.mean())
         else:  # zero
@@ -101,7 +126,7 @@ class Numeric(FeatureType):
         if not (np.isfinite(mean) and np.isfinite(std)):  # values near the float limit: their sum overflows
             row = int(np.nanargmax(np.abs(values)))
             raise DataError(f"{where}: column {col.name!r} holds {values[row]:g} in row {row + 1}; values this large cannot be scaled")
-        low, high = (float(present.min()), float(present.max())) if len(present) else (0.0, 0.0)
+        low, high = (summary(present, "low"), summary(present, "high")) if len(present) else (0.0, 0.0)
         return NumericState(fill, mean, std, low, high, "error" if policy == "error" else "fill")
 
     def encode(self, state: NumericState, col: pd.Series, *, where: str) -> np.ndarray:
