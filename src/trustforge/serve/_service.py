@@ -350,7 +350,12 @@ class ModelService:
         self._poller: threading.Thread | None = None
         self._debug_delay_s = debug_delay_s
         self._last_failed: str | None = None
+        self._on_close: list[Any] = []
         self.metrics.drift_from(self._drift_scores)
+
+    def on_close(self, fn: Any) -> None:
+        """Call `fn()` when the service closes (after its workers stop)."""
+        self._on_close.append(fn)
 
     @property
     def current(self) -> Runtime | None:
@@ -524,5 +529,10 @@ class ModelService:
             rt, self._current = self._current, None
         if rt is not None:
             rt.close()
+        for fn in self._on_close:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - closing goes on
+                log_event(logging.ERROR, "close_failed", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
         if self._own_registry and self._registry is not None:
             self._registry.close()
