@@ -8,6 +8,10 @@ one window, featurized in one pass and tested feature by feature against the ref
 Windows tumble (they do not overlap): each row is tested once, so windows are independent
 under no drift and "false alarms per window" means what it says. A window with drift gives
 exactly one log line and one audit entry, whatever the number of requests or drifted features.
+A server passes `alert_interval_s` (60 s): then at most one log line and audit entry is
+written per interval, however many windows drift in it (a 60,000-row request fills 120
+windows of 500); the entry names the first window and counts the drifted windows since the
+previous entry (`drifted_windows`), and `flush_alerts` writes what is still counted.
 
 Deciding a window. Numeric features use `numeric_test`, categorical and binary features and
 class predictions `categorical_test` (regression predictions are numeric). With p-value tests
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -172,6 +177,9 @@ class DriftMonitor:
             `trustforge.monitor`).
         actor: the audit entries' actor.
         history: how many tested windows `windows` keeps (None: all, for offline runs).
+        alert_interval_s: at most one alert (log line and audit entry) per this many seconds,
+            counting the drifted windows in between (None: one per drifted window).
+        clock: monotonic seconds (tests pass a fake clock).
     """
 
     def __init__(
@@ -185,8 +193,15 @@ class DriftMonitor:
         logger: logging.Logger | None = None,
         actor: str = "monitor",
         history: int | None = 100,
+        alert_interval_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.reference = reference
+        self.alert_interval_s = alert_interval_s
+        self._clock = clock
+        self._last_alert: float | None = None
+        self._pending_alert: WindowResult | None = None  # the first drifted window not yet alerted
+        self._pending_count = 0
         self.schema = schema
         self.config = config or MonitorSpec()
         self.window = self.config.window
@@ -219,6 +234,7 @@ class DriftMonitor:
         uri: str | None = None,
         window: int | None = None,
         history: int | None = 100,
+        alert_interval_s: float | None = None,
     ) -> "DriftMonitor | None":
         """A monitor for a loaded model, or None when its package has no reference statistics.
 
@@ -239,6 +255,7 @@ class DriftMonitor:
             logger=logger,
             actor=actor,
             history=history,
+            alert_interval_s=alert_interval_s,
         )
 
     # ------------------------------------------------------------------ feeding
@@ -480,7 +497,31 @@ class DriftMonitor:
         }
 
     def _alert(self, result: WindowResult) -> None:
-        """One log line and one audit entry for a window with drift; never fails the caller."""
+        """Alert a drifted window now, or count it until the interval since the last alert ends."""
+        if self.alert_interval_s is None:
+            self._write_alert(result, 1)
+            return
+        if self._pending_alert is None:
+            self._pending_alert = result
+        self._pending_count += 1
+        now = self._clock()
+        if self._last_alert is None or now - self._last_alert >= self.alert_interval_s:
+            self._last_alert = now
+            first, count = self._pending_alert, self._pending_count
+            self._pending_alert, self._pending_count = None, 0
+            self._write_alert(first, count)
+
+    def flush_alerts(self) -> None:
+        """Write the alert for drifted windows still counted (a server that stops calls this)."""
+        with self._lock:
+            if self._pending_alert is not None:
+                first, count = self._pending_alert, self._pending_count
+                self._pending_alert, self._pending_count = None, 0
+                self._last_alert = self._clock()
+                self._write_alert(first, count)
+
+    def _write_alert(self, result: WindowResult, windows: int) -> None:
+        """One log line and one audit entry for `windows` drifted windows from `result` on; never fails the caller."""
         self._alert_count += 1
         details = {
             "window": result.index,
@@ -488,6 +529,8 @@ class DriftMonitor:
             "partial": result.partial,
             "drifted": [{"name": k, **_brief(r)} for k, r in result.drifted_results()],
         }
+        if self.alert_interval_s is not None:
+            details["drifted_windows"] = windows
         self._alerts.append({"time": result.time, **details})
         self.logger.warning(
             "drift in %s, window %d (rows %d-%d): %s", self.model_ref, result.index, result.start_row, result.end_row - 1, result.summary()

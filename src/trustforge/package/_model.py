@@ -101,7 +101,14 @@ class Model:
 
     def read_input(self, source: str | os.PathLike[str] | pd.DataFrame | np.ndarray) -> RawData:
         """Turn a DataFrame, array, file or folder into checked raw data, as the model's kind of
-        input reads it (a table, a text column, an image folder, WAV files, a series, ...)."""
+        input reads it (a table, a text column, an image folder, WAV files, a series, ...).
+
+        Raises:
+            DataError: an array of booleans, or with a value that is not finite or beyond the
+                float32 range the model computes in (it would become infinity, then NaN).
+        """
+        if isinstance(source, np.ndarray):
+            _check_array(source)
         return input_kind(self.schema).read_input(self.schema, source)
 
     # ------------------------------------------------------------------ predicting
@@ -169,3 +176,16 @@ class Model:
         if not hasattr(self.module, "score_all"):  # only recommenders score every item
             raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
         return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
+
+
+def _check_array(arr: np.ndarray) -> None:
+    """Refuse array inputs the model cannot read as float32 numbers, naming the first bad element."""
+    if arr.dtype.kind == "b":
+        raise DataError("input array: holds booleans; the model takes numbers")
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~(np.abs(arr.astype(np.float64, copy=False)) <= np.finfo(np.float32).max)
+    if bad.any():
+        index = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), arr.shape))
+        raise DataError(f"input array: element {list(index)} is {arr[index].item()!r}; values must be finite and within float32 range")

@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import json
 import logging
+import math
 import mmap
 import os
 from pathlib import Path
@@ -260,10 +261,34 @@ def verify_blobs(root: Path, blobs: dict[str, bytes | bytearray], trust: Trust) 
     return manifest
 
 
+def _bounded_int(text: str) -> int:
+    # A manifest holds no integer beyond int64; json would parse 100,000 digits (slowly) or raise ValueError.
+    if len(text.lstrip("-")) > 19 or not -(2**63) <= (value := int(text)) < 2**63:
+        raise _AbsurdNumber(f"integer {text[:24]}{'...' if len(text) > 24 else ''} is out of range")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _AbsurdNumber(f"number {text[:24]} is not finite")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise _AbsurdNumber(f"{text} is not a number JSON allows")
+
+
+class _AbsurdNumber(ValueError):
+    pass
+
+
 def _parse_manifest(root: Path, raw: bytes | bytearray) -> dict[str, Any]:
     try:
-        manifest = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        manifest = json.loads(bytes(raw).decode("utf-8"), parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+    except _AbsurdNumber as exc:
+        raise IntegrityError(f"{root / MANIFEST}: manifest holds an absurd number ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise IntegrityError(f"{root / MANIFEST}: manifest is not valid JSON") from None
     if not isinstance(manifest, dict):
         raise IntegrityError(f"{root / MANIFEST}: not a TrustForge package manifest")

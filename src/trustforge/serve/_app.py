@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trustforge import __version__
 from trustforge.errors import TrustForgeError
-from trustforge.serve._auth import Auth, require_predict, require_read
+from trustforge.serve._auth import Auth, client_address, require_predict, require_read
 from trustforge.serve._batching import BatcherClosed, QueueFull
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import CONTENT_TYPE, ServeMetrics
@@ -67,6 +67,7 @@ _MLFLOW_CODES = {
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "REQUEST_LIMIT_EXCEEDED",
     415: "BAD_REQUEST",
+    429: "REQUEST_LIMIT_EXCEEDED",
     503: "TEMPORARILY_UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
@@ -121,6 +122,7 @@ _ERRORS = {
     401: {"model": ErrorBody, "description": "no valid bearer token"},
     403: {"model": ErrorBody, "description": "the token's role may not do this"},
     404: {"model": ErrorBody, "description": "no such model or version on this server"},
+    429: {"model": ErrorBody, "description": "this address was refused too often; retry after Retry-After seconds"},
 }
 _INFER_ERRORS = {
     **_ERRORS,
@@ -155,6 +157,9 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         else:
             auth = Auth(None, None, config.auth, obj=service.source.object)
     metrics: ServeMetrics = service.metrics
+    if auth.mode == "token":
+        auth.limiter.start()  # writes each window's refusal counts to the audit log
+        service.on_close(auth.limiter.close)
 
     lifespan = _managed(service) if manage else None
     options: dict[str, Any] = {}
@@ -173,7 +178,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     app.state.service = service
     app.state.auth = auth
     app.state.metrics = metrics
-    app.add_middleware(_Gate, max_body=config.max_request_bytes, metrics=metrics)
+    app.add_middleware(_Gate, max_body=config.max_request_bytes, metrics=metrics, auth=auth)
 
     # ------------------------------------------------------------------ errors
 
@@ -443,13 +448,30 @@ def _managed(service: ModelService) -> Callable:
     return lifespan
 
 
-class _Gate:
-    """Pure ASGI, in front of every route: request id, body limit, metrics, one log line."""
+# Routes anyone may call (probes and the protocol's description): never limited.
+_OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
-    def __init__(self, app: Any, *, max_body: int, metrics: ServeMetrics):
+
+class _Gate:
+    """Pure ASGI, in front of every route: request id, per-address limit, body limit, metrics, one log line."""
+
+    def __init__(self, app: Any, *, max_body: int, metrics: ServeMetrics, auth: Auth | None = None):
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.auth = auth
+
+    def _limited(self, scope: dict) -> int | None:
+        """Retry-After seconds for a source that keeps being refused (429 before any route runs)."""
+        if self.auth is None or scope["path"] in _OPEN_PATHS:
+            return None
+        token = None
+        for key, value in scope.get("headers", ()):
+            if key == b"authorization":
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                token = rest.strip() if scheme.lower() == "bearer" else None
+                break
+        return self.auth.retry_after(client_address(scope), token)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -467,6 +489,17 @@ class _Gate:
 
         self.metrics.in_flight.inc()
         try:
+            wait = self._limited(scope)
+            if wait is not None:
+                limiter = self.auth.limiter
+                if limiter.held < limiter.max_held and limiter.hold_s > 0:
+                    limiter.held += 1
+                    try:
+                        await asyncio.sleep(limiter.hold_s)  # slows a flooding connection down (see _limits)
+                    finally:
+                        limiter.held -= 1
+                await _send_error(send_with_id, scope["path"], 429, f"too many refused requests from this address; retry in {wait} s", wait)
+                return
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 refused = _declared_too_big(scope, self.max_body)
                 if refused is None:
@@ -537,13 +570,10 @@ def _replay(body: bytes, receive: Callable) -> Callable:
     return replay
 
 
-async def _send_error(send: Callable, path: str, status: int, message: str) -> None:
+async def _send_error(send: Callable, path: str, status: int, message: str, retry_after: int | None = None) -> None:
     body = _error_body(path, status, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

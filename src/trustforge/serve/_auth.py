@@ -26,7 +26,12 @@ A valid token is remembered for `cache_s` seconds (1 s by default): reading the 
 cost more than everything else a small request needs. Expiry, revocation and role changes
 therefore take effect within `cache_s`, without a restart (`cache_s=0` checks the database
 on every request). Only successes are remembered (by the token's SHA-256, never the token);
-every refusal is checked anew and written to the audit log.
+every refusal is checked anew.
+
+Refusals are not written to the audit log one by one (anyone could then grow it as fast as
+they can send requests): they are counted per source address by a `SourceLimiter`, which
+writes one audit entry per source per window with the counts, and answers 429 (with
+`Retry-After`) to a source that keeps being refused, before any database read or write.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ from starlette.concurrency import run_in_threadpool
 from trustforge import secure
 from trustforge.errors import AccessDenied
 from trustforge.secure import Principal
+from trustforge.serve._limits import SourceLimiter
 from trustforge.serve._logging import log_event
 
-__all__ = ["Auth", "authenticated", "require_read", "require_predict", "UNAUTHENTICATED"]
+__all__ = ["Auth", "authenticated", "client_address", "require_read", "require_predict", "UNAUTHENTICATED"]
 
 UNAUTHENTICATED = Principal(name="unauthenticated", role="admin", kind="no-auth")
 _bearer = HTTPBearer(auto_error=False, description="an API token from `trustforge users token NAME`")
@@ -61,9 +67,12 @@ class Auth:
             (no tokens; logs a warning on every request).
         obj: what access checks name (the served model's URI).
         cache_s: how long a valid token is remembered (0: never).
+        limiter: counts refusals per source and limits sources that keep being refused;
+            default: one that writes to `audit` (window 60 s, 30 refusals at once, then 1/s).
     """
 
     _MAX_CACHED = 10_000
+    _KNOWN_S = 900.0  # a token accepted this recently passes the per-address limit (it is still checked)
 
     def __init__(
         self,
@@ -72,58 +81,103 @@ class Auth:
         mode: Literal["token", "none", "insecure"] = "token",
         obj: str = "models:/",
         cache_s: float = 1.0,
+        limiter: SourceLimiter | None = None,
     ):
         if mode == "token" and access is None:
             raise ValueError("token authentication needs an AccessStore")
         self.access = access
+        # The same store without its audit log: its refusals are counted by the limiter instead.
+        self._quiet = secure.AccessStore(access.engine, audit=None) if access is not None else None
         self.audit = audit
         self.mode = mode
         self.obj = obj
         self.cache_s = cache_s
+        self.limiter = limiter or SourceLimiter(audit, obj)
         self._cache: dict[bytes, tuple[Principal, float]] = {}
+        self._known: dict[bytes, float] = {}
+
+    def known(self, token: str) -> bool:
+        """True when this server accepted `token` in the last 15 minutes (not a proof of validity)."""
+        until = self._known.get(_digest(token))
+        return until is not None and until > time.monotonic()
+
+    def retry_after(self, source: str, token: str | None) -> int | None:
+        """Seconds to wait when `source` is limited and `token` is not one accepted before, else None."""
+        if self.mode != "token" or (token and self.known(token)):
+            return None
+        return self.limiter.retry_after(source)
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token checked less than `cache_s` seconds ago, else None."""
         if self.cache_s <= 0:
             return None
-        hit = self._cache.get(hashlib.sha256(token.encode("utf-8", "replace")).digest())
+        hit = self._cache.get(_digest(token))
         if hit is None or hit[1] <= time.monotonic():
             return None
         return hit[0]
 
-    def authenticate(self, token: str | None, route: str) -> Principal:
+    def anonymous(self, route: str, source: str = "unknown") -> HTTPException:
+        """The 401 for a request without a token (counted; no database access)."""
+        self.limiter.refused(source, "anonymous", "no bearer token", route)
+        return HTTPException(401, "this route needs a bearer token (Authorization: Bearer tfk_...)", headers={"WWW-Authenticate": "Bearer"})
+
+    def authenticate(self, token: str | None, route: str, source: str = "unknown") -> Principal:
         """The principal acting with `token` (blocking: it reads the database).
 
         Raises:
-            HTTPException: 401 for no, malformed, unknown, expired or revoked tokens (audited).
+            HTTPException: 401 for no, malformed, unknown, expired or revoked tokens (counted
+                per source by the limiter, which audits them per window).
         """
         if self.mode != "token":
             if self.mode == "insecure":
                 log_event(logging.WARNING, "insecure_no_auth", route=route, detail="serving without authentication (--insecure-no-auth)")
             return UNAUTHENTICATED
         if not token:
-            if self.audit is not None:
-                # Recorded as AccessStore records refused tokens: action "authenticate".
-                self.audit.append("anonymous", "authenticate", self.obj, "denied", {"reason": "no bearer token", "route": route})
-            raise HTTPException(
-                401, "this route needs a bearer token (Authorization: Bearer tfk_...)", headers={"WWW-Authenticate": "Bearer"}
-            )
+            raise self.anonymous(route, source)
         try:
-            who = self.access.authenticate(token)  # reads the database; audits its refusals
+            who = self._quiet.authenticate(token)  # reads the database
         except AccessDenied as exc:
+            self.limiter.refused(source, "anonymous", _reason(str(exc)), route)
             raise HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        digest = _digest(token)
+        now = time.monotonic()
+        if len(self._known) >= self._MAX_CACHED:
+            self._known.clear()
+        self._known[digest] = now + self._KNOWN_S
         if self.cache_s > 0:
             if len(self._cache) >= self._MAX_CACHED:
                 self._cache.clear()
-            self._cache[hashlib.sha256(token.encode("utf-8", "replace")).digest()] = (who, time.monotonic() + self.cache_s)
+            self._cache[digest] = (who, now + self.cache_s)
         return who
 
-    def authorize(self, who: Principal, action: str) -> None:
-        """Return if `who`'s role may do `action` (POLICY); else audit and raise 403."""
+    def authorize(self, who: Principal, action: str, route: str = "unmatched", source: str = "unknown") -> None:
+        """Return if `who`'s role may do `action` (POLICY); else count the refusal and raise 403."""
         try:
-            secure.require(who, action, self.obj, self.audit)
+            secure.require(who, action, self.obj, None)
         except AccessDenied as exc:
+            self.limiter.refused(source, who.name, f"role {who.role} may not {action}", route)
             raise HTTPException(403, str(exc)) from None
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "replace")).digest()
+
+
+_REASONS = (("malformed", "malformed"), ("not valid", "unknown or wrong"), ("expired", "expired"), ("user ", "user revoked"))
+
+
+def _reason(message: str) -> str:
+    """The kind of a refused token, from AccessStore's message (which never holds the secret)."""
+    for needle, reason in _REASONS:
+        if needle in message:
+            return reason
+    return "revoked" if "revoked" in message else "refused"
+
+
+def client_address(scope: dict) -> str:
+    """The request's source address (uvicorn applies trusted proxy headers before this)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _route(request: Request) -> str:
@@ -136,18 +190,19 @@ async def authenticated(request: Request, credentials: HTTPAuthorizationCredenti
     token = credentials.credentials if credentials is not None else None
     if auth.mode != "token":
         return auth.authenticate(None, _route(request))
-    if token:
-        who = auth.cached(token)
-        if who is not None:
-            return who
-    return await run_in_threadpool(auth.authenticate, token, _route(request))
+    if not token:
+        raise auth.anonymous(_route(request), client_address(request.scope))
+    who = auth.cached(token)
+    if who is not None:
+        return who
+    return await run_in_threadpool(auth.authenticate, token, _route(request), client_address(request.scope))
 
 
 def _needs(action: str):
     async def dependency(request: Request, who: Principal = Depends(authenticated)) -> Principal:
         auth: Auth = request.app.state.auth
         if not secure.allowed(who.role, action):
-            await run_in_threadpool(auth.authorize, who, action)  # audits, then raises 403
+            auth.authorize(who, action, _route(request), client_address(request.scope))  # counts, then raises 403
         request.state.principal = who.name
         return who
 

@@ -146,6 +146,26 @@ class Batcher:
                 if not self._cond.wait_for(lambda: bool(self._queue) or self._closed, patience):
                     return batch
 
+    def take_fresh(self, timeout: float) -> list[Job] | None:
+        """Queued jobs no executor has tried yet (`attempts == 0`), oldest first, as one batch of
+        up to `max_batch_size` rows sharing the first one's key; None if there are none within
+        `timeout`. Jobs that were tried stay queued, in order."""
+        with self._cond:
+            fresh = lambda: any(j.attempts == 0 for j in self._queue)  # noqa: E731
+            if not fresh():
+                self._cond.wait_for(lambda: fresh() or self._closed, timeout)
+            batch: list[Job] = []
+            rows = 0
+            for job in list(self._queue):
+                if job.attempts:
+                    continue
+                if batch and (job.solo or batch[0].solo or job.key != batch[0].key or rows + job.rows > self.max_batch_size):
+                    break
+                batch.append(job)
+                rows += job.rows
+                self._queue.remove(job)
+            return batch or None
+
     def _gather(self, batch: list[Job], rows: int) -> int:
         """Move queued jobs that fit after `batch`'s first job into it; returns the new row count."""
         key = batch[0].key

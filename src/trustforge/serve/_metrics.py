@@ -10,6 +10,7 @@
 | trustforge_queue_depth                   | gauge     | model             |
 | trustforge_worker_restarts_total         | counter   | model             |
 | trustforge_batches_retried_total         | counter   | model             |
+| trustforge_fallback_batches_total        | counter   | model             |
 | trustforge_model_reloads_total           | counter   | outcome           |
 | trustforge_model_info                    | gauge     | model, version, backend |
 | trustforge_drift_score                   | gauge     | model, feature    |
@@ -76,6 +77,9 @@ class ServeMetrics:
         self.queue_depth = Gauge("trustforge_queue_depth", "Requests waiting for a batch", ["model"], registry=r)
         self.worker_restarts = Counter("trustforge_worker_restarts", "Model worker processes restarted after dying", ["model"], registry=r)
         self.batches_retried = Counter("trustforge_batches_retried", "Batches run again after their worker died", ["model"], registry=r)
+        self.fallback_batches = Counter(
+            "trustforge_fallback_batches", "Batches the server ran itself while no worker process was running", ["model"], registry=r
+        )
         self.reloads = Counter("trustforge_model_reloads", "Model version swaps by outcome", ["outcome"], registry=r)
         self.model_info = Gauge(
             "trustforge_model_info", "The model version being served (value 1)", ["model", "version", "backend"], registry=r

@@ -32,7 +32,7 @@ from trustforge.serve._config import ServeConfig
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
 from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, payload_rows, slice_columns, to_model_input
-from trustforge.serve._workers import InlineExecutor, ProcessExecutor, WorkerDied, WorkerFailed, load_serving_model
+from trustforge.serve._workers import InlineExecutor, ProcessExecutor, WorkerDied, WorkerFailed, WorkerNotRunning, load_serving_model
 from trustforge.settings import Settings
 
 __all__ = ["ModelService", "Runtime", "ModelSource", "WorkerCrashed", "InternalError", "package_digest"]
@@ -112,14 +112,20 @@ class Runtime:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._monitor_failed = False
+        self.fallback: InlineExecutor | None = None
         if config.workers == 0:
             self.executors: list[Any] = [InlineExecutor(inline_model or model, self.signature)]
         else:
             self.executors = [ProcessExecutor(i, load) for i in range(config.workers)]
+            # While every worker process is down, the server answers new requests itself with the
+            # model it already holds (verified at load), so requests resume at once, not after a restart.
+            self.fallback = InlineExecutor(inline_model or model, self.signature)
 
     @property
     def ready(self) -> bool:
-        return not self._stopping.is_set() and any(ex.ready for ex in self.executors)
+        if self._stopping.is_set():
+            return False
+        return any(ex.ready for ex in self.executors) or (self.fallback is not None and bool(self._threads))
 
     def start(self) -> None:
         """Start every executor (in parallel) and its driver thread.
@@ -153,6 +159,10 @@ class Runtime:
         self.metrics.queue_depth.labels(**labels).set_function(lambda: self.batcher.depth)
         for ex in self.executors:
             t = threading.Thread(target=self._drive, args=(ex,), name=f"trustforge-driver-{ex.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.fallback is not None:
+            t = threading.Thread(target=self._drive_fallback, name="trustforge-driver-fallback", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -200,12 +210,29 @@ class Runtime:
             if jobs:
                 self._execute(ex, jobs)
 
+    def _drive_fallback(self) -> None:
+        """Run new requests in the server process while no worker process is running."""
+        assert self.fallback is not None
+        while True:
+            if self._stopping.is_set() and self.batcher.depth == 0:
+                return
+            if any(ex.ready for ex in self.executors):
+                self._stopping.wait(0.02)
+                continue
+            jobs = self.batcher.take_fresh(timeout=0.02)  # never a job that was on a worker that died
+            if jobs:
+                self.metrics.fallback_batches.labels(model=self.name).inc()
+                self._execute(self.fallback, jobs)
+
     def _execute(self, ex: Any, jobs: list[Job]) -> None:
         payload = concat_payloads([j.payload for j in jobs])
         rows = sum(j.rows for j in jobs)
         started = time.perf_counter()
         try:
             columns = ex.run(payload)
+        except WorkerNotRunning:  # it never reached the worker: back to the queue, no attempt counted
+            self.batcher.requeue(jobs)
+            return
         except WorkerDied as exc:
             self._worker_died(ex, jobs, exc)
             return
@@ -295,6 +322,8 @@ class Runtime:
         self.batcher.fail_all(BatcherClosed("the server is stopping"))
         for ex in self.executors:
             ex.stop()
+        if self.monitor is not None and hasattr(self.monitor, "flush_alerts"):
+            self.monitor.flush_alerts()
 
 
 def _resolve(job: Job, value: Any) -> None:
@@ -350,7 +379,12 @@ class ModelService:
         self._poller: threading.Thread | None = None
         self._debug_delay_s = debug_delay_s
         self._last_failed: str | None = None
+        self._on_close: list[Any] = []
         self.metrics.drift_from(self._drift_scores)
+
+    def on_close(self, fn: Any) -> None:
+        """Call `fn()` when the service closes (after its workers stop)."""
+        self._on_close.append(fn)
 
     @property
     def current(self) -> Runtime | None:
@@ -450,7 +484,8 @@ class ModelService:
             return None
         try:
             audit = getattr(self._registry, "audit", None)
-            return DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri)
+            # One alert per minute at most, however many windows drift (one request may fill hundreds).
+            return DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
         except Exception as exc:  # noqa: BLE001 - serving goes on without drift monitoring
             log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
             return None
@@ -524,5 +559,10 @@ class ModelService:
             rt, self._current = self._current, None
         if rt is not None:
             rt.close()
+        for fn in self._on_close:
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - closing goes on
+                log_event(logging.ERROR, "close_failed", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
         if self._own_registry and self._registry is not None:
             self._registry.close()

@@ -18,6 +18,10 @@ What a request may send (the rules behind every 400, each naming the field):
   width, so they fit any float input, and integer inputs need integral values; a text (BYTES)
   input takes JSON integers as their decimal text (ids, codes), never fractions, and a yes/no
   column also takes JSON booleans;
+- numbers are checked as the Open Inference Protocol types them: every value must be finite
+  (no NaN or infinity), fit the range of the datatype the request states (v2) and of the
+  declared one (an INT64 beyond 2^63, an FP32 beyond 3.4e38 are refused, never rounded to
+  infinity), and JSON booleans are not numbers (only a BOOL or yes/no input takes them);
 - JSON `null` is a missing value, which the model's fitted missing-value policy handles;
 - shapes must match the signature's fixed dimensions, and all columns of a request must have
   the same number of rows (at least one).
@@ -335,6 +339,9 @@ def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: s
     if declared == "BYTES":
         return _text_column(values.tolist() if isinstance(values, np.ndarray) else values, spec, where, row_based)
     target = NP_TYPES[declared]
+    takes_bool = target.kind == "b" or spec.kind == "binary" or claimed == "BOOL"
+    if not takes_bool:
+        _refuse_booleans(values, target, where, row_based)
     if isinstance(values, np.ndarray):
         arr: np.ndarray | None = values
     else:
@@ -344,28 +351,35 @@ def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: s
             arr = None
     if arr is not None and arr.ndim == 1 and arr.dtype.kind in "iufb":
         # The fast path: JSON numbers only. Values must fit the type the request claims, then
-        # the declared one; bool → number is a safe cast (numpy's rule), float → int is not.
-        if claimed is not None and NP_TYPES[claimed].kind in "iub":
-            _check_integral(arr, NP_TYPES[claimed], where, row_based)
-        if target.kind in "iub":
-            _check_integral(arr, target, where, row_based)
-            return arr.astype(target)
+        # the declared one; float → int is not a safe cast, and nothing may become infinite.
         if arr.dtype.kind == "f":
             _check_finite(arr, where, row_based)
+        if claimed is not None:
+            _check_range(arr, NP_TYPES[claimed], where, row_based)
+        _check_range(arr, target, where, row_based)
         return arr.astype(target)
     # Nulls, text, nested lists or numbers too large for int64: value by value.
     if isinstance(values, np.ndarray):
         values = values.tolist()
     out = np.empty(len(values), dtype=np.float64)
+    types = [t for t in (NP_TYPES[claimed] if claimed is not None else None, target) if t is not None]
     for i, v in enumerate(values):
         if v is None:
             out[i] = np.nan  # missing: the model's missing-value policy decides
         elif isinstance(v, (bool, int, float)):
-            if target.kind in "iub" and (isinstance(v, float) and not float(v).is_integer() or not _fits(v, target)):
-                raise RequestError(f"{where} must hold {_type_word(target)}; got {_short(v)} at {_pos(i, row_based)}")
-            if isinstance(v, float) and math.isinf(v):
+            if isinstance(v, float) and not math.isfinite(v):
                 raise RequestError(f"{where} holds {v} at {_pos(i, row_based)}; values must be finite")
-            out[i] = float(v)
+            for t in types:
+                if t.kind in "iub" and (isinstance(v, float) and not float(v).is_integer() or not _fits(v, t)):
+                    raise RequestError(f"{where} must hold {_type_word(t)}; got {_short(v)} at {_pos(i, row_based)}")
+            try:
+                x = float(v)
+            except OverflowError:  # an integer of hundreds of digits
+                x = math.inf
+            for t in types:
+                if t.kind == "f" and not abs(x) <= np.finfo(t).max:
+                    raise RequestError(f"{where} holds {_short(v)} at {_pos(i, row_based)}, beyond the range of {_v2_name(t)}")
+            out[i] = x
         else:
             raise RequestError(f"{where} must hold {_type_word(target)}; got {_kind_of(v)} {_short(v)} at {_pos(i, row_based)}")
     if target.kind == "f":
@@ -373,6 +387,37 @@ def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: s
     if np.isnan(out).any():
         return out  # integers with missing values stay float (NaN), as pandas keeps them
     return out.astype(target)
+
+
+def _refuse_booleans(values: list | np.ndarray, target: np.dtype, where: str, row_based: bool) -> None:
+    """JSON `true` is not the number 1: refuse booleans in a numeric input (numpy would cast them)."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "b":
+            raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {_short(values[0].item())} at {_pos(0, row_based)}")
+        if values.dtype != object:
+            return
+    for i, v in enumerate(values):
+        if v is True or v is False:
+            raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {_short(v)} at {_pos(i, row_based)}")
+
+
+def _check_range(arr: np.ndarray, target: np.dtype, where: str, row_based: bool) -> None:
+    """Refuse values `target` cannot hold: beyond an integer type's range or not integral, beyond
+    a float type's largest finite value (it would become infinity)."""
+    if target.kind in "iub":
+        _check_integral(arr, target, where, row_based)
+        return
+    if target.kind != "f" or target.itemsize >= 8 or arr.dtype.kind not in "iuf":
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = np.abs(arr.astype(np.float64)) > np.finfo(target).max
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise RequestError(f"{where} holds {_short(arr[i].item())} at {_pos(i, row_based)}, beyond the range of {_v2_name(target)}")
+
+
+def _v2_name(target: np.dtype) -> str:
+    return _V2_OF_NUMPY.get(target, target.name)
 
 
 def _text_column(values: list, spec: TensorSpec, where: str, row_based: bool) -> np.ndarray:
@@ -395,6 +440,8 @@ def _check_claim(claimed: str, spec: TensorSpec, where: str) -> None:
         if declared != claimed:
             raise RequestError(f"{where} is {declared}; {claimed} data cannot be cast to it safely")
         return
+    if claimed == "BOOL" and declared != "BOOL" and spec.kind != "binary":
+        raise RequestError(f"{where} is {declared}; BOOL data are not numbers (send {declared})")
     if not np.can_cast(NP_TYPES[claimed], NP_TYPES[declared], casting="safe"):
         raise RequestError(f"{where} is {declared}; {claimed} data cannot be cast to it safely (send {declared})")
 
@@ -415,7 +462,7 @@ def _check_integral(arr: np.ndarray, target: np.dtype, where: str, row_based: bo
 
 
 def _check_finite(arr: np.ndarray, where: str, row_based: bool) -> None:
-    inf = np.isinf(arr)
+    inf = ~np.isfinite(arr)
     if inf.any():
         i = int(np.flatnonzero(inf)[0])
         raise RequestError(f"{where} holds {arr[i].item()} at {_pos(i, row_based)}; values must be finite")

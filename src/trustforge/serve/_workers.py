@@ -11,6 +11,12 @@ takes batches from the shared queue and waits for the answer, watching the proce
   worker is started again; a batch whose worker dies twice is split into single requests,
   and a request that kills a worker on its own twice gets an error (HTTP 500), so one poison
   request cannot take the service down;
+- while no worker process is running (all of them killed at once), the server runs new
+  requests itself, on the model it loaded and verified at start (an `InlineExecutor`), until
+  a worker is back: requests resume at once instead of after a restart (seconds: a fresh
+  interpreter imports torch and verifies the package). Requests that were on a worker when
+  it died are never run in the server process (one of them may be what killed it): they wait
+  for a worker process;
 - a batch the model refuses (a value the preprocessor rejects) is run again one request at a
   time, so only the bad request gets its 400.
 
@@ -36,13 +42,17 @@ from trustforge.errors import DataError, ModelError, TrustForgeError
 from trustforge.serve._codec import CodecError, pack, unpack
 from trustforge.serve._signature import Payload, RequestError, Signature, frame_to_columns, to_model_input
 
-__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "WorkerDied", "WorkerFailed", "load_serving_model"]
+__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "WorkerDied", "WorkerNotRunning", "WorkerFailed", "load_serving_model"]
 
 Columns = dict[str, np.ndarray]
 
 
 class WorkerDied(Exception):
     """The worker process ended while it held a batch."""
+
+
+class WorkerNotRunning(WorkerDied):
+    """The worker was not running when a batch was handed to it: the batch never reached it."""
 
 
 class WorkerFailed(Exception):
@@ -265,7 +275,7 @@ class ProcessExecutor:
             WorkerFailed: the model raised an unexpected error.
         """
         if not self.ready or self.conn is None:
-            raise WorkerDied(f"{self.name} is not running")
+            raise WorkerNotRunning(f"{self.name} is not running")
         self.busy = True
         try:
             try:

@@ -53,7 +53,13 @@ class NumericState(FeatureState):
 
 
 def numbers(col: pd.Series, *, name: str, where: str) -> np.ndarray:
-    """The column as float64 (NaN where missing); text or an infinity raises naming the row."""
+    """The column as float64 (NaN where missing); text, a boolean or an infinity raises naming the row."""
+    if pd.api.types.is_bool_dtype(col) or col.dtype == object:
+        # True is not the number 1 (pandas would convert it): a yes/no column is a binary feature.
+        flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col.to_numpy()), dtype=bool, count=len(col))
+        if flags.any():
+            row = int(flags.nonzero()[0][0])
+            raise DataError(f"{where}: column {name!r} must be numeric; got the boolean {col.iloc[row]!r} in row {row + 1}")
     converted = pd.to_numeric(col, errors="coerce")
     bad = converted.isna() & col.notna()
     if bad.any():
