@@ -142,3 +142,36 @@ def test_an_id_column_is_refused_with_what_to_do(tmp_path):
     frame = pd.DataFrame({"id": [f"c{i:04d}" for i in range(200)], "x": np.arange(200.0), "y": ["a", "b"] * 100})
     with pytest.raises(DataError, match=r"column 'id' has 200 distinct short text values.*data\.drop.*data\.features"):
         trustforge.run(three_lines(tmp_path, frame, "y"), register=False, progress=False)
+
+
+def test_a_column_declared_with_its_own_options_is_fitted_with_them(tmp_path):
+    frame = birdstrikes(400)[["remarks", "speed", "disrupted"]]
+    spec = yaml.safe_load(three_lines(tmp_path, frame, "disrupted").read_text())
+    spec["data"]["features"] = {"remarks": {"type": "text", "tokenizer": "char", "max_length": 40}}
+    spec["train"] = {"max_epochs": 1}
+    spec["evaluate"] = {"speed": False, "corruptions": False, "explain": False, "calibrate": False}
+    import os
+
+    os.chdir(tmp_path)
+    result = trustforge.run(spec, register=False, progress=False)
+    model = result.load_model()
+    state = model.preprocessor.features["remarks"]
+    assert (state.tokenizer, state.max_length) == ("char", 40) and len(state.vocabulary) < 200  # characters, not words
+    assert kinds(result) == {"remarks": "text", "speed": "numeric"}
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"type": "text", "tokeniser": "char"}, r"data\.features\.remarks\.tokeniser.*is not an option of a text column"),
+        ({"type": "text", "max_length": 1}, r"data\.features\.remarks\.max_length"),
+        ({"type": "numeric", "size": [8, 8]}, r"data\.features\.remarks\.size.*a numeric column takes no options"),
+        ({"type": "txt"}, r"data\.features\.remarks\.type must be a feature type"),
+        ({"tokenizer": "char"}, r"data\.features\.remarks\.type must be a feature type"),
+    ],
+)
+def test_a_bad_column_option_names_its_field(entry, message):
+    from trustforge.errors import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        load_spec({"data": {"source": "csv:x.csv", "target": "y", "features": {"remarks": entry}}})

@@ -153,3 +153,19 @@ def test_drift_values_follow_brightness_and_loudness(tmp_path):
     loud = audio.monitor_values(clips)
     assert np.all((loud > -20) & (loud < 0))  # a 0.3-amplitude tone: about -13 dBFS
     assert np.isnan(audio.monitor_values(pd.Series([None, b"RIFF-not-a-wav"], name="c"))).all()
+
+
+def test_a_column_declared_with_its_own_size_and_front_end(tmp_path):
+    from trustforge.data import Preprocessor, infer_schema
+    from trustforge.spec import load_spec
+
+    table = write_media_table(tmp_path, rows=12)
+    features = {"photo": {"type": "image", "size": [8, 6], "channels": 1}, "clip": {"type": "audio", "sample_rate": 8000, "seconds": 0.25}}
+    spec = load_spec({"data": {"source": f"csv:{table}", "target": "label", "features": features}})
+    raw = load_source(spec.data.source, target="label", image_size=(16, 16), channels=3, seed=0)
+    schema, raw = infer_schema(raw, task="classification", features=spec.data.features)
+    pre = Preprocessor(schema).fit(raw)
+    grids = {c.name: c.grid for c in schema.columns if c.grid}
+    assert grids == {"photo": [1, 8, 6], "clip": [1, 40, 1 + 2000 // 160]}
+    x = pre.encode_inputs(raw)
+    assert [tuple(t.shape[1:]) for t in x[2:]] == [(1, 8, 6), (1, 40, 13)]

@@ -149,7 +149,7 @@ def infer_table_schema(
     raw: RawData,
     *,
     task: str,
-    features: list[str] | dict[str, str] | None,
+    features: list[str] | dict[str, Any] | None,
     drop: list[str],
     max_categories: int,
     text: Any = None,
@@ -157,7 +157,8 @@ def infer_table_schema(
 ) -> tuple[Schema, RawData]:
     """The schema of a table (modality "table", or "text": one text column and `text`, the
     spec's data.text) and the table cleaned of rows without a target. `data` (the spec's data
-    section) gives the columns' settings (`FeatureType.settings`); None: the types' defaults.
+    section) gives the columns' settings (`FeatureType.settings`) beside their own options in
+    `data.features`; None: the types' defaults.
 
     Raises:
         DataError: a named feature column is missing, a column cannot be typed, or the target
@@ -183,7 +184,9 @@ def infer_table_schema(
     else:
         # A list names the columns to use; a mapping declares the types of some columns and
         # leaves the others in, inferred (drop a column with data.drop).
-        declared = dict(features) if isinstance(features, dict) else {}
+        entries = dict(features) if isinstance(features, dict) else {}
+        declared = {c: e["type"] if isinstance(e, dict) else e for c, e in entries.items()}
+        own = {c: {k: v for k, v in e.items() if k != "type"} for c, e in entries.items() if isinstance(e, dict)}
         chosen = list(features) if isinstance(features, list) else []
         names = chosen or [c for c in frame.columns if c != raw.target and c not in drop]
         if raw.target in names:
@@ -192,9 +195,8 @@ def infer_table_schema(
             raise DataError(f"{raw.origin}: no feature columns left besides the target")
         options = FeatureOptions(max_categories=max_categories)
         columns = _columns(frame, names, declared, raw.origin, options)
-        if data is not None:
-            for c in columns:
-                c.settings = feature_type(c.kind).settings(data)
+        for c in columns:
+            c.settings = feature_type(c.kind).settings(data, own.get(c.name, {}))
         text = None  # text columns of a table use the default text options (see data.features.text)
 
     classes = None

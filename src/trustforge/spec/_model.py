@@ -12,7 +12,7 @@ import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "TaskSpec",
@@ -351,10 +351,12 @@ class DataSpec(_Strict):
 
     source: str = "builtin:digits"
     target: str | None = Field(None, description="target column; builtin sets and image folders know theirs")
-    features: list[str] | dict[str, str] | None = Field(
+    features: list[str] | dict[str, str | dict[str, Any]] | None = Field(
         None,
         description="columns to use (default all but the target and data.drop), as a list; or a mapping of column to "
-        "feature type (numeric, binary, categorical, text, datetime) that overrides inference for those columns, the others still used",
+        "feature type (numeric, binary, categorical, text, datetime, image, audio) that overrides inference for those columns, "
+        "the others still used; a column's type may carry its own options: {type: text, tokenizer: char, max_length: 64}, "
+        "{type: image, size: [64, 64]}, {type: audio, seconds: 2.0} (the fields of data.text, data.image, data.audio)",
     )
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     split: SplitSpec = Field(default_factory=SplitSpec)
@@ -371,19 +373,50 @@ class DataSpec(_Strict):
 
     @field_validator("features")
     @classmethod
-    def _known_feature_types(cls, v: list[str] | dict[str, str] | None) -> list[str] | dict[str, str] | None:
-        if isinstance(v, dict):
-            from trustforge.data.features import FEATURE_TYPES  # the one registry of feature types
+    def _known_feature_types(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        from trustforge.data.features import FEATURE_TYPES  # the one registry of feature types
 
-            for column, kind in v.items():
-                if kind not in FEATURE_TYPES:
-                    raise SpecProblem((column,), f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {kind!r}")
-        return v
+        out: dict[str, Any] = {}
+        for column, entry in v.items():
+            kind, options = (entry.get("type"), {k: x for k, x in entry.items() if k != "type"}) if isinstance(entry, dict) else (entry, {})
+            if kind not in FEATURE_TYPES:
+                where = (column, "type") if isinstance(entry, dict) else (column,)
+                raise SpecProblem(where, f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {kind!r}")
+            out[column] = {"type": kind, **_column_options(column, kind, options)} if isinstance(entry, dict) else kind
+        return out
 
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         return _check_source(v)
+
+
+def _column_options(column: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A column's own options in `data.features`, checked as the data section's field of its
+    type checks them (`data.text` for a text column, `data.image`, `data.audio`); the options
+    given, normalised (other types take none)."""
+    models: dict[str, tuple[type[BaseModel], set[str]]] = {
+        "text": (TextSpec, {"column"}),
+        "image": (ImageSpec, set()),
+        "audio": (AudioSpec, {"augment"}),
+    }
+    if not options:
+        return {}
+    if kind not in models:
+        raise SpecProblem((column, next(iter(options))), f"a {kind} column takes no options; only {', '.join(models)} columns do")
+    model, excluded = models[kind]
+    for name in options:
+        if name in excluded or name not in model.model_fields:
+            allowed = ", ".join(f for f in model.model_fields if f not in excluded)
+            raise SpecProblem((column, name), f"is not an option of a {kind} column ({allowed})")
+    try:
+        checked = model.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise SpecProblem((column, *err["loc"]), err["msg"]) from None
+    return checked.model_dump(mode="json", include=set(options))
 
 
 # ---------------------------------------------------------------------------- models

@@ -103,10 +103,11 @@ class FeatureType:
     state_type: ClassVar[type[FeatureState]]
     files: ClassVar[tuple[str, ...]] = ()
 
-    def settings(self, data: Any) -> dict[str, Any]:
-        """The column's settings from the spec's data section (`FeatureOptions.column`), kept in
-        the schema so a column is fitted as the spec said; most types need none."""
-        return {}
+    def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """The column's settings (`FeatureOptions.column`), kept in the schema so a column is
+        fitted as the spec said: the spec's data section (`data`, None for none) for this type,
+        under the column's own `options` from `data.features` (already checked by the spec)."""
+        return dict(options)
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         """Whether an undeclared column (missing values dropped, at least one left) looks like this type."""

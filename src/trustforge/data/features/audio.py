@@ -56,11 +56,13 @@ class Audio(MediaType):
     def __init__(self) -> None:
         self._filters: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}
 
-    def settings(self, data: Any) -> dict[str, Any]:
+    def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:
         a = getattr(data, "audio", None)
-        if a is None:
-            return {}
-        return {"sample_rate": a.sample_rate, "samples": a.samples, "n_fft": a.n_fft, "hop_length": a.hop_length, "n_mels": a.n_mels}
+        spec = {} if a is None else {k: getattr(a, k) for k in ("sample_rate", "seconds", "n_fft", "hop_length", "n_mels", "fmin", "fmax")}
+        merged = {**spec, **options}
+        if "seconds" in merged:  # the front end counts samples
+            merged["samples"] = int(round(merged.get("sample_rate", 16000) * merged.pop("seconds")))
+        return merged
 
     def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> AudioState:
         front = _audio.FrontEnd(**{k: v for k, v in options.column.items() if k in _FRONT})

@@ -36,9 +36,9 @@ class Image(MediaType):
     magic = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
     kinds = "PNG or JPEG image"
 
-    def settings(self, data: Any) -> dict[str, Any]:
+    def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:
         i = getattr(data, "image", None)
-        return {} if i is None else {"size": list(i.size), "channels": int(i.channels)}
+        return {**({} if i is None else {"size": list(i.size), "channels": int(i.channels)}), **options}
 
     def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> ImageState:
         o = {"size": [32, 32], "channels": 3, **options.column}

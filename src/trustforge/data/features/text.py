@@ -68,7 +68,8 @@ class Text(FeatureType):
         return bool(words.mean() >= _MIN_WORDS or sample.str.len().mean() >= _MIN_CHARS)
 
     def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> TextState:
-        o = {"tokenizer": "word", "max_length": 128, "lowercase": True, "ngrams": 1, "min_freq": 1, "max_vocab": 20000, **options.text}
+        defaults = {"tokenizer": "word", "max_length": 128, "lowercase": True, "ngrams": 1, "min_freq": 1, "max_vocab": 20000}
+        o = {**defaults, **options.text, **options.column}  # the column's own options (data.features) last
         texts = [t for t in _texts(col) if t.strip()]
         if o["tokenizer"] == "wordpiece":
             vocabulary = _text.wordpiece_vocabulary()
