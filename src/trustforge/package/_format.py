@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import uuid
 from pathlib import Path
@@ -36,7 +35,17 @@ from safetensors.torch import save as save_tensors
 
 from trustforge._fs import atomic_folder
 from trustforge.errors import IntegrityError, SecurityError
-from trustforge.secure import SIGNATURE_FILE, Keyring, UnsafeNoVerify, is_sealed, open_sealed, resolve_trust, sign_digests, verify_folder
+from trustforge.secure import (
+    SIGNATURE_FILE,
+    Keyring,
+    UnsafeNoVerify,
+    is_sealed,
+    open_sealed,
+    parse_manifest,
+    resolve_trust,
+    sign_digests,
+    verify_folder,
+)
 
 __all__ = [
     "FORMAT",
@@ -169,45 +178,13 @@ def read_package(
     root = Path(path)
     if is_sealed(root):
         blobs = open_sealed(root, keyring or _workspace_keyring(root))
-        manifest = _parse_manifest(root, blobs[MANIFEST])  # verified (signature and digests) by open_sealed
+        manifest = parse_manifest(root, blobs[MANIFEST])  # verified (signature and digests) by open_sealed
     else:
         if keyring is None and public_key is None:
             keyring = _workspace_keyring(root)
         root, manifest, blobs = verify_folder(root, resolve_trust(keyring, public_key))
     _check_format(root, manifest, blobs[MANIFEST])
     return VerifiedPackage(root, manifest, blobs)
-
-
-def _parse_manifest(root: Path, raw: bytes) -> dict[str, Any]:
-    """The manifest's JSON, with its numbers bounded: no integer beyond int64 (a 23-digit version,
-    or 100,001 digits that Python's json refuses with a ValueError), no NaN or infinity.
-
-    Raises:
-        IntegrityError: one line naming the manifest.
-    """
-    mpath = root / MANIFEST
-
-    def bounded_int(text: str) -> int:
-        if len(text.lstrip("-")) > 19 or not -(2**63) <= (value := int(text)) < 2**63:
-            raise IntegrityError(f"{mpath}: manifest holds the integer {_short(text)}, out of range")
-        return value
-
-    def finite_float(text: str) -> float:
-        value = float(text)
-        if not math.isfinite(value):
-            raise IntegrityError(f"{mpath}: manifest holds the number {_short(text)}, which is not finite")
-        return value
-
-    def no_constant(text: str) -> Any:
-        raise IntegrityError(f"{mpath}: manifest holds {text}, which is not a number JSON allows")
-
-    try:
-        manifest = json.loads(raw.decode("utf-8"), parse_int=bounded_int, parse_float=finite_float, parse_constant=no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise IntegrityError(f"{mpath}: manifest is not valid JSON") from None
-    if not isinstance(manifest, dict):
-        raise IntegrityError(f"{mpath}: not a TrustForge package manifest")
-    return manifest
 
 
 def _workspace_keyring(root: Path) -> Keyring:

@@ -236,7 +236,7 @@ def verify_blobs(root: Path, blobs: dict[str, bytes | bytearray], trust: Trust) 
     others = {n: b for n, b in blobs.items() if n != SIGNATURE_FILE}
     if isinstance(trust, UnsafeNoVerify):
         log.warning("%s: loading WITHOUT checking the signature (UnsafeNoVerify); only file digests are checked", root)
-        manifest = _parse_manifest(root, blobs[MANIFEST])
+        manifest = parse_manifest(root, blobs[MANIFEST])
         signed = {MANIFEST: hashlib.sha256(blobs[MANIFEST]).hexdigest(), **_manifest_digests(root, manifest)}
     else:
         if SIGNATURE_FILE not in blobs:
@@ -251,7 +251,7 @@ def verify_blobs(root: Path, blobs: dict[str, bytes | bytearray], trust: Trust) 
         if hashlib.sha256(others[name]).hexdigest() != signed[name]:
             raise IntegrityError(f"{root / name}: SHA-256 does not match the {'manifest' if manifest else 'signature'} (file changed)")
     if manifest is None:
-        manifest = _parse_manifest(root, blobs[MANIFEST])
+        manifest = parse_manifest(root, blobs[MANIFEST])
         listed = _manifest_digests(root, manifest)
         if listed != {n: d for n, d in signed.items() if n != MANIFEST}:
             raise IntegrityError(f"{root / MANIFEST}: the files it lists differ from the signed list")
@@ -283,7 +283,13 @@ class _AbsurdNumber(ValueError):
     pass
 
 
-def _parse_manifest(root: Path, raw: bytes | bytearray) -> dict[str, Any]:
+def parse_manifest(root: Path, raw: bytes | bytearray) -> dict[str, Any]:
+    """A package manifest's JSON with its numbers bounded: no integer beyond int64 (a 23-digit
+    version; 100,001 digits, which Python's json refuses with a ValueError), no NaN or infinity.
+
+    Raises:
+        IntegrityError: one line naming the manifest.
+    """
     try:
         manifest = json.loads(bytes(raw).decode("utf-8"), parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except _AbsurdNumber as exc:
@@ -408,7 +414,7 @@ def sign_package(path: Path, keyring: Keyring) -> None:
     root, names = list_folder(path)
     names.discard(SIGNATURE_FILE)
     digests = {n: sha256_file(root / n) for n in sorted(names)}
-    manifest = _parse_manifest(root, (root / MANIFEST).read_bytes())
+    manifest = parse_manifest(root, (root / MANIFEST).read_bytes())
     listed = _manifest_digests(root, manifest)
     for name in sorted(digests.keys() | listed.keys()):
         if name != MANIFEST and listed.get(name) != digests.get(name):
