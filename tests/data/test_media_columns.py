@@ -169,3 +169,20 @@ def test_a_column_declared_with_its_own_size_and_front_end(tmp_path):
     assert grids == {"photo": [1, 8, 6], "clip": [1, 40, 1 + 2000 // 160]}
     x = pre.encode_inputs(raw)
     assert [tuple(t.shape[1:]) for t in x[2:]] == [(1, 8, 6), (1, 40, 13)]
+
+
+def test_an_error_in_training_names_the_row_of_the_file_not_of_the_split(tmp_path):
+    from trustforge.data import prepare
+    from trustforge.spec import load_spec
+
+    table = write_media_table(tmp_path / "data", rows=40)
+    (table.parent / "img" / "30.png").write_bytes(b"not an image")  # data row 31 of the file
+    with pytest.raises(DataError, match=r"column 'photo', row 31: not a readable image"):
+        prepare(load_spec(_spec(table)))
+    frame = pd.read_csv(table)
+    (table.parent / "img" / "30.png").write_bytes((table.parent / "img" / "0.png").read_bytes())
+    frame["size"] = frame["size"].astype(object)
+    frame.loc[33, "size"] = "abc"  # data row 34; declared numeric, so fit reads it
+    frame.to_csv(table, index=False)
+    with pytest.raises(DataError, match=r"column 'size' must be numeric; got 'abc' in row 34"):
+        prepare(load_spec(_spec(table, features={"size": "numeric"})))

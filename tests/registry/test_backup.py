@@ -96,6 +96,8 @@ def test_backup_then_restore_into_an_empty_workspace(source, tmp_path):
     assert done["tables"] == summary["tables"]
     assert done["new_keys"] == [public_key_id(source_key(source))] and done["new_admins"] == []
     assert tree_digests(target.artifacts) == tree_digests(settings.artifacts)  # identical package digests
+    loose = [p for p in [target.artifacts, *target.artifacts.rglob("*")] if p.stat().st_mode & 0o077]
+    assert not loose, f"restored files readable by others: {loose[:3]}"  # 0600 files in 0700 folders, as the store writes them
 
     with Registry(target) as reg:
         restored = {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)}

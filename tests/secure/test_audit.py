@@ -515,7 +515,10 @@ def test_the_head_file_and_witness_are_required_once_there_are_entries(tmp_path,
     head_file.unlink()
     report = log.verify()
     assert not report.ok and "missing: the head file s.db.audit-head.json" in report.problem, report
-    log.sync_head_file()  # the entries are intact: a sync rewrites it, forward
+    with pytest.raises(IntegrityError, match="head file s.db.audit-head.json is missing"):
+        log.append("a", "tag", "x", "ok")  # the next append would write a new head file and hide the deletion
+    assert not head_file.exists() and not log.verify().ok
+    log.sync_head_file()  # an explicit sync by whoever checked the entries rewrites it, forward
     assert log.verify().ok
     witness.unlink()
     report = log.verify()

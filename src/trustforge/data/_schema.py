@@ -172,7 +172,7 @@ def infer_table_schema(
     keep = target.notna().to_numpy()
     dropped = int((~keep).sum())
     if dropped:
-        frame = frame.loc[keep].reset_index(drop=True)
+        frame = frame.loc[keep]  # the index keeps each row's number in the file, for messages (features.row_of)
     if len(frame) < 10:
         raise DataError(f"{raw.origin}: only {len(frame)} rows with a target; need at least 10")
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trustforge._fs import make_private
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 from trustforge.registry._binding import check_archived, open_bound
 from trustforge.secure import (
@@ -368,6 +369,7 @@ def restore_backup(
                 f.flush()
                 os.fsync(f.fileno())
             files += 1
+        make_private(tmp)  # 0600 files in 0700 folders, as the store writes them, whatever the umask
         engine = _engine(settings.db_url)
         try:
             from trustforge.registry._db import create_all
@@ -461,8 +463,9 @@ def _consent(src: Path, *, new_keys: list[str], new_admins: list[str], audit: di
     problems = []
     if new_keys:
         problems.append(
-            f"{len(new_keys)} signing key(s) this workspace does not trust yet ({', '.join(k[:16] for k in new_keys)}), whose "
-            "package signatures and audit checkpoints would verify here (--accept-new-keys)"
+            f"{len(new_keys)} signing key(s) this workspace does not hold yet ({', '.join(k[:16] for k in new_keys)}; a key "
+            "given with --trusted-key counts too), whose package signatures and audit checkpoints would verify here "
+            "from now on (--accept-new-keys)"
         )
     if new_admins:
         problems.append(f"admin user(s) {', '.join(new_admins)} (--accept-admins)")

@@ -28,7 +28,8 @@ checkpoint can never stand in for the head (domain separation):
   Once a log has entries, a missing head file or witness is an error, never re-created
   silently: opening a log creates a fresh head only for a truly new one (no entries, no
   checkpoints, no head, no witness), and appending refuses while the witness is missing or
-  ahead of the database. `adopt` starts the witness for a log that verifies (a restored backup).
+  ahead of the database, or while the head file is missing. `adopt` starts the witness (and
+  writes the head file) for a log that verifies (a restored backup, a deleted head file).
 * *history checkpoints*: every `CHECKPOINT_EVERY`-th entry's `(seq, hash)` is also signed into
   `audit_checkpoints`. They localise a rewrite whose chain was recomputed to the
   `CHECKPOINT_EVERY` entries before the first checkpoint that disagrees, while `verify` checks
@@ -404,7 +405,17 @@ class AuditLog:
 
     def _check_witness_before_append(self, head_seq: int) -> None:
         """Refuse to extend a log whose witness is missing (once it has entries) or ahead of it:
-        appending would re-create the witness from a cut log, or fork the witnessed history."""
+        appending would re-create the witness from a cut log, or fork the witnessed history. A
+        missing head file is refused the same way: the next append would write a new one and
+        hide that it was deleted."""
+        self._check_witness_ahead(head_seq)
+        if self.head_path is not None and head_seq > 0 and not self.head_path.exists():
+            raise IntegrityError(
+                f"audit log: the head file {self.head_path.name} is missing while the log holds {head_seq} entries; "
+                "run `trustforge audit verify` (then `audit verify --adopt` once the log is known to be whole)"
+            )
+
+    def _check_witness_ahead(self, head_seq: int) -> None:
         if self.witness_path is None:
             return
         witness = self._read_witness()

@@ -405,18 +405,22 @@ def _column_options(column: str, kind: str, options: dict[str, Any]) -> dict[str
     if not options:
         return {}
     if kind not in models:
-        raise SpecProblem((column, next(iter(options))), f"a {kind} column takes no options; only {', '.join(models)} columns do")
+        raise SpecProblem((column, next(iter(options))), f"{_a(kind)} {kind} column takes no options; only {', '.join(models)} columns do")
     model, excluded = models[kind]
     for name in options:
         if name in excluded or name not in model.model_fields:
             allowed = ", ".join(f for f in model.model_fields if f not in excluded)
-            raise SpecProblem((column, name), f"is not an option of a {kind} column ({allowed})")
+            raise SpecProblem((column, name), f"is not an option of {_a(kind)} {kind} column ({allowed})")
     try:
         checked = model.model_validate(options)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise SpecProblem((column, *err["loc"]), err["msg"]) from None
+        raise SpecProblem((column, *err["loc"]), f"is not valid: {err['msg']}") from None
     return checked.model_dump(mode="json", include=set(options))
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 # ---------------------------------------------------------------------------- models

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING"]
+__all__ = ["FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING", "row_of"]
 
 UNKNOWN = "<unknown>"  # index 0 of a categorical vocabulary: a value training never saw
 MISSING = "<missing>"  # index 1: a missing value, when missing values are a category of their own
@@ -65,6 +65,14 @@ class FeatureState:
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)} in a {cls.__name__}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def row_of(col: pd.Series, i: int) -> int:
+    """The 1-based row of a table file that position `i` of `col` came from: tables keep their
+    file's row numbers as the index through cleaning and splits, so a message names the row a
+    user can find; otherwise the position."""
+    label = col.index[i] if 0 <= i < len(col) else None
+    return int(label) + 1 if isinstance(label, (int, np.integer)) and not isinstance(label, bool) else i + 1
 
 
 def _plain(v: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from trustforge.data.features._base import FeatureOptions, FeatureType
+from trustforge.data.features._base import FeatureOptions, FeatureType, row_of
 from trustforge.errors import DataError
 
 __all__ = ["MediaType", "contents", "to_base64"]
@@ -38,7 +38,8 @@ def contents(col: pd.Series, *, where: str) -> list[bytes | None]:
             paths), naming `where`, the column and the row.
     """
     out: list[bytes | None] = []
-    for row, v in enumerate(col.tolist(), start=1):
+    for i, v in enumerate(col.tolist()):
+        row = row_of(col, i)
         if isinstance(v, (bytes, bytearray, memoryview)):
             out.append(bytes(v) or None)
         elif v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
@@ -115,7 +116,7 @@ class MediaType(FeatureType):
         present = np.zeros(len(data), dtype=bool)
         for i, b in enumerate(data):
             if b is not None:
-                grids[i] = self.decode(state, b, name=f"{where}: column {col.name!r}, row {i + 1}")
+                grids[i] = self.decode(state, b, name=f"{where}: column {col.name!r}, row {row_of(col, i)}")
                 present[i] = True
         return grids, present
 
@@ -154,7 +155,7 @@ class MediaType(FeatureType):
             if b is None:
                 out.append(None)
                 continue
-            signal = self.raw_signal(state, b, name=f"corruption: column {col.name!r}, row {i + 1}")
+            signal = self.raw_signal(state, b, name=f"corruption: column {col.name!r}, row {row_of(col, i)}")
             out.append(self.to_bytes(state, self.perturb(signal[None], fraction, rng)[0]))
         return pd.Series(out, index=col.index, name=col.name, dtype=object)
 

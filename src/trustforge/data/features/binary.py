@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType, row_of
 from trustforge.data.features._labels import label_strings, natural_key
 from trustforge.errors import DataError
 
@@ -48,7 +48,7 @@ def zero_one(col: pd.Series, values: tuple[str, str], *, name: str, where: str) 
     other = text.notna().to_numpy() & ~text.isin([neg, pos]).to_numpy()
     if other.any():
         row = int(other.nonzero()[0][0])
-        raise DataError(f"{where}: column {name!r} is binary ({neg!r}/{pos!r}); got {text.iloc[row]!r} in row {row + 1}")
+        raise DataError(f"{where}: column {name!r} is binary ({neg!r}/{pos!r}); got {text.iloc[row]!r} in row {row_of(text, row)}")
     return np.where(text.isna(), np.nan, (text == pos).astype(np.float64))
 
 

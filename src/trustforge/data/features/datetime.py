@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType, row_of
 from trustforge.data.features.numeric import K
 from trustforge.errors import DataError
 
@@ -45,14 +45,14 @@ def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
         if bad:
             raise DataError(
                 f"{where}: column {name!r} must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); "
-                f"got {str(text.iloc[bad[0]])[:40]!r} in row {bad[0] + 1}"
+                f"got {str(text.iloc[bad[0]])[:40]!r} in row {row_of(text, int(bad[0]))}"
             )
         t = pd.to_datetime(text.map(lambda v: v if v is None else str(v).strip()), errors="coerce", utc=True, format="ISO8601")
         impossible = np.flatnonzero(t.isna().to_numpy() & text.notna().to_numpy())
         if len(impossible):  # ISO in form, but no such time (2024-02-30, month 13, hour 25)
             row = int(impossible[0])
             raise DataError(
-                f"{where}: column {name!r} holds {str(text.iloc[row])[:40]!r} in row {row + 1}, which is not a date that exists"
+                f"{where}: column {name!r} holds {str(text.iloc[row])[:40]!r} in row {row_of(text, row)}, which is not a date that exists"
             )
     if getattr(t.dt, "tz", None) is not None:
         t = t.dt.tz_convert("UTC").dt.tz_localize(None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
+from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType, row_of
 from trustforge.errors import DataError
 
 __all__ = ["Numeric", "NumericState"]
@@ -59,17 +59,17 @@ def numbers(col: pd.Series, *, name: str, where: str) -> np.ndarray:
         flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col.to_numpy()), dtype=bool, count=len(col))
         if flags.any():
             row = int(flags.nonzero()[0][0])
-            raise DataError(f"{where}: column {name!r} must be numeric; got the boolean {col.iloc[row]!r} in row {row + 1}")
+            raise DataError(f"{where}: column {name!r} must be numeric; got the boolean {col.iloc[row]!r} in row {row_of(col, row)}")
     converted = pd.to_numeric(col, errors="coerce")
     bad = converted.isna() & col.notna()
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise DataError(f"{where}: column {name!r} must be numeric; got {str(col.iloc[row])[:40]!r} in row {row + 1}")
+        raise DataError(f"{where}: column {name!r} must be numeric; got {str(col.iloc[row])[:40]!r} in row {row_of(col, row)}")
     values = converted.to_numpy(dtype=np.float64)
     inf = np.isinf(values)
     if inf.any():
         row = int(inf.nonzero()[0][0])
-        raise DataError(f"{where}: column {name!r} holds {values[row]} in row {row + 1}; values must be finite")
+        raise DataError(f"{where}: column {name!r} holds {values[row]} in row {row_of(col, row)}; values must be finite")
     return values
 
 
@@ -131,7 +131,9 @@ class Numeric(FeatureType):
             mean, std = scaler(values, fill)
         if not (np.isfinite(mean) and np.isfinite(std)):  # values near the float limit: their sum overflows
             row = int(np.nanargmax(np.abs(values)))
-            raise DataError(f"{where}: column {col.name!r} holds {values[row]:g} in row {row + 1}; values this large cannot be scaled")
+            raise DataError(
+                f"{where}: column {col.name!r} holds {values[row]:g} in row {row_of(col, row)}; values this large cannot be scaled"
+            )
         low, high = (summary(present, "low"), summary(present, "high")) if len(present) else (0.0, 0.0)
         return NumericState(fill, mean, std, low, high, "error" if policy == "error" else "fill")
 

@@ -43,7 +43,7 @@ class Table(InputKind):
             raw.modality,
             raw.target,
             raw.origin,
-            frame=raw.frame.iloc[idx].reset_index(drop=True),
+            frame=raw.frame.iloc[idx],  # the index keeps each row's number in the file, for messages
             classes=raw.classes,
             text=raw.text,
             root=raw.root,
