@@ -84,7 +84,8 @@ def test_rows_without_a_target_are_dropped_and_counted() -> None:
     schema, cleaned = infer(frame)
     assert schema.dropped_rows == 3 and schema.rows == 37
     assert len(cleaned) == 37 and cleaned.frame["y"].notna().all()
-    assert cleaned.frame.index.tolist() == [i for i in range(40) if i not in (0, 5, 6)]  # each row keeps its number in the file
+    assert cleaned.frame.index.tolist() == list(range(37))
+    assert cleaned.rows.tolist() == [i for i in range(40) if i not in (0, 5, 6)]  # each row's place in the file, for messages
     # Missing inputs are counted after the target-less rows are gone (row 5 went with its target).
     assert {c.name: c.missing for c in schema.columns}["age"] == 1
 

@@ -216,7 +216,8 @@ def read_linked_files(col: pd.Series, root: Path, suffixes: tuple[str, ...], *, 
     """
     base = root.resolve()
     out: list[Any] = []
-    for row, v in enumerate(col.tolist(), start=1):
+    for i, (label, v) in enumerate(zip(col.index, col.tolist())):
+        row = int(label) + 1 if isinstance(label, (int, np.integer)) else i + 1  # the row of the file (see features.row_of)
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or isinstance(v, (bytes, bytearray)):
             out.append(None if v is None or not isinstance(v, (bytes, bytearray)) else bytes(v))
             continue

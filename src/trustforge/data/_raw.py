@@ -55,6 +55,9 @@ class RawData:
     # columns resolve (`data._files.read_linked_files`). None (a DataFrame, a served request):
     # such columns hold the files' contents (bytes, or base64 text), never paths.
     root: str | None = None
+    # Tables: each row's 0-based place in the source, kept through cleaning and splits so that
+    # a message names the row of the file (`features.row_of`); None: the row's position.
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         if self.sequences is not None:

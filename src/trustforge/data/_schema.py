@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from trustforge.data._raw import RawData
@@ -172,7 +173,7 @@ def infer_table_schema(
     keep = target.notna().to_numpy()
     dropped = int((~keep).sum())
     if dropped:
-        frame = frame.loc[keep]  # the index keeps each row's number in the file, for messages (features.row_of)
+        frame = frame.loc[keep].reset_index(drop=True)
     if len(frame) < 10:
         raise DataError(f"{raw.origin}: only {len(frame)} rows with a target; need at least 10")
 
@@ -232,7 +233,8 @@ def infer_table_schema(
         ignored=ignored,  # type: ignore[arg-type]
         text=text,
     )
-    cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root)
+    rows = (raw.rows if raw.rows is not None else np.arange(len(keep)))[keep]  # each kept row's place in the file
+    cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root, rows=rows)
     return schema, cleaned
 
 

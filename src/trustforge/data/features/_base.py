@@ -68,9 +68,9 @@ class FeatureState:
 
 
 def row_of(col: pd.Series, i: int) -> int:
-    """The 1-based row of a table file that position `i` of `col` came from: tables keep their
-    file's row numbers as the index through cleaning and splits, so a message names the row a
-    user can find; otherwise the position."""
+    """The 1-based row of a table file that position `i` of `col` came from: the table kind
+    hands its columns to the types indexed by their rows' places in the file (`RawData.rows`),
+    so a message names the row a user can find, whatever split it is in; otherwise the position."""
     label = col.index[i] if 0 <= i < len(col) else None
     return int(label) + 1 if isinstance(label, (int, np.integer)) and not isinstance(label, bool) else i + 1
 

@@ -43,10 +43,11 @@ class Table(InputKind):
             raw.modality,
             raw.target,
             raw.origin,
-            frame=raw.frame.iloc[idx],  # the index keeps each row's number in the file, for messages
+            frame=raw.frame.iloc[idx].reset_index(drop=True),
             classes=raw.classes,
             text=raw.text,
             root=raw.root,
+            rows=raw.rows[idx] if raw.rows is not None else None,
         )
 
     def labels(self, raw: RawData) -> np.ndarray:
@@ -63,10 +64,16 @@ class Table(InputKind):
         )
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> None:
-        pre.fit_columns(self._with_files(pre.schema, raw).frame, where=raw.origin)
+        pre.fit_columns(self._numbered(self._with_files(pre.schema, raw)), where=raw.origin)
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
-        return pre.encode_frame(self._with_files(pre.schema, raw).frame, where=raw.origin)
+        return pre.encode_frame(self._numbered(self._with_files(pre.schema, raw)), where=raw.origin)
+
+    @staticmethod
+    def _numbered(raw: RawData) -> pd.DataFrame:
+        """The frame indexed by each row's place in the file, so a feature type's message names
+        the row a user can find (`features.row_of`), whatever split the row is in."""
+        return raw.frame if raw.rows is None else raw.frame.set_axis(raw.rows, axis=0)
 
     def _with_files(self, schema: Schema, raw: RawData) -> RawData:
         """`raw` with the files its columns name read as bytes (a table read from a file; see
@@ -74,11 +81,12 @@ class Table(InputKind):
         linked = [c for c in schema.columns if feature_type(c.kind).files and c.name in raw.frame.columns]
         if raw.root is None or not linked:
             return raw
-        frame = raw.frame.copy()
+        frame, numbered = raw.frame.copy(), self._numbered(raw)
         for c in linked:
             t = feature_type(c.kind)
-            frame[c.name] = read_linked_files(frame[c.name], Path(raw.root), t.files, where=raw.origin, kinds=getattr(t, "kinds", c.kind))
-        return RawData(raw.modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root)
+            read = read_linked_files(numbered[c.name], Path(raw.root), t.files, where=raw.origin, kinds=getattr(t, "kinds", c.kind))
+            frame[c.name] = read.to_numpy()
+        return RawData(raw.modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root, rows=raw.rows)
 
     def target_values(self, pre: "Preprocessor", raw: RawData) -> pd.Series:
         return raw.frame[pre.schema.target]
