@@ -39,7 +39,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from trustforge._fs import atomic_folder, atomic_write_text, fsync_path
 from trustforge.errors import IntegrityError, SecurityError
@@ -426,18 +426,7 @@ def rewrap_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str]]:
     Returns:
         (how many headers were rewritten, one message per package that could not be).
     """
-    count, failures = 0, []
-    root = Path(root)
-    if not root.is_dir():
-        return 0, []
-    for header in sorted(root.rglob(SEALED)):
-        if header.is_symlink() or not header.is_file():
-            continue
-        try:
-            count += rewrap_sealed(header.parent, old, new)
-        except (IntegrityError, SecurityError, OSError) as exc:
-            failures.append(str(exc))
-    return count, failures
+    return _each_sealed(root, lambda folder: rewrap_sealed(folder, old, new))
 
 
 def reencrypt_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str]]:
@@ -446,6 +435,17 @@ def reencrypt_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str
     Returns:
         (how many packages were re-encrypted, one message per package that could not be).
     """
+
+    def once(folder: Path) -> int:
+        reencrypt_sealed(folder, old, new)
+        return 1
+
+    return _each_sealed(root, once)
+
+
+def _each_sealed(root: Path, act: Callable[[Path], int]) -> tuple[int, list[str]]:
+    """`act` on the folder of every sealed package under `root`: (the sum of what it returns,
+    one message per package it failed on)."""
     count, failures = 0, []
     root = Path(root)
     if not root.is_dir():
@@ -454,8 +454,7 @@ def reencrypt_all(root: Path, old: Keyring, new: Keyring) -> tuple[int, list[str
         if header.is_symlink() or not header.is_file():
             continue
         try:
-            reencrypt_sealed(header.parent, old, new)
-            count += 1
+            count += act(header.parent)
         except (IntegrityError, SecurityError, OSError) as exc:
             failures.append(str(exc))
     return count, failures

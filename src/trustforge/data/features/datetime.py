@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType, row_of
-from trustforge.data.features.numeric import K
+from trustforge.data.features.numeric import summary
 from trustforge.errors import DataError
 
 __all__ = ["DateTime", "DateTimeState"]
@@ -60,18 +60,10 @@ def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
 
 
 def _summary_time(t: pd.Series, at: str) -> str:
-    """`numeric.summary` for times, to the second: the mean of the `K` lowest, middle or highest
-    times (a package holds no single training time that fewer than `K` rows share)."""
+    """`numeric.summary` for times, to the second: a package holds no single training time
+    that fewer than `numeric.K` rows share."""
     seconds = np.array([x.value // 10**9 for x in t], dtype=np.int64)
-    v = np.sort(seconds)
-    k = min(K, len(v))
-    start = {"low": 0, "middle": (len(v) - k) // 2, "high": len(v) - k}[at]
-    out = int(v[start : start + k].mean())
-    values, counts = np.unique(v, return_counts=True)
-    rare = set(values[counts < K].tolist())
-    while out in rare:
-        out += 1
-    return pd.Timestamp(out, unit="s", tz=t.dt.tz).isoformat()
+    return pd.Timestamp(int(summary(seconds, at, whole=True)), unit="s", tz=t.dt.tz).isoformat()
 
 
 class DateTime(FeatureType):

@@ -26,19 +26,22 @@ __all__ = ["Numeric", "NumericState"]
 K = 20  # rows each stored number summarises at least
 
 
-def summary(values: np.ndarray, at: str) -> float:
+def summary(values: np.ndarray, at: str, *, whole: bool = False) -> float:
     """A statistic of the present `values` over at least `K` of them: the mean of the `K`
     lowest ("low"), middle ("middle") or highest ("high"), or of all when there are fewer;
-    never a training value fewer than `K` rows share."""
+    never a training value fewer than `K` rows share. `whole`: cut to an integer (times in
+    seconds), stepping by 1 rather than to the next float."""
     v = np.sort(values)
     k = min(K, len(v))
     start = {"low": 0, "middle": (len(v) - k) // 2, "high": len(v) - k}[at]
     with np.errstate(over="ignore"):  # values near the float limit: `fit` refuses them next, naming the row
         out = float(v[start : start + k].mean())
+    if whole:
+        out = float(int(out))
     rare, counts = np.unique(v, return_counts=True)
     rare = set(rare[counts < K].tolist())
-    while out in rare:  # a coincidence: the next float is as good a summary
-        out = float(np.nextafter(out, np.inf))
+    while out in rare:  # a coincidence: the next value is as good a summary
+        out = out + 1 if whole else float(np.nextafter(out, np.inf))
     return out
 
 
