@@ -146,7 +146,7 @@ def _run(
         package = run_dir / "package"
         if package.exists():  # a resumed run that was interrupted after packaging
             shutil.rmtree(package)
-        reference = run_reference(data, scored.held_out) if spec.monitor.reference else None
+        reference = run_reference(data, scored.held_out, scored.decision) if spec.monitor.reference else None
         write_model_package(
             package,
             spec,
@@ -159,6 +159,7 @@ def _run(
             keyring=keyring,
             calibration=scored.manifest_entry(),
             reference=reference,
+            decision=scored.decision,
         )
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)

@@ -16,13 +16,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from trustforge.evaluate._calibration import (
+    MIN_ROWS,
+    T_MAX,
     _counts_at_thresholds,
     _pr_points,
     _roc_points,
     apply_temperature,
     calibration,
+    choose_threshold,
     curves,
     fit_temperature,
+    guarded_temperature,
 )
 
 
@@ -190,6 +194,135 @@ def test_temperature_rejects_bad_input() -> None:
             apply_temperature(torch.zeros(2, 2), bad)
 
 
+# --- guards: a temperature is served only when the validation split identifies it -------------
+
+
+def test_a_separable_validation_split_keeps_t_1(digits_logits) -> None:
+    """The digits failure: every validation row right, so the bare fit runs to T = 0.05 and
+    sharpens test predictions until a wrong one gives its true class almost nothing."""
+    val_logits, y_val, test_logits, y_test = digits_logits
+    right = val_logits.argmax(1) == y_val
+    z, y = val_logits[right] * 3, y_val[right]  # synthetic: the correctly classified rows, confident
+    assert len(z) >= MIN_ROWS
+    assert fit_temperature(z, y) == pytest.approx(0.05)  # what the unguarded fit would serve
+    t, reason = guarded_temperature(z, y)
+    assert t is None and "separable" in reason
+    # What T = 0.05 would have done to the test split's wrong rows, which T = 1 leaves alone.
+    wrong = (test_logits * 3).argmax(1) != y_test
+    assert wrong.any()
+    sharp = torch.softmax(test_logits[wrong] * 3 / 0.05, 1)[torch.arange(int(wrong.sum())), y_test[wrong]]
+    raw = torch.softmax(test_logits[wrong] * 3, 1)[torch.arange(int(wrong.sum())), y_test[wrong]]
+    assert float(sharp.min()) < 1e-6 < float(raw.min())
+
+
+def test_a_one_logit_separable_split_keeps_t_1() -> None:
+    z = torch.linspace(-4, 4, 60)
+    y = (z > 0).long()
+    t, reason = guarded_temperature(z.reshape(-1, 1), y)
+    assert t is None and "separable" in reason
+
+
+def test_too_few_validation_rows_keep_t_1(digits_logits) -> None:
+    val_logits, y_val, _, _ = digits_logits
+    t, reason = guarded_temperature(val_logits[: MIN_ROWS - 1] * 5, y_val[: MIN_ROWS - 1])
+    assert t is None and f"{MIN_ROWS - 1} rows" in reason
+
+
+def test_a_fit_at_its_bound_keeps_t_1() -> None:
+    # Confident logits unrelated to the labels: the likelihood is best at T -> infinity.
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(200, 3, generator=g, dtype=torch.float64) * 20
+    y = torch.randint(0, 3, (200,), generator=g)
+    assert fit_temperature(z, y) == pytest.approx(T_MAX)
+    t, reason = guarded_temperature(z, y)
+    assert t is None and "bound" in reason
+
+
+def test_one_error_does_not_identify_a_temperature(digits_logits) -> None:
+    """One wrong row among 80: the half without it is separable, and its fit ruins the other half."""
+    val_logits, y_val, _, _ = digits_logits
+    right = torch.nonzero(val_logits.argmax(1) == y_val).reshape(-1)[:79]
+    wrong = torch.nonzero(val_logits.argmax(1) != y_val).reshape(-1)[:1]
+    rows = torch.cat([right, wrong])
+    z, y = val_logits[rows] * 2, y_val[rows]
+    t_bare = fit_temperature(z, y)
+    assert 0.05 < t_bare < 1  # the bare fit would sharpen, inside its bounds
+    t, reason = guarded_temperature(z, y)
+    assert t is None and "half" in reason
+
+
+def test_an_over_confident_model_gets_its_temperature(digits_logits) -> None:
+    val_logits, y_val, test_logits, y_test = digits_logits
+    t, reason = guarded_temperature(val_logits * 5, y_val)
+    assert reason is None and t == pytest.approx(fit_temperature(val_logits * 5, y_val))
+    assert t > 1
+    nll = F.cross_entropy
+    assert nll(test_logits * 5 / t, y_test) < nll(test_logits * 5, y_test)  # it carries to the test split
+
+
+# --- decision thresholds, against a brute force over sklearn's precision-recall curve -----------
+
+
+def _sklearn_choice(score: np.ndarray, positive: np.ndarray, objective) -> float:
+    """The highest of sklearn's thresholds that maximises `objective(precision, recall, fp, fn)`."""
+    precision, recall, thresholds = skm.precision_recall_curve(positive, score)
+    best, best_t = -np.inf, -np.inf
+    for p, r, t in zip(precision[:-1], recall[:-1], thresholds):
+        pred = score >= t
+        fp, fn = int((pred & ~positive).sum()), int((~pred & positive).sum())
+        value = objective(p, r, fp, fn)
+        if value > best or (value == best and t > best_t):
+            best, best_t = value, t
+    return best_t
+
+
+@pytest.mark.parametrize(
+    "rule, objective",
+    [
+        ("f1", lambda p, r, fp, fn: 2 * p * r / (p + r) if p + r else 0.0),
+        ("precision@recall=0.98", lambda p, r, fp, fn: p if r >= 0.98 else -np.inf),
+        ("recall@precision=0.95", lambda p, r, fp, fn: r if p >= 0.95 else -np.inf),
+        ({"cost": {"fp": 1.0, "fn": 5.0}}, lambda p, r, fp, fn: -(1.0 * fp + 5.0 * fn)),
+    ],
+    ids=["f1", "precision@recall", "recall@precision", "cost"],
+)
+def test_threshold_rules_classify_validation_as_sklearns_best(cancer_logits, rule, objective) -> None:
+    val_logits, y_val, _, _ = cancer_logits
+    score = torch.sigmoid(val_logits * 0.5).numpy()  # softened, so the rules have choices to make
+    positive = y_val.numpy() == 0  # malignant, the minority, is class 0 in sklearn's data
+    score = 1 - score  # P(malignant)
+    chosen = choose_threshold(score, positive, rule)
+    assert chosen["chosen_on"] == "validation" and chosen["note"].startswith("chosen on")
+    expected = _sklearn_choice(score, positive, objective)
+    np.testing.assert_array_equal(score >= chosen["value"], score >= expected)
+    assert chosen["value"] <= expected  # the midpoint below the chosen score
+    if rule == "precision@recall=0.98":
+        assert skm.recall_score(positive, score >= chosen["value"]) >= 0.98
+        assert chosen["rule"] == "precision@recall=0.98"
+
+
+def test_thresholds_fall_back_to_0_5_with_a_note() -> None:
+    score, positive = np.array([0.1, 0.4, 0.6, 0.9]), np.array([True, True, False, False])
+    assert choose_threshold(None, None, "f1") == {
+        "value": 0.5,
+        "rule": "f1",
+        "chosen_on": "default",
+        "note": "no validation split to choose the threshold on by f1; the threshold is 0.5",
+    }
+    infeasible = choose_threshold(score, positive, "recall@precision=0.99")
+    assert infeasible["value"] == 0.5 and infeasible["chosen_on"] == "default" and "precision 0.99" in infeasible["note"]
+    one_class = choose_threshold(score, np.zeros(4, dtype=bool), "f1")
+    assert one_class["chosen_on"] == "default" and "no positive" in one_class["note"]
+    assert choose_threshold(score, positive, None) == {
+        "value": 0.5,
+        "rule": "0.5",
+        "chosen_on": "default",
+        "note": "the default (evaluate.threshold is not set)",
+    }
+    assert "no validation split" in choose_threshold(None, None, None)["note"]
+    assert choose_threshold(score, positive, 0.3)["value"] == 0.3
+
+
 # --- ROC and PR curves -------------------------------------------------------------------------
 
 
@@ -255,3 +388,13 @@ def test_absent_classes_give_empty_curves() -> None:
 def test_curves_reject_mismatched_labels() -> None:
     with pytest.raises(ValueError, match="labels"):
         curves(np.array([0, 1]), np.full((2, 3), 1 / 3), ["a", "b"])
+
+
+def test_binary_curves_follow_the_positive_class(cancer_logits) -> None:
+    _, _, logits, y = cancer_logits
+    p1 = torch.sigmoid(logits).numpy()
+    proba = np.stack([1 - p1, p1], axis=1)
+    out = curves(y.numpy(), proba, ["malignant", "benign"], positive=0)
+    assert list(out["pr"]["per_class"]) == ["malignant"]
+    assert out["pr"]["per_class"]["malignant"]["ap"] == pytest.approx(skm.average_precision_score(y.numpy() == 0, proba[:, 0]))
+    assert out["roc"]["per_class"]["malignant"]["auc"] == pytest.approx(skm.roc_auc_score(y.numpy() == 0, proba[:, 0]))

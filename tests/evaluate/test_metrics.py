@@ -116,6 +116,33 @@ def test_binary_positive_class_matches_sklearn_binary_average() -> None:
     assert ours["f1"] == pytest.approx(skm.f1_score(y_test, pred), rel=REL)
 
 
+@pytest.mark.parametrize("threshold", [0.5, 0.05, 0.9])
+def test_a_positive_class_and_threshold_match_sklearn(threshold) -> None:
+    """Malignant (class 0) positive, predicted when P(malignant) >= threshold: sklearn with pos_label=0."""
+    x, y = load_breast_cancer(return_X_y=True)
+    y_test, proba = fitted_proba(x, y)
+    ours = classification_metrics(y_test, proba, ["malignant", "benign"], positive=0, threshold=threshold)
+    pred = np.where(proba[:, 0] >= threshold, 0, 1)
+    assert ours["precision"] == pytest.approx(skm.precision_score(y_test, pred, pos_label=0), rel=REL)
+    assert ours["recall"] == pytest.approx(skm.recall_score(y_test, pred, pos_label=0), rel=REL)
+    assert ours["f1"] == pytest.approx(skm.f1_score(y_test, pred, pos_label=0), rel=REL)
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y_test, pred), rel=REL)
+    assert ours["confusion_matrix"] == skm.confusion_matrix(y_test, pred, labels=[0, 1]).tolist()  # both classes kept
+    assert ours["f1_macro"] == pytest.approx(skm.f1_score(y_test, pred, average="macro"), rel=REL)
+    assert ours["roc_auc"] == pytest.approx(skm.roc_auc_score(y_test == 0, proba[:, 0]), rel=REL)
+    assert ours["pr_auc"] == pytest.approx(skm.average_precision_score(y_test == 0, proba[:, 0]), rel=REL)
+    assert ours["log_loss"] == pytest.approx(skm.log_loss(y_test, proba), rel=1e-6)
+    if threshold == 0.05:  # a low threshold finds more malignant cases than the argmax
+        argmax = classification_metrics(y_test, proba, ["malignant", "benign"], positive=0)
+        assert ours["recall"] > argmax["recall"] and ours["precision"] < argmax["precision"]
+
+
+def test_a_threshold_applies_to_two_classes_only() -> None:
+    proba = np.full((3, 3), 1 / 3)
+    with pytest.raises(ValueError, match="2 labels"):
+        classification_metrics(np.array([0, 1, 2]), proba, ["a", "b", "c"], threshold=0.5)
+
+
 def test_float32_proba_log_loss_uses_float32_eps() -> None:
     x, y = load_digits(return_X_y=True)
     y_test, proba = fitted_proba(x, y)

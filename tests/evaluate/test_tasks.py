@@ -170,3 +170,48 @@ def test_only_classification_calibrates_its_outputs():
     for name in ("regression", "forecasting", "recommendation"):
         assert TASKS[name].calibrate(out, 2.0) is out
     assert [n for n, t in TASKS.items() if t.probabilities] == ["classification"]
+
+
+def test_a_decision_needs_two_classes_and_one_of_them():
+    check = TASKS["classification"].check_decision
+    three = ["setosa", "versicolor", "virginica"]
+    with pytest.raises(SpecError, match=r"evaluate\.positive_class applies to binary classification; the data has 3 classes"):
+        check(load_spec({"evaluate": {"positive_class": "setosa"}}), three)
+    with pytest.raises(SpecError, match=r"evaluate\.threshold applies to binary classification"):
+        check(load_spec({"evaluate": {"threshold": "f1"}}), three)
+    with pytest.raises(SpecError, match=r"evaluate\.positive_class must be one of the classes \(no, yes\); got 'maybe'"):
+        check(load_spec({"evaluate": {"positive_class": "maybe"}}), ["no", "yes"])
+    check(load_spec({"evaluate": {"positive_class": "no", "threshold": 0.3}}), ["no", "yes"])
+    check(load_spec({}), three)  # nothing asked, nothing refused
+
+
+def test_a_positive_class_on_ten_digits_fails_before_training():
+    with pytest.raises(SpecError, match="evaluate.positive_class applies to binary classification; the data has 10 classes"):
+        trustforge_run({"data": {"source": "builtin:digits"}, "evaluate": {"positive_class": "3"}, "train": {"max_epochs": 1}})
+
+
+def trustforge_run(spec):
+    from trustforge.pipeline import run
+
+    return run(spec, progress=False, register=False)
+
+
+def test_the_positive_class_defaults_to_the_training_minority():
+    pos = TASKS["classification"].positive_index
+    spec = load_spec({})
+    assert pos(spec, ["malignant", "benign"], torch.tensor([0, 1, 1, 1])) == 0
+    assert pos(spec, ["no", "yes"], torch.tensor([0, 0, 0, 1])) == 1
+    assert pos(spec, ["a", "b"], torch.tensor([0, 1])) == 1  # a tie keeps class 1, the old headline
+    assert pos(load_spec({"evaluate": {"positive_class": "benign"}}), ["malignant", "benign"], torch.tensor([0, 1, 1])) == 1
+    assert pos(spec, ["a", "b", "c"], torch.tensor([0, 1, 2])) is None
+
+
+def test_binary_predictions_follow_the_decision():
+    proba = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    decide = TASKS["classification"].decide
+    classes = ["benign", "malignant"]
+    assert decide(proba, classes, None).tolist() == [0, 0, 1]  # no decision: the argmax, as older packages predict
+    decision = {"positive_class": "malignant", "threshold": {"value": 0.35}}
+    assert decide(proba, classes, decision).tolist() == [0, 1, 1]
+    m = TASKS["classification"].compute_metrics(np.array([0, 1, 1]), proba=proba, classes=classes, decision=decision)
+    assert m["positive_class"] == "malignant" and m["recall"] == 1.0 and m["threshold"] == {"value": 0.35}

@@ -21,6 +21,9 @@ def test_a_package_from_before_feature_types_predicts_the_same():
     got = model.predict(pd.read_csv(FIXTURE / "strikes.csv"))
     want = pd.read_csv(FIXTURE / "predictions.csv")
     assert list(got["prediction"]) == list(want["prediction"])
+    # Binary, from before decision thresholds: no decision, so the most probable class, as then.
+    assert model.decision is None
+    assert list(got["prediction"]) == list(np.where(got["proba_yes"] > got["proba_no"], "yes", "no"))
     np.testing.assert_allclose(got[["proba_no", "proba_yes"]].to_numpy(), want[["proba_no", "proba_yes"]].to_numpy(), atol=1e-6)
     # Missing values and an unseen category take the paths they took then.
     frame = pd.read_csv(FIXTURE / "strikes.csv").head(3)
@@ -36,9 +39,9 @@ def test_a_format_version_that_is_not_a_known_integer_is_refused(tmp_path):
     import pytest
 
     from trustforge.errors import IntegrityError
-    from trustforge.package import UnsafeNoVerify, read_package
+    from trustforge.package import FORMAT_VERSION, UnsafeNoVerify, read_package
 
-    for bad in (4, True, "2"):
+    for bad in (FORMAT_VERSION + 1, True, "2"):
         pkg = tmp_path / f"pkg-{bad}"
         shutil.copytree(FIXTURE / "package", pkg)
         manifest = json.loads((pkg / "manifest.json").read_text())

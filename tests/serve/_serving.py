@@ -34,6 +34,14 @@ SPECS = {
         "evaluate": {**QUIET, "calibrate": False},
         "monitor": {"window": 20},
     },
+    # binary, with a decision threshold chosen on validation for malignant recall >= 0.98.
+    "cancer": {
+        "name": "cancer-serve",
+        "data": {"source": "builtin:breast_cancer", "split": {"test": 0.2, "validation": 0.2}},
+        "model": {"kind": "mlp", "hidden": [16]},
+        "train": {"max_epochs": 20, "batch_size": 32},
+        "evaluate": {**QUIET, "threshold": "precision@recall=0.98"},
+    },
     # images (1, 8, 8): the tensor layout.
     "digits": {
         "name": "digits-serve",

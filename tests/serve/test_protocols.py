@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tritonclient.http as triton
 from _serving import mixed_frame, register
-from sklearn.datasets import load_digits, load_iris
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from tritonclient.utils import InferenceServerException
 
 from trustforge.serve import ModelService, ServeConfig, create_app
@@ -93,7 +93,7 @@ def test_tritonclient_errors_name_the_field(iris):
 def test_invocations_takes_all_four_shapes_and_answers_like_model_predict(iris):
     server, _, model, frame, _ = iris
     rows = frame.sample(12, random_state=0).reset_index(drop=True)
-    expected = json.loads(model.predict(rows).to_json(orient="records"))
+    expected = json.loads(model.predict(rows).to_json(orient="records", double_precision=15))
     split = json.loads(rows.to_json(orient="split"))
     records = rows.to_dict(orient="records")
     bodies = {
@@ -319,3 +319,32 @@ def test_mlflow_side_routes(iris):
     assert version["model_name"] == "iris-serve" and version["model_version"] == "1"
     r = httpx.get(f"{server.url}/no/such/route")
     assert r.status_code == 404 and "error" in r.json()
+
+
+def test_a_binary_models_threshold_decides_on_both_protocols(packages, registry, tmp_path, live):
+    """The package's threshold, not the argmax, labels each row on OIP v2 and MLflow alike."""
+    uri = register(registry, packages["cancer"], tmp_path)
+    model = registry.load_model(uri)
+    decision = model.decision
+    t = decision["threshold"]["value"]
+    assert decision["positive_class"] == "malignant" and decision["threshold"]["chosen_on"] == "validation" and t < 0.5
+    frame = load_breast_cancer(as_frame=True).frame.drop(columns="target")
+    p = model.predict_proba(frame)[:, 0]
+    flips = (p >= t) & (p < 0.5)  # malignant by the threshold, benign by the argmax
+    assert flips.any()
+    rows = pd.concat([frame[flips].head(4), frame[~flips].head(4)]).reset_index(drop=True)
+    expected = np.where(model.predict_proba(rows)[:, 0] >= t, "malignant", "benign").tolist()
+    assert expected[:4] == ["malignant"] * 4
+    svc = _serve(registry, "models:/cancer-serve@champion")
+    try:
+        with live(create_app(svc)) as server:
+            r = httpx.post(f"{server.url}/invocations", json={"dataframe_records": rows.to_dict(orient="records")})
+            assert r.status_code == 200, r.text
+            assert [g["prediction"] for g in r.json()["predictions"]] == expected
+            inputs = [{"name": c, "datatype": "FP64", "shape": [len(rows)], "data": rows[c].tolist()} for c in rows.columns]
+            r = httpx.post(f"{server.url}/v2/models/cancer-serve/infer", json={"inputs": inputs})
+            assert r.status_code == 200, r.text
+            out = {o["name"]: o for o in r.json()["outputs"]}
+            assert out["prediction"]["data"] == expected
+    finally:
+        svc.close()

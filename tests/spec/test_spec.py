@@ -391,3 +391,59 @@ def test_spec_problem_reads_well_without_the_loader():
 def test_model_kinds_are_distinct_types():
     assert isinstance(load_spec({"model": {"kind": "mlp"}}).model, MLPSpec)
     assert isinstance(load_spec({"model": {"kind": "rnn", "cell": "gru"}}).model, RNNSpec)
+
+
+def test_calibrate_takes_a_method_and_old_booleans(tmp_path):
+    assert load_spec(write(tmp_path, "evaluate: {calibrate: none}\n")).evaluate.calibrate == "none"
+    assert load_spec(write(tmp_path, "evaluate: {calibrate: false}\n")).evaluate.calibrate == "none"  # specs before issue 12
+    assert load_spec(write(tmp_path, "evaluate: {calibrate: true}\n")).evaluate.calibrate == "temperature"
+    assert load_spec(write(tmp_path, "{}\n")).evaluate.calibrate == "temperature"
+    assert "evaluate.calibrate" in spec_error(tmp_path, "evaluate: {calibrate: platt}\n")
+
+
+@pytest.mark.parametrize(
+    "value, normalised",
+    [
+        ("0.3", 0.3),
+        ("f1", "f1"),
+        ("'recall@precision = 0.9'", "recall@precision=0.9"),
+        ("precision@recall=0.98", "precision@recall=0.98"),
+        ("{cost: {fp: 1, fn: 5}}", {"cost": {"fp": 1.0, "fn": 5.0}}),
+    ],
+)
+def test_threshold_rules_are_normalised_and_survive_a_round_trip(tmp_path, value, normalised):
+    spec = load_spec(write(tmp_path, f"evaluate: {{threshold: {value}}}\n"))
+    assert spec.evaluate.threshold == normalised
+    assert load_spec(spec_to_dict(spec)).evaluate.threshold == normalised
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("1.0", "a number in (0, 1)"),
+        ("0", "a number in (0, 1)"),
+        ("true", "got true"),
+        ("recall@0.9", "recall@precision=P"),
+        ("precision@recall=1.5", "X in (0, 1]"),
+        ("'f2'", "got 'f2'"),
+        ("{cost: {fp: 1}}", "exactly those keys"),
+        ("{cost: {fp: 1, fn: 0}}", "cost.fn must be a finite number > 0"),
+        ("{fp: 1, fn: 2}", "exactly those keys"),
+    ],
+)
+def test_a_bad_threshold_names_the_field_and_the_forms(tmp_path, value, says):
+    message = spec_error(tmp_path, f"evaluate: {{threshold: {value}}}\n")
+    assert "evaluate.threshold" in message and says in message, message
+
+
+def test_a_decision_on_a_task_without_classes_is_refused(tmp_path):
+    for field, value in (("threshold", "f1"), ("positive_class", "'yes'")):
+        message = spec_error(tmp_path, f"task: regression\ndata: {{source: 'builtin:diabetes'}}\nevaluate: {{{field}: {value}}}\n")
+        assert f"evaluate.{field}" in message and "binary classification" in message, message
+
+
+def test_an_unquoted_yes_as_positive_class_asks_for_quotes(tmp_path):
+    message = spec_error(tmp_path, "evaluate: {positive_class: yes}\n")
+    assert "evaluate.positive_class" in message and "quote" in message, message
+    assert load_spec(write(tmp_path, "evaluate: {positive_class: 'yes'}\n")).evaluate.positive_class == "yes"
+    assert load_spec(write(tmp_path, "evaluate: {positive_class: 1}\n")).evaluate.positive_class == "1"

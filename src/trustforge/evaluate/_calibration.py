@@ -22,9 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["calibration", "fit_temperature", "apply_temperature", "curves"]
+__all__ = ["calibration", "fit_temperature", "guarded_temperature", "apply_temperature", "curves", "choose_threshold", "rule_name"]
 
 T_MIN, T_MAX = 0.05, 20.0
+# Fewest validation rows a temperature is fitted on. Guo et al. fit on thousands; one number
+# from a few dozen rows is mostly noise, and the guards below need rows to split in two.
+MIN_ROWS = 50
 
 
 def calibration(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, Any]:
@@ -120,6 +123,57 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, *, max_iter: int = 10
     return float(candidates[int(np.argmin(losses))])
 
 
+def guarded_temperature(logits: torch.Tensor, y: torch.Tensor) -> tuple[float | None, str | None]:
+    """The temperature to serve when the validation split identifies one, else None and why.
+
+    Temperature scaling is only as good as the likelihood it maximises. When the validation
+    split is classified without an error, the likelihood keeps rising as ``T`` shrinks, so the
+    fit runs to its lower bound and sharpens every prediction (on digits: T = 0.05, a test
+    log loss six times the raw one, a misclassified image's true class at 5e-27). So ``T = 1``
+    is kept, with the reason, when:
+
+    - the split has fewer than ``MIN_ROWS`` rows;
+    - every row is classified correctly (the split is separable);
+    - the fit reaches a bound of ``[T_MIN, T_MAX]`` (the optimum is not inside: not identified);
+    - a temperature fitted on either half of the split (alternate rows) makes the other half's
+      log loss worse than ``T = 1`` does: the fit does not carry to rows it did not see, which
+      is what happens when a handful of errors decides it.
+
+    Args:
+        logits: validation outputs, as `fit_temperature` takes them.
+        y: validation class indices.
+
+    Returns:
+        ``(T, None)`` for a temperature to serve, or ``(None, reason)``.
+    """
+    z, target, binary = _logits_and_target(logits, y)
+    n = len(z)
+    if n < MIN_ROWS:
+        return None, f"the validation split has {n} rows; a temperature is fitted on at least {MIN_ROWS}"
+    predicted = (z > 0).to(torch.float64) if binary else z.argmax(dim=1)
+    if bool((predicted == target).all()):
+        return None, (
+            f"all {n} validation rows are classified correctly (the split is separable): the likelihood keeps "
+            "improving as T shrinks, so no temperature is identified"
+        )
+    t = fit_temperature(z, target.to(torch.int64))
+    if t <= T_MIN or t >= T_MAX:
+        return None, f"the fit ran to its bound T = {t:g}: the validation split does not identify a temperature"
+    rows = torch.arange(n)
+    halves = (rows % 2 == 0, rows % 2 == 1)
+    for fit_on, check_on in (halves, halves[::-1]):
+        t_half = fit_temperature(z[fit_on], target[fit_on].to(torch.int64))
+        with torch.no_grad():
+            worse = float(_nll(z[check_on], target[check_on], binary, torch.tensor(t_half, dtype=torch.float64)))
+            raw = float(_nll(z[check_on], target[check_on], binary, torch.tensor(1.0, dtype=torch.float64)))
+        if worse > raw:
+            return None, (
+                f"a temperature fitted on half of the validation split (T = {t_half:.3g}) makes the other half's log loss "
+                f"worse ({worse:.4f} against {raw:.4f} at T = 1): the fit does not carry to rows it did not see"
+            )
+    return t, None
+
+
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``logits / T``: feed the result to the usual softmax (or sigmoid for a one-logit head).
 
@@ -134,10 +188,11 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return logits / temperature
 
 
-def curves(y: np.ndarray, proba: np.ndarray, labels: list[str], max_points: int = 200) -> dict[str, Any]:
+def curves(y: np.ndarray, proba: np.ndarray, labels: list[str], max_points: int = 200, positive: int | None = None) -> dict[str, Any]:
     """ROC and precision-recall curves per class, one-vs-rest, thinned for a report.
 
-    For ``K == 2`` only the positive class (``labels[1]``, scored by ``proba[:, 1]``) is given;
+    For ``K == 2`` only the positive class (``labels[positive]``, scored by
+    ``proba[:, positive]``; ``positive`` defaults to 1) is given;
     for ``K > 2`` every class ``c`` against the rest, scored by ``proba[:, c]``. The areas are
     computed on the full curves, before thinning: ``auc`` equals scikit-learn's
     ``roc_auc_score`` and ``ap`` its ``average_precision_score``.
@@ -169,7 +224,9 @@ def curves(y: np.ndarray, proba: np.ndarray, labels: list[str], max_points: int 
         raise ValueError(f"`max_points` must be an int >= 2; got {max_points}")
     roc: dict[str, Any] = {}
     pr: dict[str, Any] = {}
-    for c in [1] if k == 2 else range(k):
+    if positive is not None and not (k == 2 and positive in (0, 1)):
+        raise ValueError(f"`positive` must be 0 or 1 for a binary model; got {positive} with {k} classes")
+    for c in [1 if positive is None else positive] if k == 2 else range(k):
         positive = y == c
         label = str(labels[c])
         if not positive.any():
@@ -185,6 +242,96 @@ def curves(y: np.ndarray, proba: np.ndarray, labels: list[str], max_points: int 
         fpr, tpr = _roc_points(fps, tps)
         roc[label] = {**_thin({"fpr": fpr, "tpr": tpr}, max_points), "auc": _trapezoid(fpr, tpr)}
     return {"roc": {"per_class": roc}, "pr": {"per_class": pr}}
+
+
+def rule_name(rule: float | str | dict[str, Any] | None) -> str:
+    """The name a threshold rule is reported by: "0.5" (or the fixed number), "f1",
+    "recall@precision=P", "precision@recall=R" or "cost"."""
+    if rule is None:
+        return "0.5"
+    if isinstance(rule, dict):
+        return "cost"
+    if isinstance(rule, (int, float)):
+        return f"{float(rule):g}"
+    return str(rule)
+
+
+def choose_threshold(score: np.ndarray | None, positive: np.ndarray | None, rule: float | str | dict[str, Any] | None) -> dict[str, Any]:
+    """The decision threshold on the positive class's probability, chosen by `rule` on validation.
+
+    The positive class is predicted when its probability is ``>= value``. A number (or no rule:
+    0.5) is used as given. A rule tries each distinct validation score as the threshold and
+    takes, on ties, the highest one:
+
+    - ``f1``: the best F1 of the positive class;
+    - ``recall@precision=P``: the most recall among thresholds with precision ``>= P``;
+    - ``precision@recall=R``: the most precision among thresholds with recall ``>= R``;
+    - ``{"cost": {"fp": X, "fn": Y}}``: the least ``X * FP + Y * FN``.
+
+    The value returned is the midpoint between the chosen score and the next lower one, so the
+    validation split is classified exactly as at the chosen score while unseen rows between
+    the two scores are not decided by which side of a tie they fall on.
+
+    Args:
+        score: validation probabilities of the positive class, shape (N,); None without a
+            validation split.
+        positive: whether each validation row is of the positive class, shape (N,).
+        rule: `evaluate.threshold` in its normalised form (see `spec.threshold_rule`).
+
+    Returns:
+        ``{"value": float, "rule": str, "chosen_on": "validation" | "default", "note": str | None}``.
+        A rule that cannot be applied (no validation split, one class only in it, no threshold
+        meeting the constraint) gives 0.5 with ``chosen_on`` "default" and a note saying why.
+    """
+    name = rule_name(rule)
+    if rule is None or isinstance(rule, (int, float)):
+        no_split = "" if score is not None and len(score) else "; there is no validation split to choose one on"
+        note = "the default (evaluate.threshold is not set)" if rule is None else "as evaluate.threshold sets it"
+        return {"value": 0.5 if rule is None else float(rule), "rule": name, "chosen_on": "default", "note": note + no_split}
+
+    def fallback(why: str) -> dict[str, Any]:
+        return {"value": 0.5, "rule": name, "chosen_on": "default", "note": f"{why}; the threshold is 0.5"}
+
+    if score is None or len(score) == 0:
+        return fallback(f"no validation split to choose the threshold on by {name}")
+    score = np.asarray(score, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    if n_pos == 0 or n_pos == len(positive):
+        return fallback(f"the validation split holds {'no' if n_pos == 0 else 'only'} positive rows")
+    order = np.argsort(score, kind="mergesort")[::-1]
+    s = score[order]
+    fps, tps = _counts_at_thresholds(positive, score)
+    thresholds = s[np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]]  # the distinct scores, highest first
+    fns = n_pos - tps
+    precision = tps / (tps + fps)
+    recall = tps / n_pos
+    if rule == "f1":
+        objective, feasible = 2 * tps / (2 * tps + fps + fns), np.ones(len(tps), dtype=bool)
+    elif isinstance(rule, dict):
+        c = rule["cost"]
+        objective, feasible = -(c["fp"] * fps + c["fn"] * fns), np.ones(len(tps), dtype=bool)
+    else:
+        kind, _, level = str(rule).partition("=")
+        bound = float(level)
+        if kind == "recall@precision":
+            objective, feasible = recall, precision >= bound
+        else:
+            objective, feasible = precision, recall >= bound
+        if not feasible.any():
+            best = float(precision.max() if kind == "recall@precision" else recall.max())
+            what = "precision" if kind == "recall@precision" else "recall"
+            return fallback(f"no threshold reaches validation {what} {bound:g} (best {best:.3f})")
+    objective = np.where(feasible, objective, -np.inf)
+    i = int(np.argmax(objective))  # the first maximum: the highest threshold among equals
+    value = float(thresholds[i])
+    if i + 1 < len(thresholds) and thresholds[i + 1] < (thresholds[i] + thresholds[i + 1]) / 2:  # adjacent floats have no midpoint
+        value = float((thresholds[i] + thresholds[i + 1]) / 2)
+    note = (
+        f"chosen on {len(score)} validation rows ({n_pos} positive): precision {precision[i]:.3f}, "
+        f"recall {recall[i]:.3f}, {int(fps[i])} false positives and {int(fns[i])} false negatives there"
+    )
+    return {"value": value, "rule": name, "chosen_on": "validation", "note": note}
 
 
 def _counts_at_thresholds(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,35 +20,87 @@ import torch
 
 from trustforge._fs import atomic_write_text
 from trustforge.data import Prepared, redact_source
-from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._calibration import apply_temperature, calibration, choose_threshold, curves, guarded_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
+from trustforge.evaluate._metrics import classification_metrics
 from trustforge.evaluate._shift import shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
 from trustforge.spec import TaskSpec
 
-__all__ = ["calibrate", "gather", "EVIDENCE", "EXPLANATIONS"]
+__all__ = ["calibrate", "decide", "gather", "evaluate_test", "Evaluation", "EVIDENCE", "EXPLANATIONS"]
 
 EVIDENCE = "evidence.json"
 
 
 def calibrate(spec: TaskSpec, data: Prepared, val_logits: torch.Tensor | None, test_logits: torch.Tensor) -> dict[str, Any] | None:
-    """Expected calibration error on the test split, before and after temperature scaling.
+    """The calibration the package serves, and the test split's ECE and log loss before and after.
 
-    The temperature is fitted on the validation split only (never on test), and only when the
-    spec asks for it and there is a validation split.
+    With `evaluate.calibrate: temperature` a temperature is fitted on the validation split
+    (never on test) and served only when the split identifies it (`guarded_temperature`);
+    otherwise T = 1 is kept and `reason` says why. The `_after` figures exist only for a
+    served temperature.
+
+    Returns:
+        None for tasks without class probabilities, else ``{"method", "served", "temperature",
+        "reason", "ece_before", "ece_after", "log_loss_before", "log_loss_after", "bins_before",
+        "bins_after"}`` (see the issue 12 contract).
     """
     if not task_of(spec).probabilities:  # only class probabilities have a calibration
         return None
     k = len(data.schema.classes)
     y = data.test.target.numpy()
-    before = calibration(outputs_to_proba(test_logits, k), y)
-    result: dict[str, Any] = {"ece": before["ece"], "bins": before["bins"], "temperature": None, "ece_after": None, "bins_after": None}
-    if spec.evaluate.calibrate and val_logits is not None and len(val_logits):
-        t = fit_temperature(val_logits, data.validation.target)
-        after = calibration(outputs_to_proba(apply_temperature(test_logits, t), k), y)
-        result.update(temperature=t, ece_after=after["ece"], bins_after=after["bins"])
+    proba = outputs_to_proba(test_logits, k)
+    before = calibration(proba, y)
+    method = spec.evaluate.calibrate
+    t, reason = None, None
+    if method == "none":
+        reason = "evaluate.calibrate is none"
+    elif val_logits is None or not len(val_logits):
+        reason = "no validation split to fit a temperature on"
+    else:
+        t, reason = guarded_temperature(val_logits, data.validation.target)
+    result: dict[str, Any] = {
+        "method": method,
+        "served": "raw" if t is None else "temperature",
+        "temperature": t,
+        "reason": reason,
+        "ece_before": before["ece"],
+        "ece_after": None,
+        "log_loss_before": _log_loss(y, proba),
+        "log_loss_after": None,
+        "bins_before": before["bins"],
+        "bins_after": None,
+    }
+    if t is not None:
+        scaled = outputs_to_proba(apply_temperature(test_logits, t), k)
+        after = calibration(scaled, y)
+        result.update(ece_after=after["ece"], log_loss_after=_log_loss(y, scaled), bins_after=after["bins"])
     return result
+
+
+def decide(spec: TaskSpec, data: Prepared, val_out: torch.Tensor | None) -> dict[str, Any] | None:
+    """The binary decision the package predicts by: the positive class and the threshold chosen
+    on the validation outputs as served (`val_out` with the served temperature applied).
+
+    Returns:
+        None unless the task is binary classification, else ``{"positive_class": name,
+        "threshold": {"value", "rule", "chosen_on", "note"}}``.
+    """
+    task = task_of(spec)
+    classes = data.schema.classes or []
+    if not task.probabilities or len(classes) != 2:
+        return None
+    pos = task.positive_index(spec, classes, data.train.target)
+    score = positive = None
+    if val_out is not None and len(val_out):
+        score = outputs_to_proba(val_out, 2)[:, pos]
+        positive = data.validation.target.numpy() == pos
+    return {"positive_class": str(classes[pos]), "threshold": choose_threshold(score, positive, spec.evaluate.threshold)}
+
+
+def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    return float(classification_metrics(y.astype(np.int64), proba, range(proba.shape[1]))["log_loss"])
 
 
 @dataclass
@@ -60,46 +112,58 @@ class Evaluation:
         calibration: `calibrate`'s result (None for tasks without class probabilities).
         held_out: the outputs on the validation and test splits (the test ones as scored), the
             drift reference's predictions.
+        decision: `decide`'s result (None but for binary classification).
     """
 
     metrics: dict[str, Any]
     calibration: dict[str, Any] | None
     held_out: list[torch.Tensor | None]
+    decision: dict[str, Any] | None = None
 
     @property
     def temperature(self) -> float | None:
+        """The served temperature (None when the package serves raw probabilities)."""
         return self.calibration["temperature"] if self.calibration is not None else None
 
     def manifest_entry(self) -> dict[str, Any] | None:
-        """What the package records of the calibration it predicts with, or None."""
+        """What the package records of the calibration it predicts with, or None when it serves raw outputs."""
         if self.temperature is None:
             return None
         c = self.calibration
-        return {"temperature": c["temperature"], "ece": c["ece"], "ece_after": c["ece_after"]}
+        return {"temperature": c["temperature"], "ece_before": c["ece_before"], "ece_after": c["ece_after"]}
 
     def with_evidence(self, metrics: dict[str, Any], evidence: dict[str, Any]) -> dict[str, Any]:
-        """`metrics` with the headline evidence after them (speed, calibration error), for metrics.json."""
+        """`metrics` with the headline evidence after them (speed, the served calibration error), for metrics.json."""
         out = dict(metrics)
         if evidence.get("speed"):
             out["speed"] = evidence["speed"]
         if self.calibration is not None:
-            out["ece"] = self.calibration["ece"]
-            out["ece_after_temperature"] = self.calibration["ece_after"]
+            c = self.calibration
+            out["ece"] = c["ece_after"] if c["served"] == "temperature" else c["ece_before"]
         return out
 
 
 def evaluate_test(
     spec: TaskSpec, data: Prepared, module: torch.nn.Module, test_out: torch.Tensor, val_out: torch.Tensor | None
 ) -> Evaluation:
-    """Calibrate on the validation split, then score the test split as the package predicts.
+    """Calibrate on the validation split, choose the binary decision on it, then score the test
+    split as the package predicts.
 
     `test_out` and `val_out` are float32 outputs even after mixed-precision training: the package
-    predicts in float32, and its metrics must describe what it predicts. With a fitted
-    temperature the test outputs are divided by it before scoring.
+    predicts in float32, and its metrics must describe what it predicts. With a served
+    temperature both are divided by it before the threshold is chosen and the test is scored,
+    so `log_loss` is the served model's.
     """
     calib = calibrate(spec, data, val_out, test_out)
-    scored = test_out / calib["temperature"] if calib is not None and calib["temperature"] is not None else test_out
-    return Evaluation(task_of(spec).test_metrics(data, scored, module), calib, [val_out, scored])
+    t = calib["temperature"] if calib is not None else None
+    scored = test_out / t if t is not None else test_out
+    val_scored = val_out / t if t is not None and val_out is not None else val_out
+    decision = decide(spec, data, val_scored)
+    task = task_of(spec)
+    metrics = (
+        task.test_metrics(data, scored, module, decision=decision) if decision is not None else task.test_metrics(data, scored, module)
+    )
+    return Evaluation(metrics, calib, [val_scored, scored], decision)
 
 
 def gather(
@@ -125,7 +189,10 @@ def gather(
     evidence: dict[str, Any] = {"data": _describe(spec, data), "calibration": calib}
     if task_of(spec).probabilities:
         proba = model.predict_proba(data.test_raw)
-        evidence["curves"] = curves(data.test.target.numpy(), proba, list(data.schema.classes))
+        classes = list(data.schema.classes)
+        decision = model.decision
+        positive = classes.index(decision["positive_class"]) if decision is not None else None
+        evidence["curves"] = curves(data.test.target.numpy(), proba, classes, positive=positive)
     if ev.speed:
         evidence["speed"] = measure_speed(
             model.module,

@@ -14,13 +14,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics", "forecasting_metrics", "mape", "smape", "ranking_metrics", "Metric", "METRICS"]
+__all__ = [
+    "classification_metrics",
+    "binary_predictions",
+    "regression_metrics",
+    "forecasting_metrics",
+    "mape",
+    "smape",
+    "ranking_metrics",
+    "Metric",
+    "METRICS",
+]
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
+def binary_predictions(proba: np.ndarray, positive: int, threshold: float) -> np.ndarray:
+    """Class indices of a binary model deciding by threshold: ``positive`` where
+    ``proba[:, positive] >= threshold``, the other class elsewhere."""
+    proba = np.asarray(proba)
+    return np.where(proba[:, positive] >= threshold, positive, 1 - positive).astype(np.int64)
+
+
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, labels: Sequence[str], *, positive: int | None = None, threshold: float | None = None
+) -> dict[str, object]:
     """Compute classification metrics from predicted class probabilities.
 
-    Predictions are the argmax of ``proba``. Per-class scores are computed over
+    Predictions are the argmax of ``proba``, or, for a binary model given a ``threshold``,
+    ``positive`` where ``proba[:, positive] >= threshold``. Per-class scores are computed over
     all ``K`` labels, including classes absent from both ``y_true`` and the
     predictions; an undefined ratio (zero denominator) counts as 0.
 
@@ -28,6 +48,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequen
         y_true: Integer class indices in ``0..K-1``, shape ``(N,)``.
         proba: Class probabilities, shape ``(N, K)``, rows summing to 1.
         labels: The ``K`` class names; only their number is used.
+        positive: For ``K == 2``, the index of the positive class (default 1).
+        threshold: For ``K == 2``, the decision threshold on the positive class's
+            probability (default: the argmax).
 
     Returns:
         A dict with ``accuracy``, ``precision_macro``, ``recall_macro``,
@@ -35,24 +58,25 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequen
         ``f1_weighted``, ``roc_auc``, ``log_loss``, ``confusion_matrix``
         (``K x K`` list of lists, rows = true class, columns = predicted) and
         ``support`` (true count per class). For ``K == 2`` also ``precision``,
-        ``recall`` and ``f1`` of the positive class (index 1).
+        ``recall`` and ``f1`` of the positive class (index ``positive``).
 
-        ``roc_auc`` is the binary AUC of ``proba[:, 1]`` for ``K == 2`` and the
+        ``roc_auc`` is the binary AUC of ``proba[:, positive]`` for ``K == 2`` and the
         one-vs-rest macro average for ``K > 2``. It is ``None`` when it is
         undefined: ``y_true`` holds a single class or, for ``K > 2``, some
         class has no positive sample.
 
         ``pr_auc`` is the area under the precision-recall curve as average
         precision (sklearn's ``average_precision_score``: no interpolation),
-        of ``proba[:, 1]`` for ``K == 2`` and the one-vs-rest macro average
+        of ``proba[:, positive]`` for ``K == 2`` and the one-vs-rest macro average
         for ``K > 2``; ``None`` when the (or some) class has no positive
         sample. Unlike ROC-AUC it moves with the positive rate, which makes
         it the honest summary for rare positives (fraud): a random score
         gets the positive rate, not 0.5.
 
     Raises:
-        ValueError: If the shapes are inconsistent, ``N == 0``, ``K < 2`` or
-            ``y_true`` holds an index outside ``0..K-1``.
+        ValueError: If the shapes are inconsistent, ``N == 0``, ``K < 2``,
+            ``y_true`` holds an index outside ``0..K-1``, or ``positive`` or
+            ``threshold`` is given for ``K > 2`` or out of range.
     """
     y_true = np.asarray(y_true)
     proba = np.asarray(proba)
@@ -74,8 +98,15 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequen
     if y_true.min() < 0 or y_true.max() >= k:
         raise ValueError(f"y_true must hold class indices in 0..{k - 1}")
     y_true = y_true.astype(np.int64)
+    if (positive is not None or threshold is not None) and k != 2:
+        raise ValueError(f"a positive class and a threshold apply to 2 labels; got {k}")
+    pos = 1 if positive is None else int(positive)
+    if pos not in (0, 1):
+        raise ValueError(f"positive must be 0 or 1; got {positive}")
+    if threshold is not None and not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1); got {threshold}")
 
-    y_pred = proba.argmax(axis=1)
+    y_pred = proba.argmax(axis=1) if threshold is None else binary_predictions(proba, pos, threshold)
     confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
     tp = np.diag(confusion).astype(np.float64)
     support = confusion.sum(axis=1)
@@ -91,9 +122,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, labels: Sequen
         result[f"{name}_macro"] = float(per_class.mean())
         result[f"{name}_weighted"] = float(np.average(per_class, weights=support))
     if k == 2:
-        result.update(precision=float(precision[1]), recall=float(recall[1]), f1=float(f1[1]))
-    result["roc_auc"] = _roc_auc(y_true, proba)
-    result["pr_auc"] = _pr_auc(y_true, proba)
+        result.update(precision=float(precision[pos]), recall=float(recall[pos]), f1=float(f1[pos]))
+    result["roc_auc"] = _roc_auc(y_true, proba, pos)
+    result["pr_auc"] = _pr_auc(y_true, proba, pos)
     result["log_loss"] = _log_loss(y_true, proba)
     result["confusion_matrix"] = confusion.tolist()
     result["support"] = support.tolist()
@@ -289,11 +320,11 @@ def _binary_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
     return float(u / (n_pos * n_neg))
 
 
-def _roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float | None:
-    """Binary AUC of class 1, or the one-vs-rest macro AUC for more classes."""
+def _roc_auc(y_true: np.ndarray, proba: np.ndarray, positive: int = 1) -> float | None:
+    """Binary AUC of the positive class, or the one-vs-rest macro AUC for more classes."""
     k = proba.shape[1]
     if k == 2:
-        return _binary_auc(y_true == 1, proba[:, 1])
+        return _binary_auc(y_true == positive, proba[:, positive])
     aucs = [_binary_auc(y_true == c, proba[:, c]) for c in range(k)]
     if any(auc is None for auc in aucs):
         return None
@@ -322,11 +353,11 @@ def _average_precision(positive: np.ndarray, score: np.ndarray) -> float | None:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def _pr_auc(y_true: np.ndarray, proba: np.ndarray) -> float | None:
-    """Average precision of class 1, or the one-vs-rest macro average for more classes."""
+def _pr_auc(y_true: np.ndarray, proba: np.ndarray, positive: int = 1) -> float | None:
+    """Average precision of the positive class, or the one-vs-rest macro average for more classes."""
     k = proba.shape[1]
     if k == 2:
-        return _average_precision(y_true == 1, proba[:, 1])
+        return _average_precision(y_true == positive, proba[:, positive])
     aps = [_average_precision(y_true == c, proba[:, c]) for c in range(k)]
     if any(ap is None for ap in aps):
         return None

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, window_forecasts
-from trustforge.errors import ModelError
+from trustforge.errors import ModelError, SpecError
 from trustforge.evaluate import _recommend as recommend
-from trustforge.evaluate._metrics import METRICS, classification_metrics, forecasting_metrics, regression_metrics
+from trustforge.evaluate._metrics import METRICS, binary_predictions, classification_metrics, forecasting_metrics, regression_metrics
 
 __all__ = [
     "Task",
@@ -170,9 +170,12 @@ class Task(ABC):
         """The full metric set of a packaged model on labelled raw data (see `Model.evaluate`)."""
         raise NotImplementedError
 
-    def monitored_predictions(self, preprocessor: Any, outputs: Sequence[torch.Tensor]) -> np.ndarray | None:
-        """The predictions the drift reference summarises, from held-out outputs; None when the
-        monitor does not watch this task's predictions yet."""
+    def monitored_predictions(
+        self, preprocessor: Any, outputs: Sequence[torch.Tensor], decision: Mapping[str, Any] | None = None
+    ) -> np.ndarray | None:
+        """The predictions the drift reference summarises, from held-out outputs, as the package
+        predicts them (`decision`: a binary model's threshold); None when the monitor does not
+        watch this task's predictions yet."""
         return None
 
 
@@ -226,7 +229,41 @@ class Classification(Task):
         return lambda out, y: F.cross_entropy(out.float(), y, weight=weights, label_smoothing=ls)
 
     def validation_metrics(self, spec: Any, preprocessor: Any, names: tuple[str, ...] = ()) -> MetricsFn:
+        # The trainer asks this before the first epoch: the first moment the spec meets the
+        # data's classes, so a positive class or threshold they cannot take fails before training.
+        self.check_decision(spec, preprocessor.schema.classes)
         return self.validation_fn(preprocessor.schema.classes, names)
+
+    @staticmethod
+    def check_decision(spec: Any, classes: Sequence[str]) -> None:
+        """Refuse `evaluate.positive_class` / `evaluate.threshold` on data that is not binary,
+        and a positive class the data does not have.
+
+        Raises:
+            SpecError: naming the field, the number of classes and the classes.
+        """
+        ev = spec.evaluate
+        for name in ("positive_class", "threshold"):
+            if getattr(ev, name) is not None and len(classes) != 2:
+                raise SpecError(
+                    f"evaluate.{name} applies to binary classification; the data has {len(classes)} classes "
+                    f"({', '.join(map(str, classes[:5]))}{', ...' if len(classes) > 5 else ''})"
+                )
+        if ev.positive_class is not None and ev.positive_class not in classes:
+            raise SpecError(
+                f"evaluate.positive_class must be one of the classes ({', '.join(map(str, classes))}); got {ev.positive_class!r}"
+            )
+
+    @staticmethod
+    def positive_index(spec: Any, classes: Sequence[str], train_target: torch.Tensor) -> int | None:
+        """The positive class of a binary task: `evaluate.positive_class`, else the minority of
+        the training split (class 1 on a tie, as before there was a choice); None for K > 2."""
+        if len(classes) != 2:
+            return None
+        if spec.evaluate.positive_class is not None:
+            return list(classes).index(spec.evaluate.positive_class)
+        counts = torch.bincount(torch.as_tensor(train_target).reshape(-1).long(), minlength=2)
+        return 0 if int(counts[0]) < int(counts[1]) else 1
 
     def validation_fn(self, classes: list[str], names: tuple[str, ...] = ()) -> MetricsFn:
         """Accuracy, and any other named metric (the whole set is computed only then)."""
@@ -249,33 +286,60 @@ class Classification(Task):
     def calibrate(self, out: torch.Tensor, temperature: float) -> torch.Tensor:
         return out / temperature if temperature != 1.0 else out  # argmax unchanged; probabilities calibrated
 
-    def compute_metrics(self, y_true, *, proba=None, y_pred=None, classes=None, baseline=None) -> dict[str, Any]:
-        m = classification_metrics(np.asarray(y_true, dtype=np.int64), proba, classes)
+    def compute_metrics(self, y_true, *, proba=None, y_pred=None, classes=None, baseline=None, decision=None) -> dict[str, Any]:
+        """The metric set; for a binary model with a `decision` ({"positive_class", "threshold":
+        {"value", ...}}, as a package's manifest holds it) the predictions are the threshold's
+        and the headline precision, recall and F1 are the positive class's, which
+        `positive_class` names (class 1 without a decision, as before)."""
+        pos, threshold = _decision(decision, classes)
+        m = classification_metrics(np.asarray(y_true, dtype=np.int64), proba, classes, positive=pos, threshold=threshold)
         m["labels"] = list(classes)
+        if len(classes) == 2:
+            m["positive_class"] = str(classes[1 if pos is None else pos])
+            if decision is not None:
+                m["threshold"] = dict(decision["threshold"])
         return _with_n(m, len(y_true))
 
-    def test_metrics(self, data: Any, out: torch.Tensor, module: torch.nn.Module) -> dict[str, Any]:
+    def test_metrics(
+        self, data: Any, out: torch.Tensor, module: torch.nn.Module, decision: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         proba = outputs_to_proba(out, len(data.schema.classes))
-        return self.compute_metrics(data.test.target.numpy(), proba=proba, classes=data.schema.classes)
+        return self.compute_metrics(data.test.target.numpy(), proba=proba, classes=data.schema.classes, decision=decision)
 
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
         out = model.outputs(raw)
         frame = _frame(raw, len(out))
         proba = outputs_to_proba(out, len(model.classes))
-        frame["prediction"] = np.array(model.classes, dtype=object)[proba.argmax(axis=1)]
+        frame["prediction"] = np.array(model.classes, dtype=object)[self.decide(proba, model.classes, model.decision)]
         for j, c in enumerate(model.classes):
             frame[f"proba_{c}"] = proba[:, j]
         return frame
 
+    @staticmethod
+    def decide(proba: np.ndarray, classes: Sequence[str], decision: Mapping[str, Any] | None) -> np.ndarray:
+        """Predicted class indices: the threshold's for a binary decision, else the argmax."""
+        pos, threshold = _decision(decision, classes)
+        return proba.argmax(axis=1) if threshold is None else binary_predictions(proba, pos, threshold)
+
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         target = model.preprocessor.encode_target(raw)
         out = model.outputs(raw)
-        return self.compute_metrics(target.numpy(), proba=outputs_to_proba(out, len(model.classes)), classes=model.classes)
+        proba = outputs_to_proba(out, len(model.classes))
+        return self.compute_metrics(target.numpy(), proba=proba, classes=model.classes, decision=model.decision)
 
-    def monitored_predictions(self, preprocessor: Any, outputs: Sequence[torch.Tensor]) -> np.ndarray:
+    def monitored_predictions(
+        self, preprocessor: Any, outputs: Sequence[torch.Tensor], decision: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
         classes = preprocessor.schema.classes
         proba = outputs_to_proba(torch.cat(list(outputs)).float(), len(classes))
-        return np.array(classes, dtype=object)[proba.argmax(axis=1)]  # the predicted class names
+        return np.array(classes, dtype=object)[self.decide(proba, classes, decision)]  # the predicted class names, as served
+
+
+def _decision(decision: Mapping[str, Any] | None, classes: Sequence[str]) -> tuple[int | None, float | None]:
+    """(positive index, threshold) of a binary decision; (None, None) without one."""
+    if decision is None or len(classes) != 2:
+        return None, None
+    return list(classes).index(decision["positive_class"]), float(decision["threshold"]["value"])
 
 
 def _error_metrics(decode: Decode | None, names: tuple[str, ...]) -> MetricsFn:
@@ -348,7 +412,9 @@ class Regression(Task):
         target = model.preprocessor.encode_target(raw)
         return self._decoded(model.preprocessor, target, model.outputs(raw))
 
-    def monitored_predictions(self, preprocessor: Any, outputs: Sequence[torch.Tensor]) -> np.ndarray:
+    def monitored_predictions(
+        self, preprocessor: Any, outputs: Sequence[torch.Tensor], decision: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
         out = torch.cat(list(outputs)).float()
         return preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))  # in the target's units
 

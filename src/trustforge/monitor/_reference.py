@@ -366,19 +366,22 @@ def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd
     return ref
 
 
-def run_reference(data: Prepared, held_out_outputs: Sequence[torch.Tensor | None]) -> dict[str, Any]:
+def run_reference(
+    data: Prepared, held_out_outputs: Sequence[torch.Tensor | None], decision: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The reference of a training run: its training split and its held-out predictions.
 
     Args:
         data: the prepared data (its `train_raw` is the training split as read).
         held_out_outputs: the model's outputs on held-out splits (validation, test), as the
             packaged model computes them; None entries are skipped.
+        decision: a binary model's positive class and threshold, which its predictions follow.
     """
     from trustforge.evaluate import task_of
 
     schema = data.schema
     outs = [o for o in held_out_outputs if o is not None]
-    values = task_of(schema).monitored_predictions(data.preprocessor, outs) if outs else None
+    values = task_of(schema).monitored_predictions(data.preprocessor, outs, decision) if outs else None
     predictions = pd.DataFrame({PREDICTION: values}) if values is not None else None
     ref = reference_statistics(schema, data.train_raw, predictions)
     if outs and predictions is None:

@@ -60,12 +60,15 @@ __all__ = [
 ]
 
 FORMAT = "trustforge.package"
+# 4: a binary model's manifest holds its `decision` (positive class and threshold), which
+# predictions follow; a reader of format 3 would ignore it and predict by the argmax instead,
+# so it must refuse the package rather than predict differently from its metrics.
 # 3: a table column may be an image or audio file per row; the schema's columns say their
 # tensor's shape (`grid`) and the spec settings they were fitted with (`settings`).
 # 2: a table's preprocessing holds each column's feature type and frozen state ("features");
 # 1 (before feature types) held scalers as tensors. The loader reads all three (see data._encoders).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
 _CHUNK = 1 << 20

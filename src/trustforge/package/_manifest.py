@@ -40,16 +40,21 @@ def write_model_package(
     keyring: Keyring,
     calibration: dict[str, Any] | None = None,
     reference: dict[str, Any] | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> Path:
     """Write the signed package of a trained model at `path` (which must not exist).
 
     Args:
         calibration: the temperature the package predicts with (and the ECE before and after).
         reference: the drift monitor's reference statistics, signed with the rest.
+        decision: a binary model's positive class and threshold (`evaluate.decide`), which
+            `Model.predict` and the server predict by.
     """
     manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out)
     if calibration is not None:
         manifest["calibration"] = calibration
+    if decision is not None:
+        manifest["decision"] = decision
     if reference is not None:
         manifest["monitor"] = {"reference": reference}
     tensors = {"weights.safetensors": dict(model.state_dict()), "preprocess.safetensors": data.preprocessor.state()[1]}

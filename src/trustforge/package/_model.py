@@ -90,6 +90,7 @@ class Model:
             raise IntegrityError(
                 f"{pkg.path / 'manifest.json'}: inconsistent package ({exc.__class__.__name__}: {str(exc)[:120]})"
             ) from None
+        _check_decision(pkg, pre.schema.classes)
         weights = pkg.tensors("weights.safetensors")
         try:
             module.load_state_dict(weights, strict=True)
@@ -123,6 +124,14 @@ class Model:
         """The calibration temperature fitted at training time (1.0 when none was fitted)."""
         t = (self.manifest.get("calibration") or {}).get("temperature")
         return float(t) if t else 1.0
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        """The binary decision the package predicts by: ``{"positive_class": name, "threshold":
+        {"value", "rule", "chosen_on", "note"}}``; the positive class is predicted when its
+        probability is >= the threshold's value. None (the most probable class) for packages
+        written before format 4 and for tasks that are not binary classification."""
+        return self.manifest.get("decision")
 
     @torch.no_grad()
     def outputs(self, raw: RawData, batch_size: int = 1024) -> torch.Tensor:
@@ -176,6 +185,20 @@ class Model:
         if not hasattr(self.module, "score_all"):  # only recommenders score every item
             raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
         return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
+
+
+def _check_decision(pkg: VerifiedPackage, classes: list[str] | None) -> None:
+    """A manifest's decision names one of two classes and a threshold in (0, 1), or there is none."""
+    d = pkg.manifest.get("decision")
+    if d is None:
+        return
+    try:
+        value = d["threshold"]["value"]
+        ok = len(classes or []) == 2 and d["positive_class"] in classes and type(value) is float and 0 < value < 1
+    except (TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise IntegrityError(f"{pkg.path / 'manifest.json'}: inconsistent package (decision {str(d)[:80]})")
 
 
 def _check_array(arr: np.ndarray) -> None:

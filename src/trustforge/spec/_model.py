@@ -701,6 +701,51 @@ def _task(spec: "TaskSpec") -> Any:
     return task_of(spec)
 
 
+_THRESHOLD_FORMS = "a number in (0, 1), f1, recall@precision=P, precision@recall=R (P, R in (0, 1]) or {cost: {fp: X, fn: Y}} (X, Y > 0)"
+
+
+def threshold_rule(v: Any) -> float | str | dict[str, Any]:
+    """The normalised form of an `evaluate.threshold`: a float in (0, 1), "f1",
+    "recall@precision=P", "precision@recall=R" or {"cost": {"fp": X, "fn": Y}}.
+
+    Raises:
+        ValueError: anything else, naming the forms it may take.
+    """
+    if isinstance(v, bool):
+        raise ValueError(f"must be {_THRESHOLD_FORMS}; got {str(v).lower()}")
+    if isinstance(v, str):
+        text = v.strip().replace(" ", "")
+        try:  # "0.3" from a command line or a quoted YAML value is the number
+            v = float(text)
+        except ValueError:
+            m = re.fullmatch(r"(recall@precision|precision@recall)=([0-9.eE+-]+)", text)
+            if text == "f1":
+                return "f1"
+            if m is None:
+                raise ValueError(f"must be {_THRESHOLD_FORMS}; got {v!r}") from None
+            try:
+                level = float(m.group(2))
+            except ValueError:
+                level = float("nan")
+            if not 0 < level <= 1:
+                raise ValueError(f"must be {m.group(1)}=X with X in (0, 1]; got {v!r}") from None
+            return f"{m.group(1)}={level:g}"
+    if isinstance(v, (int, float)):
+        if not 0 < float(v) < 1:
+            raise ValueError(f"must be {_THRESHOLD_FORMS}; got {v!r}")
+        return float(v)
+    if isinstance(v, dict):
+        cost = v.get("cost")
+        if set(v) != {"cost"} or not isinstance(cost, dict) or set(cost) != {"fp", "fn"}:
+            raise ValueError(f"must be {{cost: {{fp: X, fn: Y}}}} with exactly those keys; got {v!r}")
+        for k in ("fp", "fn"):
+            x = cost[k]
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not (0 < float(x) < float("inf")):
+                raise ValueError(f"cost.{k} must be a finite number > 0; got {x!r}")
+        return {"cost": {"fp": float(cost["fp"]), "fn": float(cost["fn"])}}
+    raise ValueError(f"must be {_THRESHOLD_FORMS}; got {v!r}")
+
+
 class EvaluateSpec(_Strict):
     """What evidence evaluation gathers beside the test metrics (all of it lands in the report).
 
@@ -708,7 +753,21 @@ class EvaluateSpec(_Strict):
     """
 
     metrics: list[str] | None = Field(None, description="default: the usual set for the task")
-    calibrate: bool = Field(True, description="fit a temperature on the validation split; predictions use it")
+    calibrate: Literal["temperature", "none"] = Field(
+        "temperature",
+        description="temperature: fit a temperature on the validation split and serve it when it is identifiable "
+        "(else keep T = 1 and say why); none: serve the raw probabilities. Old specs' true/false mean temperature/none",
+    )
+    positive_class: str | None = Field(
+        None, description="binary classification: the class the headline precision, recall and F1 are of; default the training minority"
+    )
+    threshold: float | str | dict[str, Any] | None = Field(
+        None,
+        description="binary classification: predict the positive class when its probability is >= the threshold. "
+        "A number in (0, 1) (default 0.5); f1 (the validation F1's best); recall@precision=P (the most recall keeping "
+        "validation precision >= P); precision@recall=R (the most precision keeping validation recall >= R); "
+        "{cost: {fp: X, fn: Y}} (the least X*FP + Y*FN on validation). Rules are chosen on the validation split",
+    )
     speed: bool = Field(True, description="measure latency, throughput, size and memory")
     shift: str | None = Field(None, description="a second test set (any data source) to report every metric on")
     corruptions: bool = Field(True, description="built-in corruptions of the test set per modality")
@@ -720,6 +779,29 @@ class EvaluateSpec(_Strict):
     @classmethod
     def _shift_source(cls, v: str | None) -> str | None:
         return _check_source(v.strip()) if v is not None else v
+
+    @field_validator("calibrate", mode="before")
+    @classmethod
+    def _calibrate_method(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # specs before `temperature | none` said true / false
+            return "temperature" if v else "none"
+        return v
+
+    @field_validator("positive_class", mode="before")
+    @classmethod
+    def _class_name(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # YAML reads an unquoted yes / no / true as a boolean
+            raise ValueError(f"must name a class; got {str(v).lower()} (quote a class called yes, no, true or false: 'yes')")
+        if isinstance(v, int):  # `positive_class: 1` names the class "1"
+            return str(v)
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must name a class; got an empty string")
+        return v
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_rule(cls, v: Any) -> Any:
+        return None if v is None else threshold_rule(v)
 
 
 # ---------------------------------------------------------------------------- monitoring
@@ -832,6 +914,11 @@ class TaskSpec(_Strict):
         elif t.loss in ("mse", "bpr"):
             raise SpecProblem(("train", "loss"), f"must be auto, cross_entropy or bce for task classification; got {t.loss!r}")
         self._text_rules()
+        ev = self.evaluate
+        if self.task != "classification":
+            for name in ("positive_class", "threshold"):
+                if getattr(ev, name) is not None:
+                    raise SpecProblem(("evaluate", name), f"applies to binary classification only; the task is {self.task}")
         if self.task != "recommendation":
             if self.data.interactions is not None:
                 raise SpecProblem(("data", "interactions"), f"applies to task recommendation only; the task is {self.task}")
