@@ -23,7 +23,7 @@ from trustforge.data import Prepared, redact_source
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
 from trustforge.evaluate._shift import shift_evaluation
-from trustforge.evaluate._speed import measure_speed
+from trustforge.evaluate._speed import measure_speed, one_row_request
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
 from trustforge.spec import TaskSpec
 
@@ -127,6 +127,9 @@ def gather(
         proba = model.predict_proba(data.test_raw)
         evidence["curves"] = curves(data.test.target.numpy(), proba, list(data.schema.classes))
     if ev.speed:
+        # Model.predict on one raw test row (what users call) and the forward pass, each at
+        # least MIN_CALLS times: a figure from one call on a busy machine is no figure.
+        request = one_row_request(model, data.test_raw)
         evidence["speed"] = measure_speed(
             model.module,
             data.test.inputs,
@@ -134,6 +137,8 @@ def gather(
             train_samples=len(data.train),
             epochs=epochs,
             package_dir=package,
+            request=request[0] if request else None,
+            request_input=request[1] if request else None,
             seconds_budget=1.0,
         )
     if ev.corruptions:
