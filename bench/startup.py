@@ -19,7 +19,9 @@ What it measures
 
     Each figure is printed with the 1-minute load average seen before its runs and the number
     of cores; a figure taken with the load above the cores is marked "(loaded)" and is slower
-    than the command is: run the benchmark on an idle machine.
+    than the command is: run the benchmark on an idle machine. Beside each wall time is the
+    command's CPU time (user + system, from getrusage of the children), which a loaded machine
+    inflates much less and so tells roughly what the command costs on an idle one.
 
 How to run
     .venv/bin/python bench/startup.py [--runs N] [--train-runs M] [--threads T]
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,10 +59,24 @@ def _env(home: Path, threads: int | None) -> dict[str, str]:
     return env
 
 
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall seconds of one whole-process run (its CPU seconds are appended to `CPU`)."""
+    cpu0 = _cpu_of_children()
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=900)
-    return time.perf_counter() - t0, done
+    wall = time.perf_counter() - t0
+    CPU.append(_cpu_of_children() - cpu0)
+    return wall, done
+
+
+# CPU seconds (user + system) of each run, in order. On a loaded machine the wall time waits for
+# the other processes; the CPU time is close to what the command takes on an idle one.
+CPU: list[float] = []
 
 
 def _load() -> str:
@@ -70,6 +87,7 @@ def _load() -> str:
 def _median_of(label: str, args: list[str], env: dict[str, str], runs: int, ok_codes: tuple[int, ...] = (0,)) -> float | None:
     load = _load()
     times = []
+    first = len(CPU)
     for _ in range(runs):
         seconds, done = _timed(args, env)
         if done.returncode not in ok_codes:
@@ -77,7 +95,8 @@ def _median_of(label: str, args: list[str], env: dict[str, str], runs: int, ok_c
             return None
         times.append(seconds)
     med = statistics.median(times)
-    print(f"{label:<34} median {med:6.3f} s  (min {min(times):.3f}, max {max(times):.3f}, {runs} runs; {load})")
+    cpu = statistics.median(CPU[first:])
+    print(f"{label:<34} median {med:6.3f} s, cpu {cpu:6.3f} s  (wall min {min(times):.3f}, max {max(times):.3f}, {runs} runs; {load})")
     return med
 
 
@@ -104,6 +123,7 @@ def main() -> None:
 
         trains: list[tuple[float, float]] = []
         package = None
+        first = len(CPU)
         load = _load()
         for i in range(args.train_runs):
             home = tmp / f"train-{i}"
@@ -117,8 +137,10 @@ def main() -> None:
             package = package or run_dir / "package"
         wall = statistics.median(t for t, _ in trains)
         fit = statistics.median(f for _, f in trains)
+        train_cpu = statistics.median(CPU[first:])
         print(
-            f"{'trustforge train breast_cancer':<34} median {wall:6.3f} s  (fit {fit:.3f} s; runs {', '.join(f'{t:.2f}' for t, _ in trains)}; {load})"
+            f"{'trustforge train breast_cancer':<34} median {wall:6.3f} s, cpu {train_cpu:6.3f} s  "
+            f"(fit {fit:.3f} s; runs {', '.join(f'{t:.2f}' for t, _ in trains)}; {load})"
         )
 
         verify_env = _env(tmp / "train-0", args.threads)  # the workspace whose keys signed the package

@@ -263,3 +263,37 @@ def test_run_latency_matches_an_independent_measurement_of_model_predict(example
     else:
         raise AssertionError(f"run's predict p50 {pred['p50_ms']:.3f} ms, independent p50s {independent} ms; load {speed['load']}")
     assert fwd["p50_ms"] < pred["p50_ms"]  # the network is one part of a prediction
+
+
+def test_one_row_request_hands_predict_one_row_as_a_user_would() -> None:
+    import pandas as pd
+
+    from trustforge.data import RawData
+    from trustforge.errors import DataError
+    from trustforge.evaluate._speed import one_row_request
+
+    class TableModel:  # refuses the target column, predicts one row per input row
+        def predict(self, frame):
+            if not isinstance(frame, pd.DataFrame) or "y" in frame:
+                raise DataError("no")
+            return frame
+
+    raw = RawData("table", "y", "test", frame=pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [0, 1, 0]}))
+    call, what = one_row_request(TableModel(), raw)
+    assert what == "one table row" and list(call().columns) == ["a"] and len(call()) == 1
+
+    class Forecaster:  # needs at least 3 values; one forecast of 2 steps
+        def predict(self, frame):
+            if len(frame) < 3:
+                raise DataError("too short")
+            return pd.DataFrame({"step": [1, 2]})
+
+    series = RawData("series", "y", "test", frame=pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0]}))
+    call, what = one_row_request(Forecaster(), series)
+    assert what == "one series (one forecast)" and len(call()) == 2
+
+    class Refuses:
+        def predict(self, value):
+            raise DataError("never")
+
+    assert one_row_request(Refuses(), raw) is None
