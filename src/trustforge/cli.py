@@ -110,6 +110,13 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue the latest interrupted run of this spec"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     no_register: bool = typer.Option(False, "--no-register", help="keep the signed package in the run folder only"),
+    threads: Optional[int] = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads (over the spec's train.threads); default: OMP_NUM_THREADS if set, "
+        "else 1 for a model under 1M parameters, else min(4, cores)",
+    ),
 ) -> None:
     """Train, evaluate, package and sign a spec, and register the package as the next version.
 
@@ -118,7 +125,7 @@ def train(
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
 
-    result = run(spec, resume=resume, progress=not quiet, register=not no_register)
+    result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
     out.print(f"run:     {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)

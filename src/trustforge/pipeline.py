@@ -28,7 +28,7 @@ from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_yaml
-from trustforge.train import Callback, Trainer, atomic_write_text, load_checkpoint, seeded
+from trustforge.train import Callback, Trainer, apply_threads, atomic_write_text, load_checkpoint, restores_threads, seeded
 
 __all__ = ["run", "RunResult", "find_resumable_run"]
 
@@ -70,6 +70,7 @@ def run(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     register: bool = True,
+    threads: int | None = None,
 ) -> RunResult:
     """Train, evaluate, package, sign and register one spec.
 
@@ -81,6 +82,9 @@ def run(
         progress: show the progress bar.
         register: store the signed package in the workspace registry as the next version of
             the spec's name (encrypted at rest); the acting principal needs the `register` role.
+        threads: torch CPU threads for this run (training and evidence), over the spec's
+            `train.threads`; both None: chosen by `train.choose_threads`. Torch's setting is
+            restored when the run ends.
 
     Raises:
         TrustForgeError: bad spec, bad data, a model that does not fit the data, a principal
@@ -92,13 +96,14 @@ def run(
     digest = spec_digest(spec)
     if not register:
         keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress)
+        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads)
     with Registry(settings) as registry:
         # Refuse (and audit) a principal who may not register before spending time on training.
         secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
-        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress)
+        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads)
 
 
+@restores_threads
 def _run(
     spec: TaskSpec,
     settings: Settings,
@@ -108,6 +113,7 @@ def _run(
     resume: bool,
     callbacks: Sequence[Callback],
     progress: bool,
+    threads: int | None = None,
 ) -> RunResult:
     resume_from = None
     if resume:
@@ -120,6 +126,7 @@ def _run(
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)  # model errors surface here, before any folder exists
+    timings["threads"] = apply_threads(spec.train.threads if threads is None else threads, model)
 
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)

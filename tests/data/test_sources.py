@@ -414,3 +414,29 @@ def test_a_users_file_for_recommendations_is_any_table_format_of_the_table(tmp_p
     frame.to_parquet(tmp_path / "users.pq")
     for name in ("users.jsonl", "users.pq"):
         assert list(_user_ids(str(tmp_path / name), "userId")) == ["u1", "u2", "u1"]
+
+
+def test_sklearn_toy_sets_are_read_without_importing_sklearn_and_equal_its_loaders():
+    import subprocess
+    import sys
+
+    from sklearn import datasets
+
+    from trustforge.data._sources import _breast_cancer_frame, _digits_arrays
+
+    frame, names = _breast_cancer_frame()
+    ref = datasets.load_breast_cancer(as_frame=True)
+    pd.testing.assert_frame_equal(frame, ref.frame, check_exact=True)
+    assert names == [str(n) for n in ref.target_names] == ["malignant", "benign"]
+    images, target = _digits_arrays()
+    ref = datasets.load_digits()
+    assert np.array_equal(images, ref.images) and np.array_equal(target, ref.target) and target.dtype == ref.target.dtype
+
+    # In a fresh interpreter: the two builtins load, and scikit-learn (a second to import) stays out.
+    code = (
+        "import sys; from trustforge.data import load_source; "
+        "[load_source(s, target=None, image_size=(8, 8), channels=1, seed=7) for s in ('builtin:breast_cancer', 'builtin:digits')]; "
+        "print('sklearn' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr

@@ -6,7 +6,10 @@ sub-application is invoked directly, so they arrive as the result's exception.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,49 @@ def test_verify_with_a_public_key_needs_no_workspace_keys(package, keyring, tmp_
     assert done.exit_code == 0, done.output
     done = runner.invoke(app, ["verify", str(package)])
     assert isinstance(done.exception, SecurityError) and "keys init" in str(done.exception)
+
+
+# What `trustforge package verify` imports, in a fresh interpreter: the command line and the
+# package checks only (bytes, JSON and signatures), never torch, whose import alone takes
+# seconds; the heavy stacks the verify path does not need stay out too.
+_VERIFY_IN_A_FRESH_PROCESS = """
+import sys
+sys.argv = ["trustforge", "package", "verify", sys.argv[1]]
+from trustforge.cli import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "pandas", "sqlalchemy", "scipy", "sklearn", "matplotlib", "captum"})
+print("exit", code, "heavy", ",".join(heavy) or "-")
+"""
+
+
+def _fresh(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_verify_does_not_import_torch(package):
+    done = _fresh("-c", _VERIFY_IN_A_FRESH_PROCESS, str(package))
+    assert "tiny verified" in done.stdout, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "exit 0 heavy -", done.stdout + done.stderr
+
+
+def test_verify_of_a_changed_package_fails_without_importing_torch(package):
+    (package / "weights.safetensors").write_bytes(b"changed")
+    done = _fresh("-c", _VERIFY_IN_A_FRESH_PROCESS, str(package))
+    assert "weights.safetensors" in done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("exit ") and not last.startswith("exit 0") and last.endswith("heavy -"), done.stdout + done.stderr
+
+
+def test_the_command_line_starts_without_torch():
+    # `trustforge --version` and `--help` import the command line and nothing a command needs.
+    done = _fresh("-X", "importtime", "-c", "import trustforge.cli")
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "trustforge.cli" in imported
+    assert not {"torch", "pandas", "sqlalchemy", "scipy"} & imported

@@ -208,13 +208,64 @@ def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) 
 # ---------------------------------------------------------------------------- builtin sets
 
 
-def _digits(name: str, origin: str, o: ReadOptions) -> RawData:
-    from sklearn import datasets
+# The toy sets scikit-learn ships as CSV files inside its package are read here without
+# importing scikit-learn, whose import takes about a second: most of a small run's start. The
+# columns get the names scikit-learn's loaders give them; should a release move the files,
+# its loader is used instead.
+_CANCER_MEASURES = [
+    "radius", "texture", "perimeter", "area", "smoothness",
+    "compactness", "concavity", "concave points", "symmetry", "fractal dimension",
+]  # fmt: skip
+_CANCER_COLUMNS = (
+    [f"mean {m}" for m in _CANCER_MEASURES] + [f"{m} error" for m in _CANCER_MEASURES] + [f"worst {m}" for m in _CANCER_MEASURES]
+)
 
-    d = datasets.load_digits()
+
+def _sklearn_file(name: str) -> Path | None:
+    """scikit-learn's data file `name`, found without importing scikit-learn; None if it is not there."""
+    import importlib.util
+
+    found = importlib.util.find_spec("sklearn")  # locates the package; runs none of its code
+    for folder in (found.submodule_search_locations or []) if found is not None else []:
+        path = Path(folder) / "datasets" / "data" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Digits as scikit-learn's `load_digits` gives them: images (N, 8, 8) float64 0..16, targets (N,) int."""
+    path = _sklearn_file("digits.csv.gz")
+    if path is None:
+        from sklearn import datasets
+
+        d = datasets.load_digits()
+        return d.images, d.target
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
+def _breast_cancer_frame() -> tuple[pd.DataFrame, list[str]] | None:
+    """Breast cancer as `load_breast_cancer(as_frame=True)` gives it (30 float columns and an int
+    `target`) and its class names, read from scikit-learn's CSV; None when the file is not there."""
+    path = _sklearn_file("breast_cancer.csv")
+    if path is None:
+        return None
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().strip().split(",")  # rows, columns, then the class names
+    data = np.loadtxt(path, delimiter=",", skiprows=1)
+    if data.shape != (int(header[0]), int(header[1]) + 1) or int(header[1]) != len(_CANCER_COLUMNS):
+        return None
+    frame = pd.DataFrame(data[:, :-1], columns=_CANCER_COLUMNS)
+    frame["target"] = data[:, -1].astype(np.int64)
+    return frame, header[2:]
+
+
+def _digits(name: str, origin: str, o: ReadOptions) -> RawData:
+    images, target = _digits_arrays()
     # 8×8 grayscale, pixel values 0..16 → [0, 1], one channel.
-    images = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    labels = np.array([str(int(t)) for t in d.target])
+    images = (images.astype(np.float32) / 16.0)[:, None, :, :]
+    labels = np.array([str(int(t)) for t in target])
     return RawData("image", o.target or "label", origin, images=images, labels=labels, classes=[str(i) for i in range(10)])
 
 
@@ -227,15 +278,19 @@ def _shapes(name: str, origin: str, o: ReadOptions) -> RawData:
 
 
 def _sklearn_table(name: str, origin: str, o: ReadOptions) -> RawData:
-    from sklearn import datasets
+    read = _breast_cancer_frame() if name == "breast_cancer" else None
+    if read is not None:
+        frame, target_names = read
+    else:
+        from sklearn import datasets
 
-    d = getattr(datasets, f"load_{name}")(as_frame=True)
-    frame = d.frame.copy()
+        d = getattr(datasets, f"load_{name}")(as_frame=True)
+        frame, target_names = d.frame.copy(), list(d.target_names) if name != "diabetes" else []
     frame.columns = [str(c) for c in frame.columns]
     classes = None
     if name != "diabetes":
         # Use the readable class names (e.g. malignant/benign) as labels, in sklearn's order.
-        names = [str(n) for n in d.target_names]
+        names = [str(n) for n in target_names]
         frame["target"] = [names[int(i)] for i in frame["target"]]
         classes = names
     raw = _table(frame, target=o.target or "target", origin=origin, where=origin)

@@ -1,16 +1,34 @@
 """Evaluation: metrics (checked against scikit-learn), speed, calibration, generalisation,
 explanations, the evidence a run gathers from them (`calibrate`, `gather`), and the report that
-puts the evidence in front of a reviewer."""
+puts the evidence in front of a reviewer.
+
+The explainers (Captum) and the report (Matplotlib, Jinja) are imported on first use: training
+reaches them only when it explains or writes a report, and they cost a second to import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
-from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
-from trustforge.evaluate._report import compare_runs, write_report
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
+
+if TYPE_CHECKING:
+    from trustforge.evaluate._explain import explain_images, feature_importance
+    from trustforge.evaluate._report import compare_runs, write_report
+
+_LAZY = {
+    "explain_images": "trustforge.evaluate._explain",
+    "feature_importance": "trustforge.evaluate._explain",
+    "write_report": "trustforge.evaluate._report",
+    "compare_runs": "trustforge.evaluate._report",
+}
 
 __all__ = [
     "Evaluation",
@@ -50,3 +68,15 @@ __all__ = [
     "write_report",
     "compare_runs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trustforge.evaluate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

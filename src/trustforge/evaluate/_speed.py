@@ -1,41 +1,52 @@
 """How fast a model trains and predicts, and what it costs: the speed part of a run's evidence.
 
-Every figure is measured after warm-up (the first calls pay for allocator growth, lazy
-initialisation and cache misses that a serving process pays once), and the timings are
-per-call ``time.perf_counter`` readings summarised by medians and percentiles, so one
-descheduled call on a shared machine moves a tail percentile, not the headline figure.
+Two latencies at batch size 1, because users see the first and engineers tune the second:
 
-The whole measurement runs inside a wall-clock budget (``seconds_budget``, 3 s by default):
-it is part of every run, and a run on a 2-core CI box must not spend a minute timing a
-model that predicts in a millisecond. The number of calls actually made is reported next
-to the figures, so a reader can see how much a tail percentile rests on.
+- ``predict``: ``Model.predict`` end to end on one raw test row as a user hands it over (a
+  one-row DataFrame, one image array, ...): reading and checking the input, preprocessing,
+  the network, decoding into the prediction table. This is the product's latency.
+- ``forward``: the network's forward pass alone on one encoded row.
+
+Every figure is measured after warm-up (the first calls pay for allocator growth, lazy
+initialisation and cache misses that a serving process pays once), from per-call
+``time.perf_counter`` readings summarised by count, mean, standard deviation, median and tail
+percentiles. Each latency rests on at least ``min_calls`` (50) timed calls whatever the time
+budget says, so a loaded machine gives a slow figure, never a figure from one call; beyond that
+minimum, calls continue while the budget lasts (up to a cap), so a fast model gets a better
+founded tail at no real cost. ``load`` says whether the machine was loaded while it measured
+(1-minute load average above the number of cores): such figures are slower than the model is.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["measure_speed"]
+__all__ = ["measure_speed", "one_row_request", "MIN_CALLS"]
 
-# Calls at batch size 1: up to this many (more only re-measures the same figure) or until the
-# latency share of the budget is spent. A small model makes them all well within the budget;
-# a p99 needs a few hundred calls to rest on more than one or two of them.
-_MAX_LATENCY_CALLS = 2000
-_WARMUP_CALLS = 10
+# Timed calls per latency: at least MIN_CALLS (the count wins over the budget: a p95 from fewer
+# calls is one call's accident), then more while the latency's share of the budget lasts, up to
+# a cap (more only re-measures the same figure).
+MIN_CALLS = 50
+_MAX_FORWARD_CALLS = 2000
+_MAX_PREDICT_CALLS = 500
+_WARMUP_FORWARD = 10
+_WARMUP_PREDICT = 5
 
-# Shares of the budget: warm-up, batch-1 latency, batched throughput (the rest is bookkeeping).
-_WARMUP_SHARE = 0.1
-_LATENCY_SHARE = 0.45
-_THROUGHPUT_SHARE = 0.4
+# Shares of the budget: forward latency, predict latency, batched throughput (the rest is
+# warm-up and bookkeeping). Without a predict request its share goes to the forward pass.
+_FORWARD_SHARE = 0.3
+_PREDICT_SHARE = 0.4
+_THROUGHPUT_SHARE = 0.2
 
 _PROC_STATUS = Path("/proc/self/status")
 _PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -49,16 +60,20 @@ def measure_speed(
     train_samples: int,
     epochs: int,
     package_dir: Path | None = None,
+    request: Callable[[], Any] | None = None,
+    request_input: str | None = None,
     batch_size: int = 256,
     repeats: int = 7,
-    seconds_budget: float = 3.0,
+    seconds_budget: float = 1.0,
+    min_calls: int = MIN_CALLS,
 ) -> dict[str, Any]:
     """Measure training throughput, inference latency and throughput, size and memory.
 
     The module is called as ``module(*inputs)`` under ``torch.no_grad()`` in eval mode (its
-    previous mode is restored afterwards). Latency uses the first sample of ``inputs`` at
-    batch size 1; throughput uses a batch of ``batch_size`` rows cycled from ``inputs`` (so a
-    small evaluation set still yields a full batch).
+    previous mode is restored afterwards). The forward latency uses the first sample of
+    ``inputs`` at batch size 1; throughput uses a batch of ``batch_size`` rows cycled from
+    ``inputs`` (so a small evaluation set still yields a full batch). ``request`` is one
+    end-to-end prediction as a user makes it (see `one_row_request`), timed as is.
 
     Args:
         module: The trained network.
@@ -69,24 +84,32 @@ def measure_speed(
         epochs: Epochs actually run (early stopping may stop before the maximum).
         package_dir: The written model package, whose files are summed for its size; ``None``
             when there is no package yet.
+        request: A call of ``Model.predict`` on one raw row; ``None``: no end-to-end figure.
+        request_input: What ``request`` predicts for, in words (e.g. "one table row").
         batch_size: Batch size of the throughput measurement.
         repeats: Timed batched calls whose median gives the throughput (fewer when one call
             takes more than its share of the budget; at least one).
-        seconds_budget: Wall-clock seconds the measurement aims to stay within. A model whose
-            single call takes longer than the budget still gets one warm-up call and one timed
-            call of each kind, so the budget can be exceeded by about four calls.
+        seconds_budget: Wall-clock seconds the calls beyond the minimum may take. The minimum
+            count is always made, so a slow model (or a loaded machine) takes longer.
+        min_calls: Timed calls each latency rests on at least (after warm-up).
 
     Returns:
         A JSON-serialisable dict:
-        ``train_samples_per_s`` (``train_samples * epochs / fit_seconds``, ``None`` when
-        ``fit_seconds`` is not positive); ``latency_ms``: ``{"p50", "p95", "p99", "n"}`` at
-        batch size 1 with ``n`` the number of timed calls; ``throughput_samples_per_s`` (median
-        over the timed batched calls); ``batch_size`` and ``repeats`` (what was actually used);
-        ``parameters``; ``package_bytes`` (``None`` without a package); ``peak_memory_mb``
-        (growth of the process's peak resident memory during the batched inference, over
-        the resident memory before it, ``None`` where the platform cannot tell);
-        ``peak_memory_method`` (how it was measured, see ``_PeakRss``); ``threads``
-        (``torch.get_num_threads()``); ``seconds`` (the wall-clock time this call took).
+        ``predict`` (``None`` without ``request``) and ``forward``: each ``{"p50_ms",
+        "p95_ms", "p99_ms", "mean_ms", "std_ms", "calls", "batch": 1}`` (``predict`` also
+        ``"input"``); ``load``: ``{"load_average", "cores", "loaded"}`` (the higher 1-minute
+        load average seen before and after timing, ``os.cpu_count()``, and whether the load
+        exceeded the cores: then every figure here is slower than on an idle machine);
+        ``latency_ms``: the forward figures as ``{"p50", "p95", "p99", "n"}`` (kept for
+        readers of older runs); ``train_samples_per_s`` (``train_samples * epochs /
+        fit_seconds``, ``None`` when ``fit_seconds`` is not positive);
+        ``throughput_samples_per_s`` (median over the timed batched forward calls);
+        ``batch_size`` and ``repeats`` (what was actually used); ``parameters``;
+        ``package_bytes`` (``None`` without a package); ``peak_memory_mb`` (growth of the
+        process's peak resident memory during the batched inference, over the resident memory
+        before it, ``None`` where the platform cannot tell); ``peak_memory_method`` (how it
+        was measured, see ``_PeakRss``); ``threads`` (``torch.get_num_threads()``);
+        ``seconds`` (the wall-clock time this call took).
 
     Raises:
         ValueError: If ``inputs`` is empty, holds no sample or tensors of different lengths,
@@ -106,6 +129,8 @@ def measure_speed(
         raise ValueError(f"`batch_size` must be an int >= 1; got {batch_size}")
     if repeats < 1:
         raise ValueError(f"`repeats` must be an int >= 1; got {repeats}")
+    if min_calls < 1:
+        raise ValueError(f"`min_calls` must be an int >= 1; got {min_calls}")
     if not seconds_budget > 0:
         raise ValueError(f"`seconds_budget` must be a float > 0; got {seconds_budget}")
     if train_samples < 0 or epochs < 0:
@@ -117,23 +142,46 @@ def measure_speed(
     one = tuple(t[:1] for t in inputs)  # batch size 1: (1, ...)
     rows = torch.arange(batch_size, device=device) % n  # cycle a small set up to a full batch
     batch = tuple(t[rows] for t in inputs)  # (batch_size, ...)
+    load_before = _load_average()
 
+    forward_share = _FORWARD_SHARE if request is not None else _FORWARD_SHARE + _PREDICT_SHARE
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            latencies = _latencies(module, one, device, seconds_budget)
+            forward_s = _latencies(
+                lambda: _call(module, one, device),
+                warmup=_WARMUP_FORWARD,
+                min_calls=min_calls,
+                max_calls=max(min_calls, _MAX_FORWARD_CALLS),
+                budget=seconds_budget * forward_share,
+                # The collector running inside one timed call would put its pause into the
+                # tail; a serving process sees those pauses too, but spread over many requests.
+                collect=False,
+            )
             per_call, peak_mb, method = _throughput(module, batch, device, repeats, seconds_budget * _THROUGHPUT_SHARE)
     finally:
         module.train(was_training)
+    predict = None
+    if request is not None:
+        # As the user calls it: with the collector on, and whatever mode `Model.predict` sets.
+        predict_s = _latencies(
+            request,
+            warmup=_WARMUP_PREDICT,
+            min_calls=min_calls,
+            max_calls=max(min_calls, _MAX_PREDICT_CALLS),
+            budget=seconds_budget * _PREDICT_SHARE,
+            collect=True,
+        )
+        predict = {**_summary(predict_s), "input": request_input}
 
-    latency_ms = np.asarray(latencies) * 1e3
-    # Linear interpolation between order statistics (numpy's default) is monotone in q, so
-    # p50 <= p95 <= p99 holds for any sample.
-    p50, p95, p99 = (float(v) for v in np.percentile(latency_ms, [50, 95, 99]))
+    forward = _summary(forward_s)
     return {
+        "predict": predict,
+        "forward": forward,
+        "load": _load(load_before, _load_average()),
+        "latency_ms": {"p50": forward["p50_ms"], "p95": forward["p95_ms"], "p99": forward["p99_ms"], "n": forward["calls"]},
         "train_samples_per_s": float(train_samples * epochs / fit_seconds) if fit_seconds > 0 else None,
-        "latency_ms": {"p50": p50, "p95": p95, "p99": p99, "n": len(latencies)},
         "throughput_samples_per_s": float(batch_size / float(np.median(per_call))),
         "batch_size": int(batch_size),
         "repeats": len(per_call),
@@ -146,33 +194,101 @@ def measure_speed(
     }
 
 
-def _latencies(module: nn.Module, one: tuple[Tensor, ...], device: torch.device, budget: float) -> list[float]:
-    """Per-call seconds at batch size 1, after warm-up, within the latency share of the budget."""
-    warm_until = time.perf_counter() + budget * _WARMUP_SHARE
-    for _ in range(_WARMUP_CALLS):
-        _call(module, one, device)
-        if time.perf_counter() > warm_until:
-            break
-    # The budget wins over the call count: a slow model reports fewer calls (`n`) rather than
-    # overrunning the run; at least one call is always timed.
-    stop_at = time.perf_counter() + budget * _LATENCY_SHARE
-    times: list[float] = []
-    # The collector running inside one timed call would put its pause into the tail percentiles;
-    # a serving process sees those pauses too, but spread over many requests, not 1 in 200.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
+def one_row_request(model: Any, raw: Any) -> tuple[Callable[[], Any], str] | None:
+    """One end-to-end prediction on the first row of `raw` (a test split's `RawData`), as a user makes it.
+
+    The row is handed to ``model.predict`` in the form a user passes: a one-row DataFrame
+    without the target column (tables, texts, interactions), a one-sample array (images,
+    sequences, audio clips), or the whole series for a forecasting model (one forecast). The
+    first form the model accepts is used; when none is (e.g. a table whose columns name files
+    that only resolve next to their file), the row as read, whose reading is then not timed.
+
+    Returns:
+        ``(call, what)``: the call to time and what it predicts for, in words; None when the
+        model predicts for no form of the row.
+    """
+    from trustforge.data import input_kind
+    from trustforge.errors import TrustForgeError
+
+    # (what, value, rows the prediction table may hold at most for this to be one prediction)
+    candidates: list[tuple[str, Any, int | None]] = []
+    if raw.frame is not None and len(raw.frame):
+        first = raw.frame.iloc[:1].reset_index(drop=True)
+        candidates.append(("one table row", first.drop(columns=[raw.target], errors="ignore"), 1))
+        candidates.append(("one table row", first, 1))
+        # A forecast of one series is `horizon` rows, fewer than the series; a table model
+        # given the whole frame predicts every row of it, which is no single request.
+        candidates.append(("one series (one forecast)", raw.frame.reset_index(drop=True), len(raw.frame) - 1))
+    for field, what in (("images", "one image"), ("sequences", "one sequence"), ("waveforms", "one audio clip")):
+        values = getattr(raw, field, None)
+        if values is not None and len(values):
+            candidates.append((what, values[:1], 1))
     try:
-        while len(times) < _MAX_LATENCY_CALLS:
+        candidates.append(("one row as read (input reading not timed)", input_kind(raw).subset(raw, np.arange(1)), 1))
+    except (NotImplementedError, TrustForgeError):
+        pass
+    for what, value, most in candidates:
+        try:
+            rows = len(model.predict(value))
+        except (TrustForgeError, ValueError, KeyError):
+            continue
+        if most is None or 0 < rows <= most:
+            return (lambda v=value: model.predict(v)), what
+    return None
+
+
+def _latencies(call: Callable[[], Any], *, warmup: int, min_calls: int, max_calls: int, budget: float, collect: bool) -> list[float]:
+    """Seconds per call after `warmup` untimed calls: at least `min_calls`, then more within `budget`, at most `max_calls`."""
+    for _ in range(warmup):
+        call()
+    stop_at = time.perf_counter() + budget
+    times: list[float] = []
+    gc_was_enabled = gc.isenabled()
+    if not collect:
+        gc.disable()
+    try:
+        while len(times) < max_calls:
             t0 = time.perf_counter()
-            _call(module, one, device)
+            call()
             t1 = time.perf_counter()
             times.append(t1 - t0)
-            if t1 > stop_at:
+            if len(times) >= min_calls and t1 > stop_at:
                 break
     finally:
         if gc_was_enabled:
             gc.enable()
     return times
+
+
+def _summary(seconds: list[float]) -> dict[str, Any]:
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    # Linear interpolation between order statistics (numpy's default) is monotone in q, so
+    # p50 <= p95 <= p99 holds for any sample.
+    p50, p95, p99 = (float(v) for v in np.percentile(ms, [50, 95, 99]))
+    return {
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
+        "calls": int(len(ms)),
+        "batch": 1,
+    }
+
+
+def _load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):  # not every platform keeps one
+        return None
+
+
+def _load(before: float | None, after: float | None) -> dict[str, Any]:
+    """The machine's load while measuring: the higher 1-minute load average of the two readings."""
+    seen = [v for v in (before, after) if v is not None]
+    cores = os.cpu_count() or 1
+    load = max(seen) if seen else None
+    return {"load_average": load, "cores": int(cores), "loaded": bool(load is not None and load > cores)}
 
 
 def _throughput(

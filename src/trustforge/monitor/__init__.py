@@ -14,10 +14,25 @@ Offline, `check_drift(source, data)` runs a whole file through a monitor and ret
 window (what `trustforge monitor` prints).
 """
 
-from trustforge.monitor._check import DriftCheck, check_drift
-from trustforge.monitor._detectors import chi2_test, ks_test, psi, psi_categorical, psi_numeric, wasserstein
-from trustforge.monitor._monitor import AUDIT_ACTION, MIN_WINDOW_ROWS, DriftMonitor, WindowResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
+
+if TYPE_CHECKING:
+    from trustforge.monitor._check import DriftCheck, check_drift
+    from trustforge.monitor._detectors import chi2_test, ks_test, psi, psi_categorical, psi_numeric, wasserstein
+    from trustforge.monitor._monitor import AUDIT_ACTION, MIN_WINDOW_ROWS, DriftMonitor, WindowResult
+
+# The tests (SciPy) are imported on first use: training only saves the reference statistics,
+# and importing scipy.stats costs half a second.
+_LAZY = {
+    **dict.fromkeys(("DriftCheck", "check_drift"), "trustforge.monitor._check"),
+    **dict.fromkeys(("chi2_test", "ks_test", "psi", "psi_categorical", "psi_numeric", "wasserstein"), "trustforge.monitor._detectors"),
+    **dict.fromkeys(("AUDIT_ACTION", "MIN_WINDOW_ROWS", "DriftMonitor", "WindowResult"), "trustforge.monitor._monitor"),
+}
 
 __all__ = [
     "check_drift",
@@ -41,3 +56,15 @@ __all__ = [
 
 # `trustforge monitor` exits with this code when a window drifted (errors use 1-9, 70, 74).
 DRIFT_EXIT_CODE = 10
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trustforge.monitor' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

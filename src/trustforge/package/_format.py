@@ -26,12 +26,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from typing import TYPE_CHECKING, Any
 
 from trustforge._fs import atomic_folder
 from trustforge.errors import IntegrityError, SecurityError
@@ -46,6 +41,12 @@ from trustforge.secure import (
     sign_digests,
     verify_folder,
 )
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and safetensors' torch reader are imported where tensors are written or parsed, not
+# here: verifying a package checks bytes only, and importing torch costs seconds.
 
 __all__ = [
     "FORMAT",
@@ -72,6 +73,20 @@ READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"
 _CHUNK = 1 << 20
+
+
+def save_tensors(tensors: dict[str, torch.Tensor]) -> bytes:
+    """safetensors' bytes of `tensors` (torch is imported here, on first use)."""
+    from safetensors.torch import save
+
+    return save(tensors)
+
+
+def load_tensors(blob: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors bytes (torch is imported here, on first use)."""
+    from safetensors.torch import load
+
+    return load(blob)
 
 
 def sha256_file(path: Path) -> str:
@@ -148,6 +163,8 @@ class VerifiedPackage:
 
     def tensors(self, name: str) -> dict[str, torch.Tensor]:
         """The tensors of one verified safetensors file."""
+        from safetensors import SafetensorError
+
         try:
             return load_tensors(self._blobs[name])
         except (SafetensorError, ValueError, KeyError) as exc:

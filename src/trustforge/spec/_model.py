@@ -671,6 +671,11 @@ class TrainSpec(_Strict):
     precision: Literal["32", "bf16-mixed"] = "32"
     accelerator: Literal["auto", "cpu", "cuda"] = "cpu"
     seed: int = Field(7, ge=0, lt=2**32)
+    threads: PositiveInt | None = Field(
+        None,
+        description="torch CPU threads for training and evidence; default: OMP_NUM_THREADS if set, "
+        "else 1 for a model under 1M parameters, else min(4, cores)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlySt
 from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
+from trustforge.train._threads import apply_threads, choose_threads, restores_threads
 from trustforge.train._trainer import Trainer, resolve_device, seeded
 
 __all__ = [
@@ -27,4 +28,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "atomic_write_text",
+    "choose_threads",
+    "apply_threads",
+    "restores_threads",
 ]

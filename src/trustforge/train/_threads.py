@@ -1,0 +1,79 @@
+"""How many CPU threads torch uses while a run trains and gathers its evidence.
+
+Torch's default is one intra-op thread per physical core. On small models that is a loss: their
+per-batch operations are too small to split, so extra threads only synchronise, and on a busy
+machine each thread waits for the others to be scheduled. The issue that brought this in
+measured an epoch of the breast-cancer MLP at 70-116 s with the default threads on a loaded
+2-core machine against 2.9 s with one thread. Large models (pretrained encoders, wide
+convolutions) do gain from a few threads, up to about four on CPU.
+
+So, unless told (`train.threads` in the spec, `trustforge train --threads N`, or the
+`OMP_NUM_THREADS` environment variable, which torch already reads), a run uses one thread for a
+model under `SMALL_MODEL_PARAMETERS` parameters and `min(4, usable cores)` otherwise. The choice
+depends on the spec and the data only, never on the machine's momentary load, so the same spec
+trains the same way on the same machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+__all__ = ["choose_threads", "apply_threads", "restores_threads", "SMALL_MODEL_PARAMETERS", "MAX_AUTO_THREADS"]
+
+SMALL_MODEL_PARAMETERS = 1_000_000
+MAX_AUTO_THREADS = 4
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def choose_threads(requested: int | None, module: nn.Module) -> int | None:
+    """The intra-op thread count for training `module`: `requested`, else the automatic choice.
+
+    Returns:
+        `requested` when given; None (leave torch's setting) when `OMP_NUM_THREADS` is set,
+        since the user or their scheduler chose it; 1 for a model of fewer than
+        `SMALL_MODEL_PARAMETERS` parameters; else `min(MAX_AUTO_THREADS, usable cores)`.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"threads must be an int >= 1; got {requested}")
+        return int(requested)
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    if sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMETERS:
+        return 1
+    return max(1, min(MAX_AUTO_THREADS, _usable_cores()))
+
+
+def apply_threads(requested: int | None, module: nn.Module) -> int:
+    """Set torch's intra-op threads as `choose_threads` says; returns the count in effect."""
+    n = choose_threads(requested, module)
+    if n is not None:
+        torch.set_num_threads(n)
+    return int(torch.get_num_threads())
+
+
+def restores_threads(fn: _F) -> _F:
+    """Decorate a function so torch's thread count is what it was before the call, however it ends."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
+    except AttributeError:  # not every platform has it
+        return os.cpu_count() or 1
