@@ -6,6 +6,7 @@ result of the one before and knows nothing of the ones after.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -146,7 +147,9 @@ def _run(
         package = run_dir / "package"
         if package.exists():  # a resumed run that was interrupted after packaging
             shutil.rmtree(package)
-        reference = run_reference(data, scored.held_out) if spec.monitor.reference else None
+        # The drift reference's predictions: the validation split's, else the training split's; never the test split's.
+        predict_train = functools.partial(trainer.predict, data.train.inputs, mixed_precision=False)
+        reference = run_reference(data, val_out, predict_train) if spec.monitor.reference else None
         write_model_package(
             package,
             spec,

@@ -3,8 +3,9 @@
 Training saves reference statistics in the package (`run_reference`, under the manifest's
 `monitor.reference`, so the signature covers them). A `DriftMonitor` built from a loaded
 model tests tumbling windows of served rows against them, feature by feature (KS, chi-square,
-PSI, Wasserstein; thresholds from the spec's `monitor:` section), and raises one log line
-and one audit entry per window with drift:
+PSI, Wasserstein; thresholds from the spec's `monitor:` section; each result names the test
+that decides it, and PSI and Wasserstein carry the threshold that means something at the
+window's size, see `_null`), and raises one log line and one audit entry per window with drift:
 
     monitor = DriftMonitor.for_model(model, audit=registry.audit)   # None: no reference
     monitor.observe(raw, model.predict(raw))                        # per served batch
@@ -14,7 +15,7 @@ Offline, `check_drift(source, data)` runs a whole file through a monitor and ret
 window (what `trustforge monitor` prints).
 """
 
-from trustforge.monitor._check import DriftCheck, check_drift
+from trustforge.monitor._check import DriftCheck, check_drift, explain
 from trustforge.monitor._detectors import chi2_test, ks_test, psi, psi_categorical, psi_numeric, wasserstein
 from trustforge.monitor._monitor import AUDIT_ACTION, MIN_WINDOW_ROWS, DriftMonitor, WindowResult
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
@@ -22,6 +23,7 @@ from trustforge.monitor._reference import featurize, reference_statistics, run_r
 __all__ = [
     "check_drift",
     "DriftCheck",
+    "explain",
     "DriftMonitor",
     "WindowResult",
     "AUDIT_ACTION",
