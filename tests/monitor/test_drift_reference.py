@@ -15,7 +15,7 @@ import trustforge
 from trustforge.data import RawData, Schema, infer_schema, prepare
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import outputs_to_proba
-from trustforge.monitor import DriftMonitor, featurize, reference_statistics
+from trustforge.monitor import DriftMonitor, check_drift, featurize, reference_statistics
 from trustforge.monitor._reference import MIN_ROWS
 from trustforge.package import Model
 from trustforge.package._format import encode_manifest
@@ -100,6 +100,8 @@ def test_without_a_validation_split_the_predictions_are_the_training_splits_and_
     labels = np.array(model.classes)[outputs_to_proba(out, 2).argmax(axis=1)]
     assert ref["prediction"]["counts"] == dict(Counter(labels.tolist()))
     assert DriftMonitor.for_model(model).status()["reference"]["predictions_from"] == "train"
+    check = check_drift(model, data.test_raw.frame.drop(columns=["target"]))
+    assert "own training rows" in check.explanation[-1] and "optimistic" in check.explanation[-1]
 
 
 def test_the_reference_keeps_no_row_and_no_category_it_was_not_given():

@@ -115,7 +115,7 @@ def check_drift(
     windows = mon.observe(raw, model.predict(raw))
     last = mon.flush()
     windows += [last] if last is not None else []
-    return DriftCheck(name, windows, mon.window, _rule(mon), explain(windows, mon.config.correction))
+    return DriftCheck(name, windows, mon.window, _rule(mon), explain(windows, mon.config.correction, mon.reference))
 
 
 def _rule(mon: DriftMonitor) -> str:
@@ -133,11 +133,12 @@ def _g(x: float) -> str:
     return f"{x:.2g}" if x < 0.01 else f"{x:.2f}"
 
 
-def explain(windows: list[WindowResult], correction: str = "bonferroni") -> list[str]:
+def explain(windows: list[WindowResult], correction: str = "bonferroni", reference: Mapping[str, Any] | None = None) -> list[str]:
     """What decides these windows and what their PSI and Wasserstein figures mean, in sentences.
 
     Read from the first window (the full windows share their thresholds; a last, partial one
-    has higher no-drift levels, being shorter).
+    has higher no-drift levels, being shorter). With the `reference`, also what the
+    prediction is compared with when that is not a validation split.
     """
     if not windows:
         return []
@@ -186,5 +187,15 @@ def explain(windows: list[WindowResult], correction: str = "bonferroni") -> list
             f"{' and '.join(s.split(' ')[0] for s in spans)} are descriptive (they decide nothing); their thresholds at {w.rows} rows "
             f"are the larger of the spec's value and what a window without drift exceeds with probability {_g(level)}: "
             f"{', '.join(spans)}; about 1 figure in {round(1 / level)} is over its threshold by chance."
+        )
+    source = (reference or {}).get("predictions_from")
+    if w.prediction is not None and source == "train":
+        lines.append(
+            "The prediction is compared with the model's predictions on its own training rows (the run had no validation "
+            "split): optimistic, as a model fits its training rows better than new ones."
+        )
+    elif w.prediction is not None and reference is not None and source is None:
+        lines.append(
+            "The prediction is compared with predictions on the validation and test splits (a package made before the reference recorded `predictions_from`)."
         )
     return lines
