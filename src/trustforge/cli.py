@@ -310,18 +310,25 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
         sys.stdout.flush()
         return check.drift
     table = Table(title=f"drift of {escape(data.name)} against the training data of {escape(uri)}", title_justify="left")
-    for col in ("window", "rows", "drift", "what drifted (test, p-value or value)", "largest PSI"):
-        table.add_column(col, justify="left" if col.startswith("what") else "right")
+    for col in ("window", "rows", "drift", "what drifted (deciding test: p < level)", "PSI, W over their threshold (descriptive)"):
+        table.add_column(col, justify="left" if col.startswith(("what", "PSI")) else "right")
     for w in check.windows:
-        top = w.largest_psi()
+        over = w.over_threshold()
+        top = w.largest_psi_ratio()
+        shown = ", ".join(f"{escape(n)} ({'PSI' if f == 'psi' else 'W'} {x['value']:.2f} >= {x['threshold']:.2f})" for n, f, x in over[:3])
+        shown += f" +{len(over) - 3} more" if len(over) > 3 else ""
+        if not over and top is not None:  # the largest PSI, beside its threshold at this window size
+            shown = f"none (largest PSI {top[1]['value']:.2f} of {top[1]['threshold']:.2f}, {escape(top[0])})"
         table.add_row(
             str(w.index),
             f"{w.start_row}-{w.end_row - 1}" + (" (partial)" if w.partial else ""),
             "[red]yes[/red]" if w.drift else "no",
             escape(w.summary()) or "-",
-            f"{top[1]:.3f} {escape(top[0])}" if top else "-",
+            shown or "-",
         )
     out.print(table)
+    for line in check.explanation:
+        out.print(escape(line), highlight=False, soft_wrap=True)
     if check.drift:
         what = ", ".join(f"{escape(k)} ({n})" for k, n in check.counts().items())
         out.print(

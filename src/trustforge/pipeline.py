@@ -153,7 +153,14 @@ def _run(
         package = run_dir / "package"
         if package.exists():  # a resumed run that was interrupted after packaging
             shutil.rmtree(package)
-        reference = run_reference(data, scored.held_out, scored.decision) if spec.monitor.reference else None
+
+        # The drift reference's predictions, as the package serves them (temperature, threshold):
+        # the validation split's, else the training split's; never the test split's.
+        def predict_train() -> Any:
+            out = trainer.predict(data.train.inputs, mixed_precision=False)
+            return out / scored.temperature if scored.temperature is not None else out
+
+        reference = run_reference(data, scored.held_out[0], predict_train, scored.decision) if spec.monitor.reference else None
         write_model_package(
             package,
             spec,

@@ -15,7 +15,7 @@ import trustforge
 from trustforge.data import RawData, Schema, infer_schema, prepare
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import outputs_to_proba
-from trustforge.monitor import DriftMonitor, featurize, reference_statistics
+from trustforge.monitor import DriftMonitor, check_drift, featurize, reference_statistics
 from trustforge.monitor._reference import MIN_ROWS
 from trustforge.package import Model
 from trustforge.package._format import encode_manifest
@@ -42,13 +42,15 @@ def cancer(tmp_path_factory):
         return r, prepare(r.spec)
 
 
-def test_the_package_holds_statistics_of_the_training_split_and_held_out_predictions(cancer):
+def test_the_package_holds_statistics_of_the_training_split_and_validation_predictions(cancer):
     result, data = cancer
     model = result.load_model()
     ref = model.manifest["monitor"]["reference"]
     train = data.train_raw.frame
     assert list(ref["features"]) == model.schema.input_names  # all 30 columns, in model order
-    assert ref["rows"] == {"inputs": len(train), "predictions": len(data.validation) + len(data.test)}
+    # The predictions are the validation split's only: the test split, which users check for drift, never.
+    assert ref["rows"] == {"inputs": len(train), "predictions": len(data.validation)}
+    assert ref["predictions_from"] == "validation" and "notes" not in ref
     for name, stats in ref["features"].items():
         assert stats["kind"] == "numeric" and stats["count"] == len(train) and stats["missing"] == 0
         assert "quantiles" not in stats and "min" not in stats and "max" not in stats  # no training value kept
@@ -66,13 +68,40 @@ def test_the_package_holds_statistics_of_the_training_split_and_held_out_predict
     pred = ref["prediction"]
     assert pred["kind"] == "categorical" and set(pred["counts"]) == {"malignant", "benign"}
     assert sum(pred["counts"].values()) == ref["rows"]["predictions"]
-    # They are the packaged model's predictions on the validation and test splits.
+    # They are the packaged model's predictions on the validation split.
     with torch.no_grad():
-        out = torch.cat([model.module(*split.inputs) for split in (data.validation, data.test)])
+        out = model.module(*data.validation.inputs)
     labels = np.array(model.classes)[outputs_to_proba(out, 2).argmax(axis=1)]
     assert pred["counts"] == dict(Counter(labels.tolist()))
     size = len(json.dumps(ref))
     assert size < 40_000, size  # 30 columns x ~22 blocks: ~25 KB of JSON (was ~107 KB with every value)
+
+
+def test_without_a_validation_split_the_predictions_are_the_training_splits_and_say_so(tmp_path, monkeypatch):
+    """The breast-cancer example has no validation split: the reference's predictions were the
+    test split's own, so test windows were compared with themselves. Now they are the training
+    split's, marked optimistic."""
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
+    spec = {
+        "name": "cancer-noval",
+        "data": {"source": "builtin:breast_cancer", "target": "target", "split": {"test": 0.2, "validation": 0.0}},
+        "model": {"kind": "mlp"},
+        "train": {"max_epochs": 2, "early_stopping": None},
+        "evaluate": QUICK,
+    }
+    result = trustforge.run(spec, progress=False, register=False)
+    data = prepare(result.spec)
+    model = result.load_model()
+    ref = model.manifest["monitor"]["reference"]
+    assert data.validation is None and ref["predictions_from"] == "train"
+    assert ref["rows"]["predictions"] == len(data.train) and "optimistic" in ref["notes"]["prediction"]
+    with torch.no_grad():
+        out = model.module(*data.train.inputs)
+    labels = np.array(model.classes)[outputs_to_proba(out, 2).argmax(axis=1)]
+    assert ref["prediction"]["counts"] == dict(Counter(labels.tolist()))
+    assert DriftMonitor.for_model(model).status()["reference"]["predictions_from"] == "train"
+    check = check_drift(model, data.test_raw.frame.drop(columns=["target"]))
+    assert "own training rows" in check.explanation[-1] and "optimistic" in check.explanation[-1]
 
 
 def test_the_reference_keeps_no_row_and_no_category_it_was_not_given():

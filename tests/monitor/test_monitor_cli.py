@@ -38,6 +38,13 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
     code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "ok.csv", home=home)
     assert code == 0, err
     assert "no drift in 5 windows of 100 rows" in out and "400-449 (partial)" in out and err == ""
+    # Which test decides, at which corrected level; PSI and Wasserstein labelled descriptive with their 100-row thresholds.
+    flat = " ".join(out.split())
+    assert "decided by: KS (numeric features); chi-square (categorical features, the prediction)" in flat, out
+    assert "0.05 / 9 tests (Bonferroni" in flat
+    assert "PSI and Wasserstein are descriptive (they decide nothing); their thresholds at 100 rows" in flat
+    # No bare "largest PSI" beside "no": only as "none (largest PSI x of its threshold, ...)".
+    assert out.count("largest PSI") == out.count("none (largest PSI"), out
 
     code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "shifted.csv", home=home)
     assert code == 10, err
@@ -54,6 +61,12 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
     assert code == 10 and [w["rows"] for w in windows] == [200, 200, 50]
     assert all("x5" in w["drifted"] for w in windows)
     assert windows[0]["features"]["x5"]["threshold"] == pytest.approx(0.05 / 9)
+    x5 = windows[0]["features"]["x5"]
+    assert x5["decided_by"] == "ks" and x5["level"] == 0.05
+    for fig in ("psi", "wasserstein"):  # descriptive, with the threshold of a 200-row window; the shift is over it
+        assert x5[fig]["role"] == "descriptive" and x5[fig]["window"] == 200 and x5[fig]["exceeds"]
+        assert x5[fig]["threshold"] == max(x5[fig]["limit"], x5[fig]["no_drift"]) and x5[fig]["value"] >= x5[fig]["threshold"]
+    assert windows[0]["prediction"]["decided_by"] == "chi2" and windows[0]["prediction"]["psi"]["window"] == 200
 
 
 def test_a_package_folder_signed_elsewhere_is_checked_with_its_public_key(trained, tmp_path, workspace):

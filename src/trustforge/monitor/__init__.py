@@ -3,8 +3,9 @@
 Training saves reference statistics in the package (`run_reference`, under the manifest's
 `monitor.reference`, so the signature covers them). A `DriftMonitor` built from a loaded
 model tests tumbling windows of served rows against them, feature by feature (KS, chi-square,
-PSI, Wasserstein; thresholds from the spec's `monitor:` section), and raises one log line
-and one audit entry per window with drift:
+PSI, Wasserstein; thresholds from the spec's `monitor:` section; each result names the test
+that decides it, and PSI and Wasserstein carry the threshold that means something at the
+window's size, see `_null`), and raises one log line and one audit entry per window with drift:
 
     monitor = DriftMonitor.for_model(model, audit=registry.audit)   # None: no reference
     monitor.observe(raw, model.predict(raw))                        # per served batch
@@ -22,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
 
 if TYPE_CHECKING:
-    from trustforge.monitor._check import DriftCheck, check_drift
+    from trustforge.monitor._check import DriftCheck, check_drift, explain
     from trustforge.monitor._detectors import chi2_test, ks_test, psi, psi_categorical, psi_numeric, wasserstein
     from trustforge.monitor._monitor import AUDIT_ACTION, MIN_WINDOW_ROWS, DriftMonitor, WindowResult
 
 # The tests (SciPy) are imported on first use: training only saves the reference statistics,
 # and importing scipy.stats costs half a second.
 _LAZY = {
-    **dict.fromkeys(("DriftCheck", "check_drift"), "trustforge.monitor._check"),
+    **dict.fromkeys(("DriftCheck", "check_drift", "explain"), "trustforge.monitor._check"),
     **dict.fromkeys(("chi2_test", "ks_test", "psi", "psi_categorical", "psi_numeric", "wasserstein"), "trustforge.monitor._detectors"),
     **dict.fromkeys(("AUDIT_ACTION", "MIN_WINDOW_ROWS", "DriftMonitor", "WindowResult"), "trustforge.monitor._monitor"),
 }
@@ -37,6 +38,7 @@ _LAZY = {
 __all__ = [
     "check_drift",
     "DriftCheck",
+    "explain",
     "DriftMonitor",
     "WindowResult",
     "AUDIT_ACTION",

@@ -10,9 +10,9 @@ every window's result with the figures a summary needs. The caller prints.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from trustforge.errors import DataError, ModelError
 from trustforge.monitor._monitor import MIN_WINDOW_ROWS, DriftMonitor, WindowResult
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from trustforge.package import Model
     from trustforge.registry import Registry
 
-__all__ = ["DriftCheck", "check_drift"]
+__all__ = ["DriftCheck", "check_drift", "explain"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,15 @@ class DriftCheck:
         window: rows per full window.
         rule: the tests that decide a window, in words (e.g. "ks for numeric, chi2 for
             categorical features, Bonferroni over 9 tests per window").
+        explanation: what decides a window and what the PSI and Wasserstein figures mean at
+            this window size, one sentence per line (what `trustforge monitor` prints).
     """
 
     model: str
     windows: list[WindowResult]
     window: int
     rule: str
+    explanation: list[str] = field(default_factory=list)
 
     @property
     def drifted(self) -> list[WindowResult]:
@@ -112,7 +115,7 @@ def check_drift(
     windows = mon.observe(raw, model.predict(raw))
     last = mon.flush()
     windows += [last] if last is not None else []
-    return DriftCheck(name, windows, mon.window, _rule(mon))
+    return DriftCheck(name, windows, mon.window, _rule(mon), explain(windows, mon.config.correction, mon.reference))
 
 
 def _rule(mon: DriftMonitor) -> str:
@@ -120,3 +123,79 @@ def _rule(mon: DriftMonitor) -> str:
     return f"{cfg.numeric_test} for numeric, {cfg.categorical_test} for categorical features" + (
         f", Bonferroni over {len(mon.monitored)} tests per window" if cfg.correction == "bonferroni" else ""
     )
+
+
+_TESTS = {"ks": "KS", "chi2": "chi-square", "psi": "PSI", "wasserstein": "Wasserstein", "missing": "all-missing"}
+_FIGURES = {"psi": "PSI", "wasserstein": "Wasserstein"}
+
+
+def _g(x: float) -> str:
+    return f"{x:.2g}" if x < 0.01 else f"{x:.2f}"
+
+
+def explain(windows: list[WindowResult], correction: str = "bonferroni", reference: Mapping[str, Any] | None = None) -> list[str]:
+    """What decides these windows and what their PSI and Wasserstein figures mean, in sentences.
+
+    Read from the first window (the full windows share their thresholds; a last, partial one
+    has higher no-drift levels, being shorter). With the `reference`, also what the
+    prediction is compared with when that is not a validation split.
+    """
+    if not windows:
+        return []
+    w = windows[0]
+    named: list[tuple[str, Mapping[str, Any]]] = list(w.features.items())
+    if w.prediction is not None:
+        named.append(("the predicted value", w.prediction))
+    by_test: dict[str, list[str]] = {}
+    for name, r in named:
+        if r.get("decided_by") is not None:
+            what = "the prediction" if name == "the predicted value" else f"{r['kind']} features"
+            by_test.setdefault(r["decided_by"], [])
+            if what not in by_test[r["decided_by"]]:
+                by_test[r["decided_by"]].append(what)
+    family = sum(len([1 for _, r in named if r.get("decided_by") == t]) for t in by_test)
+    order = list(_TESTS)
+    by_test = dict(sorted(by_test.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    parts = [f"{_TESTS.get(t, t)} ({', '.join(whats)})" for t, whats in by_test.items()]
+    lines = []
+    if parts:
+        levels = sorted({r["level"] for _, r in named if r.get("decided_by") is not None and r.get("level") is not None})
+        level = "/".join(_g(x) for x in levels) or "-"
+        corrected = (
+            f"each at its level {level} / {family} tests (Bonferroni: a window without drift alarms with probability at most {level})"
+            if correction == "bonferroni" and family > 1
+            else f"each at level {level}"
+        )
+        effect = [t for t in by_test if t in _FIGURES]
+        extra = (
+            f"; {' and '.join(_FIGURES[t] for t in effect)} at the larger of the spec's threshold and the no-drift level at {w.rows} rows"
+            if effect
+            else ""
+        )
+        lines.append(f"decided by: {'; '.join(parts)}, {corrected}{extra}.")
+    else:
+        lines.append("decided by: nothing (no feature could be tested).")
+    spans = []
+    for fig, label in _FIGURES.items():
+        figs = [r[fig] for _, r in named if r.get(fig) is not None and r[fig]["role"] == "descriptive"]
+        if figs:
+            lo, hi = min(f["threshold"] for f in figs), max(f["threshold"] for f in figs)
+            spans.append(f"{label} {_g(lo)}" + (f"-{_g(hi)}" if _g(hi) != _g(lo) else "") + f" (spec {_g(figs[0]['limit'])})")
+            level = figs[0]["level"]
+    if spans:
+        lines.append(
+            f"{' and '.join(s.split(' ')[0] for s in spans)} are descriptive (they decide nothing); their thresholds at {w.rows} rows "
+            f"are the larger of the spec's value and what a window without drift exceeds with probability {_g(level)}: "
+            f"{', '.join(spans)}; about 1 figure in {round(1 / level)} is over its threshold by chance."
+        )
+    source = (reference or {}).get("predictions_from")
+    if w.prediction is not None and source == "train":
+        lines.append(
+            "The prediction is compared with the model's predictions on its own training rows (the run had no validation "
+            "split): optimistic, as a model fits its training rows better than new ones."
+        )
+    elif w.prediction is not None and reference is not None and source is None:
+        lines.append(
+            "The prediction is compared with predictions on the validation and test splits (a package made before the reference recorded `predictions_from`)."
+        )
+    return lines

@@ -20,7 +20,18 @@ class predictions `categorical_test` (regression predictions are numeric). With 
 larger of `ks_p_value` and `chi2_p_value` when they differ), whatever the number of features;
 a feature that is present in the reference but missing from every row of a window gets a
 p-value too (reference missing share ** rows) and joins the family. PSI and Wasserstein rules
-are thresholds on effect sizes and take no correction.
+are thresholds on effect sizes: they decide only when the spec says so (`numeric_test: psi`
+or `wasserstein`, `categorical_test: psi`), and then at the larger of the spec's threshold and
+the figure's no-drift level at the window's size for the corrected level (see `_null`), so
+they join the same family.
+
+PSI and Wasserstein are reported for every feature either way. When they do not decide they
+are descriptive, and each carries the threshold that means something at the window's size:
+the larger of the spec's value (the conventional effect size, Evidently's 0.1) and the value
+a window of that many rows drawn without drift exceeds with probability `ks_p_value`
+(numeric) or `chi2_p_value` (categorical), uncorrected: about 1 figure in 20 crosses it by
+chance. At 57 rows that level is PSI 0.4-0.7 and Wasserstein ~0.3, not 0.1; at 5,000 rows the
+spec's 0.1 is the larger. Each feature's result names the test that decides it (`decided_by`).
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import pandas as pd
 from trustforge.data import RawData, Schema
 from trustforge.errors import DataError
 from trustforge.monitor._detectors import chi2_test, compare_numeric, psi_categorical
+from trustforge.monitor._null import psi_level, wasserstein_level
 from trustforge.monitor._reference import MISSING, PREDICTION, featurize, prediction_values, supports
 from trustforge.spec import MonitorSpec
 
@@ -66,9 +78,12 @@ class WindowResult:
         time: when it was tested (UTC, ISO-8601).
         drift: whether any feature or the prediction drifted.
         drifted: the names of what drifted (features, then `prediction`).
-        features: name → result: kind, test, statistic, p_value (p-value tests), threshold
-            (the level the p-value or statistic is compared with, after correction), psi,
-            wasserstein (numeric), rows, missing, drift.
+        features: name → result: kind, test and decided_by (the test that decides: ks, chi2,
+            psi, wasserstein, missing; None when nothing can be tested), statistic, p_value
+            (p-value tests), level (before correction), threshold (what the p-value or
+            statistic is compared with, after correction), rows, missing, drift, and the
+            figures psi and wasserstein (numeric) as {value, threshold, window, no_drift,
+            limit, level, role: "decides" | "descriptive", exceeds} (see `_figure`), or None.
         prediction: the prediction's result in the same form, or None when not monitored.
     """
 
@@ -107,11 +122,30 @@ class WindowResult:
 
     def largest_psi(self) -> tuple[str, float] | None:
         """(feature, PSI) of the feature with the largest PSI in this window, or None when none has one."""
-        psis = {k: r["psi"] for k, r in self.features.items() if r.get("psi") is not None}
+        psis = {k: r["psi"]["value"] for k, r in self.features.items() if r.get("psi") is not None}
         if not psis:
             return None
         top = max(psis, key=psis.get)
         return top, psis[top]
+
+    def largest_psi_ratio(self) -> tuple[str, dict[str, Any]] | None:
+        """(feature, PSI figure) of the feature whose PSI is the largest share of its threshold, or None."""
+        figs = {k: r["psi"] for k, r in self.features.items() if r.get("psi") is not None and r["psi"]["threshold"] > 0}
+        if not figs:
+            return None
+        top = max(figs, key=lambda k: figs[k]["value"] / figs[k]["threshold"])
+        return top, figs[top]
+
+    def over_threshold(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(name, "psi" | "wasserstein", figure) of each descriptive figure at or over its window-size threshold."""
+        out = []
+        named = list(self.features.items()) + ([(PREDICTION, self.prediction)] if self.prediction is not None else [])
+        for name, r in named:
+            for fig in ("psi", "wasserstein"):
+                f = r.get(fig)
+                if f is not None and f["role"] == "descriptive" and f["exceeds"]:
+                    out.append((name, fig, f))
+        return out
 
     def drifted_results(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, result) of each drifted feature, then of the prediction if it drifted."""
@@ -211,6 +245,7 @@ class DriftMonitor:
         self.actor = actor
         # Features with no value in training cannot be compared with anything.
         self._features = {k: v for k, v in reference.get("features", {}).items() if v.get("count", 0) > 0}
+        self._levels: dict[tuple[str, str, int, float], float] = {}  # no-drift levels (feature, figure, rows, level)
         self._prediction = reference.get("prediction")
         self._lock = threading.Lock()
         self._pending: list[_Chunk] = []
@@ -338,6 +373,7 @@ class DriftMonitor:
                 "reference": {
                     "features": sorted(self._features),
                     "prediction": self._prediction is not None,
+                    "predictions_from": self.reference.get("predictions_from"),
                     "rows": dict(self.reference.get("rows", {})),
                     "skipped": dict(self.reference.get("skipped", {})),
                 },
@@ -349,15 +385,16 @@ class DriftMonitor:
         """Feature (and `prediction`) → PSI in the last tested window; empty before the first.
 
         PSI because it means the same for every kind of feature (0.1: moderate, 0.25: large
-        shift, by the usual reading); the deciding test's result is in `status()`.
+        shift, by the usual reading, for large windows); each figure's threshold at the
+        window's size and the deciding test's result are in `status()`.
         """
         with self._lock:
             if not self._windows:
                 return {}
             last = self._windows[-1]
-            out = {k: r["psi"] for k, r in last.features.items() if r.get("psi") is not None}
+            out = {k: r["psi"]["value"] for k, r in last.features.items() if r.get("psi") is not None}
             if last.prediction is not None and last.prediction.get("psi") is not None:
-                out[PREDICTION] = last.prediction["psi"]
+                out[PREDICTION] = last.prediction["psi"]["value"]
             return out
 
     # ------------------------------------------------------------------ testing
@@ -415,11 +452,11 @@ class DriftMonitor:
         """Test one window (called with the lock held) and raise its alert."""
         results = {name: self._compare(ref, values[name]) for name, ref in self._features.items()}
         pred = self._compare(self._prediction, values[_PRED_KEY], observed_only=True) if self._prediction is not None else None
-        tested = [r for r in [*results.values(), pred] if r is not None and r.get("p_value") is not None]
-        for r in tested:
-            if self.config.correction == "bonferroni":
-                r["threshold"] = r["threshold"] / len(tested)
-            r["drift"] = r["p_value"] < r["threshold"]
+        judged = [(name, ref, results[name]) for name, ref in self._features.items()]
+        judged += [(_PRED_KEY, self._prediction, pred)] if pred is not None else []
+        family = sum(r.get("test") is not None for _, _, r in judged)  # the window's deciding tests
+        for key, ref, r in judged:
+            self._judge(key, ref, r, family)
         drifted = [k for k, r in results.items() if r["drift"]] + ([PREDICTION] if pred is not None and pred["drift"] else [])
         start = self._rows_seen - self._pending_rows - n
         result = WindowResult(self._tested + 1, start, start + n, _now(), bool(drifted), drifted, results, pred, partial)
@@ -430,8 +467,60 @@ class DriftMonitor:
             self._alert(result)
         return result
 
+    def _judge(self, key: str, ref: Mapping[str, Any], r: dict[str, Any], family: int) -> None:
+        """Set a result's corrected threshold, drift, decided_by and its PSI/W figures (in place)."""
+        c = self.config
+        corrected = r["level"] / family if r.get("level") is not None and c.correction == "bonferroni" and family else r.get("level")
+        r["decided_by"] = r.get("test")
+        if r.get("p_value") is not None:
+            r["threshold"] = corrected
+            r["drift"] = r["p_value"] < corrected
+        for fig in ("psi", "wasserstein"):
+            if r.get(fig) is None:
+                continue
+            decides = r.get("test") == fig
+            f = self._figure(key, ref, fig, float(r[fig]), r["window"], corrected if decides else r["descriptive_level"], decides)
+            r[fig] = f
+            if decides:
+                r["statistic"], r["threshold"], r["drift"] = f["value"], f["threshold"], f["exceeds"]
+        r.pop("window", None)
+        r.pop("descriptive_level", None)
+
+    def _figure(self, key: str, ref: Mapping[str, Any], fig: str, value: float, rows: int, level: float, decides: bool) -> dict[str, Any]:
+        """A PSI or Wasserstein figure with the threshold that means something at `rows` rows.
+
+        `no_drift`: what a window of `rows` rows without drift exceeds with probability
+        `level` (simulated from the reference, see `_null`; cached per feature and size);
+        `limit`: the spec's threshold; `threshold`: the larger of the two.
+        """
+        limit = self.config.psi if fig == "psi" else self.config.wasserstein
+        cache_key = (key, fig, rows, level)
+        no_drift = self._levels.get(cache_key)
+        if no_drift is None:
+            if fig == "wasserstein":
+                no_drift = wasserstein_level(ref, rows, level)
+            elif ref["kind"] == "numeric":
+                no_drift = psi_level(ref["bins"]["fractions"], int(ref["count"]), rows, level)
+            else:
+                no_drift = psi_level(list(ref["counts"].values()), int(ref["count"]), rows, level)
+            self._levels[cache_key] = no_drift
+        threshold = max(limit, no_drift)
+        return {
+            "value": value,
+            "threshold": threshold,
+            "window": int(rows),
+            "no_drift": no_drift,
+            "limit": limit,
+            "level": level,
+            "role": "decides" if decides else "descriptive",
+            "exceeds": bool(value >= threshold),
+        }
+
     def _compare(self, ref: Mapping[str, Any], values: np.ndarray, *, observed_only: bool = False) -> dict[str, Any]:
-        """One feature's result in one window (`drift` of p-value tests is set by `_test`).
+        """One feature's result in one window, before `_judge` (which sets thresholds, figures and drift).
+
+        `level` is the deciding test's level before correction, `window` the rows the figures
+        were computed on and `descriptive_level` the level of their descriptive thresholds.
 
         `observed_only`: a missing value means "not observed" (rows served without their
         predictions), not a missing value to test; a window with none is not tested.
@@ -447,6 +536,7 @@ class DriftMonitor:
                     "test": None,
                     "statistic": None,
                     "p_value": None,
+                    "level": None,
                     "threshold": None,
                     "psi": None,
                     "drift": False,
@@ -458,14 +548,22 @@ class DriftMonitor:
                 return out | self._all_missing(ref, len(values))
             scores = compare_numeric(ref, present)
             out["psi"], out["wasserstein"] = scores["psi"], scores["wasserstein"]
+            out["window"], out["descriptive_level"] = int(len(present)), c.ks_p_value
             if c.numeric_test == "ks" and scores["ks"] is not None:
                 d, p = scores["ks"]
-                return out | {"test": "ks", "statistic": d, "p_value": p, "threshold": c.ks_p_value, "drift": False}
+                return out | {"test": "ks", "statistic": d, "p_value": p, "level": c.ks_p_value, "threshold": c.ks_p_value, "drift": False}
             stat = out[c.numeric_test] if c.numeric_test != "ks" else None
             if stat is None:  # the reference has too few training rows to test against (see _reference)
-                return out | {"test": None, "statistic": None, "p_value": None, "threshold": None, "drift": False}
-            limit = c.psi if c.numeric_test == "psi" else c.wasserstein
-            return out | {"test": c.numeric_test, "statistic": stat, "p_value": None, "threshold": limit, "drift": stat >= limit}
+                return out | {"test": None, "statistic": None, "p_value": None, "level": None, "threshold": None, "drift": False}
+            # Decided by PSI or Wasserstein: `_judge` sets the threshold (spec's, or the no-drift level if larger).
+            return out | {
+                "test": c.numeric_test,
+                "statistic": stat,
+                "p_value": None,
+                "level": c.ks_p_value,
+                "threshold": None,
+                "drift": False,
+            }
         # Missing categories are a category of their own (`<missing>`), so every row is present.
         values = np.where(pd.isna(values), MISSING, values).astype(object)
         counts = ref["counts"]
@@ -474,11 +572,20 @@ class DriftMonitor:
             "rows": int(len(values)),
             "missing": int(np.sum(values == MISSING)),
             "psi": psi_categorical(counts, values),
+            "window": int(len(values)),
+            "descriptive_level": c.chi2_p_value,
         }
         if c.categorical_test == "chi2":
             stat, p, _ = chi2_test(counts, values)
-            return out | {"test": "chi2", "statistic": stat, "p_value": p, "threshold": c.chi2_p_value, "drift": False}
-        return out | {"test": "psi", "statistic": out["psi"], "p_value": None, "threshold": c.psi, "drift": out["psi"] >= c.psi}
+            return out | {
+                "test": "chi2",
+                "statistic": stat,
+                "p_value": p,
+                "level": c.chi2_p_value,
+                "threshold": c.chi2_p_value,
+                "drift": False,
+            }
+        return out | {"test": "psi", "statistic": out["psi"], "p_value": None, "level": c.chi2_p_value, "threshold": None, "drift": False}
 
     def _all_missing(self, ref: Mapping[str, Any], n: int) -> dict[str, Any]:
         # Every row missing: under the reference each row is missing with its missing share q,
@@ -490,6 +597,7 @@ class DriftMonitor:
             "test": "missing",
             "statistic": 1.0,
             "p_value": float(q**n),
+            "level": level,
             "threshold": level,
             "drift": False,
             "psi": None,
@@ -552,19 +660,24 @@ class DriftMonitor:
 
 def _describe(r: Mapping[str, Any]) -> str:
     if r.get("p_value") is not None:
-        return f"{r['test']} p={r['p_value']:.2g}"
-    return f"{r['test']}={r['statistic']:.3g}"
+        return f"{r['test']} p={r['p_value']:.2g} < {r['threshold']:.2g}"
+    return f"{r['test']} {r['statistic']:.3g} >= {r['threshold']:.3g}"
 
 
 def _brief(r: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("test", "statistic", "p_value", "threshold", "psi")
-    return _jsonable({k: r.get(k) for k in keep if r.get(k) is not None})
+    keep = ("decided_by", "test", "statistic", "p_value", "threshold")
+    out = {k: r.get(k) for k in keep if r.get(k) is not None}
+    if r.get("psi") is not None:
+        out["psi"], out["psi_threshold"] = r["psi"]["value"], r["psi"]["threshold"]
+    return _jsonable(out)
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
-        if isinstance(v, (float, np.floating)):
+        if isinstance(v, Mapping):
+            v = _jsonable(v)
+        elif isinstance(v, (float, np.floating)):
             v = float(v) if np.isfinite(v) else None
         elif isinstance(v, np.integer):
             v = int(v)

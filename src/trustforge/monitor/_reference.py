@@ -15,8 +15,12 @@ Modalities without a featurizer (series, interactions, and any newer one) are sk
 reason recorded in the reference; predictions are still monitored when the task has them.
 
 The *reference* is computed once at training time, from the training split's inputs and the
-model's predictions on held-out data, and saved in the manifest (so the package signature
-covers it). It holds summaries, never rows, raw text or a training value:
+model's predictions, and saved in the manifest (so the package signature covers it). The
+predictions never come from rows that monitored data can come from: the validation split's
+when there is one, else the training split's (`predictions_from: "train"`, with a note: a
+model fits its own training rows better than new ones, so that reference is optimistic); never
+the test split's, which users check for drift (a test window compared with itself can never
+drift). The reference records where its predictions came from (`predictions_from`). It holds summaries, never rows, raw text or a training value:
 - numeric (format 2): count, missing, mean, std; the sorted column cut into blocks of at
   least `MIN_ROWS` (k = 20) consecutive values (more when ties or more than `SKETCH_SIZE`
   blocks ask for it), stored as `cuts` (each the midpoint between the last value of a block
@@ -59,6 +63,7 @@ __all__ = [
     "PSI_BINS",
     "MISSING",
     "PREDICTION",
+    "TRAIN_PREDICTIONS_NOTE",
 ]
 
 REFERENCE_FORMAT = 2
@@ -67,6 +72,10 @@ MIN_ROWS = 20  # k: every number stored for a numeric feature summarises at leas
 PSI_BINS = 10
 MISSING = "<missing>"
 PREDICTION = "prediction"
+TRAIN_PREDICTIONS_NOTE = (
+    "the model's predictions on its own training rows (there was no validation split): optimistic, since a model "
+    "fits its training rows better than new ones; the test split is never used, as monitored data may come from it"
+)
 
 
 # ---------------------------------------------------------------------------- featurizers
@@ -324,24 +333,32 @@ def _stats(values: np.ndarray, categories: Sequence[str] = (), guard: "_Guard | 
     return _categorical_stats(values, categories)
 
 
-def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd.DataFrame | None) -> dict[str, Any]:
+def reference_statistics(
+    schema: Schema, inputs: RawData | None, predictions: pd.DataFrame | None, predictions_from: str | None = None
+) -> dict[str, Any]:
     """The reference a monitor compares served data with (JSON-serialisable, no rows, no raw text).
 
     Args:
         schema: the model's schema (modality, task, columns, classes).
         inputs: the training split as read from its source, before any encoding.
-        predictions: the model's predictions on held-out data (a `prediction` column, as
-            `Model.predict` returns), or None.
+        predictions: the model's predictions on rows monitored data cannot come from (a
+            `prediction` column, as `Model.predict` returns), or None.
+        predictions_from: which rows those are ("validation", "train", ...); "train" adds the
+            note that such a reference is optimistic.
 
     Returns:
         {"format", "modality", "features": {name: stats}, "prediction": stats | None,
-        "rows": {"inputs": N, "predictions": M}, "skipped": {what: reason}}.
+        "predictions_from": str | None, "rows": {"inputs": N, "predictions": M},
+        "skipped": {what: reason}} (and "notes": {"prediction": why to read it with care}).
+        References written before `predictions_from` existed lack it (their predictions were
+        those on the validation and test splits).
     """
     ref: dict[str, Any] = {
         "format": REFERENCE_FORMAT,
         "modality": schema.modality,
         "features": {},
         "prediction": None,
+        "predictions_from": None,
         "rows": {"inputs": 0, "predictions": 0},
         "skipped": {},
     }
@@ -363,27 +380,39 @@ def reference_statistics(schema: Schema, inputs: RawData | None, predictions: pd
     else:
         ref["prediction"] = _stats(values, schema.classes or ())
         ref["rows"]["predictions"] = len(values)
+        ref["predictions_from"] = predictions_from
+        if predictions_from == "train":
+            ref["notes"] = {PREDICTION: TRAIN_PREDICTIONS_NOTE}
     return ref
 
 
 def run_reference(
-    data: Prepared, held_out_outputs: Sequence[torch.Tensor | None], decision: dict[str, Any] | None = None
+    data: Prepared,
+    validation_outputs: torch.Tensor | None,
+    predict_train: Callable[[], torch.Tensor | None] | None = None,
+    decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The reference of a training run: its training split and its held-out predictions.
+    """The reference of a training run: its training split, and predictions on rows served data cannot hold.
 
     Args:
         data: the prepared data (its `train_raw` is the training split as read).
-        held_out_outputs: the model's outputs on held-out splits (validation, test), as the
-            packaged model computes them; None entries are skipped.
+        validation_outputs: the model's outputs on the validation split (as the packaged model
+            computes them), or None without a validation split.
+        predict_train: computes the model's outputs on the training split; called only when
+            there is no validation split (those predictions are then optimistic, and the
+            reference says so). The test split is never used: monitored data may come from it.
         decision: a binary model's positive class and threshold, which its predictions follow.
     """
     from trustforge.evaluate import task_of
 
     schema = data.schema
-    outs = [o for o in held_out_outputs if o is not None]
-    values = task_of(schema).monitored_predictions(data.preprocessor, outs, decision) if outs else None
+    if validation_outputs is not None:
+        outs, source = validation_outputs, "validation"
+    else:
+        outs, source = (predict_train() if predict_train is not None else None), "train"
+    values = task_of(schema).monitored_predictions(data.preprocessor, [outs], decision) if outs is not None else None
     predictions = pd.DataFrame({PREDICTION: values}) if values is not None else None
-    ref = reference_statistics(schema, data.train_raw, predictions)
-    if outs and predictions is None:
+    ref = reference_statistics(schema, data.train_raw, predictions, predictions_from=source)
+    if outs is not None and predictions is None:
         ref["skipped"][PREDICTION] = f"no prediction statistics for {schema.task} models yet"
     return ref

@@ -832,8 +832,16 @@ class MonitorSpec(_Strict):
     categorical_test: Literal["chi2", "psi"] = "chi2"
     ks_p_value: float = Field(0.05, gt=0, lt=1)
     chi2_p_value: float = Field(0.05, gt=0, lt=1)
-    psi: float = Field(0.1, gt=0, description="population stability index at or above which a feature drifted")
-    wasserstein: float = Field(0.1, gt=0, description="Wasserstein distance over the reference std at or above which a feature drifted")
+    psi: float = Field(
+        0.1,
+        gt=0,
+        description="population stability index at or above which a feature drifted (or its no-drift level at the window size, if larger)",
+    )
+    wasserstein: float = Field(
+        0.1,
+        gt=0,
+        description="Wasserstein distance over the reference std at or above which a feature drifted (or its no-drift level at the window size, if larger)",
+    )
     correction: Literal["bonferroni", "none"] = "bonferroni"
 
 
