@@ -3,11 +3,12 @@ explanations, the evidence a run gathers from them (`calibrate`, `gather`), and 
 puts the evidence in front of a reviewer."""
 
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._compare import compare_runs, read_run, run_folder
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
 from trustforge.evaluate._explain import explain_images, feature_importance
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
-from trustforge.evaluate._report import compare_runs, write_report
+from trustforge.evaluate._report import write_report
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
@@ -49,4 +50,6 @@ __all__ = [
     "gather",
     "write_report",
     "compare_runs",
+    "read_run",
+    "run_folder",
 ]
