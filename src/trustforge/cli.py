@@ -153,8 +153,27 @@ def _names_no_model(path: Path) -> bool:
     return isinstance(raw, dict) and raw.get("model") is None and raw.get("task") != "recommendation"
 
 
+def _stops_on_sigterm(fn: Callable) -> Callable:
+    """Run a training command with SIGTERM raised as an interrupt (`_sigterm_interrupts`), and
+    after an interrupt say whether the run was kept and how to resume it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _sigterm_interrupts():
+            try:
+                return fn(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                stop = _interrupted(exc)
+                if isinstance(kwargs.get("spec"), Path):
+                    _resume_hint(kwargs["spec"])
+                raise stop from None
+
+    return wrapper
+
+
 @app.command()
 @_friendly
+@_stops_on_sigterm
 def train(
     spec: Path = typer.Argument(..., help="the YAML spec"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest interrupted run of this spec"),
@@ -168,13 +187,7 @@ def train(
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
 
-    try:
-        with _sigterm_interrupts():
-            result = run(spec, resume=resume, progress=not quiet, register=not no_register)
-    except KeyboardInterrupt as exc:
-        stop = _interrupted(exc)
-        _resume_hint(spec)
-        raise stop from None
+    result = run(spec, resume=resume, progress=not quiet, register=not no_register)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
     out.print(f"run:     {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
@@ -536,6 +549,7 @@ def serve(
 
 @app.command()
 @_friendly
+@_stops_on_sigterm
 def quickstart() -> None:
     """The main job (`make demo`): train the digits CNN, sign and register its package, then
     load it back from the registry (decrypted in memory, verified) and predict held-out images."""
@@ -551,8 +565,7 @@ def quickstart() -> None:
     text = resources.files("trustforge").joinpath("quickstart.yaml").read_text(encoding="utf-8")
     spec = load_spec(yaml.safe_load(text))
     out.print(f"[bold]TrustForge quickstart[/bold]: {spec.name} ({spec.model.kind} on {spec.data.source})")
-    with _sigterm_interrupts():
-        result = run(spec)
+    result = run(spec)
     out.print(metrics_table(result.metrics, spec.default_metrics()))
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
     out.print(f"model:   {result.model_uri} (signed; stored encrypted in the registry)", highlight=False, soft_wrap=True)
