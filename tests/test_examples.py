@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -98,16 +99,28 @@ def _readme_block() -> str:
     return "\n".join(using)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_readme_commands_run_as_written(tmp_path):
-    """The README's usage block, run by bash -e from a copy of the examples."""
+    """The README's bash blocks, run by bash -e from a copy of the examples: usage, registry,
+    serving (the server started in the background on a free port, one request, stopped)."""
     work = tmp_path / "repo"
     work.mkdir()
     (work / "examples").symlink_to(ROOT / "examples")
     venv = Path(sys.executable).parent.parent
     (work / ".venv").symlink_to(venv)
-    env = {k: v for k, v in os.environ.items() if k != "TRUSTFORGE_HOME"}
-    proc = subprocess.run(["bash", "-e", "-c", _readme_block()], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k not in ("TRUSTFORGE_HOME", "TOKEN", "SERVER")}
+    env["PORT"] = str(_free_port())
+    script = _readme_block()
+    assert "serve models:/" in script and "[--backend" not in script  # the serve block runs too, as pasted
+    proc = subprocess.run(["bash", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     preds = (work / "predictions.csv").read_text().splitlines()
@@ -118,6 +131,12 @@ def test_readme_commands_run_as_written(tmp_path):
     assert "verified" in proc.stdout and "ok: " in proc.stdout
     assert (work / "workspace.tfb").is_file()
     assert "report:" in proc.stdout and list(work.glob(".trustforge/runs/breast-cancer-mlp-*/report.html"))
+    # runs list and compare: the one breast-cancer run, completed and ranked first in its group
+    assert re.search(r"^breast-cancer-mlp-\S+\s+completed\s+classification", proc.stdout, re.M), proc.stdout
+    assert "classification on builtin:breast_cancer, by accuracy" in proc.stdout
+    # the server answered the README's request with one prediction per row
+    answer = next(json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"predictions"'))
+    assert len(answer["predictions"]) == 2
 
 
 def test_readme_python_snippet_names_real_api():

@@ -7,6 +7,7 @@ on one line, with exit code 70; `TRUSTFORGE_DEBUG=1` shows its traceback instead
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -34,12 +35,45 @@ err = Console(stderr=True)
 # sysexits.h: EX_SOFTWARE (an internal error) and EX_IOERR (the system refused a read or write).
 _EXIT_BUG = 70
 _EXIT_OS = 74
+_EXIT_TERM = 128 + 15  # killed by SIGTERM, as a shell reports it
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is: a run stops as on Ctrl-C (its checkpoint written,
+    its status "interrupted", resumable) instead of dying with status.json saying "running"."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Within the block, the first SIGTERM raises `_Terminated`; a second one kills as usual."""
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, previous)  # cleaning up may be stopped by a second SIGTERM
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a test calling main() from a thread): nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> None:
     """Print `error: MESSAGE` as exactly one line on stderr (no markup, no wrapping)."""
     text = re.sub(r"\s*\n\s*", " ", str(message)).strip()
     err.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
+    """Say so on stderr; the exit code a shell gives Ctrl-C (130) or SIGTERM (143)."""
+    terminated = isinstance(exc, _Terminated)
+    err.print("interrupted (SIGTERM)" if terminated else "interrupted", highlight=False)
+    return typer.Exit(_EXIT_TERM if terminated else 130)
 
 
 def _friendly(fn: Callable) -> Callable:
@@ -49,12 +83,13 @@ def _friendly(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):  # a command's own exit code
+            raise
         except TrustForgeError as exc:
             _error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted", highlight=False)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            raise _interrupted(exc) from None
         except BrokenPipeError:
             # The reader stopped reading (`trustforge validate SPEC | head -n 1`): not an error.
             # Point stdout at /dev/null so the interpreter's final flush does not fail again.
@@ -74,6 +109,21 @@ def _friendly(fn: Callable) -> Callable:
             raise typer.Exit(_EXIT_BUG) from None
 
     return wrapper
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from trustforge import __version__  # the package is imported already; nothing heavy
+
+        typer.echo(f"trustforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+) -> None:
+    """From one YAML spec to a trained, evaluated, verified model package."""
 
 
 @app.command()
@@ -103,8 +153,27 @@ def _names_no_model(path: Path) -> bool:
     return isinstance(raw, dict) and raw.get("model") is None and raw.get("task") != "recommendation"
 
 
+def _stops_on_sigterm(fn: Callable) -> Callable:
+    """Run a training command with SIGTERM raised as an interrupt (`_sigterm_interrupts`), and
+    after an interrupt say whether the run was kept and how to resume it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _sigterm_interrupts():
+            try:
+                return fn(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                stop = _interrupted(exc)
+                if isinstance(kwargs.get("spec"), Path):
+                    _resume_hint(kwargs["spec"])
+                raise stop from None
+
+    return wrapper
+
+
 @app.command()
 @_friendly
+@_stops_on_sigterm
 def train(
     spec: Path = typer.Argument(..., help="the YAML spec"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest interrupted run of this spec"),
@@ -133,10 +202,45 @@ def train(
         out.print(f"model:   {result.model_uri}", highlight=False, soft_wrap=True)
 
 
+def _resume_hint(spec: Path) -> None:
+    """After Ctrl-C or SIGTERM: say whether the run was kept and how to continue it (true either way)."""
+    from trustforge.pipeline import find_resumable_run
+    from trustforge.settings import Settings
+    from trustforge.spec import load_spec, spec_digest
+
+    try:
+        s = load_spec(spec)
+        found = find_resumable_run(Settings.from_env(), s.name, spec_digest(s))
+    except TrustForgeError:
+        err.print("no epoch was saved, so there is nothing to resume", highlight=False)
+        return
+    err.print(
+        f"run {escape(found.name)} kept as interrupted; `trustforge train {escape(str(spec))} --resume` continues it from its last saved epoch",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _load_model(source: str, public_key: Path | None):
+    """A verified model from a package folder or a registry URI (models:/NAME@alias, models:/NAME/3,
+    models:/NAME for the latest), resolved and loaded as `serve` and `monitor` do: decrypted in
+    memory and verified with the workspace's keys, the read checked and audited as the principal's."""
+    from trustforge.package import Model
+
+    if source.startswith("models:/"):
+        from trustforge.registry import Registry
+
+        if public_key is not None:
+            raise DataError(f"--public-key is for a package folder made elsewhere; {source} is verified with this workspace's keys")
+        with Registry() as registry:
+            return registry.load_model(source)
+    return Model.load(Path(source), public_key=public_key)
+
+
 @app.command()
 @_friendly
 def predict(
-    package: Path = typer.Argument(..., help="the model package folder"),
+    package: str = typer.Argument(..., metavar="MODEL", help="a model package folder, or a model URI (models:/NAME@alias, models:/NAME/3)"),
     input: Path = typer.Argument(..., help="a CSV/Parquet file, a folder of images, or a WAV file or folder of WAV files"),
     output: Optional[Path] = typer.Option(
         None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"
@@ -147,17 +251,24 @@ def predict(
     top_k: Optional[int] = typer.Option(
         None, "--top-k", help="recommendation models: the K best items for each user of INPUT (a table with the user column)"
     ),
+    id_column: Optional[str] = typer.Option(
+        None, "--id-column", help="a column of INPUT copied as the first column of the predictions (a row key to join them back by)"
+    ),
 ) -> None:
     """Verify a package (signature, then every file's SHA-256), then predict for every row or image of INPUT.
 
     With --top-k (recommendation models), write each user's K best items instead: one row per
     user and rank, without the items the user already met.
+
+    Columns the model does not take are ignored with a note, as the server ignores extra
+    fields; missing values the model fills in (from what training learned) are counted.
     """
-    from trustforge.package import Model
     from trustforge.train import atomic_write_text
 
     if top_k is not None and top_k < 1:
         raise DataError(f"--top-k must be an integer >= 1; got {top_k}")
+    if top_k is not None and id_column is not None:
+        raise DataError("--id-column does not apply with --top-k: its rows are users and ranks, not rows of INPUT")
     named = input if input.name else input.resolve()  # `predict PKG .` names the folder
     stem = named.name.rsplit(".", 1)[0] if named.is_file() else named.name
     dest = output or named.with_name(f"{stem}.predictions.csv")
@@ -166,16 +277,71 @@ def predict(
         raise DataError(f"{dest}: refusing to overwrite the input with predictions")
     if not dest.parent.is_dir():
         raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
-    model = Model.load(package, public_key=public_key)
-    frame = model.recommend(input, k=top_k) if top_k is not None else model.predict(input)
+    model = _load_model(package, public_key)
+    if top_k is not None:
+        frame = model.recommend(input, k=top_k)
+    else:
+        raw, ids, ignored = _model_input(model, input, id_column)
+        frame = model.predict(raw)
+        imputed = model.imputed(raw)
+        if ids is not None:
+            frame = _with_ids(frame, ids, id_column, len(raw.frame))
+        if ignored:
+            _note(f"ignored {_count(len(ignored), 'column')} the model does not take: {', '.join(map(str, ignored))}")
+        if imputed:
+            rows = ", ".join(f"{k} ({v})" for k, v in imputed.items())
+            _note(f"{_count(sum(imputed.values()), 'missing value')} filled in from what training learned: {rows}")
     atomic_write_text(dest, frame.to_csv(index=False))
     out.print(f"{len(frame)} predictions written to {escape(str(dest))}", highlight=False, soft_wrap=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _note(text: str) -> None:
+    err.print(f"note: {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _model_input(model, input: Path, id_column: str | None):
+    """(raw input without the columns the model does not take, the --id-column values or None,
+    the names of the columns ignored). A table keeps its target and `data.drop` columns, which
+    the model already passes over; the server ignores extra fields the same way."""
+    import dataclasses
+
+    raw = model.read_input(input)
+    frame = getattr(raw, "frame", None)
+    if frame is None:
+        if id_column is not None:
+            raise DataError(f"{input}: --id-column needs a table; predictions of a folder of files carry their path instead")
+        return raw, None, []
+    if id_column is not None and id_column not in frame.columns:
+        raise DataError(f"{input}: no column {id_column!r} (--id-column); it has {[str(c) for c in frame.columns][:20]}")
+    inputs = [str(s.get("name")) for s in (model.manifest.get("signature") or {}).get("inputs") or [] if isinstance(s, dict)]
+    kept = {*inputs, model.schema.target, *model.schema.ignored}
+    extra = [c for c in frame.columns if str(c) not in kept] if inputs else []
+    ids = frame[id_column].to_numpy() if id_column is not None else None
+    if extra:
+        raw = dataclasses.replace(raw, frame=frame.drop(columns=extra))
+    return raw, ids, [c for c in extra if c != id_column]
+
+
+def _with_ids(frame, ids, column: str, n: int):
+    if len(frame) != n:
+        raise DataError(
+            f"--id-column: the model gives {len(frame)} rows for {n} input rows (a forecast's steps); there is no row key to pass"
+        )
+    if column in frame.columns:
+        raise DataError(f"--id-column {column!r}: the predictions already have a column of that name")
+    frame = frame.copy()
+    frame.insert(0, column, ids)
+    return frame
 
 
 @app.command()
 @_friendly
 def evaluate(
-    package: Path = typer.Argument(..., help="the model package folder"),
+    package: str = typer.Argument(..., metavar="MODEL", help="a model package folder, or a model URI (models:/NAME@alias, models:/NAME/3)"),
     data: Path = typer.Argument(..., help="a spec (its test split is used) or a labelled CSV/Parquet file or image folder"),
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
@@ -185,9 +351,8 @@ def evaluate(
     import json
 
     from trustforge.evaluate import metrics_table
-    from trustforge.package import Model
 
-    model = Model.load(package, public_key=public_key)
+    model = _load_model(package, public_key)
     if data.suffix.lower() in (".yaml", ".yml"):
         from trustforge.data import prepare
         from trustforge.settings import Settings
@@ -201,22 +366,35 @@ def evaluate(
     out.print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}), highlight=False, soft_wrap=True)
 
 
-def _run_folder(path: Path) -> Path:
-    """A run folder from a run folder or its package (the report reads the whole run)."""
+def _run_folder(source: str) -> Path:
+    """The run folder to report on: a run folder, its package, or the run a registered model
+    (models:/NAME@alias, models:/NAME/3) was trained in. The report reads the whole run."""
     from trustforge.errors import RunError
+    from trustforge.evaluate import read_run, run_folder
 
-    path = path.resolve()
-    if (path / "manifest.json").is_file() or (path / "sealed.json").is_file():
-        path = path.parent
+    if source.startswith("models:/"):
+        from trustforge.registry import Registry
+
+        with Registry() as registry:
+            version = registry.get(source)
+            runs = registry.settings.runs_dir
+        if not version.run or not (runs / version.run).is_dir():
+            raise RunError(f"{source} is {version.uri}, trained in run {version.run or '(not recorded)'}, whose folder is not in {runs}")
+        path = runs / version.run
+    else:
+        path = run_folder(Path(source))
     if not (path / "metrics.json").is_file():
-        raise RunError(f"{path}: not a run folder (or a run's package); runs live in .trustforge/runs/")
+        row = read_run(path)
+        raise RunError(f"{path.name}: no test metrics to report ({row['note'] or row['state']})")
     return path
 
 
 @app.command()
 @_friendly
 def report(
-    run: Path = typer.Argument(..., help="a run folder, or the package inside one"),
+    run: str = typer.Argument(
+        ..., metavar="RUN", help="a run folder, the package inside one, or a model URI (models:/NAME@alias, models:/NAME/3)"
+    ),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write the HTML (default RUN/report.html)"),
 ) -> None:
     """Write one self-contained HTML report (plots embedded) and a Markdown model card."""
@@ -230,31 +408,21 @@ def report(
 
 @app.command()
 @_friendly
-def compare(runs: list[Path] = typer.Argument(..., help="run folders (or their packages)")) -> None:
-    """A leaderboard of runs: metric, fit time, predict latency, size."""
-    from rich.table import Table
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run folders (or their packages), e.g. .trustforge/runs/*"),
+    metric: Optional[str] = typer.Option(
+        None, "--metric", "-m", help="rank by this metric of metrics.json (default: each task's own: accuracy, rmse, ndcg@10)"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print every row as JSON, no tables"),
+) -> None:
+    """Leaderboards of runs, one per task and data source: metric, fit time, predict latency, size.
 
-    from trustforge.evaluate import compare_runs
+    Runs not completed (interrupted, failed, running) are listed under their group with why
+    they are not ranked.
+    """
+    from trustforge.commands.runs import print_compare
 
-    rows = compare_runs([_run_folder(r) for r in runs])
-    table = Table(title="runs, best first", title_justify="left")
-    for col in ("run", "metric", "value", "fit s", "p50 latency ms", "package KiB", "parameters"):
-        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
-
-    def fmt(v, spec):
-        return "n/a" if v is None else format(v, spec)
-
-    for r in rows:
-        table.add_row(
-            r["run"],
-            r["metric"],
-            fmt(r["value"], ".4f"),
-            fmt(r["fit_seconds"], ".1f"),
-            fmt(r["latency_p50_ms"], ".3f"),
-            fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
-            fmt(r["parameters"], ","),
-        )
-    out.print(table)
+    print_compare(runs, metric, as_json)
 
 
 @app.command()
@@ -395,6 +563,7 @@ def serve(
 
 @app.command()
 @_friendly
+@_stops_on_sigterm
 def quickstart() -> None:
     """The main job (`make demo`): train the digits CNN, sign and register its package, then
     load it back from the registry (decrypted in memory, verified) and predict held-out images."""
@@ -462,20 +631,36 @@ for _module, _name in (
     ("users", "users"),
     ("audit", "audit"),
     ("backup", "backup"),
+    ("runs", "runs"),
 ):
     _mount(_module, _name)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Usage errors (a missing argument, an unknown option, a bad value) are one `error:` line
+    with exit code 2, like every other refusal, instead of Click's boxed usage panel.
+    """
     if os.environ.get("TRUSTFORGE_DEBUG"):
         app()
         return
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="trustforge")
     except TrustForgeError as exc:  # errors raised outside a command body
         _error(str(exc))
         sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `trustforge models`: the help is printed already
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        path = getattr(ctx, "command_path", None)
+        _error(f"{path}: {exc.format_message()} (`{path} --help` shows the usage)" if path else exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -131,7 +131,9 @@ def _run(
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
-    _write_status(run_dir, "running", digest)
+    # The pid lets `trustforge runs list` tell a live run from one whose process was killed
+    # before it could say so (SIGKILL, power loss); SIGTERM and Ctrl-C mark it interrupted below.
+    _write_status(run_dir, "running", digest, pid=os.getpid())
     try:
         trainer = Trainer.from_spec(
             spec,

@@ -107,6 +107,17 @@ class Preprocessor:
         x_cat = torch.from_numpy(np.stack(indices, axis=1) if indices else np.zeros((n, 0), np.int64))
         return (x_num, x_cat, *(torch.from_numpy(np.ascontiguousarray(x)) for x in own))
 
+    def imputed(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Per table column, the values `encode_frame` fills in from the fitted state (missing
+        values; see `FeatureType.imputed`); columns with none are left out."""
+        counts = {}
+        for c in self.schema.columns:
+            if c.name in self.features and c.name in frame.columns:
+                n = feature_type(c.kind).imputed(self.features[c.name], frame[c.name])
+                if n:
+                    counts[c.name] = n
+        return counts
+
     def input_signature(self) -> list[dict[str, Any]]:
         """A table's request signature: one entry per column, as its feature type describes it."""
         return [feature_type(c.kind).signature(c.name, self.features[c.name]) for c in self.schema.columns]

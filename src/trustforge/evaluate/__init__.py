@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._compare import compare_runs, read_run, run_folder
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
@@ -21,13 +22,12 @@ from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recom
 
 if TYPE_CHECKING:
     from trustforge.evaluate._explain import explain_images, feature_importance
-    from trustforge.evaluate._report import compare_runs, write_report
+    from trustforge.evaluate._report import write_report
 
 _LAZY = {
     "explain_images": "trustforge.evaluate._explain",
     "feature_importance": "trustforge.evaluate._explain",
     "write_report": "trustforge.evaluate._report",
-    "compare_runs": "trustforge.evaluate._report",
 }
 
 __all__ = [
@@ -67,6 +67,8 @@ __all__ = [
     "gather",
     "write_report",
     "compare_runs",
+    "read_run",
+    "run_folder",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The report a reviewer opens in a browser, the model card, and a leaderboard of runs.
+"""The report a reviewer opens in a browser and the model card (leaderboards of runs: `_compare.py`).
 
 `write_report` reads only what a run folder holds (spec.yaml, metrics.json, epochs.csv,
 status.json, and the optional evidence.json and explanations.safetensors) and writes one
@@ -32,10 +32,9 @@ from trustforge.errors import TrustForgeError
 from trustforge.evaluate._report_plots import PLOTS
 from trustforge.evaluate._tasks import TASKS, Task
 
-__all__ = ["write_report", "compare_runs", "load_run"]
+__all__ = ["write_report", "load_run"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
-_LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "ece", "mape", "smape"}
 
 
 def write_report(run_dir: Path, dest: Path | None = None) -> Path:
@@ -67,43 +66,6 @@ def write_report(run_dir: Path, dest: Path | None = None) -> Path:
     atomic_write_text(run_dir / "model_card.md", card)
     atomic_write_text(dest, html)
     return dest
-
-
-def compare_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """One leaderboard row per run, best first.
-
-    Rows hold: name, run (folder name), metric ("accuracy" or "rmse"), value, fit_seconds,
-    latency_p50_ms (batch-1 predict latency from the speed evidence), package_bytes and
-    parameters; a figure the run did not record is None. Runs are grouped by metric, then
-    sorted best first (highest accuracy, lowest RMSE); runs without a value come last.
-
-    Raises:
-        TrustForgeError: a folder is not a run.
-    """
-    rows = []
-    for run_dir in run_dirs:
-        run = load_run(Path(run_dir))
-        task = _task(run["spec"])
-        metric = task.leaderboard_metric(run["metrics"]) if task is not None else "rmse"
-        value = run["metrics"].get(metric)
-        rows.append(
-            {
-                "name": run["spec"].get("name", run_dir.name),
-                "run": Path(run_dir).name,
-                "metric": metric,
-                "value": float(value) if isinstance(value, (int, float)) else None,
-                "fit_seconds": _fit_seconds(run),
-                "latency_p50_ms": _latency_p50(run["evidence"].get("speed")),
-                "package_bytes": _package_bytes(run),
-                "parameters": _parameters(run),
-            }
-        )
-
-    def key(row: dict[str, Any]) -> tuple:
-        v = row["value"]
-        return (row["metric"], v is None, 0.0 if v is None else (v if row["metric"] in _LOWER_IS_BETTER else -v))
-
-    return sorted(rows, key=key)
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:

@@ -160,6 +160,14 @@ class Model:
         raw = data if isinstance(data, RawData) else self.read_input(data)
         return self.task.predict(self, raw)
 
+    def imputed(self, data: Any) -> dict[str, int]:
+        """How many input values `predict` fills in from what training learned (the training
+        median, the most frequent category, ...) instead of reading them, per table column;
+        predictions of those rows rest on values the caller did not give. Empty for inputs
+        that are not tables. Predictions are unchanged by asking."""
+        raw = data if isinstance(data, RawData) else self.read_input(data)
+        return self.preprocessor.imputed(raw.frame) if raw.frame is not None else {}
+
     def evaluate(self, data: Any) -> dict[str, Any]:
         """The task's full metric set on labelled data (the target column or class folders)."""
         raw = data if isinstance(data, RawData) else self.read_input(data)

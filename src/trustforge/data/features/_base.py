@@ -130,6 +130,14 @@ class FeatureType:
         int64 (N, L) for tokens, float32 (N, C, H, W) for grid. Bad values raise `DataError` naming `where`, the column and row."""
         raise NotImplementedError
 
+    def imputed(self, state: Any, col: pd.Series) -> int:
+        """How many values of `col` `encode` fills in from the fitted state instead of reading them:
+        missing values, which take the training median, mode, mean image, an empty text, ...
+        (0 when the state refuses missing values instead: `on_missing` "error")."""
+        if getattr(state, "on_missing", "fill") != "fill":
+            return 0
+        return int(col.isna().sum())
+
     def size(self, state: Any) -> int:
         """Float columns it fills (slot float), its vocabulary size (index and tokens), its
         values per row (grid)."""

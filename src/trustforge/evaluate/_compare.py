@@ -1,0 +1,279 @@
+"""What a run folder says about itself, and leaderboards of runs (`trustforge runs`, `trustforge compare`).
+
+A run folder (see pipeline.py) holds spec.yaml, status.json and, once its test metrics exist,
+metrics.json and evidence.json. A run that was interrupted, failed or is still running has no
+figures to rank, so `read_run` never refuses one for a missing metrics.json: it reports the
+run's state and why it cannot be compared, in words that are true of that run.
+
+Runs are ranked only against runs that answer the same question: the same task on the same
+data source, by the same metric. Digits and breast cancer are never on one leaderboard.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trustforge.errors import RunError
+
+__all__ = ["read_run", "compare_runs", "run_folder", "STATES"]
+
+STATES = ("completed", "interrupted", "failed", "running", "killed")
+# Metrics not in evaluate.METRICS (or older runs' names) where a smaller figure is better.
+_LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss", "ece", "mape", "smape"}
+
+
+def run_folder(path: Path) -> Path:
+    """The run folder of `path`: the folder itself, or the run a package folder sits in.
+
+    Raises:
+        RunError: `path` is neither a run folder (spec.yaml or status.json) nor a run's package.
+    """
+    path = Path(path).resolve()
+    if (path / "manifest.json").is_file() or (path / "sealed.json").is_file():
+        path = path.parent
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder")
+    if not ((path / "status.json").is_file() or (path / "spec.yaml").is_file()):
+        raise RunError(f"{path}: not a run folder (no status.json or spec.yaml; runs live in .trustforge/runs/)")
+    return path
+
+
+def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
+    """One run's state and figures as plain data; never raises for an incomplete run.
+
+    Returns a dict with: run (folder name), path, name (the spec's), state (one of `STATES`:
+    "killed" is a status.json still saying "running" whose process is gone), started, updated,
+    task, dataset (the data source, local paths cut to the file name), metric, lower_is_better,
+    value (None when the run has no such figure), epochs (rows of epochs.csv), max_epochs,
+    resumable (an interrupted or killed run with a checkpoint), model_uri, fit_seconds,
+    latency_p50_ms and latency_source ("speed.predict.p50_ms", Model.predict on one row, or
+    the older forward-pass key), package_bytes, parameters, and note: why the run is not
+    ranked (None when it is).
+
+    Raises:
+        RunError: `run_dir` is not a run folder; a file of it is not valid JSON or YAML.
+    """
+    run_dir = run_folder(run_dir)
+    status = _json(run_dir / "status.json") or {}
+    spec = _yaml(run_dir / "spec.yaml") or {}
+    metrics = _json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else None
+    evidence = _json(run_dir / "evidence.json") or {}
+    epochs = _epoch_rows(run_dir / "epochs.csv")
+    task = str(spec.get("task") or "classification")
+    data = spec.get("data") if isinstance(spec.get("data"), dict) else {}
+    train = spec.get("train") if isinstance(spec.get("train"), dict) else {}
+    state = _state(status)
+    chosen = metric or _headline(task, metrics or {})
+    value = _number((metrics or {}).get(chosen)) if chosen else None
+    latency, latency_source = _latency(evidence.get("speed"))
+    row = {
+        "run": run_dir.name,
+        "path": str(run_dir),
+        "name": str(spec.get("name") or run_dir.name),
+        "state": state,
+        "started": status.get("started"),
+        "updated": status.get("updated"),
+        "task": task,
+        "dataset": _dataset(data.get("source")),
+        "metric": chosen,
+        "lower_is_better": _lower_is_better(chosen),
+        "value": value,
+        "epochs": len(epochs),
+        "max_epochs": train.get("max_epochs"),
+        "resumable": state in ("interrupted", "killed") and (run_dir / "checkpoints" / "last.safetensors").is_file(),
+        "model_uri": status.get("model_uri"),
+        "fit_seconds": _fit_seconds(metrics or {}, evidence, epochs),
+        "latency_p50_ms": latency,
+        "latency_source": latency_source,
+        "package_bytes": _package_bytes(run_dir, evidence),
+        "parameters": _parameters(run_dir, evidence),
+    }
+    row["note"] = _note(row, status, metrics)
+    return row
+
+
+def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[str, Any]]:
+    """Leaderboard rows (see `read_run`), one per run, grouped and ranked.
+
+    A group is one task on one data source measured by one metric (`metric`, or each task's
+    leaderboard metric: accuracy, rmse, ndcg@10): `group` names it and `rank` is 1 for the
+    best run of its group. Runs that cannot be ranked (not completed, or without the metric)
+    keep `rank` None and say why in `note`. Groups come in order of task and data source;
+    in each, ranked runs best first, then the others.
+
+    Raises:
+        RunError: a path is not a run folder (or a run's package); one of its files is corrupt.
+    """
+    rows = [read_run(Path(d), metric) for d in run_dirs]
+    for row in rows:
+        row["group"] = f"{row['task']} on {row['dataset']}, by {row['metric']}"
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["metric"] or "")):
+        groups.setdefault(row["group"], []).append(row)
+    out = []
+    for members in groups.values():
+        ranked = sorted((r for r in members if r["note"] is None), key=lambda r: r["value"] if r["lower_is_better"] else -r["value"])
+        for i, r in enumerate(ranked, 1):
+            r["rank"] = i
+        rest = [r for r in members if r["note"] is not None]
+        for r in rest:
+            r["rank"] = None
+        out.extend(ranked + rest)
+    return out
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+
+
+def _yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        found = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return found if isinstance(found, dict) else None
+
+
+def _epoch_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(d, dict):
+        return [(prefix, d)]
+    out = []
+    for k, v in d.items():
+        out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _state(status: dict[str, Any]) -> str:
+    state = status.get("state")
+    if state == "running" and not _alive(status.get("pid")):
+        return "killed"  # the process that wrote "running" ended without saying how (SIGKILL, power loss)
+    return str(state) if state else "unknown"  # no status.json yet (or an older run)
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process `pid` still exists on this machine (True when the run recorded none)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def _headline(task: str, metrics: dict[str, Any]) -> str | None:
+    from trustforge.evaluate._tasks import TASKS
+
+    t = TASKS.get(task)
+    return t.leaderboard_metric(metrics) if t is not None else None
+
+
+def _lower_is_better(metric: str | None) -> bool:
+    from trustforge.evaluate._metrics import METRICS
+
+    if metric in METRICS:
+        return not METRICS[metric].higher_is_better
+    return metric in _LOWER_IS_BETTER
+
+
+def _dataset(source: Any) -> str:
+    if not source:
+        return "unknown data"
+    from trustforge.data import redact_source
+
+    return redact_source(str(source))
+
+
+def _latency(speed: Any) -> tuple[float | None, str | None]:
+    """Batch-1 predict latency: Model.predict end to end when measured, else the older forward-pass figure."""
+    predict = (speed or {}).get("predict") if isinstance(speed, dict) else None
+    if isinstance(predict, dict) and _number(predict.get("p50_ms")) is not None:
+        return _number(predict["p50_ms"]), "speed.predict.p50_ms"
+    for key, value in _flatten(speed or {}):
+        if "p50" in key.lower() and "latency" in key.lower() and _number(value) is not None:
+            return _number(value), f"speed.{key}"
+    return None, None
+
+
+def _fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list[dict[str, str]]) -> float | None:
+    for source in (metrics, evidence.get("speed") or {}):
+        for key, value in _flatten(source):
+            if key.split(".")[-1] == "fit_seconds" and _number(value) is not None:
+                return _number(value)
+    try:
+        return sum(float(r["seconds"]) for r in epochs) if epochs else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _package_bytes(run_dir: Path, evidence: dict[str, Any]) -> int | None:
+    for key, value in _flatten(evidence.get("speed") or {}):
+        if key.split(".")[-1] in ("package_bytes", "package_size_bytes") and _number(value) is not None:
+            return int(value)
+    package = run_dir / "package"
+    return sum(p.stat().st_size for p in package.rglob("*") if p.is_file()) if package.is_dir() else None
+
+
+def _parameters(run_dir: Path, evidence: dict[str, Any]) -> int | None:
+    for key, value in _flatten(evidence.get("speed") or {}):
+        if key.split(".")[-1] == "parameters" and _number(value) is not None:
+            return int(value)
+    manifest = _json(run_dir / "package" / "manifest.json") if (run_dir / "package" / "manifest.json").is_file() else None
+    value = ((manifest or {}).get("model") or {}).get("parameters")
+    return int(value) if _number(value) is not None else None
+
+
+def _note(row: dict[str, Any], status: dict[str, Any], metrics: Any) -> str | None:
+    """Why the run is not ranked, in words true of it; None when it is ranked."""
+    done = f"after {row['epochs']} of {row['max_epochs']} epochs" if row["max_epochs"] else f"after {row['epochs']} epochs"
+    resume = "; `trustforge train SPEC --resume` (the same spec) continues it" if row["resumable"] else ""
+    state = row["state"]
+    if state == "interrupted":
+        return f"interrupted {done}{resume}"
+    if state == "killed":
+        return f"status.json says running, but its process ({status.get('pid')}) is gone: killed {done}{resume}"
+    if state == "running":
+        return f"still running ({row['epochs']} epochs so far)"
+    if state == "failed":
+        return f"failed {done}; nothing to compare"
+    if state != "completed":
+        return f"state {state!r}; nothing to compare"
+    if metrics is None:
+        return "completed, but metrics.json is missing"
+    if row["metric"] is None:
+        return f"task {row['task']!r} is not one this version ranks"
+    if row["value"] is None:
+        return f"no {row['metric']} in metrics.json"
+    return None

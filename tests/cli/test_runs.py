@@ -1,0 +1,333 @@
+"""Runs you can manage: `runs list|show|rm`, `compare` over complete and incomplete runs,
+model URIs for predict/evaluate/report, `predict --id-column`, SIGTERM, `--version`, usage errors.
+
+One module-scoped workspace holds real runs made by the pipeline: a completed iris run
+(registered as models:/iris-mlp/1), an interrupted one (Ctrl-C after its second epoch), a
+failed one (its resume raised a training error) and a completed wine run (another data set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from _cli import run_main
+
+import trustforge
+from trustforge.errors import RunError, TrainingError
+from trustforge.settings import Settings
+from trustforge.train import Callback
+
+IRIS = {
+    "name": "iris-mlp",
+    "task": "classification",
+    "data": {"source": "builtin:iris"},
+    "model": {"kind": "mlp", "hidden": [16], "dropout": 0.0},
+    "train": {"max_epochs": 5, "batch_size": 8, "optimizer": {"name": "adam", "lr": 0.05}, "early_stopping": None, "seed": 7},
+}
+
+
+class _StopAfter(Callback):
+    """Raise `exc` at the end of epoch `epoch` (0-based)."""
+
+    def __init__(self, exc: BaseException, epoch: int = 1):
+        self.exc, self.epoch = exc, epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch >= self.epoch:
+            raise self.exc
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs-ws") / "ws"
+    settings = Settings.from_env(home=root)
+    trustforge.run(IRIS, settings=settings, progress=False)
+    time.sleep(1.1)  # run folders are named to the second
+    with pytest.raises(KeyboardInterrupt):
+        trustforge.run(IRIS, settings=settings, progress=False, register=False, callbacks=[_StopAfter(KeyboardInterrupt())])
+    time.sleep(1.1)
+    with pytest.raises(KeyboardInterrupt):
+        trustforge.run(IRIS, settings=settings, progress=False, register=False, callbacks=[_StopAfter(KeyboardInterrupt())])
+    with pytest.raises(TrainingError):  # the newest interrupted run, resumed, fails: it is kept as "failed"
+        trustforge.run(IRIS, settings=settings, progress=False, register=False, resume=True, callbacks=[_StopAfter(TrainingError("x"), 2)])
+    wine = {**IRIS, "name": "wine-mlp", "data": {"source": "builtin:wine"}}
+    trustforge.run(wine, settings=settings, progress=False, register=False)
+    return root
+
+
+def _states(home: Path) -> dict[str, str]:
+    return {p.name: json.loads((p / "status.json").read_text())["state"] for p in (home / "runs").iterdir()}
+
+
+def _named(home: Path, state: str, prefix: str = "iris-mlp") -> str:
+    return next(name for name, s in sorted(_states(home).items()) if s == state and name.startswith(prefix))
+
+
+# ---------------------------------------------------------------------------- compare
+
+
+def test_compare_ranks_the_completed_run_and_marks_the_others(home, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    assert sorted(_states(home).values()) == ["completed", "completed", "failed", "interrupted"]
+    code, out, err = run_main("compare", *sorted((home / "runs").iterdir()), home=home)
+    assert code == 0, err
+    assert "not a run folder" not in out + err
+    completed, interrupted, failed = (_named(home, s) for s in ("completed", "interrupted", "failed"))
+    lines = out.splitlines()
+    ranked = [line for line in lines if re.match(r"^1\s", line)]
+    assert any(completed in line for line in ranked), out
+    assert not any(interrupted in line or failed in line for line in ranked), out
+    assert any(f"{interrupted}: not ranked, interrupted after 2 of 5 epochs" in line for line in lines), out
+    assert any(f"{failed}: not ranked, failed after 3 of 5 epochs" in line for line in lines), out
+    # Two data sources, two leaderboards: wine is never ranked against iris.
+    assert "classification on builtin:iris, by accuracy (higher is better)" in out
+    assert "classification on builtin:wine, by accuracy (higher is better)" in out
+    assert sum(1 for line in ranked) == 2
+
+
+def test_compare_fits_the_terminal(home, monkeypatch):
+    runs = sorted((home / "runs").iterdir())
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_main("compare", *runs, home=home)
+    assert code == 0
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert "#  run" in out and "accuracy" in out and "p50 ms" in out  # headers whole
+    assert all(p.name in out for p in runs)  # names whole at 80 columns
+    monkeypatch.setenv("COLUMNS", "40")
+    code, out, _ = run_main("compare", *runs, home=home)
+    table = [line for line in out.splitlines() if re.match(r"^(#|1)\s", line)]
+    assert table and all(len(line) <= 40 for line in table), out
+    assert "…" in out and "#  run" in out  # a name shortened in the middle, the header kept
+
+
+def test_compare_json_and_metric(home):
+    code, out, _ = run_main("compare", "--json", "--metric", "log_loss", *sorted((home / "runs").iterdir()), home=home)
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["state"] for r in rows} == {"completed", "interrupted", "failed"}
+    ranked = [r for r in rows if r["rank"] is not None]
+    assert len(ranked) == 2 and all(r["metric"] == "log_loss" and r["lower_is_better"] for r in ranked)
+    metrics = json.loads((Path(ranked[0]["path"]) / "metrics.json").read_text())
+    assert ranked[0]["value"] == pytest.approx(metrics["log_loss"])
+    code, out, _ = run_main("compare", "--json", "--metric", "nosuch", *sorted((home / "runs").iterdir()), home=home)
+    assert all(r["rank"] is None for r in json.loads(out))
+    assert any(r["note"] == "no nosuch in metrics.json" for r in json.loads(out))
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(home, tmp_path):
+    code, _, err = run_main("compare", tmp_path, home=home)
+    assert code == RunError.exit_code and err.startswith("error: ") and "not a run folder" in err
+
+
+def test_compare_speed_column_prefers_the_predict_latency(tmp_path, home):
+    run = tmp_path / "runs" / "copy"
+    shutil.copytree(home / "runs" / _named(home, "completed"), run)
+    evidence = json.loads((run / "evidence.json").read_text())
+    evidence.setdefault("speed", {})["predict"] = {"p50_ms": 1.25, "p95_ms": 2.0, "calls": 60, "batch": 1}
+    (run / "evidence.json").write_text(json.dumps(evidence))
+    (row,) = trustforge.evaluate.compare_runs([run])
+    assert row["latency_p50_ms"] == 1.25 and row["latency_source"] == "speed.predict.p50_ms"
+
+
+# ---------------------------------------------------------------------------- runs list, show, rm
+
+
+def test_runs_list_and_show(home, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run_main("runs", "list", home=home)
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["RUN", "STATE", "TASK", "METRIC", "STARTED"]
+    assert len(rows) == 4
+    states = _states(home)
+    for line in rows:
+        name, state = line.split()[:2]
+        assert states[name] == state
+        assert ("accuracy 1.0000" in line or "accuracy 0." in line) == (state == "completed")
+    interrupted = _named(home, "interrupted")
+    code, out, _ = run_main("runs", "show", interrupted, home=home)
+    assert code == 0
+    assert "interrupted: interrupted after 2 of 5 epochs" in out and "classification on builtin:iris" in out
+    code, out, _ = run_main("runs", "show", "--json", _named(home, "completed"), home=home)
+    shown = json.loads(out)
+    assert shown["state"] == "completed" and shown["model_uri"] == "models:/iris-mlp/1" and shown["metrics"]["accuracy"] >= 0.9
+
+
+def test_a_running_status_whose_process_is_gone_is_killed(tmp_path, home):
+    ws = tmp_path / "ws2"
+    shutil.copytree(home, ws)
+    name = _named(ws, "interrupted")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that no longer exists
+    status = ws / "runs" / name / "status.json"
+    status.write_text(json.dumps({**json.loads(status.read_text()), "state": "running", "pid": proc.pid}))
+    (row,) = [r for r in json.loads(run_main("runs", "list", "--json", home=ws).stdout) if r["run"] == name]
+    assert row["state"] == "killed" and row["resumable"]
+    assert f"its process ({proc.pid}) is gone" in row["note"]
+
+
+def test_runs_rm(tmp_path, home):
+    ws = tmp_path / "ws2"
+    shutil.copytree(home, ws)
+    failed = _named(ws, "failed")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(ws / "runs" / failed, outside)
+    code, _, err = run_main("runs", "rm", "--yes", outside, home=ws)
+    assert code == RunError.exit_code and "not a run folder of this workspace" in err and outside.is_dir()
+    code, _, err = run_main("runs", "rm", "--yes", "../keys", home=ws)
+    assert code == RunError.exit_code and (ws / "keys").is_dir()
+    code, _, err = run_main("runs", "rm", failed, home=ws)  # no --yes, no terminal
+    assert code == RunError.exit_code and "add --yes" in err and (ws / "runs" / failed).is_dir()
+    completed = _named(ws, "completed")
+    code, out, err = run_main("runs", "rm", "--yes", failed, ws / "runs" / completed, home=ws)
+    assert code == 0, err
+    assert f"deleted {failed}" in out and "models:/iris-mlp/1 stays in the registry" in out
+    assert failed not in _states(ws) and completed not in _states(ws)
+    audit = [json.loads(line) for line in run_main("audit", "show", "--json", home=ws).stdout.splitlines()]
+    assert {(e["action"], e["object"], e["outcome"]) for e in audit} >= {
+        ("delete", f"runs/{failed}", "ok"),
+        ("delete", f"runs/{completed}", "ok"),
+    }
+
+
+# ---------------------------------------------------------------------------- model URIs and predict
+
+
+def _rows(path: Path) -> pd.DataFrame:
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame.drop(columns=["target"]).sample(8, random_state=0).reset_index(drop=True)
+    frame.columns = [str(c) for c in frame.columns]
+    frame.insert(0, "customer", [f"c{i}" for i in range(8)])
+    frame["note"] = "extra"
+    frame.loc[1, "petal width (cm)"] = np.nan
+    frame.loc[[2, 5], "sepal length (cm)"] = np.nan
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_predict_by_uri_with_an_id_column_extra_columns_and_missing_values(home, tmp_path):
+    frame = _rows(tmp_path / "rows.csv")
+    code, out, err = run_main(
+        "predict", "models:/iris-mlp/1", "rows.csv", "--id-column", "customer", "-o", "p.csv", home=home, cwd=tmp_path
+    )
+    assert code == 0, err
+    preds = pd.read_csv(tmp_path / "p.csv")
+    assert list(preds.columns[:2]) == ["customer", "prediction"] and preds["customer"].tolist() == frame["customer"].tolist()
+    assert "note: ignored 1 column the model does not take: note" in err
+    assert "note: 3 missing values filled in from what training learned: sepal length (cm) (2), petal width (cm) (1)" in err
+    # The same predictions as the package folder gives for the same rows without the extra columns.
+    plain = frame.drop(columns=["customer", "note"])
+    plain.to_csv(tmp_path / "plain.csv", index=False)
+    package = home / "runs" / _named(home, "completed") / "package"
+    code, _, err = run_main("predict", package, "plain.csv", "-o", "q.csv", home=home, cwd=tmp_path)
+    assert code == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "q.csv"), preds.drop(columns=["customer"]))
+
+
+def test_predict_id_column_errors(home, tmp_path):
+    _rows(tmp_path / "rows.csv")
+    code, _, err = run_main("predict", "models:/iris-mlp/1", "rows.csv", "--id-column", "nope", home=home, cwd=tmp_path)
+    assert code != 0 and err.startswith("error: ") and "'nope'" in err and len(err.splitlines()) == 1
+    code, _, err = run_main("predict", "models:/iris-mlp@nope", "rows.csv", home=home, cwd=tmp_path)
+    assert code != 0 and "models:/iris-mlp@nope: no such alias" in err
+    assert not list(tmp_path.glob("*.predictions.csv"))
+
+
+def test_evaluate_and_report_take_model_uris(home, tmp_path):
+    spec = tmp_path / "iris.yaml"
+    spec.write_text(yaml.safe_dump(IRIS))
+    code, out, err = run_main("evaluate", "models:/iris-mlp/1", spec, home=home, cwd=tmp_path)
+    assert code == 0, err
+    stored = json.loads((home / "runs" / _named(home, "completed") / "metrics.json").read_text())
+    assert json.loads(out.splitlines()[-1])["accuracy"] == pytest.approx(stored["accuracy"])
+    code, out, err = run_main("report", "models:/iris-mlp", "-o", tmp_path / "r.html", home=home, cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "r.html").is_file() and _named(home, "completed") in (tmp_path / "r.html").read_text()
+    code, _, err = run_main("report", home / "runs" / _named(home, "interrupted"), home=home, cwd=tmp_path)
+    assert code == RunError.exit_code and "no test metrics to report (interrupted after 2 of 5 epochs" in err
+
+
+# ---------------------------------------------------------------------------- the command itself
+
+
+def test_version_prints_and_imports_nothing_heavy(tmp_path):
+    code, out, _ = run_main("--version", home=tmp_path / "ws")
+    assert code == 0 and out.strip() == f"trustforge {trustforge.__version__}"
+    probe = "import sys; sys.argv = ['trustforge', '--version']\nfrom trustforge.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'pandas', 'sklearn') if m in sys.modules))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (("train",), ("error: trustforge train: Missing argument",)),
+        (("train", "--bogus", "x.yaml"), ("No such option: --bogus",)),
+        (("monitor", "models:/x/1", "--data", "d.csv", "--window", "abc"), ("monitor: Invalid value for '--window'",)),
+        (("nosuch",), ("No such command 'nosuch'",)),
+        (("runs", "rm"), ("runs rm", "Missing argument")),
+    ],
+    ids=["missing-argument", "unknown-option", "bad-value", "unknown-command", "subcommand"],
+)
+def test_usage_errors_are_one_line(tmp_path, args, names):
+    code, out, err = run_main(*args, home=tmp_path / "ws")
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "╭" not in err + out and "Usage:" not in err
+    for name in names:
+        assert name in err, err
+
+
+# ---------------------------------------------------------------------------- SIGTERM
+
+
+def test_sigterm_marks_the_run_interrupted_and_train_resume_completes_it(tmp_path):
+    spec = tmp_path / "long.yaml"
+    spec.write_text(yaml.safe_dump({**IRIS, "name": "iris-long", "train": {**IRIS["train"], "max_epochs": 300}}))
+    home = tmp_path / "ws"
+    script = Path(sys.executable).with_name("trustforge")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "trustforge.cli"]
+    env = {**os.environ, "TRUSTFORGE_HOME": str(home), "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [*cmd, "train", "-q", "--no-register", str(spec)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 240
+    epochs = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(home.glob("runs/iris-long-*/epochs.csv"))
+        if found and len(found[0].read_text().splitlines()) >= 3:  # the header and two epochs
+            epochs = found[0]
+            break
+        time.sleep(0.02)
+    assert epochs is not None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    run = epochs.parent
+    status = json.loads((run / "status.json").read_text())
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert status["state"] == "interrupted", status
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+    assert err.startswith("interrupted (SIGTERM)") and f"run {run.name} kept as interrupted" in err
+    done_before = len(epochs.read_text().splitlines()) - 1
+    assert 2 <= done_before < 300
+    resumed = subprocess.run(
+        [*cmd, "train", "-q", "--no-register", "--resume", str(spec)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"
+    assert len(epochs.read_text().splitlines()) - 1 == 300  # every epoch once: resumed after the last saved one
+    assert (run / "metrics.json").is_file() and list(home.glob("runs/*")) == [run]
