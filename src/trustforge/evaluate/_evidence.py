@@ -20,6 +20,7 @@ import torch
 
 from trustforge._fs import atomic_write_text
 from trustforge.data import Prepared, redact_source
+from trustforge.evaluate._baselines import yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
 from trustforge.evaluate._shift import shift_evaluation
@@ -82,6 +83,9 @@ class Evaluation:
         out = dict(metrics)
         if evidence.get("speed"):
             out["speed"] = evidence["speed"]
+        for key in ("baseline", "intervals"):
+            if evidence.get(key):
+                out[key] = evidence[key]
         if self.calibration is not None:
             out["ece"] = self.calibration["ece"]
             out["ece_after_temperature"] = self.calibration["ece_after"]
@@ -126,6 +130,9 @@ def gather(
     if task_of(spec).probabilities:
         proba = model.predict_proba(data.test_raw)
         evidence["curves"] = curves(data.test.target.numpy(), proba, list(data.schema.classes))
+    baseline, intervals = yardstick(spec, data, model, task_of(spec))
+    if baseline is not None:  # the yardstick, and how sure the test split lets us be
+        evidence["baseline"], evidence["intervals"] = baseline, intervals
     if ev.speed:
         evidence["speed"] = measure_speed(
             model.module,
@@ -147,6 +154,8 @@ def gather(
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
     skipped = kind.not_applicable(spec)
+    if baseline is None:
+        skipped = {**skipped, "baseline": f"task {task_of(spec).name} names no baseline to measure the model against"}
     if skipped:  # say why a part of the evidence is absent, rather than leave a silent gap
         evidence["skipped"] = skipped
     atomic_write_text(run_dir / EVIDENCE, json.dumps(evidence, indent=1, default=_plain))
