@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import trustforge  # noqa: E402
 from trustforge.data import Prepared, prepare  # noqa: E402
+from trustforge.evaluate._baselines import fit_logistic  # noqa: E402
+from trustforge.evaluate._baselines import majority_class as majority_share  # noqa: E402
 from trustforge.spec import load_spec  # noqa: E402
 
 FIGURES_FILE = Path(__file__).resolve().with_name("figures.json")
@@ -94,28 +96,20 @@ def _prepared(spec: dict) -> Prepared:
     return prepare(load_spec(spec))
 
 
-def _table_features(data: Prepared, part) -> np.ndarray:
-    cats = [c for c in data.schema.columns if c.kind == "categorical"]
-    num, cat = part.inputs
-    return np.hstack([num.numpy()] + [np.eye(c.vocabulary)[cat[:, i].numpy()] for i, c in enumerate(cats)])
-
-
 def _train_parts(data: Prepared):
     return [data.train] + ([data.validation] if data.validation is not None else [])
 
 
 def logreg_table(metric: str, class_weight: str | None = None) -> Callable[[dict, dict], float]:
-    """Logistic regression on the spec's standardised numbers and one-hot categories."""
+    """Logistic regression on the spec's encoded inputs (standardised numbers, one-hot categories),
+    fitted on the training and validation splits: the run's own baseline (`evaluate._baselines`)."""
 
     def measure(spec: dict, _: dict) -> float:
-        from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 
         data = _prepared(spec)
-        x = np.vstack([_table_features(data, p) for p in _train_parts(data)])
-        y = np.concatenate([p.target.numpy() for p in _train_parts(data)])
-        model = LogisticRegression(max_iter=5000, class_weight=class_weight).fit(x, y)
-        x_test, y_test = _table_features(data, data.test), data.test.target.numpy()
+        model, design, _ = fit_logistic(data, seed=load_spec(spec).train.seed, parts=tuple(_train_parts(data)), class_weight=class_weight)
+        x_test, y_test = design.transform(data.test.inputs), data.test.target.numpy()
         if metric == "accuracy":
             return float(accuracy_score(y_test, model.predict(x_test)))
         score = model.predict_proba(x_test)[:, 1]
@@ -188,9 +182,10 @@ def tfidf_logreg(metric: str) -> Callable[[dict, dict], float]:
 
 
 def majority_class(spec: dict, _: dict) -> float:
-    """The share of the test split's most frequent class."""
+    """The test split's share of the training split's most frequent class (`evaluate._baselines`)."""
     data = _prepared(spec)
-    return float(np.bincount(data.test.target.numpy()).max() / len(data.test.target))
+    top, _ = majority_share(data)
+    return float((data.test.target.numpy() == top).mean())
 
 
 def from_example(example: str, key: str) -> Callable[[dict, dict], float]:

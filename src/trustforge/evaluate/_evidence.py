@@ -20,6 +20,7 @@ import torch
 
 from trustforge._fs import atomic_write_text
 from trustforge.data import Prepared, redact_source
+from trustforge.evaluate._baselines import yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, choose_threshold, curves, guarded_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
 from trustforge.evaluate._metrics import classification_metrics
@@ -137,6 +138,9 @@ class Evaluation:
         out = dict(metrics)
         if evidence.get("speed"):
             out["speed"] = evidence["speed"]
+        for key in ("baseline", "intervals"):
+            if evidence.get(key):
+                out[key] = evidence[key]
         if self.calibration is not None:
             c = self.calibration
             out["ece"] = c["ece_after"] if c["served"] == "temperature" else c["ece_before"]
@@ -193,6 +197,9 @@ def gather(
         decision = model.decision
         positive = classes.index(decision["positive_class"]) if decision is not None else None
         evidence["curves"] = curves(data.test.target.numpy(), proba, classes, positive=positive)
+    baseline, intervals = yardstick(spec, data, model, task_of(spec))
+    if baseline is not None:  # the yardstick, and how sure the test split lets us be
+        evidence["baseline"], evidence["intervals"] = baseline, intervals
     if ev.speed:
         # Model.predict on one raw test row (what users call) and the forward pass, each at
         # least MIN_CALLS times: a figure from one call on a busy machine is no figure. Beyond
@@ -220,6 +227,8 @@ def gather(
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
     skipped = kind.not_applicable(spec)
+    if baseline is None:
+        skipped = {**skipped, "baseline": f"task {task_of(spec).name} names no baseline to measure the model against"}
     if skipped:  # say why a part of the evidence is absent, rather than leave a silent gap
         evidence["skipped"] = skipped
     atomic_write_text(run_dir / EVIDENCE, json.dumps(evidence, indent=1, default=_plain))

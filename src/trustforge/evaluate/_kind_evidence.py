@@ -80,24 +80,28 @@ class TableEvidence(KindEvidence):
         groups = data.preprocessor.column_groups()  # whole columns, whatever their feature type
         probabilities = task_of(spec).probabilities
 
-        def metric_of_inputs(inputs: tuple[torch.Tensor, ...]) -> float:
-            with torch.no_grad():
-                out = model.module(*inputs).float()
+        def score(out: torch.Tensor, target: torch.Tensor) -> float:
             if probabilities:
-                # Minus log-loss, not accuracy: accuracy ties on small test sets.
+                # Mean log-likelihood of the true class, not accuracy: accuracy ties on small test sets.
                 p = outputs_to_proba(out, len(data.schema.classes))
-                picked = p[np.arange(len(p)), data.test.target.numpy()]
+                picked = p[np.arange(len(p)), target.numpy()]
                 return float(np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
-            y = data.test.target.numpy().astype(np.float64)
-            return -float(np.sqrt(np.mean((out.squeeze(-1).numpy() - y) ** 2)))  # higher is better
+            y = target.numpy().astype(np.float64)
+            return -float(np.sqrt(np.mean((out.reshape(len(y), -1)[:, 0].numpy() - y) ** 2)))  # higher is better
 
+        measures = (
+            "the mean log-likelihood the model gives the true class"
+            if probabilities
+            else "minus the root mean squared error (standardised target units)"
+        )
         return {
             "feature_importance": feature_importance(
                 model.module,
                 data.test.inputs,
                 data.test.target,
                 [g[0] for g in groups],
-                metrics_of_inputs=metric_of_inputs,
+                score_of_outputs=score,
+                measures=measures,
                 seed=spec.train.seed,
                 groups=groups,
             )

@@ -22,6 +22,7 @@ __all__ = [
     "mape",
     "smape",
     "ranking_metrics",
+    "ranking_rows",
     "Metric",
     "METRICS",
 ]
@@ -277,20 +278,29 @@ def ranking_metrics(
     if any(int(k) < 1 for k in ks):
         raise ValueError(f"cut-offs must be >= 1; got {list(ks)}")
     n = len(higher)
-    result: dict[str, float | int | None] = {}
+    result: dict[str, float | int | None] = {
+        k: float(np.mean(v)) if n else None for k, v in ranking_rows(higher, ties, candidates, ks).items()
+    }
+    result["n"] = n
+    return result
+
+
+def ranking_rows(higher: np.ndarray, ties: np.ndarray, candidates: np.ndarray, ks: Sequence[int] = (10,)) -> dict[str, np.ndarray]:
+    """Each held-out item's `hr@K`, `ndcg@K` and `auc` (N,), whose means `ranking_metrics` reports
+    (the bootstrap draws these rows); the arguments as there, already checked."""
+    higher, ties, candidates = (np.asarray(a, dtype=np.int64) for a in (higher, ties, candidates))
+    rows: dict[str, np.ndarray] = {}
     group = ties + 1  # the held-out item and the candidates tied with it share ranks higher+1 .. higher+group
     for k in ks:
         k = int(k)
         # cumulative discount: D[m] = sum over ranks 1..m of 1/log2(rank + 1)
         cum = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
         first, last = np.minimum(higher, k), np.minimum(higher + group, k)
-        result[f"hr@{k}"] = float(np.mean((last - first) / group)) if n else None
-        result[f"ndcg@{k}"] = float(np.mean((cum[last] - cum[first]) / group)) if n else None
+        rows[f"hr@{k}"] = (last - first) / group
+        rows[f"ndcg@{k}"] = (cum[last] - cum[first]) / group
     below = candidates - higher - ties
-    share = _safe_divide((below + 0.5 * ties).astype(np.float64), candidates.astype(np.float64))
-    result["auc"] = float(np.mean(share)) if n else None
-    result["n"] = n
-    return result
+    rows["auc"] = _safe_divide((below + 0.5 * ties).astype(np.float64), candidates.astype(np.float64))
+    return rows
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -34,7 +34,17 @@ from trustforge.data import (
 )
 from trustforge.evaluate._metrics import ranking_metrics, regression_metrics
 
-__all__ = ["KS", "validation_metrics", "interaction_metrics", "recommendation_metrics", "fit_biases", "BIAS_GRID"]
+__all__ = [
+    "KS",
+    "validation_metrics",
+    "interaction_metrics",
+    "recommendation_metrics",
+    "fit_biases",
+    "bias_predictions",
+    "held_out_ranks",
+    "pair_scores",
+    "BIAS_GRID",
+]
 
 KS = (5, 10, 20)
 # Ridge weights tried for the bias-only baseline (user, item), in ratings² units: from nearly
@@ -74,7 +84,7 @@ def interaction_metrics(pre: Any, module: torch.nn.Module, raw: RawData) -> dict
     user, item = (t.numpy() for t in encode_interactions(pre, raw))
     if pre.schema.interactions.feedback == "explicit":
         y = interaction_targets(pre, raw).numpy().astype(np.float64) + pre.tensors["target.mean"].numpy()
-        pred = interaction_ratings(pre, _pair_scores(module, user, item))
+        pred = interaction_ratings(pre, pair_scores(module, user, item))
         m: dict[str, Any] = dict(regression_metrics(y, pred))
         m.update(n=int(len(y)), unknown_users=int((user == 0).sum()), unknown_items=int((item == 0).sum()))
         return m
@@ -144,6 +154,18 @@ def fit_biases(
 def _bias_baseline(
     pre: Any, train: TensorData, validation: TensorData | None, user: np.ndarray, item: np.ndarray, test_residual: np.ndarray
 ) -> dict[str, Any]:
+    pred, ru, ri = bias_predictions(pre, train, validation, user, item)
+    y = test_residual.astype(np.float64) + pre.tensors["target.mean"].numpy()
+    m = regression_metrics(y, pred)
+    return {"rmse": m["rmse"], "mae": m["mae"], "r2": m["r2"], "reg_user": ru, "reg_item": ri}
+
+
+def bias_predictions(
+    pre: Any, train: TensorData, validation: TensorData | None, user: np.ndarray, item: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """The bias-only model's ratings of the pairs (user, item), fitted on `train` with its ridge
+    weights chosen on `validation` (the grid's RMSE there; Koren's (10, 25) without one), and
+    the weights (reg_user, reg_item)."""
     users, items = (c.vocabulary for c in pre.schema.columns)
     tu, ti = (t.numpy() for t in train.inputs)
     tr = train.target.numpy().astype(np.float64)  # rating - training mean
@@ -161,13 +183,11 @@ def _bias_baseline(
         if best is None or rmse < best[0]:
             best = (rmse, ru, ri, b_u, b_i)
     _, ru, ri, b_u, b_i = best
-    y = test_residual.astype(np.float64) + pre.tensors["target.mean"].numpy()
-    m = regression_metrics(y, interaction_ratings(pre, b_u[user] + b_i[item]))
-    return {"rmse": m["rmse"], "mae": m["mae"], "r2": m["r2"], "reg_user": ru, "reg_item": ri}
+    return interaction_ratings(pre, b_u[user] + b_i[item]), ru, ri
 
 
 @torch.no_grad()
-def _pair_scores(module: torch.nn.Module, user: np.ndarray, item: np.ndarray, batch: int = 8192) -> np.ndarray:
+def pair_scores(module: torch.nn.Module, user: np.ndarray, item: np.ndarray, batch: int = 8192) -> np.ndarray:
     module.eval()
     device = _device(module)
     out = [
@@ -187,6 +207,18 @@ def _device(module: torch.nn.Module) -> torch.device:
 
 def _ranking(score_all: Callable[[torch.Tensor], torch.Tensor], pre: Any, user: np.ndarray, item: np.ndarray) -> dict[str, Any]:
     """Rank each held-out (user, item) among the user's candidates; `ranking_metrics` of the ranks."""
+    higher, ties, cands, unknown, already = held_out_ranks(score_all, pre, user, item)
+    m: dict[str, Any] = dict(ranking_metrics(higher, ties, cands, KS))
+    m.update(skipped_unknown=unknown, skipped_known=already)
+    return m
+
+
+def held_out_ranks(
+    score_all: Callable[[torch.Tensor], torch.Tensor], pre: Any, user: np.ndarray, item: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Per rankable held-out (user, item), sorted by user then item: how many candidates score
+    higher, how many tie, how many compete; then the counts of pairs skipped as unknown and as
+    already known. Any two scorers rank the same pairs in the same order (the bootstrap pairs them)."""
     stride = pre.schema.columns[1].vocabulary
     known = known_interactions(pre)
     keys = user * stride + item
@@ -212,9 +244,7 @@ def _ranking(score_all: Callable[[torch.Tensor], torch.Tensor], pre: Any, user: 
         higher[start : start + len(u)] = ((scores > own) & compete).sum(axis=1)
         ties[start : start + len(u)] = ((scores == own) & compete).sum(axis=1)
         cands[start : start + len(u)] = compete.sum(axis=1)
-    m: dict[str, Any] = dict(ranking_metrics(higher, ties, cands, KS))
-    m.update(skipped_unknown=int(unknown.sum()), skipped_known=int(already.sum()))
-    return m
+    return higher, ties, cands, int(unknown.sum()), int(already.sum())
 
 
 def _mark(mask: np.ndarray, keys: np.ndarray, user: np.ndarray, stride: int) -> None:

@@ -26,6 +26,14 @@ import torch.nn.functional as F
 from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, window_forecasts
 from trustforge.errors import ModelError, SpecError
 from trustforge.evaluate import _recommend as recommend
+from trustforge.evaluate._baselines import (
+    Baseline,
+    BiasBaseline,
+    LogisticBaseline,
+    PopularityBaseline,
+    RidgeBaseline,
+    SeasonalNaiveBaseline,
+)
 from trustforge.evaluate._metrics import METRICS, binary_predictions, classification_metrics, forecasting_metrics, regression_metrics
 
 __all__ = [
@@ -178,6 +186,11 @@ class Task(ABC):
         watch this task's predictions yet."""
         return None
 
+    def baseline(self, spec: Any) -> Baseline | None:
+        """The simple model every run of this task is measured against (`_baselines`), fitted in
+        the run on the same training split; None when the task has none."""
+        return None
+
 
 def _frame(raw: Any, n: int) -> pd.DataFrame:
     return pd.DataFrame({"path": raw.paths}) if raw.paths else pd.DataFrame(index=range(n))
@@ -202,6 +215,9 @@ class Classification(Task):
 
     def default_monitor(self, spec: Any) -> str:
         return "val_accuracy"
+
+    def baseline(self, spec: Any) -> Baseline:
+        return LogisticBaseline()  # the majority class where no input is a linear model's
 
     def leaderboard_metric(self, metrics: Mapping[str, Any]) -> str:
         return "accuracy"
@@ -377,6 +393,9 @@ class Regression(Task):
     def default_monitor(self, spec: Any) -> str:
         return "val_mae"
 
+    def baseline(self, spec: Any) -> Baseline:
+        return RidgeBaseline()
+
     def output_size(self, spec: Any, schema: Any) -> int:
         return 1
 
@@ -434,6 +453,9 @@ class Forecasting(Task):
 
     def headline_metric(self, spec: Any) -> str:
         return "mae"  # the figure compared with the seasonal-naive baseline
+
+    def baseline(self, spec: Any) -> Baseline:
+        return SeasonalNaiveBaseline()
 
     def default_monitor(self, spec: Any) -> str:
         return "val_mae"
@@ -504,6 +526,9 @@ class Recommendation(Task):
 
     def default_monitor(self, spec: Any) -> str:
         return "val_rmse" if self.feedback(spec) == "explicit" else "val_auc"
+
+    def baseline(self, spec: Any) -> Baseline:
+        return BiasBaseline() if self.feedback(spec) == "explicit" else PopularityBaseline()  # popularity predicts no rating
 
     def leaderboard_metric(self, metrics: Mapping[str, Any]) -> str:
         return "rmse" if "rmse" in metrics else "ndcg@10"  # implicit feedback ranks items; it predicts no ratings

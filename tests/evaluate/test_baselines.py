@@ -1,0 +1,194 @@
+"""Baselines fitted inside the run and bootstrap intervals (evaluate._baselines, evaluate._intervals):
+the intervals' figures are the metrics' own, the weighted AUC is scikit-learn's, the paired
+difference and the verdict say what the test split supports, and on breast cancer a model
+that is worse than logistic regression is reported as such."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import trustforge
+from trustforge.evaluate import TASKS
+from trustforge.evaluate._baselines import Baseline
+from trustforge.evaluate._intervals import ClassRows, ErrorRows, RankRows, bootstrap, resample_weights, verdict, weighted_auc
+from trustforge.evaluate._metrics import classification_metrics, ranking_metrics, ranking_rows, regression_metrics
+from trustforge.spec import load_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _classes(n=300, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 2.0 * np.eye(k)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, proba
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_the_point_values_are_the_metrics_own(k):
+    y, proba = _classes(k=k)
+    rows = ClassRows(y, proba, proba.argmax(1), positive=1 if k == 2 else None)
+    point = {name: float(v[0]) for name, v in rows.values(np.ones((1, len(y)))).items()}
+    ref = classification_metrics(y, proba, [str(c) for c in range(k)])
+    for name in ("accuracy", "f1_macro", "roc_auc", "log_loss", *(("precision", "recall", "f1") if k == 2 else ())):
+        assert point[name] == pytest.approx(ref[name], abs=1e-12), name
+
+
+def test_the_weighted_auc_is_scikit_learns_with_sample_weights():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200).astype(bool)
+    score = np.round(rng.normal(size=200) + y, 1)  # ties on purpose
+    w = resample_weights(200, 5, rng)
+    got = weighted_auc(w, y, score)
+    for b in range(5):
+        assert got[b] == pytest.approx(roc_auc_score(y, score, sample_weight=w[b]), abs=1e-12)
+
+
+def test_error_and_ranking_rows_match_their_metrics():
+    rng = np.random.default_rng(2)
+    y, pred = rng.normal(size=80), rng.normal(size=80)
+    point = {k: float(v[0]) for k, v in ErrorRows(y, pred).values(np.ones((1, 80))).items()}
+    ref = regression_metrics(y, pred)
+    assert all(point[k] == pytest.approx(ref[k], abs=1e-12) for k in ("mae", "rmse", "r2"))
+    higher, ties = rng.integers(0, 30, 50), rng.integers(0, 3, 50)
+    cands = higher + ties + rng.integers(0, 50, 50)
+    rows = RankRows(ranking_rows(higher, ties, cands, (10,)))
+    point = {k: float(v[0]) for k, v in rows.values(np.ones((1, 50))).items()}
+    ref = ranking_metrics(higher, ties, cands, (10,))
+    assert all(point[k] == pytest.approx(ref[k], abs=1e-12) for k in ("hr@10", "ndcg@10", "auc"))
+
+
+@pytest.mark.parametrize("block", [1, 7])
+def test_resamples_draw_n_rows_and_are_seeded(block):
+    w = resample_weights(50, 20, np.random.default_rng(0), block)
+    assert w.shape == (20, 50) and (w.sum(1) == 50).all()
+    assert np.array_equal(w, resample_weights(50, 20, np.random.default_rng(0), block))
+
+
+def test_a_known_interval_comes_out():
+    """Accuracy of 1,000 rows with 800 right: the bootstrap interval is the binomial one, about ±0.025."""
+    y = np.zeros(1000, dtype=int)
+    pred = np.r_[np.zeros(800, dtype=int), np.ones(200, dtype=int)]
+    proba = np.eye(2)[pred] * 0.8 + 0.1
+    out = bootstrap(ClassRows(y, proba, pred), seed=0)
+    acc = out["metrics"]["accuracy"]
+    half = 1.96 * np.sqrt(0.8 * 0.2 / 1000)
+    assert acc["value"] == 0.8
+    assert acc["low"] == pytest.approx(0.8 - half, abs=0.006) and acc["high"] == pytest.approx(0.8 + half, abs=0.006)
+
+
+def test_the_paired_difference_cancels_shared_noise():
+    """Two models that differ on 10 of 1,000 rows (the model right, the baseline wrong): their
+    own intervals overlap almost entirely, but the paired difference excludes 0."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 1000)
+    pred = np.where(rng.random(1000) < 0.7, y, 1 - y)
+    base = pred.copy()
+    right = np.flatnonzero(pred == y)[:10]
+    base[right] = 1 - y[right]
+    onehot = lambda p: np.eye(2)[p] * 0.9 + 0.05  # noqa: E731
+    out = bootstrap(ClassRows(y, onehot(pred), pred), ClassRows(y, onehot(base), base), seed=0)
+    d = out["differences"]["accuracy"]
+    assert d["value"] == pytest.approx(0.01) and d["low"] > 0
+    assert verdict(d, lower_is_better=False) == "beats"
+    assert verdict(d, lower_is_better=True) == "worse"
+    assert verdict({"value": 0.0, "low": -0.01, "high": 0.02}, lower_is_better=False) == "does_not_beat"
+
+
+def test_the_bootstrap_is_vectorised_so_cost_follows_the_rows():
+    import time
+
+    y, proba = _classes(n=20_000, k=2)
+    rows = ClassRows(y, proba, proba.argmax(1), positive=1)
+    t0 = time.perf_counter()
+    bootstrap(rows, rows, seed=0)
+    assert time.perf_counter() - t0 < 30  # 1,000 resamples of 20,000 rows, two models (about 3 s on one core)
+
+
+def test_every_task_names_its_baseline():
+    """Each task object owns its baseline; no stage switches on the task's name to find it."""
+    specs = {
+        "classification": {"data": {"source": "builtin:iris"}},
+        "regression": {"task": "regression", "data": {"source": "builtin:diabetes"}},
+        "forecasting": {"task": "forecasting", "data": {"source": "builtin:air_passengers"}, "model": {"kind": "mlp"}},
+        "recommendation": {
+            "task": "recommendation",
+            "data": {"source": "builtin:movielens_small", "interactions": {"feedback": "implicit"}},
+        },
+    }
+    names = {}
+    for name, task in TASKS.items():
+        b = task.baseline(load_spec(specs[name]))
+        assert isinstance(b, Baseline)
+        names[name] = type(b).__name__
+    assert names == {
+        "classification": "LogisticBaseline",
+        "regression": "RidgeBaseline",
+        "forecasting": "SeasonalNaiveBaseline",
+        "recommendation": "PopularityBaseline",
+    }
+    explicit = load_spec({"task": "recommendation", "data": {"source": "builtin:movielens_small"}})
+    assert explicit.data.interactions.feedback == "explicit"
+    assert type(TASKS["recommendation"].baseline(explicit)).__name__ == "BiasBaseline"  # popularity predicts no rating
+
+
+@pytest.fixture(scope="module")
+def one_epoch_cancer(tmp_path_factory):
+    """examples/breast_cancer_mlp.yaml trained for one epoch: a model logistic regression beats."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
+    mp.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        spec = trustforge.load_spec(EXAMPLES / "breast_cancer_mlp.yaml")
+        spec.train.max_epochs = 1
+        spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+        r = trustforge.run(spec, progress=False, register=False)
+        evidence = json.loads((r.run_dir / "evidence.json").read_text())
+        metrics = json.loads((r.run_dir / "metrics.json").read_text())
+        data = trustforge.data.prepare(r.spec)
+    finally:
+        mp.undo()
+    return evidence, metrics, data
+
+
+def test_breast_cancer_says_the_model_does_not_beat_logistic_regression(one_epoch_cancer):
+    evidence, metrics, data = one_epoch_cancer
+    b = evidence["baseline"]
+    assert b["name"] == "logistic_regression" and b["metric"] == "accuracy" and b["lower_is_better"] is False
+    assert b["verdict"] != "beats"
+    assert b["difference"]["low"] <= b["difference"]["value"] <= b["difference"]["high"]
+    assert b["difference"]["value"] == pytest.approx(b["model"] - b["baseline"])
+    assert b["model"] == pytest.approx(metrics["accuracy"])  # the headline figure the run reports
+    says = "does not beat its baseline" if b["verdict"] == "does_not_beat" else "is worse than its baseline"
+    assert says in b["sentence"] and "logistic regression" in b["sentence"] and b["sentence"].count(".") <= 8
+    assert metrics["baseline"] == b and metrics["intervals"] == evidence["intervals"]  # metrics.json carries both
+
+
+def test_the_baseline_is_scikit_learns_logistic_regression_on_the_same_split(one_epoch_cancer):
+    """Recomputed independently: sklearn on the standardised training columns, scored on test."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    evidence, _, data = one_epoch_cancer
+    x, y = data.train.inputs[0].double().numpy(), data.train.target.numpy()
+    scaler = StandardScaler().fit(x)
+    lr = LogisticRegression(max_iter=500).fit(scaler.transform(x), y)
+    acc = float((lr.predict(scaler.transform(data.test.inputs[0].double().numpy())) == data.test.target.numpy()).mean())
+    assert evidence["baseline"]["baseline"] == pytest.approx(acc)
+    assert evidence["baseline"]["fit"] == {"fit_rows": len(y), "features": 30, "converged": True}
+
+
+def test_the_intervals_hold_the_headline_metrics(one_epoch_cancer):
+    evidence, metrics, _ = one_epoch_cancer
+    iv = evidence["intervals"]
+    assert iv["level"] == 0.95 and iv["resamples"] == 1000 and iv["positive_class"] == "malignant"
+    for name in ("accuracy", "f1_macro", "roc_auc", "log_loss"):
+        m = iv["metrics"][name]
+        assert m["low"] <= m["value"] <= m["high"] and m["high"] - m["low"] > 0, name
+        assert m["value"] == pytest.approx(metrics[name], abs=1e-9), name
