@@ -240,7 +240,12 @@ def test_report_holds_the_runs_figures(runs, reports):
     assert f"{metrics['accuracy']:.4g}" in html
     assert f"{evidence['calibration']['temperature']:.4g}" in html
     assert f"{evidence['speed']['latency_ms']['p50']:.4g}" in html
-    assert "gaussian_noise" in html and 'class="missing"' not in html
+    assert "gaussian_noise" in html
+    # This fixture run predates baselines and intervals: those two, and nothing else, are "not measured".
+    assert re.findall(r'class="missing">([^<]*)<', html) == [
+        "Not measured: the run holds no baseline (a simpler model trained on the same split).",
+        "Not measured: the run holds no bootstrap intervals.",
+    ]
     # Untrusted values from data files are escaped, never markup.
     assert "<b>test</b>" not in html and "&lt;b&gt;test&lt;/b&gt;" in html
 
@@ -377,3 +382,321 @@ def test_the_leaderboard_metric_and_the_cards_are_the_tasks():
     assert [TASKS[t].leaderboard_metric({}) for t in TASKS] == ["accuracy", "rmse", "rmse", "ndcg@10"]
     assert TASKS["recommendation"].leaderboard_metric({"rmse": 0.9}) == "rmse"  # explicit feedback
     assert all(TASKS[t].report_metrics for t in TASKS)
+
+
+# ---------------------------------------------------------------------------- the business summary
+#
+# The evidence keys of issue 12 (positive class, threshold, calibration before/after with the served
+# one named, speed of Model.predict, baseline, intervals, importance intervals) are written by other
+# stages; here they are injected into copies of real runs, so the report is tested on both layouts.
+
+
+def _answers(html: str) -> dict[str, str]:
+    """The summary's five answers as plain text, by key."""
+    found = re.findall(r'<div class="answer" data-answer="([a-z]+)">(.*?)</dd>\s*</div>', html, re.S)
+    return {k: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", v)).strip() for k, v in found}
+
+
+def _with_contract_keys(run_dir: Path, dest: Path, *, verdict: str = "does_not_beat", loaded: bool = True) -> Path:
+    """A copy of a real run whose metrics.json and evidence.json also hold issue 12's keys."""
+    shutil.copytree(run_dir, dest)
+    metrics = json.loads((dest / "metrics.json").read_text())
+    evidence = json.loads((dest / "evidence.json").read_text())
+    labels = metrics["labels"]
+    old = evidence["calibration"]
+    evidence["calibration"] = {
+        "method": "temperature",
+        "served": "raw",
+        "temperature": None,
+        "reason": "the validation split is separable: every example is right, so the fit runs to its bound <T=0.05>",
+        "ece_before": old["ece"],
+        "ece_after": None,
+        "log_loss_before": 0.0123,
+        "log_loss_after": None,
+        "bins_before": old["bins"],
+        "bins_after": None,
+    }
+    metrics["ece"], metrics["log_loss"] = old["ece"], 0.0123
+    timing = {"p50_ms": 1.234, "p95_ms": 2.5, "p99_ms": 3.1, "mean_ms": 1.4, "std_ms": 0.3, "calls": 200, "batch": 1}
+    evidence["speed"]["predict"] = timing
+    evidence["speed"]["forward"] = {**timing, "p50_ms": 0.0567}
+    evidence["speed"]["load"] = {"load_average": 3.5 if loaded else 0.2, "cores": 2, "loaded": loaded}
+    key = "accuracy"
+    baseline = {
+        "name": "logistic_regression",
+        "description": "scikit-learn LogisticRegression on the same standardised features",
+        "metric": key,
+        "lower_is_better": False,
+        "model": metrics[key],
+        "baseline": metrics[key] + 0.01,
+        "difference": {"value": -0.01, "low": -0.035, "high": 0.012},
+        "verdict": verdict,
+        "sentence": "The model does not beat logistic regression <i>on accuracy</i>.",
+        "metrics": {"accuracy": metrics[key] + 0.01},
+    }
+    intervals = {"level": 0.95, "resamples": 1000, "metrics": {key: {"value": metrics[key], "low": 0.9123, "high": 0.9987}}}
+    if len(labels) == 2:  # the positive class is the minority, malignant: its own recall and precision lead
+        cm = np.asarray(metrics["confusion_matrix"], dtype=float)
+        metrics["recall"], metrics["precision"] = cm[0, 0] / cm[0].sum(), cm[0, 0] / cm[:, 0].sum()
+        metrics["f1"] = 2 * metrics["recall"] * metrics["precision"] / (metrics["recall"] + metrics["precision"])
+        intervals["metrics"]["recall"] = {"value": metrics["recall"], "low": 0.8765, "high": 1.0}
+        metrics["positive_class"] = labels[0]
+        metrics["threshold"] = {"value": 0.3125, "rule": "recall@precision=0.9", "chosen_on": "validation", "note": None}
+    metrics["baseline"], metrics["intervals"] = baseline, intervals
+    evidence["baseline"], evidence["intervals"] = baseline, intervals
+    section = (evidence.get("explanations") or {}).get("feature_importance")
+    if section:
+        for r in section["columns"]:
+            r.update(repeats=50, low=r["permutation"] - 0.002, high=r["permutation"] + 0.003)
+        section["measures"] = "Permutation importance: the drop in log loss when one column is shuffled, over 50 repeats."
+    manifest = json.loads((dest / "package" / "manifest.json").read_text())
+    manifest["monitor"]["reference"]["predictions_from"] = "validation"
+    (dest / "package" / "manifest.json").write_text(json.dumps(manifest))
+    (dest / "metrics.json").write_text(json.dumps(metrics))
+    (dest / "evidence.json").write_text(json.dumps(evidence))
+    return dest
+
+
+def _example(name: str) -> dict:
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parents[2] / "examples" / name).read_text())
+    spec["train"]["max_epochs"] = 3  # the examples' own specs, trained briefly
+    return spec
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory) -> dict[str, Path]:
+    """The digits and breast-cancer examples with the evidence the pipeline itself writes."""
+    root = tmp_path_factory.mktemp("examples-ws")
+    out = {}
+    for key, name in (("digits", "digits_cnn.yaml"), ("cancer", "breast_cancer_mlp.yaml")):
+        r = trustforge.run(_example(name), progress=False, register=True, settings=Settings.from_env(home=root))
+        out[key] = r.run_dir
+    return out
+
+
+def test_summary_comes_first_and_answers_five_questions(examples):
+    html = write_report(examples["cancer"]).read_text(encoding="utf-8")
+    assert html.index('id="summary"') < html.index('id="data"') < html.index('id="glossary"') < html.index('id="model-card"')
+    answers = _answers(html)
+    assert list(answers) == ["does", "good", "sure", "fast", "watch"]
+    metrics = json.loads((examples["cancer"] / "metrics.json").read_text())
+    assert "builtin:breast_cancer" in answers["does"] and "455" in answers["does"]  # the example trains on every non-test row
+    assert f"{metrics['accuracy']:.3g}" in answers["good"]
+    assert "Drift:" in answers["watch"]
+
+
+def test_summary_renders_the_new_evidence_keys(examples, tmp_path):
+    run = _with_contract_keys(examples["cancer"], tmp_path / "cancer")
+    html = write_report(run).read_text(encoding="utf-8")
+    a = _answers(html)
+    metrics = json.loads((run / "metrics.json").read_text())
+    # What it does: the positive class and the threshold with its rule.
+    assert "Tells malignant (the positive class) from benign" in a["does"]
+    assert "at least 0.312" in a["does"] and "recall@precision=0.9" in a["does"] and "validation split" in a["does"]
+    # How good: headline with its interval, the positive class's recall, the baseline sentence and difference.
+    assert f"Accuracy {metrics['accuracy']:.3g} on the 114 test examples (95 % interval 0.912 to 0.999)" in a["good"]
+    assert f"finds {metrics['recall'] * 100:.1f} % of malignant cases" in a["good"] and "95 % interval 0.876 to 1)" in a["good"]
+    assert "does not beat its baseline" in a["good"] and "difference -0.01 (95 % interval -0.035 to +0.012)" in a["good"]
+    assert "&lt;i&gt;on accuracy&lt;/i&gt;" in html and "<i>on accuracy" not in html  # the sentence is data: escaped
+    # How sure: which one serves and why, with the served ECE.
+    assert "raw probabilities" in a["sure"] and "separable" in a["sure"] and f"{metrics['ece']:.3g}" in a["sure"]
+    assert "&lt;T=0.05&gt;" in html
+    # How fast: Model.predict as users see it, marked as measured on a loaded machine.
+    assert "1.23 ms" in a["fast"] and "Model.predict" in a["fast"] and "measured on a loaded machine" in a["fast"]
+    assert "load average 3.5 on 2 cores" in a["fast"]
+    # What to watch: the drift reference's split.
+    assert "predictions on the validation split" in a["watch"] and "Not measured: baseline" not in a["watch"]
+    # Technical sections: the baseline table, the interval table, the positive class in the per-class table.
+    assert "malignant <b>(positive class)</b>" in html
+    assert "0.9123" in html and "1,000 resamples" in html
+    assert "No temperature-scaled model to compare" in html
+    card = (run / "model_card.md").read_text(encoding="utf-8")
+    assert "Positive class: **malignant**" in card and "Model.predict p50 1.23 ms" in card and "loaded machine" in card
+
+
+def test_verdicts_are_badged(examples, tmp_path):
+    for verdict, badge in (("beats", "beats its baseline"), ("worse", "worse than its baseline")):
+        run = _with_contract_keys(examples["cancer"], tmp_path / verdict, verdict=verdict, loaded=False)
+        a = _answers(write_report(run).read_text(encoding="utf-8"))
+        assert badge in a["good"] and "loaded machine" not in a["fast"]
+
+
+def test_old_run_folders_still_render_and_say_what_they_lack(runs):
+    html = write_report(runs["image"]).read_text(encoding="utf-8")
+    a = _answers(html)
+    evidence = json.loads((runs["image"] / "evidence.json").read_text())
+    # Old calibration: the fitted temperature served; the served ECE is the one after scaling.
+    assert "temperature-scaled" in a["sure"] and f"ECE {evidence['calibration']['ece_after']:.3g}" in a["sure"]
+    # Old speed: only the forward pass was timed, and the report says Model.predict was not.
+    assert f"{evidence['speed']['latency_ms']['p50']:.3g} ms" in a["fast"] and "was not timed in this run" in a["fast"]
+    assert "No baseline was trained" in a["good"] and "Not measured: 95 % intervals" in a["watch"]
+
+
+def test_no_empty_plots():
+    from trustforge.evaluate._report_plots import corruptions, learning_curves, reliability
+
+    rows = [{"epoch": 1.0, "train_loss": 0.9, "val_loss": None}, {"epoch": 2.0, "train_loss": 0.5, "val_loss": None}]
+    fig = learning_curves({"epochs": rows})
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "loss (lower is better)"
+    assert learning_curves({"epochs": []}) is None
+    empty_bins = [{"lo": 0.0, "hi": 0.5, "confidence": None, "accuracy": None, "count": 0}]
+    assert reliability({"evidence": {"calibration": {"ece": 0.1, "bins": empty_bins}}, "metrics": {}}) is None
+    assert corruptions({"evidence": {"corruptions": {"metric": "accuracy", "clean": 0.9, "rows": []}}}) is None
+
+
+def test_calibration_before_and_after_side_by_side_with_the_served_one_marked():
+    from trustforge.evaluate._report_plots import reliability
+
+    bins = [
+        {"lo": 0.8, "hi": 0.9, "confidence": 0.85, "accuracy": 0.8, "count": 5},
+        {"lo": 0.9, "hi": 1.0, "confidence": 0.97, "accuracy": 1, "count": 9},
+    ]
+    cal = {"method": "temperature", "served": "temperature", "temperature": 1.7, "ece_before": 0.08, "ece_after": 0.02}
+    fig = reliability({"evidence": {"calibration": {**cal, "bins_before": bins, "bins_after": bins}}, "metrics": {}})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 2 and "raw model" in titles[0] and "SERVED" not in titles[0]
+    assert "T = 1.7" in titles[1] and "SERVED" in titles[1] and "0.020" in titles[1]
+    fig = reliability({"evidence": {"calibration": {**cal, "served": "raw", "bins_before": bins, "bins_after": bins}}, "metrics": {}})
+    assert "SERVED" in fig.axes[0].get_title() and "SERVED" not in fig.axes[1].get_title()
+
+
+@pytest.mark.parametrize(
+    "metric, clean, values, expected",
+    [("accuracy", 0.99, [0.985, 0.98, 0.975], (0, 1.02)), ("f1_macro", 0.9, [0.5, 0.2], (0, 1.02)), ("rmse", 3.0, [3.2, 4.0], (0, 4.4))],
+)
+def test_corruption_axes_do_not_magnify_noise(metric, clean, values, expected):
+    from trustforge.evaluate._report_plots import corruptions
+
+    rows = [{"corruption": "noise", "severity": i + 1, "value": v} for i, v in enumerate(values)]
+    fig = corruptions({"evidence": {"corruptions": {"metric": metric, "clean": clean, "rows": rows}}})
+    low, high = fig.axes[0].get_ylim()
+    assert (low, high) == pytest.approx(expected)
+    assert low <= min(values) and high >= clean
+
+
+def test_importance_charts_say_what_each_measures(examples, tmp_path):
+    from trustforge.evaluate._report import load_run
+    from trustforge.evaluate._report_plots import feature_importance
+
+    run = _with_contract_keys(examples["cancer"], tmp_path / "cancer")
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "Integrated gradients measure how strongly" in html
+    assert "the drop in log loss when one column is shuffled, over 50 repeats" in html  # the evidence's own sentence
+    assert re.search(r"The two charts (mostly agree|rank features differently) \(rank correlation -?[0-9.]+\)", html)
+    fig = feature_importance(load_run(run))
+    permutation = fig.axes[1]
+    assert "95 % interval" in permutation.get_title()
+    from matplotlib.container import ErrorbarContainer
+
+    # The interval over repeats is drawn on permutation importance, and only there (IG has none).
+    assert [any(isinstance(c, ErrorbarContainer) for c in ax.containers) for ax in fig.axes] == [False, True]
+
+
+def test_model_card_fields_come_from_the_spec(tmp_path):
+    spec = _example("breast_cancer_mlp.yaml")
+    spec["train"]["max_epochs"] = 1
+    spec["evaluate"] = {
+        "card": {
+            "owner": "Oncology ML team <ml@example.org>",
+            "intended_use": "Second reader for <b>screening</b> reports; never the only reader.",
+            "limitations": "Trained on one 1990s Wisconsin cohort.",
+        },
+        "speed": False,
+        "explain": False,
+        "corruptions": False,
+    }
+    r = trustforge.run(spec, progress=False, register=False, settings=Settings.from_env(home=tmp_path / "ws"))
+    for _ in range(2):  # regenerating keeps them: they live in the run's spec, not in the report
+        html = write_report(r.run_dir).read_text(encoding="utf-8")
+    card = (r.run_dir / "model_card.md").read_text(encoding="utf-8")
+    intended = card.split("## Intended use")[1].split("\n## ")[0]
+    assert "Second reader for" in intended and "TO DO" not in intended
+    assert "Oncology ML team" in card and "Wisconsin cohort" in card and "<b>" not in card
+    assert "&lt;b&gt;screening&lt;/b&gt;" in html and "<b>screening" not in html
+    assert "**TO DO** (`evaluate.card.license`)" in card  # what the spec leaves out stays a TO DO
+
+
+def test_card_fields_are_short_strict_strings():
+    from trustforge.errors import TrustForgeError
+
+    with pytest.raises(TrustForgeError, match="evaluate.card.owners"):
+        trustforge.load_spec({"evaluate": {"card": {"owners": "x"}}})
+    with pytest.raises(TrustForgeError, match="evaluate.card.owner"):
+        trustforge.load_spec({"evaluate": {"card": {"owner": "x" * 201}}})
+
+
+def test_glossary_defines_the_reports_terms(examples):
+    html = write_report(examples["digits"]).read_text(encoding="utf-8")
+    glossary = html.split('id="glossary"')[1].split("</section>")[0]
+    terms = re.findall(r"<dt>([^<]+)</dt>", glossary)
+    for term in (
+        "ECE",
+        "log loss",
+        "ROC AUC",
+        "PSI",
+        "Wasserstein",
+        "p-value",
+        "bootstrap interval",
+        "threshold",
+        "positive class",
+        "baseline",
+        "p50",
+    ):
+        assert any(term in t for t in terms), term
+
+
+# ---------------------------------------------------------------------------- in a browser
+
+
+def _screenshot(html_path: Path, shots: Path) -> dict:
+    """Open a report in headless Chromium at 1280×900, save its first viewport and full page, and measure it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requests = []
+            page.on("request", lambda req: requests.append(req.url))
+            page.goto(html_path.resolve().as_uri(), wait_until="load")
+            page.screenshot(path=str(shots / f"{html_path.stem}-first-view.png"))
+            page.screenshot(path=str(shots / f"{html_path.stem}-full.png"), full_page=True)
+            facts = page.evaluate(
+                """() => ({
+                    scrollWidth: document.documentElement.scrollWidth,
+                    answers: [...document.querySelectorAll('#summary .answer dt')].map(e => ({
+                        text: e.textContent, bottom: e.getBoundingClientRect().bottom})),
+                    watch: document.querySelector('#summary .answer[data-answer=watch]').getBoundingClientRect().top,
+                    images: [...document.images].map(e => ({name: e.dataset.plot, w: e.naturalWidth, h: e.naturalHeight,
+                        complete: e.complete, shown: e.getBoundingClientRect().width}))
+                })"""
+            )
+        finally:
+            browser.close()
+    facts["requests"] = requests
+    return facts
+
+
+@pytest.mark.parametrize("which", ["digits", "cancer"])
+@pytest.mark.parametrize("keys", ["pipeline", "contract"])
+def test_example_reports_in_chromium(examples, tmp_path_factory, which, keys):
+    if not CHROMIUM.exists():
+        pytest.skip("install Debian's chromium (apt-get install -y chromium)")
+    shots = tmp_path_factory.mktemp("report-screenshots")
+    run = examples[which] if keys == "pipeline" else _with_contract_keys(examples[which], shots / "run")
+    html = write_report(run, shots / f"{which}-{keys}.html")
+    facts = _screenshot(html, shots)
+    # A business reader sees the five answers without scrolling (the last one begins in view).
+    assert [a["text"] for a in facts["answers"]] == ["What it does", "How good", "How sure", "How fast", "What to watch"]
+    assert facts["watch"] < 900, facts["answers"]
+    # The page fits 1280 px: no horizontal scroll.
+    assert facts["scrollWidth"] <= 1280
+    # No broken image: every <img> decoded to a real size and is laid out.
+    assert len(facts["images"]) >= 5
+    for img in facts["images"]:
+        assert img["complete"] and img["w"] > 0 and img["h"] > 0 and img["shown"] > 0, img
+    assert all(u.startswith(("file:", "data:")) for u in facts["requests"]), facts["requests"]
+    first = Image.open(shots / f"{html.stem}-first-view.png")
+    assert first.size == (1280, 900) and first.convert("L").getextrema()[0] < 60  # dark header and text, not blank

@@ -29,7 +29,20 @@ from matplotlib.figure import Figure
 from trustforge._fs import atomic_write_text
 from trustforge.data import redact_source
 from trustforge.errors import TrustForgeError
-from trustforge.evaluate._report_plots import PLOTS
+from trustforge.evaluate._report_plots import PLOTS, importance_agreement, learning_metric_columns
+from trustforge.evaluate._report_summary import (
+    GLOSSARY,
+    baseline_view,
+    calibration_view,
+    corruption_view,
+    headline_metric,
+    importance_measures,
+    intervals_view,
+    metric_name,
+    num,
+    speed_view,
+    summary,
+)
 from trustforge.evaluate._tasks import TASKS, Task
 
 __all__ = ["write_report", "load_run"]
@@ -180,15 +193,27 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
     t = _task(spec)
     data = ev.get("data") or {}
     labels = [str(x) for x in metrics.get("labels") or data.get("classes") or []]
-    headline = [(k, metrics[k]) for k in (t.report_metrics if t is not None else ()) if isinstance(metrics.get(k), (int, float))]
-    cal = ev.get("calibration") or None
-    if cal and isinstance(cal.get("ece"), (int, float)):
-        headline.append(("ece", cal["ece"]))
-    p50 = _latency_p50(ev.get("speed"))
-    if p50 is not None:
-        headline.append(("latency_p50_ms", p50))
-    scalars = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return {
+    cal = calibration_view(ev, metrics)
+    speed = speed_view(ev)
+    base = baseline_view(ev, metrics)
+    intervals = intervals_view(ev, metrics)
+    positive = str(metrics["positive_class"]) if metrics.get("positive_class") is not None else None
+    threshold = (
+        metrics.get("threshold")
+        if isinstance(metrics.get("threshold"), dict) and num(metrics["threshold"].get("value")) is not None
+        else None
+    )
+    headline = [(k, metrics[k]) for k in (t.report_metrics if t is not None else ()) if num(metrics.get(k)) is not None]
+    if positive:  # the positive class's own figures lead a binary task's cards
+        headline = [(k, metrics[k]) for k in ("recall", "precision", "f1") if num(metrics.get(k)) is not None] + headline
+    if cal and cal["ece_served"] is not None and "ece" not in dict(headline):
+        headline.append(("ece", cal["ece_served"]))
+    if speed and (speed["predict"] or speed["forward"]):
+        headline.append(("predict_p50_ms" if speed["predict"] else "forward_p50_ms", (speed["predict"] or speed["forward"])["p50_ms"]))
+    skip = {"positive_class"}
+    scalars = [(k, v) for k, v in metrics.items() if num(v) is not None and k not in skip]
+    ex = ev.get("explanations") or None
+    ctx = {
         "name": spec.get("name") or run["dir"].name,
         "run": run["dir"].name,
         "task": task,
@@ -201,29 +226,71 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "created": run["status"].get("updated") or run["manifest"].get("created"),
         "spec": spec,
         "train": spec.get("train") or {},
+        "card": _card(spec),
         "metrics": metrics,
-        "headline": headline,
+        "headline": [(k, v, _card_label(k, positive), (intervals or {}).get("metrics", {}).get(k)) for k, v in headline],
         "scalars": scalars,
         "data": data,
         "source": _source(data, spec),
         "labels": labels,
+        "positive_class": positive,
+        "threshold": threshold,
         "per_class": _per_class(metrics, labels),
         "epochs": run["epochs"],
+        "learning_note": _learning_note(run),
         "speed": _flatten(ev["speed"]) if ev.get("speed") else None,
+        "speed_view": speed,
         "calibration": cal,
+        "baseline": base,
+        "intervals": intervals,
         "shift": _shift_table(ev.get("shift")),
         "corruptions": _table(ev.get("corruptions")),
-        "explanations": ev.get("explanations") or None,
-        "explanation_table": _table(ev.get("explanations")),
-        "token_examples": _token_examples(ev.get("explanations")),
+        "corruption_worst": corruption_view(ev),
+        "explanations": ex,
+        "explanation_table": _table(ex),
+        "importance_measures": importance_measures((ex or {}).get("feature_importance", ex) if isinstance(ex, dict) else None),
+        "importance_agreement": importance_agreement(run),
+        "token_examples": _token_examples(ex),
         "parameters": _parameters(run),
         "package_bytes": _package_bytes(run),
         "fit_seconds": _fit_seconds(run),
         "lineage": run["manifest"].get("lineage") or {},
-        "caveats": _caveats(run, labels),
+        "glossary": GLOSSARY,
         "fmt": _fmt,
         "md": _md,
+        "metric_name": metric_name,
     }
+    ctx["caveats"] = _caveats(run, labels, cal)
+    ctx["headline_metric"] = headline_metric(t, metrics, base)
+    ctx["summary"] = summary(ctx, run, t)
+    return ctx
+
+
+def _card(spec: dict[str, Any]) -> dict[str, str | None]:
+    """The owner's facts from the spec's `evaluate.card` (absent in older runs: each stays a TO DO)."""
+    card = (spec.get("evaluate") or {}).get("card") if isinstance(spec.get("evaluate"), dict) else None
+    card = card if isinstance(card, dict) else {}
+    return {
+        k: str(card[k]) if isinstance(card.get(k), str) and card[k].strip() else None
+        for k in ("owner", "intended_use", "limitations", "license")
+    }
+
+
+def _card_label(key: str, positive: str | None) -> str:
+    name = metric_name(key)
+    if positive and key in ("recall", "precision", "f1"):
+        return f"{name} ({positive})"
+    return {"predict_p50_ms": "Model.predict p50 (ms)", "forward_p50_ms": "forward pass p50 (ms)", "ece": "ECE (served)"}.get(key, name)
+
+
+def _learning_note(run: dict[str, Any]) -> str | None:
+    """Why the learning-curve chart has no validation panel (the panel is left out, never drawn empty)."""
+    if not run["epochs"] or learning_metric_columns(run["epochs"]):
+        return None
+    split = ((run["spec"].get("data") or {}).get("split") or {}) if isinstance(run["spec"].get("data"), dict) else {}
+    if isinstance(split, dict) and split.get("validation") == 0:
+        return "No validation metric was logged: the spec holds no validation split (data.split.validation: 0), so only the training loss is drawn."
+    return "No validation metric was logged, so only the loss is drawn."
 
 
 def _task(spec: dict[str, Any]) -> Task | None:
@@ -298,7 +365,7 @@ def _token_examples(ex: Any) -> list[list[tuple[str, str]]]:
     return out
 
 
-def _caveats(run: dict[str, Any], labels: list[str]) -> list[str]:
+def _caveats(run: dict[str, Any], labels: list[str], cal: dict[str, Any] | None) -> list[str]:
     """What the evidence itself says a user should watch out for."""
     out, m, ev = [], run["metrics"], run["evidence"]
     n = m.get("n")
@@ -307,13 +374,8 @@ def _caveats(run: dict[str, Any], labels: list[str]) -> list[str]:
     for row in _per_class(m, labels):
         if row["recall"] is not None and isinstance(m.get("accuracy"), (int, float)) and row["recall"] < m["accuracy"] - 0.15:
             out.append(f"Class {row['label']} is recognised less often than the rest (recall {row['recall']:.2f}).")
-    cal = ev.get("calibration") or {}
-    if isinstance(cal.get("ece"), (int, float)) and cal["ece"] > 0.05:
-        after = cal.get("ece_after")
-        out.append(
-            f"The probabilities are miscalibrated (ECE {cal['ece']:.3f}"
-            + (f", {after:.3f} after temperature scaling)." if isinstance(after, (int, float)) else ").")
-        )
+    if cal and cal["ece_served"] is not None and cal["ece_served"] > 0.05:
+        out.append(f"The served probabilities are miscalibrated (ECE {cal['ece_served']:.3f}); treat them as scores, not as chances.")
     max_epochs = (run["spec"].get("train") or {}).get("max_epochs")
     if m.get("epochs_trained") == max_epochs and m.get("best_epoch") == max_epochs:
         out.append("Validation loss was still improving at the last epoch; longer training may help.")

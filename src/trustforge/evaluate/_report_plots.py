@@ -14,30 +14,42 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["PLOTS"]
+from trustforge.evaluate._report_summary import bounded, calibration_view, metric_name, num
+
+__all__ = ["PLOTS", "importance_agreement", "learning_metric_columns"]
 
 _MAX_LEGEND = 12  # beyond this many classes a legend hides the curves it explains
 
 
+def learning_metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The validation metrics an epochs.csv logged with at least one value (val_loss is drawn with the loss)."""
+    return [k for k in rows[0] if k.startswith("val_") and k != "val_loss" and any(r.get(k) is not None for r in rows)] if rows else []
+
+
 def learning_curves(run: dict[str, Any]) -> Figure | None:
     rows = run["epochs"]
-    if not rows:
+    losses = [c for c in ("train_loss", "val_loss") if rows and any(r.get(c) is not None for r in rows)]
+    if not losses:
         return None
     x = [r.get("epoch") or i + 1 for i, r in enumerate(rows)]
-    metric_cols = [k for k in rows[0] if k.startswith("val_") and k != "val_loss"]
-    fig = Figure(figsize=(9, 3.2))
-    ax_loss, ax_metric = fig.subplots(1, 2)
-    for col, style in (("train_loss", "-o"), ("val_loss", "-s")):
-        if col in rows[0]:
-            ax_loss.plot(x, [r.get(col) for r in rows], style, ms=3, label=col.replace("_", " "))
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    metric_cols = learning_metric_columns(rows)
+    # No validation metric: one panel, never an empty second one (the report says why in a line).
+    fig = Figure(figsize=(9, 3.2) if metric_cols else (5, 3.2))
+    axes = np.atleast_1d(fig.subplots(1, 2 if metric_cols else 1))
+    ax_loss = axes[0]
+    for col, style in zip(losses, ("-o", "-s")):
+        ax_loss.plot(x, [r.get(col) for r in rows], style, ms=3, label=col.replace("_", " "))
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (lower is better)")
     ax_loss.legend()
-    for col in metric_cols:
-        ax_metric.plot(x, [r.get(col) for r in rows], "-o", ms=3, label=col.replace("_", " "))
-    ax_metric.set(xlabel="epoch", title="validation metric" if metric_cols else "no validation metric logged")
     if metric_cols:
-        ax_metric.legend()
-    for ax in (ax_loss, ax_metric):
+        ax_metric = axes[1]
+        for col in metric_cols:
+            ax_metric.plot(x, [r.get(col) for r in rows], "-o", ms=3, label=metric_name(col[4:]) + " (validation)")
+        ax_metric.set(xlabel="epoch", title="validation metric")
+        if all(bounded(c[4:]) for c in metric_cols):
+            ax_metric.set_ylim(0, 1.02)
+        ax_metric.legend(loc="lower right")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     fig.tight_layout()
@@ -95,7 +107,7 @@ def roc_curves(run: dict[str, Any]) -> Figure | None:
         auc = c.get("auc")
         ax.plot(c.get("fpr", []), c.get("tpr", []), lw=1.2, label=f"{label} (AUC {auc:.3f})" if isinstance(auc, (int, float)) else label)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (one vs rest)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=_curve_title(run, curves, "ROC"), xlim=(0, 1), ylim=(0, 1.02))
     _legend(ax, len(curves), "lower right")
     fig.tight_layout()
     return fig
@@ -112,10 +124,17 @@ def pr_curves(run: dict[str, Any]) -> Figure | None:
         ax.plot(
             c.get("recall", []), c.get("precision", []), lw=1.2, label=f"{label} (AP {ap:.3f})" if isinstance(ap, (int, float)) else label
         )
-    ax.set(xlabel="recall", ylabel="precision", title="precision–recall (one vs rest)", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(xlabel="recall", ylabel="precision", title=_curve_title(run, curves, "precision–recall"), xlim=(0, 1), ylim=(0, 1.02))
     _legend(ax, len(curves), "lower left")
     fig.tight_layout()
     return fig
+
+
+def _curve_title(run: dict[str, Any], curves: dict[str, Any], name: str) -> str:
+    positive = run["metrics"].get("positive_class")
+    if positive is not None and list(curves) == [str(positive)]:
+        return f"{name}, positive class {positive}"
+    return f"{name} (one vs rest)" if len(curves) > 1 else name
 
 
 def _legend(ax, n: int, loc: str) -> None:
@@ -125,33 +144,35 @@ def _legend(ax, n: int, loc: str) -> None:
 
 
 def reliability(run: dict[str, Any]) -> Figure | None:
-    cal = run["evidence"].get("calibration") or {}
-    panels = [("before temperature scaling", cal.get("bins"), cal.get("ece"))]
-    if cal.get("bins_after"):
-        t = cal.get("temperature")
-        panels.append(
-            (
-                f"after (T = {t:.3g})" if isinstance(t, (int, float)) else "after temperature scaling",
-                cal["bins_after"],
-                cal.get("ece_after"),
-            )
-        )
-    panels = [p for p in panels if p[1]]
+    """Before and after temperature scaling side by side, the served one marked; one panel when nothing was fitted."""
+    cal = calibration_view(run["evidence"], run["metrics"])
+    if not cal:
+        return None
+    t = cal["temperature"]
+    panels = [("raw model", cal["bins_before"], cal["ece_before"], cal["served"] != "temperature")]
+    if cal["bins_after"]:
+        scaled = f"temperature-scaled (T = {t:.3g})" if t is not None else "temperature-scaled"
+        panels.append((scaled, cal["bins_after"], cal["ece_after"], cal["served"] == "temperature"))
+    panels = [p for p in panels if p[1] and any(isinstance(b, dict) and b.get("count") for b in p[1])]
     if not panels:
         return None
     fig = Figure(figsize=(4.4 * len(panels), 4.2))
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (title, bins, ece) in zip(axes, panels):
+    for ax, (title, bins, ece, served) in zip(axes, panels):
         bins = [b for b in bins if isinstance(b, dict) and b.get("count")]
         lo = np.array([b["lo"] for b in bins], dtype=float)
         hi = np.array([b["hi"] for b in bins], dtype=float)
         acc = np.array([b["accuracy"] for b in bins], dtype=float)
         conf = np.array([b["confidence"] for b in bins], dtype=float)
-        ax.bar(lo, acc, width=hi - lo, align="edge", color="#4c78a8", edgecolor="white", label="accuracy")
+        ax.bar(lo, acc, width=hi - lo, align="edge", color="#4c78a8" if served else "#9fb3c8", edgecolor="white", label="accuracy")
         ax.plot((lo + hi) / 2, conf, "D", color="#e45756", ms=5, label="mean confidence")
         ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="perfect calibration")
-        ece_text = f" — ECE {ece:.3f}" if isinstance(ece, (int, float)) else ""
-        ax.set(xlabel="confidence", ylabel="accuracy", title=title + ece_text, xlim=(0, 1), ylim=(0, 1))
+        ece_text = f"\nECE {ece:.3f}" if isinstance(ece, (int, float)) else ""
+        ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(title + (" — SERVED" if served else "") + ece_text, fontsize=10, fontweight="bold" if served else "normal")
+        if served:
+            for side in ax.spines.values():
+                side.set(color="#1d7a46", linewidth=2)
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
@@ -167,14 +188,26 @@ def corruptions(run: dict[str, Any]) -> Figure | None:
             by_name.setdefault(str(r.get("corruption")), []).append((r["severity"], r["value"]))
     if not by_name:
         return None
-    fig = Figure(figsize=(5.2, 3.6))
+    metric = str(section.get("metric", "metric"))
+    fig = Figure(figsize=(5.6, 3.6))
     ax = fig.subplots()
     for name, points in by_name.items():
         points = sorted(points)
         if isinstance(clean, (int, float)):
             points = [(0, clean), *points]
         ax.plot(*zip(*points), "-o", ms=4, label=name)
-    ax.set(xlabel="severity (0 = clean)", ylabel=str(section.get("metric", "metric")), title="metric under corruption")
+    values = [v for pts in by_name.values() for _, v in pts] + ([clean] if num(clean) is not None else [])
+    # A bounded metric runs from 0 to 1, so a drop of 0.005 looks like one; otherwise the axis
+    # holds 0 (or the lowest value) and the clean value with room, never a zoom on noise.
+    if bounded(metric) and min(values) >= 0 and max(values) <= 1:
+        ax.set_ylim(0, 1.02)
+    else:
+        low, high = min(0.0, min(values)), max(values)
+        ax.set_ylim(low, high + 0.1 * (high - low or 1.0))
+    if num(clean) is not None:
+        ax.axhline(clean, color="grey", lw=0.8, ls=":", label="clean")
+    better = "lower is better" if section.get("lower_is_better") else "higher is better"
+    ax.set(xlabel="severity (0 = clean)", ylabel=metric_name(metric), title=f"{metric_name(metric)} under corruption ({better})")
     ax.set_xticks(sorted({0, *(s for pts in by_name.values() for s, _ in pts)}))
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -258,42 +291,75 @@ def feature_importance(run: dict[str, Any]) -> Figure | None:
     if not found:
         return None
     top = 15
-    fig = Figure(figsize=(4.6 * len(found), 0.28 * min(top, max(len(v) for _, v in found)) + 1.4))
+    fig = Figure(figsize=(4.6 * len(found), 0.28 * min(top, max(len(v) for _, v, _ in found)) + 1.4))
     axes = np.atleast_1d(fig.subplots(1, len(found)))
-    for ax, (title, values) in zip(axes, found):
+    for ax, (title, values, spread) in zip(axes, found):
         items = sorted(values.items(), key=lambda kv: abs(kv[1]), reverse=True)[:top][::-1]
-        ax.barh([str(k) for k, _ in items], [v for _, v in items], color="#4c78a8")
-        ax.set_title(title, fontsize=10)
+        names = [str(k) for k, _ in items]
+        err = None
+        if spread and all(k in spread for k, _ in items):  # the 95 % interval over repeats, as error bars
+            err = np.array([[max(v - spread[k][0], 0.0) for k, v in items], [max(spread[k][1] - v, 0.0) for k, v in items]])
+        ax.barh(names, [v for _, v in items], color="#4c78a8", xerr=err, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})
+        ax.set_title(title + (" with 95 % interval" if err is not None else ""), fontsize=10)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-_IMPORTANCE_TITLES = {"ig": "integrated gradients (mean |attribution|)", "permutation": "permutation importance (metric drop)"}
+_IMPORTANCE_TITLES = {"ig": "integrated gradients (mean |attribution|)", "permutation": "permutation importance (score drop)"}
 
 
-def _importances(ex: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, float]]]:
-    """Feature importances, with a readable title per kind.
+def _spread(r: dict[str, Any], k: str) -> tuple[float, float] | None:
+    """A record's interval for importance `k`: `{k}_low`/`{k}_high`, or `low`/`high` for permutation."""
+    for lo, hi in ((f"{k}_low", f"{k}_high"), ("low", "high") if k == "permutation" else (None, None)):
+        if lo and num(r.get(lo)) is not None and num(r.get(hi)) is not None:
+            return float(r[lo]), float(r[hi])
+    return None
 
-    Either `{"columns": [{"name", "ig", "permutation", ...}]}` (the explainer's records) or any
-    {feature: number} mapping under a key that names importance.
+
+def _importances(ex: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, float], dict[str, tuple[float, float]]]]:
+    """Feature importances, with a readable title per kind and, where recorded, each feature's interval.
+
+    Either `{"columns": [{"name", "ig", "permutation", "low", "high", ...}]}` (the explainer's records)
+    or any {feature: number} mapping under a key that names importance.
     """
     records = ex.get("columns")
     if isinstance(records, list) and records and all(isinstance(r, dict) and "name" in r for r in records):
         return [
-            (title, {str(r["name"]): float(r[k]) for r in records if isinstance(r.get(k), (int, float))})
+            (
+                title,
+                {str(r["name"]): float(r[k]) for r in records if num(r.get(k)) is not None},
+                {str(r["name"]): sp for r in records if (sp := _spread(r, k)) is not None},
+            )
             for k, title in _IMPORTANCE_TITLES.items()
-            if any(isinstance(r.get(k), (int, float)) for r in records)
+            if any(num(r.get(k)) is not None for r in records)
         ]
     out = []
     for k, v in ex.items():
         name = f"{prefix} {k}".strip().replace("_", " ")
         if isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values()) and "importance" in name.lower():
-            out.append((name, {str(f): float(x) for f, x in v.items()}))
+            out.append((name, {str(f): float(x) for f, x in v.items()}, {}))
         elif isinstance(v, dict):
             out.extend(_importances(v, name))
     return out
+
+
+def importance_agreement(run: dict[str, Any]) -> float | None:
+    """Spearman rank correlation of the two importance charts over the features both rank, or None."""
+    ex = run["evidence"].get("explanations") or {}
+    found = _importances(ex) if isinstance(ex, dict) else []
+    if len(found) < 2:
+        return None
+    a, b = found[0][1], found[1][1]
+    common = [k for k in a if k in b]
+    if len(common) < 3:
+        return None
+    ra = np.argsort(np.argsort([abs(a[k]) for k in common]))
+    rb = np.argsort(np.argsort([abs(b[k]) for k in common]))
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 # name → (figure function, alt text). The name is the <img data-plot> attribute tests look for.
@@ -302,7 +368,10 @@ PLOTS: dict[str, tuple[Callable[[dict[str, Any]], Figure | None], str]] = {
     "confusion_matrix": (confusion_matrix, "Confusion matrix of the test split, true class by predicted class"),
     "roc": (roc_curves, "ROC curves per class, one vs rest, with their areas"),
     "pr": (pr_curves, "Precision-recall curves per class, one vs rest, with average precision"),
-    "reliability": (reliability, "Reliability diagram: accuracy against confidence, before and after temperature scaling"),
+    "reliability": (
+        reliability,
+        "Reliability diagram: accuracy against confidence for the raw and the temperature-scaled model, the served one marked",
+    ),
     "corruptions": (corruptions, "Test metric under each built-in corruption by severity"),
     "explanations": (image_explanations, "Explained test images: input, integrated gradients and saliency per example"),
     "feature_importance": (feature_importance, "Global feature importance, attribution-based and by permutation"),

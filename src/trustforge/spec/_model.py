@@ -751,6 +751,18 @@ def threshold_rule(v: Any) -> float | str | dict[str, Any]:
     raise ValueError(f"must be {_THRESHOLD_FORMS}; got {v!r}")
 
 
+class CardSpec(_Strict):
+    """What only the model's owner knows, for the model card: kept in the spec so regenerating a report keeps it.
+
+    Each field left out stays a **TO DO** in the card.
+    """
+
+    owner: str | None = Field(None, min_length=1, max_length=200, description="who answers for the model, and how to reach them")
+    intended_use: str | None = Field(None, min_length=1, max_length=1000, description="the uses and users the model is for")
+    limitations: str | None = Field(None, min_length=1, max_length=1000, description="known limits and out-of-scope uses")
+    license: str | None = Field(None, min_length=1, max_length=100, description="the model's licence")
+
+
 class EvaluateSpec(_Strict):
     """What evidence evaluation gathers beside the test metrics (all of it lands in the report).
 
@@ -779,6 +791,7 @@ class EvaluateSpec(_Strict):
     severities: list[Annotated[int, Field(ge=1, le=3)]] = Field(default_factory=lambda: [1, 2, 3], min_length=1)
     explain: bool = Field(True, description="integrated gradients and saliency, or feature importance for tables")
     explain_per_class: int = Field(2, ge=1, le=20)
+    card: CardSpec = Field(default_factory=CardSpec, description="owner, intended use and limitations for the model card")
 
     @field_validator("shift")
     @classmethod

@@ -1,0 +1,551 @@
+"""The report's plain-words summary, and the evidence it reads, in today's layout and the older ones.
+
+A run folder written by any version of TrustForge must still render, so each piece of evidence
+is read through one `*_view` function that accepts the current keys (calibration before/after
+with the served one named, `speed.predict`/`forward`/`load`, `baseline`, `intervals`) and the
+older ones (`calibration.ece`/`ece_after`, `speed.latency_ms`), and hands the template and the
+plots one shape. Every string built here is plain text: the template escapes it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "GLOSSARY",
+    "baseline_view",
+    "calibration_view",
+    "corruption_view",
+    "importance_measures",
+    "intervals_view",
+    "metric_name",
+    "speed_view",
+    "summary",
+]
+
+# Metrics whose values lie in [0, 1]: their charts run from 0 to 1 so a small drop looks small.
+BOUNDED_PREFIXES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "ndcg", "hr@", "hit", "map", "mrr")
+
+_NAMES = {
+    "accuracy": "accuracy",
+    "f1": "F1",
+    "f1_macro": "macro F1",
+    "f1_weighted": "weighted F1",
+    "precision_macro": "macro precision",
+    "recall_macro": "macro recall",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "log_loss": "log loss",
+    "ece": "ECE",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R²",
+    "mape": "MAPE",
+    "smape": "sMAPE",
+}
+
+_BASELINES = {
+    "logistic_regression": "logistic regression",
+    "linear_regression": "linear regression",
+    "majority_class": "always predicting the most common class",
+    "seasonal_naive": "the seasonal-naive forecast",
+    "popularity": "recommending the most popular items",
+}
+
+_TASK_VERBS = {
+    "regression": "Predicts a number",
+    "forecasting": "Forecasts the next values of a series",
+    "recommendation": "Ranks items for users",
+}
+
+
+def num(v: Any) -> float | None:
+    """A finite number, or None (booleans are not numbers here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+        return None
+    x = float(v)
+    return x if math.isfinite(x) else None
+
+
+def metric_name(key: str) -> str:
+    return _NAMES.get(key, key.replace("_", " "))
+
+
+def bounded(metric: str) -> bool:
+    return str(metric).lower().startswith(BOUNDED_PREFIXES)
+
+
+def _g(v: Any, digits: int = 3) -> str:
+    x = num(v)
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def _ms(v: Any) -> str:
+    x = num(v)
+    if x is None:
+        return "n/a"
+    return f"{x:.3g} ms" if x < 1000 else f"{x / 1000:.3g} s"
+
+
+def _count(v: Any) -> str:
+    x = num(v)
+    return "n/a" if x is None else f"{int(x):,}"
+
+
+# ---------------------------------------------------------------------------- views
+
+
+def calibration_view(evidence: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Calibration before and after, which one serves, and why, from either layout.
+
+    The current layout names `served`, `ece_before`/`ece_after`, `bins_before`/`bins_after`
+    and a `reason`; older runs wrote `ece` (before), `ece_after`, `bins`, `bins_after`, and
+    their predictions used the fitted temperature whenever there was one.
+    """
+    cal = evidence.get("calibration")
+    if not isinstance(cal, dict) or not cal:
+        return None
+    t = num(cal.get("temperature"))
+    current = any(k in cal for k in ("served", "ece_before", "bins_before", "method"))
+    if current:
+        before, after = num(cal.get("ece_before")), num(cal.get("ece_after"))
+        bins_before, bins_after = cal.get("bins_before"), cal.get("bins_after")
+        served = cal.get("served") if cal.get("served") in ("temperature", "raw") else ("temperature" if t not in (None, 1.0) else "raw")
+        method = cal.get("method") if isinstance(cal.get("method"), str) else ("temperature" if t is not None else "none")
+    else:
+        before, after = num(cal.get("ece")), num(cal.get("ece_after"))
+        bins_before, bins_after = cal.get("bins"), cal.get("bins_after")
+        served = "temperature" if t is not None and after is not None else "raw"
+        method = "temperature" if t is not None else "none"
+    fallback = after if served == "temperature" and after is not None else before
+    served_ece = num(metrics.get("ece")) if current and num(metrics.get("ece")) is not None else fallback
+    return {
+        "method": method,
+        "served": served,
+        "temperature": t,
+        "reason": cal.get("reason") if isinstance(cal.get("reason"), str) and cal.get("reason") else None,
+        "ece_before": before,
+        "ece_after": after,
+        "ece_served": served_ece,
+        "log_loss_before": num(cal.get("log_loss_before")),
+        "log_loss_after": num(cal.get("log_loss_after")),
+        "log_loss_served": num(metrics.get("log_loss")),
+        "bins_before": bins_before if isinstance(bins_before, list) else None,
+        "bins_after": bins_after if isinstance(bins_after, list) else None,
+        "legacy": not current,
+    }
+
+
+def _timing(d: Any) -> dict[str, Any] | None:
+    if not isinstance(d, dict) or num(d.get("p50_ms")) is None:
+        return None
+    return {k: d.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "calls", "batch")}
+
+
+def speed_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """`predict` (Model.predict end to end), `forward` (the network alone), `load`, and the other figures.
+
+    Older runs timed only the forward pass, as `latency_ms: {p50, p95, p99, n}` at batch 1;
+    it becomes `forward` with `legacy` set, so the report can say predict was not measured.
+    """
+    sp = evidence.get("speed")
+    if not isinstance(sp, dict) or not sp:
+        return None
+    predict, forward = _timing(sp.get("predict")), _timing(sp.get("forward"))
+    legacy = False
+    lat = sp.get("latency_ms")
+    if forward is None and isinstance(lat, dict) and num(lat.get("p50")) is not None:
+        forward = {"p50_ms": lat.get("p50"), "p95_ms": lat.get("p95"), "p99_ms": lat.get("p99"), "mean_ms": None, "std_ms": None}
+        forward.update(calls=lat.get("n"), batch=1)
+        legacy = True
+    load = sp.get("load") if isinstance(sp.get("load"), dict) else None
+    skip = {"predict", "forward", "load"} | ({"latency_ms"} if legacy else set())
+    other = [(k, v) for k, v in _flatten({k: v for k, v in sp.items() if k not in skip}) if not isinstance(v, (list, dict))]
+    return {
+        "predict": predict,
+        "forward": forward,
+        "load": load,
+        "loaded": bool(load and load.get("loaded")),
+        "legacy": legacy,
+        "other": other,
+    }
+
+
+def baseline_view(evidence: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    b = evidence.get("baseline") if isinstance(evidence.get("baseline"), dict) else metrics.get("baseline")
+    if not isinstance(b, dict) or num(b.get("baseline")) is None:
+        return None
+    diff = b.get("difference") if isinstance(b.get("difference"), dict) else {}
+    name = str(b.get("name") or "baseline")
+    return {
+        "name": name,
+        "label": _BASELINES.get(name, name.replace("_", " ")),
+        "description": b.get("description") if isinstance(b.get("description"), str) else None,
+        "metric": str(b.get("metric") or ""),
+        "lower_is_better": bool(b.get("lower_is_better")),
+        "model": num(b.get("model")),
+        "baseline": num(b.get("baseline")),
+        "difference": {k: num(diff.get(k)) for k in ("value", "low", "high")},
+        "verdict": b.get("verdict") if b.get("verdict") in ("beats", "does_not_beat", "worse") else None,
+        "sentence": b.get("sentence") if isinstance(b.get("sentence"), str) and b.get("sentence") else None,
+        "metrics": {str(k): v for k, v in (b.get("metrics") or {}).items() if num(v) is not None}
+        if isinstance(b.get("metrics"), dict)
+        else {},
+    }
+
+
+def intervals_view(evidence: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    iv = evidence.get("intervals") if isinstance(evidence.get("intervals"), dict) else metrics.get("intervals")
+    if not isinstance(iv, dict) or not isinstance(iv.get("metrics"), dict):
+        return None
+    rows = {
+        str(k): {"value": num(v.get("value")), "low": num(v.get("low")), "high": num(v.get("high"))}
+        for k, v in iv["metrics"].items()
+        if isinstance(v, dict) and num(v.get("low")) is not None and num(v.get("high")) is not None
+    }
+    if not rows:
+        return None
+    level = num(iv.get("level")) or 0.95
+    return {"level": level, "percent": f"{level * 100:g} %", "resamples": iv.get("resamples"), "metrics": rows}
+
+
+def corruption_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """The corruption that hurts most at its strongest severity, with the clean value beside it."""
+    section = evidence.get("corruptions")
+    if not isinstance(section, dict):
+        return None
+    rows = [r for r in section.get("rows") or [] if isinstance(r, dict) and num(r.get("value")) is not None]
+    clean = num(section.get("clean"))
+    if not rows or clean is None:
+        return None
+    lower = bool(section.get("lower_is_better"))
+    worst = max(rows, key=lambda r: (num(r["value"]) - clean) if lower else (clean - num(r["value"])))
+    return {"metric": str(section.get("metric") or "metric"), "clean": clean, "row": worst, "lower_is_better": lower}
+
+
+def importance_measures(section: Any) -> dict[str, str]:
+    """What each importance chart measures, in one sentence each (the evidence's own when it has one)."""
+    out = {
+        "ig": "Integrated gradients measure how strongly the model's output for its predicted class responds to each column, "
+        "relative to an average input: what the model looks at, whether or not that helps it be right.",
+        "permutation": "Permutation importance measures how much the test score drops when one column's values are shuffled "
+        "among rows: what the model needs to stay accurate. A column the model uses but that is redundant with another scores low here.",
+    }
+    measures = section.get("measures") if isinstance(section, dict) else None
+    if isinstance(measures, str) and measures:
+        out["permutation"] = measures
+    elif isinstance(measures, dict):
+        out.update({str(k): v for k, v in measures.items() if isinstance(v, str) and v})
+    return out
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if not isinstance(d, dict):
+        return [(prefix, d)]
+    out = []
+    for k, v in d.items():
+        out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def headline_metric(task: Any, metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str | None:
+    """The one figure the summary leads with: the baseline's metric, else the task's leaderboard metric."""
+    if baseline and baseline["metric"] and (num(metrics.get(baseline["metric"])) is not None or baseline["model"] is not None):
+        return baseline["metric"]
+    if task is not None:
+        name = task.leaderboard_metric(metrics)
+        if num(metrics.get(name)) is not None:
+            return name
+    return next((k for k, v in metrics.items() if num(v) is not None and k not in ("n", "epochs_trained", "best_epoch")), None)
+
+
+def _interval_text(iv: dict[str, Any] | None, key: str) -> str:
+    row = (iv or {}).get("metrics", {}).get(key)
+    return f" (95 % interval {_g(row['low'])} to {_g(row['high'])})" if row else ""
+
+
+def summary(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> list[dict[str, Any]]:
+    """Five plain answers: what the model does, how good, how sure, how fast, what to watch.
+
+    Each is {"key", "title", "figure", "figure_label", "text": [sentences], "badge": (text, tone) | None,
+    "points": [bullet points]}.
+    """
+    return [
+        _does(ctx),
+        _good(ctx, run, task),
+        _sure(ctx),
+        _fast(ctx),
+        _watch(ctx, run),
+    ]
+
+
+def _row(key: str, title: str, figure: str, label: str, text: list[str], badge=None, items=None) -> dict[str, Any]:
+    return {
+        "key": key,
+        "title": title,
+        "figure": figure,
+        "figure_label": label,
+        "text": [t for t in text if t],
+        "badge": badge,
+        "points": items or [],
+    }
+
+
+def _does(ctx: dict[str, Any]) -> dict[str, Any]:
+    task, labels, data, metrics = ctx["task"], ctx["labels"], ctx["data"], ctx["metrics"]
+    source = f" ({ctx['source']})" if ctx["source"] else ""
+    modality = data.get("modality")
+    columns = data.get("columns") if isinstance(data.get("columns"), list) else []
+    inputs = f"{len(columns)} table columns" if modality == "table" and columns else f"{modality} inputs" if modality else "its inputs"
+    pos = ctx["positive_class"]
+    if task == "classification" and len(labels) == 2 and pos in labels:
+        other = next(x for x in labels if x != pos)
+        text = [f"Tells {pos} (the positive class) from {other} cases, from {inputs}{source}."]
+    elif task == "classification" and len(labels) == 2:
+        text = [f"Classifies each case as {labels[0]} or {labels[1]}, from {inputs}{source}; no positive class is named in this run."]
+    elif task == "classification" and labels:
+        shown = ", ".join(labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
+        text = [f"Classifies {inputs}{source} into {len(labels)} classes: {shown}."]
+    else:
+        text = [f"{_TASK_VERBS.get(task, 'Learns ' + str(task))} from {inputs}{source}."]
+    sizes = data.get("split_sizes") if isinstance(data.get("split_sizes"), dict) else {}
+    if sizes:
+        val = num(sizes.get("validation"))
+        text.append(
+            f"Trained on {_count(sizes.get('train'))} examples"
+            + (f", tuned on {_count(val)}" if val else "")
+            + f", and tested on {_count(sizes.get('test') or metrics.get('n'))} held out from "
+            + ("both." if val else "training.")
+        )
+    th = ctx["threshold"]
+    if th and pos:
+        rule, chosen = th.get("rule"), th.get("chosen_on")
+        how = "the default" if chosen == "default" or rule == "0.5" else f"rule {rule}, chosen on the {chosen} split"
+        text.append(f"It calls a case {pos} when its probability is at least {_g(th.get('value'))} ({how}).")
+        if isinstance(th.get("note"), str) and th["note"]:
+            text.append(th["note"])
+    elif task == "classification" and labels:
+        text.append("Each example gets the class with the highest probability.")
+    figure = f"{len(labels)} classes" if task == "classification" and labels else str(task)
+    return _row("does", "What it does", figure, "binary" if len(labels) == 2 else "", text)
+
+
+def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]:
+    metrics, iv, base = ctx["metrics"], ctx["intervals"], ctx["baseline"]
+    key = ctx["headline_metric"]
+    if key is None:
+        return _row("good", "How good", "n/a", "", ["No test metric was recorded."])
+    value = num(metrics.get(key))
+    if value is None and base:
+        value = base["model"]
+    n = metrics.get("n")
+    on = f" on the {_count(n)} test examples" if num(n) is not None else " on the test split"
+    text = [f"{metric_name(key).capitalize()} {_g(value)}{on}{_interval_text(iv, key)}."]
+    if not bounded(key) and key in ("rmse", "mae", "log_loss", "mape", "smape"):
+        text[0] += " Lower is better."
+    pos = ctx["positive_class"]
+    if pos and num(metrics.get("recall")) is not None:
+        recall, precision = num(metrics["recall"]), num(metrics.get("precision"))
+        ci = (iv or {}).get("metrics", {}).get("recall")
+        s = f"It finds {recall * 100:.1f} % of {pos} cases (recall {_g(recall)}" + (
+            f", 95 % interval {_g(ci['low'])} to {_g(ci['high'])})" if ci else ")"
+        )
+        if precision is not None:
+            s += f"; {precision * 100:.1f} % of the cases it calls {pos} are {pos} (precision {_g(precision)})"
+        text.append(s + ".")
+    badge = None
+    if base:
+        text.append(base["sentence"] or _baseline_sentence(base))
+        d = base["difference"]
+        if d["value"] is not None:
+            text.append(
+                f"{metric_name(base['metric']).capitalize()}: model {_g(base['model'])}, baseline {_g(base['baseline'])}, "
+                f"difference {d['value']:+.3g}"
+                + (f" (95 % interval {d['low']:+.3g} to {d['high']:+.3g})" if d["low"] is not None and d["high"] is not None else "")
+                + "."
+            )
+        badge = {
+            "beats": ("beats its baseline", "good"),
+            "does_not_beat": ("does not beat its baseline", "warn"),
+            "worse": ("worse than its baseline", "bad"),
+        }.get(base["verdict"])
+    else:
+        text.append("No baseline was trained in this run, so there is no simpler model to compare with.")
+    return _row("good", "How good", _g(value), metric_name(key), text, badge)
+
+
+def _baseline_sentence(base: dict[str, Any]) -> str:
+    verdict = {"beats": "beats", "does_not_beat": "does not clearly beat", "worse": "is worse than"}.get(
+        base["verdict"], "is compared with"
+    )
+    return f"The model {verdict} its baseline, {base['label']}."
+
+
+def _sure(ctx: dict[str, Any]) -> dict[str, Any]:
+    cal = ctx["calibration"]
+    if not ctx["class_probabilities"]:
+        return _row(
+            "sure", "How sure", "—", "", ["Calibration applies to classification only: this model outputs values, not probabilities."]
+        )
+    if not cal:
+        return _row("sure", "How sure", "n/a", "", ["Calibration was not measured in this run."])
+    text = []
+    if cal["served"] == "temperature":
+        text.append(f"Served probabilities are temperature-scaled (T = {_g(cal['temperature'])}, fitted on the validation split).")
+    else:
+        text.append("Served probabilities are the model's own (no temperature scaling).")
+    if cal["reason"]:
+        text.append(f"Why: {cal['reason']}" + ("" if cal["reason"].rstrip().endswith((".", "!", "?")) else "."))
+    ece = cal["ece_served"]
+    if ece is not None:
+        text.append(
+            f"On the test set, confidence and accuracy differ by {ece * 100:.1f} points on average (ECE {_g(ece)}): "
+            + ("close." if ece <= 0.05 else "treat the probabilities with care.")
+        )
+    if cal["ece_after"] is not None and cal["ece_before"] is not None:
+        text.append(f"ECE {_g(cal['ece_before'])} before scaling, {_g(cal['ece_after'])} after.")
+    if cal["log_loss_before"] is not None and cal["log_loss_after"] is not None:
+        text.append(f"Log loss {_g(cal['log_loss_before'])} before, {_g(cal['log_loss_after'])} after.")
+    badge = ("served: temperature-scaled", "info") if cal["served"] == "temperature" else ("served: raw probabilities", "info")
+    return _row("sure", "How sure", _g(ece), "ECE (served model)", text, badge)
+
+
+def _fast(ctx: dict[str, Any]) -> dict[str, Any]:
+    sp = ctx["speed_view"]
+    if not sp or not (sp["predict"] or sp["forward"]):
+        return _row("fast", "How fast", "n/a", "", ["Speed was not measured in this run."])
+    text, badge = [], None
+    p, f = sp["predict"], sp["forward"]
+    if p:
+        text.append(
+            f"Model.predict, as a user calls it, takes {_ms(p['p50_ms'])} per row at the median "
+            f"(p95 {_ms(p['p95_ms'])}; {_count(p['calls'])} timed calls of one raw row each)."
+        )
+        figure, label = _ms(p["p50_ms"]), "Model.predict p50"
+    else:
+        figure, label = _ms(f["p50_ms"]), "forward pass p50"
+    if f:
+        text.append(f"The network alone (forward pass) takes {_ms(f['p50_ms'])}.")
+    if not p:
+        text.append("Model.predict end to end (reading, preprocessing, decoding), which users call, was not timed in this run.")
+    load = sp["load"]
+    if sp["loaded"]:
+        badge = ("measured on a loaded machine", "warn")
+        text.append(
+            f"The machine was busy (load average {_g(load.get('load_average'))} on {_count(load.get('cores'))} cores): "
+            "an idle one is likely faster."
+        )
+    return _row("fast", "How fast", figure, label, text, badge)
+
+
+def _watch(ctx: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    items = []
+    ref = ((run["manifest"].get("monitor") or {}).get("reference")) if isinstance(run["manifest"].get("monitor"), dict) else None
+    if isinstance(ref, dict):
+        rows = ref.get("rows") if isinstance(ref.get("rows"), dict) else {}
+        features = ref.get("features") if isinstance(ref.get("features"), dict) else {}
+        s = f"Drift: served inputs are compared with {_count(rows.get('inputs'))} training rows on {len(features)} features"
+        if ref.get("prediction"):
+            src = ref.get("predictions_from")
+            s += f", and served predictions with {_count(rows.get('predictions'))} predictions " + (
+                f"on the {src} split" if isinstance(src, str) else "(the split they came from is not recorded)"
+            )
+        items.append(s + ".")
+    elif run["manifest"]:
+        items.append("Drift: the package holds no reference statistics, so `trustforge monitor` cannot watch this model.")
+    worst = ctx["corruption_worst"]
+    if worst:
+        r = worst["row"]
+        level = f", {r.get('parameter')} {_g(r.get('level'))}" if r.get("parameter") and len(str(r.get("parameter"))) <= 40 else ""
+        items.append(
+            f"Weakest under {r.get('corruption')} (severity {r.get('severity')}{level}): "
+            f"{metric_name(worst['metric'])} {_g(worst['clean'])} clean, {_g(r.get('value'))} corrupted."
+        )
+    for part, reason in (run["evidence"].get("skipped") or {}).items() if isinstance(run["evidence"].get("skipped"), dict) else ():
+        items.append(f"Skipped: {part}: {reason}")
+    for what, missing in (
+        ("baseline", not ctx["baseline"]),
+        ("95 % intervals", not ctx["intervals"]),
+        ("speed", not ctx["speed_view"]),
+        ("calibration", ctx["class_probabilities"] and not ctx["calibration"]),
+    ):
+        if missing:
+            items.append(f"Not measured: {what}.")
+    items.extend(ctx["caveats"])
+    return _row("watch", "What to watch", str(len(items)), "points to check", [], None, items)
+
+
+# ---------------------------------------------------------------------------- glossary
+
+GLOSSARY: list[tuple[str, str]] = [
+    ("accuracy", "The share of test examples whose predicted class is the true one."),
+    (
+        "baseline",
+        "A simple model trained on the same data split (for example logistic regression or always predicting the most common class). "
+        "A model that does not beat its baseline adds complexity without adding accuracy.",
+    ),
+    (
+        "bootstrap interval (95 %)",
+        "The test set is resampled with replacement many times and the metric recomputed each time; the middle 95 % of those values "
+        "is the interval. A wide interval means the test set is too small to pin the figure down.",
+    ),
+    ("calibration", "Whether stated probabilities mean what they say: of the cases given 80 % confidence, about 80 % should be right."),
+    (
+        "ECE (expected calibration error)",
+        "The average gap between confidence and accuracy, over bins of similar confidence, weighted by how many examples fall in each. "
+        "0 is perfect; 0.05 means confidence is off by 5 points on average.",
+    ),
+    (
+        "temperature scaling",
+        "Dividing the model's scores by one number T, fitted on the validation split, to make probabilities less (T > 1) or more (T < 1) "
+        "confident. It never changes which class is predicted.",
+    ),
+    ("log loss", "The average of −log(probability given to the true class). It punishes confident mistakes heavily; lower is better."),
+    ("precision", "Of the cases the model calls positive, the share that are."),
+    ("recall", "Of the positive cases, the share the model finds."),
+    ("F1", "The harmonic mean of precision and recall."),
+    (
+        "ROC AUC",
+        "The probability that a random positive case gets a higher score than a random negative one: 0.5 is guessing, 1 is perfect.",
+    ),
+    (
+        "positive class",
+        "In a yes/no task, the class the model is looking for (for example malignant); precision, recall and F1 are about it.",
+    ),
+    (
+        "threshold",
+        "The probability of the positive class at or above which a case is called positive. 0.5 is the default; a lower one finds more cases at the cost of more false alarms.",
+    ),
+    ("p50 / p95 / p99", "Percentiles of the time per call: half of the calls are faster than p50, 95 % faster than p95."),
+    ("Model.predict", "The call users make: it reads raw input, preprocesses it, runs the network and decodes the answer."),
+    ("forward pass", "The network's computation alone, on already prepared tensors; a lower bound on Model.predict."),
+    (
+        "loaded machine",
+        "The load average was at or above the number of cores while timing, so other work competed for the processor and times are inflated.",
+    ),
+    (
+        "PSI (population stability index)",
+        "A distance between the binned distribution of a feature in training and in served data. It grows with chance differences in small windows.",
+    ),
+    (
+        "Wasserstein distance",
+        "How far values must move to turn one distribution into the other, here divided by the training standard deviation.",
+    ),
+    (
+        "p-value",
+        "The probability of a difference at least this large if nothing had changed. A small p-value (below 0.05) is evidence of drift.",
+    ),
+    ("drift", "A change between the data the model was trained on and the data it now sees, which can make its figures out of date."),
+    (
+        "corruption",
+        "A built-in distortion of the test inputs (noise, blur, missing values) at increasing severity, to see how gracefully the model degrades.",
+    ),
+    ("integrated gradients", "An attribution method: how much each input feature moved the output away from a neutral baseline input."),
+    ("permutation importance", "How much the test score drops when one feature's values are shuffled among rows."),
+]
