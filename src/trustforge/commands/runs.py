@@ -334,7 +334,7 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         _print()
         for line in _wrapped(
             "p50 ms: median latency of Model.predict on one row (speed.predict.p50_ms)"
-            + ("; * older runs: the network's forward pass only" if older else "")
+            + ("; a figure marked * is an older run's forward pass only" if older else "")
             + ". KiB: package size.",
             "",
         ):
