@@ -30,7 +30,7 @@ are descriptive, and each carries the threshold that means something at the wind
 the larger of the spec's value (the conventional effect size, Evidently's 0.1) and the value
 a window of that many rows drawn without drift exceeds with probability `ks_p_value`
 (numeric) or `chi2_p_value` (categorical), uncorrected: about 1 figure in 20 crosses it by
-chance. At 57 rows that level is PSI 0.4-0.7 and Wasserstein ~0.3, not 0.1; at 5,000 rows the
+chance. At 57 rows that level is PSI 0.45-0.73 and Wasserstein ~0.3, not 0.1; at 5,000 rows the
 spec's 0.1 is the larger. Each feature's result names the test that decides it (`decided_by`).
 The levels are simulated once per feature and window size (the first window of a size pays
 about 20-100 ms per feature; later ones nothing).
