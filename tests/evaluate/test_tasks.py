@@ -215,3 +215,17 @@ def test_binary_predictions_follow_the_decision():
     assert decide(proba, classes, decision).tolist() == [0, 1, 1]
     m = TASKS["classification"].compute_metrics(np.array([0, 1, 1]), proba=proba, classes=classes, decision=decision)
     assert m["positive_class"] == "malignant" and m["recall"] == 1.0 and m["threshold"] == {"value": 0.35}
+
+
+def test_the_metrics_table_names_the_positive_class_and_the_threshold():
+    from rich.console import Console
+
+    from trustforge.evaluate import metrics_table
+
+    console = Console(width=120, record=True)
+    metrics = {"accuracy": 0.9, "recall": 1.0, "positive_class": "malignant", "threshold": {"value": 0.0335, "rule": "f1"}}
+    console.print(metrics_table(metrics, ["accuracy", "recall"]))
+    text = console.export_text()
+    assert "recall (malignant)" in text and "threshold (f1)" in text and "0.0335" in text
+    console.print(metrics_table({"accuracy": 0.9}, ["accuracy"]))
+    assert "threshold" not in console.export_text()

@@ -61,13 +61,19 @@ class _Decoder:
 
 
 def metrics_table(metrics: dict[str, Any], names: list[str], title: str = "test metrics"):
-    """A Rich table of the named metrics (missing or undefined ones shown as n/a)."""
+    """A Rich table of the named metrics (missing or undefined ones shown as n/a). For a binary
+    classifier, precision, recall and F1 name the positive class they are of, and a last row
+    gives the threshold it is predicted at, with its rule."""
     from rich.table import Table
 
+    positive, threshold = metrics.get("positive_class"), metrics.get("threshold")
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name in names:
         value = metrics.get(name)
-        table.add_row(name, "n/a" if value is None else f"{value:.4f}")
+        label = f"{name} ({positive})" if positive is not None and name in ("precision", "recall", "f1") else name
+        table.add_row(label, "n/a" if value is None else f"{value:.4f}")
+    if isinstance(threshold, dict):
+        table.add_row(f"threshold ({threshold['rule']})", f"{threshold['value']:.4g}")
     return table

@@ -152,6 +152,10 @@ class Model:
     def predict(self, data: Any) -> pd.DataFrame:
         """Predictions as a table: `prediction` and, for classification, `proba_<class>` columns.
 
+        A binary classifier predicts its positive class when that class's probability is at
+        least the package's threshold (`decision`); other classifiers, and packages from before
+        format 4, predict the most probable class.
+
         Image inputs read from a folder get a leading `path` column. A forecasting model takes
         one series (at least `lookback` values) and returns its next `horizon` values, one row
         per step: `step` (1..horizon), `time` (when the series' time column is regular) and
