@@ -192,8 +192,10 @@ class Task(ABC):
         return None
 
 
-def _frame(raw: Any, n: int) -> pd.DataFrame:
-    return pd.DataFrame({"path": raw.paths}) if raw.paths else pd.DataFrame(index=range(n))
+def _frame(raw: Any, n: int, columns: Mapping[str, Any]) -> pd.DataFrame:
+    """The prediction table: the rows' paths (for files read from a folder) then `columns`, built in
+    one call (adding columns one by one costs most of a one-row `Model.predict`)."""
+    return pd.DataFrame({**({"path": raw.paths} if raw.paths else {}), **columns}, index=range(n))
 
 
 class Classification(Task):
@@ -324,12 +326,10 @@ class Classification(Task):
 
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
         out = model.outputs(raw)
-        frame = _frame(raw, len(out))
         proba = outputs_to_proba(out, len(model.classes))
-        frame["prediction"] = np.array(model.classes, dtype=object)[self.decide(proba, model.classes, model.decision)]
-        for j, c in enumerate(model.classes):
-            frame[f"proba_{c}"] = proba[:, j]
-        return frame
+        columns = {"prediction": np.array(model.classes, dtype=object)[self.decide(proba, model.classes, model.decision)]}
+        columns.update({f"proba_{c}": proba[:, j] for j, c in enumerate(model.classes)})
+        return _frame(raw, len(out), columns)
 
     @staticmethod
     def decide(proba: np.ndarray, classes: Sequence[str], decision: Mapping[str, Any] | None) -> np.ndarray:
@@ -423,9 +423,7 @@ class Regression(Task):
 
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
         out = model.outputs(raw)
-        frame = _frame(raw, len(out))
-        frame["prediction"] = model.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))
-        return frame
+        return _frame(raw, len(out), {"prediction": model.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))})
 
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         target = model.preprocessor.encode_target(raw)
