@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import trustforge  # noqa: E402
 from trustforge.data import Prepared, prepare  # noqa: E402
-from trustforge.evaluate._baselines import fit_logistic  # noqa: E402
-from trustforge.evaluate._baselines import majority_class as majority_share  # noqa: E402
+from trustforge.evaluate import fit_logistic  # noqa: E402
+from trustforge.evaluate import majority_class as majority_share  # noqa: E402
 from trustforge.spec import load_spec  # noqa: E402
 
 FIGURES_FILE = Path(__file__).resolve().with_name("figures.json")

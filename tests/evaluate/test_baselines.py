@@ -192,3 +192,37 @@ def test_the_intervals_hold_the_headline_metrics(one_epoch_cancer):
         m = iv["metrics"][name]
         assert m["low"] <= m["value"] <= m["high"] and m["high"] - m["low"] > 0, name
         assert m["value"] == pytest.approx(metrics[name], abs=1e-9), name
+
+
+SLOW_EXAMPLES = {"speech_digits", "shapes_cnn", "classic_cifar_cnn"}  # half a minute or more each, even cut short
+# MiniLM fine-tunes for about 12 minutes an epoch on 2 cores; its baseline is sentiment_text's
+# (a bag of the model's tokens), whose code path the sentiment_text case runs.
+TOO_SLOW = {"sentiment_minilm"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_EXAMPLES else p
+        for p in sorted(EXAMPLES.glob("*.yaml"))
+        if p.stem not in TOO_SLOW
+    ],
+    ids=lambda p: p.stem,
+)
+def test_every_example_reports_its_baseline_and_intervals(path, tmp_path, monkeypatch):
+    """Each example, cut to one epoch, writes a baseline with its verdict and sentence and the
+    intervals of its headline metric, to evidence.json and metrics.json."""
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
+    monkeypatch.chdir(tmp_path)
+    spec = trustforge.load_spec(path)
+    spec.train.max_epochs = 1
+    spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+    r = trustforge.run(spec, progress=False, register=False)
+    evidence = json.loads((r.run_dir / "evidence.json").read_text())
+    b, iv = evidence["baseline"], evidence["intervals"]
+    assert b["verdict"] in ("beats", "does_not_beat", "worse") and b["sentence"].startswith(f"The model's {b['metric']}")
+    assert len(b["description"]) > 40 and b["metric"] in iv["metrics"]
+    headline = iv["metrics"][b["metric"]]
+    assert headline["low"] <= headline["value"] <= headline["high"] and headline["value"] == pytest.approx(b["model"])
+    metrics = json.loads((r.run_dir / "metrics.json").read_text())
+    assert metrics["baseline"]["verdict"] == b["verdict"] and metrics["intervals"]["metrics"] == iv["metrics"]

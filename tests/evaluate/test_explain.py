@@ -247,6 +247,8 @@ def test_permutation_rows_are_a_seeded_sample_beyond_the_limit(cancer):
     fi = feature_importance(module, big, yy, names, score_of_outputs=_log_likelihood, seed=0, tolerance=None, permutation_rows=500)
     assert fi["permutation_rows"] == 500 and fi["repeats"] == 50  # 25,000 shuffled rows per column
     assert "500 test rows" in fi["measures"] and "50 shuffles" in fi["measures"]
+    most = feature_importance(module, big, yy, names, score_of_outputs=_log_likelihood, seed=0, tolerance=None)
+    assert most["permutation_rows"] == 2000 and most["repeats"] == 13  # at most 2,000 rows; fewer shuffles of more rows
 
 
 @pytest.fixture(scope="module")

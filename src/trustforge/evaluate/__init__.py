@@ -1,6 +1,6 @@
 """Evaluation: metrics (checked against scikit-learn), speed, calibration, generalisation,
-explanations, the evidence a run gathers from them (`calibrate`, `gather`), and the report that
-puts the evidence in front of a reviewer.
+explanations, baselines fitted in the run with bootstrap intervals, the evidence a run gathers
+from them (`calibrate`, `gather`), and the report that puts the evidence in front of a reviewer.
 
 The explainers (Captum) and the report (Matplotlib, Jinja) are imported on first use: training
 reaches them only when it explains or writes a report, and they cost a second to import.
@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from trustforge.evaluate._baselines import fit_logistic, majority_class, yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
 from trustforge.evaluate._compare import compare_runs, read_run, run_folder
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
+from trustforge.evaluate._intervals import bootstrap
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
@@ -65,6 +67,10 @@ __all__ = [
     "EXPLANATIONS",
     "calibrate",
     "gather",
+    "yardstick",
+    "fit_logistic",
+    "majority_class",
+    "bootstrap",
     "write_report",
     "compare_runs",
     "read_run",
