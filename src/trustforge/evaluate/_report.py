@@ -286,7 +286,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "corruption_worst": corruption_view(ev),
         "explanations": ex,
         "explanation_table": _table(ex),
-        "importance_measures": importance_measures((ex or {}).get("feature_importance", ex) if isinstance(ex, dict) else None),
+        "importance_measures": _measures(ex),
         "importance_agreement": importance_agreement(run),
         "token_examples": _token_examples(ex),
         "parameters": _parameters(run),
@@ -302,6 +302,14 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
     ctx["headline_metric"] = headline_metric(t, metrics, base)
     ctx["summary"] = summary(ctx, run, t)
     return ctx
+
+
+def _measures(ex: Any) -> dict[str, str]:
+    """What each importance chart measures: the evidence's own sentence (on the section or its importance part) or the default."""
+    if not isinstance(ex, dict):
+        return importance_measures(None)
+    inner = ex.get("feature_importance")
+    return importance_measures(inner if isinstance(inner, dict) and inner.get("measures") else ex)
 
 
 def _card(spec: dict[str, Any]) -> dict[str, str | None]:
