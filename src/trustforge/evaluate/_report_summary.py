@@ -477,6 +477,12 @@ def _watch(ctx: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     ):
         if missing:
             items.append(f"Not measured: {what}.")
+    cal = ctx["calibration"]
+    if cal and cal["served"] == "temperature" and cal["log_loss_after"] is not None and cal["log_loss_before"] is not None:
+        if cal["log_loss_after"] > cal["log_loss_before"]:
+            items.append(
+                f"The served temperature makes test log loss worse ({_g(cal['log_loss_before'])} raw, {_g(cal['log_loss_after'])} scaled)."
+            )
     items.extend(ctx["caveats"])
     return _row("watch", "What to watch", str(len(items)), "points to check", [], None, items)
 
