@@ -314,6 +314,12 @@ def test_regression_run_without_evidence(runs):
     html = write_report(r.run_dir).read_text(encoding="utf-8")
     assert set(_plots(html)) == {"learning_curves"}
     assert "apply to classification only" in html and f"{r.metrics['rmse']:.4g}" in html
+    a = _answers(html)
+    assert a["does"].startswith(
+        "What it does regression Predicts target (a number) from its inputs (builtin:diabetes)"
+    )  # no evidence.json: no column list
+    assert f"RMSE {r.metrics['rmse']:.3g} on the" in a["good"] and "Lower is better" in a["good"]
+    assert "classification only" in a["sure"] and "Not measured: baseline" in a["watch"]
     rows = compare_runs([runs["image"], r.run_dir, runs["table"]])
     assert [row["metric"] for row in rows] == ["accuracy", "accuracy", "rmse"]
 
