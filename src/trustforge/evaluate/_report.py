@@ -5,6 +5,11 @@ status.json, and the optional evidence.json and explanations.safetensors) and wr
 self-contained HTML file: every plot is a PNG embedded as base64, the CSS is inline, and
 nothing refers to the network, so the file can be mailed, archived and opened offline.
 
+The page opens with a summary for a business reader (`_report_summary.summary`: what the model
+does, how good against its baseline, how sure, how fast, what to watch), then the technical
+sections, a glossary and the model card. The owner's facts in the card (owner, intended use,
+limitations, licence) come from the run's spec (`evaluate.card`), so a regenerated card keeps them.
+
 Every value read from a run folder is treated as untrusted: Jinja2 escapes it in the HTML,
 and the Markdown card passes it through `_md`, which neutralises markup characters.
 """
