@@ -314,6 +314,12 @@ def test_regression_run_without_evidence(runs):
     html = write_report(r.run_dir).read_text(encoding="utf-8")
     assert set(_plots(html)) == {"learning_curves"}
     assert "apply to classification only" in html and f"{r.metrics['rmse']:.4g}" in html
+    a = _answers(html)
+    assert a["does"].startswith(
+        "What it does regression Predicts target (a number) from its inputs (builtin:diabetes)"
+    )  # no evidence.json: no column list
+    assert f"RMSE {r.metrics['rmse']:.3g} on the" in a["good"] and "Lower is better" in a["good"]
+    assert "classification only" in a["sure"] and "Not measured: baseline" in a["watch"]
     rows = compare_runs([runs["image"], r.run_dir, runs["table"]])
     assert [row["metric"] for row in rows] == ["accuracy", "accuracy", "rmse"]
 
@@ -700,3 +706,14 @@ def test_example_reports_in_chromium(examples, tmp_path_factory, which, keys):
     assert all(u.startswith(("file:", "data:")) for u in facts["requests"]), facts["requests"]
     first = Image.open(shots / f"{html.stem}-first-view.png")
     assert first.size == (1280, 900) and first.convert("L").getextrema()[0] < 60  # dark header and text, not blank
+
+
+def test_a_served_temperature_that_hurts_log_loss_is_a_point_to_watch(examples, tmp_path):
+    run = _with_contract_keys(examples["digits"], tmp_path / "digits")
+    evidence = json.loads((run / "evidence.json").read_text())
+    evidence["calibration"].update(served="temperature", temperature=0.05, reason=None, log_loss_after=0.1, ece_after=0.02)
+    evidence["calibration"]["bins_after"] = evidence["calibration"]["bins_before"]
+    (run / "evidence.json").write_text(json.dumps(evidence))
+    a = _answers(write_report(run).read_text(encoding="utf-8"))
+    assert "temperature-scaled (T = 0.05" in a["sure"] and "Log loss 0.0123 before, 0.1 after" in a["sure"]
+    assert "makes test log loss worse (0.0123 raw, 0.1 scaled)" in a["watch"]

@@ -5,6 +5,11 @@ status.json, and the optional evidence.json and explanations.safetensors) and wr
 self-contained HTML file: every plot is a PNG embedded as base64, the CSS is inline, and
 nothing refers to the network, so the file can be mailed, archived and opened offline.
 
+The page opens with a summary for a business reader (`_report_summary.summary`: what the model
+does, how good against its baseline, how sure, how fast, what to watch), then the technical
+sections, a glossary and the model card. The owner's facts in the card (owner, intended use,
+limitations, licence) come from the run's spec (`evaluate.card`), so a regenerated card keeps them.
+
 Every value read from a run folder is treated as untrusted: Jinja2 escapes it in the HTML,
 and the Markdown card passes it through `_md`, which neutralises markup characters.
 """
@@ -248,7 +253,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "corruption_worst": corruption_view(ev),
         "explanations": ex,
         "explanation_table": _table(ex),
-        "importance_measures": importance_measures((ex or {}).get("feature_importance", ex) if isinstance(ex, dict) else None),
+        "importance_measures": _measures(ex),
         "importance_agreement": importance_agreement(run),
         "token_examples": _token_examples(ex),
         "parameters": _parameters(run),
@@ -264,6 +269,14 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
     ctx["headline_metric"] = headline_metric(t, metrics, base)
     ctx["summary"] = summary(ctx, run, t)
     return ctx
+
+
+def _measures(ex: Any) -> dict[str, str]:
+    """What each importance chart measures: the evidence's own sentence (on the section or its importance part) or the default."""
+    if not isinstance(ex, dict):
+        return importance_measures(None)
+    inner = ex.get("feature_importance")
+    return importance_measures(inner if isinstance(inner, dict) and inner.get("measures") else ex)
 
 
 def _card(spec: dict[str, Any]) -> dict[str, str | None]:

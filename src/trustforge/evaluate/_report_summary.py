@@ -78,6 +78,11 @@ def bounded(metric: str) -> bool:
     return str(metric).lower().startswith(BOUNDED_PREFIXES)
 
 
+def _cap(text: str) -> str:
+    """First letter up, the rest as is (RMSE stays RMSE)."""
+    return text[:1].upper() + text[1:]
+
+
 def _g(v: Any, digits: int = 3) -> str:
     x = num(v)
     return "n/a" if x is None else f"{x:.{digits}g}"
@@ -313,7 +318,11 @@ def _does(ctx: dict[str, Any]) -> dict[str, Any]:
         shown = ", ".join(labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
         text = [f"Classifies {inputs}{source} into {len(labels)} classes: {shown}."]
     else:
-        text = [f"{_TASK_VERBS.get(task, 'Learns ' + str(task))} from {inputs}{source}."]
+        target = (ctx["spec"].get("data") or {}).get("target") if isinstance(ctx["spec"].get("data"), dict) else None
+        verb = _TASK_VERBS.get(task, "Learns " + str(task))
+        if task == "regression" and isinstance(target, str) and target:
+            verb = f"Predicts {target} (a number)"
+        text = [f"{verb} from {inputs}{source}."]
     sizes = data.get("split_sizes") if isinstance(data.get("split_sizes"), dict) else {}
     if sizes:
         val = num(sizes.get("validation"))
@@ -346,7 +355,7 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
         value = base["model"]
     n = metrics.get("n")
     on = f" on the {_count(n)} test examples" if num(n) is not None else " on the test split"
-    text = [f"{metric_name(key).capitalize()} {_g(value)}{on}{_interval_text(iv, key)}."]
+    text = [f"{_cap(metric_name(key))} {_g(value)}{on}{_interval_text(iv, key)}."]
     if not bounded(key) and key in ("rmse", "mae", "log_loss", "mape", "smape"):
         text[0] += " Lower is better."
     pos = ctx["positive_class"]
@@ -365,7 +374,7 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
         d = base["difference"]
         if d["value"] is not None:
             text.append(
-                f"{metric_name(base['metric']).capitalize()}: model {_g(base['model'])}, baseline {_g(base['baseline'])}, "
+                f"{_cap(metric_name(base['metric']))}: model {_g(base['model'])}, baseline {_g(base['baseline'])}, "
                 f"difference {d['value']:+.3g}"
                 + (f" (95 % interval {d['low']:+.3g} to {d['high']:+.3g})" if d["low"] is not None and d["high"] is not None else "")
                 + "."
@@ -477,6 +486,12 @@ def _watch(ctx: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     ):
         if missing:
             items.append(f"Not measured: {what}.")
+    cal = ctx["calibration"]
+    if cal and cal["served"] == "temperature" and cal["log_loss_after"] is not None and cal["log_loss_before"] is not None:
+        if cal["log_loss_after"] > cal["log_loss_before"]:
+            items.append(
+                f"The served temperature makes test log loss worse ({_g(cal['log_loss_before'])} raw, {_g(cal['log_loss_after'])} scaled)."
+            )
     items.extend(ctx["caveats"])
     return _row("watch", "What to watch", str(len(items)), "points to check", [], None, items)
 
