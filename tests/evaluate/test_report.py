@@ -173,7 +173,18 @@ def _make_run(root: Path, spec: dict) -> Path:
             "completeness_gap": 1e-4,
         }
     (r.run_dir / "evidence.json").write_text(json.dumps(evidence), encoding="utf-8")
+    _as_before_issue_12(r.run_dir)
     return r.run_dir
+
+
+_ISSUE_12_KEYS = ("baseline", "intervals", "positive_class", "threshold")
+
+
+def _as_before_issue_12(run_dir: Path) -> None:
+    """metrics.json as runs wrote it before issue 12's keys: these fixture runs stand for old run folders."""
+    path = run_dir / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({k: v for k, v in metrics.items() if k not in _ISSUE_12_KEYS}), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +322,7 @@ def test_regression_run_without_evidence(runs):
     )
     for name in ("evidence.json", "explanations.safetensors"):
         (r.run_dir / name).unlink(missing_ok=True)
+    _as_before_issue_12(r.run_dir)
     html = write_report(r.run_dir).read_text(encoding="utf-8")
     assert set(_plots(html)) == {"learning_curves"}
     assert "apply to classification only" in html and f"{r.metrics['rmse']:.4g}" in html
@@ -415,14 +427,14 @@ def _with_contract_keys(run_dir: Path, dest: Path, *, verdict: str = "does_not_b
         "served": "raw",
         "temperature": None,
         "reason": "the validation split is separable: every example is right, so the fit runs to its bound <T=0.05>",
-        "ece_before": old["ece"],
+        "ece_before": old.get("ece_before", old.get("ece")),
         "ece_after": None,
         "log_loss_before": 0.0123,
         "log_loss_after": None,
-        "bins_before": old["bins"],
+        "bins_before": old.get("bins_before", old.get("bins")),
         "bins_after": None,
     }
-    metrics["ece"], metrics["log_loss"] = old["ece"], 0.0123
+    metrics["ece"], metrics["log_loss"] = old.get("ece_before", old.get("ece")), 0.0123
     timing = {"p50_ms": 1.234, "p95_ms": 2.5, "p99_ms": 3.1, "mean_ms": 1.4, "std_ms": 0.3, "calls": 200, "batch": 1}
     evidence["speed"]["predict"] = timing
     evidence["speed"]["forward"] = {**timing, "p50_ms": 0.0567}
@@ -504,7 +516,8 @@ def test_summary_renders_the_new_evidence_keys(examples, tmp_path):
     # How good: headline with its interval, the positive class's recall, the baseline sentence and difference.
     assert f"Accuracy {metrics['accuracy']:.3g} on the 114 test examples (95 % interval 0.912 to 0.999)" in a["good"]
     assert f"finds {metrics['recall'] * 100:.1f} % of malignant cases" in a["good"] and "95 % interval 0.876 to 1)" in a["good"]
-    assert "does not beat its baseline" in a["good"] and "difference -0.01 (95 % interval -0.035 to +0.012)" in a["good"]
+    assert "does not beat its baseline" in a["good"] and "The model does not beat logistic regression" in a["good"]
+    assert "[-0.035, 0.012]" in html  # the difference and its interval, in the baseline section
     assert "&lt;i&gt;on accuracy&lt;/i&gt;" in html and "<i>on accuracy" not in html  # the sentence is data: escaped
     # How sure: which one serves and why, with the served ECE.
     assert "raw probabilities" in a["sure"] and "separable" in a["sure"] and f"{metrics['ece']:.3g}" in a["sure"]

@@ -344,7 +344,9 @@ def _table(section: Any) -> dict[str, Any] | None:
         return None
     if isinstance(section, dict):
         records = next((v for v in section.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)), None)
-        notes = [(k, v) for k, v in _flatten({k: v for k, v in section.items() if v is not records}) if not isinstance(v, list)]
+        # `measures` sentences are printed above their charts; the table keeps the figures.
+        flat = _flatten({k: v for k, v in section.items() if v is not records})
+        notes = [(k, v) for k, v in flat if not isinstance(v, list) and not k.endswith("measures")]
     else:
         records, notes = section if isinstance(section, list) else None, []
     if records:

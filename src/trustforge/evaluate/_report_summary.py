@@ -337,8 +337,8 @@ def _does(ctx: dict[str, Any]) -> dict[str, Any]:
         rule, chosen = th.get("rule"), th.get("chosen_on")
         how = "the default" if chosen == "default" or rule == "0.5" else f"rule {rule}, chosen on the {chosen} split"
         text.append(f"It calls a case {pos} when its probability is at least {_g(th.get('value'))} ({how}).")
-        if isinstance(th.get("note"), str) and th["note"]:
-            text.append(th["note"])
+        if isinstance(th.get("note"), str) and th["note"] and rule != "0.5":  # why a rule fell back to 0.5
+            text.append(_cap(th["note"].rstrip(".")) + ".")
     elif task == "classification" and labels:
         text.append("Each example gets the class with the highest probability.")
     figure = f"{len(labels)} classes" if task == "classification" and labels else str(task)
@@ -372,7 +372,7 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
     if base:
         text.append(base["sentence"] or _baseline_sentence(base))
         d = base["difference"]
-        if d["value"] is not None:
+        if d["value"] is not None and not base["sentence"]:
             text.append(
                 f"{_cap(metric_name(base['metric']))}: model {_g(base['model'])}, baseline {_g(base['baseline'])}, "
                 f"difference {d['value']:+.3g}"
