@@ -196,6 +196,9 @@ def train(
 
     result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
+    baseline = result.metrics.get("baseline")
+    if isinstance(baseline, dict) and baseline.get("sentence"):  # the yardstick, in one plain sentence
+        out.print(escape(baseline["sentence"]), highlight=False, soft_wrap=True)
     out.print(f"run:     {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
     if result.model_uri:

@@ -303,6 +303,8 @@ def test_evaluate_refuses_a_tampered_manifest(cli, trained, tmp_path):
 def test_train_prints_metrics_and_the_package(trained):
     result = trained.train
     assert "accuracy" in result.stdout and f"package: {trained.package}" in result.stdout
+    baseline = json.loads((trained.package.parent / "metrics.json").read_text())["baseline"]
+    assert " ".join(baseline["sentence"].split()) in " ".join(result.stdout.split())  # the yardstick's verdict, in words
     assert "Traceback" not in result.stdout + result.stderr
     assert {p.name for p in trained.package.iterdir()} >= {"manifest.json", "weights.safetensors"}
     assert not [p for p in (trained.home / "runs").rglob("*") if ".tmp" in p.name]
