@@ -524,6 +524,7 @@ def test_summary_renders_the_new_evidence_keys(examples, tmp_path):
     assert "&lt;T=0.05&gt;" in html
     # How fast: Model.predict as users see it, marked as measured on a loaded machine.
     assert "1.23 ms" in a["fast"] and "Model.predict" in a["fast"] and "measured on a loaded machine" in a["fast"]
+    assert "latency_ms" not in html  # the forward pass's old name is not a second, contradicting figure
     assert "load average 3.5 on 2 cores" in a["fast"]
     # What to watch: the drift reference's split.
     assert "predictions on the validation split" in a["watch"] and "Not measured: baseline" not in a["watch"]
@@ -533,6 +534,34 @@ def test_summary_renders_the_new_evidence_keys(examples, tmp_path):
     assert "No temperature-scaled model to compare" in html
     card = (run / "model_card.md").read_text(encoding="utf-8")
     assert "Positive class: **malignant**" in card and "Model.predict p50 1.23 ms" in card and "loaded machine" in card
+
+
+def test_the_threshold_says_why_a_rule_fell_back_and_nothing_else(examples, tmp_path):
+    run = _with_contract_keys(examples["cancer"], tmp_path / "cancer")
+    metrics = json.loads((run / "metrics.json").read_text())
+    cases = (
+        (
+            {"value": 0.5, "rule": "0.5", "chosen_on": "default", "note": "the default (evaluate.threshold is not set)"},
+            "(the default).",
+            None,
+        ),
+        (
+            {"value": 0.5, "rule": "f1", "chosen_on": "default", "note": "no validation split to choose one on"},
+            "(the default).",
+            "No validation split",
+        ),
+        (
+            {"value": 0.25, "rule": "f1", "chosen_on": "validation", "note": "chosen on 90 validation rows"},
+            "chosen on the validation split).",
+            None,
+        ),
+    )
+    for threshold, how, why in cases:
+        metrics["threshold"] = threshold
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        does = _answers(write_report(run).read_text(encoding="utf-8"))["does"]
+        assert how in does and ("90 validation rows" not in does) and ("evaluate.threshold is not set" not in does)
+        assert (why in does) if why else does.endswith(how)
 
 
 def test_verdicts_are_badged(examples, tmp_path):

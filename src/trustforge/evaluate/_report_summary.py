@@ -78,6 +78,14 @@ def bounded(metric: str) -> bool:
     return str(metric).lower().startswith(BOUNDED_PREFIXES)
 
 
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _cap(text: str) -> str:
     """First letter up, the rest as is (RMSE stays RMSE)."""
     return text[:1].upper() + text[1:]
@@ -167,7 +175,8 @@ def speed_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
         forward.update(calls=lat.get("n"), batch=1)
         legacy = True
     load = sp.get("load") if isinstance(sp.get("load"), dict) else None
-    skip = {"predict", "forward", "load"} | ({"latency_ms"} if legacy else set())
+    # `latency_ms` is the forward pass under its old name: shown once, as `forward`.
+    skip = {"predict", "forward", "load"} | ({"latency_ms"} if forward is not None else set())
     other = [(k, v) for k, v in _flatten({k: v for k, v in sp.items() if k not in skip}) if not isinstance(v, (list, dict))]
     return {
         "predict": predict,
@@ -337,7 +346,7 @@ def _does(ctx: dict[str, Any]) -> dict[str, Any]:
         rule, chosen = th.get("rule"), th.get("chosen_on")
         how = "the default" if chosen == "default" or rule == "0.5" else f"rule {rule}, chosen on the {chosen} split"
         text.append(f"It calls a case {pos} when its probability is at least {_g(th.get('value'))} ({how}).")
-        if isinstance(th.get("note"), str) and th["note"] and rule != "0.5":  # why a rule fell back to 0.5
+        if isinstance(th.get("note"), str) and th["note"] and chosen == "default" and not _is_number(rule):  # why a rule fell back
             text.append(_cap(th["note"].rstrip(".")) + ".")
     elif task == "classification" and labels:
         text.append("Each example gets the class with the highest probability.")
