@@ -72,15 +72,82 @@ def test_resamples_draw_n_rows_and_are_seeded(block):
 
 
 def test_a_known_interval_comes_out():
-    """Accuracy of 1,000 rows with 800 right: the bootstrap interval is the binomial one, about ±0.025."""
+    """Accuracy of 1,000 rows with 800 right: the exact binomial interval, about ±0.025 (the normal one)."""
     y = np.zeros(1000, dtype=int)
     pred = np.r_[np.zeros(800, dtype=int), np.ones(200, dtype=int)]
     proba = np.eye(2)[pred] * 0.8 + 0.1
     out = bootstrap(ClassRows(y, proba, pred), seed=0)
     acc = out["metrics"]["accuracy"]
     half = 1.96 * np.sqrt(0.8 * 0.2 / 1000)
-    assert acc["value"] == 0.8
+    assert acc["value"] == 0.8 and acc["method"] == "clopper_pearson" and acc["count"] == {"successes": 800, "trials": 1000}
     assert acc["low"] == pytest.approx(0.8 - half, abs=0.006) and acc["high"] == pytest.approx(0.8 + half, abs=0.006)
+    assert out["metrics"]["log_loss"]["method"] == "percentile_bootstrap"
+
+
+def _all_right(n_pos=42, n_neg=72, seed=0):
+    """A binary model right on every test row, with probabilities that rank every positive first."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(n_pos, dtype=int), np.zeros(n_neg, dtype=int)]
+    p1 = np.where(y == 1, rng.uniform(0.6, 1.0, len(y)), rng.uniform(0.0, 0.4, len(y)))
+    return y, np.c_[1 - p1, p1]
+
+
+def test_every_row_right_gives_the_exact_binomial_interval_not_one_to_one():
+    """42 positives all found: the bootstrap's recall is 1 in every resample ("1 – 1"); the interval
+    is Clopper–Pearson's instead, SciPy's exact one, with the count it rests on. ROC AUC and F1
+    have no binomial form: they keep their value and are marked degenerate with a note."""
+    from scipy.stats import binomtest
+
+    y, proba = _all_right()
+    out = bootstrap(ClassRows(y, proba, y, positive=1), seed=0)
+    ref = binomtest(42, 42).proportion_ci(confidence_level=0.95, method="exact")
+    recall = out["metrics"]["recall"]
+    assert recall["value"] == 1.0 and recall["high"] == 1.0
+    assert recall["low"] == pytest.approx(ref.low, abs=1e-12) and recall["low"] == pytest.approx(0.916, abs=5e-4)
+    assert recall["method"] == "clopper_pearson" and recall["count"] == {"successes": 42, "trials": 42} and "degenerate" not in recall
+    assert out["metrics"]["precision"]["count"] == {"successes": 42, "trials": 42}
+    acc = out["metrics"]["accuracy"]
+    assert acc["low"] == pytest.approx(binomtest(114, 114).proportion_ci(method="exact").low, abs=1e-12) and acc["low"] < 1
+    for name in ("roc_auc", "f1", "f1_macro"):
+        m = out["metrics"][name]
+        assert m["value"] == m["low"] == m["high"] == 1.0, name
+        assert m["degenerate"] is True and m["method"] == "percentile_bootstrap", name
+        assert m["note"] == "every resample gives the same value: the test split is too small to show the uncertainty", name
+    assert "degenerate" not in out["metrics"]["log_loss"]  # the probabilities vary, so log loss does
+    # One wrong row: the binomial interval moves down (monotone), no switch of method.
+    pred = y.copy()
+    pred[0] = 0
+    one_off = bootstrap(ClassRows(y, proba, pred, positive=1), seed=0)["metrics"]["recall"]
+    assert one_off["method"] == "clopper_pearson" and one_off["low"] < recall["low"] and one_off["high"] < 1
+
+
+def test_a_zero_difference_in_every_resample_cannot_tell_them_apart():
+    """Model and baseline right on the same rows: the paired difference is 0 in every resample; it
+    is marked degenerate with a note, the verdict is does_not_beat, and the sentence says the test
+    split cannot tell them apart."""
+    from types import SimpleNamespace
+
+    from trustforge.evaluate._baselines import Paired, yardstick
+
+    y, proba = _all_right()
+    rows = ClassRows(y, proba, y, positive=1)
+    out = bootstrap(rows, ClassRows(y, proba[:, ::-1] * 0 + proba, y, positive=1), seed=0)
+    d = out["differences"]["roc_auc"]
+    assert d["value"] == d["low"] == d["high"] == 0 and d["degenerate"] is True and "cannot tell them apart" in d["note"]
+    assert verdict(d, lower_is_better=False) == "does_not_beat"
+
+    class Same(Baseline):
+        def paired(self, spec, data, model):
+            return Paired("logistic_regression", "logistic regression", "the same rows", rows, ClassRows(y, proba, y, positive=1))
+
+    task = SimpleNamespace(baseline=lambda spec: Same(), headline_metric=lambda spec: "roc_auc")
+    spec = SimpleNamespace(train=SimpleNamespace(seed=0))
+    data = SimpleNamespace(schema=SimpleNamespace(classes=["benign", "malignant"]))
+    base, iv = yardstick(spec, data, SimpleNamespace(decision=None), task, resamples=200)
+    assert base["verdict"] == "does_not_beat" and base["difference"]["degenerate"] is True
+    assert "cannot tell them apart" in base["sentence"] and "0.000 to" not in base["sentence"]
+    assert "too small to show the uncertainty" in base["sentence"]  # the model's own ROC AUC has no interval either
+    assert iv["metrics"]["recall"]["method"] == "clopper_pearson" and iv["metrics"]["roc_auc"]["degenerate"] is True
 
 
 def test_the_paired_difference_cancels_shared_noise():
@@ -166,7 +233,7 @@ def test_breast_cancer_says_the_model_does_not_beat_logistic_regression(one_epoc
     assert b["difference"]["value"] == pytest.approx(b["model"] - b["baseline"])
     assert b["model"] == pytest.approx(metrics["accuracy"])  # the headline figure the run reports
     says = "does not beat its baseline" if b["verdict"] == "does_not_beat" else "is worse than its baseline"
-    assert says in b["sentence"] and "logistic regression" in b["sentence"] and b["sentence"].count(".") <= 8
+    assert says in b["sentence"] and "logistic regression" in b["sentence"] and ". " not in b["sentence"]  # one sentence
     assert metrics["baseline"] == b and metrics["intervals"] == evidence["intervals"]  # metrics.json carries both
 
 
@@ -192,6 +259,55 @@ def test_the_intervals_hold_the_headline_metrics(one_epoch_cancer):
         m = iv["metrics"][name]
         assert m["low"] <= m["value"] <= m["high"] and m["high"] - m["low"] > 0, name
         assert m["value"] == pytest.approx(metrics[name], abs=1e-9), name
+
+
+@pytest.fixture(scope="module")
+def cancer_by_rule(tmp_path_factory):
+    """The breast-cancer example with a validation split and threshold precision@recall=0.98, 4 epochs."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRUSTFORGE_HOME", str(tmp_path_factory.mktemp("ws")))
+    mp.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        spec = trustforge.load_spec(EXAMPLES / "breast_cancer_mlp.yaml")
+        spec.data.split.validation = 0.2
+        spec.evaluate.threshold = "precision@recall=0.98"
+        spec.train.max_epochs = 4
+        spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+        r = trustforge.run(spec, progress=False, register=False)
+        evidence = json.loads((r.run_dir / "evidence.json").read_text())
+        metrics = json.loads((r.run_dir / "metrics.json").read_text())
+        data = trustforge.data.prepare(r.spec)
+    finally:
+        mp.undo()
+    return evidence, metrics, data
+
+
+def test_the_baseline_decides_by_the_models_rule_chosen_on_its_own_validation(cancer_by_rule):
+    """The model's threshold is chosen on validation by precision@recall=0.98; the baseline's is
+    chosen by the same rule on logistic regression's own validation probabilities (recomputed
+    here with scikit-learn), reaches that recall there, and scores the test rows at it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    evidence, metrics, data = cancer_by_rule
+    model_t, base_t = metrics["threshold"], evidence["baseline"]["threshold"]
+    assert model_t["rule"] == base_t["rule"] == "precision@recall=0.98"
+    assert model_t["chosen_on"] == base_t["chosen_on"] == "validation"
+    pos = data.schema.classes.index(metrics["positive_class"])
+    x = data.train.inputs[0].double().numpy()
+    scaler = StandardScaler().fit(x)
+    lr = LogisticRegression(max_iter=500).fit(scaler.transform(x), data.train.target.numpy())
+    p_val = lr.predict_proba(scaler.transform(data.validation.inputs[0].double().numpy()))[:, list(lr.classes_).index(pos)]
+    val_pos = data.validation.target.numpy() == pos
+    assert (p_val[val_pos] >= base_t["value"]).mean() >= 0.98  # the rule's constraint, on validation
+    p_test = lr.predict_proba(scaler.transform(data.test.inputs[0].double().numpy()))[:, list(lr.classes_).index(pos)]
+    test_y = data.test.target.numpy()
+    pred = np.where(p_test >= base_t["value"], pos, 1 - pos)
+    b = evidence["baseline"]
+    assert b["baseline"] == pytest.approx(float((pred == test_y).mean()))  # scored at its threshold, not at 0.5
+    assert b["metrics"]["recall"] == pytest.approx(float(((pred == pos) & (test_y == pos)).sum() / (test_y == pos).sum()))
+    assert "both deciding by the same rule, precision@recall=0.98" in b["sentence"]
+    assert f"threshold {model_t['value']:.3g} for the model" in b["sentence"]
 
 
 SLOW_EXAMPLES = {"speech_digits", "shapes_cnn", "classic_cifar_cnn"}  # half a minute or more each, even cut short

@@ -564,6 +564,35 @@ def test_the_threshold_says_why_a_rule_fell_back_and_nothing_else(examples, tmp_
         assert (why in does) if why else does.endswith(how)
 
 
+def test_summary_shows_a_degenerate_interval_as_its_note(examples, tmp_path):
+    """Every test row right: recall's exact binomial interval with its count, ROC AUC's note (no
+    "1 – 1"), and a paired difference of 0 in every resample said in words, not as [0, 0]."""
+    run = _with_contract_keys(examples["cancer"], tmp_path / "degenerate")
+    note = "every resample gives the same value: the test split is too small to show the uncertainty"
+    same = "every resample gives the same difference, 0: the model and the baseline score alike on every test row"
+    for name in ("metrics.json", "evidence.json"):
+        d = json.loads((run / name).read_text())
+        d["recall"] = 1.0 if name == "metrics.json" else d.get("recall")
+        d["roc_auc"] = 1.0 if name == "metrics.json" else d.get("roc_auc")
+        iv = d["intervals"]["metrics"]
+        iv["recall"] = {"value": 1.0, "low": 0.9159, "high": 1.0, "method": "clopper_pearson", "count": {"successes": 42, "trials": 42}}
+        iv["roc_auc"] = {"value": 1.0, "low": 1.0, "high": 1.0, "method": "percentile_bootstrap", "degenerate": True, "note": note}
+        iv["f1"] = {"value": 0.99999, "low": 0.99995, "high": 1.0, "method": "percentile_bootstrap"}  # narrow, not degenerate
+        d["baseline"]["difference"] = {"value": 0.0, "low": 0.0, "high": 0.0, "degenerate": True, "note": same}
+        d["baseline"]["sentence"] = None
+        (run / name).write_text(json.dumps(d))
+    html = write_report(run).read_text(encoding="utf-8")
+    a = _answers(html)
+    assert "95 % interval 0.916 to 1 (exact binomial, 42 of 42)" in a["good"]
+    cards = re.findall(r'<div class="ci">(.*?)</div>', html)
+    assert "95 %: 0.916 – 1 (42 of 42)" in cards and note in cards and "95 %: 1 – 1" not in cards
+    assert "95 %: 0.99995 – 1" in cards  # rounding does not make a narrow interval look degenerate
+    assert f"none: {note}" in html and "exact binomial, 42 of 42" in html
+    assert f"0 ({same}" in html and "[0, 0]" not in html and same in a["good"]
+    card = (run / "model_card.md").read_text(encoding="utf-8")
+    assert f"| roc\\_auc | 1 | none | none | {note} |" in card and "difference 0 (every resample" in card
+
+
 def test_verdicts_are_badged(examples, tmp_path):
     for verdict, badge in (("beats", "beats its baseline"), ("worse", "worse than its baseline")):
         run = _with_contract_keys(examples["cancer"], tmp_path / verdict, verdict=verdict, loaded=False)

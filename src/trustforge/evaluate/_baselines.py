@@ -8,6 +8,12 @@ the same bootstrap weights (`_intervals.bootstrap`) and say whether the model be
   inputs, flattened: float inputs (numbers, dates, pixels, spectrograms) standardised with the
   training split's mean and spread, categorical columns one-hot, token sequences as a bag of
   tokens (which tokens occur). With no input it can read, the training split's majority class.
+  A binary model decides by a threshold (`Model.decision`); the baseline decides by the same
+  rule: a fixed threshold as is, a rule (f1, recall@precision=P, precision@recall=R, cost)
+  applied to the baseline's own validation probabilities by the chooser the model's threshold
+  came from (`_calibration.choose_threshold`, with its fallback to 0.5), so that the two are
+  compared at the same kind of operating point, not the model at its chosen one and the
+  baseline at 0.5.
 - regression: ridge regression (alpha = 1) on the same features.
 - forecasting: the seasonal-naive forecast of the same windows (no fit).
 - recommendation: popularity (implicit feedback: items ranked by training count), or the
@@ -39,8 +45,9 @@ from trustforge.data import (
     window_forecasts,
 )
 from trustforge.evaluate import _recommend as recommend
+from trustforge.evaluate._calibration import choose_threshold
 from trustforge.evaluate._intervals import LEVEL, RESAMPLES, ClassRows, ErrorRows, RankRows, Rows, bootstrap, verdict
-from trustforge.evaluate._metrics import METRICS, ranking_rows
+from trustforge.evaluate._metrics import METRICS, binary_predictions, ranking_rows
 
 __all__ = [
     "Baseline",
@@ -78,6 +85,7 @@ class Paired:
     block: int = 1  # rows drawn together (overlapping forecast windows)
     unit: str = "test rows"
     details: dict[str, Any] = field(default_factory=dict)
+    threshold: dict[str, Any] | None = None  # the baseline's binary decision threshold, by the model's rule
 
 
 class Baseline:
@@ -217,10 +225,14 @@ def majority_class(data: Prepared) -> tuple[int, np.ndarray]:
     return int(counts.argmax()), counts / counts.sum()
 
 
-def _positive_index(spec: Any, data: Prepared) -> int:
-    """The positive class of a binary task: `evaluate.positive_class` where the spec names one,
-    else the training split's minority class (class 1 on a tie)."""
+def _positive_index(spec: Any, data: Prepared, model: Any = None) -> int:
+    """The positive class of a binary task: the model's decision's where it has one, else
+    `evaluate.positive_class` where the spec names one, else the training split's minority
+    class (class 1 on a tie)."""
     classes = list(data.schema.classes)
+    decision = getattr(model, "decision", None)
+    if isinstance(decision, dict) and decision.get("positive_class") in classes:
+        return classes.index(decision["positive_class"])
     named = getattr(spec.evaluate, "positive_class", None)
     if named is not None and str(named) in classes:
         return classes.index(str(named))
@@ -239,23 +251,51 @@ def _model_classes(model: Any, data: Prepared) -> tuple[np.ndarray, np.ndarray]:
     return pred, proba
 
 
+def _same_decision(
+    spec: Any, data: Prepared, model: Any, positive: int | None, val_proba: np.ndarray | None, test_proba: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """The baseline's test decisions by the model's decision rule, and the threshold it used.
+
+    Without a binary decision (more than two classes, or a package from before thresholds) the
+    baseline takes the most probable class, as the model does, and no threshold is returned.
+    Otherwise the rule is the spec's `evaluate.threshold` (the one the model's threshold was
+    chosen by), applied by `choose_threshold` to the baseline's validation probabilities of the
+    positive class: ``{"value", "rule", "chosen_on", "note"}``.
+    """
+    if positive is None or getattr(model, "decision", None) is None:
+        return test_proba.argmax(axis=1), None
+    score = is_positive = None
+    if val_proba is not None and data.validation is not None and len(data.validation):
+        score = val_proba[:, positive]
+        is_positive = data.validation.target.numpy() == positive
+    threshold = choose_threshold(score, is_positive, spec.evaluate.threshold)
+    return binary_predictions(test_proba, positive, threshold["value"]), threshold
+
+
 class LogisticBaseline(Baseline):
     """Logistic regression on the flattened encoded inputs; the majority class when there are none."""
 
     def paired(self, spec: Any, data: Prepared, model: Any) -> Paired:
         y = data.test.target.numpy().astype(np.int64)
         pred, proba = _model_classes(model, data)
-        positive = _positive_index(spec, data) if len(data.schema.classes) == 2 else None
+        positive = _positive_index(spec, data, model) if len(data.schema.classes) == 2 else None
+        has_validation = data.validation is not None and len(data.validation) > 0
         design = Design(data)
         if design and len(np.unique(data.train.target.numpy())) > 1:
             # The spec's answer to class imbalance (weighted loss or balanced batches) is the baseline's too.
             balanced = spec.train.class_weights == "balanced" or getattr(spec.train, "sampler", None) == "balanced"
             fitted, design, details = fit_logistic(data, seed=spec.train.seed, class_weight="balanced" if balanced else None)
-            classes = np.asarray(fitted.classes_)
-            p_fit = fitted.predict_proba(design.transform(data.test.inputs))
-            base_proba = np.zeros((len(y), len(data.schema.classes)))
-            base_proba[:, classes] = p_fit  # a class absent from training gets probability 0
-            base = ClassRows(y, base_proba, base_proba.argmax(axis=1), positive)
+            k = len(data.schema.classes)
+
+            def probabilities(inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+                out = np.zeros((len(inputs[0]), k))
+                out[:, np.asarray(fitted.classes_)] = fitted.predict_proba(design.transform(inputs))  # an absent class gets 0
+                return out
+
+            base_proba = probabilities(data.test.inputs)
+            val_proba = probabilities(data.validation.inputs) if has_validation else None
+            base_pred, threshold = _same_decision(spec, data, model, positive, val_proba, base_proba)
+            base = ClassRows(y, base_proba, base_pred, positive)
             description = (
                 f"scikit-learn LogisticRegression (C=1, lbfgs, at most {MAX_ITER} iterations"
                 f"{', class_weight=balanced as the spec balances classes' if balanced else ''}) fitted on "
@@ -263,12 +303,21 @@ class LogisticBaseline(Baseline):
                 f"{design.summary}; scored on the same test rows"
             )
             return Paired(
-                "logistic_regression", "logistic regression", description, ClassRows(y, proba, pred, positive), base, details=details
+                "logistic_regression",
+                "logistic regression",
+                description,
+                ClassRows(y, proba, pred, positive),
+                base,
+                details=details,
+                threshold=threshold,
             )
         top, shares = majority_class(data)
         base_proba = np.broadcast_to(shares, (len(y), len(shares)))
+        val_proba = np.broadcast_to(shares, (len(data.validation), len(shares))) if has_validation else None
+        base_pred, threshold = _same_decision(spec, data, model, positive, val_proba, base_proba)
+        called = data.schema.classes[int(base_pred[0])] if len(base_pred) else data.schema.classes[top]
         description = (
-            f"always the training split's most frequent class ({data.schema.classes[top]!r}, "
+            f"always one class, {called!r} (the training split's most frequent class is {data.schema.classes[top]!r}, "
             f"{shares[top]:.1%} of training rows), with the training class shares as probabilities: "
             "the model's inputs have no feature a linear model can read"
         )
@@ -277,7 +326,8 @@ class LogisticBaseline(Baseline):
             "the majority class",
             description,
             ClassRows(y, proba, pred, positive),
-            ClassRows(y, base_proba, np.full(len(y), top), positive),
+            ClassRows(y, base_proba, base_pred, positive),
+            threshold=threshold,
         )
 
 
@@ -390,9 +440,58 @@ def _fmt(v: float | None) -> str:
     return "undefined" if v is None else f"{v:.3f}"
 
 
-def _sentence(metric: str, lower: bool, p: Paired, model: dict, diff: dict, base_value: float | None, n: int, outcome: str) -> str:
+def _span(low: float, high: float) -> str:
+    """ "low to high" to 3 decimals, or more where 3 would print the two alike (0.99995 to 1)."""
+    for d in range(3, 8):
+        a, b = f"{low:.{d}f}", f"{high:.{d}f}"
+        if a != b:
+            break
+    return f"{a} to {b}"
+
+
+def _interval_words(row: dict[str, Any]) -> str:
+    """How the sentence gives a metric's interval: the percentiles, the exact binomial one with its
+    count, or, when every resample gave one value, why there is none."""
+    if row.get("degenerate"):
+        return f" ({row.get('note') or 'every resample gives the same value'})"
+    if row.get("low") is None:
+        return ""
+    if row.get("method") == "clopper_pearson" and isinstance(row.get("count"), dict):
+        c = row["count"]
+        return f" (95 % exact binomial interval {_span(row['low'], row['high'])}, from {c['successes']} of {c['trials']})"
+    return f" (95 % interval {_span(row['low'], row['high'])})"
+
+
+def _decision_words(p: Paired, model_threshold: dict[str, Any] | None) -> str:
+    """ ", both deciding by ...": the clause that says the two were scored by the same decision rule."""
+    base = p.threshold
+    if base is None or model_threshold is None:
+        return ""
+    rule = base["rule"]
+    if base["chosen_on"] == "validation" or model_threshold.get("chosen_on") == "validation":
+
+        def how(t: dict[str, Any]) -> str:
+            return f"{t['value']:.3g}" + ("" if t.get("chosen_on") == "validation" else " (the rule fell back to the default)")
+
+        return (
+            f", both deciding by the same rule, {rule} chosen on each one's validation probabilities "
+            f"(threshold {how(model_threshold)} for the model, {how(base)} for {p.label})"
+        )
+    return f", both deciding at the same threshold, {base['value']:g}"
+
+
+def _sentence(
+    metric: str,
+    lower: bool,
+    p: Paired,
+    model: dict,
+    diff: dict,
+    base_value: float | None,
+    n: int,
+    outcome: str,
+    model_threshold: dict[str, Any] | None = None,
+) -> str:
     side = " (lower is better)" if lower else ""
-    interval = f" (95 % interval {_fmt(model['low'])} to {_fmt(model['high'])})" if model["low"] is not None else ""
     gap = f"{diff['value']:+.3f}" if diff["value"] is not None else "undefined"
     gap_interval = f" (95 % interval {diff['low']:+.3f} to {diff['high']:+.3f})" if diff["low"] is not None else ""
     close = {
@@ -400,10 +499,18 @@ def _sentence(metric: str, lower: bool, p: Paired, model: dict, diff: dict, base
         "does_not_beat": "includes 0, so the model does not beat its baseline on this test split",
         "worse": "excludes 0 on the worse side, so the model is worse than its baseline",
     }[outcome]
+    if diff.get("degenerate") and diff["value"] == 0:
+        gap_interval = ""
+        close = "is 0 in every resample: the test split cannot tell them apart, so the model does not beat its baseline on it"
     return (
-        f"The model's {metric}{side} is {_fmt(model['value'])}{interval} against {_fmt(base_value)} for {p.label} "
-        f"on the same {n} {p.unit}; the difference, {gap}{gap_interval}, {close}."
+        f"The model's {metric}{side} is {_fmt(model['value'])}{_interval_words(model)} against {_fmt(base_value)} for {p.label} "
+        f"on the same {n} {p.unit}{_decision_words(p, model_threshold)}; the difference, {gap}{gap_interval}, {close}."
     )
+
+
+def _model_threshold(model: Any) -> dict[str, Any] | None:
+    decision = getattr(model, "decision", None)
+    return decision.get("threshold") if isinstance(decision, dict) and isinstance(decision.get("threshold"), dict) else None
 
 
 def yardstick(
@@ -441,13 +548,16 @@ def yardstick(
         "baseline": base_value,
         "difference": diff,
         "verdict": outcome,
-        "sentence": _sentence(metric, lower, p, model_value, diff, base_value, n, outcome),
+        "sentence": _sentence(metric, lower, p, model_value, diff, base_value, n, outcome, _model_threshold(model)),
         "metrics": boot["baseline_metrics"],
         "differences": boot["differences"],
         "rows": n,
         **({"fit": p.details} if p.details else {}),
+        **({"threshold": p.threshold} if p.threshold is not None else {}),
     }
     method = "percentile bootstrap" + (f", moving blocks of {p.block} {p.unit}" if p.block > 1 else f" of the {p.unit}")
+    if any(m.get("method") == "clopper_pearson" for m in boot["metrics"].values()):
+        method += "; exact binomial (Clopper-Pearson) for proportions (accuracy, precision, recall)"
     intervals = {"level": level, "resamples": boot["resamples"], "method": method, "rows": n, "metrics": boot["metrics"]}
     positive = getattr(p.model, "positive", None)
     if positive is not None:  # precision, recall and f1 are this class's

@@ -13,6 +13,20 @@ the test split says which one is better.
 Rows are drawn independently (Efron's percentile bootstrap), except where the task says its rows
 are not independent: forecasting windows overlap, so they are drawn in moving blocks of
 consecutive windows (Künsch, 1989), `block` windows long.
+
+A proportion (accuracy, and a binary model's precision and recall: successes out of a count of
+independent rows) gets the exact binomial interval (Clopper–Pearson) of that count instead,
+always, not only when the bootstrap fails. The percentile bootstrap of a proportion is about the
+normal (Wald) interval: it covers less than 95 % at small counts and near 0 or 1, and at 0 or 1
+(every test row right) it has no width at all, "1 – 1" from 42 rows. Clopper–Pearson covers at
+least 95 % at every count and proportion, and one method per metric whatever the outcome keeps
+figures comparable: switching only at a degenerate bootstrap would give 42 of 42 a lower bound
+(0.916) below that of 41 of 42 (about 0.93). Each interval records its `method` and, for the
+binomial one, the `count` it rests on (precision's count is the rows predicted positive, so its
+interval is conditional on that number). A metric with no binomial form (ROC AUC, log loss, F1)
+whose resamples all give one value keeps that value and is marked `degenerate`, with a `note`:
+the test split is too small to show its uncertainty, and "1 – 1" would claim a certainty it
+does not have. A paired difference whose resamples are all 0 is marked the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +38,9 @@ import numpy as np
 
 __all__ = [
     "LEVEL",
+    "DEGENERATE_NOTE",
+    "DEGENERATE_DIFFERENCE_NOTE",
+    "clopper_pearson",
     "RESAMPLES",
     "Rows",
     "ClassRows",
@@ -38,7 +55,15 @@ LEVEL = 0.95
 RESAMPLES = 1000
 _CHUNK_ELEMENTS = 2**22  # weights per chunk of resamples (32 MB of float64)
 
+DEGENERATE_NOTE = "every resample gives the same value: the test split is too small to show the uncertainty"
+DEGENERATE_DIFFERENCE_NOTE = (
+    "every resample gives the same difference, 0: the model and the baseline score alike on every test row, "
+    "so the test split cannot tell them apart"
+)
+_CONSTANT_DIFFERENCE_NOTE = "every resample gives the same difference: the two differ the same way on every test row"
+
 Values = dict[str, np.ndarray]  # metric name -> (B,) values, one per resample
+Counts = dict[str, tuple[int, int]]  # metric name -> (successes, trials) on the whole test split
 
 
 class Rows:
@@ -52,6 +77,10 @@ class Rows:
     def values(self, w: np.ndarray) -> Values:
         """Each metric under each row of weights `w` (B, N): {name: (B,)}."""
         raise NotImplementedError
+
+    def proportions(self) -> Counts:
+        """The metrics that are a count of successes among independent rows: {name: (successes, trials)}."""
+        return {}
 
 
 def _wmean(w: np.ndarray, per_row: np.ndarray) -> np.ndarray:
@@ -127,6 +156,15 @@ class ClassRows(Rows):
             out.update(precision=_ratio(tp, predicted), recall=_ratio(tp, actual), f1=_ratio(2 * tp, predicted + actual))
         return out
 
+    def proportions(self) -> Counts:
+        """Accuracy: right rows of all rows; precision: true positives of the rows predicted positive;
+        recall: true positives of the positive rows (a count of 0 has no proportion and is left out)."""
+        out = {"accuracy": (int((self.y == self.pred).sum()), len(self.y))}
+        if self.positive is not None:
+            tp, predicted, actual = (int(v[0]) for v in self._counts(np.ones((1, len(self.y))), self.positive))
+            out.update(precision=(tp, predicted), recall=(tp, actual))
+        return {k: v for k, v in out.items() if v[1] > 0}
+
 
 class ErrorRows(Rows):
     """Numeric predictions (N, H) against the truth (N, H): MAE, RMSE, R², sMAPE over every value
@@ -192,13 +230,39 @@ def resample_weights(n: int, resamples: int, rng: np.random.Generator, block: in
     return np.bincount(flat.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
 
 
-def _interval(point: float | None, draws: np.ndarray, level: float) -> dict[str, float | None]:
+def clopper_pearson(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
+    """The exact binomial interval of successes / trials: the beta quantiles of Clopper and
+    Pearson (1934), 0 and 1 at the ends; covers the true proportion at least `level` of the time."""
+    from scipy.stats import beta  # here, not at the top: `import trustforge.evaluate` stays light
+
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"no binomial interval for {successes} of {trials}")
+    alpha = 1 - level
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
+    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    return low, high
+
+
+def _degenerate(low: float, high: float, value: float) -> bool:
+    return high - low <= 1e-12 * max(1.0, abs(value))
+
+
+def _interval(point: float | None, draws: np.ndarray, level: float, method: str, note: str = DEGENERATE_NOTE) -> dict[str, Any]:
     draws = draws[np.isfinite(draws)]
     if point is None or not np.isfinite(point) or len(draws) == 0:
-        return {"value": None if point is None or not np.isfinite(point) else float(point), "low": None, "high": None}
+        return {"value": None if point is None or not np.isfinite(point) else float(point), "low": None, "high": None, "method": method}
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
-    return {"value": float(point), "low": float(low), "high": float(high)}
+    out: dict[str, Any] = {"value": float(point), "low": float(low), "high": float(high), "method": method}
+    if _degenerate(out["low"], out["high"], out["value"]):
+        out.update(degenerate=True, note=note)
+    return out
+
+
+def _binomial(point: float, counts: tuple[int, int], level: float) -> dict[str, Any]:
+    k, n = counts
+    low, high = clopper_pearson(k, n, level)
+    return {"value": float(point), "low": low, "high": high, "method": "clopper_pearson", "count": {"successes": k, "trials": n}}
 
 
 def bootstrap(
@@ -213,10 +277,14 @@ def bootstrap(
     """Percentile intervals of every metric of `model`, and of model - baseline on the same draws.
 
     Returns:
-        {"level", "resamples", "block", "metrics": {name: {"value", "low", "high"}},
-        "baseline_metrics": {name: value} and "differences": {name: {"value", "low", "high"}}
+        {"level", "resamples", "block", "metrics": {name: {"value", "low", "high", "method", ...}},
+        "baseline_metrics": {name: value} and "differences": {name: {"value", "low", "high", "method", ...}}
         (with a baseline)}. A metric undefined on the whole split (a class absent) has value
-        None; resamples where it is undefined are left out of its interval.
+        None; resamples where it is undefined are left out of its interval. With independent rows
+        (`block` 1) a proportion's interval is Clopper–Pearson's (method "clopper_pearson", with
+        "count": {"successes", "trials"}); the others are percentiles of the resamples (method
+        "percentile_bootstrap", or "moving_block_bootstrap"), marked "degenerate": true with a
+        "note" when every resample gives the same value.
     """
     n = len(model)
     if baseline is not None and len(baseline) != n:
@@ -237,16 +305,27 @@ def bootstrap(
             draws[k].append(m[k])
         for k in shared:
             diffs[k].append(m[k] - b[k])
+    method = "percentile_bootstrap" if block <= 1 else "moving_block_bootstrap"
+    counts = model.proportions() if block <= 1 else {}
     result: dict[str, Any] = {
         "level": level,
         "resamples": int(resamples),
         "block": int(block),
-        "metrics": {k: _interval(point[k], np.concatenate(draws[k]), level) for k in point},
+        "metrics": {
+            k: _binomial(point[k], counts[k], level) if k in counts else _interval(point[k], np.concatenate(draws[k]), level, method)
+            for k in point
+        },
     }
     if baseline is not None:
         result["baseline_metrics"] = {k: (v if np.isfinite(v) else None) for k, v in base_point.items()}
         result["differences"] = {
-            k: _interval(point[k] - base_point[k] if np.isfinite(point[k] - base_point[k]) else None, np.concatenate(diffs[k]), level)
+            k: _interval(
+                point[k] - base_point[k] if np.isfinite(point[k] - base_point[k]) else None,
+                np.concatenate(diffs[k]),
+                level,
+                method,
+                DEGENERATE_DIFFERENCE_NOTE if point[k] == base_point[k] else _CONSTANT_DIFFERENCE_NOTE,
+            )
             for k in shared
         }
     return result

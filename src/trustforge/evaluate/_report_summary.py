@@ -20,6 +20,7 @@ __all__ = [
     "calibration_view",
     "corruption_view",
     "importance_measures",
+    "interval_words",
     "intervals_view",
     "metric_name",
     "speed_view",
@@ -202,7 +203,12 @@ def baseline_view(evidence: dict[str, Any], metrics: dict[str, Any]) -> dict[str
         "lower_is_better": bool(b.get("lower_is_better")),
         "model": num(b.get("model")),
         "baseline": num(b.get("baseline")),
-        "difference": {k: num(diff.get(k)) for k in ("value", "low", "high")},
+        "difference": {
+            **{k: num(diff.get(k)) for k in ("value", "low", "high")},
+            "degenerate": diff.get("degenerate") is True,
+            "note": diff.get("note") if isinstance(diff.get("note"), str) else None,
+        },
+        "threshold": b.get("threshold") if isinstance(b.get("threshold"), dict) else None,
         "verdict": b.get("verdict") if b.get("verdict") in ("beats", "does_not_beat", "worse") else None,
         "sentence": b.get("sentence") if isinstance(b.get("sentence"), str) and b.get("sentence") else None,
         "metrics": {str(k): v for k, v in (b.get("metrics") or {}).items() if num(v) is not None}
@@ -211,19 +217,74 @@ def baseline_view(evidence: dict[str, Any], metrics: dict[str, Any]) -> dict[str
     }
 
 
+def _apart(low: Any, high: Any, digits: int) -> tuple[str, str]:
+    """low and high to `digits` significant digits, or more where that would print them alike:
+    an interval of 0.99995 to 1 is not "1 to 1" (the figures only look degenerate when rounded)."""
+    a, b = _g(low, digits), _g(high, digits)
+    for d in range(digits + 1, 8):
+        if a != b:
+            break
+        a, b = _g(low, d), _g(high, d)
+    return a, b
+
+
+def interval_span(low: Any, high: Any, digits: int = 3, sep: str = " to ") -> str:
+    """ "low to high", each with enough digits that the two differ."""
+    return sep.join(_apart(low, high, digits))
+
+
+def _interval_row(v: dict[str, Any]) -> dict[str, Any]:
+    """One interval as the report reads it: the figures, how it was made (`method`, the binomial
+    `count` it rests on) and, for a degenerate one, the note said in place of "1 – 1"."""
+    count = v.get("count") if isinstance(v.get("count"), dict) else None
+    if count is not None and not all(isinstance(count.get(k), int) for k in ("successes", "trials")):
+        count = None
+    degenerate = v.get("degenerate") is True
+    note = v.get("note") if isinstance(v.get("note"), str) and v.get("note") else None
+    return {
+        "value": num(v.get("value")),
+        "low": num(v.get("low")),
+        "high": num(v.get("high")),
+        "span": interval_span(v.get("low"), v.get("high"), sep=" – "),  # the card's "0.916 – 1"
+        "bounds": _apart(v.get("low"), v.get("high"), 4),  # the table's low and high
+        "method": v.get("method") if isinstance(v.get("method"), str) else None,
+        "count": count,
+        "degenerate": degenerate,
+        "note": note or ("every resample gives the same value" if degenerate else None),
+    }
+
+
 def intervals_view(evidence: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any] | None:
     iv = evidence.get("intervals") if isinstance(evidence.get("intervals"), dict) else metrics.get("intervals")
     if not isinstance(iv, dict) or not isinstance(iv.get("metrics"), dict):
         return None
     rows = {
-        str(k): {"value": num(v.get("value")), "low": num(v.get("low")), "high": num(v.get("high"))}
+        str(k): _interval_row(v)
         for k, v in iv["metrics"].items()
         if isinstance(v, dict) and num(v.get("low")) is not None and num(v.get("high")) is not None
     }
     if not rows:
         return None
     level = num(iv.get("level")) or 0.95
-    return {"level": level, "percent": f"{level * 100:g} %", "resamples": iv.get("resamples"), "metrics": rows}
+    return {
+        "level": level,
+        "percent": f"{level * 100:g} %",
+        "resamples": iv.get("resamples"),
+        "metrics": rows,
+        "exact": any(r["method"] == "clopper_pearson" for r in rows.values()),
+    }
+
+
+def interval_words(row: dict[str, Any] | None, digits: int = 3) -> str:
+    """A metric's interval in words: "0.916 to 1 (exact binomial, 42 of 42)", "0.85 to 0.96", or
+    the degenerate interval's note; "" without one."""
+    if not row:
+        return ""
+    if row.get("degenerate"):
+        return str(row.get("note") or "every resample gives the same value")
+    text = interval_span(row["low"], row["high"], digits)
+    c = row.get("count")
+    return text + (f" (exact binomial, {c['successes']} of {c['trials']})" if c else "")
 
 
 def corruption_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
@@ -281,7 +342,9 @@ def headline_metric(task: Any, metrics: dict[str, Any], baseline: dict[str, Any]
 
 def _interval_text(iv: dict[str, Any] | None, key: str) -> str:
     row = (iv or {}).get("metrics", {}).get(key)
-    return f" (95 % interval {_g(row['low'])} to {_g(row['high'])})" if row else ""
+    if not row:
+        return ""
+    return f" ({row['note']})" if row.get("degenerate") else f" (95 % interval {interval_words(row)})"
 
 
 def summary(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> list[dict[str, Any]]:
@@ -372,7 +435,7 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
         recall, precision = num(metrics["recall"]), num(metrics.get("precision"))
         ci = (iv or {}).get("metrics", {}).get("recall")
         s = f"It finds {recall * 100:.1f} % of {pos} cases (recall {_g(recall)}" + (
-            f", 95 % interval {_g(ci['low'])} to {_g(ci['high'])})" if ci else ")"
+            (f"; {ci['note']})" if ci.get("degenerate") else f", 95 % interval {interval_words(ci)})") if ci else ")"
         )
         if precision is not None:
             s += f"; {precision * 100:.1f} % of the cases it calls {pos} are {pos} (precision {_g(precision)})"
@@ -385,7 +448,11 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
             text.append(
                 f"{_cap(metric_name(base['metric']))}: model {_g(base['model'])}, baseline {_g(base['baseline'])}, "
                 f"difference {d['value']:+.3g}"
-                + (f" (95 % interval {d['low']:+.3g} to {d['high']:+.3g})" if d["low"] is not None and d["high"] is not None else "")
+                + (
+                    f" ({d['note']})"
+                    if d["degenerate"] and d["note"]
+                    else (f" (95 % interval {d['low']:+.3g} to {d['high']:+.3g})" if d["low"] is not None and d["high"] is not None else "")
+                )
                 + "."
             )
         badge = {
@@ -517,7 +584,13 @@ GLOSSARY: list[tuple[str, str]] = [
     (
         "bootstrap interval (95 %)",
         "The test set is resampled with replacement many times and the metric recomputed each time; the middle 95 % of those values "
-        "is the interval. A wide interval means the test set is too small to pin the figure down.",
+        "is the interval. A wide interval means the test set is too small to pin the figure down. When every resample gives the same "
+        "value (every test example right, say) there is no interval to show, and the report says so instead of printing 1 – 1.",
+    ),
+    (
+        "exact binomial interval (Clopper–Pearson)",
+        "For a share of examples (accuracy, precision, recall): the range of true shares that could give the count seen, say 42 of 42, "
+        "at least 95 % of the time. It stays honest when every example is right: 42 of 42 gives 0.916 to 1, not 1 to 1.",
     ),
     ("calibration", "Whether stated probabilities mean what they say: of the cases given 80 % confidence, about 80 % should be right."),
     (
