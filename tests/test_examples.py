@@ -133,7 +133,8 @@ def test_readme_commands_run_as_written(tmp_path):
     assert "report:" in proc.stdout and list(work.glob(".trustforge/runs/breast-cancer-mlp-*/report.html"))
     # runs list and compare: the one breast-cancer run, completed and ranked first in its group
     assert re.search(r"^breast-cancer-mlp-\S+\s+completed\s+classification", proc.stdout, re.M), proc.stdout
-    assert "classification on builtin:breast_cancer, by accuracy" in proc.stdout
+    # its group names the positive class (malignant recall and benign recall never share a leaderboard)
+    assert "classification on builtin:breast_cancer, positive class malignant, by accuracy" in " ".join(proc.stdout.split())
     # the server answered the README's request with one prediction per row
     answer = next(json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"predictions"'))
     assert len(answer["predictions"]) == 2

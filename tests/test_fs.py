@@ -50,3 +50,22 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
             (tmp / "a.bin").write_bytes(b"a")
             raise RuntimeError("half-way")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_files_written_in_place_are_private_from_creation(tmp_path, umask):
+    # Writers that cannot go through a rename (a CSV appended per epoch, safetensors' save_file,
+    # the files of a package being assembled) get 0600 at creation, not at the run's end.
+    old = os.umask(umask)
+    try:
+        _fs.write_private_bytes(tmp_path / "a.bin", b"x")
+        _fs.create_private(tmp_path / "b.bin")
+        with _fs.open_private_append(tmp_path / "c.csv", encoding="utf-8") as f:
+            mode_while_open = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            f.write("row\n")
+    finally:
+        os.umask(old)
+    assert mode_while_open == 0o600
+    for name in ("a.bin", "b.bin", "c.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert (tmp_path / "a.bin").read_bytes() == b"x" and (tmp_path / "b.bin").read_bytes() == b""

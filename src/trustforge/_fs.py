@@ -17,7 +17,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Any, Iterator
 
 __all__ = [
     "fsync_path",
@@ -26,6 +26,9 @@ __all__ = [
     "atomic_folder",
     "private_dir",
     "make_private",
+    "create_private",
+    "write_private_bytes",
+    "open_private_append",
     "PRIVATE_FILE",
     "PRIVATE_DIR",
 ]
@@ -88,6 +91,43 @@ def make_private(root: str | os.PathLike[str]) -> None:
             p = os.path.join(folder, name)
             if not os.path.islink(p):
                 os.chmod(p, PRIVATE_FILE)
+
+
+def create_private(path: str | os.PathLike[str]) -> None:
+    """Create `path` empty and mode 0600 (whatever the umask), or empty an existing file and set it 0600.
+
+    For writers that take a path and open it themselves (safetensors' `save_file`): they
+    truncate the file, which keeps its mode, so what they write is private from the start.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+    finally:
+        os.close(fd)
+
+
+def write_private_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+    """Write `data` to a new or emptied file `path` that is mode 0600 from its creation (not atomic:
+    for files inside a folder that `atomic_folder` publishes as a whole)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), PRIVATE_FILE)
+        f.write(data)
+
+
+def open_private_append(path: str | os.PathLike[str], **kwargs) -> IO[Any]:
+    """`open(path, "a", **kwargs)`, the file created mode 0600 (whatever the umask) if it is new.
+
+    An existing file is narrowed to 0600 too: a log appended during a run is private from its
+    first byte, even if the process is killed before the run's end.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        return os.fdopen(fd, "a", **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def atomic_write_bytes(

@@ -139,8 +139,33 @@ def validate(spec: Path = typer.Argument(..., help="the YAML spec")) -> None:
             f"# model.kind {s.model.kind}: picked for {source_input_kind(s.task, s.data.source)} input; name model.kind to choose another\n"
         )
     # Plain write: a console would wrap long lines (paths) at its width and break the YAML.
-    sys.stdout.write(spec_to_yaml(s))
+    sys.stdout.write(_what_applies(s, spec_to_yaml(s)))
     sys.stdout.flush()
+    split = getattr(s.data, "split", None)
+    rule = s.evaluate.threshold
+    if s.task == "classification" and isinstance(rule, (str, dict)) and split is not None and split.validation == 0:
+        name = "cost" if isinstance(rule, dict) else rule
+        _note(
+            f"evaluate.threshold {name} is chosen on the validation split, and data.split.validation is 0: "
+            "training will use 0.5; set data.split.validation (e.g. 0.2) to choose it"
+        )
+
+
+def _what_applies(s, text: str) -> str:
+    """The normalised spec's YAML with a comment where null stands for a default with a value
+    (`threshold: null  # 0.5 ...`). Comments only: the spec, and its digest, are unchanged."""
+    if s.task != "classification":
+        return text
+    lines = text.split("\n")
+    section = None
+    for i, line in enumerate(lines):
+        if line and not line.startswith(" "):
+            section = line.split(":", 1)[0]
+        elif section == "evaluate" and line == "  threshold: null":
+            lines[i] = line + "  # 0.5 for a binary task (the positive class when its probability is >= 0.5)"
+        elif section == "evaluate" and line == "  positive_class: null":
+            lines[i] = line + "  # for a binary task, the training split's minority class"
+    return "\n".join(lines)
 
 
 def _names_no_model(path: Path) -> bool:
@@ -203,6 +228,24 @@ def train(
     out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
     if result.model_uri:
         out.print(f"model:   {result.model_uri}", highlight=False, soft_wrap=True)
+    fallback = _threshold_fallback(result.metrics.get("threshold"))
+    if fallback:
+        _note(fallback)
+
+
+def _threshold_fallback(threshold: object) -> str | None:
+    """Why a threshold rule (f1, recall@precision=P, ...) was not applied and 0.5 serves; None when
+    it was applied, or when the threshold is the default or a fixed number."""
+    if not isinstance(threshold, dict) or threshold.get("chosen_on") != "default":
+        return None
+    rule = str(threshold.get("rule"))
+    try:
+        float(rule)
+        return None  # 0.5 by default, or the number the spec fixes: nothing fell back
+    except ValueError:
+        pass
+    why = threshold.get("note") or f"evaluate.threshold {rule} could not be applied; the threshold is 0.5"
+    return f"{why} (metrics.json threshold.note)"
 
 
 def _resume_hint(spec: Path) -> None:
@@ -382,7 +425,14 @@ def _run_folder(source: str) -> Path:
             version = registry.get(source)
             runs = registry.settings.runs_dir
         if not version.run or not (runs / version.run).is_dir():
-            raise RunError(f"{source} is {version.uri}, trained in run {version.run or '(not recorded)'}, whose folder is not in {runs}")
+            named = source if source == version.uri else f"{source} ({version.uri})"
+            where = (
+                f"was trained in run {version.run}, whose folder was removed from {runs}" if version.run else "has no run folder on record"
+            )
+            raise RunError(
+                f"{named} {where}; the version stays in the registry (predict, evaluate and serve take it), "
+                "but `trustforge report` needs the run folder"
+            )
         path = runs / version.run
     else:
         path = run_folder(Path(source))

@@ -173,6 +173,77 @@ def test_validate_prints_the_normalised_spec(cli, tmp_path, workspace):
     assert_nothing_left(workspace, tmp_path)
 
 
+BINARY_SPEC = """\
+name: bc
+task: classification
+data:
+  source: builtin:breast_cancer
+  target: target
+  split: {{test: 0.2, validation: {validation}, stratify: true}}
+model: {{kind: mlp, hidden: [8]}}
+train: {{max_epochs: 2, early_stopping: null, seed: 1}}
+evaluate: {{threshold: {threshold}, speed: false, corruptions: false, explain: false}}
+"""
+
+
+def test_validate_says_what_a_null_threshold_means_and_keeps_the_spec(cli, tmp_path):
+    spec = tmp_path / "bc.yaml"
+    spec.write_text(BINARY_SPEC.format(validation=0.2, threshold="null"))
+    result = cli("validate", spec)
+    assert result.code == 0 and result.stderr == "", result
+    assert re.search(r"^  threshold: null  # 0\.5 ", result.stdout, re.MULTILINE), result.stdout
+    assert yaml.safe_load(result.stdout) == spec_to_dict(load_spec(spec))  # a comment only: the spec is the same
+    again = tmp_path / "normalised.yaml"
+    again.write_text(result.stdout)
+    assert cli("validate", again).stdout == result.stdout
+
+
+@pytest.mark.parametrize(
+    ("validation", "threshold", "noted"),
+    [
+        (0.0, "f1", True),
+        (0.0, "'precision@recall=0.98'", True),
+        (0.0, "{cost: {fp: 1, fn: 5}}", True),
+        (0.2, "f1", False),
+        (0.0, 0.3, False),
+    ],
+)
+def test_validate_notes_a_threshold_rule_without_a_validation_split(cli, tmp_path, validation, threshold, noted):
+    spec = tmp_path / "bc.yaml"
+    spec.write_text(BINARY_SPEC.format(validation=validation, threshold=threshold))
+    result = cli("validate", spec)
+    assert result.code == 0, result
+    yaml.safe_load(result.stdout)  # stdout stays a valid spec
+    if noted:
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("note: evaluate.threshold "), result.stderr
+        assert "data.split.validation" in lines[0] and "0.5" in lines[0]
+    else:
+        assert result.stderr == ""
+
+
+def test_train_notes_a_threshold_rule_that_fell_back_to_one_half(cli, tmp_path, workspace):
+    spec = tmp_path / "bc.yaml"
+    spec.write_text(BINARY_SPEC.format(validation=0.0, threshold="f1"))
+    result = cli("train", "--quiet", "--no-register", spec)
+    assert result.code == 0, result
+    metrics = json.loads(next((workspace / "runs").glob("bc-*/metrics.json")).read_text())
+    assert metrics["threshold"]["chosen_on"] == "default" and metrics["threshold"]["value"] == 0.5
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "f1" in notes[0] and "0.5" in notes[0], result.stderr
+
+
+def test_threshold_fallback_is_noted_only_for_a_rule():
+    from trustforge.cli import _threshold_fallback
+
+    assert _threshold_fallback({"value": 0.5, "rule": "0.5", "chosen_on": "default", "note": "the default"}) is None
+    assert _threshold_fallback({"value": 0.3, "rule": "0.3", "chosen_on": "default", "note": "as set"}) is None
+    assert _threshold_fallback({"value": 0.41, "rule": "f1", "chosen_on": "validation", "note": None}) is None
+    assert _threshold_fallback(None) is None
+    why = _threshold_fallback({"value": 0.5, "rule": "cost", "chosen_on": "default", "note": "one class only; the threshold is 0.5"})
+    assert why is not None and why.startswith("one class only; the threshold is 0.5")
+
+
 # ---------------------------------------------------------------------------- refused inputs: the spec
 
 

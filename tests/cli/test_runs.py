@@ -121,9 +121,72 @@ def test_compare_json_and_metric(home):
     assert len(ranked) == 2 and all(r["metric"] == "log_loss" and r["lower_is_better"] for r in ranked)
     metrics = json.loads((Path(ranked[0]["path"]) / "metrics.json").read_text())
     assert ranked[0]["value"] == pytest.approx(metrics["log_loss"])
-    code, out, _ = run_main("compare", "--json", "--metric", "nosuch", *sorted((home / "runs").iterdir()), home=home)
-    assert all(r["rank"] is None for r in json.loads(out))
-    assert any(r["note"] == "no nosuch in metrics.json" for r in json.loads(out))
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_compare_by_a_metric_no_run_has_is_a_usage_error(home, as_json):
+    args = ["compare", *(["--json"] if as_json else []), "--metric", "nosuch", *sorted((home / "runs").iterdir())]
+    code, out, err = run_main(*args, home=home)
+    assert code == 2 and out == "", (code, out, err)
+    (line,) = err.splitlines()
+    assert line.startswith("error: --metric 'nosuch' is in no run's metrics.json; the runs have ")
+    have = line.split("the runs have ", 1)[1].split(", ")
+    assert {"accuracy", "log_loss", "f1_macro"} <= set(have) and "n" not in have and "fit_seconds" not in have
+
+
+def _binary_copy(home: Path, dest: Path, positive: str, threshold: float, recall: float) -> Path:
+    """A copy of the completed iris run dressed as a breast-cancer run with a positive class and a threshold."""
+    shutil.copytree(home / "runs" / _named(home, "completed"), dest)
+    spec = yaml.safe_load((dest / "spec.yaml").read_text())
+    spec["data"]["source"] = "builtin:breast_cancer"
+    (dest / "spec.yaml").write_text(yaml.safe_dump(spec))
+    metrics = json.loads((dest / "metrics.json").read_text())
+    metrics.update(
+        positive_class=positive, recall=recall, threshold={"value": threshold, "rule": "f1", "chosen_on": "validation", "note": None}
+    )
+    (dest / "metrics.json").write_text(json.dumps(metrics))
+    return dest
+
+
+def test_compare_groups_by_positive_class_and_shows_thresholds_that_differ(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    a = _binary_copy(home, tmp_path / "bc-a", "malignant", 0.5, 0.90)
+    b = _binary_copy(home, tmp_path / "bc-b", "malignant", 0.3125, 0.95)
+    c = _binary_copy(home, tmp_path / "bc-c", "benign", 0.5, 0.99)
+    d = _binary_copy(home, tmp_path / "bc-d", "benign", 0.5, 0.97)
+    code, out, err = run_main("compare", "--metric", "recall", a, b, c, d, home=home)
+    assert code == 0, err
+    blocks = out.split("\n\n")
+    malignant = next(x for x in blocks if "positive class malignant, by recall" in x)
+    benign = next(x for x in blocks if "positive class benign, by recall" in x)
+    # Malignant recall and benign recall are never ranked together.
+    assert "bc-c" not in malignant and "bc-d" not in malignant and "bc-a" not in benign
+    assert re.search(r"^1\s+bc-b\s+0\.9500\s+0\.312\s", malignant, re.MULTILINE), malignant
+    assert re.search(r"^2\s+bc-a\s+0\.9000\s+0\.5\s", malignant, re.MULTILINE), malignant
+    assert "threshold" in malignant.splitlines()[1]  # the header of the group whose thresholds differ
+    assert "threshold" not in benign  # the same threshold throughout: no column
+    assert "threshold: the probability of the positive class" in " ".join(out.split())
+    rows = json.loads(run_main("compare", "--json", "--metric", "recall", a, b, c, d, home=home).stdout)
+    assert {r["run"]: (r["positive_class"], r["threshold"]) for r in rows} == {
+        "bc-a": ("malignant", 0.5),
+        "bc-b": ("malignant", 0.3125),
+        "bc-c": ("benign", 0.5),
+        "bc-d": ("benign", 0.5),
+    }
+
+
+def test_compare_fits_50_columns_headers_included(home, tmp_path, monkeypatch):
+    runs = sorted((home / "runs").iterdir())
+    a = _binary_copy(home, tmp_path / "bc-a", "malignant", 0.5, 0.90)
+    b = _binary_copy(home, tmp_path / "bc-b", "malignant", 0.3125, 0.95)
+    monkeypatch.setenv("COLUMNS", "50")
+    code, out, _ = run_main("compare", "--metric", "accuracy", *runs, a, b, home=home)
+    assert code == 0
+    assert all(len(line) <= 50 for line in out.splitlines()), "\n".join(line for line in out.splitlines() if len(line) > 50)
+    assert "classification on builtin:iris, by" in out  # the group header, wrapped, not cut
+    words = " ".join(out.split())
+    assert "classification on builtin:iris, by accuracy (higher is better)" in words
+    assert "classification on builtin:breast_cancer, positive class malignant, by accuracy (higher is better)" in words
 
 
 def test_compare_refuses_a_folder_that_is_not_a_run(home, tmp_path):
@@ -258,6 +321,20 @@ def test_evaluate_and_report_take_model_uris(home, tmp_path):
     assert (tmp_path / "r.html").is_file() and _named(home, "completed") in (tmp_path / "r.html").read_text()
     code, _, err = run_main("report", home / "runs" / _named(home, "interrupted"), home=home, cwd=tmp_path)
     assert code == RunError.exit_code and "no test metrics to report (interrupted after 2 of 5 epochs" in err
+
+
+def test_report_of_a_version_whose_run_was_removed_says_so(home, tmp_path):
+    ws = tmp_path / "ws2"
+    shutil.copytree(home, ws)
+    completed = _named(ws, "completed")
+    assert run_main("runs", "rm", "--yes", completed, home=ws).code == 0
+    for uri, named in (("models:/iris-mlp/1", "models:/iris-mlp/1 was"), ("models:/iris-mlp", "models:/iris-mlp (models:/iris-mlp/1) was")):
+        code, out, err = run_main("report", uri, home=ws, cwd=tmp_path)
+        assert code == RunError.exit_code and out == "", err
+        (line,) = err.splitlines()
+        assert line.startswith(f"error: {named} trained in run {completed}, whose folder was removed from "), line
+        assert line.count("models:/iris-mlp/1") == 1, line
+        assert "the version stays in the registry" in line and "`trustforge report` needs the run folder" in line
 
 
 # ---------------------------------------------------------------------------- the command itself

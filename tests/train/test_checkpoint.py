@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,73 @@ def test_a_resumed_run_that_fails_is_kept_as_failed_and_not_resumed_again(worksp
     assert csv_epochs(run_dir) == [1, 2]
     with pytest.raises(RunError, match="no interrupted run"):
         run(spec, resume=True, progress=False)
+
+
+# ---------------------------------------------------------------------------- private from creation
+
+
+class ModesAtEpochEnd(Callback):
+    """Record the mode of every file and folder in the run folder at the end of an epoch (after the
+    built-in CSV logger has written and the checkpoint is flushed, as its timer would), then stop
+    the run before any change of status."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        self.modes: dict[str, int] = {}
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch + 1 == self.epoch:
+            run_dir = trainer_run_dir(trainer)
+            next(cb for cb in trainer.callbacks if isinstance(cb, Checkpoint)).flush()
+            for p in [run_dir, *run_dir.rglob("*")]:
+                self.modes[str(p.relative_to(run_dir))] = p.stat().st_mode & 0o777
+            raise KeyboardInterrupt
+
+
+def trainer_run_dir(trainer) -> Path:
+    from trustforge.train import CSVLogger
+
+    return next(cb for cb in trainer.callbacks if isinstance(cb, CSVLogger)).path.parent
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_every_file_of_a_run_folder_is_private_while_training(workspace, umask):
+    # A run killed mid-training (kill -9) never reaches the status change that narrows modes,
+    # so each file must be 0600 (and each folder 0700) from its creation, whatever the umask.
+    spy = ModesAtEpochEnd(2)
+    old = os.umask(umask)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run({**PLAIN, "name": "iris-private"}, callbacks=[spy], progress=False)
+    finally:
+        os.umask(old)
+    assert {"epochs.csv", "spec.yaml", "status.json", "checkpoints", "checkpoints/last.safetensors"} <= set(spy.modes)
+    wrong = {name: oct(mode) for name, mode in spy.modes.items() if mode != (0o700 if name in (".", "checkpoints") else 0o600)}
+    assert wrong == {}
+
+
+def test_checkpoint_and_csv_log_are_private_from_their_first_byte(tmp_path, monkeypatch):
+    from trustforge.train import CSVLogger
+
+    seen = []
+    real = checkpoint_module.save_file
+
+    def spy(tensors, filename, metadata=None):
+        real(tensors, filename, metadata=metadata)
+        seen.append(Path(filename).stat().st_mode & 0o777)  # the temporary file, before its rename
+
+    monkeypatch.setattr(checkpoint_module, "save_file", spy)
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "ck", {"epoch": 0}, {"w": torch.zeros(3)})
+        log = CSVLogger(tmp_path / "epochs.csv")
+        log.on_epoch_end(None, 0, {"train_loss": 1.0})
+        first = (tmp_path / "epochs.csv").stat().st_mode & 0o777
+        log.on_epoch_end(None, 1, {"train_loss": 0.5})
+    finally:
+        os.umask(old)
+    assert seen == [0o600]
+    assert (tmp_path / "ck" / "last.safetensors").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "ck").stat().st_mode & 0o777 == 0o700
+    assert first == 0o600 and (tmp_path / "epochs.csv").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "epochs.csv").read_text().splitlines() == ["epoch,train_loss", "1,1.0", "2,0.5"]

@@ -150,10 +150,10 @@ def _when(iso: Any, *, short: bool = False) -> str:
     return t.strftime("%m-%d %H:%M" if short and t.year == datetime.now().year else "%Y-%m-%d %H:%M")
 
 
-def _wrapped(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(text, width=max(30, _width() - len(indent)), initial_indent=indent, subsequent_indent=" " * len(indent)) or [
-        indent
-    ]
+def _wrapped(text: str, indent: str, subsequent: str | None = None) -> list[str]:
+    """`text` wrapped to the terminal, the first line after `indent`, the others after `subsequent` (default: as deep)."""
+    later = " " * len(indent) if subsequent is None else subsequent
+    return textwrap.wrap(text, width=max(30, _width() - len(indent)), initial_indent=indent, subsequent_indent=later) or [indent]
 
 
 # ---------------------------------------------------------------------------- commands
@@ -301,30 +301,40 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
     for r in rows:
         groups.setdefault(r["group"], []).append(r)
     older = False
+    thresholds_shown = False
     for n, (group, members) in enumerate(groups.items()):
         if n:
             _print()
         lower = members[0]["lower_is_better"]
         ranked = [r for r in members if r["rank"] is not None]
-        _print(f"{group} ({'lower' if lower else 'higher'} is better)" + ("" if ranked else ": no run to rank"))
+        for line in _wrapped(f"{group} ({'lower' if lower else 'higher'} is better)" + ("" if ranked else ": no run to rank"), "", "  "):
+            _print(line)
+        # Runs whose decision thresholds differ classify the same scores differently: say so per run.
+        show_threshold = len({r["threshold"] for r in ranked}) > 1
+        thresholds_shown = thresholds_shown or show_threshold
         cells = []
         for r in ranked:
             forward = r["latency_source"] not in (None, "speed.predict.p50_ms")
             older = older or forward
-            cells.append(
-                (
-                    str(r["rank"]),
-                    r["run"],
-                    _fmt(r["value"], ".4f"),
-                    _fmt(r["fit_seconds"], ".1f"),
-                    _fmt(r["latency_p50_ms"], ".3f") + ("*" if forward else ""),
-                    _fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
-                    _fmt(r["parameters"], ","),
-                )
-            )
+            row = [
+                str(r["rank"]),
+                r["run"],
+                _fmt(r["value"], ".4f"),
+                _fmt(r["fit_seconds"], ".1f"),
+                _fmt(r["latency_p50_ms"], ".3f") + ("*" if forward else ""),
+                _fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
+                _fmt(r["parameters"], ","),
+            ]
+            if show_threshold:
+                row.insert(3, _fmt(r["threshold"], ".3g"))
+            cells.append(tuple(row))
         if cells:
-            headers = ("#", "run", str(members[0]["metric"]), "fit s", "p50 ms", "KiB", "params")
-            for line in fit_table(headers, cells, width=_width(), shrink=1, optional=(6, 5, 3), right=(0, 2, 3, 4, 5, 6)):
+            headers = ["#", "run", str(members[0]["metric"]), "fit s", "p50 ms", "KiB", "params"]
+            optional, right = (6, 5, 3), (0, 2, 3, 4, 5, 6)
+            if show_threshold:  # never dropped: the figures mean something else without it
+                headers.insert(3, "threshold")
+                optional, right = (7, 6, 4), (0, 2, 3, 4, 5, 6, 7)
+            for line in fit_table(headers, cells, width=_width(), shrink=1, optional=optional, right=right):
                 _print(line)
         for r in members:
             if r["rank"] is None:
@@ -335,7 +345,13 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         for line in _wrapped(
             "p50 ms: median latency of Model.predict on one row (speed.predict.p50_ms)"
             + ("; a figure marked * is an older run's forward pass only" if older else "")
-            + ". KiB: package size.",
+            + ". KiB: package size."
+            + (
+                " threshold: the probability of the positive class from which a run predicts it; it differs"
+                " within a group, so precision, recall and F1 there are at different operating points."
+                if thresholds_shown
+                else ""
+            ),
             "",
         ):
             _print(line)

@@ -6,7 +6,9 @@ figures to rank, so `read_run` never refuses one for a missing metrics.json: it 
 run's state and why it cannot be compared, in words that are true of that run.
 
 Runs are ranked only against runs that answer the same question: the same task on the same
-data source, by the same metric. Digits and breast cancer are never on one leaderboard.
+data source, for the same positive class (binary classification: malignant recall and benign
+recall are different figures), by the same metric. Digits and breast cancer are never on one
+leaderboard. A `--metric` that no run has is a usage error naming the metrics they have.
 """
 
 from __future__ import annotations
@@ -22,11 +24,19 @@ import yaml
 
 from trustforge.errors import RunError
 
-__all__ = ["read_run", "compare_runs", "run_folder", "STATES"]
+__all__ = ["read_run", "compare_runs", "run_folder", "STATES", "UnknownMetric"]
 
 STATES = ("completed", "interrupted", "failed", "running", "killed")
+# Numbers in metrics.json that describe the run, not the model's quality: never offered as a metric to rank by.
+_BOOKKEEPING = {"n", "epochs_trained", "best_epoch", "fit_seconds"}
 # Metrics not in evaluate.METRICS (or older runs' names) where a smaller figure is better.
 _LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss", "ece", "mape", "smape"}
+
+
+class UnknownMetric(RunError):
+    """`compare --metric NAME` where no run's metrics.json has NAME: a usage error (exit code 2)."""
+
+    exit_code = 2
 
 
 def run_folder(path: Path) -> Path:
@@ -50,7 +60,10 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
 
     Returns a dict with: run (folder name), path, name (the spec's), state (one of `STATES`:
     "killed" is a status.json still saying "running" whose process is gone), started, updated,
-    task, dataset (the data source, local paths cut to the file name), metric, lower_is_better,
+    task, dataset (the data source, local paths cut to the file name), positive_class (binary
+    classification: the class precision, recall and F1 are of; else None), threshold and
+    threshold_rule (the decision threshold on its probability, and the rule that chose it),
+    metric, lower_is_better,
     value (None when the run has no such figure), epochs (rows of epochs.csv), max_epochs,
     resumable (an interrupted or killed run with a checkpoint), model_uri, fit_seconds,
     latency_p50_ms and latency_source ("speed.predict.p50_ms", Model.predict on one row, or
@@ -73,6 +86,11 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     chosen = metric or _headline(task, metrics or {})
     value = _number((metrics or {}).get(chosen)) if chosen else None
     latency, latency_source = _latency(evidence.get("speed"))
+    threshold = (metrics or {}).get("threshold") if isinstance((metrics or {}).get("threshold"), dict) else {}
+    positive = (metrics or {}).get("positive_class")
+    if positive is None and metrics is None:  # an unfinished run: the class its spec names, if it names one
+        ev = spec.get("evaluate") if isinstance(spec.get("evaluate"), dict) else {}
+        positive = ev.get("positive_class")
     row = {
         "run": run_dir.name,
         "path": str(run_dir),
@@ -82,6 +100,9 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "updated": status.get("updated"),
         "task": task,
         "dataset": _dataset(data.get("source")),
+        "positive_class": None if positive is None else str(positive),
+        "threshold": _number(threshold.get("value")),
+        "threshold_rule": threshold.get("rule"),
         "metric": chosen,
         "lower_is_better": _lower_is_better(chosen),
         "value": value,
@@ -102,20 +123,33 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
 def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[str, Any]]:
     """Leaderboard rows (see `read_run`), one per run, grouped and ranked.
 
-    A group is one task on one data source measured by one metric (`metric`, or each task's
-    leaderboard metric: accuracy, rmse, ndcg@10): `group` names it and `rank` is 1 for the
-    best run of its group. Runs that cannot be ranked (not completed, or without the metric)
-    keep `rank` None and say why in `note`. Groups come in order of task and data source;
-    in each, ranked runs best first, then the others.
+    A group is one task on one data source, for one positive class (binary classification),
+    measured by one metric (`metric`, or each task's leaderboard metric: accuracy, rmse,
+    ndcg@10): `group` names it and `rank` is 1 for the best run of its group. Runs that cannot
+    be ranked (not completed, or without the metric) keep `rank` None and say why in `note`;
+    an unfinished run whose positive class is unknown joins the group of its task and data
+    when there is only one. Groups come in order of task, data source and positive class; in
+    each, ranked runs best first, then the others.
 
     Raises:
         RunError: a path is not a run folder (or a run's package); one of its files is corrupt.
+        UnknownMetric: `metric` is in no run's metrics.json (the message lists those there are).
     """
     rows = [read_run(Path(d), metric) for d in run_dirs]
+    if metric is not None and not any(r["value"] is not None for r in rows):
+        _unknown_metric(metric, run_dirs)
+    classes: dict[tuple[str, str, str], set[str]] = {}
     for row in rows:
-        row["group"] = f"{row['task']} on {row['dataset']}, by {row['metric']}"
+        if row["positive_class"] is not None:
+            classes.setdefault((row["task"], row["dataset"], row["metric"] or ""), set()).add(row["positive_class"])
+    for row in rows:
+        known = classes.get((row["task"], row["dataset"], row["metric"] or ""), set())
+        if row["positive_class"] is None and row["note"] is not None and len(known) == 1:
+            row["positive_class"] = next(iter(known))
+        positive = f", positive class {row['positive_class']}" if row["positive_class"] is not None else ""
+        row["group"] = f"{row['task']} on {row['dataset']}{positive}, by {row['metric']}"
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["metric"] or "")):
+    for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["positive_class"] or "", r["metric"] or "")):
         groups.setdefault(row["group"], []).append(row)
     out = []
     for members in groups.values():
@@ -127,6 +161,16 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
             r["rank"] = None
         out.extend(ranked + rest)
     return out
+
+
+def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:
+    names: set[str] = set()
+    for d in run_dirs:
+        metrics = _json(run_folder(Path(d)) / "metrics.json")
+        if isinstance(metrics, dict):
+            names.update(k for k, v in metrics.items() if k not in _BOOKKEEPING and _number(v) is not None)
+    have = f"the runs have {', '.join(sorted(names))}" if names else "no run has test metrics yet"
+    raise UnknownMetric(f"--metric {metric!r} is in no run's metrics.json; {have}")
 
 
 # ---------------------------------------------------------------------------- reading

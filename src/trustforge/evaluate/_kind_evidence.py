@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from trustforge._fs import create_private
 from trustforge.data import Prepared, RawData, as_text, load_source, read_interactions
 from trustforge.evaluate._sequence_noise import forecast_noise_table, sequence_noise_table
 from trustforge.evaluate._shift import corruption_table
@@ -134,6 +135,7 @@ class ImageEvidence(KindEvidence):
         info, tensors = explain_images(
             model.module, data.test.inputs[0], data.test.target, per_class=spec.evaluate.explain_per_class, seed=spec.train.seed
         )
+        create_private(run_dir / EXPLANATIONS)  # 0600 from its creation; save_file truncates it, keeping the mode
         save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, str(run_dir / EXPLANATIONS))
         if self.input_label is not None:
             info["input"] = self.input_label

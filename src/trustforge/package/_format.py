@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trustforge._fs import atomic_folder
+from trustforge._fs import atomic_folder, write_private_bytes
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.secure import (
     SIGNATURE_FILE,
@@ -135,7 +135,7 @@ def write_package(
         files: dict[str, dict[str, Any]] = {}
         for name, tensors in tensor_files.items():
             blob = save_tensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-            (tmp / name).write_bytes(blob)
+            write_private_bytes(tmp / name, blob)
             files[name] = {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
         full = {
             "format": FORMAT,
@@ -145,11 +145,11 @@ def write_package(
             "files": files,
         }
         raw = encode_manifest(full)
-        (tmp / MANIFEST).write_bytes(raw)
+        write_private_bytes(tmp / MANIFEST, raw)
         if keyring is not None:
             digests = {name: entry["sha256"] for name, entry in files.items()}
             digests[MANIFEST] = hashlib.sha256(raw).hexdigest()
-            (tmp / SIGNATURE_FILE).write_bytes(sign_digests(digests, dest.name, keyring))
+            write_private_bytes(tmp / SIGNATURE_FILE, sign_digests(digests, dest.name, keyring))
     return dest
 
 

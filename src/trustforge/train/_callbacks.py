@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trustforge._fs import open_private_append
 from trustforge.train._checkpoint import atomic_write_text, save_checkpoint
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class CSVLogger(Callback):
         new = not self.path.exists() or self.path.stat().st_size == 0
         if self.fields is None:
             self.fields = list(row) if new else _header(self.path) or list(row)
-        with self.path.open("a", newline="", encoding="utf-8") as f:
+        with open_private_append(self.path, newline="", encoding="utf-8") as f:  # 0600 from its creation
             writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             if new:
                 writer.writeheader()

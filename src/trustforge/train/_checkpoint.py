@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from trustforge._fs import atomic_write_text
+from trustforge._fs import atomic_write_text, create_private, private_dir
 from trustforge.errors import RunError
 
 _META_KEY = "trustforge.checkpoint"
@@ -56,10 +56,13 @@ def save_checkpoint(folder: Path, meta: dict[str, Any], tensors: dict[str, torch
     """Write `last.safetensors` atomically; the JSON state rides in the file's metadata.
 
     One file and one rename, so a crash leaves either the previous checkpoint or the new one.
+    The folder is 0700 and the file 0600 from their creation, whatever the umask: a run killed
+    mid-training leaves nothing readable by others.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     tmp = folder / f".last.safetensors.tmp-{os.getpid()}"
     try:
+        create_private(tmp)  # save_file truncates it, which keeps the mode
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={_META_KEY: json.dumps(meta)})
         with tmp.open("rb") as f:
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the checkpoint
