@@ -126,7 +126,7 @@ def _run(
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)  # model errors surface here, before any folder exists
-    timings["threads"] = apply_threads(spec.train.threads if threads is None else threads, model)
+    timings["threads"] = apply_threads(spec.train.threads if threads is None else threads, model, from_env=settings.threads_from_env)
 
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)

@@ -50,6 +50,7 @@ class Settings:
     kek: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     audit_sink: str | None = None
+    threads_from_env: bool = False
 
     def __post_init__(self) -> None:
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
@@ -68,6 +69,7 @@ class Settings:
             kek=os.environ.get("TRUSTFORGE_KEK") or None,
             token=_token_from_env(),
             audit_sink=os.environ.get("TRUSTFORGE_AUDIT_SINK") or None,
+            threads_from_env=bool(os.environ.get("OMP_NUM_THREADS")),
         )
 
     @property

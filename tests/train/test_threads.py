@@ -11,6 +11,7 @@ from torch import nn
 
 import trustforge
 from trustforge.errors import SpecError
+from trustforge.settings import Settings
 from trustforge.spec import load_spec
 from trustforge.train import choose_threads, restores_threads
 from trustforge.train._threads import MAX_AUTO_THREADS, SMALL_MODEL_PARAMETERS
@@ -28,9 +29,10 @@ def test_small_models_train_on_one_thread_large_ones_on_a_few(monkeypatch):
     assert choose_threads(None, large) == 2  # never more threads than usable cores
 
 
-def test_an_explicit_count_wins_and_the_environment_is_respected(monkeypatch):
+def test_an_explicit_count_wins_and_the_environment_is_respected(monkeypatch, tmp_path):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert choose_threads(None, nn.Linear(2, 2)) is None  # torch already follows the variable
+    assert Settings.from_env(home=tmp_path).threads_from_env  # the entry point reads the variable, the library is told
+    assert choose_threads(None, nn.Linear(2, 2), from_env=True) is None  # torch already follows the variable
     assert choose_threads(2, nn.Linear(2, 2)) == 2
     with pytest.raises(ValueError, match="threads"):
         choose_threads(0, nn.Linear(2, 2))

@@ -31,28 +31,32 @@ MAX_AUTO_THREADS = 4
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def choose_threads(requested: int | None, module: nn.Module) -> int | None:
+def choose_threads(requested: int | None, module: nn.Module, *, from_env: bool = False) -> int | None:
     """The intra-op thread count for training `module`: `requested`, else the automatic choice.
 
+    Args:
+        from_env: the environment chose torch's threads (`OMP_NUM_THREADS`, which torch reads
+            itself; `Settings.threads_from_env` says whether it is set).
+
     Returns:
-        `requested` when given; None (leave torch's setting) when `OMP_NUM_THREADS` is set,
-        since the user or their scheduler chose it; 1 for a model of fewer than
+        `requested` when given; None (leave torch's setting) when `from_env`, since the user or
+        their scheduler chose it; 1 for a model of fewer than
         `SMALL_MODEL_PARAMETERS` parameters; else `min(MAX_AUTO_THREADS, usable cores)`.
     """
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads must be an int >= 1; got {requested}")
         return int(requested)
-    if os.environ.get("OMP_NUM_THREADS"):
+    if from_env:
         return None
     if sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMETERS:
         return 1
     return max(1, min(MAX_AUTO_THREADS, _usable_cores()))
 
 
-def apply_threads(requested: int | None, module: nn.Module) -> int:
+def apply_threads(requested: int | None, module: nn.Module, *, from_env: bool = False) -> int:
     """Set torch's intra-op threads as `choose_threads` says; returns the count in effect."""
-    n = choose_threads(requested, module)
+    n = choose_threads(requested, module, from_env=from_env)
     if n is not None:
         torch.set_num_threads(n)
     return int(torch.get_num_threads())
