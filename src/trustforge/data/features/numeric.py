@@ -57,6 +57,10 @@ class NumericState(FeatureState):
 
 def numbers(col: pd.Series, *, name: str, where: str) -> np.ndarray:
     """The column as float64 (NaN where missing); text, a boolean or an infinity raises naming the row."""
+    kind = col.dtype.kind
+    if kind in "iuf":  # already numbers (NaN or pandas' NA where missing): no parsing, no per-value checks
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        return _finite(values, col, name=name, where=where)
     if pd.api.types.is_bool_dtype(col) or col.dtype == object:
         # True is not the number 1 (pandas would convert it): a yes/no column is a binary feature.
         flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col.to_numpy()), dtype=bool, count=len(col))
@@ -68,7 +72,10 @@ def numbers(col: pd.Series, *, name: str, where: str) -> np.ndarray:
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
         raise DataError(f"{where}: column {name!r} must be numeric; got {str(col.iloc[row])[:40]!r} in row {row_of(col, row)}")
-    values = converted.to_numpy(dtype=np.float64)
+    return _finite(converted.to_numpy(dtype=np.float64), col, name=name, where=where)
+
+
+def _finite(values: np.ndarray, col: pd.Series, *, name: str, where: str) -> np.ndarray:
     inf = np.isinf(values)
     if inf.any():
         row = int(inf.nonzero()[0][0])
