@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from trustforge.errors import RunError
+from trustforge.evaluate._report_summary import flatten, num
 
 __all__ = ["read_run", "compare_runs", "run_folder", "STATES", "UnknownMetric"]
 
@@ -84,7 +84,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     train = spec.get("train") if isinstance(spec.get("train"), dict) else {}
     state = _state(status)
     chosen = metric or _headline(task, metrics or {})
-    value = _number((metrics or {}).get(chosen)) if chosen else None
+    value = num((metrics or {}).get(chosen)) if chosen else None
     latency, latency_source = _latency(evidence.get("speed"))
     threshold = (metrics or {}).get("threshold") if isinstance((metrics or {}).get("threshold"), dict) else {}
     positive = (metrics or {}).get("positive_class")
@@ -101,7 +101,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "task": task,
         "dataset": _dataset(data.get("source")),
         "positive_class": None if positive is None else str(positive),
-        "threshold": _number(threshold.get("value")),
+        "threshold": num(threshold.get("value")),
         "threshold_rule": threshold.get("rule"),
         "metric": chosen,
         "lower_is_better": _lower_is_better(chosen),
@@ -168,7 +168,7 @@ def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:
     for d in run_dirs:
         metrics = _json(run_folder(Path(d)) / "metrics.json")
         if isinstance(metrics, dict):
-            names.update(k for k, v in metrics.items() if k not in _BOOKKEEPING and _number(v) is not None)
+            names.update(k for k, v in metrics.items() if k not in _BOOKKEEPING and num(v) is not None)
     have = f"the runs have {', '.join(sorted(names))}" if names else "no run has test metrics yet"
     raise UnknownMetric(f"--metric {metric!r} is in no run's metrics.json; {have}")
 
@@ -200,21 +200,6 @@ def _epoch_rows(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if not isinstance(d, dict):
-        return [(prefix, d)]
-    out = []
-    for k, v in d.items():
-        out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
 
 
 def _state(status: dict[str, Any]) -> str:
@@ -263,19 +248,19 @@ def _dataset(source: Any) -> str:
 def _latency(speed: Any) -> tuple[float | None, str | None]:
     """Batch-1 predict latency: Model.predict end to end when measured, else the older forward-pass figure."""
     predict = (speed or {}).get("predict") if isinstance(speed, dict) else None
-    if isinstance(predict, dict) and _number(predict.get("p50_ms")) is not None:
-        return _number(predict["p50_ms"]), "speed.predict.p50_ms"
-    for key, value in _flatten(speed or {}):
-        if "p50" in key.lower() and "latency" in key.lower() and _number(value) is not None:
-            return _number(value), f"speed.{key}"
+    if isinstance(predict, dict) and num(predict.get("p50_ms")) is not None:
+        return num(predict["p50_ms"]), "speed.predict.p50_ms"
+    for key, value in flatten(speed or {}):
+        if "p50" in key.lower() and "latency" in key.lower() and num(value) is not None:
+            return num(value), f"speed.{key}"
     return None, None
 
 
 def _fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list[dict[str, str]]) -> float | None:
     for source in (metrics, evidence.get("speed") or {}):
-        for key, value in _flatten(source):
-            if key.split(".")[-1] == "fit_seconds" and _number(value) is not None:
-                return _number(value)
+        for key, value in flatten(source):
+            if key.split(".")[-1] == "fit_seconds" and num(value) is not None:
+                return num(value)
     try:
         return sum(float(r["seconds"]) for r in epochs) if epochs else None
     except (KeyError, TypeError, ValueError):
@@ -283,20 +268,20 @@ def _fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list
 
 
 def _package_bytes(run_dir: Path, evidence: dict[str, Any]) -> int | None:
-    for key, value in _flatten(evidence.get("speed") or {}):
-        if key.split(".")[-1] in ("package_bytes", "package_size_bytes") and _number(value) is not None:
+    for key, value in flatten(evidence.get("speed") or {}):
+        if key.split(".")[-1] in ("package_bytes", "package_size_bytes") and num(value) is not None:
             return int(value)
     package = run_dir / "package"
     return sum(p.stat().st_size for p in package.rglob("*") if p.is_file()) if package.is_dir() else None
 
 
 def _parameters(run_dir: Path, evidence: dict[str, Any]) -> int | None:
-    for key, value in _flatten(evidence.get("speed") or {}):
-        if key.split(".")[-1] == "parameters" and _number(value) is not None:
+    for key, value in flatten(evidence.get("speed") or {}):
+        if key.split(".")[-1] == "parameters" and num(value) is not None:
             return int(value)
     manifest = _json(run_dir / "package" / "manifest.json") if (run_dir / "package" / "manifest.json").is_file() else None
     value = ((manifest or {}).get("model") or {}).get("parameters")
-    return int(value) if _number(value) is not None else None
+    return int(value) if num(value) is not None else None
 
 
 def _note(row: dict[str, Any], status: dict[str, Any], metrics: Any) -> str | None:

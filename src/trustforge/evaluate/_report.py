@@ -40,6 +40,7 @@ from trustforge.evaluate._report_summary import (
     baseline_view,
     calibration_view,
     corruption_view,
+    flatten,
     headline_metric,
     importance_measures,
     intervals_view,
@@ -146,19 +147,9 @@ def _float(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested dicts as (dotted key, leaf) pairs, so evidence of any nesting becomes a table."""
-    if not isinstance(d, dict):
-        return [(prefix, d)]
-    out = []
-    for k, v in d.items():
-        out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def _latency_p50(speed: Any) -> float | None:
     # The speed dict's nesting is E1's to choose; the first p50 latency in it is batch size 1.
-    for key, value in _flatten(speed or {}):
+    for key, value in flatten(speed or {}):
         if "p50" in key.lower() and "latency" in key.lower() and _float(value) is not None:
             return _float(value)
     return None
@@ -166,7 +157,7 @@ def _latency_p50(speed: Any) -> float | None:
 
 def _fit_seconds(run: dict[str, Any]) -> float | None:
     for source in (run["metrics"], run["evidence"].get("speed") or {}):
-        for key, value in _flatten(source):
+        for key, value in flatten(source):
             if key.split(".")[-1] == "fit_seconds" and _float(value) is not None:
                 return _float(value)
     seconds = [r.get("seconds") for r in run["epochs"]]
@@ -174,7 +165,7 @@ def _fit_seconds(run: dict[str, Any]) -> float | None:
 
 
 def _package_bytes(run: dict[str, Any]) -> int | None:
-    for key, value in _flatten(run["evidence"].get("speed") or {}):
+    for key, value in flatten(run["evidence"].get("speed") or {}):
         if key.split(".")[-1] in ("package_bytes", "package_size_bytes") and _float(value) is not None:
             return int(value)
     package = run["dir"] / "package"
@@ -182,7 +173,7 @@ def _package_bytes(run: dict[str, Any]) -> int | None:
 
 
 def _parameters(run: dict[str, Any]) -> int | None:
-    for key, value in _flatten(run["evidence"].get("speed") or {}):
+    for key, value in flatten(run["evidence"].get("speed") or {}):
         if key.split(".")[-1] == "parameters" and _float(value) is not None:
             return int(value)
     value = (run["manifest"].get("model") or {}).get("parameters")
@@ -243,7 +234,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "per_class": _per_class(metrics, labels),
         "epochs": run["epochs"],
         "learning_note": _learning_note(run),
-        "speed": _flatten(ev["speed"]) if ev.get("speed") else None,
+        "speed": flatten(ev["speed"]) if ev.get("speed") else None,
         "speed_view": speed,
         "calibration": cal,
         "baseline": base,
@@ -345,7 +336,7 @@ def _table(section: Any) -> dict[str, Any] | None:
     if isinstance(section, dict):
         records = next((v for v in section.values() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)), None)
         # `measures` sentences are printed above their charts; the table keeps the figures.
-        flat = _flatten({k: v for k, v in section.items() if v is not records})
+        flat = flatten({k: v for k, v in section.items() if v is not records})
         notes = [(k, v) for k, v in flat if not isinstance(v, list) and not k.endswith("measures")]
     else:
         records, notes = section if isinstance(section, list) else None, []

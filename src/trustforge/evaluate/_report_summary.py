@@ -178,7 +178,7 @@ def speed_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     load = sp.get("load") if isinstance(sp.get("load"), dict) else None
     # `latency_ms` is the forward pass under its old name: shown once, as `forward`.
     skip = {"predict", "forward", "load"} | ({"latency_ms"} if forward is not None else set())
-    other = [(k, v) for k, v in _flatten({k: v for k, v in sp.items() if k not in skip}) if not isinstance(v, (list, dict))]
+    other = [(k, v) for k, v in flatten({k: v for k, v in sp.items() if k not in skip}) if not isinstance(v, (list, dict))]
     return {
         "predict": predict,
         "forward": forward,
@@ -317,12 +317,13 @@ def importance_measures(section: Any) -> dict[str, str]:
     return out
 
 
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts as (dotted key, leaf) pairs, so evidence of any nesting becomes a table."""
     if not isinstance(d, dict):
         return [(prefix, d)]
     out = []
     for k, v in d.items():
-        out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        out.extend(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
