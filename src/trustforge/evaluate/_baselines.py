@@ -4,7 +4,8 @@ Each task names its baseline (`Task.baseline`); this module holds them. A baseli
 same test rows as the model, so `yardstick` can draw the model's and the baseline's rows with
 the same bootstrap weights (`_intervals.bootstrap`) and say whether the model beats it:
 
-- classification: scikit-learn's `LogisticRegression` (C = 1, lbfgs) on the model's encoded
+- classification: logistic regression (C = 1, L-BFGS; scikit-learn's `LogisticRegression`
+  objective and solver, `_linear.LogisticModel`) on the model's encoded
   inputs, flattened: float inputs (numbers, dates, pixels, spectrograms) standardised with the
   training split's mean and spread, categorical columns one-hot, token sequences as a bag of
   tokens (which tokens occur). With no input it can read, the training split's majority class.
@@ -14,7 +15,7 @@ the same bootstrap weights (`_intervals.bootstrap`) and say whether the model be
   came from (`_calibration.choose_threshold`, with its fallback to 0.5), so that the two are
   compared at the same kind of operating point, not the model at its chosen one and the
   baseline at 0.5.
-- regression: ridge regression (alpha = 1) on the same features.
+- regression: ridge regression (alpha = 1, `_linear.RidgeModel`) on the same features.
 - forecasting: the seasonal-naive forecast of the same windows (no fit).
 - recommendation: popularity (implicit feedback: items ranked by training count), or the
   bias-only model μ + b_u + b_i (explicit feedback: popularity predicts no rating).
@@ -29,7 +30,6 @@ Models are duck-typed (`trustforge.Model`: `predict`, `outputs`, `module`, `prep
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,7 @@ from trustforge.data import (
 from trustforge.evaluate import _recommend as recommend
 from trustforge.evaluate._calibration import choose_threshold
 from trustforge.evaluate._intervals import LEVEL, RESAMPLES, ClassRows, ErrorRows, RankRows, Rows, bootstrap, verdict
+from trustforge.evaluate._linear import LogisticModel, RidgeModel
 from trustforge.evaluate._metrics import METRICS, binary_predictions, ranking_rows
 
 __all__ = [
@@ -184,21 +185,15 @@ def fit_logistic(
 ) -> tuple[Any, Design, dict[str, Any]]:
     """Logistic regression on the encoded inputs of `parts` (default: the training split).
 
-    Returns the fitted scikit-learn model, the `Design` that makes its features, and details
+    Returns the fitted model (`_linear.LogisticModel`, scikit-learn's objective and solver), the `Design` that makes its features, and details
     ({"fit_rows", "features", "converged"}).
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     parts = parts or (data.train,)
     design = Design(data)
     x = _stack([design.transform(p.inputs) for p in parts])
     y = np.concatenate([p.target.numpy() for p in parts]).astype(np.int64)
     rows = _fit_rows(len(y), seed, _bounded_rows(x, max_rows))
-    model = LogisticRegression(max_iter=MAX_ITER, class_weight=class_weight)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x[rows], y[rows])
+    model = LogisticModel(max_iter=MAX_ITER, class_weight=class_weight).fit(x[rows], y[rows])
     details = {"fit_rows": int(len(rows)), "features": int(x.shape[1]), "converged": bool(np.max(model.n_iter_) < MAX_ITER)}
     return model, design, details
 
@@ -297,7 +292,7 @@ class LogisticBaseline(Baseline):
             base_pred, threshold = _same_decision(spec, data, model, positive, val_proba, base_proba)
             base = ClassRows(y, base_proba, base_pred, positive)
             description = (
-                f"scikit-learn LogisticRegression (C=1, lbfgs, at most {MAX_ITER} iterations"
+                f"logistic regression (L2, C=1, L-BFGS, at most {MAX_ITER} iterations"
                 f"{', class_weight=balanced as the spec balances classes' if balanced else ''}) fitted on "
                 f"{details['fit_rows']} rows of the training split, reading the model's encoded inputs as "
                 f"{design.summary}; scored on the same test rows"
@@ -335,8 +330,6 @@ class RidgeBaseline(Baseline):
     """Ridge regression (alpha = 1) on the same features as `LogisticBaseline`."""
 
     def paired(self, spec: Any, data: Prepared, model: Any) -> Paired:
-        from sklearn.linear_model import Ridge
-
         pre = data.preprocessor
         y = pre.decode_regression(data.test.target.numpy().astype(np.float64))
         pred = np.asarray(model.predict(data.test_raw)["prediction"], dtype=np.float64)
@@ -346,10 +339,10 @@ class RidgeBaseline(Baseline):
         if design:
             x = design.transform(data.train.inputs)
             rows = _fit_rows(len(train_y), spec.train.seed, _bounded_rows(x, MAX_FIT_ROWS))
-            fitted = Ridge(alpha=1.0).fit(x[rows], train_y[rows])
+            fitted = RidgeModel(alpha=1.0).fit(x[rows], train_y[rows])
             base = pre.decode_regression(fitted.predict(design.transform(data.test.inputs)).astype(np.float64))
             description = (
-                f"scikit-learn Ridge (alpha=1) fitted on {len(rows)} rows of the training split, reading the "
+                f"ridge regression (alpha=1) fitted on {len(rows)} rows of the training split, reading the "
                 f"model's encoded inputs as {design.summary}; scored on the same test rows"
             )
             return Paired(

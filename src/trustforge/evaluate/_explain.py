@@ -308,9 +308,9 @@ def feature_importance(
 
 def _student_t(df: int) -> float:
     """The two-sided 95 % critical value of Student's t with `df` degrees of freedom."""
-    from scipy.stats import t
+    from scipy.special import stdtrit  # Student's t quantile; scipy.stats would cost 0.3 s more to import
 
-    return float(t.ppf(0.975, df))
+    return float(stdtrit(df, 0.975))
 
 
 def _shuffled(t: torch.Tensor, cols: list[int] | None, orders: torch.Tensor) -> torch.Tensor:

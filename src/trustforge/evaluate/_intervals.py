@@ -233,13 +233,13 @@ def resample_weights(n: int, resamples: int, rng: np.random.Generator, block: in
 def clopper_pearson(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
     """The exact binomial interval of successes / trials: the beta quantiles of Clopper and
     Pearson (1934), 0 and 1 at the ends; covers the true proportion at least `level` of the time."""
-    from scipy.stats import beta  # here, not at the top: `import trustforge.evaluate` stays light
+    from scipy.special import betaincinv  # the beta quantile; scipy.stats would cost 0.4 s more to import
 
     if trials <= 0 or not 0 <= successes <= trials:
         raise ValueError(f"no binomial interval for {successes} of {trials}")
     alpha = 1 - level
-    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    low = 0.0 if successes == 0 else float(betaincinv(successes, trials - successes + 1, alpha / 2))
+    high = 1.0 if successes == trials else float(betaincinv(successes + 1, trials - successes, 1 - alpha / 2))
     return low, high
 
 
