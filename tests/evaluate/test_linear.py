@@ -60,3 +60,19 @@ def test_clopper_pearson_equals_the_beta_quantiles():
         assert low == pytest.approx(beta.ppf(0.025, k, n - k + 1), abs=1e-12)
         assert high == pytest.approx(beta.ppf(0.975, k + 1, n - k), abs=1e-12)
     assert clopper_pearson(0, 5)[0] == 0.0 and clopper_pearson(5, 5)[1] == 1.0
+
+
+def test_the_baseline_and_intervals_import_neither_scikit_learn_nor_scipy_stats():
+    """What the train command pays for its yardstick: no scikit-learn and no scipy.stats (issue 12)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from trustforge.evaluate._linear import LogisticModel, RidgeModel; "
+        "from trustforge.evaluate._intervals import clopper_pearson; from trustforge.evaluate._explain import _student_t; "
+        "x = np.random.default_rng(0).normal(size=(60, 3)); y = (x[:, 0] > 0).astype(int); "
+        "LogisticModel().fit(x, y).predict_proba(x); RidgeModel().fit(x, x[:, 1]).predict(x); clopper_pearson(5, 9); _student_t(4); "
+        "print(sorted(m for m in ('sklearn', 'scipy.stats') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
