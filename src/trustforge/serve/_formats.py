@@ -66,7 +66,7 @@ def _table_only(signature: Signature, fmt: str) -> None:
 # ---------------------------------------------------------------------------- CSV
 
 
-def parse_csv(body: bytes, signature: Signature) -> Payload:
+def parse_csv(body: bytes, signature: Signature, imputed: dict[str, int] | None = None) -> Payload:
     """The columns of a CSV body (header row, then records).
 
     Raises:
@@ -107,7 +107,8 @@ def parse_csv(body: bytes, signature: Signature) -> Payload:
             raise RequestError(f"text/csv header lacks {spec.name!r}; the model takes {signature.describe()}")
         j = index[spec.name]
         where = f"text/csv column {spec.name!r}"
-        columns[spec.name] = column_from_json([_csv_value(row[j], spec, where, r) for r, row in enumerate(rows)], spec, where)
+        values = [_csv_value(row[j], spec, where, r) for r, row in enumerate(rows)]
+        columns[spec.name] = column_from_json(values, spec, where, imputed=imputed)
     return columns
 
 
@@ -132,7 +133,7 @@ def _csv_value(text: str, spec: TensorSpec, where: str, r: int) -> Any:
 # ---------------------------------------------------------------------------- Parquet
 
 
-def parse_parquet(body: bytes, signature: Signature, max_bytes: int) -> Payload:
+def parse_parquet(body: bytes, signature: Signature, max_bytes: int, imputed: dict[str, int] | None = None) -> Payload:
     """The columns of a Parquet body; only the model's columns are read.
 
     Args:
@@ -189,7 +190,7 @@ def parse_parquet(body: bytes, signature: Signature, max_bytes: int) -> Payload:
             values: list = col.to_numpy().tolist()  # no nulls: plain numbers, fast
         else:
             values = [_parquet_value(v) for v in col.to_pylist()]
-        columns[spec.name] = column_from_json(values, spec, where)
+        columns[spec.name] = column_from_json(values, spec, where, imputed=imputed)
     return columns
 
 

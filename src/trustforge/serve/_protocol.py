@@ -27,7 +27,6 @@ from trustforge.serve._signature import (
     column_from_json,
     columns_from_matrix,
     encode_bytes_tensor,
-    imputed_counts,
     tensor_from_binary,
     tensor_from_json,
 )
@@ -139,6 +138,7 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
         raise RequestError(f"the body has {len(rest) - offset} bytes after the JSON header that no input claims")
 
     matrix = signature.matrix
+    imputed: dict[str, int] = {}
     if signature.layout == "tensor":
         payload: Payload = _v2_tensor(signature.tensor, given, signature)
     elif matrix is not None and matrix.name in given:
@@ -147,9 +147,9 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
                 f"send either the columns or the one tensor {matrix.name!r}, not both; the model takes {signature.describe()}"
             )
         where = f"inputs[{given[matrix.name][0]}] ({matrix.name!r})"
-        payload = columns_from_matrix(_v2_tensor(matrix, given, signature), signature, where)
+        payload = columns_from_matrix(_v2_tensor(matrix, given, signature), signature, where, imputed)
     else:
-        payload = _v2_columns(signature, given)
+        payload = _v2_columns(signature, given, imputed)
 
     params = req.parameters or {}
     binary_default = params.get("binary_data_output") is True
@@ -176,7 +176,6 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
                     declared[out.name].labels if out.name in declared else None,
                 )
             outputs.append((out.name, flag))
-    imputed = imputed_counts(payload, signature) if isinstance(payload, dict) else {}
     return InferRequest(payload, req.id, outputs, binary_default, classify, imputed)
 
 
@@ -203,7 +202,9 @@ def _v2_tensor(spec: TensorSpec, given: Mapping[str, tuple[int, Any, memoryview 
     return tensor_from_json(inp.data, spec, where, claimed=inp.datatype, shape=inp.shape)
 
 
-def _v2_columns(signature: Signature, given: Mapping[str, tuple[int, Any, memoryview | None]]) -> dict[str, np.ndarray]:
+def _v2_columns(
+    signature: Signature, given: Mapping[str, tuple[int, Any, memoryview | None]], imputed: dict[str, int]
+) -> dict[str, np.ndarray]:
     columns: dict[str, np.ndarray] = {}
     rows: tuple[str, int] | None = None
     for spec in signature.inputs:
@@ -225,7 +226,7 @@ def _v2_columns(signature: Signature, given: Mapping[str, tuple[int, Any, memory
             flat = _flatten(inp.data, where)
             if len(flat) != shape[0]:
                 raise RequestError(f"{where} holds {len(flat)} values; shape {shape} needs {shape[0]}")
-            col = column_from_json(flat, spec, where, claimed=inp.datatype)
+            col = column_from_json(flat, spec, where, claimed=inp.datatype, imputed=imputed)
         if rows is not None and rows[1] != len(col):
             raise RequestError(f"{where} has {len(col)} rows; input {rows[0]!r} has {rows[1]}")
         rows = rows or (spec.name, len(col))
@@ -244,8 +245,9 @@ def _check_size(shape: Sequence[int], where: str) -> None:
 # ---------------------------------------------------------------------------- MLflow requests
 
 
-def parse_scoring(body: bytes, signature: Signature) -> Payload:
-    """Parse and check an MLflow scoring request (one of its four formats).
+def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | None = None) -> Payload:
+    """Parse and check an MLflow scoring request (one of its four formats); `imputed`, if
+    given, receives per column the missing values the model will fill in.
 
     Raises:
         RequestError: naming the format and the field at fault.
@@ -273,27 +275,29 @@ def parse_scoring(body: bytes, signature: Signature) -> Payload:
             if spec.name not in index:
                 raise RequestError(f"dataframe_split.columns lacks {spec.name!r}; the model takes {signature.describe()}")
             j = index[spec.name]
-            cols[spec.name] = column_from_json([row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}")
+            cols[spec.name] = column_from_json(
+                [row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}", imputed=imputed
+            )
         return cols
     if fmt == "dataframe_records":
-        return _records(req.dataframe_records, "dataframe_records", signature)
+        return _records(req.dataframe_records, "dataframe_records", signature, imputed)
     if fmt == "instances":
         items = req.instances
         if all(isinstance(item, dict) for item in items):
-            return _records(items, "instances", signature)
+            return _records(items, "instances", signature, imputed)
         if len(signature.inputs) == 1 and not any(isinstance(item, (dict, list)) for item in items):
             spec = signature.inputs[0]
-            return {spec.name: column_from_json(items, spec, f"instances ({spec.name!r})")}
+            return {spec.name: column_from_json(items, spec, f"instances ({spec.name!r})", imputed=imputed)}
         if signature.matrix is not None and all(isinstance(item, list) for item in items):
-            return columns_from_matrix(tensor_from_json(items, signature.matrix, "instances"), signature, "instances")
+            return columns_from_matrix(tensor_from_json(items, signature.matrix, "instances"), signature, "instances", imputed)
         raise RequestError(f'instances must be records ({{"column": value, ...}}); the model takes {signature.describe()}')
     inputs = req.inputs
     if isinstance(inputs, list):
         if len(signature.inputs) == 1 and not any(isinstance(item, list) for item in inputs):
             spec = signature.inputs[0]
-            return {spec.name: column_from_json(inputs, spec, f"inputs ({spec.name!r})")}
+            return {spec.name: column_from_json(inputs, spec, f"inputs ({spec.name!r})", imputed=imputed)}
         if signature.matrix is not None and inputs and all(isinstance(item, list) for item in inputs):
-            return columns_from_matrix(tensor_from_json(inputs, signature.matrix, "inputs"), signature, "inputs")
+            return columns_from_matrix(tensor_from_json(inputs, signature.matrix, "inputs"), signature, "inputs", imputed)
         raise RequestError(f'inputs must be columns ({{"column": [values]}}); the model takes {signature.describe()}')
     cols = {}
     rows: tuple[str, int] | None = None
@@ -305,7 +309,7 @@ def parse_scoring(body: bytes, signature: Signature) -> Payload:
         values = inputs[spec.name]
         if not isinstance(values, list):
             values = [values]  # one row may give scalars
-        col = column_from_json(values, spec, f"inputs[{spec.name!r}]")
+        col = column_from_json(values, spec, f"inputs[{spec.name!r}]", imputed=imputed)
         if rows is not None and rows[1] != len(col):
             raise RequestError(f"inputs[{spec.name!r}] has {len(col)} rows; {rows[0]!r} has {rows[1]}")
         rows = rows or (spec.name, len(col))
@@ -335,16 +339,17 @@ def parse_invocation(body: bytes, content_type: str | None, signature: Signature
     from trustforge.serve._formats import media_type, parse_csv, parse_parquet
 
     kind = media_type(content_type)
+    imputed: dict[str, int] = {}
     if kind == "json":
-        payload = parse_scoring(body, signature)
+        payload = parse_scoring(body, signature, imputed)
     elif kind == "csv":
-        payload = parse_csv(body, signature)
+        payload = parse_csv(body, signature, imputed)
     else:
-        payload = parse_parquet(body, signature, max_bytes)
-    return ScoringInput(payload, imputed_counts(payload, signature) if isinstance(payload, dict) else {})
+        payload = parse_parquet(body, signature, max_bytes, imputed)
+    return ScoringInput(payload, imputed)
 
 
-def _records(items: list[dict], fmt: str, signature: Signature) -> dict[str, np.ndarray]:
+def _records(items: list[dict], fmt: str, signature: Signature, imputed: dict[str, int] | None) -> dict[str, np.ndarray]:
     cols = {}
     for spec in signature.inputs:
         if spec.optional and not any(spec.name in rec for rec in items):
@@ -354,7 +359,7 @@ def _records(items: list[dict], fmt: str, signature: Signature) -> dict[str, np.
             if spec.name not in rec:
                 raise RequestError(f"{fmt}[{r}] has no field {spec.name!r}; the model takes {signature.describe()}")
             values.append(rec[spec.name])
-        cols[spec.name] = column_from_json(values, spec, f"{fmt} field {spec.name!r}")
+        cols[spec.name] = column_from_json(values, spec, f"{fmt} field {spec.name!r}", imputed=imputed)
     return cols
 
 

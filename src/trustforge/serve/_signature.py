@@ -66,7 +66,6 @@ __all__ = [
     "encode_bytes_tensor",
     "frame_to_columns",
     "columns_from_matrix",
-    "imputed_counts",
     "MATRIX_INPUT",
 ]
 
@@ -292,44 +291,25 @@ def to_model_input(payload: Payload, signature: Signature) -> pd.DataFrame | np.
     return pd.DataFrame({s.name: payload[s.name] for s in signature.inputs if s.name in payload}, copy=False)
 
 
-def columns_from_matrix(matrix: np.ndarray, signature: Signature, where: str) -> Columns:
+def columns_from_matrix(matrix: np.ndarray, signature: Signature, where: str, imputed: dict[str, int] | None = None) -> Columns:
     """The columns of an `[N, F]` matrix (see `Signature.matrix`), column j for input j.
 
     Raises:
         RequestError: a null (NaN here) in a column whose missing-value policy is `error`.
     """
     columns: Columns = {}
+    holes = np.isnan(matrix).any(axis=0)  # NaN here stands for a null: NaN itself was refused
     for j, spec in enumerate(signature.inputs):
         col = np.ascontiguousarray(matrix[:, j], dtype=NP_TYPES[spec.datatype])
-        if not spec.imputes:
+        if holes[j]:
             nan = np.isnan(col)
-            if nan.any():
+            if not spec.imputes:
                 r = int(np.flatnonzero(nan)[0])
                 raise RequestError(f"{where} holds null at element [{r}, {j}] (column {spec.name!r}); {_no_missing_reason(spec)}")
+            if imputed is not None:
+                imputed[spec.name] = int(np.count_nonzero(nan))
         columns[spec.name] = col
     return columns
-
-
-def imputed_counts(columns: Mapping[str, np.ndarray], signature: Signature) -> dict[str, int]:
-    """Per column, the missing values of a request the model fills in (columns with none left out).
-
-    Cheap when there are none, the usual case: one NaN test over all number columns at once."""
-    numbers, texts = [], []
-    for spec in signature.inputs:
-        col = columns.get(spec.name)
-        if col is not None and spec.imputes:
-            (numbers if col.dtype.kind == "f" else texts if col.dtype == object else []).append((spec.name, col))
-    counts: dict[str, int] = {}
-    if numbers and np.isnan(np.concatenate([col for _, col in numbers]) if len(numbers) > 1 else numbers[0][1]).any():
-        for name, col in numbers:
-            n = int(np.count_nonzero(np.isnan(col)))
-            if n:
-                counts[name] = n
-    for name, col in texts:
-        n = col.tolist().count(None)  # text columns hold None where missing (never NaN at parse time)
-        if n:
-            counts[name] = n
-    return counts
 
 
 def frame_to_columns(frame: pd.DataFrame) -> Columns:
@@ -347,7 +327,9 @@ def _flat_count(shape: Sequence[int]) -> int:
     return n
 
 
-def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | None = None) -> np.ndarray:
+def column_from_json(
+    values: Any, spec: TensorSpec, where: str, claimed: str | None = None, *, imputed: dict[str, int] | None = None
+) -> np.ndarray:
     """One column (1-D array) from a JSON list, checked against the input's declared type.
 
     Args:
@@ -355,6 +337,7 @@ def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | N
         spec: the declared input.
         where: the field, for messages (e.g. `inputs['age']`).
         claimed: the datatype the request states for these values (v2), or None (MLflow JSON).
+        imputed: where to count the column's missing values the model will fill in (by name).
 
     Raises:
         RequestError: naming `where`, the expected type and the first bad value and its row.
@@ -363,7 +346,10 @@ def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | N
         raise RequestError(f"{where} must be a list of values; got {_kind_of(values)}")
     if not values:
         raise RequestError(f"{where} is empty; send at least one row")
-    return _convert(values, spec, where, claimed, row_based=True)
+    arr = _convert(values, spec, where, claimed, row_based=True)
+    if imputed is not None and spec.imputes and None in values:  # nulls got past _convert: the column imputes them
+        imputed[spec.name] = imputed.get(spec.name, 0) + values.count(None)
+    return arr
 
 
 def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None, shape: Sequence[int] | None = None) -> np.ndarray:
