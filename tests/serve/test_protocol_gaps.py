@@ -150,6 +150,32 @@ def test_a_column_whose_policy_refuses_missing_values_refuses_null_before_the_mo
         parse_scoring(json.dumps({"dataframe_records": [{"age": 1.0, "color": "a"}, {"age": None, "color": "b"}]}).encode(), sig)
 
 
+def test_every_body_format_counts_the_same_imputed_values():
+    from trustforge.serve._formats import parse_csv
+    from trustforge.serve._protocol import parse_infer, parse_invocation
+
+    sig = Signature.from_manifest({"signature": {"inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in ("a", "b")]}})
+    rows = [{"a": 1.0, "b": None}, {"a": None, "b": None}, {"a": 2.0, "b": 3.0}]
+    want = {"a": 1, "b": 2}
+    bodies = [
+        {"dataframe_split": {"columns": ["a", "b"], "data": [[r["a"], r["b"]] for r in rows]}},
+        {"dataframe_records": rows},
+        {"instances": rows},
+        {"inputs": {"a": [r["a"] for r in rows], "b": [r["b"] for r in rows]}},
+        {"inputs": [[r["a"], r["b"]] for r in rows]},  # the [N, F] matrix form
+    ]
+    for body in bodies:
+        got = parse_invocation(json.dumps(body).encode(), "application/json", sig, 1 << 20)
+        assert got.imputed == want, body
+        assert np.isnan(got.payload["b"][:2]).all() and got.payload["b"][2] == 3.0
+    imputed: dict = {}
+    parse_csv(b"a,b\n1.0,\n,\n2.0,3.0\n", sig, imputed)
+    assert imputed == want
+    v2 = {"inputs": [{"name": "input", "shape": [3, 2], "datatype": "FP64", "data": [[r["a"], r["b"]] for r in rows]}]}
+    assert parse_infer(json.dumps(v2).encode(), None, sig).imputed == want
+    assert parse_invocation(b'{"inputs": [[1.0, 2.0]]}', None, sig, 1 << 20).imputed == {}
+
+
 # ---------------------------------------------------------------------------- (2) Triton's model configuration
 
 
