@@ -114,8 +114,8 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
         if any(d < 0 for d in inp.shape):
             raise RequestError(f"inputs[{i}] ({inp.name!r}): shape {inp.shape} has a negative size")
         params = inp.parameters or {}
-        unknown = sorted(k for k in params if k != "binary_data_size")
-        if unknown:
+        if params and (len(params) > 1 or "binary_data_size" not in params):
+            unknown = sorted(k for k in params if k != "binary_data_size")
             raise RequestError(
                 f"inputs[{i}] ({inp.name!r}): parameters {', '.join(map(repr, unknown))} are not supported by this server "
                 "(an input takes data, or parameters.binary_data_size with the binary tensor data extension)"
