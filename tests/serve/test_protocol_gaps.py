@@ -14,6 +14,8 @@ import pytest
 import tritonclient.http as triton
 from _serving import register
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from tritonclient.utils import InferenceServerException
 from typer.testing import CliRunner
@@ -369,6 +371,66 @@ def test_bad_csv_and_parquet_bodies_get_a_clear_400_and_other_types_415(iris, di
     assert r.status_code == 400 and "at most 65536" in r.json()["message"], r.text
     r = digits.post("/invocations", content="image\n1\n", headers={"content-type": "text/csv"})
     assert r.status_code == 400 and "send it as JSON" in r.json()["message"]
+
+
+_TABLE = {
+    "signature": {
+        "inputs": [
+            {"name": "a", "datatype": "FP64", "shape": [-1]},
+            {"name": "b", "datatype": "BYTES", "shape": [-1]},
+            {"name": "c", "datatype": "INT64", "shape": [-1]},
+        ]
+    }
+}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.one_of(
+        st.binary(max_size=64),
+        st.lists(
+            st.lists(st.sampled_from(["a", "b", "c", "", "1", "-2.5", "nan", "x,y", '"q"', "1e400", " 7 "]), max_size=4), max_size=5
+        ).map(lambda rows: "\n".join(",".join(r) for r in rows).encode()),
+    )
+)
+def test_csv_and_parquet_readers_answer_any_body_with_columns_or_a_request_error(body):
+    from trustforge.serve._formats import parse_csv, parse_parquet
+
+    sig = Signature.from_manifest(_TABLE)
+    for parse in (lambda b: parse_csv(b, sig), lambda b: parse_parquet(b, sig, 1 << 20)):
+        try:
+            cols = parse(body)
+        except RequestError as exc:
+            assert str(exc)
+            continue
+        assert set(cols) == {"a", "b", "c"} and len({len(v) for v in cols.values()}) == 1
+        assert not np.isinf(cols["a"]).any() and all(v is None or isinstance(v, str) for v in cols["b"])
+
+
+def test_parquet_columns_of_kinds_a_request_cannot_carry_are_refused_by_name():
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trustforge.serve._formats import parse_parquet
+
+    sig = Signature.from_manifest(_TABLE)
+
+    def file(**columns) -> bytes:
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"a": [1.5, None], "b": ["x", None], "c": [1, 2], **columns}), buf)
+        return buf.getvalue()
+
+    imputed: dict = {}
+    cols = parse_parquet(file(), sig, 1 << 20, imputed)
+    assert cols["b"].tolist() == ["x", None] and np.isnan(cols["a"][1]) and imputed == {"a": 1, "b": 1}
+    assert parse_parquet(file(b=pa.array([pd.Timestamp("2024-01-02 03:04:05")] * 2)), sig, 1 << 20)["b"][0] == "2024-01-02T03:04:05"
+    for column, message in [
+        ({"a": pa.array([[1.0], [2.0]])}, "Parquet column 'a' is of Parquet type list"),
+        ({"b": pa.array([b"x", b"y"])}, "Parquet column 'b' is of Parquet type binary"),
+        ({"c": pa.array([1.5, 2.0])}, "Parquet column 'c' must hold integers"),
+    ]:
+        with pytest.raises(RequestError, match=message):
+            parse_parquet(file(**column), sig, 1 << 20)
 
 
 # ---------------------------------------------------------------------------- (6) --public-metadata
