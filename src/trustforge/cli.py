@@ -585,6 +585,9 @@ def serve(
     auth_cache_s: float = typer.Option(
         1.0, "--auth-cache-s", help="seconds a valid token is remembered (revocation acts within this; 0: never)"
     ),
+    public_metadata: bool = typer.Option(
+        False, "--public-metadata", help="metadata and readiness routes answer without a token (for probes); inference still needs one"
+    ),
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package folder made elsewhere"
     ),
@@ -609,6 +612,7 @@ def serve(
         max_request_bytes=int(max_request_mb * 1024 * 1024),
         poll_s=poll_s,
         auth_cache_s=auth_cache_s,
+        public_metadata=public_metadata,
         auth="insecure" if insecure_no_auth else "none" if no_auth else "token",
     )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)

@@ -52,7 +52,9 @@ def test_tritonclient_reads_metadata_and_infers_like_model_predict(iris, binary)
     assert client.is_model_ready("iris-serve") and client.is_model_ready("iris-serve", "1")
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
     meta = client.get_model_metadata("iris-serve")
-    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [(c, "FP64", [-1]) for c in frame.columns]
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [(c, "FP64", [-1]) for c in frame.columns] + [
+        ("input", "FP64", [-1, 4])  # the same columns as one [N, F] tensor
+    ]
     assert {o["name"] for o in meta["outputs"]} == {"prediction", "probabilities"}
     assert client.get_model_config("iris-serve")["max_batch_size"] == svc.config.max_batch_size
 
@@ -121,7 +123,9 @@ def test_invocations_refuses_what_mlflow_refuses(iris):
     none = httpx.post(url, json={"data": [1, 2]})
     assert none.status_code == 400 and "exactly one of" in none.json()["message"]
     csv = httpx.post(url, content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
-    assert csv.status_code == 415
+    assert csv.status_code == 400 and "header lacks" in csv.json()["message"]
+    xml = httpx.post(url, content=b"<rows/>", headers={"content-type": "application/xml"})
+    assert xml.status_code == 415 and "text/csv" in xml.json()["message"]
     broken = httpx.post(url, content=b'{"dataframe_records": [', headers={"content-type": "application/json"})
     assert broken.status_code == 400 and "JSON" in broken.json()["message"]
 

@@ -132,7 +132,7 @@ def test_tensors_from_json_and_binary():
             tensor_from_json(bad, image, "image")
     with pytest.raises(RequestError, match="needs 32"):
         tensor_from_binary(memoryview(data.tobytes()[:-4]), "FP32", [2, 1, 2, 2], image, "image")
-    with pytest.raises(RequestError, match="not finite"):
+    with pytest.raises(RequestError, match=r"image holds nan at element \[0, 0, 0, 0\]; values must be finite"):
         tensor_from_binary(memoryview(np.full((1, 1, 2, 2), np.nan, np.float32).tobytes()), "FP32", [1, 1, 2, 2], image, "image")
 
 

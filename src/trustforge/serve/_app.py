@@ -34,9 +34,20 @@ from trustforge import __version__
 from trustforge.errors import TrustForgeError
 from trustforge.serve._auth import Auth, client_address, require_predict, require_read
 from trustforge.serve._batching import BatcherClosed, QueueFull
+from trustforge.serve._formats import CONTENT_TYPES
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import CONTENT_TYPE, ServeMetrics
-from trustforge.serve._protocol import dumps, encode_infer, encode_scoring, parse_infer, parse_scoring, resolve_outputs
+from trustforge.serve._protocol import (
+    config_inputs,
+    config_outputs,
+    dumps,
+    encode_infer,
+    encode_scoring,
+    imputed_headers,
+    parse_infer,
+    parse_invocation,
+    resolve_outputs,
+)
 from trustforge.serve._schemas import (
     ErrorBody,
     InferenceRequest,
@@ -80,6 +91,11 @@ async def get_service(request: Request) -> ModelService:
     return request.app.state.service
 
 
+async def _public(request: Request) -> None:
+    """Who may read metadata and readiness with `--public-metadata`: anyone (no token asked)."""
+    request.state.principal = "anonymous"
+
+
 def _runtime(service: ModelService, name: str, version: str | None) -> Runtime:
     rt = service.current
     if rt is None:
@@ -112,7 +128,7 @@ def _metadata(rt: Runtime, backend: str) -> dict[str, Any]:
         "name": rt.name,
         "versions": [rt.version],
         "platform": "trustforge_onnxruntime" if backend == "onnx" else "trustforge_pytorch",
-        "inputs": [s.metadata() for s in rt.signature.inputs],
+        "inputs": rt.signature.metadata_inputs(),
         "outputs": [s.metadata() for s in rt.signature.outputs],
     }
 
@@ -131,8 +147,12 @@ _INFER_ERRORS = {
 }
 
 
-def _body(schema: str, binary: bool = False) -> dict[str, Any]:
+def _body(schema: str, binary: bool = False, tables: bool = False) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    if tables:  # /invocations: CSV as MLflow reads it, and Parquet
+        content["text/csv"] = {"schema": {"type": "string"}, "description": "a header row of column names, then one row per record"}
+        for kind in CONTENT_TYPES[2:]:
+            content[kind] = {"schema": {"type": "string", "format": "binary"}, "description": "a Parquet file"}
     if binary:
         content["application/octet-stream"] = {
             "schema": {"type": "string", "format": "binary"},
@@ -177,6 +197,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     )
     app.state.service = service
     app.state.auth = auth
+    read_meta = _public if config.public_metadata else require_read  # --public-metadata: probes need no token
     app.state.metrics = metrics
     app.add_middleware(_Gate, max_body=config.max_request_bytes, metrics=metrics, auth=auth)
 
@@ -184,7 +205,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
 
     @app.exception_handler(RequestError)
     async def _bad_request(request: Request, exc: RequestError) -> Response:
-        return _error(request, 400, str(exc))
+        return _error(request, exc.status, str(exc))  # 400; 415 for a content type /invocations does not read
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -241,11 +262,13 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     @app.get("/v2", response_model=ServerMetadata, tags=["v2"], summary="Server metadata", responses=_ERRORS)
-    async def server_metadata(_=Depends(require_read)) -> ServerMetadata:
-        return ServerMetadata(name="trustforge", version=__version__, extensions=["binary_tensor_data", "model_configuration"])
+    async def server_metadata(_=Depends(read_meta)) -> ServerMetadata:
+        return ServerMetadata(
+            name="trustforge", version=__version__, extensions=["binary_tensor_data", "classification", "model_configuration"]
+        )
 
     @app.get("/v2/models/{model_name}", response_model=ModelMetadata, tags=["v2"], summary="Model metadata", responses=_ERRORS)
-    async def model_metadata(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+    async def model_metadata(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> dict:
         return _metadata(_runtime(svc, model_name, None), config.backend)
 
     @app.get(
@@ -256,7 +279,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         responses=_ERRORS,
     )
     async def version_metadata(
-        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(require_read)
+        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(read_meta)
     ) -> dict:
         return _metadata(_runtime(svc, model_name, model_version), config.backend)
 
@@ -265,7 +288,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         return JSONResponse({"name": rt.name, "ready": rt.ready}, status_code=200 if rt.ready else 503)
 
     @app.get("/v2/models/{model_name}/ready", response_model=ModelReady, tags=["v2"], summary="Model readiness", responses=_ERRORS)
-    async def model_ready(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> Response:
+    async def model_ready(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> Response:
         return await _model_ready(svc, model_name, None)
 
     @app.get(
@@ -276,12 +299,12 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         responses=_ERRORS,
     )
     async def version_ready(
-        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(require_read)
+        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(read_meta)
     ) -> Response:
         return await _model_ready(svc, model_name, model_version)
 
     @app.get("/v2/models/{model_name}/config", tags=["v2"], summary="Model configuration (Triton's extension)", responses=_ERRORS)
-    async def model_config(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+    async def model_config(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> dict:
         rt = _runtime(svc, model_name, None)
         return {
             "name": rt.name,
@@ -292,14 +315,8 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 "default_queue_policy": {"max_queue_size": config.max_queue},
             },
             "instance_group": [{"count": max(1, config.workers), "kind": "KIND_CPU"}],
-            "input": [
-                {"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
-                for s in rt.signature.inputs
-            ],
-            "output": [
-                {"name": s.name, "data_type": f"TYPE_{s.datatype.replace('BYTES', 'STRING')}", "dims": list(s.shape[1:])}
-                for s in rt.signature.outputs
-            ],
+            "input": config_inputs(rt.signature),
+            "output": config_outputs(rt.signature),
         }
 
     # ------------------------------------------------------------------ v2: inference
@@ -370,23 +387,21 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         tags=["mlflow"],
         summary="MLflow scoring",
         responses={k: {**v, "model": ScoringError} for k, v in _INFER_ERRORS.items() if k != 404},
-        openapi_extra=_body("ScoringRequest"),
+        openapi_extra=_body("ScoringRequest", tables=True),
     )
     async def invocations(request: Request, svc: ModelService = Depends(get_service), _=Depends(require_predict)) -> Response:
-        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if kind not in ("application/json", ""):
-            return _error(request, 415, f"content type {kind[:60]!r} is not supported; send application/json")
+        kind = request.headers.get("content-type")
         body = await request.body()
         for _attempt in range(2):
             rt = svc.current
             if rt is None:
                 raise StarletteHTTPException(503, "no model is loaded yet", headers={"Retry-After": "1"})
-            payload = await _parse(parse_scoring, body, rt.signature)
+            parsed = await _parse(parse_invocation, body, kind, rt.signature, config.max_request_bytes)
             try:
-                columns = await rt.predict(payload)
+                columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
-            return Response(encode_scoring(columns), media_type="application/json")
+            return Response(encode_scoring(columns), media_type="application/json", headers=imputed_headers(parsed.imputed))
         raise BatcherClosed("the model version changed twice during this request; retry")
 
     @app.get(
@@ -401,12 +416,12 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     @app.get("/health", tags=["mlflow"], summary="Health", response_model=Ready, responses=_ERRORS)
-    async def health(svc: ModelService = Depends(get_service), _=Depends(require_read)) -> Response:
+    async def health(svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> Response:
         ok = svc.current is not None and svc.current.ready
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     @app.get("/version", tags=["mlflow"], summary="Server and model version", responses=_ERRORS)
-    async def version(svc: ModelService = Depends(get_service), _=Depends(require_read)) -> dict:
+    async def version(svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> dict:
         rt = svc.current
         return {
             "trustforge": __version__,

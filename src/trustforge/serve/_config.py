@@ -42,6 +42,9 @@ class ServeConfig:
             "insecure" (no tokens on any address; logs a warning at start and on every request).
         auth_cache_s: how long a valid token is remembered; revocation and expiry take effect
             within this time (0: the database is read on every request).
+        public_metadata: metadata and readiness routes (`/v2`, `/v2/models/...` metadata,
+            `/ready` and `/config`, `/health`, `/version`) answer without a token, for probes;
+            inference, drift and metrics still need one.
     """
 
     host: str = "127.0.0.1"
@@ -57,6 +60,7 @@ class ServeConfig:
     poll_s: float = 5.0
     auth: Literal["token", "none", "insecure"] = "token"
     auth_cache_s: float = 1.0
+    public_metadata: bool = False
 
     def __post_init__(self) -> None:
         checks = [

@@ -9,7 +9,7 @@ predictions (column name → array, one row per input row) into each protocol's 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -25,6 +25,7 @@ from trustforge.serve._signature import (
     _flatten,
     check_tensor_shape,
     column_from_json,
+    columns_from_matrix,
     encode_bytes_tensor,
     tensor_from_binary,
     tensor_from_json,
@@ -32,11 +33,16 @@ from trustforge.serve._signature import (
 
 __all__ = [
     "InferRequest",
+    "imputed_headers",
     "parse_infer",
     "parse_scoring",
+    "parse_invocation",
+    "ScoringInput",
     "resolve_outputs",
     "encode_infer",
     "encode_scoring",
+    "config_inputs",
+    "config_outputs",
     "validation_message",
     "dumps",
 ]
@@ -69,6 +75,8 @@ class InferRequest:
     id: str | None
     outputs: list[tuple[str, bool]] | None  # requested outputs and whether each is binary
     binary_default: bool
+    classify: dict[str, tuple[int, tuple[str, ...] | None]] = field(default_factory=dict)  # output → (top k, labels)
+    imputed: dict[str, int] = field(default_factory=dict)  # column → missing values the model fills in
 
 
 def parse_infer(body: bytes, header_length: str | None, signature: Signature) -> InferRequest:
@@ -105,7 +113,14 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
             raise RequestError(f"inputs[{i}]: input {inp.name!r} is given twice")
         if any(d < 0 for d in inp.shape):
             raise RequestError(f"inputs[{i}] ({inp.name!r}): shape {inp.shape} has a negative size")
-        size = (inp.parameters or {}).get("binary_data_size")
+        params = inp.parameters or {}
+        if params and (len(params) > 1 or "binary_data_size" not in params):
+            unknown = sorted(k for k in params if k != "binary_data_size")
+            raise RequestError(
+                f"inputs[{i}] ({inp.name!r}): parameters {', '.join(map(repr, unknown))} are not supported by this server "
+                "(an input takes data, or parameters.binary_data_size with the binary tensor data extension)"
+            )
+        size = params.get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise RequestError(f"inputs[{i}] ({inp.name!r}): parameters.binary_data_size must be a non-negative integer")
@@ -122,22 +137,57 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
     if offset != len(rest):
         raise RequestError(f"the body has {len(rest) - offset} bytes after the JSON header that no input claims")
 
+    matrix = signature.matrix
+    imputed: dict[str, int] = {}
     if signature.layout == "tensor":
         payload: Payload = _v2_tensor(signature.tensor, given, signature)
+    elif matrix is not None and matrix.name in given:
+        if any(s.name in given for s in signature.inputs):
+            raise RequestError(
+                f"send either the columns or the one tensor {matrix.name!r}, not both; the model takes {signature.describe()}"
+            )
+        where = f"inputs[{given[matrix.name][0]}] ({matrix.name!r})"
+        payload = columns_from_matrix(_v2_tensor(matrix, given, signature), signature, where, imputed)
     else:
-        payload = _v2_columns(signature, given)
+        payload = _v2_columns(signature, given, imputed)
 
     params = req.parameters or {}
     binary_default = params.get("binary_data_output") is True
     outputs = None
+    classify: dict[str, tuple[int, tuple[str, ...] | None]] = {}
     if req.outputs is not None:
         outputs = []
+        declared = {s.name: s for s in signature.outputs}
         for j, out in enumerate(req.outputs):
-            flag = (out.parameters or {}).get("binary_data", binary_default)
+            where = f"outputs[{j}] ({out.name!r})"
+            options = dict(out.parameters or {})
+            flag = options.pop("binary_data", binary_default)
             if not isinstance(flag, bool):
-                raise RequestError(f"outputs[{j}] ({out.name!r}): parameters.binary_data must be true or false")
+                raise RequestError(f"{where}: parameters.binary_data must be true or false")
+            k = options.pop("classification", None)
+            if options:
+                raise RequestError(
+                    f"{where}: parameters {', '.join(map(repr, sorted(options)))} are not supported by this server "
+                    "(it implements binary_data and classification)"
+                )
+            if k is not None:
+                classify[out.name] = (
+                    _class_count(k, declared.get(out.name), where),
+                    declared[out.name].labels if out.name in declared else None,
+                )
             outputs.append((out.name, flag))
-    return InferRequest(payload, req.id, outputs, binary_default)
+    return InferRequest(payload, req.id, outputs, binary_default, classify, imputed)
+
+
+def _class_count(k: Any, spec: TensorSpec | None, where: str) -> int:
+    """The `classification` parameter of a requested output (Triton's classification extension)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise RequestError(f"{where}: parameters.classification must be a positive integer (how many classes to return); got {k!r}")
+    if spec is not None and (spec.datatype == "BYTES" or len(spec.shape) > 2):
+        raise RequestError(
+            f"{where}: classification needs a numeric output of shape [-1] or [-1, K]; {spec.name!r} is {spec.datatype} {list(spec.shape)}"
+        )
+    return k
 
 
 def _v2_tensor(spec: TensorSpec, given: Mapping[str, tuple[int, Any, memoryview | None]], signature: Signature) -> np.ndarray:
@@ -152,7 +202,9 @@ def _v2_tensor(spec: TensorSpec, given: Mapping[str, tuple[int, Any, memoryview 
     return tensor_from_json(inp.data, spec, where, claimed=inp.datatype, shape=inp.shape)
 
 
-def _v2_columns(signature: Signature, given: Mapping[str, tuple[int, Any, memoryview | None]]) -> dict[str, np.ndarray]:
+def _v2_columns(
+    signature: Signature, given: Mapping[str, tuple[int, Any, memoryview | None]], imputed: dict[str, int]
+) -> dict[str, np.ndarray]:
     columns: dict[str, np.ndarray] = {}
     rows: tuple[str, int] | None = None
     for spec in signature.inputs:
@@ -174,7 +226,7 @@ def _v2_columns(signature: Signature, given: Mapping[str, tuple[int, Any, memory
             flat = _flatten(inp.data, where)
             if len(flat) != shape[0]:
                 raise RequestError(f"{where} holds {len(flat)} values; shape {shape} needs {shape[0]}")
-            col = column_from_json(flat, spec, where, claimed=inp.datatype)
+            col = column_from_json(flat, spec, where, claimed=inp.datatype, imputed=imputed)
         if rows is not None and rows[1] != len(col):
             raise RequestError(f"{where} has {len(col)} rows; input {rows[0]!r} has {rows[1]}")
         rows = rows or (spec.name, len(col))
@@ -193,8 +245,9 @@ def _check_size(shape: Sequence[int], where: str) -> None:
 # ---------------------------------------------------------------------------- MLflow requests
 
 
-def parse_scoring(body: bytes, signature: Signature) -> Payload:
-    """Parse and check an MLflow scoring request (one of its four formats).
+def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | None = None) -> Payload:
+    """Parse and check an MLflow scoring request (one of its four formats); `imputed`, if
+    given, receives per column the missing values the model will fill in.
 
     Raises:
         RequestError: naming the format and the field at fault.
@@ -222,23 +275,29 @@ def parse_scoring(body: bytes, signature: Signature) -> Payload:
             if spec.name not in index:
                 raise RequestError(f"dataframe_split.columns lacks {spec.name!r}; the model takes {signature.describe()}")
             j = index[spec.name]
-            cols[spec.name] = column_from_json([row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}")
+            cols[spec.name] = column_from_json(
+                [row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}", imputed=imputed
+            )
         return cols
     if fmt == "dataframe_records":
-        return _records(req.dataframe_records, "dataframe_records", signature)
+        return _records(req.dataframe_records, "dataframe_records", signature, imputed)
     if fmt == "instances":
         items = req.instances
         if all(isinstance(item, dict) for item in items):
-            return _records(items, "instances", signature)
+            return _records(items, "instances", signature, imputed)
         if len(signature.inputs) == 1 and not any(isinstance(item, (dict, list)) for item in items):
             spec = signature.inputs[0]
-            return {spec.name: column_from_json(items, spec, f"instances ({spec.name!r})")}
+            return {spec.name: column_from_json(items, spec, f"instances ({spec.name!r})", imputed=imputed)}
+        if signature.matrix is not None and all(isinstance(item, list) for item in items):
+            return columns_from_matrix(tensor_from_json(items, signature.matrix, "instances"), signature, "instances", imputed)
         raise RequestError(f'instances must be records ({{"column": value, ...}}); the model takes {signature.describe()}')
     inputs = req.inputs
     if isinstance(inputs, list):
-        if len(signature.inputs) == 1:
+        if len(signature.inputs) == 1 and not any(isinstance(item, list) for item in inputs):
             spec = signature.inputs[0]
-            return {spec.name: column_from_json(inputs, spec, f"inputs ({spec.name!r})")}
+            return {spec.name: column_from_json(inputs, spec, f"inputs ({spec.name!r})", imputed=imputed)}
+        if signature.matrix is not None and inputs and all(isinstance(item, list) for item in inputs):
+            return columns_from_matrix(tensor_from_json(inputs, signature.matrix, "inputs"), signature, "inputs", imputed)
         raise RequestError(f'inputs must be columns ({{"column": [values]}}); the model takes {signature.describe()}')
     cols = {}
     rows: tuple[str, int] | None = None
@@ -250,7 +309,7 @@ def parse_scoring(body: bytes, signature: Signature) -> Payload:
         values = inputs[spec.name]
         if not isinstance(values, list):
             values = [values]  # one row may give scalars
-        col = column_from_json(values, spec, f"inputs[{spec.name!r}]")
+        col = column_from_json(values, spec, f"inputs[{spec.name!r}]", imputed=imputed)
         if rows is not None and rows[1] != len(col):
             raise RequestError(f"inputs[{spec.name!r}] has {len(col)} rows; {rows[0]!r} has {rows[1]}")
         rows = rows or (spec.name, len(col))
@@ -258,7 +317,39 @@ def parse_scoring(body: bytes, signature: Signature) -> Payload:
     return cols
 
 
-def _records(items: list[dict], fmt: str, signature: Signature) -> dict[str, np.ndarray]:
+@dataclass
+class ScoringInput:
+    """A parsed `/invocations` body: the payload and the missing values the model will fill in."""
+
+    payload: Payload
+    imputed: dict[str, int] = field(default_factory=dict)
+
+
+def parse_invocation(body: bytes, content_type: str | None, signature: Signature, max_bytes: int) -> ScoringInput:
+    """Parse an `/invocations` body by its content type, as MLflow's scoring server does:
+    `application/json` (the four JSON formats), `text/csv` (a header row of column names,
+    then one row per record: `DataFrame.to_csv()`), and Parquet (`application/x-parquet`,
+    `application/vnd.apache.parquet`, `application/parquet`); `charset`, if given, must be
+    utf-8. `max_bytes` bounds what a compressed (Parquet) body may decode to.
+
+    Raises:
+        UnsupportedMediaType: any other content type (415).
+        RequestError: a body its content type cannot read, or data the signature refuses.
+    """
+    from trustforge.serve._formats import media_type, parse_csv, parse_parquet
+
+    kind = media_type(content_type)
+    imputed: dict[str, int] = {}
+    if kind == "json":
+        payload = parse_scoring(body, signature, imputed)
+    elif kind == "csv":
+        payload = parse_csv(body, signature, imputed)
+    else:
+        payload = parse_parquet(body, signature, max_bytes, imputed)
+    return ScoringInput(payload, imputed)
+
+
+def _records(items: list[dict], fmt: str, signature: Signature, imputed: dict[str, int] | None) -> dict[str, np.ndarray]:
     cols = {}
     for spec in signature.inputs:
         if spec.optional and not any(spec.name in rec for rec in items):
@@ -268,7 +359,7 @@ def _records(items: list[dict], fmt: str, signature: Signature) -> dict[str, np.
             if spec.name not in rec:
                 raise RequestError(f"{fmt}[{r}] has no field {spec.name!r}; the model takes {signature.describe()}")
             values.append(rec[spec.name])
-        cols[spec.name] = column_from_json(values, spec, f"{fmt} field {spec.name!r}")
+        cols[spec.name] = column_from_json(values, spec, f"{fmt} field {spec.name!r}", imputed=imputed)
     return cols
 
 
@@ -371,6 +462,8 @@ def encode_infer(
     entries, blobs = [], []
     for name, binary in chosen:
         datatype, arr = available[name]
+        if name in req.classify:
+            datatype, arr = "BYTES", _top_classes(arr, datatype, *req.classify[name], name)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if binary:
             if datatype == "BYTES":
@@ -385,10 +478,41 @@ def encode_infer(
     body: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": entries}
     if req.id is not None:
         body["id"] = req.id
+    if req.imputed:
+        body["parameters"] = {"imputed_values": req.imputed}
     header = dumps(body)
+    extra = imputed_headers(req.imputed)
     if not blobs:
-        return header, {"content-type": "application/json"}
-    return header + b"".join(blobs), {"content-type": "application/octet-stream", "inference-header-content-length": str(len(header))}
+        return header, {"content-type": "application/json", **extra}
+    return header + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+        **extra,
+    }
+
+
+def imputed_headers(imputed: Mapping[str, int]) -> dict[str, str]:
+    """`Trustforge-Imputed-Values: N`, the missing values the model filled in for this request
+    (absent when none); the per-column counts are in a v2 response's `parameters.imputed_values`."""
+    return {"trustforge-imputed-values": str(sum(imputed.values()))} if imputed else {}
+
+
+def _top_classes(arr: np.ndarray, datatype: str, k: int, labels: tuple[str, ...] | None, name: str) -> np.ndarray:
+    """Triton's classification extension: per row, the `k` highest values of an output as
+    `"<value>:<index>[:<label>]"` strings, highest first (BYTES, shape [rows, min(k, K)])."""
+    if datatype == "BYTES" or arr.ndim > 2:
+        raise RequestError(
+            f"output {name!r}: classification needs a numeric output of shape [N] or [N, K]; it is {datatype} {list(arr.shape)}"
+        )
+    scores = arr.reshape(len(arr), -1).astype(np.float64)
+    count = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+    out = np.empty(order.shape, dtype=object)
+    for r, row in enumerate(order):
+        for c, j in enumerate(row.tolist()):
+            text = f"{scores[r, j]:f}:{j}"
+            out[r, c] = f"{text}:{labels[j]}" if labels is not None and j < len(labels) else text
+    return out
 
 
 def encode_scoring(columns: Mapping[str, np.ndarray]) -> bytes:
@@ -397,3 +521,36 @@ def encode_scoring(columns: Mapping[str, np.ndarray]) -> bytes:
     values = [_jsonable(np.asarray(columns[n])) for n in names]
     records = [dict(zip(names, row)) for row in zip(*values)]
     return dumps({"predictions": records})
+
+
+# ---------------------------------------------------------------------------- model configuration
+
+
+def config_inputs(signature: Signature) -> list[dict[str, Any]]:
+    """The `input` list of Triton's model configuration: every input, then the matrix form.
+
+    With `max_batch_size` > 0 Triton's `dims` leave out the batch dimension and must not be
+    empty: a column (`[-1]`, one value per row) is `dims: [1]` with `reshape: {shape: []}`,
+    as Triton's model configuration documents for a model that takes `[batch]`. When the
+    model also takes the `[N, F]` matrix, every input is `optional` (either form will do)."""
+    specs = list(signature.inputs)
+    either = signature.matrix is not None
+    if either:
+        specs.append(signature.matrix)
+    return [_config_entry(s, optional=either or s.optional) for s in specs]
+
+
+def config_outputs(signature: Signature) -> list[dict[str, Any]]:
+    """The `output` list of Triton's model configuration (dims as for `config_inputs`)."""
+    return [_config_entry(s, optional=False) for s in signature.outputs]
+
+
+def _config_entry(spec: TensorSpec, *, optional: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": spec.name, "data_type": "TYPE_" + ("STRING" if spec.datatype == "BYTES" else spec.datatype)}
+    if len(spec.shape) == 1:
+        entry.update(dims=[1], reshape={"shape": []})
+    else:
+        entry["dims"] = list(spec.shape[1:])
+    if optional:
+        entry["optional"] = True
+    return entry

@@ -48,12 +48,16 @@ class RequestInput(_Body):
     name: str = Field(..., min_length=1, max_length=256)
     shape: list[int] = Field(..., min_length=1, max_length=8)
     datatype: str = Field(..., description="BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64 or BYTES")
-    parameters: Optional[dict[str, Any]] = Field(None, description='{"binary_data_size": N} when the data follow the JSON header')
+    parameters: Optional[dict[str, Any]] = Field(
+        None, description='{"binary_data_size": N} when the data follow the JSON header (no other input parameter is accepted)'
+    )
     data: Optional[list[Any]] = None
 
 
 class RequestOutput(_Body):
-    """An output the client asks for; `parameters.binary_data` asks for it as binary data."""
+    """An output the client asks for: `parameters.binary_data` asks for it as binary data,
+    `parameters.classification: k` for its k highest classes as `"score:index:label"` strings
+    (Triton's classification extension); any other parameter is refused (400)."""
 
     name: str = Field(..., min_length=1, max_length=256)
     parameters: Optional[dict[str, Any]] = None

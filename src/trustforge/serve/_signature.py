@@ -22,7 +22,11 @@ What a request may send (the rules behind every 400, each naming the field):
   (no NaN or infinity), fit the range of the datatype the request states (v2) and of the
   declared one (an INT64 beyond 2^63, an FP32 beyond 3.4e38 are refused, never rounded to
   infinity), and JSON booleans are not numbers (only a BOOL or yes/no input takes them);
-- JSON `null` is a missing value, which the model's fitted missing-value policy handles;
+- JSON `null` (an empty CSV cell, a Parquet null) is a missing value: a table column whose
+  fitted policy imputes missing values takes it (the training median, mode, ...; the count is
+  reported with the response), any other input refuses it with a 400 naming the input and
+  the position: a column whose policy is `error`, and every tensor (an image cannot be
+  imputed pixel by pixel). NaN and infinities are refused everywhere, binary data included;
 - shapes must match the signature's fixed dimensions, and all columns of a request must have
   the same number of rows (at least one).
 
@@ -36,7 +40,8 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Literal, Mapping, Sequence, Union
 
 import numpy as np
@@ -60,7 +65,11 @@ __all__ = [
     "tensor_from_binary",
     "encode_bytes_tensor",
     "frame_to_columns",
+    "columns_from_matrix",
+    "MATRIX_INPUT",
 ]
+
+MATRIX_INPUT = "input"  # the one [N, F] tensor an all-numeric table model also takes (see `Signature.matrix`)
 
 # The Open Inference Protocol's tensor data types and their numpy equivalents (BF16 has none).
 NP_TYPES: dict[str, np.dtype] = {
@@ -101,6 +110,7 @@ class TensorSpec:
     labels: tuple[str, ...] | None = None
     optional: bool = False
     min_rows: int | None = None
+    imputes: bool = False  # a missing value (null) is filled in by the model's fitted policy
 
     def metadata(self) -> dict[str, Any]:
         """The v2 metadata form: `{"name", "datatype", "shape"}`."""
@@ -137,6 +147,8 @@ class Signature:
             raise ModelError(f"signature.inputs: names repeat ({names})")
         if all(len(s.shape) == 1 for s in inputs):
             layout: Literal["frame", "tensor"] = "frame"
+            features = (manifest.get("preprocessing") or {}).get("features") or {}
+            inputs = tuple(replace(s, imputes=_imputes(features.get(s.name))) for s in inputs)
         elif len(inputs) == 1:
             layout = "tensor"
         else:
@@ -156,12 +168,41 @@ class Signature:
         """The one input of a tensor-layout signature."""
         return self.inputs[0]
 
+    @cached_property
+    def matrix(self) -> TensorSpec | None:
+        """The one `[N, F]` tensor a table model whose inputs are all numbers also takes, its
+        columns in signature order (the generic form of sklearn-style clients and MLServer):
+        named `input` (`input_matrix` if a column has that name), of the narrowest float type
+        among the columns so that every column takes its values by a safe cast. None for other
+        models (text or integer columns, optional inputs, a series)."""
+        if self.layout != "frame" or not self.batchable:
+            return None
+        if any(s.optional or NP_TYPES[s.datatype].kind != "f" for s in self.inputs):
+            return None
+        names = {s.name for s in self.inputs}
+        name = MATRIX_INPUT if MATRIX_INPUT not in names else f"{MATRIX_INPUT}_matrix"
+        if name in names:
+            return None
+        narrowest = min((s.datatype for s in self.inputs), key=lambda d: NP_TYPES[d].itemsize)
+        return TensorSpec(name, narrowest, (-1, len(self.inputs)), imputes=True)
+
+    def metadata_inputs(self) -> list[dict[str, Any]]:
+        """The inputs of the v2 model metadata: every declared input, then the matrix form if any."""
+        out = [s.metadata() for s in self.inputs]
+        if self.matrix is not None:
+            out.append(self.matrix.metadata())
+        return out
+
     def describe(self) -> str:
         """A short human description of what a request must carry, for error messages."""
         if self.layout == "tensor":
             t = self.tensor
             return f"one tensor {t.name!r} of shape {list(t.shape)} ({t.datatype})"
-        return "columns " + ", ".join(f"{s.name!r} ({s.datatype}{', optional' if s.optional else ''})" for s in self.inputs)
+        text = "columns " + ", ".join(f"{s.name!r} ({s.datatype}{', optional' if s.optional else ''})" for s in self.inputs)
+        m = self.matrix
+        if m is not None:
+            text += f"; or one tensor {m.name!r} of shape {list(m.shape)} ({m.datatype}) holding them in this order"
+        return text
 
 
 def _spec(entry: Any, where: str, i: int, binary: Mapping[str, Any]) -> TensorSpec:
@@ -188,6 +229,13 @@ def _spec(entry: Any, where: str, i: int, binary: Mapping[str, Any]) -> TensorSp
         optional=entry.get("optional") is True,
         min_rows=min_rows if isinstance(min_rows, int) and not isinstance(min_rows, bool) else None,
     )
+
+
+def _imputes(feature: Any) -> bool:
+    """Whether a table column's fitted state fills in missing values (every feature type does
+    unless its `on_missing` policy is "error"; a column without a state leaves it to the model)."""
+    state = feature.get("state") if isinstance(feature, Mapping) else None
+    return not (isinstance(state, Mapping) and state.get("on_missing") == "error")
 
 
 def _is_number_text(value: Any) -> bool:
@@ -243,6 +291,27 @@ def to_model_input(payload: Payload, signature: Signature) -> pd.DataFrame | np.
     return pd.DataFrame({s.name: payload[s.name] for s in signature.inputs if s.name in payload}, copy=False)
 
 
+def columns_from_matrix(matrix: np.ndarray, signature: Signature, where: str, imputed: dict[str, int] | None = None) -> Columns:
+    """The columns of an `[N, F]` matrix (see `Signature.matrix`), column j for input j.
+
+    Raises:
+        RequestError: a null (NaN here) in a column whose missing-value policy is `error`.
+    """
+    columns: Columns = {}
+    holes = np.isnan(matrix).any(axis=0)  # NaN here stands for a null: NaN itself was refused
+    for j, spec in enumerate(signature.inputs):
+        col = np.ascontiguousarray(matrix[:, j], dtype=NP_TYPES[spec.datatype])
+        if holes[j]:
+            nan = np.isnan(col)
+            if not spec.imputes:
+                r = int(np.flatnonzero(nan)[0])
+                raise RequestError(f"{where} holds null at element [{r}, {j}] (column {spec.name!r}); {_no_missing_reason(spec)}")
+            if imputed is not None:
+                imputed[spec.name] = int(np.count_nonzero(nan))
+        columns[spec.name] = col
+    return columns
+
+
 def frame_to_columns(frame: pd.DataFrame) -> Columns:
     """A predictions DataFrame as column name → numpy array (text columns as object arrays)."""
     return {str(c): frame[c].to_numpy() for c in frame.columns}
@@ -258,7 +327,9 @@ def _flat_count(shape: Sequence[int]) -> int:
     return n
 
 
-def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | None = None) -> np.ndarray:
+def column_from_json(
+    values: Any, spec: TensorSpec, where: str, claimed: str | None = None, *, imputed: dict[str, int] | None = None
+) -> np.ndarray:
     """One column (1-D array) from a JSON list, checked against the input's declared type.
 
     Args:
@@ -266,6 +337,7 @@ def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | N
         spec: the declared input.
         where: the field, for messages (e.g. `inputs['age']`).
         claimed: the datatype the request states for these values (v2), or None (MLflow JSON).
+        imputed: where to count the column's missing values the model will fill in (by name).
 
     Raises:
         RequestError: naming `where`, the expected type and the first bad value and its row.
@@ -274,7 +346,10 @@ def column_from_json(values: Any, spec: TensorSpec, where: str, claimed: str | N
         raise RequestError(f"{where} must be a list of values; got {_kind_of(values)}")
     if not values:
         raise RequestError(f"{where} is empty; send at least one row")
-    return _convert(values, spec, where, claimed, row_based=True)
+    arr = _convert(values, spec, where, claimed, row_based=True)
+    if imputed is not None and spec.imputes and None in values:  # nulls got past _convert: the column imputes them
+        imputed[spec.name] = imputed.get(spec.name, 0) + values.count(None)
+    return arr
 
 
 def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None, shape: Sequence[int] | None = None) -> np.ndarray:
@@ -289,7 +364,7 @@ def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | Non
         flat = _flatten(data, where)
         if len(flat) != _flat_count(shape):
             raise RequestError(f"{where} holds {len(flat)} values; shape {list(shape)} needs {_flat_count(shape)}")
-        arr = _convert(flat, spec, where, claimed, row_based=False).reshape(tuple(shape))
+        arr = _convert(flat, spec, where, claimed, row_based=tuple(int(d) for d in shape)).reshape(tuple(shape))
     else:
         try:
             nested = np.asarray(data)
@@ -298,7 +373,7 @@ def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | Non
         if nested.ndim != len(spec.shape):
             raise RequestError(f"{where} has {nested.ndim} dimensions; the model takes shape {list(spec.shape)}")
         flat = nested.reshape(-1)
-        arr = _convert(flat if flat.dtype.kind in "iufb" else flat.tolist(), spec, where, claimed, row_based=False)
+        arr = _convert(flat if flat.dtype.kind in "iufb" else flat.tolist(), spec, where, claimed, row_based=nested.shape)
         arr = arr.reshape(nested.shape)
     check_tensor_shape(arr.shape, spec, where)
     return arr
@@ -331,7 +406,9 @@ def _flatten(data: list, where: str) -> list:
     return out
 
 
-def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: str | None, *, row_based: bool) -> np.ndarray:
+def _convert(
+    values: list | np.ndarray, spec: TensorSpec, where: str, claimed: str | None, *, row_based: bool | tuple[int, ...]
+) -> np.ndarray:
     """A flat list of JSON scalars as a numpy array of the declared type (or a RequestError)."""
     declared = spec.datatype
     if claimed is not None:
@@ -365,7 +442,9 @@ def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: s
     types = [t for t in (NP_TYPES[claimed] if claimed is not None else None, target) if t is not None]
     for i, v in enumerate(values):
         if v is None:
-            out[i] = np.nan  # missing: the model's missing-value policy decides
+            if not spec.imputes:
+                _refuse_missing(spec, where, i, row_based)
+            out[i] = np.nan  # missing: the model's fitted policy fills it in
         elif isinstance(v, (bool, int, float)):
             if isinstance(v, float) and not math.isfinite(v):
                 raise RequestError(f"{where} holds {v} at {_pos(i, row_based)}; values must be finite")
@@ -389,7 +468,7 @@ def _convert(values: list | np.ndarray, spec: TensorSpec, where: str, claimed: s
     return out.astype(target)
 
 
-def _refuse_booleans(values: list | np.ndarray, target: np.dtype, where: str, row_based: bool) -> None:
+def _refuse_booleans(values: list | np.ndarray, target: np.dtype, where: str, row_based: bool | tuple[int, ...]) -> None:
     """JSON `true` is not the number 1: refuse booleans in a numeric input (numpy would cast them)."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "b":
@@ -401,7 +480,7 @@ def _refuse_booleans(values: list | np.ndarray, target: np.dtype, where: str, ro
             raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {_short(v)} at {_pos(i, row_based)}")
 
 
-def _check_range(arr: np.ndarray, target: np.dtype, where: str, row_based: bool) -> None:
+def _check_range(arr: np.ndarray, target: np.dtype, where: str, row_based: bool | tuple[int, ...]) -> None:
     """Refuse values `target` cannot hold: beyond an integer type's range or not integral, beyond
     a float type's largest finite value (it would become infinity)."""
     if target.kind in "iub":
@@ -420,10 +499,14 @@ def _v2_name(target: np.dtype) -> str:
     return _V2_OF_NUMPY.get(target, target.name)
 
 
-def _text_column(values: list, spec: TensorSpec, where: str, row_based: bool) -> np.ndarray:
+def _text_column(values: list, spec: TensorSpec, where: str, row_based: bool | tuple[int, ...]) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
-        if v is None or isinstance(v, str):
+        if isinstance(v, str):
+            arr[i] = v
+        elif v is None:
+            if not spec.imputes:
+                _refuse_missing(spec, where, i, row_based)
             arr[i] = v
         elif isinstance(v, int) and (not isinstance(v, bool) or spec.kind == "binary"):
             arr[i] = str(v)  # an id or code sent as a number; true/false for a yes/no column
@@ -446,7 +529,7 @@ def _check_claim(claimed: str, spec: TensorSpec, where: str) -> None:
         raise RequestError(f"{where} is {declared}; {claimed} data cannot be cast to it safely (send {declared})")
 
 
-def _check_integral(arr: np.ndarray, target: np.dtype, where: str, row_based: bool) -> None:
+def _check_integral(arr: np.ndarray, target: np.dtype, where: str, row_based: bool | tuple[int, ...]) -> None:
     """Refuse values that `target` (an integer or boolean type) cannot hold exactly."""
     if target.kind == "b":
         bad = ~np.isin(arr, (0, 1))
@@ -461,7 +544,7 @@ def _check_integral(arr: np.ndarray, target: np.dtype, where: str, row_based: bo
         raise RequestError(f"{where} must hold {_type_word(target)}; got {_short(arr[i].item())} at {_pos(i, row_based)}")
 
 
-def _check_finite(arr: np.ndarray, where: str, row_based: bool) -> None:
+def _check_finite(arr: np.ndarray, where: str, row_based: bool | tuple[int, ...]) -> None:
     inf = ~np.isfinite(arr)
     if inf.any():
         i = int(np.flatnonzero(inf)[0])
@@ -483,8 +566,25 @@ def _type_word(target: np.dtype) -> str:
     return "numbers"
 
 
-def _pos(i: int, row_based: bool) -> str:
-    return f"row {i + 1}" if row_based else f"element {i}"
+def _pos(i: int, row_based: bool | tuple[int, ...]) -> str:
+    """Where value `i` of a flat list sits: `row 3` in a column, `element [0, 0, 3, 4]` in a
+    tensor of known shape (`row_based` is then that shape), else `element i`."""
+    if row_based is True:
+        return f"row {i + 1}"
+    if isinstance(row_based, tuple) and row_based:
+        return "element [" + ", ".join(str(int(k)) for k in np.unravel_index(i, row_based)) + "]"
+    return f"element {i}"
+
+
+def _refuse_missing(spec: TensorSpec, where: str, i: int, row_based: bool | tuple[int, ...]) -> None:
+    """A missing value where the input takes none: a tensor, or a column whose policy is `error`."""
+    raise RequestError(f"{where} holds null at {_pos(i, row_based)}; {_no_missing_reason(spec)}")
+
+
+def _no_missing_reason(spec: TensorSpec) -> str:
+    if len(spec.shape) > 1:
+        return "a tensor takes no missing values"
+    return "this column's missing-value policy is error (data.missing), so every row needs a value"
 
 
 def _kind_of(v: Any) -> str:
@@ -534,12 +634,14 @@ def tensor_from_binary(buf: memoryview, claimed: str, shape: Sequence[int], spec
             f"{where}: binary_data_size is {len(buf)} bytes; shape {list(shape)} of {claimed} needs {count * dtype.itemsize}"
         )
     arr = np.frombuffer(buf, dtype=dtype).reshape(tuple(shape))
-    target = NP_TYPES[spec.datatype]
-    if target.kind == "f":
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise RequestError(f"{where} holds a value that is not finite; values must be finite")
-        return arr.astype(target)  # a copy: the request buffer is not kept alive by the batch
-    return arr.astype(target)
+    if arr.dtype.kind == "f":
+        flat = arr.reshape(-1)
+        bad = ~np.isfinite(flat)
+        if bad.any():  # binary data have no null: NaN is not a missing value here, it is refused
+            i = int(np.flatnonzero(bad)[0])
+            at: bool | tuple[int, ...] = True if len(spec.shape) == 1 else tuple(int(d) for d in shape)
+            raise RequestError(f"{where} holds {flat[i].item()} at {_pos(i, at)}; values must be finite")
+    return arr.astype(NP_TYPES[spec.datatype])  # a copy: the request buffer is not kept alive by the batch
 
 
 def _decode_bytes_tensor(buf: memoryview, where: str) -> list[str]:
