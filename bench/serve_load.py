@@ -147,7 +147,8 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 async def _one_client(requests: list[bytes], port: int, measure_from: float, stop_at: float, state: dict) -> None:
     conn = None
-    at = state["clients_started"] = state.get("clients_started", -1) + 1
+    state["clients"] += 1
+    at = state["clients"] * 97 % len(requests)  # each connection starts elsewhere in the rows
     while time.perf_counter() < stop_at and state["budget"] > 0:
         try:
             if conn is None:
@@ -162,12 +163,13 @@ async def _one_client(requests: list[bytes], port: int, measure_from: float, sto
                 state["latencies"].append(time.perf_counter() - started)
                 state["last"] = time.perf_counter()
                 state["status"][status // 100] = state["status"].get(status // 100, 0) + 1
+            elif status != 200:
+                state["warmup_failed"] += 1
             if close:
                 conn[1].close()
                 conn = None
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            if time.perf_counter() >= measure_from:
-                state["broken"] += 1
+            state["broken" if time.perf_counter() >= measure_from else "warmup_failed"] += 1
             if conn is not None:
                 conn[1].close()
             conn = None
@@ -179,7 +181,7 @@ async def _one_client(requests: list[bytes], port: int, measure_from: float, sto
 async def _level(requests: list[bytes], port: int, clients: int, seconds: float, warmup: float, max_requests: int) -> dict:
     now = time.perf_counter()
     measure_from = now + warmup
-    state = {"budget": max_requests, "latencies": [], "status": {}, "broken": 0, "last": measure_from}
+    state = {"budget": max_requests, "latencies": [], "status": {}, "broken": 0, "warmup_failed": 0, "clients": 0, "last": measure_from}
     await asyncio.gather(*(_one_client(requests, port, measure_from, measure_from + seconds, state) for _ in range(clients)))
     lat = sorted(state["latencies"])
     n = len(lat)
@@ -193,6 +195,7 @@ async def _level(requests: list[bytes], port: int, clients: int, seconds: float,
         "status_5xx": state["status"].get(5, 0),
         "other": n - ok - state["status"].get(4, 0) - state["status"].get(5, 0),
         "broken": state["broken"],
+        "warmup_failed": state["warmup_failed"],  # non-200 or broken during the warm-up: failures too
         "seconds": elapsed,
         "rps": ok / elapsed,
         "p50_ms": 1000 * lat[n // 2] if n else float("nan"),
@@ -622,7 +625,7 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
             if not xs:
                 continue
             rs = ratios(key, "naive", clients)
-            bad = sum(x["requests"] - x["ok"] + x["broken"] for x in xs)
+            bad = sum(x["requests"] - x["ok"] + x["broken"] + x["warmup_failed"] for x in xs)
             print(
                 f"{labels[key]:<42} {clients:>7} {_median([x['rps'] for x in xs]):>8.1f} "
                 f"{(_median(rs) if key != 'naive' else 1):>7.2f}x {(_spread(rs) if key != 'naive' else ''):>11} "
@@ -642,10 +645,12 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
         for name, vals in inproc.items():
             print(f"  {name:<32} {_median(vals):>9.0f}  ({min(vals):.0f}-{max(vals):.0f})")
 
-    failed = sum(x["requests"] - x["ok"] + x["broken"] for x in runs)
+    failed = sum(x["requests"] - x["ok"] + x["broken"] + x["warmup_failed"] for x in runs)
     fivexx = sum(x["status_5xx"] for x in runs)
     broken = sum(x["broken"] for x in runs)
-    print(f"\nfailed requests (non-200 or broken connection): {failed}; of them 5xx: {fivexx}; broken connections: {broken}")
+    print(
+        f"\nfailed requests (non-200 or broken connection, warm-ups included): {failed}; of them 5xx: {fivexx}; broken connections: {broken}"
+    )
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "inprocess": inproc, "loads": loads}, indent=1))
         print(f"every measurement: {args.json}")
