@@ -21,10 +21,11 @@ per measurement (so the load generator shares no interpreter with a server) keep
 and 64 keep-alive HTTP/1.1 connections busy in a closed loop, for a bounded time and number of
 requests, after a warm-up on the same connections. Four rounds; in each round every level runs
 against every server, the servers in a rotated order, so the load of the machine (shared with
-other work) falls on all of them alike. Figures are medians over the rounds; ratios to the naive
-server are taken within each round, then the median. Every answer that is not 200 is counted
-(4xx, 5xx, broken connections) and printed. Before the load, each server answers the bench row
-once and its probability is checked against `Model.predict_proba` in this process.
+other work) falls on all of them alike; the drift-off server runs right beside tf-eager.
+Figures are medians over the rounds; ratios to the naive server are taken within each round,
+then the median. Every answer that is not 200 is counted (4xx, 5xx, broken connections,
+warm-ups included) and printed. Before the load, each server answers one row once and its
+probability is checked against `Model.predict_proba` in this process.
 
 It also measures in-process `Model.predict` on one row (and on 32 rows) with the eager network
 and the ONNX export, interleaved over the same rounds, in a process of its own at one thread;
@@ -35,7 +36,9 @@ How to run
     .venv/bin/python bench/serve_load.py           # 4 rounds x 4 levels x 4 servers, ~9 min on 2 cores
     .venv/bin/python bench/serve_load.py --quick   # 2 rounds, 1.5 s per level, ~2 min
     options: --seconds S --warmup W --rounds R --max-requests N --workers K --mlserver PATH|none
-             --json FILE (every measurement)
+             --json FILE (every measurement) --keep (keep the workspace and the servers' logs)
+    In a worktree whose .venv is shared, put the worktree's source first:
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD/src .venv/bin/python bench/serve_load.py --quick
 
 The exit status is 0 whatever the figures: this is a benchmark, not a test. It installs
 nothing; without .venv-mlserver it prints that MLServer is absent and measures the rest. The
@@ -298,6 +301,7 @@ class Server:
     proc: subprocess.Popen | None = None
     log: Path | None = None
     optional: bool = False  # a peer or a variant: the run goes on without it if it does not start
+    beside: str | None = None  # measured right before or after this server (alternating by round)
     cpu_s: float = 0.0
     sent: int = 0
 
@@ -377,6 +381,19 @@ def _write_requests(path: Path, requests: list[bytes]) -> None:
     path.write_text(json.dumps([r.decode("latin-1") for r in requests]))
 
 
+def _order(servers: list[Server], r: int) -> list[Server]:
+    """Round `r`'s order: rotated by one each round; a server measured `beside` another runs right
+    after it in even rounds and right before it in odd ones (the drift-off pair: adjacent runs
+    see the same load of the machine)."""
+    main = [s for s in servers if s.beside is None]
+    main = main[r % len(main) :] + main[: r % len(main)] if main else []
+    for s in servers:
+        if s.beside is not None:
+            at = next((i for i, m in enumerate(main) if m.key == s.beside), len(main) - 1)
+            main.insert(at + 1 - r % 2, s)
+    return main
+
+
 def _http_request(path: str, body: bytes, token: str | None) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
@@ -412,6 +429,15 @@ def _drift_state(server: Server, token: str, model: str) -> str:
     d = reply.get("drift") or {}
     extra = {k: v for k, v in d.items() if isinstance(v, (int, float)) and k not in ("window",)}
     return "on, " + ", ".join(f"{k} {v}" for k, v in extra.items())
+
+
+def _failed(runs: list[dict]) -> int:
+    """Answers that were not 200, and broken connections, warm-ups included."""
+    return sum(x["requests"] - x["ok"] + x["broken"] + x["warmup_failed"] for x in runs)
+
+
+def _fivexx(runs: list[dict]) -> int:
+    return sum(x["status_5xx"] for x in runs)
 
 
 def _median(values: list[float]) -> float:
@@ -558,6 +584,7 @@ def main() -> None:
                 root / "invocations.http",
                 levels=(DRIFT_LEVEL,),
                 optional=True,
+                beside="tf-eager",
             )
         )
         print("starting " + ", ".join(s.key for s in servers) + " ...", flush=True)
@@ -579,12 +606,10 @@ def main() -> None:
         t0 = time.monotonic()
         runs: list[dict] = []
         for r in range(args.rounds):
-            order = servers[r % len(servers) :] + servers[: r % len(servers)]
             for clients in LEVELS:
-                for s in order:
-                    if clients in s.levels:
-                        out = _measure(s, clients, args)
-                        runs.append({"round": r, "server": s.key, **out})
+                for s in _order([s for s in servers if clients in s.levels], r):
+                    out = _measure(s, clients, args)
+                    runs.append({"round": r, "server": s.key, **out})
             print(f"  round {r + 1}/{args.rounds} done ({time.monotonic() - t0:.0f} s, load average {_load():.1f})", flush=True)
         load_after = _load()
         drift_states = {s.key: _drift_state(s, token, SPEC["name"]) for s in servers if s.key.startswith("tf-")}
@@ -625,16 +650,17 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
             if not xs:
                 continue
             rs = ratios(key, "naive", clients)
-            bad = sum(x["requests"] - x["ok"] + x["broken"] + x["warmup_failed"] for x in xs)
+            rps, p50, p99 = (_median([x[k] for x in xs]) for k in ("rps", "p50_ms", "p99_ms"))
+            ratio, spread = (_median(rs), _spread(rs)) if key != "naive" else (1.0, "")
             print(
-                f"{labels[key]:<42} {clients:>7} {_median([x['rps'] for x in xs]):>8.1f} "
-                f"{(_median(rs) if key != 'naive' else 1):>7.2f}x {(_spread(rs) if key != 'naive' else ''):>11} "
-                f"{_median([x['p50_ms'] for x in xs]):>7.2f} {_median([x['p99_ms'] for x in xs]):>8.2f} {bad:>7} {sum(x['status_5xx'] for x in xs):>4}"
+                f"{labels[key]:<42} {clients:>7} {rps:>8.1f} {ratio:>7.2f}x {spread:>11} "
+                f"{p50:>7.2f} {p99:>8.2f} {_failed(xs):>7} {_fivexx(xs):>4}"
             )
+    client_ms = 1000 * sum(x["client_cpu_s"] for x in runs) / max(1, sum(x["requests"] for x in runs))
     print(
         "server CPU per request (its process and workers, all levels): "
         + ", ".join(f"{s.key} {1000 * s.cpu_s / max(1, s.sent):.2f} ms" for s in servers)
-        + f"; load generator CPU per request {1000 * sum(x['client_cpu_s'] for x in runs) / max(1, sum(x['requests'] for x in runs)):.2f} ms"
+        + f"; load generator CPU per request {client_ms:.2f} ms"
     )
     print("drift monitor at the end: " + "; ".join(f"{k}: {v}" for k, v in drift_states.items()))
 
@@ -645,11 +671,11 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
         for name, vals in inproc.items():
             print(f"  {name:<32} {_median(vals):>9.0f}  ({min(vals):.0f}-{max(vals):.0f})")
 
-    failed = sum(x["requests"] - x["ok"] + x["broken"] + x["warmup_failed"] for x in runs)
-    fivexx = sum(x["status_5xx"] for x in runs)
+    failed, fivexx = _failed(runs), _fivexx(runs)
     broken = sum(x["broken"] for x in runs)
     print(
-        f"\nfailed requests (non-200 or broken connection, warm-ups included): {failed}; of them 5xx: {fivexx}; broken connections: {broken}"
+        f"\nfailed requests (non-200 or broken connection, warm-ups included): {failed}; "
+        f"of them 5xx: {fivexx}; broken connections: {broken}"
     )
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "inprocess": inproc, "loads": loads}, indent=1))
@@ -676,7 +702,8 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
     on_off = [1 / r for r in ratios("tf-nodrift", "tf-eager", DRIFT_LEVEL)]  # drift-on req/s over drift-off, per round
     cost = 1 - _median(on_off)
     print(
-        f"  {mark(cost < 0.10)} drift monitoring costs < 10 % at {DRIFT_LEVEL} clients: {100 * cost:+.1f} % (on/off {_median(on_off):.3f}, range {_spread(on_off)})"
+        f"  {mark(cost < 0.10)} drift monitoring costs < 10 % at {DRIFT_LEVEL} clients: {100 * cost:+.1f} % "
+        f"(on/off {_median(on_off):.3f}, range {_spread(on_off)})"
     )
     if "error" not in inproc:
         for call in ("predict", "predict_columns"):
@@ -689,7 +716,8 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
                 if e and o:
                     per_round = [b / a for a, b in zip(e, o)]
                     print(
-                        f"  {mark(_median(per_round) > 1)} ONNX faster than eager, Model.{call} {rows}: {_median(per_round):.2f}x ({_spread(per_round)})"
+                        f"  {mark(_median(per_round) > 1)} ONNX faster than eager, Model.{call} {rows}: "
+                        f"{_median(per_round):.2f}x ({_spread(per_round)})"
                     )
     print(f"  {mark(failed == 0 and fivexx == 0)} zero failed requests and zero 5xx: {failed} failed, {fivexx} 5xx")
 
