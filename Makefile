@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The pinned CPU build of torch lies in /opt/wheels on our machines; elsewhere pip finds it on PyPI.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: demo test redteam bench clean
+.PHONY: demo test redteam bench bench-peers clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,5 +31,16 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/scenarios.py
 
+# The serving benchmark's peer (issue 13): MLServer in a venv of its own, since it pins another
+# FastAPI; bench/serve_load.py finds it there and says so when it is absent (it installs nothing).
+MLSERVER_VENV := .venv-mlserver
+
+bench-peers: $(MLSERVER_VENV)/.installed
+
+$(MLSERVER_VENV)/.installed: bench/requirements-mlserver.txt
+	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install -q $(FIND_LINKS) -r bench/requirements-mlserver.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) .trustforge .pytest_cache
+	rm -rf $(VENV) $(MLSERVER_VENV) .trustforge .pytest_cache
