@@ -125,8 +125,9 @@ class Table(InputKind):
 def _column(values: Any, name: str, where: str) -> np.ndarray | pd.Series:
     """One column of `encode_columns`: an array or Series as given, a list as a DataFrame would
     hold it; refused unless it holds one value per row."""
-    if not isinstance(values, (np.ndarray, pd.Series)) and np.ndim(values) == 1:
-        values = pd.Series(values, name=name)
-    if np.ndim(values) != 1:
-        raise DataError(f"{where}: column {name!r} must hold one value per row; got shape {list(np.shape(values))}")
-    return values
+    if isinstance(values, (np.ndarray, pd.Series)):
+        if values.ndim == 1:
+            return values
+    elif np.ndim(values) == 1:
+        return pd.Series(values, name=name)
+    raise DataError(f"{where}: column {name!r} must hold one value per row; got shape {list(np.shape(values))}")
