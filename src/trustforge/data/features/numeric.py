@@ -123,9 +123,12 @@ class NumericBlock(Block):
     def encode(self, values: Sequence[Any], *, where: str, index: Any = None) -> np.ndarray:
         if not all(v.dtype.kind in "iuf" for v in values):
             return super().encode(values, where=where, index=index)
-        x = np.empty((len(values[0]) if values else 0, len(values)), dtype=np.float64)
-        for j, v in enumerate(values):  # pandas' nullable numbers carry NA: NaN here, as `numbers` reads them
-            x[:, j] = v.to_numpy(dtype=np.float64, na_value=np.nan) if isinstance(v, pd.Series) else v
+        if all(isinstance(v, np.ndarray) for v in values):
+            x = np.array(values, dtype=np.float64).T  # (N, k), one copy
+        else:
+            x = np.empty((len(values[0]), len(values)), dtype=np.float64)
+            for j, v in enumerate(values):  # pandas' nullable numbers carry NA: NaN here, as `numbers` reads them
+                x[:, j] = v.to_numpy(dtype=np.float64, na_value=np.nan) if isinstance(v, pd.Series) else v
         with np.errstate(over="ignore", invalid="ignore"):
             z = (x - self.mean) / self.std
             if (np.abs(z) <= _FLOAT32_MAX).all():  # also false for NaN and infinity
