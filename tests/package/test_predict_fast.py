@@ -21,6 +21,7 @@ from trustforge.errors import DataError
 from trustforge.package import Model
 from trustforge.pipeline import run
 from trustforge.settings import Settings
+from trustforge.testing import CASES
 
 QUIET = {"speed": False, "corruptions": False, "explain": False}
 STRIKES = Path(__file__).resolve().parents[2] / "examples" / "data" / "strikes.csv"
@@ -60,6 +61,7 @@ def specs(root: Path) -> dict[str, dict]:
             "train": {"max_epochs": 2},
             "evaluate": QUIET,
         },
+        "series": {**CASES["rnn-series"], "name": "series-fast"},  # a forecast: predictions built by predict
         "digits": {
             "name": "digits-fast",
             "data": {"source": "builtin:digits"},
@@ -193,6 +195,14 @@ def test_digits_images_predict_the_same_as_an_array_and_as_columns(models):
     columns = model.predict_columns({"image": images})
     assert_same(table, columns)
     assert columns["prediction"].tolist() == table["prediction"].tolist() and len(columns["prediction"]) == 16
+
+
+def test_a_forecast_from_columns_is_the_table_predict_builds(models):
+    model = models["series"]
+    values = 10 + np.sin(np.arange(48) / 12 * 2 * np.pi)
+    table = model.predict(pd.DataFrame({"value": values}))
+    assert "step" in table.columns and len(table) == model.spec.data.series.horizon
+    assert_same(table, model.predict_columns({"value": values}))
 
 
 def test_a_frame_with_its_own_index_is_encoded_the_same(models):
