@@ -322,6 +322,11 @@ def check_feature_type(name: str, column: Any, workdir: str | Path | None = None
         assert before[slot].shape[1] == t.size(state), f"{name}: size mismatch"
     elif t.slot == "grid":
         assert tuple(before[slot].shape[1:]) == tuple(t.grid(state)), f"{name}: grid {tuple(before[slot].shape[1:])} != {t.grid(state)}"
+    if t.slot in ("float", "index"):  # its block (`FeatureType.block`) of two columns encodes as one column at a time, twice
+        one = t.encode(state, column, where="case")
+        twice = t.block([state, state], [column.name, column.name]).encode([column, column], where="case")
+        expected = np.concatenate([one, one], axis=1) if t.slot == "float" else np.stack([one, one], axis=1)
+        assert np.array_equal(twice, expected, equal_nan=True), f"{name}: its block encodes differently from one column at a time"
 
     sig = t.signature(column.name, state)
     assert sig["name"] == column.name and sig["shape"] == [-1], f"{name}: bad signature {sig}"

@@ -124,3 +124,23 @@ def test_an_export_that_predicts_differently_is_refused(packages, registry, tmp_
     with pytest.raises(ModelError, match="model kind 'mlp': ONNX Runtime predictions differ from eager PyTorch"):
         _onnx_service(registry, "iris")
     assert not list((registry.settings.cache_dir / "onnx").glob("*/model.onnx"))  # nothing cached
+
+
+@pytest.mark.parametrize("key", ["iris", "mixed", "digits"])
+def test_onnx_predicts_from_columns_what_eager_does(packages, registry, tmp_path, key):
+    """The ONNX backend runs the same array core (`predict_columns`): its session replaces the torch module."""
+    uri = register(registry, packages[key], tmp_path)
+    eager = registry.load_model(uri)
+    svc = _onnx_service(registry, key)
+    try:
+        served = svc.current.executors[0].model
+        assert isinstance(served.module, OrtModule)
+        x = _inputs(key, packages)
+        columns = {"image": x} if isinstance(x, np.ndarray) else {c: x[c].to_numpy() for c in x.columns}
+        a, b = eager.predict_columns(columns), served.predict_columns(columns)
+        assert list(a) == list(b) and a["prediction"].tolist() == b["prediction"].tolist()
+        assert compare_predictions(pd.DataFrame(a), pd.DataFrame(b)) <= 1e-4
+        table = served.predict(x)  # and the table predict gives is the same arrays
+        assert all(table[c].to_numpy().tolist() == b[c].tolist() for c in b)
+    finally:
+        svc.close()

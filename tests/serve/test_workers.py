@@ -144,3 +144,69 @@ def test_a_batch_with_one_bad_request_answers_the_others(packages, registry, tmp
                 assert job.future.result(30)["prediction"].shape == (1,)
     finally:
         rt.close()
+
+
+def _payloads(key: str) -> dict:
+    """A batch as the server hands it to an executor: the signature's columns as arrays, or the tensor."""
+    from _serving import mixed_frame
+    from sklearn.datasets import load_digits
+
+    if key == "iris":
+        frame = load_iris(as_frame=True).frame.drop(columns="target").head(9)
+        return {c: frame[c].to_numpy() for c in frame.columns}
+    if key == "mixed":
+        frame = mixed_frame(9, seed=3).drop(columns="label")
+        return {c: frame[c].to_numpy() if frame[c].dtype.kind == "f" else frame[c].to_numpy(dtype=object) for c in frame.columns}
+    return (load_digits().images[:9] / 16.0).astype(np.float32)[:, None]
+
+
+def _as_before(model, payload, signature) -> dict:
+    """What the executors returned before the array core: predict on a DataFrame, back to columns."""
+    from trustforge.serve._signature import frame_to_columns, to_model_input
+
+    return frame_to_columns(model.predict(to_model_input(payload, signature)))
+
+
+def _assert_same_columns(got: dict, want: dict) -> None:
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].tolist() == want[name].tolist(), name
+
+
+@pytest.mark.parametrize("key", ["iris", "mixed", "digits"])
+def test_the_inline_executor_predicts_from_the_payload_columns_with_no_dataframe(packages, registry, tmp_path, monkeypatch, key):
+    import pandas as pd
+
+    from trustforge.serve._signature import Signature
+    from trustforge.serve._workers import InlineExecutor
+
+    model = registry.load_model(register(registry, packages[key], tmp_path))
+    signature = Signature.from_manifest(model.manifest)
+    payload = _payloads(key)
+    want = _as_before(model, payload, signature)
+    executor = InlineExecutor(model, signature)
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("a DataFrame was built on the serving path")
+
+    monkeypatch.setattr(pd.DataFrame, "__init__", no_frames)
+    got = executor.run(payload)
+    monkeypatch.undo()
+    _assert_same_columns(got, want)
+
+
+def test_a_worker_process_predicts_from_the_payload_columns_as_before(packages, registry, tmp_path):
+    from trustforge.serve._signature import Signature
+
+    uri = register(registry, packages["mixed"], tmp_path)
+    model = registry.load_model(uri)
+    payload = _payloads("mixed")
+    want = _as_before(model, payload, Signature.from_manifest(model.manifest))
+    svc = ModelService(uri, ServeConfig(workers=1, auth="none"), registry=registry).start()
+    try:
+        _assert_same_columns(svc.current.executors[0].run(payload), want)
+        bad = {**payload, "smoker": np.array(["yes", "maybe"] + ["no"] * 7, dtype=object)}
+        with pytest.raises(RequestError, match="smoker"):  # the model's refusal, as a 400
+            svc.current.executors[0].run(bad)
+    finally:
+        svc.close()

@@ -20,7 +20,7 @@ Its fitted state is `(json_dict, {name: tensor})`, so a package holds no pickle.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ import torch
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, label_strings
 from trustforge.data._states import InputState
-from trustforge.data.features import MISSING, OWN_TENSOR, UNKNOWN, FeatureOptions, FeatureState, feature_type
+from trustforge.data.features import MISSING, OWN_TENSOR, UNKNOWN, Block, FeatureOptions, FeatureState, as_series, feature_type
 from trustforge.data.features.binary import BinaryState
 from trustforge.data.features.categorical import CategoricalState
 from trustforge.data.features.numeric import NumericState
@@ -95,17 +95,43 @@ class Preprocessor:
 
     def encode_frame(self, frame: pd.DataFrame, *, where: str = "input") -> tuple[torch.Tensor, ...]:
         """A table's inputs: (floats (N, D), indices (N, K), *one tensor per text, image or audio
-        column in schema order), each column encoded by its feature type."""
+        column in schema order), each column encoded by its feature type (see `encode_columns`)."""
         self.check_columns(frame, where=where)
-        floats, indices, own = [], [], []
+        return self.encode_columns(frame_columns(frame, self.schema.input_names), len(frame), where=where, index=frame.index)
+
+    def encode_columns(self, columns: Mapping[str, Any], n: int, *, where: str = "input", index: Any = None) -> tuple[torch.Tensor, ...]:
+        """The inputs of `encode_frame` from one array (or Series) of `n` values per schema
+        column, no DataFrame: the columns of each feature type that share a matrix are encoded
+        together (`FeatureType.block`: all numeric columns standardised as one (N, k) matrix),
+        straight into the float and index matrices. `index`: the rows' labels that messages
+        name (`features.row_of`); None: their positions.
+
+        A value a type refuses raises the error the column-by-column path gives, in schema
+        order, whichever block met it first."""
+        plan = self._plan()
+        x_num = np.empty((n, plan.widths["float"]), dtype=np.float32)
+        x_cat = np.empty((n, plan.widths["index"]), dtype=np.int64)
+        try:
+            for block, slot, at in plan.blocks:
+                (x_num if slot == "float" else x_cat)[:, at] = block.encode(
+                    [columns[name] for name in block.names], where=where, index=index
+                )
+            own = [np.ascontiguousarray(t.encode(st, as_series(columns[name], name, index), where=where)) for name, t, st in plan.own]
+        except DataError:
+            self._encode_each(columns, where=where, index=index)  # raises the first column's error, as one column at a time would
+            raise
+        return (torch.from_numpy(x_num), torch.from_numpy(x_cat), *(torch.from_numpy(x) for x in own))
+
+    def _encode_each(self, columns: Mapping[str, Any], *, where: str, index: Any) -> None:
         for c in self.schema.columns:
-            t = feature_type(c.kind)
-            x = t.encode(self.features[c.name], frame[c.name], where=where)
-            (own if t.slot in OWN_TENSOR else floats if t.slot == "float" else indices).append(x)
-        n = len(frame)
-        x_num = torch.from_numpy(np.concatenate(floats, axis=1).astype(np.float32) if floats else np.zeros((n, 0), np.float32))
-        x_cat = torch.from_numpy(np.stack(indices, axis=1) if indices else np.zeros((n, 0), np.int64))
-        return (x_num, x_cat, *(torch.from_numpy(np.ascontiguousarray(x)) for x in own))
+            feature_type(c.kind).encode(self.features[c.name], as_series(columns[c.name], c.name, index), where=where)
+
+    def _plan(self) -> "_Plan":
+        """Where each column's encoding goes, worked out once per fitted preprocessor."""
+        plan = self.__dict__.get("_cached_plan")
+        if plan is None:
+            plan = self._cached_plan = _Plan.of(self)
+        return plan
 
     def imputed(self, frame: pd.DataFrame) -> dict[str, int]:
         """Per table column, the values `encode_frame` fills in from the fitted state (missing
@@ -143,12 +169,14 @@ class Preprocessor:
                 at[slot] += width
         return groups
 
-    def check_columns(self, frame: pd.DataFrame, *, where: str = "input", allow_extra: tuple[str, ...] = ()) -> None:
-        """Refuse a frame whose columns differ from the schema's (the target may be present)."""
+    def check_columns(self, frame: pd.DataFrame | Mapping[str, Any], *, where: str = "input", allow_extra: tuple[str, ...] = ()) -> None:
+        """Refuse a frame (or columns by name) whose columns differ from the schema's (the target may be present)."""
         expected = self.schema.input_names
         allowed = {self.schema.target, *self.schema.ignored, *allow_extra}
-        missing = [c for c in expected if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in expected and c not in allowed]
+        given = frame.columns.tolist() if isinstance(frame, pd.DataFrame) else list(frame)
+        present = set(given)
+        missing = [c for c in expected if c not in present]
+        extra = [c for c in given if c not in expected and c not in allowed]
         if missing:
             raise DataError(f"{where}: missing columns {missing} that the model needs")
         if extra:
@@ -228,6 +256,7 @@ class Preprocessor:
 
     def fit_columns(self, frame: pd.DataFrame, *, where: str) -> None:
         """Each column's feature type learns its state from the training split."""
+        self.__dict__.pop("_cached_plan", None)
         options = self.options()
         for c in self.schema.columns:
             t = feature_type(c.kind)
@@ -254,6 +283,54 @@ class Preprocessor:
                 self.binary_values[name] = list(state.values)
             elif isinstance(state, (CategoricalState, TextState)):
                 self.vocabularies[name] = list(state.vocabulary)
+
+
+def frame_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, Any]:
+    """The columns `names` of `frame`, each once: a frame of one numpy number type (a table of
+    measurements) as views of one array, taken in one call; otherwise each column as its Series,
+    which the feature types read as they always have (pandas' own types kept)."""
+    dtypes = set(frame.dtypes.tolist())
+    only = dtypes.pop() if len(dtypes) == 1 else None
+    if isinstance(only, np.dtype) and only.kind in "iuf":
+        values = frame.to_numpy()
+        at = {c: j for j, c in enumerate(frame.columns.tolist())}
+        return {name: values[:, at[name]] for name in names}
+    return {name: frame[name] for name in names}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How a fitted table encodes: each block of columns (one feature type, one matrix) with
+    its slot and the matrix columns it fills, the matrices' widths, and the columns with a
+    tensor of their own (name, type, state), in schema order."""
+
+    blocks: tuple[tuple[Block, str, Any], ...]
+    widths: dict[str, int]
+    own: tuple[tuple[str, Any, FeatureState], ...]
+
+    @classmethod
+    def of(cls, pre: "Preprocessor") -> "_Plan":
+        at: dict[tuple[str, str], list[int]] = {}  # (type, slot) -> matrix columns, in order of the columns
+        members: dict[tuple[str, str], list[str]] = {}
+        widths = {"float": 0, "index": 0}
+        own = []
+        for c in pre.schema.columns:
+            t, state = feature_type(c.kind), pre.features[c.name]
+            if t.slot in OWN_TENSOR:
+                own.append((c.name, t, state))
+                continue
+            width = t.size(state) if t.slot == "float" else 1
+            key = (t.name, t.slot)
+            at.setdefault(key, []).extend(range(widths[t.slot], widths[t.slot] + width))
+            members.setdefault(key, []).append(c.name)
+            widths[t.slot] += width
+        blocks = []
+        for (name, slot), names in members.items():
+            t = feature_type(name)
+            cols = at[(name, slot)]
+            contiguous = cols == list(range(cols[0], cols[0] + len(cols)))
+            blocks.append((t.block([pre.features[n] for n in names], names), slot, slice(cols[0], cols[-1] + 1) if contiguous else cols))
+        return cls(tuple(blocks), widths, tuple(own))
 
 
 def _legacy_states(pre: "Preprocessor") -> dict[str, FeatureState]:

@@ -82,6 +82,9 @@ class Task(ABC):
     report_metrics: ClassVar[tuple[str, ...]] = ()
     # The drift monitor watches the `prediction` column as numbers (else as labels).
     numeric_prediction: ClassVar[bool] = False
+    # Predictions are one row per input row, decoded from the model's outputs alone
+    # (`output_columns`); else only `predict` builds them (a forecast's steps, recommendations).
+    row_outputs: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -178,6 +181,11 @@ class Task(ABC):
         """The full metric set of a packaged model on labelled raw data (see `Model.evaluate`)."""
         raise NotImplementedError
 
+    def output_columns(self, model: Any, out: torch.Tensor) -> dict[str, np.ndarray]:
+        """The prediction table's columns (as `predict` names them, paths aside) from the
+        model's calibrated outputs (N, ...), as arrays; tasks with `row_outputs` only."""
+        raise NotImplementedError(f"{self.name} predictions are built by predict")
+
     def monitored_predictions(
         self, preprocessor: Any, outputs: Sequence[torch.Tensor], decision: Mapping[str, Any] | None = None
     ) -> np.ndarray | None:
@@ -203,6 +211,7 @@ class Classification(Task):
 
     name = "classification"
     probabilities = True
+    row_outputs = True
     report_metrics = ("accuracy", "f1_macro", "roc_auc", "log_loss")
     METRIC_NAMES = tuple(name for name, m in METRICS.items() if m.family == "class")
 
@@ -326,10 +335,15 @@ class Classification(Task):
 
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
         out = model.outputs(raw)
-        proba = outputs_to_proba(out, len(model.classes))
-        columns = {"prediction": np.array(model.classes, dtype=object)[self.decide(proba, model.classes, model.decision)]}
-        columns.update({f"proba_{c}": proba[:, j] for j, c in enumerate(model.classes)})
-        return _frame(raw, len(out), columns)
+        return _frame(raw, len(out), self.output_columns(model, out))
+
+    def output_columns(self, model: Any, out: torch.Tensor) -> dict[str, np.ndarray]:
+        classes = model.classes
+        proba = outputs_to_proba(out, len(classes))
+        columns = {"prediction": np.array(classes, dtype=object)[self.decide(proba, classes, model.decision)]}
+        by_class = np.ascontiguousarray(proba.T)  # each class's probabilities contiguous, as a table's column is
+        columns.update({f"proba_{c}": by_class[j] for j, c in enumerate(classes)})
+        return columns
 
     @staticmethod
     def decide(proba: np.ndarray, classes: Sequence[str], decision: Mapping[str, Any] | None) -> np.ndarray:
@@ -379,6 +393,7 @@ class Regression(Task):
     name = "regression"
     report_metrics = ("rmse", "mae", "r2")
     numeric_prediction = True
+    row_outputs = True
     METRIC_NAMES = ("mae", "rmse", "r2")
 
     def metric_names(self, spec: Any) -> tuple[str, ...]:
@@ -423,7 +438,10 @@ class Regression(Task):
 
     def predict(self, model: Any, raw: Any) -> pd.DataFrame:
         out = model.outputs(raw)
-        return _frame(raw, len(out), {"prediction": model.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))})
+        return _frame(raw, len(out), self.output_columns(model, out))
+
+    def output_columns(self, model: Any, out: torch.Tensor) -> dict[str, np.ndarray]:
+        return {"prediction": model.preprocessor.decode_regression(out.squeeze(-1).numpy().astype(np.float64))}
 
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         target = model.preprocessor.encode_target(raw)

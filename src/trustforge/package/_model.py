@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -133,14 +133,49 @@ class Model:
         written before format 4 and for tasks that are not binary classification."""
         return self.manifest.get("decision")
 
-    @torch.no_grad()
     def outputs(self, raw: RawData, batch_size: int = 1024) -> torch.Tensor:
         """Model outputs for checked inputs; classification logits are divided by `temperature`."""
-        inputs = self.preprocessor.encode_inputs(raw)
+        return self.forward(self.preprocessor.encode_inputs(raw), batch_size)
+
+    @torch.no_grad()
+    def forward(self, inputs: tuple[torch.Tensor, ...], batch_size: int = 1024) -> torch.Tensor:
+        """Model outputs for encoded inputs, `batch_size` rows at a time; classification logits
+        are divided by `temperature`."""
         n = len(inputs[0])
-        outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
-        out = torch.cat(outs) if outs else torch.empty(0, 1)
+        if 0 < n <= batch_size:
+            out = self.module(*inputs).float()
+        else:
+            outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
+            out = torch.cat(outs) if outs else torch.empty(0, 1)
         return self.task.calibrate(out, self.temperature)
+
+    def predict_columns(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Predictions as arrays, from inputs as arrays: what `predict` returns, column by
+        column, for the input `predict` would get as a DataFrame of `columns` (or, for a model
+        that takes one tensor, such as images, that tensor: `{"image": array}`).
+
+        The same checks and errors as `predict` (missing or unexpected columns, non-finite
+        values, the missing-value policy) and the same decision (the binary threshold, the
+        calibration temperature). A table's columns go straight to the package's tensors and
+        the outputs straight to arrays, no DataFrame on the way (the server's path); other
+        kinds of input (text, images, audio, series, interactions) are read as `predict`
+        reads them, and forecasts and recommendations are built by `predict`.
+
+        Args:
+            columns: input name -> one value per row (an array, a Series or a list).
+
+        Returns:
+            Output name -> array: `prediction` and, for classification, `proba_<class>`.
+        """
+        task, kind = self.task, input_kind(self.schema)
+        inputs = kind.encode_columns(self.preprocessor, columns, where="input") if task.row_outputs else None
+        if inputs is not None:
+            return task.output_columns(self, self.forward(inputs))
+        data = _as_input(columns)
+        if not task.row_outputs:
+            frame = self.predict(data)
+            return {str(c): frame[c].to_numpy() for c in frame.columns}
+        return task.output_columns(self, self.outputs(self.read_input(data)))
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities (N, K) in the order of `classes`."""
@@ -197,6 +232,16 @@ class Model:
         if not hasattr(self.module, "score_all"):  # only recommenders score every item
             raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
         return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
+
+
+def _as_input(columns: Mapping[str, Any]) -> pd.DataFrame | np.ndarray:
+    """What `predict` takes for `columns`: the one tensor of a model that takes one (an array of
+    rank 2 or more), else a DataFrame of the columns."""
+    if len(columns) == 1:
+        (only,) = columns.values()
+        if isinstance(only, np.ndarray) and only.ndim >= 2:
+            return only
+    return pd.DataFrame(dict(columns), copy=False)
 
 
 def _check_decision(pkg: VerifiedPackage, classes: list[str] | None) -> None:

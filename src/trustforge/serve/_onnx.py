@@ -9,9 +9,10 @@ Runtime predicts what the eager model predicts on probe inputs built from the si
 workspace key signs: an export someone edited on disk fails `load_onnx_model`'s check and is
 exported again, never run.
 
-Only the network moves to ONNX Runtime: preprocessing, calibration and the prediction table
-stay `Model`'s own, so `Model.predict` remains the one predict path (the ONNX model is a
-`Model` whose module is an ONNX Runtime session).
+Only the network moves to ONNX Runtime: preprocessing, calibration and the prediction
+columns stay `Model`'s own, so `Model.predict_columns` (what the server's executors call) and
+`Model.predict` remain the one predict path (the ONNX model is a `Model` whose module is an
+ONNX Runtime session).
 """
 
 from __future__ import annotations

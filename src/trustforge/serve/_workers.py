@@ -40,9 +40,18 @@ import numpy as np
 
 from trustforge.errors import DataError, ModelError, TrustForgeError
 from trustforge.serve._codec import CodecError, pack, unpack
-from trustforge.serve._signature import Payload, RequestError, Signature, frame_to_columns, to_model_input
+from trustforge.serve._signature import Payload, RequestError, Signature
 
-__all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "WorkerDied", "WorkerNotRunning", "WorkerFailed", "load_serving_model"]
+__all__ = [
+    "Executor",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "WorkerDied",
+    "WorkerNotRunning",
+    "WorkerFailed",
+    "load_serving_model",
+    "predict_payload",
+]
 
 Columns = dict[str, np.ndarray]
 
@@ -119,6 +128,16 @@ def load_serving_model(load: dict[str, Any]):
     return model
 
 
+def predict_payload(model: Any, payload: Payload, signature: Signature) -> Columns:
+    """The prediction columns of a batch: the payload's arrays go to `Model.predict_columns` as
+    they are (the signature's inputs, in its order; a tensor under its input's name)."""
+    if isinstance(payload, np.ndarray):
+        columns: Columns = {signature.tensor.name: payload}
+    else:
+        columns = {s.name: payload[s.name] for s in signature.inputs if s.name in payload}
+    return model.predict_columns(columns)
+
+
 # ---------------------------------------------------------------------------- in-process
 
 
@@ -139,14 +158,13 @@ class InlineExecutor:
 
     def run(self, payload: Payload) -> Columns:
         try:
-            frame = self.model.predict(to_model_input(payload, self.signature))
+            return predict_payload(self.model, payload, self.signature)
         except DataError as exc:
             raise RequestError(str(exc)) from None
         except TrustForgeError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported as a failed batch, never as a traceback to clients
             raise WorkerFailed(f"{exc.__class__.__name__}: {str(exc)[:200]}") from exc
-        return frame_to_columns(frame)
 
     def stop(self) -> None:
         return None
@@ -190,8 +208,8 @@ def _worker_main(conn: Connection) -> None:
         if delay:
             time.sleep(delay)
         try:
-            frame = model.predict(to_model_input(arrays, signature))
-            reply = pack({"type": "result", "seconds": time.perf_counter() - started}, frame_to_columns(frame))
+            columns = predict_payload(model, arrays, signature)
+            reply = pack({"type": "result", "seconds": time.perf_counter() - started}, columns)
         except DataError as exc:
             reply = pack({"type": "data_error", "error": str(exc)})
         except Exception as exc:  # noqa: BLE001 - a model bug fails the batch, not the worker

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trustforge.data.features._base import MISSING, OWN_TENSOR, UNKNOWN, FeatureOptions, FeatureState, FeatureType, Slot
+from trustforge.data.features._base import MISSING, OWN_TENSOR, UNKNOWN, Block, FeatureOptions, FeatureState, FeatureType, Slot, as_series
 from trustforge.data.features._labels import label_strings, natural_key
 from trustforge.data.features.audio import Audio
 from trustforge.data.features.binary import Binary
@@ -24,6 +24,7 @@ from trustforge.data.features.text import Text
 from trustforge.errors import DataError
 
 __all__ = [
+    "Block",
     "FEATURE_TYPES",
     "FeatureOptions",
     "FeatureState",
@@ -32,6 +33,7 @@ __all__ = [
     "OWN_TENSOR",
     "Slot",
     "UNKNOWN",
+    "as_series",
     "feature_type",
     "infer_type",
     "label_strings",

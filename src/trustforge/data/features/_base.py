@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING", "row_of"]
+__all__ = ["Block", "FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING", "as_series", "row_of"]
 
 UNKNOWN = "<unknown>"  # index 0 of a categorical vocabulary: a value training never saw
 MISSING = "<missing>"  # index 1: a missing value, when missing values are a category of their own
@@ -73,6 +73,40 @@ def row_of(col: pd.Series, i: int) -> int:
     so a message names the row a user can find, whatever split it is in; otherwise the position."""
     label = col.index[i] if 0 <= i < len(col) else None
     return int(label) + 1 if isinstance(label, (int, np.integer)) and not isinstance(label, bool) else i + 1
+
+
+def as_series(values: Any, name: str, index: Any = None) -> pd.Series:
+    """A column of a request or of `Model.predict_columns` as the Series a DataFrame would hold
+    (a Series is kept as it is): what `FeatureType.encode` reads."""
+    if isinstance(values, pd.Series):
+        return values
+    return pd.Series(values, name=name, index=index, copy=False)
+
+
+class Block:
+    """Columns of one feature type that go into the same matrix (slot float or index), encoded
+    together: `encode` gives float (N, sum of their sizes) or int64 (N, k), their columns in order.
+
+    This one encodes them one at a time through the type's `encode`; a type that can encode
+    several columns as one array operation returns its own subclass from `FeatureType.block`,
+    which must give the same numbers and, for a value it refuses, the same error.
+
+    Attributes:
+        type: the feature type.
+        states: each column's fitted state.
+        names: the columns' names.
+    """
+
+    def __init__(self, type_: "FeatureType", states: Sequence[Any], names: Sequence[str]):
+        self.type = type_
+        self.states = tuple(states)
+        self.names = tuple(names)
+
+    def encode(self, values: Sequence[Any], *, where: str, index: Any = None) -> np.ndarray:
+        """The block's matrix from one array (or Series) per column, in `names` order; `index`:
+        the rows' labels, which messages name (`row_of`); None: their positions."""
+        parts = [self.type.encode(st, as_series(v, name, index), where=where) for st, v, name in zip(self.states, values, self.names)]
+        return np.concatenate(parts, axis=1) if self.type.slot == "float" else np.stack(parts, axis=1)
 
 
 def _plain(v: Any) -> Any:
@@ -129,6 +163,11 @@ class FeatureType:
         """The column as an array: float64 (N, size) for slot float, int64 (N,) for index,
         int64 (N, L) for tokens, float32 (N, C, H, W) for grid. Bad values raise `DataError` naming `where`, the column and row."""
         raise NotImplementedError
+
+    def block(self, states: Sequence[Any], names: Sequence[str]) -> Block:
+        """How this type's columns of a table encode together (slots float and index only): by
+        default one at a time through `encode`; a type overrides it to encode them as one array op."""
+        return Block(self, states, names)
 
     def imputed(self, state: Any, col: pd.Series) -> int:
         """How many values of `col` `encode` fills in from the fitted state instead of reading them:

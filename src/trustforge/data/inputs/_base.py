@@ -10,7 +10,7 @@ in `data.inputs.INPUT_KINDS`, keyed by the schema's `modality`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -78,6 +78,12 @@ class InputKind:
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         """The model's inputs for `raw`."""
         raise NotImplementedError
+
+    def encode_columns(self, pre: "Preprocessor", columns: Mapping[str, Any], *, where: str) -> tuple[torch.Tensor, ...] | None:
+        """The model's inputs straight from request columns (name -> one value per row), no
+        DataFrame, for a kind whose inputs are columns of their own types (a table); None: the
+        kind reads requests through `read_input` (a DataFrame, or the one tensor as an array)."""
+        return None
 
     def encode_target(self, pre: "Preprocessor", raw: RawData) -> torch.Tensor | None:
         """The training target of `raw` when the kind defines its own (series windows,

@@ -8,7 +8,7 @@ later stage (splits, corruptions, the package's drift reference) holds contents,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,17 @@ class Table(InputKind):
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return pre.encode_frame(self._numbered(self._with_files(pre.schema, raw)), where=raw.origin)
 
+    def encode_columns(self, pre: "Preprocessor", columns: Mapping[str, Any], *, where: str) -> tuple[torch.Tensor, ...]:
+        """The columns' inputs as `encode` gives them for a DataFrame of those columns (same
+        checks, same errors), without building one: each value is one array per column."""
+        pre.check_columns(columns, where=where)
+        names = pre.schema.input_names
+        given = {name: _column(columns[name], name, where) for name in names}
+        lengths = {len(v) for v in given.values()}
+        if len(lengths) > 1:
+            raise DataError(f"{where}: columns have different numbers of rows ({', '.join(f'{k}: {len(v)}' for k, v in given.items())})")
+        return pre.encode_columns(given, lengths.pop() if lengths else 0, where=where)
+
     @staticmethod
     def _numbered(raw: RawData) -> pd.DataFrame:
         """The frame indexed by each row's place in the file, so a feature type's message names
@@ -109,3 +120,14 @@ class Table(InputKind):
         if schema.target not in raw.frame.columns:
             raise DataError(f"{raw.origin}: no target column {schema.target!r} to evaluate against")
         return self.subset(raw, np.flatnonzero(raw.frame[schema.target].notna().to_numpy()))
+
+
+def _column(values: Any, name: str, where: str) -> np.ndarray | pd.Series:
+    """One column of `encode_columns`: an array or Series as given, a list as a DataFrame would
+    hold it; refused unless it holds one value per row."""
+    if isinstance(values, (np.ndarray, pd.Series)):
+        if values.ndim == 1:
+            return values
+    elif np.ndim(values) == 1:
+        return pd.Series(values, name=name)
+    raise DataError(f"{where}: column {name!r} must hold one value per row; got shape {list(np.shape(values))}")
