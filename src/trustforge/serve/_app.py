@@ -359,7 +359,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 "reason": "the package has no reference statistics (or drift monitoring is not installed)",
                 "drift": None,
             }
-        status = await run_in_threadpool(rt.monitor.status)
+        status = await run_in_threadpool(rt.drift.status) if rt.drift is not None else await run_in_threadpool(rt.monitor.status)
         return {"model_name": rt.name, "model_version": rt.version, "enabled": True, "drift": status}
 
     # ------------------------------------------------------------------ MLflow scoring

@@ -1,0 +1,129 @@
+"""The lean server process: drift off the request path, one token lookup per expired entry, threads in --workers 0."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+from _serving import register
+
+from trustforge.serve import ModelService, ServeConfig
+from trustforge.serve._drift import DriftFeed
+
+
+class _SlowMonitor:
+    """A monitor whose every `observe` takes `delay` seconds; records the rows it was given."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.rows: list[int] = []
+        self.predicted: list[int] = []
+
+    def observe(self, raw, predictions=None):
+        time.sleep(self.delay)
+        self.rows.append(len(raw))
+        self.predicted.append(0 if predictions is None else len(predictions))
+        return []
+
+    def status(self) -> dict:
+        return {"rows_seen": sum(self.rows)}
+
+
+def _row(rt, value: float = 5.0) -> dict[str, np.ndarray]:
+    return {s.name: np.array([value], dtype=np.float64) for s in rt.signature.inputs}
+
+
+@pytest.fixture
+def iris_service(packages, registry, tmp_path):
+    register(registry, packages["iris"], tmp_path)
+    svc = ModelService("models:/iris-serve@champion", ServeConfig(workers=0), registry=registry).start()
+    yield svc
+    svc.close()
+
+
+def _swap_monitor(rt, monitor, **options) -> DriftFeed:
+    rt.drift.close()
+    rt.monitor = monitor
+    rt.drift = DriftFeed(monitor, rt.model.read_input, rt.signature, name=rt.name, **options)
+    return rt.drift
+
+
+def test_a_monitor_that_takes_half_a_second_does_not_slow_a_request(iris_service):
+    rt = iris_service.current
+    assert rt.drift is not None  # the iris package has reference statistics: monitoring is on
+    monitor = _SlowMonitor(0.5)
+    feed = _swap_monitor(rt, monitor, max_batches=1, on_drop=rt.metrics.drift_dropped.labels(model=rt.name).inc)
+
+    async def requests() -> list[float]:
+        took = []
+        for _ in range(6):
+            start = time.perf_counter()
+            columns = await rt.predict(_row(rt))
+            took.append(time.perf_counter() - start)
+            assert set(columns) >= {"prediction"}
+        return took
+
+    took = asyncio.run(requests())
+    assert max(took) < 0.25, took  # each observe sleeps 0.5 s: none of it is in a request
+    assert sum(took) < 0.5, took
+    assert feed.dropped >= 1  # the queue of one was full: the batch was dropped, not waited for
+    assert feed.drain(5.0)
+    assert feed.observed + feed.dropped == 6
+    assert sum(monitor.rows) == feed.observed
+    text = iris_service.metrics.render().decode()
+    assert f'trustforge_drift_dropped_batches_total{{model="iris-serve"}} {float(feed.dropped)}' in text
+
+
+def test_queued_batches_are_observed_together_in_one_call(iris_service):
+    rt = iris_service.current
+    monitor = _SlowMonitor(0.3)
+    feed = _swap_monitor(rt, monitor)
+    prediction = {"prediction": np.array(["setosa"], dtype=object)}
+    feed.offer(_row(rt), prediction)  # the thread takes this one and sleeps
+    time.sleep(0.05)
+    for i in range(10):  # these wait, then go in one observe call
+        assert feed.offer(_row(rt, float(i)), prediction)
+    assert feed.drain(5.0)
+    assert monitor.rows == [1, 10] and monitor.predicted == [1, 10]
+    assert feed.observed == 11 and feed.dropped == 0
+
+
+def test_a_failing_monitor_is_switched_off_and_requests_go_on(iris_service):
+    rt = iris_service.current
+
+    class Broken(_SlowMonitor):
+        def observe(self, raw, predictions=None):
+            raise RuntimeError("boom")
+
+    feed = _swap_monitor(rt, Broken(0))
+    assert feed.offer(_row(rt), {"prediction": np.array(["setosa"], dtype=object)})
+    assert feed.drain(5.0)
+    assert not feed.offer(_row(rt), {"prediction": np.array(["setosa"], dtype=object)})  # off after the failure
+    assert asyncio.run(rt.predict(_row(rt)))["prediction"].shape == (1,)
+
+
+def test_drift_status_waits_for_what_was_queued(iris_service):
+    rt = iris_service.current
+    real = rt.monitor
+    feed = rt.drift
+    for i in range(25):  # window of 20 rows (the iris spec): one window to test
+        feed.offer(_row(rt, 5.0 + i % 3), {"prediction": np.array(["setosa"], dtype=object)})
+    status = feed.status(timeout=10.0)
+    assert status["rows_seen"] == 25 and status["windows_tested"] == 1
+    assert status["feed"] == {"observed_batches": 25, "dropped_batches": 0, "queued_batches": 0}
+    assert real.status()["rows_seen"] == 25
+
+
+def test_closing_the_feed_observes_what_is_queued_then_stops_its_thread(iris_service):
+    rt = iris_service.current
+    monitor = _SlowMonitor(0.05)
+    feed = _swap_monitor(rt, monitor)
+    for _ in range(3):
+        feed.offer(_row(rt), {"prediction": np.array(["setosa"], dtype=object)})
+    feed.close()
+    assert sum(monitor.rows) == 3
+    assert not feed._thread.is_alive()
+    assert not any(t.name == feed._thread.name and t.is_alive() for t in threading.enumerate())
