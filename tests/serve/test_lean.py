@@ -55,7 +55,8 @@ def test_a_monitor_that_takes_half_a_second_does_not_slow_a_request(iris_service
     rt = iris_service.current
     assert rt.drift is not None  # the iris package has reference statistics: monitoring is on
     monitor = _SlowMonitor(0.5)
-    feed = _swap_monitor(rt, monitor, max_batches=1, on_drop=rt.metrics.drift_dropped.labels(model=rt.name).inc)
+    counter = rt.metrics.drift_dropped.labels(model=rt.name)
+    feed = _swap_monitor(rt, monitor, max_batches=1, linger_s=0.0, on_drop=counter.inc)
 
     async def requests() -> list[float]:
         took = []
@@ -77,18 +78,27 @@ def test_a_monitor_that_takes_half_a_second_does_not_slow_a_request(iris_service
     assert f'trustforge_drift_dropped_batches_total{{model="iris-serve"}} {float(feed.dropped)}' in text
 
 
-def test_queued_batches_are_observed_together_in_one_call(iris_service):
+def test_batches_are_observed_together_in_one_call(iris_service):
     rt = iris_service.current
     monitor = _SlowMonitor(0.3)
-    feed = _swap_monitor(rt, monitor)
+    feed = _swap_monitor(rt, monitor, linger_s=0.0)
     prediction = {"prediction": np.array(["setosa"], dtype=object)}
-    feed.offer(_row(rt), prediction)  # the thread takes this one and sleeps
+    feed.offer(_row(rt), prediction)  # the thread takes this one at once and sleeps in observe
     time.sleep(0.05)
-    for i in range(10):  # these wait, then go in one observe call
+    for i in range(10):  # these queue meanwhile, then go in one observe call
         assert feed.offer(_row(rt, float(i)), prediction)
     assert feed.drain(5.0)
     assert monitor.rows == [1, 10] and monitor.predicted == [1, 10]
     assert feed.observed == 11 and feed.dropped == 0
+
+    monitor = _SlowMonitor(0.0)
+    feed = _swap_monitor(rt, monitor, linger_s=5.0)  # batches that come within linger_s of the first join it
+    for i in range(7):
+        assert feed.offer(_row(rt, float(i)), prediction)
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert feed.drain(5.0) and time.monotonic() - started < 1.0  # a reader cuts the wait short
+    assert monitor.rows == [7]
 
 
 def test_a_failing_monitor_is_switched_off_and_requests_go_on(iris_service):

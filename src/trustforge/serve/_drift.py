@@ -3,10 +3,10 @@
 The thread that ran a batch hands its payload (columns already arrays) and predictions to
 `DriftFeed.offer`, which never blocks: when the queue is full the batch is dropped and counted
 (`trustforge_drift_dropped_batches_total`), so a slow monitor costs monitoring samples, never
-request latency. One background thread takes whatever is queued, joins batches that
-concatenate into one (one DataFrame, one `read_input`, one `observe` for many requests: the
-per-call pandas work was most of the cost) and feeds the monitor, which tests a window when
-it fills.
+request latency. One background thread collects batches for up to `linger_s` (0.1 s), joins
+those that concatenate into one (one DataFrame, one `read_input`, one `observe` for many
+requests: that per-call pandas work cost more than the model's own prediction of one row) and
+feeds the monitor, which tests a window when it fills. `status` and `close` cut the wait short.
 
 A monitor that fails is logged once and switched off; serving goes on.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -27,6 +28,7 @@ from trustforge.serve._signature import Payload, Signature, concat_payloads, pay
 __all__ = ["DriftFeed"]
 
 _STOP = object()
+_WAKE = object()  # ends the thread's wait for more batches (someone reads the status)
 
 
 class DriftFeed:
@@ -40,6 +42,7 @@ class DriftFeed:
         max_batches: most batches waiting; more are dropped and counted.
         on_drop: called once per dropped batch (the metrics counter).
         max_rows: most rows joined into one `observe` call.
+        linger_s: how long the thread collects batches before it observes them.
     """
 
     def __init__(
@@ -49,9 +52,10 @@ class DriftFeed:
         signature: Signature,
         *,
         name: str = "model",
-        max_batches: int = 256,
+        max_batches: int = 1024,
         on_drop: Callable[[], None] | None = None,
         max_rows: int = 4096,
+        linger_s: float = 0.1,
     ):
         self.monitor = monitor
         self._read_input = read_input
@@ -59,6 +63,8 @@ class DriftFeed:
         self._name = name
         self._on_drop = on_drop
         self._max_rows = max_rows
+        self._linger_s = linger_s
+        self._hurry = threading.Event()  # set while someone waits for the queue to empty
         self._queue: queue.Queue = queue.Queue(maxsize=max_batches)
         self._failed = False
         self.dropped = 0
@@ -86,8 +92,16 @@ class DriftFeed:
     def drain(self, timeout: float = 2.0) -> bool:
         """Wait until every queued batch was observed (at most `timeout` s); True when none is left."""
         q = self._queue
-        with q.all_tasks_done:
-            return q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
+        self._hurry.set()
+        try:
+            q.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # the thread is not waiting for more then
+        try:
+            with q.all_tasks_done:
+                return q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
+        finally:
+            self._hurry.clear()
 
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
         """The monitor's status after what is queued now was observed (waiting at most `timeout` s),
@@ -108,17 +122,27 @@ class DriftFeed:
 
     # ------------------------------------------------------------------ the thread
 
+    def _collect(self) -> list[Any]:
+        """The next round: the first batch to arrive and what follows within `linger_s` (up to `max_rows` rows)."""
+        items = [self._queue.get()]
+        rows = 0 if items[0] is _STOP or items[0] is _WAKE else payload_rows(items[0][0])
+        deadline = time.monotonic() + self._linger_s
+        while items[-1] is not _STOP and rows < self._max_rows:
+            wait = 0.0 if self._hurry.is_set() else deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            items.append(item)
+            rows += 0 if item is _STOP or item is _WAKE else payload_rows(item[0])
+        return items
+
     def _run(self) -> None:
         while True:
-            items = [self._queue.get()]
-            while True:  # whatever else is waiting joins this round
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._collect()
             try:
                 stop = any(item is _STOP for item in items)
-                batches = [item for item in items if item is not _STOP]
+                batches = [item for item in items if item is not _STOP and item is not _WAKE]
                 if batches and not self._failed:
                     self._observe_all(batches)
             finally:
