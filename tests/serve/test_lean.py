@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _serving import register
 
-from trustforge.serve import ModelService, ServeConfig
+from trustforge.serve import ModelService, ServeConfig, create_app
 from trustforge.serve._drift import DriftFeed
 
 
@@ -137,3 +137,55 @@ def test_closing_the_feed_observes_what_is_queued_then_stops_its_thread(iris_ser
     assert sum(monitor.rows) == 3
     assert not feed._thread.is_alive()
     assert not any(t.name == feed._thread.name and t.is_alive() for t in threading.enumerate())
+
+
+def test_concurrent_requests_on_an_expired_token_entry_share_one_database_lookup(packages, registry, tmp_path, live):
+    import httpx
+
+    register(registry, packages["iris"], tmp_path)
+    svc = ModelService("models:/iris-serve@champion", ServeConfig(workers=0, auth_cache_s=0.3), registry=registry).start()
+    registry.access.add_user("app", "viewer")
+    token = registry.access.issue_token("app")
+    try:
+        app = create_app(svc)
+        auth = app.state.auth
+        slow_reads = []
+        real = auth._quiet.authenticate
+
+        def slow(t):  # a database that takes 0.3 s: every request of the burst arrives during the lookup
+            slow_reads.append(1)
+            time.sleep(0.3)
+            return real(t)
+
+        auth._quiet.authenticate = slow
+        body = {"inputs": [{"name": s.name, "shape": [1], "datatype": "FP64", "data": [5.0]} for s in svc.current.signature.inputs]}
+        with live(app) as server:
+
+            async def burst(n: int) -> list[int]:
+                async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+                    rs = await asyncio.gather(*(client.post("/v2/models/iris-serve/infer", json=body) for _ in range(n)))
+                return [r.status_code for r in rs]
+
+            assert asyncio.run(burst(16)) == [200] * 16
+            assert auth.lookups == 1 and len(slow_reads) == 1  # 16 requests on a cold entry: one lookup
+            time.sleep(0.4)  # the entry expires
+            assert asyncio.run(burst(16)) == [200] * 16
+            assert auth.lookups == 2  # again one for the whole burst
+            assert asyncio.run(burst(8)) == [200] * 8
+            assert auth.lookups == 2  # cached: no lookup
+
+            # A refused token: one lookup for the burst, each request refused and counted.
+            bad = "tfk_0123456789abcdef_" + "A" * 43
+            counted = []
+            count = auth.limiter.refused
+            auth.limiter.refused = lambda *a: (counted.append(a[2]), count(*a))
+
+            async def refused(n: int) -> list[int]:
+                async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {bad}"}, timeout=30) as client:
+                    rs = await asyncio.gather(*(client.post("/invocations", json={"inputs": [[5.0] * 4]}) for _ in range(n)))
+                return [r.status_code for r in rs]
+
+            assert asyncio.run(refused(6)) == [401] * 6
+            assert auth.lookups == 3 and len(counted) == 6
+    finally:
+        svc.close()
