@@ -189,3 +189,56 @@ def test_concurrent_requests_on_an_expired_token_entry_share_one_database_lookup
             assert auth.lookups == 3 and len(counted) == 6
     finally:
         svc.close()
+
+
+def test_workers_0_applies_threads_to_torch_in_the_server_process(packages, registry, tmp_path):
+    import torch
+
+    register(registry, packages["iris"], tmp_path)
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            svc = ModelService("models:/iris-serve@champion", ServeConfig(workers=0, threads=threads), registry=registry).start()
+            try:
+                assert torch.get_num_threads() == threads
+                assert asyncio.run(svc.current.predict(_row(svc.current)))["prediction"].shape == (1,)
+            finally:
+                svc.close()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_log_records_are_written_by_a_thread_not_the_caller(monkeypatch):
+    import io
+    import json
+    import logging
+
+    from trustforge.serve import _logging
+
+    class SlowStream(io.StringIO):
+        def write(self, text):
+            time.sleep(0.2)  # a stalled terminal or pipe
+            return super().write(text)
+
+    stream = SlowStream()
+    monkeypatch.setattr(_logging.sys, "stderr", stream)
+    logger = logging.getLogger("trustforge.serve")
+    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level) for name in _logging._LOGGERS}
+    access = logging.getLogger("uvicorn.access").disabled
+    try:
+        _logging.configure_logging()
+        _logging.configure_logging()  # idempotent: one queue handler per logger
+        assert sum(isinstance(h, _logging._Enqueue) for h in logger.handlers) == 1
+        started = time.perf_counter()
+        for i in range(5):
+            _logging.log_event(logging.INFO, "request", request_id=f"r{i}", status=200, ms=1.5)
+        assert time.perf_counter() - started < 0.1  # five writes of 0.2 s each did not happen here
+        _logging.flush_logs(10.0)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert [e["request_id"] for e in lines] == [f"r{i}" for i in range(5)]
+        assert lines[0]["event"] == "request" and lines[0]["status"] == 200 and lines[0]["level"] == "info"
+    finally:
+        for name, (handlers, level) in saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = access

@@ -6,7 +6,7 @@ import logging
 
 from trustforge import secure
 from trustforge.serve._config import ServeConfig
-from trustforge.serve._logging import configure_logging, log_event
+from trustforge.serve._logging import configure_logging, flush_logs, log_event
 from trustforge.settings import Settings
 
 __all__ = ["serve"]
@@ -68,3 +68,4 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
             )
         finally:
             service.close()
+            flush_logs()
