@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 from _serving import register
 
@@ -242,3 +243,45 @@ def test_log_records_are_written_by_a_thread_not_the_caller(monkeypatch):
             logging.getLogger(name).handlers[:] = handlers
             logging.getLogger(name).setLevel(level)
         logging.getLogger("uvicorn.access").disabled = access
+
+
+def test_the_plain_inference_routes_keep_their_documented_contract(iris_service, registry):
+    from fastapi.testclient import TestClient
+
+    app = create_app(iris_service)
+    doc = app.openapi()
+    op = doc["paths"]["/v2/models/{model_name}/infer"]["post"]
+    name = next(p for p in op["parameters"] if p["name"] == "model_name")
+    assert name["schema"]["maxLength"] == 256 and op.get("security")  # documented as before: bounded name, bearer token
+    assert "/invocations" in doc["paths"] and doc["paths"]["/invocations"]["post"].get("security")
+
+    registry.access.add_user("reader", "viewer")
+    token = registry.access.issue_token("reader")
+    client = TestClient(app)
+    body = {"inputs": [{"name": s.name, "shape": [1], "datatype": "FP64", "data": [5.0]} for s in iris_service.current.signature.inputs]}
+    r = client.post("/v2/models/iris-serve/infer", json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")  # checked by the handler itself
+    headers = {"Authorization": f"Bearer {token}"}
+    r = client.post(f"/v2/models/{'x' * 300}/infer", json=body, headers=headers)
+    assert r.status_code == 400 and r.json()["error"].startswith("path.model_name")
+    r = client.post(f"/v2/models/iris-serve/versions/{'9' * 70}/infer", json=body, headers=headers)
+    assert r.status_code == 400 and r.json()["error"].startswith("path.model_version")
+    r = client.post("/v2/models/iris-serve/versions/1/infer", json=body, headers=headers)
+    assert r.status_code == 200 and r.json()["model_name"] == "iris-serve"
+    r = client.post("/invocations", content=b"a,b", headers={**headers, "Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_the_monitor_prepares_its_first_window_before_serving(iris_service):
+    from trustforge.monitor import DriftMonitor
+
+    rt = iris_service.current
+    fresh = DriftMonitor.for_model(rt.model)
+    assert not fresh._levels
+    fresh.prepare()
+    levels = dict(fresh._levels)
+    assert levels and fresh.status()["windows_tested"] == 0 and fresh.status()["rows_seen"] == 0  # nothing recorded
+    assert rt.monitor._levels.keys() == levels.keys()  # the server's monitor was prepared at start
+    frame = rt.model.read_input(pd.DataFrame({s.name: np.linspace(4.5, 6.5, 20) for s in rt.signature.inputs}))
+    assert len(fresh.observe(frame)) == 1  # a full window (20 rows) ...
+    assert fresh._levels == levels  # ... needed no new simulation

@@ -492,7 +492,10 @@ class ModelService:
         try:
             audit = getattr(self._registry, "audit", None)
             # One alert per minute at most, however many windows drift (one request may fill hundreds).
-            return DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
+            monitor = DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
+            if monitor is not None:
+                monitor.prepare()  # the first window's simulations, before serving rather than during it
+            return monitor
         except Exception as exc:  # noqa: BLE001 - serving goes on without drift monitoring
             log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
             return None
