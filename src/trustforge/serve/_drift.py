@@ -3,7 +3,7 @@
 The thread that ran a batch hands its payload (columns already arrays) and predictions to
 `DriftFeed.offer`, which never blocks: when the queue is full the batch is dropped and counted
 (`trustforge_drift_dropped_batches_total`), so a slow monitor costs monitoring samples, never
-request latency. One background thread collects batches for up to `linger_s` (0.1 s), joins
+request latency. One background thread lets batches gather for `linger_s` (0.25 s), joins
 those that concatenate into one (one DataFrame, one `read_input`, one `observe` for many
 requests: that per-call pandas work cost more than the model's own prediction of one row) and
 feeds the monitor, which tests a window when it fills. `status` and `close` cut the wait short.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +27,6 @@ from trustforge.serve._signature import Payload, Signature, concat_payloads, pay
 __all__ = ["DriftFeed"]
 
 _STOP = object()
-_WAKE = object()  # ends the thread's wait for more batches (someone reads the status)
 
 
 class DriftFeed:
@@ -55,7 +53,7 @@ class DriftFeed:
         max_batches: int = 1024,
         on_drop: Callable[[], None] | None = None,
         max_rows: int = 4096,
-        linger_s: float = 0.1,
+        linger_s: float = 0.25,
     ):
         self.monitor = monitor
         self._read_input = read_input
@@ -92,11 +90,7 @@ class DriftFeed:
     def drain(self, timeout: float = 2.0) -> bool:
         """Wait until every queued batch was observed (at most `timeout` s); True when none is left."""
         q = self._queue
-        self._hurry.set()
-        try:
-            q.put_nowait(_WAKE)
-        except queue.Full:
-            pass  # the thread is not waiting for more then
+        self._hurry.set()  # wakes the thread if it is letting batches gather
         try:
             with q.all_tasks_done:
                 return q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
@@ -123,18 +117,23 @@ class DriftFeed:
     # ------------------------------------------------------------------ the thread
 
     def _collect(self) -> list[Any]:
-        """The next round: the first batch to arrive and what follows within `linger_s` (up to `max_rows` rows)."""
+        """The next round: the first batch to arrive and what is queued `linger_s` later (up to
+        `max_rows` rows). The thread sleeps while batches gather instead of waking for each one
+        (each wake takes the interpreter from the threads that serve requests)."""
         items = [self._queue.get()]
-        rows = 0 if items[0] is _STOP or items[0] is _WAKE else payload_rows(items[0][0])
-        deadline = time.monotonic() + self._linger_s
-        while items[-1] is not _STOP and rows < self._max_rows:
-            wait = 0.0 if self._hurry.is_set() else deadline - time.monotonic()
+        if items[0] is _STOP:
+            return items
+        self._hurry.wait(self._linger_s)
+        rows = payload_rows(items[0][0])
+        while rows < self._max_rows:
             try:
-                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             items.append(item)
-            rows += 0 if item is _STOP or item is _WAKE else payload_rows(item[0])
+            if item is _STOP:
+                break
+            rows += payload_rows(item[0])
         return items
 
     def _run(self) -> None:
@@ -142,7 +141,7 @@ class DriftFeed:
             items = self._collect()
             try:
                 stop = any(item is _STOP for item in items)
-                batches = [item for item in items if item is not _STOP and item is not _WAKE]
+                batches = [item for item in items if item is not _STOP]
                 if batches and not self._failed:
                     self._observe_all(batches)
             finally:
