@@ -28,6 +28,12 @@ therefore take effect within `cache_s`, without a restart (`cache_s=0` checks th
 on every request). Only successes are remembered (by the token's SHA-256, never the token);
 every refusal is checked anew.
 
+One lookup per token at a time (single flight): when a token's entry has expired, the first
+request reads the database in a small thread pool and every request with the same token that
+arrives meanwhile waits for that one answer, instead of each reading the database (at 32
+clients the expiry of one entry used to send every in-flight request to the database). A
+refusal shared that way is counted once per request.
+
 Refusals are not written to the audit log one by one (anyone could then grow it as fast as
 they can send requests): they are counted per source address by a `SourceLimiter`, which
 writes one audit entry per source per window with the counts, and answers 429 (with
@@ -36,14 +42,16 @@ writes one audit entry per source per window with the counts, and answers 429 (w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from trustforge import secure
 from trustforge.errors import AccessDenied
@@ -51,7 +59,7 @@ from trustforge.secure import Principal
 from trustforge.serve._limits import SourceLimiter
 from trustforge.serve._logging import log_event
 
-__all__ = ["Auth", "authenticated", "client_address", "require_read", "require_predict", "UNAUTHENTICATED"]
+__all__ = ["Auth", "authenticated", "bearer_token", "client_address", "require_read", "require_predict", "UNAUTHENTICATED"]
 
 UNAUTHENTICATED = Principal(name="unauthenticated", role="admin", kind="no-auth")
 _bearer = HTTPBearer(auto_error=False, description="an API token from `trustforge users token NAME`")
@@ -95,6 +103,15 @@ class Auth:
         self.limiter = limiter or SourceLimiter(audit, obj)
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._known: dict[bytes, float] = {}
+        self._flights: dict[bytes, Future] = {}  # token digest -> the database lookup under way
+        self._flights_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.lookups = 0  # database reads of tokens (tests and benchmarks read it)
+
+    def close(self) -> None:
+        """Stop the lookup threads (the server calls this when it stops)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def known(self, token: str) -> bool:
         """True when this server accepted `token` in the last 15 minutes (not a proof of validity)."""
@@ -135,10 +152,54 @@ class Auth:
         if not token:
             raise self.anonymous(route, source)
         try:
-            who = self._quiet.authenticate(token)  # reads the database
+            return self._read(token)
         except AccessDenied as exc:
-            self.limiter.refused(source, "anonymous", _reason(str(exc)), route)
-            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            raise self._invalid(exc, route, source) from None
+
+    async def check(self, token: str | None, action: str | None, route: str, source: str = "unknown") -> Principal:
+        """The principal acting with `token`, allowed to do `action` (one database read per
+        expired cache entry, shared by the requests that wait for it; off the event loop).
+        `action=None` checks only the token.
+
+        Raises:
+            HTTPException: 401 (no, malformed, unknown, expired or revoked token), 403 (the
+                role may not do `action`); both counted per source by the limiter.
+        """
+        if self.mode != "token":
+            return self.authenticate(None, route)
+        if not token:
+            raise self.anonymous(route, source)
+        who = self.cached(token)
+        if who is None:
+            try:
+                who = await asyncio.shield(asyncio.wrap_future(self._lookup(token)))
+            except AccessDenied as exc:
+                raise self._invalid(exc, route, source) from None
+        if action is not None and not secure.allowed(who.role, action):
+            self.authorize(who, action, route, source)  # counts, then raises 403
+        return who
+
+    def _lookup(self, token: str) -> Future:
+        """The database lookup of `token` under way, started now if there is none."""
+        digest = _digest(token)
+        with self._flights_lock:
+            flight = self._flights.get(digest)
+            if flight is not None:
+                return flight
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trustforge-auth")
+            flight = self._flights[digest] = self._pool.submit(self._read, token)
+        flight.add_done_callback(lambda _: self._land(digest))
+        return flight
+
+    def _land(self, digest: bytes) -> None:
+        with self._flights_lock:
+            self._flights.pop(digest, None)
+
+    def _read(self, token: str) -> Principal:
+        """Check `token` in the database and remember it (blocking). Raises AccessDenied."""
+        self.lookups += 1
+        who = self._quiet.authenticate(token)  # reads the database
         digest = _digest(token)
         now = time.monotonic()
         if len(self._known) >= self._MAX_CACHED:
@@ -149,6 +210,10 @@ class Auth:
                 self._cache.clear()
             self._cache[digest] = (who, now + self.cache_s)
         return who
+
+    def _invalid(self, exc: AccessDenied, route: str, source: str) -> HTTPException:
+        self.limiter.refused(source, "anonymous", _reason(str(exc)), route)
+        return HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     def authorize(self, who: Principal, action: str, route: str = "unmatched", source: str = "unknown") -> None:
         """Return if `who`'s role may do `action` (POLICY); else count the refusal and raise 403."""
@@ -184,18 +249,20 @@ def _route(request: Request) -> str:
     return getattr(request.scope.get("route"), "path", "unmatched")
 
 
+def bearer_token(scope: dict) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, else None."""
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            scheme, _, rest = value.decode("latin-1").partition(" ")
+            return (rest.strip() or None) if scheme.lower() == "bearer" else None
+    return None
+
+
 async def authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
     """The caller (401 unless the token is valid). Tests override this to act as any principal."""
     auth: Auth = request.app.state.auth
     token = credentials.credentials if credentials is not None else None
-    if auth.mode != "token":
-        return auth.authenticate(None, _route(request))
-    if not token:
-        raise auth.anonymous(_route(request), client_address(request.scope))
-    who = auth.cached(token)
-    if who is not None:
-        return who
-    return await run_in_threadpool(auth.authenticate, token, _route(request), client_address(request.scope))
+    return await auth.check(token, None, _route(request), client_address(request.scope))
 
 
 def _needs(action: str):

@@ -4,26 +4,48 @@ Every record the server writes is an *event* (`request`, `model_loaded`, `worker
 with flat fields. What is never logged: request or response bodies, query strings, headers
 (tokens travel in one), and exception texts that could echo input values back (request
 errors are counted and answered, not logged).
+
+Records are written off the event loop: `configure_logging` gives each logger a handler that
+only puts the record on a bounded queue, and one thread (a `QueueListener`) formats it as JSON
+and writes it to stderr, so a slow or blocked stderr never holds a request up. When the queue
+is full (stderr stalled), records are dropped and counted (`dropped_records()`).
 """
 
 from __future__ import annotations
 
-import json
+import atexit
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["log", "log_event", "JsonFormatter", "configure_logging"]
+import orjson
+
+__all__ = ["log", "log_event", "JsonFormatter", "configure_logging", "flush_logs", "dropped_records"]
 
 log = logging.getLogger("trustforge.serve")
+_LOGGERS = ("trustforge.serve", "trustforge.monitor", "uvicorn")  # uvicorn.error propagates to uvicorn
+_QUEUE_SIZE = 10_000
+
+
+class _Fields:
+    """`k=v k=v` of an event's fields, joined only if a plain-text handler asks for the message."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]):
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.fields.items())
 
 
 def log_event(level: int, event: str, **fields: Any) -> None:
     """Log `event` with `fields` (JSON-able scalars) on the server's logger."""
     if log.isEnabledFor(level):
-        text = " ".join(f"{k}={v}" for k, v in fields.items())
-        log.log(level, "%s %s", event, text, extra={"event": event, "fields": fields})
+        log.log(level, "%s %s", event, _Fields(fields), extra={"event": event, "fields": fields})
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,7 +65,7 @@ class JsonFormatter(logging.Formatter):
             out["message"] = record.getMessage()
         if record.exc_info and record.exc_info[0] is not None:
             out["error"] = record.exc_info[0].__name__
-        return json.dumps(out, default=str, separators=(",", ":"))
+        return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode("utf-8")
 
 
 class _Stderr(logging.StreamHandler):
@@ -58,13 +80,54 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Puts records on the writer's queue as they are (same process: nothing to pickle or format
+    here); drops and counts them when the queue is full."""
+
+    dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            _Enqueue.dropped += 1
+
+
+_listener: logging.handlers.QueueListener | None = None
+_queue: queue.Queue | None = None
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send the server's, the drift monitor's and uvicorn's logs to stderr as JSON lines (idempotent)."""
-    for name in ("trustforge.serve", "trustforge.monitor", "uvicorn"):  # uvicorn.error propagates to uvicorn
+    """Send the server's, the drift monitor's and uvicorn's logs to stderr as JSON lines, written
+    by a background thread (idempotent)."""
+    global _listener, _queue
+    if _listener is None:
+        _queue = queue.Queue(_QUEUE_SIZE)
+        writer = _Stderr()
+        writer.setFormatter(JsonFormatter())
+        _listener = logging.handlers.QueueListener(_queue, writer, respect_handler_level=False)
+        _listener.start()
+        atexit.register(flush_logs)
+    for name in _LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(h, _Stderr) for h in logger.handlers):
-            handler = _Stderr()
-            handler.setFormatter(JsonFormatter())
-            logger.addHandler(handler)
+        if not any(isinstance(h, _Enqueue) for h in logger.handlers):
+            logger.addHandler(_Enqueue(_queue))
         logger.setLevel(level)
     logging.getLogger("uvicorn.access").disabled = True  # ours logs requests without query strings
+
+
+def flush_logs(timeout: float = 5.0) -> None:
+    """Wait until the records queued so far are written (at most `timeout` s)."""
+    q = _queue
+    if q is None:
+        return
+    with q.all_tasks_done:
+        q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
+
+
+def dropped_records() -> int:
+    """Log records dropped because the writer's queue was full."""
+    return _Enqueue.dropped

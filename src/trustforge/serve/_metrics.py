@@ -14,6 +14,7 @@
 | trustforge_model_reloads_total           | counter   | outcome           |
 | trustforge_model_info                    | gauge     | model, version, backend |
 | trustforge_drift_score                   | gauge     | model, feature    |
+| trustforge_drift_dropped_batches_total   | counter   | model             |
 
 `route` is the route's template (`/v2/models/{model_name}/infer`), never the raw path, so
 the number of series stays bounded whatever clients send.
@@ -79,6 +80,12 @@ class ServeMetrics:
         self.batches_retried = Counter("trustforge_batches_retried", "Batches run again after their worker died", ["model"], registry=r)
         self.fallback_batches = Counter(
             "trustforge_fallback_batches", "Batches the server ran itself while no worker process was running", ["model"], registry=r
+        )
+        self.drift_dropped = Counter(
+            "trustforge_drift_dropped_batches",
+            "Served batches the drift monitor skipped because its queue was full",
+            ["model"],
+            registry=r,
         )
         self.reloads = Counter("trustforge_model_reloads", "Model version swaps by outcome", ["outcome"], registry=r)
         self.model_info = Gauge(

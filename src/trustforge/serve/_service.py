@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from trustforge.errors import ModelError, RegistryError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
+from trustforge.serve._drift import DriftFeed
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
-from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, payload_rows, slice_columns, to_model_input
+from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, slice_columns
 from trustforge.serve._workers import InlineExecutor, ProcessExecutor, WorkerDied, WorkerFailed, WorkerNotRunning, load_serving_model
 from trustforge.settings import Settings
 
@@ -111,7 +111,7 @@ class Runtime:
         self._load = load
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._monitor_failed = False
+        self.drift: DriftFeed | None = None  # started with the runtime when there is a monitor
         self.fallback: InlineExecutor | None = None
         if config.workers == 0:
             self.executors: list[Any] = [InlineExecutor(inline_model or model, self.signature)]
@@ -133,6 +133,8 @@ class Runtime:
         Raises:
             ModelError: no executor could load the model (the first reason is given).
         """
+        if self.config.workers == 0:
+            _inline_threads(self.config.threads)
         errors: list[BaseException] = []
 
         def start_one(ex: Any) -> None:
@@ -165,6 +167,9 @@ class Runtime:
             t = threading.Thread(target=self._drive_fallback, name="trustforge-driver-fallback", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.monitor is not None:
+            dropped = self.metrics.drift_dropped.labels(model=self.name)
+            self.drift = DriftFeed(self.monitor, self.model.read_input, self.signature, name=self.name, on_drop=dropped.inc)
 
     # ------------------------------------------------------------------ requests
 
@@ -273,7 +278,8 @@ class Runtime:
             for job in jobs:
                 _resolve(job, slice_columns(columns, offset, offset + job.rows))
                 offset += job.rows
-        self._observe(payload, columns)
+        if self.drift is not None:
+            self.drift.offer(payload, columns)  # never blocks: a full queue drops the batch and counts it
 
     def _worker_died(self, ex: Any, jobs: list[Job], exc: Exception) -> None:
         self.metrics.worker_restarts.labels(model=self.name).inc()
@@ -297,17 +303,6 @@ class Runtime:
         self.metrics.batches_retried.labels(model=self.name).inc()
         self.batcher.requeue(jobs)
 
-    def _observe(self, payload: Payload, columns: dict[str, np.ndarray]) -> None:
-        if self.monitor is None or self._monitor_failed:
-            return
-        try:
-            raw = self.model.read_input(to_model_input(payload, self.signature))
-            aligned = columns and len(next(iter(columns.values()))) == payload_rows(payload)
-            self.monitor.observe(raw, pd.DataFrame(columns) if aligned else None)
-        except Exception as exc:  # noqa: BLE001 - monitoring never fails a request
-            self._monitor_failed = True
-            log_event(logging.ERROR, "monitor_failed", model=self.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-
     # ------------------------------------------------------------------ stopping
 
     def close(self, timeout: float = 30.0) -> None:
@@ -322,8 +317,20 @@ class Runtime:
         self.batcher.fail_all(BatcherClosed("the server is stopping"))
         for ex in self.executors:
             ex.stop()
+        if self.drift is not None:
+            self.drift.close()
         if self.monitor is not None and hasattr(self.monitor, "flush_alerts"):
             self.monitor.flush_alerts()
+
+
+def _inline_threads(threads: int) -> None:
+    """`--workers 0`: the model runs in this process, so `--threads` applies to its torch (left to
+    torch, it took every core and ran one-row batches at a seventh of the speed of one thread)."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+        log_event(logging.INFO, "torch_threads", threads=threads)
 
 
 def _resolve(job: Job, value: Any) -> None:
@@ -485,7 +492,10 @@ class ModelService:
         try:
             audit = getattr(self._registry, "audit", None)
             # One alert per minute at most, however many windows drift (one request may fill hundreds).
-            return DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
+            monitor = DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
+            if monitor is not None:
+                monitor.prepare()  # the first window's simulations, before serving rather than during it
+            return monitor
         except Exception as exc:  # noqa: BLE001 - serving goes on without drift monitoring
             log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
             return None
