@@ -113,6 +113,10 @@ def test_table_nulls_are_imputed_and_counted_and_nan_is_refused_with_its_row(iri
     records[0]["petal width (cm)"] = None
     r = client.post("/invocations", json={"dataframe_records": records})
     assert r.status_code == 200 and r.headers["trustforge-imputed-values"] == "1"
+    text = client.get("/metrics").text  # and counted per column for the operator
+    for column in ("sepal width (cm)", "petal length (cm)", "petal width (cm)"):
+        assert f'trustforge_imputed_values_total{{column="{column}",model="iris-serve"}} 1.0' in text, column
+    assert 'column="sepal length (cm)"' not in text
 
     # NaN is not a missing value: refused with the column and the row, in JSON and binary data.
     raw = json.dumps(_v2_columns(rows)).replace("5.1", "NaN", 1)

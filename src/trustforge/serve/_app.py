@@ -115,6 +115,13 @@ def _runtime(service: ModelService, name: str, version: str | None) -> Runtime:
     return rt
 
 
+def _count_imputed(metrics: ServeMetrics, model: str, imputed: dict[str, int]) -> None:
+    """Add a served request's filled-in values to `trustforge_imputed_values_total{model, column}`."""
+    for column, count in imputed.items():
+        if count:
+            metrics.imputed.labels(model, column).inc(count)
+
+
 def _error_body(path: str, status: int, message: str) -> bytes:
     if path == "/invocations":
         return dumps({"error_code": _MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message})
@@ -362,6 +369,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
+            _count_imputed(metrics, rt.name, parsed.imputed)
             content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version)
             return Response(content, headers=headers)
         raise BatcherClosed("the model version changed twice during this request; retry")
@@ -440,6 +448,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
+            _count_imputed(metrics, rt.name, parsed.imputed)
             return Response(encode_scoring(columns), media_type="application/json", headers=imputed_headers(parsed.imputed))
         raise BatcherClosed("the model version changed twice during this request; retry")
 

@@ -87,6 +87,12 @@ class ServeMetrics:
             ["model"],
             registry=r,
         )
+        self.imputed = Counter(
+            "trustforge_imputed_values",
+            "Missing input values the model filled in from what training learned, by column",
+            ["model", "column"],
+            registry=r,
+        )
         self.reloads = Counter("trustforge_model_reloads", "Model version swaps by outcome", ["outcome"], registry=r)
         self.model_info = Gauge(
             "trustforge_model_info", "The model version being served (value 1)", ["model", "version", "backend"], registry=r
