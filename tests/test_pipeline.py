@@ -157,3 +157,20 @@ def test_the_progress_bar_prints_one_line_per_epoch_off_a_terminal(workspace, ca
     run({**IRIS, "train": {**IRIS["train"], "max_epochs": 2}})
     err = capsys.readouterr().err
     assert re.findall(r"epoch (\d)/2", err) == ["1", "2"]
+
+
+def test_a_model_that_refuses_missing_values_trains_and_is_not_scored_on_them(workspace):
+    """`data.missing.numeric: error` with the default robustness check: the run completes; the
+    "missing" corruption (which the model refuses by design) is skipped with its reason."""
+    spec = {
+        "name": "refuses-missing",
+        "data": {"source": "builtin:breast_cancer", "missing": {"numeric": "error"}},
+        "model": {"kind": "mlp"},
+        "train": {"max_epochs": 2, "seed": 7},
+        "evaluate": {"explain": False, "speed": False},
+    }
+    result = run(spec, progress=False, register=False)
+    evidence = json.loads((result.run_dir / "evidence.json").read_text())
+    table = evidence["corruptions"]
+    assert {r["corruption"] for r in table["rows"]} == {"noise"}
+    assert "refuses missing values" in table["skipped"]["missing"]

@@ -293,3 +293,15 @@ def test_a_missing_value_under_the_error_policy_is_refused_both_ways(tmp_path):
     message = error_of(lambda: model.predict(frame))
     assert "data.missing.numeric: error" in message and model.schema.input_names[6] in message
     assert error_of(lambda: model.predict_columns(columns_of(frame))) == message
+
+
+def test_predict_reads_a_mapping_of_columns_as_a_table(models):
+    """`Model.predict({column: values})` predicts as the DataFrame of those columns does; columns
+    of unequal lengths are one error naming the odd column."""
+    model = models["cancer"]
+    rows = cancer_rows(model, 4)
+    columns = {c: rows[c].tolist() for c in rows.columns}
+    assert model.predict(columns).equals(model.predict(rows))
+    columns["mean area"] = columns["mean area"][:2]
+    with pytest.raises(DataError, match="'mean area' has 2 values where the other columns have 4"):
+        model.predict(columns)

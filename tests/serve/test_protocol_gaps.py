@@ -198,6 +198,9 @@ def test_config_dims_are_what_triton_expects(iris, digits):
     assert all(entry["dims"] and all(d == -1 or d > 0 for d in entry["dims"]) for entry in config["input"] + config["output"])
     image = digits.get("/v2/models/digits-serve/config").json()["input"]
     assert image == [{"name": "image", "data_type": "TYPE_FP32", "dims": [1, 8, 8]}]
+    version = iris[1].current.version  # the versioned route, as the README lists it
+    assert client.get(f"/v2/models/iris-serve/versions/{version}/config").json() == config
+    assert client.get("/v2/models/iris-serve/versions/999/config").status_code == 404
 
 
 # ---------------------------------------------------------------------------- (3) one [N, F] tensor for a table

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from trustforge._fs import create_private
 from trustforge.data import Prepared, RawData, as_text, load_source, read_interactions
 from trustforge.evaluate._sequence_noise import forecast_noise_table, sequence_noise_table
-from trustforge.evaluate._shift import corruption_table
+from trustforge.evaluate._shift import CORRUPTIONS, corruption_table
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
 from trustforge.spec import TaskSpec
 
@@ -40,14 +40,25 @@ class KindEvidence:
 
     def corruptions(self, spec: TaskSpec, model: Any, raw: RawData, metric: str) -> dict[str, Any] | None:
         """The metric under corruption of the test split `raw`; None when the kind has no noise model."""
-        return corruption_table(
+        pre = model.preprocessor
+        # A model told to refuse missing values (data.missing.*: error) is not scored on them: it
+        # would stop, by design, at the first one.
+        refuses = "error" in (getattr(pre, "numeric_missing", None), getattr(pre, "categorical_missing", None))
+        names = None
+        if refuses and raw.modality == "table":
+            names = [n for n in CORRUPTIONS.get("table", {}) if n != "missing"]
+        table = corruption_table(
             model.evaluate,
             raw,
             metric=metric,
             severities=tuple(spec.evaluate.severities),
             seed=spec.train.seed,
-            features=model.preprocessor.column_features() or None,
+            corruptions=names,
+            features=pre.column_features() or None,
         )
+        if names is not None:
+            table["skipped"] = {"missing": "the model refuses missing values (data.missing: error), so it is not scored on them"}
+        return table
 
     def read_shift(self, spec: TaskSpec, model: Any) -> RawData:
         """The second test set named by `evaluate.shift`, as the model's kind of data."""

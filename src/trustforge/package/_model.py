@@ -100,8 +100,8 @@ class Model:
 
     # ------------------------------------------------------------------ inputs
 
-    def read_input(self, source: str | os.PathLike[str] | pd.DataFrame | np.ndarray) -> RawData:
-        """Turn a DataFrame, array, file or folder into checked raw data, as the model's kind of
+    def read_input(self, source: str | os.PathLike[str] | pd.DataFrame | np.ndarray | Mapping[str, Any]) -> RawData:
+        """Turn a DataFrame, a mapping of columns, an array, a file or a folder into checked raw data, as the model's kind of
         input reads it (a table, a text column, an image folder, WAV files, a series, ...).
 
         Raises:
@@ -110,6 +110,8 @@ class Model:
         """
         if isinstance(source, np.ndarray):
             _check_array(source)
+        elif isinstance(source, Mapping):  # {column: values}, as a table of those columns
+            source = _frame_of(source)
         return input_kind(self.schema).read_input(self.schema, source)
 
     # ------------------------------------------------------------------ predicting
@@ -256,6 +258,20 @@ def _check_decision(pkg: VerifiedPackage, classes: list[str] | None) -> None:
         ok = False
     if not ok:
         raise IntegrityError(f"{pkg.path / 'manifest.json'}: inconsistent package (decision {str(d)[:80]})")
+
+
+def _frame_of(columns: Mapping[str, Any]) -> pd.DataFrame:
+    """A mapping {column: values} as a table; values of unequal lengths are a DataError naming them."""
+    lengths = {str(k): (len(v) if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) else 1) for k, v in columns.items()}
+    if len(set(lengths.values())) > 1:
+        values = list(lengths.values())
+        usual = max(set(values), key=values.count)
+        odd = next(k for k, n in lengths.items() if n != usual)
+        raise DataError(f"input columns: {odd!r} has {lengths[odd]} values where the other columns have {usual}")
+    try:
+        return pd.DataFrame({k: v if lengths[str(k)] != 1 or hasattr(v, "__len__") else [v] for k, v in columns.items()})
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"input columns: not a table ({str(exc)[:120]})") from None
 
 
 def _check_array(arr: np.ndarray) -> None:

@@ -341,9 +341,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     ) -> Response:
         return await _model_ready(svc, model_name, model_version)
 
-    @app.get("/v2/models/{model_name}/config", tags=["v2"], summary="Model configuration (Triton's extension)", responses=_ERRORS)
-    async def model_config(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> dict:
-        rt = _runtime(svc, model_name, None)
+    def _config(rt: Runtime) -> dict:
         return {
             "name": rt.name,
             "platform": _metadata(rt, config.backend)["platform"],
@@ -356,6 +354,21 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             "input": config_inputs(rt.signature),
             "output": config_outputs(rt.signature),
         }
+
+    @app.get("/v2/models/{model_name}/config", tags=["v2"], summary="Model configuration (Triton's extension)", responses=_ERRORS)
+    async def model_config(model_name: str = _NAME, svc: ModelService = Depends(get_service), _=Depends(read_meta)) -> dict:
+        return _config(_runtime(svc, model_name, None))
+
+    @app.get(
+        "/v2/models/{model_name}/versions/{model_version}/config",
+        tags=["v2"],
+        summary="Model configuration of a version (Triton's extension)",
+        responses=_ERRORS,
+    )
+    async def version_config(
+        model_name: str = _NAME, model_version: str = _VERSION, svc: ModelService = Depends(get_service), _=Depends(read_meta)
+    ) -> dict:
+        return _config(_runtime(svc, model_name, model_version))
 
     # ------------------------------------------------------------------ v2: inference
 
