@@ -34,6 +34,7 @@ ROUTES = [
     ("GET", "/v2/models/{model_name}/ready", f"/v2/models/{MODEL}/ready", None, "read"),
     ("GET", "/v2/models/{model_name}/versions/{model_version}/ready", f"/v2/models/{MODEL}/versions/1/ready", None, "read"),
     ("GET", "/v2/models/{model_name}/config", f"/v2/models/{MODEL}/config", None, "read"),
+    ("GET", "/v2/models/{model_name}/versions/{model_version}/config", f"/v2/models/{MODEL}/versions/1/config", None, "read"),
     ("GET", "/v2/models/{model_name}/drift", f"/v2/models/{MODEL}/drift", None, "read"),
     ("GET", "/metrics", "/metrics", None, "read"),
     ("GET", "/health", "/health", None, "read"),

@@ -449,6 +449,7 @@ PUBLIC = [
     "/v2/models/iris-serve/versions/1",
     "/v2/models/iris-serve/ready",
     "/v2/models/iris-serve/config",
+    "/v2/models/iris-serve/versions/1/config",
     "/health",
     "/version",
 ]
