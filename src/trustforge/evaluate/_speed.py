@@ -335,6 +335,9 @@ class _PeakRss:
     """
 
     def __init__(self) -> None:
+        # Garbage collected during inference would free pages that the inference then takes back
+        # without the peak moving (growth 0 for a real allocation): collect it before the reset.
+        gc.collect()
         self.method = "vmhwm" if self._reset_vmhwm() else "ru_maxrss"
         self._before_kb = self._rss_kb() if self.method == "vmhwm" else self._maxrss_kb()
 
