@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -261,15 +262,16 @@ def _check_decision(pkg: VerifiedPackage, classes: list[str] | None) -> None:
 
 
 def _frame_of(columns: Mapping[str, Any]) -> pd.DataFrame:
-    """A mapping {column: values} as a table; values of unequal lengths are a DataError naming them."""
-    lengths = {str(k): (len(v) if hasattr(v, "__len__") and not isinstance(v, (str, bytes)) else 1) for k, v in columns.items()}
-    if len(set(lengths.values())) > 1:
-        values = list(lengths.values())
-        usual = max(set(values), key=values.count)
-        odd = next(k for k, n in lengths.items() if n != usual)
+    """A mapping {column: values} as a table (a single value is a one-row column); columns of
+    unequal lengths are a DataError naming the odd one."""
+    cols = {str(k): [v] if np.ndim(v) == 0 else v for k, v in columns.items()}
+    lengths = {k: len(v) for k, v in cols.items()}
+    usual = Counter(lengths.values()).most_common(1)[0][0] if lengths else 0
+    odd = next((k for k, n in lengths.items() if n != usual), None)
+    if odd is not None:
         raise DataError(f"input columns: {odd!r} has {lengths[odd]} values where the other columns have {usual}")
     try:
-        return pd.DataFrame({k: v if lengths[str(k)] != 1 or hasattr(v, "__len__") else [v] for k, v in columns.items()})
+        return pd.DataFrame(cols)
     except (TypeError, ValueError) as exc:
         raise DataError(f"input columns: not a table ({str(exc)[:120]})") from None
 
