@@ -12,6 +12,7 @@ from torch import nn
 
 from trustforge.data import Columns, Grid, Ids, Schema, Spectrogram, Steps, Tokens, input_kind
 from trustforge.errors import ModelError
+from trustforge.models._attacks import fgsm, pgd
 from trustforge.models.audio import AudioCNN
 from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
@@ -36,6 +37,8 @@ __all__ = [
     "BagOfEmbeddings",
     "ConvEncoder",
     "build_model",
+    "fgsm",
+    "pgd",
     "output_size",
     "MODEL_KINDS",
 ]

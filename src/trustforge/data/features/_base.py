@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from trustforge.data._attack_space import AttackSpace
+
 __all__ = ["Block", "FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING", "as_series", "row_of"]
 
 UNKNOWN = "<unknown>"  # index 0 of a categorical vocabulary: a value training never saw
@@ -204,9 +206,11 @@ class FeatureType:
         """`rows` plausible values of the column as a request would carry them (probes, export checks)."""
         raise NotImplementedError
 
-    def bounds(self, state: Any) -> tuple[float, float] | None:
-        """The range an attack must keep each encoded float in (slots float and grid), else None:
-        a discrete input has no gradient path, so gradient attacks leave it alone."""
+    def attack_space(self, state: Any) -> AttackSpace | None:
+        """Where a gradient attack may move this column's encoded values (slots float and grid):
+        tensors shaped like one row's values of the column ((size,) for float, (C, H, W) or
+        broadcastable for grid), or None where it may not: a discrete input has no gradient
+        path, and an encoding whose values are tied to each other is not free to move."""
         return None
 
     def feature_names(self, name: str, state: Any) -> list[str]:

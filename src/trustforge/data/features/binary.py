@@ -117,6 +117,3 @@ class Binary(FeatureType):
         neg, pos = state.values
         text[flip] = [pos if v == neg else neg if v == pos else v for v in text[flip]]
         return text.rename(col.name)
-
-    def bounds(self, state: BinaryState) -> tuple[float, float]:
-        return (0.0 - state.mean) / state.std, (1.0 - state.mean) / state.std

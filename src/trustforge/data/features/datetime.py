@@ -129,6 +129,3 @@ class DateTime(FeatureType):
         days = rng.uniform(-365.0 * fraction, 365.0 * fraction, size=len(t))
         moved = t + pd.to_timedelta(days, unit="D")
         return moved.map(lambda v: None if pd.isna(v) else v.isoformat()).rename(col.name)
-
-    def bounds(self, state: DateTimeState) -> None:
-        return None  # the encoded columns are tied to each other (sin² + cos² = 1): not free to move

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trustforge.data._attack_space import AttackSpace
 from trustforge.data._files import IMAGE_SUFFIXES, decode_image, encode_png
 from trustforge.data.features._base import FeatureOptions, FeatureState
 from trustforge.data.features._media import MediaType
@@ -74,8 +75,7 @@ class Image(MediaType):
         # Mean brightness: a new camera, lighting or scanner shows here.
         return float(decode_image(data, (32, 32), 1, name="monitor").mean())
 
-    def bounds(self, state: ImageState) -> tuple[float, float]:
-        # Pixels stay in [0, 1]: in encoded units, the widest per-channel range.
-        lo = min((0.0 - m) / s for m, s in zip(state.mean, state.std))
-        hi = max((1.0 - m) / s for m, s in zip(state.mean, state.std))
-        return lo, hi
+    def attack_space(self, state: ImageState) -> AttackSpace:
+        # Pixels stay in [0, 1]; the budget is a fraction of that range, 1 / std encoded units per channel.
+        mean, std = np.asarray(state.mean).reshape(-1, 1, 1), np.asarray(state.std).reshape(-1, 1, 1)
+        return AttackSpace((0.0 - mean) / std, (1.0 - mean) / std, 1.0 / std, budget="a fraction of the pixel range [0, 1]")

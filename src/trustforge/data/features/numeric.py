@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from trustforge.data._attack_space import AttackSpace
 from trustforge.data.features._base import Block, FeatureOptions, FeatureState, FeatureType, row_of
 from trustforge.errors import DataError
 
@@ -209,6 +210,8 @@ class Numeric(FeatureType):
         noisy = values + rng.normal(0.0, fraction * state.std, size=len(values))
         return pd.Series(noisy, index=col.index, name=col.name)
 
-    def bounds(self, state: NumericState) -> tuple[float, float]:
-        # In encoded units: the training range, standardised.
-        return (state.low - state.mean) / state.std, (state.high - state.mean) / state.std
+    def attack_space(self, state: NumericState) -> AttackSpace:
+        # The training range, standardised; the budget in standard deviations of the column,
+        # which is one encoded unit.
+        lo, hi = (state.low - state.mean) / state.std, (state.high - state.mean) / state.std
+        return AttackSpace(np.array([lo]), np.array([hi]), np.ones(1), budget="standard deviations of the column")

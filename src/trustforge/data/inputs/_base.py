@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 import torch
 
+from trustforge.data._attack_space import AttackSpace
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState
@@ -107,6 +108,12 @@ class InputKind:
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         """The package's input signature: what one request carries."""
         raise NotImplementedError
+
+    def attack_spaces(self, pre: "Preprocessor") -> tuple[AttackSpace | None, ...] | None:
+        """Where a gradient attack may move each encoded input tensor (one entry per tensor
+        `encode` returns, None for a tensor that may not move), or None when no input of
+        this kind has a gradient path (token ids, item ids)."""
+        return None
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         """Prediction input (a DataFrame, an array, a file or a folder) as checked raw data."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._attack_space import AttackSpace
 from trustforge.data._files import list_images, read_image
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
@@ -65,6 +66,13 @@ class Image(InputKind):
 
     def signature(self, pre: "Preprocessor") -> list[dict[str, Any]]:
         return [{"name": "image", "datatype": "FP32", "shape": [-1, *pre.schema.image_shape]}]
+
+    def attack_spaces(self, pre: "Preprocessor") -> tuple[AttackSpace]:
+        # Pixels stay in [0, 1]; the budget is a fraction of that range, 1 / std encoded units per channel.
+        state = pre.input_state
+        mean = state.mean.double().numpy().reshape(-1, 1, 1)
+        std = state.std.double().numpy().reshape(-1, 1, 1)
+        return (AttackSpace((0.0 - mean) / std, (1.0 - mean) / std, 1.0 / std, budget="a fraction of the pixel range [0, 1]"),)
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         if isinstance(source, pd.DataFrame):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge.data._attack_space import AttackSpace
 from trustforge.data._files import read_linked_files, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
@@ -62,6 +63,33 @@ class Table(InputKind):
             grids=tuple(tuple(c.grid or ()) for c in schema.slot("grid")),
             own=tuple(feature_type(c.kind).slot for c in own),
         )
+
+    def attack_spaces(self, pre: "Preprocessor") -> tuple[AttackSpace | None, ...] | None:
+        # The float matrix: each column's own space (numbers move within their training range,
+        # in standard deviations); columns whose type declares none (binary flags, dates) stay
+        # put. Category indices never move; a text, image or audio column's tensor moves as its
+        # type says.
+        lo, hi, unit, mask, budgets = [], [], [], [], []
+        own: list[AttackSpace | None] = []
+        for c in pre.schema.columns:
+            t = feature_type(c.kind)
+            space = t.attack_space(pre.features[c.name])
+            if t.slot in OWN_TENSOR:
+                own.append(space)
+            elif t.slot == "float":
+                width = t.size(pre.features[c.name])
+                if space is None:
+                    lo.append(np.zeros(width)), hi.append(np.zeros(width)), unit.append(np.ones(width)), mask.append(np.zeros(width, bool))
+                else:
+                    lo.append(np.broadcast_to(space.lo, (width,))), hi.append(np.broadcast_to(space.hi, (width,)))
+                    unit.append(np.broadcast_to(space.unit, (width,)))
+                    mask.append(np.ones(width, bool) if space.mask is None else np.broadcast_to(space.mask, (width,)))
+                    budgets.append(space.budget)
+        floats = None
+        if budgets:
+            floats = AttackSpace(np.concatenate(lo), np.concatenate(hi), np.concatenate(unit), np.concatenate(mask), budget=budgets[0])
+        spaces = (floats, None, *own)
+        return spaces if any(s is not None and s.moves() for s in spaces) else None
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> None:
         pre.fit_columns(self._numbered(self._with_files(pre.schema, raw)), where=raw.origin)

@@ -1,0 +1,54 @@
+"""Where an attack may move one encoded input tensor, and in what units its budget is counted.
+
+A kind of input (`InputKind.attack_spaces`) or a table column's feature type
+(`FeatureType.attack_space`) declares it; the attacks of `trustforge.models` read it and
+never ask which kind of input they perturb. Encoded values are what the network reads
+(standardised pixels, standardised numbers); the budget is counted in the input's own units
+(a fraction of the pixel range, standard deviations of a column), so one epsilon means the
+same thing whatever the standardisation was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["AttackSpace"]
+
+
+@dataclass(frozen=True, eq=False)
+class AttackSpace:
+    """The valid region of one input tensor and the unit of its budget.
+
+    Arrays (NumPy, so that the data stage needs no torch to declare them) broadcast against
+    one row's shape (a leading batch axis is added when they are applied): per channel
+    `(C, 1, 1)` for images, per column `(D,)` for a table's float matrix.
+
+    Attributes:
+        lo, hi: the smallest and largest valid encoded value of each element.
+        unit: encoded units per unit of budget: `x_adv = x + delta · unit` with `delta` within epsilon.
+        mask: which elements may move (bool), None for all. Elements that may not move keep
+            their values (a binary flag, the columns of a date, a column left alone).
+        budget: what one unit of epsilon is, for the evidence ("a fraction of the pixel range [0, 1]").
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    unit: np.ndarray
+    mask: np.ndarray | None = None
+    budget: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("lo", "hi", "unit"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float32))
+        if self.mask is not None:
+            object.__setattr__(self, "mask", np.asarray(self.mask, dtype=bool))
+        if bool((self.hi < self.lo).any()):
+            raise ValueError("an attack space's hi lies below its lo")
+        if bool((self.unit <= 0).any()):
+            raise ValueError("an attack space's unit must be positive")
+
+    def moves(self) -> bool:
+        """Whether any element may move."""
+        return self.mask is None or bool(self.mask.any())
