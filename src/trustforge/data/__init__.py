@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trustforge.data._attack_space import AttackSpace
+from trustforge.data._attack_space import AttackSpace, EditSpace
 from trustforge.data._audio import add_noise as audio_noise
 from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES
 
 __all__ = [
     "AttackSpace",
+    "EditSpace",
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
     "INPUT_KINDS",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AttackSpace"]
+__all__ = ["AttackSpace", "EditSpace"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,3 +52,26 @@ class AttackSpace:
     def moves(self) -> bool:
         """Whether any element may move."""
         return self.mask is None or bool(self.mask.any())
+
+
+@dataclass(frozen=True)
+class EditSpace:
+    """Where an edit attack on text may act: raw text, not encoded tensors.
+
+    Token ids have no gradient path, so a text is attacked in its own characters, through the
+    model's prediction path (`evaluate._text_attack`); the tokenizer, whatever it is (words,
+    characters, WordPiece), then reads the edited text as it would any request.
+
+    Attributes:
+        columns: the text columns of a row the attack may edit (the text input of a text task,
+            the text columns of a table).
+        unit: what one unit of budget is, for the evidence.
+    """
+
+    columns: tuple[str, ...]
+    unit: str = "character edits"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns", tuple(self.columns))
+        if not self.columns:
+            raise ValueError("an edit space needs at least one text column")

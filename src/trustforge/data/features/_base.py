@@ -213,6 +213,11 @@ class FeatureType:
         path, and an encoding whose values are tied to each other is not free to move."""
         return None
 
+    def edit_space(self, state: Any) -> bool:
+        """Whether an edit attack on raw values (character edits of a text) may change this
+        column; such a column is attacked through the prediction path, not a gradient."""
+        return False
+
     def feature_names(self, name: str, state: Any) -> list[str]:
         """Names of the float columns it fills, for explanations (slot float)."""
         return [name] if self.slot == "float" else []

@@ -104,6 +104,9 @@ class Text(FeatureType):
         # channel, another form) shows here.
         return np.array([len(t.strip()) if t.strip() else np.nan for t in _texts(col)], dtype=np.float64)
 
+    def edit_space(self, state: TextState | None) -> bool:
+        return True  # a text is attacked in its characters (evaluate._text_attack)
+
     def corrupt(self, state: TextState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Each word dropped with probability `fraction`: truncated or hastily typed texts.
         out = []

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 import torch
 
-from trustforge.data._attack_space import AttackSpace
+from trustforge.data._attack_space import AttackSpace, EditSpace
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState
@@ -113,6 +113,11 @@ class InputKind:
         """Where a gradient attack may move each encoded input tensor (one entry per tensor
         `encode` returns, None for a tensor that may not move), or None when no input of
         this kind has a gradient path (token ids, item ids)."""
+        return None
+
+    def edit_space(self, pre: "Preprocessor") -> EditSpace | None:
+        """The text columns an edit attack may change (`evaluate._text_attack`), or None when
+        this kind reads no text."""
         return None
 
     def read_input(self, schema: Schema, source: Any) -> RawData:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data._attack_space import AttackSpace
+from trustforge.data._attack_space import AttackSpace, EditSpace
 from trustforge.data._files import read_linked_files, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
@@ -90,6 +90,12 @@ class Table(InputKind):
             floats = AttackSpace(np.concatenate(lo), np.concatenate(hi), np.concatenate(unit), np.concatenate(mask), budget=budgets[0])
         spaces = (floats, None, *own)
         return spaces if any(s is not None and s.moves() for s in spaces) else None
+
+    def edit_space(self, pre: "Preprocessor") -> EditSpace | None:
+        # The columns whose type says an edit attack may change them (free text); a text task's
+        # one column is such a column too (`Text` inherits this).
+        columns = tuple(c.name for c in pre.schema.columns if feature_type(c.kind).edit_space(pre.features.get(c.name)))
+        return EditSpace(columns) if columns else None
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> None:
         pre.fit_columns(self._numbered(self._with_files(pre.schema, raw)), where=raw.origin)

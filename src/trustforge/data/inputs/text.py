@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from trustforge.data import _text
+from trustforge.data._attack_space import EditSpace
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
 from trustforge.data.inputs._shapes import Tokens
@@ -40,6 +41,9 @@ class Text(Table):
         return [
             {"name": t.column, "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t.tokenizer, "max_length": t.max_length}
         ]
+
+    def edit_space(self, pre: "Preprocessor") -> EditSpace:
+        return EditSpace((pre.schema.text.column,))  # the one text, attacked in its characters
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _text.read_text_input(schema, source)
