@@ -1,7 +1,8 @@
 """A black-box character-edit attack on text classifiers, after DeepWordBug (Gao et al., 2018).
 
 Token ids have no gradient path, so a text is attacked in its own characters, through the
-model's prediction path (`Model.predict_proba` on edited copies of the test rows): the attack
+model's prediction path (what `Model.predict_proba` does, on edited copies of the test rows:
+the preprocessor's encoding, then `Model.forward` with the package's calibration): the attack
 works for any text model (a bag of embeddings, an RNN, a Transformer, the pretrained MiniLM)
 and any tokenizer (words, characters, WordPiece), for a text task and for the text columns of a
 table (`data.EditSpace` names them), because the model reads an edited text as it would read
@@ -43,9 +44,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from trustforge.data import EditSpace, RawData, input_kind
 from trustforge.errors import DataError, SpecError
+from trustforge.evaluate._tasks import outputs_to_proba
 
 __all__ = ["edit_attack", "ATTACK", "UNIT"]
 
@@ -187,9 +190,29 @@ class _Attack:
                     if texts[j] is not None:
                         values[k] = texts[j]
                 frame[c] = values
-            out.append(self.model.predict_proba(replace(self.raw, frame=frame, rows=None)))
+            out.append(self._unique_proba(replace(self.raw, frame=frame, rows=None)))
         k = len(self.model.classes)
         return np.concatenate(out) if out else np.zeros((0, k))
+
+    def _unique_proba(self, raw: RawData) -> np.ndarray:
+        """`Model.predict_proba(raw)`, running the network once per distinct encoded input:
+        many candidates read the same once tokenised (a word left out beyond the model's
+        `max_length`, two typos that both become the unknown token), and the forward pass of a
+        Transformer is most of the attack's cost."""
+        model = self.model
+        inputs = model.preprocessor.encode_inputs(raw)
+        n = len(inputs[0])
+        keys = np.concatenate([np.ascontiguousarray(t.reshape(n, -1).numpy()).view(np.uint8).reshape(n, -1) for t in inputs], axis=1)
+        seen: dict[bytes, int] = {}
+        first: list[int] = []
+        inverse = np.empty(n, dtype=np.int64)
+        for i, row in enumerate(keys):
+            inverse[i] = seen.setdefault(row.tobytes(), len(seen))
+            if inverse[i] == len(first):
+                first.append(i)
+        index = torch.tensor(first, dtype=torch.int64)
+        proba = outputs_to_proba(model.forward(tuple(t[index] for t in inputs)), len(model.classes))
+        return proba[inverse]
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         return self.model.task.decide(proba, self.model.classes, self.model.decision)
