@@ -16,7 +16,7 @@ import pytest
 import trustforge
 from trustforge.data import EditSpace, input_kind
 from trustforge.errors import DataError, SpecError
-from trustforge.evaluate._text_attack import ATTACK, UNIT, _Attack, check_budgets, edit_attack
+from trustforge.evaluate._text_attack import _NEAR, ATTACK, UNIT, _Attack, _edits, check_budgets, edit_attack
 from trustforge.settings import Settings
 
 POS = ["great", "excellent", "lovely", "superb", "wonderful", "delightful"]
@@ -84,6 +84,21 @@ def _levenshtein(a: str, b: str) -> int:
 
 def test_levenshtein_of_the_test_counts_a_swap_as_two():
     assert _levenshtein("great", "graet") == 2 and _levenshtein("great", "gret") == 1 and _levenshtein("", "ab") == 2
+
+
+@pytest.mark.parametrize("word", ["great", "Terrible", "ok", "a", "2024", "质量"])
+def test_each_candidate_edit_costs_its_levenshtein_distance_within_what_is_left(word):
+    rng = np.random.default_rng(0)
+    for left in (1, 2, 5):
+        for _ in range(20):
+            for new, cost in _edits(word, left, rng):
+                assert new != word and cost <= left
+                assert _levenshtein(word, new) == cost  # a swap of two different characters is 2
+                if cost == 1 and len(new) == len(word):  # a substitution: a neighbouring key
+                    k = next(i for i, (a, b) in enumerate(zip(word, new)) if a != b)
+                    assert new[k].lower() in (_NEAR.get(word[k].lower()) or set(word))
+    assert _edits(word, 0, rng) == []
+    assert {c for _, c in _edits("great", 1, rng)} == {1}  # no swap within one edit
 
 
 def test_accuracy_falls_with_the_edit_budget(text_model, reviews):

@@ -100,8 +100,9 @@ def edit_attack(model: Any, raw: RawData, space: EditSpace | None, *, budgets: S
     """Accuracy of a text classifier under the character-edit attack, per edit budget.
 
     Args:
-        model: a `trustforge.Model` for classification (its `predict_proba`, `task`, `classes`,
-            `decision` and `preprocessor` are used).
+        model: a `trustforge.Model` for classification (the path of its `predict_proba`:
+            `preprocessor.encode_inputs`, then `forward`; and its `task`, `classes` and
+            `decision`, by which a prediction is made and flips).
         raw: labelled test data, as the model's kind of input reads it (a text table, or a table).
         space: the text columns to edit (`InputKind.edit_space` of the model's preprocessor);
             None when the model reads no text.
@@ -113,9 +114,11 @@ def edit_attack(model: Any, raw: RawData, space: EditSpace | None, *, budgets: S
     Returns:
         Evidence: `attack`, `unit`, `budgets` (0 first: the clean accuracy), `accuracy` and
         `success_rate` (among the rows classified correctly before the attack) per budget,
-        `median_smallest_budget` (over the rows flipped within the largest budget, None when none
-        is), up to 5 `examples` (original and adversarial text, label, prediction before and
-        after, edits spent), `rows` and `seconds`.
+        `median_smallest_budget` (the edits each flipped row's run had spent when it flipped,
+        an upper bound of its Levenshtein distance, over the rows flipped within the largest
+        budget; None when none is), up to 5 `examples` of flipped rows (original and
+        adversarial text, label, prediction before and after, `edits`: their Levenshtein
+        distance), `rows` and `seconds`.
 
     Raises:
         SpecError: `budgets` empty, or not all positive integers; `rows` < 1.
@@ -149,7 +152,7 @@ def edit_attack(model: Any, raw: RawData, space: EditSpace | None, *, budgets: S
     examples = [attack.example(i, adversarial[i]) for i in np.flatnonzero(np.isfinite(flipped_at))[:_EXAMPLES]]
     return {
         "attack": ATTACK,
-        "unit": UNIT,
+        "unit": space.unit,
         "budgets": [0, *levels],
         "accuracy": accuracy,
         "success_rate": success,
