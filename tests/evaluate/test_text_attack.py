@@ -46,11 +46,17 @@ def reviews(tmp_path_factory):
     return frame, folder
 
 
-def _train(reviews, name: str, data: dict, task: str = "classification", **model):
+def _train(reviews, name: str, data: dict, task: str = "classification", epochs: int = 8, **model):
     frame, folder = reviews
     source = folder / f"{name}.csv"
     frame.iloc[:600][[c for c in frame.columns if c in data.pop("columns", frame.columns)]].to_csv(source, index=False)
-    spec = {"name": name, "task": task, "data": {"source": f"csv:{source}", **data}, "train": TRAIN, "evaluate": FAST_EVIDENCE}
+    spec = {
+        "name": name,
+        "task": task,
+        "data": {"source": f"csv:{source}", **data},
+        "train": {**TRAIN, "max_epochs": epochs},
+        "evaluate": FAST_EVIDENCE,
+    }
     if model:
         spec["model"] = model
     result = trustforge.run(spec, settings=Settings.from_env(home=folder / "ws"), progress=False, register=False)
@@ -182,12 +188,12 @@ def test_the_text_kind_declares_its_column_and_the_table_its_text_columns(text_m
 
 
 def test_a_model_that_reads_no_text_or_is_not_a_classifier_is_one_clear_error(reviews):
-    numbers = _train(reviews, "numbers", {"target": "sentiment", "columns": ["stars", "sentiment"]})
+    numbers = _train(reviews, "numbers", {"target": "sentiment", "columns": ["stars", "sentiment"]}, epochs=1)
     assert input_kind(numbers.schema).edit_space(numbers.preprocessor) is None
     with pytest.raises(DataError, match="reads no text"):
         edit_attack(numbers, _test_rows(numbers, reviews), None, budgets=[1], rows=10, seed=0)
     text = {"column": "review", "tokenizer": "word", "max_length": 32}
-    regression = _train(reviews, "stars", {"target": "stars", "text": text, "columns": ["review", "stars"]}, task="regression")
+    regression = _train(reviews, "stars", {"target": "stars", "text": text, "columns": ["review", "stars"]}, task="regression", epochs=1)
     space = input_kind(regression.schema).edit_space(regression.preprocessor)
     with pytest.raises(DataError, match="needs a classification model.*task is regression"):
         edit_attack(regression, _test_rows(regression, reviews), space, budgets=[1], rows=10, seed=0)

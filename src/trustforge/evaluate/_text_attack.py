@@ -33,6 +33,10 @@ are attacked; the others count as wrong at every budget. Each step sends every a
 candidates to the model in one call (the leave-one-out scores likewise), so the cost is a few
 batched predictions per budget unit, not one per candidate. Randomness (the rows sampled, the
 candidates drawn) comes from `seed` only.
+
+Measured on `examples/sentiment_text.yaml` as it trains (test accuracy 0.806), 200 of its test
+reviews, seed 7, one CPU thread: accuracy 0.80 clean, 0.745 / 0.675 / 0.54 / 0.26 within 1 / 2 /
+4 / 8 character edits, median 5 edits to flip, 17 s.
 """
 
 from __future__ import annotations
