@@ -236,6 +236,22 @@ def test_out_of_distribution_counts_alert_and_alerts_are_capped_per_window():
     assert len(det.take_alerts()) == 3 and det.alerts.labels("ood")._value.get() == 3
 
 
+def test_categories_texts_and_changing_layouts_are_compared_or_skipped_never_raised():
+    det = ProbeDetector(clock=lambda: 0.0, warmup=10, batch_rows=4, near_min=8)
+    rng = np.random.default_rng(3)
+    for i in range(20):  # ordinary: varied ages and colours
+        det.observe("ok", {"age": np.array([rng.normal(50, 10)]), "color": np.array([["red", "green", "blue"][i % 3]], dtype=object)})
+    same = {"age": np.array([50.0]), "color": np.array(["red"], dtype=object)}
+    kinds = [det.observe("repeat", same) for _ in range(12)]
+    assert "near_duplicate" in kinds and det._callers["ok"].near < 0.5 * det._callers["ok"].rows
+    other_colour = [det.observe("colours", {"age": np.array([50.0]), "color": np.array([c], dtype=object)}) for c in "abcdefghijkl"]
+    assert not any(other_colour)  # a different category is far, not a near-duplicate
+    det.observe("odd", np.zeros((3, 2, 2), np.float32))  # another layout: statistics start afresh
+    det.observe("odd", {"when": np.array(["2026-01-01"], dtype="datetime64[D]"), "x": np.array([1.0])})
+    det.observe("odd", {})
+    assert det.skipped == 0
+
+
 def test_the_served_app_audits_a_probing_token_once(served):
     client, svc, tokens = served()
     audit = svc.registry.audit

@@ -337,8 +337,10 @@ def feature_rows(payload: Any, max_rows: int = 64) -> np.ndarray:
     """A request's first `max_rows` rows as one float32 matrix (rows, features), for distances.
 
     Tensors are flattened per row; table columns side by side. A value that is not a number
-    (a category, a text, a date) becomes a large number derived from its hash: equal values
-    are at distance 0, different ones far apart. Missing and non-finite numbers become 0.
+    (a category, a text, a date) becomes a number derived from its hash (this process's):
+    equal values are at distance 0, different ones about one deviation of the column apart
+    once standardised (ten times the detector's default radius), rarely less. Missing and
+    non-finite numbers become 0.
     """
     if isinstance(payload, np.ndarray):
         x = payload[:max_rows]
@@ -358,8 +360,8 @@ def feature_rows(payload: Any, max_rows: int = 64) -> np.ndarray:
 
 
 def _hashed(values: np.ndarray) -> np.ndarray:
-    # 1e4 standardised units apart per hash step: any change of a category or text is "far".
-    flat = [(hash(str(v)) % 9973) * 1e4 for v in values.ravel()]
+    # Spread uniformly over 9973 steps: two different values are far apart relative to the column's spread.
+    flat = [float(hash(str(v)) % 9973) for v in values.ravel()]
     return np.asarray(flat, np.float32).reshape(values.shape)
 
 
@@ -398,7 +400,7 @@ def _joined(payloads: list) -> list:
         keys = list(payloads[0])
         if all(isinstance(p, dict) and list(p) == keys for p in payloads):
             return [{k: np.concatenate([np.asarray(p[k]) for p in payloads]) for k in keys}]
-    except ValueError:
+    except (TypeError, ValueError):  # dtypes numpy will not join: one at a time
         pass
     return payloads
 
@@ -476,6 +478,7 @@ class ProbeDetector:
         self._alerts_window = clock()
         self._alerts_in_window = 0
         self._lock = threading.Lock()
+        self.skipped = 0  # payloads the detector could not compare (logged once)
         self.alerts = counter if counter is not None else probe_alerts_counter(None)
         self.alerts.labels("near_duplicate")
         self.alerts.labels("ood")
@@ -527,17 +530,19 @@ class ProbeDetector:
         for payload in _joined(payloads):
             try:
                 x = feature_rows(payload, len(payload) if isinstance(payload, np.ndarray) else 1 << 30)
-            except (TypeError, ValueError):  # a layout this detector cannot read: not compared
-                continue
-            if x.shape[1] == 0 or x.shape[0] == 0:
-                continue
-            if x.shape[1] != self._width:
-                self._reset(x.shape[1])
-            if caller.history.shape[1] != self._project_width():
-                caller.history, caller.filled, caller.pos = np.zeros((self.history, self._project_width()), np.float32), 0, 0
-            self._learn(x)
-            if self._seen >= self.warmup:
-                caller.near += self._near(caller, x)
+                if x.shape[1] == 0 or x.shape[0] == 0:
+                    continue
+                if x.shape[1] != self._width:
+                    self._reset(x.shape[1])
+                if caller.history.shape[1] != self._project_width():
+                    caller.history, caller.filled, caller.pos = np.zeros((self.history, self._project_width()), np.float32), 0, 0
+                self._learn(x)
+                if self._seen >= self.warmup:
+                    caller.near += self._near(caller, x)
+            except Exception as exc:  # noqa: BLE001 - watching must never fail a request that was served
+                self.skipped += 1
+                if self.skipped == 1:
+                    log_event(logging.WARNING, "probe_detector_skipped", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
 
     def _project_width(self) -> int:
         return min(self._width, self.dims)
