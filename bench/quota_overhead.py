@@ -7,8 +7,10 @@ Two figures, each measured in one process:
 - the server's own throughput, in process (raw ASGI calls to the FastAPI app, no sockets, one
   model thread): one-row `/v2/.../infer` requests with a valid token, through an app with the
   detector and limits on (`--rate-limit 1000000/s --daily-quota 1000000000`, so none is
-  refused) and through two apps with both off (`--no-probe-alert`; the second one's ratio to
-  the first is this machine's noise), alternating rounds; the ratios of their medians. Sequential requests: every request pays the model's whole batch
+  refused), with only one of them on, and through two apps with both off (`--no-probe-alert`; the second one's ratio to
+  the first is this machine's noise), alternating rounds; the ratios of their medians, and
+  the process's CPU time per request (model thread included), which other processes' load
+  disturbs less than the wall clock. Sequential requests: every request pays the model's whole batch
   latency, so this is the worst case for relative overhead (nothing hides it).
 
     .venv/bin/python bench/quota_overhead.py                 # ~1 minute
@@ -107,6 +109,8 @@ def throughput(requests: int, rounds: int) -> dict[str, float]:
         options = {"workers": 0, "max_latency_ms": 0}
         configs = {
             "on": ServeConfig(**options, rate_limit=1e6, daily_quota=1_000_000_000, probe_alert=True),
+            "limits_only": ServeConfig(**options, rate_limit=1e6, daily_quota=1_000_000_000, probe_alert=False),
+            "probe_only": ServeConfig(**options, probe_alert=True),
             "off": ServeConfig(**options, probe_alert=False),
             "off_again": ServeConfig(**options, probe_alert=False),  # an A/A twin: the noise of this machine
         }
@@ -123,27 +127,35 @@ def throughput(requests: int, rounds: int) -> dict[str, float]:
             path = "/v2/models/quota-bench/infer"
 
             async def drive(app, n):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 for i in range(n):
                     assert await _post(app, path, bodies[i % len(bodies)], headers) == 200
-                return n / (time.perf_counter() - started)
+                return n / (time.perf_counter() - started), (time.process_time() - cpu) / n * 1e6
 
             async def main():
                 for app in apps.values():
                     await drive(app, 50)  # warm-up
-                rates = {k: [] for k in apps}
+                rates, cpus = {k: [] for k in apps}, {k: [] for k in apps}
                 for _ in range(rounds):
                     for k, app in apps.items():
-                        rates[k].append(await drive(app, requests))
-                return rates
+                        rate, cpu = await drive(app, requests)
+                        rates[k].append(rate)
+                        cpus[k].append(cpu)
+                return rates, cpus
 
-            rates = asyncio.run(main())
+            rates, cpus = asyncio.run(main())
         finally:
             for s in services.values():
                 s.close()
     on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
     again = statistics.median(rates["off_again"])
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
     return {
+        "cpu_us_per_request_limits_on": round(cpu["on"], 1),
+        "cpu_us_per_request_limits_only": round(cpu["limits_only"], 1),
+        "cpu_us_per_request_probe_only": round(cpu["probe_only"], 1),
+        "cpu_us_per_request_limits_off": round(cpu["off"], 1),
+        "cpu_us_per_request_off_again": round(cpu["off_again"], 1),
         "requests_per_s_limits_on": round(on, 1),
         "requests_per_s_limits_off": round(off, 1),
         "ratio_on_over_off": round(on / off, 3),
@@ -153,8 +165,8 @@ def throughput(requests: int, rounds: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=600, help="requests per round")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds per app, alternating")
+    parser.add_argument("--requests", type=int, default=300, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=11, help="rounds per app, alternating")
     args = parser.parse_args(argv)
     figures = {**observe_us(), **throughput(args.requests, args.rounds)}
     print(json.dumps(figures, indent=2))
