@@ -201,9 +201,9 @@ def test_rates_parse_per_second_minute_and_hour():
 
 
 def _warm(det: ProbeDetector, rng, rows: int = 200) -> None:
-    """Ordinary traffic from three callers: varied iris rows."""
+    """Ordinary traffic from three callers: varied iris-like rows (never the same flower twice)."""
     for i in range(rows):
-        det.observe(f"ordinary-{i % 3}", IRIS[rng.integers(len(IRIS))][None])
+        det.observe(f"ordinary-{i % 3}", rng.normal(IRIS.mean(axis=0), IRIS.std(axis=0)).astype(np.float32)[None])
 
 
 def test_a_burst_of_near_duplicates_alerts_once_per_window_and_varied_traffic_does_not():
@@ -227,6 +227,40 @@ def test_a_burst_of_near_duplicates_alerts_once_per_window_and_varied_traffic_do
     assert "5.1" not in json.dumps(alert)  # counts only, never input values
 
 
+def test_finite_difference_and_noisy_queries_on_an_image_alert_and_varied_digits_do_not():
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images[:, None] / 16).astype(np.float32)  # (N, 1, 8, 8): 64 features, projected onto 32
+    det = ProbeDetector(clock=lambda: 0.0)
+    for i in range(300):
+        det.observe(f"ordinary-{i % 3}", images[i : i + 1])
+    assert all(c.near < 0.1 * c.rows for c in det._callers.values())  # distinct handwritten digits are not near-duplicates
+    x = images[400]
+    kinds = []
+    for i in range(64):  # one pixel nudged by 0.05 at a time, both ways: a gradient estimate
+        for h in (0.05, -0.05):
+            probe = x.copy()
+            probe[0].flat[i] = np.clip(probe[0].flat[i] + h, 0, 1)
+            kinds.append(det.observe("mallory", probe[None]))
+    assert kinds.count("near_duplicate") == 1
+    rng = np.random.default_rng(1)
+    noisy = [np.clip(images[500] + 0.02 * rng.choice([-1, 1], x.shape), 0, 1).astype(np.float32)[None] for _ in range(100)]
+    assert [det.observe("eve", q) for q in noisy].count("near_duplicate") == 1  # every pixel moved by +-0.02 of its range
+    assert det._callers["eve"].near >= 80
+
+
+@pytest.mark.parametrize("loader", ["load_iris", "load_wine", "load_breast_cancer", "load_digits"])
+def test_distinct_rows_in_random_order_are_rarely_near_duplicates(loader):
+    import sklearn.datasets
+
+    data = getattr(sklearn.datasets, loader)().data.astype(np.float32)
+    det = ProbeDetector(clock=lambda: 0.0)
+    for i in np.random.default_rng(0).permutation(len(data))[:600]:
+        assert det.observe("app", data[i : i + 1]) is None
+    caller = det._callers["app"]
+    assert caller.near <= 0.15 * caller.rows  # README: 0-13 %; an alert needs half
+
+
 def test_out_of_distribution_counts_alert_and_alerts_are_capped_per_window():
     det = ProbeDetector(clock=lambda: 0.0, ood_min=20, max_alerts=3)
     assert [det.observe("eve", IRIS[i : i + 1], ood_count=5) for i in range(4)] == [None, None, None, "ood"]
@@ -239,12 +273,13 @@ def test_out_of_distribution_counts_alert_and_alerts_are_capped_per_window():
 def test_categories_texts_and_changing_layouts_are_compared_or_skipped_never_raised():
     det = ProbeDetector(clock=lambda: 0.0, warmup=10, batch_rows=4, near_min=8)
     rng = np.random.default_rng(3)
-    for i in range(20):  # ordinary: varied ages and colours
-        det.observe("ok", {"age": np.array([rng.normal(50, 10)]), "color": np.array([["red", "green", "blue"][i % 3]], dtype=object)})
-    same = {"age": np.array([50.0]), "color": np.array(["red"], dtype=object)}
+    for i in range(20):  # ordinary: varied ages, incomes and colours
+        row = {"age": np.array([rng.normal(50, 10)]), "income": np.array([rng.normal(3000, 800)])}
+        det.observe("ok", {**row, "color": np.array([["red", "green", "blue"][i % 3]], dtype=object)})
+    same = {"age": np.array([50.0]), "income": np.array([3000.0]), "color": np.array(["red"], dtype=object)}
     kinds = [det.observe("repeat", same) for _ in range(12)]
     assert "near_duplicate" in kinds and det._callers["ok"].near < 0.5 * det._callers["ok"].rows
-    other_colour = [det.observe("colours", {"age": np.array([50.0]), "color": np.array([c], dtype=object)}) for c in "abcdefghijkl"]
+    other_colour = [det.observe("colours", {**same, "color": np.array([c], dtype=object)}) for c in "abcdefghijkl"]
     assert not any(other_colour)  # a different category is far, not a near-duplicate
     det.observe("odd", np.zeros((3, 2, 2), np.float32))  # another layout: statistics start afresh
     det.observe("odd", {"when": np.array(["2026-01-01"], dtype="datetime64[D]"), "x": np.array([1.0])})

@@ -337,10 +337,10 @@ def feature_rows(payload: Any, max_rows: int = 64) -> np.ndarray:
     """A request's first `max_rows` rows as one float32 matrix (rows, features), for distances.
 
     Tensors are flattened per row; table columns side by side. A value that is not a number
-    (a category, a text, a date) becomes a number derived from its hash (this process's):
-    equal values are at distance 0, different ones about one deviation of the column apart
-    once standardised (ten times the detector's default radius), rarely less. Missing and
-    non-finite numbers become 0.
+    (a category, a text, a date) becomes `_SIGNS` features of +-1 from its hash (this
+    process's), like a one-hot code folded: equal values are at distance 0, different ones
+    differ in half of those features on average (in none with probability 2^-_SIGNS).
+    Missing and non-finite numbers become 0.
     """
     if isinstance(payload, np.ndarray):
         x = payload[:max_rows]
@@ -359,10 +359,15 @@ def feature_rows(payload: Any, max_rows: int = 64) -> np.ndarray:
     return np.nan_to_num(x.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
 
 
+_SIGNS = 8
+_BITS = np.arange(_SIGNS, dtype=np.int64)
+
+
 def _hashed(values: np.ndarray) -> np.ndarray:
-    # Spread uniformly over 9973 steps: two different values are far apart relative to the column's spread.
-    flat = [float(hash(str(v)) % 9973) for v in values.ravel()]
-    return np.asarray(flat, np.float32).reshape(values.shape)
+    """(rows, k) values -> (rows, k * _SIGNS) features of +-1 taken from each value's hash bits."""
+    hashes = np.fromiter((hash(str(v)) for v in values.ravel()), np.int64, values.size)
+    signs = ((hashes[:, None] >> _BITS) & 1).astype(np.float32) * 2.0 - 1.0
+    return signs.reshape(values.shape[0], -1)
 
 
 @dataclass
@@ -413,7 +418,8 @@ class ProbeDetector:
     `dims` random directions when it has more features (distances are preserved in
     expectation), and compared with the caller's last `history` rows and the rows before it.
     A row is a near-duplicate when its root-mean-square distance (per original feature) to one
-    of them is at most `radius` (0.1: a tenth of a typical deviation per feature). Within one
+    of them is at most `radius` (0.3 deviations per feature; a feature that barely varies
+    counts as varying at least a quarter as much as the median feature). Within one
     window of `window_s` seconds, a caller raises an alert when at least `near_min` of its rows
     were near-duplicates and they were at least `near_share` of its rows (so a busy caller's
     occasional repeat is not a probe), or when at least `ood_min` of its rows were out of
@@ -435,7 +441,7 @@ class ProbeDetector:
         self,
         *,
         window_s: float = 60.0,
-        radius: float = 0.1,
+        radius: float = 0.3,
         history: int = 64,
         near_min: int = 50,
         near_share: float = 0.5,
@@ -566,8 +572,8 @@ class ProbeDetector:
         self._seen = total
         std = np.sqrt(self._m2 / max(1, total - 1))
         # A feature (a blank pixel) that barely varies must not turn a tiny change into a large
-        # distance: its deviation counts as at least 1 % of the median feature's.
-        floor = 1e-6 + 1e-3 * np.abs(self._mean) + 0.01 * float(np.median(std))
+        # distance: its deviation counts as at least a quarter of the median feature's.
+        floor = 1e-6 + 1e-3 * np.abs(self._mean) + 0.25 * float(np.median(std))
         self._scale = (1.0 / np.maximum(std, floor)).astype(np.float32)
         self._mean32 = self._mean.astype(np.float32)
 
