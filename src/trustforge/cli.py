@@ -591,13 +591,24 @@ def serve(
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package folder made elsewhere"
     ),
+    # --- per-caller limits (serve/_quota.py) ---
+    rate_limit: Optional[str] = typer.Option(
+        None, "--rate-limit", help="prediction requests per caller: N/s, N/min or N/h (default: no limit); more get 429 with Retry-After"
+    ),
+    burst: Optional[int] = typer.Option(
+        None, "--burst", help="prediction requests a caller may send at once (default: one second's worth)"
+    ),
+    daily_quota: Optional[int] = typer.Option(None, "--daily-quota", help="prediction requests per caller per UTC day (default: no quota)"),
+    no_probe_alert: bool = typer.Option(
+        False, "--no-probe-alert", help="do not watch callers for bursts of near-duplicate or out-of-distribution queries"
+    ),
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 and MLflow scoring, with tokens, batching and metrics.
 
     Needs the `serve` role (deployer, admin); callers need tokens whose role may `predict`
     (every role) or `read`. Stops on Ctrl-C after finishing the requests in flight.
     """
-    from trustforge.serve import ServeConfig
+    from trustforge.serve import ServeConfig, parse_rate
     from trustforge.serve import serve as run_server
 
     config = ServeConfig(
@@ -614,6 +625,10 @@ def serve(
         auth_cache_s=auth_cache_s,
         public_metadata=public_metadata,
         auth="insecure" if insecure_no_auth else "none" if no_auth else "token",
+        rate_limit=parse_rate(rate_limit),
+        burst=burst,
+        daily_quota=daily_quota,
+        probe_alert=not no_probe_alert,
     )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 

@@ -15,6 +15,7 @@ from trustforge.serve._app import create_app, get_service
 from trustforge.serve._auth import Auth, authenticated
 from trustforge.serve._config import ServeConfig, is_loopback
 from trustforge.serve._metrics import ServeMetrics
+from trustforge.serve._quota import ProbeDetector, QuotaLimiter, RateLimited, parse_rate
 from trustforge.serve._run import serve
 from trustforge.serve._service import ModelService, ModelSource, Runtime
 from trustforge.serve._signature import RequestError, Signature
@@ -33,4 +34,8 @@ __all__ = [
     "Signature",
     "RequestError",
     "is_loopback",
+    "QuotaLimiter",
+    "ProbeDetector",
+    "RateLimited",
+    "parse_rate",
 ]

@@ -55,6 +55,7 @@ from trustforge.serve._protocol import (
     parse_invocation,
     resolve_outputs,
 )
+from trustforge.serve._quota import ProbeDetector, QuotaLimiter, RateLimited
 from trustforge.serve._schemas import (
     ErrorBody,
     InferenceRequest,
@@ -146,11 +147,17 @@ def _path_param(request: Request, name: str, limit: int) -> str:
     return value
 
 
-async def _caller(request: Request, auth: Auth, action: str) -> None:
-    """Check a plain route's token and role (401/403 as HTTPException); the gate logs the principal."""
+async def _caller(request: Request, auth: Auth, action: str, quota: QuotaLimiter | None = None) -> str:
+    """Check a plain route's token and role (401/403 as HTTPException), then the caller's rate
+    limit and quota (RateLimited); returns the caller's key for the limits. The gate logs the principal."""
     scope = request.scope
-    who = await auth.check(bearer_token(scope), action, getattr(scope.get("route"), "path", "unmatched"), client_address(scope))
+    source = client_address(scope)
+    who = await auth.check(bearer_token(scope), action, getattr(scope.get("route"), "path", "unmatched"), source)
     scope.setdefault("state", {})["principal"] = who.name
+    key = who.name if who.kind != "no-auth" else f"address {source}"  # without tokens, every address is a caller
+    if quota is not None:
+        quota.admit(key)
+    return key
 
 
 def _plain(app: FastAPI, handler: Callable[[Request], Any]) -> None:
@@ -175,7 +182,10 @@ _ERRORS = {
     401: {"model": ErrorBody, "description": "no valid bearer token"},
     403: {"model": ErrorBody, "description": "the token's role may not do this"},
     404: {"model": ErrorBody, "description": "no such model or version on this server"},
-    429: {"model": ErrorBody, "description": "this address was refused too often; retry after Retry-After seconds"},
+    429: {
+        "model": ErrorBody,
+        "description": "too many refusals from this address, or the caller's rate limit or daily quota; retry after Retry-After seconds",
+    },
 }
 _INFER_ERRORS = {
     **_ERRORS,
@@ -218,6 +228,8 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         auth.limiter.start()  # writes each window's refusal counts to the audit log
         service.on_close(auth.limiter.close)
         service.on_close(auth.close)
+    quota = _quota(service, metrics)
+    detector = quota.detector  # files each served request's rows per caller (probing alerts)
 
     lifespan = _managed(service) if manage else None
     options: dict[str, Any] = {}
@@ -237,6 +249,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     app.state.auth = auth
     read_meta = _public if config.public_metadata else require_read  # --public-metadata: probes need no token
     app.state.metrics = metrics
+    app.state.quota = quota
     app.add_middleware(_Gate, max_body=config.max_request_bytes, metrics=metrics, auth=auth)
 
     # ------------------------------------------------------------------ errors
@@ -254,6 +267,10 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         err = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in err.get("loc", ()))
         return _error(request, 400, f"{where}: {err.get('msg', 'invalid')}")
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> Response:
+        return _error(request, 429, str(exc), {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(QueueFull)
     async def _full(request: Request, exc: QueueFull) -> Response:
@@ -372,7 +389,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
 
     # ------------------------------------------------------------------ v2: inference
 
-    async def _infer(request: Request, svc: ModelService, name: str, version: str | None) -> Response:
+    async def _infer(request: Request, svc: ModelService, name: str, version: str | None, caller: str) -> Response:
         body = await request.body()
         header_length = request.headers.get("inference-header-content-length")
         for _attempt in range(2):  # a swap between parsing and queueing: parse again for the new version
@@ -383,15 +400,17 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             except BatcherClosed:
                 continue
             _count_imputed(metrics, rt.name, parsed.imputed)
+            if detector is not None:
+                detector.observe(caller, parsed.payload)
             content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version)
             return Response(content, headers=headers)
         raise BatcherClosed("the model version changed twice during this request; retry")
 
     async def infer_plain(request: Request) -> Response:
-        await _caller(request, auth, "predict")
+        caller = await _caller(request, auth, "predict", quota)
         name = _path_param(request, "model_name", _NAME_MAX)
         version = _path_param(request, "model_version", _VERSION_MAX) if "model_version" in request.path_params else None
-        return await _infer(request, service, name, version)
+        return await _infer(request, service, name, version, caller)
 
     @app.post(
         "/v2/models/{model_name}/infer",
@@ -449,7 +468,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         return await invocations_plain(request)  # the OpenAPI operation; requests go to invocations_plain directly
 
     async def invocations_plain(request: Request) -> Response:
-        await _caller(request, auth, "predict")
+        caller = await _caller(request, auth, "predict", quota)
         kind = request.headers.get("content-type")
         body = await request.body()
         for _attempt in range(2):
@@ -462,6 +481,8 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             except BatcherClosed:
                 continue
             _count_imputed(metrics, rt.name, parsed.imputed)
+            if detector is not None:
+                detector.observe(caller, parsed.payload)
             return Response(encode_scoring(columns), media_type="application/json", headers=imputed_headers(parsed.imputed))
         raise BatcherClosed("the model version changed twice during this request; retry")
 
@@ -512,6 +533,26 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     _plain(app, infer_plain)
     _plain(app, invocations_plain)
     return app
+
+
+def _quota(service: ModelService, metrics: ServeMetrics) -> QuotaLimiter:
+    """The per-caller limits and probing detector of `service.config`, writing to its audit log."""
+    config = service.config
+    detector = ProbeDetector(counter=metrics.probe_alerts) if config.probe_alert else None
+    registry = getattr(service, "registry", None)
+    quota = QuotaLimiter(
+        config.rate_limit,
+        config.burst,
+        config.daily_quota,
+        audit=getattr(registry, "audit", None),
+        obj=service.source.object,
+        counter=metrics.rate_limited,
+        detector=detector,
+    )
+    if quota.enabled or detector is not None:
+        quota.start()  # writes each window's 429 counts and the probing alerts to the audit log
+        service.on_close(quota.close)
+    return quota
 
 
 def _managed(service: ModelService) -> Callable:

@@ -45,6 +45,12 @@ class ServeConfig:
         public_metadata: metadata and readiness routes (`/v2`, `/v2/models/...` metadata,
             `/ready` and `/config`, `/health`, `/version`) answer without a token, for probes;
             inference, drift and metrics still need one.
+        rate_limit: prediction requests per second each caller (token's user; without
+            authentication, address) earns; None: no limit (`--rate-limit N/s`).
+        burst: prediction requests a caller may send at once (default: one second's worth).
+        daily_quota: prediction requests per caller per UTC day; None: no quota.
+        probe_alert: watch each caller's inputs for a burst of near-duplicate or
+            out-of-distribution queries and alert (audit entry, metric, log line).
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +67,11 @@ class ServeConfig:
     auth: Literal["token", "none", "insecure"] = "token"
     auth_cache_s: float = 1.0
     public_metadata: bool = False
+    # --- per-caller limits (serve/_quota.py) ---
+    rate_limit: float | None = None
+    burst: int | None = None
+    daily_quota: int | None = None
+    probe_alert: bool = True
 
     def __post_init__(self) -> None:
         checks = [
@@ -82,6 +93,19 @@ class ServeConfig:
             raise SpecError(f"serve option backend must be torch or onnx; got {self.backend!r}")
         if self.auth not in ("token", "none", "insecure"):
             raise SpecError(f"serve option auth must be token, none or insecure; got {self.auth!r}")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """Per-caller limits: each bad value is one error naming its flag."""
+        rate, burst, daily = self.rate_limit, self.burst, self.daily_quota
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1e6):
+            raise SpecError(f"serve option rate_limit (--rate-limit) must be > 0 and at most 1e6 requests/s; got {rate!r}")
+        if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000):
+            raise SpecError(f"serve option burst (--burst) must be a whole number in [1, 1000000]; got {burst!r}")
+        if burst is not None and rate is None:
+            raise SpecError("serve option burst (--burst) needs rate_limit (--rate-limit): the rate at which the burst is earned back")
+        if daily is not None and (isinstance(daily, bool) or not isinstance(daily, int) or not 1 <= daily <= 1_000_000_000):
+            raise SpecError(f"serve option daily_quota (--daily-quota) must be a whole number in [1, 1e9]; got {daily!r}")
 
     def check_binding(self) -> None:
         """Refuse to listen beyond this machine without authentication, unless insecure on purpose.

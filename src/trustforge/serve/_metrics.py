@@ -15,6 +15,8 @@
 | trustforge_model_info                    | gauge     | model, version, backend |
 | trustforge_drift_score                   | gauge     | model, feature    |
 | trustforge_drift_dropped_batches_total   | counter   | model             |
+| trustforge_rate_limited_total            | counter   | reason (rate, quota) |
+| trustforge_probe_alerts_total            | counter   | kind (near_duplicate, ood) |
 
 `route` is the route's template (`/v2/models/{model_name}/infer`), never the raw path, so
 the number of series stays bounded whatever clients send.
@@ -27,6 +29,8 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from trustforge.serve._quota import probe_alerts_counter, rate_limited_counter
 
 __all__ = ["ServeMetrics", "CONTENT_TYPE"]
 
@@ -97,6 +101,9 @@ class ServeMetrics:
         self.model_info = Gauge(
             "trustforge_model_info", "The model version being served (value 1)", ["model", "version", "backend"], registry=r
         )
+        # per-caller limits and probing alerts (serve/_quota.py): no caller in the labels
+        self.rate_limited = rate_limited_counter(r)
+        self.probe_alerts = probe_alerts_counter(r)
         self._drift_source: Callable[[], tuple[str, dict[str, float]] | None] = lambda: None
         r.register(_DriftCollector(lambda: self._drift_source()))
 
