@@ -591,6 +591,9 @@ def serve(
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package folder made elsewhere"
     ),
+    ood: str = typer.Option(
+        "flag", "--ood", help="rows the package's out-of-distribution detector flags: flag (predict and say why), refuse (422) or off"
+    ),
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 and MLflow scoring, with tokens, batching and metrics.
 
@@ -614,6 +617,7 @@ def serve(
         auth_cache_s=auth_cache_s,
         public_metadata=public_metadata,
         auth="insecure" if insecure_no_auth else "none" if no_auth else "token",
+        ood=ood,  # type: ignore[arg-type]
     )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 

@@ -44,6 +44,7 @@ from trustforge.serve._batching import BatcherClosed, QueueFull
 from trustforge.serve._formats import CONTENT_TYPES
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import CONTENT_TYPE, ServeMetrics
+from trustforge.serve._ood import OodVerdict, ood_headers, split_ood
 from trustforge.serve._protocol import (
     config_inputs,
     config_outputs,
@@ -122,6 +123,20 @@ def _count_imputed(metrics: ServeMetrics, model: str, imputed: dict[str, int]) -
             metrics.imputed.labels(model, column).inc(count)
 
 
+def _apply_ood(metrics: ServeMetrics, model: str, verdict: OodVerdict | None, policy: str) -> dict | None:
+    """Count a request's out-of-distribution rows and apply the policy: refuse (422 naming
+    the rows and their scores) or return what the response says about them (None: no detector)."""
+    if verdict is None:
+        return None
+    rows = verdict.rows
+    if rows and policy == "refuse":
+        metrics.ood.labels(model, "refused").inc(len(rows))
+        raise StarletteHTTPException(422, str(verdict.refusal()))
+    if rows:
+        metrics.ood.labels(model, "flagged").inc(len(rows))
+    return verdict.body(policy)
+
+
 def _error_body(path: str, status: int, message: str) -> bytes:
     if path == "/invocations":
         return dumps({"error_code": _MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message})
@@ -180,6 +195,7 @@ _ERRORS = {
 _INFER_ERRORS = {
     **_ERRORS,
     413: {"model": ErrorBody, "description": "the body is larger than the server accepts"},
+    422: {"model": ErrorBody, "description": "rows out of distribution for this model, refused (--ood refuse)"},
     503: {"model": ErrorBody, "description": "the queue is full; retry after Retry-After seconds"},
 }
 
@@ -382,8 +398,10 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
+            columns, verdict = split_ood(columns)
+            ood = _apply_ood(metrics, rt.name, verdict, config.ood)
             _count_imputed(metrics, rt.name, parsed.imputed)
-            content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version)
+            content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version, ood=ood)
             return Response(content, headers=headers)
         raise BatcherClosed("the model version changed twice during this request; retry")
 
@@ -461,8 +479,14 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
+            columns, verdict = split_ood(columns)
+            ood = _apply_ood(metrics, rt.name, verdict, config.ood)
             _count_imputed(metrics, rt.name, parsed.imputed)
-            return Response(encode_scoring(columns), media_type="application/json", headers=imputed_headers(parsed.imputed))
+            return Response(
+                encode_scoring(columns, ood=ood),
+                media_type="application/json",
+                headers={**imputed_headers(parsed.imputed), **ood_headers(ood)},
+            )
         raise BatcherClosed("the model version changed twice during this request; retry")
 
     invocations.plain = invocations_plain  # type: ignore[attr-defined]

@@ -45,6 +45,9 @@ class ServeConfig:
         public_metadata: metadata and readiness routes (`/v2`, `/v2/models/...` metadata,
             `/ready` and `/config`, `/health`, `/version`) answer without a token, for probes;
             inference, drift and metrics still need one.
+        ood: what to do with rows the package's out-of-distribution detector flags: "flag"
+            (predict, and say so in the response), "refuse" (422 naming the rows) or "off"
+            (not run). A package without a detector is served as it is, whatever this says.
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +64,7 @@ class ServeConfig:
     auth: Literal["token", "none", "insecure"] = "token"
     auth_cache_s: float = 1.0
     public_metadata: bool = False
+    ood: Literal["flag", "refuse", "off"] = "flag"
 
     def __post_init__(self) -> None:
         checks = [
@@ -82,6 +86,8 @@ class ServeConfig:
             raise SpecError(f"serve option backend must be torch or onnx; got {self.backend!r}")
         if self.auth not in ("token", "none", "insecure"):
             raise SpecError(f"serve option auth must be token, none or insecure; got {self.auth!r}")
+        if self.ood not in ("flag", "refuse", "off"):
+            raise SpecError(f"serve option ood must be flag, refuse or off; got {self.ood!r}")
 
     def check_binding(self) -> None:
         """Refuse to listen beyond this machine without authentication, unless insecure on purpose.
