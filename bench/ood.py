@@ -68,6 +68,8 @@ def measure(example: str, home: Path) -> None:
         outside = _judge(model, detector, rows)
         per = ", ".join(f"{k} {_auroc(inside.scores[k], outside.scores[k]):.4f}" for k in inside.scores)
         print(f"  {name:>20}: AUROC detector {_auroc(inside.combined, outside.combined):.4f} ({per}); flagged {outside.flagged.mean():.3f}")
+    if data.test_raw.images is None:  # a table: what the guard costs a served call
+        cost(model, detector, test)
 
 
 def cost(model, detector, frame) -> None:

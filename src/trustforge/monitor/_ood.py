@@ -99,7 +99,9 @@ def _capture(module: nn.Module, layer: str) -> Iterator[tuple[list[torch.Tensor]
     features: list[torch.Tensor] = []
     inputs: list[tuple[torch.Tensor, ...]] = []
     h1 = module.get_submodule(layer).register_forward_hook(lambda m, args, out: features.append(args[0].detach().float().cpu()))
-    h2 = module.register_forward_pre_hook(lambda m, args: inputs.append(tuple(a.detach().cpu() for a in args)))
+    h2 = module.register_forward_pre_hook(
+        lambda m, args: inputs.append(tuple(a.detach().cpu() if isinstance(a, torch.Tensor) else None for a in args))
+    )
     try:
         yield features, inputs
     finally:
@@ -123,26 +125,43 @@ def _features(module: nn.Module, layer: str, inputs: Sequence[torch.Tensor]) -> 
 # ---------------------------------------------------------------------------- the scores
 
 
-def _mahalanobis(features: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> np.ndarray:
-    """Squared Mahalanobis distance of each row to its nearest mean (N,)."""
-    f = features.double()
-    # (f - m)' P (f - m) = f'Pf - 2 f'Pm + m'Pm, for every mean at once
-    fp = f @ precision
-    d = (fp * f).sum(1, keepdim=True) - 2 * fp @ means.T + ((means @ precision) * means).sum(1)[None, :]
-    return d.min(1).values.clamp_min(0).numpy()
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).astype(np.float64, copy=False)
 
 
-def _range(inputs: Sequence[torch.Tensor], spaces: dict[int, tuple[torch.Tensor, ...]]) -> np.ndarray:
+class _Gaussian:
+    """Squared Mahalanobis distance to the nearest of some means under one precision matrix.
+
+    NumPy in float64, with what does not depend on the rows computed once: a served batch is
+    a few rows, where each torch call's fixed cost would exceed the arithmetic."""
+
+    def __init__(self, means: torch.Tensor | np.ndarray, precision: torch.Tensor | np.ndarray):
+        self.precision = _numpy(precision)
+        means = _numpy(means)
+        self.mp2 = 2 * (means @ self.precision).T  # (D, K): 2 P m_k
+        self.mpm = ((means @ self.precision) * means).sum(1)  # (K,): m_k' P m_k
+
+    def __call__(self, rows: torch.Tensor | np.ndarray) -> np.ndarray:
+        f = _numpy(rows).reshape(len(rows), -1)
+        if not len(f):
+            return np.zeros(0)
+        # (f - m)' P (f - m) = f'Pf - 2 f'Pm + m'Pm, for every mean at once
+        fp = f @ self.precision
+        d = (fp * f).sum(1, keepdims=True) - f @ self.mp2 + self.mpm[None, :]
+        return np.maximum(d.min(1), 0.0)
+
+
+def _range(inputs: Sequence[torch.Tensor | None], spaces: dict[int, tuple[np.ndarray, ...]]) -> np.ndarray:
     """How far each row lies beyond its inputs' valid range, in their units (0 inside it) (N,)."""
-    n = len(inputs[0])
-    out = torch.zeros(n, dtype=torch.float64)
+    n = len(next(t for t in inputs if t is not None))
+    out = np.zeros(n)
     for i, (lo, hi, unit, mask) in spaces.items():
-        x = inputs[i].double()  # (N, *row); the bounds broadcast against one row
+        x = _numpy(inputs[i])  # (N, *row); the bounds broadcast against one row
         # less than _TOLERANCE units out is rounding in the encoding (a pixel of exactly 1.0), not a shift
-        beyond = (torch.maximum(lo - x, x - hi) / unit - _TOLERANCE).clamp_min(0) * mask
-        if n and beyond[0].numel():
-            out = torch.maximum(out, beyond.reshape(n, -1).amax(1))
-    return out.numpy()
+        beyond = np.maximum((np.maximum(lo - x, x - hi) / unit - _TOLERANCE), 0.0) * mask
+        if n and beyond[0].size:
+            out = np.maximum(out, beyond.reshape(n, -1).max(1))
+    return out
 
 
 def _ledoit_wolf(centred: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -389,13 +408,12 @@ class OodDetector:
     def __init__(self, entry: dict[str, Any], tensors: dict[str, torch.Tensor]):
         self.entry = entry
         self.layer: str = entry["layer"]
-        self.means = tensors["means"].double()
-        self.precision = tensors["precision"].double()
+        self.gaussian = _Gaussian(tensors["means"], tensors["precision"])
         self.spaces = {
-            i: tuple(tensors[f"range_{k}_{i}"].double() for k in ("lo", "hi", "unit", "mask")) for i in entry.get("range_inputs", [])
+            i: tuple(_numpy(tensors[f"range_{k}_{i}"]) for k in ("lo", "hi", "unit", "mask")) for i in entry.get("range_inputs", [])
         }
         self.gaussians = {
-            i: (tensors[f"input_mean_{i}"].double(), tensors[f"input_precision_{i}"].double()) for i in entry.get("input_gaussians", [])
+            i: _Gaussian(tensors[f"input_mean_{i}"], tensors[f"input_precision_{i}"]) for i in entry.get("input_gaussians", [])
         }
         self._tensors = tensors
         self.thresholds: dict[str, float] = dict(entry.get("thresholds") or {})
@@ -421,10 +439,10 @@ class OodDetector:
 
     def scores(self, features: torch.Tensor, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
         """Each score of each row, from the network's features and encoded inputs."""
-        out = {"mahalanobis": _mahalanobis(features, self.means, self.precision)}
+        out = {"mahalanobis": self.gaussian(features)}
         if self.gaussians:
-            n = len(inputs[0])
-            per = [_mahalanobis(inputs[i].reshape(n, -1).double(), m, p) for i, (m, p) in self.gaussians.items()]
+            n = len(features)
+            per = [g(inputs[i]) for i, g in self.gaussians.items()]
             out["input"] = np.max(per, axis=0) if n else np.zeros(0)
         if self.spaces:
             out["range"] = _range(inputs, self.spaces)
@@ -474,10 +492,12 @@ class OodDetector:
             out = model.predict_columns(columns)
         if not feats or not inputs:
             return out, None
-        features = torch.cat(feats).double()
-        encoded = tuple(torch.cat([call[i] for call in inputs]) for i in range(len(inputs[0])))
+        features = torch.cat(feats)
+        encoded = tuple(
+            torch.cat([call[i] for call in inputs]) if all(call[i] is not None for call in inputs) else None for i in range(len(inputs[0]))
+        )
         n = len(next(iter(out.values()))) if out else -1
-        if len(features) != n or features.dim() != 2 or len(encoded[0]) != n:
+        if len(features) != n or features.dim() != 2 or any(t is not None and len(t) != n for t in encoded):
             return out, None
         scores = self.scores(features, encoded)
         flagged, reasons = self.flags(scores)
