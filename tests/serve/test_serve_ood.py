@@ -82,7 +82,7 @@ def test_refuse_answers_422_naming_the_rows_and_the_scores(cancer):
     assert "row 2:" in message and "row 5:" in message and "threshold" in message and "--ood refuse" in message
     assert _metric(client, "refused") >= 2
     r = client.post("/invocations", json={"dataframe_records": rows.iloc[[2]].to_dict(orient="records")})
-    assert r.status_code == 422 and r.json()["error_code"] and "row 0:" in r.json()["message"]
+    assert r.status_code == 422 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "row 0:" in r.json()["message"]
     ok = client.post("/invocations", json={"dataframe_records": rows.iloc[[0, 1]].to_dict(orient="records")})
     assert ok.status_code == 200 and ok.json()["ood"]["rows"] == []
 
