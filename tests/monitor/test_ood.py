@@ -139,3 +139,31 @@ def test_a_bad_false_alarm_rate_is_one_clear_error():
 
     with pytest.raises(SpecError, match=r"monitor.ood.false_alarm_rate must be a number in \(0, 0.5\]; got 1.5"):
         load_spec({"monitor": {"ood": {"false_alarm_rate": 1.5}}})
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("rnn-series", {"classes": None, "scores": {"mahalanobis"}}),  # forecasting: one Gaussian, no declared input range
+        ("transformer-text", {"classes": 2, "scores": {"mahalanobis"}}),  # token ids: the feature score only
+        ("mlp-mixed", {"classes": 2, "scores": {"mahalanobis", "input", "range"}}),
+        ("mf", {"skipped": "linear layer"}),  # a recommender's dot product: skipped, with the reason
+    ],
+)
+def test_every_kind_of_model_gets_a_detector_or_a_reason(case, expect):
+    from trustforge.models import build_model
+    from trustforge.monitor import run_ood
+    from trustforge.spec import load_spec
+    from trustforge.testing import CASES
+
+    spec = load_spec(CASES[case])
+    data = prepare(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        entry, tensors = run_ood(spec, data, build_model(spec, data.schema))  # untrained: the mechanics, not the quality
+    if "skipped" in expect:
+        assert tensors is None and expect["skipped"] in entry["skipped"]
+        return
+    assert entry["classes"] == expect["classes"] and set(entry["thresholds"]) == expect["scores"]
+    held = entry["validation_false_alarms"]
+    assert held["flagged"] <= 0.05 * held["rows"] and entry["test"]["rows"] == len(data.test)
