@@ -39,6 +39,12 @@ def _judge(model, detector, source):
     return detector.judge(model.module, model.preprocessor.encode_inputs(model.read_input(source)))
 
 
+def _energy(model, source) -> np.ndarray:
+    import torch
+
+    return (-torch.logsumexp(model.outputs(model.read_input(source)), dim=1)).numpy()
+
+
 def _auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(inside)), np.ones(len(outside))], np.r_[inside, outside]))
 
@@ -67,6 +73,8 @@ def measure(example: str, home: Path) -> None:
     for name, rows in foreign.items():
         outside = _judge(model, detector, rows)
         per = ", ".join(f"{k} {_auroc(inside.scores[k], outside.scores[k]):.4f}" for k in inside.scores)
+        if model.task.probabilities:  # the energy score (Liu et al., 2020) for comparison: -logsumexp of the logits
+            per += f", energy (not used) {_auroc(_energy(model, test), _energy(model, rows)):.4f}"
         print(f"  {name:>20}: AUROC detector {_auroc(inside.combined, outside.combined):.4f} ({per}); flagged {outside.flagged.mean():.3f}")
     if data.test_raw.images is None:  # a table: what the guard costs a served call
         cost(model, detector, test)
