@@ -602,6 +602,9 @@ def serve(
     no_probe_alert: bool = typer.Option(
         False, "--no-probe-alert", help="do not watch callers for bursts of near-duplicate or out-of-distribution queries"
     ),
+    ood: str = typer.Option(
+        "flag", "--ood", help="rows the package's out-of-distribution detector flags: flag (predict and say why), refuse (422) or off"
+    ),
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 and MLflow scoring, with tokens, batching and metrics.
 
@@ -629,6 +632,7 @@ def serve(
         burst=burst,
         daily_quota=daily_quota,
         probe_alert=not no_probe_alert,
+        ood=ood,  # type: ignore[arg-type]
     )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 

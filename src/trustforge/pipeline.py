@@ -22,7 +22,7 @@ from trustforge.data import prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
-from trustforge.monitor import run_reference
+from trustforge.monitor import run_ood, run_reference
 from trustforge.package import Model, write_model_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
@@ -163,6 +163,7 @@ def _run(
             return out / scored.temperature if scored.temperature is not None else out
 
         reference = run_reference(data, scored.held_out[0], predict_train, scored.decision) if spec.monitor.reference else None
+        ood = run_ood(spec, data, model)  # the out-of-distribution detector, on the trained network (None: turned off)
         write_model_package(
             package,
             spec,
@@ -176,6 +177,7 @@ def _run(
             calibration=scored.manifest_entry(),
             reference=reference,
             decision=scored.decision,
+            ood=ood,
         )
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)

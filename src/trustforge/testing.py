@@ -24,7 +24,17 @@ from typing import Any, Mapping, get_args
 
 import torch
 
-__all__ = ["CASES", "FEATURE_CASES", "ConformanceResult", "check_feature_type", "check_model_kind", "model_kinds", "write_media_table"]
+__all__ = [
+    "CASES",
+    "FEATURE_CASES",
+    "ConformanceResult",
+    "check_feature_type",
+    "check_model_kind",
+    "model_kinds",
+    "write_media_table",
+    "foreign_images",
+    "shifted_rows",
+]
 
 
 def _case(kind: str, source: str, model: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -341,3 +351,50 @@ def check_feature_type(name: str, column: Any, workdir: str | Path | None = None
     again.encode_inputs(RawData("table", "y", "case", frame=pd.DataFrame({column.name: examples, "y": ["a"] * 5})))
     space = t.attack_space(state)  # AttackSpace checks its own range and unit
     assert space is None or t.slot in ("float", "grid"), f"{name}: an attack space on a column with no gradient path"
+
+
+# ---------------------------------------------------------------------------- out-of-distribution inputs
+
+
+def foreign_images(images: Any, seed: int = 0) -> dict[str, Any]:
+    """Inputs an 8x8 digit model was never meant to read, one set per kind, as many as `images`
+    (N, 1, H, W) in [0, 1]: uniform noise, simple shapes drawn on the grid (filled squares,
+    rings and full lines, in turn) and the images inverted (1 - x). The foreign sets of the
+    out-of-distribution tests and `bench/ood.py`."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=np.float32)
+    n, _, h, w = images.shape
+    rng = np.random.default_rng(seed)
+    shapes = np.zeros_like(images)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        if i % 3 == 0:
+            a, b = rng.integers(0, max(1, h // 2), 2)
+            side = rng.integers(max(2, h // 3), max(3, h // 2 + 1))
+            shapes[i, :, a : a + side, b : b + side] = 1
+        elif i % 3 == 1:
+            cy, cx = rng.uniform(0.3 * h, 0.6 * h), rng.uniform(0.3 * w, 0.6 * w)
+            shapes[i, :] = np.abs(np.hypot(yy - cy, xx - cx) - rng.uniform(0.2 * h, 0.4 * h)) < 0.7
+        elif rng.random() < 0.5:
+            shapes[i, :, rng.integers(0, h), :] = 1
+        else:
+            shapes[i, :, :, rng.integers(0, w)] = 1
+    return {"noise": rng.uniform(0, 1, images.shape).astype(np.float32), "shapes": shapes, "inverted": 1 - images}
+
+
+def shifted_rows(frame: Any, reference: Any, *, std: float = 5.0, columns: int = 3, seed: int = 0) -> Any:
+    """A copy of `frame` with `columns` random numeric columns of each row moved up by `std`
+    standard deviations of that column in `reference` (rows far outside the training ranges)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    numeric = [c for c in frame.columns if frame[c].dtype.kind == "f" and c in reference.columns]
+    out = frame.copy()
+    values = out[numeric].to_numpy(dtype=float, copy=True)
+    scale = reference[numeric].std().to_numpy()
+    for i in range(len(out)):
+        cols = rng.choice(len(numeric), min(columns, len(numeric)), replace=False)
+        values[i, cols] += std * scale[cols]
+    out[numeric] = values
+    return out

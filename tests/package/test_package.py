@@ -113,7 +113,8 @@ def test_the_manifest_describes_the_package(runs, keyring):
     result, _ = runs["iris"]
     pkg = result.package
     assert pkg == result.run_dir / "package"
-    assert sorted(p.name for p in pkg.iterdir()) == ["manifest.json", "model.sig", "preprocess.safetensors", "weights.safetensors"]
+    files = ["manifest.json", "model.sig", "ood.safetensors", "preprocess.safetensors", "weights.safetensors"]
+    assert sorted(p.name for p in pkg.iterdir()) == files
     m = json.loads((pkg / "manifest.json").read_text())
     assert m["format"] == FORMAT and m["format_version"] == FORMAT_VERSION
     assert re.fullmatch(r"[0-9a-f]{32}", m["package_id"])
@@ -135,7 +136,7 @@ def test_the_manifest_describes_the_package(runs, keyring):
     assert lineage["packages"]["torch"] == torch.__version__
     assert isinstance(lineage["created_by"], str) and lineage["created_by"]
     assert lineage["run"] == result.run_dir.name
-    assert m["files"].keys() == {"weights.safetensors", "preprocess.safetensors"}
+    assert m["files"].keys() == {"weights.safetensors", "preprocess.safetensors", "ood.safetensors"}
     for name, entry in m["files"].items():
         assert entry == {"sha256": sha256(pkg / name), "size": (pkg / name).stat().st_size}
 

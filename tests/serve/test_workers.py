@@ -177,6 +177,7 @@ def _assert_same_columns(got: dict, want: dict) -> None:
 def test_the_inline_executor_predicts_from_the_payload_columns_with_no_dataframe(packages, registry, tmp_path, monkeypatch, key):
     import pandas as pd
 
+    from trustforge.serve._ood import detector_for, split_ood
     from trustforge.serve._signature import Signature
     from trustforge.serve._workers import InlineExecutor
 
@@ -184,18 +185,20 @@ def test_the_inline_executor_predicts_from_the_payload_columns_with_no_dataframe
     signature = Signature.from_manifest(model.manifest)
     payload = _payloads(key)
     want = _as_before(model, payload, signature)
-    executor = InlineExecutor(model, signature)
+    executor = InlineExecutor(model, signature, detector_for(model, "flag"))  # with the out-of-distribution guard, as served
 
     def no_frames(*args, **kwargs):
         raise AssertionError("a DataFrame was built on the serving path")
 
     monkeypatch.setattr(pd.DataFrame, "__init__", no_frames)
-    got = executor.run(payload)
+    got, verdict = split_ood(executor.run(payload))
     monkeypatch.undo()
     _assert_same_columns(got, want)
+    assert verdict is not None
 
 
 def test_a_worker_process_predicts_from_the_payload_columns_as_before(packages, registry, tmp_path):
+    from trustforge.serve._ood import split_ood
     from trustforge.serve._signature import Signature
 
     uri = register(registry, packages["mixed"], tmp_path)
@@ -204,7 +207,9 @@ def test_a_worker_process_predicts_from_the_payload_columns_as_before(packages, 
     want = _as_before(model, payload, Signature.from_manifest(model.manifest))
     svc = ModelService(uri, ServeConfig(workers=1, auth="none"), registry=registry).start()
     try:
-        _assert_same_columns(svc.current.executors[0].run(payload), want)
+        columns, verdict = split_ood(svc.current.executors[0].run(payload))  # the guard's verdict rides along (serve._ood)
+        _assert_same_columns(columns, want)
+        assert verdict is not None and len(verdict.flagged) == len(want["prediction"])
         bad = {**payload, "smoker": np.array(["yes", "maybe"] + ["no"] * 7, dtype=object)}
         with pytest.raises(RequestError, match="smoker"):  # the model's refusal, as a 400
             svc.current.executors[0].run(bad)

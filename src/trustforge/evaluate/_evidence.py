@@ -226,6 +226,9 @@ def gather(
         # Captum notes that it switched requires_grad on for the inputs: expected, not news.
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
+    ood = (model.manifest.get("monitor") or {}).get("ood")
+    if ood is not None:  # the out-of-distribution detector as its package holds it (thresholds, false alarms, AUROC)
+        evidence["ood"] = {**ood, "false_alarm_rate": spec.monitor.ood.false_alarm_rate} if "thresholds" in ood else ood
     skipped = kind.not_applicable(spec)
     if baseline is None:
         skipped = {**skipped, "baseline": f"task {task_of(spec).name} names no baseline to measure the model against"}

@@ -13,6 +13,9 @@ window's size, see `_null`), and raises one log line and one audit entry per win
 
 Offline, `check_drift(source, data)` runs a whole file through a monitor and returns every
 window (what `trustforge monitor` prints).
+
+Out-of-distribution detection (`_ood`): `run_ood` fits a detector on a trained network at
+training time (saved in the package); `OodDetector.for_model(model)` applies it to served rows.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from trustforge.monitor._ood import OOD_FORMAT, OodDetector, OodResult, fit_ood, head_layer, run_ood
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
 
 if TYPE_CHECKING:
@@ -54,6 +58,12 @@ __all__ = [
     "psi_numeric",
     "psi_categorical",
     "wasserstein",
+    "OodDetector",
+    "OodResult",
+    "OOD_FORMAT",
+    "fit_ood",
+    "run_ood",
+    "head_layer",
 ]
 
 # `trustforge monitor` exits with this code when a window drifted (errors use 1-9, 70, 74).

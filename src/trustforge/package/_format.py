@@ -58,6 +58,7 @@ __all__ = [
     "sha256_file",
     "VerifiedPackage",
     "UnsafeNoVerify",
+    "OOD_FILE",
 ]
 
 FORMAT = "trustforge.package"
@@ -71,6 +72,8 @@ FORMAT = "trustforge.package"
 FORMAT_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
+# The out-of-distribution detector's tensors (`monitor.fit_ood`), when the package has one.
+OOD_FILE = "ood.safetensors"
 MANIFEST_DIGEST = "manifest_sha256"
 _CHUNK = 1 << 20
 

@@ -19,7 +19,7 @@ import torch
 
 from trustforge.data import Prepared, input_kind
 from trustforge.evaluate import task_of
-from trustforge.package._format import write_package
+from trustforge.package._format import OOD_FILE, write_package
 from trustforge.secure import Keyring
 from trustforge.spec import TaskSpec, redact_spec, spec_to_dict
 from trustforge.train import count_parameters
@@ -41,6 +41,7 @@ def write_model_package(
     calibration: dict[str, Any] | None = None,
     reference: dict[str, Any] | None = None,
     decision: dict[str, Any] | None = None,
+    ood: tuple[dict[str, Any], dict[str, torch.Tensor] | None] | None = None,
 ) -> Path:
     """Write the signed package of a trained model at `path` (which must not exist).
 
@@ -49,6 +50,9 @@ def write_model_package(
         reference: the drift monitor's reference statistics, signed with the rest.
         decision: a binary model's positive class and threshold (`evaluate.decide`), which
             `Model.predict` and the server predict by.
+        ood: the out-of-distribution detector (`monitor.fit_ood`): its JSON entry, saved under
+            the manifest's `monitor.ood`, and its tensors, saved as `OOD_FILE` (None: skipped,
+            the entry says why); both signed with the rest.
     """
     manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out)
     if calibration is not None:
@@ -58,6 +62,10 @@ def write_model_package(
     if reference is not None:
         manifest["monitor"] = {"reference": reference}
     tensors = {"weights.safetensors": dict(model.state_dict()), "preprocess.safetensors": data.preprocessor.state()[1]}
+    if ood is not None:
+        manifest.setdefault("monitor", {})["ood"] = ood[0]
+        if ood[1] is not None:
+            tensors[OOD_FILE] = ood[1]
     return write_package(path, manifest, tensors, keyring=keyring)
 
 

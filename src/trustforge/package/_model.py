@@ -15,7 +15,7 @@ from trustforge.data import Preprocessor, RawData, Schema, input_kind, recommend
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import Task, outputs_to_proba, task_of
 from trustforge.models import build_model
-from trustforge.package._format import UnsafeNoVerify, VerifiedPackage, read_package
+from trustforge.package._format import OOD_FILE, UnsafeNoVerify, VerifiedPackage, read_package
 from trustforge.secure import Keyring
 from trustforge.spec import TaskSpec
 
@@ -29,9 +29,19 @@ class Model:
     """
 
     def __init__(
-        self, spec: TaskSpec, preprocessor: Preprocessor, module: torch.nn.Module, manifest: dict[str, Any], path: Path | None = None
+        self,
+        spec: TaskSpec,
+        preprocessor: Preprocessor,
+        module: torch.nn.Module,
+        manifest: dict[str, Any],
+        path: Path | None = None,
+        ood_tensors: dict[str, torch.Tensor] | None = None,
     ):
         self.spec = spec
+        # The out-of-distribution detector's tensors, as the package holds them (None: it has
+        # none); `trustforge.monitor.OodDetector.for_model` applies them with the manifest's
+        # `monitor.ood` entry to this model's network.
+        self.ood_tensors = ood_tensors
         self.preprocessor = preprocessor
         self.module = module.eval()
         self.manifest = manifest
@@ -97,7 +107,8 @@ class Model:
             module.load_state_dict(weights, strict=True)
         except RuntimeError:
             raise IntegrityError(f"{pkg.path / 'weights.safetensors'}: weights do not fit the model the manifest describes") from None
-        return cls(spec, pre, module, m, pkg.path)
+        ood = pkg.tensors(OOD_FILE) if OOD_FILE in (m.get("files") or {}) else None
+        return cls(spec, pre, module, m, pkg.path, ood_tensors=ood)
 
     # ------------------------------------------------------------------ inputs
 

@@ -44,6 +44,7 @@ from trustforge.serve._batching import BatcherClosed, QueueFull
 from trustforge.serve._formats import CONTENT_TYPES
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import CONTENT_TYPE, ServeMetrics
+from trustforge.serve._ood import OodVerdict, ood_headers, split_ood
 from trustforge.serve._protocol import (
     config_inputs,
     config_outputs,
@@ -86,6 +87,7 @@ _MLFLOW_CODES = {
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "REQUEST_LIMIT_EXCEEDED",
     415: "BAD_REQUEST",
+    422: "INVALID_PARAMETER_VALUE",  # rows refused as out of distribution (--ood refuse)
     429: "REQUEST_LIMIT_EXCEEDED",
     503: "TEMPORARILY_UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
@@ -121,6 +123,20 @@ def _count_imputed(metrics: ServeMetrics, model: str, imputed: dict[str, int]) -
     for column, count in imputed.items():
         if count:
             metrics.imputed.labels(model, column).inc(count)
+
+
+def _apply_ood(metrics: ServeMetrics, model: str, verdict: OodVerdict | None, policy: str) -> dict | None:
+    """Count a request's out-of-distribution rows and apply the policy: refuse (422 naming
+    the rows and their scores) or return what the response says about them (None: no detector)."""
+    if verdict is None:
+        return None
+    rows = verdict.rows
+    if rows and policy == "refuse":
+        metrics.ood.labels(model, "refused").inc(len(rows))
+        raise StarletteHTTPException(422, str(verdict.refusal()))
+    if rows:
+        metrics.ood.labels(model, "flagged").inc(len(rows))
+    return verdict.body(policy)
 
 
 def _error_body(path: str, status: int, message: str) -> bytes:
@@ -190,6 +206,7 @@ _ERRORS = {
 _INFER_ERRORS = {
     **_ERRORS,
     413: {"model": ErrorBody, "description": "the body is larger than the server accepts"},
+    422: {"model": ErrorBody, "description": "rows out of distribution for this model, refused (--ood refuse)"},
     503: {"model": ErrorBody, "description": "the queue is full; retry after Retry-After seconds"},
 }
 
@@ -399,10 +416,12 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
+            columns, verdict = split_ood(columns)
+            if detector is not None:  # before a refusal: refused out-of-distribution probes count too
+                detector.observe(caller, parsed.payload, ood_count=len(verdict.rows) if verdict is not None else 0)
+            ood = _apply_ood(metrics, rt.name, verdict, config.ood)
             _count_imputed(metrics, rt.name, parsed.imputed)
-            if detector is not None:
-                detector.observe(caller, parsed.payload)
-            content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version)
+            content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version, ood=ood)
             return Response(content, headers=headers)
         raise BatcherClosed("the model version changed twice during this request; retry")
 
@@ -480,10 +499,16 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
                 continue
+            columns, verdict = split_ood(columns)
+            if detector is not None:  # before a refusal: refused out-of-distribution probes count too
+                detector.observe(caller, parsed.payload, ood_count=len(verdict.rows) if verdict is not None else 0)
+            ood = _apply_ood(metrics, rt.name, verdict, config.ood)
             _count_imputed(metrics, rt.name, parsed.imputed)
-            if detector is not None:
-                detector.observe(caller, parsed.payload)
-            return Response(encode_scoring(columns), media_type="application/json", headers=imputed_headers(parsed.imputed))
+            return Response(
+                encode_scoring(columns, ood=ood),
+                media_type="application/json",
+                headers={**imputed_headers(parsed.imputed), **ood_headers(ood)},
+            )
         raise BatcherClosed("the model version changed twice during this request; retry")
 
     invocations.plain = invocations_plain  # type: ignore[attr-defined]

@@ -51,6 +51,9 @@ class ServeConfig:
         daily_quota: prediction requests per caller per UTC day; None: no quota.
         probe_alert: watch each caller's inputs for a burst of near-duplicate or
             out-of-distribution queries and alert (audit entry, metric, log line).
+        ood: what to do with rows the package's out-of-distribution detector flags: "flag"
+            (predict, and say so in the response), "refuse" (422 naming the rows) or "off"
+            (not run). A package without a detector is served as it is, whatever this says.
     """
 
     host: str = "127.0.0.1"
@@ -72,6 +75,7 @@ class ServeConfig:
     burst: int | None = None
     daily_quota: int | None = None
     probe_alert: bool = True
+    ood: Literal["flag", "refuse", "off"] = "flag"
 
     def __post_init__(self) -> None:
         checks = [
@@ -106,6 +110,8 @@ class ServeConfig:
             raise SpecError("serve option burst (--burst) needs rate_limit (--rate-limit): the rate at which the burst is earned back")
         if daily is not None and (isinstance(daily, bool) or not isinstance(daily, int) or not 1 <= daily <= 1_000_000_000):
             raise SpecError(f"serve option daily_quota (--daily-quota) must be a whole number in [1, 1e9]; got {daily!r}")
+        if self.ood not in ("flag", "refuse", "off"):
+            raise SpecError(f"serve option ood must be flag, refuse or off; got {self.ood!r}")
 
     def check_binding(self) -> None:
         """Refuse to listen beyond this machine without authentication, unless insecure on purpose.

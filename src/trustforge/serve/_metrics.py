@@ -97,6 +97,12 @@ class ServeMetrics:
             ["model", "column"],
             registry=r,
         )
+        self.ood = Counter(
+            "trustforge_ood_inputs",
+            "Served rows the out-of-distribution detector flagged, by what was done (flagged: predicted and said; refused: 422)",
+            ["model", "action"],
+            registry=r,
+        )
         self.reloads = Counter("trustforge_model_reloads", "Model version swaps by outcome", ["outcome"], registry=r)
         self.model_info = Gauge(
             "trustforge_model_info", "The model version being served (value 1)", ["model", "version", "backend"], registry=r

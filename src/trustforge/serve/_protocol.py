@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from trustforge.serve._ood import ood_headers
 from trustforge.serve._schemas import InferenceRequest, ScoringRequest
 from trustforge.serve._signature import (
     NP_TYPES,
@@ -449,9 +450,10 @@ def _jsonable(arr: np.ndarray) -> list:
 
 
 def encode_infer(
-    outputs: list[tuple[str, str, np.ndarray]], req: InferRequest, model_name: str, model_version: str
+    outputs: list[tuple[str, str, np.ndarray]], req: InferRequest, model_name: str, model_version: str, *, ood: dict[str, Any] | None = None
 ) -> tuple[bytes, dict[str, str]]:
-    """A v2 infer response: (body, headers). Binary outputs follow the JSON header.
+    """A v2 infer response: (body, headers). Binary outputs follow the JSON header; the
+    out-of-distribution verdict (`_ood.OodVerdict.body`), if any, goes in `parameters.ood`.
 
     Raises:
         RequestError: the request asked for an output this model does not have.
@@ -485,8 +487,10 @@ def encode_infer(
         body["id"] = req.id
     if req.imputed:
         body["parameters"] = {"imputed_values": req.imputed}
+    if ood is not None:
+        body.setdefault("parameters", {})["ood"] = ood
     header = dumps(body)
-    extra = imputed_headers(req.imputed)
+    extra = {**imputed_headers(req.imputed), **ood_headers(ood)}
     if not blobs:
         return header, {"content-type": "application/json", **extra}
     return header + b"".join(blobs), {
@@ -520,12 +524,13 @@ def _top_classes(arr: np.ndarray, datatype: str, k: int, labels: tuple[str, ...]
     return out
 
 
-def encode_scoring(columns: Mapping[str, np.ndarray]) -> bytes:
-    """`{"predictions": [{column: value, ...}, ...]}`: one record per input row, as MLflow returns a DataFrame."""
+def encode_scoring(columns: Mapping[str, np.ndarray], *, ood: dict[str, Any] | None = None) -> bytes:
+    """`{"predictions": [{column: value, ...}, ...]}`: one record per input row, as MLflow returns
+    a DataFrame; with the out-of-distribution verdict, if any, in an extra `ood` field."""
     names = list(columns)
     values = [_jsonable(np.asarray(columns[n])) for n in names]
     records = [dict(zip(names, row)) for row in zip(*values)]
-    return dumps({"predictions": records})
+    return dumps({"predictions": records} if ood is None else {"predictions": records, "ood": ood})
 
 
 # ---------------------------------------------------------------------------- model configuration

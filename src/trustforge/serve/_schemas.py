@@ -171,6 +171,7 @@ class ScoringRequest(_Body):
 
 class ScoringResponse(BaseModel):
     predictions: list[Any]
+    ood: Optional[dict[str, Any]] = None  # the out-of-distribution verdict (`--ood flag`)
 
 
 class ScoringError(BaseModel):

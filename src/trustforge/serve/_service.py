@@ -31,6 +31,7 @@ from trustforge.serve._config import ServeConfig
 from trustforge.serve._drift import DriftFeed
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
+from trustforge.serve._ood import detector_for
 from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, slice_columns
 from trustforge.serve._workers import InlineExecutor, ProcessExecutor, WorkerDied, WorkerFailed, WorkerNotRunning, load_serving_model
 from trustforge.settings import Settings
@@ -113,13 +114,16 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self.drift: DriftFeed | None = None  # started with the runtime when there is a monitor
         self.fallback: InlineExecutor | None = None
+        # The out-of-distribution detector runs with the network (None: off, none in the package, or ONNX).
+        self.ood = detector_for(inline_model or model, config.ood) if config.backend == "torch" else None
+        load = self._load = {**load, "ood": config.ood if self.ood is not None else "off"}
         if config.workers == 0:
-            self.executors: list[Any] = [InlineExecutor(inline_model or model, self.signature)]
+            self.executors: list[Any] = [InlineExecutor(inline_model or model, self.signature, self.ood)]
         else:
             self.executors = [ProcessExecutor(i, load) for i in range(config.workers)]
             # While every worker process is down, the server answers new requests itself with the
             # model it already holds (verified at load), so requests resume at once, not after a restart.
-            self.fallback = InlineExecutor(inline_model or model, self.signature)
+            self.fallback = InlineExecutor(inline_model or model, self.signature, self.ood)
 
     @property
     def ready(self) -> bool:

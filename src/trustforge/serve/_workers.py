@@ -40,6 +40,7 @@ import numpy as np
 
 from trustforge.errors import DataError, ModelError, TrustForgeError
 from trustforge.serve._codec import CodecError, pack, unpack
+from trustforge.serve._ood import add_ood_columns, detector_for
 from trustforge.serve._signature import Payload, RequestError, Signature
 
 __all__ = [
@@ -128,14 +129,16 @@ def load_serving_model(load: dict[str, Any]):
     return model
 
 
-def predict_payload(model: Any, payload: Payload, signature: Signature) -> Columns:
+def predict_payload(model: Any, payload: Payload, signature: Signature, ood: Any = None) -> Columns:
     """The prediction columns of a batch: the payload's arrays go to `Model.predict_columns` as
-    they are (the signature's inputs, in its order; a tensor under its input's name)."""
+    they are (the signature's inputs, in its order; a tensor under its input's name). With an
+    out-of-distribution detector (`_ood.detector_for`), its verdict rides along in two reserved
+    columns, from the same forward pass."""
     if isinstance(payload, np.ndarray):
         columns: Columns = {signature.tensor.name: payload}
     else:
         columns = {s.name: payload[s.name] for s in signature.inputs if s.name in payload}
-    return model.predict_columns(columns)
+    return model.predict_columns(columns) if ood is None else add_ood_columns(ood, model, columns)
 
 
 # ---------------------------------------------------------------------------- in-process
@@ -144,10 +147,11 @@ def predict_payload(model: Any, payload: Payload, signature: Signature) -> Colum
 class InlineExecutor:
     """Runs batches in the calling thread of the server process (`--workers 0`)."""
 
-    def __init__(self, model: Any, signature: Signature):
+    def __init__(self, model: Any, signature: Signature, ood: Any = None):
         self.name = "inline"
         self.model = model
         self.signature = signature
+        self.ood = ood  # the out-of-distribution detector, or None
 
     @property
     def ready(self) -> bool:
@@ -158,7 +162,7 @@ class InlineExecutor:
 
     def run(self, payload: Payload) -> Columns:
         try:
-            return predict_payload(self.model, payload, self.signature)
+            return predict_payload(self.model, payload, self.signature, self.ood)
         except DataError as exc:
             raise RequestError(str(exc)) from None
         except TrustForgeError:
@@ -186,6 +190,7 @@ def _worker_main(conn: Connection) -> None:
         torch.set_num_threads(max(1, int(load.get("threads", 1))))
         model = load_serving_model(load)
         signature = Signature.from_manifest(model.manifest)
+        ood = detector_for(model, load.get("ood", "off"))
     except Exception as exc:  # noqa: BLE001 - every load failure is reported to the server as one line
         text = str(exc) if isinstance(exc, TrustForgeError) else f"{exc.__class__.__name__}: {str(exc)[:300]}"
         conn.send_bytes(pack({"type": "error", "error": text}))
@@ -208,7 +213,7 @@ def _worker_main(conn: Connection) -> None:
         if delay:
             time.sleep(delay)
         try:
-            columns = predict_payload(model, arrays, signature)
+            columns = predict_payload(model, arrays, signature, ood)
             reply = pack({"type": "result", "seconds": time.perf_counter() - started}, columns)
         except DataError as exc:
             reply = pack({"type": "data_error", "error": str(exc)})

@@ -825,6 +825,17 @@ class EvaluateSpec(_Strict):
 # ---------------------------------------------------------------------------- monitoring
 
 
+class OodSpec(_Strict):
+    """Out-of-distribution detection (`trustforge.monitor` `fit_ood`): a Mahalanobis score on the
+    network's penultimate features (and a range score on the inputs where their kind declares
+    a range), fitted on the training split, thresholded on the validation split so that at
+    most `false_alarm_rate` of in-distribution rows are flagged. Saved in the package;
+    `trustforge serve --ood flag|refuse` applies it."""
+
+    enabled: bool = Field(True, description="fit the detector at training time and save it in the package")
+    false_alarm_rate: float = Field(0.05, gt=0, le=0.5, description="share of in-distribution (validation) rows flagged, at most")
+
+
 class MonitorSpec(_Strict):
     """Drift monitoring: served inputs and predictions against statistics of the training data.
 
@@ -856,6 +867,7 @@ class MonitorSpec(_Strict):
         description="Wasserstein distance over the reference std at or above which a feature drifted (or its no-drift level at the window size, if larger)",
     )
     correction: Literal["bonferroni", "none"] = "bonferroni"
+    ood: OodSpec = Field(default_factory=OodSpec, description="the out-of-distribution detector fitted at training time")
 
 
 # ---------------------------------------------------------------------------- the task
