@@ -42,6 +42,9 @@ class Text(Table):
             {"name": t.column, "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t.tokenizer, "max_length": t.max_length}
         ]
 
+    def attack_spaces(self, pre: "Preprocessor") -> None:
+        return None  # token ids: no gradient path (the table's method would look for column states a text has not)
+
     def edit_space(self, pre: "Preprocessor") -> EditSpace:
         return EditSpace((pre.schema.text.column,))  # the one text, attacked in its characters
 
