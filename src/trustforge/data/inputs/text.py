@@ -41,5 +41,9 @@ class Text(Table):
             {"name": t.column, "kind": "text", "datatype": "BYTES", "shape": [-1], "tokenizer": t.tokenizer, "max_length": t.max_length}
         ]
 
+    def attack_spaces(self, pre: "Preprocessor") -> None:
+        # Token ids have no gradient path; Table's column-by-column spaces do not apply (H3, i14-train).
+        return None
+
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _text.read_text_input(schema, source)
