@@ -146,7 +146,7 @@ def _run(
         )
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
-        twin, twin_metrics = _plain_twin(spec, data, trainer.fit_seconds, len(history))  # adversarial training's "before"
+        twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial training's "before"
         if twin is not None:
             timings["plain_twin_fit_seconds"] = twin_metrics["plain_twin_fit_seconds"]
 
@@ -218,18 +218,18 @@ def _run(
     return RunResult(run_dir, package, metrics, history, spec, timings, model_uri, keyring)
 
 
-def _plain_twin(spec: TaskSpec, data: Any, fit_seconds: float, epochs: int) -> tuple[Any, dict[str, float]]:
+def _plain_twin(spec: TaskSpec, data: Any, history: list[dict[str, float]]) -> tuple[Any, dict[str, float]]:
     """The plain "before" network of an adversarially trained spec, and its cost in seconds.
 
     Same spec, seed and prepared data with `train.adversarial` off, so the report can show
     robustness before and after hardening, and the metrics what hardening cost
-    (`adversarial_cost_ratio`: the hardened fit's seconds over the plain fit's). Not
+    (`adversarial_cost_ratio`: the hardened fit's seconds per epoch over the plain fit's). Not
     checkpointed: a resumed run trains it again. None and no metrics when there is no defence
     or `train.adversarial.compare` is false.
 
     Args:
-        fit_seconds, epochs: the hardened fit's seconds and epochs (the ratio is per epoch, as
-            early stopping may end the two fits at different epochs).
+        history: the hardened fit's epochs, with their seconds (all of them after a resume; the
+            ratio is per epoch, as early stopping may end the two fits at different epochs).
     """
     adv = spec.train.adversarial
     if adv is None or not adv.compare:
@@ -239,12 +239,15 @@ def _plain_twin(spec: TaskSpec, data: Any, fit_seconds: float, epochs: int) -> t
     with seeded(plain.train.seed):
         twin = build_model(plain, data.schema)
     trainer = Trainer.from_spec(plain, data, task_of(plain))
-    history = trainer.fit(twin, data.train, data.validation)
-    per_epoch = trainer.fit_seconds / max(len(history), 1)
+    plain_history = trainer.fit(twin, data.train, data.validation)
+
+    def per_epoch(h: list[dict[str, float]]) -> float:
+        return sum(e["seconds"] for e in h) / max(len(h), 1)
+
     return twin.eval(), {
         "plain_twin_fit_seconds": trainer.fit_seconds,
-        "plain_twin_epochs_trained": len(history),
-        "adversarial_cost_ratio": (fit_seconds / max(epochs, 1)) / max(per_epoch, 1e-9),
+        "plain_twin_epochs_trained": len(plain_history),
+        "adversarial_cost_ratio": per_epoch(history) / max(per_epoch(plain_history), 1e-9),
     }
 
 

@@ -216,6 +216,30 @@ def test_an_interrupted_adversarial_run_resumes_exactly(workspace, tmp_path):
     assert "plain_twin_fit_seconds" not in resumed.metrics  # compare: false trains no twin
 
 
+def test_a_hardened_run_hands_its_plain_twin_to_the_evidence(monkeypatch):
+    """The twin (same spec and seed, no defence) is trained beside the hardened model and given to
+    `evaluate.gather` as the report's "before"; its seconds and the cost ratio are in the metrics."""
+    from trustforge import evaluate
+
+    seen = {}
+    real = evaluate.gather
+
+    def spy(*args, baseline_module=None, **kwargs):
+        seen["twin"] = baseline_module
+        return real(*args, baseline_module=baseline_module, **kwargs)
+
+    monkeypatch.setattr(evaluate, "gather", spy)
+    spec = {**IRIS, "name": "iris-twin", "train": {**IRIS["train"], "adversarial": {"epsilon": 0.3, "steps": 3}}}
+    result = run(spec, progress=False)
+    twin, hardened = seen["twin"], result.load_model().module
+    assert isinstance(twin, torch.nn.Module) and not twin.training
+    # the same initialisation (same seed), trained differently
+    assert twin.state_dict().keys() == hardened.state_dict().keys()
+    assert any(not torch.equal(a, b) for a, b in zip(twin.state_dict().values(), hardened.state_dict().values()))
+    assert result.metrics["plain_twin_epochs_trained"] == 4 and result.metrics["plain_twin_fit_seconds"] > 0
+    assert result.metrics["adversarial_cost_ratio"] > 0
+
+
 # ---------------------------------------------------------------------------- the example and its README figures
 
 # The README's figures for examples/digits_cnn_hardened.yaml (section "Hardening a model"):
