@@ -146,10 +146,13 @@ def _run(
         )
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
+        twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial training's "before"
+        if twin is not None:
+            timings["plain_twin_fit_seconds"] = twin_metrics["plain_twin_fit_seconds"]
 
         val_out = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
         scored = evaluate.evaluate_test(spec, data, model, trainer.predict(data.test.inputs, mixed_precision=False), val_out)
-        metrics = {**scored.metrics, **trainer.summary(history)}
+        metrics = {**scored.metrics, **trainer.summary(history), **twin_metrics}
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
 
         package = run_dir / "package"
@@ -192,6 +195,7 @@ def _run(
                 fit_seconds=trainer.fit_seconds,
                 epochs=len(history),
                 metric=task_of(spec).headline_metric(spec),
+                baseline_module=twin,
             )
         metrics = scored.with_evidence(metrics, evidence)
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
@@ -214,6 +218,39 @@ def _run(
         raise
     _write_status(run_dir, "completed", digest, model_uri=model_uri)
     return RunResult(run_dir, package, metrics, history, spec, timings, model_uri, keyring)
+
+
+def _plain_twin(spec: TaskSpec, data: Any, history: list[dict[str, float]]) -> tuple[Any, dict[str, float]]:
+    """The plain "before" network of an adversarially trained spec, and its cost in seconds.
+
+    Same spec, seed and prepared data with `train.adversarial` off, so the report can show
+    robustness before and after hardening, and the metrics what hardening cost
+    (`adversarial_cost_ratio`: the hardened fit's seconds per epoch over the plain fit's). Not
+    checkpointed: a resumed run trains it again. None and no metrics when there is no defence
+    or `train.adversarial.compare` is false.
+
+    Args:
+        history: the hardened fit's epochs, with their seconds (all of them after a resume; the
+            ratio is per epoch, as early stopping may end the two fits at different epochs).
+    """
+    adv = spec.train.adversarial
+    if adv is None or not adv.compare:
+        return None, {}
+    plain = spec.model_copy(deep=True)
+    plain.train.adversarial = None
+    with seeded(plain.train.seed):
+        twin = build_model(plain, data.schema)
+    trainer = Trainer.from_spec(plain, data, task_of(plain))
+    plain_history = trainer.fit(twin, data.train, data.validation)
+
+    def per_epoch(h: list[dict[str, float]]) -> float:
+        return sum(e["seconds"] for e in h) / max(len(h), 1)
+
+    return twin.eval(), {
+        "plain_twin_fit_seconds": trainer.fit_seconds,
+        "plain_twin_epochs_trained": len(plain_history),
+        "adversarial_cost_ratio": per_epoch(history) / max(per_epoch(plain_history), 1e-9),
+    }
 
 
 def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:

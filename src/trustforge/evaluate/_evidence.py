@@ -181,6 +181,7 @@ def gather(
     fit_seconds: float,
     epochs: int,
     metric: str,
+    baseline_module: Any = None,  # H3 (i14-train): the plain twin of a hardened model; H1 (i14-eval) implements its use
 ) -> dict[str, Any]:
     """Measure and write `evidence.json` (and `explanations.safetensors`) into the run folder.
 

@@ -35,6 +35,7 @@ __all__ = [
     "TextPretrainedSpec",
     "ModelSpec",
     "TrainSpec",
+    "AdversarialSpec",
     "SGDSpec",
     "AdamSpec",
     "AdamWSpec",
@@ -651,6 +652,49 @@ class EarlyStoppingSpec(_Strict):
         return v
 
 
+class AdversarialSpec(_Strict):
+    """Adversarial training (train.adversarial): each batch attacked against the current model, then trained on.
+
+    `method` pgd trains on a `ratio` of each batch replaced by its adversarial examples (Madry
+    et al., 2018); trades trains on CE(clean) + beta · KL(p_clean || p_adv) (Zhang et al., 2019).
+    The budget is in the input's attack units: a fraction of the pixel range [0, 1] for images,
+    standard deviations for a table's numeric columns.
+    """
+
+    method: Literal["pgd", "trades"] = "pgd"
+    attack: Literal["pgd", "fgsm"] = "pgd"
+    epsilon: float = Field(0.1, gt=0, le=10, description="the budget: a fraction of the pixel range, or standard deviations of a column")
+    steps: int = Field(7, ge=1, le=1000, description="attack steps (pgd); fgsm takes one step of size epsilon")
+    step_size: float | None = Field(None, gt=0, le=10, description="budget units per step; default 2.5 · epsilon / steps")
+    norm: Literal["inf", "2"] = "inf"
+    ratio: float = Field(1.0, gt=0, le=1, description="method pgd: the share of each batch replaced by adversarial examples")
+    beta: float = Field(6.0, gt=0, le=100, description="method trades: the weight of the KL term (robustness against clean accuracy)")
+    random_start: bool = True
+    compare: bool = Field(True, description="also train a plain twin (same spec and seed, no defence): the report's 'before'")
+
+    @field_validator("norm", mode="before")
+    @classmethod
+    def _norm_as_text(cls, v: object) -> object:
+        # YAML reads `norm: 2` as an int.
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _fields_fit_method(self) -> "AdversarialSpec":
+        # A field of the other method is an error only when it differs from its default: a
+        # normalised spec (a package's manifest) writes every field out, and must load again.
+        if self.method == "trades" and self.ratio != 1:
+            raise SpecProblem(("ratio",), f"applies to method pgd only (trades attacks every sample); got {self.ratio}")
+        if self.method == "pgd" and self.beta != AdversarialSpec.model_fields["beta"].default:
+            raise SpecProblem(("beta",), f"applies to method trades only; got {self.beta}")
+        if self.attack == "fgsm":
+            if self.steps not in (1, AdversarialSpec.model_fields["steps"].default):
+                raise SpecProblem(("steps",), f"must be 1 (or left out) for attack fgsm, one step of size epsilon; got {self.steps}")
+            self.__dict__["steps"] = 1  # written out as the one step it takes (no re-validation on assignment)
+        if self.norm == "inf" and self.step_size is not None and self.step_size > self.epsilon:
+            raise SpecProblem(("step_size",), f"must be at most epsilon ({self.epsilon}) for the L-inf norm; got {self.step_size}")
+        return self
+
+
 class TrainSpec(_Strict):
     """How the Trainer fits the model."""
 
@@ -676,6 +720,7 @@ class TrainSpec(_Strict):
         description="torch CPU threads for training and evidence; default: OMP_NUM_THREADS if set, "
         "else 1 for a model under 1M parameters, else min(4, cores)",
     )
+    adversarial: AdversarialSpec | None = Field(None, description="adversarial training (a defence against gradient attacks); null: off")
 
     @model_validator(mode="before")
     @classmethod
@@ -952,6 +997,7 @@ class TaskSpec(_Strict):
         elif t.loss in ("mse", "bpr"):
             raise SpecProblem(("train", "loss"), f"must be auto, cross_entropy or bce for task classification; got {t.loss!r}")
         self._text_rules()
+        self._adversarial_rules()
         ev = self.evaluate
         if self.task != "classification":
             for name in ("positive_class", "threshold"):
@@ -1019,6 +1065,26 @@ class TaskSpec(_Strict):
                 )
         if text is not None and self.task not in ("classification", "regression"):
             raise SpecProblem(("data", "text"), f"applies to tasks classification and regression; the task is {self.task}")
+
+    def _adversarial_rules(self) -> None:
+        # The kind of input must declare where a gradient attack may move it; whether a table's
+        # columns leave anything to move is known once its schema is (Trainer.from_spec says so).
+        adv = self.train.adversarial
+        if adv is None:
+            return
+        from trustforge.data import INPUT_KINDS, InputKind, source_input_kind  # here for the reason given in _check_source
+
+        kind = INPUT_KINDS[source_input_kind(self.task, self.data.source)]
+        if type(kind).attack_spaces is InputKind.attack_spaces:
+            raise SpecProblem(
+                ("train", "adversarial"),
+                f"needs inputs a gradient attack can move (images, table numbers); {kind.name} data has none: set it to null",
+            )
+        if adv.method == "trades" and self.task != "classification":
+            raise SpecProblem(
+                ("train", "adversarial", "method"),
+                f"trades needs task classification (its KL is between class probabilities); the task is {self.task}",
+            )
 
     def _recommendation_rules(self) -> None:
         d, t = self.data, self.train

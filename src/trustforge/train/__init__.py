@@ -1,5 +1,6 @@
 """Training: the Trainer, its step strategies and callbacks, optimizers and schedules, checkpoints."""
 
+from trustforge.train._adversarial import AdversarialStep
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
@@ -12,6 +13,7 @@ __all__ = [
     "StepStrategy",
     "StepContext",
     "PlainStep",
+    "AdversarialStep",
     "clip_gradients",
     "Callback",
     "EarlyStopping",

@@ -77,6 +77,10 @@ class StepStrategy:
         """Apply the accumulated gradients (clipping first) and zero them."""
         raise NotImplementedError
 
+    def summary(self) -> dict[str, Any]:
+        """What the run's metrics report of the strategy (flat JSON values, e.g. its cost); none by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """JSON state to carry over a resume (e.g. a privacy accountant); none by default."""
         return {}

@@ -19,8 +19,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from trustforge.errors import TrainingError
+from trustforge.data import input_kind
+from trustforge.errors import SpecError, TrainingError
 from trustforge.spec import AdamWSpec, NoSchedulerSpec, TrainSpec
+from trustforge.train._adversarial import AdversarialStep
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import flatten_optimizer, unflatten_optimizer
 from trustforge.train._optim import LossFn, build_optimizer, learning_rate
@@ -107,6 +109,31 @@ class _TrainSplit:
     inputs: tuple[torch.Tensor, ...]  # on the trainer's device
     target: torch.Tensor
     draw_weights: torch.Tensor | None  # train.sampler balanced: per-sample drawing weights (CPU)
+
+
+def _step_of(spec: Any, data: Any) -> StepStrategy:
+    """The step strategy a spec asks for: adversarial training on the inputs its data may move, or plain."""
+    adv = spec.train.adversarial
+    if adv is None:
+        return PlainStep()
+    spaces = input_kind(data.schema).attack_spaces(data.preprocessor)
+    if spaces is None or not any(s is not None and s.moves() for s in spaces):
+        raise SpecError(
+            "train.adversarial needs inputs a gradient attack can move (images, numeric table columns); "
+            "this data's columns are categories, texts or flags only: set it to null"
+        )
+    return AdversarialStep(
+        spaces,
+        method=adv.method,
+        attack=adv.attack,
+        epsilon=adv.epsilon,
+        steps=adv.steps,
+        step_size=adv.step_size,
+        norm=adv.norm,
+        ratio=adv.ratio,
+        beta=adv.beta,
+        random_start=adv.random_start,
+    )
 
 
 class Trainer:
@@ -229,7 +256,12 @@ class Trainer:
             progress: show a progress bar.
             resume_meta: the JSON part of the checkpoint a run resumes from: rows logged after
                 it (an epoch interrupted after its row) are dropped, as they run again.
-            step: the step strategy (default `PlainStep()`).
+            step: the step strategy (default: `AdversarialStep` when the spec sets
+                `train.adversarial`, else `PlainStep()`).
+
+        Raises:
+            SpecError: `train.adversarial` is set but no input of the prepared data can be
+                moved by a gradient attack (a table of categories and texts only).
         """
         es = spec.train.early_stopping
         names = (es.monitor.removeprefix("val_"),) if es is not None and es.monitor != "val_loss" else ()
@@ -249,7 +281,7 @@ class Trainer:
         return cls.from_train_spec(
             spec.train,
             task.loss(spec, len(data.schema.classes or []), data.train.target),
-            step=step,
+            step=step if step is not None else _step_of(spec, data),
             callbacks=[*built, *callbacks],
             val_metrics=task.validation_metrics(spec, data.preprocessor, names),
             train_transform=data.augment if data.augment else None,
@@ -389,10 +421,11 @@ class Trainer:
         return xs, split.target[idx]
 
     def summary(self, history: list[dict[str, float]]) -> dict[str, Any]:
-        """What a run reports of its training: epochs trained, fit time and the best epoch (1-based)."""
+        """What a run reports of its training: epochs trained, fit time, the best epoch (1-based) and the step strategy's summary."""
         out: dict[str, Any] = {"epochs_trained": len(history), "fit_seconds": self.fit_seconds}
         if self.best_epoch is not None:
             out["best_epoch"] = self.best_epoch + 1
+        out.update(self.step.summary())  # e.g. adversarial training's cost
         return out
 
     @torch.no_grad()
