@@ -24,6 +24,7 @@ from trustforge.evaluate._baselines import yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, choose_threshold, curves, guarded_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
 from trustforge.evaluate._metrics import classification_metrics
+from trustforge.evaluate._robustness import robustness
 from trustforge.evaluate._shift import shift_evaluation
 from trustforge.evaluate._speed import measure_speed, one_row_request
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
@@ -181,12 +182,15 @@ def gather(
     fit_seconds: float,
     epochs: int,
     metric: str,
+    baseline_module: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Measure and write `evidence.json` (and `explanations.safetensors`) into the run folder.
 
     Args:
         model: the `trustforge.Model` loaded back from the verified package.
         metric: the headline metric (for the corruption table; the task's `headline_metric`).
+        baseline_module: the network of a plain twin trained on the same data (adversarial
+            training passes it): the robustness evidence adds its curves as "before hardening".
     """
     ev = spec.evaluate
     kind = KIND_EVIDENCE[data.schema.modality]
@@ -227,6 +231,12 @@ def gather(
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
     skipped = kind.not_applicable(spec)
+    if ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
+        attacked = robustness(model, data.test_raw, ev.robustness, seed=spec.train.seed, baseline_module=baseline_module)
+        if "skipped" in attacked:
+            skipped = {**skipped, "robustness": attacked["skipped"]}
+        else:
+            evidence["robustness"] = attacked
     if baseline is None:
         skipped = {**skipped, "baseline": f"task {task_of(spec).name} names no baseline to measure the model against"}
     if skipped:  # say why a part of the evidence is absent, rather than leave a silent gap
