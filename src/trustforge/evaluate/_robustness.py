@@ -47,13 +47,13 @@ def attack_refusal(model: Any) -> str | None:
     """Why gradient attacks cannot run on `model` (no input with a gradient path, or a task
     with no per-row label or value to attack), else None."""
     kind = input_kind(model.schema)
-    if model.task.name not in ("classification", "regression"):
-        return f"task {model.task.name} has no per-row label or value that a gradient attack could flip"
     if kind.attack_spaces(model.preprocessor) is None:
         # MERGE POINT (issue 14, text attack): a kind without attack spaces but with an edit
         # space (`InputKind.edit_space(pre)`, H2) is dispatched to `evaluate._text_attack.edit_attack`
         # here and in `robustness` below; until it is merged it is refused with this reason.
         return f"{kind.name} inputs have no gradient path (ids or tokens, not numbers an attack can move)"
+    if model.task.name not in ("classification", "regression"):
+        return f"task {model.task.name} has no per-row label or value that a gradient attack could flip"
     return None
 
 
