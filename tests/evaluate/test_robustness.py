@@ -232,3 +232,29 @@ def test_the_report_draws_the_curve_and_the_card_states_the_halving_budget(digit
     card = (result.run_dir / "model_card.md").read_text(encoding="utf-8")
     half = evidence["robustness"]["attacks"]["pgd"]["halving_epsilon"]
     assert f"accuracy halves under PGD-20 at ε {half:.3g}" in card and "Hardened against: not hardened" in card
+
+
+def test_audio_moves_its_spectrogram_within_each_bands_training_range():
+    """The audio kind's space: the standardised log-mel spectrogram, each band within the range training saw."""
+    from types import SimpleNamespace
+
+    from trustforge.data import INPUT_KINDS
+    from trustforge.data._audio import FrontEnd  # the front end the audio kind fits
+    from trustforge.models import pgd
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4000) / 8000
+    tones = [np.sin(2 * np.pi * f * t) * 0.5 + rng.normal(0, 0.02, len(t)) for f in (300, 600, 900, 1200) for _ in range(4)]
+    waves = np.stack(tones).astype(np.float32)
+    front = FrontEnd(sample_rate=8000, samples=4000, n_fft=256, hop_length=128, n_mels=16)
+    state = front.fit(waves)
+    x = front.encode(waves, state)  # (N, 1, 16, frames)
+    (space,) = INPUT_KINDS["audio"].attack_spaces(SimpleNamespace(input_state=state))
+    assert space.lo.shape == (1, 16, 1) and "log-mel spectrogram" in space.budget and space.epsilons == (0.1, 0.25, 0.5, 1.0)
+    assert (x.numpy() >= space.lo - 1e-5).all() and (x.numpy() <= space.hi + 1e-5).all()  # the training range, per band
+    y = torch.tensor([i // 4 for i in range(16)])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    (adv,) = pgd(net, (x,), y, nn.CrossEntropyLoss(), [space], epsilon=3.0, steps=3, step_size=2.0)
+    assert (adv.numpy() >= space.lo - 1e-5).all() and (adv.numpy() <= space.hi + 1e-5).all()
+    assert float((adv - x).abs().max()) > 0.5  # it moved

@@ -51,7 +51,10 @@ def attack_refusal(model: Any) -> str | None:
         # MERGE POINT (issue 14, text attack): a kind without attack spaces but with an edit
         # space (`InputKind.edit_space(pre)`, H2) is dispatched to `evaluate._text_attack.edit_attack`
         # here and in `robustness` below; until it is merged it is refused with this reason.
-        return f"{kind.name} inputs have no gradient path (ids or tokens, not numbers an attack can move)"
+        return (
+            f"{kind.name} inputs declare no attack space: either no gradient path reaches them (ids, tokens) "
+            "or their valid region is not declared yet (InputKind.attack_spaces)"
+        )
     if model.task.name not in ("classification", "regression"):
         return f"task {model.task.name} has no per-row label or value that a gradient attack could flip"
     return None
@@ -95,6 +98,9 @@ def robustness(
     """
     reason = attack_refusal(model)
     if reason is not None:
+        # MERGE POINT (issue 14, text attack): where the kind has no attack spaces but an edit
+        # space (`InputKind.edit_space(pre)` is not None), return H2's
+        # `evaluate._text_attack.edit_attack(...)` evidence here instead of skipping.
         return {"skipped": reason}
     pre, task = model.preprocessor, model.task
     spaces = input_kind(model.schema).attack_spaces(pre)
@@ -341,12 +347,15 @@ def _changed_columns(pre, groups, tensor: int, x0: np.ndarray, x1: np.ndarray) -
         state = pre.features.get(name)
         mean, std = getattr(state, "mean", None), getattr(state, "std", None)
         raw = isinstance(mean, (int, float)) and isinstance(std, (int, float)) and len(cols) == 1
-        scale = (lambda v: float(v) * std + mean) if raw else float
+
+        def scale(v: float) -> float:  # 7 significant digits: what float32 holds, without its noise
+            return float(f"{float(v) * std + mean if raw else float(v):.7g}")
+
         out.append(
             {
                 "column": name,
-                "before": round(scale(before[0]), 6) if len(cols) == 1 else np.round(before, 4).tolist(),
-                "after": round(scale(after[0]), 6) if len(cols) == 1 else np.round(after, 4).tolist(),
+                "before": scale(before[0]) if len(cols) == 1 else np.round(before, 4).tolist(),
+                "after": scale(after[0]) if len(cols) == 1 else np.round(after, 4).tolist(),
                 "units": "raw" if raw else "encoded",
             }
         )
