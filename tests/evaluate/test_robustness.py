@@ -30,7 +30,7 @@ QUIET = {"speed": False, "explain": False, "corruptions": False}
 def digits(tmp_path_factory):
     """examples/digits_cnn.yaml as it trains (40 epochs, about 10 s), with its robustness evidence."""
     spec = yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
-    spec["evaluate"].update(QUIET)
+    spec["evaluate"].update(QUIET, robustness={"rows": 500})  # every one of the 359 test images
     result = trustforge.run(spec, progress=False, settings=Settings.from_env(home=tmp_path_factory.mktemp("ws")))
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     return result, evidence
