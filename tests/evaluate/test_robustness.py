@@ -170,6 +170,7 @@ def test_epsilon_and_steps_are_checked_by_the_spec():
         assert "robustness" in str(info.value)
     assert EvaluateSpec.model_validate({"robustness": False}).robustness is None
     assert EvaluateSpec().robustness.attacks == ["fgsm", "pgd"]
+    assert EvaluateSpec.model_validate({"robustness": {"norm": 2}}).robustness.norm == "2"  # YAML's `norm: 2` is a number
 
 
 def test_hardening_reads_the_spec_defensively():

@@ -792,6 +792,13 @@ class RobustnessSpec(_Strict):
         description="test rows attacked at most (a stratified, seeded sample of larger splits; 200 keeps PGD-20 a fraction of training time)",
     )
 
+    @field_validator("norm", mode="before")
+    @classmethod
+    def _norm_name(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):  # YAML reads `norm: 2` as a number, `.inf` as infinity
+            return "inf" if v == float("inf") else str(int(v)) if float(v).is_integer() else str(v)
+        return v
+
     @field_validator("epsilons")
     @classmethod
     def _budgets(cls, v: list[float] | None) -> list[float] | None:
