@@ -259,3 +259,20 @@ def test_audio_moves_its_spectrogram_within_each_bands_training_range():
     (adv,) = pgd(net, (x,), y, nn.CrossEntropyLoss(), [space], epsilon=3.0, steps=3, step_size=2.0)
     assert (adv.numpy() >= space.lo - 1e-5).all() and (adv.numpy() <= space.hi + 1e-5).all()
     assert float((adv - x).abs().max()) > 0.5  # it moved
+
+
+def test_a_regression_model_is_scored_by_its_error_under_attack(workspace):
+    spec = {
+        "name": "diabetes",
+        "task": "regression",
+        "data": {"source": "builtin:diabetes", "split": {"test": 0.25, "validation": 0.0}},
+        "model": {"kind": "mlp", "hidden": [32]},
+        "train": {"max_epochs": 30, "early_stopping": None, "seed": 1},
+        "evaluate": {**QUIET, "robustness": {"attacks": ["pgd"], "steps": 5}},
+    }
+    result = trustforge.run(spec, progress=False)
+    rob = json.loads((result.run_dir / "evidence.json").read_text())["robustness"]
+    assert rob["metric"] == "rmse" and rob["target"] == "the true values" and "smallest_flip" not in rob
+    assert rob["clean"] == pytest.approx(result.metrics["rmse"], rel=1e-4)  # the error in the target's units, as metrics.json
+    errors = [p["rmse"] for p in rob["attacks"]["pgd"]["points"]]
+    assert rob["clean"] < errors[0] < errors[-1]  # ascending the squared error raises it, more with the budget
