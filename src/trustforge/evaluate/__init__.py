@@ -18,7 +18,6 @@ from trustforge.evaluate._evaluate import compute_metrics, metrics_table, output
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
 from trustforge.evaluate._intervals import bootstrap
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
-from trustforge.evaluate._robustness import attack_refusal, hardening, robustness
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
@@ -27,7 +26,12 @@ if TYPE_CHECKING:
     from trustforge.evaluate._explain import explain_images, feature_importance
     from trustforge.evaluate._report import write_report
 
+# The attacks reach `trustforge.models`; the spec's validators import this package, and the
+# spec and data may not reach models, even through us: imported on first use (never statically).
 _LAZY = {
+    "robustness": "trustforge.evaluate._robustness",
+    "attack_refusal": "trustforge.evaluate._robustness",
+    "hardening": "trustforge.evaluate._robustness",
     "explain_images": "trustforge.evaluate._explain",
     "feature_importance": "trustforge.evaluate._explain",
     "write_report": "trustforge.evaluate._report",

@@ -24,7 +24,6 @@ from trustforge.evaluate._baselines import yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, choose_threshold, curves, guarded_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
 from trustforge.evaluate._metrics import classification_metrics
-from trustforge.evaluate._robustness import robustness
 from trustforge.evaluate._shift import shift_evaluation
 from trustforge.evaluate._speed import measure_speed, one_row_request
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
@@ -232,6 +231,8 @@ def gather(
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
     skipped = kind.not_applicable(spec)
     if ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
+        from trustforge.evaluate import robustness  # lazily: see the package's _LAZY
+
         attacked = robustness(model, data.test_raw, ev.robustness, seed=spec.train.seed, baseline_module=baseline_module)
         if "skipped" in attacked:
             skipped = {**skipped, "robustness": attacked["skipped"]}
