@@ -685,6 +685,16 @@ def quickstart() -> None:
     out.print(f"report:  {escape(str(path))}  (open it in a browser; model card beside it)", highlight=False, soft_wrap=True)
 
 
+def _attack_command() -> None:
+    """`trustforge attack`: one command (not a group) from `trustforge.commands.attack`."""
+    from trustforge.commands.attack import attack
+
+    app.command("attack")(_friendly(attack))
+
+
+_attack_command()
+
+
 def _mount(module: str, name: str) -> None:
     """Add a command group from `trustforge.commands.MODULE`, with the same one-line errors."""
     import copy

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AttackSpace", "EditSpace"]
+__all__ = ["AttackSpace", "EditSpace", "IMAGE_EPSILONS", "STD_EPSILONS"]
+
+# Default sweeps: the literature's image budgets (MNIST-style L-inf 0.05 to 0.3 of the range),
+# and for standardised numbers a tenth of a standard deviation up to one.
+IMAGE_EPSILONS = (0.05, 0.1, 0.2, 0.3)
+STD_EPSILONS = (0.1, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +36,8 @@ class AttackSpace:
         mask: which elements may move (bool), None for all. Elements that may not move keep
             their values (a binary flag, the columns of a date, a column left alone).
         budget: what one unit of epsilon is, for the evidence ("a fraction of the pixel range [0, 1]").
+        epsilons: the budgets an evaluation sweeps by default, in that unit (what is a small and
+            a large move differs by unit, so the kind that knows the unit says).
     """
 
     lo: np.ndarray
@@ -38,6 +45,7 @@ class AttackSpace:
     unit: np.ndarray
     mask: np.ndarray | None = None
     budget: str = ""
+    epsilons: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("lo", "hi", "unit"):

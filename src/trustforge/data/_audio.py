@@ -302,14 +302,25 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 class FrontEndState(InputState):
     """The front end's fitted tensors: the Hann `window` (n_fft,) and `mel` filters
     (n_mels, n_fft//2+1) it is built from, and the per-band `mean` and `std` (n_mels,) of the
-    training clips' log-mel spectrograms; all float32."""
+    training clips' log-mel spectrograms; all float32. `low` and `high` (n_mels,) are each band's
+    smallest and largest standardised value in training, the region an attack may move the
+    spectrogram in (None in packages made before they were recorded)."""
 
     window: torch.Tensor
     mel: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
 
-    tensor_names: ClassVar[dict[str, str]] = {"window": "audio.window", "mel": "audio.mel", "mean": "audio.mean", "std": "audio.std"}
+    tensor_names: ClassVar[dict[str, str]] = {
+        "window": "audio.window",
+        "mel": "audio.mel",
+        "mean": "audio.mean",
+        "std": "audio.std",
+        "low": "audio.low",
+        "high": "audio.high",
+    }
 
 
 @dataclass(frozen=True)
@@ -356,7 +367,10 @@ class FrontEnd(SectionState):
         logmel = self._log_mel(self._check(waveforms), window, mel_t)  # (N, M, F)
         std = logmel.std(dim=(0, 2))
         # A band that never changes (a silent training set) would divide by zero.
-        return FrontEndState(window=window, mel=mel_t, mean=logmel.mean(dim=(0, 2)), std=torch.where(std > 1e-6, std, torch.ones_like(std)))
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        mean = logmel.mean(dim=(0, 2))
+        z = (logmel - mean.view(1, -1, 1)) / std.view(1, -1, 1)
+        return FrontEndState(window=window, mel=mel_t, mean=mean, std=std, low=z.amin(dim=(0, 2)), high=z.amax(dim=(0, 2)))
 
     def encode(self, waveforms: np.ndarray, state: FrontEndState) -> torch.Tensor:
         """Standardised log-mel spectrograms (N, 1, n_mels, frames) of waveforms (N, T)."""

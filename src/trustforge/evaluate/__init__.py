@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from trustforge.evaluate._explain import explain_images, feature_importance
     from trustforge.evaluate._report import write_report
 
+# The attacks reach `trustforge.models`; the spec's validators import this package, and the
+# spec and data may not reach models, even through us: imported on first use (never statically).
 _LAZY = {
+    "robustness": "trustforge.evaluate._robustness",
+    "attack_refusal": "trustforge.evaluate._robustness",
+    "hardening": "trustforge.evaluate._robustness",
     "explain_images": "trustforge.evaluate._explain",
     "feature_importance": "trustforge.evaluate._explain",
     "write_report": "trustforge.evaluate._report",
@@ -61,6 +66,9 @@ __all__ = [
     "corrupt",
     "corruption_table",
     "shift_evaluation",
+    "robustness",
+    "attack_refusal",
+    "hardening",
     "explain_images",
     "feature_importance",
     "EVIDENCE",

@@ -181,13 +181,15 @@ def gather(
     fit_seconds: float,
     epochs: int,
     metric: str,
-    baseline_module: Any = None,  # H3 (i14-train): the plain twin of a hardened model; H1 (i14-eval) implements its use
+    baseline_module: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
     """Measure and write `evidence.json` (and `explanations.safetensors`) into the run folder.
 
     Args:
         model: the `trustforge.Model` loaded back from the verified package.
         metric: the headline metric (for the corruption table; the task's `headline_metric`).
+        baseline_module: the network of a plain twin trained on the same data (adversarial
+            training passes it): the robustness evidence adds its curves as "before hardening".
     """
     ev = spec.evaluate
     kind = KIND_EVIDENCE[data.schema.modality]
@@ -231,6 +233,14 @@ def gather(
     if ood is not None:  # the out-of-distribution detector as its package holds it (thresholds, false alarms, AUROC)
         evidence["ood"] = {**ood, "false_alarm_rate": spec.monitor.ood.false_alarm_rate} if "thresholds" in ood else ood
     skipped = kind.not_applicable(spec)
+    if ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
+        from trustforge.evaluate import robustness  # lazily: see the package's _LAZY
+
+        attacked = robustness(model, data.test_raw, ev.robustness, seed=spec.train.seed, baseline_module=baseline_module)
+        if "skipped" in attacked:
+            skipped = {**skipped, "robustness": attacked["skipped"]}
+        else:
+            evidence["robustness"] = attacked
     if baseline is None:
         skipped = {**skipped, "baseline": f"task {task_of(spec).name} names no baseline to measure the model against"}
     if skipped:  # say why a part of the evidence is absent, rather than leave a silent gap

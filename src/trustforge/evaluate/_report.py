@@ -46,6 +46,7 @@ from trustforge.evaluate._report_summary import (
     intervals_view,
     metric_name,
     num,
+    robustness_view,
     speed_view,
     summary,
 )
@@ -242,6 +243,8 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "shift": _shift_table(ev.get("shift")),
         "corruptions": _table(ev.get("corruptions")),
         "corruption_worst": corruption_view(ev),
+        "robustness": robustness_view(ev),
+        "robustness_skipped": (ev.get("skipped") or {}).get("robustness") if isinstance(ev.get("skipped"), dict) else None,
         "explanations": ex,
         "explanation_table": _table(ex),
         "importance_measures": _measures(ex),

@@ -215,6 +215,80 @@ def corruptions(run: dict[str, Any]) -> Figure | None:
     return fig
 
 
+def robustness_curves(run: dict[str, Any]) -> Figure | None:
+    """Score against the attack budget per attack, from the clean score at 0; dashed: the plain
+    twin before hardening, where the run attacked one."""
+    rob = run["evidence"].get("robustness")
+    if not isinstance(rob, dict) or not isinstance(rob.get("attacks"), dict):
+        return None
+    metric = str(rob.get("metric") or "accuracy")
+    fig = Figure(figsize=(5.6, 3.6))
+    ax = fig.subplots()
+    drawn = False
+    for source, style, suffix in ((rob, "-o", ""), (rob.get("before_hardening") or {}, "--s", " (before hardening)")):
+        clean = num(source.get("clean"))
+        for name, a in (source.get("attacks") or {}).items():
+            points = [(num(p.get("epsilon")), num(p.get(metric))) for p in (a or {}).get("points") or [] if isinstance(p, dict)]
+            points = sorted((e, v) for e, v in points if e is not None and v is not None)
+            if not points:
+                continue
+            if clean is not None:
+                points = [(0.0, clean), *points]
+            ax.plot(*zip(*points), style, ms=4, label=str(name).upper() + suffix)
+            drawn = True
+    if not drawn:
+        return None
+    if bounded(metric):
+        ax.set_ylim(0, 1.02)
+    norm = {"inf": "L∞", "2": "L2"}.get(str(rob.get("norm")), str(rob.get("norm") or ""))
+    ax.set(xlabel=f"ε ({norm}; {rob.get('budget') or 'budget'})", ylabel=metric_name(metric), title=f"{metric_name(metric)} under attack")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def adversarial_examples(run: dict[str, Any]) -> Figure | None:
+    """A few test inputs the attack flipped: the original, the adversarial input and their difference."""
+    rob = run["evidence"].get("robustness")
+    ex = rob.get("examples") if isinstance(rob, dict) else None
+    rows = [r for r in (ex or {}).get("rows") or [] if isinstance(r, dict) and "original" in r and "adversarial" in r]
+    if not rows:
+        return None
+    fig = Figure(figsize=(4.2, 1.5 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for i, r in enumerate(rows):
+        x0, x1 = np.asarray(r["original"], dtype=np.float64), np.asarray(r["adversarial"], dtype=np.float64)
+        if x0.ndim != 3 or x0.shape != x1.shape:
+            return None
+        # Inputs in budget units above their lower bound: pixels in [0, 1] are drawn as they
+        # are; other grids (a spectrogram in standard deviations) on the pair's own range.
+        lo, hi = min(x0.min(), x1.min()), max(x0.max(), x1.max())
+        if lo >= 0 and hi <= 1:
+            lo, hi = 0.0, 1.0
+        for j, x in enumerate((x0, x1)):
+            axes[i, j].imshow(_as_picture((x - lo) / ((hi - lo) or 1.0)), cmap="gray", vmin=0, vmax=1, origin=_origin(run))
+        d = (x1 - x0).mean(axis=0)
+        m = float(np.abs(d).max()) or 1.0
+        axes[i, 2].imshow(d, cmap="coolwarm", vmin=-m, vmax=m, origin=_origin(run))
+        axes[i, 0].set_title(f"true {r.get('label')}", fontsize=7)
+        axes[i, 1].set_title(f"adversarial: {r.get('adversarial_prediction')}", fontsize=7)
+        axes[i, 2].set_title("change", fontsize=7)
+        for ax in axes[i]:
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout(pad=0.4)
+    return fig
+
+
+def _as_picture(a: np.ndarray) -> np.ndarray:
+    return a[0] if a.shape[0] == 1 else np.moveaxis(a[:3], 0, -1)  # (C, H, W) → (H, W) or (H, W, 3)
+
+
+def _origin(run: dict[str, Any]) -> str:
+    # A spectrogram is drawn with its low frequencies at the bottom, an image as it is stored.
+    return "lower" if (run["evidence"].get("data") or {}).get("modality") == "audio" else "upper"
+
+
 def _example_labels(run: dict[str, Any], n: int) -> list[str]:
     ex = run["evidence"].get("explanations") or {}
     examples = ex.get("examples") if isinstance(ex, dict) else None
@@ -375,4 +449,6 @@ PLOTS: dict[str, tuple[Callable[[dict[str, Any]], Figure | None], str]] = {
     "corruptions": (corruptions, "Test metric under each built-in corruption by severity"),
     "explanations": (image_explanations, "Explained test images: input, integrated gradients and saliency per example"),
     "feature_importance": (feature_importance, "Global feature importance, attribution-based and by permutation"),
+    "robustness": (robustness_curves, "Test score against the attack budget, per attack (dashed: before hardening)"),
+    "adversarial_examples": (adversarial_examples, "Test inputs the attack flipped: original, adversarial input and the change"),
 }

@@ -301,6 +301,53 @@ def corruption_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     return {"metric": str(section.get("metric") or "metric"), "clean": clean, "row": worst, "lower_is_better": lower}
 
 
+def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """The adversarial evaluation as the report and the card show it: per attack its label, its
+    score at each budget (with the before-hardening one when a plain twin was attacked), the budget
+    at which the score halves (regression: the error doubles), and the median smallest flipping budget."""
+    rob = evidence.get("robustness")
+    if not isinstance(rob, dict) or not isinstance(rob.get("attacks"), dict):
+        return None
+    metric = str(rob.get("metric") or "accuracy")
+    before = (rob.get("before_hardening") or {}).get("attacks") or {}
+    attacks = []
+    for name, a in rob["attacks"].items():
+        if not isinstance(a, dict):
+            continue
+        label = str(name).upper() + (f"-{rob['steps']}" if name == "pgd" and rob.get("steps") else "")
+        old = {num(p.get("epsilon")): p.get(metric) for p in (before.get(name) or {}).get("points") or [] if isinstance(p, dict)}
+        rows = [
+            {
+                "epsilon": p.get("epsilon"),
+                "value": p.get(metric),
+                "success_rate": p.get("success_rate"),
+                "before": old.get(num(p.get("epsilon"))),
+            }
+            for p in a.get("points") or []
+            if isinstance(p, dict)
+        ]
+        halving = num(a.get("halving_epsilon"))
+        attacks.append({"name": name, "label": label, "rows": rows, "halving": halving, "seconds": num(a.get("seconds"))})
+    strongest = next((a for a in attacks if a["name"] == "pgd"), attacks[-1] if attacks else None)
+    examples = rob.get("examples") if isinstance(rob.get("examples"), dict) else {}
+    table_rows = [r for r in examples.get("rows") or [] if isinstance(r, dict) and r.get("changes")]
+    return {
+        "metric": metric,
+        "norm": {"inf": "L∞", "2": "L2"}.get(str(rob.get("norm")), str(rob.get("norm") or "")),
+        "budget": str(rob.get("budget") or ""),
+        "clean": num(rob.get("clean")),
+        "before_clean": num((rob.get("before_hardening") or {}).get("clean")),
+        "rows": rob.get("rows"),
+        "attacks": attacks,
+        "strongest": strongest,
+        "flip": rob.get("smallest_flip") if isinstance(rob.get("smallest_flip"), dict) else None,
+        "hardened": str(rob.get("hardened") or "not hardened"),
+        "halves": "halves" if metric == "accuracy" else "doubles",
+        "examples": examples,
+        "table_examples": table_rows,
+    }
+
+
 def importance_measures(section: Any) -> dict[str, str]:
     """What each importance chart measures, in one sentence each (the evidence's own when it has one)."""
     out = {

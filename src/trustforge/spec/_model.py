@@ -43,6 +43,7 @@ __all__ = [
     "EarlyStoppingSpec",
     "SchedulerSpec",
     "EvaluateSpec",
+    "RobustnessSpec",
     "MonitorSpec",
     "SeriesSpec",
     "SpecProblem",
@@ -808,6 +809,61 @@ class CardSpec(_Strict):
     license: str | None = Field(None, min_length=1, max_length=100, description="the model's licence")
 
 
+class RobustnessSpec(_Strict):
+    """Adversarial evaluation (`evaluate.robustness`): gradient attacks on the test split, in the
+    model's real input space and within its valid bounds (see `data.AttackSpace`).
+
+    It runs for every kind of input that declares attack spaces (images, tables, audio) and, on
+    text, the character-edit attack under `budgets`; others record why it was skipped. `false` turns it off. Budgets are in the kind's own unit (a
+    fraction of the pixel range, standard deviations of a column, of a log-mel band).
+    """
+
+    attacks: list[Literal["fgsm", "pgd"]] = Field(default_factory=lambda: ["fgsm", "pgd"], min_length=1, description="fgsm, pgd or both")
+    norm: Literal["inf", "2"] = Field("inf", description="the budget's norm: inf (L-infinity) or 2 (L2)")
+    epsilons: list[float] | None = Field(
+        None,
+        min_length=1,
+        max_length=12,
+        description="budgets to sweep, each in (0, 10], in the input's budget unit; default per kind "
+        "(images 0.05, 0.1, 0.2, 0.3 of the pixel range; tables 0.1, 0.25, 0.5, 1 standard deviation)",
+    )
+    budgets: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=12,
+        description="text: character edits per row to sweep (the character-edit attack); default 1, 2, 4, 8",
+    )
+    steps: int = Field(20, ge=1, le=1000, description="PGD steps")
+    step_size: float | None = Field(None, gt=0, le=1, description="PGD step as a fraction of epsilon; default 0.25 (epsilon / 4)")
+    random_start: bool = Field(False, description="PGD starts from a random point in the epsilon ball (seeded by train.seed)")
+    rows: int = Field(
+        200,
+        ge=10,
+        le=100_000,
+        description="test rows attacked at most (a stratified, seeded sample of larger splits; 200 keeps PGD-20 a fraction of training time)",
+    )
+
+    @field_validator("norm", mode="before")
+    @classmethod
+    def _norm_name(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):  # YAML reads `norm: 2` as a number, `.inf` as infinity
+            return "inf" if v == float("inf") else str(int(v)) if float(v).is_integer() else str(v)
+        return v
+
+    @field_validator("epsilons")
+    @classmethod
+    def _budgets(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        for e in v:
+            if isinstance(e, bool) or not 0 < float(e) <= 10:
+                raise ValueError(
+                    f"each epsilon must be > 0 and <= 10 (a budget in the input's unit; 10 standard deviations is already far "
+                    f"outside any training range); got {e!r}"
+                )
+        return sorted({float(e) for e in v})
+
+
 class EvaluateSpec(_Strict):
     """What evidence evaluation gathers beside the test metrics (all of it lands in the report).
 
@@ -837,6 +893,19 @@ class EvaluateSpec(_Strict):
     explain: bool = Field(True, description="integrated gradients and saliency, or feature importance for tables")
     explain_per_class: int = Field(2, ge=1, le=20)
     card: CardSpec = Field(default_factory=CardSpec, description="owner, intended use and limitations for the model card")
+    robustness: RobustnessSpec | None = Field(
+        default_factory=RobustnessSpec,
+        description="adversarial evaluation (FGSM and PGD) where the input kind has a gradient path; false: off",
+    )
+
+    @field_validator("robustness", mode="before")
+    @classmethod
+    def _robustness_switch(cls, v: Any) -> Any:
+        if v is False:
+            return None
+        if v is True:
+            return {}
+        return v
 
     @field_validator("shift")
     @classmethod

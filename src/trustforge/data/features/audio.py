@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from trustforge.data import _audio
+from trustforge.data._attack_space import STD_EPSILONS, AttackSpace
 from trustforge.data.features._base import FeatureOptions, FeatureState
 from trustforge.data.features._media import MediaType
 from trustforge.errors import DataError
@@ -35,6 +36,8 @@ class AudioState(FeatureState):
     fmax: float | None
     mean: tuple[float, ...]  # per mel band, of the training log-mel values
     std: tuple[float, ...]
+    low: tuple[float, ...] = ()  # per mel band, the smallest and largest standardised training value (attack bounds)
+    high: tuple[float, ...] = ()
 
     @property
     def front_end(self) -> _audio.FrontEnd:
@@ -73,7 +76,22 @@ class Audio(MediaType):
         x = grids[present][:, 0].astype(np.float64)  # (N, M, F)
         mean, std = x.mean(axis=(0, 2)), x.std(axis=(0, 2))
         std = np.where(std > 1e-6, std, 1.0)  # a band that never changes is not divided by 0
-        return AudioState(*(getattr(front, k) for k in _FRONT), tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        z = (x - mean[None, :, None]) / std[None, :, None]
+        return AudioState(
+            *(getattr(front, k) for k in _FRONT),
+            tuple(float(m) for m in mean),
+            tuple(float(s) for s in std),
+            tuple(float(v) for v in z.min(axis=(0, 2))),
+            tuple(float(v) for v in z.max(axis=(0, 2))),
+        )
+
+    def attack_space(self, state: AudioState) -> AttackSpace | None:
+        # As the audio input kind: the standardised log-mel spectrogram within each band's training range.
+        if not state.low or not state.high:  # a package made before the range was recorded
+            return None
+        lo, hi = np.asarray(state.low).reshape(1, -1, 1), np.asarray(state.high).reshape(1, -1, 1)
+        budget = "standard deviations of each band of the log-mel spectrogram (the attack moves the spectrogram, not the waveform)"
+        return AttackSpace(lo, hi, np.ones_like(lo), budget=budget, epsilons=STD_EPSILONS)
 
     def grid(self, state: AudioState) -> tuple[int, int, int]:
         return state.front_end.input_shape

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from trustforge.data import _audio
+from trustforge.data._attack_space import STD_EPSILONS, AttackSpace
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.inputs._base import InputKind
@@ -17,7 +18,9 @@ from trustforge.errors import DataError
 if TYPE_CHECKING:
     from trustforge.data._encoders import Preprocessor
 
-__all__ = ["Audio"]
+__all__ = ["Audio", "SPECTROGRAM_BUDGET"]
+
+SPECTROGRAM_BUDGET = "standard deviations of each band of the log-mel spectrogram (the attack moves the spectrogram, not the waveform)"
 
 
 class Audio(InputKind):
@@ -64,6 +67,16 @@ class Audio(InputKind):
         # Mono waveforms in [-1, 1]; the log-mel front end runs inside.
         a = _audio.front_end(pre.schema)
         return [{"name": "waveform", "datatype": "FP32", "shape": [-1, a.samples], "sample_rate": a.sample_rate}]
+
+    def attack_spaces(self, pre: "Preprocessor") -> tuple[AttackSpace] | None:
+        # The attack moves the standardised log-mel spectrogram (what the network reads), not the
+        # waveform: each band within its training range, ε in standard deviations of the band.
+        state = pre.input_state
+        if state.low is None or state.high is None:  # a package made before the range was recorded
+            return None
+        band = (1, -1, 1)  # (C=1, n_mels, frames=1) broadcasts over the frames
+        lo, hi = state.low.double().numpy().reshape(band), state.high.double().numpy().reshape(band)
+        return (AttackSpace(lo, hi, np.ones_like(lo), budget=SPECTROGRAM_BUDGET, epsilons=STD_EPSILONS),)
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _audio.read_audio_input(schema, source)

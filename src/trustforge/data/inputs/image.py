@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data._attack_space import AttackSpace
+from trustforge.data._attack_space import IMAGE_EPSILONS, AttackSpace
 from trustforge.data._files import list_images, read_image
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
@@ -72,7 +72,11 @@ class Image(InputKind):
         state = pre.input_state
         mean = state.mean.double().numpy().reshape(-1, 1, 1)
         std = state.std.double().numpy().reshape(-1, 1, 1)
-        return (AttackSpace((0.0 - mean) / std, (1.0 - mean) / std, 1.0 / std, budget="a fraction of the pixel range [0, 1]"),)
+        return (
+            AttackSpace(
+                (0.0 - mean) / std, (1.0 - mean) / std, 1.0 / std, budget="a fraction of the pixel range [0, 1]", epsilons=IMAGE_EPSILONS
+            ),
+        )
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         if isinstance(source, pd.DataFrame):

@@ -69,7 +69,7 @@ class Table(InputKind):
         # in standard deviations); columns whose type declares none (binary flags, dates) stay
         # put. Category indices never move; a text, image or audio column's tensor moves as its
         # type says.
-        lo, hi, unit, mask, budgets = [], [], [], [], []
+        lo, hi, unit, mask, budgets, sweeps = [], [], [], [], [], []
         own: list[AttackSpace | None] = []
         for c in pre.schema.columns:
             t = feature_type(c.kind)
@@ -85,9 +85,12 @@ class Table(InputKind):
                     unit.append(np.broadcast_to(space.unit, (width,)))
                     mask.append(np.ones(width, bool) if space.mask is None else np.broadcast_to(space.mask, (width,)))
                     budgets.append(space.budget)
+                    sweeps.append(space.epsilons)
         floats = None
         if budgets:
-            floats = AttackSpace(np.concatenate(lo), np.concatenate(hi), np.concatenate(unit), np.concatenate(mask), budget=budgets[0])
+            floats = AttackSpace(
+                np.concatenate(lo), np.concatenate(hi), np.concatenate(unit), np.concatenate(mask), budget=budgets[0], epsilons=sweeps[0]
+            )
         spaces = (floats, None, *own)
         return spaces if any(s is not None and s.moves() for s in spaces) else None
 

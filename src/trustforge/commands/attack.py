@@ -1,0 +1,191 @@
+"""`trustforge attack MODEL`: FGSM and PGD on a verified model, and how its score falls.
+
+The model is resolved and verified as `evaluate`, `serve` and `monitor` do it (a package folder
+or a registry URI); the attacks and the figures are `trustforge.evaluate.robustness`'s, the same
+as a run's evidence. Library errors (`TrustForgeError`) propagate to the main command, which
+prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["attack"]
+
+out = Console()
+
+# The spec's field names as this command's flags, for error messages.
+_FLAGS = {
+    "attacks": "--attack",
+    "epsilons": "--epsilon",
+    "steps": "--steps",
+    "rows": "--rows",
+    "norm": "--norm",
+    "step_size": "--step-size",
+    "budgets": "--budget",
+}
+
+
+def attack(
+    package: str = typer.Argument(..., metavar="MODEL", help="a model package folder, or a model URI (models:/NAME@alias, models:/NAME/3)"),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="a spec (its test split) or a labelled CSV/Parquet file or image/WAV folder; "
+        "default: the test split of the spec the package was trained with, prepared again",
+    ),
+    attacks: Optional[list[str]] = typer.Option(None, "--attack", help="fgsm or pgd (repeat for both; default both)"),
+    epsilons: Optional[list[str]] = typer.Option(
+        None, "--epsilon", help="budgets in the input's unit, each in (0, 10] (repeat, or comma-separated; default per kind of input)"
+    ),
+    budgets: Optional[list[str]] = typer.Option(
+        None, "--budget", help="text models: character edits per row (repeat, or comma-separated; default 1, 2, 4, 8)"
+    ),
+    norm: str = typer.Option("inf", "--norm", help="inf (L-infinity) or 2 (L2)"),
+    steps: int = typer.Option(20, "--steps", help="PGD steps"),
+    step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step as a fraction of epsilon (default 0.25)"),
+    random_start: bool = typer.Option(False, "--random-start", help="PGD starts from a random point of the ball"),
+    rows: int = typer.Option(500, "--rows", help="rows attacked at most (a stratified, seeded sample)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="default: the model's train.seed"),
+    as_json: bool = typer.Option(False, "--json", help="print the evidence as JSON instead of a table"),
+    public_key: Optional[Path] = typer.Option(
+        None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
+    ),
+) -> None:
+    """Attack a model with FGSM and PGD within its inputs' valid range, and print its score at each budget.
+
+    Images move within the pixel range [0, 1] (epsilon a fraction of it); table rows move their
+    numeric columns within the training range (epsilon in standard deviations), categories and
+    flags stay; audio moves its log-mel spectrogram within the training range of each band. Text
+    models meet a character-edit attack (typos on the most important words) under `--budget`.
+    """
+    from trustforge.errors import ModelError
+    from trustforge.evaluate import attack_refusal, robustness
+
+    settings = _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, budgets)
+    model = _load_model(package, public_key)
+    reason = attack_refusal(model)
+    if reason is not None:
+        raise ModelError(f"{package}: cannot attack this model: {reason}")
+    raw, where = _labelled(model, data)
+    evidence = robustness(model, raw, settings, seed=model.spec.train.seed if seed is None else seed, examples=0)
+    if as_json:
+        out.print(json.dumps(evidence), highlight=False, soft_wrap=True)
+        return
+    out.print(_table(evidence, where))
+    flip = evidence.get("smallest_flip")
+    if flip:
+        median = "beyond the sweep" if flip["median"] is None else f"{flip['median']:.4g}"
+        out.print(f"median smallest epsilon that flips a prediction ({flip['attack']}): {median}", highlight=False, soft_wrap=True)
+    norm = {"inf": "L∞", "2": "L2"}.get(evidence["norm"], evidence["norm"])
+    out.print(f"budget: {escape(evidence['budget'])} ({norm}); model: {escape(evidence['hardened'])}", highlight=False)
+
+
+def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edits=None):
+    """The flags as a `RobustnessSpec`; a bad one is one error naming the flag."""
+    from pydantic import ValidationError
+
+    from trustforge.errors import DataError
+    from trustforge.spec import RobustnessSpec
+
+    budgets = None
+    if epsilons:
+        budgets = []
+        for text in epsilons:
+            for part in str(text).split(","):
+                try:
+                    budgets.append(float(part))
+                except ValueError:
+                    raise DataError(f"--epsilon must be numbers in (0, 10]; got {part.strip()!r}") from None
+    counts = None
+    if edits:
+        counts = []
+        for text in edits:
+            for part in str(text).split(","):
+                try:
+                    counts.append(int(part))
+                except ValueError:
+                    raise DataError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
+    fields: dict[str, Any] = {
+        "norm": norm,
+        "steps": steps,
+        "random_start": random_start,
+        "rows": rows,
+        "epsilons": budgets,
+        "budgets": counts,
+    }
+    if attacks:
+        fields["attacks"] = [a.lower() for a in attacks]
+    if step_size is not None:
+        fields["step_size"] = step_size
+    try:
+        return RobustnessSpec(**fields)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        flag = _FLAGS.get(str(e["loc"][0]) if e["loc"] else "", "a flag")
+        message = str(e["msg"]).removeprefix("Value error, ")
+        raise DataError(f"{flag}: {message}") from None
+
+
+def _load_model(source: str, public_key: Path | None):
+    """A verified model from a package folder or a registry URI, as `trustforge evaluate` loads it."""
+    from trustforge.errors import DataError
+    from trustforge.package import Model
+
+    if source.startswith("models:/"):
+        from trustforge.registry import Registry
+
+        if public_key is not None:
+            raise DataError(f"--public-key is for a package folder made elsewhere; {source} is verified with this workspace's keys")
+        with Registry() as registry:
+            return registry.load_model(source)
+    return Model.load(Path(source), public_key=public_key)
+
+
+def _labelled(model, data: Path | None):
+    """(labelled raw data, what it is, for the table's title)."""
+    from trustforge.data import input_kind, prepare
+    from trustforge.settings import Settings
+
+    if data is None or data.suffix.lower() in (".yaml", ".yml"):
+        from trustforge.errors import DataError
+        from trustforge.spec import load_spec
+
+        spec = model.spec if data is None else load_spec(data)
+        try:
+            prepared = prepare(spec, cache_dir=Settings.from_env().cache_dir)
+        except DataError as exc:
+            if data is not None:
+                raise
+            raise DataError(f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data") from None
+        return prepared.test_raw, ("the test split of the model's own spec" if data is None else f"the test split of {data.name}")
+    raw = model.read_input(data)
+    return input_kind(raw).labelled(model.schema, raw), data.name
+
+
+def _table(ev: dict[str, Any], where: str) -> Table:
+    metric = ev["metric"]
+    table = Table(title=f"{metric} under attack on {escape(where)} ({ev['rows']} rows, clean {ev['clean']:.4f})")
+    table.add_column("attack")
+    for e in ev["epsilons"]:
+        table.add_column(f"ε {e:g}", justify="right")
+    table.add_column("ε halving" if metric == "accuracy" else "ε doubling", justify="right")
+    table.add_column("samples/s", justify="right")
+    for name, a in ev["attacks"].items():
+        label = name.upper() + (f"-{ev['steps']}" if name == "pgd" else "")
+        cells = []
+        for p in a["points"]:
+            cell = f"{p[metric]:.4f}"
+            if "success_rate" in p:
+                cell += f" ({p['success_rate']:.0%} flipped)"
+            cells.append(cell)
+        half = a["halving_epsilon"]
+        table.add_row(label, *cells, "beyond" if half is None else f"{half:.4g}", f"{a['samples_per_second']:.0f}")
+    return table

@@ -1,0 +1,68 @@
+"""`trustforge attack MODEL`: the sweep as a table or JSON, and one clear error for a bad flag or a model without a gradient path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from _cli import run_main
+
+import trustforge
+from trustforge.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The digits example trained briefly (3 epochs), without evidence: a package to attack."""
+    home = tmp_path_factory.mktemp("ws")
+    spec = yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
+    spec["train"]["max_epochs"] = 3
+    spec["evaluate"].update(speed=False, explain=False, corruptions=False, robustness=False)
+    result = trustforge.run(spec, progress=False, register=True, settings=Settings.from_env(home=home))
+    return result, home
+
+
+def test_attack_prints_the_sweep_from_a_registry_uri(digits):
+    result, home = digits
+    code, out, err = run_main("attack", "models:/digits-cnn/1", "--attack", "fgsm", "--epsilon", "0.05,0.2", "--rows", "100", home=home)
+    assert code == 0, err
+    assert "FGSM" in out and "ε 0.05" in out and "ε 0.2" in out and "pixel range" in out and "100 rows" in out
+
+
+def test_attack_json_matches_the_flags(digits):
+    result, home = digits
+    code, out, err = run_main(
+        "attack", result.package, "--attack", "pgd", "--steps", "3", "--epsilon", "0.1", "--rows", "50", "--json", home=home
+    )
+    assert code == 0, err
+    ev = json.loads(out)
+    assert ev["rows"] == 50 and ev["steps"] == 3 and list(ev["attacks"]) == ["pgd"]
+    point = ev["attacks"]["pgd"]["points"][0]
+    assert point["epsilon"] == 0.1 and 0 <= point["accuracy"] <= ev["clean"]
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["--epsilon", "0"], "--epsilon"), (["--epsilon", "abc"], "--epsilon"), (["--epsilon", "11"], "--epsilon"),
+     (["--steps", "0"], "--steps"), (["--attack", "cw"], "--attack"), (["--norm", "1"], "--norm")],
+)  # fmt: skip
+def test_a_bad_flag_is_one_error_naming_it(digits, flags, named):
+    result, home = digits
+    code, out, err = run_main("attack", result.package, *flags, home=home)
+    assert code != 0 and err.startswith(f"error: {named}") and len(err.strip().splitlines()) == 1, (flags, err)
+
+
+def test_a_recommender_is_refused(tmp_path, workspace):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "evaluate"))
+    from test_robustness import recommender_spec
+
+    result = trustforge.run(recommender_spec(tmp_path), progress=False)
+    code, out, err = run_main("attack", result.package, home=workspace)
+    assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (out, err)
+    assert "cannot attack this model" in err and "no gradient path" in err and "Traceback" not in out + err
