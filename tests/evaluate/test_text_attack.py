@@ -197,3 +197,33 @@ def test_a_model_that_reads_no_text_or_is_not_a_classifier_is_one_clear_error(re
     space = input_kind(regression.schema).edit_space(regression.preprocessor)
     with pytest.raises(DataError, match="needs a classification model.*task is regression"):
         edit_attack(regression, _test_rows(regression, reviews), space, budgets=[1], rows=10, seed=0)
+
+
+def test_robustness_runs_the_edit_attack_on_text_in_the_gradient_attacks_shape(text_model, reviews):
+    from trustforge.evaluate import attack_refusal, robustness
+    from trustforge.evaluate._report_summary import robustness_view
+    from trustforge.spec import RobustnessSpec
+
+    assert attack_refusal(text_model) is None
+    raw = _test_rows(text_model, reviews)
+    ev = robustness(text_model, raw, RobustnessSpec(budgets=[1, 2], rows=60), seed=3)
+    direct = edit_attack(text_model, raw, input_kind(text_model.schema).edit_space(text_model.preprocessor), budgets=[1, 2], rows=60, seed=3)
+    points = ev["attacks"]["char-edit"]["points"]
+    assert [p["epsilon"] for p in points] == [1.0, 2.0]
+    assert [p["accuracy"] for p in points] == direct["accuracy"][1:] and ev["clean"] == direct["accuracy"][0]
+    assert ev["norm"] == "edits" and "character edits" in ev["budget"]
+    view = robustness_view({"robustness": ev})
+    assert view["norm"] == "edits" and view["attacks"][0]["label"] == "CHAR-EDIT"
+    if ev.get("examples"):  # flipped reviews are shown as text changes, not as images
+        change = ev["examples"]["rows"][0]["changes"][0]
+        assert change["column"] == "review" and change["before"] != change["after"]
+
+
+def test_an_empty_budget_in_the_spec_is_one_clear_error():
+    from pydantic import ValidationError
+
+    from trustforge.spec import RobustnessSpec
+
+    for bad in ([], [0], [-1]):
+        with pytest.raises(ValidationError, match="budgets"):
+            RobustnessSpec(budgets=bad)
