@@ -346,4 +346,6 @@ def test_dataframe_split_of_plain_numbers_gives_what_the_checked_path_gives(rows
     if plain:
         block = numeric_rows(rows)
         fits = all(abs(r[j]) <= np.finfo(np.float32).max for r in rows for j in (1, 2))
-        assert all(block_column(block, j, s) is not None for j, s in enumerate(sig.inputs)) == fits
+        cache: dict = {}
+        assert all(block_column(block, j, s, cache) is not None for j, s in enumerate(sig.inputs)) == fits
+        assert all(block_column(block, 0, sig.inputs[0], cache).flags.c_contiguous for _ in range(2))

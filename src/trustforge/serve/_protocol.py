@@ -276,14 +276,14 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
             if len(row) != width:
                 raise RequestError(f"dataframe_split.data[{r}] has {len(row)} values; there are {width} columns")
         cols = {}
-        block = numeric_rows(split.data)  # all plain numbers: float columns are cut from one array
+        block, converted = numeric_rows(split.data), {}  # all plain numbers: float columns are cut from one array
         for spec in signature.inputs:
             if spec.name not in index and spec.optional:
                 continue
             if spec.name not in index:
                 raise RequestError(f"dataframe_split.columns lacks {spec.name!r}; the model takes {signature.describe()}")
             j = index[spec.name]
-            col = block_column(block, j, spec) if block is not None else None
+            col = block_column(block, j, spec, converted) if block is not None else None
             cols[spec.name] = (
                 col
                 if col is not None

@@ -382,17 +382,24 @@ def numeric_rows(rows: list[list[Any]]) -> np.ndarray | None:
     return block
 
 
-def block_column(block: np.ndarray, j: int, spec: TensorSpec) -> np.ndarray | None:
+def block_column(block: np.ndarray, j: int, spec: TensorSpec, cache: dict[Any, np.ndarray]) -> np.ndarray | None:
     """Column `j` of a `numeric_rows` block as `column_from_json` returns it for `spec` (MLflow
     JSON, no claimed datatype), when `spec` takes floats and every value fits its type; else None
-    (the caller takes `column_from_json`)."""
+    (the caller takes `column_from_json`). `cache` (one dict per block) holds the block converted
+    once per type, transposed, so that each column is a contiguous row of it."""
     target = NP_TYPES[spec.datatype]
     if spec.datatype == "BYTES" or target.kind != "f":
         return None
-    col = block[:, j]
-    if target.itemsize < 8 and not (np.abs(col) <= np.finfo(target).max).all():
-        return None
-    return col.astype(target)
+    if target.itemsize < 8:
+        fits = cache.get(("fits", target))
+        if fits is None:
+            fits = cache[("fits", target)] = (np.abs(block) <= np.finfo(target).max).all(axis=0)
+        if not fits[j]:
+            return None
+    converted = cache.get(target)
+    if converted is None:
+        converted = cache[target] = block.T.astype(target, order="C")
+    return converted[j]
 
 
 def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None, shape: Sequence[int] | None = None) -> np.ndarray:
