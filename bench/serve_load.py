@@ -22,6 +22,11 @@ and 64 keep-alive HTTP/1.1 connections busy in a closed loop, for a bounded time
 requests, after a warm-up on the same connections. Four rounds; in each round every level runs
 against every server, the servers in a rotated order, so the load of the machine (shared with
 other work) falls on all of them alike; the drift-off server runs right beside tf-eager.
+The cost of drift monitoring is the ratio that varies most with the machine's load, so each
+round also measures `--drift-pairs` more pairs of tf-eager and tf-nodrift at 8 clients, back
+to back, in alternating order; the cost is the median of the drift-on/drift-off ratios of all
+pairs, and the CPU time per request of each server's HTTP process (its workers and monitor
+process not counted) is printed beside it.
 Figures are medians over the rounds; ratios to the naive server are taken within each round,
 then the median. Every answer that is not 200 is counted (4xx, 5xx, broken connections,
 warm-ups included) and printed. Before the load, each server answers one row once and its
@@ -35,7 +40,7 @@ How to run
     make bench-peers                               # once: MLServer into .venv-mlserver
     .venv/bin/python bench/serve_load.py           # 4 rounds x 4 levels x 4 servers, ~9 min on 2 cores
     .venv/bin/python bench/serve_load.py --quick   # 2 rounds, 1.5 s per level, ~2 min
-    options: --seconds S --warmup W --rounds R --max-requests N --workers K --mlserver PATH|none
+    options: --seconds S --warmup W --rounds R --max-requests N --workers K --drift-pairs K --mlserver PATH|none
              --json FILE (every measurement) --keep (keep the workspace and the servers' logs)
     In a worktree whose .venv is shared, put the worktree's source first:
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD/src .venv/bin/python bench/serve_load.py --quick
@@ -336,13 +341,14 @@ class Server:
             self.proc.wait()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its children (worker processes), from /proc."""
+def _cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU time of a process and (unless `children` is False) its children
+    (worker processes, the drift monitor's process), from /proc."""
     total = 0.0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        for task in Path(f"/proc/{pid}/task").iterdir():
+        for task in Path(f"/proc/{pid}/task").iterdir() if children else ():
             for child in (task / "children").read_text().split():
                 total += _cpu_seconds(int(child))
     except (OSError, IndexError, ValueError):
@@ -351,7 +357,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _measure(server: Server, clients: int, args: argparse.Namespace) -> dict:
-    before = _cpu_seconds(server.proc.pid)
+    before, main_before = _cpu_seconds(server.proc.pid), _cpu_seconds(server.proc.pid, children=False)
     done = subprocess.run(
         [
             sys.executable,
@@ -372,6 +378,7 @@ def _measure(server: Server, clients: int, args: argparse.Namespace) -> dict:
         raise RuntimeError(f"load generator failed against {server.label}: {done.stderr[-800:]}")
     out = json.loads(done.stdout.strip().splitlines()[-1])
     out["server_cpu_s"] = _cpu_seconds(server.proc.pid) - before
+    out["server_main_cpu_s"] = _cpu_seconds(server.proc.pid, children=False) - main_before
     server.cpu_s += out["server_cpu_s"]
     server.sent += out["requests"]
     return out
@@ -428,7 +435,15 @@ def _drift_state(server: Server, token: str, model: str) -> str:
         return "OFF"
     d = reply.get("drift") or {}
     extra = {k: v for k, v in d.items() if isinstance(v, (int, float)) and k not in ("window",)}
-    return "on, " + ", ".join(f"{k} {v}" for k, v in extra.items())
+    text = "on, " + ", ".join(f"{k} {v}" for k, v in extra.items())
+    feed = d.get("feed") or {}
+    if "thread_cpu_s" in feed and d.get("rows_seen"):
+        where = "in the server process" if feed.get("in_process") else "in a process of its own"
+        text += (
+            f"; monitor {where}, the feed thread took {1000 * feed['thread_cpu_s'] / d['rows_seen']:.4f} ms of the server "
+            f"process's CPU per row, dropped batches {feed.get('dropped_batches')}"
+        )
+    return text
 
 
 def _failed(runs: list[dict]) -> int:
@@ -461,6 +476,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per level, not recorded (default 1; --quick 0.5)")
     parser.add_argument("--max-requests", type=int, default=20000, help="at most this many measured requests per level")
     parser.add_argument(
+        "--drift-pairs", type=int, default=None, help="extra drift-on/drift-off pairs at 8 clients per round (default 3; --quick 2)"
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="model worker processes of the TrustForge servers (0: in the server process)"
     )
     parser.add_argument(
@@ -471,6 +489,7 @@ def main() -> None:
     args = parser.parse_args()
     args.rounds = args.rounds or (2 if args.quick else 4)
     args.seconds = args.seconds or (1.5 if args.quick else 5.0)
+    args.drift_pairs = args.drift_pairs if args.drift_pairs is not None else (2 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     inproc_seconds = 0.3 if args.quick else 1.0
 
@@ -610,6 +629,12 @@ def main() -> None:
                 for s in _order([s for s in servers if clients in s.levels], r):
                     out = _measure(s, clients, args)
                     runs.append({"round": r, "server": s.key, **out})
+            pair = {s.key: s for s in servers if s.key in ("tf-eager", "tf-nodrift")}
+            for p in range(args.drift_pairs if len(pair) == 2 else 0):
+                # back to back, the order alternating: the two see the same load of the machine
+                for key in ("tf-eager", "tf-nodrift") if (r + p) % 2 else ("tf-nodrift", "tf-eager"):
+                    out = _measure(pair[key], DRIFT_LEVEL, args)
+                    runs.append({"round": r, "pair": p, "server": key, **out})
             print(f"  round {r + 1}/{args.rounds} done ({time.monotonic() - t0:.0f} s, load average {_load():.1f})", flush=True)
         load_after = _load()
         drift_states = {s.key: _drift_state(s, token, SPEC["name"]) for s in servers if s.key.startswith("tf-")}
@@ -626,7 +651,7 @@ def main() -> None:
 
 def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_states: dict, mlserver_line: str, loads: tuple) -> None:
     def pick(key: str, clients: int) -> list[dict]:
-        return [x for x in runs if x["server"] == key and x["clients"] == clients]
+        return [x for x in runs if x["server"] == key and x["clients"] == clients and "pair" not in x]
 
     def ratios(key: str, base: str, clients: int) -> list[float]:
         a = {x["round"]: x["rps"] for x in pick(base, clients)}
@@ -699,11 +724,25 @@ def _report(servers: list[Server], runs: list[dict], inproc: dict, args, drift_s
         print(f"  {mark(p50 < naive_p50)} {key} p50 at 1 client below naive's: {p50:.2f} ms vs {naive_p50:.2f} ms")
     if not has_mls:
         print("  ---- TrustForge >= MLServer at 32 clients: NOT MEASURED (MLServer absent; `make bench-peers`)")
-    on_off = [1 / r for r in ratios("tf-nodrift", "tf-eager", DRIFT_LEVEL)]  # drift-on req/s over drift-off, per round
+    # drift-on req/s over drift-off, per pair: the pair of each round's main loop and the extra pairs
+    paired: dict[tuple, dict[str, dict]] = {}
+    for x in runs:
+        if x["server"] in ("tf-eager", "tf-nodrift") and x["clients"] == DRIFT_LEVEL:
+            paired.setdefault((x["round"], x.get("pair", -1)), {})[x["server"]] = x
+    both = [p for p in paired.values() if len(p) == 2 and p["tf-nodrift"]["rps"] > 0]
+    on_off = [p["tf-eager"]["rps"] / p["tf-nodrift"]["rps"] for p in both]
     cost = 1 - _median(on_off)
+
+    def http_ms(key: str) -> float:
+        xs = [p[key] for p in both]
+        return 1000 * sum(x["server_main_cpu_s"] for x in xs) / max(1, sum(x["requests"] for x in xs))
+
     print(
         f"  {mark(cost < 0.10)} drift monitoring costs < 10 % at {DRIFT_LEVEL} clients: {100 * cost:+.1f} % "
-        f"(on/off {_median(on_off):.3f}, range {_spread(on_off)})"
+        f"(on/off {_median(on_off):.3f}, median of {len(on_off)} back-to-back pairs, range {_spread(on_off)}; "
+        f"HTTP-process CPU per request {http_ms('tf-eager'):.3f} ms on, {http_ms('tf-nodrift'):.3f} ms off)"
+        if both
+        else "  ---- drift monitoring cost: NOT MEASURED (the drift-off server did not run)"
     )
     if "error" not in inproc:
         for call in ("predict", "predict_columns"):

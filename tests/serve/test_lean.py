@@ -124,7 +124,12 @@ def test_drift_status_waits_for_what_was_queued(iris_service):
         feed.offer(_row(rt, 5.0 + i % 3), {"prediction": np.array(["setosa"], dtype=object)})
     status = feed.status(timeout=10.0)
     assert status["rows_seen"] == 25 and status["windows_tested"] == 1
-    assert status["feed"] == {"observed_batches": 25, "dropped_batches": 0, "queued_batches": 0}
+    assert {k: status["feed"][k] for k in ("observed_batches", "dropped_batches", "queued_batches")} == {
+        "observed_batches": 25,
+        "dropped_batches": 0,
+        "queued_batches": 0,
+    }
+    assert status["feed"]["in_process"] and status["feed"]["thread_cpu_s"] > 0  # --workers 0: observed in this process
     assert real.status()["rows_seen"] == 25
 
 

@@ -286,3 +286,66 @@ def _check_payload(payload, signature: Signature) -> None:
             assert all(v is None or isinstance(v, str) for v in col)
         else:
             assert col.dtype.kind in "fi" and not np.isinf(col.astype(np.float64)).any()
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1.5, 2.0, 3]],  # numbers only: cut from one block
+        [[1, 2, 3], [4, 5, 6]],  # integers only
+        [[0.1, 2**40, -3.25], [1e-300, 7, 2**52]],
+        [[3.5e38, 1.0, 2.0]],  # beyond FP32 in the FP32 column: the checked path refuses it
+        [[1.0, True, 2.0]],  # a boolean: the checked path refuses it (numpy would read 1.0)
+        [[1.0, None, 2.0]],  # a null: the checked path (refused, or imputed and counted)
+        [[1.0, float("inf"), 2.0]],
+        [[2**53 + 1, 0.5, 1.0]],  # not exact as float64: the checked path
+        [[1.0, "2", 3.0]],
+    ],
+)
+def test_dataframe_split_of_plain_numbers_gives_what_the_checked_path_gives(rows):
+    """The one-block path for all-number `dataframe_split` rows: the same arrays (values and
+    types) as one `column_from_json` per column, and anything else takes that path unchanged."""
+    from trustforge.serve._signature import block_column, numeric_rows
+
+    sig = Signature.from_manifest(
+        {
+            "signature": {
+                "inputs": [
+                    {"name": "a", "kind": "numeric", "datatype": "FP64", "shape": [-1]},
+                    {"name": "b", "kind": "numeric", "datatype": "FP32", "shape": [-1]},
+                    {"name": "c", "kind": "numeric", "datatype": "FP32", "shape": [-1]},
+                ],
+                "outputs": [{"name": "prediction", "datatype": "FP64", "shape": [-1]}],
+            }
+        }
+    )
+    names = [s.name for s in sig.inputs]
+    body = json.dumps({"dataframe_split": {"columns": names, "data": rows}}).encode()
+
+    def checked() -> dict | str:
+        try:
+            return {
+                s.name: column_from_json([r[j] for r in rows], s, f"dataframe_split column {s.name!r}") for j, s in enumerate(sig.inputs)
+            }
+        except RequestError as exc:
+            return str(exc)
+
+    try:
+        got: dict | str = parse_scoring(body, sig)
+    except RequestError as exc:
+        got = str(exc)
+    want = checked()
+    if isinstance(want, str):
+        assert got == want  # the same one error
+    else:
+        assert list(got) == names
+        for name in names:
+            assert got[name].dtype == want[name].dtype and np.array_equal(got[name], want[name], equal_nan=True)
+    plain = all(type(v) in (int, float) and abs(v) < 2**53 for r in rows for v in r)
+    assert (numeric_rows(rows) is not None) == plain
+    if plain:
+        block = numeric_rows(rows)
+        fits = all(abs(r[j]) <= np.finfo(np.float32).max for r in rows for j in (1, 2))
+        cache: dict = {}
+        assert all(block_column(block, j, s, cache) is not None for j, s in enumerate(sig.inputs)) == fits
+        assert all(block_column(block, 0, sig.inputs[0], cache).flags.c_contiguous for _ in range(2))

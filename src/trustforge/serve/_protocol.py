@@ -24,10 +24,12 @@ from trustforge.serve._signature import (
     Signature,
     TensorSpec,
     _flatten,
+    block_column,
     check_tensor_shape,
     column_from_json,
     columns_from_matrix,
     encode_bytes_tensor,
+    numeric_rows,
     tensor_from_binary,
     tensor_from_json,
 )
@@ -275,14 +277,18 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
             if len(row) != width:
                 raise RequestError(f"dataframe_split.data[{r}] has {len(row)} values; there are {width} columns")
         cols = {}
+        block, converted = numeric_rows(split.data), {}  # all plain numbers: float columns are cut from one array
         for spec in signature.inputs:
             if spec.name not in index and spec.optional:
                 continue
             if spec.name not in index:
                 raise RequestError(f"dataframe_split.columns lacks {spec.name!r}; the model takes {signature.describe()}")
             j = index[spec.name]
-            cols[spec.name] = column_from_json(
-                [row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}", imputed=imputed
+            col = block_column(block, j, spec, converted) if block is not None else None
+            cols[spec.name] = (
+                col
+                if col is not None
+                else column_from_json([row[j] for row in split.data], spec, f"dataframe_split column {spec.name!r}", imputed=imputed)
             )
         return cols
     if fmt == "dataframe_records":

@@ -28,7 +28,7 @@ from trustforge.errors import ModelError, RegistryError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
-from trustforge.serve._drift import DriftFeed
+from trustforge.serve._drift import DriftFeed, MonitorProcess
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
 from trustforge.serve._ood import detector_for
@@ -98,6 +98,7 @@ class Runtime:
         metrics: ServeMetrics,
         monitor: Any = None,
         inline_model: Model | None = None,
+        audit: Any = None,
     ):
         self.model = model
         self.name = name
@@ -113,6 +114,12 @@ class Runtime:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.drift: DriftFeed | None = None  # started with the runtime when there is a monitor
+        # With worker processes the monitor runs in a process of its own (see `_drift`): not
+        # in this one, whose interpreter lock the event loop needs. `monitor` stays the
+        # in-process one until that process is ready, and is the fallback if it cannot start.
+        self.monitor_process: MonitorProcess | None = None
+        if monitor is not None and config.workers > 0:
+            self.monitor_process = MonitorProcess(load, uri=uri, audit=audit, name=name)
         self.fallback: InlineExecutor | None = None
         # The out-of-distribution detector runs with the network (None: off, none in the package, or ONNX).
         self.ood = detector_for(inline_model or model, config.ood) if config.backend == "torch" else None
@@ -148,6 +155,16 @@ class Runtime:
                 errors.append(exc)
 
         starters = [threading.Thread(target=start_one, args=(ex,), daemon=True) for ex in self.executors]
+        monitor_error: list[BaseException] = []
+        if self.monitor_process is not None:  # loads beside the workers
+
+            def start_monitor(mp: MonitorProcess) -> None:
+                try:
+                    mp.start()
+                except BaseException as exc:  # noqa: BLE001 - reported below; the in-process monitor takes over
+                    monitor_error.append(exc)
+
+            starters.append(threading.Thread(target=start_monitor, args=(self.monitor_process,), daemon=True))
         for t in starters:
             t.start()
         for t in starters:
@@ -171,7 +188,16 @@ class Runtime:
             t = threading.Thread(target=self._drive_fallback, name="trustforge-driver-fallback", daemon=True)
             t.start()
             self._threads.append(t)
+        if self.monitor_process is not None:
+            if monitor_error:
+                log_event(logging.ERROR, "monitor_process_failed", model=self.name, error=str(monitor_error[0])[:300])
+                self.monitor_process.stop()
+                self.monitor_process = None
+            else:
+                self.monitor = self.monitor_process
         if self.monitor is not None:
+            if self.monitor_process is None and hasattr(self.monitor, "prepare"):
+                self.monitor.prepare()  # the first window's simulations, before serving rather than during it
             dropped = self.metrics.drift_dropped.labels(model=self.name)
             self.drift = DriftFeed(self.monitor, self.model.read_input, self.signature, name=self.name, on_drop=dropped.inc)
 
@@ -325,6 +351,8 @@ class Runtime:
             self.drift.close()
         if self.monitor is not None and hasattr(self.monitor, "flush_alerts"):
             self.monitor.flush_alerts()
+        if self.monitor_process is not None:
+            self.monitor_process.stop()
 
 
 def _inline_threads(threads: int) -> None:
@@ -484,6 +512,7 @@ class ModelService:
             metrics=self.metrics,
             monitor=self._monitor_for(model, uri),
             inline_model=inline_model,
+            audit=getattr(self._registry, "audit", None),
         )
         runtime.start()
         return runtime
@@ -496,10 +525,8 @@ class ModelService:
         try:
             audit = getattr(self._registry, "audit", None)
             # One alert per minute at most, however many windows drift (one request may fill hundreds).
-            monitor = DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
-            if monitor is not None:
-                monitor.prepare()  # the first window's simulations, before serving rather than during it
-            return monitor
+            # Prepared (its first window simulated) by the runtime, when it observes in this process.
+            return DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
         except Exception as exc:  # noqa: BLE001 - serving goes on without drift monitoring
             log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
             return None

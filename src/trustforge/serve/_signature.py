@@ -61,6 +61,8 @@ __all__ = [
     "slice_columns",
     "to_model_input",
     "column_from_json",
+    "numeric_rows",
+    "block_column",
     "tensor_from_json",
     "tensor_from_binary",
     "encode_bytes_tensor",
@@ -350,6 +352,54 @@ def column_from_json(
     if imputed is not None and spec.imputes and None in values:  # nulls got past _convert: the column imputes them
         imputed[spec.name] = imputed.get(spec.name, 0) + values.count(None)
     return arr
+
+
+def numeric_rows(rows: list[list[Any]]) -> np.ndarray | None:
+    """Rows of JSON values (of equal length) as one (rows, width) array when they hold only
+    numbers that convert exactly (no null, text, boolean, non-finite value or integer beyond
+    2**53): then `block_column` takes each float input's column from it at once, instead of one
+    `column_from_json` per column (which cost 8 us per column and request, a third of a one-row
+    request's time in the server at 32 clients). None otherwise: every column then goes through
+    `column_from_json`, which finds and names whatever is wrong."""
+    if not rows or not rows[0]:
+        return None
+    for row in rows:  # numpy would read true as 1.0: such a request takes the checked path
+        for v in row:
+            if v is True or v is False:
+                return None
+    try:
+        block = np.asarray(rows)
+    except (ValueError, OverflowError):
+        return None
+    if block.ndim != 2 or block.dtype.kind not in "if":
+        return None
+    if block.dtype.kind == "f":
+        magnitude = np.abs(block)
+        # Non-finite: refused by the checked path. Beyond 2**53 an integer is not exact as float64
+        # (the checked path converts a column of integers from int64 straight to its type).
+        if not (magnitude < 2.0**53).all():
+            return None
+    return block
+
+
+def block_column(block: np.ndarray, j: int, spec: TensorSpec, cache: dict[Any, np.ndarray]) -> np.ndarray | None:
+    """Column `j` of a `numeric_rows` block as `column_from_json` returns it for `spec` (MLflow
+    JSON, no claimed datatype), when `spec` takes floats and every value fits its type; else None
+    (the caller takes `column_from_json`). `cache` (one dict per block) holds the block converted
+    once per type, transposed, so that each column is a contiguous row of it."""
+    target = NP_TYPES[spec.datatype]
+    if spec.datatype == "BYTES" or target.kind != "f":
+        return None
+    if target.itemsize < 8:
+        fits = cache.get(("fits", target))
+        if fits is None:
+            fits = cache[("fits", target)] = (np.abs(block) <= np.finfo(target).max).all(axis=0)
+        if not fits[j]:
+            return None
+    converted = cache.get(target)
+    if converted is None:
+        converted = cache[target] = block.T.astype(target, order="C")
+    return converted[j]
 
 
 def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None, shape: Sequence[int] | None = None) -> np.ndarray:

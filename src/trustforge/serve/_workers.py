@@ -184,6 +184,11 @@ def _worker_main(conn: Connection) -> None:
         load, _ = unpack(conn.recv_bytes())
     except (EOFError, OSError, CodecError):
         return
+    if load.get("role") == "monitor":  # the drift monitor's process (see `_drift.MonitorProcess`)
+        from trustforge.serve._drift import monitor_main
+
+        monitor_main(conn, load)
+        return
     try:
         import torch
 
@@ -237,10 +242,11 @@ class ProcessExecutor:
         index: the worker's number (for names and logs).
         load: what the worker loads (see `load_serving_model`).
         start_timeout_s: how long loading may take before the start counts as failed.
+        name: its name in logs and errors (default `worker-INDEX`).
     """
 
-    def __init__(self, index: int, load: dict[str, Any], start_timeout_s: float = 300.0):
-        self.name = f"worker-{index}"
+    def __init__(self, index: int, load: dict[str, Any], start_timeout_s: float = 300.0, *, name: str | None = None):
+        self.name = name or f"worker-{index}"
         self.load = load
         self.start_timeout_s = start_timeout_s
         self.process: subprocess.Popen | None = None
@@ -297,20 +303,9 @@ class ProcessExecutor:
             RequestError: the model refused a value in the batch.
             WorkerFailed: the model raised an unexpected error.
         """
-        if not self.ready or self.conn is None:
-            raise WorkerNotRunning(f"{self.name} is not running")
         self.busy = True
         try:
-            try:
-                self.conn.send_bytes(pack({"type": "batch"}, payload))
-                message = self.conn.recv_bytes()
-            except (EOFError, OSError):
-                self._lost()
-                raise WorkerDied(f"{self.name} (pid {self.pid}) died while running a batch") from None
-            try:
-                meta, arrays = unpack(message)
-            except CodecError as exc:
-                raise WorkerFailed(f"{self.name} answered with a malformed message ({exc})") from None
+            meta, arrays = self.request({"type": "batch"}, payload)
         finally:
             self.busy = False
         kind = meta.get("type")
@@ -319,6 +314,27 @@ class ProcessExecutor:
         if kind == "data_error":
             raise RequestError(str(meta.get("error")))
         raise WorkerFailed(str(meta.get("error")))
+
+    def request(self, meta: dict[str, Any], arrays: Payload | None = None) -> tuple[dict[str, Any], Any]:
+        """Send one message and wait for the answer: (meta, arrays).
+
+        Raises:
+            WorkerNotRunning: the process is not running (nothing was sent).
+            WorkerDied: the process ended before answering.
+            WorkerFailed: the answer is not a well-formed message.
+        """
+        if not self.ready or self.conn is None:
+            raise WorkerNotRunning(f"{self.name} is not running")
+        try:
+            self.conn.send_bytes(pack(meta, arrays))
+            message = self.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._lost()
+            raise WorkerDied(f"{self.name} (pid {self.pid}) died before answering") from None
+        try:
+            return unpack(message)
+        except CodecError as exc:
+            raise WorkerFailed(f"{self.name} answered with a malformed message ({exc})") from None
 
     def _lost(self) -> None:
         self._ready = False
