@@ -207,7 +207,9 @@ def test_robustness_runs_the_edit_attack_on_text_in_the_gradient_attacks_shape(t
     assert attack_refusal(text_model) is None
     raw = _test_rows(text_model, reviews)
     ev = robustness(text_model, raw, RobustnessSpec(budgets=[1, 2], rows=60), seed=3)
-    direct = edit_attack(text_model, raw, input_kind(text_model.schema).edit_space(text_model.preprocessor), budgets=[1, 2], rows=60, seed=3)
+    direct = edit_attack(
+        text_model, raw, input_kind(text_model.schema).edit_space(text_model.preprocessor), budgets=[1, 2], rows=60, seed=3
+    )
     points = ev["attacks"]["char-edit"]["points"]
     assert [p["epsilon"] for p in points] == [1.0, 2.0]
     assert [p["accuracy"] for p in points] == direct["accuracy"][1:] and ev["clean"] == direct["accuracy"][0]
