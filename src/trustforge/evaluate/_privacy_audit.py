@@ -113,7 +113,7 @@ def privacy_audit(model: Any, data: Any, settings: Any, *, seed: int) -> dict[st
         attacks["loss"] = a
     if "confidence" in settings.attacks and classification:
         conf_in, conf_out = _logit_confidence(out_in, members[1]), _logit_confidence(out_out, outsiders[1])
-        mean, std, how = _calibration(model, data)
+        mean, std, how = _calibration(model, data.validation, settings.rows, rng)
         score_in = (conf_in - mean[members[1].numpy()]) / std[members[1].numpy()]
         score_out = (conf_out - mean[outsiders[1].numpy()]) / std[outsiders[1].numpy()]
         a = _figures(score_in, score_out)
@@ -162,15 +162,16 @@ def _logit_confidence(out: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     return (true - torch.logsumexp(others, dim=1)).numpy().astype(np.float64)
 
 
-def _calibration(model: Any, data: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per-class mean and spread of the logit-scaled confidence on the validation split (one
-    forward pass); classes with fewer than `_MIN_PER_CLASS` rows take the pooled figures."""
+def _calibration(model: Any, val: Any, rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-class mean and spread of the logit-scaled confidence on (a seeded sample of at most
+    `rows` of) the validation split, one forward pass; classes with fewer than `_MIN_PER_CLASS`
+    rows take the pooled figures."""
     k = max(len(model.classes or []), 2)
-    val = data.validation
     if val is None or len(val) < 2 * _MIN_PER_CLASS:
         return np.zeros(k), np.ones(k), "uncalibrated (no validation split to calibrate on)"
-    y = val.target.long()
-    conf = _logit_confidence(_outputs(model, val.inputs), y)
+    inputs, y = _rows(val, rng.choice(len(val), min(rows, len(val)), replace=False))
+    y = y.long()
+    conf = _logit_confidence(_outputs(model, inputs), y)
     pooled_mean, pooled_std = float(conf.mean()), float(conf.std()) or 1.0
     mean, std = np.full(k, pooled_mean), np.full(k, pooled_std)
     labels = y.numpy()
@@ -180,7 +181,7 @@ def _calibration(model: Any, data: Any) -> tuple[np.ndarray, np.ndarray, str]:
         if len(v) >= _MIN_PER_CLASS and v.std() > 0:
             mean[c], std[c] = v.mean(), v.std()
             own += 1
-    return mean, std, f"standardised per class on the {len(val)} validation rows ({own} of {k} classes with their own mean and spread)"
+    return mean, std, f"standardised per class on {len(y)} validation rows ({own} of {k} classes with their own mean and spread)"
 
 
 # ---------------------------------------------------------------------------- figures
