@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -183,3 +185,43 @@ def test_a_recommender_records_why_it_is_not_audited(tmp_path, workspace):
     result = trustforge.run(spec, progress=False)
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     assert "privacy_audit" not in evidence and "no per-row loss" in evidence["skipped"]["privacy_audit"]
+
+
+def test_logit_confidence_is_the_log_odds_of_the_true_class():
+    from trustforge.evaluate._privacy_audit import _logit_confidence
+
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [40.0, 0.0, 0.0]])
+    y = torch.tensor([0, 1, 0])
+    p = torch.softmax(logits.double(), 1)[torch.arange(3), y].numpy()
+    got = _logit_confidence(logits, y)
+    np.testing.assert_allclose(got[:2], np.log(p[:2] / (1 - p[:2])), rtol=1e-5)
+    assert got[2] == pytest.approx(40.0 - np.log(2.0), rel=1e-5)  # finite where p rounds to 1
+    one = torch.tensor([[1.5], [1.5]])  # one logit: sigmoid(z) is the positive class's probability
+    np.testing.assert_allclose(_logit_confidence(one, torch.tensor([1, 0])), [1.5, -1.5])
+
+
+def test_a_regression_model_is_audited_by_its_squared_error():
+    """A stand-in model that returns its training targets exactly and misses test targets: the loss attack separates them."""
+    rng = np.random.default_rng(0)
+
+    class Split(SimpleNamespace):
+        def __len__(self):
+            return len(self.target)
+
+    def split(n, start):
+        x = torch.arange(start, start + n, dtype=torch.float32)[:, None]
+        return Split(inputs=(x,), target=torch.as_tensor(rng.normal(size=n), dtype=torch.float32))
+
+    train, test = split(150, 0), split(150, 1000)
+    truth = {int(x): float(t) for s in (train, test) for x, t in zip(s.inputs[0][:, 0], s.target)}
+
+    def forward(inputs, batch_size=512):
+        x = inputs[0][:, 0]
+        return torch.tensor([[truth[int(v)] + (0.0 if v < 1000 else 1.0)] for v in x])
+
+    model = SimpleNamespace(
+        task=SimpleNamespace(name="regression", probabilities=False), forward=forward, spec=None, manifest={}, classes=None
+    )
+    audit = privacy_audit(model, SimpleNamespace(train=train, test=test, validation=None), PrivacyAuditSpec(), seed=0)
+    assert list(audit["attacks"]) == ["loss"]  # the calibrated confidence needs class probabilities
+    assert audit["attacks"]["loss"]["auc"] == 1.0 and audit["attacks"]["loss"]["tpr_at_fpr"]["0.01"]["tpr"] == 1.0
