@@ -252,11 +252,12 @@ def test_report_holds_the_runs_figures(runs, reports):
     assert f"{evidence['calibration']['temperature']:.4g}" in html
     assert f"{evidence['speed']['latency_ms']['p50']:.4g}" in html
     assert "gaussian_noise" in html
-    # This fixture run predates baselines, intervals and attacks: those three, and nothing else, are "not measured".
+    # This fixture run predates baselines, intervals, attacks and the privacy audit: those, and nothing else, are "not measured".
     assert re.findall(r'class="missing">([^<]*)<', html) == [
         "Not measured: the run holds no baseline (a simpler model trained on the same split).",
         "Not measured: the run holds no bootstrap intervals.",
         "Not measured: the run holds no adversarial evaluation (evaluate.robustness).",
+        "Not measured: the run holds no membership-inference audit (evaluate.privacy_audit).",
     ]
     # Untrusted values from data files are escaped, never markup.
     assert "<b>test</b>" not in html and "&lt;b&gt;test&lt;/b&gt;" in html

@@ -348,6 +348,61 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def privacy_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """The membership-inference audit as the report and the card show it: per attack its AUC with
+    its interval, the true-positive rates at 1 % and 0.1 % false positives (None where the sample
+    does not resolve them), a verdict in words, and how the model was trained (private or not)."""
+    audit = evidence.get("privacy_audit")
+    if not isinstance(audit, dict) or not isinstance(audit.get("attacks"), dict):
+        return None
+    labels = {"loss": "loss threshold (Yeom et al.)", "confidence": "calibrated confidence (LiRA-style)"}
+    attacks = []
+    for name, a in audit["attacks"].items():
+        if not isinstance(a, dict) or num(a.get("auc")) is None:
+            continue
+        at = a.get("tpr_at_fpr") if isinstance(a.get("tpr_at_fpr"), dict) else {}
+        interval = a.get("auc_interval") if isinstance(a.get("auc_interval"), list) and len(a["auc_interval"]) == 2 else [None, None]
+        attacks.append(
+            {
+                "name": str(name),
+                "label": labels.get(str(name), str(name)),
+                "auc": num(a["auc"]),
+                "low": num(interval[0]),
+                "high": num(interval[1]),
+                "tpr_1": num((at.get("0.01") or {}).get("tpr")),
+                "tpr_01": num((at.get("0.001") or {}).get("tpr")),
+                "advantage": num((a.get("yeom") or {}).get("advantage")) if isinstance(a.get("yeom"), dict) else None,
+                "note": str(a.get("note") or ""),
+            }
+        )
+    if not attacks:
+        return None
+    worst = max(attacks, key=lambda a: a["auc"])
+    low = worst["low"]
+    if low is not None and low > 0.5:
+        verdict = f"the {worst['label']} attack tells training rows from unseen ones better than chance (AUC {worst['auc']:.3f})"
+    else:
+        verdict = (
+            f"no attack tells training rows from unseen ones measurably better than chance on this sample (best AUC {worst['auc']:.3f})"
+        )
+    training = audit.get("training") if isinstance(audit.get("training"), dict) else {}
+    if training.get("private"):
+        parts = [
+            f"{k} {training[k]}" for k in ("epsilon", "delta", "max_grad_norm", "noise_multiplier") if num(training.get(k)) is not None
+        ]
+        trained = "differentially private training" + (f" ({', '.join(parts)})" if parts else "")
+    else:
+        trained = "trained without differential privacy"
+    return {
+        "attacks": attacks,
+        "members": audit.get("members"),
+        "non_members": audit.get("non_members"),
+        "verdict": verdict,
+        "trained": trained,
+        "seconds": num(audit.get("seconds")),
+    }
+
+
 def importance_measures(section: Any) -> dict[str, str]:
     """What each importance chart measures, in one sentence each (the evidence's own when it has one)."""
     out = {

@@ -864,6 +864,27 @@ class RobustnessSpec(_Strict):
         return sorted({float(e) for e in v})
 
 
+class PrivacyAuditSpec(_Strict):
+    """Membership-inference audit (`evaluate.privacy_audit`): black-box attacks that try to tell
+    the training rows from held-out test rows by the model's outputs (see
+    `evaluate._privacy_audit`). It runs for classification and regression, a few forward passes;
+    other tasks record why it was skipped. `false` turns it off."""
+
+    attacks: list[Literal["loss", "confidence"]] = Field(
+        default_factory=lambda: ["loss", "confidence"],
+        min_length=1,
+        description="loss: the loss-threshold attack (Yeom et al.); confidence: the logit-scaled confidence of the true class, "
+        "standardised per class on the validation split (classification only)",
+    )
+    rows: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="rows per side at most: a seeded sample of as many training rows as test rows (balanced); "
+        "the true-positive rate at 0.1 % false positives needs 1,000 test rows",
+    )
+
+
 class EvaluateSpec(_Strict):
     """What evidence evaluation gathers beside the test metrics (all of it lands in the report).
 
@@ -906,6 +927,16 @@ class EvaluateSpec(_Strict):
         if v is True:
             return {}
         return v
+
+    privacy_audit: PrivacyAuditSpec | None = Field(
+        default_factory=PrivacyAuditSpec,
+        description="membership-inference audit of training rows against test rows (classification, regression); false: off",
+    )
+
+    @field_validator("privacy_audit", mode="before")
+    @classmethod
+    def _privacy_audit_switch(cls, v: Any) -> Any:
+        return None if v is False else {} if v is True else v
 
     @field_validator("shift")
     @classmethod
