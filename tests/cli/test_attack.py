@@ -66,3 +66,22 @@ def test_a_recommender_is_refused(tmp_path, workspace):
     code, out, err = run_main("attack", result.package, home=workspace)
     assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (out, err)
     assert "cannot attack this model" in err and "no gradient path" in err and "Traceback" not in out + err
+
+
+def test_data_of_another_kind_is_one_error_naming_both(digits, workspace):
+    """A spec whose data the model does not take is refused before encoding, both ways round
+    (an image model given a table, a table model given images), naming what each is."""
+    from types import SimpleNamespace
+
+    from trustforge.commands.attack import _labelled
+    from trustforge.data import prepare
+    from trustforge.errors import DataError
+    from trustforge.spec import load_spec
+
+    result, home = digits
+    code, out, err = run_main("attack", "models:/digits-cnn/1", "--data", str(ROOT / "examples" / "breast_cancer_mlp.yaml"), home=home)
+    assert code != 0 and err.startswith("error: --data breast_cancer_mlp.yaml") and len(err.strip().splitlines()) == 1, err
+    assert "the model takes image inputs" in err and "the spec's data are table inputs" in err and "Traceback" not in out + err
+    table = prepare(load_spec(ROOT / "examples" / "breast_cancer_mlp.yaml")).schema
+    with pytest.raises(DataError, match=r"the model takes table inputs.*the spec's data are image inputs"):
+        _labelled(SimpleNamespace(schema=table), ROOT / "examples" / "digits_cnn.yaml")

@@ -165,9 +165,39 @@ def _labelled(model, data: Path | None):
             if data is not None:
                 raise
             raise DataError(f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data") from None
+        if data is not None:
+            _check_fits(model.schema, prepared.schema, data.name)
         return prepared.test_raw, ("the test split of the model's own spec" if data is None else f"the test split of {data.name}")
     raw = model.read_input(data)
     return input_kind(raw).labelled(model.schema, raw), data.name
+
+
+def _describe(schema) -> str:
+    """What a schema's rows are, in a few words: its kind of input, its target, its columns."""
+    text = f"{schema.modality} inputs, target {schema.target!r}"
+    names = [c.name for c in schema.columns]
+    if names:
+        shown = ", ".join(names[:6]) + (f", … ({len(names)} columns)" if len(names) > 6 else "")
+        text += f", columns {shown}"
+    if schema.image_shape:
+        text += f", images {'×'.join(str(d) for d in schema.image_shape)}"
+    return text
+
+
+def _check_fits(expected, given, where: str) -> None:
+    """Refuse, in one DataError, a spec whose data are not what the model takes (another kind of
+    input, another target, other columns), before anything is encoded: encoding them would fail
+    deep inside a feature type with an error that names neither."""
+    from trustforge.errors import DataError
+
+    names = [c.name for c in expected.columns]
+    missing = [n for n in names if n not in {c.name for c in given.columns}]
+    shape = expected.image_shape and given.image_shape and tuple(expected.image_shape) != tuple(given.image_shape)
+    if given.modality != expected.modality or given.target != expected.target or missing or shape:
+        raise DataError(
+            f"--data {where}: its data are not what the model takes; the model takes {_describe(expected)}, "
+            f"the spec's data are {_describe(given)}"
+        )
 
 
 def _table(ev: dict[str, Any], where: str) -> Table:
