@@ -180,8 +180,21 @@ def test_hardening_reads_the_spec_defensively():
     class Train:
         adversarial = Adv()
 
-    assert hardening(type("S", (), {"train": Train()})()) == "adversarial training: attack pgd, epsilon 0.1, steps 7, ratio 1.0"
+    assert hardening(type("S", (), {"train": Train()})()) == "PGD adversarial training against PGD-7, L∞, ε 0.1"
     assert hardening(type("S", (), {"train": object()})()) == "not hardened"
+
+
+def test_hardening_names_the_defence_from_its_real_fields():
+    """Each method in its own words: TRADES with its β and norm, PGD with its batch share; no field of the other method."""
+    from trustforge.spec import TrainSpec
+
+    def said(adv: dict) -> str:
+        return hardening(type("S", (), {"train": TrainSpec(adversarial=adv)})())
+
+    assert said({"method": "trades", "steps": 5, "norm": 2, "epsilon": 0.3}) == "TRADES (β 6) against PGD-5, L2, ε 0.3"
+    pgd = said({"method": "pgd", "attack": "fgsm", "epsilon": 0.1, "ratio": 0.5})
+    assert pgd == "PGD adversarial training (50% of each batch) against FGSM, L∞, ε 0.1" and "β" not in pgd
+    assert "ratio" not in said({"method": "trades"}) and said({"step_size": 0.02}).endswith("ε 0.1, step 0.02")
 
 
 def test_a_recommender_records_why_it_is_not_attacked(tmp_path, workspace):
@@ -229,10 +242,27 @@ def test_the_report_draws_the_curve_and_the_card_states_the_halving_budget(digit
     html = write_report(result.run_dir).read_text(encoding="utf-8")
     assert 'data-plot="robustness"' in html and 'data-plot="adversarial_examples"' in html
     section = html[html.index('id="robustness"') :]
-    assert "fraction of the pixel range" in section and "not hardened" in section and "PGD-20" in section
+    assert "fraction of the pixel range" in section and "The model was not adversarially trained." in section and "PGD-20" in section
     card = (result.run_dir / "model_card.md").read_text(encoding="utf-8")
     half = evidence["robustness"]["attacks"]["pgd"]["halving_epsilon"]
-    assert f"accuracy halves under PGD-20 at ε {half:.3g}" in card and "Hardened against: not hardened" in card
+    assert f"accuracy halves under PGD-20 at ε {half:.3g}" in card and "Not adversarially trained." in card
+
+
+def test_the_report_and_card_name_the_defence_of_a_hardened_model(digits, tmp_path):
+    """A hardened model's sentence names its defence (no "The model is adversarial training: …")."""
+    import shutil
+
+    from trustforge.evaluate import write_report
+
+    result, evidence = digits
+    run_dir = Path(shutil.copytree(result.run_dir, tmp_path / "run"))
+    hardened = json.loads(json.dumps(evidence))
+    hardened["robustness"]["hardened"] = "TRADES (β 6) against PGD-5, L2, ε 0.3"
+    (run_dir / "evidence.json").write_text(json.dumps(hardened))
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    assert "The model was adversarially trained: TRADES (β 6) against PGD-5, L2, ε 0.3." in html and "The model is " not in html
+    card = (run_dir / "model_card.md").read_text(encoding="utf-8")
+    assert "Adversarially trained: TRADES (β 6) against PGD-5, L2, ε 0.3." in card and "Hardened against" not in card
 
 
 def test_audio_moves_its_spectrogram_within_each_bands_training_range():

@@ -342,6 +342,8 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
         "strongest": strongest,
         "flip": rob.get("smallest_flip") if isinstance(rob.get("smallest_flip"), dict) else None,
         "hardened": str(rob.get("hardened") or "not hardened"),
+        # The defence in words, or None for a model trained without one (the templates say so in a sentence of their own).
+        "hardened_by": None if str(rob.get("hardened") or "not hardened") == "not hardened" else str(rob["hardened"]),
         "halves": "halves" if metric == "accuracy" else "doubles",
         "examples": examples,
         "table_examples": table_rows,

@@ -65,12 +65,32 @@ def attack_refusal(model: Any) -> str | None:
 
 
 def hardening(spec: Any) -> str:
-    """What the model was hardened against, from `train.adversarial` (absent from older specs)."""
+    """What the model was hardened against, from `train.adversarial` (absent from older specs):
+    "not hardened", or the defence in a few words from its real fields, e.g. "TRADES (β 6)
+    against PGD-5, L2, ε 0.3" or "PGD adversarial training (50% of each batch) against FGSM, L∞, ε 0.1".
+    """
     adv = getattr(getattr(spec, "train", None), "adversarial", None)
     if not adv:
         return "not hardened"
-    parts = [f"{k} {getattr(adv, k)}" for k in ("attack", "epsilon", "steps", "ratio") if getattr(adv, k, None) is not None]
-    return "adversarial training: " + ", ".join(parts) if parts else "adversarial training"
+
+    def field(name: str, default: Any = None) -> Any:
+        return getattr(adv, name, default)
+
+    method = str(field("method", "pgd")).lower()
+    if method == "trades":
+        head = f"TRADES (β {field('beta', 6.0):g})"
+    else:
+        ratio = field("ratio", 1.0)
+        head = "PGD adversarial training" + (f" ({float(ratio):.0%} of each batch)" if ratio is not None and float(ratio) != 1 else "")
+    name = str(field("attack", "pgd")).lower()
+    steps = field("steps")
+    attack = "FGSM" if name == "fgsm" else f"PGD-{steps}" if steps is not None else name.upper()
+    parts = [attack, {"inf": "L∞", "2": "L2"}.get(str(field("norm", "inf")), str(field("norm")))]
+    if field("epsilon") is not None:
+        parts.append(f"ε {float(field('epsilon')):g}")
+    if field("step_size") is not None and name != "fgsm":
+        parts.append(f"step {float(field('step_size')):g}")
+    return f"{head} against " + ", ".join(parts)
 
 
 def robustness(
