@@ -85,3 +85,25 @@ def test_data_of_another_kind_is_one_error_naming_both(digits, workspace):
     table = prepare(load_spec(ROOT / "examples" / "breast_cancer_mlp.yaml")).schema
     with pytest.raises(DataError, match=r"the model takes table inputs.*the spec's data are image inputs"):
         _labelled(SimpleNamespace(schema=table), ROOT / "examples" / "digits_cnn.yaml")
+
+
+def test_attack_sets_torchs_threads_as_train_does(digits, monkeypatch):
+    """Torch's default (a thread per core) made the attack 4-20x slower on a busy machine: a small
+    model is attacked on one thread unless OMP_NUM_THREADS or --threads says otherwise."""
+    import torch
+
+    result, home = digits
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        code, out, err = run_main("attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--rows", "20", home=home)
+        assert code == 0, err
+        assert torch.get_num_threads() == 1  # the digits CNN is far under a million parameters
+        code, out, err = run_main(
+            "attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--rows", "20", "--threads", "2", home=home
+        )
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

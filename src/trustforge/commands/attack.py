@@ -54,6 +54,12 @@ def attack(
     random_start: bool = typer.Option(False, "--random-start", help="PGD starts from a random point of the ball"),
     rows: int = typer.Option(500, "--rows", help="rows attacked at most (a stratified, seeded sample)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="default: the model's train.seed"),
+    threads: Optional[int] = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads; default: OMP_NUM_THREADS if set, else as training chooses (1 for a model under 1M parameters)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the evidence as JSON instead of a table"),
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
@@ -75,6 +81,12 @@ def attack(
     if reason is not None:
         raise ModelError(f"{package}: cannot attack this model: {reason}")
     raw, where = _labelled(model, data)
+    # As `train` does: torch's default (a thread per core) makes a small model's attack several
+    # times slower on a busy machine, since its per-batch operations are too small to split.
+    from trustforge.settings import Settings
+    from trustforge.train import apply_threads
+
+    apply_threads(threads, model.module, from_env=Settings.from_env().threads_from_env)
     evidence = robustness(model, raw, settings, seed=model.spec.train.seed if seed is None else seed, examples=0)
     if as_json:
         out.print(json.dumps(evidence), highlight=False, soft_wrap=True)
