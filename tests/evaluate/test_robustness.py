@@ -107,6 +107,19 @@ def test_a_plain_twin_adds_the_before_hardening_curve(digits):
     assert again["attacks"]["fgsm"]["points"] == ev["attacks"]["fgsm"]["points"]  # seeded: the same rows, the same figures
 
 
+def test_the_default_l2_sweep_is_scaled_to_the_rows_size_and_bites(digits):
+    """L2 without epsilons: the kind's budgets times sqrt(64 pixels), so its largest reaches as far
+    as L∞ 0.3 on every pixel (the L∞ defaults left accuracy at 0.87 there)."""
+    result, _ = digits
+    model = result.load_model()
+    test = prepare(result.spec).test_raw
+    ev = robustness(model, test, RobustnessSpec(norm="2", attacks=["pgd"], steps=10, rows=100), seed=0, examples=0)
+    assert ev["epsilons"] == [0.4, 0.8, 1.6, 2.4]
+    assert "for L2, ε is the L2 norm of the whole change of a row (64 movable elements)" in ev["budget"]
+    accuracy = [p["accuracy"] for p in ev["attacks"]["pgd"]["points"]]
+    assert ev["clean"] > 0.9 and accuracy[-1] < 0.2, accuracy
+
+
 def _mixed_table(tmp_path: Path) -> Path:
     """Breast-cancer measurements with a categorical and a binary column derived from them (so they carry signal)."""
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)

@@ -128,8 +128,16 @@ def robustness(
     if spaces is None:  # text: edits under a budget in characters, not gradients (attack_refusal let it through)
         return _edit_evidence(model, raw, settings, seed=seed, examples=examples)
     lead = next(s for s in spaces if s is not None and s.moves())
-    epsilons = sorted(float(e) for e in (settings.epsilons or lead.epsilons or (0.1, 0.25, 0.5, 1.0)))
     inputs = pre.encode_inputs(raw)
+    l2 = str(settings.norm) == "2"
+    movable = _movable(spaces, inputs)
+    if settings.epsilons:
+        epsilons = sorted(float(e) for e in settings.epsilons)
+    else:
+        # The kind's defaults are L∞ budgets (a change of ε on each element); the L2 norm of that
+        # change on every movable element is ε·sqrt(n), so an L2 sweep scaled so reaches as far.
+        scale = float(np.sqrt(movable)) if l2 else 1.0
+        epsilons = sorted(float(f"{float(e) * scale:.4g}") for e in (lead.epsilons or (0.1, 0.25, 0.5, 1.0)))
     target = pre.encode_target(raw)
     total = len(target)
     idx = _sample(target.numpy(), settings.rows, seed, stratify=task.probabilities)
@@ -143,7 +151,7 @@ def robustness(
     evidence: dict[str, Any] = {
         "metric": judge.metric,
         "norm": settings.norm,
-        "budget": lead.budget,
+        "budget": lead.budget + (f"; for L2, ε is the L2 norm of the whole change of a row ({movable} movable elements)" if l2 else ""),
         "epsilons": epsilons,
         "rows": len(target),
         "of_rows": total,
@@ -223,6 +231,17 @@ def _edit_evidence(model: Any, raw: RawData, settings: Any, *, seed: int, exampl
 
 
 # ---------------------------------------------------------------------------- the parts
+
+
+def _movable(spaces: Sequence[AttackSpace | None], inputs: tuple[torch.Tensor, ...]) -> int:
+    """How many elements of one row an attack may move, over all its encoded tensors."""
+    n = 0
+    for space, t in zip(spaces, inputs):
+        if space is None or not space.moves():
+            continue
+        shape = tuple(t.shape[1:])
+        n += int(np.prod(shape)) if space.mask is None else int(np.broadcast_to(space.mask, shape).sum())
+    return max(n, 1)
 
 
 class _Attack:
