@@ -107,3 +107,18 @@ def test_attack_sets_torchs_threads_as_train_does(digits, monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_epsilon_beyond_the_pixel_range_is_refused(digits):
+    """ε above 1 (the whole pixel range) attacks nothing more: one error naming the flag and the field."""
+    result, home = digits
+    code, out, err = run_main("attack", result.package, "--epsilon", "1,5", "--rows", "20", home=home)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    assert (
+        "evaluate.robustness.epsilons (--epsilon): ε 5 is above the largest budget" in err and "1 in a fraction of the pixel range" in err
+    )
+    # L2: the limit is 1 on each of the 64 pixels, an L2 norm of 8.
+    code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8,9", "--rows", "20", home=home)
+    assert code != 0 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
+    code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8", "--attack", "fgsm", "--rows", "20", home=home)
+    assert code == 0, err

@@ -186,6 +186,24 @@ def test_epsilon_and_steps_are_checked_by_the_spec():
     assert EvaluateSpec.model_validate({"robustness": {"norm": 2}}).robustness.norm == "2"  # YAML's `norm: 2` is a number
 
 
+def test_a_budget_above_the_inputs_largest_is_refused():
+    """Standard deviations: 10 at most (L∞), 10·sqrt(movable columns) for L2; columns that stay put do not count."""
+    from trustforge.data import AttackSpace
+    from trustforge.evaluate._robustness import _check_budgets, _movable
+
+    space = AttackSpace(
+        np.full(4, -3.0), np.full(4, 3.0), np.ones(4), np.array([1, 1, 1, 0], bool), budget="standard deviations", max_epsilon=10.0
+    )
+    inputs = (torch.zeros(5, 4),)
+    assert _movable((space, None), inputs) == 3
+    _check_budgets((space,), [0.5, 10.0], 3, l2=False)
+    with pytest.raises(DataError, match=r"evaluate.robustness.epsilons \(--epsilon\): ε 11 is above .* 10 in standard deviations"):
+        _check_budgets((space,), [0.5, 11.0], 3, l2=False)
+    _check_budgets((space,), [17.3], 3, l2=True)  # 10·sqrt(3) = 17.32
+    with pytest.raises(DataError, match="ε 17.4 is above"):
+        _check_budgets((space,), [17.4], 3, l2=True)
+
+
 def test_hardening_reads_the_spec_defensively():
     class Adv:
         attack, epsilon, steps, ratio = "pgd", 0.1, 7, 1.0

@@ -43,7 +43,10 @@ def attack(
     ),
     attacks: Optional[list[str]] = typer.Option(None, "--attack", help="fgsm or pgd (repeat for both; default both)"),
     epsilons: Optional[list[str]] = typer.Option(
-        None, "--epsilon", help="budgets in the input's unit, each in (0, 10] (repeat, or comma-separated; default per kind of input)"
+        None,
+        "--epsilon",
+        help="budgets in the input's unit, each > 0 and at most the input's largest (1 for the pixel range, 10 standard deviations; "
+        "L2: times sqrt(movable elements)) (repeat, or comma-separated; default per kind of input)",
     ),
     budgets: Optional[list[str]] = typer.Option(
         None, "--budget", help="text models: character edits per row (repeat, or comma-separated; default 1, 2, 4, 8)"
@@ -115,7 +118,7 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                 try:
                     budgets.append(float(part))
                 except ValueError:
-                    raise DataError(f"--epsilon must be numbers in (0, 10]; got {part.strip()!r}") from None
+                    raise DataError(f"--epsilon must be numbers above 0; got {part.strip()!r}") from None
     counts = None
     if edits:
         counts = []

@@ -133,6 +133,7 @@ def robustness(
     movable = _movable(spaces, inputs)
     if settings.epsilons:
         epsilons = sorted(float(e) for e in settings.epsilons)
+        _check_budgets(spaces, epsilons, movable, l2)
     else:
         # The kind's defaults are L∞ budgets (a change of ε on each element); the L2 norm of that
         # change on every movable element is ε·sqrt(n), so an L2 sweep scaled so reaches as far.
@@ -231,6 +232,23 @@ def _edit_evidence(model: Any, raw: RawData, settings: Any, *, seed: int, exampl
 
 
 # ---------------------------------------------------------------------------- the parts
+
+
+def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[float], movable: int, l2: bool) -> None:
+    """Refuse a budget above the largest that means anything for these inputs (`AttackSpace.max_epsilon`;
+    for L2, times sqrt of the movable elements: a change of that size on every element)."""
+    limits = [s.max_epsilon for s in spaces if s is not None and s.moves() and s.max_epsilon is not None]
+    if not limits:
+        return
+    top = min(limits) * (float(np.sqrt(movable)) if l2 else 1.0)
+    over = [e for e in epsilons if e > top + 1e-9]
+    if over:
+        lead = next(s for s in spaces if s is not None and s.moves())
+        norm = f"L2 (the L∞ limit {min(limits):g} on each of {movable} movable elements)" if l2 else "L∞"
+        raise DataError(
+            f"evaluate.robustness.epsilons (--epsilon): ε {over[0]:g} is above the largest budget of this model's inputs, "
+            f"{top:.4g} in {lead.budget}, {norm}; a larger one attacks nothing more"
+        )
 
 
 def _movable(spaces: Sequence[AttackSpace | None], inputs: tuple[torch.Tensor, ...]) -> int:
