@@ -122,3 +122,23 @@ def test_an_epsilon_beyond_the_pixel_range_is_refused(digits):
     assert code != 0 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
     code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8", "--attack", "fgsm", "--rows", "20", home=home)
     assert code == 0, err
+
+
+def test_an_edit_budget_on_an_image_model_is_one_error_naming_it(digits):
+    """--budget (evaluate.robustness.budgets) counts character edits: refused on an image model, not ignored."""
+    result, home = digits
+    code, out, err = run_main("attack", result.package, "--budget", "2", "--rows", "20", home=home)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    assert "evaluate.robustness.budgets (--budget) applies to text models" in err
+
+
+def test_rows_default_to_the_specs(digits):
+    """No --rows: RobustnessSpec's default (200), as a run attacks; the digits test split has 359 images."""
+    from trustforge.commands.attack import _settings
+    from trustforge.spec import RobustnessSpec
+
+    assert _settings(None, None, None, None, None, False, None).rows == RobustnessSpec().rows == 200
+    result, home = digits
+    code, out, err = run_main("attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--json", home=home)
+    assert code == 0, err
+    assert 190 <= json.loads(out)["rows"] <= 200  # a stratified sample of 200 (each class rounded), not 359 nor 500

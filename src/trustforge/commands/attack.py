@@ -51,11 +51,13 @@ def attack(
     budgets: Optional[list[str]] = typer.Option(
         None, "--budget", help="text models: character edits per row (repeat, or comma-separated; default 1, 2, 4, 8)"
     ),
-    norm: str = typer.Option("inf", "--norm", help="inf (L-infinity) or 2 (L2)"),
-    steps: int = typer.Option(20, "--steps", help="PGD steps"),
+    norm: Optional[str] = typer.Option(None, "--norm", help="inf (L-infinity, the default) or 2 (L2)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="PGD steps (default 20)"),
     step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step as a fraction of epsilon (default 0.25)"),
     random_start: bool = typer.Option(False, "--random-start", help="PGD starts from a random point of the ball"),
-    rows: int = typer.Option(500, "--rows", help="rows attacked at most (a stratified, seeded sample)"),
+    rows: Optional[int] = typer.Option(
+        None, "--rows", help="rows attacked at most (a stratified, seeded sample); default evaluate.robustness.rows' default, 200"
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="default: the model's train.seed"),
     threads: Optional[int] = typer.Option(
         None,
@@ -128,14 +130,12 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                     counts.append(int(part))
                 except ValueError:
                     raise DataError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
-    fields: dict[str, Any] = {
-        "norm": norm,
-        "steps": steps,
-        "random_start": random_start,
-        "rows": rows,
-        "epsilons": budgets,
-        "budgets": counts,
-    }
+    # Only the flags given: the others keep RobustnessSpec's defaults (the same as a run's), and a
+    # flag of the other family of attack (`--epsilon` on a text model) can be told from a default.
+    given = {"norm": norm, "steps": steps, "rows": rows, "epsilons": budgets, "budgets": counts}
+    fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if random_start:
+        fields["random_start"] = True
     if attacks:
         fields["attacks"] = [a.lower() for a in attacks]
     if step_size is not None:

@@ -125,6 +125,7 @@ def robustness(
         return {"skipped": reason}
     pre, task = model.preprocessor, model.task
     spaces = input_kind(model.schema).attack_spaces(pre)
+    _check_fields_fit(settings, text=spaces is None)
     if spaces is None:  # text: edits under a budget in characters, not gradients (attack_refusal let it through)
         return _edit_evidence(model, raw, settings, seed=seed, examples=examples)
     lead = next(s for s in spaces if s is not None and s.moves())
@@ -232,6 +233,36 @@ def _edit_evidence(model: Any, raw: RawData, settings: Any, *, seed: int, exampl
 
 
 # ---------------------------------------------------------------------------- the parts
+
+
+# The settings of one family of attack only, with the flag of `trustforge attack` that sets each.
+_GRADIENT_FIELDS = {
+    "attacks": "--attack",
+    "norm": "--norm",
+    "epsilons": "--epsilon",
+    "steps": "--steps",
+    "step_size": "--step-size",
+    "random_start": "--random-start",
+}
+_EDIT_FIELDS = {"budgets": "--budget"}
+
+
+def _check_fields_fit(settings: Any, *, text: bool) -> None:
+    """Refuse a setting of the other family of attack (one that differs from its default: a
+    spec written out in full repeats the defaults), rather than ignore it silently."""
+    fields = getattr(type(settings), "model_fields", {})
+    for name, flag in (_GRADIENT_FIELDS if text else _EDIT_FIELDS).items():
+        if name not in fields or getattr(settings, name, None) == fields[name].get_default(call_default_factory=True):
+            continue
+        if text:
+            raise DataError(
+                f"evaluate.robustness.{name} ({flag}) applies to the gradient attacks on images, tables and audio; "
+                "this text model meets the character-edit attack, set its budgets with evaluate.robustness.budgets (--budget)"
+            )
+        raise DataError(
+            f"evaluate.robustness.{name} ({flag}) applies to text models (character edits per row); this model's inputs are "
+            "attacked by gradient, set their budgets with evaluate.robustness.epsilons (--epsilon)"
+        )
 
 
 def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[float], movable: int, l2: bool) -> None:
