@@ -235,6 +235,16 @@ def test_a_recommender_records_why_it_is_not_attacked(tmp_path, workspace):
     assert attack_refusal(result.load_model()) == evidence["skipped"]["robustness"]
 
 
+def test_a_forecaster_is_skipped_for_its_undeclared_range_not_for_a_missing_gradient():
+    """A GRU over float windows is differentiable: the honest reason is that series windows declare no valid range."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(schema=SimpleNamespace(modality="series"), preprocessor=None, task=SimpleNamespace(name="forecasting"))
+    reason = attack_refusal(model)
+    assert reason.startswith("series inputs declare no attack space yet") and "valid range is not declared" in reason
+    assert "no gradient path" not in reason
+
+
 def recommender_spec(tmp_path: Path) -> dict:
     """A matrix factorisation on a small generated ratings table (one epoch: it only needs to exist)."""
     rng = np.random.default_rng(0)

@@ -46,6 +46,16 @@ _BATCH = 256
 _EXAMPLE_SIZE = 20_000
 
 
+# Why a kind of input has no attack space, honestly: a gradient path may well exist (a GRU over
+# float windows is differentiable), what is missing is the valid region an attack must stay in.
+_NO_SPACE = {
+    "series": "a series' windows are differentiable, but their valid range is not declared (no bounds an attack could stay within)",
+    "sequence": "numeric sequences are differentiable, but their valid range is not declared (no bounds an attack could stay within)",
+    "interactions": "user and item ids are lookups: no gradient path reaches them, and no edit attack applies",
+    "table": "no column of this table may move (categories, flags and dates stay), and no text column can be edited",
+}
+
+
 def attack_refusal(model: Any) -> str | None:
     """Why gradient attacks cannot run on `model` (no input with a gradient path, or a task
     with no per-row label or value to attack), else None."""
@@ -55,9 +65,8 @@ def attack_refusal(model: Any) -> str | None:
             if not model.task.probabilities:
                 return f"the text attack flips predicted classes; task {model.task.name} has none"
             return None
-        return (
-            f"{kind.name} inputs declare no attack space: no gradient path reaches them (ids, tokens, a series' windows) "
-            "and no edit attack applies"
+        return f"{kind.name} inputs declare no attack space yet: " + _NO_SPACE.get(
+            kind.name, "none of their encoded tensors says where it may move, and no edit attack applies"
         )
     if model.task.name not in ("classification", "regression"):
         return f"task {model.task.name} has no per-row label or value that a gradient attack could flip"
