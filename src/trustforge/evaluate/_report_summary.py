@@ -301,6 +301,21 @@ def corruption_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     return {"metric": str(section.get("metric") or "metric"), "clean": clean, "row": worst, "lower_is_better": lower}
 
 
+def edited_words(before: Any, after: Any) -> list[dict[str, str]]:
+    """The words of a text an edit attack changed, in order: `[{"before", "after"}]` (a word
+    dropped or inserted has an empty side). Non-text values give no words."""
+    import difflib
+
+    if not isinstance(before, str) or not isinstance(after, str):
+        return []
+    a, b = before.split(), after.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op != "equal":
+            out.append({"before": " ".join(a[i1:i2]), "after": " ".join(b[j1:j2])})
+    return out
+
+
 def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     """The adversarial evaluation as the report and the card show it: per attack its label, its
     score at each budget (with the before-hardening one when a plain twin was attacked), the budget
@@ -331,6 +346,10 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     strongest = next((a for a in attacks if a["name"] == "pgd"), attacks[-1] if attacks else None)
     examples = rob.get("examples") if isinstance(rob.get("examples"), dict) else {}
     table_rows = [r for r in examples.get("rows") or [] if isinstance(r, dict) and r.get("changes")]
+    if rob.get("norm") == "edits":  # text: show the words the attack edited, not the whole texts
+        table_rows = [
+            {**r, "changes": [{**c, "words": edited_words(c.get("before"), c.get("after"))} for c in r["changes"]]} for r in table_rows
+        ]
     return {
         "metric": metric,
         "norm": {"inf": "L∞", "2": "L2"}.get(str(rob.get("norm")), str(rob.get("norm") or "")),
@@ -342,6 +361,8 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
         "strongest": strongest,
         "flip": rob.get("smallest_flip") if isinstance(rob.get("smallest_flip"), dict) else None,
         "hardened": str(rob.get("hardened") or "not hardened"),
+        # The defence in words, or None for a model trained without one (the templates say so in a sentence of their own).
+        "hardened_by": None if str(rob.get("hardened") or "not hardened") == "not hardened" else str(rob["hardened"]),
         "halves": "halves" if metric == "accuracy" else "doubles",
         "examples": examples,
         "table_examples": table_rows,

@@ -12,7 +12,7 @@ import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "TaskSpec",
@@ -824,8 +824,9 @@ class RobustnessSpec(_Strict):
         None,
         min_length=1,
         max_length=12,
-        description="budgets to sweep, each in (0, 10], in the input's budget unit; default per kind "
-        "(images 0.05, 0.1, 0.2, 0.3 of the pixel range; tables 0.1, 0.25, 0.5, 1 standard deviation)",
+        description="budgets to sweep, each > 0 and at most the input's largest (L∞: 1 for the pixel range, 10 standard "
+        "deviations; L2: that times sqrt(the movable elements of a row)), in the input's budget unit; default per kind "
+        "(images 0.05, 0.1, 0.2, 0.3 of the pixel range; tables 0.1, 0.25, 0.5, 1 standard deviation; L2: those times sqrt(elements))",
     )
     budgets: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
         None,
@@ -852,13 +853,16 @@ class RobustnessSpec(_Strict):
 
     @field_validator("epsilons")
     @classmethod
-    def _budgets(cls, v: list[float] | None) -> list[float] | None:
+    def _budgets(cls, v: list[float] | None, info: ValidationInfo) -> list[float] | None:
         if v is None:
             return v
+        # L∞ budgets above 10 mean nothing in any unit; an L2 budget is a whole row's norm, so its
+        # limit depends on the row's size and is checked against the model's inputs at evaluation.
+        top = 10 if info.data.get("norm", "inf") == "inf" else 1e6
         for e in v:
-            if isinstance(e, bool) or not 0 < float(e) <= 10:
+            if isinstance(e, bool) or not 0 < float(e) <= top:
                 raise ValueError(
-                    f"each epsilon must be > 0 and <= 10 (a budget in the input's unit; 10 standard deviations is already far "
+                    f"each epsilon must be > 0 and <= {top:g} (a budget in the input's unit; 10 standard deviations is already far "
                     f"outside any training range); got {e!r}"
                 )
         return sorted({float(e) for e in v})
