@@ -141,6 +141,33 @@ def test_429s_are_audited_once_per_caller_per_window(served):
     assert all(e["outcome"] == "denied" and e["object"] == svc.source.object for e in entries)
 
 
+def test_the_last_window_and_pending_alerts_are_audited_when_the_app_shuts_down(trained):
+    # Startup, requests and shutdown through the app's lifespan: nothing flushes by hand, and the
+    # window (60 s) has not ended, so only the close hook can write these entries.
+    from trustforge.registry import Registry
+
+    settings, uri = trained
+    svc = ModelService(uri, ServeConfig(workers=0, daily_quota=3), settings=settings)
+    tokens = {}
+    for user in ("alice", "bob"):
+        if user not in {u["name"] for u in svc.registry.access.list_users()}:
+            svc.registry.access.add_user(user, "viewer")
+        tokens[user] = {"Authorization": f"Bearer {svc.registry.access.issue_token(user)}"}
+    before = _last_seq(svc.registry.audit)
+    rng = np.random.default_rng(1)
+    varied = [dict(zip(COLS, map(float, IRIS[i]))) for i in rng.permutation(len(IRIS))[:120]]
+    probe = [dict(zip(COLS, [5.1, 3.5, 1.4, 0.2 + 1e-3 * i])) for i in range(60)]
+    with TestClient(create_app(svc, manage=True)) as client:
+        codes = [_infer(client, tokens["bob"], varied[i : i + 60]).status_code for i in (0, 60)]
+        codes += [_infer(client, tokens["alice"], probe).status_code for _ in range(5)]
+    assert codes == [200] * 5 + [429] * 2
+    with Registry(settings) as registry:
+        entries = [e for e in registry.audit.entries(limit=50) if e["seq"] > before]
+    limited = [(e["actor"], e["details"]["quota"]) for e in entries if e["action"] == "serve_rate_limited"]
+    alerts = [e["actor"] for e in entries if e["action"] == "serve_probe_alert"]
+    assert limited == [("alice", 2)] and alerts == ["alice"]
+
+
 def test_without_tokens_each_address_is_a_caller(trained):
     settings, uri = trained
     svc = ModelService(uri, ServeConfig(workers=0, auth="none", rate_limit=0.01, burst=1), settings=settings).start()
