@@ -81,7 +81,7 @@ def test_one_token_past_its_rate_limit_gets_429_with_retry_after_while_another_i
     assert [_infer(client, alice).status_code for _ in range(3)] == [200, 200, 200]
     r = _infer(client, alice)
     assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 100
-    assert "rate limit of 0.01 requests/s" in r.json()["error"]  # the v2 error form
+    assert "rate limit of 36 requests/h" in r.json()["error"]  # the v2 error form (0.01/s)
     r = client.post("/invocations", json={"dataframe_records": [ROW]}, headers=alice)
     assert r.status_code == 429 and r.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"  # MLflow's form
     assert _infer(client, bob).status_code == 200  # another token is served
@@ -222,6 +222,18 @@ def test_rates_parse_per_second_minute_and_hour():
     assert parse_rate(None) is None
     with pytest.raises(SpecError, match="--rate-limit"):
         parse_rate("inf/s")
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"), [("2/min", "2 requests/min"), ("1/min", "1 request/min"), ("5/h", "5 requests/h"), ("20/s", "20 requests/s")]
+)
+def test_the_429_message_gives_the_rate_in_the_unit_it_was_set_in(flag, says):
+    # 2/min read "0.0333333 requests/s".
+    limiter = QuotaLimiter(parse_rate(flag), burst=1, clock=lambda: 0.0)
+    limiter.admit("alice")
+    with pytest.raises(RateLimited) as refused:
+        limiter.admit("alice")
+    assert f"rate limit of {says} reached" in str(refused.value)
 
 
 # ---------------------------------------------------------------------------- probing alert
