@@ -668,8 +668,14 @@ class AdversarialSpec(_Strict):
     steps: int = Field(7, ge=1, le=1000, description="attack steps (pgd); fgsm takes one step of size epsilon")
     step_size: float | None = Field(None, gt=0, le=10, description="budget units per step; default 2.5 · epsilon / steps")
     norm: Literal["inf", "2"] = "inf"
-    ratio: float = Field(1.0, gt=0, le=1, description="method pgd: the share of each batch replaced by adversarial examples")
-    beta: float = Field(6.0, gt=0, le=100, description="method trades: the weight of the KL term (robustness against clean accuracy)")
+    # None until the validator fills in the default of the method that uses it: given with the
+    # other method, each is an error (not ignored); a normalised spec writes the other as null.
+    ratio: float | None = Field(
+        None, gt=0, le=1, description="method pgd: the share of each batch replaced by adversarial examples (default 1)"
+    )
+    beta: float | None = Field(
+        None, gt=0, le=100, description="method trades: the weight of the KL term (robustness against clean accuracy; default 6)"
+    )
     random_start: bool = True
     compare: bool = Field(True, description="also train a plain twin (same spec and seed, no defence): the report's 'before'")
 
@@ -681,12 +687,18 @@ class AdversarialSpec(_Strict):
 
     @model_validator(mode="after")
     def _fields_fit_method(self) -> "AdversarialSpec":
-        # A field of the other method is an error only when it differs from its default: a
-        # normalised spec (a package's manifest) writes every field out, and must load again.
-        if self.method == "trades" and self.ratio != 1:
-            raise SpecProblem(("ratio",), f"applies to method pgd only (trades attacks every sample); got {self.ratio}")
-        if self.method == "pgd" and self.beta != AdversarialSpec.model_fields["beta"].default:
-            raise SpecProblem(("beta",), f"applies to method trades only; got {self.beta}")
+        # A field of the other method is an error whatever its value (it would be ignored); the
+        # method's own field gets its default here, so a normalised spec loads again.
+        if self.method == "trades" and self.ratio is not None:
+            raise SpecProblem(("ratio",), f"applies to method pgd only (trades attacks every sample; remove it); got {self.ratio}")
+        if self.method == "pgd" and self.beta is not None:
+            raise SpecProblem(
+                ("beta",), f"applies to method trades only (pgd has no KL term; remove it or set method: trades); got {self.beta}"
+            )
+        if self.method == "pgd" and self.ratio is None:
+            self.__dict__["ratio"] = 1.0
+        if self.method == "trades" and self.beta is None:
+            self.__dict__["beta"] = 6.0
         if self.attack == "fgsm":
             if self.steps not in (1, AdversarialSpec.model_fields["steps"].default):
                 raise SpecProblem(("steps",), f"must be 1 (or left out) for attack fgsm, one step of size epsilon; got {self.steps}")
@@ -1176,8 +1188,20 @@ class TaskSpec(_Strict):
         adv = self.train.adversarial
         if adv is None:
             return
-        from trustforge.data import INPUT_KINDS, InputKind, source_input_kind  # here for the reason given in _check_source
+        from trustforge.data import (
+            INPUT_KINDS,
+            InputKind,
+            source_holds_text,
+            source_input_kind,
+        )  # here for the reason given in _check_source
 
+        if self.data.text is not None or source_holds_text(self.data.source):
+            # Token ids have no gradient path to move; `train` would refuse it only after loading the data.
+            raise SpecProblem(
+                ("train", "adversarial"),
+                "needs inputs a gradient attack can move (images, table numbers); text data has none "
+                "(a text model is attacked by character edits: evaluate.robustness, trustforge attack): set it to null",
+            )
         kind = INPUT_KINDS[source_input_kind(self.task, self.data.source)]
         if type(kind).attack_spaces is InputKind.attack_spaces:
             raise SpecProblem(
