@@ -189,7 +189,9 @@ def test_a_file_swapped_in_from_another_package_is_caught(name, package, keyring
 def test_a_signature_swapped_in_from_another_package_is_caught(package, keyring, tmp_path):
     other = _other_package(tmp_path, keyring)
     shutil.copy(other / "model.sig", package / "model.sig")
-    with pytest.raises(IntegrityError, match="does not match the signature"):
+    # A file of this package is either not in the other's signature (ood.safetensors, when only
+    # this one has a detector) or has another digest there: caught either way.
+    with pytest.raises(IntegrityError, match="does not match the signature|not listed in the signature"):
         Model.load(package, keyring=keyring)
 
 
