@@ -121,7 +121,7 @@ def test_declared_types_override_inference(tmp_path):
     spec = yaml.safe_load(three_lines(tmp_path, frame, "disrupted").read_text())
     spec["data"]["features"] = {"engines": "categorical"}  # the other columns stay, inferred
     spec["train"] = {"max_epochs": 2}
-    spec["evaluate"] = {"speed": False, "corruptions": False, "explain": False}
+    spec["evaluate"] = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
     import os
 
     os.chdir(tmp_path)
@@ -149,7 +149,7 @@ def test_a_column_declared_with_its_own_options_is_fitted_with_them(tmp_path):
     spec = yaml.safe_load(three_lines(tmp_path, frame, "disrupted").read_text())
     spec["data"]["features"] = {"remarks": {"type": "text", "tokenizer": "char", "max_length": 40}}
     spec["train"] = {"max_epochs": 1}
-    spec["evaluate"] = {"speed": False, "corruptions": False, "explain": False, "calibrate": False}
+    spec["evaluate"] = {"speed": False, "corruptions": False, "explain": False, "robustness": False, "calibrate": False}
     import os
 
     os.chdir(tmp_path)

@@ -114,7 +114,7 @@ def test_speech_digits_from_the_cli_in_ci_settings(spoken_digits, workspace, tmp
 
 def test_a_bad_wav_stops_prediction_naming_the_file(spoken_digits, tmp_path):
     raw = example(max_epochs=1)
-    raw["evaluate"] = {"speed": False, "corruptions": False, "explain": False}
+    raw["evaluate"] = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
     model = trustforge.run(raw, progress=False, register=False).load_model()
     (tmp_path / "clips").mkdir()
     sf.write(str(tmp_path / "clips" / "good.wav"), np.zeros(8000, dtype=np.float32), 8000)

@@ -47,7 +47,14 @@ def _small(raw: dict, source: str | None = None, **train) -> dict:
         raw["data"]["target"] = "score"
         raw["data"]["text"]["column"] = "review"
     raw["train"].update(train)
-    raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "corruptions": False, "explain": False}
+    # The character-edit attack on a few rows: it costs a model call per candidate edit (tests/evaluate/test_text_attack.py measures it).
+    raw["evaluate"] = {
+        **raw.get("evaluate", {}),
+        "speed": False,
+        "corruptions": False,
+        "explain": False,
+        "robustness": {"budgets": [1, 2], "rows": 10},
+    }
     return raw
 
 

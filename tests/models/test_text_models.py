@@ -20,7 +20,7 @@ from trustforge.settings import Settings
 
 # Small but real: 600 of the generated Chinese reviews, read character by character (majority 0.52).
 QUICK = {"max_epochs": 6, "batch_size": 32, "optimizer": {"name": "adamw", "lr": 0.003}, "early_stopping": None}
-FAST_EVIDENCE = {"speed": False, "corruptions": False, "explain": False}
+FAST_EVIDENCE = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
 TEXTS = pd.DataFrame({"review": ["质量很好，物流很快，非常满意！", "做工粗糙，客服不理人，再也不买了。", "价格一点也不贵，推荐购买"]})
 
 

@@ -20,7 +20,7 @@ from trustforge.monitor._reference import MIN_ROWS
 from trustforge.package import Model
 from trustforge.package._format import encode_manifest
 
-QUICK = {"speed": False, "corruptions": False, "explain": False}
+QUICK = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from trustforge.package import Model
 from trustforge.settings import Settings
 from trustforge.testing import foreign_images, shifted_rows
 
-QUIET = {"speed": False, "corruptions": False, "explain": False}
+QUIET = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
 DIGITS = {
     "name": "digits-ood",
     "data": {"source": "builtin:digits", "split": {"test": 0.2, "validation": 0.1, "stratify": True}},

@@ -23,7 +23,7 @@ from trustforge.pipeline import run
 from trustforge.settings import Settings
 from trustforge.testing import CASES
 
-QUIET = {"speed": False, "corruptions": False, "explain": False}
+QUIET = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
 STRIKES = Path(__file__).resolve().parents[2] / "examples" / "data" / "strikes.csv"
 
 

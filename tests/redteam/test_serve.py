@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "serve"))
 from _serving import LiveServer  # noqa: E402
 
-QUIET = {"speed": False, "corruptions": False, "explain": False}
+QUIET = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
 IRIS = {
     "name": "rt-iris",
     "data": {"source": "builtin:iris"},

@@ -13,7 +13,7 @@ import pandas as pd
 
 from trustforge.settings import Settings
 
-QUIET = {"speed": False, "corruptions": False, "explain": False}
+QUIET = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
 
 SPECS = {
     # 4 numeric columns, 3 classes; a drift window of 20 rows so tests can fill one.

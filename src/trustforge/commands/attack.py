@@ -56,7 +56,9 @@ def attack(
     step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step as a fraction of epsilon (default 0.25)"),
     random_start: bool = typer.Option(False, "--random-start", help="PGD starts from a random point of the ball"),
     rows: Optional[int] = typer.Option(
-        None, "--rows", help="rows attacked at most (a stratified, seeded sample); default evaluate.robustness.rows' default, 200"
+        None,
+        "--rows",
+        help="rows attacked at most (a stratified, seeded sample); default evaluate.robustness.rows' default, 200 (text: 100)",
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="default: the model's train.seed"),
     threads: Optional[int] = typer.Option(

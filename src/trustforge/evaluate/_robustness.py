@@ -40,6 +40,9 @@ _BISECT_ROWS = 100
 _EXAMPLES = 3
 # Character edits per text swept by default: one typo up to a few words' worth (DeepWordBug's budgets run 1-30).
 _EDIT_BUDGETS = (1, 2, 4, 8)
+# Rows attacked when evaluate.robustness.rows is not set: a text row costs a model call per candidate edit.
+_GRADIENT_ROWS = 200
+_EDIT_ROWS = 100
 _BATCH = 256
 # Above this many attacked numbers per example, an example is not copied into evidence.json
 # (a 3×64×64 image is 12,288; a table row is a few dozen).
@@ -151,7 +154,7 @@ def robustness(
         epsilons = sorted(float(f"{float(e) * scale:.4g}") for e in (lead.epsilons or (0.1, 0.25, 0.5, 1.0)))
     target = pre.encode_target(raw)
     total = len(target)
-    idx = _sample(target.numpy(), settings.rows, seed, stratify=task.probabilities)
+    idx = _sample(target.numpy(), settings.rows or _GRADIENT_ROWS, seed, stratify=task.probabilities)
     inputs, target = tuple(t[idx] for t in inputs), target[idx]
     n_classes = len(model.classes or [])
     judge = _Judge(model, target)
@@ -190,7 +193,7 @@ def _edit_evidence(model: Any, raw: RawData, settings: Any, *, seed: int, exampl
 
     space = input_kind(model.schema).edit_space(model.preprocessor)
     budgets = list(getattr(settings, "budgets", None) or _EDIT_BUDGETS)
-    found = edit_attack(model, raw, space, budgets=budgets, rows=settings.rows, seed=seed)
+    found = edit_attack(model, raw, space, budgets=budgets, rows=settings.rows or _EDIT_ROWS, seed=seed)
     levels, accuracy, success = found["budgets"][1:], found["accuracy"], found["success_rate"]
     points = [{"epsilon": float(b), "accuracy": a, "success_rate": r} for b, a, r in zip(levels, accuracy[1:], success[1:])]
     judge = SimpleNamespace(metric="accuracy", higher_is_better=True)
