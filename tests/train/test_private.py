@@ -262,3 +262,8 @@ def test_the_private_digits_example_reaches_the_bar_and_records_its_guarantee(wo
         r"\*\*Privacy:\*\* trained with differential privacy .*ε [0-9.]+ at δ 1e-05 \(PRV accountant\).*poisson sampling", card
     )
     assert "trained with differential privacy (DP-SGD through Opacus)" in report and "poisson sampling" in report
+    # the same run folder without the guarantee's keys reads as a run trained without it
+    plain = {k: v for k, v in m.items() if not k.startswith("privacy_")}
+    (result.run_dir / "metrics.json").write_text(json.dumps(plain))
+    write_report(result.run_dir)
+    assert "- **Privacy:** not trained with differential privacy" in (result.run_dir / "model_card.md").read_text()
