@@ -68,8 +68,12 @@ _WHAT = {Columns: "table", Grid: "image", Steps: "sequence", Tokens: "text", Spe
 def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
     """The model named by `spec.model` for the input shape the schema's kind of input hands it.
 
+    A spec with `train.privacy` gets the network DP-SGD can train: batch norm replaced by group
+    norm (see `private_compatible`), so a package rebuilds the same layers its weights came from.
+
     Raises:
-        ModelError: the architecture does not read that input (e.g. a CNN over a table).
+        ModelError: the architecture does not read that input (e.g. a CNN over a table), or
+            `train.privacy` is set and a layer cannot be trained privately.
     """
     m = spec.model
     shape = input_kind(schema).shape(schema)
