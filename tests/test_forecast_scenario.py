@@ -118,7 +118,12 @@ def test_package_evaluates_like_the_run_and_keeps_its_evidence(seasonal_run):
     noise = evidence["corruptions"]
     assert noise["metric"] == "mae" and [r["severity"] for r in noise["rows"]] == [1, 2, 3]
     assert noise["rows"][2]["value"] > noise["clean"]  # noisier inputs, worse forecasts
-    assert set(evidence["skipped"]) == {"calibration", "explanations", "robustness"}  # a window of values: no attack space yet
+    assert set(evidence["skipped"]) == {
+        "calibration",
+        "explanations",
+        "robustness",
+        "privacy_audit",
+    }  # a window of values: no attack space, no row-level loss
     assert "calibration" not in evidence or evidence["calibration"] is None
     assert evidence["shift"]["n"] == 360 and evidence["shift"]["shifted"]["mae"] > 0
     manifest = json.loads((result.package / "manifest.json").read_text())

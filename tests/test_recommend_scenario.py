@@ -143,7 +143,13 @@ def test_implicit_example_trains_through_the_python_api_and_ranks_above_populari
     assert scores.prediction[0] == pytest.approx(recs.score[0], rel=1e-6)
 
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
-    assert set(evidence["skipped"]) == {"calibration", "corruptions", "explanations", "robustness"}  # ids: no gradient path
+    assert set(evidence["skipped"]) == {
+        "calibration",
+        "corruptions",
+        "explanations",
+        "robustness",
+        "privacy_audit",
+    }  # ids: no gradient path, no row-level loss
     assert evidence["speed"]["parameters"] == model.manifest["model"]["parameters"]
     from trustforge.evaluate import write_report
 

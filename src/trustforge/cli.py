@@ -632,7 +632,7 @@ def serve(
         burst=burst,
         daily_quota=daily_quota,
         probe_alert=not no_probe_alert,
-        ood=ood,  # type: ignore[arg-type]
+        ood=ood.strip().lower(),  # type: ignore[arg-type]  # --ood OFF means off
     )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 

@@ -66,3 +66,79 @@ def test_a_recommender_is_refused(tmp_path, workspace):
     code, out, err = run_main("attack", result.package, home=workspace)
     assert code != 0 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, (out, err)
     assert "cannot attack this model" in err and "no gradient path" in err and "Traceback" not in out + err
+
+
+def test_data_of_another_kind_is_one_error_naming_both(digits, workspace):
+    """A spec whose data the model does not take is refused before encoding, both ways round
+    (an image model given a table, a table model given images), naming what each is."""
+    from types import SimpleNamespace
+
+    from trustforge.commands.attack import _labelled
+    from trustforge.data import prepare
+    from trustforge.errors import DataError
+    from trustforge.spec import load_spec
+
+    result, home = digits
+    code, out, err = run_main("attack", "models:/digits-cnn/1", "--data", str(ROOT / "examples" / "breast_cancer_mlp.yaml"), home=home)
+    assert code != 0 and err.startswith("error: --data breast_cancer_mlp.yaml") and len(err.strip().splitlines()) == 1, err
+    assert "the model takes image inputs" in err and "the spec's data are table inputs" in err and "Traceback" not in out + err
+    table = prepare(load_spec(ROOT / "examples" / "breast_cancer_mlp.yaml")).schema
+    with pytest.raises(DataError, match=r"the model takes table inputs.*the spec's data are image inputs"):
+        _labelled(SimpleNamespace(schema=table), ROOT / "examples" / "digits_cnn.yaml")
+
+
+def test_attack_sets_torchs_threads_as_train_does(digits, monkeypatch):
+    """Torch's default (a thread per core) made the attack 4-20x slower on a busy machine: a small
+    model is attacked on one thread unless OMP_NUM_THREADS or --threads says otherwise."""
+    import torch
+
+    result, home = digits
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        code, out, err = run_main("attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--rows", "20", home=home)
+        assert code == 0, err
+        assert torch.get_num_threads() == 1  # the digits CNN is far under a million parameters
+        code, out, err = run_main(
+            "attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--rows", "20", "--threads", "2", home=home
+        )
+        assert code == 0, err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_epsilon_beyond_the_pixel_range_is_refused(digits):
+    """ε above 1 (the whole pixel range) attacks nothing more: one error naming the flag and the field."""
+    result, home = digits
+    code, out, err = run_main("attack", result.package, "--epsilon", "1,5", "--rows", "20", home=home)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    assert (
+        "evaluate.robustness.epsilons (--epsilon): ε 5 is above the largest budget" in err and "1 in a fraction of the pixel range" in err
+    )
+    # L2: the limit is 1 on each of the 64 pixels, an L2 norm of 8.
+    code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8,9", "--rows", "20", home=home)
+    assert code != 0 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
+    code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8", "--attack", "fgsm", "--rows", "20", home=home)
+    assert code == 0, err
+
+
+def test_an_edit_budget_on_an_image_model_is_one_error_naming_it(digits):
+    """--budget (evaluate.robustness.budgets) counts character edits: refused on an image model, not ignored."""
+    result, home = digits
+    code, out, err = run_main("attack", result.package, "--budget", "2", "--rows", "20", home=home)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    assert "evaluate.robustness.budgets (--budget) applies to text models" in err
+
+
+def test_rows_default_to_the_specs(digits):
+    """No --rows: RobustnessSpec's default (200), as a run attacks; the digits test split has 359 images."""
+    from trustforge.commands.attack import _settings
+    from trustforge.spec import RobustnessSpec
+
+    assert _settings(None, None, None, None, None, False, None).rows == RobustnessSpec().rows == 200
+    result, home = digits
+    code, out, err = run_main("attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--json", home=home)
+    assert code == 0, err
+    assert 190 <= json.loads(out)["rows"] <= 200  # a stratified sample of 200 (each class rounded), not 359 nor 500

@@ -387,6 +387,13 @@ def test_what_a_source_holds_is_known_without_reading_it(source, holds) -> None:
     assert source_holds(source) == holds
 
 
+def test_builtin_text_sets_are_known_as_text_without_reading_them() -> None:
+    from trustforge.data import source_holds_text
+
+    assert source_holds_text("builtin:reviews") and source_holds_text("builtin:chinese_reviews")
+    assert not any(source_holds_text(s) for s in ("builtin:iris", "csv:reviews.csv", "reviews", "builtin:nope"))
+
+
 @pytest.mark.parametrize(
     ("task", "source", "kind"),
     [

@@ -252,11 +252,12 @@ def test_report_holds_the_runs_figures(runs, reports):
     assert f"{evidence['calibration']['temperature']:.4g}" in html
     assert f"{evidence['speed']['latency_ms']['p50']:.4g}" in html
     assert "gaussian_noise" in html
-    # This fixture run predates baselines, intervals and attacks: those three, and nothing else, are "not measured".
+    # This fixture run predates baselines, intervals, attacks and the privacy audit: those, and nothing else, are "not measured".
     assert re.findall(r'class="missing">([^<]*)<', html) == [
         "Not measured: the run holds no baseline (a simpler model trained on the same split).",
         "Not measured: the run holds no bootstrap intervals.",
         "Not measured: the run holds no adversarial evaluation (evaluate.robustness).",
+        "Not measured: the run holds no membership-inference audit (evaluate.privacy_audit).",
     ]
     # Untrusted values from data files are escaped, never markup.
     assert "<b>test</b>" not in html and "&lt;b&gt;test&lt;/b&gt;" in html
@@ -789,3 +790,26 @@ def test_a_served_temperature_that_hurts_log_loss_is_a_point_to_watch(examples, 
     a = _answers(write_report(run).read_text(encoding="utf-8"))
     assert "temperature-scaled (T = 0.05" in a["sure"] and "Log loss 0.0123 before, 0.1 after" in a["sure"]
     assert "makes test log loss worse (0.0123 raw, 0.1 scaled)" in a["watch"]
+
+
+def test_text_attack_examples_show_the_edited_words_not_a_table_caption(runs, tmp_path):
+    """The character-edit attack's examples: its own caption, and only the words that changed, before → after."""
+    from trustforge.evaluate._report_summary import edited_words
+
+    assert edited_words("a truly great film", "a truly graet flim") == [{"before": "great film", "after": "graet flim"}]
+    assert edited_words("bad plot", "bad plot") == [] and edited_words(0.5, 0.7) == []
+    run = tmp_path / "text"
+    shutil.copytree(runs["table"], run)
+    evidence = json.loads((run / "evidence.json").read_text(encoding="utf-8"))
+    points = [{"epsilon": 1.0, "accuracy": 0.6, "success_rate": 0.3}, {"epsilon": 2.0, "accuracy": 0.4, "success_rate": 0.5}]
+    evidence["robustness"] = {
+        "metric": "accuracy", "norm": "edits", "budget": "character edits per row", "epsilons": [1.0, 2.0], "rows": 60,
+        "clean": 0.8, "hardened": "not hardened", "attacks": {"char-edit": {"points": points, "seconds": 1.0, "halving_epsilon": 2.0}},
+        "examples": {"attack": "char-edit", "epsilon": 2.0, "rows": [{"label": "pos", "adversarial_prediction": "neg", "changes": [
+            {"column": "review", "before": "a truly great film", "after": "a truly graet film", "units": "raw"}]}]},
+    }  # fmt: skip
+    (run / "evidence.json").write_text(json.dumps(evidence), encoding="utf-8")
+    html = write_report(run).read_text(encoding="utf-8")
+    section = html[html.index('id="robustness"') :]
+    assert "categories and flags never move" not in section and "the words it edited, before → after" in section
+    assert "review: <q>great</q> → <q>graet</q>" in section and "a truly great film" not in section

@@ -107,6 +107,19 @@ def test_a_plain_twin_adds_the_before_hardening_curve(digits):
     assert again["attacks"]["fgsm"]["points"] == ev["attacks"]["fgsm"]["points"]  # seeded: the same rows, the same figures
 
 
+def test_the_default_l2_sweep_is_scaled_to_the_rows_size_and_bites(digits):
+    """L2 without epsilons: the kind's budgets times sqrt(64 pixels), so its largest reaches as far
+    as L∞ 0.3 on every pixel (the L∞ defaults left accuracy at 0.87 there)."""
+    result, _ = digits
+    model = result.load_model()
+    test = prepare(result.spec).test_raw
+    ev = robustness(model, test, RobustnessSpec(norm="2", attacks=["pgd"], steps=10, rows=100), seed=0, examples=0)
+    assert ev["epsilons"] == [0.4, 0.8, 1.6, 2.4]
+    assert "for L2, ε is the L2 norm of the whole change of a row (64 movable elements)" in ev["budget"]
+    accuracy = [p["accuracy"] for p in ev["attacks"]["pgd"]["points"]]
+    assert ev["clean"] > 0.9 and accuracy[-1] < 0.2, accuracy
+
+
 def _mixed_table(tmp_path: Path) -> Path:
     """Breast-cancer measurements with a categorical and a binary column derived from them (so they carry signal)."""
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)
@@ -173,6 +186,24 @@ def test_epsilon_and_steps_are_checked_by_the_spec():
     assert EvaluateSpec.model_validate({"robustness": {"norm": 2}}).robustness.norm == "2"  # YAML's `norm: 2` is a number
 
 
+def test_a_budget_above_the_inputs_largest_is_refused():
+    """Standard deviations: 10 at most (L∞), 10·sqrt(movable columns) for L2; columns that stay put do not count."""
+    from trustforge.data import AttackSpace
+    from trustforge.evaluate._robustness import _check_budgets, _movable
+
+    space = AttackSpace(
+        np.full(4, -3.0), np.full(4, 3.0), np.ones(4), np.array([1, 1, 1, 0], bool), budget="standard deviations", max_epsilon=10.0
+    )
+    inputs = (torch.zeros(5, 4),)
+    assert _movable((space, None), inputs) == 3
+    _check_budgets((space,), [0.5, 10.0], 3, l2=False)
+    with pytest.raises(DataError, match=r"evaluate.robustness.epsilons \(--epsilon\): ε 11 is above .* 10 in standard deviations"):
+        _check_budgets((space,), [0.5, 11.0], 3, l2=False)
+    _check_budgets((space,), [17.3], 3, l2=True)  # 10·sqrt(3) = 17.32
+    with pytest.raises(DataError, match="ε 17.4 is above"):
+        _check_budgets((space,), [17.4], 3, l2=True)
+
+
 def test_hardening_reads_the_spec_defensively():
     class Adv:
         attack, epsilon, steps, ratio = "pgd", 0.1, 7, 1.0
@@ -180,8 +211,21 @@ def test_hardening_reads_the_spec_defensively():
     class Train:
         adversarial = Adv()
 
-    assert hardening(type("S", (), {"train": Train()})()) == "adversarial training: attack pgd, epsilon 0.1, steps 7, ratio 1.0"
+    assert hardening(type("S", (), {"train": Train()})()) == "PGD adversarial training against PGD-7, L∞, ε 0.1"
     assert hardening(type("S", (), {"train": object()})()) == "not hardened"
+
+
+def test_hardening_names_the_defence_from_its_real_fields():
+    """Each method in its own words: TRADES with its β and norm, PGD with its batch share; no field of the other method."""
+    from trustforge.spec import TrainSpec
+
+    def said(adv: dict) -> str:
+        return hardening(type("S", (), {"train": TrainSpec(adversarial=adv)})())
+
+    assert said({"method": "trades", "steps": 5, "norm": 2, "epsilon": 0.3}) == "TRADES (β 6) against PGD-5, L2, ε 0.3"
+    pgd = said({"method": "pgd", "attack": "fgsm", "epsilon": 0.1, "ratio": 0.5})
+    assert pgd == "PGD adversarial training (50% of each batch) against FGSM, L∞, ε 0.1" and "β" not in pgd
+    assert "ratio" not in said({"method": "trades"}) and said({"step_size": 0.02}).endswith("ε 0.1, step 0.02")
 
 
 def test_a_recommender_records_why_it_is_not_attacked(tmp_path, workspace):
@@ -189,6 +233,16 @@ def test_a_recommender_records_why_it_is_not_attacked(tmp_path, workspace):
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     assert "robustness" not in evidence and "no gradient path" in evidence["skipped"]["robustness"]
     assert attack_refusal(result.load_model()) == evidence["skipped"]["robustness"]
+
+
+def test_a_forecaster_is_skipped_for_its_undeclared_range_not_for_a_missing_gradient():
+    """A GRU over float windows is differentiable: the honest reason is that series windows declare no valid range."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(schema=SimpleNamespace(modality="series"), preprocessor=None, task=SimpleNamespace(name="forecasting"))
+    reason = attack_refusal(model)
+    assert reason.startswith("series inputs declare no attack space yet") and "valid range is not declared" in reason
+    assert "no gradient path" not in reason
 
 
 def recommender_spec(tmp_path: Path) -> dict:
@@ -229,10 +283,27 @@ def test_the_report_draws_the_curve_and_the_card_states_the_halving_budget(digit
     html = write_report(result.run_dir).read_text(encoding="utf-8")
     assert 'data-plot="robustness"' in html and 'data-plot="adversarial_examples"' in html
     section = html[html.index('id="robustness"') :]
-    assert "fraction of the pixel range" in section and "not hardened" in section and "PGD-20" in section
+    assert "fraction of the pixel range" in section and "The model was not adversarially trained." in section and "PGD-20" in section
     card = (result.run_dir / "model_card.md").read_text(encoding="utf-8")
     half = evidence["robustness"]["attacks"]["pgd"]["halving_epsilon"]
-    assert f"accuracy halves under PGD-20 at ε {half:.3g}" in card and "Hardened against: not hardened" in card
+    assert f"accuracy halves under PGD-20 at ε {half:.3g}" in card and "Not adversarially trained." in card
+
+
+def test_the_report_and_card_name_the_defence_of_a_hardened_model(digits, tmp_path):
+    """A hardened model's sentence names its defence (no "The model is adversarial training: …")."""
+    import shutil
+
+    from trustforge.evaluate import write_report
+
+    result, evidence = digits
+    run_dir = Path(shutil.copytree(result.run_dir, tmp_path / "run"))
+    hardened = json.loads(json.dumps(evidence))
+    hardened["robustness"]["hardened"] = "TRADES (β 6) against PGD-5, L2, ε 0.3"
+    (run_dir / "evidence.json").write_text(json.dumps(hardened))
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    assert "The model was adversarially trained: TRADES (β 6) against PGD-5, L2, ε 0.3." in html and "The model is " not in html
+    card = (run_dir / "model_card.md").read_text(encoding="utf-8")
+    assert "Adversarially trained: TRADES (β 6) against PGD-5, L2, ε 0.3." in card and "Hardened against" not in card
 
 
 def test_audio_moves_its_spectrogram_within_each_bands_training_range():

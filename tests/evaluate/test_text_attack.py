@@ -229,3 +229,16 @@ def test_an_empty_budget_in_the_spec_is_one_clear_error():
     for bad in ([], [0], [-1]):
         with pytest.raises(ValidationError, match="budgets"):
             RobustnessSpec(budgets=bad)
+
+
+@pytest.mark.parametrize(
+    "field, value, flag",
+    [("epsilons", [0.1], "--epsilon"), ("norm", "2", "--norm"), ("attacks", ["fgsm"], "--attack"), ("steps", 5, "--steps")],
+)
+def test_a_gradient_attacks_setting_on_a_text_model_is_one_error_naming_it(text_model, reviews, field, value, flag):
+    """Silently ignored before: the text model meets the character-edit attack, whose budgets are `budgets`."""
+    from trustforge.evaluate import robustness
+    from trustforge.spec import RobustnessSpec
+
+    with pytest.raises(DataError, match=rf"evaluate\.robustness\.{field} \({flag}\) applies to the gradient attacks.*text model"):
+        robustness(text_model, _test_rows(text_model, reviews), RobustnessSpec(**{field: value}), seed=0)

@@ -96,3 +96,45 @@ def _children(pid: int) -> list[int]:
         return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_audits_the_last_window_of_429s(packages, workspace, tmp_path):
+    # uvicorn re-raises the SIGTERM it handled once it has stopped; under the default handler that
+    # killed the process before the service closed, and the pending 429 counts were never audited.
+    from trustforge.registry import Registry
+
+    package = signed_copy(packages["iris"], Settings.from_env(), tmp_path / "pkg")
+    port = free_port()
+    script = Path(sys.executable).with_name("trustforge")
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "trustforge.cli"]
+    env = {**os.environ, "TRUSTFORGE_HOME": str(workspace)}
+    proc = subprocess.Popen(
+        [*cmd, "serve", str(package), "--port", str(port), "--workers", "0", "--no-auth", "--rate-limit", "2/s", "--daily-quota", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.3)
+        row = {"sepal length (cm)": 6.7, "sepal width (cm)": 3.0, "petal length (cm)": 5.2, "petal width (cm)": 2.3}
+        codes = [httpx.post(f"{url}/invocations", json={"dataframe_records": [row]}).status_code for _ in range(4)]
+        assert codes[0] == 200 and codes.count(429) == 3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    with Registry(Settings.from_env(workspace)) as registry:
+        limited = [e["details"] for e in registry.audit.entries(limit=50) if e["action"] == "serve_rate_limited"]
+    assert len(limited) == 1 and limited[0]["rate"] + limited[0]["quota"] == 3

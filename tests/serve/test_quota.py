@@ -81,7 +81,7 @@ def test_one_token_past_its_rate_limit_gets_429_with_retry_after_while_another_i
     assert [_infer(client, alice).status_code for _ in range(3)] == [200, 200, 200]
     r = _infer(client, alice)
     assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 100
-    assert "rate limit of 0.01 requests/s" in r.json()["error"]  # the v2 error form
+    assert "rate limit of 36 requests/h" in r.json()["error"]  # the v2 error form (0.01/s)
     r = client.post("/invocations", json={"dataframe_records": [ROW]}, headers=alice)
     assert r.status_code == 429 and r.json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"  # MLflow's form
     assert _infer(client, bob).status_code == 200  # another token is served
@@ -141,6 +141,33 @@ def test_429s_are_audited_once_per_caller_per_window(served):
     assert all(e["outcome"] == "denied" and e["object"] == svc.source.object for e in entries)
 
 
+def test_the_last_window_and_pending_alerts_are_audited_when_the_app_shuts_down(trained):
+    # Startup, requests and shutdown through the app's lifespan: nothing flushes by hand, and the
+    # window (60 s) has not ended, so only the close hook can write these entries.
+    from trustforge.registry import Registry
+
+    settings, uri = trained
+    svc = ModelService(uri, ServeConfig(workers=0, daily_quota=3), settings=settings)
+    tokens = {}
+    for user in ("alice", "bob"):
+        if user not in {u["name"] for u in svc.registry.access.list_users()}:
+            svc.registry.access.add_user(user, "viewer")
+        tokens[user] = {"Authorization": f"Bearer {svc.registry.access.issue_token(user)}"}
+    before = _last_seq(svc.registry.audit)
+    rng = np.random.default_rng(1)
+    varied = [dict(zip(COLS, map(float, IRIS[i]))) for i in rng.permutation(len(IRIS))[:120]]
+    probe = [dict(zip(COLS, [5.1, 3.5, 1.4, 0.2 + 1e-3 * i])) for i in range(60)]
+    with TestClient(create_app(svc, manage=True)) as client:
+        codes = [_infer(client, tokens["bob"], varied[i : i + 60]).status_code for i in (0, 60)]
+        codes += [_infer(client, tokens["alice"], probe).status_code for _ in range(5)]
+    assert codes == [200] * 5 + [429] * 2
+    with Registry(settings) as registry:
+        entries = [e for e in registry.audit.entries(limit=50) if e["seq"] > before]
+    limited = [(e["actor"], e["details"]["quota"]) for e in entries if e["action"] == "serve_rate_limited"]
+    alerts = [e["actor"] for e in entries if e["action"] == "serve_probe_alert"]
+    assert limited == [("alice", 2)] and alerts == ["alice"]
+
+
 def test_without_tokens_each_address_is_a_caller(trained):
     settings, uri = trained
     svc = ModelService(uri, ServeConfig(workers=0, auth="none", rate_limit=0.01, burst=1), settings=settings).start()
@@ -195,6 +222,18 @@ def test_rates_parse_per_second_minute_and_hour():
     assert parse_rate(None) is None
     with pytest.raises(SpecError, match="--rate-limit"):
         parse_rate("inf/s")
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"), [("2/min", "2 requests/min"), ("1/min", "1 request/min"), ("5/h", "5 requests/h"), ("20/s", "20 requests/s")]
+)
+def test_the_429_message_gives_the_rate_in_the_unit_it_was_set_in(flag, says):
+    # 2/min read "0.0333333 requests/s".
+    limiter = QuotaLimiter(parse_rate(flag), burst=1, clock=lambda: 0.0)
+    limiter.admit("alice")
+    with pytest.raises(RateLimited) as refused:
+        limiter.admit("alice")
+    assert f"rate limit of {says} reached" in str(refused.value)
 
 
 # ---------------------------------------------------------------------------- probing alert

@@ -126,5 +126,41 @@ def test_a_package_without_a_detector_still_serves(registry, tmp_path, workspace
 
 
 def test_an_unknown_policy_is_one_clear_error():
-    with pytest.raises(SpecError, match="ood must be flag, refuse or off"):
+    with pytest.raises(SpecError, match="--ood .*must be flag, refuse or off"):
         ServeConfig(ood="block")  # type: ignore[arg-type]
+
+
+def test_the_cli_takes_the_policy_in_any_case_and_names_the_flag(monkeypatch):
+    from typer.testing import CliRunner
+
+    from trustforge import cli, serve
+
+    seen = {}
+    monkeypatch.setattr(serve, "serve", lambda uri, config, **kw: seen.setdefault("ood", config.ood))
+    r = CliRunner().invoke(cli.app, ["serve", "some-folder", "--ood", "OFF"])
+    assert r.exit_code == 0, r.output
+    assert seen["ood"] == "off"
+    r = CliRunner().invoke(cli.app, ["serve", "some-folder", "--ood", "block"])
+    assert r.exit_code != 0 and "--ood" in r.output and "Traceback" not in r.output
+
+
+def test_onnx_refuses_ood_refuse_at_start_naming_both_flags(cancer):
+    # The detector reads the torch network's layers: on ONNX it cannot run, so refusing would silently serve every row.
+    with pytest.raises(SpecError, match="--ood refuse.*--backend onnx"):
+        cancer(backend="onnx", ood="refuse")
+
+
+def test_onnx_with_the_default_flag_warns_once_and_says_the_guard_is_off(cancer, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="trustforge.serve"):
+        client = cancer(backend="onnx")
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "ood_guard_off"]
+    assert len(warnings) == 1
+    version = client.get("/version").json()
+    assert version["ood"]["policy"] == "off" and "onnx" in version["ood"]["reason"]
+    assert client.get("/v2/models/cancer-serve/config").json()["parameters"]["ood"]["policy"] == "off"
+    r = client.post("/v2/models/cancer-serve/infer", json=_v2(_rows()))
+    assert r.status_code == 200 and "ood" not in (r.json().get("parameters") or {})
+    # On torch the same package reports the guard on.
+    assert cancer().get("/version").json()["ood"] == {"policy": "flag"}

@@ -114,6 +114,8 @@ def test_fgsm_training_and_the_default_step_size():
         ({"method": "madry"}, "train.adversarial.method", "'pgd' or 'trades'"),
         ({"method": "trades", "ratio": 0.5}, "train.adversarial.ratio", "method pgd only"),
         ({"beta": 3}, "train.adversarial.beta", "method trades only"),
+        ({"method": "pgd", "beta": 6}, "train.adversarial.beta", "method trades only"),  # the default value: still not ignored
+        ({"method": "trades", "ratio": 1}, "train.adversarial.ratio", "method pgd only"),
         ({"attack": "fgsm", "steps": 5}, "train.adversarial.steps", "attack fgsm"),
         ({"epsilon": 0.1, "step_size": 0.5}, "train.adversarial.step_size", "at most epsilon"),
         ({"epsilon": True}, "train.adversarial.epsilon", "must be a number"),
@@ -149,6 +151,27 @@ def test_a_kind_of_input_without_an_attack_space_is_one_error(spec):
     spec = {**spec, "train": {"adversarial": {"epsilon": 0.1}}}
     with pytest.raises(SpecError, match=r"train\.adversarial needs inputs a gradient attack can move"):
         load_spec(spec)
+
+
+def test_text_data_is_refused_by_validate_naming_the_field_and_its_line(tmp_path):
+    # Token ids have no gradient path: `train` refused it after loading the data, `validate` said nothing.
+    from typer.testing import CliRunner
+
+    from trustforge.cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\ntask: classification\ndata:\n  source: builtin:reviews\ntrain:\n  adversarial: {epsilon: 0.1}\n")
+    r = CliRunner().invoke(app, ["validate", str(spec)])
+    assert r.exit_code == SpecError.exit_code, r.output
+    assert "spec.yaml:6:" in r.output and "train.adversarial" in r.output and "text data has none" in r.output
+    with pytest.raises(SpecError, match=r"train\.adversarial needs .*text data has none"):  # a text column of a table
+        load_spec({"data": {"source": "csv:reviews.csv", "target": "y", "text": {"column": "review"}}, "train": {"adversarial": {}}})
+
+
+def test_the_normalised_spec_names_only_the_methods_own_weight():
+    assert (_digits(1, {}).train.adversarial.ratio, _digits(1, {}).train.adversarial.beta) == (1.0, None)
+    trades = _digits(1, {"method": "trades"}).train.adversarial
+    assert (trades.ratio, trades.beta) == (None, 6.0)
 
 
 def test_trades_needs_classification():

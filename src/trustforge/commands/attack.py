@@ -43,17 +43,28 @@ def attack(
     ),
     attacks: Optional[list[str]] = typer.Option(None, "--attack", help="fgsm or pgd (repeat for both; default both)"),
     epsilons: Optional[list[str]] = typer.Option(
-        None, "--epsilon", help="budgets in the input's unit, each in (0, 10] (repeat, or comma-separated; default per kind of input)"
+        None,
+        "--epsilon",
+        help="budgets in the input's unit, each > 0 and at most the input's largest (1 for the pixel range, 10 standard deviations; "
+        "L2: times sqrt(movable elements)) (repeat, or comma-separated; default per kind of input)",
     ),
     budgets: Optional[list[str]] = typer.Option(
         None, "--budget", help="text models: character edits per row (repeat, or comma-separated; default 1, 2, 4, 8)"
     ),
-    norm: str = typer.Option("inf", "--norm", help="inf (L-infinity) or 2 (L2)"),
-    steps: int = typer.Option(20, "--steps", help="PGD steps"),
+    norm: Optional[str] = typer.Option(None, "--norm", help="inf (L-infinity, the default) or 2 (L2)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="PGD steps (default 20)"),
     step_size: Optional[float] = typer.Option(None, "--step-size", help="PGD step as a fraction of epsilon (default 0.25)"),
     random_start: bool = typer.Option(False, "--random-start", help="PGD starts from a random point of the ball"),
-    rows: int = typer.Option(500, "--rows", help="rows attacked at most (a stratified, seeded sample)"),
+    rows: Optional[int] = typer.Option(
+        None, "--rows", help="rows attacked at most (a stratified, seeded sample); default evaluate.robustness.rows' default, 200"
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="default: the model's train.seed"),
+    threads: Optional[int] = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="torch CPU threads; default: OMP_NUM_THREADS if set, else as training chooses (1 for a model under 1M parameters)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the evidence as JSON instead of a table"),
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
@@ -75,6 +86,12 @@ def attack(
     if reason is not None:
         raise ModelError(f"{package}: cannot attack this model: {reason}")
     raw, where = _labelled(model, data)
+    # As `train` does: torch's default (a thread per core) makes a small model's attack several
+    # times slower on a busy machine, since its per-batch operations are too small to split.
+    from trustforge.settings import Settings
+    from trustforge.train import apply_threads
+
+    apply_threads(threads, model.module, from_env=Settings.from_env().threads_from_env)
     evidence = robustness(model, raw, settings, seed=model.spec.train.seed if seed is None else seed, examples=0)
     if as_json:
         out.print(json.dumps(evidence), highlight=False, soft_wrap=True)
@@ -103,7 +120,7 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                 try:
                     budgets.append(float(part))
                 except ValueError:
-                    raise DataError(f"--epsilon must be numbers in (0, 10]; got {part.strip()!r}") from None
+                    raise DataError(f"--epsilon must be numbers above 0; got {part.strip()!r}") from None
     counts = None
     if edits:
         counts = []
@@ -113,14 +130,12 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                     counts.append(int(part))
                 except ValueError:
                     raise DataError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
-    fields: dict[str, Any] = {
-        "norm": norm,
-        "steps": steps,
-        "random_start": random_start,
-        "rows": rows,
-        "epsilons": budgets,
-        "budgets": counts,
-    }
+    # Only the flags given: the others keep RobustnessSpec's defaults (the same as a run's), and a
+    # flag of the other family of attack (`--epsilon` on a text model) can be told from a default.
+    given = {"norm": norm, "steps": steps, "rows": rows, "epsilons": budgets, "budgets": counts}
+    fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if random_start:
+        fields["random_start"] = True
     if attacks:
         fields["attacks"] = [a.lower() for a in attacks]
     if step_size is not None:
@@ -165,9 +180,39 @@ def _labelled(model, data: Path | None):
             if data is not None:
                 raise
             raise DataError(f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data") from None
+        if data is not None:
+            _check_fits(model.schema, prepared.schema, data.name)
         return prepared.test_raw, ("the test split of the model's own spec" if data is None else f"the test split of {data.name}")
     raw = model.read_input(data)
     return input_kind(raw).labelled(model.schema, raw), data.name
+
+
+def _describe(schema) -> str:
+    """What a schema's rows are, in a few words: its kind of input, its target, its columns."""
+    text = f"{schema.modality} inputs, target {schema.target!r}"
+    names = [c.name for c in schema.columns]
+    if names:
+        shown = ", ".join(names[:6]) + (f", … ({len(names)} columns)" if len(names) > 6 else "")
+        text += f", columns {shown}"
+    if schema.image_shape:
+        text += f", images {'×'.join(str(d) for d in schema.image_shape)}"
+    return text
+
+
+def _check_fits(expected, given, where: str) -> None:
+    """Refuse, in one DataError, a spec whose data are not what the model takes (another kind of
+    input, another target, other columns), before anything is encoded: encoding them would fail
+    deep inside a feature type with an error that names neither."""
+    from trustforge.errors import DataError
+
+    names = [c.name for c in expected.columns]
+    missing = [n for n in names if n not in {c.name for c in given.columns}]
+    shape = expected.image_shape and given.image_shape and tuple(expected.image_shape) != tuple(given.image_shape)
+    if given.modality != expected.modality or given.target != expected.target or missing or shape:
+        raise DataError(
+            f"--data {where}: its data are not what the model takes; the model takes {_describe(expected)}, "
+            f"the spec's data are {_describe(given)}"
+        )
 
 
 def _table(ev: dict[str, Any], where: str) -> Table:

@@ -44,6 +44,7 @@ from trustforge.data._sources import (
     redact_source,
     resolve_source,
     source_holds,
+    source_holds_text,
 )
 from trustforge.data._splits import split_indices
 from trustforge.data._text import as_text, base_model_dir
@@ -84,6 +85,7 @@ __all__ = [
     "input_kind",
     "default_model_kind",
     "source_input_kind",
+    "source_holds_text",
     "SOURCES",
     "SOURCE_FORMS",
     "Source",

@@ -14,12 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AttackSpace", "EditSpace", "IMAGE_EPSILONS", "STD_EPSILONS"]
+__all__ = ["AttackSpace", "EditSpace", "IMAGE_EPSILONS", "STD_EPSILONS", "IMAGE_MAX_EPSILON", "STD_MAX_EPSILON"]
 
 # Default sweeps: the literature's image budgets (MNIST-style L-inf 0.05 to 0.3 of the range),
 # and for standardised numbers a tenth of a standard deviation up to one.
 IMAGE_EPSILONS = (0.05, 0.1, 0.2, 0.3)
 STD_EPSILONS = (0.1, 0.25, 0.5, 1.0)
+# The largest L∞ budget that means anything: the whole pixel range (beyond it every pixel can
+# already reach either end), and 10 standard deviations (far outside any training range, which
+# clipping to that range caps anyway).
+IMAGE_MAX_EPSILON = 1.0
+STD_MAX_EPSILON = 10.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +43,9 @@ class AttackSpace:
         budget: what one unit of epsilon is, for the evidence ("a fraction of the pixel range [0, 1]").
         epsilons: the budgets an evaluation sweeps by default, in that unit (what is a small and
             a large move differs by unit, so the kind that knows the unit says).
+        max_epsilon: the largest L∞ budget that means anything in that unit (1 for a fraction
+            of a range, 10 standard deviations); None for no limit. An L2 budget's limit is it
+            times sqrt(the movable elements of a row).
     """
 
     lo: np.ndarray
@@ -46,6 +54,7 @@ class AttackSpace:
     mask: np.ndarray | None = None
     budget: str = ""
     epsilons: tuple[float, ...] = ()
+    max_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("lo", "hi", "unit"):

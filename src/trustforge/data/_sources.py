@@ -42,6 +42,7 @@ __all__ = [
     "read_class_folders",
     "list_files",
     "BUILTIN_SOURCES",
+    "source_holds_text",
     "BUILTIN_INTERACTIONS",
     "IMAGE_SUFFIXES",
     "SOURCES",
@@ -177,6 +178,14 @@ def source_holds(source: str) -> Literal["table", "image", "audio", "sequence"]:
     """
     kind, rest = source_of(source)
     return _BUILTIN_HOLDS.get(rest, "table") if kind.names is not None else kind.holds
+
+
+def source_holds_text(source: str) -> bool:
+    """True when `source` is a builtin text set (modality text without `data.text`); False for
+    any other source, or text that is not a source."""
+    scheme, _, name = source.partition(":")
+    kind = SOURCES.get(scheme.strip())
+    return kind is not None and bool(kind.names) and _BUILTIN_LOADERS.get(name.strip()) is _text_set
 
 
 def interaction_roles(source: str) -> dict[str, str] | None:

@@ -18,6 +18,7 @@ from trustforge.evaluate._evaluate import compute_metrics, metrics_table, output
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
 from trustforge.evaluate._intervals import bootstrap
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
+from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, training_privacy
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
@@ -69,6 +70,9 @@ __all__ = [
     "robustness",
     "attack_refusal",
     "hardening",
+    "privacy_audit",
+    "audit_refusal",
+    "training_privacy",
     "explain_images",
     "feature_importance",
     "EVIDENCE",

@@ -24,6 +24,7 @@ from trustforge.evaluate._baselines import yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, choose_threshold, curves, guarded_temperature
 from trustforge.evaluate._kind_evidence import EXPLANATIONS, KIND_EVIDENCE
 from trustforge.evaluate._metrics import classification_metrics
+from trustforge.evaluate._privacy_audit import privacy_audit
 from trustforge.evaluate._shift import shift_evaluation
 from trustforge.evaluate._speed import measure_speed, one_row_request
 from trustforge.evaluate._tasks import outputs_to_proba, task_of
@@ -241,6 +242,12 @@ def gather(
             skipped = {**skipped, "robustness": attacked["skipped"]}
         else:
             evidence["robustness"] = attacked
+    if ev.privacy_audit is not None:  # membership inference: training rows against test rows, by the model's outputs
+        audit = privacy_audit(model, data, ev.privacy_audit, seed=spec.train.seed)
+        if "skipped" in audit:
+            skipped = {**skipped, "privacy_audit": audit["skipped"]}
+        else:
+            evidence["privacy_audit"] = audit
     if baseline is None:
         skipped = {**skipped, "baseline": f"task {task_of(spec).name} names no baseline to measure the model against"}
     if skipped:  # say why a part of the evidence is absent, rather than leave a silent gap

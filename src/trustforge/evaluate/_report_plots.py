@@ -280,6 +280,36 @@ def adversarial_examples(run: dict[str, Any]) -> Figure | None:
     return fig
 
 
+def membership_roc(run: dict[str, Any]) -> Figure | None:
+    """The membership-inference ROC per attack on log-log axes (the low false-positive corner is
+    where an attack is dangerous, Carlini et al. 2022), with chance as the diagonal."""
+    audit = run["evidence"].get("privacy_audit")
+    if not isinstance(audit, dict) or not isinstance(audit.get("attacks"), dict):
+        return None
+    fig = Figure(figsize=(4.4, 3.6))
+    ax = fig.subplots()
+    floor = None
+    for name, a in audit["attacks"].items():
+        r = (a or {}).get("roc") if isinstance(a, dict) else None
+        if not isinstance(r, dict):
+            continue
+        points = [(num(f), num(t)) for f, t in zip(r.get("fpr") or [], r.get("tpr") or [])]
+        points = [(f, t) for f, t in points if f is not None and t is not None and f > 0]
+        if not points:
+            continue
+        floor = min(floor or 1.0, points[0][0])
+        ax.plot(*zip(*points), "-", label=f"{name} (AUC {num(a.get('auc')) or 0:.3f})")
+    if floor is None:
+        return None
+    ax.plot([floor, 1], [floor, 1], ":", color="grey", label="chance")
+    ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05), xlabel="false-positive rate", ylabel="true-positive rate")
+    ax.set_title("membership inference ROC (log-log)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
 def _as_picture(a: np.ndarray) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else np.moveaxis(a[:3], 0, -1)  # (C, H, W) → (H, W) or (H, W, 3)
 
@@ -451,4 +481,5 @@ PLOTS: dict[str, tuple[Callable[[dict[str, Any]], Figure | None], str]] = {
     "feature_importance": (feature_importance, "Global feature importance, attribution-based and by permutation"),
     "robustness": (robustness_curves, "Test score against the attack budget, per attack (dashed: before hardening)"),
     "adversarial_examples": (adversarial_examples, "Test inputs the attack flipped: original, adversarial input and the change"),
+    "membership_roc": (membership_roc, "Membership-inference ROC per attack, training rows against test rows, log-log"),
 }

@@ -301,6 +301,21 @@ def corruption_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     return {"metric": str(section.get("metric") or "metric"), "clean": clean, "row": worst, "lower_is_better": lower}
 
 
+def edited_words(before: Any, after: Any) -> list[dict[str, str]]:
+    """The words of a text an edit attack changed, in order: `[{"before", "after"}]` (a word
+    dropped or inserted has an empty side). Non-text values give no words."""
+    import difflib
+
+    if not isinstance(before, str) or not isinstance(after, str):
+        return []
+    a, b = before.split(), after.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op != "equal":
+            out.append({"before": " ".join(a[i1:i2]), "after": " ".join(b[j1:j2])})
+    return out
+
+
 def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     """The adversarial evaluation as the report and the card show it: per attack its label, its
     score at each budget (with the before-hardening one when a plain twin was attacked), the budget
@@ -331,6 +346,10 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     strongest = next((a for a in attacks if a["name"] == "pgd"), attacks[-1] if attacks else None)
     examples = rob.get("examples") if isinstance(rob.get("examples"), dict) else {}
     table_rows = [r for r in examples.get("rows") or [] if isinstance(r, dict) and r.get("changes")]
+    if rob.get("norm") == "edits":  # text: show the words the attack edited, not the whole texts
+        table_rows = [
+            {**r, "changes": [{**c, "words": edited_words(c.get("before"), c.get("after"))} for c in r["changes"]]} for r in table_rows
+        ]
     return {
         "metric": metric,
         "norm": {"inf": "L∞", "2": "L2"}.get(str(rob.get("norm")), str(rob.get("norm") or "")),
@@ -342,9 +361,66 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
         "strongest": strongest,
         "flip": rob.get("smallest_flip") if isinstance(rob.get("smallest_flip"), dict) else None,
         "hardened": str(rob.get("hardened") or "not hardened"),
+        # The defence in words, or None for a model trained without one (the templates say so in a sentence of their own).
+        "hardened_by": None if str(rob.get("hardened") or "not hardened") == "not hardened" else str(rob["hardened"]),
         "halves": "halves" if metric == "accuracy" else "doubles",
         "examples": examples,
         "table_examples": table_rows,
+    }
+
+
+def privacy_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """The membership-inference audit as the report and the card show it: per attack its AUC with
+    its interval, the true-positive rates at 1 % and 0.1 % false positives (None where the sample
+    does not resolve them), a verdict in words, and how the model was trained (private or not)."""
+    audit = evidence.get("privacy_audit")
+    if not isinstance(audit, dict) or not isinstance(audit.get("attacks"), dict):
+        return None
+    labels = {"loss": "loss threshold (Yeom et al.)", "confidence": "calibrated confidence (LiRA-style)"}
+    attacks = []
+    for name, a in audit["attacks"].items():
+        if not isinstance(a, dict) or num(a.get("auc")) is None:
+            continue
+        at = a.get("tpr_at_fpr") if isinstance(a.get("tpr_at_fpr"), dict) else {}
+        interval = a.get("auc_interval") if isinstance(a.get("auc_interval"), list) and len(a["auc_interval"]) == 2 else [None, None]
+        attacks.append(
+            {
+                "name": str(name),
+                "label": labels.get(str(name), str(name)),
+                "auc": num(a["auc"]),
+                "low": num(interval[0]),
+                "high": num(interval[1]),
+                "tpr_1": num((at.get("0.01") or {}).get("tpr")),
+                "tpr_01": num((at.get("0.001") or {}).get("tpr")),
+                "advantage": num((a.get("yeom") or {}).get("advantage")) if isinstance(a.get("yeom"), dict) else None,
+                "note": str(a.get("note") or ""),
+            }
+        )
+    if not attacks:
+        return None
+    worst = max(attacks, key=lambda a: a["auc"])
+    low = worst["low"]
+    if low is not None and low > 0.5:
+        verdict = f"the {worst['label']} attack tells training rows from unseen ones better than chance (AUC {worst['auc']:.3f})"
+    else:
+        verdict = (
+            f"no attack tells training rows from unseen ones measurably better than chance on this sample (best AUC {worst['auc']:.3f})"
+        )
+    training = audit.get("training") if isinstance(audit.get("training"), dict) else {}
+    if training.get("private"):
+        parts = [
+            f"{k} {training[k]}" for k in ("epsilon", "delta", "max_grad_norm", "noise_multiplier") if num(training.get(k)) is not None
+        ]
+        trained = "differentially private training" + (f" ({', '.join(parts)})" if parts else "")
+    else:
+        trained = "trained without differential privacy"
+    return {
+        "attacks": attacks,
+        "members": audit.get("members"),
+        "non_members": audit.get("non_members"),
+        "verdict": verdict,
+        "trained": trained,
+        "seconds": num(audit.get("seconds")),
     }
 
 

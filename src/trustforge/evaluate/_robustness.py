@@ -46,6 +46,16 @@ _BATCH = 256
 _EXAMPLE_SIZE = 20_000
 
 
+# Why a kind of input has no attack space, honestly: a gradient path may well exist (a GRU over
+# float windows is differentiable), what is missing is the valid region an attack must stay in.
+_NO_SPACE = {
+    "series": "a series' windows are differentiable, but their valid range is not declared (no bounds an attack could stay within)",
+    "sequence": "numeric sequences are differentiable, but their valid range is not declared (no bounds an attack could stay within)",
+    "interactions": "user and item ids are lookups: no gradient path reaches them, and no edit attack applies",
+    "table": "no column of this table may move (categories, flags and dates stay), and no text column can be edited",
+}
+
+
 def attack_refusal(model: Any) -> str | None:
     """Why gradient attacks cannot run on `model` (no input with a gradient path, or a task
     with no per-row label or value to attack), else None."""
@@ -55,9 +65,8 @@ def attack_refusal(model: Any) -> str | None:
             if not model.task.probabilities:
                 return f"the text attack flips predicted classes; task {model.task.name} has none"
             return None
-        return (
-            f"{kind.name} inputs declare no attack space: no gradient path reaches them (ids, tokens, a series' windows) "
-            "and no edit attack applies"
+        return f"{kind.name} inputs declare no attack space yet: " + _NO_SPACE.get(
+            kind.name, "none of their encoded tensors says where it may move, and no edit attack applies"
         )
     if model.task.name not in ("classification", "regression"):
         return f"task {model.task.name} has no per-row label or value that a gradient attack could flip"
@@ -65,12 +74,32 @@ def attack_refusal(model: Any) -> str | None:
 
 
 def hardening(spec: Any) -> str:
-    """What the model was hardened against, from `train.adversarial` (absent from older specs)."""
+    """What the model was hardened against, from `train.adversarial` (absent from older specs):
+    "not hardened", or the defence in a few words from its real fields, e.g. "TRADES (β 6)
+    against PGD-5, L2, ε 0.3" or "PGD adversarial training (50% of each batch) against FGSM, L∞, ε 0.1".
+    """
     adv = getattr(getattr(spec, "train", None), "adversarial", None)
     if not adv:
         return "not hardened"
-    parts = [f"{k} {getattr(adv, k)}" for k in ("attack", "epsilon", "steps", "ratio") if getattr(adv, k, None) is not None]
-    return "adversarial training: " + ", ".join(parts) if parts else "adversarial training"
+
+    def field(name: str, default: Any = None) -> Any:
+        return getattr(adv, name, default)
+
+    method = str(field("method", "pgd")).lower()
+    if method == "trades":
+        head = f"TRADES (β {field('beta', 6.0):g})"
+    else:
+        ratio = field("ratio", 1.0)
+        head = "PGD adversarial training" + (f" ({float(ratio):.0%} of each batch)" if ratio is not None and float(ratio) != 1 else "")
+    name = str(field("attack", "pgd")).lower()
+    steps = field("steps")
+    attack = "FGSM" if name == "fgsm" else f"PGD-{steps}" if steps is not None else name.upper()
+    parts = [attack, {"inf": "L∞", "2": "L2"}.get(str(field("norm", "inf")), str(field("norm")))]
+    if field("epsilon") is not None:
+        parts.append(f"ε {float(field('epsilon')):g}")
+    if field("step_size") is not None and name != "fgsm":
+        parts.append(f"step {float(field('step_size')):g}")
+    return f"{head} against " + ", ".join(parts)
 
 
 def robustness(
@@ -105,11 +134,21 @@ def robustness(
         return {"skipped": reason}
     pre, task = model.preprocessor, model.task
     spaces = input_kind(model.schema).attack_spaces(pre)
+    _check_fields_fit(settings, text=spaces is None)
     if spaces is None:  # text: edits under a budget in characters, not gradients (attack_refusal let it through)
         return _edit_evidence(model, raw, settings, seed=seed, examples=examples)
     lead = next(s for s in spaces if s is not None and s.moves())
-    epsilons = sorted(float(e) for e in (settings.epsilons or lead.epsilons or (0.1, 0.25, 0.5, 1.0)))
     inputs = pre.encode_inputs(raw)
+    l2 = str(settings.norm) == "2"
+    movable = _movable(spaces, inputs)
+    if settings.epsilons:
+        epsilons = sorted(float(e) for e in settings.epsilons)
+        _check_budgets(spaces, epsilons, movable, l2)
+    else:
+        # The kind's defaults are L∞ budgets (a change of ε on each element); the L2 norm of that
+        # change on every movable element is ε·sqrt(n), so an L2 sweep scaled so reaches as far.
+        scale = float(np.sqrt(movable)) if l2 else 1.0
+        epsilons = sorted(float(f"{float(e) * scale:.4g}") for e in (lead.epsilons or (0.1, 0.25, 0.5, 1.0)))
     target = pre.encode_target(raw)
     total = len(target)
     idx = _sample(target.numpy(), settings.rows, seed, stratify=task.probabilities)
@@ -123,7 +162,7 @@ def robustness(
     evidence: dict[str, Any] = {
         "metric": judge.metric,
         "norm": settings.norm,
-        "budget": lead.budget,
+        "budget": lead.budget + (f"; for L2, ε is the L2 norm of the whole change of a row ({movable} movable elements)" if l2 else ""),
         "epsilons": epsilons,
         "rows": len(target),
         "of_rows": total,
@@ -203,6 +242,64 @@ def _edit_evidence(model: Any, raw: RawData, settings: Any, *, seed: int, exampl
 
 
 # ---------------------------------------------------------------------------- the parts
+
+
+# The settings of one family of attack only, with the flag of `trustforge attack` that sets each.
+_GRADIENT_FIELDS = {
+    "attacks": "--attack",
+    "norm": "--norm",
+    "epsilons": "--epsilon",
+    "steps": "--steps",
+    "step_size": "--step-size",
+    "random_start": "--random-start",
+}
+_EDIT_FIELDS = {"budgets": "--budget"}
+
+
+def _check_fields_fit(settings: Any, *, text: bool) -> None:
+    """Refuse a setting of the other family of attack (one that differs from its default: a
+    spec written out in full repeats the defaults), rather than ignore it silently."""
+    fields = getattr(type(settings), "model_fields", {})
+    for name, flag in (_GRADIENT_FIELDS if text else _EDIT_FIELDS).items():
+        if name not in fields or getattr(settings, name, None) == fields[name].get_default(call_default_factory=True):
+            continue
+        if text:
+            raise DataError(
+                f"evaluate.robustness.{name} ({flag}) applies to the gradient attacks on images, tables and audio; "
+                "this text model meets the character-edit attack, set its budgets with evaluate.robustness.budgets (--budget)"
+            )
+        raise DataError(
+            f"evaluate.robustness.{name} ({flag}) applies to text models (character edits per row); this model's inputs are "
+            "attacked by gradient, set their budgets with evaluate.robustness.epsilons (--epsilon)"
+        )
+
+
+def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[float], movable: int, l2: bool) -> None:
+    """Refuse a budget above the largest that means anything for these inputs (`AttackSpace.max_epsilon`;
+    for L2, times sqrt of the movable elements: a change of that size on every element)."""
+    limits = [s.max_epsilon for s in spaces if s is not None and s.moves() and s.max_epsilon is not None]
+    if not limits:
+        return
+    top = min(limits) * (float(np.sqrt(movable)) if l2 else 1.0)
+    over = [e for e in epsilons if e > top + 1e-9]
+    if over:
+        lead = next(s for s in spaces if s is not None and s.moves())
+        norm = f"L2 (the L∞ limit {min(limits):g} on each of {movable} movable elements)" if l2 else "L∞"
+        raise DataError(
+            f"evaluate.robustness.epsilons (--epsilon): ε {over[0]:g} is above the largest budget of this model's inputs, "
+            f"{top:.4g} in {lead.budget}, {norm}; a larger one attacks nothing more"
+        )
+
+
+def _movable(spaces: Sequence[AttackSpace | None], inputs: tuple[torch.Tensor, ...]) -> int:
+    """How many elements of one row an attack may move, over all its encoded tensors."""
+    n = 0
+    for space, t in zip(spaces, inputs):
+        if space is None or not space.moves():
+            continue
+        shape = tuple(t.shape[1:])
+        n += int(np.prod(shape)) if space.mask is None else int(np.broadcast_to(space.mask, shape).sum())
+    return max(n, 1)
 
 
 class _Attack:

@@ -387,6 +387,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             "instance_group": [{"count": max(1, config.workers), "kind": "KIND_CPU"}],
             "input": config_inputs(rt.signature),
             "output": config_outputs(rt.signature),
+            "parameters": {"ood": rt.ood_guard},
         }
 
     @app.get("/v2/models/{model_name}/config", tags=["v2"], summary="Model configuration (Triton's extension)", responses=_ERRORS)
@@ -537,6 +538,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             "model_name": rt.name if rt else None,
             "model_version": rt.version if rt else None,
             "backend": config.backend,
+            "ood": rt.ood_guard if rt else None,
         }
 
     @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics", responses=_ERRORS, response_class=Response)

@@ -111,7 +111,7 @@ class ServeConfig:
         if daily is not None and (isinstance(daily, bool) or not isinstance(daily, int) or not 1 <= daily <= 1_000_000_000):
             raise SpecError(f"serve option daily_quota (--daily-quota) must be a whole number in [1, 1e9]; got {daily!r}")
         if self.ood not in ("flag", "refuse", "off"):
-            raise SpecError(f"serve option ood must be flag, refuse or off; got {self.ood!r}")
+            raise SpecError(f"--ood (serve option ood) must be flag, refuse or off; got {self.ood!r}")
 
     def check_binding(self) -> None:
         """Refuse to listen beyond this machine without authentication, unless insecure on purpose.

@@ -51,6 +51,7 @@ __all__ = [
     "ProbeDetector",
     "RateLimited",
     "parse_rate",
+    "rate_text",
     "feature_rows",
     "rate_limited_counter",
     "probe_alerts_counter",
@@ -107,6 +108,18 @@ def parse_rate(text: str | float | None, flag: str = "--rate-limit") -> float | 
     if not math.isfinite(value) or value <= 0:
         raise SpecError(f"{flag} must be a number of requests > 0 per s, min or h; got {raw!r}")
     return value / seconds
+
+
+def rate_text(rate_per_s: float) -> str:
+    """A rate in the largest unit of s, min and h that keeps the count at least 1, as `--rate-limit`
+    is written: 2/min reads "2 requests/min", not "0.0333333 requests/s"."""
+    unit, count = "h", rate_per_s * 3600.0
+    for unit, seconds in (("s", 1.0), ("min", 60.0), ("h", 3600.0)):
+        count = rate_per_s * seconds
+        if count >= 1 - 1e-9:  # 1/min is 0.016666... * 60: not quite 1
+            break
+    number = f"{count:.6g}"
+    return f"{number} {'request' if number == '1' else 'requests'}/{unit}"
 
 
 @dataclass
@@ -214,7 +227,7 @@ class QuotaLimiter:
                 if bucket.tokens < 1.0:
                     wait = max(1, math.ceil((1.0 - bucket.tokens) / self.rate_per_s))
                     self._refuse(principal, "rate")
-                    raise RateLimited("rate", wait, f"rate limit of {self.rate_per_s:g} requests/s reached; retry in {wait} s")
+                    raise RateLimited("rate", wait, f"rate limit of {rate_text(self.rate_per_s)} reached; retry in {wait} s")
             if self.daily is not None:
                 now = self._wall()
                 today = int(now // _DAY_S)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import signal
 
 from trustforge import secure
 from trustforge.serve._config import ServeConfig
@@ -40,7 +42,7 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
     configure_logging()
     settings = settings or Settings.from_env()
     source = ModelSource(source, public_key)
-    with Registry(settings) as registry:
+    with _sigterm_stops(), Registry(settings) as registry:
         secure.require(registry.principal, "serve", source.object, registry.audit)
         if config.auth != "token":
             log_event(
@@ -79,3 +81,30 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
         finally:
             service.close()
             flush_logs()
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """Within the block, SIGTERM stops the server as Ctrl-C does, so that `service.close` runs.
+
+    uvicorn handles SIGTERM itself while it serves (stops listening, finishes the requests in
+    flight), but then raises the signal again under the handler it found. With the default one
+    that ended the process on the spot, before the `finally` that closes the service: the last
+    window's 429 counts and probing alerts (`_quota`) were never audited. Raised as
+    KeyboardInterrupt instead, uvicorn returns normally (it swallows that), and the service closes.
+    A second SIGTERM kills as usual.
+    """
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, previous)
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (uvicorn installs no handler there either)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from trustforge.errors import ModelError, RegistryError, TrustForgeError
+from trustforge.errors import ModelError, RegistryError, SpecError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
@@ -82,6 +82,27 @@ class ModelSource:
         return f"models:/{self.name}" if self.path is None else str(self.path)
 
 
+ONNX_OOD_REASON = "the out-of-distribution guard does not run on the onnx backend (it needs the torch network's layers)"
+
+
+def _check_ood_on_onnx(model: Model, config: ServeConfig, name: str) -> None:
+    """With `--backend onnx`, a package's detector cannot run (it reads the torch network's layers).
+
+    Raises:
+        SpecError: `--ood refuse`, which would otherwise serve every row unguarded.
+    """
+    if config.ood == "off" or detector_for(model, config.ood) is None:
+        return
+    if config.ood == "refuse":
+        raise SpecError(
+            f"--ood refuse cannot be honoured with --backend onnx: {ONNX_OOD_REASON}, so {name}'s foreign rows would be "
+            "served; use --backend torch to refuse them, or --ood off to serve without the guard"
+        )
+    log_event(
+        logging.WARNING, "ood_guard_off", model=name, backend="onnx", ood=config.ood, detail=ONNX_OOD_REASON + "; use --backend torch"
+    )
+
+
 class Runtime:
     """One loaded model version with its queue, executors and driver threads."""
 
@@ -124,6 +145,11 @@ class Runtime:
         # The out-of-distribution detector runs with the network (None: off, none in the package, or ONNX).
         self.ood = detector_for(inline_model or model, config.ood) if config.backend == "torch" else None
         load = self._load = {**load, "ood": config.ood if self.ood is not None else "off"}
+        # What `/version` and the model configuration say about the guard, so that "off" is visible.
+        self.ood_guard = {"policy": load["ood"]}
+        if self.ood is None and config.ood != "off":
+            onnx = config.backend == "onnx" and detector_for(model, config.ood) is not None
+            self.ood_guard["reason"] = ONNX_OOD_REASON if onnx else "the package has no out-of-distribution detector"
         if config.workers == 0:
             self.executors: list[Any] = [InlineExecutor(inline_model or model, self.signature, self.ood)]
         else:
@@ -493,6 +519,7 @@ class ModelService:
         digest = package_digest(model)
         inline_model = None
         if self.config.backend == "onnx":
+            _check_ood_on_onnx(model, self.config, name or model.name)
             from trustforge.secure import Keyring
             from trustforge.serve._onnx import load_onnx_model, prepare_onnx
 

@@ -12,7 +12,7 @@ import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "TaskSpec",
@@ -669,8 +669,14 @@ class AdversarialSpec(_Strict):
     steps: int = Field(7, ge=1, le=1000, description="attack steps (pgd); fgsm takes one step of size epsilon")
     step_size: float | None = Field(None, gt=0, le=10, description="budget units per step; default 2.5 · epsilon / steps")
     norm: Literal["inf", "2"] = "inf"
-    ratio: float = Field(1.0, gt=0, le=1, description="method pgd: the share of each batch replaced by adversarial examples")
-    beta: float = Field(6.0, gt=0, le=100, description="method trades: the weight of the KL term (robustness against clean accuracy)")
+    # None until the validator fills in the default of the method that uses it: given with the
+    # other method, each is an error (not ignored); a normalised spec writes the other as null.
+    ratio: float | None = Field(
+        None, gt=0, le=1, description="method pgd: the share of each batch replaced by adversarial examples (default 1)"
+    )
+    beta: float | None = Field(
+        None, gt=0, le=100, description="method trades: the weight of the KL term (robustness against clean accuracy; default 6)"
+    )
     random_start: bool = True
     compare: bool = Field(True, description="also train a plain twin (same spec and seed, no defence): the report's 'before'")
 
@@ -682,12 +688,18 @@ class AdversarialSpec(_Strict):
 
     @model_validator(mode="after")
     def _fields_fit_method(self) -> "AdversarialSpec":
-        # A field of the other method is an error only when it differs from its default: a
-        # normalised spec (a package's manifest) writes every field out, and must load again.
-        if self.method == "trades" and self.ratio != 1:
-            raise SpecProblem(("ratio",), f"applies to method pgd only (trades attacks every sample); got {self.ratio}")
-        if self.method == "pgd" and self.beta != AdversarialSpec.model_fields["beta"].default:
-            raise SpecProblem(("beta",), f"applies to method trades only; got {self.beta}")
+        # A field of the other method is an error whatever its value (it would be ignored); the
+        # method's own field gets its default here, so a normalised spec loads again.
+        if self.method == "trades" and self.ratio is not None:
+            raise SpecProblem(("ratio",), f"applies to method pgd only (trades attacks every sample; remove it); got {self.ratio}")
+        if self.method == "pgd" and self.beta is not None:
+            raise SpecProblem(
+                ("beta",), f"applies to method trades only (pgd has no KL term; remove it or set method: trades); got {self.beta}"
+            )
+        if self.method == "pgd" and self.ratio is None:
+            self.__dict__["ratio"] = 1.0
+        if self.method == "trades" and self.beta is None:
+            self.__dict__["beta"] = 6.0
         if self.attack == "fgsm":
             if self.steps not in (1, AdversarialSpec.model_fields["steps"].default):
                 raise SpecProblem(("steps",), f"must be 1 (or left out) for attack fgsm, one step of size epsilon; got {self.steps}")
@@ -880,8 +892,9 @@ class RobustnessSpec(_Strict):
         None,
         min_length=1,
         max_length=12,
-        description="budgets to sweep, each in (0, 10], in the input's budget unit; default per kind "
-        "(images 0.05, 0.1, 0.2, 0.3 of the pixel range; tables 0.1, 0.25, 0.5, 1 standard deviation)",
+        description="budgets to sweep, each > 0 and at most the input's largest (L∞: 1 for the pixel range, 10 standard "
+        "deviations; L2: that times sqrt(the movable elements of a row)), in the input's budget unit; default per kind "
+        "(images 0.05, 0.1, 0.2, 0.3 of the pixel range; tables 0.1, 0.25, 0.5, 1 standard deviation; L2: those times sqrt(elements))",
     )
     budgets: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
         None,
@@ -908,16 +921,40 @@ class RobustnessSpec(_Strict):
 
     @field_validator("epsilons")
     @classmethod
-    def _budgets(cls, v: list[float] | None) -> list[float] | None:
+    def _budgets(cls, v: list[float] | None, info: ValidationInfo) -> list[float] | None:
         if v is None:
             return v
+        # L∞ budgets above 10 mean nothing in any unit; an L2 budget is a whole row's norm, so its
+        # limit depends on the row's size and is checked against the model's inputs at evaluation.
+        top = 10 if info.data.get("norm", "inf") == "inf" else 1e6
         for e in v:
-            if isinstance(e, bool) or not 0 < float(e) <= 10:
+            if isinstance(e, bool) or not 0 < float(e) <= top:
                 raise ValueError(
-                    f"each epsilon must be > 0 and <= 10 (a budget in the input's unit; 10 standard deviations is already far "
+                    f"each epsilon must be > 0 and <= {top:g} (a budget in the input's unit; 10 standard deviations is already far "
                     f"outside any training range); got {e!r}"
                 )
         return sorted({float(e) for e in v})
+
+
+class PrivacyAuditSpec(_Strict):
+    """Membership-inference audit (`evaluate.privacy_audit`): black-box attacks that try to tell
+    the training rows from held-out test rows by the model's outputs (see
+    `evaluate._privacy_audit`). It runs for classification and regression, a few forward passes;
+    other tasks record why it was skipped. `false` turns it off."""
+
+    attacks: list[Literal["loss", "confidence"]] = Field(
+        default_factory=lambda: ["loss", "confidence"],
+        min_length=1,
+        description="loss: the loss-threshold attack (Yeom et al.); confidence: the logit-scaled confidence of the true class, "
+        "standardised per class on the validation split (classification only)",
+    )
+    rows: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="rows per side at most: a seeded sample of as many training rows as test rows (balanced); "
+        "the true-positive rate at 0.1 % false positives needs 1,000 test rows",
+    )
 
 
 class EvaluateSpec(_Strict):
@@ -962,6 +999,16 @@ class EvaluateSpec(_Strict):
         if v is True:
             return {}
         return v
+
+    privacy_audit: PrivacyAuditSpec | None = Field(
+        default_factory=PrivacyAuditSpec,
+        description="membership-inference audit of training rows against test rows (classification, regression); false: off",
+    )
+
+    @field_validator("privacy_audit", mode="before")
+    @classmethod
+    def _privacy_audit_switch(cls, v: Any) -> Any:
+        return None if v is False else {} if v is True else v
 
     @field_validator("shift")
     @classmethod
@@ -1197,8 +1244,20 @@ class TaskSpec(_Strict):
         adv = self.train.adversarial
         if adv is None:
             return
-        from trustforge.data import INPUT_KINDS, InputKind, source_input_kind  # here for the reason given in _check_source
+        from trustforge.data import (
+            INPUT_KINDS,
+            InputKind,
+            source_holds_text,
+            source_input_kind,
+        )  # here for the reason given in _check_source
 
+        if self.data.text is not None or source_holds_text(self.data.source):
+            # Token ids have no gradient path to move; `train` would refuse it only after loading the data.
+            raise SpecProblem(
+                ("train", "adversarial"),
+                "needs inputs a gradient attack can move (images, table numbers); text data has none "
+                "(a text model is attacked by character edits: evaluate.robustness, trustforge attack): set it to null",
+            )
         kind = INPUT_KINDS[source_input_kind(self.task, self.data.source)]
         if type(kind).attack_spaces is InputKind.attack_spaces:
             raise SpecProblem(

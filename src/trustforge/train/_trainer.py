@@ -133,8 +133,8 @@ def _step_of(spec: Any, data: Any) -> StepStrategy:
         steps=adv.steps,
         step_size=adv.step_size,
         norm=adv.norm,
-        ratio=adv.ratio,
-        beta=adv.beta,
+        ratio=adv.ratio if adv.ratio is not None else 1.0,  # None: the other method's field (see AdversarialSpec)
+        beta=adv.beta if adv.beta is not None else 6.0,
         random_start=adv.random_start,
     )
 

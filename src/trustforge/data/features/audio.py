@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from trustforge.data import _audio
-from trustforge.data._attack_space import STD_EPSILONS, AttackSpace
+from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
 from trustforge.data.features._base import FeatureOptions, FeatureState
 from trustforge.data.features._media import MediaType
 from trustforge.errors import DataError
@@ -91,7 +91,7 @@ class Audio(MediaType):
             return None
         lo, hi = np.asarray(state.low).reshape(1, -1, 1), np.asarray(state.high).reshape(1, -1, 1)
         budget = "standard deviations of each band of the log-mel spectrogram (the attack moves the spectrogram, not the waveform)"
-        return AttackSpace(lo, hi, np.ones_like(lo), budget=budget, epsilons=STD_EPSILONS)
+        return AttackSpace(lo, hi, np.ones_like(lo), budget=budget, epsilons=STD_EPSILONS, max_epsilon=STD_MAX_EPSILON)
 
     def grid(self, state: AudioState) -> tuple[int, int, int]:
         return state.front_end.input_shape

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trustforge.data._attack_space import IMAGE_EPSILONS, AttackSpace
+from trustforge.data._attack_space import IMAGE_EPSILONS, IMAGE_MAX_EPSILON, AttackSpace
 from trustforge.data._files import IMAGE_SUFFIXES, decode_image, encode_png
 from trustforge.data.features._base import FeatureOptions, FeatureState
 from trustforge.data.features._media import MediaType
@@ -79,5 +79,10 @@ class Image(MediaType):
         # Pixels stay in [0, 1]; the budget is a fraction of that range, 1 / std encoded units per channel.
         mean, std = np.asarray(state.mean).reshape(-1, 1, 1), np.asarray(state.std).reshape(-1, 1, 1)
         return AttackSpace(
-            (0.0 - mean) / std, (1.0 - mean) / std, 1.0 / std, budget="a fraction of the pixel range [0, 1]", epsilons=IMAGE_EPSILONS
+            (0.0 - mean) / std,
+            (1.0 - mean) / std,
+            1.0 / std,
+            budget="a fraction of the pixel range [0, 1]",
+            epsilons=IMAGE_EPSILONS,
+            max_epsilon=IMAGE_MAX_EPSILON,
         )

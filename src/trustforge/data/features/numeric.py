@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from trustforge.data._attack_space import STD_EPSILONS, AttackSpace
+from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
 from trustforge.data.features._base import Block, FeatureOptions, FeatureState, FeatureType, row_of
 from trustforge.errors import DataError
 
@@ -214,4 +214,11 @@ class Numeric(FeatureType):
         # The training range, standardised; the budget in standard deviations of the column,
         # which is one encoded unit.
         lo, hi = (state.low - state.mean) / state.std, (state.high - state.mean) / state.std
-        return AttackSpace(np.array([lo]), np.array([hi]), np.ones(1), budget="standard deviations of the column", epsilons=STD_EPSILONS)
+        return AttackSpace(
+            np.array([lo]),
+            np.array([hi]),
+            np.ones(1),
+            budget="standard deviations of the column",
+            epsilons=STD_EPSILONS,
+            max_epsilon=STD_MAX_EPSILON,
+        )

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from trustforge.data import _audio
-from trustforge.data._attack_space import STD_EPSILONS, AttackSpace
+from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.inputs._base import InputKind
@@ -76,7 +76,7 @@ class Audio(InputKind):
             return None
         band = (1, -1, 1)  # (C=1, n_mels, frames=1) broadcasts over the frames
         lo, hi = state.low.double().numpy().reshape(band), state.high.double().numpy().reshape(band)
-        return (AttackSpace(lo, hi, np.ones_like(lo), budget=SPECTROGRAM_BUDGET, epsilons=STD_EPSILONS),)
+        return (AttackSpace(lo, hi, np.ones_like(lo), budget=SPECTROGRAM_BUDGET, epsilons=STD_EPSILONS, max_epsilon=STD_MAX_EPSILON),)
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _audio.read_audio_input(schema, source)

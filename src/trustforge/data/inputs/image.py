@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data._attack_space import IMAGE_EPSILONS, AttackSpace
+from trustforge.data._attack_space import IMAGE_EPSILONS, IMAGE_MAX_EPSILON, AttackSpace
 from trustforge.data._files import list_images, read_image
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
@@ -74,7 +74,12 @@ class Image(InputKind):
         std = state.std.double().numpy().reshape(-1, 1, 1)
         return (
             AttackSpace(
-                (0.0 - mean) / std, (1.0 - mean) / std, 1.0 / std, budget="a fraction of the pixel range [0, 1]", epsilons=IMAGE_EPSILONS
+                (0.0 - mean) / std,
+                (1.0 - mean) / std,
+                1.0 / std,
+                budget="a fraction of the pixel range [0, 1]",
+                epsilons=IMAGE_EPSILONS,
+                max_epsilon=IMAGE_MAX_EPSILON,
             ),
         )
 

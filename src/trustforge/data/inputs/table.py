@@ -69,7 +69,7 @@ class Table(InputKind):
         # in standard deviations); columns whose type declares none (binary flags, dates) stay
         # put. Category indices never move; a text, image or audio column's tensor moves as its
         # type says.
-        lo, hi, unit, mask, budgets, sweeps = [], [], [], [], [], []
+        lo, hi, unit, mask, budgets, sweeps, maxes = [], [], [], [], [], [], []
         own: list[AttackSpace | None] = []
         for c in pre.schema.columns:
             t = feature_type(c.kind)
@@ -86,11 +86,13 @@ class Table(InputKind):
                     mask.append(np.ones(width, bool) if space.mask is None else np.broadcast_to(space.mask, (width,)))
                     budgets.append(space.budget)
                     sweeps.append(space.epsilons)
+                    maxes.append(space.max_epsilon)
         floats = None
         if budgets:
             floats = AttackSpace(
-                np.concatenate(lo), np.concatenate(hi), np.concatenate(unit), np.concatenate(mask), budget=budgets[0], epsilons=sweeps[0]
-            )
+                np.concatenate(lo), np.concatenate(hi), np.concatenate(unit), np.concatenate(mask), budget=budgets[0], epsilons=sweeps[0],
+                max_epsilon=None if None in maxes else min(maxes),
+            )  # fmt: skip
         spaces = (floats, None, *own)
         return spaces if any(s is not None and s.moves() for s in spaces) else None
 
