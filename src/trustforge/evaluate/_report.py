@@ -246,6 +246,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "corruption_worst": corruption_view(ev),
         "robustness": robustness_view(ev),
         "robustness_skipped": (ev.get("skipped") or {}).get("robustness") if isinstance(ev.get("skipped"), dict) else None,
+        "privacy": _privacy(metrics),
         "privacy_audit": privacy_view(ev),
         "privacy_audit_skipped": (ev.get("skipped") or {}).get("privacy_audit") if isinstance(ev.get("skipped"), dict) else None,
         "explanations": ex,
@@ -266,6 +267,14 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
     ctx["headline_metric"] = headline_metric(t, metrics, base)
     ctx["summary"] = summary(ctx, run, t)
     return ctx
+
+
+def _privacy(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The DP-SGD guarantee a private run recorded (`privacy_*` in its metrics), or None for a run trained without it."""
+    if not isinstance(metrics.get("privacy_epsilon"), (int, float)):
+        return None
+    keys = ("epsilon", "delta", "target_epsilon", "accountant", "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "sampling")
+    return {k: metrics.get(f"privacy_{k}") for k in keys}
 
 
 def _measures(ex: Any) -> dict[str, str]:

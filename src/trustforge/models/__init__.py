@@ -13,6 +13,7 @@ from torch import nn
 from trustforge.data import Columns, Grid, Ids, Schema, Spectrogram, Steps, Tokens, input_kind
 from trustforge.errors import ModelError
 from trustforge.models._attacks import fgsm, pgd
+from trustforge.models._private import private_compatible
 from trustforge.models.audio import AudioCNN
 from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
@@ -39,6 +40,7 @@ __all__ = [
     "build_model",
     "fgsm",
     "pgd",
+    "private_compatible",
     "output_size",
     "MODEL_KINDS",
 ]
@@ -66,8 +68,12 @@ _WHAT = {Columns: "table", Grid: "image", Steps: "sequence", Tokens: "text", Spe
 def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
     """The model named by `spec.model` for the input shape the schema's kind of input hands it.
 
+    A spec with `train.privacy` gets the network DP-SGD can train: batch norm replaced by group
+    norm (see `private_compatible`), so a package rebuilds the same layers its weights came from.
+
     Raises:
-        ModelError: the architecture does not read that input (e.g. a CNN over a table).
+        ModelError: the architecture does not read that input (e.g. a CNN over a table), or
+            `train.privacy` is set and a layer cannot be trained privately.
     """
     m = spec.model
     shape = input_kind(schema).shape(schema)
@@ -77,7 +83,10 @@ def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
             f"model.kind {m.kind!r} does not fit {_WHAT[type(shape)]} data; interactions (task "
             "recommendation) take model.kind mf or two_tower, and mf or two_tower take nothing else"
         )
-    return _BUILDERS[m.kind](m, shape, n_out)
+    model = _BUILDERS[m.kind](m, shape, n_out)
+    if spec.train.privacy is not None:  # DP-SGD: batch norm → group norm, other layers checked (see models._private)
+        model = private_compatible(model)
+    return model
 
 
 def _mlp(m: Any, shape: Any, n_out: int) -> nn.Module:

@@ -118,7 +118,7 @@ def _git_commit() -> str | None:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for name in ("trustforge", "torch", "numpy", "pandas", "scikit-learn", "safetensors"):
+    for name in ("trustforge", "torch", "numpy", "pandas", "scikit-learn", "safetensors", "opacus"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -36,6 +36,7 @@ __all__ = [
     "ModelSpec",
     "TrainSpec",
     "AdversarialSpec",
+    "PrivacySpec",
     "SGDSpec",
     "AdamSpec",
     "AdamWSpec",
@@ -708,6 +709,33 @@ class AdversarialSpec(_Strict):
         return self
 
 
+class PrivacySpec(_Strict):
+    """Private training (train.privacy): DP-SGD through Opacus, per-sample clipping and Gaussian noise.
+
+    Give the budget `epsilon` (the noise multiplier is then found by Opacus for the run's
+    sample rate and steps) or the `noise_multiplier` itself (the epsilon spent is then what
+    the accountant reports), not both. `delta` should be below 1 / (training rows).
+    """
+
+    epsilon: float | None = Field(None, gt=0, le=1000, description="the target privacy budget epsilon; or give noise_multiplier")
+    delta: float = Field(1e-5, gt=0, lt=1, description="the delta of (epsilon, delta)-differential privacy, in (0, 1)")
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="each sample's gradient is clipped to this L2 norm")
+    noise_multiplier: float | None = Field(None, gt=0, le=1e6, description="noise std / max_grad_norm; instead of epsilon")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus' accountant: prv (its default, tighter) or rdp")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "PrivacySpec":
+        if self.epsilon is not None and self.noise_multiplier is not None:
+            raise SpecProblem(
+                ("noise_multiplier",),
+                f"must be left out when epsilon is given (the one follows from the other); got epsilon {self.epsilon} "
+                f"and noise_multiplier {self.noise_multiplier}",
+            )
+        if self.epsilon is None and self.noise_multiplier is None:
+            raise SpecProblem(("epsilon",), "is required (or give noise_multiplier): the privacy budget, e.g. epsilon: 3")
+        return self
+
+
 class TrainSpec(_Strict):
     """How the Trainer fits the model."""
 
@@ -734,6 +762,34 @@ class TrainSpec(_Strict):
         "else 1 for a model under 1M parameters, else min(4, cores)",
     )
     adversarial: AdversarialSpec | None = Field(None, description="adversarial training (a defence against gradient attacks); null: off")
+    privacy: PrivacySpec | None = Field(None, description="private training (DP-SGD through Opacus); null: off")
+
+    @model_validator(mode="after")
+    def _privacy_fits(self) -> "TrainSpec":
+        # DP-SGD draws its own batches (Poisson sampling) and clips each sample: settings that
+        # batch or clip otherwise would void the guarantee or do nothing.
+        if self.privacy is None:
+            return self
+        if self.adversarial is not None:
+            raise SpecProblem(("privacy",), "cannot be combined with train.adversarial (pick one defence); set one of them to null")
+        if self.sampler != "none":
+            raise SpecProblem(("sampler",), f"must be none with train.privacy (DP-SGD draws Poisson batches); got {self.sampler!r}")
+        if self.class_weights != "none":
+            raise SpecProblem(
+                ("class_weights",),
+                f"must be none with train.privacy (a weighted mean couples the samples of a batch); got {self.class_weights!r}",
+            )
+        if self.accumulate_grad_batches != 1:
+            raise SpecProblem(
+                ("accumulate_grad_batches",),
+                f"must be 1 with train.privacy (raise batch_size: each Poisson batch is one step); got {self.accumulate_grad_batches}",
+            )
+        if self.gradient_clip_val is not None:
+            raise SpecProblem(
+                ("gradient_clip_val",),
+                f"must be null with train.privacy (train.privacy.max_grad_norm clips each sample); got {self.gradient_clip_val}",
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

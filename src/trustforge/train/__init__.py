@@ -4,6 +4,7 @@ from trustforge.train._adversarial import AdversarialStep
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
+from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
 from trustforge.train._threads import apply_threads, choose_threads, restores_threads
 from trustforge.train._trainer import Trainer, resolve_device, seeded
@@ -14,6 +15,7 @@ __all__ = [
     "StepContext",
     "PlainStep",
     "AdversarialStep",
+    "PrivateStep",
     "clip_gradients",
     "Callback",
     "EarlyStopping",

@@ -61,6 +61,18 @@ class StepStrategy:
         the Trainer keeps the unwrapped model for prediction and checkpoints.
         """
 
+    def teardown(self, ctx: StepContext) -> None:
+        """Called once when a fit ends (or fails): undo what `setup` attached to the model (hooks)."""
+
+    def batches(self, n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor] | None:
+        """One epoch's batches as index tensors (CPU) into the `n` training samples, or None.
+
+        None (the default) lets the loop batch: a shuffle cut into `batch_size` pieces, grouped for
+        accumulation. A strategy that must draw its own (DP-SGD's Poisson sampling) returns them;
+        the loop then updates after every batch, an empty one included (`backward` is skipped).
+        """
+        return None
+
     def backward(
         self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, *, weight: float, sync: bool
     ) -> torch.Tensor:

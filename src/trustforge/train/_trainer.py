@@ -26,6 +26,7 @@ from trustforge.train._adversarial import AdversarialStep
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import flatten_optimizer, unflatten_optimizer
 from trustforge.train._optim import LossFn, build_optimizer, learning_rate
+from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy
 
 __all__ = ["Trainer", "seeded", "resolve_device"]
@@ -112,7 +113,9 @@ class _TrainSplit:
 
 
 def _step_of(spec: Any, data: Any) -> StepStrategy:
-    """The step strategy a spec asks for: adversarial training on the inputs its data may move, or plain."""
+    """The step strategy a spec asks for: private (DP-SGD), adversarial training on the inputs its data may move, or plain."""
+    if spec.train.privacy is not None:
+        return _private_step_of(spec.train, len(data.train.target))
     adv = spec.train.adversarial
     if adv is None:
         return PlainStep()
@@ -134,6 +137,24 @@ def _step_of(spec: Any, data: Any) -> StepStrategy:
         beta=adv.beta if adv.beta is not None else 6.0,
         random_start=adv.random_start,
     )
+
+
+def _private_step_of(train: TrainSpec, n: int) -> PrivateStep:
+    """DP-SGD over the run's `n` training rows, its budget spread over `train.max_epochs`."""
+    p = train.privacy
+    try:
+        return PrivateStep(
+            sample_size=n,
+            batch_size=train.batch_size,
+            epochs=train.max_epochs,
+            delta=p.delta,
+            max_grad_norm=p.max_grad_norm,
+            epsilon=p.epsilon,
+            noise_multiplier=p.noise_multiplier,
+            accountant=p.accountant,
+        )
+    except ValueError as e:
+        raise SpecError(f"train.privacy.epsilon: {e}") from None
 
 
 class Trainer:
@@ -256,12 +277,13 @@ class Trainer:
             progress: show a progress bar.
             resume_meta: the JSON part of the checkpoint a run resumes from: rows logged after
                 it (an epoch interrupted after its row) are dropped, as they run again.
-            step: the step strategy (default: `AdversarialStep` when the spec sets
-                `train.adversarial`, else `PlainStep()`).
+            step: the step strategy (default: `PrivateStep` when the spec sets `train.privacy`,
+                `AdversarialStep` when it sets `train.adversarial`, else `PlainStep()`).
 
         Raises:
             SpecError: `train.adversarial` is set but no input of the prepared data can be
-                moved by a gradient attack (a table of categories and texts only).
+                moved by a gradient attack (a table of categories and texts only), or the
+                `train.privacy` budget cannot be reached in the planned steps.
         """
         es = spec.train.early_stopping
         names = (es.monitor.removeprefix("val_"),) if es is not None and es.monitor != "val_loss" else ()
@@ -342,6 +364,8 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_fit_abort(self)
             raise
+        finally:
+            self.step.teardown(ctx)
         self.fit_seconds = time.perf_counter() - started
         for cb in self.callbacks:
             cb.on_fit_end(self)
@@ -390,6 +414,9 @@ class Trainer:
 
     def _train_epoch(self, ctx: StepContext, plan: _Plan, split: _TrainSplit) -> float:
         """One pass over the training split; returns the mean data loss per sample."""
+        drawn = self.step.batches(len(split.target), plan.batch_size, self.generator)
+        if drawn is not None:
+            return self._drawn_epoch(ctx, drawn, split)
         perm = self._order(split)
         total = torch.zeros((), device=self.device)
         seen = 0
@@ -401,6 +428,21 @@ class Trainer:
                 seen += used
             if plan.updates[b]:
                 self.step.update(ctx)
+            for cb in self.callbacks:
+                cb.on_batch_end(self, b)
+        return float(total) / max(seen, 1)
+
+    def _drawn_epoch(self, ctx: StepContext, drawn: list[torch.Tensor], split: _TrainSplit) -> float:
+        """An epoch of the strategy's own batches (see `StepStrategy.batches`), one update each."""
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        ctx.optimizer.zero_grad(set_to_none=True)
+        for b, idx in enumerate(drawn):
+            if len(idx):
+                inputs, target = self._batch(split, idx.to(self.device))
+                total += self.step.backward(ctx, inputs, target, weight=1.0, sync=True) * len(idx)
+                seen += len(idx)
+            self.step.update(ctx)
             for cb in self.callbacks:
                 cb.on_batch_end(self, b)
         return float(total) / max(seen, 1)
