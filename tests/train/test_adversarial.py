@@ -185,12 +185,10 @@ def _categories_only(tmp_path):
     return {"data": {"source": f"csv:{tmp_path / 't.csv'}", "target": "label"}}
 
 
-@pytest.mark.parametrize(
-    "spec", [_categories_only, lambda _: {"data": {"source": "builtin:reviews", "text": {}}}], ids=["categories", "text"]
-)
-def test_data_with_nothing_to_move_is_one_error_when_prepared(spec, tmp_path):
-    """Known once the schema is: a table of categories, a text model's token ids."""
-    spec = load_spec({**spec(tmp_path), "train": {"adversarial": {}}})
+def test_data_with_nothing_to_move_is_one_error_when_prepared(tmp_path):
+    """Known once the schema is: a table of categories only. (Text data is refused earlier, by the
+    spec itself: test_text_data_is_refused_by_validate_naming_the_field_and_its_line.)"""
+    spec = load_spec({**_categories_only(tmp_path), "train": {"adversarial": {}}})
     data = prepare(spec)
     with pytest.raises(SpecError, match=r"train\.adversarial needs inputs .* categories, texts or flags only"):
         Trainer.from_spec(spec, data, task_of(spec))
