@@ -248,9 +248,9 @@ def _tampered(package: Path, dest: Path, settings: Settings, replace: tuple[byte
     (out / "model.sig").unlink()
     if sign:
         keyring = secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+        # Every file of the package (weights, preprocessing, the OOD detector, ...), as the signer lists them.
         digests = {
-            n: hashlib.sha256((out / n).read_bytes()).hexdigest()
-            for n in ("manifest.json", "weights.safetensors", "preprocess.safetensors")
+            f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(out.iterdir()) if f.is_file() and f.name != "model.sig"
         }
         (out / "model.sig").write_bytes(secure.sign_digests(digests, out.name, keyring))
     return out
