@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from trustforge.serve._logging import log_event
 
-__all__ = ["SourceLimiter", "OTHER_SOURCE", "DENIALS_ACTION"]
+__all__ = ["SourceLimiter", "WindowedAudit", "OTHER_SOURCE", "DENIALS_ACTION"]
 
 OTHER_SOURCE = "(other)"
 DENIALS_ACTION = "serve_denials"  # the audit action of the per-source summaries
@@ -66,7 +66,63 @@ def _bump(counts: dict[str, int], key: str) -> None:
         counts["(other)"] = counts.get("(other)", 0) + 1
 
 
-class SourceLimiter:
+class WindowedAudit:
+    """What the per-window summarisers share (`SourceLimiter` here, `_quota.QuotaLimiter`): a
+    daemon thread that flushes ended windows, a final flush on `close`, and writing a window's
+    entries to the audit log without ever raising (a failure is counted and logged)."""
+
+    thread_name = "trustforge-windows"
+    audit_failed_event = "window_audit_failed"
+    window_s: float
+    audit: Any
+
+    def _init_windowed(self) -> None:
+        self._written = 0
+        self._failed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def flush(self, *, force: bool = True) -> int:
+        raise NotImplementedError
+
+    def _write(self, records: list[dict[str, Any]]) -> int:
+        """Append `records` to the audit log; the number written (0 when it failed or there is none)."""
+        if not records or self.audit is None:
+            return 0
+        try:
+            self.audit.append_many(records)
+        except Exception as exc:  # noqa: BLE001 - what the records count is still counted and logged
+            self._failed += len(records)
+            log_event(logging.ERROR, self.audit_failed_event, entries=len(records), error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+            return 0
+        self._written += len(records)
+        return len(records)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Entries written and entries that could not be written, so far."""
+        return {"written": self._written, "failed": self._failed}
+
+    def start(self):
+        """Flush ended windows from a daemon thread until `close`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(5.0, self.window_s / 4)):
+            self.flush(force=False)
+
+    def close(self) -> None:
+        """Stop the thread and write what the current window holds."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.flush(force=True)
+
+
+class SourceLimiter(WindowedAudit):
     """Counts refused requests per source, audits them per window, and limits each address.
 
     Thread-safe. Args:
@@ -81,6 +137,9 @@ class SourceLimiter:
         max_held: most 429s held at once.
         clock: monotonic seconds (tests pass a fake clock).
     """
+
+    thread_name = "trustforge-denials"
+    audit_failed_event = "denials_audit_failed"
 
     def __init__(
         self,
@@ -111,10 +170,7 @@ class SourceLimiter:
         self._windows: dict[str, _Window] = {}
         self._window_start = clock()
         self._buckets: dict[str, _Bucket] = {}
-        self._written = 0
-        self._failed = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_windowed()
 
     # ------------------------------------------------------------------ the request path
 
@@ -185,16 +241,7 @@ class SourceLimiter:
             return 0
         for record in records:
             log_event(logging.WARNING, "requests_refused", **record["details"])
-        if self.audit is None:
-            return 0
-        try:
-            self.audit.append_many(records)
-        except Exception as exc:  # noqa: BLE001 - refusals are still counted and logged
-            self._failed += len(records)
-            log_event(logging.ERROR, "denials_audit_failed", entries=len(records), error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-            return 0
-        self._written += len(records)
-        return len(records)
+        return self._write(records)
 
     def _record(self, source: str, w: _Window, ended: float) -> dict[str, Any]:
         actors = sorted(w.actors, key=w.actors.get, reverse=True)
@@ -215,31 +262,6 @@ class SourceLimiter:
                 "window_s": self.window_s,
             },
         }
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Entries written and entries that could not be written, so far."""
-        return {"written": self._written, "failed": self._failed}
-
-    # ------------------------------------------------------------------ background flushing
-
-    def start(self) -> "SourceLimiter":
-        """Flush ended windows from a daemon thread until `close`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="trustforge-denials", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(min(5.0, self.window_s / 4)):
-            self.flush(force=False)
-
-    def close(self) -> None:
-        """Stop the thread and write what the current window holds."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        self.flush(force=True)
 
 
 def _iso(t: float) -> str:

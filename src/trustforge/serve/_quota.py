@@ -44,6 +44,7 @@ import numpy as np
 from prometheus_client import Counter
 
 from trustforge.errors import SpecError
+from trustforge.serve._limits import WindowedAudit
 from trustforge.serve._logging import log_event
 
 __all__ = [
@@ -141,7 +142,7 @@ class _Day:
     used: int = 0
 
 
-class QuotaLimiter:
+class QuotaLimiter(WindowedAudit):
     """Per-caller token bucket and UTC-day quota, audited per window. Thread-safe.
 
     Args:
@@ -156,6 +157,9 @@ class QuotaLimiter:
         max_principals: callers tracked at once.
         clock: monotonic seconds; wall: epoch seconds (tests pass fake clocks).
     """
+
+    thread_name = "trustforge-quota"
+    audit_failed_event = "rate_limit_audit_failed"
 
     def __init__(
         self,
@@ -197,10 +201,7 @@ class QuotaLimiter:
         self._days: dict[str, _Day] = {}
         self._windows: dict[str, _Window] = {}
         self._window_start = clock()
-        self._written = 0
-        self._failed = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_windowed()
         self.limited = counter if counter is not None else rate_limited_counter(None)
         self.limited.labels("rate")
         self.limited.labels("quota")
@@ -308,39 +309,7 @@ class QuotaLimiter:
             records.append({"actor": principal, "action": RATE_LIMITED_ACTION, "object": self.obj, "outcome": "denied", "details": details})
         for record in records:
             record.setdefault("object", self.obj)
-        if not records or self.audit is None:
-            return 0
-        try:
-            self.audit.append_many(records)
-        except Exception as exc:  # noqa: BLE001 - the 429s are still counted and logged
-            self._failed += len(records)
-            log_event(logging.ERROR, "rate_limit_audit_failed", entries=len(records), error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-            return 0
-        self._written += len(records)
-        return len(records)
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Entries written and entries that could not be written, so far."""
-        return {"written": self._written, "failed": self._failed}
-
-    def start(self) -> "QuotaLimiter":
-        """Flush from a daemon thread until `close`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="trustforge-quota", daemon=True)
-            self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(min(5.0, self.window_s / 4)):
-            self.flush(force=False)
-
-    def close(self) -> None:
-        """Stop the thread and write what the current window holds."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        self.flush(force=True)
+        return self._write(records)
 
 
 # ---------------------------------------------------------------------------- probing
