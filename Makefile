@@ -16,7 +16,7 @@ demo: $(BIN)/.installed
 	$(BIN)/trustforge quickstart
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --ignore=tests/redteam
+	$(BIN)/python -m pytest -q --durations=25 --ignore=tests/redteam
 	$(MAKE) redteam
 
 # The attacks of issue 11 (tests/redteam), each finding reproduced; held to 3 minutes.

@@ -204,6 +204,30 @@ def test_compare_speed_column_prefers_the_predict_latency(tmp_path, home):
     assert row["latency_p50_ms"] == 1.25 and row["latency_source"] == "speed.predict.p50_ms"
 
 
+def test_compare_shows_the_attack_budget_that_flips_a_prediction(tmp_path, home, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    runs = []
+    for name, median in (("sturdy", 0.42), ("fragile", 0.05), ("unattacked", None)):
+        run = tmp_path / "runs" / name
+        shutil.copytree(home / "runs" / _named(home, "completed"), run)
+        evidence = json.loads((run / "evidence.json").read_text())
+        evidence.pop("robustness", None)
+        if median is not None:
+            evidence["robustness"] = {"norm": "inf", "smallest_flip": {"attack": "pgd", "median": median}}
+        (run / "evidence.json").write_text(json.dumps(evidence))
+        runs.append(run)
+    rows = {r["run"]: r for r in trustforge.evaluate.compare_runs(runs)}
+    assert rows["sturdy"]["robust_median_flip"] == 0.42 and rows["sturdy"]["robust_norm"] == "inf"
+    assert rows["unattacked"]["robust_median_flip"] is None
+    code, out, err = run_main("compare", *runs, home=home)
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("#"))
+    assert header.split()[-2:] == ["ε", "(L∞)"], header
+    assert re.search(r"\bsturdy\b.*\s0\.42$", out, re.MULTILINE) and re.search(r"\bfragile\b.*\s0\.05$", out, re.MULTILINE), out
+    assert re.search(r"\bunattacked\b.*\s-$", out, re.MULTILINE), out
+    assert "flip ε: the median smallest attack budget" in " ".join(out.split())
+
+
 # ---------------------------------------------------------------------------- runs list, show, rm
 
 

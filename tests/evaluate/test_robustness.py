@@ -347,3 +347,5 @@ def test_a_regression_model_is_scored_by_its_error_under_attack(workspace):
     assert rob["clean"] == pytest.approx(result.metrics["rmse"], rel=1e-4)  # the error in the target's units, as metrics.json
     errors = [p["rmse"] for p in rob["attacks"]["pgd"]["points"]]
     assert rob["clean"] < errors[0] < errors[-1]  # ascending the squared error raises it, more with the budget
+    html = trustforge.evaluate.write_report(result.run_dir).read_text(encoding="utf-8")
+    assert "against the true values, on" in html and "against the true labels" not in html

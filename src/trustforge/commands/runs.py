@@ -289,6 +289,9 @@ def _metrics(folder: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- compare
 
 
+_NORMS = {"inf": "L∞", "2": "L2", "edits": "edits"}
+
+
 def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -> None:
     """The text of `trustforge compare`: one leaderboard per task and data source, incomplete runs marked."""
     from trustforge.evaluate import compare_runs
@@ -302,6 +305,7 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         groups.setdefault(r["group"], []).append(r)
     older = False
     thresholds_shown = False
+    robust_shown = False
     for n, (group, members) in enumerate(groups.items()):
         if n:
             _print()
@@ -312,6 +316,10 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         # Runs whose decision thresholds differ classify the same scores differently: say so per run.
         show_threshold = len({r["threshold"] for r in ranked}) > 1
         thresholds_shown = thresholds_shown or show_threshold
+        # The attack column only where a ranked run was attacked; budgets of different norms are not comparable.
+        norms = {r["robust_norm"] for r in ranked if r["robust_median_flip"] is not None}
+        show_robust = bool(norms)
+        robust_shown = robust_shown or show_robust
         cells = []
         for r in ranked:
             forward = r["latency_source"] not in (None, "speed.predict.p50_ms")
@@ -325,15 +333,21 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
                 _fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
                 _fmt(r["parameters"], ","),
             ]
+            if show_robust:
+                flip = _fmt(r["robust_median_flip"], ".3g")
+                row.append(flip + (f" ({_NORMS.get(r['robust_norm'], r['robust_norm'])})" if len(norms) > 1 and flip != "-" else ""))
             if show_threshold:
                 row.insert(3, _fmt(r["threshold"], ".3g"))
             cells.append(tuple(row))
         if cells:
             headers = ["#", "run", str(members[0]["metric"]), "fit s", "p50 ms", "KiB", "params"]
             optional, right = (6, 5, 3), (0, 2, 3, 4, 5, 6)
+            if show_robust:
+                headers.append("flip ε" + (f" ({_NORMS.get(next(iter(norms)), next(iter(norms)))})" if len(norms) == 1 else ""))
+                optional, right = (6, 5, 3, 7), (0, 2, 3, 4, 5, 6, 7)
             if show_threshold:  # never dropped: the figures mean something else without it
                 headers.insert(3, "threshold")
-                optional, right = (7, 6, 4), (0, 2, 3, 4, 5, 6, 7)
+                optional, right = tuple(i + (i >= 3) for i in optional), tuple(i + (i >= 3) for i in right) + (3,)
             for line in fit_table(headers, cells, width=_width(), shrink=1, optional=optional, right=right):
                 _print(line)
         for r in members:
@@ -346,6 +360,12 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
             "p50 ms: median latency of Model.predict on one row (speed.predict.p50_ms)"
             + ("; a figure marked * is an older run's forward pass only" if older else "")
             + ". KiB: package size."
+            + (
+                " flip ε: the median smallest attack budget that flips a prediction the run got right"
+                " (robustness.smallest_flip; larger is sturdier, comparable only on the same data and norm)."
+                if robust_shown
+                else ""
+            )
             + (
                 " threshold: the probability of the positive class from which a run predicts it; it differs"
                 " within a group, so precision, recall and F1 there are at different operating points."

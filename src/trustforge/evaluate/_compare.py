@@ -67,7 +67,9 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     value (None when the run has no such figure), epochs (rows of epochs.csv), max_epochs,
     resumable (an interrupted or killed run with a checkpoint), model_uri, fit_seconds,
     latency_p50_ms and latency_source ("speed.predict.p50_ms", Model.predict on one row, or
-    the older forward-pass key), package_bytes, parameters, and note: why the run is not
+    the older forward-pass key), package_bytes, parameters, robust_median_flip and robust_norm
+    (the median smallest attack budget that flips a correct prediction, and the attack's norm;
+    None when the run was not attacked), and note: why the run is not
     ranked (None when it is).
 
     Raises:
@@ -115,6 +117,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "latency_source": latency_source,
         "package_bytes": _package_bytes(run_dir, evidence),
         "parameters": _parameters(run_dir, evidence),
+        **_robustness(evidence),
     }
     row["note"] = _note(row, status, metrics)
     return row
@@ -282,6 +285,16 @@ def _parameters(run_dir: Path, evidence: dict[str, Any]) -> int | None:
     manifest = _json(run_dir / "package" / "manifest.json") if (run_dir / "package" / "manifest.json").is_file() else None
     value = ((manifest or {}).get("model") or {}).get("parameters")
     return int(value) if num(value) is not None else None
+
+
+def _robustness(evidence: dict[str, Any]) -> dict[str, Any]:
+    """The attack figure a leaderboard shows: the median smallest budget that flips a row the
+    model predicted right (`robustness.smallest_flip.median`), with its norm; a run attacked
+    with another norm, or not attacked, has no comparable figure (None)."""
+    rob = evidence.get("robustness") if isinstance(evidence.get("robustness"), dict) else {}
+    flip = rob.get("smallest_flip") if isinstance(rob.get("smallest_flip"), dict) else {}
+    norm = rob.get("norm")
+    return {"robust_norm": None if norm is None else str(norm), "robust_median_flip": num(flip.get("median"))}
 
 
 def _note(row: dict[str, Any], status: dict[str, Any], metrics: Any) -> str | None:

@@ -354,6 +354,7 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
         "metric": metric,
         "norm": {"inf": "L∞", "2": "L2"}.get(str(rob.get("norm")), str(rob.get("norm") or "")),
         "budget": str(rob.get("budget") or ""),
+        "target": str(rob.get("target") or ("the true labels" if metric == "accuracy" else "the true values")),
         "clean": num(rob.get("clean")),
         "before_clean": num((rob.get("before_hardening") or {}).get("clean")),
         "rows": rob.get("rows"),
