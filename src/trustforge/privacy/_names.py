@@ -13,7 +13,8 @@ from importlib import resources
 __all__ = ["find_names"]
 
 _A = re.ASCII
-_CAP_PAIR = re.compile(r"(?<![A-Za-z])([A-Z][a-z]+(?:-[A-Z][a-z]+)?) ([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?![A-Za-z])", _A)
+# A capitalised word, an initial ("J."), or a hyphenated/apostrophe surname (O'Neil, Smith-Jones).
+_CAP_WORD = re.compile(r"(?<![A-Za-z])(?:[A-Z][a-z]+(?:['-][A-Z][a-z]+)?|[A-Z]\.)(?![A-Za-z])", _A)
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,11 +34,28 @@ def find_names(text: str, types: frozenset[str] | None) -> list[tuple[str, int, 
     """PERSON spans in `text`."""
     if types is not None and "PERSON" not in types:
         return []
-    found = []
+    found: list[tuple[str, int, int, float]] = []
+    if any(c.isupper() for c in text):
+        found.extend(_english(text))
+    return found
+
+
+def _english(text: str) -> list[tuple[str, int, int, float]]:
+    """A known first name, an optional initial, then a known surname, one space apart."""
     first, last = english_lexicon()
-    for m in _CAP_PAIR.finditer(text):
-        if m.group(1) in first and m.group(2) in last:
-            found.append(("PERSON", m.start(), m.end(), 0.7))
+    words = [(m.start(), m.end(), m.group()) for m in _CAP_WORD.finditer(text)]
+    found, i = [], 0
+    while i < len(words) - 1:
+        s, e, w = words[i]
+        j = i + 1
+        if words[j][2].endswith(".") and j + 1 < len(words) and words[j][0] == e + 1:  # middle initial
+            e, j = words[j][1], j + 1
+        ls, le, lw = words[j]
+        if w in first and ls == e + 1 and lw in last:
+            found.append(("PERSON", s, le, 0.7))
+            i = j + 1
+        else:
+            i += 1
     return found
 
 

@@ -252,7 +252,7 @@ _PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool], float]] = [
     ("PHONE", _PHONE_CN_LAND, _v_true, 0.7),
 ]
 PATTERN_TYPES = ("EMAIL", "CN_ID", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "CN_MOBILE", "PHONE")
-PRIORITY = {"EMAIL": 0, "CN_ID": 1, "CREDIT_CARD": 2, "IBAN": 3, "US_SSN": 4, "IP_ADDRESS": 5, "CN_MOBILE": 6, "PHONE": 7}
+PRIORITY = {"EMAIL": 0, "CN_ID": 1, "IBAN": 2, "CREDIT_CARD": 3, "US_SSN": 4, "IP_ADDRESS": 5, "CN_MOBILE": 6, "PHONE": 7}
 
 _HAS_DIGIT = re.compile(r"[0-9]", _A)
 
