@@ -188,6 +188,10 @@ _EN = [
     "New employee {PERSON}, SSN {US_SSN}, email {EMAIL}.",
     "Invalid number {NEG} was rejected by the form.",
     "Payment of ${AMOUNT} received from {IBAN}.",
+    "The New York office opens on Monday; Customer Service moved to {PHONE}.",
+    "Quarterly revenue grew {AMOUNT} percent in North America and Western Europe.",
+    "Thank you for choosing Green Valley Bank; Mr. {PERSON} will handle your request.",
+    "Release Notes: Apple Pay and Google Wallet are supported since {DATE}.",
 ]
 _ZH = [
     "客户{PERSON}的手机号是{CN_MOBILE}，邮箱{EMAIL}。",
@@ -202,6 +206,14 @@ _ZH = [
     "办公电话{PHONE}，邮箱{EMAIL}",
     "版本{VERSION}于{TIME}发布",
     "持卡人{PERSON}的卡号{CREDIT_CARD}已冻结",
+    "我们将在下周一召开会议，讨论新产品的发布计划。",
+    "系统维护期间服务暂停，请于{TIME}后再试。",
+    "感谢您的耐心等待，工作人员会尽快处理您的申请。",
+    "本月销售额同比增长{AMOUNT}%，高于市场预期。",
+    "经理{PERSON}表示，明年将扩大华东地区的业务。",
+    "王府井大街的门店将于{DATE}重新开业。",
+    "由于天气原因，航班延误，张家界景区暂停开放。",
+    "白天的气温比昨天高，周末有小雨。",
 ]
 
 

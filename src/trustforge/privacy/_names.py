@@ -1,7 +1,22 @@
-"""Person names (and, later, street addresses): lexicons shipped in PyPI packages, offline.
+"""Person names: lexicons and a model shipped in PyPI packages, offline.
 
-First version: English names only, from the `names` package's US Census lists, as a
-capitalised first name followed by a capitalised surname.
+English (`names`, MIT licence: the US Census 1990 first-name and surname lists): a known first
+name, an optional middle initial, then a known surname, capitalised and one space apart.
+
+Chinese (`jieba`, MIT licence: its dictionary with part-of-speech tags, and the hidden-Markov
+model of its POS tagger): a run of CJK characters is segmented by jieba (dictionary + HMM for
+unknown words), then a token is a name when
+
+- it begins with a surname character (the emission probability of jieba's "begins a person
+  name" state, B-nr, above e^-8) and jieba found it as a new word (not in its dictionary), or
+- it is in the dictionary tagged `nr`/`nrfg` (person), rarely used (count < 150: the frequent
+  `nr` entries are mostly mislabelled words such as 小雨 or places such as 张家界) and begins with
+  a common surname (B-nr above e^-5.5), or
+- a common surname stands alone and the next token (one or two characters) is a rare word
+  or a name (张 + 丹丹, 周 + 红梅).
+
+The dictionary is parsed into memory on first use (about 1.5 s), without jieba's cache file in
+the shared temporary folder.
 """
 
 from __future__ import annotations
@@ -37,6 +52,68 @@ def find_names(text: str, types: frozenset[str] | None) -> list[tuple[str, int, 
     found: list[tuple[str, int, int, float]] = []
     if any(c.isupper() for c in text):
         found.extend(_english(text))
+    if _CJK_RUN.search(text) is not None:
+        found.extend(_chinese(text))
+    return found
+
+
+_CJK_RUN = re.compile("[\u4e00-\u9fff]{2,}")
+_NAME_TAGS = ("nr", "nrfg")
+_RARE = 150  # dictionary count below which an `nr` entry is taken for a name
+_TAIL = frozenset("于的在是和说")  # jieba glues these to an unknown name (杨桂芝于)
+
+
+@functools.lru_cache(maxsize=1)
+def chinese_model():
+    """(tokenizer, surname chars, common surname chars, name words) from jieba, built once."""
+    import logging
+    import os
+
+    import jieba
+    from jieba.posseg.prob_emit import P as emit
+
+    jieba.setLogLevel(logging.WARNING)
+    tk = jieba.Tokenizer()
+    path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+    with open(path, "rb") as f:
+        tk.FREQ, tk.total = tk.gen_pfdict(f)
+    tk.initialized = True  # skips jieba's own loader and its cache file in the shared temp folder
+    names = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] in _NAME_TAGS and int(parts[1]) < _RARE:
+                names.add(parts[0])
+    begin = emit[("B", "nr")]
+    surnames = frozenset(c for c, lp in begin.items() if lp > -8.0 and "\u4e00" <= c <= "\u9fff")
+    common = frozenset(c for c, lp in begin.items() if lp > -5.5 and "\u4e00" <= c <= "\u9fff")
+    return tk, surnames, common, frozenset(names)
+
+
+def _chinese(text: str) -> list[tuple[str, int, int, float]]:
+    tk, surnames, common, names = chinese_model()
+    freq = tk.FREQ
+    found = []
+    for m in _CJK_RUN.finditer(text):
+        run = m.group()
+        if surnames.isdisjoint(run):
+            continue
+        toks = list(tk.cut(run, HMM=True))
+        pos, i = m.start(), 0
+        while i < len(toks):
+            w = toks[i]
+            if w[0] in surnames:
+                nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                if len(w) == 1 and w in common and 1 <= len(nxt) <= 2 and (nxt in names or freq.get(nxt, 0) < 1000):
+                    found.append(("PERSON", pos, pos + 1 + len(nxt), 0.6))
+                    pos, i = pos + 1 + len(nxt), i + 2
+                    continue
+                if len(w) == 4 and w[-1] in _TAIL and not freq.get(w[:3]):
+                    found.append(("PERSON", pos, pos + 3, 0.6))
+                elif 2 <= len(w) <= 3 and (not freq.get(w) or (w in names and w[0] in common)):
+                    found.append(("PERSON", pos, pos + len(w), 0.6))
+            pos += len(w)
+            i += 1
     return found
 
 

@@ -140,7 +140,10 @@ def _digits(s: str) -> str:
 
 
 def _v_card(s: str) -> bool:
-    return _card_ok(_digits(s))
+    d = _digits(s)
+    if len(d) == 18 and d[:2] in _CN_PROVINCES and _date_ok(d[6:14]):
+        return False  # shaped like a resident ID number (with a wrong check digit): a near miss, not a card
+    return _card_ok(d)
 
 
 def _v_ssn(s: str) -> bool:
