@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Masker", "MaskReport", "unmask", "POLICIES"]
 
 POLICIES = ("redact", "tag", "hash", "fake")
+_FREE_FORM = ("PERSON", "ADDRESS")  # types without a checksum: a personal column's every cell is one
 _KEYED = ("hash", "fake")
 _MIN_KEY = 16
 _MISSING_KEY = (
@@ -320,8 +321,13 @@ class Masker:
             counts: Counter[str] = Counter()
             mapping: dict[Any, Any] = {}
             freq = values.value_counts(dropna=True)
+            # In a column of names (or addresses) a cell the lexicons miss is still one: mask it whole.
+            whole = report.personal.get(str(col))
+            whole = whole if whole in _FREE_FORM else None
             for value, n in freq.items():
                 masked, kinds = self._mask(value)
+                if not kinds and whole is not None and value.strip():
+                    masked, kinds = self.replacement(whole, value), [whole]
                 mapping[value] = masked
                 for k in kinds:
                     counts[k] += int(n)

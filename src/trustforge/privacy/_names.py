@@ -161,8 +161,36 @@ def fake_name(fpe, text: str, tweak: bytes, dec: bool) -> str:
     return " ".join(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _cjk_alphabets() -> tuple[str, str]:
+    """(surname characters, given-name characters) of jieba's name model, sorted: what Chinese
+    characters of a name are permuted within, so a fake still reads like a name."""
+    from jieba.posseg.prob_emit import P as emit
+
+    _, surnames, _, _ = chinese_model()
+    given = {c for state in ("M", "E") for c, lp in emit[(state, "nr")].items() if lp > -9.0 and "\u4e00" <= c <= "\u9fff"}
+    return "".join(sorted(surnames)), "".join(sorted(given))
+
+
+_CJK_BLOCK = "".join(chr(c) for c in range(0x4E00, 0x9FA6))
+
+
+def _permute_cjk(fpe, word: str, tweak: bytes, dec: bool) -> str:
+    surnames, given = _cjk_alphabets()
+    out = []
+    for k, c in enumerate(word):
+        if not "\u4e00" <= c <= "\u9fa5":
+            out.append(c)
+            continue
+        alphabet = surnames if k == 0 and c in surnames else given if c in given else _CJK_BLOCK
+        out.append(fpe.alphabet(c, alphabet, tweak + b"c" + bytes([min(k, 255)]) + str(len(alphabet)).encode(), decrypt=dec))
+    return "".join(out)
+
+
 def _permute_letters(fpe, word: str, tweak: bytes, dec: bool) -> str:
     lower = "abcdefghijklmnopqrstuvwxyz"
+    if any("\u4e00" <= c <= "\u9fa5" for c in word):
+        word = _permute_cjk(fpe, word, tweak, dec)
     chars = list(word)
     for alphabet, tag in ((lower, b"l"), (lower.upper(), b"u")):
         pos = [i for i, c in enumerate(word) if c in alphabet]
