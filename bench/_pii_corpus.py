@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 __all__ = ["Record", "make_corpus", "evaluate", "SCORED_TYPES"]
 
-SCORED_TYPES = ("PERSON", "EMAIL", "PHONE", "CN_MOBILE", "CREDIT_CARD", "IBAN", "CN_ID", "US_SSN", "IP_ADDRESS")
+SCORED_TYPES = ("PERSON", "EMAIL", "PHONE", "CN_MOBILE", "CREDIT_CARD", "IBAN", "CN_ID", "US_SSN", "IP_ADDRESS", "ADDRESS")
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,9 @@ _EN = [
     "Quarterly revenue grew {AMOUNT} percent in North America and Western Europe.",
     "Thank you for choosing Green Valley Bank; Mr. {PERSON} will handle your request.",
     "Release Notes: Apple Pay and Google Wallet are supported since {DATE}.",
+    "Ship order {ORDER} to {ADDRESS}.",
+    "{PERSON} moved; the new mailing address is {ADDRESS} (phone {PHONE}).",
+    "Our 3 Main Street branch opens at 9; 24 Hour Fitness is next door.",
 ]
 _ZH = [
     "客户{PERSON}的手机号是{CN_MOBILE}，邮箱{EMAIL}。",
@@ -214,6 +217,9 @@ _ZH = [
     "王府井大街的门店将于{DATE}重新开业。",
     "由于天气原因，航班延误，张家界景区暂停开放。",
     "白天的气温比昨天高，周末有小雨。",
+    "收货地址：{ADDRESS}，收件人{PERSON}",
+    "{PERSON}的住址是{ADDRESS}，邮编已核对。",
+    "上海市的地铁线路图已更新，南京路步行街周末人多。",
 ]
 
 
@@ -283,6 +289,8 @@ def _fill(slot: str, lang: str, rng: random.Random, fakers) -> tuple[str, str | 
         return cn_id(rng), "CN_ID"
     if slot == "US_SSN":
         return ssn(rng), "US_SSN"
+    if slot == "ADDRESS":
+        return (f.address().replace("\n", ", ") if lang == "en" else f.address()), "ADDRESS"
     if slot == "IP_ADDRESS":
         return (ipv4(rng) if rng.random() < 0.7 else ipv6(rng)), "IP_ADDRESS"
     if slot == "ORDER":

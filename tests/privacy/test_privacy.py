@@ -168,3 +168,13 @@ def test_a_name_column_is_masked_whole_where_the_lexicons_miss_a_cell():
     assert out["customer"].tolist() == ["<PERSON>"] * 4 + [""]
     fake, _ = Masker("fake", key=KEY).mask_frame(df)
     assert not set(fake["customer"][:4]) & set(df["customer"]) and fake["customer"][4] == ""
+
+
+def test_addresses_us_and_chinese_and_their_fakes():
+    text = "Ship to 353 Kathleen Highway Apt. 681, Lake Victoria, VI 39349 today; 收货地址：吉林省桂花县长寿陈路L座 673662，谢谢"
+    assert [e.text for e in scan_text(text) if e.type == "ADDRESS"] == [
+        "353 Kathleen Highway Apt. 681, Lake Victoria, VI 39349",
+        "吉林省桂花县长寿陈路L座 673662",
+    ]
+    fake = Masker("fake", key=KEY).mask_text(text)
+    assert "Kathleen" not in fake and "桂花" not in fake and "673662" not in fake and unmask(fake, KEY) == text

@@ -227,12 +227,17 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
 
     def frame_fn(df):
         from trustforge.privacy._columns import text_values
+        from trustforge.privacy._mask import FREE_FORM, unmask_value
 
+        # Columns of names or addresses were masked cell by cell, whole (`Masker.mask_frame`): undone the same way.
+        whole = {c: t for c, t in classify_columns(df).items() if t in FREE_FORM}
         out = df.copy()
         for col in df.columns:
             values = text_values(df[col])
             if values is not None:
-                mapping = {v: unmask(v, key) for v in values.dropna().unique()}
+                kind = whole.get(str(col))
+                undo = (lambda v: unmask_value(kind, v, key) if v.strip() else v) if kind else (lambda v: unmask(v, key))
+                mapping = {v: undo(v) for v in values.dropna().unique()}
                 out[col] = values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)
         return out
 
