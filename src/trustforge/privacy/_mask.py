@@ -331,7 +331,7 @@ class Masker:
         report.personal = {c: t for c, t in classify_columns(df[chosen]).items() if self.types is None or t in self.types}
         out = df.copy()
         for col in chosen:
-            values = text_values(df[col], personal=col in report.personal)
+            values = text_values(df[col], personal=str(col) in report.personal)
             if values is None:
                 continue
             counts: Counter[str] = Counter()
