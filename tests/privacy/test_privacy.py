@@ -178,3 +178,11 @@ def test_addresses_us_and_chinese_and_their_fakes():
     ]
     fake = Masker("fake", key=KEY).mask_text(text)
     assert "Kathleen" not in fake and "桂花" not in fake and "673662" not in fake and unmask(fake, KEY) == text
+
+
+def test_a_long_log_is_scanned_and_masked_whole():
+    log = "".join(f"{i:05d} login user{i}@example.com from 10.0.{i % 256}.{i // 256 % 256}\n" for i in range(5000))
+    found = scan_text(log)
+    assert [e.type for e in found[:2]] == ["EMAIL", "IP_ADDRESS"] and len(found) == 10000
+    masked = Masker("tag").mask_text(log)
+    assert masked.count("<EMAIL>") == 5000 and "@example.com" not in masked and masked.count("\n") == 5000
