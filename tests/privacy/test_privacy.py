@@ -186,3 +186,12 @@ def test_a_long_log_is_scanned_and_masked_whole():
     assert [e.type for e in found[:2]] == ["EMAIL", "IP_ADDRESS"] and len(found) == 10000
     masked = Masker("tag").mask_text(log)
     assert masked.count("<EMAIL>") == 5000 and "@example.com" not in masked and masked.count("\n") == 5000
+
+
+def test_full_width_digits_and_letters_are_found_where_they_are():
+    text = "手机１３８１２３４５６７８，邮箱ｚｈａｎｇ＠１６３．ｃｏｍ"
+    found = scan_text(text)
+    assert [(e.type, e.text) for e in found] == [("CN_MOBILE", "１３８１２３４５６７８"), ("EMAIL", "ｚｈａｎｇ＠１６３．ｃｏｍ")]
+    m = Masker("hash", key=KEY)
+    assert m.mask_text("１３８１２３４５６７８") == m.mask_text("13812345678")  # the same person joins
+    assert unmask(Masker("fake", key=KEY).mask_text(text), KEY) == "手机13812345678，邮箱zhang@163.com"

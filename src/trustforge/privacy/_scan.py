@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -67,8 +68,20 @@ def resolve(found: list[tuple[str, int, int, float]]) -> list[tuple[str, int, in
     return kept
 
 
+# Full-width forms (U+FF01-U+FF5E: "１３８", "＠", "Ａ") as ASCII, one character for one, so
+# offsets into the original text stay right: Chinese text often writes numbers this way.
+FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
+_HAS_FULLWIDTH = re.compile("[\uff01-\uff5e]")
+
+
+def halfwidth(text: str) -> str:
+    """`text` with full-width ASCII forms made ASCII (same length)."""
+    return text.translate(FULLWIDTH) if _HAS_FULLWIDTH.search(text) else text
+
+
 def scan_spans(text: str, types: frozenset[str] | None) -> list[tuple[str, int, int, float]]:
     """`scan_text` without building `Entity` objects (the masking loop's fast path)."""
+    text = halfwidth(text)
     found = _patterns.find_patterns(text, types)
     if types is None or "PERSON" in types:
         found.extend(_names.find_names(text, types))
