@@ -195,3 +195,9 @@ def test_full_width_digits_and_letters_are_found_where_they_are():
     m = Masker("hash", key=KEY)
     assert m.mask_text("１３８１２３４５６７８") == m.mask_text("13812345678")  # the same person joins
     assert unmask(Masker("fake", key=KEY).mask_text(text), KEY) == "手机13812345678，邮箱zhang@163.com"
+
+
+def test_a_column_of_mixed_phone_numbers_is_a_phone_column():
+    df = pd.DataFrame({"tel": ["13812345678", "(415) 555-2671", "+44 20 7946 0958", "13912345678", "n/a"]})
+    assert classify_columns(df) == {"tel": "CN_MOBILE"}  # 4 of 5 are phones, 2 of them Chinese mobiles
+    assert classify_columns(df, threshold=0.9) == {}
