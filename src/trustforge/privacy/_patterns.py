@@ -123,11 +123,13 @@ def _card_ok(digits: str) -> bool:
         return 16 <= n <= 19
     if 3528 <= p4 <= 3589:  # JCB
         return 16 <= n <= 19
+    if p4 in (2131, 1800):  # JCB, 15 digits
+        return n == 15
     if 300 <= int(digits[:3]) <= 305 or p2 in (36, 38, 39):  # Diners
         return 14 <= n <= 19
     if p2 == 62 or p2 == 81:  # UnionPay
         return 16 <= n <= 19
-    if p2 == 50 or 56 <= p2 <= 69:  # Maestro
+    if p2 == 50 or 56 <= p2 <= 69 or p4 == 604:  # Maestro (0604 too)
         return 12 <= n <= 19
     return False
 
@@ -185,14 +187,20 @@ def _v_cn_mobile(s: str) -> bool:
     return len(d) == 11 and d[:3] in _CN_MOBILE_PREFIX
 
 
+_EXT_SPLIT = re.compile(r" ?(?:x|ext\.?|#)", _A)
+
+
 def _v_phone_intl(s: str) -> bool:
+    s = _EXT_SPLIT.split(s)[0]
     if "((" in s or "))" in s or re.search(r"[ .()-]{3}", s):
         return False
     return 8 <= len(_digits(s)) <= 15
 
 
 def _v_nanp(s: str) -> bool:
-    d = _digits(s)
+    d = _digits(_EXT_SPLIT.split(s)[0])
+    if len(d) == 13 and d.startswith("001"):  # the international prefix dialled from the US
+        d = d[3:]
     if len(d) == 11:
         d = d[1:]
     return d[0] not in "01" and d[3] not in "01" and d[1:3] != "11"
@@ -224,16 +232,23 @@ _CARD = re.compile(
 _CN_ID = re.compile(_NB + r"[0-9]{17}[0-9Xx]" + _NA, _A)
 _SSN = re.compile(_NB + r"(?<![0-9][ -])[0-9]{3}([- ])[0-9]{2}\1[0-9]{4}(?![0-9A-Za-z]|[ -][0-9])", _A)
 _IPV4 = re.compile(r"(?<![0-9A-Za-z.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9A-Za-z]|\.[0-9])", _A)
-_IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?(?![0-9A-Za-z:])", _A)
+# Not inside an address (after "hex:"), but after a lone colon ("IP：" in Chinese reads as "IP:").
+_IPV6 = re.compile(
+    r"(?<![0-9A-Za-z])(?<![0-9A-Za-z]:)(?<!::)(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:[0-9]{1,3}\.){3}[0-9]{1,3})?(?![0-9A-Za-z:])",
+    _A,
+)
 _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9_%+-](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-]|\.[A-Za-z0-9])",
     _A,
 )
 _CN_MOBILE = re.compile(_NB + r"(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{4}){2}" + _NA, _A)
-_PHONE_INTL = re.compile(r"(?<![0-9A-Za-z+])\+[0-9]{1,3}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-]?[0-9]{1,5}){1,6}(?![0-9A-Za-z]|[ .-][0-9])", _A)
+_EXT = r"(?: ?(?:x|ext\.?|#) ?[0-9]{1,6})?"  # an extension: "x157", " ext. 12"
+_PHONE_INTL = re.compile(
+    r"(?<![0-9A-Za-z+])\+[0-9]{1,3}(?:[ .-]?\([0-9]{1,4}\))?(?:[ .-]?[0-9]{1,5}){1,6}" + _EXT + r"(?![0-9A-Za-z]|[ .-][0-9])", _A
+)
 _PHONE_NANP = re.compile(
-    r"(?<![0-9A-Za-z+-])(?:1[ .-]?)?(?:\([0-9]{3}\) ?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}(?![0-9A-Za-z]|[-.][0-9])",
+    r"(?<![0-9A-Za-z+-])(?:(?:001|1)[ .-]?)?(?:\([0-9]{3}\) ?|[0-9]{3}[-. ])[0-9]{3}[-. ][0-9]{4}" + _EXT + r"(?![0-9A-Za-z]|[-.][0-9])",
     _A,
 )
 _PHONE_CN_LAND = re.compile(r"(?<![0-9A-Za-z+-])0[0-9]{2,3}-[0-9]{7,8}(?![0-9A-Za-z]|-[0-9])", _A)
