@@ -277,12 +277,15 @@ def _fill(slot: str, lang: str, rng: random.Random, fakers) -> tuple[str, str | 
     if slot == "EMAIL":
         user = fakers["en"].user_name() if lang == "en" or rng.random() < 0.5 else fakers["zh"].romanized_name().replace(" ", ".").lower()
         return f"{user}@{rng.choice(['163.com', 'qq.com', 'gmail.com', 'example.org', 'mail.co.uk', 'corp.cn'])}", "EMAIL"
+    # A third of the phones, cards and IPs as Faker's own providers format them: values whose
+    # format neither the corpus nor the detector chose (Faker's bare ten-digit numbers and JCB
+    # numbers outside the JCB range among them, which the detector misses on purpose).
     if slot == "PHONE":
-        return phone(rng), "PHONE"
+        return (fakers["en"].phone_number() if rng.random() < 1 / 3 else phone(rng)), "PHONE"
     if slot == "CN_MOBILE":
         return cn_mobile(rng), "CN_MOBILE"
     if slot == "CREDIT_CARD":
-        return card(rng), "CREDIT_CARD"
+        return (fakers["en"].credit_card_number() if rng.random() < 1 / 3 else card(rng)), "CREDIT_CARD"
     if slot == "IBAN":
         return iban(rng), "IBAN"
     if slot == "CN_ID":
@@ -292,6 +295,8 @@ def _fill(slot: str, lang: str, rng: random.Random, fakers) -> tuple[str, str | 
     if slot == "ADDRESS":
         return (f.address().replace("\n", ", ") if lang == "en" else f.address()), "ADDRESS"
     if slot == "IP_ADDRESS":
+        if rng.random() < 1 / 3:
+            return (fakers["en"].ipv4() if rng.random() < 0.7 else fakers["en"].ipv6()), "IP_ADDRESS"
         return (ipv4(rng) if rng.random() < 0.7 else ipv6(rng)), "IP_ADDRESS"
     if slot == "ORDER":
         return _digits(rng, rng.choice([5, 6, 8])), None
