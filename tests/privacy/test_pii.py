@@ -201,3 +201,10 @@ def test_a_column_of_mixed_phone_numbers_is_a_phone_column():
     df = pd.DataFrame({"tel": ["13812345678", "(415) 555-2671", "+44 20 7946 0958", "13912345678", "n/a"]})
     assert classify_columns(df) == {"tel": "CN_MOBILE"}  # 4 of 5 are phones, 2 of them Chinese mobiles
     assert classify_columns(df, threshold=0.9) == {}
+
+
+def test_ten_bare_digits_are_a_phone_only_where_the_words_say_so():
+    assert [(e.type, e.text) for e in scan_text("please call 4155552671 today")] == [("PHONE", "4155552671")]
+    assert [(e.type, e.text) for e in scan_text("客服电话：4155552671")] == [("PHONE", "4155552671")]
+    assert scan_text("order 4155552671 shipped") == [] and scan_text("call 1115552671") == []
+    assert [e.text for e in scan_text("+1-545-880-7302x157 or 001-612-799-7220x03322")] == ["+1-545-880-7302x157", "001-612-799-7220x03322"]

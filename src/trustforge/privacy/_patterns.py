@@ -319,4 +319,19 @@ def find_patterns(text: str, types: frozenset[str] | None) -> list[tuple[str, in
                 found.append((kind, m.start(), m.end(), score))
     if types is None or "IBAN" in types:
         found.extend(("IBAN", s, e, 1.0) for s, e in _ibans(text))
+    if types is None or "PHONE" in types:
+        found.extend(("PHONE", s, e, 0.6) for s, e in _bare_phones(text))
     return found
+
+
+# Ten bare digits are a North American number only where the words before say so (an order
+# number has ten digits too): "call 4155552671", "phone: 4155552671", "电话4155552671".
+_BARE10 = re.compile(r"(?<![0-9A-Za-z+-])[2-9][0-9]{2}[2-9][0-9]{6}(?![0-9A-Za-z]|[-.][0-9])", _A)
+_PHONE_WORDS = re.compile(r"phone|tel\b|call|mobile|cell|fax|contact|reach|电话|手机|致电|联系|热线", _A | re.IGNORECASE)
+_CONTEXT = 32
+
+
+def _bare_phones(text: str) -> Iterator[tuple[int, int]]:
+    for m in _BARE10.finditer(text):
+        if m.group()[1:3] != "11" and _PHONE_WORDS.search(text, max(0, m.start() - _CONTEXT), m.start()) is not None:
+            yield m.start(), m.end()
