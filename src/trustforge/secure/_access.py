@@ -17,6 +17,7 @@ The policy (`POLICY`, read by `allowed`, the docs and the tests alike):
 | backup        |        |         |          |   x   | create a backup                                 |
 | restore       |        |         |          |   x   | restore a backup                                |
 | audit_verify  |        |         |          |   x   | show and verify the audit log                   |
+| unmask        |        |         |          |   x   | turn masked personal data back (`unmask`)       |
 
 `predict` is every role's: whoever may read a model may load it and compute its predictions
 anyway, and the applications that call a served model need no right to promote or register one.
@@ -61,7 +62,22 @@ if TYPE_CHECKING:
 __all__ = ["ROLES", "ACTIONS", "POLICY", "allowed", "Principal", "AccessStore", "require", "metadata", "validate_name"]
 
 ROLES = ("viewer", "trainer", "deployer", "admin")
-ACTIONS = ("read", "register", "tag", "alias", "delete", "gc", "serve", "predict", "users", "keys", "backup", "restore", "audit_verify")
+ACTIONS = (
+    "read",
+    "register",
+    "tag",
+    "alias",
+    "delete",
+    "gc",
+    "serve",
+    "predict",
+    "users",
+    "keys",
+    "backup",
+    "restore",
+    "audit_verify",
+    "unmask",
+)
 
 POLICY: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read", "predict"}),

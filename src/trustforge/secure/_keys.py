@@ -305,6 +305,18 @@ class Keyring:
             raise SecurityError(f"{self.keys_dir / _KEK}: no key-encryption key; set TRUSTFORGE_KEK or run `trustforge keys init`")
         return self._kek
 
+    def derive_key(self, purpose: str) -> bytes:
+        """A 256-bit key for one purpose (e.g. "pii-mask"), HKDF-SHA256 of the current KEK.
+
+        Deterministic: the same KEK and purpose give the same key (what keyed masking needs so
+        that joins and `unmask` work across runs); another purpose gives an unrelated key.
+        Rotating the KEK changes it, so data masked before a rotation unmask with the old KEK.
+
+        Raises:
+            SecurityError: no KEK (the message says to set TRUSTFORGE_KEK or run `keys init`).
+        """
+        return P.derive_key(self._require_kek(), b"trustforge derived key v1\x00" + purpose.encode())
+
     def holds_kek_for(self, wrapped: bytes, *, current_only: bool = False) -> bool:
         """True when this keyring holds the KEK that `wrapped` names (the current one, or any)."""
         head = len(_WRAP_MAGIC) + _KEK_ID_BYTES

@@ -28,6 +28,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
     "CryptoFailure",
@@ -42,6 +43,7 @@ __all__ = [
     "SigningKey",
     "load_public_key",
     "public_key_id",
+    "derive_key",
 ]
 
 KEY_BYTES = 32  # AES-256
@@ -61,6 +63,11 @@ class CryptoFailure(ValueError):
 def new_key() -> bytes:
     """A fresh random 256-bit key (a data key or a key-encryption key)."""
     return AESGCM.generate_key(bit_length=256)
+
+
+def derive_key(secret: bytes, label: bytes) -> bytes:
+    """A 256-bit key for one purpose, derived from `secret` with HKDF-SHA256 (no salt; `label` is the info)."""
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=label).derive(secret)
 
 
 def _aead(key: bytes) -> AESGCM:

@@ -1,0 +1,388 @@
+"""Masking: per-entity policies over text and table columns, and the keyed way back.
+
+Policies (one for all entity types, or one per type):
+
+- ``redact``: the span becomes ``[REDACTED]``.
+- ``tag``: the span becomes its type, ``<EMAIL>``.
+- ``hash``: ``<EMAIL:3fa9c2e1b7d04a65>``, the first 64 bits of HMAC-SHA256 under the key of the
+  type and the normalised value (digits only for numbers, lower case for emails), so the same
+  person joins across rows, columns and files masked with the same key. One-way.
+- ``fake``: a value of the same shape that still passes its checksum (a Luhn-valid card with
+  the same issuer prefix, an ID number with a real date and a correct check digit, an IBAN
+  with valid check digits, ...), from a keyed format-preserving permutation (`_fpe`): the
+  same value always gets the same fake under one key, and `unmask` turns fakes back into the
+  originals with that key only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from trustforge.errors import DataError, SecurityError
+from trustforge.privacy import _names, _patterns
+from trustforge.privacy._fpe import FPE
+from trustforge.privacy._scan import ENTITY_TYPES, check_types, halfwidth, scan_spans
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Masker", "MaskReport", "unmask", "unmask_value", "POLICIES", "FREE_FORM"]
+
+POLICIES = ("redact", "tag", "hash", "fake")
+FREE_FORM = _FREE_FORM = ("PERSON", "ADDRESS")  # types without a checksum: a personal column's every cell is one
+_KEYED = ("hash", "fake")
+_MIN_KEY = 16
+_MISSING_KEY = (
+    "masking policy {policy!r} needs a key: run `trustforge keys init` in the workspace (the masking key is derived from its "
+    "key-encryption key) or set TRUSTFORGE_KEK; in code pass key=... (at least 16 random bytes)"
+)
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_UPPER = _LOWER.upper()
+_DIGITS = "0123456789"
+_DAY0 = _dt.date(1900, 1, 1).toordinal()
+_DAYS = _dt.date(2025, 12, 31).toordinal() - _DAY0 + 1  # fixed, so a fake never depends on today
+
+
+def _check_key(key: bytes | None, policy: str) -> bytes:
+    if key is None:
+        raise SecurityError(_MISSING_KEY.format(policy=policy))
+    if not isinstance(key, (bytes, bytearray)) or len(key) < _MIN_KEY:
+        raise SecurityError(f"masking policy {policy!r}: the key must be at least {_MIN_KEY} bytes")
+    return bytes(key)
+
+
+# ---------------------------------------------------------------- format-preserving fakes
+
+
+def _put_digits(template: str, digits: str) -> str:
+    """`template` with its digits replaced, in order, by `digits`."""
+    it = iter(digits)
+    return "".join(next(it) if "0" <= c <= "9" else c for c in template)
+
+
+def _classwise(fpe: FPE, s: str, tweak: bytes, dec: bool) -> str:
+    """Permute the digits, the lower-case and the upper-case letters of `s`, each within its class and positions."""
+    out = list(s)
+    for alphabet, tag in ((_DIGITS, b"d"), (_LOWER, b"l"), (_UPPER, b"u")):
+        pos = [i for i, c in enumerate(s) if c in alphabet]
+        if pos:
+            sub = fpe.alphabet("".join(s[i] for i in pos), alphabet, tweak + tag, decrypt=dec)
+            for i, c in zip(pos, sub):
+                out[i] = c
+    return "".join(out)
+
+
+def _whole(kind: str) -> Callable[[str], bool]:
+    """A predicate: the string is, as a whole, one entity of `kind` (so a fake is found again)."""
+
+    def ok(candidate: str) -> bool:
+        return any(t == kind and s == 0 and e == len(candidate) for t, s, e, _ in _patterns.find_patterns(candidate, frozenset({kind})))
+
+    return ok
+
+
+def _fake_card(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    d = "".join(c for c in s if "0" <= c <= "9")
+    body = d[:6] + fpe.digits(d[6:-1], tw, decrypt=dec)
+    return _put_digits(s, body + _patterns.luhn_digit(body))
+
+
+def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    region = fpe.digits(s[2:6], tw + b"r", decrypt=dec)
+    date = s[6:14]
+    try:
+        day = _dt.date(int(date[:4]), int(date[4:6]), int(date[6:])).toordinal() - _DAY0
+    except ValueError:
+        day = -1
+    if 0 <= day < _DAYS:
+        op = fpe.decrypt if dec else fpe.encrypt
+        date = _dt.date.fromordinal(op(day, _DAYS, tw + b"t") + _DAY0).strftime("%Y%m%d")
+    first17 = s[:2] + region + date + fpe.digits(s[14:17], tw + b"s", decrypt=dec)
+    return first17 + _patterns.cn_id_check(first17)
+
+
+def _fake_keep_prefix(keep: int, kind: str) -> Callable[[FPE, str, bytes, bool], str]:
+    """Keep the first `keep` digits (carrier or area code), permute the rest, stay a valid `kind`."""
+    whole = _whole(kind)
+
+    def fake(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+        d = "".join(c for c in s if "0" <= c <= "9")
+        k = keep + (len(d) - 11 if kind == "CN_MOBILE" else 0)  # +86 / 0086 in front
+        head = d[:k]
+        rest = fpe.digits(d[k:], tw, valid=lambda r: whole(_put_digits(s, head + r)), decrypt=dec)
+        return _put_digits(s, head + rest)
+
+    return fake
+
+
+def _fake_ssn(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    d = "".join(c for c in s if "0" <= c <= "9")
+    return _put_digits(s, fpe.digits(d, tw, valid=_patterns._v_ssn, decrypt=dec))
+
+
+def _fake_iban(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    compact = s.replace(" ", "")
+    bban = _classwise(fpe, compact[4:], tw + compact[:2].encode(), dec)
+    new = compact[:2] + _patterns.iban_check_digits(compact[:2] + "00" + bban) + bban
+    it = iter(new)
+    return "".join(c if c == " " else next(it) for c in s)
+
+
+def _fake_ip(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    addr = ipaddress.ip_address(s)
+    bits = addr.max_prefixlen
+    op = fpe.decrypt if dec else fpe.encrypt
+    return str(type(addr)(op(int(addr), 1 << bits, tw + str(bits).encode())))
+
+
+def _fake_email(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    local, _, domain = s.rpartition("@")
+    return _classwise(fpe, local, tw, dec) + "@" + domain
+
+
+_WORD = re.compile(r"[A-Za-z]+|[0-9]+|[\u4e00-\u9fa5]")
+
+
+def _fake_address(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Numbers, street and city words and CJK characters permuted within their class; street
+    suffixes, unit words, state codes, provinces and 省/市/路/号... kept, so it still reads as an address."""
+    from trustforge.privacy._address import KEEP_CJK, KEEP_WORDS
+
+    def one(m: re.Match) -> str:
+        w = m.group()
+        if w in KEEP_WORDS or w in KEEP_CJK:
+            return w
+        if "\u4e00" <= w <= "\u9fa5":
+            return fpe.alphabet(w, _names._CJK_BLOCK, tw + b"c" + str(m.start()).encode(), decrypt=dec)
+        return _classwise(fpe, w, tw + str(m.start()).encode(), dec)
+
+    return _WORD.sub(one, s)
+
+
+_FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
+    "CREDIT_CARD": _fake_card,
+    "CN_ID": _fake_cn_id,
+    "CN_MOBILE": _fake_keep_prefix(3, "CN_MOBILE"),
+    "PHONE": _fake_keep_prefix(4, "PHONE"),
+    "US_SSN": _fake_ssn,
+    "IBAN": _fake_iban,
+    "IP_ADDRESS": _fake_ip,
+    "EMAIL": _fake_email,
+    "PERSON": lambda fpe, s, tw, dec: _names.fake_name(fpe, s, tw, dec),
+    "ADDRESS": _fake_address,
+}
+
+
+def _fake(fpe: FPE, kind: str, text: str, dec: bool = False) -> str:
+    return _FAKERS[kind](fpe, text, b"tf-pii-fake\x00" + kind.encode() + b"\x00", dec)
+
+
+def _normalise(kind: str, text: str) -> str:
+    if kind in ("CREDIT_CARD", "CN_MOBILE", "PHONE", "US_SSN"):
+        d = "".join(c for c in text if "0" <= c <= "9")
+        return d[-11:] if kind == "CN_MOBILE" else d
+    if kind in ("IBAN", "CN_ID"):
+        return text.replace(" ", "").upper()
+    if kind == "EMAIL":
+        return text.lower()
+    if kind == "IP_ADDRESS":
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            return text
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------- the masker
+
+
+@dataclass
+class MaskReport:
+    """What `Masker.mask_frame` found and masked.
+
+    Attributes:
+        columns: column -> {entity type -> number of spans masked}; only columns with any.
+        personal: column -> entity type, for columns classified as wholly personal (a column of emails).
+        rows: the number of rows.
+    """
+
+    columns: dict[str, dict[str, int]] = field(default_factory=dict)
+    personal: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+
+    @property
+    def total(self) -> int:
+        """Spans masked in all columns."""
+        return sum(sum(c.values()) for c in self.columns.values())
+
+    def counts(self) -> dict[str, int]:
+        """Entity type -> spans masked, over all columns."""
+        out: Counter[str] = Counter()
+        for c in self.columns.values():
+            out.update(c)
+        return dict(sorted(out.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (counts and column names only, never a value)."""
+        return {"rows": self.rows, "total": self.total, "entities": self.counts(), "columns": self.columns, "personal": self.personal}
+
+
+class Masker:
+    """Masks personal data in strings and in the text columns of data frames.
+
+    Args:
+        policy: one of `POLICIES` for every entity type, or a mapping entity type -> policy
+            (types not named are tagged; the key ``"*"`` sets that default).
+        key: the secret for ``hash`` and ``fake`` (at least 16 bytes; the CLI derives it from the
+            workspace key-encryption key). Not needed for ``redact`` and ``tag``.
+        entities: the entity types to mask; None means all of `ENTITY_TYPES`.
+
+    Raises:
+        DataError: an unknown policy or entity type.
+        SecurityError: ``hash`` or ``fake`` without a key (the message says how to get one).
+    """
+
+    def __init__(self, policy: str | Mapping[str, str] = "tag", key: bytes | None = None, entities: Iterable[str] | None = None):
+        if isinstance(policy, str):
+            policies = {t: policy for t in ENTITY_TYPES}
+        elif isinstance(policy, Mapping):
+            default = policy.get("*", "tag")
+            check_types([k for k in policy if k != "*"], where="policy")
+            policies = {t: policy.get(t, default) for t in ENTITY_TYPES}
+        else:
+            raise DataError(f"policy must be one of {', '.join(POLICIES)} or a mapping entity type -> policy; got {type(policy).__name__}")
+        for kind, p in policies.items():
+            if p not in POLICIES:
+                raise DataError(f"policy for {kind}: must be one of {', '.join(POLICIES)}; got {p!r}")
+        self.policies = policies
+        self.types = check_types(entities)
+        keyed = sorted({p for p in policies.values() if p in _KEYED})
+        self._key = _check_key(key, keyed[0]) if keyed else None
+        self._fpe = FPE(self._key) if self._key is not None else None
+
+    def __repr__(self) -> str:  # never the key
+        return f"Masker({self.policies!r})"
+
+    def replacement(self, kind: str, text: str) -> str:
+        """What one detected span of `kind` becomes under this masker's policy."""
+        policy = self.policies[kind]
+        text = halfwidth(text)  # "１３８…" hashes as "138…" does, and its fake is made of ASCII digits
+        if policy == "tag":
+            return f"<{kind}>"
+        if policy == "redact":
+            return "[REDACTED]"
+        if policy == "hash":
+            mac = hmac.digest(self._key, b"tf-pii-hash\x00" + kind.encode() + b"\x00" + _normalise(kind, text).encode(), hashlib.sha256)
+            return f"<{kind}:{mac[:8].hex()}>"
+        return _fake(self._fpe, kind, text)
+
+    def _mask(self, text: str) -> tuple[str, list[str]]:
+        spans = scan_spans(text, self.types)
+        if not spans:
+            return text, []
+        parts, pos = [], 0
+        for kind, s, e, _ in spans:
+            parts.append(text[pos:s])
+            parts.append(self.replacement(kind, text[s:e]))
+            pos = e
+        parts.append(text[pos:])
+        return "".join(parts), [k for k, _, _, _ in spans]
+
+    def mask_text(self, text: str) -> str:
+        """`text` with every detected entity replaced by its policy's replacement.
+
+        Raises:
+            DataError: `text` is not a string.
+        """
+        if not isinstance(text, str):
+            raise DataError(f"mask_text: text must be a string; got {type(text).__name__}")
+        return self._mask(text)[0]
+
+    def mask_frame(self, df: "pd.DataFrame", columns: Iterable[str] | None = None) -> tuple["pd.DataFrame", MaskReport]:
+        """A masked copy of `df` and a report of what was masked.
+
+        Text columns (and integer columns that `classify_columns` calls personal, e.g. phone
+        numbers read as numbers) are scanned cell by cell; each distinct value is masked once.
+
+        Args:
+            df: the frame; not changed.
+            columns: the columns to mask; None means every text column and every personal one.
+
+        Raises:
+            DataError: a named column is not in the frame.
+        """
+
+        from trustforge.privacy._columns import classify_columns, text_values
+
+        if columns is None:
+            chosen = list(df.columns)
+        else:
+            chosen = list(columns)
+            missing = [c for c in chosen if c not in df.columns]
+            if missing:
+                raise DataError(f"column {missing[0]!r} is not in the data (columns: {', '.join(map(str, df.columns))[:300]})")
+        report = MaskReport(rows=len(df))
+        report.personal = {c: t for c, t in classify_columns(df[chosen]).items() if self.types is None or t in self.types}
+        out = df.copy()
+        for col in chosen:
+            values = text_values(df[col], personal=str(col) in report.personal)
+            if values is None:
+                continue
+            counts: Counter[str] = Counter()
+            mapping: dict[Any, Any] = {}
+            freq = values.value_counts(dropna=True)
+            # In a column of names (or addresses) every non-empty cell is one, found by the lexicons or not:
+            # each is masked whole.
+            whole = report.personal.get(str(col))
+            whole = whole if whole in _FREE_FORM else None
+            for value, n in freq.items():
+                if whole is not None and value.strip():
+                    # the whole cell, so that `unmask` of a fake finds it again whatever it looks like
+                    masked, kinds = self.replacement(whole, value), [whole]
+                else:
+                    masked, kinds = self._mask(value)
+                mapping[value] = masked
+                for k in kinds:
+                    counts[k] += int(n)
+            if counts:
+                masked_col = values.map(mapping)
+                out[col] = masked_col.where(values.notna(), df[col]).astype(object) if values.isna().any() else masked_col
+                report.columns[str(col)] = dict(sorted(counts.items()))
+        return out, report
+
+
+def unmask_value(kind: str, text: str, key: bytes) -> str:
+    """The original of one whole ``fake`` value of `kind` (a cell of a column of names or addresses)."""
+    return _fake(FPE(_check_key(key, "fake")), kind, text, dec=True)
+
+
+def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
+    """Turn ``fake`` values in `text` back into the originals, with the key they were made with.
+
+    ``hash`` tokens are one-way and ``tag``/``redact`` keep nothing: those stay as they are. The
+    caller checks who may do this (the CLI requires the ``unmask`` action, admins only).
+
+    Raises:
+        SecurityError: no key, or a key shorter than 16 bytes.
+        DataError: `text` is not a string, or an unknown entity type.
+    """
+    fpe = FPE(_check_key(key, "fake"))
+    if not isinstance(text, str):
+        raise DataError(f"unmask: text must be a string; got {type(text).__name__}")
+    spans = scan_spans(text, check_types(entities))
+    if not spans:
+        return text
+    parts, pos = [], 0
+    for kind, s, e, _ in spans:
+        parts.append(text[pos:s])
+        parts.append(_fake(fpe, kind, text[s:e], dec=True))
+        pos = e
+    parts.append(text[pos:])
+    return "".join(parts)
