@@ -1,0 +1,113 @@
+"""`data.protect.pii: mask`, end to end: no planted personal value anywhere a run leaves.
+
+One small table (300 rows: names, emails, Chinese ID numbers, Chinese mobiles, free text that
+carries some of them) is trained through the command line, registered and reported on; then
+every file of the workspace (run folder, registry database and its WAL, artifact store), the
+package as the run folder and the registry hold it (decrypted, every file), the HTML and JSON
+report, and everything the commands printed are searched for every planted value, in UTF-8,
+in JSON's \\u escapes and (for numbers) as a float would print.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from _cli import run_main
+from _pii_table import write_pii_table
+
+from trustforge.package import Model, read_package
+from trustforge.secure import Keyring, open_sealed
+
+SPEC = {
+    "name": "people-masked",
+    "task": "classification",
+    "data": {"source": "csv:people.csv", "target": "label", "protect": {"pii": "mask"}},
+    "model": {"kind": "mlp", "hidden": [16]},
+    "train": {"max_epochs": 12, "batch_size": 32, "early_stopping": None},
+    "evaluate": {"robustness": False, "privacy_audit": False},
+}
+
+
+def _forms(value: str) -> set[bytes]:
+    """How a value could be written: UTF-8, JSON with \\u escapes, a number printed as a float."""
+    forms = {value.encode("utf-8"), json.dumps(value).strip('"').encode("ascii")}
+    if value.isdigit():
+        forms |= {repr(float(value)).encode(), f"{float(value):.6e}".encode()}
+    return forms
+
+
+def _leaks(blob: bytes, planted: dict[str, list[str]]) -> list[str]:
+    return [f"{kind} {v!r}" for kind, values in planted.items() for v in values if any(f in blob for f in _forms(v))]
+
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pii")
+    home = root / "ws"
+    planted = write_pii_table(root / "people.csv")
+    (root / "spec.yaml").write_text(yaml.safe_dump(SPEC), encoding="utf-8")
+    train = run_main("train", "-q", "spec.yaml", home=home, cwd=root)
+    assert train.code == 0, train.stderr
+    run_dir = next((home / "runs").iterdir())
+    report = run_main("report", str(run_dir), home=home, cwd=root)
+    assert report.code == 0, report.stderr
+    predict = run_main("predict", str(run_dir / "package"), "people.csv", "-o", "out.csv", home=home, cwd=root)
+    assert predict.code == 0, predict.stderr
+    return root, home, run_dir, planted, [train, report, predict]
+
+
+def test_the_planted_values_are_in_the_source_so_the_search_can_find_them(masked_run):
+    root, _, _, planted, _ = masked_run
+    text = (root / "people.csv").read_bytes()
+    assert not [v for vs in planted.values() for v in vs if v.encode() not in text]
+    assert len(_leaks(text, planted)) == sum(len(v) for v in planted.values()) == 1200
+
+
+def test_no_planted_value_in_any_file_package_report_log_or_database(masked_run):
+    root, home, run_dir, planted, results = masked_run
+    blobs: dict[str, bytes] = {}
+    for path in sorted(home.rglob("*")):
+        if path.is_file() and "keys" not in path.relative_to(home).parts:
+            blobs[str(path.relative_to(home))] = path.read_bytes()
+    assert any(name.endswith("report.html") for name in blobs) and any(name.endswith("evidence.json") for name in blobs)
+    assert any(name.startswith("registry.db") for name in blobs)
+    keyring = Keyring.load(home / "keys")
+    for name, blob in read_package(run_dir / "package", keyring=keyring)._blobs.items():  # noqa: SLF001 - every verified file
+        blobs[f"run package: {name}"] = blob
+    (version,) = [p.parent for p in (home / "artifacts").rglob("sealed.json")]
+    for name, blob in open_sealed(version, keyring).items():
+        blobs[f"registry package (decrypted): {name}"] = blob
+    for i, r in enumerate(results):
+        blobs[f"command {i} output"] = (r.stdout + r.stderr).encode("utf-8")
+    found = {name: _leaks(blob, planted) for name, blob in blobs.items()}
+    assert {name: hits[:3] for name, hits in found.items() if hits} == {}
+    assert len(blobs) >= 15
+
+
+def test_the_package_records_the_masking_and_the_model_still_learned(masked_run):
+    _, home, run_dir, _, _ = masked_run
+    model = Model.load(run_dir / "package", keyring=Keyring.load(home / "keys"))
+    pii = model.manifest["pii"]
+    assert pii["policy"] == "mask" and pii["masker"] == "tag"
+    assert pii["personal"] == {"name": "PERSON", "email": "EMAIL", "id_number": "CN_ID", "phone": "CN_MOBILE"}
+    assert pii["masked"]["note"] == {"CN_MOBILE": 150, "EMAIL": 75}
+    assert model.spec.data.protect.pii == "mask"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.75  # city and age still carry the label
+
+
+def test_predict_masks_incoming_rows_as_training_did(masked_run):
+    root, home, run_dir, _, _ = masked_run
+    model = Model.load(run_dir / "package", keyring=Keyring.load(home / "keys"))
+    frame = pd.read_csv(root / "people.csv").head(40)
+    raw = model.read_input(frame)
+    assert set(raw.frame["email"]) == {"<EMAIL>"} and set(raw.frame["id_number"]) == {"<CN_ID>"}
+    assert not raw.frame["note"].str.contains("@").any()
+    masked = frame.assign(name="<PERSON>", email="<EMAIL>", id_number="<CN_ID>", phone="<CN_MOBILE>", note=raw.frame["note"])
+    pd.testing.assert_frame_equal(model.predict(frame), model.predict(masked))
+    columns = {c: frame[c].to_numpy() for c in frame.columns if c != "label"}
+    served = model.predict_columns(columns)  # the server's path
+    assert (served["prediction"] == model.predict(masked)["prediction"].to_numpy()).all()
