@@ -58,9 +58,9 @@ def pii_table(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, dict[str, list
             "Paid on time, no complaints so far",
         ][i % 4]
         label = "yes" if age + (20 if city in ("east", "west") else 0) > 58 else "no"
-        rows.append(
-            {"name": name, "email": email, "id_number": ident, "phone": phone, "city": city, "age": age, "note": note, "label": label}
-        )
+        topic = ["callback", "invoice", "callback", "paid"][i % 4]
+        row = {"name": name, "email": email, "id_number": ident, "phone": phone, "city": city, "age": age, "note": note}
+        rows.append({**row, "topic": topic, "label": label})
         planted["name"].append(name)
         planted["email"].append(email)
         planted["cn_id"].append(ident)
