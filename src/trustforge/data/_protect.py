@@ -28,7 +28,7 @@ import hashlib
 import hmac
 from collections import Counter
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -102,7 +102,7 @@ def protect(raw: RawData, spec: "ProtectSpec", *, key: bytes | None = None) -> t
             raise DataError(f"{raw.origin}: no column {missing[0]!r} (data.protect.columns); columns are: {_names(frame.columns)}")
     scanned = [c for c in (spec.columns if spec.columns is not None else frame.columns) if c != raw.target]
     entities = list(spec.entities) if spec.entities is not None else None
-    masker = Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities)
+    masker = _Policy(Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities), entities)
     personal = {c: t for c, t in classify_columns(frame[scanned]).items() if entities is None or t in entities}
     personal = {c: personal[str(c)] for c in scanned if str(c) in personal}
     record: dict[str, Any] = {
@@ -168,6 +168,13 @@ def protect_columns(columns: Mapping[str, Any], record: Mapping[str, Any] | None
 # ---------------------------------------------------------------------------- helpers
 
 
+class _Policy(NamedTuple):
+    """A masker and the entity types it looks for (None: all)."""
+
+    masker: Any
+    entities: list[str] | None
+
+
 def _masker(record: Mapping[str, Any], key: bytes | None) -> Any:
     from trustforge.privacy import Masker
 
@@ -182,8 +189,8 @@ def _masker(record: Mapping[str, Any], key: bytes | None) -> Any:
                 "this model was trained on data hashed under another masking key (another workspace, or a key-encryption "
                 "key rotated since); its inputs would not match what it learned"
             )
-        return Masker("hash", key=key, entities=record.get("entities"))
-    return Masker("tag", entities=record.get("entities"))
+        return _Policy(Masker("hash", key=key, entities=record.get("entities")), record.get("entities"))
+    return _Policy(Masker("tag", entities=record.get("entities")), record.get("entities"))
 
 
 def _apply(
@@ -215,7 +222,7 @@ def _column(series: pd.Series, kind: str | None, masker: Any) -> tuple[pd.Series
         if not present.any():
             return None, {}
         values = series.map(_digits_or_text)
-        mapping = {v: masker.replacement(kind, v) for v in pd.unique(values[present])}
+        mapping = {v: masker.masker.replacement(kind, v) for v in pd.unique(values[present])}
         masked = values.map(mapping).astype(object)
         masked[~present] = None
         return masked, {kind: int(present.sum())}
@@ -229,12 +236,12 @@ def _column(series: pd.Series, kind: str | None, masker: Any) -> tuple[pd.Series
     from trustforge.privacy import scan_text
 
     for value, n in series[is_text].value_counts().items():
-        spans = scan_text(value, masker.types)
+        spans = scan_text(value, masker.entities)
         if not spans:
             continue
         parts, pos = [], 0
         for e in spans:
-            parts += [value[pos : e.start], masker.replacement(e.type, e.text)]
+            parts += [value[pos : e.start], masker.masker.replacement(e.type, e.text)]
             pos = e.end
             found[e.type] += int(n)
         mapping[value] = "".join(parts) + value[pos:]
