@@ -699,6 +699,17 @@ def _attack_command() -> None:
 _attack_command()
 
 
+def _privacy_commands() -> None:
+    """`trustforge scan`, `mask` and `unmask`: commands (not a group) from `trustforge.commands.privacy`."""
+    from trustforge.commands import privacy
+
+    for name in ("scan", "mask", "unmask"):
+        app.command(name)(_friendly(getattr(privacy, name)))
+
+
+_privacy_commands()
+
+
 def _mount(module: str, name: str) -> None:
     """Add a command group from `trustforge.commands.MODULE`, with the same one-line errors."""
     import copy

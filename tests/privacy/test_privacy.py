@@ -145,3 +145,36 @@ def test_mask_frame_and_classify_columns():
     assert report.personal == {"email": "EMAIL", "mobile": "CN_MOBILE"} and report.total == 9
     with pytest.raises(DataError, match="column 'nope' is not in the data"):
         Masker("tag").mask_frame(df, columns=["nope"])
+
+
+def test_names_english_and_chinese_fake_and_back():
+    text = "客户张伟的手机13812345678，经理王秀英表示同意; Dear John A. Smith, thanks."
+    assert [(e.type, e.text) for e in scan_text(text)] == [
+        ("PERSON", "张伟"),
+        ("CN_MOBILE", "13812345678"),
+        ("PERSON", "王秀英"),
+        ("PERSON", "John A. Smith"),
+    ]
+    assert [e.text for e in scan_text("张家界景区暂停开放，周末有小雨。The New York office")] == []  # places, weather, not people
+    fake = Masker("fake", key=KEY).mask_text(text)
+    assert not any(name in fake for name in ("张伟", "王秀英", "John", "Smith")), fake
+    assert unmask(fake, KEY) == text
+
+
+def test_a_name_column_is_masked_whole_where_the_lexicons_miss_a_cell():
+    df = pd.DataFrame({"customer": ["John Smith", "Mary Johnson", "Xavi Zzyzx", "欧阳娜娜", ""]})
+    out, report = Masker("tag").mask_frame(df)
+    assert report.personal == {"customer": "PERSON"}
+    assert out["customer"].tolist() == ["<PERSON>"] * 4 + [""]
+    fake, _ = Masker("fake", key=KEY).mask_frame(df)
+    assert not set(fake["customer"][:4]) & set(df["customer"]) and fake["customer"][4] == ""
+
+
+def test_addresses_us_and_chinese_and_their_fakes():
+    text = "Ship to 353 Kathleen Highway Apt. 681, Lake Victoria, VI 39349 today; 收货地址：吉林省桂花县长寿陈路L座 673662，谢谢"
+    assert [e.text for e in scan_text(text) if e.type == "ADDRESS"] == [
+        "353 Kathleen Highway Apt. 681, Lake Victoria, VI 39349",
+        "吉林省桂花县长寿陈路L座 673662",
+    ]
+    fake = Masker("fake", key=KEY).mask_text(text)
+    assert "Kathleen" not in fake and "桂花" not in fake and "673662" not in fake and unmask(fake, KEY) == text

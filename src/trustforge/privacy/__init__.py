@@ -19,7 +19,21 @@ library, numpy, pandas and its lexicon packages.
 from __future__ import annotations
 
 from trustforge.privacy._columns import classify_columns
+from trustforge.privacy._files import FILE_KINDS, mask_file, scan_file, unmask_file
 from trustforge.privacy._mask import POLICIES, Masker, MaskReport, unmask
 from trustforge.privacy._scan import ENTITY_TYPES, Entity, scan_text
 
-__all__ = ["Entity", "ENTITY_TYPES", "scan_text", "Masker", "MaskReport", "classify_columns", "unmask", "POLICIES"]
+__all__ = [
+    "Entity",
+    "ENTITY_TYPES",
+    "scan_text",
+    "Masker",
+    "MaskReport",
+    "classify_columns",
+    "unmask",
+    "POLICIES",
+    "scan_file",
+    "mask_file",
+    "unmask_file",
+    "FILE_KINDS",
+]

@@ -20,6 +20,7 @@ import datetime as _dt
 import hashlib
 import hmac
 import ipaddress
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -32,9 +33,10 @@ from trustforge.privacy._scan import ENTITY_TYPES, check_types, scan_spans
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Masker", "MaskReport", "unmask", "POLICIES"]
+__all__ = ["Masker", "MaskReport", "unmask", "unmask_value", "POLICIES", "FREE_FORM"]
 
 POLICIES = ("redact", "tag", "hash", "fake")
+FREE_FORM = _FREE_FORM = ("PERSON", "ADDRESS")  # types without a checksum: a personal column's every cell is one
 _KEYED = ("hash", "fake")
 _MIN_KEY = 16
 _MISSING_KEY = (
@@ -145,8 +147,23 @@ def _fake_email(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     return _classwise(fpe, local, tw, dec) + "@" + domain
 
 
-def _fake_generic(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
-    return _classwise(fpe, s, tw, dec)
+_WORD = re.compile(r"[A-Za-z]+|[0-9]+|[\u4e00-\u9fa5]")
+
+
+def _fake_address(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Numbers, street and city words and CJK characters permuted within their class; street
+    suffixes, unit words, state codes, provinces and 省/市/路/号... kept, so it still reads as an address."""
+    from trustforge.privacy._address import KEEP_CJK, KEEP_WORDS
+
+    def one(m: re.Match) -> str:
+        w = m.group()
+        if w in KEEP_WORDS or w in KEEP_CJK:
+            return w
+        if "\u4e00" <= w <= "\u9fa5":
+            return fpe.alphabet(w, _names._CJK_BLOCK, tw + b"c" + str(m.start()).encode(), decrypt=dec)
+        return _classwise(fpe, w, tw + str(m.start()).encode(), dec)
+
+    return _WORD.sub(one, s)
 
 
 _FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
@@ -159,7 +176,7 @@ _FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
     "IP_ADDRESS": _fake_ip,
     "EMAIL": _fake_email,
     "PERSON": lambda fpe, s, tw, dec: _names.fake_name(fpe, s, tw, dec),
-    "ADDRESS": _fake_generic,
+    "ADDRESS": _fake_address,
 }
 
 
@@ -320,8 +337,16 @@ class Masker:
             counts: Counter[str] = Counter()
             mapping: dict[Any, Any] = {}
             freq = values.value_counts(dropna=True)
+            # In a column of names (or addresses) every non-empty cell is one, found by the lexicons or not:
+            # each is masked whole.
+            whole = report.personal.get(str(col))
+            whole = whole if whole in _FREE_FORM else None
             for value, n in freq.items():
-                masked, kinds = self._mask(value)
+                if whole is not None and value.strip():
+                    # the whole cell, so that `unmask` of a fake finds it again whatever it looks like
+                    masked, kinds = self.replacement(whole, value), [whole]
+                else:
+                    masked, kinds = self._mask(value)
                 mapping[value] = masked
                 for k in kinds:
                     counts[k] += int(n)
@@ -330,6 +355,11 @@ class Masker:
                 out[col] = masked_col.where(values.notna(), df[col]).astype(object) if values.isna().any() else masked_col
                 report.columns[str(col)] = dict(sorted(counts.items()))
         return out, report
+
+
+def unmask_value(kind: str, text: str, key: bytes) -> str:
+    """The original of one whole ``fake`` value of `kind` (a cell of a column of names or addresses)."""
+    return _fake(FPE(_check_key(key, "fake")), kind, text, dec=True)
 
 
 def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:

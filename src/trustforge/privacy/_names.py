@@ -1,7 +1,22 @@
-"""Person names (and, later, street addresses): lexicons shipped in PyPI packages, offline.
+"""Person names: lexicons and a model shipped in PyPI packages, offline.
 
-First version: English names only, from the `names` package's US Census lists, as a
-capitalised first name followed by a capitalised surname.
+English (`names`, MIT licence: the US Census 1990 first-name and surname lists): a known first
+name, an optional middle initial, then a known surname, capitalised and one space apart.
+
+Chinese (`jieba`, MIT licence: its dictionary with part-of-speech tags, and the hidden-Markov
+model of its POS tagger): a run of CJK characters is segmented by jieba (dictionary + HMM for
+unknown words), then a token is a name when
+
+- it begins with a surname character (the emission probability of jieba's "begins a person
+  name" state, B-nr, above e^-8) and jieba found it as a new word (not in its dictionary), or
+- it is in the dictionary tagged `nr`/`nrfg` (person), rarely used (count < 150: the frequent
+  `nr` entries are mostly mislabelled words such as 小雨 or places such as 张家界) and begins with
+  a common surname (B-nr above e^-5.5), or
+- a common surname stands alone and the next token (one or two characters) is a rare word
+  or a name (张 + 丹丹, 周 + 红梅).
+
+The dictionary is parsed into memory on first use (about 1.5 s), without jieba's cache file in
+the shared temporary folder.
 """
 
 from __future__ import annotations
@@ -13,7 +28,8 @@ from importlib import resources
 __all__ = ["find_names"]
 
 _A = re.ASCII
-_CAP_PAIR = re.compile(r"(?<![A-Za-z])([A-Z][a-z]+(?:-[A-Z][a-z]+)?) ([A-Z][a-z]+(?:-[A-Z][a-z]+)?)(?![A-Za-z])", _A)
+# A capitalised word, an initial ("J."), or a hyphenated/apostrophe surname (O'Neil, Smith-Jones).
+_CAP_WORD = re.compile(r"(?<![A-Za-z])(?:[A-Z][a-z]+(?:['-][A-Z][a-z]+)?|[A-Z]\.)(?![A-Za-z])", _A)
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,11 +49,90 @@ def find_names(text: str, types: frozenset[str] | None) -> list[tuple[str, int, 
     """PERSON spans in `text`."""
     if types is not None and "PERSON" not in types:
         return []
+    found: list[tuple[str, int, int, float]] = []
+    if any(c.isupper() for c in text):
+        found.extend(_english(text))
+    if _CJK_RUN.search(text) is not None:
+        found.extend(_chinese(text))
+    return found
+
+
+_CJK_RUN = re.compile("[\u4e00-\u9fff]{2,}")
+_NAME_TAGS = ("nr", "nrfg")
+_RARE = 150  # dictionary count below which an `nr` entry is taken for a name
+_TAIL = frozenset("于的在是和说")  # jieba glues these to an unknown name (杨桂芝于)
+
+
+@functools.lru_cache(maxsize=1)
+def chinese_model():
+    """(tokenizer, surname chars, common surname chars, name words) from jieba, built once."""
+    import logging
+    import os
+
+    import jieba
+    from jieba.posseg.prob_emit import P as emit
+
+    jieba.setLogLevel(logging.WARNING)
+    tk = jieba.Tokenizer()
+    path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+    with open(path, "rb") as f:
+        tk.FREQ, tk.total = tk.gen_pfdict(f)
+    tk.initialized = True  # skips jieba's own loader and its cache file in the shared temp folder
+    names = set()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] in _NAME_TAGS and int(parts[1]) < _RARE:
+                names.add(parts[0])
+    begin = emit[("B", "nr")]
+    surnames = frozenset(c for c, lp in begin.items() if lp > -8.0 and "\u4e00" <= c <= "\u9fff")
+    common = frozenset(c for c, lp in begin.items() if lp > -5.5 and "\u4e00" <= c <= "\u9fff")
+    return tk, surnames, common, frozenset(names)
+
+
+def _chinese(text: str) -> list[tuple[str, int, int, float]]:
+    tk, surnames, common, names = chinese_model()
+    freq = tk.FREQ
     found = []
+    for m in _CJK_RUN.finditer(text):
+        run = m.group()
+        if surnames.isdisjoint(run):
+            continue
+        toks = list(tk.cut(run, HMM=True))
+        pos, i = m.start(), 0
+        while i < len(toks):
+            w = toks[i]
+            if w[0] in surnames:
+                nxt = toks[i + 1] if i + 1 < len(toks) else ""
+                if len(w) == 1 and w in common and 1 <= len(nxt) <= 2 and (nxt in names or freq.get(nxt, 0) < 1000):
+                    found.append(("PERSON", pos, pos + 1 + len(nxt), 0.6))
+                    pos, i = pos + 1 + len(nxt), i + 2
+                    continue
+                if len(w) == 4 and w[-1] in _TAIL and not freq.get(w[:3]):
+                    found.append(("PERSON", pos, pos + 3, 0.6))
+                elif 2 <= len(w) <= 3 and (not freq.get(w) or (w in names and w[0] in common)):
+                    found.append(("PERSON", pos, pos + len(w), 0.6))
+            pos += len(w)
+            i += 1
+    return found
+
+
+def _english(text: str) -> list[tuple[str, int, int, float]]:
+    """A known first name, an optional initial, then a known surname, one space apart."""
     first, last = english_lexicon()
-    for m in _CAP_PAIR.finditer(text):
-        if m.group(1) in first and m.group(2) in last:
-            found.append(("PERSON", m.start(), m.end(), 0.7))
+    words = [(m.start(), m.end(), m.group()) for m in _CAP_WORD.finditer(text)]
+    found, i = [], 0
+    while i < len(words) - 1:
+        s, e, w = words[i]
+        j = i + 1
+        if words[j][2].endswith(".") and j + 1 < len(words) and words[j][0] == e + 1:  # middle initial
+            e, j = words[j][1], j + 1
+        ls, le, lw = words[j]
+        if w in first and ls == e + 1 and lw in last:
+            found.append(("PERSON", s, le, 0.7))
+            i = j + 1
+        else:
+            i += 1
     return found
 
 
@@ -66,8 +161,36 @@ def fake_name(fpe, text: str, tweak: bytes, dec: bool) -> str:
     return " ".join(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _cjk_alphabets() -> tuple[str, str]:
+    """(surname characters, given-name characters) of jieba's name model, sorted: what Chinese
+    characters of a name are permuted within, so a fake still reads like a name."""
+    from jieba.posseg.prob_emit import P as emit
+
+    _, surnames, _, _ = chinese_model()
+    given = {c for state in ("M", "E") for c, lp in emit[(state, "nr")].items() if lp > -9.0 and "\u4e00" <= c <= "\u9fff"}
+    return "".join(sorted(surnames)), "".join(sorted(given))
+
+
+_CJK_BLOCK = "".join(chr(c) for c in range(0x4E00, 0x9FA6))
+
+
+def _permute_cjk(fpe, word: str, tweak: bytes, dec: bool) -> str:
+    surnames, given = _cjk_alphabets()
+    out = []
+    for k, c in enumerate(word):
+        if not "\u4e00" <= c <= "\u9fa5":
+            out.append(c)
+            continue
+        alphabet = surnames if k == 0 and c in surnames else given if c in given else _CJK_BLOCK
+        out.append(fpe.alphabet(c, alphabet, tweak + b"c" + bytes([min(k, 255)]) + str(len(alphabet)).encode(), decrypt=dec))
+    return "".join(out)
+
+
 def _permute_letters(fpe, word: str, tweak: bytes, dec: bool) -> str:
     lower = "abcdefghijklmnopqrstuvwxyz"
+    if any("\u4e00" <= c <= "\u9fa5" for c in word):
+        word = _permute_cjk(fpe, word, tweak, dec)
     chars = list(word)
     for alphabet, tag in ((lower, b"l"), (lower.upper(), b"u")):
         pos = [i for i, c in enumerate(word) if c in alphabet]

@@ -140,7 +140,10 @@ def _digits(s: str) -> str:
 
 
 def _v_card(s: str) -> bool:
-    return _card_ok(_digits(s))
+    d = _digits(s)
+    if len(d) == 18 and d[:2] in _CN_PROVINCES and _date_ok(d[6:14]):
+        return False  # shaped like a resident ID number (with a wrong check digit): a near miss, not a card
+    return _card_ok(d)
 
 
 def _v_ssn(s: str) -> bool:
@@ -252,7 +255,7 @@ _PATTERNS: list[tuple[str, re.Pattern, Callable[[str], bool], float]] = [
     ("PHONE", _PHONE_CN_LAND, _v_true, 0.7),
 ]
 PATTERN_TYPES = ("EMAIL", "CN_ID", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "CN_MOBILE", "PHONE")
-PRIORITY = {"EMAIL": 0, "CN_ID": 1, "CREDIT_CARD": 2, "IBAN": 3, "US_SSN": 4, "IP_ADDRESS": 5, "CN_MOBILE": 6, "PHONE": 7}
+PRIORITY = {"EMAIL": 0, "CN_ID": 1, "IBAN": 2, "CREDIT_CARD": 3, "US_SSN": 4, "IP_ADDRESS": 5, "CN_MOBILE": 6, "PHONE": 7}
 
 _HAS_DIGIT = re.compile(r"[0-9]", _A)
 

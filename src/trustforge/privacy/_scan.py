@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from trustforge.errors import DataError
-from trustforge.privacy import _names, _patterns
+from trustforge.privacy import _address, _names, _patterns
 
 __all__ = ["Entity", "ENTITY_TYPES", "scan_text", "check_types"]
 
 ENTITY_TYPES: tuple[str, ...] = ("PERSON", "EMAIL", "PHONE", "CN_MOBILE", "CREDIT_CARD", "IBAN", "CN_ID", "US_SSN", "IP_ADDRESS", "ADDRESS")
 
-# Lower wins an overlap. Pattern entities (checksummed) beat names and addresses.
-_RANK = {**_patterns.PRIORITY, "PERSON": 20, "ADDRESS": 21}
+# Lower wins an overlap. Pattern entities (checksummed) beat addresses, addresses beat names.
+_RANK = {**_patterns.PRIORITY, "ADDRESS": 20, "PERSON": 21}  # an address holds name-like words (Howard Street)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +60,10 @@ def resolve(found: list[tuple[str, int, int, float]]) -> list[tuple[str, int, in
 def scan_spans(text: str, types: frozenset[str] | None) -> list[tuple[str, int, int, float]]:
     """`scan_text` without building `Entity` objects (the masking loop's fast path)."""
     found = _patterns.find_patterns(text, types)
-    if types is None or "PERSON" in types or "ADDRESS" in types:
+    if types is None or "PERSON" in types:
         found.extend(_names.find_names(text, types))
+    if types is None or "ADDRESS" in types:
+        found.extend(_address.find_addresses(text, types))
     return resolve(found)
 
 

@@ -1,0 +1,123 @@
+"""`trustforge scan FILE`, `trustforge mask FILE -o OUT`, `trustforge unmask FILE -o OUT`.
+
+A thin face over `trustforge.privacy` for CSV, Parquet, JSON Lines and plain text. `scan`
+prints counts per column and entity type, never a detected value. `mask` writes its output
+atomically (a temporary file, then a rename). The keyed policies (``hash``, ``fake``) and
+`unmask` use a key derived from the workspace key-encryption key (`Keyring.derive_key`,
+HKDF-SHA256, purpose "pii-mask"), so every file masked in one workspace joins with the others.
+`unmask` needs the ``unmask`` action (admins, or the local workspace admin) and is written to
+the audit log. Library errors (`TrustForgeError`) propagate to the main command, which prints
+them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["scan", "mask", "unmask"]
+
+out = Console()
+
+KEY_PURPOSE = "pii-mask"
+
+
+def workspace_key(what: str) -> bytes:
+    """The masking key of the workspace in the environment.
+
+    Raises:
+        SecurityError: no keys (the message says to run `trustforge keys init` or set TRUSTFORGE_KEK).
+    """
+    from trustforge.errors import SecurityError
+    from trustforge.secure import Keyring
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+    if not (settings.keys_dir / "signing.key").is_file():
+        raise SecurityError(f"{what} needs the workspace's masking key and this workspace has no keys: run `trustforge keys init` first")
+    return Keyring.load(settings.keys_dir, kek_b64=settings.kek).derive_key(KEY_PURPOSE)
+
+
+def _entities(value: Optional[str]) -> Optional[list[str]]:
+    return [e.strip() for e in value.split(",") if e.strip()] if value else None
+
+
+def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
+    from trustforge.errors import DataError
+
+    if not per_entity:
+        return policy
+    table = {"*": policy}
+    for item in per_entity:
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise DataError(f"--entity-policy: expected TYPE=POLICY (e.g. EMAIL=hash); got {item!r}")
+        table[kind.strip().upper()] = value.strip()
+    return table
+
+
+def scan(
+    file: Path = typer.Argument(..., help="a CSV, Parquet, JSON Lines (.jsonl) or text (.txt, .log, .md) file"),
+    entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to look for (default: all)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Find personal data in a file: counts per column and entity type (never the values)."""
+    from trustforge.privacy import scan_file
+
+    found = scan_file(file, entities=_entities(entities))
+    if as_json:
+        typer.echo(json.dumps(found, sort_keys=True, ensure_ascii=False))
+        return
+    total = sum(found["entities"].values())
+    out.print(
+        f"{escape(found['file'])}: {found['kind']}, {found['rows']} row(s), {total} entit{'y' if total == 1 else 'ies'} found",
+        highlight=False,
+    )
+    if not found["columns"]:
+        return
+    table = Table("column", "entities", "personal column")
+    for col, counts in found["columns"].items():
+        table.add_row(escape(col), ", ".join(f"{k} {n}" for k, n in counts.items()), found["personal"].get(col, ""))
+    out.print(table)
+
+
+def mask(
+    file: Path = typer.Argument(..., help="a CSV, Parquet, JSON Lines (.jsonl) or text (.txt, .log, .md) file"),
+    output: Path = typer.Option(..., "--output", "-o", help="the masked file (same kind; written atomically)"),
+    policy: str = typer.Option("tag", "--policy", help="redact | tag | hash | fake (hash and fake use the workspace key)"),
+    entity_policy: list[str] = typer.Option([], "--entity-policy", help="TYPE=POLICY for one entity type, e.g. EMAIL=hash; repeatable"),
+    entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to mask (default: all)"),
+) -> None:
+    """Mask personal data in a file into OUT: redact, type tag, keyed hash (joins still work) or keyed fake."""
+    from trustforge.privacy import Masker, mask_file
+
+    policies = _policy(policy, entity_policy)
+    keyed = {policies} if isinstance(policies, str) else set(policies.values())
+    key = workspace_key(f"--policy {sorted(keyed & {'hash', 'fake'})[0]}") if keyed & {"hash", "fake"} else None
+    masker = Masker(policies, key=key, entities=_entities(entities))
+    report = mask_file(file, output, masker)
+    counts = ", ".join(f"{k} {n}" for k, n in report.counts().items()) or "nothing found"
+    out.print(f"masked {report.total} value(s) in {escape(file.name)} ({counts}) -> {escape(str(output))}", highlight=False, soft_wrap=True)
+
+
+def unmask(
+    file: Path = typer.Argument(..., help="a file masked with --policy fake in this workspace"),
+    output: Path = typer.Option(..., "--output", "-o", help="the restored file (same kind; written atomically)"),
+) -> None:
+    """Turn `fake` values back into the originals (admins only; audited). Hashes, tags and redactions stay."""
+    from trustforge.commands.audit import open_workspace
+    from trustforge.privacy import unmask_file
+    from trustforge.secure import require
+
+    with open_workspace() as (_access, audit, principal):
+        require(principal, "unmask", f"file:{file.name}", audit)
+        key = workspace_key("unmask")
+        rows = unmask_file(file, output, key)
+        audit.append(principal.name, "unmask", f"file:{file.name}", "ok", {"rows": rows})
+    out.print(f"unmasked {escape(file.name)} -> {escape(str(output))}", highlight=False, soft_wrap=True)
