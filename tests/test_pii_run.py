@@ -116,7 +116,7 @@ def test_the_package_records_the_masking_and_the_model_still_learned(table_run):
     assert pii["masked"]["note"] == {"CN_MOBILE": 150, "EMAIL": 75}
     assert model.spec.data.protect.pii == "mask"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["accuracy"] >= 0.75  # city and age still carry the label
+    assert metrics["accuracy"] >= 0.88  # README: 0.933; city and age still carry the label
 
 
 def test_predict_masks_incoming_rows_as_training_did(table_run):
