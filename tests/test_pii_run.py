@@ -131,3 +131,35 @@ def test_predict_masks_incoming_rows_as_training_did(table_run):
     columns = {c: frame[c].to_numpy() for c in frame.columns if c not in ("label", "topic")}
     served = model.predict_columns(columns)  # the server's path
     assert (served["prediction"] == model.predict(masked)["prediction"].to_numpy()).all()
+
+
+def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(table_run):
+    """A served request carrying the planted values: the predictions are those of the masked rows,
+    and nothing the drift monitor keeps (its pending window, its status, /metrics) holds a value."""
+    import asyncio
+    import time
+
+    from trustforge.registry import Registry
+    from trustforge.serve import ServeConfig
+    from trustforge.serve._service import ModelService
+    from trustforge.settings import Settings
+
+    root, home, run_dir, planted, _ = table_run
+    frame = pd.read_csv(root / "people.csv", dtype={"phone": str}).head(30)
+    with Registry(Settings.from_env(home)) as registry:
+        svc = ModelService("models:/people-masked/1", ServeConfig(workers=0, auth="none"), registry=registry).start()
+        try:
+            rt = svc.current
+            payload = {c: frame[c].to_numpy(dtype=object if frame[c].dtype == object else None) for c in frame.columns if c != "label"}
+            served = asyncio.run(rt.predict(payload))
+            deadline = time.monotonic() + 20
+            while (status := rt.drift.status(timeout=10.0))["rows_seen"] < 30 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the batch is offered to the monitor just after its answer
+            kept = repr(rt.monitor._pending) + json.dumps(status, default=str) + svc.metrics.render().decode()  # noqa: SLF001
+        finally:
+            svc.close()
+    assert status["rows_seen"] == 30, json.dumps(status, default=str)[:1500]
+    assert "<EMAIL>" in kept  # the monitor holds the rows, masked
+    assert _leaks(kept.encode("utf-8"), planted) == []
+    expected = rt.model.predict(rt.model.read_input(frame))
+    assert list(served["prediction"]) == list(expected["prediction"])

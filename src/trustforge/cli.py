@@ -404,7 +404,8 @@ def evaluate(
         from trustforge.settings import Settings
         from trustforge.spec import load_spec
 
-        prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir)
+        # A spec with data.protect.pii: hash is hashed under the workspace key the model holds for its own inputs.
+        prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir, key=model.pii_key)
         metrics = model.evaluate(prepared.test_raw)
     else:
         metrics = model.evaluate(data)
