@@ -163,3 +163,36 @@ def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(ta
     assert _leaks(kept.encode("utf-8"), planted) == []
     expected = rt.model.predict(rt.model.read_input(frame))
     assert list(served["prediction"]) == list(expected["prediction"])
+
+
+def test_a_hashed_run_hashes_prediction_inputs_with_the_workspace_key_and_refuses_another(tmp_path, monkeypatch):
+    """`pii: hash`: the free text's tokens are keyed hashes; `Model.predict` hashes new rows under
+    the same workspace key, and after a key rotation (another masking key) it refuses, naming why."""
+    import trustforge
+    from trustforge.errors import SecurityError
+
+    home = tmp_path / "ws"
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    monkeypatch.delenv("TRUSTFORGE_TOKEN", raising=False)
+    planted = write_pii_table(tmp_path / "people.csv", n=150, seed=5)
+    spec = {
+        **SPEC,
+        "name": "people-hashed",
+        "data": {"source": f"csv:{tmp_path / 'people.csv'}", "target": "topic", "protect": {"pii": "hash"}},
+        "train": {"max_epochs": 3},
+        "evaluate": {"speed": False, "corruptions": False, "explain": False, "robustness": False, "privacy_audit": False},
+    }
+    spec["data"]["drop"] = ["name", "email", "id_number", "phone", "label"]  # a hashed id column is still an id column
+    result = trustforge.run(spec, progress=False, register=False)
+    model = result.load_model()
+    assert model.manifest["pii"]["masker"] == "hash" and len(model.manifest["pii"]["key_id"]) == 16
+    frame = pd.read_csv(tmp_path / "people.csv").head(8)
+    hashed = model.read_input(frame).frame["note"]
+    assert hashed.str.contains(r"<(?:CN_MOBILE|EMAIL):[0-9a-f]{16}>").sum() == 6
+    assert _leaks("".join(hashed).encode(), planted) == []
+    assert len(model.predict(frame)) == 8
+    blob = b"".join(p.read_bytes() for p in result.run_dir.rglob("*") if p.is_file())
+    assert _leaks(blob, planted) == []
+    Keyring.load(home / "keys").rotate()  # a new key-encryption key: another masking key
+    with pytest.raises(SecurityError, match="hashed under another masking key"):
+        Model.load(result.package).predict(frame)
