@@ -172,3 +172,21 @@ def test_protect_columns_masks_the_servers_arrays(people):
     assert list(out["email"]) == ["<EMAIL>"] * 5 and out["age"] is columns["age"]
     assert not any("@" in v for v in out["note"])
     assert protect_columns(columns, None, None) is columns
+
+
+def test_a_refusal_or_a_missing_key_leaves_no_run_behind(people, tmp_path, monkeypatch):
+    import trustforge
+
+    frame, _ = people
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    home = tmp_path / "ws"
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    spec = {"task": "classification", "data": {"source": f"csv:{tmp_path / 'people.csv'}", "target": "label", "protect": {"pii": "fail"}}}
+    with pytest.raises(DataError, match="data.protect.pii is fail and personal data was found in 'name'"):
+        trustforge.run(spec, progress=False, register=False)
+    monkeypatch.setenv("TRUSTFORGE_KEK", "")
+    (home / "keys" / "kek.key").unlink()  # a workspace whose key-encryption key is gone
+    spec["data"]["protect"] = {"pii": "hash"}
+    with pytest.raises(SecurityError, match="no key-encryption key"):
+        trustforge.run(spec, progress=False, register=False)
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())  # refused before any folder was made
