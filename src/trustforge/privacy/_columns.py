@@ -16,6 +16,7 @@ __all__ = ["classify_columns", "text_values"]
 # A cell "is" an entity when one span covers most of it ("张伟" or "Mr. John Smith" count; an
 # email inside a sentence does not make the column an email column).
 _COVER = 0.6
+_PHONES = ("PHONE", "CN_MOBILE")
 
 
 def text_values(series: "pd.Series", personal: bool = False) -> "pd.Series | None":
@@ -84,6 +85,8 @@ def classify_columns(df: "pd.DataFrame", sample: int = 200, threshold: float = 0
                     break
         if votes:
             kind, n = votes.most_common(1)[0]
+            if kind in _PHONES:  # a column of phone numbers, some of them Chinese mobiles, is one of phones
+                n = sum(votes[k] for k in _PHONES)
             if n >= threshold * len(values):
                 out[str(col)] = kind
     return out

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from trustforge.errors import DataError, SecurityError
 from trustforge.privacy import _names, _patterns
 from trustforge.privacy._fpe import FPE
-from trustforge.privacy._scan import ENTITY_TYPES, check_types, scan_spans
+from trustforge.privacy._scan import ENTITY_TYPES, check_types, halfwidth, scan_spans
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -273,6 +273,7 @@ class Masker:
     def replacement(self, kind: str, text: str) -> str:
         """What one detected span of `kind` becomes under this masker's policy."""
         policy = self.policies[kind]
+        text = halfwidth(text)  # "１３８…" hashes as "138…" does, and its fake is made of ASCII digits
         if policy == "tag":
             return f"<{kind}>"
         if policy == "redact":
@@ -331,7 +332,7 @@ class Masker:
         report.personal = {c: t for c, t in classify_columns(df[chosen]).items() if self.types is None or t in self.types}
         out = df.copy()
         for col in chosen:
-            values = text_values(df[col], personal=col in report.personal)
+            values = text_values(df[col], personal=str(col) in report.personal)
             if values is None:
                 continue
             counts: Counter[str] = Counter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -45,20 +47,41 @@ def check_types(entities: Iterable[str] | None, where: str = "entities") -> froz
 
 
 def resolve(found: list[tuple[str, int, int, float]]) -> list[tuple[str, int, int, float]]:
-    """Drop every span that overlaps one of higher rank (then longer, then earlier); sort by start."""
+    """Drop every span that overlaps one of higher rank (then longer, then earlier); sort by start.
+
+    O(n log n) in the number of candidates (a long log file holds many), with the kept spans in
+    a list sorted by start: they never overlap, so it is sorted by end too.
+    """
     if len(found) <= 1:
         return found
     found.sort(key=lambda f: (_RANK[f[0]], f[1] - f[2], f[1]))
+    starts: list[int] = []
     kept: list[tuple[str, int, int, float]] = []
     for f in found:
-        if all(f[2] <= k[1] or f[1] >= k[2] for k in kept):
-            kept.append(f)
-    kept.sort(key=lambda f: f[1])
+        i = bisect.bisect_left(starts, f[1])
+        if i > 0 and kept[i - 1][2] > f[1]:
+            continue
+        if i < len(kept) and kept[i][1] < f[2]:
+            continue
+        starts.insert(i, f[1])
+        kept.insert(i, f)
     return kept
+
+
+# Full-width forms (U+FF01-U+FF5E: "１３８", "＠", "Ａ") as ASCII, one character for one, so
+# offsets into the original text stay right: Chinese text often writes numbers this way.
+FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
+_HAS_FULLWIDTH = re.compile("[\uff01-\uff5e]")
+
+
+def halfwidth(text: str) -> str:
+    """`text` with full-width ASCII forms made ASCII (same length)."""
+    return text.translate(FULLWIDTH) if _HAS_FULLWIDTH.search(text) else text
 
 
 def scan_spans(text: str, types: frozenset[str] | None) -> list[tuple[str, int, int, float]]:
     """`scan_text` without building `Entity` objects (the masking loop's fast path)."""
+    text = halfwidth(text)
     found = _patterns.find_patterns(text, types)
     if types is None or "PERSON" in types:
         found.extend(_names.find_names(text, types))
