@@ -17,6 +17,7 @@ the model see the masked values only.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 __all__ = ["PII_IN_LOGS", "PiiLogFilter", "mask_logs"]
@@ -75,4 +76,7 @@ def mask_logs(policy: str) -> PiiLogFilter | None:
     flt = PiiLogFilter()
     for h in handlers:
         h.addFilter(flt)
+    # The name detector loads its dictionaries on first use (seconds): here, beside the model's
+    # loading, rather than in the writer thread at the first log line or a request's first scan.
+    threading.Thread(target=PiiLogFilter()._clean, args=("warm up 王伟 John Smith",), name="pii-warm-up", daemon=True).start()
     return flt
