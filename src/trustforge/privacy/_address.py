@@ -56,12 +56,15 @@ KEEP_WORDS = frozenset(
 KEEP_CJK = frozenset("省市县区镇乡村路街道巷号座栋幢楼室自治特别行政壮族回维吾尔大胡同") | frozenset("".join(_PROVINCES.split("|")))
 
 
+_HAS_DIGIT = re.compile("[0-9]")
+
+
 def find_addresses(text: str, types: frozenset[str] | None) -> list[tuple[str, int, int, float]]:
     """ADDRESS spans in `text`."""
     if types is not None and "ADDRESS" not in types:
         return []
     found = []
-    if any("0" <= c <= "9" for c in text):
+    if _HAS_DIGIT.search(text) is not None:
         found.extend(("ADDRESS", m.start(), m.end(), 0.5) for m in _US.finditer(text))
         if "PO A" in text:
             found.extend(("ADDRESS", m.start(), m.end(), 0.5) for m in _MILITARY.finditer(text))

@@ -50,7 +50,7 @@ def find_names(text: str, types: frozenset[str] | None) -> list[tuple[str, int, 
     if types is not None and "PERSON" not in types:
         return []
     found: list[tuple[str, int, int, float]] = []
-    if any(c.isupper() for c in text):
+    if _HAS_UPPER.search(text) is not None:
         found.extend(_english(text))
     if _CJK_RUN.search(text) is not None:
         found.extend(_chinese(text))
@@ -58,6 +58,7 @@ def find_names(text: str, types: frozenset[str] | None) -> list[tuple[str, int, 
 
 
 _CJK_RUN = re.compile("[\u4e00-\u9fff]{2,}")
+_HAS_UPPER = re.compile("[A-Z]")
 _NAME_TAGS = ("nr", "nrfg")
 _RARE = 150  # dictionary count below which an `nr` entry is taken for a name
 _TAIL = frozenset("于的在是和说")  # jieba glues these to an unknown name (杨桂芝于)
