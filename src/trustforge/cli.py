@@ -404,7 +404,8 @@ def evaluate(
         from trustforge.settings import Settings
         from trustforge.spec import load_spec
 
-        prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir)
+        # A spec with data.protect.pii: hash is hashed under the workspace key the model holds for its own inputs.
+        prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir, key=model.pii_key)
         metrics = model.evaluate(prepared.test_raw)
     else:
         metrics = model.evaluate(data)
@@ -605,6 +606,9 @@ def serve(
     ood: str = typer.Option(
         "flag", "--ood", help="rows the package's out-of-distribution detector flags: flag (predict and say why), refuse (422) or off"
     ),
+    pii_in_logs: str = typer.Option(
+        "never", "--pii-in-logs", help="never: personal data found in a log field is replaced by its type tag (<EMAIL>); allow: as it is"
+    ),
 ) -> None:
     """Serve a model over HTTP: Open Inference Protocol v2 and MLflow scoring, with tokens, batching and metrics.
 
@@ -633,6 +637,7 @@ def serve(
         daily_quota=daily_quota,
         probe_alert=not no_probe_alert,
         ood=ood.strip().lower(),  # type: ignore[arg-type]  # --ood OFF means off
+        pii_in_logs=pii_in_logs.strip().lower(),  # type: ignore[arg-type]
     )
     run_server(model_uri, config, public_key=str(public_key) if public_key else None)
 

@@ -18,12 +18,12 @@ from typing import Any, Mapping, Sequence
 
 from trustforge import evaluate, secure
 from trustforge._fs import PRIVATE_DIR, make_private, private_dir
-from trustforge.data import prepare
+from trustforge.data import masking_key, needs_masking_key, prepare
 from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
 from trustforge.monitor import run_ood, run_reference
-from trustforge.package import Model, write_model_package
+from trustforge.package import Model, seal_run_package, write_model_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
@@ -121,7 +121,8 @@ def _run(
         resume_from = load_checkpoint(run_dir / "checkpoints")
 
     t0 = time.perf_counter()
-    data = prepare(spec, cache_dir=settings.cache_dir)  # data errors surface here, before any folder exists
+    # Data errors surface here, before any folder exists; personal data is masked (data.protect) before anything is fitted.
+    data = prepare(spec, cache_dir=settings.cache_dir, key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None)
     timings = {"prepare_seconds": time.perf_counter() - t0}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
@@ -202,6 +203,8 @@ def _run(
         model_uri = None
         if registry is not None:
             model_uri = registry.register(package, run=run_dir.name).uri
+        if spec.data.protect.seal_run or settings.seal_runs:  # the run's package encrypted at rest too
+            seal_run_package(run_dir, keyring)
     except TrustForgeError:
         if resume_from is None:
             shutil.rmtree(run_dir, ignore_errors=True)

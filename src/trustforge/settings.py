@@ -8,6 +8,7 @@
 | TRUSTFORGE_KEK      | base64 of the 256-bit key-encryption key            | read from HOME/keys/kek.key   |
 | TRUSTFORGE_TOKEN    | the API token of the acting principal               | the local workspace admin     |
 | TRUSTFORGE_AUDIT_SINK | append-only copy of the audit witness: `file:/PATH` or `syslog:/dev/log` | none        |
+| TRUSTFORGE_SEAL_RUNS | `1`: every run folder keeps its package sealed (encrypted), as the registry does | 0   |
 
 Secrets (the key-encryption key, tokens) are read here and never logged or echoed.
 
@@ -37,6 +38,8 @@ class Settings:
         artifacts: folder holding registered packages.
         kek: the key-encryption key from the environment (base64), if given there.
         token: the acting principal's API token, if given (None: the local workspace admin).
+        seal_runs: keep every run folder's package sealed (`TRUSTFORGE_SEAL_RUNS=1`), as the
+            spec's `data.protect.seal_run` does for one spec.
         audit_sink: where each audit witness update is also appended (`file:/ABSOLUTE/PATH`,
             ideally on another volume, or `syslog:/SOCKET`), if anywhere.
 
@@ -51,6 +54,7 @@ class Settings:
     token: str | None = field(default=None, repr=False)
     audit_sink: str | None = None
     threads_from_env: bool = False
+    seal_runs: bool = False
 
     def __post_init__(self) -> None:
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
@@ -70,6 +74,7 @@ class Settings:
             token=_token_from_env(),
             audit_sink=os.environ.get("TRUSTFORGE_AUDIT_SINK") or None,
             threads_from_env=bool(os.environ.get("OMP_NUM_THREADS")),
+            seal_runs=_flag("TRUSTFORGE_SEAL_RUNS"),
         )
 
     @property
@@ -96,3 +101,13 @@ def _token_from_env() -> str | None:
     if token is not None and not token.strip():
         raise SecurityError(_EMPTY_TOKEN)
     return token
+
+
+def _flag(name: str) -> bool:
+    """A yes/no variable: 1, true, yes or on (any case) is yes; unset or empty is no; anything else is an error."""
+    value = (os.environ.get(name) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SecurityError(f"{name} must be 1 or 0 (true/false, yes/no, on/off); got {value[:20]!r}")

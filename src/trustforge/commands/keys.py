@@ -101,8 +101,8 @@ def rotate(
 
     Without --reencrypt payloads are not re-encrypted, so the old data keys still open them
     (anyone holding the old key-encryption key and an old copy of a `sealed.json` can decrypt
-    them); with it, every sealed file is sealed again under a new data key. Sealed packages in the artifact store are found by
-    themselves; those elsewhere must be named with --include, or they stay sealed under the
+    them); with it, every sealed file is sealed again under a new data key. Sealed packages in the artifact store and in
+    run folders (`data.protect.seal_run`, TRUSTFORGE_SEAL_RUNS) are found by themselves; those elsewhere must be named with --include, or they stay sealed under the
     old key-encryption key, which is then forgotten. When the key-encryption key comes from
     TRUSTFORGE_KEK, give the new one in TRUSTFORGE_NEW_KEK and set TRUSTFORGE_KEK to it
     afterwards.
@@ -112,7 +112,12 @@ def rotate(
     new_kek = os.environ.get("TRUSTFORGE_NEW_KEK") or None
     with workspace() as reg:
         done = rotate_keys(
-            reg.keyring, [reg.artifacts, *include], principal=reg.principal, audit=reg.audit, new_kek_b64=new_kek, reencrypt=reencrypt
+            reg.keyring,
+            [reg.artifacts, reg.settings.runs_dir, *include],
+            principal=reg.principal,
+            audit=reg.audit,
+            new_kek_b64=new_kek,
+            reencrypt=reencrypt,
         )
     if done.reencrypted:
         typer.echo(

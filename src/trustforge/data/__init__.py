@@ -29,6 +29,9 @@ from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._prepared import Prepared, TensorData
+from trustforge.data._protect import key_id as masking_key_id
+from trustforge.data._protect import masking_key, protect, protect_columns, protect_frame
+from trustforge.data._protect import needs_key as needs_masking_key
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, label_strings
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
@@ -109,6 +112,12 @@ __all__ = [
     "load_data",
     "load_source",
     "prepare",
+    "protect",
+    "protect_frame",
+    "protect_columns",
+    "needs_masking_key",
+    "masking_key_id",
+    "masking_key",
     "read_image",
     "read_table",
     "split_indices",
@@ -155,15 +164,21 @@ def subset(raw: RawData, idx: np.ndarray) -> RawData:
     return input_kind(raw).subset(raw, idx)
 
 
-def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None) -> Prepared:
+def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None, key: bytes | None = None) -> Prepared:
     """Read, type, split and encode the data of `spec`.
+
+    Personal data is dealt with first (`data.protect`, see `data._protect`), so nothing fitted
+    below ever sees it; `key` is the workspace masking key (`data.protect.pii: hash` only).
 
     Raises:
         DataError: the source, a column or a value cannot be used.
+        SecurityError: `data.protect.pii: hash` without a key.
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
+    raw, protection = protect(raw, spec.data.protect, key=key)
     own = _spec_kind(spec).prepare(spec, raw)
     if own is not None:  # a series split by time, interactions held out per user
+        own.protection = protection
         return own
     d = spec.data
     kind = input_kind(raw)
@@ -196,4 +211,5 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         test_raw=test_raw,
         augment=augment,
         train_raw=train_raw,
+        protection=protection,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -42,3 +42,6 @@ class Prepared:
     # Applied by the trainer to every training batch's inputs with its seeded generator (e.g.
     # pairing interactions with sampled negative items, see `NegativeSampler`); None: nothing.
     batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
+    # What `data.protect` did to personal data before anything was fitted (`data._protect`), kept
+    # in the package's manifest as `pii` so predictions treat their inputs the same way; None: off.
+    protection: dict[str, Any] | None = None

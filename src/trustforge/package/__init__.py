@@ -25,17 +25,20 @@ from trustforge.package._format import (
 if TYPE_CHECKING:
     from trustforge.package._manifest import build_manifest, write_model_package
     from trustforge.package._model import Model
+    from trustforge.package._seal import seal_run_package
 
 _LAZY = {
     "Model": "trustforge.package._model",
     "build_manifest": "trustforge.package._manifest",
     "write_model_package": "trustforge.package._manifest",
+    "seal_run_package": "trustforge.package._seal",
 }
 
 __all__ = [
     "write_model_package",
     "encode_manifest",
     "Model",
+    "seal_run_package",
     "build_manifest",
     "write_package",
     "read_package",

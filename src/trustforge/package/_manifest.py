@@ -55,6 +55,8 @@ def write_model_package(
             the entry says why); both signed with the rest.
     """
     manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out)
+    if data.protection is not None:  # what `data.protect` did: `Model` treats its inputs the same way
+        manifest["pii"] = data.protection
     if calibration is not None:
         manifest["calibration"] = calibration
     if decision is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -11,11 +12,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustforge.data import Preprocessor, RawData, Schema, input_kind, recommend_items
+from trustforge.data import (
+    Preprocessor,
+    RawData,
+    Schema,
+    input_kind,
+    masking_key,
+    needs_masking_key,
+    protect_columns,
+    protect_frame,
+    recommend_items,
+)
 from trustforge.errors import DataError, IntegrityError
 from trustforge.evaluate import Task, outputs_to_proba, task_of
 from trustforge.models import build_model
-from trustforge.package._format import OOD_FILE, UnsafeNoVerify, VerifiedPackage, read_package
+from trustforge.package._format import OOD_FILE, UnsafeNoVerify, VerifiedPackage, _workspace_keyring, read_package
 from trustforge.secure import Keyring
 from trustforge.spec import TaskSpec
 
@@ -46,6 +57,9 @@ class Model:
         self.module = module.eval()
         self.manifest = manifest
         self.path = path
+        # The workspace masking key, for a package trained on data masked with keyed hashes
+        # (`data.protect.pii: hash`): its inputs are hashed the same way (`Model.load` sets it).
+        self.pii_key: bytes | None = None
 
     @property
     def schema(self) -> Schema:
@@ -83,11 +97,20 @@ class Model:
                 does not verify (the file is named in the message). No model is returned.
             SecurityError: no key to verify with, or a sealed package under another KEK.
         """
-        return cls.from_package(read_package(path, keyring=keyring, public_key=public_key))
+        pkg = read_package(path, keyring=keyring, public_key=public_key)
+        if keyring is None and public_key is None and needs_masking_key(pkg.manifest.get("pii")):
+            keyring = _workspace_keyring(Path(path))  # the workspace's masking key hashes its inputs
+        return cls.from_package(pkg, keyring=keyring)
 
     @classmethod
-    def from_package(cls, pkg: VerifiedPackage) -> "Model":
-        """Build the model from a package that already passed verification."""
+    def from_package(cls, pkg: VerifiedPackage, *, keyring: Keyring | None = None) -> "Model":
+        """Build the model from a package that already passed verification.
+
+        Args:
+            keyring: the workspace keyring, whose masking key hashes the inputs of a package
+                trained on hashed data (`data.protect.pii: hash`); without it such a model
+                refuses to predict, naming the key it needs.
+        """
         m = pkg.manifest
         try:
             spec = TaskSpec.model_validate(m["spec"])
@@ -108,7 +131,10 @@ class Model:
         except RuntimeError:
             raise IntegrityError(f"{pkg.path / 'weights.safetensors'}: weights do not fit the model the manifest describes") from None
         ood = pkg.tensors(OOD_FILE) if OOD_FILE in (m.get("files") or {}) else None
-        return cls(spec, pre, module, m, pkg.path, ood_tensors=ood)
+        model = cls(spec, pre, module, m, pkg.path, ood_tensors=ood)
+        if keyring is not None and needs_masking_key(m.get("pii")):
+            model.pii_key = masking_key(keyring)
+        return model
 
     # ------------------------------------------------------------------ inputs
 
@@ -124,7 +150,9 @@ class Model:
             _check_array(source)
         elif isinstance(source, Mapping):  # {column: values}, as a table of those columns
             source = _frame_of(source)
-        return input_kind(self.schema).read_input(self.schema, source)
+        raw = input_kind(self.schema).read_input(self.schema, source)
+        pii = self.manifest.get("pii")  # trained on masked data: inputs are masked the same way (`data.protect`)
+        return raw if not pii or raw.frame is None else replace(raw, frame=protect_frame(raw.frame, pii, self.pii_key))
 
     # ------------------------------------------------------------------ predicting
 
@@ -182,6 +210,7 @@ class Model:
             Output name -> array: `prediction` and, for classification, `proba_<class>`.
         """
         task, kind = self.task, input_kind(self.schema)
+        columns = protect_columns(columns, self.manifest.get("pii"), self.pii_key)
         inputs = kind.encode_columns(self.preprocessor, columns, where="input") if task.row_outputs else None
         if inputs is not None:
             return task.output_columns(self, self.forward(inputs))

@@ -492,7 +492,7 @@ class Registry:
         except IntegrityError as exc:
             self._refused(mv, exc)
             raise
-        return Model.from_package(pkg)
+        return Model.from_package(pkg, keyring=self.keyring)
 
     def _refused(self, mv: ModelVersion, exc: IntegrityError) -> None:
         """Audit a stored package that failed its binding or verification, once per distinct failure.

@@ -54,6 +54,8 @@ class ServeConfig:
         ood: what to do with rows the package's out-of-distribution detector flags: "flag"
             (predict, and say so in the response), "refuse" (422 naming the rows) or "off"
             (not run). A package without a detector is served as it is, whatever this says.
+        pii_in_logs: "never" (personal data the detector finds in a log field is replaced by its
+            type tag before the line is written; see `serve._pii`) or "allow".
     """
 
     host: str = "127.0.0.1"
@@ -76,6 +78,7 @@ class ServeConfig:
     daily_quota: int | None = None
     probe_alert: bool = True
     ood: Literal["flag", "refuse", "off"] = "flag"
+    pii_in_logs: Literal["never", "allow"] = "never"
 
     def __post_init__(self) -> None:
         checks = [
@@ -112,6 +115,8 @@ class ServeConfig:
             raise SpecError(f"serve option daily_quota (--daily-quota) must be a whole number in [1, 1e9]; got {daily!r}")
         if self.ood not in ("flag", "refuse", "off"):
             raise SpecError(f"--ood (serve option ood) must be flag, refuse or off; got {self.ood!r}")
+        if self.pii_in_logs not in ("never", "allow"):
+            raise SpecError(f"--pii-in-logs (serve option pii_in_logs) must be never or allow; got {self.pii_in_logs!r}")
 
     def check_binding(self) -> None:
         """Refuse to listen beyond this machine without authentication, unless insecure on purpose.

@@ -10,6 +10,7 @@ import signal
 from trustforge import secure
 from trustforge.serve._config import ServeConfig
 from trustforge.serve._logging import configure_logging, flush_logs, log_event
+from trustforge.serve._pii import mask_logs
 from trustforge.settings import Settings
 
 __all__ = ["serve"]
@@ -40,6 +41,7 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
 
     config.check_binding()
     configure_logging()
+    mask_logs(config.pii_in_logs)  # personal data in a log field becomes its type tag (serve._pii)
     settings = settings or Settings.from_env()
     source = ModelSource(source, public_key)
     with _sigterm_stops(), Registry(settings) as registry:

@@ -31,6 +31,7 @@ __all__ = [
     "AudioSpec",
     "AudioAugmentSpec",
     "TextSpec",
+    "ProtectSpec",
     "TransformerSpec",
     "TextPretrainedSpec",
     "ModelSpec",
@@ -333,6 +334,41 @@ class TextSpec(_Strict):
         return self
 
 
+class ProtectSpec(_Strict):
+    """Personal data in the source, dealt with before anything is fitted (see `data._protect`).
+
+    `pii`: `off` (read as it is), `mask` (every detected value becomes its type tag, `<EMAIL>`),
+    `hash` (a keyed hash under the workspace key, the same value always the same token, so
+    joins still work), `drop` (columns classified as personal are left out; personal data in
+    the other columns is masked as under `mask`), `fail` (refuse the data, naming the columns
+    that hold personal data). The package records the policy, and `Model.predict` and the
+    server treat incoming rows the same way before the model reads them. `seal_run` keeps the
+    run folder's package encrypted too (as the registry keeps it); so does the environment's
+    `TRUSTFORGE_SEAL_RUNS=1` for every run.
+    """
+
+    pii: Literal["off", "mask", "hash", "drop", "fail"] = "off"
+    columns: list[str] | None = Field(None, description="columns to scan (default: every column but the target)")
+    entities: list[str] | None = Field(None, description="entity types to look for (default: all the detector knows)")
+    seal_run: bool = Field(False, description="keep the run folder's package sealed (AES-256-GCM under the workspace key)")
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        from trustforge.privacy import ENTITY_TYPES  # the detector's one table of entity types
+
+        if not v:
+            raise ValueError("must name at least one entity type, or be null for all of them")
+        out = []
+        for i, e in enumerate(v):
+            if not isinstance(e, str) or e.upper() not in ENTITY_TYPES:
+                raise SpecProblem((i,), f"must be an entity type ({', '.join(ENTITY_TYPES)}); got {e!r}")
+            out.append(e.upper())
+        return out
+
+
 def _check_source(v: str) -> str:
     """A `data.source` (or `evaluate.shift`) as data's table of schemes takes it: `SCHEME:REST`."""
     # Imported here, not at the top: data owns the table, and its modules may use the spec's
@@ -373,6 +409,7 @@ class DataSpec(_Strict):
         None, description="task forecasting: windows and split of the time series (filled in for forecasting)"
     )
     text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
+    protect: ProtectSpec = Field(default_factory=ProtectSpec, description="personal data: off | mask | hash | drop | fail")
 
     @field_validator("features")
     @classmethod

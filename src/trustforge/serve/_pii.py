@@ -1,0 +1,82 @@
+"""Personal data kept out of the server's logs (`serve --pii-in-logs never`, the default).
+
+The logs never hold payloads (`_logging`), but a field can still carry an input value: an
+exception text that echoes a cell (`batch_failed`'s error), a name in a source. With `never`,
+every string field of every record, and the message of records that are not events, is
+scanned by the PII detector (`trustforge.privacy`) and each detected value replaced by its type
+tag (`<EMAIL>`) before the record is written; fields that name the server's own settings
+(host, port, model, version, route, ...) are left as they are, so an address to listen on is
+not taken for a person's IP address. The scan runs in the log writer's thread, off the
+request path. `allow` writes the fields as they are (for debugging on a machine of one's own).
+
+Request payloads are masked by the model itself (`Model.predict_columns`, `Model.read_input`)
+when its package says it was trained on masked data (`data.protect`), so the drift monitor and
+the model see the masked values only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+__all__ = ["PII_IN_LOGS", "PiiLogFilter", "mask_logs"]
+
+PII_IN_LOGS = ("never", "allow")
+# Fields the server fills from its own settings and routes, never from a request's values.
+_OWN = frozenset({"host", "port", "model", "version", "route", "method", "mode", "backend", "loop", "http", "auth", "worker", "pid", "ood"})
+
+
+class PiiLogFilter(logging.Filter):
+    """Replaces detected personal data in a record's string fields by type tags; never drops a record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from trustforge.privacy import Masker
+
+        self._masker = Masker("tag")
+        self.masked = 0  # values replaced so far
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str) and value:
+            out = self._masker.mask_text(value)
+            if out != value:
+                self.masked += 1
+            return out
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for k, v in fields.items():  # in place: the message's `_Fields` holds the same dict
+                if k not in _OWN:
+                    fields[k] = self._clean(v)
+        elif getattr(record, "event", None) is None:
+            record.msg, record.args = self._clean(record.getMessage()), None
+        return True
+
+
+def mask_logs(policy: str) -> PiiLogFilter | None:
+    """Install the filter on the server's log writer under `never` (idempotent); None under `allow`.
+
+    Raises:
+        ValueError: `policy` is not one of `PII_IN_LOGS`.
+    """
+    if policy not in PII_IN_LOGS:
+        raise ValueError(f"--pii-in-logs must be never or allow; got {policy!r}")
+    if policy == "allow":
+        return None
+    from trustforge.serve import _logging
+
+    handlers = list(_logging._listener.handlers) if _logging._listener is not None else []  # noqa: SLF001 - this package's writer
+    for h in handlers:
+        for f in h.filters:
+            if isinstance(f, PiiLogFilter):
+                return f
+    flt = PiiLogFilter()
+    for h in handlers:
+        h.addFilter(flt)
+    # The name detector loads its dictionaries on first use (seconds): here, beside the model's
+    # loading, rather than in the writer thread at the first log line or a request's first scan.
+    threading.Thread(target=PiiLogFilter()._clean, args=("warm up 王伟 John Smith",), name="pii-warm-up", daemon=True).start()
+    return flt

@@ -1,0 +1,192 @@
+"""`data.protect`: personal data masked, hashed, dropped or refused before anything is fitted."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from _pii_table import pii_table
+
+from trustforge.data import RawData, masking_key_id, prepare, protect, protect_columns, protect_frame
+from trustforge.errors import DataError, SecurityError, SpecError
+from trustforge.spec import load_spec
+
+KEY = bytes(range(32))
+
+
+def _spec(pii: str, **protect_extra):
+    return load_spec(
+        {
+            "task": "classification",
+            "data": {"source": "csv:people.csv", "target": "label", "protect": {"pii": pii, **protect_extra}},
+            "model": {"kind": "mlp"},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def people():
+    frame, planted = pii_table(120, seed=3)
+    frame["phone"] = frame["phone"].astype(np.int64)  # phone numbers read as numbers are still personal
+    return frame, planted
+
+
+def _raw(frame):
+    return RawData("table", "label", "people.csv", frame=frame)
+
+
+def _values(planted):
+    return [v for vs in planted.values() for v in vs]
+
+
+def test_mask_replaces_every_cell_of_a_personal_column_and_every_span_elsewhere(people):
+    frame, planted = people
+    raw, record = protect(_raw(frame), _spec("mask").data.protect)
+    out = raw.frame
+    assert record["personal"] == {"name": "PERSON", "email": "EMAIL", "id_number": "CN_ID", "phone": "CN_MOBILE"}
+    for column, tag in record["personal"].items():
+        assert set(out[column]) == {f"<{tag}>"}, column
+    assert out["note"].str.contains("<CN_MOBILE>").sum() == 60 and out["note"].str.contains("<EMAIL>").sum() == 30
+    assert record["masked"]["note"] == {"CN_MOBILE": 60, "EMAIL": 30}
+    pd.testing.assert_frame_equal(out[["city", "age", "topic", "label"]], frame[["city", "age", "topic", "label"]])  # the rest untouched
+    text = out.to_csv(index=False)
+    assert not [v for v in _values(planted) if v in text]
+    assert "label" not in record["scanned"]  # the target is what the model predicts: never masked
+
+
+def test_missing_values_of_a_personal_column_stay_missing(people):
+    frame, _ = people
+    holes = frame.assign(email=frame["email"].where(frame.index % 7 != 0))
+    raw, _ = protect(_raw(holes), _spec("mask").data.protect)
+    assert raw.frame["email"].isna().sum() == holes["email"].isna().sum() > 0
+    assert set(raw.frame["email"].dropna()) == {"<EMAIL>"}
+
+
+def test_drop_leaves_the_personal_columns_out_and_tags_the_free_text(people):
+    frame, planted = people
+    raw, record = protect(_raw(frame), _spec("drop").data.protect)
+    assert list(raw.frame.columns) == ["city", "age", "note", "topic", "label"]
+    assert record["dropped"] == ["name", "email", "id_number", "phone"]
+    assert not [v for v in _values(planted) if v in raw.frame.to_csv(index=False)]
+
+
+def test_hash_is_a_keyed_token_that_joins_and_changes_with_the_key(people):
+    frame, planted = people
+    raw, record = protect(_raw(frame), _spec("hash").data.protect, key=KEY)
+    emails = raw.frame["email"]
+    assert emails.str.fullmatch(r"<EMAIL:[0-9a-f]{16}>").all()
+    assert emails.nunique() == frame["email"].nunique()  # one person, one token
+    assert record["key_id"] == masking_key_id(KEY)
+    # The same email in the free text gets the same token as in its own column: joins keep working.
+    row = int(np.flatnonzero(frame["note"].str.contains("@"))[0])
+    assert emails[row] in raw.frame["note"][row]
+    other, _ = protect(_raw(frame), _spec("hash").data.protect, key=bytes(32))
+    assert not set(other.frame["email"]) & set(emails)
+    assert not [v for v in _values(planted) if v in raw.frame.to_csv(index=False)]
+
+
+def test_hash_without_a_key_is_one_clear_error(people):
+    frame, _ = people
+    with pytest.raises(SecurityError, match=r"data.protect.pii hash needs the workspace masking key: run `trustforge keys init`"):
+        protect(_raw(frame), _spec("hash").data.protect)
+    with pytest.raises(SecurityError, match="needs the masking key of the workspace that trained it"):
+        protect_frame(frame, {"masker": "hash", "personal": {"email": "EMAIL"}, "scanned": ["email"]}, None)
+
+
+def test_a_model_trained_on_hashes_refuses_inputs_hashed_under_another_key(people):
+    frame, _ = people
+    _, record = protect(_raw(frame), _spec("hash").data.protect, key=KEY)
+    assert protect_frame(frame.head(3), record, KEY)["email"].str.startswith("<EMAIL:").all()
+    with pytest.raises(SecurityError, match="another masking key"):
+        protect_frame(frame.head(3), record, bytes(32))
+
+
+def test_fail_names_the_columns_and_no_value(people):
+    frame, planted = people
+    with pytest.raises(DataError) as err:
+        protect(_raw(frame), _spec("fail").data.protect)
+    message = str(err.value)
+    assert "'name' (PERSON)" in message and "'phone' (CN_MOBILE)" in message and "'note' (CN_MOBILE, EMAIL)" in message
+    assert "'city'" not in message
+    assert not [v for v in _values(planted) if v in message]
+    clean = frame[["city", "age", "label"]]
+    raw, record = protect(_raw(clean), _spec("fail").data.protect)  # nothing personal: the data as it is
+    assert raw.frame is clean and record["masked"] == {} and record["personal"] == {}
+
+
+def test_entities_and_columns_narrow_what_is_scanned(people):
+    frame, _ = people
+    raw, record = protect(_raw(frame), _spec("mask", entities=["email"]).data.protect)
+    assert record["personal"] == {"email": "EMAIL"} and record["entities"] == ["EMAIL"]
+    assert (raw.frame["name"] == frame["name"]).all() and not raw.frame["note"].str.contains("<CN_MOBILE>").any()
+    raw, record = protect(_raw(frame), _spec("mask", columns=["note"]).data.protect)
+    assert record["scanned"] == ["note"] and (raw.frame["email"] == frame["email"]).all()
+    with pytest.raises(DataError, match=r"no column 'nope' \(data.protect.columns\)"):
+        protect(_raw(frame), _spec("mask", columns=["nope"]).data.protect)
+
+
+def test_the_spec_names_a_wrong_policy_or_entity():
+    with pytest.raises(SpecError, match=r"data.protect.pii"):
+        _spec("scramble")
+    with pytest.raises(SpecError, match=r"data.protect.entities\[1\].*must be an entity type"):
+        _spec("mask", entities=["EMAIL", "SHOE_SIZE"])
+    assert load_spec({}).data.protect.pii == "off"
+
+
+def test_off_changes_nothing_and_records_nothing(people):
+    frame, _ = people
+    raw = _raw(frame)
+    assert protect(raw, _spec("off").data.protect) == (raw, None)
+
+
+def test_a_source_without_columns_is_refused_when_pii_is_on():
+    images = RawData("image", "label", "images:shapes", images=np.zeros((2, 3, 4, 4), np.float32), labels=np.array(["a", "b"]))
+    with pytest.raises(DataError, match="needs a table or text source"):
+        protect(images, _spec("mask").data.protect)
+
+
+def test_prepare_masks_before_the_schema_so_no_vocabulary_holds_a_value(people, tmp_path):
+    frame, planted = people
+    spec = load_spec(
+        {
+            "task": "classification",
+            "data": {"source": "csv:people.csv", "target": "label", "protect": {"pii": "hash"}, "drop": ["name", "email", "id_number"]},
+            "model": {"kind": "mlp"},
+        }
+    )
+    data = prepare(spec, _raw(frame), key=KEY)
+    assert data.protection["policy"] == "hash"
+    meta, _ = data.preprocessor.state()
+    text = repr(meta)
+    assert re.search(r"'[0-9a-f]{16}'", text)  # the free text's vocabulary holds the hashes' tokens ...
+    assert not [v for v in _values(planted) if v in text]  # ... never a value
+
+
+def test_protect_columns_masks_the_servers_arrays(people):
+    frame, _ = people
+    _, record = protect(_raw(frame), _spec("mask").data.protect)
+    columns = {c: frame[c].head(5).to_numpy() for c in ("email", "note", "age")}
+    out = protect_columns(columns, record, None)
+    assert list(out["email"]) == ["<EMAIL>"] * 5 and out["age"] is columns["age"]
+    assert not any("@" in v for v in out["note"])
+    assert protect_columns(columns, None, None) is columns
+
+
+def test_a_refusal_or_a_missing_key_leaves_no_run_behind(people, tmp_path, monkeypatch):
+    import trustforge
+
+    frame, _ = people
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    home = tmp_path / "ws"
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    spec = {"task": "classification", "data": {"source": f"csv:{tmp_path / 'people.csv'}", "target": "label", "protect": {"pii": "fail"}}}
+    with pytest.raises(DataError, match="data.protect.pii is fail and personal data was found in 'name'"):
+        trustforge.run(spec, progress=False, register=False)
+    monkeypatch.setenv("TRUSTFORGE_KEK", "")
+    (home / "keys" / "kek.key").unlink()  # a workspace whose key-encryption key is gone
+    spec["data"]["protect"] = {"pii": "hash"}
+    with pytest.raises(SecurityError, match="no key-encryption key"):
+        trustforge.run(spec, progress=False, register=False)
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())  # refused before any folder was made

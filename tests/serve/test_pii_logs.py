@@ -1,0 +1,69 @@
+"""`serve --pii-in-logs never` (the default): personal data in a log field is written as its type tag."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from trustforge.errors import SpecError
+from trustforge.serve import ServeConfig, _logging
+from trustforge.serve._pii import PiiLogFilter, mask_logs
+
+
+@pytest.fixture
+def log_stream(monkeypatch):
+    """The server's log writer, restored afterwards; what it writes goes to the returned stream
+    once `_capture` points stderr at it (inside the test: pytest swaps stderr between phases)."""
+    stream = io.StringIO()
+    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level) for name in _logging._LOGGERS}
+    access = logging.getLogger("uvicorn.access").disabled
+    _logging.configure_logging()
+    try:
+        yield stream
+    finally:
+        for h in _logging._listener.handlers:
+            for f in [f for f in h.filters if isinstance(f, PiiLogFilter)]:
+                h.removeFilter(f)
+        for name, (handlers, level) in saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = access
+
+
+def _capture(monkeypatch, stream):
+    monkeypatch.setattr(_logging.sys, "stderr", stream)
+
+
+def _lines(stream):
+    _logging.flush_logs(10.0)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_never_writes_tags_instead_of_personal_data_and_leaves_the_servers_own_fields(log_stream, monkeypatch):
+    _capture(monkeypatch, log_stream)
+    flt = mask_logs("never")
+    assert mask_logs("never") is flt  # idempotent
+    error = "ValueError: could not convert 'olivia.smith001@example.org' (ID 11010119900307002X, call 13812345678)"
+    _logging.log_event(logging.ERROR, "batch_failed", model="people", host="127.0.0.1", rows=3, error=error)
+    logging.getLogger("uvicorn.error").error("bad request from olivia.smith001@example.org")
+    first, second = _lines(log_stream)
+    assert first["error"] == "ValueError: could not convert '<EMAIL>' (ID <CN_ID>, call <CN_MOBILE>)"
+    assert first["host"] == "127.0.0.1" and first["model"] == "people" and first["rows"] == 3  # the server's own settings
+    assert second["message"] == "bad request from <EMAIL>"
+    assert flt.masked == 2
+
+
+def test_allow_writes_fields_as_they_are(log_stream, monkeypatch):
+    _capture(monkeypatch, log_stream)
+    assert mask_logs("allow") is None
+    _logging.log_event(logging.ERROR, "batch_failed", error="olivia.smith001@example.org")
+    assert _lines(log_stream)[0]["error"] == "olivia.smith001@example.org"
+
+
+def test_a_bad_value_is_one_error_naming_the_flag():
+    assert ServeConfig().pii_in_logs == "never"
+    with pytest.raises(SpecError, match=r"--pii-in-logs \(serve option pii_in_logs\) must be never or allow; got 'sometimes'"):
+        ServeConfig(pii_in_logs="sometimes")  # type: ignore[arg-type]
