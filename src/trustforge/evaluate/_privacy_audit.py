@@ -22,6 +22,11 @@ Figures per attack: the AUC (with the Hanley-McNeil 95 % interval), the true-pos
 rows, so that one false positive is allowed), each with a Wilson 95 % interval over the
 members, and the ROC on a fixed grid of false-positive rates for the report. The cost is the
 forward passes: a fraction of a second on small data.
+
+A private model (`train.privacy`) is audited beside its non-private twin (the pipeline trains
+the same network without DP-SGD; `train.privacy.compare`): the twin is attacked on the same
+rows, and both models' headline test metric is recorded, so the evidence holds what the
+guarantee bought and what it cost side by side.
 """
 
 from __future__ import annotations
