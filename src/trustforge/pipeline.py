@@ -147,7 +147,7 @@ def _run(
         )
         history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
-        twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial training's "before"
+        twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial or private training's "before"
         if twin is not None:
             timings["plain_twin_fit_seconds"] = twin_metrics["plain_twin_fit_seconds"]
 
@@ -224,25 +224,33 @@ def _run(
 
 
 def _plain_twin(spec: TaskSpec, data: Any, history: list[dict[str, float]]) -> tuple[Any, dict[str, float]]:
-    """The plain "before" network of an adversarially trained spec, and its cost in seconds.
+    """The plain "before" network of a defended spec (adversarial or private training), and its cost in seconds.
 
-    Same spec, seed and prepared data with `train.adversarial` off, so the report can show
-    robustness before and after hardening, and the metrics what hardening cost
-    (`adversarial_cost_ratio`: the hardened fit's seconds per epoch over the plain fit's). Not
-    checkpointed: a resumed run trains it again. None and no metrics when there is no defence
-    or `train.adversarial.compare` is false.
+    Same spec, seed and prepared data with the defence off, so the report can show robustness
+    before and after hardening, or the membership-inference audit and the accuracy of the private
+    model beside a non-private one, and the metrics what the defence cost
+    (`adversarial_cost_ratio`, `dp_sgd_cost_ratio`: the defended fit's seconds per epoch over the
+    plain fit's). A private spec's twin is the private network itself (group norm for batch norm,
+    the same initial weights) trained without DP-SGD, so the two differ by the clipping, the noise
+    and the Poisson sampling only. Not checkpointed: a resumed run trains it again. None and no
+    metrics when there is no defence, its `compare` is false, or (private training) no
+    membership-inference audit would read it.
 
     Args:
-        history: the hardened fit's epochs, with their seconds (all of them after a resume; the
+        history: the defended fit's epochs, with their seconds (all of them after a resume; the
             ratio is per epoch, as early stopping may end the two fits at different epochs).
     """
-    adv = spec.train.adversarial
-    if adv is None or not adv.compare:
+    adv, dp = spec.train.adversarial, spec.train.privacy
+    if adv is not None and adv.compare:
+        defence = "adversarial"
+    elif dp is not None and dp.compare and spec.evaluate.privacy_audit is not None and evaluate.audit_refusal(task_of(spec)) is None:
+        defence = "dp_sgd"
+    else:
         return None, {}
     plain = spec.model_copy(deep=True)
-    plain.train.adversarial = None
+    plain.train.adversarial = plain.train.privacy = None
     with seeded(plain.train.seed):
-        twin = build_model(plain, data.schema)
+        twin = build_model(spec if defence == "dp_sgd" else plain, data.schema)
     trainer = Trainer.from_spec(plain, data, task_of(plain))
     plain_history = trainer.fit(twin, data.train, data.validation)
 
@@ -252,7 +260,7 @@ def _plain_twin(spec: TaskSpec, data: Any, history: list[dict[str, float]]) -> t
     return twin.eval(), {
         "plain_twin_fit_seconds": trainer.fit_seconds,
         "plain_twin_epochs_trained": len(plain_history),
-        "adversarial_cost_ratio": per_epoch(history) / max(per_epoch(plain_history), 1e-9),
+        f"{defence}_cost_ratio": per_epoch(history) / max(per_epoch(plain_history), 1e-9),
     }
 
 

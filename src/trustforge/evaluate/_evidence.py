@@ -189,8 +189,9 @@ def gather(
     Args:
         model: the `trustforge.Model` loaded back from the verified package.
         metric: the headline metric (for the corruption table; the task's `headline_metric`).
-        baseline_module: the network of a plain twin trained on the same data (adversarial
-            training passes it): the robustness evidence adds its curves as "before hardening".
+        baseline_module: the network of a plain twin trained on the same data: adversarial
+            training's (the robustness evidence adds its curves as "before hardening") or
+            private training's (the membership-inference audit attacks it beside the model).
     """
     ev = spec.evaluate
     kind = KIND_EVIDENCE[data.schema.modality]
@@ -237,13 +238,15 @@ def gather(
     if ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
         from trustforge.evaluate import robustness  # lazily: see the package's _LAZY
 
-        attacked = robustness(model, data.test_raw, ev.robustness, seed=spec.train.seed, baseline_module=baseline_module)
+        before = baseline_module if spec.train.privacy is None else None  # a private run's twin is no "before hardening"
+        attacked = robustness(model, data.test_raw, ev.robustness, seed=spec.train.seed, baseline_module=before)
         if "skipped" in attacked:
             skipped = {**skipped, "robustness": attacked["skipped"]}
         else:
             evidence["robustness"] = attacked
     if ev.privacy_audit is not None:  # membership inference: training rows against test rows, by the model's outputs
-        audit = privacy_audit(model, data, ev.privacy_audit, seed=spec.train.seed)
+        twin = baseline_module if spec.train.privacy is not None else None  # a private run's non-private twin, side by side
+        audit = privacy_audit(model, data, ev.privacy_audit, seed=spec.train.seed, plain_twin=twin, metric=metric)
         if "skipped" in audit:
             skipped = {**skipped, "privacy_audit": audit["skipped"]}
         else:

@@ -22,6 +22,11 @@ Figures per attack: the AUC (with the Hanley-McNeil 95 % interval), the true-pos
 rows, so that one false positive is allowed), each with a Wilson 95 % interval over the
 members, and the ROC on a fixed grid of false-positive rates for the report. The cost is the
 forward passes: a fraction of a second on small data.
+
+A private model (`train.privacy`) is audited beside its non-private twin (the pipeline trains
+the same network without DP-SGD; `train.privacy.compare`): the twin is attacked on the same
+rows, and both models' headline test metric is recorded, so the evidence holds what the
+guarantee bought and what it cost side by side.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ _BATCH = 512
 
 
 def audit_refusal(model: Any) -> str | None:
-    """Why the audit cannot run on `model` (its task has no per-row loss on independent rows), else None."""
-    name = model.task.name
+    """Why the audit cannot run on `model` (its task has no per-row loss on independent rows), else None.
+
+    `model` is a model (its `task` is read) or a task itself (the pipeline asks before it trains a twin)."""
+    name = getattr(model, "task", model).name
     if name not in ("classification", "regression"):
         return (
             f"task {name} has no per-row loss on independent training rows (a {name} row is a window or an interaction "
@@ -62,18 +69,29 @@ def training_privacy(spec: Any, manifest: dict[str, Any] | None = None) -> dict[
         return {"private": False}
     out: dict[str, Any] = {"private": True}
     fields = p.model_dump() if hasattr(p, "model_dump") else dict(p) if isinstance(p, dict) else {}
-    out.update({k: v for k, v in fields.items() if isinstance(v, (int, float, str, bool)) and v is not None})
+    out.update({k: v for k, v in fields.items() if isinstance(v, (int, float, str, bool)) and v is not None and k != "compare"})
     spent = (manifest or {}).get("privacy")
     if isinstance(spent, dict):
         out["spent"] = spent
     return out
 
 
-def privacy_audit(model: Any, data: Any, settings: Any, *, seed: int) -> dict[str, Any]:
+def privacy_audit(
+    model: Any,
+    data: Any,
+    settings: Any,
+    *,
+    seed: int,
+    plain_twin: torch.nn.Module | None = None,
+    metric: str | None = None,
+) -> dict[str, Any]:
     """Attack `model` on its training rows against held-out test rows and measure what leaks.
 
-    Callable on any packaged model trained on `data` (the lead compares a private and a plain
-    one by calling it twice).
+    Callable on any packaged model trained on `data`. With `plain_twin` (a private model's
+    non-private twin: the same network trained on the same rows without DP-SGD) the twin is
+    attacked on the very same rows, and both models' test `metric` is recorded, so the report
+    shows the two side by side: what the guarantee bought (the attacks' AUC) and what it cost
+    (the metric).
 
     Args:
         model: a `trustforge.Model` (its `forward`, `task`, `spec`, `manifest`, `classes`).
@@ -81,12 +99,17 @@ def privacy_audit(model: Any, data: Any, settings: Any, *, seed: int) -> dict[st
             (non-members) and, for the calibrated attack, `validation`.
         settings: a `spec.PrivacyAuditSpec` (`attacks`, `rows`).
         seed: draws the balanced samples.
+        plain_twin: the non-private twin's network (its outputs are used raw: no temperature).
+        metric: the headline test metric recorded for each model (with `plain_twin`); default
+            the task's own.
 
     Returns:
         ``{"skipped": reason}`` where no attack applies, else ``{"members", "non_members",
         "of_train", "of_test", "training", "attacks": {name: {"auc", "auc_interval",
         "tpr_at_fpr": {"0.01": {"tpr", "interval"} | None, "0.001": ...}, "roc": {"fpr", "tpr"},
-        "note", ...}}, "seconds"}``.
+        "note", ...}}, "seconds"}``; with `plain_twin` also ``"metric": {"name", "value"}`` and
+        ``"plain_twin": {"training", "attacks", "metric", "seconds"}``, the twin's figures in the
+        same shape.
     """
     reason = audit_refusal(model)
     if reason is not None:
@@ -95,6 +118,31 @@ def privacy_audit(model: Any, data: Any, settings: Any, *, seed: int) -> dict[st
     n = min(len(data.train), len(data.test), settings.rows)
     if n < 10:
         return {"skipped": f"too few rows for a membership audit ({len(data.train)} training, {len(data.test)} test; at least 10 each)"}
+    out = {
+        "members": n,
+        "non_members": n,
+        "of_train": len(data.train),
+        "of_test": len(data.test),
+        "training": training_privacy(model.spec, model.manifest),
+        "attacks": _attacks(model, data, settings, n, seed),
+    }
+    if plain_twin is not None:
+        twin = _Twin(model, plain_twin)
+        name = metric or model.task.headline_metric(model.spec)
+        out["metric"] = {"name": name, "value": _test_metric(model, data, name, model.decision)}
+        tick = time.perf_counter()
+        out["plain_twin"] = {
+            "training": {"private": False},
+            "attacks": _attacks(twin, data, settings, n, seed),  # the same seed: the same rows attacked
+            "metric": {"name": name, "value": _test_metric(twin, data, name, None)},
+        }
+        out["plain_twin"]["seconds"] = time.perf_counter() - tick
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _attacks(model: Any, data: Any, settings: Any, n: int, seed: int) -> dict[str, Any]:
+    """The attacks of `settings` on `n` training rows against `n` test rows drawn by `seed`."""
     rng = np.random.default_rng(seed)
     members = _rows(data.train, rng.choice(len(data.train), n, replace=False))
     outsiders = _rows(data.test, rng.choice(len(data.test), n, replace=False))
@@ -119,15 +167,35 @@ def privacy_audit(model: Any, data: Any, settings: Any, *, seed: int) -> dict[st
         a = _figures(score_in, score_out)
         a["note"] = f"logit-scaled confidence of the true class (Carlini et al., 2022), {how}"
         attacks["confidence"] = a
-    return {
-        "members": n,
-        "non_members": n,
-        "of_train": len(data.train),
-        "of_test": len(data.test),
-        "training": training_privacy(model.spec, model.manifest),
-        "attacks": attacks,
-        "seconds": time.perf_counter() - start,
-    }
+    return attacks
+
+
+class _Twin:
+    """A private model's non-private twin network, dressed as the model for the attacks: the
+    model's task, classes and inputs, the twin's raw outputs, trained without privacy."""
+
+    def __init__(self, model: Any, module: torch.nn.Module):
+        self.task, self.classes, self.module = model.task, model.classes, module.eval()
+        self.spec, self.manifest, self.decision = None, {}, None
+
+    @torch.no_grad()
+    def forward(self, inputs: tuple[torch.Tensor, ...], batch_size: int = _BATCH) -> torch.Tensor:
+        n = len(inputs[0])
+        outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, 1)
+
+
+def _test_metric(model: Any, data: Any, name: str, decision: Any) -> float | None:
+    """`name` of the task's test metrics for `model`'s outputs on the test split (None if the task has no such metric)."""
+    out = _outputs(model, data.test.inputs)
+    task = model.task
+    m = (
+        task.test_metrics(data, out, model.module, decision=decision)
+        if decision is not None
+        else task.test_metrics(data, out, model.module)
+    )
+    v = m.get(name)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 # ---------------------------------------------------------------------------- scores

@@ -46,6 +46,7 @@ from trustforge.evaluate._report_summary import (
     intervals_view,
     metric_name,
     num,
+    privacy_cost,
     privacy_view,
     robustness_view,
     speed_view,
@@ -247,7 +248,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "robustness": robustness_view(ev),
         "robustness_skipped": (ev.get("skipped") or {}).get("robustness") if isinstance(ev.get("skipped"), dict) else None,
         "privacy": _privacy(metrics),
-        "privacy_audit": privacy_view(ev),
+        "privacy_audit": privacy_view(ev, metrics),
         "privacy_audit_skipped": (ev.get("skipped") or {}).get("privacy_audit") if isinstance(ev.get("skipped"), dict) else None,
         "explanations": ex,
         "explanation_table": _table(ex),
@@ -265,6 +266,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
     }
     ctx["caveats"] = _caveats(run, labels, cal)
     ctx["headline_metric"] = headline_metric(t, metrics, base)
+    ctx["privacy_cost"] = privacy_cost(ctx)  # a private model's distance to its non-private baseline, named
     ctx["summary"] = summary(ctx, run, t)
     return ctx
 

@@ -282,23 +282,29 @@ def adversarial_examples(run: dict[str, Any]) -> Figure | None:
 
 def membership_roc(run: dict[str, Any]) -> Figure | None:
     """The membership-inference ROC per attack on log-log axes (the low false-positive corner is
-    where an attack is dangerous, Carlini et al. 2022), with chance as the diagonal."""
+    where an attack is dangerous, Carlini et al. 2022), with chance as the diagonal; a private
+    model's non-private twin dashed in the same colours beside it."""
     audit = run["evidence"].get("privacy_audit")
     if not isinstance(audit, dict) or not isinstance(audit.get("attacks"), dict):
         return None
     fig = Figure(figsize=(4.4, 3.6))
     ax = fig.subplots()
     floor = None
-    for name, a in audit["attacks"].items():
-        r = (a or {}).get("roc") if isinstance(a, dict) else None
-        if not isinstance(r, dict):
-            continue
-        points = [(num(f), num(t)) for f, t in zip(r.get("fpr") or [], r.get("tpr") or [])]
-        points = [(f, t) for f, t in points if f is not None and t is not None and f > 0]
-        if not points:
-            continue
-        floor = min(floor or 1.0, points[0][0])
-        ax.plot(*zip(*points), "-", label=f"{name} (AUC {num(a.get('auc')) or 0:.3f})")
+    twin = audit.get("plain_twin") if isinstance(audit.get("plain_twin"), dict) else {}
+    sets = [("", "-", audit["attacks"])]
+    if isinstance(twin.get("attacks"), dict):  # a private model's non-private twin, dashed beside it
+        sets = [("private: ", "-", audit["attacks"]), ("non-private twin: ", "--", twin["attacks"])]
+    for who, style, attacks in sets:
+        for i, (name, a) in enumerate(attacks.items()):
+            r = (a or {}).get("roc") if isinstance(a, dict) else None
+            if not isinstance(r, dict):
+                continue
+            points = [(num(f), num(t)) for f, t in zip(r.get("fpr") or [], r.get("tpr") or [])]
+            points = [(f, t) for f, t in points if f is not None and t is not None and f > 0]
+            if not points:
+                continue
+            floor = min(floor or 1.0, points[0][0])
+            ax.plot(*zip(*points), style, color=f"C{i}", label=f"{who}{name} (AUC {num(a.get('auc')) or 0:.3f})")
     if floor is None:
         return None
     ax.plot([floor, 1], [floor, 1], ":", color="grey", label="chance")

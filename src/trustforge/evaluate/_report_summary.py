@@ -370,24 +370,22 @@ def robustness_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def privacy_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
-    """The membership-inference audit as the report and the card show it: per attack its AUC with
-    its interval, the true-positive rates at 1 % and 0.1 % false positives (None where the sample
-    does not resolve them), a verdict in words, and how the model was trained (private or not)."""
-    audit = evidence.get("privacy_audit")
-    if not isinstance(audit, dict) or not isinstance(audit.get("attacks"), dict):
-        return None
-    labels = {"loss": "loss threshold (Yeom et al.)", "confidence": "calibrated confidence (LiRA-style)"}
-    attacks = []
-    for name, a in audit["attacks"].items():
+_ATTACK_LABELS = {"loss": "loss threshold (Yeom et al.)", "confidence": "calibrated confidence (LiRA-style)"}
+
+
+def _attack_rows(attacks: Any) -> list[dict[str, Any]]:
+    """Per attack of an audit: its label, AUC with its interval, the true-positive rates at 1 % and 0.1 % false positives
+    (None where the sample does not resolve them), Yeom's advantage and the note."""
+    rows = []
+    for name, a in (attacks or {}).items() if isinstance(attacks, dict) else ():
         if not isinstance(a, dict) or num(a.get("auc")) is None:
             continue
         at = a.get("tpr_at_fpr") if isinstance(a.get("tpr_at_fpr"), dict) else {}
         interval = a.get("auc_interval") if isinstance(a.get("auc_interval"), list) and len(a["auc_interval"]) == 2 else [None, None]
-        attacks.append(
+        rows.append(
             {
                 "name": str(name),
-                "label": labels.get(str(name), str(name)),
+                "label": _ATTACK_LABELS.get(str(name), str(name)),
                 "auc": num(a["auc"]),
                 "low": num(interval[0]),
                 "high": num(interval[1]),
@@ -397,16 +395,30 @@ def privacy_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
                 "note": str(a.get("note") or ""),
             }
         )
-    if not attacks:
-        return None
+    return rows
+
+
+def _verdict(attacks: list[dict[str, Any]]) -> str:
     worst = max(attacks, key=lambda a: a["auc"])
     low = worst["low"]
     if low is not None and low > 0.5:
-        verdict = f"the {worst['label']} attack tells training rows from unseen ones better than chance (AUC {worst['auc']:.3f})"
-    else:
-        verdict = (
-            f"no attack tells training rows from unseen ones measurably better than chance on this sample (best AUC {worst['auc']:.3f})"
-        )
+        return f"the {worst['label']} attack tells training rows from unseen ones better than chance (AUC {worst['auc']:.3f})"
+    return f"no attack tells training rows from unseen ones measurably better than chance on this sample (best AUC {worst['auc']:.3f})"
+
+
+def privacy_view(evidence: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The membership-inference audit as the report and the card show it: per attack its AUC with
+    its interval, the true-positive rates at 1 % and 0.1 % false positives (None where the sample
+    does not resolve them), a verdict in words, and how the model was trained (private or not).
+
+    A private run that attacked its non-private twin too adds `twin`: the same figures for the
+    twin, both models' test metric and fit seconds (from `metrics`), side by side."""
+    audit = evidence.get("privacy_audit")
+    if not isinstance(audit, dict) or not isinstance(audit.get("attacks"), dict):
+        return None
+    attacks = _attack_rows(audit["attacks"])
+    if not attacks:
+        return None
     training = audit.get("training") if isinstance(audit.get("training"), dict) else {}
     if training.get("private"):
         parts = [
@@ -419,9 +431,35 @@ def privacy_view(evidence: dict[str, Any]) -> dict[str, Any] | None:
         "attacks": attacks,
         "members": audit.get("members"),
         "non_members": audit.get("non_members"),
-        "verdict": verdict,
+        "verdict": _verdict(attacks),
         "trained": trained,
         "seconds": num(audit.get("seconds")),
+        "twin": _twin_view(audit, attacks, metrics or {}),
+    }
+
+
+def _twin_view(audit: dict[str, Any], attacks: list[dict[str, Any]], metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The private model and its non-private twin side by side (None when the audit attacked no twin)."""
+    twin = audit.get("plain_twin")
+    if not isinstance(twin, dict):
+        return None
+    twin_attacks = {a["name"]: a for a in _attack_rows(twin.get("attacks"))}
+    if not twin_attacks:
+        return None
+    mine, theirs = audit.get("metric") or {}, twin.get("metric") or {}
+    name = str(mine.get("name") or theirs.get("name") or "")
+    value, twin_value = num(mine.get("value")), num(theirs.get("value"))
+    pairs = [{"label": a["label"], "private": a, "plain": twin_attacks[a["name"]]} for a in attacks if a["name"] in twin_attacks]
+    return {
+        "metric": name,
+        "value": value,
+        "twin_value": twin_value,
+        "cost": twin_value - value if value is not None and twin_value is not None else None,
+        "pairs": pairs,
+        "verdict": _verdict(list(twin_attacks.values())),
+        "fit_seconds": num(metrics.get("fit_seconds")),
+        "twin_fit_seconds": num(metrics.get("plain_twin_fit_seconds")),
+        "cost_ratio": num(metrics.get("dp_sgd_cost_ratio")),
     }
 
 
@@ -585,9 +623,34 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
             "does_not_beat": ("does not beat its baseline", "warn"),
             "worse": ("worse than its baseline", "bad"),
         }.get(base["verdict"])
+        if ctx.get("privacy_cost"):  # a private model pays for its guarantee
+            text.append(ctx["privacy_cost"])
+            badge = ("privacy cost: " + badge[0], "warn") if badge else badge
     else:
         text.append("No baseline was trained in this run, so there is no simpler model to compare with.")
     return _row("good", "How good", _g(value), metric_name(key), text, badge)
+
+
+def privacy_cost(ctx: dict[str, Any]) -> str | None:
+    """Why a private model trails its (non-private) baseline, in a sentence: the guarantee's price,
+    with the non-private twin's figure where measured. None unless the model is private and does
+    not beat its baseline."""
+    p, base = ctx.get("privacy"), ctx.get("baseline")
+    if not p or not base or base["verdict"] not in ("does_not_beat", "worse"):
+        return None
+    eps, delta = _g(p.get("epsilon"), 3), _g(p.get("delta"))
+    s = (
+        f"The baseline is trained without privacy; this model was trained with differential privacy (ε {eps} at δ {delta}), "
+        "and the clipping and noise that buy the guarantee cost accuracy"
+    )
+    twin = (ctx.get("privacy_audit") or {}).get("twin")
+    if twin and twin["value"] is not None and twin["twin_value"] is not None:
+        name = metric_name(twin["metric"])
+        s += (
+            f": the same network trained without differential privacy (its non-private twin) reaches {name} {_g(twin['twin_value'])} "
+            f"against this model's {_g(twin['value'])}, a privacy cost of {abs(twin['cost']):.3g}"
+        )
+    return s + "."
 
 
 def _baseline_sentence(base: dict[str, Any]) -> str:

@@ -759,6 +759,11 @@ class PrivacySpec(_Strict):
     max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="each sample's gradient is clipped to this L2 norm")
     noise_multiplier: float | None = Field(None, gt=0, le=1e6, description="noise std / max_grad_norm; instead of epsilon")
     accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus' accountant: prv (its default, tighter) or rdp")
+    compare: bool = Field(
+        True,
+        description="also train a non-private twin (the same network, spec and seed without DP-SGD) and audit it beside the "
+        "private model when evaluate.privacy_audit is on: the report's side by side; its fit seconds are in the metrics",
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> "PrivacySpec":
