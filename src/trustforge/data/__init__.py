@@ -18,6 +18,7 @@ from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
+from trustforge.data._expect import Expectations, ExpectReport, check_raw, expectations_of, fit_expectations, validate_data
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import encode_inputs as encode_interactions
@@ -55,6 +56,11 @@ if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES
     from trustforge.spec import TaskSpec
 
 __all__ = [
+    "Expectations",
+    "ExpectReport",
+    "check_raw",
+    "expectations_of",
+    "validate_data",
     "AttackSpace",
     "EditSpace",
     "BUILTIN_INTERACTIONS",
@@ -167,6 +173,8 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         return own
     d = spec.data
     kind = input_kind(raw)
+    declared = Expectations.declared(d.expect) if d.expect is not None else None
+    raw, expect_report = check_raw(declared, raw, where=raw.origin)  # the declared expectations, on the whole table before the split
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
@@ -196,4 +204,10 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         test_raw=test_raw,
         augment=augment,
         train_raw=train_raw,
+        expect=_saved(fit_expectations(d.expect, pre, train_raw.frame)),
+        expect_report=expect_report,
     )
+
+
+def _saved(ex: Expectations | None) -> dict | None:
+    return ex.to_json() if ex is not None else None
