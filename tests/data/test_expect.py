@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _cli import run_main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for _cli
-from _cli import run_main  # noqa: E402
-
-from trustforge.data import Expectations, check_raw, prepare  # noqa: E402
-from trustforge.data._expect import Rule  # noqa: E402
-from trustforge.data._raw import RawData  # noqa: E402
-from trustforge.errors import DataError, SpecError  # noqa: E402
-from trustforge.spec import load_spec  # noqa: E402
+from trustforge.data import Expectations, check_raw, prepare
+from trustforge.data._expect import Rule
+from trustforge.data._raw import RawData
+from trustforge.errors import DataError, SpecError
+from trustforge.spec import load_spec
 
 QUIET = {"speed": False, "corruptions": False, "explain": False, "robustness": False, "privacy_audit": False, "calibrate": "none"}
 
