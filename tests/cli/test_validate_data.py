@@ -74,3 +74,9 @@ def test_declared_expectations_are_checked(tmp_path, workspace, policy, ok):
     code, _, err = run_main("validate", spec, home=workspace)
     assert (code == 0) is ok, err
     assert "row 5, column 'f01'" in err and "row 10, column 'f01'" in err
+
+
+def test_an_expectation_on_a_misspelt_column_names_the_closest(tmp_path, workspace):
+    spec = write(tmp_path, wide_table(), {"target": "diagnosis", "expect": {"columns": {"f_01": {"min": 0}}}})
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code != 0 and "column 'f_01': the column is not in the data; did you mean 'f01'?" in err

@@ -107,6 +107,19 @@ def test_policies_fail_warn_and_drop_row():
         check_raw(declared({**policy, "rows": "drop_row"}), raw, where="in.csv")
 
 
+@pytest.mark.parametrize(
+    "kind, values, bad",
+    [
+        ("numeric", ["1", None, "x", True, 2.5, "1e3"], [3, 4]),
+        ("datetime", ["2024-03-01", None, "soon", "2024-02-30", "2024-03-01T14:30", "03/01/2024"], [3, 4, 6]),
+        ("text", ["anything", 3, None], []),
+    ],
+)
+def test_the_type_check_asks_the_feature_type(kind, values, bad):
+    report = Expectations((Rule("v", type=kind),)).check(pd.DataFrame({"v": pd.Series(values, dtype=object)}))
+    assert [v.row for v in report.violations] == bad and {v.check for v in report.violations} <= {"type"}
+
+
 def test_a_missing_fraction_over_the_limit_is_one_column_violation():
     ex = Expectations((Rule("x", max_missing=0.25),))
     report = ex.check(pd.DataFrame({"x": [1.0, None, None, 4.0]}))

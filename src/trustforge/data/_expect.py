@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data._raw import RawData
+from trustforge.data._sources import did_you_mean
 from trustforge.data.features import feature_type, label_strings
 from trustforge.errors import DataError
 
@@ -238,7 +239,7 @@ class Expectations:
                             "type",
                             rule.column,
                             None,
-                            "the column is not in the data",
+                            f"the column is not in the data{did_you_mean(rule.column, frame.columns)}",
                             "fail" if policy == "drop_row" else policy,
                             rule.origin,
                         )
