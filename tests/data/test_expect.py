@@ -223,11 +223,14 @@ def packages(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("expect")
     csv = root / "train.csv"
-    table().to_csv(csv, index=False)
+    frame = table()
+    frame.loc[[3, 7, 11], "id"] = "B"  # three ids break a declared pattern (its own policy: warn) in training only
+    frame.to_csv(csv, index=False)
     out = {}
     for policy in ("warn", "fail"):
         home = root / f"ws-{policy}"
-        result = run(spec(csv, {"policy": policy}), settings=Settings.from_env(home), progress=False, register=False)
+        declared = {"columns": {"id": {"pattern": "A[0-9]{4}", "policy": "warn"}}, "policy": policy}
+        result = run(spec(csv, declared), settings=Settings.from_env(home), progress=False, register=False)
         out[policy] = (result.package, home, result)
     return root, out
 
@@ -245,12 +248,22 @@ def bad_rows(root: Path) -> Path:
 
 
 def test_package_holds_declared_and_inferred_expectations_and_training_counts(packages):
+    from trustforge.evaluate import write_report
+
     _, out = packages
     package, _, result = out["warn"]
     manifest = json.loads((package / "manifest.json").read_text())
-    assert {r["origin"] for r in manifest["expect"]["rules"]} == {"inferred"}
+    assert [r["column"] for r in manifest["expect"]["rules"] if r["origin"] == "declared"] == ["id"]
+    assert {r["column"] for r in manifest["expect"]["rules"] if r["origin"] == "inferred"} == {"size", "weight", "city"}
     assert manifest["expect"]["policy"]["range"] == "warn"
-    assert result.metrics["expect_violations"] == 0 and (result.run_dir / "expectations.json").is_file()
+    # what training broke: in the metrics, the run folder (one line each) and the report
+    assert result.metrics["expect_violations"] == 3 and result.metrics["expect_violations_by_column"] == {"id": 3}
+    saved = json.loads((result.run_dir / "expectations.json").read_text())
+    assert (
+        saved["lines"][0] == "training data: row 4, column 'id': 'B' does not match 'A[0-9]{4}' (declared pattern expectation, policy warn)"
+    )
+    html = write_report(result.run_dir).read_text()
+    assert "<b>Data expectations</b>" in html and "3 violations (id: 3)" in html
 
 
 def test_predict_warns_one_line_per_violation_and_fails_under_fail(packages):
