@@ -212,6 +212,15 @@ def test_training_checks_declared_rules_and_drops_rows(tmp_path):
     assert data.schema.rows == 198 and data.expect_report.counts() == {"size": 2}
 
 
+def test_a_series_checks_its_declared_expectations_too():
+    # a kind that splits its own way (forecasting) still gets the declared checks before its split
+    raw = {"task": "forecasting", "data": {"source": "builtin:air_passengers", "expect": {"rows": {"min": 1000}}}, "model": {"kind": "mlp"}}
+    with pytest.raises(DataError, match=r"the table: has 144 rows; expected >= 1000"):
+        prepare(load_spec({**raw, "data": {**raw["data"], "expect": {"rows": {"min": 1000}, "policy": "fail"}}}))
+    data = prepare(load_spec(raw))  # rows: warn by default
+    assert data.expect_report.counts() == {"<table>": 1} and data.expect["rows"] == [1000, None]
+
+
 # ---------------------------------------------------------------------------- predict and evaluate
 
 

@@ -168,13 +168,14 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         DataError: the source, a column or a value cannot be used.
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
-    own = _spec_kind(spec).prepare(spec, raw)
-    if own is not None:  # a series split by time, interactions held out per user
-        return own
     d = spec.data
-    kind = input_kind(raw)
     declared = Expectations.declared(d.expect) if d.expect is not None else None
     raw, expect_report = check_raw(declared, raw, where=raw.origin)  # the declared expectations, on the whole table before the split
+    own = _spec_kind(spec).prepare(spec, raw)
+    if own is not None:  # a series split by time, interactions held out per user: the declared expectations only
+        own.expect, own.expect_report = _saved(declared), expect_report
+        return own
+    kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
