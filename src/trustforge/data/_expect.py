@@ -479,16 +479,17 @@ def validate_data(spec: Any, *, cache_dir: Any = None) -> list[str]:
     Raises:
         DataError: the first problem, naming the file, column or class.
     """
-    from trustforge.data import input_kind, load_data, source_input_kind, split_indices
+    from trustforge.data import input_kind, load_data, redact_source, source_input_kind, split_indices
 
     raw = load_data(spec, cache_dir=cache_dir)  # a missing or unparsable file, a misspelt target
     d = spec.data
+    where = redact_source(d.source)  # the file's name, not its path
     notes = []
     if d.expect is not None:
-        raw, report = check_raw(Expectations.declared(d.expect), raw, where="data")
-        notes += report.lines("data")
+        raw, report = check_raw(Expectations.declared(d.expect), raw, where=where)
+        notes += report.lines(where)
         if report.drop:
-            notes.append(f"data: {len(report.drop)} row(s) would be left out under drop_row")
+            notes.append(f"{where}: {len(report.drop)} row(s) would be left out under drop_row")
     own = input_kind(source_input_kind(spec.task, d.source))
     if own.prepare(spec, raw) is not None:  # a series or interactions: its own kind splits it
         return notes
@@ -496,14 +497,6 @@ def validate_data(spec: Any, *, cache_dir: Any = None) -> list[str]:
     _, raw = kind.infer_schema(raw, task=spec.task, data=d)  # columns that cannot be typed, a target unfit for the task
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
     labels = kind.labels(raw) if stratify else None
+    # a class too small for every split is refused here, naming it (`split_indices`)
     split_indices(len(raw), test=d.split.test, validation=d.split.validation, stratify=labels, seed=spec.train.seed, groups=raw.groups)
-    if labels is not None:
-        values, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
-        need = 3 if d.split.validation > 0 else 2  # one row in each split a stratified split fills
-        small = [(str(v), int(c)) for v, c in zip(values, counts) if c < need]
-        if small:
-            shown = ", ".join(f"{v!r} ({c})" for v, c in small[:10])
-            raise DataError(
-                f"data: class(es) {shown} have fewer than {need} rows; a stratified split needs {need} per class (train, validation, test)"
-            )
     return notes

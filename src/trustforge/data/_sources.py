@@ -220,7 +220,7 @@ def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) 
         raise DataError(f"{where}: data.target is required for {origin.partition(':')[0]} sources")
     if target not in frame.columns:
         cols = ", ".join(map(str, frame.columns[:20])) + (", ..." if len(frame.columns) > 20 else "")
-        raise DataError(f"{where}: no column {target!r} (the spec's data.target){did_you_mean(target, frame.columns)}; columns are: {cols}")
+        raise DataError(f"{where}: no column {target!r} (the spec's data.target); columns are: {cols}{did_you_mean(target, frame.columns)}")
     return RawData("table", target, origin, frame=frame)
 
 
