@@ -35,7 +35,18 @@ from trustforge.data._sources import did_you_mean
 from trustforge.data.features import feature_type, label_strings
 from trustforge.errors import DataError
 
-__all__ = ["CHECKS", "POLICIES", "Expectations", "ExpectReport", "Rule", "Violation", "check_raw", "expectations_of", "fit_expectations"]
+__all__ = [
+    "CHECKS",
+    "POLICIES",
+    "Expectations",
+    "ExpectReport",
+    "Rule",
+    "Violation",
+    "check_raw",
+    "expectations_of",
+    "fit_expectations",
+    "validate_data",
+]
 
 CHECKS = ("type", "range", "allowed", "pattern", "missing", "unique", "rows", "keys")
 POLICIES = ("fail", "warn", "drop_row")
