@@ -128,12 +128,25 @@ def _options(
 
 @app.command()
 @_friendly
-def validate(spec: Path = typer.Argument(..., help="the YAML spec")) -> None:
-    """Check a spec and print its normalised form (every default filled in)."""
+def validate(
+    spec: Path = typer.Argument(..., help="the YAML spec"),
+    no_data: bool = typer.Option(False, "--no-data", help="check the spec only; do not read its data"),
+) -> None:
+    """Check a spec and print its normalised form (every default filled in).
+
+    Unless --no-data, also read the data without training: the file exists and parses, the
+    target exists, the columns can be typed, data.expect holds and the split is feasible.
+    """
     from trustforge.data import source_input_kind
     from trustforge.spec import load_spec, spec_to_yaml
 
     s = load_spec(spec)
+    if not no_data:
+        from trustforge.data import validate_data
+        from trustforge.settings import Settings
+
+        for line in validate_data(s, cache_dir=Settings.from_env().cache_dir):
+            _note(line)
     if _names_no_model(spec):  # say which model the kind of input picked (a YAML comment keeps the output valid)
         sys.stdout.write(
             f"# model.kind {s.model.kind}: picked for {source_input_kind(s.task, s.data.source)} input; name model.kind to choose another\n"
@@ -221,6 +234,11 @@ def train(
 
     result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
+    if result.metrics.get("expect_violations"):  # data.expect under warn or drop_row: the lines are in the run folder
+        counts = ", ".join(f"{k} ({v})" for k, v in result.metrics["expect_violations_by_column"].items())
+        _note(
+            f"{_count(result.metrics['expect_violations'], 'data expectation violation')} in training data by column: {counts}; see expectations.json in the run folder"
+        )
     baseline = result.metrics.get("baseline")
     if isinstance(baseline, dict) and baseline.get("sentence"):  # the yardstick, in one plain sentence
         out.print(escape(baseline["sentence"]), highlight=False, soft_wrap=True)
@@ -328,6 +346,7 @@ def predict(
         frame = model.recommend(input, k=top_k)
     else:
         raw, ids, ignored = _model_input(model, input, id_column)
+        raw, ids, _ = _expect_input(model, raw, ids, input.name)
         frame = model.predict(raw)
         imputed = model.imputed(raw)
         if ids is not None:
@@ -339,6 +358,36 @@ def predict(
             _note(f"{_count(sum(imputed.values()), 'missing value')} filled in from what training learned: {rows}")
     atomic_write_text(dest, frame.to_csv(index=False))
     out.print(f"{len(frame)} predictions written to {escape(str(dest))}", highlight=False, soft_wrap=True)
+
+
+def _expect_input(model, raw, ids, where: str):
+    """Check the package's data expectations on a table to predict on or evaluate (`data.expect`):
+    one note per violation under warn, an error naming them under fail, rows left out under
+    drop_row (and their --id-column values with them); then a count per column. Returns the
+    checked input, the ids and the report (None: the package has no expectations)."""
+    from trustforge.data import check_raw, expectations_of
+
+    ex = expectations_of(model.manifest)
+    if ex is None:
+        return raw, ids, None
+    required = [str(s.get("name")) for s in (model.manifest.get("signature") or {}).get("inputs") or [] if isinstance(s, dict)]
+    checked, report = check_raw(ex, raw, where=where, required=required)
+    shown = report.lines(where)
+    for line in shown[:50]:
+        _note(line)
+    if len(shown) > 50:
+        _note(f"{where}: and {len(shown) - 50} more violations")
+    if report.violations:
+        counts = ", ".join(f"{k} ({v})" for k, v in report.counts().items())
+        dropped = f"; {_count(len(report.drop), 'row')} left out (drop_row)" if report.drop else ""
+        _note(f"{_count(len(report.violations), 'expectation violation')} by column: {counts}{dropped}")
+    if report.drop and ids is not None:
+        import numpy as np
+
+        keep = np.ones(len(ids), dtype=bool)
+        keep[sorted(report.drop)] = False
+        ids = ids[keep]
+    return checked, ids, report
 
 
 def _count(n: int, noun: str) -> str:
@@ -406,9 +455,12 @@ def evaluate(
 
         # A spec with data.protect.pii: hash is hashed under the workspace key the model holds for its own inputs.
         prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir, key=model.pii_key)
-        metrics = model.evaluate(prepared.test_raw)
+        raw, _, report = _expect_input(model, prepared.test_raw, None, data.name)
     else:
-        metrics = model.evaluate(data)
+        raw, _, report = _expect_input(model, model.read_input(data), None, data.name)
+    metrics = model.evaluate(raw)
+    if report is not None:  # data.expect: violations per column beside the metrics
+        metrics = {**metrics, **report.metrics()}
     out.print(metrics_table(metrics, model.spec.default_metrics(), title=f"metrics on {escape(data.name)} (n={metrics['n']})"))
     out.print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}), highlight=False, soft_wrap=True)
 

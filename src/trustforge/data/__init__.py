@@ -18,6 +18,7 @@ from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import ImageAugment
 from trustforge.data._encoders import Preprocessor
+from trustforge.data._expect import Expectations, ExpectReport, check_raw, expectations_of, fit_expectations, validate_data
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import encode_inputs as encode_interactions
@@ -58,6 +59,11 @@ if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES
     from trustforge.spec import TaskSpec
 
 __all__ = [
+    "Expectations",
+    "ExpectReport",
+    "check_raw",
+    "expectations_of",
+    "validate_data",
     "AttackSpace",
     "EditSpace",
     "BUILTIN_INTERACTIONS",
@@ -176,11 +182,16 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
     raw, protection = protect(raw, spec.data.protect, key=key)
-    own = _spec_kind(spec).prepare(spec, raw)
-    if own is not None:  # a series split by time, interactions held out per user
-        own.protection = protection
-        return own
     d = spec.data
+    declared = Expectations.declared(d.expect) if d.expect is not None else None
+    # The declared expectations, on the whole (already protected) table before the split: their
+    # findings quote values, so they must never see personal data.
+    raw, expect_report = check_raw(declared, raw, where=raw.origin)
+    own = _spec_kind(spec).prepare(spec, raw)
+    if own is not None:  # a series split by time, interactions held out per user: the declared expectations only
+        own.protection = protection
+        own.expect, own.expect_report = _saved(declared), expect_report
+        return own
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
     strat = None
@@ -212,4 +223,10 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         augment=augment,
         train_raw=train_raw,
         protection=protection,
+        expect=_saved(fit_expectations(d.expect, pre, train_raw.frame)),
+        expect_report=expect_report,
     )
+
+
+def _saved(ex: Expectations | None) -> dict | None:
+    return ex.to_json() if ex is not None else None

@@ -45,3 +45,7 @@ class Prepared:
     # What `data.protect` did to personal data before anything was fitted (`data._protect`), kept
     # in the package's manifest as `pii` so predictions treat their inputs the same way; None: off.
     protection: dict[str, Any] | None = None
+    # `data.expect`: the declared and inferred expectations as the package saves them (None: none),
+    # and what checking the declared ones on the training data found (`data._expect.ExpectReport`).
+    expect: dict[str, Any] | None = None
+    expect_report: Any = None

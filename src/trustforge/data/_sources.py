@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -205,12 +205,22 @@ def _read_table_source(rest: str, origin: str, o: ReadOptions) -> RawData:
     return raw
 
 
+def did_you_mean(name: str, columns: Any) -> str:
+    """ "; did you mean 'X'?" for the closest of all `columns` (not only those a message lists), or ""."""
+    import difflib
+
+    names = [str(c) for c in columns]
+    folded = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.6)
+    return f"; did you mean {folded[close[0]]!r}?" if close else ""
+
+
 def _table(frame: pd.DataFrame, *, target: str | None, origin: str, where: str) -> RawData:
     if target is None:
         raise DataError(f"{where}: data.target is required for {origin.partition(':')[0]} sources")
     if target not in frame.columns:
         cols = ", ".join(map(str, frame.columns[:20])) + (", ..." if len(frame.columns) > 20 else "")
-        raise DataError(f"{where}: no column {target!r} (the spec's data.target); columns are: {cols}")
+        raise DataError(f"{where}: no column {target!r} (the spec's data.target); columns are: {cols}{did_you_mean(target, frame.columns)}")
     return RawData("table", target, origin, frame=frame)
 
 

@@ -63,6 +63,8 @@ def write_model_package(
         manifest["decision"] = decision
     if reference is not None:
         manifest["monitor"] = {"reference": reference}
+    if getattr(data, "expect", None):  # data.expect: declared and inferred expectations, signed with the rest
+        manifest["expect"] = data.expect
     tensors = {"weights.safetensors": dict(model.state_dict()), "preprocess.safetensors": data.preprocessor.state()[1]}
     if ood is not None:
         manifest.setdefault("monitor", {})["ood"] = ood[0]

@@ -41,6 +41,7 @@ from trustforge import __version__
 from trustforge.errors import TrustForgeError
 from trustforge.serve._auth import Auth, bearer_token, client_address, require_predict, require_read
 from trustforge.serve._batching import BatcherClosed, QueueFull
+from trustforge.serve._expect import check_request
 from trustforge.serve._formats import CONTENT_TYPES
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import CONTENT_TYPE, ServeMetrics
@@ -413,6 +414,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         for _attempt in range(2):  # a swap between parsing and queueing: parse again for the new version
             rt = _runtime(svc, name, version)
             parsed = await _parse(parse_infer, body, header_length, rt.signature)
+            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload)  # data.expect: 400 or flags, by policy
             try:
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
@@ -423,7 +425,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             ood = _apply_ood(metrics, rt.name, verdict, config.ood)
             _count_imputed(metrics, rt.name, parsed.imputed)
             content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version, ood=ood)
-            return Response(content, headers=headers)
+            return Response(content, headers={**headers, **expect})
         raise BatcherClosed("the model version changed twice during this request; retry")
 
     async def infer_plain(request: Request) -> Response:
@@ -496,6 +498,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             if rt is None:
                 raise StarletteHTTPException(503, "no model is loaded yet", headers={"Retry-After": "1"})
             parsed = await _parse(parse_invocation, body, kind, rt.signature, config.max_request_bytes)
+            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload)  # data.expect: 400 or flags, by policy
             try:
                 columns = await rt.predict(parsed.payload)
             except BatcherClosed:
@@ -508,7 +511,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             return Response(
                 encode_scoring(columns, ood=ood),
                 media_type="application/json",
-                headers={**imputed_headers(parsed.imputed), **ood_headers(ood)},
+                headers={**imputed_headers(parsed.imputed), **ood_headers(ood), **expect},
             )
         raise BatcherClosed("the model version changed twice during this request; retry")
 

@@ -17,6 +17,7 @@
 | trustforge_drift_dropped_batches_total   | counter   | model             |
 | trustforge_rate_limited_total            | counter   | reason (rate, quota) |
 | trustforge_probe_alerts_total            | counter   | kind (near_duplicate, ood) |
+| trustforge_expect_violations_total       | counter   | model, column, action (flagged, refused) |
 
 `route` is the route's template (`/v2/models/{model_name}/infer`), never the raw path, so
 the number of series stays bounded whatever clients send.
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from trustforge.serve._expect import expect_counter
 from trustforge.serve._quota import probe_alerts_counter, rate_limited_counter
 
 __all__ = ["ServeMetrics", "CONTENT_TYPE"]
@@ -110,6 +112,7 @@ class ServeMetrics:
         # per-caller limits and probing alerts (serve/_quota.py): no caller in the labels
         self.rate_limited = rate_limited_counter(r)
         self.probe_alerts = probe_alerts_counter(r)
+        self.expect = expect_counter(r)  # data.expect violations (serve/_expect.py)
         self._drift_source: Callable[[], tuple[str, dict[str, float]] | None] = lambda: None
         r.register(_DriftCollector(lambda: self._drift_source()))
 

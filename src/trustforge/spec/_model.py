@@ -49,6 +49,8 @@ __all__ = [
     "MonitorSpec",
     "SeriesSpec",
     "SpecProblem",
+    "ExpectSpec",
+    "ColumnExpectSpec",
 ]
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"]
@@ -385,6 +387,79 @@ def _check_source(v: str) -> str:
     return v
 
 
+class ColumnExpectSpec(_Strict):
+    """What one column's values must look like (`data.expect.columns.NAME`); every rule optional.
+
+    type: a feature type (numeric, binary, categorical, text, datetime, image, audio): each
+        present value must be one that type reads (a number for numeric). min / max: the
+        closed range of a numeric column. allowed: the values it may hold. pattern: a regular
+        expression each value (as text) must match in full. max_missing: the largest fraction
+        of missing values. unique: no value twice. policy: this column's checks' policy, over
+        `data.expect.policy`.
+    """
+
+    type: str | None = None
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = Field(None, min_length=1)
+    pattern: str | None = Field(None, min_length=1)
+    max_missing: float | None = Field(None, ge=0, le=1)
+    unique: bool = False
+    policy: Literal["fail", "warn", "drop_row"] | None = None
+
+    @model_validator(mode="after")
+    def _sound(self) -> "ColumnExpectSpec":
+        if self.type is not None:
+            from trustforge.data.features import FEATURE_TYPES  # the one registry of feature types
+
+            if self.type not in FEATURE_TYPES:
+                raise SpecProblem(("type",), f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {self.type!r}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise SpecProblem(("max",), f"must be >= min ({self.min:g}); got {self.max:g}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise SpecProblem(("pattern",), f"must be a regular expression; got {self.pattern!r} ({exc})") from None
+        return self
+
+
+class RowsExpectSpec(_Strict):
+    """Bounds on the number of rows of a table (`data.expect.rows`)."""
+
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=1)
+
+
+ExpectCheck = Literal["type", "range", "allowed", "pattern", "missing", "unique", "rows", "keys"]
+ExpectPolicy = Literal["fail", "warn", "drop_row"]
+
+
+class ExpectSpec(_Strict):
+    """Expectations on the data (`data.expect`), declared here and inferred from the training split.
+
+    Checked at training (declared ones, on the whole table before it is split), at `predict`,
+    `evaluate` and in the server (declared and inferred, both saved in the package), each
+    check with a policy: `fail` (stop; the server answers 400), `warn` (one line per violation
+    naming row and column; the server flags), `drop_row` (leave the row out; the server
+    answers 400, as a response cannot lose rows). Default policies: type fail, the rest warn.
+
+    columns: per column rules (see `ColumnExpectSpec`). rows: row-count bounds. unique: keys
+    (lists of columns) no two rows may share. infer: also expect what training saw: each
+    numeric column's range, widened by `tolerance` times its width, each category column's
+    values, and no more missing values than training had (plus `tolerance`). policy: one
+    policy for every check, or a mapping check -> policy (type, range, allowed, pattern,
+    missing, unique, rows, keys) over the defaults.
+    """
+
+    columns: dict[str, ColumnExpectSpec] = Field(default_factory=dict)
+    rows: RowsExpectSpec | None = None
+    unique: list[Annotated[list[str], Field(min_length=1)]] = Field(default_factory=list, description="unique keys: lists of columns")
+    infer: bool = Field(True, description="also check what the training split showed (ranges, categories, missing values)")
+    tolerance: float = Field(0.1, ge=0, le=10, description="inferred ranges are widened by this fraction of their width on each side")
+    policy: ExpectPolicy | dict[ExpectCheck, ExpectPolicy] = Field(default_factory=dict, description="fail | warn | drop_row, per check")
+
+
 class DataSpec(_Strict):
     """Where the data comes from and how it is split."""
 
@@ -410,6 +485,7 @@ class DataSpec(_Strict):
     )
     text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
     protect: ProtectSpec = Field(default_factory=ProtectSpec, description="personal data: off | mask | hash | drop | fail")
+    expect: ExpectSpec | None = Field(None, description="expectations on the data (types, ranges, values, missing, keys); null: none")
 
     @field_validator("features")
     @classmethod

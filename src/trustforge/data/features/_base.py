@@ -202,6 +202,18 @@ class FeatureType:
         """The column with about `fraction` of its rows corrupted as real data goes wrong."""
         raise NotImplementedError
 
+    def conforms(self, col: pd.Series) -> np.ndarray:
+        """Whether each value is one this type reads (bool (N,); missing values conform): the
+        type check of `data.expect`, which turns what `encode` would refuse into a violation
+        naming the row. Default: every value (a text column takes any text)."""
+        return np.ones(len(col), dtype=bool)
+
+    def observed(self, state: Any) -> dict[str, Any]:
+        """What training saw of the column, as `data.expect` rules inferred from its fitted
+        state: {"min", "max"} (a range, in the state's privacy-safe summaries) or {"allowed":
+        [values]}; {} when the type has nothing to expect."""
+        return {}
+
     def example(self, state: Any, rows: int, rng: np.random.Generator) -> list[Any]:
         """`rows` plausible values of the column as a request would carry them (probes, export checks)."""
         raise NotImplementedError

@@ -110,6 +110,9 @@ class Binary(FeatureType):
         # As the encoder reads them ("1", not "1.0"), so both sides agree.
         return pd.Series(label_strings(col), index=col.index, dtype=object).where(col.notna(), None).to_numpy(dtype=object)
 
+    def observed(self, state: BinaryState) -> dict[str, list[str]]:
+        return {"allowed": list(state.values)}
+
     def corrupt(self, state: BinaryState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # A `fraction` of the values flipped to the other one: a mis-keyed form field.
         text = pd.Series(label_strings(col), index=col.index, dtype=object).where(col.notna(), None)

@@ -73,6 +73,9 @@ class Categorical(FeatureType):
     def monitor_values(self, col: pd.Series) -> np.ndarray:
         return as_text(col).to_numpy(dtype=object)
 
+    def observed(self, state: CategoricalState) -> dict[str, list[str]]:
+        return {"allowed": list(state.vocabulary[2:])}
+
     def corrupt(self, state: CategoricalState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # A `fraction` of the values replaced by another training value: mislabelled records.
         text = as_text(col)

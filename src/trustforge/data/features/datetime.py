@@ -123,6 +123,16 @@ class DateTime(FeatureType):
         span = max((high - low).total_seconds(), 1.0)
         return [(low + pd.Timedelta(seconds=float(x))).isoformat() for x in rng.uniform(0.0, span, size=rows)]
 
+    def conforms(self, col: pd.Series) -> np.ndarray:
+        # What `timestamps` reads: ISO 8601 in form, and a time that exists.
+        if pd.api.types.is_datetime64_any_dtype(col):
+            return np.ones(len(col), dtype=bool)
+        text = col.astype(object).where(col.notna(), None)
+        form = np.fromiter((v is None or bool(_ISO.match(str(v).strip())) for v in text), dtype=bool, count=len(col))
+        kept = text.where(form, None).map(lambda v: v if v is None else str(v).strip())
+        t = pd.to_datetime(kept, errors="coerce", utc=True, format="ISO8601")
+        return form & ~(t.isna().to_numpy() & kept.notna().to_numpy())
+
     def corrupt(self, state: DateTimeState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Each time moved by up to `fraction` of a year either way: clock and time-zone errors.
         t = timestamps(col, name=str(col.name), where="corruption")

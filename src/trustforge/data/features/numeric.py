@@ -204,6 +204,16 @@ class Numeric(FeatureType):
         # Values the model would refuse never reach the monitor; anything else unreadable counts as missing.
         return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
 
+    def conforms(self, col: pd.Series) -> np.ndarray:
+        if col.dtype.kind in "iuf":
+            return np.ones(len(col), dtype=bool)
+        flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col.to_numpy()), dtype=bool, count=len(col))
+        parsed = pd.to_numeric(col.where(~flags, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return (col.isna().to_numpy() | ~np.isnan(parsed)) & ~flags
+
+    def observed(self, state: NumericState) -> dict[str, Any]:
+        return {"min": state.low, "max": state.high}
+
     def corrupt(self, state: NumericState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Gaussian noise of `fraction` training standard deviations on every value: sensor noise.
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
