@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     from cleanlab.filter import find_label_issues as cleanlab_find
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # small networks: a second thread only spins on a busy machine
     for name in args.sets.split(","):
         spec = load_spec(SPECS[name])
         data = prepare(spec)
