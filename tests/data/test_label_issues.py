@@ -168,3 +168,12 @@ def test_a_task_without_classes_is_refused_naming_the_field(tmp_path):
     with pytest.raises(SpecError, match=r"data\.clean\.label_issues"):
         run(raw, progress=False, register=False)
     assert not (Path.cwd() / "ws" / "runs").exists() or not any((Path.cwd() / "ws" / "runs").iterdir())
+
+
+def test_private_training_refuses_the_pass(tmp_path):
+    path, _ = _noisy_csv(tmp_path)
+    raw = _spec(path, "report")
+    raw["train"] = {**raw["train"], "privacy": {"epsilon": 3.0}}
+    spec = load_spec(raw)
+    with pytest.raises(SpecError, match=r"data\.clean\.label_issues .*train\.privacy"):
+        clean_labels(spec, prepare(spec), task_of(spec))

@@ -357,7 +357,8 @@ class CleanSpec(_Strict):
     folds and predicts its own; rows whose given label those probabilities contradict are
     listed in `label_issues.json` and the report (given and suggested label), and then kept
     (`report`), left out of training (`drop`) or given the suggested label (`relabel`).
-    The validation and test splits are never changed.
+    The validation and test splits are never changed. Classification only; refused with
+    `train.privacy`, whose ε would not cover rows chosen by non-private models.
     """
 
     label_issues: Literal["off", "report", "drop", "relabel"] = "off"

@@ -93,7 +93,8 @@ def clean_labels(spec: Any, data: Prepared, task: Any) -> tuple[Prepared, dict[s
         `drop` or `relabel`) and what `label_issues.json` holds, or (data, None) when off.
 
     Raises:
-        SpecError: the task has no class labels to clean (regression, forecasting, ...).
+        SpecError: the task has no class labels to clean (regression, forecasting, ...), or the
+            spec trains privately (`train.privacy`).
         DataError: the training rows as read are not at hand.
     """
     clean = spec.data.clean
@@ -101,6 +102,10 @@ def clean_labels(spec: Any, data: Prepared, task: Any) -> tuple[Prepared, dict[s
         return data, None
     if not task.probabilities or not data.schema.classes:
         raise SpecError(f"data.clean.label_issues needs class labels (task classification); got task {spec.task}: set it to off")
+    if spec.train.privacy is not None:
+        # The pass chooses training rows with non-private models: the run's ε would no longer
+        # describe what the released model reveals about the rows it was given.
+        raise SpecError("data.clean.label_issues cannot be used with train.privacy (its models are not private); set it to off")
     raw = data.train_raw
     if raw is None:
         raise SpecError(f"data.clean.label_issues: the {data.schema.modality} input keeps no training rows to check; set it to off")
