@@ -28,7 +28,7 @@ from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_yaml
-from trustforge.train import Callback, Trainer, apply_threads, atomic_write_text, load_checkpoint, restores_threads, seeded
+from trustforge.train import Callback, Trainer, apply_threads, atomic_write_text, clean_labels, load_checkpoint, restores_threads, seeded
 
 __all__ = ["run", "RunResult", "find_resumable_run"]
 
@@ -128,10 +128,13 @@ def _run(
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)  # model errors surface here, before any folder exists
     timings["threads"] = apply_threads(spec.train.threads if threads is None else threads, model, from_env=settings.threads_from_env)
+    data, label_issues = clean_labels(spec, data, task_of(spec))  # data.clean.label_issues: find, then report, drop or relabel
 
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
+    if label_issues is not None:
+        atomic_write_text(run_dir / "label_issues.json", json.dumps(label_issues, indent=1))
     # The pid lets `trustforge runs list` tell a live run from one whose process was killed
     # before it could say so (SIGKILL, power loss); SIGTERM and Ctrl-C mark it interrupted below.
     _write_status(run_dir, "running", digest, pid=os.getpid())

@@ -29,6 +29,7 @@ from trustforge.data._interactions import predictions as interaction_predictions
 from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
+from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, row_names
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._protect import key_id as masking_key_id
 from trustforge.data._protect import masking_key, protect, protect_columns, protect_frame
@@ -138,6 +139,10 @@ __all__ = [
     "forecast_inputs",
     "forecast_table",
     "window_forecasts",
+    "LabelIssues",
+    "find_label_issues",
+    "clean_training",
+    "row_names",
 ]
 
 

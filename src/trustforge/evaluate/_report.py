@@ -115,6 +115,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "epochs": _epochs(run_dir / "epochs.csv"),
         "status": _json(run_dir / "status.json") or {},
         "evidence": _json(run_dir / "evidence.json") or {},
+        "label_issues": _json(run_dir / "label_issues.json"),  # data.clean.label_issues (None: off)
         "tensors": tensors,
         "manifest": manifest,
     }
@@ -230,6 +231,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "headline": [(k, v, _card_label(k, positive), (intervals or {}).get("metrics", {}).get(k)) for k, v in headline],
         "scalars": scalars,
         "data": data,
+        "label_issues": run.get("label_issues"),
         "source": _source(data, spec),
         "labels": labels,
         "positive_class": positive,

@@ -460,6 +460,24 @@ class ExpectSpec(_Strict):
     policy: ExpectPolicy | dict[ExpectCheck, ExpectPolicy] = Field(default_factory=dict, description="fail | warn | drop_row, per check")
 
 
+class CleanSpec(_Strict):
+    """Cleaning of the training split's labels (classification): confident learning over
+    out-of-fold predicted probabilities (`data.find_label_issues`, cleanlab's algorithm).
+
+    Each of `folds` copies of the run's own model kind trains `epochs` epochs on the other
+    folds and predicts its own; rows whose given label those probabilities contradict are
+    listed in `label_issues.json` and the report (given and suggested label), and then kept
+    (`report`), left out of training (`drop`) or given the suggested label (`relabel`).
+    The validation and test splits are never changed. Classification only; refused with
+    `train.privacy`, whose ε would not cover rows chosen by non-private models.
+    """
+
+    label_issues: Literal["off", "report", "drop", "relabel"] = "off"
+    folds: int = Field(5, ge=2, le=20, description="cross-fitting folds of the training split")
+    epochs: int | None = Field(None, ge=1, le=1000, description="epochs of each fold's model (default: train.max_epochs, at most 20)")
+    max_listed: int = Field(100, ge=0, le=100_000, description="most likely mislabelled rows listed in the report")
+
+
 class DataSpec(_Strict):
     """Where the data comes from and how it is split."""
 
@@ -486,6 +504,7 @@ class DataSpec(_Strict):
     text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
     protect: ProtectSpec = Field(default_factory=ProtectSpec, description="personal data: off | mask | hash | drop | fail")
     expect: ExpectSpec | None = Field(None, description="expectations on the data (types, ranges, values, missing, keys); null: none")
+    clean: CleanSpec = Field(default_factory=CleanSpec)
 
     @field_validator("features")
     @classmethod

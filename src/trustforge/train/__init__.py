@@ -3,6 +3,7 @@
 from trustforge.train._adversarial import AdversarialStep
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from trustforge.train._cross_fit import DEFAULT_MAX_EPOCHS, clean_labels, cross_fit
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
@@ -35,4 +36,7 @@ __all__ = [
     "choose_threads",
     "apply_threads",
     "restores_threads",
+    "cross_fit",
+    "DEFAULT_MAX_EPOCHS",
+    "clean_labels",
 ]
