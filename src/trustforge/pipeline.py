@@ -152,7 +152,7 @@ def _run(
 
         val_out = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
         scored = evaluate.evaluate_test(spec, data, model, trainer.predict(data.test.inputs, mixed_precision=False), val_out)
-        metrics = {**scored.metrics, **trainer.summary(history), **twin_metrics}
+        metrics = {**scored.metrics, **trainer.summary(history), **twin_metrics, **data.evidence()}
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
 
         package = run_dir / "package"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 
@@ -37,8 +37,15 @@ class Prepared:
     test: TensorData
     data_digest: str
     test_raw: RawData
-    augment: ImageAugment
+    augment: ImageAugment  # or a `TokenAugment`: the trainer's per-batch change of the first training input
     train_raw: RawData | None = None  # the training split as read (drift monitoring's reference)
     # Applied by the trainer to every training batch's inputs with its seeded generator (e.g.
     # pairing interactions with sampled negative items, see `NegativeSampler`); None: nothing.
     batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
+    # What training-time augmentation was applied to the training split ({input or column: {operation:
+    # setting}}; see `data._augment`), for the evidence; empty: none.
+    augmentation: dict[str, Any] = field(default_factory=dict)
+
+    def evidence(self) -> dict[str, Any]:
+        """The run's metrics entry that says which augmentations were used (none: no entry)."""
+        return {"augmentation": self.augmentation} if self.augmentation else {}
