@@ -97,8 +97,14 @@ def test_rotation_and_crop_keep_a_centred_disc_and_move_a_bar() -> None:
     # A rotation about the centre moves a bar but leaves a centred disc (up to resampling at its
     # edge), and it keeps each image's mass: nothing comes in from outside, nothing is lost.
     assert (out_disc - disc).abs().mean() < (out_bar - bar).abs().mean() / 2
-    assert (out_bar - bar).abs().flatten(1).mean(1).min() > 0.0
-    assert torch.allclose(out_bar.sum(dim=(1, 2, 3)), bar.sum(dim=(1, 2, 3)), rtol=0.03)
+    assert ((out_bar - bar).abs().flatten(1).mean(1) > 0).float().mean() > 0.7  # angles near 0 may leave a bar in place
+    assert torch.allclose(out_bar.sum(dim=(1, 2, 3)), bar.sum(dim=(1, 2, 3)), rtol=0.1)
+    # Nearest-pixel resampling copies values (no blur that would smooth the noise of training
+    # images only): every output value is an input value of its image, or the mean (0) from outside.
+    noisy = torch.randn(8, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    moved = ImageAugment(rotate=20, crop=0.7)(noisy, torch.Generator().manual_seed(2))
+    for img, out in zip(noisy, moved):
+        assert torch.isin(out, torch.cat([img.flatten(), torch.zeros(1)])).all()
     # A crop resized back never reads outside the image: a constant image stays constant.
     ones = torch.ones(16, 3, 12, 12)
     cropped = ImageAugment(crop=0.6)(ones, torch.Generator().manual_seed(1))
@@ -389,9 +395,13 @@ def test_audio_reads_spec_augment_and_reports_its_waveform_copies() -> None:
         ({"noise": 0.1}, {"source": "builtin:digits"}, "noise"),  # tables only
         ({"freq_mask": 3}, {"source": "builtin:digits"}, "freq_mask"),  # spectrograms only
         ({"delete": 0.1}, {"source": "builtin:iris"}, "delete"),  # no text column
+        ({"noise": 0.1}, {"source": "csv:CATEGORIES"}, "noise"),  # a table without a numeric column
     ],
 )
-def test_a_declared_augmentation_that_no_input_reads_is_refused(augment: dict, data: dict, field: str) -> None:
+def test_a_declared_augmentation_that_no_input_reads_is_refused(augment: dict, data: dict, field: str, tmp_path: Path) -> None:
+    if data["source"] == "csv:CATEGORIES":
+        pd.DataFrame({"city": ["a", "b", "c", "a"] * 20, "label": ["x", "y"] * 40}).to_csv(tmp_path / "c.csv", index=False)
+        data = {"source": f"csv:{tmp_path / 'c.csv'}", "target": "label"}
     with pytest.raises(SpecError, match=rf"data\.augment\.{field}: no input of this data reads it"):
         prepare(spec(augment, **data))
 

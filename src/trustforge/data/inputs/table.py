@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from trustforge.data._attack_space import AttackSpace, EditSpace
-from trustforge.data._augment import TABLE_FIELDS, Augmentation, TableAugment, mixup_copies
+from trustforge.data._augment import Augmentation, TableAugment, mixup_copies
 from trustforge.data._files import read_linked_files, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
@@ -105,7 +105,7 @@ class Table(InputKind):
         mix: list[bool] = []
         own: dict[int, Any] = {}
         used: dict[str, Any] = {}
-        reads = set(TABLE_FIELDS)
+        reads: set[str] = set()  # what the columns read: noise on a table without numbers is refused, not ignored
         k = 0
         for c in pre.schema.columns:
             t, state = feature_type(c.kind), pre.features[c.name]
