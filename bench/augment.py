@@ -1,4 +1,4 @@
-"""Augmentation on the two examples that use it: test accuracy with and without it, same seed and split.
+"""Augmentation on the examples: test accuracy with and without it, same seed and split.
 
 Each example is trained as written and again with every augmentation switched off
 (`data.augment: {}`, and `data.audio.augment.copies: 0` for speech), in the same process, and
@@ -44,12 +44,14 @@ def with_augment(spec: dict, **fields: object) -> dict:
 ROWS = {
     "shapes": "shapes_cnn.yaml",
     "speech": "speech_digits.yaml",
+    "breast": "breast_cancer_mlp.yaml",  # no augmentation as written: the table operations as extras
 }
 
 # Extra variants measured beside "as written" and "off": {row: {label: data.augment fields added}}.
 EXTRA: dict[str, dict[str, dict]] = {
     "shapes": {"+rotate 10, crop 0.9, cutout 8": {"rotate": 10, "crop": 0.9, "cutout": 8}},
     "speech": {"+SpecAugment (freq 6, time 8)": {"freq_mask": 6, "time_mask": 8}},
+    "breast": {"+noise 0.1": {"noise": 0.1}, "+mixup 0.2": {"mixup": 0.2}},
 }
 
 
