@@ -45,6 +45,7 @@ ROWS = {
     "shapes": "shapes_cnn.yaml",
     "speech": "speech_digits.yaml",
     "breast": "breast_cancer_mlp.yaml",  # no augmentation as written: the table operations as extras
+    "sentiment": "sentiment_text.yaml",  # and the text operations
 }
 
 # Extra variants measured beside "as written" and "off": {row: {label: data.augment fields added}}.
@@ -52,6 +53,7 @@ EXTRA: dict[str, dict[str, dict]] = {
     "shapes": {"+rotate 10, crop 0.9, cutout 8": {"rotate": 10, "crop": 0.9, "cutout": 8}},
     "speech": {"+SpecAugment (freq 6, time 8)": {"freq_mask": 6, "time_mask": 8}},
     "breast": {"+noise 0.1": {"noise": 0.1}, "+mixup 0.2": {"mixup": 0.2}},
+    "sentiment": {"+delete 0.1, swap 0.05": {"delete": 0.1, "swap": 0.05}, "+replace 0.1": {"replace": 0.1}},
 }
 
 

@@ -279,14 +279,13 @@ class TokenAugment:
 
     def _swap(self, ids: torch.Tensor, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # Position i swaps with i + 1 when drawn and both are content; a position drawn right
-        # after a drawn one is left out, so no token moves twice.
+        # after a drawn one is left out (only the start of a run of draws swaps), so no token moves twice.
         want = (torch.rand(ids.shape, generator=generator) < self.swap).to(ids.device)
         want[:, -1] = False
         pair = want & content & torch.roll(content, -1, dims=1)
-        prev = torch.zeros_like(pair)
-        for i in range(1, pair.shape[1]):  # L is small; keeps the earlier of two overlapping swaps
-            prev[:, i] = pair[:, i - 1] & ~prev[:, i - 1]
-        first = pair & ~prev
+        after = torch.roll(pair, 1, dims=1)
+        after[:, 0] = False
+        first = pair & ~after
         second = torch.roll(first, 1, dims=1)
         out = ids.clone()
         out[first] = ids[second]
