@@ -19,6 +19,7 @@ from trustforge.data._augment import embedding_neighbours, mixup_copies
 from trustforge.errors import SpecError
 from trustforge.evaluate import write_report
 from trustforge.spec import TaskSpec
+from trustforge.testing import write_media_table
 from trustforge.train import Trainer
 
 
@@ -361,6 +362,24 @@ def test_a_table_text_column_gets_the_text_edits(tmp_path: Path) -> None:
     out = aug.batch_transform(x, torch.Generator().manual_seed(0))
     assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[1]) and not torch.equal(out[2], x[2])
     assert ((out[2] != 0).sum(1) <= (x[2] != 0).sum(1)).all()
+
+
+def test_image_and_audio_columns_get_their_own_operations(tmp_path: Path) -> None:
+    table = write_media_table(tmp_path / "media", rows=40)
+    base = {"source": f"csv:{table}", "target": "label", "split": {"test": 0.25, "validation": 0.25}}
+    plain = prepare(spec(**base))
+    aug = prepare(spec({"cutout": 4, "freq_mask": 3}, **base))
+    assert same(plain.train, aug.train) and same(plain.validation, aug.validation) and same(plain.test, aug.test)
+    assert aug.augmentation == {"image": {"cutout": 4, "columns": ["photo"]}, "audio": {"freq_mask": 3, "columns": ["clip"]}}
+    x = aug.train.inputs  # (floats, indices, photo (B, 3, 16, 16), clip (B, 1, n_mels, frames))
+    out = aug.batch_transform(x, torch.Generator().manual_seed(0))
+    assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[1])
+    photo, clip = (2, 3) if x[2].shape[1] == 3 else (3, 2)
+    cut = out[photo] != x[photo]
+    assert cut.any() and (out[photo][cut] == 0).all() and cut.flatten(1).sum(1).max() <= 3 * 16
+    masked = out[clip] != x[clip]
+    assert masked.any() and (out[clip][masked] == 0).all()
+    assert ((x[clip] != out[clip]).any(dim=3).sum(dim=(1, 2)) <= 3).all()  # at most 3 mel bands per clip
 
 
 def test_text_input_edits_replace_by_encoder_neighbours_on_training_batches_only(tmp_path: Path) -> None:
