@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import trustforge
 from trustforge.data import INPUT_KINDS, ImageAugment, TensorData, TokenAugment, prepare
@@ -21,6 +22,8 @@ from trustforge.evaluate import write_report
 from trustforge.spec import TaskSpec
 from trustforge.testing import write_media_table
 from trustforge.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def batch(b: int = 64, c: int = 3, h: int = 9, w: int = 11, seed: int = 0) -> torch.Tensor:
@@ -461,3 +464,23 @@ def test_the_run_says_which_augmentations_were_used(workspace: Path) -> None:
     assert 'id="augmentation"' in report and "mixup 0.2" in report
     card = (result.run_dir / "model_card.md").read_text(encoding="utf-8")
     assert "- **Augmentation:** on the training split only: numeric: noise 0.1" in card and "rows: mixup 0.2, copies 1" in card
+
+
+@pytest.mark.slow
+def test_speech_example_with_augmentation_off_scores_below_it_as_written(spoken_digits: Path) -> None:
+    """The README's Augmentation figures: the speech example with every augmentation off scores
+    0.983 (±0.02), and no higher than the example as written (its README figure, bench/figures.json)."""
+    raw = yaml.safe_load((ROOT / "examples" / "speech_digits.yaml").read_text(encoding="utf-8"))
+    raw["data"]["augment"], raw["data"]["audio"]["augment"] = {}, {"copies": 0}
+    raw["evaluate"] = {
+        **raw["evaluate"],
+        "speed": False,
+        "corruptions": False,
+        "explain": False,
+        "robustness": False,
+        "privacy_audit": False,
+    }
+    result = trustforge.run(raw, register=False, progress=False, threads=1)
+    as_written = json.loads((ROOT / "bench" / "figures.json").read_text(encoding="utf-8"))["speech_digits.yaml"]["accuracy"]["figure"]
+    assert "augmentation" not in result.metrics
+    assert abs(result.metrics["accuracy"] - 0.983) <= 0.02 and result.metrics["accuracy"] <= as_written, result.metrics["accuracy"]
