@@ -16,7 +16,7 @@ from trustforge.data._audio import add_noise as audio_noise
 from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
-from trustforge.data._augment import ImageAugment
+from trustforge.data._augment import Augmentation, ImageAugment, TokenAugment, check_declared
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._expect import Expectations, ExpectReport, check_raw, expectations_of, fit_expectations, validate_data
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
@@ -55,6 +55,7 @@ from trustforge.data._splits import split_indices
 from trustforge.data._text import as_text, base_model_dir
 from trustforge.data._text import codec as text_codec
 from trustforge.data.inputs import INPUT_KINDS, Columns, Grid, Ids, InputKind, Spectrogram, Steps, Tokens, infer_schema, input_kind
+from trustforge.errors import SpecError
 
 if TYPE_CHECKING:  # the spec's validators import this package's tables (SOURCES); importing spec here would be circular
     from trustforge.spec import TaskSpec
@@ -107,7 +108,9 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "encode_png",
     "Column",
+    "Augmentation",
     "ImageAugment",
+    "TokenAugment",
     "Prepared",
     "Preprocessor",
     "RawData",
@@ -194,6 +197,7 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     raw, expect_report = check_raw(declared, raw, where=raw.origin)
     own = _spec_kind(spec).prepare(spec, raw)
     if own is not None:  # a series split by time, interactions held out per user: the declared expectations only
+        check_declared(spec.data.augment, frozenset(), f"{_spec_kind(spec).name} input")
         own.protection = protection
         own.expect, own.expect_report = _saved(declared), expect_report
         return own
@@ -214,22 +218,33 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     def encode(part: RawData) -> TensorData:
         return TensorData(pre.encode_inputs(part), pre.encode_target(part))
 
+    # Augmentation touches the training split only: copies made here (waveforms before the front
+    # end, mixed rows after encoding) and per-batch operations the trainer applies to training batches.
     train_in = kind.training_copies(train_raw, d, spec.train.seed)
     test_raw = subset(raw, te)
-    augment = ImageAugment(d.augment.shift, d.augment.hflip) if kind.image_like else ImageAugment()
+    aug = kind.augment(pre, d, seed=spec.train.seed)
+    kinds = sorted({c.kind for c in schema.columns})
+    check_declared(d.augment, aug.reads, f"{kind.name} input" + (f" of {', '.join(kinds)} columns" if kinds else ""))
+    train = encode(train_in)
+    if aug.copies is not None:
+        if spec.train.privacy is not None:  # a row and its mixed copy would be two samples of one person to the accountant
+            raise SpecError("data.augment.mixup: mixed copies of training rows break train.privacy's per-row guarantee; remove one of them")
+        train = TensorData(*aug.copies(train.inputs, train.target))
     return Prepared(
         schema=schema,
         preprocessor=pre,
-        train=encode(train_in),
+        train=train,
         validation=encode(subset(raw, va)) if len(va) else None,
         test=encode(test_raw),
         data_digest=raw.digest(),
         test_raw=test_raw,
-        augment=augment,
+        augment=aug.batch if aug.batch is not None else ImageAugment(),
         train_raw=train_raw,
         protection=protection,
         expect=_saved(fit_expectations(d.expect, pre, train_raw.frame)),
         expect_report=expect_report,
+        batch_transform=aug.batch_inputs,
+        augmentation=aug.used,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -37,7 +37,7 @@ class Prepared:
     test: TensorData
     data_digest: str
     test_raw: RawData
-    augment: ImageAugment
+    augment: ImageAugment  # or a `TokenAugment`: the trainer's per-batch change of the first training input
     train_raw: RawData | None = None  # the training split as read (drift monitoring's reference)
     # Applied by the trainer to every training batch's inputs with its seeded generator (e.g.
     # pairing interactions with sampled negative items, see `NegativeSampler`); None: nothing.
@@ -49,3 +49,10 @@ class Prepared:
     # and what checking the declared ones on the training data found (`data._expect.ExpectReport`).
     expect: dict[str, Any] | None = None
     expect_report: Any = None
+    # What training-time augmentation was applied to the training split ({input or column: {operation:
+    # setting}}; see `data._augment`), for the evidence; empty: none.
+    augmentation: dict[str, Any] = field(default_factory=dict)
+
+    def evidence(self) -> dict[str, Any]:
+        """The run's metrics entry that says which augmentations were used (none: no entry)."""
+        return {"augmentation": self.augmentation} if self.augmentation else {}

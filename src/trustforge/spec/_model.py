@@ -148,13 +148,36 @@ class ImageSpec(_Strict):
 
 
 class AugmentSpec(_Strict):
-    """Training-time image augmentation, drawn from the run's seeded generator.
+    """Training-time augmentation of the training split, drawn from the run's seed (see `data._augment`).
 
-    On audio it acts on the log-mel spectrogram: `shift` moves it by mel bands and frames.
+    Each field is read by the inputs it suits, which own what it means: images (`shift`,
+    `hflip`, `rotate`, `crop`, `jitter`, `cutout`), an audio clip's log-mel spectrogram
+    (`shift` by mel bands and frames, SpecAugment's `freq_mask` and `time_mask`, `masks` of
+    each), texts (`delete`, `swap`, `replace` by one of the `neighbours` nearest tokens in the
+    packaged encoder's embeddings) and a table's numeric columns (`noise`, `mixup`); a table's
+    text, image and audio columns read their own fields. A field set for data that has no input
+    reading it is an error. Waveform copies of audio clips are `data.audio.augment`.
     """
 
     shift: int = Field(0, ge=0, le=8, description="random translation in pixels, each axis")
     hflip: bool = False
+    rotate: float = Field(0.0, ge=0, le=180, description="images: largest rotation in degrees, either way")
+    crop: float = Field(1.0, ge=0.5, le=1, description="images: smallest side of a random crop (resized back), a fraction; 1: none")
+    jitter: float = Field(0.0, ge=0, le=0.9, description="images: largest relative change of brightness, contrast and saturation")
+    cutout: int = Field(0, ge=0, le=256, description="images: side in pixels of a square set to the mean at a random place")
+    freq_mask: int = Field(0, ge=0, le=256, description="audio: widest band of mel bands set to the mean (SpecAugment F)")
+    time_mask: int = Field(0, ge=0, le=1000, description="audio: widest band of frames set to the mean (SpecAugment T)")
+    masks: int = Field(1, ge=1, le=8, description="audio: frequency masks and time masks per clip")
+    delete: float = Field(0.0, ge=0, le=0.5, description="text: probability that each token is deleted")
+    swap: float = Field(0.0, ge=0, le=0.5, description="text: probability that each token swaps with the next")
+    replace: float = Field(0.0, ge=0, le=0.5, description="text: probability that each token becomes an embedding neighbour")
+    neighbours: int = Field(5, ge=1, le=50, description="text: nearest tokens a replacement is drawn from")
+    noise: float = Field(0.0, ge=0, le=2, description="tables: Gaussian noise on numeric columns, in each column's training std")
+    mixup: float = Field(0.0, ge=0, le=10, description="tables: Beta(α, α) of one mixed copy of each training row (0: none)")
+
+    def declared(self) -> dict[str, Any]:
+        """The fields set away from their defaults: what the spec asks for."""
+        return {k: v for k, v in self.model_dump().items() if v != type(self).model_fields[k].default}
 
 
 class AudioAugmentSpec(_Strict):

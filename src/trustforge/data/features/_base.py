@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data._attack_space import AttackSpace
+from trustforge.data._augment import ColumnAugment
 
 __all__ = ["Block", "FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING", "as_series", "row_of"]
 
@@ -146,6 +147,12 @@ class FeatureType:
     datatype: ClassVar[str]
     state_type: ClassVar[type[FeatureState]]
     files: ClassVar[tuple[str, ...]] = ()
+    augments: ClassVar[frozenset[str]] = frozenset()  # the `data.augment` fields `augment` reads
+
+    def augment(self, state: Any, augment: Any) -> ColumnAugment | None:
+        """What training-time augmentation does to this column's part of a batch, as `augment`
+        (the spec's `data.augment`) declares it; None: nothing (categories, flags, dates)."""
+        return None
 
     def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The column's settings (`FeatureOptions.column`), kept in the schema so a column is

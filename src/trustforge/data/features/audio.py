@@ -18,6 +18,7 @@ import torch
 
 from trustforge.data import _audio
 from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
+from trustforge.data._augment import SPECTROGRAM_FIELDS, ColumnAugment, spectrogram_augment
 from trustforge.data.features._base import FeatureOptions, FeatureState
 from trustforge.data.features._media import MediaType
 from trustforge.errors import DataError
@@ -55,6 +56,12 @@ class Audio(MediaType):
     magic = (b"RIFF", b"fLaC", b"OggS")
     kinds = "WAV, FLAC or OGG audio"
     stat_axis = 2  # standardised per mel band
+    augments = SPECTROGRAM_FIELDS
+
+    def augment(self, state: AudioState, augment: Any) -> ColumnAugment | None:
+        # The spectrogram, per batch: shifts by bands and frames, SpecAugment's masks.
+        op = spectrogram_augment(augment)
+        return ColumnAugment(op=op, used=op.used) if op else None
 
     def __init__(self) -> None:
         self._filters: dict[tuple[Any, ...], dict[str, torch.Tensor]] = {}

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data._attack_space import IMAGE_EPSILONS, IMAGE_MAX_EPSILON, AttackSpace
+from trustforge.data._augment import IMAGE_FIELDS, ColumnAugment, image_augment
 from trustforge.data._files import IMAGE_SUFFIXES, decode_image, encode_png
 from trustforge.data.features._base import FeatureOptions, FeatureState
 from trustforge.data.features._media import MediaType
@@ -36,6 +37,11 @@ class Image(MediaType):
     files = IMAGE_SUFFIXES
     magic = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
     kinds = "PNG or JPEG image"
+    augments = IMAGE_FIELDS
+
+    def augment(self, state: ImageState, augment: Any) -> ColumnAugment | None:
+        op = image_augment(augment, state.mean, state.std)
+        return ColumnAugment(op=op, used=op.used) if op else None
 
     def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:
         i = getattr(data, "image", None)

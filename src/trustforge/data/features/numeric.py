@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
+from trustforge.data._augment import TABLE_FIELDS, ColumnAugment
 from trustforge.data.features._base import Block, FeatureOptions, FeatureState, FeatureType, row_of
 from trustforge.errors import DataError
 
@@ -159,6 +160,13 @@ class Numeric(FeatureType):
     datatype = "FP64"
     state_type = NumericState
     corruption = "Gaussian noise of level × the training std"
+    augments = TABLE_FIELDS
+
+    def augment(self, state: NumericState, augment: Any) -> ColumnAugment | None:
+        # Standardised values: noise of std `noise` is that many training stds of the column.
+        if not (augment.noise or augment.mixup):
+            return None
+        return ColumnAugment(noise=augment.noise, mix=bool(augment.mixup), used={"noise": augment.noise} if augment.noise else {})
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)

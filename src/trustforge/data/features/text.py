@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data import _text
+from trustforge.data._augment import TEXT_FIELDS, ColumnAugment, token_augment
 from trustforge.data.features._base import FeatureOptions, FeatureState, FeatureType
 
 __all__ = ["Text", "TextState"]
@@ -54,6 +55,7 @@ class Text(FeatureType):
     datatype = "BYTES"
     state_type = TextState
     corruption = "each word dropped with that probability"
+    augments = TEXT_FIELDS
 
     def __init__(self) -> None:
         self._codecs: dict[int, tuple[TextState, _text.TextCodec]] = {}
@@ -90,6 +92,10 @@ class Text(FeatureType):
         if state.tokenizer == "wordpiece":  # an empty text is no tokens, not [CLS] [SEP]
             ids[[not t.strip() for t in texts]] = 0
         return ids
+
+    def augment(self, state: TextState, augment: Any) -> ColumnAugment | None:
+        op = token_augment(augment, state.vocabulary, wordpiece=state.tokenizer == "wordpiece")
+        return ColumnAugment(op=op, used=op.used) if op else None
 
     def size(self, state: TextState) -> int:
         return len(state.vocabulary)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from trustforge.data._attack_space import AttackSpace, EditSpace
+from trustforge.data._augment import Augmentation
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState
@@ -94,6 +95,13 @@ class InputKind:
     def training_copies(self, raw: RawData, data: Any, seed: int) -> RawData:
         """The training split as the model trains on it (augmented copies for audio); default as is."""
         return raw
+
+    def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
+        """The training-time augmentation of this input as `data.augment` declares it (`data`: the
+        spec's data section; `pre`: fitted on the training split): the per-batch operation, the
+        copies added to the training split, what is used (the evidence) and which fields this
+        input reads. Default: none, and it reads no field."""
+        return Augmentation()
 
     def target_values(self, pre: "Preprocessor", raw: RawData) -> Any:
         """The raw target of each row, as classification and regression encode it."""

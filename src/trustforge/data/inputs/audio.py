@@ -9,6 +9,7 @@ import torch
 
 from trustforge.data import _audio
 from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
+from trustforge.data._augment import SPECTROGRAM_FIELDS, Augmentation, spectrogram_augment
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.inputs._base import InputKind
@@ -52,6 +53,16 @@ class Audio(InputKind):
         """Noisy copies of the training clips, made before the front end (`data.audio.augment`)."""
         a = data.audio.augment
         return _audio.augment_clips(raw, copies=a.copies, snr_db=a.snr_db, gain_db=a.gain_db, shift=a.shift, seed=seed)
+
+    def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
+        # Per batch on the spectrogram: shifts by bands and frames, SpecAugment's masks. The
+        # waveform copies (`data.audio.augment`) are made before the front end (`training_copies`).
+        op = spectrogram_augment(data.augment)
+        used = {"spectrogram": op.used} if op else {}
+        w = data.audio.augment
+        if w.copies:
+            used["waveform"] = {"copies": w.copies, "time_shift": w.shift, "gain_db": w.gain_db, "snr_db": list(w.snr_db)}
+        return Augmentation(batch=op, used=used, reads=SPECTROGRAM_FIELDS)
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> _audio.FrontEndState:
         return _audio.fit(pre, raw)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from trustforge.data._attack_space import IMAGE_EPSILONS, IMAGE_MAX_EPSILON, AttackSpace
+from trustforge.data._augment import IMAGE_FIELDS, Augmentation, image_augment
 from trustforge.data._files import list_images, read_image
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
@@ -60,6 +61,12 @@ class Image(InputKind):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return (pre.encode_images(raw.images),)
+
+    def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
+        # Per batch: shift, flip, rotation, crop, colour jitter (in pixels, with the training statistics), cutout.
+        state = pre.input_state
+        op = image_augment(data.augment, state.mean, state.std)
+        return Augmentation(batch=op, used={"image": op.used} if op else {}, reads=IMAGE_FIELDS)
 
     def shape(self, schema: Schema) -> Grid:
         return Grid(tuple(schema.image_shape))

@@ -15,13 +15,14 @@ import pandas as pd
 import torch
 
 from trustforge.data._attack_space import AttackSpace, EditSpace
+from trustforge.data._augment import Augmentation, TableAugment, mixup_copies
 from trustforge.data._files import read_linked_files, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
 from trustforge.data.features import OWN_TENSOR, feature_type, label_strings
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Columns
-from trustforge.errors import DataError
+from trustforge.errors import DataError, SpecError
 
 if TYPE_CHECKING:
     from trustforge.data._encoders import Preprocessor
@@ -95,6 +96,47 @@ class Table(InputKind):
             )  # fmt: skip
         spaces = (floats, None, *own)
         return spaces if any(s is not None and s.moves() for s in spaces) else None
+
+    def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
+        # Each column's type says what happens to its part of a batch (noise on numbers, edits of
+        # a text, an image column's image operations); mixup adds one mixed copy of each row.
+        a = data.augment
+        noise: list[float] = []
+        mix: list[bool] = []
+        own: dict[int, Any] = {}
+        used: dict[str, Any] = {}
+        reads: set[str] = set()  # what the columns read: noise on a table without numbers is refused, not ignored
+        k = 0
+        for c in pre.schema.columns:
+            t, state = feature_type(c.kind), pre.features[c.name]
+            reads |= t.augments
+            col = t.augment(state, a)
+            if t.slot in OWN_TENSOR:
+                if col is not None and col.op is not None:
+                    own[k] = col.op
+                k += 1
+            elif t.slot == "float":
+                width = t.size(state)
+                noise += [col.noise if col is not None else 0.0] * width
+                mix += [col is not None and col.mix] * width
+            if col is not None and col.used:  # the evidence, one entry per type: {numeric: {noise: 0.1, columns: [...]}}
+                used.setdefault(t.name, {**col.used, "columns": []})["columns"].append(c.name)
+        batch = TableAugment(torch.tensor(noise, dtype=torch.float32) if any(noise) else None, own, dict(used))
+        copies = None
+        if a.mixup:
+            if not any(mix):
+                raise SpecError("data.augment.mixup: the table has no numeric column to mix; remove it")
+            mask = torch.tensor(mix)
+
+            def copies(inputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+                # Class indices keep the row's class (the partner shares it); a regression target is mixed.
+                extra, extra_target = mixup_copies(
+                    inputs, target, alpha=a.mixup, mix=mask, classes=not target.is_floating_point(), seed=seed
+                )
+                return tuple(torch.cat([x, e]) for x, e in zip(inputs, extra)), torch.cat([target, extra_target])
+
+            used["rows"] = {"mixup": a.mixup, "copies": 1}
+        return Augmentation(batch_inputs=batch if batch else None, copies=copies, used=used, reads=frozenset(reads))
 
     def edit_space(self, pre: "Preprocessor") -> EditSpace | None:
         # The columns whose type says an edit attack may change them (free text); a text task's

@@ -8,6 +8,7 @@ import torch
 
 from trustforge.data import _text
 from trustforge.data._attack_space import EditSpace
+from trustforge.data._augment import TEXT_FIELDS, Augmentation, token_augment
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
 from trustforge.data.inputs._shapes import Tokens
@@ -31,6 +32,12 @@ class Text(Table):
 
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _text.encode(pre, raw)
+
+    def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
+        # Per batch on the token ids: deletions, swaps, embedding-neighbour replacements.
+        t = pre.schema.text
+        op = token_augment(data.augment, pre.input_state.vocabulary, wordpiece=t.tokenizer == "wordpiece")
+        return Augmentation(batch=op, used={t.column: op.used} if op else {}, reads=TEXT_FIELDS)
 
     def shape(self, schema: Schema) -> Tokens:
         return Tokens(schema.columns[0].vocabulary)
