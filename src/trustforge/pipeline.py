@@ -131,6 +131,8 @@ def _run(
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
+    if data.profile is not None:  # the data profile: columns, target, duplicates, leakage (data._profile)
+        atomic_write_text(run_dir / "profile.json", json.dumps(data.profile, indent=1))
     # The pid lets `trustforge runs list` tell a live run from one whose process was killed
     # before it could say so (SIGKILL, power loss); SIGTERM and Ctrl-C mark it interrupted below.
     _write_status(run_dir, "running", digest, pid=os.getpid())

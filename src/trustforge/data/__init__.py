@@ -17,6 +17,7 @@ from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import ImageAugment
+from trustforge.data._duplicates import across_splits, dedupe
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
@@ -29,6 +30,7 @@ from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._prepared import Prepared, TensorData
+from trustforge.data._profile import profile_data
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, label_strings
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
@@ -164,10 +166,12 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
     own = _spec_kind(spec).prepare(spec, raw)
     if own is not None:  # a series split by time, interactions held out per user
+        own.profile = own.profile or {"skipped": "this kind of data is split its own way (by time, per user); not profiled yet"}
         return own
     d = spec.data
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
+    raw, keys, duplicates = dedupe(kind, raw, schema, d.duplicates)  # data.duplicates within the data set
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
     if stratify:
@@ -176,6 +180,8 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     tr, va, te = split_indices(
         len(raw), test=d.split.test, validation=d.split.validation, stratify=strat, seed=spec.train.seed, groups=raw.groups
     )
+    held = across_splits(keys, duplicates, tr, {"validation": va, "test": te}, origin=raw.origin, file_rows=raw.rows)
+    va, te = held["validation"], held["test"]  # held-out rows whose inputs sit in training, by data.duplicates.across_splits
     pre = Preprocessor(schema, numeric_missing=d.missing.numeric, categorical_missing=d.missing.categorical)
     train_raw = subset(raw, tr)
     pre.fit(train_raw)
@@ -196,4 +202,5 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         test_raw=test_raw,
         augment=augment,
         train_raw=train_raw,
+        profile=profile_data(kind, raw, schema, {"train": tr, "validation": va, "test": te}, duplicates),
     )

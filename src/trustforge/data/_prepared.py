@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -42,3 +42,5 @@ class Prepared:
     # Applied by the trainer to every training batch's inputs with its seeded generator (e.g.
     # pairing interactions with sampled negative items, see `NegativeSampler`); None: nothing.
     batch_transform: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
+    # The data profile (`data._profile`: columns, target, duplicates, leakage), written to the run as profile.json.
+    profile: dict[str, Any] | None = None

@@ -204,6 +204,30 @@ class Numeric(FeatureType):
         # Values the model would refuse never reach the monitor; anything else unreadable counts as missing.
         return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
 
+    def profile(self, col: pd.Series) -> dict[str, Any]:
+        # The range as the package's state keeps it (`summary`: no single value), a mean and
+        # a 10-bin histogram over that range (values beyond it count in the end bins).
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        present = values[np.isfinite(values)]
+        if not len(present):
+            return {}
+        low, high = summary(present, "low"), summary(present, "high")
+        edges = np.linspace(low, high, 11) if high > low else np.array([low, low + 1.0])
+        counts = np.histogram(np.clip(present, edges[0], edges[-1]), bins=edges)[0]
+        return {
+            "low": low,
+            "high": high,
+            "mean": float(present.mean()),
+            "integer": bool(np.all(present == np.round(present))),
+            "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        }
+
+    def near_form(self, col: pd.Series) -> pd.Series:
+        # Numbers to 4 significant digits: 0.30000001 and 0.3, or 1250.2 and 1250.0, are one value.
+        values = pd.to_numeric(col, errors="coerce")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return pd.Series([float(f"{v:.4g}") if np.isfinite(v) else None for v in values.to_numpy(dtype=np.float64)], index=col.index)
+
     def corrupt(self, state: NumericState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Gaussian noise of `fraction` training standard deviations on every value: sensor noise.
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
