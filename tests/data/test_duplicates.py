@@ -50,6 +50,7 @@ def test_ten_percent_copies_leave_no_test_row_that_sits_in_training_and_the_prof
     assert dup["exact"] == planted == 56  # every planted copy found, nothing else (the source rows are distinct)
     across = dup["across_splits"]
     found = across["test"]["exact"] + across["validation"]["exact"]
+    assert (across["test"]["removed"], across["test"]["rows"], across["validation"]["removed"]) == (18, 125, 8)  # as the README says
     assert (
         found > 0
         and across["test"]["removed"] == across["test"]["exact"]

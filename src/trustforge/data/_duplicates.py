@@ -57,9 +57,15 @@ class RowKeys:
 def table_keys(frame: pd.DataFrame, schema: Schema) -> RowKeys:
     """Keys of a table's rows over its input columns; the normal form of each column is its feature type's."""
     names = schema.input_names
-    exact = pd.util.hash_pandas_object(frame[names], index=False).to_numpy()
     near = pd.DataFrame({n: feature_type(c.kind).near_form(frame[n]).to_numpy() for n, c in zip(names, schema.columns)})
-    return RowKeys(_ids(exact), _ids(pd.util.hash_pandas_object(near, index=False).to_numpy()))
+    return RowKeys(_ids(_hash_rows(frame[names])), _ids(_hash_rows(near)))
+
+
+def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
+    try:
+        return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    except TypeError:  # unhashable values (a JSON object in a cell): compared by their text; the column's type refuses them later
+        return pd.util.hash_pandas_object(frame.astype(str).where(frame.notna(), None), index=False).to_numpy()
 
 
 def array_keys(values: np.ndarray, *, blocks: str = "mean") -> RowKeys:
@@ -152,7 +158,8 @@ def _later_copies(key: np.ndarray) -> np.ndarray:
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _ids(pd.MultiIndex.from_arrays([a, b]).to_numpy()) if len(a) else np.zeros(0, dtype=np.int64)
+    """One id per distinct (a, b) pair of ids (both in [0, N), so the product fits int64)."""
+    return _ids(a.astype(np.int64) * (int(b.max()) + 1 if len(b) else 1) + b.astype(np.int64))
 
 
 def _rows(where: np.ndarray, file_rows: np.ndarray | None) -> list[int]:
@@ -296,7 +303,10 @@ def across_splits(
         if count and policy == "drop":
             kept = idx[~hit]
             if not len(kept):
-                raise DataError(f"{origin}: every {name} row also sits in the training split; there is nothing left to hold out")
+                raise DataError(
+                    f"{origin}: every {name} row also sits in the training split, so there is nothing left to hold out; "
+                    "add distinct rows, or keep the copies with data.duplicates.across_splits: warn (the score will be optimistic)"
+                )
             found._say(
                 f"{count} of the {len(idx)} {name} row(s) had inputs that also sit in the training split; "
                 f"removed from {name} (data.duplicates.across_splits: drop)"

@@ -244,14 +244,16 @@ def _codes(values: np.ndarray, train: np.ndarray) -> np.ndarray:
 
 
 def _leak_score(values: np.ndarray, labels: np.ndarray, target: pd.Series, task: str, train: np.ndarray, held: np.ndarray) -> float | None:
-    codes = _codes(values, train)
+    bins, _ = pd.factorize(_codes(values, train))  # (N,) in [0, m)
+    m = int(bins.max()) + 1 if len(bins) else 1
     if task == "classification":
-        y = pd.Series(labels)
-        table = pd.crosstab(codes[train], y.iloc[train].to_numpy())
-        guess = dict(zip(table.index, table.idxmax(axis=1)))
-        majority = y.iloc[train].mode().iloc[0]
-        predicted = np.array([guess.get(k, majority) for k in codes[held]], dtype=object)
-        truth = y.iloc[held].to_numpy(dtype=object)
+        y = pd.factorize(pd.Series(labels, dtype=object))[0]
+        counts = np.zeros((m, int(y.max()) + 1))
+        np.add.at(counts, (bins[train], y[train]), 1)
+        majority = int(np.bincount(y[train]).argmax())
+        seen = counts.sum(axis=1) > 0
+        guess = np.where(seen, counts.argmax(axis=1), majority)  # each bin's majority class in training
+        predicted, truth = guess[bins[held]], y[held]
         acc = float((predicted == truth).mean())
         base = float((truth == majority).mean())
         return float(max(0.0, (acc - base) / (1.0 - base))) if base < 1.0 else None
@@ -260,10 +262,10 @@ def _leak_score(values: np.ndarray, labels: np.ndarray, target: pd.Series, task:
     ok_held = held[~np.isnan(y[held])]
     if len(ok_train) < 2 or len(ok_held) < 2:
         return None
-    means = pd.Series(y[ok_train]).groupby(codes[ok_train]).mean()
-    mean = float(y[ok_train].mean())
-    predicted = np.array([means.get(k, mean) for k in codes[ok_held]], dtype=np.float64)
-    truth = y[ok_held]
+    sums = np.bincount(bins[ok_train], weights=y[ok_train], minlength=m)
+    n = np.bincount(bins[ok_train], minlength=m)
+    means = np.where(n > 0, sums / np.maximum(n, 1), float(y[ok_train].mean()))  # each bin's training mean
+    predicted, truth = means[bins[ok_held]], y[ok_held]
     total = float(np.square(truth - truth.mean()).sum())
     return float(max(0.0, 1.0 - float(np.square(truth - predicted).sum()) / total)) if total > 0 else None
 

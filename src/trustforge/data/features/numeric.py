@@ -224,9 +224,12 @@ class Numeric(FeatureType):
 
     def near_form(self, col: pd.Series) -> pd.Series:
         # Numbers to 4 significant digits: 0.30000001 and 0.3, or 1250.2 and 1250.0, are one value.
-        values = pd.to_numeric(col, errors="coerce")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return pd.Series([float(f"{v:.4g}") if np.isfinite(v) else None for v in values.to_numpy(dtype=np.float64)], index=col.index)
+        v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            finite = np.isfinite(v) & (v != 0)
+            scale = 10.0 ** np.where(finite, np.floor(np.log10(np.abs(np.where(finite, v, 1.0)))) - 3, 0.0)
+            out = np.round(v / scale) * scale
+        return pd.Series(out, index=col.index)
 
     def corrupt(self, state: NumericState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Gaussian noise of `fraction` training standard deviations on every value: sensor noise.
