@@ -172,3 +172,4 @@ def test_a_run_writes_the_profile_and_its_report_says_what_was_found(tmp_path):
     assert f"{removed} of the {profile['duplicates']['across_splits']['test']['rows']} test row(s)" in html
     table = html.split('data-profile="duplicates"')[1].split("</table>")[0]
     assert f'<td class="num">{planted}</td>' in table
+    assert "removed from test (data.duplicates.across\\_splits: drop)" in (result.run_dir / "model_card.md").read_text(encoding="utf-8")
