@@ -76,6 +76,7 @@ def test_constant_id_like_and_leaking_columns_are_named_and_real_features_are_no
     rng = np.random.default_rng(0)
     frame["customer_id"] = rng.permutation(len(frame)) + 1000  # every value a distinct whole number
     frame["site"] = "A"  # constant
+    frame["price_cents"] = rng.choice(10**7, len(frame), replace=False)  # distinct whole numbers, but a measurement
     frame["diagnosis_code"] = np.where(frame["target"] == 1, "B", "M")  # the target written another way
     frame["diagnosis_code"] = frame["diagnosis_code"].where(rng.random(len(frame)) > 0.01, "M")  # 1 % noise
     profile = _prepare(frame, tmp_path, "target").profile

@@ -8,8 +8,9 @@ clip's length and loudness). Then the target (class balance, or the range of a r
 target), the duplicate findings (`data._duplicates`), and three checks of the columns:
 
 - constant columns (one value) and almost constant ones (one value in at least 99 % of rows);
-- ID-like columns: (nearly) every value distinct and not a measurement (whole numbers or
-  short codes), or named like an id; a model can only memorise them;
+- ID-like columns: (nearly) every value distinct and not a measurement (short codes, or whole
+  numbers that count up row by row or are densely numbered), or named like an id; a model can
+  only memorise them;
 - leakage: a column that on its own predicts the target suspiciously well. Each column is cut
   into at most 20 bins (quantiles of the training split; a category is its own bin), each bin
   predicts its training majority class (or mean), and the score is measured on the held-out
@@ -224,8 +225,11 @@ def _id_like(name: str, values: np.ndarray, distinct: int, n: int) -> str | None
         present = values[~np.isnan(values)]
         whole = bool(len(present)) and bool(np.all(present == np.round(present)))
         if ratio >= ID_DISTINCT and whole:
-            steps = np.diff(present)
-            return "every value a distinct whole number" + (", counting up row by row" if len(steps) and np.all(steps > 0) else "")
+            # A count or an amount in whole units can be all distinct too; a numbering is dense or counts up.
+            if len(present) > 1 and np.all(np.diff(present) > 0):
+                return "every value a distinct whole number, counting up row by row"
+            if float(present.max() - present.min()) <= 2 * len(present):
+                return "every value a distinct whole number, densely numbered"
     if ratio >= 0.9 and _ID_NAME.search(str(name)):
         return "named like an id, values nearly all distinct"
     return None
