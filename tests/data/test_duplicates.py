@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
 
 from trustforge.data import prepare
-from trustforge.data._duplicates import array_keys
+from trustforge.data._duplicates import Duplicates, RowKeys, across_splits, array_keys
 from trustforge.errors import DataError, SpecError
 from trustforge.spec import load_spec
 
@@ -45,6 +45,7 @@ def test_ten_percent_copies_leave_no_test_row_that_sits_in_training_and_the_prof
 
     train, test = data.train_raw.frame, data.test_raw.frame
     assert not _inputs(train, "target") & _inputs(test, "target")  # the must-hold: no test row also in training
+    assert data.profile["duplicates"]["across_splits"]["test"]["against"] == ["training", "validation"]
 
     dup = data.profile["duplicates"]
     assert dup["exact"] == planted == 56  # every planted copy found, nothing else (the source rows are distinct)
@@ -173,3 +174,13 @@ def test_a_run_writes_the_profile_and_its_report_says_what_was_found(tmp_path):
     table = html.split('data-profile="duplicates"')[1].split("</table>")[0]
     assert f'<td class="num">{planted}</td>' in table
     assert "removed from test (data.duplicates.across\\_splits: drop)" in (result.run_dir / "model_card.md").read_text(encoding="utf-8")
+
+
+def test_a_test_row_that_repeats_a_validation_row_is_removed_too():
+    # Rows 0-5 train, 6-7 validation, 8-9 test; row 8 repeats validation row 6, row 9 is new.
+    ids = np.array([0, 1, 2, 3, 4, 5, 6, 7, 6, 9])
+    keys = RowKeys(ids, ids, np.array(["a"] * 10, dtype=object))
+    found = Duplicates({"exact": "warn", "near": "warn", "conflicting": "warn", "across_splits": "drop"})
+    held = across_splits(keys, found, np.arange(6), {"validation": np.array([6, 7]), "test": np.array([8, 9])}, origin="t")
+    assert held["test"].tolist() == [9] and held["validation"].tolist() == [6, 7]
+    assert found.across_splits["test"]["removed"] == 1 and "training or validation split" in found.notes[-1]

@@ -258,14 +258,17 @@ def across_splits(
     origin: str,
     file_rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The held-out splits with the rows whose inputs also sit in training handled by policy.
+    """The held-out splits with the rows whose inputs also sit in an earlier split handled by policy.
 
-    Rows match on their exact inputs, or on their normalised inputs when `near` is `drop`
-    (then a near copy is as good as a copy). Both counts are recorded either way.
+    Each held-out split is compared with training and with the held-out splits before it in
+    `held_out` (test with training and validation: validation picks the epoch, the threshold
+    and the temperature, so a test row that repeats one is not unseen either). Rows match on
+    their exact inputs, or on their normalised inputs when `near` is `drop` (then a near copy
+    is as good as a copy). Both counts are recorded either way.
 
     Args:
         keys: keys of the rows the split indices point into (after `screen_duplicates`).
-        train: positions of the training rows; held_out: split name -> positions.
+        train: positions of the training rows; held_out: split name -> positions, in order.
 
     Raises:
         DataError: the policy is `fail` and a held-out row sits in training, or `drop` would
@@ -277,10 +280,12 @@ def across_splits(
     by_near = found.policy["near"] == "drop"
     seen_exact, seen_near = set(keys.inputs[train].tolist()), set(keys.near[train].tolist())
     out = {}
+    earlier = ["training"]
     for name, idx in held_out.items():
         if not len(idx):
             out[name] = idx
             continue
+        where = " or ".join(earlier) + " split"
         exact = np.fromiter((k in seen_exact for k in keys.inputs[idx].tolist()), dtype=bool, count=len(idx))
         near = np.fromiter((k in seen_near for k in keys.near[idx].tolist()), dtype=bool, count=len(idx))
         hit = near if by_near else exact
@@ -290,13 +295,14 @@ def across_splits(
             "exact": int(exact.sum()),
             "near": int((near & ~exact).sum()),
             "match": "near" if by_near else "exact",
+            "against": list(earlier),
         }
         entry["examples"] = _rows(hit, rows)
         count = int(hit.sum())
         kept = idx
         if count and policy == "fail":
             raise DataError(
-                f"{origin}: {count} of the {len(idx)} {name} row(s) have inputs that also sit in the training split, "
+                f"{origin}: {count} of the {len(idx)} {name} row(s) have inputs that also sit in the {where}, "
                 f"e.g. row(s) {', '.join(map(str, entry['examples'][:5]))} (data.duplicates.across_splits: fail); "
                 "set data.duplicates.across_splits: drop to remove them from the held-out side"
             )
@@ -304,19 +310,22 @@ def across_splits(
             kept = idx[~hit]
             if not len(kept):
                 raise DataError(
-                    f"{origin}: every {name} row also sits in the training split, so there is nothing left to hold out; "
+                    f"{origin}: every {name} row also sits in the {where}, so there is nothing left to hold out; "
                     "add distinct rows, or keep the copies with data.duplicates.across_splits: warn (the score will be optimistic)"
                 )
             found._say(
-                f"{count} of the {len(idx)} {name} row(s) had inputs that also sit in the training split; "
+                f"{count} of the {len(idx)} {name} row(s) had inputs that also sit in the {where}; "
                 f"removed from {name} (data.duplicates.across_splits: drop)"
             )
         elif count:
             found._say(
-                f"{count} of the {len(idx)} {name} row(s) have inputs that also sit in the training split, so the "
+                f"{count} of the {len(idx)} {name} row(s) have inputs that also sit in the {where}, so the "
                 f"{name} score is optimistic; kept (data.duplicates.across_splits: warn)"
             )
         entry["removed"] = int(len(idx) - len(kept))
         found.across_splits[name] = entry
         out[name] = kept
+        seen_exact.update(keys.inputs[kept].tolist())
+        seen_near.update(keys.near[kept].tolist())
+        earlier.append(name)
     return out

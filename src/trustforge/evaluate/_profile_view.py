@@ -46,7 +46,7 @@ def profile_view(profile: Any) -> dict[str, Any] | None:
             ),
             *(
                 (
-                    f"{name} rows whose inputs sit in training (of {e.get('rows')})",
+                    f"{name} rows whose inputs sit in {' or '.join(e.get('against') or ['training'])} (of {e.get('rows')})",
                     e.get("exact", 0) + (e.get("near", 0) if e.get("match") == "near" else 0),
                     dup.get("policy", {}).get("across_splits"),
                     e.get("removed", 0),

@@ -146,8 +146,9 @@ class DuplicatesSpec(_Strict):
         punctuation of text, numbers to 4 significant digits) but not exactly; `drop` keeps the
         first, and also makes `across_splits` compare normalised rows.
     conflicting: rows with the same inputs but different targets; `drop` removes all of them.
-    across_splits: validation or test rows whose inputs also sit in the training split, which
-        would inflate the held-out score; `drop` removes them from the validation and test side.
+    across_splits: validation rows whose inputs also sit in the training split, and test rows
+        whose inputs sit in training or validation, which would inflate the held-out score;
+        `drop` removes them from the validation and test side.
     """
 
     exact: Literal["drop", "fail", "warn"] = "warn"
