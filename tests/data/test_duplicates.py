@@ -184,3 +184,16 @@ def test_a_test_row_that_repeats_a_validation_row_is_removed_too():
     held = across_splits(keys, found, np.arange(6), {"validation": np.array([6, 7]), "test": np.array([8, 9])}, origin="t")
     assert held["test"].tolist() == [9] and held["validation"].tolist() == [6, 7]
     assert found.across_splits["test"]["removed"] == 1 and "training or validation split" in found.notes[-1]
+
+
+def test_inputs_of_few_distinct_values_keep_their_repeats_and_say_so(tmp_path, caplog):
+    # Three distinct rows, repeated: every new row would repeat one too, so a repeat is no leak.
+    rows = [("red", "s", "yes"), ("blue", "m", "no"), ("green", "l", "no")] * 20
+    path = tmp_path / "few.csv"
+    pd.DataFrame(rows, columns=["colour", "size", "label"]).to_csv(path, index=False)
+    with caplog.at_level(logging.WARNING, logger="trustforge.data"):
+        data = prepare(_spec(path, target="label"))
+    test = data.profile["duplicates"]["across_splits"]["test"]
+    assert test["removed"] == 0 and test["exact"] == test["rows"] == 12
+    assert test["kept_because"].startswith("most rows repeat")
+    assert any("kept, as more than 50% repeat" in r.getMessage() for r in caplog.records)

@@ -42,10 +42,7 @@ def _reviews_csv(tmp_path, n=60, extra=None):
 
 
 def _spec(source, **text):
-    # The fixture repeats 8 texts, so every held-out row has a copy in training: keep them
-    # (data.duplicates' default would empty the held-out splits; see test_duplicates.py).
-    data = {"source": source, "target": "label", "text": {"column": "body", **text}, "duplicates": {"across_splits": "warn"}}
-    return load_spec({"data": data, "model": {"kind": "transformer"}})
+    return load_spec({"data": {"source": source, "target": "label", "text": {"column": "body", **text}}, "model": {"kind": "transformer"}})
 
 
 # ---------------------------------------------------------------------------- tokenizers

@@ -182,8 +182,7 @@ def test_trades_needs_classification():
 def _categories_only(tmp_path):
     rows = "colour,size,label\n" + "".join(f"{c},{s},{c == 'red'}\n" for c, s in [("red", "s"), ("blue", "m"), ("green", "l")] * 20)
     (tmp_path / "t.csv").write_text(rows)
-    # Three distinct rows, repeated: every held-out row has a copy in training; keep them (data.duplicates).
-    return {"data": {"source": f"csv:{tmp_path / 't.csv'}", "target": "label", "duplicates": {"across_splits": "warn"}}}
+    return {"data": {"source": f"csv:{tmp_path / 't.csv'}", "target": "label"}}
 
 
 def test_data_with_nothing_to_move_is_one_error_when_prepared(tmp_path):

@@ -39,6 +39,7 @@ __all__ = ["Duplicates", "RowKeys", "across_splits", "array_keys", "dedupe", "sc
 log = logging.getLogger("trustforge.data")
 
 EXAMPLES = 10  # row numbers a finding lists at most
+MOST = 0.5  # share of a held-out split that repeats training above which `drop` keeps the repeats (see `across_splits`)
 
 
 @dataclass(frozen=True)
@@ -264,15 +265,16 @@ def across_splits(
     `held_out` (test with training and validation: validation picks the epoch, the threshold
     and the temperature, so a test row that repeats one is not unseen either). Rows match on
     their exact inputs, or on their normalised inputs when `near` is `drop` (then a near copy
-    is as good as a copy). Both counts are recorded either way.
+    is as good as a copy). Both counts are recorded either way. `drop` keeps them, saying so, where
+    more than `MOST` of a split repeats: then the inputs take few distinct values (a table of a
+    few categories), every new row repeats one too, and a repeat is no leak.
 
     Args:
         keys: keys of the rows the split indices point into (after `screen_duplicates`).
         train: positions of the training rows; held_out: split name -> positions, in order.
 
     Raises:
-        DataError: the policy is `fail` and a held-out row sits in training, or `drop` would
-            leave a held-out split empty.
+        DataError: the policy is `fail` and a held-out row sits in an earlier split.
     """
     if keys is None:
         return held_out
@@ -306,13 +308,17 @@ def across_splits(
                 f"e.g. row(s) {', '.join(map(str, entry['examples'][:5]))} (data.duplicates.across_splits: fail); "
                 "set data.duplicates.across_splits: drop to remove them from the held-out side"
             )
-        if count and policy == "drop":
+        if count and policy == "drop" and count > MOST * len(idx):
+            # Most held-out rows repeat: the inputs take few distinct values (a handful of
+            # categories), so a repeat is what new data looks like too, not a leak. Removing
+            # them would leave a held-out split of the few odd rows out.
+            entry["kept_because"] = "most rows repeat: the inputs take few distinct values"
+            found._say(
+                f"{count} of the {len(idx)} {name} row(s) have inputs that also sit in the {where}; kept, as more than "
+                f"{MOST:.0%} repeat: the inputs take few distinct values, so new data repeats them too"
+            )
+        elif count and policy == "drop":
             kept = idx[~hit]
-            if not len(kept):
-                raise DataError(
-                    f"{origin}: every {name} row also sits in the {where}, so there is nothing left to hold out; "
-                    "add distinct rows, or keep the copies with data.duplicates.across_splits: warn (the score will be optimistic)"
-                )
             found._say(
                 f"{count} of the {len(idx)} {name} row(s) had inputs that also sit in the {where}; "
                 f"removed from {name} (data.duplicates.across_splits: drop)"
