@@ -66,6 +66,7 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
     leaving = sorted(p for p in result.package.rglob("*") if p.is_file())
     assert any(p.suffix == ".safetensors" for p in leaving) and any(p.name == "manifest.json" for p in leaving)
     leaving += [result.run_dir / "evidence.json", result.run_dir / "metrics.json", trained["report"], result.run_dir / "model_card.md"]
+    leaving += [result.run_dir / "profile.json"]
     secrets = {
         "workspace": _forms(trained["home"]),
         "data file": _forms(data / "train.csv"),

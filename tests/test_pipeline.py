@@ -40,6 +40,7 @@ def test_a_run_leaves_its_folder_in_the_default_workspace(tmp_path, monkeypatch)
         "evidence.json",
         "metrics.json",
         "package",
+        "profile.json",
         "spec.yaml",
         "status.json",
     ]

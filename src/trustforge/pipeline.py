@@ -135,6 +135,8 @@ def _run(
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
     if label_issues is not None:
         atomic_write_text(run_dir / "label_issues.json", json.dumps(label_issues, indent=1))
+    if data.profile is not None:  # the data profile: columns, target, duplicates, leakage (data._profile)
+        atomic_write_text(run_dir / "profile.json", json.dumps(data.profile, indent=1))
     # The pid lets `trustforge runs list` tell a live run from one whose process was killed
     # before it could say so (SIGKILL, power loss); SIGTERM and Ctrl-C mark it interrupted below.
     _write_status(run_dir, "running", digest, pid=os.getpid())

@@ -17,6 +17,7 @@ from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import Augmentation, ImageAugment, TokenAugment, check_declared
+from trustforge.data._duplicates import across_splits, dedupe
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._expect import Expectations, ExpectReport, check_raw, expectations_of, fit_expectations, validate_data
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
@@ -31,6 +32,7 @@ from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, row_names
 from trustforge.data._prepared import Prepared, TensorData
+from trustforge.data._profile import profile_data
 from trustforge.data._protect import key_id as masking_key_id
 from trustforge.data._protect import masking_key, protect, protect_columns, protect_frame
 from trustforge.data._protect import needs_key as needs_masking_key
@@ -200,9 +202,11 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         check_declared(spec.data.augment, frozenset(), f"{_spec_kind(spec).name} input")
         own.protection = protection
         own.expect, own.expect_report = _saved(declared), expect_report
+        own.profile = own.profile or {"skipped": "this kind of data is split its own way (by time, per user); not profiled yet"}
         return own
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
+    raw, keys, duplicates = dedupe(kind, raw, schema, d.duplicates)  # data.duplicates within the data set
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
     if stratify:
@@ -211,6 +215,8 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     tr, va, te = split_indices(
         len(raw), test=d.split.test, validation=d.split.validation, stratify=strat, seed=spec.train.seed, groups=raw.groups
     )
+    held = across_splits(keys, duplicates, tr, {"validation": va, "test": te}, origin=raw.origin, file_rows=raw.rows)
+    va, te = held["validation"], held["test"]  # held-out rows whose inputs sit in training, by data.duplicates.across_splits
     pre = Preprocessor(schema, numeric_missing=d.missing.numeric, categorical_missing=d.missing.categorical)
     train_raw = subset(raw, tr)
     pre.fit(train_raw)
@@ -245,6 +251,7 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         expect_report=expect_report,
         batch_transform=aug.batch_inputs,
         augmentation=aug.used,
+        profile=profile_data(kind, raw, schema, {"train": tr, "validation": va, "test": te}, duplicates),
     )
 
 

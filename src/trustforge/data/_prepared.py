@@ -56,3 +56,6 @@ class Prepared:
     def evidence(self) -> dict[str, Any]:
         """The run's metrics entry that says which augmentations were used (none: no entry)."""
         return {"augmentation": self.augmentation} if self.augmentation else {}
+
+    # The data profile (`data._profile`: columns, target, duplicates, leakage), written to the run as profile.json.
+    profile: dict[str, Any] | None = None

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from trustforge._fs import atomic_write_text
 from trustforge.data import redact_source
 from trustforge.errors import TrustForgeError
+from trustforge.evaluate._profile_view import profile_view
 from trustforge.evaluate._report_plots import PLOTS, importance_agreement, learning_metric_columns
 from trustforge.evaluate._report_summary import (
     GLOSSARY,
@@ -116,6 +117,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "status": _json(run_dir / "status.json") or {},
         "evidence": _json(run_dir / "evidence.json") or {},
         "label_issues": _json(run_dir / "label_issues.json"),  # data.clean.label_issues (None: off)
+        "profile": _json(run_dir / "profile.json") or {},
         "tensors": tensors,
         "manifest": manifest,
     }
@@ -232,6 +234,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "scalars": scalars,
         "data": data,
         "label_issues": run.get("label_issues"),
+        "data_profile": profile_view(run.get("profile")),
         "source": _source(data, spec),
         "labels": labels,
         "positive_class": positive,

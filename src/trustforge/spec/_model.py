@@ -140,6 +140,26 @@ class MissingSpec(_Strict):
     categorical: Literal["category", "most_frequent", "error"] = "category"
 
 
+class DuplicatesSpec(_Strict):
+    """What to do with repeated rows (`drop`, `fail` or `warn`); every count is in the run's
+    `profile.json` and report whatever the policy, and `warn` also logs it.
+
+    exact: rows repeated exactly (inputs and target); `drop` keeps the first of each.
+    near: rows equal once each value is normalised by its feature type (case, spacing and
+        punctuation of text, numbers to 4 significant digits) but not exactly; `drop` keeps the
+        first, and also makes `across_splits` compare normalised rows.
+    conflicting: rows with the same inputs but different targets; `drop` removes all of them.
+    across_splits: validation rows whose inputs also sit in the training split, and test rows
+        whose inputs sit in training or validation, which would inflate the held-out score;
+        `drop` removes them from the validation and test side.
+    """
+
+    exact: Literal["drop", "fail", "warn"] = "warn"
+    near: Literal["drop", "fail", "warn"] = "warn"
+    conflicting: Literal["drop", "fail", "warn"] = "warn"
+    across_splits: Literal["drop", "fail", "warn"] = "drop"
+
+
 class ImageSpec(_Strict):
     """How image folders are read: every image is converted and resized to this shape."""
 
@@ -516,6 +536,7 @@ class DataSpec(_Strict):
     drop: list[str] = Field(default_factory=list, description="columns to ignore (ids, leaks)")
     split: SplitSpec = Field(default_factory=SplitSpec)
     missing: MissingSpec = Field(default_factory=MissingSpec)
+    duplicates: DuplicatesSpec = Field(default_factory=DuplicatesSpec)
     image: ImageSpec = Field(default_factory=ImageSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     audio: AudioSpec = Field(default_factory=AudioSpec)

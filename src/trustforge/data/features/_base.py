@@ -23,7 +23,21 @@ import pandas as pd
 from trustforge.data._attack_space import AttackSpace
 from trustforge.data._augment import ColumnAugment
 
-__all__ = ["Block", "FeatureOptions", "FeatureState", "FeatureType", "OWN_TENSOR", "Slot", "UNKNOWN", "MISSING", "as_series", "row_of"]
+__all__ = [
+    "Block",
+    "PROFILE_MIN_COUNT",
+    "short",
+    "top_values",
+    "FeatureOptions",
+    "FeatureState",
+    "FeatureType",
+    "OWN_TENSOR",
+    "Slot",
+    "UNKNOWN",
+    "MISSING",
+    "as_series",
+    "row_of",
+]
 
 UNKNOWN = "<unknown>"  # index 0 of a categorical vocabulary: a value training never saw
 MISSING = "<missing>"  # index 1: a missing value, when missing values are a category of their own
@@ -112,6 +126,23 @@ class Block:
         return np.concatenate(parts, axis=1) if self.type.slot == "float" else np.stack(parts, axis=1)
 
 
+PROFILE_MIN_COUNT = 5  # a value the profile prints is shared by at least this many rows
+PROFILE_MAX_CHARS = 12  # and is cut to this many characters
+PROFILE_TOP = 8  # values listed at most
+
+
+def short(value: Any) -> str:
+    """A value as the profile prints it: its text cut to `PROFILE_MAX_CHARS` characters."""
+    text = str(value)
+    return text if len(text) <= PROFILE_MAX_CHARS else text[: PROFILE_MAX_CHARS - 1] + "…"
+
+
+def top_values(col: pd.Series) -> list[list[Any]]:
+    """[value cut short, rows] of the most frequent values that at least `PROFILE_MIN_COUNT` rows share."""
+    counts = col.dropna().astype(str).value_counts()
+    return [[short(v), int(n)] for v, n in counts.head(PROFILE_TOP).items() if n >= PROFILE_MIN_COUNT]
+
+
 def _plain(v: Any) -> Any:
     if isinstance(v, tuple):
         return [_plain(x) for x in v]
@@ -185,6 +216,28 @@ class FeatureType:
         if getattr(state, "on_missing", "fill") != "fill":
             return 0
         return int(col.isna().sum())
+
+    # ------------------------------------------------------------ the data profile (`data._profile`)
+
+    def profile(self, col: pd.Series) -> dict[str, Any]:
+        """What the data profile shows of the column beyond its missing fraction and distinct
+        count (the whole data set, after any masking of personal data): by default its most
+        frequent values, cut short, and only those at least `PROFILE_MIN_COUNT` rows share, so
+        no rare value (a name, an id) is printed."""
+        return {"top": top_values(col)}
+
+    def profile_values(self, col: pd.Series) -> np.ndarray | None:
+        """The column as the profile compares it with the target (leakage) and with itself (ID-like
+        columns): float64 (NaN = missing) for an ordered type, text labels (None = missing) for an
+        unordered one; None where a single column says little this way (free text, files)."""
+        if self.drift is None:
+            return None
+        return self.monitor_values(col)
+
+    def near_form(self, col: pd.Series) -> pd.Series:
+        """Each value normalised so that near-duplicate rows compare equal (`data._duplicates`):
+        by default its text, trimmed and case-folded; missing stays missing."""
+        return col.astype(object).where(col.isna(), col.astype(str).str.strip().str.casefold())
 
     def size(self, state: Any) -> int:
         """Float columns it fills (slot float), its vocabulary size (index and tokens), its

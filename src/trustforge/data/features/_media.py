@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +28,12 @@ from trustforge.errors import DataError
 __all__ = ["MediaType", "contents", "to_base64"]
 
 _B64_PREFIX = ";base64,"
+PROFILE_FILES = 200  # files the data profile measures at most, per column
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    """Low, median and high of per-file measurements (sizes and dimensions, not personal values)."""
+    return {"low": float(values.min()), "median": float(np.median(values)), "high": float(values.max())}
 
 
 def contents(col: pd.Series, *, where: str) -> list[bytes | None]:
@@ -98,7 +105,45 @@ class MediaType(FeatureType):
         """One number per file the drift monitor compares (no fitted state: it reads a file as is)."""
         raise NotImplementedError
 
+    def dimensions(self, data: bytes) -> dict[str, float]:
+        """Measurements of one file for the data profile (an image's width and height, a clip's
+        seconds); an unreadable file raises `DataError`."""
+        return {}
+
     # ------------------------------------------------------------ the column
+
+    def profile(self, col: pd.Series) -> dict[str, Any]:
+        # File sizes and each file's own measurements (`dimensions`), over at most
+        # `PROFILE_FILES` files spread over the column, so a big folder costs little.
+        try:
+            data = [b for b in contents(col, where="profile") if b is not None]
+        except DataError:
+            return {}
+        if not data:
+            return {}
+        picked = data[:: max(1, len(data) // PROFILE_FILES)][:PROFILE_FILES]
+        sizes = np.array([len(b) for b in picked], dtype=np.float64) / 1024.0
+        out: dict[str, Any] = {"files_measured": len(picked), "kib": _spread(sizes)}
+        measured: dict[str, list[float]] = {}
+        unreadable = 0
+        for b in picked:
+            try:
+                for k, v in self.dimensions(b).items():
+                    measured.setdefault(k, []).append(float(v))
+            except DataError:
+                unreadable += 1
+        out.update({k: _spread(np.array(v)) for k, v in measured.items()})
+        if unreadable:
+            out["unreadable"] = unreadable
+        return out
+
+    def profile_values(self, col: pd.Series) -> None:
+        return None  # one number per file says little about the target; decoding every file costs much
+
+    def near_form(self, col: pd.Series) -> pd.Series:
+        # Files compare by their bytes (a re-encoded copy is not found; see `data._duplicates`).
+        out = [hashlib.blake2b(bytes(v), digest_size=16).hexdigest() if isinstance(v, (bytes, bytearray)) else v for v in col.tolist()]
+        return pd.Series(out, index=col.index, dtype=object).where(col.notna(), None)
 
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         first = col.iloc[0]

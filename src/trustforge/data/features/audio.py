@@ -156,6 +156,15 @@ class Audio(MediaType):
     def random_signal(self, state: AudioState, rng: np.random.Generator) -> np.ndarray:
         return (0.1 * rng.standard_normal(state.samples)).astype(np.float32)
 
+    def dimensions(self, data: bytes) -> dict[str, float]:
+        import soundfile as sf
+
+        try:
+            info = sf.info(io.BytesIO(data))  # reads the header only
+        except (sf.SoundFileError, RuntimeError, OSError, ValueError):
+            raise DataError("profile: not a readable audio file") from None
+        return {"seconds": float(info.frames) / float(info.samplerate), "sample_rate": float(info.samplerate)}
+
     def summary(self, data: bytes) -> float:
         # Loudness in dB full scale: another microphone, gain or room shows here.
         import soundfile as sf

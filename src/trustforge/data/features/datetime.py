@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,6 +133,21 @@ class DateTime(FeatureType):
         kept = text.where(form, None).map(lambda v: v if v is None else str(v).strip())
         t = pd.to_datetime(kept, errors="coerce", utc=True, format="ISO8601")
         return form & ~(t.isna().to_numpy() & kept.notna().to_numpy())
+
+    def profile(self, col: pd.Series) -> dict[str, Any]:
+        # The range as the package's state keeps it: no single time fewer than K rows share.
+        try:
+            t = timestamps(col, name=str(col.name), where="profile").dropna()
+        except DataError:  # a value training will refuse, naming its row; the profile says nothing of it
+            return {}
+        return {"low": _summary_time(t, "low"), "high": _summary_time(t, "high")} if len(t) else {}
+
+    def profile_values(self, col: pd.Series) -> np.ndarray | None:
+        try:
+            t = timestamps(col, name=str(col.name), where="profile")
+        except DataError:
+            return None
+        return np.array([x.value / 1e9 if x is not pd.NaT else np.nan for x in t], dtype=np.float64)
 
     def corrupt(self, state: DateTimeState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Each time moved by up to `fraction` of a year either way: clock and time-zone errors.

@@ -6,6 +6,7 @@ convolutional encoder beside the row's other columns (see `_media` for how files
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,16 @@ class Image(MediaType):
     def summary(self, data: bytes) -> float:
         # Mean brightness: a new camera, lighting or scanner shows here.
         return float(decode_image(data, (32, 32), 1, name="monitor").mean())
+
+    def dimensions(self, data: bytes) -> dict[str, float]:
+        from PIL import Image as PILImage
+        from PIL import UnidentifiedImageError
+
+        try:
+            with PILImage.open(io.BytesIO(data)) as img:  # reads the header only
+                return {"width": float(img.width), "height": float(img.height)}
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise DataError("profile: not a readable image") from None
 
     def attack_space(self, state: ImageState) -> AttackSpace:
         # Pixels stay in [0, 1]; the budget is a fraction of that range, 1 / std encoded units per channel.

@@ -222,6 +222,33 @@ class Numeric(FeatureType):
     def observed(self, state: NumericState) -> dict[str, Any]:
         return {"min": state.low, "max": state.high}
 
+    def profile(self, col: pd.Series) -> dict[str, Any]:
+        # The range as the package's state keeps it (`summary`: no single value), a mean and
+        # a 10-bin histogram over that range (values beyond it count in the end bins).
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        present = values[np.isfinite(values)]
+        if not len(present):
+            return {}
+        low, high = summary(present, "low"), summary(present, "high")
+        edges = np.linspace(low, high, 11) if high > low else np.array([low, low + 1.0])
+        counts = np.histogram(np.clip(present, edges[0], edges[-1]), bins=edges)[0]
+        return {
+            "low": low,
+            "high": high,
+            "mean": float(present.mean()),
+            "integer": bool(np.all(present == np.round(present))),
+            "histogram": {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+        }
+
+    def near_form(self, col: pd.Series) -> pd.Series:
+        # Numbers to 4 significant digits: 0.30000001 and 0.3, or 1250.2 and 1250.0, are one value.
+        v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            finite = np.isfinite(v) & (v != 0)
+            scale = 10.0 ** np.where(finite, np.floor(np.log10(np.abs(np.where(finite, v, 1.0)))) - 3, 0.0)
+            out = np.round(v / scale) * scale
+        return pd.Series(out, index=col.index)
+
     def corrupt(self, state: NumericState, col: pd.Series, fraction: float, rng: np.random.Generator) -> pd.Series:
         # Gaussian noise of `fraction` training standard deviations on every value: sensor noise.
         values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)

@@ -97,6 +97,28 @@ class Text(FeatureType):
         op = token_augment(augment, state.vocabulary, wordpiece=state.tokenizer == "wordpiece")
         return ColumnAugment(op=op, used=op.used) if op else None
 
+    def profile(self, col: pd.Series) -> dict[str, Any]:
+        # Lengths only: a free text may name a person, so no value of it is printed.
+        texts = [t for t, ok in zip(_texts(col), col.notna().to_numpy()) if ok]
+        if not texts:
+            return {}
+        chars = np.array([len(t) for t in texts], dtype=np.float64)
+        words = np.array([len(_WORDS.findall(t)) for t in texts], dtype=np.float64)
+        return {
+            "mean_chars": float(chars.mean()),
+            "median_chars": float(np.median(chars)),
+            "mean_words": float(words.mean()),
+            "empty": int(sum(1 for t in texts if not t.strip())),
+        }
+
+    def profile_values(self, col: pd.Series) -> None:
+        return None  # a text is compared with the target by the model, not as a single value
+
+    def near_form(self, col: pd.Series) -> pd.Series:
+        # Case, punctuation and spacing aside: "Great film!" and "great  film" are one text.
+        out = [" ".join(_WORDS.findall(t.casefold())) for t in _texts(col)]
+        return pd.Series(out, index=col.index, dtype=object).where(col.notna(), None)
+
     def size(self, state: TextState) -> int:
         return len(state.vocabulary)
 

@@ -23,6 +23,7 @@ from trustforge.data._states import InputState
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:
+    from trustforge.data._duplicates import RowKeys
     from trustforge.data._encoders import Preprocessor
 
 __all__ = ["InputKind", "KINDS"]
@@ -127,6 +128,16 @@ class InputKind:
         """The text columns an edit attack may change (`evaluate._text_attack`), or None when
         this kind reads no text."""
         return None
+
+    def row_keys(self, raw: RawData, schema: Schema) -> "RowKeys | None":
+        """How rows compare for the duplicate checks (`data._duplicates`): keys of each row's
+        inputs, exact and normalised, and its target; None where rows are not compared."""
+        return None
+
+    def profile(self, raw: RawData, schema: Schema) -> dict[str, Any]:
+        """The inputs' part of the data profile (`data._profile`): a table's columns, or what
+        one row holds (an image's shape, a clip's length); a stated skip by default."""
+        return {"skipped": f"no profile of {self.name} inputs"}
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         """Prediction input (a DataFrame, an array, a file or a folder) as checked raw data."""

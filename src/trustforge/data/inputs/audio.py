@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 from trustforge.data import _audio
 from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
 from trustforge.data._augment import SPECTROGRAM_FIELDS, Augmentation, spectrogram_augment
+from trustforge.data._duplicates import RowKeys, array_keys
+from trustforge.data._profile import clip_profile
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.inputs._base import InputKind
@@ -48,6 +51,12 @@ class Audio(InputKind):
             sample_rate=raw.sample_rate,
             groups=raw.groups[idx] if raw.groups is not None else None,
         )
+
+    def row_keys(self, raw: RawData, schema: Schema) -> RowKeys:
+        return replace(array_keys(raw.waveforms, blocks="rms"), labels=raw.labels)
+
+    def profile(self, raw: RawData, schema: Schema) -> dict[str, Any]:
+        return clip_profile(raw.waveforms, raw.sample_rate)
 
     def training_copies(self, raw: RawData, data: Any, seed: int) -> RawData:
         """Noisy copies of the training clips, made before the front end (`data.audio.augment`)."""

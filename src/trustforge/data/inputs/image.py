@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,7 +12,9 @@ import torch
 
 from trustforge.data._attack_space import IMAGE_EPSILONS, IMAGE_MAX_EPSILON, AttackSpace
 from trustforge.data._augment import IMAGE_FIELDS, Augmentation, image_augment
+from trustforge.data._duplicates import RowKeys, array_keys
 from trustforge.data._files import list_images, read_image
+from trustforge.data._profile import grid_profile
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState
@@ -52,6 +54,12 @@ class Image(InputKind):
     def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
         paths = [raw.paths[i] for i in idx] if raw.paths else []
         return RawData("image", raw.target, raw.origin, images=raw.images[idx], labels=raw.labels[idx], classes=raw.classes, paths=paths)
+
+    def row_keys(self, raw: RawData, schema: Schema) -> RowKeys:
+        return replace(array_keys(raw.images), labels=raw.labels)
+
+    def profile(self, raw: RawData, schema: Schema) -> dict[str, Any]:
+        return grid_profile(raw.images)
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> ImageState:
         x = torch.from_numpy(raw.images)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from trustforge.data import _sequences
+from trustforge.data._duplicates import RowKeys, array_keys
+from trustforge.data._profile import sequence_profile
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.inputs._base import InputKind
@@ -31,6 +34,12 @@ class Sequence(InputKind):
     def subset(self, raw: RawData, idx: np.ndarray) -> RawData:
         labels = raw.labels[idx] if raw.labels is not None else None
         return RawData("sequence", raw.target, raw.origin, sequences=raw.sequences[idx], labels=labels, classes=raw.classes)
+
+    def row_keys(self, raw: RawData, schema: Schema) -> RowKeys:
+        return replace(array_keys(raw.sequences), labels=raw.labels)
+
+    def profile(self, raw: RawData, schema: Schema) -> dict[str, Any]:
+        return sequence_profile(raw.sequences)
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> _sequences.SequenceState:
         return _sequences.fit(pre, raw)

@@ -7,6 +7,7 @@ later stage (splits, corruptions, the package's drift reference) holds contents,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -16,7 +17,9 @@ import torch
 
 from trustforge.data._attack_space import AttackSpace, EditSpace
 from trustforge.data._augment import Augmentation, TableAugment, mixup_copies
+from trustforge.data._duplicates import RowKeys, table_keys
 from trustforge.data._files import read_linked_files, read_table
+from trustforge.data._profile import profile_columns
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, infer_table_schema
 from trustforge.data.features import OWN_TENSOR, feature_type, label_strings
@@ -54,6 +57,12 @@ class Table(InputKind):
 
     def labels(self, raw: RawData) -> np.ndarray:
         return label_strings(raw.frame[raw.target])
+
+    def row_keys(self, raw: RawData, schema: Schema) -> RowKeys:
+        return replace(table_keys(raw.frame, schema), labels=self.labels(raw))
+
+    def profile(self, raw: RawData, schema: Schema) -> dict[str, Any]:
+        return {"columns": profile_columns(raw.frame, schema)}
 
     def shape(self, schema: Schema) -> Columns:
         own = [c for c in schema.columns if feature_type(c.kind).slot in OWN_TENSOR]
