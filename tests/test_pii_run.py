@@ -174,7 +174,7 @@ def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(ta
 
 def test_a_hashed_run_hashes_prediction_inputs_with_the_workspace_key_and_refuses_another(tmp_path, monkeypatch):
     """`pii: hash`: the free text's tokens are keyed hashes; `Model.predict` hashes new rows under
-    the same workspace key, and after a key rotation (another masking key) it refuses, naming why."""
+    the same workspace key, also after `keys rotate`; under another masking secret it refuses, naming why."""
     import trustforge
     from trustforge.errors import SecurityError
 
@@ -200,6 +200,11 @@ def test_a_hashed_run_hashes_prediction_inputs_with_the_workspace_key_and_refuse
     assert len(model.predict(frame)) == 8
     blob = b"".join(p.read_bytes() for p in result.run_dir.rglob("*") if p.is_file())
     assert _leaks(blob, planted) == []
-    Keyring.load(home / "keys").rotate()  # a new key-encryption key: another masking key
+    before = model.predict(frame)
+    Keyring.load(home / "keys").rotate().purge_retired_keks()  # a new KEK re-wraps the masking secret, never changes it
+    again = Model.load(result.package)
+    assert list(again.read_input(frame).frame["note"]) == list(hashed)  # the same tokens after the rotation
+    assert list(again.predict(frame)["prediction"]) == list(before["prediction"])
+    (home / "keys" / "masking.key").unlink()  # another masking secret (as in another workspace, or after a fresh start)
     with pytest.raises(SecurityError, match="hashed under another masking key"):
         Model.load(result.package).predict(frame)

@@ -2,8 +2,9 @@
 
 `init` creates them; `export` prints the public key others verify with (e.g. `backup restore
 --trusted-key`); `rotate` prints what `trustforge.secure.rotate_keys` did: it replaces
-both, keeps the retired public key so old signatures still verify, and re-wraps the data key
-of every sealed package in the artifact store under the new key-encryption key; with
+both, keeps the retired public key so old signatures still verify, and re-wraps the PII masking
+secret (unchanged) and the data key of every sealed package in the artifact store under the new
+key-encryption key; with
 `--reencrypt` it seals every file again under new data keys, so the old key-encryption key
 and an old `sealed.json` no longer open anything. Both are `keys` actions (admins,
 or the local workspace admin) and are written to the audit log. Library errors
@@ -98,6 +99,9 @@ def rotate(
     ),
 ) -> None:
     """New signing key and key-encryption key; re-wrap every sealed package's data key.
+
+    The PII masking secret (keys/masking.key) is re-wrapped under the new key-encryption key and
+    never changed, so keyed hashes and fakes keep joining and unmasking.
 
     Without --reencrypt payloads are not re-encrypted, so the old data keys still open them
     (anyone holding the old key-encryption key and an old copy of a `sealed.json` can decrypt

@@ -3,8 +3,10 @@
 A thin face over `trustforge.privacy` for CSV, Parquet, JSON Lines and plain text. `scan`
 prints counts per column and entity type, never a detected value. `mask` writes its output
 atomically (a temporary file, then a rename). The keyed policies (``hash``, ``fake``) and
-`unmask` use a key derived from the workspace key-encryption key (`Keyring.derive_key`,
-HKDF-SHA256, purpose "pii-mask"), so every file masked in one workspace joins with the others.
+`unmask` use a key derived from the workspace masking secret (`Keyring.derive_key`,
+HKDF-SHA256, purpose "pii-mask"; the secret is random, kept in keys/masking.key wrapped by the
+key-encryption key, and survives `keys rotate`), so every file masked in one workspace joins
+with the others, before and after a rotation.
 `unmask` needs the ``unmask`` action (admins, or the local workspace admin) and is written to
 the audit log. Library errors (`TrustForgeError`) propagate to the main command, which prints
 them as one line.

@@ -42,16 +42,18 @@ if TYPE_CHECKING:
 __all__ = ["protect", "protect_frame", "protect_columns", "needs_key", "key_id", "masking_key"]
 
 _FIELD = "data.protect.pii"
-# The purpose the workspace keyring derives the masking key for (`Keyring.derive_key`): the
-# same key `trustforge mask --policy hash` uses, so tokens join across files and training data.
+# The purpose the workspace keyring derives the masking key for (`Keyring.derive_key`, HKDF of
+# the workspace masking secret, which `keys rotate` never changes): the same key `trustforge mask
+# --policy hash` uses, so tokens join across files, training data and key rotations.
 PURPOSE = "pii-mask"
 
 
 def masking_key(keyring: Any) -> bytes:
-    """The workspace masking key (HKDF of its key-encryption key; `Keyring.derive_key`).
+    """The workspace masking key (HKDF of its masking secret; `Keyring.derive_key`).
 
     Raises:
-        SecurityError: the keyring holds no key-encryption key (the message says how to get one).
+        SecurityError: the keyring holds no key-encryption key (the message says how to get one),
+            or its masking secret cannot be opened.
     """
     return keyring.derive_key(PURPOSE)
 
@@ -186,8 +188,8 @@ def _masker(record: Mapping[str, Any], key: bytes | None) -> Any:
             )
         if record.get("key_id") and key_id(key) != record["key_id"]:
             raise SecurityError(
-                "this model was trained on data hashed under another masking key (another workspace, or a key-encryption "
-                "key rotated since); its inputs would not match what it learned"
+                "this model was trained on data hashed under another masking key (another workspace's masking secret, or "
+                "one replaced since, e.g. by `keys init --force`); its inputs would not match what it learned"
             )
         return _Policy(Masker("hash", key=key, entities=record.get("entities")), record.get("entities"))
     return _Policy(Masker("tag", entities=record.get("entities")), record.get("entities"))

@@ -41,7 +41,7 @@ _KEYED = ("hash", "fake")
 _MIN_KEY = 16
 _MISSING_KEY = (
     "masking policy {policy!r} needs a key: run `trustforge keys init` in the workspace (the masking key is derived from its "
-    "key-encryption key) or set TRUSTFORGE_KEK; in code pass key=... (at least 16 random bytes)"
+    "masking secret, kept wrapped by its key-encryption key) or set TRUSTFORGE_KEK; in code pass key=... (at least 16 random bytes)"
 )
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _UPPER = _LOWER.upper()
@@ -241,7 +241,7 @@ class Masker:
         policy: one of `POLICIES` for every entity type, or a mapping entity type -> policy
             (types not named are tagged; the key ``"*"`` sets that default).
         key: the secret for ``hash`` and ``fake`` (at least 16 bytes; the CLI derives it from the
-            workspace key-encryption key). Not needed for ``redact`` and ``tag``.
+            workspace masking secret, `Keyring.derive_key`). Not needed for ``redact`` and ``tag``.
         entities: the entity types to mask; None means all of `ENTITY_TYPES`.
 
     Raises:

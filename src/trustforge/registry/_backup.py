@@ -2,7 +2,10 @@
 
 The archive holds the registry database (every table of the registry, access and audit
 metadata, dumped as JSON rows), the stored package folders of every registered version (as
-stored: sealed packages stay sealed) and the public parts of the workspace keys. On disk:
+stored: sealed packages stay sealed), the public parts of the workspace keys and the workspace
+masking secret wrapped by the KEK (`keys/masking.key`, as the keys folder holds it: a model
+trained on hashed personal data needs it to predict, and files masked before unmask with it
+only). On disk:
 
     TFBACKUP1\\n
     header\\n        one line of JSON: format, time, the signing key's id and public key, the
@@ -68,6 +71,7 @@ BACKUP_FORMAT = ARCHIVE_FORMAT
 _VERSION = ARCHIVE_VERSION
 _write_archive = write_sealed_archive  # the tests seal crafted archives with it
 _CONTENTS = "backup.json"
+_MASKING = "keys/masking.key"  # the masking secret, wrapped by the KEK (never in plaintext)
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
@@ -172,6 +176,9 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
         engine.dispose()
     for key_id in keyring.public_key_ids():
         files[f"keys/{key_id}.pub"] = keyring.public_key_pem(key_id)
+    masking = keyring.export_masking_secret()  # wrapped under the KEK the archive is made under; None if never needed
+    if masking is not None:
+        files[_MASKING] = masking
     for name, rows in tables.items():
         files[f"db/{name}.json"] = json.dumps(rows, sort_keys=True, separators=(",", ":")).encode("utf-8")
     contents = {
@@ -307,8 +314,8 @@ def restore_backup(
             under a known folder (zip-slip, links), or a version whose files are not the
             package its row records; nothing is written.
         SecurityError: the archive was made under another KEK, is signed by a key that is not
-            trusted, or would add keys, admins or cut the audit history without consent;
-            nothing is written.
+            trusted, would add keys, admins or cut the audit history without consent, or holds
+            a masking secret other than the one the workspace holds already; nothing is written.
         RegistryError: the target workspace is not empty; nothing is written.
     """
     src = Path(src)
@@ -333,6 +340,9 @@ def restore_backup(
                 raise IntegrityError(f"{src}: archive entry {name!r} is not a list of rows") from None
             if unknown:
                 raise IntegrityError(f"{src}: archive entry {name!r} has unknown columns {sorted(unknown)[:5]}")
+        elif name == _MASKING:
+            # Opens with this keyring's KEK and does not replace a different secret of the workspace.
+            keyring.import_masking_secret(blob, where=f"{src} ({name})", check_only=True)
         elif name.startswith("keys/"):
             try:
                 key_id = public_key_id(blob)
@@ -393,7 +403,9 @@ def restore_backup(
         shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
     for name, blob in members.items():
-        if name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
+        if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
+            keyring.import_masking_secret(blob, where=f"{src} ({name})")
+        elif name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
             keyring.add_public_key(blob)
     _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
     return {

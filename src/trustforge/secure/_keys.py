@@ -9,6 +9,11 @@ On disk (`keys_dir`, mode 0700; every file mode 0600, written to a temporary nam
     retired/<key_id>.pub     public keys of earlier signing keys, kept so old signatures verify
     retired/kek-<id>.key     earlier KEKs, kept only while `keys rotate` re-wraps packages, so an
                              interrupted rotation can be resumed; `purge_retired_keks` drops them
+    masking.key              the workspace masking secret (256 random bits), only ever stored
+                             wrapped (AES-256-GCM) by the KEK; created on first need. The keys of
+                             keyed PII masking (`derive_key`) are HKDF of it, so a KEK rotation
+                             re-wraps it and never changes it: hashes join and fakes unmask across
+                             rotations
 
 A key id is the SHA-256 of the public key's PEM, in hex. A KEK is named by a short hash of
 the key itself (`kek_id`), stored next to every data key it wraps, so that unwrapping with
@@ -20,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import stat
 import uuid
@@ -37,6 +43,9 @@ _KEK = "kek.key"
 _RETIRED = "retired"
 _WRAP_MAGIC = b"TFWK1"
 _KEK_ID_BYTES = 8
+_MASKING = "masking.key"
+# Binds the wrapped masking secret to its use: it cannot be passed off as a package's data key.
+_MASKING_AAD = b"trustforge masking secret v1"
 
 
 def _kek_id(kek: bytes) -> bytes:
@@ -71,6 +80,26 @@ def _write_secret(path: Path, data: bytes) -> None:
         raise
 
 
+def _create_secret(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` (mode 0600, complete or absent) unless `path` exists; True when written.
+
+    Two processes creating the same secret at once: exactly one wins and the other reads its file.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    _write_secret(tmp, data)
+    try:
+        os.link(tmp, path)  # fails when `path` exists, unlike a rename
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: a rename, unless it appeared meanwhile
+        if path.exists():
+            return False
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 def _make_dir(path: Path) -> None:
     private_dir(path)  # 0700, and so are the parents it creates (a new workspace folder)
 
@@ -103,6 +132,7 @@ class Keyring:
         self._kek = kek
         self._kek_from_env = kek_from_env
         self._retired_keks = dict(retired_keks or {})
+        self._masking: bytes | None = None  # the masking secret, once opened
         self.key_id = signing.public.key_id
 
     def __repr__(self) -> str:  # never the keys themselves
@@ -118,7 +148,9 @@ class Keyring:
             keys_dir: the folder for the keys (created with mode 0700).
             kek_b64: the KEK from the environment; then no `kek.key` file is written.
             force: replace existing keys. Packages sealed under the old KEK become unreadable,
-                so this is for starting over, not for rotating (use `rotate`).
+                and so does the masking secret (it is replaced on first need: hashes and fakes
+                made before no longer join or unmask), so this is for starting over, not for
+                rotating (use `rotate`).
 
         Raises:
             SecurityError: keys exist already and `force` is false, or `kek_b64` is malformed.
@@ -139,7 +171,11 @@ class Keyring:
             _write_secret(keys_dir / _KEK, base64.b64encode(kek) + b"\n")
         _write_secret(keys_dir / _PRIVATE, signing.private_pem())
         _write_secret(keys_dir / _PUBLIC, signing.public.pem)
-        return cls(keys_dir, signing, kek, kek_from_env=kek_b64 is not None)
+        ring = cls(keys_dir, signing, kek, kek_from_env=kek_b64 is not None)
+        masking = keys_dir / _MASKING
+        if force and masking.is_file() and not ring.holds_kek_for(masking.read_bytes(), current_only=True):
+            masking.unlink()  # starting over: sealed under a KEK that is gone, it could never be opened again
+        return ring
 
     @classmethod
     def load(cls, keys_dir: Path, *, kek_b64: str | None = None) -> "Keyring":
@@ -189,16 +225,22 @@ class Keyring:
         `purge_retired_keks` is called after every sealed package has been re-wrapped; the
         returned keyring can unwrap data keys wrapped under either.
 
+        The masking secret (`masking.key`) is re-wrapped under the new KEK and never changed,
+        so keyed hashes and fakes made before the rotation still join and unmask.
+
         Args:
             new_kek_b64: the new KEK, required when the current one comes from the environment
                 (we cannot change the environment; set TRUSTFORGE_KEK to it afterwards).
 
         Raises:
-            SecurityError: the KEK comes from the environment and no new one was given.
+            SecurityError: the KEK comes from the environment and no new one was given; or
+                `masking.key` exists and cannot be opened (nothing is changed then).
         """
         if self._kek_from_env and not new_kek_b64:
             raise SecurityError("the key-encryption key comes from TRUSTFORGE_KEK; give the new one in TRUSTFORGE_NEW_KEK to rotate")
         new_kek = _decode_kek(new_kek_b64, "TRUSTFORGE_NEW_KEK") if new_kek_b64 else P.new_key()
+        # Open the masking secret before anything changes: a rotation must never orphan it.
+        secret = self._masking_secret(create=False) if (self.keys_dir / _MASKING).is_file() else None
         retired_dir = self.keys_dir / _RETIRED
         _make_dir(retired_dir)
         # Order matters for a crash half-way: first keep what verifies and unwraps old data.
@@ -215,10 +257,22 @@ class Keyring:
         signing = P.SigningKey.generate()
         _write_secret(self.keys_dir / _PRIVATE, signing.private_pem())
         _write_secret(self.keys_dir / _PUBLIC, signing.public.pem)
-        return Keyring(self.keys_dir, signing, new_kek, kek_from_env=bool(new_kek_b64), retired_keks=retired)
+        new = Keyring(self.keys_dir, signing, new_kek, kek_from_env=bool(new_kek_b64), retired_keks=retired)
+        if secret is not None:
+            # After the new KEK is in place; until then the old one (kept above) still opens it.
+            _write_secret(self.keys_dir / _MASKING, new.wrap_key(secret, _MASKING_AAD))
+            new._masking = secret
+        return new
 
     def purge_retired_keks(self) -> int:
-        """Forget earlier KEKs (after every sealed package was re-wrapped); returns how many."""
+        """Forget earlier KEKs (after every sealed package was re-wrapped); returns how many.
+
+        The masking secret is re-wrapped under the current KEK first if it is not already
+        (a rotation interrupted before it got there), so forgetting them never orphans it.
+        """
+        masking = self.keys_dir / _MASKING
+        if masking.is_file() and self._kek is not None and not self.holds_kek_for(masking.read_bytes(), current_only=True):
+            _write_secret(masking, self.wrap_key(self._masking_secret(create=False), _MASKING_AAD))  # type: ignore[arg-type]
         paths = sorted((self.keys_dir / _RETIRED).glob("kek-*.key"))
         for path in paths:
             path.unlink()
@@ -306,16 +360,86 @@ class Keyring:
         return self._kek
 
     def derive_key(self, purpose: str) -> bytes:
-        """A 256-bit key for one purpose (e.g. "pii-mask"), HKDF-SHA256 of the current KEK.
+        """A 256-bit key for one purpose (e.g. "pii-mask"), HKDF-SHA256 of the masking secret.
 
-        Deterministic: the same KEK and purpose give the same key (what keyed masking needs so
-        that joins and `unmask` work across runs); another purpose gives an unrelated key.
-        Rotating the KEK changes it, so data masked before a rotation unmask with the old KEK.
+        The masking secret is 256 random bits of this workspace, stored only wrapped by the KEK
+        in `masking.key` and created on first need. Deterministic: the same workspace and
+        purpose give the same key (what keyed masking needs so that joins and `unmask` work
+        across runs), also after `rotate` (which re-wraps the secret, never changes it);
+        another purpose or another workspace gives an unrelated key.
 
         Raises:
-            SecurityError: no KEK (the message says to set TRUSTFORGE_KEK or run `keys init`).
+            SecurityError: no KEK (the message says to set TRUSTFORGE_KEK or run `keys init`),
+                or `masking.key` cannot be opened with this keyring's KEKs.
         """
-        return P.derive_key(self._require_kek(), b"trustforge derived key v1\x00" + purpose.encode())
+        return P.derive_key(self._masking_secret(), b"trustforge masking key v2\x00" + purpose.encode())  # type: ignore[arg-type]
+
+    def _masking_secret(self, *, create: bool = True) -> bytes | None:
+        """The masking secret: opened from `masking.key`, or made (when `create`) if there is none."""
+        if self._masking is not None:
+            return self._masking
+        path = self.keys_dir / _MASKING
+        self._require_kek()
+        if not path.is_file():
+            if not create:
+                return None
+            _make_dir(self.keys_dir)
+            secret = P.new_key()
+            if not _create_secret(path, self.wrap_key(secret, _MASKING_AAD)):
+                return self._masking_secret(create=False)  # another process made it first: use theirs
+            self._masking = secret
+            return secret
+        _check_private(path)
+        self._masking = self._open_masking(path.read_bytes(), str(path))
+        return self._masking
+
+    def _open_masking(self, wrapped: bytes, where: str) -> bytes:
+        if not self.holds_kek_for(wrapped):
+            raise SecurityError(
+                f"{where}: the masking secret is wrapped under another key-encryption key (wrong TRUSTFORGE_KEK or keys folder?)"
+            )
+        try:
+            return self.unwrap_key(wrapped, _MASKING_AAD)
+        except SecurityError:
+            raise SecurityError(f"{where}: the masking secret failed authentication (changed, or not a masking secret)") from None
+
+    def export_masking_secret(self) -> bytes | None:
+        """The masking secret wrapped under the current KEK (for a backup); None when there is none yet."""
+        secret = self._masking_secret(create=False)
+        return None if secret is None else self.wrap_key(secret, _MASKING_AAD)
+
+    def import_masking_secret(self, wrapped: bytes, *, where: str, check_only: bool = False) -> bool:
+        """Take over a masking secret from `export_masking_secret` (a backup being restored).
+
+        Args:
+            wrapped: the wrapped secret; it must open with a KEK this keyring holds.
+            where: what to name in errors (the archive).
+            check_only: only check that it would be taken over; write nothing.
+
+        Returns:
+            True when the workspace had no masking secret and now has (or would have) this one;
+            False when it holds this very one already.
+
+        Raises:
+            SecurityError: it does not open, or the workspace holds a different masking secret
+                (hashes made under either would stop joining; nothing is replaced).
+        """
+        secret = self._open_masking(wrapped, where)
+        current = self._masking_secret(create=False)
+        if current is None and not check_only:
+            if not _create_secret(self.keys_dir / _MASKING, self.wrap_key(secret, _MASKING_AAD)):
+                current = self._masking_secret(create=False)
+            else:
+                self._masking = secret
+                return True
+        if current is None:
+            return True
+        if not hmac.compare_digest(current, secret):
+            raise SecurityError(
+                f"{where}: its masking secret differs from the one in {self.keys_dir / _MASKING}; data hashed or faked in "
+                "this workspace would stop joining and unmasking. If nothing was masked here yet, remove that file and restore again"
+            )
+        return False
 
     def holds_kek_for(self, wrapped: bytes, *, current_only: bool = False) -> bool:
         """True when this keyring holds the KEK that `wrapped` names (the current one, or any)."""
