@@ -29,6 +29,16 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/audit_append.py
 	$(BIN)/python bench/explain_cost.py
 	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/serve_flood.py
+	$(BIN)/python bench/quota_overhead.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/attacks.py
+	$(BIN)/python bench/ood.py
+	$(BIN)/python bench/pii.py
+	$(BIN)/python bench/expect.py
+	$(BIN)/python bench/label_issues.py
+	$(BIN)/python bench/mixed_inputs.py
+	$(BIN)/python bench/augment.py
 	$(BIN)/python bench/scenarios.py
 
 # The serving benchmark's peer (issue 13): MLServer in a venv of its own, since it pins another
