@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from _cli import run_main
 
-from trustforge.data import Expectations, check_raw, prepare
+from trustforge.data import Expectations, check_raw, expectations_of, prepare
 from trustforge.data._expect import Rule
 from trustforge.data._raw import RawData
 from trustforge.errors import DataError, SpecError
@@ -105,6 +105,19 @@ def test_policies_fail_warn_and_drop_row():
     assert kept.frame["code"].tolist() == ["AB-1"] and kept.rows.tolist() == [0]
     with pytest.raises(DataError, match="the table: has 5 rows; expected <= 4"):
         check_raw(declared({**policy, "rows": "drop_row"}), raw, where="in.csv")
+
+
+def test_row_count_bounds_check_the_training_table_not_a_batch_to_score():
+    ex = Expectations.declared(
+        load_spec({"data": {"source": "builtin:iris", "expect": {"rows": {"min": 500}, "policy": "fail"}}}).data.expect
+    )
+    one = RawData("table", "y", "test", frame=pd.DataFrame({"x": [1.0]}))
+    with pytest.raises(DataError, match="has 1 rows; expected >= 500"):
+        check_raw(ex, one, where="train.csv")
+    served = expectations_of({"expect": ex.to_json()})  # what predict and the server check
+    assert served.rows == (None, None)
+    kept, report = check_raw(served, one, where="request")
+    assert len(kept.frame) == 1 and not report.violations
 
 
 @pytest.mark.parametrize(

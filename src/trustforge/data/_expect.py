@@ -440,9 +440,14 @@ def fit_expectations(spec_expect: Any, pre: Any, train_frame: pd.DataFrame | Non
 
 
 def expectations_of(manifest: Mapping[str, Any]) -> Expectations | None:
-    """The expectations a package holds (None: the spec had no `data.expect`)."""
+    """The expectations a package holds, as inputs to predict and serve are checked against
+    them (None: the spec had no `data.expect`). The row-count bounds (`rows`) describe the
+    training table, not a batch to score: a one-row request is not a violation of `rows: {min:
+    500}`, so they are left out here."""
     d = manifest.get("expect")
-    return Expectations.from_json(d) if d else None
+    if not d:
+        return None
+    return replace(Expectations.from_json(d), rows=(None, None))
 
 
 def check_raw(ex: Expectations | None, raw: RawData, *, where: str, required: Iterable[str] | None = None) -> tuple[RawData, ExpectReport]:
