@@ -132,6 +132,35 @@ def test_conflicting_rows_are_counted_by_group_and_dropped_or_refused(tmp_path):
         prepare(_spec(path, target="label", conflicting="fail"))
 
 
+def test_rows_are_compared_without_id_like_and_dropped_columns_and_the_profile_says_which(tmp_path):
+    # Issue 16: every row has its own record_id, 30 rows copy another otherwise and 10 copy one with the other label.
+    # Compared with record_id, no row repeats; the profile itself names record_id as ID-like.
+    frame = load_breast_cancer(as_frame=True).frame
+    rng = np.random.default_rng(0)
+    source = rng.choice(len(frame), 40, replace=False)
+    conflicts = frame.iloc[source[30:]].assign(target=lambda f: 1 - f["target"])
+    data = pd.concat([frame, frame.iloc[source[:30]], conflicts]).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    data.insert(0, "record_id", np.arange(1, len(data) + 1))
+    data["batch_weight"] = rng.random(len(data))  # distinct on every row but not an input (data.drop)
+    path = tmp_path / "records.csv"
+    data.to_csv(path, index=False)
+    spec = load_spec(
+        {"name": "ids", "task": "classification", "data": {"source": f"csv:{path}", "target": "target", "drop": ["batch_weight"]}}
+    )
+    prepared = prepare(spec)
+    profile = prepared.profile
+    dup = profile["duplicates"]
+    assert (dup["exact"], dup["conflicting"], dup["conflicting_groups"]) == (30, 20, 10)
+    assert [e["column"] for e in dup["ignored_columns"]] == ["record_id"] == [e["column"] for e in profile["id_like"]]
+    across = dup["across_splits"]
+    assert (across["validation"]["removed"], across["test"]["removed"]) == (7, 13)  # found and removed, as the README says
+    assert any("compared without the ID-like column(s) 'record_id'" in n for n in profile["notes"])
+    # No held-out row repeats a training row once the id is set aside.
+    inputs = [c for c in data.columns if c not in ("record_id", "batch_weight", "target")]
+    seen = set(map(tuple, prepared.train_raw.frame[inputs].round(12).to_numpy().tolist()))
+    assert not seen & set(map(tuple, prepared.test_raw.frame[inputs].round(12).to_numpy().tolist()))
+
+
 def test_array_rows_find_exact_and_noisy_copies():
     images = load_digits().images[:200, None].astype(np.float32) / 16.0  # (N, 1, 8, 8) in [0, 1]
     assert len(np.unique(array_keys(images).near)) == 200  # distinct digits are not near copies of each other

@@ -12,6 +12,12 @@ Four findings, each with a policy of `drop`, `fail` or `warn`:
   split. A model can recall them rather than generalise, so the held-out score is inflated;
   the default removes them from the held-out side (training keeps its copy) and says how many.
 
+Rows are compared on the model's inputs: the schema's input columns (so not the target, nor
+the `data.drop` columns, which are no inputs), less the ID-like ones (`id_like`: a record
+number or code of its own on every row). An ID column would make every row distinct, hiding
+copies that differ only in it, and a model learns nothing from it that carries to new rows;
+the findings name the columns left out (`ignored_columns`).
+
 Rows are compared by a 64-bit hash of their inputs (pandas' `hash_pandas_object` for tables,
 BLAKE2b of the array bytes otherwise), so a finding costs one pass over the data and no
 pairwise comparison. We write this rather than take a deduplication library: the exact and
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +41,24 @@ from trustforge.data._schema import Schema
 from trustforge.data.features import feature_type
 from trustforge.errors import DataError
 
-__all__ = ["Duplicates", "RowKeys", "across_splits", "array_keys", "dedupe", "screen_duplicates", "table_keys"]
+__all__ = [
+    "ID_DISTINCT",
+    "Duplicates",
+    "RowKeys",
+    "across_splits",
+    "array_keys",
+    "dedupe",
+    "id_like",
+    "id_like_columns",
+    "screen_duplicates",
+    "table_keys",
+]
 
 log = logging.getLogger("trustforge.data")
 
 EXAMPLES = 10  # row numbers a finding lists at most
+ID_DISTINCT = 0.99  # share of distinct values among the present ones that makes a column ID-like
+_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key|index|record|row)s?$|^(id|uuid|guid)[_\W]|[a-z]Id$", re.IGNORECASE)
 MOST = 0.5  # share of a held-out split that repeats training above which `drop` keeps the repeats (see `across_splits`)
 
 
@@ -50,16 +70,66 @@ class RowKeys:
     inputs: np.ndarray  # int64 (N,)
     near: np.ndarray  # int64 (N,)
     labels: np.ndarray | None = None
+    ignored: tuple[tuple[str, str], ...] = ()  # (column, why) input columns left out of the comparison (ID-like)
 
     def subset(self, idx: np.ndarray) -> "RowKeys":
-        return RowKeys(self.inputs[idx], self.near[idx], None if self.labels is None else self.labels[idx])
+        return RowKeys(self.inputs[idx], self.near[idx], None if self.labels is None else self.labels[idx], self.ignored)
+
+
+def id_like(name: str, values: np.ndarray, distinct: int, n: int) -> str | None:
+    """Why a column is ID-like (None: it is not).
+
+    Args:
+        values: the column as `FeatureType.profile_values` gives it (float64 with NaN, or object labels).
+        distinct: its distinct present values; n: its present values.
+    """
+    if n < 20:
+        return None
+    ratio = distinct / n
+    if values.dtype == object:
+        text = pd.Series(values).dropna().astype(str)
+        codes = bool(len(text)) and bool((~text.str.contains(r"\s")).mean() >= 0.99)
+        if ratio >= ID_DISTINCT and codes:
+            return "every value distinct, short codes"
+    else:
+        present = values[~np.isnan(values)]
+        whole = bool(len(present)) and bool(np.all(present == np.round(present)))
+        if ratio >= ID_DISTINCT and whole:
+            # A count or an amount in whole units can be all distinct too; a numbering is dense or counts up.
+            if len(present) > 1 and np.all(np.diff(present) > 0):
+                return "every value a distinct whole number, counting up row by row"
+            if float(present.max() - present.min()) <= 2 * len(present):
+                return "every value a distinct whole number, densely numbered"
+    if ratio >= 0.9 and _ID_NAME.search(str(name)):
+        return "named like an id, values nearly all distinct"
+    return None
+
+
+def id_like_columns(frame: pd.DataFrame, schema: Schema) -> dict[str, str]:
+    """The schema's input columns that are ID-like, with why (see `id_like`)."""
+    out = {}
+    for c in schema.columns:
+        values = feature_type(c.kind).profile_values(frame[c.name])
+        if values is None:
+            continue
+        present = pd.Series(values).dropna() if values.dtype == object else pd.Series(values[~np.isnan(values)])
+        reason = id_like(c.name, values, int(present.nunique()), len(present))
+        if reason:
+            out[c.name] = reason
+    return out
 
 
 def table_keys(frame: pd.DataFrame, schema: Schema) -> RowKeys:
-    """Keys of a table's rows over its input columns; the normal form of each column is its feature type's."""
-    names = schema.input_names
-    near = pd.DataFrame({n: feature_type(c.kind).near_form(frame[n]).to_numpy() for n, c in zip(names, schema.columns)})
-    return RowKeys(_ids(_hash_rows(frame[names])), _ids(_hash_rows(near)))
+    """Keys of a table's rows over its input columns less the ID-like ones; the normal form of each column is its feature type's.
+
+    Where every input column is ID-like, all are compared (rows left with nothing to compare would all be copies).
+    """
+    ids = id_like_columns(frame, schema)
+    columns = [c for c in schema.columns if c.name not in ids] or list(schema.columns)
+    names = [c.name for c in columns]
+    ignored = tuple((c.name, ids[c.name]) for c in schema.columns if c.name not in names)
+    near = pd.DataFrame({c.name: feature_type(c.kind).near_form(frame[c.name]).to_numpy() for c in columns})
+    return RowKeys(_ids(_hash_rows(frame[names])), _ids(_hash_rows(near)), ignored=ignored)
 
 
 def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
@@ -119,6 +189,7 @@ class Duplicates:
     across_splits: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
+    ignored_columns: list[dict[str, str]] = field(default_factory=list)  # input columns left out of the comparison, and why
 
     def to_json(self) -> dict[str, Any]:
         if self.skipped:
@@ -126,6 +197,8 @@ class Duplicates:
         return {
             "policy": self.policy,
             "rows": self.rows,
+            "compared_on": "the model's input columns, less ID-like ones (data.drop columns are no inputs)",
+            "ignored_columns": self.ignored_columns,
             "exact": self.exact,
             "near": self.near,
             "conflicting": self.conflicting,
@@ -208,7 +281,12 @@ def screen_duplicates(
     if keys is None:
         return None, Duplicates(policy, skipped="rows of this kind of input are not compared")
     n = len(keys.inputs)
-    found = Duplicates(policy, rows=n)
+    found = Duplicates(policy, rows=n, ignored_columns=[{"column": c, "why": why} for c, why in keys.ignored])
+    if keys.ignored:
+        found._say(
+            f"rows compared without the ID-like column(s) {', '.join(repr(c) for c, _ in keys.ignored)}: "
+            "a value of its own on each row would hide copies (drop them from the model with data.drop)"
+        )
     labels = keys.labels if keys.labels is not None else np.zeros(n, dtype=object)
     label_ids = _ids(np.asarray(labels, dtype=object))
     exact = _later_copies(_pair(keys.inputs, label_ids))

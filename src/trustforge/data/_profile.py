@@ -15,7 +15,14 @@ target), the duplicate findings (`data._duplicates`), and three checks of the co
   into at most 20 bins (quantiles of the training split; a category is its own bin), each bin
   predicts its training majority class (or mean), and the score is measured on the held-out
   rows: the share of the gap between the majority class's accuracy and 1 that the column
-  closes (classification), or R² (regression). At or above `LEAK_SCORE` the column is named.
+  closes (classification), or R² (regression). A quantile bin can straddle the boundary
+  between the classes (a noisy copy of a 0/1 target scores 0.90 by bins alone), so a number
+  column of a classification target is also scored by two cut-point rules fitted on the
+  training split, and keeps the best of the three scores: the best single threshold (a
+  decision stump, two classes), and the runs of its sorted training values that share a
+  majority class, cut half-way between runs (any number of classes; one cut per class
+  boundary for a copy of the target, about a nearest-neighbour rule for a real measurement,
+  which scores lower out of sample). At or above `LEAK_SCORE` the column is named.
 
 The profile is computed on the data as training reads it, after any masking of personal data
 upstream, and prints no rare value: numeric ranges are means of the `K` lowest and highest
@@ -25,13 +32,13 @@ least `PROFILE_MIN_COUNT` rows (see `data.features`).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from trustforge.data._duplicates import Duplicates
+from trustforge.data._duplicates import id_like as _id_like
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.features import feature_type, label_strings
@@ -42,8 +49,6 @@ __all__ = ["LEAK_SCORE", "clip_profile", "grid_profile", "profile_columns", "pro
 LEAK_SCORE = 0.95  # a column alone closing this share of the gap to a perfect score is named as a likely leak
 BINS = 20  # bins a column is cut into for the leakage check
 ALMOST_CONSTANT = 0.99  # share of rows holding one value that makes a column almost constant
-ID_DISTINCT = 0.99  # share of distinct values among the present ones that makes a column ID-like
-_ID_NAME = re.compile(r"(^|[_\W])(id|uuid|guid|key|index|record|row)s?$|^(id|uuid|guid)[_\W]|[a-z]Id$", re.IGNORECASE)
 
 
 def profile_columns(frame: pd.DataFrame, schema: Schema) -> list[dict[str, Any]]:
@@ -212,29 +217,6 @@ def column_checks(frame: pd.DataFrame, schema: Schema, labels: np.ndarray | None
     }
 
 
-def _id_like(name: str, values: np.ndarray, distinct: int, n: int) -> str | None:
-    if n < 20:
-        return None
-    ratio = distinct / n
-    if values.dtype == object:
-        text = pd.Series(values).dropna().astype(str)
-        codes = bool(len(text)) and bool((~text.str.contains(r"\s")).mean() >= 0.99)
-        if ratio >= ID_DISTINCT and codes:
-            return "every value distinct, short codes"
-    else:
-        present = values[~np.isnan(values)]
-        whole = bool(len(present)) and bool(np.all(present == np.round(present)))
-        if ratio >= ID_DISTINCT and whole:
-            # A count or an amount in whole units can be all distinct too; a numbering is dense or counts up.
-            if len(present) > 1 and np.all(np.diff(present) > 0):
-                return "every value a distinct whole number, counting up row by row"
-            if float(present.max() - present.min()) <= 2 * len(present):
-                return "every value a distinct whole number, densely numbered"
-    if ratio >= 0.9 and _ID_NAME.search(str(name)):
-        return "named like an id, values nearly all distinct"
-    return None
-
-
 def _codes(values: np.ndarray, train: np.ndarray) -> np.ndarray:
     """Each value's bin: quantile bins of the training values for numbers (missing: its own bin), the value itself otherwise."""
     if values.dtype != object:
@@ -257,10 +239,15 @@ def _leak_score(values: np.ndarray, labels: np.ndarray, target: pd.Series, task:
         majority = int(np.bincount(y[train]).argmax())
         seen = counts.sum(axis=1) > 0
         guess = np.where(seen, counts.argmax(axis=1), majority)  # each bin's majority class in training
-        predicted, truth = guess[bins[held]], y[held]
-        acc = float((predicted == truth).mean())
+        truth = y[held]
         base = float((truth == majority).mean())
-        return float(max(0.0, (acc - base) / (1.0 - base))) if base < 1.0 else None
+        if base >= 1.0:
+            return None
+        guesses = [guess[bins[held]]]
+        if values.dtype != object:
+            guesses += _cut_guesses(values, y, train, held, majority)
+        acc = max(float((g == truth).mean()) for g in guesses)
+        return float(max(0.0, (acc - base) / (1.0 - base)))
     y = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
     ok_train = train[~np.isnan(y[train])]
     ok_held = held[~np.isnan(y[held])]
@@ -272,6 +259,44 @@ def _leak_score(values: np.ndarray, labels: np.ndarray, target: pd.Series, task:
     predicted, truth = means[bins[ok_held]], y[ok_held]
     total = float(np.square(truth - truth.mean()).sum())
     return float(max(0.0, 1.0 - float(np.square(truth - predicted).sum()) / total)) if total > 0 else None
+
+
+def _cut_guesses(values: np.ndarray, y: np.ndarray, train: np.ndarray, held: np.ndarray, majority: int) -> list[np.ndarray]:
+    """Held-out guesses of two cut-point rules fitted on the training values of a number column (classes `y` in [0, K)).
+
+    Runs: the sorted distinct training values, each labelled by its majority class, merged
+    where neighbours share a class and cut half-way between; a held-out value takes its run's
+    class. Stump (two classes): the one cut that classifies most training rows right, each side
+    taking its majority. A missing value takes the majority class of the missing training rows
+    (of all, if none). Cost: one sort of the training values.
+    """
+    k = int(y.max()) + 1
+    x_train, y_train = values[train], y[train]
+    ok = ~np.isnan(x_train)
+    if ok.sum() < 2:
+        return []
+    missing = np.bincount(y_train[~ok], minlength=k)
+    fill = int(missing.argmax()) if missing.sum() else majority
+    uniq, inverse = np.unique(x_train[ok], return_inverse=True)
+    counts = np.zeros((len(uniq), k))
+    np.add.at(counts, (inverse, y_train[ok]), 1)
+    x_held = values[held]
+    gone = np.isnan(x_held)
+
+    cls = counts.argmax(axis=1)
+    change = np.flatnonzero(cls[1:] != cls[:-1])
+    edges = (uniq[change] + uniq[change + 1]) / 2.0
+    run_class = cls[np.concatenate([[0], change + 1])]
+    runs = np.where(gone, fill, run_class[np.searchsorted(edges, np.nan_to_num(x_held), side="right")])
+    out = [runs]
+    if k == 2 and len(uniq) > 1:
+        left = np.cumsum(counts, axis=0)[:-1]  # rows at or below each candidate cut
+        right = counts.sum(axis=0) - left
+        best = int((left.max(axis=1) + right.max(axis=1)).argmax())
+        cut = (uniq[best] + uniq[best + 1]) / 2.0
+        stump = np.where(x_held <= cut, int(left[best].argmax()), int(right[best].argmax()))
+        out.append(np.where(gone, fill, stump))
+    return out
 
 
 def _check_notes(checks: dict[str, Any], task: str) -> list[str]:
