@@ -98,7 +98,6 @@ def test_keyed_policies_need_workspace_keys_and_unmask_is_for_admins(tmp_path, w
         (["mask", "ok.csv", "-o", "ok.csv"], "ok.csv: the output must not be the input file"),
         (["mask", "ok.csv", "-o", "out.jsonl"], "out.jsonl: the output must be the same kind of file as ok.csv (csv)"),
         (["mask", "ok.csv", "-o", "nowhere/out.csv"], "nowhere: folder not found (for out.csv)"),
-        (["mask", "ok.csv", "-o", "out.csv", "--policy", "blur"], "must be one of redact, tag, hash, fake; got 'blur'"),
         (["scan", "ok.csv", "--entities", "EMAIL,SHOE"], "unknown entity type 'SHOE'"),
     ],
 )
@@ -111,3 +110,108 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, workspace, args, messag
     code, out, err = run_main(*args, home=workspace, cwd=tmp_path)
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,hint",
+    [
+        (["--policy", "bogus"], "'--policy': must be one of redact, tag, hash, fake; got 'bogus'"),
+        (["--entity-policy", "EMAIL=blur"], "'--entity-policy': policy for EMAIL must be one of redact, tag, hash, fake; got 'blur'"),
+        (["--entity-policy", "SHOE=hash"], "'--entity-policy': unknown entity type 'SHOE'"),
+        (["--entity-policy", "EMAIL"], "'--entity-policy': expected TYPE=POLICY"),
+    ],
+)
+def test_a_bad_policy_is_a_usage_error_naming_the_option(tmp_path, workspace, extra, hint):
+    (tmp_path / "ok.csv").write_text("a\nx@example.com\n")
+    code, _, err = run_main("mask", "ok.csv", "-o", "out.csv", *extra, home=workspace, cwd=tmp_path)
+    assert code == 2 and hint in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_keys_and_headers_are_scanned_and_masked_and_never_printed(tmp_path, workspace):
+    src, dst = tmp_path / "keys.jsonl", tmp_path / "masked.jsonl"
+    src.write_text(json.dumps({"john.smith@gmail.com": {"13812345678": "ok"}, "mary@example.org": 1}) + "\n", encoding="utf-8")
+    planted = ["john.smith@gmail.com", "13812345678", "mary@example.org"]
+    code, out, _ = run_main("scan", src, "--json", home=workspace)
+    assert code == 0 and json.loads(out)["entities"] == {"CN_MOBILE": 1, "EMAIL": 2} and not any(v in out for v in planted), out
+    code, out, err = run_main("mask", src, "-o", dst, home=workspace)
+    assert code == 0 and "masked 3 value(s)" in out, (out, err)
+    # both email keys become <EMAIL>: kept unique, so no value is lost
+    assert json.loads(dst.read_text(encoding="utf-8")) == {"<EMAIL>": {"<CN_MOBILE>": "ok"}, "<EMAIL>#2": 1}
+
+    src, dst = tmp_path / "wide.csv", tmp_path / "wide_masked.csv"
+    src.write_text("id,john.smith@gmail.com,jane.doe@example.com\n1,a,b\n", encoding="utf-8")
+    for args in (("--json",), ()):
+        code, out, _ = run_main("scan", src, *args, home=workspace)
+        assert code == 0 and "john.smith@gmail.com" not in out and "jane.doe" not in out, out
+    assert "<column 2: EMAIL>" in out and "<column 3: EMAIL>" in out
+    code, out, _ = run_main("mask", src, "-o", dst, home=workspace)
+    assert code == 0 and "masked 2 value(s)" in out
+    assert list(pd.read_csv(dst).columns) == ["id", "<EMAIL>", "<EMAIL>#2"]
+
+
+def test_unmask_refuses_a_file_that_mask_fake_did_not_write(tmp_path, workspace):
+    src = tmp_path / "people.csv"
+    _write(src, "csv")
+    assert run_main("keys", "init", home=workspace).code == 0
+    code, _, err = run_main("unmask", src, "-o", tmp_path / "u.csv", home=workspace)  # the original data
+    assert code == 4 and err.count("\n") == 1 and "people.csv: refusing to unmask: no people.csv.tfmask.json" in err, err
+    assert not (tmp_path / "u.csv").exists()
+    assert run_main("mask", src, "-o", tmp_path / "f.csv", "--policy", "fake", home=workspace).code == 0
+    side = json.loads((tmp_path / "f.csv.tfmask.json").read_text())
+    assert side["policies"]["PERSON"] == "fake" and len(side["sha256"]) == 64 and not any(v in json.dumps(side) for v in PLANTED)
+    (tmp_path / "g.csv").write_text((tmp_path / "f.csv").read_text() + "Ann Lee,a@b.cn,13900000000,x\n")
+    (tmp_path / "g.csv.tfmask.json").write_text((tmp_path / "f.csv.tfmask.json").read_text())
+    code, _, err = run_main("unmask", tmp_path / "g.csv", "-o", tmp_path / "u.csv", home=workspace)
+    assert code == 4 and "the file changed since" in err and not (tmp_path / "u.csv").exists()
+    forged = {**side, "sha256": "0" * 64}
+    (tmp_path / "g.csv.tfmask.json").write_text(json.dumps(forged))
+    code, _, err = run_main("unmask", tmp_path / "g.csv", "-o", tmp_path / "u.csv", home=workspace)
+    assert code == 4 and "does not verify under this workspace's masking key" in err
+    # a later tag mask over the same output removes the sidecar: nothing left to unmask
+    assert run_main("mask", src, "-o", tmp_path / "f.csv", home=workspace).code == 0 and not (tmp_path / "f.csv.tfmask.json").exists()
+    code, out, _ = run_main("audit", "show", "--json", home=workspace)
+    assert sum(e["action"] == "unmask" and e["outcome"] == "error" for e in map(json.loads, out.splitlines())) == 3
+
+
+def test_keyed_mask_needs_a_principal_allowed_to_and_is_audited(tmp_path, workspace, monkeypatch):
+    src = tmp_path / "people.csv"
+    _write(src, "csv")
+    assert run_main("keys", "init", home=workspace).code == 0
+    for user, role in (("vic", "viewer"), ("tess", "trainer")):
+        assert run_main("users", "add", user, "--role", role, home=workspace).code == 0
+    tokens = {u: run_main("users", "token", u, home=workspace).stdout.strip() for u in ("vic", "tess")}
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", "tfk_bogus")
+    code, _, err = run_main("mask", src, "-o", tmp_path / "h.csv", "--policy", "hash", home=workspace)
+    assert code == 8 and "malformed" in err and not (tmp_path / "h.csv").exists()
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", tokens["vic"])
+    code, _, err = run_main("mask", src, "-o", tmp_path / "h.csv", "--policy", "fake", home=workspace)
+    assert code == 8 and "vic (role viewer) may not mask file:people.csv" in err and not (tmp_path / "h.csv").exists()
+    assert run_main("mask", src, "-o", tmp_path / "t.csv", home=workspace).code == 0  # tag: no secret, no principal needed
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", tokens["tess"])
+    assert run_main("mask", src, "-o", tmp_path / "h.csv", "--policy", "hash", home=workspace).code == 0
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, out, _ = run_main("audit", "show", "--json", home=workspace)
+    entries = [e for e in map(json.loads, out.splitlines()) if e["action"] == "mask"]
+    assert {(e["actor"], e["outcome"]) for e in entries} == {("vic", "denied"), ("tess", "ok")}
+    assert all(e["object"] == "file:people.csv" for e in entries)
+    assert str(tmp_path) not in out and not any(v in out for v in PLANTED)
+
+
+def test_mask_keeps_parquet_dtypes_and_line_endings(tmp_path, workspace):
+    src = tmp_path / "phones.parquet"
+    pd.DataFrame({"phone": [13812345678, 13987654321], "n": [1, 2]}).to_parquet(src, index=False)
+    assert run_main("keys", "init", home=workspace).code == 0
+    code, out, _ = run_main("mask", src, "-o", tmp_path / "f.parquet", "--policy", "fake", home=workspace)
+    fake = pd.read_parquet(tmp_path / "f.parquet")
+    assert code == 0 and "note:" not in out and str(fake["phone"].dtype) == "int64" and 13812345678 not in set(fake["phone"])
+    assert run_main("unmask", tmp_path / "f.parquet", "-o", tmp_path / "u.parquet", home=workspace).code == 0
+    assert pd.read_parquet(tmp_path / "u.parquet").equals(pd.read_parquet(src))
+    code, out, _ = run_main("mask", src, "-o", tmp_path / "h.parquet", "--policy", "hash", home=workspace)
+    assert code == 0 and "note: column phone became text (int64 before)" in out
+    assert pd.read_parquet(tmp_path / "h.parquet")["phone"].str.startswith("<CN_MOBILE:").all()
+
+    src = tmp_path / "notes.txt"
+    src.write_bytes(b"call 13812345678\r\nmail x@example.com\r\n")
+    assert run_main("mask", src, "-o", tmp_path / "m.txt", home=workspace).code == 0
+    assert (tmp_path / "m.txt").read_bytes() == b"call <CN_MOBILE>\r\nmail <EMAIL>\r\n"

@@ -21,8 +21,8 @@ from trustforge.secure._audit import AuditLog
 # either must be made to both on purpose.
 EXPECTED = {
     "viewer": {"read", "predict"},
-    "trainer": {"read", "register", "tag", "predict"},
-    "deployer": {"read", "tag", "alias", "serve", "predict"},
+    "trainer": {"read", "register", "tag", "predict", "mask"},
+    "deployer": {"read", "tag", "alias", "serve", "predict", "mask"},
     "admin": set(ACTIONS),
 }
 

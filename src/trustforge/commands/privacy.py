@@ -7,8 +7,16 @@ atomically (a temporary file, then a rename). The keyed policies (``hash``, ``fa
 HKDF-SHA256, purpose "pii-mask"; the secret is random, kept in keys/masking.key wrapped by the
 key-encryption key, and survives `keys rotate`), so every file masked in one workspace joins
 with the others, before and after a rotation.
+Keyed `mask` needs the ``mask`` action (trainer, deployer, admin; a viewer is refused, and so is
+a malformed or revoked token) and each one is audited (the policy and the file's name, never
+its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
+as an oracle. `redact` and `tag` use no secret: they are a local file operation like `sed` and
+need no principal. A keyed mask also writes `OUT.tfmask.json` (policies, key fingerprint, the
+output's SHA-256, under an HMAC with the masking key); `unmask` refuses a file without a sidecar
+that verifies, so original data is never "unmasked" into other plausible values.
 `unmask` needs the ``unmask`` action (admins, or the local workspace admin) and is written to
-the audit log. Library errors (`TrustForgeError`) propagate to the main command, which prints
+the audit log. Scan output never shows a detected value, not even in a header or a JSON key
+(`<column 3: EMAIL>`). Library errors (`TrustForgeError`) propagate to the main command, which prints
 them as one line.
 """
 
@@ -50,16 +58,38 @@ def _entities(value: Optional[str]) -> Optional[list[str]]:
     return [e.strip() for e in value.split(",") if e.strip()] if value else None
 
 
-def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
-    from trustforge.errors import DataError
+def _check_policy(value: str) -> str:
+    """--policy, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
+    from trustforge.privacy import POLICIES
 
+    if value not in POLICIES:
+        raise typer.BadParameter(f"must be one of {', '.join(POLICIES)}; got {value!r}")
+    return value
+
+
+def _check_entity_policy(items: list[str]) -> list[str]:
+    """--entity-policy TYPE=POLICY items, checked while parsing (exit 2 naming the option)."""
+    from trustforge.privacy import ENTITY_TYPES, POLICIES
+
+    for item in items:
+        kind, sep, value = item.partition("=")
+        kind, value = kind.strip().upper(), value.strip()
+        if not sep:
+            raise typer.BadParameter(f"expected TYPE=POLICY (e.g. EMAIL=hash); got {item!r}")
+        if kind not in ENTITY_TYPES:
+            raise typer.BadParameter(f"unknown entity type {kind!r}; expected one of {', '.join(ENTITY_TYPES)}")
+        if value not in POLICIES:
+            raise typer.BadParameter(f"policy for {kind} must be one of {', '.join(POLICIES)}; got {value!r}")
+    return items
+
+
+def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
+    """The masker's policy from --policy and --entity-policy (both checked by their callbacks)."""
     if not per_entity:
         return policy
     table = {"*": policy}
     for item in per_entity:
-        kind, sep, value = item.partition("=")
-        if not sep:
-            raise DataError(f"--entity-policy: expected TYPE=POLICY (e.g. EMAIL=hash); got {item!r}")
+        kind, _, value = item.partition("=")
         table[kind.strip().upper()] = value.strip()
     return table
 
@@ -92,27 +122,55 @@ def scan(
 def mask(
     file: Path = typer.Argument(..., help="a CSV, Parquet, JSON Lines (.jsonl) or text (.txt, .log, .md) file"),
     output: Path = typer.Option(..., "--output", "-o", help="the masked file (same kind; written atomically)"),
-    policy: str = typer.Option("tag", "--policy", help="redact | tag | hash | fake (hash and fake use the workspace key)"),
-    entity_policy: list[str] = typer.Option([], "--entity-policy", help="TYPE=POLICY for one entity type, e.g. EMAIL=hash; repeatable"),
+    policy: str = typer.Option(
+        "tag", "--policy", help="redact | tag | hash | fake (hash and fake use the workspace key)", callback=_check_policy
+    ),
+    entity_policy: list[str] = typer.Option(
+        [], "--entity-policy", help="TYPE=POLICY for one entity type, e.g. EMAIL=hash; repeatable", callback=_check_entity_policy
+    ),
     entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to mask (default: all)"),
 ) -> None:
-    """Mask personal data in a file into OUT: redact, type tag, keyed hash (joins still work) or keyed fake."""
+    """Mask personal data in a file into OUT: redact, type tag, keyed hash (joins still work) or keyed fake.
+
+    Keyed policies need the `mask` action (trainer and up), are audited, and write OUT.tfmask.json,
+    which `unmask` needs.
+    """
     from trustforge.privacy import Masker, mask_file
 
     policies = _policy(policy, entity_policy)
-    keyed = {policies} if isinstance(policies, str) else set(policies.values())
-    key = workspace_key(f"--policy {sorted(keyed & {'hash', 'fake'})[0]}") if keyed & {"hash", "fake"} else None
-    masker = Masker(policies, key=key, entities=_entities(entities))
-    report = mask_file(file, output, masker)
+    used = {policies} if isinstance(policies, str) else set(policies.values())
+    keyed = sorted(used & {"hash", "fake"})
+    if not keyed:
+        report = mask_file(file, output, Masker(policies, entities=_entities(entities)))
+    else:
+        from trustforge.commands.audit import open_workspace
+        from trustforge.secure import require
+
+        key = workspace_key(f"--policy {keyed[0]}")  # before the workspace opens: it must not make keys
+        obj = f"file:{file.name}"
+        with open_workspace() as (_access, audit, principal):  # a malformed or revoked token is refused here
+            require(principal, "mask", obj, audit)
+            masker = Masker(policies, key=key, entities=_entities(entities))
+            try:
+                report = mask_file(file, output, masker)
+            except Exception as exc:
+                audit.append(principal.name, "mask", obj, "error", {"policies": keyed, "error": type(exc).__name__})
+                raise
+            audit.append(principal.name, "mask", obj, "ok", {"policies": keyed, "rows": report.rows, "masked": report.total})
     counts = ", ".join(f"{k} {n}" for k, n in report.counts().items()) or "nothing found"
     out.print(f"masked {report.total} value(s) in {escape(file.name)} ({counts}) -> {escape(str(output))}", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        out.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def unmask(
     file: Path = typer.Argument(..., help="a file masked with --policy fake in this workspace"),
     output: Path = typer.Option(..., "--output", "-o", help="the restored file (same kind; written atomically)"),
 ) -> None:
-    """Turn `fake` values back into the originals (admins only; audited). Hashes, tags and redactions stay."""
+    """Turn `fake` values back into the originals (admins only; audited). Hashes, tags and redactions stay.
+
+    Refuses a file without a valid FILE.tfmask.json from `mask --policy fake` in this workspace.
+    """
     from trustforge.commands.audit import open_workspace
     from trustforge.privacy import unmask_file
     from trustforge.secure import require
@@ -120,6 +178,10 @@ def unmask(
     with open_workspace() as (_access, audit, principal):
         require(principal, "unmask", f"file:{file.name}", audit)
         key = workspace_key("unmask")
-        rows = unmask_file(file, output, key)
+        try:
+            rows = unmask_file(file, output, key)
+        except Exception as exc:
+            audit.append(principal.name, "unmask", f"file:{file.name}", "error", {"error": type(exc).__name__})
+            raise
         audit.append(principal.name, "unmask", f"file:{file.name}", "ok", {"rows": rows})
     out.print(f"unmasked {escape(file.name)} -> {escape(str(output))}", highlight=False, soft_wrap=True)

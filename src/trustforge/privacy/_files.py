@@ -1,27 +1,45 @@
 """Scan and mask files: CSV, Parquet, JSON Lines and plain text (what `trustforge scan/mask` read).
 
 CSV cells are read as text, exactly as written (leading zeros, an ID's trailing X), so a masked
-file differs from its source only where something was masked. JSON Lines: every string value,
-at any depth, is masked; keys and other values stay. Plain text is masked as one string. The
-output is written to a temporary file beside the target and renamed over it, so no reader sees
-half a file and a failure leaves no partial output.
+file differs from its source only where something was masked. CSV and Parquet headers are
+scanned and masked too (a masked header is kept unique with a `#2` suffix). JSON Lines: every
+string value and every object key, at any depth, is masked (keys kept unique the same way);
+other values stay. Plain text is masked as one string. Line endings (CRLF or LF) are kept; a
+Parquet number column keeps its dtype when its masked values still parse as it (else the report
+says it became text). The output is written to a temporary file beside the target and renamed
+over it, so no reader sees half a file and a failure leaves no partial output.
+
+Scan results never hold a detected value: a header or key that holds one is shown as
+`<column 3: EMAIL>` or `<key: EMAIL>`.
+
+A keyed mask (``hash`` or ``fake``) also writes `OUT.tfmask.json` beside the output: the
+policies, a fingerprint of the key, the SHA-256 of the output, all under an HMAC made with the
+masking key. `unmask_file` refuses a file without a sidecar that verifies under its key, that
+does not match the file, or that was not made with ``fake``, so original data is never
+"unmasked" into other plausible values.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from trustforge.errors import DataError
+from trustforge.errors import DataError, IntegrityError
 from trustforge.privacy._columns import classify_columns
 from trustforge.privacy._mask import Masker, MaskReport
 from trustforge.privacy._scan import scan_spans
 
-__all__ = ["file_kind", "scan_file", "mask_file", "unmask_file", "FILE_KINDS"]
+__all__ = ["file_kind", "scan_file", "mask_file", "unmask_file", "FILE_KINDS", "FileMaskReport", "sidecar_path", "SIDECAR_SUFFIX"]
+
+SIDECAR_SUFFIX = ".tfmask.json"
+_SIDECAR_FORMAT = "trustforge.mask.v1"
 
 FILE_KINDS = {
     ".csv": "csv",
@@ -47,6 +65,14 @@ def file_kind(path: Path) -> str:
     return kind
 
 
+def _newline(path: Path) -> str:
+    """The file's line ending: CRLF when its first line ends so, else LF."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    i = head.find(b"\n")
+    return "\r\n" if i > 0 and head[i - 1 : i] == b"\r" else "\n"
+
+
 def _read(path: Path) -> tuple[str, Any]:
     path = Path(path)
     kind = file_kind(path)
@@ -63,7 +89,7 @@ def _read(path: Path) -> tuple[str, Any]:
             import pandas as pd
 
             return kind, pd.read_parquet(path)
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # not read_text: it would turn CRLF into LF
         if kind == "text":
             return kind, text
         rows = []
@@ -86,14 +112,49 @@ def _read(path: Path) -> tuple[str, Any]:
         raise DataError(f"{path}: cannot be read as {kind} ({exc.__class__.__name__}: {str(exc)[:150]})") from None
 
 
-def _walk(value: Any, fn: Callable[[str, str], str], where: str) -> Any:
+def _unique(name: str, taken: set) -> str:
+    """`name`, or `name#2`, `name#3`, ... : the first not in `taken` (which it joins)."""
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}#{n}"
+    taken.add(out)
+    return out
+
+
+def _safe_key(key: str, types) -> str:
+    """A key as scan output may show it: `<key: EMAIL>` when it holds a detected value."""
+    kinds = sorted({k for k, _, _, _ in scan_spans(key, types)})
+    return f"<key: {', '.join(kinds)}>" if kinds else key
+
+
+def _walk(value: Any, fn: Callable[[str, str], str], where: str, key_fn: Callable[[str, str], str], name_fn: Callable[[str], str]) -> Any:
+    """`value` with `fn` applied to every string and `key_fn` to every object key, at any depth.
+
+    `where` is the path shown for a value (keys through `name_fn`, so never a detected value).
+    Masked keys are kept unique within their object.
+    """
     if isinstance(value, str):
         return fn(value, where)
     if isinstance(value, dict):
-        return {k: _walk(v, fn, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        taken: set[str] = set()
+        for k, v in value.items():
+            inner = f"{where}.{name_fn(k)}" if where else name_fn(k)
+            out[_unique(key_fn(k, inner), taken)] = _walk(v, fn, inner, key_fn, name_fn)
+        return out
     if isinstance(value, list):
-        return [_walk(v, fn, where) for v in value]
+        return [_walk(v, fn, where, key_fn, name_fn) for v in value]
     return value
+
+
+def _column_names(df, types) -> dict[Any, str]:
+    """Column -> the name scan output shows: `<column 3: EMAIL>` for a header holding a detected value."""
+    names = {}
+    for i, col in enumerate(df.columns, 1):
+        kinds = sorted({k for k, _, _, _ in scan_spans(col, types)}) if isinstance(col, str) else []
+        names[col] = f"<column {i}: {', '.join(kinds)}>" if kinds else str(col)
+    return names
 
 
 def scan_file(path: Path, entities=None) -> dict[str, Any]:
@@ -121,19 +182,23 @@ def scan_file(path: Path, entities=None) -> dict[str, Any]:
     if kind in ("csv", "parquet"):
         from trustforge.privacy._columns import text_values
 
-        personal = {c: t for c, t in classify_columns(data).items() if types is None or t in types}
+        names = _column_names(data, types)
+        found = {c: t for c, t in classify_columns(data).items() if types is None or t in types}
+        personal = {names[c]: t for c in data.columns for n, t in found.items() if str(c) == n}
         rows = len(data)
         for col in data.columns:
-            values = text_values(data[col], personal=str(col) in personal)
+            if isinstance(col, str):
+                count(col, names[col])  # the header itself
+            values = text_values(data[col], personal=str(col) in found)
             if values is None:
                 continue
             for value, n in values.value_counts(dropna=True).items():
                 for k, _, _, _ in scan_spans(value, types):
-                    columns.setdefault(str(col), Counter())[k] += int(n)
+                    columns.setdefault(names[col], Counter())[k] += int(n)
     elif kind == "jsonl":
         rows = len(data)
         for row in data:
-            _walk(row, count, "")
+            _walk(row, count, "", count, lambda k: _safe_key(k, types))
     else:
         rows = data.count("\n") + (1 if data and not data.endswith("\n") else 0)
         count(data, "text")
@@ -163,7 +228,51 @@ def _write_atomic(out: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def _transform(path: Path, out: Path, text_fn: Callable[[str, str], str], frame_fn: Callable[[Any], Any]) -> tuple[str, int]:
+def _headers(df, key_fn: Callable[[str, str], str], names: dict[Any, str]):
+    """`df` with `key_fn` applied to its text headers, kept unique (`#2`, `#3`, ...)."""
+    taken: set = set()
+    new = [_unique(key_fn(c, names[c]), taken) if isinstance(c, str) else c for c in df.columns]
+    if new != list(df.columns):
+        df = df.copy()
+        df.columns = new
+    return df
+
+
+def _keep_dtypes(before, after, names: dict[Any, str]) -> tuple[Any, list[str]]:
+    """Number columns of `before` turned into text in `after` cast back where every value still parses.
+
+    Returns the frame and a note per column that stays text.
+    """
+    import pandas as pd
+
+    notes = []
+    for i, (old, new) in enumerate(zip(before.columns, after.columns)):
+        dtype = before[old].dtype
+        if dtype.kind not in "iuf" or after[new].dtype == dtype:
+            continue
+        col = after.iloc[:, i]
+        parsed = pd.to_numeric(col, errors="coerce")
+        ok = parsed.notna() | col.isna()
+        if ok.all() and (dtype.kind == "f" or not col.isna().any()):
+            try:
+                cast = parsed.astype(dtype)
+                if (cast.astype(str) == col.astype(str)).all() or dtype.kind == "f":
+                    after.isetitem(i, cast)
+                    continue
+            except (TypeError, ValueError, OverflowError):
+                pass
+        notes.append(f"column {names[old]} became text ({dtype} before): its masked values are not numbers")
+    return after, notes
+
+
+def _transform(
+    path: Path,
+    out: Path,
+    text_fn: Callable[[str, str], str],
+    frame_fn: Callable[[Any], Any],
+    key_fn: Callable[[str, str], str],
+    types=None,
+) -> tuple[str, int, list[str]]:
     path, out = Path(path), Path(out)
     kind = file_kind(path)
     if file_kind(out) != kind:
@@ -171,32 +280,108 @@ def _transform(path: Path, out: Path, text_fn: Callable[[str, str], str], frame_
     if out.exists() and path.exists() and out.resolve() == path.resolve():
         raise DataError(f"{out}: the output must not be the input file")
     _, data = _read(path)
+    nl = _newline(path) if kind != "parquet" else "\n"
+    notes: list[str] = []
     if kind in ("csv", "parquet"):
+        names = _column_names(data, types)
         masked = frame_fn(data)
+        if kind == "parquet":
+            masked, notes = _keep_dtypes(data, masked, names)
+        masked = _headers(masked, key_fn, names)
         rows = len(masked)
         if kind == "csv":
-            _write_atomic(out, lambda p: masked.to_csv(p, index=False))
+            _write_atomic(out, lambda p: masked.to_csv(p, index=False, lineterminator=nl))
         else:
             _write_atomic(out, lambda p: masked.to_parquet(p, index=False))
     elif kind == "jsonl":
         rows = len(data)
-        lines = "".join(json.dumps(_walk(r, text_fn, ""), ensure_ascii=False) + "\n" for r in data)
-        _write_atomic(out, lambda p: p.write_text(lines, encoding="utf-8"))
+        lines = "".join(json.dumps(_walk(r, text_fn, "", key_fn, lambda k: _safe_key(k, types)), ensure_ascii=False) + nl for r in data)
+        _write_atomic(out, lambda p: p.write_bytes(lines.encode("utf-8")))
     else:
         masked_text = text_fn(data, "text")
         rows = data.count("\n")
-        _write_atomic(out, lambda p: p.write_text(masked_text, encoding="utf-8"))
-    return kind, rows
+        _write_atomic(out, lambda p: p.write_bytes(masked_text.encode("utf-8")))
+    return kind, rows, notes
 
 
-def mask_file(path: Path, out: Path, masker: Masker) -> MaskReport:
+# ---------------------------------------------------------------- the sidecar of a keyed mask
+
+
+def sidecar_path(out: Path) -> Path:
+    """Where the sidecar of a keyed mask of `out` lives: `OUT.tfmask.json` beside it."""
+    out = Path(out)
+    return out.with_name(out.name + SIDECAR_SUFFIX)
+
+
+def _fingerprint(key: bytes) -> str:
+    return hmac.new(key, b"tf-mask-key-fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def _mac(key: bytes, body: dict) -> str:
+    sub = hmac.digest(key, b"tf-mask-sidecar", hashlib.sha256)
+    return hmac.new(sub, json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), hashlib.sha256).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_sidecar(out: Path, policies: dict[str, str], key: bytes) -> None:
+    body = {"format": _SIDECAR_FORMAT, "policies": dict(sorted(policies.items())), "key": _fingerprint(key), "sha256": _sha256(out)}
+    text = json.dumps({**body, "mac": _mac(key, body)}, sort_keys=True, indent=1) + "\n"
+    _write_atomic(sidecar_path(out), lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _check_sidecar(path: Path, key: bytes) -> None:
+    """Refuse `path` unless its sidecar says (under `key`) it is this file as `mask --policy fake` wrote it.
+
+    Raises:
+        IntegrityError: no sidecar, a sidecar that does not verify (another workspace's key or
+            edited), a file changed since it was masked, or a mask without ``fake``.
+    """
+    side = sidecar_path(path)
+    what = f"{Path(path).name}: refusing to unmask"
+    if not side.is_file():
+        raise IntegrityError(
+            f"{what}: no {side.name} beside it, so nothing shows it was written by `trustforge mask --policy fake` in this "
+            "workspace (unmasking original data would replace its real values)"
+        )
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+        body = {k: doc[k] for k in ("format", "policies", "key", "sha256")}
+        mac = doc["mac"]
+    except (ValueError, KeyError, TypeError, OSError):
+        raise IntegrityError(f"{what}: {side.name} is not a TrustForge mask sidecar") from None
+    if body["format"] != _SIDECAR_FORMAT or not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, body)):
+        raise IntegrityError(f"{what}: {side.name} does not verify under this workspace's masking key (another workspace's, or edited)")
+    if _sha256(Path(path)) != body["sha256"]:
+        raise IntegrityError(f"{what}: the file changed since `trustforge mask` wrote it (its SHA-256 differs from {side.name})")
+    if "fake" not in dict(body["policies"]).values():
+        raise IntegrityError(f"{what}: it was masked without --policy fake, so there is nothing to turn back")
+
+
+@dataclass
+class FileMaskReport(MaskReport):
+    """`MaskReport` of a file, with `notes`: one line per change of format (a number column now text)."""
+
+    notes: list[str] = field(default_factory=list)
+
+
+def mask_file(path: Path, out: Path, masker: Masker) -> FileMaskReport:
     """Mask `path` into `out` (same kind of file), atomically; returns what was masked.
+
+    With a keyed masker (``hash``/``fake``) also writes `sidecar_path(out)`, which `unmask_file`
+    needs; otherwise removes a stale one.
 
     Raises:
         DataError: the input is missing, unreadable or unsupported; `out` is of another kind,
             is the input itself, or its folder does not exist.
     """
-    report = MaskReport()
+    report = FileMaskReport()
 
     def text_fn(text: str, where: str) -> str:
         masked, kinds = masker._mask(text)
@@ -206,12 +391,22 @@ def mask_file(path: Path, out: Path, masker: Masker) -> MaskReport:
                 col[k] = col.get(k, 0) + 1
         return masked
 
+    names: dict[Any, str] = {}
+
     def frame_fn(df):
+        names.update(_column_names(df, masker.types))
         masked, rep = masker.mask_frame(df)
-        report.columns, report.personal = rep.columns, rep.personal
+        shown = {str(c): names[c] for c in df.columns}
+        report.columns = {shown.get(c, c): v for c, v in rep.columns.items()}
+        report.personal = {shown.get(c, c): v for c, v in rep.personal.items()}
         return masked
 
-    _, report.rows = _transform(path, out, text_fn, frame_fn)
+    _, report.rows, report.notes = _transform(path, out, text_fn, frame_fn, text_fn, masker.types)
+    side = sidecar_path(out)
+    if masker._key is not None:
+        _write_sidecar(Path(out), masker.policies, masker._key)
+    else:
+        side.unlink(missing_ok=True)  # a sidecar of an earlier keyed mask no longer describes this file
     return report
 
 
@@ -219,8 +414,15 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
     """Turn ``fake`` values in `path` back into the originals with `key`, into `out`; returns rows.
 
     The caller checks who may (the CLI requires the ``unmask`` action).
+
+    Raises:
+        IntegrityError: `path` has no sidecar showing, under `key`, that `mask_file` wrote it
+            with ``fake`` (see `_check_sidecar`); nothing is written then.
+        DataError: as `mask_file`.
     """
     from trustforge.privacy._mask import unmask
+
+    _check_sidecar(Path(path), key)
 
     def text_fn(text: str, where: str) -> str:
         return unmask(text, key)
@@ -230,15 +432,16 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
         from trustforge.privacy._mask import FREE_FORM, unmask_value
 
         # Columns of names or addresses were masked cell by cell, whole (`Masker.mask_frame`): undone the same way.
-        whole = {c: t for c, t in classify_columns(df).items() if t in FREE_FORM}
+        personal = classify_columns(df)
+        whole = {c: t for c, t in personal.items() if t in FREE_FORM}
         out = df.copy()
         for col in df.columns:
-            values = text_values(df[col])
+            values = text_values(df[col], personal=str(col) in personal)
             if values is not None:
                 kind = whole.get(str(col))
                 undo = (lambda v: unmask_value(kind, v, key) if v.strip() else v) if kind else (lambda v: unmask(v, key))
                 mapping = {v: undo(v) for v in values.dropna().unique()}
                 out[col] = values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)
-        return out
+        return out  # `_transform` casts Parquet number columns back
 
-    return _transform(path, out, text_fn, frame_fn)[1]
+    return _transform(path, out, text_fn, frame_fn, text_fn)[1]

@@ -18,6 +18,7 @@ The policy (`POLICY`, read by `allowed`, the docs and the tests alike):
 | restore       |        |         |          |   x   | restore a backup                                |
 | audit_verify  |        |         |          |   x   | show and verify the audit log                   |
 | unmask        |        |         |          |   x   | turn masked personal data back (`unmask`)       |
+| mask          |        |    x    |    x     |   x   | keyed `mask` (`--policy hash` or `fake`)        |
 
 `predict` is every role's: whoever may read a model may load it and compute its predictions
 anyway, and the applications that call a served model need no right to promote or register one.
@@ -77,12 +78,13 @@ ACTIONS = (
     "restore",
     "audit_verify",
     "unmask",
+    "mask",
 )
 
 POLICY: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read", "predict"}),
-    "trainer": frozenset({"read", "register", "tag", "predict"}),
-    "deployer": frozenset({"read", "tag", "alias", "serve", "predict"}),
+    "trainer": frozenset({"read", "register", "tag", "predict", "mask"}),
+    "deployer": frozenset({"read", "tag", "alias", "serve", "predict", "mask"}),
     "admin": frozenset(ACTIONS),
 }
 
