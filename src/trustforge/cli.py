@@ -367,21 +367,23 @@ def predict(
 def _expect_input(model, raw, ids, where: str):
     """Check the package's data expectations on a table to predict on or evaluate (`data.expect`):
     one note per violation under warn, an error naming them under fail, rows left out under
-    drop_row (and their --id-column values with them); then a count per column. Returns the
+    drop_row (and their --id-column values with them); then a count per column (when there is
+    more than one, or rows were left out). Data that breaks nothing prints nothing. Returns the
     checked input, the ids and the report (None: the package has no expectations)."""
     from trustforge.data import check_raw, expectations_of
 
     ex = expectations_of(model.manifest)
     if ex is None:
         return raw, ids, None
-    required = [str(s.get("name")) for s in (model.manifest.get("signature") or {}).get("inputs") or [] if isinstance(s, dict)]
+    inputs = (model.manifest.get("signature") or {}).get("inputs") or []
+    required = [str(s.get("name")) for s in inputs if isinstance(s, dict) and not s.get("optional")]
     checked, report = check_raw(ex, raw, where=where, required=required)
     shown = report.lines(where)
     for line in shown[:50]:
         _note(line)
     if len(shown) > 50:
         _note(f"{where}: and {len(shown) - 50} more violations")
-    if report.violations:
+    if len(report.violations) > 1 or report.drop:  # one violation's line already names its column
         counts = ", ".join(f"{k} ({v})" for k, v in report.counts().items())
         dropped = f"; {_count(len(report.drop), 'row')} left out (drop_row)" if report.drop else ""
         _note(f"{_count(len(report.violations), 'expectation violation')} by column: {counts}{dropped}")

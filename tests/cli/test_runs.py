@@ -207,12 +207,14 @@ def test_compare_speed_column_prefers_the_predict_latency(tmp_path, home):
 def test_compare_shows_the_attack_budget_that_flips_a_prediction(tmp_path, home, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
     runs = []
-    for name, median in (("sturdy", 0.42), ("fragile", 0.05), ("unattacked", None)):
+    for name, median in (("sturdy", 0.42), ("fragile", 0.05), ("unattacked", None), ("resisted", "beyond")):
         run = tmp_path / "runs" / name
         shutil.copytree(home / "runs" / _named(home, "completed"), run)
         evidence = json.loads((run / "evidence.json").read_text())
         evidence.pop("robustness", None)
-        if median is not None:
+        if median == "beyond":  # most right rows resisted the largest budget: no median, but attacked
+            evidence["robustness"] = {"norm": "inf", "smallest_flip": {"attack": "pgd", "median": None, "beyond": 1.0, "rows": 40}}
+        elif median is not None:
             evidence["robustness"] = {"norm": "inf", "smallest_flip": {"attack": "pgd", "median": median}}
         (run / "evidence.json").write_text(json.dumps(evidence))
         runs.append(run)
@@ -225,6 +227,7 @@ def test_compare_shows_the_attack_budget_that_flips_a_prediction(tmp_path, home,
     assert header.split()[-2:] == ["ε", "(L∞)"], header
     assert re.search(r"\bsturdy\b.*\s0\.42$", out, re.MULTILINE) and re.search(r"\bfragile\b.*\s0\.05$", out, re.MULTILINE), out
     assert re.search(r"\bunattacked\b.*\s-$", out, re.MULTILINE), out
+    assert re.search(r"\bresisted\b.*\s> 1$", out, re.MULTILINE) and rows["resisted"]["robust_beyond"] == 1.0, out
     assert "flip ε: the median smallest attack budget" in " ".join(out.split())
 
 

@@ -45,7 +45,7 @@ def test_a_good_spec_passes_quietly(tmp_path, workspace):
     spec = write(tmp_path, wide_table(), {"target": "diagnosis"})
     code, out, err = run_main("validate", spec, home=workspace)
     assert code == 0 and err == "", err
-    assert "source: csv:" in out and "expect: null" in out
+    assert "source: csv:" in out and "infer: true" in out  # data.expect's default: inferred from training
 
 
 def test_a_missing_or_unreadable_file(tmp_path, workspace):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from _cli import run_main
 
-from trustforge.data import Expectations, check_raw, prepare
+from trustforge.data import Expectations, check_raw, expectations_of, prepare
 from trustforge.data._expect import Rule
 from trustforge.data._raw import RawData
 from trustforge.errors import DataError, SpecError
@@ -107,6 +107,19 @@ def test_policies_fail_warn_and_drop_row():
         check_raw(declared({**policy, "rows": "drop_row"}), raw, where="in.csv")
 
 
+def test_row_count_bounds_check_the_training_table_not_a_batch_to_score():
+    ex = Expectations.declared(
+        load_spec({"data": {"source": "builtin:iris", "expect": {"rows": {"min": 500}, "policy": "fail"}}}).data.expect
+    )
+    one = RawData("table", "y", "test", frame=pd.DataFrame({"x": [1.0]}))
+    with pytest.raises(DataError, match="has 1 rows; expected >= 500"):
+        check_raw(ex, one, where="train.csv")
+    served = expectations_of({"expect": ex.to_json()})  # what predict and the server check
+    assert served.rows == (None, None)
+    kept, report = check_raw(served, one, where="request")
+    assert len(kept.frame) == 1 and not report.violations
+
+
 @pytest.mark.parametrize(
     "kind, values, bad",
     [
@@ -192,12 +205,53 @@ def test_inferred_rules_come_from_the_fitted_feature_states(tmp_path):
     assert size.type == "numeric" and size.max_missing == 0.0
     train_sizes = data.train_raw.frame["size"]
     width = size.max - size.min
-    # the range summarises the K lowest/highest values (no single training value), widened by 10 % of its width
-    assert size.min < train_sizes.min() + 0.05 * width and size.max > train_sizes.max() - 0.05 * width
+    # the range holds every training value (from the K lowest/highest values' mean and spread: no single
+    # training value), widened by 10 % of its width
+    assert size.min < train_sizes.min() and size.max > train_sizes.max()
     assert size.min > train_sizes.min() - 0.2 * width
     assert inferred["city"].allowed == ("lyon", "nice", "paris")
     assert [r.column for r in ex.rules if r.origin == "declared"] == ["city"]
     assert data.expect_report.violations == []
+
+
+def test_expectations_are_inferred_by_default_and_null_or_infer_false_turns_them_off(tmp_path):
+    csv = tmp_path / "t.csv"
+    table().to_csv(csv, index=False)
+    raw = spec(csv, None)
+    del raw["data"]["expect"]  # a spec that says nothing about expectations
+    data = prepare(load_spec(raw))
+    ex = Expectations.from_json(data.expect)
+    assert {r.column for r in ex.rules} == {"size", "weight", "city"} and {r.origin for r in ex.rules} == {"inferred"}
+    assert ex.policy["range"] == "warn" and ex.model_types  # the type check stays the feature type's own refusal
+    assert data.expect_report is None  # nothing declared: nothing checked on the training data it was inferred from
+    assert prepare(load_spec(spec(csv, None))).expect is None
+    assert prepare(load_spec(spec(csv, {"infer": False}))).expect is None
+
+
+def test_inferred_ranges_hold_every_training_and_test_value_of_skewed_columns():
+    # breast cancer's columns are skewed: the means of the 20 extreme values alone leave 133 training values outside
+    data = prepare(load_spec({"task": "classification", "data": {"source": "builtin:breast_cancer"}}))
+    ex = Expectations.from_json(data.expect)
+    assert len(ex.rules) == 30 and ex.check(data.train_raw.frame).violations == []
+    train = data.train_raw.frame
+    for rule in ex.rules:  # no stored bound is a training value
+        assert not train[rule.column].isin([rule.min, rule.max]).any()
+    # its own test split: only row 153, a genuine outlier beyond the training range (2 of 3,420 values)
+    assert {v.row for v in ex.check(data.test_raw.frame, rows=data.test_raw.rows).violations} == {153}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"task": "classification", "data": {"source": "builtin:shapes"}},  # images
+        {"task": "classification", "data": {"source": "builtin:chinese_reviews"}},  # a text set
+        {"task": "forecasting", "data": {"source": "builtin:air_passengers"}},  # a series
+    ],
+    ids=["images", "text", "series"],
+)
+def test_inputs_without_table_columns_get_no_inferred_rules(raw):
+    data = prepare(load_spec({**raw, "model": {"kind": "mlp"}}))
+    assert data.expect is None and data.expect_report is None
 
 
 def test_training_checks_declared_rules_and_drops_rows(tmp_path):
@@ -309,3 +363,41 @@ def test_evaluate_checks_labelled_data(packages):
     code, stdout, stderr = run_main("evaluate", package, path, home=home)
     assert code == 0 and "row 1, column 'city'" in stderr and '"n": 40' in stdout
     assert '"expect_violations": 1' in stdout and '"expect_violations_by_column": {"city": 1}' in stdout
+
+
+def test_by_default_predict_is_quiet_on_ordinary_data_and_names_an_out_of_range_value(tmp_path):
+    """No `data.expect` in the spec: the training data and its own test split print no note; one value
+    outside the training range prints one line naming row and column; the server flags it by header."""
+    from prometheus_client import CollectorRegistry
+
+    from trustforge.pipeline import run
+    from trustforge.serve._expect import check_request, expect_counter
+    from trustforge.settings import Settings
+
+    csv = tmp_path / "train.csv"
+    table().to_csv(csv, index=False)
+    raw = spec(csv, None)
+    del raw["data"]["expect"]
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(json.dumps(raw))
+    home = tmp_path / "ws"
+    package = run(load_spec(raw), settings=Settings.from_env(home), progress=False, register=False).package
+    code, _, stderr = run_main("predict", package, csv, "-o", tmp_path / "p.csv", home=home)
+    assert code == 0 and "note" not in stderr, stderr
+    code, _, stderr = run_main("evaluate", package, spec_file, home=home)
+    assert code == 0 and "note" not in stderr, stderr
+    new = table(5, seed=3).drop(columns="label")
+    new.loc[2, "size"] = 250.0
+    new.to_csv(tmp_path / "new.csv", index=False)
+    code, _, stderr = run_main("predict", package, tmp_path / "new.csv", "-o", tmp_path / "q.csv", home=home)
+    notes = [s for s in stderr.splitlines() if s.startswith("note")]
+    assert code == 0 and len(notes) == 1 and "row 3, column 'size': '250.0' is outside" in notes[0], stderr
+
+    class Served:  # what the server's guard reads of a loaded model
+        manifest = json.loads((package / "manifest.json").read_text())
+
+    counter, model = expect_counter(CollectorRegistry()), Served()
+    ordinary = {"size": [10.0, 60.0], "weight": [9.5, 11.0], "city": ["paris", "nice"]}
+    assert check_request(counter, model, "m", ordinary) == {}
+    flagged = check_request(counter, model, "m", {**ordinary, "size": [10.0, 250.0]})
+    assert flagged == {"trustforge-expect-violations": "1", "trustforge-expect-columns": "size=1"}

@@ -2,9 +2,11 @@
 
 The figures: with 5 % of the training labels flipped (seeded), out-of-fold probabilities of the
 run's own model kind let the finder flag the flipped rows at precision and recall >= 0.8, the
-same as cleanlab's `find_label_issues` on the same probabilities (identical flags), and training
-without the flagged rows recovers at least half of the test accuracy the noise cost.
-`bench/label_issues.py` measures the same over several seeds.
+same as cleanlab's `find_label_issues` on the same probabilities (identical flags). On digits
+training without the flagged rows recovers at least half of the test accuracy the noise cost; on
+breast cancer it does not (0.30 over 140 splits), and the test holds detection only (see
+`test_breast_cancer_with_5_percent_flipped`).
+`bench/label_issues.py` measures the same over many seeds (`--resplit`: many splits).
 """
 
 from __future__ import annotations
@@ -91,10 +93,33 @@ def _holds(f: dict[str, float]) -> None:
     assert f["dropped"] - f["noisy"] >= 0.5 * (f["clean"] - f["noisy"]), f
 
 
+def _found_on_its_own_split(name: str, seed: int) -> dict[str, float]:
+    # As `bench/label_issues.py --resplit`: the seed draws the train/test split and the model's
+    # seed (1000 + seed) and the flips.
+    spec = load_spec(ROOT / SPECS[name])
+    spec.train.seed = 1000 + seed
+    data = prepare(spec)
+    noisy, truth = flip_labels(spec, data, 0.05, seed)
+    epochs = min(spec.train.max_epochs, DEFAULT_MAX_EPOCHS)
+    proba = cross_fit(spec, noisy, task_of(spec), noisy.train, folds=spec.data.clean.folds, epochs=epochs)
+    labels = noisy.train.target.numpy()
+    p, r = precision_recall(find_label_issues(labels, proba).mask, truth)
+    cp, cr = precision_recall(_cleanlab(labels, proba), truth)
+    return {"P": p, "R": r, "cP": cp, "cR": cr}
+
+
 def test_breast_cancer_with_5_percent_flipped():
-    # Seed 0: 23 of 455 training labels flipped; flagged 21 at P 0.905, R 0.826; test accuracy
-    # 0.982 clean, 0.974 noisy, 0.982 without the flagged rows (bench/label_issues.py).
-    _holds(_found_and_recovered("breast_cancer", 0))
+    # Detection only, on three splits of their own. bench/label_issues.py --resplit --seeds 0-139
+    # (140 splits): precision 0.84 and recall 0.86 on average, a fifth of single splits under 0.8
+    # (so one split is no test of the mean); the mean of three is >= 0.75 on 99.4 % of 5,000
+    # random triples of those splits. Recovery is not asserted here because it does not hold and
+    # a few splits cannot measure it: 5 % noise costs the MLP 0.0048 +- 0.0011 of test accuracy
+    # (half a row of 114), and dropping the flagged rows wins back 0.30 of it (90 % interval
+    # -0.07 to 0.57; README "Label errors").
+    found = [_found_on_its_own_split("breast_cancer", seed) for seed in (0, 1, 2)]
+    for f in found:  # the same flags as cleanlab's on the same probabilities
+        assert (f["P"], f["R"]) == (f["cP"], f["cR"]), f
+    assert np.mean([f["P"] for f in found]) >= 0.75 and np.mean([f["R"] for f in found]) >= 0.75, found
 
 
 @pytest.mark.slow

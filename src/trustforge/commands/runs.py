@@ -317,7 +317,7 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         show_threshold = len({r["threshold"] for r in ranked}) > 1
         thresholds_shown = thresholds_shown or show_threshold
         # The attack column only where a ranked run was attacked; budgets of different norms are not comparable.
-        norms = {r["robust_norm"] for r in ranked if r["robust_median_flip"] is not None}
+        norms = {r["robust_norm"] for r in ranked if r["robust_median_flip"] is not None or r.get("robust_beyond") is not None}
         show_robust = bool(norms)
         robust_shown = robust_shown or show_robust
         cells = []
@@ -334,7 +334,7 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
                 _fmt(r["parameters"], ","),
             ]
             if show_robust:
-                flip = _fmt(r["robust_median_flip"], ".3g")
+                flip = _fmt(r["robust_median_flip"], ".3g") if r.get("robust_beyond") is None else "> " + _fmt(r["robust_beyond"], ".3g")
                 row.append(flip + (f" ({_NORMS.get(r['robust_norm'], r['robust_norm'])})" if len(norms) > 1 and flip != "-" else ""))
             if show_threshold:
                 row.insert(3, _fmt(r["threshold"], ".3g"))
@@ -362,7 +362,8 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
             + ". KiB: package size."
             + (
                 " flip ε: the median smallest attack budget that flips a prediction the run got right"
-                " (robustness.smallest_flip; larger is sturdier, comparable only on the same data and norm)."
+                " (robustness.smallest_flip; larger is sturdier, comparable only on the same data and norm;"
+                " > ε: most rows resisted the largest budget swept)."
                 if robust_shown
                 else ""
             )

@@ -230,9 +230,13 @@ def check_data(
     raw, protection = protect(raw, spec.data.protect, key=key)
     d = spec.data
     declared = Expectations.declared(d.expect) if d.expect is not None else None
+    if declared is not None and declared.empty:  # the default `{}`: nothing declared, only what training shows
+        declared = None
     # The declared expectations, on the whole (already protected) table before the split: their
-    # findings quote values, so they must never see personal data.
+    # findings quote values, so they must never see personal data. The inferred ones come from
+    # the training split itself, so they are not checked on it.
     raw, expect_report = check_raw(declared, raw, where=where or raw.origin)
+    expect_report = expect_report if declared is not None else None
     own = _spec_kind(spec).prepare(spec, raw)
     if own is not None:  # a series split by time, interactions held out per user: the declared expectations only
         check_declared(spec.data.augment, frozenset(), f"{_spec_kind(spec).name} input")
@@ -330,4 +334,5 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
 
 
 def _saved(ex: Expectations | None) -> dict | None:
-    return ex.to_json() if ex is not None else None
+    """What the package keeps (None: no rule at all, e.g. images, text sets or a series: no `expect` in the manifest)."""
+    return ex.to_json() if ex is not None and not ex.empty else None

@@ -2,11 +2,13 @@
 
 A rule says what one column's values must look like (type, range, allowed values, pattern,
 largest missing fraction, uniqueness); a table has row-count bounds and unique keys. The
-declared rules come from the spec; with `infer` on, the training split adds a rule per input
-column from its fitted feature state (`FeatureType.observed`: a numeric column's range, widened
-by `tolerance` times its width; a category column's values; no more missing values than
-training had, plus `tolerance`). Both are saved in the package (`manifest["expect"]`) and
-checked again at `predict`, `evaluate` and in the server.
+declared rules come from the spec; with `infer` on (the default: `data.expect` is `{}` unless
+the spec says `null`), the training split adds a rule per input column from its fitted feature
+state (`FeatureType.observed`: a numeric column's range, made to hold every training value by
+`_covering_range` and widened by `tolerance` times its width; a category column's values; no
+more missing values than training had, plus `tolerance`). Both are saved in the package
+(`manifest["expect"]`; nothing when there is no rule, as for images or a series) and checked
+again at `predict`, `evaluate` and in the server.
 
 Each check has a policy: `fail` (stop, naming every violation), `warn` (one line per
 violation naming row and column, then go on; a value of the wrong type is read as missing),
@@ -33,6 +35,7 @@ import pandas as pd
 from trustforge.data._raw import RawData
 from trustforge.data._sources import did_you_mean
 from trustforge.data.features import feature_type, label_strings
+from trustforge.data.features.numeric import K as _K
 from trustforge.errors import DataError
 
 __all__ = [
@@ -164,6 +167,9 @@ class Expectations:
     keys: tuple[tuple[str, ...], ...] = ()
     policy: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
     tolerance: float = 0.1
+    # The type check of inferred rules is left to the feature types (see `_deferred`): true
+    # unless `data.expect.policy` sets the type check's policy.
+    model_types: bool = False
 
     @classmethod
     def declared(cls, spec: Any) -> "Expectations":
@@ -189,7 +195,13 @@ class Expectations:
             for name, c in spec.columns.items()
         )
         rows = (spec.rows.min, spec.rows.max) if spec.rows is not None else (None, None)
-        return cls(rules, rows, tuple(tuple(k) for k in spec.unique), policy, spec.tolerance)
+        model_types = not isinstance(spec.policy, str) and "type" not in spec.policy
+        return cls(rules, rows, tuple(tuple(k) for k in spec.unique), policy, spec.tolerance, model_types)
+
+    @property
+    def empty(self) -> bool:
+        """No rule, row bound or key: nothing to check."""
+        return not self.rules and self.rows == (None, None) and not self.keys
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -198,6 +210,7 @@ class Expectations:
             "keys": [list(k) for k in self.keys],
             "policy": dict(self.policy),
             "tolerance": self.tolerance,
+            "model_types": self.model_types,
         }
 
     @classmethod
@@ -208,7 +221,14 @@ class Expectations:
             policy = {**DEFAULT_POLICY, **dict(d.get("policy") or {})}
             if set(policy) - set(CHECKS) or set(policy.values()) - set(POLICIES):
                 raise ValueError(f"unknown checks or policies in {policy}")
-            return cls(rules, (rows[0], rows[1]), tuple(tuple(k) for k in d.get("keys", [])), policy, float(d.get("tolerance", 0.1)))
+            return cls(
+                rules,
+                (rows[0], rows[1]),
+                tuple(tuple(k) for k in d.get("keys", [])),
+                policy,
+                float(d.get("tolerance", 0.1)),
+                d.get("model_types") is True,
+            )
         except (TypeError, ValueError, AttributeError, IndexError) as exc:
             raise DataError(f"the package's data expectations cannot be read ({str(exc)[:120]})") from None
 
@@ -243,7 +263,7 @@ class Expectations:
             )
         for rule in self.rules:
             if rule.column not in frame.columns:
-                if need is None or rule.column in need:
+                if (need is None or rule.column in need) and not _deferred(self, rule):
                     policy = self.policy_of("type", rule)
                     report.violations.append(
                         Violation(
@@ -288,7 +308,7 @@ def _check_column(ex: Expectations, rule: Rule, col: pd.Series, place: Any, repo
     name = rule.column
     present = col.notna().to_numpy()
     ok_type = np.ones(len(col), dtype=bool)
-    if rule.type is not None:
+    if rule.type is not None and not _deferred(ex, rule):
         ok_type = feature_type(rule.type).conforms(col) | ~present
         bad = ~ok_type
         if bad.any():
@@ -334,6 +354,14 @@ def _check_column(ex: Expectations, rule: Rule, col: pd.Series, place: Any, repo
     if rule.unique:
         dup = (col.duplicated(keep="first") & col.notna()).to_numpy()
         _per_row(ex, "unique", rule, name, dup, col, place, report, "repeats an earlier row's value")
+
+
+def _deferred(ex: Expectations, rule: Rule) -> bool:
+    """Whether an inferred rule leaves its type check to the model: unless `data.expect.policy`
+    sets the type check's policy, the feature type refuses a value it cannot read (or an absent
+    column) itself, naming row and column and how to write it (an ISO 8601 date, a number
+    without stray text), as it did before expectations were inferred by default."""
+    return rule.origin == "inferred" and ex.model_types
 
 
 def _per_row(
@@ -430,6 +458,8 @@ def fit_expectations(spec_expect: Any, pre: Any, train_frame: pd.DataFrame | Non
         seen = ftype.observed(state)
         lo, hi = seen.get("min"), seen.get("max")
         if lo is not None and hi is not None:
+            if name in train_frame.columns:  # a range that holds every training value, not just the typical ones
+                lo, hi = _covering_range(train_frame[name], lo, hi)
             pad = tol * (hi - lo)
             lo, hi = lo - pad, hi + pad
         allowed = tuple(_canon_values(seen["allowed"])) if "allowed" in seen else None
@@ -439,10 +469,37 @@ def fit_expectations(spec_expect: Any, pre: Any, train_frame: pd.DataFrame | Non
     return declared.merged(Expectations(tuple(inferred)))
 
 
+def _covering_range(col: pd.Series, low: float, high: float) -> tuple[float, float]:
+    """Bounds that hold every training value of a numeric column, from aggregates of `K` rows
+    only (as the feature state, the package keeps no single training value): the mean of the
+    `K` lowest (highest) values less (plus) sqrt(K - 1) times their standard deviation. By
+    Samuelson's inequality no value of a sample lies further than sqrt(n - 1) standard
+    deviations from its mean, so the bounds hold the least and the greatest value; the means
+    of the `K` extremes alone (the state's `low`, `high`) leave the tails of a skewed column
+    outside, and `predict` on the training data itself would warn. `low`, `high`: the state's
+    range, kept when the column holds no number."""
+    flags = np.fromiter((isinstance(v, (bool, np.bool_)) for v in col.to_numpy()), dtype=bool, count=len(col))
+    values = pd.to_numeric(col.where(~flags, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    v = np.sort(values[np.isfinite(values)])
+    if not len(v):
+        return low, high
+    k = min(_K, len(v))
+    spread = math.sqrt(k - 1)
+    bottom, top = v[:k], v[-k:]
+    lo = float(bottom.mean() - spread * bottom.std())
+    hi = float(top.mean() + spread * top.std())
+    return min(lo, low), max(hi, high)
+
+
 def expectations_of(manifest: Mapping[str, Any]) -> Expectations | None:
-    """The expectations a package holds (None: the spec had no `data.expect`)."""
+    """The expectations a package holds, as inputs to predict and serve are checked against
+    them (None: the spec had no `data.expect`). The row-count bounds (`rows`) describe the
+    training table, not a batch to score: a one-row request is not a violation of `rows: {min:
+    500}`, so they are left out here."""
     d = manifest.get("expect")
-    return Expectations.from_json(d) if d else None
+    if not d:
+        return None
+    return replace(Expectations.from_json(d), rows=(None, None))
 
 
 def check_raw(ex: Expectations | None, raw: RawData, *, where: str, required: Iterable[str] | None = None) -> tuple[RawData, ExpectReport]:

@@ -69,7 +69,8 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     latency_p50_ms and latency_source ("speed.predict.p50_ms", Model.predict on one row, or
     the older forward-pass key), package_bytes, parameters, robust_median_flip and robust_norm
     (the median smallest attack budget that flips a correct prediction, and the attack's norm;
-    None when the run was not attacked), and note: why the run is not
+    None when the run was not attacked), robust_beyond (the largest budget swept, when more than
+    half the right rows resisted it, so the median lies beyond it; else None), and note: why the run is not
     ranked (None when it is).
 
     Raises:
@@ -294,7 +295,10 @@ def _robustness(evidence: dict[str, Any]) -> dict[str, Any]:
     rob = evidence.get("robustness") if isinstance(evidence.get("robustness"), dict) else {}
     flip = rob.get("smallest_flip") if isinstance(rob.get("smallest_flip"), dict) else {}
     norm = rob.get("norm")
-    return {"robust_norm": None if norm is None else str(norm), "robust_median_flip": num(flip.get("median"))}
+    median = num(flip.get("median"))
+    # More than half the right rows resisted the largest budget swept: the median lies beyond it.
+    beyond = num(flip.get("beyond")) if median is None and (flip.get("rows") or 0) > 0 else None
+    return {"robust_norm": None if norm is None else str(norm), "robust_median_flip": median, "robust_beyond": beyond}
 
 
 def _note(row: dict[str, Any], status: dict[str, Any], metrics: Any) -> str | None:

@@ -55,7 +55,8 @@ class ExpectGuard:
         except KeyError:
             pass
         ex = expectations_of(model.manifest)
-        inputs = [str(s.get("name")) for s in (model.manifest.get("signature") or {}).get("inputs") or [] if isinstance(s, dict)]
+        entries = (model.manifest.get("signature") or {}).get("inputs") or []
+        inputs = [str(s.get("name")) for s in entries if isinstance(s, dict) and not s.get("optional")]  # optional ones may be absent
         guard = cls(ex, inputs) if ex is not None else None
         _GUARDS[model] = guard
         return guard

@@ -486,6 +486,8 @@ class ExpectSpec(_Strict):
     check with a policy: `fail` (stop; the server answers 400), `warn` (one line per violation
     naming row and column; the server flags), `drop_row` (leave the row out; the server
     answers 400, as a response cannot lose rows). Default policies: type fail, the rest warn.
+    The section is there by default (`{}`: every table run infers and checks what its training
+    split showed); `data.expect: null` or `{infer: false}` infers nothing.
 
     columns: per column rules (see `ColumnExpectSpec`). rows: row-count bounds. unique: keys
     (lists of columns) no two rows may share. infer: also expect what training saw: each
@@ -547,7 +549,11 @@ class DataSpec(_Strict):
     )
     text: TextSpec | None = Field(None, description="a text column as the input (modality text); builtin text sets need none")
     protect: ProtectSpec = Field(default_factory=ProtectSpec, description="personal data: off | mask | hash | drop | fail")
-    expect: ExpectSpec | None = Field(None, description="expectations on the data (types, ranges, values, missing, keys); null: none")
+    expect: ExpectSpec | None = Field(
+        default_factory=ExpectSpec,
+        description="expectations on the data (types, ranges, values, missing, keys); by default inferred from the training split "
+        "and checked under warn; null or {infer: false}: none inferred",
+    )
     clean: CleanSpec = Field(default_factory=CleanSpec)
 
     @field_validator("features")
