@@ -102,6 +102,12 @@ def write_spec(tmp_path, frame: pd.DataFrame, data: dict, **top) -> object:
     return spec
 
 
+def same_as_train(spec, workspace, code: int, err: str) -> None:
+    """`train` refuses the spec before fitting (cheap), with validate's exit status and last line."""
+    trained, _, train_err = run_main("train", spec, home=workspace)
+    assert (trained, train_err.strip().splitlines()[-1]) == (code, err.strip().splitlines()[-1])
+
+
 def test_data_protect_is_applied_before_the_columns_are_typed(tmp_path, workspace):
     spec = write_spec(tmp_path, people(), {"target": "label", "protect": {"pii": "mask"}})
     code, out, err = run_main("validate", spec, home=workspace)
@@ -110,6 +116,7 @@ def test_data_protect_is_applied_before_the_columns_are_typed(tmp_path, workspac
     code, _, err = run_main("validate", spec, home=workspace)
     assert code == DataError.exit_code and "'name'" in err and "PERSON" in err, err  # train's refusal, not the id error
     assert "like an id" not in err
+    same_as_train(spec, workspace, code, err)
 
 
 def test_data_protect_hash_is_checked_with_a_throwaway_key(tmp_path, workspace):
@@ -125,6 +132,7 @@ def test_a_misspelt_protect_column_says_did_you_mean(tmp_path, workspace):
     spec = write_spec(tmp_path, frame, {"target": "label", "protect": {"pii": "mask", "columns": ["emial", "name"]}})
     code, _, err = run_main("validate", spec, home=workspace)
     assert code == DataError.exit_code and "no column 'emial' (data.protect.columns); did you mean 'email'?" in err, err
+    same_as_train(spec, workspace, code, err)
 
 
 def numbers(n: int = 80, seed: int = 0) -> pd.DataFrame:
@@ -151,6 +159,7 @@ def test_an_augmentation_no_input_reads_is_refused(tmp_path, workspace, frame, d
     spec = write_spec(tmp_path, frame(), data, task=task)
     code, _, err = run_main("validate", spec, home=workspace)
     assert code != 0 and f"data.augment.{field}: no input of this data reads it" in err, err
+    same_as_train(spec, workspace, code, err)
 
 
 PRIVATE = {"privacy": {"epsilon": 3.0}, "max_epochs": 1}
@@ -169,6 +178,7 @@ def test_what_train_refuses_before_fitting_validate_refuses(tmp_path, workspace,
     code, _, err = run_main("validate", spec, home=workspace)
     assert code != 0 and message in err, err
     assert not (workspace / "runs").exists()
+    same_as_train(spec, workspace, code, err)
 
 
 def test_exact_duplicates_under_fail_are_refused(tmp_path, workspace):
@@ -177,6 +187,7 @@ def test_exact_duplicates_under_fail_are_refused(tmp_path, workspace):
     spec = write_spec(tmp_path, copies, {"target": "y", "duplicates": {"exact": "fail"}})
     code, _, err = run_main("validate", spec, home=workspace)
     assert code == DataError.exit_code and "duplicate" in err, err
+    same_as_train(spec, workspace, code, err)
     spec = write_spec(tmp_path, frame, {"target": "y", "duplicates": {"exact": "fail"}})  # no copies: passes
     code, _, err = run_main("validate", spec, home=workspace)
     assert code == 0, err
