@@ -134,8 +134,10 @@ def validate(
 ) -> None:
     """Check a spec and print its normalised form (every default filled in).
 
-    Unless --no-data, also read the data without training: the file exists and parses, the
-    target exists, the columns can be typed, data.expect holds and the split is feasible.
+    Unless --no-data, also read the data and run every check train runs before fitting a model
+    (the same code): the file exists and parses, the target exists, data.protect, data.expect,
+    the columns can be typed, data.duplicates, the split is feasible, data.augment and
+    data.clean fit the data and the task.
     """
     from trustforge.data import source_input_kind
     from trustforge.spec import load_spec, spec_to_yaml
@@ -143,9 +145,11 @@ def validate(
     s = load_spec(spec)
     if not no_data:
         from trustforge.data import validate_data
+        from trustforge.evaluate import task_of
         from trustforge.settings import Settings
 
-        for line in validate_data(s, cache_dir=Settings.from_env().cache_dir):
+        # The same checks train runs before it fits a model (`data.check_data`); `pii: hash` with a throwaway key
+        for line in validate_data(s, cache_dir=Settings.from_env().cache_dir, probabilities=task_of(s).probabilities):
             _note(line)
     if _names_no_model(spec):  # say which model the kind of input picked (a YAML comment keeps the output valid)
         sys.stdout.write(

@@ -80,3 +80,114 @@ def test_an_expectation_on_a_misspelt_column_names_the_closest(tmp_path, workspa
     spec = write(tmp_path, wide_table(), {"target": "diagnosis", "expect": {"columns": {"f_01": {"min": 0}}}})
     code, _, err = run_main("validate", spec, home=workspace)
     assert code != 0 and "column 'f_01': the column is not in the data; did you mean 'f01'?" in err
+
+
+# ------------------------------------------------- validate runs train's checks (issue 16 item 2)
+# Each case below passed `validate` and was refused by `train`: validate now runs the checks
+# prepare() runs before fitting (`data.check_data`), by the same code.
+
+
+def people(n: int = 80) -> pd.DataFrame:
+    """The README's `data.protect` example: a name column (as many values as people), a label."""
+    from _pii_table import pii_table
+
+    return pii_table(n)[0][["name", "city", "age", "label"]]
+
+
+def write_spec(tmp_path, frame: pd.DataFrame, data: dict, **top) -> object:
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    spec = tmp_path / "spec.yaml"
+    body = {"name": "v", "data": {"source": "csv:data.csv", **data}, "model": {"kind": "mlp"}, "train": {"max_epochs": 1}, **top}
+    spec.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return spec
+
+
+def same_as_train(spec, workspace, code: int, err: str) -> None:
+    """`train` refuses the spec before fitting (cheap), with validate's exit status and last line."""
+    trained, _, train_err = run_main("train", spec, home=workspace)
+    assert (trained, train_err.strip().splitlines()[-1]) == (code, err.strip().splitlines()[-1])
+
+
+def test_data_protect_is_applied_before_the_columns_are_typed(tmp_path, workspace):
+    spec = write_spec(tmp_path, people(), {"target": "label", "protect": {"pii": "mask"}})
+    code, out, err = run_main("validate", spec, home=workspace)
+    assert code == 0 and err == "", err  # the masked name column is one tag, not an id-like column
+    spec = write_spec(tmp_path, people(), {"target": "label", "protect": {"pii": "fail"}})
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code == DataError.exit_code and "'name'" in err and "PERSON" in err, err  # train's refusal, not the id error
+    assert "like an id" not in err
+    same_as_train(spec, workspace, code, err)
+
+
+def test_data_protect_hash_is_checked_with_a_throwaway_key(tmp_path, workspace):
+    spec = write_spec(tmp_path, people(), {"target": "label", "protect": {"pii": "hash"}})
+    code, out, err = run_main("validate", spec, home=workspace)
+    # the hashed names type as train types them (keyed tokens, read as text); no workspace key is made or read
+    assert code == 0 and "pii: hash" in out and "checked with a throwaway key" in err, err
+    assert not (workspace.exists() and any(workspace.rglob("masking.key")))
+
+
+def test_a_misspelt_protect_column_says_did_you_mean(tmp_path, workspace):
+    frame = people().assign(email=[f"u{i}@example.org" for i in range(80)])
+    spec = write_spec(tmp_path, frame, {"target": "label", "protect": {"pii": "mask", "columns": ["emial", "name"]}})
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code == DataError.exit_code and "no column 'emial' (data.protect.columns); did you mean 'email'?" in err, err
+    same_as_train(spec, workspace, code, err)
+
+
+def numbers(n: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(size=n).round(3), "b": rng.normal(size=n).round(3)})
+    frame["y"] = np.where(frame["a"] > 0, "p", "n")
+    return frame
+
+
+def reviews(n: int = 80) -> pd.DataFrame:
+    words = ["good", "bad", "fine", "awful", "great", "poor"]
+    return pd.DataFrame({"review": [f"{words[i % 6]} item number {i}" for i in range(n)], "y": ["p", "n"] * (n // 2)})
+
+
+@pytest.mark.parametrize(
+    "frame, data, task, field",
+    [
+        (numbers, {"target": "y", "augment": {"rotate": 10}}, "classification", "rotate"),  # a table has no image
+        (reviews, {"target": "y", "text": {"column": "review"}, "augment": {"hflip": True}}, "classification", "hflip"),
+        (numbers, {"target": "a", "augment": {"delete": 0.1}}, "regression", "delete"),  # no text column
+    ],
+)
+def test_an_augmentation_no_input_reads_is_refused(tmp_path, workspace, frame, data, task, field):
+    spec = write_spec(tmp_path, frame(), data, task=task)
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code != 0 and f"data.augment.{field}: no input of this data reads it" in err, err
+    same_as_train(spec, workspace, code, err)
+
+
+PRIVATE = {"privacy": {"epsilon": 3.0}, "max_epochs": 1}
+
+
+@pytest.mark.parametrize(
+    "data, top, message",
+    [
+        ({"target": "a", "clean": {"label_issues": "report"}}, {"task": "regression"}, "needs class labels"),
+        ({"target": "y", "clean": {"label_issues": "drop"}}, {"train": PRIVATE}, "cannot be used with train.privacy"),
+        ({"target": "y", "augment": {"mixup": 0.2}}, {"train": PRIVATE}, "data.augment.mixup: mixed copies of training rows"),
+    ],
+)
+def test_what_train_refuses_before_fitting_validate_refuses(tmp_path, workspace, data, top, message):
+    spec = write_spec(tmp_path, numbers(), data, **top)
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code != 0 and message in err, err
+    assert not (workspace / "runs").exists()
+    same_as_train(spec, workspace, code, err)
+
+
+def test_exact_duplicates_under_fail_are_refused(tmp_path, workspace):
+    frame = numbers()
+    copies = pd.concat([frame, frame.iloc[:5]], ignore_index=True)
+    spec = write_spec(tmp_path, copies, {"target": "y", "duplicates": {"exact": "fail"}})
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code == DataError.exit_code and "duplicate" in err, err
+    same_as_train(spec, workspace, code, err)
+    spec = write_spec(tmp_path, frame, {"target": "y", "duplicates": {"exact": "fail"}})  # no copies: passes
+    code, _, err = run_main("validate", spec, home=workspace)
+    assert code == 0, err

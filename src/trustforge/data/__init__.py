@@ -6,8 +6,9 @@ with the spec's seed, fits the encoders on the training split only and returns t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from trustforge.data._interactions import predictions as interaction_predictions
 from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
-from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, row_names
+from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, label_issues_refusal, row_names
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._profile import profile_data
 from trustforge.data._protect import key_id as masking_key_id
@@ -68,6 +69,10 @@ __all__ = [
     "check_raw",
     "expectations_of",
     "validate_data",
+    "Checked",
+    "check_data",
+    "fit_preprocessor",
+    "label_issues_refusal",
     "AttackSpace",
     "EditSpace",
     "BUILTIN_INTERACTIONS",
@@ -180,11 +185,42 @@ def subset(raw: RawData, idx: np.ndarray) -> RawData:
     return input_kind(raw).subset(raw, idx)
 
 
-def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None, key: bytes | None = None) -> Prepared:
-    """Read, type, split and encode the data of `spec`.
+@dataclass
+class Checked:
+    """What `check_data` leaves: the data after every refusal `prepare` makes before it fits anything.
 
-    Personal data is dealt with first (`data.protect`, see `data._protect`), so nothing fitted
-    below ever sees it; `key` is the workspace masking key (`data.protect.pii: hash` only).
+    Attributes:
+        raw: the data as protected (`data.protect`), checked (`data.expect`), typed and deduplicated.
+        protection: the record of `data.protect` (None when off).
+        declared: the declared expectations (None when none).
+        expect_report: what they found.
+        own: a kind that splits its own way (a series, interactions): its prepared data; the rest is None.
+        kind: the input kind of `raw`.
+        schema: the inferred schema.
+        keys, duplicates: `dedupe`'s row keys and findings.
+        split: the training, validation and test rows (cross-split duplicates already held out).
+    """
+
+    raw: RawData
+    protection: dict | None
+    declared: Expectations | None
+    expect_report: ExpectReport | None
+    own: Prepared | None = None
+    kind: InputKind | None = None
+    schema: Schema | None = None
+    keys: Any = None
+    duplicates: Any = None
+    split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def check_data(
+    spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None, key: bytes | None = None, where: str | None = None
+) -> Checked:
+    """Every check `prepare` runs before it fits an encoder, in its order: read, protect personal
+    data (`data.protect`), the declared expectations, type the columns, `data.duplicates`, the split
+    (enough rows per class), cross-split duplicates. `prepare` calls it; so does `trustforge
+    validate` (`validate_data`), so the two cannot disagree. `where` names the data in the
+    expectations' findings (default: its origin).
 
     Raises:
         DataError: the source, a column or a value cannot be used.
@@ -199,15 +235,12 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     # The declared expectations, on the whole (already protected) table before the split: their
     # findings quote values, so they must never see personal data. The inferred ones come from
     # the training split itself, so they are not checked on it.
-    raw, expect_report = check_raw(declared, raw, where=raw.origin)
+    raw, expect_report = check_raw(declared, raw, where=where or raw.origin)
     expect_report = expect_report if declared is not None else None
     own = _spec_kind(spec).prepare(spec, raw)
     if own is not None:  # a series split by time, interactions held out per user: the declared expectations only
         check_declared(spec.data.augment, frozenset(), f"{_spec_kind(spec).name} input")
-        own.protection = protection
-        own.expect, own.expect_report = _saved(declared), expect_report
-        own.profile = own.profile or {"skipped": "this kind of data is split its own way (by time, per user); not profiled yet"}
-        return own
+        return Checked(raw, protection, declared, expect_report, own=own)
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
     raw, keys, duplicates = dedupe(kind, raw, schema, d.duplicates)  # data.duplicates within the data set
@@ -221,9 +254,55 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     )
     held = across_splits(keys, duplicates, tr, {"validation": va, "test": te}, origin=raw.origin, file_rows=raw.rows)
     va, te = held["validation"], held["test"]  # held-out rows whose inputs sit in training, by data.duplicates.across_splits
+    return Checked(raw, protection, declared, expect_report, None, kind, schema, keys, duplicates, (tr, va, te))
+
+
+def fit_preprocessor(spec: TaskSpec, c: Checked) -> tuple[Preprocessor, RawData, Augmentation]:
+    """The encoders fitted on the training split, that split, and `data.augment` as its inputs
+    read it: a declared field that no input reads is refused (`check_declared`), and so are mixed
+    copies (`mixup`) under `train.privacy`. Nothing is encoded yet.
+
+    Raises:
+        SpecError: an augmentation this data cannot take.
+    """
+    d, kind, schema = spec.data, c.kind, c.schema
+    assert kind is not None and schema is not None and c.split is not None  # not for a kind that splits its own way
     pre = Preprocessor(schema, numeric_missing=d.missing.numeric, categorical_missing=d.missing.categorical)
-    train_raw = subset(raw, tr)
+    train_raw = subset(c.raw, c.split[0])
     pre.fit(train_raw)
+    aug = kind.augment(pre, d, seed=spec.train.seed)
+    kinds = sorted({col.kind for col in schema.columns})
+    check_declared(d.augment, aug.reads, f"{kind.name} input" + (f" of {', '.join(kinds)} columns" if kinds else ""))
+    if (
+        aug.copies is not None and spec.train.privacy is not None
+    ):  # a row and its mixed copy would be two samples of one person to the accountant
+        raise SpecError("data.augment.mixup: mixed copies of training rows break train.privacy's per-row guarantee; remove one of them")
+    return pre, train_raw, aug
+
+
+def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None, key: bytes | None = None) -> Prepared:
+    """Read, type, split and encode the data of `spec`.
+
+    Personal data is dealt with first (`data.protect`, see `data._protect`), so nothing fitted
+    below ever sees it; `key` is the workspace masking key (`data.protect.pii: hash` only).
+    The checks before fitting are `check_data`'s (what `trustforge validate` runs too).
+
+    Raises:
+        DataError: the source, a column or a value cannot be used.
+        SecurityError: `data.protect.pii: hash` without a key.
+    """
+    c = check_data(spec, raw, cache_dir=cache_dir, key=key)
+    d = spec.data
+    if c.own is not None:
+        own = c.own
+        own.protection = c.protection
+        own.expect, own.expect_report = _saved(c.declared), c.expect_report
+        own.profile = own.profile or {"skipped": "this kind of data is split its own way (by time, per user); not profiled yet"}
+        return own
+    raw, kind, schema = c.raw, c.kind, c.schema
+    assert kind is not None and schema is not None and c.split is not None
+    tr, va, te = c.split
+    pre, train_raw, aug = fit_preprocessor(spec, c)
 
     def encode(part: RawData) -> TensorData:
         return TensorData(pre.encode_inputs(part), pre.encode_target(part))
@@ -232,13 +311,8 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
     # end, mixed rows after encoding) and per-batch operations the trainer applies to training batches.
     train_in = kind.training_copies(train_raw, d, spec.train.seed)
     test_raw = subset(raw, te)
-    aug = kind.augment(pre, d, seed=spec.train.seed)
-    kinds = sorted({c.kind for c in schema.columns})
-    check_declared(d.augment, aug.reads, f"{kind.name} input" + (f" of {', '.join(kinds)} columns" if kinds else ""))
     train = encode(train_in)
     if aug.copies is not None:
-        if spec.train.privacy is not None:  # a row and its mixed copy would be two samples of one person to the accountant
-            raise SpecError("data.augment.mixup: mixed copies of training rows break train.privacy's per-row guarantee; remove one of them")
         train = TensorData(*aug.copies(train.inputs, train.target))
     return Prepared(
         schema=schema,
@@ -250,12 +324,12 @@ def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | Non
         test_raw=test_raw,
         augment=aug.batch if aug.batch is not None else ImageAugment(),
         train_raw=train_raw,
-        protection=protection,
+        protection=c.protection,
         expect=_saved(fit_expectations(d.expect, pre, train_raw.frame)),
-        expect_report=expect_report,
+        expect_report=c.expect_report,
         batch_transform=aug.batch_inputs,
         augmentation=aug.used,
-        profile=profile_data(kind, raw, schema, {"train": tr, "validation": va, "test": te}, duplicates),
+        profile=profile_data(kind, raw, schema, {"train": tr, "validation": va, "test": te}, c.duplicates),
     )
 
 

@@ -535,36 +535,55 @@ def check_raw(ex: Expectations | None, raw: RawData, *, where: str, required: It
     return replace(raw, frame=frame.reset_index(drop=True), rows=np.asarray(positions)[keep]), report
 
 
-def validate_data(spec: Any, *, cache_dir: Any = None) -> list[str]:
-    """What `trustforge validate` finds by reading a spec's data, without training: the source
-    exists and parses, the target exists ("did you mean" over all columns), the columns can be
-    typed, the declared expectations hold and the split is feasible (enough rows per class).
+def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None, probabilities: bool | None = None) -> list[str]:
+    """What `trustforge validate` finds by reading a spec's data, without training: every check
+    `prepare` makes before training, by the same code (`data.check_data`, `data.fit_preprocessor`):
+    the source exists and parses, the target exists ("did you mean" over all columns), personal
+    data is dealt with as `data.protect` says (its `fail` refuses here too), the declared
+    expectations hold, the columns can be typed, `data.duplicates` allows what is there, the split
+    is feasible (enough rows per class), `data.augment` is read by the inputs (and mixup is not
+    combined with `train.privacy`), and `data.clean.label_issues` suits the task. The encoders are
+    fitted on the training split (what `data.augment` reads depends on them); nothing is encoded
+    and no model is built or trained.
+
+    Args:
+        key: the workspace masking key (`data.protect.pii: hash`); without it a throwaway key
+            hashes the columns (the same columns come out, so the checks after it are the same).
+        probabilities: the task scores classes (`evaluate.task_of(spec).probabilities`), for the
+            `data.clean.label_issues` check; None: classification.
 
     Returns:
         Notes to print: violations under policy warn, rows drop_row would leave out (none when
         all is well: the command's output is the normalised spec).
 
     Raises:
-        DataError: the first problem, naming the file, column or class.
+        DataError, SpecError, SecurityError: the first problem, as `train` would refuse it.
     """
-    from trustforge.data import input_kind, load_data, redact_source, source_input_kind, split_indices
+    import os
 
-    raw = load_data(spec, cache_dir=cache_dir)  # a missing or unparsable file, a misspelt target
+    from trustforge.data import check_data, fit_preprocessor, label_issues_refusal, needs_masking_key, redact_source
+
     d = spec.data
-    where = redact_source(d.source)  # the file's name, not its path
     notes = []
-    if d.expect is not None:
-        raw, report = check_raw(Expectations.declared(d.expect), raw, where=where)
-        notes += report.lines(where)
-        if report.drop:
-            notes.append(f"{where}: {len(report.drop)} row(s) would be left out under drop_row")
-    own = input_kind(source_input_kind(spec.task, d.source))
-    if own.prepare(spec, raw) is not None:  # a series or interactions: its own kind splits it
-        return notes
-    kind = input_kind(raw)
-    _, raw = kind.infer_schema(raw, task=spec.task, data=d)  # columns that cannot be typed, a target unfit for the task
-    stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
-    labels = kind.labels(raw) if stratify else None
-    # a class too small for every split is refused here, naming it (`split_indices`)
-    split_indices(len(raw), test=d.split.test, validation=d.split.validation, stratify=labels, seed=spec.train.seed, groups=raw.groups)
+    if key is None and needs_masking_key(d.protect.pii):
+        key = os.urandom(32)
+        notes.append("data.protect.pii hash: checked with a throwaway key; train hashes with the workspace masking key")
+    where = redact_source(d.source)  # the file's name, not its path
+    c = check_data(spec, cache_dir=cache_dir, key=key, where=where)
+    if c.expect_report is not None and c.declared is not None:
+        notes += c.expect_report.lines(where)
+        if c.expect_report.drop:
+            notes.append(f"{where}: {len(c.expect_report.drop)} row(s) would be left out under drop_row")
+    if c.own is not None:  # a series or interactions: its own kind split it
+        schema, has_rows = c.own.schema, c.own.train_raw is not None
+    else:
+        fit_preprocessor(spec, c)
+        schema, has_rows = c.schema, True
+    label_issues_refusal(
+        spec,
+        probabilities=spec.task == "classification" if probabilities is None else probabilities,
+        classes=schema.classes,
+        modality=schema.modality,
+        has_rows=has_rows,
+    )
     return notes

@@ -46,7 +46,34 @@ from trustforge.data.features import label_strings
 from trustforge.data.inputs import input_kind
 from trustforge.errors import DataError
 
-__all__ = ["LabelIssues", "find_label_issues", "clean_training", "row_names"]
+__all__ = ["LabelIssues", "find_label_issues", "clean_training", "row_names", "label_issues_refusal"]
+
+
+def label_issues_refusal(spec: Any, *, probabilities: bool, classes: Any, modality: str, has_rows: bool) -> None:
+    """Refuse a `data.clean.label_issues` this spec cannot have, before any model is trained
+    (`train.clean_labels` and `trustforge validate` both call it).
+
+    Args:
+        probabilities: the task scores classes (its `probabilities`); classes: the schema's.
+        modality: the schema's; has_rows: the prepared data keeps its training rows as read.
+
+    Raises:
+        SpecError: the task has no class labels to clean (regression, forecasting, ...), the spec
+            trains privately (`train.privacy`), or the input keeps no training rows.
+    """
+    from trustforge.errors import SpecError
+
+    if spec.data.clean.label_issues == "off":
+        return
+    if not probabilities or not classes:
+        raise SpecError(f"data.clean.label_issues needs class labels (task classification); got task {spec.task}: set it to off")
+    if spec.train.privacy is not None:
+        # The pass chooses training rows with non-private models: the run's ε would no longer
+        # describe what the released model reveals about the rows it was given.
+        raise SpecError("data.clean.label_issues cannot be used with train.privacy (its models are not private); set it to off")
+    if not has_rows:
+        raise SpecError(f"data.clean.label_issues: the {modality} input keeps no training rows to check; set it to off")
+
 
 _EPS = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
 _LOWEST_THRESHOLD = 2 * _EPS  # cleanlab's CONFIDENT_THRESHOLDS_LOWER_BOUND

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge.data._raw import RawData
+from trustforge.data._sources import did_you_mean
 from trustforge.errors import DataError, SecurityError
 
 if TYPE_CHECKING:
@@ -101,7 +102,10 @@ def protect(raw: RawData, spec: "ProtectSpec", *, key: bytes | None = None) -> t
     if spec.columns is not None:
         missing = [c for c in spec.columns if c not in frame.columns]
         if missing:
-            raise DataError(f"{raw.origin}: no column {missing[0]!r} (data.protect.columns); columns are: {_names(frame.columns)}")
+            raise DataError(
+                f"{raw.origin}: no column {missing[0]!r} (data.protect.columns){did_you_mean(str(missing[0]), frame.columns)}; "
+                f"columns are: {_names(frame.columns)}"
+            )
     scanned = [c for c in (spec.columns if spec.columns is not None else frame.columns) if c != raw.target]
     entities = list(spec.entities) if spec.entities is not None else None
     masker = _Policy(Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities), entities)

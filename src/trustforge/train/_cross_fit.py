@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trustforge.data import Prepared, TensorData, clean_training, find_label_issues, row_names
-from trustforge.errors import SpecError
+from trustforge.data import Prepared, TensorData, clean_training, find_label_issues, label_issues_refusal, row_names
 from trustforge.models import build_model
 from trustforge.train._trainer import Trainer, seeded
 
@@ -100,15 +99,14 @@ def clean_labels(spec: Any, data: Prepared, task: Any) -> tuple[Prepared, dict[s
     clean = spec.data.clean
     if clean.label_issues == "off":
         return data, None
-    if not task.probabilities or not data.schema.classes:
-        raise SpecError(f"data.clean.label_issues needs class labels (task classification); got task {spec.task}: set it to off")
-    if spec.train.privacy is not None:
-        # The pass chooses training rows with non-private models: the run's ε would no longer
-        # describe what the released model reveals about the rows it was given.
-        raise SpecError("data.clean.label_issues cannot be used with train.privacy (its models are not private); set it to off")
+    label_issues_refusal(
+        spec,
+        probabilities=task.probabilities,
+        classes=data.schema.classes,
+        modality=data.schema.modality,
+        has_rows=data.train_raw is not None,
+    )
     raw = data.train_raw
-    if raw is None:
-        raise SpecError(f"data.clean.label_issues: the {data.schema.modality} input keeps no training rows to check; set it to off")
     t0 = time.perf_counter()
     if len(data.train) == len(raw):
         rows = data.train
