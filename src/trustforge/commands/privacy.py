@@ -6,7 +6,8 @@ atomically (a temporary file, then a rename). The keyed policies (``hash``, ``fa
 `unmask` use a key derived from the workspace masking secret (`Keyring.derive_key`,
 HKDF-SHA256, purpose "pii-mask"; the secret is random, kept in keys/masking.key wrapped by the
 key-encryption key, and survives `keys rotate`), so every file masked in one workspace joins
-with the others, before and after a rotation.
+with the others, before and after a rotation. `mask` makes the workspace's keys on first use,
+as `trustforge train` does; `unmask` needs them to exist (a new key would reverse nothing).
 `unmask` needs the ``unmask`` action (admins, or the local workspace admin) and is written to
 the audit log. Library errors (`TrustForgeError`) propagate to the main command, which prints
 them as one line.
@@ -30,19 +31,27 @@ out = Console()
 KEY_PURPOSE = "pii-mask"
 
 
-def workspace_key(what: str) -> bytes:
+def workspace_key(what: str, *, create: bool = False) -> bytes:
     """The masking key of the workspace in the environment.
 
+    `create`: make the workspace's keys first when it has none, as `trustforge train` does (the
+    keys are made on first use); `unmask` never creates them: a new key reverses nothing.
+
     Raises:
-        SecurityError: no keys (the message says to run `trustforge keys init` or set TRUSTFORGE_KEK).
+        SecurityError: no masking secret and not `create` (the message says to run it in the workspace that masked the file).
     """
     from trustforge.errors import SecurityError
     from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
     settings = Settings.from_env()
-    if not (settings.keys_dir / "signing.key").is_file():
-        raise SecurityError(f"{what} needs the workspace's masking key and this workspace has no keys: run `trustforge keys init` first")
+    if create:
+        return Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek).derive_key(KEY_PURPOSE)
+    if not (settings.keys_dir / "masking.key").is_file():  # nothing was masked with a key here: a new key would reverse nothing
+        raise SecurityError(
+            f"{what} needs the masking key the file was masked with and this workspace has no keys: "
+            "run it in the workspace that masked the file (its keys folder, or its TRUSTFORGE_KEK and keys/masking.key)"
+        )
     return Keyring.load(settings.keys_dir, kek_b64=settings.kek).derive_key(KEY_PURPOSE)
 
 
@@ -101,7 +110,8 @@ def mask(
 
     policies = _policy(policy, entity_policy)
     keyed = {policies} if isinstance(policies, str) else set(policies.values())
-    key = workspace_key(f"--policy {sorted(keyed & {'hash', 'fake'})[0]}") if keyed & {"hash", "fake"} else None
+    # The workspace's keys are made on first use, as `trustforge train` makes them (for signing, and for `pii: hash`).
+    key = workspace_key(f"--policy {sorted(keyed & {'hash', 'fake'})[0]}", create=True) if keyed & {"hash", "fake"} else None
     masker = Masker(policies, key=key, entities=_entities(entities))
     report = mask_file(file, output, masker)
     counts = ", ".join(f"{k} {n}" for k, n in report.counts().items()) or "nothing found"
