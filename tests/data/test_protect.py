@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from _pii_table import pii_table
 
-from trustforge.data import RawData, masking_key_id, prepare, protect, protect_columns, protect_frame
+from trustforge.data import RawData, mask_message, masking_key_id, prepare, protect, protect_columns, protect_frame
 from trustforge.errors import DataError, SecurityError, SpecError
 from trustforge.spec import load_spec
 
@@ -97,7 +97,7 @@ def test_hash_without_a_key_is_one_clear_error(people):
 
 def test_a_model_trained_on_hashes_refuses_inputs_hashed_under_another_key(people):
     frame, _ = people
-    _, record = protect(_raw(frame), _spec("hash").data.protect, key=KEY)
+    _, record = protect(_raw(frame), _spec("hash").data.protect, key=KEY, features=["email", "age"])  # email named: a feature
     assert protect_frame(frame.head(3), record, KEY)["email"].str.startswith("<EMAIL:").all()
     with pytest.raises(SecurityError, match="another masking key"):
         protect_frame(frame.head(3), record, bytes(32))
@@ -162,6 +162,48 @@ def test_prepare_masks_before_the_schema_so_no_vocabulary_holds_a_value(people, 
     text = repr(meta)
     assert re.search(r"'[0-9a-f]{16}'", text)  # the free text's vocabulary holds the hashes' tokens ...
     assert not [v for v in _values(planted) if v in text]  # ... never a value
+
+
+def _table_spec(protect_, **data):
+    return load_spec(
+        {
+            "task": "classification",
+            "data": {"source": "csv:people.csv", "target": "label", "protect": protect_, **data},
+            "model": {"kind": "mlp"},
+        }
+    )
+
+
+def test_hashed_personal_columns_stay_hashed_in_the_data_but_are_not_features(people, caplog):
+    """A per-person token is an identifier, not a feature: the model would learn to look people up."""
+    frame, planted = people
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        data = prepare(_table_spec({"pii": "hash"}), _raw(frame), key=KEY)
+    excluded = ["name", "email", "id_number", "phone"]
+    assert data.protection["excluded"] == excluded
+    assert [c.name for c in data.schema.columns] == ["city", "age", "note", "topic"]  # no per-person column is read
+    assert "left out of the model's features" in caplog.text and not [v for v in _values(planted) if v in caplog.text]
+    # Rows given to the model leave those columns out too; the free text's spans are still hashed.
+    rows = protect_frame(frame.head(4), data.protection, KEY)
+    assert not set(excluded) & set(rows.columns) and rows["note"].str.contains(r"<(?:CN_MOBILE|EMAIL):[0-9a-f]{16}>").any()
+    # Named in data.features, a hashed column is a feature (the user's explicit choice) and stays hashed.
+    data = prepare(_table_spec({"pii": "hash"}, features=["email", "age", "city"]), _raw(frame), key=KEY)
+    assert data.protection["excluded"] == ["name", "id_number", "phone"] and [c.name for c in data.schema.columns] == [
+        "email",
+        "age",
+        "city",
+    ]
+    assert not [v for v in _values(planted) if v in repr(data.preprocessor.state()[0])]
+    # A column data.drop names that pii: drop has already left out is not an error.
+    data = prepare(_table_spec({"pii": "drop"}, drop=["email", "topic"]), _raw(frame), key=None)
+    assert data.protection["dropped"] == excluded and [c.name for c in data.schema.columns] == ["city", "age", "note"]
+
+
+def test_error_messages_quote_no_detected_value_of_a_protected_model(people):
+    _, record = protect(_raw(people[0]), _spec("mask").data.protect)
+    message = "inputs 'age' must hold numbers; got text 'zeb.quixote@secretmail.org' at row 1"
+    assert mask_message(message, record) == "inputs 'age' must hold numbers; got text '<EMAIL>' at row 1"
+    assert mask_message(message, None) == message  # a model trained without data.protect: as it is
 
 
 def test_protect_columns_masks_the_servers_arrays(people):

@@ -6,7 +6,8 @@ atomically (a temporary file, then a rename). The keyed policies (``hash``, ``fa
 `unmask` use a key derived from the workspace masking secret (`Keyring.derive_key`,
 HKDF-SHA256, purpose "pii-mask"; the secret is random, kept in keys/masking.key wrapped by the
 key-encryption key, and survives `keys rotate`), so every file masked in one workspace joins
-with the others, before and after a rotation.
+with the others, before and after a rotation. `mask` makes the workspace's keys on first use,
+as `trustforge train` does; `unmask` needs them to exist (a new key would reverse nothing).
 Keyed `mask` needs the ``mask`` action (trainer, deployer, admin; a viewer is refused, and so is
 a malformed or revoked token) and each one is audited (the policy and the file's name, never
 its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
@@ -38,19 +39,27 @@ out = Console()
 KEY_PURPOSE = "pii-mask"
 
 
-def workspace_key(what: str) -> bytes:
+def workspace_key(what: str, *, create: bool = False) -> bytes:
     """The masking key of the workspace in the environment.
 
+    `create`: make the workspace's keys first when it has none, as `trustforge train` does (the
+    keys are made on first use); `unmask` never creates them: a new key reverses nothing.
+
     Raises:
-        SecurityError: no keys (the message says to run `trustforge keys init` or set TRUSTFORGE_KEK).
+        SecurityError: no masking secret and not `create` (the message says to run it in the workspace that masked the file).
     """
     from trustforge.errors import SecurityError
     from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
     settings = Settings.from_env()
-    if not (settings.keys_dir / "signing.key").is_file():
-        raise SecurityError(f"{what} needs the workspace's masking key and this workspace has no keys: run `trustforge keys init` first")
+    if create:
+        return Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek).derive_key(KEY_PURPOSE)
+    if not (settings.keys_dir / "masking.key").is_file():  # nothing was masked with a key here: a new key would reverse nothing
+        raise SecurityError(
+            f"{what} needs the masking key the file was masked with and this workspace has no keys: "
+            "run it in the workspace that masked the file (its keys folder, or its TRUSTFORGE_KEK and keys/masking.key)"
+        )
     return Keyring.load(settings.keys_dir, kek_b64=settings.kek).derive_key(KEY_PURPOSE)
 
 
@@ -146,7 +155,8 @@ def mask(
         from trustforge.commands.audit import open_workspace
         from trustforge.secure import require
 
-        key = workspace_key(f"--policy {keyed[0]}")  # before the workspace opens: it must not make keys
+        # The workspace's keys are made on first use, as `trustforge train` makes them (for signing, and for `pii: hash`).
+        key = workspace_key(f"--policy {keyed[0]}", create=True)
         obj = f"file:{file.name}"
         with open_workspace() as (_access, audit, principal):  # a malformed or revoked token is refused here
             require(principal, "mask", obj, audit)

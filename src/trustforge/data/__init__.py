@@ -34,8 +34,8 @@ from trustforge.data._kinds import default_model_kind, source_input_kind
 from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, label_issues_refusal, row_names
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._profile import profile_data
+from trustforge.data._protect import data_for_schema, mask_message, masking_key, protect, protect_columns, protect_frame
 from trustforge.data._protect import key_id as masking_key_id
-from trustforge.data._protect import masking_key, protect, protect_columns, protect_frame
 from trustforge.data._protect import needs_key as needs_masking_key
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, label_strings
@@ -135,6 +135,7 @@ __all__ = [
     "needs_masking_key",
     "masking_key_id",
     "masking_key",
+    "mask_message",
     "read_image",
     "read_table",
     "split_indices",
@@ -227,8 +228,8 @@ def check_data(
         SecurityError: `data.protect.pii: hash` without a key.
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
-    raw, protection = protect(raw, spec.data.protect, key=key)
-    d = spec.data
+    raw, protection = protect(raw, spec.data.protect, key=key, features=spec.data.features)
+    d = data_for_schema(spec.data, protection)  # hashed personal columns are not features (data._protect)
     declared = Expectations.declared(d.expect) if d.expect is not None else None
     if declared is not None and declared.empty:  # the default `{}`: nothing declared, only what training shows
         declared = None

@@ -11,7 +11,10 @@ report, the logs) ever sees a value the detector (`trustforge.privacy`) found:
   span becomes its tag.
 - `hash`: the same, with keyed hashes (`<EMAIL:3fa9c2e1b7d04a65>`, HMAC-SHA256 under the
   workspace's masking key) instead of tags, so one person is one token across rows, columns
-  and files masked with the same key.
+  and files masked with the same key. A column classified as personal then holds one token per
+  person: an identifier, useless as a feature, that would let the model look individuals up.
+  So it stays in the data, hashed, but is left out of the model's features (`excluded` in the
+  record; `data_for_schema` adds it to `data.drop`) unless `data.features` names it.
 - `drop`: columns classified as personal are left out; spans in the other text columns are tagged.
 - `fail`: any detected value is one error naming the columns that hold them (never a value).
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
@@ -40,7 +44,9 @@ from trustforge.errors import DataError, SecurityError
 if TYPE_CHECKING:
     from trustforge.spec import ProtectSpec
 
-__all__ = ["protect", "protect_frame", "protect_columns", "needs_key", "key_id", "masking_key"]
+__all__ = ["protect", "protect_frame", "protect_columns", "needs_key", "key_id", "masking_key", "data_for_schema", "mask_message"]
+
+log = logging.getLogger("trustforge.data")
 
 _FIELD = "data.protect.pii"
 # The purpose the workspace keyring derives the masking key for (`Keyring.derive_key`, HKDF of
@@ -71,13 +77,17 @@ def key_id(key: bytes) -> str:
     return hmac.digest(key, b"trustforge masking key id", hashlib.sha256)[:8].hex()
 
 
-def protect(raw: RawData, spec: "ProtectSpec", *, key: bytes | None = None) -> tuple[RawData, dict[str, Any] | None]:
+def protect(
+    raw: RawData, spec: "ProtectSpec", *, key: bytes | None = None, features: Iterable[Any] | None = None
+) -> tuple[RawData, dict[str, Any] | None]:
     """`raw` with its personal data dealt with as `spec.pii` says, and the record of what was done.
 
     Args:
         raw: the data as read from its source.
         spec: the spec's `data.protect`.
         key: the workspace masking key (needed by `hash` only).
+        features: the spec's `data.features` (a list or a mapping of columns): under `hash`, a
+            personal column it names stays a feature; the others are `excluded`.
 
     Returns:
         (the protected data, the record the package keeps); `(raw, None)` when `pii` is off.
@@ -122,6 +132,15 @@ def protect(raw: RawData, spec: "ProtectSpec", *, key: bytes | None = None) -> t
     }
     if spec.pii == "hash":
         record["key_id"] = key_id(key)  # type: ignore[arg-type]
+        named = {str(c) for c in features or ()}
+        record["excluded"] = [str(c) for c in personal if str(c) not in named]
+        if record["excluded"]:
+            log.warning(
+                "data: %s: %s hold one keyed token per person (an identifier, not a feature): kept hashed in the data, "
+                "left out of the model's features; name a column in data.features to use it anyway",
+                _FIELD,
+                ", ".join(repr(c) for c in record["excluded"]),
+            )
     if spec.pii == "drop":
         frame = frame.drop(columns=list(personal))
         record["dropped"] = [str(c) for c in personal]
@@ -140,13 +159,38 @@ def protect(raw: RawData, spec: "ProtectSpec", *, key: bytes | None = None) -> t
     return replace(raw, frame=out), record
 
 
+def data_for_schema(data: Any, record: Mapping[str, Any] | None) -> Any:
+    """The spec's data section as schema inference reads it after `protect`: the hashed personal
+    columns `excluded` from the features are added to `data.drop`, and the columns `protect`
+    dropped are no longer named there (they are gone from the data already)."""
+    if not record:
+        return data
+    gone = set(record.get("dropped") or ())
+    drop = [c for c in data.drop if c not in gone]
+    drop += [c for c in record.get("excluded") or () if c not in drop]
+    return data if drop == list(data.drop) else data.model_copy(update={"drop": drop})
+
+
+def mask_message(message: str, record: Mapping[str, Any] | None) -> str:
+    """An error message that may quote an input value, with each personal value the detector
+    finds replaced by its type tag (`<EMAIL>`), when the model was trained with `data.protect`
+    on (`record`: the package's `pii` entry); as it is otherwise."""
+    if not record or not message:
+        return message
+    from trustforge.privacy import Masker
+
+    entities = record.get("entities")
+    return Masker("tag", entities=list(entities) if entities else None).mask_text(message)
+
+
 def protect_frame(frame: pd.DataFrame, record: Mapping[str, Any] | None, key: bytes | None) -> pd.DataFrame:
     """Rows given to a trained model, treated as its training data was (`record`: the package's
     `pii` entry; None: returned as they are). Columns that training dropped are dropped."""
     if not record:
         return frame
     masker = _masker(record, key)
-    dropped = [c for c in frame.columns if str(c) in set(record.get("dropped") or ())]
+    gone = set(record.get("dropped") or ()) | set(record.get("excluded") or ())  # left out of training: not read
+    dropped = [c for c in frame.columns if str(c) in gone]
     if dropped:
         frame = frame.drop(columns=dropped)
     personal = {c: record["personal"][str(c)] for c in frame.columns if str(c) in (record.get("personal") or {})}

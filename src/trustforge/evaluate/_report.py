@@ -264,6 +264,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "package_bytes": _package_bytes(run),
         "fit_seconds": _fit_seconds(run),
         "lineage": run["manifest"].get("lineage") or {},
+        "personal_data": _personal_data(run),
         "glossary": GLOSSARY,
         "fmt": _fmt,
         "md": _md,
@@ -282,6 +283,32 @@ def _privacy(metrics: dict[str, Any]) -> dict[str, Any] | None:
         return None
     keys = ("epsilon", "delta", "target_epsilon", "accountant", "noise_multiplier", "max_grad_norm", "sample_rate", "steps", "sampling")
     return {k: metrics.get(f"privacy_{k}") for k in keys}
+
+
+def _personal_data(run: dict[str, Any]) -> dict[str, Any] | None:
+    """What `data.protect` did (the manifest's `pii` entry: counts, types and column names, never a
+    value), for the report's Data section and the card; None when the run did not protect its data."""
+    pii = run["manifest"].get("pii")
+    if not isinstance(pii, dict):
+        policy = ((run["spec"].get("data") or {}).get("protect") or {}).get("pii") if isinstance(run["spec"].get("data"), dict) else None
+        # A sealed run's manifest is not read here: its spec still says what was asked.
+        return {"policy": policy, "sealed": True} if policy and policy != "off" else None
+    personal = {str(c): str(t) for c, t in (pii.get("personal") or {}).items()}
+    masked: dict[str, int] = {}
+    for counts in (pii.get("masked") or {}).values():
+        for kind, n in (counts or {}).items():
+            masked[str(kind)] = masked.get(str(kind), 0) + int(n or 0)
+    return {
+        "policy": pii.get("policy"),
+        "sealed": False,
+        "scanned": len(pii.get("scanned") or ()),
+        "personal": personal,
+        "types": sorted(set(personal.values())),
+        "dropped": list(pii.get("dropped") or ()),
+        "excluded": list(pii.get("excluded") or ()),
+        "masked": dict(sorted(masked.items())),
+        "masked_total": sum(masked.values()),
+    }
 
 
 def _measures(ex: Any) -> dict[str, str]:

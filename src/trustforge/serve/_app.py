@@ -274,7 +274,12 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
 
     @app.exception_handler(RequestError)
     async def _bad_request(request: Request, exc: RequestError) -> Response:
-        return _error(request, exc.status, str(exc))  # 400; 415 for a content type /invocations does not read
+        message, rt = str(exc), service.current
+        if rt is not None and rt.model.manifest.get("pii"):  # trained with data.protect: quote no personal value back
+            from trustforge.data import mask_message
+
+            message = mask_message(message, rt.model.manifest["pii"])
+        return _error(request, exc.status, message)  # 400; 415 for a content type /invocations does not read
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

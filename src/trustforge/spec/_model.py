@@ -384,7 +384,8 @@ class ProtectSpec(_Strict):
 
     `pii`: `off` (read as it is), `mask` (every detected value becomes its type tag, `<EMAIL>`),
     `hash` (a keyed hash under the workspace key, the same value always the same token, so
-    joins still work), `drop` (columns classified as personal are left out; personal data in
+    joins still work; a column classified personal is then a per-person identifier, kept
+    hashed but left out of the features unless `data.features` names it), `drop` (columns classified as personal are left out; personal data in
     the other columns is masked as under `mask`), `fail` (refuse the data, naming the columns
     that hold personal data). The package records the policy, and `Model.predict` and the
     server treat incoming rows the same way before the model reads them. `seal_run` keeps the
