@@ -159,10 +159,10 @@ def test_unmask_refuses_a_file_that_mask_fake_did_not_write(tmp_path, workspace)
     src = tmp_path / "people.csv"
     _write(src, "csv")
     assert run_main("keys", "init", home=workspace).code == 0
+    assert run_main("mask", src, "-o", tmp_path / "f.csv", "--policy", "fake", home=workspace).code == 0  # makes the masking secret
     code, _, err = run_main("unmask", src, "-o", tmp_path / "u.csv", home=workspace)  # the original data
     assert code == 4 and err.count("\n") == 1 and "people.csv: refusing to unmask: no people.csv.tfmask.json" in err, err
     assert not (tmp_path / "u.csv").exists()
-    assert run_main("mask", src, "-o", tmp_path / "f.csv", "--policy", "fake", home=workspace).code == 0
     side = json.loads((tmp_path / "f.csv.tfmask.json").read_text())
     assert side["policies"]["PERSON"] == "fake" and len(side["sha256"]) == 64 and not any(v in json.dumps(side) for v in PLANTED)
     (tmp_path / "g.csv").write_text((tmp_path / "f.csv").read_text() + "Ann Lee,a@b.cn,13900000000,x\n")
