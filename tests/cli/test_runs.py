@@ -374,6 +374,8 @@ def test_version_prints_and_imports_nothing_heavy(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert done.stdout.splitlines()[-1] == "[]", done.stdout
+    module = subprocess.run([sys.executable, "-m", "trustforge", "--version"], capture_output=True, text=True, env=env, timeout=120)
+    assert module.returncode == 0 and module.stdout.strip() == f"trustforge {trustforge.__version__}", module  # python -m trustforge
 
 
 @pytest.mark.parametrize(
