@@ -52,6 +52,17 @@ def test_names_the_user_reported_are_found(text, names):
         "黄金价格上涨",
         "银行卡6011000000000004",
         "我叫高兴",  # 高兴 is an adjective in the dictionary, not a person
+        # words jieba's dictionary tags `nr` (person): alone in a cell, or after a cue
+        "明白",
+        "胡子",
+        "孙子",
+        "王朝",
+        "小姐",
+        "老公",
+        "高峰",
+        "安静",
+        "我叫明白了",
+        "给孙子买书",
         "He Ran to the office",  # He: a pinyin surname that is an English word
         "The Dr. said nothing",
         "new york city",

@@ -16,11 +16,16 @@ unknown words), then a token is a name when
   or a name (张 + 丹丹, 周 + 红梅), or
 - a context cue names it: a 2-3 character token beginning with a surname after 叫/联系/致/找/给
   (我叫李娜, 请联系李强) or before a title (李娜老师, 张经理), when it is not in the dictionary
-  or is tagged a person there (我叫高兴 is not a name: 高兴 is an adjective in the dictionary), or
+  or is tagged a person there and the HMM reads it as a whole name (我叫高兴 is not a name: 高兴
+  is an adjective in the dictionary; 给孙子买书 neither), or
 - the CJK run is the whole token (a cell "李娜", "Contact 李娜 tomorrow"): a dictionary `nr`/`nrfg`
-  entry beginning with a surname whose last character is likely to end a name (E-nr emission above
-  e^-7.5: 李娜, 李强, not 张开 "open"), of two characters with a common surname at any count, or of
-  three characters rarely used (习近平; not 银行卡, tagged `nr` 216 times).
+  entry (the dictionary tags many words `nr`, so all of these must hold) beginning with a surname,
+  not with 小/老/阿 (forms of address: 小姐, 老公), whose last character is likely to end a name
+  (E-nr emission above e^-7.5: 李娜, 李强, not 张开 "open"), that the POS tagger's HMM reads as a
+  whole name (B-nr ... E-nr: not 明白, 胡子, 王朝, 黄金, read as a name's beginning), of two
+  characters with a common surname and a count under 1,000 (not 高峰, 明星, 安静), or of three
+  characters rarely used (习近平; not 银行卡, tagged `nr` 216 times). Residual misses of precision:
+  words such as 张望 or 金山 alone in a cell.
 
 English, beyond the lexicon pair: a title (Dr., Mr., Mrs., Ms., Prof., ...) followed by one to three
 capitalised words (Dr. Zebulon Quixote); hyphenated first names whose parts are first names
@@ -145,13 +150,7 @@ def _chinese(text: str) -> list[tuple[str, int, int, float]]:
         run = m.group()
         if loose.isdisjoint(run):
             continue
-        if (
-            2 <= len(run) <= 3
-            and run in persons
-            and run[0] in loose
-            and run[-1] in ends
-            and (run in names if len(run) == 3 else run[0] in common)
-        ):
+        if _lone_name(run, persons, names, common, loose, ends, freq):
             found.append(("PERSON", m.start(), m.end(), 0.6))  # the whole run is one person word: 李娜, 习近平
             continue
         toks = list(tk.cut(run, HMM=True))
@@ -171,11 +170,39 @@ def _chinese(text: str) -> list[tuple[str, int, int, float]]:
                 cued = (i > 0 and toks[i - 1] in _CUE_BEFORE) or nxt in _CUE_AFTER
                 if len(w) == 4 and w[-1] in _TAIL and not freq.get(w[:3]):
                     found.append(("PERSON", pos, pos + 3, 0.6))
-                elif 2 <= len(w) <= 3 and (not freq.get(w) or (w in names and w[0] in common) or (cued and w in persons)):
+                elif 2 <= len(w) <= 3 and (not freq.get(w) or (w in names and w[0] in common) or (cued and w in persons and _hmm_name(w))):
                     found.append(("PERSON", pos, pos + len(w), 0.6))
             pos += len(w)
             i += 1
     return found
+
+
+_ADDRESS_PREFIX = frozenset("小老阿")  # 小姐, 老公, 阿姨: forms of address, not full names
+_LONE_MAX = 1000  # dictionary count above which a lone `nr` entry is too common a word to be taken (高峰, 明星, 安静)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hmm_name(word: str) -> bool:
+    """Whether jieba's POS hidden-Markov model reads `word`, character by character, as one whole
+    person name (begins and ends as `nr`): 李娜 B-nr E-nr; 明白, 胡子, 黄金 B-nr M-nr (a name's
+    beginning, not a whole one)."""
+    from jieba.posseg import char_state_tab_P, emit_P, start_P, trans_P
+    from jieba.posseg.viterbi import viterbi
+
+    _, tags = viterbi(word, char_state_tab_P, start_P, trans_P, emit_P)
+    return tags[0][0] == "B" and tags[-1][0] == "E" and all(t[1] in _NAME_TAGS for t in tags)
+
+
+def _lone_name(run, persons, names, common, loose, ends, freq) -> bool:
+    """A CJK run that is, whole, a person's name: tagged a person in the dictionary, read as a whole
+    name by the HMM, beginning with a surname and ending with a character that often ends a name."""
+    if not 2 <= len(run) <= 3 or run not in persons or run[0] not in loose or run[-1] not in ends or run[0] in _ADDRESS_PREFIX:
+        return False
+    if len(run) == 3 and run not in names:  # three characters: rarely used only (not 银行卡, tagged `nr` 216 times)
+        return False
+    if len(run) == 2 and (run[0] not in common or freq.get(run, 0) >= _LONE_MAX):
+        return False
+    return _hmm_name(run)
 
 
 # The ~100 most common Chinese surnames in pinyin (facts, not a generator's list), less those that are
