@@ -66,6 +66,9 @@ def test_names_the_user_reported_are_found(text, names):
         "He Ran to the office",  # He: a pinyin surname that is an English word
         "The Dr. said nothing",
         "new york city",
+        "rose gold",  # lower case: a first name and a (rare) Census surname that are ordinary words
+        "bill payment",
+        "mark down",
         "see you soon",
         "please call me tomorrow",
         "Mr. The",

@@ -32,7 +32,8 @@ capitalised words (Dr. Zebulon Quixote); hyphenated first names whose parts are 
 (Jean-Pierre); a known first name as a middle name (Mary Ann Smith); romanised Chinese names, a
 pinyin surname (the ~100 most common, a list of facts) followed by a given name of one or two pinyin
 syllables (Wang Fang, Li Xiaoming); and lower-case names only when the whole text is the name
-("mary ann smith" in a cell), since lower-case first names are often ordinary words (will, may).
+("mary ann smith" in a cell) with one of the 1,000 most frequent Census surnames, since lower-case
+first names and surnames are often ordinary words (rose gold, bill payment).
 
 The dictionary is parsed into memory on first use (about 1.5 s), without jieba's cache file in
 the shared temporary folder.
@@ -265,9 +266,22 @@ def _english(text: str) -> list[tuple[str, int, int, float]]:
     return found
 
 
+_LOWER_SURNAMES = 1000  # a lower-case name needs one of the most frequent Census surnames (not "gold", "down", "money")
+
+
+@functools.lru_cache(maxsize=1)
+def _common_surnames() -> frozenset[str]:
+    """The `_LOWER_SURNAMES` most frequent Census 1990 surnames (the list is in order of frequency)."""
+    lines = resources.files("names").joinpath("dist.all.last").read_text(encoding="ascii").splitlines()
+    return frozenset(line.split()[0].capitalize() for line in lines[:_LOWER_SURNAMES] if line.strip())
+
+
 def _lower_case(text: str) -> list[tuple[str, int, int, float]]:
-    """A text that is, whole, a lower-case name ("mary ann smith"): each word looked up capitalised."""
-    first, last = english_lexicon()
+    """A text that is, whole, a lower-case name ("mary ann smith"): each word looked up capitalised,
+    the surname among the most frequent (lower-case cells such as "rose gold" or "bill payment" are
+    words that the lists also hold as names)."""
+    first, _ = english_lexicon()
+    last = _common_surnames()
     stripped = text.strip()
     parts = [p.capitalize() if "-" not in p else "-".join(x.capitalize() for x in p.split("-")) for p in stripped.split(" ")]
     if all(_first(p, first) for p in parts[:-1]) and parts[-1] in last:
