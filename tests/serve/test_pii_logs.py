@@ -46,6 +46,7 @@ def test_never_writes_tags_instead_of_personal_data_and_leaves_the_servers_own_f
     _capture(monkeypatch, log_stream)
     flt = mask_logs("never")
     assert mask_logs("never") is flt  # idempotent
+    before = flt.masked  # the writer's filter may be an earlier test's: count from here
     error = "ValueError: could not convert 'olivia.smith001@example.org' (ID 11010119900307002X, call 13812345678)"
     _logging.log_event(logging.ERROR, "batch_failed", model="people", host="127.0.0.1", rows=3, error=error)
     logging.getLogger("uvicorn.error").error("bad request from olivia.smith001@example.org")
@@ -53,7 +54,7 @@ def test_never_writes_tags_instead_of_personal_data_and_leaves_the_servers_own_f
     assert first["error"] == "ValueError: could not convert '<EMAIL>' (ID <CN_ID>, call <CN_MOBILE>)"
     assert first["host"] == "127.0.0.1" and first["model"] == "people" and first["rows"] == 3  # the server's own settings
     assert second["message"] == "bad request from <EMAIL>"
-    assert flt.masked == 2
+    assert flt.masked - before == 2
 
 
 def test_allow_writes_fields_as_they_are(log_stream, monkeypatch):
