@@ -69,6 +69,17 @@ class FPE:
             x = self._dec(x, a, tweak)
         return x
 
+    def classwise(self, s: str, classes: tuple[tuple[str, bytes], ...], tweak: bytes, decrypt: bool = False) -> str:
+        """Permute the characters of `s` that fall in each (alphabet, tag) class among themselves,
+        each class in its own positions; other characters stay as they are."""
+        out = list(s)
+        for alphabet, tag in classes:
+            pos = [i for i, c in enumerate(s) if c in alphabet]
+            if pos:
+                for i, c in zip(pos, self.alphabet("".join(s[i] for i in pos), alphabet, tweak + tag, decrypt=decrypt)):
+                    out[i] = c
+        return "".join(out)
+
     def digits(self, s: str, tweak: bytes, valid: Callable[[str], bool] | None = None, decrypt: bool = False) -> str:
         """Permute a string of decimal digits of the same length (leading zeros kept)."""
         if not s:

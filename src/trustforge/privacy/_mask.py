@@ -69,14 +69,7 @@ def _put_digits(template: str, digits: str) -> str:
 
 def _classwise(fpe: FPE, s: str, tweak: bytes, dec: bool) -> str:
     """Permute the digits, the lower-case and the upper-case letters of `s`, each within its class and positions."""
-    out = list(s)
-    for alphabet, tag in ((_DIGITS, b"d"), (_LOWER, b"l"), (_UPPER, b"u")):
-        pos = [i for i, c in enumerate(s) if c in alphabet]
-        if pos:
-            sub = fpe.alphabet("".join(s[i] for i in pos), alphabet, tweak + tag, decrypt=dec)
-            for i, c in zip(pos, sub):
-                out[i] = c
-    return "".join(out)
+    return fpe.classwise(s, ((_DIGITS, b"d"), (_LOWER, b"l"), (_UPPER, b"u")), tweak, decrypt=dec)
 
 
 def _whole(kind: str) -> Callable[[str], bool]:

@@ -345,11 +345,4 @@ def _permute_letters(fpe, word: str, tweak: bytes, dec: bool) -> str:
     lower = "abcdefghijklmnopqrstuvwxyz"
     if any("\u4e00" <= c <= "\u9fa5" for c in word):
         word = _permute_cjk(fpe, word, tweak, dec)
-    chars = list(word)
-    for alphabet, tag in ((lower, b"l"), (lower.upper(), b"u")):
-        pos = [i for i, c in enumerate(word) if c in alphabet]
-        if pos:
-            sub = fpe.alphabet("".join(word[i] for i in pos), alphabet, tweak + tag, decrypt=dec)
-            for i, c in zip(pos, sub):
-                chars[i] = c
-    return "".join(chars)
+    return fpe.classwise(word, ((lower, b"l"), (lower.upper(), b"u")), tweak, decrypt=dec)
