@@ -758,6 +758,16 @@ def _attack_command() -> None:
 _attack_command()
 
 
+def _tune_command() -> None:
+    """`trustforge tune`: one command (not a group) from `trustforge.commands.tune`."""
+    from trustforge.commands.tune import tune
+
+    app.command("tune")(_friendly(tune))
+
+
+_tune_command()
+
+
 def _privacy_commands() -> None:
     """`trustforge scan`, `mask` and `unmask`: commands (not a group) from `trustforge.commands.privacy`."""
     from trustforge.commands import privacy

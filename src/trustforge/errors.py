@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "TrustForgeError",
+    "TuneError",
     "SpecError",
     "DataError",
     "IntegrityError",
@@ -78,3 +79,9 @@ class RegistryError(TrustForgeError):
     """A registry operation failed: unknown model, version or alias, or an invalid name."""
 
     exit_code = 9
+
+
+class TuneError(TrustForgeError):
+    """A hyperparameter study cannot run: its storage, a resumed study that differs, or no trial that finished."""
+
+    exit_code = 10

@@ -71,6 +71,7 @@ def run(
     progress: bool = True,
     register: bool = True,
     threads: int | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Train, evaluate, package, sign and register one spec.
 
@@ -85,6 +86,7 @@ def run(
         threads: torch CPU threads for this run (training and evidence), over the spec's
             `train.threads`; both None: chosen by `train.choose_threads`. Torch's setting is
             restored when the run ends.
+        lineage: more lineage for the package's signed manifest (the tuner's study and trial).
 
     Raises:
         TrustForgeError: bad spec, bad data, a model that does not fit the data, a principal
@@ -96,11 +98,11 @@ def run(
     digest = spec_digest(spec)
     if not register:
         keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads)
+        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage)
     with Registry(settings) as registry:
         # Refuse (and audit) a principal who may not register before spending time on training.
         secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
-        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads)
+        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage)
 
 
 @restores_threads
@@ -114,6 +116,7 @@ def _run(
     callbacks: Sequence[Callback],
     progress: bool,
     threads: int | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> RunResult:
     resume_from = None
     if resume:
@@ -190,6 +193,7 @@ def _run(
             reference=reference,
             decision=scored.decision,
             ood=ood,
+            lineage=dict(lineage) if lineage else None,
         )
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)

@@ -26,7 +26,7 @@ from trustforge.evaluate._report_summary import flatten, num
 
 __all__ = ["read_run", "compare_runs", "run_folder", "STATES", "UnknownMetric"]
 
-STATES = ("completed", "interrupted", "failed", "running", "killed")
+STATES = ("completed", "interrupted", "failed", "running", "killed", "pruned")
 # Numbers in metrics.json that describe the run, not the model's quality: never offered as a metric to rank by.
 _BOOKKEEPING = {"n", "epochs_trained", "best_epoch", "fit_seconds"}
 # Metrics not in evaluate.METRICS (or older runs' names) where a smaller figure is better.
@@ -314,6 +314,8 @@ def _note(row: dict[str, Any], status: dict[str, Any], metrics: Any) -> str | No
         return f"still running ({row['epochs']} epochs so far)"
     if state == "failed":
         return f"failed {done}; nothing to compare"
+    if state == "pruned":  # a tuning trial stopped by the pruner (trustforge tune): no test figures
+        return f"{status.get('note') or 'pruned by the tuner'}; {row['epochs']} epochs, no test metrics"
     if state != "completed":
         return f"state {state!r}; nothing to compare"
     if metrics is None:

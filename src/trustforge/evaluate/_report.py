@@ -118,6 +118,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "evidence": _json(run_dir / "evidence.json") or {},
         "label_issues": _json(run_dir / "label_issues.json"),  # data.clean.label_issues (None: off)
         "profile": _json(run_dir / "profile.json") or {},
+        "tune": _json(run_dir / "tune.json"),  # the hyperparameter study this model came from (trustforge tune)
         "tensors": tensors,
         "manifest": manifest,
     }
@@ -234,6 +235,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "scalars": scalars,
         "data": data,
         "label_issues": run.get("label_issues"),
+        "tune": run.get("tune"),
         "data_profile": profile_view(run.get("profile")),
         "source": _source(data, spec),
         "labels": labels,

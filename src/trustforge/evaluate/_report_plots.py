@@ -473,6 +473,31 @@ def importance_agreement(run: dict[str, Any]) -> float | None:
 
 
 # name → (figure function, alt text). The name is the <img data-plot> attribute tests look for.
+def tune_history(run: dict[str, Any]) -> Figure | None:
+    """The study's optimisation history (tune.json): each finished trial's value and the best so far."""
+    study = run.get("tune") or {}
+    rows = [r for r in study.get("history") or [] if isinstance(r, dict)]
+    done = [r for r in rows if r.get("value") is not None]
+    if not done:
+        return None
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    ax.plot([r["trial"] for r in done], [r["value"] for r in done], "o", ms=4, alpha=0.7, label="completed trial")
+    pruned = [r["trial"] for r in rows if r.get("state") == "pruned"]
+    best = [(r["trial"], r["best"]) for r in rows if r.get("best") is not None]
+    ax.step([b[0] for b in best], [b[1] for b in best], where="post", color="C3", label="best so far")
+    if pruned:
+        ax.plot(pruned, [best[-1][1]] * len(pruned), "x", color="grey", ms=4, label="pruned (no final value)")
+    ax.set(
+        xlabel="trial", ylabel=f"{study.get('metric', 'value')} (validation)", title=f"optimisation history ({study.get('direction', '')})"
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 PLOTS: dict[str, tuple[Callable[[dict[str, Any]], Figure | None], str]] = {
     "learning_curves": (learning_curves, "Training and validation loss and the validation metric per epoch"),
     "confusion_matrix": (confusion_matrix, "Confusion matrix of the test split, true class by predicted class"),
@@ -487,5 +512,6 @@ PLOTS: dict[str, tuple[Callable[[dict[str, Any]], Figure | None], str]] = {
     "feature_importance": (feature_importance, "Global feature importance, attribution-based and by permutation"),
     "robustness": (robustness_curves, "Test score against the attack budget, per attack (dashed: before hardening)"),
     "adversarial_examples": (adversarial_examples, "Test inputs the attack flipped: original, adversarial input and the change"),
+    "tune_history": (tune_history, "Optimisation history of the hyperparameter study: each trial's validation value and the best so far"),
     "membership_roc": (membership_roc, "Membership-inference ROC per attack, training rows against test rows, log-log"),
 }

@@ -42,6 +42,7 @@ def write_model_package(
     reference: dict[str, Any] | None = None,
     decision: dict[str, Any] | None = None,
     ood: tuple[dict[str, Any], dict[str, torch.Tensor] | None] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> Path:
     """Write the signed package of a trained model at `path` (which must not exist).
 
@@ -53,8 +54,11 @@ def write_model_package(
         ood: the out-of-distribution detector (`monitor.fit_ood`): its JSON entry, saved under
             the manifest's `monitor.ood`, and its tensors, saved as `OOD_FILE` (None: skipped,
             the entry says why); both signed with the rest.
+        lineage: more lineage, signed with the rest (e.g. `tune`: the study and trial the model came from).
     """
     manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out)
+    if lineage:
+        manifest["lineage"].update(lineage)
     if data.protection is not None:  # what `data.protect` did: `Model` treats its inputs the same way
         manifest["pii"] = data.protection
     if calibration is not None:

@@ -18,6 +18,7 @@ from trustforge.spec._model import (
     TaskSpec,
     TextSpec,
     TrainSpec,
+    TuneSpec,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "CNNSpec",
     "RNNSpec",
     "TrainSpec",
+    "TuneSpec",
     "EvaluateSpec",
     "RobustnessSpec",
     "PrivacySpec",

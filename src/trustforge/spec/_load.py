@@ -536,7 +536,8 @@ def _all_tags() -> set[str]:
     return tags
 
 
-_TAGS = _all_tags()
+# tune.space's parameter types: a union inside a dict, which the walk above does not reach.
+_TAGS = _all_tags() | {"float", "int", "categorical"}
 
 
 # ---------------------------------------------------------------------------- text

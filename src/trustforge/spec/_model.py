@@ -8,6 +8,7 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 
 from __future__ import annotations
 
+import copy
 import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -51,6 +52,10 @@ __all__ = [
     "SpecProblem",
     "ExpectSpec",
     "ColumnExpectSpec",
+    "TuneSpec",
+    "FloatParamSpec",
+    "IntParamSpec",
+    "CategoricalParamSpec",
 ]
 
 Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu", "silu"]
@@ -1277,6 +1282,167 @@ class MonitorSpec(_Strict):
     ood: OodSpec = Field(default_factory=OodSpec, description="the out-of-distribution detector fitted at training time")
 
 
+# ---------------------------------------------------------------------------- tuning (trustforge.tune)
+
+
+class FloatParamSpec(_Strict):
+    """A float in [low, high], as Optuna's `suggest_float` (log scale, or a step)."""
+
+    type: Literal["float"] = "float"
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _range(self) -> "FloatParamSpec":
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+
+class IntParamSpec(_Strict):
+    """An integer in [low, high], as Optuna's `suggest_int` (log scale, or a step)."""
+
+    type: Literal["int"] = "int"
+    low: int
+    high: int
+    log: bool = False
+    step: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _range(self) -> "IntParamSpec":
+        _check_range(self.low, self.high, self.log, self.step if self.step != 1 else None)
+        return self
+
+
+class CategoricalParamSpec(_Strict):
+    """One of `choices`, as Optuna's `suggest_categorical`; a choice may be a list (`model.hidden: [[64], [128, 64]]`)."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: list[Any] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct(cls, v: list[Any]) -> list[Any]:
+        seen = [repr(c) for c in v]
+        for i, r in enumerate(seen):
+            if r in seen[:i]:
+                raise SpecProblem((i,), f"repeats an earlier choice; got {r}")
+        return v
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
+    # Optuna's own rules, said before any trial runs and naming the field.
+    if low > high:
+        raise SpecProblem(("high",), f"must be >= low ({low}): the range is empty; got {high}")
+    if log and low <= 0:
+        raise SpecProblem(("low",), f"must be > 0 for log scale (log: true); got {low}")
+    if log and step is not None:
+        raise SpecProblem(("step",), f"cannot be combined with log scale (log: true; Optuna samples one or the other); got {step}")
+
+
+ParamSpec = Annotated[Union[FloatParamSpec, IntParamSpec, CategoricalParamSpec], Field(discriminator="type")]
+
+
+class TuneSpec(_Strict):
+    """Hyperparameter search over the spec's own fields (`trustforge tune SPEC`, on Optuna).
+
+    `space` maps a dotted spec field (`train.optimizer.lr`, `model.hidden`) to an Optuna
+    distribution; each trial is one run of the spec with the trial's values. Trials are scored
+    on the validation split, never the test split.
+    """
+
+    space: dict[str, ParamSpec] = Field(min_length=1, description="dotted spec field -> {type: float|int|categorical, ...}")
+    metric: str | None = Field(None, description="val_loss or val_<metric>; default: the task's headline metric on validation")
+    direction: Literal["auto", "minimize", "maximize"] = Field("auto", description="auto: minimise losses and errors, else maximise")
+    trials: PositiveInt = Field(20, description="trials in the study in all (a resumed study runs the missing ones)")
+    timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts")
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = Field(5, ge=0, description="trials sampled at random (TPE) and never pruned against (median)")
+    warmup_epochs: int = Field(2, ge=0, description="epochs of a trial that are never pruned")
+    light_trials: bool = Field(
+        True, description="trials skip the evidence (speed, robustness, explanations, audits); the best is then retrained in full"
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _validation_metric(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"val_[a-z0-9_@]+", v):
+            raise ValueError(f"must be val_loss or val_<metric> (trials are scored on validation, never test); got {v!r}")
+        return v
+
+    @field_validator("space")
+    @classmethod
+    def _paths(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for path in v:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+", path):
+                raise SpecProblem((path,), "must be a dotted spec field such as train.optimizer.lr")
+            if path.split(".")[0] in ("name", "tune"):
+                raise SpecProblem((path,), f"cannot be tuned ({path.split('.')[0]} is not a training choice)")
+        return v
+
+
+def check_tune_space(spec: "TaskSpec") -> None:
+    """Each field of `spec.tune.space` exists, and each end of its range (each choice) makes a valid spec.
+
+    Raises:
+        SpecProblem: at `tune.space.FIELD[...]`, naming what is wrong.
+    """
+    base = spec.model_dump(mode="json", exclude={"tune"})
+    for path, param in spec.tune.space.items():
+        where = ("tune", "space", path)
+        parts = path.split(".")
+        node: Any = base
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                known = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+                parent = ".".join(parts[:i]) or "the spec"
+                raise SpecProblem(where, f"is not a spec field: {parent} has no {part!r}" + (f" (it has {known})" if known else ""))
+            if node[part] is None and i < len(parts) - 1:
+                raise SpecProblem(where, f"is under {'.'.join(parts[: i + 1])}, which is null in this spec; set it to tune its fields")
+            node = node[part]
+        if isinstance(param, CategoricalParamSpec):
+            candidates = [(("choices", i), c) for i, c in enumerate(param.choices)]
+        else:
+            candidates = [(("low",), param.low), (("high",), param.high)]
+        for sub, value in candidates:
+            trial = _with_value(base, parts, value)
+            try:
+                TaskSpec.model_validate(trial)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                problem = (err.get("ctx") or {}).get("error")
+                msg = problem.message if isinstance(problem, SpecProblem) else str(err["msg"]).removeprefix("Value error, ")
+                at = ".".join(str(p) for p in (*_data_path(err["loc"], trial), *(problem.path if isinstance(problem, SpecProblem) else ())))
+                raise SpecProblem((*where, *sub), f"{value!r} does not make a valid spec ({at}: {msg})") from None
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> list[Any]:
+    # pydantic's location without the union tags it inserts (`model.mlp.hidden` is `model.hidden`).
+    out: list[Any] = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        elif isinstance(data, (dict, list)):
+            continue
+        else:
+            data = None
+        out.append(part)
+    return out
+
+
+def _with_value(base: dict[str, Any], parts: list[str], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    node = out
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
 # ---------------------------------------------------------------------------- the task
 
 
@@ -1290,6 +1456,7 @@ class TaskSpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    tune: TuneSpec | None = Field(None, description="hyperparameter search (`trustforge tune`); null: none")
 
     @field_validator("name")
     @classmethod
@@ -1304,7 +1471,7 @@ class TaskSpec(_Strict):
     def _empty_sections(cls, data: Any) -> Any:
         # `train:` with every line below it commented out is an empty section, not an error.
         if isinstance(data, dict):
-            sections = ("data", "model", "train", "evaluate", "monitor")
+            sections = ("data", "model", "train", "evaluate", "monitor", "tune")
             data = {k: v for k, v in data.items() if not (k in sections and v is None)}
         return data
 
@@ -1408,6 +1575,12 @@ class TaskSpec(_Strict):
                 ("data", "split", "validation"),
                 "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tune_space_fits(self) -> "TaskSpec":
+        if self.tune is not None:
+            check_tune_space(self)
         return self
 
     def _text_rules(self) -> None:

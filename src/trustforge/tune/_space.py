@@ -1,0 +1,56 @@
+"""Search spaces: a spec's `tune.space` as Optuna suggestions, and a trial's values written back into the spec.
+
+Each entry of `tune.space` maps one to one onto Optuna's `suggest_float`, `suggest_int` and
+`suggest_categorical`, under the dotted field's name, so Optuna's dashboards and importances
+speak the spec's language. Optuna's categorical choices must be scalars; a list choice
+(`model.hidden: [[64], [128, 64]]`) is offered as its JSON text and decoded back here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Mapping
+
+__all__ = ["suggest", "decode", "apply_params"]
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's values for every field of `space` (decoded: lists are lists again)."""
+    out: dict[str, Any] = {}
+    for path, p in space.items():
+        if p.type == "float":
+            out[path] = trial.suggest_float(path, p.low, p.high, log=p.log, step=p.step)
+        elif p.type == "int":
+            out[path] = trial.suggest_int(path, p.low, p.high, log=p.log, step=p.step)
+        else:
+            choices = [c if _scalar(c) else json.dumps(c) for c in p.choices]
+            out[path] = trial.suggest_categorical(path, choices)
+    return decode(space, out)
+
+
+def decode(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's stored params as spec values (a JSON-text choice back to its list)."""
+    out = dict(params)
+    for path, p in space.items():
+        if path in out and p.type == "categorical" and isinstance(out[path], str):
+            for c in p.choices:
+                if not _scalar(c) and json.dumps(c) == out[path]:
+                    out[path] = copy.deepcopy(c)
+    return out
+
+
+def apply_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the spec (as a dict) with each dotted field set to its value."""
+    out = copy.deepcopy(dict(spec))
+    for path, value in params.items():
+        node = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = copy.deepcopy(value)
+    return out

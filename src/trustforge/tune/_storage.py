@@ -1,0 +1,77 @@
+"""Where a study lives: one storage URL for every worker, on one machine or many.
+
+- none given: an Optuna journal file in the workspace (`studies/NAME.journal`), which local
+  worker processes share through file locks;
+- `journal:PATH` (or a path ending in `.journal`/`.log`): an Optuna journal file;
+- `sqlite:///PATH`: an RDB storage in a SQLite file (one machine);
+- `postgresql://...` (psycopg is the driver): an RDB storage that workers on many machines share;
+- `registry`: the registry's own database (`TRUSTFORGE_DB_URL`); Optuna's tables sit beside
+  the registry's (theirs are named `registry_*`).
+
+A storage is described in lineage and reports by its kind and database name only: never a
+user, password or host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trustforge.errors import TuneError
+from trustforge.settings import Settings
+
+__all__ = ["open_storage", "storage_url", "describe_storage"]
+
+
+def storage_url(storage: str | None, settings: Settings, study: str) -> str:
+    """The storage the study uses, as a URL every worker can open (`journal:PATH` for journal files)."""
+    if storage is None or storage == "":
+        return f"journal:{settings.home / 'studies' / (study + '.journal')}"
+    if storage == "registry":
+        return settings.db_url
+    if storage.startswith(("journal:", "sqlite:", "postgresql:", "postgresql+")):
+        return storage
+    if storage.endswith((".journal", ".log")):
+        return f"journal:{Path(storage).expanduser().resolve()}"
+    scheme = storage.split(":", 1)[0] if ":" in storage else storage
+    raise TuneError(
+        f"--storage must be sqlite:///PATH, postgresql://..., journal:PATH (or a .journal file) or registry; got a {scheme!r} value"
+    )
+
+
+def describe_storage(url: str) -> dict[str, str]:
+    """{kind, database}: what lineage may say of a storage (no credentials, no host)."""
+    if url.startswith("journal:"):
+        return {"kind": "journal", "database": Path(url[len("journal:") :]).name}
+    kind = "postgresql" if url.startswith("postgresql") else url.split(":", 1)[0].split("+", 1)[0]
+    try:
+        import sqlalchemy as sa
+
+        name = sa.make_url(url).database or ""
+    except Exception:  # a URL SQLAlchemy cannot parse: say nothing of it
+        name = ""
+    return {"kind": kind, "database": Path(name).name if kind == "sqlite" else name}
+
+
+def open_storage(url: str) -> Any:
+    """The Optuna storage of `url` (from `storage_url`).
+
+    Raises:
+        TuneError: the database cannot be reached or the file cannot be opened (no credentials in the message).
+    """
+    import optuna
+
+    desc = describe_storage(url)
+    try:
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend
+
+            path = Path(url[len("journal:") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        # pool_pre_ping: a worker that waited through a long trial finds its connection alive.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=None)
+    except Exception as exc:  # SQLAlchemy and OS errors; their text may hold the URL, so it is not repeated
+        raise TuneError(f"cannot open the study storage ({desc['kind']} {desc['database']}): {type(exc).__name__}") from None

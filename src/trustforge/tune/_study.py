@@ -1,0 +1,413 @@
+"""`tune(spec)`: an Optuna study over a spec's `tune.space`, its best trial packaged and registered.
+
+Each trial is one ordinary run (`pipeline.run`, a run folder under `runs/` that `runs list`
+and `compare` read) of the spec with the trial's values, scored on the validation split by
+`tune.metric` at the epoch whose weights the run keeps; the test split never ranks trials.
+Poor trials are pruned from the Trainer's per-epoch validation metric (`PruningCallback`).
+Workers are local processes or other machines that open the same storage: each runs trials
+until the study holds `trials` finished or running ones, so a resumed study runs only the
+missing trials and concurrent workers overshoot by at most one trial each.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from trustforge import pipeline
+from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError
+from trustforge.evaluate import task_of
+from trustforge.settings import Settings
+from trustforge.spec import TaskSpec, load_spec, spec_to_dict
+from trustforge.train import atomic_write_text
+from trustforge.tune._prune import PruningCallback
+from trustforge.tune._space import apply_params, decode, suggest
+from trustforge.tune._storage import describe_storage, open_storage, storage_url
+
+__all__ = ["tune", "TuneResult", "tune_metric", "study_summary", "TUNE_FILE"]
+
+TUNE_FILE = "tune.json"  # in the best run's folder: the study as the report shows it
+# A trial whose spec values do not work together (heads that do not divide the width, a
+# diverging loss) fails alone; the study goes on.
+_TRIAL_ERRORS = (SpecError, ModelError, TrainingError, DataError)
+
+
+@dataclass
+class TuneResult:
+    """What a study produced.
+
+    Attributes:
+        study: the study's name; storage: its kind and database (no credentials).
+        metric, direction: what ranked the trials (a validation metric).
+        best_trial, best_value, best_params: the best finished trial.
+        summary: the study as `tune.json` holds it (history, importances, leaderboard).
+        run: the run of the packaged best model (retrained, or the best trial's own); None when
+            `register` was false and no retraining was needed.
+    """
+
+    study: str
+    storage: dict[str, str]
+    metric: str
+    direction: str
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    summary: dict[str, Any]
+    run: Any = None
+    model_uri: str | None = None
+    total_epochs: int = 0
+    trial_counts: dict[str, int] = field(default_factory=dict)
+
+
+def tune_metric(spec: TaskSpec) -> tuple[str, str]:
+    """(metric, direction) of the spec's study: `tune.metric` (default the task's validation monitor).
+
+    Raises:
+        SpecError: the metric is not one the trainer logs each epoch for this spec.
+    """
+    task = task_of(spec)
+    es = spec.train.early_stopping
+    logged = {"val_loss", task.default_monitor(spec)} | ({es.monitor} if es is not None else set())
+    metric = spec.tune.metric or task.default_monitor(spec)
+    if metric not in logged:
+        raise SpecError(
+            f"tune.metric must be a validation log of every epoch ({', '.join(sorted(logged))}; "
+            f"train.early_stopping.monitor adds another); got {metric!r}"
+        )
+    direction = spec.tune.direction
+    if direction == "auto":
+        direction = "maximize" if task.higher_is_better(metric) else "minimize"
+    return metric, direction
+
+
+def tune(
+    spec: TaskSpec | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    settings: Settings | None = None,
+    trials: int | None = None,
+    timeout: float | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    register: bool = True,
+    progress: bool = False,
+) -> TuneResult:
+    """Run (or resume) the study of `spec.tune`, then package and register its best trial.
+
+    Args:
+        spec: a spec with a `tune` section (TaskSpec, mapping or YAML path).
+        trials: trials in the study in all (default `tune.trials`); a resumed study runs the rest.
+        timeout: seconds after which no new trial starts (default `tune.timeout`).
+        workers: local worker processes (each runs trials of the one study).
+        storage: see `trustforge.tune._storage` (default: a journal file in the workspace).
+        study: the study's name (default the spec's name).
+        register: package and register the best trial's model (retrained in full when trials
+            were light or ran on another machine).
+        progress: a progress bar for the final training.
+
+    Raises:
+        SpecError: no tune section, or a tune.metric that is not logged.
+        TuneError: the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
+    """
+    spec = load_spec(spec)
+    if spec.tune is None:
+        raise SpecError("tune is required for `trustforge tune`: add tune: {space: {FIELD: {type: float, low: ..., high: ...}}}")
+    if workers < 1:
+        raise TuneError(f"--workers must be >= 1; got {workers}")
+    settings = settings or Settings.from_env()
+    ts = spec.tune
+    metric, direction = tune_metric(spec)
+    name = study or spec.name
+    url = storage_url(storage, settings, name)
+    desc = describe_storage(url)
+    target = trials or ts.trials
+    timeout = timeout if timeout is not None else ts.timeout
+    deadline = time.time() + timeout if timeout else None
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = open_storage(url)
+    created = optuna.create_study(study_name=name, storage=st, direction=direction, load_if_exists=True)
+    attrs = created.user_attrs
+    if attrs.get("metric", metric) != metric or created.direction.name.lower() != direction:
+        raise TuneError(
+            f"study {name!r} ranks by {attrs.get('metric')} ({created.direction.name.lower()}); this spec by {metric} "
+            f"({direction}): name another study (--study) or keep tune.metric"
+        )
+    if "metric" not in attrs:
+        created.set_user_attr("metric", metric)
+        created.set_user_attr("spec", spec.name)
+
+    base = spec_to_dict(spec)
+    base.pop("tune", None)
+    job = _Job(base, spec.model_dump(mode="json")["tune"], metric, name, url, target, deadline, settings)
+    if workers == 1:
+        _work(job, 0)
+    else:
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked torch threads
+        procs = [ctx.Process(target=_work, args=(job, i), name=f"trustforge-tune-{i}") for i in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        bad = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+        if bad:
+            raise TuneError(f"tune workers failed: {', '.join(bad)}; finished trials stay in the study, run again to resume")
+
+    finished = optuna.load_study(study_name=name, storage=st)
+    try:
+        best = finished.best_trial
+    except ValueError:
+        raise TuneError(f"study {name!r}: no trial completed (see the failed runs with `trustforge runs list`)") from None
+    best_params = decode(ts.space, best.params)
+    summary = study_summary(finished, ts.space, metric, direction, desc)
+    lineage = {
+        "tune": {
+            "study": name,
+            "trial": best.number,
+            "params": best_params,
+            "storage": desc,
+            "metric": metric,
+            "value": best.value,
+        }
+    }
+    result = TuneResult(
+        study=name,
+        storage=desc,
+        metric=metric,
+        direction=direction,
+        best_trial=best.number,
+        best_value=float(best.value),
+        best_params=best_params,
+        summary=summary,
+        total_epochs=summary["total_epochs"],
+        trial_counts=summary["counts"],
+    )
+    trial_run = settings.runs_dir / str(best.user_attrs.get("run", ""))
+    reusable = not ts.light_trials and best.user_attrs.get("host") == socket.gethostname() and (trial_run / "package").is_dir()
+    if reusable and register:
+        from trustforge.registry import Registry
+
+        with Registry(settings) as registry:
+            result.model_uri = registry.register(trial_run / "package", run=trial_run.name).uri
+        _set_status(trial_run, model_uri=result.model_uri)
+        final_dir = trial_run
+    elif register or ts.light_trials:
+        final = apply_params(base, best_params)
+        run = pipeline.run(final, settings=settings, progress=progress, register=register, lineage=lineage)
+        result.run, result.model_uri, final_dir = run, run.model_uri, run.run_dir
+        summary["retrained"] = {"run": run.run_dir.name, "value": _score(run.history, run.metrics, metric)}
+    else:
+        final_dir = trial_run
+    summary["final_run"] = final_dir.name
+    if final_dir.is_dir():
+        atomic_write_text(final_dir / TUNE_FILE, json.dumps(summary, indent=1))
+    return result
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+@dataclass
+class _Job:
+    base: dict[str, Any]
+    tune: dict[str, Any]
+    metric: str
+    study: str
+    url: str
+    target: int
+    deadline: float | None
+    settings: Settings
+
+
+def _work(job: _Job, index: int) -> None:
+    """One worker: trials of the study until it holds `job.target` trials (or the deadline passes)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from trustforge.spec import TuneSpec
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ts = TuneSpec.model_validate(job.tune)
+    storage = open_storage(job.url)
+    seed = int(job.base.get("train", {}).get("seed", 0))
+    if index > 0 or optuna.load_study(study_name=job.study, storage=storage).get_trials(deepcopy=False):
+        # Another worker, or a study that others fill too: its own draws, not a copy of theirs.
+        seed += 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{index}".encode()) % 1_000_000
+    study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(ts, seed), pruner=_pruner(ts, job.base))
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    failures = 0
+    while job.deadline is None or time.time() < job.deadline:
+        if len(study.get_trials(deepcopy=False, states=live)) >= job.target:
+            break
+        outcome: dict[str, Any] = {}
+        study.optimize(lambda t: _objective(t, job, ts, outcome), n_trials=1, catch=_TRIAL_ERRORS, gc_after_trial=False)
+        if outcome.get("failed"):
+            failures += 1
+            if failures >= max(3, job.target):  # every trial failing: the spec, not the values, is wrong
+                break
+
+
+def _objective(trial: Any, job: _Job, ts: Any, outcome: dict[str, Any]) -> float:
+    import optuna
+
+    outcome["failed"] = True
+    params = suggest(trial, ts.space)
+    spec = apply_params(job.base, params)
+    if ts.light_trials:
+        spec = _light(spec)
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    lineage = {"tune": {"study": job.study, "trial": trial.number, "params": params, "storage": describe_storage(job.url)}}
+    prune = PruningCallback(trial, job.metric)
+    try:
+        run = pipeline.run(spec, settings=job.settings, callbacks=[prune], progress=False, register=False, lineage=lineage)
+    except optuna.TrialPruned:
+        outcome["failed"] = False
+        trial.set_user_attr("epochs", prune.epochs)
+        if prune.run_dir is not None:
+            trial.set_user_attr("run", prune.run_dir.name)
+            _mark_pruned(prune.run_dir, job.study, trial.number, prune.pruned_at, params)
+        raise
+    trial.set_user_attr("run", run.run_dir.name)
+    trial.set_user_attr("epochs", len(run.history))
+    value = _score(run.history, run.metrics, job.metric)
+    atomic_write_text(
+        run.run_dir / "trial.json", json.dumps({"study": job.study, "trial": trial.number, "params": params, job.metric: value})
+    )
+    outcome["failed"] = False
+    return value
+
+
+def _light(spec: dict[str, Any]) -> dict[str, Any]:
+    # A trial is ranked by its validation metric only: the evidence (speed, corruptions,
+    # explanations, attacks, audits, monitors) is measured once, on the retrained best.
+    spec = dict(spec)
+    spec["evaluate"] = {
+        **spec.get("evaluate", {}),
+        "speed": False,
+        "corruptions": False,
+        "explain": False,
+        "robustness": False,
+        "privacy_audit": False,
+    }
+    spec["monitor"] = {**spec.get("monitor", {}), "reference": False, "ood": {"enabled": False}}
+    return spec
+
+
+def _score(history: list[dict[str, float]], metrics: Mapping[str, Any], metric: str) -> float:
+    """The validation metric at the epoch whose weights the run kept (early stopping's best, else the last)."""
+    if not history:
+        raise TrainingError("the trial trained no epoch")
+    best = metrics.get("best_epoch")
+    row = history[int(best) - 1] if isinstance(best, int) and 1 <= best <= len(history) else history[-1]
+    value = row.get(metric)
+    if value is None:
+        raise TuneError(f"tune.metric {metric} is not in the epoch logs ({', '.join(k for k in row if k.startswith('val_'))})")
+    return float(value)
+
+
+def _sampler(ts: Any, seed: int) -> Any:
+    import optuna
+
+    if ts.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: workers running at once are steered away from each other's pending points.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=ts.startup_trials, constant_liar=True)
+
+
+def _pruner(ts: Any, base: Mapping[str, Any]) -> Any:
+    import optuna
+
+    if ts.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=ts.startup_trials, n_warmup_steps=ts.warmup_epochs)
+    if ts.pruner == "hyperband":
+        max_epochs = int(base.get("train", {}).get("max_epochs", 100))
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, ts.warmup_epochs), max_resource=max_epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _mark_pruned(run_dir: Path, study: str, number: int, epoch: int | None, params: Mapping[str, Any]) -> None:
+    # The run ended by pruning, not by an interruption to resume: its checkpoint goes, its epochs stay.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    _set_status(run_dir, state="pruned", note=f"pruned by study {study} (trial {number}) at epoch {epoch}")
+    atomic_write_text(run_dir / "trial.json", json.dumps({"study": study, "trial": number, "params": dict(params), "pruned_at": epoch}))
+
+
+def _set_status(run_dir: Path, **changes: Any) -> None:
+    path = run_dir / "status.json"
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        status = {}
+    status.update(changes)
+    atomic_write_text(path, json.dumps(status, indent=1))
+
+
+# ---------------------------------------------------------------------------- the study as the report shows it
+
+
+def study_summary(study: Any, space: Mapping[str, Any], metric: str, direction: str, storage: Mapping[str, str]) -> dict[str, Any]:
+    """The study as plain data: counts, optimisation history, parameter importances, leaderboard."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    maximize = direction == "maximize"
+    rows, history, best_so_far = [], [], None
+    for t in sorted(trials, key=lambda t: t.number):
+        value = t.value if t.state == TrialState.COMPLETE else None
+        if value is not None:
+            best_so_far = value if best_so_far is None else (max if maximize else min)(best_so_far, value)
+        last = None
+        if t.state == TrialState.PRUNED and t.intermediate_values:
+            last = t.intermediate_values[max(t.intermediate_values)]
+        history.append({"trial": t.number, "state": t.state.name.lower(), "value": value, "best": best_so_far})
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "value": value,
+                "last_value": last,
+                "epochs": t.user_attrs.get("epochs"),
+                "run": t.user_attrs.get("run"),
+                "params": decode(space, t.params),
+            }
+        )
+    done = [r for r in rows if r["value"] is not None]
+    done.sort(key=lambda r: -r["value"] if maximize else r["value"])
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {
+        "study": study.study_name,
+        "storage": dict(storage),
+        "metric": metric,
+        "direction": direction,
+        "counts": counts,
+        "total_epochs": sum(int(r["epochs"] or 0) for r in rows),
+        "history": history,
+        "importances": _importances(study),
+        "leaderboard": done + [r for r in rows if r["value"] is None],
+    }
+
+
+def _importances(study: Any) -> dict[str, float] | None:
+    """fANOVA importances of the parameters (Optuna's default evaluator); None with fewer than two finished trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        return None
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=None).items()}
+    except (ValueError, RuntimeError):  # e.g. every trial took the same values
+        return None
