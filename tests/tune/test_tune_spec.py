@@ -1,0 +1,81 @@
+"""The tune: section's errors: one line naming the field, before any trial runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from trustforge.errors import SpecError
+from trustforge.spec import load_spec
+
+BASE = {"name": "iris", "data": {"source": "builtin:iris"}, "model": {"kind": "mlp"}}
+
+
+def _error(space: dict) -> str:
+    with pytest.raises(SpecError) as e:
+        load_spec({**BASE, "tune": {"space": space}})
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "space, starts, says",
+    [
+        ({"train.optimizer.lr": {"type": "float", "low": 0, "high": 0.1, "log": True}}, "tune.space.train.optimizer.lr.low", "log scale"),
+        ({"train.optimizer.lr": {"type": "float", "low": 0.1, "high": 0.01}}, "tune.space.train.optimizer.lr.high", "range is empty"),
+        ({"train.max_epochs": {"type": "int", "low": 9, "high": 3}}, "tune.space.train.max_epochs.high", "range is empty"),
+        ({"train.optimiser.lr": {"type": "float", "low": 0.001, "high": 0.01}}, "tune.space.train.optimiser.lr", "no 'optimiser'"),
+        ({"model.hidden": {"type": "categorical", "choices": [[64], ["wide"]]}}, "tune.space.model.hidden.choices[1]", "model.hidden"),
+        ({"train.max_epochs": {"type": "float", "low": 1.5, "high": 3}}, "tune.space.train.max_epochs.low", "integer"),
+        (
+            {"train.optimizer.lr": {"type": "float", "low": 0.001, "high": 20}},
+            "tune.space.train.optimizer.lr.high",
+            "less than or equal to 10",
+        ),
+        ({"train.optimizer.lr": {"type": "floats", "low": 0.001, "high": 0.01}}, "tune.space.train.optimizer.lr.type", "categorical"),
+        (
+            {"train.optimizer.lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True, "step": 0.001}},
+            "tune.space.train.optimizer.lr.step",
+            "log",
+        ),
+        ({"train.privacy.epsilon": {"type": "float", "low": 1, "high": 3}}, "tune.space.train.privacy.epsilon", "null"),
+        ({"name": {"type": "categorical", "choices": ["a", "b"]}}, "tune.space.name", "dotted spec field"),
+        ({"tune.trials": {"type": "int", "low": 1, "high": 3}}, "tune.space.tune.trials", "cannot be tuned"),
+    ],
+)
+def test_space_errors_name_the_field(space, starts, says):
+    msg = _error(space)
+    assert msg.split(" ")[0].endswith(starts) or starts in msg.split(" ")[0], msg
+    assert says in msg, msg
+
+
+def test_a_valid_space_loads_and_round_trips():
+    spec = load_spec(
+        {
+            **BASE,
+            "tune": {
+                "space": {
+                    "train.optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                    "model.hidden": {"type": "categorical", "choices": [[64], [128, 64]]},
+                    "train.batch_size": {"type": "int", "low": 16, "high": 128, "step": 16},
+                },
+                "pruner": "hyperband",
+            },
+        }
+    )
+    assert spec.tune.sampler == "tpe" and spec.tune.pruner == "hyperband"
+    from trustforge.spec import spec_to_dict
+
+    assert load_spec(spec_to_dict(spec)) == spec
+
+
+def test_metric_must_be_a_validation_log():
+    from trustforge.tune import tune_metric
+
+    with pytest.raises(SpecError, match="tune.metric"):
+        load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "accuracy"}})
+    spec = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "val_f1"}})
+    with pytest.raises(SpecError, match="tune.metric must be a validation log"):
+        tune_metric(spec)
+    ok = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}}})
+    assert tune_metric(ok) == ("val_accuracy", "maximize")

@@ -1,0 +1,100 @@
+"""A tiny study end to end: trials are run folders, pruning, resume, local workers, the best registered with its study."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trustforge.settings import Settings
+from trustforge.tune import PruningCallback, tune
+
+SPEC = {
+    "name": "iris-tune",
+    "data": {"source": "builtin:iris"},
+    "model": {"kind": "mlp", "hidden": [8]},
+    "train": {"max_epochs": 4, "early_stopping": None},
+    "tune": {
+        "space": {
+            "train.optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "model.hidden": {"type": "categorical", "choices": [[8], [16, 8]]},
+        },
+        "trials": 3,
+        "startup_trials": 2,
+        "warmup_epochs": 1,
+    },
+}
+
+
+def _runs(settings):
+    out = {}
+    for d in sorted(settings.runs_dir.iterdir()):
+        out[d.name] = json.loads((d / "status.json").read_text())
+    return out
+
+
+def test_study_runs_trials_as_runs_and_registers_the_best(workspace):
+    from trustforge.evaluate import compare_runs
+
+    settings = Settings.from_env()
+    r = tune(SPEC, settings=settings)
+    s = r.summary
+    assert sum(s["counts"].values()) == 3 and s["counts"].get("complete", 0) >= 2
+    # every trial is a run folder (plus the retrained best), which compare reads
+    runs = _runs(settings)
+    trial_runs = {row["run"] for row in s["leaderboard"]}
+    assert trial_runs <= set(runs) and len(trial_runs) == 3
+    assert {st["state"] for st in runs.values()} <= {"completed", "pruned"}
+    rows = compare_runs([settings.runs_dir / n for n in runs])
+    assert sum(row["rank"] is not None for row in rows) == s["counts"]["complete"] + 1
+    # the best is the best validation value, retrained to the same value (same seed, same spec)
+    done = [row["value"] for row in s["leaderboard"] if row["value"] is not None]
+    assert r.best_value == max(done)
+    assert s["retrained"]["value"] == pytest.approx(r.best_value)
+    # registered, with the study in its signed lineage
+    assert r.model_uri == "models:/iris-tune/1"
+    lineage = json.loads((r.run.run_dir / "package" / "manifest.json").read_text())["lineage"]["tune"]
+    assert lineage["study"] == "iris-tune" and lineage["trial"] == r.best_trial and lineage["storage"]["kind"] == "journal"
+    assert lineage["params"] == r.best_params
+    # the report shows the study
+    from trustforge.evaluate import write_report
+
+    html = write_report(r.run.run_dir).read_text()
+    assert 'id="tune-leaderboard"' in html and "Optimisation history" in html
+
+    # resume: the same study asked for 4 runs only the missing trial
+    r2 = tune(SPEC, settings=settings, trials=4, register=False)
+    assert sum(r2.summary["counts"].values()) == 4
+    assert [row["trial"] for row in r2.summary["history"]] == list(range(4))
+
+
+def test_pruning_callback_raises_trial_pruned_from_the_epoch_metric():
+    import optuna
+
+    class Trial:
+        def __init__(self, prune_at):
+            self.reported, self.prune_at = [], prune_at
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return len(self.reported) >= self.prune_at
+
+    cb = PruningCallback(Trial(2), "val_loss")
+    cb.on_epoch_end(None, 0, {"val_loss": 0.9})
+    cb.on_epoch_end(None, 1, {"train_loss": 0.5})  # no value logged: nothing reported
+    with pytest.raises(optuna.TrialPruned):
+        cb.on_epoch_end(None, 2, {"val_loss": 0.8})
+    assert cb.trial.reported == [(0, 0.9), (2, 0.8)] and cb.pruned_at == 3
+
+
+def test_two_local_workers_share_one_study(workspace, tmp_path):
+    settings = Settings.from_env()
+    spec = {**SPEC, "tune": {**SPEC["tune"], "pruner": "none"}}
+    r = tune(spec, settings=settings, workers=2, trials=4, register=False, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    numbers = [row["trial"] for row in r.summary["history"]]
+    assert sorted(numbers) == list(range(len(numbers))) and 4 <= len(numbers) <= 5  # at most one extra per extra worker
+    runs = [row["run"] for row in r.summary["leaderboard"]]
+    assert len(set(runs)) == len(runs) and all((settings.runs_dir / n).is_dir() for n in runs)
+    assert r.storage == {"kind": "sqlite", "database": "study.db"}
