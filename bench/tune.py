@@ -85,7 +85,7 @@ def tables(names: list[str], trials: int, home: Path) -> dict:
         default = run(_spec(name, path, target, t.task), settings=settings, progress=False, register=False)
         spec = _spec(name, path, target, t.task)
         spec["tune"] = {"space": SPACE, "trials": trials}
-        tuned = tune(spec, settings=settings, register=False)
+        tuned = tune(spec, settings=settings)  # the best retrained in full and registered (in the throwaway workspace)
         d, u = default.metrics[metric], tuned.run.metrics[metric]
         better = (u < d) if lower else (u > d)
         rows[name] = {

@@ -49,8 +49,8 @@ class TuneResult:
         metric, direction: what ranked the trials (a validation metric).
         best_trial, best_value, best_params: the best finished trial.
         summary: the study as `tune.json` holds it (history, importances, leaderboard).
-        run: the run of the packaged best model (retrained, or the best trial's own); None when
-            `register` was false and no retraining was needed.
+        run: the run of the retrained best model; None when the best trial's own package was
+            registered, or `register` was false.
     """
 
     study: str
@@ -110,7 +110,7 @@ def tune(
         storage: see `trustforge.tune._storage` (default: a journal file in the workspace).
         study: the study's name (default the spec's name).
         register: package and register the best trial's model (retrained in full when trials
-            were light or ran on another machine).
+            were light or ran on another machine); False: stop once the study is done.
         progress: a progress bar for the final training.
 
     Raises:
@@ -201,7 +201,7 @@ def tune(
             result.model_uri = registry.register(trial_run / "package", run=trial_run.name).uri
         _set_status(trial_run, model_uri=result.model_uri)
         final_dir = trial_run
-    elif register or ts.light_trials:
+    elif register:
         final = apply_params(base, best_params)
         run = pipeline.run(final, settings=settings, progress=progress, register=register, lineage=lineage)
         result.run, result.model_uri, final_dir = run, run.model_uri, run.run_dir
