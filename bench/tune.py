@@ -44,13 +44,20 @@ def _spec(name: str, path: Path, target: str, task: str) -> dict:
     return {"name": name, "task": task, "data": {"source": f"csv:{path}", "target": target}, "model": {"kind": "mlp"}}
 
 
-def pruning(trials: int, home: Path) -> dict:
+def pruning(trials: int, home: Path, warmup: int, startup: int) -> dict:
     path, target = write_csv(TABLES["breast_cancer"], home / "csv")
     out = {}
     for pruner in ("median", "none"):
         spec = _spec(f"prune-{pruner}", path, target, "classification")
         spec["train"] = {"max_epochs": 30, "early_stopping": None}
-        spec["tune"] = {"space": SPACE, "trials": trials, "pruner": pruner, "metric": "val_loss"}
+        spec["tune"] = {
+            "space": SPACE,
+            "trials": trials,
+            "pruner": pruner,
+            "metric": "val_loss",
+            "warmup_epochs": warmup,
+            "startup_trials": startup,
+        }
         t0 = time.perf_counter()
         r = tune(spec, settings=Settings.from_env(home / f"ws-{pruner}"), register=False)
         out[pruner] = {
@@ -113,13 +120,15 @@ def main() -> None:
     ap.add_argument("--part", choices=["pruning", "tables", "both"], default="both")
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--tables", default=",".join(TABLES))
+    ap.add_argument("--warmup", type=int, default=5, help="pruning: tune.warmup_epochs")
+    ap.add_argument("--startup", type=int, default=5, help="pruning: tune.startup_trials")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         out = {}
         if a.part in ("pruning", "both"):
-            out["pruning"] = pruning(a.trials, home)
+            out["pruning"] = pruning(a.trials, home, a.warmup, a.startup)
         if a.part in ("tables", "both"):
             out["tables"] = tables([n for n in a.tables.split(",") if n], a.trials, home)
     if a.json:
