@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trustforge.errors import DataError, TrustForgeError
+from trustforge.errors import DataError, SpecError, TrustForgeError
 
 app = typer.Typer(
     name="trustforge",
@@ -228,6 +228,12 @@ def train(
         help="torch CPU threads (over the spec's train.threads); default: OMP_NUM_THREADS if set, "
         "else 1 for a model under 1M parameters, else min(4, cores)",
     ),
+    preset: Optional[str] = typer.Option(
+        None,
+        "--preset",
+        help="choose the model automatically (model.kind: auto): fast (short candidate runs) or best; "
+        "candidates are ranked on the validation split, never the test split",
+    ),
 ) -> None:
     """Train, evaluate, package and sign a spec, and register the package as the next version.
 
@@ -236,7 +242,17 @@ def train(
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
 
-    result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads)
+    if preset is not None and preset not in ("fast", "best"):
+        raise SpecError(f"--preset must be fast or best; got {preset!r}")
+    if preset is not None or _is_auto(spec):  # model.kind auto: candidates ranked on validation, then the chosen one trained
+        from trustforge.automl import auto_spec, run_auto
+
+        if resume:
+            raise SpecError("--resume does not apply to model.kind auto (the choice runs anew); train without it")
+        result = run_auto(auto_spec(spec, preset), progress=not quiet, register=not no_register, threads=threads)
+        _print_model_choice(result.metrics["model_choice"])
+    else:
+        result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads)
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
     if result.metrics.get("expect_violations"):  # data.expect under warn or drop_row: the lines are in the run folder
         counts = ", ".join(f"{k} ({v})" for k, v in result.metrics["expect_violations_by_column"].items())
@@ -253,6 +269,30 @@ def train(
     fallback = _threshold_fallback(result.metrics.get("threshold"))
     if fallback:
         _note(fallback)
+
+
+def _is_auto(spec: Path) -> bool:
+    from trustforge.spec import load_spec
+
+    return load_spec(spec).model.kind == "auto"
+
+
+def _print_model_choice(choice: dict) -> None:
+    """The candidates' leaderboard (validation scores, fit time, one-row latency) and the verdict."""
+    from rich.table import Table
+
+    key = choice["metric"]
+    table = Table(title=f"model choice ({choice['preset']} preset, ranked by {key} on the validation split)")
+    for name in ("rank", "candidate", key, "fit s", "latency ms", "note"):
+        table.add_column(name)
+    for r in choice["leaderboard"]:
+        note = r.get("skipped") or ("baseline" if r.get("baseline") else "not packaged" if r.get("ensemble") else "")
+        value = f"{r[key]:.4f}" if key in r else "-"
+        fit = f"{r['fit_seconds']:.2f}" if "fit_seconds" in r else "-"
+        latency = f"{r['latency_ms']:.3f}" if "latency_ms" in r else "-"
+        table.add_row(str(r.get("rank", "-")), escape(r["kind"]), value, fit, latency, escape(note))
+    out.print(table)
+    out.print(escape(choice["verdict"]), highlight=False, soft_wrap=True)
 
 
 def _threshold_fallback(threshold: object) -> str | None:

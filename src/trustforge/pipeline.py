@@ -27,7 +27,7 @@ from trustforge.package import Model, seal_run_package, write_model_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec, spec_digest, spec_to_yaml
+from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec, spec_digest, spec_to_yaml
 from trustforge.train import Callback, Trainer, apply_threads, atomic_write_text, clean_labels, load_checkpoint, restores_threads, seeded
 
 __all__ = ["run", "RunResult", "find_resumable_run"]
@@ -72,6 +72,7 @@ def run(
     register: bool = True,
     threads: int | None = None,
     lineage: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Train, evaluate, package, sign and register one spec.
 
@@ -87,6 +88,8 @@ def run(
             `train.threads`; both None: chosen by `train.choose_threads`. Torch's setting is
             restored when the run ends.
         lineage: more lineage for the package's signed manifest (the tuner's study and trial).
+        selection: how `model.kind: auto` chose this spec's model (`automl.choose`'s leaderboard
+            and verdict), kept in metrics.json (`model_choice`), the manifest and leaderboard.json.
 
     Raises:
         TrustForgeError: bad spec, bad data, a model that does not fit the data, a principal
@@ -98,11 +101,11 @@ def run(
     digest = spec_digest(spec)
     if not register:
         keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage)
+        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage, selection)
     with Registry(settings) as registry:
         # Refuse (and audit) a principal who may not register before spending time on training.
         secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
-        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage)
+        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage, selection)
 
 
 @restores_threads
@@ -117,6 +120,7 @@ def _run(
     progress: bool,
     threads: int | None = None,
     lineage: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> RunResult:
     resume_from = None
     if resume:
@@ -153,7 +157,10 @@ def _run(
             progress=progress,
             resume_meta=resume_from[0] if resume_from else None,
         )
-        history = trainer.fit(model, data.train, data.validation, resume=resume_from)
+        if spec.model.kind in FITTED_KINDS:  # a baseline, fitted by its own solver (evaluate.fit_fitted), not by epochs
+            history = _fit_baseline(spec, data, model, trainer)
+        else:
+            history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
         twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial or private training's "before"
         if twin is not None:
@@ -162,6 +169,9 @@ def _run(
         val_out = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
         scored = evaluate.evaluate_test(spec, data, model, trainer.predict(data.test.inputs, mixed_precision=False), val_out)
         metrics = {**scored.metrics, **trainer.summary(history), **twin_metrics, **data.evidence()}
+        if selection is not None:  # model.kind auto: the candidates' leaderboard (validation scores only)
+            metrics["model_choice"] = dict(selection)
+            atomic_write_text(run_dir / "leaderboard.json", json.dumps(dict(selection), indent=1))
         if data.expect_report is not None:  # declared data.expect rules: what training data broke, per column
             metrics.update(data.expect_report.metrics())
             atomic_write_text(run_dir / "expectations.json", json.dumps(data.expect_report.to_json("training data"), indent=1))
@@ -233,6 +243,16 @@ def _run(
         raise
     _write_status(run_dir, "completed", digest, model_uri=model_uri)
     return RunResult(run_dir, package, metrics, history, spec, timings, model_uri, keyring)
+
+
+def _fit_baseline(spec: TaskSpec, data: Any, model: Any, trainer: Trainer) -> list[dict[str, float]]:
+    """Fit a baseline model kind (linear, hist_gradient_boosting) in place; no epochs (an empty history).
+
+    The trainer is handed the fitted module, so predictions and the summary read it as they read a trained one.
+    """
+    fitted = evaluate.fit_fitted(spec, data, model)
+    trainer.model, trainer.fit_seconds = model, fitted["fit_seconds"]
+    return []
 
 
 def _plain_twin(spec: TaskSpec, data: Any, history: list[dict[str, float]]) -> tuple[Any, dict[str, float]]:

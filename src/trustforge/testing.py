@@ -56,6 +56,9 @@ CASES: dict[str, dict[str, Any]] = {
     "mlp-image": _case("mlp", "builtin:digits", {"hidden": [32]}),
     # A table of every column type (a date, categories, numbers, free text) through their encoders.
     "mlp-mixed": _case("mlp", "builtin:birdstrikes", {"hidden": [16], "embedding_dim": 8}),
+    # The fitted baselines (auto17): fitted by their solver, then packaged like any network.
+    "linear": _case("linear", "builtin:iris", {}),
+    "hist_gradient_boosting": _case("hist_gradient_boosting", "builtin:wine", {"max_iter": 10, "max_leaf_nodes": 8}),
     "cnn": _case("cnn", "builtin:digits", {"channels": [8], "hidden": [16]}),
     "rnn": _case("rnn", "builtin:digits", {"hidden_size": 16}),
     # Forecasting windows of a series (task forecasting: (N, lookback, 1) in, (N, horizon) out).
@@ -113,7 +116,8 @@ def model_kinds() -> list[str]:
     from trustforge.spec import TaskSpec
 
     union = TaskSpec.model_fields["model"].annotation  # the union of the model sections, one per kind
-    return sorted(cls.model_fields["kind"].default for cls in get_args(union))
+    # `auto` builds no model of its own: it resolves to one of the others (trustforge.automl).
+    return sorted(cls.model_fields["kind"].default for cls in get_args(union) if cls.model_fields["kind"].default != "auto")
 
 
 @dataclass
@@ -151,11 +155,11 @@ def check_model_kind(
         TrustForgeError: the spec, data or package is bad (as in a normal run).
     """
     from trustforge.data import prepare
-    from trustforge.evaluate import task_of
+    from trustforge.evaluate import fit_fitted, task_of
     from trustforge.models import build_model, output_size
     from trustforge.package import Model, build_manifest, write_package
     from trustforge.secure import Keyring
-    from trustforge.spec import load_spec, spec_digest
+    from trustforge.spec import FITTED_KINDS, load_spec, spec_digest
     from trustforge.train import Trainer, seeded
 
     task = load_spec(copy.deepcopy(dict(spec)))
@@ -176,7 +180,11 @@ def check_model_kind(
             return float(trainer.loss_fn(out, data.train.target))
 
     before = training_loss()
-    trainer.fit(model, data.train, data.validation)
+    if task.model.kind in FITTED_KINDS:  # a baseline: fitted by its own solver, as a run does (pipeline)
+        fit_fitted(task, data, model)
+        trainer.model = model
+    else:
+        trainer.fit(model, data.train, data.validation)
     after = training_loss()
     assert after < before, f"{task.model.kind}: training did not lower the loss ({before:.4f} -> {after:.4f})"
 

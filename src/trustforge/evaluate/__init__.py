@@ -16,6 +16,7 @@ from trustforge.evaluate._calibration import apply_temperature, calibration, cur
 from trustforge.evaluate._compare import compare_runs, read_run, run_folder
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
+from trustforge.evaluate._fitted import fit_fitted, table_matrix
 from trustforge.evaluate._intervals import bootstrap
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, training_privacy
@@ -81,6 +82,8 @@ __all__ = [
     "gather",
     "yardstick",
     "fit_logistic",
+    "fit_fitted",
+    "table_matrix",
     "majority_class",
     "bootstrap",
     "write_report",

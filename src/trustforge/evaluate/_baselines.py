@@ -60,6 +60,7 @@ __all__ = [
     "BiasBaseline",
     "Design",
     "fit_logistic",
+    "fit_ridge",
     "majority_class",
     "yardstick",
     "MAX_FIT_ROWS",
@@ -182,6 +183,7 @@ def fit_logistic(
     parts: tuple[Any, ...] | None = None,
     class_weight: str | None = None,
     max_rows: int = MAX_FIT_ROWS,
+    c: float = 1.0,
 ) -> tuple[Any, Design, dict[str, Any]]:
     """Logistic regression on the encoded inputs of `parts` (default: the training split).
 
@@ -193,9 +195,22 @@ def fit_logistic(
     x = _stack([design.transform(p.inputs) for p in parts])
     y = np.concatenate([p.target.numpy() for p in parts]).astype(np.int64)
     rows = _fit_rows(len(y), seed, _bounded_rows(x, max_rows))
-    model = LogisticModel(max_iter=MAX_ITER, class_weight=class_weight).fit(x[rows], y[rows])
+    model = LogisticModel(c=c, max_iter=MAX_ITER, class_weight=class_weight).fit(x[rows], y[rows])
     details = {"fit_rows": int(len(rows)), "features": int(x.shape[1]), "converged": bool(np.max(model.n_iter_) < MAX_ITER)}
     return model, design, details
+
+
+def fit_ridge(data: Prepared, *, seed: int, alpha: float = 1.0, max_rows: int = MAX_FIT_ROWS) -> tuple[Any, Design, dict[str, Any]]:
+    """Ridge regression on the training split's encoded inputs (the same `Design` as `fit_logistic`).
+
+    Returns the fitted model (`_linear.RidgeModel`), its `Design` and details ({"fit_rows", "features"}).
+    """
+    design = Design(data)
+    x = design.transform(data.train.inputs)
+    y = data.train.target.numpy().astype(np.float64)
+    rows = _fit_rows(len(y), seed, _bounded_rows(x, max_rows))
+    model = RidgeModel(alpha=alpha).fit(x[rows], y[rows])
+    return model, design, {"fit_rows": int(len(rows)), "features": int(x.shape[1])}
 
 
 def _bounded_rows(x: Any, max_rows: int) -> int:
@@ -337,12 +352,10 @@ class RidgeBaseline(Baseline):
         design = Design(data)
         train_y = data.train.target.numpy().astype(np.float64)
         if design:
-            x = design.transform(data.train.inputs)
-            rows = _fit_rows(len(train_y), spec.train.seed, _bounded_rows(x, MAX_FIT_ROWS))
-            fitted = RidgeModel(alpha=1.0).fit(x[rows], train_y[rows])
+            fitted, design, details = fit_ridge(data, seed=spec.train.seed)
             base = pre.decode_regression(fitted.predict(design.transform(data.test.inputs)).astype(np.float64))
             description = (
-                f"ridge regression (alpha=1) fitted on {len(rows)} rows of the training split, reading the "
+                f"ridge regression (alpha=1) fitted on {details['fit_rows']} rows of the training split, reading the "
                 f"model's encoded inputs as {design.summary}; scored on the same test rows"
             )
             return Paired(

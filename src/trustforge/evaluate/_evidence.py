@@ -227,15 +227,22 @@ def gather(
             evidence["corruptions"] = table
     if ev.shift:
         evidence["shift"] = shift_evaluation(model.evaluate, kind.read_shift(spec, model), data.test_raw, model.schema)
-    if ev.explain:
+    # A tree ensemble (model.kind hist_gradient_boosting) is piecewise constant: no gradient for
+    # integrated gradients or an attack to follow; the evidence says so instead of a zero map.
+    gradient_free = getattr(model.module, "gradient_free", False)
+    if ev.explain and gradient_free:
+        evidence.setdefault("skipped_gradient", {})["explanations"] = _GRADIENT_FREE
+    elif ev.explain:
         # Captum notes that it switched requires_grad on for the inputs: expected, not news.
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
     ood = (model.manifest.get("monitor") or {}).get("ood")
     if ood is not None:  # the out-of-distribution detector as its package holds it (thresholds, false alarms, AUROC)
         evidence["ood"] = {**ood, "false_alarm_rate": spec.monitor.ood.false_alarm_rate} if "thresholds" in ood else ood
-    skipped = kind.not_applicable(spec)
-    if ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
+    skipped = {**kind.not_applicable(spec), **evidence.pop("skipped_gradient", {})}
+    if ev.robustness is not None and gradient_free:
+        skipped = {**skipped, "robustness": _GRADIENT_FREE}
+    elif ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
         from trustforge.evaluate import robustness  # lazily: see the package's _LAZY
 
         before = baseline_module if spec.train.privacy is None else None  # a private run's twin is no "before hardening"
@@ -257,6 +264,9 @@ def gather(
         evidence["skipped"] = skipped
     atomic_write_text(run_dir / EVIDENCE, json.dumps(evidence, indent=1, default=_plain))
     return evidence
+
+
+_GRADIENT_FREE = "the model is a tree ensemble: its output is piecewise constant, with no input gradient to attack or attribute along"
 
 
 def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:

@@ -248,6 +248,7 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "speed_view": speed,
         "calibration": cal,
         "baseline": base,
+        "model_choice": metrics.get("model_choice") if isinstance(metrics.get("model_choice"), dict) else None,  # model.kind auto
         "intervals": intervals,
         "shift": _shift_table(ev.get("shift")),
         "corruptions": _table(ev.get("corruptions")),

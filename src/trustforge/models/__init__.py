@@ -18,11 +18,13 @@ from trustforge.models.audio import AudioCNN
 from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
 from trustforge.models.conv_encoder import ConvEncoder
+from trustforge.models.linear import LinearTable
 from trustforge.models.mlp import MLP
 from trustforge.models.recommender import MatrixFactorization
 from trustforge.models.rnn import RNN
 from trustforge.models.text_pretrained import PretrainedTextClassifier
 from trustforge.models.transformer import TransformerEncoder
+from trustforge.models.trees import TreeEnsemble
 from trustforge.models.two_tower import TwoTower
 from trustforge.spec import TaskSpec
 
@@ -43,6 +45,8 @@ __all__ = [
     "private_compatible",
     "output_size",
     "MODEL_KINDS",
+    "LinearTable",
+    "TreeEnsemble",
 ]
 
 
@@ -238,6 +242,30 @@ def _recommender(m: Any, shape: Ids, n_out: int) -> nn.Module:
     )
 
 
+def _table_only(kind: str, shape: Any) -> Columns:
+    # The fitted baselines read a table's numbers and category codes; text, image and audio
+    # columns have no place in a linear model or a tree over the encoded row.
+    if not isinstance(shape, Columns) or shape.vocabularies or shape.grids:
+        what = _WHAT[type(shape)] if not isinstance(shape, Columns) else "text, image or audio columns"
+        raise ModelError(f"model.kind {kind!r} reads table numbers and categories only; this data has {what}")
+    return shape
+
+
+def _linear(m: Any, shape: Any, n_out: int) -> nn.Module:
+    shape = _table_only("linear", shape)
+    return LinearTable(shape.floats, list(shape.cardinalities), n_out)
+
+
+def _trees(m: Any, shape: Any, n_out: int) -> nn.Module:
+    shape = _table_only("hist_gradient_boosting", shape)
+    per_iter = n_out if n_out > 2 else 1  # one tree per class per iteration; one for two classes or a value
+    return TreeEnsemble(shape.floats + len(shape.cardinalities), n_out, trees=m.max_iter * per_iter, nodes=2 * m.max_leaf_nodes - 1)
+
+
+def _auto(m: Any, shape: Any, n_out: int) -> nn.Module:
+    raise ModelError("model.kind 'auto' is resolved to a model kind before a model is built (trustforge train, trustforge.automl.run_auto)")
+
+
 def _vocab(size: int) -> int:
     if size < 2:
         raise ModelError("the schema's text column has no fitted vocabulary; fit the preprocessor first")
@@ -254,5 +282,8 @@ _BUILDERS: dict[str, Callable[[Any, Any, int], nn.Module]] = {
     "two_tower": _recommender,
     "transformer": _transformer,
     "text_pretrained": _text_pretrained,
+    "linear": _linear,  # fitted, not trained: see evaluate.fit_fitted
+    "hist_gradient_boosting": _trees,
+    "auto": _auto,
 }
 MODEL_KINDS = tuple(_BUILDERS)

@@ -2,11 +2,16 @@
 
 from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
 from trustforge.spec._model import (
+    AUTO_PRESETS,
+    FITTED_KINDS,
     AdamSpec,
     AdamWSpec,
+    AutoSpec,
     CNNSpec,
     DataSpec,
     EvaluateSpec,
+    HistGradientBoostingSpec,
+    LinearSpec,
     MLPSpec,
     MonitorSpec,
     NoSchedulerSpec,
@@ -22,6 +27,11 @@ from trustforge.spec._model import (
 )
 
 __all__ = [
+    "AUTO_PRESETS",
+    "FITTED_KINDS",
+    "AutoSpec",
+    "HistGradientBoostingSpec",
+    "LinearSpec",
     "AdamSpec",
     "AdamWSpec",
     "NoSchedulerSpec",

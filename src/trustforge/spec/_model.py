@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 __all__ = [
     "TaskSpec",
+    "AutoSpec",
+    "LinearSpec",
+    "HistGradientBoostingSpec",
+    "FITTED_KINDS",
+    "AUTO_PRESETS",
     "DataSpec",
     "SplitSpec",
     "MissingSpec",
@@ -762,11 +767,97 @@ class TwoTowerSpec(_Strict):
     bias_l2: float = Field(0.01, ge=0, description="penalty weight on each batch's user and item biases")
 
 
+# auto17 (issue 17.3): the fitted baselines as model kinds, and automatic model choice.
+
+
+class LinearSpec(_Strict):
+    """Logistic regression (classification; L2, L-BFGS) or ridge regression (regression), the
+    run's yardstick (`evaluate`'s baseline), fitted by its solver instead of trained by epochs
+    and packaged as a torch `Linear` layer over the same encoded inputs. Tables only."""
+
+    kind: Literal["linear"] = "linear"
+    c: float = Field(1.0, gt=0, description="classification: inverse L2 strength (scikit-learn's C)")
+    alpha: float = Field(1.0, ge=0, description="regression: L2 strength (scikit-learn's Ridge alpha)")
+
+
+class HistGradientBoostingSpec(_Strict):
+    """scikit-learn's HistGradientBoosting (classifier or regressor), fitted on the encoded table
+    inputs the torch models read, and packaged as tensors (each tree's nodes) evaluated by a
+    torch module. The numbers below fix the package's tensor shapes. Tables only."""
+
+    kind: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
+    max_iter: PositiveInt = Field(100, le=2000, description="boosting iterations (trees per class)")
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_leaf_nodes: int = Field(31, ge=2, le=256)
+    min_samples_leaf: PositiveInt = 20
+    l2_regularization: float = Field(0.0, ge=0)
+    early_stopping: bool | Literal["auto"] = Field("auto", description="scikit-learn's: auto is on above 10,000 training rows")
+
+
+FITTED_KINDS = ("linear", "hist_gradient_boosting")
+"""Model kinds fitted by their own solver on the training split, not trained by the epoch loop."""
+
+AUTO_PRESETS = {"fast": 120.0, "best": 900.0}
+"""`model.preset` (`trustforge train --preset`): its default `model.time_budget` in seconds."""
+
+
+class AutoSpec(_Strict):
+    """Automatic model choice: every candidate kind that suits the input (and the fitted
+    baselines) is fitted on the training split and scored on the VALIDATION split (the test split
+    is sealed while candidates are chosen); the best, or the weighted ensemble of the best few,
+    is then trained as the run. The leaderboard is in `leaderboard.json`, the metrics and the report."""
+
+    kind: Literal["auto"] = "auto"
+    preset: Literal["fast", "best"] = Field("fast", description="fast: short candidate runs; best: longer runs and more candidates")
+    time_budget: float | None = Field(None, gt=0, description="seconds for choosing; candidates that would start later are skipped")
+    candidates: list[str] | None = Field(None, description="model kinds to try (default: those that suit the input, and the baselines)")
+    ensemble: int = Field(0, ge=0, le=5, description="the best N candidates averaged, weighted by validation score; 0: none")
+    register_baseline: bool = Field(
+        False, description="when a fitted baseline (linear, hist_gradient_boosting) wins on validation, package it (else the best network)"
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must name at least one model kind, or be null (the kinds that suit the input)")
+        known = [k for k in _model_kinds() if k != "auto"]
+        for i, kind in enumerate(v):
+            if kind not in known:
+                raise SpecProblem((i,), f"must be a model kind ({', '.join(known)}); got {kind!r}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"names a kind twice: {v}")
+        return v
+
+    def budget(self) -> float:
+        """The time budget in seconds: the spec's, else its preset's."""
+        return self.time_budget if self.time_budget is not None else AUTO_PRESETS[self.preset]
+
+
+def _model_kinds() -> list[str]:
+    return [get_args(m.model_fields["kind"].annotation)[0] for m in get_args(get_args(ModelSpec)[0])]
+
+
 RECOMMENDER_KINDS = ("mf", "two_tower")
 
 
 ModelSpec = Annotated[
-    Union[MLPSpec, CNNSpec, RNNSpec, AudioCNNSpec, MFSpec, TwoTowerSpec, TransformerSpec, TextPretrainedSpec], Field(discriminator="kind")
+    Union[
+        MLPSpec,
+        CNNSpec,
+        RNNSpec,
+        AudioCNNSpec,
+        MFSpec,
+        TwoTowerSpec,
+        TransformerSpec,
+        TextPretrainedSpec,
+        LinearSpec,
+        HistGradientBoostingSpec,
+        AutoSpec,
+    ],
+    Field(discriminator="kind"),
 ]
 
 
@@ -1527,6 +1618,7 @@ class TaskSpec(_Strict):
             raise SpecProblem(("train", "loss"), f"must be auto, cross_entropy or bce for task classification; got {t.loss!r}")
         self._text_rules()
         self._adversarial_rules()
+        self._fitted_rules()
         ev = self.evaluate
         if self.task != "classification":
             for name in ("positive_class", "threshold"):
@@ -1631,6 +1723,34 @@ class TaskSpec(_Strict):
             raise SpecProblem(
                 ("train", "adversarial", "method"),
                 f"trades needs task classification (its KL is between class probabilities); the task is {self.task}",
+            )
+
+    def _fitted_rules(self) -> None:
+        # auto17: the fitted baselines and automatic choice read tables, for classification or regression.
+        kind = self.model.kind
+        if kind not in (*FITTED_KINDS, "auto"):
+            return
+        if self.task not in ("classification", "regression"):
+            raise SpecProblem(("model", "kind"), f"{kind} applies to tasks classification and regression; the task is {self.task}")
+        if kind in FITTED_KINDS:
+            from trustforge.data import source_input_kind  # here for the reason given in _check_source
+
+            held = source_input_kind(self.task, self.data.source)
+            if held != "table" or self.data.text is not None:
+                raise SpecProblem(("model", "kind"), f"{kind} reads table columns (numbers and categories); this source holds {held} data")
+            if self.train.privacy is not None or self.train.adversarial is not None:
+                which = "privacy" if self.train.privacy is not None else "adversarial"
+                raise SpecProblem(
+                    ("train", which), f"does not apply to model.kind {kind} (fitted by its own solver, not by SGD); set it to null"
+                )
+        if kind == "auto" and (self.train.privacy is not None or self.train.adversarial is not None):
+            which = "privacy" if self.train.privacy is not None else "adversarial"
+            raise SpecProblem(
+                ("train", which), "does not apply to model.kind auto (its baselines are not trained by SGD); name a model kind"
+            )
+        if kind == "auto" and self.data.split.validation == 0:
+            raise SpecProblem(
+                ("data", "split", "validation"), "must be > 0 for model.kind auto (candidates are chosen on the validation split); got 0"
             )
 
     def _recommendation_rules(self) -> None:

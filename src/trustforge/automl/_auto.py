@@ -1,0 +1,377 @@
+"""`model.kind: auto`: try the model kinds that suit the input, pick by the VALIDATION split.
+
+`choose` fits every candidate of the input kind's list (`CANDIDATES`) on the training split,
+scores it on the validation split, times its fit and its one-row latency, and ranks them; with
+`model.ensemble: N` it also scores the validation-weighted average of the best N. The test split
+is sealed while it runs: `choose` replaces it with `SealedSplit`, which raises on any access, so
+a selection that read the test split would fail rather than leak (tests/automl prove it).
+
+`run_auto` then trains the chosen spec as an ordinary run (`pipeline.run`), with the leaderboard
+and the verdict in its metrics, its manifest and its report. A fitted baseline (linear,
+hist_gradient_boosting) that wins is packaged only with `model.register_baseline: true`; without
+it the run packages the best network and the verdict says plainly that the baseline won.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from trustforge.data import prepare, source_input_kind
+from trustforge.errors import ModelError, SpecError
+from trustforge.evaluate import fit_fitted, outputs_to_proba, task_of
+from trustforge.models import build_model
+from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec
+from trustforge.train import Trainer, seeded
+
+__all__ = ["Candidate", "CANDIDATES", "SealedSplit", "choose", "run_auto", "auto_spec", "candidate_spec"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model kind worth trying on a kind of input, with its model settings per preset.
+
+    Attributes:
+        kind: the `model.kind`.
+        fast, best: `model` fields for `model.preset: fast` and `best` (the kind's defaults where empty).
+        baseline: fitted by its own solver (linear, hist_gradient_boosting), not trained by epochs.
+    """
+
+    kind: str
+    fast: Mapping[str, Any] = field(default_factory=dict)
+    best: Mapping[str, Any] = field(default_factory=dict)
+    baseline: bool = False
+
+
+# The candidates per kind of input (`data.source_input_kind`), in the order they are tried (the
+# baselines first: cheap, and a yardstick for the rest). Adding a model kind is one line here; a
+# kind this installation's spec does not know is left out (tab17's tabm and ft_transformer).
+CANDIDATES: dict[str, list[Candidate]] = {
+    "table": [
+        Candidate("linear", baseline=True),
+        Candidate("hist_gradient_boosting", best={"max_iter": 300, "learning_rate": 0.05}, baseline=True),
+        Candidate("mlp", {"hidden": [128, 64], "dropout": 0.1}, {"hidden": [256, 128], "dropout": 0.1}),
+        Candidate("tabm"),
+        Candidate("ft_transformer"),
+    ],
+    "image": [Candidate("cnn"), Candidate("mlp")],
+    "sequence": [Candidate("rnn"), Candidate("transformer"), Candidate("mlp")],
+    "audio": [Candidate("audio_cnn")],
+}
+
+# Per preset: the most epochs a trained candidate runs (under the spec's own train.max_epochs) and
+# its early stopping on the validation loss, so a candidate that stops learning stops spending.
+_EPOCHS = {"fast": 30, "best": 200}
+_PATIENCE = {"fast": 5, "best": 15}
+_LATENCY_CALLS = 21
+
+
+class SealedSplit:
+    """Stands in for the test split while candidates are chosen: any use of it raises.
+
+    Raises:
+        RuntimeError: on any attribute, length or iteration: the selection read the test split.
+    """
+
+    def __init__(self, name: str):
+        object.__setattr__(self, "_name", name)
+
+    def __getattr__(self, attr: str) -> Any:
+        raise RuntimeError(f"the {self._name} split is sealed while model.kind auto chooses (it read .{attr})")
+
+    def __len__(self) -> int:
+        raise RuntimeError(f"the {self._name} split is sealed while model.kind auto chooses")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError(f"the {self._name} split is sealed while model.kind auto chooses")
+
+
+def _sealed(data: Any) -> Any:
+    return dataclasses.replace(data, test=SealedSplit("test"), test_raw=SealedSplit("test"))
+
+
+def known_kinds() -> set[str]:
+    from trustforge.models import MODEL_KINDS
+
+    return set(MODEL_KINDS) - {"auto"}
+
+
+def candidates_for(spec: TaskSpec) -> list[Candidate]:
+    """The candidates of the spec's input kind, or those `model.candidates` names (in its order).
+
+    Raises:
+        SpecError: `model.candidates` names a kind that does not suit this input.
+    """
+    held = source_input_kind(spec.task, spec.data.source)
+    listed = [c for c in CANDIDATES.get(held, []) if c.kind in known_kinds()]
+    named = spec.model.candidates
+    if named is None:
+        if not listed:
+            raise SpecError(f"model.kind auto has no candidates for {held} data; name a model kind")
+        return listed
+    by_kind = {c.kind: c for c in listed}
+    out = []
+    for i, kind in enumerate(named):
+        if kind not in by_kind:
+            fits = ", ".join(by_kind) or "none"
+            raise SpecError(f"model.candidates[{i}] {kind!r} does not suit {held} data (the candidates for it: {fits})")
+        out.append(by_kind[kind])
+    return out
+
+
+def candidate_spec(spec: TaskSpec, cand: Candidate) -> TaskSpec:
+    """The spec of one candidate: the auto spec with its model replaced (and, for a trained kind,
+    the preset's epoch cap and early stopping on the validation loss)."""
+    preset = spec.model.preset
+    raw = spec.model_dump(mode="json")
+    raw["model"] = {"kind": cand.kind, **(cand.fast if preset == "fast" else cand.best)}
+    if not cand.baseline:
+        raw["train"]["max_epochs"] = min(int(raw["train"]["max_epochs"]), _EPOCHS[preset])
+        if raw["train"].get("early_stopping") is None:
+            raw["train"]["early_stopping"] = {"monitor": "val_loss", "patience": _PATIENCE[preset]}
+    return load_spec(raw)
+
+
+def _score(spec: TaskSpec, data: Any, out: torch.Tensor) -> tuple[float, float, dict[str, float]]:
+    """(headline metric, tie-break loss, all logged) of validation outputs; both oriented so larger is better."""
+    task = task_of(spec)
+    headline = task.headline_metric(spec)
+    target = data.validation.target
+    logged = task.validation_metrics(spec, data.preprocessor, (headline,))(out, target)
+    value = float(logged[headline])
+    if task.probabilities:
+        proba = outputs_to_proba(out, len(data.schema.classes))
+        picked = np.clip(proba[np.arange(len(target)), target.numpy()], 1e-12, 1.0)
+        logloss = float(-np.log(picked).mean())
+        logged = {**logged, "log_loss": logloss}
+        return value, -logloss, logged
+    return -value if not task.higher_is_better(headline) else value, 0.0, logged
+
+
+@torch.no_grad()
+def _latency_ms(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> float:
+    """Median milliseconds of one forward pass on one row (after a warm-up call)."""
+    model.eval()
+    row = tuple(t[:1] for t in inputs)
+    model(*row)
+    times = []
+    for _ in range(_LATENCY_CALLS):
+        t0 = time.perf_counter()
+        model(*row)
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+    model.eval()
+    n = len(inputs[0])
+    return torch.cat([model(*(t[i : i + 4096] for t in inputs)).float() for i in range(0, n, 4096)])
+
+
+def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, Any]:
+    """Fit every candidate on the training split and rank them by the validation split.
+
+    The test split is replaced by `SealedSplit` for the whole choice.
+
+    Args:
+        spec: a spec with `model.kind: auto`.
+        data: its prepared data (`data.prepare`), with a validation split.
+
+    Returns:
+        The selection: {"metric", "preset", "budget_seconds", "leaderboard": [rows, best first],
+        "chosen": the kind to package, "best": the kind that won on validation, "verdict": a sentence,
+        "chosen_model": the chosen candidate's `model` section}.
+
+    Raises:
+        SpecError: no validation split, or no candidate could be fitted.
+    """
+    if spec.model.kind != "auto":
+        raise SpecError(f"model.kind must be auto to choose a model; got {spec.model.kind!r}")
+    if data.validation is None or len(data.validation) == 0:
+        raise SpecError("data.split.validation must be > 0 for model.kind auto (candidates are chosen on the validation split)")
+    data = _sealed(data)  # from here on, the test split raises on any use
+    budget = spec.model.budget()
+    task = task_of(spec)
+    metric = task.headline_metric(spec)
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    outputs: dict[str, torch.Tensor] = {}
+    models: dict[str, Any] = {}
+    for cand in candidates_for(spec):
+        row: dict[str, Any] = {"kind": cand.kind, "baseline": cand.baseline}
+        if rows and time.perf_counter() - started > budget:  # the first candidate always runs
+            rows.append({**row, "skipped": f"the time budget ({budget:g} s) was spent"})
+            continue
+        cspec = candidate_spec(spec, cand)
+        try:
+            with seeded(cspec.train.seed):
+                model = build_model(cspec, data.schema)
+            t0 = time.perf_counter()
+            if cand.kind in FITTED_KINDS:
+                fit_fitted(cspec, data, model)
+                epochs = 0
+            else:
+                trainer = Trainer.from_spec(cspec, data, task_of(cspec), progress=progress)
+                epochs = len(trainer.fit(model, data.train, data.validation))
+            fit_seconds = time.perf_counter() - t0
+        except (ModelError, SpecError) as e:  # the kind does not read this data (e.g. trees over text columns)
+            rows.append({**row, "skipped": str(e)})
+            continue
+        out = _predict(model, data.validation.inputs)
+        value, tie, logged = _score(cspec, data, out)
+        outputs[cand.kind], models[cand.kind] = out, cspec.model.model_dump(mode="json")
+        rows.append(
+            {
+                **row,
+                f"val_{metric}": logged[metric],
+                **({"val_log_loss": logged["log_loss"]} if "log_loss" in logged else {}),
+                "fit_seconds": round(fit_seconds, 4),
+                "epochs": epochs,
+                "latency_ms": round(_latency_ms(model, data.validation.inputs), 4),
+                "parameters": int(sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())),
+                "_rank": (value, tie),
+            }
+        )
+    fitted = [r for r in rows if "_rank" in r]
+    if not fitted:
+        reasons = "; ".join(f"{r['kind']}: {r['skipped']}" for r in rows)
+        raise SpecError(f"model.kind auto: no candidate could be fitted ({reasons})")
+    if spec.model.ensemble >= 2 and len(fitted) >= 2:
+        rows.append(
+            _ensemble_row(spec, data, sorted(fitted, key=lambda r: r["_rank"], reverse=True)[: spec.model.ensemble], outputs, metric)
+        )
+    ranked = sorted((r for r in rows if "_rank" in r), key=lambda r: r["_rank"], reverse=True) + [r for r in rows if "_rank" not in r]
+    for i, r in enumerate(ranked):
+        r.pop("_rank", None)
+        if "skipped" not in r:
+            r["rank"] = i + 1
+    packable = [r for r in ranked if "skipped" not in r and not r.get("ensemble")]
+    best = packable[0]
+    networks = [r for r in packable if not r["baseline"]]
+    chosen = best if best["baseline"] is False or spec.model.register_baseline or not networks else networks[0]
+    return {
+        "metric": f"val_{metric}",
+        "preset": spec.model.preset,
+        "budget_seconds": budget,
+        "seconds": round(time.perf_counter() - started, 3),
+        "selected_on": "validation",
+        "leaderboard": ranked,
+        "best": best["kind"],
+        "chosen": chosen["kind"],
+        "chosen_model": models[chosen["kind"]],
+        "verdict": _verdict(best, chosen, ranked, metric),
+    }
+
+
+def _ensemble_row(spec: TaskSpec, data: Any, top: list[dict[str, Any]], outputs: dict[str, torch.Tensor], metric: str) -> dict[str, Any]:
+    """The validation score of the best few averaged (probabilities, or values), weighted by their validation score."""
+    task = task_of(spec)
+    scores = np.array([r[f"val_{metric}"] for r in top], dtype=np.float64)
+    weights = scores if task.higher_is_better(metric) else 1.0 / np.maximum(scores, 1e-12)
+    weights = weights / weights.sum()
+    if task.probabilities:
+        k = len(data.schema.classes)
+        proba = sum(w * outputs_to_proba(outputs[r["kind"]], k) for w, r in zip(weights, top))
+        out = torch.log(torch.as_tensor(np.clip(proba, 1e-12, 1.0), dtype=torch.float32))
+        if out.shape[1] == 2 and outputs[top[0]["kind"]].shape[1] == 1:  # binary cross-entropy: one logit
+            out = (out[:, 1] - out[:, 0])[:, None]
+    else:
+        out = sum(float(w) * outputs[r["kind"]] for w, r in zip(weights, top))
+    value, tie, logged = _score(spec, data, out)
+    return {
+        "kind": "ensemble(" + "+".join(r["kind"] for r in top) + ")",
+        "baseline": False,
+        "ensemble": True,
+        "weights": {r["kind"]: round(float(w), 4) for w, r in zip(weights, top)},
+        f"val_{metric}": logged[metric],
+        **({"val_log_loss": logged["log_loss"]} if "log_loss" in logged else {}),
+        "fit_seconds": round(sum(r["fit_seconds"] for r in top), 4),
+        "latency_ms": round(sum(r["latency_ms"] for r in top), 4),
+        "packaged": False,
+        "_rank": (value, tie),
+    }
+
+
+def _verdict(best: dict[str, Any], chosen: dict[str, Any], ranked: list[dict[str, Any]], metric: str) -> str:
+    key = f"val_{metric}"
+    line = f"{best['kind']} is best on the validation split ({metric} {best[key]:.4f}"
+    runner_up = next((r for r in ranked if key in r and r is not best and not r.get("ensemble")), None)
+    if runner_up is not None and runner_up[key] == best[key] and "val_log_loss" in best:  # tied: the log loss decided
+        line += f", tied with {runner_up['kind']} and ahead on validation log loss {best['val_log_loss']:.4f}"
+    line += ")"
+    top = ranked[0]
+    if top.get("ensemble"):
+        line += f"; the ensemble {top['kind']} scored {top[key]:.4f} there but is not packaged (ensembles are reported only)"
+    if best["kind"] == chosen["kind"]:
+        if best["baseline"]:
+            return line + f": a {_label(best['kind'])} beat every network on validation, and it is the packaged model."
+        return line + ", and it is the packaged model."
+    return (
+        line + f": a {_label(best['kind'])} beat every network on validation. The package holds the best network, "
+        f"{chosen['kind']} ({metric} {chosen[key]:.4f}); set model.register_baseline: true to package the {_label(best['kind'])} instead."
+    )
+
+
+def _label(kind: str) -> str:
+    return {"linear": "linear baseline", "hist_gradient_boosting": "gradient-boosted baseline"}.get(kind, kind)
+
+
+def auto_spec(spec: TaskSpec | Mapping[str, Any] | Any, preset: str | None) -> TaskSpec:
+    """The spec with `--preset` applied: `model.kind: auto` with that preset (a spec that is auto already keeps its other fields)."""
+    spec = load_spec(spec)
+    if preset is None:
+        return spec
+    raw = spec.model_dump(mode="json")
+    model = raw["model"] if raw["model"]["kind"] == "auto" else {"kind": "auto"}
+    raw["model"] = {**model, "preset": preset}
+    if raw["data"]["split"]["validation"] == 0:
+        raise SpecError("data.split.validation must be > 0 for --preset (candidates are chosen on the validation split); got 0")
+    return load_spec(raw)
+
+
+def run_auto(
+    spec: TaskSpec | Mapping[str, Any] | Any,
+    *,
+    settings: Any = None,
+    progress: bool = True,
+    register: bool = True,
+    threads: int | None = None,
+) -> Any:
+    """Choose the model of a `model.kind: auto` spec on validation, then train it as a run.
+
+    Returns:
+        The `pipeline.RunResult` of the chosen spec; its metrics hold `model_choice` (the leaderboard).
+
+    Raises:
+        TrustForgeError: as `pipeline.run`, and SpecError when no candidate can be fitted.
+    """
+    from trustforge.pipeline import run
+    from trustforge.settings import Settings
+    from trustforge.train import apply_threads, restores_threads
+
+    spec = load_spec(spec)
+    settings = settings or Settings.from_env()
+
+    @restores_threads
+    def select() -> dict[str, Any]:
+        data = prepare(spec, cache_dir=settings.cache_dir)
+        # Table candidates are small networks: one thread unless asked (train.choose_threads' rule for them).
+        apply_threads(spec.train.threads if threads is None else threads, torch.nn.Module(), from_env=settings.threads_from_env)
+        return choose(spec, data, progress=False)
+
+    selection = select()
+    raw = spec.model_dump(mode="json")
+    chosen = next(c for c in candidates_for(spec) if c.kind == selection["chosen"])
+    final = candidate_spec(spec, chosen).model_dump(mode="json")
+    final["model"] = selection["chosen_model"]
+    final["name"] = raw["name"]
+    selection = {k: v for k, v in selection.items() if k != "chosen_model"}
+    selection["auto_spec"] = raw["model"]
+    return run(final, settings=settings, progress=progress, register=register, threads=threads, selection=selection)
