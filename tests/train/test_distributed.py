@@ -191,3 +191,46 @@ def test_launch_options_are_checked_before_anything_starts(tmp_path):
         code, _, stderr = run_main("train", "spec.yaml", *args, home=tmp_path / "ws", cwd=tmp_path)
         assert code != 0 and message in stderr and "Traceback" not in stderr, stderr
     assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())
+
+
+def test_compile_time_is_reported_apart_from_training_time(monkeypatch):
+    """`compile: true` trains through torch.compile to the eager weights; the first step of each batch
+    shape is reported as compile time. Dynamo's eager backend stands in for inductor here (inductor's
+    C++ code generation takes minutes on a loaded 2-core machine; bench and README give its figures)."""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    x, y = _data()
+    split = _Split(x[:200], y[:200])  # batches of 32 and a last one of 8: two shapes, two compilations
+    eager_model, compiled_model = _model(), _model()
+    eager = _trainer(32)
+    eager.fit(eager_model, split)
+    compiled = Trainer(loss_fn=nn.functional.cross_entropy, max_epochs=EPOCHS, batch_size=32, seed=3, compile=True)
+    from trustforge.spec import AdamWSpec
+
+    compiled.optimizer_spec = AdamWSpec(lr=0.01)
+    compiled.fit(compiled_model, split)
+    for name, value in eager_model.state_dict().items():
+        assert torch.allclose(compiled_model.state_dict()[name], value, atol=1e-5), name
+    summary = compiled.summary(compiled.history)
+    assert len(compiled._compiled_shapes) == 2
+    assert 0 < summary["compile_seconds"] < summary["fit_seconds"]
+    assert summary["train_seconds"] == pytest.approx(summary["fit_seconds"] - summary["compile_seconds"])
+    assert "compile_seconds" not in eager.summary(eager.history)
+
+
+def test_spec_devices_fields_and_what_they_refuse():
+    from trustforge.errors import SpecError
+    from trustforge.spec import load_spec
+
+    base = {"data": {"source": "builtin:digits", "target": "label"}}
+    spec = load_spec({**base, "train": {"accelerator": "mps", "devices": 2, "precision": "16-mixed", "compile": True}})
+    assert (spec.train.accelerator, spec.train.devices, spec.train.precision, spec.train.compile) == ("mps", 2, "16-mixed", True)
+    for train, field in [
+        ({"precision": "16-mixed", "privacy": {"epsilon": 3}}, "train.precision"),
+        ({"compile": True, "privacy": {"epsilon": 3}}, "train.compile"),
+        ({"devices": 0}, "train.devices"),
+        ({"accelerator": "tpu"}, "train.accelerator"),
+    ]:
+        with pytest.raises(SpecError, match=field):
+            load_spec({**base, "train": train})

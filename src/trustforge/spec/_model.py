@@ -987,6 +987,19 @@ class TrainSpec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _defences_fit_precision(self) -> "TrainSpec":
+        # The private and adversarial steps take their own backward passes, without the gradient
+        # scaler float16 needs; Opacus' per-sample hooks do not trace through torch.compile.
+        defence = "privacy" if self.privacy is not None else "adversarial" if self.adversarial is not None else None
+        if defence is not None and self.precision == "16-mixed":
+            raise SpecProblem(
+                ("precision",), f"must be 32 or bf16-mixed with train.{defence} (its steps take no gradient scaler); got '16-mixed'"
+            )
+        if self.privacy is not None and self.compile:
+            raise SpecProblem(("compile",), "must be false with train.privacy (Opacus' per-sample gradient hooks are not compiled)")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _default_optimizer_name(cls, data: Any) -> Any:
