@@ -234,17 +234,34 @@ def train(
         help="choose the model automatically (model.kind: auto): fast (short candidate runs) or best; "
         "candidates are ranked on the validation split, never the test split",
     ),
+    nproc_per_node: Optional[int] = typer.Option(
+        None,
+        "--nproc-per-node",
+        min=1,
+        help="data-parallel training in N processes on this node (one per GPU; gloo on CPU), launched through torch.distributed.run; "
+        "default: the spec's train.devices, else 1 process",
+    ),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="nodes of a multi-node data-parallel run (start this command on each)"),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="this node's rank in [0, --nnodes); node 0 serves the rendezvous"),
+    rdzv_endpoint: Optional[str] = typer.Option(
+        None, "--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address and a free port, the same on every node (--nnodes above 1)"
+    ),
 ) -> None:
     """Train, evaluate, package and sign a spec, and register the package as the next version.
 
-    Prints the test metrics, the run folder, the package path and the model URI.
+    Prints the test metrics, the run folder, the package path and the model URI. With
+    --nproc-per-node (or under torchrun) the training is data-parallel; rank 0 alone writes.
     """
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
+    from trustforge.train import LAUNCHED_ENV, PeerLost, distributed_from_env
 
     if preset is not None and preset not in ("fast", "best"):
         raise SpecError(f"--preset must be fast or best; got {preset!r}")
-    if preset is not None or _is_auto(spec):  # model.kind auto: candidates ranked on validation, then the chosen one trained
+    auto = preset is not None or _is_auto(spec)
+    if auto and (nproc_per_node is not None or nnodes > 1 or distributed_from_env() is not None):
+        raise SpecError("--nproc-per-node and torchrun do not apply to model.kind auto (the candidates train in one process); train without them")
+    if auto:  # model.kind auto: candidates ranked on validation, then the chosen one trained
         from trustforge.automl import auto_spec, run_auto
 
         if resume:
@@ -252,7 +269,24 @@ def train(
         result = run_auto(auto_spec(spec, preset), progress=not quiet, register=not no_register, threads=threads)
         _print_model_choice(result.metrics["model_choice"])
     else:
-        result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads)
+        distributed = distributed_from_env()
+        if distributed is None:  # not started by torchrun: launch it when more than one process is asked for
+            nproc = _processes_per_node(spec, nproc_per_node, nnodes, node_rank, rdzv_endpoint)
+            if nproc is not None:
+                from trustforge.train import launch
+
+                argv = ["train", str(spec), *(["--resume"] if resume else []), *(["--quiet"] if quiet else [])]
+                argv += [*(["--no-register"] if no_register else []), *(["--threads", str(threads)] if threads is not None else [])]
+                launch(argv, nproc_per_node=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+                return
+        try:
+            result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads, distributed=distributed)
+        except PeerLost:
+            if distributed is not None and os.environ.get(LAUNCHED_ENV) == "1":
+                raise typer.Exit(1) from None  # `trustforge train --nproc-per-node` reports the failure once, naming the rank
+            raise
+        if result is None:  # a data-parallel rank other than 0: rank 0 reports
+            return
     out.print(metrics_table(result.metrics, result.spec.default_metrics()))
     if result.metrics.get("expect_violations"):  # data.expect under warn or drop_row: the lines are in the run folder
         counts = ", ".join(f"{k} ({v})" for k, v in result.metrics["expect_violations_by_column"].items())
@@ -293,6 +327,23 @@ def _print_model_choice(choice: dict) -> None:
         table.add_row(str(r.get("rank", "-")), escape(r["kind"]), value, fit, latency, escape(note))
     out.print(table)
     out.print(escape(choice["verdict"]), highlight=False, soft_wrap=True)
+
+
+def _processes_per_node(spec: Path, nproc_per_node: int | None, nnodes: int, node_rank: int, endpoint: str | None) -> int | None:
+    """The processes per node a launch starts (None: train in this process), the options checked."""
+    if node_rank >= nnodes:
+        raise SpecError(f"--node-rank must be in [0, --nnodes); got {node_rank} with --nnodes {nnodes}")
+    if endpoint is not None and not re.fullmatch(r"[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9A-Fa-f:]+\]:\d{1,5}", endpoint):
+        raise SpecError(f"--rdzv-endpoint must be HOST:PORT; got {endpoint!r}")
+    if nnodes > 1 and endpoint is None:
+        raise SpecError("--rdzv-endpoint HOST:PORT (node 0's address) is needed with --nnodes above 1")
+    if nproc_per_node is None:
+        from trustforge.spec import load_spec
+
+        nproc_per_node = load_spec(spec).train.devices
+    if nproc_per_node is None or (nproc_per_node == 1 and nnodes == 1 and endpoint is None):
+        return None
+    return nproc_per_node
 
 
 def _threshold_fallback(threshold: object) -> str | None:

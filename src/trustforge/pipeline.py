@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from trustforge import evaluate, secure
 from trustforge._fs import PRIVATE_DIR, make_private, private_dir
 from trustforge.data import masking_key, needs_masking_key, prepare
-from trustforge.errors import RunError, TrustForgeError
+from trustforge.errors import RunError, SpecError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
 from trustforge.monitor import run_ood, run_reference
@@ -28,7 +28,21 @@ from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
 from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec, spec_digest, spec_to_yaml
-from trustforge.train import Callback, Trainer, apply_threads, atomic_write_text, clean_labels, load_checkpoint, restores_threads, seeded
+from trustforge.train import (
+    Callback,
+    Distributed,
+    DistributedStep,
+    Trainer,
+    apply_threads,
+    atomic_write_text,
+    clean_labels,
+    init_distributed,
+    load_checkpoint,
+    resolve_device,
+    restores_threads,
+    seeded,
+    shutdown_distributed,
+)
 
 __all__ = ["run", "RunResult", "find_resumable_run"]
 
@@ -73,7 +87,8 @@ def run(
     threads: int | None = None,
     lineage: Mapping[str, Any] | None = None,
     selection: Mapping[str, Any] | None = None,
-) -> RunResult:
+    distributed: Distributed | None = None,
+) -> RunResult | None:
     """Train, evaluate, package, sign and register one spec.
 
     Args:
@@ -90,6 +105,11 @@ def run(
         lineage: more lineage for the package's signed manifest (the tuner's study and trial).
         selection: how `model.kind: auto` chose this spec's model (`automl.choose`'s leaderboard
             and verdict), kept in metrics.json (`model_choice`), the manifest and leaderboard.json.
+        distributed: this process's place in a data-parallel launch (`train.distributed_from_env`
+            under torchrun): every process trains its shard through `DistributedStep`; rank 0
+            alone writes the run folder, checkpoints, package and registry entry and returns the
+            result, the other ranks return None once training ends. `resume` needs every node to
+            see the same workspace (each process reads the checkpoint).
 
     Raises:
         TrustForgeError: bad spec, bad data, a model that does not fit the data, a principal
@@ -99,6 +119,8 @@ def run(
     spec = load_spec(spec)
     settings = settings or Settings.from_env()
     digest = spec_digest(spec)
+    if distributed is not None:
+        return _run_distributed(spec, settings, digest, distributed, resume, callbacks, progress, register, threads)
     if not register:
         keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
         return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage, selection)
@@ -106,6 +128,55 @@ def run(
         # Refuse (and audit) a principal who may not register before spending time on training.
         secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
         return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage, selection)
+
+
+def _run_distributed(
+    spec: TaskSpec,
+    settings: Settings,
+    digest: str,
+    distributed: Distributed,
+    resume: bool,
+    callbacks: Sequence[Callback],
+    progress: bool,
+    register: bool,
+    threads: int | None,
+) -> RunResult | None:
+    """One process of a data-parallel run: join the group, train; rank 0 also does the rest."""
+    if spec.train.privacy is not None or spec.train.adversarial is not None:
+        which = "privacy" if spec.train.privacy is not None else "adversarial"
+        raise SpecError(
+            f"train.{which} cannot be combined with data-parallel training (--nproc-per-node / torchrun) yet; train in one process"
+        )
+    if spec.model.kind in FITTED_KINDS:
+        raise SpecError(f"model.kind {spec.model.kind!r} is fitted by its own solver, not data-parallel; train it in one process")
+    device = resolve_device(spec.train.accelerator, distributed.local_rank)
+    init_distributed(distributed, device)
+    try:
+        if not distributed.is_main:
+            # Only rank 0 opens the registry or creates keys; another rank reads the workspace's keys
+            # only when it needs the PII masking key (the same data on every rank).
+            keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek) if needs_masking_key(spec.data.protect.pii) else None
+            return _run(spec, settings, digest, keyring, None, resume, callbacks, False, threads, distributed=distributed, device=device)
+        if not register:
+            keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+            return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, distributed=distributed, device=device)
+        with Registry(settings) as registry:
+            secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
+            return _run(
+                spec,
+                settings,
+                digest,
+                registry.keyring,
+                registry,
+                resume,
+                callbacks,
+                progress,
+                threads,
+                distributed=distributed,
+                device=device,
+            )
+    finally:
+        shutdown_distributed()
 
 
 @restores_threads
@@ -121,7 +192,12 @@ def _run(
     threads: int | None = None,
     lineage: Mapping[str, Any] | None = None,
     selection: Mapping[str, Any] | None = None,
-) -> RunResult:
+    *,
+    distributed: Distributed | None = None,
+    device: Any = None,
+) -> RunResult | None:
+    writes = distributed is None or distributed.is_main  # a data-parallel run's other ranks write nothing
+    run_dir: Path | None = None
     resume_from = None
     if resume:
         run_dir = find_resumable_run(settings, spec.name, digest)
@@ -129,7 +205,11 @@ def _run(
 
     t0 = time.perf_counter()
     # Data errors surface here, before any folder exists; personal data is masked (data.protect) before anything is fitted.
-    data = prepare(spec, cache_dir=settings.cache_dir, key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None)
+    data = prepare(
+        spec,
+        cache_dir=settings.cache_dir if writes else None,
+        key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None,
+    )
     timings = {"prepare_seconds": time.perf_counter() - t0}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
@@ -137,6 +217,8 @@ def _run(
     timings["threads"] = apply_threads(spec.train.threads if threads is None else threads, model, from_env=settings.threads_from_env)
     data, label_issues = clean_labels(spec, data, task_of(spec))  # data.clean.label_issues: find, then report, drop or relabel
 
+    if distributed is not None and not distributed.is_main:
+        return _train_rank(spec, data, model, callbacks, resume_from, distributed, device)
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)
         atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
@@ -156,18 +238,25 @@ def _run(
             callbacks=callbacks,
             progress=progress,
             resume_meta=resume_from[0] if resume_from else None,
+            step=DistributedStep(distributed, device) if distributed is not None else None,
+            local_rank=distributed.local_rank if distributed is not None else None,
         )
         if spec.model.kind in FITTED_KINDS:  # a baseline, fitted by its own solver (evaluate.fit_fitted), not by epochs
             history = _fit_baseline(spec, data, model, trainer)
         else:
             history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
+        if distributed is not None:
+            shutdown_distributed()  # training is over: the other ranks have left; the rest is rank 0's
         twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial or private training's "before"
         if twin is not None:
             timings["plain_twin_fit_seconds"] = twin_metrics["plain_twin_fit_seconds"]
 
         val_out = trainer.predict(data.validation.inputs, mixed_precision=False) if data.validation is not None else None
         scored = evaluate.evaluate_test(spec, data, model, trainer.predict(data.test.inputs, mixed_precision=False), val_out)
+        # From here the network is packaged and measured on the CPU: its weights are saved as CPU
+        # tensors, so a package trained on a GPU loads and predicts on a machine without one.
+        model.to("cpu")
         metrics = {**scored.metrics, **trainer.summary(history), **twin_metrics, **data.evidence()}
         if selection is not None:  # model.kind auto: the candidates' leaderboard (validation scores only)
             metrics["model_choice"] = dict(selection)
@@ -227,8 +316,10 @@ def _run(
             model_uri = registry.register(package, run=run_dir.name).uri
         if spec.data.protect.seal_run or settings.seal_runs:  # the run's package encrypted at rest too
             seal_run_package(run_dir, keyring)
-    except TrustForgeError:
-        if resume_from is None:
+    except TrustForgeError as exc:
+        if getattr(exc, "keeps_run", False) and (run_dir / "checkpoints" / "last.safetensors").exists():
+            _write_status(run_dir, "interrupted", digest)  # a data-parallel peer was lost: resumable
+        elif resume_from is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:  # keep what the interrupted run had produced; it is evidence of what happened
             _write_status(run_dir, "failed", digest)
@@ -253,6 +344,25 @@ def _fit_baseline(spec: TaskSpec, data: Any, model: Any, trainer: Trainer) -> li
     fitted = evaluate.fit_fitted(spec, data, model)
     trainer.model, trainer.fit_seconds = model, fitted["fit_seconds"]
     return []
+
+
+def _train_rank(
+    spec: TaskSpec, data: Any, model: Any, callbacks: Sequence[Callback], resume_from: Any, distributed: Distributed, device: Any
+) -> None:
+    """A data-parallel rank other than 0: train its shard in step with the others, write nothing."""
+    trainer = Trainer.from_spec(
+        spec,
+        data,
+        task_of(spec),
+        run_dir=None,
+        callbacks=callbacks,
+        progress=False,
+        resume_meta=resume_from[0] if resume_from else None,
+        step=DistributedStep(distributed, device),
+        local_rank=distributed.local_rank,
+    )
+    trainer.fit(model, data.train, data.validation, resume=resume_from)
+    return None
 
 
 def _plain_twin(spec: TaskSpec, data: Any, history: list[dict[str, float]]) -> tuple[Any, dict[str, float]]:

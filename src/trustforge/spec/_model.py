@@ -1037,8 +1037,16 @@ class TrainSpec(_Strict):
     gradient_clip_val: float | None = Field(None, gt=0)
     gradient_clip_algorithm: Literal["norm", "value"] = "norm"
     accumulate_grad_batches: PositiveInt = 1
-    precision: Literal["32", "bf16-mixed"] = "32"
-    accelerator: Literal["auto", "cpu", "cuda"] = "cpu"
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = Field(
+        "32", description="16-mixed: float16 autocast with a gradient scaler (CUDA only); bf16-mixed: bfloat16 autocast"
+    )
+    accelerator: Literal["auto", "cpu", "cuda", "mps"] = Field("cpu", description="auto: CUDA, else MPS, else CPU")
+    devices: PositiveInt | None = Field(
+        None,
+        description="accelerators per node for data-parallel training (`trustforge train --nproc-per-node` overrides); "
+        "null: 1 (one process); under torchrun each process takes the device of its local rank",
+    )
+    compile: bool = Field(False, description="torch.compile the model for training; compile time is reported apart from training time")
     seed: int = Field(7, ge=0, lt=2**32)
     threads: PositiveInt | None = Field(
         None,
@@ -1073,6 +1081,19 @@ class TrainSpec(_Strict):
                 ("gradient_clip_val",),
                 f"must be null with train.privacy (train.privacy.max_grad_norm clips each sample); got {self.gradient_clip_val}",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _defences_fit_precision(self) -> "TrainSpec":
+        # The private and adversarial steps take their own backward passes, without the gradient
+        # scaler float16 needs; Opacus' per-sample hooks do not trace through torch.compile.
+        defence = "privacy" if self.privacy is not None else "adversarial" if self.adversarial is not None else None
+        if defence is not None and self.precision == "16-mixed":
+            raise SpecProblem(
+                ("precision",), f"must be 32 or bf16-mixed with train.{defence} (its steps take no gradient scaler); got '16-mixed'"
+            )
+        if self.privacy is not None and self.compile:
+            raise SpecProblem(("compile",), "must be false with train.privacy (Opacus' per-sample gradient hooks are not compiled)")
         return self
 
     @model_validator(mode="before")

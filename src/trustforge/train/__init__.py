@@ -4,6 +4,16 @@ from trustforge.train._adversarial import AdversarialStep
 from trustforge.train._callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
 from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from trustforge.train._cross_fit import DEFAULT_MAX_EPOCHS, clean_labels, cross_fit
+from trustforge.train._distributed import (
+    LAUNCHED_ENV,
+    Distributed,
+    DistributedStep,
+    PeerLost,
+    distributed_from_env,
+    init_distributed,
+    launch,
+    shutdown_distributed,
+)
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
@@ -17,6 +27,14 @@ __all__ = [
     "PlainStep",
     "AdversarialStep",
     "PrivateStep",
+    "DistributedStep",
+    "Distributed",
+    "PeerLost",
+    "distributed_from_env",
+    "init_distributed",
+    "shutdown_distributed",
+    "launch",
+    "LAUNCHED_ENV",
     "clip_gradients",
     "Callback",
     "EarlyStopping",

@@ -12,7 +12,7 @@ inputs inside `backward`) and distributed training (a DDP-wrapped model in `setu
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -31,11 +31,13 @@ class StepContext:
         model: the network, on the trainer's device, in training mode during steps.
         optimizer: the optimizer over `model`'s parameters.
         loss_fn: maps (outputs, targets) to the scalar data loss.
-        autocast: the precision context (bf16 autocast for `bf16-mixed`, else a no-op);
-            reusable, entered once per forward pass.
+        autocast: the precision context (bf16 autocast for `bf16-mixed`, float16 for `16-mixed`,
+            else a no-op); reusable, entered once per forward pass.
         clip_val: the gradient clipping threshold, or None for no clipping.
         clip_algorithm: "norm" (clip the global L2 norm) or "value" (clip each element).
         generator: the trainer's seeded generator, for strategies that draw (e.g. attack starts).
+        scaler: the gradient scaler (`16-mixed`; a disabled one is a pass-through): scale the
+            objective before `backward`, unscale before clipping, step and update through it.
     """
 
     model: nn.Module
@@ -45,6 +47,7 @@ class StepContext:
     clip_val: float | None
     clip_algorithm: str
     generator: torch.Generator
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
 
 
 class StepStrategy:
@@ -89,6 +92,24 @@ class StepStrategy:
         """Apply the accumulated gradients (clipping first) and zero them."""
         raise NotImplementedError
 
+    def shard(self, order: torch.Tensor) -> torch.Tensor:
+        """This process's part of an epoch's sample order (all of it by default).
+
+        A data-parallel strategy returns its rank's share; every process must get the same
+        length, so that their steps (and the gradient all-reduce in them) pair up.
+        """
+        return order
+
+    def mean_loss(self, total: torch.Tensor, seen: int) -> float:
+        """The epoch's mean training loss from this process's summed loss over `seen` samples
+        (a data-parallel strategy reduces both over all processes first)."""
+        return float(total) / max(seen, 1)
+
+    def agree(self, stop: bool) -> bool:
+        """Whether training stops after this epoch, as every process must see it (rank 0's decision
+        under data parallelism); `stop` itself by default."""
+        return stop
+
     def summary(self) -> dict[str, Any]:
         """What the run's metrics report of the strategy (flat JSON values, e.g. its cost); none by default."""
         return {}
@@ -127,10 +148,13 @@ class PlainStep(StepStrategy):
             loss = ctx.loss_fn(model(*inputs), target)
             penalty = model.penalty() if callable(getattr(model, "penalty", None)) else None
         objective = loss if penalty is None else loss + penalty
-        (objective * weight if weight != 1 else objective).backward()
+        ctx.scaler.scale(objective * weight if weight != 1 else objective).backward()
         return loss.detach()
 
     def update(self, ctx: StepContext) -> None:
+        if ctx.scaler.is_enabled() and ctx.clip_val is not None:
+            ctx.scaler.unscale_(ctx.optimizer)  # clip the true gradients, not the scaled ones
         clip_gradients(ctx.model, ctx.clip_val, ctx.clip_algorithm)
-        ctx.optimizer.step()
+        ctx.scaler.step(ctx.optimizer)  # skips the step when float16 gradients overflowed
+        ctx.scaler.update()
         ctx.optimizer.zero_grad(set_to_none=True)

@@ -50,13 +50,55 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def resolve_device(accelerator: str) -> torch.device:
-    """`auto` picks CUDA when present; asking for CUDA without one is an error."""
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(accelerator: str, local_rank: int | None = None) -> torch.device:
+    """The device a process trains on.
+
+    `auto` picks CUDA, else Apple's MPS, else the CPU; naming an accelerator that is absent is
+    an error. Under a data-parallel launch (`local_rank` given) a CUDA process takes the GPU of
+    its local rank, as torchrun's one-process-per-GPU layout expects.
+
+    Raises:
+        TrainingError: `cuda` or `mps` is asked for and not available.
+    """
     if accelerator == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.accelerator is 'cuda' but no CUDA device is available; use auto or cpu")
+    if accelerator == "mps" and not _mps_available():
+        raise TrainingError("train.accelerator is 'mps' but no Apple MPS device is available; use auto or cpu")
     if accelerator in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
+        index = local_rank or 0
+        if index >= torch.cuda.device_count():
+            raise TrainingError(f"local rank {index} has no GPU: this node has {torch.cuda.device_count()}; lower --nproc-per-node")
+        return torch.device("cuda", index)
+    if accelerator in ("mps", "auto") and _mps_available():
+        return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    # float16 needs a gradient scaler and fast float16 kernels: CUDA's. On a CPU autocast to
+    # float16 is slower than float32 and the scaler has nothing to guard; bf16-mixed is the CPU's
+    # mixed precision (same exponent range as float32, no scaler).
+    if precision == "16-mixed" and device.type != "cuda":
+        raise TrainingError(f"train.precision '16-mixed' needs a CUDA device; this run trains on {device.type}: use bf16-mixed or 32")
+
+
+# A training split larger than this share of the GPU's free memory stays in pinned host memory and
+# is copied batch by batch (asynchronously); a smaller one is copied to the GPU once, so no batch
+# waits on the host.
+_DEVICE_RESIDENT_SHARE = 0.5
+
+
+def _resident_on(device: torch.device, tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether a training split is copied to `device` whole (True) or streamed from pinned host memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return sum(t.numel() * t.element_size() for t in tensors) <= _DEVICE_RESIDENT_SHARE * free
 
 
 def _balanced_weights(target: torch.Tensor) -> torch.Tensor:
@@ -107,9 +149,10 @@ class _Plan:
 
 @dataclass
 class _TrainSplit:
-    inputs: tuple[torch.Tensor, ...]  # on the trainer's device
+    inputs: tuple[torch.Tensor, ...]  # on the trainer's device, or pinned on the host (see `_resident_on`)
     target: torch.Tensor
     draw_weights: torch.Tensor | None  # train.sampler balanced: per-sample drawing weights (CPU)
+    resident: bool = True  # inputs and target are on the trainer's device
 
 
 def _step_of(spec: Any, data: Any) -> StepStrategy:
@@ -169,8 +212,12 @@ class Trainer:
         optimizer: an optimizer spec (`SGDSpec`, `AdamSpec`, `AdamWSpec`; default AdamW).
         scheduler: a learning-rate schedule spec (default: constant).
         sampler: "balanced" draws each epoch's samples with replacement, every class equally likely.
-        precision: "32" or "bf16-mixed" (autocast for forward passes).
-        accelerator: "cpu", "cuda" or "auto".
+        precision: "32", "16-mixed" (float16 autocast and a gradient scaler; CUDA only) or
+            "bf16-mixed" (bfloat16 autocast for forward passes).
+        accelerator: "cpu", "cuda", "mps" or "auto" (see `resolve_device`).
+        compile: train through `torch.compile(model)`; the first step at each new batch shape
+            (where compilation happens) is timed as `compile_seconds`, apart from `train_seconds`.
+        local_rank: this process's local rank under a data-parallel launch (picks its GPU).
         seed: batch order and augmentation (seed + 1) and dropout (seed + 2) come from it.
         step: how one optimisation step is taken (default `PlainStep()`), see `train._steps`.
         callbacks: optional behaviour, called in order.
@@ -197,6 +244,8 @@ class Trainer:
         accumulate_grad_batches: int = 1,
         precision: str = "32",
         accelerator: str = "cpu",
+        compile: bool = False,
+        local_rank: int | None = None,
         seed: int = 7,
         step: StepStrategy | None = None,
         callbacks: Sequence[Callback] = (),
@@ -220,7 +269,12 @@ class Trainer:
         self.val_metrics = val_metrics
         self.train_transform = train_transform
         self.train_batch_transform = train_batch_transform
-        self.device = resolve_device(accelerator)
+        self.device = resolve_device(accelerator, local_rank)
+        _check_precision(precision, self.device)
+        self.compile = compile
+        self.compile_seconds = 0.0
+        self._compiled_shapes: set[tuple[int, ...]] = set()
+        self.scaler: torch.amp.GradScaler | None = None
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.generator = torch.Generator().manual_seed(seed + 1)
@@ -248,6 +302,7 @@ class Trainer:
             accumulate_grad_batches=train.accumulate_grad_batches,
             precision=train.precision,
             accelerator=train.accelerator,
+            compile=train.compile,
             seed=train.seed,
             **kwargs,
         )
@@ -264,6 +319,7 @@ class Trainer:
         progress: bool = False,
         resume_meta: dict[str, Any] | None = None,
         step: StepStrategy | None = None,
+        local_rank: int | None = None,
     ) -> "Trainer":
         """The trainer a run of `spec` uses on its prepared `data`.
 
@@ -279,6 +335,7 @@ class Trainer:
                 it (an epoch interrupted after its row) are dropped, as they run again.
             step: the step strategy (default: `PrivateStep` when the spec sets `train.privacy`,
                 `AdversarialStep` when it sets `train.adversarial`, else `PlainStep()`).
+            local_rank: this process's local rank under a data-parallel launch (its GPU).
 
         Raises:
             SpecError: `train.adversarial` is set but no input of the prepared data can be
@@ -308,6 +365,7 @@ class Trainer:
             val_metrics=task.validation_metrics(spec, data.preprocessor, names),
             train_transform=data.augment if data.augment else None,
             train_batch_transform=data.batch_transform,
+            local_rank=local_rank,
         )
 
     # ------------------------------------------------------------------ the loop
@@ -356,6 +414,8 @@ class Trainer:
             first = self.max_epochs if self.should_stop else self.start_epoch
             for epoch in range(first, self.max_epochs):
                 self._epoch(ctx, plan, split, validation, epoch)
+                # every process of a data-parallel run stops at the same epoch (rank 0 decides)
+                self.should_stop = self.step.agree(self.should_stop)
                 if self.should_stop:
                     break
         except BaseException:
@@ -367,6 +427,9 @@ class Trainer:
         finally:
             self.step.teardown(ctx)
         self.fit_seconds = time.perf_counter() - started
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.fit_seconds = time.perf_counter() - started
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
@@ -375,17 +438,37 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.optimizer_spec, model.parameters())
         self.should_stop = False
+        self.compile_seconds = 0.0
+        self._compiled_shapes = set()
+        resident = _resident_on(self.device, (*train.inputs, train.target))
+        place = (lambda t: t.to(self.device)) if resident else (lambda t: t.cpu().pin_memory())
         split = _TrainSplit(
-            tuple(t.to(self.device) for t in train.inputs),
-            train.target.to(self.device),
+            tuple(place(t) for t in train.inputs),
+            place(train.target),
             _balanced_weights(train.target) if self.sampler == "balanced" else None,
+            resident,
         )
-        plan = _Plan.of(len(split.target), self.batch_size, self.accumulate_grad_batches)
+        # A data-parallel strategy trains each process on its shard of every epoch's order: the
+        # plan is over the shard (the same length on every process, so their steps pair up).
+        plan = _Plan.of(len(self.step.shard(torch.arange(len(split.target)))), self.batch_size, self.accumulate_grad_batches)
         self.batches_per_epoch = len(plan.used)
+        # float16 gradients underflow without loss scaling; disabled (a pass-through) otherwise.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "16-mixed")
         ctx = StepContext(
-            self.model, self.optimizer, self.loss_fn, self._autocast(), self.gradient_clip_val, self.gradient_clip_algorithm, self.generator
+            self.model,
+            self.optimizer,
+            self.loss_fn,
+            self._autocast(),
+            self.gradient_clip_val,
+            self.gradient_clip_algorithm,
+            self.generator,
+            scaler=self.scaler,
         )
         self.step.setup(ctx)
+        if self.compile:
+            # After the strategy's wrapper (DDP), as PyTorch advises: dynamo then splits the graph
+            # at DDP's gradient buckets so the all-reduce overlaps the backward pass.
+            ctx.model = torch.compile(ctx.model)
         if resume is not None:
             self.load_state_dict(*resume)
         return ctx, plan, split
@@ -417,20 +500,36 @@ class Trainer:
         drawn = self.step.batches(len(split.target), plan.batch_size, self.generator)
         if drawn is not None:
             return self._drawn_epoch(ctx, drawn, split)
-        perm = self._order(split)
+        perm = self.step.shard(self._order(split))
         total = torch.zeros((), device=self.device)
         seen = 0
         ctx.optimizer.zero_grad(set_to_none=True)
         for b, used in enumerate(plan.used):
             if used:
                 inputs, target = self._batch(split, perm[b * plan.batch_size : (b + 1) * plan.batch_size])
-                total += self.step.backward(ctx, inputs, target, weight=plan.weights[b], sync=plan.syncs[b]) * used
+                total += self._backward(ctx, inputs, target, plan.weights[b], plan.syncs[b]) * used
                 seen += used
             if plan.updates[b]:
                 self.step.update(ctx)
             for cb in self.callbacks:
                 cb.on_batch_end(self, b)
-        return float(total) / max(seen, 1)
+        return self.step.mean_loss(total, seen)
+
+    def _backward(
+        self, ctx: StepContext, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, weight: float, sync: bool
+    ) -> torch.Tensor:
+        """The strategy's backward; with `compile`, the first step at each new batch shape is timed
+        as compilation (dynamo compiles, or recompiles for a new shape, on that call)."""
+        shape = tuple(inputs[0].shape) if self.compile else ()
+        if not self.compile or shape in self._compiled_shapes:
+            return self.step.backward(ctx, inputs, target, weight=weight, sync=sync)
+        start = time.perf_counter()
+        loss = self.step.backward(ctx, inputs, target, weight=weight, sync=sync)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.compile_seconds += time.perf_counter() - start
+        self._compiled_shapes.add(shape)
+        return loss
 
     def _drawn_epoch(self, ctx: StepContext, drawn: list[torch.Tensor], split: _TrainSplit) -> float:
         """An epoch of the strategy's own batches (see `StepStrategy.batches`), one update each."""
@@ -439,32 +538,40 @@ class Trainer:
         ctx.optimizer.zero_grad(set_to_none=True)
         for b, idx in enumerate(drawn):
             if len(idx):
-                inputs, target = self._batch(split, idx.to(self.device))
-                total += self.step.backward(ctx, inputs, target, weight=1.0, sync=True) * len(idx)
+                inputs, target = self._batch(split, idx.to(self.device) if split.resident else idx)
+                total += self._backward(ctx, inputs, target, 1.0, True) * len(idx)
                 seen += len(idx)
             self.step.update(ctx)
             for cb in self.callbacks:
                 cb.on_batch_end(self, b)
-        return float(total) / max(seen, 1)
+        return self.step.mean_loss(total, seen)
 
     def _order(self, split: _TrainSplit) -> torch.Tensor:
         n = len(split.target)
+        device = self.device if split.resident else torch.device("cpu")
         if split.draw_weights is None:
-            return torch.randperm(n, generator=self.generator).to(self.device)
+            return torch.randperm(n, generator=self.generator).to(device)
         # train.sampler: balanced — n draws with replacement, each class equally likely
-        return torch.multinomial(split.draw_weights, n, replacement=True, generator=self.generator).to(self.device)
+        return torch.multinomial(split.draw_weights, n, replacement=True, generator=self.generator).to(device)
 
     def _batch(self, split: _TrainSplit, idx: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         xs = tuple(t[idx] for t in split.inputs)
+        target = split.target[idx]
+        if not split.resident:  # gathered on the host, copied while the device works on the last batch
+            xs = tuple(t.pin_memory().to(self.device, non_blocking=True) for t in xs)
+            target = target.pin_memory().to(self.device, non_blocking=True)
         if self.train_transform is not None:
             xs = (self.train_transform(xs[0], self.generator),) + xs[1:]
         if self.train_batch_transform is not None:
             xs = self.train_batch_transform(xs, self.generator)
-        return xs, split.target[idx]
+        return xs, target
 
     def summary(self, history: list[dict[str, float]]) -> dict[str, Any]:
         """What a run reports of its training: epochs trained, fit time, the best epoch (1-based) and the step strategy's summary."""
         out: dict[str, Any] = {"epochs_trained": len(history), "fit_seconds": self.fit_seconds}
+        if self.compile:  # compilation happens inside the fit: reported apart, and training without it
+            out["compile_seconds"] = self.compile_seconds
+            out["train_seconds"] = self.fit_seconds - self.compile_seconds
         if self.best_epoch is not None:
             out["best_epoch"] = self.best_epoch + 1
         out.update(self.step.summary())  # e.g. adversarial training's cost
@@ -482,9 +589,11 @@ class Trainer:
         self.model.eval()
         n = len(inputs[0])
         outs = []
-        with self._autocast() if mixed_precision else contextlib.nullcontext():
+        # The model's own device: a caller may have moved it back to the CPU after training (to package it).
+        device = next(self.model.parameters(), torch.empty(0, device=self.device)).device
+        with self._autocast() if mixed_precision and device == self.device else contextlib.nullcontext():
             for i in range(0, n, batch_size):
-                outs.append(self.model(*(t[i : i + batch_size].to(self.device) for t in inputs)).float())
+                outs.append(self.model(*(t[i : i + batch_size].to(device) for t in inputs)).float())
         return torch.cat(outs).cpu() if outs else torch.empty(0)
 
     def _validate(self, data: Any) -> dict[str, float]:
@@ -497,6 +606,8 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16-mixed":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if self.precision == "16-mixed":
+            return torch.autocast(self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
     # ------------------------------------------------------------------ resume state
@@ -517,6 +628,8 @@ class Trainer:
                 callbacks[f"{i}:{type(cb).__name__}"] = meta
                 tensors.update({f"cb{i}.{k}": v.detach().cpu() for k, v in cb_tensors.items()})
         meta = {"epoch": epoch, "stopped": self.should_stop, "optimizer": opt_meta, "history": self.history, "callbacks": callbacks}
+        if self.scaler is not None and self.scaler.is_enabled():  # 16-mixed: the loss scale carries over a resume
+            meta["scaler"] = self.scaler.state_dict()
         step = self.step.state_dict()
         if step:  # only strategies with state (a privacy accountant) add the key
             meta["step"] = step
@@ -536,6 +649,8 @@ class Trainer:
             if key in meta["callbacks"]:
                 prefix = f"cb{i}."
                 cb.load_state_dict(meta["callbacks"][key], {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+        if "scaler" in meta and self.scaler is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(meta["scaler"])
         if "step" in meta:
             self.step.load_state_dict(meta["step"])
         self.start_epoch = meta["epoch"] + 1
