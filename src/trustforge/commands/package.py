@@ -1,6 +1,9 @@
-"""`trustforge package ...`: verify, encrypt and decrypt package folders.
+"""`trustforge package ...`: verify, encrypt, decrypt and export packages.
 
-These act on folders the user names, not on the registry, so they need keys but no role.
+verify, encrypt and decrypt act on folders the user names, not on the registry, so they need
+keys but no role. `export` of a registered version (models:/...) is a package write: it needs
+the `export` right (trainer, admin) and is audited, refused or done; `export` of a package
+folder, like the other commands here, needs the workspace's keys only.
 Library errors (`TrustForgeError`) propagate to the main command, which prints them as one line.
 """
 
@@ -11,7 +14,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Verify, encrypt and decrypt model packages.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Verify, encrypt, decrypt and export model packages.", no_args_is_help=True, add_completion=False)
 
 
 def _keyring(required: bool = True):
@@ -50,6 +53,120 @@ def verify(
     typer.echo(
         f"{path}: {kind} {m.get('name')!s} verified (signature and {len(m['files']) + 1} file digests, package id {m['package_id']})"
     )
+    if keyring is not None:
+        _verify_exports(path, m, keyring)
+
+
+def _verify_exports(path: Path, manifest: dict, keyring) -> None:
+    """Verify each export beside the package (bound to this package's digest) and show its evidence."""
+    import hashlib
+
+    from trustforge.package import encode_manifest, find_exports, read_export
+
+    digest = hashlib.sha256(encode_manifest(manifest)).hexdigest()
+    for folder in find_exports(path):
+        evidence, _ = read_export(folder, keyring, digest)
+        typer.echo(f"  {folder.name}: export verified; {_evidence_line(evidence)}")
+
+
+def _evidence_line(ev: dict) -> str:
+    check, speed = ev.get("check") or {}, ev.get("speed") or {}
+    parts = [f"max difference {check.get('max_difference', float('nan')):.2g} from eager on {check.get('rows')} test rows"]
+    if check.get("accuracy_change_points") is not None:
+        parts.append(f"accuracy change {check['accuracy_change_points']:+.2f} points")
+    elif check.get("headline_change") is not None:
+        parts.append(f"{check.get('headline')} change {check['headline_change']:+.4g}")
+    for b in ("batch_1", "batch_256"):
+        if (speed.get(b) or {}).get("speedup"):
+            parts.append(f"speed-up x{speed[b]['speedup']:.2f} at {b.replace('_', ' ')}")
+    return "; ".join(parts)
+
+
+@app.command()
+def export(
+    model_uri: str = typer.Argument(..., metavar="MODEL_URI", help="a model URI (models:/NAME@alias, models:/NAME/3) or a package folder"),
+    fmt: str = typer.Option(..., "--format", help="onnx or torchscript"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation of the linear layers"),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="labelled test rows (CSV/Parquet, image folder); default: the package's test split, re-prepared from its "
+        "spec and used only if the data set's digest matches the package's",
+    ),
+    max_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="int8: refuse if test accuracy falls by more points than this"),
+    speed: bool = typer.Option(True, "--speed/--no-speed", help="measure the speed-up at batch 1 and 256 (one thread)"),
+) -> None:
+    """Write a signed ONNX or TorchScript artefact beside the package, checked against the eager model on the test split.
+
+    The artefact folder (PACKAGE.onnx, PACKAGE.onnx-int8, PACKAGE.torchscript, ...) holds the
+    model file, manifest.json (the evidence: differences, metrics, speed) and model.sig; a
+    sealed package's artefact is sealed too. `serve --backend onnx` uses PACKAGE.onnx-int8,
+    else PACKAGE.onnx, when one verifies.
+    """
+    import hashlib
+
+    from trustforge.package import Model, encode_manifest, export_model, export_path, split_for_export
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+
+    def run(model, package: Path, sealed: bool, keyring) -> tuple[Path, dict]:
+        raw, note = split_for_export(model, data, cache_dir=settings.cache_dir)
+        dest = export_path(package, fmt, quantize)
+        digest = hashlib.sha256(encode_manifest(model.manifest)).hexdigest()
+        evidence = export_model(
+            model,
+            raw,
+            dest,
+            keyring,
+            fmt=fmt,
+            quantize=quantize,
+            package_digest=digest,
+            seal=sealed,
+            data_note=note,
+            max_drop=max_drop,
+            speed=speed,
+        )
+        return dest, evidence
+
+    if model_uri.startswith("models:/"):
+        from trustforge import secure
+        from trustforge.errors import TrustForgeError
+        from trustforge.registry import Registry
+
+        with Registry(settings) as registry:
+            mv = registry.get(model_uri)  # the read right, checked and audited
+            secure.require(registry.principal, "export", mv.uri, registry.audit)
+            details = {"format": fmt, "quantize": quantize}
+            try:
+                model = registry.load_model(mv.uri)
+                dest, evidence = run(model, mv.path, mv.encrypted, registry.keyring)
+            except TrustForgeError as exc:
+                registry.audit.append(registry.principal.name, "export", mv.uri, "error", {**details, "error": str(exc)[:300]})
+                raise
+            check = evidence["check"]
+            registry.audit.append(
+                registry.principal.name,
+                "export",
+                mv.uri,
+                "ok",
+                {
+                    **details,
+                    "artefact": dest.name,
+                    "max_difference": check["max_difference"],
+                    "accuracy_change_points": check["accuracy_change_points"],
+                },
+            )
+            where = mv.uri
+    else:
+        keyring = _keyring()
+        path = Path(model_uri)
+        from trustforge.secure import is_sealed
+
+        dest, evidence = run(Model.load(path, keyring=keyring), path, is_sealed(path), keyring)
+        where = str(path)
+    sealed = " (sealed)" if evidence["source"]["sealed"] else ""
+    typer.echo(f"exported {where} to {dest}{sealed}: {_evidence_line(evidence)}")
 
 
 @app.command()

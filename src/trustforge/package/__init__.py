@@ -23,6 +23,17 @@ from trustforge.package._format import (
 )
 
 if TYPE_CHECKING:
+    from trustforge.package._export import (
+        EXPORT_FORMATS,
+        ONNX_OPSET,
+        OnnxModule,
+        export_model,
+        export_path,
+        find_exports,
+        onnx_bytes,
+        read_export,
+        split_for_export,
+    )
     from trustforge.package._manifest import build_manifest, write_model_package
     from trustforge.package._model import Model
     from trustforge.package._seal import seal_run_package
@@ -32,6 +43,16 @@ _LAZY = {
     "build_manifest": "trustforge.package._manifest",
     "write_model_package": "trustforge.package._manifest",
     "seal_run_package": "trustforge.package._seal",
+    # Exports import torch (and onnx/onnxruntime inside their functions).
+    "export_model": "trustforge.package._export",
+    "export_path": "trustforge.package._export",
+    "find_exports": "trustforge.package._export",
+    "read_export": "trustforge.package._export",
+    "split_for_export": "trustforge.package._export",
+    "onnx_bytes": "trustforge.package._export",
+    "OnnxModule": "trustforge.package._export",
+    "EXPORT_FORMATS": "trustforge.package._export",
+    "ONNX_OPSET": "trustforge.package._export",
 }
 
 __all__ = [
@@ -48,6 +69,15 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "SIGNATURE_FILE",
+    "export_model",
+    "export_path",
+    "find_exports",
+    "read_export",
+    "split_for_export",
+    "onnx_bytes",
+    "OnnxModule",
+    "EXPORT_FORMATS",
+    "ONNX_OPSET",
 ]
 
 

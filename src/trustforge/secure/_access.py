@@ -6,6 +6,7 @@ The policy (`POLICY`, read by `allowed`, the docs and the tests alike):
 |---------------|:------:|:-------:|:--------:|:-----:|-------------------------------------------------|
 | read          |   x    |    x    |    x     |   x   | list/show models, versions, aliases, tags; load |
 | register      |        |    x    |          |   x   | register a package as a new version             |
+| export        |        |    x    |          |   x   | write a version's ONNX/TorchScript artefact     |
 | tag           |        |    x    |    x     |   x   | set/delete tags on a version                    |
 | alias         |        |         |    x     |   x   | set/delete aliases (promote to @champion, ...)  |
 | serve         |        |         |    x     |   x   | start a server for a model                      |
@@ -25,7 +26,9 @@ anyway, and the applications that call a served model need no right to promote o
 
 A deployer may not register: separation of duties, so no one but an admin can both put a
 model into the registry and promote it to production (the trainer who built it cannot
-promote it; the deployer who promotes cannot slip in a model of their own).
+promote it; the deployer who promotes cannot slip in a model of their own). `export` goes
+with `register` for the same reason: an artefact is what `serve --backend onnx` runs, so a
+deployer does not write one (it is bound to its package's digest and checked against it anyway).
 
 Principals: with no token, the acting principal is the local workspace admin (the OS user
 who can read the workspace's keys and database anyway). With a token (`TRUSTFORGE_TOKEN`),
@@ -66,6 +69,7 @@ ROLES = ("viewer", "trainer", "deployer", "admin")
 ACTIONS = (
     "read",
     "register",
+    "export",
     "tag",
     "alias",
     "delete",
@@ -83,7 +87,8 @@ ACTIONS = (
 
 POLICY: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read", "predict"}),
-    "trainer": frozenset({"read", "register", "tag", "predict", "mask"}),
+    # export writes a signed artefact beside a version's package: a package write, as register is.
+    "trainer": frozenset({"read", "register", "export", "tag", "predict", "mask"}),
     "deployer": frozenset({"read", "tag", "alias", "serve", "predict", "mask"}),
     "admin": frozenset(ACTIONS),
 }

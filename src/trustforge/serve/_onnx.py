@@ -21,12 +21,9 @@ import base64
 import contextlib
 import fcntl
 import hashlib
-import inspect
-import io
 import json
 import logging
 import os
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,7 @@ import torch
 
 from trustforge._fs import atomic_write_bytes
 from trustforge.errors import ModelError
-from trustforge.package import Model
+from trustforge.package import ONNX_OPSET, Model, onnx_bytes
 from trustforge.secure import Keyring
 from trustforge.serve._signature import NP_TYPES, Signature
 
@@ -47,7 +44,7 @@ log = logging.getLogger("trustforge.serve")
 
 TOLERANCE = 1e-4
 _CACHE_FORMAT = "trustforge.onnx-cache"
-_OPSET = 18
+_OPSET = ONNX_OPSET
 _WORDS = ("good", "bad", "fine", "terrible", "service", "product", "late", "quick", "price", "quality")
 
 
@@ -206,55 +203,14 @@ def load_onnx_model(model: Model, onnx_file: Path, package_digest: str, keyring:
 
 
 def export_onnx(model: Model, signature: Signature) -> bytes:
-    """The ONNX bytes of `model.module`, batch axis dynamic.
+    """The ONNX bytes of `model.module`, batch axis dynamic (the package's exporter, `onnx_bytes`).
 
     Raises:
         ModelError: the exporter cannot handle this model kind (named).
     """
     raw = model.read_input(probe_input(model, signature, rows=4, seed=1))
     example = tuple(model.preprocessor.encode_inputs(raw))
-    names = [f"input_{i}" for i in range(len(example))]
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    dynamic = _dynamic_batch(model.module, len(example), batch)
-    sink = io.StringIO()
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo")]
-    levels = [lg.level for lg in quiet]
-    try:
-        for lg in quiet:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), torch.no_grad():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model.module,
-                example,
-                None,
-                input_names=names,
-                output_names=["output"],
-                dynamic_shapes=dynamic,
-                dynamo=True,
-                opset_version=_OPSET,
-                verbose=False,
-            )
-            blob = program.model_proto.SerializeToString()
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; all mean "this kind cannot export"
-        raise ModelError(
-            f"model kind {_kind(model)!r} cannot be exported to ONNX ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); serve it with --backend torch"
-        ) from None
-    finally:
-        for lg, level in zip(quiet, levels):
-            lg.setLevel(level)
-    return blob
-
-
-def _dynamic_batch(module: torch.nn.Module, n_inputs: int, batch: Any) -> tuple:
-    """The batch axis of every input, shaped like `forward`'s arguments: inputs taken by a
-    `*args` parameter (a table's token-id tensors, one per text column) form one tuple."""
-    params = list(inspect.signature(module.forward).parameters.values())
-    named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if n_inputs <= len(named) or not any(p.kind == p.VAR_POSITIONAL for p in params):
-        return tuple({0: batch} for _ in range(n_inputs))
-    return tuple({0: batch} for _ in named) + (tuple({0: batch} for _ in range(n_inputs - len(named))),)
+    return onnx_bytes(model.module, example, kind=_kind(model), hint="; serve it with --backend torch")
 
 
 def _read_verified(onnx_file: Path, package_digest: str, keyring: Keyring) -> bytes:
@@ -293,3 +249,36 @@ def _locked(path: Path):
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def pick_export(model: Model, package_digest: str, keyring: Keyring) -> tuple[Path, dict[str, Any]] | None:
+    """The artefact `trustforge package export` wrote beside the model's package, if one verifies:
+    `PACKAGE.onnx-int8` first (whoever quantised it chose it; its accuracy change is in its
+    evidence), else `PACKAGE.onnx`; None when neither exists or verifies (then `prepare_onnx`).
+
+    An artefact that fails its signature, its digests or its binding to this package is refused
+    (a warning names it) and never run.
+    """
+    from trustforge.errors import IntegrityError, SecurityError
+    from trustforge.package import export_path, read_export
+
+    if model.path is None:
+        return None
+    for folder in (export_path(model.path, "onnx", "int8"), export_path(model.path, "onnx")):
+        if not folder.is_dir():
+            continue
+        try:
+            evidence, _ = read_export(folder, keyring, package_digest)
+        except (IntegrityError, SecurityError) as exc:
+            log.warning(json.dumps({"event": "onnx_export_refused", "artefact": folder.name, "reason": str(exc)[-200:]}))
+            continue
+        return folder, evidence
+    return None
+
+
+def load_export_model(model: Model, folder: Path, package_digest: str, keyring: Keyring, threads: int = 1) -> Model:
+    """`model` with its network replaced by a verified `package export` ONNX artefact (checked again here)."""
+    from trustforge.package import read_export
+
+    _, blob = read_export(Path(folder), keyring, package_digest)
+    return Model(model.spec, model.preprocessor, OrtModule(blob, threads), model.manifest, model.path)

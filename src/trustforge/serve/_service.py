@@ -521,13 +521,21 @@ class ModelService:
         if self.config.backend == "onnx":
             _check_ood_on_onnx(model, self.config, name or model.name)
             from trustforge.secure import Keyring
-            from trustforge.serve._onnx import load_onnx_model, prepare_onnx
+            from trustforge.serve._onnx import load_export_model, load_onnx_model, pick_export, prepare_onnx
 
             keyring = getattr(self._registry, "keyring", None) or Keyring.load_or_init(s.keys_dir, kek_b64=s.kek)
-            load["onnx_file"] = str(prepare_onnx(model, digest, s.cache_dir, keyring))
             load["digest"] = digest
-            if self.config.workers == 0:
-                inline_model = load_onnx_model(model, Path(load["onnx_file"]), digest, keyring, self.config.threads)
+            picked = pick_export(model, digest, keyring)  # `package export`'s artefact (int8 first), else the cache
+            if picked is not None:
+                load["onnx_export"] = str(picked[0])
+                quantize = picked[1]["export"].get("quantize")
+                log_event(logging.INFO, "onnx_artefact", model=name or model.name, artefact=picked[0].name, quantize=quantize)
+                if self.config.workers == 0:
+                    inline_model = load_export_model(model, picked[0], digest, keyring, self.config.threads)
+            else:
+                load["onnx_file"] = str(prepare_onnx(model, digest, s.cache_dir, keyring))
+                if self.config.workers == 0:
+                    inline_model = load_onnx_model(model, Path(load["onnx_file"]), digest, keyring, self.config.threads)
         runtime = Runtime(
             model=model,
             name=name,

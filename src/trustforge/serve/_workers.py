@@ -92,7 +92,8 @@ def load_serving_model(load: dict[str, Any]):
 
     `load` is JSON-able: `{"source": "registry", "uri": "models:/NAME/3"}` or `{"source":
     "path", "path": ..., "public_key": ...}`, plus `settings` (home, db_url, artifacts, kek,
-    token), `backend`, and for ONNX `onnx_file` and `digest`; `threads`.
+    token), `backend`, and for ONNX `digest` and `onnx_export` (a `package export` artefact) or
+    `onnx_file` (the serve cache's export); `threads`.
     """
     from trustforge.package import Model
     from trustforge.secure import Keyring
@@ -121,10 +122,12 @@ def load_serving_model(load: dict[str, Any]):
             keyring = Keyring.load(settings.keys_dir, kek_b64=settings.kek)
             model = Model.load(load["path"], keyring=keyring)
     if load.get("backend") == "onnx":
-        from trustforge.serve._onnx import load_onnx_model
+        from trustforge.serve._onnx import load_export_model, load_onnx_model
 
         if keyring is None:
             keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+        if load.get("onnx_export"):  # `package export`'s artefact, verified again in this process
+            return load_export_model(model, Path(load["onnx_export"]), load["digest"], keyring, threads=int(load.get("threads", 1)))
         model = load_onnx_model(model, Path(load["onnx_file"]), load["digest"], keyring, threads=int(load.get("threads", 1)))
     return model
 

@@ -1,0 +1,510 @@
+"""Inference artefacts: a package's network exported to ONNX or TorchScript, checked, measured and signed.
+
+`export_model` writes, beside a package folder `P`, the folder `P.onnx`, `P.onnx-int8`,
+`P.torchscript` or `P.torchscript-int8`:
+
+    model.onnx | model.torchscript   the exported network (no preprocessing: that stays the package's)
+    manifest.json                    the evidence: which package (id and manifest SHA-256) it was
+                                     exported from, the check against the eager model on the test
+                                     split (max difference, metrics of both, the accuracy change),
+                                     the speed at batch 1 and 256, versions; and both files' SHA-256
+    model.sig                        the workspace's signature over both files' SHA-256 (the same
+                                     OpenSSF model-signing format as the package's)
+
+So a swapped or edited model file fails its digest, an artefact of another package fails the
+package digest it is bound to, and an unsigned one fails the signature: `read_export` refuses
+all three with one `IntegrityError` naming the file. An artefact of a sealed (encrypted)
+package is sealed the same way (AES-256-GCM under a new data key wrapped by the workspace KEK),
+so its weights are never at rest in plaintext; it is decrypted in memory to be used.
+
+Checks: ONNX and TorchScript outputs must equal the eager model's to `TOLERANCE` on every row
+of the test split (else nothing is written). An int8 artefact (dynamic quantisation: ONNX
+Runtime's `quantize_dynamic` for ONNX, `torch.ao` for TorchScript; weights int8, activations
+quantised per batch) is not expected to be that close: its metric change on the test split is
+recorded and it is refused if test accuracy falls by more than `max_drop` points.
+
+TorchScript files are archives whose loading is pickle-like: we only ever `torch.jit.load` the
+bytes we have just written, in the same process, to check them; a TorchScript file on disk is
+for other runtimes (Triton, MLServer, C++), never loaded back by TrustForge.
+
+onnx, onnxruntime and onnxscript are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import inspect
+import io
+import json
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
+from trustforge.data import RawData, prepare
+from trustforge.errors import DataError, IntegrityError, ModelError, TrustForgeError
+from trustforge.package._model import Model
+from trustforge.secure import (
+    SIGNATURE_FILE,
+    Keyring,
+    is_sealed,
+    open_sealed,
+    parse_manifest,
+    resolve_trust,
+    seal_package,
+    sign_digests,
+    verify_folder,
+)
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_FORMATS",
+    "EXPORT_TOLERANCE",
+    "ONNX_OPSET",
+    "OnnxModule",
+    "export_model",
+    "export_path",
+    "find_exports",
+    "onnx_bytes",
+    "read_export",
+    "split_for_export",
+]
+
+log = logging.getLogger("trustforge.package")
+
+EXPORT_FORMAT = "trustforge.export"
+EXPORT_VERSION = 1
+EXPORT_FORMATS = ("onnx", "torchscript")
+QUANTIZATIONS = ("int8",)
+EXPORT_TOLERANCE = 1e-4
+ONNX_OPSET = 18
+MAX_DROP_POINTS = 0.5
+MANIFEST = "manifest.json"
+_FILE = {"onnx": "model.onnx", "torchscript": "model.torchscript"}
+_SPEED_BATCHES = (1, 256)
+
+
+def export_path(package: Path, fmt: str, quantize: str | None = None) -> Path:
+    """The artefact folder beside `package`: `P.onnx`, `P.onnx-int8`, `P.torchscript`, `P.torchscript-int8`."""
+    return Path(package).with_name(f"{Path(package).name}.{fmt}{'-' + quantize if quantize else ''}")
+
+
+# ---------------------------------------------------------------------------- exporters
+
+
+def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, kind: str, hint: str = "") -> bytes:
+    """The ONNX bytes of `module` (inputs `input_0`..., output `output`, batch axis dynamic).
+
+    The one ONNX exporter of the project (the server's on-first-use cache calls it too).
+
+    Raises:
+        ModelError: the exporter cannot handle this model kind (named), with `hint` appended.
+    """
+    names = [f"input_{i}" for i in range(len(example))]
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    dynamic = _dynamic_batch(module, len(example), batch)
+    sink = io.StringIO()
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                example,
+                None,
+                input_names=names,
+                output_names=["output"],
+                dynamic_shapes=dynamic,
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                verbose=False,
+            )
+            return program.model_proto.SerializeToString()
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; all mean "this kind cannot export"
+        raise ModelError(
+            f"model kind {kind!r} cannot be exported to ONNX ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}){hint}"
+        ) from None
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+
+
+def _dynamic_batch(module: torch.nn.Module, n_inputs: int, batch: Any) -> tuple:
+    """The batch axis of every input, shaped like `forward`'s arguments: inputs taken by a
+    `*args` parameter (a table's token-id tensors, one per text column) form one tuple."""
+    params = list(inspect.signature(module.forward).parameters.values())
+    named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if n_inputs <= len(named) or not any(p.kind == p.VAR_POSITIONAL for p in params):
+        return tuple({0: batch} for _ in range(n_inputs))
+    return tuple({0: batch} for _ in named) + (tuple({0: batch} for _ in range(n_inputs - len(named))),)
+
+
+def _quantize_onnx(blob: bytes) -> bytes:
+    """ONNX Runtime's dynamic int8 quantisation of MatMul/Gemm weights (activations quantised per batch).
+
+    Convolutions stay float: ONNX Runtime's dynamic ConvInteger has no fast CPU kernel and
+    would make a CNN slower, not faster.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load_from_string(blob)
+    # quantize_dynamic writes a file: a private (0700) temporary folder, removed at once.
+    with tempfile.TemporaryDirectory(prefix="trustforge-int8-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = Path(tmp) / "model.onnx"
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference) concerns static quantisation
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_dynamic(model, out, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        return out.read_bytes()
+
+
+def _torchscript_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], quantize: str | None, kind: str) -> bytes:
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            if quantize:
+                # Linear layers only, as for ONNX; copied, so the eager model stays float.
+                module = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear}, dtype=torch.qint8)
+            traced = torch.jit.trace(module, example, check_trace=False)
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
+    except Exception as exc:  # noqa: BLE001 - tracing raises many types; all mean "this kind cannot export"
+        raise ModelError(f"model kind {kind!r} cannot be exported to TorchScript ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    return buf.getvalue()
+
+
+class OnnxModule:
+    """An ONNX Runtime session (one thread by default) called like the torch module it replaces."""
+
+    def __init__(self, blob: bytes, threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+        self._names = {i.name for i in self.session.get_inputs()}
+
+    def eval(self) -> "OnnxModule":
+        return self
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        # The exporter drops inputs the network never reads (an empty categorical matrix).
+        feeds = {f"input_{i}": t.detach().cpu().numpy() for i, t in enumerate(tensors) if f"input_{i}" in self._names}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+# ---------------------------------------------------------------------------- the test split
+
+
+def split_for_export(model: Model, data: Path | None = None, *, cache_dir: Path | None = None) -> tuple[RawData, str]:
+    """The labelled rows an export is checked on, and a note of where they came from.
+
+    With `data` (a labelled CSV/Parquet file or image folder), those rows. Otherwise the test
+    split is re-prepared from the package's own normalised spec (same source, split and seed)
+    and used only if the data set's digest equals the one the package recorded at training
+    (`lineage.dataset_digest`): the same rows the package's metrics were measured on.
+
+    Raises:
+        DataError: the spec's source cannot be read here (a file source keeps only its file
+            name in the package) or now holds other data; both say to give `--data FILE`.
+    """
+    if data is not None:
+        return model.read_input(data), f"rows of {Path(data).name} (--data)"
+    expected = (model.manifest.get("lineage") or {}).get("dataset_digest")
+    source = str(getattr(model.spec.data, "source", "") or "")
+    try:
+        prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
+    except TrustForgeError as exc:
+        raise DataError(
+            f"the test split of {model.name} cannot be re-prepared from its spec's source {source!r} "
+            f"({exc.__class__.__name__}); give the labelled test rows with --data FILE"
+        ) from None
+    if not expected or prepared.data_digest != expected:
+        raise DataError(
+            f"the data of {source!r} is not the data {model.name} was trained on (dataset digest differs from the "
+            "package's lineage); give the labelled test rows with --data FILE"
+        )
+    return prepared.test_raw, f"test split of {source} re-prepared from the package's spec (dataset digest {expected[:12]} matches)"
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def export_model(
+    model: Model,
+    test: RawData,
+    dest: Path,
+    keyring: Keyring,
+    *,
+    fmt: str,
+    quantize: str | None = None,
+    package_digest: str,
+    seal: bool = False,
+    data_note: str = "",
+    max_drop: float = MAX_DROP_POINTS,
+    speed: bool = True,
+    repeats: int = 5,
+) -> dict[str, Any]:
+    """Export `model`'s network, check it against the eager model on `test`, measure it, write it signed.
+
+    Args:
+        model: a model loaded from a verified package.
+        test: the labelled test split (checked raw data, as `Model.read_input` returns it).
+        dest: the artefact folder to write (`export_path`); an existing one is replaced.
+        keyring: signs the artefact (and seals it when `seal`).
+        fmt: "onnx" or "torchscript"; quantize: None or "int8".
+        package_digest: SHA-256 of the package's verified manifest.json (the artefact is bound to it).
+        seal: encrypt the artefact (the package is sealed).
+        data_note: how the test split was obtained (recorded in the evidence).
+        max_drop: the most test accuracy may fall, in points, for an int8 artefact (classification).
+        speed: measure the speed-up at batch 1 and 256 (median of `repeats` rounds, one thread).
+
+    Returns:
+        The artefact's manifest (its evidence).
+
+    Raises:
+        ModelError: the kind cannot be exported, the export differs from eager beyond
+            `EXPORT_TOLERANCE`, or int8 costs more than `max_drop` points; nothing is written.
+        DataError: an unknown format or quantisation, or an unlabelled or empty test split.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise DataError(f"--format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise DataError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
+    kind = str(getattr(model.spec.model, "kind", "unknown"))
+    if not model.task.row_outputs:
+        raise ModelError(f"model kind {kind!r} for task {model.spec.task!r}: export covers models with one output row per input row")
+    inputs = tuple(model.preprocessor.encode_inputs(test))
+    n = len(inputs[0]) if inputs else 0
+    if n == 0:
+        raise DataError("the test split is empty; nothing to check the export against")
+    example = tuple(t[: min(4, n)] for t in inputs)
+    module = model.module.eval()
+    if fmt == "onnx":
+        blob = onnx_bytes(module, example, kind=kind)
+        if quantize:
+            blob = _quantize_onnx(blob)
+        runner: Callable[..., torch.Tensor] = OnnxModule(blob)
+    else:
+        blob = _torchscript_bytes(module, example, quantize, kind)
+        # Only the bytes written just above, in this process: loading TorchScript is pickle-like.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated for torch.export; still what Triton loads
+            runner = torch.jit.load(io.BytesIO(blob)).eval()
+    exported = Model(model.spec, model.preprocessor, runner, model.manifest, model.path)  # type: ignore[arg-type]
+    exported.pii_key = model.pii_key
+    label = f"{fmt}{'-' + quantize if quantize else ''}"
+    try:
+        with torch.no_grad():
+            diff = _max_difference(model.forward(inputs), exported.forward(inputs))
+    except Exception as exc:  # noqa: BLE001 - any failure of the exported graph is the kind's
+        raise ModelError(f"model kind {kind!r}: the {label} export does not run ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    if not quantize and not diff <= EXPORT_TOLERANCE:
+        raise ModelError(
+            f"model kind {kind!r}: {label} outputs differ from eager PyTorch by {diff:.3g} on the test split (> {EXPORT_TOLERANCE})"
+        )
+    eager_metrics, export_metrics = model.evaluate(test), exported.evaluate(test)
+    headline = model.task.headline_metric(model.spec)
+    h_new, h_old = export_metrics.get(headline), eager_metrics.get(headline)
+    change = float(h_new) - float(h_old) if isinstance(h_new, (int, float)) and isinstance(h_old, (int, float)) else None
+    accuracy = _points(export_metrics.get("accuracy"), eager_metrics.get("accuracy"))
+    if quantize and accuracy is not None and accuracy < -max_drop:
+        raise ModelError(
+            f"the {label} export of {model.name} changes test accuracy by {accuracy:+.2f} points (more than {max_drop} lost); not written"
+        )
+    evidence: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "package_id": uuid.uuid4().hex,
+        "name": model.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "export": {"format": fmt, "quantize": quantize, "file": _FILE[fmt], **_versions(fmt)},
+        "source": {
+            "package_id": model.manifest.get("package_id"),
+            "package_digest": package_digest,
+            "name": model.name,
+            "version": model.manifest.get("version"),
+            "sealed": seal,
+        },
+        "check": {
+            "data": data_note,
+            "rows": n,
+            "max_difference": diff,
+            "tolerance": None if quantize else EXPORT_TOLERANCE,
+            "headline": headline,
+            "headline_change": change,
+            "accuracy_change_points": accuracy,
+            "metrics": {"eager": _numbers(eager_metrics), "export": _numbers(export_metrics)},
+        },
+    }
+    if speed:
+        evidence["speed"] = measure_speed(module, runner, inputs, repeats=repeats)
+    _write(dest, evidence, blob, keyring, seal)
+    return evidence
+
+
+def measure_speed(
+    module: Callable[..., torch.Tensor], other: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...], *, repeats: int = 5
+) -> dict[str, Any]:
+    """Median milliseconds per call of `module` and `other` at batch 1 and 256, one thread each.
+
+    Rows of `inputs` are repeated to fill a batch of 256. Calls alternate between the two in
+    each round, so a machine shared with other work slows both alike; medians of `repeats` rounds.
+    """
+    out: dict[str, Any] = {"threads": 1, "repeats": repeats}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for b in _SPEED_BATCHES:
+            idx = torch.arange(b) % len(inputs[0])
+            x = tuple(t[idx] for t in inputs)
+            eager, exported = [], []
+            with torch.no_grad():
+                module(*x), other(*x)  # warm-up (allocations, first-call paths)
+                # Enough calls per round for ~20 ms of the slower one: well above the clock's grain.
+                once = max(_per_call(module, x, 1), _per_call(other, x, 1))
+                calls = int(min(1000, max(1, 0.02 / max(once, 1e-6))))
+                for _ in range(repeats):
+                    eager.append(_per_call(module, x, calls))
+                    exported.append(_per_call(other, x, calls))
+            e, o = statistics.median(eager), statistics.median(exported)
+            out[f"batch_{b}"] = {
+                "eager_ms": round(e * 1e3, 4),
+                "export_ms": round(o * 1e3, 4),
+                "speedup": round(e / o, 3) if o > 0 else None,
+            }
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def _per_call(fn: Callable[..., Any], x: tuple[torch.Tensor, ...], calls: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn(*x)
+    return (time.perf_counter() - t0) / calls
+
+
+def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest difference (relative above magnitude 1, as the server's parity check); inf on a shape mismatch."""
+    a64, b64 = a.detach().double(), b.detach().double()
+    if a64.shape != b64.shape:
+        return float("inf")
+    if a64.numel() == 0:
+        return 0.0
+    return float(((a64 - b64).abs() / a64.abs().clamp(min=1.0)).max())
+
+
+def _points(new: Any, old: Any) -> float | None:
+    if not isinstance(new, (int, float)) or not isinstance(old, (int, float)):
+        return None
+    return round(100.0 * (float(new) - float(old)), 4)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
+
+
+def _versions(fmt: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"torch": torch.__version__}
+    if fmt == "onnx":
+        import onnxruntime
+
+        out.update(opset=ONNX_OPSET, onnxruntime=onnxruntime.__version__)
+    return out
+
+
+def _write(dest: Path, evidence: dict[str, Any], blob: bytes, keyring: Keyring, seal: bool) -> None:
+    """Write the artefact folder signed (and sealed), then swap it in for any previous one."""
+    dest = Path(dest)
+    name = evidence["export"]["file"]
+    evidence = {**evidence, "files": {name: {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}}}
+    raw = (json.dumps(evidence, indent=1, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
+    tag = uuid.uuid4().hex[:8]
+    plain = dest.with_name(f".{dest.name}.plain-{tag}")
+    with atomic_folder(plain) as tmp:
+        write_private_bytes(tmp / name, blob)
+        write_private_bytes(tmp / MANIFEST, raw)
+        digests = {name: evidence["files"][name]["sha256"], MANIFEST: hashlib.sha256(raw).hexdigest()}
+        write_private_bytes(tmp / SIGNATURE_FILE, sign_digests(digests, dest.name, keyring))
+    new = plain
+    try:
+        if seal:
+            new = dest.with_name(f".{dest.name}.sealed-{tag}")
+            seal_package(plain, new, keyring)
+        old = dest.with_name(f".{dest.name}.old-{tag}")
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(new, dest)
+        fsync_path(dest.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(plain, ignore_errors=True)
+        shutil.rmtree(new, ignore_errors=True) if new != plain and new.exists() else None
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_export(path: Path, keyring: Keyring, package_digest: str | None = None) -> tuple[dict[str, Any], bytes]:
+    """Verify an artefact folder (plain or sealed) and return (its evidence, the model file's bytes).
+
+    Checks the signature with the workspace's keys, that the folder holds exactly the signed
+    files with their digests, the evidence's format, and, given `package_digest`, that the
+    artefact was exported from that package. Sealed folders are decrypted in memory.
+
+    Raises:
+        IntegrityError: naming the file that fails a check.
+        SecurityError: a sealed artefact whose key-encryption key this keyring does not hold.
+    """
+    root = Path(path)
+    if is_sealed(root):
+        blobs = open_sealed(root, keyring)
+        evidence = parse_manifest(root, blobs[MANIFEST])
+    else:
+        root, evidence, blobs = verify_folder(root, resolve_trust(keyring, None))
+    if evidence.get("format") != EXPORT_FORMAT or evidence.get("format_version") != EXPORT_VERSION:
+        raise IntegrityError(f"{root / MANIFEST}: not a TrustForge export (format {EXPORT_FORMAT} v{EXPORT_VERSION})")
+    name = (evidence.get("export") or {}).get("file")
+    if name not in _FILE.values() or name not in blobs:
+        raise IntegrityError(f"{root / MANIFEST}: names no exported model file")
+    if package_digest is not None and (evidence.get("source") or {}).get("package_digest") != package_digest:
+        raise IntegrityError(f"{root / MANIFEST}: exported from another package (its package digest differs)")
+    return evidence, bytes(blobs[name])
+
+
+def find_exports(package: Path) -> list[Path]:
+    """The artefact folders beside `package` (`export_path` names), whether or not they verify."""
+    package = Path(package)
+    found = []
+    for fmt in EXPORT_FORMATS:
+        for q in (None, *QUANTIZATIONS):
+            p = export_path(package, fmt, q)
+            if p.is_dir() and not p.is_symlink():
+                found.append(p)
+    return found

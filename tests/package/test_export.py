@@ -1,0 +1,186 @@
+"""`package export`: ONNX and TorchScript artefacts equal eager on the test split, int8 within
+half a point of accuracy, signed beside the package, bound to it, and picked by `serve --backend onnx`.
+
+The two example specs are trained once for the module as they are written (the claims are
+about those models): the breast-cancer MLP (a table) and the digits CNN (images), with the
+slow evaluation extras off (they do not change the model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from trustforge import secure
+from trustforge.commands.package import app
+from trustforge.errors import AccessDenied, IntegrityError
+from trustforge.package import Model, OnnxModule, encode_manifest, export_model, export_path, read_export, split_for_export
+from trustforge.pipeline import run
+from trustforge.registry import Registry
+from trustforge.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+QUIET = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
+VARIANTS = [("onnx", None), ("onnx", "int8"), ("torchscript", None), ("torchscript", "int8")]
+runner = CliRunner()
+
+
+def _digest(model: Model) -> str:
+    return hashlib.sha256(encode_manifest(model.manifest)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """{"cancer"|"digits": (settings, run result, model, test rows, {variant: evidence})}, registered."""
+    out = {}
+    for key, name in (("cancer", "breast_cancer_mlp"), ("digits", "digits_cnn")):
+        root = tmp_path_factory.mktemp(key)
+        settings = Settings.from_env(root / "ws")
+        spec = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+        spec["evaluate"] = {**spec.get("evaluate", {}), **QUIET}
+        result = run(spec, settings=settings, progress=False, register=True)
+        keyring = secure.Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+        model = Model.load(result.package, keyring=keyring)
+        raw, note = split_for_export(model, cache_dir=settings.cache_dir)
+        evidence = {}
+        for fmt, q in VARIANTS:
+            dest = export_path(result.package, fmt, q)
+            evidence[(fmt, q)] = export_model(
+                model,
+                raw,
+                dest,
+                keyring,
+                fmt=fmt,
+                quantize=q,
+                package_digest=_digest(model),
+                data_note=note,
+                speed=fmt == "onnx",
+                repeats=1,
+            )
+        out[key] = (settings, result, model, raw, evidence, keyring)
+    return out
+
+
+@pytest.mark.parametrize("key", ["cancer", "digits"])
+def test_onnx_and_torchscript_equal_eager_on_the_test_split(trained, key):
+    settings, result, model, raw, evidence, keyring = trained[key]
+    n = len(model.preprocessor.encode_inputs(raw)[0])
+    assert n == result.metrics["n"]  # the re-prepared split is the one the package was scored on
+    for fmt in ("onnx", "torchscript"):
+        check = evidence[(fmt, None)]["check"]
+        assert check["rows"] == n and check["max_difference"] <= 1e-4 and check["tolerance"] == 1e-4
+        assert check["accuracy_change_points"] == 0.0
+    # Independently of the recorded figure: the ONNX file on disk, verified, run on every test row.
+    _, blob = read_export(export_path(result.package, "onnx"), keyring, _digest(model))
+    inputs = tuple(model.preprocessor.encode_inputs(raw))
+    with torch.no_grad():
+        eager = model.module(*inputs)
+    got = OnnxModule(blob)(*inputs)
+    assert got.shape == eager.shape
+    assert float((got - eager).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("key", ["cancer", "digits"])
+def test_int8_changes_test_accuracy_by_at_most_half_a_point(trained, key):
+    evidence = trained[key][4]
+    onnx_int8, ts_int8 = evidence[("onnx", "int8")]["check"], evidence[("torchscript", "int8")]["check"]
+    assert abs(onnx_int8["accuracy_change_points"]) <= 0.5, onnx_int8
+    assert ts_int8["accuracy_change_points"] >= -0.5, ts_int8  # torch.ao: no more than half a point lost
+    assert onnx_int8["max_difference"] > 0  # really quantised: outputs moved
+    eager = onnx_int8["metrics"]["eager"]["accuracy"]
+    assert eager == pytest.approx(trained[key][1].metrics["accuracy"])
+    speed = evidence[("onnx", "int8")]["speed"]
+    assert speed["batch_1"]["eager_ms"] > 0 and speed["batch_256"]["export_ms"] > 0
+
+
+def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path):
+    _, result, model, _, _, keyring = trained["cancer"]
+    digest = _digest(model)
+    copy = tmp_path / "package.onnx"
+    shutil.copytree(export_path(result.package, "onnx"), copy)
+    # Another artefact's model file in its place (same name): its digest is not the signed one.
+    shutil.copyfile(export_path(result.package, "onnx", "int8") / "model.onnx", copy / "model.onnx")
+    with pytest.raises(IntegrityError, match=r"model\.onnx: SHA-256 does not match the signature"):
+        read_export(copy, keyring, digest)
+    # An intact artefact of another package (the digits CNN's) beside this package is refused too.
+    other = trained["digits"][1].package
+    with pytest.raises(IntegrityError, match="exported from another package"):
+        read_export(export_path(other, "onnx"), trained["digits"][5], digest)
+    # And the evidence cannot be edited (it is signed with the model file).
+    edited = tmp_path / "edited"
+    shutil.copytree(export_path(result.package, "onnx", "int8"), edited)
+    text = (edited / "manifest.json").read_text().replace('"accuracy_change_points": ', '"accuracy_change_points": 1')
+    (edited / "manifest.json").write_text(text)
+    with pytest.raises(IntegrityError, match=r"manifest\.json: SHA-256 does not match"):
+        read_export(edited, keyring, digest)
+
+
+def test_cli_exports_a_registered_version_sealed_and_serve_picks_int8(trained, monkeypatch, caplog):
+    settings, result, model, _, _, _ = trained["cancer"]
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
+    uri = result.model_uri
+    done = runner.invoke(app, ["export", uri, "--format", "onnx", "--quantize", "int8", "--no-speed"])
+    assert done.exit_code == 0, done.output
+    assert "(sealed)" in done.output and "accuracy change" in done.output
+    with Registry(Settings.from_env()) as reg:
+        mv = reg.get(uri)
+        folder = export_path(mv.path, "onnx", "int8")
+        assert secure.is_sealed(folder) and not (folder / "model.onnx").exists()  # weights never in plaintext at rest
+        ok = [e for e in reg.audit.entries() if e["action"] == "export" and e["object"] == mv.uri and e["outcome"] == "ok"]
+        assert len(ok) == 1 and ok[0]["details"]["quantize"] == "int8"
+        from trustforge.serve import ModelService, ServeConfig
+        from trustforge.serve._onnx import OrtModule
+
+        svc = ModelService(uri, ServeConfig(workers=0, auth="none", backend="onnx"), registry=reg).start()
+        try:
+            served = svc.current.executors[0].model
+            assert isinstance(served.module, OrtModule)
+            assert svc.current._load["onnx_export"] == str(folder)
+            from sklearn.datasets import load_breast_cancer
+
+            rows = load_breast_cancer(as_frame=True).frame[model.schema.input_names].head(64)
+            a, b = model.predict_proba(rows), served.predict_proba(rows)
+            assert np.abs(a - b).max() < 0.05  # int8: close, not equal
+        finally:
+            svc.close()
+
+
+def test_export_needs_the_export_right_and_is_audited(trained, monkeypatch):
+    settings, result, *_ = trained["digits"]
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
+    assert secure.allowed("trainer", "export") and not secure.allowed("deployer", "export") and not secure.allowed("viewer", "export")
+    with Registry(Settings.from_env()) as admin:
+        admin.access.add_user("dora", "deployer")
+        token = admin.access.issue_token("dora")
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", token)
+    done = runner.invoke(app, ["export", result.model_uri, "--format", "torchscript", "--no-speed"])
+    assert isinstance(done.exception, AccessDenied), done.output
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    with Registry(Settings.from_env()) as admin:
+        assert admin.audit.verify().ok
+        denied = [e for e in admin.audit.entries() if e["action"] == "export" and e["outcome"] == "denied"]
+        assert len(denied) == 1 and denied[0]["actor"] == "dora"
+        assert not export_path(admin.get(result.model_uri).path, "torchscript").exists()
+
+
+def test_data_option_checks_on_given_rows(trained, tmp_path, monkeypatch):
+    settings, result, model, raw, _, _ = trained["cancer"]
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
+    frame = raw.frame.copy()
+    csv = tmp_path / "holdout.csv"
+    frame.to_csv(csv, index=False)
+    pkg = tmp_path / "pkg"
+    shutil.copytree(result.package, pkg)
+    done = runner.invoke(app, ["export", str(pkg), "--format", "torchscript", "--data", str(csv), "--no-speed"])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["verify", str(pkg)])
+    assert done.exit_code == 0 and "pkg.torchscript: export verified" in done.output
+    ev, _ = read_export(export_path(pkg, "torchscript"), secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek), _digest(model))
+    assert ev["check"]["data"] == "rows of holdout.csv (--data)" and ev["check"]["rows"] == len(frame)
