@@ -17,6 +17,7 @@ __all__ = [
     "SecurityError",
     "AccessDenied",
     "RegistryError",
+    "MissingExtraError",
 ]
 
 
@@ -78,3 +79,10 @@ class RegistryError(TrustForgeError):
     """A registry operation failed: unknown model, version or alias, or an invalid name."""
 
     exit_code = 9
+
+
+class MissingExtraError(TrustForgeError):
+    """A part of TrustForge needs an optional extra that is not installed; the message names the
+    extra and the `pip install 'trustforge[EXTRA]'` that adds it (see `trustforge._extras`)."""
+
+    exit_code = 11  # 10 is monitor's drift alarm

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustforge._extras import missing
 from trustforge._fs import atomic_write_text
 from trustforge.data import Prepared, redact_source
 from trustforge.evaluate._baselines import yardstick
@@ -227,7 +228,8 @@ def gather(
             evidence["corruptions"] = table
     if ev.shift:
         evidence["shift"] = shift_evaluation(model.evaluate, kind.read_shift(spec, model), data.test_raw, model.schema)
-    if ev.explain:
+    no_captum = missing("explain", "evaluate.explain (explanations)") if ev.explain else None
+    if ev.explain and no_captum is None:
         # Captum notes that it switched requires_grad on for the inputs: expected, not news.
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
@@ -235,6 +237,8 @@ def gather(
     if ood is not None:  # the out-of-distribution detector as its package holds it (thresholds, false alarms, AUROC)
         evidence["ood"] = {**ood, "false_alarm_rate": spec.monitor.ood.false_alarm_rate} if "thresholds" in ood else ood
     skipped = kind.not_applicable(spec)
+    if no_captum is not None:  # a core install: the run completes, the report says which extra explains it
+        skipped = {"explanations": no_captum, **skipped}  # a kind with no attribution method says so instead
     if ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path
         from trustforge.evaluate import robustness  # lazily: see the package's _LAZY
 
