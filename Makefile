@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The pinned CPU build of torch lies in /opt/wheels on our machines; elsewhere pip finds it on PyPI.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+# The package states a torch range; CI and `make` install the pinned one (torch==2.13.0).
+CONSTRAINTS := -c .ci/constraints.txt
 
 .PHONY: demo test redteam bench bench-peers clean
 
-$(BIN)/.installed: pyproject.toml
+# dev pulls every extra (`trustforge[all]`), so the suite runs against the whole package.
+$(BIN)/.installed: pyproject.toml .ci/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q $(FIND_LINKS) -e ".[dev]"
+	$(BIN)/python -m pip install -q $(FIND_LINKS) $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 demo: $(BIN)/.installed

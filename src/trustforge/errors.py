@@ -18,6 +18,7 @@ __all__ = [
     "SecurityError",
     "AccessDenied",
     "RegistryError",
+    "MissingExtraError",
 ]
 
 
@@ -84,4 +85,11 @@ class RegistryError(TrustForgeError):
 class TuneError(TrustForgeError):
     """A hyperparameter study cannot run: its storage, a resumed study that differs, or no trial that finished."""
 
-    exit_code = 10
+    exit_code = 12  # 10 is monitor's drift alarm, 11 a missing extra
+
+
+class MissingExtraError(TrustForgeError):
+    """A part of TrustForge needs an optional extra that is not installed; the message names the
+    extra and the `pip install 'trustforge[EXTRA]'` that adds it (see `trustforge._extras`)."""
+
+    exit_code = 11  # 10 is monitor's drift alarm

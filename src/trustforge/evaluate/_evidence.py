@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trustforge._extras import missing
 from trustforge._fs import atomic_write_text
 from trustforge.data import Prepared, redact_source
 from trustforge.evaluate._baselines import yardstick
@@ -230,9 +231,10 @@ def gather(
     # A tree ensemble (model.kind hist_gradient_boosting) is piecewise constant: no gradient for
     # integrated gradients or an attack to follow; the evidence says so instead of a zero map.
     gradient_free = getattr(model.module, "gradient_free", False)
+    no_captum = missing("explain", "evaluate.explain (explanations)") if ev.explain and not gradient_free else None
     if ev.explain and gradient_free:
         evidence.setdefault("skipped_gradient", {})["explanations"] = _GRADIENT_FREE
-    elif ev.explain:
+    elif ev.explain and no_captum is None:
         # Captum notes that it switched requires_grad on for the inputs: expected, not news.
         warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients", module="captum")
         evidence["explanations"] = kind.explain(spec, data, model, run_dir)
@@ -240,6 +242,8 @@ def gather(
     if ood is not None:  # the out-of-distribution detector as its package holds it (thresholds, false alarms, AUROC)
         evidence["ood"] = {**ood, "false_alarm_rate": spec.monitor.ood.false_alarm_rate} if "thresholds" in ood else ood
     skipped = {**kind.not_applicable(spec), **evidence.pop("skipped_gradient", {})}
+    if no_captum is not None:  # a core install: the run completes, the report says which extra explains it
+        skipped = {"explanations": no_captum, **skipped}  # a kind with no attribution method says so instead
     if ev.robustness is not None and gradient_free:
         skipped = {**skipped, "robustness": _GRADIENT_FREE}
     elif ev.robustness is not None:  # attacks on the packaged network, where its inputs have a gradient path

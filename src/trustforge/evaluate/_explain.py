@@ -34,8 +34,12 @@ import math
 from typing import Any, Callable
 
 import torch
-from captum.attr import IntegratedGradients, Saliency
 from torch import nn
+
+from trustforge._extras import require
+
+require("explain", "explanations (evaluate.explain)")  # one error naming the extra, not Captum's ImportError
+from captum.attr import IntegratedGradients, Saliency  # noqa: E402
 
 __all__ = [
     "explain_images",

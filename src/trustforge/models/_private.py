@@ -14,6 +14,7 @@ import logging
 
 from torch import nn
 
+from trustforge._extras import require
 from trustforge.errors import ModelError
 
 __all__ = ["private_compatible"]
@@ -29,6 +30,7 @@ def private_compatible(model: nn.Module) -> nn.Module:
         ModelError: a layer Opacus can neither fix nor compute per-sample gradients for (named,
             with its type), e.g. a trainable layer that keeps buffers.
     """
+    require("privacy", "train.privacy (DP-SGD)")
     from opacus.validators import ModuleValidator  # imported here: opacus is only needed for private training
 
     was_training = model.training

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trustforge._extras import require
 from trustforge.data import base_model_dir
 from trustforge.errors import IntegrityError, ModelError
 from trustforge.models._layers import mlp_layers
@@ -51,6 +52,8 @@ def _bert(folder: Path) -> nn.Module:
     """BertModel from `folder`'s config.json and model.safetensors (no pooler: we pool ourselves)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing below may reach a hub
     from safetensors.torch import load_file
+
+    require("text", "the pretrained text encoder")
     from transformers import BertConfig, BertModel
 
     config = BertConfig.from_json_file(str(folder / "config.json"))

@@ -45,6 +45,8 @@ import functools
 import re
 from importlib import resources
 
+from trustforge._extras import require
+
 __all__ = ["find_names"]
 
 _A = re.ASCII
@@ -55,6 +57,7 @@ _CAP_WORD = re.compile(r"(?<![A-Za-z])(?:[A-Z][a-z]+(?:['-][A-Z][a-z]+)?|[A-Z]\.
 @functools.lru_cache(maxsize=1)
 def english_lexicon() -> tuple[frozenset[str], frozenset[str]]:
     """(first names, surnames) from `names` (MIT licence; US Census 1990 frequency lists)."""
+    require("privacy", "personal-name detection (PERSON)")
     root = resources.files("names")
 
     def read(name: str) -> frozenset[str]:
@@ -118,6 +121,7 @@ def chinese_model():
     import logging
     import os
 
+    require("privacy", "personal-name detection (PERSON)")
     import jieba
     from jieba.posseg.prob_emit import P as emit
 
@@ -319,6 +323,7 @@ def fake_name(fpe, text: str, tweak: bytes, dec: bool) -> str:
 def _cjk_alphabets() -> tuple[str, str]:
     """(surname characters, given-name characters) of jieba's name model, sorted: what Chinese
     characters of a name are permuted within, so a fake still reads like a name."""
+    require("privacy", "personal-name masking (PERSON)")
     from jieba.posseg.prob_emit import P as emit
 
     _, surnames, *_ = chinese_model()

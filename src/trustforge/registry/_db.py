@@ -29,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from trustforge._extras import require
 from trustforge._fs import PRIVATE_FILE, private_dir
 from trustforge.errors import RegistryError
 
@@ -147,6 +148,7 @@ def make_engine(url: str) -> sa.Engine:
                 raise RegistryError(f"database URL {_safe_url(url)!r}: use the psycopg driver (postgresql+psycopg://...)")
             return sa.create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError:
+        require("postgres", f"database URL {_safe_url(url)!r}")
         raise RegistryError(f"database URL {_safe_url(url)!r}: driver not installed (pip install 'psycopg[binary]')") from None
     raise RegistryError(f"database URL {_safe_url(url)!r}: unsupported database {backend!r} (use SQLite or PostgreSQL)")
 

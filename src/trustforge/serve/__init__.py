@@ -11,6 +11,10 @@ signature, authenticated with registry tokens, batched dynamically, run in worke
 that follows an alias swaps to the version it points to without dropping requests.
 """
 
+from trustforge._extras import require
+
+require("serve", "trustforge serve")  # FastAPI, uvicorn, ...: one error naming the extra, before any of them is imported
+
 from trustforge.serve._app import create_app, get_service
 from trustforge.serve._auth import Auth, authenticated
 from trustforge.serve._config import ServeConfig, is_loopback

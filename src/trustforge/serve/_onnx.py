@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge._extras import require
 from trustforge._fs import atomic_write_bytes
 from trustforge.errors import ModelError
 from trustforge.package import ONNX_OPSET, Model, onnx_bytes
@@ -52,6 +53,7 @@ class OrtModule:
     """An ONNX Runtime session with the calling convention of the torch module it replaces."""
 
     def __init__(self, blob: bytes, threads: int = 1):
+        require("export", "serve --backend onnx")
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -208,6 +210,7 @@ def export_onnx(model: Model, signature: Signature) -> bytes:
     Raises:
         ModelError: the exporter cannot handle this model kind (named).
     """
+    require("export", "ONNX export")
     raw = model.read_input(probe_input(model, signature, rows=4, seed=1))
     example = tuple(model.preprocessor.encode_inputs(raw))
     return onnx_bytes(model.module, example, kind=_kind(model), hint="; serve it with --backend torch")

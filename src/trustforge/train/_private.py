@@ -30,6 +30,7 @@ from typing import Any, Iterator
 
 import torch
 
+from trustforge._extras import require
 from trustforge.errors import TrainingError
 from trustforge.train._steps import StepContext, StepStrategy
 
@@ -71,6 +72,7 @@ class PrivateStep(StepStrategy):
         noise_multiplier: float | None = None,
         accountant: str = "prv",
     ):
+        require("privacy", "train.privacy (DP-SGD)")
         from opacus.accountants import create_accountant
         from opacus.accountants.utils import get_noise_multiplier
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trustforge._extras import require
 from trustforge.data import _audio
 from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
 from trustforge.data._augment import SPECTROGRAM_FIELDS, ColumnAugment, spectrogram_augment
@@ -105,6 +106,7 @@ class Audio(MediaType):
 
     def raw_signal(self, state: AudioState, data: bytes, *, name: str) -> np.ndarray:
         """The clip as mono float32 (samples,) at the state's sample rate."""
+        require("audio", "audio input")
         import soundfile as sf
 
         try:
@@ -143,6 +145,7 @@ class Audio(MediaType):
         return front.log_mel(waves, filters).unsqueeze(1).numpy()
 
     def to_bytes(self, state: AudioState, signal: np.ndarray) -> bytes:
+        require("audio", "audio input")
         import soundfile as sf
 
         out = io.BytesIO()
@@ -157,6 +160,7 @@ class Audio(MediaType):
         return (0.1 * rng.standard_normal(state.samples)).astype(np.float32)
 
     def dimensions(self, data: bytes) -> dict[str, float]:
+        require("audio", "audio input")
         import soundfile as sf
 
         try:
@@ -167,6 +171,7 @@ class Audio(MediaType):
 
     def summary(self, data: bytes) -> float:
         # Loudness in dB full scale: another microphone, gain or room shows here.
+        require("audio", "audio input")
         import soundfile as sf
 
         try:
