@@ -11,6 +11,14 @@ holds (declared in the spec and inferred from training), each with its policy:
 
 `trustforge_expect_violations_total{model, column, action}` counts both (action `refused` or
 `flagged`). A package without expectations is served as before.
+
+A request that plainly breaks no rule skips the table: when every rule is a range and a
+missing-value bound (what `data.expect` infers for numeric columns; no type check of its own,
+no allowed values, pattern, uniqueness or key) and every column they name is a 1-D numeric
+array, one array comparison finds whether any value is out of range or missing. Only then
+is the request checked the full way (a DataFrame and `Expectations.check`), which finds
+and words the violations; a request without any answers at once (the DataFrame cost about
+0.7 ms of the server's 1 ms per one-row request).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ class ExpectGuard:
     def __init__(self, expectations: Expectations, required: list[str]):
         self.expectations = expectations
         self.required = required
+        self._quick = _quick_bounds(expectations)  # (names, low, high) when the numeric shortcut applies
 
     @classmethod
     def for_model(cls, model: Any) -> "ExpectGuard | None":
@@ -65,11 +74,52 @@ class ExpectGuard:
         """The report on a request's columns (None: the payload is one tensor, not columns)."""
         if not isinstance(payload, Mapping):
             return None
+        if self._quick is not None and _plainly_fine(self._quick, payload):
+            return None
         columns = {k: v for k, v in payload.items() if np.ndim(v) == 1}
         if not columns:
             return None
         frame = pd.DataFrame(columns, copy=False)
         return self.expectations.check(frame, required=self.required, first_row=0)
+
+
+def _quick_bounds(ex: Expectations) -> tuple[tuple[str, ...], np.ndarray, np.ndarray] | None:
+    """Every rule's column and range as arrays ([k, 1]; +-inf for an open end), when every rule
+    is a range and a missing-value bound only (else None: each request takes the full check)."""
+    if ex.keys or ex.rows != (None, None) or not ex.rules:
+        return None
+    for rule in ex.rules:
+        typed = rule.type is not None and not (rule.origin == "inferred" and ex.model_types)  # as data._expect._deferred
+        if typed or rule.allowed is not None or rule.pattern is not None or rule.unique:
+            return None
+    names = tuple(r.column for r in ex.rules)
+    low = np.array([[-np.inf if r.min is None else float(r.min)] for r in ex.rules], dtype=np.float64)
+    high = np.array([[np.inf if r.max is None else float(r.max)] for r in ex.rules], dtype=np.float64)
+    return names, low, high
+
+
+def _plainly_fine(quick: tuple[tuple[str, ...], np.ndarray, np.ndarray], payload: Mapping) -> bool:
+    """True when `payload` breaks none of the rules of `quick` for sure: every named column is a
+    1-D numeric array of the request's length, none missing (NaN) and every value in range.
+    False means "check the full way" (a violation, or something the shortcut does not read)."""
+    names, low, high = quick
+    n = -1
+    for value in payload.values():  # the full check builds a table of every 1-D column: same lengths
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            if n < 0:
+                n = len(value)
+            elif len(value) != n:
+                return False
+    cols = []
+    for name in names:
+        value = payload.get(name)
+        if not isinstance(value, np.ndarray) or value.ndim != 1 or value.dtype.kind not in "iuf":
+            return False
+        cols.append(value)
+    block = np.vstack(cols).astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore"):
+        inside = (block >= low) & (block <= high)  # False for NaN: missing values take the full check
+    return bool(inside.all())
 
 
 _GUARDS: "weakref.WeakKeyDictionary[Any, ExpectGuard | None]" = weakref.WeakKeyDictionary()
