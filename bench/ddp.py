@@ -142,7 +142,11 @@ def main() -> None:
         one.append(args.epochs * rows / _fit(args.epochs, GLOBAL_BATCH))
         two.append(args.epochs * rows / _two_processes(args.epochs))
     print(f"cores available: {len(os.sched_getaffinity(0))}; torch threads per process: 1; global batch {GLOBAL_BATCH}")
-    print(f"1 process  (batch {GLOBAL_BATCH}):      samples/s " + ", ".join(f"{v:.0f}" for v in one) + f"  median {statistics.median(one):.0f}")
+    print(
+        f"1 process  (batch {GLOBAL_BATCH}):      samples/s "
+        + ", ".join(f"{v:.0f}" for v in one)
+        + f"  median {statistics.median(one):.0f}"
+    )
     print(
         f"2 processes (batch {GLOBAL_BATCH // 2} each, gloo): samples/s "
         + ", ".join(f"{v:.0f}" for v in two)

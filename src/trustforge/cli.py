@@ -260,7 +260,9 @@ def train(
         raise SpecError(f"--preset must be fast or best; got {preset!r}")
     auto = preset is not None or _is_auto(spec)
     if auto and (nproc_per_node is not None or nnodes > 1 or distributed_from_env() is not None):
-        raise SpecError("--nproc-per-node and torchrun do not apply to model.kind auto (the candidates train in one process); train without them")
+        raise SpecError(
+            "--nproc-per-node and torchrun do not apply to model.kind auto (the candidates train in one process); train without them"
+        )
     if auto:  # model.kind auto: candidates ranked on validation, then the chosen one trained
         from trustforge.automl import auto_spec, run_auto
 
