@@ -9,7 +9,9 @@ without the payload.
 The inference routes (`/v2/models/.../infer`, `/invocations`) are *plain*: documented like
 the others (their FastAPI endpoints give the OpenAPI operation), but answered by a handler
 that takes the request and checks the token and path parameters itself, with no dependency
-injection (which took about a quarter of the server's own time per request).
+injection (which took about a quarter of the server's own time per request). The app
+(`_ServerApp`) dispatches them before Starlette's middleware and router, through the same gate
+and exception handlers.
 
 Errors are JSON bodies naming the field at fault: `{"error": "..."}` everywhere (the v2
 protocol's form, which `tritonclient` reads), and MLflow's `{"error_code", "message"}` on
