@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,9 +44,16 @@ class _Fields:
 
 
 def log_event(level: int, event: str, **fields: Any) -> None:
-    """Log `event` with `fields` (JSON-able scalars) on the server's logger."""
+    """Log `event` with `fields` (JSON-able scalars) on the server's logger.
+
+    The record is made and handled directly (`Logger.makeRecord`, `Logger.handle`: the same
+    handlers, filters and propagation as `Logger.log`) without looking up the caller's file
+    and line, which no handler here prints and which cost more than the rest of the call."""
     if log.isEnabledFor(level):
-        log.log(level, "%s %s", event, _Fields(fields), extra={"event": event, "fields": fields})
+        record = log.makeRecord(
+            log.name, level, "(serve)", 0, "%s %s", (event, _Fields(fields)), None, extra={"event": event, "fields": fields}
+        )
+        log.handle(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -96,6 +104,29 @@ class _Enqueue(logging.handlers.QueueHandler):
             _Enqueue.dropped += 1
 
 
+class _Batched(queue.Queue):
+    """The writer's queue: a record put on it does not wake the writer; the writer takes what
+    has come every `_PERIOD_S` seconds (a busy server's access log costs one wake-up of the
+    writer thread per period, not one per request, each taking the interpreter lock)."""
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        with self.mutex:
+            if 0 < self.maxsize <= self._qsize():
+                raise queue.Full
+            self._put(item)
+            self.unfinished_tasks += 1
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        while True:
+            with self.mutex:
+                if self._qsize():
+                    return self._get()
+            if not block:
+                raise queue.Empty
+            time.sleep(_PERIOD_S)
+
+
+_PERIOD_S = 0.02
 _listener: logging.handlers.QueueListener | None = None
 _queue: queue.Queue | None = None
 
@@ -105,7 +136,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     by a background thread (idempotent)."""
     global _listener, _queue
     if _listener is None:
-        _queue = queue.Queue(_QUEUE_SIZE)
+        _queue = _Batched(_QUEUE_SIZE)
         writer = _Stderr()
         writer.setFormatter(JsonFormatter())
         _listener = logging.handlers.QueueListener(_queue, writer, respect_handler_level=False)
