@@ -16,12 +16,21 @@ about one of them. `--resplit` gives each seed its own stratified train/test spl
 seed: train.seed = 1000 + seed), so the clean, noisy and cleaned models of a seed share a split
 and the flips while the means pool every seed's test rows:
 
-    PYTHONPATH=src nice -n 10 python bench/label_issues.py [--seeds 0,1,2 | --seeds 0-99] [--sets digits,breast_cancer] [--resplit] [--no-retrain]
+`--diagnose` adds why dropping gives back what it does: the out-of-fold accuracy against the labels
+before the flips, beside the same cross-fitting on those clean labels (whose misses are the hard
+rows: how many wrongly flagged and how many missed flips are hard), and a model trained without
+only the flagged rows that were flipped (`flipped_flags`: the finder's misses without its false
+flags; against `drop` it prices the false flags, against `oracle` the missed flips). `--rows PATH`
+appends each seed's figures to PATH as JSON lines.
+
+    PYTHONPATH=src nice -n 10 python bench/label_issues.py [--seeds 0,1,2 | --seeds 0-99] [--sets digits,breast_cancer] [--resplit]
+        [--no-retrain] [--diagnose] [--rows PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
@@ -93,7 +102,7 @@ def seeds_of(text: str) -> list[int]:
 
 def recovery(rows: list[dict], metric: str = "acc") -> dict[str, float]:
     """Means with standard errors over the seeds, and recovered = mean gain / mean loss with a 90 %
-    bootstrap interval over the seeds, for `drop` and `oracle`; `metric` "acc" (accuracy, higher is
+    bootstrap interval over the seeds, for `drop`, `oracle` and (with --diagnose) `flipped_flags`; `metric` "acc" (accuracy, higher is
     better) or "nll" (log loss, lower is better)."""
     sign = -1.0 if metric == "nll" else 1.0
     clean, noisy = (sign * np.array([r[f"{metric}_{k}"] for r in rows]) for k in ("clean", "noisy"))
@@ -102,7 +111,7 @@ def recovery(rows: list[dict], metric: str = "acc") -> dict[str, float]:
     out = {"seeds": n, "loss": float(np.mean(clean - noisy)), "loss_se": se(clean - noisy)}
     rng = np.random.default_rng(0)
     boot = rng.integers(0, n, size=(4000, n))
-    for name in ("drop", "oracle"):
+    for name in [arm for arm in ("drop", "oracle", "flipped_flags") if f"{metric}_{arm}" in rows[0]]:
         after = sign * np.array([r[f"{metric}_{name}"] for r in rows])
         gain = after - noisy
         out[f"{name}_gain"], out[f"{name}_gain_se"] = float(gain.mean()), se(gain)
@@ -119,7 +128,14 @@ def main() -> None:
     ap.add_argument("--sets", default="digits,breast_cancer")
     ap.add_argument("--rate", type=float, default=0.05)
     ap.add_argument("--resplit", action="store_true", help="each seed its own stratified train/test split (train.seed = 1000 + seed)")
+    ap.add_argument("--rows", metavar="PATH", help="append each seed's figures to PATH, one JSON object a line")
     ap.add_argument("--no-retrain", action="store_true", help="skip the accuracy part (three trainings per seed)")
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also (on top of the retraining): out-of-fold accuracy against the labels before the flips, clean-label out-of-fold models (which wrongly "
+        "flagged rows are hard), and a model trained without only the flagged rows that were flipped",
+    )
     args = ap.parse_args()
     from cleanlab.filter import find_label_issues as cleanlab_find
 
@@ -158,13 +174,29 @@ def main() -> None:
             row = {"seed": seed, "flipped": int(truth.sum()), "flagged": len(ours), "P": p, "R": r, "cleanlab_flagged": int(theirs.sum())}
             row |= {"cleanlab_P": cp, "cleanlab_R": cr, "same_flags": bool(np.array_equal(ours.mask, theirs))}
             row |= {"cross_fit_s": fit_s, "ours_ms": 1e3 * ours_s, "cleanlab_ms": 1e3 * theirs_s}
+            if args.diagnose:
+                # How good the out-of-fold probabilities are: their accuracy against the labels before
+                # the flips, beside out-of-fold models trained on those clean labels; and how many of
+                # the wrongly flagged rows those clean-label models also get wrong (hard rows).
+                truth_y = data.train.target.numpy()
+                clean_proba = cross_fit(spec, data, task, data.train, folds=spec.data.clean.folds, epochs=epochs)
+                hard = clean_proba.argmax(axis=1) != truth_y
+                row |= {"oof_acc_true": float((proba.argmax(axis=1) == truth_y).mean()), "clean_oof_acc_true": float((~hard).mean())}
+                row |= {"false_flags": int((ours.mask & ~truth).sum()), "false_flags_hard": int((ours.mask & ~truth & hard).sum())}
+                row |= {"missed_flips": int((~ours.mask & truth).sum()), "missed_flips_hard": int((~ours.mask & truth & hard).sum())}
             if clean is not None:
                 noisy_s = scores(spec, noisy)
                 drop_s = scores(spec, clean_training(spec, noisy, ours, "drop"))
                 oracle_s = drop_s if np.array_equal(ours.mask, truth) else scores(spec, dropped(spec, noisy, truth))
+                arms = {"clean": clean, "noisy": noisy_s, "drop": drop_s, "oracle": oracle_s}
+                if args.diagnose:  # the flagged rows that were flipped, and only those: the finder's misses without its false flags
+                    arms["flipped_flags"] = scores(spec, dropped(spec, noisy, ours.mask & truth))
                 for m in ("acc", "nll"):
-                    row |= {f"{m}_clean": clean[m], f"{m}_noisy": noisy_s[m], f"{m}_drop": drop_s[m], f"{m}_oracle": oracle_s[m]}
+                    row |= {f"{m}_{arm}": s[m] for arm, s in arms.items()}
             rows.append(row)
+            if args.rows:
+                with open(args.rows, "a") as out:
+                    out.write(json.dumps({"set": name, "resplit": args.resplit, **row}) + "\n")
             print(name, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if isinstance(rows[0][k], float)}
         print(name, "MEAN", " ".join(f"{k}={v:.3f}" for k, v in mean.items()), flush=True)
@@ -178,7 +210,7 @@ def main() -> None:
             for metric, what in (("acc", "accuracy"), ("nll", "log loss")):
                 f = recovery(rows, metric)
                 print(name, f"{what}: lost to the noise {f['loss']:.4f} ± {f['loss_se']:.4f} (standard error)")
-                for how in ("drop", "oracle"):
+                for how in [arm for arm in ("drop", "oracle", "flipped_flags") if f"{arm}_gain" in f]:
                     print(
                         name,
                         f"{what}: {how} gained {f[how + '_gain']:+.4f} ± {f[how + '_gain_se']:.4f}, recovered {f[how + '_recovered']:.2f} "

@@ -103,9 +103,22 @@ def _found_on_its_own_split(name: str, seed: int) -> dict[str, float]:
     epochs = min(spec.train.max_epochs, DEFAULT_MAX_EPOCHS)
     proba = cross_fit(spec, noisy, task_of(spec), noisy.train, folds=spec.data.clean.folds, epochs=epochs)
     labels = noisy.train.target.numpy()
-    p, r = precision_recall(find_label_issues(labels, proba).mask, truth)
+    flags = find_label_issues(labels, proba).mask
+    p, r = precision_recall(flags, truth)
     cp, cr = precision_recall(_cleanlab(labels, proba), truth)
-    return {"P": p, "R": r, "cP": cp, "cR": cr}
+    # The same cross-fitting on the labels before the flips: the rows no model of this kind gets right.
+    before = data.train.target.numpy()
+    hard = cross_fit(spec, data, task_of(spec), data.train, folds=spec.data.clean.folds, epochs=epochs).argmax(axis=1) != before
+    return {
+        "P": p,
+        "R": r,
+        "cP": cp,
+        "cR": cr,
+        "oof_acc": float((proba.argmax(axis=1) == before).mean()),
+        "clean_oof_acc": float((~hard).mean()),
+        "false_flags": int((flags & ~truth).sum()),
+        "false_flags_hard": int((flags & ~truth & hard).sum()),
+    }
 
 
 def test_breast_cancer_with_5_percent_flipped():
@@ -115,11 +128,18 @@ def test_breast_cancer_with_5_percent_flipped():
     # random triples of those splits. Recovery is not asserted here because it does not hold and
     # a few splits cannot measure it: 5 % noise costs the MLP 0.0048 +- 0.0011 of test accuracy
     # (half a row of 114), and dropping the flagged rows wins back 0.30 of it (90 % interval
-    # -0.07 to 0.57; README "Label errors").
+    # -0.07 to 0.57), dropping exactly the flipped rows 0.75 (README "Label errors": why).
     found = [_found_on_its_own_split("breast_cancer", seed) for seed in (0, 1, 2)]
     for f in found:  # the same flags as cleanlab's on the same probabilities
         assert (f["P"], f["R"]) == (f["cP"], f["cR"]), f
     assert np.mean([f["P"] for f in found]) >= 0.75 and np.mean([f["R"] for f in found]) >= 0.75, found
+    # Why recovery stays low (bench --diagnose): the out-of-fold probabilities are about as good as
+    # this model kind gets (against the labels before the flips, within 0.02 of out-of-fold models
+    # trained on those labels), and most rows wrongly flagged are rows those clean-label models
+    # get wrong too: hard rows, not a weakness of the cross-fitting that more folds would mend.
+    for f in found:
+        assert f["oof_acc"] >= f["clean_oof_acc"] - 0.02, f
+    assert sum(f["false_flags_hard"] for f in found) >= 0.6 * sum(f["false_flags"] for f in found), found
 
 
 @pytest.mark.slow
