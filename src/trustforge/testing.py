@@ -59,6 +59,12 @@ CASES: dict[str, dict[str, Any]] = {
     # The fitted baselines (auto17): fitted by their solver, then packaged like any network.
     "linear": _case("linear", "builtin:iris", {}),
     "hist_gradient_boosting": _case("hist_gradient_boosting", "builtin:wine", {"max_iter": 10, "max_leaf_nodes": 8}),
+    # The tabular kinds (issue 17): a binary table (one logit), a regression and a multi-class one.
+    "tabm": _case("tabm", "builtin:breast_cancer", {"k": 4, "hidden": [16], "numeric_embedding": "periodic"}),
+    # The default model of a table reads every column type, as the MLP does (dates, categories, numbers, text).
+    "tabm-mixed": _case("tabm", "builtin:birdstrikes", {"k": 4, "hidden": [16], "embedding_dim": 8}),
+    "tabm-regression": _case("tabm", "builtin:diabetes", {"k": 4, "hidden": [16], "embedding_dim": 4}, task="regression"),
+    "ft_transformer": _case("ft_transformer", "builtin:wine", {"d_token": 8, "n_heads": 2, "n_layers": 1}),
     "cnn": _case("cnn", "builtin:digits", {"channels": [8], "hidden": [16]}),
     "rnn": _case("rnn", "builtin:digits", {"hidden_size": 16}),
     # Forecasting windows of a series (task forecasting: (N, lookback, 1) in, (N, horizon) out).

@@ -18,10 +18,12 @@ from trustforge.models.audio import AudioCNN
 from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
 from trustforge.models.conv_encoder import ConvEncoder
+from trustforge.models.ft_transformer import FTTransformer
 from trustforge.models.linear import LinearTable
 from trustforge.models.mlp import MLP
 from trustforge.models.recommender import MatrixFactorization
 from trustforge.models.rnn import RNN
+from trustforge.models.tabm import TabM
 from trustforge.models.text_pretrained import PretrainedTextClassifier
 from trustforge.models.transformer import TransformerEncoder
 from trustforge.models.trees import TreeEnsemble
@@ -39,6 +41,8 @@ __all__ = [
     "PretrainedTextClassifier",
     "BagOfEmbeddings",
     "ConvEncoder",
+    "TabM",
+    "FTTransformer",
     "build_model",
     "fgsm",
     "pgd",
@@ -87,7 +91,11 @@ def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
             f"model.kind {m.kind!r} does not fit {_WHAT[type(shape)]} data; interactions (task "
             "recommendation) take model.kind mf or two_tower, and mf or two_tower take nothing else"
         )
-    model = _BUILDERS[m.kind](m, shape, n_out)
+    if m.kind == "tabm":  # the members' mean is taken as the loss reads it: classes, one logit or a value
+        output = "value" if not schema.classes else "logit" if n_out == 1 else "classes"
+        model = _tabm(m, shape, n_out, output)
+    else:
+        model = _BUILDERS[m.kind](m, shape, n_out)
     if spec.train.privacy is not None:  # DP-SGD: batch norm → group norm, other layers checked (see models._private)
         model = private_compatible(model)
     return model
@@ -266,6 +274,56 @@ def _auto(m: Any, shape: Any, n_out: int) -> nn.Module:
     raise ModelError("model.kind 'auto' is resolved to a model kind before a model is built (trustforge train, trustforge.automl.run_auto)")
 
 
+def _tabular_columns(m: Any, shape: Any, *, own: bool = False) -> Columns:
+    # TabM reads any table (text and image columns through the MLP's encoders, `own`); the
+    # FT-Transformer reads the float matrix and the categorical indices only.
+    if not isinstance(shape, Columns):
+        raise ModelError(f"model.kind {m.kind!r} reads tables (csv, parquet, jsonl or a builtin table); this is {_WHAT[type(shape)]} data")
+    if not own and (shape.vocabularies or shape.grids):
+        raise ModelError(
+            f"model.kind {m.kind!r} reads number and category columns; this table has text, image or audio columns: use tabm or mlp"
+        )
+    if any(k < 1 for k in shape.cardinalities + shape.vocabularies):
+        raise ModelError("the schema's categorical columns have no fitted vocabulary; fit the preprocessor first")
+    return shape
+
+
+def _tabm(m: Any, shape: Any, n_out: int, output: str) -> nn.Module:
+    cols = _tabular_columns(m, shape, own=True)
+    return TabM(
+        cols.floats,
+        list(cols.cardinalities),
+        n_out,
+        output=output,
+        k=m.k,
+        hidden=m.hidden,
+        activation_name=m.activation,
+        dropout=m.dropout,
+        numeric_embedding=m.numeric_embedding,
+        embedding_dim=m.embedding_dim,
+        frequency_scale=m.frequency_scale,
+        vocab_sizes=list(cols.vocabularies),
+        grids=list(cols.grids),
+        order=list(cols.own),
+    )
+
+
+def _ft_transformer(m: Any, shape: Any, n_out: int) -> nn.Module:
+    cols = _tabular_columns(m, shape)
+    return FTTransformer(
+        cols.floats,
+        list(cols.cardinalities),
+        n_out,
+        d_token=m.d_token,
+        n_heads=m.n_heads,
+        n_layers=m.n_layers,
+        dim_feedforward=m.dim_feedforward,
+        attention_dropout=m.attention_dropout,
+        ffn_dropout=m.ffn_dropout,
+        residual_dropout=m.residual_dropout,
+    )
+
+
 def _vocab(size: int) -> int:
     if size < 2:
         raise ModelError("the schema's text column has no fitted vocabulary; fit the preprocessor first")
@@ -285,5 +343,7 @@ _BUILDERS: dict[str, Callable[[Any, Any, int], nn.Module]] = {
     "linear": _linear,  # fitted, not trained: see evaluate.fit_fitted
     "hist_gradient_boosting": _trees,
     "auto": _auto,
+    "tabm": lambda m, shape, n_out: _tabm(m, shape, n_out, "value"),  # build_model passes the output form
+    "ft_transformer": _ft_transformer,
 }
 MODEL_KINDS = tuple(_BUILDERS)

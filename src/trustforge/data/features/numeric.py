@@ -1,5 +1,12 @@
 """Numeric columns: numbers, standardised with the training mean and standard deviation.
 
+With `scaling: robust` (`data.numeric`, or a column's own options in `data.features`) the
+centre is the median and the scale the interquartile range / 1.349 (the standard deviation of a
+normal with that spread), so a few huge values do not squash the rest; `clip: C` then passes
+the scaled value through a smooth clip, z / sqrt(1 + (z / C)²), that leaves values within ±1
+almost unchanged and brings an outlier to at most ±C (RealMLP's robust scaling and smooth
+clipping, Holzmüller et al. 2024). The state's `mean` and `std` are then that centre and scale.
+
 Missing values are imputed with the training median, mean or 0 (`data.missing.numeric`), or
 refused (`error`); an infinity is always refused, since it would turn the scaler into NaN.
 
@@ -29,14 +36,17 @@ __all__ = ["Numeric", "NumericBlock", "NumericState"]
 K = 20  # rows each stored number summarises at least
 
 
-def summary(values: np.ndarray, at: str, *, whole: bool = False) -> float:
+def summary(values: np.ndarray, at: str | float, *, whole: bool = False) -> float:
     """A statistic of the present `values` over at least `K` of them: the mean of the `K`
     lowest ("low"), middle ("middle") or highest ("high"), or of all when there are fewer;
     never a training value fewer than `K` rows share. `whole`: cut to an integer (times in
     seconds), stepping by 1 rather than to the next float."""
     v = np.sort(values)
     k = min(K, len(v))
-    start = {"low": 0, "middle": (len(v) - k) // 2, "high": len(v) - k}[at]
+    if isinstance(at, float):  # a quantile: the K values around it
+        start = min(max(int(round(at * (len(v) - 1))) - k // 2, 0), len(v) - k)
+    else:
+        start = {"low": 0, "middle": (len(v) - k) // 2, "high": len(v) - k}[at]
     with np.errstate(over="ignore"):  # values near the float limit: `fit` refuses them next, naming the row
         out = float(v[start : start + k].mean())
     if whole:
@@ -56,6 +66,8 @@ class NumericState(FeatureState):
     low: float  # the training range (raw units; see `summary`), the bounds of an attack
     high: float
     on_missing: str = "fill"  # or "error"
+    scaling: str = "standard"  # or "robust": mean and std are then the median and IQR / 1.349
+    clip: float | None = None  # the smooth clip's bound in scaled units; None: no clip
 
 
 def numbers(col: pd.Series, *, name: str, where: str) -> np.ndarray:
@@ -102,7 +114,12 @@ def standardise(values: np.ndarray, state: NumericState, *, name: str, where: st
             f"{where}: column {name!r} holds {values[row]:g} in row {row + 1}, too far from the training values "
             f"(mean {state.mean:.4g}, std {state.std:.4g}) for the model to read"
         )
-    return z[:, None]  # (N, 1)
+    return smooth_clip(z, state.clip)[:, None]  # (N, 1)
+
+
+def smooth_clip(z: np.ndarray, bound: float | None) -> np.ndarray:
+    """z / sqrt(1 + (z / bound)²) (monotone, identity near 0, within ±bound); z when bound is None."""
+    return z if bound is None else z / np.sqrt(1.0 + (z / bound) ** 2)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -121,6 +138,11 @@ class NumericBlock(Block):
         self.std = np.array([s.std for s in states], dtype=np.float64)
         self.fill = np.array([s.fill for s in states], dtype=np.float64)
         self.refuses_missing = np.array([s.on_missing == "error" for s in states], dtype=bool)
+        self.clip = np.array([np.inf if s.clip is None else s.clip for s in states], dtype=np.float64)
+        self.clipped = bool(np.isfinite(self.clip).any())
+
+    def _clip(self, z: np.ndarray) -> np.ndarray:
+        return z / np.sqrt(1.0 + (z / self.clip) ** 2) if self.clipped else z  # z / inf = 0: unclipped columns unchanged
 
     def encode(self, values: Sequence[Any], *, where: str, index: Any = None) -> np.ndarray:
         if not all(v.dtype.kind in "iuf" for v in values):
@@ -134,20 +156,27 @@ class NumericBlock(Block):
         with np.errstate(over="ignore", invalid="ignore"):
             z = (x - self.mean) / self.std
             if (np.abs(z) <= _FLOAT32_MAX).all():  # also false for NaN and infinity
-                return z
+                return self._clip(z)
             missing = np.isnan(x)
             if missing.any() and not self.refuses_missing[missing.any(axis=0)].any():
                 z = (np.where(missing, self.fill, x) - self.mean) / self.std
                 if (np.abs(z) <= _FLOAT32_MAX).all():
-                    return z
+                    return self._clip(z)
         return super().encode(values, where=where, index=index)  # a value the model refuses: the message names it
 
 
-def scaler(values: np.ndarray, fill: float) -> tuple[float, float]:
-    """Mean and standard deviation of the column with its missing values imputed."""
+def scaler(values: np.ndarray, fill: float, scaling: str = "standard") -> tuple[float, float]:
+    """Mean and standard deviation of the column with its missing values imputed; for
+    `robust`, the median and IQR / 1.349 of the present values (each a `summary` of K values),
+    falling back to the standard deviation when the IQR is 0 (a mostly constant column)."""
     filled = np.where(np.isnan(values), fill, values)
     if not len(filled):
         return 0.0, 1.0
+    present = values[~np.isnan(values)]
+    if scaling == "robust" and len(present):
+        iqr = summary(present, 0.75) - summary(present, 0.25)
+        if iqr > 1e-12:
+            return summary(present, "middle"), iqr / 1.349
     std = float(filled.std())
     return float(filled.mean()), std if std > 1e-12 else 1.0
 
@@ -185,15 +214,29 @@ class Numeric(FeatureType):
             fill = float(present.mean())
         else:  # zero
             fill = 0.0
+        scaling, clip = options.column.get("scaling", "standard"), options.column.get("clip")
         with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = scaler(values, fill)
+            mean, std = scaler(values, fill, scaling)
         if not (np.isfinite(mean) and np.isfinite(std)):  # values near the float limit: their sum overflows
             row = int(np.nanargmax(np.abs(values)))
             raise DataError(
                 f"{where}: column {col.name!r} holds {values[row]:g} in row {row_of(col, row)}; values this large cannot be scaled"
             )
         low, high = (summary(present, "low"), summary(present, "high")) if len(present) else (0.0, 0.0)
-        return NumericState(fill, mean, std, low, high, "error" if policy == "error" else "fill")
+        return NumericState(
+            fill, mean, std, low, high, "error" if policy == "error" else "fill", scaling, None if clip is None else float(clip)
+        )
+
+    def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:
+        # `data.numeric` for every numeric column, under the column's own options; defaults are
+        # left out, so a schema without them reads as before.
+        n = getattr(data, "numeric", None)
+        base = (
+            {}
+            if n is None
+            else {k: v for k, v in (("scaling", n.scaling), ("clip", n.clip)) if v != {"scaling": "standard", "clip": None}[k]}
+        )
+        return {**base, **options}
 
     def encode(self, state: NumericState, col: pd.Series, *, where: str) -> np.ndarray:
         name = str(col.name)
@@ -258,7 +301,7 @@ class Numeric(FeatureType):
     def attack_space(self, state: NumericState) -> AttackSpace:
         # The training range, standardised; the budget in standard deviations of the column,
         # which is one encoded unit.
-        lo, hi = (state.low - state.mean) / state.std, (state.high - state.mean) / state.std
+        lo, hi = (smooth_clip(np.array([(b - state.mean) / state.std]), state.clip)[0] for b in (state.low, state.high))
         return AttackSpace(
             np.array([lo]),
             np.array([hi]),

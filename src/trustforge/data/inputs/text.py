@@ -22,6 +22,7 @@ __all__ = ["Text"]
 
 class Text(Table):
     name = "text"
+    default_model = "mlp"  # a bag of token embeddings (fastText); TabM is the tables' default
     state_type = _text.TextInputState
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
