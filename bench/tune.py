@@ -44,10 +44,10 @@ def _spec(name: str, path: Path, target: str, task: str) -> dict:
     return {"name": name, "task": task, "data": {"source": f"csv:{path}", "target": target}, "model": {"kind": "mlp"}}
 
 
-def pruning(trials: int, home: Path, warmup: int, startup: int) -> dict:
+def pruning(trials: int, home: Path, warmup: int, startup: int, pruners: tuple[str, ...] = ("median", "none")) -> dict:
     path, target = write_csv(TABLES["breast_cancer"], home / "csv")
     out = {}
-    for pruner in ("median", "none"):
+    for pruner in pruners:
         spec = _spec(f"prune-{pruner}", path, target, "classification")
         spec["train"] = {"max_epochs": 30, "early_stopping": None}
         spec["tune"] = {
@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--part", choices=["pruning", "tables", "both"], default="both")
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--tables", default=",".join(TABLES))
+    ap.add_argument("--pruner", default="median", help="pruners to hold against none, comma-separated: median,hyperband")
     ap.add_argument("--warmup", type=int, default=5, help="pruning: tune.warmup_epochs")
     ap.add_argument("--startup", type=int, default=5, help="pruning: tune.startup_trials")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -128,7 +129,7 @@ def main() -> None:
         home = Path(tmp)
         out = {}
         if a.part in ("pruning", "both"):
-            out["pruning"] = pruning(a.trials, home, a.warmup, a.startup)
+            out["pruning"] = pruning(a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"))
         if a.part in ("tables", "both"):
             out["tables"] = tables([n for n in a.tables.split(",") if n], a.trials, home)
     if a.json:

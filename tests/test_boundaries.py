@@ -56,6 +56,7 @@ ENV_READERS = {
     "src/trustforge/serve/_run.py": "entry point (the server)",
     "src/trustforge/ui": "entry point (the dashboard)",
     "src/trustforge/pipeline.py": "run(settings=None): the public default",
+    "src/trustforge/tune/_study.py": "tune(settings=None): the public default, as pipeline.run",
     "src/trustforge/registry/_registry.py": "Registry(settings=None): the public default",
     "src/trustforge/serve/_service.py": "ModelService(settings=None): the public default",
     "src/trustforge/package/_format.py": "Model.load / read_package without a keyring: the workspace's keys",

@@ -79,3 +79,21 @@ def test_metric_must_be_a_validation_log():
         tune_metric(spec)
     ok = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}}})
     assert tune_metric(ok) == ("val_accuracy", "maximize")
+
+
+def test_storage_urls_and_errors_never_show_credentials(tmp_path):
+    from trustforge.errors import TuneError
+    from trustforge.settings import Settings
+    from trustforge.tune import describe_storage, open_storage, storage_url
+
+    settings = Settings.from_env(tmp_path / "ws")
+    assert storage_url(None, settings, "s") == f"journal:{settings.home / 'studies' / 's.journal'}"
+    assert storage_url("registry", settings, "s") == settings.db_url
+    assert describe_storage("postgresql://alice:s3cret@db.example:5432/studies") == {"kind": "postgresql", "database": "studies"}
+    assert describe_storage(f"sqlite:///{tmp_path / 'a.db'}") == {"kind": "sqlite", "database": "a.db"}
+    with pytest.raises(TuneError, match="--storage must be") as e:
+        storage_url("mysql://bob:pw123456@h/db", settings, "s")
+    assert "pw123456" not in str(e.value)
+    with pytest.raises(TuneError, match="cannot open the study storage") as e:
+        open_storage("postgresql://alice:s3cretpw@127.0.0.1:1/nodb")
+    assert "s3cretpw" not in str(e.value) and "alice" not in str(e.value)
