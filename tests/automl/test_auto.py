@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from trustforge.evaluate import fit_fitted, fit_logistic, table_matrix, write_re
 from trustforge.models import build_model
 from trustforge.package import Model
 from trustforge.spec import load_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _mixed_csv(path, n=400, seed=0):
@@ -88,8 +91,14 @@ def test_tree_tensors_predict_what_sklearn_predicts(source, task, tmp_path):
     assert int(module.depth) > 1 and module.feature.shape[0] == 40 * (3 if source == "builtin:wine" else 1)
 
 
-def test_linear_module_is_the_yardsticks_logistic_regression(tmp_path):
-    spec, data = _prepared(_mixed_csv(tmp_path / "mixed.csv"), "linear")
+@pytest.mark.parametrize("table", ["mixed", "strikes"])
+def test_linear_module_is_the_yardsticks_logistic_regression(table, tmp_path):
+    """Numbers with missing values and a category; and the README's strikes (a date, categories, free text as a bag of tokens)."""
+    if table == "mixed":
+        spec, data = _prepared(_mixed_csv(tmp_path / "mixed.csv"), "linear")
+    else:
+        spec = load_spec({"data": {"source": f"csv:{EXAMPLES}/data/strikes.csv", "target": "disrupted"}, "model": {"kind": "linear"}})
+        data = prepare(spec)
     module = build_model(spec, data.schema)
     fit_fitted(spec, data, module)
     fitted, design, _ = fit_logistic(data, seed=spec.train.seed)
@@ -97,7 +106,7 @@ def test_linear_module_is_the_yardsticks_logistic_regression(tmp_path):
     with torch.no_grad():
         got = torch.softmax(module(*data.test.inputs), dim=1).numpy()
     assert np.abs(got - want).max() < 1e-5
-    assert (got.argmax(1) == data.test.target.numpy()).mean() > 0.75  # it learned the rule
+    assert (got.argmax(1) == data.test.target.numpy()).mean() > 0.8  # it learned something
 
 
 def _choice_spec(**model):
