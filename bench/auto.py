@@ -74,7 +74,7 @@ def one(table: str, seed: int, preset: str, folder: Path) -> dict:
     best = scores[best_kind]
     points = 100 * (chosen - best) if higher else None
     relative = (chosen / best - 1) if not higher else (best - chosen) / max(best, 1e-12)
-    ok = (points is not None and points >= -1.0) or relative <= 0.02
+    ok = points >= -1.0 if points is not None else relative <= 0.02
     hgb = scores.get("hist_gradient_boosting")
     return {
         "table": table,

@@ -114,7 +114,8 @@ def _choice_spec(**model):
         {
             "name": "iris-auto",
             "data": {"source": "builtin:iris"},
-            "model": {"kind": "auto", "candidates": ["linear", "hist_gradient_boosting", "mlp"], **model},
+            # A budget no loaded CI machine reaches: a candidate skipped for time would change the leaderboard.
+            "model": {"kind": "auto", "candidates": ["linear", "hist_gradient_boosting", "mlp"], "time_budget": 3600, **model},
             "train": {"max_epochs": 4, "seed": 5},
             "evaluate": {"corruptions": False, "explain": False, "robustness": None},
         }
@@ -218,6 +219,15 @@ def test_a_winning_baseline_is_packaged_signed_and_served_without_pickle(workspa
     # The manifest carries the leaderboard too (signed with the package).
     manifest = json.loads((result.package / "manifest.json").read_text())
     assert manifest["metrics"]["model_choice"]["selected_on"] == "validation"
+
+
+def test_folds_score_every_non_test_row_out_of_fold_and_never_a_test_row():
+    spec = _choice_spec(candidates=["linear", "hist_gradient_boosting"], folds=3)
+    data = prepare(spec)
+    recorder = _Recorder()
+    choice = choose(spec, dataclasses.replace(data, test=recorder, test_raw=recorder))
+    assert recorder.touched == []
+    assert choice["selected_on"].startswith("3-fold cross-validation") and choice["scored_rows"] == len(data.train) + len(data.validation)
 
 
 def test_cli_preset_says_when_a_baseline_won_and_packages_the_network(tmp_path):
