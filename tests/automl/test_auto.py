@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from trustforge.evaluate import fit_fitted, fit_logistic, table_matrix, write_re
 from trustforge.models import build_model
 from trustforge.package import Model
 from trustforge.spec import load_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _mixed_csv(path, n=400, seed=0):
@@ -88,8 +91,14 @@ def test_tree_tensors_predict_what_sklearn_predicts(source, task, tmp_path):
     assert int(module.depth) > 1 and module.feature.shape[0] == 40 * (3 if source == "builtin:wine" else 1)
 
 
-def test_linear_module_is_the_yardsticks_logistic_regression(tmp_path):
-    spec, data = _prepared(_mixed_csv(tmp_path / "mixed.csv"), "linear")
+@pytest.mark.parametrize("table", ["mixed", "strikes"])
+def test_linear_module_is_the_yardsticks_logistic_regression(table, tmp_path):
+    """Numbers with missing values and a category; and the README's strikes (a date, categories, free text as a bag of tokens)."""
+    if table == "mixed":
+        spec, data = _prepared(_mixed_csv(tmp_path / "mixed.csv"), "linear")
+    else:
+        spec = load_spec({"data": {"source": f"csv:{EXAMPLES}/data/strikes.csv", "target": "disrupted"}, "model": {"kind": "linear"}})
+        data = prepare(spec)
     module = build_model(spec, data.schema)
     fit_fitted(spec, data, module)
     fitted, design, _ = fit_logistic(data, seed=spec.train.seed)
@@ -97,7 +106,7 @@ def test_linear_module_is_the_yardsticks_logistic_regression(tmp_path):
     with torch.no_grad():
         got = torch.softmax(module(*data.test.inputs), dim=1).numpy()
     assert np.abs(got - want).max() < 1e-5
-    assert (got.argmax(1) == data.test.target.numpy()).mean() > 0.75  # it learned the rule
+    assert (got.argmax(1) == data.test.target.numpy()).mean() > 0.8  # it learned something
 
 
 def _choice_spec(**model):
@@ -105,7 +114,8 @@ def _choice_spec(**model):
         {
             "name": "iris-auto",
             "data": {"source": "builtin:iris"},
-            "model": {"kind": "auto", "candidates": ["linear", "hist_gradient_boosting", "mlp"], **model},
+            # A budget no loaded CI machine reaches: a candidate skipped for time would change the leaderboard.
+            "model": {"kind": "auto", "candidates": ["linear", "hist_gradient_boosting", "mlp"], "time_budget": 3600, **model},
             "train": {"max_epochs": 4, "seed": 5},
             "evaluate": {"corruptions": False, "explain": False, "robustness": None},
         }
@@ -209,6 +219,15 @@ def test_a_winning_baseline_is_packaged_signed_and_served_without_pickle(workspa
     # The manifest carries the leaderboard too (signed with the package).
     manifest = json.loads((result.package / "manifest.json").read_text())
     assert manifest["metrics"]["model_choice"]["selected_on"] == "validation"
+
+
+def test_folds_score_every_non_test_row_out_of_fold_and_never_a_test_row():
+    spec = _choice_spec(candidates=["linear", "hist_gradient_boosting"], folds=3)
+    data = prepare(spec)
+    recorder = _Recorder()
+    choice = choose(spec, dataclasses.replace(data, test=recorder, test_raw=recorder))
+    assert recorder.touched == []
+    assert choice["selected_on"].startswith("3-fold cross-validation") and choice["scored_rows"] == len(data.train) + len(data.validation)
 
 
 def test_cli_preset_says_when_a_baseline_won_and_packages_the_network(tmp_path):

@@ -8,7 +8,7 @@ sealed, served and verified on load, with no pickle anywhere.
 
 - linear: the yardstick's own fit, reused (`fit_logistic`, `fit_ridge`: the same `Design` and
   solver as the run's baseline evidence), its weights moved into a `Linear` over standardised
-  floats and one-hot categories.
+  floats, one-hot categories and each text column's bag of tokens.
 - hist_gradient_boosting: scikit-learn's `HistGradientBoostingClassifier`/`Regressor` on the float
   inputs and the categorical codes (as numbers: the tensors hold the codes, and trees split them
   as ordered values), its trees copied node by node.
@@ -72,6 +72,7 @@ def _fit_linear(spec: Any, data: Prepared, module: Any) -> dict[str, Any]:
     mean, scale = np.zeros(n_float), np.ones(n_float)
     width = module.linear.in_features
     offsets = [n_float + int(o) for o in module.offsets.tolist()]
+    bags = np.cumsum([n_float + sum(module.cardinalities), *module.vocab_sizes]).tolist()  # each text column's first slot
     columns: list[int] = []  # the module's design column of each of the solver's columns
     for part, info in design.parts:
         if part == "float" and info[0] == 0:
@@ -80,8 +81,11 @@ def _fit_linear(spec: Any, data: Prepared, module: Any) -> dict[str, Any]:
         elif part == "onehot" and info[0] == 1:
             for j, size in enumerate(info[1]):
                 columns += range(offsets[j], offsets[j] + size)
+        elif part == "bag" and info[0] >= 2:  # the j-th text column's tokens (ids the training split never held get no slot)
+            start = int(bags[info[0] - 2])
+            columns += range(start, start + info[1])
         else:
-            raise ModelError("model.kind 'linear' reads table numbers and categories only")
+            raise ModelError("model.kind 'linear' reads table numbers, categories and text only")
     weights = np.zeros((coef.shape[0], width))
     weights[:, columns] = coef
     out_w, out_b = np.zeros((n_out, width)), np.zeros(n_out)

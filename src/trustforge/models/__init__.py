@@ -250,18 +250,21 @@ def _recommender(m: Any, shape: Ids, n_out: int) -> nn.Module:
     )
 
 
-def _table_only(kind: str, shape: Any) -> Columns:
-    # The fitted baselines read a table's numbers and category codes; text, image and audio
-    # columns have no place in a linear model or a tree over the encoded row.
-    if not isinstance(shape, Columns) or shape.vocabularies or shape.grids:
-        what = _WHAT[type(shape)] if not isinstance(shape, Columns) else "text, image or audio columns"
-        raise ModelError(f"model.kind {kind!r} reads table numbers and categories only; this data has {what}")
+def _table_only(kind: str, shape: Any, *, text: bool = False) -> Columns:
+    # The fitted baselines read a table's numbers and category codes (the linear one also a
+    # text column's tokens as a bag); image and audio columns have no place in them.
+    if not isinstance(shape, Columns) or shape.grids or (shape.vocabularies and not text):
+        what = (
+            _WHAT[type(shape)] if not isinstance(shape, Columns) else "image or audio columns" if text else "text, image or audio columns"
+        )
+        reads = "numbers, categories and text" if text else "numbers and categories"
+        raise ModelError(f"model.kind {kind!r} reads table {reads} only; this data has {what}")
     return shape
 
 
 def _linear(m: Any, shape: Any, n_out: int) -> nn.Module:
-    shape = _table_only("linear", shape)
-    return LinearTable(shape.floats, list(shape.cardinalities), n_out)
+    shape = _table_only("linear", shape, text=True)
+    return LinearTable(shape.floats, list(shape.cardinalities), n_out, vocab_sizes=list(shape.vocabularies))
 
 
 def _trees(m: Any, shape: Any, n_out: int) -> nn.Module:

@@ -826,6 +826,13 @@ class AutoSpec(_Strict):
     time_budget: float | None = Field(None, gt=0, description="seconds for choosing; candidates that would start later are skipped")
     candidates: list[str] | None = Field(None, description="model kinds to try (default: those that suit the input, and the baselines)")
     ensemble: int = Field(0, ge=0, le=5, description="the best N candidates averaged, weighted by validation score; 0: none")
+    folds: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="1: score candidates on the validation split; K: by K-fold cross-validation over the training and validation rows "
+        "(never the test rows; K times the fitting)",
+    )
     register_baseline: bool = Field(
         False, description="when a fitted baseline (linear, hist_gradient_boosting) wins on validation, package it (else the best network)"
     )
