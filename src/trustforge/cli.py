@@ -248,7 +248,7 @@ def train(
     """
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
-    from trustforge.train import LAUNCHED_ENV, PeerLost, distributed_from_env
+    from trustforge.train import LAUNCHED_ENV, PEER_LOST_EXIT, PeerLost, distributed_from_env
 
     distributed = distributed_from_env()
     if distributed is None:  # not started by torchrun: launch it when more than one process is asked for
@@ -264,7 +264,7 @@ def train(
         result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads, distributed=distributed)
     except PeerLost:
         if distributed is not None and os.environ.get(LAUNCHED_ENV) == "1":
-            raise typer.Exit(1) from None  # `trustforge train --nproc-per-node` reports the failure once, naming the rank
+            raise typer.Exit(PEER_LOST_EXIT) from None  # `trustforge train --nproc-per-node` reports the failure once
         raise
     if result is None:  # a data-parallel rank other than 0: rank 0 reports
         return

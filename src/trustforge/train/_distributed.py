@@ -36,7 +36,16 @@ from torch.nn.parallel import DistributedDataParallel
 from trustforge.errors import TrainingError
 from trustforge.train._steps import PlainStep, StepContext
 
-__all__ = ["Distributed", "DistributedStep", "PeerLost", "distributed_from_env", "init_distributed", "shutdown_distributed", "launch"]
+__all__ = [
+    "Distributed",
+    "DistributedStep",
+    "PeerLost",
+    "PEER_LOST_EXIT",
+    "distributed_from_env",
+    "init_distributed",
+    "shutdown_distributed",
+    "launch",
+]
 
 # A collective (all-reduce, broadcast) that waits longer than this for a peer fails. A step of the
 # models we train takes well under a second; a process blocked for 30 s has lost its peer (killed,
@@ -48,6 +57,8 @@ RENDEZVOUS_TIMEOUT_S = 60
 SHUTDOWN_TIMEOUT_S = 10
 # Set by `launch` for the processes it starts (read by the CLI only).
 LAUNCHED_ENV = "TRUSTFORGE_DDP_LAUNCHED"
+# The exit status of a launched process that stopped because it lost a peer (sysexits' EX_TEMPFAIL).
+PEER_LOST_EXIT = 75
 
 
 class PeerLost(TrainingError):
@@ -259,6 +270,8 @@ def _failure(exc: object, nproc: int, node_rank: int) -> str:
             how = f"was killed by {signal.Signals(-first.exitcode).name}"
         except ValueError:
             how = f"was killed by signal {-first.exitcode}"
+    elif first.exitcode == PEER_LOST_EXIT:
+        how = "lost a peer (a process on another node failed, or stopped answering for 30 s)"
     else:
         how = f"exited with code {first.exitcode}"
     return (
