@@ -297,7 +297,10 @@ def _processes_per_node(spec: Path, nproc_per_node: int | None, nnodes: int, nod
     if nproc_per_node is None:
         from trustforge.spec import load_spec
 
-        nproc_per_node = load_spec(spec).train.devices
+        try:
+            nproc_per_node = load_spec(spec).train.devices
+        except TrustForgeError:
+            return None  # the run reports a bad spec, as without a launch
     if nproc_per_node is None or (nproc_per_node == 1 and nnodes == 1 and endpoint is None):
         return None
     return nproc_per_node

@@ -234,3 +234,28 @@ def test_spec_devices_fields_and_what_they_refuse():
     ]:
         with pytest.raises(SpecError, match=field):
             load_spec({**base, "train": train})
+
+
+def test_train_devices_launches_that_many_processes_with_the_same_options(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from trustforge.cli import app
+
+    seen = {}
+    monkeypatch.setattr("trustforge.train.launch", lambda argv, **kw: seen.update(argv=argv, **kw))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("seed: 7}", "seed: 7, devices: 2}"))
+    done = CliRunner().invoke(app, ["train", str(spec), "--resume", "-q", "--threads", "1"])
+    assert done.exit_code == 0, done.output
+    assert seen == {
+        "argv": ["train", str(spec), "--resume", "--quiet", "--threads", "1"],
+        "nproc_per_node": 2,
+        "nnodes": 1,
+        "node_rank": 0,
+        "rdzv_endpoint": None,
+    }
+    seen.clear()
+    CliRunner().invoke(app, ["train", str(spec), "--nproc-per-node", "3", "--no-register"])
+    assert seen["nproc_per_node"] == 3 and seen["argv"] == ["train", str(spec), "--no-register"]
