@@ -259,3 +259,19 @@ def test_train_devices_launches_that_many_processes_with_the_same_options(tmp_pa
     seen.clear()
     CliRunner().invoke(app, ["train", str(spec), "--nproc-per-node", "3", "--no-register"])
     assert seen["nproc_per_node"] == 3 and seen["argv"] == ["train", str(spec), "--no-register"]
+
+
+def test_the_launcher_names_the_process_that_failed_first_not_those_stopped_after():
+    from types import SimpleNamespace
+
+    from trustforge.train._distributed import PEER_LOST_EXIT, _failure
+
+    def failure(local_rank, exitcode, timestamp):
+        return SimpleNamespace(local_rank=local_rank, exitcode=exitcode, timestamp=timestamp)
+
+    # rank 1 killed; rank 0 then lost its peer and rank 2 was stopped by torchrun, all in the same second
+    exc = SimpleNamespace(failures={0: failure(0, PEER_LOST_EXIT, 5), 1: failure(1, -9, 5), 2: failure(2, -15, 5)})
+    message = _failure(exc, 3, 0)
+    assert message.startswith("data-parallel training failed: rank 1 (local rank 1 of 3 on node 0) was killed by SIGKILL;")
+    assert "lost a peer" in _failure(SimpleNamespace(failures={0: failure(0, PEER_LOST_EXIT, 5)}), 1, 0)
+    assert "exited with code 70" in _failure(SimpleNamespace(failures={3: failure(1, 70, 5)}), 2, 1)

@@ -260,8 +260,10 @@ def _failure(exc: object, nproc: int, node_rank: int) -> str:
     """One line naming the first process that failed and how (exit code or signal)."""
     import signal
 
-    # {global rank: failure}; the processes torchrun stopped itself (SIGTERM) after the first failure come last
-    failures = sorted(getattr(exc, "failures", {}).items(), key=lambda kv: (kv[1].exitcode == -signal.SIGTERM, kv[1].timestamp, kv[0]))
+    # {global rank: failure}; processes stopped by torchrun (SIGTERM) or by a lost peer come after the cause
+    failures = sorted(
+        getattr(exc, "failures", {}).items(), key=lambda kv: (kv[1].exitcode in (-signal.SIGTERM, PEER_LOST_EXIT), kv[1].timestamp, kv[0])
+    )
     if not failures:
         return "data-parallel training failed"
     rank, first = failures[0]
