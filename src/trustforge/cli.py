@@ -254,7 +254,7 @@ def train(
     """
     from trustforge.evaluate import metrics_table
     from trustforge.pipeline import run
-    from trustforge.train import LAUNCHED_ENV, PeerLost, distributed_from_env
+    from trustforge.train import LAUNCHED_ENV, PEER_LOST_EXIT, PeerLost, distributed_from_env
 
     if preset is not None and preset not in ("fast", "best"):
         raise SpecError(f"--preset must be fast or best; got {preset!r}")
@@ -285,7 +285,7 @@ def train(
             result = run(spec, resume=resume, progress=not quiet, register=not no_register, threads=threads, distributed=distributed)
         except PeerLost:
             if distributed is not None and os.environ.get(LAUNCHED_ENV) == "1":
-                raise typer.Exit(1) from None  # `trustforge train --nproc-per-node` reports the failure once, naming the rank
+                raise typer.Exit(PEER_LOST_EXIT) from None  # `trustforge train --nproc-per-node` reports the failure once
             raise
         if result is None:  # a data-parallel rank other than 0: rank 0 reports
             return
@@ -342,7 +342,10 @@ def _processes_per_node(spec: Path, nproc_per_node: int | None, nnodes: int, nod
     if nproc_per_node is None:
         from trustforge.spec import load_spec
 
-        nproc_per_node = load_spec(spec).train.devices
+        try:
+            nproc_per_node = load_spec(spec).train.devices
+        except TrustForgeError:
+            return None  # the run reports a bad spec, as without a launch
     if nproc_per_node is None or (nproc_per_node == 1 and nnodes == 1 and endpoint is None):
         return None
     return nproc_per_node

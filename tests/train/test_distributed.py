@@ -234,3 +234,44 @@ def test_spec_devices_fields_and_what_they_refuse():
     ]:
         with pytest.raises(SpecError, match=field):
             load_spec({**base, "train": train})
+
+
+def test_train_devices_launches_that_many_processes_with_the_same_options(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from trustforge.cli import app
+
+    seen = {}
+    monkeypatch.setattr("trustforge.train.launch", lambda argv, **kw: seen.update(argv=argv, **kw))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("seed: 7}", "seed: 7, devices: 2}"))
+    done = CliRunner().invoke(app, ["train", str(spec), "--resume", "-q", "--threads", "1"])
+    assert done.exit_code == 0, done.output
+    assert seen == {
+        "argv": ["train", str(spec), "--resume", "--quiet", "--threads", "1"],
+        "nproc_per_node": 2,
+        "nnodes": 1,
+        "node_rank": 0,
+        "rdzv_endpoint": None,
+    }
+    seen.clear()
+    CliRunner().invoke(app, ["train", str(spec), "--nproc-per-node", "3", "--no-register"])
+    assert seen["nproc_per_node"] == 3 and seen["argv"] == ["train", str(spec), "--no-register"]
+
+
+def test_the_launcher_names_the_process_that_failed_first_not_those_stopped_after():
+    from types import SimpleNamespace
+
+    from trustforge.train._distributed import PEER_LOST_EXIT, _failure
+
+    def failure(local_rank, exitcode, timestamp):
+        return SimpleNamespace(local_rank=local_rank, exitcode=exitcode, timestamp=timestamp)
+
+    # rank 1 killed; rank 0 then lost its peer and rank 2 was stopped by torchrun, all in the same second
+    exc = SimpleNamespace(failures={0: failure(0, PEER_LOST_EXIT, 5), 1: failure(1, -9, 5), 2: failure(2, -15, 5)})
+    message = _failure(exc, 3, 0)
+    assert message.startswith("data-parallel training failed: rank 1 (local rank 1 of 3 on node 0) was killed by SIGKILL;")
+    assert "lost a peer" in _failure(SimpleNamespace(failures={0: failure(0, PEER_LOST_EXIT, 5)}), 1, 0)
+    assert "exited with code 70" in _failure(SimpleNamespace(failures={3: failure(1, 70, 5)}), 2, 1)

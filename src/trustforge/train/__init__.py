@@ -6,6 +6,7 @@ from trustforge.train._checkpoint import atomic_write_text, load_checkpoint, sav
 from trustforge.train._cross_fit import DEFAULT_MAX_EPOCHS, clean_labels, cross_fit
 from trustforge.train._distributed import (
     LAUNCHED_ENV,
+    PEER_LOST_EXIT,
     Distributed,
     DistributedStep,
     PeerLost,
@@ -35,6 +36,7 @@ __all__ = [
     "shutdown_distributed",
     "launch",
     "LAUNCHED_ENV",
+    "PEER_LOST_EXIT",
     "clip_gradients",
     "Callback",
     "EarlyStopping",

@@ -36,7 +36,16 @@ from torch.nn.parallel import DistributedDataParallel
 from trustforge.errors import TrainingError
 from trustforge.train._steps import PlainStep, StepContext
 
-__all__ = ["Distributed", "DistributedStep", "PeerLost", "distributed_from_env", "init_distributed", "shutdown_distributed", "launch"]
+__all__ = [
+    "Distributed",
+    "DistributedStep",
+    "PeerLost",
+    "PEER_LOST_EXIT",
+    "distributed_from_env",
+    "init_distributed",
+    "shutdown_distributed",
+    "launch",
+]
 
 # A collective (all-reduce, broadcast) that waits longer than this for a peer fails. A step of the
 # models we train takes well under a second; a process blocked for 30 s has lost its peer (killed,
@@ -48,6 +57,8 @@ RENDEZVOUS_TIMEOUT_S = 60
 SHUTDOWN_TIMEOUT_S = 10
 # Set by `launch` for the processes it starts (read by the CLI only).
 LAUNCHED_ENV = "TRUSTFORGE_DDP_LAUNCHED"
+# The exit status of a launched process that stopped because it lost a peer (sysexits' EX_TEMPFAIL).
+PEER_LOST_EXIT = 75
 
 
 class PeerLost(TrainingError):
@@ -249,8 +260,10 @@ def _failure(exc: object, nproc: int, node_rank: int) -> str:
     """One line naming the first process that failed and how (exit code or signal)."""
     import signal
 
-    # {global rank: failure}; the processes torchrun stopped itself (SIGTERM) after the first failure come last
-    failures = sorted(getattr(exc, "failures", {}).items(), key=lambda kv: (kv[1].exitcode == -signal.SIGTERM, kv[1].timestamp, kv[0]))
+    # {global rank: failure}; processes stopped by torchrun (SIGTERM) or by a lost peer come after the cause
+    failures = sorted(
+        getattr(exc, "failures", {}).items(), key=lambda kv: (kv[1].exitcode in (-signal.SIGTERM, PEER_LOST_EXIT), kv[1].timestamp, kv[0])
+    )
     if not failures:
         return "data-parallel training failed"
     rank, first = failures[0]
@@ -259,6 +272,8 @@ def _failure(exc: object, nproc: int, node_rank: int) -> str:
             how = f"was killed by {signal.Signals(-first.exitcode).name}"
         except ValueError:
             how = f"was killed by signal {-first.exitcode}"
+    elif first.exitcode == PEER_LOST_EXIT:
+        how = "lost a peer (a process on another node failed, or stopped answering for 30 s)"
     else:
         how = f"exited with code {first.exitcode}"
     return (
