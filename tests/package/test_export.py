@@ -113,6 +113,16 @@ def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path):
     other = trained["digits"][1].package
     with pytest.raises(IntegrityError, match="exported from another package"):
         read_export(export_path(other, "onnx"), trained["digits"][5], digest)
+    # The server skips a refused artefact (int8 here, its file swapped) for the next one that verifies.
+    from trustforge.serve._onnx import pick_export
+
+    pkg = tmp_path / "served" / "package"
+    shutil.copytree(result.package, pkg)
+    for q in (None, "int8"):
+        shutil.copytree(export_path(result.package, "onnx", q), export_path(pkg, "onnx", q))
+    shutil.copyfile(export_path(pkg, "onnx") / "model.onnx", export_path(pkg, "onnx", "int8") / "model.onnx")
+    picked = pick_export(Model.load(pkg, keyring=keyring), digest, keyring)
+    assert picked is not None and picked[0] == export_path(pkg, "onnx") and picked[1]["export"]["quantize"] is None
     # And the evidence cannot be edited (it is signed with the model file).
     edited = tmp_path / "edited"
     shutil.copytree(export_path(result.package, "onnx", "int8"), edited)
@@ -137,6 +147,7 @@ def test_cli_exports_a_registered_version_sealed_and_serve_picks_int8(trained, m
         assert len(ok) == 1 and ok[0]["details"]["quantize"] == "int8"
         from trustforge.serve import ModelService, ServeConfig
         from trustforge.serve._onnx import OrtModule
+        from trustforge.serve._workers import load_serving_model
 
         svc = ModelService(uri, ServeConfig(workers=0, auth="none", backend="onnx"), registry=reg).start()
         try:
@@ -148,6 +159,9 @@ def test_cli_exports_a_registered_version_sealed_and_serve_picks_int8(trained, m
             rows = load_breast_cancer(as_frame=True).frame[model.schema.input_names].head(64)
             a, b = model.predict_proba(rows), served.predict_proba(rows)
             assert np.abs(a - b).max() < 0.05  # int8: close, not equal
+            worker = load_serving_model(svc.current._load)  # what a worker process loads: the same artefact, verified again
+            assert isinstance(worker.module, OrtModule)
+            np.testing.assert_allclose(worker.predict_proba(rows), b, atol=1e-6)
         finally:
             svc.close()
 

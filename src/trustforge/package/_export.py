@@ -464,8 +464,10 @@ def _write(dest: Path, evidence: dict[str, Any], blob: bytes, keyring: Keyring, 
         fsync_path(dest.parent)
         shutil.rmtree(old, ignore_errors=True)
     finally:
+        # The plain copy of a sealed artefact lived only until it was sealed (0700 folder, 0600 files).
         shutil.rmtree(plain, ignore_errors=True)
-        shutil.rmtree(new, ignore_errors=True) if new != plain and new.exists() else None
+        if new != plain:
+            shutil.rmtree(new, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- reading
