@@ -16,7 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TRUSTFORGE_HOME=/workspace
 
 # torch's CPU build from PyTorch's own index first (PyPI's Linux wheel is the CUDA one, GBs larger);
-# the package's range (torch>=2.4,<3) then keeps it, so the next step does not replace it.
+# the package's range (torch>=2.6,<3) then keeps it, so the next step does not replace it.
 ARG TORCH_VERSION=2.13.0
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
 
