@@ -57,6 +57,8 @@ ENV_READERS = {
     "src/trustforge/ui": "entry point (the dashboard)",
     "src/trustforge/pipeline.py": "run(settings=None): the public default",
     "src/trustforge/tune/_study.py": "tune(settings=None): the public default, as pipeline.run",
+    "src/trustforge/automl/_auto.py": "run_auto(settings=None): the public default, as pipeline.run",
+    "src/trustforge/train/_distributed.py": "torchrun's protocol: a rank learns its place from the environment (WORLD_SIZE, RANK, ...)",
     "src/trustforge/registry/_registry.py": "Registry(settings=None): the public default",
     "src/trustforge/serve/_service.py": "ModelService(settings=None): the public default",
     "src/trustforge/package/_format.py": "Model.load / read_package without a keyring: the workspace's keys",
