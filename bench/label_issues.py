@@ -133,8 +133,8 @@ def main() -> None:
     ap.add_argument(
         "--diagnose",
         action="store_true",
-        help="also (on top of the retraining): out-of-fold accuracy against the labels before the flips, clean-label out-of-fold models (which wrongly "
-        "flagged rows are hard), and a model trained without only the flagged rows that were flipped",
+        help="also: out-of-fold accuracy against the labels before the flips, clean-label out-of-fold models (which wrongly "
+        "flagged rows and missed flips are hard), and (unless --no-retrain) a model trained without only the flagged rows that were flipped",
     )
     args = ap.parse_args()
     from cleanlab.filter import find_label_issues as cleanlab_find
