@@ -128,8 +128,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--tables", default=",".join(TABLES))
     ap.add_argument("--pruner", default="median", help="pruners to hold against none, comma-separated: median,hyperband")
-    ap.add_argument("--warmup", type=int, default=5, help="pruning: tune.warmup_epochs")
-    ap.add_argument("--startup", type=int, default=5, help="pruning: tune.startup_trials")
+    ap.add_argument("--warmup", type=int, default=2, help="pruning: tune.warmup_epochs")
+    ap.add_argument("--startup", type=int, default=10, help="pruning: tune.startup_trials")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
