@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from trustforge.package._artefact import EXPORT_FORMATS, export_path, find_exports, read_export
 from trustforge.package._format import (
     FORMAT,
     FORMAT_VERSION,
@@ -23,17 +24,7 @@ from trustforge.package._format import (
 )
 
 if TYPE_CHECKING:
-    from trustforge.package._export import (
-        EXPORT_FORMATS,
-        ONNX_OPSET,
-        OnnxModule,
-        export_model,
-        export_path,
-        find_exports,
-        onnx_bytes,
-        read_export,
-        split_for_export,
-    )
+    from trustforge.package._export import ONNX_OPSET, OnnxModule, export_model, onnx_bytes, split_for_export
     from trustforge.package._manifest import build_manifest, write_model_package
     from trustforge.package._model import Model
     from trustforge.package._seal import seal_run_package
@@ -45,13 +36,9 @@ _LAZY = {
     "seal_run_package": "trustforge.package._seal",
     # Exports import torch (and onnx/onnxruntime inside their functions).
     "export_model": "trustforge.package._export",
-    "export_path": "trustforge.package._export",
-    "find_exports": "trustforge.package._export",
-    "read_export": "trustforge.package._export",
     "split_for_export": "trustforge.package._export",
     "onnx_bytes": "trustforge.package._export",
     "OnnxModule": "trustforge.package._export",
-    "EXPORT_FORMATS": "trustforge.package._export",
     "ONNX_OPSET": "trustforge.package._export",
 }
 

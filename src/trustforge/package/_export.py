@@ -55,51 +55,19 @@ import torch
 
 from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
 from trustforge.data import RawData, prepare
-from trustforge.errors import DataError, IntegrityError, ModelError, TrustForgeError
+from trustforge.errors import DataError, ModelError, TrustForgeError
+from trustforge.package._artefact import EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, FILES, MANIFEST, QUANTIZATIONS
 from trustforge.package._model import Model
-from trustforge.secure import (
-    SIGNATURE_FILE,
-    Keyring,
-    is_sealed,
-    open_sealed,
-    parse_manifest,
-    resolve_trust,
-    seal_package,
-    sign_digests,
-    verify_folder,
-)
+from trustforge.secure import SIGNATURE_FILE, Keyring, seal_package, sign_digests
 
-__all__ = [
-    "EXPORT_FORMAT",
-    "EXPORT_FORMATS",
-    "EXPORT_TOLERANCE",
-    "ONNX_OPSET",
-    "OnnxModule",
-    "export_model",
-    "export_path",
-    "find_exports",
-    "onnx_bytes",
-    "read_export",
-    "split_for_export",
-]
+__all__ = ["EXPORT_TOLERANCE", "ONNX_OPSET", "OnnxModule", "export_model", "measure_speed", "onnx_bytes", "split_for_export"]
 
 log = logging.getLogger("trustforge.package")
 
-EXPORT_FORMAT = "trustforge.export"
-EXPORT_VERSION = 1
-EXPORT_FORMATS = ("onnx", "torchscript")
-QUANTIZATIONS = ("int8",)
 EXPORT_TOLERANCE = 1e-4
 ONNX_OPSET = 18
 MAX_DROP_POINTS = 0.5
-MANIFEST = "manifest.json"
-_FILE = {"onnx": "model.onnx", "torchscript": "model.torchscript"}
 _SPEED_BATCHES = (1, 256)
-
-
-def export_path(package: Path, fmt: str, quantize: str | None = None) -> Path:
-    """The artefact folder beside `package`: `P.onnx`, `P.onnx-int8`, `P.torchscript`, `P.torchscript-int8`."""
-    return Path(package).with_name(f"{Path(package).name}.{fmt}{'-' + quantize if quantize else ''}")
 
 
 # ---------------------------------------------------------------------------- exporters
@@ -343,7 +311,7 @@ def export_model(
         "package_id": uuid.uuid4().hex,
         "name": model.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "export": {"format": fmt, "quantize": quantize, "file": _FILE[fmt], **_versions(fmt)},
+        "export": {"format": fmt, "quantize": quantize, "file": FILES[fmt], **_versions(fmt)},
         "source": {
             "package_id": model.manifest.get("package_id"),
             "package_digest": package_digest,
@@ -468,45 +436,3 @@ def _write(dest: Path, evidence: dict[str, Any], blob: bytes, keyring: Keyring, 
         shutil.rmtree(plain, ignore_errors=True)
         if new != plain:
             shutil.rmtree(new, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------- reading
-
-
-def read_export(path: Path, keyring: Keyring, package_digest: str | None = None) -> tuple[dict[str, Any], bytes]:
-    """Verify an artefact folder (plain or sealed) and return (its evidence, the model file's bytes).
-
-    Checks the signature with the workspace's keys, that the folder holds exactly the signed
-    files with their digests, the evidence's format, and, given `package_digest`, that the
-    artefact was exported from that package. Sealed folders are decrypted in memory.
-
-    Raises:
-        IntegrityError: naming the file that fails a check.
-        SecurityError: a sealed artefact whose key-encryption key this keyring does not hold.
-    """
-    root = Path(path)
-    if is_sealed(root):
-        blobs = open_sealed(root, keyring)
-        evidence = parse_manifest(root, blobs[MANIFEST])
-    else:
-        root, evidence, blobs = verify_folder(root, resolve_trust(keyring, None))
-    if evidence.get("format") != EXPORT_FORMAT or evidence.get("format_version") != EXPORT_VERSION:
-        raise IntegrityError(f"{root / MANIFEST}: not a TrustForge export (format {EXPORT_FORMAT} v{EXPORT_VERSION})")
-    name = (evidence.get("export") or {}).get("file")
-    if name not in _FILE.values() or name not in blobs:
-        raise IntegrityError(f"{root / MANIFEST}: names no exported model file")
-    if package_digest is not None and (evidence.get("source") or {}).get("package_digest") != package_digest:
-        raise IntegrityError(f"{root / MANIFEST}: exported from another package (its package digest differs)")
-    return evidence, bytes(blobs[name])
-
-
-def find_exports(package: Path) -> list[Path]:
-    """The artefact folders beside `package` (`export_path` names), whether or not they verify."""
-    package = Path(package)
-    found = []
-    for fmt in EXPORT_FORMATS:
-        for q in (None, *QUANTIZATIONS):
-            p = export_path(package, fmt, q)
-            if p.is_dir() and not p.is_symlink():
-                found.append(p)
-    return found
