@@ -53,6 +53,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from trustforge._extras import require
 from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
 from trustforge.data import RawData, prepare
 from trustforge.errors import DataError, ModelError, TrustForgeError
@@ -81,6 +82,7 @@ def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, ki
     Raises:
         ModelError: the exporter cannot handle this model kind (named), with `hint` appended.
     """
+    require("export", "ONNX export")
     names = [f"input_{i}" for i in range(len(example))]
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dynamic = _dynamic_batch(module, len(example), batch)
@@ -130,6 +132,7 @@ def _quantize_onnx(blob: bytes) -> bytes:
     Convolutions stay float: ONNX Runtime's dynamic ConvInteger has no fast CPU kernel and
     would make a CNN slower, not faster.
     """
+    require("export", "int8 quantisation of an ONNX export")
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trustforge import pipeline
+from trustforge._extras import require
 from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError
 from trustforge.evaluate import task_of
 from trustforge.settings import Settings
@@ -117,6 +118,7 @@ def tune(
         SpecError: no tune section, or a tune.metric that is not logged.
         TuneError: the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
     """
+    require("tune", "trustforge tune")
     spec = load_spec(spec)
     if spec.tune is None:
         raise SpecError("tune is required for `trustforge tune`: add tune: {space: {FIELD: {type: float, low: ..., high: ...}}}")
