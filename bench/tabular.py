@@ -24,6 +24,7 @@ test rows within each seed, averaged over seeds), the mean rank of every model o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -194,7 +195,7 @@ def _print_row(r: dict, kinds: list[str]) -> None:
 def _overall(rows: list[dict], kinds: list[str], rng: np.random.Generator, boot: int) -> dict:
     ranks = pd.DataFrame([r for row in rows for r in row["ranks"]])
     print("\nmean rank over (table, seed):", "  ".join(f"{m}={v:.2f}" for m, v in ranks.mean().items()))
-    out = {"mean_rank": ranks.mean().to_dict(), "mean_diff": {}}
+    out = {"mean_rank": ranks.mean().to_dict(), "mean_diff": {}, "rows": rows}
     for kind in kinds:
         d = np.mean([r["diff"][kind][0] for r in rows])
         draws = np.mean([r["draws"][kind] for r in rows], axis=0)
@@ -213,12 +214,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", default=",".join(TABLES), help="comma-separated names from bench/_tables.py")
     p.add_argument("--kinds", default="default", help="model kinds (default: the kind a minimal spec gets)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--save", help="write the per-table results to this JSON file (to combine runs of parts of the list)")
+    p.add_argument("--combine", help="comma-separated JSON files of --save: print the summary over all their tables, train nothing")
     args = p.parse_args(argv)
+    if args.combine:
+        rows = [_row_from_json(r) for f in args.combine.split(",") for r in json.loads(Path(f).read_text())]
+        for r in rows:
+            _print_row(r, list(r["diff"]))
+        _overall(rows, list(rows[0]["diff"]), np.random.default_rng(0), 0)
+        return 0
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     kinds = args.kinds.split(",")
     print(f"default model kind for a table: {default_model_kind('classification', 'csv:x.csv')}")
-    run(args.tables.split(","), kinds, list(range(args.seeds)))
+    out = run(args.tables.split(","), kinds, list(range(args.seeds)))
+    if args.save:
+        Path(args.save).write_text(json.dumps([_row_to_json(r) for r in out["rows"]]))
     return 0
+
+
+def _row_to_json(r: dict) -> dict:
+    return {
+        "table": r["table"].name,
+        **{k: r[k] for k in ("mean", "best", "diff", "seconds")},
+        "draws": {k: v.tolist() for k, v in r["draws"].items()},
+        "ranks": [x.to_dict() for x in r["ranks"]],
+    }
+
+
+def _row_from_json(d: dict) -> dict:
+    return {
+        **d,
+        "table": TABLES[d["table"]],
+        "draws": {k: np.asarray(v) for k, v in d["draws"].items()},
+        "ranks": [pd.Series(x) for x in d["ranks"]],
+    }
 
 
 if __name__ == "__main__":

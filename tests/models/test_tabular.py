@@ -118,6 +118,7 @@ def test_data_numeric_reaches_every_numeric_column_and_a_typo_names_the_field():
 # --- a figure on a small setting: the default tabular model against scikit-learn on the same split
 
 
+@pytest.mark.slow  # about 100 s on the shared 2-core machine under load (TabM's 200-epoch budget, early-stopped)
 def test_default_tabular_model_holds_up_against_sklearn_on_a_small_setting():
     # bench/tabular.py at its smallest: one table, one seed. Breast cancer's test split is 114
     # rows; one row is 0.88 points. The default kind must be within 1 row of the better of
