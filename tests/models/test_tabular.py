@@ -115,20 +115,20 @@ def test_data_numeric_reaches_every_numeric_column_and_a_typo_names_the_field():
         load_spec({"data": {"source": "builtin:diabetes", "features": {"age": {"type": "numeric", "scaling": "robus"}}}})
 
 
-# --- a figure on a small setting: the default tabular model against scikit-learn on the same split
+# --- a figure on a small setting: TabM against scikit-learn on the same split
 
 
 @pytest.mark.slow  # about 100 s on the shared 2-core machine under load (TabM's 200-epoch budget, early-stopped)
-def test_default_tabular_model_holds_up_against_sklearn_on_a_small_setting():
+def test_tabm_holds_up_against_sklearn_on_a_small_setting():
     # bench/tabular.py at its smallest: one table, one seed. Breast cancer's test split is 114
-    # rows; one row is 0.88 points. The default kind must be within 1 row of the better of
+    # rows; one row is 0.88 points. TabM (a minimal spec naming only its kind) must be within 1 row of the better of
     # logistic regression and gradient boosting (the full bench holds the average).
     sys.path.insert(0, str(BENCH))
     try:
         import tabular
     finally:
         sys.path.remove(str(BENCH))
-    out = tabular.run(["breast_cancer"], ["default"], [0], boot=200)
-    d, lo, hi = out["mean_diff"]["default"]
-    assert d >= -0.9, f"default kind is {d:+.2f} points behind the better sklearn baseline"
+    out = tabular.run(["breast_cancer"], ["tabm"], [0], boot=200)
+    d, lo, hi = out["mean_diff"]["tabm"]
+    assert d >= -0.9, f"tabm is {d:+.2f} points behind the better sklearn baseline"
     assert lo <= d <= hi
