@@ -165,7 +165,8 @@ def test_a_column_declared_with_its_own_options_is_fitted_with_them(tmp_path):
     [
         ({"type": "text", "tokeniser": "char"}, r"data\.features\.remarks\.tokeniser.*is not an option of a text column"),
         ({"type": "text", "max_length": 1}, r"data\.features\.remarks\.max_length"),
-        ({"type": "numeric", "size": [8, 8]}, r"data\.features\.remarks\.size.*a numeric column takes no options"),
+        ({"type": "numeric", "size": [8, 8]}, r"data\.features\.remarks\.size is not an option of a numeric column \(scaling, clip\)"),
+        ({"type": "binary", "size": [8, 8]}, r"data\.features\.remarks\.size.*a binary column takes no options"),
         ({"type": "txt"}, r"data\.features\.remarks\.type must be a feature type"),
         ({"tokenizer": "char"}, r"data\.features\.remarks\.type must be a feature type"),
     ],
