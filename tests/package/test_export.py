@@ -146,13 +146,12 @@ def test_cli_exports_a_registered_version_sealed_and_serve_picks_int8(trained, m
         ok = [e for e in reg.audit.entries() if e["action"] == "export" and e["object"] == mv.uri and e["outcome"] == "ok"]
         assert len(ok) == 1 and ok[0]["details"]["quantize"] == "int8"
         from trustforge.serve import ModelService, ServeConfig
-        from trustforge.serve._onnx import OrtModule
         from trustforge.serve._workers import load_serving_model
 
         svc = ModelService(uri, ServeConfig(workers=0, auth="none", backend="onnx"), registry=reg).start()
         try:
             served = svc.current.executors[0].model
-            assert isinstance(served.module, OrtModule)
+            assert isinstance(served.module, OnnxModule)
             assert svc.current._load["onnx_export"] == str(folder)
             from sklearn.datasets import load_breast_cancer
 
@@ -160,7 +159,7 @@ def test_cli_exports_a_registered_version_sealed_and_serve_picks_int8(trained, m
             a, b = model.predict_proba(rows), served.predict_proba(rows)
             assert np.abs(a - b).max() < 0.05  # int8: close, not equal
             worker = load_serving_model(svc.current._load)  # what a worker process loads: the same artefact, verified again
-            assert isinstance(worker.module, OrtModule)
+            assert isinstance(worker.module, OnnxModule)
             np.testing.assert_allclose(worker.predict_proba(rows), b, atol=1e-6)
         finally:
             svc.close()

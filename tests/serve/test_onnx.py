@@ -13,8 +13,9 @@ from _serving import mixed_frame, register
 from sklearn.datasets import load_digits, load_iris
 
 from trustforge.errors import ModelError
+from trustforge.package import OnnxModule
 from trustforge.serve import ModelService, ServeConfig, _onnx, create_app
-from trustforge.serve._onnx import OrtModule, compare_predictions
+from trustforge.serve._onnx import compare_predictions
 from trustforge.serve._workers import load_serving_model
 
 NAMES = {"iris": "iris-serve", "digits": "digits-serve", "mixed": "mixed-serve", "strikes": "strikes-serve", "media": "media-serve"}
@@ -51,7 +52,7 @@ def test_onnx_runtime_predicts_what_eager_pytorch_predicts(packages, registry, t
     svc = _onnx_service(registry, key)
     try:
         served = svc.current.executors[0].model
-        assert isinstance(served.module, OrtModule)  # really ONNX Runtime, not the torch module
+        assert isinstance(served.module, OnnxModule)  # really ONNX Runtime, not the torch module
         x = _inputs(key, packages)
         a, b = eager.predict(x), served.predict(x)
         assert (a["prediction"] == b["prediction"]).all()
@@ -119,8 +120,8 @@ def test_a_model_kind_that_cannot_export_is_named(packages, registry, tmp_path, 
 
 def test_an_export_that_predicts_differently_is_refused(packages, registry, tmp_path, monkeypatch):
     register(registry, packages["iris"], tmp_path)
-    call = OrtModule.__call__
-    monkeypatch.setattr(OrtModule, "__call__", lambda self, *t: call(self, *t) * 1.05)  # softmax is shift-invariant; scaling is not
+    call = OnnxModule.__call__
+    monkeypatch.setattr(OnnxModule, "__call__", lambda self, *t: call(self, *t) * 1.05)  # softmax is shift-invariant; scaling is not
     with pytest.raises(ModelError, match="model kind 'mlp': ONNX Runtime predictions differ from eager PyTorch"):
         _onnx_service(registry, "iris")
     assert not list((registry.settings.cache_dir / "onnx").glob("*/model.onnx"))  # nothing cached
@@ -134,7 +135,7 @@ def test_onnx_predicts_from_columns_what_eager_does(packages, registry, tmp_path
     svc = _onnx_service(registry, key)
     try:
         served = svc.current.executors[0].model
-        assert isinstance(served.module, OrtModule)
+        assert isinstance(served.module, OnnxModule)
         x = _inputs(key, packages)
         columns = {"image": x} if isinstance(x, np.ndarray) else {c: x[c].to_numpy() for c in x.columns}
         a, b = eager.predict_columns(columns), served.predict_columns(columns)

@@ -171,6 +171,7 @@ class OnnxModule:
     """An ONNX Runtime session (one thread by default) called like the torch module it replaces."""
 
     def __init__(self, blob: bytes, threads: int = 1):
+        require("export", "running an ONNX model (serve --backend onnx, package export)")
         import onnxruntime as ort
 
         options = ort.SessionOptions()

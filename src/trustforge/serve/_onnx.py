@@ -35,11 +35,11 @@ import torch
 from trustforge._extras import require
 from trustforge._fs import atomic_write_bytes
 from trustforge.errors import ModelError
-from trustforge.package import ONNX_OPSET, Model, onnx_bytes
+from trustforge.package import ONNX_OPSET, Model, OnnxModule, onnx_bytes
 from trustforge.secure import Keyring
 from trustforge.serve._signature import NP_TYPES, Signature
 
-__all__ = ["prepare_onnx", "load_onnx_model", "probe_input", "compare_predictions", "OrtModule", "TOLERANCE"]
+__all__ = ["prepare_onnx", "load_onnx_model", "probe_input", "compare_predictions", "TOLERANCE"]
 
 log = logging.getLogger("trustforge.serve")
 
@@ -47,29 +47,6 @@ TOLERANCE = 1e-4
 _CACHE_FORMAT = "trustforge.onnx-cache"
 _OPSET = ONNX_OPSET
 _WORDS = ("good", "bad", "fine", "terrible", "service", "product", "late", "quick", "price", "quality")
-
-
-class OrtModule:
-    """An ONNX Runtime session with the calling convention of the torch module it replaces."""
-
-    def __init__(self, blob: bytes, threads: int = 1):
-        require("export", "serve --backend onnx")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
-        self._names = {i.name for i in self.session.get_inputs()}
-
-    def eval(self) -> "OrtModule":
-        return self
-
-    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
-        # The exporter drops inputs the network never reads (an empty categorical matrix).
-        feeds = {f"input_{i}": t.detach().cpu().numpy() for i, t in enumerate(tensors) if f"input_{i}" in self._names}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
 def probe_input(model: Model, signature: Signature, rows: int = 16, seed: int = 0) -> pd.DataFrame | np.ndarray:
@@ -160,7 +137,7 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
         signature = Signature.from_manifest(model.manifest)
         blob = export_onnx(model, signature)
         eager_model = model
-        onnx_model = Model(model.spec, model.preprocessor, OrtModule(blob), model.manifest, model.path)
+        onnx_model = Model(model.spec, model.preprocessor, OnnxModule(blob), model.manifest, model.path)
         probe = probe_input(model, signature, rows=64)
         try:
             diff = compare_predictions(eager_model.predict(probe), onnx_model.predict(probe))
@@ -201,7 +178,7 @@ def load_onnx_model(model: Model, onnx_file: Path, package_digest: str, keyring:
         ModelError: the cache entry is missing, changed or not signed by this workspace.
     """
     blob = _read_verified(Path(onnx_file), package_digest, keyring)
-    return Model(model.spec, model.preprocessor, OrtModule(blob, threads), model.manifest, model.path)
+    return Model(model.spec, model.preprocessor, OnnxModule(blob, threads), model.manifest, model.path)
 
 
 def export_onnx(model: Model, signature: Signature) -> bytes:
@@ -284,4 +261,4 @@ def load_export_model(model: Model, folder: Path, package_digest: str, keyring: 
     from trustforge.package import read_export
 
     _, blob = read_export(Path(folder), keyring, package_digest)
-    return Model(model.spec, model.preprocessor, OrtModule(blob, threads), model.manifest, model.path)
+    return Model(model.spec, model.preprocessor, OnnxModule(blob, threads), model.manifest, model.path)
