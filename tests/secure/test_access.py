@@ -21,7 +21,7 @@ from trustforge.secure._audit import AuditLog
 # either must be made to both on purpose.
 EXPECTED = {
     "viewer": {"read", "predict"},
-    "trainer": {"read", "register", "tag", "predict", "mask"},
+    "trainer": {"read", "register", "tag", "predict", "mask", "export"},
     "deployer": {"read", "tag", "alias", "serve", "predict", "mask"},
     "admin": set(ACTIONS),
 }

@@ -71,7 +71,29 @@ def open_storage(url: str) -> Any:
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
-        # pool_pre_ping: a worker that waited through a long trial finds its connection alive.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=None)
+        return _rdb_storage(optuna, url)
     except Exception as exc:  # SQLAlchemy and OS errors; their text may hold the URL, so it is not repeated
         raise TuneError(f"cannot open the study storage ({desc['kind']} {desc['database']}): {type(exc).__name__}") from None
+
+
+def _rdb_storage(optuna: Any, url: str, attempts: int = 6) -> Any:
+    """Optuna's RDB storage, retried when processes that start together race to create its schema.
+
+    Each process that opens a new database creates Optuna's tables and writes its version row;
+    two doing it at once make one of them fail with an integrity or duplicate-object error
+    (PostgreSQL), after which the schema is there and opening it again succeeds.
+    """
+    import random
+    import time
+
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            # pool_pre_ping: a worker that waited through a long trial finds its connection alive.
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=None)
+        except (IntegrityError, ProgrammingError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
+    raise AssertionError("unreachable")
