@@ -798,6 +798,27 @@ def serve(
 
 @app.command()
 @_friendly
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (not loopback: needs --tls-cert/--tls-key)"),
+    port: int = typer.Option(8090, "--port", "-p", help="port to listen on"),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS (session cookies get Secure)"),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert"),
+    insecure_no_tls: bool = typer.Option(
+        False, "--insecure-no-tls", help="allow a non-loopback address without TLS (tokens and cookies cross the network in clear)"
+    ),
+) -> None:
+    """A web dashboard of this workspace: runs, models, audit log, drift, users.
+
+    Sign in with an API token (`trustforge users token NAME`); every page and action is checked
+    against the same roles as the CLI, and every change and denial is audited. Stops on Ctrl-C.
+    """
+    from trustforge.ui import run_ui
+
+    run_ui(host, port, tls_cert=tls_cert, tls_key=tls_key, insecure_no_tls=insecure_no_tls)
+
+
+@app.command()
+@_friendly
 @_stops_on_sigterm
 def quickstart() -> None:
     """The main job (`make demo`): train the digits CNN, sign and register its package, then

@@ -25,6 +25,8 @@ UPDATE`). A rolled-back transaction rolls the counter back too, so versions are 
 
 from __future__ import annotations
 
+import copy
+
 import functools
 import json
 import os
@@ -183,6 +185,15 @@ class Registry:
         except BaseException:
             self.engine.dispose()
             raise
+
+    def acting_as(self, principal: "secure.Principal") -> "Registry":
+        """This registry (same database, keys and audit log) acting as `principal`: every action
+        of the copy is checked against that principal's role and audited under its name. Closing
+        the copy is not needed (it shares this registry's connections)."""
+        view = copy.copy(self)
+        view.principal = principal
+        view._refusals = set()
+        return view
 
     def close(self) -> None:
         """Release the database connections."""

@@ -1,0 +1,65 @@
+"""Starting the dashboard: uvicorn on loopback by default; any other address needs TLS (or an
+explicit `--insecure-no-tls`), since the session cookie and the tokens typed into the sign-in form
+would otherwise cross the network in clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trustforge.errors import SecurityError, TrustForgeError
+from trustforge.serve._config import is_loopback
+from trustforge.settings import Settings
+
+__all__ = ["run_ui", "check_bind"]
+
+
+def check_bind(host: str, tls_cert: Path | None, tls_key: Path | None, insecure_no_tls: bool) -> bool:
+    """Whether the dashboard serves TLS; refuses the combinations that must not run.
+
+    Raises:
+        SecurityError: a non-loopback `host` without TLS and without `insecure_no_tls`.
+        TrustForgeError: only one of `tls_cert`, `tls_key`, or a file that is missing.
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise TrustForgeError("--tls-cert and --tls-key go together: give both or neither")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not Path(path).is_file():
+            raise TrustForgeError(f"{flag}: {Path(path).name} is not a readable file")
+    tls = tls_cert is not None
+    if not tls and not is_loopback(host) and not insecure_no_tls:
+        raise SecurityError(
+            f"--host {host} is not a loopback address and no TLS certificate is given: sign-in tokens and session "
+            "cookies would cross the network in clear; give --tls-cert and --tls-key (or --insecure-no-tls to accept that)"
+        )
+    return tls
+
+
+def run_ui(
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    insecure_no_tls: bool = False,
+    settings: Settings | None = None,
+) -> None:
+    """Serve the dashboard until Ctrl-C (blocking)."""
+    from trustforge._extras import require
+
+    require("serve", "trustforge ui")
+    import uvicorn
+
+    from trustforge.ui._app import create_app
+
+    tls = check_bind(host, tls_cert, tls_key, insecure_no_tls)
+    app = create_app(settings, tls=tls)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
