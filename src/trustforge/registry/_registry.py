@@ -26,7 +26,6 @@ UPDATE`). A rolled-back transaction rolls the counter back too, so versions are 
 from __future__ import annotations
 
 import copy
-
 import functools
 import json
 import os
@@ -443,7 +442,8 @@ class Registry:
 
     @_guarded
     def list_models(self) -> list[dict[str, Any]]:
-        """Every model: name, number of versions, latest version, aliases (alias → version).
+        """Every model: name, number of versions, latest version, aliases (alias → version),
+        `created_at`, and `updated_at` (the latest version's registration or alias move; ISO-8601 UTC).
 
         Raises:
             AccessDenied: the principal may not read (audited).
@@ -457,12 +457,27 @@ class Registry:
                 )
             }
             named: dict[str, dict[str, int]] = {}
-            for n, a, v in conn.execute(sa.select(aliases.c.name, aliases.c.alias, aliases.c.version).order_by(aliases.c.alias)):
+            changed: dict[str, str] = {}
+            for n, a, v, at in conn.execute(
+                sa.select(aliases.c.name, aliases.c.alias, aliases.c.version, aliases.c.updated_at).order_by(aliases.c.alias)
+            ):
                 named.setdefault(n, {})[a] = v
+                changed[n] = max(changed.get(n, ""), at or "")
+            for n, at in conn.execute(sa.select(versions.c.name, sa.func.max(versions.c.created_at)).group_by(versions.c.name)):
+                changed[n] = max(changed.get(n, ""), at or "")
             out = []
             for n, created in conn.execute(sa.select(models.c.name, models.c.created_at).order_by(models.c.name)):
                 count, latest = counts.get(n, (0, None))
-                out.append({"name": n, "versions": count, "latest": latest, "aliases": named.get(n, {}), "created_at": created})
+                out.append(
+                    {
+                        "name": n,
+                        "versions": count,
+                        "latest": latest,
+                        "aliases": named.get(n, {}),
+                        "created_at": created,
+                        "updated_at": changed.get(n) or created,
+                    }
+                )
             return out
 
     @_guarded
@@ -504,6 +519,49 @@ class Registry:
             self._refused(mv, exc)
             raise
         return Model.from_package(pkg, keyring=self.keyring)
+
+    @_guarded
+    def verify_version(self, name: str, version: int) -> dict[str, Any]:
+        """Check a stored version as `load_model` does, without building the model (no torch).
+
+        The folder must hold the package the row recorded (package id and manifest digest,
+        before and after verification), and the package must verify: for a sealed one the data
+        key unwraps and every file authenticates; then the signature with the workspace's keys,
+        every file's SHA-256 and size, and the manifest. Decrypts and hashes the whole package
+        in memory; nothing is written.
+
+        Returns:
+            {"uri", "package_digest" (the row's), "files" (files checked), "signature": True,
+            "digests": True, "binding": True, "encrypted"}; any failure raises instead.
+
+        Raises:
+            AccessDenied: the principal may not read (audited).
+            RegistryError: bad name or version, or no such version.
+            IntegrityError: naming the version and the file that fails (never the local path);
+                audited once per distinct failure, as for `load_model`.
+        """
+        check_name(name)
+        check_version(version)
+        self._require("read", format_uri(name, version))
+        mv = self._version(name, version)
+        try:
+            pkg = open_bound(mv.path, mv, self.keyring)
+        except IntegrityError as exc:
+            # The library's messages name files by path; a page or log shows the version instead.
+            shown = IntegrityError(str(exc).replace(str(mv.path), mv.uri))
+            shown.found = getattr(exc, "found", None)  # type: ignore[attr-defined]
+            self._refused(mv, shown)
+            raise shown from None
+        files = pkg.manifest.get("files")
+        return {
+            "uri": mv.uri,
+            "package_digest": mv.package_digest,
+            "files": 1 + (len(files) if isinstance(files, dict) else 0),
+            "signature": True,
+            "digests": True,
+            "binding": True,
+            "encrypted": mv.encrypted,
+        }
 
     def _refused(self, mv: ModelVersion, exc: IntegrityError) -> None:
         """Audit a stored package that failed its binding or verification, once per distinct failure.
