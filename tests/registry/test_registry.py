@@ -79,8 +79,9 @@ def test_register_numbers_versions_and_records_lineage(backend, pkg, reg):
     assert v1.created_by == reg.principal.name and v1.task == "classification"
     assert v1.metrics["accuracy"] == manifest["metrics"]["accuracy"]
     assert [mv.version for mv in reg.list_versions(NAME)] == [1, 2]
-    assert reg.list_models() == [
-        {"name": NAME, "versions": 2, "latest": 2, "aliases": {}, "created_at": reg.list_models()[0]["created_at"]}
+    listed = reg.list_models()
+    assert listed == [
+        {"name": NAME, "versions": 2, "latest": 2, "aliases": {}, "created_at": listed[0]["created_at"], "updated_at": v2.created_at}
     ]
     assert [a for a in audit_actions(reg) if a[0] == "register"] == [
         ("register", f"models:/{NAME}/1", "ok"),
@@ -104,6 +105,22 @@ def test_the_registry_stores_packages_encrypted_and_loads_them_in_memory(pkg, re
     model = reg.load_model("models:/enc/1")
     expected = Model.load(pkg).predict(iris_frame())
     pd.testing.assert_frame_equal(model.predict(iris_frame()), expected)
+
+
+def test_verify_version_checks_a_stored_version_without_building_it(pkg, reg):
+    mv = reg.register(pkg, name="ver")
+    report = reg.verify_version("ver", 1)
+    assert report["binding"] and report["signature"] and report["digests"] and report["files"] >= 3 and report["encrypted"]
+    reg.set_alias("ver", "champion", 1)
+    assert reg.list_models()[0]["updated_at"] >= mv.created_at
+    target = sorted(p for p in mv.path.iterdir() if p.name != "sealed.json")[0]
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="models:/ver/1") as failed:
+        reg.verify_version("ver", 1)
+    assert str(mv.path) not in str(failed.value)  # the version, never the local folder
+    assert [a for a in audit_actions(reg) if a[0] == "load"] == [("load", "models:/ver/1", "error")]
 
 
 def test_plain_storage_when_encryption_is_off(pkg, settings):
