@@ -16,7 +16,7 @@ import pytest
 from _serving import register
 from sklearn.datasets import load_iris
 
-from trustforge.monitor import DriftMonitor
+from trustforge.monitor import DriftMonitor, history_dir, read_drift_history
 from trustforge.serve import ModelService, ServeConfig
 from trustforge.serve._drift import MonitorProcess
 
@@ -79,6 +79,12 @@ def test_the_monitor_process_tests_the_same_windows_as_an_in_process_monitor(ser
     assert len(alerts) == 1 and alerts[0]["actor"] == "serve" and alerts[0]["details"]["window"] == 3
     assert remote["alerts"]["count"] == 1 and remote["alerts"]["failed_audit_entries"] == 0
 
+    # Every tested window, drifted or not, is in the model's drift history (the dashboard's drift page).
+    history = read_drift_history(history_dir(registry.settings.home), "iris-serve")["windows"]
+    assert [w["drift"] for w in history] == [w.drift for w in local.windows]
+    assert {(w["source"], w["model"]) for w in history} == {("serve", rt.uri)}
+    assert "petal length (cm)" in history[0]["features"] and "prediction" in history[0]["features"]
+
 
 def test_a_killed_monitor_process_switches_monitoring_off_and_requests_go_on(served):
     rt = served.current
@@ -114,5 +120,7 @@ def test_without_a_monitor_process_the_server_observes_in_a_thread(packages, reg
 
         asyncio.run(requests())
         assert rt.drift.status(timeout=10.0)["windows_tested"] == 1
+        recorded = read_drift_history(history_dir(registry.settings.home), "iris-serve")["windows"]
+        assert len(recorded) == 1 and recorded[0]["rows"] == 20 and recorded[0]["source"] == "serve"
     finally:
         svc.close()

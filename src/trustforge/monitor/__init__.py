@@ -14,6 +14,9 @@ window's size, see `_null`), and raises one log line and one audit entry per win
 Offline, `check_drift(source, data)` runs a whole file through a monitor and returns every
 window (what `trustforge monitor` prints).
 
+Every window tested for a registry model (by `check_drift` or a server) is also appended to the
+model's drift history in the workspace (`DriftHistory`; read with `read_drift_history`).
+
 Out-of-distribution detection (`_ood`): `run_ood` fits a detector on a trained network at
 training time (saved in the package); `OodDetector.for_model(model)` applies it to served rows.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from trustforge.monitor._history import DriftHistory, drift_history_models, history_dir, read_drift_history
 from trustforge.monitor._ood import OOD_FORMAT, OodDetector, OodResult, fit_ood, head_layer, run_ood
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
 
@@ -48,6 +52,10 @@ __all__ = [
     "AUDIT_ACTION",
     "MIN_WINDOW_ROWS",
     "DRIFT_EXIT_CODE",
+    "DriftHistory",
+    "read_drift_history",
+    "drift_history_models",
+    "history_dir",
     "reference_statistics",
     "run_reference",
     "featurize",

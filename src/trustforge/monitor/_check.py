@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from trustforge.errors import DataError, ModelError
+from trustforge.monitor._history import DriftHistory, history_dir
 from trustforge.monitor._monitor import MIN_WINDOW_ROWS, DriftMonitor, WindowResult
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def check_drift(
             package folder, or a loaded `Model`.
         data: what `Model.read_input` reads: a CSV/Parquet file, an image folder, ...
         registry: the registry a URI is resolved and loaded through; each window with drift is
-            one entry in its audit log, acted by its principal.
+            one entry in its audit log, acted by its principal, and every tested window is
+            appended to the model's drift history in the registry's workspace (`_history`).
         public_key: PEM public key of the workspace that signed a package folder made elsewhere.
         window: rows per window (default: the package spec's `monitor.window`).
         logger: where the monitor's one warning line per drifted window goes (default
@@ -92,7 +94,7 @@ def check_drift(
     """
     from trustforge.package import Model
 
-    audit, actor = None, "monitor"
+    audit, actor, history = None, "monitor", None
     if isinstance(source, Model):
         model, name = source, f"models:/{source.name}"
     elif str(source).startswith("models:/"):
@@ -101,9 +103,11 @@ def check_drift(
         version = registry.get(str(source))
         model, name = registry.load_model(version.uri), version.uri
         audit, actor = registry.audit, registry.principal.name
+        history = DriftHistory(history_dir(registry.settings.home), version.name, model=version.uri, source="monitor")
     else:
         model, name = Model.load(source, public_key=public_key), str(source)
-    mon = DriftMonitor.for_model(model, audit=audit, actor=actor, uri=name, window=window, history=None, logger=logger)
+    record = history.record if history is not None else None
+    mon = DriftMonitor.for_model(model, audit=audit, actor=actor, uri=name, window=window, history=None, logger=logger, record=record)
     if mon is None:
         raise ModelError(
             f"{source}: the package has no drift reference statistics (trained before monitoring "

@@ -217,6 +217,8 @@ class DriftMonitor:
         alert_interval_s: at most one alert (log line and audit entry) per this many seconds,
             counting the drifted windows in between (None: one per drifted window).
         clock: monotonic seconds (tests pass a fake clock).
+        record: called with every tested window (drifted or not), e.g. `DriftHistory.record`,
+            which keeps the workspace's drift history; it must not raise.
     """
 
     def __init__(
@@ -232,8 +234,10 @@ class DriftMonitor:
         history: int | None = 100,
         alert_interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        record: Callable[[WindowResult], None] | None = None,
     ):
         self.reference = reference
+        self.record = record
         self.alert_interval_s = alert_interval_s
         self._clock = clock
         self._last_alert: float | None = None
@@ -273,12 +277,13 @@ class DriftMonitor:
         window: int | None = None,
         history: int | None = 100,
         alert_interval_s: float | None = None,
+        record: Callable[[WindowResult], None] | None = None,
     ) -> "DriftMonitor | None":
         """A monitor for a loaded model, or None when its package has no reference statistics.
 
         The window and thresholds come from the package's spec (`monitor:`); `window`
         overrides the window size. `uri` names the model in logs and audit entries (default
-        `models:/NAME`).
+        `models:/NAME`). `record` gets every tested window (see `__init__`).
         """
         reference = (model.manifest.get("monitor") or {}).get("reference")
         if not reference or not (reference.get("features") or reference.get("prediction")):
@@ -294,6 +299,7 @@ class DriftMonitor:
             actor=actor,
             history=history,
             alert_interval_s=alert_interval_s,
+            record=record,
         )
 
     # ------------------------------------------------------------------ feeding
@@ -481,6 +487,8 @@ class DriftMonitor:
         result = WindowResult(self._tested + 1, start, start + n, _now(), bool(drifted), drifted, results, pred, partial)
         self._tested += 1
         self._windows.append(result)
+        if self.record is not None:
+            self.record(result)
         if drifted:
             self._drifted += 1
             self._alert(result)

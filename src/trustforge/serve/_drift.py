@@ -44,12 +44,24 @@ from trustforge.serve._logging import log_event
 from trustforge.serve._signature import Payload, Signature, concat_payloads, payload_key, payload_rows, to_model_input
 from trustforge.serve._workers import ProcessExecutor, WorkerDied, WorkerFailed, load_serving_model
 
-__all__ = ["DriftFeed", "MonitorProcess", "MonitorFailed", "monitor_main"]
+__all__ = ["DriftFeed", "MonitorProcess", "MonitorFailed", "monitor_main", "drift_recorder"]
 
 _MONITOR_LOG = logging.getLogger("trustforge.monitor")  # where an in-process DriftMonitor writes its alert lines
 _NICE = 10  # the monitor process's niceness added to the server's (see `monitor_main`)
 
 _STOP = object()
+
+
+def drift_recorder(history: dict[str, str] | None, uri: str) -> Callable[[Any], None] | None:
+    """What records each tested window in the model's drift history (`trustforge.monitor.DriftHistory`),
+    from the `drift_history` of a load description ({"folder", "name"}); None without one.
+    The monitor calls it where it tests windows (the feed thread or the monitor process), never
+    on a request."""
+    if not history:
+        return None
+    from trustforge.monitor import DriftHistory
+
+    return DriftHistory(history["folder"], history["name"], model=uri, source="serve").record
 
 
 class DriftFeed:
@@ -321,6 +333,7 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
             actor=str(opts.get("actor", "serve")),
             uri=opts.get("uri"),
             alert_interval_s=opts.get("alert_interval_s"),
+            record=drift_recorder(load.get("drift_history"), str(opts.get("uri") or "")),
         )
         if monitor is None:
             raise MonitorFailed("the package has no reference statistics")

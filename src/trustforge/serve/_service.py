@@ -28,7 +28,7 @@ from trustforge.errors import ModelError, RegistryError, SpecError, TrustForgeEr
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
 from trustforge.serve._config import ServeConfig
-from trustforge.serve._drift import DriftFeed, MonitorProcess
+from trustforge.serve._drift import DriftFeed, MonitorProcess, drift_recorder
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
 from trustforge.serve._ood import detector_for
@@ -514,7 +514,11 @@ class ModelService:
             model = load_serving_model({**load, "backend": "torch"})
             name, version = model.name, str(model.manifest.get("version") or version)
         else:
-            load.update(source="registry", uri=uri)
+            from trustforge.monitor import history_dir
+
+            # Every window the monitor tests goes to the model's drift history in the workspace
+            # (written by the monitor, off the request path; the dashboard's drift page reads it).
+            load.update(source="registry", uri=uri, drift_history={"folder": str(history_dir(s.home)), "name": name})
             model = self.registry.load_model(uri)  # decrypted in memory and verified
         digest = package_digest(model)
         inline_model = None
@@ -545,14 +549,14 @@ class ModelService:
             config=self.config,
             load=load,
             metrics=self.metrics,
-            monitor=self._monitor_for(model, uri),
+            monitor=self._monitor_for(model, uri, load.get("drift_history")),
             inline_model=inline_model,
             audit=getattr(self._registry, "audit", None),
         )
         runtime.start()
         return runtime
 
-    def _monitor_for(self, model: Model, uri: str) -> Any:
+    def _monitor_for(self, model: Model, uri: str, history: dict[str, str] | None = None) -> Any:
         try:
             from trustforge.monitor import DriftMonitor
         except ImportError:
@@ -561,7 +565,9 @@ class ModelService:
             audit = getattr(self._registry, "audit", None)
             # One alert per minute at most, however many windows drift (one request may fill hundreds).
             # Prepared (its first window simulated) by the runtime, when it observes in this process.
-            return DriftMonitor.for_model(model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0)
+            return DriftMonitor.for_model(
+                model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0, record=drift_recorder(history, uri)
+            )
         except Exception as exc:  # noqa: BLE001 - serving goes on without drift monitoring
             log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
             return None
