@@ -10,6 +10,13 @@
     return measure === "p_value" ? t + " p-value" : t + " statistic";
   }
 
+  function tick(v) {
+    if (v === null || v === undefined) return "";
+    if (v === 0) return "0";
+    const a = Math.abs(v);
+    return a < 0.001 || a >= 1e5 ? v.toExponential(0) : String(+v.toPrecision(3));
+  }
+
   function summary(name, f) {
     const n = f.drift.length;
     const drifted = f.drift.reduce((a, b) => a + b, 0);
@@ -31,14 +38,16 @@
     plot.setAttribute("aria-label", summary(name, f));
     fig.appendChild(plot);
     box.appendChild(fig);
-    const width = Math.max(280, Math.min(640, box.clientWidth - 16));
+    // The figure is a grid cell now: the chart takes its width (less its padding).
+    const width = Math.max(240, fig.clientWidth - 24);
     const opts = {
       width: width,
-      height: 200,
+      height: 190,
+      legend: { show: false }, // the key is above the charts; the table below gives every figure
       scales: { x: { time: false }, y: measure === "p_value" ? { distr: 3 } : {} },
       axes: [
         { label: "window", values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : "")) },
-        { label: label(f.test, measure), size: 70 },
+        { label: label(f.test, measure), size: 64, values: (u, ticks) => ticks.map(tick) },
       ],
       series: [
         { label: "window", value: (u, v) => (v === null ? "-" : "#" + v + " " + (data.times[v - 1] || "")) },
