@@ -177,3 +177,19 @@ def test_bad_names_and_versions_get_a_page_naming_the_field(client_as, ui_worksp
         assert words in answer.text, (path, data)
         assert "Traceback" not in answer.text
     assert _alias(ui_workspace) == 1
+
+
+def test_versions_past_the_time_budget_say_not_checked_yet_never_verified(client_as, monkeypatch):
+    from trustforge.ui import _models
+
+    monkeypatch.setattr(_models, "VERIFY_BUDGET_S", -1.0)  # the budget is spent before the first check
+    page = client_as("viewer").get("/models/iris-ui")
+    assert set(_verified_cells(page.text).values()) == {"not checked yet"}
+    assert "reload the page to go on checking" in page.text
+    monkeypatch.setattr(_models, "VERIFY_BUDGET_S", 30.0)
+    assert all(t.startswith("verified") for t in _verified_cells(client_as("viewer").get("/models/iris-ui").text).values())
+
+
+def test_the_flash_message_is_escaped(client_as):
+    page = client_as("viewer").get("/models/iris-ui?done=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>alert" not in page.text
