@@ -144,6 +144,14 @@ class Sessions:
                 self._by_sid.pop(sid, None)
         return len(gone)
 
+    def end_user(self, name: str) -> int:
+        """Forget every session of user `name` (their user was revoked); returns how many."""
+        with self._lock:
+            gone = [sid for sid, s in self._by_sid.items() if s.user == name]
+            for sid in gone:
+                self._by_sid.pop(sid, None)
+        return len(gone)
+
     def current(self, sid: str | None) -> Session:
         """The live session of `sid`, with its principal re-read from the registry.
 
