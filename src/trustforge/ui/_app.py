@@ -51,10 +51,10 @@ def _safe_next(target: str | None) -> str:
 
 def _bad_path(raw: bytes) -> bool:
     """Whether a request path tries to leave its folder: a `.` or `..` segment however it is
-    encoded (`..`, `%2e%2e`, `.%2e`), an encoded slash or backslash (which would hide a segment
-    from the router), a backslash, or a NUL or other control character."""
+    encoded (`..`, `.%2e`, `%2e.`; `%2e%2e` anywhere), an encoded slash or backslash (which would
+    hide a segment from the router), a backslash, or a NUL or other control character."""
     low = raw.lower()
-    if b"%2f" in low or b"%5c" in low or b"%00" in low or b"\\" in low:
+    if b"/../" in low + b"/" or b"%2e%2e" in low or b"%2f" in low or b"%5c" in low or b"\\" in low or b"%00" in low:
         return True
     path = unquote(raw.decode("latin-1"))  # as the server decodes it for the router
     if "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
