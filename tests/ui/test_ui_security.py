@@ -755,3 +755,17 @@ def test_the_server_wrapper_keeps_tracebacks_out_of_the_server_log():
     assert sent[0]["status"] == 500
     with pytest.raises(RuntimeError):  # the app's startup and shutdown still fail loudly
         anyio.run(QuietErrors(failing), {"type": "lifespan"}, None, send)
+
+
+def test_a_library_error_naming_a_local_file_is_shown_without_the_path(ui_app, ui_workspace, client_as):
+    from trustforge.errors import RegistryError
+
+    home = ui_workspace["settings"].home
+
+    @ui_app.get("/refuse")
+    def refuse():
+        raise RegistryError(f"{home / 'artifacts' / 'x'} is missing")
+
+    answer = client_as("viewer").get("/refuse")
+    assert answer.status_code == 400 and "the workspace/artifacts/x is missing" in answer.text
+    assert str(home) not in answer.text

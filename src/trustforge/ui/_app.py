@@ -140,9 +140,18 @@ def create_app(
     async def denied(request: Request, exc: AccessDenied):
         return render(request, "error.html", {"title": "Not allowed", "message": str(exc)}, 403)
 
+    # Library errors are written for the command line, where naming a file in full helps; a page
+    # never shows where the workspace lives.
+    local = sorted({str(settings.home), settings.home.as_posix()} - {"", "/"}, key=len, reverse=True)
+
+    def unlocal(text: str) -> str:
+        for prefix in local:
+            text = text.replace(prefix, "the workspace")
+        return text
+
     @app.exception_handler(TrustForgeError)
     async def library_error(request: Request, exc: TrustForgeError):
-        return render(request, "error.html", {"title": "Refused", "message": str(exc)}, 400)
+        return render(request, "error.html", {"title": "Refused", "message": unlocal(str(exc))}, 400)
 
     @app.exception_handler(RequestValidationError)
     async def bad_query(request: Request, exc: RequestValidationError):
