@@ -17,8 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trustforge.errors import AccessDenied, TrustForgeError
 from trustforge.registry import Registry
-from trustforge.serve._auth import client_address
-from trustforge.serve._limits import SourceLimiter
+from trustforge.serve import SourceLimiter, client_address
 from trustforge.settings import Settings
 from trustforge.ui._render import SECURITY_HEADERS, render
 from trustforge.ui._session import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trustforge.errors import SecurityError, TrustForgeError
-from trustforge.serve._config import is_loopback
+from trustforge.serve import is_loopback
 from trustforge.settings import Settings
 
 __all__ = ["run_ui", "check_bind", "QuietErrors"]
