@@ -300,6 +300,20 @@ class AccessStore:
         self._mutate(by, "issue_token", name, change)
         return f"tfk_{token_id}_{base64.urlsafe_b64encode(secret).rstrip(b'=').decode('ascii')}"
 
+    def list_tokens(self, user: str | None = None) -> list[dict]:
+        """Every token (of `user`, or of everyone), newest first: id, user, created, expires,
+        revoked (None while live) and `live` (neither revoked nor expired now). Never the hash."""
+        t = tokens_table.c
+        query = sa.select(t.id, t.user, t.created, t.expires, t.revoked).order_by(t.created.desc(), t.id)
+        if user is not None:
+            query = query.where(t.user == validate_name(user))
+        now = _iso(_now())
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for r in rows:
+            r["live"] = r["revoked"] is None and (r["expires"] is None or r["expires"] > now)
+        return rows
+
     def revoke_token(self, token_id: str, *, by: Principal | None = None) -> None:
         """Revoke one token by its id (the part after `tfk_`), effective immediately."""
         if not isinstance(token_id, str) or not _TOKEN_ID_RE.fullmatch(token_id):

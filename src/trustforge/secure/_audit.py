@@ -594,10 +594,17 @@ class AuditLog:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def entries(self, *, limit: int = 100, offset: int = 0) -> list[dict]:
-        """The newest entries first: `limit` of them after skipping `offset`; details parsed."""
+    def entries(
+        self, *, limit: int = 100, offset: int = 0, actor: str | None = None, action: str | None = None, outcome: str | None = None
+    ) -> list[dict]:
+        """The newest entries first: `limit` of them after skipping `offset`; details parsed.
+
+        `actor`, `action` and `outcome` keep only the entries whose field equals the value
+        exactly (None: any); the filter runs in the database, so paging stays cheap.
+        """
         e = entries_table.c
-        query = sa.select(entries_table).order_by(e.seq.desc()).limit(max(0, int(limit))).offset(max(0, int(offset)))
+        query = sa.select(entries_table).where(*_filters(actor, action, outcome)).order_by(e.seq.desc())
+        query = query.limit(max(0, int(limit))).offset(max(0, int(offset)))
         with self.engine.execution_options(**_READONLY).connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for r in rows:
@@ -606,6 +613,26 @@ class AuditLog:
             except ValueError:
                 pass  # a damaged entry is shown as stored; `verify` reports it
         return rows
+
+    def count(self, *, actor: str | None = None, action: str | None = None, outcome: str | None = None) -> int:
+        """How many entries match the filters of `entries` (all of them without any)."""
+        query = sa.select(sa.func.count()).select_from(entries_table).where(*_filters(actor, action, outcome))
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def values(self, field: str, *, limit: int = 1000) -> list[str]:
+        """The distinct values of `field` ("actor", "action" or "outcome") in the log, sorted;
+        at most `limit` of them (what a filter can offer to choose from).
+
+        Raises:
+            ValueError: another field (a caller's mistake: only these three are filters).
+        """
+        if field not in _FILTER_FIELDS:
+            raise ValueError(f"field must be one of {', '.join(_FILTER_FIELDS)}; got {field!r}")
+        column = entries_table.c[field]
+        query = sa.select(column).distinct().order_by(column).limit(max(0, int(limit)))
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            return [r[0] for r in conn.execute(query)]
 
     def verify(self) -> AuditReport:
         """Check the whole chain, every checkpoint, the head and its copies outside the database.
@@ -817,6 +844,15 @@ class AuditLog:
                 f"the signed checkpoint of entry {seq} names a different hash: entries up to {seq} were rewritten and the chain recomputed"
             )
         return ""
+
+
+_FILTER_FIELDS = ("actor", "action", "outcome")
+
+
+def _filters(actor: str | None, action: str | None, outcome: str | None) -> list:
+    """The WHERE clauses of an exact-match filter on actor, action and outcome (None: any)."""
+    e = entries_table.c
+    return [e[name] == value for name, value in zip(_FILTER_FIELDS, (actor, action, outcome)) if value is not None]
 
 
 class _Sink:

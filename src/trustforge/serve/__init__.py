@@ -16,8 +16,9 @@ from trustforge._extras import require
 require("serve", "trustforge serve")  # FastAPI, uvicorn, ...: one error naming the extra, before any of them is imported
 
 from trustforge.serve._app import create_app, get_service
-from trustforge.serve._auth import Auth, authenticated
+from trustforge.serve._auth import Auth, authenticated, client_address
 from trustforge.serve._config import ServeConfig, is_loopback
+from trustforge.serve._limits import SourceLimiter
 from trustforge.serve._metrics import ServeMetrics
 from trustforge.serve._quota import ProbeDetector, QuotaLimiter, RateLimited, parse_rate
 from trustforge.serve._run import serve
@@ -34,6 +35,8 @@ __all__ = [
     "Runtime",
     "Auth",
     "authenticated",
+    "client_address",
+    "SourceLimiter",
     "ServeMetrics",
     "Signature",
     "RequestError",

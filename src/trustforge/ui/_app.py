@@ -7,7 +7,7 @@ import logging
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,8 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trustforge.errors import AccessDenied, TrustForgeError
 from trustforge.registry import Registry
-from trustforge.serve._auth import client_address
-from trustforge.serve._limits import SourceLimiter
+from trustforge.serve import SourceLimiter, client_address
 from trustforge.settings import Settings
 from trustforge.ui._render import SECURITY_HEADERS, render
 from trustforge.ui._session import (
@@ -30,6 +29,7 @@ from trustforge.ui._session import (
     Session,
     Sessions,
     check_csrf,
+    check_origin,
     in_thread,
     needs,
     read_form,
@@ -46,6 +46,19 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or any(ord(c) < 32 for c in target):
         return "/runs"
     return target
+
+
+def _bad_path(raw: bytes) -> bool:
+    """Whether a request path tries to leave its folder: a `.` or `..` segment however it is
+    encoded (`..`, `.%2e`, `%2e.`; `%2e%2e` anywhere), an encoded slash or backslash (which would
+    hide a segment from the router), a backslash, or a NUL or other control character."""
+    low = raw.lower()
+    if b"/../" in low + b"/" or b"%2e%2e" in low or b"%2f" in low or b"%5c" in low or b"\\" in low or b"%00" in low:
+        return True
+    path = unquote(raw.decode("latin-1"))  # as the server decodes it for the router
+    if "\\" in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return True
+    return any(segment in (".", "..") for segment in path.split("/"))
 
 
 def create_app(
@@ -65,6 +78,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.limiter.start()  # writes each window's sign-in refusal counts to the audit log
         yield
         app.state.limiter.close()
 
@@ -80,19 +94,26 @@ def create_app(
 
     app.state.sessions = Sessions(secure.AccessStore(registry.engine, audit=None), ttl_s=session_ttl_s)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        raw = request.scope.get("raw_path", b"") or request.url.path.encode()
-        low = raw.lower()
-        if b"/../" in low + b"/" or b"%2e%2e" in low or b"%2f" in low or b"%5c" in low or b"\\" in low or b"%00" in low:
-            response: Response = render(request, "error.html", {"title": "Bad request", "message": "the path is not valid"}, 400)
-        else:
-            response = await call_next(request)
+    def secured(request: Request, response: Response) -> Response:
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         if tls:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")  # redirects that set cookies too
         return response
+
+    def clear_cookie(response: Response, name: str, path: str = "/") -> None:
+        response.delete_cookie(name, path=path, secure=tls, httponly=True, samesite="strict")
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        raw = request.scope.get("raw_path", b"") or request.url.path.encode()
+        if _bad_path(raw):
+            response: Response = render(request, "error.html", {"title": "Bad request", "message": "the path is not valid"}, 400)
+        else:
+            response = await call_next(request)
+        return secured(request, response)
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn):
@@ -103,7 +124,7 @@ def create_app(
             response = render(request, "error.html", {"title": "Signed out", "message": exc.reason or "sign in first"}, 401)
         if exc.reason:
             response.set_cookie("tf_notice", "expired", max_age=60, httponly=True, samesite="strict", secure=tls)
-        response.delete_cookie(COOKIE)
+        clear_cookie(response, COOKIE)
         return response
 
     @app.exception_handler(Forbidden)
@@ -118,9 +139,18 @@ def create_app(
     async def denied(request: Request, exc: AccessDenied):
         return render(request, "error.html", {"title": "Not allowed", "message": str(exc)}, 403)
 
+    # Library errors are written for the command line, where naming a file in full helps; a page
+    # never shows where the workspace lives.
+    local = sorted({str(settings.home), settings.home.as_posix()} - {"", "/"}, key=len, reverse=True)
+
+    def unlocal(text: str) -> str:
+        for prefix in local:
+            text = text.replace(prefix, "the workspace")
+        return text
+
     @app.exception_handler(TrustForgeError)
     async def library_error(request: Request, exc: TrustForgeError):
-        return render(request, "error.html", {"title": "Refused", "message": str(exc)}, 400)
+        return render(request, "error.html", {"title": "Refused", "message": unlocal(str(exc))}, 400)
 
     @app.exception_handler(RequestValidationError)
     async def bad_query(request: Request, exc: RequestValidationError):
@@ -139,7 +169,11 @@ def create_app(
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception):
         log.error("ui_error %s on %s", exc.__class__.__name__, request.url.path)
-        return render(request, "error.html", {"title": "Internal error", "message": "an internal error; it is logged"}, 500)
+        # This handler runs outside the middleware above (Starlette calls it from its outermost
+        # layer), so the security headers are added here.
+        return secured(
+            request, render(request, "error.html", {"title": "Internal error", "message": "an internal error; it is logged"}, 500)
+        )
 
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
@@ -153,7 +187,8 @@ def create_app(
         notice = "your session ended; sign in again" if request.cookies.get("tf_notice") else ""
         response = render(request, "signin.html", {"next": _safe_next(next), "signin_csrf": value, "error": "", "notice": notice})
         response.set_cookie(SIGNIN_COOKIE, value, max_age=900, httponly=True, samesite="strict", secure=tls, path="/signin")
-        response.delete_cookie("tf_notice")
+        if request.cookies.get("tf_notice"):
+            clear_cookie(response, "tf_notice")
         return response
 
     @app.post("/signin")
@@ -162,6 +197,7 @@ def create_app(
         wait = app.state.limiter.retry_after(source)
         if wait is not None:
             return render(request, "error.html", {"title": "Too many attempts", "message": f"try again in {wait} s"}, 429)
+        check_origin(request)  # a sign-in posted from another site (login CSRF) is refused
         form = await read_form(request)
         cookie = request.cookies.get(SIGNIN_COOKIE, "")
         if not cookie or not secrets.compare_digest(form.get("csrf", "").encode(), cookie.encode()):
@@ -174,10 +210,11 @@ def create_app(
             app.state.limiter.refused(source, "anonymous", "sign-in with an invalid token", "/signin")
             ctx = {"next": target, "signin_csrf": cookie, "error": "That token is not valid (unknown, revoked or expired).", "notice": ""}
             return render(request, "signin.html", ctx, 401)
+        app.state.sessions.end(request.cookies.get(COOKIE))  # a browser signing in again drops its old session
         await in_thread(app.state.audit.append, session.user, "ui_signin", "ui", "ok", {"role": session.principal.role})
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(COOKIE, session.sid, max_age=int(session_ttl_s), httponly=True, samesite="strict", secure=tls, path="/")
-        response.delete_cookie(SIGNIN_COOKIE, path="/signin")
+        clear_cookie(response, SIGNIN_COOKIE, path="/signin")
         return response
 
     @app.post("/signout")
@@ -187,7 +224,7 @@ def create_app(
         app.state.sessions.end(session.sid)
         await in_thread(app.state.audit.append, session.user, "ui_signout", "ui", "ok", None)
         response = RedirectResponse("/signin", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+        clear_cookie(response, COOKIE)
         return response
 
     from trustforge.ui import _audit, _drift, _models, _runs, _users

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from trustforge.errors import SecurityError, TrustForgeError
-from trustforge.serve._config import is_loopback
+from trustforge.serve import is_loopback
 from trustforge.settings import Settings
 
-__all__ = ["run_ui", "check_bind"]
+__all__ = ["run_ui", "check_bind", "QuietErrors"]
 
 
 def check_bind(host: str, tls_cert: Path | None, tls_key: Path | None, insecure_no_tls: bool) -> bool:
@@ -34,6 +34,27 @@ def check_bind(host: str, tls_cert: Path | None, tls_key: Path | None, insecure_
     return tls
 
 
+class QuietErrors:
+    """The dashboard app, minus the traceback the server would log for an unhandled error.
+
+    The app's last-resort handler answers such an error with a 500 page and logs the error's
+    class and the request path; Starlette then raises it again, and uvicorn would log the
+    whole traceback, whose messages can hold local paths or data. Here it ends instead.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except Exception:  # noqa: BLE001 - answered (500) and logged by the app's handler already
+            return
+
+
 def run_ui(
     host: str = "127.0.0.1",
     port: int = 8090,
@@ -54,7 +75,7 @@ def run_ui(
     tls = check_bind(host, tls_cert, tls_key, insecure_no_tls)
     app = create_app(settings, tls=tls)
     uvicorn.run(
-        app,
+        QuietErrors(app),
         host=host,
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,

@@ -40,6 +40,7 @@ __all__ = [
     "needs",
     "read_form",
     "check_csrf",
+    "check_origin",
 ]
 
 COOKIE = "tf_session"
@@ -144,6 +145,14 @@ class Sessions:
                 self._by_sid.pop(sid, None)
         return len(gone)
 
+    def end_user(self, name: str) -> int:
+        """Forget every session of user `name` (their user was revoked); returns how many."""
+        with self._lock:
+            gone = [sid for sid, s in self._by_sid.items() if s.user == name]
+            for sid in gone:
+                self._by_sid.pop(sid, None)
+        return len(gone)
+
     def current(self, sid: str | None) -> Session:
         """The live session of `sid`, with its principal re-read from the registry.
 
@@ -221,6 +230,20 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
+def check_origin(request: Request) -> None:
+    """Refuse a POST whose Origin header names another site. A missing Origin (not a browser) or
+    "null" (what browsers send under `Referrer-Policy: no-referrer`) passes: the CSRF token decides.
+
+    Raises:
+        BadForm: 403.
+    """
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        if origin != own:
+            raise BadForm("the request came from another site (Origin does not match); refused", 403)
+
+
 def check_csrf(request: Request, session: Session, form: dict[str, str]) -> None:
     """Refuse a change whose CSRF token (form field `csrf` or header `X-CSRF-Token`) is missing or
     not this session's, or whose Origin is another site.
@@ -228,11 +251,7 @@ def check_csrf(request: Request, session: Session, form: dict[str, str]) -> None
     Raises:
         BadForm: 403, naming what was wrong (never the expected value).
     """
-    origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin != own:
-            raise BadForm("the request came from another site (Origin does not match); refused", 403)
+    check_origin(request)
     given = form.get("csrf") or request.headers.get("x-csrf-token") or ""
     if not given:
         raise BadForm("the form has no CSRF token; reload the page and try again", 403)
