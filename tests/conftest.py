@@ -52,3 +52,16 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("TRUSTFORGE_STRICT_SKIPS") == "1" and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where nothing may skip: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def no_log_writer_left():
+    """After each test, the server's log writer (`serve._logging`) is stopped if a test started it:
+    its thread would write later tests' records to whatever `sys.stderr` is then (the CI log,
+    outside pytest's capture). Stopping writes what is queued while this test's capture is on."""
+    yield
+    import sys
+
+    module = sys.modules.get("trustforge.serve._logging")
+    if module is not None and module._listener is not None:
+        module.stop_logging()

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from trustforge import evaluate, secure
 from trustforge._fs import PRIVATE_DIR, make_private, private_dir
-from trustforge.data import masking_key, needs_masking_key, prepare
+from trustforge.data import Prepared, masking_key, needs_masking_key, prepare, prepare_key
 from trustforge.errors import RunError, SpecError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
@@ -88,6 +87,7 @@ def run(
     lineage: Mapping[str, Any] | None = None,
     selection: Mapping[str, Any] | None = None,
     distributed: Distributed | None = None,
+    prepared: Prepared | None = None,
 ) -> RunResult | None:
     """Train, evaluate, package, sign and register one spec.
 
@@ -110,6 +110,10 @@ def run(
             alone writes the run folder, checkpoints, package and registry entry and returns the
             result, the other ranks return None once training ends. `resume` needs every node to
             see the same workspace (each process reads the checkpoint).
+        prepared: this spec's data, prepared already (`data.prepare`; `model.kind auto` prepares
+            once for its choice and this run): used instead of preparing again. Refused
+            (ValueError) unless it was prepared from a spec with this spec's `data.prepare_key`;
+            not with `distributed`.
 
     Raises:
         TrustForgeError: bad spec, bad data, a model that does not fit the data, a principal
@@ -119,15 +123,22 @@ def run(
     spec = load_spec(spec)
     settings = settings or Settings.from_env()
     digest = spec_digest(spec)
+    if prepared is not None and (distributed is not None or prepared.prepared_from != prepare_key(spec)):
+        why = (
+            "a data-parallel run prepares its own" if distributed is not None else "it was prepared from another task, data section or seed"
+        )
+        raise ValueError(f"run(prepared=...): refused, {why}")
     if distributed is not None:
         return _run_distributed(spec, settings, digest, distributed, resume, callbacks, progress, register, threads)
     if not register:
         keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage, selection)
+        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage, selection, prepared=prepared)
     with Registry(settings) as registry:
         # Refuse (and audit) a principal who may not register before spending time on training.
         secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
-        return _run(spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage, selection)
+        return _run(
+            spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage, selection, prepared=prepared
+        )
 
 
 def _run_distributed(
@@ -195,6 +206,7 @@ def _run(
     *,
     distributed: Distributed | None = None,
     device: Any = None,
+    prepared: Prepared | None = None,
 ) -> RunResult | None:
     writes = distributed is None or distributed.is_main  # a data-parallel run's other ranks write nothing
     run_dir: Path | None = None
@@ -203,14 +215,17 @@ def _run(
         run_dir = find_resumable_run(settings, spec.name, digest)
         resume_from = load_checkpoint(run_dir / "checkpoints")
 
-    t0 = time.perf_counter()
     # Data errors surface here, before any folder exists; personal data is masked (data.protect) before anything is fitted.
-    data = prepare(
-        spec,
-        cache_dir=settings.cache_dir if writes else None,
-        key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None,
+    data = (
+        prepared
+        if prepared is not None
+        else prepare(
+            spec,
+            cache_dir=settings.cache_dir if writes else None,
+            key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None,
+        )
     )
-    timings = {"prepare_seconds": time.perf_counter() - t0}
+    timings: dict[str, Any] = {"prepare_seconds": data.prepare_seconds}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
         model = build_model(spec, data.schema)  # model errors surface here, before any folder exists

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from trustforge.data import prepare, source_input_kind
+from trustforge.data import masking_key, needs_masking_key, prepare, source_input_kind
 from trustforge.errors import ModelError, SpecError
 from trustforge.evaluate import fit_fitted, outputs_to_proba, task_of
 from trustforge.models import build_model
@@ -434,15 +434,19 @@ def run_auto(
         TrustForgeError: as `pipeline.run`, and SpecError when no candidate can be fitted.
     """
     from trustforge.pipeline import run
+    from trustforge.secure import Keyring
     from trustforge.settings import Settings
     from trustforge.train import apply_threads, restores_threads
 
     spec = load_spec(spec)
     settings = settings or Settings.from_env()
+    # The chosen spec differs from this one only in its model section (and epochs), which
+    # preparing never reads: the data prepared for the choice is the run's too (`prepare_key`).
+    key = masking_key(Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)) if needs_masking_key(spec.data.protect.pii) else None
+    data = prepare(spec, cache_dir=settings.cache_dir, key=key)
 
     @restores_threads
     def select() -> dict[str, Any]:
-        data = prepare(spec, cache_dir=settings.cache_dir)
         # Table candidates are small networks: one thread unless asked (train.choose_threads' rule for them).
         apply_threads(spec.train.threads if threads is None else threads, torch.nn.Module(), from_env=settings.threads_from_env)
         return choose(spec, data, progress=False)
@@ -455,4 +459,4 @@ def run_auto(
     final["name"] = raw["name"]
     selection = {k: v for k, v in selection.items() if k != "chosen_model"}
     selection["auto_spec"] = raw["model"]
-    return run(final, settings=settings, progress=progress, register=register, threads=threads, selection=selection)
+    return run(final, settings=settings, progress=progress, register=register, threads=threads, selection=selection, prepared=data)

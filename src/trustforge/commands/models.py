@@ -127,7 +127,7 @@ def delete(
     name: str = typer.Argument(..., help="model name"),
     version: int = typer.Argument(..., help="version"),
 ) -> None:
-    """Delete a version (its aliases go with it); the number is never reused."""
+    """Delete a version (its aliases and its `package export` artefacts go with it); the number is never reused."""
     with _registry() as reg:
         reg.delete(name, version)
     _print(f"deleted models:/{name}/{version}")

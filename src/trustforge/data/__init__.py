@@ -6,6 +6,9 @@ with the spec's seed, fits the encoders on the training split only and returns t
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +132,7 @@ __all__ = [
     "load_data",
     "load_source",
     "prepare",
+    "prepare_key",
     "protect",
     "protect_frame",
     "protect_columns",
@@ -281,17 +285,39 @@ def fit_preprocessor(spec: TaskSpec, c: Checked) -> tuple[Preprocessor, RawData,
     return pre, train_raw, aug
 
 
+def prepare_key(spec: TaskSpec) -> str:
+    """A digest of what `prepare` reads of a spec: its task, its data section, `train.seed` and
+    whether `train.privacy` is on (never the model section). Specs with one key prepare the same
+    data, so `model.kind auto` prepares once for its choice and for the run of the chosen spec."""
+    parts = {
+        "task": spec.task,
+        "data": spec.data.model_dump(mode="json"),
+        "seed": spec.train.seed,
+        "privacy": spec.train.privacy is not None,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
 def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None, key: bytes | None = None) -> Prepared:
     """Read, type, split and encode the data of `spec`.
 
     Personal data is dealt with first (`data.protect`, see `data._protect`), so nothing fitted
     below ever sees it; `key` is the workspace masking key (`data.protect.pii: hash` only).
-    The checks before fitting are `check_data`'s (what `trustforge validate` runs too).
+    The checks before fitting are `check_data`'s (what `trustforge validate` runs too). The
+    result records `prepare_key(spec)` (None when `raw` is given) and the seconds it took.
 
     Raises:
         DataError: the source, a column or a value cannot be used.
         SecurityError: `data.protect.pii: hash` without a key.
     """
+    t0 = time.perf_counter()
+    out = _prepare(spec, raw, cache_dir=cache_dir, key=key)
+    out.prepared_from = prepare_key(spec) if raw is None else None
+    out.prepare_seconds = time.perf_counter() - t0
+    return out
+
+
+def _prepare(spec: TaskSpec, raw: RawData | None, *, cache_dir: Path | None, key: bytes | None) -> Prepared:
     c = check_data(spec, raw, cache_dir=cache_dir, key=key)
     d = spec.data
     if c.own is not None:

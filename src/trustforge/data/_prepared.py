@@ -59,3 +59,7 @@ class Prepared:
 
     # The data profile (`data._profile`: columns, target, duplicates, leakage), written to the run as profile.json.
     profile: dict[str, Any] | None = None
+    # Set by `data.prepare`: the `prepare_key` of the spec it was prepared from (None: from rows
+    # handed to it rather than the spec's source), and the seconds preparing took.
+    prepared_from: str | None = None
+    prepare_seconds: float = 0.0

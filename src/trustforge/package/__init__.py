@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from trustforge.package._artefact import EXPORT_FORMATS, export_path, find_exports, read_export
+from trustforge.package._artefact import EXPORT_FORMATS, export_entries, export_entry_version, export_path, find_exports, read_export
 from trustforge.package._format import (
     FORMAT,
     FORMAT_VERSION,
@@ -57,6 +57,8 @@ __all__ = [
     "FORMAT_VERSION",
     "SIGNATURE_FILE",
     "export_model",
+    "export_entries",
+    "export_entry_version",
     "export_path",
     "find_exports",
     "read_export",

@@ -6,13 +6,26 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from trustforge.errors import IntegrityError
 from trustforge.secure import Keyring, is_sealed, open_sealed, parse_manifest, resolve_trust, verify_folder
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "EXPORT_FORMATS", "QUANTIZATIONS", "FILES", "export_path", "find_exports", "read_export"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "EXPORT_FORMATS",
+    "QUANTIZATIONS",
+    "FILES",
+    "export_entries",
+    "export_entry_version",
+    "export_path",
+    "export_temp_path",
+    "find_exports",
+    "read_export",
+]
 
 EXPORT_FORMAT = "trustforge.export"
 EXPORT_VERSION = 1
@@ -22,9 +35,45 @@ MANIFEST = "manifest.json"
 FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript"}
 
 
+# Temporary folders `export_model` writes beside the artefact `A` while it writes it:
+# `.A.plain-TAG` (signed, not yet sealed), `.A.sealed-TAG` (sealed, not yet renamed), `.A.old-TAG`
+# (the artefact it replaces, until the new one is in place). TAG: 8 hex digits.
+TEMP_KINDS = ("plain", "sealed", "old")
+_SUFFIX = "(?:{})(?:-(?:{}))?".format("|".join(map(re.escape, EXPORT_FORMATS)), "|".join(map(re.escape, QUANTIZATIONS)))
+_FINAL = re.compile(rf"(\d+)\.{_SUFFIX}")
+_TEMP = re.compile(rf"\.(\d+)\.{_SUFFIX}\.(?:{'|'.join(TEMP_KINDS)})-[0-9a-f]{{8}}")
+
+
 def export_path(package: Path, fmt: str, quantize: str | None = None) -> Path:
     """The artefact folder beside `package`: `P.onnx`, `P.onnx-int8`, `P.torchscript`, `P.torchscript-int8`."""
     return Path(package).with_name(f"{Path(package).name}.{fmt}{'-' + quantize if quantize else ''}")
+
+
+def export_temp_path(dest: Path, kind: str, tag: str) -> Path:
+    """A temporary folder beside the artefact folder `dest` (`kind` one of `TEMP_KINDS`)."""
+    if kind not in TEMP_KINDS or not re.fullmatch(r"[0-9a-f]{8}", tag):
+        raise ValueError(f"not an export temporary: {kind!r}, {tag!r}")
+    return Path(dest).with_name(f".{Path(dest).name}.{kind}-{tag}")
+
+
+def export_entry_version(name: str) -> tuple[int, bool] | None:
+    """(version, temporary?) of an entry name that exporting a registry version `V` writes beside
+    its folder (`V.onnx`, ..., or a temporary `.V.onnx.plain-TAG`, ...); None for any other name."""
+    for pattern, temporary in ((_FINAL, False), (_TEMP, True)):
+        m = pattern.fullmatch(name)
+        if m:
+            return int(m.group(1)), temporary
+    return None
+
+
+def export_entries(package: Path) -> list[Path]:
+    """Every entry that exporting `package` (a folder named by its version number, as the registry
+    stores them) left beside it, finished or temporary, whether or not it verifies."""
+    package = Path(package)
+    if not package.name.isdigit() or not package.parent.is_dir():
+        return []
+    version = int(package.name)
+    return sorted(p for p in package.parent.iterdir() if (export_entry_version(p.name) or (None,))[0] == version)
 
 
 # ---------------------------------------------------------------------------- reading

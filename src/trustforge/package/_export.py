@@ -57,7 +57,7 @@ from trustforge._extras import require
 from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
 from trustforge.data import RawData, prepare
 from trustforge.errors import DataError, ModelError, TrustForgeError
-from trustforge.package._artefact import EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, FILES, MANIFEST, QUANTIZATIONS
+from trustforge.package._artefact import EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, FILES, MANIFEST, QUANTIZATIONS, export_temp_path
 from trustforge.package._model import Model
 from trustforge.secure import SIGNATURE_FILE, Keyring, seal_package, sign_digests
 
@@ -418,7 +418,7 @@ def _write(dest: Path, evidence: dict[str, Any], blob: bytes, keyring: Keyring, 
     evidence = {**evidence, "files": {name: {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}}}
     raw = (json.dumps(evidence, indent=1, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
     tag = uuid.uuid4().hex[:8]
-    plain = dest.with_name(f".{dest.name}.plain-{tag}")
+    plain = export_temp_path(dest, "plain", tag)
     with atomic_folder(plain) as tmp:
         write_private_bytes(tmp / name, blob)
         write_private_bytes(tmp / MANIFEST, raw)
@@ -427,9 +427,9 @@ def _write(dest: Path, evidence: dict[str, Any], blob: bytes, keyring: Keyring, 
     new = plain
     try:
         if seal:
-            new = dest.with_name(f".{dest.name}.sealed-{tag}")
+            new = export_temp_path(dest, "sealed", tag)
             seal_package(plain, new, keyring)
-        old = dest.with_name(f".{dest.name}.old-{tag}")
+        old = export_temp_path(dest, "old", tag)
         if dest.exists():
             os.replace(dest, old)
         os.replace(new, dest)

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from trustforge import secure
 from trustforge._fs import make_private, private_dir
 from trustforge.errors import AccessDenied, IntegrityError, RegistryError, TrustForgeError
+from trustforge.package import export_entries
 from trustforge.registry._binding import open_bound
 from trustforge.registry._db import (
     aliases,
@@ -659,9 +660,13 @@ class Registry:
     def delete(self, name: str, version: int) -> None:
         """Delete a version: its row, tags and the aliases pointing at it, then its files.
 
+        Its files are its package folder and every `package export` artefact beside it
+        (`VERSION.onnx`, ..., and temporary folders of an export in progress): a deleted model
+        leaves no weights on disk. The audit entry names the artefacts removed.
+
         The row goes first (in one transaction), so the version is never visible without its
-        files; files left by a crash after the commit are orphans that `gc()` removes. The
-        version number is not reused.
+        files; files left by a crash after the commit (or written by an export that finishes
+        after it) are orphans that `gc()` removes. The version number is not reused.
 
         Raises:
             AccessDenied: the principal may not delete (audited).
@@ -671,14 +676,21 @@ class Registry:
         check_version(version)
         uri = format_uri(name, version)
         self._require("delete", uri)
+        folder = self._folder(name, version)
         with self._write() as conn:
             self._must_exist(conn, name, version)
+            exports = export_entries(folder)
             dropped = conn.execute(sa.select(aliases.c.alias).where(aliases.c.name == name, aliases.c.version == version)).scalars().all()
             conn.execute(aliases.delete().where(aliases.c.name == name, aliases.c.version == version))
             conn.execute(tags.delete().where(tags.c.name == name, tags.c.version == version))
             conn.execute(versions.delete().where(versions.c.name == name, versions.c.version == version))
-            self.audit.append(self.principal.name, "delete", uri, "ok", {"aliases_removed": sorted(dropped)}, conn=conn)
-        shutil.rmtree(self._folder(name, version), ignore_errors=True)
+            details = {"aliases_removed": sorted(dropped), "exports_removed": [p.name for p in exports]}
+            self.audit.append(self.principal.name, "delete", uri, "ok", details, conn=conn)
+        _crash_point("deleted")
+        # A crash from here on leaves entries with no row: orphans that gc removes.
+        for entry in export_entries(folder):  # again: an export may have finished since
+            shutil.rmtree(entry, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _must_exist(self, conn: sa.Connection, name: str, version: int) -> None:
         found = conn.execute(sa.select(versions.c.version).where(versions.c.name == name, versions.c.version == version)).first()
@@ -693,7 +705,8 @@ class Registry:
 
         Removed: staging entries whose owner no longer holds their lock and that are older
         than `grace_s` (the grace covers the instant between creating a lock file and
-        locking it); version folders with no committed row. Version rows whose folder is
+        locking it); version folders with no committed row, and the export artefacts
+        (`VERSION.onnx`, ...) of versions with none (see `_store.sweep_versions`). Version rows whose folder is
         missing are reported (`missing`), never deleted. Entries whose names the registry
         never creates are left alone and reported (`unknown`).
 
@@ -709,7 +722,7 @@ class Registry:
             # Exclusive: no register/delete transaction is between its rename and its commit now.
             rows = {(n, v) for n, v in conn.execute(sa.select(versions.c.name, versions.c.version))}
             known = set(conn.execute(sa.select(models.c.name)).scalars())
-            report = {"staging": removed, **sweep_versions(self.artifacts, rows, known)}
+            report = {"staging": removed, **sweep_versions(self.artifacts, rows, known, grace_s=grace_s)}
             self.audit.append(self.principal.name, "gc", "artifacts", "ok", {k: len(v) for k, v in report.items()}, conn=conn)
         return report
 

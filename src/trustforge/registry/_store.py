@@ -5,6 +5,9 @@ Layout under the store root (`Settings.artifacts`):
     .staging/<token>/        a package being sealed for registration (token: 32 hex digits)
     .staging/<token>.lock    held (flock) by the registering process while it stages
     NAME/VERSION/            a registered version (only ever created by a rename)
+    NAME/VERSION.onnx, ...   its `package export` artefacts (`VERSION.onnx`, `.onnx-int8`,
+                             `.torchscript`, `.torchscript-int8`) and, while one is written,
+                             its temporary folders `.VERSION.onnx.plain-TAG`, ... (`package._artefact`)
 
 The kernel releases a flock when its process dies, even by SIGKILL, so a staging entry
 whose lock nobody holds belongs to a dead process. `.staging` starts with a dot, which no
@@ -23,12 +26,25 @@ from pathlib import Path
 
 from trustforge._fs import fsync_path
 from trustforge.errors import RegistryError
+from trustforge.package import export_entry_version
 from trustforge.registry._names import check_name
 
-__all__ = ["STAGING", "DEFAULT_GC_GRACE_S", "StagingLock", "clean_staging", "sweep_versions", "fsync_dir", "fsync_tree"]
+__all__ = [
+    "STAGING",
+    "DEFAULT_GC_GRACE_S",
+    "EXPORT_TEMP_GRACE_S",
+    "StagingLock",
+    "clean_staging",
+    "sweep_versions",
+    "fsync_dir",
+    "fsync_tree",
+]
 
 STAGING = ".staging"
 DEFAULT_GC_GRACE_S = 10.0
+# An export writes its temporary folders within seconds to minutes and holds no lock on them, so
+# one beside a version that still exists is taken as a crashed export's only after this long.
+EXPORT_TEMP_GRACE_S = 3600.0
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
@@ -102,17 +118,25 @@ def clean_staging(staging: Path, grace_s: float) -> list[str]:
     return removed
 
 
-def sweep_versions(root: Path, rows: set[tuple[str, int]], models: set[str]) -> dict[str, list[str]]:
-    """Remove version folders that have no row; report rows without folders and foreign entries.
+def sweep_versions(
+    root: Path, rows: set[tuple[str, int]], models: set[str], *, grace_s: float = DEFAULT_GC_GRACE_S
+) -> dict[str, list[str]]:
+    """Remove version folders that have no row, and export artefacts of versions that have none;
+    report rows without folders and foreign entries.
 
     The caller must hold the registry's write lock, so that no registration is between its
-    rename and its commit (its folder would look like an orphan).
+    rename and its commit (its folder would look like an orphan). Export entries (`VERSION.onnx`,
+    ...) of a version with no row are removed (a crash after a delete's commit, or an export
+    that finished after the delete); a temporary export folder (`.VERSION.onnx.plain-TAG`, ...)
+    too, and beside a version that still exists once it is older than `EXPORT_TEMP_GRACE_S`
+    and `grace_s` (a crashed export's, which may hold a plaintext copy of the weights).
 
     Returns:
-        {"orphans": removed `NAME/VERSION`s, "missing": rows whose folder is gone,
+        {"orphans": removed `NAME/ENTRY`s, "missing": rows whose folder is gone,
         "unknown": entries the registry never creates (left alone)}.
     """
     report: dict[str, list[str]] = {"orphans": [], "missing": [], "unknown": []}
+    now = time.time()
     if root.is_dir():
         for top in sorted(root.iterdir()):
             if top.name == STAGING:
@@ -122,7 +146,14 @@ def sweep_versions(root: Path, rows: set[tuple[str, int]], models: set[str]) -> 
                 continue
             for sub in sorted(top.iterdir()):
                 rel = f"{top.name}/{sub.name}"
-                if not (sub.name.isdigit() and sub.is_dir() and not sub.is_symlink()):
+                export = export_entry_version(sub.name)
+                if export is not None and sub.is_dir() and not sub.is_symlink():
+                    version, temporary = export
+                    alive = (top.name, version) in rows
+                    if not alive or (temporary and _age(sub, now) >= max(grace_s, EXPORT_TEMP_GRACE_S)):
+                        shutil.rmtree(sub)
+                        report["orphans"].append(rel)
+                elif not (sub.name.isdigit() and sub.is_dir() and not sub.is_symlink()):
                     report["unknown"].append(rel)
                 elif (top.name, int(sub.name)) not in rows:
                     shutil.rmtree(sub)

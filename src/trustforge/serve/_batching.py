@@ -55,7 +55,8 @@ class Job:
     key: tuple
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
-    attempts: int = 0
+    attempts: int = 0  # workers that died running it
+    unreached: int = 0  # workers it was sent to that had died before reading it (`_workers.WorkerDiedBeforeBatch`)
     solo: bool = False
 
     @classmethod
@@ -147,17 +148,18 @@ class Batcher:
                     return batch
 
     def take_fresh(self, timeout: float) -> list[Job] | None:
-        """Queued jobs no executor has tried yet (`attempts == 0`), oldest first, as one batch of
-        up to `max_batch_size` rows sharing the first one's key; None if there are none within
-        `timeout`. Jobs that were tried stay queued, in order."""
+        """Queued jobs never sent to a worker that died (`attempts == 0`, `unreached == 0`), oldest
+        first, as one batch of up to `max_batch_size` rows sharing the first one's key; None if
+        there are none within `timeout`. The others stay queued, in order: even a worker that died
+        before reading its batch may have started to (a huge one), so none runs in the server."""
         with self._cond:
-            fresh = lambda: any(j.attempts == 0 for j in self._queue)  # noqa: E731
+            fresh = lambda: any(not (j.attempts or j.unreached) for j in self._queue)  # noqa: E731
             if not fresh():
                 self._cond.wait_for(lambda: fresh() or self._closed, timeout)
             batch: list[Job] = []
             rows = 0
             for job in list(self._queue):
-                if job.attempts:
+                if job.attempts or job.unreached:
                     continue
                 if batch and (job.solo or batch[0].solo or job.key != batch[0].key or rows + job.rows > self.max_batch_size):
                     break

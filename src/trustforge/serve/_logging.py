@@ -9,6 +9,11 @@ Records are written off the event loop: `configure_logging` gives each logger a 
 only puts the record on a bounded queue, and one thread (a `QueueListener`) formats it as JSON
 and writes it to stderr, so a slow or blocked stderr never holds a request up. When the queue
 is full (stderr stalled), records are dropped and counted (`dropped_records()`).
+
+`stop_logging` ends that: it writes what is queued, stops the thread and takes the queue
+handlers off the loggers. The server calls it when it stops, so a server run inside another
+program (the tests, a notebook) leaves no thread behind writing later records to whatever
+`sys.stderr` is by then.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["log", "log_event", "JsonFormatter", "configure_logging", "flush_logs", "dropped_records"]
+__all__ = ["log", "log_event", "JsonFormatter", "configure_logging", "stop_logging", "flush_logs", "dropped_records"]
 
 log = logging.getLogger("trustforge.serve")
 _LOGGERS = ("trustforge.serve", "trustforge.monitor", "uvicorn")  # uvicorn.error propagates to uvicorn
@@ -129,25 +134,49 @@ class _Batched(queue.Queue):
 _PERIOD_S = 0.02
 _listener: logging.handlers.QueueListener | None = None
 _queue: queue.Queue | None = None
+_at_exit = False
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Send the server's, the drift monitor's and uvicorn's logs to stderr as JSON lines, written
-    by a background thread (idempotent)."""
-    global _listener, _queue
+    by a background thread (idempotent; after `stop_logging`, a new thread)."""
+    global _listener, _queue, _at_exit
     if _listener is None:
         _queue = _Batched(_QUEUE_SIZE)
         writer = _Stderr()
         writer.setFormatter(JsonFormatter())
         _listener = logging.handlers.QueueListener(_queue, writer, respect_handler_level=False)
         _listener.start()
-        atexit.register(flush_logs)
+        if not _at_exit:
+            atexit.register(flush_logs)
+            _at_exit = True
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(h, _Enqueue) for h in logger.handlers):
             logger.addHandler(_Enqueue(_queue))
         logger.setLevel(level)
     logging.getLogger("uvicorn.access").disabled = True  # ours logs requests without query strings
+
+
+def stop_logging(timeout: float = 5.0) -> None:
+    """Write the records queued so far (at most `timeout` s), stop the writer thread and take the
+    queue handlers off the loggers `configure_logging` set up (a no-op when none runs).
+
+    Records logged afterwards go only to the loggers' other handlers, if any."""
+    global _listener, _queue
+    listener = _listener
+    if listener is None:
+        return
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        for h in [h for h in logger.handlers if isinstance(h, _Enqueue)]:
+            logger.removeHandler(h)
+    flush_logs(timeout)
+    try:
+        listener.stop()  # a sentinel after the last record; joins the thread
+    except queue.Full:  # stderr stalled past the timeout: the daemon thread is left to it, unreferenced
+        pass
+    _listener = _queue = None
 
 
 def flush_logs(timeout: float = 5.0) -> None:

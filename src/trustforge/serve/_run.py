@@ -9,7 +9,7 @@ import signal
 
 from trustforge import secure
 from trustforge.serve._config import ServeConfig
-from trustforge.serve._logging import configure_logging, flush_logs, log_event
+from trustforge.serve._logging import configure_logging, log_event, stop_logging
 from trustforge.serve._pii import mask_logs
 from trustforge.settings import Settings
 
@@ -41,48 +41,50 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
 
     config.check_binding()
     configure_logging()
-    mask_logs(config.pii_in_logs)  # personal data in a log field becomes its type tag (serve._pii)
-    settings = settings or Settings.from_env()
-    source = ModelSource(source, public_key)
-    with _sigterm_stops(), Registry(settings) as registry:
-        secure.require(registry.principal, "serve", source.object, registry.audit)
-        if config.auth != "token":
-            log_event(
-                logging.WARNING,
-                "no_auth",
-                host=config.host,
-                mode=config.auth,
-                detail="every route is open to anyone who can reach this address",
-            )
-        service = ModelService(source, config, settings=settings, registry=registry, public_key=public_key)
-        service.start()
-        try:
-            app = create_app(service)
-            log_event(
-                logging.INFO,
-                "listening",
-                host=config.host,
-                port=config.port,
-                model=service.current.name,
-                version=service.current.version,
-                auth=config.auth,
-                http=_HTTP,
-                loop=_LOOP,
-            )
-            uvicorn.run(
-                app,
-                host=config.host,
-                port=config.port,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=max(5, int(config.request_timeout_s)),
-                server_header=False,
-                http=_HTTP,
-                loop=_LOOP,
-            )
-        finally:
-            service.close()
-            flush_logs()
+    try:
+        mask_logs(config.pii_in_logs)  # personal data in a log field becomes its type tag (serve._pii)
+        settings = settings or Settings.from_env()
+        source = ModelSource(source, public_key)
+        with _sigterm_stops(), Registry(settings) as registry:
+            secure.require(registry.principal, "serve", source.object, registry.audit)
+            if config.auth != "token":
+                log_event(
+                    logging.WARNING,
+                    "no_auth",
+                    host=config.host,
+                    mode=config.auth,
+                    detail="every route is open to anyone who can reach this address",
+                )
+            service = ModelService(source, config, settings=settings, registry=registry, public_key=public_key)
+            service.start()
+            try:
+                app = create_app(service)
+                log_event(
+                    logging.INFO,
+                    "listening",
+                    host=config.host,
+                    port=config.port,
+                    model=service.current.name,
+                    version=service.current.version,
+                    auth=config.auth,
+                    http=_HTTP,
+                    loop=_LOOP,
+                )
+                uvicorn.run(
+                    app,
+                    host=config.host,
+                    port=config.port,
+                    log_config=None,
+                    access_log=False,
+                    timeout_graceful_shutdown=max(5, int(config.request_timeout_s)),
+                    server_header=False,
+                    http=_HTTP,
+                    loop=_LOOP,
+                )
+            finally:
+                service.close()
+    finally:
+        stop_logging()  # every record written, and no writer thread left behind (tests, notebooks)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,16 @@ from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
 from trustforge.serve._ood import detector_for
 from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, slice_columns
-from trustforge.serve._workers import InlineExecutor, ProcessExecutor, WorkerDied, WorkerFailed, WorkerNotRunning, load_serving_model
+from trustforge.serve._workers import (
+    UNREACHED_RETRIES,
+    InlineExecutor,
+    ProcessExecutor,
+    WorkerDied,
+    WorkerDiedBeforeBatch,
+    WorkerFailed,
+    WorkerNotRunning,
+    load_serving_model,
+)
 from trustforge.settings import Settings
 
 __all__ = ["ModelService", "Runtime", "ModelSource", "WorkerCrashed", "InternalError", "package_digest"]
@@ -291,6 +300,9 @@ class Runtime:
         started = time.perf_counter()
         try:
             columns = ex.run(payload)
+        except WorkerDiedBeforeBatch as exc:  # a worker died, but not of this batch: it never read it
+            self._worker_died(ex, jobs, exc, reached=False)
+            return
         except WorkerNotRunning:  # it never reached the worker: back to the queue, no attempt counted
             self.batcher.requeue(jobs)
             return
@@ -337,7 +349,12 @@ class Runtime:
         if self.drift is not None:
             self.drift.offer(payload, columns)  # never blocks: a full queue drops the batch and counts it
 
-    def _worker_died(self, ex: Any, jobs: list[Job], exc: Exception) -> None:
+    def _worker_died(self, ex: Any, jobs: list[Job], exc: Exception, *, reached: bool = True) -> None:
+        """A worker died holding `jobs`: requeue them, isolating or failing whichever kills workers.
+
+        `reached=False`: the worker had died before it read the batch, so the death is not the
+        batch's and costs it no attempt, up to `UNREACHED_RETRIES` such deaths per job (then
+        they count, so a request that kills workers while they read it still fails)."""
         self.metrics.worker_restarts.labels(model=self.name).inc()
         log_event(
             logging.WARNING,
@@ -347,7 +364,15 @@ class Runtime:
             worker=ex.name,
             pid=getattr(ex, "pid", None),
             requests=len(jobs),
+            batch_read=reached,
         )
+        if not reached:
+            for job in jobs:
+                job.unreached += 1
+            if all(job.unreached <= UNREACHED_RETRIES for job in jobs):
+                self.metrics.batches_retried.labels(model=self.name).inc()
+                self.batcher.requeue(jobs)
+                return
         for job in jobs:
             job.attempts += 1
         if len(jobs) == 1 and jobs[0].attempts >= 2:

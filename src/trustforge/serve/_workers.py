@@ -11,6 +11,11 @@ takes batches from the shared queue and waits for the answer, watching the proce
   worker is started again; a batch whose worker dies twice is split into single requests,
   and a request that kills a worker on its own twice gets an error (HTTP 500), so one poison
   request cannot take the service down;
+- a worker that was already dead when a batch was sent to it (killed, not yet noticed: the
+  batch went to its socket but it never read it) did not die of that batch: the batch goes back
+  to the queue without counting as an attempt (`WorkerDiedBeforeBatch`), so it runs on a live
+  worker rather than failing as "died twice" beside a healthy replacement. A batch that keeps
+  meeting dead workers counts as an attempt after `UNREACHED_RETRIES` of them, so retrying ends;
 - while no worker process is running (all of them killed at once), the server runs new
   requests itself, on the model it loaded and verified at start (an `InlineExecutor`), until
   a worker is back: requests resume at once instead of after a restart (seconds: a fresh
@@ -47,7 +52,9 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
+    "UNREACHED_RETRIES",
     "WorkerDied",
+    "WorkerDiedBeforeBatch",
     "WorkerNotRunning",
     "WorkerFailed",
     "load_serving_model",
@@ -63,6 +70,17 @@ class WorkerDied(Exception):
 
 class WorkerNotRunning(WorkerDied):
     """The worker was not running when a batch was handed to it: the batch never reached it."""
+
+
+class WorkerDiedBeforeBatch(WorkerNotRunning):
+    """The worker process had ended before it read the batch: sending failed (its end of the
+    socket was closed), or it closed with the batch still unread (Linux reports that as a reset
+    connection, a worker that read the batch and then died as end-of-file)."""
+
+
+# How often a batch may meet a worker that died before reading it without that counting as an
+# attempt: past it, each such death counts, so a request that kills workers as they read it fails.
+UNREACHED_RETRIES = 3
 
 
 class WorkerFailed(Exception):
@@ -323,15 +341,25 @@ class ProcessExecutor:
 
         Raises:
             WorkerNotRunning: the process is not running (nothing was sent).
-            WorkerDied: the process ended before answering.
+            WorkerDiedBeforeBatch: the process had ended, or ended before reading the message.
+            WorkerDied: the process ended after reading the message, before answering.
             WorkerFailed: the answer is not a well-formed message.
         """
         if not self.ready or self.conn is None:
             raise WorkerNotRunning(f"{self.name} is not running")
+        # `ready` polls the process, but a worker killed an instant ago is still "running" until
+        # the kernel has ended it: the batch can be sent to a worker that will never read it.
         try:
             self.conn.send_bytes(pack(meta, arrays))
+        except OSError:  # EPIPE, ECONNRESET: its end is closed, it is gone
+            self._lost()
+            raise WorkerDiedBeforeBatch(f"{self.name} (pid {self.pid}) had died before the batch reached it") from None
+        try:
             message = self.conn.recv_bytes()
-        except (EOFError, OSError):
+        except ConnectionResetError:  # it closed with our message (or part of it) unread
+            self._lost()
+            raise WorkerDiedBeforeBatch(f"{self.name} (pid {self.pid}) died before reading the batch") from None
+        except (EOFError, OSError):  # it read the batch, then died
             self._lost()
             raise WorkerDied(f"{self.name} (pid {self.pid}) died before answering") from None
         try:
