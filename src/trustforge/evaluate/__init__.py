@@ -20,13 +20,23 @@ from trustforge.evaluate._fitted import fit_fitted, table_matrix
 from trustforge.evaluate._intervals import bootstrap
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, training_privacy
+from trustforge.evaluate._run_index import (
+    RUN_NAME,
+    RunIndex,
+    epoch_columns,
+    metric_direction,
+    named_run,
+    read_run_or_note,
+    run_metrics,
+    run_settings,
+)
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
 
 if TYPE_CHECKING:
     from trustforge.evaluate._explain import explain_images, feature_importance
-    from trustforge.evaluate._report import write_report
+    from trustforge.evaluate._report import render_report, report_summary, write_report
 
 # The attacks reach `trustforge.models`; the spec's validators import this package, and the
 # spec and data may not reach models, even through us: imported on first use (never statically).
@@ -37,6 +47,8 @@ _LAZY = {
     "explain_images": "trustforge.evaluate._explain",
     "feature_importance": "trustforge.evaluate._explain",
     "write_report": "trustforge.evaluate._report",
+    "render_report": "trustforge.evaluate._report",
+    "report_summary": "trustforge.evaluate._report",
 }
 
 __all__ = [
@@ -90,6 +102,16 @@ __all__ = [
     "compare_runs",
     "read_run",
     "run_folder",
+    "RunIndex",
+    "RUN_NAME",
+    "named_run",
+    "read_run_or_note",
+    "epoch_columns",
+    "run_metrics",
+    "run_settings",
+    "metric_direction",
+    "render_report",
+    "report_summary",
 ]
 
 
