@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ def _synthetic(runs_dir: Path, n: int) -> list[str]:
             (folder / "metrics.json").write_text(json.dumps({**metrics, "n": 30, "fit_seconds": i / 10}))
             (folder / "evidence.json").write_text(json.dumps({"baseline": {"baseline": 0.5, "metric": "accuracy", "verdict": "beats"}}))
         (folder / "epochs.csv").write_text("epoch,train_loss,val_loss\n1,1.0,1.1\n2,0.5,0.7\n")
+        for path in [*folder.iterdir(), folder]:  # written a minute ago: past the index's "just changed" window
+            os.utime(path, (time.time() - 60, time.time() - 60))
         names.append(name)
     return names
 
@@ -42,9 +45,29 @@ def _runs_on_page(html: str) -> list[str]:
 
 
 @pytest.fixture
-def many(ui_workspace):
-    """The test workspace with 300 synthetic runs beside its two trained ones."""
+def many(ui_workspace, monkeypatch):
+    """The test workspace with 300 synthetic runs beside its two trained ones (listed at once,
+    not read in the background: see test_a_first_listing_of_many_runs_is_read_in_the_background)."""
+    from trustforge.ui import _runs
+
+    monkeypatch.setattr(_runs, "_WARM_AFTER", 10_000)
     return _synthetic(ui_workspace["settings"].runs_dir, 300)
+
+
+def test_a_first_listing_of_many_runs_is_read_in_the_background(client_as, ui_workspace, ui_app, monkeypatch):
+    from trustforge.ui import _runs
+
+    monkeypatch.setattr(_runs, "_WARM_AFTER", 50)
+    _synthetic(ui_workspace["settings"].runs_dir, 120)
+    client = client_as("viewer")
+    first = client.get("/runs")
+    assert first.status_code == 200 and 'data-testid="runs-indexing"' in first.text
+    assert '<meta http-equiv="refresh"' in first.text and 'data-testid="runs-table"' not in first.text
+    deadline = time.monotonic() + 60
+    while ui_app.state.runs_index.warming and time.monotonic() < deadline:
+        time.sleep(0.05)
+    page = client.get("/runs?per=200")
+    assert 'data-testid="runs-table"' in page.text and len(_runs_on_page(page.text)) == 122
 
 
 def test_list_shows_the_trained_runs_with_their_figures(client_as, ui_workspace):
@@ -109,8 +132,12 @@ def test_the_index_rereads_only_changed_folders(client_as, many, ui_app, ui_work
     client.get("/runs?page=2")
     assert index.reads == before  # nothing changed: nothing parsed again
     folder = ui_workspace["settings"].runs_dir / many[2]  # a failed run, now completed
-    (folder / "status.json").write_text(json.dumps({"state": "completed", "started": "2026-01-01T00:00:02+00:00"}))
-    (folder / "metrics.json").write_text(json.dumps({"accuracy": 0.99}))
+    for name, body in (
+        ("metrics.json", {"accuracy": 0.99}),
+        ("status.json", {"state": "completed", "started": "2026-01-01T00:00:02+00:00"}),
+    ):
+        (folder / "new.tmp").write_text(json.dumps(body))  # renamed in, as the pipeline writes them
+        os.replace(folder / "new.tmp", folder / name)
     page = client.get(f"/runs?q={many[2]}")
     assert index.reads == before + 1
     assert "finished" in page.text and "0.99" in page.text

@@ -15,6 +15,7 @@ import csv
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,6 @@ from trustforge.evaluate._report_summary import flatten, num
 
 __all__ = ["RunIndex", "named_run", "read_run_or_note", "epoch_columns", "run_metrics", "run_settings", "metric_direction", "RUN_NAME"]
 
-# The files `read_run` reads (with the package's manifest.json, which never changes once written).
-_WATCHED = ("status.json", "spec.yaml", "metrics.json", "evidence.json", "epochs.csv")
 # A run folder's name as pipeline.py makes it (`NAME-YYYYMMDD-HHMMSS`, maybe with a suffix):
 # letters, digits, dot, dash, underscore, not starting with a dot (a folder being removed is `.rm-*`).
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -132,50 +131,119 @@ def metric_direction(metric: str) -> str | None:
 class RunIndex:
     """The rows (`read_run`) of every run folder in `runs_dir`, kept between calls.
 
+    A folder is parsed again when its signature changes. Every file of a run but epochs.csv is
+    written to a temporary name and renamed in (`atomic_write_text`), which changes the
+    modification time of the folder itself: for a finished run (completed, failed, interrupted,
+    killed, pruned, unreadable) that time is the signature, one `stat` per folder. A run that
+    is not finished also has the time and size of status.json and epochs.csv (appended in place
+    each epoch) in its signature. A folder changed in the last two seconds is parsed on every
+    call, since two changes within one tick of the file system's clock would leave the same
+    time. A file of a finished run edited in place by hand (not renamed in) is seen when its
+    folder next changes, or by a new index.
+
     `rows()` is safe to call from several threads; the rows it returns are shared and must not
-    be changed by the caller.
+    be changed by the caller. `generation` grows whenever a call finds a change, so a caller can
+    keep what it derived from the rows (a sorted list) until it does.
     """
 
     def __init__(self, runs_dir: Path):
         self.runs_dir = Path(runs_dir)
         self._lock = threading.Lock()
-        # folder name -> (signature of its watched files, row, pid of a "running" status)
-        self._cache: dict[str, tuple[tuple, dict[str, Any], Any]] = {}
+        # folder name -> (signature, row, pid of a "running" status or None)
+        self._cache: dict[str, tuple[Any, dict[str, Any], Any]] = {}
+        self._rows: list[dict[str, Any]] = []
         self.reads = 0  # folders parsed since creation (tests and benchmarks read it)
+        self.generation = 0
+        self.progress = (0, 0)  # (folders read, folders to read) of the refresh under way
+        self._warming: threading.Thread | None = None
+
+    @property
+    def warming(self) -> bool:
+        """Whether `warm` is still reading the folders in the background."""
+        return self._warming is not None and self._warming.is_alive()
+
+    def unread(self) -> int:
+        """How many folders of `runs_dir` this index has not read yet (one directory listing)."""
+        try:
+            with os.scandir(self.runs_dir) as listing:
+                return sum(1 for e in listing if e.name not in self._cache and e.name[0] != ".")
+        except FileNotFoundError:
+            return 0
+
+    def warm(self) -> None:
+        """Read the folders in a background thread (a first listing of thousands of runs takes
+        tens of seconds); `progress` says how far it got. No-op while one is running."""
+        with self._lock:
+            if self.warming:
+                return
+            self._warming = threading.Thread(target=self.rows, name="trustforge-run-index", daemon=True)
+            self._warming.start()
 
     def rows(self) -> list[dict[str, Any]]:
         """Every run folder's row, in no particular order; folders re-read only when changed."""
         with self._lock:
-            seen: dict[str, tuple[tuple, dict[str, Any], Any]] = {}
+            seen: dict[str, tuple[Any, dict[str, Any], Any]] = {}
+            cache = self._cache
+            changed = False
+            racy_before = time.time_ns() - _RACY_NS
             try:
-                entries = list(os.scandir(self.runs_dir))
+                listing = list(os.scandir(self.runs_dir))
             except FileNotFoundError:
-                entries = []
-            for entry in entries:
-                if entry.name.startswith(".") or not RUN_NAME.fullmatch(entry.name):
+                listing = []
+            todo = sum(1 for e in listing if e.name not in cache)
+            done = 0
+            self.progress = (0, todo)
+            for entry in listing:
+                name = entry.name
+                if name[0] == "." or not RUN_NAME.fullmatch(name):
                     continue  # a folder being removed (.rm-*), stray names
                 try:
                     if not entry.is_dir(follow_symlinks=False):
                         continue  # files and links are not runs
+                    folder_ns = entry.stat(follow_symlinks=False).st_mtime_ns
                 except OSError:
                     continue
-                sig = _signature(entry.path)
-                old = self._cache.get(entry.name)
-                if old is not None and old[0] == sig and not (old[1].get("state") == "running" and not _alive(old[2])):
-                    seen[entry.name] = old
-                    continue
+                old = cache.get(name)
+                if old is not None:
+                    pid = old[2]
+                    if pid is None:  # finished: the folder's time is the signature
+                        if old[0] == folder_ns and folder_ns < racy_before:
+                            seen[name] = old
+                            continue
+                    else:
+                        sig = _live_signature(entry.path, folder_ns)
+                        if old[0] == sig and max(folder_ns, sig[1][0] if sig[1] else 0) < racy_before and (pid is True or _alive(pid)):
+                            seen[name] = old
+                            continue
+                sig = _live_signature(entry.path, folder_ns)  # taken before the read: a change during it is seen next time
                 row = read_run_or_note(Path(entry.path))
                 self.reads += 1
-                seen[entry.name] = (sig, row, _pid(entry.path) if row.get("state") == "running" else None)
+                done += 1
+                if done % 50 == 0:
+                    self.progress = (done, max(todo, done))
+                changed = True
+                if row.get("state") in _FINISHED:
+                    seen[name] = (folder_ns, row, None)
+                else:  # pid True: a run without a recorded process (nothing to check)
+                    seen[name] = (sig, row, (_pid(entry.path) or True) if row.get("state") == "running" else True)
+            if changed or len(seen) != len(cache):
+                self.generation += 1
+                self._rows = [row for _, row, _ in seen.values()]
             self._cache = seen
-            return [row for _, row, _ in seen.values()]
+            self.progress = (done, done)
+            return self._rows
 
 
-def _signature(folder: str) -> tuple:
-    out = []
-    for name in _WATCHED:
+# States a run does not leave by itself (a resumed run rewrites status.json by renaming it in).
+_FINISHED = frozenset({"completed", "failed", "interrupted", "killed", "pruned", "unreadable"})
+_RACY_NS = 2_000_000_000
+
+
+def _live_signature(folder: str, folder_ns: int) -> tuple:
+    out: list[Any] = [folder_ns]
+    for name in ("status.json", "epochs.csv"):
         try:
-            st = os.stat(os.path.join(folder, name))
+            st = os.stat(f"{folder}/{name}")
             out.append((st.st_mtime_ns, st.st_size))
         except OSError:
             out.append(None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -53,6 +54,7 @@ _STATE_WORDS = {"completed": "finished"}
 _MODEL_URI = re.compile(r"models:/([A-Za-z0-9][A-Za-z0-9._-]{0,127})(?:/(\d+)|@([A-Za-z0-9][A-Za-z0-9._-]*))")
 _CURVE_SKIP = {"epoch", "seconds"}
 _index_lock = threading.Lock()
+_WARM_AFTER = 300  # unread folders past which the first listing is read in the background
 
 
 def _states() -> tuple[str, ...]:
@@ -112,6 +114,17 @@ def _model_link(uri: Any) -> dict[str, str] | None:
     return {"uri": uri, "name": match.group(1)} if match else None
 
 
+def _utc(iso: Any) -> str:
+    """An ISO time of status.json as `YYYY-MM-DD HH:MM` in UTC ("" when absent or not a time)."""
+    if not isinstance(iso, str):
+        return ""
+    try:
+        t = datetime.fromisoformat(iso)
+    except ValueError:
+        return ""
+    return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M")
+
+
 def _row_view(request: Request, row: dict[str, Any]) -> dict[str, Any]:
     state = row.get("state") or "unknown"
     return {
@@ -128,7 +141,7 @@ def _row_view(request: Request, row: dict[str, Any]) -> dict[str, Any]:
         "baseline_verdict": row.get("baseline_verdict"),
         "fit_seconds": row.get("fit_seconds"),
         "latency_p50_ms": row.get("latency_p50_ms"),
-        "started": (row.get("started") or "")[:16].replace("T", " "),
+        "started": _utc(row.get("started")),
         "note": _clean(request, row.get("note")),
         "model": _model_link(row.get("model_uri")),
     }
@@ -156,6 +169,22 @@ def select_runs(
     return present + missing
 
 
+def _selection(request: Request, index: evaluate.RunIndex, rows: list[dict[str, Any]], **how: str) -> list[dict[str, Any]]:
+    """`select_runs(rows, **how)`, kept until the index next changes (the last 32 selections):
+    paging through a list, or a second user on the same view, costs no filter or sort."""
+    key = (index.generation, tuple(sorted(how.items())))
+    with _index_lock:
+        kept = getattr(request.app.state, "runs_selections", None)
+        if kept is None or len(kept) >= 32 or any(k[0] != index.generation for k in kept):
+            kept = request.app.state.runs_selections = {}
+        found = kept.get(key)
+    if found is None:
+        found = select_runs(rows, **how)
+        with _index_lock:
+            request.app.state.runs_selections[key] = found
+    return found
+
+
 @router.get("/runs")
 def runs_page(
     request: Request,
@@ -178,8 +207,15 @@ def runs_page(
         return _bad(request, f"task must be one of: {', '.join(_tasks())}")
     if any(ord(c) < 32 for c in q):
         return _bad(request, "q must be plain text")
-    rows = runs_index(request).rows()
-    chosen = select_runs(rows, q=q, state=state, task=task, sort=sort, order=order)
+    index = runs_index(request)
+    if index.generation == 0 and (index.warming or index.unread() > _WARM_AFTER):
+        # A first visit after the start over thousands of runs: read them in the background
+        # and say how far it got, rather than hold the page for tens of seconds.
+        index.warm()
+        done, todo = index.progress
+        return render(request, "runs_indexing.html", {"title": "Runs", "done": done, "todo": todo or index.unread()}, 200)
+    rows = index.rows()
+    chosen = _selection(request, index, rows, q=q, state=state, task=task, sort=sort, order=order)
     pages = max(1, math.ceil(len(chosen) / per))
     page = min(page, pages)
     shown = [_row_view(request, r) for r in chosen[(page - 1) * per : page * per]]
