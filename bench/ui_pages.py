@@ -223,6 +223,8 @@ def main() -> None:
             first_ms = (time.perf_counter() - t0) * 1000
             warming = "runs-indexing" in first.text
             while "runs-table" not in first.text:  # the first listing is read in the background
+                if first.status_code != 200 or time.perf_counter() - t0 > 900:
+                    raise SystemExit(f"/runs answered {first.status_code} and no list: {first.text[:300]}")
                 time.sleep(0.5)
                 first = client.get("/runs")
             cold_ms = (time.perf_counter() - t0) * 1000

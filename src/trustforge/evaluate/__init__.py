@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from trustforge.evaluate._baselines import fit_logistic, majority_class, yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._compare import STATES as RUN_STATES
 from trustforge.evaluate._compare import compare_runs, read_run, run_folder
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
@@ -103,6 +104,7 @@ __all__ = [
     "read_run",
     "run_folder",
     "RunIndex",
+    "RUN_STATES",
     "RUN_NAME",
     "named_run",
     "read_run_or_note",

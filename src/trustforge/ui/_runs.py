@@ -58,9 +58,7 @@ _WARM_AFTER = 300  # unread folders past which the first listing is read in the 
 
 
 def _states() -> tuple[str, ...]:
-    from trustforge.evaluate._compare import STATES as KNOWN
-
-    return (*KNOWN, "unknown", "unreadable")
+    return (*evaluate.RUN_STATES, "unknown", "unreadable")
 
 
 def _tasks() -> tuple[str, ...]:
