@@ -37,7 +37,7 @@ from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recom
 
 if TYPE_CHECKING:
     from trustforge.evaluate._explain import explain_images, feature_importance
-    from trustforge.evaluate._report import render_report, report_summary, write_report
+    from trustforge.evaluate._report import card_html, render_report, report_summary, write_report
 
 # The attacks reach `trustforge.models`; the spec's validators import this package, and the
 # spec and data may not reach models, even through us: imported on first use (never statically).
@@ -49,6 +49,7 @@ _LAZY = {
     "feature_importance": "trustforge.evaluate._explain",
     "write_report": "trustforge.evaluate._report",
     "render_report": "trustforge.evaluate._report",
+    "card_html": "trustforge.evaluate._report",
     "report_summary": "trustforge.evaluate._report",
 }
 
@@ -114,6 +115,7 @@ __all__ = [
     "metric_direction",
     "render_report",
     "report_summary",
+    "card_html",
 ]
 
 

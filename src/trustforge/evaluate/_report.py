@@ -55,7 +55,7 @@ from trustforge.evaluate._report_summary import (
 )
 from trustforge.evaluate._tasks import TASKS, Task
 
-__all__ = ["write_report", "render_report", "report_summary", "load_run"]
+__all__ = ["write_report", "render_report", "report_summary", "card_html", "load_run"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -105,13 +105,19 @@ def report_summary(run_dir: Path) -> dict[str, Any]:
     """The report's summary for a business reader, without plots: {"summary": the five answers
     (what the model does, how good, how sure, how fast, what to watch; see
     `_report_summary.summary`), "headline": [(metric, value, label, interval or None)],
-    "caveats": [sentences], "baseline": the baseline view or None}.
+    "baseline": the baseline view or None}.
 
     Raises:
         TrustForgeError: the folder has no spec.yaml or metrics.json, or a file is corrupt.
     """
     ctx = _context(load_run(Path(run_dir)))
-    return {k: ctx[k] for k in ("summary", "headline", "caveats", "baseline")}
+    return {k: ctx[k] for k in ("summary", "headline", "baseline")}
+
+
+def card_html(markdown: str) -> Markup:
+    """A model card's Markdown (the subset the card uses) as safe HTML: every line is escaped
+    before a tag is added, so a card edited by anyone cannot inject markup."""
+    return _markdown_to_html(markdown)
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:

@@ -447,4 +447,7 @@ def card_page(request: Request, run: str, session: Session = Depends(needs("read
             card = evaluate.render_report(folder)[1]
         except TrustForgeError:
             return _bad(request, f"run {run} has no model card: it has no test metrics yet", 404)
-    return render(request, "run_card.html", {"title": f"Model card of {run}", "run": run, "card": _clean(request, card)})
+    card = _clean(request, card)
+    return render(
+        request, "run_card.html", {"title": f"Model card of {run}", "run": run, "card": card, "card_html": evaluate.card_html(card)}
+    )
