@@ -107,6 +107,18 @@ def test_named_run_refuses_everything_but_a_real_child_folder(tmp_path, name):
     assert named_run(runs, "ok") == (runs / "ok").resolve()
 
 
+def test_a_run_with_a_linked_file_is_refused(tmp_path):
+    runs = tmp_path / "runs"
+    folder = _run(runs, "r", accuracy=0.5)
+    (tmp_path / "secret.json").write_text('{"state": "completed"}')
+    (folder / "status.json").unlink()
+    (folder / "status.json").symlink_to(tmp_path / "secret.json")
+    with pytest.raises(RunError, match="r/status.json: a symbolic link"):
+        named_run(runs, "r")
+    row = RunIndex(runs).rows()[0]
+    assert row["state"] == "unreadable" and "symbolic link" in row["note"]
+
+
 def test_readers_of_one_run(tmp_path):
     folder = _run(tmp_path, "r", accuracy=0.75, log_loss=0.4)
     assert run_metrics(folder) == {"accuracy": 0.75, "log_loss": 0.4}  # n is bookkeeping

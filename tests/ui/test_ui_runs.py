@@ -242,7 +242,7 @@ def test_card_is_escaped_text(client_as, ui_workspace):
 
 def test_unknown_run_is_a_404_page(client_as):
     page = client_as("viewer").get("/runs/no-such-run")
-    assert page.status_code == 404 and "no run named no-such-run" in page.text
+    assert page.status_code == 404 and "no such run" in page.text
 
 
 @pytest.mark.parametrize(
@@ -286,8 +286,12 @@ def test_a_linked_report_file_is_not_served(client_as, ui_workspace, tmp_path):
     secret = tmp_path / "secret.html"
     secret.write_text("outside secret")
     (ui_workspace["settings"].runs_dir / run / "report.html").symlink_to(secret)
-    page = client_as("viewer").get(f"/runs/{run}/report")
-    assert "outside secret" not in page.text
+    client = client_as("viewer")
+    for path in (f"/runs/{run}/report", f"/runs/{run}", f"/runs/compare?run={run}&run={ui_workspace['runs'][1]}"):
+        page = client.get(path)
+        assert page.status_code == 404 and "outside secret" not in page.text and "a symbolic link" in page.text
+    listed = client.get("/runs")
+    assert f'data-run="{run}" data-state="unreadable"' in listed.text  # listed, as a folder it cannot read
 
 
 def test_runs_pages_need_a_session(client_as, ui_workspace):

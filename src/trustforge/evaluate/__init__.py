@@ -24,6 +24,7 @@ from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, tra
 from trustforge.evaluate._run_index import (
     RUN_NAME,
     RunIndex,
+    check_no_links,
     epoch_columns,
     metric_direction,
     named_run,
@@ -108,6 +109,7 @@ __all__ = [
     "RUN_STATES",
     "RUN_NAME",
     "named_run",
+    "check_no_links",
     "read_run_or_note",
     "epoch_columns",
     "run_metrics",

@@ -23,17 +23,59 @@ from trustforge.errors import RunError
 from trustforge.evaluate._compare import _BOOKKEEPING, _LOWER_IS_BETTER, _alive, _json, _yaml, read_run
 from trustforge.evaluate._report_summary import flatten, num
 
-__all__ = ["RunIndex", "named_run", "read_run_or_note", "epoch_columns", "run_metrics", "run_settings", "metric_direction", "RUN_NAME"]
+__all__ = [
+    "RunIndex",
+    "named_run",
+    "check_no_links",
+    "read_run_or_note",
+    "epoch_columns",
+    "run_metrics",
+    "run_settings",
+    "metric_direction",
+    "RUN_NAME",
+]
 
 # A run folder's name as pipeline.py makes it (`NAME-YYYYMMDD-HHMMSS`, maybe with a suffix):
 # letters, digits, dot, dash, underscore, not starting with a dot (a folder being removed is `.rm-*`).
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
+# Every file of a run folder that a reader here or the report follows; none may be a link, so
+# a run folder can never make a page show a file from elsewhere.
+_RUN_FILES = (
+    "status.json",
+    "spec.yaml",
+    "metrics.json",
+    "evidence.json",
+    "epochs.csv",
+    "profile.json",
+    "label_issues.json",
+    "tune.json",
+    "explanations.safetensors",
+    "report.html",
+    "model_card.md",
+    "package",
+    "package/manifest.json",
+    "checkpoints",
+)
+
+
+def check_no_links(run_dir: Path) -> None:
+    """Refuse a run folder in which a file the readers follow is a symbolic link.
+
+    Raises:
+        RunError: naming the file (relative to the run folder).
+    """
+    for name in _RUN_FILES:
+        if os.path.islink(os.path.join(run_dir, name)):
+            raise RunError(f"{Path(run_dir).name}/{name}: a symbolic link; a run's files must lie in its folder")
+
+
 def read_run_or_note(path: Path) -> dict[str, Any]:
-    """`read_run(path)`, or for a folder whose files are corrupt a row in state "unreadable"
-    whose note says why (one broken folder never hides the others)."""
+    """`read_run(path)`, or for a folder whose files are corrupt (or links, `check_no_links`) a
+    row in state "unreadable" whose note says why (one broken folder never hides the others)."""
     try:
+        check_no_links(path)
         return read_run(path)
     except RunError as exc:
         return {
@@ -53,7 +95,8 @@ def named_run(runs_dir: Path, name: str) -> Path:
     """The folder of run `name`, directly inside `runs_dir`, or RunError.
 
     `name` must be a plain folder name (`RUN_NAME`: no separators, no `..`, no leading dot, no
-    NUL); the folder must be a real directory, not a link, and resolve to a child of `runs_dir`.
+    NUL); the folder must be a real directory, not a link, resolve to a child of `runs_dir`,
+    and hold no link among the files the readers follow (`check_no_links`).
     """
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or name in (".", ".."):
         raise RunError("run: not a run name (letters, digits, '.', '-', '_')")
@@ -63,6 +106,7 @@ def named_run(runs_dir: Path, name: str) -> Path:
         raise RunError(f"run {name!r}: no such run")
     if candidate.resolve().parent != root:
         raise RunError(f"run {name!r}: no such run")
+    check_no_links(candidate)
     return candidate
 
 

@@ -91,8 +91,8 @@ def _folder(request: Request, run: str) -> Path | HTMLResponse:
         return _bad(request, "run: not a run name (letters, digits, '.', '-', '_', not starting with '.')")
     try:
         return evaluate.named_run(_runs_dir(request), run)
-    except RunError:
-        return _bad(request, f"no run named {run} in this workspace", 404)
+    except RunError as exc:  # no such folder, a link, or a link among its files
+        return _bad(request, _clean(request, str(exc)), 404)
 
 
 def _clean(request: Request, text: Any) -> Any:
