@@ -31,7 +31,8 @@ The workspace
 
 How to run
     .venv/bin/python bench/ui_pages.py [--runs 5000] [--versions 200] [--requests 200]
-    Takes about 2 to 4 minutes (writing the runs and registering the versions included).
+    Takes about 5 to 8 minutes on two busy cores (writing the runs, registering the versions
+    and the naive baseline included).
     The exit status is 0 whatever the result: this is a benchmark, not a test.
 """
 

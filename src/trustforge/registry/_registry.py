@@ -26,7 +26,6 @@ UPDATE`). A rolled-back transaction rolls the counter back too, so versions are 
 from __future__ import annotations
 
 import copy
-
 import functools
 import json
 import os
