@@ -38,30 +38,10 @@ def _runs_dir() -> Path:
 
 
 def _all_runs() -> list[dict[str, Any]]:
-    from trustforge.errors import RunError
-    from trustforge.evaluate import read_run
+    from trustforge.evaluate import RunIndex
 
-    folder = _runs_dir()
-    rows = []
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if path.name.startswith(".") or not path.is_dir() or path.is_symlink():
-            continue  # a folder being removed (.rm-*), stray files
-        try:
-            rows.append(read_run(path))
-        except RunError as exc:  # one unreadable folder does not hide the others
-            rows.append(
-                {
-                    "run": path.name,
-                    "path": str(path),
-                    "state": "unreadable",
-                    "task": "-",
-                    "metric": None,
-                    "value": None,
-                    "started": None,
-                    "note": str(exc),
-                }
-            )
-    return sorted(rows, key=lambda r: (r.get("started") or "", r["run"]))
+    # One unreadable folder does not hide the others: it is listed in state "unreadable".
+    return sorted(RunIndex(_runs_dir()).rows(), key=lambda r: (r.get("started") or "", r["run"]))
 
 
 def _named(name: str) -> Path:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from trustforge.evaluate._baselines import fit_logistic, majority_class, yardstick
 from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+from trustforge.evaluate._compare import STATES as RUN_STATES
 from trustforge.evaluate._compare import compare_runs, read_run, run_folder
 from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
 from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
@@ -20,13 +21,24 @@ from trustforge.evaluate._fitted import fit_fitted, table_matrix
 from trustforge.evaluate._intervals import bootstrap
 from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
 from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, training_privacy
+from trustforge.evaluate._run_index import (
+    RUN_NAME,
+    RunIndex,
+    check_no_links,
+    epoch_columns,
+    metric_direction,
+    named_run,
+    read_run_or_note,
+    run_metrics,
+    run_settings,
+)
 from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
 from trustforge.evaluate._speed import measure_speed
 from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
 
 if TYPE_CHECKING:
     from trustforge.evaluate._explain import explain_images, feature_importance
-    from trustforge.evaluate._report import write_report
+    from trustforge.evaluate._report import card_html, render_report, report_summary, write_report
 
 # The attacks reach `trustforge.models`; the spec's validators import this package, and the
 # spec and data may not reach models, even through us: imported on first use (never statically).
@@ -37,6 +49,9 @@ _LAZY = {
     "explain_images": "trustforge.evaluate._explain",
     "feature_importance": "trustforge.evaluate._explain",
     "write_report": "trustforge.evaluate._report",
+    "render_report": "trustforge.evaluate._report",
+    "card_html": "trustforge.evaluate._report",
+    "report_summary": "trustforge.evaluate._report",
 }
 
 __all__ = [
@@ -90,6 +105,19 @@ __all__ = [
     "compare_runs",
     "read_run",
     "run_folder",
+    "RunIndex",
+    "RUN_STATES",
+    "RUN_NAME",
+    "named_run",
+    "check_no_links",
+    "read_run_or_note",
+    "epoch_columns",
+    "run_metrics",
+    "run_settings",
+    "metric_direction",
+    "render_report",
+    "report_summary",
+    "card_html",
 ]
 
 

@@ -55,7 +55,7 @@ from trustforge.evaluate._report_summary import (
 )
 from trustforge.evaluate._tasks import TASKS, Task
 
-__all__ = ["write_report", "load_run"]
+__all__ = ["write_report", "render_report", "report_summary", "card_html", "load_run"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -77,18 +77,47 @@ def write_report(run_dir: Path, dest: Path | None = None) -> Path:
             files is not valid JSON/YAML/safetensors.
     """
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    ctx = _context(run)
-    env = _environment()
-    card = env.get_template("model_card.md.j2").render(**ctx)
-    ctx["card_html"] = _markdown_to_html(card)
-    ctx["plots"] = _plots(run)
-    html = env.get_template("report.html.j2").render(**ctx)
+    html, card = render_report(run_dir)
     dest = Path(dest) if dest is not None else run_dir / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "model_card.md", card)
     atomic_write_text(dest, html)
     return dest
+
+
+def render_report(run_dir: Path) -> tuple[str, str]:
+    """The report's HTML and the model card's Markdown of a run, as `write_report` writes them,
+    without writing anything (the dashboard shows a run that has no report.html yet).
+
+    Raises:
+        TrustForgeError: as `write_report`.
+    """
+    run = load_run(Path(run_dir))
+    ctx = _context(run)
+    env = _environment()
+    card = env.get_template("model_card.md.j2").render(**ctx)
+    ctx["card_html"] = _markdown_to_html(card)
+    ctx["plots"] = _plots(run)
+    return env.get_template("report.html.j2").render(**ctx), card
+
+
+def report_summary(run_dir: Path) -> dict[str, Any]:
+    """The report's summary for a business reader, without plots: {"summary": the five answers
+    (what the model does, how good, how sure, how fast, what to watch; see
+    `_report_summary.summary`), "headline": [(metric, value, label, interval or None)],
+    "baseline": the baseline view or None}.
+
+    Raises:
+        TrustForgeError: the folder has no spec.yaml or metrics.json, or a file is corrupt.
+    """
+    ctx = _context(load_run(Path(run_dir)))
+    return {k: ctx[k] for k in ("summary", "headline", "baseline")}
+
+
+def card_html(markdown: str) -> Markup:
+    """A model card's Markdown (the subset the card uses) as safe HTML: every line is escaped
+    before a tag is added, so a card edited by anyone cannot inject markup."""
+    return _markdown_to_html(markdown)
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
