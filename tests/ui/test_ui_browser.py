@@ -137,6 +137,7 @@ def test_a_viewer_is_refused_and_the_admin_sees_it_in_the_audit_log(browser_as, 
     answer = viewer.goto("/audit")
     assert answer.status == 403
     assert "may not" in viewer.get_by_test_id("error").inner_text()
+    assert "does not allow" in viewer.locator("main").inner_text()  # said in plain words too
     assert viewer.get_by_test_id("whoami").count() == 1  # still signed in, just not allowed
     assert viewer.locator("nav a[href='/audit']").count() == 0  # and the nav never offered it
     shoot(viewer, shots, "forbidden")
