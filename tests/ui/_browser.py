@@ -72,9 +72,15 @@ def screenshots_dir(default: Path) -> Path:
 
 
 def shoot(page, folder: Path, name: str) -> Path:
-    """A full-page screenshot of `page` as `folder/name.png`; returns its path."""
+    """A full-page screenshot of `page` as `folder/name.png`; returns its path.
+
+    Also checks the layout: at the test viewport's width (1280 px) nothing may push the page
+    sideways (a wide table belongs in a scrolling box, not in a page that scrolls right).
+    """
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
+    wide = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert wide <= 0, f"the {name} page is {wide}px wider than the window (screenshot: {path})"
     return path
 
 
