@@ -185,6 +185,17 @@ def test_an_admin_revokes_a_token_and_its_browser_session_ends(browser_as, ui_wo
     assert deployer.locator("#token").is_visible()
     assert deployer.get_by_test_id("whoami").count() == 0
 
+    # A new token for the deployer, shown once on a page the browser must not keep.
+    admin.goto("/users")
+    with admin.expect_navigation() as nav:
+        admin.locator("form[action='/users/deployer/tokens']").get_by_test_id("issue-token").click()
+    assert "no-store" in nav.value.headers.get("cache-control", "")
+    token = admin.get_by_test_id("new-token").inner_text().strip()
+    assert re.fullmatch(r"tfk_[0-9a-f]{16}_\S+", token)
+    shoot(admin, shots, "new-token")
+    sign_in(deployer, deployer.base, token)  # the new token works
+    assert deployer.get_by_test_id("whoami").count() == 1
+
 
 def test_the_keyboard_reaches_the_skip_link_the_nav_and_opens_a_run(browser_as, ui_workspace):
     page = browser_as("admin")
