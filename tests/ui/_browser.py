@@ -102,3 +102,18 @@ def axe_violations(page, *, min_impact: str = "serious") -> list[dict]:
             nodes = [" ".join(map(str, n.get("target", []))) + " :: " + (n.get("failureSummary") or "")[:300] for n in v["nodes"][:5]]
             out.append({"id": v["id"], "impact": v["impact"], "help": v["help"], "nodes": nodes})
     return out
+
+
+def record_drift(registry, folder: Path) -> None:
+    """Drift windows for models:/iris-ui@champion, as `trustforge monitor` records them: one file
+    like the training data, one with a feature shifted (so some windows drift)."""
+    from sklearn.datasets import load_iris
+
+    from trustforge.monitor import check_drift
+
+    frame = load_iris(as_frame=True).frame.drop(columns="target").sample(frac=1.0, random_state=5).reset_index(drop=True)
+    frame.to_csv(folder / "same.csv", index=False)
+    frame["petal length (cm)"] = frame["petal length (cm)"] + 3.0
+    frame.to_csv(folder / "shifted.csv", index=False)
+    for name in ("same.csv", "shifted.csv"):
+        check_drift("models:/iris-ui@champion", folder / name, registry=registry, window=50)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from _browser import is_placeholder, shoot, sign_in
+from _browser import is_placeholder, record_drift, shoot, sign_in
 
 
 def _csp_or_script_errors(page) -> list[str]:
@@ -228,13 +228,32 @@ def test_the_keyboard_reaches_the_skip_link_the_nav_and_opens_a_run(browser_as, 
     page.wait_for_url(re.compile(rf"/runs/{re.escape(run)}$"))
 
 
-def test_screenshots_of_the_drift_and_run_card_pages(browser_as, ui_workspace, shots):
+def test_drift_windows_are_plotted_and_tabled(browser_as, ui_workspace, shots, tmp_path):
     page = browser_as("viewer")
     _needs_page(page, "/drift", "ui-models")
-    assert page.locator("h1").count() == 1
+    assert page.get_by_test_id("empty").count() == 1  # nothing recorded yet: says how to record
+    shoot(page, shots, "drift-empty")
+    record_drift(ui_workspace["registry"], tmp_path)
+    page.goto("/drift")
+    page.get_by_test_id("drift-model-row").locator("a[href='/drift/iris-ui']").first.click()
+    page.wait_for_url(re.compile(r"/drift/iris-ui$"))
+    charts = page.get_by_test_id("drift-charts")
+    charts.locator("canvas").first.wait_for(state="visible")  # drift.js drew the windows over time
+    box = charts.locator("canvas").first.bounding_box()
+    assert box and box["width"] > 100 and box["height"] > 50
+    rows = page.get_by_test_id("drift-table").get_by_test_id("drift-row")
+    assert rows.count() >= 4 and rows.filter(has_text="petal length").count() >= 1
     shoot(page, shots, "drift")
+    assert _csp_or_script_errors(page) == []
+
+
+def test_the_model_card_page(browser_as, ui_workspace, shots):
+    page = browser_as("viewer")
+    _needs_page(page, "/runs", "ui-runs")
     run = ui_workspace["runs"][0]
-    answer = page.goto(f"/runs/{run}/card")
-    if answer.status == 200:
-        shoot(page, shots, "card")
+    page.goto(f"/runs/{run}")
+    page.get_by_test_id("card-link").click()
+    page.wait_for_url(re.compile(rf"/runs/{re.escape(run)}/card$"))
+    assert "Model card" in page.locator("main").inner_text()
+    shoot(page, shots, "card")
     assert _csp_or_script_errors(page) == []
