@@ -112,7 +112,8 @@ def shots(tmp_path):
 def browser_as(chromium, live_ui, ui_workspace):
     """`browser_as(role)`: a page in a fresh browser context (own cookies), signed in through the
     sign-in form with that role's token (None: not signed in). Pages carry `page.base`; every
-    browser error of the page's scripts is collected in `page.js_errors`."""
+    browser error of the page's scripts is collected in `page.js_errors`, every URL it requested
+    in `page.requested`."""
     from _browser import VIEWPORT, sign_in
 
     contexts = []
@@ -124,6 +125,8 @@ def browser_as(chromium, live_ui, ui_workspace):
         page.set_default_timeout(10_000)
         page.base = live_ui
         page.js_errors = []
+        page.requested = []
+        page.on("request", lambda req: page.requested.append(req.url))
         page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
         page.on("console", lambda msg: page.js_errors.append(msg.text) if msg.type == "error" else None)
         if role is not None:

@@ -15,8 +15,10 @@ from _browser import is_placeholder, record_drift, shoot, sign_in
 
 
 def _csp_or_script_errors(page) -> list[str]:
-    """Script errors and CSP refusals seen by `page` (a 403 or 404 answer is not one)."""
-    return [e for e in page.js_errors if "Failed to load resource" not in e]
+    """Script errors and CSP refusals seen by `page` (a 403 or 404 answer is not one), and any
+    request that left the app (no CDN, no font or image from elsewhere)."""
+    foreign = [f"request outside the app: {u}" for u in page.requested if not u.startswith((page.base + "/", "data:"))]
+    return [e for e in page.js_errors if "Failed to load resource" not in e] + foreign
 
 
 def _needs_page(page, path: str, owner: str) -> None:
