@@ -69,3 +69,70 @@ def ui_app(ui_workspace):
 def client_as(ui_app, ui_workspace):
     """`client_as(role)`: a TestClient signed in with that role's token (None: not signed in)."""
     return lambda role: signed_in_client(ui_app, ui_workspace["tokens"].get(role) if role else None)
+
+
+# --- browser tests (ui-browser): Debian's Chromium via Playwright, the app on a loopback port ---
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium, launched once per test module (never downloaded; skips without it)."""
+    from _browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip("install Debian's chromium (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def live_ui(ui_app):
+    """The test's dashboard served by uvicorn on 127.0.0.1 at a free port: its base URL."""
+    from _browser import serve
+
+    with serve(ui_app) as base:
+        yield base
+
+
+@pytest.fixture
+def shots(tmp_path):
+    """The folder for screenshots: $TRUSTFORGE_UI_SCREENSHOTS, else the test's tmp_path."""
+    from _browser import screenshots_dir
+
+    return screenshots_dir(tmp_path / "shots")
+
+
+@pytest.fixture
+def browser_as(chromium, live_ui, ui_workspace):
+    """`browser_as(role)`: a page in a fresh browser context (own cookies), signed in through the
+    sign-in form with that role's token (None: not signed in). Pages carry `page.base`; every
+    browser error of the page's scripts is collected in `page.js_errors`, every URL it requested
+    in `page.requested`."""
+    from _browser import VIEWPORT, sign_in
+
+    contexts = []
+
+    def open_as(role):
+        context = chromium.new_context(base_url=live_ui, viewport=VIEWPORT)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.base = live_ui
+        page.js_errors = []
+        page.requested = []
+        page.on("request", lambda req: page.requested.append(req.url))
+        page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+        page.on("console", lambda msg: page.js_errors.append(msg.text) if msg.type == "error" else None)
+        if role is not None:
+            sign_in(page, live_ui, ui_workspace["tokens"][role])
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
