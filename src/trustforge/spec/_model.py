@@ -872,7 +872,9 @@ class TabMSpec(_Strict):
     of their predictions (Gorishniy et al. 2024). The default model of a table."""
 
     kind: Literal["tabm"] = "tabm"
-    k: PositiveInt = Field(16, le=64, description="ensemble members (they share weights: the cost grows slowly with k)")
+    k: PositiveInt = Field(
+        8, le=64, description="ensemble members (they share the weights, not the compute: each row costs k members' passes)"
+    )
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 128], min_length=1, description="hidden widths of each member")
     activation: Activation = "relu"
     dropout: float = Field(0.1, ge=0, lt=1)
