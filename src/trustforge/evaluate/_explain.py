@@ -374,9 +374,11 @@ def _batched_drops(
 
     def drops(t_i: int, cols: list[int] | None) -> torch.Tensor:
         t = inputs[t_i]
-        values = (t[:, cols] if cols is not None else t).reshape(n, -1)
-        _, donor_of = torch.unique(values, dim=0, return_inverse=True)  # (N,) each row's distinct value
-        u = int(donor_of.max()) + 1 if n else 0
+        u = repeats
+        if n:
+            values = (t[:, cols] if cols is not None else t).reshape(n, -1)
+            _, donor_of = torch.unique(values, dim=0, return_inverse=True)  # (N,) each row's distinct value
+            u = int(donor_of.max()) + 1
         if u < repeats:
             donors = torch.full((u,), n, dtype=torch.long).scatter_reduce(0, donor_of, torch.arange(n), "amin")
             grid = outputs(t_i, cols, donors[:, None].expand(u, n))  # (U, N, ...): row i, the column of donor d
