@@ -1545,8 +1545,9 @@ class TuneSpec(_Strict):
     timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts")
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
-    startup_trials: int = Field(5, ge=0, description="trials sampled at random (TPE) and never pruned against (median)")
+    startup_trials: int = Field(10, ge=0, description="trials sampled at random before TPE models the results (Optuna's default)")
     warmup_epochs: int = Field(2, ge=0, description="epochs of a trial that are never pruned")
+    prune_after_trials: int = Field(3, ge=0, description="median pruning: trials that finish before any is pruned")
     light_trials: bool = Field(
         True, description="trials skip the evidence (speed, robustness, explanations, audits); the best is then retrained in full"
     )
