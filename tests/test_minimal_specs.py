@@ -40,7 +40,7 @@ def birdstrikes(rows: int) -> pd.DataFrame:
 
 def test_the_default_model_follows_from_the_kind_of_input(tmp_path):
     path = three_lines(tmp_path, pd.DataFrame({"x": range(20), "y": ["a", "b"] * 10}), "y")
-    assert load_spec(path).model.kind == "mlp"
+    assert load_spec(path).model.kind == "tabm"
     assert load_spec({"data": {"source": "builtin:digits"}}).model.kind == "cnn"
     assert load_spec({"data": {"source": "builtin:spoken_digits"}}).model.kind == "audio_cnn"
     assert load_spec({"task": "forecasting", "data": {"source": "builtin:air_passengers"}}).model.kind == "rnn"

@@ -402,11 +402,11 @@ def test_builtin_text_sets_are_known_as_text_without_reading_them() -> None:
         ("classification", "builtin:spoken_digits", "audio_cnn"),
         ("classification", "audio:clips", "audio_cnn"),
         ("classification", "npz:x.npz", "rnn"),
-        ("regression", "csv:x.csv", "mlp"),
+        ("regression", "csv:x.csv", "tabm"),
         ("classification", "builtin:reviews", "mlp"),
         ("forecasting", "builtin:seasonal", "rnn"),
         ("recommendation", "builtin:movielens_small", "mf"),
-        ("classification", "ftp:x.csv", "mlp"),  # not a source: the spec's validator refuses it, not this
+        ("classification", "ftp:x.csv", "tabm"),  # not a source: the spec's validator refuses it, not this
     ],
 )
 def test_the_default_model_follows_from_what_the_source_holds(task, source, kind) -> None:

@@ -240,6 +240,50 @@ def test_the_batched_shuffles_score_as_the_looped_ones(cancer):
         assert a["low"] == pytest.approx(b["low"], abs=1e-9) and a["high"] == pytest.approx(b["high"], abs=1e-9)
 
 
+def test_columns_of_few_values_are_scored_from_their_donor_grid():
+    """A column with fewer distinct values than shuffles (a flag, a category, a small test split)
+    is scored from the outputs of every row with every distinct value: the same drops as one call
+    per shuffle. And a wide ensemble goes through the network in bounded batches."""
+    from trustforge.evaluate import _explain
+    from trustforge.models.mlp import MLP
+
+    torch.manual_seed(0)
+    module = MLP(3, [4], 2, hidden=[8]).eval()
+    x_num = torch.randn(60, 3)
+    x_num[:, 1] = torch.randint(0, 2, (60,)).float()  # a flag: two values
+    x_num[:, 2] = torch.randint(0, 5, (60,)).float()  # five values
+    x_cat = torch.randint(0, 4, (60, 1))
+    y = torch.randint(0, 2, (60,))
+    names = ["a", "flag", "five", "c"]
+    seen: list[int] = []
+
+    def looped(xs):
+        with torch.no_grad():
+            return _log_likelihood(module(*xs).float(), y)
+
+    class Counting(torch.nn.Module):  # the rows of each forward pass without gradients (permutation's)
+        def __init__(self):
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *xs):
+            if not torch.is_grad_enabled():
+                seen.append(len(xs[0]))
+            return self.inner(*xs)
+
+    kw = dict(seed=2, repeats=40, tolerance=None)
+    fast = feature_importance(Counting(), (x_num, x_cat), y, names, score_of_outputs=_log_likelihood, **kw)
+    slow = feature_importance(module, (x_num, x_cat), y, names, metrics_of_inputs=looped, **kw)
+    for a, b in zip(fast["columns"], slow["columns"]):
+        assert a["name"] == b["name"]
+        assert a["permutation"] == pytest.approx(b["permutation"], abs=1e-6)
+        assert a["low"] == pytest.approx(b["low"], abs=1e-6) and a["high"] == pytest.approx(b["high"], abs=1e-6)
+    assert max(seen) <= _explain._CHUNK_ROWS
+    # "a" (60 values > 40 shuffles) pays 40 copies of 60 rows; the flag 2, "five" 5 and "c" at most 4
+    # the shuffled copies (2,400 + 120 + 300 + 240) and a few unshuffled passes; one copy per shuffle would be 9,600
+    assert sum(seen) <= 60 * (40 + 2 + 5 + 4) + 5 * 60, str(seen)
+
+
 def test_permutation_rows_are_a_seeded_sample_beyond_the_limit(cancer):
     module, inputs, y, names, _ = cancer
     big = tuple(torch.cat([t] * 20) for t in inputs)  # 2,280 rows

@@ -97,3 +97,16 @@ def test_storage_urls_and_errors_never_show_credentials(tmp_path):
     with pytest.raises(TuneError, match="cannot open the study storage") as e:
         open_storage("postgresql://alice:s3cretpw@127.0.0.1:1/nodb")
     assert "s3cretpw" not in str(e.value) and "alice" not in str(e.value)
+
+
+def test_median_pruning_starts_after_its_own_few_trials_not_tpes_start_up():
+    from trustforge.tune._study import _pruner
+
+    ts = load_spec({**BASE, "tune": {"space": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}}}).tune
+    assert (ts.startup_trials, ts.prune_after_trials, ts.warmup_epochs) == (10, 3, 2)
+    pruner = _pruner(ts, {})
+    assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (3, 2)
+    ts = ts.model_copy(update={"prune_after_trials": 7})
+    assert _pruner(ts, {})._n_startup_trials == 7
+    with pytest.raises(SpecError, match="tune.prune_after_trials"):
+        load_spec({**BASE, "tune": {"space": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}, "prune_after_trials": -1}})

@@ -68,6 +68,7 @@ DEFAULT_MAX_STEPS = 4096
 # Captum evaluates n_examples × n_steps interpolated inputs; chunk them so that one chunk holds
 # at most this many input elements (≈ 2 MB of float32 input; activations are a few times more).
 _CHUNK_ELEMENTS = 2**19
+_CHUNK_ROWS = 1024  # rows per forward pass of permutation importance
 FIRST_METHOD = "gausslegendre"  # the first pass, at n_steps
 METHOD = "riemann_middle"  # passes with more steps
 INTEGRATION = f"{FIRST_METHOD} at n_steps, then {METHOD} where the gap needs more steps"
@@ -338,19 +339,29 @@ def _batched_drops(
     gen: torch.Generator,
 ) -> Callable[[int, list[int] | None], torch.Tensor]:
     """drops(t_i, cols): the score's drop under each of `repeats` shuffles of one column, the
-    copies of a chunk of repeats going through the network as one batch."""
+    copies of a chunk of repeats going through the network as one batch.
+
+    A shuffled copy's row i holds its own values except the column's, which it takes from row
+    π(i); so its output is one of the u × N outputs "row i with the column of donor row d", d
+    over the column's u distinct values. When u < repeats (few test rows, or a column of few
+    values: a flag, a category), those u × N outputs are computed once and every shuffle reads
+    its rows from them: the same outputs as the shuffled copies', for u / repeats of the work.
+    """
     n = len(target)
     per_row = max(1, sum(t[0].numel() if len(t) else 1 for t in inputs))
-    chunk = max(1, min(repeats, _CHUNK_ELEMENTS // (per_row * max(n, 1))))
+    # Copies per forward pass: bounded by input elements and by rows (a wide network's
+    # activations are many times its inputs; batches past the CPU's caches run slower per row).
+    chunk = max(1, min(repeats, _CHUNK_ELEMENTS // (per_row * max(n, 1)), _CHUNK_ROWS // max(n, 1)))
 
     # The same shuffles for every column (common random numbers, as scikit-learn does): the
     # columns' drops share the shuffles' noise, so their ranks are steadier than their values.
     orders = torch.rand(repeats, n, generator=gen).argsort(dim=1)  # (R, N)
 
-    def drops(t_i: int, cols: list[int] | None) -> torch.Tensor:
+    def outputs(t_i: int, cols: list[int] | None, copies: torch.Tensor) -> torch.Tensor:
+        """The network's outputs on the copies (C, N) of the inputs whose column takes the rows in copies: (C, N, ...)."""
         out = []
-        for start in range(0, repeats, chunk):
-            o = orders[start : start + chunk]
+        for start in range(0, len(copies), chunk):
+            o = copies[start : start + chunk]
             r = len(o)
             batch = tuple(
                 _shuffled(t, cols, o) if i == t_i else t.unsqueeze(0).expand(r, *t.shape).reshape(r * n, *t.shape[1:])
@@ -358,9 +369,24 @@ def _batched_drops(
             )
             with torch.no_grad():
                 y = module(*batch).float()
-            y = y.reshape(r, n, *y.shape[1:])
-            out += [baseline_score - float(score(y[j], target)) for j in range(r)]
-        return torch.tensor(out, dtype=torch.float64)
+            out.append(y.reshape(r, n, *y.shape[1:]))
+        return torch.cat(out)
+
+    def drops(t_i: int, cols: list[int] | None) -> torch.Tensor:
+        t = inputs[t_i]
+        u = repeats
+        if n:
+            values = (t[:, cols] if cols is not None else t).reshape(n, -1)
+            _, donor_of = torch.unique(values, dim=0, return_inverse=True)  # (N,) each row's distinct value
+            u = int(donor_of.max()) + 1
+        if u < repeats:
+            donors = torch.full((u,), n, dtype=torch.long).scatter_reduce(0, donor_of, torch.arange(n), "amin")
+            grid = outputs(t_i, cols, donors[:, None].expand(u, n))  # (U, N, ...): row i, the column of donor d
+            rows = torch.arange(n)
+            ys = (grid[donor_of[o], rows] for o in orders)
+        else:
+            ys = (y for start in range(0, repeats, chunk) for y in outputs(t_i, cols, orders[start : start + chunk]))
+        return torch.tensor([baseline_score - float(score(y, target)) for y in ys], dtype=torch.float64)
 
     return drops
 

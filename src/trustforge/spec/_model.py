@@ -872,7 +872,9 @@ class TabMSpec(_Strict):
     of their predictions (Gorishniy et al. 2024). The default model of a table."""
 
     kind: Literal["tabm"] = "tabm"
-    k: PositiveInt = Field(16, le=64, description="ensemble members (they share weights: the cost grows slowly with k)")
+    k: PositiveInt = Field(
+        8, le=64, description="ensemble members (they share the weights, not the compute: each row costs k members' passes)"
+    )
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 128], min_length=1, description="hidden widths of each member")
     activation: Activation = "relu"
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -1543,8 +1545,9 @@ class TuneSpec(_Strict):
     timeout: float | None = Field(None, gt=0, description="seconds after which no new trial starts")
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
-    startup_trials: int = Field(5, ge=0, description="trials sampled at random (TPE) and never pruned against (median)")
+    startup_trials: int = Field(10, ge=0, description="trials sampled at random before TPE models the results (Optuna's default)")
     warmup_epochs: int = Field(2, ge=0, description="epochs of a trial that are never pruned")
+    prune_after_trials: int = Field(3, ge=0, description="median pruning: trials that finish before any is pruned")
     light_trials: bool = Field(
         True, description="trials skip the evidence (speed, robustness, explanations, audits); the best is then retrained in full"
     )
