@@ -218,18 +218,70 @@ def test_run_page_summary_links_and_model(client_as, ui_workspace):
 def test_report_is_served_with_its_own_policy_and_no_script(client_as, ui_workspace):
     run = ui_workspace["runs"][0]
     client = client_as("viewer")
-    rendered = client.get(f"/runs/{run}/report")  # no report.html yet: rendered, not saved
+    rendered = client.get(f"/runs/{run}/report/raw")  # no report.html yet: rendered, not saved
     assert rendered.status_code == 200 and "<h2>Summary</h2>" in rendered.text
     assert not (ui_workspace["settings"].runs_dir / run / "report.html").exists()
     policy = rendered.headers["content-security-policy"]
     assert "script-src 'none'" in policy and "sandbox" in policy and "img-src data:" in policy
     assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
-    assert rendered.headers["x-content-type-options"] == "nosniff" and rendered.headers["x-frame-options"] == "DENY"
+    # Framed by this site's report page only.
+    assert "frame-ancestors 'self'" in policy and rendered.headers["x-frame-options"] == "SAMEORIGIN"
+    assert rendered.headers["x-content-type-options"] == "nosniff"
     # A report.html in the folder is served as it is.
     (ui_workspace["settings"].runs_dir / run / "report.html").write_text("<html><body><h1>the file</h1></body></html>")
-    served = client.get(f"/runs/{run}/report")
+    served = client.get(f"/runs/{run}/report/raw")
     assert served.text == "<html><body><h1>the file</h1></body></html>"
     assert "script-src 'none'" in served.headers["content-security-policy"]
+
+
+def test_report_page_frames_the_raw_report_inside_the_dashboard(client_as, ui_workspace):
+    run = ui_workspace["runs"][0]
+    page = client_as("viewer").get(f"/runs/{run}/report")
+    assert page.status_code == 200
+    assert f'<iframe class="report-frame" sandbox src="/runs/{run}/report/raw"' in page.text
+    assert 'href="/runs"' in page.text and f'href="/runs/{run}"' in page.text  # a way back
+    policy = page.headers["content-security-policy"]
+    assert "frame-src 'self'" in policy and "frame-ancestors 'none'" in policy and page.headers["x-frame-options"] == "DENY"
+
+
+def test_a_rendered_report_is_kept_until_the_run_changes(client_as, ui_workspace, monkeypatch):
+    from trustforge import evaluate
+
+    run = ui_workspace["runs"][0]
+    calls = []
+    real = evaluate.render_report
+
+    def counting(folder, model_uri=None):
+        calls.append(model_uri)
+        return real(folder, model_uri)
+
+    monkeypatch.setattr(evaluate, "render_report", counting)
+    client = client_as("viewer")
+    first = client.get(f"/runs/{run}/report/raw")
+    again = client.get(f"/runs/{run}/report/raw")
+    card = client.get(f"/runs/{run}/card")
+    assert first.status_code == again.status_code == card.status_code == 200
+    assert first.text == again.text and len(calls) == 1  # reload and card: no second render
+    metrics = ui_workspace["settings"].runs_dir / run / "metrics.json"
+    st = metrics.stat()
+    os.utime(metrics, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert client.get(f"/runs/{run}/report/raw").status_code == 200 and len(calls) == 2
+
+
+def test_report_and_card_name_the_registered_version(client_as, ui_workspace, ui_app):
+    from trustforge import evaluate
+
+    reg = ui_app.state.registry
+    for run in ui_workspace["runs"]:
+        row = evaluate.read_run_or_note(ui_workspace["settings"].runs_dir / run)
+        versions = [v for v in reg.list_versions(row.get("name") or "") if v.run == run] if row.get("name") else []
+        if versions and not row.get("model_uri"):
+            client = client_as("viewer")
+            assert versions[0].uri in client.get(f"/runs/{run}/report/raw").text
+            card = client.get(f"/runs/{run}/card").text
+            assert versions[0].uri in card and "not registered" not in card
+            return
+    pytest.skip("no run of the workspace has a registered version without a model_uri")
 
 
 def test_card_is_escaped_text(client_as, ui_workspace):

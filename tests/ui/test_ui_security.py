@@ -317,6 +317,7 @@ CONTRACT = {
     ("GET", "/runs/compare"): "read",
     ("GET", "/runs/{run}"): "read",
     ("GET", "/runs/{run}/report"): "read",
+    ("GET", "/runs/{run}/report/raw"): "read",
     ("GET", "/runs/{run}/card"): "read",
     ("GET", "/models"): "read",
     ("GET", "/models/{name}"): "read",

@@ -85,15 +85,18 @@ def write_report(run_dir: Path, dest: Path | None = None) -> Path:
     return dest
 
 
-def render_report(run_dir: Path) -> tuple[str, str]:
+def render_report(run_dir: Path, model_uri: str | None = None) -> tuple[str, str]:
     """The report's HTML and the model card's Markdown of a run, as `write_report` writes them,
     without writing anything (the dashboard shows a run that has no report.html yet).
+    `model_uri`: the registered version of this run, named when status.json names none.
 
     Raises:
         TrustForgeError: as `write_report`.
     """
     run = load_run(Path(run_dir))
     ctx = _context(run)
+    if model_uri and not ctx.get("model_uri"):
+        ctx["model_uri"] = model_uri
     env = _environment()
     card = env.get_template("model_card.md.j2").render(**ctx)
     ctx["card_html"] = _markdown_to_html(card)

@@ -15,8 +15,10 @@ script, so the policy allows exactly those and no script at all, in a sandbox.
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,12 @@ router = APIRouter()
 # The report's own policy: its inline <style> and style= attributes, its data: images, nothing else.
 REPORT_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'; sandbox; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 )
+# Reports and cards rendered for runs without report.html, kept per run (the last 32): a render
+# costs seconds of CPU, so a reload must not cost another. One render at a time.
+_RENDERED_MAX = 32
+_render_lock = threading.Lock()
 # Sort keys of the list: column -> label. Rows without the figure go last in either order.
 SORTS = {
     "started": "started",
@@ -417,20 +423,83 @@ def _own_file(folder: Path, name: str) -> Path | None:
     return path if path.is_file() and not path.is_symlink() and path.resolve().parent == folder.resolve() else None
 
 
+def _stamp(folder: Path) -> tuple:
+    """What changes when any file of the run folder does: (path, size, mtime) of every entry."""
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            out.append((os.path.relpath(os.path.join(root, name), folder), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _rendered(request: Request, folder: Path, model_uri: str | None) -> tuple[str, str]:
+    """`evaluate.render_report(folder, model_uri)`, kept in `app.state.rendered_reports` (LRU of
+    32) until a file of the folder changes or the model URI does.
+
+    Raises:
+        TrustForgeError: as `render_report`.
+    """
+    state = request.app.state
+    key = (folder.name, model_uri, _stamp(folder))
+    with _render_lock:
+        kept: OrderedDict = getattr(state, "rendered_reports", None) or OrderedDict()
+        state.rendered_reports = kept
+        found = kept.get(folder.name)
+        if found is not None and found[0] == key:
+            kept.move_to_end(folder.name)
+            return found[1]
+        result = evaluate.render_report(folder, model_uri)
+        kept[folder.name] = (key, result)
+        kept.move_to_end(folder.name)
+        while len(kept) > _RENDERED_MAX:
+            kept.popitem(last=False)
+        return result
+
+
+def _model_uri(request: Request, session: Session, run: str, folder: Path) -> str | None:
+    """The URI of this run's model: what status.json names, else the registered version whose run
+    is this run (as the signed-in user may read it), else None."""
+    models = _registered(request, session, evaluate.read_run_or_note(folder))
+    return models[0]["uri"] if models else None
+
+
+def _report_body(request: Request, session: Session, run: str, folder: Path) -> bytes | None:
+    path = _own_file(folder, "report.html")
+    if path is not None:
+        return path.read_bytes()
+    try:  # no report.html yet (`trustforge train` does not write one): rendered here, not saved
+        return _rendered(request, folder, _model_uri(request, session, run, folder))[0].encode("utf-8")
+    except TrustForgeError:
+        return None
+
+
 @router.get("/runs/{run}/report")
-def report_page(request: Request, run: str, session: Session = Depends(needs("read"))) -> Response:
+def report_page(request: Request, run: str, session: Session = Depends(needs("read"))) -> HTMLResponse:
+    """The report inside the dashboard: header, navigation, and the report in a sandboxed frame."""
     folder = _folder(request, run)
     if isinstance(folder, Response):
         return folder
-    path = _own_file(folder, "report.html")
-    if path is not None:
-        body = path.read_bytes()
-    else:
-        try:  # no report.html yet (`trustforge train` does not write one): rendered here, not saved
-            body = evaluate.render_report(folder)[0].encode("utf-8")
-        except TrustForgeError:
-            return _bad(request, f"run {run} has no report: it has no test metrics yet", 404)
-    headers = {"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-store"}
+    if _own_file(folder, "report.html") is None and not (folder / "metrics.json").is_file():
+        return _bad(request, f"run {run} has no report: it has no test metrics yet", 404)
+    return render(request, "run_report.html", {"title": f"Report of {run}", "run": run})
+
+
+@router.get("/runs/{run}/report/raw")
+def report_raw(request: Request, run: str, session: Session = Depends(needs("read"))) -> Response:
+    """The run's report.html as it is (or rendered), under its own policy: no script, sandboxed,
+    framed by this site's report page only."""
+    folder = _folder(request, run)
+    if isinstance(folder, Response):
+        return folder
+    body = _report_body(request, session, run, folder)
+    if body is None:
+        return _bad(request, f"run {run} has no report: it has no test metrics yet", 404)
+    headers = {"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-store", "X-Frame-Options": "SAMEORIGIN"}
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
 
@@ -444,7 +513,7 @@ def card_page(request: Request, run: str, session: Session = Depends(needs("read
         card = path.read_text(encoding="utf-8", errors="replace")
     else:
         try:
-            card = evaluate.render_report(folder)[1]
+            card = _rendered(request, folder, _model_uri(request, session, run, folder))[1]
         except TrustForgeError:
             return _bad(request, f"run {run} has no model card: it has no test metrics yet", 404)
     card = _clean(request, card)
