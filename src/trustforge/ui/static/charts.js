@@ -10,7 +10,7 @@
   const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3], [4, 4], [1, 2]];
 
   function width(box) {
-    return Math.max(280, Math.min(900, box.clientWidth || 600));
+    return Math.max(280, box.clientWidth || 600); // the card's full width
   }
 
   function draw(chart, box) {
@@ -32,7 +32,7 @@
         series: series,
         scales: { x: { time: false } },
         axes: [{ label: "epoch" }, { label: chart.metric.replace(/_/g, " ") }],
-        legend: { live: true },
+        legend: { live: false }, // names and styles only: no "epoch: --" before a hover
         cursor: { drag: { x: false, y: false } },
       },
       data,
