@@ -119,11 +119,50 @@ def _read(audit, state, actor, action, outcome, page: int, per: int, force: bool
     }
 
 
+# Plain words beside the action codes of the log (a code not listed is shown as it is).
+ACTION_LABELS = {
+    "read": "read",
+    "register": "registered a model",
+    "load": "loaded a model",
+    "alias": "moved an alias",
+    "tag": "tagged a version",
+    "delete": "deleted",
+    "gc": "cleaned up storage",
+    "keys": "managed keys",
+    "users": "managed users",
+    "authenticate": "signed in with a token",
+    "audit_verify": "checked the audit log",
+    "audit_upgrade": "upgraded the audit log",
+    "audit_adopt": "adopted an audit log",
+    "backup": "backup or restore",
+    "export": "exported",
+    "mask": "masked data",
+    "unmask": "unmasked data",
+    "ui_signin": "signed in to the dashboard",
+    "ui_signout": "signed out of the dashboard",
+    "serve_rate_limited": "requests refused (rate limit)",
+    "serve_probe_alert": "probing alert",
+}
+
+
+def _details_text(details) -> str:
+    """An entry's details as `key: value` lines (values that are not text as compact JSON)."""
+    if isinstance(details, dict):
+        lines = []
+        for key in sorted(details):
+            value = details[key]
+            if not isinstance(value, str):
+                value = json.dumps(value, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
+            lines.append(f"{key}: {value}")
+        return "\n".join(lines)
+    if isinstance(details, str):
+        return details
+    return json.dumps(details, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
+
+
 def _row(entry: dict) -> dict:
-    details = entry["details"]
-    if not isinstance(details, str):
-        details = json.dumps(details, sort_keys=True, separators=(", ", ": "), ensure_ascii=False)
-    if details in ("{}", ""):
+    details = _details_text(entry["details"])
+    if details in ("{}", "", "null"):
         details = ""
     elif len(details) > _DETAILS_SHOWN:
         details = details[: _DETAILS_SHOWN - 1] + "…"
@@ -132,6 +171,7 @@ def _row(entry: dict) -> dict:
         "time": str(entry["time"])[:19].replace("T", " "),
         "actor": entry["actor"],
         "action": entry["action"],
+        "action_label": ACTION_LABELS.get(entry["action"], ""),
         "object": entry["object"],
         "outcome": entry["outcome"],
         "details": details,
