@@ -106,9 +106,16 @@ def test_the_chain_verification_is_shown_cached_with_its_time_and_redone_on_dema
 # -- users and tokens ----------------------------------------------------------------------------
 
 
+def _nonce_of(page: str) -> str:
+    return re.search(r'name="nonce" value="([^"]+)"', page).group(1)
+
+
 def _post(client, path: str, data: dict | None = None):
-    csrf = csrf_of(client.get("/users").text)
-    return client.post(path, data={"csrf": csrf, **(data or {})})
+    page = client.get("/users").text
+    form = {"csrf": csrf_of(page), **(data or {})}
+    if path.endswith("/tokens"):
+        form.setdefault("nonce", _nonce_of(page))
+    return client.post(path, data=form)
 
 
 def test_the_users_page_lists_users_and_tokens_but_never_a_secret_or_hash(client_as, ui_workspace):
@@ -204,3 +211,50 @@ def test_the_flash_is_a_fixed_text_and_its_parameters_are_validated(client_as):
     assert admin.get("/users", params={"done": "Your session expired, sign in at evil.example"}).status_code == 400  # too long
     assert admin.get("/users", params={"done": "user-added", "user": "<b>x</b>"}).status_code == 400
     assert admin.get("/users", params={"done": "token-revoked", "token": "zz"}).status_code == 400
+
+
+def test_a_resent_token_form_issues_no_second_token(client_as, ui_workspace):
+    admin = client_as("admin")
+    page = admin.get("/users").text
+    form = {"csrf": csrf_of(page), "nonce": _nonce_of(page), "ttl_days": "7"}
+    count = len(ui_workspace["registry"].access.list_tokens())
+    first = admin.post("/users/trainer/tokens", data=form)
+    assert first.status_code == 200 and 'data-testid="new-token"' in first.text
+    again = admin.post("/users/trainer/tokens", data=form)  # what a reload of the answer sends
+    assert again.status_code == 409 and "already used" in again.text and 'data-testid="new-token"' not in again.text
+    missing = admin.post("/users/trainer/tokens", data={"csrf": form["csrf"], "ttl_days": "7"})
+    assert missing.status_code == 409 and "nonce" in missing.text
+    assert len(ui_workspace["registry"].access.list_tokens()) == count + 1
+    # A fresh users page gives a fresh form that works once.
+    assert _post(admin, "/users/trainer/tokens", {"ttl_days": "7"}).status_code == 200
+
+
+def test_an_admin_cannot_revoke_themselves(client_as, ui_workspace):
+    admin = client_as("admin")
+    row = re.search(r'<tr data-testid="user-row" data-user="admin">.*?</tr>', admin.get("/users").text, flags=re.S).group(0)
+    assert "revoke-user" not in row and "not your own" in row
+    refused = _post(admin, "/users/admin/revoke")
+    assert refused.status_code == 400 and "cannot revoke yourself" in refused.text
+    users = {u["name"]: u for u in ui_workspace["registry"].access.list_users()}
+    assert users["admin"]["active"] is True
+    assert admin.get("/users").status_code == 200  # still signed in
+
+
+def test_a_session_ended_by_a_revocation_is_told_so_once(client_as, ui_workspace, ui_app):
+    ui_app.state.sessions.recheck_s = 3600  # only end_token can end the session here
+    deployer = client_as("deployer")
+    assert deployer.get("/runs").status_code == 200
+    admin = client_as("admin")
+    assert _post(admin, f"/tokens/{ui_workspace['tokens']['deployer'].split('_')[1]}/revoke").status_code == 303
+    gone = deployer.get("/runs")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/signin")
+    signin = deployer.get(gone.headers["location"])
+    assert "your session ended" in signin.text
+    assert "your session ended" not in deployer.get("/signin").text  # once
+
+
+def test_the_ended_sessions_kept_for_the_notice_are_bounded(ui_app):
+    sessions = ui_app.state.sessions
+    with sessions._lock:
+        sessions._ended_by_admin([f"sid-{i}" for i in range(sessions._ENDED_MAX + 50)], "revoked")
+    assert len(sessions._ended) == sessions._ENDED_MAX and "sid-0" not in sessions._ended

@@ -416,6 +416,8 @@ def test_each_change_is_allowed_only_to_the_roles_the_policy_names_and_denials_a
             if role is not None:
                 data["csrf"] = csrf_of(client.get("/runs").text)
             allowed = role is not None and secure.allowed(role, action)
+            if allowed and path == "/users/{name}/tokens":  # the token form's one-time value
+                data["nonce"] = re.search(r'name="nonce" value="([^"]+)"', client.get("/users").text).group(1)
             if allowed and form.prepare is not None:
                 form.prepare(ctx)
             before, denied = _snapshot(ctx.reg.engine), ctx.reg.audit.count(outcome="denied")

@@ -18,6 +18,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qs
@@ -101,6 +102,18 @@ class Sessions:
         self.max_sessions = max_sessions
         self._by_sid: dict[str, Session] = {}
         self._lock = threading.Lock()
+        # Sessions ended by an admin (token or user revoked) -> why: the browser's next request
+        # is told its session ended, once. Bounded: the oldest are forgotten past _ENDED_MAX.
+        self._ended: OrderedDict[str, str] = OrderedDict()
+
+    _ENDED_MAX = 1000
+
+    def _ended_by_admin(self, gone: list[str], reason: str) -> None:
+        """Remember why the sessions `gone` ended (called with the lock held)."""
+        for sid in gone:
+            self._ended[sid] = reason
+        while len(self._ended) > self._ENDED_MAX:
+            self._ended.popitem(last=False)
 
     def create(self, token: str) -> Session:
         """Authenticate `token` and open a session for it.
@@ -143,6 +156,7 @@ class Sessions:
             gone = [sid for sid, s in self._by_sid.items() if s.token.startswith(prefix)]
             for sid in gone:
                 self._by_sid.pop(sid, None)
+            self._ended_by_admin(gone, "your token was revoked by an administrator; sign in with a current one")
         return len(gone)
 
     def end_user(self, name: str) -> int:
@@ -151,6 +165,7 @@ class Sessions:
             gone = [sid for sid, s in self._by_sid.items() if s.user == name]
             for sid in gone:
                 self._by_sid.pop(sid, None)
+            self._ended_by_admin(gone, "your user was revoked by an administrator")
         return len(gone)
 
     def current(self, sid: str | None) -> Session:
@@ -163,9 +178,10 @@ class Sessions:
             raise NotSignedIn("")
         with self._lock:
             session = self._by_sid.get(sid)
+            ended = self._ended.pop(sid, None) if session is None else None
         now = time.monotonic()
         if session is None:
-            raise NotSignedIn("")
+            raise NotSignedIn(ended or "")
         if session.expires <= now:
             self.end(sid)
             raise NotSignedIn("your session expired; sign in again")

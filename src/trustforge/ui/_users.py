@@ -11,6 +11,8 @@ with it at once.
 from __future__ import annotations
 
 import re
+import secrets
+import threading
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -19,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from trustforge import secure
 from trustforge.errors import RegistryError
 from trustforge.ui._render import render
-from trustforge.ui._session import Session, check_csrf, in_thread, needs, read_form
+from trustforge.ui._session import BadForm, Session, check_csrf, in_thread, needs, read_form
 
 router = APIRouter()
 
@@ -36,6 +38,40 @@ DONE = {
     "user-revoked": "User {user} was revoked: their tokens no longer work and their sessions ended.",
     "token-revoked": "Token {token} was revoked and the sessions signed in with it ended.",
 }
+
+
+# The token form carries a one-time value (`nonce`) kept in the session: a reload of the answer
+# (the browser sends the form again) is refused instead of issuing a second token.
+_NONCES = "token_nonces"
+_MAX_NONCES = 20  # the newest users pages of one session whose token forms still work
+_nonce_lock = threading.Lock()
+
+
+def _new_nonce(session: Session) -> str:
+    value = secrets.token_urlsafe(24)
+    with _nonce_lock:
+        kept = session.meta.setdefault(_NONCES, [])
+        kept.append(value)
+        del kept[:-_MAX_NONCES]
+    return value
+
+
+def _use_nonce(session: Session, given: str) -> None:
+    """Consume the form's one-time value.
+
+    Raises:
+        BadForm: 409 when it is missing, unknown or already used.
+    """
+    with _nonce_lock:
+        kept = session.meta.get(_NONCES, [])
+        if given and given in kept:
+            kept.remove(given)
+            return
+    raise BadForm(
+        "nonce: this token form was already used (reloading the page sends it again), so no second token was issued; "
+        "open the users page to issue another",
+        409,
+    )
 
 
 def _access(request: Request) -> secure.AccessStore:
@@ -88,6 +124,7 @@ async def users_page(
         "flash": flash,
         "default_ttl": DEFAULT_TTL_DAYS,
         "max_ttl": MAX_TTL_DAYS,
+        "nonce": _new_nonce(session),
     }
     return render(request, "users.html", ctx)
 
@@ -113,8 +150,11 @@ async def change_role(request: Request, name: str = Path(pattern=NAME), session:
 
 @router.post("/users/{name}/revoke")
 async def revoke_user(request: Request, name: str = Path(pattern=NAME), session: Session = Depends(needs("users"))) -> Response:
-    """Disable a user and revoke all their tokens; their dashboard sessions end now."""
+    """Disable a user and revoke all their tokens; their dashboard sessions end now. An admin
+    cannot revoke themselves here (they would lock themselves out mid-page)."""
     await _form(request, session)
+    if session.principal is not None and name == session.principal.name:
+        raise RegistryError(f"name: you cannot revoke yourself ({name}); another admin can, or use `trustforge users revoke`")
     await in_thread(_access(request).revoke, name, by=session.principal)
     request.app.state.sessions.end_user(name)
     return _back("user-revoked", user=name)
@@ -125,6 +165,7 @@ async def issue_token(request: Request, name: str = Path(pattern=NAME), session:
     """Issue a token (form: ttl_days) and show it once; it is never stored, logged or audited."""
     form = await _form(request, session)
     ttl = _ttl_days(form)
+    _use_nonce(session, form.get("nonce", ""))
     token = await in_thread(_access(request).issue_token, name, ttl_days=ttl, by=session.principal)
     token_id = token.split("_")[1]
     ctx = {"title": "New token", "user": name, "token": token, "token_id": token_id, "ttl": ttl}
