@@ -119,28 +119,29 @@ def _read(audit, state, actor, action, outcome, page: int, per: int, force: bool
     }
 
 
-# Plain words beside the action codes of the log (a code not listed is shown as it is).
+# Plain words beside the action codes of the log, naming what was attempted (the outcome column
+# says whether it was allowed); a code not listed is shown as it is.
 ACTION_LABELS = {
     "read": "read",
-    "register": "registered a model",
-    "load": "loaded a model",
-    "alias": "moved an alias",
-    "tag": "tagged a version",
-    "delete": "deleted",
-    "gc": "cleaned up storage",
-    "keys": "managed keys",
-    "users": "managed users",
-    "authenticate": "signed in with a token",
-    "audit_verify": "checked the audit log",
-    "audit_upgrade": "upgraded the audit log",
-    "audit_adopt": "adopted an audit log",
+    "register": "model registration",
+    "load": "model load",
+    "alias": "alias change",
+    "tag": "version tag",
+    "delete": "deletion",
+    "gc": "storage clean-up",
+    "keys": "key management",
+    "users": "user management",
+    "authenticate": "token sign-in",
+    "audit_verify": "audit log check",
+    "audit_upgrade": "audit log upgrade",
+    "audit_adopt": "audit log adoption",
     "backup": "backup or restore",
-    "export": "exported",
-    "mask": "masked data",
-    "unmask": "unmasked data",
-    "ui_signin": "signed in to the dashboard",
-    "ui_signout": "signed out of the dashboard",
-    "serve_rate_limited": "requests refused (rate limit)",
+    "export": "export",
+    "mask": "masking",
+    "unmask": "unmasking",
+    "ui_signin": "dashboard sign-in",
+    "ui_signout": "dashboard sign-out",
+    "serve_rate_limited": "rate limit",
     "serve_probe_alert": "probing alert",
 }
 
