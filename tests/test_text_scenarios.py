@@ -119,9 +119,10 @@ def sentiment_from_the_cli(tmp_path_factory):
     return trained, package, raw
 
 
-def test_sentiment_text_example_learns_from_the_cli(tmp_path, sentiment_from_the_cli):
+def test_sentiment_text_example_learns_from_the_cli(tmp_path, monkeypatch, sentiment_from_the_cli):
     trained, package, _ = sentiment_from_the_cli
     assert trained.exit_code == 0, trained.output
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(package.parents[2]))  # the workspace that signed it (WS/runs/RUN/package)
     metrics = json.loads((package.parent / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.78, metrics  # majority class (great) 0.65
     assert metrics["roc_auc"] > 0.83, metrics
