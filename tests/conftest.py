@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,3 +66,35 @@ def no_log_writer_left():
     module = sys.modules.get("trustforge.serve._logging")
     if module is not None and module._listener is not None:
         module.stop_logging()
+
+
+@pytest.fixture(scope="session")
+def as_written(tmp_path_factory, request):
+    """`as_written("shapes_cnn.yaml")`: that example trained as written, once per session, in a
+    workspace of its own, with `trustforge.run(spec, register=False)` (how the README's figures
+    were measured) and the costly evidence off (speed, explanations, corruptions: they come after
+    the test metrics and do not change them). Tests that need the same full-size run, such as a
+    README figure's guard and the baseline and intervals the run writes, share this one instead
+    of training the example again."""
+    import yaml
+
+    import trustforge
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    runs = {}
+
+    def train(name: str):
+        if name not in runs:
+            raw = yaml.safe_load((examples / name).read_text(encoding="utf-8"))
+            raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "explain": False, "corruptions": False}
+            root = tmp_path_factory.mktemp("as-written")
+            if raw["data"]["source"] == "builtin:spoken_digits":  # the session's clips, not a second generation
+                (root / "ws" / "cache").mkdir(parents=True)
+                (root / "ws" / "cache" / "spoken_digits").symlink_to(request.getfixturevalue("spoken_digits_cache") / "spoken_digits")
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("TRUSTFORGE_HOME", str(root / "ws"))
+                mp.chdir(root)
+                runs[name] = trustforge.run(raw, progress=False, register=False)
+        return runs[name]
+
+    return train

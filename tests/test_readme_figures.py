@@ -14,10 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from _figures import FIGURES, REDUCED, assert_near_readme, scenarios  # scenarios: bench/scenarios.py
-
-import trustforge
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -159,23 +156,20 @@ def test_check_exits_non_zero_naming_the_row_below_its_figure(monkeypatch, capsy
 # ---------------------------------------------------------------------------- guards trained here
 
 
-def _as_written(name: str) -> dict:
-    """The example as written, evidence off (the test metrics are computed before any evidence,
-    and are the same with it on)."""
-    raw = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
-    raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "explain": False, "corruptions": False}
-    return raw
+# The example as written, evidence off (the test metrics are computed before any evidence, and
+# are the same with it on): the session's `as_written` run (tests/conftest.py), which
+# tests/evaluate/test_baselines.py reads too.
 
 
 @pytest.mark.slow  # about 45 s on two cores
-def test_shapes_example_holds_its_readme_figure():
-    result = trustforge.run(_as_written("shapes_cnn.yaml"), progress=False, register=False)
+def test_shapes_example_holds_its_readme_figure(as_written):
+    result = as_written("shapes_cnn.yaml")
     assert_near_readme("shapes_cnn.yaml", result.metrics)
     assert result.load_model().name == "shapes-cnn"
 
 
 @pytest.mark.slow
-def test_classic_lstm_example_holds_its_readme_figure():
-    result = trustforge.run(_as_written("classic_lstm.yaml"), progress=False, register=False)
+def test_classic_lstm_example_holds_its_readme_figure(as_written):
+    result = as_written("classic_lstm.yaml")
     assert_near_readme("classic_lstm.yaml", result.metrics)
     assert result.load_model().name == "classic-lstm"

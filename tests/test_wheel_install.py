@@ -102,7 +102,10 @@ def test_core_wheel_in_a_fresh_venv_trains_predicts_and_names_missing_extras(tmp
     env["TRUSTFORGE_HOME"] = str(tmp_path / "workspace")
     env["OMP_NUM_THREADS"] = "1"
     find_links = ["--find-links", WHEELS] if WHEELS.is_dir() else []
-    _run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", CONSTRAINTS, *find_links, wheel], env=env, timeout=900)
+    # --no-compile: pip would byte-compile every module of torch, scipy, pandas, ... (about 10,000
+    # files, some 40 s of one core); Python compiles the few this test imports when it imports them.
+    pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
+    _run([*pip, "-c", CONSTRAINTS, *find_links, wheel], env=env, timeout=900)
 
     probe = "import json, trustforge, torch; print(json.dumps([trustforge.__file__, torch.__version__]))"
     where, torch_version = json.loads(_run([py, "-c", probe], env=env, cwd=tmp_path).stdout)

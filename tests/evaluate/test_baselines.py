@@ -310,7 +310,9 @@ def test_the_baseline_decides_by_the_models_rule_chosen_on_its_own_validation(ca
     assert f"threshold {model_t['value']:.3g} for the model" in b["sentence"]
 
 
-SLOW_EXAMPLES = {"speech_digits", "shapes_cnn", "classic_cifar_cnn"}  # half a minute or more each, even cut short
+# Half a minute or more each, even cut short: these read the session's run as written instead
+# (tests/conftest.py's `as_written`, which the README figures' guards train anyway).
+SLOW_EXAMPLES = {"speech_digits", "shapes_cnn", "classic_cifar_cnn"}
 # MiniLM fine-tunes for about 12 minutes an epoch on 2 cores; its baseline is sentiment_text's
 # (a bag of the model's tokens), whose code path the sentiment_text case runs.
 TOO_SLOW = {"sentiment_minilm"}
@@ -325,15 +327,19 @@ TOO_SLOW = {"sentiment_minilm"}
     ],
     ids=lambda p: p.stem,
 )
-def test_every_example_reports_its_baseline_and_intervals(path, tmp_path, monkeypatch):
-    """Each example, cut to one epoch, writes a baseline with its verdict and sentence and the
-    intervals of its headline metric, to evidence.json and metrics.json."""
-    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
-    monkeypatch.chdir(tmp_path)
-    spec = trustforge.load_spec(path)
-    spec.train.max_epochs = 1
-    spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
-    r = trustforge.run(spec, progress=False, register=False)
+def test_every_example_reports_its_baseline_and_intervals(path, tmp_path, monkeypatch, request):
+    """Each example, cut to one epoch (or the slow ones' full run that other tests train), writes
+    a baseline with its verdict and sentence and the intervals of its headline metric, to
+    evidence.json and metrics.json."""
+    if path.stem in SLOW_EXAMPLES:
+        r = request.getfixturevalue("as_written")(path.name)
+    else:
+        monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
+        monkeypatch.chdir(tmp_path)
+        spec = trustforge.load_spec(path)
+        spec.train.max_epochs = 1
+        spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+        r = trustforge.run(spec, progress=False, register=False)
     evidence = json.loads((r.run_dir / "evidence.json").read_text())
     b, iv = evidence["baseline"], evidence["intervals"]
     assert b["verdict"] in ("beats", "does_not_beat", "worse") and b["sentence"].startswith(f"The model's {b['metric']}")
