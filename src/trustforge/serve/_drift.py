@@ -339,9 +339,15 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
             raise MonitorFailed("the package has no reference statistics")
         monitor.prepare()
     except Exception as exc:  # noqa: BLE001 - every start failure is reported to the server as one line
-        conn.send_bytes(pack({"type": "error", "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}))
+        try:
+            conn.send_bytes(pack({"type": "error", "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}))
+        except OSError:  # the server stopped while this process started: nobody to tell
+            pass
         return
-    conn.send_bytes(pack({"type": "ready", "pid": os.getpid()}))
+    try:
+        conn.send_bytes(pack({"type": "ready", "pid": os.getpid()}))
+    except OSError:
+        return  # the server stopped while this process started (BrokenPipeError)
     while True:
         try:
             meta, arrays = unpack(conn.recv_bytes())
