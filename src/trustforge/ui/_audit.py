@@ -14,14 +14,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from math import ceil
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from trustforge.secure import AuditReport
-from trustforge.ui._render import render
+from trustforge.ui._render import paging, render
 from trustforge.ui._session import Session, in_thread, needs
 
 router = APIRouter()
@@ -98,8 +97,8 @@ def _read(audit, state, actor, action, outcome, page: int, per: int, force: bool
     action, actions = _check_choice(audit, state, "action", action)
     outcome, _ = _check_choice(audit, state, "outcome", outcome)
     total = audit.count(actor=actor, action=action, outcome=outcome)
-    pages = max(1, ceil(total / per))
-    page = min(page, pages)
+    at = paging(total, page, per)
+    pages, page = at["pages"], at["page"]
     rows = audit.entries(limit=per, offset=(page - 1) * per, actor=actor, action=action, outcome=outcome)
     verified = _verify(audit, state, force)
     return {

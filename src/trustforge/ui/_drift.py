@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from trustforge.monitor import drift_history_models, history_dir, read_drift_history
 from trustforge.registry import check_name
-from trustforge.ui._render import render
+from trustforge.ui._render import paging, render
 from trustforge.ui._session import Session, in_thread, needs
 
 __all__ = ["router"]
@@ -129,8 +129,8 @@ async def drift_model_page(
     history = await in_thread(read_drift_history, _folder(request), name, limit)
     windows = history["windows"]
     newest = list(reversed(windows))
-    pages = max(1, -(-len(newest) // per))
-    page = min(page, pages)
+    at = paging(len(newest), page, per)
+    pages, page = at["pages"], at["page"]
     table = []
     for offset, w in enumerate(newest[(page - 1) * per : page * per]):
         feats = w.get("features") or {}

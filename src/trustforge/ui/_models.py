@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 from trustforge.registry import ModelVersion, check_alias, check_name, check_tag_key
-from trustforge.ui._render import render
+from trustforge.ui._render import paging, render
 from trustforge.ui._session import Session, check_csrf, in_thread, needs, read_form
 
 __all__ = ["router", "VerifyCache"]
@@ -130,12 +130,6 @@ def _run_link(request: Request, run: str | None) -> str | None:
     return run if folder.is_dir() and not folder.is_symlink() else None
 
 
-def _pages(total: int, page: int, per: int) -> dict[str, int]:
-    pages = max(1, -(-total // per))
-    page = min(page, pages)
-    return {"page": page, "per": per, "pages": pages, "total": total, "start": (page - 1) * per}
-
-
 @router.get("/models")
 async def models_page(
     request: Request,
@@ -150,9 +144,9 @@ async def models_page(
     needle = q.strip().lower()
     if needle:
         models = [m for m in models if needle in m["name"].lower() or any(needle in a.lower() for a in m["aliases"])]
-    paging = _pages(len(models), page, per)
-    rows = [{**m, "changed": _when(m.get("updated_at") or m.get("created_at"))} for m in models[paging["start"] : paging["start"] + per]]
-    ctx = {"title": "Models", "rows": rows, "q": q, "paging": paging, "done": _done(done)}
+    pager = paging(len(models), page, per)
+    rows = [{**m, "changed": _when(m.get("updated_at") or m.get("created_at"))} for m in models[pager["start"] : pager["start"] + per]]
+    ctx = {"title": "Models", "rows": rows, "q": q, "paging": pager, "done": _done(done)}
     return render(request, "models.html", ctx)
 
 
@@ -174,8 +168,8 @@ async def model_page(
     if tag is not None and tag not in {mv.version for mv in versions}:
         raise HTTPException(404, f"tag: model {name!r} has no version {tag}")
     newest_first = list(reversed(versions))
-    paging = _pages(len(newest_first), page, per)
-    shown = newest_first[paging["start"] : paging["start"] + per]
+    pager = paging(len(newest_first), page, per)
+    shown = newest_first[pager["start"] : pager["start"] + per]
     checks = await in_thread(_verify_shown, registry, _cache(request), shown, VERIFY_BUDGET_S)
     rows = [
         {
@@ -195,7 +189,7 @@ async def model_page(
         "all_versions": [mv.version for mv in newest_first],
         "latest": newest_first[0].version,
         "tag_version": tag or newest_first[0].version,
-        "paging": paging,
+        "paging": pager,
         "done": _done(done),
         "pending": sum(1 for r in rows if r["check"]["state"] == "pending"),
         "failed": sum(1 for r in rows if r["check"]["state"] == "failed"),

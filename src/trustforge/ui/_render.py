@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from trustforge import secure
 
-__all__ = ["render", "SECURITY_HEADERS", "NAV", "templates"]
+__all__ = ["render", "paging", "SECURITY_HEADERS", "NAV", "templates"]
 
 # No inline script or style anywhere: scripts and styles are files under /static. Data a script
 # needs travels in <script type="application/json"> blocks, which are never executed.
@@ -67,3 +67,11 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         **(context or {}),
     )
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def paging(total: int, page: int, per: int) -> dict[str, int]:
+    """Server-side paging of `total` items, `per` a page: the page asked for, capped at the last
+    one (there is always a page 1), and `start`, the index of its first item."""
+    pages = max(1, -(-total // per))
+    page = min(page, pages)
+    return {"page": page, "per": per, "pages": pages, "total": total, "start": (page - 1) * per}

@@ -14,7 +14,6 @@ script, so the policy allows exactly those and no script at all, in a sandbox.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
@@ -29,7 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from trustforge import evaluate
 from trustforge.errors import RunError, TrustForgeError
-from trustforge.ui._render import render
+from trustforge.ui._render import paging, render
 from trustforge.ui._session import Session, needs
 
 router = APIRouter()
@@ -220,8 +219,8 @@ def runs_page(
         return render(request, "runs_indexing.html", {"title": "Runs", "done": done, "todo": todo or index.unread()}, 200)
     rows = index.rows()
     chosen = _selection(request, index, rows, q=q, state=state, task=task, sort=sort, order=order)
-    pages = max(1, math.ceil(len(chosen) / per))
-    page = min(page, pages)
+    at = paging(len(chosen), page, per)
+    pages, page = at["pages"], at["page"]
     shown = [_row_view(request, r) for r in chosen[(page - 1) * per : page * per]]
     filters = {"q": q, "state": state, "task": task, "sort": sort, "order": order, "per": per}
 
