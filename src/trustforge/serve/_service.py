@@ -339,6 +339,10 @@ class Runtime:
         self.batcher.record_batch(elapsed)
         self.metrics.batch_size.labels(model=self.name).observe(rows)
         self.metrics.batch_seconds.labels(model=self.name).observe(elapsed)
+        if self.drift is not None:
+            # Queued before the answers go out (never blocks: a full queue drops the batch and
+            # counts it), so a status read after a response always counts that response's rows.
+            self.drift.offer(payload, columns)
         if len(jobs) == 1:
             _resolve(jobs[0], columns)
         else:
@@ -346,8 +350,6 @@ class Runtime:
             for job in jobs:
                 _resolve(job, slice_columns(columns, offset, offset + job.rows))
                 offset += job.rows
-        if self.drift is not None:
-            self.drift.offer(payload, columns)  # never blocks: a full queue drops the batch and counts it
 
     def _worker_died(self, ex: Any, jobs: list[Job], exc: Exception, *, reached: bool = True) -> None:
         """A worker died holding `jobs`: requeue them, isolating or failing whichever kills workers.
