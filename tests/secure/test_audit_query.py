@@ -74,3 +74,8 @@ def test_list_tokens_shows_state_but_never_a_hash_or_secret(tmp_path):
     text = repr(rows)
     assert first.split("_", 2)[2] not in text and second.split("_", 2)[2] not in text
     assert [r["user"] for r in store.list_tokens("ben")] == ["ben"]
+    assert [r["id"] for r in store.list_tokens(live_only=True)] == [second.split("_")[1]]
+    assert store.count_tokens() == 2 and store.count_tokens(live_only=True) == 1 and store.count_tokens("ann") == 1
+    assert [r["id"] for r in store.list_tokens(limit=1)] + [r["id"] for r in store.list_tokens(limit=1, offset=1)] == [
+        r["id"] for r in rows
+    ]

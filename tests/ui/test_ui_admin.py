@@ -188,7 +188,10 @@ def test_revoking_a_token_ends_its_sessions_at_once(client_as, ui_workspace, ui_
     gone = deployer.get("/runs")
     assert gone.status_code == 303 and gone.headers["location"].startswith("/signin")
     assert admin.get("/runs").status_code == 200  # the admin's own session is untouched
-    row = re.search(rf'<tr data-testid="token-row" data-token="{token_id}">.*?</tr>', admin.get("/users").text, flags=re.S).group(0)
+    assert f'data-token="{token_id}"' not in admin.get("/users").text  # live tokens only, by default
+    row = re.search(rf'<tr data-testid="token-row" data-token="{token_id}">.*?</tr>', admin.get("/users?show=all").text, flags=re.S).group(
+        0
+    )
     assert "revoke-token" not in row and "badge bad" in row
     assert _post(admin, "/tokens/0000000000000000/revoke").status_code == 400  # unknown id
 
@@ -258,3 +261,28 @@ def test_the_ended_sessions_kept_for_the_notice_are_bounded(ui_app):
     with sessions._lock:
         sessions._ended_by_admin([f"sid-{i}" for i in range(sessions._ENDED_MAX + 50)], "revoked")
     assert len(sessions._ended) == sessions._ENDED_MAX and "sid-0" not in sessions._ended
+
+
+def test_tokens_are_paged_in_the_database_live_ones_first_shown(client_as, ui_workspace):
+    registry = ui_workspace["registry"]
+    admin = client_as("admin")
+    live_before = registry.access.count_tokens(live_only=True)
+    for _ in range(60):
+        registry.access.issue_token("viewer", ttl_days=1)
+    revoked = registry.access.issue_token("viewer", ttl_days=1).split("_")[1]
+    registry.access.revoke_token(revoked)
+    live = live_before + 60
+    assert registry.access.count_tokens(live_only=True) == live and registry.access.count_tokens() == live + 1
+
+    first = admin.get("/users").text
+    assert first.count('data-testid="token-row"') == 50 and f"Showing the {live} live tokens" in first
+    assert "Page 1 of 2" in first and 'href="/users?tpage=2#tokens-h"' in first and f'data-token="{revoked}"' not in first
+    second = admin.get("/users?tpage=2").text
+    assert second.count('data-testid="token-row"') == live - 50 and 'href="/users#tokens-h" rel="prev"' in second
+    ids = set(re.findall(r'data-testid="token-row" data-token="([0-9a-f]{16})"', first + second))
+    assert len(ids) == live  # every live token on exactly one page
+    every = admin.get("/users?show=all&tpage=1").text
+    assert f'data-token="{revoked}"' in every  # the newest, revoked, heads the full list
+    assert admin.get("/users?tpage=99").text.count('data-testid="token-row"') == live - 50  # past the end: the last page
+    for bad in ("/users?show=../../etc", "/users?tpage=0", "/users?tpage=x"):
+        assert admin.get(bad).status_code in (400, 422), bad

@@ -300,19 +300,36 @@ class AccessStore:
         self._mutate(by, "issue_token", name, change)
         return f"tfk_{token_id}_{base64.urlsafe_b64encode(secret).rstrip(b'=').decode('ascii')}"
 
-    def list_tokens(self, user: str | None = None) -> list[dict]:
-        """Every token (of `user`, or of everyone), newest first: id, user, created, expires,
-        revoked (None while live) and `live` (neither revoked nor expired now). Never the hash."""
+    def list_tokens(self, user: str | None = None, *, live_only: bool = False, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Tokens (of `user`, or of everyone; only live ones with `live_only`), newest first, at
+        most `limit` from `offset`: id, user, created, expires, revoked (None while live) and
+        `live` (neither revoked nor expired now). Never the hash."""
         t = tokens_table.c
-        query = sa.select(t.id, t.user, t.created, t.expires, t.revoked).order_by(t.created.desc(), t.id)
-        if user is not None:
-            query = query.where(t.user == validate_name(user))
         now = _iso(_now())
+        query = self._tokens_where(sa.select(t.id, t.user, t.created, t.expires, t.revoked), user, live_only, now)
+        query = query.order_by(t.created.desc(), t.id).offset(max(0, int(offset)))
+        if limit is not None:
+            query = query.limit(max(0, int(limit)))
         with self.engine.execution_options(**_READONLY).connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for r in rows:
             r["live"] = r["revoked"] is None and (r["expires"] is None or r["expires"] > now)
         return rows
+
+    def count_tokens(self, user: str | None = None, *, live_only: bool = False) -> int:
+        """How many tokens `list_tokens` with the same filters lists in all."""
+        query = self._tokens_where(sa.select(sa.func.count()).select_from(tokens_table), user, live_only, _iso(_now()))
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @staticmethod
+    def _tokens_where(query: sa.Select, user: str | None, live_only: bool, now: str) -> sa.Select:
+        t = tokens_table.c
+        if user is not None:
+            query = query.where(t.user == validate_name(user))
+        if live_only:
+            query = query.where(t.revoked.is_(None), sa.or_(t.expires.is_(None), t.expires > now))
+        return query
 
     def revoke_token(self, token_id: str, *, by: Principal | None = None) -> None:
         """Revoke one token by its id (the part after `tfk_`), effective immediately."""

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from trustforge import secure
 from trustforge.errors import RegistryError
-from trustforge.ui._render import render
+from trustforge.ui._render import paging, render
 from trustforge.ui._session import BadForm, Session, check_csrf, in_thread, needs, read_form
 
 router = APIRouter()
@@ -29,6 +29,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # as `secure.validate_name`
 TOKEN_ID = r"^[0-9a-f]{16}$"  # the non-secret part of `tfk_<id>_<secret>`
 DEFAULT_TTL_DAYS = 90
 MAX_TTL_DAYS = 365  # the dashboard issues tokens for at most a year (the CLI allows longer)
+TOKENS_PER_PAGE = 50
 
 # The flash messages after a change (`?done=CODE&user=NAME`): fixed texts, so a crafted link
 # cannot put words of its own on the page.
@@ -78,6 +79,12 @@ def _access(request: Request) -> secure.AccessStore:
     return request.app.state.registry.access
 
 
+def _users_link(show: str, page: int) -> str:
+    """/users showing `show` tokens (live or all) at tokens page `page` (defaults left out)."""
+    params = {k: v for k, v in (("show", show), ("tpage", page)) if (k, v) not in (("show", "live"), ("tpage", 1))}
+    return "/users" + ("?" + urlencode(params) if params else "") + "#tokens-h"
+
+
 def _back(done: str, **params: str) -> RedirectResponse:
     return RedirectResponse("/users?" + urlencode({"done": done, **params}), status_code=303)
 
@@ -108,18 +115,28 @@ async def users_page(
     done: str | None = Query(None, max_length=32),
     user: str | None = Query(None, pattern=NAME),
     token: str | None = Query(None, pattern=TOKEN_ID),
+    show: str = Query("live", pattern="^(live|all)$"),
+    tpage: int = Query(1, ge=1, le=1_000_000),
     session: Session = Depends(needs("users")),
 ) -> HTMLResponse:
-    """Users and tokens (needs `users`, admins only)."""
+    """Users and tokens (needs `users`, admins only); tokens paged in the database, live ones
+    only unless `show=all` (revoked and expired tokens pile up over the years)."""
     access = _access(request)
     users = await in_thread(access.list_users)
-    tokens = await in_thread(access.list_tokens)
+    live_only = show == "live"
+    at = paging(await in_thread(access.count_tokens, live_only=live_only), tpage, TOKENS_PER_PAGE)
+    tokens = await in_thread(access.list_tokens, live_only=live_only, limit=TOKENS_PER_PAGE, offset=at["start"])
     message = DONE.get(done or "", "")
     flash = message.format(user=user or "the user", token=token or "") if message else ""
     ctx = {
         "title": "Users and tokens",
         "users": users,
         "tokens": tokens,
+        "show": show,
+        "tokens_at": at,
+        "tokens_prev": _users_link(show, at["page"] - 1) if at["page"] > 1 else None,
+        "tokens_next": _users_link(show, at["page"] + 1) if at["page"] < at["pages"] else None,
+        "tokens_toggle": _users_link("all" if live_only else "live", 1),
         "roles": secure.ROLES,
         "flash": flash,
         "default_ttl": DEFAULT_TTL_DAYS,
