@@ -10,12 +10,16 @@
    as a CSV), the default spec (no `model` section: a table's default, TabM; every other field
    default) against `trustforge tune` with 30 trials over TabM's learning rate, weight decay,
    width and depth, dropout, numeric embedding and batch size (`--kind mlp`: the MLP and its
-   space instead); the tuned model is the best trial by validation, retrained in full. Scored on the same
-   test split (the spec's seed): accuracy for classification, MAE for regression (the metric tuned on
-   validation), with RMSE beside it. Prints per table the default, the tuned figure and the
-   difference, and how many tables improved. One seed: a small test split can tie or flip by a row.
+   space instead); the tuned model is the best trial by validation (tune.metric, `--metric`;
+   default the task's validation monitor), retrained in full; the study's first trial is the
+   spec's own values (`tune.start_from_spec`). Scored on the same test split: accuracy for
+   classification, MAE for regression, with RMSE beside it. `--seeds 0,1,2` repeats it with
+   each seed's own split (train.seed) and compares the means. Prints per table the default, the
+   tuned figure and the difference (per seed too), how often the spec's own values won the
+   study, and how many tables improved. One seed: a small test split can tie or flip by a row.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python bench/tune.py [--part pruning|tables|both] [--trials 30] [--tables a,b] [--kind tabm|mlp]
+        [--seeds 7] [--metric val_loss]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import numpy as np  # noqa: E402
 from _tables import TABLES, write_csv  # noqa: E402
 
 from trustforge.pipeline import run  # noqa: E402
@@ -108,34 +113,52 @@ def pruning(
     return out
 
 
-def tables(names: list[str], trials: int, home: Path, kind: str = "tabm") -> dict:
+def tables(names: list[str], trials: int, home: Path, kind: str = "tabm", seeds: tuple[int, ...] = (7,), metric: str | None = None) -> dict:
     rows = {}
     for name in names:
         t = TABLES[name]
         path, target = write_csv(t, home / "csv")
-        settings = Settings.from_env(home / f"ws-{name}")
-        metric, lower = ("accuracy", False) if t.task == "classification" else ("mae", True)
+        scored, lower = ("accuracy", False) if t.task == "classification" else ("mae", True)
         t0 = time.perf_counter()
-        default = run(_spec(name, path, target, t.task, kind), settings=settings, progress=False, register=False)
-        spec = _spec(name, path, target, t.task, kind)
-        spec["model"] = {"kind": kind}  # the default's kind, named: the space sets its fields
-        spec["tune"] = {"space": SPACES[kind], "trials": trials}
-        tuned = tune(spec, settings=settings)  # the best retrained in full and registered (in the throwaway workspace)
-        d, u = default.metrics[metric], tuned.run.metrics[metric]
+        per_seed = []
+        for seed in seeds:
+            settings = Settings.from_env(home / f"ws-{name}-{seed}")
+            base = _spec(name, path, target, t.task, kind)
+            base["train"] = {"seed": seed}  # the split and the model's initial weights
+            default = run(base, settings=settings, progress=False, register=False)
+            spec = {**base, "model": {"kind": kind}}  # the default's kind, named: the space sets its fields
+            spec["tune"] = {"space": SPACES[kind], "trials": trials, **({"metric": metric} if metric else {})}
+            tuned = tune(spec, settings=settings)  # the best retrained in full and registered (in the throwaway workspace)
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "default": default.metrics[scored],
+                    "tuned": tuned.run.metrics[scored],
+                    "default_rmse": default.metrics.get("rmse"),
+                    "tuned_rmse": tuned.run.metrics.get("rmse"),
+                    "tuned_by": tuned.metric,
+                    "counts": tuned.trial_counts,
+                    "best_trial": tuned.best_trial,
+                    "best_params": tuned.best_params,
+                }
+            )
+        d = float(np.mean([r["default"] for r in per_seed]))
+        u = float(np.mean([r["tuned"] for r in per_seed]))
         better = (u < d) if lower else (u > d)
         rows[name] = {
-            "metric": metric,
+            "metric": scored,
             "default": d,
             "tuned": u,
             "improved": bool(better),
-            "default_rmse": default.metrics.get("rmse"),
-            "tuned_rmse": tuned.run.metrics.get("rmse"),
-            "best_params": tuned.best_params,
+            "seeds": per_seed,
             "seconds": time.perf_counter() - t0,
         }
+        firsts = sum(r["best_trial"] == 0 for r in per_seed)
+        diffs = ", ".join(f"{r['tuned'] - r['default']:+.4f}" for r in per_seed)
         print(
-            f"{name:14s} {metric:8s} default {d:.4f}  tuned {u:.4f}  diff {u - d:+.4f}  {'improved' if better else 'not improved'}"
-            f"  ({rows[name]['seconds']:.0f} s)",
+            f"{name:14s} {scored:8s} default {d:.4f}  tuned {u:.4f}  diff {u - d:+.4f}  {'improved' if better else 'not improved'}"
+            f"  (mean of {len(seeds)} seed(s); per seed {diffs};"
+            f" the spec's own values won {firsts}; {rows[name]['seconds']:.0f} s)",
             flush=True,
         )
     n = sum(r["improved"] for r in rows.values())
@@ -152,6 +175,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="pruning: tune.warmup_epochs")
     ap.add_argument("--startup", type=int, default=10, help="pruning: tune.startup_trials")
     ap.add_argument("--prune-after", type=int, default=3, help="pruning: tune.prune_after_trials")
+    ap.add_argument("--seeds", default="7", help="tables: train.seed values (each its own split); figures are means over them")
+    ap.add_argument("--metric", default=None, help="tables: tune.metric (default: the task's validation monitor)")
     ap.add_argument("--kind", choices=sorted(SPACES), default="tabm", help="tables: the default model and its space")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
@@ -161,7 +186,9 @@ def main() -> None:
         if a.part in ("pruning", "both"):
             out["pruning"] = pruning(a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"), a.prune_after)
         if a.part in ("tables", "both"):
-            out["tables"] = tables([n for n in a.tables.split(",") if n], a.trials, home, a.kind)
+            out["tables"] = tables(
+                [n for n in a.tables.split(",") if n], a.trials, home, a.kind, tuple(int(x) for x in a.seeds.split(",")), a.metric
+            )
     if a.json:
         a.json.write_text(json.dumps(out, indent=1, default=str))
 

@@ -98,3 +98,28 @@ def test_two_local_workers_share_one_study(workspace, tmp_path):
     runs = [row["run"] for row in r.summary["leaderboard"]]
     assert len(set(runs)) == len(runs) and all((settings.runs_dir / n).is_dir() for n in runs)
     assert r.storage == {"kind": "sqlite", "database": "study.db"}
+
+
+def test_the_first_trial_is_the_specs_own_values_where_the_space_holds_them(workspace):
+    from trustforge.spec import load_spec
+    from trustforge.tune import spec_point
+    from trustforge.tune._space import decode
+
+    settings = Settings.from_env()
+    r = tune(SPEC, settings=settings, trials=2, register=False)
+    first = next(row for row in r.summary["leaderboard"] if row["trial"] == 0)
+    lr = load_spec(SPEC).train.optimizer.lr
+    assert first["params"] == {"train.optimizer.lr": pytest.approx(lr), "model.hidden": [8]}
+    assert first["state"] in ("complete", "pruned")
+    # a resumed study does not start again from the spec
+    r2 = tune(SPEC, settings=settings, trials=3, register=False)
+    assert [row["params"]["model.hidden"] for row in r2.summary["leaderboard"] if row["trial"] == 0] == [[8]]
+    assert sum(r2.summary["counts"].values()) == 3
+
+    space = load_spec(SPEC).tune.space
+    spec = {"train": {"optimizer": {"lr": 0.5}}, "model": {"hidden": [16, 8]}}
+    assert spec_point(spec, space) == {"model.hidden": "[16, 8]"}  # lr outside [1e-3, 0.1]: sampled instead
+    assert decode(space, spec_point(spec, space)) == {"model.hidden": [16, 8]}
+    off = {**SPEC, "tune": {**SPEC["tune"], "start_from_spec": False}}
+    r3 = tune(off, settings=settings, trials=1, register=False, study="iris-tune-off")
+    assert sum(r3.summary["counts"].values()) == 1

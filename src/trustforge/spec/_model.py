@@ -1551,6 +1551,9 @@ class TuneSpec(_Strict):
     light_trials: bool = Field(
         True, description="trials skip the evidence (speed, robustness, explanations, audits); the best is then retrained in full"
     )
+    start_from_spec: bool = Field(
+        True, description="a new study's first trial is the spec's own values of the space's fields (those the space holds)"
+    )
 
     @field_validator("metric")
     @classmethod

@@ -8,7 +8,7 @@ the study in its lineage.
 """
 
 from trustforge.tune._prune import PruningCallback
-from trustforge.tune._space import apply_params, decode, suggest
+from trustforge.tune._space import apply_params, decode, spec_point, suggest
 from trustforge.tune._storage import describe_storage, open_storage, storage_url
 from trustforge.tune._study import TUNE_FILE, TuneResult, study_summary, tune, tune_metric
 
@@ -21,6 +21,7 @@ __all__ = [
     "suggest",
     "decode",
     "apply_params",
+    "spec_point",
     "open_storage",
     "storage_url",
     "describe_storage",

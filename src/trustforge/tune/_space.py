@@ -12,7 +12,7 @@ import copy
 import json
 from typing import Any, Mapping
 
-__all__ = ["suggest", "decode", "apply_params"]
+__all__ = ["suggest", "decode", "apply_params", "spec_point"]
 
 
 def _scalar(v: Any) -> bool:
@@ -53,4 +53,31 @@ def apply_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def spec_point(spec: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's own values of the space's fields, as Optuna stores them (a list choice as its
+    JSON text), for those the space holds: a float or int inside its range (above zero on a log
+    scale, on the grid of a step), a value among the choices. Fields outside are left out (a
+    trial started from this point samples them)."""
+    out: dict[str, Any] = {}
+    for path, p in space.items():
+        node: Any = spec
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if p.type in ("float", "int"):
+            number = isinstance(node, (int, float)) and not isinstance(node, bool)
+            if p.type == "int" and number and float(node) != int(node):
+                number = False
+            if not number or not p.low <= node <= p.high or (p.log and node <= 0):
+                continue
+            if p.step is not None and abs((node - p.low) / p.step - round((node - p.low) / p.step)) > 1e-9:
+                continue
+            out[path] = int(node) if p.type == "int" else float(node)
+        else:
+            for c in p.choices:
+                if (c if _scalar(c) else json.loads(json.dumps(c))) == node and type(c) is type(node):
+                    out[path] = c if _scalar(c) else json.dumps(c)
+                    break
     return out

@@ -30,7 +30,7 @@ from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, spec_to_dict
 from trustforge.train import atomic_write_text
 from trustforge.tune._prune import PruningCallback
-from trustforge.tune._space import apply_params, decode, suggest
+from trustforge.tune._space import apply_params, decode, spec_point, suggest
 from trustforge.tune._storage import describe_storage, open_storage, storage_url
 
 __all__ = ["tune", "TuneResult", "tune_metric", "study_summary", "TUNE_FILE"]
@@ -138,7 +138,10 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = open_storage(url)
-    created = optuna.create_study(study_name=name, storage=st, direction=direction, load_if_exists=True)
+    try:  # creating a study is atomic in its storage: of processes starting together, one creates it
+        created, new = optuna.create_study(study_name=name, storage=st, direction=direction), True
+    except optuna.exceptions.DuplicatedStudyError:
+        created, new = optuna.load_study(study_name=name, storage=st), False
     attrs = created.user_attrs
     if attrs.get("metric", metric) != metric or created.direction.name.lower() != direction:
         raise TuneError(
@@ -151,6 +154,12 @@ def tune(
 
     base = spec_to_dict(spec)
     base.pop("tune", None)
+    if ts.start_from_spec and new:
+        # The user's own settings are the first trial (queued by the process that created the
+        # study, so once): the study's best never scored below them on validation.
+        point = spec_point(base, ts.space)
+        if point:
+            created.enqueue_trial(point)
     job = _Job(base, spec.model_dump(mode="json")["tune"], metric, name, url, target, deadline, settings)
     if workers == 1:
         _work(job, 0)
@@ -242,7 +251,10 @@ def _work(job: _Job, index: int) -> None:
     ts = TuneSpec.model_validate(job.tune)
     storage = open_storage(job.url)
     seed = int(job.base.get("train", {}).get("seed", 0))
-    if index > 0 or optuna.load_study(study_name=job.study, storage=storage).get_trials(deepcopy=False):
+    begun = [
+        t for t in optuna.load_study(study_name=job.study, storage=storage).get_trials(deepcopy=False) if t.state != TrialState.WAITING
+    ]
+    if index > 0 or begun:
         # Another worker, or a study that others fill too: its own draws, not a copy of theirs.
         seed += 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{index}".encode()) % 1_000_000
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(ts, seed), pruner=_pruner(ts, job.base))
