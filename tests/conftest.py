@@ -72,10 +72,12 @@ def no_log_writer_left():
 def as_written(tmp_path_factory, request):
     """`as_written("shapes_cnn.yaml")`: that example trained as written, once per session, in a
     workspace of its own, with `trustforge.run(spec, register=False)` (how the README's figures
-    were measured) and the costly evidence off (speed, explanations, corruptions: they come after
-    the test metrics and do not change them). Tests that need the same full-size run, such as a
-    README figure's guard and the baseline and intervals the run writes, share this one instead
-    of training the example again."""
+    were measured) and the costly evidence off (speed, explanations, corruptions and the attacks
+    of the robustness evidence: they come after the test metrics, the baseline and its intervals,
+    and do not change them; no test of this run reads them, and tests/evaluate/test_robustness.py
+    attacks its own models). Tests that need the same full-size run, such as a README figure's
+    guard and the baseline and intervals the run writes, share this one instead of training the
+    example again."""
     import yaml
 
     import trustforge
@@ -86,7 +88,7 @@ def as_written(tmp_path_factory, request):
     def train(name: str):
         if name not in runs:
             raw = yaml.safe_load((examples / name).read_text(encoding="utf-8"))
-            raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "explain": False, "corruptions": False}
+            raw["evaluate"] = {**raw.get("evaluate", {}), "speed": False, "explain": False, "corruptions": False, "robustness": False}
             root = tmp_path_factory.mktemp("as-written")
             if raw["data"]["source"] == "builtin:spoken_digits":  # the session's clips, not a second generation
                 (root / "ws" / "cache").mkdir(parents=True)

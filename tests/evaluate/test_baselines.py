@@ -215,6 +215,7 @@ def one_epoch_cancer(tmp_path_factory):
         spec = trustforge.load_spec(EXAMPLES / "breast_cancer_mlp.yaml")
         spec.train.max_epochs = 1
         spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+        spec.evaluate.robustness = None  # the attacks come after the baseline and its intervals, which this test reads
         r = trustforge.run(spec, progress=False, register=False)
         evidence = json.loads((r.run_dir / "evidence.json").read_text())
         metrics = json.loads((r.run_dir / "metrics.json").read_text())
@@ -273,6 +274,7 @@ def cancer_by_rule(tmp_path_factory):
         spec.evaluate.threshold = "precision@recall=0.98"
         spec.train.max_epochs = 4
         spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+        spec.evaluate.robustness = None  # the attacks come after the baseline and its intervals, which this test reads
         r = trustforge.run(spec, progress=False, register=False)
         evidence = json.loads((r.run_dir / "evidence.json").read_text())
         metrics = json.loads((r.run_dir / "metrics.json").read_text())
@@ -339,6 +341,7 @@ def test_every_example_reports_its_baseline_and_intervals(path, tmp_path, monkey
         spec = trustforge.load_spec(path)
         spec.train.max_epochs = 1
         spec.evaluate.explain = spec.evaluate.corruptions = spec.evaluate.speed = False
+        spec.evaluate.robustness = None  # the attacks come after the baseline and its intervals, which this test reads
         r = trustforge.run(spec, progress=False, register=False)
     evidence = json.loads((r.run_dir / "evidence.json").read_text())
     b, iv = evidence["baseline"], evidence["intervals"]

@@ -111,6 +111,45 @@ def test_frozen_encoder_keeps_no_weights_in_its_state_and_checks_its_base():
         other.load_state_dict(tampered, strict=True)
 
 
+def test_a_frozen_encoder_encodes_each_text_once_and_only_where_nothing_watches_it(monkeypatch):
+    """The pooled vector of a text seen before comes from the cache (whatever its padding), equal to
+    a fresh encoding; a new text (an augmented copy) is encoded; hooks on the encoder (attributions),
+    gradients in eval mode, and a fine-tuned encoder always run it."""
+    torch.manual_seed(0)
+    model = PretrainedTextClassifier(2, freeze=True, hidden=[8]).eval()
+    ids = torch.tensor([[101, 2023, 2003, 2204, 102, 0], [101, 6659, 102, 0, 0, 0]])
+    with torch.no_grad():
+        fresh = model._encode(ids, None)
+    encoded: list[int] = []
+    real = model._encode
+    monkeypatch.setattr(model, "_encode", lambda x, m: (encoded.append(len(x)), real(x, m))[1])
+    with torch.no_grad():
+        first = model(ids)
+        again = model(_padded(ids, 3)[[1, 0]])  # the same texts, padded longer, in another order
+        augmented = model(torch.tensor([[101, 2023, 2003, 6659, 102]]))  # one word piece changed: a new text
+    assert encoded == [2, 1]
+    torch.testing.assert_close(again, first[[1, 0]])
+    torch.testing.assert_close(first, model.head(fresh), rtol=0, atol=1e-6)
+    model.train()
+    model(ids).sum().backward()  # training reads the cache too; the head still learns
+    assert encoded == [2, 1] and model.head[0].weight.grad is not None
+
+    model.eval()
+    seen = []
+    handle = model.token_embedding.register_forward_hook(lambda *a: seen.append(1))
+    with torch.no_grad():
+        model(ids)
+    handle.remove()
+    model(ids)  # eval with gradients on (Captum's integrated gradients): along the encoder
+    assert seen == [1] and encoded == [2, 1, 2, 2]
+    assert augmented.shape == (1, 2)
+
+    tuned = PretrainedTextClassifier(2, freeze=False).eval()
+    with torch.no_grad():
+        tuned(ids)
+    assert tuned._pooled == {}
+
+
 def test_fine_tuned_encoder_keeps_every_weight():
     model = PretrainedTextClassifier(2, freeze=False)
     keys = set(model.state_dict())

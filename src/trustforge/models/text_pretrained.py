@@ -12,6 +12,13 @@ state dict carries instead `base_sha256`, the SHA-256 of the base weights the he
 on; loading it into an encoder built from any other weights file raises `IntegrityError`,
 because the head would silently read features it was never trained on.
 
+A frozen encoder is a fixed function of a text's word pieces, so its pooled vector is computed
+once per text and kept (keyed by the ids themselves, without padding): every epoch after the
+first, and every validation pass, runs the head alone. An augmented text has other ids and is
+encoded afresh. The cache is bypassed whenever the encoder's own computation is observed or
+changed: hooks on it (attributions, attacks on its embeddings), tracing or export, a weight
+unfrozen, or gradients asked for outside training (the pooled vector then stays on the graph).
+
 Fine-tuned (`freeze=False`): every weight trains and the state dict holds them all.
 """
 
@@ -21,6 +28,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +40,9 @@ from trustforge.models._layers import mlp_layers
 __all__ = ["PretrainedTextClassifier", "base_weights_sha256"]
 
 _ENCODER = "encoder."
+# Pooled vectors kept per model (384 floats, 1.5 KB each): 65,536 texts at most (~100 MB);
+# beyond that (augmented copies of a large set) new texts are encoded and not kept.
+CACHE_ROWS = 65_536
 _HASHES: dict[tuple[str, int, int], bytes] = {}  # (path, size, mtime_ns) -> SHA-256, hashed once per process
 
 
@@ -94,6 +105,8 @@ class PretrainedTextClassifier(nn.Module):
         width = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.head = mlp_layers(width, list(hidden or []), n_out, act="gelu", dropout=dropout, batch_norm=False)
+        self._pooled: dict[bytes, torch.Tensor] = {}  # ids of one text (no padding) -> its pooled vector (384,)
+        self._pooled_context: tuple = ()
         if freeze:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -112,14 +125,53 @@ class PretrainedTextClassifier(nn.Module):
         return self
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None and self._cacheable():
+            pooled = self._cached(ids)
+        else:
+            pooled = self._encode(ids, mask)
+        return self.head(self.dropout(pooled))  # (B, n_out)
+
+    def _encode(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is None:  # [PAD] is id 0 and comes last: cut the batch to its longest text
             mask = ids != 0
             longest = max(1, int(mask.sum(dim=1).max()))
             ids, mask = ids[:, :longest], mask[:, :longest]
         h = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (B, T, 384)
         m = mask[:, :, None].to(h.dtype)
-        pooled = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, 384): mean over real tokens
-        return self.head(self.dropout(pooled))  # (B, n_out)
+        return (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, 384): mean over real tokens
+
+    def _cacheable(self) -> bool:
+        """Whether the frozen encoder may be skipped for texts it has encoded before (module docstring)."""
+        if not self.freeze or not (self.training or not torch.is_grad_enabled()):
+            return False
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return False
+        hooks = torch.nn.modules.module
+        if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+            return False
+        for m in self.encoder.modules():
+            if m._forward_hooks or m._forward_pre_hooks or any(p.requires_grad for p in m.parameters(recurse=False)):
+                return False
+        return True
+
+    def _cached(self, ids: torch.Tensor) -> torch.Tensor:
+        """The pooled vectors of a batch (B, 384), encoding only the texts not seen before."""
+        weight = self.token_embedding.weight
+        context = (ids.device, weight.dtype, torch.is_autocast_enabled(ids.device.type))
+        if context != self._pooled_context:  # another device, dtype or precision: other numbers
+            self._pooled, self._pooled_context = {}, context
+        rows = ids.cpu().numpy()
+        keys = [np.trim_zeros(row, "b").tobytes() for row in rows]  # the text's ids, whatever the padding
+        missing = [i for i, k in enumerate(keys) if k not in self._pooled]
+        if missing:
+            with torch.no_grad():
+                fresh = self._encode(ids[missing], None)
+            for i, vector in zip(missing, fresh):
+                if len(self._pooled) < CACHE_ROWS:
+                    self._pooled[keys[i]] = vector.clone()
+            got = dict(zip(missing, fresh))
+            return torch.stack([got[i] if i in got else self._pooled[k] for i, k in enumerate(keys)])
+        return torch.stack([self._pooled[k] for k in keys])
 
 
 def _drop_encoder(module: PretrainedTextClassifier, state_dict: dict, prefix: str, local_metadata: dict) -> None:
