@@ -116,8 +116,12 @@ def test_a_frozen_encoder_encodes_each_text_once_and_only_where_nothing_watches_
     a fresh encoding; a new text (an augmented copy) is encoded; hooks on the encoder (attributions),
     gradients in eval mode, and a fine-tuned encoder always run it."""
     torch.manual_seed(0)
-    model = PretrainedTextClassifier(2, freeze=True, hidden=[8]).eval()
     ids = torch.tensor([[101, 2023, 2003, 2204, 102, 0], [101, 6659, 102, 0, 0, 0]])
+    loaded = PretrainedTextClassifier(2, freeze=True, hidden=[8]).eval()  # as a package loads it to predict or serve
+    with torch.no_grad():
+        loaded(ids)
+    assert loaded._pooled == {}  # never trained here: it keeps no text it was asked about
+    model = PretrainedTextClassifier(2, freeze=True, hidden=[8]).train().eval()
     with torch.no_grad():
         fresh = model._encode(ids, None)
     encoded: list[int] = []

@@ -18,6 +18,9 @@ first, and every validation pass, runs the head alone. An augmented text has oth
 encoded afresh. The cache is bypassed whenever the encoder's own computation is observed or
 changed: hooks on it (attributions, attacks on its embeddings), tracing or export, a weight
 unfrozen, or gradients asked for outside training (the pooled vector then stays on the graph).
+Only a model that has been put in training mode in this process keeps texts: a model loaded to
+predict or serve never does, so a server's memory does not grow with its requests and its
+answer time does not tell whether someone sent the same text before.
 
 Fine-tuned (`freeze=False`): every weight trains and the state dict holds them all.
 """
@@ -107,6 +110,7 @@ class PretrainedTextClassifier(nn.Module):
         self.head = mlp_layers(width, list(hidden or []), n_out, act="gelu", dropout=dropout, batch_norm=False)
         self._pooled: dict[bytes, torch.Tensor] = {}  # ids of one text (no padding) -> its pooled vector (384,)
         self._pooled_context: tuple = ()
+        self._keeps_texts = False  # set by train(): only a model trained in this process caches (module docstring)
         if freeze:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -120,6 +124,7 @@ class PretrainedTextClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> "PretrainedTextClassifier":
         super().train(mode)
+        self._keeps_texts = self._keeps_texts or mode
         if self.freeze:
             self.encoder.eval()  # a frozen encoder is a fixed function: no dropout, in training too
         return self
@@ -142,7 +147,7 @@ class PretrainedTextClassifier(nn.Module):
 
     def _cacheable(self) -> bool:
         """Whether the frozen encoder may be skipped for texts it has encoded before (module docstring)."""
-        if not self.freeze or not (self.training or not torch.is_grad_enabled()):
+        if not self._keeps_texts or not self.freeze or not (self.training or not torch.is_grad_enabled()):
             return False
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return False
