@@ -292,3 +292,40 @@ def test_the_monitor_prepares_its_first_window_before_serving(iris_service):
     frame = rt.model.read_input(pd.DataFrame({s.name: np.linspace(4.5, 6.5, 20) for s in rt.signature.inputs}))
     assert len(fresh.observe(frame)) == 1  # a full window (20 rows) ...
     assert fresh._levels == levels  # ... needed no new simulation
+
+
+def test_a_prediction_is_awaited_on_the_loop_and_times_out_as_wait_for_did():
+    from types import SimpleNamespace
+
+    from trustforge.serve._service import Runtime
+
+    class Queue:
+        def __init__(self):
+            self.jobs = []
+
+        def submit(self, job):
+            self.jobs.append(job)
+            return job.future
+
+    def runtime(timeout):
+        return SimpleNamespace(
+            batcher=Queue(), config=SimpleNamespace(request_timeout_s=timeout), signature=SimpleNamespace(batchable=True)
+        )
+
+    payload = {"x": np.zeros(1)}
+    late = runtime(0.05)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(Runtime.predict(late, payload))
+    assert late.batcher.jobs[0].future.cancelled()  # its batch drops the answer
+
+    async def answered(rt, settle):
+        task = asyncio.ensure_future(Runtime.predict(rt, payload))
+        await asyncio.sleep(0.02)
+        threading.Thread(target=settle, args=(rt.batcher.jobs[0].future,)).start()  # as a driver thread does
+        return await task
+
+    rt = runtime(10)
+    assert asyncio.run(answered(rt, lambda f: f.set_result({"y": 1}))) == {"y": 1}
+    rt = runtime(10)
+    with pytest.raises(ValueError, match="bad row"):
+        asyncio.run(answered(rt, lambda f: f.set_exception(ValueError("bad row"))))
