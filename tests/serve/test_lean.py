@@ -294,6 +294,43 @@ def test_the_monitor_prepares_its_first_window_before_serving(iris_service):
     assert fresh._levels == levels  # ... needed no new simulation
 
 
+def test_log_lines_that_come_together_are_written_at_once_and_flushed(monkeypatch):
+    import io
+    import json
+    import logging
+
+    from trustforge.serve import _logging
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            Counting.writes += 1
+            return super().write(text)
+
+    _logging.flush_logs(10.0)
+    stream = Counting()
+    monkeypatch.setattr(_logging.sys, "stderr", stream)
+    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level) for name in _logging._LOGGERS}
+    access = logging.getLogger("uvicorn.access").disabled
+    try:
+        _logging.configure_logging()
+        for i in range(200):  # far faster than the writer wakes (every 20 ms)
+            _logging.log_event(logging.INFO, "request", request_id=f"w{i}", status=200)
+        _logging.flush_logs(10.0)  # returns once they are written, not only taken
+        lines = [e for e in map(json.loads, stream.getvalue().splitlines()) if e.get("request_id", "").startswith("w")]
+        assert [e["request_id"] for e in lines] == [f"w{i}" for i in range(200)]
+        assert Counting.writes < 50  # one write per wake-up of the writer, not one per line
+        _logging.log_event(logging.INFO, "request", request_id="last", status=200)
+        _logging.stop_logging()  # what is queued when the writer stops is written
+        assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "last"
+    finally:
+        for name, (handlers, level) in saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = access
+
+
 def test_a_prediction_is_awaited_on_the_loop_and_times_out_as_wait_for_did():
     from types import SimpleNamespace
 
