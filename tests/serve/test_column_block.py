@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from trustforge.serve import _protocol
+from trustforge.serve._codec import CodecError, pack, unpack
 from trustforge.serve._expect import _plainly_fine
 from trustforge.serve._protocol import parse_scoring
 from trustforge.serve._quota import _joined, feature_rows
@@ -126,3 +127,28 @@ def test_blocks_join_as_their_columns():
     assert np.array_equal(feature_rows(parts[2], 2), feature_rows(dict(parts[2]), 2))
     other = parse_scoring(_split(["a", "b"], [[1, 2]]), OPTIONAL)  # other columns: not one block
     assert len(_joined([parts[0], other])) == 2
+
+
+def test_a_block_crosses_to_a_worker_as_one_array_and_arrives_a_block():
+    payload = parse_scoring(_split(["c", "a", "b"], [[1, 2, 3], [4, 5, 6]]), FP32)
+    meta, got = unpack(pack({"type": "batch"}, payload))
+    assert meta == {"type": "batch"} and type(got) is ColumnBlock and list(got) == list(payload)
+    assert all(np.array_equal(got[k], payload[k]) and got[k].dtype == payload[k].dtype for k in payload)
+    got["a"][0] = 7.0  # a writable copy
+    plain = unpack(pack({}, dict(payload)))[1]  # the same columns one by one
+    assert type(plain) is dict and all(np.array_equal(plain[k], payload[k]) for k in payload)
+    message = pack({}, payload)
+    header_len = int.from_bytes(message[4:8], "big")
+    header = json.loads(message[8 : 8 + header_len])
+    for bad in (
+        {**header["block"], "columns": ["a", "a", "b"]},
+        {**header["block"], "columns": ["a", "b"]},
+        {**header["block"], "dtype": "|O"},
+        {**header["block"], "nbytes": 4},
+        {**header["block"], "shape": [3]},
+    ):
+        text = json.dumps({**header, "block": bad}).encode()
+        with pytest.raises(CodecError):
+            unpack(message[:4] + len(text).to_bytes(4, "big") + text + message[8 + header_len :])
+    with pytest.raises(CodecError):
+        unpack(message + b"x")
