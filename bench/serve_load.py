@@ -117,7 +117,7 @@ def trustforge_server(uri: str, port: int, backend: str, workers: int, drift: bo
     if not drift:
         if not hasattr(ModelService, "_monitor_for"):
             raise SystemExit("serve_load: ModelService._monitor_for is gone; the drift-off server needs another way to turn monitoring off")
-        ModelService._monitor_for = lambda self, model, uri: None
+        ModelService._monitor_for = lambda self, *args, **kwargs: None
     config = ServeConfig(
         host=HOST, port=port, workers=workers, backend=backend, max_batch_size=BATCH_ROWS, max_latency_ms=BATCH_MS, auth="token"
     )

@@ -110,15 +110,38 @@ def test_direct_dispatch_answers_as_the_router(served, monkeypatch):
     fast = create_app(svc)
     with TestClient(fast) as client:
         got = _exchanges(client, token, columns)
-    assert len(direct) == 12  # every inference call but the unknown route went the direct way
-    text = fast.state.metrics.render().decode()  # the same metrics as the router's way (counted once each)
-    assert 'trustforge_responses_total{route="/invocations",status="401"} 2.0' in text
-    assert 'trustforge_request_duration_seconds_count{method="POST",route="/v2/models/{model_name}/infer"} 4.0' in text
+        again = _exchanges(client, token, columns)  # the routes found for these paths are remembered
+    assert len(direct) == 24  # every inference call but the unknown route went the direct way
+    assert again == got
+    text = fast.state.metrics.render().decode()  # the same metrics as the router's way (counted once each, two rounds)
+    assert 'trustforge_responses_total{route="/invocations",status="401"} 4.0' in text
+    assert 'trustforge_request_duration_seconds_count{method="POST",route="/v2/models/{model_name}/infer"} 8.0' in text
     slow = create_app(svc)
     slow._post_routes = []  # as an app with other middleware: everything through Starlette's stack
     with TestClient(slow) as client:
         want = _exchanges(client, token, columns)
-    assert len(direct) == 12
+    assert len(direct) == 24
     assert got == want
     statuses = [g[1] for g in got]
     assert statuses == [200, 401, 401, 400, 400, 200, 200, 404, 404, 400, 400, 307, 415] and all(g[4] for g in got)
+
+
+def test_direct_routes_remembered_per_path_stay_right_past_the_bound(served):
+    """Paths are the clients' choice: the remembered routes are bounded, and each request gets
+    its own path parameters."""
+    svc, token = served
+    app = create_app(svc)
+    auth = {"Authorization": f"Bearer {token}"}
+    v2 = {"inputs": [{"name": s.name, "datatype": "FP64", "shape": [1], "data": [5.0]} for s in svc.current.signature.inputs]}
+    with TestClient(app) as client:
+        for i in range(300):
+            r = client.post(f"/v2/models/m{i}/infer", json=v2, headers=auth)
+            assert r.status_code == 404 and f"m{i}" in r.json()["error"]
+        assert len(app._matched) <= 256
+        for path in ("/v2/models/iris-serve/infer", "/v2/models/iris-serve/versions/1/infer", "/invocations"):
+            for _ in range(2):
+                body = v2 if path.startswith("/v2") else {"dataframe_split": {"columns": list(v2["inputs"][0]), "data": [[1]]}}
+                r = client.post(path, json=body, headers=auth)
+                assert r.status_code == (200 if path.startswith("/v2") else 400), r.text
+        r = client.post("/v2/models/iris-serve/versions/7/infer", json=v2, headers=auth)
+        assert r.status_code == 404 and "'7'" in r.json()["error"]

@@ -292,3 +292,77 @@ def test_the_monitor_prepares_its_first_window_before_serving(iris_service):
     frame = rt.model.read_input(pd.DataFrame({s.name: np.linspace(4.5, 6.5, 20) for s in rt.signature.inputs}))
     assert len(fresh.observe(frame)) == 1  # a full window (20 rows) ...
     assert fresh._levels == levels  # ... needed no new simulation
+
+
+def test_log_lines_that_come_together_are_written_at_once_and_flushed(monkeypatch):
+    import io
+    import json
+    import logging
+
+    from trustforge.serve import _logging
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text):
+            Counting.writes += 1
+            return super().write(text)
+
+    _logging.flush_logs(10.0)
+    stream = Counting()
+    monkeypatch.setattr(_logging.sys, "stderr", stream)
+    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level) for name in _logging._LOGGERS}
+    access = logging.getLogger("uvicorn.access").disabled
+    try:
+        _logging.configure_logging()
+        for i in range(200):  # far faster than the writer wakes (every 20 ms)
+            _logging.log_event(logging.INFO, "request", request_id=f"w{i}", status=200)
+        _logging.flush_logs(10.0)  # returns once they are written, not only taken
+        lines = [e for e in map(json.loads, stream.getvalue().splitlines()) if e.get("request_id", "").startswith("w")]
+        assert [e["request_id"] for e in lines] == [f"w{i}" for i in range(200)]
+        assert Counting.writes < 50  # one write per wake-up of the writer, not one per line
+        _logging.log_event(logging.INFO, "request", request_id="last", status=200)
+        _logging.stop_logging()  # what is queued when the writer stops is written
+        assert json.loads(stream.getvalue().splitlines()[-1])["request_id"] == "last"
+    finally:
+        for name, (handlers, level) in saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger("uvicorn.access").disabled = access
+
+
+def test_a_prediction_is_awaited_on_the_loop_and_times_out_as_wait_for_did():
+    from types import SimpleNamespace
+
+    from trustforge.serve._service import Runtime
+
+    class Queue:
+        def __init__(self):
+            self.jobs = []
+
+        def submit(self, job):
+            self.jobs.append(job)
+            return job.future
+
+    def runtime(timeout):
+        return SimpleNamespace(
+            batcher=Queue(), config=SimpleNamespace(request_timeout_s=timeout), signature=SimpleNamespace(batchable=True)
+        )
+
+    payload = {"x": np.zeros(1)}
+    late = runtime(0.05)
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(Runtime.predict(late, payload))
+    assert late.batcher.jobs[0].future.cancelled()  # its batch drops the answer
+
+    async def answered(rt, settle):
+        task = asyncio.ensure_future(Runtime.predict(rt, payload))
+        await asyncio.sleep(0.02)
+        threading.Thread(target=settle, args=(rt.batcher.jobs[0].future,)).start()  # as a driver thread does
+        return await task
+
+    rt = runtime(10)
+    assert asyncio.run(answered(rt, lambda f: f.set_result({"y": 1}))) == {"y": 1}
+    rt = runtime(10)
+    with pytest.raises(ValueError, match="bad row"):
+        asyncio.run(answered(rt, lambda f: f.set_exception(ValueError("bad row"))))

@@ -57,6 +57,24 @@ def test_never_writes_tags_instead_of_personal_data_and_leaves_the_servers_own_f
     assert flt.masked - before == 2
 
 
+def test_the_access_log_masks_a_principal_once_and_keeps_the_request_id(log_stream, monkeypatch):
+    _capture(monkeypatch, log_stream)
+    flt = mask_logs("never")
+    flt._remembered.clear()  # the writer's filter may be an earlier test's
+    before = flt.masked
+    calls = []
+    scan = flt._masker.mask_text
+    monkeypatch.setattr(flt._masker, "mask_text", lambda text: calls.append(text) or scan(text))
+    for i in range(3):
+        _logging.log_event(
+            logging.INFO, "request", request_id=f"ab12cd34-{i:x}", route="/invocations", status=200, principal="olivia.smith001@example.org"
+        )
+    lines = _lines(log_stream)
+    assert [e["principal"] for e in lines] == ["<EMAIL>"] * 3 and [e["request_id"] for e in lines] == [f"ab12cd34-{i}" for i in range(3)]
+    assert calls == ["olivia.smith001@example.org"]  # scanned once; the server's own request ids not at all
+    assert flt.masked - before == 3
+
+
 def test_allow_writes_fields_as_they_are(log_stream, monkeypatch):
     _capture(monkeypatch, log_stream)
     assert mask_logs("allow") is None

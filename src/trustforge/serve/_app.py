@@ -157,6 +157,15 @@ async def _parse(fn: Callable[..., Any], body: bytes, *args: Any) -> Any:
     return fn(body, *args)
 
 
+_BODY = "trustforge.body"  # the scope key under which `_Gate` leaves the body it read
+
+
+async def _request_body(request: Request) -> bytes:
+    """The request's body: as `_Gate` read it (every request passes the gate), else read now."""
+    body = request.scope.get(_BODY)
+    return body if body is not None else await request.body()
+
+
 def _path_param(request: Request, name: str, limit: int) -> str:
     """A path parameter of a plain route, checked as its `Path(max_length=...)` documents."""
     value = request.path_params[name]
@@ -205,6 +214,9 @@ class _ServerApp(FastAPI):
         self.direct: dict[int, Callable[[Request], Any]] = {}  # id(route) -> plain handler (routes are not hashable)
         self._gate: _Gate | None = None
         self._post_routes: list | None = None
+        # (path, root_path) -> (route, its child scope) of a direct route, or None: what `_match`
+        # found for that path (bounded: paths are the clients' choice)
+        self._matched: dict[tuple[str, str], tuple[Any, dict] | None] = {}
 
     def _prepare(self) -> None:
         gates = [m for m in self.user_middleware if m.cls is _Gate]
@@ -219,18 +231,35 @@ class _ServerApp(FastAPI):
         if scope["type"] == "http" and scope["method"] == "POST" and not self.root_path:
             if self._post_routes is None:
                 self._prepare()
-            for route in self._post_routes:
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    if id(route) in self.direct:
-                        scope["app"] = self
-                        scope["router"] = self.router
-                        scope["route"] = route
-                        scope.update(child)
-                        await self._gate(scope, receive, send)
-                        return
-                    break
+            if "path_params" in scope:  # not as uvicorn calls an app: match afresh
+                found = self._match(scope)
+            else:
+                key = (scope["path"], scope.get("root_path", ""))
+                found = self._matched.get(key, False)
+                if found is False:
+                    found = self._match(scope)
+                    if len(self._matched) >= 256:
+                        self._matched.clear()
+                    self._matched[key] = found
+            if found is not None:
+                route, child = found
+                scope["app"] = self
+                scope["router"] = self.router
+                scope.update(child)
+                scope["path_params"] = dict(child["path_params"])  # each request its own
+                await self._gate(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    def _match(self, scope: dict) -> tuple[Any, dict] | None:
+        """(route, child scope) when the route the router would choose for this POST is a
+        direct one, else None. The answer depends only on the path (and the scope's root path),
+        so `__call__` remembers it per path."""
+        for route in self._post_routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return (route, {**child, "route": route}) if id(route) in self.direct else None
+        return None
 
     async def _dispatch(self, scope: dict, receive: Callable, send: Callable) -> None:
         request = Request(scope, receive, send)
@@ -487,7 +516,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     # ------------------------------------------------------------------ v2: inference
 
     async def _infer(request: Request, svc: ModelService, name: str, version: str | None, caller: str) -> Response:
-        body = await request.body()
+        body = await _request_body(request)
         header_length = request.headers.get("inference-header-content-length")
         for _attempt in range(2):  # a swap between parsing and queueing: parse again for the new version
             rt = _runtime(svc, name, version)
@@ -570,7 +599,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     async def invocations_plain(request: Request) -> Response:
         caller = await _caller(request, auth, "predict", quota)
         kind = request.headers.get("content-type")
-        body = await request.body()
+        body = await _request_body(request)
         for _attempt in range(2):
             rt = service.current
             if rt is None:
@@ -731,6 +760,7 @@ class _Gate:
                 if refused is None:
                     body, refused = await _read_body(receive, self.max_body)
                     if refused is None:
+                        scope[_BODY] = body
                         receive = _replay(body, receive)
                 if refused is not None:
                     await _send_error(send_with_id, scope["path"], *refused)

@@ -31,7 +31,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter
 
 from trustforge.data import Expectations, ExpectReport, expectations_of
-from trustforge.serve._signature import RequestError
+from trustforge.serve._signature import ColumnBlock, RequestError
 
 __all__ = ["ExpectGuard", "expect_counter", "check_request"]
 
@@ -103,6 +103,14 @@ def _plainly_fine(quick: tuple[tuple[str, ...], np.ndarray, np.ndarray], payload
     1-D numeric array of the request's length, none missing (NaN) and every value in range.
     False means "check the full way" (a violation, or something the shortcut does not read)."""
     names, low, high = quick
+    block = payload.block if type(payload) is ColumnBlock else None
+    if block is not None and block.dtype.kind in "iuf":  # the columns are the rows of one array, all of one length
+        rows = _block_rows(payload.names, names)
+        if rows is None:
+            return False
+        with np.errstate(invalid="ignore"):
+            inside = (block[rows] >= low) & (block[rows] <= high)  # compared as float64, like the concatenation below
+        return bool(inside.all())
     n = -1
     for value in payload.values():  # the full check builds a table of every 1-D column: same lengths
         if isinstance(value, np.ndarray) and value.ndim == 1:
@@ -120,6 +128,22 @@ def _plainly_fine(quick: tuple[tuple[str, ...], np.ndarray, np.ndarray], payload
     with np.errstate(invalid="ignore"):
         inside = (block >= low) & (block <= high)  # False for NaN: missing values take the full check
     return bool(inside.all())
+
+
+_ROWS: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray | None] = {}
+
+
+def _block_rows(columns: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray | None:
+    """The row of a block with `columns` that holds each rule's column (`names`), else None."""
+    key = (columns, names)
+    rows = _ROWS.get(key, False)
+    if rows is False:
+        at = {c: i for i, c in enumerate(columns)}
+        rows = np.array([at[n] for n in names], dtype=np.intp) if all(n in at for n in names) else None
+        if len(_ROWS) >= 64:
+            _ROWS.clear()
+        _ROWS[key] = rows
+    return rows
 
 
 _GUARDS: "weakref.WeakKeyDictionary[Any, ExpectGuard | None]" = weakref.WeakKeyDictionary()

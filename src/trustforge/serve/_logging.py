@@ -82,7 +82,16 @@ class JsonFormatter(logging.Formatter):
 
 
 class _Stderr(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time of each record (it may be replaced)."""
+    """Writes to whatever `sys.stderr` is at the time of writing (it may be replaced), the lines
+    of the records that came together in one write (`write_pending`, which the writer's queue
+    calls when it has no more records for now): one system call per wake-up of the writer,
+    not one per record."""
+
+    _MAX_PENDING = 256  # lines held at most before they are written
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: list[str] = []
 
     @property
     def stream(self):  # type: ignore[override]
@@ -91,6 +100,26 @@ class _Stderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record))
+        except Exception:  # noqa: BLE001 - as StreamHandler.emit: logging never raises into the caller
+            self.handleError(record)
+        if len(self._pending) >= self._MAX_PENDING:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Write the lines formatted so far (the writer thread calls this)."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            stream = self.stream
+            stream.write("\n".join(lines) + self.terminator)
+            stream.flush()
+        except Exception:  # noqa: BLE001 - stderr closed or broken: the lines are lost, as StreamHandler would lose them
+            pass
 
 
 class _Enqueue(logging.handlers.QueueHandler):
@@ -112,7 +141,16 @@ class _Enqueue(logging.handlers.QueueHandler):
 class _Batched(queue.Queue):
     """The writer's queue: a record put on it does not wake the writer; the writer takes what
     has come every `_PERIOD_S` seconds (a busy server's access log costs one wake-up of the
-    writer thread per period, not one per request, each taking the interpreter lock)."""
+    writer thread per period, not one per request, each taking the interpreter lock).
+
+    When it has nothing more to give for now (or gives the listener's stop sentinel), it has
+    `writer` write the lines of the records taken so far, and only then counts those records
+    done, so `flush_logs` returns once they are written."""
+
+    def __init__(self, maxsize: int, writer: _Stderr):
+        super().__init__(maxsize)
+        self.writer = writer
+        self._handled = 0  # records the listener is done with whose lines may not be written yet
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         with self.mutex:
@@ -124,14 +162,30 @@ class _Batched(queue.Queue):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         while True:
             with self.mutex:
-                if self._qsize():
-                    return self._get()
+                item = self._get() if self._qsize() else _EMPTY
+            if item is not _EMPTY and item is not None:
+                return item
+            self._written()  # nothing more for now, or QueueListener's stop sentinel (None): write what was taken
+            if item is None:
+                return None
             if not block:
                 raise queue.Empty
             time.sleep(_PERIOD_S)
 
+    def task_done(self) -> None:
+        self._handled += 1  # counted done once written (`_written`)
+
+    def _written(self) -> None:
+        self.writer.write_pending()
+        with self.all_tasks_done:
+            self.unfinished_tasks -= self._handled
+            self._handled = 0
+            if self.unfinished_tasks <= 0:
+                self.all_tasks_done.notify_all()
+
 
 _PERIOD_S = 0.02
+_EMPTY = object()
 _listener: logging.handlers.QueueListener | None = None
 _queue: queue.Queue | None = None
 _at_exit = False
@@ -142,9 +196,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     by a background thread (idempotent; after `stop_logging`, a new thread)."""
     global _listener, _queue, _at_exit
     if _listener is None:
-        _queue = _Batched(_QUEUE_SIZE)
         writer = _Stderr()
         writer.setFormatter(JsonFormatter())
+        _queue = _Batched(_QUEUE_SIZE, writer)
         _listener = logging.handlers.QueueListener(_queue, writer, respect_handler_level=False)
         _listener.start()
         if not _at_exit:

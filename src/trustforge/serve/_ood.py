@@ -98,6 +98,8 @@ def split_ood(columns: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
         return dict(columns), None
     rest = {k: v for k, v in columns.items() if k not in (OOD_FLAG, OOD_REASON)}
     flags = [bool(f) for f in np.asarray(columns[OOD_FLAG]).reshape(-1)]
+    if not any(flags):  # the usual case: no reasons to read
+        return rest, OodVerdict(flags, {})
     reasons = np.asarray(columns.get(OOD_REASON, np.array([""] * len(flags), dtype=object))).reshape(-1)
     return rest, OodVerdict(flags, {i: str(reasons[i]) for i, f in enumerate(flags) if f})
 

@@ -23,8 +23,15 @@ from typing import Any
 __all__ = ["PII_IN_LOGS", "PiiLogFilter", "mask_logs"]
 
 PII_IN_LOGS = ("never", "allow")
-# Fields the server fills from its own settings and routes, never from a request's values.
-_OWN = frozenset({"host", "port", "model", "version", "route", "method", "mode", "backend", "loop", "http", "auth", "worker", "pid", "ood"})
+# Fields the server fills from its own settings and routes, never from a request's values
+# (`request_id`: a per-process prefix and counter, `_app._ID_PREFIX`).
+_OWN = frozenset(
+    {"host", "port", "model", "version", "route", "method", "mode", "backend", "loop", "http", "auth", "worker", "pid", "ood", "request_id"}
+)
+# Fields with few distinct values (the registry's user names): each value is scanned once and
+# its masked form remembered (every access-log line has one; the scan took 5-30 us each).
+_REPEATED = frozenset({"principal"})
+_MAX_REMEMBERED = 1024
 
 
 class PiiLogFilter(logging.Filter):
@@ -36,6 +43,7 @@ class PiiLogFilter(logging.Filter):
 
         self._masker = Masker("tag")
         self.masked = 0  # values replaced so far
+        self._remembered: dict[str, str] = {}  # value of a `_REPEATED` field -> its masked form
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str) and value:
@@ -45,11 +53,26 @@ class PiiLogFilter(logging.Filter):
             return out
         return value
 
+    def _clean_repeated(self, value: Any) -> Any:
+        if not isinstance(value, str) or not value:
+            return value
+        out = self._remembered.get(value)
+        if out is None:
+            out = self._masker.mask_text(value)
+            if len(self._remembered) >= _MAX_REMEMBERED:
+                self._remembered.clear()
+            self._remembered[value] = out
+        if out != value:
+            self.masked += 1
+        return out
+
     def filter(self, record: logging.LogRecord) -> bool:
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             for k, v in fields.items():  # in place: the message's `_Fields` holds the same dict
-                if k not in _OWN:
+                if k in _REPEATED:
+                    fields[k] = self._clean_repeated(v)
+                elif k not in _OWN:
                     fields[k] = self._clean(v)
         elif getattr(record, "event", None) is None:
             record.msg, record.args = self._clean(record.getMessage()), None

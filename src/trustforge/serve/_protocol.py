@@ -25,6 +25,7 @@ from trustforge.serve._signature import (
     TensorSpec,
     _flatten,
     block_column,
+    block_payload,
     check_tensor_shape,
     column_from_json,
     columns_from_matrix,
@@ -278,8 +279,12 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
         for r, row in enumerate(split.data):
             if len(row) != width:
                 raise RequestError(f"dataframe_split.data[{r}] has {len(row)} values; there are {width} columns")
-        cols = {}
         block, converted = numeric_rows(split.data), {}  # all plain numbers: float columns are cut from one array
+        if block is not None:
+            whole = block_payload(block, split.columns, signature)  # every input a float column: one conversion
+            if whole is not None:
+                return whole
+        cols = {}
         for spec in signature.inputs:
             if spec.name not in index and spec.optional:
                 continue

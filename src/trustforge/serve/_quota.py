@@ -46,6 +46,7 @@ from prometheus_client import Counter
 from trustforge.errors import SpecError
 from trustforge.serve._limits import WindowedAudit
 from trustforge.serve._logging import log_event
+from trustforge.serve._signature import ColumnBlock, join_blocks
 
 __all__ = [
     "QuotaLimiter",
@@ -330,6 +331,9 @@ def feature_rows(payload: Any, max_rows: int = 64) -> np.ndarray:
         if x.dtype.kind not in "fiub":
             x = _hashed(x)
         return np.nan_to_num(x.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    block = payload.block if type(payload) is ColumnBlock else None
+    if block is not None and block.dtype.kind in "fiub":  # the columns side by side are the block's transpose
+        return np.nan_to_num(block[:, :max_rows].T.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     columns = []
     for value in payload.values():
         v = np.asarray(value)[:max_rows]
@@ -384,6 +388,9 @@ def _joined(payloads: list) -> list:
     try:
         if all(isinstance(p, np.ndarray) for p in payloads):
             return [np.concatenate(payloads)]
+        joined = join_blocks(payloads)
+        if joined is not None:
+            return [joined]
         keys = list(payloads[0])
         if all(isinstance(p, dict) and list(p) == keys for p in payloads):
             return [{k: np.concatenate([np.asarray(p[k]) for p in payloads]) for k in keys}]

@@ -63,6 +63,9 @@ __all__ = [
     "column_from_json",
     "numeric_rows",
     "block_column",
+    "ColumnBlock",
+    "block_payload",
+    "join_blocks",
     "tensor_from_json",
     "tensor_from_binary",
     "encode_bytes_tensor",
@@ -195,6 +198,11 @@ class Signature:
             out.append(self.matrix.metadata())
         return out
 
+    @cached_property
+    def block_plans(self) -> dict[tuple[str, ...], Any]:
+        """`block_payload`'s plans, by the column names of a request (filled as requests come)."""
+        return {}
+
     def describe(self) -> str:
         """A short human description of what a request must carry, for error messages."""
         if self.layout == "tensor":
@@ -270,8 +278,82 @@ def concat_payloads(payloads: Sequence[Payload]) -> Payload:
         return payloads[0]
     if isinstance(payloads[0], np.ndarray):
         return np.concatenate(payloads, axis=0)
+    joined = join_blocks(payloads)  # one concatenate of the blocks, not one per column
+    if joined is not None:
+        return joined
     first = payloads[0]
     return {name: _concat_column([p[name] for p in payloads]) for name in first}
+
+
+class ColumnBlock(dict):
+    """A frame payload (column name -> 1-D array) whose columns are the rows of one array
+    `block` (columns, rows), in the dict's order: what a request of plain numbers parses to.
+
+    Code that reads every column at once (the expectations' range check, batching, the probing
+    detector) takes `block` in one numpy call instead of one call per column, which cost
+    several microseconds per column and request. Anything that changes the dict sets `block`
+    to None: it is then an ordinary payload, read column by column.
+    """
+
+    __slots__ = ("block", "names")
+
+    def __init__(self, names: tuple[str, ...], block: np.ndarray):
+        super().__init__(zip(names, block))
+        self.block: np.ndarray | None = block
+        self.names = names
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.block = None
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.block = None
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> "ColumnBlock":
+        self.block = None
+        return super().__ior__(other)
+
+    def pop(self, *args: Any) -> Any:
+        self.block = None
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self.block = None
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.block = None
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.block = None
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self.block = None
+        return super().setdefault(key, default)
+
+
+def _same_blocks(payloads: Sequence[Any]) -> bool:
+    """True when every payload is a `ColumnBlock` with its block, the same columns and dtype."""
+    first = payloads[0]
+    if type(first) is not ColumnBlock or first.block is None:
+        return False
+    names, dtype = first.names, first.block.dtype
+    for p in payloads:
+        if type(p) is not ColumnBlock or p.block is None or p.names != names or p.block.dtype != dtype:
+            return False
+    return True
+
+
+def join_blocks(payloads: Sequence[Any]) -> "ColumnBlock | None":
+    """The rows of `payloads` as one `ColumnBlock` when they are blocks of the same columns, else None."""
+    if not payloads or not _same_blocks(payloads):
+        return None
+    if len(payloads) == 1:
+        return payloads[0]
+    return ColumnBlock(payloads[0].names, np.concatenate([p.block for p in payloads], axis=1))
 
 
 def _concat_column(parts: list[np.ndarray]) -> np.ndarray:
@@ -400,6 +482,69 @@ def block_column(block: np.ndarray, j: int, spec: TensorSpec, cache: dict[Any, n
     if converted is None:
         converted = cache[target] = block.T.astype(target, order="C")
     return converted[j]
+
+
+_NO_PLAN = object()
+_MAX_PLANS = 64  # column lists remembered per signature (clients send one or a few)
+
+
+def block_payload(block: np.ndarray, columns: Sequence[str], signature: Signature) -> ColumnBlock | None:
+    """A `numeric_rows` block (rows, width) of a request whose column names are `columns`, as
+    the payload that `block_column` (or `column_from_json`) makes of it column by column, when
+    every input the request carries takes floats of one type and every value fits it: a
+    `ColumnBlock` of the signature's inputs, in signature order, with the same values and
+    dtype. None otherwise (names that repeat, a required input missing, an input of another
+    type, a value beyond the type's range): the caller then goes column by column, which
+    finds and names whatever is wrong."""
+    key = tuple(columns)
+    plans = signature.block_plans
+    plan = plans.get(key, _NO_PLAN)
+    if plan is _NO_PLAN:
+        plan = _block_plan(key, signature)
+        if len(plans) >= _MAX_PLANS:
+            plans.clear()
+        plans[key] = plan
+    if plan is None:
+        return None
+    names, index, target, limit = plan
+    part = block if index is None else block[:, index]  # (rows, inputs)
+    if limit is not None and not (np.abs(part) <= limit).all():
+        return None
+    return ColumnBlock(names, part.T.astype(target, order="C"))  # (inputs, rows): each column contiguous
+
+
+def _block_plan(columns: tuple[str, ...], signature: Signature) -> tuple[tuple[str, ...], np.ndarray | None, np.dtype, float | None] | None:
+    """(input names, the request column of each or None when they are the request's columns in
+    order, the float type they share, the bound to check values against or None) for
+    `block_payload`; None when it does not apply."""
+    if signature.layout != "frame":
+        return None
+    index = {c: j for j, c in enumerate(columns)}
+    if len(index) != len(columns):
+        return None
+    names, at, target = [], [], None
+    for spec in signature.inputs:
+        if spec.name not in index:
+            if spec.optional:
+                continue
+            return None
+        t = NP_TYPES[spec.datatype]
+        if spec.datatype == "BYTES" or t.kind != "f" or (target is not None and t != target):
+            return None
+        target = t
+        names.append(spec.name)
+        at.append(index[spec.name])
+    if target is None:
+        return None
+    # `numeric_rows` holds every value below 2**53 (floats) or 2**63 (integers): FP32 and FP64 hold
+    # them all, so only a narrower type (FP16) needs its range checked on each request.
+    limit = float(np.finfo(target).max)
+    return (
+        tuple(names),
+        (None if at == list(range(len(columns))) else np.array(at, dtype=np.intp)),
+        target,
+        limit if limit < 2.0**64 else None,
+    )
 
 
 def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | None = None, shape: Sequence[int] | None = None) -> np.ndarray:
