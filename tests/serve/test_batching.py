@@ -36,7 +36,7 @@ def test_a_lone_client_is_not_held_back_but_a_busy_stream_is_collected():
         b.submit(job())
         start = time.monotonic()
         assert len(b.take(1)) == 1
-        assert time.monotonic() - start < 0.05
+        assert time.monotonic() - start < 0.1  # not held for the 200 ms it may wait
         time.sleep(0.05)
 
     b = Batcher(max_batch_size=8, max_latency_ms=200, max_queue=100)
