@@ -69,14 +69,22 @@ def _spec(name: str, path: Path, target: str, task: str, kind: str = "mlp") -> d
 
 
 def pruning(
-    trials: int, home: Path, warmup: int, startup: int, pruners: tuple[str, ...] = ("median", "none"), prune_after: int = 3
+    trials: int,
+    home: Path,
+    warmup: int,
+    startup: int,
+    pruners: tuple[str, ...] = ("median", "none"),
+    prune_after: int = 3,
+    seed: int = 7,
+    from_spec: bool = True,
 ) -> dict:
     path, target = write_csv(TABLES["breast_cancer"], home / "csv")
     out = {}
     for pruner in pruners:
         spec = _spec(f"prune-{pruner}", path, target, "classification")
-        spec["train"] = {"max_epochs": 30, "early_stopping": None}
+        spec["train"] = {"max_epochs": 30, "early_stopping": None, "seed": seed}
         spec["tune"] = {
+            "start_from_spec": from_spec,
             "space": SPACE,
             "trials": trials,
             "pruner": pruner,
@@ -86,7 +94,7 @@ def pruning(
             "prune_after_trials": prune_after,
         }
         t0 = time.perf_counter()
-        settings = Settings.from_env(home / f"ws-{pruner}")
+        settings = Settings.from_env(home / f"ws-{pruner}-{seed}")
         r = tune(spec, settings=settings, register=False)
         best_run = settings.runs_dir / r.summary["leaderboard"][0]["run"]
         out[pruner] = {
@@ -178,13 +186,17 @@ def main() -> None:
     ap.add_argument("--seeds", default="7", help="tables: train.seed values (each its own split); figures are means over them")
     ap.add_argument("--metric", default=None, help="tables: tune.metric (default: the task's validation monitor)")
     ap.add_argument("--kind", choices=sorted(SPACES), default="tabm", help="tables: the default model and its space")
+    ap.add_argument("--seed", type=int, default=7, help="pruning: train.seed (the split, the weights and TPE's draws)")
+    ap.add_argument("--no-start-from-spec", action="store_true", help="pruning: tune.start_from_spec false")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         out = {}
         if a.part in ("pruning", "both"):
-            out["pruning"] = pruning(a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"), a.prune_after)
+            out["pruning"] = pruning(
+                a.trials, home, a.warmup, a.startup, (*a.pruner.split(","), "none"), a.prune_after, a.seed, not a.no_start_from_spec
+            )
         if a.part in ("tables", "both"):
             out["tables"] = tables(
                 [n for n in a.tables.split(",") if n], a.trials, home, a.kind, tuple(int(x) for x in a.seeds.split(",")), a.metric
