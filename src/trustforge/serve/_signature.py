@@ -480,7 +480,8 @@ def block_column(block: np.ndarray, j: int, spec: TensorSpec, cache: dict[Any, n
             return None
     converted = cache.get(target)
     if converted is None:
-        converted = cache[target] = block.T.astype(target, order="C")
+        with np.errstate(over="ignore"):  # a column beyond the type's range overflows here, but `fits` never hands it out
+            converted = cache[target] = block.T.astype(target, order="C")
     return converted[j]
 
 
