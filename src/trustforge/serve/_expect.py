@@ -23,6 +23,7 @@ and words the violations; a request without any answers at once (the DataFrame c
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any, Mapping
 
@@ -130,20 +131,11 @@ def _plainly_fine(quick: tuple[tuple[str, ...], np.ndarray, np.ndarray], payload
     return bool(inside.all())
 
 
-_ROWS: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray | None] = {}
-
-
+@functools.lru_cache(maxsize=64)
 def _block_rows(columns: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray | None:
     """The row of a block with `columns` that holds each rule's column (`names`), else None."""
-    key = (columns, names)
-    rows = _ROWS.get(key, False)
-    if rows is False:
-        at = {c: i for i, c in enumerate(columns)}
-        rows = np.array([at[n] for n in names], dtype=np.intp) if all(n in at for n in names) else None
-        if len(_ROWS) >= 64:
-            _ROWS.clear()
-        _ROWS[key] = rows
-    return rows
+    at = {c: i for i, c in enumerate(columns)}
+    return np.array([at[n] for n in names], dtype=np.intp) if all(n in at for n in names) else None
 
 
 _GUARDS: "weakref.WeakKeyDictionary[Any, ExpectGuard | None]" = weakref.WeakKeyDictionary()

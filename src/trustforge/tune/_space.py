@@ -77,7 +77,7 @@ def spec_point(spec: Mapping[str, Any], space: Mapping[str, Any]) -> dict[str, A
             out[path] = int(node) if p.type == "int" else float(node)
         else:
             for c in p.choices:
-                if (c if _scalar(c) else json.loads(json.dumps(c))) == node and type(c) is type(node):
+                if c == node and type(c) is type(node):
                     out[path] = c if _scalar(c) else json.dumps(c)
                     break
     return out

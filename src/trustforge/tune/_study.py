@@ -251,10 +251,8 @@ def _work(job: _Job, index: int) -> None:
     ts = TuneSpec.model_validate(job.tune)
     storage = open_storage(job.url)
     seed = int(job.base.get("train", {}).get("seed", 0))
-    begun = [
-        t for t in optuna.load_study(study_name=job.study, storage=storage).get_trials(deepcopy=False) if t.state != TrialState.WAITING
-    ]
-    if index > 0 or begun:
+    trials = optuna.load_study(study_name=job.study, storage=storage).get_trials(deepcopy=False)
+    if index > 0 or any(t.state != TrialState.WAITING for t in trials):
         # Another worker, or a study that others fill too: its own draws, not a copy of theirs.
         seed += 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{index}".encode()) % 1_000_000
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(ts, seed), pruner=_pruner(ts, job.base))
