@@ -41,8 +41,21 @@ def spoken_digits(workspace, spoken_digits_cache):
 
 
 def pytest_configure(config):
-    # Two CI cores: pytest runs one test at a time, and intra-op threads beyond the cores only spin.
-    torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)))))
+    # Intra-op threads beyond the cores only spin: with pytest-xdist (`make test` runs two
+    # workers) each worker gets its share of the cores; run alone, pytest takes up to two.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)) // workers)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's `--dist loadgroup`: a file's tests run on one worker, so its
+    module fixtures are built once, and the tests that read the session's `as_written` runs
+    share one worker, so each example is trained once. A test's own `xdist_group` mark wins."""
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        group = "as_written" if "as_written" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(hookwrapper=True)
