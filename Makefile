@@ -18,12 +18,12 @@ $(BIN)/.installed: pyproject.toml .ci/constraints.txt
 demo: $(BIN)/.installed
 	$(BIN)/trustforge quickstart
 
-# pytest-xdist: TEST_WORKERS processes (CI has 2 cores); tests/conftest.py keeps a file's tests, and
-# those sharing the session's example runs, on one worker each.
+# pytest-xdist: TEST_WORKERS processes (CI has 2 cores); tests/conftest.py's scheduler gives each
+# worker whole files, and the files sharing the session's example runs to one worker.
 TEST_WORKERS ?= 2
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 --ignore=tests/redteam
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25 --ignore=tests/redteam
 	$(MAKE) redteam
 
 # The attacks of issue 11 (tests/redteam), each finding reproduced; held to 3 minutes.

@@ -47,15 +47,40 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)) // workers)))
 
 
+# The test files that read the session's `as_written` runs (the fixture below). pytest-xdist
+# (`make test` runs two workers) keeps each file's tests on one worker, so module fixtures are
+# built once, and keeps these files together on one, so each example is trained once.
+AS_WRITTEN_FILES = frozenset(
+    {"tests/evaluate/test_baselines.py", "tests/test_examples.py", "tests/test_readme_figures.py", "tests/test_speech_scenario.py"}
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's `--dist loadgroup`: a file's tests run on one worker, so its
-    module fixtures are built once, and the tests that read the session's `as_written` runs
-    share one worker, so each example is trained once. A test's own `xdist_group` mark wins."""
+    """A test that reads `as_written` from a file not in AS_WRITTEN_FILES would train its example
+    again on another worker: refuse to run until the file is listed."""
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        group = "as_written" if "as_written" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        path = item.nodeid.split("::", 1)[0]
+        if "as_written" in getattr(item, "fixturenames", ()) and path not in AS_WRITTEN_FILES:
+            raise pytest.UsageError(f"{path} reads the as_written fixture: add it to AS_WRITTEN_FILES in tests/conftest.py")
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pytest-xdist is a dev dependency; without it pytest runs one test at a time
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+
+    class _FileScheduling(LoadScopeScheduling):
+        """Whole files to a worker, the AS_WRITTEN_FILES as one unit; the units with the most
+        tests go first (xdist's reordering), so the long ones do not start last."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "as_written" if path in AS_WRITTEN_FILES else path
+
+    def pytest_xdist_make_scheduler(config, log):
+        return _FileScheduling(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)

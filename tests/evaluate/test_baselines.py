@@ -323,7 +323,7 @@ TOO_SLOW = {"sentiment_minilm"}
 @pytest.mark.parametrize(
     "path",
     [
-        pytest.param(p, marks=[pytest.mark.slow, pytest.mark.xdist_group("as_written")]) if p.stem in SLOW_EXAMPLES else p
+        pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_EXAMPLES else p
         for p in sorted(EXAMPLES.glob("*.yaml"))
         if p.stem not in TOO_SLOW
     ],
