@@ -168,6 +168,31 @@ def test_the_choice_never_reads_the_test_split():
     assert rows["linear"]["val_accuracy"] > 0.8 and rows["hist_gradient_boosting"]["val_accuracy"] > 0.8
 
 
+def test_a_trained_candidate_stops_early_on_training_rows_never_on_the_validation_split_that_ranks_it(monkeypatch):
+    from trustforge.train import Trainer
+
+    spec = _choice_spec()
+    data = prepare(spec)
+    seen = []
+    real_fit = Trainer.fit
+
+    def fit(self, model, train, validation, *a, **k):
+        seen.append((validation.inputs[0].clone(), validation.target.clone(), len(train), len(validation)))
+        return real_fit(self, model, train, validation, *a, **k)
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    choose(spec, data)
+    assert len(seen) == 1  # the mlp; the baselines are fitted, not trained by epochs
+    stop_x, stop_y, n_fit, n_stop = seen[0]
+    assert n_fit + n_stop == len(data.train) and n_stop == pytest.approx(0.15 * len(data.train), abs=len(data.schema.classes))
+    # the same share of each class in both parts, and the validation split takes no part
+    for c in data.train.target.unique():
+        assert (stop_y == c).sum() == int((data.train.target == c).sum() * 0.15)
+    train_rows = {tuple(r) for r in data.train.inputs[0].tolist()}
+    assert all(tuple(r) in train_rows for r in stop_x.tolist())
+    assert not any(tuple(r) in train_rows for r in data.validation.inputs[0].tolist())  # iris's splits share no row
+
+
 @pytest.mark.parametrize(
     "model,field",
     [
