@@ -317,7 +317,7 @@ def _fit_scored(cspec: TaskSpec, data: Any, pool: Any, splits: Any, progress: bo
         return model, seconds, epochs, _predict(model, data.validation.inputs)
     out: torch.Tensor | None = None
     seconds, epochs = 0.0, 0
-    for train_idx, held_idx in splits:  # each fold's model early-stops on the rows it is scored on, as a hold-out split would
+    for train_idx, held_idx in splits:  # each fold's model early-stops on the rows it is scored on (optimistic, as _stopping_apart says)
         fold = dataclasses.replace(data, train=_take(pool, train_idx), validation=_take(pool, held_idx))
         model, s, e = fit_candidate(cspec, fold, progress=progress)
         held = _predict(model, fold.validation.inputs)
