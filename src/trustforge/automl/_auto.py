@@ -317,9 +317,9 @@ def _fit_scored(cspec: TaskSpec, data: Any, pool: Any, splits: Any, progress: bo
         return model, seconds, epochs, _predict(model, data.validation.inputs)
     out: torch.Tensor | None = None
     seconds, epochs = 0.0, 0
-    for train_idx, held_idx in splits:  # each fold's model early-stops on the rows it is scored on (optimistic, as _stopping_apart says)
+    for train_idx, held_idx in splits:  # each fold's model stops early on part of its own training rows, as above
         fold = dataclasses.replace(data, train=_take(pool, train_idx), validation=_take(pool, held_idx))
-        model, s, e = fit_candidate(cspec, fold, progress=progress)
+        model, s, e = fit_candidate(cspec, _stopping_apart(cspec, fold), progress=progress)
         held = _predict(model, fold.validation.inputs)
         if out is None:
             out = torch.empty((len(pool), *held.shape[1:]), dtype=held.dtype)
