@@ -164,13 +164,21 @@ def test_a_request_sent_to_killed_workers_runs_on_a_live_one(packages, registry,
             stopped.append(pid)
         job = Job.of(payload)
         rt.batcher.submit(job)
-        for _ in range(2):
-            _wait(lambda: any(ex.busy and ex.pid in stopped for ex in rt.executors), "a stopped worker holds the batch")
-            victim = next(ex for ex in rt.executors if ex.busy and ex.pid in stopped)
+        killed = 0
+        while stopped and not job.future.done():
+            # the batch goes to the other stopped worker, or to the first one's replacement if that
+            # is up first (then it simply runs): either way it never counts as an attempt
+            _wait(
+                lambda: job.future.done() or any(ex.busy and ex.pid in stopped for ex in rt.executors), "a stopped worker holds the batch"
+            )
+            victim = next((ex for ex in rt.executors if ex.busy and ex.pid in stopped), None)
+            if victim is None:
+                break
             stopped.remove(victim.pid)
             os.kill(victim.pid, signal.SIGKILL)
+            killed += 1
         assert job.future.result(180)["prediction"].tolist() == expected
-        assert job.attempts == 0 and job.unreached == 2
+        assert killed >= 1 and job.attempts == 0 and job.unreached == killed
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
