@@ -18,12 +18,15 @@ $(BIN)/.installed: pyproject.toml .ci/constraints.txt
 demo: $(BIN)/.installed
 	$(BIN)/trustforge quickstart
 
-# pytest-xdist: TEST_WORKERS processes (CI has 2 cores); tests/conftest.py's scheduler gives each
-# worker whole files, and the files sharing the session's example runs to one worker.
-TEST_WORKERS ?= 2
+# `make test TEST_WORKERS=2`: pytest-xdist workers; tests/conftest.py's scheduler gives each worker
+# whole files, and the files sharing the session's example runs to one worker. The default stays
+# one process until full runs on two workers are green in a row (each of the first four found one
+# timing-sensitive test, since fixed).
+TEST_WORKERS ?= 1
+XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=25 --ignore=tests/redteam
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25 --ignore=tests/redteam
 	$(MAKE) redteam
 
 # The attacks of issue 11 (tests/redteam), each finding reproduced; held to 3 minutes.

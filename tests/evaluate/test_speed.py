@@ -138,12 +138,12 @@ def test_a_slow_model_gets_the_minimum_count_not_one_call() -> None:
     # rest on the minimum count, and nothing more than that is spent.
     module = Recorder(sleep=0.02)
     ids, x = torch.randint(0, 50, (8, 3)), torch.randn(8, 1)
-    t0 = time.perf_counter()
     speed = measure_speed(module, (ids, x), fit_seconds=1.0, train_samples=8, epochs=1, seconds_budget=0.2, min_calls=20)
-    elapsed = time.perf_counter() - t0
     assert speed["forward"]["calls"] == 20
     assert speed["forward"]["p50_ms"] >= 20.0
-    assert elapsed < (10 + 20 + 8) * 0.02 + 1.0  # warm-up, timed calls, throughput, and slack
+    # what was spent, counted in calls (a wall-clock bound failed on a loaded CI machine):
+    # warm-up, the timed calls and the throughput batches, and nothing more
+    assert len(module.calls) <= 10 + 20 + 8, len(module.calls)
     assert speed["repeats"] < 7  # throughput still keeps to its share of the budget
 
 
