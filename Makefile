@@ -20,8 +20,8 @@ demo: $(BIN)/.installed
 
 # `make test TEST_WORKERS=2`: pytest-xdist workers; tests/conftest.py's scheduler gives each worker
 # whole files, and the files sharing the session's example runs to one worker. The default stays
-# one process until full runs on two workers are green in a row (each of the first four found one
-# timing-sensitive test, since fixed).
+# one process until full runs on two workers are green in a row (four of the first five each found
+# one flaky test, since fixed).
 TEST_WORKERS ?= 1
 XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
 
