@@ -349,17 +349,14 @@ def _stopping_apart(cspec: TaskSpec, data: Any) -> Any:
         return data
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cspec.train.seed + 1))
     if target.dim() == 1 and not torch.is_floating_point(target):  # classes: the same share of each
-        stop = []
-        for c in target.unique():
-            rows = order[target[order] == c]
-            stop.append(rows[: int(len(rows) * _STOP_SHARE) if len(rows) >= 2 else 0])
-        stop_idx = torch.cat(stop)
+        by_class = [order[target[order] == c] for c in target.unique()]
+        stop_idx = torch.cat([rows[: int(len(rows) * _STOP_SHARE)] for rows in by_class])
     else:
         stop_idx = order[: max(1, int(n * _STOP_SHARE))]
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[stop_idx] = False
     if len(stop_idx) == 0:
         return data
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[stop_idx] = False
     return dataclasses.replace(data, train=_take(data.train, keep.nonzero().squeeze(1)), validation=_take(data.train, stop_idx))
 
 
