@@ -262,7 +262,7 @@ def _run(
             history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
         if distributed is not None:
-            shutdown_distributed()  # training is over: the other ranks have left; the rest is rank 0's
+            shutdown_distributed(together=True)  # training is over: every rank leaves at once; the rest is rank 0's
         twin, twin_metrics = _plain_twin(spec, data, history)  # adversarial or private training's "before"
         if twin is not None:
             timings["plain_twin_fit_seconds"] = twin_metrics["plain_twin_fit_seconds"]
@@ -377,6 +377,7 @@ def _train_rank(
         local_rank=distributed.local_rank,
     )
     trainer.fit(model, data.train, data.validation, resume=resume_from)
+    shutdown_distributed(together=True)  # with rank 0, which leaves at the same barrier
     return None
 
 

@@ -111,10 +111,27 @@ def init_distributed(info: Distributed, device: torch.device) -> None:
         dist.init_process_group("gloo", timeout=timeout)
 
 
-def shutdown_distributed() -> None:
-    """Leave the process group (a no-op when none was joined)."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown_distributed(*, together: bool = False) -> None:
+    """Leave the process group (a no-op when none was joined).
+
+    Args:
+        together: wait at a barrier for every rank first (the usual clean exit of a process
+            group): the way out of a run that trained to the end, so no rank tears down its gloo
+            connections while a peer may still read them. Added after node 1's rank of a two-node
+            run aborted at the end on a loaded machine (SIGABRT, "terminate called without an
+            active exception"), which failed a job whose run was written. Seen in one CI run and in
+            1 of 19 loaded runs, none in 15 with the barrier: too rare to prove the cause. A failed run leaves without waiting
+            (its peers may be gone); the barrier times out after `COLLECTIVE_TIMEOUT_S` like any
+            collective.
+    """
+    if not dist.is_initialized():
+        return
+    if together:
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer left already: nothing to wait for
+            pass
+    dist.destroy_process_group()
 
 
 # What gloo and NCCL say when a peer is gone; they raise a plain RuntimeError for some of it.
