@@ -18,11 +18,11 @@ $(BIN)/.installed: pyproject.toml .ci/constraints.txt
 demo: $(BIN)/.installed
 	$(BIN)/trustforge quickstart
 
-# `make test TEST_WORKERS=2`: pytest-xdist workers; tests/conftest.py's scheduler gives each worker
-# whole files, and the files sharing the session's example runs to one worker. The default stays
-# one process until full runs on two workers are green in a row (four of the first five each found
-# one flaky test, since fixed).
-TEST_WORKERS ?= 1
+# pytest-xdist workers (TEST_WORKERS=1: one process); tests/conftest.py's scheduler gives each
+# worker whole files, and the files sharing the session's example runs to one worker. Two workers
+# keep CI under 20 minutes on two cores. Of the first seven full runs on two, six each found one
+# race, in a test or (once) in the code (a data-parallel rank's exit); each is fixed.
+TEST_WORKERS ?= 2
 XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
 
 test: $(BIN)/.installed

@@ -41,14 +41,14 @@ def spoken_digits(workspace, spoken_digits_cache):
 
 
 def pytest_configure(config):
-    # Intra-op threads beyond the cores only spin: with pytest-xdist (`make test TEST_WORKERS=2`)
+    # Intra-op threads beyond the cores only spin: with pytest-xdist (`make test`: two workers)
     # each worker gets its share of the cores; run alone, pytest takes up to two.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)) // workers)))
 
 
 # The test files that read the session's `as_written` runs (the fixture below). pytest-xdist
-# (`make test TEST_WORKERS=2`) keeps each file's tests on one worker, so module fixtures are
+# (`make test`) keeps each file's tests on one worker, so module fixtures are
 # built once, and keeps these files together on one, so each example is trained once.
 AS_WRITTEN_FILES = frozenset(
     {"tests/evaluate/test_baselines.py", "tests/test_examples.py", "tests/test_readme_figures.py", "tests/test_speech_scenario.py"}
