@@ -128,6 +128,10 @@ def _wait(predicate, what: str, timeout: float = 180.0) -> None:
         time.sleep(0.01)
 
 
+def _fallback_batches(svc) -> float:
+    return svc.current.metrics.fallback_batches.labels(model=svc.current.name)._value.get()
+
+
 def _all_restarted(executors, old_pids) -> bool:
     return all(ex.ready and ex.pid not in old_pids for ex in executors)
 
@@ -156,29 +160,43 @@ def test_a_request_sent_to_killed_workers_runs_on_a_live_one(packages, registry,
         assert job.attempts == 0 and job.unreached == 2
 
         # 2. Both workers alive but killed with the batch unread in their socket (stopped, so they
-        #    cannot read it; killed while it waits there).
+        #    cannot read it; killed while it waits there). On a loaded machine the batch has once
+        #    been answered without any stopped worker seen holding it (CI on two xdist workers):
+        #    the round is then tried again, up to three times, and must happen once.
         _wait(lambda: _all_restarted(rt.executors, pids), "both workers restarted")
-        pids = [ex.pid for ex in rt.executors]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        job = Job.of(payload)
-        rt.batcher.submit(job)
-        killed = 0
-        while stopped and not job.future.done():
-            # the batch goes to the other stopped worker, or to the first one's replacement if that
-            # is up first (then it simply runs): either way it never counts as an attempt
-            _wait(
-                lambda: job.future.done() or any(ex.busy and ex.pid in stopped for ex in rt.executors), "a stopped worker holds the batch"
-            )
-            victim = next((ex for ex in rt.executors if ex.busy and ex.pid in stopped), None)
-            if victim is None:
+        rounds = []
+        for _ in range(3):
+            _wait(lambda: all(ex.ready for ex in rt.executors), "both workers up")
+            pids = [ex.pid for ex in rt.executors]
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            fallback_before = _fallback_batches(svc)
+            job = Job.of(payload)
+            rt.batcher.submit(job)
+            killed = 0
+            while stopped and not job.future.done():
+                # the batch goes to the other stopped worker, or to the first one's replacement if that
+                # is up first (then it simply runs): either way it never counts as an attempt
+                _wait(
+                    lambda: job.future.done() or any(ex.busy and ex.pid in stopped for ex in rt.executors),
+                    "a stopped worker holds the batch",
+                )
+                victim = next((ex for ex in rt.executors if ex.busy and ex.pid in stopped), None)
+                if victim is None:
+                    break
+                stopped.remove(victim.pid)
+                os.kill(victim.pid, signal.SIGKILL)
+                killed += 1
+            assert job.future.result(180)["prediction"].tolist() == expected
+            assert job.attempts == 0 and job.unreached == killed
+            rounds.append({"killed": killed, "in_process": _fallback_batches(svc) - fallback_before})
+            for pid in stopped:  # a worker still stopped held nothing: let it run again
+                os.kill(pid, signal.SIGCONT)
+            stopped.clear()
+            if killed >= 1:
                 break
-            stopped.remove(victim.pid)
-            os.kill(victim.pid, signal.SIGKILL)
-            killed += 1
-        assert job.future.result(180)["prediction"].tolist() == expected
-        assert killed >= 1 and job.attempts == 0 and job.unreached == killed
+        assert rounds[-1]["killed"] >= 1, rounds
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
