@@ -14,7 +14,7 @@ split, to ask how far the choice is from the best candidate on test:
 A table passes when either holds ("within 1 point or 2 % relative error"). The ratio against a
 baseline in the same run: the choice's test score over HistGradientBoosting's with defaults.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src nice -n 10 python bench/auto.py [--tables wine,pima] [--seeds 0,1,2] [--preset fast]
+    OMP_NUM_THREADS=1 PYTHONPATH=src nice -n 10 python bench/auto.py [--tables wine,pima] [--seeds 0,1,2] [--preset fast] [--folds 5]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_score(spec, data, model) -> float:
     return float(task.validation_metrics(spec, data.preprocessor, (metric,))(out, data.test.target)[metric])
 
 
-def one(table: str, seed: int, preset: str, folder: Path) -> dict:
+def one(table: str, seed: int, preset: str, folder: Path, folds: int = 1) -> dict:
     t = TABLES[table]
     path, target = write_csv(t, folder)
     spec = load_spec(
@@ -55,7 +55,7 @@ def one(table: str, seed: int, preset: str, folder: Path) -> dict:
             "name": f"auto-{table}",
             "task": t.task,
             "data": {"source": f"csv:{path}", "target": target, **({"split": {"stratify": False}} if t.task == "regression" else {})},
-            "model": {"kind": "auto", "preset": preset, "register_baseline": True},
+            "model": {"kind": "auto", "preset": preset, "register_baseline": True, "folds": folds},
             "train": {"seed": seed},
         }
     )
@@ -98,6 +98,7 @@ def main() -> None:
     p.add_argument("--tables", default=",".join(TABLES))
     p.add_argument("--seeds", default="0")
     p.add_argument("--preset", default="fast", choices=("fast", "best"))
+    p.add_argument("--folds", type=int, default=1, help="model.folds: 1 ranks on the validation split, K > 1 out of fold over train + validation")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
@@ -105,7 +106,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for table in args.tables.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                r = one(table, seed, args.preset, Path(tmp))
+                r = one(table, seed, args.preset, Path(tmp), args.folds)
                 rows.append(r)
                 gap = f"{r['points']:+.2f} pt" if r["points"] is not None else f"{100 * r['relative']:+.2f} % rmse"
                 print(

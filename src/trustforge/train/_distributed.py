@@ -117,12 +117,10 @@ def shutdown_distributed(*, together: bool = False) -> None:
     Args:
         together: wait at a barrier for every rank first (the usual clean exit of a process
             group): the way out of a run that trained to the end, so no rank tears down its gloo
-            connections while a peer may still read them. Added after node 1's rank of a two-node
-            run aborted at the end on a loaded machine (SIGABRT, "terminate called without an
-            active exception"), which failed a job whose run was written. Seen in one CI run and in
-            1 of 19 loaded runs, none in 15 with the barrier: too rare to prove the cause. A failed run leaves without waiting
+            connections while a peer may still read them. A failed run leaves without waiting
             (its peers may be gone); the barrier times out after `COLLECTIVE_TIMEOUT_S` like any
-            collective.
+            collective. (The abort some ranks met at exit is torch's, at interpreter teardown:
+            `trustforge.cli` ends a finished torchrun worker without it.)
     """
     if not dist.is_initialized():
         return
