@@ -98,7 +98,9 @@ def main() -> None:
     p.add_argument("--tables", default=",".join(TABLES))
     p.add_argument("--seeds", default="0")
     p.add_argument("--preset", default="fast", choices=("fast", "best"))
-    p.add_argument("--folds", type=int, default=1, help="model.folds: 1 ranks on the validation split, K > 1 out of fold over train + validation")
+    p.add_argument(
+        "--folds", type=int, default=1, help="model.folds: 1 ranks on the validation split, K > 1 out of fold over train + validation"
+    )
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
