@@ -20,7 +20,7 @@ demo: $(BIN)/.installed
 
 # pytest-xdist workers (TEST_WORKERS=1: one process); tests/conftest.py's scheduler gives each
 # worker whole files, and the files sharing the session's example runs to one worker. Two workers
-# keep CI under 20 minutes on two cores. Of the first seven full runs on two, six each found one
+# take the suite from about 35 minutes to 17-20 on two cores. Of the first seven full runs on two, six each found one
 # race, in a test or (once) in the code (a data-parallel rank's exit); each is fixed.
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
