@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-__all__ = ["activation", "mlp_layers"]
+__all__ = ["activation", "mlp_layers", "run_channels_last"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -34,3 +35,17 @@ def mlp_layers(n_in: int, hidden: list[int], n_out: int, *, act: str, dropout: f
         n_in = width
     layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
+
+
+def run_channels_last(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`layers(x)` with each layer's input in channels-last memory on the CPU: the same values,
+    laid out (B, H, W, C). With torch 2.13's CPU kernels a 2×2 max-pool of a (64, 32, 32, 32)
+    batch takes 12 ms in the default layout and 1 ms in this one, and the shapes CNN trains a
+    batch about 1.5× faster and predicts 2-4× faster (bench/conv_layout.py). Each layer's input
+    is converted, not only the first: a one-channel input (a spectrogram, a grey image) looks
+    the same in both layouts, so its first convolution answers in the default one."""
+    if x.device.type != "cpu":  # measured on the CPU only; CUDA keeps its own choice
+        return layers(x)
+    for layer in layers:
+        x = layer(x.contiguous(memory_format=torch.channels_last))
+    return x

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from trustforge.errors import ModelError
-from trustforge.models._layers import activation, mlp_layers
+from trustforge.models._layers import activation, mlp_layers, run_channels_last
 
 __all__ = ["CNN"]
 
@@ -72,6 +72,6 @@ class CNN(nn.Module):
         self.classifier = mlp_layers(flat, hidden or [], n_out, act=activation_name, dropout=dropout, batch_norm=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)  # (B, C', H', W')
+        x = run_channels_last(self.features, x)  # (B, C', H', W')
         x = x.mean(dim=(2, 3)) if self.global_pool else x.flatten(1)  # (B, F)
         return self.classifier(self.dropout(x))  # (B, n_out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trustforge.models._layers import run_channels_last
+
 __all__ = ["ConvEncoder"]
 
 
@@ -31,4 +33,4 @@ class ConvEncoder(nn.Module):
         self.out_dim = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (B, width)
+        return run_channels_last(self.net, x)  # (B, width)
