@@ -158,20 +158,26 @@ def tfidf_logistic_regression(spec: dict) -> dict[str, float]:
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _TFIDF:
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
         from sklearn.metrics import accuracy_score, f1_score
-        from sklearn.model_selection import GridSearchCV
 
         data = _prepared(spec)
         column, target = data.schema.text.column, data.schema.target
         train, test = data.train_raw.frame, data.test_raw.frame
         vec = TfidfVectorizer()
-        model = GridSearchCV(LogisticRegression(max_iter=3000), {"C": [0.25, 0.5, 1, 2, 4, 8, 16]}, cv=5, scoring="accuracy")
-        pred = model.fit(vec.fit_transform(train[column]), train[target]).predict(vec.transform(test[column]))
+        # C chosen as GridSearchCV over the grid would (the same 5 folds and scoring), each fold's
+        # path of fits starting from the last (about a third of the time); then one fresh fit with
+        # that C on the whole training split, as GridSearchCV refits.
+        x = vec.fit_transform(train[column])
+        search = LogisticRegressionCV(
+            Cs=[0.25, 0.5, 1, 2, 4, 8, 16], cv=5, scoring="accuracy", max_iter=3000, l1_ratios=(0.0,), use_legacy_attributes=False
+        )
+        c = float(np.ravel(search.fit(x, train[target]).C_)[0])
+        pred = LogisticRegression(C=c, max_iter=3000).fit(x, train[target]).predict(vec.transform(test[column]))
         _TFIDF[key] = {
             "accuracy": float(accuracy_score(test[target], pred)),
             "f1_macro": float(f1_score(test[target], pred, average="macro")),
-            "C": float(model.best_params_["C"]),
+            "C": c,
         }
     return _TFIDF[key]
 

@@ -350,28 +350,37 @@ def test_compare_runs_best_first(runs):
         assert row["fit_seconds"] > 0 and row["run"].startswith(row["name"])
 
 
-def test_report_renders_in_headless_chromium(reports):
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium for this file's browser tests (each opens its own page)."""
     if not CHROMIUM.exists():
         pytest.skip("install Debian's chromium (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
-    path = reports["image"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            requests = []
-            page.on("request", lambda req: requests.append(req.url))
-            page.goto(path.resolve().as_uri(), wait_until="load")
-            shot = page.screenshot(full_page=True, path="/tmp/report.png")
-            plots = page.eval_on_selector_all(
-                "img[data-plot]",
-                """els => els.map(e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
-                     return {name: e.dataset.plot, w: e.naturalWidth, h: e.naturalHeight, complete: e.complete,
-                             visible: r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'}; })""",
-            )
+            yield browser
         finally:
             browser.close()
+
+
+def test_report_renders_in_headless_chromium(reports, chromium):
+    path = reports["image"]
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        requests = []
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto(path.resolve().as_uri(), wait_until="load")
+        shot = page.screenshot(full_page=True)
+        plots = page.eval_on_selector_all(
+            "img[data-plot]",
+            """els => els.map(e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
+                 return {name: e.dataset.plot, w: e.naturalWidth, h: e.naturalHeight, complete: e.complete,
+                         visible: r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'}; })""",
+        )
+    finally:
+        page.close()
     assert {p["name"] for p in plots} == IMAGE_PLOTS
     for plot in plots:
         assert plot["complete"] and plot["w"] > 0 and plot["h"] > 0 and plot["visible"], plot
@@ -729,44 +738,38 @@ def test_glossary_defines_the_reports_terms(examples):
 # ---------------------------------------------------------------------------- in a browser
 
 
-def _screenshot(html_path: Path, shots: Path) -> dict:
-    """Open a report in headless Chromium at 1280×900, save its first viewport and full page, and measure it."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            requests = []
-            page.on("request", lambda req: requests.append(req.url))
-            page.goto(html_path.resolve().as_uri(), wait_until="load")
-            page.screenshot(path=str(shots / f"{html_path.stem}-first-view.png"))
-            page.screenshot(path=str(shots / f"{html_path.stem}-full.png"), full_page=True)
-            facts = page.evaluate(
-                """() => ({
-                    scrollWidth: document.documentElement.scrollWidth,
-                    answers: [...document.querySelectorAll('#summary .answer dt')].map(e => ({
-                        text: e.textContent, bottom: e.getBoundingClientRect().bottom})),
-                    watch: document.querySelector('#summary .answer[data-answer=watch]').getBoundingClientRect().top,
-                    images: [...document.images].map(e => ({name: e.dataset.plot, w: e.naturalWidth, h: e.naturalHeight,
-                        complete: e.complete, shown: e.getBoundingClientRect().width}))
-                })"""
-            )
-        finally:
-            browser.close()
+def _screenshot(browser, html_path: Path, shots: Path) -> dict:
+    """Open a report in a new page of headless Chromium at 1280×900, save its first viewport and full page, and measure it."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        requests = []
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto(html_path.resolve().as_uri(), wait_until="load")
+        page.screenshot(path=str(shots / f"{html_path.stem}-first-view.png"))
+        page.screenshot(path=str(shots / f"{html_path.stem}-full.png"), full_page=True)
+        facts = page.evaluate(
+            """() => ({
+                scrollWidth: document.documentElement.scrollWidth,
+                answers: [...document.querySelectorAll('#summary .answer dt')].map(e => ({
+                    text: e.textContent, bottom: e.getBoundingClientRect().bottom})),
+                watch: document.querySelector('#summary .answer[data-answer=watch]').getBoundingClientRect().top,
+                images: [...document.images].map(e => ({name: e.dataset.plot, w: e.naturalWidth, h: e.naturalHeight,
+                    complete: e.complete, shown: e.getBoundingClientRect().width}))
+            })"""
+        )
+    finally:
+        page.close()
     facts["requests"] = requests
     return facts
 
 
 @pytest.mark.parametrize("which", ["digits", "cancer"])
 @pytest.mark.parametrize("keys", ["pipeline", "contract"])
-def test_example_reports_in_chromium(examples, tmp_path_factory, which, keys):
-    if not CHROMIUM.exists():
-        pytest.skip("install Debian's chromium (apt-get install -y chromium)")
+def test_example_reports_in_chromium(examples, chromium, tmp_path_factory, which, keys):
     shots = tmp_path_factory.mktemp("report-screenshots")
     run = examples[which] if keys == "pipeline" else _with_contract_keys(examples[which], shots / "run")
     html = write_report(run, shots / f"{which}-{keys}.html")
-    facts = _screenshot(html, shots)
+    facts = _screenshot(chromium, html, shots)
     # A business reader sees the five answers without scrolling (the last one begins in view).
     assert [a["text"] for a in facts["answers"]] == ["What it does", "How good", "How sure", "How fast", "What to watch"]
     assert facts["watch"] < 900, facts["answers"]
