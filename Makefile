@@ -31,9 +31,10 @@ demo: $(BIN)/.installed
 TEST_WORKERS ?= 2
 XDIST := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
 
+# tests/redteam runs among the others (its files share the two workers); tests/conftest.py fails
+# the run when its tests take more than 3 minutes together, the bound `make redteam` holds alone.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q $(XDIST) --durations=25 --ignore=tests/redteam
-	$(MAKE) redteam
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25
 
 # The attacks of issue 11 (tests/redteam), each finding reproduced; held to 3 minutes.
 redteam: $(BIN)/.installed

@@ -138,3 +138,25 @@ def as_written(tmp_path_factory, request):
         return runs[name]
 
     return train
+
+
+# tests/redteam's bound (issue 11): `make redteam` runs it alone under `timeout 180`; in `make test`
+# its tests run among the others, and their durations together must stay within the same 3 minutes.
+REDTEAM_BUDGET_S = 180.0
+_redteam_seconds: list[float] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid.startswith("tests/redteam/"):
+        _redteam_seconds.append(report.duration)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: the controller sums every worker's reports
+        return
+    spent = sum(_redteam_seconds)
+    if spent > REDTEAM_BUDGET_S:
+        session.config.get_terminal_writer().line(
+            f"tests/redteam took {spent:.0f} s in all, over its {REDTEAM_BUDGET_S:.0f} s budget (make redteam's bound)", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
