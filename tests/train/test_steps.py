@@ -143,3 +143,20 @@ def test_no_function_in_train_is_longer_than_60_lines():
                 if lines > 60:
                     long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, long
+
+
+def test_build_optimizer_reads_a_param_groups_iterable_once_and_steps_it():
+    """Param groups given as generators (`{"params": model.parameters()}`) are not used up by the
+    fused-kernel check: the optimizer gets every parameter, fused on the CPU."""
+    from torch import nn
+
+    from trustforge.spec import AdamWSpec
+    from trustforge.train import build_optimizer
+
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(AdamWSpec(name="adamw", lr=0.1), [{"params": model.parameters()}])
+    assert len(opt.param_groups[0]["params"]) == 2 and opt.param_groups[0]["fused"] is True
+    before = model.weight.detach().clone()
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    assert not torch.equal(model.weight, before)

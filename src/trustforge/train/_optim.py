@@ -29,7 +29,8 @@ def build_optimizer(o: Any, params) -> torch.optim.Optimizer:
     fused kernel where it has one for every parameter's device (the CPU and CUDA): the same
     update, computed in one pass. On the CPU an AdamW step over MiniLM's 22 M parameters takes
     29 ms fused against 162 ms one tensor at a time, and a small MLP's 0.06 ms against 0.22 ms."""
-    params = list(params)
+    # Param groups' own iterables are read twice (here and by torch): lists, so neither comes up empty.
+    params = [{**p, "params": list(p["params"])} if isinstance(p, dict) else p for p in params]
     fused = _fusable(params)
     if isinstance(o, SGDSpec):
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, fused=fused)
@@ -44,8 +45,7 @@ def _fusable(params: list) -> bool | None:
     """True when torch's fused optimizers take every parameter (floating point, on the CPU or a
     CUDA device); None (torch's default choice) otherwise."""
     tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
-    ok = tensors and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
-    return True if ok else None
+    return True if tensors and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors) else None
 
 
 def lr_at(spec: TrainSpec, epoch: int) -> float:
