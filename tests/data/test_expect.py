@@ -142,6 +142,35 @@ def test_a_missing_fraction_over_the_limit_is_one_column_violation():
     assert ex.check(pd.DataFrame({"x": [1.0, None, 3.0, 4.0]})).violations == []
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_a_numpy_column_is_checked_as_the_same_values_through_pandas(seed):
+    """Columns of numpy numbers take an array path in the check (a served request's columns);
+    the same values as pandas' nullable and object columns take pandas' own: same violations."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 9))
+    floats = rng.choice([-2.0, 0.0, 0.5, 1.0, 3.5, np.nan], n)
+    ints = rng.integers(-3, 4, n)
+    ex = Expectations(
+        (
+            Rule("f", type="numeric", min=0.0, max=3.0, max_missing=0.0),
+            Rule("f", min=-1.0, max_missing=0.5, policy="drop_row"),
+            Rule("i", type="numeric", min=-2, max=2, allowed=("-2", "0", "1", "2", "3"), unique=True),
+        )
+    )
+
+    def verdict(frame: pd.DataFrame) -> list[tuple]:
+        report = ex.check(frame)
+        return sorted((v.check, v.column, -1 if v.row is None else v.row, v.message, v.policy) for v in report.violations) + [
+            sorted(report.drop)
+        ]
+
+    plain = verdict(pd.DataFrame({"f": floats, "i": ints}))
+    assert plain == verdict(pd.DataFrame({"f": pd.Series(floats, dtype="Float64"), "i": pd.Series(ints, dtype="Int64")}))
+    assert plain == verdict(
+        pd.DataFrame({"f": pd.Series([None if np.isnan(v) else float(v) for v in floats], dtype=object), "i": ints.astype(object)})
+    )
+
+
 def test_numbers_and_their_text_agree_for_allowed_values():
     ex = Expectations((Rule("k", allowed=("1", "2")),))
     assert ex.check(pd.DataFrame({"k": [1.0, 2.0, np.nan]})).violations == []
