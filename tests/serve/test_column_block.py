@@ -152,3 +152,60 @@ def test_a_block_crosses_to_a_worker_as_one_array_and_arrives_a_block():
             unpack(message[:4] + len(text).to_bytes(4, "big") + text + message[8 + header_len :])
     with pytest.raises(CodecError):
         unpack(message + b"x")
+
+
+def _fresh() -> ColumnBlock:
+    return ColumnBlock(("a", "b", "c"), np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+
+
+def _same_columns(got: object) -> bool:
+    want = {"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0, 6.0]}
+    return type(got) is dict and list(got) == list(want) and all(np.asarray(got[k]).tolist() == v for k, v in want.items())
+
+
+def _call(**columns: object) -> dict:
+    return columns
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        dict,
+        lambda p: {**p},
+        lambda p: _call(**p),
+        lambda p: {k: v for k, v in p.items()},
+        lambda p: dict(zip(p.keys(), p.values())),
+        lambda p: {k: p[k] for k in p},
+        lambda p: {k: p.get(k) for k in ("a", "b", "c")},
+        lambda p: p.copy(),
+        lambda p: p | {},
+        lambda p: {} | p,
+        lambda p: {**__import__("pickle").loads(__import__("pickle").dumps(p))},
+        lambda p: dict(__import__("copy").deepcopy(p)),
+        lambda p: {k: v.to_numpy() for k, v in __import__("pandas").DataFrame(p).items()},
+    ],
+)
+def test_a_block_reads_as_its_columns_whichever_way_it_is_read(read):
+    """Its columns are made when first read (not on the request path); every way of reading a
+    dict, the ones in C included, sees all of them."""
+    assert _same_columns(read(_fresh()))
+
+
+def test_a_block_on_the_request_path_never_makes_its_columns():
+    """Parsing, the range check, the queue's row count and key, joining and the probing
+    detector's row count read the block, not a view per column (which cost 7 us per request)."""
+    from trustforge.serve._quota import _rows
+    from trustforge.serve._signature import payload_key, payload_rows
+
+    parts = [parse_scoring(_split(["a", "b", "c"], [[1, 2, 0.5], [3, 4, 0.25]]), FP32) for _ in range(2)]
+    payload = parts[0]
+    assert _plainly_fine(_QUICK, payload) and payload_rows(payload) == 2 and _rows(payload) == 2
+    assert payload_key(payload) == ("a", "b", "c") and len(payload) == 3 and bool(payload)
+    joined = concat_payloads(parts)
+    assert payload_rows(joined) == 4 and feature_rows(joined).shape == (4, 3)
+    unpack(pack({}, joined))
+    assert not any(p._made for p in (*parts, joined))
+    assert "a" in payload and payload._made  # any read of an entry makes them
+    other = _fresh()
+    other["d"] = np.array([0.0, 0.0])  # a change keeps the columns it had
+    assert other.block is None and list(other) == ["a", "b", "c", "d"] and other["a"].tolist() == [1.0, 2.0]

@@ -374,6 +374,8 @@ class _Caller:
 def _rows(payload: Any) -> int:
     if isinstance(payload, np.ndarray):
         return int(payload.shape[0]) if payload.ndim else 0
+    if type(payload) is ColumnBlock and payload.block is not None:
+        return int(payload.block.shape[1])  # without making its columns (`ColumnBlock`)
     return len(next(iter(payload.values()))) if payload else 0
 
 
