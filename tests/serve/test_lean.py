@@ -368,3 +368,36 @@ def test_a_prediction_is_awaited_on_the_loop_and_times_out_as_wait_for_did():
     rt = runtime(10)
     with pytest.raises(ValueError, match="bad row"):
         asyncio.run(answered(rt, lambda f: f.set_exception(ValueError("bad row"))))
+
+
+def test_scoring_responses_are_written_as_each_value_read_back_to_python():
+    """`encode_scoring` hands float columns to orjson as float64 (no finiteness pass): the bytes
+    are those of the values as Python reads them (`tolist`), NaN and infinities as null."""
+    import orjson
+
+    from trustforge.serve._protocol import encode_scoring
+
+    rng = np.random.default_rng(3)
+    columns = {
+        "prediction": np.array(["benign", None, "x"], dtype=object),
+        "p32": np.array([0.9, np.nan, -np.inf], dtype=np.float32),
+        "p64": np.array([1e-7, -1e300, np.inf]),
+        "p16": rng.random(3).astype(np.float16),
+        "n": np.arange(3),
+        "flag": np.array([True, False, True]),
+        "mixed": np.array([np.float32(0.1), float("nan"), np.int64(2)], dtype=object),
+    }
+
+    def python(arr: np.ndarray) -> list:
+        out = arr.tolist()
+        return [v.item() if isinstance(v, np.generic) else v for v in out]
+
+    records = [dict(zip(columns, row)) for row in zip(*(python(a) for a in columns.values()))]
+    for record in records:
+        for k, v in record.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                record[k] = None
+    assert encode_scoring(columns) == orjson.dumps({"predictions": records})
+    assert b"0.8999999761581421" in encode_scoring(columns)  # FP32 0.9, as a Python float, not "0.9"
+    ood = {"policy": "flag", "flagged": [False] * 3}
+    assert orjson.loads(encode_scoring(columns, ood=ood))["ood"] == ood

@@ -109,9 +109,9 @@ def _plainly_fine(quick: tuple[tuple[str, ...], np.ndarray, np.ndarray], payload
         rows = _block_rows(payload.names, names)
         if rows is None:
             return False
-        with np.errstate(invalid="ignore"):
-            inside = (block[rows] >= low) & (block[rows] <= high)  # compared as float64, like the concatenation below
-        return bool(inside.all())
+        part = block[rows]
+        with np.errstate(invalid="ignore"):  # compared as float64, like the concatenation below; NaN is never inside
+            return bool((part >= low).all() and (part <= high).all())
     n = -1
     for value in payload.values():  # the full check builds a table of every 1-D column: same lengths
         if isinstance(value, np.ndarray) and value.ndim == 1:

@@ -579,9 +579,18 @@ def encode_scoring(columns: Mapping[str, np.ndarray], *, ood: dict[str, Any] | N
     """`{"predictions": [{column: value, ...}, ...]}`: one record per input row, as MLflow returns
     a DataFrame; with the out-of-distribution verdict, if any, in an extra `ood` field."""
     names = list(columns)
-    values = [_jsonable(np.asarray(columns[n])) for n in names]
+    values = [_record_values(np.asarray(columns[n])) for n in names]
     records = [dict(zip(names, row)) for row in zip(*values)]
     return dumps({"predictions": records} if ood is None else {"predictions": records, "ood": ood})
+
+
+def _record_values(arr: np.ndarray) -> Any:
+    """A column's values for `encode_scoring`, written by `dumps` as `_jsonable(arr)` would be:
+    a float column as float64 (orjson writes each value as the Python float `tolist` gives, and
+    NaN and infinities as null, so no finiteness pass is needed); others as `_jsonable` makes them."""
+    if arr.ndim == 1 and arr.dtype.kind == "f":
+        return arr.astype(np.float64, copy=False)
+    return _jsonable(arr)
 
 
 # ---------------------------------------------------------------------------- model configuration
