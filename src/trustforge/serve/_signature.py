@@ -302,7 +302,10 @@ class ColumnBlock(dict):
     names and the length are read, and the views cost 7 us per request of 30 columns. Every
     method of dict that reads or changes entries makes them first; `__iter__` and `__len__`
     are overridden too, so code in C that merges a dict subclass (`dict(p)`, `{**p}`) goes
-    through `keys` and `__getitem__`, which make them.
+    through `keys` and `__getitem__`, which make them. What reads a dict's storage without its
+    methods (`orjson.dumps(p)`, `dict.items(p)` called unbound) sees no columns before they
+    are made: nothing here hands a block to such code (`predict_payload` copies the columns
+    into a plain dict for the model, the drift feed reads `items()`).
     """
 
     __slots__ = ("block", "names", "_made")
