@@ -46,7 +46,7 @@ from prometheus_client import Counter
 from trustforge.errors import SpecError
 from trustforge.serve._limits import WindowedAudit
 from trustforge.serve._logging import log_event
-from trustforge.serve._signature import ColumnBlock, join_blocks
+from trustforge.serve._signature import ColumnBlock, join_blocks, payload_rows
 
 __all__ = [
     "QuotaLimiter",
@@ -372,11 +372,9 @@ class _Caller:
 
 
 def _rows(payload: Any) -> int:
-    if isinstance(payload, np.ndarray):
-        return int(payload.shape[0]) if payload.ndim else 0
-    if type(payload) is ColumnBlock and payload.block is not None:
-        return int(payload.block.shape[1])  # without making its columns (`ColumnBlock`)
-    return len(next(iter(payload.values()))) if payload else 0
+    if isinstance(payload, np.ndarray) and not payload.ndim:
+        return 0
+    return payload_rows(payload)
 
 
 def _head(payload: Any, m: int) -> Any:
