@@ -58,6 +58,31 @@ def test_callbacks_are_released_when_fit_raises(tmp_path):
     assert meta["epoch"] == 0
 
 
+def test_an_interrupt_while_the_last_epoch_is_saved_still_leaves_it_saved(tmp_path, monkeypatch):
+    """A data-parallel launcher's SIGTERM (an interrupt) can land while a process that failed on
+    its own is saving its last epoch: the save is finished, then the interrupt goes on, so the
+    run keeps its checkpoint (a run without one is removed as having nothing to resume)."""
+    import trustforge.train._callbacks as callbacks
+
+    real, calls = callbacks.save_checkpoint, []
+
+    def interrupted_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(callbacks, "save_checkpoint", interrupted_once)
+    spec, p, model = _setup()
+    ckpt = t.Checkpoint(tmp_path / "ckpt")
+    trainer = t.Trainer.from_train_spec(spec.train, TASKS["classification"].loss(spec, 3, p.train.target), callbacks=[ckpt, _Boom()])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(model, p.train, p.validation)
+    assert len(calls) == 2
+    meta, _ = t.load_checkpoint(tmp_path / "ckpt")
+    assert meta["epoch"] == 0
+
+
 def test_checkpoint_is_a_copy_not_the_live_weights(tmp_path):
     """The background writer saves the state at the epoch's end even though training goes on."""
     spec, p, model = _setup(epochs=2)

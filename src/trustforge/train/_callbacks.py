@@ -273,4 +273,12 @@ class Checkpoint(Callback):
         self.flush()
 
     def on_fit_abort(self, trainer: "Trainer") -> None:
-        self.flush()
+        # An interrupt can arrive while the last epoch is being saved: a data-parallel launcher
+        # sends SIGTERM (raised as an interrupt) to every process once one fails, and this one may
+        # be saving after its own error; or a second Ctrl-C. Finish saving, then let it through:
+        # a run with no saved epoch is removed as one with nothing to resume.
+        try:
+            self.flush()
+        except KeyboardInterrupt:
+            self.flush()
+            raise
