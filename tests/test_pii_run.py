@@ -155,9 +155,10 @@ def test_predict_masks_incoming_rows_as_training_did(table_run):
     assert (served["prediction"] == model.predict(masked)["prediction"].to_numpy()).all()
 
 
-def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(table_run):
+def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(table_run, monkeypatch):
     """A served request carrying the planted values: the predictions are those of the masked rows,
-    and nothing the drift monitor keeps (its pending window, its status, /metrics) holds a value."""
+    and nothing the drift monitor keeps (its pending window, its status, /metrics) holds a value.
+    The model masks its inputs, so the detector's dictionaries load as it starts, not at a request."""
     import asyncio
     import time
 
@@ -165,10 +166,13 @@ def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(ta
 
     from trustforge.registry import Registry
     from trustforge.serve import ServeConfig
+    from trustforge.serve import _service as service_module
     from trustforge.serve._app import create_app
     from trustforge.serve._service import ModelService
     from trustforge.settings import Settings
 
+    warmed = []
+    monkeypatch.setattr(service_module, "warm_up_detector", lambda **kw: warmed.append(kw))
     root, home, run_dir, planted, _ = table_run
     frame = pd.read_csv(root / "people.csv", dtype={"phone": str}).head(30)
     with Registry(Settings.from_env(home)) as registry:
@@ -187,6 +191,7 @@ def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(ta
             assert bad.status_code == 400 and "'age'" in bad.json()["message"], bad.text
         finally:
             svc.close()
+    assert warmed == [{"background": True}]
     assert status["rows_seen"] == 30, json.dumps(status, default=str)[:1500]
     assert "<EMAIL>" in bad.json()["message"] and _leaks(bad.content, planted) == [], bad.text
     assert "<EMAIL>" in kept  # the monitor holds the rows, masked

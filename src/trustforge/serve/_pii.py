@@ -20,7 +20,7 @@ import logging
 import threading
 from typing import Any
 
-__all__ = ["PII_IN_LOGS", "PiiLogFilter", "mask_logs"]
+__all__ = ["PII_IN_LOGS", "PiiLogFilter", "mask_logs", "warm_up_detector"]
 
 PII_IN_LOGS = ("never", "allow")
 # Fields the server fills from its own settings and routes, never from a request's values
@@ -99,7 +99,21 @@ def mask_logs(policy: str) -> PiiLogFilter | None:
     flt = PiiLogFilter()
     for h in handlers:
         h.addFilter(flt)
-    # The name detector loads its dictionaries on first use (seconds): here, beside the model's
-    # loading, rather than in the writer thread at the first log line or a request's first scan.
-    threading.Thread(target=PiiLogFilter()._clean, args=("warm up 王伟 John Smith",), name="pii-warm-up", daemon=True).start()
+    # The Chinese name detector's dictionaries (about a second of CPU) load in the writer thread,
+    # off the request path, at the first log field with Chinese text: loading them at every start
+    # held the server's readiness back by that second and more (`warm_up_detector` is for a model
+    # that masks its inputs, which needs them on the request path).
     return flt
+
+
+def warm_up_detector(*, background: bool) -> None:
+    """Load the PII detector's name dictionaries now, where a model masks its inputs
+    (`data.protect`): in a worker process before it says ready, in the server process (whose
+    drift feed and fallback read inputs too) in a thread beside the rest of its start, so no
+    request waits for them."""
+    if background:
+        threading.Thread(target=warm_up_detector, kwargs={"background": False}, name="pii-warm-up", daemon=True).start()
+        return
+    from trustforge.privacy import Masker
+
+    Masker("tag").mask_text("warm up 王伟 John Smith")

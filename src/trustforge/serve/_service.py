@@ -33,6 +33,7 @@ from trustforge.serve._drift import DriftFeed, MonitorProcess, drift_recorder
 from trustforge.serve._logging import log_event
 from trustforge.serve._metrics import ServeMetrics
 from trustforge.serve._ood import detector_for
+from trustforge.serve._pii import warm_up_detector
 from trustforge.serve._signature import Payload, RequestError, Signature, concat_payloads, slice_columns
 from trustforge.serve._workers import (
     UNREACHED_RETRIES,
@@ -585,6 +586,8 @@ class ModelService:
             # (written by the monitor, off the request path; the dashboard's drift page reads it).
             load.update(source="registry", uri=uri, drift_history={"folder": str(history_dir(s.home)), "name": name})
             model = self.registry.load_model(uri)  # decrypted in memory and verified
+        if model.manifest.get("pii"):  # it masks its inputs (`data.protect`): the drift feed and fallback do here
+            warm_up_detector(background=True)
         digest = package_digest(model)
         inline_model = None
         if self.config.backend == "onnx":

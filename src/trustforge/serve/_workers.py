@@ -217,6 +217,10 @@ def _worker_main(conn: Connection) -> None:
         model = load_serving_model(load)
         signature = Signature.from_manifest(model.manifest)
         ood = detector_for(model, load.get("ood", "off"))
+        if model.manifest.get("pii"):  # it masks its inputs (`data.protect`): not at the first request
+            from trustforge.serve._pii import warm_up_detector
+
+            warm_up_detector(background=False)
     except Exception as exc:  # noqa: BLE001 - every load failure is reported to the server as one line
         text = str(exc) if isinstance(exc, TrustForgeError) else f"{exc.__class__.__name__}: {str(exc)[:300]}"
         conn.send_bytes(pack({"type": "error", "error": text}))
