@@ -82,6 +82,8 @@ def test_serve_a_package_folder_with_a_worker_process_then_stop_cleanly(packages
         assert r.status_code == 200 and r.json()["predictions"][0]["prediction"] == "virginica"
         workers = _children(proc.pid)
         assert workers  # the model runs in a worker process
+        # the drift monitor runs in a process of its own: the server never loads SciPy's tests (tests/serve/test_startup.py)
+        assert "/scipy/stats/" not in Path(f"/proc/{proc.pid}/maps").read_text()
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

@@ -37,7 +37,9 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
+
+# scipy.stats is imported where a test runs (0.7 s): a server whose drift monitor runs in a process of
+# its own builds one here that never tests a window.
 
 __all__ = [
     "ks_test",
@@ -70,6 +72,8 @@ def ks_test(reference: np.ndarray, current: np.ndarray, reference_size: int | No
             `ks_2samp` (exact distribution up to 10,000 values). Ties (discrete features)
             make the test conservative, never liberal.
     """
+    from scipy import stats
+
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
     ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
@@ -98,6 +102,8 @@ def ks_test_cuts(cuts: Sequence[float], below: Sequence[int], reference_size: in
         (D over the cuts, p-value for the true sizes); (0, 1) without cuts. See the module
         docstring for why the p-value is valid (conservative).
     """
+    from scipy import stats
+
     cur = np.sort(np.asarray(current, dtype=np.float64))
     cur = cur[~np.isnan(cur)]
     if len(cur) == 0 or reference_size <= 0:
@@ -148,6 +154,8 @@ def chi2_test(reference_counts: Mapping[str, int], current: Sequence[str] | np.n
         (statistic, p_value, degrees of freedom); (0, 1, 0) when fewer than two columns remain
         (nothing to compare: one category, or a window too small to test).
     """
+    from scipy import stats
+
     cur_values, cur_counts = np.unique(np.asarray(current, dtype=object).astype(str), return_counts=True)
     window = dict(zip(cur_values.tolist(), cur_counts.tolist()))
     names = list(reference_counts)
@@ -225,6 +233,8 @@ def wasserstein(reference: np.ndarray, current: np.ndarray, scale: float, refere
     `reference_weights`: each reference value's weight (a block mean stands for its rows).
     A constant reference (scale 0) gives 0 when the window matches it and infinity otherwise.
     """
+    from scipy import stats
+
     ref = np.asarray(reference, dtype=np.float64)
     cur = np.asarray(current, dtype=np.float64)
     keep = ~np.isnan(ref)

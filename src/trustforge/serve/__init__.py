@@ -11,19 +11,40 @@ signature, authenticated with registry tokens, batched dynamically, run in worke
 that follows an alias swaps to the version it points to without dropping requests.
 """
 
+from __future__ import annotations
+
 from trustforge._extras import require
 
 require("serve", "trustforge serve")  # FastAPI, uvicorn, ...: one error naming the extra, before any of them is imported
 
-from trustforge.serve._app import create_app, get_service
-from trustforge.serve._auth import Auth, authenticated, client_address
-from trustforge.serve._config import ServeConfig, is_loopback
-from trustforge.serve._limits import SourceLimiter
-from trustforge.serve._metrics import ServeMetrics
-from trustforge.serve._quota import ProbeDetector, QuotaLimiter, RateLimited, parse_rate
-from trustforge.serve._run import serve
-from trustforge.serve._service import ModelService, ModelSource, Runtime
-from trustforge.serve._signature import RequestError, Signature
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustforge.serve._app import create_app, get_service
+    from trustforge.serve._auth import Auth, authenticated, client_address
+    from trustforge.serve._config import ServeConfig, is_loopback
+    from trustforge.serve._limits import SourceLimiter
+    from trustforge.serve._metrics import ServeMetrics
+    from trustforge.serve._quota import ProbeDetector, QuotaLimiter, RateLimited, parse_rate
+    from trustforge.serve._run import serve
+    from trustforge.serve._service import ModelService, ModelSource, Runtime
+    from trustforge.serve._signature import RequestError, Signature
+
+# Imported on first use: a model worker or drift-monitor process (`python -m
+# trustforge.serve._worker`) imports this package first, and needs neither the web application
+# nor the service around it (a second of imports in each process a server starts).
+_LAZY = {
+    **dict.fromkeys(("create_app", "get_service"), "trustforge.serve._app"),
+    **dict.fromkeys(("Auth", "authenticated", "client_address"), "trustforge.serve._auth"),
+    **dict.fromkeys(("ServeConfig", "is_loopback"), "trustforge.serve._config"),
+    "SourceLimiter": "trustforge.serve._limits",
+    "ServeMetrics": "trustforge.serve._metrics",
+    **dict.fromkeys(("ProbeDetector", "QuotaLimiter", "RateLimited", "parse_rate"), "trustforge.serve._quota"),
+    "serve": "trustforge.serve._run",
+    **dict.fromkeys(("ModelService", "ModelSource", "Runtime"), "trustforge.serve._service"),
+    **dict.fromkeys(("RequestError", "Signature"), "trustforge.serve._signature"),
+}
 
 __all__ = [
     "create_app",
@@ -46,3 +67,15 @@ __all__ = [
     "RateLimited",
     "parse_rate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trustforge.serve' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
