@@ -308,7 +308,7 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
     """The body of the monitor process (a worker process started with `load["role"] == "monitor"`):
     load the model (for its reference, schema and `read_input`; the network is never run), build
     its `DriftMonitor` as the server would (`load["monitor"]`: uri, actor, alert_interval_s),
-    simulate its first window's levels, say ready, then answer `observe`, `status` and `flush`
+    say ready, simulate its first window's levels, then answer `observe`, `status` and `flush`
     messages until told to stop or the server's end of the socket closes."""
     try:
         import os
@@ -337,7 +337,6 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
         )
         if monitor is None:
             raise MonitorFailed("the package has no reference statistics")
-        monitor.prepare()
     except Exception as exc:  # noqa: BLE001 - every start failure is reported to the server as one line
         try:
             conn.send_bytes(pack({"type": "error", "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}))
@@ -348,6 +347,13 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
         conn.send_bytes(pack({"type": "ready", "pid": os.getpid()}))
     except OSError:
         return  # the server stopped while this process started (BrokenPipeError)
+    # The first window's simulations (about a second) run once the server knows this process is
+    # up: it serves meanwhile, and the batches it sends wait in the socket, off the request path.
+    try:
+        monitor.prepare()
+        failed = None
+    except Exception as exc:  # noqa: BLE001 - every message is then answered with why, and the server switches monitoring off
+        failed = f"{exc.__class__.__name__}: {str(exc)[:300]}"
     while True:
         try:
             meta, arrays = unpack(conn.recv_bytes())
@@ -360,10 +366,12 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
         if kind == "stop":
             return
         try:
-            if kind == "observe":
+            if failed is not None:
+                reply: dict[str, Any] = {"type": "error", "error": failed}
+            elif kind == "observe":
                 payload, columns = _served_from(arrays)
                 observe_served(monitor, model.read_input, signature, payload, columns)
-                reply: dict[str, Any] = {"type": "observed", "scores": {k: float(v) for k, v in monitor.scores().items()}}
+                reply = {"type": "observed", "scores": {k: float(v) for k, v in monitor.scores().items()}}
             elif kind == "status":
                 reply = {"type": "status", "status": monitor.status()}
             elif kind == "flush":
@@ -424,7 +432,7 @@ class MonitorProcess:
         return self._process.pid
 
     def start(self) -> None:
-        """Start the process and wait until its monitor is ready (the model loaded, the first window's levels simulated).
+        """Start the process and wait until its monitor is built (the model loaded; the first window's levels are simulated after).
 
         Raises:
             ModelError: the process could not load the model or build its monitor (the message says why).
