@@ -100,6 +100,44 @@ def _median_of(label: str, args: list[str], env: dict[str, str], runs: int, ok_c
     return med
 
 
+def _ready_median(workers: int, env: dict[str, str], runs: int) -> float | None:
+    """Median seconds from `trustforge serve models:/breast-cancer-mlp/1 --workers W` to its first
+    200 from /v2/health/ready (polled every 20 ms); each server is then stopped with SIGINT."""
+    import signal
+    import socket
+    import urllib.request
+
+    load, times = _load(), []
+    for i in range(runs):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        args = ["-m", "trustforge.cli", "serve", "models:/breast-cancer-mlp/1", "--port", str(port), "--workers", str(workers)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            while proc.poll() is None and time.perf_counter() - t0 < 300:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
+                        if r.status == 200:
+                            times.append(time.perf_counter() - t0)
+                            break
+                except OSError:
+                    time.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        if len(times) <= i:
+            print(f"serve --workers {workers}: not ready (exit {proc.returncode}): {err.strip()[-300:]}")
+            return None
+        time.sleep(1)  # the stopped server's workers are gone before the next one starts
+    med = statistics.median(times)
+    print(
+        f"{'serve --workers ' + str(workers) + ' ready':<34} median {med:6.3f} s  (min {min(times):.3f}, max {max(times):.3f}, {runs} runs; {load})"
+    )
+    return med
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each short command")
@@ -146,6 +184,9 @@ def main() -> None:
         verify_env = _env(tmp / "train-0", args.threads)  # the workspace whose keys signed the package
         verify = _median_of("trustforge package verify", ["-m", "trustforge.cli", "package", "verify", str(package)], verify_env, args.runs)
 
+        print("-- serve: launch to ready (GET /v2/health/ready answers 200), the model registered by the first training")
+        ready = {w: _ready_median(w, _env(tmp / "train-0", args.threads), args.runs) for w in (0, 1, 2)}
+
         print("-- against the targets")
         if torch_s is not None:
             print(f"import torch alone: {torch_s:.3f} s (the floor of any command that loads a model)")
@@ -155,6 +196,10 @@ def main() -> None:
         print(f"{'OK' if wall < bound else 'FAIL'}  train launch to exit: {wall:.3f} s against 3 x fit {fit:.3f} s + 5 s = {bound:.3f} s")
         print(f"ratio verify / 1 s: {verify / 1.0 if verify is not None else float('nan'):.3f} (target < 1)")
         print(f"ratio train / (3 x fit + 5 s): {wall / bound:.3f} (target < 1)")
+        if torch_s is not None:
+            for w, r in ready.items():
+                if r is not None:
+                    print(f"ratio serve --workers {w} ready / import torch: {r / torch_s:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
