@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from trustforge import evaluate, secure
 from trustforge._fs import PRIVATE_DIR, make_private, private_dir
-from trustforge.data import Prepared, masking_key, needs_masking_key, prepare, prepare_key
+from trustforge.data import Prepared, masking_key, needs_masking_key, prepare, prepare_key, redact_source
 from trustforge.errors import RunError, SpecError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
@@ -243,7 +243,11 @@ def _run(
         atomic_write_text(run_dir / "profile.json", json.dumps(data.profile, indent=1))
     # The pid lets `trustforge runs list` tell a live run from one whose process was killed
     # before it could say so (SIGKILL, power loss); SIGTERM and Ctrl-C mark it interrupted below.
-    _write_status(run_dir, "running", digest, pid=os.getpid())
+    # What the run listings show (`evaluate._compare.read_run`), recorded so that they read it
+    # without importing the data layer and the task (and torch): the data source as it may be
+    # shown, and the figure the task ranks runs by (again with the metrics at the end).
+    listing = {"dataset": redact_source(str(spec.data.source)), "leaderboard_metric": task_of(spec).leaderboard_metric({})}
+    _write_status(run_dir, "running", digest, pid=os.getpid(), **listing)
     try:
         trainer = Trainer.from_spec(
             spec,
@@ -347,7 +351,7 @@ def _run(
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    _write_status(run_dir, "completed", digest, model_uri=model_uri)
+    _write_status(run_dir, "completed", digest, model_uri=model_uri, leaderboard_metric=task_of(spec).leaderboard_metric(metrics))
     return RunResult(run_dir, package, metrics, history, spec, timings, model_uri, keyring)
 
 

@@ -97,6 +97,45 @@ def test_compare_ranks_the_completed_run_and_marks_the_others(home, monkeypatch)
     assert sum(1 for line in ranked) == 2
 
 
+_LISTING = """
+import json, sys
+from trustforge.cli import main
+sys.argv = ["trustforge", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in ("torch", "pandas", "sklearn") if m in sys.modules)), file=sys.stderr)
+"""
+
+
+def _listing(home: Path, *args: str) -> tuple[str, list[str]]:
+    """stdout of `trustforge ARGS` in a fresh interpreter, and which heavy modules it imported."""
+    env = {**os.environ, "TRUSTFORGE_HOME": str(home), "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-c", _LISTING, *args], env=env, capture_output=True, text=True, timeout=120)
+    return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def test_the_listings_read_what_runs_recorded_without_torch_and_as_the_task_would(home, tmp_path):
+    """`runs list`, `runs show` and `compare` read the data source and the figure the task ranks
+    by from status.json (recorded by the run), so they import neither torch nor pandas (seconds
+    each); an older run without those records lists the same, through the task itself."""
+    completed = _named(home, "completed")
+    commands = [("runs", "list"), ("runs", "show", completed), ("compare", "--json", *map(str, sorted((home / "runs").iterdir())))]
+    new = [_listing(home, *args) for args in commands]
+    assert [heavy for _, heavy in new] == [[], [], []]
+    old = Path(shutil.copytree(home, tmp_path / "ws"))
+    for status_file in (old / "runs").glob("*/status.json"):
+        status = json.loads(status_file.read_text())
+        assert {"dataset", "leaderboard_metric"} <= set(status), status
+        status_file.write_text(json.dumps({k: v for k, v in status.items() if k not in ("dataset", "leaderboard_metric")}))
+    older = [_listing(old, *[a.replace(str(home), str(old)) for a in args]) for args in commands]
+    assert "torch" in older[0][1]  # the task was asked
+    assert older[0][0] == new[0][0]
+    assert older[1][0].replace(str(old), str(home)) == new[1][0]
+    assert json.loads(older[2][0].replace(str(old), str(home))) == json.loads(new[2][0])
+
+
 def test_compare_fits_the_terminal(home, monkeypatch):
     runs = sorted((home / "runs").iterdir())
     monkeypatch.setenv("COLUMNS", "80")
@@ -140,6 +179,8 @@ def _binary_copy(home: Path, dest: Path, positive: str, threshold: float, recall
     spec = yaml.safe_load((dest / "spec.yaml").read_text())
     spec["data"]["source"] = "builtin:breast_cancer"
     (dest / "spec.yaml").write_text(yaml.safe_dump(spec))
+    status = json.loads((dest / "status.json").read_text())
+    (dest / "status.json").write_text(json.dumps({**status, "dataset": "builtin:breast_cancer"}))  # as such a run records it
     metrics = json.loads((dest / "metrics.json").read_text())
     metrics.update(
         positive_class=positive, recall=recall, threshold={"value": threshold, "rule": "f1", "chosen_on": "validation", "note": None}

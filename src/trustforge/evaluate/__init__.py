@@ -2,8 +2,9 @@
 explanations, baselines fitted in the run with bootstrap intervals, the evidence a run gathers
 from them (`calibrate`, `gather`), and the report that puts the evidence in front of a reviewer.
 
-The explainers (Captum) and the report (Matplotlib, Jinja) are imported on first use: training
-reaches them only when it explains or writes a report, and they cost a second to import.
+Every name is imported on first use (`_LAZY`): the explainers (Captum) and the report
+(Matplotlib, Jinja) are reached only when a run explains or writes a report, and the run
+listings need only the run index.
 """
 
 from __future__ import annotations
@@ -11,47 +12,102 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from trustforge.evaluate._baselines import fit_logistic, majority_class, yardstick
-from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
-from trustforge.evaluate._compare import STATES as RUN_STATES
-from trustforge.evaluate._compare import compare_runs, read_run, run_folder
-from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
-from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
-from trustforge.evaluate._fitted import fit_fitted, table_matrix
-from trustforge.evaluate._intervals import bootstrap
-from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
-from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, training_privacy
-from trustforge.evaluate._run_index import (
-    RUN_NAME,
-    RunIndex,
-    check_no_links,
-    epoch_columns,
-    metric_direction,
-    named_run,
-    read_run_or_note,
-    run_metrics,
-    run_settings,
-)
-from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
-from trustforge.evaluate._speed import measure_speed
-from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
-
 if TYPE_CHECKING:
+    from trustforge.evaluate._baselines import fit_logistic, majority_class, yardstick
+    from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
+    from trustforge.evaluate._compare import STATES as RUN_STATES
+    from trustforge.evaluate._compare import compare_runs, read_run, run_folder
+    from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
+    from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
     from trustforge.evaluate._explain import explain_images, feature_importance
+    from trustforge.evaluate._fitted import fit_fitted, table_matrix
+    from trustforge.evaluate._intervals import bootstrap
+    from trustforge.evaluate._metrics import METRICS, Metric, classification_metrics, forecasting_metrics, regression_metrics
+    from trustforge.evaluate._privacy_audit import audit_refusal, privacy_audit, training_privacy
     from trustforge.evaluate._report import card_html, render_report, report_summary, write_report
+    from trustforge.evaluate._run_index import (
+        RUN_NAME,
+        RunIndex,
+        check_no_links,
+        epoch_columns,
+        metric_direction,
+        named_run,
+        read_run_or_note,
+        run_metrics,
+        run_settings,
+    )
+    from trustforge.evaluate._shift import CORRUPTIONS, corrupt, corruption_table, shift_evaluation
+    from trustforge.evaluate._speed import measure_speed
+    from trustforge.evaluate._tasks import TASKS, Classification, Forecasting, Recommendation, Regression, Task, task_named, task_of
 
-# The attacks reach `trustforge.models`; the spec's validators import this package, and the
-# spec and data may not reach models, even through us: imported on first use (never statically).
-_LAZY = {
-    "robustness": "trustforge.evaluate._robustness",
-    "attack_refusal": "trustforge.evaluate._robustness",
-    "hardening": "trustforge.evaluate._robustness",
-    "explain_images": "trustforge.evaluate._explain",
-    "feature_importance": "trustforge.evaluate._explain",
-    "write_report": "trustforge.evaluate._report",
-    "render_report": "trustforge.evaluate._report",
-    "card_html": "trustforge.evaluate._report",
-    "report_summary": "trustforge.evaluate._report",
+# Every name is imported on first use: the run listings (`trustforge runs list`, `runs show`,
+# `compare`) read only the run index and must not pay for the torch, pandas and data layer
+# (seconds) that the metrics, evidence and baselines import; and the attacks reach
+# `trustforge.models`, which the spec's validators (importing this package) may not reach statically.
+_LAZY: dict[str, tuple[str, str]] = {
+    "fit_logistic": ("trustforge.evaluate._baselines", "fit_logistic"),
+    "majority_class": ("trustforge.evaluate._baselines", "majority_class"),
+    "yardstick": ("trustforge.evaluate._baselines", "yardstick"),
+    "apply_temperature": ("trustforge.evaluate._calibration", "apply_temperature"),
+    "calibration": ("trustforge.evaluate._calibration", "calibration"),
+    "curves": ("trustforge.evaluate._calibration", "curves"),
+    "fit_temperature": ("trustforge.evaluate._calibration", "fit_temperature"),
+    "RUN_STATES": ("trustforge.evaluate._compare", "STATES"),
+    "compare_runs": ("trustforge.evaluate._compare", "compare_runs"),
+    "read_run": ("trustforge.evaluate._compare", "read_run"),
+    "run_folder": ("trustforge.evaluate._compare", "run_folder"),
+    "compute_metrics": ("trustforge.evaluate._evaluate", "compute_metrics"),
+    "metrics_table": ("trustforge.evaluate._evaluate", "metrics_table"),
+    "outputs_to_proba": ("trustforge.evaluate._evaluate", "outputs_to_proba"),
+    "validation_metrics": ("trustforge.evaluate._evaluate", "validation_metrics"),
+    "EVIDENCE": ("trustforge.evaluate._evidence", "EVIDENCE"),
+    "EXPLANATIONS": ("trustforge.evaluate._evidence", "EXPLANATIONS"),
+    "Evaluation": ("trustforge.evaluate._evidence", "Evaluation"),
+    "calibrate": ("trustforge.evaluate._evidence", "calibrate"),
+    "evaluate_test": ("trustforge.evaluate._evidence", "evaluate_test"),
+    "gather": ("trustforge.evaluate._evidence", "gather"),
+    "fit_fitted": ("trustforge.evaluate._fitted", "fit_fitted"),
+    "table_matrix": ("trustforge.evaluate._fitted", "table_matrix"),
+    "bootstrap": ("trustforge.evaluate._intervals", "bootstrap"),
+    "METRICS": ("trustforge.evaluate._metrics", "METRICS"),
+    "Metric": ("trustforge.evaluate._metrics", "Metric"),
+    "classification_metrics": ("trustforge.evaluate._metrics", "classification_metrics"),
+    "forecasting_metrics": ("trustforge.evaluate._metrics", "forecasting_metrics"),
+    "regression_metrics": ("trustforge.evaluate._metrics", "regression_metrics"),
+    "audit_refusal": ("trustforge.evaluate._privacy_audit", "audit_refusal"),
+    "privacy_audit": ("trustforge.evaluate._privacy_audit", "privacy_audit"),
+    "training_privacy": ("trustforge.evaluate._privacy_audit", "training_privacy"),
+    "RUN_NAME": ("trustforge.evaluate._run_index", "RUN_NAME"),
+    "RunIndex": ("trustforge.evaluate._run_index", "RunIndex"),
+    "check_no_links": ("trustforge.evaluate._run_index", "check_no_links"),
+    "epoch_columns": ("trustforge.evaluate._run_index", "epoch_columns"),
+    "metric_direction": ("trustforge.evaluate._run_index", "metric_direction"),
+    "named_run": ("trustforge.evaluate._run_index", "named_run"),
+    "read_run_or_note": ("trustforge.evaluate._run_index", "read_run_or_note"),
+    "run_metrics": ("trustforge.evaluate._run_index", "run_metrics"),
+    "run_settings": ("trustforge.evaluate._run_index", "run_settings"),
+    "CORRUPTIONS": ("trustforge.evaluate._shift", "CORRUPTIONS"),
+    "corrupt": ("trustforge.evaluate._shift", "corrupt"),
+    "corruption_table": ("trustforge.evaluate._shift", "corruption_table"),
+    "shift_evaluation": ("trustforge.evaluate._shift", "shift_evaluation"),
+    "measure_speed": ("trustforge.evaluate._speed", "measure_speed"),
+    "TASKS": ("trustforge.evaluate._tasks", "TASKS"),
+    "Classification": ("trustforge.evaluate._tasks", "Classification"),
+    "Forecasting": ("trustforge.evaluate._tasks", "Forecasting"),
+    "Recommendation": ("trustforge.evaluate._tasks", "Recommendation"),
+    "Regression": ("trustforge.evaluate._tasks", "Regression"),
+    "Task": ("trustforge.evaluate._tasks", "Task"),
+    "task_named": ("trustforge.evaluate._tasks", "task_named"),
+    "task_of": ("trustforge.evaluate._tasks", "task_of"),
+    "robustness": ("trustforge.evaluate._robustness", "robustness"),
+    "attack_refusal": ("trustforge.evaluate._robustness", "attack_refusal"),
+    "hardening": ("trustforge.evaluate._robustness", "hardening"),
+    "explain_images": ("trustforge.evaluate._explain", "explain_images"),
+    "feature_importance": ("trustforge.evaluate._explain", "feature_importance"),
+    "write_report": ("trustforge.evaluate._report", "write_report"),
+    "render_report": ("trustforge.evaluate._report", "render_report"),
+    "card_html": ("trustforge.evaluate._report", "card_html"),
+    "report_summary": ("trustforge.evaluate._report", "report_summary"),
 }
 
 __all__ = [
@@ -123,7 +179,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'trustforge.evaluate' has no attribute {name!r}")

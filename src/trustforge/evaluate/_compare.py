@@ -91,7 +91,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     data = spec.get("data") if isinstance(spec.get("data"), dict) else {}
     train = spec.get("train") if isinstance(spec.get("train"), dict) else {}
     state = _state(status)
-    chosen = metric or _headline(task, metrics or {})
+    chosen = metric or _recorded_metric(status, metrics) or _headline(task, metrics or {})
     value = num((metrics or {}).get(chosen)) if chosen else None
     latency, latency_source = _latency(evidence.get("speed"))
     threshold = (metrics or {}).get("threshold") if isinstance((metrics or {}).get("threshold"), dict) else {}
@@ -107,7 +107,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "started": status.get("started"),
         "updated": status.get("updated"),
         "task": task,
-        "dataset": _dataset(data.get("source")),
+        "dataset": status["dataset"] if isinstance(status.get("dataset"), str) else _dataset(data.get("source")),
         "positive_class": None if positive is None else str(positive),
         "threshold": num(threshold.get("value")),
         "threshold_rule": threshold.get("rule"),
@@ -230,6 +230,16 @@ def _alive(pid: Any) -> bool:
     except OSError:  # it exists, owned by another user
         return True
     return True
+
+
+def _recorded_metric(status: dict[str, Any], metrics: dict[str, Any] | None) -> str | None:
+    """The figure the run's task ranks it by, as the run recorded it in status.json: at its start
+    (no metrics yet) and at its end, with its metrics. None where that record does not answer for
+    these metrics (an older run; metrics written but the run not completed): the task is asked."""
+    recorded = status.get("leaderboard_metric")
+    if isinstance(recorded, str) and (metrics is None or status.get("state") == "completed"):
+        return recorded
+    return None
 
 
 def _headline(task: str, metrics: dict[str, Any]) -> str | None:
