@@ -185,7 +185,7 @@ def main() -> None:
         verify = _median_of("trustforge package verify", ["-m", "trustforge.cli", "package", "verify", str(package)], verify_env, args.runs)
 
         print("-- serve: launch to ready (GET /v2/health/ready answers 200), the model registered by the first training")
-        ready = {w: _ready_median(w, _env(tmp / "train-0", args.threads), args.runs) for w in (0, 1, 2)}
+        ready = {w: _ready_median(w, verify_env, args.runs) for w in (0, 1, 2)}
 
         print("-- against the targets")
         if torch_s is not None:

@@ -44,71 +44,43 @@ if TYPE_CHECKING:
 # `compare`) read only the run index and must not pay for the torch, pandas and data layer
 # (seconds) that the metrics, evidence and baselines import; and the attacks reach
 # `trustforge.models`, which the spec's validators (importing this package) may not reach statically.
-_LAZY: dict[str, tuple[str, str]] = {
-    "fit_logistic": ("trustforge.evaluate._baselines", "fit_logistic"),
-    "majority_class": ("trustforge.evaluate._baselines", "majority_class"),
-    "yardstick": ("trustforge.evaluate._baselines", "yardstick"),
-    "apply_temperature": ("trustforge.evaluate._calibration", "apply_temperature"),
-    "calibration": ("trustforge.evaluate._calibration", "calibration"),
-    "curves": ("trustforge.evaluate._calibration", "curves"),
-    "fit_temperature": ("trustforge.evaluate._calibration", "fit_temperature"),
-    "RUN_STATES": ("trustforge.evaluate._compare", "STATES"),
-    "compare_runs": ("trustforge.evaluate._compare", "compare_runs"),
-    "read_run": ("trustforge.evaluate._compare", "read_run"),
-    "run_folder": ("trustforge.evaluate._compare", "run_folder"),
-    "compute_metrics": ("trustforge.evaluate._evaluate", "compute_metrics"),
-    "metrics_table": ("trustforge.evaluate._evaluate", "metrics_table"),
-    "outputs_to_proba": ("trustforge.evaluate._evaluate", "outputs_to_proba"),
-    "validation_metrics": ("trustforge.evaluate._evaluate", "validation_metrics"),
-    "EVIDENCE": ("trustforge.evaluate._evidence", "EVIDENCE"),
-    "EXPLANATIONS": ("trustforge.evaluate._evidence", "EXPLANATIONS"),
-    "Evaluation": ("trustforge.evaluate._evidence", "Evaluation"),
-    "calibrate": ("trustforge.evaluate._evidence", "calibrate"),
-    "evaluate_test": ("trustforge.evaluate._evidence", "evaluate_test"),
-    "gather": ("trustforge.evaluate._evidence", "gather"),
-    "fit_fitted": ("trustforge.evaluate._fitted", "fit_fitted"),
-    "table_matrix": ("trustforge.evaluate._fitted", "table_matrix"),
-    "bootstrap": ("trustforge.evaluate._intervals", "bootstrap"),
-    "METRICS": ("trustforge.evaluate._metrics", "METRICS"),
-    "Metric": ("trustforge.evaluate._metrics", "Metric"),
-    "classification_metrics": ("trustforge.evaluate._metrics", "classification_metrics"),
-    "forecasting_metrics": ("trustforge.evaluate._metrics", "forecasting_metrics"),
-    "regression_metrics": ("trustforge.evaluate._metrics", "regression_metrics"),
-    "audit_refusal": ("trustforge.evaluate._privacy_audit", "audit_refusal"),
-    "privacy_audit": ("trustforge.evaluate._privacy_audit", "privacy_audit"),
-    "training_privacy": ("trustforge.evaluate._privacy_audit", "training_privacy"),
-    "RUN_NAME": ("trustforge.evaluate._run_index", "RUN_NAME"),
-    "RunIndex": ("trustforge.evaluate._run_index", "RunIndex"),
-    "check_no_links": ("trustforge.evaluate._run_index", "check_no_links"),
-    "epoch_columns": ("trustforge.evaluate._run_index", "epoch_columns"),
-    "metric_direction": ("trustforge.evaluate._run_index", "metric_direction"),
-    "named_run": ("trustforge.evaluate._run_index", "named_run"),
-    "read_run_or_note": ("trustforge.evaluate._run_index", "read_run_or_note"),
-    "run_metrics": ("trustforge.evaluate._run_index", "run_metrics"),
-    "run_settings": ("trustforge.evaluate._run_index", "run_settings"),
-    "CORRUPTIONS": ("trustforge.evaluate._shift", "CORRUPTIONS"),
-    "corrupt": ("trustforge.evaluate._shift", "corrupt"),
-    "corruption_table": ("trustforge.evaluate._shift", "corruption_table"),
-    "shift_evaluation": ("trustforge.evaluate._shift", "shift_evaluation"),
-    "measure_speed": ("trustforge.evaluate._speed", "measure_speed"),
-    "TASKS": ("trustforge.evaluate._tasks", "TASKS"),
-    "Classification": ("trustforge.evaluate._tasks", "Classification"),
-    "Forecasting": ("trustforge.evaluate._tasks", "Forecasting"),
-    "Recommendation": ("trustforge.evaluate._tasks", "Recommendation"),
-    "Regression": ("trustforge.evaluate._tasks", "Regression"),
-    "Task": ("trustforge.evaluate._tasks", "Task"),
-    "task_named": ("trustforge.evaluate._tasks", "task_named"),
-    "task_of": ("trustforge.evaluate._tasks", "task_of"),
-    "robustness": ("trustforge.evaluate._robustness", "robustness"),
-    "attack_refusal": ("trustforge.evaluate._robustness", "attack_refusal"),
-    "hardening": ("trustforge.evaluate._robustness", "hardening"),
-    "explain_images": ("trustforge.evaluate._explain", "explain_images"),
-    "feature_importance": ("trustforge.evaluate._explain", "feature_importance"),
-    "write_report": ("trustforge.evaluate._report", "write_report"),
-    "render_report": ("trustforge.evaluate._report", "render_report"),
-    "card_html": ("trustforge.evaluate._report", "card_html"),
-    "report_summary": ("trustforge.evaluate._report", "report_summary"),
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("fit_logistic", "majority_class", "yardstick"), "trustforge.evaluate._baselines"),
+    **dict.fromkeys(("apply_temperature", "calibration", "curves", "fit_temperature"), "trustforge.evaluate._calibration"),
+    **dict.fromkeys(("RUN_STATES", "compare_runs", "read_run", "run_folder"), "trustforge.evaluate._compare"),
+    **dict.fromkeys(("compute_metrics", "metrics_table", "outputs_to_proba", "validation_metrics"), "trustforge.evaluate._evaluate"),
+    **dict.fromkeys(("EVIDENCE", "EXPLANATIONS", "Evaluation", "calibrate", "evaluate_test", "gather"), "trustforge.evaluate._evidence"),
+    **dict.fromkeys(("fit_fitted", "table_matrix"), "trustforge.evaluate._fitted"),
+    "bootstrap": "trustforge.evaluate._intervals",
+    **dict.fromkeys(
+        ("METRICS", "Metric", "classification_metrics", "forecasting_metrics", "regression_metrics"), "trustforge.evaluate._metrics"
+    ),
+    **dict.fromkeys(("audit_refusal", "privacy_audit", "training_privacy"), "trustforge.evaluate._privacy_audit"),
+    **dict.fromkeys(
+        (
+            "RUN_NAME",
+            "RunIndex",
+            "check_no_links",
+            "epoch_columns",
+            "metric_direction",
+            "named_run",
+            "read_run_or_note",
+            "run_metrics",
+            "run_settings",
+        ),
+        "trustforge.evaluate._run_index",
+    ),
+    **dict.fromkeys(("CORRUPTIONS", "corrupt", "corruption_table", "shift_evaluation"), "trustforge.evaluate._shift"),
+    "measure_speed": "trustforge.evaluate._speed",
+    **dict.fromkeys(
+        ("TASKS", "Classification", "Forecasting", "Recommendation", "Regression", "Task", "task_named", "task_of"),
+        "trustforge.evaluate._tasks",
+    ),
+    **dict.fromkeys(("robustness", "attack_refusal", "hardening"), "trustforge.evaluate._robustness"),
+    **dict.fromkeys(("explain_images", "feature_importance"), "trustforge.evaluate._explain"),
+    **dict.fromkeys(("write_report", "render_report", "card_html", "report_summary"), "trustforge.evaluate._report"),
 }
+_RENAMED = {"RUN_STATES": "STATES"}  # the name here -> its name in its module
 
 __all__ = [
     "Evaluation",
@@ -179,8 +151,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(_LAZY[name]), _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'trustforge.evaluate' has no attribute {name!r}")
