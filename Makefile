@@ -42,6 +42,7 @@ redteam: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/blas_threads.py
 	$(BIN)/python bench/conv_layout.py
 	$(BIN)/python bench/secure_io.py
 	$(BIN)/python bench/audit_append.py

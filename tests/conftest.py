@@ -43,8 +43,15 @@ def spoken_digits(workspace, spoken_digits_cache):
 def pytest_configure(config):
     # Intra-op threads beyond the cores only spin: with pytest-xdist (`make test`: two workers)
     # each worker gets its share of the cores; run alone, pytest takes up to two.
+    # The same for numpy's and SciPy's BLAS pools (a run sets its own, train/_threads.py; this
+    # covers what tests compute themselves).
+    import scipy.linalg  # noqa: F401  (SciPy's BLAS loads with it; threadpoolctl caps loaded libraries only)
+    from threadpoolctl import threadpool_limits
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)) // workers)))
+    threads = max(1, min(2, len(os.sched_getaffinity(0)) // workers))
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 # The test files that read the session's `as_written` runs (the fixture below). pytest-xdist

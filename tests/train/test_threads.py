@@ -51,6 +51,42 @@ def test_restores_threads_after_a_failure():
     assert torch.get_num_threads() == before
 
 
+def _blas_threads() -> dict[str, int]:
+    from threadpoolctl import threadpool_info
+
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_the_blas_libraries_follow_the_runs_count_and_are_restored():
+    """numpy's and SciPy's BLAS (two libraries, each its own pool) run on the run's thread count,
+    which the evidence's baselines use, and get the caller's counts back, however the call ends."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, as a run's evidence does)
+    from threadpoolctl import threadpool_limits
+
+    from trustforge.train import apply_threads
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert len(before) >= 2 and set(before.values()) == {2}, before  # numpy's and SciPy's
+
+        @restores_threads
+        def body():
+            apply_threads(1, nn.Linear(2, 2))
+            assert set(_blas_threads().values()) == {1}
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            body()
+        assert _blas_threads() == before
+
+        @restores_threads
+        def told_by_the_environment():
+            apply_threads(None, nn.Linear(2, 2), from_env=True)  # OMP_NUM_THREADS chose: the libraries read it too
+            assert _blas_threads() == before
+
+        told_by_the_environment()
+
+
 def test_spec_threads_is_validated():
     assert load_spec({"train": {"threads": 2}}).train.threads == 2
     assert load_spec({}).train.threads is None

@@ -12,6 +12,14 @@ So, unless told (`train.threads` in the spec, `trustforge train --threads N`, or
 model under `SMALL_MODEL_PARAMETERS` parameters and `min(4, usable cores)` otherwise. The choice
 depends on the spec and the data only, never on the machine's momentary load, so the same spec
 trains the same way on the same machine.
+
+The same count caps the BLAS libraries behind numpy and SciPy (OpenBLAS; each keeps its own
+pool, one thread per core by default), through threadpoolctl. The evidence's baselines fit small
+logistic and ridge regressions with them, where extra threads are the same loss: the logistic
+baseline of the shapes example (1,000 rows of 3,072 numbers, L-BFGS) took a median 9.0 CPU
+seconds (6.2 s wall) with numpy's and SciPy's default 2 threads each while another process kept
+the second core busy, against 2.5 (2.4 s wall) with one thread; on the idle machine 7.6 against
+2.4 CPU seconds (3.9 against 2.0 s wall). `bench/blas_threads.py` measures it, on 2 cores.
 """
 
 from __future__ import annotations
@@ -55,25 +63,41 @@ def choose_threads(requested: int | None, module: nn.Module, *, from_env: bool =
 
 
 def apply_threads(requested: int | None, module: nn.Module, *, from_env: bool = False) -> int:
-    """Set torch's intra-op threads as `choose_threads` says; returns the count in effect."""
+    """Set torch's intra-op threads, and the BLAS libraries' (numpy's and SciPy's), as
+    `choose_threads` says; returns the count in effect."""
     n = choose_threads(requested, module, from_env=from_env)
     if n is not None:
         torch.set_num_threads(n)
+        _blas_limiter(n)
     return int(torch.get_num_threads())
 
 
 def restores_threads(fn: _F) -> _F:
-    """Decorate a function so torch's thread count is what it was before the call, however it ends."""
+    """Decorate a function so torch's thread count, and the BLAS libraries', are what they were
+    before the call, however it ends."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         previous = torch.get_num_threads()
+        blas = _blas_limiter(None)  # records each library's count, changes none
         try:
             return fn(*args, **kwargs)
         finally:
             torch.set_num_threads(previous)
+            blas.restore_original_limits()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _blas_limiter(n: int | None) -> Any:
+    """Cap every BLAS library loaded in the process at `n` threads (None: leave them), and return
+    threadpoolctl's limiter, which can restore the counts it found."""
+    # threadpoolctl reaches only the libraries already loaded: SciPy's BLAS, a library apart from
+    # numpy's, loads with scipy.linalg, which the evidence imports later anyway.
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _usable_cores() -> int:
