@@ -295,19 +295,18 @@ def _throughput(
     module: nn.Module, batch: tuple[Tensor, ...], device: torch.device, repeats: int, budget: float
 ) -> tuple[list[float], float | None, str]:
     """Seconds per batched call (one warm-up call, then up to `repeats`), and the peak memory growth."""
-    peak = _PeakRss()
-    t0 = time.perf_counter()
-    _call(module, batch, device)  # warm-up: the largest activations are allocated here
-    first = time.perf_counter() - t0
-    # Fewer repeats when each call is slow, so a large model keeps to the budget.
-    fit = int(budget // first) if first > 0 else repeats
-    times: list[float] = []
-    for _ in range(max(1, min(repeats, fit))):
+    with _PeakRss() as peak:
         t0 = time.perf_counter()
-        _call(module, batch, device)
-        times.append(time.perf_counter() - t0)
-    peak_mb = peak.growth_mb()
-    return times, peak_mb, peak.method
+        _call(module, batch, device)  # warm-up: the largest activations are allocated here
+        first = time.perf_counter() - t0
+        # Fewer repeats when each call is slow, so a large model keeps to the budget.
+        fit = int(budget // first) if first > 0 else repeats
+        times: list[float] = []
+        for _ in range(max(1, min(repeats, fit))):
+            t0 = time.perf_counter()
+            _call(module, batch, device)
+            times.append(time.perf_counter() - t0)
+    return times, peak.growth_mb(), peak.method
 
 
 def _call(module: nn.Module, inputs: tuple[Tensor, ...], device: torch.device) -> None:
@@ -317,7 +316,7 @@ def _call(module: nn.Module, inputs: tuple[Tensor, ...], device: torch.device) -
 
 
 class _PeakRss:
-    """Growth of the process's peak resident set size (RSS) from now until `growth_mb()`.
+    """Growth of the process's peak resident set size (RSS) over a `with` block, read by `growth_mb()`.
 
     Resident memory is what the operating system charges the process: weights, activations,
     allocator caches, and anything another thread allocates meanwhile. It is the figure that
@@ -334,18 +333,30 @@ class _PeakRss:
     in memory already held shows about 0 MB, which is the honest answer.
     """
 
-    def __init__(self) -> None:
+    method: str = "ru_maxrss"
+    _before_kb: float | None = None
+    _after_kb: float | None = None
+
+    def __enter__(self) -> "_PeakRss":
         # Garbage collected during inference would free pages that the inference then takes back
-        # without the peak moving (growth 0 for a real allocation): collect it before the reset.
-        gc.collect()
+        # without the peak moving (growth 0 for a real allocation): the cyclic collector is off
+        # inside the block. (A gc.collect() before it did the same, but costs a pass over every
+        # object of a large process: 56 s of `make test`'s CPU, in workers holding many models.)
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
         self.method = "vmhwm" if self._reset_vmhwm() else "ru_maxrss"
         self._before_kb = self._rss_kb() if self.method == "vmhwm" else self._maxrss_kb()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._after_kb = self._status_kb("VmHWM") if self.method == "vmhwm" else self._maxrss_kb()
+        if self._gc_was_enabled:
+            gc.enable()
 
     def growth_mb(self) -> float | None:
-        after_kb = self._status_kb("VmHWM") if self.method == "vmhwm" else self._maxrss_kb()
-        if after_kb is None or self._before_kb is None:
+        if self._after_kb is None or self._before_kb is None:
             return None
-        return max(0.0, (after_kb - self._before_kb) / 1024.0)
+        return max(0.0, (self._after_kb - self._before_kb) / 1024.0)
 
     @staticmethod
     def _reset_vmhwm() -> bool:
