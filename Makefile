@@ -25,7 +25,7 @@ demo: $(BIN)/.installed
 
 # pytest-xdist workers (TEST_WORKERS=1: one process); tests/conftest.py's scheduler gives each
 # worker whole files, and the files sharing the session's example runs to one worker. Two workers
-# take the suite from about 35 minutes to 15-19 on two cores (tests/redteam included). Runs on
+# take the suite from about 35 minutes to about 15 on two cores (tests/redteam included). Runs on
 # two workers found five flaky tests (timing, or one chance in 64) and torch aborting
 # data-parallel workers at exit (trustforge.cli ends them with os._exit); each is fixed.
 TEST_WORKERS ?= 2
