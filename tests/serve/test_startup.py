@@ -68,3 +68,23 @@ def test_masked_logs_load_the_name_dictionaries_at_the_first_chinese_text_not_at
         """
     )
     assert loaded["jieba"]
+
+
+def test_a_worker_runs_torch_and_numpys_blas_on_its_threads_without_loading_scipy():
+    """`use_threads` (a worker's `--threads`, and the server's own with `--workers 0`): torch and
+    numpy's BLAS, which the OOD guard's products run on, on that count; SciPy stays unloaded."""
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from threadpoolctl import threadpool_info, threadpool_limits
+        import numpy, torch
+        threadpool_limits(limits=2, user_api="blas")  # as if the machine had two cores to give
+        torch.set_num_threads(2)
+        from trustforge.serve._workers import use_threads
+        use_threads(1)
+        blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        print(json.dumps({"torch": torch.get_num_threads(), "blas": blas, "scipy": "scipy" in sys.modules}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"torch": 1, "blas": [1], "scipy": False}

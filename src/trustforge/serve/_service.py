@@ -44,6 +44,7 @@ from trustforge.serve._workers import (
     WorkerFailed,
     WorkerNotRunning,
     load_serving_model,
+    use_threads,
 )
 from trustforge.settings import Settings
 
@@ -448,12 +449,14 @@ def _time_out(waiter: asyncio.Future) -> None:
 
 
 def _inline_threads(threads: int) -> None:
-    """`--workers 0`: the model runs in this process, so `--threads` applies to its torch (left to
-    torch, it took every core and ran one-row batches at a seventh of the speed of one thread)."""
+    """`--workers 0`: the model runs in this process, so `--threads` applies to its torch and numpy's
+    BLAS (left to torch, it took every core and ran one-row batches at a seventh of the speed of one
+    thread)."""
     import torch
 
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    changed = torch.get_num_threads() != threads
+    use_threads(threads)
+    if changed:
         log_event(logging.INFO, "torch_threads", threads=threads)
 
 

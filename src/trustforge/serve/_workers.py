@@ -198,6 +198,16 @@ class InlineExecutor:
 # ---------------------------------------------------------------------------- worker processes
 
 
+def use_threads(threads: int) -> None:
+    """Run torch and numpy's BLAS (the OOD guard's products) on `threads` threads: left to
+    themselves, each takes every core (see `trustforge.train._threads`)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 def _worker_main(conn: Connection) -> None:
     """The body of a worker process: load, say ready, then answer batches until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -211,9 +221,7 @@ def _worker_main(conn: Connection) -> None:
         monitor_main(conn, load)
         return
     try:
-        import torch
-
-        torch.set_num_threads(max(1, int(load.get("threads", 1))))
+        use_threads(max(1, int(load.get("threads", 1))))
         model = load_serving_model(load)
         signature = Signature.from_manifest(model.manifest)
         ood = detector_for(model, load.get("ood", "off"))
