@@ -12,9 +12,9 @@ Names are imported on first use, so `trustforge validate` and `--help` do not pa
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trustforge._lazy import lazy_names
 from trustforge.errors import DataError, IntegrityError, ModelError, RunError, SpecError, TrainingError, TrustForgeError
 
 if TYPE_CHECKING:
@@ -52,13 +52,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trustforge' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

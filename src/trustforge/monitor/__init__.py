@@ -23,9 +23,9 @@ training time (saved in the package); `OodDetector.for_model(model)` applies it 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trustforge._lazy import lazy_names
 from trustforge.monitor._history import DriftHistory, drift_history_models, history_dir, read_drift_history
 from trustforge.monitor._ood import OOD_FORMAT, OodDetector, OodResult, fit_ood, head_layer, run_ood
 from trustforge.monitor._reference import featurize, reference_statistics, run_reference, supports
@@ -78,13 +78,4 @@ __all__ = [
 DRIFT_EXIT_CODE = 10
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trustforge.monitor' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -7,9 +7,9 @@ imported on first use (`trustforge package verify` starts in a fraction of a sec
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from trustforge._lazy import lazy_names
 from trustforge.package._artefact import EXPORT_FORMATS, export_entries, export_entry_version, export_path, find_exports, read_export
 from trustforge.package._format import (
     FORMAT,
@@ -70,13 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trustforge.package' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -17,8 +17,9 @@ from trustforge._extras import require
 
 require("serve", "trustforge serve")  # FastAPI, uvicorn, ...: one error naming the extra, before any of them is imported
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from trustforge._lazy import lazy_names
 
 if TYPE_CHECKING:
     from trustforge.serve._app import create_app, get_service
@@ -69,13 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trustforge.serve' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
