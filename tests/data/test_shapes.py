@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -89,14 +87,6 @@ def test_invalid_arguments() -> None:
     for kwargs in ({"n_samples": -1}, {"size": 4}, {"noise": -0.1}):
         with pytest.raises(ValueError):
             make_shapes(**kwargs)
-
-
-def test_generation_is_fast() -> None:
-    start = time.perf_counter()
-    make_shapes(3000, seed=5)
-    elapsed = time.perf_counter() - start
-    print(f"\nmake_shapes(3000): {elapsed:.3f} s")
-    assert elapsed < 2.0
 
 
 def test_colour_does_not_predict_class(shapes) -> None:
