@@ -307,6 +307,38 @@ def test_tampered_head_and_checkpoints_are_caught(big_log, tmp_path, key):
         open_log(path, key).append("a", "tag", "x", "ok")
 
 
+def test_a_rewritten_chain_is_never_extended_so_no_append_can_launder_it(tmp_path, key):
+    """Whoever writes the database but lacks the key rewrites an entry and recomputes the chain:
+    the next append must refuse, or it would sign a new head over the forgery and `verify` would
+    then pass (found by a probe: `users add` after such an edit re-signed the forged log)."""
+    forgeries = {
+        "head hash moved to the new chain, old signature left": lambda c: _rechain_from(c, 4, "nobody"),
+        "head row left alone": lambda c: (_rechain_from(c, 4, "nobody"), c.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (old,))),
+        "last entry edited, chain recomputed from it": lambda c: _rechain_from(c, 10, "nobody"),
+    }
+    for what, forge in forgeries.items():
+        shutil.rmtree(tmp_path / "w", ignore_errors=True)
+        (tmp_path / "w").mkdir()
+        log = _small_log(tmp_path / "w", key, n=10)
+        old = log._head()["hash"]
+        log.engine.dispose()
+        with sqlite3.connect(tmp_path / "w" / "s.db") as c:
+            forge(c)
+        c.close()
+        log = open_log(tmp_path / "w" / "s.db", key)
+        assert not log.verify().ok, what
+        with pytest.raises(IntegrityError, match="nothing was appended"):
+            log.append("root", "users", "user:u4", "ok")
+        with log.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT max(seq) FROM audit_entries")).scalar() == 10, what
+        assert not log.verify().ok, what  # still reported: the forgery was not re-signed
+    # An untouched log appends as before.
+    shutil.rmtree(tmp_path / "w")
+    (tmp_path / "w").mkdir()
+    log = _small_log(tmp_path / "w", key, n=10)
+    assert log.append("root", "users", "user:u4", "ok") == 11 and log.verify().ok
+
+
 def test_truncation_with_an_old_genuine_head_is_caught_by_the_head_file(big_log, tmp_path, key):
     path = fresh_copy(big_log, tmp_path, "roll.db")
     with sqlite3.connect(path) as c:

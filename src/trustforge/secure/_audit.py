@@ -50,8 +50,11 @@ Threat model. Detected: anyone who can write the database and the head file but 
 the signing key editing, deleting, inserting or reordering entries, truncating the tail,
 recomputing the chain, forging the head from a checkpoint, erasing every row or dropping the
 tables, tampering with checkpoints, deleting the head file; a database rolled back to an older
-copy. Out of scope: an attacker holding the signing key (they can sign any head), and one who
-also deletes or rolls back the witness in the keys folder (name a sink on another volume or a
+copy. Nor can the next append launder such an edit: appending first checks the head row's
+signature, that the entry it names holds its hash and that the witness agrees with the chain,
+and refuses otherwise (without that check, an append would sign a fresh head over a recomputed
+chain and `verify` would pass again). Out of scope: an attacker holding the signing key (they
+can sign any head), and one who also deletes or rolls back the witness in the keys folder (name a sink on another volume or a
 syslog socket to catch that too). Without a signer the checkpoints are unsigned and only
 accidental damage is detected; `verify` says so.
 
@@ -157,7 +160,11 @@ _TAG_JSON = _ESCAPE(_ENTRY_TAG)
 
 # Statements built once: building them per append cost more CPU than running them.
 _LOCK_HEAD = sa.update(head_table).where(head_table.c.id == 1).values(id=1)
-_READ_HEAD = sa.select(head_table.c.seq, head_table.c.hash).where(head_table.c.id == 1).with_for_update()
+_READ_HEAD = (
+    sa.select(head_table.c.seq, head_table.c.hash, head_table.c.key_id, head_table.c.signature)
+    .where(head_table.c.id == 1)
+    .with_for_update()
+)
 _INSERT_ENTRY = sa.insert(entries_table)
 _INSERT_CHECKPOINT = sa.insert(checkpoints_table)
 _SET_HEAD = sa.update(head_table).where(head_table.c.id == 1)
@@ -368,7 +375,7 @@ class AuditLog:
                 "audit log: the head row is missing (the audit_head table was tampered with, or the log was erased); "
                 "run `trustforge audit verify`"
             )
-        self._check_witness_before_append(head.seq)
+        self._check_before_append(conn, dict(head._mapping))
         seq, prev = head.seq, head.hash
         rows, checkpoints, seqs = [], [], []
         for time_, actor, action, obj, outcome, details in records:
@@ -403,34 +410,55 @@ class AuditLog:
         conn.execute(_SET_HEAD, new_head)
         return seqs, new_head
 
-    def _check_witness_before_append(self, head_seq: int) -> None:
-        """Refuse to extend a log whose witness is missing (once it has entries) or ahead of it:
-        appending would re-create the witness from a cut log, or fork the witnessed history. A
-        missing head file is refused the same way: the next append would write a new one and
-        hide that it was deleted."""
-        self._check_witness_ahead(head_seq)
-        if self.head_path is not None and head_seq > 0 and not self.head_path.exists():
+    def _check_before_append(self, conn: sa.Connection, head: dict) -> None:
+        """Refuse to extend a chain that is not what the signed head and its copies say it is.
+
+        * The witness missing (once the log has entries) or ahead of the head: appending would
+          re-create the witness from a cut log, or fork the witnessed history. A missing head
+          file likewise: the next append would write a new one and hide that it was deleted.
+        * The head row's signature not a v2 head statement of this workspace (with a verifier),
+          the entry it names holding another hash, or the witness naming an entry the chain
+          now holds differently. Without these, whoever can write the database could rewrite
+          entries, recompute the chain and set the head row's hash to the new last hash: `verify`
+          would catch it, but the next append would sign a fresh head over the forged chain and
+          move the witness forward, and `verify` would then pass. Each check is O(1): one
+          signature and at most two entries read. An edit the chain still shows (an entry
+          changed without recomputing the rest) is not hidden by an append: `verify` reports it.
+        """
+        seq, hash_ = head["seq"], head["hash"]
+        advice = "run `trustforge audit verify`; nothing was appended"
+        witness = self._read_witness()
+        if self.witness_path is not None:
+            name = self.witness_path.name
+            if witness is None:
+                if seq > 0:
+                    raise IntegrityError(f"audit log: the witness {name} is missing while the log holds {seq} entries; {advice}")
+            elif not _is_head_record(witness):
+                raise IntegrityError(f"audit log: the witness {name} is unreadable; {advice}")
+            elif witness["seq"] > seq:
+                raise IntegrityError(
+                    f"audit log: the witness {name} names entry {witness['seq']} but the database's head is entry {seq} "
+                    f"(the database was truncated, erased or rolled back); {advice}"
+                )
+        if self.head_path is not None and seq > 0 and not self.head_path.exists():
             raise IntegrityError(
-                f"audit log: the head file {self.head_path.name} is missing while the log holds {head_seq} entries; "
+                f"audit log: the head file {self.head_path.name} is missing while the log holds {seq} entries; "
                 "run `trustforge audit verify` (then `audit verify --adopt` once the log is known to be whole)"
             )
-
-    def _check_witness_ahead(self, head_seq: int) -> None:
-        if self.witness_path is None:
-            return
-        witness = self._read_witness()
-        name = self.witness_path.name
-        if witness is None:
-            if head_seq > 0:
+        if self._verifier is not None and self._signed_as(head, (_HEAD_TAG,)) is None:
+            if witness is not None or self._signed_as(head, (_LEGACY_TAG,)) is None:  # a legacy head is upgraded on open
                 raise IntegrityError(
-                    f"audit log: the witness {name} is missing while the log holds {head_seq} entries; run `trustforge audit verify`"
+                    f"audit log: the head (entry {seq}) is not signed by this workspace's key (the audit_head row was edited); {advice}"
                 )
-        elif not _is_head_record(witness):
-            raise IntegrityError(f"audit log: the witness {name} is unreadable; run `trustforge audit verify`")
-        elif witness["seq"] > head_seq:
+
+        def stored(at: int) -> str | None:
+            return conn.execute(sa.select(entries_table.c.hash).where(entries_table.c.seq == at)).scalar() if at else GENESIS
+
+        if stored(seq) != hash_:
+            raise IntegrityError(f"audit log: entry {seq} does not match the signed head (the entries were edited); {advice}")
+        if witness is not None and witness["hash"] != (hash_ if witness["seq"] == seq else stored(witness["seq"])):
             raise IntegrityError(
-                f"audit log: the witness {name} names entry {witness['seq']} but the database's head is entry {head_seq} "
-                "(the database was truncated, erased or rolled back); run `trustforge audit verify`"
+                f"audit log: the witness {self.witness_path.name} signed a different entry {witness['seq']} (the entries were rewritten); {advice}"
             )
 
     def _sign(self, tag: bytes, seq: int, hash_: str) -> dict:
