@@ -14,7 +14,9 @@ Secrets (the key-encryption key, tokens) are read here and never logged or echoe
 
 An unset `TRUSTFORGE_TOKEN` means the local workspace admin; a set but empty (or blank) one is
 an error, never the admin: a CI job whose secret is missing gets `TRUSTFORGE_TOKEN=""`, and
-that must fail closed rather than grant everything.
+that must fail closed rather than grant everything. The same holds for `TRUSTFORGE_KEK`,
+`TRUSTFORGE_DB_URL` and `TRUSTFORGE_AUDIT_SINK` (and `TRUSTFORGE_NEW_KEK` when rotating): set
+but blank is an error, not a quiet fallback to a key file on disk, a local database or no sink.
 """
 
 from __future__ import annotations
@@ -66,13 +68,16 @@ class Settings:
         chosen = Path(home or os.environ.get("TRUSTFORGE_HOME") or ".trustforge").expanduser().resolve()
         return cls(
             home=chosen,
-            db_url=os.environ.get("TRUSTFORGE_DB_URL") or f"sqlite:///{chosen / 'registry.db'}",
+            db_url=env_secret("TRUSTFORGE_DB_URL", "a database URL, or unset it for the workspace's SQLite file")
+            or f"sqlite:///{chosen / 'registry.db'}",
             artifacts=Path(os.environ["TRUSTFORGE_ARTIFACTS"]).expanduser().resolve()
             if os.environ.get("TRUSTFORGE_ARTIFACTS")
             else chosen / "artifacts",
-            kek=os.environ.get("TRUSTFORGE_KEK") or None,
+            kek=env_secret("TRUSTFORGE_KEK", "a base64 key-encryption key, or unset it to use keys/kek.key"),
             token=_token_from_env(),
-            audit_sink=os.environ.get("TRUSTFORGE_AUDIT_SINK") or None,
+            audit_sink=env_secret(
+                "TRUSTFORGE_AUDIT_SINK", "an audit sink (file:/ABSOLUTE/PATH or syslog:/SOCKET), or unset it to keep none"
+            ),
             threads_from_env=bool(os.environ.get("OMP_NUM_THREADS")),
             seal_runs=_flag("TRUSTFORGE_SEAL_RUNS"),
         )
@@ -101,6 +106,16 @@ def _token_from_env() -> str | None:
     if token is not None and not token.strip():
         raise SecurityError(_EMPTY_TOKEN)
     return token
+
+
+def env_secret(name: str, what: str) -> str | None:
+    """A variable that carries a secret or a security setting: None when unset; set but blank is
+    an error (SecurityError), never "unset": a secret that failed to mount must not quietly mean
+    a key file on disk, a local database or no audit sink (fail closed, as `TRUSTFORGE_TOKEN`)."""
+    value = os.environ.get(name)
+    if value is not None and not value.strip():
+        raise SecurityError(f"{name} is set but empty; set it to {what}")
+    return value
 
 
 def _flag(name: str) -> bool:

@@ -226,7 +226,7 @@ def test_a_refusal_or_a_missing_key_leaves_no_run_behind(people, tmp_path, monke
     spec = {"task": "classification", "data": {"source": f"csv:{tmp_path / 'people.csv'}", "target": "label", "protect": {"pii": "fail"}}}
     with pytest.raises(DataError, match="data.protect.pii is fail and personal data was found in 'name'"):
         trustforge.run(spec, progress=False, register=False)
-    monkeypatch.setenv("TRUSTFORGE_KEK", "")
+    monkeypatch.delenv("TRUSTFORGE_KEK", raising=False)
     (home / "keys" / "kek.key").unlink()  # a workspace whose key-encryption key is gone
     spec["data"]["protect"] = {"pii": "hash"}
     with pytest.raises(SecurityError, match="no key-encryption key"):

@@ -77,6 +77,21 @@ def test_an_empty_or_blank_token_is_an_error_naming_the_variable_not_the_admin(v
     assert code == 0 and "mallory" not in out
 
 
+@pytest.mark.parametrize("variable", ["TRUSTFORGE_KEK", "TRUSTFORGE_DB_URL", "TRUSTFORGE_AUDIT_SINK", "TRUSTFORGE_NEW_KEK"])
+def test_an_empty_secret_or_security_setting_is_an_error_not_a_quiet_fallback(variable, workspace, monkeypatch):
+    """Found by a probe: `TRUSTFORGE_KEK=''` (a secret that failed to mount) meant keys/kek.key on
+    disk, and `keys init` wrote one. Likewise an empty database URL must not mean a local SQLite
+    file, nor an empty sink no sink."""
+    monkeypatch.setenv(variable, "")
+    args = ("keys", "rotate") if variable == "TRUSTFORGE_NEW_KEK" else ("keys", "init")
+    code, out, err = run_main(*args, home=workspace)
+    assert code != 0 and f"{variable} is set but empty" in err and "Traceback" not in err, (out, err)
+    assert not (workspace / "keys" / "kek.key").exists()  # no key was written beside the data
+    if variable != "TRUSTFORGE_NEW_KEK":
+        with pytest.raises(SecurityError, match=f"{variable} is set but empty"):
+            Settings.from_env()
+
+
 # ---------------------------------------------------------------------------- least privilege
 
 

@@ -14,7 +14,6 @@ or the local workspace admin) and are written to the audit log. Library errors
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -112,8 +111,9 @@ def rotate(
     afterwards.
     """
     from trustforge.secure import rotate_keys
+    from trustforge.settings import env_secret
 
-    new_kek = os.environ.get("TRUSTFORGE_NEW_KEK") or None
+    new_kek = env_secret("TRUSTFORGE_NEW_KEK", "the new base64 key-encryption key, or unset it to write keys/kek.key")
     with workspace() as reg:
         done = rotate_keys(
             reg.keyring,
