@@ -11,7 +11,8 @@ import pytest
 from trustforge.errors import SpecError
 from trustforge.spec import CNNSpec, MLPSpec, RNNSpec, TaskSpec, load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
@@ -70,6 +71,40 @@ def test_exponent_numbers_are_numbers(tmp_path):
     spec = load_spec(write(tmp_path, "train:\n  optimizer: {name: sgd, lr: 1e-3}\n  gradient_clip_val: 5E+1\n"))
     assert spec.train.optimizer.lr == pytest.approx(0.001)
     assert spec.train.gradient_clip_val == pytest.approx(50.0)
+
+
+def test_yes_no_on_off_are_the_words_written_and_only_true_false_are_booleans(tmp_path):
+    # YAML 1.1 reads them as booleans: `pii: off`, a value the field lists, arrived as false.
+    spec = load_spec(write(tmp_path, "data:\n  protect: {pii: off}\n  clean: {label_issues: off}\n  augment: {hflip: yes}\n"))
+    assert spec.data.protect.pii == "off" and spec.data.clean.label_issues == "off"
+    assert spec.data.augment.hflip is True  # a boolean field still reads yes/off as pydantic does
+    spec = load_spec(write(tmp_path, "data:\n  expect: {columns: {label: {allowed: [yes, no, NO]}}}\n"))
+    assert spec.data.expect.columns["label"].allowed == ["yes", "no", "NO"]
+
+
+def test_every_yaml_block_of_the_readme_is_a_valid_spec(tmp_path):
+    """The README's spec blocks load as pasted (the spec reference block once did not: `pii: off`)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    assert len(blocks) >= 10
+    for i, block in enumerate(blocks):
+        if "interactions:" in block and "series:" in block:
+            continue  # the list of each modality's section, one per task: a reference, not a spec
+        for j, spec in enumerate(_alternatives(block)):
+            load_spec(write(tmp_path, spec, f"readme{i}-{j}.yaml"))
+
+
+def _alternatives(block: str) -> list[str]:
+    """A block that gives a top-level section twice shows alternatives: each repeat starts another spec."""
+    specs, seen = [[]], set()
+    for line in block.splitlines():
+        key = re.match(r"^([a-z_]+):", line)
+        if key and key.group(1) in seen:
+            specs.append([])
+            seen = set()
+        if key:
+            seen.add(key.group(1))
+        specs[-1].append(line)
+    return ["\n".join(lines) + "\n" for lines in specs]
 
 
 def test_precision_int_is_accepted_as_text(tmp_path):
@@ -235,9 +270,11 @@ def test_wrong_type(tmp_path):
 
 
 def test_boolean_is_not_a_number(tmp_path):
-    # YAML 1.1 reads `on` as true; pydantic alone would take it as 1 epoch.
-    message = spec_error(tmp_path, "train:\n  max_epochs: on\n")
+    # pydantic alone would take true as 1 epoch.
+    message = spec_error(tmp_path, "train:\n  max_epochs: true\n")
     assert at_line(message, 2) and "train.max_epochs must be an integer; got true" in message
+    message = spec_error(tmp_path, "train:\n  max_epochs: on\n")  # a word in a spec, not YAML 1.1's true
+    assert at_line(message, 2) and "train.max_epochs must be an integer > 0; got 'on'" in message
 
 
 @pytest.mark.parametrize(
@@ -442,8 +479,9 @@ def test_a_decision_on_a_task_without_classes_is_refused(tmp_path):
         assert f"evaluate.{field}" in message and "binary classification" in message, message
 
 
-def test_an_unquoted_yes_as_positive_class_asks_for_quotes(tmp_path):
-    message = spec_error(tmp_path, "evaluate: {positive_class: yes}\n")
+def test_an_unquoted_true_as_positive_class_asks_for_quotes_and_yes_is_the_class_yes(tmp_path):
+    message = spec_error(tmp_path, "evaluate: {positive_class: true}\n")
     assert "evaluate.positive_class" in message and "quote" in message, message
+    assert load_spec(write(tmp_path, "evaluate: {positive_class: yes}\n")).evaluate.positive_class == "yes"
     assert load_spec(write(tmp_path, "evaluate: {positive_class: 'yes'}\n")).evaluate.positive_class == "yes"
     assert load_spec(write(tmp_path, "evaluate: {positive_class: 1}\n")).evaluate.positive_class == "1"

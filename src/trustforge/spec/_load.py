@@ -31,7 +31,11 @@ _MAX_SPEC_BYTES = 1 << 20
 
 
 class _SpecLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading `1e-3` as a number as YAML 1.2 does (1.1 wants `1.0e-3`)."""
+    """PyYAML's safe loader with YAML 1.2's scalars where 1.1 surprises: `1e-3` is a number (1.1
+    wants `1.0e-3`), and only true/false are booleans. YAML 1.1 also reads yes, no, on, off, y
+    and n as booleans, so `pii: off`, a value the field lists, arrived as `false`, and an
+    expectation `allowed: [yes, no]` as `[true, false]`; in a spec they are the words written.
+    A field that wants a boolean still takes `yes` or `off` (the validation reads them)."""
 
 
 _SpecLoader.add_implicit_resolver(
@@ -39,6 +43,11 @@ _SpecLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in _SpecLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def load_spec(source: str | Path | Mapping[str, Any] | TaskSpec) -> TaskSpec:

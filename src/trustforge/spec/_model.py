@@ -1406,8 +1406,8 @@ class EvaluateSpec(_Strict):
     @field_validator("positive_class", mode="before")
     @classmethod
     def _class_name(cls, v: Any) -> Any:
-        if isinstance(v, bool):  # YAML reads an unquoted yes / no / true as a boolean
-            raise ValueError(f"must name a class; got {str(v).lower()} (quote a class called yes, no, true or false: 'yes')")
+        if isinstance(v, bool):  # a spec reads unquoted true / false as booleans (yes / no are words)
+            raise ValueError(f"must name a class; got {str(v).lower()} (quote a class called true or false: 'true')")
         if isinstance(v, int):  # `positive_class: 1` names the class "1"
             return str(v)
         if isinstance(v, str) and not v.strip():
