@@ -183,6 +183,39 @@ def test_export_needs_the_export_right_and_is_audited(trained, monkeypatch):
         assert not export_path(admin.get(result.model_uri).path, "torchscript").exists()
 
 
+def test_folder_writes_with_a_token_need_the_export_right_and_the_store_is_reached_only_by_uri(trained, tmp_path, monkeypatch):
+    """Found by a probe: with a viewer's token, `package decrypt` of the registry's sealed version,
+    `package encrypt` and `package export` of a folder ran, and nothing was audited."""
+    settings, result, *_ = trained["digits"]
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
+    with Registry(Settings.from_env()) as admin:
+        admin.access.add_user("vic", "viewer")
+        admin.access.add_user("tara", "trainer")
+        viewer, trainer = admin.access.issue_token("vic"), admin.access.issue_token("tara")
+        stored = admin.get(result.model_uri).path
+    pkg = tmp_path / "pkg"
+    shutil.copytree(result.package, pkg)
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", viewer)
+    for args in (["encrypt", str(pkg)], ["export", str(pkg), "--format", "torchscript", "--no-speed"]):
+        done = runner.invoke(app, args)
+        assert isinstance(done.exception, AccessDenied), (args, done.output)
+    assert not (tmp_path / "pkg.sealed").exists() and not export_path(pkg, "torchscript").exists()
+    for token in (viewer, trainer):  # the store: by URI only, whoever asks
+        monkeypatch.setenv("TRUSTFORGE_TOKEN", token)
+        done = runner.invoke(app, ["decrypt", str(stored), "-o", str(tmp_path / "plain")])
+        assert done.exit_code != 0 and "registry's store" in str(done.exception) and "models:/" in str(done.exception)
+        assert not (tmp_path / "plain").exists()
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", trainer)
+    done = runner.invoke(app, ["encrypt", str(pkg)])
+    assert done.exit_code == 0 and secure.is_sealed(tmp_path / "pkg.sealed"), done.output
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    with Registry(Settings.from_env()) as admin:
+        assert admin.audit.verify().ok
+        rows = [(e["actor"], e["object"], e["outcome"], e["details"].get("op")) for e in admin.audit.entries() if e["action"] == "export"]
+        assert ("vic", "package:pkg", "denied", None) in rows and ("tara", "package:pkg", "ok", "encrypt") in rows, rows
+        assert not any(str(tmp_path) in str(e) for e in admin.audit.entries())  # the folder's name, never its path
+
+
 def test_data_option_checks_on_given_rows(trained, tmp_path, monkeypatch):
     settings, result, model, raw, _, _ = trained["cancer"]
     monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))

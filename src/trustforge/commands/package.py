@@ -1,16 +1,25 @@
 """`trustforge package ...`: verify, encrypt, decrypt and export packages.
 
-verify, encrypt and decrypt act on folders the user names, not on the registry, so they need
-keys but no role. `export` of a registered version (models:/...) is a package write: it needs
-the `export` right (trainer, admin) and is audited, refused or done; `export` of a package
-folder, like the other commands here, needs the workspace's keys only.
+`export` of a registered version (models:/...) is a package write: it needs the `export` right
+(trainer, admin) and is audited, refused or done. encrypt, decrypt and export of a package folder
+the user names write a package copy with the workspace's keys (a sealed copy, a plaintext copy,
+a signed artefact), so they are package writes too:
+* acting as the local workspace admin (no `TRUSTFORGE_TOKEN`), whoever holds the keys, they
+  need no role, as before;
+* acting with a token, they need the same `export` right and are audited, refused or done (a
+  probe decrypted and exported with a viewer's token, and nothing was recorded);
+* a folder inside the registry's package store is refused for everyone: registered versions are
+  reached through their model URI, with its checks and its audit entry (`package export
+  models:/NAME/3`), and are decrypted in memory only, never into a plaintext copy.
+`verify` only reads, and needs keys but no role.
 Library errors (`TrustForgeError`) propagate to the main command, which prints them as one line.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -25,6 +34,37 @@ def _keyring(required: bool = True):
     if not required and not (settings.keys_dir / "signing.key").exists():
         return None
     return Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+
+
+@contextmanager
+def _package_write(path: Path, op: str) -> Iterator[None]:
+    """Run a package write on the folder `path` as the acting principal (see the module docstring)."""
+    from trustforge import secure
+    from trustforge.errors import SecurityError, TrustForgeError
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+    store = Path(settings.artifacts or settings.home / "artifacts").resolve()
+    if path.resolve().is_relative_to(store):
+        raise SecurityError(
+            f"{path.name}: a registered version's package in the registry's store; "
+            f"name it by its model URI (`trustforge package export models:/NAME/VERSION`), which checks your role and is audited"
+            + ("; registered versions are decrypted in memory only" if op == "decrypt" else "")
+        )
+    if settings.token is None:
+        yield
+        return
+    from trustforge.registry import Registry
+
+    with Registry(settings) as registry:  # authenticates the token (refusals are audited)
+        obj = f"package:{path.name}"
+        secure.require(registry.principal, "export", obj, registry.audit)
+        try:
+            yield
+        except TrustForgeError as exc:
+            registry.audit.append(registry.principal.name, "export", obj, "error", {"op": op, "error": str(exc)[:300]})
+            raise
+        registry.audit.append(registry.principal.name, "export", obj, "ok", {"op": op})
 
 
 def _free(dest: Path) -> Path:
@@ -159,11 +199,12 @@ def export(
             )
             where = mv.uri
     else:
-        keyring = _keyring()
         path = Path(model_uri)
         from trustforge.secure import is_sealed
 
-        dest, evidence = run(Model.load(path, keyring=keyring), path, is_sealed(path), keyring)
+        with _package_write(path, f"export {fmt}" + (f" {quantize}" if quantize else "")):
+            keyring = _keyring()
+            dest, evidence = run(Model.load(path, keyring=keyring), path, is_sealed(path), keyring)
         where = str(path)
     sealed = " (sealed)" if evidence["source"]["sealed"] else ""
     typer.echo(f"exported {where} to {dest}{sealed}: {_evidence_line(evidence)}")
@@ -181,7 +222,8 @@ def encrypt(
     from trustforge.secure import seal_package
 
     dest = _free(out or path.with_name(path.name + ".sealed"))
-    seal_package(path, dest, _keyring())
+    with _package_write(path, "encrypt"):
+        seal_package(path, dest, _keyring())
     typer.echo(f"sealed {path} into {dest}")
 
 
@@ -197,5 +239,6 @@ def decrypt(
 
     default = path.with_name(path.name[: -len(".sealed")] if path.name.endswith(".sealed") else path.name + ".plain")
     dest = _free(out or default)
-    unseal_package(path, dest, _keyring())
+    with _package_write(path, "decrypt"):
+        unseal_package(path, dest, _keyring())
     typer.echo(f"decrypted {path} into {dest} (plaintext on disk: delete it when done)")
