@@ -121,6 +121,12 @@ def test_verify_version_checks_a_stored_version_without_building_it(pkg, reg):
         reg.verify_version("ver", 1)
     assert str(mv.path) not in str(failed.value)  # the version, never the local folder
     assert [a for a in audit_actions(reg) if a[0] == "load"] == [("load", "models:/ver/1", "error")]
+    # Loading it (what a server does) names the version too, in the error and the audit entry:
+    # a probe found the store's local path in a server's reload_failed log line.
+    with pytest.raises(IntegrityError, match=f"models:/ver/1/{target.name}") as failed:
+        reg.load_model("models:/ver/1")
+    assert str(mv.path) not in str(failed.value)
+    assert not any(str(mv.path) in str(e["details"]) for e in reg.audit.entries())
 
 
 def test_plain_storage_when_encryption_is_off(pkg, settings):

@@ -527,8 +527,7 @@ class Registry:
         try:
             pkg = open_bound(mv.path, mv, self.keyring)
         except IntegrityError as exc:
-            self._refused(mv, exc)
-            raise
+            raise self._refused(mv, exc) from None
         return Model.from_package(pkg, keyring=self.keyring)
 
     @_guarded
@@ -558,11 +557,7 @@ class Registry:
         try:
             pkg = open_bound(mv.path, mv, self.keyring)
         except IntegrityError as exc:
-            # The library's messages name files by path; a page or log shows the version instead.
-            shown = IntegrityError(str(exc).replace(str(mv.path), mv.uri))
-            shown.found = getattr(exc, "found", None)  # type: ignore[attr-defined]
-            self._refused(mv, shown)
-            raise shown from None
+            raise self._refused(mv, exc) from None
         files = pkg.manifest.get("files")
         return {
             "uri": mv.uri,
@@ -574,21 +569,26 @@ class Registry:
             "encrypted": mv.encrypted,
         }
 
-    def _refused(self, mv: ModelVersion, exc: IntegrityError) -> None:
-        """Audit a stored package that failed its binding or verification, once per distinct failure.
+    def _refused(self, mv: ModelVersion, exc: IntegrityError) -> IntegrityError:
+        """Audit a stored package that failed its binding or verification, once per distinct
+        failure, and return the error to raise: the library names files by their path, which in
+        the store is a local path, so the error (and the audit entry, the server's log, a page)
+        names the version instead (`models:/NAME/3/weights.safetensors.enc: ...`).
 
         A server following an alias retries a refused version at every poll; one entry per
         (version, failure) for the life of this Registry keeps that from flooding the log.
         """
-        details = {"error": str(exc)[:300], "package_id": mv.package_id, "package_digest": mv.package_digest}
+        shown = IntegrityError(str(exc).replace(str(mv.path), mv.uri))
         found = getattr(exc, "found", None)
+        shown.found = found  # type: ignore[attr-defined]
+        details = {"error": str(shown)[:300], "package_id": mv.package_id, "package_digest": mv.package_digest}
         if isinstance(found, dict):
             details["found"] = found
         key = (mv.uri, details["error"])
-        if key in self._refusals:
-            return
-        self._refusals.add(key)
-        self.audit.append(self.principal.name, "load", mv.uri, "error", details)
+        if key not in self._refusals:
+            self._refusals.add(key)
+            self.audit.append(self.principal.name, "load", mv.uri, "error", details)
+        return shown
 
     # ------------------------------------------------------------------ mutations
 
