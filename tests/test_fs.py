@@ -32,6 +32,15 @@ def test_a_failed_write_keeps_the_old_content(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
+def test_writing_onto_a_folder_names_the_folder_not_a_temporary_file(tmp_path):
+    # Found by a probe: `predict ... -o EXISTING_FOLDER` said `/work/.probeB.tmp-c793e21e: Is a directory`.
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        _fs.atomic_write_text(tmp_path / "out", "x")
+    assert info.value.filename == str(tmp_path / "out") and "folder" in info.value.strerror
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not any((tmp_path / "out").iterdir())
+
+
 def test_secret_files_get_the_mode_asked_for(tmp_path):
     path = tmp_path / "secret.key"
     _fs.atomic_write_bytes(path, b"k" * 32, mode=0o600)

@@ -13,6 +13,7 @@ what `open` or `mkdir` asks for and a umask of 0 would otherwise leave group bit
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -140,6 +141,8 @@ def atomic_write_bytes(
         sync_dir: also flush the folder, so the rename itself survives a power cut.
     """
     path = Path(path)
+    if path.is_dir():  # else the rename fails naming the temporary file, which the user never named
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file path", str(path))
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

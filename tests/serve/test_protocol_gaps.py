@@ -369,6 +369,9 @@ def test_bad_csv_and_parquet_bodies_get_a_clear_400_and_other_types_415(iris, di
     for kind in ("application/xml", "text/csv; charset=latin-1", "text/csv; header=absent"):
         r = client.post("/invocations", content=csv, headers={"content-type": kind})
         assert r.status_code == 415 and r.json()["error_code"] == "BAD_REQUEST", (kind, r.text[:300])
+    for method in ("PUT", "DELETE", "PATCH"):  # a client's mistake, never INTERNAL_ERROR (a probe saw it)
+        r = client.request(method, "/invocations", content=csv, headers={"content-type": "text/csv"})
+        assert r.status_code == 405 and r.json()["error_code"] == "BAD_REQUEST", (method, r.text[:300])
     # Size limits hold: the body (413 before parsing) and what a compressed Parquet body decodes to.
     big = pd.DataFrame({c: np.zeros(5000) for c in frame.columns})
     assert client.post("/invocations", content=big.to_csv(index=False), headers={"content-type": "text/csv"}).status_code == 413

@@ -143,7 +143,10 @@ def _apply_ood(metrics: ServeMetrics, model: str, verdict: OodVerdict | None, po
 
 def _error_body(path: str, status: int, message: str) -> bytes:
     if path == "/invocations":
-        return dumps({"error_code": _MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message})
+        # MLflow's codes have none for 405 and the like: a client's mistake is BAD_REQUEST, never
+        # INTERNAL_ERROR, which tells a client the server failed (and its retry logic to retry).
+        code = _MLFLOW_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+        return dumps({"error_code": code, "message": message})
     return dumps({"error": message})
 
 
