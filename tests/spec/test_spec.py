@@ -107,6 +107,14 @@ def _alternatives(block: str) -> list[str]:
     return ["\n".join(lines) + "\n" for lines in specs]
 
 
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_a_number_that_is_not_finite_is_refused_naming_the_field(tmp_path, value):
+    # Found by a probe: `gradient_clip_val: .inf` validated and was printed (and saved) as null.
+    message = spec_error(tmp_path, f"train:\n  gradient_clip_val: {value}\n")
+    assert at_line(message, 2) and "train.gradient_clip_val" in message and ("inf" in message or "nan" in message), message
+    assert load_spec(write(tmp_path, "model: {kind: mlp}\nevaluate:\n  robustness: {norm: .inf}\n")).evaluate.robustness.norm == "inf"
+
+
 def test_precision_int_is_accepted_as_text(tmp_path):
     assert load_spec(write(tmp_path, "train: {precision: 32}\n")).train.precision == "32"
     assert load_spec({"train": {"precision": "bf16-mixed"}}).train.precision == "bf16-mixed"

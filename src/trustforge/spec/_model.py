@@ -100,7 +100,7 @@ def _number_type(annotation: Any) -> type | None:
 class _Strict(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
