@@ -269,3 +269,20 @@ def test_cli_preset_says_when_a_baseline_won_and_packages_the_network(tmp_path):
     assert "accuracy" in result.output
     bad = CliRunner().invoke(app, ["train", str(spec), "--preset", "slow"])
     assert bad.exit_code != 0 and "--preset must be fast or best" in bad.output
+
+
+def test_the_verdict_says_what_decided_when_accuracies_tie_within_one_standard_error():
+    """Found by a probe: "tabm is best on the validation split (accuracy 0.8417; linear (0.8667) is
+    within one standard error of the validation split ..." called the lower score best."""
+    from trustforge.automl._auto import _verdict
+
+    tabm = {"kind": "tabm", "baseline": False, "val_accuracy": 0.8417, "val_log_loss": 0.31, "tied_within_se": True}
+    linear = {"kind": "linear", "baseline": True, "val_accuracy": 0.8667, "val_log_loss": 0.35, "tied_within_se": True}
+    line = _verdict(tabm, tabm, [tabm, linear], "accuracy")
+    assert line.startswith("tabm is chosen on the validation split (accuracy 0.8417; linear has 0.8667, within one standard error")
+    assert "the validation log loss decides: 0.3100 against 0.3500" in line and "is best" not in line
+    alone = {**tabm, "tied_within_se": False}
+    assert (
+        _verdict(alone, alone, [alone], "accuracy")
+        == "tabm is best on the validation split (accuracy 0.8417), and it is the packaged model."
+    )

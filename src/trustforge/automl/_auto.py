@@ -413,14 +413,17 @@ def _ensemble_row(spec: TaskSpec, data: Any, top: list[dict[str, Any]], outputs:
 
 def _verdict(best: dict[str, Any], chosen: dict[str, Any], ranked: list[dict[str, Any]], metric: str) -> str:
     key = f"val_{metric}"
-    line = f"{best['kind']} is best on the validation split ({metric} {best[key]:.4f}"
     runner_up = next((r for r in ranked if key in r and r is not best and not r.get("ensemble")), None)
     if runner_up is not None and best.get("tied_within_se") and runner_up.get("tied_within_se"):  # the log loss decided
-        line += (
-            f"; {runner_up['kind']} ({runner_up[key]:.4f}) is within one standard error of the validation split, "
-            f"and {best['kind']} has the lower validation log loss, {best['val_log_loss']:.4f} against {runner_up['val_log_loss']:.4f}"
+        # Say what decided: the winner may have the lower accuracy of the two (a probe read
+        # "tabm is best (0.8417; linear (0.8667) ...)" as a contradiction).
+        line = (
+            f"{best['kind']} is chosen on the validation split ({metric} {best[key]:.4f}; {runner_up['kind']} has "
+            f"{runner_up[key]:.4f}, within one standard error of the best {metric}, so the validation log loss decides: "
+            f"{best['val_log_loss']:.4f} against {runner_up['val_log_loss']:.4f})"
         )
-    line += ")"
+    else:
+        line = f"{best['kind']} is best on the validation split ({metric} {best[key]:.4f})"
     top = ranked[0]
     if top.get("ensemble"):
         line += f"; the ensemble {top['kind']} scored {top[key]:.4f} there but is not packaged (ensembles are reported only)"
