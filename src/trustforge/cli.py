@@ -407,7 +407,10 @@ def predict(
     package: str = typer.Argument(..., metavar="MODEL", help="a model package folder, or a model URI (models:/NAME@alias, models:/NAME/3)"),
     input: Path = typer.Argument(..., help="a CSV/Parquet file, a folder of images, or a WAV file or folder of WAV files"),
     output: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="where to write predictions (CSV); default INPUT.predictions.csv next to INPUT"
+        None,
+        "--out",
+        "-o",
+        help="where to write predictions (CSV); default NAME.predictions.csv next to INPUT, NAME being INPUT without its extension (rows.csv: rows.predictions.csv)",
     ),
     public_key: Optional[Path] = typer.Option(
         None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
