@@ -99,6 +99,18 @@ def test_storage_urls_and_errors_never_show_credentials(tmp_path):
     assert "s3cretpw" not in str(e.value) and "alice" not in str(e.value)
 
 
+def test_a_study_name_that_is_not_a_plain_name_is_refused_before_anything_is_written(tmp_path, workspace):
+    from trustforge.errors import TuneError
+    from trustforge.tune import tune
+
+    spec = {**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "trials": 1}}
+    for bad in ("../../etc", "a/b", ".hidden", "", "x" * 129, "a b", "..", "c:\\x"):
+        with pytest.raises(TuneError, match="--study must be") as e:
+            tune(spec, study=bad, register=False)
+        assert "\n" not in str(e.value)
+    assert not list(tmp_path.rglob("*.journal")) and not (workspace / "runs").exists()
+
+
 def test_median_pruning_starts_after_its_own_few_trials_not_tpes_start_up():
     from trustforge.tune._study import _pruner
 

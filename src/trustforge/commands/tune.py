@@ -22,7 +22,9 @@ def tune(
         "--storage",
         help="sqlite:///PATH, postgresql://..., journal:PATH or registry (TRUSTFORGE_DB_URL); default a journal file in the workspace",
     ),
-    study: Optional[str] = typer.Option(None, "--study", help="the study's name (default the spec's name); an existing study resumes"),
+    study: Optional[str] = typer.Option(
+        None, "--study", help="the study's name: letters, digits, '.', '_', '-' (default the spec's name); an existing study resumes"
+    ),
     no_register: bool = typer.Option(False, "--no-register", help="do not register the best model"),
     top: int = typer.Option(10, "--top", min=1, help="leaderboard rows to print"),
 ) -> None:

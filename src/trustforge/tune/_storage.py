@@ -14,17 +14,34 @@ user, password or host.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from trustforge.errors import TuneError
 from trustforge.settings import Settings
 
-__all__ = ["open_storage", "storage_url", "describe_storage"]
+__all__ = ["open_storage", "storage_url", "describe_storage", "check_study_name"]
+
+# A study's name becomes a file name (`studies/NAME.journal`): a plain name, as a spec's name is
+# (which is at most 64 characters, so every spec name is a study name).
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_study_name(name: str, field: str = "--study") -> str:
+    """`name` when it is a plain name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit.
+
+    Raises:
+        TuneError: naming `field` (`--study`, or `name` when the spec's name is the default).
+    """
+    if not isinstance(name, str) or not _STUDY_NAME.fullmatch(name):
+        raise TuneError(f"{field} must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}")
+    return name
 
 
 def storage_url(storage: str | None, settings: Settings, study: str) -> str:
     """The storage the study uses, as a URL every worker can open (`journal:PATH` for journal files)."""
+    check_study_name(study)
     if storage is None or storage == "":
         return f"journal:{settings.home / 'studies' / (study + '.journal')}"
     if storage == "registry":

@@ -31,7 +31,7 @@ from trustforge.spec import TaskSpec, load_spec, spec_to_dict
 from trustforge.train import atomic_write_text
 from trustforge.tune._prune import PruningCallback
 from trustforge.tune._space import apply_params, decode, spec_point, suggest
-from trustforge.tune._storage import describe_storage, open_storage, storage_url
+from trustforge.tune._storage import check_study_name, describe_storage, open_storage, storage_url
 
 __all__ = ["tune", "TuneResult", "tune_metric", "study_summary", "TUNE_FILE"]
 
@@ -109,14 +109,14 @@ def tune(
         timeout: seconds after which no new trial starts (default `tune.timeout`).
         workers: local worker processes (each runs trials of the one study).
         storage: see `trustforge.tune._storage` (default: a journal file in the workspace).
-        study: the study's name (default the spec's name).
+        study: the study's name (default the spec's name): a plain name, as it names a file.
         register: package and register the best trial's model (retrained in full when trials
             were light or ran on another machine); False: stop once the study is done.
         progress: a progress bar for the final training.
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
-        TuneError: the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
+        TuneError: a study name that is not a plain name, the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
     """
     require("tune", "trustforge tune")
     spec = load_spec(spec)
@@ -127,7 +127,7 @@ def tune(
     settings = settings or Settings.from_env()
     ts = spec.tune
     metric, direction = tune_metric(spec)
-    name = study or spec.name
+    name = check_study_name(study) if study is not None else check_study_name(spec.name, "name")
     url = storage_url(storage, settings, name)
     desc = describe_storage(url)
     target = trials or ts.trials
