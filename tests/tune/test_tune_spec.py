@@ -99,6 +99,20 @@ def test_storage_urls_and_errors_never_show_credentials(tmp_path):
     assert "s3cretpw" not in str(e.value) and "alice" not in str(e.value)
 
 
+@pytest.mark.parametrize("form", ["journal:{d}/j.log", "sqlite:///{d}/x.db", "{d}/x.journal"])
+def test_a_storage_in_a_missing_folder_is_refused_naming_storage_and_the_folder(tmp_path, form):
+    from trustforge.errors import TuneError
+    from trustforge.settings import Settings
+    from trustforge.tune import open_storage, storage_url
+
+    missing = tmp_path / "nonexistent" / "dir"
+    with pytest.raises(TuneError) as e:
+        open_storage(storage_url(form.format(d=missing), Settings.from_env(tmp_path / "ws"), "s"))
+    msg = str(e.value)
+    assert msg.startswith("--storage") and str(missing) in msg and "\n" not in msg, msg
+    assert not (tmp_path / "nonexistent").exists()  # nothing created on the way
+
+
 def test_a_study_name_that_is_not_a_plain_name_is_refused_before_anything_is_written(tmp_path, workspace):
     from trustforge.errors import TuneError
     from trustforge.tune import tune

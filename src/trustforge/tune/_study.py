@@ -129,6 +129,8 @@ def tune(
     metric, direction = tune_metric(spec)
     name = check_study_name(study) if study is not None else check_study_name(spec.name, "name")
     url = storage_url(storage, settings, name)
+    if not storage:  # the workspace's own studies/ folder; one named by --storage must exist (open_storage)
+        Path(url[len("journal:") :]).parent.mkdir(parents=True, exist_ok=True)
     desc = describe_storage(url)
     target = trials or ts.trials
     timeout = timeout if timeout is not None else ts.timeout
