@@ -69,6 +69,32 @@ def test_a_valid_space_loads_and_round_trips():
     assert load_spec(spec_to_dict(spec)) == spec
 
 
+@pytest.mark.parametrize(
+    "bound, value, says",
+    [
+        ("low", float("nan"), "got nan"),
+        ("high", float("inf"), "got inf"),
+        ("low", float("-inf"), "got -inf"),
+        ("step", float("inf"), "got inf"),
+    ],
+)
+def test_a_nan_or_infinite_bound_is_refused_by_name(bound, value, says):
+    param = {"type": "float", "low": 0.001, "high": 0.1, bound: value}
+    msg = _error({"train.optimizer.lr": param})
+    assert msg.startswith(f"tune.space.train.optimizer.lr.{bound} must be a finite number; {says}"), msg
+
+
+def test_a_nan_bound_in_yaml_is_one_line_naming_the_field(tmp_path):
+    path = tmp_path / "nan.yaml"
+    path.write_text(
+        "name: iris\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\n"
+        "tune: {space: {train.optimizer.lr: {type: float, low: .nan, high: 0.1}}}\n"
+    )
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    assert "tune.space.train.optimizer.lr.low must be a finite number; got nan" in str(e.value), str(e.value)
+
+
 def test_metric_must_be_a_validation_log():
     from trustforge.tune import tune_metric
 

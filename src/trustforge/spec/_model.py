@@ -9,6 +9,7 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 from __future__ import annotations
 
 import copy
+import math
 import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -1471,6 +1472,19 @@ class MonitorSpec(_Strict):
 # ---------------------------------------------------------------------------- tuning (trustforge.tune)
 
 
+def _finite_bound(v: Any) -> Any:
+    # Checked before the type and its bounds: NaN fails every comparison, so a NaN bound would
+    # otherwise surface later as another field's confusing range error (`lr ... <= 10`).
+    if isinstance(v, (float, str)):
+        try:
+            number = float(v)
+        except ValueError:
+            return v  # not a number at all: the type's own error says so
+        if not math.isfinite(number):
+            raise SpecProblem((), f"must be a finite number; got {number}")
+    return v
+
+
 class FloatParamSpec(_Strict):
     """A float in [low, high], as Optuna's `suggest_float` (log scale, or a step)."""
 
@@ -1479,6 +1493,11 @@ class FloatParamSpec(_Strict):
     high: float
     log: bool = False
     step: float | None = Field(None, gt=0)
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        return _finite_bound(v)
 
     @model_validator(mode="after")
     def _range(self) -> "FloatParamSpec":
@@ -1494,6 +1513,11 @@ class IntParamSpec(_Strict):
     high: int
     log: bool = False
     step: PositiveInt = 1
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        return _finite_bound(v)
 
     @model_validator(mode="after")
     def _range(self) -> "IntParamSpec":
