@@ -100,11 +100,33 @@ def test_metric_must_be_a_validation_log():
 
     with pytest.raises(SpecError, match="tune.metric"):
         load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "accuracy"}})
-    spec = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "val_f1"}})
-    with pytest.raises(SpecError, match="tune.metric must be a validation log"):
-        tune_metric(spec)
+    # a val_ name the trainer does not log each epoch: the spec is refused on load (validate, train and tune alike)
+    for metric in ("val_f1", "val_bogus"):
+        with pytest.raises(SpecError, match=f"tune.metric must be a validation log .*; got '{metric}'"):
+            load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": metric}})
     ok = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}}})
     assert tune_metric(ok) == ("val_accuracy", "maximize")
+    stops = {**BASE, "train": {"early_stopping": {"monitor": "val_f1"}}}
+    assert tune_metric(
+        load_spec({**stops, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "val_f1"}})
+    ) == (
+        "val_f1",
+        "maximize",
+    )
+
+
+@pytest.mark.parametrize("no_data", [False, True])
+def test_validate_refuses_the_tune_metric_that_tune_refuses(tmp_path, workspace, no_data):
+    from _cli import run_main
+
+    spec = tmp_path / "bogus.yaml"
+    spec.write_text(
+        "name: b\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\n"
+        "tune: {metric: val_bogus, space: {train.optimizer.lr: {type: float, low: 0.001, high: 0.1}}}\n"
+    )
+    code, out, err = run_main("validate", *(["--no-data"] if no_data else []), spec, home=workspace)
+    assert code == SpecError.exit_code and out == "", (code, out, err)
+    assert "tune.metric must be a validation log" in err and "val_bogus" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_storage_urls_and_errors_never_show_credentials(tmp_path):

@@ -59,6 +59,7 @@ __all__ = [
     "ExpectSpec",
     "ColumnExpectSpec",
     "TuneSpec",
+    "tune_objective",
     "FloatParamSpec",
     "IntParamSpec",
     "CategoricalParamSpec",
@@ -1597,6 +1598,33 @@ class TuneSpec(_Strict):
         return v
 
 
+def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
+    """(metric, direction) that rank the trials of `spec.tune`: `tune.metric` (default the task's
+    validation monitor), which must be a validation log of every epoch, and `tune.direction`
+    (auto: maximise a metric where higher is better, else minimise).
+
+    The one check of `tune.metric`: the spec's own validation runs it (so `validate`, `train` and
+    `tune` refuse the same specs), and `trustforge.tune.tune_metric` returns its answer.
+
+    Raises:
+        SpecProblem: at `tune.metric`, when it is not logged each epoch for this spec.
+    """
+    task = _task(spec)
+    es = spec.train.early_stopping
+    logged = {"val_loss", task.default_monitor(spec)} | ({es.monitor} if es is not None else set())
+    metric = spec.tune.metric or task.default_monitor(spec)
+    if metric not in logged:
+        raise SpecProblem(
+            ("tune", "metric"),
+            f"must be a validation log of every epoch ({', '.join(sorted(logged))}; "
+            f"train.early_stopping.monitor adds another); got {metric!r}",
+        )
+    direction = spec.tune.direction
+    if direction == "auto":
+        direction = "maximize" if task.higher_is_better(metric) else "minimize"
+    return metric, direction
+
+
 def check_tune_space(spec: "TaskSpec") -> None:
     """Each field of `spec.tune.space` exists, and each end of its range (each choice) makes a valid spec.
 
@@ -1822,6 +1850,7 @@ class TaskSpec(_Strict):
     @model_validator(mode="after")
     def _tune_space_fits(self) -> "TaskSpec":
         if self.tune is not None:
+            tune_objective(self)
             check_tune_space(self)
         return self
 

@@ -25,9 +25,8 @@ from typing import Any, Mapping
 from trustforge import pipeline
 from trustforge._extras import require
 from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError
-from trustforge.evaluate import task_of
 from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec, spec_to_dict
+from trustforge.spec import TaskSpec, load_spec, spec_to_dict, tune_objective
 from trustforge.train import atomic_write_text
 from trustforge.tune._prune import PruningCallback
 from trustforge.tune._space import apply_params, decode, spec_point, suggest
@@ -71,22 +70,15 @@ class TuneResult:
 def tune_metric(spec: TaskSpec) -> tuple[str, str]:
     """(metric, direction) of the spec's study: `tune.metric` (default the task's validation monitor).
 
+    The spec's own check (`trustforge.spec.tune_objective`), so `validate` refuses what `tune` refuses.
+
     Raises:
         SpecError: the metric is not one the trainer logs each epoch for this spec.
     """
-    task = task_of(spec)
-    es = spec.train.early_stopping
-    logged = {"val_loss", task.default_monitor(spec)} | ({es.monitor} if es is not None else set())
-    metric = spec.tune.metric or task.default_monitor(spec)
-    if metric not in logged:
-        raise SpecError(
-            f"tune.metric must be a validation log of every epoch ({', '.join(sorted(logged))}; "
-            f"train.early_stopping.monitor adds another); got {metric!r}"
-        )
-    direction = spec.tune.direction
-    if direction == "auto":
-        direction = "maximize" if task.higher_is_better(metric) else "minimize"
-    return metric, direction
+    try:
+        return tune_objective(spec)
+    except ValueError as exc:  # the spec's SpecProblem, raised outside a load
+        raise SpecError(str(exc)) from None
 
 
 def tune(
