@@ -51,6 +51,8 @@ class TuneResult:
         summary: the study as `tune.json` holds it (history, importances, leaderboard).
         run: the run of the retrained best model; None when the best trial's own package was
             registered, or `register` was false.
+        run_dir: the run folder of the best model (the retrained run, else the best trial's own
+            run, package inside); None when that trial ran on another machine.
     """
 
     study: str
@@ -63,6 +65,7 @@ class TuneResult:
     summary: dict[str, Any]
     run: Any = None
     model_uri: str | None = None
+    run_dir: Path | None = None
     total_epochs: int = 0
     trial_counts: dict[str, int] = field(default_factory=dict)
 
@@ -215,6 +218,7 @@ def tune(
         final_dir = trial_run
     summary["final_run"] = final_dir.name
     if final_dir.is_dir():
+        result.run_dir = final_dir
         atomic_write_text(final_dir / TUNE_FILE, json.dumps(summary, indent=1))
     return result
 
