@@ -125,6 +125,12 @@ def test_the_first_trial_is_the_specs_own_values_where_the_space_holds_them(work
     assert sum(r3.summary["counts"].values()) == 1
 
 
+def test_a_study_of_one_trial_runs_the_specs_own_values(workspace):
+    # The spec's own point is queued (waiting) before any trial runs: it must not count as the study's one trial.
+    r = tune({**SPEC, "tune": {**SPEC["tune"], "trials": 1}}, settings=Settings.from_env(), register=False)
+    assert r.summary["counts"] == {"complete": 1} and r.best_trial == 0
+
+
 def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace):
     import yaml
     from _cli import run_main

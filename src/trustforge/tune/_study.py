@@ -254,7 +254,9 @@ def _work(job: _Job, index: int) -> None:
         # Another worker, or a study that others fill too: its own draws, not a copy of theirs.
         seed += 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{index}".encode()) % 1_000_000
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(ts, seed), pruner=_pruner(ts, job.base))
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    # A waiting trial (the spec's own point, queued) is not counted: it runs in the next `optimize`,
+    # and counted it ended a study of one trial before any trial ran.
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     failures = 0
     while job.deadline is None or time.time() < job.deadline:
         if len(study.get_trials(deepcopy=False, states=live)) >= job.target:
