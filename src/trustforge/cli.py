@@ -137,12 +137,17 @@ def validate(
     Unless --no-data, also read the data and run every check train runs before fitting a model
     (the same code): the file exists and parses, the target exists, data.protect, data.expect,
     the columns can be typed, data.duplicates, the split is feasible, data.augment and
-    data.clean fit the data and the task.
+    data.clean fit the data and the task. With or without data: model.kind auto's candidates suit
+    the kind of input the source holds (the check train makes, by the same function).
     """
     from trustforge.data import source_input_kind
     from trustforge.spec import load_spec, spec_to_yaml
 
     s = load_spec(spec)
+    if s.model.kind == "auto":  # the source says which input it holds: no data read
+        from trustforge.automl import candidates_for
+
+        candidates_for(s)
     if not no_data:
         from trustforge.data import validate_data
         from trustforge.evaluate import task_of

@@ -286,3 +286,17 @@ def test_the_verdict_says_what_decided_when_accuracies_tie_within_one_standard_e
         _verdict(alone, alone, [alone], "accuracy")
         == "tabm is best on the validation split (accuracy 0.8417), and it is the packaged model."
     )
+
+
+@pytest.mark.parametrize("no_data", [False, True])
+def test_validate_refuses_candidates_that_do_not_suit_the_input_as_train_does(tmp_path, workspace, no_data):
+    from _cli import run_main
+
+    spec = tmp_path / "auto.yaml"
+    spec.write_text("name: a\ndata: {source: 'builtin:iris'}\nmodel: {kind: auto, candidates: [cnn, audio_cnn, mf]}\n")
+    code, out, err = run_main("validate", *(["--no-data"] if no_data else []), spec, home=workspace)
+    assert code == SpecError.exit_code and out == "", (code, out, err)
+    assert "model.candidates[0] 'cnn' does not suit table data" in err and len(err.strip().splitlines()) == 1, err
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: a\ndata: {source: 'builtin:iris'}\nmodel: {kind: auto, candidates: [linear, mlp]}\n")
+    assert run_main("validate", "--no-data", ok, home=workspace).code == 0

@@ -69,16 +69,64 @@ def test_a_valid_space_loads_and_round_trips():
     assert load_spec(spec_to_dict(spec)) == spec
 
 
+@pytest.mark.parametrize(
+    "bound, value, says",
+    [
+        ("low", float("nan"), "got nan"),
+        ("high", float("inf"), "got inf"),
+        ("low", float("-inf"), "got -inf"),
+        ("step", float("inf"), "got inf"),
+    ],
+)
+def test_a_nan_or_infinite_bound_is_refused_by_name(bound, value, says):
+    param = {"type": "float", "low": 0.001, "high": 0.1, bound: value}
+    msg = _error({"train.optimizer.lr": param})
+    assert msg.startswith(f"tune.space.train.optimizer.lr.{bound} must be a finite number; {says}"), msg
+
+
+def test_a_nan_bound_in_yaml_is_one_line_naming_the_field(tmp_path):
+    path = tmp_path / "nan.yaml"
+    path.write_text(
+        "name: iris\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\n"
+        "tune: {space: {train.optimizer.lr: {type: float, low: .nan, high: 0.1}}}\n"
+    )
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    assert "tune.space.train.optimizer.lr.low must be a finite number; got nan" in str(e.value), str(e.value)
+
+
 def test_metric_must_be_a_validation_log():
     from trustforge.tune import tune_metric
 
     with pytest.raises(SpecError, match="tune.metric"):
         load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "accuracy"}})
-    spec = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "val_f1"}})
-    with pytest.raises(SpecError, match="tune.metric must be a validation log"):
-        tune_metric(spec)
+    # a val_ name the trainer does not log each epoch: the spec is refused on load (validate, train and tune alike)
+    for metric in ("val_f1", "val_bogus"):
+        with pytest.raises(SpecError, match=f"tune.metric must be a validation log .*; got '{metric}'"):
+            load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": metric}})
     ok = load_spec({**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}}})
     assert tune_metric(ok) == ("val_accuracy", "maximize")
+    stops = {**BASE, "train": {"early_stopping": {"monitor": "val_f1"}}}
+    assert tune_metric(
+        load_spec({**stops, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "metric": "val_f1"}})
+    ) == (
+        "val_f1",
+        "maximize",
+    )
+
+
+@pytest.mark.parametrize("no_data", [False, True])
+def test_validate_refuses_the_tune_metric_that_tune_refuses(tmp_path, workspace, no_data):
+    from _cli import run_main
+
+    spec = tmp_path / "bogus.yaml"
+    spec.write_text(
+        "name: b\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\n"
+        "tune: {metric: val_bogus, space: {train.optimizer.lr: {type: float, low: 0.001, high: 0.1}}}\n"
+    )
+    code, out, err = run_main("validate", *(["--no-data"] if no_data else []), spec, home=workspace)
+    assert code == SpecError.exit_code and out == "", (code, out, err)
+    assert "tune.metric must be a validation log" in err and "val_bogus" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_storage_urls_and_errors_never_show_credentials(tmp_path):
@@ -97,6 +145,32 @@ def test_storage_urls_and_errors_never_show_credentials(tmp_path):
     with pytest.raises(TuneError, match="cannot open the study storage") as e:
         open_storage("postgresql://alice:s3cretpw@127.0.0.1:1/nodb")
     assert "s3cretpw" not in str(e.value) and "alice" not in str(e.value)
+
+
+@pytest.mark.parametrize("form", ["journal:{d}/j.log", "sqlite:///{d}/x.db", "{d}/x.journal"])
+def test_a_storage_in_a_missing_folder_is_refused_naming_storage_and_the_folder(tmp_path, form):
+    from trustforge.errors import TuneError
+    from trustforge.settings import Settings
+    from trustforge.tune import open_storage, storage_url
+
+    missing = tmp_path / "nonexistent" / "dir"
+    with pytest.raises(TuneError) as e:
+        open_storage(storage_url(form.format(d=missing), Settings.from_env(tmp_path / "ws"), "s"))
+    msg = str(e.value)
+    assert msg.startswith("--storage") and str(missing) in msg and "\n" not in msg, msg
+    assert not (tmp_path / "nonexistent").exists()  # nothing created on the way
+
+
+def test_a_study_name_that_is_not_a_plain_name_is_refused_before_anything_is_written(tmp_path, workspace):
+    from trustforge.errors import TuneError
+    from trustforge.tune import tune
+
+    spec = {**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "trials": 1}}
+    for bad in ("../../etc", "a/b", ".hidden", "", "x" * 129, "a b", "..", "c:\\x"):
+        with pytest.raises(TuneError, match="--study must be") as e:
+            tune(spec, study=bad, register=False)
+        assert "\n" not in str(e.value)
+    assert not list(tmp_path.rglob("*.journal")) and not (workspace / "runs").exists()
 
 
 def test_median_pruning_starts_after_its_own_few_trials_not_tpes_start_up():

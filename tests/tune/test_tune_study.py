@@ -123,3 +123,25 @@ def test_the_first_trial_is_the_specs_own_values_where_the_space_holds_them(work
     off = {**SPEC, "tune": {**SPEC["tune"], "start_from_spec": False}}
     r3 = tune(off, settings=settings, trials=1, register=False, study="iris-tune-off")
     assert sum(r3.summary["counts"].values()) == 1
+
+
+def test_a_study_of_one_trial_runs_the_specs_own_values(workspace):
+    # The spec's own point is queued (waiting) before any trial runs: it must not count as the study's one trial.
+    r = tune({**SPEC, "tune": {**SPEC["tune"], "trials": 1}}, settings=Settings.from_env(), register=False)
+    assert r.summary["counts"] == {"complete": 1} and r.best_trial == 0
+
+
+def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace):
+    import yaml
+    from _cli import run_main
+
+    spec = tmp_path / "iris-tune.yaml"
+    spec.write_text(yaml.safe_dump({**SPEC, "tune": {**SPEC["tune"], "trials": 2, "pruner": "none"}}))
+    code, out, err = run_main("tune", "--no-register", spec, home=workspace, cwd=tmp_path)
+    assert code == 0, err
+    lines = dict(line.split(":", 1) for line in out.splitlines() if line.startswith(("run:", "package:")))
+    run_dir = lines["run"].strip()
+    assert not run_dir.startswith("/") and (tmp_path / run_dir).is_dir(), out  # relative to the current folder
+    best = json.loads((tmp_path / run_dir / "trial.json").read_text())
+    assert f"best: trial {best['trial']}," in out
+    assert lines["package"].strip() == f"{run_dir}/package" and (tmp_path / run_dir / "package").is_dir()

@@ -476,6 +476,7 @@ def run_auto(
     from trustforge.train import apply_threads, restores_threads
 
     spec = load_spec(spec)
+    candidates_for(spec)  # named candidates that do not suit the input: refused before the data is read
     settings = settings or Settings.from_env()
     # The chosen spec differs from this one only in its model section (and epochs), which
     # preparing never reads: the data prepared for the choice is the run's too (`prepare_key`).

@@ -22,7 +22,9 @@ def tune(
         "--storage",
         help="sqlite:///PATH, postgresql://..., journal:PATH or registry (TRUSTFORGE_DB_URL); default a journal file in the workspace",
     ),
-    study: Optional[str] = typer.Option(None, "--study", help="the study's name (default the spec's name); an existing study resumes"),
+    study: Optional[str] = typer.Option(
+        None, "--study", help="the study's name: letters, digits, '.', '_', '-' (default the spec's name); an existing study resumes"
+    ),
     no_register: bool = typer.Option(False, "--no-register", help="do not register the best model"),
     top: int = typer.Option(10, "--top", min=1, help="leaderboard rows to print"),
 ) -> None:
@@ -43,9 +45,20 @@ def tune(
     typer.echo(f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}")
     if result.model_uri:
         typer.echo(f"registered: {result.model_uri}")
+    if result.run_dir is not None:  # the retrained run, else the best trial's own (as `train --no-register` says)
+        typer.echo(f"run:     {_shown(result.run_dir)}")
+        if (result.run_dir / "package").is_dir():
+            typer.echo(f"package: {_shown(result.run_dir / 'package')}")
     if result.run is not None:
-        typer.echo(f"run:     {result.run.run_dir}")
-        typer.echo(f"report:  {write_report(result.run.run_dir)}")
+        typer.echo(f"report:  {_shown(write_report(result.run.run_dir))}")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the current folder when it is inside it (no absolute local path on screen), else as given."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 def _short(v: object) -> str:

@@ -26,6 +26,7 @@ from trustforge.spec._model import (
     TextSpec,
     TrainSpec,
     TuneSpec,
+    tune_objective,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "FTTransformerSpec",
     "TrainSpec",
     "TuneSpec",
+    "tune_objective",
     "EvaluateSpec",
     "RobustnessSpec",
     "PrivacySpec",

@@ -9,6 +9,7 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 from __future__ import annotations
 
 import copy
+import math
 import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -58,6 +59,7 @@ __all__ = [
     "ExpectSpec",
     "ColumnExpectSpec",
     "TuneSpec",
+    "tune_objective",
     "FloatParamSpec",
     "IntParamSpec",
     "CategoricalParamSpec",
@@ -1471,6 +1473,19 @@ class MonitorSpec(_Strict):
 # ---------------------------------------------------------------------------- tuning (trustforge.tune)
 
 
+def _finite_bound(v: Any) -> Any:
+    # Checked before the type and its bounds: NaN fails every comparison, so a NaN bound would
+    # otherwise surface later as another field's confusing range error (`lr ... <= 10`).
+    if isinstance(v, (float, str)):
+        try:
+            number = float(v)
+        except ValueError:
+            return v  # not a number at all: the type's own error says so
+        if not math.isfinite(number):
+            raise SpecProblem((), f"must be a finite number; got {number}")
+    return v
+
+
 class FloatParamSpec(_Strict):
     """A float in [low, high], as Optuna's `suggest_float` (log scale, or a step)."""
 
@@ -1479,6 +1494,11 @@ class FloatParamSpec(_Strict):
     high: float
     log: bool = False
     step: float | None = Field(None, gt=0)
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        return _finite_bound(v)
 
     @model_validator(mode="after")
     def _range(self) -> "FloatParamSpec":
@@ -1494,6 +1514,11 @@ class IntParamSpec(_Strict):
     high: int
     log: bool = False
     step: PositiveInt = 1
+
+    @field_validator("low", "high", "step", mode="before")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        return _finite_bound(v)
 
     @model_validator(mode="after")
     def _range(self) -> "IntParamSpec":
@@ -1571,6 +1596,33 @@ class TuneSpec(_Strict):
             if path.split(".")[0] in ("name", "tune"):
                 raise SpecProblem((path,), f"cannot be tuned ({path.split('.')[0]} is not a training choice)")
         return v
+
+
+def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
+    """(metric, direction) that rank the trials of `spec.tune`: `tune.metric` (default the task's
+    validation monitor), which must be a validation log of every epoch, and `tune.direction`
+    (auto: maximise a metric where higher is better, else minimise).
+
+    The one check of `tune.metric`: the spec's own validation runs it (so `validate`, `train` and
+    `tune` refuse the same specs), and `trustforge.tune.tune_metric` returns its answer.
+
+    Raises:
+        SpecProblem: at `tune.metric`, when it is not logged each epoch for this spec.
+    """
+    task = _task(spec)
+    es = spec.train.early_stopping
+    logged = {"val_loss", task.default_monitor(spec)} | ({es.monitor} if es is not None else set())
+    metric = spec.tune.metric or task.default_monitor(spec)
+    if metric not in logged:
+        raise SpecProblem(
+            ("tune", "metric"),
+            f"must be a validation log of every epoch ({', '.join(sorted(logged))}; "
+            f"train.early_stopping.monitor adds another); got {metric!r}",
+        )
+    direction = spec.tune.direction
+    if direction == "auto":
+        direction = "maximize" if task.higher_is_better(metric) else "minimize"
+    return metric, direction
 
 
 def check_tune_space(spec: "TaskSpec") -> None:
@@ -1798,6 +1850,7 @@ class TaskSpec(_Strict):
     @model_validator(mode="after")
     def _tune_space_fits(self) -> "TaskSpec":
         if self.tune is not None:
+            tune_objective(self)
             check_tune_space(self)
         return self
 

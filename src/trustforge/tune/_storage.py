@@ -1,7 +1,8 @@
 """Where a study lives: one storage URL for every worker, on one machine or many.
 
 - none given: an Optuna journal file in the workspace (`studies/NAME.journal`), which local
-  worker processes share through file locks;
+  worker processes share through file locks (`tune` creates that folder; a folder named by
+  `--storage` must exist);
 - `journal:PATH` (or a path ending in `.journal`/`.log`): an Optuna journal file;
 - `sqlite:///PATH`: an RDB storage in a SQLite file (one machine);
 - `postgresql://...` (psycopg is the driver): an RDB storage that workers on many machines share;
@@ -14,17 +15,34 @@ user, password or host.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from trustforge.errors import TuneError
 from trustforge.settings import Settings
 
-__all__ = ["open_storage", "storage_url", "describe_storage"]
+__all__ = ["open_storage", "storage_url", "describe_storage", "check_study_name"]
+
+# A study's name becomes a file name (`studies/NAME.journal`): a plain name, as a spec's name is
+# (which is at most 64 characters, so every spec name is a study name).
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_study_name(name: str, field: str = "--study") -> str:
+    """`name` when it is a plain name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit.
+
+    Raises:
+        TuneError: naming `field` (`--study`, or `name` when the spec's name is the default).
+    """
+    if not isinstance(name, str) or not _STUDY_NAME.fullmatch(name):
+        raise TuneError(f"{field} must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}")
+    return name
 
 
 def storage_url(storage: str | None, settings: Settings, study: str) -> str:
     """The storage the study uses, as a URL every worker can open (`journal:PATH` for journal files)."""
+    check_study_name(study)
     if storage is None or storage == "":
         return f"journal:{settings.home / 'studies' / (study + '.journal')}"
     if storage == "registry":
@@ -57,23 +75,46 @@ def open_storage(url: str) -> Any:
     """The Optuna storage of `url` (from `storage_url`).
 
     Raises:
-        TuneError: the database cannot be reached or the file cannot be opened (no credentials in the message).
+        TuneError: the file's folder does not exist (it is never created here), the database cannot be
+            reached or the file cannot be opened (no credentials in the message).
     """
     import optuna
 
     desc = describe_storage(url)
+    file = _file_of(url)
+    if file is not None and not file.parent.is_dir():
+        # A typo in a path must not become a new tree of folders (journal) or a driver's bare error (SQLite).
+        raise TuneError(
+            f"--storage names a {desc['kind']} file in a folder that does not exist: {file.parent}; create the folder or name another"
+        )
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
 
             path = Path(url[len("journal:") :])
-            path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return _rdb_storage(optuna, url)
     except Exception as exc:  # SQLAlchemy and OS errors; their text may hold the URL, so it is not repeated
         raise TuneError(f"cannot open the study storage ({desc['kind']} {desc['database']}): {type(exc).__name__}") from None
+
+
+def _file_of(url: str) -> Path | None:
+    """The file a journal or SQLite storage lives in; None for a database server or SQLite in memory."""
+    if url.startswith("journal:"):
+        return Path(url[len("journal:") :])
+    if not url.startswith("sqlite:"):
+        return None
+    try:
+        import sqlalchemy as sa
+
+        database = sa.make_url(url).database
+    except Exception:  # a URL SQLAlchemy cannot parse: opening it says so
+        return None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def _rdb_storage(optuna: Any, url: str, attempts: int = 6) -> Any:

@@ -25,13 +25,12 @@ from typing import Any, Mapping
 from trustforge import pipeline
 from trustforge._extras import require
 from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError
-from trustforge.evaluate import task_of
 from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec, spec_to_dict
+from trustforge.spec import TaskSpec, load_spec, spec_to_dict, tune_objective
 from trustforge.train import atomic_write_text
 from trustforge.tune._prune import PruningCallback
 from trustforge.tune._space import apply_params, decode, spec_point, suggest
-from trustforge.tune._storage import describe_storage, open_storage, storage_url
+from trustforge.tune._storage import check_study_name, describe_storage, open_storage, storage_url
 
 __all__ = ["tune", "TuneResult", "tune_metric", "study_summary", "TUNE_FILE"]
 
@@ -52,6 +51,8 @@ class TuneResult:
         summary: the study as `tune.json` holds it (history, importances, leaderboard).
         run: the run of the retrained best model; None when the best trial's own package was
             registered, or `register` was false.
+        run_dir: the run folder of the best model (the retrained run, else the best trial's own
+            run, package inside); None when that trial ran on another machine.
     """
 
     study: str
@@ -64,6 +65,7 @@ class TuneResult:
     summary: dict[str, Any]
     run: Any = None
     model_uri: str | None = None
+    run_dir: Path | None = None
     total_epochs: int = 0
     trial_counts: dict[str, int] = field(default_factory=dict)
 
@@ -71,22 +73,15 @@ class TuneResult:
 def tune_metric(spec: TaskSpec) -> tuple[str, str]:
     """(metric, direction) of the spec's study: `tune.metric` (default the task's validation monitor).
 
+    The spec's own check (`trustforge.spec.tune_objective`), so `validate` refuses what `tune` refuses.
+
     Raises:
         SpecError: the metric is not one the trainer logs each epoch for this spec.
     """
-    task = task_of(spec)
-    es = spec.train.early_stopping
-    logged = {"val_loss", task.default_monitor(spec)} | ({es.monitor} if es is not None else set())
-    metric = spec.tune.metric or task.default_monitor(spec)
-    if metric not in logged:
-        raise SpecError(
-            f"tune.metric must be a validation log of every epoch ({', '.join(sorted(logged))}; "
-            f"train.early_stopping.monitor adds another); got {metric!r}"
-        )
-    direction = spec.tune.direction
-    if direction == "auto":
-        direction = "maximize" if task.higher_is_better(metric) else "minimize"
-    return metric, direction
+    try:
+        return tune_objective(spec)
+    except ValueError as exc:  # the spec's SpecProblem, raised outside a load
+        raise SpecError(str(exc)) from None
 
 
 def tune(
@@ -109,14 +104,14 @@ def tune(
         timeout: seconds after which no new trial starts (default `tune.timeout`).
         workers: local worker processes (each runs trials of the one study).
         storage: see `trustforge.tune._storage` (default: a journal file in the workspace).
-        study: the study's name (default the spec's name).
+        study: the study's name (default the spec's name): a plain name, as it names a file.
         register: package and register the best trial's model (retrained in full when trials
             were light or ran on another machine); False: stop once the study is done.
         progress: a progress bar for the final training.
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
-        TuneError: the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
+        TuneError: a study name that is not a plain name, the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
     """
     require("tune", "trustforge tune")
     spec = load_spec(spec)
@@ -127,8 +122,10 @@ def tune(
     settings = settings or Settings.from_env()
     ts = spec.tune
     metric, direction = tune_metric(spec)
-    name = study or spec.name
+    name = check_study_name(study) if study is not None else check_study_name(spec.name, "name")
     url = storage_url(storage, settings, name)
+    if not storage:  # the workspace's own studies/ folder; one named by --storage must exist (open_storage)
+        Path(url[len("journal:") :]).parent.mkdir(parents=True, exist_ok=True)
     desc = describe_storage(url)
     target = trials or ts.trials
     timeout = timeout if timeout is not None else ts.timeout
@@ -221,6 +218,7 @@ def tune(
         final_dir = trial_run
     summary["final_run"] = final_dir.name
     if final_dir.is_dir():
+        result.run_dir = final_dir
         atomic_write_text(final_dir / TUNE_FILE, json.dumps(summary, indent=1))
     return result
 
@@ -256,7 +254,9 @@ def _work(job: _Job, index: int) -> None:
         # Another worker, or a study that others fill too: its own draws, not a copy of theirs.
         seed += 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{index}".encode()) % 1_000_000
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(ts, seed), pruner=_pruner(ts, job.base))
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    # A waiting trial (the spec's own point, queued) is not counted: it runs in the next `optimize`,
+    # and counted it ended a study of one trial before any trial ran.
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     failures = 0
     while job.deadline is None or time.time() < job.deadline:
         if len(study.get_trials(deepcopy=False, states=live)) >= job.target:
