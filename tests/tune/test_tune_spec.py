@@ -184,3 +184,22 @@ def test_median_pruning_starts_after_its_own_few_trials_not_tpes_start_up():
     assert _pruner(ts, {})._n_startup_trials == 7
     with pytest.raises(SpecError, match="tune.prune_after_trials"):
         load_spec({**BASE, "tune": {"space": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}}, "prune_after_trials": -1}})
+
+
+def test_parameter_importances_are_seeded_fanova_and_find_the_parameter_that_matters():
+    """The report says fANOVA; Optuna 5's default evaluator is PED-ANOVA (and warned on small studies)."""
+    import warnings
+
+    import optuna
+
+    from trustforge.tune._study import _importances
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: 10 * t.suggest_float("lr", 0, 1) ** 2 + 0.1 * t.suggest_float("dropout", 0, 1), n_trials=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no evaluator warning reaches the user's terminal
+        first = _importances(study)
+    assert first == _importances(study) and first["lr"] > 0.8 > first["dropout"]
+    fanova = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    assert first == pytest.approx(dict(fanova))
