@@ -394,6 +394,20 @@ def test_evaluate_checks_labelled_data(packages):
     assert '"expect_violations": 1' in stdout and '"expect_violations_by_column": {"city": 1}' in stdout
 
 
+def test_predict_and_evaluate_refuse_a_repeated_header_name(packages):
+    root, out = packages
+    package, home, _ = out["warn"]
+    path = root / "twice.csv"
+    frame = table(10, seed=4)[["size", "weight", "city", "label"]]
+    frame.insert(1, "size_again", frame["size"] + 1)
+    frame.to_csv(path, index=False, header=["size", "size", "weight", "city", "label"])
+    for command in (("predict", package, path, "-o", root / "t.csv"), ("evaluate", package, path)):
+        code, _, stderr = run_main(*command, home=home)
+        assert code != 0 and "twice.csv: column 'size' appears more than once in the header" in " ".join(stderr.split()), stderr
+        assert "Traceback" not in stderr
+    assert not (root / "t.csv").exists()
+
+
 def test_by_default_predict_is_quiet_on_ordinary_data_and_names_an_out_of_range_value(tmp_path):
     """No `data.expect` in the spec: the training data and its own test split print no note; one value
     outside the training range prints one line naming row and column; the server flags it by header."""
