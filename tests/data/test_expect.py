@@ -216,11 +216,25 @@ def test_same_violating_rows_as_pandera():
         ({"pattern": "(unclosed"}, "data.expect.columns.size.pattern"),
         ({"max_missing": 1.5}, "data.expect.columns.size.max_missing"),
         ({"policy": "ignore"}, "data.expect.columns.size.policy"),
+        # NaN was written out as null (the rule vanished); an infinite bound holds every number
+        ({"min": float("nan")}, "data.expect.columns.size.min must be a finite number (leave it out for no bound); got nan"),
+        ({"min": 0, "max": float("inf")}, "data.expect.columns.size.max must be a finite number (leave it out for no bound); got inf"),
+        ({"min": float("-inf")}, "data.expect.columns.size.min must be a finite number"),
     ],
 )
 def test_the_spec_refuses_bad_rules_naming_the_field(column, where):
     with pytest.raises(SpecError, match=re.escape(where)):
         load_spec({"data": {"source": "builtin:iris", "expect": {"columns": {"size": column}}}, "model": {"kind": "mlp"}})
+
+
+def test_the_spec_refuses_row_bounds_out_of_order_and_nan_bounds_in_yaml(tmp_path):
+    with pytest.raises(SpecError, match=re.escape("data.expect.rows.max must be >= min (500); got 10")):
+        load_spec({"data": {"source": "builtin:iris", "expect": {"rows": {"min": 500, "max": 10}}}, "model": {"kind": "mlp"}})
+    assert load_spec({"data": {"source": "builtin:iris", "expect": {"rows": {"min": 10, "max": 10}}}}).data.expect.rows.max == 10
+    path = tmp_path / "s.yaml"
+    path.write_text("data:\n  source: builtin:iris\n  expect:\n    columns: {sepal_length: {min: .nan, max: .inf}}\n")
+    with pytest.raises(SpecError, match=r"s\.yaml:4: data\.expect\.columns\.sepal_length\.min must be a finite number"):
+        load_spec(path)
 
 
 def test_inferred_rules_come_from_the_fitted_feature_states(tmp_path):

@@ -9,6 +9,7 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 from __future__ import annotations
 
 import copy
+import math
 import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -480,6 +481,12 @@ class ColumnExpectSpec(_Strict):
 
             if self.type not in FEATURE_TYPES:
                 raise SpecProblem(("type",), f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {self.type!r}")
+        for name in ("min", "max"):
+            # NaN compares false with every value and was written out as null, so the declared
+            # rule vanished; an infinite bound holds every number: leave the bound out instead.
+            bound = getattr(self, name)
+            if bound is not None and not math.isfinite(bound):
+                raise SpecProblem((name,), f"must be a finite number (leave it out for no bound); got {bound}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise SpecProblem(("max",), f"must be >= min ({self.min:g}); got {self.max:g}")
         if self.pattern is not None:
@@ -495,6 +502,12 @@ class RowsExpectSpec(_Strict):
 
     min: int | None = Field(None, ge=0)
     max: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RowsExpectSpec":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise SpecProblem(("max",), f"must be >= min ({self.min}); got {self.max}")
+        return self
 
 
 ExpectCheck = Literal["type", "range", "allowed", "pattern", "missing", "unique", "rows", "keys"]
