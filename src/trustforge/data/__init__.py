@@ -23,7 +23,15 @@ from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import Augmentation, ImageAugment, TokenAugment, check_declared
 from trustforge.data._duplicates import across_splits, dedupe
 from trustforge.data._encoders import Preprocessor
-from trustforge.data._expect import Expectations, ExpectReport, check_raw, expectations_of, fit_expectations, validate_data
+from trustforge.data._expect import (
+    Expectations,
+    ExpectReport,
+    check_declared_types,
+    check_raw,
+    expectations_of,
+    fit_expectations,
+    validate_data,
+)
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import encode_inputs as encode_interactions
@@ -248,6 +256,8 @@ def check_data(
         return Checked(raw, protection, declared, expect_report, own=own)
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
+    if expect_report is not None:  # a declared type against the type each column is read as
+        check_declared_types(declared, schema, expect_report, where=where or raw.origin)
     raw, keys, duplicates = dedupe(kind, raw, schema, d.duplicates)  # data.duplicates within the data set
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"

@@ -458,7 +458,9 @@ class ColumnExpectSpec(_Strict):
     """What one column's values must look like (`data.expect.columns.NAME`); every rule optional.
 
     type: a feature type (numeric, binary, categorical, text, datetime, image, audio): each
-        present value must be one that type reads (a number for numeric). min / max: the
+        present value must be one that type reads (a number for numeric, a file of its kind for
+        image and audio, one of two values for binary), and at training the column must be read
+        as that type. min / max: the
         closed range of a numeric column. allowed: the values it may hold. pattern: a regular
         expression each value (as text) must match in full. max_missing: the largest fraction
         of missing values. unique: no value twice. policy: this column's checks' policy, over
