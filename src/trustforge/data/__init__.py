@@ -42,7 +42,15 @@ from trustforge.data._interactions import predictions as interaction_predictions
 from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
-from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, label_issues_refusal, row_names
+from trustforge.data._label_issues import (
+    LabelIssues,
+    clean_training,
+    find_label_issues,
+    label_issue_warnings,
+    label_issues_refusal,
+    report_label_issues,
+    row_names,
+)
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._profile import profile_data
 from trustforge.data._protect import data_for_schema, mask_message, masking_key, protect, protect_columns, protect_frame
@@ -84,6 +92,8 @@ __all__ = [
     "check_data",
     "fit_preprocessor",
     "label_issues_refusal",
+    "label_issue_warnings",
+    "report_label_issues",
     "AttackSpace",
     "EditSpace",
     "BUILTIN_INTERACTIONS",

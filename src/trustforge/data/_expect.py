@@ -599,7 +599,15 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
     """
     import os
 
-    from trustforge.data import check_data, fit_preprocessor, label_issues_refusal, needs_masking_key, redact_source
+    from trustforge.data import (
+        check_data,
+        fit_preprocessor,
+        label_issue_warnings,
+        label_issues_refusal,
+        needs_masking_key,
+        redact_source,
+        subset,
+    )
 
     d = spec.data
     notes = []
@@ -624,4 +632,8 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
         modality=schema.modality,
         has_rows=has_rows,
     )
+    if d.clean.label_issues != "off" and c.split is not None:  # classes too small for the folds, as train will warn
+        train_labels = c.kind.labels(subset(c.raw, c.split[0]))
+        names, counts = np.unique(np.asarray(train_labels).astype(str), return_counts=True)
+        notes += label_issue_warnings(dict(zip(names.tolist(), counts.tolist())), d.clean.folds)
     return notes
