@@ -126,6 +126,10 @@ def test_row_count_bounds_check_the_training_table_not_a_batch_to_score():
         ("numeric", ["1", None, "x", True, 2.5, "1e3"], [3, 4]),
         ("datetime", ["2024-03-01", None, "soon", "2024-02-30", "2024-03-01T14:30", "03/01/2024"], [3, 4, 6]),
         ("text", ["anything", 3, None], []),
+        # a file of the type: a name with its suffix (a table file), or contents that begin as such a file does
+        ("image", ["a.png", 31.5, None, b"\x89PNG\r\n\x1a\n....", "iVBORw0KGgoAAAANSUhEUgAA", b"RIFF....", "b.wav", True], [2, 6, 7, 8]),
+        ("audio", ["a.wav", "x.FLAC", 7, b"RIFF....", "a.png", "UklGRiQAAABXQVZF"], [3, 5]),
+        ("binary", ["yes", "no", None, "yes", "maybe", 1], [5, 6]),  # beyond the two most frequent values
     ],
 )
 def test_the_type_check_asks_the_feature_type(kind, values, bad):
@@ -216,11 +220,54 @@ def test_same_violating_rows_as_pandera():
         ({"pattern": "(unclosed"}, "data.expect.columns.size.pattern"),
         ({"max_missing": 1.5}, "data.expect.columns.size.max_missing"),
         ({"policy": "ignore"}, "data.expect.columns.size.policy"),
+        # NaN was written out as null (the rule vanished); an infinite bound holds every number
+        ({"min": float("nan")}, "data.expect.columns.size.min must be a finite number (leave it out for no bound); got nan"),
+        ({"min": 0, "max": float("inf")}, "data.expect.columns.size.max must be a finite number (leave it out for no bound); got inf"),
+        ({"min": float("-inf")}, "data.expect.columns.size.min must be a finite number"),
     ],
 )
 def test_the_spec_refuses_bad_rules_naming_the_field(column, where):
     with pytest.raises(SpecError, match=re.escape(where)):
         load_spec({"data": {"source": "builtin:iris", "expect": {"columns": {"size": column}}}, "model": {"kind": "mlp"}})
+
+
+def test_the_spec_refuses_row_bounds_out_of_order_and_nan_bounds_in_yaml(tmp_path):
+    with pytest.raises(SpecError, match=re.escape("data.expect.rows.max must be >= min (500); got 10")):
+        load_spec({"data": {"source": "builtin:iris", "expect": {"rows": {"min": 500, "max": 10}}}, "model": {"kind": "mlp"}})
+    assert load_spec({"data": {"source": "builtin:iris", "expect": {"rows": {"min": 10, "max": 10}}}}).data.expect.rows.max == 10
+    path = tmp_path / "s.yaml"
+    path.write_text("data:\n  source: builtin:iris\n  expect:\n    columns: {sepal_length: {min: .nan, max: .inf}}\n")
+    with pytest.raises(SpecError, match=r"s\.yaml:4: data\.expect\.columns\.sepal_length\.min must be a finite number"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("kind", ["image", "audio", "binary", "categorical", "text"])
+def test_a_declared_type_is_checked_at_validate_and_train_on_a_numeric_column(tmp_path, kind):
+    # each passed on a float column with no violation; only datetime failed
+    from trustforge.data import validate_data
+
+    csv = tmp_path / "t.csv"
+    table().to_csv(csv, index=False)
+    s = load_spec(spec(csv, {"columns": {"size": {"type": kind}}}))
+    # image, audio, binary: the values are none of theirs; categorical, text: the column is read as numeric
+    message = (
+        rf"column 'size': is read as numeric, not {kind} \(declare it in data\.features"
+        if kind in ("categorical", "text")
+        else rf"row 1, column 'size': '\d+\.\d+' is not a value of an? {kind} column"
+    )
+    for check in (validate_data, prepare):
+        with pytest.raises(DataError, match=message):
+            check(s)
+    warn = load_spec(spec(csv, {"columns": {"size": {"type": kind}}, "policy": {"type": "warn"}}))
+    if kind in ("image", "audio"):  # under warn every value is read as missing, and a column of no values is refused
+        with pytest.raises(DataError, match="column 'size' has no values"):
+            prepare(warn)
+    else:
+        assert prepare(warn).expect_report.counts()["size"] >= 1
+    if kind in ("categorical", "text"):  # declared as its type in data.features, the column is one
+        declared = spec(csv, {"columns": {"city": {"type": kind}}})
+        declared["data"]["features"] = {"city": kind}
+        assert prepare(load_spec(declared)).expect_report.violations == []
 
 
 def test_inferred_rules_come_from_the_fitted_feature_states(tmp_path):
@@ -392,6 +439,20 @@ def test_evaluate_checks_labelled_data(packages):
     code, stdout, stderr = run_main("evaluate", package, path, home=home)
     assert code == 0 and "row 1, column 'city'" in stderr and '"n": 40' in stdout
     assert '"expect_violations": 1' in stdout and '"expect_violations_by_column": {"city": 1}' in stdout
+
+
+def test_predict_and_evaluate_refuse_a_repeated_header_name(packages):
+    root, out = packages
+    package, home, _ = out["warn"]
+    path = root / "twice.csv"
+    frame = table(10, seed=4)[["size", "weight", "city", "label"]]
+    frame.insert(1, "size_again", frame["size"] + 1)
+    frame.to_csv(path, index=False, header=["size", "size", "weight", "city", "label"])
+    for command in (("predict", package, path, "-o", root / "t.csv"), ("evaluate", package, path)):
+        code, _, stderr = run_main(*command, home=home)
+        assert code != 0 and "twice.csv: column 'size' appears more than once in the header" in " ".join(stderr.split()), stderr
+        assert "Traceback" not in stderr
+    assert not (root / "t.csv").exists()
 
 
 def test_by_default_predict_is_quiet_on_ordinary_data_and_names_an_out_of_range_value(tmp_path):

@@ -184,6 +184,15 @@ def test_a_drop_run_lists_the_flipped_rows_of_the_file_and_trains_without_them(t
         assert r["given"] == given and r["suggested"] != given
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     assert evidence["data"]["split_sizes"]["train"] == found["train_rows_after"] == found["train_rows_before"] - found["found"]
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())  # the counts in the run's metrics too
+    assert metrics["label_issues"] == {
+        "policy": "drop",
+        "rows_checked": found["rows_checked"],
+        "found": found["found"],
+        "dropped": found["found"],
+        "relabelled": 0,
+        "warnings": [],
+    }
     html = write_report(result.run_dir).read_text()
     assert "Likely label errors" in html and found["rows"][0]["row"] in html
     assert str(tmp_path) not in json.dumps(found)  # no local path in what the run keeps
@@ -204,6 +213,61 @@ def test_relabel_report_and_off(tmp_path):
     assert len(flags) == found["found"] and clean_training(spec, data, flags, "report") is data
     off = load_spec(_spec(path, "off"))
     assert clean_labels(off, data, task_of(off)) == (data, None)
+
+
+def test_the_pass_says_what_it_found_and_warns_when_it_flags_too_many_rows(caplog):
+    # iris with 2-epoch out-of-fold MLPs flagged 52 of 105 training rows and dropped them, with no word
+    raw = {
+        "task": "classification",
+        "data": {"source": "builtin:iris", "clean": {"label_issues": "drop"}},
+        "model": {"kind": "mlp", "hidden": [8]},
+        "train": {"max_epochs": 2},
+    }
+    spec = load_spec(raw)
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        cleaned, found = clean_labels(spec, prepare(spec), task_of(spec))
+    n, rows = found["found"], found["rows_checked"]
+    assert rows == 105 and n > 0.2 * rows and len(cleaned.train) == rows - n
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"data: label issues: found {n} of 105 training rows likely mislabelled; dropped {n} (data.clean.label_issues: drop)" in lines
+    warning = next(s for s in lines if "more than 20%" in s)
+    assert warning.startswith(f"data.clean.label_issues flagged {n} of 105 training rows") and "too weak to trust" in warning
+    assert found["warnings"] == [warning]  # in label_issues.json
+    assert cleaned.evidence()["label_issues"] == {  # and in metrics.json
+        "policy": "drop",
+        "rows_checked": 105,
+        "found": n,
+        "dropped": n,
+        "relabelled": 0,
+        "warnings": [warning],
+    }
+
+
+def test_a_class_with_fewer_training_rows_than_folds_is_named_by_validate_and_train(tmp_path, caplog):
+    from trustforge.data import label_issue_warnings, validate_data
+
+    rng = np.random.default_rng(0)
+    y = ["a"] * 37 + ["b"] * 4 + ["c"] * 4
+    frame = pd.DataFrame({"x": rng.normal(size=len(y)) + np.array([{"a": 0, "b": 3, "c": 6}[v] for v in y]), "label": y})
+    frame.to_csv(tmp_path / "small.csv", index=False)
+    raw = {
+        "task": "classification",
+        "data": {"source": f"csv:{tmp_path / 'small.csv'}", "target": "label", "split": {"test": 0.2, "validation": 0.0}},
+        "model": {"kind": "mlp", "hidden": [8]},
+        "train": {"max_epochs": 2, "early_stopping": None},
+    }
+    assert validate_data(load_spec(raw)) == []  # off: nothing to say
+    raw["data"]["clean"] = {"label_issues": "drop", "folds": 5}
+    spec = load_spec(raw)
+    notes = validate_data(spec)
+    assert len(notes) == 1 and notes[0].startswith(
+        "data.clean.label_issues: 2 class(es) have fewer training rows than data.clean.folds (5): 'b' (3), 'c' (3); "
+        "the out-of-fold models see too few of them"
+    ), notes
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        _, found = clean_labels(spec, prepare(spec), task_of(spec))
+    assert notes[0] in found["warnings"] and notes[0] in [r.getMessage() for r in caplog.records]
+    assert label_issue_warnings({"a": 30, "b": 5}, 5) == []
 
 
 def test_a_task_without_classes_is_refused_naming_the_field(tmp_path):

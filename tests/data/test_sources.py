@@ -155,6 +155,21 @@ def test_csv_with_a_header_only_is_refused(tmp_path: Path) -> None:
         load(f"csv:{tmp_path / 'h.csv'}", target="a")
 
 
+def test_a_repeated_header_name_is_refused_naming_the_file_and_column(tmp_path: Path) -> None:
+    # pandas would read the second `age` as `age.1`, and training would use both as different columns
+    (tmp_path / "d.csv").write_text("age,age,color,code,label\n" + "31,40,red,x,yes\n" * 12)
+    with pytest.raises(DataError, match=r"d\.csv: column 'age' appears more than once in the header; give each column its own name"):
+        load(f"csv:{tmp_path / 'd.csv'}", target="label")
+    with pytest.raises(DataError, match=r"d\.csv: column 'age' appears more than once"):
+        read_table(tmp_path / "d.csv")
+    # a name that only looks renamed is a name of its own
+    (tmp_path / "v.csv").write_text("age,age.1,label\n" + "31,40,yes\n" * 12)
+    assert list(read_table(tmp_path / "v.csv").columns) == ["age", "age.1", "label"]
+    (tmp_path / "d.jsonl").write_text('{"age": 31, "label": "yes"}\n{"age": 31, "age": 40, "label": "no"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:2: key 'age' appears more than once"):
+        read_table(tmp_path / "d.jsonl")
+
+
 def test_corrupt_parquet_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "garbage.parquet").write_bytes(b"PAR1" + b"\x00\x13garbage" * 20)
     with pytest.raises(DataError, match="garbage.parquet"):

@@ -57,6 +57,10 @@ def test_no_overlap_full_coverage_and_sizes(n: int, test: float, validation: flo
 def test_stratified_splits_keep_class_proportions(counts: dict[str, int], test: float, validation: float) -> None:
     y = labels(counts)
     n = len(y)
+    if min(round(test * n), round(validation * n) or n) < len(counts):  # a held-out split too small for one row per class
+        with pytest.raises(DataError, match="at least one row per class"):
+            split_indices(n, test=test, validation=validation, stratify=y, seed=0)
+        return
     for seed in range(5):
         tr, va, te = split_indices(n, test=test, validation=validation, stratify=y, seed=seed)
         check_partition(n, tr, va, te)
@@ -103,3 +107,28 @@ def test_a_class_too_small_to_stratify_is_a_clear_error() -> None:
 def test_too_few_rows_to_split_is_a_data_error() -> None:
     with pytest.raises(DataError, match="cannot split 2 rows"):
         split_indices(2, test=0.4, validation=0.4, stratify=None, seed=0)
+
+
+@pytest.mark.parametrize(("test", "validation", "field", "rows"), [(0.001, 0.001, "test", 1), (0.2, 0.01, "validation", 2)])
+def test_a_stratified_held_out_split_with_fewer_rows_than_classes_is_refused(test, validation, field, rows) -> None:
+    # iris (150 rows, 3 classes) with test 0.001 made a 1-row test split, and the run headlined accuracy 1.0
+    y = labels({"setosa": 50, "versicolor": 50, "virginica": 50})
+    with pytest.raises(
+        DataError,
+        match=rf"data\.split\.{field} must hold at least one row per class for a stratified split "
+        rf"\(3 classes: at least 3 of the 150 rows\); got {validation if field == 'validation' else test:g} \({rows} rows?\)",
+    ):
+        split_indices(150, test=test, validation=validation, stratify=y, seed=0)
+    tr, va, te = split_indices(150, test=0.02, validation=0.02, stratify=y, seed=0)  # 3 rows each: one per class
+    assert sorted(y[te].tolist()) == sorted(y[va].tolist()) == ["setosa", "versicolor", "virginica"]
+    check_partition(150, *split_indices(150, test=test, validation=validation, stratify=None, seed=0))  # unstratified: rows are rows
+
+
+def test_validate_and_train_refuse_a_held_out_split_too_small_for_the_classes() -> None:
+    from trustforge.data import prepare, validate_data
+    from trustforge.spec import load_spec
+
+    s = load_spec({"task": "classification", "data": {"source": "builtin:iris", "split": {"test": 0.001, "validation": 0.001}}})
+    for check in (validate_data, prepare):
+        with pytest.raises(DataError, match=r"data\.split\.test must hold at least one row per class .*got 0\.001 \(1 row\)"):
+            check(s)

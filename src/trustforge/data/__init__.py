@@ -23,7 +23,15 @@ from trustforge.data._audio import time_shift as audio_time_shift
 from trustforge.data._augment import Augmentation, ImageAugment, TokenAugment, check_declared
 from trustforge.data._duplicates import across_splits, dedupe
 from trustforge.data._encoders import Preprocessor
-from trustforge.data._expect import Expectations, ExpectReport, check_raw, expectations_of, fit_expectations, validate_data
+from trustforge.data._expect import (
+    Expectations,
+    ExpectReport,
+    check_declared_types,
+    check_raw,
+    expectations_of,
+    fit_expectations,
+    validate_data,
+)
 from trustforge.data._files import IMAGE_SUFFIXES, encode_png, list_images, read_image, read_table
 from trustforge.data._interactions import BUILTIN_INTERACTIONS, NegativeSampler, read_interactions
 from trustforge.data._interactions import encode_inputs as encode_interactions
@@ -34,7 +42,15 @@ from trustforge.data._interactions import predictions as interaction_predictions
 from trustforge.data._interactions import ratings as interaction_ratings
 from trustforge.data._interactions import recommend as recommend_items
 from trustforge.data._kinds import default_model_kind, source_input_kind
-from trustforge.data._label_issues import LabelIssues, clean_training, find_label_issues, label_issues_refusal, row_names
+from trustforge.data._label_issues import (
+    LabelIssues,
+    clean_training,
+    find_label_issues,
+    label_issue_warnings,
+    label_issues_refusal,
+    report_label_issues,
+    row_names,
+)
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._profile import profile_data
 from trustforge.data._protect import data_for_schema, mask_message, masking_key, protect, protect_columns, protect_frame
@@ -76,6 +92,8 @@ __all__ = [
     "check_data",
     "fit_preprocessor",
     "label_issues_refusal",
+    "label_issue_warnings",
+    "report_label_issues",
     "AttackSpace",
     "EditSpace",
     "BUILTIN_INTERACTIONS",
@@ -248,6 +266,8 @@ def check_data(
         return Checked(raw, protection, declared, expect_report, own=own)
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
+    if expect_report is not None:  # a declared type against the type each column is read as
+        check_declared_types(declared, schema, expect_report, where=where or raw.origin)
     raw, keys, duplicates = dedupe(kind, raw, schema, d.duplicates)  # data.duplicates within the data set
     strat = None
     stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"

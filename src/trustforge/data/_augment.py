@@ -133,6 +133,35 @@ class ImageAugment:
             out["masks"] = self.masks
         return out
 
+    def check_fits(self, h: int, w: int, *, spectrogram: bool = False, where: str = "") -> None:
+        """Refuse an operation at least as large as the grid it changes: a shift or a cutout as
+        wide as the image's side can move or cover every pixel (a cutout of 100 px on builtin:digits'
+        8 × 8 images blanked every training image), and a mask as wide as the spectrogram every band.
+
+        Args:
+            h, w: the grid's height and width (pixels; mel bands and frames for a spectrogram).
+            where: what the grid belongs to, for the message (a column, the data source).
+
+        Raises:
+            SpecError: naming the field, the grid's size and the value.
+        """
+        from trustforge.errors import SpecError
+
+        of = f" of {where}" if where else ""
+        if spectrogram:
+            limits = {
+                "shift": (min(h, w), f"the spectrogram{of} ({h} mel bands × {w} frames)"),
+                "freq_mask": (h, f"the spectrogram's {h} mel bands{of}"),
+                "time_mask": (w, f"the spectrogram's {w} frames{of}"),
+            }
+        else:
+            side = f"the image side{of} ({h} × {w} px)"
+            limits = {"shift": (min(h, w), side), "cutout": (min(h, w), side)}
+        for name, (limit, what) in limits.items():
+            value = getattr(self, name)
+            if value and value >= limit:
+                raise SpecError(f"data.augment.{name} must be smaller than {what}; got {value}")
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b, _, h, w = x.shape  # (B, C, H, W)
         # Flip and shift first, drawing as they always have, so specs that use only them keep their batches.
@@ -469,14 +498,30 @@ TABLE_FIELDS = frozenset({"noise", "mixup"})
 MODIFIERS = frozenset({"masks", "neighbours"})  # settings of another field, not augmentations of their own
 
 
-def image_augment(a: Any, mean: Any = None, std: Any = None) -> ImageAugment:
-    """The image operations `data.augment` (`a`) declares, for grids standardised with `mean` and `std`."""
-    return ImageAugment(a.shift, a.hflip, rotate=a.rotate, crop=a.crop, jitter=a.jitter, cutout=a.cutout, mean=mean, std=std)
+def image_augment(a: Any, mean: Any = None, std: Any = None, *, size: tuple[int, int] | None = None, where: str = "") -> ImageAugment:
+    """The image operations `data.augment` (`a`) declares, for grids standardised with `mean` and `std`.
+
+    Raises:
+        SpecError: with `size` (H, W) given, a shift or cutout at least as large as the image side
+            (`ImageAugment.check_fits`).
+    """
+    op = ImageAugment(a.shift, a.hflip, rotate=a.rotate, crop=a.crop, jitter=a.jitter, cutout=a.cutout, mean=mean, std=std)
+    if size is not None:
+        op.check_fits(int(size[0]), int(size[1]), where=where)
+    return op
 
 
-def spectrogram_augment(a: Any) -> ImageAugment:
-    """The spectrogram operations `data.augment` (`a`) declares: shifts and SpecAugment's masks."""
-    return ImageAugment(a.shift, a.hflip, freq_mask=a.freq_mask, time_mask=a.time_mask, masks=a.masks)
+def spectrogram_augment(a: Any, *, size: tuple[int, int] | None = None, where: str = "") -> ImageAugment:
+    """The spectrogram operations `data.augment` (`a`) declares: shifts and SpecAugment's masks.
+
+    Raises:
+        SpecError: with `size` (mel bands, frames) given, a shift or mask at least as large as the
+            spectrogram (`ImageAugment.check_fits`).
+    """
+    op = ImageAugment(a.shift, a.hflip, freq_mask=a.freq_mask, time_mask=a.time_mask, masks=a.masks)
+    if size is not None:
+        op.check_fits(int(size[0]), int(size[1]), spectrogram=True, where=where)
+    return op
 
 
 def token_augment(a: Any, vocabulary: Sequence[str], *, wordpiece: bool) -> TokenAugment:

@@ -45,6 +45,7 @@ __all__ = [
     "ExpectReport",
     "Rule",
     "Violation",
+    "check_declared_types",
     "check_raw",
     "expectations_of",
     "fit_expectations",
@@ -319,7 +320,7 @@ def _check_column(ex: Expectations, rule: Rule, col: pd.Series, place: Any, repo
         bad = ~ok_type
         if bad.any():
             policy = ex.policy_of("type", rule)
-            what = f"is not a value of a {rule.type} column"
+            what = f"is not a value of {'an' if rule.type[:1] in 'aeiou' else 'a'} {rule.type} column"
             _per_row(ex, "type", rule, name, bad, col, place, report, what + (" (read as missing)" if policy == "warn" else ""))
             if policy == "warn":
                 report.blank.setdefault(name, set()).update(np.flatnonzero(bad).tolist())
@@ -360,6 +361,37 @@ def _check_column(ex: Expectations, rule: Rule, col: pd.Series, place: Any, repo
     if rule.unique:
         dup = (col.duplicated(keep="first") & col.notna()).to_numpy()
         _per_row(ex, "unique", rule, name, dup, col, place, report, "repeats an earlier row's value")
+
+
+def check_declared_types(ex: Expectations | None, schema: Any, report: ExpectReport, *, where: str) -> None:
+    """The declared `type` of each input column against the feature type the model reads it as
+    (at training, once the columns are typed): a value check alone cannot tell a category or a
+    text from a number (a float is a category the categorical type reads), so `age: {type:
+    categorical}` on a numeric column is a violation of the column, under the type check's policy
+    (drop_row reads as fail: no row can be left out to change a column's type).
+
+    Raises:
+        DataError: such a violation under policy fail.
+    """
+    if ex is None:
+        return
+    kinds = {c.name: c.kind for c in schema.columns}
+    for rule in ex.rules:
+        read_as = kinds.get(rule.column)
+        if rule.origin != "declared" or rule.type is None or read_as is None or read_as == rule.type:
+            continue
+        policy = ex.policy_of("type", rule)
+        report.violations.append(
+            Violation(
+                "type",
+                rule.column,
+                None,
+                f"is read as {read_as}, not {rule.type} (declare it in data.features to read it as {rule.type}, or correct data.expect)",
+                "fail" if policy == "drop_row" else policy,
+                rule.origin,
+            )
+        )
+    report.raise_if_failed(where)
 
 
 def _deferred(ex: Expectations, rule: Rule) -> bool:
@@ -567,7 +599,15 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
     """
     import os
 
-    from trustforge.data import check_data, fit_preprocessor, label_issues_refusal, needs_masking_key, redact_source
+    from trustforge.data import (
+        check_data,
+        fit_preprocessor,
+        label_issue_warnings,
+        label_issues_refusal,
+        needs_masking_key,
+        redact_source,
+        subset,
+    )
 
     d = spec.data
     notes = []
@@ -592,4 +632,8 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
         modality=schema.modality,
         has_rows=has_rows,
     )
+    if d.clean.label_issues != "off" and c.split is not None:  # classes too small for the folds, as train will warn
+        train_labels = c.kind.labels(subset(c.raw, c.split[0]))
+        names, counts = np.unique(np.asarray(train_labels).astype(str), return_counts=True)
+        notes += label_issue_warnings(dict(zip(names.tolist(), counts.tolist())), d.clean.folds)
     return notes

@@ -59,8 +59,7 @@ def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = 
         raise DataError(f"{path}: data file not found")
     frame = TABLE_FORMATS[kind][1](path, skip_blank_lines)
     if frame.columns.duplicated().any():
-        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise DataError(f"{path}: duplicate column names {dup}")
+        _repeated(path, [str(c) for c in frame.columns])
     frame.columns = [str(c) for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{path}: the file has no rows")
@@ -71,6 +70,8 @@ def _pandas_reader(kind: str, read: Callable[..., pd.DataFrame]) -> Callable[[Pa
     def frame(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
         try:
             return read(path, skip_blank_lines)
+        except DataError:
+            raise
         except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             detail = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
             raise DataError(f"{path}: cannot read as {kind} ({detail})") from None
@@ -80,8 +81,30 @@ def _pandas_reader(kind: str, read: Callable[..., pd.DataFrame]) -> Callable[[Pa
     return frame
 
 
+def _repeated(path: Path, names: list[str]) -> None:
+    """Refuse a header that names a column twice: which of the two a rule, a feature or a
+    prediction reads would be a guess.
+
+    Raises:
+        DataError: naming the file and the first repeated column.
+    """
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: column {name!r} appears more than once in the header; give each column its own name")
+        seen.add(name)
+
+
 def _csv(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
-    return pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
+    frame = pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
+    # pandas renames a repeated header name (`age`, `age` becomes `age`, `age.1`), so the repeat
+    # is looked for in the header as written, read again only when a name looks renamed.
+    names = {str(c) for c in frame.columns}
+    renamed = [c for c in names if "." in c and c.rsplit(".", 1)[1].isdigit() and c.rsplit(".", 1)[0] in names]
+    if renamed:
+        header = pd.read_csv(path, skipinitialspace=True, header=None, nrows=1, dtype=str, keep_default_na=False)
+        _repeated(path, [str(v) for v in header.iloc[0].tolist()] if len(header) else [])
+    return frame
 
 
 def _parquet(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
@@ -120,13 +143,31 @@ def _json_records(path: Path) -> list[dict[str, Any]]:
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, object_pairs_hook=_one_value_per_key)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            except _RepeatedKey as exc:
+                raise DataError(
+                    f"{path}:{number}: key {exc.args[0]!r} appears more than once in the object; give each field its own name"
+                ) from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{number}: must be one JSON object per line; got a JSON {type(obj).__name__}")
             records.append(obj)
     return records
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key silently; a record must not carry two values of one field.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
 
 
 def _read_jsonl(path: Path, skip_blank_lines: bool) -> pd.DataFrame:

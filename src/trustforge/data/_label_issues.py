@@ -34,6 +34,7 @@ audio clips) follow. The fitted preprocessor is kept: it learned no labels but t
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,22 @@ from trustforge.data.features import label_strings
 from trustforge.data.inputs import input_kind
 from trustforge.errors import DataError
 
-__all__ = ["LabelIssues", "find_label_issues", "clean_training", "row_names", "label_issues_refusal"]
+__all__ = [
+    "LabelIssues",
+    "find_label_issues",
+    "clean_training",
+    "row_names",
+    "label_issues_refusal",
+    "label_issue_warnings",
+    "report_label_issues",
+    "FLAGGED_WARNING",
+]
+
+log = logging.getLogger("trustforge.data")
+
+# More flagged rows than this share of the training split says more about the out-of-fold models
+# than about the labels: with 5 % of labels flipped the finder flags about 5 % (README, Label errors).
+FLAGGED_WARNING = 0.2
 
 
 def label_issues_refusal(spec: Any, *, probabilities: bool, classes: Any, modality: str, has_rows: bool) -> None:
@@ -73,6 +89,65 @@ def label_issues_refusal(spec: Any, *, probabilities: bool, classes: Any, modali
         raise SpecError("data.clean.label_issues cannot be used with train.privacy (its models are not private); set it to off")
     if not has_rows:
         raise SpecError(f"data.clean.label_issues: the {modality} input keeps no training rows to check; set it to off")
+
+
+def label_issue_warnings(
+    rows_by_class: dict[str, int], folds: int, *, found: int | None = None, out_of_fold_accuracy: float | None = None
+) -> list[str]:
+    """What makes the label-issue pass untrustworthy, one sentence each: a class with fewer training
+    rows than `data.clean.folds` (some folds' models never see it, so its rows are judged by models
+    that cannot predict it), and, once found, more than `FLAGGED_WARNING` of the rows flagged.
+
+    Args:
+        rows_by_class: training rows per given class.
+        found: rows flagged (None: before the pass, as `validate` asks).
+    """
+    out = []
+    few = {c: n for c, n in rows_by_class.items() if n < folds}
+    if few:
+        shown = ", ".join(f"{c!r} ({n})" for c, n in list(few.items())[:5]) + (", ..." if len(few) > 5 else "")
+        out.append(
+            f"data.clean.label_issues: {len(few)} class(es) have fewer training rows than data.clean.folds ({folds}): {shown}; "
+            "the out-of-fold models see too few of them to judge their labels (lower data.clean.folds or add rows)"
+        )
+    rows = sum(rows_by_class.values())
+    if found is not None and rows and found / rows > FLAGGED_WARNING:
+        acc = f" (out-of-fold accuracy {out_of_fold_accuracy:.2f})" if out_of_fold_accuracy is not None else ""
+        out.append(
+            f"data.clean.label_issues flagged {found} of {rows} training rows ({found / rows:.0%}), more than "
+            f"{FLAGGED_WARNING:.0%}: the out-of-fold models are likely too weak to trust{acc}; raise data.clean.epochs or "
+            "check the model before using drop or relabel"
+        )
+    return out
+
+
+def report_label_issues(data: Prepared, found: dict[str, Any]) -> Prepared:
+    """Say what the label-issue pass found: one summary line (found N of M training rows, and how
+    many were dropped or relabelled) and its warnings (`label_issue_warnings`) on the console, the
+    warnings added to `found` (label_issues.json), and the counts kept for the run's metrics
+    (`Prepared.label_issues`)."""
+    policy, rows, n = found.get("policy"), int(found.get("rows_checked", 0)), int(found.get("found", 0))
+    dropped = int(found.get("train_rows_before", rows)) - int(found.get("train_rows_after", rows))
+    relabelled = int(found.get("relabelled", 0))
+    warnings = label_issue_warnings(
+        dict(found.get("rows_by_given_class") or {}),
+        int(found.get("folds", 0)),
+        found=n,
+        out_of_fold_accuracy=found.get("out_of_fold_accuracy"),
+    )
+    found["warnings"] = warnings
+    done = {"drop": f"dropped {dropped}", "relabel": f"relabelled {relabelled}"}.get(str(policy), "kept (report)")
+    log.warning(
+        "data: label issues: found %d of %d training rows likely mislabelled; %s (data.clean.label_issues: %s)",
+        n,
+        rows,
+        done,
+        policy,
+    )
+    for line in warnings:
+        log.warning("%s", line)
+    summary = {"policy": policy, "rows_checked": rows, "found": n, "dropped": dropped, "relabelled": relabelled, "warnings": warnings}
+    return dataclasses.replace(data, label_issues=summary)
 
 
 _EPS = 1e-6  # cleanlab's FLOATING_POINT_COMPARISON
@@ -125,6 +200,7 @@ class LabelIssues:
             "fraction": round(len(self) / max(len(self.mask), 1), 4),
             "listed": len(rows),
             "by_given_class": {classes[c]: int(((self.given == c) & self.mask).sum()) for c in range(k)},
+            "rows_by_given_class": {classes[c]: int((self.given == c).sum()) for c in range(k)},
             "rows": rows,
             **(extra or {}),
         }

@@ -53,9 +53,17 @@ class Prepared:
     # setting}}; see `data._augment`), for the evidence; empty: none.
     augmentation: dict[str, Any] = field(default_factory=dict)
 
+    # What `data.clean.label_issues` found and did ({policy, rows_checked, found, dropped,
+    # relabelled, warnings}; `data.report_label_issues`), for the run's metrics; None: off.
+    label_issues: dict[str, Any] | None = None
+
     def evidence(self) -> dict[str, Any]:
-        """The run's metrics entry that says which augmentations were used (none: no entry)."""
-        return {"augmentation": self.augmentation} if self.augmentation else {}
+        """The run's metrics entries that say which augmentations were used and what the label-issue
+        pass found (none: no entry)."""
+        out: dict[str, Any] = {"augmentation": self.augmentation} if self.augmentation else {}
+        if self.label_issues is not None:
+            out["label_issues"] = self.label_issues
+        return out
 
     # The data profile (`data._profile`: columns, target, duplicates, leakage), written to the run as profile.json.
     profile: dict[str, Any] | None = None

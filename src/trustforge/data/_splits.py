@@ -46,8 +46,8 @@ def split_indices(
             `stratify` is ignored (see `_group_split`).
 
     Raises:
-        DataError: a class is too small to appear in every split, or too few rows (or
-            groups) to split.
+        DataError: a class is too small to appear in every split, a stratified held-out split
+            has fewer rows than there are classes, or too few rows (or groups) to split.
     """
     if groups is not None:
         if len(groups) != n:
@@ -75,6 +75,15 @@ def split_indices(
             "(set data.split.stratify: false or add data)"
         )
     classes, inverse = np.unique(labels, return_inverse=True)
+    # A held-out split with fewer rows than classes leaves classes out of it, and its scores then
+    # describe the classes that happened to land there (iris with test 0.001: one test row, accuracy 1.0).
+    for name, fraction, rows in (("test", test, n_test), ("validation", validation, n_val)):
+        if rows and rows < len(classes):
+            raise DataError(
+                f"data.split.{name} must hold at least one row per class for a stratified split ({len(classes)} classes: "
+                f"at least {len(classes)} of the {n} rows); got {fraction:g} ({rows} row{'s' if rows != 1 else ''}); "
+                "raise it or set data.split.stratify: false"
+            )
     size = np.bincount(inverse, minlength=len(classes))
     # Draw order: test tie-breaks, then each class's shuffle, then validation tie-breaks, so
     # nothing the test split uses depends on the validation fraction.

@@ -459,7 +459,9 @@ class ColumnExpectSpec(_Strict):
     """What one column's values must look like (`data.expect.columns.NAME`); every rule optional.
 
     type: a feature type (numeric, binary, categorical, text, datetime, image, audio): each
-        present value must be one that type reads (a number for numeric). min / max: the
+        present value must be one that type reads (a number for numeric, a file of its kind for
+        image and audio, one of two values for binary), and at training the column must be read
+        as that type. min / max: the
         closed range of a numeric column. allowed: the values it may hold. pattern: a regular
         expression each value (as text) must match in full. max_missing: the largest fraction
         of missing values. unique: no value twice. policy: this column's checks' policy, over
@@ -482,6 +484,12 @@ class ColumnExpectSpec(_Strict):
 
             if self.type not in FEATURE_TYPES:
                 raise SpecProblem(("type",), f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {self.type!r}")
+        for name in ("min", "max"):
+            # NaN compares false with every value and was written out as null, so the declared
+            # rule vanished; an infinite bound holds every number: leave the bound out instead.
+            bound = getattr(self, name)
+            if bound is not None and not math.isfinite(bound):
+                raise SpecProblem((name,), f"must be a finite number (leave it out for no bound); got {bound}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise SpecProblem(("max",), f"must be >= min ({self.min:g}); got {self.max:g}")
         if self.pattern is not None:
@@ -497,6 +505,12 @@ class RowsExpectSpec(_Strict):
 
     min: int | None = Field(None, ge=0)
     max: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RowsExpectSpec":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise SpecProblem(("max",), f"must be >= min ({self.min}); got {self.max}")
+        return self
 
 
 ExpectCheck = Literal["type", "range", "allowed", "pattern", "missing", "unique", "rows", "keys"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trustforge.data import Prepared, TensorData, clean_training, find_label_issues, label_issues_refusal, row_names
+from trustforge.data import Prepared, TensorData, clean_training, find_label_issues, label_issues_refusal, report_label_issues, row_names
 from trustforge.models import build_model
 from trustforge.train._trainer import Trainer, seeded
 
@@ -132,4 +132,4 @@ def clean_labels(spec: Any, data: Prepared, task: Any) -> tuple[Prepared, dict[s
             "seconds": round(time.perf_counter() - t0, 3),
         },
     )
-    return cleaned, found
+    return report_label_issues(cleaned, found), found  # the summary line and warnings; the counts in metrics.json

@@ -154,6 +154,32 @@ class MediaType(FeatureType):
         names = col.astype(str).str.strip().str.lower()
         return bool(names.str.endswith(self.files).mean() >= 0.9 and not names.str.contains("\n").any())
 
+    def conforms(self, col: pd.Series) -> np.ndarray:
+        # A value is one file: a name with one of the type's suffixes (a table file's column, before
+        # the files are read), or contents that begin as such a file does (bytes, or base64 text).
+        # A number, a flag or other text is no file of this kind.
+        out = np.ones(len(col), dtype=bool)
+        for i, v in enumerate(col.tolist()):
+            if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+                continue
+            if isinstance(v, (bytes, bytearray, memoryview)):
+                out[i] = bytes(v[:16]).startswith(self.magic)
+            elif isinstance(v, str):
+                out[i] = v.strip().lower().endswith(self.files) or self._base64_file(v)
+            else:
+                out[i] = False
+        return out
+
+    def _base64_file(self, text: str) -> bool:
+        text = text.strip()
+        if _B64_PREFIX in text[:100]:
+            text = text.split(_B64_PREFIX, 1)[1]
+        try:
+            head = base64.b64decode(text[:24], validate=True)  # 24 characters: 18 whole bytes, enough for every magic
+        except (binascii.Error, ValueError):
+            return False
+        return head.startswith(self.magic)
+
     def raw_grids(self, state: Any, col: pd.Series, *, where: str) -> tuple[np.ndarray, np.ndarray]:
         """(raw grids float32 (N, C, H, W), zeros where missing; whether each row has a file)."""
         data = contents(col, where=where)

@@ -61,7 +61,7 @@ class Audio(MediaType):
 
     def augment(self, state: AudioState, augment: Any) -> ColumnAugment | None:
         # The spectrogram, per batch: shifts by bands and frames, SpecAugment's masks.
-        op = spectrogram_augment(augment)
+        op = spectrogram_augment(augment, size=state.front_end.input_shape[1:])
         return ColumnAugment(op=op, used=op.used) if op else None
 
     def __init__(self) -> None:

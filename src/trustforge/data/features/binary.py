@@ -64,6 +64,16 @@ class Binary(FeatureType):
     def detect(self, col: pd.Series, options: FeatureOptions) -> bool:
         return col.nunique() == 2
 
+    def conforms(self, col: pd.Series) -> np.ndarray:
+        # A binary column holds two values: beyond the two most frequent (the first seen of a tie),
+        # each row of a third value breaks it. The values as text, so 1, 1.0 and "1" are one value.
+        present = col.notna().to_numpy()
+        text = np.asarray(label_strings(col[present]), dtype=object)
+        ok = np.ones(len(col), dtype=bool)
+        kept = pd.Series(text).value_counts(sort=True).index[:2]  # stable: ties keep the order first seen
+        ok[np.flatnonzero(present)] = np.isin(text, np.asarray(kept, dtype=object))
+        return ok
+
     def fit(self, col: pd.Series, options: FeatureOptions, *, where: str) -> BinaryState:
         values = sorted(set(label_strings(col.dropna()).tolist()), key=natural_key)
         if len(values) != 2:

@@ -41,7 +41,7 @@ class Image(MediaType):
     augments = IMAGE_FIELDS
 
     def augment(self, state: ImageState, augment: Any) -> ColumnAugment | None:
-        op = image_augment(augment, state.mean, state.std)
+        op = image_augment(augment, state.mean, state.std, size=state.size)
         return ColumnAugment(op=op, used=op.used) if op else None
 
     def settings(self, data: Any, options: dict[str, Any]) -> dict[str, Any]:

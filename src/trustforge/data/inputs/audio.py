@@ -66,7 +66,9 @@ class Audio(InputKind):
     def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
         # Per batch on the spectrogram: shifts by bands and frames, SpecAugment's masks. The
         # waveform copies (`data.audio.augment`) are made before the front end (`training_copies`).
-        op = spectrogram_augment(data.augment)
+        # The spectrogram's size is the fitted front end's (None: asked before fitting, nothing to check against).
+        size = tuple(_audio.front_end(pre.schema).input_shape[1:]) if pre is not None else None
+        op = spectrogram_augment(data.augment, size=size)
         used = {"spectrogram": op.used} if op else {}
         w = data.audio.augment
         if w.copies:

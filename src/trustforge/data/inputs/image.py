@@ -73,7 +73,7 @@ class Image(InputKind):
     def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
         # Per batch: shift, flip, rotation, crop, colour jitter (in pixels, with the training statistics), cutout.
         state = pre.input_state
-        op = image_augment(data.augment, state.mean, state.std)
+        op = image_augment(data.augment, state.mean, state.std, size=tuple(pre.schema.image_shape[1:]))
         return Augmentation(batch=op, used={"image": op.used} if op else {}, reads=IMAGE_FIELDS)
 
     def shape(self, schema: Schema) -> Grid:
