@@ -270,6 +270,16 @@ def test_a_declared_type_is_checked_at_validate_and_train_on_a_numeric_column(tm
         assert prepare(load_spec(declared)).expect_report.violations == []
 
 
+def test_a_two_valued_column_read_as_binary_meets_a_declared_numeric_or_categorical_type(tmp_path):
+    csv = tmp_path / "t.csv"
+    frame = table().assign(smoker=lambda f: (f["size"] > 30).astype(int), member=lambda f: np.where(f["weight"] > 10, "yes", "no"))
+    frame.to_csv(csv, index=False)
+    s = load_spec(spec(csv, {"columns": {"smoker": {"type": "numeric"}, "member": {"type": "categorical"}}}))
+    prepared = prepare(s)
+    assert {c.name: c.kind for c in prepared.schema.columns}["smoker"] == "binary"
+    assert prepared.expect_report.violations == []
+
+
 def test_inferred_rules_come_from_the_fitted_feature_states(tmp_path):
     csv = tmp_path / "t.csv"
     table().to_csv(csv, index=False)

@@ -363,6 +363,11 @@ def _check_column(ex: Expectations, rule: Rule, col: pd.Series, place: Any, repo
         _per_row(ex, "unique", rule, name, dup, col, place, report, "repeats an earlier row's value")
 
 
+# A two-valued column is read as binary, but a declared numeric (0/1) or categorical (yes/no)
+# type describes it too: its values still pass that type's value check.
+_READ_AS = {"binary": ("binary", "numeric", "categorical")}
+
+
 def check_declared_types(ex: Expectations | None, schema: Any, report: ExpectReport, *, where: str) -> None:
     """The declared `type` of each input column against the feature type the model reads it as
     (at training, once the columns are typed): a value check alone cannot tell a category or a
@@ -378,7 +383,7 @@ def check_declared_types(ex: Expectations | None, schema: Any, report: ExpectRep
     kinds = {c.name: c.kind for c in schema.columns}
     for rule in ex.rules:
         read_as = kinds.get(rule.column)
-        if rule.origin != "declared" or rule.type is None or read_as is None or read_as == rule.type:
+        if rule.origin != "declared" or rule.type is None or read_as is None or rule.type in _READ_AS.get(read_as, (read_as,)):
             continue
         policy = ex.policy_of("type", rule)
         report.violations.append(
