@@ -380,14 +380,14 @@ def test_prepare_an_image_folder_with_the_spec_size_and_channels(tmp_path: Path)
     rng = np.random.default_rng(0)
     for cls in ("ok", "defect"):
         (tmp_path / "parts" / cls).mkdir(parents=True)
-        for i in range(6):
+        for i in range(10):  # 20 images: the 10 % validation split holds a row of each class
             pixels = rng.integers(0, 255, (9 + i, 7, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "parts" / cls / f"{i}.png")
     p = prepare(spec(source=f"images:{tmp_path / 'parts'}", image={"size": [10, 12], "channels": 1}))
     assert p.schema.image_shape == (1, 10, 12) and p.schema.classes == ["defect", "ok"]
     for part in (p.train, p.validation, p.test):
         assert part.inputs[0].shape == (len(part), 1, 10, 12) and part.inputs[0].dtype == torch.float32
-    assert len(p.train) + len(p.validation) + len(p.test) == 12
+    assert len(p.train) + len(p.validation) + len(p.test) == 20
 
 
 def test_prepare_names_a_missing_target_column(tmp_path: Path) -> None:

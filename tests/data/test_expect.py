@@ -221,8 +221,8 @@ def test_same_violating_rows_as_pandera():
         ({"max_missing": 1.5}, "data.expect.columns.size.max_missing"),
         ({"policy": "ignore"}, "data.expect.columns.size.policy"),
         # NaN was written out as null (the rule vanished); an infinite bound holds every number
-        ({"min": float("nan")}, "data.expect.columns.size.min must be a finite number (leave it out for no bound); got nan"),
-        ({"min": 0, "max": float("inf")}, "data.expect.columns.size.max must be a finite number (leave it out for no bound); got inf"),
+        ({"min": float("nan")}, "data.expect.columns.size.min must be a finite number; got nan"),
+        ({"min": 0, "max": float("inf")}, "data.expect.columns.size.max must be a finite number; got inf"),
         ({"min": float("-inf")}, "data.expect.columns.size.min must be a finite number"),
     ],
 )

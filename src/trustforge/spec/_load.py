@@ -308,7 +308,8 @@ def _expectation(kind: str, ctx: Mapping[str, Any], err: Mapping[str, Any], fiel
     if kind in ("int_type", "int_parsing", "int_from_float", "int_parsing_size"):
         return f"must be {_range_text(int, field.bounds) if field and field.bounds else 'an integer'}"
     if kind in ("float_type", "float_parsing", "finite_number"):
-        return f"must be {_range_text(float, field.bounds) if field and field.bounds else 'a number'}"
+        text = _range_text(float, field.bounds) if field and field.bounds else "a number"
+        return f"must be {text.replace('a number', 'a finite number', 1) if kind == 'finite_number' else text}"
     if kind in ("bool_type", "bool_parsing"):
         return "must be true or false"
     if kind in ("string_type", "string_unicode"):

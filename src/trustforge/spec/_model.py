@@ -9,7 +9,6 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 from __future__ import annotations
 
 import copy
-import math
 import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -102,6 +101,8 @@ def _number_type(annotation: Any) -> type | None:
 class _Strict(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on assignment."""
 
+    # No NaN or infinity anywhere: NaN fails every comparison (a NaN bound surfaced as another
+    # field's range error) and both were written out as null, so a declared rule vanished.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
     @model_validator(mode="before")
@@ -484,12 +485,6 @@ class ColumnExpectSpec(_Strict):
 
             if self.type not in FEATURE_TYPES:
                 raise SpecProblem(("type",), f"must be a feature type ({', '.join(FEATURE_TYPES)}); got {self.type!r}")
-        for name in ("min", "max"):
-            # NaN compares false with every value and was written out as null, so the declared
-            # rule vanished; an infinite bound holds every number: leave the bound out instead.
-            bound = getattr(self, name)
-            if bound is not None and not math.isfinite(bound):
-                raise SpecProblem((name,), f"must be a finite number (leave it out for no bound); got {bound}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise SpecProblem(("max",), f"must be >= min ({self.min:g}); got {self.max:g}")
         if self.pattern is not None:
@@ -1487,19 +1482,6 @@ class MonitorSpec(_Strict):
 # ---------------------------------------------------------------------------- tuning (trustforge.tune)
 
 
-def _finite_bound(v: Any) -> Any:
-    # Checked before the type and its bounds: NaN fails every comparison, so a NaN bound would
-    # otherwise surface later as another field's confusing range error (`lr ... <= 10`).
-    if isinstance(v, (float, str)):
-        try:
-            number = float(v)
-        except ValueError:
-            return v  # not a number at all: the type's own error says so
-        if not math.isfinite(number):
-            raise SpecProblem((), f"must be a finite number; got {number}")
-    return v
-
-
 class FloatParamSpec(_Strict):
     """A float in [low, high], as Optuna's `suggest_float` (log scale, or a step)."""
 
@@ -1508,11 +1490,6 @@ class FloatParamSpec(_Strict):
     high: float
     log: bool = False
     step: float | None = Field(None, gt=0)
-
-    @field_validator("low", "high", "step", mode="before")
-    @classmethod
-    def _finite(cls, v: Any) -> Any:
-        return _finite_bound(v)
 
     @model_validator(mode="after")
     def _range(self) -> "FloatParamSpec":
@@ -1528,11 +1505,6 @@ class IntParamSpec(_Strict):
     high: int
     log: bool = False
     step: PositiveInt = 1
-
-    @field_validator("low", "high", "step", mode="before")
-    @classmethod
-    def _finite(cls, v: Any) -> Any:
-        return _finite_bound(v)
 
     @model_validator(mode="after")
     def _range(self) -> "IntParamSpec":
