@@ -109,10 +109,8 @@ def attack(
 
 def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edits=None):
     """The flags as a `RobustnessSpec`; a bad one is one error naming the flag."""
-    from pydantic import ValidationError
-
-    from trustforge.errors import DataError
-    from trustforge.spec import RobustnessSpec
+    from trustforge.errors import SpecError
+    from trustforge.spec import load_spec
 
     budgets = None
     if epsilons:
@@ -122,7 +120,7 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                 try:
                     budgets.append(float(part))
                 except ValueError:
-                    raise DataError(f"--epsilon must be numbers above 0; got {part.strip()!r}") from None
+                    raise SpecError(f"--epsilon must be numbers above 0; got {part.strip()!r}") from None
     counts = None
     if edits:
         counts = []
@@ -131,7 +129,7 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                 try:
                     counts.append(int(part))
                 except ValueError:
-                    raise DataError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
+                    raise SpecError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
     # Only the flags given: the others keep RobustnessSpec's defaults (the same as a run's), and a
     # flag of the other family of attack (`--epsilon` on a text model) can be told from a default.
     given = {"norm": norm, "steps": steps, "rows": rows, "epsilons": budgets, "budgets": counts}
@@ -142,13 +140,18 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
         fields["attacks"] = [a.lower() for a in attacks]
     if step_size is not None:
         fields["step_size"] = step_size
+    # Validated as the spec's evaluate.robustness section, so a bad flag reads as a bad spec field
+    # does ("must be an integer in [10, 100000]; got 0", not pydantic's wording) and exits 2, a
+    # usage error, as Typer's own refusals do.
     try:
-        return RobustnessSpec(**fields)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        flag = _FLAGS.get(str(e["loc"][0]) if e["loc"] else "", "a flag")
-        message = str(e["msg"]).removeprefix("Value error, ")
-        raise DataError(f"{flag}: {message}") from None
+        return load_spec({"evaluate": {"robustness": fields}}).evaluate.robustness
+    except SpecError as exc:
+        message = str(exc)
+        section = "evaluate.robustness."
+        name = message.removeprefix(section).split(" ", 1)[0].split("[", 1)[0]
+        if message.startswith(section) and name in _FLAGS:
+            message = _FLAGS[name] + message[len(section) + len(name) :]
+        raise SpecError(message) from None
 
 
 def _load_model(source: str, public_key: Path | None):
