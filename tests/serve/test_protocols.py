@@ -122,6 +122,7 @@ def test_invocations_refuses_what_mlflow_refuses(iris):
     assert both.json()["error_code"] == "BAD_REQUEST"
     none = httpx.post(url, json={"data": [1, 2]})
     assert none.status_code == 400 and "exactly one of" in none.json()["message"]
+    assert "Value error" not in both.json()["message"] + none.json()["message"]  # our words, not pydantic's label
     csv = httpx.post(url, content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
     assert csv.status_code == 400 and "header lacks" in csv.json()["message"]
     xml = httpx.post(url, content=b"<rows/>", headers={"content-type": "application/xml"})
