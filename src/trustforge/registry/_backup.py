@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from trustforge._fs import make_private
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 from trustforge.registry._binding import check_archived, open_bound
+from trustforge.registry._store import DEFAULT_GC_GRACE_S, StagingLock, clean_restores, restore_temp
 from trustforge.secure import (
     ARCHIVE_FORMAT,
     ARCHIVE_VERSION,
@@ -407,8 +408,34 @@ def restore_backup(
     )
 
     # ---- everything is verified; from here on we write.
-    tmp = artifacts.with_name(f".{artifacts.name}.restore-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    clean_restores(artifacts, DEFAULT_GC_GRACE_S)  # what a killed restore left (never a live one's: it holds its lock)
+    tmp, lock = restore_temp(artifacts, uuid.uuid4().hex[:8])
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
+        files = _write_restored(settings, src, members, rows, artifacts, tmp)
+    for name, blob in members.items():
+        if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
+            keyring.import_masking_secret(blob, where=f"{src} ({name})")
+        elif name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
+            keyring.add_public_key(blob)
+    _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
+    return {
+        "tables": {t: len(r) for t, r in rows.items()},
+        "files": files,
+        "key_id": header["key_id"],
+        "new_keys": sorted(new_keys),
+        "new_admins": new_admins,
+        "audit": audit,
+    }
+
+
+def _write_restored(
+    settings: Settings, src: Path, members: dict[str, bytes], rows: dict[str, list[dict[str, Any]]], artifacts: Path, tmp: Path
+) -> int:
+    """Write the checked archive: package folders into `tmp`, then the rows in one transaction,
+    renaming `tmp` to the store before it commits. Returns the number of files written; on any
+    failure (a kill included, as far as Python sees one) nothing is left but `tmp` removed."""
+    tmp.mkdir()
     files, placed = 0, False
     try:
         for name, blob in members.items():
@@ -447,20 +474,7 @@ def restore_backup(
     except BaseException:
         shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
-    for name, blob in members.items():
-        if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
-            keyring.import_masking_secret(blob, where=f"{src} ({name})")
-        elif name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
-            keyring.add_public_key(blob)
-    _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
-    return {
-        "tables": {t: len(r) for t, r in rows.items()},
-        "files": files,
-        "key_id": header["key_id"],
-        "new_keys": sorted(new_keys),
-        "new_admins": new_admins,
-        "audit": audit,
-    }
+    return files
 
 
 def _check_bound(src: Path, versions: list[dict[str, Any]], members: dict[str, bytes]) -> None:
