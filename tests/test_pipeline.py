@@ -75,6 +75,35 @@ def test_a_run_leaves_its_folder_in_the_default_workspace(tmp_path, monkeypatch)
     assert result.package == result.run_dir / "package"
 
 
+def test_the_package_names_its_creator_by_trustforge_user_or_as_local_admin_never_by_os_login(workspace):
+    """A package leaves the machine: its lineage names a token's TrustForge user, and the local
+    workspace admin only by kind (the OS login is personal data); the audit log, which stays,
+    keeps the login as the actor."""
+    import dataclasses
+    import getpass
+
+    from trustforge.registry import Registry
+    from trustforge.secure import AccessStore
+    from trustforge.settings import Settings
+
+    settings = Settings.from_env()
+    with Registry(settings) as reg:
+        access = AccessStore(reg.engine, reg.audit)
+        access.add_user("tina", "trainer")
+        token = access.issue_token("tina")
+
+    def creator(result) -> str:
+        return json.loads((result.package / "manifest.json").read_text())["lineage"]["created_by"]
+
+    spec = {**IRIS, "train": {**IRIS["train"], "max_epochs": 1}}
+    assert creator(run(spec, settings=dataclasses.replace(settings, token=token), progress=False)) == "tina"
+    # (a registered run of the local admin: tests/package/test_package.py)
+    assert creator(run(spec, settings=settings, progress=False, register=False)) == "local-admin"
+    with Registry(settings) as reg:
+        assert reg.principal.name in (getpass.getuser(), "local")  # the audit log's actor for the local admin
+        assert [e["actor"] for e in reg.audit.entries(limit=10) if e["action"] == "register"] == ["tina"]
+
+
 def test_a_spec_file_with_a_csv_source(tmp_path, workspace):
     iris = load_iris(as_frame=True).frame
     (tmp_path / "data").mkdir()

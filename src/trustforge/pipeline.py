@@ -190,6 +190,15 @@ def _run_distributed(
         shutdown_distributed()
 
 
+def _creator(settings: Settings, registry: Registry | None) -> str:
+    """The package's `lineage.created_by`: the acting principal's lineage name (a TrustForge user
+    name, or `local-admin`, never the OS login). A run that does not register checks no token:
+    then `token` says one was set without naming an unverified user."""
+    if registry is not None:
+        return registry.principal.lineage_name
+    return "local-admin" if settings.token is None else "token"
+
+
 @restores_threads
 def _run(
     spec: TaskSpec,
@@ -312,6 +321,7 @@ def _run(
             decision=scored.decision,
             ood=ood,
             lineage=dict(lineage) if lineage else None,
+            created_by=_creator(settings, registry),
         )
         # The rest of the evidence is measured on the model as its verified package serves it.
         packaged = Model.load(package, keyring=keyring)

@@ -134,7 +134,7 @@ def test_the_manifest_describes_the_package(runs, keyring):
     assert lineage["spec_digest"] == spec_digest(spec)
     assert {"torch", "numpy", "safetensors"} <= lineage["packages"].keys()
     assert lineage["packages"]["torch"] == torch.__version__
-    assert isinstance(lineage["created_by"], str) and lineage["created_by"]
+    assert lineage["created_by"] == "local-admin"  # the principal's kind, never the OS login (personal data)
     assert lineage["run"] == result.run_dir.name
     assert m["files"].keys() == {"weights.safetensors", "preprocess.safetensors", "ood.safetensors"}
     for name, entry in m["files"].items():

@@ -131,6 +131,53 @@ def test_a_non_empty_workspace_is_refused(source, tmp_path):
         restore_backup(target, archive, keyring)
 
 
+def test_a_workspace_only_opened_by_a_read_command_counts_as_empty(source, tmp_path):
+    """`models list` (any command that opens the workspace) writes the genesis audit head, its
+    head file and witness, and keys: none of that is content, so a restore still goes in. An
+    audit entry is history, though: refused, with the way out in the message."""
+    settings, archive, summary, versions, _ = source
+    target = settings_for(tmp_path / "target")
+    with Registry(target) as reg:
+        assert reg.list_models() == [] and reg.audit.verify().entries == 0  # what `models list` does
+    keyring = Keyring.load(target.keys_dir, kek_b64=KEK)
+    done = restore_backup(target, archive, keyring, trusted_key=source_key(source), accept_new_keys=True)
+    assert done["tables"] == summary["tables"] and done["audit"]["workspace"] == 0
+    with Registry(target) as reg:
+        assert {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)} == versions
+        report = reg.audit.verify()
+        assert report.ok and report.entries == summary["tables"]["audit_entries"], report
+        reg.set_tag("iris", 1, "after", "restore")  # the restored log takes new entries
+        assert reg.audit.verify().ok
+
+    used = settings_for(tmp_path / "used")
+    with Registry(used) as reg:
+        reg.audit.append("someone", "gc", "artifacts", "ok")  # one entry of history
+    with pytest.raises(RegistryError, match=r"audit_entries .* is not empty \(1 row") as info:
+        restore_backup(used, archive, Keyring.load(used.keys_dir, kek_b64=KEK), trusted_key=source_key(source), accept_new_keys=True)
+    assert "TRUSTFORGE_HOME at a new folder" in str(info.value)
+
+
+def test_a_restore_removes_what_a_killed_restore_left(source, tmp_path):
+    """SIGKILL in the middle of writing leaves `.artifacts.restore-XXXXXXXX/` beside the store; the
+    next restore (which then succeeds) removes it, but never the folder of a restore still running."""
+    from trustforge.registry._store import StagingLock
+
+    _, archive, _, _, _ = source
+    target = settings_for(tmp_path / "target")
+    keyring = Keyring.init(target.keys_dir, kek_b64=KEK)
+    dead = target.home / ".artifacts.restore-0badc0de"
+    (dead / "iris" / "1").mkdir(parents=True)
+    (dead / "iris" / "1" / "weights.safetensors.enc").write_bytes(b"half written")
+    live = target.home / ".artifacts.restore-1234abcd"
+    live.mkdir()
+    for path in (dead, live):
+        os.utime(path, (0, 0))  # long past any grace
+    with StagingLock(target.home / f"{live.name}.lock"):
+        restore_backup(target, archive, keyring, trusted_key=source_key(source), accept_new_keys=True)
+        assert not dead.exists() and live.is_dir()
+    assert sorted(p.name for p in target.home.iterdir() if "restore" in p.name) == [live.name]  # no lock file of its own left
+
+
 @pytest.mark.parametrize("where", ["magic", "header", "signature", "early", "middle", "last"])
 def test_a_changed_archive_is_refused_with_nothing_written(where, source, tmp_path):
     _, archive, _, _, _ = source

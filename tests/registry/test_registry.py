@@ -281,6 +281,27 @@ def test_gc_leaves_young_or_locked_staging_alone(pkg, reg):
     assert reg.gc(grace_s=3600)["staging"] == []  # younger than the grace
 
 
+def test_gc_removes_what_a_killed_restore_left_beside_the_store_unless_a_restore_holds_it(reg):
+    from trustforge.registry._store import StagingLock
+
+    home = reg.artifacts.parent
+    dead = home / f".{reg.artifacts.name}.restore-0badc0de"  # a restore killed mid-write (SIGKILL: no cleanup)
+    (dead / NAME / "1").mkdir(parents=True)
+    (dead / NAME / "1" / "weights.safetensors.enc").write_bytes(b"sealed bytes")
+    (home / f"{dead.name}.lock").touch()  # its lock file, nobody holding it
+    live = home / f".{reg.artifacts.name}.restore-1234abcd"
+    foreign = home / f".{reg.artifacts.name}.restore-notours"
+    foreign.mkdir()
+    with StagingLock(home / f"{live.name}.lock"):
+        live.mkdir()
+        report = reg.gc(grace_s=0)
+        assert live.is_dir()  # a running restore's folder is never taken
+    assert sorted(report["staging"]) == [dead.name, f"{dead.name}.lock"]
+    assert not dead.exists() and not (home / f"{dead.name}.lock").exists()
+    assert foreign.is_dir()  # not a name a restore makes: left alone
+    assert reg.gc(grace_s=0)["staging"] == [live.name]  # its restore ended without removing it (killed)
+
+
 # ---------------------------------------------------------------------------- the command line
 
 

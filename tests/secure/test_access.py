@@ -84,6 +84,12 @@ def test_no_token_means_the_local_workspace_admin(store):
     assert me == Principal(getpass.getuser(), "admin", "local-admin")
 
 
+def test_a_packages_lineage_names_a_user_but_never_the_local_admins_os_login():
+    assert Principal("alice", "trainer", "token").lineage_name == "alice"
+    assert Principal("alice", "trainer", "user").lineage_name == "alice"
+    assert Principal("someone-os-login", "admin", "local-admin").lineage_name == "local-admin"
+
+
 def test_token_is_shown_once_and_only_its_hash_is_stored(store, engine, tmp_path):
     store.add_user("alice", "trainer")
     token = store.issue_token("alice", ttl_days=30)

@@ -98,6 +98,39 @@ def test_a_kek_from_the_environment_needs_the_new_one(tmp_path, audit):
     assert Keyring.load(tmp_path / "env-keys", kek_b64=new_kek).key_id == done.keyring.key_id
 
 
+def test_a_rotation_killed_after_the_key_changed_has_the_new_key_on_record(tmp_path, keyring, audit, monkeypatch):
+    """SIGKILL during `keys rotate --reencrypt` (here: an interrupt in the re-encryption) leaves the
+    new signing key in use; the audit log names it, in an entry signed by the old key before any
+    key file changed, and a rerun records its own new key the same way."""
+    from trustforge.secure import _rotation
+
+    store = tmp_path / "store"
+    pkg = _sealed(tmp_path, keyring, store / "a" / "1", "a")
+
+    def killed(*args):
+        raise KeyboardInterrupt  # what the kill looks like from here: nothing after it runs
+
+    monkeypatch.setattr(_rotation, "reencrypt_all", killed)
+    with pytest.raises(KeyboardInterrupt):
+        rotate_keys(keyring, [store], principal=ADMIN, audit=audit, reencrypt=True)
+    monkeypatch.undo()
+    in_use = Keyring.load(tmp_path / "keys")
+    assert in_use.key_id != keyring.key_id  # the key changed before the kill
+    entry = _last(audit)
+    assert (entry["actor"], entry["action"], entry["outcome"]) == ("root", "keys", "ok")
+    assert entry["details"] == {"rotate": "started", "key_id": in_use.key_id, "previous_key_id": keyring.key_id, "reencrypt": True}
+    with audit.engine.connect() as conn:
+        head = conn.execute(sa.text("SELECT key_id FROM audit_head")).scalar()
+    assert head == keyring.key_id  # recorded under the old key, which vouches for the new one
+
+    later = AuditLog(audit.engine, in_use.sign, in_use.verify)  # the workspace stays usable
+    done = rotate_keys(in_use, [store], principal=ADMIN, audit=later, reencrypt=True)
+    assert open_sealed(pkg, done.keyring)["manifest.json"]
+    started = [e["details"]["key_id"] for e in later.entries(limit=20) if e["details"].get("rotate") == "started"]
+    assert started == [done.keyring.key_id, in_use.key_id]  # newest first: both keys on record
+    assert later.verify().ok
+
+
 # ---------------------------------------------------------------------------- re-encryption
 
 

@@ -7,7 +7,6 @@ data's kind of input and feature types say a request carries.
 
 from __future__ import annotations
 
-import getpass
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -43,6 +42,7 @@ def write_model_package(
     decision: dict[str, Any] | None = None,
     ood: tuple[dict[str, Any], dict[str, torch.Tensor] | None] | None = None,
     lineage: dict[str, Any] | None = None,
+    created_by: str = "local-admin",
 ) -> Path:
     """Write the signed package of a trained model at `path` (which must not exist).
 
@@ -55,8 +55,9 @@ def write_model_package(
             the manifest's `monitor.ood`, and its tensors, saved as `OOD_FILE` (None: skipped,
             the entry says why); both signed with the rest.
         lineage: more lineage, signed with the rest (e.g. `tune`: the study and trial the model came from).
+        created_by: who made it, as `build_manifest` records it.
     """
-    manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out)
+    manifest = build_manifest(spec, data, model, metrics, run=run, spec_digest=spec_digest, n_out=n_out, created_by=created_by)
     if lineage:
         manifest["lineage"].update(lineage)
     if data.protection is not None:  # what `data.protect` did: `Model` treats its inputs the same way
@@ -78,7 +79,15 @@ def write_model_package(
 
 
 def build_manifest(
-    spec: TaskSpec, data: Prepared, model: torch.nn.Module, metrics: dict[str, Any], *, run: str, spec_digest: str, n_out: int
+    spec: TaskSpec,
+    data: Prepared,
+    model: torch.nn.Module,
+    metrics: dict[str, Any],
+    *,
+    run: str,
+    spec_digest: str,
+    n_out: int,
+    created_by: str = "local-admin",
 ) -> dict[str, Any]:
     """The manifest of a package trained from `spec` on `data` (everything but the fields
     `write_package` fills in: format, package id, files).
@@ -87,6 +96,8 @@ def build_manifest(
         run: the run folder's name (lineage).
         spec_digest: the digest of the normalised spec (lineage).
         n_out: the model's number of outputs.
+        created_by: who made it (lineage): the acting principal's `lineage_name`, a TrustForge
+            user name or `local-admin`; never the OS login, which a shared package must not carry.
     """
     meta, _ = data.preprocessor.state()
     redacted = redact_spec(spec)  # no path of this machine leaves it
@@ -111,7 +122,7 @@ def build_manifest(
             "git_commit": _git_commit(),
             "packages": _versions(),
             "python": platform.python_version(),
-            "created_by": _user(),
+            "created_by": created_by,
         },
     }
 
@@ -132,10 +143,3 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -19,8 +19,9 @@ The file is sealed and opened by `trustforge.secure` (`write_sealed_archive`, `o
 digest, the data key (only a holder of the KEK can have made the archive), the decryption,
 then every archive entry (plain relative names under known folders, regular files only, no
 `..`, absolute paths, backslashes or links), every file's digest, and that each version's
-folder holds the package its row records. Only then, and only into an empty workspace, does
-it write: package folders to a temporary folder renamed into place, all rows in one
+folder holds the package its row records. Only then, and only into an empty workspace (one
+that holds nothing but what opening a new workspace creates: empty tables, the audit log's
+genesis head, keys), does it write: package folders to a temporary folder renamed into place, all rows in one
 transaction. Restoring needs the same KEK (keep it apart from the backups).
 
 The KEK is not trust: anyone holding it (a CI job) can seal an archive. The signature must
@@ -53,6 +54,7 @@ import sqlalchemy as sa
 from trustforge._fs import make_private
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 from trustforge.registry._binding import check_archived, open_bound
+from trustforge.registry._store import DEFAULT_GC_GRACE_S, StagingLock, clean_restores, restore_temp
 from trustforge.secure import (
     ARCHIVE_FORMAT,
     ARCHIVE_VERSION,
@@ -253,22 +255,65 @@ def _members(src: Path, tar_bytes: bytes) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------- restore
 
 
+# The hash "before entry 1": the head a freshly opened audit log holds (`AuditLog`'s genesis).
+_GENESIS = "0" * 64
+_RECOVER = (
+    "restore only into an empty workspace: point TRUSTFORGE_HOME at a new folder (with the source's key-encryption key in "
+    "TRUSTFORGE_KEK or its keys/kek.key) and restore there"
+)
+
+
+def _is_genesis(rows: list[Any]) -> bool:
+    """The audit head of a log that never had an entry: what opening a new workspace writes."""
+    return len(rows) == 1 and rows[0].id == 1 and rows[0].seq == 0 and rows[0].hash == _GENESIS
+
+
+def _not_empty(conn: sa.Connection) -> str | None:
+    """Why the database is not empty (None when it is), as restore counts it.
+
+    Empty means: no row in any registry, access or audit table, except the genesis audit head
+    (entry 0, no entries, no checkpoints) that any command reading a new workspace writes when
+    it opens it (`models list`, `audit show`, ...). That head records no history: restoring
+    replaces it with the archive's, as if the log had never been opened. An entry, a checkpoint,
+    a head past entry 0, a user, a token or a model is content, and is never overwritten.
+    """
+    inspector = sa.inspect(conn)
+    head = None
+    for table in _tables():
+        if not inspector.has_table(table.name):
+            continue
+        if table.name == "audit_head":
+            head = table
+            continue
+        count = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+        if count:
+            return f"table {table.name} of the workspace database is not empty ({count} row(s))"
+    if head is not None:
+        rows = conn.execute(sa.select(head.c.id, head.c.seq, head.c.hash).limit(2)).all()
+        if rows and not _is_genesis(rows):
+            return "table audit_head of the workspace database is not empty (its signed head is past entry 0)"
+    return None
+
+
 def _check_empty(settings: Settings, artifacts: Path) -> None:
-    """Refuse a workspace that holds any registry, access or audit row, or any stored package."""
+    """Refuse a workspace that holds any registry, access or audit content, or any stored package.
+
+    What opening a new workspace creates (empty tables, the genesis audit head, its head file
+    and witness at entry 0, keys) does not count; see `_not_empty`.
+    """
     if artifacts.exists() and (not artifacts.is_dir() or any(artifacts.iterdir())):
-        raise RegistryError(f"{artifacts}: the artifact store is not empty; restore only into an empty workspace")
+        raise RegistryError(f"{artifacts}: the artifact store is not empty; {_RECOVER}")
     url = sa.engine.make_url(settings.db_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" and not Path(url.database).exists():
         return  # no database yet: nothing to look at, and connecting would create the file
     engine = _engine(settings.db_url)
     try:
         with engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            for table in _tables():
-                if inspector.has_table(table.name) and conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
-                    raise RegistryError(f"table {table.name} of the workspace database is not empty; restore only into an empty workspace")
+            why = _not_empty(conn)
     finally:
         engine.dispose()
+    if why is not None:
+        raise RegistryError(f"{why}; {_RECOVER}")
 
 
 def restore_backup(
@@ -363,8 +408,34 @@ def restore_backup(
     )
 
     # ---- everything is verified; from here on we write.
-    tmp = artifacts.with_name(f".{artifacts.name}.restore-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    clean_restores(artifacts, DEFAULT_GC_GRACE_S)  # what a killed restore left (never a live one's: it holds its lock)
+    tmp, lock = restore_temp(artifacts, uuid.uuid4().hex[:8])
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
+        files = _write_restored(settings, src, members, rows, artifacts, tmp)
+    for name, blob in members.items():
+        if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
+            keyring.import_masking_secret(blob, where=f"{src} ({name})")
+        elif name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
+            keyring.add_public_key(blob)
+    _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
+    return {
+        "tables": {t: len(r) for t, r in rows.items()},
+        "files": files,
+        "key_id": header["key_id"],
+        "new_keys": sorted(new_keys),
+        "new_admins": new_admins,
+        "audit": audit,
+    }
+
+
+def _write_restored(
+    settings: Settings, src: Path, members: dict[str, bytes], rows: dict[str, list[dict[str, Any]]], artifacts: Path, tmp: Path
+) -> int:
+    """Write the checked archive: package folders into `tmp`, then the rows in one transaction,
+    renaming `tmp` to the store before it commits. Returns the number of files written; on any
+    failure (a kill included, as far as Python sees one) nothing is left but `tmp` removed."""
+    tmp.mkdir()
     files, placed = 0, False
     try:
         for name, blob in members.items():
@@ -386,11 +457,12 @@ def restore_backup(
 
             create_all(engine)
             with engine.begin() as conn:
+                why = _not_empty(conn)  # again, under the write lock: nothing came in since the first check
+                if why is not None:
+                    raise RegistryError(f"{why}; {_RECOVER}")
                 for table in _tables():
-                    if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
-                        raise RegistryError(
-                            f"table {table.name} of the workspace database is not empty; restore only into an empty workspace"
-                        )
+                    if table.name == "audit_head" and rows.get(table.name):
+                        conn.execute(sa.delete(table))  # the genesis head at most (checked): the archive's replaces it
                     if rows.get(table.name):
                         conn.execute(sa.insert(table), rows[table.name])
                 if artifacts.exists():
@@ -402,20 +474,7 @@ def restore_backup(
     except BaseException:
         shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
-    for name, blob in members.items():
-        if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
-            keyring.import_masking_secret(blob, where=f"{src} ({name})")
-        elif name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
-            keyring.add_public_key(blob)
-    _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
-    return {
-        "tables": {t: len(r) for t, r in rows.items()},
-        "files": files,
-        "key_id": header["key_id"],
-        "new_keys": sorted(new_keys),
-        "new_admins": new_admins,
-        "audit": audit,
-    }
+    return files
 
 
 def _check_bound(src: Path, versions: list[dict[str, Any]], members: dict[str, bytes]) -> None:

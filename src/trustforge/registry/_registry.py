@@ -70,6 +70,7 @@ from trustforge.registry._store import (
     DEFAULT_GC_GRACE_S,
     STAGING,
     StagingLock,
+    clean_restores,
     clean_staging,
     fsync_dir,
     fsync_tree,
@@ -705,7 +706,8 @@ class Registry:
 
         Removed: staging entries whose owner no longer holds their lock and that are older
         than `grace_s` (the grace covers the instant between creating a lock file and
-        locking it); version folders with no committed row, and the export artefacts
+        locking it), and likewise the temporary folders of killed restores beside the store
+        (`.artifacts.restore-XXXXXXXX`, reported under `staging`; see `_store.clean_restores`); version folders with no committed row, and the export artefacts
         (`VERSION.onnx`, ...) of versions with none (see `_store.sweep_versions`). Version rows whose folder is
         missing are reported (`missing`), never deleted. Entries whose names the registry
         never creates are left alone and reported (`unknown`).
@@ -717,7 +719,8 @@ class Registry:
             AccessDenied: the principal may not run gc (audited).
         """
         self._require("gc", "artifacts")
-        removed = clean_staging(self.artifacts / STAGING, grace_s)
+        # A killed restore's temporary folder beside the store too (kept while a restore holds its lock).
+        removed = clean_staging(self.artifacts / STAGING, grace_s) + clean_restores(self.artifacts, grace_s)
         with self._write(exclusive=True) as conn:
             # Exclusive: no register/delete transaction is between its rename and its commit now.
             rows = {(n, v) for n, v in conn.execute(sa.select(versions.c.name, versions.c.version))}

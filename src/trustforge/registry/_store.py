@@ -9,6 +9,11 @@ Layout under the store root (`Settings.artifacts`):
                              `.torchscript`, `.torchscript-int8`) and, while one is written,
                              its temporary folders `.VERSION.onnx.plain-TAG`, ... (`package._artefact`)
 
+Beside the store (in its parent folder), a `backup restore` writes the packages to
+`.ARTIFACTS.restore-<tag>/` (tag: 8 hex digits) before renaming it to the store, holding a flock
+on `.ARTIFACTS.restore-<tag>.lock` meanwhile (`restore_temp`); `clean_restores` removes what a
+killed restore left there.
+
 The kernel releases a flock when its process dies, even by SIGKILL, so a staging entry
 whose lock nobody holds belongs to a dead process. `.staging` starts with a dot, which no
 model name may, so it can never collide with a model's folder.
@@ -35,6 +40,8 @@ __all__ = [
     "EXPORT_TEMP_GRACE_S",
     "StagingLock",
     "clean_staging",
+    "clean_restores",
+    "restore_temp",
     "sweep_versions",
     "fsync_dir",
     "fsync_tree",
@@ -46,6 +53,7 @@ DEFAULT_GC_GRACE_S = 10.0
 # one beside a version that still exists is taken as a crashed export's only after this long.
 EXPORT_TEMP_GRACE_S = 3600.0
 _TOKEN = re.compile(r"[0-9a-f]{32}")
+_RESTORE_TAG = re.compile(r"[0-9a-f]{8}")
 
 
 class StagingLock:
@@ -115,6 +123,46 @@ def clean_staging(staging: Path, grace_s: float) -> list[str]:
         else:
             entry.unlink(missing_ok=True)
         removed.append(f"{STAGING}/{entry.name}")
+    return removed
+
+
+def restore_temp(artifacts: Path, tag: str) -> tuple[Path, Path]:
+    """The temporary folder a restore writes the store to, and the lock file it holds meanwhile."""
+    if not _RESTORE_TAG.fullmatch(tag):
+        raise ValueError(f"a restore tag is 8 hex digits; got {tag!r}")
+    folder = artifacts.with_name(f".{artifacts.name}.restore-{tag}")
+    return folder, folder.with_name(folder.name + ".lock")
+
+
+def clean_restores(artifacts: Path, grace_s: float) -> list[str]:
+    """Remove what killed restores left beside the store; returns the names removed.
+
+    A restore's temporary folder (`.ARTIFACTS.restore-<tag>`) is kept while a restore holds the
+    lock file with its tag, or while that lock file or the folder is younger than `grace_s`
+    (the instant between creating the lock file and locking it, as for staging). A stale lock
+    file goes too. Only names of exactly that form are ever touched.
+    """
+    parent = artifacts.parent
+    prefix = f".{artifacts.name}.restore-"
+    if not parent.is_dir():
+        return []
+    now = time.time()
+    mine = []
+    for entry in parent.iterdir():
+        if entry.name.startswith(prefix):
+            tag, _, suffix = entry.name[len(prefix) :].partition(".")
+            if _RESTORE_TAG.fullmatch(tag) and suffix in ("", "lock"):
+                mine.append((entry, tag, suffix))
+    live = {tag for entry, tag, suffix in mine if suffix == "lock" and (_age(entry, now) < grace_s or _is_locked(entry))}
+    removed: list[str] = []
+    for entry, tag, _suffix in sorted(mine, key=lambda m: m[0].name):
+        if tag in live or _age(entry, now) < grace_s:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
     return removed
 
 

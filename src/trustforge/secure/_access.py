@@ -136,11 +136,23 @@ def allowed(role: str, action: str) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is acting: `kind` is "user", "token" or "local-admin"."""
+    """Who is acting: `kind` is "user", "token" or "local-admin".
+
+    The local workspace admin's `name` is the OS login running the process: it stays in this
+    workspace's own records (the audit log and registry rows, for accountability), and
+    `lineage_name` is what goes into anything that leaves the machine.
+    """
 
     name: str
     role: str
     kind: str
+
+    @property
+    def lineage_name(self) -> str:
+        """How a package's lineage names this principal (`created_by`): its TrustForge user name,
+        or just its kind for the local workspace admin, whose name (the OS login) is personal data
+        of this machine and must not travel with a shared package."""
+        return self.kind if self.kind == "local-admin" else self.name
 
 
 def require(principal: Principal, action: str, obj: str, audit: "AuditLog | None") -> None:

@@ -30,6 +30,7 @@ import os
 import stat
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from trustforge._fs import private_dir
 from trustforge.errors import SecurityError
@@ -217,7 +218,7 @@ class Keyring:
             return cls.load(keys_dir, kek_b64=kek_b64)
         return cls.init(keys_dir, kek_b64=kek_b64)
 
-    def rotate(self, *, new_kek_b64: str | None = None) -> "Keyring":
+    def rotate(self, *, new_kek_b64: str | None = None, announce: Callable[[str], None] | None = None) -> "Keyring":
         """Replace the signing key and the KEK; return the keyring that holds the new ones.
 
         The old public key is kept under `retired/`, so signatures made with it still verify.
@@ -231,6 +232,10 @@ class Keyring:
         Args:
             new_kek_b64: the new KEK, required when the current one comes from the environment
                 (we cannot change the environment; set TRUSTFORGE_KEK to it afterwards).
+            announce: called with the new signing key's id once every check passed and before
+                any file changes (`rotate_keys` records it in the audit log there, so no key
+                comes into use unrecorded even if the process is killed right after); if it
+                raises, nothing is changed.
 
         Raises:
             SecurityError: the KEK comes from the environment and no new one was given; or
@@ -241,6 +246,9 @@ class Keyring:
         new_kek = _decode_kek(new_kek_b64, "TRUSTFORGE_NEW_KEK") if new_kek_b64 else P.new_key()
         # Open the masking secret before anything changes: a rotation must never orphan it.
         secret = self._masking_secret(create=False) if (self.keys_dir / _MASKING).is_file() else None
+        signing = P.SigningKey.generate()
+        if announce is not None:
+            announce(signing.public.key_id)
         retired_dir = self.keys_dir / _RETIRED
         _make_dir(retired_dir)
         # Order matters for a crash half-way: first keep what verifies and unwraps old data.
@@ -254,7 +262,6 @@ class Keyring:
             _write_secret(self.keys_dir / _KEK, base64.b64encode(new_kek) + b"\n")
         else:  # the new KEK lives in the environment; a stale file would only mislead
             (self.keys_dir / _KEK).unlink(missing_ok=True)
-        signing = P.SigningKey.generate()
         _write_secret(self.keys_dir / _PRIVATE, signing.private_pem())
         _write_secret(self.keys_dir / _PUBLIC, signing.public.pem)
         new = Keyring(self.keys_dir, signing, new_kek, kek_from_env=bool(new_kek_b64), retired_keks=retired)

@@ -1,7 +1,8 @@
 """Key rotation: a new signing key and key-encryption key, and every sealed package re-wrapped.
 
 `rotate_keys` is the whole recipe behind `trustforge keys rotate`: check that the principal
-may act on `keys`, rotate the keyring (the old public key stays in `keys/retired/` so old
+may act on `keys`, record the start of the rotation and the new signing key's id in the audit
+log (signed with the old key, before any key file changes), rotate the keyring (the old public key stays in `keys/retired/` so old
 signatures still verify), re-wrap the data key of every sealed package under the given
 folders under the new key-encryption key, forget the old key-encryption key only when every
 package was done, and write the outcome to the audit log either way.
@@ -75,7 +76,26 @@ def rotate_keys(
             so rotating again finishes the job).
     """
     require(principal, "keys", "keys", audit)
-    new = keyring.rotate(new_kek_b64=new_kek_b64)
+    started: list[str] = []
+
+    def announce(key_id: str) -> None:
+        # Signed with the key in use now, before the new one is written: a rotation killed at
+        # any later point leaves the new key on record (rerunning rotates again, also recorded).
+        audit.append(
+            principal.name,
+            "keys",
+            "keys",
+            "ok",
+            {"rotate": "started", "key_id": key_id, "previous_key_id": keyring.key_id, "reencrypt": reencrypt},
+        )
+        started.append(key_id)
+
+    try:
+        new = keyring.rotate(new_kek_b64=new_kek_b64, announce=announce)
+    except Exception as exc:
+        if started:  # the key files may be half changed: on the record too
+            audit.append(principal.name, "keys", "keys", "error", {"rotate": True, "key_id": started[0], "error": str(exc)[:300]})
+        raise
     count, failures = 0, []
     each = reencrypt_all if reencrypt else rewrap_all
     for root in sealed_roots:
