@@ -394,7 +394,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         err = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in err.get("loc", ()))
-        return _error(request, 400, f"{where}: {err.get('msg', 'invalid')}")
+        return _error(request, 400, f"{where}: {str(err.get('msg', 'invalid')).removeprefix('Value error, ')}")
 
     @app.exception_handler(RateLimited)
     async def _rate_limited(request: Request, exc: RateLimited) -> Response:

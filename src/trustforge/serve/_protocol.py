@@ -69,7 +69,7 @@ def validation_message(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors(include_url=False, include_input=False)[0]
     loc = ".".join(str(p) for p in err.get("loc", ()))
     where = f"{prefix}{'.' if prefix and loc else ''}{loc}"
-    msg = err.get("msg", "invalid")
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")  # our own validators' text, without pydantic's label
     return f"{where}: {msg}" if where else msg
 
 
