@@ -559,13 +559,14 @@ def evaluate(
 
     model = _load_model(package, public_key)
     if data.suffix.lower() in (".yaml", ".yml"):
-        from trustforge.data import prepare
+        from trustforge.package import spec_test_split
         from trustforge.settings import Settings
         from trustforge.spec import load_spec
 
-        # A spec with data.protect.pii: hash is hashed under the workspace key the model holds for its own inputs.
-        prepared = prepare(load_spec(data), cache_dir=Settings.from_env().cache_dir, key=model.pii_key)
-        raw, _, report = _expect_input(model, prepared.test_raw, None, data.name)
+        # A spec with data.protect.pii: hash is hashed under the workspace key the model holds for its own
+        # inputs; the data set the model was trained on must be split as it was in training.
+        test = spec_test_split(model, load_spec(data), where=data.name, cache_dir=Settings.from_env().cache_dir)
+        raw, _, report = _expect_input(model, test, None, data.name)
     else:
         raw, _, report = _expect_input(model, model.read_input(data), None, data.name)
     metrics = model.evaluate(raw)

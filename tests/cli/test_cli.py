@@ -429,3 +429,44 @@ def test_evaluate_on_a_labelled_csv(cli, trained, tmp_path):
     # Without the target there is nothing to evaluate against.
     iris_frame(10).drop(columns=["target"]).to_csv(tmp_path / "unlabelled.csv", index=False)
     assert_one_line_error(cli("evaluate", trained.package, "unlabelled.csv"), DataError.exit_code, "unlabelled.csv", "target")
+
+
+def _spec_with(tmp_path: Path, name: str, **sections: dict) -> Path:
+    """IRIS_SPEC with `sections` merged into its sections, written to tmp_path/name."""
+    spec = yaml.safe_load(IRIS_SPEC)
+    for section, fields in sections.items():
+        spec[section] = {**spec.get(section, {}), **fields}
+    (tmp_path / name).write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    "sections, named",
+    [
+        ({"train": {"seed": 99}}, "train.seed 99 (the package's: 7)"),
+        ({"data": {"source": "builtin:iris", "split": {"test": 0.5}}}, "data.split.test 0.5 (the package's: 0.2)"),
+    ],
+    ids=["seed", "test-fraction"],
+)
+def test_evaluate_refuses_the_training_data_split_another_way(cli, trained, tmp_path, sections, named):
+    # Same data set (digest), other split: its test rows would include rows the model trained on,
+    # and the score would overstate the model (the probe: digits 0.994 against 0.975 held out).
+    spec = _spec_with(tmp_path, "resplit.yaml", **sections)
+    line = assert_one_line_error(cli("evaluate", trained.package, spec), DataError.exit_code, "resplit.yaml", named)
+    assert "rows the model was trained on" in line
+
+
+def test_evaluate_takes_the_training_split_as_written_or_another_data_set(cli, trained, tmp_path):
+    # The package's split spelt out (stratify is the classification default) and another model: the same test rows.
+    spec = _spec_with(tmp_path, "same.yaml", data={"source": "builtin:iris", "split": {"stratify": True}}, model={"hidden": [8]})
+    result = cli("evaluate", trained.package, spec)
+    assert result.code == 0, result
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 30
+    # Another data set (its own digest) is split as its spec says, whatever the seed.
+    iris_frame(60, seed=3).to_csv(tmp_path / "other.csv", index=False)
+    spec = _spec_with(
+        tmp_path, "other.yaml", data={"source": "csv:other.csv", "target": "target", "split": {"test": 0.5}}, train={"seed": 99}
+    )
+    result = cli("evaluate", trained.package, spec)
+    assert result.code == 0, result
+    assert 25 <= json.loads(result.stdout.strip().splitlines()[-1])["n"] <= 30  # half of 60, less test rows that repeat training inputs

@@ -816,3 +816,19 @@ def test_text_attack_examples_show_the_edited_words_not_a_table_caption(runs, tm
     section = html[html.index('id="robustness"') :]
     assert "categories and flags never move" not in section and "the words it edited, before → after" in section
     assert "review: <q>great</q> → <q>graet</q>" in section and "a truly great film" not in section
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_the_privacy_audit_says_how_the_model_was_trained_in_a_sentence(private):
+    # The report writes "The model was {trained}: {verdict}."; it read "The model was differentially private training (...)".
+    from trustforge.evaluate._report_summary import privacy_view
+
+    training = {"private": True, "epsilon": 3.0, "delta": 1e-05, "max_grad_norm": 1.0, "noise_multiplier": 5.5} if private else {}
+    audit = {"attacks": {"loss": {"auc": 0.51, "auc_interval": [0.47, 0.55]}}, "members": 100, "non_members": 100, "training": training}
+    trained = privacy_view({"privacy_audit": audit})["trained"]
+    expected = (
+        "trained with differential privacy (epsilon 3.0, delta 1e-05, max_grad_norm 1.0, noise_multiplier 5.5)"
+        if private
+        else "trained without differential privacy"
+    )
+    assert trained == expected

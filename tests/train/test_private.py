@@ -226,6 +226,32 @@ def test_a_bad_privacy_value_is_one_error_naming_the_field(train, field, says):
     assert field in str(err.value) and re.search(says, str(err.value)), str(err.value)
 
 
+def test_a_delta_of_one_over_the_training_rows_or_more_is_refused_at_validate_and_train(workspace):
+    """δ 0.5 passed the spec's (0, 1) and trained (noise 0.41): δ is the chance the guarantee fails, so it
+    must be below 1/n. Iris: 150 rows less 30 test and 15 validation leave n = 105 (1/n = 0.00952)."""
+    from trustforge.data import validate_data
+
+    spec = load_spec({**_BASE, "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]}, "train": _IRIS_PRIVATE})
+    says = r"train\.privacy\.delta must be below 1/n = 0\.00952 for the n = 105 training rows.*got 0\.5; e\.g\. delta: 0\.0001"
+    for check in (validate_data, lambda s: run(s, progress=False)):
+        with pytest.raises(SpecError, match=says):
+            check(
+                spec.model_copy(
+                    update={"train": spec.train.model_copy(update={"privacy": spec.train.privacy.model_copy(update={"delta": 0.5})})}
+                )
+            )
+    # just below 1/n is the literature's bound, met; the default 1e-5 meets it below 100,000 rows
+    spec.train.privacy.model_copy(update={"delta": 1 / 106}).check_delta(105)
+    spec.train.privacy.check_delta(99_999)
+    with pytest.raises(SpecError, match="train.privacy.delta must be below 1/n"):
+        spec.train.privacy.check_delta(100_000)
+    with pytest.raises(ValueError, match="below 1/sample_size"):  # the step itself, for callers without a spec
+        PrivateStep(sample_size=105, batch_size=8, epochs=1, delta=0.5, max_grad_norm=1.0, noise_multiplier=1.0)
+
+
+_IRIS_PRIVATE = {"max_epochs": 1, "batch_size": 16, "privacy": {"epsilon": 3, "compare": False}}
+
+
 def test_a_noise_multiplier_alone_is_a_valid_budget():
     spec = load_spec({**_BASE, "train": {"privacy": {"noise_multiplier": 1.1, "accountant": "rdp"}}})
     assert spec.train.privacy.noise_multiplier == 1.1 and spec.train.privacy.epsilon is None

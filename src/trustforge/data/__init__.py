@@ -151,6 +151,7 @@ __all__ = [
     "load_source",
     "prepare",
     "prepare_key",
+    "split_settings",
     "protect",
     "protect_frame",
     "protect_columns",
@@ -269,10 +270,7 @@ def check_data(
     if expect_report is not None:  # a declared type against the type each column is read as
         check_declared_types(declared, schema, expect_report, where=where or raw.origin)
     raw, keys, duplicates = dedupe(kind, raw, schema, d.duplicates)  # data.duplicates within the data set
-    strat = None
-    stratify = d.split.stratify if d.split.stratify is not None else spec.task == "classification"
-    if stratify:
-        strat = kind.labels(raw)
+    strat = kind.labels(raw) if _stratified(spec) else None
     # Rows with a group (e.g. a speaker) are split group by group; see `split_indices`.
     tr, va, te = split_indices(
         len(raw), test=d.split.test, validation=d.split.validation, stratify=strat, seed=spec.train.seed, groups=raw.groups
@@ -316,6 +314,33 @@ def prepare_key(spec: TaskSpec) -> str:
         "privacy": spec.train.privacy is not None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _stratified(spec: TaskSpec) -> bool:
+    s = spec.data.split.stratify
+    return s if s is not None else spec.task == "classification"
+
+
+def split_settings(spec: TaskSpec) -> dict[str, Any]:
+    """What decides which rows of a data set `prepare` holds out, by dotted spec field: the split
+    fractions and whether it is stratified (as applied: the default resolved), `train.seed`, the
+    duplicate policies (`across_splits` removes held-out rows) and a series' or interactions'
+    own split. On one data set (equal digests), specs with equal settings hold out the same rows."""
+    d = spec.data
+    sections: dict[str, Any] = {
+        "data.split": {"test": d.split.test, "validation": d.split.validation, "stratify": _stratified(spec)},
+        "data.duplicates": d.duplicates.model_dump(mode="json"),
+        "data.series": d.series.model_dump(mode="json") if d.series is not None else None,
+        "data.interactions": d.interactions.model_dump(mode="json") if d.interactions is not None else None,
+    }
+    out: dict[str, Any] = {}
+    for section, fields in sections.items():
+        if isinstance(fields, dict):
+            out.update({f"{section}.{name}": value for name, value in fields.items()})
+        else:
+            out[section] = fields
+    out["train.seed"] = spec.train.seed
+    return out
 
 
 def prepare(spec: TaskSpec, raw: RawData | None = None, *, cache_dir: Path | None = None, key: bytes | None = None) -> Prepared:

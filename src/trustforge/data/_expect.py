@@ -627,9 +627,13 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
             notes.append(f"{where}: {len(c.expect_report.drop)} row(s) would be left out under drop_row")
     if c.own is not None:  # a series or interactions: its own kind split it
         schema, has_rows = c.own.schema, c.own.train_raw is not None
+        n_train = len(c.own.train)
     else:
         fit_preprocessor(spec, c)
         schema, has_rows = c.schema, True
+        n_train = len(c.split[0])
+    if spec.train.privacy is not None:  # delta below 1/n, n the training rows, as train refuses it
+        spec.train.privacy.check_delta(n_train)
     label_issues_refusal(
         spec,
         probabilities=spec.task == "classification" if probabilities is None else probabilities,

@@ -424,7 +424,8 @@ def privacy_view(evidence: dict[str, Any], metrics: dict[str, Any] | None = None
         parts = [
             f"{k} {training[k]}" for k in ("epsilon", "delta", "max_grad_norm", "noise_multiplier") if num(training.get(k)) is not None
         ]
-        trained = "differentially private training" + (f" ({', '.join(parts)})" if parts else "")
+        # Completes "The model was ..." in the report and stands alone in the card, as the non-private text does.
+        trained = "trained with differential privacy" + (f" ({', '.join(parts)})" if parts else "")
     else:
         trained = "trained without differential privacy"
     return {

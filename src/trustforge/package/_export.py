@@ -55,13 +55,23 @@ import torch
 
 from trustforge._extras import require
 from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
-from trustforge.data import RawData, prepare
+from trustforge.data import Prepared, RawData, prepare, split_settings
 from trustforge.errors import DataError, ModelError, TrustForgeError
 from trustforge.package._artefact import EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, FILES, MANIFEST, QUANTIZATIONS, export_temp_path
 from trustforge.package._model import Model
 from trustforge.secure import SIGNATURE_FILE, Keyring, seal_package, sign_digests
+from trustforge.spec import TaskSpec
 
-__all__ = ["EXPORT_TOLERANCE", "ONNX_OPSET", "OnnxModule", "export_model", "measure_speed", "onnx_bytes", "split_for_export"]
+__all__ = [
+    "EXPORT_TOLERANCE",
+    "ONNX_OPSET",
+    "OnnxModule",
+    "export_model",
+    "measure_speed",
+    "onnx_bytes",
+    "spec_test_split",
+    "split_for_export",
+]
 
 log = logging.getLogger("trustforge.package")
 
@@ -207,7 +217,6 @@ def split_for_export(model: Model, data: Path | None = None, *, cache_dir: Path 
     """
     if data is not None:
         return model.read_input(data), f"rows of {Path(data).name} (--data)"
-    expected = (model.manifest.get("lineage") or {}).get("dataset_digest")
     source = str(getattr(model.spec.data, "source", "") or "")
     try:
         prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
@@ -216,12 +225,64 @@ def split_for_export(model: Model, data: Path | None = None, *, cache_dir: Path 
             f"the test split of {model.name} cannot be re-prepared from its spec's source {source!r} "
             f"({exc.__class__.__name__}); give the labelled test rows with --data FILE"
         ) from None
-    if not expected or prepared.data_digest != expected:
+    if not _trained_on(model, prepared):
         raise DataError(
             f"the data of {source!r} is not the data {model.name} was trained on (dataset digest differs from the "
             "package's lineage); give the labelled test rows with --data FILE"
         )
-    return prepared.test_raw, f"test split of {source} re-prepared from the package's spec (dataset digest {expected[:12]} matches)"
+    return (
+        prepared.test_raw,
+        f"test split of {source} re-prepared from the package's spec (dataset digest {prepared.data_digest[:12]} matches)",
+    )
+
+
+def _trained_on(model: Model, prepared: Prepared) -> bool:
+    """Whether `prepared` is the data set `model` was trained on: its digest equals the package's
+    `lineage.dataset_digest` (False when the package recorded none)."""
+    expected = (model.manifest.get("lineage") or {}).get("dataset_digest")
+    return bool(expected) and prepared.data_digest == expected
+
+
+def spec_test_split(model: Model, spec: TaskSpec, *, where: str = "the spec", cache_dir: Path | None = None) -> RawData:
+    """The test split of `spec`'s data, to evaluate `model` on (`trustforge evaluate MODEL SPEC`).
+
+    The test split of another data set is used as it is. The data set the package was trained
+    on (same digest, as `split_for_export` checks) must be split as the package's training split
+    it (`data.split_settings`: fractions, stratification, `train.seed`, ...): split any other way,
+    its test split would hold rows the model was trained on and its score would overstate the model.
+
+    Args:
+        where: names the spec in messages (its file name).
+
+    Raises:
+        DataError: the training data set split otherwise (the differing fields are named), or the
+            data cannot be read (`prepare`'s errors).
+    """
+    prepared = prepare(spec, cache_dir=cache_dir, key=model.pii_key)
+    if _trained_on(model, prepared):
+        ours, theirs = split_settings(spec), split_settings(model.spec)
+        differ = [
+            f"{name} {_shown(ours.get(name))} (the package's: {_shown(theirs.get(name))})"
+            for name in theirs
+            if ours.get(name) != theirs.get(name)
+        ]
+        if differ:
+            raise DataError(
+                f"{where}: {'; '.join(differ)}: its data is the data set {model.name} was trained on (dataset digest "
+                f"{prepared.data_digest[:12]} matches) but split differently, so its test split would hold rows the model "
+                "was trained on; evaluate with the package's split settings or on held-out labelled rows (a CSV/Parquet file)"
+            )
+    return prepared.test_raw
+
+
+def _shown(value: Any) -> str:
+    return (
+        json.dumps(value, sort_keys=True)
+        if isinstance(value, (dict, list))
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
 
 
 # ---------------------------------------------------------------------------- export

@@ -9,6 +9,7 @@ Trainer names follow PyTorch Lightning (`max_epochs`, `precision`, `gradient_cli
 from __future__ import annotations
 
 import copy
+import math
 import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -1078,11 +1079,13 @@ class PrivacySpec(_Strict):
 
     Give the budget `epsilon` (the noise multiplier is then found by Opacus for the run's
     sample rate and steps) or the `noise_multiplier` itself (the epsilon spent is then what
-    the accountant reports), not both. `delta` should be below 1 / (training rows).
+    the accountant reports), not both. `delta` must be below 1 / (training rows) (`check_delta`).
     """
 
     epsilon: float | None = Field(None, gt=0, le=1000, description="the target privacy budget epsilon; or give noise_multiplier")
-    delta: float = Field(1e-5, gt=0, lt=1, description="the delta of (epsilon, delta)-differential privacy, in (0, 1)")
+    delta: float = Field(
+        1e-5, gt=0, lt=1, description="the delta of (epsilon, delta)-differential privacy, in (0, 1) and below 1 / (training rows)"
+    )
     max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="each sample's gradient is clipped to this L2 norm")
     noise_multiplier: float | None = Field(None, gt=0, le=1e6, description="noise std / max_grad_norm; instead of epsilon")
     accountant: Literal["prv", "rdp"] = Field("prv", description="Opacus' accountant: prv (its default, tighter) or rdp")
@@ -1091,6 +1094,25 @@ class PrivacySpec(_Strict):
         description="also train a non-private twin (the same network, spec and seed without DP-SGD) and audit it beside the "
         "private model when evaluate.privacy_audit is on: the report's side by side; its fit seconds are in the metrics",
     )
+
+    def check_delta(self, n: int) -> None:
+        """Refuse a `delta` of 1/n or more for `n` training rows (what `train` and `validate` run once
+        the rows are known). δ is the chance the guarantee fails outright: at δ >= 1/n a mechanism that
+        publishes one training row in full is (0, δ)-private, so the DP literature and Opacus ask for
+        δ < 1/n. The default 1e-5 meets it below 100,000 training rows.
+
+        Raises:
+            SpecError: `delta` >= 1/n.
+        """
+        from trustforge.errors import SpecError
+
+        if n >= 1 and self.delta * n >= 1:
+            suggest = 10.0 ** math.floor(math.log10(0.1 / n))
+            raise SpecError(
+                f"train.privacy.delta must be below 1/n = {1 / n:.3g} for the n = {n} training rows (delta is the chance "
+                f"the guarantee fails: at 1/n or more, publishing a training row outright would meet it); got {self.delta:g}; "
+                f"e.g. delta: {suggest:g}"
+            )
 
     @model_validator(mode="after")
     def _one_budget(self) -> "PrivacySpec":

@@ -84,6 +84,8 @@ class PrivateStep(StepStrategy):
             raise ValueError(f"sample_size, batch_size and epochs must be >= 1; got {sample_size}, {batch_size}, {epochs}")
         if not 0 < delta < 1 or max_grad_norm <= 0:
             raise ValueError(f"delta must be in (0, 1) and max_grad_norm > 0; got {delta}, {max_grad_norm}")
+        if delta * sample_size >= 1:  # the spec's own check (`PrivacySpec.check_delta`) names the field first
+            raise ValueError(f"delta must be below 1/sample_size = {1 / sample_size:.3g}; got {delta}")
         self.sample_size = int(sample_size)
         self.batch_size = min(int(batch_size), self.sample_size)
         self.sample_rate = self.batch_size / self.sample_size

@@ -185,6 +185,7 @@ def _step_of(spec: Any, data: Any) -> StepStrategy:
 def _private_step_of(train: TrainSpec, n: int) -> PrivateStep:
     """DP-SGD over the run's `n` training rows, its budget spread over `train.max_epochs`."""
     p = train.privacy
+    p.check_delta(n)
     try:
         return PrivateStep(
             sample_size=n,
