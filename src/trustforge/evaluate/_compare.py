@@ -118,7 +118,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "max_epochs": train.get("max_epochs"),
         "resumable": state in ("interrupted", "killed") and (run_dir / "checkpoints" / "last.safetensors").is_file(),
         "model_uri": status.get("model_uri"),
-        "fit_seconds": _fit_seconds(metrics or {}, evidence, epochs),
+        "fit_seconds": fit_seconds(metrics or {}, evidence, epochs),
         "latency_p50_ms": latency,
         "latency_source": latency_source,
         "package_bytes": _package_bytes(run_dir, evidence),
@@ -276,7 +276,11 @@ def _latency(speed: Any) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list[dict[str, str]]) -> float | None:
+def fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list[dict[str, Any]]) -> float | None:
+    """A run's training time: metrics.json's `fit_seconds` (every leg of a resumed run), else the
+    speed evidence's, else, for a run without metrics (interrupted, running), its epochs' seconds
+    in epochs.csv so far; None when none says. `compare`, `runs`, the dashboard and the report
+    all read this one figure."""
     for source in (metrics, evidence.get("speed") or {}):
         for key, value in flatten(source):
             if key.split(".")[-1] == "fit_seconds" and num(value) is not None:
