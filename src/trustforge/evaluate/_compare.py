@@ -24,7 +24,7 @@ import yaml
 from trustforge.errors import RunError
 from trustforge.evaluate._report_summary import flatten, num
 
-__all__ = ["read_run", "compare_runs", "run_folder", "STATES", "UnknownMetric"]
+__all__ = ["read_run", "compare_runs", "comparable_groups", "run_folder", "STATES", "UnknownMetric"]
 
 STATES = ("completed", "interrupted", "failed", "running", "killed", "pruned")
 # Numbers in metrics.json that describe the run, not the model's quality: never offered as a metric to rank by.
@@ -148,16 +148,9 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
     rows = [read_run(Path(d), metric) for d in run_dirs]
     if metric is not None and not any(r["value"] is not None for r in rows):
         _unknown_metric(metric, run_dirs)
-    classes: dict[tuple[str, str, str], set[str]] = {}
-    for row in rows:
-        if row["positive_class"] is not None:
-            classes.setdefault((row["task"], row["dataset"], row["metric"] or ""), set()).add(row["positive_class"])
-    for row in rows:
-        known = classes.get((row["task"], row["dataset"], row["metric"] or ""), set())
-        if row["positive_class"] is None and row["note"] is not None and len(known) == 1:
-            row["positive_class"] = next(iter(known))
-        positive = f", positive class {row['positive_class']}" if row["positive_class"] is not None else ""
-        row["group"] = f"{row['task']} on {row['dataset']}{positive}, by {row['metric']}"
+    for row, positive in zip(rows, _positive_classes(rows)):
+        row["positive_class"] = positive
+        row["group"] = f"{_question(row)}, by {row['metric']}"
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["positive_class"] or "", r["metric"] or "")):
         groups.setdefault(row["group"], []).append(row)
@@ -171,6 +164,36 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
             r["rank"] = None
         out.extend(ranked + rest)
     return out
+
+
+def comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
+    """For each row of `read_run`, the question its figures answer: "TASK on DATA" and, for binary
+    classification, ", positive class C". Only runs with the same one may be compared figure for
+    figure (`compare` ranks within it; the dashboard marks a best figure within it). An unfinished
+    run whose positive class is unknown takes its task and data's, where the rows have just one."""
+    return [_question({**row, "positive_class": positive}) for row, positive in zip(rows, _positive_classes(rows))]
+
+
+def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
+    """Each row's positive class; an unfinished run's unknown one filled in from the runs of its
+    task, data and metric when they have exactly one."""
+    classes: dict[tuple[Any, Any, str], set[str]] = {}
+    for row in rows:
+        if row.get("positive_class") is not None:
+            classes.setdefault((row.get("task"), row.get("dataset"), row.get("metric") or ""), set()).add(row["positive_class"])
+    out = []
+    for row in rows:
+        positive = row.get("positive_class")
+        known = classes.get((row.get("task"), row.get("dataset"), row.get("metric") or ""), set())
+        if positive is None and row.get("note") is not None and len(known) == 1:
+            positive = next(iter(known))
+        out.append(positive)
+    return out
+
+
+def _question(row: dict[str, Any]) -> str:
+    positive = f", positive class {row['positive_class']}" if row.get("positive_class") is not None else ""
+    return f"{row.get('task') or 'unknown task'} on {row.get('dataset') or 'unknown data'}{positive}"
 
 
 def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:
