@@ -24,16 +24,30 @@ import yaml
 from trustforge.errors import RunError
 from trustforge.evaluate._report_summary import flatten, num
 
-__all__ = ["read_run", "compare_runs", "comparable_groups", "run_folder", "STATES", "UnknownMetric"]
+__all__ = ["read_run", "compare_runs", "comparable_groups", "metric_direction", "run_folder", "STATES", "UnknownMetric"]
 
 STATES = ("completed", "interrupted", "failed", "running", "killed", "pruned")
-# Numbers in metrics.json that describe the run, not the model's quality: never offered as a metric to rank by.
+# Numbers in metrics.json that describe the run, not the model's quality: not in the dashboard's
+# table of test metrics (its fit time has a row of its own), nor offered as a metric to rank by,
+# but for the training time: `--metric fit_seconds` ranks by it, so the unknown-metric error lists it.
 _BOOKKEEPING = {"n", "epochs_trained", "best_epoch", "fit_seconds"}
-# Metrics not in evaluate.METRICS (or older runs' names) where a smaller figure is better.
+_RANKABLE = {"fit_seconds"}
 # libyaml's safe loader when PyYAML was built with it: the same documents, ~20x faster than the
 # pure-Python one (a run's spec.yaml is 2-3 KB; a dashboard lists thousands of them).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss", "ece", "mape", "smape"}
+# Figures where a smaller number is better, beyond those evaluate.METRICS knows (it says for its
+# own): error metrics it lacks (or older runs' names), the cost of training and of a defence, and
+# privacy loss (a larger epsilon or delta is a weaker guarantee). With any figure of time, latency
+# or size (a name ending in a unit below), the one table `compare`, the dashboard and the
+# baselines read (`metric_direction`); a figure in neither has no known direction.
+_LOWER_IS_BETTER = frozenset(
+    {
+        *("rmse", "mae", "mse", "log_loss", "ece", "mape", "smape"),
+        *("parameters", "adversarial_passes_per_sample", "adversarial_cost_ratio", "dp_sgd_cost_ratio"),
+        *("privacy_epsilon", "privacy_delta", "privacy_target_epsilon"),
+    }
+)
+_LOWER_IS_BETTER_UNITS = ("_seconds", "_ms", "_bytes")  # fit_seconds, latency_p50_ms, package_bytes, ...
 
 
 class UnknownMetric(RunError):
@@ -201,7 +215,7 @@ def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:
     for d in run_dirs:
         metrics = _json(run_folder(Path(d)) / "metrics.json")
         if isinstance(metrics, dict):
-            names.update(k for k, v in metrics.items() if k not in _BOOKKEEPING and num(v) is not None)
+            names.update(k for k, v in metrics.items() if (k not in _BOOKKEEPING or k in _RANKABLE) and num(v) is not None)
     have = f"the runs have {', '.join(sorted(names))}" if names else "no run has test metrics yet"
     raise UnknownMetric(f"--metric {metric!r} is in no run's metrics.json; {have}")
 
@@ -272,12 +286,22 @@ def _headline(task: str, metrics: dict[str, Any]) -> str | None:
     return t.leaderboard_metric(metrics) if t is not None else None
 
 
-def _lower_is_better(metric: str | None) -> bool:
+def metric_direction(metric: str | None) -> str | None:
+    """ "higher" or "lower" (which figure of `metric` is better), or None for a figure this
+    version does not know the direction of (then the dashboard marks no run best on it)."""
     from trustforge.evaluate._metrics import METRICS
 
+    if metric is None:
+        return None
     if metric in METRICS:
-        return not METRICS[metric].higher_is_better
-    return metric in _LOWER_IS_BETTER
+        return "higher" if METRICS[metric].higher_is_better else "lower"
+    if metric in _LOWER_IS_BETTER or metric.endswith(_LOWER_IS_BETTER_UNITS):
+        return "lower"
+    return None
+
+
+def _lower_is_better(metric: str | None) -> bool:
+    return metric_direction(metric) == "lower"
 
 
 def _dataset(source: Any) -> str:
