@@ -14,13 +14,16 @@ import re
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from trustforge.errors import DataError, SpecError, TrustForgeError
+
+if TYPE_CHECKING:
+    from trustforge.monitor import DriftCheck
 
 app = typer.Typer(
     name="trustforge",
@@ -714,16 +717,26 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
     out.print(table)
     for line in check.explanation:
         out.print(escape(line), highlight=False, soft_wrap=True)
+    tested = _windows_tested(check, "--window" if window is not None else "the spec's monitor.window")
     if check.drift:
         what = ", ".join(f"{escape(k)} ({n})" for k, n in check.counts().items())
-        out.print(
-            f"drift in {len(check.drifted)} of {len(check.windows)} windows of {check.window} rows: {what}  [{check.rule}]",
-            highlight=False,
-            soft_wrap=True,
-        )
-    else:
-        out.print(f"no drift in {len(check.windows)} windows of {check.window} rows  [{check.rule}]", highlight=False, soft_wrap=True)
+        out.print(f"drift in {len(check.drifted)} of {tested}: {what}  {escape(f'[{check.rule}]')}", highlight=False, soft_wrap=True)
+    else:  # the rule in brackets escaped: Rich read it as a markup tag and printed nothing
+        out.print(f"no drift in {tested}  {escape(f'[{check.rule}]')}", highlight=False, soft_wrap=True)
     return check.drift
+
+
+def _windows_tested(check: DriftCheck, option: str) -> str:
+    """The windows a drift check tested, with the rows they really held: "5 windows of 100 rows (the
+    last one 50 rows)", "1 window of 150 rows (fewer than --window 1000)"."""
+    n = len(check.windows)
+    windows = "window" if n == 1 else "windows"
+    last = check.windows[-1] if check.windows else None
+    if last is None or not last.partial:
+        return f"{n} {windows} of {check.window} rows"
+    if n == 1:
+        return f"1 window of {last.rows} rows (fewer than {option} {check.window})"
+    return f"{n} {windows} of {check.window} rows (the last one {last.rows} rows)"
 
 
 @app.command()

@@ -170,7 +170,27 @@ def test_compare_by_a_metric_no_run_has_is_a_usage_error(home, as_json):
     (line,) = err.splitlines()
     assert line.startswith("error: --metric 'nosuch' is in no run's metrics.json; the runs have ")
     have = line.split("the runs have ", 1)[1].split(", ")
-    assert {"accuracy", "log_loss", "f1_macro"} <= set(have) and "n" not in have and "fit_seconds" not in have
+    # fit_seconds is listed, as `--metric fit_seconds` ranks by it; a count of rows is not a figure to rank by
+    assert {"accuracy", "log_loss", "f1_macro", "fit_seconds"} <= set(have) and "n" not in have and "epochs_trained" not in have
+
+
+@pytest.mark.parametrize("metric", ["fit_seconds", "privacy_epsilon"])
+def test_compare_by_time_or_epsilon_ranks_the_smallest_first(home, tmp_path, metric):
+    # Probe: `--metric fit_seconds` said "(higher is better)" and ranked the slowest run first; a
+    # larger privacy epsilon is a weaker guarantee, not a better one.
+    copies = []
+    for name, value in (("slow", 9.0), ("fast", 1.5)):
+        dest = tmp_path / f"iris-{name}"
+        shutil.copytree(home / "runs" / _named(home, "completed"), dest)
+        metrics = json.loads((dest / "metrics.json").read_text())
+        (dest / "metrics.json").write_text(json.dumps({**metrics, metric: value}))
+        copies.append(dest)
+    code, out, err = run_main("compare", "--metric", metric, *copies, home=home)
+    assert code == 0, err
+    assert "(lower is better)" in out and "higher is better" not in out
+    code, out, err = run_main("compare", "--json", "--metric", metric, *copies, home=home)
+    rows = json.loads(out)
+    assert [(r["rank"], r["run"], r["lower_is_better"]) for r in rows] == [(1, "iris-fast", True), (2, "iris-slow", True)]
 
 
 def _binary_copy(home: Path, dest: Path, positive: str, threshold: float, recall: float) -> Path:

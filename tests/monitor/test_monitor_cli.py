@@ -37,7 +37,7 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
 
     code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "ok.csv", home=home)
     assert code == 0, err
-    assert "no drift in 5 windows of 100 rows" in out and "400-449 (partial)" in out and err == ""
+    assert "no drift in 5 windows of 100 rows (the last one 50 rows)" in out and "400-449 (partial)" in out and err == ""
     # Which test decides, at which corrected level; PSI and Wasserstein labelled descriptive with their 100-row thresholds.
     flat = " ".join(out.split())
     assert "decided by: KS (numeric features); chi-square (categorical features, the prediction)" in flat, out
@@ -48,7 +48,7 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
 
     code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "shifted.csv", home=home)
     assert code == 10, err
-    assert re.search(r"drift in [45] of 5 windows of 100 rows: x5 \([45]\)", out), out
+    assert re.search(r"drift in [45] of 5 windows of 100 rows \(the last one 50 rows\): x5 \([45]\)", out), out
     assert "ks p=" in out and err == ""
     entries = _drift_entries()
     entries = entries[: len(entries) - before]  # the new ones
@@ -67,6 +67,21 @@ def test_no_drift_exits_0_and_a_shift_exits_10_with_one_audit_entry_per_window(t
         assert x5[fig]["role"] == "descriptive" and x5[fig]["window"] == 200 and x5[fig]["exceeds"]
         assert x5[fig]["threshold"] == max(x5[fig]["limit"], x5[fig]["no_drift"]) and x5[fig]["value"] >= x5[fig]["threshold"]
     assert windows[0]["prediction"]["decided_by"] == "chi2" and windows[0]["prediction"]["psi"]["window"] == 200
+
+
+def test_a_file_shorter_than_the_window_is_one_window_of_its_own_rows(trained, tmp_path, monkeypatch):
+    # Probe: 150 rows with --window 1000 printed "no drift in 1 windows of 1000 rows".
+    result, home = trained
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    make_table(150, seed=25).to_csv(tmp_path / "short.csv", index=False)
+    code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "short.csv", "--window", "1000", home=home)
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "no drift in 1 window of 150 rows (fewer than --window 1000)" in flat, out
+    assert "1000 rows" not in flat and "1 windows" not in flat
+    make_table(300, seed=26).to_csv(tmp_path / "even.csv", index=False)
+    code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "even.csv", "--window", "100", home=home)
+    assert code == 0 and "no drift in 3 windows of 100 rows [" in " ".join(out.split()), out
 
 
 def test_a_package_folder_signed_elsewhere_is_checked_with_its_public_key(trained, tmp_path, workspace):

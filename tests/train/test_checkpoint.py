@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -254,6 +255,31 @@ def test_a_resumed_run_ends_exactly_like_an_uninterrupted_one(spec, interrupt, u
     assert digest(resumed) == expected_digest
     assert csv_epochs(run_dir) == list(range(1, len(expected_history) + 1))  # each epoch exactly once
     assert resumed.metrics["epochs_trained"] == len(expected_history)
+
+
+class SlowEpochs(Callback):
+    """Each epoch takes `seconds` longer (inside the epoch, so its epochs.csv row counts it)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_epoch_start(self, trainer, epoch):
+        time.sleep(self.seconds)
+
+
+def test_a_resumed_runs_fit_seconds_cover_the_time_before_the_break(workspace):
+    # Two slow epochs, a break, three quick ones: fit_seconds is the whole fit's, as
+    # epochs_trained is, never the last leg's alone (probe: 1.18 s recorded of 11.7 s trained).
+    spec = {**PLAIN, "name": "iris-timed"}
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, callbacks=[SlowEpochs(0.3), InterruptAfterEpoch(2)], progress=False)
+    (run_dir,) = (workspace / "runs").iterdir()
+    resumed = run(spec, resume=True, progress=False)
+    with (run_dir / "epochs.csv").open(newline="") as f:
+        epoch_seconds = sum(float(row["seconds"]) for row in csv.DictReader(f))
+    assert resumed.metrics["epochs_trained"] == 5
+    assert resumed.metrics["fit_seconds"] >= epoch_seconds >= 0.6
+    assert resumed.metrics["fit_seconds"] == resumed.timings["fit_seconds"]
 
 
 def test_resume_with_a_different_spec_is_a_run_error(workspace):

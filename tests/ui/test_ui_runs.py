@@ -191,6 +191,42 @@ def test_compare_two_runs_shows_both_with_curves_and_differences(client_as, ui_w
     assert "best" in page.text
 
 
+def _scored_run(runs_dir: Path, name: str, source: str, accuracy: float) -> str:
+    """A completed classification run on `source` whose test accuracy is `accuracy`."""
+    folder = runs_dir / name
+    folder.mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps({"state": "completed", "dataset": source, "started": "2026-01-01T00:00:00+00:00"}))
+    (folder / "spec.yaml").write_text(f"name: {name.split('-')[0]}\ntask: classification\ndata: {{source: '{source}'}}\n")
+    (folder / "metrics.json").write_text(json.dumps({"accuracy": accuracy, "log_loss": 1 - accuracy, "n": 30}))
+    return name
+
+
+def _best_cells(html: str) -> int:
+    return html.count('<span class="badge ok">best</span>')
+
+
+def test_compare_marks_best_only_among_runs_on_the_same_data(client_as, ui_workspace):
+    # Probe: a digits run's accuracy 0.98 was "best" against an iris run's 0.03.
+    runs_dir = ui_workspace["settings"].runs_dir
+    digits = _scored_run(runs_dir, "digits-a-20260101-000000", "builtin:digits", 0.98)
+    iris = _scored_run(runs_dir, "iris-b-20260101-000000", "builtin:iris", 0.03)
+    client = client_as("viewer")
+    page = client.get(f"/runs/compare?run={digits}&run={iris}")
+    assert page.status_code == 200
+    assert _best_cells(page.text) == 0
+    assert 'data-testid="compare-groups"' in page.text
+    assert "classification on builtin:digits" in page.text and "classification on builtin:iris" in page.text
+    # A second digits run: the better of the two digits runs is marked, per metric; the iris run never.
+    other = _scored_run(runs_dir, "digits-c-20260101-000000", "builtin:digits", 0.90)
+    page = client.get(f"/runs/compare?run={digits}&run={iris}&run={other}")
+    table = page.text.split('data-testid="compare-table"', 1)[1].split("</table>", 1)[0]
+    rows = {re.search(r'<th scope="row">(\w+)', r).group(1): r for r in table.split("<tr>") if r.startswith('<th scope="row">')}
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", rows["accuracy"])
+    assert ["best" in c for c in cells] == [True, False, False]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", rows["log_loss"])
+    assert ["best" in c for c in cells] == [True, False, False]  # 0.02, lower is better
+
+
 def test_the_list_links_no_chart_script(client_as):
     assert "uPlot" not in client_as("viewer").get("/runs").text
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from trustforge.evaluate._baselines import fit_logistic, majority_class, yardstick
     from trustforge.evaluate._calibration import apply_temperature, calibration, curves, fit_temperature
     from trustforge.evaluate._compare import STATES as RUN_STATES
-    from trustforge.evaluate._compare import compare_runs, read_run, run_folder
+    from trustforge.evaluate._compare import comparable_groups, compare_runs, read_run, run_folder
     from trustforge.evaluate._evaluate import compute_metrics, metrics_table, outputs_to_proba, validation_metrics
     from trustforge.evaluate._evidence import EVIDENCE, EXPLANATIONS, Evaluation, calibrate, evaluate_test, gather
     from trustforge.evaluate._explain import explain_images, feature_importance
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     **dict.fromkeys(("fit_logistic", "majority_class", "yardstick"), "trustforge.evaluate._baselines"),
     **dict.fromkeys(("apply_temperature", "calibration", "curves", "fit_temperature"), "trustforge.evaluate._calibration"),
-    **dict.fromkeys(("RUN_STATES", "compare_runs", "read_run", "run_folder"), "trustforge.evaluate._compare"),
+    **dict.fromkeys(("RUN_STATES", "comparable_groups", "compare_runs", "read_run", "run_folder"), "trustforge.evaluate._compare"),
     **dict.fromkeys(("compute_metrics", "metrics_table", "outputs_to_proba", "validation_metrics"), "trustforge.evaluate._evaluate"),
     **dict.fromkeys(("EVIDENCE", "EXPLANATIONS", "Evaluation", "calibrate", "evaluate_test", "gather"), "trustforge.evaluate._evidence"),
     **dict.fromkeys(("fit_fitted", "table_matrix"), "trustforge.evaluate._fitted"),
@@ -132,6 +132,7 @@ __all__ = [
     "bootstrap",
     "write_report",
     "compare_runs",
+    "comparable_groups",
     "read_run",
     "run_folder",
     "RunIndex",

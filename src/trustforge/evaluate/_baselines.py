@@ -46,9 +46,10 @@ from trustforge.data import (
 )
 from trustforge.evaluate import _recommend as recommend
 from trustforge.evaluate._calibration import choose_threshold
+from trustforge.evaluate._compare import metric_direction
 from trustforge.evaluate._intervals import LEVEL, RESAMPLES, ClassRows, ErrorRows, RankRows, Rows, bootstrap, verdict
 from trustforge.evaluate._linear import LogisticModel, RidgeModel
-from trustforge.evaluate._metrics import METRICS, binary_predictions, ranking_rows
+from trustforge.evaluate._metrics import binary_predictions, ranking_rows
 
 __all__ = [
     "Baseline",
@@ -72,7 +73,6 @@ MAX_FIT_ROWS = 20_000
 MIN_FIT_ROWS = 1_000
 MAX_FIT_VALUES = 3_000_000  # e.g. 976 rows of 3×32×32 images: about 4 s of lbfgs on one core
 MAX_ITER = 500
-_LOWER_IS_BETTER_EXTRA = frozenset({"mape", "smape"})
 
 
 @dataclass
@@ -437,9 +437,7 @@ class BiasBaseline(Baseline):
 
 
 def _lower_is_better(metric: str) -> bool:
-    if metric in METRICS:
-        return not METRICS[metric].higher_is_better
-    return metric in _LOWER_IS_BETTER_EXTRA
+    return metric_direction(metric) == "lower"  # the one table of directions (`compare`'s)
 
 
 def _fmt(v: float | None) -> str:

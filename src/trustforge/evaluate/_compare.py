@@ -24,16 +24,30 @@ import yaml
 from trustforge.errors import RunError
 from trustforge.evaluate._report_summary import flatten, num
 
-__all__ = ["read_run", "compare_runs", "run_folder", "STATES", "UnknownMetric"]
+__all__ = ["read_run", "compare_runs", "comparable_groups", "metric_direction", "run_folder", "STATES", "UnknownMetric"]
 
 STATES = ("completed", "interrupted", "failed", "running", "killed", "pruned")
-# Numbers in metrics.json that describe the run, not the model's quality: never offered as a metric to rank by.
+# Numbers in metrics.json that describe the run, not the model's quality: not in the dashboard's
+# table of test metrics (its fit time has a row of its own), nor offered as a metric to rank by,
+# but for the training time: `--metric fit_seconds` ranks by it, so the unknown-metric error lists it.
 _BOOKKEEPING = {"n", "epochs_trained", "best_epoch", "fit_seconds"}
-# Metrics not in evaluate.METRICS (or older runs' names) where a smaller figure is better.
+_RANKABLE = {"fit_seconds"}
 # libyaml's safe loader when PyYAML was built with it: the same documents, ~20x faster than the
 # pure-Python one (a run's spec.yaml is 2-3 KB; a dashboard lists thousands of them).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss", "ece", "mape", "smape"}
+# Figures where a smaller number is better, beyond those evaluate.METRICS knows (it says for its
+# own): error metrics it lacks (or older runs' names), the cost of training and of a defence, and
+# privacy loss (a larger epsilon or delta is a weaker guarantee). With any figure of time, latency
+# or size (a name ending in a unit below), the one table `compare`, the dashboard and the
+# baselines read (`metric_direction`); a figure in neither has no known direction.
+_LOWER_IS_BETTER = frozenset(
+    {
+        *("rmse", "mae", "mse", "log_loss", "ece", "mape", "smape"),
+        *("parameters", "adversarial_passes_per_sample", "adversarial_cost_ratio", "dp_sgd_cost_ratio"),
+        *("privacy_epsilon", "privacy_delta", "privacy_target_epsilon"),
+    }
+)
+_LOWER_IS_BETTER_UNITS = ("_seconds", "_ms", "_bytes")  # fit_seconds, latency_p50_ms, package_bytes, ...
 
 
 class UnknownMetric(RunError):
@@ -118,7 +132,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "max_epochs": train.get("max_epochs"),
         "resumable": state in ("interrupted", "killed") and (run_dir / "checkpoints" / "last.safetensors").is_file(),
         "model_uri": status.get("model_uri"),
-        "fit_seconds": _fit_seconds(metrics or {}, evidence, epochs),
+        "fit_seconds": fit_seconds(metrics or {}, evidence, epochs),
         "latency_p50_ms": latency,
         "latency_source": latency_source,
         "package_bytes": _package_bytes(run_dir, evidence),
@@ -148,16 +162,9 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
     rows = [read_run(Path(d), metric) for d in run_dirs]
     if metric is not None and not any(r["value"] is not None for r in rows):
         _unknown_metric(metric, run_dirs)
-    classes: dict[tuple[str, str, str], set[str]] = {}
-    for row in rows:
-        if row["positive_class"] is not None:
-            classes.setdefault((row["task"], row["dataset"], row["metric"] or ""), set()).add(row["positive_class"])
-    for row in rows:
-        known = classes.get((row["task"], row["dataset"], row["metric"] or ""), set())
-        if row["positive_class"] is None and row["note"] is not None and len(known) == 1:
-            row["positive_class"] = next(iter(known))
-        positive = f", positive class {row['positive_class']}" if row["positive_class"] is not None else ""
-        row["group"] = f"{row['task']} on {row['dataset']}{positive}, by {row['metric']}"
+    for row, positive in zip(rows, _positive_classes(rows)):
+        row["positive_class"] = positive
+        row["group"] = f"{_question(row)}, by {row['metric']}"
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["positive_class"] or "", r["metric"] or "")):
         groups.setdefault(row["group"], []).append(row)
@@ -173,12 +180,42 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
     return out
 
 
+def comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
+    """For each row of `read_run`, the question its figures answer: "TASK on DATA" and, for binary
+    classification, ", positive class C". Only runs with the same one may be compared figure for
+    figure (`compare` ranks within it; the dashboard marks a best figure within it). An unfinished
+    run whose positive class is unknown takes its task and data's, where the rows have just one."""
+    return [_question({**row, "positive_class": positive}) for row, positive in zip(rows, _positive_classes(rows))]
+
+
+def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
+    """Each row's positive class; an unfinished run's unknown one filled in from the runs of its
+    task, data and metric when they have exactly one."""
+    classes: dict[tuple[Any, Any, str], set[str]] = {}
+    for row in rows:
+        if row.get("positive_class") is not None:
+            classes.setdefault((row.get("task"), row.get("dataset"), row.get("metric") or ""), set()).add(row["positive_class"])
+    out = []
+    for row in rows:
+        positive = row.get("positive_class")
+        known = classes.get((row.get("task"), row.get("dataset"), row.get("metric") or ""), set())
+        if positive is None and row.get("note") is not None and len(known) == 1:
+            positive = next(iter(known))
+        out.append(positive)
+    return out
+
+
+def _question(row: dict[str, Any]) -> str:
+    positive = f", positive class {row['positive_class']}" if row.get("positive_class") is not None else ""
+    return f"{row.get('task') or 'unknown task'} on {row.get('dataset') or 'unknown data'}{positive}"
+
+
 def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:
     names: set[str] = set()
     for d in run_dirs:
         metrics = _json(run_folder(Path(d)) / "metrics.json")
         if isinstance(metrics, dict):
-            names.update(k for k, v in metrics.items() if k not in _BOOKKEEPING and num(v) is not None)
+            names.update(k for k, v in metrics.items() if (k not in _BOOKKEEPING or k in _RANKABLE) and num(v) is not None)
     have = f"the runs have {', '.join(sorted(names))}" if names else "no run has test metrics yet"
     raise UnknownMetric(f"--metric {metric!r} is in no run's metrics.json; {have}")
 
@@ -249,12 +286,22 @@ def _headline(task: str, metrics: dict[str, Any]) -> str | None:
     return t.leaderboard_metric(metrics) if t is not None else None
 
 
-def _lower_is_better(metric: str | None) -> bool:
+def metric_direction(metric: str | None) -> str | None:
+    """ "higher" or "lower" (which figure of `metric` is better), or None for a figure this
+    version does not know the direction of (then the dashboard marks no run best on it)."""
     from trustforge.evaluate._metrics import METRICS
 
+    if metric is None:
+        return None
     if metric in METRICS:
-        return not METRICS[metric].higher_is_better
-    return metric in _LOWER_IS_BETTER
+        return "higher" if METRICS[metric].higher_is_better else "lower"
+    if metric in _LOWER_IS_BETTER or metric.endswith(_LOWER_IS_BETTER_UNITS):
+        return "lower"
+    return None
+
+
+def _lower_is_better(metric: str | None) -> bool:
+    return metric_direction(metric) == "lower"
 
 
 def _dataset(source: Any) -> str:
@@ -276,7 +323,11 @@ def _latency(speed: Any) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list[dict[str, str]]) -> float | None:
+def fit_seconds(metrics: dict[str, Any], evidence: dict[str, Any], epochs: list[dict[str, Any]]) -> float | None:
+    """A run's training time: metrics.json's `fit_seconds` (every leg of a resumed run), else the
+    speed evidence's, else, for a run without metrics (interrupted, running), its epochs' seconds
+    in epochs.csv so far; None when none says. `compare`, `runs`, the dashboard and the report
+    all read this one figure."""
     for source in (metrics, evidence.get("speed") or {}):
         for key, value in flatten(source):
             if key.split(".")[-1] == "fit_seconds" and num(value) is not None:

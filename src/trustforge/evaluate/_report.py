@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from trustforge._fs import atomic_write_text
 from trustforge.data import redact_source
 from trustforge.errors import TrustForgeError
+from trustforge.evaluate._compare import fit_seconds
 from trustforge.evaluate._profile_view import profile_view
 from trustforge.evaluate._report_plots import PLOTS, importance_agreement, learning_metric_columns
 from trustforge.evaluate._report_summary import (
@@ -195,12 +196,8 @@ def _latency_p50(speed: Any) -> float | None:
 
 
 def _fit_seconds(run: dict[str, Any]) -> float | None:
-    for source in (run["metrics"], run["evidence"].get("speed") or {}):
-        for key, value in flatten(source):
-            if key.split(".")[-1] == "fit_seconds" and _float(value) is not None:
-                return _float(value)
-    seconds = [r.get("seconds") for r in run["epochs"]]
-    return float(sum(seconds)) if seconds and None not in seconds else None
+    # The figure `compare`, `runs` and the dashboard show (one reading, so they never disagree).
+    return fit_seconds(run["metrics"], run["evidence"], run["epochs"])
 
 
 def _package_bytes(run: dict[str, Any]) -> int | None:

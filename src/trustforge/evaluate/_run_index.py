@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trustforge.errors import RunError
-from trustforge.evaluate._compare import _BOOKKEEPING, _LOWER_IS_BETTER, _alive, _json, _yaml, read_run
+from trustforge.evaluate._compare import _BOOKKEEPING, _alive, _json, _yaml, metric_direction, read_run
 from trustforge.evaluate._report_summary import flatten, num
 
 __all__ = [
@@ -158,18 +158,6 @@ def run_settings(run_dir: Path) -> dict[str, Any]:
         RunError: spec.yaml is not valid YAML.
     """
     return dict(flatten(_yaml(Path(run_dir) / "spec.yaml") or {}))
-
-
-def metric_direction(metric: str) -> str | None:
-    """ "higher" or "lower" (which figure of `metric` is better), or None for a figure this
-    version does not know the direction of (then no run is marked best on it)."""
-    from trustforge.evaluate._metrics import METRICS
-
-    if metric in METRICS:
-        return "higher" if METRICS[metric].higher_is_better else "lower"
-    if metric in _LOWER_IS_BETTER:
-        return "lower"
-    return None
 
 
 class RunIndex:

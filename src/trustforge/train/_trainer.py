@@ -285,6 +285,10 @@ class Trainer:
         self.batches_per_epoch = 0
         self.start_epoch = 0
         self.fit_seconds = 0.0
+        # A resumed fit's seconds before this leg (from the checkpoint), and when this leg began:
+        # fit_seconds covers every leg of a run, as epochs_trained counts every leg's epochs.
+        self._seconds_before = 0.0
+        self._leg_started: float | None = None
 
     # ------------------------------------------------------------------ building
 
@@ -408,7 +412,7 @@ class Trainer:
         ctx, plan, split = self._start(model, train, resume)
         for cb in self.callbacks:
             cb.on_fit_start(self)
-        started = time.perf_counter()
+        started = self._leg_started = time.perf_counter()
         try:
             # A run that stopped early and was interrupted afterwards (while packaging) resumes
             # with no epochs left.
@@ -427,10 +431,10 @@ class Trainer:
             raise
         finally:
             self.step.teardown(ctx)
-        self.fit_seconds = time.perf_counter() - started
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.fit_seconds = time.perf_counter() - started
+        self.fit_seconds = self._seconds_before + time.perf_counter() - started
+        self._leg_started = None
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history
@@ -440,6 +444,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.optimizer_spec, model.parameters())
         self.should_stop = False
         self.compile_seconds = 0.0
+        self._seconds_before = 0.0
         self._compiled_shapes = set()
         resident = _resident_on(self.device, (*train.inputs, train.target))
         place = (lambda t: t.to(self.device)) if resident else (lambda t: t.cpu().pin_memory())
@@ -568,7 +573,7 @@ class Trainer:
         return xs, target
 
     def summary(self, history: list[dict[str, float]]) -> dict[str, Any]:
-        """What a run reports of its training: epochs trained, fit time, the best epoch (1-based) and the step strategy's summary."""
+        """What a run reports of its training: epochs trained, fit time (both over every leg of a resumed run), the best epoch (1-based) and the step strategy's summary."""
         out: dict[str, Any] = {"epochs_trained": len(history), "fit_seconds": self.fit_seconds}
         if self.compile:  # compilation happens inside the fit: reported apart, and training without it
             out["compile_seconds"] = self.compile_seconds
@@ -629,6 +634,10 @@ class Trainer:
                 callbacks[f"{i}:{type(cb).__name__}"] = meta
                 tensors.update({f"cb{i}.{k}": v.detach().cpu() for k, v in cb_tensors.items()})
         meta = {"epoch": epoch, "stopped": self.should_stop, "optimizer": opt_meta, "history": self.history, "callbacks": callbacks}
+        # The fit's seconds so far (every leg), so a resumed run's fit_seconds counts the time before the break.
+        leg = time.perf_counter() - self._leg_started if self._leg_started is not None else 0.0
+        meta["fit_seconds"] = self._seconds_before + leg
+        meta["compile_seconds"] = self.compile_seconds
         if self.scaler is not None and self.scaler.is_enabled():  # 16-mixed: the loss scale carries over a resume
             meta["scaler"] = self.scaler.state_dict()
         step = self.step.state_dict()
@@ -645,6 +654,10 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.history = list(meta["history"])
         self.should_stop = bool(meta.get("stopped", False))
+        # A checkpoint written before it carried fit_seconds: its epochs' own seconds (the time
+        # between epochs left out), not nothing.
+        self._seconds_before = float(meta.get("fit_seconds", sum(float(h.get("seconds", 0.0)) for h in self.history)))
+        self.compile_seconds = float(meta.get("compile_seconds", 0.0))
         for i, cb in enumerate(self.callbacks):
             key = f"{i}:{type(cb).__name__}"
             if key in meta["callbacks"]:

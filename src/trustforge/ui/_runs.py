@@ -252,7 +252,10 @@ def runs_page(
 # ---------------------------------------------------------------------------- compare
 
 
-def _compare_metrics(runs: list[str], metrics: list[dict[str, float]]) -> list[dict[str, Any]]:
+def _compare_metrics(metrics: list[dict[str, float]], groups: list[str]) -> list[dict[str, Any]]:
+    """The metrics table: per metric, each run's figure, the best marked only among runs that
+    answer the same question (`groups`, as `compare` groups them: task, data source, positive
+    class); a digits run's accuracy is never "best" against an iris run's."""
     names: list[str] = []
     for m in metrics:
         names.extend(k for k in m if k not in names)
@@ -260,15 +263,16 @@ def _compare_metrics(runs: list[str], metrics: list[dict[str, float]]) -> list[d
     for name in names:
         values = [m.get(name) for m in metrics]
         direction = evaluate.metric_direction(name)
-        present = [v for v in values if v is not None]
-        best = None
-        if direction and len(present) >= 2 and len(set(present)) > 1:
-            best = max(present) if direction == "higher" else min(present)
+        best: dict[str, float] = {}
+        for group in dict.fromkeys(groups):
+            present = [v for v, g in zip(values, groups) if g == group and v is not None]
+            if direction and len(present) >= 2 and len(set(present)) > 1:
+                best[group] = max(present) if direction == "higher" else min(present)
         table.append(
             {
                 "metric": name,
                 "direction": direction,
-                "cells": [{"value": v, "best": best is not None and v == best} for v in values],
+                "cells": [{"value": v, "best": v is not None and best.get(g) == v} for v, g in zip(values, groups)],
             }
         )
     return table
@@ -341,7 +345,9 @@ def compare_page(
             return folder
         folders.append(folder)
     try:
-        rows = [_row_view(request, evaluate.read_run_or_note(f)) for f in folders]
+        read = [evaluate.read_run_or_note(f) for f in folders]
+        rows = [_row_view(request, r) for r in read]
+        groups = evaluate.comparable_groups(read)
         metrics = [evaluate.run_metrics(f) for f in folders]
         settings = [evaluate.run_settings(f) for f in folders]
         columns = [evaluate.epoch_columns(f) for f in folders]
@@ -351,7 +357,9 @@ def compare_page(
     ctx = {
         "title": "Compare runs",
         "runs": rows,
-        "metrics": _compare_metrics(run, metrics),
+        "metrics": _compare_metrics(metrics, groups),
+        "groups": [_clean(request, g) for g in groups],
+        "distinct_groups": len(set(groups)),
         "charts": charts,
         "chart_data": {"charts": charts},
         "differences": _differences(settings),
