@@ -104,6 +104,8 @@ def test_keyed_policies_need_workspace_keys_and_unmask_is_for_admins(tmp_path, w
         (["mask", "ok.csv", "-o", "out.jsonl"], "out.jsonl: the output must be the same kind of file as ok.csv (csv)"),
         (["mask", "ok.csv", "-o", "nowhere/out.csv"], "nowhere: folder not found (for out.csv)"),
         (["scan", "ok.csv", "--entities", "EMAIL,SHOE"], "unknown entity type 'SHOE'"),
+        # as training reads tables: pandas would read `a,a` as a and a.1, and the masked copy change the header
+        (["mask", "twice.csv", "-o", "out.csv"], "twice.csv: column 'a' appears more than once in the header"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_file(tmp_path, workspace, args, message):
@@ -112,6 +114,7 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, workspace, args, messag
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     (tmp_path / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / "ok.csv").write_text("a\nx@example.com\n")
+    (tmp_path / "twice.csv").write_text("a,a\nx@example.com,1\n")
     code, out, err = run_main(*args, home=workspace, cwd=tmp_path)
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "out.csv").exists()
