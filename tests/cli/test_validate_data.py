@@ -41,6 +41,20 @@ def test_a_misspelt_target_names_the_closest_of_all_columns_without_training(tmp
     assert code == 0 and "diagnossis" in out
 
 
+def test_misspelt_feature_or_drop_columns_name_the_closest_and_dropping_the_target_is_refused(tmp_path, workspace):
+    # Found by a probe: no "did you mean" for data.features, and `drop: [..., label]` was accepted.
+    for data, message in [
+        (
+            {"target": "diagnosis", "features": {"f_07": "numeric"}},
+            "data.features names a column not in the data: 'f_07'; did you mean 'f07'?",
+        ),
+        ({"target": "diagnosis", "drop": ["f01", "f_02"]}, "data.drop names a column not in the data: 'f_02'; did you mean 'f02'?"),
+        ({"target": "diagnosis", "drop": ["f01", "diagnosis"]}, "data.drop names the target 'diagnosis' (data.target)"),
+    ]:
+        code, out, err = run_main("validate", write(tmp_path, wide_table(), data), home=workspace)
+        assert code == DataError.exit_code and message in err and err.count("\n") == 1, err
+
+
 def test_a_good_spec_passes_quietly(tmp_path, workspace):
     spec = write(tmp_path, wide_table(), {"target": "diagnosis"})
     code, out, err = run_main("validate", spec, home=workspace)

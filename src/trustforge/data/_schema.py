@@ -165,10 +165,18 @@ def infer_table_schema(
         DataError: a named feature column is missing, a column cannot be typed, or the target
             does not suit the task.
     """
+    from trustforge.data._sources import did_you_mean  # _sources imports this module
+
     frame = raw.frame
-    missing_cols = [c for c in [*(features or []), *drop] if c not in frame.columns]
-    if missing_cols:
-        raise DataError(f"{raw.origin}: data.features/data.drop name columns not in the data: {missing_cols}")
+    for section, names in (("data.features", list(features or [])), ("data.drop", drop)):
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"{raw.origin}: {section} names {'a column' if len(missing) == 1 else 'columns'} not in the data: "
+                f"{', '.join(map(repr, missing))}{did_you_mean(str(missing[0]), frame.columns)}"
+            )
+    if raw.target in drop:  # dropping the target would silently mean "train on nothing to predict"
+        raise DataError(f"{raw.origin}: data.drop names the target {raw.target!r} (data.target); drop other columns")
     target = frame[raw.target]
     keep = target.notna().to_numpy()
     dropped = int((~keep).sum())
