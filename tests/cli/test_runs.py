@@ -501,3 +501,17 @@ def test_sigterm_marks_the_run_interrupted_and_train_resume_completes_it(tmp_pat
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     assert len(epochs.read_text().splitlines()) - 1 == 300  # every epoch once: resumed after the last saved one
     assert (run / "metrics.json").is_file() and list(home.glob("runs/*")) == [run]
+
+
+def test_compare_by_a_figure_of_unknown_direction_says_so(home, tmp_path):
+    # Probe: `--metric privacy_noise_multiplier` said "(higher is better)", a claim nothing backs.
+    copies = []
+    for name, value in (("a", 0.8), ("b", 1.2)):
+        dest = tmp_path / f"iris-{name}"
+        shutil.copytree(home / "runs" / _named(home, "completed"), dest)
+        metrics = json.loads((dest / "metrics.json").read_text())
+        (dest / "metrics.json").write_text(json.dumps({**metrics, "privacy_noise_multiplier": value}))
+        copies.append(dest)
+    code, out, err = run_main("compare", "--metric", "privacy_noise_multiplier", *copies, home=home)
+    words = " ".join(out.split())
+    assert code == 0 and "(direction unknown; ranked highest first)" in words and "is better" not in words, out

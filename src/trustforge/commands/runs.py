@@ -289,9 +289,11 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
     for n, (group, members) in enumerate(groups.items()):
         if n:
             _print()
-        lower = members[0]["lower_is_better"]
+        direction = members[0].get("direction")
+        said = f"{direction} is better" if direction or members[0]["metric"] is None else "direction unknown; ranked highest first"
         ranked = [r for r in members if r["rank"] is not None]
-        for line in _wrapped(f"{group} ({'lower' if lower else 'higher'} is better)" + ("" if ranked else ": no run to rank"), "", "  "):
+        head = group if members[0]["metric"] is None else f"{group} ({said})"
+        for line in _wrapped(head + ("" if ranked else ": no run to rank"), "", "  "):
             _print(line)
         # Runs whose decision thresholds differ classify the same scores differently: say so per run.
         show_threshold = len({r["threshold"] for r in ranked}) > 1

@@ -127,6 +127,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "threshold_rule": threshold.get("rule"),
         "metric": chosen,
         "lower_is_better": _lower_is_better(chosen),
+        "direction": metric_direction(chosen),  # None: not known to this version (ranked highest first)
         "value": value,
         "epochs": len(epochs),
         "max_epochs": train.get("max_epochs"),
