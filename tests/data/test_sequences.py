@@ -97,6 +97,17 @@ def test_corrupt_files_are_data_errors(tmp_path, content):
         load_source(f"npz:{tmp_path / 'missing.npz'}", target=None, image_size=(8, 8), channels=1, seed=0)
 
 
+def test_a_text_file_or_a_folder_named_as_npz_says_what_it_is(tmp_path):
+    # Found by a probe: `npz:bc.csv` spoke of pickled data, and `csv:.` said "data file not found".
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match=r"t\.csv: not an \.npz archive \(an \.npz file is a zip") as info:
+        load_source(f"npz:{tmp_path / 't.csv'}", target=None, image_size=(8, 8), channels=1, seed=0)
+    assert "pickle" not in str(info.value)
+    for source in (f"npz:{tmp_path}", f"csv:{tmp_path}"):
+        with pytest.raises(DataError, match="is a folder, not a data file"):
+            load_source(source, target="b", image_size=(8, 8), channels=1, seed=0)
+
+
 def test_targets_may_be_named_by_data_target(tmp_path):
     x, y = pattern_set(40)
     path = write(tmp_path, X=x, label=y)

@@ -30,6 +30,7 @@ __all__ = [
     "read_image_folder",
     "read_jsonl",
     "read_linked_files",
+    "require_file",
     "read_table",
 ]
 
@@ -55,8 +56,7 @@ def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = 
     kind = kind or next((k for k, (suffixes, _) in TABLE_FORMATS.items() if suffix in suffixes), "csv")
     if kind not in TABLE_FORMATS:
         raise DataError(f"{path}: {kind} is not a table format ({', '.join(TABLE_FORMATS)})")
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+    require_file(path)
     frame = TABLE_FORMATS[kind][1](path, skip_blank_lines)
     if frame.columns.duplicated().any():
         _repeated(path, [str(c) for c in frame.columns])
@@ -79,6 +79,18 @@ def _pandas_reader(kind: str, read: Callable[..., pd.DataFrame]) -> Callable[[Pa
             raise DataError(f"{path}: cannot read as {kind} ({exc.__class__.__name__})") from None
 
     return frame
+
+
+def require_file(path: Path) -> None:
+    """Refuse a path that is not a file, saying whether it is missing or a folder.
+
+    Raises:
+        DataError: naming the path.
+    """
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file (name the file in it)")
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
 
 
 def _repeated(path: Path, names: list[str]) -> None:
@@ -121,8 +133,7 @@ def read_jsonl(path: Path) -> pd.DataFrame:
         DataError: the file is missing, not UTF-8, a line is not valid JSON or not an object
             (the message names the file and line number), or there are no rows.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+    require_file(path)
     try:
         records = _json_records(path)
     except OSError as exc:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import torch
 
+from trustforge.data._files import require_file
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema, _natural, label_strings
 from trustforge.data._states import InputState
@@ -46,8 +47,11 @@ def read_npz(path: Path, *, origin: str, target: str | None = None, require_targ
             names the file.
     """
     name = target or "y"
-    if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+    require_file(path)
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):  # a zip (.npz) or one .npy array
+        raise DataError(f"{path}: not an .npz archive (an .npz file is a zip of arrays; this one does not start as one)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
