@@ -60,7 +60,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
-            raise SecurityError(_EMPTY_TOKEN)
+            raise SecurityError(f"TRUSTFORGE_TOKEN is set but empty; set it to {_TOKEN_HINT}")
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> "Settings":
@@ -74,7 +74,7 @@ class Settings:
             if os.environ.get("TRUSTFORGE_ARTIFACTS")
             else chosen / "artifacts",
             kek=env_secret("TRUSTFORGE_KEK", "a base64 key-encryption key, or unset it to use keys/kek.key"),
-            token=_token_from_env(),
+            token=env_secret("TRUSTFORGE_TOKEN", _TOKEN_HINT),
             audit_sink=env_secret(
                 "TRUSTFORGE_AUDIT_SINK", "an audit sink (file:/ABSOLUTE/PATH or syslog:/SOCKET), or unset it to keep none"
             ),
@@ -95,23 +95,13 @@ class Settings:
         return self.home / "keys"
 
 
-_EMPTY_TOKEN = (
-    "TRUSTFORGE_TOKEN is set but empty; set it to an API token (`trustforge users token`), or unset it to act as the local workspace admin"
-)
-
-
-def _token_from_env() -> str | None:
-    """`TRUSTFORGE_TOKEN`: None when unset; an empty or blank value fails closed (SecurityError)."""
-    token = os.environ.get("TRUSTFORGE_TOKEN")
-    if token is not None and not token.strip():
-        raise SecurityError(_EMPTY_TOKEN)
-    return token
+_TOKEN_HINT = "an API token (`trustforge users token`), or unset it to act as the local workspace admin"
 
 
 def env_secret(name: str, what: str) -> str | None:
     """A variable that carries a secret or a security setting: None when unset; set but blank is
     an error (SecurityError), never "unset": a secret that failed to mount must not quietly mean
-    a key file on disk, a local database or no audit sink (fail closed, as `TRUSTFORGE_TOKEN`)."""
+    a key file on disk, a local database, no audit sink or the local workspace admin (fail closed)."""
     value = os.environ.get(name)
     if value is not None and not value.strip():
         raise SecurityError(f"{name} is set but empty; set it to {what}")

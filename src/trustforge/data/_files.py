@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from trustforge._header import refuse_repeated, refuse_repeated_csv_header
 from trustforge.errors import DataError
 
 __all__ = [
@@ -59,7 +60,7 @@ def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = 
     require_file(path)
     frame = TABLE_FORMATS[kind][1](path, skip_blank_lines)
     if frame.columns.duplicated().any():
-        _repeated(path, [str(c) for c in frame.columns])
+        refuse_repeated(path, [str(c) for c in frame.columns])
     frame.columns = [str(c) for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{path}: the file has no rows")
@@ -93,29 +94,9 @@ def require_file(path: Path) -> None:
         raise DataError(f"{path}: data file not found")
 
 
-def _repeated(path: Path, names: list[str]) -> None:
-    """Refuse a header that names a column twice: which of the two a rule, a feature or a
-    prediction reads would be a guess.
-
-    Raises:
-        DataError: naming the file and the first repeated column.
-    """
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise DataError(f"{path}: column {name!r} appears more than once in the header; give each column its own name")
-        seen.add(name)
-
-
 def _csv(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
     frame = pd.read_csv(path, skipinitialspace=True, skip_blank_lines=skip_blank_lines)
-    # pandas renames a repeated header name (`age`, `age` becomes `age`, `age.1`), so the repeat
-    # is looked for in the header as written, read again only when a name looks renamed.
-    names = {str(c) for c in frame.columns}
-    renamed = [c for c in names if "." in c and c.rsplit(".", 1)[1].isdigit() and c.rsplit(".", 1)[0] in names]
-    if renamed:
-        header = pd.read_csv(path, skipinitialspace=True, header=None, nrows=1, dtype=str, keep_default_na=False)
-        _repeated(path, [str(v) for v in header.iloc[0].tolist()] if len(header) else [])
+    refuse_repeated_csv_header(path, frame.columns, skipinitialspace=True)  # pandas read `age,age` as age, age.1
     return frame
 
 

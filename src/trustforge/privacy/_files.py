@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from trustforge._header import refuse_repeated_csv_header
 from trustforge.errors import DataError, IntegrityError
 from trustforge.privacy._columns import classify_columns
 from trustforge.privacy._mask import Masker, MaskReport
@@ -85,7 +86,7 @@ def _read(path: Path) -> tuple[str, Any]:
             import pandas as pd
 
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            _one_name_per_column(path, frame)
+            refuse_repeated_csv_header(path, frame.columns)  # the masked copy would name a column `a.1`
             return kind, frame
         if kind == "parquet":
             import pandas as pd
@@ -112,24 +113,6 @@ def _read(path: Path) -> tuple[str, Any]:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
     except Exception as exc:  # a parser's own error (pandas, pyarrow): a malformed file
         raise DataError(f"{path}: cannot be read as {kind} ({exc.__class__.__name__}: {str(exc)[:150]})") from None
-
-
-def _one_name_per_column(path: Path, frame: Any) -> None:
-    """Refuse a header that names a column twice, as training, predict and evaluate do: pandas
-    reads `age,age` as `age` and `age.1`, and the masked copy would come out with a header the
-    file never had. The header is read again, as written, only when a name looks renamed."""
-    names = {str(c) for c in frame.columns}
-    if not any("." in c and c.rsplit(".", 1)[1].isdigit() and c.rsplit(".", 1)[0] in names for c in names):
-        return
-    import csv
-
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    seen: set[str] = set()
-    for name in (h.strip() for h in header):
-        if name in seen:
-            raise DataError(f"{path}: column {name!r} appears more than once in the header; give each column its own name")
-        seen.add(name)
 
 
 def _unique(name: str, taken: set) -> str:

@@ -58,6 +58,7 @@ from trustforge.registry._store import DEFAULT_GC_GRACE_S, StagingLock, clean_re
 from trustforge.secure import (
     ARCHIVE_FORMAT,
     ARCHIVE_VERSION,
+    AUDIT_GENESIS,
     METADATA,
     AuditLog,
     Keyring,
@@ -255,8 +256,6 @@ def _members(src: Path, tar_bytes: bytes) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------- restore
 
 
-# The hash "before entry 1": the head a freshly opened audit log holds (`AuditLog`'s genesis).
-_GENESIS = "0" * 64
 _RECOVER = (
     "restore only into an empty workspace: point TRUSTFORGE_HOME at a new folder (with the source's key-encryption key in "
     "TRUSTFORGE_KEK or its keys/kek.key) and restore there"
@@ -265,7 +264,7 @@ _RECOVER = (
 
 def _is_genesis(rows: list[Any]) -> bool:
     """The audit head of a log that never had an entry: what opening a new workspace writes."""
-    return len(rows) == 1 and rows[0].id == 1 and rows[0].seq == 0 and rows[0].hash == _GENESIS
+    return len(rows) == 1 and rows[0].id == 1 and rows[0].seq == 0 and rows[0].hash == AUDIT_GENESIS
 
 
 def _not_empty(conn: sa.Connection) -> str | None:

@@ -29,6 +29,7 @@ from trustforge.secure._signing import (
 
 if TYPE_CHECKING:
     from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Principal, allowed, require, validate_name
+    from trustforge.secure._audit import GENESIS as AUDIT_GENESIS
     from trustforge.secure._audit import WITNESS_FILE as AUDIT_WITNESS_FILE
     from trustforge.secure._audit import AuditLog, AuditReport
     from trustforge.secure._rotation import KeyRotation, rotate_keys
@@ -47,6 +48,7 @@ _LAZY = {
     "AuditLog": ("trustforge.secure._audit", "AuditLog"),
     "AuditReport": ("trustforge.secure._audit", "AuditReport"),
     "AUDIT_WITNESS_FILE": ("trustforge.secure._audit", "WITNESS_FILE"),
+    "AUDIT_GENESIS": ("trustforge.secure._audit", "GENESIS"),
     "KeyRotation": ("trustforge.secure._rotation", "KeyRotation"),
     "rotate_keys": ("trustforge.secure._rotation", "rotate_keys"),
 }
@@ -82,6 +84,7 @@ __all__ = [
     "AuditLog",
     "AuditReport",
     "AUDIT_WITNESS_FILE",
+    "AUDIT_GENESIS",
     "METADATA",
     "write_sealed_archive",
     "open_sealed_archive",

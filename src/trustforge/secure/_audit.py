@@ -328,8 +328,7 @@ class AuditLog:
             if not _is_head_record(witness) or witness["seq"] > report.entries:
                 return self.verify()
             with self.engine.execution_options(**_READONLY).connect() as conn:
-                e = entries_table.c
-                at = conn.execute(sa.select(e.hash).where(e.seq == witness["seq"])).scalar() if witness["seq"] else GENESIS
+                at = _hash_at(conn, witness["seq"])
             if at != witness["hash"] or (self._verifier is not None and self._signed_as(witness, (_HEAD_TAG,)) is None):
                 return self.verify()
         head = self._head()
@@ -450,13 +449,9 @@ class AuditLog:
                 raise IntegrityError(
                     f"audit log: the head (entry {seq}) is not signed by this workspace's key (the audit_head row was edited); {advice}"
                 )
-
-        def stored(at: int) -> str | None:
-            return conn.execute(sa.select(entries_table.c.hash).where(entries_table.c.seq == at)).scalar() if at else GENESIS
-
-        if stored(seq) != hash_:
+        if _hash_at(conn, seq) != hash_:
             raise IntegrityError(f"audit log: entry {seq} does not match the signed head (the entries were edited); {advice}")
-        if witness is not None and witness["hash"] != (hash_ if witness["seq"] == seq else stored(witness["seq"])):
+        if witness is not None and witness["hash"] != (hash_ if witness["seq"] == seq else _hash_at(conn, witness["seq"])):
             raise IntegrityError(
                 f"audit log: the witness {self.witness_path.name} signed a different entry {witness['seq']} (the entries were rewritten); {advice}"
             )
@@ -875,6 +870,11 @@ class AuditLog:
 
 
 _FILTER_FIELDS = ("actor", "action", "outcome")
+
+
+def _hash_at(conn: sa.Connection, seq: int) -> str | None:
+    """The stored hash of entry `seq` (GENESIS for 0, the hash before entry 1; None: no such entry)."""
+    return conn.execute(sa.select(entries_table.c.hash).where(entries_table.c.seq == seq)).scalar() if seq else GENESIS
 
 
 def _filters(actor: str | None, action: str | None, outcome: str | None) -> list:
