@@ -83,12 +83,11 @@ def test_the_package_names_its_creator_by_trustforge_user_or_as_local_admin_neve
     import getpass
 
     from trustforge.registry import Registry
-    from trustforge.secure import AccessStore
     from trustforge.settings import Settings
 
     settings = Settings.from_env()
     with Registry(settings) as reg:
-        access = AccessStore(reg.engine, reg.audit)
+        access = reg.access
         access.add_user("tina", "trainer")
         token = access.issue_token("tina")
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from trustforge.errors import IntegrityError, SecurityError
 from trustforge.package import encode_manifest
 from trustforge.registry import Registry, create_backup, restore_backup
-from trustforge.secure import AccessStore, Keyring, sign_package
+from trustforge.secure import Keyring, sign_package
 from trustforge.settings import Settings
 
 KEK = base64.b64encode(bytes(range(32))).decode()  # the stolen key-encryption key
@@ -126,7 +126,7 @@ def forged(trained, tmp_path):
     """The forger's backup: their own new signing key, an `evil` admin, a package they signed; sealed under the stolen KEK."""
     forger = settings_for(tmp_path / "forger")
     with Registry(forger) as reg:
-        AccessStore(reg.engine, reg.audit).add_user("evil", "admin")
+        reg.access.add_user("evil", "admin")
         reg.register(signed(trained, reg.keyring, tmp_path / "evil-pkg", package_id="e" * 32), name="backdoor")
         pem = reg.keyring.public_key_pem()
         key_id = reg.keyring.key_id

@@ -18,13 +18,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import torch
 
-from trustforge.errors import IntegrityError, RegistryError, SecurityError
+from trustforge.errors import AccessDenied, IntegrityError, RegistryError, SecurityError
 from trustforge.package import write_package
 from trustforge.registry import Registry
 from trustforge.registry._backup import _tar, _write_archive, create_backup, restore_backup
-from trustforge.secure._access import AccessStore
 from trustforge.secure._archive import public_key_id
 from trustforge.secure._audit import AuditLog
 from trustforge.secure._keys import Keyring
@@ -63,7 +63,7 @@ def source(tmp_path_factory):
             reg.register(pkg, name=name)
         reg.set_alias("iris", "champion", 2)
         reg.set_tag("iris", 1, "stage", "retired")
-        access = AccessStore(reg.engine, reg.audit)
+        access = reg.access
         access.add_user("alice", "deployer")
         token = access.issue_token("alice")
         versions = {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)}
@@ -108,7 +108,7 @@ def test_backup_then_restore_into_an_empty_workspace(source, tmp_path):
         report = AuditLog(reg.engine, reg.keyring.sign, reg.keyring.verify).verify()
         assert report.ok, report
         assert report.entries == summary["tables"]["audit_entries"]
-        assert AccessStore(reg.engine).authenticate(token).name == "alice"  # tokens survive (as hashes)
+        assert reg.access.authenticate(token).name == "alice"  # tokens survive (as hashes)
         # A sealed package of the old workspace opens here: same KEK, old signature via the retired key.
         from trustforge.secure._envelope import open_sealed
 
@@ -126,7 +126,7 @@ def test_a_non_empty_workspace_is_refused(source, tmp_path):
     assert str(target.artifacts) in str(info.value)
     (target.artifacts / "something").rmdir()
     with Registry(target) as reg:
-        AccessStore(reg.engine, reg.audit).add_user("bob", "viewer")
+        reg.access.add_user("bob", "viewer")
     with pytest.raises(RegistryError, match="not empty"):
         restore_backup(target, archive, keyring)
 
@@ -421,3 +421,47 @@ def test_an_archived_version_holding_another_package_is_refused(small, tmp_path,
     with pytest.raises(IntegrityError, match="models:/m/1: the version folder holds another package"):
         restore_backup(settings, archive, Keyring.load(settings.keys_dir, kek_b64=KEK), accept_shorter_audit=True)
     assert not (settings.home / "registry.db").exists()
+
+
+def _workspace_with_a_user(home: Path) -> tuple[Settings, str]:
+    settings = settings_for(home)
+    with Registry(settings) as reg:
+        reg.access.add_user("vera", "viewer")
+        token = reg.access.issue_token("vera")
+    return settings, token
+
+
+def test_an_archive_from_before_seals_restores_working_tokens(tmp_path, monkeypatch):
+    import trustforge.registry._backup as backup
+
+    settings, token = _workspace_with_a_user(tmp_path / "old")
+    real = backup._tables
+    monkeypatch.setattr(backup, "_tables", lambda: [t for t in real() if t.name != "access_seals"])  # what the old version wrote
+    archive = tmp_path / "old.tfbackup"
+    create_backup(settings, archive, Keyring.load(settings.keys_dir, kek_b64=KEK))
+    monkeypatch.setattr(backup, "_tables", real)
+    target = settings_for(tmp_path / "target")
+    with Registry(target) as reg:  # opened first (and so marked sealed), as `backup restore` may find it
+        keyring = reg.keyring
+    restore_backup(target, archive, keyring, trusted_key=(settings.keys_dir / "signing.pub").read_bytes(), accept_new_keys=True)
+    with Registry(target) as reg:
+        assert reg.access.authenticate(token).name == "vera"  # sealed by the restore, which the archive's signature vouches for
+        assert reg.access.verify_seals() == (2, [])
+
+
+def test_a_row_changed_before_the_backup_stays_refused_after_a_restore(tmp_path):
+    settings, token = _workspace_with_a_user(tmp_path / "src")
+    engine = sa.create_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE access_users SET role = 'admin' WHERE name = 'vera'"))
+    engine.dispose()
+    archive = tmp_path / "src.tfbackup"
+    keyring = Keyring.load(settings.keys_dir, kek_b64=KEK)
+    create_backup(settings, archive, keyring)
+    target = settings_for(tmp_path / "target")
+    shutil.copytree(settings.keys_dir, target.keys_dir)  # the same workspace's keys, restored elsewhere
+    restore_backup(target, archive, Keyring.load(target.keys_dir, kek_b64=KEK), accept_admins=True)
+    with Registry(target) as reg:
+        with pytest.raises(AccessDenied, match="seal"):
+            reg.access.authenticate(token)
+        assert reg.access.verify_seals()[1] == ["user 'vera' does not match its seal (role or active changed?)"]

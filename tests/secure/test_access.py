@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import getpass
 import json
 import re
@@ -16,6 +17,7 @@ from trustforge.errors import AccessDenied, IntegrityError, RegistryError
 from trustforge.secure import _access
 from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Principal, allowed, require
 from trustforge.secure._audit import AuditLog
+from trustforge.secure._keys import Keyring
 
 # The table from the issue and DESIGN.md §6, written out independently of POLICY: a change to
 # either must be made to both on purpose.
@@ -60,8 +62,13 @@ def audit(engine):
 
 
 @pytest.fixture
-def store(engine, audit):
-    return AccessStore(engine, audit)
+def keyring(tmp_path):
+    return Keyring.init(tmp_path / "keys")
+
+
+@pytest.fixture
+def store(engine, audit, keyring):
+    return AccessStore(engine, audit, keyring=keyring)
 
 
 def _scan(tmp_path, needle: bytes) -> list[str]:
@@ -127,16 +134,17 @@ def test_bad_tokens_are_refused_without_echoing_them(store):
     assert store.authenticate(good).name == "bob" and token_id in good
 
 
-def test_expiry_takes_effect_immediately(store, engine):
+def test_expiry_takes_effect_immediately(store, monkeypatch):
     store.add_user("carol", "deployer")
     token = store.issue_token("carol", ttl_days=1)
     assert store.authenticate(token).role == "deployer"
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE access_tokens SET expires = '2020-01-01T00:00:00.000000Z'"))
-    with pytest.raises(AccessDenied, match="expired at 2020-01-01") as err:
+    issued = _access._now()
+    monkeypatch.setattr(_access, "_now", lambda: issued + datetime.timedelta(days=1, seconds=1))
+    with pytest.raises(AccessDenied, match=f"expired at {(issued + datetime.timedelta(days=1)):%Y-%m-%d}") as err:
         store.authenticate(token)
     assert token.split("_", 2)[2] not in str(err.value)
     assert store.list_users()[0]["tokens"] == []
+    monkeypatch.undo()
     never = store.issue_token("carol", ttl_days=None)
     assert store.authenticate(never).name == "carol"
     for ttl in (0, -1, 10_000):
@@ -173,8 +181,9 @@ def test_revocation_takes_effect_immediately(store):
 def test_token_of_a_revoked_user_is_refused(store, engine):
     store.add_user("erin", "admin")
     token = store.issue_token("erin")
-    with engine.begin() as conn:  # the user disabled without touching the token row
+    with engine.begin() as conn:  # the user disabled (and sealed so) without touching the token row
         conn.execute(sa.text("UPDATE access_users SET active = 0 WHERE name = 'erin'"))
+        store._seal_user(conn, "erin")
     with pytest.raises(AccessDenied, match="user 'erin' of API token .* is revoked"):
         store.authenticate(token)
 
@@ -255,7 +264,7 @@ def test_users_and_audit_commands(cli, monkeypatch):
     code, out, _ = _invoke(cli, users_app, ["list"])
     assert code == 0 and "hana" in out and "deployer" in out and token.split("_")[1] in out and token not in out
     code, out, _ = _invoke(cli, audit_app, ["verify"])
-    assert (code, out) == (0, "ok: 2 entries\n")
+    assert (code, out) == (0, "ok: 2 entries\nok: 2 user and token records match their seals\n")
     code, out, _ = _invoke(cli, audit_app, ["show", "--limit", "5"])
     assert code == 0 and "user:hana" in out and token not in out  # the table; details are cut short
     code, out, _ = _invoke(cli, audit_app, ["show", "--limit", "5", "--json"])
@@ -285,7 +294,7 @@ def test_users_and_audit_commands(cli, monkeypatch):
         ("hana", "authenticate", "denied"),  # her revoked token
     ]
     assert token not in out
-    assert _invoke(cli, audit_app, ["verify"])[:2] == (0, "ok: 6 entries\n")
+    assert _invoke(cli, audit_app, ["verify"])[:2] == (0, "ok: 6 entries\nok: 2 user and token records match their seals\n")
 
 
 def test_audit_verify_command_names_the_first_bad_entry(cli, workspace):

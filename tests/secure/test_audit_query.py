@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from trustforge.secure._access import AccessStore, Principal
 from trustforge.secure._audit import AuditLog
+from trustforge.secure._keys import Keyring
 
 
 def _log(tmp_path) -> AuditLog:
@@ -58,7 +59,7 @@ def test_values_lists_what_the_log_holds_and_refuses_other_fields(tmp_path):
 def test_list_tokens_shows_state_but_never_a_hash_or_secret(tmp_path):
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'b.db'}")
     audit = AuditLog(engine, None, None, head_path=None)
-    store = AccessStore(engine, audit)
+    store = AccessStore(engine, audit, keyring=Keyring.init(tmp_path / "keys"))
     admin = Principal("root", "admin", "local-admin")
     store.add_user("ann", "viewer", by=admin)
     store.add_user("ben", "trainer", by=admin)

@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+import sqlalchemy as sa
 from _serving import register
 from fastapi.testclient import TestClient
 
@@ -151,6 +152,17 @@ def test_expiry_and_revocation_take_effect_without_a_restart(world):
     registry.access.revoke("app")
     r = _call(client, "POST", "/invocations", MLFLOW_BODY, token)
     assert r.status_code == 401 and "revoked" in r.json()["message"]
+
+
+def test_a_token_revived_by_a_database_write_is_refused(world):
+    client, _, registry, _ = world
+    registry.access.add_user("app", "viewer")
+    token = registry.access.issue_token("app")
+    registry.access.revoke_token(token.split("_")[1])
+    with registry.engine.begin() as conn:  # someone with the database but not the keys
+        conn.execute(sa.text("UPDATE access_tokens SET revoked = NULL WHERE id = :id"), {"id": token.split("_")[1]})
+    r = _call(client, "POST", "/invocations", MLFLOW_BODY, token)
+    assert r.status_code == 401 and "does not match its seal" in r.json()["message"]
 
 
 def test_the_token_cache_delays_revocation_by_at_most_its_lifetime(packages, registry, tmp_path):

@@ -21,10 +21,9 @@ app = typer.Typer(help="The audit log: who did what, when, with what outcome.", 
 def open_workspace() -> Iterator[tuple]:
     """(AccessStore, AuditLog, Principal) of the workspace in `TRUSTFORGE_HOME` (from its `Registry`)."""
     from trustforge.registry import Registry
-    from trustforge.secure import AccessStore
 
     with Registry() as reg:
-        yield AccessStore(reg.engine, audit=reg.audit), reg.audit, reg.principal
+        yield reg.access, reg.audit, reg.principal
 
 
 def _standalone(settings) -> tuple:
@@ -35,7 +34,7 @@ def _standalone(settings) -> tuple:
     engine = make_engine(settings.db_url)
     keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
     audit = AuditLog(engine, keyring.sign, keyring.verify, witness_path=settings.keys_dir / AUDIT_WITNESS_FILE, sink=settings.audit_sink)
-    access = AccessStore(engine, audit=audit)
+    access = AccessStore(engine, audit=audit, keyring=keyring)
     return access, audit, access.authenticate(settings.token)
 
 
@@ -93,18 +92,25 @@ def verify(
 
     Exit 0 and `ok: N entries` when the log is intact; otherwise a one-line error naming the
     first entry that was edited, deleted, reordered or cut off, or what is missing (the head,
-    the head file, the witness, the tables), and a non-zero exit code.
+    the head file, the witness, the tables), and a non-zero exit code. Then the same for the
+    users and tokens: each row must match its seal (a role raised or a token un-revoked by a
+    direct database write does not).
     """
     from trustforge.errors import IntegrityError
     from trustforge.secure import require
 
-    with open_workspace() as (_access, audit, principal):
+    with open_workspace() as (access, audit, principal):
         require(principal, "audit_verify", "audit-log", audit)
         report = audit.adopt() if adopt else audit.verify()
         if adopt and report.ok:
             audit.append(principal.name, "audit_adopt", "audit-log", "ok", {"entries": report.entries})
+        records, broken = access.verify_seals()
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
     if not report.ok:
         raise IntegrityError(f"audit log entry {report.first_bad}: {report.problem}")
     typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise IntegrityError(f"access records: {broken[0]}{more}: changed outside TrustForge; such a token is refused")
+    typer.echo(f"ok: {records} user and token records match their seals")

@@ -80,6 +80,9 @@ def list_(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> N
     with _workspace() as (access, audit, principal):
         require(principal, "users", "users", audit)
         rows = access.list_users()
+        _, broken = access.verify_seals()
+    for line in broken:
+        typer.echo(f"warning: {line}: changed outside TrustForge, so it is refused; see `trustforge audit verify`", err=True)
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return

@@ -60,6 +60,7 @@ from trustforge.secure import (
     ARCHIVE_VERSION,
     AUDIT_GENESIS,
     METADATA,
+    AccessStore,
     AuditLog,
     Keyring,
     open_sealed_archive,
@@ -411,7 +412,7 @@ def restore_backup(
     tmp, lock = restore_temp(artifacts, uuid.uuid4().hex[:8])
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
-        files = _write_restored(settings, src, members, rows, artifacts, tmp)
+        files = _write_restored(settings, src, members, rows, artifacts, tmp, keyring)
     for name, blob in members.items():
         if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
             keyring.import_masking_secret(blob, where=f"{src} ({name})")
@@ -429,11 +430,22 @@ def restore_backup(
 
 
 def _write_restored(
-    settings: Settings, src: Path, members: dict[str, bytes], rows: dict[str, list[dict[str, Any]]], artifacts: Path, tmp: Path
+    settings: Settings,
+    src: Path,
+    members: dict[str, bytes],
+    rows: dict[str, list[dict[str, Any]]],
+    artifacts: Path,
+    tmp: Path,
+    keyring: Keyring,
 ) -> int:
     """Write the checked archive: package folders into `tmp`, then the rows in one transaction,
     renaming `tmp` to the store before it commits. Returns the number of files written; on any
-    failure (a kill included, as far as Python sees one) nothing is left but `tmp` removed."""
+    failure (a kill included, as far as Python sees one) nothing is left but `tmp` removed.
+
+    An archive from before users and tokens were sealed (no `db/access_seals.json`) has its
+    users and tokens sealed with `keyring` in that transaction: the archive's own signature
+    vouches for them. A newer archive's seals are restored as they are, so a row changed in the
+    source database before the backup stays refused."""
     tmp.mkdir()
     files, placed = 0, False
     try:
@@ -455,6 +467,7 @@ def _write_restored(
             from trustforge.registry._db import create_all
 
             create_all(engine)
+            access = AccessStore(engine, keyring=keyring)
             with engine.begin() as conn:
                 why = _not_empty(conn)  # again, under the write lock: nothing came in since the first check
                 if why is not None:
@@ -464,6 +477,8 @@ def _write_restored(
                         conn.execute(sa.delete(table))  # the genesis head at most (checked): the archive's replaces it
                     if rows.get(table.name):
                         conn.execute(sa.insert(table), rows[table.name])
+                if "db/access_seals.json" not in members:
+                    access.seal_unsealed(conn)
                 if artifacts.exists():
                     artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
                 os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder

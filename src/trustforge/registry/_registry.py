@@ -181,7 +181,7 @@ class Registry:
                     witness_path=self.settings.keys_dir / secure.AUDIT_WITNESS_FILE,
                     sink=self.settings.audit_sink,
                 )
-                self.access = secure.AccessStore(self.engine, self.audit)
+                self.access = secure.AccessStore(self.engine, self.audit, keyring=self.keyring)
                 self.principal = principal if principal is not None else self.access.authenticate(self.settings.token)
         except BaseException:
             self.engine.dispose()

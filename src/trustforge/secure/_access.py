@@ -40,6 +40,20 @@ Tokens are `tfk_<id>_<secret>`: `id` (16 hex digits) is a non-secret lookup key,
 (argon2) would add nothing here: it protects low-entropy secrets against guessing, and
 2^256 random bits cannot be guessed; a fast hash keeps every request cheap. There are no
 passwords; if they are ever added they must use argon2 (DESIGN.md §6).
+
+Seals: every user row (name, role, active) and token row (id, user, hash, expires, revoked) has
+an ECDSA signature by the workspace signing key in `access_seals`, written in the transaction
+that changes the row. `authenticate` refuses a token whose row or whose user's row does not
+match its seal, so someone who can write the database but not read the keys cannot raise a
+role, re-enable a user, un-revoke or extend a token, or add a user or token of their own (the
+audit log guards its own tables the same way). A row is checked against a seal made by any key
+the keyring knows, so seals survive `keys rotate`. Not covered: putting back an older genuine
+row with its old seal (a replay: a revoked token's row from before its revocation, say); the
+audit log records every change, and `trustforge audit verify` cross-checks nothing here.
+
+Rows from before seals existed are sealed once, when a workspace is first opened with an audit
+log by this version (audited as `seal_existing`), and `keys/access-sealed` is written; from then
+on an unsealed row is refused, as a forged one is.
 """
 
 from __future__ import annotations
@@ -48,20 +62,24 @@ import base64
 import getpass
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from trustforge.errors import AccessDenied, RegistryError, TrustForgeError
+from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError
 from trustforge.secure._audit import _READONLY
+from trustforge.secure._keys import _write_secret
 
 if TYPE_CHECKING:
     from trustforge.secure._audit import AuditLog
+    from trustforge.secure._keys import Keyring
 
 __all__ = ["ROLES", "ACTIONS", "POLICY", "allowed", "Principal", "AccessStore", "require", "metadata", "validate_name"]
 
@@ -97,6 +115,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TOKEN_RE = re.compile(r"tfk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _TOKEN_ID_RE = re.compile(r"[0-9a-f]{16}")
 _HASH_TAG = b"trustforge.token.v1\x00"
+_SEAL_TAG = b"trustforge.access-seal.v1\x00"
+SEALED_MARKER = "access-sealed"  # in the keys folder: rows are sealed; an unsealed one is forged
 MAX_TTL_DAYS = 3650
 
 metadata = sa.MetaData()
@@ -121,6 +141,24 @@ tokens_table = sa.Table(
     sa.Column("expires", sa.String(32)),  # None: never
     sa.Column("revoked", sa.String(32)),  # when it was revoked; None: live
 )
+
+# A table of its own, so the two tables above keep their schema (no migration for old workspaces).
+seals_table = sa.Table(
+    "access_seals",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),  # "user" or "token"
+    sa.Column("key", sa.String(64), primary_key=True),  # the user's name or the token's id
+    sa.Column("key_id", sa.String(64), nullable=False),  # the signing key's id
+    sa.Column("signature", sa.String(200), nullable=False),  # base64 DER ECDSA-SHA256
+)
+
+
+def _user_statement(name: str, role: str, active: Any) -> bytes:
+    return _SEAL_TAG + json.dumps(["user", name, role, bool(active)], separators=(",", ":")).encode("utf-8")
+
+
+def _token_statement(token_id: str, user: str, hash_: str, expires: str | None, revoked: str | None) -> bytes:
+    return _SEAL_TAG + json.dumps(["token", token_id, user, hash_, expires, revoked], separators=(",", ":")).encode("utf-8")
 
 
 def allowed(role: str, action: str) -> bool:
@@ -212,20 +250,31 @@ class AccessStore:
 
     Args:
         engine: the registry's engine.
-        audit: the audit log; needed when mutations are made `by=` a principal.
+        audit: the audit log; needed when mutations are made `by=` a principal. A store with
+            one seals the rows of a workspace from before seals (once; see the module docstring).
+        keyring: the workspace's keys: they seal every row written and check every row read.
 
     Mutations called with `by=principal` first `require(by, "users", ...)` and then append an
     "ok" (or, on failure, "error") audit entry in the same transaction as the change. Called
-    without `by`, they are trusted library calls (whoever holds the engine holds the database).
+    without `by`, they are trusted library calls (whoever holds the engine and the keys holds
+    the workspace). Either way the changed rows are sealed in that transaction.
+
+    Raises:
+        SecurityError: rows from before seals need sealing and `keys/access-sealed` cannot be
+            written.
     """
 
-    def __init__(self, engine: sa.Engine, audit: "AuditLog | None" = None) -> None:
+    def __init__(self, engine: sa.Engine, audit: "AuditLog | None" = None, *, keyring: "Keyring") -> None:
         self.engine = engine
         self.audit = audit
+        self.keyring = keyring
+        self._good_seals: set[tuple[bytes, str, str]] = set()  # (statement, key id, signature) verified
         try:
             metadata.create_all(engine)
         except sa_exc.DBAPIError:
             metadata.create_all(engine)  # another process created them between the check and the CREATE
+        if audit is not None:
+            self._seal_existing_once()
 
     # -- users -------------------------------------------------------------------------------
 
@@ -238,6 +287,7 @@ class AccessStore:
             if conn.execute(sa.select(users_table.c.name).where(users_table.c.name == name)).first():
                 raise RegistryError(f"user {name!r} already exists; use `trustforge users grant` to change the role")
             conn.execute(sa.insert(users_table).values(name=name, role=role, active=True, created=_iso(_now())))
+            self._seal_user(conn, name)
             return {"role": role}
 
         self._mutate(by, "add_user", name, change)
@@ -253,6 +303,7 @@ class AccessStore:
         def change(conn: sa.Connection) -> dict:
             old = self._user(conn, name)
             conn.execute(sa.update(users_table).where(users_table.c.name == name).values(role=role, active=True))
+            self._seal_user(conn, name)
             return {"role": role, "previous_role": old.role, "was_active": bool(old.active)}
 
         self._mutate(by, "grant", name, change)
@@ -266,6 +317,9 @@ class AccessStore:
             conn.execute(sa.update(users_table).where(users_table.c.name == name).values(active=False))
             t = tokens_table.c
             n = conn.execute(sa.update(tokens_table).where(t.user == name, t.revoked.is_(None)).values(revoked=_iso(_now()))).rowcount
+            self._seal_user(conn, name)
+            for (token_id,) in conn.execute(sa.select(t.id).where(t.user == name)):
+                self._seal_token(conn, token_id)
             return {"tokens_revoked": n}
 
         self._mutate(by, "revoke", name, change)
@@ -307,6 +361,7 @@ class AccessStore:
                     id=token_id, user=name, hash=_token_hash(token_id, secret), created=_iso(now), expires=expires, revoked=None
                 )
             )
+            self._seal_token(conn, token_id)
             return {"token_id": token_id, "expires": expires}
 
         self._mutate(by, "issue_token", name, change)
@@ -355,6 +410,7 @@ class AccessStore:
             conn.execute(
                 sa.update(tokens_table).where(tokens_table.c.id == token_id, tokens_table.c.revoked.is_(None)).values(revoked=_iso(_now()))
             )
+            self._seal_token(conn, token_id)
             return {"token_id": token_id, "user": row.user}
 
         self._mutate(by, "revoke_token", f"token:{token_id}", change)
@@ -379,16 +435,36 @@ class AccessStore:
         except ValueError:
             secret = b""
         # Read the database on every call: no cache, so revocation and expiry act at once.
+        ts, us = seals_table.alias("ts"), seals_table.alias("us")
         with self.engine.execution_options(**_READONLY).connect() as conn:
             row = conn.execute(
-                sa.select(tokens_table, users_table.c.role, users_table.c.active)
+                sa.select(
+                    tokens_table,
+                    users_table.c.role,
+                    users_table.c.active,
+                    ts.c.key_id.label("token_key_id"),
+                    ts.c.signature.label("token_signature"),
+                    us.c.key_id.label("user_key_id"),
+                    us.c.signature.label("user_signature"),
+                )
                 .join(users_table, users_table.c.name == tokens_table.c.user)
+                .outerjoin(ts, sa.and_(ts.c.kind == "token", ts.c.key == tokens_table.c.id))
+                .outerjoin(us, sa.and_(us.c.kind == "user", us.c.key == users_table.c.name))
                 .where(tokens_table.c.id == token_id)
             ).first()
         # Unknown id and wrong secret get the same answer, so ids cannot be probed.
         if row is None or len(secret) != 32 or not hmac.compare_digest(row.hash, _token_hash(token_id, secret)):
             self._deny("anonymous", f"token:{token_id}", "unknown or wrong")
             raise AccessDenied("the API token is not valid (unknown or wrong)")
+        token_ok = self._sealed(
+            _token_statement(row.id, row.user, row.hash, row.expires, row.revoked), row.token_key_id, row.token_signature
+        )
+        if not (token_ok and self._sealed(_user_statement(row.user, row.role, row.active), row.user_key_id, row.user_signature)):
+            self._deny(row.user, f"token:{token_id}", "seal broken")
+            raise AccessDenied(
+                f"API token {token_id}: its record or its user's does not match its seal (changed outside TrustForge); "
+                "an admin should run `trustforge audit verify`"
+            )
         if row.revoked is not None:
             self._deny(row.user, f"token:{token_id}", "revoked")
             raise AccessDenied(f"API token {token_id} was revoked at {row.revoked}")
@@ -404,6 +480,114 @@ class AccessStore:
         """Audit a refused authentication (the id is not secret; the secret is never logged)."""
         if self.audit is not None:
             self.audit.append(actor, "authenticate", obj, "denied", {"reason": reason})
+
+    # -- seals -------------------------------------------------------------------------------
+
+    def _write_seal(self, conn: sa.Connection, kind: str, key: str, statement: bytes) -> None:
+        key_id, signature = self.keyring.sign(statement)
+        conn.execute(sa.delete(seals_table).where(seals_table.c.kind == kind, seals_table.c.key == key))
+        conn.execute(
+            sa.insert(seals_table).values(kind=kind, key=key, key_id=key_id, signature=base64.b64encode(signature).decode("ascii"))
+        )
+
+    def _seal_user(self, conn: sa.Connection, name: str) -> None:
+        """Seal user `name`'s row as the transaction `conn` now holds it."""
+        row = self._user(conn, name)
+        self._write_seal(conn, "user", name, _user_statement(row.name, row.role, row.active))
+
+    def _seal_token(self, conn: sa.Connection, token_id: str) -> None:
+        """Seal token `token_id`'s row as the transaction `conn` now holds it."""
+        t = conn.execute(sa.select(tokens_table).where(tokens_table.c.id == token_id)).one()
+        self._write_seal(conn, "token", token_id, _token_statement(t.id, t.user, t.hash, t.expires, t.revoked))
+
+    def _sealed(self, statement: bytes, key_id: str | None, signature: str | None) -> bool:
+        """Whether `signature` by key `key_id` (a key the keyring knows, retired ones included)
+        signs `statement`. Good seals are remembered by their exact bytes, so a request pays one
+        ECDSA check per row version, not one per call."""
+        if key_id is None or signature is None:
+            return False
+        if (statement, key_id, signature) in self._good_seals:
+            return True
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except ValueError:
+            return False
+        if not self.keyring.verify(key_id, statement, raw):
+            return False
+        if len(self._good_seals) >= 4096:
+            self._good_seals.clear()
+        self._good_seals.add((statement, key_id, signature))
+        return True
+
+    def seal_unsealed(self, conn: sa.Connection) -> tuple[int, int]:
+        """Seal, in transaction `conn`, every user and token row that has no seal: rows from
+        before seals (a workspace's first open by this version, a restored old backup), which
+        are genuine only because nothing else can be known of them. Returns (users, tokens)."""
+        s = seals_table.c
+        users = conn.execute(
+            sa.select(users_table).outerjoin(seals_table, sa.and_(s.kind == "user", s.key == users_table.c.name)).where(s.key.is_(None))
+        ).all()
+        tokens = conn.execute(
+            sa.select(tokens_table).outerjoin(seals_table, sa.and_(s.kind == "token", s.key == tokens_table.c.id)).where(s.key.is_(None))
+        ).all()
+        for u in users:
+            self._write_seal(conn, "user", u.name, _user_statement(u.name, u.role, u.active))
+        for t in tokens:
+            self._write_seal(conn, "token", t.id, _token_statement(t.id, t.user, t.hash, t.expires, t.revoked))
+        return len(users), len(tokens)
+
+    def _seal_existing_once(self) -> None:
+        """Seal the rows of a workspace from before seals, once, and mark the keys folder so that
+        an unsealed row is refused from then on (a database writer cannot remove the mark)."""
+        marker = Path(self.keyring.keys_dir) / SEALED_MARKER
+        if marker.is_file():
+            return
+        try:
+            with self.engine.begin() as conn:
+                users, tokens = self.seal_unsealed(conn)
+                if users or tokens:
+                    details = {"op": "seal_existing", "users": users, "tokens": tokens}
+                    self.audit.append("trustforge", "users", "access:seals", "ok", details, conn=conn)  # type: ignore[union-attr]
+        except sa_exc.IntegrityError:
+            pass  # another process sealed them at the same moment; its seals stand
+        else:
+            if users or tokens:
+                self.audit.sync_head_file()  # type: ignore[union-attr]
+        try:
+            _write_secret(marker, b"users and tokens of this workspace are sealed; an unsealed one is refused\n")  # 0600, like the keys
+        except OSError as exc:
+            raise SecurityError(
+                f"keys/{SEALED_MARKER} cannot be written ({exc.strerror}): open the workspace once with its keys folder writable"
+            ) from None
+
+    def verify_seals(self) -> tuple[int, list[str]]:
+        """Check every user and token row against its seal: (rows checked, problems), each
+        problem one line naming the row (never a hash or secret)."""
+        s = seals_table.c
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            users = conn.execute(
+                sa.select(users_table, s.key_id, s.signature)
+                .outerjoin(seals_table, sa.and_(s.kind == "user", s.key == users_table.c.name))
+                .order_by(users_table.c.name)
+            ).all()
+            tokens = conn.execute(
+                sa.select(tokens_table, s.key_id, s.signature)
+                .outerjoin(seals_table, sa.and_(s.kind == "token", s.key == tokens_table.c.id))
+                .order_by(tokens_table.c.id)
+            ).all()
+        problems = []
+        for u in users:
+            if not self._sealed(_user_statement(u.name, u.role, u.active), u.key_id, u.signature):
+                problems.append(
+                    f"user {u.name!r} " + ("has no seal" if u.signature is None else "does not match its seal (role or active changed?)")
+                )
+        for t in tokens:
+            if not self._sealed(_token_statement(t.id, t.user, t.hash, t.expires, t.revoked), t.key_id, t.signature):
+                problems.append(
+                    f"token {t.id} "
+                    + ("has no seal" if t.signature is None else "does not match its seal (user, hash, expiry or revocation changed?)")
+                )
+        return len(users) + len(tokens), problems
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -95,7 +95,7 @@ class Auth:
             raise ValueError("token authentication needs an AccessStore")
         self.access = access
         # The same store without its audit log: its refusals are counted by the limiter instead.
-        self._quiet = secure.AccessStore(access.engine, audit=None) if access is not None else None
+        self._quiet = secure.AccessStore(access.engine, audit=None, keyring=access.keyring) if access is not None else None
         self.audit = audit
         self.mode = mode
         self.obj = obj

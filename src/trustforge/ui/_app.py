@@ -92,7 +92,7 @@ def create_app(
     app.state.limiter = SourceLimiter(registry.audit, "ui:/signin")
     from trustforge import secure
 
-    app.state.sessions = Sessions(secure.AccessStore(registry.engine, audit=None), ttl_s=session_ttl_s)
+    app.state.sessions = Sessions(secure.AccessStore(registry.engine, audit=None, keyring=registry.keyring), ttl_s=session_ttl_s)
 
     def secured(request: Request, response: Response) -> Response:
         for key, value in SECURITY_HEADERS.items():

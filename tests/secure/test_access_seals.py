@@ -1,0 +1,171 @@
+"""Users and tokens are sealed: a database writer without the keys cannot raise a role, revive or
+extend a token, or add a user or token of their own (the probe's `UPDATE access_users SET
+role='admin'`). Seals survive key rotation; rows from before seals are sealed once."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+import pytest
+import sqlalchemy as sa
+from _cli import run_main
+
+from trustforge.errors import AccessDenied
+from trustforge.registry import Registry
+from trustforge.secure import _access
+from trustforge.settings import Settings
+
+
+def _sql(home, statement: str, **params) -> None:
+    """What someone who can write the database (and nothing else) does."""
+    engine = sa.create_engine(f"sqlite:///{home / 'registry.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text(statement), params)
+    engine.dispose()
+
+
+def _forged_token(home, user: str) -> str:
+    """A token row the writer makes up: the hash scheme is public, only the keys are not."""
+    token_id, secret = secrets.token_hex(8), secrets.token_bytes(32)
+    _sql(
+        home,
+        "INSERT INTO access_tokens (id, user, hash, created, expires, revoked) VALUES (:id, :user, :hash, '2026-01-01', NULL, NULL)",
+        id=token_id,
+        user=user,
+        hash=_access._token_hash(token_id, secret),
+    )
+    return f"tfk_{token_id}_{base64.urlsafe_b64encode(secret).rstrip(b'=').decode()}"
+
+
+@pytest.fixture
+def vera(workspace):
+    """A workspace with a viewer, vera, holding a live token, and an admin, ada."""
+    assert run_main("users", "add", "vera", "--role", "viewer", home=workspace).code == 0
+    assert run_main("users", "add", "ada", "--role", "admin", home=workspace).code == 0
+    result = run_main("users", "token", "vera", home=workspace)
+    assert result.code == 0, result
+    return result.stdout.strip()
+
+
+def _forge(kind: str, home, token: str) -> str:
+    """Apply one forgery; return the token the attacker then uses."""
+    token_id = token.split("_")[1]
+    if kind == "raise role":
+        _sql(home, "UPDATE access_users SET role = 'admin' WHERE name = 'vera'")
+    elif kind == "borrow the admin's seal":
+        _sql(home, "UPDATE access_users SET role = 'admin' WHERE name = 'vera'")
+        _sql(
+            home,
+            "UPDATE access_seals SET key_id = (SELECT key_id FROM access_seals WHERE key = 'ada'), "
+            "signature = (SELECT signature FROM access_seals WHERE key = 'ada') WHERE key = 'vera'",
+        )
+    elif kind == "drop the seal and raise role":
+        _sql(home, "UPDATE access_users SET role = 'admin' WHERE name = 'vera'")
+        _sql(home, "DELETE FROM access_seals WHERE key = 'vera'")
+    elif kind == "revive a revoked token":
+        assert run_main("users", "revoke-token", token_id, home=home).code == 0
+        _sql(home, "UPDATE access_tokens SET revoked = NULL WHERE id = :id", id=token_id)
+    elif kind == "re-enable a revoked user":
+        assert run_main("users", "revoke", "vera", home=home).code == 0
+        _sql(home, "UPDATE access_users SET active = 1 WHERE name = 'vera'")
+        _sql(home, "UPDATE access_tokens SET revoked = NULL WHERE id = :id", id=token_id)
+    elif kind == "move a token to the admin":
+        _sql(home, "UPDATE access_tokens SET user = 'ada' WHERE id = :id", id=token_id)
+    elif kind == "a made-up token for the admin":
+        return _forged_token(home, "ada")
+    elif kind == "a made-up admin":
+        _sql(home, "INSERT INTO access_users (name, role, active, created) VALUES ('mallory', 'admin', 1, '2026-01-01')")
+        return _forged_token(home, "mallory")
+    return token
+
+
+FORGERIES = [
+    "raise role",
+    "borrow the admin's seal",
+    "drop the seal and raise role",
+    "revive a revoked token",
+    "re-enable a revoked user",
+    "move a token to the admin",
+    "a made-up token for the admin",
+    "a made-up admin",
+]
+
+
+@pytest.mark.parametrize("kind", FORGERIES)
+def test_a_database_write_grants_nothing_and_verify_names_it(kind, vera, workspace, monkeypatch):
+    token = _forge(kind, workspace, vera)
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", token)
+    code, out, err = run_main("users", "list", home=workspace)  # an admin's command
+    assert code != 0 and "does not match its seal" in err and "ada" not in out, (code, out, err)
+    code, out, err = run_main("models", "list", home=workspace)  # and not even a viewer's: fail closed
+    assert code != 0 and "does not match its seal" in err, (code, out, err)
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+
+    code, out, err = run_main("audit", "verify", home=workspace)
+    assert code != 0 and "access records:" in err and "changed outside TrustForge" in err, (code, out, err)
+    assert token.split("_", 2)[2] not in err  # never the secret
+    code, out, err = run_main("users", "list", home=workspace)
+    assert code == 0 and "warning:" in err and "seal" in err, (code, out, err)
+    code, out, _ = run_main("audit", "show", "--json", "--limit", "50", home=workspace)
+    assert '"reason": "seal broken"' in out
+
+
+def test_an_admin_decision_reseals_a_row(vera, workspace, monkeypatch):
+    _forge("raise role", workspace, vera)
+    assert run_main("users", "grant", "vera", "viewer", home=workspace).code == 0  # the admin puts it right
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0
+    code, _, err = run_main("users", "list", home=workspace)
+    assert code != 0 and "vera (role viewer) may not users" in err
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, out, err = run_main("audit", "verify", home=workspace)
+    assert code == 0 and "ok: 3 user and token records match their seals" in out, (code, out, err)
+
+
+def test_seals_made_before_a_key_rotation_still_hold(vera, workspace, monkeypatch):
+    assert run_main("keys", "rotate", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0  # sealed by the retired key
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    assert run_main("users", "grant", "vera", "trainer", home=workspace).code == 0  # sealed by the new one
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    _sql(workspace, "UPDATE access_users SET role = 'admin' WHERE name = 'vera'")
+    with Registry(Settings.from_env()) as reg, pytest.raises(AccessDenied, match="seal"):
+        reg.access.authenticate(vera)
+
+
+def test_rows_from_before_seals_are_sealed_once_then_an_unsealed_row_is_refused(vera, workspace, monkeypatch):
+    # A workspace as the version before seals left it: rows, no seals, no mark in the keys folder.
+    _sql(workspace, "DELETE FROM access_seals")
+    (workspace / "keys" / _access.SEALED_MARKER).unlink()
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0  # the first open seals them
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    assert (workspace / "keys" / _access.SEALED_MARKER).is_file()
+    code, out, _ = run_main("audit", "show", "--json", "--limit", "50", home=workspace)
+    assert code == 0 and '"op": "seal_existing"' in out and '"users": 2' in out and '"tokens": 1' in out
+    code, out, err = run_main("audit", "verify", home=workspace)
+    assert code == 0 and "ok: 3 user and token records" in out, (code, out, err)
+
+    forged = _forge("a made-up admin", workspace, vera)  # after the mark: refused, never adopted
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", forged)
+    code, _, err = run_main("users", "list", home=workspace)
+    assert code != 0 and "does not match its seal" in err
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code != 0 and "user 'mallory' has no seal" in err, err
+
+
+def test_a_request_pays_one_signature_check_per_row_version(vera, workspace, monkeypatch):
+    with Registry(Settings.from_env()) as reg:
+        calls = []
+        real = reg.keyring.verify
+        monkeypatch.setattr(reg.keyring, "verify", lambda *a: calls.append(a) or real(*a))
+        for _ in range(5):
+            assert reg.access.authenticate(vera).name == "vera"
+        assert len(calls) == 2  # the token's row and its user's, once each
+        reg.access.grant("vera", "trainer")
+        assert reg.access.authenticate(vera).role == "trainer" and len(calls) == 3  # the user's new row
