@@ -71,7 +71,9 @@ class InferenceRequest(_Body):
     """
 
     id: Optional[str] = Field(None, max_length=256)
-    parameters: Optional[dict[str, Any]] = None
+    parameters: Optional[dict[str, Any]] = Field(
+        None, description='{"binary_data_output": true} asks for every output as binary data (no other request parameter is accepted)'
+    )
     inputs: list[RequestInput] = Field(..., min_length=1, max_length=1024)
     outputs: Optional[list[RequestOutput]] = Field(None, max_length=64)
 
