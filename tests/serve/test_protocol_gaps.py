@@ -282,8 +282,10 @@ def test_triton_classification_returns_top_k_and_other_output_parameters_get_400
                 top = np.argsort(-proba[r], kind="stable")[:2]
                 want = [f"{proba[r, j]:f}:{j}:{model.classes[j]}" for j in top]
                 assert [v.decode() if isinstance(v, bytes) else v for v in got[r]] == want
-        many = client.infer("iris-serve", inputs, outputs=[triton.InferRequestedOutput("probabilities", class_count=10)])
-        assert many.as_numpy("probabilities").shape == (6, 3)  # at most the number of classes, as Triton does
+        every = client.infer("iris-serve", inputs, outputs=[triton.InferRequestedOutput("probabilities", class_count=3)])
+        assert every.as_numpy("probabilities").shape == (6, 3)
+        with pytest.raises(InferenceServerException, match=r"classification must be at most the output's 3 classes; got 10"):
+            client.infer("iris-serve", inputs, outputs=[triton.InferRequestedOutput("probabilities", class_count=10)])
 
     body = _v2_columns(rows)
     for params, message in [

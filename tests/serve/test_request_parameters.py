@@ -15,6 +15,8 @@ from sklearn.datasets import load_iris
 from tritonclient.utils import InferenceServerException
 
 from trustforge.serve import ModelService, ServeConfig, create_app
+from trustforge.serve._protocol import encode_infer, parse_infer
+from trustforge.serve._signature import RequestError, Signature
 
 _INFER = "/v2/models/iris-serve/infer"
 
@@ -102,3 +104,33 @@ def test_v2_output_and_input_parameters_of_the_wrong_type_or_level_get_400(iris)
         body = _v2(rows)
         body["inputs"][0]["parameters"] = params
         _refused(client.post(_INFER, json=body), *parts)
+
+
+def test_classification_above_the_class_count_is_a_400_naming_both_numbers(iris):
+    client, _, rows = iris
+    for k in (1, 3):
+        r = client.post(_INFER, json=_v2(rows, outputs=[{"name": "probabilities", "parameters": {"classification": k}}]))
+        assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [4, k]
+    for k, parts in [
+        (4, ["outputs[0] ('probabilities'): parameters.classification must be at most the output's 3 classes; got 4"]),  # was: cut to 3
+        (10**6, ["at most the output's 3 classes; got 1000000"]),
+        (True, ["parameters.classification must be a positive integer", "got true"]),
+        (2.0, ["parameters.classification must be a positive integer", "got 2.0"]),
+        (-1, ["parameters.classification must be a positive integer", "got -1"]),
+    ]:
+        r = client.post(_INFER, json=_v2(rows, outputs=[{"name": "probabilities", "parameters": {"classification": k}}]))
+        _refused(r, *parts)
+
+
+def test_classification_of_an_undeclared_output_is_checked_against_its_columns():
+    """An output the package's signature does not declare has no class count before the model
+    answers: the count is checked against the answer (400, not a shorter answer)."""
+    signature = Signature.from_manifest({"signature": {"inputs": [{"name": "x", "datatype": "FP64", "shape": [-1]}]}})
+    body = b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [1, 2]}],'
+    scores = np.array([[0.1, 0.9], [0.7, 0.3]])
+    ok = parse_infer(body + b' "outputs": [{"name": "scores", "parameters": {"classification": 2}}]}', None, signature)
+    content, _ = encode_infer([("scores", "FP64", scores)], ok, "m", "1")
+    assert b'"shape":[2,2]' in content and b"0.900000:1" in content
+    req = parse_infer(body + b' "outputs": [{"name": "scores", "parameters": {"classification": 5}}]}', None, signature)
+    with pytest.raises(RequestError, match=r"output 'scores': parameters\.classification must be at most the output's 2 classes; got 5"):
+        encode_infer([("scores", "FP64", scores)], req, "m", "1")

@@ -190,14 +190,25 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
 
 
 def _class_count(k: Any, spec: TensorSpec | None, where: str) -> int:
-    """The `classification` parameter of a requested output (Triton's classification extension)."""
+    """The `classification` parameter of a requested output (Triton's classification extension):
+    a positive integer, at most the output's classes where its declared shape gives them (an
+    output the signature does not declare, or of shape [-1, -1], is checked by `_top_classes`)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise RequestError(f"{where}: parameters.classification must be a positive integer (how many classes to return); got {_got(k)}")
-    if spec is not None and (spec.datatype == "BYTES" or len(spec.shape) > 2):
-        raise RequestError(
-            f"{where}: classification needs a numeric output of shape [-1] or [-1, K]; {spec.name!r} is {spec.datatype} {list(spec.shape)}"
-        )
+    if spec is not None:
+        if spec.datatype == "BYTES" or len(spec.shape) > 2:
+            raise RequestError(
+                f"{where}: classification needs a numeric output of shape [-1] or [-1, K]; {spec.name!r} is {spec.datatype} {list(spec.shape)}"
+            )
+        classes = spec.shape[1] if len(spec.shape) == 2 else 1
+        if k > classes > 0:
+            raise _too_many_classes(k, classes, where)
     return k
+
+
+def _too_many_classes(k: int, classes: int, where: str) -> RequestError:
+    # Triton's extension returns [N, k] exactly; cutting k down would answer another shape than asked.
+    return RequestError(f"{where}: parameters.classification must be at most the output's {classes} classes; got {k}")
 
 
 # The parameters this server implements, by where they go (a request, a requested output, an
@@ -611,14 +622,19 @@ def imputed_headers(imputed: Mapping[str, int]) -> dict[str, str]:
 
 def _top_classes(arr: np.ndarray, datatype: str, k: int, labels: tuple[str, ...] | None, name: str) -> np.ndarray:
     """Triton's classification extension: per row, the `k` highest values of an output as
-    `"<value>:<index>[:<label>]"` strings, highest first (BYTES, shape [rows, min(k, K)])."""
+    `"<value>:<index>[:<label>]"` strings, highest first (BYTES, shape [rows, k]).
+
+    Raises:
+        RequestError: the output is not numeric [N] or [N, K], or has fewer than `k` classes.
+    """
     if datatype == "BYTES" or arr.ndim > 2:
         raise RequestError(
             f"output {name!r}: classification needs a numeric output of shape [N] or [N, K]; it is {datatype} {list(arr.shape)}"
         )
     scores = arr.reshape(len(arr), -1).astype(np.float64)
-    count = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+    if k > scores.shape[1]:
+        raise _too_many_classes(k, scores.shape[1], f"output {name!r}")
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     out = np.empty(order.shape, dtype=object)
     for r, row in enumerate(order):
         for c, j in enumerate(row.tolist()):
