@@ -134,3 +134,27 @@ def test_classification_of_an_undeclared_output_is_checked_against_its_columns()
     req = parse_infer(body + b' "outputs": [{"name": "scores", "parameters": {"classification": 5}}]}', None, signature)
     with pytest.raises(RequestError, match=r"output 'scores': parameters\.classification must be at most the output's 2 classes; got 5"):
         encode_infer([("scores", "FP64", scores)], req, "m", "1")
+
+
+def test_mlflow_params_are_refused_unless_empty_in_every_json_format(iris):
+    client, _, rows = iris
+    formats = {
+        "dataframe_split": rows.to_dict(orient="split"),  # with its index: the plain (fast) parse
+        "dataframe_records": rows.to_dict(orient="records"),
+        "instances": rows.to_dict(orient="records"),
+        "inputs": {c: rows[c].tolist() for c in rows.columns},
+    }
+    for fmt, data in formats.items():
+        for params in (None, {}):
+            r = client.post("/invocations", json={fmt: data, "params": params})
+            assert r.status_code == 200 and len(r.json()["predictions"]) == 4, (fmt, r.text)
+        r = client.post("/invocations", json={fmt: data, "params": {"temperature": 0.5}})  # was: 200, params dropped
+        _refused(r, "params.temperature is not a known parameter; this model takes no inference parameters", key="message")
+        assert r.json()["error_code"] == "BAD_REQUEST"
+    r = client.post("/invocations", json={"dataframe_split": formats["dataframe_split"], "params": {"a b": 1, "z": 2}})
+    _refused(r, "params['a b'] is not a known parameter", key="message")
+    # a body without a content type is still read as JSON, params included
+    raw = b'{"inputs": {"sepal length (cm)": [5.1]}, "params": {"k": 1}}'
+    r = client.post("/invocations", content=raw)
+    assert "content-type" not in r.request.headers
+    _refused(r, "params.k is not a known parameter", key="message")

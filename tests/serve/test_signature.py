@@ -249,7 +249,7 @@ _mlflow = st.one_of(
     st.fixed_dictionaries({"dataframe_split": st.fixed_dictionaries({"columns": st.lists(_names, max_size=5), "data": _json})}),
     st.fixed_dictionaries({"dataframe_records": st.lists(st.dictionaries(_names, _json, max_size=5), max_size=4)}),
     st.fixed_dictionaries({"instances": _json}),
-    st.fixed_dictionaries({"inputs": st.one_of(st.dictionaries(_names, _json, max_size=5), _json)}),
+    st.fixed_dictionaries({"inputs": st.one_of(st.dictionaries(_names, _json, max_size=5), _json)}, optional={"params": _json}),
     st.dictionaries(st.text(max_size=6), _json, max_size=3),
 )
 

@@ -330,6 +330,13 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
             req = ScoringRequest.model_validate_json(body)
         except ValidationError as exc:
             raise RequestError(validation_message(exc)) from None
+    if req.params:
+        # MLflow hands params only to a model whose signature declares a params schema (and warns
+        # and drops them otherwise); no TrustForge package takes any, so they are refused, not dropped.
+        raise RequestError(
+            f"{_field('params', min(req.params))} is not a known parameter; this model takes no inference parameters "
+            "(send no params, or an empty object)"
+        )
     fmt = req.format
     if signature.layout == "tensor":
         return _scoring_tensor(req, fmt, signature)
@@ -402,13 +409,14 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
 class _Split:
     """A `dataframe_split` body as `ScoringRequest` would hold it (its fields that are read)."""
 
-    __slots__ = ("dataframe_split", "columns", "data")
+    __slots__ = ("dataframe_split", "columns", "data", "params")
     format = "dataframe_split"
 
-    def __init__(self, columns: list, data: list):
+    def __init__(self, columns: list, data: list, params: dict | None):
         self.dataframe_split = self
         self.columns = columns
         self.data = data
+        self.params = params
 
 
 _SPLIT_KEYS = frozenset({"dataframe_split", "params"})
@@ -434,7 +442,7 @@ def _plain_split(body: bytes) -> _Split | None:
         return None
     if not all(type(c) is str for c in columns) or not all(type(r) is list for r in data):
         return None
-    return _Split(columns, data)
+    return _Split(columns, data, obj.get("params"))
 
 
 @dataclass

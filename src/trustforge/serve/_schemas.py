@@ -157,7 +157,7 @@ class ScoringRequest(_Body):
     dataframe_records: Optional[list[dict[str, Any]]] = Field(None, min_length=1)
     instances: Optional[list[Any]] = Field(None, min_length=1)
     inputs: Optional[dict[str, Any] | list[Any]] = None
-    params: Optional[dict[str, Any]] = None
+    params: Optional[dict[str, Any]] = Field(None, description="MLflow's inference parameters: none are taken, so null or {} only")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ScoringRequest":
