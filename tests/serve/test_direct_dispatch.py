@@ -50,6 +50,7 @@ def test_the_plain_split_accepts_only_what_the_model_accepts(body):
     if plain is not None:
         assert plain.format == full.format == "dataframe_split"
         assert plain.dataframe_split.columns == full.dataframe_split.columns
+        assert plain.params == full.params  # refused by `parse_scoring` unless empty, on both parses
         assert orjson.dumps(plain.dataframe_split.data) == orjson.dumps(full.dataframe_split.data)
     else:  # only bodies orjson does not read (NaN literals) or with a field the plain parse does not know fall back
         try:

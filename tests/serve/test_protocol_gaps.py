@@ -282,16 +282,18 @@ def test_triton_classification_returns_top_k_and_other_output_parameters_get_400
                 top = np.argsort(-proba[r], kind="stable")[:2]
                 want = [f"{proba[r, j]:f}:{j}:{model.classes[j]}" for j in top]
                 assert [v.decode() if isinstance(v, bytes) else v for v in got[r]] == want
-        many = client.infer("iris-serve", inputs, outputs=[triton.InferRequestedOutput("probabilities", class_count=10)])
-        assert many.as_numpy("probabilities").shape == (6, 3)  # at most the number of classes, as Triton does
+        every = client.infer("iris-serve", inputs, outputs=[triton.InferRequestedOutput("probabilities", class_count=3)])
+        assert every.as_numpy("probabilities").shape == (6, 3)
+        with pytest.raises(InferenceServerException, match=r"classification must be at most the output's 3 classes; got 10"):
+            client.infer("iris-serve", inputs, outputs=[triton.InferRequestedOutput("probabilities", class_count=10)])
 
     body = _v2_columns(rows)
     for params, message in [
         ({"classification": 2}, None),
         ({"classification": 0}, "classification must be a positive integer"),
         ({"classification": "2"}, "classification must be a positive integer"),
-        ({"shared_memory_region": "shm0"}, "'shared_memory_region' are not supported"),
-        ({"binary_data": False, "top_k": 3}, "'top_k' are not supported"),
+        ({"shared_memory_region": "shm0"}, "parameters.shared_memory_region is not supported here (the shared memory extension)"),
+        ({"binary_data": False, "top_k": 3}, "parameters.top_k is not a known parameter; expected one of binary_data, classification"),
     ]:
         r = client_.post("/v2/models/iris-serve/infer", json={**body, "outputs": [{"name": "probabilities", "parameters": params}]})
         if message is None:
@@ -302,7 +304,7 @@ def test_triton_classification_returns_top_k_and_other_output_parameters_get_400
     assert r.status_code == 400 and "numeric output" in r.json()["error"]
     body["inputs"][0]["parameters"] = {"shared_memory_region": "x"}
     r = client_.post("/v2/models/iris-serve/infer", json=body)
-    assert r.status_code == 400 and "'shared_memory_region'" in r.json()["error"]
+    assert r.status_code == 400 and "parameters.shared_memory_region" in r.json()["error"]
 
 
 # ---------------------------------------------------------------------------- (5) CSV and Parquet on /invocations

@@ -233,15 +233,23 @@ _v2_input = st.fixed_dictionaries(
     {"name": _names, "datatype": _datatypes, "shape": st.lists(st.integers(-1, 4), min_size=0, max_size=5)},
     optional={"data": _json, "parameters": st.dictionaries(st.just("binary_data_size"), st.integers(-1, 16))},
 )
+_v2_output = st.fixed_dictionaries(
+    {"name": _names},
+    optional={"parameters": st.dictionaries(st.sampled_from(["binary_data", "classification", "top_k"]), _scalars, max_size=2)},
+)
 _v2 = st.fixed_dictionaries(
     {"inputs": st.lists(_v2_input, max_size=5)},
-    optional={"outputs": st.lists(st.fixed_dictionaries({"name": _names}), max_size=2), "id": _json},
+    optional={
+        "outputs": st.lists(_v2_output, max_size=2),
+        "id": _json,
+        "parameters": st.one_of(_json, st.dictionaries(st.sampled_from(["binary_data_output", "priority", "x"]), _scalars, max_size=2)),
+    },
 )
 _mlflow = st.one_of(
     st.fixed_dictionaries({"dataframe_split": st.fixed_dictionaries({"columns": st.lists(_names, max_size=5), "data": _json})}),
     st.fixed_dictionaries({"dataframe_records": st.lists(st.dictionaries(_names, _json, max_size=5), max_size=4)}),
     st.fixed_dictionaries({"instances": _json}),
-    st.fixed_dictionaries({"inputs": st.one_of(st.dictionaries(_names, _json, max_size=5), _json)}),
+    st.fixed_dictionaries({"inputs": st.one_of(st.dictionaries(_names, _json, max_size=5), _json)}, optional={"params": _json}),
     st.dictionaries(st.text(max_size=6), _json, max_size=3),
 )
 

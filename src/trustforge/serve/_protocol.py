@@ -115,6 +115,35 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
     except ValidationError as exc:
         raise RequestError(validation_message(exc)) from None
 
+    binary_default = False
+    options = req.parameters
+    if options:  # a few dict lookups: this runs on every request
+        if len(options) > 1 or "binary_data_output" not in options:
+            raise _unknown_parameter(options, _REQUEST_PARAMETERS, "")
+        binary_default = options["binary_data_output"]
+        if not isinstance(binary_default, bool):
+            raise RequestError(f"parameters.binary_data_output must be true or false; got {_got(binary_default)}")
+    outputs = None
+    classify: dict[str, tuple[int, tuple[str, ...] | None]] = {}
+    if req.outputs is not None:
+        outputs = []
+        declared = {s.name: s for s in signature.outputs}
+        for j, out in enumerate(req.outputs):
+            where = f"outputs[{j}] ({out.name!r})"
+            options = out.parameters or {}
+            if not options.keys() <= _OUTPUT_PARAMETERS:
+                raise _unknown_parameter(options, _OUTPUT_PARAMETERS, f"{where}: ")
+            flag = options.get("binary_data", binary_default)
+            if not isinstance(flag, bool):
+                raise RequestError(f"{where}: parameters.binary_data must be true or false; got {_got(flag)}")
+            if "classification" in options:
+                k = options["classification"]
+                classify[out.name] = (
+                    _class_count(k, declared.get(out.name), where),
+                    declared[out.name].labels if out.name in declared else None,
+                )
+            outputs.append((out.name, flag))
+
     given: dict[str, tuple[int, Any, memoryview | None]] = {}
     offset = 0
     for i, inp in enumerate(req.inputs):
@@ -124,15 +153,13 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
             raise RequestError(f"inputs[{i}] ({inp.name!r}): shape {inp.shape} has a negative size")
         params = inp.parameters or {}
         if params and (len(params) > 1 or "binary_data_size" not in params):
-            unknown = sorted(k for k in params if k != "binary_data_size")
-            raise RequestError(
-                f"inputs[{i}] ({inp.name!r}): parameters {', '.join(map(repr, unknown))} are not supported by this server "
-                "(an input takes data, or parameters.binary_data_size with the binary tensor data extension)"
-            )
-        size = params.get("binary_data_size")
-        if size is not None:
+            raise _unknown_parameter(params, _INPUT_PARAMETERS, f"inputs[{i}] ({inp.name!r}): ")
+        if "binary_data_size" in params:
+            size = params["binary_data_size"]
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise RequestError(f"inputs[{i}] ({inp.name!r}): parameters.binary_data_size must be a non-negative integer")
+                raise RequestError(
+                    f"inputs[{i}] ({inp.name!r}): parameters.binary_data_size must be a non-negative integer; got {_got(size)}"
+                )
             if header_length is None:
                 raise RequestError(f"inputs[{i}] ({inp.name!r}): binary data need the Inference-Header-Content-Length header")
             if offset + size > len(rest):
@@ -159,44 +186,80 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
         payload = columns_from_matrix(_v2_tensor(matrix, given, signature), signature, where, imputed)
     else:
         payload = _v2_columns(signature, given, imputed)
-
-    params = req.parameters or {}
-    binary_default = params.get("binary_data_output") is True
-    outputs = None
-    classify: dict[str, tuple[int, tuple[str, ...] | None]] = {}
-    if req.outputs is not None:
-        outputs = []
-        declared = {s.name: s for s in signature.outputs}
-        for j, out in enumerate(req.outputs):
-            where = f"outputs[{j}] ({out.name!r})"
-            options = dict(out.parameters or {})
-            flag = options.pop("binary_data", binary_default)
-            if not isinstance(flag, bool):
-                raise RequestError(f"{where}: parameters.binary_data must be true or false")
-            k = options.pop("classification", None)
-            if options:
-                raise RequestError(
-                    f"{where}: parameters {', '.join(map(repr, sorted(options)))} are not supported by this server "
-                    "(it implements binary_data and classification)"
-                )
-            if k is not None:
-                classify[out.name] = (
-                    _class_count(k, declared.get(out.name), where),
-                    declared[out.name].labels if out.name in declared else None,
-                )
-            outputs.append((out.name, flag))
     return InferRequest(payload, req.id, outputs, binary_default, classify, imputed)
 
 
 def _class_count(k: Any, spec: TensorSpec | None, where: str) -> int:
-    """The `classification` parameter of a requested output (Triton's classification extension)."""
+    """The `classification` parameter of a requested output (Triton's classification extension):
+    a positive integer, at most the output's classes where its declared shape gives them (an
+    output the signature does not declare, or of shape [-1, -1], is checked by `_top_classes`)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise RequestError(f"{where}: parameters.classification must be a positive integer (how many classes to return); got {k!r}")
-    if spec is not None and (spec.datatype == "BYTES" or len(spec.shape) > 2):
-        raise RequestError(
-            f"{where}: classification needs a numeric output of shape [-1] or [-1, K]; {spec.name!r} is {spec.datatype} {list(spec.shape)}"
-        )
+        raise RequestError(f"{where}: parameters.classification must be a positive integer (how many classes to return); got {_got(k)}")
+    if spec is not None:
+        if spec.datatype == "BYTES" or len(spec.shape) > 2:
+            raise RequestError(
+                f"{where}: classification needs a numeric output of shape [-1] or [-1, K]; {spec.name!r} is {spec.datatype} {list(spec.shape)}"
+            )
+        classes = spec.shape[1] if len(spec.shape) == 2 else 1
+        if k > classes > 0:
+            raise _too_many_classes(k, classes, where)
     return k
+
+
+def _too_many_classes(k: int, classes: int, where: str) -> RequestError:
+    # Triton's extension returns [N, k] exactly; cutting k down would answer another shape than asked.
+    return RequestError(f"{where}: parameters.classification must be at most the output's {classes} classes; got {k}")
+
+
+# The parameters this server implements, by where they go (a request, a requested output, an
+# input); anything else is refused, never ignored.
+_REQUEST_PARAMETERS = frozenset({"binary_data_output"})
+_OUTPUT_PARAMETERS = frozenset({"binary_data", "classification"})
+_INPUT_PARAMETERS = frozenset({"binary_data_size"})
+
+# Parameters that Triton, KServe or MLServer define and this server does not implement: a client
+# may well send them, so the refusal says what they are rather than calling them unknown.
+_NOT_IMPLEMENTED = {
+    "sequence_id": "Triton's sequence extension",
+    "sequence_start": "Triton's sequence extension",
+    "sequence_end": "Triton's sequence extension",
+    "priority": "Triton's schedule policy extension",
+    "timeout": "Triton's schedule policy extension",
+    "headers": "Triton's forwarded HTTP headers",
+    "shared_memory_region": "the shared memory extension",
+    "shared_memory_offset": "the shared memory extension",
+    "shared_memory_byte_size": "the shared memory extension",
+    "content_type": "MLServer's content types",
+    "binary_data_output": "a request parameter, not an output's or an input's",
+    "binary_data": "an output parameter",
+    "classification": "an output parameter",
+    "binary_data_size": "an input parameter",
+}
+
+
+def _unknown_parameter(params: Mapping[str, Any], known: frozenset[str], where: str) -> RequestError:
+    """The refusal of the first (in sorted order) of `params` not in `known`, naming it."""
+    key = min(k for k in params if k not in known)
+    field = _field("parameters", key)
+    takes = ", ".join(sorted(known))
+    what = _NOT_IMPLEMENTED.get(key) or ("a Triton parameter" if key.startswith("triton_") else None)
+    if what is not None:
+        return RequestError(f"{where}{field} is not supported here ({what}); expected one of {takes}")
+    return RequestError(f"{where}{field} is not a known parameter; expected one of {takes}")
+
+
+def _field(where: str, key: str) -> str:
+    """`where.key`, or `where['key']` for a key that is no identifier (cut short)."""
+    return f"{where}.{key}" if key.isidentifier() else f"{where}[{key[:60]!r}]"
+
+
+def _got(value: Any) -> str:
+    """A request's value as JSON writes it, cut short, for `...; got VALUE` messages."""
+    try:
+        text = dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _v2_tensor(spec: TensorSpec, given: Mapping[str, tuple[int, Any, memoryview | None]], signature: Signature) -> np.ndarray:
@@ -267,6 +330,13 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
             req = ScoringRequest.model_validate_json(body)
         except ValidationError as exc:
             raise RequestError(validation_message(exc)) from None
+    if req.params:
+        # MLflow hands params only to a model whose signature declares a params schema (and warns
+        # and drops them otherwise); no TrustForge package takes any, so they are refused, not dropped.
+        raise RequestError(
+            f"{_field('params', min(req.params))} is not a known parameter; this model takes no inference parameters "
+            "(send no params, or an empty object)"
+        )
     fmt = req.format
     if signature.layout == "tensor":
         return _scoring_tensor(req, fmt, signature)
@@ -339,13 +409,14 @@ def parse_scoring(body: bytes, signature: Signature, imputed: dict[str, int] | N
 class _Split:
     """A `dataframe_split` body as `ScoringRequest` would hold it (its fields that are read)."""
 
-    __slots__ = ("dataframe_split", "columns", "data")
+    __slots__ = ("dataframe_split", "columns", "data", "params")
     format = "dataframe_split"
 
-    def __init__(self, columns: list, data: list):
+    def __init__(self, columns: list, data: list, params: dict | None):
         self.dataframe_split = self
         self.columns = columns
         self.data = data
+        self.params = params
 
 
 _SPLIT_KEYS = frozenset({"dataframe_split", "params"})
@@ -371,7 +442,7 @@ def _plain_split(body: bytes) -> _Split | None:
         return None
     if not all(type(c) is str for c in columns) or not all(type(r) is list for r in data):
         return None
-    return _Split(columns, data)
+    return _Split(columns, data, obj.get("params"))
 
 
 @dataclass
@@ -559,14 +630,19 @@ def imputed_headers(imputed: Mapping[str, int]) -> dict[str, str]:
 
 def _top_classes(arr: np.ndarray, datatype: str, k: int, labels: tuple[str, ...] | None, name: str) -> np.ndarray:
     """Triton's classification extension: per row, the `k` highest values of an output as
-    `"<value>:<index>[:<label>]"` strings, highest first (BYTES, shape [rows, min(k, K)])."""
+    `"<value>:<index>[:<label>]"` strings, highest first (BYTES, shape [rows, k]).
+
+    Raises:
+        RequestError: the output is not numeric [N] or [N, K], or has fewer than `k` classes.
+    """
     if datatype == "BYTES" or arr.ndim > 2:
         raise RequestError(
             f"output {name!r}: classification needs a numeric output of shape [N] or [N, K]; it is {datatype} {list(arr.shape)}"
         )
     scores = arr.reshape(len(arr), -1).astype(np.float64)
-    count = min(k, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+    if k > scores.shape[1]:
+        raise _too_many_classes(k, scores.shape[1], f"output {name!r}")
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     out = np.empty(order.shape, dtype=object)
     for r, row in enumerate(order):
         for c, j in enumerate(row.tolist()):

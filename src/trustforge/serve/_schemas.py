@@ -71,7 +71,9 @@ class InferenceRequest(_Body):
     """
 
     id: Optional[str] = Field(None, max_length=256)
-    parameters: Optional[dict[str, Any]] = None
+    parameters: Optional[dict[str, Any]] = Field(
+        None, description='{"binary_data_output": true} asks for every output as binary data (no other request parameter is accepted)'
+    )
     inputs: list[RequestInput] = Field(..., min_length=1, max_length=1024)
     outputs: Optional[list[RequestOutput]] = Field(None, max_length=64)
 
@@ -155,7 +157,7 @@ class ScoringRequest(_Body):
     dataframe_records: Optional[list[dict[str, Any]]] = Field(None, min_length=1)
     instances: Optional[list[Any]] = Field(None, min_length=1)
     inputs: Optional[dict[str, Any] | list[Any]] = None
-    params: Optional[dict[str, Any]] = None
+    params: Optional[dict[str, Any]] = Field(None, description="MLflow's inference parameters: none are taken, so null or {} only")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ScoringRequest":
