@@ -102,3 +102,139 @@ def test_the_redacted_package_still_loads_and_evaluates_on_its_spec(trained, mon
     assert code == 0, err
     code, out, err = run_main("report", result.run_dir, home=trained["home"])
     assert code == 0, err
+
+
+# ---------------------------------------------------------------------------- errors on this machine
+# A message printed here names a file as the user knows it: a spec's data path as the spec wrote
+# it (the spec's folder is not the working folder), a file TrustForge placed in the workspace
+# relative to the workspace, a command-line argument as typed. Never the absolute path the
+# loader or the settings resolved, which the user never typed.
+
+
+def _spec(folder: Path, name: str, data: dict, **more) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "data": data, **more}))
+    return path
+
+
+def test_an_error_names_a_spec_data_path_as_the_spec_wrote_it(tmp_path, workspace):
+    project, cwd = tmp_path / "project", tmp_path / "elsewhere"
+    cwd.mkdir()
+    typed = Path("..") / "project" / "specs"  # the spec as typed from the working folder
+
+    _spec(project / "specs", "table", {"source": "csv:../tables/train.csv", "target": "label"})
+    code, _, err = run_main("validate", typed / "table.yaml", home=workspace, cwd=cwd)
+    assert code == 3 and "error: ../tables/train.csv: data file not found" in err, err
+    errors = [err]
+
+    (project / "tables").mkdir()
+    (project / "tables" / "train.csv").write_text("a,b\n1,2\n")
+    code, _, err = run_main("validate", typed / "table.yaml", home=workspace, cwd=cwd)
+    assert code == 3 and "error: ../tables/train.csv: no column 'label' (the spec's data.target)" in err, err
+    errors.append(err)
+
+    # A file inside a folder the spec names: the folder as written, then the rest.
+    for label in ("cat", "dog"):
+        (project / "images" / label).mkdir(parents=True)
+        (project / "images" / label / "1.png").write_bytes(b"not a picture")
+    _spec(project / "specs", "pictures", {"source": "images:../images"})
+    code, _, err = run_main("validate", typed / "pictures.yaml", home=workspace, cwd=cwd)
+    assert code == 3 and "error: ../images/cat/1.png: not a readable image" in err, err
+    errors.append(err)
+
+    # evaluate.shift is resolved the same way (it is read after training).
+    from trustforge._shown import shown
+
+    shifted = load_spec(
+        _spec(project / "specs", "shifted", {"source": "csv:../tables/train.csv", "target": "a"}, evaluate={"shift": "csv:gone.csv"})
+    )
+    assert shown(f"{shifted.evaluate.shift}: data file not found") == "csv:gone.csv: data file not found"
+    for err in errors:
+        assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err, err
+
+
+def test_an_error_names_a_workspace_file_relative_to_the_workspace(tmp_path, workspace):
+    from trustforge.spec import load_spec, spec_digest
+
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    errors = []
+    assert run_main("keys", "init", home=workspace, cwd=cwd).code == 0
+    code, _, err = run_main("keys", "init", home=workspace, cwd=cwd)
+    assert code == 7 and "error: keys/signing.key: keys exist already" in err, err
+    errors.append(err)
+
+    spec = _spec(tmp_path / "specs", "iris", {"source": "builtin:iris"}, model={"kind": "mlp"})
+    run = workspace / "runs" / "iris-20260101-000000"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.safetensors").write_bytes(b"not a checkpoint")
+    (run / "status.json").write_text(json.dumps({"state": "interrupted", "spec_digest": "another spec"}))
+    code, _, err = run_main("train", "--resume", spec, home=workspace, cwd=cwd)
+    assert code == 6 and "error: runs/iris-20260101-000000: the interrupted run used a different spec" in err, err
+    errors.append(err)
+
+    (run / "status.json").write_text(json.dumps({"state": "interrupted", "spec_digest": spec_digest(load_spec(spec))}))
+    code, _, err = run_main("train", "--resume", spec, home=workspace, cwd=cwd)
+    assert code != 0 and "runs/iris-20260101-000000/checkpoints/" in err, err
+    errors.append(err)
+
+    (run / "status.json").write_text(json.dumps({"state": "completed", "spec_digest": "another spec"}))
+    code, _, err = run_main("train", "--resume", spec, home=workspace, cwd=cwd)
+    assert code == 6 and "no interrupted run of 'iris' with a checkpoint in the workspace's runs folder (runs/)" in err, err
+    errors.append(err)
+
+    code, _, err = run_main("runs", "show", "iris-19990101-000000", home=workspace, cwd=cwd)
+    assert code == 6 and "iris-19990101-000000: no such run in the workspace's runs folder (runs/;" in err, err
+    errors.append(err)
+    for err in errors:
+        assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err, err
+
+
+def test_an_error_names_a_command_line_path_as_typed(tmp_path, workspace):
+    cwd = tmp_path / "elsewhere"
+    (cwd / "notes").mkdir(parents=True)
+    code, _, err = run_main("report", Path("notes"), home=workspace, cwd=cwd)
+    assert code == 6 and "error: notes: not a run folder" in err, err
+    code, _, err = run_main("report", Path("..") / "nothing", home=workspace, cwd=cwd)
+    assert code == 6 and "error: ../nothing: no such run folder" in err, err
+    spec = _spec(
+        tmp_path / "specs",
+        "iris",
+        {"source": "builtin:iris"},
+        model={"kind": "mlp"},
+        tune={"trials": 1, "space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}},
+    )
+    code, _, err = run_main("tune", spec, "--storage", Path("no-folder") / "study.journal", home=workspace, cwd=cwd)
+    assert code == 12 and "file whose folder does not exist (no-folder/study.journal)" in err, err
+    assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err
+
+
+def test_shown_rewrites_whole_paths_only(tmp_path):
+    from trustforge._shown import remember_written, shown
+
+    data = tmp_path / "tables" / "train.csv"
+    remember_written(data, "../tables/train.csv")
+    home = tmp_path / "ws"
+    assert shown(f"csv:{data}: no column 'y'", home=home) == "csv:../tables/train.csv: no column 'y'"
+    assert shown(f"'{data}' and {data}.", home=home) == "'../tables/train.csv' and ../tables/train.csv."
+    assert shown(f"{data}.bak: not found; {data}2 neither", home=home) == f"{data}.bak: not found; {data}2 neither"
+    assert shown(f"{home}/runs/a/checkpoint.pt: truncated", home=home) == "runs/a/checkpoint.pt: truncated"
+    assert shown(f"{home}: not writable", home=home) == "the workspace: not writable"
+    assert shown(f"{home}-old/x", home=home) == f"{home}-old/x"  # another folder beside it
+    assert shown(f"sqlite:///{home}/registry.db", home=home) == f"sqlite:///{home}/registry.db"  # a URL is left whole
+    remember_written(home / "tables", "tables")  # a spec in the workspace: its own form wins
+    assert shown(f"{home}/tables/x.csv", home=home) == "tables/x.csv"
+
+
+def test_serve_names_a_package_folder_as_typed(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained["result"].package, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "created": "tampered"}))
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    code, _, err = run_main("serve", Path("..") / "copy", home=trained["home"], cwd=cwd)
+    assert code == 4 and "error: ../copy/manifest.json: " in err and str(tmp_path) not in err, err

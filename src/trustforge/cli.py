@@ -67,9 +67,23 @@ def _sigterm_interrupts():
 
 
 def _error(message: str) -> None:
-    """Print `error: MESSAGE` as exactly one line on stderr (no markup, no wrapping)."""
-    text = re.sub(r"\s*\n\s*", " ", str(message)).strip()
+    """Print `error: MESSAGE` as exactly one line on stderr (no markup, no wrapping), local paths
+    named as the user knows them (`_local`)."""
+    text = re.sub(r"\s*\n\s*", " ", _local(str(message))).strip()
     err.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _local(text: str) -> str:
+    """`text` with the paths TrustForge made absolute named as the user knows them: a spec's data
+    path as the spec wrote it, a file in the workspace relative to it (`trustforge._shown`)."""
+    from trustforge._shown import shown
+    from trustforge.settings import workspace_home
+
+    try:
+        home = workspace_home()
+    except (OSError, RuntimeError):  # no home folder to expand `~` against: leave workspace paths as they are
+        home = None
+    return shown(text, home=home)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
@@ -508,7 +522,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _note(text: str) -> None:
-    err.print(f"note: {escape(text)}", highlight=False, soft_wrap=True)
+    err.print(f"note: {escape(_local(text))}", highlight=False, soft_wrap=True)
 
 
 def _model_input(model, input: Path, id_column: str | None):
@@ -594,7 +608,9 @@ def _run_folder(source: str) -> Path:
         if not version.run or not (runs / version.run).is_dir():
             named = source if source == version.uri else f"{source} ({version.uri})"
             where = (
-                f"was trained in run {version.run}, whose folder was removed from {runs}" if version.run else "has no run folder on record"
+                f"was trained in run {version.run}, whose folder was removed from the workspace's runs folder ({runs}/)"
+                if version.run
+                else "has no run folder on record"
             )
             raise RunError(
                 f"{named} {where}; the version stays in the registry (predict, evaluate and serve take it), "

@@ -458,7 +458,7 @@ def find_resumable_run(settings: Settings, name: str, digest: str) -> Path:
         if status.get("spec_digest") != digest:
             raise RunError(f"{run_dir}: the interrupted run used a different spec; resume it with the same spec or train anew")
         return run_dir
-    raise RunError(f"no interrupted run of {name!r} with a checkpoint in {settings.runs_dir}")
+    raise RunError(f"no interrupted run of {name!r} with a checkpoint in the workspace's runs folder ({settings.runs_dir}/)")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -477,7 +477,7 @@ def _new_run_dir(settings: Settings, name: str) -> Path:
             return path
         except FileExistsError:
             continue
-    raise RunError(f"{settings.runs_dir}: cannot create a run folder for {name!r}")
+    raise RunError(f"cannot create a run folder for {name!r} in the workspace's runs folder ({settings.runs_dir}/)")
 
 
 def _write_status(run_dir: Path, state: str, digest: str, **extra: Any) -> None:

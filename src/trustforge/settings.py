@@ -27,7 +27,7 @@ from pathlib import Path
 
 from trustforge.errors import SecurityError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "workspace_home"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Settings:
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> "Settings":
         """Settings from explicit arguments first, then the environment, then defaults."""
-        chosen = Path(home or os.environ.get("TRUSTFORGE_HOME") or ".trustforge").expanduser().resolve()
+        chosen = workspace_home(home)
         return cls(
             home=chosen,
             db_url=env_secret("TRUSTFORGE_DB_URL", "a database URL, or unset it for the workspace's SQLite file")
@@ -93,6 +93,14 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+
+def workspace_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace folder, resolved: `home` if given, else `TRUSTFORGE_HOME`, else `./.trustforge`.
+
+    Reads no secret and validates nothing else, so an error message can be phrased with it
+    even when the rest of the environment is refused."""
+    return Path(home or os.environ.get("TRUSTFORGE_HOME") or ".trustforge").expanduser().resolve()
 
 
 _TOKEN_HINT = "an API token (`trustforge users token`), or unset it to act as the local workspace admin"

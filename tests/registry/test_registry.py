@@ -224,6 +224,25 @@ def test_tags_set_overwrite_and_validate(pkg, reg):
     assert ("tag", f"models:/{NAME}/1", "ok") in audit_actions(reg)
 
 
+def test_the_audit_log_keeps_a_tag_key_and_a_keyed_fingerprint_never_the_value(pkg, reg):
+    # The audit log is never erased; a tag value is free text, so personal data typed into it
+    # must stay in the tags, which can be overwritten.
+    reg.register(pkg, tags={"approved-by": "Ann Smith"})
+    reg.set_tag(NAME, 1, "owner", "ann.smith@example.com")
+    reg.set_tag(NAME, 1, "reviewer", "ann.smith@example.com")
+    reg.set_tag(NAME, 1, "stage", "yes")
+    entries = [e for e in reg.audit.entries(limit=100) if e["action"] in ("register", "tag")]
+    assert "Ann Smith" not in json.dumps(entries) and "ann.smith" not in json.dumps(entries)
+    tagged = {e["details"]["key"]: e["details"] for e in entries if e["action"] == "tag"}
+    assert set(tagged["owner"]) == {"key", "value_length", "value_hmac"} and tagged["owner"]["value_length"] == 21
+    assert tagged["owner"]["value_hmac"] == tagged["reviewer"]["value_hmac"] != tagged["stage"]["value_hmac"]
+    # Keyed: a plain hash of a short value is found by hashing guesses; this one is not.
+    assert tagged["stage"]["value_hmac"] not in hashlib.sha256(b"yes").hexdigest()
+    registered = next(e for e in entries if e["action"] == "register")
+    assert set(registered["details"]["tags"]) == {"approved-by"} and registered["details"]["tags"]["approved-by"]["value_length"] == 9
+    assert reg.get(f"models:/{NAME}/1").tags["owner"] == "ann.smith@example.com"  # the tag itself keeps the value
+
+
 # ---------------------------------------------------------------------------- delete and gc
 
 

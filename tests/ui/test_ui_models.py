@@ -3,6 +3,7 @@ and alias and tag changes (roles, CSRF, audit, bad input)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -141,7 +142,8 @@ def test_a_trainer_tags_a_version(client_as, ui_workspace):
     answer = client.post("/models/iris-ui/versions/1/tags", data={"csrf": csrf_of(page.text), "key": "approved", "value": "yes"})
     assert answer.status_code == 303
     assert ui_workspace["registry"].get("models:/iris-ui/1").tags == {"approved": "yes"}
-    assert _audit(ui_workspace, actor="trainer", action="tag", outcome="ok")
+    [entry] = _audit(ui_workspace, actor="trainer", action="tag", outcome="ok")
+    assert entry["details"]["key"] == "approved" and entry["details"]["value_length"] == 3 and "yes" not in json.dumps(entry["details"])
     assert "approved=yes" in client.get("/models/iris-ui").text
     assert client_as("viewer").post("/models/iris-ui/versions/1/tags", data={"csrf": "x", "key": "a", "value": "b"}).status_code == 403
 

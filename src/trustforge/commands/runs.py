@@ -53,12 +53,12 @@ def _named(name: str) -> Path:
     given = Path(name)
     candidate = given if (given.is_absolute() or len(given.parts) > 1 or given.name in (".", "..")) else runs / name
     if candidate.is_symlink():
-        raise RunError(f"{name}: a link, not a run folder of {runs}; refusing it")
+        raise RunError(f"{name}: a link, not a run folder of the workspace ({runs}/); refusing it")
     resolved = candidate.resolve()
     if resolved.parent != runs:
-        raise RunError(f"{name}: not a run folder of this workspace ({runs}); refusing it")
+        raise RunError(f"{name}: not a run folder of this workspace ({runs}/); refusing it")
     if not resolved.is_dir():
-        raise RunError(f"{name}: no such run in {runs} (`trustforge runs list` shows them)")
+        raise RunError(f"{name}: no such run in the workspace's runs folder ({runs}/; `trustforge runs list` shows them)")
     return resolved
 
 

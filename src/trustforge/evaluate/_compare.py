@@ -62,13 +62,20 @@ def run_folder(path: Path) -> Path:
     Raises:
         RunError: `path` is neither a run folder (spec.yaml or status.json) nor a run's package.
     """
-    path = Path(path).resolve()
-    if (path / "manifest.json").is_file() or (path / "sealed.json").is_file():
+    given = Path(path)  # messages name it as given, not resolved
+    path = given.resolve()
+    package = (path / "manifest.json").is_file() or (path / "sealed.json").is_file()
+    if package:
         path = path.parent
     if not path.is_dir():
-        raise RunError(f"{path}: no such run folder")
+        raise RunError(f"{given}: no such run folder")
     if not ((path / "status.json").is_file() or (path / "spec.yaml").is_file()):
-        raise RunError(f"{path}: not a run folder (no status.json or spec.yaml; runs live in .trustforge/runs/)")
+        what = (
+            "a package, but not in a run folder (no status.json or spec.yaml beside it"
+            if package
+            else "not a run folder (no status.json or spec.yaml"
+        )
+        raise RunError(f"{given}: {what}; runs live in the workspace's runs folder)")
     return path
 
 

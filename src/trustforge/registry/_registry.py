@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hmac
 import json
 import os
 import shutil
@@ -84,6 +85,9 @@ if TYPE_CHECKING:
 __all__ = ["Registry", "ModelVersion"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+# What the key that fingerprints tag values in the audit log is derived for (`Registry._tag_value_print`).
+_TAG_AUDIT_PURPOSE = "audit-tag-value"
 
 
 def _guarded(fn: _F) -> _F:
@@ -328,6 +332,14 @@ class Registry:
             "created_by": self.principal.name,
             "created_at": _now(),
         }
+        details: dict[str, Any] = {
+            "package_id": row["package_id"],
+            "package_digest": row["package_digest"],
+            "encrypted": self.encrypt,
+            "parent_version": parent_version,
+        }
+        if initial_tags:  # as `set_tag` audits a tag: the key, never the value
+            details["tags"] = {k: self._tag_value_print(v) for k, v in initial_tags.items()}
         final: Path | None = None
         moved = False
         with self.engine.connect() as conn:
@@ -353,19 +365,7 @@ class Registry:
                 moved = True
                 fsync_dir(final.parent)
                 _crash_point("renamed")
-                self.audit.append(
-                    self.principal.name,
-                    "register",
-                    format_uri(name, version),
-                    "ok",
-                    {
-                        "package_id": row["package_id"],
-                        "package_digest": row["package_digest"],
-                        "encrypted": self.encrypt,
-                        "parent_version": parent_version,
-                    },
-                    conn=conn,
-                )
+                self.audit.append(self.principal.name, "register", format_uri(name, version), "ok", details, conn=conn)
                 _crash_point("before_commit")
             except BaseException:
                 # Still inside the transaction, so still holding the locks: the folder goes back
@@ -648,6 +648,7 @@ class Registry:
         check_tag_value(value)
         uri = format_uri(name, version)
         self._require("tag", uri)
+        details = {"key": key, **self._tag_value_print(value)}  # before the transaction: a key that cannot be derived changes nothing
         with self._write() as conn:
             self._must_exist(conn, name, version)
             where = (tags.c.name == name, tags.c.version == version, tags.c.key == key)
@@ -655,7 +656,22 @@ class Registry:
                 conn.execute(tags.insert().values(name=name, version=version, key=key, value=value))
             else:
                 conn.execute(tags.update().where(*where).values(value=value))
-            self.audit.append(self.principal.name, "tag", uri, "ok", {"key": key, "value": value}, conn=conn)
+            self.audit.append(self.principal.name, "tag", uri, "ok", details, conn=conn)
+
+    def _tag_value_print(self, value: str) -> dict[str, Any]:
+        """What the audit log records of a tag's value: its length and a keyed fingerprint, never
+        the value.
+
+        A tag value is free text (an approver's name, a ticket, a note) and the audit log is never
+        erased, so personal data typed into a tag must not land in it; the value itself lives in
+        the version's tags, where it can be overwritten. A plain SHA-256 of a short value ("yes",
+        a name) is reversed by hashing guesses, so the fingerprint is keyed: the first 64 bits of
+        HMAC-SHA256 under a key derived from the workspace's masking secret (`Keyring.derive_key`).
+        Equal values in one workspace give equal fingerprints; without its keys nothing can be
+        checked against them.
+        """
+        mac = hmac.new(self.keyring.derive_key(_TAG_AUDIT_PURPOSE), value.encode("utf-8"), sha256).hexdigest()
+        return {"value_length": len(value), "value_hmac": mac[:16]}
 
     @_guarded
     def delete(self, name: str, version: int) -> None:

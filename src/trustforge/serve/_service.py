@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from trustforge._shown import remember_written
 from trustforge.errors import ModelError, RegistryError, SpecError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
@@ -81,6 +82,7 @@ class ModelSource:
             if not path.is_dir():
                 raise RegistryError(f"{text}: neither a model URI (models:/NAME@alias, models:/NAME/3) nor a package folder")
             self.path = path.resolve()
+            remember_written(self.path, text)  # messages name the package folder as typed
             self.name, self.version, self.alias = None, None, None
 
     @property

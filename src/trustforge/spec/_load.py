@@ -201,12 +201,18 @@ _SOURCE_FIELDS = (("data", "source"), ("evaluate", "shift"))
 
 
 def _resolve_paths(spec: TaskSpec, base: Path) -> None:
+    """Make the spec's relative data paths absolute against `base`, the spec's folder; messages
+    still name each as the spec wrote it (`_shown.remember_written`)."""
+    from trustforge._shown import remember_written
     from trustforge.data import resolve_source  # here, not at the top: see spec._model._check_source
 
     for section, name in _SOURCE_FIELDS:
         part = getattr(spec, section)
-        if getattr(part, name):
-            setattr(part, name, resolve_source(getattr(part, name), base))
+        written = getattr(part, name)
+        if written:
+            resolved = resolve_source(written, base)
+            setattr(part, name, resolved)
+            remember_written(resolved.partition(":")[2], written.partition(":")[2].strip())
 
 
 def redact_spec(spec: TaskSpec) -> TaskSpec:

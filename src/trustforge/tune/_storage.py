@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from trustforge._shown import remember_written
 from trustforge.errors import TuneError
 from trustforge.settings import Settings
 
@@ -50,7 +51,9 @@ def storage_url(storage: str | None, settings: Settings, study: str) -> str:
     if storage.startswith(("journal:", "sqlite:", "postgresql:", "postgresql+")):
         return storage
     if storage.endswith((".journal", ".log")):
-        return f"journal:{Path(storage).expanduser().resolve()}"
+        path = Path(storage).expanduser().resolve()  # every worker opens the same file, whatever its folder
+        remember_written(path, storage)  # messages name it as typed
+        return f"journal:{path}"
     scheme = storage.split(":", 1)[0] if ":" in storage else storage
     raise TuneError(
         f"--storage must be sqlite:///PATH, postgresql://..., journal:PATH (or a .journal file) or registry; got a {scheme!r} value"
@@ -84,9 +87,7 @@ def open_storage(url: str) -> Any:
     file = _file_of(url)
     if file is not None and not file.parent.is_dir():
         # A typo in a path must not become a new tree of folders (journal) or a driver's bare error (SQLite).
-        raise TuneError(
-            f"--storage names a {desc['kind']} file in a folder that does not exist: {file.parent}; create the folder or name another"
-        )
+        raise TuneError(f"--storage names a {desc['kind']} file whose folder does not exist ({file}); create the folder or name another")
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
