@@ -41,6 +41,11 @@ def _error(space: dict) -> str:
         ({"train.privacy.epsilon": {"type": "float", "low": 1, "high": 3}}, "tune.space.train.privacy.epsilon", "null"),
         ({"name": {"type": "categorical", "choices": ["a", "b"]}}, "tune.space.name", "dotted spec field"),
         ({"tune.trials": {"type": "int", "low": 1, "high": 3}}, "tune.space.tune.trials", "cannot be tuned"),
+        (
+            {"train.optimizer.lr": {"low": 0.001, "high": 0.01}},
+            "tune.space.train.optimizer.lr",
+            "needs type: one of 'float', 'int', 'categorical'",
+        ),
     ],
 )
 def test_space_errors_name_the_field(space, starts, says):

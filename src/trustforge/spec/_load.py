@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from trustforge.errors import SpecError
-from trustforge.spec._model import SpecProblem, TaskSpec
+from trustforge.spec._model import ParamSpec, SpecProblem, TaskSpec
 
 __all__ = ["load_spec", "spec_to_dict", "spec_to_yaml", "spec_digest", "redact_spec"]
 
@@ -289,6 +289,8 @@ def _describe(err: Mapping[str, Any], raw: Any) -> tuple[list[Any], str]:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         disc = str(ctx.get("discriminator", "")).strip("'\"") or "kind"
         tags = _union_tags(_field_at(path, raw)) or str(ctx.get("expected_tags", ""))
+        if not tags and path[:2] == ["tune", "space"]:  # a union inside a dict, which the field walk does not reach
+            tags = ", ".join(repr(get_args(m.model_fields["type"].annotation)[0]) for m in _members(ParamSpec))
         if kind == "union_tag_invalid":
             tag_path = path + [disc]
             tag, _ = _value_at(raw, tag_path)
