@@ -238,3 +238,13 @@ def test_serve_names_a_package_folder_as_typed(trained, tmp_path):
     cwd.mkdir()
     code, _, err = run_main("serve", Path("..") / "copy", home=trained["home"], cwd=cwd)
     assert code == 4 and "error: ../copy/manifest.json: " in err and str(tmp_path) not in err, err
+
+
+def test_serving_a_package_folder_audits_it_by_name_not_by_its_local_path(tmp_path):
+    from trustforge.serve._service import ModelSource
+
+    folder = tmp_path / "deep" / "bc-package"
+    folder.mkdir(parents=True)
+    source = ModelSource(str(folder))
+    assert source.object == "package:bc-package"  # what access checks and audit entries name
+    assert str(tmp_path) not in source.object

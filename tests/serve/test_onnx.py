@@ -82,7 +82,7 @@ def test_onnx_through_http_matches_eager(packages, registry, tmp_path, live):
         svc.close()
 
 
-def test_the_export_is_cached_by_package_digest_and_checked_before_use(packages, registry, tmp_path, monkeypatch):
+def test_the_export_is_cached_by_package_digest_and_checked_before_use(packages, registry, tmp_path, monkeypatch, caplog):
     register(registry, packages["iris"], tmp_path)
     exports = []
     real = _onnx.export_onnx
@@ -101,9 +101,13 @@ def test_the_export_is_cached_by_package_digest_and_checked_before_use(packages,
     onnx_file.write_bytes(bytes(blob))
     with pytest.raises(ModelError, match="changed since it was exported"):
         _onnx.load_onnx_model(registry.load_model("models:/iris-serve/1"), onnx_file, digest, registry.keyring)
+    caplog.set_level("INFO")
     svc = _onnx_service(registry, "iris")  # refused, exported again, served
     svc.close()
     assert len(exports) == 2
+    logged = [r.getMessage() for r in caplog.records if "onnx_" in r.getMessage()]
+    assert any("onnx_cache_invalid" in m and f"cache/onnx/{digest}/model.onnx: ONNX file changed" in m for m in logged), logged
+    assert logged and not any(str(tmp_path) in m for m in logged), logged  # no local path in the server's logs
     _onnx.load_onnx_model(registry.load_model("models:/iris-serve/1"), onnx_file, digest, registry.keyring)
 
 

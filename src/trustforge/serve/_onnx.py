@@ -133,7 +133,8 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
                 _read_verified(onnx_file, package_digest, keyring)
                 return onnx_file
             except ModelError as exc:
-                log.warning(json.dumps({"event": "onnx_cache_invalid", "path": str(onnx_file), "reason": str(exc)}))
+                name = _cache_name(package_digest)  # the log names no local path
+                log.warning(json.dumps({"event": "onnx_cache_invalid", "cache": name, "reason": str(exc).replace(str(entry), name)}))
         signature = Signature.from_manifest(model.manifest)
         blob = export_onnx(model, signature)
         eager_model = model
@@ -167,8 +168,13 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
             entry / "model.json",
             json.dumps({**meta, "key_id": key_id, "signature": base64.b64encode(sig).decode("ascii")}, indent=1).encode(),
         )
-        log.info(json.dumps({"event": "onnx_exported", "path": str(onnx_file), "max_difference": diff}))
+        log.info(json.dumps({"event": "onnx_exported", "cache": _cache_name(package_digest), "max_difference": diff}))
         return onnx_file
+
+
+def _cache_name(package_digest: str) -> str:
+    """A cache entry as the logs name it: relative to the workspace cache, not a local path."""
+    return f"cache/onnx/{package_digest}"
 
 
 def load_onnx_model(model: Model, onnx_file: Path, package_digest: str, keyring: Keyring, threads: int = 1) -> Model:

@@ -92,8 +92,9 @@ class ModelSource:
 
     @property
     def object(self) -> str:
-        """What access checks and audit entries name."""
-        return f"models:/{self.name}" if self.path is None else str(self.path)
+        """What access checks and audit entries name: the model's URI, or a package folder by its
+        name (never its local path, which the audit log would keep for good)."""
+        return f"models:/{self.name}" if self.path is None else f"package:{self.path.name}"
 
 
 ONNX_OOD_REASON = "the out-of-distribution guard does not run on the onnx backend (it needs the torch network's layers)"
