@@ -79,10 +79,10 @@ def test_refuse_answers_422_naming_the_rows_and_the_scores(cancer):
     r = client.post("/v2/models/cancer-serve/infer", json=_v2(rows))
     assert r.status_code == 422
     message = r.json()["error"]
-    assert "row 2:" in message and "row 5:" in message and "threshold" in message and "--ood refuse" in message
+    assert "row 3:" in message and "row 6:" in message and "threshold" in message and "--ood refuse" in message
     assert _metric(client, "refused") >= 2
     r = client.post("/invocations", json={"dataframe_records": rows.iloc[[2]].to_dict(orient="records")})
-    assert r.status_code == 422 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "row 0:" in r.json()["message"]
+    assert r.status_code == 422 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE" and "row 1:" in r.json()["message"]
     ok = client.post("/invocations", json={"dataframe_records": rows.iloc[[0, 1]].to_dict(orient="records")})
     assert ok.status_code == 200 and ok.json()["ood"]["rows"] == []
 
@@ -98,7 +98,7 @@ def test_off_leaves_requests_alone(cancer):
 def test_the_guard_runs_in_the_worker_process(cancer):
     client = cancer(workers=1, ood="refuse")
     r = client.post("/v2/models/cancer-serve/infer", json=_v2(_rows()))
-    assert r.status_code == 422 and "row 5:" in r.json()["error"]
+    assert r.status_code == 422 and "row 6:" in r.json()["error"]
 
 
 def test_a_package_without_a_detector_still_serves(registry, tmp_path, workspace):

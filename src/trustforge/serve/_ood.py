@@ -64,7 +64,8 @@ class OodVerdict:
 
     def refusal(self) -> OodRefused:
         rows = self.rows
-        shown = "; ".join(f"row {i}: {self.reasons.get(i, '')}" for i in rows[:5])
+        # Counted from 1, as every other message counts rows; `rows` and the body's keys stay 0-based positions.
+        shown = "; ".join(f"row {i + 1}: {self.reasons.get(i, '')}" for i in rows[:5])
         more = f" (and {len(rows) - 5} more)" if len(rows) > 5 else ""
         return OodRefused(
             f"refused: {len(rows)} of {len(self.flagged)} rows look out of distribution for this model (--ood refuse): {shown}{more}",
