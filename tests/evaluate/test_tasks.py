@@ -229,3 +229,20 @@ def test_the_metrics_table_names_the_positive_class_and_the_threshold():
     assert "recall (malignant)" in text and "threshold (f1)" in text and "0.0335" in text
     console.print(metrics_table({"accuracy": 0.9}, ["accuracy"]))
     assert "threshold" not in console.export_text()
+
+
+def test_probabilities_sum_to_one_in_float64_so_sklearn_metrics_take_them_without_a_warning():
+    import warnings
+
+    import sklearn.metrics as skm
+
+    from trustforge.evaluate._tasks import outputs_to_proba
+
+    logits = torch.randn(2000, 10, generator=torch.Generator().manual_seed(0)) * 8
+    proba = outputs_to_proba(logits, 10)
+    assert proba.dtype == np.float64 and np.abs(proba.sum(1) - 1).max() < 1e-12
+    binary = outputs_to_proba(logits[:, :1], 2)
+    assert np.abs(binary.sum(1) - 1).max() < 1e-12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "y_prob values do not sum to one" from float32 probabilities cast up
+        skm.log_loss(np.arange(2000) % 10, proba, labels=range(10))

@@ -54,12 +54,15 @@ Decode = Callable[[np.ndarray], np.ndarray]
 
 
 def outputs_to_proba(out: torch.Tensor, n_classes: int) -> np.ndarray:
-    """Class probabilities (N, K) from raw outputs: one logit means binary cross-entropy."""
-    out = out.float()
+    """Class probabilities (N, K) from raw outputs: one logit means binary cross-entropy.
+
+    Computed in float64, so each row sums to 1 within float64 rounding (what scikit-learn's
+    metrics check; float32 probabilities cast up miss it by ~1e-7 and make them warn)."""
+    out = out.detach().double()
     if out.shape[-1] == 1 and n_classes == 2:
         p = torch.sigmoid(out)
-        return torch.cat([1 - p, p], dim=-1).numpy().astype(np.float64)
-    return torch.softmax(out, dim=-1).numpy().astype(np.float64)
+        return torch.cat([1 - p, p], dim=-1).numpy()
+    return torch.softmax(out, dim=-1).numpy()
 
 
 def _with_n(m: dict[str, Any], n: int) -> dict[str, Any]:
