@@ -122,6 +122,12 @@ def test_classification_above_the_class_count_is_a_400_naming_both_numbers(iris)
         _refused(r, *parts)
 
 
+def test_an_output_requested_twice_is_a_400_not_one_answer_given_for_both(iris):
+    client, _, rows = iris
+    twice = [{"name": "probabilities"}, {"name": "probabilities", "parameters": {"classification": 2}}]
+    _refused(client.post(_INFER, json=_v2(rows, outputs=twice)), "outputs[1] ('probabilities'): the output is requested twice")
+
+
 def test_classification_of_an_undeclared_output_is_checked_against_its_columns():
     """An output the package's signature does not declare has no class count before the model
     answers: the count is checked against the answer (400, not a shorter answer)."""

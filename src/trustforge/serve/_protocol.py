@@ -130,6 +130,8 @@ def parse_infer(body: bytes, header_length: str | None, signature: Signature) ->
         declared = {s.name: s for s in signature.outputs}
         for j, out in enumerate(req.outputs):
             where = f"outputs[{j}] ({out.name!r})"
+            if any(name == out.name for name, _ in outputs):  # each output is answered once, as it asked
+                raise RequestError(f"{where}: the output is requested twice; name each output once")
             options = out.parameters or {}
             if not options.keys() <= _OUTPUT_PARAMETERS:
                 raise _unknown_parameter(options, _OUTPUT_PARAMETERS, f"{where}: ")
