@@ -460,8 +460,64 @@ def test_a_row_changed_before_the_backup_stays_refused_after_a_restore(tmp_path)
     create_backup(settings, archive, keyring)
     target = settings_for(tmp_path / "target")
     shutil.copytree(settings.keys_dir, target.keys_dir)  # the same workspace's keys, restored elsewhere
-    restore_backup(target, archive, Keyring.load(target.keys_dir, kek_b64=KEK), accept_admins=True)
+    summary = restore_backup(target, archive, Keyring.load(target.keys_dir, kek_b64=KEK), accept_admins=True)
+    assert summary["unsealed"] == ["user 'vera'"]
     with Registry(target) as reg:
         with pytest.raises(AccessDenied, match="seal"):
             reg.access.authenticate(token)
-        assert reg.access.verify_seals()[1] == ["user 'vera' does not match its seal (role or active changed?)"]
+        assert reg.access.verify_seals()[1] == ["user 'vera' has no seal"]
+
+
+def test_rows_forged_without_a_seal_stay_refused_after_a_restore_into_a_new_workspace(tmp_path):
+    """The red team's restore: unsealed forged rows in the source, a target never opened before."""
+    settings, token = _workspace_with_a_user(tmp_path / "src")
+    engine = sa.create_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE access_users SET role = 'admin' WHERE name = 'vera'"))
+        conn.execute(sa.text("DELETE FROM access_seals WHERE key = 'vera'"))
+    engine.dispose()
+    archive = tmp_path / "src.tfbackup"
+    keyring = Keyring.load(settings.keys_dir, kek_b64=KEK)
+    create_backup(settings, archive, keyring)
+    target = settings_for(tmp_path / "target")
+    target_keys = Keyring.init(target.keys_dir, kek_b64=KEK)  # as `backup restore` makes them: nothing opened
+    pem = keyring.public_key_pem()
+    summary = restore_backup(target, archive, target_keys, trusted_key=pem, accept_new_keys=True, accept_admins=True)
+    with Registry(target) as reg:  # the first open after the restore seals nothing more
+        with pytest.raises(AccessDenied, match="seal"):
+            reg.access.authenticate(token)
+        assert reg.access.verify_seals()[1] == ["user 'vera' has no seal"]
+    assert summary["unsealed"] == ["user 'vera'"]
+
+
+def test_a_row_sealed_in_another_workspace_that_this_one_trusts_grants_nothing(tmp_path):
+    """The red team's copy: workspace B restored from A trusts A's key; a user A adds later, copied
+    row and seal into B's database, must not work in B."""
+    source, _ = _workspace_with_a_user(tmp_path / "a")
+    archive = tmp_path / "a.tfbackup"
+    keyring = Keyring.load(source.keys_dir, kek_b64=KEK)
+    create_backup(source, archive, keyring)
+    target = settings_for(tmp_path / "b")
+    restore_backup(target, archive, Keyring.init(target.keys_dir, kek_b64=KEK), trusted_key=keyring.public_key_pem(), accept_new_keys=True)
+    with Registry(source) as reg:
+        reg.access.add_user("zed", "admin")
+        token = reg.access.issue_token("zed")
+    a, b = sa.create_engine(source.db_url), sa.create_engine(target.db_url)
+    with a.connect() as src, b.begin() as dst:
+        for table, key, value in (("access_users", "name", "zed"), ("access_tokens", "user", "zed"), ("access_seals", "key", "zed")):
+            for row in src.execute(sa.text(f"SELECT * FROM {table} WHERE {key} = :v"), {"v": value}).mappings():
+                dst.execute(sa.text(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})"), dict(row))
+        token_id = token.split("_")[1]
+        seal = src.execute(sa.text("SELECT * FROM access_seals WHERE key = :v"), {"v": token_id}).mappings().one()
+        dst.execute(
+            sa.text("INSERT INTO access_seals (kind, key, key_id, signature) VALUES (:kind, :key, :key_id, :signature)"), dict(seal)
+        )
+    a.dispose(), b.dispose()
+    with Registry(target) as reg:
+        assert reg.keyring.knows(keyring.key_id)  # B does trust A's key
+        with pytest.raises(AccessDenied, match="seal"):
+            reg.access.authenticate(token)
+        assert sorted(reg.access.verify_seals()[1]) == [
+            f"token {token_id} does not match its seal (user, hash, expiry or revocation changed?)",
+            "user 'zed' does not match its seal (role or active changed?)",
+        ]

@@ -111,6 +111,9 @@ def verify(
         raise IntegrityError(f"audit log entry {report.first_bad}: {report.problem}")
     typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))
     if broken:
-        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
-        raise IntegrityError(f"access records: {broken[0]}{more}: changed outside TrustForge; such a token is refused")
+        shown = "; ".join(broken[:20]) + (f"; and {len(broken) - 20} more" if len(broken) > 20 else "")
+        raise IntegrityError(
+            f"access records changed outside TrustForge ({len(broken)}): {shown}. A token whose record or whose user's record is "
+            "among them is refused; `trustforge users grant` or `users revoke-token` seals a row again as an admin decides"
+        )
     typer.echo(f"ok: {records} user and token records match their seals")

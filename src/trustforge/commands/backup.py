@@ -107,6 +107,7 @@ def restore(
                 "signed_by": summary["key_id"],
                 "new_keys": summary["new_keys"],
                 "new_admins": summary["new_admins"],
+                "unsealed": summary["unsealed"],
                 "audit_entries": audit["archive"],
                 "audit_entries_before": audit["workspace"],
             },
@@ -117,6 +118,8 @@ def restore(
         typer.echo(f"  added signing key {key_id[:16]} (now trusted: its signatures verify in this workspace)")
     for name in summary["new_admins"]:
         typer.echo(f"  added admin user {name}")
+    for row in summary["unsealed"]:
+        typer.echo(f"  warning: {row} did not match its seal in the archive (changed in the source database): refused here too", err=True)
     if audit["archive"] < audit["workspace"]:
         typer.echo(f"  audit log cut from {audit['workspace']} to {audit['archive']} entries (accepted); the audit log continues")
     else:

@@ -82,7 +82,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> N
         rows = access.list_users()
         _, broken = access.verify_seals()
     for line in broken:
-        typer.echo(f"warning: {line}: changed outside TrustForge, so it is refused; see `trustforge audit verify`", err=True)
+        typer.echo(f"warning: {line}: changed outside TrustForge; tokens that rest on it are refused (`trustforge audit verify`)", err=True)
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return

@@ -60,6 +60,7 @@ from trustforge.secure import (
     ARCHIVE_VERSION,
     AUDIT_GENESIS,
     METADATA,
+    SEALED_MARKER,
     AccessStore,
     AuditLog,
     Keyring,
@@ -76,6 +77,7 @@ _VERSION = ARCHIVE_VERSION
 _write_archive = write_sealed_archive  # the tests seal crafted archives with it
 _CONTENTS = "backup.json"
 _MASKING = "keys/masking.key"  # the masking secret, wrapped by the KEK (never in plaintext)
+_SEALED = f"keys/{SEALED_MARKER}"  # the source workspace's id, which its access seals sign
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
@@ -183,6 +185,8 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     masking = keyring.export_masking_secret()  # wrapped under the KEK the archive is made under; None if never needed
     if masking is not None:
         files[_MASKING] = masking
+    if (keyring.keys_dir / SEALED_MARKER).is_file():  # the id the users' and tokens' seals name (not a secret)
+        files[_SEALED] = (keyring.keys_dir / SEALED_MARKER).read_bytes()
     for name, rows in tables.items():
         files[f"db/{name}.json"] = json.dumps(rows, sort_keys=True, separators=(",", ":")).encode("utf-8")
     contents = {
@@ -388,6 +392,8 @@ def restore_backup(
         elif name == _MASKING:
             # Opens with this keyring's KEK and does not replace a different secret of the workspace.
             keyring.import_masking_secret(blob, where=f"{src} ({name})", check_only=True)
+        elif name == _SEALED:
+            pass  # read when the seals are checked (`_seal_restored`)
         elif name.startswith("keys/"):
             try:
                 key_id = public_key_id(blob)
@@ -412,11 +418,11 @@ def restore_backup(
     tmp, lock = restore_temp(artifacts, uuid.uuid4().hex[:8])
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
-        files = _write_restored(settings, src, members, rows, artifacts, tmp, keyring)
+        files, refused = _write_restored(settings, src, members, rows, artifacts, tmp, keyring)
     for name, blob in members.items():
         if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
             keyring.import_masking_secret(blob, where=f"{src} ({name})")
-        elif name.startswith("keys/"):  # old package signatures and audit checkpoints verify (accepted above)
+        elif name.startswith("keys/") and name != _SEALED:  # old package signatures and audit checkpoints verify (accepted above)
             keyring.add_public_key(blob)
     _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
     return {
@@ -425,6 +431,7 @@ def restore_backup(
         "key_id": header["key_id"],
         "new_keys": sorted(new_keys),
         "new_admins": new_admins,
+        "unsealed": refused,
         "audit": audit,
     }
 
@@ -437,10 +444,11 @@ def _write_restored(
     artifacts: Path,
     tmp: Path,
     keyring: Keyring,
-) -> int:
+) -> tuple[int, list[str]]:
     """Write the checked archive: package folders into `tmp`, then the rows in one transaction,
-    renaming `tmp` to the store before it commits. Returns the number of files written; on any
-    failure (a kill included, as far as Python sees one) nothing is left but `tmp` removed.
+    renaming `tmp` to the store before it commits. Returns the number of files written and the
+    users and tokens left unsealed (`_seal_restored`); on any failure (a kill included, as far
+    as Python sees one) nothing is left but `tmp` removed.
 
     An archive from before users and tokens were sealed (no `db/access_seals.json`) has its
     users and tokens sealed with `keyring` in that transaction: the archive's own signature
@@ -468,6 +476,7 @@ def _write_restored(
 
             create_all(engine)
             access = AccessStore(engine, keyring=keyring)
+            access.ensure_workspace_id()  # before any row is in: the target's own id, never the archive's
             with engine.begin() as conn:
                 why = _not_empty(conn)  # again, under the write lock: nothing came in since the first check
                 if why is not None:
@@ -475,10 +484,9 @@ def _write_restored(
                 for table in _tables():
                     if table.name == "audit_head" and rows.get(table.name):
                         conn.execute(sa.delete(table))  # the genesis head at most (checked): the archive's replaces it
-                    if rows.get(table.name):
+                    if rows.get(table.name) and table.name != "access_seals":
                         conn.execute(sa.insert(table), rows[table.name])
-                if "db/access_seals.json" not in members:
-                    access.seal_unsealed(conn)
+                refused = _seal_restored(access, conn, members, rows)
                 if artifacts.exists():
                     artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
                 os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder
@@ -488,7 +496,19 @@ def _write_restored(
     except BaseException:
         shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
-    return files
+    return files, refused
+
+
+def _seal_restored(access: AccessStore, conn: sa.Connection, members: dict[str, bytes], rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Seal the restored users and tokens for the target workspace, in `conn`: those of an archive
+    from before seals all (the archive's signature vouches for them), those of a newer one only
+    where the source's seal holds (a row changed in the source database stays refused). Returns
+    the rows left unsealed."""
+    if "db/access_seals.json" not in members:
+        access.seal_unsealed(conn)
+        return []
+    pems = [blob for name, blob in members.items() if name.startswith("keys/") and name.endswith(".pub")]
+    return access.reseal_restored(conn, rows.get("access_seals", []), members.get(_SEALED), pems)
 
 
 def _check_bound(src: Path, versions: list[dict[str, Any]], members: dict[str, bytes]) -> None:

@@ -28,7 +28,7 @@ from trustforge.secure._signing import (
 )
 
 if TYPE_CHECKING:
-    from trustforge.secure._access import ACTIONS, POLICY, ROLES, AccessStore, Principal, allowed, require, validate_name
+    from trustforge.secure._access import ACTIONS, POLICY, ROLES, SEALED_MARKER, AccessStore, Principal, allowed, require, validate_name
     from trustforge.secure._audit import GENESIS as AUDIT_GENESIS
     from trustforge.secure._audit import WITNESS_FILE as AUDIT_WITNESS_FILE
     from trustforge.secure._audit import AuditLog, AuditReport
@@ -41,6 +41,7 @@ _LAZY = {
     "POLICY": ("trustforge.secure._access", "POLICY"),
     "ROLES": ("trustforge.secure._access", "ROLES"),
     "AccessStore": ("trustforge.secure._access", "AccessStore"),
+    "SEALED_MARKER": ("trustforge.secure._access", "SEALED_MARKER"),
     "Principal": ("trustforge.secure._access", "Principal"),
     "allowed": ("trustforge.secure._access", "allowed"),
     "require": ("trustforge.secure._access", "require"),
@@ -79,6 +80,7 @@ __all__ = [
     "allowed",
     "Principal",
     "AccessStore",
+    "SEALED_MARKER",
     "require",
     "validate_name",
     "AuditLog",

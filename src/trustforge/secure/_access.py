@@ -68,14 +68,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError
+from trustforge.secure import _primitives as P
 from trustforge.secure._audit import _READONLY
-from trustforge.secure._keys import _write_secret
+from trustforge.secure._keys import _create_secret
 
 if TYPE_CHECKING:
     from trustforge.secure._audit import AuditLog
@@ -153,12 +155,41 @@ seals_table = sa.Table(
 )
 
 
-def _user_statement(name: str, role: str, active: Any) -> bytes:
-    return _SEAL_TAG + json.dumps(["user", name, role, bool(active)], separators=(",", ":")).encode("utf-8")
+_MARKER_RE = re.compile(rb"trustforge access seals v1 ([0-9a-f]{32})\n")
 
 
-def _token_statement(token_id: str, user: str, hash_: str, expires: str | None, revoked: str | None) -> bytes:
-    return _SEAL_TAG + json.dumps(["token", token_id, user, hash_, expires, revoked], separators=(",", ":")).encode("utf-8")
+def _statement(workspace: str | None, fields: list[Any]) -> bytes | None:
+    """What a seal signs: this workspace's id (so a row sealed in another workspace whose key
+    this one trusts, e.g. after a restore, proves nothing here) and the row's fields. None when
+    there is no workspace id yet or a field is not of its column's type (a database writer can
+    put bytes or numbers where text belongs): such a row has no valid seal."""
+    if workspace is None or not all(v is None or type(v) is str for v in fields):
+        return None
+    return _SEAL_TAG + json.dumps([workspace, *fields], separators=(",", ":")).encode("utf-8")
+
+
+def _user_statement(workspace: str | None, row: Any) -> bytes | None:
+    if type(row.active) not in (bool, int) or row.active not in (0, 1):  # SQLite keeps a Boolean as 0/1
+        return None
+    return _statement(workspace, ["user", row.name, row.role, "active" if row.active else "inactive"])
+
+
+def _token_statement(workspace: str | None, row: Any) -> bytes | None:
+    return _statement(workspace, ["token", row.id, row.user, row.hash, row.expires, row.revoked])
+
+
+def _workspace_id_in(blob: bytes | None) -> str | None:
+    """The workspace id a `keys/access-sealed` file holds, or None when it is not one."""
+    match = _MARKER_RE.fullmatch(blob) if isinstance(blob, bytes) else None
+    return match.group(1).decode("ascii") if match else None
+
+
+def _read_workspace_id(keys_dir: Path) -> str | None:
+    """The workspace id in `keys/access-sealed`, or None when the file is missing or malformed."""
+    try:
+        return _workspace_id_in((Path(keys_dir) / SEALED_MARKER).read_bytes())
+    except OSError:
+        return None
 
 
 def allowed(role: str, action: str) -> bool:
@@ -260,8 +291,8 @@ class AccessStore:
     the workspace). Either way the changed rows are sealed in that transaction.
 
     Raises:
-        SecurityError: rows from before seals need sealing and `keys/access-sealed` cannot be
-            written.
+        SecurityError: `keys/access-sealed` is missing while the database holds seals, or it
+            is needed and cannot be written.
     """
 
     def __init__(self, engine: sa.Engine, audit: "AuditLog | None" = None, *, keyring: "Keyring") -> None:
@@ -269,6 +300,7 @@ class AccessStore:
         self.audit = audit
         self.keyring = keyring
         self._good_seals: set[tuple[bytes, str, str]] = set()  # (statement, key id, signature) verified
+        self._workspace = _read_workspace_id(keyring.keys_dir)  # None: no seal verifies (fails closed)
         try:
             metadata.create_all(engine)
         except sa_exc.DBAPIError:
@@ -331,9 +363,10 @@ class AccessStore:
         with self.engine.execution_options(**_READONLY).connect() as conn:
             users = [dict(r._mapping) for r in conn.execute(sa.select(users_table).order_by(users_table.c.name))]
             live = conn.execute(sa.select(t.user, t.id, t.expires).where(t.revoked.is_(None)).order_by(t.created)).all()
-        for u in users:
+        for u in users:  # a value of another type (a database writer's) is shown, never formatted as its type
+            u.update({k: u[k] if type(u[k]) is str else repr(u[k]) for k in ("name", "role", "created")})
             u["active"] = bool(u["active"])
-            u["tokens"] = [r.id for r in live if r.user == u["name"] and (r.expires is None or r.expires > now)]
+            u["tokens"] = [r.id for r in live if r.user == u["name"] and (r.expires is None or str(r.expires) > now)]
         return users
 
     # -- tokens ------------------------------------------------------------------------------
@@ -380,7 +413,7 @@ class AccessStore:
         with self.engine.execution_options(**_READONLY).connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for r in rows:
-            r["live"] = r["revoked"] is None and (r["expires"] is None or r["expires"] > now)
+            r["live"] = r["revoked"] is None and (r["expires"] is None or str(r["expires"]) > now)
         return rows
 
     def count_tokens(self, user: str | None = None, *, live_only: bool = False) -> int:
@@ -453,16 +486,17 @@ class AccessStore:
                 .where(tokens_table.c.id == token_id)
             ).first()
         # Unknown id and wrong secret get the same answer, so ids cannot be probed.
-        if row is None or len(secret) != 32 or not hmac.compare_digest(row.hash, _token_hash(token_id, secret)):
+        matches = row is not None and type(row.hash) is str and len(secret) == 32
+        if not (matches and hmac.compare_digest(row.hash, _token_hash(token_id, secret))):
             self._deny("anonymous", f"token:{token_id}", "unknown or wrong")
             raise AccessDenied("the API token is not valid (unknown or wrong)")
-        token_ok = self._sealed(
-            _token_statement(row.id, row.user, row.hash, row.expires, row.revoked), row.token_key_id, row.token_signature
-        )
-        if not (token_ok and self._sealed(_user_statement(row.user, row.role, row.active), row.user_key_id, row.user_signature)):
-            self._deny(row.user, f"token:{token_id}", "seal broken")
+        user_row = SimpleNamespace(name=row.user, role=row.role, active=row.active)
+        token_ok = self._sealed(_token_statement(self._workspace, row), row.token_key_id, row.token_signature)
+        if not (token_ok and self._sealed(_user_statement(self._workspace, user_row), row.user_key_id, row.user_signature)):
+            # Anonymous: the user named on a row that fails its seal may be the forger's choice.
+            self._deny("anonymous", f"token:{token_id}", "seal broken", claimed_user=str(row.user)[:64])
             raise AccessDenied(
-                f"API token {token_id}: its record or its user's does not match its seal (changed outside TrustForge); "
+                f"API token {token_id}: its record or its user's has no valid seal (changed outside TrustForge); "
                 "an admin should run `trustforge audit verify`"
             )
         if row.revoked is not None:
@@ -476,14 +510,16 @@ class AccessStore:
             raise AccessDenied(f"user {row.user!r} of API token {token_id} is revoked")
         return Principal(name=row.user, role=row.role, kind="token")
 
-    def _deny(self, actor: str, obj: str, reason: str) -> None:
+    def _deny(self, actor: str, obj: str, reason: str, **details: str) -> None:
         """Audit a refused authentication (the id is not secret; the secret is never logged)."""
         if self.audit is not None:
-            self.audit.append(actor, "authenticate", obj, "denied", {"reason": reason})
+            self.audit.append(actor, "authenticate", obj, "denied", {"reason": reason, **details})
 
     # -- seals -------------------------------------------------------------------------------
 
-    def _write_seal(self, conn: sa.Connection, kind: str, key: str, statement: bytes) -> None:
+    def _write_seal(self, conn: sa.Connection, kind: str, key: str, statement: bytes | None) -> None:
+        if statement is None:
+            raise SecurityError(f"{kind} {key!r} cannot be sealed: the workspace has no keys/{SEALED_MARKER} or the row is malformed")
         key_id, signature = self.keyring.sign(statement)
         conn.execute(sa.delete(seals_table).where(seals_table.c.kind == kind, seals_table.c.key == key))
         conn.execute(
@@ -492,19 +528,18 @@ class AccessStore:
 
     def _seal_user(self, conn: sa.Connection, name: str) -> None:
         """Seal user `name`'s row as the transaction `conn` now holds it."""
-        row = self._user(conn, name)
-        self._write_seal(conn, "user", name, _user_statement(row.name, row.role, row.active))
+        self._write_seal(conn, "user", name, _user_statement(self._workspace, self._user(conn, name)))
 
     def _seal_token(self, conn: sa.Connection, token_id: str) -> None:
         """Seal token `token_id`'s row as the transaction `conn` now holds it."""
         t = conn.execute(sa.select(tokens_table).where(tokens_table.c.id == token_id)).one()
-        self._write_seal(conn, "token", token_id, _token_statement(t.id, t.user, t.hash, t.expires, t.revoked))
+        self._write_seal(conn, "token", token_id, _token_statement(self._workspace, t))
 
-    def _sealed(self, statement: bytes, key_id: str | None, signature: str | None) -> bool:
+    def _sealed(self, statement: bytes | None, key_id: Any, signature: Any) -> bool:
         """Whether `signature` by key `key_id` (a key the keyring knows, retired ones included)
         signs `statement`. Good seals are remembered by their exact bytes, so a request pays one
         ECDSA check per row version, not one per call."""
-        if key_id is None or signature is None:
+        if statement is None or type(key_id) is not str or type(signature) is not str:
             return False
         if (statement, key_id, signature) in self._good_seals:
             return True
@@ -531,17 +566,90 @@ class AccessStore:
             sa.select(tokens_table).outerjoin(seals_table, sa.and_(s.kind == "token", s.key == tokens_table.c.id)).where(s.key.is_(None))
         ).all()
         for u in users:
-            self._write_seal(conn, "user", u.name, _user_statement(u.name, u.role, u.active))
+            self._write_seal(conn, "user", u.name, _user_statement(self._workspace, u))
         for t in tokens:
-            self._write_seal(conn, "token", t.id, _token_statement(t.id, t.user, t.hash, t.expires, t.revoked))
+            self._write_seal(conn, "token", t.id, _token_statement(self._workspace, t))
         return len(users), len(tokens)
 
-    def _seal_existing_once(self) -> None:
-        """Seal the rows of a workspace from before seals, once, and mark the keys folder so that
-        an unsealed row is refused from then on (a database writer cannot remove the mark)."""
-        marker = Path(self.keyring.keys_dir) / SEALED_MARKER
-        if marker.is_file():
+    def reseal_restored(self, conn: sa.Connection, seals: list[dict[str, Any]], marker: bytes | None, pems: list[bytes]) -> list[str]:
+        """Seal for this workspace, in transaction `conn`, the restored rows whose seal from the
+        archive holds; the others stay unsealed, so they are refused here as they were there.
+
+        Args:
+            seals: the archive's `access_seals` rows.
+            marker: the archive's `keys/access-sealed` (the source workspace's id).
+            pems: the archive's public keys; with this keyring's, what the seals are checked with.
+
+        Returns:
+            The rows left unsealed, one line each.
+        """
+        workspace = _workspace_id_in(marker)
+        keys = {}
+        for pem in pems:
+            try:
+                key = P.load_public_key(pem)
+            except P.CryptoFailure:
+                continue
+            keys[key.key_id] = key
+
+        def verify(key_id: Any, data: bytes, signature: bytes) -> bool:
+            key = keys.get(key_id) if type(key_id) is str else None
+            return key.verify(data, signature) if key is not None else self.keyring.verify(key_id, data, signature)
+
+        by_key = {(s.get("kind"), s.get("key")): s for s in seals if isinstance(s, dict)}
+        refused = []
+        rows = [("user", r.name, r, _user_statement) for r in conn.execute(sa.select(users_table))]
+        rows += [("token", r.id, r, _token_statement) for r in conn.execute(sa.select(tokens_table))]
+        for kind, key, row, statement in rows:
+            seal = by_key.get((kind, key)) or {}
+            source = statement(workspace, row)
+            try:
+                good = source is not None and verify(
+                    seal.get("key_id"), source, base64.b64decode(seal.get("signature") or "", validate=True)
+                )
+            except (ValueError, TypeError):
+                good = False
+            if good:
+                self._write_seal(conn, kind, key, statement(self._workspace, row))
+            else:
+                refused.append(f"{kind} {str(key)[:64]!r}")
+        return refused
+
+    def ensure_workspace_id(self) -> None:
+        """Give the workspace its id (`keys/access-sealed`, random, 0600) if it has none yet.
+
+        Raises:
+            SecurityError: the file is missing although the database holds seals (a keys folder
+                put back without it: every seal would fail), or it cannot be written.
+        """
+        if self._workspace is not None:
             return
+        marker = Path(self.keyring.keys_dir) / SEALED_MARKER
+        if marker.exists():
+            raise SecurityError(f"keys/{SEALED_MARKER} is not what TrustForge writes; put back the keys folder's own copy of it")
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            sealed = conn.execute(sa.select(seals_table.c.key).limit(1)).first() is not None
+        if sealed:
+            raise SecurityError(
+                f"keys/{SEALED_MARKER} is missing, but the database holds sealed users and tokens: put back the keys "
+                "folder's copy of that file (keep it with the keys); without it no token can be checked"
+            )
+        try:  # exactly one process's id wins when several open a new workspace at once
+            _create_secret(marker, b"trustforge access seals v1 " + secrets.token_hex(16).encode("ascii") + b"\n")
+        except OSError as exc:
+            raise SecurityError(
+                f"keys/{SEALED_MARKER} cannot be written ({exc.strerror}): open the workspace once with its keys folder writable"
+            ) from None
+        self._workspace = _read_workspace_id(self.keyring.keys_dir)
+
+    def _seal_existing_once(self) -> None:
+        """On a workspace's first open by this version: give it its id and seal the rows it holds
+        (rows from before seals), so that from then on an unsealed row is refused. The id is
+        written first: a process killed between the two leaves the old rows refused (an admin
+        re-grants them), never a forged row accepted."""
+        if self._workspace is not None:
+            return
+        self.ensure_workspace_id()
         try:
             with self.engine.begin() as conn:
                 users, tokens = self.seal_unsealed(conn)
@@ -553,12 +661,6 @@ class AccessStore:
         else:
             if users or tokens:
                 self.audit.sync_head_file()  # type: ignore[union-attr]
-        try:
-            _write_secret(marker, b"users and tokens of this workspace are sealed; an unsealed one is refused\n")  # 0600, like the keys
-        except OSError as exc:
-            raise SecurityError(
-                f"keys/{SEALED_MARKER} cannot be written ({exc.strerror}): open the workspace once with its keys folder writable"
-            ) from None
 
     def verify_seals(self) -> tuple[int, list[str]]:
         """Check every user and token row against its seal: (rows checked, problems), each
@@ -577,14 +679,15 @@ class AccessStore:
             ).all()
         problems = []
         for u in users:
-            if not self._sealed(_user_statement(u.name, u.role, u.active), u.key_id, u.signature):
+            if not self._sealed(_user_statement(self._workspace, u), u.key_id, u.signature):
                 problems.append(
-                    f"user {u.name!r} " + ("has no seal" if u.signature is None else "does not match its seal (role or active changed?)")
+                    f"user {str(u.name)[:64]!r} "
+                    + ("has no seal" if u.signature is None else "does not match its seal (role or active changed?)")
                 )
         for t in tokens:
-            if not self._sealed(_token_statement(t.id, t.user, t.hash, t.expires, t.revoked), t.key_id, t.signature):
+            if not self._sealed(_token_statement(self._workspace, t), t.key_id, t.signature):
                 problems.append(
-                    f"token {t.id} "
+                    f"token {str(t.id)[:64]} "
                     + ("has no seal" if t.signature is None else "does not match its seal (user, hash, expiry or revocation changed?)")
                 )
         return len(users) + len(tokens), problems

@@ -208,7 +208,12 @@ def create_app(
             session = await in_thread(app.state.sessions.create, token)
         except AccessDenied:
             app.state.limiter.refused(source, "anonymous", "sign-in with an invalid token", "/signin")
-            ctx = {"next": target, "signin_csrf": cookie, "error": "That token is not valid (unknown, revoked or expired).", "notice": ""}
+            ctx = {
+                "next": target,
+                "signin_csrf": cookie,
+                "error": "That token is not valid (unknown, revoked, expired, or its record was changed outside TrustForge).",
+                "notice": "",
+            }
             return render(request, "signin.html", ctx, 401)
         app.state.sessions.end(request.cookies.get(COOKIE))  # a browser signing in again drops its old session
         await in_thread(app.state.audit.append, session.user, "ui_signin", "ui", "ok", {"role": session.principal.role})
