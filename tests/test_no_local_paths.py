@@ -154,15 +154,16 @@ def test_an_error_names_a_spec_data_path_as_the_spec_wrote_it(tmp_path, workspac
         assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err, err
 
 
-def test_an_error_names_a_workspace_file_relative_to_the_workspace(tmp_path, workspace):
+def test_an_error_names_a_workspace_file_from_the_workspace_as_set(tmp_path, workspace):
     from trustforge.spec import load_spec, spec_digest
 
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
+    home = Path("..") / workspace.name  # TRUSTFORGE_HOME=../ws, as a user may set it
     errors = []
-    assert run_main("keys", "init", home=workspace, cwd=cwd).code == 0
-    code, _, err = run_main("keys", "init", home=workspace, cwd=cwd)
-    assert code == 7 and "error: keys/signing.key: keys exist already" in err, err
+    assert run_main("keys", "init", home=home, cwd=cwd).code == 0
+    code, _, err = run_main("keys", "init", home=home, cwd=cwd)
+    assert code == 7 and "error: ../ws/keys/signing.key: keys exist already" in err, err
     errors.append(err)
 
     spec = _spec(tmp_path / "specs", "iris", {"source": "builtin:iris"}, model={"kind": "mlp"})
@@ -170,22 +171,22 @@ def test_an_error_names_a_workspace_file_relative_to_the_workspace(tmp_path, wor
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.safetensors").write_bytes(b"not a checkpoint")
     (run / "status.json").write_text(json.dumps({"state": "interrupted", "spec_digest": "another spec"}))
-    code, _, err = run_main("train", "--resume", spec, home=workspace, cwd=cwd)
-    assert code == 6 and "error: runs/iris-20260101-000000: the interrupted run used a different spec" in err, err
+    code, _, err = run_main("train", "--resume", spec, home=home, cwd=cwd)
+    assert code == 6 and "error: ../ws/runs/iris-20260101-000000: the interrupted run used a different spec" in err, err
     errors.append(err)
 
     (run / "status.json").write_text(json.dumps({"state": "interrupted", "spec_digest": spec_digest(load_spec(spec))}))
-    code, _, err = run_main("train", "--resume", spec, home=workspace, cwd=cwd)
-    assert code != 0 and "runs/iris-20260101-000000/checkpoints/" in err, err
+    code, _, err = run_main("train", "--resume", spec, home=home, cwd=cwd)
+    assert code != 0 and "../ws/runs/iris-20260101-000000/checkpoints/" in err, err
     errors.append(err)
 
     (run / "status.json").write_text(json.dumps({"state": "completed", "spec_digest": "another spec"}))
-    code, _, err = run_main("train", "--resume", spec, home=workspace, cwd=cwd)
-    assert code == 6 and "no interrupted run of 'iris' with a checkpoint in the workspace's runs folder (runs/)" in err, err
+    code, _, err = run_main("train", "--resume", spec, home=home, cwd=cwd)
+    assert code == 6 and "no interrupted run of 'iris' with a checkpoint in the workspace's runs folder (../ws/runs/)" in err, err
     errors.append(err)
 
-    code, _, err = run_main("runs", "show", "iris-19990101-000000", home=workspace, cwd=cwd)
-    assert code == 6 and "iris-19990101-000000: no such run in the workspace's runs folder (runs/;" in err, err
+    code, _, err = run_main("runs", "show", "iris-19990101-000000", home=home, cwd=cwd)
+    assert code == 6 and "iris-19990101-000000: no such run in the workspace's runs folder (../ws/runs/;" in err, err
     errors.append(err)
     for err in errors:
         assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err, err
@@ -216,15 +217,18 @@ def test_shown_rewrites_whole_paths_only(tmp_path):
     data = tmp_path / "tables" / "train.csv"
     remember_written(data, "../tables/train.csv")
     home = tmp_path / "ws"
-    assert shown(f"csv:{data}: no column 'y'", home=home) == "csv:../tables/train.csv: no column 'y'"
-    assert shown(f"'{data}' and {data}.", home=home) == "'../tables/train.csv' and ../tables/train.csv."
-    assert shown(f"{data}.bak: not found; {data}2 neither", home=home) == f"{data}.bak: not found; {data}2 neither"
-    assert shown(f"{home}/runs/a/checkpoint.pt: truncated", home=home) == "runs/a/checkpoint.pt: truncated"
-    assert shown(f"{home}: not writable", home=home) == "the workspace: not writable"
-    assert shown(f"{home}-old/x", home=home) == f"{home}-old/x"  # another folder beside it
-    assert shown(f"sqlite:///{home}/registry.db", home=home) == f"sqlite:///{home}/registry.db"  # a URL is left whole
+    ws = {"home": home, "home_as": ".trustforge"}  # the workspace as the user set it: the default
+    assert shown(f"csv:{data}: no column 'y'", **ws) == "csv:../tables/train.csv: no column 'y'"
+    assert shown(f"'{data}' and {data}.", **ws) == "'../tables/train.csv' and ../tables/train.csv."
+    assert shown(f"{data}.bak: not found; {data}2 neither", **ws) == f"{data}.bak: not found; {data}2 neither"
+    assert shown(f"{home}/runs/a/checkpoint.pt: truncated", **ws) == ".trustforge/runs/a/checkpoint.pt: truncated"
+    assert shown(f"{home}: not writable", **ws) == ".trustforge: not writable"  # the workspace itself is named, not hidden
+    assert shown(f"{home}/x", home=home, home_as="../ws/") == "../ws/x"
+    assert shown(f"{home}/x", home=home, home_as=str(home)) == f"{home}/x"  # set as an absolute path: shown as set
+    assert shown(f"{home}-old/x", **ws) == f"{home}-old/x"  # another folder beside it
+    assert shown(f"sqlite:///{home}/registry.db", **ws) == f"sqlite:///{home}/registry.db"  # a URL is left whole
     remember_written(home / "tables", "tables")  # a spec in the workspace: its own form wins
-    assert shown(f"{home}/tables/x.csv", home=home) == "tables/x.csv"
+    assert shown(f"{home}/tables/x.csv", **ws) == "tables/x.csv"
 
 
 def test_serve_names_a_package_folder_as_typed(trained, tmp_path):

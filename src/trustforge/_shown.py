@@ -10,8 +10,9 @@ their files live. `shown` turns such a message into its display form where it is
 
 - a path the spec loader resolved, or a file inside it, is named as the spec wrote it
   (`../tables/train.csv`, `../images/cat/1.png`): `remember_written` records it;
-- a path inside the workspace is named relative to it (`runs/NAME-.../checkpoint.pt`,
-  `keys/signing.key`), and the workspace itself as "the workspace";
+- a path inside the workspace is named from the workspace as the user set it
+  (`TRUSTFORGE_HOME`, or the default `.trustforge`): `.trustforge/runs/NAME-.../checkpoint.pt`,
+  `../ws/keys/signing.key`; a workspace set as an absolute path stays absolute, as typed;
 - anything else is left as it is: a path the user typed is already shown as typed.
 
 Only whole paths are replaced: `/data/x.csv` is not rewritten inside `/data/x.csv.bak`, nor
@@ -53,26 +54,24 @@ def remember_written(resolved: str | os.PathLike[str], written: str) -> None:
             _written.pop(next(iter(_written)))
 
 
-def shown(text: str, *, home: str | os.PathLike[str] | None = None) -> str:
+def shown(text: str, *, home: str | os.PathLike[str] | None = None, home_as: str | None = None) -> str:
     """`text` (a message) with every local path TrustForge made absolute in its display form.
 
     Args:
         text: the message.
-        home: the workspace folder (resolved, as `Settings.home`); paths inside it are shown
-            relative to it. None: no workspace path is rewritten.
+        home: the workspace folder (resolved, as `Settings.home`).
+        home_as: how the user set it (`TRUSTFORGE_HOME` as written, or `.trustforge`); paths
+            inside `home` are shown from it. None: no workspace path is rewritten.
     """
     with _lock:
         forms = dict(_written)
     workspace = str(Path(home)) if home is not None else None
-    if workspace is not None and workspace != os.sep:
-        forms.setdefault(workspace, "")  # a path the spec wrote inside the workspace keeps its written form
+    if workspace is not None and home_as and workspace != os.sep:
+        forms.setdefault(workspace, home_as.rstrip("/") or os.sep)  # a path the spec wrote inside it keeps its written form
     for prefix in sorted(forms, key=len, reverse=True):  # the most specific first
         if prefix not in text:
             continue
         written = forms[prefix]
         pattern = re.compile(_BEFORE + re.escape(prefix) + _AFTER + "(/?)")
-        if written == "" and prefix == workspace:
-            text = pattern.sub(lambda m: "" if m.group(1) else "the workspace", text)
-        else:
-            text = pattern.sub(lambda m, w=written: w + m.group(1), text)
+        text = pattern.sub(lambda m, w=written: w + m.group(1), text)
     return text

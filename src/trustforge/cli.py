@@ -83,7 +83,7 @@ def _local(text: str) -> str:
         home = workspace_home()
     except (OSError, RuntimeError):  # no home folder to expand `~` against: leave workspace paths as they are
         home = None
-    return shown(text, home=home)
+    return shown(text, home=home, home_as=os.environ.get("TRUSTFORGE_HOME") or ".trustforge")
 
 
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
