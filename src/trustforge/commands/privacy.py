@@ -12,9 +12,10 @@ Keyed `mask` needs the ``mask`` action (trainer, deployer, admin; a viewer is re
 a malformed or revoked token) and each one is audited (the policy and the file's name, never
 its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
 as an oracle. `redact` and `tag` use no secret: they are a local file operation like `sed` and
-need no principal. A keyed mask also writes `OUT.tfmask.json` (policies, key fingerprint, the
-output's SHA-256, under an HMAC with the masking key); `unmask` refuses a file without a sidecar
-that verifies, so original data is never "unmasked" into other plausible values.
+need no principal. A keyed mask also writes `OUT.tfmask.json` (the policy of each entity type it looked
+for, key fingerprint, the output's SHA-256, under an HMAC with the masking key); `unmask` refuses
+a file without a sidecar that verifies and turns back only the types it lists as fake, so
+original data is never "unmasked" into other plausible values.
 `unmask` needs the ``unmask`` action (admins, or the local workspace admin) and is written to
 the audit log. Scan output never shows a detected value, not even in a header or a JSON key
 (`<column 3: EMAIL>`). Library errors (`TrustForgeError`) propagate to the main command, which prints

@@ -33,7 +33,7 @@ from trustforge.privacy._scan import ENTITY_TYPES, check_types, halfwidth, scan_
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Masker", "MaskReport", "unmask", "unmask_value", "POLICIES", "FREE_FORM"]
+__all__ = ["Masker", "MaskReport", "unmask", "unmask_spans", "unmask_value", "POLICIES", "FREE_FORM"]
 
 POLICIES = ("redact", "tag", "hash", "fake")
 FREE_FORM = _FREE_FORM = ("PERSON", "ADDRESS")  # types without a checksum: a personal column's every cell is one
@@ -366,14 +366,25 @@ def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
         SecurityError: no key, or a key shorter than 16 bytes.
         DataError: `text` is not a string, or an unknown entity type.
     """
-    fpe = FPE(_check_key(key, "fake"))
+    _check_key(key, "fake")
     if not isinstance(text, str):
         raise DataError(f"unmask: text must be a string; got {type(text).__name__}")
-    spans = scan_spans(text, check_types(entities))
+    types = check_types(entities)
+    return unmask_spans(text, key, types, types)
+
+
+def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: frozenset[str] | None) -> str:
+    """`text` with the spans of the types in `faked` turned back, found among the types in `looked`
+    (what the mask scanned for, so overlaps resolve as they did then); None means all types.
+    Spans of the other types stay as they are: they were never faked."""
+    spans = scan_spans(text, looked)
     if not spans:
         return text
+    fpe = FPE(_check_key(key, "fake"))
     parts, pos = [], 0
     for kind, s, e, _ in spans:
+        if faked is not None and kind not in faked:
+            continue
         parts.append(text[pos:s])
         parts.append(_fake(fpe, kind, text[s:e], dec=True))
         pos = e

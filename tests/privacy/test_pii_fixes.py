@@ -1,0 +1,84 @@
+"""Masking that must not fail open: a fake mask limited to some entity types is undone only for
+those, the entity flags refuse what would mask less than asked, scanning long CJK runs stays
+linear, fakes hide what identifies (district and road names, e-mail domains, shared suffixes),
+and audit entries hold no personal data from a file's name."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from _cli import run_main
+
+from trustforge.privacy import Masker, mask_file, unmask_file
+from trustforge.privacy._files import _mac, sidecar_path
+
+KEY = bytes(range(32))
+CUSTOMERS = pd.DataFrame(
+    {
+        "name": ["John Smith", "Mary Johnson"],
+        "email": ["john.smith@example.com", "mary.j@example.org"],
+        "phone": ["+1 415 555 0132", "13812345678"],
+        "note": ["SSN 123-45-6789", "card 4111 1111 1111 1111"],
+    }
+)
+
+
+def _read(path):
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def test_a_fake_mask_of_some_types_is_undone_for_those_only(tmp_path, workspace):
+    src = tmp_path / "customers.csv"
+    CUSTOMERS.to_csv(src, index=False)
+    code, out, err = run_main("mask", src, "-o", tmp_path / "z6.csv", "--policy", "fake", "--entities", "EMAIL", home=workspace)
+    assert code == 0, err
+    masked = _read(tmp_path / "z6.csv")
+    assert masked[["name", "phone", "note"]].equals(CUSTOMERS[["name", "phone", "note"]]) and not masked["email"].equals(CUSTOMERS["email"])
+    side = json.loads((tmp_path / "z6.csv.tfmask.json").read_text())
+    assert side["policies"] == {"EMAIL": "fake"} and side["format"] == "trustforge.mask.v2"
+    code, _, err = run_main("unmask", tmp_path / "z6.csv", "-o", tmp_path / "z6_un.csv", home=workspace)
+    assert code == 0, err
+    assert _read(tmp_path / "z6_un.csv").equals(CUSTOMERS)  # the real names, phones, SSNs and cards untouched
+
+    # fake for some types, hash for others: the hashes stay, the fakes come back
+    code, _, err = run_main(
+        "mask",
+        src,
+        "-o",
+        tmp_path / "m.csv",
+        "--policy",
+        "fake",
+        "--entities",
+        "EMAIL,PHONE,PERSON",
+        "--entity-policy",
+        "EMAIL=hash",
+        home=workspace,
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "m.csv.tfmask.json").read_text())["policies"] == {"EMAIL": "hash", "PERSON": "fake", "PHONE": "fake"}
+    assert run_main("unmask", tmp_path / "m.csv", "-o", tmp_path / "m_un.csv", home=workspace).code == 0
+    back = _read(tmp_path / "m_un.csv")
+    assert back[["name", "phone", "note"]].equals(CUSTOMERS[["name", "phone", "note"]]) and back["email"].str.startswith("<EMAIL:").all()
+
+
+def test_a_sidecar_of_the_first_format_is_refused(tmp_path):
+    src, out = tmp_path / "c.csv", tmp_path / "f.csv"
+    CUSTOMERS.to_csv(src, index=False)
+    mask_file(src, out, Masker("fake", key=KEY, entities=["EMAIL"]))
+    side = sidecar_path(out)
+    doc = json.loads(side.read_text())
+    # what the first format wrote: every type listed as fake, whatever --entities limited the mask to
+    body = {
+        "format": "trustforge.mask.v1",
+        "policies": dict.fromkeys(Masker("fake", key=KEY).policies, "fake"),
+        "key": doc["key"],
+        "sha256": doc["sha256"],
+    }
+    side.write_text(json.dumps({**body, "mac": _mac(KEY, body)}))
+    from trustforge.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="earlier format that does not record which entity types"):
+        unmask_file(out, tmp_path / "u.csv", KEY)
+    assert not (tmp_path / "u.csv").exists()
