@@ -82,3 +82,37 @@ def test_a_sidecar_of_the_first_format_is_refused(tmp_path):
     with pytest.raises(IntegrityError, match="earlier format that does not record which entity types"):
         unmask_file(out, tmp_path / "u.csv", KEY)
     assert not (tmp_path / "u.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,hint",
+    [
+        (["--entities", ","], "'--entities': names no entity type; leave --entities out for all of them"),
+        (["--entities", ""], "'--entities': names no entity type"),
+        (["--entities", "EMAIL,SHOE"], "'--entities': unknown entity type 'SHOE'"),
+        (["--entities", "EMAIL", "--entity-policy", "PHONE=hash"], "--entity-policy PHONE=...: PHONE is not among --entities (EMAIL)"),
+    ],
+)
+def test_entity_flags_that_would_mask_less_than_asked_are_usage_errors(tmp_path, workspace, extra, hint):
+    (tmp_path / "ok.csv").write_text("a,b\nx@example.com,+1 415 555 0132\n")
+    code, _, err = run_main("mask", "ok.csv", "-o", "out.csv", *extra, home=workspace, cwd=tmp_path)
+    assert code == 2 and hint in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out.csv").exists()
+    if "--entity-policy" not in extra:
+        code, _, err = run_main("scan", "ok.csv", *extra, home=workspace, cwd=tmp_path)
+        assert code == 2 and hint in err, err
+
+
+def test_the_api_refuses_entity_choices_that_mask_nothing_or_less():
+    from trustforge.errors import DataError
+    from trustforge.privacy import scan_text
+
+    with pytest.raises(DataError, match="entities: names no entity type"):
+        Masker("tag", entities=[])
+    with pytest.raises(DataError, match="policy names PHONE, which entities leaves out"):
+        Masker({"PHONE": "hash", "*": "tag"}, key=KEY, entities=["EMAIL"])
+    with pytest.raises(DataError, match="names no entity type"):
+        scan_text("x@example.com", entities=[])
+    # a lower-case type in a policy mapping is the type, not a key silently ignored
+    assert Masker({"email": "redact"}).mask_text("x@example.com") == "[REDACTED]"
+    assert Masker({"*": "redact"}).mask_text("x@example.com") == "[REDACTED]"

@@ -65,7 +65,24 @@ def workspace_key(what: str, *, create: bool = False) -> bytes:
 
 
 def _entities(value: Optional[str]) -> Optional[list[str]]:
-    return [e.strip() for e in value.split(",") if e.strip()] if value else None
+    """--entities as a list of upper-case types (checked by `_check_entities`); None when left out (all types)."""
+    return None if value is None else [e.strip().upper() for e in value.split(",") if e.strip()]
+
+
+def _check_entities(value: Optional[str]) -> Optional[str]:
+    """--entities, checked while parsing: left out means every type; given, it must name at least one
+    known type (`--entities ","` or `""` would otherwise mask nothing and exit 0), else exit 2."""
+    from trustforge.privacy import ENTITY_TYPES
+
+    chosen = _entities(value)
+    if chosen is None:
+        return value
+    if not chosen:
+        raise typer.BadParameter(f"names no entity type; leave --entities out for all of them, or name some of {', '.join(ENTITY_TYPES)}")
+    unknown = [e for e in chosen if e not in ENTITY_TYPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown entity type {unknown[0]!r}; expected some of {', '.join(ENTITY_TYPES)}")
+    return value
 
 
 def _check_policy(value: str) -> str:
@@ -106,7 +123,9 @@ def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
 
 def scan(
     file: Path = typer.Argument(..., help="a CSV, Parquet, JSON Lines (.jsonl) or text (.txt, .log, .md) file"),
-    entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to look for (default: all)"),
+    entities: Optional[str] = typer.Option(
+        None, "--entities", help="comma-separated entity types to look for (default, when left out: all)", callback=_check_entities
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Find personal data in a file: counts per column and entity type (never the values)."""
@@ -138,20 +157,31 @@ def mask(
     entity_policy: list[str] = typer.Option(
         [], "--entity-policy", help="TYPE=POLICY for one entity type, e.g. EMAIL=hash; repeatable", callback=_check_entity_policy
     ),
-    entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to mask (default: all)"),
+    entities: Optional[str] = typer.Option(
+        None, "--entities", help="comma-separated entity types to mask (default, when left out: all)", callback=_check_entities
+    ),
 ) -> None:
     """Mask personal data in a file into OUT: redact, type tag, keyed hash (joins still work) or keyed fake.
 
     Keyed policies need the `mask` action (trainer and up), are audited, and write OUT.tfmask.json,
     which `unmask` needs.
     """
+    from trustforge.errors import SpecError
     from trustforge.privacy import Masker, mask_file
 
+    chosen = _entities(entities)
+    for item in entity_policy:
+        kind = item.partition("=")[0].strip().upper()
+        if chosen is not None and kind not in chosen:  # the policy would never apply: that type left in clear
+            raise SpecError(
+                f"--entity-policy {kind}=...: {kind} is not among --entities ({', '.join(chosen)}), so it would not be masked at all: "
+                "add it to --entities"
+            )
     policies = _policy(policy, entity_policy)
     used = {policies} if isinstance(policies, str) else set(policies.values())
     keyed = sorted(used & {"hash", "fake"})
     if not keyed:
-        report = mask_file(file, output, Masker(policies, entities=_entities(entities)))
+        report = mask_file(file, output, Masker(policies, entities=chosen))
     else:
         from trustforge.commands.audit import open_workspace
         from trustforge.secure import require
@@ -161,7 +191,7 @@ def mask(
         obj = f"file:{file.name}"
         with open_workspace() as (_access, audit, principal):  # a malformed or revoked token is refused here
             require(principal, "mask", obj, audit)
-            masker = Masker(policies, key=key, entities=_entities(entities))
+            masker = Masker(policies, key=key, entities=chosen)
             try:
                 report = mask_file(file, output, masker)
             except Exception as exc:

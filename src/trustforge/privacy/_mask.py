@@ -243,12 +243,15 @@ class Masker:
     """
 
     def __init__(self, policy: str | Mapping[str, str] = "tag", key: bytes | None = None, entities: Iterable[str] | None = None):
+        named: dict[str, str] = {}
         if isinstance(policy, str):
             policies = {t: policy for t in ENTITY_TYPES}
         elif isinstance(policy, Mapping):
             default = policy.get("*", "tag")
-            check_types([k for k in policy if k != "*"], where="policy")
-            policies = {t: policy.get(t, default) for t in ENTITY_TYPES}
+            named = {str(k).upper(): v for k, v in policy.items() if k != "*"}
+            if named:
+                check_types(named, where="policy")
+            policies = {t: named.get(t, default) for t in ENTITY_TYPES}
         else:
             raise DataError(f"policy must be one of {', '.join(POLICIES)} or a mapping entity type -> policy; got {type(policy).__name__}")
         for kind, p in policies.items():
@@ -256,6 +259,9 @@ class Masker:
                 raise DataError(f"policy for {kind}: must be one of {', '.join(POLICIES)}; got {p!r}")
         self.policies = policies
         self.types = check_types(entities)
+        left_out = sorted(set(named) - self.types) if self.types is not None else []
+        if left_out:  # its policy would never apply: that type would stay in clear
+            raise DataError(f"policy names {left_out[0]}, which entities leaves out, so it would not be masked at all: add it to entities")
         keyed = sorted({p for p in policies.values() if p in _KEYED})
         self._key = _check_key(key, keyed[0]) if keyed else None
         self._fpe = FPE(self._key) if self._key is not None else None
