@@ -116,3 +116,32 @@ def test_the_api_refuses_entity_choices_that_mask_nothing_or_less():
     # a lower-case type in a policy mapping is the type, not a key silently ignored
     assert Masker({"email": "redact"}).mask_text("x@example.com") == "[REDACTED]"
     assert Masker({"*": "redact"}).mask_text("x@example.com") == "[REDACTED]"
+
+
+def test_scanning_a_long_cjk_run_takes_time_linear_in_its_length():
+    import time
+
+    from trustforge.privacy import scan_text
+
+    scan_text("张伟")  # load the lexicons outside the timing
+
+    def best(n: int) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            scan_text("张" * n)
+            times.append(time.process_time() - t0)
+        return min(times)
+
+    small, large = best(3000), best(12000)
+    assert large / max(small, 1e-4) < 6, (small, large)  # quadratic: about 16 (10 measured); linear: about 4
+
+
+@pytest.mark.parametrize("offset", [250, 254, 255, 256, 257, 511])
+def test_a_name_across_a_window_boundary_of_a_long_run_is_found(offset):
+    from trustforge.privacy import scan_text
+
+    filler = "我们今天去公园散步然后" * 80
+    text = filler[:offset] + "请联系李强" + filler
+    names = [(e.text, e.start) for e in scan_text(text) if e.type == "PERSON"]
+    assert ("李强", offset + 3) in names, names
