@@ -145,3 +145,32 @@ def test_a_name_across_a_window_boundary_of_a_long_run_is_found(offset):
     text = filler[:offset] + "请联系李强" + filler
     names = [(e.text, e.start) for e in scan_text(text) if e.type == "PERSON"]
     assert ("李强", offset + 3) in names, names
+
+
+@pytest.mark.parametrize(
+    "address,kept,hidden",
+    [
+        ("地址：上海市黄浦区南京东路100号", ["地址：上海市", "区", "路", "号"], ["黄浦", "南京", "东路", "100"]),
+        ("广州市天河区天河路385号", ["市", "区", "路", "号"], ["广州", "天河", "385"]),
+        ("广西壮族自治区南宁市青秀区民族大道100号", ["广西壮族自治区", "市", "大道"], ["南宁", "青秀", "民族"]),
+        ("上海市江西路8号楼", ["上海市", "路", "号楼"], ["江西"]),
+    ],
+)
+def test_a_fake_chinese_address_keeps_only_its_structure_and_province(address, kept, hidden):
+    from trustforge.privacy import scan_text, unmask
+
+    fake = Masker("fake", key=KEY).mask_text(address)
+    assert all(k in fake for k in kept) and not any(h in fake for h in hidden), fake
+    assert [e.type for e in scan_text(fake)] == ["ADDRESS"] and unmask(fake, KEY) == address
+
+
+def test_fake_chinese_addresses_always_turn_back():
+    from trustforge.privacy import unmask
+
+    masker = Masker({"ADDRESS": "fake"}, key=KEY, entities=["ADDRESS"])
+    heads = ["上海市", "北京", "浙江省杭州市", "深圳市", "内蒙古自治区呼和浩特市"]
+    roads = ["南京东路", "中山大道", "人民路", "建国门外大街", "解放街", "长安街"]
+    for i, (h, r) in enumerate((h, r) for h in heads for r in roads):
+        address = f"{h}{'朝阳区' if i % 2 else ''}{r}{i + 1}号"
+        fake = masker.mask_text(address)
+        assert fake != address and unmask(fake, KEY, entities=["ADDRESS"]) == address, (address, fake)

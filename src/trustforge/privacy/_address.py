@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["find_addresses", "KEEP_WORDS", "KEEP_CJK"]
+__all__ = ["find_addresses", "province_head", "KEEP_WORDS", "KEEP_CJK"]
 
 _A = re.ASCII
 _SUFFIX = (
@@ -49,11 +49,22 @@ _CN = re.compile(
 )
 
 
-# What a fake address keeps, so it still reads (and is found again) as an address.
+# What a fake address keeps, so it still reads (and is found again) as an address: the structural
+# words and characters, wherever they are, and the province-level name a Chinese address begins
+# with (as a US one keeps its state code). Street, district and city names are not kept: a CJK
+# character that is not structural is permuted among the others that are not, so a fake never
+# gains a structural character (and `unmask` keeps exactly what the fake kept).
 KEEP_WORDS = frozenset(
     _SUFFIX.split("|") + _STATES.split("|") + ["Apt", "Suite", "Ste", "Unit", "PSC", "Box", "APO", "FPO", "DPO", "AA", "AE", "AP"]
 )
-KEEP_CJK = frozenset("省市县区镇乡村路街道巷号座栋幢楼室自治特别行政壮族回维吾尔大胡同") | frozenset("".join(_PROVINCES.split("|")))
+KEEP_CJK = frozenset("省市县区镇乡村路街道巷弄号座栋幢楼室大胡同")
+_PROVINCE_HEAD = re.compile(rf"\s*(?:{_PROVINCES})(?:省|市|特别行政区|壮族自治区|回族自治区|维吾尔自治区|自治区)?")
+
+
+def province_head(text: str) -> int:
+    """The length of the province-level name (and its 省, 市, 自治区, ...) that `text` begins with; 0 if none."""
+    m = _PROVINCE_HEAD.match(text)
+    return m.end() if m is not None else 0
 
 
 _HAS_DIGIT = re.compile("[0-9]")

@@ -17,6 +17,7 @@ Policies (one for all entity types, or one per type):
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -143,17 +144,27 @@ def _fake_email(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
 _WORD = re.compile(r"[A-Za-z]+|[0-9]+|[\u4e00-\u9fa5]")
 
 
+@functools.lru_cache(maxsize=1)
+def _cjk_not_kept() -> str:
+    from trustforge.privacy._address import KEEP_CJK
+
+    return "".join(c for c in _names._CJK_BLOCK if c not in KEEP_CJK)
+
+
 def _fake_address(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
-    """Numbers, street and city words and CJK characters permuted within their class; street
-    suffixes, unit words, state codes, provinces and 省/市/路/号... kept, so it still reads as an address."""
-    from trustforge.privacy._address import KEEP_CJK, KEEP_WORDS
+    """Numbers, street, district and city words and CJK characters permuted within their class;
+    street suffixes, unit words, state codes, the leading province and 省/市/区/路/号... kept, so it
+    still reads (and is found again) as an address."""
+    from trustforge.privacy._address import KEEP_CJK, KEEP_WORDS, province_head
+
+    head = province_head(s)  # 上海市, 广西壮族自治区: coarse, like a US state code
 
     def one(m: re.Match) -> str:
         w = m.group()
-        if w in KEEP_WORDS or w in KEEP_CJK:
+        if m.start() < head or w in KEEP_WORDS or w in KEEP_CJK:
             return w
         if "\u4e00" <= w <= "\u9fa5":
-            return fpe.alphabet(w, _names._CJK_BLOCK, tw + b"c" + str(m.start()).encode(), decrypt=dec)
+            return fpe.alphabet(w, _cjk_not_kept(), tw + b"c" + str(m.start()).encode(), decrypt=dec)
         return _classwise(fpe, w, tw + str(m.start()).encode(), dec)
 
     return _WORD.sub(one, s)
