@@ -174,3 +174,20 @@ def test_fake_chinese_addresses_always_turn_back():
         address = f"{h}{'朝阳区' if i % 2 else ''}{r}{i + 1}号"
         fake = masker.mask_text(address)
         assert fake != address and unmask(fake, KEY, entities=["ADDRESS"]) == address, (address, fake)
+
+
+@pytest.mark.parametrize(
+    "text,address",
+    [
+        ("Address: 1600 Pennsylvania Ave NW, Washington, DC 20500", "1600 Pennsylvania Ave NW, Washington, DC 20500"),
+        ("Address: 1600 NW Pennsylvania Ave, Washington, DC 20500", "1600 NW Pennsylvania Ave, Washington, DC 20500"),
+        ("Office: Springfield, IL 62704", "Springfield, IL 62704"),
+        ("Mail it to Winston-Salem, NC 27101-1234 please", "Winston-Salem, NC 27101-1234"),
+    ],
+)
+def test_us_addresses_with_a_compass_point_or_only_city_state_and_zip_are_found(text, address):
+    from trustforge.privacy import scan_text, unmask
+
+    assert [(e.type, e.text) for e in scan_text(text)] == [("ADDRESS", address)]
+    fake = Masker("fake", key=KEY).mask_text(text)
+    assert address not in fake and unmask(fake, KEY) == text, fake
