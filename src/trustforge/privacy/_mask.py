@@ -5,8 +5,9 @@ Policies (one for all entity types, or one per type):
 - ``redact``: the span becomes ``[REDACTED]``.
 - ``tag``: the span becomes its type, ``<EMAIL>``.
 - ``hash``: ``<EMAIL:3fa9c2e1b7d04a65>``, the first 64 bits of HMAC-SHA256 under the key of the
-  type and the normalised value (digits only for numbers, lower case for emails), so the same
-  person joins across rows, columns and files masked with the same key. One-way.
+  type and the normalised value (digits only for numbers, a phone number in international form
+  whatever its format, lower case for emails), so the same person joins across rows, columns and
+  files masked with the same key. One-way.
 - ``fake``: a value of the same shape that still passes its checksum (a Luhn-valid card with
   the same issuer prefix, an ID number with a real date and a correct check digit, an IBAN
   with valid check digits, ...), from a keyed format-preserving permutation (`_fpe`): the
@@ -84,7 +85,9 @@ def _whole(kind: str) -> Callable[[str], bool]:
 
 def _fake_card(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     d = "".join(c for c in s if "0" <= c <= "9")
-    body = d[:6] + fpe.digits(d[6:-1], tw, decrypt=dec)
+    body = d[:6] + fpe.digits(
+        d[6:-1], tw + d[:6].encode(), decrypt=dec
+    )  # under the kept issuer prefix: cards sharing digits do not share fakes
     return _put_digits(s, body + _patterns.luhn_digit(body))
 
 
@@ -102,18 +105,66 @@ def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     return first17 + _patterns.cn_id_check(first17)
 
 
-def _fake_keep_prefix(keep: int, kind: str) -> Callable[[FPE, str, bytes, bool], str]:
-    """Keep the first `keep` digits (carrier or area code), permute the rest, stay a valid `kind`."""
-    whole = _whole(kind)
+_whole_cn_mobile = _whole("CN_MOBILE")
 
-    def fake(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
-        d = "".join(c for c in s if "0" <= c <= "9")
-        k = keep + (len(d) - 11 if kind == "CN_MOBILE" else 0)  # +86 / 0086 in front
-        head = d[:k]
-        rest = fpe.digits(d[k:], tw, valid=lambda r: whole(_put_digits(s, head + r)), decrypt=dec)
-        return _put_digits(s, head + rest)
 
-    return fake
+def _fake_cn_mobile(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Keep the carrier prefix (and +86 / 0086), permute the last 8 digits under a tweak of the
+    prefix: numbers that share their last 8 digits get unrelated fakes; with or without +86, one fake."""
+    d = "".join(c for c in s if "0" <= c <= "9")
+    front, head = d[:-8], d[-11:-8]
+    rest = fpe.digits(d[-8:], tw + head.encode(), valid=lambda r: _whole_cn_mobile(_put_digits(s, front + r)), decrypt=dec)
+    return _put_digits(s, front + rest)
+
+
+_PHONE_EXT = re.compile(r" ?(?:x|ext\.?|#) ?(?=[0-9])", re.ASCII)
+_PHONE_TAIL = 7  # the digits a fake phone number changes: a NANP exchange and line, the local part elsewhere
+
+
+def _phone_split(text: str) -> tuple[str, str]:
+    """(the number, its extension's digits) of a PHONE span: "415-555-0132 x12" -> ("415-555-0132", "12")."""
+    m = _PHONE_EXT.search(text)
+    return (text, "") if m is None else (text[: m.start()], text[m.end() :])
+
+
+def _phone_canonical(number: str) -> str:
+    """A PHONE span's number as international digits, whatever its format: `+1 415 555 0132`,
+    `(415) 555-0132`, `1-415-555-0132` and `001 415 555 0132` are 14155550132; `010-12345678` and
+    `+86 10 12345678` are 861012345678 (the formats the detector takes: `+` international, North
+    American, Chinese landlines with their trunk 0)."""
+    if number.lstrip().startswith("+"):
+        return "".join(c for c in number.replace("(0)", "") if "0" <= c <= "9")  # +44 (0)20 ...: the trunk 0 is not dialled
+    d = "".join(c for c in number if "0" <= c <= "9")
+    if d.startswith("00"):
+        return d[2:]
+    if len(d) == 10 and d[0] != "0":
+        return "1" + d  # North American, without its country code
+    if d.startswith("0"):
+        return "86" + d[1:]  # a Chinese landline, trunk 0 and area code
+    return d
+
+
+def _put_last_digits(s: str, end: int, digits: str) -> str:
+    """`s` with the last len(`digits`) digits before index `end` replaced by `digits`."""
+    where = [i for i in range(end) if "0" <= s[i] <= "9"][-len(digits) :] if digits else []
+    out = list(s)
+    for i, c in zip(where, digits):
+        out[i] = c
+    return "".join(out)
+
+
+def _fake_phone(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Keep the country and area code, permute the last 7 digits (and any extension) under a tweak of
+    them, on the international form: one number gets one fake in every format it is written in."""
+    number, ext = _phone_split(s)
+    canonical = _phone_canonical(number)
+    head, tail = canonical[:-_PHONE_TAIL], canonical[-_PHONE_TAIL:]
+    # North American exchange codes do not begin with 0 or 1 (the only rule on these digits the patterns check);
+    # not a re-scan of the text, which a bare "4155550132" would never pass without the words before it.
+    nanp = len(canonical) == 11 and canonical[0] == "1"
+    new = fpe.digits(tail, tw + head.encode(), valid=(lambda r: r[0] not in "01") if nanp else None, decrypt=dec)
+    out = _put_last_digits(s, len(number), new)
+    return _put_last_digits(out, len(s), fpe.digits(ext, tw + b"x" + head.encode(), decrypt=dec)) if ext else out
 
 
 def _fake_ssn(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
@@ -173,8 +224,8 @@ def _fake_address(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
 _FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
     "CREDIT_CARD": _fake_card,
     "CN_ID": _fake_cn_id,
-    "CN_MOBILE": _fake_keep_prefix(3, "CN_MOBILE"),
-    "PHONE": _fake_keep_prefix(4, "PHONE"),
+    "CN_MOBILE": _fake_cn_mobile,
+    "PHONE": _fake_phone,
     "US_SSN": _fake_ssn,
     "IBAN": _fake_iban,
     "IP_ADDRESS": _fake_ip,
@@ -189,7 +240,10 @@ def _fake(fpe: FPE, kind: str, text: str, dec: bool = False) -> str:
 
 
 def _normalise(kind: str, text: str) -> str:
-    if kind in ("CREDIT_CARD", "CN_MOBILE", "PHONE", "US_SSN"):
+    if kind == "PHONE":  # one token whatever the format: +1 415 555 0132, (415) 555-0132, 415-555-0132
+        number, ext = _phone_split(text)
+        return _phone_canonical(number) + (f"x{ext}" if ext else "")
+    if kind in ("CREDIT_CARD", "CN_MOBILE", "US_SSN"):
         d = "".join(c for c in text if "0" <= c <= "9")
         return d[-11:] if kind == "CN_MOBILE" else d
     if kind in ("IBAN", "CN_ID"):
