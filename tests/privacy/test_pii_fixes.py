@@ -226,3 +226,15 @@ def test_numbers_that_share_their_last_digits_get_unrelated_fakes():
     assert fake("+86 138 1234 5678").replace(" ", "")[-11:] == a  # with or without +86: one fake
     c, d = fake("4111111111111111"), fake("4012881111111119")  # two issuers, the same 9 digits after the prefix
     assert c[:6] == "411111" and d[:6] == "401288" and c[6:-1] != d[6:-1], (c, d)
+
+
+def test_the_audit_log_holds_no_personal_data_from_a_file_name(tmp_path, workspace):
+    src = tmp_path / "mary.smith@example.com.csv"
+    CUSTOMERS.to_csv(src, index=False)
+    assert run_main("mask", src, "-o", tmp_path / "m.csv", "--policy", "fake", home=workspace).code == 0
+    assert run_main("mask", tmp_path / "m.csv", "-o", tmp_path / "John Smith.csv", "--policy", "hash", home=workspace).code == 0
+    assert run_main("unmask", tmp_path / "m.csv", "-o", tmp_path / "u.csv", home=workspace).code == 0
+    code, out, _ = run_main("audit", "show", "--json", home=workspace)
+    objects = [e["object"] for e in map(json.loads, out.splitlines()) if e["action"] in ("mask", "unmask")]
+    assert sorted(objects) == ["file:<EMAIL>", "file:m.csv", "file:m.csv"], objects
+    assert "mary" not in out and "example.com" not in out

@@ -9,8 +9,8 @@ key-encryption key, and survives `keys rotate`), so every file masked in one wor
 with the others, before and after a rotation. `mask` makes the workspace's keys on first use,
 as `trustforge train` does; `unmask` needs them to exist (a new key would reverse nothing).
 Keyed `mask` needs the ``mask`` action (trainer, deployer, admin; a viewer is refused, and so is
-a malformed or revoked token) and each one is audited (the policy and the file's name, never
-its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
+a malformed or revoked token) and each one is audited (the policy and the file's name, any
+personal data in it tagged, never its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
 as an oracle. `redact` and `tag` use no secret: they are a local file operation like `sed` and
 need no principal. A keyed mask also writes `OUT.tfmask.json` (the policy of each entity type it looked
 for, key fingerprint, the output's SHA-256, under an HMAC with the masking key); `unmask` refuses
@@ -83,6 +83,14 @@ def _check_entities(value: Optional[str]) -> Optional[str]:
     if unknown:
         raise typer.BadParameter(f"unknown entity type {unknown[0]!r}; expected some of {', '.join(ENTITY_TYPES)}")
     return value
+
+
+def _audited(file: Path) -> str:
+    """The audit log's object for `file`: its name, with any personal data in it tagged
+    (`mary.smith@example.com.csv` is `file:<EMAIL>`): the log is append-only, so what it holds stays."""
+    from trustforge.privacy import Masker
+
+    return f"file:{Masker('tag').mask_text(file.name)}"
 
 
 def _check_policy(value: str) -> str:
@@ -188,7 +196,7 @@ def mask(
 
         # The workspace's keys are made on first use, as `trustforge train` makes them (for signing, and for `pii: hash`).
         key = workspace_key(f"--policy {keyed[0]}", create=True)
-        obj = f"file:{file.name}"
+        obj = _audited(file)
         with open_workspace() as (_access, audit, principal):  # a malformed or revoked token is refused here
             require(principal, "mask", obj, audit)
             masker = Masker(policies, key=key, entities=chosen)
@@ -216,13 +224,14 @@ def unmask(
     from trustforge.privacy import unmask_file
     from trustforge.secure import require
 
+    obj = _audited(file)
     with open_workspace() as (_access, audit, principal):
-        require(principal, "unmask", f"file:{file.name}", audit)
+        require(principal, "unmask", obj, audit)
         key = workspace_key("unmask")
         try:
             rows = unmask_file(file, output, key)
         except Exception as exc:
-            audit.append(principal.name, "unmask", f"file:{file.name}", "error", {"error": type(exc).__name__})
+            audit.append(principal.name, "unmask", obj, "error", {"error": type(exc).__name__})
             raise
-        audit.append(principal.name, "unmask", f"file:{file.name}", "ok", {"rows": rows})
+        audit.append(principal.name, "unmask", obj, "ok", {"rows": rows})
     out.print(f"unmasked {escape(file.name)} -> {escape(str(output))}", highlight=False, soft_wrap=True)
