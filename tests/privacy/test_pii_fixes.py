@@ -238,3 +238,16 @@ def test_the_audit_log_holds_no_personal_data_from_a_file_name(tmp_path, workspa
     objects = [e["object"] for e in map(json.loads, out.splitlines()) if e["action"] in ("mask", "unmask")]
     assert sorted(objects) == ["file:<EMAIL>", "file:m.csv", "file:m.csv"], objects
     assert "mary" not in out and "example.com" not in out
+
+
+@pytest.mark.parametrize("email", ["mary.smith@example.com", "x.y@mail.smith-family.name", "John.Doe@Acme-Corp.co.uk"])
+def test_a_fake_email_replaces_its_domain_too(email):
+    from trustforge.privacy import scan_text, unmask
+
+    fake = Masker("fake", key=KEY).mask_text(email)
+    local, domain = email.split("@")
+    fake_local, fake_domain = fake.split("@")
+    top = domain.rsplit(".", 1)[1]
+    assert fake_domain.endswith("." + top) and fake_domain.count(".") == domain.count(".") and len(fake_domain) == len(domain)
+    assert not any(label in fake_domain.split(".") for label in domain.split(".")[:-1]) and fake_local != local, fake
+    assert [e.type for e in scan_text(fake)] == ["EMAIL"] and unmask(fake, KEY) == email

@@ -19,7 +19,7 @@ made with the masking key. `unmask_file` refuses a file without a sidecar that v
 its key, that does not match the file, or that was not made with ``fake``, and turns back only
 the types the sidecar lists as ``fake``, so original data is never "unmasked" into other
 plausible values. Sidecars of the first format (`trustforge.mask.v1`) listed every type whatever
-the mask looked for, so they cannot say which values are fakes (and the fakes of phone numbers,
+the mask looked for, so they cannot say which values are fakes (and the fakes of phone numbers, emails,
 cards and addresses have changed since): they are refused.
 """
 

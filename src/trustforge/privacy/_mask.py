@@ -188,8 +188,11 @@ def _fake_ip(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
 
 
 def _fake_email(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Letters and digits of the local part and of the domain permuted in place; only the dots,
+    hyphens and the top-level label kept: a company's or a family's domain identifies a person."""
     local, _, domain = s.rpartition("@")
-    return _classwise(fpe, local, tw, dec) + "@" + domain
+    name, dot, top = domain.rpartition(".")
+    return _classwise(fpe, local, tw, dec) + "@" + _classwise(fpe, name, tw + b"@" + top.lower().encode(), dec) + dot + top
 
 
 _WORD = re.compile(r"[A-Za-z]+|[0-9]+|[\u4e00-\u9fa5]")
