@@ -251,3 +251,27 @@ def test_a_fake_email_replaces_its_domain_too(email):
     assert fake_domain.endswith("." + top) and fake_domain.count(".") == domain.count(".") and len(fake_domain) == len(domain)
     assert not any(label in fake_domain.split(".") for label in domain.split(".")[:-1]) and fake_local != local, fake
     assert [e.type for e in scan_text(fake)] == ["EMAIL"] and unmask(fake, KEY) == email
+
+
+def test_api_arguments_of_the_wrong_kind_are_trustforge_errors_naming_them(tmp_path):
+    from pathlib import Path
+
+    from trustforge.errors import DataError, SecurityError
+    from trustforge.privacy import classify_columns, scan_file
+
+    (tmp_path / "a.csv").write_text("email\nx@example.com\n")
+    cases = [
+        (lambda: Masker("tag").mask_frame([1, 2]), DataError, "mask_frame: df must be a pandas DataFrame; got list"),
+        (lambda: classify_columns([1]), DataError, "classify_columns: df must be a pandas DataFrame; got list"),
+        (lambda: classify_columns(CUSTOMERS, threshold="high"), DataError, "classify_columns: threshold must be in"),
+        (lambda: mask_file(Path, Path, "tag"), DataError, "mask_file: path must be a file path"),
+        (lambda: mask_file(tmp_path / "a.csv", tmp_path / "b.csv", "tag"), DataError, "mask_file: masker must be a Masker"),
+        (lambda: scan_file(3), DataError, "scan_file: path must be a file path (str or pathlib.Path); got int"),
+        (lambda: unmask_file(tmp_path / "a.csv", tmp_path / "b.csv", "k" * 20), SecurityError, "the key must be at least 16 bytes"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
+    assert not (tmp_path / "b.csv").exists()
+    masked, _ = Masker("tag").mask_frame(CUSTOMERS, columns="email")  # one column's name
+    assert masked["email"].eq("<EMAIL>").all() and masked["phone"].equals(CUSTOMERS["phone"])

@@ -59,6 +59,13 @@ FILE_KINDS = {
 }
 
 
+def _as_path(value: Any, name: str, where: str) -> Path:
+    """`value` as a Path, or a DataError naming the argument (a Python caller's mistake)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise DataError(f"{where}: {name} must be a file path (str or pathlib.Path); got {type(value).__name__}")
+    return Path(value)
+
+
 def file_kind(path: Path) -> str:
     """The kind of file by its suffix.
 
@@ -177,6 +184,7 @@ def scan_file(path: Path, entities=None) -> dict[str, Any]:
     """
     from trustforge.privacy._scan import check_types
 
+    path = _as_path(path, "path", "scan_file")
     types = check_types(entities)
     kind, data = _read(path)
     columns: dict[str, Counter[str]] = {}
@@ -402,8 +410,11 @@ def mask_file(path: Path, out: Path, masker: Masker) -> FileMaskReport:
 
     Raises:
         DataError: the input is missing, unreadable or unsupported; `out` is of another kind,
-            is the input itself, or its folder does not exist.
+            is the input itself, or its folder does not exist; an argument of the wrong kind.
     """
+    path, out = _as_path(path, "path", "mask_file"), _as_path(out, "out", "mask_file")
+    if not isinstance(masker, Masker):
+        raise DataError(f"mask_file: masker must be a Masker (e.g. Masker('tag')); got {type(masker).__name__}")
     report = FileMaskReport()
 
     def text_fn(text: str, where: str) -> str:
@@ -445,11 +456,14 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
     Raises:
         IntegrityError: `path` has no sidecar showing, under `key`, that `mask_file` wrote it
             with ``fake`` (see `_check_sidecar`); nothing is written then.
+        SecurityError: `key` is not bytes of at least 16.
         DataError: as `mask_file`.
     """
-    from trustforge.privacy._mask import unmask_spans
+    from trustforge.privacy._mask import _check_key, unmask_spans
 
-    policies = _check_sidecar(Path(path), key)
+    path, out = _as_path(path, "path", "unmask_file"), _as_path(out, "out", "unmask_file")
+    key = _check_key(key, "fake")
+    policies = _check_sidecar(path, key)
     looked = frozenset(policies)  # scanned as the mask scanned, so spans overlap and resolve as they did
     faked = frozenset(k for k, p in policies.items() if p == "fake")
 

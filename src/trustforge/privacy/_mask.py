@@ -383,11 +383,16 @@ class Masker:
             columns: the columns to mask; None means every text column and every personal one.
 
         Raises:
-            DataError: a named column is not in the frame.
+            DataError: `df` is not a data frame, or a named column is not in it.
         """
+        import pandas as pd
 
         from trustforge.privacy._columns import classify_columns, text_values
 
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"mask_frame: df must be a pandas DataFrame; got {type(df).__name__}")
+        if isinstance(columns, str):  # one column's name, not its characters
+            columns = [columns]
         if columns is None:
             chosen = list(df.columns)
         else:
