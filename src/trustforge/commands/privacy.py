@@ -9,12 +9,13 @@ key-encryption key, and survives `keys rotate`), so every file masked in one wor
 with the others, before and after a rotation. `mask` makes the workspace's keys on first use,
 as `trustforge train` does; `unmask` needs them to exist (a new key would reverse nothing).
 Keyed `mask` needs the ``mask`` action (trainer, deployer, admin; a viewer is refused, and so is
-a malformed or revoked token) and each one is audited (the policy and the file's name, never
-its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
+a malformed or revoked token) and each one is audited (the policy and the file's name, any
+personal data in it tagged, never its content or folder): without that, anyone who can run the CLI could use the workspace HMAC
 as an oracle. `redact` and `tag` use no secret: they are a local file operation like `sed` and
-need no principal. A keyed mask also writes `OUT.tfmask.json` (policies, key fingerprint, the
-output's SHA-256, under an HMAC with the masking key); `unmask` refuses a file without a sidecar
-that verifies, so original data is never "unmasked" into other plausible values.
+need no principal. A keyed mask also writes `OUT.tfmask.json` (the policy of each entity type it looked
+for, key fingerprint, the output's SHA-256, under an HMAC with the masking key); `unmask` refuses
+a file without a sidecar that verifies and turns back only the types it lists as fake, so
+original data is never "unmasked" into other plausible values.
 `unmask` needs the ``unmask`` action (admins, or the local workspace admin) and is written to
 the audit log. Scan output never shows a detected value, not even in a header or a JSON key
 (`<column 3: EMAIL>`). Library errors (`TrustForgeError`) propagate to the main command, which prints
@@ -64,7 +65,32 @@ def workspace_key(what: str, *, create: bool = False) -> bytes:
 
 
 def _entities(value: Optional[str]) -> Optional[list[str]]:
-    return [e.strip() for e in value.split(",") if e.strip()] if value else None
+    """--entities as a list of upper-case types (checked by `_check_entities`); None when left out (all types)."""
+    return None if value is None else [e.strip().upper() for e in value.split(",") if e.strip()]
+
+
+def _check_entities(value: Optional[str]) -> Optional[str]:
+    """--entities, checked while parsing: left out means every type; given, it must name at least one
+    known type (`--entities ","` or `""` would otherwise mask nothing and exit 0), else exit 2."""
+    from trustforge.privacy import ENTITY_TYPES
+
+    chosen = _entities(value)
+    if chosen is None:
+        return value
+    if not chosen:
+        raise typer.BadParameter(f"names no entity type; leave --entities out for all of them, or name some of {', '.join(ENTITY_TYPES)}")
+    unknown = [e for e in chosen if e not in ENTITY_TYPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown entity type {unknown[0]!r}; expected some of {', '.join(ENTITY_TYPES)}")
+    return value
+
+
+def _audited(file: Path) -> str:
+    """The audit log's object for `file`: its name, with any personal data in it tagged
+    (`mary.smith@example.com.csv` is `file:<EMAIL>`): the log is append-only, so what it holds stays."""
+    from trustforge.privacy import Masker
+
+    return f"file:{Masker('tag').mask_text(file.name)}"
 
 
 def _check_policy(value: str) -> str:
@@ -105,7 +131,9 @@ def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
 
 def scan(
     file: Path = typer.Argument(..., help="a CSV, Parquet, JSON Lines (.jsonl) or text (.txt, .log, .md) file"),
-    entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to look for (default: all)"),
+    entities: Optional[str] = typer.Option(
+        None, "--entities", help="comma-separated entity types to look for (default, when left out: all)", callback=_check_entities
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Find personal data in a file: counts per column and entity type (never the values)."""
@@ -137,30 +165,41 @@ def mask(
     entity_policy: list[str] = typer.Option(
         [], "--entity-policy", help="TYPE=POLICY for one entity type, e.g. EMAIL=hash; repeatable", callback=_check_entity_policy
     ),
-    entities: Optional[str] = typer.Option(None, "--entities", help="comma-separated entity types to mask (default: all)"),
+    entities: Optional[str] = typer.Option(
+        None, "--entities", help="comma-separated entity types to mask (default, when left out: all)", callback=_check_entities
+    ),
 ) -> None:
     """Mask personal data in a file into OUT: redact, type tag, keyed hash (joins still work) or keyed fake.
 
     Keyed policies need the `mask` action (trainer and up), are audited, and write OUT.tfmask.json,
     which `unmask` needs.
     """
+    from trustforge.errors import SpecError
     from trustforge.privacy import Masker, mask_file
 
+    chosen = _entities(entities)
+    for item in entity_policy:
+        kind = item.partition("=")[0].strip().upper()
+        if chosen is not None and kind not in chosen:  # the policy would never apply: that type left in clear
+            raise SpecError(
+                f"--entity-policy {kind}=...: {kind} is not among --entities ({', '.join(chosen)}), so it would not be masked at all: "
+                "add it to --entities"
+            )
     policies = _policy(policy, entity_policy)
     used = {policies} if isinstance(policies, str) else set(policies.values())
     keyed = sorted(used & {"hash", "fake"})
     if not keyed:
-        report = mask_file(file, output, Masker(policies, entities=_entities(entities)))
+        report = mask_file(file, output, Masker(policies, entities=chosen))
     else:
         from trustforge.commands.audit import open_workspace
         from trustforge.secure import require
 
         # The workspace's keys are made on first use, as `trustforge train` makes them (for signing, and for `pii: hash`).
         key = workspace_key(f"--policy {keyed[0]}", create=True)
-        obj = f"file:{file.name}"
+        obj = _audited(file)
         with open_workspace() as (_access, audit, principal):  # a malformed or revoked token is refused here
             require(principal, "mask", obj, audit)
-            masker = Masker(policies, key=key, entities=_entities(entities))
+            masker = Masker(policies, key=key, entities=chosen)
             try:
                 report = mask_file(file, output, masker)
             except Exception as exc:
@@ -185,13 +224,14 @@ def unmask(
     from trustforge.privacy import unmask_file
     from trustforge.secure import require
 
+    obj = _audited(file)
     with open_workspace() as (_access, audit, principal):
-        require(principal, "unmask", f"file:{file.name}", audit)
+        require(principal, "unmask", obj, audit)
         key = workspace_key("unmask")
         try:
             rows = unmask_file(file, output, key)
         except Exception as exc:
-            audit.append(principal.name, "unmask", f"file:{file.name}", "error", {"error": type(exc).__name__})
+            audit.append(principal.name, "unmask", obj, "error", {"error": type(exc).__name__})
             raise
-        audit.append(principal.name, "unmask", f"file:{file.name}", "ok", {"rows": rows})
+        audit.append(principal.name, "unmask", obj, "ok", {"rows": rows})
     out.print(f"unmasked {escape(file.name)} -> {escape(str(output))}", highlight=False, soft_wrap=True)

@@ -1,8 +1,9 @@
 """Street addresses, where a pattern can tell: US-style and Chinese.
 
 US: a house number, capitalised street words and a common street suffix (Street, Ave, Rd, ...),
-or the same words followed by a city, a state code and a ZIP code; an optional unit (Apt., Suite,
-Unit, #) and the city/state/ZIP tail belong to the span. Chinese: a province-level name (or a
+or the same words followed by a city, a state code and a ZIP code; a compass point (N, NW, ...)
+before or after the street, an optional unit (Apt., Suite, Unit, #) and the city/state/ZIP tail
+belong to the span; a city, state code and ZIP code alone (Springfield, IL 62704) are one too. Chinese: a province-level name (or a
 city ending in 市), then within a few characters a road (路, 街, 大道, 巷, 胡同) and a number or
 building (号, 座, 栋, 幢, 楼, 室), and an optional six-digit postcode.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["find_addresses", "KEEP_WORDS", "KEEP_CJK"]
+__all__ = ["find_addresses", "province_head", "KEEP_WORDS", "KEEP_CJK"]
 
 _A = re.ASCII
 _SUFFIX = (
@@ -28,9 +29,14 @@ _STATES = (
     "RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC|PR|VI|GU|AS|MP|MH|FM|PW"
 )
 _UNIT = r"(?:,? (?:Apt\.?|Suite|Ste\.?|Unit|#) ?[0-9A-Za-z-]{1,6})?"
-_TAIL = rf"(?:,?[ \n]+[A-Z][a-z]+(?: [A-Z][a-z]+){{0,2}}, (?:{_STATES}) [0-9]{{5}}(?:-[0-9]{{4}})?(?![0-9]))"
+_DIRECTIONS = "NE|NW|SE|SW|N|S|E|W"
+_DIR = rf"(?: (?:{_DIRECTIONS})\.?(?![A-Za-z]))?"  # a compass point before or after the street name: 1600 Pennsylvania Ave NW
+_CITY = r"[A-Z][a-z]+(?:-[A-Z][a-z]+)?(?: [A-Z][a-z]+(?:-[A-Z][a-z]+)?){0,2}"
+_CITY_STATE_ZIP = rf"{_CITY}, (?:{_STATES}) [0-9]{{5}}(?:-[0-9]{{4}})?(?![0-9])"
+_TAIL = rf"(?:,?[ \n]+{_CITY_STATE_ZIP})"
 _US = re.compile(
-    rf"(?<![0-9A-Za-z])[0-9]{{1,6}}(?:(?: [A-Z][a-z]+){{0,3}} (?:{_SUFFIX})\.?(?![A-Za-z]){_UNIT}{_TAIL}?|(?: [A-Z][a-z]+){{1,4}}{_UNIT}{_TAIL})",
+    rf"(?<![0-9A-Za-z])(?:[0-9]{{1,6}}{_DIR}(?:(?: [A-Z][a-z]+){{0,3}} (?:{_SUFFIX})\.?(?![A-Za-z]){_DIR}{_UNIT}{_TAIL}?"
+    rf"|(?: [A-Z][a-z]+){{1,4}}{_DIR}{_UNIT}{_TAIL})|{_CITY_STATE_ZIP})",
     _A,
 )
 # USPS military mail: PSC/Unit and Box numbers, or a ship, then APO/FPO/DPO, AA/AE/AP and a ZIP code.
@@ -49,11 +55,25 @@ _CN = re.compile(
 )
 
 
-# What a fake address keeps, so it still reads (and is found again) as an address.
+# What a fake address keeps, so it still reads (and is found again) as an address: the structural
+# words and characters, wherever they are, and the province-level name a Chinese address begins
+# with (as a US one keeps its state code). Street, district and city names are not kept: a CJK
+# character that is not structural is permuted among the others that are not, so a fake never
+# gains a structural character (and `unmask` keeps exactly what the fake kept).
 KEEP_WORDS = frozenset(
-    _SUFFIX.split("|") + _STATES.split("|") + ["Apt", "Suite", "Ste", "Unit", "PSC", "Box", "APO", "FPO", "DPO", "AA", "AE", "AP"]
+    _SUFFIX.split("|")
+    + _STATES.split("|")
+    + _DIRECTIONS.split("|")
+    + ["Apt", "Suite", "Ste", "Unit", "PSC", "Box", "APO", "FPO", "DPO", "AA", "AE", "AP"]
 )
-KEEP_CJK = frozenset("省市县区镇乡村路街道巷号座栋幢楼室自治特别行政壮族回维吾尔大胡同") | frozenset("".join(_PROVINCES.split("|")))
+KEEP_CJK = frozenset("省市县区镇乡村路街道巷弄号座栋幢楼室大胡同")
+_PROVINCE_HEAD = re.compile(rf"\s*(?:{_PROVINCES})(?:省|市|特别行政区|壮族自治区|回族自治区|维吾尔自治区|自治区)?")
+
+
+def province_head(text: str) -> int:
+    """The length of the province-level name (and its 省, 市, 自治区, ...) that `text` begins with; 0 if none."""
+    m = _PROVINCE_HEAD.match(text)
+    return m.end() if m is not None else 0
 
 
 _HAS_DIGIT = re.compile("[0-9]")

@@ -97,13 +97,16 @@ def classify_columns(df: "pd.DataFrame", sample: int = 200, threshold: float = 0
         column -> entity type, for the columns classified as personal.
 
     Raises:
-        DataError: `sample` < 1 or `threshold` not in (0, 1].
+        DataError: `df` is not a data frame, `sample` < 1 or `threshold` not in (0, 1].
     """
     import numpy as np
+    import pandas as pd
 
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"classify_columns: df must be a pandas DataFrame; got {type(df).__name__}")
     if not isinstance(sample, int) or sample < 1:
         raise DataError(f"classify_columns: sample must be an integer >= 1; got {sample!r}")
-    if not 0 < threshold <= 1:
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 < threshold <= 1:
         raise DataError(f"classify_columns: threshold must be in (0, 1]; got {threshold!r}")
     out: dict[str, str] = {}
     for col in df.columns:

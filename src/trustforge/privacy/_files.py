@@ -13,10 +13,14 @@ Scan results never hold a detected value: a header or key that holds one is show
 `<column 3: EMAIL>` or `<key: EMAIL>`.
 
 A keyed mask (``hash`` or ``fake``) also writes `OUT.tfmask.json` beside the output: the
-policies, a fingerprint of the key, the SHA-256 of the output, all under an HMAC made with the
-masking key. `unmask_file` refuses a file without a sidecar that verifies under its key, that
-does not match the file, or that was not made with ``fake``, so original data is never
-"unmasked" into other plausible values.
+policy of each entity type the mask looked for (only those: a mask limited with `entities`
+lists only its types), a fingerprint of the key, the SHA-256 of the output, all under an HMAC
+made with the masking key. `unmask_file` refuses a file without a sidecar that verifies under
+its key, that does not match the file, or that was not made with ``fake``, and turns back only
+the types the sidecar lists as ``fake``, so original data is never "unmasked" into other
+plausible values. Sidecars of the first format (`trustforge.mask.v1`) listed every type whatever
+the mask looked for, so they cannot say which values are fakes (and the fakes of phone numbers, emails,
+cards and addresses have changed since): they are refused.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from trustforge.privacy._scan import scan_spans
 __all__ = ["file_kind", "scan_file", "mask_file", "unmask_file", "FILE_KINDS", "FileMaskReport", "sidecar_path", "SIDECAR_SUFFIX"]
 
 SIDECAR_SUFFIX = ".tfmask.json"
-_SIDECAR_FORMAT = "trustforge.mask.v1"
+_SIDECAR_FORMAT = "trustforge.mask.v2"  # v2: `policies` holds only the types the mask looked for
+_OLD_FORMATS = ("trustforge.mask.v1",)
 
 FILE_KINDS = {
     ".csv": "csv",
@@ -52,6 +57,13 @@ FILE_KINDS = {
     ".log": "text",
     ".md": "text",
 }
+
+
+def _as_path(value: Any, name: str, where: str) -> Path:
+    """`value` as a Path, or a DataError naming the argument (a Python caller's mistake)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise DataError(f"{where}: {name} must be a file path (str or pathlib.Path); got {type(value).__name__}")
+    return Path(value)
 
 
 def file_kind(path: Path) -> str:
@@ -172,6 +184,7 @@ def scan_file(path: Path, entities=None) -> dict[str, Any]:
     """
     from trustforge.privacy._scan import check_types
 
+    path = _as_path(path, "path", "scan_file")
     types = check_types(entities)
     kind, data = _read(path)
     columns: dict[str, Counter[str]] = {}
@@ -339,12 +352,16 @@ def _write_sidecar(out: Path, policies: dict[str, str], key: bytes) -> None:
     _write_atomic(sidecar_path(out), lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def _check_sidecar(path: Path, key: bytes) -> None:
+def _check_sidecar(path: Path, key: bytes) -> dict[str, str]:
     """Refuse `path` unless its sidecar says (under `key`) it is this file as `mask --policy fake` wrote it.
+
+    Returns:
+        The policy of each entity type the mask looked for (the others were left as they were).
 
     Raises:
         IntegrityError: no sidecar, a sidecar that does not verify (another workspace's key or
-            edited), a file changed since it was masked, or a mask without ``fake``.
+            edited), of the first format (it cannot say which types were masked), a file changed
+            since it was masked, or a mask without ``fake``.
     """
     side = sidecar_path(path)
     what = f"{Path(path).name}: refusing to unmask"
@@ -359,12 +376,23 @@ def _check_sidecar(path: Path, key: bytes) -> None:
         mac = doc["mac"]
     except (ValueError, KeyError, TypeError, OSError):
         raise IntegrityError(f"{what}: {side.name} is not a TrustForge mask sidecar") from None
-    if body["format"] != _SIDECAR_FORMAT or not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, body)):
+    known = body["format"] == _SIDECAR_FORMAT or body["format"] in _OLD_FORMATS
+    if not known or not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, body)):
         raise IntegrityError(f"{what}: {side.name} does not verify under this workspace's masking key (another workspace's, or edited)")
+    if body["format"] != _SIDECAR_FORMAT:
+        # v1 listed every entity type whatever `--entities` limited the mask to, so it cannot say which values are fakes.
+        raise IntegrityError(
+            f"{what}: {side.name} is of an earlier format that does not record which entity types the mask changed "
+            "(unmasking every type could replace real values it never masked): mask the original again"
+        )
+    policies = body["policies"]
+    if not isinstance(policies, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in policies.items()):
+        raise IntegrityError(f"{what}: {side.name} is not a TrustForge mask sidecar")
     if _sha256(Path(path)) != body["sha256"]:
         raise IntegrityError(f"{what}: the file changed since `trustforge mask` wrote it (its SHA-256 differs from {side.name})")
-    if "fake" not in dict(body["policies"]).values():
+    if "fake" not in policies.values():
         raise IntegrityError(f"{what}: it was masked without --policy fake, so there is nothing to turn back")
+    return dict(policies)
 
 
 @dataclass
@@ -382,8 +410,11 @@ def mask_file(path: Path, out: Path, masker: Masker) -> FileMaskReport:
 
     Raises:
         DataError: the input is missing, unreadable or unsupported; `out` is of another kind,
-            is the input itself, or its folder does not exist.
+            is the input itself, or its folder does not exist; an argument of the wrong kind.
     """
+    path, out = _as_path(path, "path", "mask_file"), _as_path(out, "out", "mask_file")
+    if not isinstance(masker, Masker):
+        raise DataError(f"mask_file: masker must be a Masker (e.g. Masker('tag')); got {type(masker).__name__}")
     report = FileMaskReport()
 
     def text_fn(text: str, where: str) -> str:
@@ -407,7 +438,9 @@ def mask_file(path: Path, out: Path, masker: Masker) -> FileMaskReport:
     _, report.rows, report.notes = _transform(path, out, text_fn, frame_fn, text_fn, masker.types)
     side = sidecar_path(out)
     if masker._key is not None:
-        _write_sidecar(Path(out), masker.policies, masker._key)
+        # only the types the mask looked for: a type it left alone holds real values, never fakes
+        looked = {k: p for k, p in masker.policies.items() if masker.types is None or k in masker.types}
+        _write_sidecar(Path(out), looked, masker._key)
     else:
         side.unlink(missing_ok=True)  # a sidecar of an earlier keyed mask no longer describes this file
     return report
@@ -416,33 +449,42 @@ def mask_file(path: Path, out: Path, masker: Masker) -> FileMaskReport:
 def unmask_file(path: Path, out: Path, key: bytes) -> int:
     """Turn ``fake`` values in `path` back into the originals with `key`, into `out`; returns rows.
 
-    The caller checks who may (the CLI requires the ``unmask`` action).
+    Only the entity types the sidecar lists as ``fake`` are turned back, found as the mask found
+    them (among the types it looked for); every other value stays as it is. The caller checks
+    who may (the CLI requires the ``unmask`` action).
 
     Raises:
         IntegrityError: `path` has no sidecar showing, under `key`, that `mask_file` wrote it
             with ``fake`` (see `_check_sidecar`); nothing is written then.
+        SecurityError: `key` is not bytes of at least 16.
         DataError: as `mask_file`.
     """
-    from trustforge.privacy._mask import unmask
+    from trustforge.privacy._mask import _check_key, unmask_spans
 
-    _check_sidecar(Path(path), key)
+    path, out = _as_path(path, "path", "unmask_file"), _as_path(out, "out", "unmask_file")
+    key = _check_key(key, "fake")
+    policies = _check_sidecar(path, key)
+    looked = frozenset(policies)  # scanned as the mask scanned, so spans overlap and resolve as they did
+    faked = frozenset(k for k, p in policies.items() if p == "fake")
 
     def text_fn(text: str, where: str) -> str:
-        return unmask(text, key)
+        return unmask_spans(text, key, looked, faked)
 
     def frame_fn(df):
         from trustforge.privacy._columns import text_values
         from trustforge.privacy._mask import FREE_FORM, unmask_value
 
         # Columns of names or addresses were masked cell by cell, whole (`Masker.mask_frame`): undone the same way.
-        personal = classify_columns(df)
-        whole = {c: t for c, t in personal.items() if t in FREE_FORM}
+        personal = {c: t for c, t in classify_columns(df).items() if t in looked}
+        whole = {c: t for c, t in personal.items() if t in FREE_FORM and t in faked}
         out = df.copy()
         for col in df.columns:
             values = text_values(df[col], personal=str(col) in personal)
             if values is not None:
                 kind = whole.get(str(col))
-                undo = (lambda v: unmask_value(kind, v, key) if v.strip() else v) if kind else (lambda v: unmask(v, key))
+                undo = (
+                    (lambda v: unmask_value(kind, v, key) if v.strip() else v) if kind else (lambda v: unmask_spans(v, key, looked, faked))
+                )
                 mapping = {v: undo(v) for v in values.dropna().unique()}
                 out[col] = values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)
         return out  # `_transform` casts Parquet number columns back

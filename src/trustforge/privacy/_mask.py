@@ -5,8 +5,9 @@ Policies (one for all entity types, or one per type):
 - ``redact``: the span becomes ``[REDACTED]``.
 - ``tag``: the span becomes its type, ``<EMAIL>``.
 - ``hash``: ``<EMAIL:3fa9c2e1b7d04a65>``, the first 64 bits of HMAC-SHA256 under the key of the
-  type and the normalised value (digits only for numbers, lower case for emails), so the same
-  person joins across rows, columns and files masked with the same key. One-way.
+  type and the normalised value (digits only for numbers, a phone number in international form
+  whatever its format, lower case for emails), so the same person joins across rows, columns and
+  files masked with the same key. One-way.
 - ``fake``: a value of the same shape that still passes its checksum (a Luhn-valid card with
   the same issuer prefix, an ID number with a real date and a correct check digit, an IBAN
   with valid check digits, ...), from a keyed format-preserving permutation (`_fpe`): the
@@ -17,6 +18,7 @@ Policies (one for all entity types, or one per type):
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -33,7 +35,7 @@ from trustforge.privacy._scan import ENTITY_TYPES, check_types, halfwidth, scan_
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Masker", "MaskReport", "unmask", "unmask_value", "POLICIES", "FREE_FORM"]
+__all__ = ["Masker", "MaskReport", "unmask", "unmask_spans", "unmask_value", "POLICIES", "FREE_FORM"]
 
 POLICIES = ("redact", "tag", "hash", "fake")
 FREE_FORM = _FREE_FORM = ("PERSON", "ADDRESS")  # types without a checksum: a personal column's every cell is one
@@ -83,7 +85,9 @@ def _whole(kind: str) -> Callable[[str], bool]:
 
 def _fake_card(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     d = "".join(c for c in s if "0" <= c <= "9")
-    body = d[:6] + fpe.digits(d[6:-1], tw, decrypt=dec)
+    body = d[:6] + fpe.digits(
+        d[6:-1], tw + d[:6].encode(), decrypt=dec
+    )  # under the kept issuer prefix: cards sharing digits do not share fakes
     return _put_digits(s, body + _patterns.luhn_digit(body))
 
 
@@ -101,18 +105,66 @@ def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     return first17 + _patterns.cn_id_check(first17)
 
 
-def _fake_keep_prefix(keep: int, kind: str) -> Callable[[FPE, str, bytes, bool], str]:
-    """Keep the first `keep` digits (carrier or area code), permute the rest, stay a valid `kind`."""
-    whole = _whole(kind)
+_whole_cn_mobile = _whole("CN_MOBILE")
 
-    def fake(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
-        d = "".join(c for c in s if "0" <= c <= "9")
-        k = keep + (len(d) - 11 if kind == "CN_MOBILE" else 0)  # +86 / 0086 in front
-        head = d[:k]
-        rest = fpe.digits(d[k:], tw, valid=lambda r: whole(_put_digits(s, head + r)), decrypt=dec)
-        return _put_digits(s, head + rest)
 
-    return fake
+def _fake_cn_mobile(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Keep the carrier prefix (and +86 / 0086), permute the last 8 digits under a tweak of the
+    prefix: numbers that share their last 8 digits get unrelated fakes; with or without +86, one fake."""
+    d = "".join(c for c in s if "0" <= c <= "9")
+    front, head = d[:-8], d[-11:-8]
+    rest = fpe.digits(d[-8:], tw + head.encode(), valid=lambda r: _whole_cn_mobile(_put_digits(s, front + r)), decrypt=dec)
+    return _put_digits(s, front + rest)
+
+
+_PHONE_EXT = re.compile(r" ?(?:x|ext\.?|#) ?(?=[0-9])", re.ASCII)
+_PHONE_TAIL = 7  # the digits a fake phone number changes: a NANP exchange and line, the local part elsewhere
+
+
+def _phone_split(text: str) -> tuple[str, str]:
+    """(the number, its extension's digits) of a PHONE span: "415-555-0132 x12" -> ("415-555-0132", "12")."""
+    m = _PHONE_EXT.search(text)
+    return (text, "") if m is None else (text[: m.start()], text[m.end() :])
+
+
+def _phone_canonical(number: str) -> str:
+    """A PHONE span's number as international digits, whatever its format: `+1 415 555 0132`,
+    `(415) 555-0132`, `1-415-555-0132` and `001 415 555 0132` are 14155550132; `010-12345678` and
+    `+86 10 12345678` are 861012345678 (the formats the detector takes: `+` international, North
+    American, Chinese landlines with their trunk 0)."""
+    if number.lstrip().startswith("+"):
+        return "".join(c for c in number.replace("(0)", "") if "0" <= c <= "9")  # +44 (0)20 ...: the trunk 0 is not dialled
+    d = "".join(c for c in number if "0" <= c <= "9")
+    if d.startswith("00"):
+        return d[2:]
+    if len(d) == 10 and d[0] != "0":
+        return "1" + d  # North American, without its country code
+    if d.startswith("0"):
+        return "86" + d[1:]  # a Chinese landline, trunk 0 and area code
+    return d
+
+
+def _put_last_digits(s: str, end: int, digits: str) -> str:
+    """`s` with the last len(`digits`) digits before index `end` replaced by `digits`."""
+    where = [i for i in range(end) if "0" <= s[i] <= "9"][-len(digits) :] if digits else []
+    out = list(s)
+    for i, c in zip(where, digits):
+        out[i] = c
+    return "".join(out)
+
+
+def _fake_phone(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Keep the country and area code, permute the last 7 digits (and any extension) under a tweak of
+    them, on the international form: one number gets one fake in every format it is written in."""
+    number, ext = _phone_split(s)
+    canonical = _phone_canonical(number)
+    head, tail = canonical[:-_PHONE_TAIL], canonical[-_PHONE_TAIL:]
+    # North American exchange codes do not begin with 0 or 1 (the only rule on these digits the patterns check);
+    # not a re-scan of the text, which a bare "4155550132" would never pass without the words before it.
+    nanp = len(canonical) == 11 and canonical[0] == "1"
+    new = fpe.digits(tail, tw + head.encode(), valid=(lambda r: r[0] not in "01") if nanp else None, decrypt=dec)
+    out = _put_last_digits(s, len(number), new)
+    return _put_last_digits(out, len(s), fpe.digits(ext, tw + b"x" + head.encode(), decrypt=dec)) if ext else out
 
 
 def _fake_ssn(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
@@ -136,24 +188,37 @@ def _fake_ip(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
 
 
 def _fake_email(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Letters and digits of the local part and of the domain permuted in place; only the dots,
+    hyphens and the top-level label kept: a company's or a family's domain identifies a person."""
     local, _, domain = s.rpartition("@")
-    return _classwise(fpe, local, tw, dec) + "@" + domain
+    name, dot, top = domain.rpartition(".")
+    return _classwise(fpe, local, tw, dec) + "@" + _classwise(fpe, name, tw + b"@" + top.lower().encode(), dec) + dot + top
 
 
 _WORD = re.compile(r"[A-Za-z]+|[0-9]+|[\u4e00-\u9fa5]")
 
 
+@functools.lru_cache(maxsize=1)
+def _cjk_not_kept() -> str:
+    from trustforge.privacy._address import KEEP_CJK
+
+    return "".join(c for c in _names._CJK_BLOCK if c not in KEEP_CJK)
+
+
 def _fake_address(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
-    """Numbers, street and city words and CJK characters permuted within their class; street
-    suffixes, unit words, state codes, provinces and 省/市/路/号... kept, so it still reads as an address."""
-    from trustforge.privacy._address import KEEP_CJK, KEEP_WORDS
+    """Numbers, street, district and city words and CJK characters permuted within their class;
+    street suffixes, unit words, state codes, the leading province and 省/市/区/路/号... kept, so it
+    still reads (and is found again) as an address."""
+    from trustforge.privacy._address import KEEP_CJK, KEEP_WORDS, province_head
+
+    head = province_head(s)  # 上海市, 广西壮族自治区: coarse, like a US state code
 
     def one(m: re.Match) -> str:
         w = m.group()
-        if w in KEEP_WORDS or w in KEEP_CJK:
+        if m.start() < head or w in KEEP_WORDS or w in KEEP_CJK:
             return w
         if "\u4e00" <= w <= "\u9fa5":
-            return fpe.alphabet(w, _names._CJK_BLOCK, tw + b"c" + str(m.start()).encode(), decrypt=dec)
+            return fpe.alphabet(w, _cjk_not_kept(), tw + b"c" + str(m.start()).encode(), decrypt=dec)
         return _classwise(fpe, w, tw + str(m.start()).encode(), dec)
 
     return _WORD.sub(one, s)
@@ -162,8 +227,8 @@ def _fake_address(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
 _FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
     "CREDIT_CARD": _fake_card,
     "CN_ID": _fake_cn_id,
-    "CN_MOBILE": _fake_keep_prefix(3, "CN_MOBILE"),
-    "PHONE": _fake_keep_prefix(4, "PHONE"),
+    "CN_MOBILE": _fake_cn_mobile,
+    "PHONE": _fake_phone,
     "US_SSN": _fake_ssn,
     "IBAN": _fake_iban,
     "IP_ADDRESS": _fake_ip,
@@ -178,7 +243,10 @@ def _fake(fpe: FPE, kind: str, text: str, dec: bool = False) -> str:
 
 
 def _normalise(kind: str, text: str) -> str:
-    if kind in ("CREDIT_CARD", "CN_MOBILE", "PHONE", "US_SSN"):
+    if kind == "PHONE":  # one token whatever the format: +1 415 555 0132, (415) 555-0132, 415-555-0132
+        number, ext = _phone_split(text)
+        return _phone_canonical(number) + (f"x{ext}" if ext else "")
+    if kind in ("CREDIT_CARD", "CN_MOBILE", "US_SSN"):
         d = "".join(c for c in text if "0" <= c <= "9")
         return d[-11:] if kind == "CN_MOBILE" else d
     if kind in ("IBAN", "CN_ID"):
@@ -243,12 +311,15 @@ class Masker:
     """
 
     def __init__(self, policy: str | Mapping[str, str] = "tag", key: bytes | None = None, entities: Iterable[str] | None = None):
+        named: dict[str, str] = {}
         if isinstance(policy, str):
             policies = {t: policy for t in ENTITY_TYPES}
         elif isinstance(policy, Mapping):
             default = policy.get("*", "tag")
-            check_types([k for k in policy if k != "*"], where="policy")
-            policies = {t: policy.get(t, default) for t in ENTITY_TYPES}
+            named = {str(k).upper(): v for k, v in policy.items() if k != "*"}
+            if named:
+                check_types(named, where="policy")
+            policies = {t: named.get(t, default) for t in ENTITY_TYPES}
         else:
             raise DataError(f"policy must be one of {', '.join(POLICIES)} or a mapping entity type -> policy; got {type(policy).__name__}")
         for kind, p in policies.items():
@@ -256,6 +327,9 @@ class Masker:
                 raise DataError(f"policy for {kind}: must be one of {', '.join(POLICIES)}; got {p!r}")
         self.policies = policies
         self.types = check_types(entities)
+        left_out = sorted(set(named) - self.types) if self.types is not None else []
+        if left_out:  # its policy would never apply: that type would stay in clear
+            raise DataError(f"policy names {left_out[0]}, which entities leaves out, so it would not be masked at all: add it to entities")
         keyed = sorted({p for p in policies.values() if p in _KEYED})
         self._key = _check_key(key, keyed[0]) if keyed else None
         self._fpe = FPE(self._key) if self._key is not None else None
@@ -309,11 +383,16 @@ class Masker:
             columns: the columns to mask; None means every text column and every personal one.
 
         Raises:
-            DataError: a named column is not in the frame.
+            DataError: `df` is not a data frame, or a named column is not in it.
         """
+        import pandas as pd
 
         from trustforge.privacy._columns import classify_columns, text_values
 
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"mask_frame: df must be a pandas DataFrame; got {type(df).__name__}")
+        if isinstance(columns, str):  # one column's name, not its characters
+            columns = [columns]
         if columns is None:
             chosen = list(df.columns)
         else:
@@ -366,14 +445,25 @@ def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
         SecurityError: no key, or a key shorter than 16 bytes.
         DataError: `text` is not a string, or an unknown entity type.
     """
-    fpe = FPE(_check_key(key, "fake"))
+    _check_key(key, "fake")
     if not isinstance(text, str):
         raise DataError(f"unmask: text must be a string; got {type(text).__name__}")
-    spans = scan_spans(text, check_types(entities))
+    types = check_types(entities)
+    return unmask_spans(text, key, types, types)
+
+
+def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: frozenset[str] | None) -> str:
+    """`text` with the spans of the types in `faked` turned back, found among the types in `looked`
+    (what the mask scanned for, so overlaps resolve as they did then); None means all types.
+    Spans of the other types stay as they are: they were never faked."""
+    spans = scan_spans(text, looked)
     if not spans:
         return text
+    fpe = FPE(_check_key(key, "fake"))
     parts, pos = [], 0
     for kind, s, e, _ in spans:
+        if faked is not None and kind not in faked:
+            continue
         parts.append(text[pos:s])
         parts.append(_fake(fpe, kind, text[s:e], dec=True))
         pos = e

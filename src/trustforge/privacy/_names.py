@@ -35,6 +35,9 @@ syllables (Wang Fang, Li Xiaoming); and lower-case names only when the whole tex
 ("mary ann smith" in a cell) with one of the 1,000 most frequent Census surnames, since lower-case
 first names and surnames are often ordinary words (rose gold, bill payment).
 
+A CJK run longer than a few hundred characters is segmented in overlapping windows, so the time
+stays linear in its length (jieba's HMM step is quadratic in what it is given).
+
 The dictionary is parsed into memory on first use (about 1.5 s), without jieba's cache file in
 the shared temporary folder.
 """
@@ -147,38 +150,62 @@ def chinese_model():
     return tk, surnames, common, frozenset(names), frozenset(persons), ends, loose
 
 
+# jieba's HMM step (its Viterbi copies a path per character) takes time quadratic in the length of
+# what it cuts: a 40,000-character run took 6 s. A long run is cut in windows of `_WINDOW`
+# characters, each reading `_OVERLAP` more on both sides (a name is at most 4 characters, its cue
+# 3 and jieba's segmentation settles within a few), and keeps the names that start in its own part.
+_WINDOW = 256
+_OVERLAP = 16
+
+
+def _windows(n: int) -> list[tuple[int, int, int, int]]:
+    """(start, end, own start, own end) of the windows a run of `n` characters is cut in."""
+    if n <= _WINDOW + 2 * _OVERLAP:
+        return [(0, n, 0, n)]
+    return [(max(0, lo - _OVERLAP), min(n, lo + _WINDOW + _OVERLAP), lo, min(n, lo + _WINDOW)) for lo in range(0, n, _WINDOW)]
+
+
 def _chinese(text: str) -> list[tuple[str, int, int, float]]:
     tk, surnames, common, names, persons, ends, loose = chinese_model()
-    freq = tk.FREQ
     found = []
     for m in _CJK_RUN.finditer(text):
         run = m.group()
         if loose.isdisjoint(run):
             continue
-        if _lone_name(run, persons, names, common, loose, ends, freq):
+        if _lone_name(run, persons, names, common, loose, ends, tk.FREQ):
             found.append(("PERSON", m.start(), m.end(), 0.6))  # the whole run is one person word: 李娜, 习近平
             continue
-        toks = list(tk.cut(run, HMM=True))
-        pos, i = m.start(), 0
-        while i < len(toks):
-            w = toks[i]
-            if w[0] in surnames:
-                nxt = toks[i + 1] if i + 1 < len(toks) else ""
-                if len(w) == 1 and w in common and nxt in _CUE_AFTER:
-                    found.append(("PERSON", pos, pos + 1 + len(nxt), 0.6))  # 张经理
-                    pos, i = pos + 1 + len(nxt), i + 2
-                    continue
-                if len(w) == 1 and w in common and 1 <= len(nxt) <= 2 and (nxt in names or freq.get(nxt, 0) < 1000):
-                    found.append(("PERSON", pos, pos + 1 + len(nxt), 0.6))
-                    pos, i = pos + 1 + len(nxt), i + 2
-                    continue
-                cued = (i > 0 and toks[i - 1] in _CUE_BEFORE) or nxt in _CUE_AFTER
-                if len(w) == 4 and w[-1] in _TAIL and not freq.get(w[:3]):
-                    found.append(("PERSON", pos, pos + 3, 0.6))
-                elif 2 <= len(w) <= 3 and (not freq.get(w) or (w in names and w[0] in common) or (cued and w in persons and _hmm_name(w))):
-                    found.append(("PERSON", pos, pos + len(w), 0.6))
-            pos += len(w)
-            i += 1
+        for a, b, lo, hi in _windows(len(run)):
+            start, own = m.start() + a, range(m.start() + lo, m.start() + hi)
+            found.extend(f for f in _chinese_tokens(list(tk.cut(run[a:b], HMM=True)), start) if f[1] in own)
+    return found
+
+
+def _chinese_tokens(toks: list[str], pos: int) -> list[tuple[str, int, int, float]]:
+    """The names among jieba's tokens of a CJK run (or window) that begins at `pos`."""
+    tk, surnames, common, names, persons, ends, loose = chinese_model()
+    freq = tk.FREQ
+    found = []
+    i = 0
+    while i < len(toks):
+        w = toks[i]
+        if w[0] in surnames:
+            nxt = toks[i + 1] if i + 1 < len(toks) else ""
+            if len(w) == 1 and w in common and nxt in _CUE_AFTER:
+                found.append(("PERSON", pos, pos + 1 + len(nxt), 0.6))  # 张经理
+                pos, i = pos + 1 + len(nxt), i + 2
+                continue
+            if len(w) == 1 and w in common and 1 <= len(nxt) <= 2 and (nxt in names or freq.get(nxt, 0) < 1000):
+                found.append(("PERSON", pos, pos + 1 + len(nxt), 0.6))
+                pos, i = pos + 1 + len(nxt), i + 2
+                continue
+            cued = (i > 0 and toks[i - 1] in _CUE_BEFORE) or nxt in _CUE_AFTER
+            if len(w) == 4 and w[-1] in _TAIL and not freq.get(w[:3]):
+                found.append(("PERSON", pos, pos + 3, 0.6))
+            elif 2 <= len(w) <= 3 and (not freq.get(w) or (w in names and w[0] in common) or (cued and w in persons and _hmm_name(w))):
+                found.append(("PERSON", pos, pos + len(w), 0.6))
+        pos += len(w)
+        i += 1
     return found
 
 

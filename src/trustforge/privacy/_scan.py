@@ -33,13 +33,16 @@ def check_types(entities: Iterable[str] | None, where: str = "entities") -> froz
     """The entity types asked for, checked; None means all.
 
     Raises:
-        DataError: an unknown entity type (named, with the known ones).
+        DataError: an unknown entity type (named, with the known ones), or none at all (an empty
+            list would find nothing: None asks for all).
     """
     if entities is None:
         return None
     if isinstance(entities, str):
         entities = [entities]
     chosen = frozenset(str(e).upper() for e in entities)
+    if not chosen:
+        raise DataError(f"{where}: names no entity type (None means all of them)")
     unknown = sorted(chosen - set(ENTITY_TYPES))
     if unknown:
         raise DataError(f"{where}: unknown entity type {unknown[0]!r}; expected some of {', '.join(ENTITY_TYPES)}")
