@@ -230,3 +230,25 @@ def test_data_option_checks_on_given_rows(trained, tmp_path, monkeypatch):
     assert done.exit_code == 0 and "pkg.torchscript: export verified" in done.output
     ev, _ = read_export(export_path(pkg, "torchscript"), secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek), _digest(model))
     assert ev["check"]["data"] == "rows of holdout.csv (--data)" and ev["check"]["rows"] == len(frame)
+
+
+def test_a_failed_export_is_audited_without_cell_values_or_local_paths(trained, tmp_path, monkeypatch):
+    """Found by a probe: the audit entry of a failed export held the error as printed, with the
+    email of a numeric cell in --data and the absolute path of a missing --data file."""
+    settings, result, _, raw, _, _ = trained["cancer"]
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
+    frame = raw.frame.copy()
+    frame["mean radius"] = frame["mean radius"].astype(object)
+    frame.loc[frame.index[2], "mean radius"] = "mary.smith@example.com"
+    frame.to_csv(tmp_path / "lab_pii.csv", index=False)
+    for data in (tmp_path / "lab_pii.csv", tmp_path / "elsewhere" / "labunk.csv"):
+        done = runner.invoke(app, ["export", result.model_uri, "--format", "onnx", "--no-speed", "--data", str(data)])
+        assert done.exit_code != 0 and done.exception is not None, done.output
+    with Registry(Settings.from_env()) as reg:
+        failed = [e for e in reg.audit.entries() if e["action"] == "export" and e["outcome"] == "error"]
+    errors = sorted(e["details"]["error"] for e in failed)
+    assert errors == [
+        "DataError: lab_pii.csv: column 'mean radius' must be numeric; got <value> in row 3",
+        "DataError: labunk.csv: data file not found",
+    ], errors
+    assert not any("mary" in e or str(tmp_path) in e or "elsewhere" in e for e in errors), errors

@@ -40,6 +40,7 @@ def _keyring(required: bool = True):
 def _package_write(path: Path, op: str) -> Iterator[None]:
     """Run a package write on the folder `path` as the acting principal (see the module docstring)."""
     from trustforge import secure
+    from trustforge._shown import recorded
     from trustforge.errors import SecurityError, TrustForgeError
     from trustforge.settings import Settings
 
@@ -62,7 +63,7 @@ def _package_write(path: Path, op: str) -> Iterator[None]:
         try:
             yield
         except TrustForgeError as exc:
-            registry.audit.append(registry.principal.name, "export", obj, "error", {"op": op, "error": str(exc)[:300]})
+            registry.audit.append(registry.principal.name, "export", obj, "error", {"op": op, "error": recorded(exc, home=settings.home)})
             raise
         registry.audit.append(registry.principal.name, "export", obj, "ok", {"op": op})
 
@@ -171,6 +172,7 @@ def export(
 
     if model_uri.startswith("models:/"):
         from trustforge import secure
+        from trustforge._shown import recorded
         from trustforge.errors import TrustForgeError
         from trustforge.registry import Registry
 
@@ -182,7 +184,8 @@ def export(
                 model = registry.load_model(mv.uri)
                 dest, evidence = run(model, mv.path, mv.encrypted, registry.keyring)
             except TrustForgeError as exc:
-                registry.audit.append(registry.principal.name, "export", mv.uri, "error", {**details, "error": str(exc)[:300]})
+                error = recorded(exc, home=settings.home)  # no cell value, no local path: the log is kept for good
+                registry.audit.append(registry.principal.name, "export", mv.uri, "error", {**details, "error": error})
                 raise
             check = evidence["check"]
             registry.audit.append(
