@@ -118,3 +118,19 @@ def test_the_command_line_starts_without_torch():
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "trustforge.cli" in imported
     assert not {"torch", "pandas", "sqlalchemy", "scipy"} & imported
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--format", "foo"], "--format"),
+        (["--format", "onnx", "--quantize", "int4"], "--quantize"),
+    ],
+)
+def test_export_refuses_a_bad_format_or_quantisation_as_a_usage_error(workspace, flags, named):
+    """Found by a probe: both exited 3 (a data error) after loading the model; a bad flag value is exit 2."""
+    from _cli import run_main
+
+    code, out, err = run_main("package", "export", "models:/nothing/1", *flags, "--no-speed", home=workspace)
+    assert code == 2 and f"Invalid value for '{named}'" in err and len(err.strip().splitlines()) == 1, (flags, code, err)
+    assert "must be one of" in err and "models:/nothing" not in err, err

@@ -123,11 +123,31 @@ def _evidence_line(ev: dict) -> str:
     return "; ".join(parts)
 
 
+def _check_format(value: str) -> str:
+    """--format, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
+    from trustforge.package._artefact import EXPORT_FORMATS
+
+    if value not in EXPORT_FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(EXPORT_FORMATS)}; got {value!r}")
+    return value
+
+
+def _check_quantize(value: Optional[str]) -> Optional[str]:
+    """--quantize, checked while parsing (exit 2 naming the option)."""
+    from trustforge.package._artefact import QUANTIZATIONS
+
+    if value is not None and value not in QUANTIZATIONS:
+        raise typer.BadParameter(f"must be one of {', '.join(QUANTIZATIONS)}; got {value!r}")
+    return value
+
+
 @app.command()
 def export(
     model_uri: str = typer.Argument(..., metavar="MODEL_URI", help="a model URI (models:/NAME@alias, models:/NAME/3) or a package folder"),
-    fmt: str = typer.Option(..., "--format", help="onnx or torchscript"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation of the linear layers"),
+    fmt: str = typer.Option(..., "--format", callback=_check_format, help="onnx or torchscript"),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", callback=_check_quantize, help="int8: dynamic int8 quantisation of the linear layers"
+    ),
     data: Optional[Path] = typer.Option(
         None,
         "--data",
