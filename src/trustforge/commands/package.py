@@ -141,6 +141,17 @@ def _check_quantize(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _check_max_drop(value: float) -> float:
+    """--max-accuracy-drop, checked while parsing: points of test accuracy, finite, in [0, 100].
+    NaN would turn the int8 guard off (no comparison with it is true); a negative drop would
+    refuse every export only after it was made."""
+    import math
+
+    if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+        raise typer.BadParameter(f"must be points of test accuracy in [0, 100]; got {value!r}")
+    return value
+
+
 @app.command()
 def export(
     model_uri: str = typer.Argument(..., metavar="MODEL_URI", help="a model URI (models:/NAME@alias, models:/NAME/3) or a package folder"),
@@ -154,7 +165,12 @@ def export(
         help="labelled test rows (CSV/Parquet, image folder); default: the package's test split, re-prepared from its "
         "spec and used only if the data set's digest matches the package's",
     ),
-    max_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="int8: refuse if test accuracy falls by more points than this"),
+    max_drop: float = typer.Option(
+        0.5,
+        "--max-accuracy-drop",
+        callback=_check_max_drop,
+        help="int8: refuse if test accuracy falls by more points than this (0 to 100)",
+    ),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="measure the speed-up at batch 1 and 256 (one thread)"),
 ) -> None:
     """Write a signed ONNX or TorchScript artefact beside the package, checked against the eager model on the test split.

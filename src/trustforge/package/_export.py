@@ -39,6 +39,7 @@ import inspect
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -329,6 +330,9 @@ def export_model(
         raise DataError(f"--format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise DataError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
+    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and 0 <= max_drop <= 100):
+        # NaN would turn the int8 guard off: no comparison with it is true.
+        raise DataError(f"--max-accuracy-drop must be points of test accuracy in [0, 100]; got {max_drop!r}")
     kind = str(getattr(model.spec.model, "kind", "unknown"))
     if not model.task.row_outputs:
         raise ModelError(f"model kind {kind!r} for task {model.spec.task!r}: export covers models with one output row per input row")
