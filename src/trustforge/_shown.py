@@ -31,7 +31,7 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["recorded", "remember_written", "shown"]
+__all__ = ["no_local_paths", "recorded", "remember_written", "shown"]
 
 # A long-lived process (the dashboard) loads many specs: the newest few are enough to name
 # the files of the one that failed.
@@ -93,6 +93,14 @@ _URL_FILE = re.compile(r"\b(sqlite|file):/{2,}(?=/)")
 _GOT = re.compile(r"""(\bgot (?:text |a list |an object |a boolean )?)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
+def no_local_paths(text: str, *, home: str | os.PathLike[str] | None = None) -> str:
+    """`text` with no local path: as `shown` names them, then every other absolute path by its
+    base name (`/data/lab/x.csv` → `x.csv`), for what is kept or read elsewhere (logs, audit)."""
+    text = shown(text, home=home)
+    text = _URL_FILE.sub(r"\1:", text)  # `sqlite:////data/registry.db`: its path, then its base name
+    return _ABSOLUTE.sub(lambda m: m.group(0).rstrip(".").rsplit("/", 1)[-1] + ("." if m.group(0).endswith(".") else ""), text)
+
+
 def recorded(exc: BaseException, *, home: str | os.PathLike[str] | None = None, limit: int = 300) -> str:
     """`exc` as an audit entry records it: `Class: message`, with no local path and no value.
 
@@ -101,9 +109,7 @@ def recorded(exc: BaseException, *, home: str | os.PathLike[str] | None = None, 
         home: the workspace folder; paths inside it are named relative to it (`keys/kek.key`).
         limit: the most characters kept (the text is masked first, then cut).
     """
-    text = shown(str(exc), home=home)
-    text = _URL_FILE.sub(r"\1:", text)  # `sqlite:////data/registry.db`: its path, then its base name
-    text = _ABSOLUTE.sub(lambda m: m.group(0).rstrip(".").rsplit("/", 1)[-1] + ("." if m.group(0).endswith(".") else ""), text)
+    text = no_local_paths(str(exc), home=home)
     text = _GOT.sub(lambda m: m.group(1) + "<value>", text)
     from trustforge.privacy import Masker  # imported here: most callers never record an error
 

@@ -100,7 +100,7 @@ def test_int8_changes_test_accuracy_by_at_most_half_a_point(trained, key):
     assert speed["batch_1"]["eager_ms"] > 0 and speed["batch_256"]["export_ms"] > 0
 
 
-def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path):
+def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path, caplog):
     _, result, model, _, _, keyring = trained["cancer"]
     digest = _digest(model)
     copy = tmp_path / "package.onnx"
@@ -121,8 +121,13 @@ def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path):
     for q in (None, "int8"):
         shutil.copytree(export_path(result.package, "onnx", q), export_path(pkg, "onnx", q))
     shutil.copyfile(export_path(pkg, "onnx") / "model.onnx", export_path(pkg, "onnx", "int8") / "model.onnx")
+    caplog.set_level("WARNING", logger="trustforge.serve")
     picked = pick_export(Model.load(pkg, keyring=keyring), digest, keyring)
     assert picked is not None and picked[0] == export_path(pkg, "onnx") and picked[1]["export"]["quantize"] is None
+    refused = [r for r in caplog.records if getattr(r, "event", None) == "onnx_export_refused"]
+    assert len(refused) == 1 and refused[0].fields["artefact"] == "package.onnx-int8", [r.getMessage() for r in caplog.records]
+    reason = refused[0].fields["reason"]  # a field of its own, naming the file from the package's folder
+    assert reason.startswith("package.onnx-int8/model.onnx: SHA-256 does not match") and str(tmp_path) not in reason, reason
     # And the evidence cannot be edited (it is signed with the model file).
     edited = tmp_path / "edited"
     shutil.copytree(export_path(result.package, "onnx", "int8"), edited)
