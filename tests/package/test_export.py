@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from trustforge import secure
 from trustforge.commands.package import app
-from trustforge.errors import AccessDenied, IntegrityError
+from trustforge.errors import AccessDenied, DataError, IntegrityError
 from trustforge.package import Model, OnnxModule, encode_manifest, export_model, export_path, read_export, split_for_export
 from trustforge.pipeline import run
 from trustforge.registry import Registry
@@ -231,10 +231,20 @@ def test_data_option_checks_on_given_rows(trained, tmp_path, monkeypatch):
     shutil.copytree(result.package, pkg)
     done = runner.invoke(app, ["export", str(pkg), "--format", "torchscript", "--data", str(csv), "--no-speed"])
     assert done.exit_code == 0, done.output
+    assert f"from eager on {len(frame)} rows of holdout.csv" in done.output and "test rows" not in done.output, done.output
     done = runner.invoke(app, ["verify", str(pkg)])
     assert done.exit_code == 0 and "pkg.torchscript: export verified" in done.output
-    ev, _ = read_export(export_path(pkg, "torchscript"), secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek), _digest(model))
+    assert f"on {len(frame)} rows of holdout.csv" in done.output, done.output
+    keyring = secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+    ev, _ = read_export(export_path(pkg, "torchscript"), keyring, _digest(model))
     assert ev["check"]["data"] == "rows of holdout.csv (--data)" and ev["check"]["rows"] == len(frame)
+    # Found by a probe: one row was taken ("on 1 test rows") and replaced the artefact checked on all of them.
+    frame.head(1).to_csv(tmp_path / "lab1.csv", index=False)
+    done = runner.invoke(app, ["export", str(pkg), "--format", "torchscript", "--data", str(tmp_path / "lab1.csv"), "--no-speed"])
+    assert isinstance(done.exception, DataError) and "--data lab1.csv holds 1 row; an export is checked on at least 10" in str(
+        done.exception
+    ), done.output
+    assert read_export(export_path(pkg, "torchscript"), keyring, _digest(model))[0]["check"]["rows"] == len(frame)  # kept
 
 
 def test_a_failed_export_is_audited_without_cell_values_or_local_paths(trained, tmp_path, monkeypatch):

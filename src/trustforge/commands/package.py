@@ -110,9 +110,17 @@ def _verify_exports(path: Path, manifest: dict, keyring) -> None:
         typer.echo(f"  {folder.name}: export verified; {_evidence_line(evidence)}")
 
 
+def _rows_checked(check: dict) -> str:
+    """`114 test rows`, or `12 rows of lab.csv` for rows given with --data (not the test split)."""
+    rows, note = check.get("rows"), str(check.get("data") or "")
+    if note.startswith("rows of ") and note.endswith(" (--data)"):
+        return f"{rows} row{'s' if rows != 1 else ''} of {note.removeprefix('rows of ').removesuffix(' (--data)')}"
+    return f"{rows} test rows"
+
+
 def _evidence_line(ev: dict) -> str:
     check, speed = ev.get("check") or {}, ev.get("speed") or {}
-    parts = [f"max difference {check.get('max_difference', float('nan')):.2g} from eager on {check.get('rows')} test rows"]
+    parts = [f"max difference {check.get('max_difference', float('nan')):.2g} from eager on {_rows_checked(check)}"]
     if check.get("accuracy_change_points") is not None:
         parts.append(f"accuracy change {check['accuracy_change_points']:+.2f} points")
     elif check.get("headline_change") is not None:
