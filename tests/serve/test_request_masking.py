@@ -79,3 +79,23 @@ def _records(age) -> bytes:
     import json
 
     return json.dumps({"dataframe_records": [{"age": 31, "note": "hi"}, {"age": age, "note": "hi"}]}).encode()
+
+
+def test_a_data_expectation_refusal_masks_the_value_before_cutting_it():
+    """`data.expect` refusals quote the value too (cut to 40 characters in the data layer)."""
+    import numpy as np
+    from prometheus_client import CollectorRegistry
+
+    from trustforge.serve._expect import check_request, expect_counter
+
+    manifest = {
+        "expect": {"rules": [{"column": "city", "allowed": ["east", "west"]}], "policy": {"allowed": "fail"}},
+        "signature": {"inputs": [{"name": "city", "datatype": "BYTES", "shape": [-1]}]},
+    }
+    model = type("Model", (), {"manifest": manifest})()  # weak-referenceable, as a loaded model
+    payload = {"city": np.array(["east", LONG], dtype=object)}
+    with pytest.raises(RequestError) as info:
+        check_request(expect_counter(CollectorRegistry()), model, "m", payload)
+    assert "jonathan" in str(info.value) and "city" in str(info.value)  # a model without data.protect: only cut
+    message = request_message(info.value, MASKED)
+    assert "'Please write to <EMAIL>'" in message and "jonathan" not in message and "row 1" in message, message
