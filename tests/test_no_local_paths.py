@@ -231,6 +231,27 @@ def test_shown_rewrites_whole_paths_only(tmp_path):
     assert shown(f"{home}/tables/x.csv", **ws) == "tables/x.csv"
 
 
+def test_recorded_errors_hold_no_local_path_and_no_value(tmp_path):
+    """What an audit entry keeps of an error (found by a probe: `package export --data` wrote the
+    email of a numeric cell, and the absolute path of a missing file, into the append-only log)."""
+    from trustforge._shown import recorded
+    from trustforge.errors import DataError, SecurityError
+
+    home = tmp_path / "ws"
+    email = DataError("lab_pii.csv: column 'mean radius' must be numeric; got 'mary.smith@example.com' in row 3")
+    assert recorded(email, home=home) == "DataError: lab_pii.csv: column 'mean radius' must be numeric; got <value> in row 3"
+    missing = DataError(f"{tmp_path}/data/labunk.csv: file not found; csv:{tmp_path}/x.csv neither")
+    assert recorded(missing, home=home) == "DataError: labunk.csv: file not found; csv:x.csv neither"
+    key = SecurityError(f"{home}/keys/masking.key: the masking secret is wrapped under another key-encryption key")
+    assert recorded(key, home=home).startswith("SecurityError: keys/masking.key: the masking secret")
+    kept = DataError(f"models:/m/3/weights.safetensors.enc changed; see https://example.org/a/b; sqlite:///{tmp_path}/r.db")
+    assert recorded(kept) == "DataError: models:/m/3/weights.safetensors.enc changed; see https://example.org/a/b; sqlite:r.db"
+    # a value the message does not quote after "got": masked by the detector, before the text is cut
+    loose = DataError("x" * 280 + " call 13039414918 or mary.smith@example.com")
+    assert "mary" not in recorded(loose) and "1303941" not in recorded(loose) and len(recorded(loose)) == 300
+    assert str(tmp_path) not in recorded(DataError(f"{tmp_path}/a b/c.csv: bad"))
+
+
 def test_serve_names_a_package_folder_as_typed(trained, tmp_path):
     import shutil
 

@@ -187,8 +187,18 @@ def test_the_server_masks_request_rows_before_the_model_and_its_drift_monitor(ta
             kept = repr(rt.monitor._pending) + json.dumps(status, default=str) + svc.metrics.render().decode()  # noqa: SLF001
             # A 400 quotes the value at fault: never a detected personal value of a model trained with data.protect.
             row = {c: (frame[c][0] if c != "age" else frame["email"][0]) for c in frame.columns if c != "label"}
-            bad = TestClient(create_app(svc)).post("/invocations", json={"dataframe_records": [row]})
+            client = TestClient(create_app(svc))
+            bad = client.post("/invocations", json={"dataframe_records": [row]})
             assert bad.status_code == 400 and "'age'" in bad.json()["message"], bad.text
+            # A long value is masked whole, then cut: cut first, the email is no longer one to the detector.
+            long = {**row, "age": f"Please write to {frame['email'][1]} about the {frame['id_number'][1]} case"}
+            cut = client.post("/invocations", json={"dataframe_records": [{**row, "age": 40}, long]})
+            assert cut.status_code == 400 and "'Please write to <EMAIL>" in cut.json()["message"] and "row 2" in cut.text, cut.text
+            assert _leaks(cut.content, planted) == [] and frame["email"][1][:6] not in cut.text, cut.text
+            csv = pd.DataFrame([long]).to_csv(index=False)
+            cut_csv = client.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
+            assert cut_csv.status_code == 400 and "<EMAIL>" in cut_csv.json()["message"], cut_csv.text
+            assert frame["email"][1][:6] not in cut_csv.text, cut_csv.text
         finally:
             svc.close()
     assert warmed == [{"background": True}]

@@ -18,6 +18,11 @@ their files live. `shown` turns such a message into its display form where it is
 Only whole paths are replaced: `/data/x.csv` is not rewritten inside `/data/x.csv.bak`, nor
 inside a URL such as `sqlite:////data/registry.db`. What goes into packages and reports is
 redacted separately (`spec.redact_spec`); this is only for messages shown on this machine.
+
+`recorded` is the form of an error that is kept (an audit entry, append-only and read on other
+machines): its class, workspace paths as `shown` names them, every other local path by its base
+name, the value a message quotes after "got" left out, and each personal value the detector
+finds as its type tag (`<EMAIL>`), masked before the text is cut to its length.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["remember_written", "shown"]
+__all__ = ["no_local_paths", "recorded", "remember_written", "shown"]
 
 # A long-lived process (the dashboard) loads many specs: the newest few are enough to name
 # the files of the one that failed.
@@ -75,3 +80,37 @@ def shown(text: str, *, home: str | os.PathLike[str] | None = None, home_as: str
         pattern = re.compile(_BEFORE + re.escape(prefix) + _AFTER + "(/?)")
         text = pattern.sub(lambda m, w=written: w + m.group(1), text)
     return text
+
+
+# An absolute local path (`/data/x.csv`, `csv:/data/x.csv`, `~/x.csv`), not a model URI's path
+# (`models:/NAME/3`) nor a URL's (`sqlite:////data/registry.db`, `https://host/x`: the path
+# cannot start after a `/`); it ends at a space, a quote or a separator of the message.
+_SEGMENT = r"[^\s'\"`,;:()<>\[\]{}/]+"
+_ABSOLUTE = re.compile(rf"(?<![\w/.~-])(?<!models:)~?/{_SEGMENT}(?:/{_SEGMENT})*")
+_URL_FILE = re.compile(r"\b(sqlite|file):/{2,}(?=/)")
+# What a message quotes after "got" (the house template: "`x` must be ...; got VALUE").
+_GOT = re.compile(r"""(\bgot (?:text |a list |an object |a boolean )?)('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def no_local_paths(text: str, *, home: str | os.PathLike[str] | None = None) -> str:
+    """`text` with no local path: as `shown` names them, then every other absolute path by its
+    base name (`/data/lab/x.csv` → `x.csv`), for what is kept or read elsewhere (logs, audit)."""
+    text = shown(text, home=home)
+    text = _URL_FILE.sub(r"\1:", text)  # `sqlite:////data/registry.db`: its path, then its base name
+    return _ABSOLUTE.sub(lambda m: m.group(0).rstrip(".").rsplit("/", 1)[-1] + ("." if m.group(0).endswith(".") else ""), text)
+
+
+def recorded(exc: BaseException, *, home: str | os.PathLike[str] | None = None, limit: int = 300) -> str:
+    """`exc` as an audit entry records it: `Class: message`, with no local path and no value.
+
+    Args:
+        exc: the error.
+        home: the workspace folder; paths inside it are named relative to it (`keys/kek.key`).
+        limit: the most characters kept (the text is masked first, then cut).
+    """
+    text = no_local_paths(str(exc), home=home)
+    text = _GOT.sub(lambda m: m.group(1) + "<value>", text)
+    from trustforge.privacy import Masker  # imported here: most callers never record an error
+
+    text = Masker("tag").mask_text(f"{exc.__class__.__name__}: {text}")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from trustforge import secure
 from trustforge.commands.package import app
-from trustforge.errors import AccessDenied, IntegrityError
+from trustforge.errors import AccessDenied, DataError, IntegrityError
 from trustforge.package import Model, OnnxModule, encode_manifest, export_model, export_path, read_export, split_for_export
 from trustforge.pipeline import run
 from trustforge.registry import Registry
@@ -100,7 +100,7 @@ def test_int8_changes_test_accuracy_by_at_most_half_a_point(trained, key):
     assert speed["batch_1"]["eager_ms"] > 0 and speed["batch_256"]["export_ms"] > 0
 
 
-def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path):
+def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path, caplog):
     _, result, model, _, _, keyring = trained["cancer"]
     digest = _digest(model)
     copy = tmp_path / "package.onnx"
@@ -121,8 +121,13 @@ def test_a_swapped_or_foreign_artefact_is_refused(trained, tmp_path):
     for q in (None, "int8"):
         shutil.copytree(export_path(result.package, "onnx", q), export_path(pkg, "onnx", q))
     shutil.copyfile(export_path(pkg, "onnx") / "model.onnx", export_path(pkg, "onnx", "int8") / "model.onnx")
+    caplog.set_level("WARNING", logger="trustforge.serve")
     picked = pick_export(Model.load(pkg, keyring=keyring), digest, keyring)
     assert picked is not None and picked[0] == export_path(pkg, "onnx") and picked[1]["export"]["quantize"] is None
+    refused = [r for r in caplog.records if getattr(r, "event", None) == "onnx_export_refused"]
+    assert len(refused) == 1 and refused[0].fields["artefact"] == "package.onnx-int8", [r.getMessage() for r in caplog.records]
+    reason = refused[0].fields["reason"]  # a field of its own, naming the file from the package's folder
+    assert reason.startswith("package.onnx-int8/model.onnx: SHA-256 does not match") and str(tmp_path) not in reason, reason
     # And the evidence cannot be edited (it is signed with the model file).
     edited = tmp_path / "edited"
     shutil.copytree(export_path(result.package, "onnx", "int8"), edited)
@@ -226,7 +231,39 @@ def test_data_option_checks_on_given_rows(trained, tmp_path, monkeypatch):
     shutil.copytree(result.package, pkg)
     done = runner.invoke(app, ["export", str(pkg), "--format", "torchscript", "--data", str(csv), "--no-speed"])
     assert done.exit_code == 0, done.output
+    assert f"from eager on {len(frame)} rows of holdout.csv" in done.output and "test rows" not in done.output, done.output
     done = runner.invoke(app, ["verify", str(pkg)])
     assert done.exit_code == 0 and "pkg.torchscript: export verified" in done.output
-    ev, _ = read_export(export_path(pkg, "torchscript"), secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek), _digest(model))
+    assert f"on {len(frame)} rows of holdout.csv" in done.output, done.output
+    keyring = secure.Keyring.load(settings.keys_dir, kek_b64=settings.kek)
+    ev, _ = read_export(export_path(pkg, "torchscript"), keyring, _digest(model))
     assert ev["check"]["data"] == "rows of holdout.csv (--data)" and ev["check"]["rows"] == len(frame)
+    # Found by a probe: one row was taken ("on 1 test rows") and replaced the artefact checked on all of them.
+    frame.head(1).to_csv(tmp_path / "lab1.csv", index=False)
+    done = runner.invoke(app, ["export", str(pkg), "--format", "torchscript", "--data", str(tmp_path / "lab1.csv"), "--no-speed"])
+    assert isinstance(done.exception, DataError) and "--data lab1.csv holds 1 row; an export is checked on at least 10" in str(
+        done.exception
+    ), done.output
+    assert read_export(export_path(pkg, "torchscript"), keyring, _digest(model))[0]["check"]["rows"] == len(frame)  # kept
+
+
+def test_a_failed_export_is_audited_without_cell_values_or_local_paths(trained, tmp_path, monkeypatch):
+    """Found by a probe: the audit entry of a failed export held the error as printed, with the
+    email of a numeric cell in --data and the absolute path of a missing --data file."""
+    settings, result, _, raw, _, _ = trained["cancer"]
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(settings.home))
+    frame = raw.frame.copy()
+    frame["mean radius"] = frame["mean radius"].astype(object)
+    frame.loc[frame.index[2], "mean radius"] = "mary.smith@example.com"
+    frame.to_csv(tmp_path / "lab_pii.csv", index=False)
+    for data in (tmp_path / "lab_pii.csv", tmp_path / "elsewhere" / "labunk.csv"):
+        done = runner.invoke(app, ["export", result.model_uri, "--format", "onnx", "--no-speed", "--data", str(data)])
+        assert done.exit_code != 0 and done.exception is not None, done.output
+    with Registry(Settings.from_env()) as reg:
+        failed = [e for e in reg.audit.entries() if e["action"] == "export" and e["outcome"] == "error"]
+    errors = sorted(e["details"]["error"] for e in failed)
+    assert errors == [
+        "DataError: lab_pii.csv: column 'mean radius' must be numeric; got <value> in row 3",
+        "DataError: labunk.csv: data file not found",
+    ], errors
+    assert not any("mary" in e or str(tmp_path) in e or "elsewhere" in e for e in errors), errors

@@ -118,3 +118,39 @@ def test_the_command_line_starts_without_torch():
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "trustforge.cli" in imported
     assert not {"torch", "pandas", "sqlalchemy", "scipy"} & imported
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--format", "foo"], "--format"),
+        (["--format", "onnx", "--quantize", "int4"], "--quantize"),
+    ],
+)
+def test_export_refuses_a_bad_format_or_quantisation_as_a_usage_error(workspace, flags, named):
+    """Found by a probe: both exited 3 (a data error) after loading the model; a bad flag value is exit 2."""
+    from _cli import run_main
+
+    code, out, err = run_main("package", "export", "models:/nothing/1", *flags, "--no-speed", home=workspace)
+    assert code == 2 and f"Invalid value for '{named}'" in err and len(err.strip().splitlines()) == 1, (flags, code, err)
+    assert "must be one of" in err and "models:/nothing" not in err, err
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "1000", "inf", "-0.5"])
+def test_export_refuses_a_max_accuracy_drop_outside_0_to_100_points(workspace, value):
+    """Found by a probe: `nan` was taken (no comparison with it is true, so the int8 guard was off),
+    `-1` ran the whole export and then failed, `1000` was taken."""
+    from _cli import run_main
+
+    flags = ["--format", "onnx", "--quantize", "int8", "--max-accuracy-drop", value, "--no-speed"]
+    code, out, err = run_main("package", "export", "models:/nothing/1", *flags, home=workspace)
+    assert code == 2 and "Invalid value for '--max-accuracy-drop'" in err and "[0, 100]" in err, (value, code, err)
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_export_model_refuses_a_max_drop_that_turns_the_int8_guard_off():
+    from trustforge.package import export_model
+
+    for bad in (float("nan"), -1.0, 101.0):
+        with pytest.raises(DataError, match=r"--max-accuracy-drop must be points of test accuracy in \[0, 100\]"):
+            export_model(None, None, Path("unused"), None, fmt="onnx", quantize="int8", package_digest="0" * 64, max_drop=bad)

@@ -54,7 +54,7 @@ def test_init_refuses_to_replace_keys_unless_forced(keys):
 def test_load_and_load_or_init(keys):
     with pytest.raises(SecurityError, match="no signing key") as info:
         Keyring.load(keys)
-    assert str(keys / "signing.key") in str(info.value)
+    assert str(info.value).startswith("keys/signing.key: ") and str(keys) not in str(info.value)  # no local path (logs, the API)
     made = Keyring.load_or_init(keys)
     again = Keyring.load_or_init(keys)
     assert made.key_id == again.key_id
@@ -67,7 +67,7 @@ def test_a_key_file_others_can_read_is_refused(keys):
     os.chmod(keys / "signing.key", 0o644)
     with pytest.raises(SecurityError, match="chmod 600") as info:
         Keyring.load(keys)
-    assert str(keys / "signing.key") in str(info.value)
+    assert str(info.value).startswith("keys/signing.key: ") and str(keys) not in str(info.value)
 
 
 def test_the_kek_can_come_from_the_environment(keys):

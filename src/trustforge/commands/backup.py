@@ -22,6 +22,7 @@ app = typer.Typer(
 @app.command()
 def create(file: Path = typer.Argument(..., help="the archive file to write (must not exist)")) -> None:
     """Write the registry database, every stored package and the public keys to FILE."""
+    from trustforge._shown import recorded
     from trustforge.errors import DataError, TrustForgeError
     from trustforge.registry import Registry, create_backup
     from trustforge.secure import require
@@ -35,7 +36,7 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
         try:
             summary = create_backup(reg.settings, file, reg.keyring)
         except TrustForgeError as exc:
-            reg.audit.append(reg.principal.name, "backup", file.name, "error", {"error": str(exc)[:300]})
+            reg.audit.append(reg.principal.name, "backup", file.name, "error", {"error": recorded(exc, home=reg.settings.home)})
             raise
         reg.audit.append(reg.principal.name, "backup", file.name, "ok", {"files": summary["files"], "bytes": summary["bytes"]})
     versions = summary["tables"].get("registry_versions", 0)

@@ -40,6 +40,7 @@ def _keyring(required: bool = True):
 def _package_write(path: Path, op: str) -> Iterator[None]:
     """Run a package write on the folder `path` as the acting principal (see the module docstring)."""
     from trustforge import secure
+    from trustforge._shown import recorded
     from trustforge.errors import SecurityError, TrustForgeError
     from trustforge.settings import Settings
 
@@ -62,7 +63,7 @@ def _package_write(path: Path, op: str) -> Iterator[None]:
         try:
             yield
         except TrustForgeError as exc:
-            registry.audit.append(registry.principal.name, "export", obj, "error", {"op": op, "error": str(exc)[:300]})
+            registry.audit.append(registry.principal.name, "export", obj, "error", {"op": op, "error": recorded(exc, home=settings.home)})
             raise
         registry.audit.append(registry.principal.name, "export", obj, "ok", {"op": op})
 
@@ -109,9 +110,17 @@ def _verify_exports(path: Path, manifest: dict, keyring) -> None:
         typer.echo(f"  {folder.name}: export verified; {_evidence_line(evidence)}")
 
 
+def _rows_checked(check: dict) -> str:
+    """`114 test rows`, or `12 rows of lab.csv` for rows given with --data (not the test split)."""
+    rows, note = check.get("rows"), str(check.get("data") or "")
+    if note.startswith("rows of ") and note.endswith(" (--data)"):
+        return f"{rows} row{'s' if rows != 1 else ''} of {note.removeprefix('rows of ').removesuffix(' (--data)')}"
+    return f"{rows} test rows"
+
+
 def _evidence_line(ev: dict) -> str:
     check, speed = ev.get("check") or {}, ev.get("speed") or {}
-    parts = [f"max difference {check.get('max_difference', float('nan')):.2g} from eager on {check.get('rows')} test rows"]
+    parts = [f"max difference {check.get('max_difference', float('nan')):.2g} from eager on {_rows_checked(check)}"]
     if check.get("accuracy_change_points") is not None:
         parts.append(f"accuracy change {check['accuracy_change_points']:+.2f} points")
     elif check.get("headline_change") is not None:
@@ -122,18 +131,54 @@ def _evidence_line(ev: dict) -> str:
     return "; ".join(parts)
 
 
+def _check_format(value: str) -> str:
+    """--format, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
+    from trustforge.package._artefact import EXPORT_FORMATS
+
+    if value not in EXPORT_FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(EXPORT_FORMATS)}; got {value!r}")
+    return value
+
+
+def _check_quantize(value: Optional[str]) -> Optional[str]:
+    """--quantize, checked while parsing (exit 2 naming the option)."""
+    from trustforge.package._artefact import QUANTIZATIONS
+
+    if value is not None and value not in QUANTIZATIONS:
+        raise typer.BadParameter(f"must be one of {', '.join(QUANTIZATIONS)}; got {value!r}")
+    return value
+
+
+def _check_max_drop(value: float) -> float:
+    """--max-accuracy-drop, checked while parsing: points of test accuracy, finite, in [0, 100].
+    NaN would turn the int8 guard off (no comparison with it is true); a negative drop would
+    refuse every export only after it was made."""
+    import math
+
+    if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+        raise typer.BadParameter(f"must be points of test accuracy in [0, 100]; got {value!r}")
+    return value
+
+
 @app.command()
 def export(
     model_uri: str = typer.Argument(..., metavar="MODEL_URI", help="a model URI (models:/NAME@alias, models:/NAME/3) or a package folder"),
-    fmt: str = typer.Option(..., "--format", help="onnx or torchscript"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation of the linear layers"),
+    fmt: str = typer.Option(..., "--format", callback=_check_format, help="onnx or torchscript"),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", callback=_check_quantize, help="int8: dynamic int8 quantisation of the linear layers"
+    ),
     data: Optional[Path] = typer.Option(
         None,
         "--data",
         help="labelled test rows (CSV/Parquet, image folder); default: the package's test split, re-prepared from its "
         "spec and used only if the data set's digest matches the package's",
     ),
-    max_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="int8: refuse if test accuracy falls by more points than this"),
+    max_drop: float = typer.Option(
+        0.5,
+        "--max-accuracy-drop",
+        callback=_check_max_drop,
+        help="int8: refuse if test accuracy falls by more points than this (0 to 100)",
+    ),
     speed: bool = typer.Option(True, "--speed/--no-speed", help="measure the speed-up at batch 1 and 256 (one thread)"),
 ) -> None:
     """Write a signed ONNX or TorchScript artefact beside the package, checked against the eager model on the test split.
@@ -171,6 +216,7 @@ def export(
 
     if model_uri.startswith("models:/"):
         from trustforge import secure
+        from trustforge._shown import recorded
         from trustforge.errors import TrustForgeError
         from trustforge.registry import Registry
 
@@ -182,7 +228,8 @@ def export(
                 model = registry.load_model(mv.uri)
                 dest, evidence = run(model, mv.path, mv.encrypted, registry.keyring)
             except TrustForgeError as exc:
-                registry.audit.append(registry.principal.name, "export", mv.uri, "error", {**details, "error": str(exc)[:300]})
+                error = recorded(exc, home=settings.home)  # no cell value, no local path: the log is kept for good
+                registry.audit.append(registry.principal.name, "export", mv.uri, "error", {**details, "error": error})
                 raise
             check = evidence["check"]
             registry.audit.append(

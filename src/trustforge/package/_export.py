@@ -39,6 +39,7 @@ import inspect
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -64,6 +65,7 @@ from trustforge.spec import TaskSpec
 
 __all__ = [
     "EXPORT_TOLERANCE",
+    "MIN_CHECK_ROWS",
     "ONNX_OPSET",
     "OnnxModule",
     "export_model",
@@ -78,6 +80,9 @@ log = logging.getLogger("trustforge.package")
 EXPORT_TOLERANCE = 1e-4
 ONNX_OPSET = 18
 MAX_DROP_POINTS = 0.5
+# The fewest rows given with --data that an export is checked on, as `attack --rows` asks: on
+# fewer, "equal to eager" and the accuracy change say next to nothing about the artefact.
+MIN_CHECK_ROWS = 10
 _SPEED_BATCHES = (1, 256)
 
 
@@ -213,10 +218,17 @@ def split_for_export(model: Model, data: Path | None = None, *, cache_dir: Path 
 
     Raises:
         DataError: the spec's source cannot be read here (a file source keeps only its file
-            name in the package) or now holds other data; both say to give `--data FILE`.
+            name in the package) or now holds other data; both say to give `--data FILE`; or
+            `data` holds fewer than `MIN_CHECK_ROWS` rows.
     """
     if data is not None:
-        return model.read_input(data), f"rows of {Path(data).name} (--data)"
+        raw = model.read_input(data)
+        if len(raw) < MIN_CHECK_ROWS:
+            raise DataError(
+                f"--data {Path(data).name} holds {len(raw)} row{'s' if len(raw) != 1 else ''}; an export is checked on "
+                f"at least {MIN_CHECK_ROWS} labelled rows (the package's test split when --data is not given)"
+            )
+        return raw, f"rows of {Path(data).name} (--data)"
     source = str(getattr(model.spec.data, "source", "") or "")
     try:
         prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
@@ -329,6 +341,9 @@ def export_model(
         raise DataError(f"--format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise DataError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
+    if not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and 0 <= max_drop <= 100):
+        # NaN would turn the int8 guard off: no comparison with it is true.
+        raise DataError(f"--max-accuracy-drop must be points of test accuracy in [0, 100]; got {max_drop!r}")
     kind = str(getattr(model.spec.model, "kind", "unknown"))
     if not model.task.row_outputs:
         raise ModelError(f"model kind {kind!r} for task {model.spec.task!r}: export covers models with one output row per input row")

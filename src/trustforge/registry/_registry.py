@@ -43,6 +43,7 @@ import sqlalchemy as sa
 
 from trustforge import secure
 from trustforge._fs import make_private, private_dir
+from trustforge._shown import recorded
 from trustforge.errors import AccessDenied, IntegrityError, RegistryError, TrustForgeError
 from trustforge.package import export_entries
 from trustforge.registry._binding import open_bound
@@ -279,7 +280,7 @@ class Registry:
                 "register",
                 format_uri(name) if name else "models:/",
                 "error",
-                {"package": str(package)[:300], "error": str(exc)[:300]},
+                {"package": Path(package).name, "error": recorded(exc, home=self.settings.home)},
             )
             raise
 
@@ -582,7 +583,7 @@ class Registry:
         shown = IntegrityError(str(exc).replace(str(mv.path), mv.uri))
         found = getattr(exc, "found", None)
         shown.found = found  # type: ignore[attr-defined]
-        details = {"error": str(shown)[:300], "package_id": mv.package_id, "package_digest": mv.package_digest}
+        details = {"error": recorded(shown, home=self.settings.home), "package_id": mv.package_id, "package_digest": mv.package_digest}
         if isinstance(found, dict):
             details["found"] = found
         key = (mv.uri, details["error"])

@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from trustforge._shown import recorded
 from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError
 from trustforge.secure import _primitives as P
 from trustforge.secure._audit import _READONLY
@@ -717,11 +718,11 @@ class AccessStore:
                 self.audit.sync_head_file()  # the entry committed with the change; now the file
         except TrustForgeError as exc:
             if by is not None:
-                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": str(exc)})
+                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": recorded(exc)})
             raise
         except sa_exc.IntegrityError:
             # Two admins adding the same user at once: the primary key refuses the second.
             err = RegistryError(f"{obj} was changed concurrently; try again")
             if by is not None:
-                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": str(err)})
+                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": recorded(err)})
             raise err from None

@@ -105,10 +105,22 @@ def _make_dir(path: Path) -> None:
     private_dir(path)  # 0700, and so are the parents it creates (a new workspace folder)
 
 
-def _check_private(path: Path) -> None:
+def _named(keys_dir: Path, path: Path | None = None) -> str:
+    """How a message names the keys folder, or a file in it: `keys/masking.key`, never its local
+    path. The folder is the workspace's `keys/`, so the name is unambiguous; the command line
+    rewrites workspace paths in its `error:` lines, but logs and the Python API do not."""
+    target = keys_dir if path is None else path
+    try:
+        inside = target.relative_to(keys_dir)
+    except ValueError:
+        return target.name
+    return (Path(keys_dir.name) / inside).as_posix()
+
+
+def _check_private(path: Path, keys_dir: Path) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise SecurityError(f"{path}: mode {mode:04o} lets other users read a secret key; run chmod 600 on it")
+        raise SecurityError(f"{_named(keys_dir, path)}: mode {mode:04o} lets other users read a secret key; run chmod 600 on it")
 
 
 class Keyring:
@@ -159,14 +171,16 @@ class Keyring:
         keys_dir = Path(keys_dir)
         kek = _decode_kek(kek_b64, "TRUSTFORGE_KEK") if kek_b64 else None
         if (keys_dir / _PRIVATE).exists() and not force:
-            raise SecurityError(f"{keys_dir / _PRIVATE}: keys exist already; use `trustforge keys rotate` to replace them")
+            raise SecurityError(
+                f"{_named(keys_dir, keys_dir / _PRIVATE)}: keys exist already; use `trustforge keys rotate` to replace them"
+            )
         _make_dir(keys_dir)
         signing = P.SigningKey.generate()
         if kek is None and (keys_dir / _KEK).is_file() and not force:
             # A KEK put back on its own (e.g. from a safe, before restoring a backup) is kept:
             # generating a new one would orphan everything sealed under it.
-            _check_private(keys_dir / _KEK)
-            kek = _decode_kek((keys_dir / _KEK).read_bytes(), str(keys_dir / _KEK))
+            _check_private(keys_dir / _KEK, keys_dir)
+            kek = _decode_kek((keys_dir / _KEK).read_bytes(), _named(keys_dir, keys_dir / _KEK))
         elif kek is None:
             kek = P.new_key()
             _write_secret(keys_dir / _KEK, base64.b64encode(kek) + b"\n")
@@ -192,22 +206,22 @@ class Keyring:
         keys_dir = Path(keys_dir)
         private = keys_dir / _PRIVATE
         if not private.is_file():
-            raise SecurityError(f"{private}: no signing key; run `trustforge keys init`")
-        _check_private(private)
+            raise SecurityError(f"{_named(keys_dir, private)}: no signing key; run `trustforge keys init`")
+        _check_private(private, keys_dir)
         try:
             signing = P.SigningKey.from_pem(private.read_bytes())
         except P.CryptoFailure as exc:
-            raise SecurityError(f"{private}: {exc}") from None
+            raise SecurityError(f"{_named(keys_dir, private)}: {exc}") from None
         kek = None
         if kek_b64:
             kek = _decode_kek(kek_b64, "TRUSTFORGE_KEK")
         elif (keys_dir / _KEK).is_file():
-            _check_private(keys_dir / _KEK)
-            kek = _decode_kek((keys_dir / _KEK).read_bytes(), str(keys_dir / _KEK))
+            _check_private(keys_dir / _KEK, keys_dir)
+            kek = _decode_kek((keys_dir / _KEK).read_bytes(), _named(keys_dir, keys_dir / _KEK))
         retired: dict[bytes, bytes] = {}
         for path in sorted((keys_dir / _RETIRED).glob("kek-*.key")):
-            _check_private(path)
-            old = _decode_kek(path.read_bytes(), str(path))
+            _check_private(path, keys_dir)
+            old = _decode_kek(path.read_bytes(), _named(keys_dir, path))
             retired[_kek_id(old)] = old
         return cls(keys_dir, signing, kek, kek_from_env=bool(kek_b64), retired_keks=retired)
 
@@ -323,7 +337,7 @@ class Keyring:
         """
         key = self._signing.public if key_id is None else self._public(key_id)
         if key is None:
-            raise SecurityError(f"{self.keys_dir}: no public key with id {str(key_id)[:64]}")
+            raise SecurityError(f"{_named(self.keys_dir)}: no public key with id {str(key_id)[:64]}")
         return key.pem
 
     def public_key_ids(self) -> list[str]:
@@ -348,7 +362,7 @@ class Keyring:
         try:
             key = P.load_public_key(pem)
         except P.CryptoFailure as exc:
-            raise SecurityError(f"{self.keys_dir / _RETIRED}: {exc}") from None
+            raise SecurityError(f"{_named(self.keys_dir, self.keys_dir / _RETIRED)}: {exc}") from None
         if not self.knows(key.key_id):
             _make_dir(self.keys_dir / _RETIRED)
             _write_secret(self.keys_dir / _RETIRED / f"{key.key_id}.pub", key.pem)
@@ -363,7 +377,9 @@ class Keyring:
 
     def _require_kek(self) -> bytes:
         if self._kek is None:
-            raise SecurityError(f"{self.keys_dir / _KEK}: no key-encryption key; set TRUSTFORGE_KEK or run `trustforge keys init`")
+            raise SecurityError(
+                f"{_named(self.keys_dir, self.keys_dir / _KEK)}: no key-encryption key; set TRUSTFORGE_KEK or run `trustforge keys init`"
+            )
         return self._kek
 
     def derive_key(self, purpose: str) -> bytes:
@@ -396,8 +412,8 @@ class Keyring:
                 return self._masking_secret(create=False)  # another process made it first: use theirs
             self._masking = secret
             return secret
-        _check_private(path)
-        self._masking = self._open_masking(path.read_bytes(), str(path))
+        _check_private(path, self.keys_dir)
+        self._masking = self._open_masking(path.read_bytes(), _named(self.keys_dir, path))
         return self._masking
 
     def _open_masking(self, wrapped: bytes, where: str) -> bytes:
@@ -443,7 +459,7 @@ class Keyring:
             return True
         if not hmac.compare_digest(current, secret):
             raise SecurityError(
-                f"{where}: its masking secret differs from the one in {self.keys_dir / _MASKING}; data hashed or faked in "
+                f"{where}: its masking secret differs from the one in {_named(self.keys_dir, self.keys_dir / _MASKING)}; data hashed or faked in "
                 "this workspace would stop joining and unmasking. If nothing was masked here yet, remove that file and restore again"
             )
         return False

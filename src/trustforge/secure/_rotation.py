@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from trustforge._shown import recorded
 from trustforge.errors import SecurityError
 from trustforge.secure._access import Principal, require
 from trustforge.secure._audit import AuditLog
@@ -94,7 +95,13 @@ def rotate_keys(
         new = keyring.rotate(new_kek_b64=new_kek_b64, announce=announce)
     except Exception as exc:
         if started:  # the key files may be half changed: on the record too
-            audit.append(principal.name, "keys", "keys", "error", {"rotate": True, "key_id": started[0], "error": str(exc)[:300]})
+            audit.append(
+                principal.name,
+                "keys",
+                "keys",
+                "error",
+                {"rotate": True, "key_id": started[0], "error": recorded(exc, home=keyring.keys_dir.parent)},
+            )
         raise
     count, failures = 0, []
     each = reencrypt_all if reencrypt else rewrap_all

@@ -141,6 +141,19 @@ def _apply_ood(metrics: ServeMetrics, model: str, verdict: OodVerdict | None, po
     return verdict.body(policy)
 
 
+def request_message(exc: RequestError, manifest: dict[str, Any] | None) -> str:
+    """What a 400 says: a model trained with `data.protect` quotes no detected personal value.
+    Each value the message quotes is masked whole before it is cut to its short form (a cut
+    `jonathan.private.per...` is no longer an email to the detector), then the rest of the
+    message is masked too (a message from a worker quotes values whole)."""
+    record = (manifest or {}).get("pii")
+    if not record:
+        return exc.shown()
+    from trustforge.data import mask_message
+
+    return mask_message(exc.shown(lambda text: mask_message(text, record)), record)
+
+
 def _error_body(path: str, status: int, message: str) -> bytes:
     if path == "/invocations":
         # MLflow's codes have none for 405 and the like: a client's mistake is BAD_REQUEST, never
@@ -379,12 +392,10 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
 
     @app.exception_handler(RequestError)
     async def _bad_request(request: Request, exc: RequestError) -> Response:
-        message, rt = str(exc), service.current
-        if rt is not None and rt.model.manifest.get("pii"):  # trained with data.protect: quote no personal value back
-            from trustforge.data import mask_message
-
-            message = mask_message(message, rt.model.manifest["pii"])
-        return _error(request, exc.status, message)  # 400; 415 for a content type /invocations does not read
+        rt = service.current
+        return _error(
+            request, exc.status, request_message(exc, rt.model.manifest if rt is not None else None)
+        )  # 400; 415 for a content type /invocations does not read
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

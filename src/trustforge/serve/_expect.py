@@ -32,7 +32,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter
 
 from trustforge.data import Expectations, ExpectReport, expectations_of
-from trustforge.serve._signature import ColumnBlock, RequestError
+from trustforge.serve._signature import ColumnBlock, RequestError, quote
 
 __all__ = ["ExpectGuard", "expect_counter", "check_request"]
 
@@ -141,6 +141,15 @@ def _block_rows(columns: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray 
 _GUARDS: "weakref.WeakKeyDictionary[Any, ExpectGuard | None]" = weakref.WeakKeyDictionary()
 
 
+def _refusal_line(v: Any) -> str:
+    """A violation as a 400 names it, its value quoted whole (`quote`): the app masks it for a
+    model trained with data.protect before it is cut to 40 characters."""
+    line = v.line("request").removeprefix("request: ")
+    if v.value is not None:
+        line = line.replace(repr(v.value[:40]), quote(v.value), 1)
+    return line
+
+
 def check_request(counter: Counter, model: Any, name: str, payload: Any) -> dict[str, str]:
     """Check a request against the model's expectations and apply their policies.
 
@@ -160,7 +169,7 @@ def check_request(counter: Counter, model: Any, name: str, payload: Any) -> dict
     for column, n in counts.items():
         counter.labels(name, column, action).inc(n)
     if refused:
-        shown = "; ".join(v.line("request").removeprefix("request: ") for v in refused[:_SHOWN])
+        shown = "; ".join(_refusal_line(v) for v in refused[:_SHOWN])
         more = f" (and {len(refused) - _SHOWN} more)" if len(refused) > _SHOWN else ""
         raise RequestError(f"refused: {len(refused)} value(s) break the model's data expectations: {shown}{more}")
     return {

@@ -20,7 +20,7 @@ import datetime as dt
 import io
 from typing import Any
 
-from trustforge.serve._signature import Payload, RequestError, Signature, TensorSpec, column_from_json
+from trustforge.serve._signature import Payload, RequestError, Signature, TensorSpec, column_from_json, quote
 
 __all__ = ["UnsupportedMediaType", "media_type", "parse_csv", "parse_parquet", "CONTENT_TYPES"]
 
@@ -127,7 +127,7 @@ def _csv_value(text: str, spec: TensorSpec, where: str, r: int) -> Any:
     try:
         return float(text)
     except ValueError:
-        raise RequestError(f"{where} must hold numbers; got {text[:40]!r} at row {r + 1}") from None
+        raise RequestError(f"{where} must hold numbers; got {quote(text)} at row {r + 1}") from None
 
 
 # ---------------------------------------------------------------------------- Parquet

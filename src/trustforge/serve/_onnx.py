@@ -34,14 +34,15 @@ import torch
 
 from trustforge._extras import require
 from trustforge._fs import atomic_write_bytes
+from trustforge._shown import no_local_paths
 from trustforge.errors import ModelError
 from trustforge.package import ONNX_OPSET, Model, OnnxModule, onnx_bytes
 from trustforge.secure import Keyring
+from trustforge.serve._logging import log_event
 from trustforge.serve._signature import NP_TYPES, Signature
 
 __all__ = ["prepare_onnx", "load_onnx_model", "probe_input", "compare_predictions", "TOLERANCE"]
 
-log = logging.getLogger("trustforge.serve")
 
 TOLERANCE = 1e-4
 _CACHE_FORMAT = "trustforge.onnx-cache"
@@ -134,7 +135,7 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
                 return onnx_file
             except ModelError as exc:
                 name = _cache_name(package_digest)  # the log names no local path
-                log.warning(json.dumps({"event": "onnx_cache_invalid", "cache": name, "reason": str(exc).replace(str(entry), name)}))
+                log_event(logging.WARNING, "onnx_cache_invalid", cache=name, reason=no_local_paths(str(exc).replace(str(entry), name)))
         signature = Signature.from_manifest(model.manifest)
         blob = export_onnx(model, signature)
         eager_model = model
@@ -168,7 +169,7 @@ def prepare_onnx(model: Model, package_digest: str, cache_dir: Path, keyring: Ke
             entry / "model.json",
             json.dumps({**meta, "key_id": key_id, "signature": base64.b64encode(sig).decode("ascii")}, indent=1).encode(),
         )
-        log.info(json.dumps({"event": "onnx_exported", "cache": _cache_name(package_digest), "max_difference": diff}))
+        log_event(logging.INFO, "onnx_exported", cache=_cache_name(package_digest), max_difference=diff)
         return onnx_file
 
 
@@ -256,7 +257,9 @@ def pick_export(model: Model, package_digest: str, keyring: Keyring) -> tuple[Pa
         try:
             evidence, _ = read_export(folder, keyring, package_digest)
         except (IntegrityError, SecurityError) as exc:
-            log.warning(json.dumps({"event": "onnx_export_refused", "artefact": folder.name, "reason": str(exc)[-200:]}))
+            # Named from the package's folder (`PACKAGE.onnx-int8/model.onnx: ...`), never by its local path.
+            reason = no_local_paths(str(exc).replace(str(folder.parent) + os.sep, ""))
+            log_event(logging.WARNING, "onnx_export_refused", artefact=folder.name, reason=reason[:300])
             continue
         return folder, evidence
     return None

@@ -31,6 +31,7 @@ from trustforge.serve._signature import (
     columns_from_matrix,
     encode_bytes_tensor,
     numeric_rows,
+    quote,
     tensor_from_binary,
     tensor_from_json,
 )
@@ -256,12 +257,12 @@ def _field(where: str, key: str) -> str:
 
 
 def _got(value: Any) -> str:
-    """A request's value as JSON writes it, cut short, for `...; got VALUE` messages."""
+    """A request's value as JSON writes it, quoted for `...; got VALUE` messages (cut short when shown)."""
     try:
         text = dumps(value).decode()
     except TypeError:
         text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return quote(value, text)
 
 
 def _v2_tensor(spec: TensorSpec, given: Mapping[str, tuple[int, Any, memoryview | None]], signature: Signature) -> np.ndarray:

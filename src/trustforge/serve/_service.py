@@ -328,7 +328,7 @@ class Runtime:
             return
         except RequestError as exc:
             if len(jobs) == 1:
-                _fail(jobs[0], RequestError(str(exc)))
+                _fail(jobs[0], RequestError(exc.template))  # its quoted values whole, for the masker
             else:  # find the request at fault: each runs alone, and only it gets the error
                 for job in jobs:
                     self._execute(ex, [job])

@@ -39,10 +39,11 @@ declares `min_rows` (a forecasting series: one request is one series) is never b
 from __future__ import annotations
 
 import math
+import re
 import struct
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ __all__ = [
     "Signature",
     "Payload",
     "RequestError",
+    "quote",
     "NP_TYPES",
     "payload_rows",
     "payload_key",
@@ -98,10 +100,50 @@ Columns = dict[str, np.ndarray]
 Payload = Union[Columns, np.ndarray]
 
 
+# A value a message quotes (`quote`) is kept whole between these two marks until the message
+# is shown: a model trained with `data.protect` masks it first, then it is cut to its short form.
+# Cut first, a personal value is no longer one the detector recognises (`jonathan.private.per...`).
+# `repr` escapes control characters, so the marks never occur inside a quoted value.
+_QUOTE_OPEN, _QUOTE_CLOSE = "\x02", "\x03"
+_QUOTED = re.compile(f"{_QUOTE_OPEN}(.*?){_QUOTE_CLOSE}", re.DOTALL)
+_SHORT = 40
+_KEEP = 400
+
+
 class RequestError(DataError):
-    """A request the signature refuses (HTTP 400); the message names the field at fault."""
+    """A request the signature refuses (HTTP 400); the message names the field at fault.
+
+    `str(exc)` quotes values in their short form (40 characters at most); `shown(mask)` has each
+    quoted value masked whole before it is cut, which is what a server of a model trained with
+    `data.protect` answers.
+    """
 
     status = 400
+
+    def __init__(self, message: str) -> None:
+        self.template = str(message)  # quoted values whole, between marks
+        super().__init__(_resolve(self.template, None))
+
+    def shown(self, mask: Callable[[str], str] | None = None) -> str:
+        """The message, each quoted value passed through `mask` (e.g. the PII masker) and then cut."""
+        return _resolve(self.template, mask)
+
+
+def quote(v: Any, rendered: str | None = None) -> str:
+    """`v` quoted in a `RequestError` message: its repr (or `rendered`, another written form of
+    it, such as its JSON), shown cut to 40 characters."""
+    text = repr(v) if rendered is None else rendered.replace(_QUOTE_OPEN, "").replace(_QUOTE_CLOSE, "")
+    # Kept whole only as far as a personal value in the shown part could reach (an email has at
+    # most 254 characters): the masker never scans a megabyte cell.
+    return _QUOTE_OPEN + text[:_KEEP] + _QUOTE_CLOSE
+
+
+def _resolve(template: str, mask: Callable[[str], str] | None) -> str:
+    def one(m: re.Match) -> str:
+        text = mask(m.group(1)) if mask is not None else m.group(1)
+        return text if len(text) <= _SHORT else text[: _SHORT - 3] + "..."
+
+    return _QUOTED.sub(one, template) if _QUOTE_OPEN in template else template
 
 
 @dataclass(frozen=True)
@@ -740,17 +782,17 @@ def _convert(
                 raise RequestError(f"{where} holds {v} at {_pos(i, row_based)}; values must be finite")
             for t in types:
                 if t.kind in "iub" and (isinstance(v, float) and not float(v).is_integer() or not _fits(v, t)):
-                    raise RequestError(f"{where} must hold {_type_word(t)}; got {_short(v)} at {_pos(i, row_based)}")
+                    raise RequestError(f"{where} must hold {_type_word(t)}; got {quote(v)} at {_pos(i, row_based)}")
             try:
                 x = float(v)
             except OverflowError:  # an integer of hundreds of digits
                 x = math.inf
             for t in types:
                 if t.kind == "f" and not abs(x) <= np.finfo(t).max:
-                    raise RequestError(f"{where} holds {_short(v)} at {_pos(i, row_based)}, beyond the range of {_v2_name(t)}")
+                    raise RequestError(f"{where} holds {quote(v)} at {_pos(i, row_based)}, beyond the range of {_v2_name(t)}")
             out[i] = x
         else:
-            raise RequestError(f"{where} must hold {_type_word(target)}; got {_kind_of(v)} {_short(v)} at {_pos(i, row_based)}")
+            raise RequestError(f"{where} must hold {_type_word(target)}; got {_kind_of(v)} {quote(v)} at {_pos(i, row_based)}")
     if target.kind == "f":
         return out.astype(target)
     if np.isnan(out).any():
@@ -762,12 +804,12 @@ def _refuse_booleans(values: list | np.ndarray, target: np.dtype, where: str, ro
     """JSON `true` is not the number 1: refuse booleans in a numeric input (numpy would cast them)."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "b":
-            raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {_short(values[0].item())} at {_pos(0, row_based)}")
+            raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {quote(values[0].item())} at {_pos(0, row_based)}")
         if values.dtype != object:
             return
     for i, v in enumerate(values):
         if v is True or v is False:
-            raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {_short(v)} at {_pos(i, row_based)}")
+            raise RequestError(f"{where} must hold {_type_word(target)}; got a boolean {quote(v)} at {_pos(i, row_based)}")
 
 
 def _check_range(arr: np.ndarray, target: np.dtype, where: str, row_based: bool | tuple[int, ...]) -> None:
@@ -782,7 +824,7 @@ def _check_range(arr: np.ndarray, target: np.dtype, where: str, row_based: bool 
         bad = np.abs(arr.astype(np.float64)) > np.finfo(target).max
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise RequestError(f"{where} holds {_short(arr[i].item())} at {_pos(i, row_based)}, beyond the range of {_v2_name(target)}")
+        raise RequestError(f"{where} holds {quote(arr[i].item())} at {_pos(i, row_based)}, beyond the range of {_v2_name(target)}")
 
 
 def _v2_name(target: np.dtype) -> str:
@@ -801,7 +843,7 @@ def _text_column(values: list, spec: TensorSpec, where: str, row_based: bool | t
         elif isinstance(v, int) and (not isinstance(v, bool) or spec.kind == "binary"):
             arr[i] = str(v)  # an id or code sent as a number; true/false for a yes/no column
         else:
-            raise RequestError(f"{where} must hold text; got {_kind_of(v)} {_short(v)} at {_pos(i, row_based)}")
+            raise RequestError(f"{where} must hold text; got {_kind_of(v)} {quote(v)} at {_pos(i, row_based)}")
     return arr
 
 
@@ -831,7 +873,7 @@ def _check_integral(arr: np.ndarray, target: np.dtype, where: str, row_based: bo
                 bad |= ~np.isfinite(arr) | (arr != np.round(arr))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise RequestError(f"{where} must hold {_type_word(target)}; got {_short(arr[i].item())} at {_pos(i, row_based)}")
+        raise RequestError(f"{where} must hold {_type_word(target)}; got {quote(arr[i].item())} at {_pos(i, row_based)}")
 
 
 def _check_finite(arr: np.ndarray, where: str, row_based: bool | tuple[int, ...]) -> None:
@@ -891,11 +933,6 @@ def _kind_of(v: Any) -> str:
     if isinstance(v, dict):
         return "an object"
     return type(v).__name__
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ---------------------------------------------------------------------------- binary data
