@@ -163,7 +163,7 @@ def test_an_error_names_a_workspace_file_from_the_workspace_as_set(tmp_path, wor
     errors = []
     assert run_main("keys", "init", home=home, cwd=cwd).code == 0
     code, _, err = run_main("keys", "init", home=home, cwd=cwd)
-    assert code == 7 and "error: ../ws/keys/signing.key: keys exist already" in err, err
+    assert code == 7 and "error: keys/signing.key: keys exist already" in err, err
     errors.append(err)
 
     spec = _spec(tmp_path / "specs", "iris", {"source": "builtin:iris"}, model={"kind": "mlp"})

@@ -66,19 +66,24 @@ def shown(text: str, *, home: str | os.PathLike[str] | None = None, home_as: str
         text: the message.
         home: the workspace folder (resolved, as `Settings.home`).
         home_as: how the user set it (`TRUSTFORGE_HOME` as written, or `.trustforge`); paths
-            inside `home` are shown from it. None: no workspace path is rewritten.
+            inside `home` are shown from it. "": relative to it (`keys/kek.key`, and the folder
+            itself as "the workspace"), for logs and audit entries. None: no workspace path is
+            rewritten.
     """
     with _lock:
         forms = dict(_written)
     workspace = str(Path(home)) if home is not None else None
-    if workspace is not None and home_as and workspace != os.sep:
-        forms.setdefault(workspace, home_as.rstrip("/") or os.sep)  # a path the spec wrote inside it keeps its written form
+    if workspace is not None and home_as is not None and workspace != os.sep:
+        forms.setdefault(workspace, home_as.rstrip("/"))  # a path the spec wrote inside it keeps its written form
     for prefix in sorted(forms, key=len, reverse=True):  # the most specific first
         if prefix not in text:
             continue
         written = forms[prefix]
         pattern = re.compile(_BEFORE + re.escape(prefix) + _AFTER + "(/?)")
-        text = pattern.sub(lambda m, w=written: w + m.group(1), text)
+        if written == "" and prefix == workspace:
+            text = pattern.sub(lambda m: "" if m.group(1) else "the workspace", text)
+        else:
+            text = pattern.sub(lambda m, w=written: w + m.group(1), text)
     return text
 
 
@@ -95,7 +100,7 @@ _GOT = re.compile(r"""(\bgot (?:text |a list |an object |a boolean )?)('(?:[^'\\
 def no_local_paths(text: str, *, home: str | os.PathLike[str] | None = None) -> str:
     """`text` with no local path: as `shown` names them, then every other absolute path by its
     base name (`/data/lab/x.csv` → `x.csv`), for what is kept or read elsewhere (logs, audit)."""
-    text = shown(text, home=home)
+    text = shown(text, home=home, home_as="")
     text = _URL_FILE.sub(r"\1:", text)  # `sqlite:////data/registry.db`: its path, then its base name
     return _ABSOLUTE.sub(lambda m: m.group(0).rstrip(".").rsplit("/", 1)[-1] + ("." if m.group(0).endswith(".") else ""), text)
 
