@@ -87,7 +87,29 @@ def test_data_of_another_kind_is_one_error_naming_both(digits, workspace):
     assert "the model takes image inputs" in err and "the spec's data are table inputs" in err and "Traceback" not in out + err
     table = prepare(load_spec(ROOT / "examples" / "breast_cancer_mlp.yaml")).schema
     with pytest.raises(DataError, match=r"the model takes table inputs.*the spec's data are image inputs"):
-        _labelled(SimpleNamespace(schema=table), ROOT / "examples" / "digits_cnn.yaml")
+        _labelled(SimpleNamespace(schema=table, pii_key=None, manifest={}), ROOT / "examples" / "digits_cnn.yaml")
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"train": {"seed": 8}}, "train.seed 8 (the package's: 7)"),
+        ({"data": {"split": {"test": 0.3}}}, "data.split.test 0.3 (the package's: 0.2)"),
+    ],
+    ids=["seed", "test-fraction"],
+)
+def test_the_training_data_split_another_way_is_refused_as_evaluate_refuses_it(digits, tmp_path, change, named):
+    """A probe attacked rows the model trained on: the data set the model was trained on, split
+    another way, is refused as `trustforge evaluate` refuses it, naming the field that differs."""
+    result, home = digits
+    spec = yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
+    for section, fields in change.items():
+        for name, value in fields.items():
+            spec[section][name] = {**spec[section][name], **value} if isinstance(value, dict) else value
+    (tmp_path / "resplit.yaml").write_text(yaml.safe_dump(spec))
+    code, out, err = run_main("attack", "models:/digits-cnn/1", "--data", tmp_path / "resplit.yaml", "--rows", "10", home=home)
+    assert code == 3 and err.startswith(f"error: --data resplit.yaml: {named}") and len(err.strip().splitlines()) == 1, err
+    assert "rows the model was trained on" in err and "under attack" not in out
 
 
 def test_attack_sets_torchs_threads_as_train_does(digits, monkeypatch):

@@ -178,14 +178,20 @@ def _labelled(model, data: Path | None):
         from trustforge.errors import DataError
         from trustforge.spec import load_spec
 
-        spec = model.spec if data is None else load_spec(data)
-        try:
-            prepared = prepare(spec, cache_dir=Settings.from_env().cache_dir)
-        except DataError as exc:
-            if data is not None:
-                raise
-            raise DataError(f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data") from None
-        if data is not None:
+        cache_dir = Settings.from_env().cache_dir
+        if data is None:
+            try:
+                prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
+            except DataError as exc:
+                raise DataError(
+                    f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data"
+                ) from None
+        else:
+            from trustforge.package import spec_prepared
+
+            # As `trustforge evaluate MODEL SPEC`: the data set the model was trained on, split another
+            # way, would put rows the model trained on in the test split and flatter its robustness.
+            prepared = spec_prepared(model, load_spec(data), where=f"--data {data.name}", cache_dir=cache_dir)
             _check_fits(model.schema, prepared.schema, data.name)
         return prepared.test_raw, ("the test split of the model's own spec" if data is None else f"the test split of {data.name}")
     raw = model.read_input(data)
