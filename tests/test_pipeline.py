@@ -182,6 +182,26 @@ def test_a_diverging_run_leaves_no_run_folder(workspace):
     assert _no_run_folder(workspace)
 
 
+def test_a_run_that_fails_on_a_bug_after_training_is_listed_as_failed_not_interrupted(workspace, monkeypatch):
+    """A probe's run failed after training (an internal error in Opacus' accountant) and `runs
+    list` showed it `interrupted`, as if Ctrl-C had stopped it and it could be resumed."""
+    from _cli import run_main
+
+    import trustforge.pipeline
+
+    def boom(*args, **kwargs):
+        raise ValueError("a bug after training")
+
+    monkeypatch.setattr(trustforge.pipeline, "_plain_twin", boom)
+    with pytest.raises(ValueError, match="a bug after training"):
+        run(IRIS, progress=False)
+    (run_dir,) = (workspace / "runs").iterdir()
+    assert (run_dir / "checkpoints" / "last.safetensors").exists()  # what made it look resumable
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+    code, out, err = run_main("runs", "list", home=workspace)
+    assert code == 0 and run_dir.name in out and "failed" in out and "interrupted" not in out, out
+
+
 def test_the_progress_bar_prints_one_line_per_epoch_off_a_terminal(workspace, capsys):
     run({**IRIS, "train": {**IRIS["train"], "max_epochs": 2}})
     err = capsys.readouterr().err

@@ -353,6 +353,11 @@ def _run(
         else:  # keep what the interrupted run had produced; it is evidence of what happened
             _write_status(run_dir, "failed", digest)
         raise
+    except Exception:
+        # A bug (neither bad input nor an interrupt): the run failed, and its folder is kept as
+        # evidence of what happened; `runs list` must not offer it as interrupted and resumable.
+        _write_status(run_dir, "failed", digest)
+        raise
     except BaseException:
         # Interrupted (Ctrl-C, kill), in training or after: keep the folder when there is a
         # checkpoint to resume from.
