@@ -138,13 +138,13 @@ def test_an_epsilon_beyond_the_pixel_range_is_refused(digits):
     """ε above 1 (the whole pixel range) attacks nothing more: one error naming the flag and the field."""
     result, home = digits
     code, out, err = run_main("attack", result.package, "--epsilon", "1,5", "--rows", "20", home=home)
-    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
     assert (
         "evaluate.robustness.epsilons (--epsilon): ε 5 is above the largest budget" in err and "1 in a fraction of the pixel range" in err
     )
     # L2: the limit is 1 on each of the 64 pixels, an L2 norm of 8.
     code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8,9", "--rows", "20", home=home)
-    assert code != 0 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
+    assert code == 2 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
     code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8", "--attack", "fgsm", "--rows", "20", home=home)
     assert code == 0, err
 
@@ -153,7 +153,8 @@ def test_an_edit_budget_on_an_image_model_is_one_error_naming_it(digits):
     """--budget (evaluate.robustness.budgets) counts character edits: refused on an image model, not ignored."""
     result, home = digits
     code, out, err = run_main("attack", result.package, "--budget", "2", "--rows", "20", home=home)
-    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    # a usage error, exit 2 as the other bad flags (a probe saw 3, a data error's)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
     assert "evaluate.robustness.budgets (--budget) applies to text models" in err
 
 

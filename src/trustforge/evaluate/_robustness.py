@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from trustforge.data import AttackSpace, RawData, input_kind
-from trustforge.errors import DataError
+from trustforge.errors import DataError, SpecError
 from trustforge.evaluate._tasks import outputs_to_proba
 from trustforge.models import fgsm, pgd
 
@@ -267,11 +267,11 @@ def _check_fields_fit(settings: Any, *, text: bool) -> None:
         if name not in fields or getattr(settings, name, None) == fields[name].get_default(call_default_factory=True):
             continue
         if text:
-            raise DataError(
+            raise SpecError(
                 f"evaluate.robustness.{name} ({flag}) applies to the gradient attacks on images, tables and audio; "
                 "this text model meets the character-edit attack, set its budgets with evaluate.robustness.budgets (--budget)"
             )
-        raise DataError(
+        raise SpecError(
             f"evaluate.robustness.{name} ({flag}) applies to text models (character edits per row); this model's inputs are "
             "attacked by gradient, set their budgets with evaluate.robustness.epsilons (--epsilon)"
         )
@@ -288,7 +288,7 @@ def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[floa
     if over:
         lead = next(s for s in spaces if s is not None and s.moves())
         norm = f"L2 (the L∞ limit {min(limits):g} on each of {movable} movable elements)" if l2 else "L∞"
-        raise DataError(
+        raise SpecError(
             f"evaluate.robustness.epsilons (--epsilon): ε {over[0]:g} is above the largest budget of this model's inputs, "
             f"{top:.4g} in {lead.budget}, {norm}; a larger one attacks nothing more"
         )
