@@ -234,6 +234,8 @@ def _run(
             key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None,
         )
     )
+    # evaluate.robustness against these inputs, before training rather than after it (`validate` runs the same check).
+    evaluate.check_robustness_settings(spec, data.preprocessor, data.test_raw)
     timings: dict[str, Any] = {"prepare_seconds": data.prepare_seconds}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
