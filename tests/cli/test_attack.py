@@ -112,6 +112,23 @@ def test_the_training_data_split_another_way_is_refused_as_evaluate_refuses_it(d
     assert "rows the model was trained on" in err and "under attack" not in out
 
 
+def test_a_data_file_with_fewer_rows_than_rows_takes_is_refused(digits, tmp_path):
+    """A probe's one-row CSV printed a full table "(1 rows, clean 1.0000)" though --rows must be at
+    least 10: the same minimum holds for --data, naming the file and its row count."""
+    import numpy as np
+    from PIL import Image
+
+    result, home = digits
+    for n in (1, 9):
+        folder = tmp_path / f"few{n}"
+        for i in range(n):  # an image folder of the model's kind: one subfolder per class
+            (folder / str(i % 2)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 16 * i, np.uint8)).save(folder / str(i % 2) / f"{i}.png")
+        code, out, err = run_main("attack", result.package, "--data", folder, "--rows", "10", home=home)
+        assert code == 3 and len(err.strip().splitlines()) == 1 and "under attack" not in out, err
+        assert err.startswith(f"error: --data few{n} holds {n} labelled row(s); an attack needs at least 10"), err
+
+
 def test_attack_sets_torchs_threads_as_train_does(digits, monkeypatch):
     """Torch's default (a thread per core) made the attack 4-20x slower on a busy machine: a small
     model is attacked on one thread unless OMP_NUM_THREADS or --threads says otherwise."""

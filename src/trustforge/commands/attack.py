@@ -88,6 +88,7 @@ def attack(
     if reason is not None:
         raise ModelError(f"{package}: cannot attack this model: {reason}")
     raw, where = _labelled(model, data)
+    _check_enough_rows(raw, where if data is None else f"--data {data.name}")
     # As `train` does: torch's default (a thread per core) makes a small model's attack several
     # times slower on a busy machine, since its per-batch operations are too small to split.
     from trustforge.settings import Settings
@@ -196,6 +197,17 @@ def _labelled(model, data: Path | None):
         return prepared.test_raw, ("the test split of the model's own spec" if data is None else f"the test split of {data.name}")
     raw = model.read_input(data)
     return input_kind(raw).labelled(model.schema, raw), data.name
+
+
+def _check_enough_rows(raw, where: str) -> None:
+    """Refuse fewer labelled rows than `--rows` takes at least: a sweep over one row printed a
+    full table of accuracies of 0 or 1 (the spec's minimum, `evaluate.robustness.rows`)."""
+    from trustforge.errors import DataError
+    from trustforge.spec import RobustnessSpec
+
+    least = next(m.ge for m in RobustnessSpec.model_fields["rows"].metadata if getattr(m, "ge", None) is not None)
+    if len(raw) < least:
+        raise DataError(f"{where} holds {len(raw)} labelled row(s); an attack needs at least {least} (as --rows does)")
 
 
 def _describe(schema) -> str:
