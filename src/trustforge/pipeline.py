@@ -120,6 +120,9 @@ def run(
             that may not register, a failed resume. Nothing is left behind for errors found
             before training starts.
     """
+    for name, flag in (("resume", resume), ("progress", progress), ("register", register)):
+        if not isinstance(flag, bool):  # a truthy string ("no") would register, resume or print
+            raise SpecError(f"run({name}=...): must be True or False; got {type(flag).__name__} {flag!r}"[:200])
     spec = load_spec(spec)
     settings = settings or Settings.from_env()
     digest = spec_digest(spec)
