@@ -204,9 +204,14 @@ class PrivateStep(StepStrategy):
             with _quiet():
                 return float(self.accountant.get_epsilon(delta=self.delta))
         except _ACCOUNTING_FAILURES as e:  # checked before the fit (`accounting_refusal`); a history it did not foresee
+            field = (
+                f"train.privacy.epsilon {self.target_epsilon:g} (noise multiplier {self.noise_multiplier:g})"
+                if self.target_epsilon is not None
+                else f"train.privacy.noise_multiplier {self.noise_multiplier:g}"
+            )
             raise TrainingError(
-                f"train.privacy.noise_multiplier {self.noise_multiplier:g}: Opacus' {self.accountant_name} accountant cannot "
-                f"account the {self.steps} steps taken ({e.__class__.__name__}: {e}); raise noise_multiplier"
+                f"{field}: Opacus' {self.accountant_name} accountant cannot account the {self.steps} steps taken "
+                f"({e.__class__.__name__}: {e}); " + ("lower epsilon" if self.target_epsilon is not None else "raise noise_multiplier")
             ) from None
 
     def summary(self) -> dict[str, Any]:
