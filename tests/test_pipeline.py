@@ -182,6 +182,56 @@ def test_a_diverging_run_leaves_no_run_folder(workspace):
     assert _no_run_folder(workspace)
 
 
+def test_a_run_that_fails_on_a_bug_after_training_is_listed_as_failed_not_interrupted(workspace, monkeypatch):
+    """A probe's run failed after training (an internal error in Opacus' accountant) and `runs
+    list` showed it `interrupted`, as if Ctrl-C had stopped it and it could be resumed."""
+    from _cli import run_main
+
+    import trustforge.pipeline
+
+    def boom(*args, **kwargs):
+        raise ValueError("a bug after training")
+
+    monkeypatch.setattr(trustforge.pipeline, "_plain_twin", boom)
+    with pytest.raises(ValueError, match="a bug after training"):
+        run(IRIS, progress=False)
+    (run_dir,) = (workspace / "runs").iterdir()
+    assert (run_dir / "checkpoints" / "last.safetensors").exists()  # what made it look resumable
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+    code, out, err = run_main("runs", "list", home=workspace)
+    assert code == 0 and run_dir.name in out and "failed" in out and "interrupted" not in out, out
+
+
+def test_a_wrong_type_of_argument_to_the_python_api_is_one_error_naming_it(workspace):
+    """A probe's bare TypeErrors (`Model.predict(None)`, `Model.load(5)`, `run(123)`, ...) and a
+    `register="no"` that registered: TrustForge's own errors, each naming the argument."""
+    from trustforge.errors import IntegrityError, SecurityError, SpecError
+    from trustforge.registry import Registry
+
+    for spec in (123, None, b"spec.yaml"):
+        with pytest.raises(SpecError, match=r"^the spec must be a TaskSpec, a mapping or the path of a YAML file"):
+            run(spec, progress=False)
+    for name in ("register", "progress", "resume"):
+        with pytest.raises(SpecError, match=rf"^run\({name}=\.\.\.\): must be True or False; got str 'no'$"):
+            run(IRIS, **{"progress": False, name: "no"})
+    with Registry() as registry:
+        assert registry.list_models() == []  # register="no" registered nothing
+    result = run(IRIS, progress=False, register=False)
+    model = Model.load(result.package)
+    for data, got in ((None, "NoneType None"), (5, "int 5"), ([[1, 2, 3]], "list [[1, 2, 3]] (a list of rows: pass pd.DataFrame")):
+        for method in ("predict", "predict_proba", "evaluate", "imputed"):
+            with pytest.raises(DataError, match=rf"^Model\.{method}\(data\): must be a DataFrame, .*; got {re.escape(got)}"):
+                getattr(model, method)(data)
+    with pytest.raises(DataError, match=r"^Model\.predict_columns\(columns\): must be a mapping of input name to values.*; got int 5$"):
+        model.predict_columns(5)
+    with pytest.raises(IntegrityError, match=r"^Model\.load\(path\): must be a package folder \(a str or os\.PathLike\); got int 5$"):
+        Model.load(5)
+    with pytest.raises(SecurityError, match=r"^Model\.load\(public_key\): must be the path of a PEM public key file .*; got bytes"):
+        Model.load(result.package, public_key=b"-----BEGIN PUBLIC KEY-----")
+    with pytest.raises(SecurityError, match=r"^Model\.load\(keyring\): must be a trustforge\.secure\.Keyring; got str"):
+        Model.load(result.package, keyring="key")
+
+
 def test_the_progress_bar_prints_one_line_per_epoch_off_a_terminal(workspace, capsys):
     run({**IRIS, "train": {**IRIS["train"], "max_epochs": 2}})
     err = capsys.readouterr().err

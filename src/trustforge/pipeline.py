@@ -120,6 +120,9 @@ def run(
             that may not register, a failed resume. Nothing is left behind for errors found
             before training starts.
     """
+    for name, flag in (("resume", resume), ("progress", progress), ("register", register)):
+        if not isinstance(flag, bool):  # a truthy string ("no") would register, resume or print
+            raise SpecError(f"run({name}=...): must be True or False; got {type(flag).__name__} {flag!r}"[:200])
     spec = load_spec(spec)
     settings = settings or Settings.from_env()
     digest = spec_digest(spec)
@@ -234,6 +237,8 @@ def _run(
             key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None,
         )
     )
+    # evaluate.robustness against these inputs, before training rather than after it (`validate` runs the same check).
+    evaluate.check_robustness_settings(spec, data.preprocessor, data.test_raw)
     timings: dict[str, Any] = {"prepare_seconds": data.prepare_seconds}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):
@@ -352,6 +357,11 @@ def _run(
             shutil.rmtree(run_dir, ignore_errors=True)
         else:  # keep what the interrupted run had produced; it is evidence of what happened
             _write_status(run_dir, "failed", digest)
+        raise
+    except Exception:
+        # A bug (neither bad input nor an interrupt): the run failed, and its folder is kept as
+        # evidence of what happened; `runs list` must not offer it as interrupted and resumable.
+        _write_status(run_dir, "failed", digest)
         raise
     except BaseException:
         # Interrupted (Ctrl-C, kill), in training or after: keep the folder when there is a

@@ -87,7 +87,46 @@ def test_data_of_another_kind_is_one_error_naming_both(digits, workspace):
     assert "the model takes image inputs" in err and "the spec's data are table inputs" in err and "Traceback" not in out + err
     table = prepare(load_spec(ROOT / "examples" / "breast_cancer_mlp.yaml")).schema
     with pytest.raises(DataError, match=r"the model takes table inputs.*the spec's data are image inputs"):
-        _labelled(SimpleNamespace(schema=table), ROOT / "examples" / "digits_cnn.yaml")
+        _labelled(SimpleNamespace(schema=table, pii_key=None, manifest={}), ROOT / "examples" / "digits_cnn.yaml")
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"train": {"seed": 8}}, "train.seed 8 (the package's: 7)"),
+        ({"data": {"split": {"test": 0.3}}}, "data.split.test 0.3 (the package's: 0.2)"),
+    ],
+    ids=["seed", "test-fraction"],
+)
+def test_the_training_data_split_another_way_is_refused_as_evaluate_refuses_it(digits, tmp_path, change, named):
+    """A probe attacked rows the model trained on: the data set the model was trained on, split
+    another way, is refused as `trustforge evaluate` refuses it, naming the field that differs."""
+    result, home = digits
+    spec = yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
+    for section, fields in change.items():
+        for name, value in fields.items():
+            spec[section][name] = {**spec[section][name], **value} if isinstance(value, dict) else value
+    (tmp_path / "resplit.yaml").write_text(yaml.safe_dump(spec))
+    code, out, err = run_main("attack", "models:/digits-cnn/1", "--data", tmp_path / "resplit.yaml", "--rows", "10", home=home)
+    assert code == 3 and err.startswith(f"error: --data resplit.yaml: {named}") and len(err.strip().splitlines()) == 1, err
+    assert "rows the model was trained on" in err and "under attack" not in out
+
+
+def test_a_data_file_with_fewer_rows_than_rows_takes_is_refused(digits, tmp_path):
+    """A probe's one-row CSV printed a full table "(1 rows, clean 1.0000)" though --rows must be at
+    least 10: the same minimum holds for --data, naming the file and its row count."""
+    import numpy as np
+    from PIL import Image
+
+    result, home = digits
+    for n in (1, 9):
+        folder = tmp_path / f"few{n}"
+        for i in range(n):  # an image folder of the model's kind: one subfolder per class
+            (folder / str(i % 2)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 16 * i, np.uint8)).save(folder / str(i % 2) / f"{i}.png")
+        code, out, err = run_main("attack", result.package, "--data", folder, "--rows", "10", home=home)
+        assert code == 3 and len(err.strip().splitlines()) == 1 and "under attack" not in out, err
+        assert err.startswith(f"error: --data few{n} holds {n} labelled row(s); an attack needs at least 10"), err
 
 
 def test_attack_sets_torchs_threads_as_train_does(digits, monkeypatch):
@@ -116,13 +155,13 @@ def test_an_epsilon_beyond_the_pixel_range_is_refused(digits):
     """ε above 1 (the whole pixel range) attacks nothing more: one error naming the flag and the field."""
     result, home = digits
     code, out, err = run_main("attack", result.package, "--epsilon", "1,5", "--rows", "20", home=home)
-    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
     assert (
         "evaluate.robustness.epsilons (--epsilon): ε 5 is above the largest budget" in err and "1 in a fraction of the pixel range" in err
     )
     # L2: the limit is 1 on each of the 64 pixels, an L2 norm of 8.
     code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8,9", "--rows", "20", home=home)
-    assert code != 0 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
+    assert code == 2 and "ε 9 is above the largest budget of this model's inputs, 8 in" in err, err
     code, out, err = run_main("attack", result.package, "--norm", "2", "--epsilon", "8", "--attack", "fgsm", "--rows", "20", home=home)
     assert code == 0, err
 
@@ -131,7 +170,8 @@ def test_an_edit_budget_on_an_image_model_is_one_error_naming_it(digits):
     """--budget (evaluate.robustness.budgets) counts character edits: refused on an image model, not ignored."""
     result, home = digits
     code, out, err = run_main("attack", result.package, "--budget", "2", "--rows", "20", home=home)
-    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
+    # a usage error, exit 2 as the other bad flags (a probe saw 3, a data error's)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in out + err, err
     assert "evaluate.robustness.budgets (--budget) applies to text models" in err
 
 

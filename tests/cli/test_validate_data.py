@@ -185,6 +185,18 @@ PRIVATE = {"privacy": {"epsilon": 3.0}, "max_epochs": 1}
         ({"target": "a", "clean": {"label_issues": "report"}}, {"task": "regression"}, "needs class labels"),
         ({"target": "y", "clean": {"label_issues": "drop"}}, {"train": PRIVATE}, "cannot be used with train.privacy"),
         ({"target": "y", "augment": {"mixup": 0.2}}, {"train": PRIVATE}, "data.augment.mixup: mixed copies of training rows"),
+        # validate passed these, train refused them after training (a probe): a setting of the text attack on a
+        # table, and an L2 budget above the largest (10 standard deviations on each of 2 columns: 14.14)
+        (
+            {"target": "y"},
+            {"evaluate": {"robustness": {"budgets": [1, 2]}}},
+            "evaluate.robustness.budgets (--budget) applies to text models",
+        ),
+        (
+            {"target": "y"},
+            {"evaluate": {"robustness": {"norm": 2, "epsilons": [15]}}},
+            "ε 15 is above the largest budget of this model's inputs, 14.14",
+        ),
     ],
 )
 def test_what_train_refuses_before_fitting_validate_refuses(tmp_path, workspace, data, top, message):

@@ -135,6 +135,29 @@ def test_the_spec_names_a_wrong_policy_or_entity():
     assert load_spec({}).data.protect.pii == "off"
 
 
+@pytest.mark.parametrize("columns", [[], ["label"]], ids=["empty", "only-the-target"])
+def test_columns_that_scan_nothing_are_refused(people, columns, tmp_path):
+    """A probe's `columns: []` (or only the target) scanned nothing, yet the manifest and the card
+    read as if the data had been found clean: refused by the spec, so `validate` and `train` both
+    refuse it, naming the field; a target the source names is caught when the data is read."""
+    from _cli import run_main
+
+    with pytest.raises(SpecError, match=r"^data.protect.columns (must name at least one column|names only the target 'label')"):
+        _spec("mask", columns=columns)
+    frame, _ = people
+    untargeted = load_spec(
+        {"task": "classification", "data": {"source": "csv:people.csv", "protect": {"pii": "mask", "columns": ["label"]}}}
+    )
+    with pytest.raises(DataError, match=r"data.protect.columns names only the target 'label', which is never scanned"):
+        protect(_raw(frame), untargeted.data.protect)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"task: classification\ndata: {{source: 'csv:people.csv', target: label, protect: {{pii: mask, columns: {columns}}}}}\n"
+    )
+    code, out, err = run_main("validate", spec, "--no-data", home=tmp_path)
+    assert code == SpecError.exit_code and err.startswith("error: ") and "data.protect.columns" in err, err
+
+
 def test_off_changes_nothing_and_records_nothing(people):
     frame, _ = people
     raw = _raw(frame)

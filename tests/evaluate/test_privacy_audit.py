@@ -331,6 +331,43 @@ def test_the_report_and_the_card_show_both_models_and_name_the_privacy_cost(priv
     assert f"The twin's fit took {m['plain_twin_fit_seconds']:.3g} s" in card
 
 
+@pytest.mark.parametrize("twin_accuracy, paid", [(0.939, False), (0.947, False), (0.97, True)])
+def test_the_privacy_cost_is_told_with_its_sign(twin_accuracy, paid):
+    """A probe's private model (0.947) beat its non-private twin (0.939), yet the card called the
+    gap to the baseline 'a privacy cost of 0.00877' and the badge 'privacy cost: worse than its
+    baseline': a cost is named only where the twin did better (checked on the views, without training)."""
+    from trustforge.evaluate._report_summary import _good, _twin_lead, privacy_cost, privacy_view
+
+    attack = {"auc": 0.5, "auc_interval": [0.45, 0.55], "tpr_at_fpr": {"0.01": {"tpr": 0.01}}}
+    evidence = {
+        "privacy_audit": {
+            "training": {"private": True, "epsilon": 3},
+            "attacks": {"loss": attack},
+            "metric": {"name": "accuracy", "value": 0.947},
+            "plain_twin": {
+                "training": {"private": False},
+                "attacks": {"loss": attack},
+                "metric": {"name": "accuracy", "value": twin_accuracy},
+            },
+        }
+    }
+    base = {"verdict": "worse", "sentence": "The model is worse than its baseline, logistic regression.", "label": "logistic regression",
+            "metric": "accuracy", "model": 0.947, "baseline": 0.98, "difference": {"value": -0.033, "low": -0.06, "high": -0.01,
+            "degenerate": False, "note": None}}  # fmt: skip
+    ctx = {"privacy": {"epsilon": 3, "delta": 1e-5}, "baseline": base, "privacy_audit": privacy_view(evidence, {})}
+    ctx.update(metrics={"accuracy": 0.947, "n": 114}, intervals=None, headline_metric="accuracy", positive_class=None)
+    ctx["privacy_cost"] = text = privacy_cost(ctx)
+    badge = _good(ctx, {}, None)["badge"]
+    if paid:
+        assert "a privacy cost of 0.023" in text and "reaches accuracy 0.97 against this model's 0.947" in text, text
+        assert badge[0] == "privacy cost: worse than its baseline"
+    else:
+        assert "privacy cost of" not in text and "cost accuracy" not in text, text
+        assert f"no measurable cost on this split: the private model scored accuracy 0.947 against {twin_accuracy:g}" in text, text
+        assert badge[0] == "worse than its baseline"
+    assert _twin_lead("rmse", 1.0, 0.8) == pytest.approx(0.2)  # lower is better: a twin with less error leads
+
+
 def test_a_twin_is_trained_only_when_it_is_asked_for_and_read():
     """`train.privacy.compare: false`, or no audit to read the twin: no twin, no cost (checked without training)."""
     from trustforge.pipeline import _plain_twin

@@ -16,7 +16,7 @@ from torch import nn
 
 import trustforge
 from trustforge.data import input_kind, prepare
-from trustforge.errors import DataError
+from trustforge.errors import DataError, SpecError
 from trustforge.evaluate import attack_refusal, hardening, robustness
 from trustforge.settings import Settings
 from trustforge.spec import EvaluateSpec, RobustnessSpec
@@ -197,10 +197,10 @@ def test_a_budget_above_the_inputs_largest_is_refused():
     inputs = (torch.zeros(5, 4),)
     assert _movable((space, None), inputs) == 3
     _check_budgets((space,), [0.5, 10.0], 3, l2=False)
-    with pytest.raises(DataError, match=r"evaluate.robustness.epsilons \(--epsilon\): ε 11 is above .* 10 in standard deviations"):
+    with pytest.raises(SpecError, match=r"evaluate.robustness.epsilons \(--epsilon\): ε 11 is above .* 10 in standard deviations"):
         _check_budgets((space,), [0.5, 11.0], 3, l2=False)
     _check_budgets((space,), [17.3], 3, l2=True)  # 10·sqrt(3) = 17.32
-    with pytest.raises(DataError, match="ε 17.4 is above"):
+    with pytest.raises(SpecError, match="ε 17.4 is above"):
         _check_budgets((space,), [17.4], 3, l2=True)
 
 

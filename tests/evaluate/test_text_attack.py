@@ -240,5 +240,5 @@ def test_a_gradient_attacks_setting_on_a_text_model_is_one_error_naming_it(text_
     from trustforge.evaluate import robustness
     from trustforge.spec import RobustnessSpec
 
-    with pytest.raises(DataError, match=rf"evaluate\.robustness\.{field} \({flag}\) applies to the gradient attacks.*text model"):
+    with pytest.raises(SpecError, match=rf"evaluate\.robustness\.{field} \({flag}\) applies to the gradient attacks.*text model"):
         robustness(text_model, _test_rows(text_model, reviews), RobustnessSpec(**{field: value}), seed=0)

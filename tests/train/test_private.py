@@ -252,6 +252,36 @@ def test_a_delta_of_one_over_the_training_rows_or_more_is_refused_at_validate_an
 _IRIS_PRIVATE = {"max_epochs": 1, "batch_size": 16, "privacy": {"epsilon": 3, "compare": False}}
 
 
+def test_a_noise_too_small_to_account_is_refused_at_validate_and_train_naming_the_field(workspace, tmp_path):
+    """noise_multiplier 1e-9 trained, then Opacus' PRV accountant failed on the ε spent ("Maximum
+    allowed size exceeded"): an internal error, exit 70, the run listed as interrupted. It is one
+    error naming train.privacy.noise_multiplier, at validate and before training, and the ε of a
+    history the check did not foresee is one TrainingError naming it too."""
+    from _cli import run_main
+
+    from trustforge.data import validate_data
+    from trustforge.errors import TrainingError
+
+    raw = {**_BASE, "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]}}
+    raw["train"] = {"max_epochs": 2, "batch_size": 16, "privacy": {"noise_multiplier": 1e-9, "compare": False}}
+    says = r"^train\.privacy\.noise_multiplier 1e-09 over the run's 14 steps at sample rate 0\.1524 is too small a noise .*raise noise_multiplier$"
+    for check in (validate_data, lambda s: run(s, progress=False)):
+        with pytest.raises(SpecError, match=says):
+            check(load_spec(raw))
+    assert not any((workspace / "runs").glob("*")) if (workspace / "runs").exists() else True
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    for command in ("validate", "train"):
+        code, out, err = run_main(command, tmp_path / "tiny.yaml", home=workspace)
+        assert code == 2 and err.startswith("error: train.privacy.noise_multiplier 1e-09") and len(err.strip().splitlines()) == 1, err
+    step = PrivateStep(sample_size=105, batch_size=16, epochs=2, delta=1e-5, max_grad_norm=1.0, noise_multiplier=1.0)
+    step.load_state_dict({"history": [[1e-9, step.sample_rate, 16]]})
+    with pytest.raises(TrainingError, match=r"^train\.privacy\.noise_multiplier 1: Opacus' prv accountant cannot account the 16 steps"):
+        step.epsilon()
+    # what the accountant can account passes: noise 1.1 (the issue's), and RDP at a tiny noise (it gives a huge, finite ε)
+    PrivateStep(sample_size=105, batch_size=16, epochs=2, delta=1e-5, max_grad_norm=1.0, noise_multiplier=1.1)
+    PrivateStep(sample_size=105, batch_size=16, epochs=2, delta=1e-5, max_grad_norm=1.0, noise_multiplier=1e-9, accountant="rdp")
+
+
 def test_a_noise_multiplier_alone_is_a_valid_budget():
     spec = load_spec({**_BASE, "train": {"privacy": {"noise_multiplier": 1.1, "accountant": "rdp"}}})
     assert spec.train.privacy.noise_multiplier == 1.1 and spec.train.privacy.epsilon is None

@@ -88,6 +88,7 @@ def attack(
     if reason is not None:
         raise ModelError(f"{package}: cannot attack this model: {reason}")
     raw, where = _labelled(model, data)
+    _check_enough_rows(raw, where if data is None else f"--data {data.name}")
     # As `train` does: torch's default (a thread per core) makes a small model's attack several
     # times slower on a busy machine, since its per-batch operations are too small to split.
     from trustforge.settings import Settings
@@ -178,18 +179,35 @@ def _labelled(model, data: Path | None):
         from trustforge.errors import DataError
         from trustforge.spec import load_spec
 
-        spec = model.spec if data is None else load_spec(data)
-        try:
-            prepared = prepare(spec, cache_dir=Settings.from_env().cache_dir)
-        except DataError as exc:
-            if data is not None:
-                raise
-            raise DataError(f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data") from None
-        if data is not None:
+        cache_dir = Settings.from_env().cache_dir
+        if data is None:
+            try:
+                prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
+            except DataError as exc:
+                raise DataError(
+                    f"the package stores no test data, and its spec's source cannot be read here ({exc}); pass --data"
+                ) from None
+        else:
+            from trustforge.package import spec_prepared
+
+            # As `trustforge evaluate MODEL SPEC`: the data set the model was trained on, split another
+            # way, would put rows the model trained on in the test split and flatter its robustness.
+            prepared = spec_prepared(model, load_spec(data), where=f"--data {data.name}", cache_dir=cache_dir)
             _check_fits(model.schema, prepared.schema, data.name)
         return prepared.test_raw, ("the test split of the model's own spec" if data is None else f"the test split of {data.name}")
     raw = model.read_input(data)
     return input_kind(raw).labelled(model.schema, raw), data.name
+
+
+def _check_enough_rows(raw, where: str) -> None:
+    """Refuse fewer labelled rows than `--rows` takes at least: a sweep over one row printed a
+    full table of accuracies of 0 or 1 (the spec's minimum, `evaluate.robustness.rows`)."""
+    from trustforge.errors import DataError
+    from trustforge.spec import RobustnessSpec
+
+    least = next(m.ge for m in RobustnessSpec.model_fields["rows"].metadata if getattr(m, "ge", None) is not None)
+    if len(raw) < least:
+        raise DataError(f"{where} holds {len(raw)} labelled row(s); an attack needs at least {least} (as --rows does)")
 
 
 def _describe(schema) -> str:

@@ -634,11 +634,16 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
         schema, has_rows = c.own.schema, c.own.train_raw is not None
         n_train = len(c.own.train)
     else:
-        fit_preprocessor(spec, c)
+        pre, train_raw, _ = fit_preprocessor(spec, c)
         schema, has_rows = c.schema, True
         n_train = len(c.split[0])
-    if spec.train.privacy is not None:  # delta below 1/n, n the training rows, as train refuses it
-        spec.train.privacy.check_delta(n_train)
+        from trustforge.evaluate import check_robustness_settings
+
+        check_robustness_settings(spec, pre, train_raw)  # evaluate.robustness against these inputs, as train refuses it
+    if spec.train.privacy is not None:  # on its n training rows, as train refuses it: delta, epsilon, noise_multiplier
+        from trustforge.train import private_step_of
+
+        private_step_of(spec.train, n_train)
     label_issues_refusal(
         spec,
         probabilities=spec.task == "classification" if probabilities is None else probabilities,

@@ -117,6 +117,11 @@ def protect(
                 f"columns are: {_names(frame.columns)}"
             )
     scanned = [c for c in (spec.columns if spec.columns is not None else frame.columns) if c != raw.target]
+    if spec.columns is not None and not scanned:  # the spec's own check misses a target the source names
+        raise DataError(
+            f"{raw.origin}: data.protect.columns names only the target {raw.target!r}, which is never scanned; "
+            "name a column to scan, or null for every column but the target"
+        )
     entities = list(spec.entities) if spec.entities is not None else None
     masker = _Policy(Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities), entities)
     personal = {c: t for c, t in classify_columns(frame[scanned]).items() if entities is None or t in entities}

@@ -455,13 +455,23 @@ def _twin_view(audit: dict[str, Any], attacks: list[dict[str, Any]], metrics: di
         "metric": name,
         "value": value,
         "twin_value": twin_value,
-        "cost": twin_value - value if value is not None and twin_value is not None else None,
+        "cost": _twin_lead(name, value, twin_value),
         "pairs": pairs,
         "verdict": _verdict(list(twin_attacks.values())),
         "fit_seconds": num(metrics.get("fit_seconds")),
         "twin_fit_seconds": num(metrics.get("plain_twin_fit_seconds")),
         "cost_ratio": num(metrics.get("dp_sgd_cost_ratio")),
     }
+
+
+def _twin_lead(metric: str, value: float | None, twin_value: float | None) -> float | None:
+    """How much better the non-private twin scored than the private model, in `metric`'s own
+    direction (above 0: privacy cost the model that much; 0 or below: no measurable cost)."""
+    if value is None or twin_value is None:
+        return None
+    from trustforge.evaluate._compare import metric_direction
+
+    return value - twin_value if metric_direction(metric) == "lower" else twin_value - value
 
 
 def importance_measures(section: Any) -> dict[str, str]:
@@ -626,7 +636,8 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
         }.get(base["verdict"])
         if ctx.get("privacy_cost"):  # a private model pays for its guarantee
             text.append(ctx["privacy_cost"])
-            badge = ("privacy cost: " + badge[0], "warn") if badge else badge
+            if _pays_for_privacy(ctx):  # not where its non-private twin did no better: the gap is not privacy's
+                badge = ("privacy cost: " + badge[0], "warn") if badge else badge
     else:
         text.append("No baseline was trained in this run, so there is no simpler model to compare with.")
     return _row("good", "How good", _g(value), metric_name(key), text, badge)
@@ -634,8 +645,8 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
 
 def privacy_cost(ctx: dict[str, Any]) -> str | None:
     """Why a private model trails its (non-private) baseline, in a sentence: the guarantee's price,
-    with the non-private twin's figure where measured. None unless the model is private and does
-    not beat its baseline."""
+    with the non-private twin's figure where measured, or, where the twin did no better, that
+    privacy shows no measurable cost. None unless the model is private and does not beat its baseline."""
     p, base = ctx.get("privacy"), ctx.get("baseline")
     if not p or not base or base["verdict"] not in ("does_not_beat", "worse"):
         return None
@@ -644,14 +655,33 @@ def privacy_cost(ctx: dict[str, Any]) -> str | None:
         f"The baseline is trained without privacy; this model was trained with differential privacy (ε {eps} at δ {delta}), "
         "and the clipping and noise that buy the guarantee cost accuracy"
     )
-    twin = (ctx.get("privacy_audit") or {}).get("twin")
-    if twin and twin["value"] is not None and twin["twin_value"] is not None:
-        name = metric_name(twin["metric"])
-        s += (
-            f": the same network trained without differential privacy (its non-private twin) reaches {name} {_g(twin['twin_value'])} "
-            f"against this model's {_g(twin['value'])}, a privacy cost of {abs(twin['cost']):.3g}"
+    twin = _measured_twin(ctx)
+    if twin is None:
+        return s + "."
+    name = metric_name(twin["metric"])
+    if twin["cost"] <= 0:  # the twin did no better: what the model trails its baseline by is not privacy's
+        return (
+            f"The baseline is trained without privacy; this model was trained with differential privacy (ε {eps} at δ {delta}), "
+            f"but that shows no measurable cost on this split: the private model scored {name} {_g(twin['value'])} against "
+            f"{_g(twin['twin_value'])} for the same network trained without differential privacy (its non-private twin)."
         )
-    return s + "."
+    return s + (
+        f": the same network trained without differential privacy (its non-private twin) reaches {name} {_g(twin['twin_value'])} "
+        f"against this model's {_g(twin['value'])}, a privacy cost of {twin['cost']:.3g}."
+    )
+
+
+def _measured_twin(ctx: dict[str, Any]) -> dict[str, Any] | None:
+    """The privacy audit's twin view when both models' test metric were measured, else None."""
+    twin = (ctx.get("privacy_audit") or {}).get("twin")
+    return twin if twin and twin.get("cost") is not None else None
+
+
+def _pays_for_privacy(ctx: dict[str, Any]) -> bool:
+    """Whether the gap to the baseline may be put down to privacy: no twin was measured (the
+    guarantee's known price), or the twin scored better."""
+    twin = _measured_twin(ctx)
+    return twin is None or twin["cost"] > 0
 
 
 def _baseline_sentence(base: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from trustforge.data import AttackSpace, RawData, input_kind
-from trustforge.errors import DataError
+from trustforge.errors import DataError, SpecError
 from trustforge.evaluate._tasks import outputs_to_proba
 from trustforge.models import fgsm, pgd
 
@@ -137,16 +137,15 @@ def robustness(
         return {"skipped": reason}
     pre, task = model.preprocessor, model.task
     spaces = input_kind(model.schema).attack_spaces(pre)
-    _check_fields_fit(settings, text=spaces is None)
+    inputs = pre.encode_inputs(raw) if spaces is not None else ()
+    _check_settings(settings, spaces, inputs)
     if spaces is None:  # text: edits under a budget in characters, not gradients (attack_refusal let it through)
         return _edit_evidence(model, raw, settings, seed=seed, examples=examples)
     lead = next(s for s in spaces if s is not None and s.moves())
-    inputs = pre.encode_inputs(raw)
     l2 = str(settings.norm) == "2"
     movable = _movable(spaces, inputs)
     if settings.epsilons:
         epsilons = sorted(float(e) for e in settings.epsilons)
-        _check_budgets(spaces, epsilons, movable, l2)
     else:
         # The kind's defaults are L∞ budgets (a change of ε on each element); the L2 norm of that
         # change on every movable element is ε·sqrt(n), so an L2 sweep scaled so reaches as far.
@@ -259,6 +258,46 @@ _GRADIENT_FIELDS = {
 _EDIT_FIELDS = {"budgets": "--budget"}
 
 
+def check_robustness_settings(spec: Any, preprocessor: Any, raw: RawData) -> None:
+    """Refuse `evaluate.robustness` settings that `robustness` would refuse once the model is
+    trained (a setting of the other family of attack, a budget above the inputs' largest), by the
+    same checks: what `trustforge validate` and `train` run before any training. Nothing is
+    checked where the run attacks nothing (robustness off, a tree ensemble, a kind or task no
+    attack applies to), as the run then refuses nothing either.
+
+    Args:
+        spec: the run's spec; preprocessor: its encoders fitted on the training split; raw: rows
+            of its data (one is encoded, for the shape of a row).
+
+    Raises:
+        SpecError: the field is named, as `trustforge attack` names its flag.
+    """
+    from trustforge.evaluate._tasks import task_of
+
+    settings = spec.evaluate.robustness
+    if settings is None or spec.model.kind == "hist_gradient_boosting":  # piecewise constant: `gather` skips it
+        return
+    if attack_refusal(SimpleNamespace(schema=preprocessor.schema, preprocessor=preprocessor, task=task_of(spec))) is not None:
+        return
+    spaces = input_kind(preprocessor.schema).attack_spaces(preprocessor)
+    inputs = preprocessor.encode_inputs(_first_row(raw)) if spaces is not None and settings.epsilons else ()
+    _check_settings(settings, spaces, inputs)
+
+
+def _first_row(raw: RawData) -> RawData:
+    from trustforge.data import subset
+
+    return subset(raw, np.arange(min(1, len(raw))))
+
+
+def _check_settings(settings: Any, spaces: Sequence[AttackSpace | None] | None, inputs: tuple[torch.Tensor, ...]) -> None:
+    """The checks of `settings` against the inputs attacked: `spaces` (None: a text model, attacked
+    by edits) and encoded rows (their shape: how many elements a row may move)."""
+    _check_fields_fit(settings, text=spaces is None)
+    if spaces is not None and settings.epsilons:
+        _check_budgets(spaces, sorted(float(e) for e in settings.epsilons), _movable(spaces, inputs), str(settings.norm) == "2")
+
+
 def _check_fields_fit(settings: Any, *, text: bool) -> None:
     """Refuse a setting of the other family of attack (one that differs from its default: a
     spec written out in full repeats the defaults), rather than ignore it silently."""
@@ -267,11 +306,11 @@ def _check_fields_fit(settings: Any, *, text: bool) -> None:
         if name not in fields or getattr(settings, name, None) == fields[name].get_default(call_default_factory=True):
             continue
         if text:
-            raise DataError(
+            raise SpecError(
                 f"evaluate.robustness.{name} ({flag}) applies to the gradient attacks on images, tables and audio; "
                 "this text model meets the character-edit attack, set its budgets with evaluate.robustness.budgets (--budget)"
             )
-        raise DataError(
+        raise SpecError(
             f"evaluate.robustness.{name} ({flag}) applies to text models (character edits per row); this model's inputs are "
             "attacked by gradient, set their budgets with evaluate.robustness.epsilons (--epsilon)"
         )
@@ -288,7 +327,7 @@ def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[floa
     if over:
         lead = next(s for s in spaces if s is not None and s.moves())
         norm = f"L2 (the L∞ limit {min(limits):g} on each of {movable} movable elements)" if l2 else "L∞"
-        raise DataError(
+        raise SpecError(
             f"evaluate.robustness.epsilons (--epsilon): ε {over[0]:g} is above the largest budget of this model's inputs, "
             f"{top:.4g} in {lead.budget}, {norm}; a larger one attacks nothing more"
         )

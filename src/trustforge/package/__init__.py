@@ -24,7 +24,15 @@ from trustforge.package._format import (
 )
 
 if TYPE_CHECKING:
-    from trustforge.package._export import ONNX_OPSET, OnnxModule, export_model, onnx_bytes, spec_test_split, split_for_export
+    from trustforge.package._export import (
+        ONNX_OPSET,
+        OnnxModule,
+        export_model,
+        onnx_bytes,
+        spec_prepared,
+        spec_test_split,
+        split_for_export,
+    )
     from trustforge.package._manifest import build_manifest, write_model_package
     from trustforge.package._model import Model
     from trustforge.package._seal import seal_run_package
@@ -37,6 +45,7 @@ _LAZY = {
     # Exports import torch (and onnx/onnxruntime inside their functions).
     "export_model": "trustforge.package._export",
     "split_for_export": "trustforge.package._export",
+    "spec_prepared": "trustforge.package._export",
     "spec_test_split": "trustforge.package._export",
     "onnx_bytes": "trustforge.package._export",
     "OnnxModule": "trustforge.package._export",
@@ -64,6 +73,7 @@ __all__ = [
     "find_exports",
     "read_export",
     "split_for_export",
+    "spec_prepared",
     "spec_test_split",
     "onnx_bytes",
     "OnnxModule",

@@ -71,6 +71,7 @@ __all__ = [
     "export_model",
     "measure_speed",
     "onnx_bytes",
+    "spec_prepared",
     "spec_test_split",
     "split_for_export",
 ]
@@ -256,7 +257,14 @@ def _trained_on(model: Model, prepared: Prepared) -> bool:
 
 
 def spec_test_split(model: Model, spec: TaskSpec, *, where: str = "the spec", cache_dir: Path | None = None) -> RawData:
-    """The test split of `spec`'s data, to evaluate `model` on (`trustforge evaluate MODEL SPEC`).
+    """The test split of `spec`'s data, to evaluate `model` on (`trustforge evaluate MODEL SPEC`):
+    `spec_prepared`'s test rows."""
+    return spec_prepared(model, spec, where=where, cache_dir=cache_dir).test_raw
+
+
+def spec_prepared(model: Model, spec: TaskSpec, *, where: str = "the spec", cache_dir: Path | None = None) -> Prepared:
+    """`spec`'s data prepared, for its test split to score `model` on (`trustforge evaluate MODEL
+    SPEC`, `trustforge attack MODEL --data SPEC`).
 
     The test split of another data set is used as it is. The data set the package was trained
     on (same digest, as `split_for_export` checks) must be split as the package's training split
@@ -282,9 +290,9 @@ def spec_test_split(model: Model, spec: TaskSpec, *, where: str = "the spec", ca
             raise DataError(
                 f"{where}: {'; '.join(differ)}: its data is the data set {model.name} was trained on (dataset digest "
                 f"{prepared.data_digest[:12]} matches) but split differently, so its test split would hold rows the model "
-                "was trained on; evaluate with the package's split settings or on held-out labelled rows (a CSV/Parquet file)"
+                "was trained on; use the package's split settings or held-out labelled rows (a CSV/Parquet file)"
             )
-    return prepared.test_raw
+    return prepared
 
 
 def _shown(value: Any) -> str:

@@ -23,7 +23,7 @@ from trustforge.data import (
     protect_frame,
     recommend_items,
 )
-from trustforge.errors import DataError, IntegrityError
+from trustforge.errors import DataError, IntegrityError, SecurityError
 from trustforge.evaluate import Task, outputs_to_proba, task_of
 from trustforge.models import build_model
 from trustforge.package._format import OOD_FILE, UnsafeNoVerify, VerifiedPackage, _workspace_keyring, read_package
@@ -97,6 +97,15 @@ class Model:
                 does not verify (the file is named in the message). No model is returned.
             SecurityError: no key to verify with, or a sealed package under another KEK.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise IntegrityError(f"Model.load(path): must be a package folder (a str or os.PathLike); got {_kind(path)}")
+        if public_key is not None and not isinstance(public_key, (str, os.PathLike, UnsafeNoVerify)):
+            raise SecurityError(
+                f"Model.load(public_key): must be the path of a PEM public key file (a str or os.PathLike) or UnsafeNoVerify(); "
+                f"got {_kind(public_key)}"
+            )
+        if keyring is not None and not isinstance(keyring, Keyring):
+            raise SecurityError(f"Model.load(keyring): must be a trustforge.secure.Keyring; got {_kind(keyring)}")
         pkg = read_package(path, keyring=keyring, public_key=public_key)
         if keyring is None and public_key is None and needs_masking_key(pkg.manifest.get("pii")):
             keyring = _workspace_keyring(Path(path))  # the workspace's masking key hashes its inputs
@@ -146,6 +155,7 @@ class Model:
             DataError: an array of booleans, or with a value that is not finite or beyond the
                 float32 range the model computes in (it would become infinity, then NaN).
         """
+        _check_source(source, "Model.read_input(source)")
         if isinstance(source, np.ndarray):
             _check_array(source)
         elif isinstance(source, Mapping):  # {column: values}, as a table of those columns
@@ -153,6 +163,14 @@ class Model:
         raw = input_kind(self.schema).read_input(self.schema, source)
         pii = self.manifest.get("pii")  # trained on masked data: inputs are masked the same way (`data.protect`)
         return raw if not pii or raw.frame is None else replace(raw, frame=protect_frame(raw.frame, pii, self.pii_key))
+
+    def _raw(self, data: Any, method: str) -> RawData:
+        """`data` as raw data (read by `read_input` unless it is already), a wrong type of argument
+        named with the method it was given to."""
+        if isinstance(data, RawData):
+            return data
+        _check_source(data, f"Model.{method}(data)")
+        return self.read_input(data)
 
     # ------------------------------------------------------------------ predicting
 
@@ -209,6 +227,10 @@ class Model:
         Returns:
             Output name -> array: `prediction` and, for classification, `proba_<class>`.
         """
+        if not isinstance(columns, Mapping):
+            raise DataError(
+                f"Model.predict_columns(columns): must be a mapping of input name to values (one per row); got {_kind(columns)}"
+            )
         task, kind = self.task, input_kind(self.schema)
         columns = protect_columns(columns, self.manifest.get("pii"), self.pii_key)
         inputs = kind.encode_columns(self.preprocessor, columns, where="input") if task.row_outputs else None
@@ -224,7 +246,7 @@ class Model:
         """Class probabilities (N, K) in the order of `classes`."""
         if not self.task.probabilities:
             raise DataError("predict_proba needs a classification model")
-        raw = data if isinstance(data, RawData) else self.read_input(data)
+        raw = self._raw(data, "predict_proba")
         return outputs_to_proba(self.outputs(raw), len(self.classes))
 
     def predict(self, data: Any) -> pd.DataFrame:
@@ -239,7 +261,7 @@ class Model:
         per step: `step` (1..horizon), `time` (when the series' time column is regular) and
         `prediction`.
         """
-        raw = data if isinstance(data, RawData) else self.read_input(data)
+        raw = self._raw(data, "predict")
         return self.task.predict(self, raw)
 
     def imputed(self, data: Any) -> dict[str, int]:
@@ -247,12 +269,12 @@ class Model:
         median, the most frequent category, ...) instead of reading them, per table column;
         predictions of those rows rest on values the caller did not give. Empty for inputs
         that are not tables. Predictions are unchanged by asking."""
-        raw = data if isinstance(data, RawData) else self.read_input(data)
+        raw = self._raw(data, "imputed")
         return self.preprocessor.imputed(raw.frame) if raw.frame is not None else {}
 
     def evaluate(self, data: Any) -> dict[str, Any]:
         """The task's full metric set on labelled data (the target column or class folders)."""
-        raw = data if isinstance(data, RawData) else self.read_input(data)
+        raw = self._raw(data, "evaluate")
         raw = input_kind(raw).labelled(self.schema, raw)  # unlabelled rows dropped, or an error naming what is missing
         return self.task.evaluate(self, raw)
 
@@ -275,6 +297,24 @@ class Model:
         if not hasattr(self.module, "score_all"):  # only recommenders score every item
             raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
         return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
+
+
+def _kind(value: Any) -> str:
+    """A wrong argument as a message shows it: its type, and its value where short."""
+    text = repr(value)
+    return type(value).__name__ + (f" {text}" if len(text) <= 40 else "")
+
+
+def _check_source(source: Any, where: str) -> None:
+    """Refuse, as a DataError naming the argument, what no kind of input reads (it failed deep
+    inside a reader as a bare TypeError)."""
+    if isinstance(source, (str, os.PathLike, pd.DataFrame, np.ndarray, Mapping)):
+        return
+    rows = " (a list of rows: pass pd.DataFrame(rows, columns=...) or np.array(rows))" if isinstance(source, (list, tuple)) else ""
+    raise DataError(
+        f"{where}: must be a DataFrame, a mapping of column to values, a numpy array, or the path of a file or folder; "
+        f"got {_kind(source)}{rows}"
+    )
 
 
 def _as_input(columns: Mapping[str, Any]) -> pd.DataFrame | np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 import types
 from pathlib import Path
@@ -67,6 +68,12 @@ def load_spec(source: str | Path | Mapping[str, Any] | TaskSpec) -> TaskSpec:
         return source
     if isinstance(source, Mapping):
         return _validate(dict(source), where=None, lines={}, base=None)
+    if not isinstance(source, (str, os.PathLike)):
+        shown = repr(source) if len(repr(source)) <= 40 else ""
+        raise SpecError(
+            f"the spec must be a TaskSpec, a mapping or the path of a YAML file (a str or os.PathLike); "
+            f"got {type(source).__name__} {shown}".rstrip()
+        )
     path = Path(source)
     if path.is_dir():
         raise SpecError(f"{path}: is a folder, not a spec file")

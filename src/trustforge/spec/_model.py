@@ -424,6 +424,15 @@ class ProtectSpec(_Strict):
     entities: list[str] | None = Field(None, description="entity types to look for (default: all the detector knows)")
     seal_run: bool = Field(False, description="keep the run folder's package sealed (AES-256-GCM under the workspace key)")
 
+    @field_validator("columns")
+    @classmethod
+    def _some_columns(cls, v: list[str] | None) -> list[str] | None:
+        # An empty list would scan nothing while the package and the card read as if the data had
+        # been checked and found clean.
+        if v is not None and not v:
+            raise ValueError("must name at least one column to scan, or be null for every column but the target")
+        return v
+
     @field_validator("entities")
     @classmethod
     def _known_entities(cls, v: list[str] | None) -> list[str] | None:
@@ -612,6 +621,19 @@ class DataSpec(_Strict):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         return _check_source(v)
+
+    @model_validator(mode="after")
+    def _protect_scans_a_column(self) -> "DataSpec":
+        # The target is never scanned: `protect.columns` naming only it would scan nothing (the
+        # source's own target, for builtin sets, is checked when the data is read: `data.protect`).
+        columns = self.protect.columns
+        if columns and self.target is not None and all(c == self.target for c in columns):
+            raise SpecProblem(
+                ("protect", "columns"),
+                f"names only the target {self.target!r}, which is never scanned; name a column to scan, "
+                "or null for every column but the target",
+            )
+        return self
 
 
 def _column_options(column: str, kind: str, options: dict[str, Any]) -> dict[str, Any]:

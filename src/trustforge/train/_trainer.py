@@ -29,7 +29,7 @@ from trustforge.train._optim import LossFn, build_optimizer, learning_rate
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy
 
-__all__ = ["Trainer", "seeded", "resolve_device"]
+__all__ = ["Trainer", "seeded", "resolve_device", "private_step_of"]
 
 MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -158,7 +158,7 @@ class _TrainSplit:
 def _step_of(spec: Any, data: Any) -> StepStrategy:
     """The step strategy a spec asks for: private (DP-SGD), adversarial training on the inputs its data may move, or plain."""
     if spec.train.privacy is not None:
-        return _private_step_of(spec.train, len(data.train.target))
+        return private_step_of(spec.train, len(data.train.target))
     adv = spec.train.adversarial
     if adv is None:
         return PlainStep()
@@ -182,8 +182,14 @@ def _step_of(spec: Any, data: Any) -> StepStrategy:
     )
 
 
-def _private_step_of(train: TrainSpec, n: int) -> PrivateStep:
-    """DP-SGD over the run's `n` training rows, its budget spread over `train.max_epochs`."""
+def private_step_of(train: TrainSpec, n: int) -> PrivateStep:
+    """DP-SGD over the run's `n` training rows, its budget spread over `train.max_epochs`; what
+    `train` builds and `validate` checks (the same refusals, by this function).
+
+    Raises:
+        SpecError: `train.privacy` cannot be met on `n` rows (delta, an epsilon no noise reaches in
+            the steps, a noise multiplier the accountant cannot account), naming the field.
+    """
     p = train.privacy
     p.check_delta(n)
     try:
@@ -198,7 +204,8 @@ def _private_step_of(train: TrainSpec, n: int) -> PrivateStep:
             accountant=p.accountant,
         )
     except ValueError as e:
-        raise SpecError(f"train.privacy.epsilon: {e}") from None
+        message = str(e)  # the accountant's refusal names its field already
+        raise SpecError(message if message.startswith("train.privacy.") else f"train.privacy.epsilon: {message}") from None
 
 
 class Trainer:
