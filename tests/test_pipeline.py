@@ -202,6 +202,21 @@ def test_a_run_that_fails_on_a_bug_after_training_is_listed_as_failed_not_interr
     assert code == 0 and run_dir.name in out and "failed" in out and "interrupted" not in out, out
 
 
+def test_a_run_stopped_by_a_full_disk_after_training_stays_resumable(workspace, monkeypatch):
+    import errno
+
+    import trustforge.pipeline
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trustforge.pipeline, "_plain_twin", full)
+    with pytest.raises(OSError):
+        run(IRIS, progress=False)
+    (run_dir,) = (workspace / "runs").iterdir()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"  # resumable once there is room
+
+
 def test_a_wrong_type_of_argument_to_the_python_api_is_one_error_naming_it(workspace):
     """A probe's bare TypeErrors (`Model.predict(None)`, `Model.load(5)`, `run(123)`, ...) and a
     `register="no"` that registered: TrustForge's own errors, each naming the argument."""

@@ -168,10 +168,13 @@ def validate(
     if not no_data:
         from trustforge.data import validate_data
         from trustforge.evaluate import task_of
+        from trustforge.pipeline import stage_checks_for
         from trustforge.settings import Settings
 
         # The same checks train runs before it fits a model (`data.check_data`); `pii: hash` with a throwaway key
-        for line in validate_data(s, cache_dir=Settings.from_env().cache_dir, probabilities=task_of(s).probabilities):
+        for line in validate_data(
+            s, cache_dir=Settings.from_env().cache_dir, probabilities=task_of(s).probabilities, stage_checks=stage_checks_for(s)
+        ):
             _note(line)
     if _names_no_model(spec):  # say which model the kind of input picked (a YAML comment keeps the output valid)
         sys.stdout.write(

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from trustforge import evaluate, secure
 from trustforge._fs import PRIVATE_DIR, make_private, private_dir
@@ -203,6 +203,22 @@ def _creator(settings: Settings, registry: Registry | None) -> str:
 
 
 @restores_threads
+def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int], None]:
+    """What train refuses before fitting once the inputs are known, for `data.validate_data`
+    (which may not import the later stages): `evaluate.robustness` against the fitted inputs and
+    the privacy accountant's plan over the n training rows, by the functions train calls."""
+
+    def check(pre: Any, train_raw: Any, n_train: int) -> None:
+        if pre is not None:
+            evaluate.check_robustness_settings(spec, pre, train_raw)
+        if spec.train.privacy is not None:  # delta, epsilon, noise_multiplier
+            from trustforge.train import private_step_of
+
+            private_step_of(spec.train, n_train)
+
+    return check
+
+
 def _run(
     spec: TaskSpec,
     settings: Settings,
@@ -358,10 +374,17 @@ def _run(
         else:  # keep what the interrupted run had produced; it is evidence of what happened
             _write_status(run_dir, "failed", digest)
         raise
-    except Exception:
-        # A bug (neither bad input nor an interrupt): the run failed, and its folder is kept as
-        # evidence of what happened; `runs list` must not offer it as interrupted and resumable.
-        _write_status(run_dir, "failed", digest)
+    except Exception as exc:
+        if not isinstance(exc, (OSError, MemoryError)):
+            # A bug (neither bad input, nor the machine, nor an interrupt): the run failed, and its
+            # folder is kept as evidence; `runs list` must not offer it as interrupted and resumable.
+            _write_status(run_dir, "failed", digest)
+            raise
+        # The machine (a full disk, memory): as an interrupt, resumable once it is put right.
+        if (run_dir / "checkpoints" / "last.safetensors").exists():
+            _write_status(run_dir, "interrupted", digest)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except BaseException:
         # Interrupted (Ctrl-C, kill), in training or after: keep the folder when there is a

@@ -265,7 +265,9 @@ def test_a_noise_too_small_to_account_is_refused_at_validate_and_train_naming_th
     raw = {**_BASE, "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]}}
     raw["train"] = {"max_epochs": 2, "batch_size": 16, "privacy": {"noise_multiplier": 1e-9, "compare": False}}
     says = r"^train\.privacy\.noise_multiplier 1e-09 over the run's 14 steps at sample rate 0\.1524 is too small a noise .*raise noise_multiplier$"
-    for check in (validate_data, lambda s: run(s, progress=False)):
+    from trustforge.pipeline import stage_checks_for
+
+    for check in (lambda s: validate_data(s, stage_checks=stage_checks_for(s)), lambda s: run(s, progress=False)):
         with pytest.raises(SpecError, match=says):
             check(load_spec(raw))
     assert not any((workspace / "runs").glob("*")) if (workspace / "runs").exists() else True

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -583,7 +583,14 @@ def check_raw(ex: Expectations | None, raw: RawData, *, where: str, required: It
     return replace(raw, frame=frame.reset_index(drop=True), rows=np.asarray(positions)[keep]), report
 
 
-def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None, probabilities: bool | None = None) -> list[str]:
+def validate_data(
+    spec: Any,
+    *,
+    cache_dir: Any = None,
+    key: bytes | None = None,
+    probabilities: bool | None = None,
+    stage_checks: Callable[[Any, Any, int], None] | None = None,
+) -> list[str]:
     """What `trustforge validate` finds by reading a spec's data, without training: every check
     `prepare` makes before training, by the same code (`data.check_data`, `data.fit_preprocessor`):
     the source exists and parses, the target exists ("did you mean" over all columns), personal
@@ -599,6 +606,10 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
             hashes the columns (the same columns come out, so the checks after it are the same).
         probabilities: the task scores classes (`evaluate.task_of(spec).probabilities`), for the
             `data.clean.label_issues` check; None: classification.
+        stage_checks: called with (the fitted preprocessor or None, the raw training rows or
+            None, the number of training rows) once the encoders are fitted: the later stages'
+            own refusals that depend on the data (robustness settings, the privacy accountant),
+            which this layer may not import; the caller passes them in.
 
     Returns:
         Notes to print: violations under policy warn, rows drop_row would leave out (none when
@@ -637,13 +648,12 @@ def validate_data(spec: Any, *, cache_dir: Any = None, key: bytes | None = None,
         pre, train_raw, _ = fit_preprocessor(spec, c)
         schema, has_rows = c.schema, True
         n_train = len(c.split[0])
-        from trustforge.evaluate import check_robustness_settings
-
-        check_robustness_settings(spec, pre, train_raw)  # evaluate.robustness against these inputs, as train refuses it
-    if spec.train.privacy is not None:  # on its n training rows, as train refuses it: delta, epsilon, noise_multiplier
-        from trustforge.train import private_step_of
-
-        private_step_of(spec.train, n_train)
+    if spec.train.privacy is not None:  # delta below 1/n, n the training rows, as train refuses it
+        spec.train.privacy.check_delta(n_train)
+    if stage_checks is not None and c.own is not None:
+        stage_checks(None, None, n_train)
+    elif stage_checks is not None:
+        stage_checks(pre, train_raw, n_train)
     label_issues_refusal(
         spec,
         probabilities=spec.task == "classification" if probabilities is None else probabilities,
