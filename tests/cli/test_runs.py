@@ -329,6 +329,37 @@ def test_a_running_status_whose_process_is_gone_is_killed(tmp_path, home):
     assert f"its process ({proc.pid}) is gone" in row["note"]
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "says"), [("metrics.json", "[1, 2]", "not a JSON object"), ("status.json", "{torn", "not valid JSON")]
+)
+def test_one_corrupt_run_folder_is_named_and_hides_no_other_run(tmp_path, home, name, text, says):
+    ws = tmp_path / "ws2"
+    shutil.copytree(home, ws)
+    bad = ws / "runs" / "zz-x-20261207-000000"
+    shutil.copytree(ws / "runs" / _named(ws, "completed"), bad)
+    (bad / name).write_text(text)
+    code, out, err = run_main("runs", "list", "--json", home=ws)
+    assert code == 0, err
+    rows = {r["run"]: r for r in json.loads(out)}
+    assert len(rows) == 5 and rows[bad.name]["state"] == "unreadable"
+    assert f"{bad.name}/{name}: {says}" in rows[bad.name]["note"]
+    code, out, err = run_main("runs", "list", home=ws)
+    assert code == 0 and bad.name in out and "internal error" not in err
+    for args in (("runs", "show", bad.name), ("report", bad, "-o", tmp_path / "r.html")):
+        code, out, err = run_main(*args, home=ws, cwd=tmp_path)
+        assert code == RunError.exit_code and f"{bad.name}/{name}: {says}" in err and "internal error" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    runs = sorted((ws / "runs").iterdir())
+    code, out, err = run_main("compare", *runs, home=ws)  # the others ranked, the corrupt one listed apart
+    assert code == 0, err
+    assert "unreadable runs" in out and f"{bad.name}: not ranked, unreadable, {name}: {says}" in " ".join(out.split())
+    rows = json.loads(run_main("compare", "--json", *runs, home=ws).stdout)
+    assert [(r["state"], r["group"]) for r in rows if r["run"] == bad.name] == [("unreadable", "unreadable runs")]
+    assert sum(r["rank"] == 1 for r in rows) == 2  # iris and wine still ranked
+    code, _, err = run_main("compare", bad, home=ws)  # alone, it is the error
+    assert code == RunError.exit_code and f"{bad.name}/{name}: {says}" in err
+
+
 def test_runs_rm(tmp_path, home):
     ws = tmp_path / "ws2"
     shutil.copytree(home, ws)
