@@ -50,9 +50,14 @@ def test_misspelt_feature_or_drop_columns_name_the_closest_and_dropping_the_targ
         ),
         ({"target": "diagnosis", "drop": ["f01", "f_02"]}, "data.drop names a column not in the data: 'f_02'; did you mean 'f02'?"),
         ({"target": "diagnosis", "drop": ["f01", "diagnosis"]}, "data.drop names the target 'diagnosis' (data.target)"),
+        # a probe: features naming the target were accepted and ignored, by validate and train
+        ({"target": "diagnosis", "features": {"diagnosis": "numeric"}}, "data.features.diagnosis names the target 'diagnosis'"),
+        ({"target": "diagnosis", "features": ["f01", "diagnosis"]}, "data.features.diagnosis names the target 'diagnosis'"),
     ]:
-        code, out, err = run_main("validate", write(tmp_path, wide_table(), data), home=workspace)
+        spec = write(tmp_path, wide_table(), data)
+        code, out, err = run_main("validate", spec, home=workspace)
         assert code == DataError.exit_code and message in err and err.count("\n") == 1, err
+        same_as_train(spec, workspace, code, err)
 
 
 def test_a_good_spec_passes_quietly(tmp_path, workspace):
