@@ -442,6 +442,19 @@ def test_evaluate_and_report_take_model_uris(home, tmp_path):
     assert code == RunError.exit_code and "no test metrics to report (interrupted after 2 of 5 epochs" in err
 
 
+def test_bad_option_values_are_usage_errors(home, tmp_path):
+    # a probe: --top-k 0 exited 3 while --top-k abc exited 2; report -o FOLDER exited 74
+    (tmp_path / "rows.csv").write_text("a\n1\n")
+    for k in ("0", "abc"):
+        code, _, err = run_main("predict", "models:/iris-mlp/1", "rows.csv", "--top-k", k, home=home, cwd=tmp_path)
+        assert code == 2 and "--top-k" in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "folder").mkdir()
+    for args in (("report", "models:/iris-mlp/1"), ("predict", "models:/iris-mlp/1", "rows.csv")):
+        code, _, err = run_main(*args, "-o", "folder", home=home, cwd=tmp_path)
+        assert code == 2 and err.strip() == "error: --out folder: is a folder; give a file path", err
+    assert list((tmp_path / "folder").iterdir()) == []
+
+
 def test_report_of_a_version_whose_run_was_removed_says_so(home, tmp_path):
     ws = tmp_path / "ws2"
     shutil.copytree(home, ws)
