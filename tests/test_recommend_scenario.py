@@ -159,6 +159,8 @@ def test_implicit_example_trains_through_the_python_api_and_ranks_above_populari
         model.recommend(users, k=0)
     with pytest.raises(DataError, match="no users given"):
         model.recommend([], k=3)
+    with pytest.raises(DataError, match=r"Model.recommend\(users\): must be user ids .* got NoneType"):
+        model.recommend(None, 2)  # a probe: a bare TypeError
 
 
 @pytest.mark.parametrize(

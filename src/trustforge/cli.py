@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trustforge.errors import DataError, SpecError, TrustForgeError
+from trustforge.errors import DataError, SpecError, TrustForgeError, UsageError
 
 if TYPE_CHECKING:
     from trustforge.monitor import DriftCheck
@@ -441,7 +441,7 @@ def predict(
         None, "--public-key", help="PEM public key of the workspace that signed a package made elsewhere"
     ),
     top_k: Optional[int] = typer.Option(
-        None, "--top-k", help="recommendation models: the K best items for each user of INPUT (a table with the user column)"
+        None, "--top-k", min=1, help="recommendation models: the K best items for each user of INPUT (a table with the user column)"
     ),
     id_column: Optional[str] = typer.Option(
         None, "--id-column", help="a column of INPUT copied as the first column of the predictions (a row key to join them back by)"
@@ -457,13 +457,12 @@ def predict(
     """
     from trustforge.train import atomic_write_text
 
-    if top_k is not None and top_k < 1:
-        raise DataError(f"--top-k must be an integer >= 1; got {top_k}")
     if top_k is not None and id_column is not None:
         raise DataError("--id-column does not apply with --top-k: its rows are users and ranks, not rows of INPUT")
     named = input if input.name else input.resolve()  # `predict PKG .` names the folder
     stem = named.name.rsplit(".", 1)[0] if named.is_file() else named.name
     dest = output or named.with_name(f"{stem}.predictions.csv")
+    _output_file(output, "--out")
     # Checked before the model runs, so a long prediction is not lost to a typo in --out.
     if dest.resolve() == input.resolve():
         raise DataError(f"{dest}: refusing to overwrite the input with predictions")
@@ -628,6 +627,12 @@ def _run_folder(source: str) -> Path:
     return path
 
 
+def _output_file(path: Path | None, option: str) -> None:
+    """Refuse an output file option naming a folder: a usage error (exit code 2), before any work."""
+    if path is not None and path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file path")
+
+
 @app.command()
 @_friendly
 def report(
@@ -639,6 +644,7 @@ def report(
     """Write one self-contained HTML report (plots embedded) and a Markdown model card."""
     from trustforge.evaluate import write_report
 
+    _output_file(output, "--out")
     folder = _run_folder(run)
     path = write_report(folder, output)
     out.print(f"report:     {escape(str(path))}", highlight=False, soft_wrap=True)

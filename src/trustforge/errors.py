@@ -19,6 +19,7 @@ __all__ = [
     "AccessDenied",
     "RegistryError",
     "MissingExtraError",
+    "UsageError",
 ]
 
 
@@ -30,6 +31,13 @@ class TrustForgeError(Exception):
 
 class SpecError(TrustForgeError):
     """The spec (YAML or dict) is invalid; the message names the field path."""
+
+    exit_code = 2
+
+
+class UsageError(TrustForgeError):
+    """A command-line argument or option has a value the command cannot take (an output path that
+    is a folder): a usage error, exit code 2 like Click's own; the message names the option."""
 
     exit_code = 2
 

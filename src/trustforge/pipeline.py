@@ -203,18 +203,22 @@ def _creator(settings: Settings, registry: Registry | None) -> str:
 
 
 @restores_threads
-def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int], None]:
+def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int, Sequence[str]], None]:
     """What train refuses before fitting once the inputs are known, for `data.validate_data`
-    (which may not import the later stages): `evaluate.robustness` against the fitted inputs and
-    the privacy accountant's plan over the n training rows, by the functions train calls."""
+    (which may not import the later stages): `evaluate.robustness` against the fitted inputs, the
+    privacy accountant's plan over the n training rows, and `evaluate.positive_class` /
+    `evaluate.threshold` against the data's classes, by the functions train calls."""
 
-    def check(pre: Any, train_raw: Any, n_train: int) -> None:
+    def check(pre: Any, train_raw: Any, n_train: int, classes: Sequence[str]) -> None:
         if pre is not None:
             evaluate.check_robustness_settings(spec, pre, train_raw)
         if spec.train.privacy is not None:  # delta, epsilon, noise_multiplier
             from trustforge.train import private_step_of
 
             private_step_of(spec.train, n_train)
+        task = task_of(spec)
+        if isinstance(task, evaluate.Classification):  # the trainer's first question (Classification.validation_metrics)
+            task.check_decision(spec, list(classes or ()))
 
     return check
 

@@ -329,6 +329,37 @@ def test_a_running_status_whose_process_is_gone_is_killed(tmp_path, home):
     assert f"its process ({proc.pid}) is gone" in row["note"]
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "says"), [("metrics.json", "[1, 2]", "not a JSON object"), ("status.json", "{torn", "not valid JSON")]
+)
+def test_one_corrupt_run_folder_is_named_and_hides_no_other_run(tmp_path, home, name, text, says):
+    ws = tmp_path / "ws2"
+    shutil.copytree(home, ws)
+    bad = ws / "runs" / "zz-x-20261207-000000"
+    shutil.copytree(ws / "runs" / _named(ws, "completed"), bad)
+    (bad / name).write_text(text)
+    code, out, err = run_main("runs", "list", "--json", home=ws)
+    assert code == 0, err
+    rows = {r["run"]: r for r in json.loads(out)}
+    assert len(rows) == 5 and rows[bad.name]["state"] == "unreadable"
+    assert f"{bad.name}/{name}: {says}" in rows[bad.name]["note"]
+    code, out, err = run_main("runs", "list", home=ws)
+    assert code == 0 and bad.name in out and "internal error" not in err
+    for args in (("runs", "show", bad.name), ("report", bad, "-o", tmp_path / "r.html")):
+        code, out, err = run_main(*args, home=ws, cwd=tmp_path)
+        assert code == RunError.exit_code and f"{bad.name}/{name}: {says}" in err and "internal error" not in err
+        assert len(err.strip().splitlines()) == 1, err
+    runs = sorted((ws / "runs").iterdir())
+    code, out, err = run_main("compare", *runs, home=ws)  # the others ranked, the corrupt one listed apart
+    assert code == 0, err
+    assert "unreadable runs" in out and f"{bad.name}: not ranked, unreadable, {name}: {says}" in " ".join(out.split())
+    rows = json.loads(run_main("compare", "--json", *runs, home=ws).stdout)
+    assert [(r["state"], r["group"]) for r in rows if r["run"] == bad.name] == [("unreadable", "unreadable runs")]
+    assert sum(r["rank"] == 1 for r in rows) == 2  # iris and wine still ranked
+    code, _, err = run_main("compare", bad, home=ws)  # alone, it is the error
+    assert code == RunError.exit_code and f"{bad.name}/{name}: {says}" in err
+
+
 def test_runs_rm(tmp_path, home):
     ws = tmp_path / "ws2"
     shutil.copytree(home, ws)
@@ -409,6 +440,19 @@ def test_evaluate_and_report_take_model_uris(home, tmp_path):
     assert (tmp_path / "r.html").is_file() and _named(home, "completed") in (tmp_path / "r.html").read_text()
     code, _, err = run_main("report", home / "runs" / _named(home, "interrupted"), home=home, cwd=tmp_path)
     assert code == RunError.exit_code and "no test metrics to report (interrupted after 2 of 5 epochs" in err
+
+
+def test_bad_option_values_are_usage_errors(home, tmp_path):
+    # a probe: --top-k 0 exited 3 while --top-k abc exited 2; report -o FOLDER exited 74
+    (tmp_path / "rows.csv").write_text("a\n1\n")
+    for k in ("0", "abc"):
+        code, _, err = run_main("predict", "models:/iris-mlp/1", "rows.csv", "--top-k", k, home=home, cwd=tmp_path)
+        assert code == 2 and "--top-k" in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "folder").mkdir()
+    for args in (("report", "models:/iris-mlp/1"), ("predict", "models:/iris-mlp/1", "rows.csv")):
+        code, _, err = run_main(*args, "-o", "folder", home=home, cwd=tmp_path)
+        assert code == 2 and err.strip() == "error: --out folder: is a folder; give a file path", err
+    assert list((tmp_path / "folder").iterdir()) == []
 
 
 def test_report_of_a_version_whose_run_was_removed_says_so(home, tmp_path):

@@ -50,9 +50,14 @@ def test_misspelt_feature_or_drop_columns_name_the_closest_and_dropping_the_targ
         ),
         ({"target": "diagnosis", "drop": ["f01", "f_02"]}, "data.drop names a column not in the data: 'f_02'; did you mean 'f02'?"),
         ({"target": "diagnosis", "drop": ["f01", "diagnosis"]}, "data.drop names the target 'diagnosis' (data.target)"),
+        # a probe: features naming the target were accepted and ignored, by validate and train
+        ({"target": "diagnosis", "features": {"diagnosis": "numeric"}}, "data.features.diagnosis names the target 'diagnosis'"),
+        ({"target": "diagnosis", "features": ["f01", "diagnosis"]}, "data.features.diagnosis names the target 'diagnosis'"),
     ]:
-        code, out, err = run_main("validate", write(tmp_path, wide_table(), data), home=workspace)
+        spec = write(tmp_path, wide_table(), data)
+        code, out, err = run_main("validate", spec, home=workspace)
         assert code == DataError.exit_code and message in err and err.count("\n") == 1, err
+        same_as_train(spec, workspace, code, err)
 
 
 def test_a_good_spec_passes_quietly(tmp_path, workspace):
@@ -176,31 +181,52 @@ def test_an_augmentation_no_input_reads_is_refused(tmp_path, workspace, frame, d
     same_as_train(spec, workspace, code, err)
 
 
+def three_classes() -> pd.DataFrame:
+    frame = numbers()
+    frame["y"] = np.select([frame["a"] < -0.4, frame["a"] > 0.4], ["lo", "hi"], "mid")
+    return frame
+
+
 PRIVATE = {"privacy": {"epsilon": 3.0}, "max_epochs": 1}
 
 
 @pytest.mark.parametrize(
-    "data, top, message",
+    "data, top, message, frame",
     [
-        ({"target": "a", "clean": {"label_issues": "report"}}, {"task": "regression"}, "needs class labels"),
-        ({"target": "y", "clean": {"label_issues": "drop"}}, {"train": PRIVATE}, "cannot be used with train.privacy"),
-        ({"target": "y", "augment": {"mixup": 0.2}}, {"train": PRIVATE}, "data.augment.mixup: mixed copies of training rows"),
+        ({"target": "a", "clean": {"label_issues": "report"}}, {"task": "regression"}, "needs class labels", numbers),
+        ({"target": "y", "clean": {"label_issues": "drop"}}, {"train": PRIVATE}, "cannot be used with train.privacy", numbers),
+        ({"target": "y", "augment": {"mixup": 0.2}}, {"train": PRIVATE}, "data.augment.mixup: mixed copies of training rows", numbers),
         # validate passed these, train refused them after training (a probe): a setting of the text attack on a
         # table, and an L2 budget above the largest (10 standard deviations on each of 2 columns: 14.14)
         (
             {"target": "y"},
             {"evaluate": {"robustness": {"budgets": [1, 2]}}},
             "evaluate.robustness.budgets (--budget) applies to text models",
+            numbers,
         ),
         (
             {"target": "y"},
             {"evaluate": {"robustness": {"norm": 2, "epsilons": [15]}}},
             "ε 15 is above the largest budget of this model's inputs, 14.14",
+            numbers,
+        ),
+        # validate passed these too (a probe): a positive class the data does not have, a threshold on 3 classes
+        (
+            {"target": "y"},
+            {"evaluate": {"positive_class": "great"}},
+            "evaluate.positive_class must be one of the classes (n, p); got 'great'",
+            numbers,
+        ),
+        (
+            {"target": "y"},
+            {"evaluate": {"threshold": 0.3}},
+            "evaluate.threshold applies to binary classification; the data has 3 classes",
+            three_classes,
         ),
     ],
 )
-def test_what_train_refuses_before_fitting_validate_refuses(tmp_path, workspace, data, top, message):
-    spec = write_spec(tmp_path, numbers(), data, **top)
+def test_what_train_refuses_before_fitting_validate_refuses(tmp_path, workspace, data, top, message, frame):
+    spec = write_spec(tmp_path, frame(), data, **top)
     code, _, err = run_main("validate", spec, home=workspace)
     assert code != 0 and message in err, err
     assert not (workspace / "runs").exists()

@@ -195,6 +195,9 @@ def test_digits_images_predict_the_same_as_an_array_and_as_columns(models):
     columns = model.predict_columns({"image": images})
     assert_same(table, columns)
     assert columns["prediction"].tolist() == table["prediction"].tolist() and len(columns["prediction"]) == 16
+    # a probe: no images raised IndexError; it is an empty table with the same columns
+    empty = model.predict(images[:0])
+    assert list(empty.columns) == list(table.columns) and len(empty) == 0
 
 
 def test_a_forecast_from_columns_is_the_table_predict_builds(models):

@@ -589,7 +589,7 @@ def validate_data(
     cache_dir: Any = None,
     key: bytes | None = None,
     probabilities: bool | None = None,
-    stage_checks: Callable[[Any, Any, int], None] | None = None,
+    stage_checks: Callable[[Any, Any, int, Any], None] | None = None,
 ) -> list[str]:
     """What `trustforge validate` finds by reading a spec's data, without training: every check
     `prepare` makes before training, by the same code (`data.check_data`, `data.fit_preprocessor`):
@@ -607,8 +607,9 @@ def validate_data(
         probabilities: the task scores classes (`evaluate.task_of(spec).probabilities`), for the
             `data.clean.label_issues` check; None: classification.
         stage_checks: called with (the fitted preprocessor or None, the raw training rows or
-            None, the number of training rows) once the encoders are fitted: the later stages'
-            own refusals that depend on the data (robustness settings, the privacy accountant),
+            None, the number of training rows, the data's classes) once the encoders are fitted:
+            the later stages' own refusals that depend on the data (robustness settings, the
+            privacy accountant, `evaluate.positive_class` / `threshold` against the classes),
             which this layer may not import; the caller passes them in.
 
     Returns:
@@ -651,9 +652,9 @@ def validate_data(
     if spec.train.privacy is not None:  # delta below 1/n, n the training rows, as train refuses it
         spec.train.privacy.check_delta(n_train)
     if stage_checks is not None and c.own is not None:
-        stage_checks(None, None, n_train)
+        stage_checks(None, None, n_train, schema.classes)
     elif stage_checks is not None:
-        stage_checks(pre, train_raw, n_train)
+        stage_checks(pre, train_raw, n_train, schema.classes)
     label_issues_refusal(
         spec,
         probabilities=spec.task == "classification" if probabilities is None else probabilities,

@@ -175,6 +175,11 @@ def infer_table_schema(
                 f"{raw.origin}: {section} names {'a column' if len(missing) == 1 else 'columns'} not in the data: "
                 f"{', '.join(map(repr, missing))}{did_you_mean(str(missing[0]), frame.columns)}"
             )
+    if raw.target in list(features or []):  # an input that is the answer: it was silently ignored
+        raise DataError(
+            f"{raw.origin}: data.features.{raw.target} names the target {raw.target!r} (data.target); "
+            "the target is not a feature, leave it out of data.features"
+        )
     if raw.target in drop:  # dropping the target would silently mean "train on nothing to predict"
         raise DataError(f"{raw.origin}: data.drop names the target {raw.target!r} (data.target); drop other columns")
     target = frame[raw.target]

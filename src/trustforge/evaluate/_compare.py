@@ -100,13 +100,14 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     beats it; None when the run has none), and note: why the run is not ranked (None when it is).
 
     Raises:
-        RunError: `run_dir` is not a run folder; a file of it is not valid JSON or YAML.
+        RunError: `run_dir` is not a run folder; a file of it is not valid JSON or YAML, or its
+            status.json, metrics.json or evidence.json is not a JSON object.
     """
     run_dir = run_folder(run_dir)
-    status = _json(run_dir / "status.json") or {}
+    status = json_object(run_dir / "status.json") or {}
     spec = _yaml(run_dir / "spec.yaml") or {}
-    metrics = _json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else None
-    evidence = _json(run_dir / "evidence.json") or {}
+    metrics = json_object(run_dir / "metrics.json")
+    evidence = json_object(run_dir / "evidence.json") or {}
     epochs = _epoch_rows(run_dir / "epochs.csv")
     task = str(spec.get("task") or "classification")
     data = spec.get("data") if isinstance(spec.get("data"), dict) else {}
@@ -167,7 +168,15 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
         RunError: a path is not a run folder (or a run's package); one of its files is corrupt.
         UnknownMetric: `metric` is in no run's metrics.json (the message lists those there are).
     """
-    rows = [read_run(Path(d), metric) for d in run_dirs]
+    rows, unreadable = [], []
+    for d in run_dirs:
+        folder = run_folder(Path(d))  # a path that is no run at all stays an error
+        try:
+            rows.append(read_run(folder, metric))
+        except RunError as exc:  # one corrupt folder never hides the others: listed apart, unranked
+            unreadable.append((folder, exc))
+    if unreadable and not rows:
+        raise unreadable[0][1]
     if metric is not None and not any(r["value"] is not None for r in rows):
         _unknown_metric(metric, run_dirs)
     for row, positive in zip(rows, _positive_classes(rows)):
@@ -185,7 +194,36 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
         for r in rest:
             r["rank"] = None
         out.extend(ranked + rest)
+    for folder, exc in unreadable:
+        out.append(_unreadable_row(folder, exc))
     return out
+
+
+def _unreadable_row(folder: Path, exc: RunError) -> dict[str, Any]:
+    """The `compare_runs` row of a run whose files are corrupt: in group "unreadable runs",
+    unranked, its note the error naming the file (`compare` of several runs lists it there and
+    ranks the others; `compare` of that run alone is the error)."""
+    row: dict[str, Any] = dict.fromkeys(
+        (
+            *("started", "updated", "dataset", "positive_class", "threshold", "threshold_rule", "metric"),
+            *("direction", "value", "max_epochs", "model_uri", "fit_seconds", "latency_p50_ms", "latency_source"),
+            *("package_bytes", "parameters", "rank"),
+        )
+    )
+    row.update(_robustness({}), **_baseline({}))
+    row.update(
+        run=folder.name,
+        path=str(folder),
+        name=folder.name,
+        state="unreadable",
+        task="-",
+        lower_is_better=False,
+        epochs=0,
+        resumable=False,
+        group="unreadable runs",
+        note="unreadable, " + str(exc).replace(f"{folder}{os.sep}", ""),  # the file named in its run folder
+    )
+    return row
 
 
 def comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
@@ -221,7 +259,10 @@ def _question(row: dict[str, Any]) -> str:
 def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:
     names: set[str] = set()
     for d in run_dirs:
-        metrics = _json(run_folder(Path(d)) / "metrics.json")
+        try:
+            metrics = _json(run_folder(Path(d)) / "metrics.json")
+        except RunError:  # an unreadable run is listed apart; it has no metric to offer
+            continue
         if isinstance(metrics, dict):
             names.update(k for k, v in metrics.items() if (k not in _BOOKKEEPING or k in _RANKABLE) and num(v) is not None)
     have = f"the runs have {', '.join(sorted(names))}" if names else "no run has test metrics yet"
@@ -238,6 +279,19 @@ def _json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: not valid JSON ({e})") from None
+
+
+def json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when there is no such file.
+
+    Raises:
+        RunError: naming the file, when it is not valid JSON or holds something else than an
+            object (a well-formed `[1, 2]` is as unusable to the readers as a torn file).
+    """
+    found = _json(path)
+    if found is not None and not isinstance(found, dict):
+        raise RunError(f"{path}: not a JSON object (holds a {type(found).__name__}); the file is corrupt")
+    return found
 
 
 def _yaml(path: Path) -> Any:
@@ -358,7 +412,7 @@ def _parameters(run_dir: Path, evidence: dict[str, Any]) -> int | None:
     for key, value in flatten(evidence.get("speed") or {}):
         if key.split(".")[-1] == "parameters" and num(value) is not None:
             return int(value)
-    manifest = _json(run_dir / "package" / "manifest.json") if (run_dir / "package" / "manifest.json").is_file() else None
+    manifest = json_object(run_dir / "package" / "manifest.json")
     value = ((manifest or {}).get("model") or {}).get("parameters")
     return int(value) if num(value) is not None else None
 

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from trustforge._fs import atomic_write_text
 from trustforge.data import redact_source
-from trustforge.errors import TrustForgeError
+from trustforge.errors import RunError, TrustForgeError
 from trustforge.evaluate._compare import fit_seconds
 from trustforge.evaluate._profile_view import profile_view
 from trustforge.evaluate._report_plots import PLOTS, importance_agreement, learning_metric_columns
@@ -131,7 +131,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     try:
         spec = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise TrustForgeError(f"{run_dir / 'spec.yaml'}: not valid YAML ({e})") from None
+        raise RunError(f"{run_dir / 'spec.yaml'}: not valid YAML ({e})") from None
     tensors: dict[str, np.ndarray] = {}
     path = run_dir / "explanations.safetensors"
     if path.is_file():
@@ -141,16 +141,16 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             tensors = load_file(str(path))
         except Exception as e:  # the library raises several types for a corrupt header
             raise TrustForgeError(f"{path}: not a valid safetensors file ({e})") from None
-    manifest = _json(run_dir / "package" / "manifest.json") or {}
+    manifest = _json_object(run_dir / "package" / "manifest.json") or {}
     return {
         "dir": run_dir,
         "spec": spec if isinstance(spec, dict) else {},
-        "metrics": _json(run_dir / "metrics.json") or {},
+        "metrics": _json_object(run_dir / "metrics.json") or {},
         "epochs": _epochs(run_dir / "epochs.csv"),
-        "status": _json(run_dir / "status.json") or {},
-        "evidence": _json(run_dir / "evidence.json") or {},
+        "status": _json_object(run_dir / "status.json") or {},
+        "evidence": _json_object(run_dir / "evidence.json") or {},
         "label_issues": _json(run_dir / "label_issues.json"),  # data.clean.label_issues (None: off)
-        "profile": _json(run_dir / "profile.json") or {},
+        "profile": _json_object(run_dir / "profile.json") or {},
         "tune": _json(run_dir / "tune.json"),  # the hyperparameter study this model came from (trustforge tune)
         "tensors": tensors,
         "manifest": manifest,
@@ -166,7 +166,15 @@ def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TrustForgeError(f"{path}: not valid JSON ({e})") from None
+        raise RunError(f"{path}: not valid JSON ({e})") from None
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path` (None: no such file); a file holding anything else is refused naming it."""
+    found = _json(path)
+    if found is not None and not isinstance(found, dict):
+        raise RunError(f"{path}: not a JSON object (holds a {type(found).__name__}); the file is corrupt")
+    return found
 
 
 def _epochs(path: Path) -> list[dict[str, float]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trustforge.errors import RunError
-from trustforge.evaluate._compare import _BOOKKEEPING, _alive, _json, _yaml, metric_direction, read_run
+from trustforge.evaluate._compare import _BOOKKEEPING, _alive, _yaml, json_object, metric_direction, read_run
 from trustforge.evaluate._report_summary import flatten, num
 
 __all__ = [
@@ -139,10 +139,10 @@ def run_metrics(run_dir: Path) -> dict[str, float]:
     empty when the run has none yet.
 
     Raises:
-        RunError: metrics.json is not valid JSON.
+        RunError: metrics.json is not valid JSON, or not a JSON object.
     """
-    found = _json(Path(run_dir) / "metrics.json")
-    if not isinstance(found, dict):
+    found = json_object(Path(run_dir) / "metrics.json")
+    if found is None:
         return {}
     out = {}
     for key, value in found.items():

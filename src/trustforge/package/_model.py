@@ -204,6 +204,8 @@ class Model:
         n = len(inputs[0])
         if 0 < n <= batch_size:
             out = self.module(*inputs).float()
+        elif n == 0:  # no rows: the outputs' width from one row of zeros, so an empty result has every column
+            out = self.module(*(torch.zeros((1, *t.shape[1:]), dtype=t.dtype) for t in inputs)).float()[:0]
         else:
             outs = [self.module(*(t[i : i + batch_size] for t in inputs)).float() for i in range(0, n, batch_size)]
             out = torch.cat(outs) if outs else torch.empty(0, 1)
@@ -292,10 +294,16 @@ class Model:
             (`source` "popularity", no score); see `data._interactions.recommend`.
 
         Raises:
-            DataError: not a recommendation model, k < 1, or no users.
+            DataError: not a recommendation model, `users` of another type (None), k < 1, or no users.
         """
         if not hasattr(self.module, "score_all"):  # only recommenders score every item
             raise DataError(f"recommend needs a recommendation model; this one is for task {self.schema.task}")
+        ok = (str, int, np.integer, os.PathLike, pd.DataFrame, pd.Series, np.ndarray, list, tuple)
+        if not isinstance(users, ok) or isinstance(users, bool):  # None failed deep inside as a bare TypeError
+            raise DataError(
+                "Model.recommend(users): must be user ids (a list, array or Series, one id) or a DataFrame / CSV / "
+                f"Parquet file with the user column; got {_kind(users)}"
+            )
         return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
 
 
