@@ -615,6 +615,9 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
             s += f"; {precision * 100:.1f} % of the cases it calls {pos} are {pos} (precision {_g(precision)})"
         text.append(s + ".")
     badge = None
+    majority = majority_view(metrics, iv)
+    if majority and not majority["clearly_above"]:
+        text.append(majority["sentence"])
     if base:
         text.append(base["sentence"] or _baseline_sentence(base))
         d = base["difference"]
@@ -640,6 +643,8 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
                 badge = ("privacy cost: " + badge[0], "warn") if badge else badge
     else:
         text.append("No baseline was trained in this run, so there is no simpler model to compare with.")
+    if majority and not majority["clearly_above"]:  # no verdict badge reads as good news beside it
+        badge = (majority["badge"], "bad" if majority["below"] else "warn")
     return _row("good", "How good", _g(value), metric_name(key), text, badge)
 
 
@@ -682,6 +687,46 @@ def _pays_for_privacy(ctx: dict[str, Any]) -> bool:
     guarantee's known price), or the twin scored better."""
     twin = _measured_twin(ctx)
     return twin is None or twin["cost"] > 0
+
+
+def majority_view(metrics: dict[str, Any], iv: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Accuracy against always predicting the test split's commonest class, for classification.
+
+    From `majority_class`/`majority_class_accuracy` in metrics.json, else (older runs) from the
+    per-class `support` and `labels`. `clearly_above` is whether accuracy (its interval's low end
+    where measured) is above that rate; None when accuracy or the class counts were not recorded.
+    """
+    acc = num(metrics.get("accuracy"))
+    name, rate = metrics.get("majority_class"), num(metrics.get("majority_class_accuracy"))
+    if rate is None:
+        support, labels = metrics.get("support"), metrics.get("labels")
+        if isinstance(support, list) and isinstance(labels, list) and len(support) == len(labels) and support:
+            counts = [num(c) or 0.0 for c in support]
+            if sum(counts) > 0:
+                i = max(range(len(counts)), key=counts.__getitem__)
+                name, rate = labels[i], counts[i] / sum(counts)
+    if acc is None or rate is None or name is None:
+        return None
+    low = num(((iv or {}).get("metrics", {}).get("accuracy") or {}).get("low"))
+    clearly_above = (low if low is not None else acc) > rate
+    below = acc < rate
+    where = "below" if below else ("level with" if acc == rate else "not clearly above")
+    sentence = f"Accuracy {_g(acc)} is {where} always predicting '{name}' ({_g(rate)})"
+    if not clearly_above:
+        other = next((k for k in ("pr_auc", "roc_auc", "f1_macro", "f1") if num(metrics.get(k)) is not None), None)
+        sentence += ": accuracy says little on this " + ("imbalanced split" if rate >= 0.6 else "split")
+        sentence += f"; see {metric_name(other)} ({_g(metrics[other])})." if other else "."
+    else:
+        sentence += "."
+    return {
+        "name": str(name),
+        "rate": rate,
+        "accuracy": acc,
+        "clearly_above": clearly_above,
+        "below": below,
+        "sentence": sentence,
+        "badge": f"{where} always predicting '{name}'",
+    }
 
 
 def _baseline_sentence(base: dict[str, Any]) -> str:
