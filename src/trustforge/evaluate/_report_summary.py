@@ -799,7 +799,19 @@ def _watch(ctx: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref, dict):
         rows = ref.get("rows") if isinstance(ref.get("rows"), dict) else {}
         features = ref.get("features") if isinstance(ref.get("features"), dict) else {}
-        s = f"Drift: served inputs are compared with {_count(rows.get('inputs'))} training rows on {len(features)} features"
+        skipped = ref.get("skipped") if isinstance(ref.get("skipped"), dict) else {}
+        why = str(skipped.get("inputs") or "no input features were recorded").rstrip(".")
+        modality = ref.get("modality") or "these"
+        if features:
+            s = f"Drift: served inputs are compared with {_count(rows.get('inputs'))} training rows on {len(features)} features"
+        elif ref.get("prediction"):
+            s = f"Drift: served inputs are not monitored ({why})"
+        else:  # nothing to compare: say so, not "0 training rows on 0 features"
+            s = (
+                f"Drift: not monitored for {modality} inputs ({why}; nor predictions: "
+                f"{str(skipped.get('prediction') or 'none were recorded').rstrip('.')}), so `trustforge monitor` cannot "
+                "watch this model" + (", and retraining will not change that" if why.startswith("no monitored features") else "")
+            )
         if ref.get("prediction"):
             src = ref.get("predictions_from")
             s += f", and served predictions with {_count(rows.get('predictions'))} predictions " + (
