@@ -170,6 +170,17 @@ class Design:
         return x if any(kind != "float" for kind, _ in self.parts) else x.toarray()
 
 
+def _fit_rows_words(data: Prepared, fit_rows: int) -> str:
+    """The rows a baseline was fitted on, in words: augmented copies in the training split are said."""
+    copies = data.augmented_copies
+    if not copies:
+        return f"{fit_rows} rows of the training split"
+    own = len(data.train) - copies
+    if fit_rows == len(data.train):
+        return f"{fit_rows} rows of the training split ({own} examples and {copies} augmented copies of them)"
+    return f"{fit_rows} rows sampled from the training split ({own} examples and {copies} augmented copies of them)"
+
+
 def _fit_rows(n: int, seed: int, max_rows: int = MAX_FIT_ROWS) -> np.ndarray:
     if n <= max_rows:
         return np.arange(n)
@@ -309,7 +320,7 @@ class LogisticBaseline(Baseline):
             description = (
                 f"logistic regression (L2, C=1, L-BFGS, at most {MAX_ITER} iterations"
                 f"{', class_weight=balanced as the spec balances classes' if balanced else ''}) fitted on "
-                f"{details['fit_rows']} rows of the training split, reading the model's encoded inputs as "
+                f"{_fit_rows_words(data, details['fit_rows'])}, reading the model's encoded inputs as "
                 f"{design.summary}; scored on the same test rows"
             )
             return Paired(
@@ -355,7 +366,7 @@ class RidgeBaseline(Baseline):
             fitted, design, details = fit_ridge(data, seed=spec.train.seed)
             base = pre.decode_regression(fitted.predict(design.transform(data.test.inputs)).astype(np.float64))
             description = (
-                f"ridge regression (alpha=1) fitted on {details['fit_rows']} rows of the training split, reading the "
+                f"ridge regression (alpha=1) fitted on {_fit_rows_words(data, details['fit_rows'])}, reading the "
                 f"model's encoded inputs as {design.summary}; scored on the same test rows"
             )
             return Paired(

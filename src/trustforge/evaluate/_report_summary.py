@@ -574,6 +574,7 @@ def _does(ctx: dict[str, Any]) -> dict[str, Any]:
         val = num(sizes.get("validation"))
         text.append(
             f"Trained on {_count(sizes.get('train'))} examples"
+            + (f" (+{_count(data['augmented_copies'])} augmented copies)" if num(data.get("augmented_copies")) else "")
             + (f", tuned on {_count(val)}" if val else "")
             + f", and tested on {_count(sizes.get('test') or metrics.get('n'))} held out from "
             + ("both." if val else "training.")
