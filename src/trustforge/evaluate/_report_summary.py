@@ -620,7 +620,10 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
     if majority and not majority["clearly_above"]:
         text.append(majority["sentence"])
     if base:
-        text.append(base["sentence"] or _baseline_sentence(base))
+        sentence = base["sentence"] or _baseline_sentence(base)
+        if majority and not majority["clearly_above"]:  # its majority-class caveat is said above, with PR AUC's figure
+            sentence = sentence.split(" But always predicting ")[0]
+        text.append(sentence)
         d = base["difference"]
         if d["value"] is not None and not base["sentence"]:
             text.append(
