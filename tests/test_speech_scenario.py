@@ -143,3 +143,18 @@ def test_speech_digits_full_settings_reach_the_target_on_unseen_voices(spoken_di
     assert result.metrics["accuracy"] >= 0.95, result.metrics["accuracy"]
     assert result.metrics["accuracy"] > baseline
     assert_near_readme("speech_digits.yaml", result.metrics)
+
+
+def test_augmented_copies_are_reported_apart_from_the_training_clips(spoken_digits, tmp_path):
+    """The split sizes add up to the clips read; the waveform copies are said as copies, not as examples."""
+    from trustforge.evaluate import write_report
+
+    raw = example(max_epochs=1)
+    raw["evaluate"] = {"speed": False, "corruptions": False, "explain": False, "robustness": False}
+    run = trustforge.run(raw, progress=False, register=False)
+    data = json.loads((run.run_dir / "evidence.json").read_text())["data"]
+    sizes = data["split_sizes"]
+    assert sum(sizes.values()) == data["rows"] and data["augmented_copies"] == sizes["train"]  # copies: 1
+    html = " ".join(write_report(run.run_dir).read_text(encoding="utf-8").split())
+    assert f"Trained on {sizes['train']:,} examples (+{sizes['train']:,} augmented copies)" in html
+    assert f"({sizes['train']} examples and {sizes['train']} augmented copies of them)" in html  # the baseline's fit

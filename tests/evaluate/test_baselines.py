@@ -351,3 +351,21 @@ def test_every_example_reports_its_baseline_and_intervals(path, tmp_path, monkey
     assert headline["low"] <= headline["value"] <= headline["high"] and headline["value"] == pytest.approx(b["model"])
     metrics = json.loads((r.run_dir / "metrics.json").read_text())
     assert metrics["baseline"]["verdict"] == b["verdict"] and metrics["intervals"]["metrics"] == iv["metrics"]
+
+
+def test_the_baseline_sentence_says_when_always_predicting_the_majority_class_scores_more():
+    """Fraud: beating logistic regression on accuracy (0.910 against 0.894) says little when always
+    predicting 'legit' scores 0.9855; the sentence `train` prints and the report shows says so."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from trustforge.evaluate._baselines import _majority_caveat
+
+    data = SimpleNamespace(
+        schema=SimpleNamespace(classes=["legit", "fraud"]), test=SimpleNamespace(target=torch.tensor([0] * 9855 + [1] * 145))
+    )
+    said = _majority_caveat("accuracy", {"value": 0.910, "low": 0.905, "high": 0.916}, data)
+    assert said is not None and "always predicting 'legit' scores 0.986" in said and "below it" in said
+    assert _majority_caveat("accuracy", {"value": 0.995, "low": 0.99, "high": 0.998}, data) is None  # clearly above
+    assert _majority_caveat("rmse", {"value": 0.1}, data) is None

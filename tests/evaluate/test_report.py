@@ -9,6 +9,7 @@ exercised on real data, not hand-typed numbers.
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import io
 import json
 import re
@@ -609,6 +610,23 @@ def test_verdicts_are_badged(examples, tmp_path):
         run = _with_contract_keys(examples["cancer"], tmp_path / verdict, verdict=verdict, loaded=False)
         a = _answers(write_report(run).read_text(encoding="utf-8"))
         assert badge in a["good"] and "loaded machine" not in a["fast"]
+
+
+def test_accuracy_below_always_predicting_the_majority_class_is_said_plainly(examples, tmp_path):
+    """An imbalanced split: accuracy 0.91 beats logistic regression yet trails always predicting 'legit'."""
+    run = _with_contract_keys(examples["cancer"], tmp_path / "imbalanced", verdict="beats", loaded=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update(accuracy=0.91, majority_class="legit", majority_class_accuracy=0.9855, pr_auc=0.42)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    good = html_lib.unescape(_answers(write_report(run).read_text(encoding="utf-8"))["good"])
+    assert "below always predicting 'legit' (0.986)" in good and "imbalanced split; see PR AUC (0.42)" in good
+    assert "beats its baseline" not in good  # the badge no longer reads as good news
+    # an older run without the keys: the rate comes from the per-class support
+    del metrics["majority_class"], metrics["majority_class_accuracy"]
+    metrics["support"] = [5, 95]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    good = html_lib.unescape(_answers(write_report(run).read_text(encoding="utf-8"))["good"])
+    assert f"always predicting '{metrics['labels'][1]}' (0.95)" in good
 
 
 def test_old_run_folders_still_render_and_say_what_they_lack(runs):

@@ -246,3 +246,12 @@ def test_probabilities_sum_to_one_in_float64_so_sklearn_metrics_take_them_withou
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "y_prob values do not sum to one" from float32 probabilities cast up
         skm.log_loss(np.arange(2000) % 10, proba, labels=range(10))
+
+
+def test_classification_metrics_record_the_majority_class_rate():
+    """On an imbalanced test split accuracy must be read against always predicting the commonest class."""
+    y = np.array([0] * 97 + [1] * 3)
+    proba = np.tile([0.4, 0.6], (100, 1))  # always calls the rare class
+    m = task_named("classification").compute_metrics(y, proba=proba, classes=["legit", "fraud"])
+    assert m["majority_class"] == "legit" and m["majority_class_accuracy"] == pytest.approx(0.97)
+    assert m["accuracy"] == pytest.approx(0.03)

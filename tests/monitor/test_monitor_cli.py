@@ -130,3 +130,27 @@ def test_a_package_without_reference_statistics_is_a_clear_error(tmp_path, works
     load_iris(as_frame=True).frame.drop(columns=["target"]).to_csv(tmp_path / "iris.csv", index=False)
     code, _, err = run_main("monitor", r.package, "--data", tmp_path / "iris.csv", home=workspace)
     _one_line_error(code, err, 2, "no drift reference statistics", "retrain")
+
+
+def test_a_forecaster_says_drift_is_not_monitored_for_series_inputs_not_to_retrain(tmp_path, workspace):
+    r = trustforge.run(
+        {
+            "name": "air-no-drift",
+            "task": "forecasting",
+            "data": {"source": "builtin:air_passengers"},
+            "model": {"kind": "mlp", "hidden": [8]},
+            "train": {"max_epochs": 1},
+            "evaluate": {"speed": False, "corruptions": False, "explain": False},
+        },
+        progress=False,
+        register=False,
+    )
+    (tmp_path / "air.csv").write_text("passengers\n" + "\n".join(str(100 + i) for i in range(60)))
+    code, _, err = run_main("monitor", r.package, "--data", tmp_path / "air.csv", home=workspace)
+    _one_line_error(code, err, 2, "not monitored for series inputs", "retraining will not add")
+    assert "retrain it to add" not in err
+    from trustforge.evaluate import write_report  # the report says the same, not "compared with 0 training rows on 0 features"
+
+    html = " ".join(write_report(r.run_dir).read_text(encoding="utf-8").split())
+    assert "Drift: not monitored for series inputs" in html and "retraining will not change that" in html
+    assert "0 training rows on 0 features" not in html

@@ -292,8 +292,11 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         direction = members[0].get("direction")
         said = f"{direction} is better" if direction or members[0]["metric"] is None else "direction unknown; ranked highest first"
         ranked = [r for r in members if r["rank"] is not None]
-        head = group if members[0]["metric"] is None else f"{group} ({said})"
+        question, _, split = group.partition("; ")  # the split that picks the test rows on a line of its own
+        head = question if members[0]["metric"] is None else f"{question} ({said})"
         for line in _wrapped(head + ("" if ranked else ": no run to rank"), "", "  "):
+            _print(line)
+        for line in _wrapped(f"scored on the {split}", "  ") if split else []:
             _print(line)
         # Runs whose decision thresholds differ classify the same scores differently: say so per run.
         show_threshold = len({r["threshold"] for r in ranked}) > 1
@@ -310,6 +313,7 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
                 str(r["rank"]),
                 r["run"],
                 _fmt(r["value"], ".4f"),
+                _fmt(r["n"], ","),
                 _fmt(r["fit_seconds"], ".1f"),
                 _fmt(r["latency_p50_ms"], ".3f") + ("*" if forward else ""),
                 _fmt(None if r["package_bytes"] is None else r["package_bytes"] / 1024, ".1f"),
@@ -322,11 +326,12 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
                 row.insert(3, _fmt(r["threshold"], ".3g"))
             cells.append(tuple(row))
         if cells:
-            headers = ["#", "run", str(members[0]["metric"]), "fit s", "p50 ms", "KiB", "params"]
-            optional, right = (6, 5, 3), (0, 2, 3, 4, 5, 6)
+            # n: the test rows each figure was scored on (a group shares its split, not always its n).
+            headers = ["#", "run", str(members[0]["metric"]), "n", "fit s", "p50 ms", "KiB", "params"]
+            optional, right = (7, 6, 4), (0, 2, 3, 4, 5, 6, 7)
             if show_robust:
                 headers.append("flip ε" + (f" ({_NORMS.get(next(iter(norms)), next(iter(norms)))})" if len(norms) == 1 else ""))
-                optional, right = (6, 5, 3, 7), (0, 2, 3, 4, 5, 6, 7)
+                optional, right = (7, 6, 4, 8), (0, 2, 3, 4, 5, 6, 7, 8)
             if show_threshold:  # never dropped: the figures mean something else without it
                 headers.insert(3, "threshold")
                 optional, right = tuple(i + (i >= 3) for i in optional), tuple(i + (i >= 3) for i in right) + (3,)
@@ -341,7 +346,7 @@ def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -
         for line in _wrapped(
             "p50 ms: median latency of Model.predict on one row (speed.predict.p50_ms)"
             + ("; a figure marked * is an older run's forward pass only" if older else "")
-            + ". KiB: package size."
+            + ". n: the test rows the figure is scored on. KiB: package size."
             + (
                 " flip ε: the median smallest attack budget that flips a prediction the run got right"
                 " (robustness.smallest_flip; larger is sturdier, comparable only on the same data and norm;"

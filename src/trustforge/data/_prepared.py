@@ -57,6 +57,14 @@ class Prepared:
     # relabelled, warnings}; `data.report_label_issues`), for the run's metrics; None: off.
     label_issues: dict[str, Any] | None = None
 
+    @property
+    def augmented_copies(self) -> int:
+        """Training rows augmentation added to the split as read (audio's waveform copies, mixup's
+        mixed rows): what the evidence reports beside the training split's own size; 0 for none."""
+        if not self.augmentation or self.train_raw is None or self.schema.modality in ("series", "interactions"):
+            return 0  # a series trains on windows and interactions on pairs: not rows of train_raw
+        return max(0, len(self.train) - len(self.train_raw))
+
     def evidence(self) -> dict[str, Any]:
         """The run's metrics entries that say which augmentations were used and what the label-issue
         pass found (none: no entry)."""

@@ -170,6 +170,37 @@ class Design:
         return x if any(kind != "float" for kind, _ in self.parts) else x.toarray()
 
 
+def _majority_caveat(metric: str, model_value: dict[str, Any], data: Prepared) -> str | None:
+    """For accuracy: a sentence naming what always predicting the test split's commonest class
+    scores, where the model's accuracy (its interval's low end) is not above it; else None."""
+    classes = getattr(data.schema, "classes", None)
+    if metric != "accuracy" or not classes:
+        return None
+    counts = np.bincount(data.test.target.numpy().astype(np.int64), minlength=len(classes))
+    if not counts.sum():
+        return None
+    rate, name = float(counts.max() / counts.sum()), classes[int(counts.argmax())]
+    value, low = model_value.get("value"), model_value.get("low")
+    if value is None or (low if low is not None else value) > rate:
+        return None
+    where = "below" if value < rate else "not clearly above"
+    return (
+        f"But always predicting {name!r} scores {rate:.3f} on these rows, and the model's accuracy is {where} it: "
+        "accuracy says little on this split; read the positive class's recall and precision, or PR AUC."
+    )
+
+
+def _fit_rows_words(data: Prepared, fit_rows: int) -> str:
+    """The rows a baseline was fitted on, in words: augmented copies in the training split are said."""
+    copies = data.augmented_copies
+    if not copies:
+        return f"{fit_rows} rows of the training split"
+    own = len(data.train) - copies
+    if fit_rows == len(data.train):
+        return f"{fit_rows} rows of the training split ({own} examples and {copies} augmented copies of them)"
+    return f"{fit_rows} rows sampled from the training split ({own} examples and {copies} augmented copies of them)"
+
+
 def _fit_rows(n: int, seed: int, max_rows: int = MAX_FIT_ROWS) -> np.ndarray:
     if n <= max_rows:
         return np.arange(n)
@@ -309,7 +340,7 @@ class LogisticBaseline(Baseline):
             description = (
                 f"logistic regression (L2, C=1, L-BFGS, at most {MAX_ITER} iterations"
                 f"{', class_weight=balanced as the spec balances classes' if balanced else ''}) fitted on "
-                f"{details['fit_rows']} rows of the training split, reading the model's encoded inputs as "
+                f"{_fit_rows_words(data, details['fit_rows'])}, reading the model's encoded inputs as "
                 f"{design.summary}; scored on the same test rows"
             )
             return Paired(
@@ -355,7 +386,7 @@ class RidgeBaseline(Baseline):
             fitted, design, details = fit_ridge(data, seed=spec.train.seed)
             base = pre.decode_regression(fitted.predict(design.transform(data.test.inputs)).astype(np.float64))
             description = (
-                f"ridge regression (alpha=1) fitted on {details['fit_rows']} rows of the training split, reading the "
+                f"ridge regression (alpha=1) fitted on {_fit_rows_words(data, details['fit_rows'])}, reading the "
                 f"model's encoded inputs as {design.summary}; scored on the same test rows"
             )
             return Paired(
@@ -559,6 +590,9 @@ def yardstick(
         **({"fit": p.details} if p.details else {}),
         **({"threshold": p.threshold} if p.threshold is not None else {}),
     }
+    caveat = _majority_caveat(metric, model_value, data)
+    if caveat:  # beating logistic regression says little where always predicting one class scores more
+        baseline["sentence"] += " " + caveat
     method = "percentile bootstrap" + (f", moving blocks of {p.block} {p.unit}" if p.block > 1 else f" of the {p.unit}")
     if any(m.get("method") == "clopper_pearson" for m in boot["metrics"].values()):
         method += "; exact binomial (Clopper-Pearson) for proportions (accuracy, precision, recall)"

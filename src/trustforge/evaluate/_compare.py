@@ -7,7 +7,8 @@ run's state and why it cannot be compared, in words that are true of that run.
 
 Runs are ranked only against runs that answer the same question: the same task on the same
 data source, for the same positive class (binary classification: malignant recall and benign
-recall are different figures), by the same metric. Digits and breast cancer are never on one
+recall are different figures), scored on the same test rows (the same `data.split` and
+`train.seed`, which draws the split), by the same metric. Digits and breast cancer are never on one
 leaderboard. A `--metric` that no run has is a usage error naming the metrics they have.
 """
 
@@ -85,7 +86,9 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
     Returns a dict with: run (folder name), path, name (the spec's), state (one of `STATES`:
     "killed" is a status.json still saying "running" whose process is gone), started, updated,
     task, dataset (the data source, local paths cut to the file name), positive_class (binary
-    classification: the class precision, recall and F1 are of; else None), threshold and
+    classification: the class precision, recall and F1 are of; else None), test_split (the
+    settings that pick the test rows, in words), n (the test rows scored; None without metrics),
+    threshold and
     threshold_rule (the decision threshold on its probability, and the rule that chose it),
     metric, lower_is_better,
     value (None when the run has no such figure), epochs (rows of epochs.csv), max_epochs,
@@ -131,6 +134,8 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "task": task,
         "dataset": status["dataset"] if isinstance(status.get("dataset"), str) else _dataset(data.get("source")),
         "positive_class": None if positive is None else str(positive),
+        "test_split": _test_split(task, data, train),
+        "n": int(num((metrics or {}).get("n"))) if num((metrics or {}).get("n")) is not None else None,
         "threshold": num(threshold.get("value")),
         "threshold_rule": threshold.get("rule"),
         "metric": chosen,
@@ -157,7 +162,7 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
     """Leaderboard rows (see `read_run`), one per run, grouped and ranked.
 
     A group is one task on one data source, for one positive class (binary classification),
-    measured by one metric (`metric`, or each task's leaderboard metric: accuracy, rmse,
+    scored on one test split (`data.split` and `train.seed`), measured by one metric (`metric`, or each task's leaderboard metric: accuracy, rmse,
     ndcg@10): `group` names it and `rank` is 1 for the best run of its group. Runs that cannot
     be ranked (not completed, or without the metric) keep `rank` None and say why in `note`;
     an unfinished run whose positive class is unknown joins the group of its task and data
@@ -181,9 +186,11 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
         _unknown_metric(metric, run_dirs)
     for row, positive in zip(rows, _positive_classes(rows)):
         row["positive_class"] = positive
-        row["group"] = f"{_question(row)}, by {row['metric']}"
+        row["group"] = f"{_question({**row, 'test_split': None})}, by {row['metric']}" + (
+            f"; {row['test_split']}" if row["test_split"] else ""
+        )
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["positive_class"] or "", r["metric"] or "")):
+    for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["positive_class"] or "", r["test_split"], r["metric"] or "")):
         groups.setdefault(row["group"], []).append(row)
     out = []
     for members in groups.values():
@@ -253,7 +260,25 @@ def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
 
 def _question(row: dict[str, Any]) -> str:
     positive = f", positive class {row['positive_class']}" if row.get("positive_class") is not None else ""
-    return f"{row.get('task') or 'unknown task'} on {row.get('dataset') or 'unknown data'}{positive}"
+    split = f", {row['test_split']}" if row.get("test_split") else ""
+    return f"{row.get('task') or 'unknown task'} on {row.get('dataset') or 'unknown data'}{positive}{split}"
+
+
+def _test_split(task: str, data: dict[str, Any], train: dict[str, Any]) -> str:
+    """The settings that pick a run's test rows, in words: `data.split` (fractions, stratification)
+    and the seed it is drawn with (`train.seed`). Runs that differ in any are scored on different
+    rows, so `compare` never ranks them against each other. Missing settings take the spec's defaults."""
+    split = data.get("split") if isinstance(data.get("split"), dict) else {}
+    test, validation = split.get("test", 0.2), split.get("validation", 0.1)
+    stratify = split.get("stratify")
+    if stratify is None:
+        stratify = task == "classification"
+    seed = train.get("seed", 7)
+    return (
+        f"test split {test:g} (validation {validation:g}{', stratified' if stratify else ''}, seed {seed})"
+        if isinstance(test, (int, float)) and isinstance(validation, (int, float))
+        else f"test split {test} (validation {validation}, seed {seed})"
+    )
 
 
 def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:

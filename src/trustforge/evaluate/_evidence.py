@@ -283,11 +283,13 @@ def _describe(spec: TaskSpec, data: Prepared) -> dict[str, Any]:
         "classes": s.classes,
         "columns": [{"name": c.name, "kind": c.kind, "missing": c.missing} for c in s.columns],
         "image_shape": list(s.image_shape) if s.image_shape else None,
+        # The training split's own rows; augmented copies (which the model also trains on) apart.
         "split_sizes": {
-            "train": len(data.train),
+            "train": len(data.train) - data.augmented_copies,
             "validation": len(data.validation) if data.validation is not None else 0,
             "test": len(data.test),
         },
+        **({"augmented_copies": data.augmented_copies} if data.augmented_copies else {}),
     }
 
 

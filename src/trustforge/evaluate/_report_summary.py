@@ -574,6 +574,7 @@ def _does(ctx: dict[str, Any]) -> dict[str, Any]:
         val = num(sizes.get("validation"))
         text.append(
             f"Trained on {_count(sizes.get('train'))} examples"
+            + (f" (+{_count(data['augmented_copies'])} augmented copies)" if num(data.get("augmented_copies")) else "")
             + (f", tuned on {_count(val)}" if val else "")
             + f", and tested on {_count(sizes.get('test') or metrics.get('n'))} held out from "
             + ("both." if val else "training.")
@@ -615,8 +616,14 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
             s += f"; {precision * 100:.1f} % of the cases it calls {pos} are {pos} (precision {_g(precision)})"
         text.append(s + ".")
     badge = None
+    majority = majority_view(metrics, iv)
+    if majority and not majority["clearly_above"]:
+        text.append(majority["sentence"])
     if base:
-        text.append(base["sentence"] or _baseline_sentence(base))
+        sentence = base["sentence"] or _baseline_sentence(base)
+        if majority and not majority["clearly_above"]:  # its majority-class caveat is said above, with PR AUC's figure
+            sentence = sentence.split(" But always predicting ")[0]
+        text.append(sentence)
         d = base["difference"]
         if d["value"] is not None and not base["sentence"]:
             text.append(
@@ -640,6 +647,8 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
                 badge = ("privacy cost: " + badge[0], "warn") if badge else badge
     else:
         text.append("No baseline was trained in this run, so there is no simpler model to compare with.")
+    if majority and not majority["clearly_above"]:  # no verdict badge reads as good news beside it
+        badge = (majority["badge"], "bad" if majority["below"] else "warn")
     return _row("good", "How good", _g(value), metric_name(key), text, badge)
 
 
@@ -682,6 +691,46 @@ def _pays_for_privacy(ctx: dict[str, Any]) -> bool:
     guarantee's known price), or the twin scored better."""
     twin = _measured_twin(ctx)
     return twin is None or twin["cost"] > 0
+
+
+def majority_view(metrics: dict[str, Any], iv: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Accuracy against always predicting the test split's commonest class, for classification.
+
+    From `majority_class`/`majority_class_accuracy` in metrics.json, else (older runs) from the
+    per-class `support` and `labels`. `clearly_above` is whether accuracy (its interval's low end
+    where measured) is above that rate; None when accuracy or the class counts were not recorded.
+    """
+    acc = num(metrics.get("accuracy"))
+    name, rate = metrics.get("majority_class"), num(metrics.get("majority_class_accuracy"))
+    if rate is None:
+        support, labels = metrics.get("support"), metrics.get("labels")
+        if isinstance(support, list) and isinstance(labels, list) and len(support) == len(labels) and support:
+            counts = [num(c) or 0.0 for c in support]
+            if sum(counts) > 0:
+                i = max(range(len(counts)), key=counts.__getitem__)
+                name, rate = labels[i], counts[i] / sum(counts)
+    if acc is None or rate is None or name is None:
+        return None
+    low = num(((iv or {}).get("metrics", {}).get("accuracy") or {}).get("low"))
+    clearly_above = (low if low is not None else acc) > rate
+    below = acc < rate
+    where = "below" if below else ("level with" if acc == rate else "not clearly above")
+    sentence = f"Accuracy {_g(acc)} is {where} always predicting '{name}' ({_g(rate)})"
+    if not clearly_above:
+        other = next((k for k in ("pr_auc", "roc_auc", "f1_macro", "f1") if num(metrics.get(k)) is not None), None)
+        sentence += ": accuracy says little on this " + ("imbalanced split" if rate >= 0.6 else "split")
+        sentence += f"; see {metric_name(other)} ({_g(metrics[other])})." if other else "."
+    else:
+        sentence += "."
+    return {
+        "name": str(name),
+        "rate": rate,
+        "accuracy": acc,
+        "clearly_above": clearly_above,
+        "below": below,
+        "sentence": sentence,
+        "badge": f"{where} always predicting '{name}'",
+    }
 
 
 def _baseline_sentence(base: dict[str, Any]) -> str:
@@ -754,7 +803,19 @@ def _watch(ctx: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref, dict):
         rows = ref.get("rows") if isinstance(ref.get("rows"), dict) else {}
         features = ref.get("features") if isinstance(ref.get("features"), dict) else {}
-        s = f"Drift: served inputs are compared with {_count(rows.get('inputs'))} training rows on {len(features)} features"
+        skipped = ref.get("skipped") if isinstance(ref.get("skipped"), dict) else {}
+        why = str(skipped.get("inputs") or "no input features were recorded").rstrip(".")
+        modality = ref.get("modality") or "these"
+        if features:
+            s = f"Drift: served inputs are compared with {_count(rows.get('inputs'))} training rows on {len(features)} features"
+        elif ref.get("prediction"):
+            s = f"Drift: served inputs are not monitored ({why})"
+        else:  # nothing to compare: say so, not "0 training rows on 0 features"
+            s = (
+                f"Drift: not monitored for {modality} inputs ({why}; nor predictions: "
+                f"{str(skipped.get('prediction') or 'none were recorded').rstrip('.')}), so `trustforge monitor` cannot "
+                "watch this model" + (", and retraining will not change that" if why.startswith("no monitored features") else "")
+            )
         if ref.get("prediction"):
             src = ref.get("predictions_from")
             s += f", and served predictions with {_count(rows.get('predictions'))} predictions " + (

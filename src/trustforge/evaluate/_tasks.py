@@ -324,6 +324,10 @@ class Classification(Task):
         pos, threshold = _decision(decision, classes)
         m = classification_metrics(np.asarray(y_true, dtype=np.int64), proba, classes, positive=pos, threshold=threshold)
         m["labels"] = list(classes)
+        counts = np.bincount(np.asarray(y_true, dtype=np.int64), minlength=len(classes))
+        if counts.sum():  # the yardstick accuracy must clear: always predicting the commonest test class
+            m["majority_class"] = str(classes[int(counts.argmax())])
+            m["majority_class_accuracy"] = float(counts.max() / counts.sum())
         if len(classes) == 2:
             m["positive_class"] = str(classes[1 if pos is None else pos])
             if decision is not None:

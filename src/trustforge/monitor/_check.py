@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from trustforge.errors import DataError, ModelError
 from trustforge.monitor._history import DriftHistory, history_dir
 from trustforge.monitor._monitor import MIN_WINDOW_ROWS, DriftMonitor, WindowResult
+from trustforge.monitor._reference import supports
 
 if TYPE_CHECKING:
     from trustforge.package import Model
@@ -88,7 +89,8 @@ def check_drift(
             `trustforge.monitor`).
 
     Raises:
-        ModelError: the package has no drift reference statistics, or a URI came without a registry.
+        ModelError: the package has no drift reference statistics, its inputs are of a kind drift
+            is not monitored for (series, interactions), or a URI came without a registry.
         DataError: the data cannot be read as the model's inputs, or has fewer rows than a window needs.
         TrustForgeError: the model cannot be resolved, verified or loaded.
     """
@@ -108,6 +110,12 @@ def check_drift(
         model, name = Model.load(source, public_key=public_key), str(source)
     record = history.record if history is not None else None
     mon = DriftMonitor.for_model(model, audit=audit, actor=actor, uri=name, window=window, history=None, logger=logger, record=record)
+    reference = (model.manifest.get("monitor") or {}).get("reference")
+    if mon is None and isinstance(reference, dict) and not supports(str(reference.get("modality"))):
+        raise ModelError(  # retraining cannot help: this version has no drift statistics for these inputs
+            f"{source}: drift is not monitored for {reference.get('modality')} inputs: this version of trustforge "
+            "computes no drift statistics for them (nor for this task's predictions), so retraining will not add any"
+        )
     if mon is None:
         raise ModelError(
             f"{source}: the package has no drift reference statistics (trained before monitoring "
