@@ -202,7 +202,6 @@ def _creator(settings: Settings, registry: Registry | None) -> str:
     return "local-admin" if settings.token is None else "token"
 
 
-@restores_threads
 def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int, Sequence[str]], None]:
     """What train refuses before fitting once the inputs are known, for `data.validate_data`
     (which may not import the later stages): `evaluate.robustness` against the fitted inputs, the
@@ -223,6 +222,7 @@ def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int, Sequence[str]],
     return check
 
 
+@restores_threads
 def _run(
     spec: TaskSpec,
     settings: Settings,

@@ -133,7 +133,7 @@ def _evidence_line(ev: dict) -> str:
 
 def _check_format(value: str) -> str:
     """--format, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
-    from trustforge.package._artefact import EXPORT_FORMATS
+    from trustforge.package import EXPORT_FORMATS
 
     if value not in EXPORT_FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(EXPORT_FORMATS)}; got {value!r}")
@@ -142,7 +142,7 @@ def _check_format(value: str) -> str:
 
 def _check_quantize(value: Optional[str]) -> Optional[str]:
     """--quantize, checked while parsing (exit 2 naming the option)."""
-    from trustforge.package._artefact import QUANTIZATIONS
+    from trustforge.package import QUANTIZATIONS
 
     if value is not None and value not in QUANTIZATIONS:
         raise typer.BadParameter(f"must be one of {', '.join(QUANTIZATIONS)}; got {value!r}")

@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trustforge._lazy import lazy_names
-from trustforge.package._artefact import EXPORT_FORMATS, export_entries, export_entry_version, export_path, find_exports, read_export
+from trustforge.package._artefact import (
+    EXPORT_FORMATS,
+    QUANTIZATIONS,
+    export_entries,
+    export_entry_version,
+    export_path,
+    find_exports,
+    read_export,
+)
 from trustforge.package._format import (
     FORMAT,
     FORMAT_VERSION,
@@ -78,6 +86,7 @@ __all__ = [
     "onnx_bytes",
     "OnnxModule",
     "EXPORT_FORMATS",
+    "QUANTIZATIONS",
     "ONNX_OPSET",
 ]
 

@@ -39,6 +39,29 @@ __all__ = ["PrivateStep", "accounting_refusal"]
 SAMPLING = "poisson"  # what `batches` draws; recorded with the guarantee
 
 
+def _check_arguments(
+    epsilon: float | None,
+    noise_multiplier: float | None,
+    accountant: str,
+    sample_size: int,
+    batch_size: int,
+    epochs: int,
+    delta: float,
+    max_grad_norm: float,
+) -> None:
+    """`PrivateStep`'s arguments, each in range (ValueError naming the first that is not)."""
+    if (epsilon is None) == (noise_multiplier is None):
+        raise ValueError("give epsilon or noise_multiplier, not both and not neither")
+    if accountant not in ("prv", "rdp"):
+        raise ValueError(f"accountant must be prv or rdp; got {accountant!r}")
+    if sample_size < 1 or batch_size < 1 or epochs < 1:
+        raise ValueError(f"sample_size, batch_size and epochs must be >= 1; got {sample_size}, {batch_size}, {epochs}")
+    if not 0 < delta < 1 or max_grad_norm <= 0:
+        raise ValueError(f"delta must be in (0, 1) and max_grad_norm > 0; got {delta}, {max_grad_norm}")
+    if delta * sample_size >= 1:  # the spec's own check (`PrivacySpec.check_delta`) names the field first
+        raise ValueError(f"delta must be below 1/sample_size = {1 / sample_size:.3g}; got {delta}")
+
+
 class PrivateStep(StepStrategy):
     """DP-SGD steps on Poisson batches, with Opacus' per-sample clipping, noise and accountant.
 
@@ -76,16 +99,7 @@ class PrivateStep(StepStrategy):
         from opacus.accountants import create_accountant
         from opacus.accountants.utils import get_noise_multiplier
 
-        if (epsilon is None) == (noise_multiplier is None):
-            raise ValueError("give epsilon or noise_multiplier, not both and not neither")
-        if accountant not in ("prv", "rdp"):
-            raise ValueError(f"accountant must be prv or rdp; got {accountant!r}")
-        if sample_size < 1 or batch_size < 1 or epochs < 1:
-            raise ValueError(f"sample_size, batch_size and epochs must be >= 1; got {sample_size}, {batch_size}, {epochs}")
-        if not 0 < delta < 1 or max_grad_norm <= 0:
-            raise ValueError(f"delta must be in (0, 1) and max_grad_norm > 0; got {delta}, {max_grad_norm}")
-        if delta * sample_size >= 1:  # the spec's own check (`PrivacySpec.check_delta`) names the field first
-            raise ValueError(f"delta must be below 1/sample_size = {1 / sample_size:.3g}; got {delta}")
+        _check_arguments(epsilon, noise_multiplier, accountant, sample_size, batch_size, epochs, delta, max_grad_norm)
         self.sample_size = int(sample_size)
         self.batch_size = min(int(batch_size), self.sample_size)
         self.sample_rate = self.batch_size / self.sample_size
