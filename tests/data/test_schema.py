@@ -100,7 +100,7 @@ def test_features_and_drop_choose_the_inputs() -> None:
     assert schema.input_names == ["age", "city", "smoker", "member"] and schema.ignored == ["visits", "flag"]
     with pytest.raises(DataError, match="nope"):
         infer(frame, drop=["nope"])
-    with pytest.raises(DataError, match="target 'y' cannot also be a feature"):
+    with pytest.raises(DataError, match=r"data\.features\.y names the target 'y' \(data\.target\); the target is not a feature"):
         infer(frame, features=["age", "y"])
     with pytest.raises(DataError, match="no feature columns"):
         infer(frame[["y"]])

@@ -203,8 +203,6 @@ def infer_table_schema(
         own = {c: {k: v for k, v in e.items() if k != "type"} for c, e in entries.items() if isinstance(e, dict)}
         chosen = list(features) if isinstance(features, list) else []
         names = chosen or [c for c in frame.columns if c != raw.target and c not in drop]
-        if raw.target in names:
-            raise DataError(f"{raw.origin}: the target {raw.target!r} cannot also be a feature")
         if not names:
             raise DataError(f"{raw.origin}: no feature columns left besides the target")
         options = FeatureOptions(max_categories=max_categories)
