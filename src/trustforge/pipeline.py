@@ -222,6 +222,15 @@ def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int, Sequence[str]],
     return check
 
 
+def _stopped(run_dir: Path, digest: str) -> None:
+    """A run stopped from outside: keep its folder as interrupted (resumable) when there is a
+    checkpoint to resume from, else remove it."""
+    if (run_dir / "checkpoints" / "last.safetensors").exists():
+        _write_status(run_dir, "interrupted", digest)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @restores_threads
 def _run(
     spec: TaskSpec,
@@ -379,24 +388,15 @@ def _run(
             _write_status(run_dir, "failed", digest)
         raise
     except Exception as exc:
-        if not isinstance(exc, (OSError, MemoryError)):
+        if isinstance(exc, (OSError, MemoryError)):  # the machine (a full disk, memory): as an interrupt
+            _stopped(run_dir, digest)
+        else:
             # A bug (neither bad input, nor the machine, nor an interrupt): the run failed, and its
             # folder is kept as evidence; `runs list` must not offer it as interrupted and resumable.
             _write_status(run_dir, "failed", digest)
-            raise
-        # The machine (a full disk, memory): as an interrupt, resumable once it is put right.
-        if (run_dir / "checkpoints" / "last.safetensors").exists():
-            _write_status(run_dir, "interrupted", digest)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    except BaseException:
-        # Interrupted (Ctrl-C, kill), in training or after: keep the folder when there is a
-        # checkpoint to resume from.
-        if (run_dir / "checkpoints" / "last.safetensors").exists():
-            _write_status(run_dir, "interrupted", digest)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    except BaseException:  # interrupted (Ctrl-C, kill), in training or after
+        _stopped(run_dir, digest)
         raise
     _write_status(run_dir, "completed", digest, model_uri=model_uri, leaderboard_metric=task_of(spec).leaderboard_metric(metrics))
     return RunResult(run_dir, package, metrics, history, spec, timings, model_uri, keyring)

@@ -135,7 +135,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "dataset": status["dataset"] if isinstance(status.get("dataset"), str) else _dataset(data.get("source")),
         "positive_class": None if positive is None else str(positive),
         "test_split": _test_split(task, data, train),
-        "n": int(num((metrics or {}).get("n"))) if num((metrics or {}).get("n")) is not None else None,
+        "n": None if (n := num((metrics or {}).get("n"))) is None else int(n),
         "threshold": num(threshold.get("value")),
         "threshold_rule": threshold.get("rule"),
         "metric": chosen,
@@ -268,12 +268,15 @@ def _test_split(task: str, data: dict[str, Any], train: dict[str, Any]) -> str:
     """The settings that pick a run's test rows, in words: `data.split` (fractions, stratification)
     and the seed it is drawn with (`train.seed`). Runs that differ in any are scored on different
     rows, so `compare` never ranks them against each other. Missing settings take the spec's defaults."""
+    from trustforge.spec import SplitSpec, TrainSpec  # the defaults, from where they are declared
+
+    defaults = SplitSpec.model_fields
     split = data.get("split") if isinstance(data.get("split"), dict) else {}
-    test, validation = split.get("test", 0.2), split.get("validation", 0.1)
+    test, validation = split.get("test", defaults["test"].default), split.get("validation", defaults["validation"].default)
     stratify = split.get("stratify")
     if stratify is None:
         stratify = task == "classification"
-    seed = train.get("seed", 7)
+    seed = train.get("seed", TrainSpec.model_fields["seed"].default)
     return (
         f"test split {test:g} (validation {validation:g}{', stratified' if stratify else ''}, seed {seed})"
         if isinstance(test, (int, float)) and isinstance(validation, (int, float))

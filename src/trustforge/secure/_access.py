@@ -179,6 +179,12 @@ def _token_statement(workspace: str | None, row: Any) -> bytes | None:
     return _statement(workspace, ["token", row.id, row.user, row.hash, row.expires, row.revoked])
 
 
+def _with_seals(table: sa.Table, kind: str, key: sa.Column) -> sa.Select:
+    """`table`'s rows, each with its seal's key id and signature (None where it has none)."""
+    s = seals_table.c
+    return sa.select(table, s.key_id, s.signature).outerjoin(seals_table, sa.and_(s.kind == kind, s.key == key))
+
+
 def _workspace_id_in(blob: bytes | None) -> str | None:
     """The workspace id a `keys/access-sealed` file holds, or None when it is not one."""
     match = _MARKER_RE.fullmatch(blob) if isinstance(blob, bytes) else None
@@ -536,20 +542,24 @@ class AccessStore:
         t = conn.execute(sa.select(tokens_table).where(tokens_table.c.id == token_id)).one()
         self._write_seal(conn, "token", token_id, _token_statement(self._workspace, t))
 
-    def _sealed(self, statement: bytes | None, key_id: Any, signature: Any) -> bool:
-        """Whether `signature` by key `key_id` (a key the keyring knows, retired ones included)
-        signs `statement`. Good seals are remembered by their exact bytes, so a request pays one
-        ECDSA check per row version, not one per call."""
+    def _sealed(
+        self, statement: bytes | None, key_id: Any, signature: Any, verify: Callable[[str, bytes, bytes], bool] | None = None
+    ) -> bool:
+        """Whether `signature` by key `key_id` (a key the keyring knows, retired ones included, or
+        one `verify` knows) signs `statement`. Seals good for the keyring are remembered by their
+        exact bytes, so a request pays one ECDSA check per row version, not one per call."""
         if statement is None or type(key_id) is not str or type(signature) is not str:
             return False
-        if (statement, key_id, signature) in self._good_seals:
+        if verify is None and (statement, key_id, signature) in self._good_seals:
             return True
         try:
             raw = base64.b64decode(signature, validate=True)
         except ValueError:
             return False
-        if not self.keyring.verify(key_id, statement, raw):
+        if not (verify or self.keyring.verify)(key_id, statement, raw):
             return False
+        if verify is not None:
+            return True
         if len(self._good_seals) >= 4096:
             self._good_seals.clear()
         self._good_seals.add((statement, key_id, signature))
@@ -559,13 +569,9 @@ class AccessStore:
         """Seal, in transaction `conn`, every user and token row that has no seal: rows from
         before seals (a workspace's first open by this version, a restored old backup), which
         are genuine only because nothing else can be known of them. Returns (users, tokens)."""
-        s = seals_table.c
-        users = conn.execute(
-            sa.select(users_table).outerjoin(seals_table, sa.and_(s.kind == "user", s.key == users_table.c.name)).where(s.key.is_(None))
-        ).all()
-        tokens = conn.execute(
-            sa.select(tokens_table).outerjoin(seals_table, sa.and_(s.kind == "token", s.key == tokens_table.c.id)).where(s.key.is_(None))
-        ).all()
+        unsealed = seals_table.c.key.is_(None)
+        users = conn.execute(_with_seals(users_table, "user", users_table.c.name).where(unsealed)).all()
+        tokens = conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id).where(unsealed)).all()
         for u in users:
             self._write_seal(conn, "user", u.name, _user_statement(self._workspace, u))
         for t in tokens:
@@ -593,8 +599,8 @@ class AccessStore:
                 continue
             keys[key.key_id] = key
 
-        def verify(key_id: Any, data: bytes, signature: bytes) -> bool:
-            key = keys.get(key_id) if type(key_id) is str else None
+        def verify(key_id: str, data: bytes, signature: bytes) -> bool:
+            key = keys.get(key_id)
             return key.verify(data, signature) if key is not None else self.keyring.verify(key_id, data, signature)
 
         by_key = {(s.get("kind"), s.get("key")): s for s in seals if isinstance(s, dict)}
@@ -603,14 +609,7 @@ class AccessStore:
         rows += [("token", r.id, r, _token_statement) for r in conn.execute(sa.select(tokens_table))]
         for kind, key, row, statement in rows:
             seal = by_key.get((kind, key)) or {}
-            source = statement(workspace, row)
-            try:
-                good = source is not None and verify(
-                    seal.get("key_id"), source, base64.b64decode(seal.get("signature") or "", validate=True)
-                )
-            except (ValueError, TypeError):
-                good = False
-            if good:
+            if self._sealed(statement(workspace, row), seal.get("key_id"), seal.get("signature"), verify):
                 self._write_seal(conn, kind, key, statement(self._workspace, row))
             else:
                 refused.append(f"{kind} {str(key)[:64]!r}")
@@ -666,18 +665,9 @@ class AccessStore:
     def verify_seals(self) -> tuple[int, list[str]]:
         """Check every user and token row against its seal: (rows checked, problems), each
         problem one line naming the row (never a hash or secret)."""
-        s = seals_table.c
         with self.engine.execution_options(**_READONLY).connect() as conn:
-            users = conn.execute(
-                sa.select(users_table, s.key_id, s.signature)
-                .outerjoin(seals_table, sa.and_(s.kind == "user", s.key == users_table.c.name))
-                .order_by(users_table.c.name)
-            ).all()
-            tokens = conn.execute(
-                sa.select(tokens_table, s.key_id, s.signature)
-                .outerjoin(seals_table, sa.and_(s.kind == "token", s.key == tokens_table.c.id))
-                .order_by(tokens_table.c.id)
-            ).all()
+            users = conn.execute(_with_seals(users_table, "user", users_table.c.name).order_by(users_table.c.name)).all()
+            tokens = conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id).order_by(tokens_table.c.id)).all()
         problems = []
         for u in users:
             if not self._sealed(_user_statement(self._workspace, u), u.key_id, u.signature):
