@@ -20,9 +20,20 @@ import hmac
 import math
 from typing import Callable
 
+from trustforge.errors import DataError
+
 __all__ = ["FPE"]
 
 _ROUNDS = 12
+# The most steps a cycle walk takes. The Feistel domain [0, a*a), a = ceil(sqrt(n)), holds at most
+# 2n values for every n >= 2 (a*a < n + 2*sqrt(n) + 1 <= 2n once n >= 6; n = 2..5 by hand), so with
+# a set that fills a share d of [0, n) each step lands in it with probability about d/2 (the network
+# is a pseudo-random permutation) and a walk outlives k steps with probability about (1 - d/2)**k.
+# The sets here fill d >= 0.2 (valid SSNs 0.89, North American exchanges 0.8, or 0.2 for one that
+# begins with 0 or 1; dates and plain digits all of theirs), so a walk longer than 1,000 steps has
+# a chance under 0.9**1000 (1e-45). A value outside the set is refused before walking: its cycle
+# may hold no member of the set at all, and a walk from it would not be undone by `decrypt`.
+_MAX_WALK = 1000
 
 
 class FPE:
@@ -47,27 +58,32 @@ class FPE:
             left, right = (right - self._f(tweak, i, left, a)) % a, left
         return left * a + right
 
-    def encrypt(self, x: int, n: int, tweak: bytes, valid: Callable[[int], bool] | None = None) -> int:
-        """Map x in [0, n) (and in `valid`, when given) to another such value, reversibly."""
+    def _walk(self, x: int, n: int, tweak: bytes, valid: Callable[[int], bool] | None, step: Callable[[int, int, bytes], int]) -> int:
+        """Apply `step` (one direction of the network) to x until the value is back in the set."""
+        if not 0 <= x < n or (valid is not None and not valid(x)):
+            # the walk would not be a permutation of the set (and may never end): not reversible
+            raise DataError("format-preserving fake: the value is outside the set its fakes are drawn from")
         if n <= 1:
             return x
         a = math.isqrt(n - 1) + 1
         tweak = tweak + b"\x00" + str(n).encode()
-        y = self._enc(x, a, tweak)
-        while y >= n or (valid is not None and not valid(y)):
-            y = self._enc(y, a, tweak)
-        return y
+        for _ in range(_MAX_WALK):
+            x = step(x, a, tweak)
+            if x < n and (valid is None or valid(x)):
+                return x
+        raise DataError(f"format-preserving fake: the cycle walk found no value of the set in {_MAX_WALK} steps (the set is too sparse)")
+
+    def encrypt(self, x: int, n: int, tweak: bytes, valid: Callable[[int], bool] | None = None) -> int:
+        """Map x in [0, n) (and in `valid`, when given) to another such value, reversibly.
+
+        Raises:
+            DataError: x is not in the set, or no value of it within `_MAX_WALK` steps.
+        """
+        return self._walk(x, n, tweak, valid, self._enc)
 
     def decrypt(self, y: int, n: int, tweak: bytes, valid: Callable[[int], bool] | None = None) -> int:
-        """The inverse of `encrypt` with the same n, tweak and `valid`."""
-        if n <= 1:
-            return y
-        a = math.isqrt(n - 1) + 1
-        tweak = tweak + b"\x00" + str(n).encode()
-        x = self._dec(y, a, tweak)
-        while x >= n or (valid is not None and not valid(x)):
-            x = self._dec(x, a, tweak)
-        return x
+        """The inverse of `encrypt` with the same n, tweak and `valid`; raises as it does."""
+        return self._walk(y, n, tweak, valid, self._dec)
 
     def classwise(self, s: str, classes: tuple[tuple[str, bytes], ...], tweak: bytes, decrypt: bool = False) -> str:
         """Permute the characters of `s` that fall in each (alphabet, tag) class among themselves,

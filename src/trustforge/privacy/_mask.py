@@ -161,8 +161,12 @@ def _fake_phone(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     head, tail = canonical[:-_PHONE_TAIL], canonical[-_PHONE_TAIL:]
     # North American exchange codes do not begin with 0 or 1 (the only rule on these digits the patterns check);
     # not a re-scan of the text, which a bare "4155550132" would never pass without the words before it.
+    # One that does (`+1 415 155 0132` is found in international form) gets a fake that does too: the walk
+    # stays in the set its value is in, so `unmask` finds the way back.
     nanp = len(canonical) == 11 and canonical[0] == "1"
-    new = fpe.digits(tail, tw + head.encode(), valid=(lambda r: r[0] not in "01") if nanp else None, decrypt=dec)
+    low = tail[0] in "01"
+    valid = (lambda r: (r[0] in "01") == low) if nanp else None
+    new = fpe.digits(tail, tw + head.encode(), valid=valid, decrypt=dec)
     out = _put_last_digits(s, len(number), new)
     return _put_last_digits(out, len(s), fpe.digits(ext, tw + b"x" + head.encode(), decrypt=dec)) if ext else out
 
