@@ -1,15 +1,71 @@
-"""Format-preserving fakes: the cycle walk is bounded and refuses values outside its set, and a
-North American number whose exchange begins with 0 or 1 still unmasks."""
+"""Format-preserving fakes: a Chinese resident ID's fake birth date depends on the whole ID (equal
+fake dates never reveal equal real ones), files masked with the earlier ID fakes (a v2 sidecar)
+still unmask, the cycle walk is bounded and refuses values outside its set, and a North American
+number whose exchange begins with 0 or 1 still unmasks."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
+import pandas as pd
 import pytest
 
 from trustforge.errors import DataError
-from trustforge.privacy import Masker, unmask
+from trustforge.privacy import Masker, mask_file, scan_text, unmask, unmask_file
+from trustforge.privacy._files import _mac, _sha256, sidecar_path
 from trustforge.privacy._fpe import FPE
+from trustforge.privacy._mask import _fake
+from trustforge.privacy._patterns import cn_id_check
 
 KEY = bytes(range(32))
+
+
+def _id(first17: str) -> str:
+    return first17 + cn_id_check(first17)
+
+
+# one birth date (31 December 1949) in IDs of different regions and serials, and one region too
+BORN_SAME_DAY = [_id(f"11{region:04d}19491231{serial:03d}") for region in (105, 106, 108, 2011) for serial in (2, 17, 318, 999)]
+
+
+def test_ids_born_on_one_day_get_unrelated_fake_dates():
+    masker = Masker("fake", key=KEY)
+    fakes = [masker.mask_text(i) for i in BORN_SAME_DAY]
+    dates = [f[6:14] for f in fakes]
+    assert len(set(dates)) > len(dates) // 2, dates  # not one shared fake date
+    same_region = [f[6:14] for f in fakes[:4]]  # one region, one date, four serials
+    assert len(set(same_region)) == 4, same_region
+    for real, fake in zip(BORN_SAME_DAY, fakes):
+        assert fake != real and fake[:2] == real[:2]  # the province is kept
+        assert dt.datetime.strptime(fake[6:14], "%Y%m%d").year >= 1900  # a real date
+        assert fake[17] == cn_id_check(fake[:17])
+        assert [(e.type, e.text) for e in scan_text(f"身份证{fake}")] == [("CN_ID", fake)]
+        assert masker.mask_text(real) == fake  # deterministic under the key
+        assert unmask(fake, KEY) == real
+
+
+def test_a_file_masked_with_the_earlier_id_fakes_still_unmasks(tmp_path):
+    df = pd.DataFrame({"id": BORN_SAME_DAY[:3], "note": ["a@example.com", "b@example.com", "x"]})
+    src, out = tmp_path / "ids.csv", tmp_path / "masked.csv"
+    df.to_csv(src, index=False)
+    mask_file(src, out, Masker("fake", key=KEY))
+    side = sidecar_path(out)
+    assert json.loads(side.read_text())["format"] == "trustforge.mask.v3"
+    unmask_file(out, tmp_path / "back.csv", KEY)
+    assert pd.read_csv(tmp_path / "back.csv", dtype=str).equals(df)
+
+    # what a v2 mask wrote: the ID fakes of then (every ID born that day with one fake date)
+    old = df.copy()
+    old["id"] = [_fake(FPE(KEY), "CN_ID", i, old_cn_id=True) for i in df["id"]]
+    old["note"] = [Masker("fake", key=KEY).mask_text(v) for v in df["note"]]
+    assert old["id"].str[6:14].nunique() == 1
+    old.to_csv(out, index=False)
+    doc = json.loads(side.read_text())
+    body = {"format": "trustforge.mask.v2", "policies": doc["policies"], "key": doc["key"], "sha256": _sha256(out)}
+    side.write_text(json.dumps({**body, "mac": _mac(KEY, body)}))
+    unmask_file(out, tmp_path / "back2.csv", KEY)
+    assert pd.read_csv(tmp_path / "back2.csv", dtype=str).equals(df)
 
 
 def test_the_cycle_walk_is_bounded():

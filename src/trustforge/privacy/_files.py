@@ -20,7 +20,10 @@ its key, that does not match the file, or that was not made with ``fake``, and t
 the types the sidecar lists as ``fake``, so original data is never "unmasked" into other
 plausible values. Sidecars of the first format (`trustforge.mask.v1`) listed every type whatever
 the mask looked for, so they cannot say which values are fakes (and the fakes of phone numbers, emails,
-cards and addresses have changed since): they are refused.
+cards and addresses have changed since): they are refused. Files with a `trustforge.mask.v2` sidecar
+were masked when the fake of a Chinese resident ID permuted its region, birth date and serial each
+under a tweak of its own (IDs with one birth date shared one fake date); they still unmask, with
+those fakes.
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ from trustforge.privacy._scan import scan_spans
 __all__ = ["file_kind", "scan_file", "mask_file", "unmask_file", "FILE_KINDS", "FileMaskReport", "sidecar_path", "SIDECAR_SUFFIX"]
 
 SIDECAR_SUFFIX = ".tfmask.json"
-_SIDECAR_FORMAT = "trustforge.mask.v2"  # v2: `policies` holds only the types the mask looked for
-_OLD_FORMATS = ("trustforge.mask.v1",)
+# v2: `policies` holds only the types the mask looked for; v3: Chinese resident ID fakes permute each
+# part under a tweak of the others (v2 files still unmask, with the fakes of their time)
+_SIDECAR_FORMAT = "trustforge.mask.v3"
+_V2 = "trustforge.mask.v2"
+_OLD_FORMATS = (_V2, "trustforge.mask.v1")
 
 FILE_KINDS = {
     ".csv": "csv",
@@ -352,11 +358,12 @@ def _write_sidecar(out: Path, policies: dict[str, str], key: bytes) -> None:
     _write_atomic(sidecar_path(out), lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def _check_sidecar(path: Path, key: bytes) -> dict[str, str]:
+def _check_sidecar(path: Path, key: bytes) -> tuple[dict[str, str], str]:
     """Refuse `path` unless its sidecar says (under `key`) it is this file as `mask --policy fake` wrote it.
 
     Returns:
-        The policy of each entity type the mask looked for (the others were left as they were).
+        The policy of each entity type the mask looked for (the others were left as they were),
+        and the sidecar's format.
 
     Raises:
         IntegrityError: no sidecar, a sidecar that does not verify (another workspace's key or
@@ -379,7 +386,7 @@ def _check_sidecar(path: Path, key: bytes) -> dict[str, str]:
     known = body["format"] == _SIDECAR_FORMAT or body["format"] in _OLD_FORMATS
     if not known or not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, body)):
         raise IntegrityError(f"{what}: {side.name} does not verify under this workspace's masking key (another workspace's, or edited)")
-    if body["format"] != _SIDECAR_FORMAT:
+    if body["format"] not in (_SIDECAR_FORMAT, _V2):
         # v1 listed every entity type whatever `--entities` limited the mask to, so it cannot say which values are fakes.
         raise IntegrityError(
             f"{what}: {side.name} is of an earlier format that does not record which entity types the mask changed "
@@ -392,7 +399,7 @@ def _check_sidecar(path: Path, key: bytes) -> dict[str, str]:
         raise IntegrityError(f"{what}: the file changed since `trustforge mask` wrote it (its SHA-256 differs from {side.name})")
     if "fake" not in policies.values():
         raise IntegrityError(f"{what}: it was masked without --policy fake, so there is nothing to turn back")
-    return dict(policies)
+    return dict(policies), body["format"]
 
 
 @dataclass
@@ -463,12 +470,13 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
 
     path, out = _as_path(path, "path", "unmask_file"), _as_path(out, "out", "unmask_file")
     key = _check_key(key, "fake")
-    policies = _check_sidecar(path, key)
+    policies, form = _check_sidecar(path, key)
+    old_cn_id = form == _V2  # masked with the Chinese resident ID fakes of v2
     looked = frozenset(policies)  # scanned as the mask scanned, so spans overlap and resolve as they did
     faked = frozenset(k for k, p in policies.items() if p == "fake")
 
     def text_fn(text: str, where: str) -> str:
-        return unmask_spans(text, key, looked, faked)
+        return unmask_spans(text, key, looked, faked, old_cn_id)
 
     def frame_fn(df):
         from trustforge.privacy._columns import text_values
@@ -483,7 +491,9 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
             if values is not None:
                 kind = whole.get(str(col))
                 undo = (
-                    (lambda v: unmask_value(kind, v, key) if v.strip() else v) if kind else (lambda v: unmask_spans(v, key, looked, faked))
+                    (lambda v: unmask_value(kind, v, key) if v.strip() else v)
+                    if kind
+                    else (lambda v: unmask_spans(v, key, looked, faked, old_cn_id))
                 )
                 mapping = {v: undo(v) for v in values.dropna().unique()}
                 out[col] = values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)

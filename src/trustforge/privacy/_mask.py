@@ -91,17 +91,42 @@ def _fake_card(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     return _put_digits(s, body + _patterns.luhn_digit(body))
 
 
-def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
-    region = fpe.digits(s[2:6], tw + b"r", decrypt=dec)
-    date = s[6:14]
+def _fake_date(fpe: FPE, date: str, tweak: bytes, dec: bool) -> str:
+    """A birth date (YYYYMMDD) from 1900 to 2025 permuted among those dates; any other kept."""
     try:
         day = _dt.date(int(date[:4]), int(date[4:6]), int(date[6:])).toordinal() - _DAY0
     except ValueError:
-        day = -1
-    if 0 <= day < _DAYS:
-        op = fpe.decrypt if dec else fpe.encrypt
-        date = _dt.date.fromordinal(op(day, _DAYS, tw + b"t") + _DAY0).strftime("%Y%m%d")
-    first17 = s[:2] + region + date + fpe.digits(s[14:17], tw + b"s", decrypt=dec)
+        return date
+    if not 0 <= day < _DAYS:
+        return date
+    op = fpe.decrypt if dec else fpe.encrypt
+    return _dt.date.fromordinal(op(day, _DAYS, tweak) + _DAY0).strftime("%Y%m%d")
+
+
+def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """Keep the province, permute the region code, the birth date and the serial number, each under
+    a tweak of the other two (three rounds of an unbalanced Feistel network over the parts, undone
+    in reverse order): people born on one day get unrelated fake dates, so equal fake dates never
+    reveal equal real ones, and the fake is still a valid ID (a real date, its check character)."""
+    province, region, date, serial = s[:2], s[2:6], s[6:14], s[14:17]
+    tw += province.encode()
+    if not dec:
+        region = fpe.digits(region, tw + b"r" + date.encode() + serial.encode())
+        date = _fake_date(fpe, date, tw + b"t" + region.encode() + serial.encode(), False)
+        serial = fpe.digits(serial, tw + b"s" + region.encode() + date.encode())
+    else:
+        serial = fpe.digits(serial, tw + b"s" + region.encode() + date.encode(), decrypt=True)
+        date = _fake_date(fpe, date, tw + b"t" + region.encode() + serial.encode(), True)
+        region = fpe.digits(region, tw + b"r" + date.encode() + serial.encode(), decrypt=True)
+    first17 = province + region + date + serial
+    return first17 + _patterns.cn_id_check(first17)
+
+
+def _fake_cn_id_v2(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+    """The fakes of masks with a `trustforge.mask.v2` sidecar, kept only to unmask those files:
+    each part under a tweak of its own, so IDs with one birth date shared one fake date."""
+    first17 = s[:2] + fpe.digits(s[2:6], tw + b"r", decrypt=dec) + _fake_date(fpe, s[6:14], tw + b"t", dec)
+    first17 += fpe.digits(s[14:17], tw + b"s", decrypt=dec)
     return first17 + _patterns.cn_id_check(first17)
 
 
@@ -242,8 +267,9 @@ _FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
 }
 
 
-def _fake(fpe: FPE, kind: str, text: str, dec: bool = False) -> str:
-    return _FAKERS[kind](fpe, text, b"tf-pii-fake\x00" + kind.encode() + b"\x00", dec)
+def _fake(fpe: FPE, kind: str, text: str, dec: bool = False, old_cn_id: bool = False) -> str:
+    faker = _fake_cn_id_v2 if old_cn_id and kind == "CN_ID" else _FAKERS[kind]
+    return faker(fpe, text, b"tf-pii-fake\x00" + kind.encode() + b"\x00", dec)
 
 
 def _normalise(kind: str, text: str) -> str:
@@ -456,10 +482,12 @@ def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
     return unmask_spans(text, key, types, types)
 
 
-def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: frozenset[str] | None) -> str:
+def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: frozenset[str] | None, old_cn_id: bool = False) -> str:
     """`text` with the spans of the types in `faked` turned back, found among the types in `looked`
     (what the mask scanned for, so overlaps resolve as they did then); None means all types.
-    Spans of the other types stay as they are: they were never faked."""
+    Spans of the other types stay as they are: they were never faked. `old_cn_id`: the text was
+    masked when Chinese resident ID fakes permuted each part under a tweak of its own (a file
+    with a `trustforge.mask.v2` sidecar)."""
     spans = scan_spans(text, looked)
     if not spans:
         return text
@@ -469,7 +497,7 @@ def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: fr
         if faked is not None and kind not in faked:
             continue
         parts.append(text[pos:s])
-        parts.append(_fake(fpe, kind, text[s:e], dec=True))
+        parts.append(_fake(fpe, kind, text[s:e], dec=True, old_cn_id=old_cn_id))
         pos = e
     parts.append(text[pos:])
     return "".join(parts)
