@@ -23,7 +23,9 @@ from rich.markup import escape
 from trustforge.errors import DataError, SpecError, TrustForgeError, UsageError
 
 if TYPE_CHECKING:
+    from trustforge.automl import Candidate
     from trustforge.monitor import DriftCheck
+    from trustforge.spec import TaskSpec
 
 app = typer.Typer(
     name="trustforge",
@@ -164,7 +166,7 @@ def validate(
     if s.model.kind == "auto":  # the source says which input it holds: no data read
         from trustforge.automl import candidates_for
 
-        candidates_for(s)
+        _trees_skip_attacks(s, candidates_for(s))
     if not no_data:
         from trustforge.data import validate_data
         from trustforge.evaluate import task_of
@@ -190,6 +192,20 @@ def validate(
         _note(
             f"evaluate.threshold {name} is chosen on the validation split, and data.split.validation is 0: "
             "training will use 0.5; set data.split.validation (e.g. 0.2) to choose it"
+        )
+
+
+def _trees_skip_attacks(s: "TaskSpec", pool: "list[Candidate]") -> None:
+    """Note, for model.kind auto with evaluate.robustness on, that a tree ensemble it may package
+    is not attacked. A baseline that wins is packaged with register_baseline, or when no network
+    is a candidate (`automl.choose`)."""
+    if s.evaluate.robustness is None or "hist_gradient_boosting" not in [c.kind for c in pool]:
+        return
+    if s.model.register_baseline or all(c.baseline for c in pool):
+        why = "model.register_baseline: true" if s.model.register_baseline else "no network among model.candidates"
+        _note(
+            f"evaluate.robustness: model.kind auto may package hist_gradient_boosting ({why}), a tree ensemble; if it does, "
+            "the run skips the attacks (its output is piecewise constant, with no input gradient) and evidence.json says so"
         )
 
 
@@ -295,6 +311,9 @@ def train(
             raise SpecError("--resume does not apply to model.kind auto (the choice runs anew); train without it")
         result = run_auto(auto_spec(spec, preset), progress=not quiet, register=not no_register, threads=threads)
         _print_model_choice(result.metrics["model_choice"])
+        skipped = _skipped_robustness(result.run_dir)
+        if skipped is not None:  # the spec asked for attacks; the model auto chose takes none
+            _note(f"evaluate.robustness skipped for the chosen model, {result.spec.model.kind}: {skipped} (see evidence.json)")
     else:
         distributed = distributed_from_env()
         if distributed is None:  # not started by torchrun: launch it when more than one process is asked for
@@ -336,6 +355,19 @@ def _is_auto(spec: Path) -> bool:
     from trustforge.spec import load_spec
 
     return load_spec(spec).model.kind == "auto"
+
+
+def _skipped_robustness(run_dir: Path) -> str | None:
+    """Why the run's evidence has no robustness section (`skipped.robustness` in evidence.json), or None."""
+    import json
+
+    from trustforge.evaluate import EVIDENCE
+
+    try:
+        skipped = json.loads((run_dir / EVIDENCE).read_text(encoding="utf-8")).get("skipped") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return skipped.get("robustness") if isinstance(skipped, dict) else None
 
 
 def _print_model_choice(choice: dict) -> None:
