@@ -469,7 +469,9 @@ def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
     """Turn ``fake`` values in `text` back into the originals, with the key they were made with.
 
     ``hash`` tokens are one-way and ``tag``/``redact`` keep nothing: those stay as they are. The
-    caller checks who may do this (the CLI requires the ``unmask`` action, admins only).
+    caller checks who may do this (the CLI requires the ``unmask`` action, admins only). Chinese
+    resident IDs faked before the `trustforge.mask.v3` sidecar format (each part under a tweak of
+    its own) do not come back here: `unmask_file` reads a file's sidecar and undoes those.
 
     Raises:
         SecurityError: no key, or a key shorter than 16 bytes.
