@@ -167,15 +167,16 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
     be ranked (not completed, or without the metric) keep `rank` None and say why in `note`;
     an unfinished run whose positive class is unknown joins the group of its task and data
     when there is only one. Groups come in order of task, data source and positive class; in
-    each, ranked runs best first, then the others.
+    each, ranked runs best first, then the others. A run given more than once (twice, or as its
+    folder and its package) is one row: a run is never ranked against itself.
 
     Raises:
         RunError: a path is not a run folder (or a run's package); one of its files is corrupt.
         UnknownMetric: `metric` is in no run's metrics.json (the message lists those there are).
     """
     rows, unreadable = [], []
-    for d in run_dirs:
-        folder = run_folder(Path(d))  # a path that is no run at all stays an error
+    folders = [run_folder(Path(d)) for d in run_dirs]  # a path that is no run at all stays an error
+    for folder in dict.fromkeys(folders):  # each run once, in the order given
         try:
             rows.append(read_run(folder, metric))
         except RunError as exc:  # one corrupt folder never hides the others: listed apart, unranked
