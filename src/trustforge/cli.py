@@ -472,6 +472,8 @@ def predict(
     model = _load_model(package, public_key)
     if top_k is not None:
         frame = model.recommend(input, k=top_k)
+        if frame.attrs.get("repeated_users"):
+            _note(f"{_count(frame.attrs['repeated_users'], 'repeated user id')} in {input.name} left out: each user gets one list")
     else:
         raw, ids, ignored = _model_input(model, input, id_column)
         raw, ids, _ = _expect_input(model, raw, ids, input.name)
