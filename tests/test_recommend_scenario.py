@@ -234,3 +234,22 @@ def test_full_settings_beat_their_baselines(path, workspace):
         assert_near_readme("recommend_implicit.yaml", m)
         assert m["hr@10"] > m["baseline_popularity_hr@10"] + 0.005, m
         assert m["ndcg@10"] > m["baseline_popularity_ndcg@10"] + 0.002, m
+
+
+def test_top_k_answers_a_user_listed_twice_once(tmp_path, workspace):
+    """An interaction log's user column lists a user once per rating: `--top-k` wrote the same
+    list again for each, so (user, rank) was no longer one row. One list each, first-listed
+    order, and a note of the repeats left out."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "evaluate"))
+    from test_robustness import recommender_spec
+
+    result = trustforge.run(recommender_spec(tmp_path), progress=False)
+    pd.DataFrame({"user": ["3", "5", "3", "5", "nobody", "nobody"]}).to_csv(tmp_path / "users.csv", index=False)
+    code, out, err = run_main("predict", result.package, tmp_path / "users.csv", "--top-k", "2", "-o", tmp_path / "top.csv", home=workspace)
+    assert code == 0 and err.strip() == "note: 3 repeated user ids in users.csv left out: each user gets one list", err
+    top = pd.read_csv(tmp_path / "top.csv", dtype={"user": str})
+    assert list(top.user) == ["3", "3", "5", "5", "nobody", "nobody"] and list(top["rank"]) == [1, 2] * 3
+    recs = result.load_model().recommend([3, 3], k=2)
+    assert list(recs.user) == ["3", "3"] and recs.attrs["repeated_users"] == 1

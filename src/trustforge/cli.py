@@ -20,7 +20,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trustforge.errors import DataError, SpecError, TrustForgeError, UsageError
+from trustforge.commands import output_file
+from trustforge.errors import DataError, SpecError, TrustForgeError
 
 if TYPE_CHECKING:
     from trustforge.automl import Candidate
@@ -494,7 +495,7 @@ def predict(
     named = input if input.name else input.resolve()  # `predict PKG .` names the folder
     stem = named.name.rsplit(".", 1)[0] if named.is_file() else named.name
     dest = output or named.with_name(f"{stem}.predictions.csv")
-    _output_file(output, "--out")
+    output_file(output, "--out")
     # Checked before the model runs, so a long prediction is not lost to a typo in --out.
     if dest.resolve() == input.resolve():
         raise DataError(f"{dest}: refusing to overwrite the input with predictions")
@@ -503,6 +504,8 @@ def predict(
     model = _load_model(package, public_key)
     if top_k is not None:
         frame = model.recommend(input, k=top_k)
+        if frame.attrs.get("repeated_users"):
+            _note(f"{_count(frame.attrs['repeated_users'], 'repeated user id')} in {input.name} left out: each user gets one list")
     else:
         raw, ids, ignored = _model_input(model, input, id_column)
         raw, ids, _ = _expect_input(model, raw, ids, input.name)
@@ -659,12 +662,6 @@ def _run_folder(source: str) -> Path:
     return path
 
 
-def _output_file(path: Path | None, option: str) -> None:
-    """Refuse an output file option naming a folder: a usage error (exit code 2), before any work."""
-    if path is not None and path.is_dir():
-        raise UsageError(f"{option} {path}: is a folder; give a file path")
-
-
 @app.command()
 @_friendly
 def report(
@@ -676,7 +673,7 @@ def report(
     """Write one self-contained HTML report (plots embedded) and a Markdown model card."""
     from trustforge.evaluate import write_report
 
-    _output_file(output, "--out")
+    output_file(output, "--out")
     folder = _run_folder(run)
     path = write_report(folder, output)
     out.print(f"report:     {escape(str(path))}", highlight=False, soft_wrap=True)

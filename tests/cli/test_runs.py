@@ -587,3 +587,31 @@ def test_compare_never_ranks_runs_scored_on_different_test_rows(home, tmp_path, 
     small_block = next(b for b in out.split("\n\n") if "small-split" in b)
     assert "test split 0.03" in small_block and completed.name not in small_block
     assert re.search(r"^1\s+small-split\s+1\.0000\s+5\s", small_block, re.MULTILINE), small_block
+
+
+def test_compare_lists_a_run_given_twice_once_and_says_so(home, tmp_path):
+    """`compare RUN RUN` (or RUN and its package) ranked the run 1 and 2 against itself."""
+    completed = home / "runs" / _named(home, "completed")
+    package = next(p.parent for p in completed.glob("*/manifest.json"))
+    rows = json.loads(run_main("compare", "--json", completed, completed, home=home).stdout)
+    assert [(r["run"], r["rank"]) for r in rows] == [(completed.name, 1)], rows
+    code, out, err = run_main("compare", completed, package, completed, home=home)
+    assert code == 0 and err.strip() == f"note: run {completed.name} was given 3 times; it is compared once", err
+    assert out.count(completed.name) == 1 and re.search(rf"^1\s+{completed.name}\s", out, re.MULTILINE), out
+
+
+def test_compare_never_ranks_runs_whose_duplicates_policy_drops_other_rows(home, tmp_path):
+    """`data.duplicates: {exact: drop}` removes rows before the split, `across_splits: warn` keeps
+    held-out rows the default drops: other test rows, so other leaderboards; `fail` drops nothing."""
+    completed = home / "runs" / _named(home, "completed")
+    copies = {}
+    for name, policy in (("exact-drop", {"exact": "drop"}), ("kept", {"across_splits": "warn"}), ("fail", {"exact": "fail"})):
+        dest = Path(shutil.copytree(completed, tmp_path / name))
+        spec = yaml.safe_load((dest / "spec.yaml").read_text())
+        spec["data"]["duplicates"] = {**spec["data"].get("duplicates", {}), **policy}
+        (dest / "spec.yaml").write_text(yaml.safe_dump(spec))
+        copies[name] = dest
+    rows = json.loads(run_main("compare", "--json", completed, *copies.values(), home=home).stdout)
+    group = {r["run"]: r["group"] for r in rows}
+    assert group["fail"] == group[completed.name] and len(set(group.values())) == 3, group
+    assert group["exact-drop"].endswith("duplicates dropped: exact, across splits)") and group["kept"].endswith("duplicates dropped: none)")

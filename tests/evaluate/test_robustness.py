@@ -349,3 +349,29 @@ def test_a_regression_model_is_scored_by_its_error_under_attack(workspace):
     assert rob["clean"] < errors[0] < errors[-1]  # ascending the squared error raises it, more with the budget
     html = trustforge.evaluate.write_report(result.run_dir).read_text(encoding="utf-8")
     assert "against the true values, on" in html and "against the true labels" not in html
+
+
+def test_a_run_with_too_few_test_rows_says_robustness_was_not_measured(tmp_path, workspace):
+    """30 rows leave 6 in the test split: fewer than `trustforge attack` accepts (MIN_ATTACK_ROWS),
+    so the evidence and the report state why there is no figure instead of one from 6 rows."""
+    from trustforge.evaluate import write_report
+    from trustforge.spec import MIN_ATTACK_ROWS
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=30), "b": rng.normal(size=30)})
+    frame["target"] = np.where(frame["a"] > 0, "yes", "no")
+    frame.to_csv(tmp_path / "small.csv", index=False)
+    spec = {
+        "name": "small",
+        "task": "classification",
+        "data": {"source": f"csv:{tmp_path / 'small.csv'}", "target": "target", "split": {"test": 0.2, "validation": 0.0}},
+        "model": {"kind": "mlp", "hidden": [8]},
+        "train": {"max_epochs": 2, "early_stopping": None},
+        "evaluate": {**QUIET, "robustness": {}},
+    }
+    result = trustforge.run(spec, progress=False)
+    evidence = json.loads((result.run_dir / "evidence.json").read_text())
+    reason = f"6 test rows, at least {MIN_ATTACK_ROWS} needed"
+    assert "robustness" not in evidence and evidence["skipped"]["robustness"] == reason
+    assert f"Not measured: {reason}." in write_report(result.run_dir).read_text(encoding="utf-8")
+    assert f"Robustness against attacks: not measured ({reason})." in (result.run_dir / "model_card.md").read_text(encoding="utf-8")

@@ -223,3 +223,26 @@ def test_mask_keeps_parquet_dtypes_and_line_endings(tmp_path, workspace):
     src.write_bytes(b"call 13812345678\r\nmail x@example.com\r\n")
     assert run_main("mask", src, "-o", tmp_path / "m.txt", home=workspace).code == 0
     assert (tmp_path / "m.txt").read_bytes() == b"call <CN_MOBILE>\r\nmail <EMAIL>\r\n"
+
+
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["mask", "ok.csv", "-o", "out.csv"], "--output"),
+        (["mask", "ok.csv", "--output", "out.csv", "--policy", "fake"], "--output"),
+        (["unmask", "ok.csv", "-o", "out.csv"], "--output"),
+        (["keys", "export", "out.csv"], "FILE"),
+        (["backup", "create", "out.csv"], "FILE"),
+    ],
+)
+def test_an_output_file_that_is_a_folder_is_a_usage_error(tmp_path, workspace, args, option):
+    """As `predict -o FOLDER` and `report -o FOLDER`: exit 2 naming the option, before any work
+    (mask and unmask exited 74 with the name of their temporary file)."""
+    (tmp_path / "ok.csv").write_text("a\nx@example.com\n")
+    (tmp_path / "out.csv").mkdir()
+    code, _, err = run_main(*args, home=workspace, cwd=tmp_path)
+    assert code == 2 and err.strip() == f"error: {option} out.csv: is a folder; give a file path", err
+    assert list((tmp_path / "out.csv").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir() if p.name != "ws") == [
+        "ok.csv",
+        "out.csv",
+    ]

@@ -201,13 +201,12 @@ def _labelled(model, data: Path | None):
 
 def _check_enough_rows(raw, where: str) -> None:
     """Refuse fewer labelled rows than `--rows` takes at least: a sweep over one row printed a
-    full table of accuracies of 0 or 1 (the spec's minimum, `evaluate.robustness.rows`)."""
+    full table of accuracies of 0 or 1 (`MIN_ATTACK_ROWS`, as a run's evidence skips it)."""
     from trustforge.errors import DataError
-    from trustforge.spec import RobustnessSpec
+    from trustforge.spec import MIN_ATTACK_ROWS
 
-    least = next(m.ge for m in RobustnessSpec.model_fields["rows"].metadata if getattr(m, "ge", None) is not None)
-    if len(raw) < least:
-        raise DataError(f"{where} holds {len(raw)} labelled row(s); an attack needs at least {least} (as --rows does)")
+    if len(raw) < MIN_ATTACK_ROWS:
+        raise DataError(f"{where} holds {len(raw)} labelled row(s); an attack needs at least {MIN_ATTACK_ROWS} (as --rows does)")
 
 
 def _describe(schema) -> str:

@@ -23,10 +23,12 @@ app = typer.Typer(
 def create(file: Path = typer.Argument(..., help="the archive file to write (must not exist)")) -> None:
     """Write the registry database, every stored package and the public keys to FILE."""
     from trustforge._shown import recorded
+    from trustforge.commands import output_file
     from trustforge.errors import DataError, TrustForgeError
     from trustforge.registry import Registry, create_backup
     from trustforge.secure import require
 
+    output_file(file, "FILE")
     if file.exists() or file.is_symlink():
         raise DataError(f"{file}: already exists; choose another file name")
     if not file.parent.is_dir():

@@ -70,10 +70,12 @@ def export(
     secret; the private key and the key-encryption key never leave keys/.
     """
     from trustforge._fs import atomic_write_bytes
+    from trustforge.commands import output_file
     from trustforge.errors import DataError
     from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
+    output_file(file, "FILE")
     settings = Settings.from_env()
     keyring = Keyring.load(settings.keys_dir, kek_b64=settings.kek)
     pem = keyring.public_key_pem()

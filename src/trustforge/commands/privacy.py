@@ -174,9 +174,11 @@ def mask(
     Keyed policies need the `mask` action (trainer and up), are audited, and write OUT.tfmask.json,
     which `unmask` needs.
     """
+    from trustforge.commands import output_file
     from trustforge.errors import SpecError
     from trustforge.privacy import Masker, mask_file
 
+    output_file(output, "--output")
     chosen = _entities(entities)
     for item in entity_policy:
         kind = item.partition("=")[0].strip().upper()
@@ -220,10 +222,12 @@ def unmask(
 
     Refuses a file without a valid FILE.tfmask.json from `mask --policy fake` in this workspace.
     """
+    from trustforge.commands import output_file
     from trustforge.commands.audit import open_workspace
     from trustforge.privacy import unmask_file
     from trustforge.secure import require
 
+    output_file(output, "--output")
     obj = _audited(file)
     with open_workspace() as (_access, audit, principal):
         require(principal, "unmask", obj, audit)

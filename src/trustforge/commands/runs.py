@@ -274,9 +274,15 @@ _NORMS = {"inf": "L∞", "2": "L2", "edits": "edits"}
 
 def print_compare(paths: Sequence[Path], metric: Optional[str], as_json: bool) -> None:
     """The text of `trustforge compare`: one leaderboard per task and data source, incomplete runs marked."""
-    from trustforge.evaluate import compare_runs
+    from collections import Counter
+
+    from trustforge.evaluate import compare_runs, run_folder
 
     rows = compare_runs(list(paths), metric)
+    # compare_runs lists a run given twice once; say so rather than leave the user counting rows.
+    for folder, times in Counter(run_folder(Path(p)) for p in paths).items():
+        if times > 1:
+            typer.echo(f"note: run {folder.name} was given {times} times; it is compared once", err=True)
     if as_json:
         _print(json.dumps(rows, indent=1))
         return

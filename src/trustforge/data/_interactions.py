@@ -628,6 +628,9 @@ def recommend(
         rating before clipping for explicit feedback, the ranking score for implicit) and
         `source`: "model", or "popularity" for a user training never saw, who gets the most
         popular training items (score empty). A user with fewer unmet items gets fewer rows.
+        A user listed more than once (an interaction log's user column) gets one list, where
+        first listed, so each (user, rank) is one row; `attrs["repeated_users"]` counts the
+        repeats left out.
 
     Raises:
         DataError: k < 1, or no users given.
@@ -636,9 +639,10 @@ def recommend(
         raise DataError(f"k must be an integer >= 1; got {k!r}")
     r = _config(pre)
     state = _state(pre)
-    ids = _user_ids(users, r.user)
-    if len(ids) == 0:
+    given = _user_ids(users, r.user)
+    if len(given) == 0:
         raise DataError("no users given to recommend for")
+    ids = pd.unique(given)
     user_vocab, item_vocab = list(state.users), np.asarray(state.items, dtype=object)
     index = np.maximum(pd.Index(user_vocab).get_indexer(ids), 0)
     stride = len(item_vocab)
@@ -671,7 +675,9 @@ def recommend(
         else:
             items, s = top[int(u)]
             rows.extend((uid, rank + 1, item_vocab[j], float(v), "model") for rank, (j, v) in enumerate(zip(items, s)))
-    return pd.DataFrame(rows, columns=[r.user, "rank", r.item, "score", "source"])
+    frame = pd.DataFrame(rows, columns=[r.user, "rank", r.item, "score", "source"])
+    frame.attrs["repeated_users"] = len(given) - len(ids)
+    return frame
 
 
 def _user_ids(users: Any, column: str) -> np.ndarray:

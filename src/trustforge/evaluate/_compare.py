@@ -7,9 +7,9 @@ run's state and why it cannot be compared, in words that are true of that run.
 
 Runs are ranked only against runs that answer the same question: the same task on the same
 data source, for the same positive class (binary classification: malignant recall and benign
-recall are different figures), scored on the same test rows (the same `data.split` and
-`train.seed`, which draws the split), by the same metric. Digits and breast cancer are never on one
-leaderboard. A `--metric` that no run has is a usage error naming the metrics they have.
+recall are different figures), scored on the same test rows (the same `data.split`, `train.seed`,
+which draws the split, and `data.duplicates` policy, which drops rows), by the same metric.
+Digits and breast cancer are never on one leaderboard. A `--metric` that no run has is a usage error naming the metrics they have.
 """
 
 from __future__ import annotations
@@ -162,20 +162,21 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
     """Leaderboard rows (see `read_run`), one per run, grouped and ranked.
 
     A group is one task on one data source, for one positive class (binary classification),
-    scored on one test split (`data.split` and `train.seed`), measured by one metric (`metric`, or each task's leaderboard metric: accuracy, rmse,
+    scored on one test split (`data.split`, `train.seed`, `data.duplicates`), measured by one metric (`metric`, or each task's leaderboard metric: accuracy, rmse,
     ndcg@10): `group` names it and `rank` is 1 for the best run of its group. Runs that cannot
     be ranked (not completed, or without the metric) keep `rank` None and say why in `note`;
     an unfinished run whose positive class is unknown joins the group of its task and data
     when there is only one. Groups come in order of task, data source and positive class; in
-    each, ranked runs best first, then the others.
+    each, ranked runs best first, then the others. A run given more than once (twice, or as its
+    folder and its package) is one row: a run is never ranked against itself.
 
     Raises:
         RunError: a path is not a run folder (or a run's package); one of its files is corrupt.
         UnknownMetric: `metric` is in no run's metrics.json (the message lists those there are).
     """
     rows, unreadable = [], []
-    for d in run_dirs:
-        folder = run_folder(Path(d))  # a path that is no run at all stays an error
+    folders = [run_folder(Path(d)) for d in run_dirs]  # a path that is no run at all stays an error
+    for folder in dict.fromkeys(folders):  # each run once, in the order given
         try:
             rows.append(read_run(folder, metric))
         except RunError as exc:  # one corrupt folder never hides the others: listed apart, unranked
@@ -265,9 +266,12 @@ def _question(row: dict[str, Any]) -> str:
 
 
 def _test_split(task: str, data: dict[str, Any], train: dict[str, Any]) -> str:
-    """The settings that pick a run's test rows, in words: `data.split` (fractions, stratification)
-    and the seed it is drawn with (`train.seed`). Runs that differ in any are scored on different
-    rows, so `compare` never ranks them against each other. Missing settings take the spec's defaults."""
+    """The settings that pick a run's test rows, in words: `data.split` (fractions, stratification),
+    the seed it is drawn with (`train.seed`) and, where it is not the default, which repeated rows
+    `data.duplicates` drops (`_dropped_duplicates`). Runs that differ in any are scored on different
+    rows, so `compare` never ranks them against each other. Missing settings take the spec's defaults.
+    Grouped splits (whole speakers of builtin:spoken_digits in one split) come with the data source,
+    which every group already names."""
     from trustforge.spec import SplitSpec, TrainSpec  # the defaults, from where they are declared
 
     defaults = SplitSpec.model_fields
@@ -277,11 +281,31 @@ def _test_split(task: str, data: dict[str, Any], train: dict[str, Any]) -> str:
     if stratify is None:
         stratify = task == "classification"
     seed = train.get("seed", TrainSpec.model_fields["seed"].default)
+    # Forecasts split by time and recommenders hold out per user; neither reads data.duplicates.
+    dropped = "" if task in ("forecasting", "recommendation") else _dropped_duplicates(data)
     return (
-        f"test split {test:g} (validation {validation:g}{', stratified' if stratify else ''}, seed {seed})"
+        f"test split {test:g} (validation {validation:g}{', stratified' if stratify else ''}, seed {seed}{dropped})"
         if isinstance(test, (int, float)) and isinstance(validation, (int, float))
-        else f"test split {test} (validation {validation}, seed {seed})"
+        else f"test split {test} (validation {validation}, seed {seed}{dropped})"
     )
+
+
+def _dropped_duplicates(data: dict[str, Any]) -> str:
+    """Which repeated rows `data.duplicates` drops, in words (", duplicates dropped: exact, across
+    splits"), or "" for the default (only test and validation rows whose inputs sit in training).
+
+    Dropping rows before the split, or held-out rows after it, changes the test rows; `warn` and
+    `fail` keep them alike (a run that failed has no figure), so only `drop` counts.
+    """
+    from trustforge.spec import DataSpec  # the defaults, from where they are declared
+
+    default = DataSpec.model_fields["duplicates"].default_factory().model_dump()
+    given = data.get("duplicates") if isinstance(data.get("duplicates"), dict) else {}
+    policy = {**default, **given}
+    dropped = [kind for kind in default if policy[kind] == "drop"]
+    if dropped == [kind for kind in default if default[kind] == "drop"]:
+        return ""
+    return ", duplicates dropped: " + (", ".join(kind.replace("_", " ") for kind in dropped) or "none")
 
 
 def _unknown_metric(metric: str, run_dirs: list[Path]) -> None:

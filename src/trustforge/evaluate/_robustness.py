@@ -28,6 +28,7 @@ from trustforge.data import AttackSpace, RawData, input_kind
 from trustforge.errors import DataError, SpecError
 from trustforge.evaluate._tasks import outputs_to_proba
 from trustforge.models import fgsm, pgd
+from trustforge.spec import MIN_ATTACK_ROWS
 
 __all__ = ["robustness", "attack_refusal", "hardening"]
 
@@ -126,7 +127,8 @@ def robustness(
             training passes it); its curves are added as `before_hardening`.
 
     Returns:
-        ``{"skipped": reason}`` where no attack applies, else the evidence (see the module docstring):
+        ``{"skipped": reason}`` where no attack applies or `raw` holds fewer than
+        `MIN_ATTACK_ROWS` rows, else the evidence (see the module docstring):
         ``{"metric", "norm", "budget", "epsilons", "rows", "steps", "step_size", "random_start",
         "clean", "attacks": {name: {"points": [{"epsilon", metric, "success_rate"}], "seconds",
         "samples_per_second", "halving_epsilon"}}, "smallest_flip", "examples", "hardened",
@@ -135,6 +137,8 @@ def robustness(
     reason = attack_refusal(model)
     if reason is not None:
         return {"skipped": reason}
+    if len(raw) < MIN_ATTACK_ROWS:  # as `trustforge attack` refuses: a sweep over a few rows is no figure
+        return {"skipped": f"{len(raw)} test rows, at least {MIN_ATTACK_ROWS} needed"}
     pre, task = model.preprocessor, model.task
     spaces = input_kind(model.schema).attack_spaces(pre)
     inputs = pre.encode_inputs(raw) if spaces is not None else ()

@@ -291,7 +291,8 @@ class Model:
         Returns:
             One row per (user, rank): the user column, `rank`, the item column, `score` and
             `source`. A user training never saw gets the most popular training items
-            (`source` "popularity", no score); see `data._interactions.recommend`.
+            (`source` "popularity", no score); a user listed twice gets one list (the frame's
+            `attrs["repeated_users"]` counts the repeats); see `data._interactions.recommend`.
 
         Raises:
             DataError: not a recommendation model, `users` of another type (None), k < 1, or no users.

@@ -4,6 +4,7 @@ from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_d
 from trustforge.spec._model import (
     AUTO_PRESETS,
     FITTED_KINDS,
+    MIN_ATTACK_ROWS,
     AdamSpec,
     AdamWSpec,
     AutoSpec,
@@ -33,6 +34,7 @@ from trustforge.spec._model import (
 __all__ = [
     "AUTO_PRESETS",
     "FITTED_KINDS",
+    "MIN_ATTACK_ROWS",
     "AutoSpec",
     "HistGradientBoostingSpec",
     "LinearSpec",

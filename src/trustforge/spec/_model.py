@@ -23,6 +23,7 @@ __all__ = [
     "HistGradientBoostingSpec",
     "FITTED_KINDS",
     "AUTO_PRESETS",
+    "MIN_ATTACK_ROWS",
     "DataSpec",
     "SplitSpec",
     "MissingSpec",
@@ -1311,6 +1312,12 @@ class CardSpec(_Strict):
     license: str | None = Field(None, min_length=1, max_length=100, description="the model's licence")
 
 
+# Labelled rows an attack needs at least: `evaluate.robustness.rows`' minimum, what `trustforge
+# attack` refuses below, and below which a run's evidence records robustness as not measured (a
+# sweep over a handful of rows is a table of accuracies of 0 or 1, not a figure).
+MIN_ATTACK_ROWS = 10
+
+
 class RobustnessSpec(_Strict):
     """Adversarial evaluation (`evaluate.robustness`): gradient attacks on the test split, in the
     model's real input space and within its valid bounds (see `data.AttackSpace`).
@@ -1341,7 +1348,7 @@ class RobustnessSpec(_Strict):
     random_start: bool = Field(False, description="PGD starts from a random point in the epsilon ball (seeded by train.seed)")
     rows: int | None = Field(
         None,
-        ge=10,
+        ge=MIN_ATTACK_ROWS,
         le=100_000,
         description="test rows attacked at most (a seeded sample of larger splits, stratified for gradient attacks); default 200 "
         "for gradient attacks (PGD-20 then costs a fraction of training time), 100 for the text attack (each row costs "
