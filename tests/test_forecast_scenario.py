@@ -4,14 +4,14 @@ forecast; packages forecast from a series, refuse short ones, and carry their ev
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _cli import run_main
 from _figures import assert_near_readme
 
 import trustforge
@@ -136,12 +136,36 @@ def test_cli_predicts_a_forecast_from_a_csv_and_reports_a_short_one(seasonal_run
     series = seasonal()
     series.to_csv(tmp_path / "series.csv", index=False)
     series.head(5).to_csv(tmp_path / "short.csv", index=False)
-    cli = [sys.executable, "-m", "trustforge.cli", "predict", str(result.package)]
-    env = {"TRUSTFORGE_HOME": str(result.run_dir.parent.parent), "PATH": ""}
-    ok = subprocess.run([*cli, str(tmp_path / "series.csv"), "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, env=env)
-    assert ok.returncode == 0, ok.stderr
+    home = result.run_dir.parent.parent
+    code, _, err = run_main("predict", result.package, tmp_path / "series.csv", "-o", tmp_path / "out.csv", home=home)
+    assert code == 0, err
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["step", "time", "prediction"] and len(out) == 3
-    bad = subprocess.run([*cli, str(tmp_path / "short.csv")], capture_output=True, text=True, env=env)
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert "needs the last 24 values" in bad.stderr and "got 5" in bad.stderr
+    code, _, err = run_main("predict", result.package, tmp_path / "short.csv", home=home)
+    assert code != 0 and "Traceback" not in err
+    assert "needs the last 24 values" in err and "got 5" in err
+
+
+def test_a_forecast_over_missing_time_steps_is_refused_naming_the_first(seasonal_run, tmp_path):
+    """The model reads its window as consecutive steps: a gap in it is an error, not a forecast
+    from values 25 steps apart read as 24 (Python API, the server's path and the CLI alike)."""
+    result, _ = seasonal_run
+    model = result.load_model()
+    series = seasonal()
+    gap = series.drop(index=[350, 351])
+    message = (
+        "column 't': 349 and 352 are 3 steps apart; the model reads consecutive steps of 1 (2 missing). "
+        "Fill or drop the gap before forecasting"
+    )
+    with pytest.raises(DataError, match=re.escape(f"input: {message}")):
+        model.predict(gap)
+    with pytest.raises(DataError, match=re.escape(message)):
+        model.predict_columns({"t": gap["t"].to_numpy(), "value": gap["value"].to_numpy()})
+    gap.to_csv(tmp_path / "gap.csv", index=False)
+    code, out, err = run_main("predict", result.package, tmp_path / "gap.csv", home=result.run_dir.parent.parent)
+    assert code == DataError.exit_code and out == "" and len(err.strip().splitlines()) == 1 and f"gap.csv: {message}" in err
+    # A repeated time is refused; a gap before the last 24 steps is not read, and the times go on.
+    with pytest.raises(DataError, match=r"column 't' repeats the time 359"):
+        model.predict(pd.concat([series, series.tail(1)]))
+    early = model.predict(series.drop(index=[100, 101]))
+    assert list(early["time"]) == [360, 361, 362]

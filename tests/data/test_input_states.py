@@ -157,7 +157,16 @@ def test_input_states_compare_tensors_by_value_dtype_and_shape():
 
 # ---------------------------------------------------------------------------- the schema's sections
 
-SERIES = {"time": "t", "time_kind": "numeric", "lookback": 24, "horizon": 3, "season": 12, "transform": "none", "level": "last"}
+SERIES = {
+    "time": "t",
+    "time_kind": "numeric",
+    "lookback": 24,
+    "horizon": 3,
+    "season": 12,
+    "transform": "none",
+    "level": "last",
+    "step": 1.0,
+}
 AUDIO = {"sample_rate": 16000, "samples": 8000, "n_fft": 512, "hop_length": 160, "n_mels": 40, "fmin": 20.0, "fmax": None}
 INTERACTIONS = {
     "user": "userId",
@@ -211,7 +220,8 @@ def test_a_bad_schema_section_is_refused_naming_the_field(section, value, messag
         section.from_json(value)
 
 
-def test_series_packages_from_before_level_and_time_kind_read_with_the_old_defaults():
-    old = {k: v for k, v in SERIES.items() if k not in ("level", "time_kind")}
+def test_series_packages_from_before_level_time_kind_and_step_read_with_the_old_defaults():
+    old = {k: v for k, v in SERIES.items() if k not in ("level", "time_kind", "step")}
     cfg = Schema.from_dict({"modality": "series", "task": "forecasting", "target": "v", "series": old}).series
     assert cfg.level == "none" and cfg.time_kind is None and cfg.lookback == 24
+    assert cfg.step is None  # inferred from the series given

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from trustforge.data import load_source, prepare
+from trustforge.data._raw import RawData
 from trustforge.data._series import (
     forecast_inputs,
     forecast_table,
@@ -173,6 +177,12 @@ def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
         (lambda f: f.drop(columns="t"), r"no column 't'"),
         (lambda f: f.head(25), r"series of 25 values gives 1 window of lookback 24"),
         (lambda f: f.assign(value=f["value"] - 200), r"values <= 0; data.series.transform 'log'"),
+        (
+            lambda f: f.drop(index=[100, 101]),
+            r"column 't': 99 and 102 are 3 steps apart; the model reads consecutive steps of 1 \(2 missing\)\. "
+            r"Fill or drop the gap before training, or leave data.series.time out",
+        ),
+        (lambda f: f.assign(t=f["t"].where(f.index != 100, 100.5)), r"'t': 99 and 100.5 are not a whole number of steps apart"),
     ],
 )
 def test_bad_series_are_data_errors_naming_the_column(tmp_path, change, message):
@@ -184,6 +194,68 @@ def test_bad_series_are_data_errors_naming_the_column(tmp_path, change, message)
     with pytest.raises(DataError, match=message) as info:
         prepare(load_spec(spec))
     assert str(path) in str(info.value)
+
+
+def air_passengers_without(months: list[str]) -> pd.DataFrame:
+    frame = load("builtin:air_passengers").frame
+    return frame[~frame["month"].isin(pd.to_datetime(months))].reset_index(drop=True)
+
+
+def test_training_refuses_a_series_with_missing_months_naming_the_first(tmp_path):
+    path = tmp_path / "gap.csv"
+    air_passengers_without(["1955-04-01", "1955-05-01"]).to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="month")
+    spec["data"]["target"] = "passengers"
+    with pytest.raises(
+        DataError,
+        match=r"column 'month': 1955-03-01 and 1955-06-01 are 3 steps apart; the model reads consecutive monthly steps \(2 missing\)",
+    ):
+        prepare(load_spec(spec))
+    odd = load("builtin:air_passengers").frame.assign(month=lambda f: f["month"] + pd.Timedelta(days=14))  # the 15th: no pandas frequency
+    odd.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"'month': the times \(1949-01-15, 1949-02-15, 1949-03-15, ...\) have no regular step"):
+        prepare(load_spec(spec))
+
+
+def test_the_schema_records_the_time_step():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    cfg = data.schema.series
+    assert cfg.step == "MS" and cfg.time_kind == "datetime"
+    assert prepare(load_spec(forecast_spec())).schema.series.step == 1.0
+
+
+def test_a_forecast_refuses_missing_time_steps_in_the_window_it_reads():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    gap = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1960-04-01", "1960-05-01"]))
+    message = (
+        "series.csv: column 'month': 1960-03-01 and 1960-06-01 are 3 steps apart; the model reads consecutive monthly steps "
+        "(2 missing). Fill or drop the gap before forecasting"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        forecast_inputs(data.preprocessor, gap)
+    # Evaluating reads every window, so a gap anywhere is refused.
+    early = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1950-04-01"]))
+    with pytest.raises(DataError, match=r"1950-03-01 and 1950-05-01 are 2 steps apart; .* \(1 missing\)\. Fill or drop the gap first"):
+        window_forecasts(data.preprocessor, early, torch.zeros(1, 3))
+    # A forecast reads only the last 24 months: a gap before them does not matter, and the table keeps its times.
+    assert forecast_inputs(data.preprocessor, early).shape == (1, 24, 1)
+    table = forecast_table(data.preprocessor, early, torch.zeros(1, 3))
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    # Dates where the model was timed with numbers are refused too.
+    numeric = prepare(load_spec(forecast_spec()))
+    dated = RawData("series", "value", "s.csv", frame=load("builtin:seasonal").frame.assign(t=pd.date_range("2000-01-01", periods=360)))
+    with pytest.raises(DataError, match=r"s.csv: column 't' holds dates; the model's series was timed with numbers"):
+        forecast_inputs(numeric.preprocessor, dated)
+
+
+def test_packages_without_a_recorded_step_infer_it_from_the_series():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    data.preprocessor.schema.series = dataclasses.replace(data.schema.series, step=None)
+    gap = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1960-04-01", "1960-05-01"]))
+    with pytest.raises(DataError, match=r"1960-03-01 and 1960-06-01 are 3 steps apart"):
+        forecast_inputs(data.preprocessor, gap)
+    table = forecast_table(data.preprocessor, load("builtin:air_passengers"), torch.zeros(1, 3))
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
 
 
 def test_forecasting_a_table_of_text_or_images_is_refused():

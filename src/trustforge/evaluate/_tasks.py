@@ -495,7 +495,7 @@ class Forecasting(Task):
         return _error_metrics(None, names)
 
     def output_signature(self, schema: Any) -> list[dict[str, Any]]:
-        # One row per future step (see data._series.forecast_table); `time` when the series' times are regular.
+        # One row per future step (see data._series.forecast_table); `time` when the series has a time column.
         outputs = [{"name": "step", "datatype": "INT64", "shape": [-1]}]
         if schema.series.time:
             kind = "FP64" if schema.series.time_kind == "numeric" else "BYTES"
