@@ -114,6 +114,7 @@ def test_package_evaluates_like_the_run_and_keeps_its_evidence(seasonal_run):
     again = model.evaluate(prepare(result.spec).test_raw)
     for k in ("mae", "rmse", "mape", "smape", "baseline_seasonal_naive_mae"):
         assert again[k] == pytest.approx(result.metrics[k], rel=1e-6)
+    assert again["n_in_training_period"] == 0  # the test windows forecast times after training's
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     noise = evidence["corruptions"]
     assert noise["metric"] == "mae" and [r["severity"] for r in noise["rows"]] == [1, 2, 3]
@@ -169,3 +170,20 @@ def test_a_forecast_over_missing_time_steps_is_refused_naming_the_first(seasonal
         model.predict(pd.concat([series, series.tail(1)]))
     early = model.predict(series.drop(index=[100, 101]))
     assert list(early["time"]) == [360, 361, 362]
+
+
+def test_cli_evaluate_says_when_windows_forecast_the_training_period(seasonal_run, tmp_path):
+    result, _ = seasonal_run
+    seasonal().to_csv(tmp_path / "series.csv", index=False)
+    code, out, err = run_main("evaluate", result.package, tmp_path / "series.csv", home=result.run_dir.parent.parent)
+    assert code == 0, err
+    first, last = result.load_model().schema.series.train_period
+    metrics = json.loads(out.strip().splitlines()[-1])
+    k = metrics["n_in_training_period"]
+    assert metrics["n"] == 360 - 24 - 3 + 1 and k == last - 24 + 1  # windows forecasting from time 24 up to `last`
+    assert f"note: {k} of the 334 windows forecast times inside the model's training period ({first} to {last})" in err
+    assert "in-sample" in err
+    # The last 60 steps lie after training: no note.
+    seasonal().tail(60).to_csv(tmp_path / "late.csv", index=False)
+    code, out, err = run_main("evaluate", result.package, tmp_path / "late.csv", home=result.run_dir.parent.parent)
+    assert code == 0 and "training period" not in err and json.loads(out.strip().splitlines()[-1])["n_in_training_period"] == 0

@@ -17,6 +17,7 @@ from trustforge.data._series import (
     forecast_table,
     seasonal_naive,
     split_windows,
+    training_overlap,
     window_forecasts,
 )
 from trustforge.errors import DataError, SpecError
@@ -217,10 +218,12 @@ def test_training_refuses_a_series_with_missing_months_naming_the_first(tmp_path
         prepare(load_spec(spec))
 
 
-def test_the_schema_records_the_time_step():
+def test_the_schema_records_the_time_step_and_the_training_period():
     data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
     cfg = data.schema.series
     assert cfg.step == "MS" and cfg.time_kind == "datetime"
+    last_read = data.train_raw.frame["month"].iloc[-1]  # the training windows' last target
+    assert cfg.train_period == ("1949-01-01", last_read.strftime("%Y-%m-%d"))
     assert prepare(load_spec(forecast_spec())).schema.series.step == 1.0
 
 
@@ -250,12 +253,21 @@ def test_a_forecast_refuses_missing_time_steps_in_the_window_it_reads():
 
 def test_packages_without_a_recorded_step_infer_it_from_the_series():
     data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
-    data.preprocessor.schema.series = dataclasses.replace(data.schema.series, step=None)
+    data.preprocessor.schema.series = dataclasses.replace(data.schema.series, step=None, train_period=None)
     gap = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1960-04-01", "1960-05-01"]))
     with pytest.raises(DataError, match=r"1960-03-01 and 1960-06-01 are 3 steps apart"):
         forecast_inputs(data.preprocessor, gap)
     table = forecast_table(data.preprocessor, load("builtin:air_passengers"), torch.zeros(1, 3))
     assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    assert training_overlap(data.preprocessor, load("builtin:air_passengers")) is None
+
+
+def test_training_overlap_counts_the_windows_forecasting_training_times():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    assert training_overlap(data.preprocessor, data.test_raw) == 0
+    # Over the whole series: every window whose forecast times touch the training period.
+    n_train = len(data.train.target)
+    assert training_overlap(data.preprocessor, load("builtin:air_passengers")) == n_train + 3 - 1
 
 
 def test_forecasting_a_table_of_text_or_images_is_refused():

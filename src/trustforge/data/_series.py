@@ -32,6 +32,7 @@ are dropped, so no value is a target on both sides of a boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ __all__ = [
     "seasonal_naive",
     "forecast_inputs",
     "forecast_table",
+    "training_overlap",
     "with_input_noise",
     "read_series_input",
 ]
@@ -135,6 +137,8 @@ class SeriesConfig(SectionState):
         step: the time column's step, learned at training: a pandas frequency alias for dates
             ("MS", "D", "h", ...), a number for numeric times (None without a time column; in
             packages from before it was saved, the step is inferred from the series given).
+        train_period: the first and last time the training windows read, inputs and targets
+            (ISO text for dates; None without a time column or in older packages).
     """
 
     time: str | None = None
@@ -145,6 +149,7 @@ class SeriesConfig(SectionState):
     transform: Literal["none", "log"] = "none"
     level: Literal["none", "last", "mean"] = "none"
     step: str | float | None = None
+    train_period: tuple[str | float, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -401,6 +406,9 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         where=raw.origin,
     )
     span = s.lookback + s.horizon - 1
+    if times is not None:  # the first and last time the training windows read
+        period = (_json_time(times.iloc[0]), _json_time(times.iloc[tr.stop - 1 + span]))
+        schema.series = dataclasses.replace(cfg, train_period=period)
 
     def part(windows: range) -> RawData:
         # The rows that windows a .. b-1 read, inputs and targets: a .. b-1 + lookback + horizon - 1.
@@ -445,6 +453,10 @@ def _learned_step(times: pd.Series, column: str, where: str) -> str | float | No
     if step is not None:
         check_steps(times, step, column=column, where=where, advice=advice)
     return step
+
+
+def _json_time(t: Any) -> str | float:
+    return _time_text(t) if isinstance(t, pd.Timestamp) else t.item() if isinstance(t, np.generic) else t
 
 
 def split_windows(
@@ -560,6 +572,27 @@ def window_forecasts(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> tu
     x, y = _windows(pre, raw)
     season = _config(pre.schema).season
     return _unscale(pre, y), _decode(pre, out, x), _unscale(pre, seasonal_naive(x, y.shape[1], season))
+
+
+def training_overlap(pre: "Preprocessor", raw: RawData) -> int | None:
+    """How many of `raw`'s complete windows (as `window_forecasts` scores them) forecast a time
+    inside the model's training period (`SeriesConfig.train_period`): on the training series
+    itself, those scores are in-sample. None without a period on record (packages from before
+    it was saved, a series without a time column) or without times in `raw`."""
+    cfg = _config(pre.schema)
+    if cfg.train_period is None:
+        return None
+    times, _ = ordered_values(
+        raw.frame, value=pre.schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=set(pre.schema.ignored)
+    )
+    if times is None or len(times) < cfg.lookback + cfg.horizon:
+        return None
+    first, last = cfg.train_period
+    t = times.to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(times):
+        first, last = np.datetime64(pd.Timestamp(first)), np.datetime64(pd.Timestamp(last))
+    targets = np.lib.stride_tricks.sliding_window_view(t[cfg.lookback :], cfg.horizon)  # (N, H): each window's forecast times
+    return int(((targets >= first) & (targets <= last)).any(axis=1).sum())
 
 
 def seasonal_naive(x: np.ndarray, horizon: int, season: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, window_forecasts
+from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, training_overlap, window_forecasts
 from trustforge.errors import ModelError, SpecError
 from trustforge.evaluate import _recommend as recommend
 from trustforge.evaluate._baselines import (
@@ -517,7 +517,11 @@ class Forecasting(Task):
 
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         y, pred, baseline = window_forecasts(model.preprocessor, raw, model.outputs(raw))  # every complete window
-        return self.compute_metrics(y, y_pred=pred, baseline=baseline)
+        metrics = self.compute_metrics(y, y_pred=pred, baseline=baseline)
+        overlap = training_overlap(model.preprocessor, raw)
+        if overlap is not None:  # windows forecasting times the model trained on: in-sample on the training series
+            metrics["n_in_training_period"] = overlap
+        return metrics
 
 
 class Recommendation(Task):
