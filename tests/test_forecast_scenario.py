@@ -187,3 +187,32 @@ def test_cli_evaluate_says_when_windows_forecast_the_training_period(seasonal_ru
     seasonal().tail(60).to_csv(tmp_path / "late.csv", index=False)
     code, out, err = run_main("evaluate", result.package, tmp_path / "late.csv", home=result.run_dir.parent.parent)
     assert code == 0 and "training period" not in err and json.loads(out.strip().splitlines()[-1])["n_in_training_period"] == 0
+
+
+def test_trading_days_train_and_forecast_under_step_rows(tmp_path, monkeypatch):
+    """Daily prices have no rows on weekends and holidays: step rows reads the rows as consecutive
+    trading days, at training, in the package's forecast and in its evaluation."""
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
+    days = pd.bdate_range("2024-01-02", periods=122).drop(pd.to_datetime(["2024-01-15", "2024-02-19"]))
+    prices = pd.DataFrame({"day": days, "close": 100.0 + np.sin(np.arange(120) / 3.0)})
+    prices.to_csv(tmp_path / "prices.csv", index=False)
+    spec = {
+        "task": "forecasting",
+        "data": {
+            "source": f"csv:{tmp_path / 'prices.csv'}",
+            "target": "close",
+            "series": {"time": "day", "lookback": 10, "horizon": 2, "season": 5},
+        },
+        "model": {"kind": "mlp", "hidden": [8]},
+        "train": {"max_epochs": 2, "early_stopping": None},
+        "evaluate": {"speed": False},
+    }
+    with pytest.raises(DataError, match=r"2024-01-12 and 2024-01-16 are 2 steps apart; .* or set data.series.step: rows"):
+        trustforge.run(spec, progress=False, register=False)
+    spec["data"]["series"]["step"] = "rows"
+    model = trustforge.run(spec, progress=False, register=False).load_model()
+    assert model.schema.series.step == "rows"
+    forecast = model.predict(prices.head(14))  # the holiday 2024-01-15 lies in the 10 days it reads
+    assert list(forecast.columns) == ["step", "prediction"] and len(forecast) == 2
+    assert [o["name"] for o in model.task.output_signature(model.schema)] == ["step", "prediction"]
+    assert model.evaluate(prices)["n"] == 120 - 12 + 1

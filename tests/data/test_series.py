@@ -181,7 +181,8 @@ def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
         (
             lambda f: f.drop(index=[100, 101]),
             r"column 't': 99 and 102 are 3 steps apart; the model reads consecutive steps of 1 \(2 missing\)\. "
-            r"Fill or drop the gap before training, or leave data.series.time out",
+            r"Fill or drop the gap before training, or set data.series.step: rows to read the rows as consecutive steps "
+            r"\(e.g. trading days\)",
         ),
         (lambda f: f.assign(t=f["t"].where(f.index != 100, 100.5)), r"'t': 99 and 100.5 are not a whole number of steps apart"),
     ],
@@ -214,7 +215,11 @@ def test_training_refuses_a_series_with_missing_months_naming_the_first(tmp_path
         prepare(load_spec(spec))
     odd = load("builtin:air_passengers").frame.assign(month=lambda f: f["month"] + pd.Timedelta(days=14))  # the 15th: no pandas frequency
     odd.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"'month': the times \(1949-01-15, 1949-02-15, 1949-03-15, ...\) have no regular step"):
+    with pytest.raises(
+        DataError,
+        match=r"'month': the times \(1949-01-15, 1949-02-15, 1949-03-15, ...\) have no regular step .* declare data.series.step, "
+        r"or set data.series.step: rows",
+    ):
         prepare(load_spec(spec))
 
 
@@ -270,6 +275,103 @@ def test_training_overlap_counts_the_windows_forecasting_training_times():
     assert training_overlap(data.preprocessor, load("builtin:air_passengers")) == n_train + 3 - 1
 
 
+def trading_days(n: int = 80) -> pd.DataFrame:
+    """Business days from 2024-01-02 without the exchange holidays 2024-01-15 and 2024-02-19."""
+    days = pd.bdate_range("2024-01-02", periods=n + 2).drop(pd.to_datetime(["2024-01-15", "2024-02-19"]))
+    return pd.DataFrame({"day": days, "close": 100.0 + np.sin(np.arange(n) / 3.0)})
+
+
+def trading_spec(path, **series) -> dict:
+    spec = forecast_spec(f"csv:{path}", time="day", lookback=10, season=5, horizon=2, **series)
+    spec["data"]["target"] = "close"
+    return spec
+
+
+def test_a_holiday_in_business_days_is_refused_under_auto_and_read_as_a_step_under_rows(tmp_path):
+    path = tmp_path / "prices.csv"
+    trading_days().to_csv(path, index=False)
+    # auto learns business days (not daily, which every weekend would break) and names the holiday.
+    message = (
+        "column 'day': 2024-01-12 and 2024-01-16 are 2 steps apart; the model reads consecutive business-day steps (1 missing). "
+        "Fill or drop the gap before training, or set data.series.step: rows to read the rows as consecutive steps (e.g. trading days)"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare(load_spec(trading_spec(path)))
+    data = prepare(load_spec(trading_spec(path, step="rows")))
+    assert data.schema.series.step == "rows" and data.schema.series.time_kind == "datetime"
+    # Forecasting and evaluating read the rows as steps, holidays and all; the forecast has no time column.
+    holiday = RawData("series", "close", "prices.csv", frame=trading_days().head(14))  # 2024-01-15 is missing from its last 10 rows
+    assert forecast_inputs(data.preprocessor, holiday).shape == (1, 10, 1)
+    table = forecast_table(data.preprocessor, holiday, torch.zeros(1, 2))
+    assert list(table.columns) == ["step", "prediction"] and list(table["step"]) == [1, 2]
+    y, _, _ = window_forecasts(data.preprocessor, RawData("series", "close", "prices.csv", frame=trading_days()), torch.zeros(69, 2))
+    assert y.shape == (80 - 12 + 1, 2)
+    # A repeated time is still refused.
+    repeated = RawData("series", "close", "prices.csv", frame=pd.concat([trading_days(), trading_days().tail(1)]))
+    with pytest.raises(DataError, match=r"column 'day' repeats the time 2024-04-2"):
+        forecast_inputs(data.preprocessor, repeated)
+
+
+def test_mid_month_dates_are_read_as_steps_under_rows(tmp_path):
+    path = tmp_path / "mid.csv"
+    load("builtin:air_passengers").frame.assign(month=lambda f: f["month"] + pd.Timedelta(days=14)).to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="month", horizon=3, step="rows")
+    spec["data"]["target"] = "passengers"
+    data = prepare(load_spec(spec))
+    assert data.schema.series.step == "rows" and data.schema.series.train_period[0] == "1949-01-15"
+    table = forecast_table(data.preprocessor, data.test_raw, torch.zeros(1, 3))
+    assert list(table.columns) == ["step", "prediction"]
+
+
+def test_a_declared_step_is_checked_not_inferred(tmp_path):
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3, step="MS")))
+    assert data.schema.series.step == "MS"
+    table = forecast_table(data.preprocessor, load("builtin:air_passengers"), torch.zeros(1, 3))
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    path = tmp_path / "gap.csv"
+    air_passengers_without(["1955-04-01"]).to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="month", step="MS")
+    spec["data"]["target"] = "passengers"
+    with pytest.raises(DataError, match=r"'month': 1955-03-01 and 1955-05-01 are 2 steps apart; the model reads consecutive monthly"):
+        prepare(load_spec(spec))
+    # Declared, not inferred: every third month trains as quarterly under auto, but not as monthly steps.
+    load("builtin:air_passengers").frame.iloc[::3].to_csv(path, index=False)
+    spec["data"]["series"].update(lookback=12, season=4)
+    with pytest.raises(
+        DataError, match=r"1949-01-01 and 1949-04-01 are 3 steps apart; the model reads consecutive monthly steps \(2 missing\)"
+    ):
+        prepare(load_spec(spec))
+    spec["data"]["series"]["step"] = "auto"
+    assert prepare(load_spec(spec)).schema.series.step == "QS-JAN"
+    assert prepare(load_spec(forecast_spec(step=1))).schema.series.step == 1.0
+    with pytest.raises(DataError, match=r"'t': 0 and 1 are not a whole number of steps apart; the model reads consecutive steps of 2\."):
+        prepare(load_spec(forecast_spec(step=2)))
+
+
+@pytest.mark.parametrize(
+    "series,message",
+    [
+        ({"step": "D"}, r"data.series.step is 'D' but column 't' holds numbers; give a number \(the spacing of its times\), or rows"),
+        ({"step": 1}, r"data.series.step is 1 but column 'month' holds dates; give a pandas frequency \(D, B, MS, ...\), or rows"),
+    ],
+)
+def test_a_declared_step_of_the_wrong_kind_is_refused_naming_the_field_and_column(series, message):
+    source = "builtin:seasonal" if series["step"] == "D" else "builtin:air_passengers"
+    with pytest.raises(DataError, match=message):
+        prepare(load_spec(forecast_spec(source, **series)))
+
+
+def test_a_declared_step_without_a_time_column_is_refused(tmp_path):
+    path = tmp_path / "values.csv"
+    load("builtin:seasonal").frame[["value"]].to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", step="D")
+    spec["data"]["target"] = "value"
+    with pytest.raises(DataError, match=r"data.series.step is 'D' but the series has no time column to check it against"):
+        prepare(load_spec(spec))
+    spec["data"]["series"]["step"] = "rows"  # what a series without times gets anyway
+    assert prepare(load_spec(spec)).schema.series.step is None
+
+
 def test_forecasting_a_table_of_text_or_images_is_refused():
     with pytest.raises(DataError, match="must be numeric"):
         prepare(load_spec({**forecast_spec("builtin:iris"), "data": {"source": "builtin:iris", "target": "target"}}))
@@ -281,6 +383,9 @@ def test_forecasting_a_table_of_text_or_images_is_refused():
     "spec,message",
     [
         (forecast_spec(lookback=6), "data.series.season must be <= lookback"),
+        (forecast_spec(step="H"), r"data.series.step must be auto, rows, a pandas frequency .*; got 'H' \(did you mean h\?\)"),
+        (forecast_spec(step="fortnightly"), r"data.series.step must be auto, rows, a pandas frequency \(D, B, MS, W-MON, h, ...\)"),
+        (forecast_spec(step=0), r"data.series.step must be .* or a number > 0; got 0"),
         ({"data": {"series": {"lookback": 4}}}, "data.series applies to task forecasting only"),
         ({**forecast_spec(), "train": {"loss": "cross_entropy"}}, "train.loss must be auto or mse for task forecasting"),
         ({**forecast_spec(), "evaluate": {"metrics": ["accuracy"]}}, "must be a forecasting metric"),

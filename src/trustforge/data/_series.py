@@ -7,9 +7,12 @@ value is refused, not silently filled, because any filling is a modelling choice
 
 The model reads consecutive rows as equal steps of time, so a time column must be regular:
 training learns its step (a pandas frequency such as `MS` or `D` for dates, the spacing of
-numeric times) and refuses a series with a gap or an irregular step, naming the first one;
-a series to forecast or evaluate is checked against that step the same way. Rows are sorted
-by their time; a repeated time is refused.
+numeric times), or takes the one `data.series.step` declares, and refuses a series with a gap
+or an irregular step, naming the first one; a series to forecast or evaluate is checked
+against that step the same way. `data.series.step: rows` instead reads the rows as
+consecutive steps whatever their times (trading days, irregular sampling): nothing is
+checked, and a forecast has no time column (the next step's time is not known). Rows are
+sorted by their time; a repeated time is refused.
 
 Encoding, fitted on the training part of the series only and saved in the package:
 
@@ -134,9 +137,11 @@ class SeriesConfig(SectionState):
         lookback, horizon: values in, values forecast; season: the seasonal-naive baseline's period.
         transform: "log" takes logarithms before scaling; level: what each window is taken
             relative to ("none" in packages from before it was saved).
-        step: the time column's step, learned at training: a pandas frequency alias for dates
-            ("MS", "D", "h", ...), a number for numeric times (None without a time column; in
-            packages from before it was saved, the step is inferred from the series given).
+        step: the time column's step, learned at training or declared (data.series.step): a
+            pandas frequency alias for dates ("MS", "D", "h", ...), a number for numeric times,
+            or "rows" (the rows are consecutive steps whatever their times: never checked).
+            None without a time column; in packages from before it was saved, the step is
+            inferred from the series given.
         train_period: the first and last time the training windows read, inputs and targets
             (ISO text for dates; None without a time column or in older packages).
     """
@@ -261,11 +266,14 @@ def _inferred_step(times: pd.Series) -> str | float | None:
         return float(spacings[np.argmax(counts)])
     index = pd.DatetimeIndex(times)
     freq = _infer_freq(index)
-    if freq is None:  # a gap or an irregular time: the step of most stretches of three
+    if freq is None:  # a gap or an irregular time: of the steps stretches of three share, the one most intervals take
         local = (_infer_freq(index[i : i + 3]) for i in range(min(len(index) - 2, 500)))
         found = Counter(to_offset(f).freqstr for f in local if f is not None)
-        freq = found.most_common(1)[0][0] if found else None
-        if freq is not None and _one_step(index, to_offset(freq)).mean() < 2 / 3:
+        # Business days with a holiday: three weekdays read as daily more often than as
+        # business days, but business days span more of the series (only the holiday breaks them).
+        shares = {f: _one_step(index, to_offset(f)).mean() for f, _ in found.most_common(3)}
+        freq = max(shares, key=shares.__getitem__) if shares else None
+        if freq is not None and shares[freq] < 2 / 3:
             freq = None
     return None if freq is None else to_offset(freq).freqstr
 
@@ -332,7 +340,7 @@ def _series_of(
     schema: Schema, raw: RawData, *, allowed: set[str] | None = None, last: int | None = None, advice: str = "Fill or drop the gap first"
 ) -> np.ndarray:
     """The series' values in time order, its times (the `last` ones, when given) checked
-    against the step the model reads (see `check_steps`)."""
+    against the step the model reads (see `check_steps`; never under step "rows")."""
     cfg = _config(schema)
     times, values = ordered_values(raw.frame, value=schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=allowed)
     if times is not None:
@@ -342,7 +350,7 @@ def _series_of(
             raise DataError(f"{raw.origin}: column {cfg.time!r} holds {got}; the model's series was timed with {want}")
         times = times.iloc[-last:] if last else times
         step = cfg.step if cfg.step is not None else _inferred_step(times)
-        if step is not None:
+        if step is not None and step != "rows":
             check_steps(times.reset_index(drop=True), step, column=str(cfg.time), where=raw.origin, advice=advice)
     if cfg.transform == "log" and (values <= 0).any():
         raise DataError(f"{raw.origin}: column {schema.target!r} holds values <= 0; data.series.transform 'log' needs positive values")
@@ -374,7 +382,7 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         frame = frame.iloc[np.argsort(_parse_times(frame[time], time, raw.origin).to_numpy(), kind="stable")]
     frame = frame.reset_index(drop=True)
     time_kind = None if times is None else ("datetime" if pd.api.types.is_datetime64_any_dtype(times) else "numeric")
-    step = _learned_step(times, str(time), raw.origin) if times is not None else None
+    step = _learned_step(times, s.step, str(time), raw.origin) if times is not None else _no_step(s.step, raw.origin)
     cfg = SeriesConfig(
         time=time,
         time_kind=time_kind,
@@ -435,24 +443,49 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
     )
 
 
-def _learned_step(times: pd.Series, column: str, where: str) -> str | float | None:
-    """The step of a training series' times (see `check_steps`).
+_ROWS_ADVICE = "or set data.series.step: rows to read the rows as consecutive steps (e.g. trading days)"
+
+
+def _learned_step(times: pd.Series, declared: str | float, column: str, where: str) -> str | float | None:
+    """The step of a training series' times: `declared` (data.series.step) unless "auto",
+    else inferred; checked against the times (see `check_steps`) unless "rows".
 
     Raises:
-        DataError: the times have a gap, an irregular step or (dates) no step pandas recognises.
+        DataError: the times have a gap or an irregular step, (auto, dates) no step pandas
+            recognises, or the declared step does not fit the column's kind (a frequency for
+            numeric times, a number for dates).
     """
-    advice = "Fill or drop the gap before training, or leave data.series.time out to read the rows in file order"
-    step = _inferred_step(times)
+    if declared == "rows":
+        return "rows"
+    dates = pd.api.types.is_datetime64_any_dtype(times)
+    if declared == "auto":
+        step = _inferred_step(times)
+    elif isinstance(declared, str) != dates:
+        kind, want = ("dates", "a pandas frequency (D, B, MS, ...)") if dates else ("numbers", "a number (the spacing of its times)")
+        raise DataError(f"{where}: data.series.step is {_declared(declared)} but column {column!r} holds {kind}; give {want}, or rows")
+    else:
+        step = to_offset(declared).freqstr if isinstance(declared, str) else float(declared)
     if step is None and len(times) >= 3:
         shown = ", ".join(_time_text(t) for t in times.iloc[:3])
         raise DataError(
             f"{where}: column {column!r}: the times ({shown}, ...) have no regular step pandas recognises (daily, monthly on "
-            "the 1st, ...); the model reads equal steps of time. Give regular times, or leave data.series.time out to read "
-            "the rows in file order"
+            f"the 1st, ...); the model reads equal steps of time. Give regular times, declare data.series.step, {_ROWS_ADVICE}"
         )
     if step is not None:
-        check_steps(times, step, column=column, where=where, advice=advice)
+        check_steps(times, step, column=column, where=where, advice=f"Fill or drop the gap before training, {_ROWS_ADVICE}")
     return step
+
+
+def _no_step(declared: str | float, where: str) -> None:
+    """A series without a time column has no step to check: a declared one is a mistake ("rows" is what it gets)."""
+    if declared not in ("auto", "rows"):
+        raise DataError(
+            f"{where}: data.series.step is {_declared(declared)} but the series has no time column to check it against (data.series.time)"
+        )
+
+
+def _declared(step: str | float) -> str:
+    return repr(step) if isinstance(step, str) else f"{step:g}"
 
 
 def _json_time(t: Any) -> str | float:
@@ -630,9 +663,10 @@ def forecast_inputs(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
 def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.DataFrame:
     """The forecast as a table, one row per future step.
 
-    Columns: `step` (1 .. horizon), `time` (the step's time, when the series has a time column:
-    the last time plus 1 .. horizon of the step training learned) and `prediction` (the
-    forecast value, in the series' units). `forecast_inputs` has checked the times' steps.
+    Columns: `step` (1 .. horizon), `time` (the step's time, when the series has a time column
+    and a step other than "rows": the last time plus 1 .. horizon of the step training learned)
+    and `prediction` (the forecast value, in the series' units). `forecast_inputs` has checked
+    the times' steps.
     """
     cfg = _config(pre.schema)
     lookback, horizon = cfg.lookback, cfg.horizon
@@ -643,7 +677,7 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     table = pd.DataFrame({"step": np.arange(1, horizon + 1)})
     if times is not None:
         step = cfg.step if cfg.step is not None else _inferred_step(times.iloc[-lookback:])
-        if step is not None:
+        if step is not None and step != "rows":  # rows: the next step's time is not known (a holiday, irregular sampling)
             table["time"] = _future_times(times, step, horizon)
     table["prediction"] = _decode(pre, out, x)[0]
     return table

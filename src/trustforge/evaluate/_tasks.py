@@ -495,9 +495,10 @@ class Forecasting(Task):
         return _error_metrics(None, names)
 
     def output_signature(self, schema: Any) -> list[dict[str, Any]]:
-        # One row per future step (see data._series.forecast_table); `time` when the series has a time column.
+        # One row per future step (see data._series.forecast_table); `time` when the series has a
+        # time column and a step other than "rows" (where the next step's time is not known).
         outputs = [{"name": "step", "datatype": "INT64", "shape": [-1]}]
-        if schema.series.time:
+        if schema.series.time and schema.series.step != "rows":
             kind = "FP64" if schema.series.time_kind == "numeric" else "BYTES"
             outputs.append({"name": "time", "datatype": kind, "shape": [-1], "optional": True})
         return [*outputs, {"name": "prediction", "datatype": "FP64", "shape": [-1]}]
