@@ -4,14 +4,14 @@ forecast; packages forecast from a series, refuse short ones, and carry their ev
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _cli import run_main
 from _figures import assert_near_readme
 
 import trustforge
@@ -114,6 +114,7 @@ def test_package_evaluates_like_the_run_and_keeps_its_evidence(seasonal_run):
     again = model.evaluate(prepare(result.spec).test_raw)
     for k in ("mae", "rmse", "mape", "smape", "baseline_seasonal_naive_mae"):
         assert again[k] == pytest.approx(result.metrics[k], rel=1e-6)
+    assert again["n_in_training_period"] == 0  # the test windows forecast times after training's
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     noise = evidence["corruptions"]
     assert noise["metric"] == "mae" and [r["severity"] for r in noise["rows"]] == [1, 2, 3]
@@ -136,12 +137,82 @@ def test_cli_predicts_a_forecast_from_a_csv_and_reports_a_short_one(seasonal_run
     series = seasonal()
     series.to_csv(tmp_path / "series.csv", index=False)
     series.head(5).to_csv(tmp_path / "short.csv", index=False)
-    cli = [sys.executable, "-m", "trustforge.cli", "predict", str(result.package)]
-    env = {"TRUSTFORGE_HOME": str(result.run_dir.parent.parent), "PATH": ""}
-    ok = subprocess.run([*cli, str(tmp_path / "series.csv"), "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, env=env)
-    assert ok.returncode == 0, ok.stderr
+    home = result.run_dir.parent.parent
+    code, _, err = run_main("predict", result.package, tmp_path / "series.csv", "-o", tmp_path / "out.csv", home=home)
+    assert code == 0, err
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["step", "time", "prediction"] and len(out) == 3
-    bad = subprocess.run([*cli, str(tmp_path / "short.csv")], capture_output=True, text=True, env=env)
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert "needs the last 24 values" in bad.stderr and "got 5" in bad.stderr
+    code, _, err = run_main("predict", result.package, tmp_path / "short.csv", home=home)
+    assert code != 0 and "Traceback" not in err
+    assert "needs the last 24 values" in err and "got 5" in err
+
+
+def test_a_forecast_over_missing_time_steps_is_refused_naming_the_first(seasonal_run, tmp_path):
+    """The model reads its window as consecutive steps: a gap in it is an error, not a forecast
+    from values 25 steps apart read as 24 (Python API, the server's path and the CLI alike)."""
+    result, _ = seasonal_run
+    model = result.load_model()
+    series = seasonal()
+    gap = series.drop(index=[350, 351])
+    message = (
+        "column 't': 349 and 352 are 3 steps apart; the model reads consecutive steps of 1 (2 missing). "
+        "Fill or drop the gap before forecasting"
+    )
+    with pytest.raises(DataError, match=re.escape(f"input: {message}")):
+        model.predict(gap)
+    with pytest.raises(DataError, match=re.escape(message)):
+        model.predict_columns({"t": gap["t"].to_numpy(), "value": gap["value"].to_numpy()})
+    gap.to_csv(tmp_path / "gap.csv", index=False)
+    code, out, err = run_main("predict", result.package, tmp_path / "gap.csv", home=result.run_dir.parent.parent)
+    assert code == DataError.exit_code and out == "" and len(err.strip().splitlines()) == 1 and f"gap.csv: {message}" in err
+    # A repeated time is refused; a gap before the last 24 steps is not read, and the times go on.
+    with pytest.raises(DataError, match=r"column 't' repeats the time 359"):
+        model.predict(pd.concat([series, series.tail(1)]))
+    early = model.predict(series.drop(index=[100, 101]))
+    assert list(early["time"]) == [360, 361, 362]
+
+
+def test_cli_evaluate_says_when_windows_forecast_the_training_period(seasonal_run, tmp_path):
+    result, _ = seasonal_run
+    seasonal().to_csv(tmp_path / "series.csv", index=False)
+    code, out, err = run_main("evaluate", result.package, tmp_path / "series.csv", home=result.run_dir.parent.parent)
+    assert code == 0, err
+    first, last = result.load_model().schema.series.train_period
+    metrics = json.loads(out.strip().splitlines()[-1])
+    k = metrics["n_in_training_period"]
+    assert metrics["n"] == 360 - 24 - 3 + 1 and k == last - 24 + 1  # windows forecasting from time 24 up to `last`
+    assert f"note: {k} of the 334 windows forecast times inside the model's training period ({first} to {last})" in err
+    assert "in-sample" in err
+    # The last 60 steps lie after training: no note.
+    seasonal().tail(60).to_csv(tmp_path / "late.csv", index=False)
+    code, out, err = run_main("evaluate", result.package, tmp_path / "late.csv", home=result.run_dir.parent.parent)
+    assert code == 0 and "training period" not in err and json.loads(out.strip().splitlines()[-1])["n_in_training_period"] == 0
+
+
+def test_trading_days_train_and_forecast_under_step_rows(tmp_path, monkeypatch):
+    """Daily prices have no rows on weekends and holidays: step rows reads the rows as consecutive
+    trading days, at training, in the package's forecast and in its evaluation."""
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
+    days = pd.bdate_range("2024-01-02", periods=122).drop(pd.to_datetime(["2024-01-15", "2024-02-19"]))
+    prices = pd.DataFrame({"day": days, "close": 100.0 + np.sin(np.arange(120) / 3.0)})
+    prices.to_csv(tmp_path / "prices.csv", index=False)
+    spec = {
+        "task": "forecasting",
+        "data": {
+            "source": f"csv:{tmp_path / 'prices.csv'}",
+            "target": "close",
+            "series": {"time": "day", "lookback": 10, "horizon": 2, "season": 5},
+        },
+        "model": {"kind": "mlp", "hidden": [8]},
+        "train": {"max_epochs": 2, "early_stopping": None},
+        "evaluate": {"speed": False},
+    }
+    with pytest.raises(DataError, match=r"2024-01-12 and 2024-01-16 are 2 steps apart; .* or set data.series.step: rows"):
+        trustforge.run(spec, progress=False, register=False)
+    spec["data"]["series"]["step"] = "rows"
+    model = trustforge.run(spec, progress=False, register=False).load_model()
+    assert model.schema.series.step == "rows"
+    forecast = model.predict(prices.head(14))  # the holiday 2024-01-15 lies in the 10 days it reads
+    assert list(forecast.columns) == ["step", "prediction"] and len(forecast) == 2
+    assert [o["name"] for o in model.task.output_signature(model.schema)] == ["step", "prediction"]
+    assert model.evaluate(prices)["n"] == 120 - 12 + 1

@@ -627,6 +627,12 @@ def evaluate(
     if report is not None:  # data.expect: violations per column beside the metrics
         metrics = {**metrics, **report.metrics()}
     out.print(metrics_table(metrics, model.spec.default_metrics(), title=f"metrics on {escape(data.name)} (n={metrics['n']})"))
+    if metrics.get("n_in_training_period"):  # a forecaster scored on times it trained on: legitimate, but not a test
+        first, last = model.schema.series.train_period
+        _note(
+            f"{metrics['n_in_training_period']} of the {metrics['n']} windows forecast times inside the model's training period "
+            f"({first} to {last}); on the training series those scores are in-sample, not a test of the forecast"
+        )
     out.print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, list)}), highlight=False, soft_wrap=True)
 
 

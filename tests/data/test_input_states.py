@@ -157,7 +157,17 @@ def test_input_states_compare_tensors_by_value_dtype_and_shape():
 
 # ---------------------------------------------------------------------------- the schema's sections
 
-SERIES = {"time": "t", "time_kind": "numeric", "lookback": 24, "horizon": 3, "season": 12, "transform": "none", "level": "last"}
+SERIES = {
+    "time": "t",
+    "time_kind": "numeric",
+    "lookback": 24,
+    "horizon": 3,
+    "season": 12,
+    "transform": "none",
+    "level": "last",
+    "step": 1.0,
+    "train_period": [0, 263],
+}
 AUDIO = {"sample_rate": 16000, "samples": 8000, "n_fft": 512, "hop_length": 160, "n_mels": 40, "fmin": 20.0, "fmax": None}
 INTERACTIONS = {
     "user": "userId",
@@ -201,6 +211,7 @@ def test_schema_sections_are_typed_and_write_the_json_they_always_wrote(field, s
         (SeriesConfig, {k: v for k, v in SERIES.items() if k != "horizon"}, r"SeriesConfig: missing field \['horizon'\]"),
         (SeriesConfig, {**SERIES, "lookback": "24"}, r"field 'lookback' must be an integer; got '24'"),
         (SeriesConfig, {**SERIES, "level": "median"}, r"field 'level' must be 'none' or 'last' or 'mean'; got 'median'"),
+        (SeriesConfig, {**SERIES, "train_period": [0, None]}, r"field 'train_period' must be a list or null; got \(0, None\)"),
         (FrontEnd, {**AUDIO, "n_mels": True}, r"FrontEnd: field 'n_mels' must be an integer; got True"),
         (InteractionsConfig, {**INTERACTIONS, "feedback": "likes"}, r"field 'feedback' must be 'explicit' or 'implicit'"),
         (TextOptions, [1, 2], r"TextOptions: expected a JSON object; got list"),
@@ -211,7 +222,8 @@ def test_a_bad_schema_section_is_refused_naming_the_field(section, value, messag
         section.from_json(value)
 
 
-def test_series_packages_from_before_level_and_time_kind_read_with_the_old_defaults():
-    old = {k: v for k, v in SERIES.items() if k not in ("level", "time_kind")}
+def test_series_packages_from_before_level_time_kind_and_step_read_with_the_old_defaults():
+    old = {k: v for k, v in SERIES.items() if k not in ("level", "time_kind", "step", "train_period")}
     cfg = Schema.from_dict({"modality": "series", "task": "forecasting", "target": "v", "series": old}).series
     assert cfg.level == "none" and cfg.time_kind is None and cfg.lookback == 24
+    assert cfg.step is None and cfg.train_period is None  # inferred from the series given; no overlap caveat

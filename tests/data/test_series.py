@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from trustforge.data import load_source, prepare
+from trustforge.data._raw import RawData
 from trustforge.data._series import (
     forecast_inputs,
     forecast_table,
     seasonal_naive,
     split_windows,
+    training_overlap,
     window_forecasts,
 )
 from trustforge.errors import DataError, SpecError
@@ -173,6 +178,13 @@ def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
         (lambda f: f.drop(columns="t"), r"no column 't'"),
         (lambda f: f.head(25), r"series of 25 values gives 1 window of lookback 24"),
         (lambda f: f.assign(value=f["value"] - 200), r"values <= 0; data.series.transform 'log'"),
+        (
+            lambda f: f.drop(index=[100, 101]),
+            r"column 't': 99 and 102 are 3 steps apart; the model reads consecutive steps of 1 \(2 missing\)\. "
+            r"Fill or drop the gap before training, or set data.series.step: rows to read the rows as consecutive steps "
+            r"\(e.g. trading days\)",
+        ),
+        (lambda f: f.assign(t=f["t"].where(f.index != 100, 100.5)), r"'t': 99 and 100.5 are not a whole number of steps apart"),
     ],
 )
 def test_bad_series_are_data_errors_naming_the_column(tmp_path, change, message):
@@ -186,6 +198,180 @@ def test_bad_series_are_data_errors_naming_the_column(tmp_path, change, message)
     assert str(path) in str(info.value)
 
 
+def air_passengers_without(months: list[str]) -> pd.DataFrame:
+    frame = load("builtin:air_passengers").frame
+    return frame[~frame["month"].isin(pd.to_datetime(months))].reset_index(drop=True)
+
+
+def test_training_refuses_a_series_with_missing_months_naming_the_first(tmp_path):
+    path = tmp_path / "gap.csv"
+    air_passengers_without(["1955-04-01", "1955-05-01"]).to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="month")
+    spec["data"]["target"] = "passengers"
+    with pytest.raises(
+        DataError,
+        match=r"column 'month': 1955-03-01 and 1955-06-01 are 3 steps apart; the model reads consecutive monthly steps \(2 missing\)",
+    ):
+        prepare(load_spec(spec))
+    odd = load("builtin:air_passengers").frame.assign(month=lambda f: f["month"] + pd.Timedelta(days=14))  # the 15th: no pandas frequency
+    odd.to_csv(path, index=False)
+    with pytest.raises(
+        DataError,
+        match=r"'month': the times \(1949-01-15, 1949-02-15, 1949-03-15, ...\) have no regular step .* declare data.series.step, "
+        r"or set data.series.step: rows",
+    ):
+        prepare(load_spec(spec))
+
+
+def test_the_schema_records_the_time_step_and_the_training_period():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    cfg = data.schema.series
+    assert cfg.step == "MS" and cfg.time_kind == "datetime"
+    last_read = data.train_raw.frame["month"].iloc[-1]  # the training windows' last target
+    assert cfg.train_period == ("1949-01-01", last_read.strftime("%Y-%m-%d"))
+    assert prepare(load_spec(forecast_spec())).schema.series.step == 1.0
+
+
+def test_a_forecast_refuses_missing_time_steps_in_the_window_it_reads():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    gap = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1960-04-01", "1960-05-01"]))
+    message = (
+        "series.csv: column 'month': 1960-03-01 and 1960-06-01 are 3 steps apart; the model reads consecutive monthly steps "
+        "(2 missing). Fill or drop the gap before forecasting"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        forecast_inputs(data.preprocessor, gap)
+    # Evaluating reads every window, so a gap anywhere is refused.
+    early = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1950-04-01"]))
+    with pytest.raises(DataError, match=r"1950-03-01 and 1950-05-01 are 2 steps apart; .* \(1 missing\)\. Fill or drop the gap first"):
+        window_forecasts(data.preprocessor, early, torch.zeros(1, 3))
+    # A forecast reads only the last 24 months: a gap before them does not matter, and the table keeps its times.
+    assert forecast_inputs(data.preprocessor, early).shape == (1, 24, 1)
+    table = forecast_table(data.preprocessor, early, torch.zeros(1, 3))
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    # Dates where the model was timed with numbers are refused too.
+    numeric = prepare(load_spec(forecast_spec()))
+    dated = RawData("series", "value", "s.csv", frame=load("builtin:seasonal").frame.assign(t=pd.date_range("2000-01-01", periods=360)))
+    with pytest.raises(DataError, match=r"s.csv: column 't' holds dates; the model's series was timed with numbers"):
+        forecast_inputs(numeric.preprocessor, dated)
+
+
+def test_packages_without_a_recorded_step_infer_it_from_the_series():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    data.preprocessor.schema.series = dataclasses.replace(data.schema.series, step=None, train_period=None)
+    gap = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1960-04-01", "1960-05-01"]))
+    with pytest.raises(DataError, match=r"1960-03-01 and 1960-06-01 are 3 steps apart"):
+        forecast_inputs(data.preprocessor, gap)
+    table = forecast_table(data.preprocessor, load("builtin:air_passengers"), torch.zeros(1, 3))
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    assert training_overlap(data.preprocessor, load("builtin:air_passengers")) is None
+
+
+def test_training_overlap_counts_the_windows_forecasting_training_times():
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    assert training_overlap(data.preprocessor, data.test_raw) == 0
+    # Over the whole series: every window whose forecast times touch the training period.
+    n_train = len(data.train.target)
+    assert training_overlap(data.preprocessor, load("builtin:air_passengers")) == n_train + 3 - 1
+
+
+def trading_days(n: int = 80) -> pd.DataFrame:
+    """Business days from 2024-01-02 without the exchange holidays 2024-01-15 and 2024-02-19."""
+    days = pd.bdate_range("2024-01-02", periods=n + 2).drop(pd.to_datetime(["2024-01-15", "2024-02-19"]))
+    return pd.DataFrame({"day": days, "close": 100.0 + np.sin(np.arange(n) / 3.0)})
+
+
+def trading_spec(path, **series) -> dict:
+    spec = forecast_spec(f"csv:{path}", time="day", lookback=10, season=5, horizon=2, **series)
+    spec["data"]["target"] = "close"
+    return spec
+
+
+def test_a_holiday_in_business_days_is_refused_under_auto_and_read_as_a_step_under_rows(tmp_path):
+    path = tmp_path / "prices.csv"
+    trading_days().to_csv(path, index=False)
+    # auto learns business days (not daily, which every weekend would break) and names the holiday.
+    message = (
+        "column 'day': 2024-01-12 and 2024-01-16 are 2 steps apart; the model reads consecutive business-day steps (1 missing). "
+        "Fill or drop the gap before training, or set data.series.step: rows to read the rows as consecutive steps (e.g. trading days)"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare(load_spec(trading_spec(path)))
+    data = prepare(load_spec(trading_spec(path, step="rows")))
+    assert data.schema.series.step == "rows" and data.schema.series.time_kind == "datetime"
+    # Forecasting and evaluating read the rows as steps, holidays and all; the forecast has no time column.
+    holiday = RawData("series", "close", "prices.csv", frame=trading_days().head(14))  # 2024-01-15 is missing from its last 10 rows
+    assert forecast_inputs(data.preprocessor, holiday).shape == (1, 10, 1)
+    table = forecast_table(data.preprocessor, holiday, torch.zeros(1, 2))
+    assert list(table.columns) == ["step", "prediction"] and list(table["step"]) == [1, 2]
+    y, _, _ = window_forecasts(data.preprocessor, RawData("series", "close", "prices.csv", frame=trading_days()), torch.zeros(69, 2))
+    assert y.shape == (80 - 12 + 1, 2)
+    # A repeated time is still refused.
+    repeated = RawData("series", "close", "prices.csv", frame=pd.concat([trading_days(), trading_days().tail(1)]))
+    with pytest.raises(DataError, match=r"column 'day' repeats the time 2024-04-2"):
+        forecast_inputs(data.preprocessor, repeated)
+
+
+def test_mid_month_dates_are_read_as_steps_under_rows(tmp_path):
+    path = tmp_path / "mid.csv"
+    load("builtin:air_passengers").frame.assign(month=lambda f: f["month"] + pd.Timedelta(days=14)).to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="month", horizon=3, step="rows")
+    spec["data"]["target"] = "passengers"
+    data = prepare(load_spec(spec))
+    assert data.schema.series.step == "rows" and data.schema.series.train_period[0] == "1949-01-15"
+    table = forecast_table(data.preprocessor, data.test_raw, torch.zeros(1, 3))
+    assert list(table.columns) == ["step", "prediction"]
+
+
+def test_a_declared_step_is_checked_not_inferred(tmp_path):
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3, step="MS")))
+    assert data.schema.series.step == "MS"
+    table = forecast_table(data.preprocessor, load("builtin:air_passengers"), torch.zeros(1, 3))
+    assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    path = tmp_path / "gap.csv"
+    air_passengers_without(["1955-04-01"]).to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", time="month", step="MS")
+    spec["data"]["target"] = "passengers"
+    with pytest.raises(DataError, match=r"'month': 1955-03-01 and 1955-05-01 are 2 steps apart; the model reads consecutive monthly"):
+        prepare(load_spec(spec))
+    # Declared, not inferred: every third month trains as quarterly under auto, but not as monthly steps.
+    load("builtin:air_passengers").frame.iloc[::3].to_csv(path, index=False)
+    spec["data"]["series"].update(lookback=12, season=4)
+    with pytest.raises(
+        DataError, match=r"1949-01-01 and 1949-04-01 are 3 steps apart; the model reads consecutive monthly steps \(2 missing\)"
+    ):
+        prepare(load_spec(spec))
+    spec["data"]["series"]["step"] = "auto"
+    assert prepare(load_spec(spec)).schema.series.step == "QS-JAN"
+    assert prepare(load_spec(forecast_spec(step=1))).schema.series.step == 1.0
+    with pytest.raises(DataError, match=r"'t': 0 and 1 are not a whole number of steps apart; the model reads consecutive steps of 2\."):
+        prepare(load_spec(forecast_spec(step=2)))
+
+
+@pytest.mark.parametrize(
+    "series,message",
+    [
+        ({"step": "D"}, r"data.series.step is 'D' but column 't' holds numbers; give a number \(the spacing of its times\), or rows"),
+        ({"step": 1}, r"data.series.step is 1 but column 'month' holds dates; give a pandas frequency \(D, B, MS, ...\), or rows"),
+    ],
+)
+def test_a_declared_step_of_the_wrong_kind_is_refused_naming_the_field_and_column(series, message):
+    source = "builtin:seasonal" if series["step"] == "D" else "builtin:air_passengers"
+    with pytest.raises(DataError, match=message):
+        prepare(load_spec(forecast_spec(source, **series)))
+
+
+def test_a_declared_step_without_a_time_column_is_refused(tmp_path):
+    path = tmp_path / "values.csv"
+    load("builtin:seasonal").frame[["value"]].to_csv(path, index=False)
+    spec = forecast_spec(f"csv:{path}", step="D")
+    spec["data"]["target"] = "value"
+    with pytest.raises(DataError, match=r"data.series.step is 'D' but the series has no time column to check it against"):
+        prepare(load_spec(spec))
+    spec["data"]["series"]["step"] = "rows"  # what a series without times gets anyway
+    assert prepare(load_spec(spec)).schema.series.step is None
+
+
 def test_forecasting_a_table_of_text_or_images_is_refused():
     with pytest.raises(DataError, match="must be numeric"):
         prepare(load_spec({**forecast_spec("builtin:iris"), "data": {"source": "builtin:iris", "target": "target"}}))
@@ -197,6 +383,9 @@ def test_forecasting_a_table_of_text_or_images_is_refused():
     "spec,message",
     [
         (forecast_spec(lookback=6), "data.series.season must be <= lookback"),
+        (forecast_spec(step="H"), r"data.series.step must be auto, rows, a pandas frequency .*; got 'H' \(did you mean h\?\)"),
+        (forecast_spec(step="fortnightly"), r"data.series.step must be auto, rows, a pandas frequency \(D, B, MS, W-MON, h, ...\)"),
+        (forecast_spec(step=0), r"data.series.step must be .* or a number > 0; got 0"),
         ({"data": {"series": {"lookback": 4}}}, "data.series applies to task forecasting only"),
         ({**forecast_spec(), "train": {"loss": "cross_entropy"}}, "train.loss must be auto or mse for task forecasting"),
         ({**forecast_spec(), "evaluate": {"metrics": ["accuracy"]}}, "must be a forecasting metric"),

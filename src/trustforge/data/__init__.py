@@ -60,7 +60,15 @@ from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, label_strings
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
 from trustforge.data._sequences import with_noise as sequences_with_noise
-from trustforge.data._series import forecast_inputs, forecast_table, prepare_series, read_series_input, window_forecasts, with_input_noise
+from trustforge.data._series import (
+    forecast_inputs,
+    forecast_table,
+    prepare_series,
+    read_series_input,
+    training_overlap,
+    window_forecasts,
+    with_input_noise,
+)
 from trustforge.data._sources import (
     BUILTIN_SOURCES,
     SOURCE_FORMS,
@@ -172,6 +180,7 @@ __all__ = [
     "prepare_series",
     "forecast_inputs",
     "forecast_table",
+    "training_overlap",
     "window_forecasts",
     "LabelIssues",
     "find_label_issues",

@@ -2,8 +2,17 @@
 
 A series is a table with one value column (`data.target`) and optionally a time column
 (`data.series.time`) that orders it; without one, the rows are taken in file order. Other
-columns are ignored (the model is univariate). Values must be complete and finite: a gap is
-refused, not silently filled, because any filling is a modelling choice.
+columns are ignored (the model is univariate). Values must be complete and finite: a missing
+value is refused, not silently filled, because any filling is a modelling choice.
+
+The model reads consecutive rows as equal steps of time, so a time column must be regular:
+training learns its step (a pandas frequency such as `MS` or `D` for dates, the spacing of
+numeric times), or takes the one `data.series.step` declares, and refuses a series with a gap
+or an irregular step, naming the first one; a series to forecast or evaluate is checked
+against that step the same way. `data.series.step: rows` instead reads the rows as
+consecutive steps whatever their times (trading days, irregular sampling): nothing is
+checked, and a forecast has no time column (the next step's time is not known). Rows are
+sorted by their time; a repeated time is refused.
 
 Encoding, fitted on the training part of the series only and saved in the package:
 
@@ -26,12 +35,16 @@ are dropped, so no value is a target on both sides of a boundary.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pandas.tseries.frequencies import to_offset
 
 from trustforge._extras import require
 from trustforge.data._raw import RawData
@@ -58,6 +71,7 @@ __all__ = [
     "seasonal_naive",
     "forecast_inputs",
     "forecast_table",
+    "training_overlap",
     "with_input_noise",
     "read_series_input",
 ]
@@ -123,6 +137,13 @@ class SeriesConfig(SectionState):
         lookback, horizon: values in, values forecast; season: the seasonal-naive baseline's period.
         transform: "log" takes logarithms before scaling; level: what each window is taken
             relative to ("none" in packages from before it was saved).
+        step: the time column's step, learned at training or declared (data.series.step): a
+            pandas frequency alias for dates ("MS", "D", "h", ...), a number for numeric times,
+            or "rows" (the rows are consecutive steps whatever their times: never checked).
+            None without a time column; in packages from before it was saved, the step is
+            inferred from the series given.
+        train_period: the first and last time the training windows read, inputs and targets
+            (ISO text for dates; None without a time column or in older packages).
     """
 
     time: str | None = None
@@ -132,6 +153,8 @@ class SeriesConfig(SectionState):
     season: int = 1
     transform: Literal["none", "log"] = "none"
     level: Literal["none", "last", "mean"] = "none"
+    step: str | float | None = None
+    train_period: tuple[str | float, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,9 +234,124 @@ def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
         raise DataError(f"{where}: column {name!r} must hold dates or numbers (the series' time); got {str(col.iloc[0])[:40]!r}") from None
 
 
-def _series_of(schema: Schema, raw: RawData, *, allowed: set[str] | None = None) -> np.ndarray:
+# ---------------------------------------------------------------------------- time steps
+
+# Pandas frequencies (their base code) by the word that names their step.
+_STEP_WORDS = {
+    "D": "daily",
+    "B": "business-day",
+    "h": "hourly",
+    "min": "minutely",
+    "s": "secondly",
+    "W": "weekly",
+    "MS": "monthly",
+    "ME": "monthly",
+    "QS": "quarterly",
+    "QE": "quarterly",
+    "YS": "yearly",
+    "YE": "yearly",
+}
+
+
+def _inferred_step(times: pd.Series) -> str | float | None:
+    """The step of the series' times: a pandas frequency alias for dates, or the most common
+    spacing of numeric times; for dates with a gap, the step most stretches of three times
+    share, if it spans at least two thirds of the series' intervals. None: fewer than three
+    times, or dates with no step pandas recognises (the 15th of each month has none: its
+    intervals are 28 to 31 days)."""
+    if len(times) < 3:
+        return None
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        spacings, counts = np.unique(np.diff(times.to_numpy(dtype=np.float64)), return_counts=True)
+        return float(spacings[np.argmax(counts)])
+    index = pd.DatetimeIndex(times)
+    freq = _infer_freq(index)
+    if freq is None:  # a gap or an irregular time: of the steps stretches of three share, the one most intervals take
+        local = (_infer_freq(index[i : i + 3]) for i in range(min(len(index) - 2, 500)))
+        found = Counter(to_offset(f).freqstr for f in local if f is not None)
+        # Business days with a holiday: three weekdays read as daily more often than as
+        # business days, but business days span more of the series (only the holiday breaks them).
+        shares = {f: _one_step(index, to_offset(f)).mean() for f, _ in found.most_common(3)}
+        freq = max(shares, key=shares.__getitem__) if shares else None
+        if freq is not None and shares[freq] < 2 / 3:
+            freq = None
+    return None if freq is None else to_offset(freq).freqstr
+
+
+def _one_step(index: pd.DatetimeIndex, offset: Any) -> np.ndarray:
+    """Whether each time is one step of `offset` after the one before it: (len(index) - 1,)."""
+    with warnings.catch_warnings():  # some offsets add element by element, with a warning saying so
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        return np.asarray(index[:-1] + offset == index[1:])
+
+
+def _step_words(step: str | float) -> str:
+    """'monthly steps', 'steps of 2MS', 'steps of 0.5'."""
+    if isinstance(step, str):
+        offset = to_offset(step)
+        word = _STEP_WORDS.get(offset.rule_code.split("-")[0]) if offset.n == 1 else None
+        return f"{word} steps" if word else f"steps of {step}"
+    return f"steps of {step:g}"
+
+
+def _time_text(t: Any) -> str:
+    if isinstance(t, pd.Timestamp):
+        return t.strftime("%Y-%m-%d") if t == t.normalize() else t.isoformat(sep=" ")
+    return f"{t:g}"
+
+
+def check_steps(times: pd.Series, step: str | float, *, column: str, where: str, advice: str) -> None:
+    """Refuse times (in order) that are not consecutive steps of `step`, naming the first break.
+
+    Raises:
+        DataError: e.g. "series.csv: column 'month': 2021-03-01 and 2021-06-01 are 3 steps
+            apart; the model reads consecutive monthly steps (2 missing). {advice}".
+    """
+    if len(times) < 2:
+        return
+    if isinstance(step, str):
+        index, offset = pd.DatetimeIndex(times), to_offset(step)
+        breaks = np.flatnonzero(~_one_step(index, offset))
+        if not len(breaks):
+            return
+        a, b = index[breaks[0]], index[breaks[0] + 1]
+        apart, t = 1, a + offset
+        while t < b and apart <= 100_000:
+            t, apart = t + offset, apart + 1
+        whole = t == b
+    else:
+        t = times.to_numpy(dtype=np.float64)
+        ratio = np.diff(t) / step
+        breaks = np.flatnonzero(~np.isclose(ratio, 1.0, rtol=0.0, atol=1e-6))
+        if not len(breaks):
+            return
+        a, b = times.iloc[breaks[0]], times.iloc[breaks[0] + 1]
+        apart = int(round(ratio[breaks[0]]))
+        whole = apart > 1 and abs(ratio[breaks[0]] - apart) <= 1e-6
+    words = _step_words(step)
+    if whole:
+        gap = f"are {apart} steps apart; the model reads consecutive {words} ({apart - 1} missing)"
+    else:
+        gap = f"are not a whole number of steps apart; the model reads consecutive {words}"
+    raise DataError(f"{where}: column {column!r}: {_time_text(a)} and {_time_text(b)} {gap}. {advice}")
+
+
+def _series_of(
+    schema: Schema, raw: RawData, *, allowed: set[str] | None = None, last: int | None = None, advice: str = "Fill or drop the gap first"
+) -> np.ndarray:
+    """The series' values in time order, its times (the `last` ones, when given) checked
+    against the step the model reads (see `check_steps`; never under step "rows")."""
     cfg = _config(schema)
-    _, values = ordered_values(raw.frame, value=schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=allowed)
+    times, values = ordered_values(raw.frame, value=schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=allowed)
+    if times is not None:
+        dates = pd.api.types.is_datetime64_any_dtype(times)
+        if cfg.time_kind is not None and dates != (cfg.time_kind == "datetime"):
+            got, want = ("dates", "numbers") if dates else ("numbers", "dates")
+            raise DataError(f"{raw.origin}: column {cfg.time!r} holds {got}; the model's series was timed with {want}")
+        times = times.iloc[-last:] if last else times
+        step = cfg.step if cfg.step is not None else _inferred_step(times)
+        if step is not None and step != "rows":
+            check_steps(times.reset_index(drop=True), step, column=str(cfg.time), where=raw.origin, advice=advice)
     if cfg.transform == "log" and (values <= 0).any():
         raise DataError(f"{raw.origin}: column {schema.target!r} holds values <= 0; data.series.transform 'log' needs positive values")
     return values
@@ -244,8 +382,16 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         frame = frame.iloc[np.argsort(_parse_times(frame[time], time, raw.origin).to_numpy(), kind="stable")]
     frame = frame.reset_index(drop=True)
     time_kind = None if times is None else ("datetime" if pd.api.types.is_datetime64_any_dtype(times) else "numeric")
+    step = _learned_step(times, s.step, str(time), raw.origin) if times is not None else _no_step(s.step, raw.origin)
     cfg = SeriesConfig(
-        time=time, time_kind=time_kind, lookback=s.lookback, horizon=s.horizon, season=s.season, transform=s.transform, level=s.level
+        time=time,
+        time_kind=time_kind,
+        lookback=s.lookback,
+        horizon=s.horizon,
+        season=s.season,
+        transform=s.transform,
+        level=s.level,
+        step=step,
     )
     schema = Schema(
         "series",
@@ -268,6 +414,9 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         where=raw.origin,
     )
     span = s.lookback + s.horizon - 1
+    if times is not None:  # the first and last time the training windows read
+        period = (_json_time(times.iloc[0]), _json_time(times.iloc[tr.stop - 1 + span]))
+        schema.series = dataclasses.replace(cfg, train_period=period)
 
     def part(windows: range) -> RawData:
         # The rows that windows a .. b-1 read, inputs and targets: a .. b-1 + lookback + horizon - 1.
@@ -292,6 +441,55 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         augment=ImageAugment(),
         train_raw=train_raw,
     )
+
+
+_ROWS_ADVICE = "or set data.series.step: rows to read the rows as consecutive steps (e.g. trading days)"
+
+
+def _learned_step(times: pd.Series, declared: str | float, column: str, where: str) -> str | float | None:
+    """The step of a training series' times: `declared` (data.series.step) unless "auto",
+    else inferred; checked against the times (see `check_steps`) unless "rows".
+
+    Raises:
+        DataError: the times have a gap or an irregular step, (auto, dates) no step pandas
+            recognises, or the declared step does not fit the column's kind (a frequency for
+            numeric times, a number for dates).
+    """
+    if declared == "rows":
+        return "rows"
+    dates = pd.api.types.is_datetime64_any_dtype(times)
+    if declared == "auto":
+        step = _inferred_step(times)
+    elif isinstance(declared, str) != dates:
+        kind, want = ("dates", "a pandas frequency (D, B, MS, ...)") if dates else ("numbers", "a number (the spacing of its times)")
+        raise DataError(f"{where}: data.series.step is {_declared(declared)} but column {column!r} holds {kind}; give {want}, or rows")
+    else:
+        step = to_offset(declared).freqstr if isinstance(declared, str) else float(declared)
+    if step is None and len(times) >= 3:
+        shown = ", ".join(_time_text(t) for t in times.iloc[:3])
+        raise DataError(
+            f"{where}: column {column!r}: the times ({shown}, ...) have no regular step pandas recognises (daily, monthly on "
+            f"the 1st, ...); the model reads equal steps of time. Give regular times, declare data.series.step, {_ROWS_ADVICE}"
+        )
+    if step is not None:
+        check_steps(times, step, column=column, where=where, advice=f"Fill or drop the gap before training, {_ROWS_ADVICE}")
+    return step
+
+
+def _no_step(declared: str | float, where: str) -> None:
+    """A series without a time column has no step to check: a declared one is a mistake ("rows" is what it gets)."""
+    if declared not in ("auto", "rows"):
+        raise DataError(
+            f"{where}: data.series.step is {_declared(declared)} but the series has no time column to check it against (data.series.time)"
+        )
+
+
+def _declared(step: str | float) -> str:
+    return repr(step) if isinstance(step, str) else f"{step:g}"
+
+
+def _json_time(t: Any) -> str | float:
+    return _time_text(t) if isinstance(t, pd.Timestamp) else t.item() if isinstance(t, np.generic) else t
 
 
 def split_windows(
@@ -409,6 +607,27 @@ def window_forecasts(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> tu
     return _unscale(pre, y), _decode(pre, out, x), _unscale(pre, seasonal_naive(x, y.shape[1], season))
 
 
+def training_overlap(pre: "Preprocessor", raw: RawData) -> int | None:
+    """How many of `raw`'s complete windows (as `window_forecasts` scores them) forecast a time
+    inside the model's training period (`SeriesConfig.train_period`): on the training series
+    itself, those scores are in-sample. None without a period on record (packages from before
+    it was saved, a series without a time column) or without times in `raw`."""
+    cfg = _config(pre.schema)
+    if cfg.train_period is None:
+        return None
+    times, _ = ordered_values(
+        raw.frame, value=pre.schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=set(pre.schema.ignored)
+    )
+    if times is None or len(times) < cfg.lookback + cfg.horizon:
+        return None
+    first, last = cfg.train_period
+    t = times.to_numpy()
+    if pd.api.types.is_datetime64_any_dtype(times):
+        first, last = np.datetime64(pd.Timestamp(first)), np.datetime64(pd.Timestamp(last))
+    targets = np.lib.stride_tricks.sliding_window_view(t[cfg.lookback :], cfg.horizon)  # (N, H): each window's forecast times
+    return int(((targets >= first) & (targets <= last)).any(axis=1).sum())
+
+
 def seasonal_naive(x: np.ndarray, horizon: int, season: int) -> np.ndarray:
     """The seasonal-naive forecast: each future step repeats the latest value one season (or a
     whole number of seasons) before it, from the window's inputs `x` (N, L), L >= season.
@@ -432,7 +651,7 @@ def forecast_inputs(pre: "Preprocessor", raw: RawData) -> torch.Tensor:
             are needed and how many were given), or a value or column is bad.
     """
     lookback = _config(pre.schema).lookback
-    values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored))
+    values = _series_of(pre.schema, raw, allowed=set(pre.schema.ignored), last=lookback, advice="Fill or drop the gap before forecasting")
     if len(values) < lookback:
         raise DataError(
             f"{raw.origin}: a forecast needs the last {lookback} values of the series (data.series.lookback); got {len(values)}"
@@ -445,8 +664,9 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     """The forecast as a table, one row per future step.
 
     Columns: `step` (1 .. horizon), `time` (the step's time, when the series has a time column
-    with a regular spacing: a date frequency pandas can infer, or evenly spaced numbers) and
-    `prediction` (the forecast value, in the series' units).
+    and a step other than "rows": the last time plus 1 .. horizon of the step training learned)
+    and `prediction` (the forecast value, in the series' units). `forecast_inputs` has checked
+    the times' steps.
     """
     cfg = _config(pre.schema)
     lookback, horizon = cfg.lookback, cfg.horizon
@@ -455,27 +675,20 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     )
     x = _scaled(pre, values[-lookback:])[None, :]
     table = pd.DataFrame({"step": np.arange(1, horizon + 1)})
-    future = _future_times(times, horizon)
-    if future is not None:
-        table["time"] = future
+    if times is not None:
+        step = cfg.step if cfg.step is not None else _inferred_step(times.iloc[-lookback:])
+        if step is not None and step != "rows":  # rows: the next step's time is not known (a holiday, irregular sampling)
+            table["time"] = _future_times(times, step, horizon)
     table["prediction"] = _decode(pre, out, x)[0]
     return table
 
 
-def _future_times(times: pd.Series | None, horizon: int) -> Any:
-    if times is None or len(times) < 3:
-        return None
-    if pd.api.types.is_datetime64_any_dtype(times):
-        freq = _infer_freq(pd.DatetimeIndex(times.iloc[-min(len(times), 25) :]))
-        if freq is None:
-            return None
-        return pd.date_range(times.iloc[-1], periods=horizon + 1, freq=freq)[1:]
-    t = times.to_numpy(dtype=np.float64)[-min(len(times), 25) :]
-    steps = np.diff(t)
-    if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9):
-        return None
-    future = t[-1] + steps[0] * np.arange(1, horizon + 1)
-    return future.astype(np.int64) if pd.api.types.is_integer_dtype(times) else future
+def _future_times(times: pd.Series, step: str | float, horizon: int) -> Any:
+    if isinstance(step, str):
+        return pd.date_range(times.iloc[-1], periods=horizon + 1, freq=to_offset(step))[1:]
+    future = float(times.iloc[-1]) + step * np.arange(1, horizon + 1)
+    whole = pd.api.types.is_integer_dtype(times) and float(step).is_integer()
+    return future.astype(np.int64) if whole else future
 
 
 def _infer_freq(index: pd.DatetimeIndex) -> Any:

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, window_forecasts
+from trustforge.data import forecast_inputs, forecast_table, interaction_predictions, training_overlap, window_forecasts
 from trustforge.errors import ModelError, SpecError
 from trustforge.evaluate import _recommend as recommend
 from trustforge.evaluate._baselines import (
@@ -495,9 +495,10 @@ class Forecasting(Task):
         return _error_metrics(None, names)
 
     def output_signature(self, schema: Any) -> list[dict[str, Any]]:
-        # One row per future step (see data._series.forecast_table); `time` when the series' times are regular.
+        # One row per future step (see data._series.forecast_table); `time` when the series has a
+        # time column and a step other than "rows" (where the next step's time is not known).
         outputs = [{"name": "step", "datatype": "INT64", "shape": [-1]}]
-        if schema.series.time:
+        if schema.series.time and schema.series.step != "rows":
             kind = "FP64" if schema.series.time_kind == "numeric" else "BYTES"
             outputs.append({"name": "time", "datatype": kind, "shape": [-1], "optional": True})
         return [*outputs, {"name": "prediction", "datatype": "FP64", "shape": [-1]}]
@@ -517,7 +518,11 @@ class Forecasting(Task):
 
     def evaluate(self, model: Any, raw: Any) -> dict[str, Any]:
         y, pred, baseline = window_forecasts(model.preprocessor, raw, model.outputs(raw))  # every complete window
-        return self.compute_metrics(y, y_pred=pred, baseline=baseline)
+        metrics = self.compute_metrics(y, y_pred=pred, baseline=baseline)
+        overlap = training_overlap(model.preprocessor, raw)
+        if overlap is not None:  # windows forecasting times the model trained on: in-sample on the training series
+            metrics["n_in_training_period"] = overlap
+        return metrics
 
 
 class Recommendation(Task):

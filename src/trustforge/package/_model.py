@@ -260,8 +260,9 @@ class Model:
 
         Image inputs read from a folder get a leading `path` column. A forecasting model takes
         one series (at least `lookback` values) and returns its next `horizon` values, one row
-        per step: `step` (1..horizon), `time` (when the series' time column is regular) and
-        `prediction`.
+        per step: `step` (1..horizon), `time` (when the series has a time column, unless
+        data.series.step is rows) and `prediction`; a gap in the time steps of the values it
+        reads is refused, naming it (never under step rows).
         """
         raw = self._raw(data, "predict")
         return self.task.predict(self, raw)

@@ -341,6 +341,8 @@ class SeriesSpec(_Strict):
     Each window gives the model `lookback` past values and asks for the next `horizon`. The
     split is by time: the last windows are the test set, validation comes before them, and
     windows whose targets straddle a boundary are dropped, so no value is seen on both sides.
+    The model reads consecutive rows as equal steps of time: `step` says what a step is (see
+    `data._series`); `rows` takes the rows as consecutive steps whatever their times.
     """
 
     time: str | None = Field(None, description="column that orders the series; default: builtin sets know theirs, else row order")
@@ -355,6 +357,36 @@ class SeriesSpec(_Strict):
     level: Literal["none", "last", "mean"] = Field(
         "last", description="each window is taken relative to its last value or its mean (after scaling), and the forecast added back to it"
     )
+    step: str | float = Field(
+        "auto",
+        description="the time column's step: auto (learned; a gap is refused), a pandas frequency (D, B, MS, W-MON, h, ...) "
+        "or a number for numeric times (declared; a gap is refused), or rows (the rows are consecutive steps whatever "
+        "their times, e.g. trading days; the forecast has no time column)",
+    )
+
+    @field_validator("step", mode="before")
+    @classmethod
+    def _step_known(cls, v: object) -> object:
+        # Checked here in full so a bad value gets one message, not one per union member.
+        from pandas.tseries.frequencies import to_offset
+
+        want = "must be auto, rows, a pandas frequency (D, B, MS, W-MON, h, ...) or a number > 0"
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{want}; got {v!r}")
+            return float(v)
+        if not isinstance(v, str):
+            raise ValueError(f"{want}; got {'null' if v is None else str(v).lower() if isinstance(v, bool) else repr(v)}")
+        if v in ("auto", "rows"):
+            return v
+        try:
+            offset = to_offset(v)
+        except ValueError as exc:
+            hint = re.search(r"Did you mean (\w+)\?|Please use '(\w+)' instead", str(exc))
+            raise ValueError(f"{want}; got {v!r}" + (f" (did you mean {hint[1] or hint[2]}?)" if hint else "")) from None
+        if offset.n <= 0:
+            raise ValueError(f"{want}; got {v!r} (a step must move forward)")
+        return v
 
     @model_validator(mode="after")
     def _season_fits_lookback(self) -> "SeriesSpec":
