@@ -15,7 +15,7 @@ from trustforge.data import prepare
 from trustforge.evaluate import write_report
 from trustforge.package import Model
 from trustforge.pipeline import run
-from trustforge.spec import load_spec
+from trustforge.spec import load_spec, spec_digest, spec_to_dict
 
 
 def _forms(path: Path) -> set[bytes]:
@@ -74,8 +74,9 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
         "data folder": _forms(data),
         "spec folder": _forms(trained["spec_file"].parent),
     }
-    # The scan finds a path where one is: the run's own spec.yaml stays here and keeps it.
-    assert any(f in (result.run_dir / "spec.yaml").read_bytes() for f in secrets["data file"])
+    # The scan finds a path where one is: in the spec as loaded, resolved for reading.
+    assert any(f in json.dumps(spec_to_dict(load_spec(trained["spec_file"]))).encode() for f in secrets["data file"])
+    leaving += [result.run_dir / "spec.yaml", result.run_dir / "status.json"]  # stay here, but are shown and compared
     for path in leaving:
         content = path.read_bytes()
         for what, forms in secrets.items():
@@ -88,6 +89,41 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     assert evidence["data"]["source"] == "csv:train.csv" and evidence["shift"]["source"] == "csv:shift.csv"
     assert "csv:train.csv" in trained["report"].read_text() and "csv:train.csv" in (result.run_dir / "model_card.md").read_text()
+
+
+def test_the_run_folders_spec_names_the_data_as_written_from_there_and_reads_the_same_data(trained):
+    """A run folder's spec.yaml holds each relative data path relative to the run folder: loaded
+    as a spec file (which resolves it against its own folder) it reads the same files, and has
+    the digest `--resume` looks runs up by."""
+    result, spec_file = trained["result"], trained["spec_file"]
+    saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())
+    assert saved["data"]["source"] == "csv:../../../tables/train.csv"  # workspace/runs/NAME-.../ -> tables/
+    assert saved["evaluate"]["shift"] == "csv:../../../tables/shift.csv"
+    again, first = load_spec(result.run_dir / "spec.yaml"), load_spec(spec_file)
+    assert (again.data.source, again.evaluate.shift) == (first.data.source, first.evaluate.shift)
+    assert spec_digest(again) == spec_digest(first) == json.loads((result.run_dir / "status.json").read_text())["spec_digest"]
+    assert prepare(again).test_raw.frame.equals(prepare(first).test_raw.frame)
+
+
+def test_a_data_path_written_absolute_stays_absolute_in_the_run_folders_spec(tmp_path, workspace):
+    from trustforge.spec import written_spec
+
+    data = tmp_path / "tables" / "train.csv"
+    spec = load_spec(_spec(tmp_path / "specs", "table", {"source": f"csv:{data}", "target": "y"}, evaluate={"shift": "csv:../x.csv"}))
+    run_dir = workspace / "runs" / "table-20260101-000000"
+    assert written_spec(spec, run_dir).data.source == f"csv:{data}"  # absolute as written
+    assert written_spec(spec, run_dir).evaluate.shift == "csv:../../../x.csv"
+    assert written_spec(load_spec({"data": {"source": "builtin:iris"}}), run_dir).data.source == "builtin:iris"
+    mapping = load_spec({"data": {"source": "csv:tables/train.csv", "target": "y"}})  # no spec folder: read from the working one
+    assert written_spec(mapping, run_dir).data.source == "csv:../../../tables/train.csv"  # (cwd is tmp_path)
+
+
+def test_validate_prints_the_data_paths_as_the_spec_wrote_them(tmp_path, workspace):
+    _spec(tmp_path / "project" / "specs", "rel", {"source": "csv:../tables/train.csv", "target": "y"}, evaluate={"shift": "csv:~/s.csv"})
+    code, out, err = run_main("validate", "--no-data", Path("project") / "specs" / "rel.yaml", home=workspace, cwd=tmp_path)
+    assert code == 0, err
+    assert "  source: csv:../tables/train.csv\n" in out and "  shift: csv:~/s.csv\n" in out, out
+    assert str(tmp_path) not in out and str(tmp_path.resolve()) not in out and str(Path.home()) not in out
 
 
 def test_the_redacted_package_still_loads_and_evaluates_on_its_spec(trained, monkeypatch):

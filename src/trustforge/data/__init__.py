@@ -72,6 +72,7 @@ from trustforge.data._sources import (
     resolve_source,
     source_holds,
     source_holds_text,
+    written_source,
 )
 from trustforge.data._splits import split_indices
 from trustforge.data._text import as_text, base_model_dir
@@ -131,6 +132,7 @@ __all__ = [
     "interaction_roles",
     "redact_source",
     "resolve_source",
+    "written_source",
     "source_holds",
     "NegativeSampler",
     "IMAGE_SUFFIXES",
