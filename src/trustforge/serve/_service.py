@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trustforge._shown import remember_written
+from trustforge._shown import recorded, remember_written
 from trustforge.errors import ModelError, RegistryError, SpecError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
@@ -135,8 +135,10 @@ class Runtime:
         monitor: Any = None,
         inline_model: Model | None = None,
         audit: Any = None,
+        home: Path | None = None,
     ):
         self.model = model
+        self.home = home  # the workspace: a log line names a file in it from there (`_shown.recorded`)
         self.name = name
         self.version = version
         self.digest = digest
@@ -218,7 +220,8 @@ class Runtime:
                 raise first
             raise ModelError(f"no model worker started for {self.uri}: {first}")
         for exc in errors:
-            log_event(logging.WARNING, "worker_start_failed", model=self.name, version=self.version, error=str(exc)[:300])
+            # As an audit entry keeps an error: no local path, personal values masked before the cut.
+            log_event(logging.WARNING, "worker_start_failed", model=self.name, version=self.version, error=recorded(exc, home=self.home))
         labels = {"model": self.name}
         self.metrics.queue_depth.labels(**labels).set_function(lambda: self.batcher.depth)
         for ex in self.executors:
@@ -626,6 +629,7 @@ class ModelService:
             monitor=self._monitor_for(model, uri, load.get("drift_history")),
             inline_model=inline_model,
             audit=getattr(self._registry, "audit", None),
+            home=self.settings.home,
         )
         runtime.start()
         return runtime
@@ -677,7 +681,9 @@ class ModelService:
             try:
                 name, version, uri = self._resolve()
             except TrustForgeError as exc:
-                log_event(logging.WARNING, "alias_unresolved", source=self.source.text, error=str(exc)[:200])
+                log_event(
+                    logging.WARNING, "alias_unresolved", source=self.source.text, error=recorded(exc, home=self.settings.home, limit=200)
+                )
                 return False
             old = self._current
             if old is not None and old.version == version:
@@ -687,7 +693,8 @@ class ModelService:
             except TrustForgeError as exc:
                 self.metrics.reloads.labels(outcome="failed").inc()
                 if self._last_failed != uri:
-                    log_event(logging.ERROR, "reload_failed", model=name, version=version, error=str(exc)[:300])
+                    error = recorded(exc, home=self.settings.home)  # no local path; masked, then cut
+                    log_event(logging.ERROR, "reload_failed", model=name, version=version, error=error)
                 self._last_failed = uri
                 return False
             self._current = new  # the swap: one assignment, atomic for readers
