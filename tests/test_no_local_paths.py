@@ -309,3 +309,101 @@ def test_serving_a_package_folder_audits_it_by_name_not_by_its_local_path(tmp_pa
     source = ModelSource(str(folder))
     assert source.object == "package:bc-package"  # what access checks and audit entries name
     assert str(tmp_path) not in source.object
+
+
+# ---------------------------------------------------------------------------- package files
+# `trustforge.secure` names a package's file as FOLDER/NAME with the folder as its caller gave
+# it; a caller that holds a path the user never typed (the registry's store, the folder a server
+# resolved) names it as the user knows it: the version's URI, the folder as typed.
+
+
+def _tampered(folder: Path, how: str) -> None:
+    if how == "changed":
+        target = sorted(p for p in folder.iterdir() if p.name.startswith("weights"))[0]
+        data = bytearray(target.read_bytes())
+        data[-5] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif how == "extra":
+        (folder / "notes.txt").write_text("x")
+    elif how == "link":
+        (folder / "link").symlink_to(folder / "manifest.json" if (folder / "manifest.json").exists() else folder / "sealed.json")
+    elif how == "no manifest":
+        (folder / "manifest.json").unlink() if (folder / "manifest.json").exists() else (folder / "manifest.json.enc").unlink()
+    elif how == "no signature":
+        (folder / "model.sig").unlink() if (folder / "model.sig").exists() else (folder / "model.sig.enc").unlink()
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+@pytest.mark.parametrize("how", ["changed", "extra", "link", "no manifest", "no signature"])
+def test_a_package_error_names_the_file_from_the_folder_as_the_caller_gave_it(trained, tmp_path, monkeypatch, how, sealed):
+    import shutil
+
+    from trustforge.errors import TrustForgeError
+    from trustforge.secure import Keyring, seal_package, unseal_package, verify_package
+    from trustforge.settings import Settings
+
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(trained["home"]))
+    monkeypatch.chdir(tmp_path)
+    keyring = Keyring.load(Settings.from_env().keys_dir)
+    shutil.copytree(trained["result"].package, tmp_path / "plain")
+    folder = Path("pkg")
+    if sealed:
+        seal_package(Path("plain"), folder, keyring)
+    else:
+        shutil.copytree("plain", folder)
+    _tampered(folder, how)
+    calls = [lambda: Model.load(folder), lambda: Model.load("pkg/")]
+    calls += [lambda: unseal_package(folder, Path("out"), keyring)] if sealed else [lambda: verify_package(folder, keyring)]
+    calls += [] if sealed or how == "changed" else [lambda: seal_package(folder, Path("out"), keyring)]  # (digests: when opened)
+    for call in calls:
+        with pytest.raises(TrustForgeError) as failed:
+            call()
+        message = str(failed.value)
+        assert message.startswith("pkg/"), message
+        assert str(tmp_path) not in message and str(tmp_path.resolve()) not in message and str(trained["home"]) not in message, message
+
+
+def test_a_stored_package_is_named_by_its_version_to_python_callers(trained, tmp_path, monkeypatch):
+    """The registry's store is a local path nobody typed: its files are named from the version's
+    URI, for a wrong key-encryption key as for a changed file, in load_model, verify_version and a backup."""
+    import shutil
+
+    from trustforge.errors import IntegrityError, SecurityError
+    from trustforge.registry import Registry, create_backup
+    from trustforge.secure import Keyring
+
+    home = tmp_path / "ws"
+    shutil.copytree(trained["home"], home)
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    with Registry() as reg:
+        mv = reg.get("models:/cancer-paths/1")
+        assert mv.encrypted
+        reg.keyring = Keyring.load_or_init(tmp_path / "other-keys")  # another workspace's KEK
+        for call in (lambda: reg.load_model(mv.uri), lambda: reg.verify_version(mv.name, mv.version)):
+            with pytest.raises(
+                SecurityError, match=r"^models:/cancer-paths/1/sealed\.json: sealed under another key-encryption key"
+            ) as failed:
+                call()
+            assert str(tmp_path) not in str(failed.value), failed.value
+    _tampered(mv.path, "changed")
+    with Registry() as reg:
+        with pytest.raises(IntegrityError, match=r"^models:/cancer-paths/1/weights\.safetensors\.enc: failed authentication") as failed:
+            create_backup(reg.settings, tmp_path / "registry.tfbak", reg.keyring)
+        assert str(tmp_path) not in str(failed.value), failed.value
+
+
+def test_a_server_names_a_package_folder_as_typed_to_python_callers(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from trustforge.errors import IntegrityError
+    from trustforge.serve import ModelService, ServeConfig
+
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(trained["home"]))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(trained["result"].package, tmp_path / "pkg")
+    _tampered(tmp_path / "pkg", "changed")
+    for typed in ("pkg", "./pkg/"):
+        with pytest.raises(IntegrityError) as failed:
+            ModelService(typed, ServeConfig(workers=0, auth="none")).start()
+        assert str(failed.value).startswith(typed.rstrip("/") + "/weights.safetensors: "), failed.value
+        assert str(tmp_path) not in str(failed.value)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trustforge._shown import recorded, remember_written
+from trustforge._shown import recorded, remember_written, shown
 from trustforge.errors import ModelError, RegistryError, SpecError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
@@ -82,7 +82,7 @@ class ModelSource:
             if not path.is_dir():
                 raise RegistryError(f"{text}: neither a model URI (models:/NAME@alias, models:/NAME/3) nor a package folder")
             self.path = path.resolve()
-            remember_written(self.path, text)  # messages name the package folder as typed
+            remember_written(self.path, text.rstrip("/") or text)  # messages name the package folder as typed
             self.name, self.version, self.alias = None, None, None
 
     @property
@@ -586,7 +586,10 @@ class ModelService:
         }
         if self.source.path is not None:
             load.update(source="path", path=str(self.source.path), public_key=self.source.public_key)
-            model = load_serving_model({**load, "backend": "torch"})
+            try:
+                model = load_serving_model({**load, "backend": "torch"})
+            except TrustForgeError as exc:  # the package's files named from its folder as given, not as resolved
+                raise type(exc)(shown(str(exc))) from None
             name, version = model.name, str(model.manifest.get("version") or version)
         else:
             from trustforge.monitor import history_dir
