@@ -15,7 +15,7 @@ from trustforge.data import prepare
 from trustforge.evaluate import write_report
 from trustforge.package import Model
 from trustforge.pipeline import run
-from trustforge.spec import load_spec
+from trustforge.spec import load_spec, spec_digest, spec_to_dict
 
 
 def _forms(path: Path) -> set[bytes]:
@@ -74,8 +74,9 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
         "data folder": _forms(data),
         "spec folder": _forms(trained["spec_file"].parent),
     }
-    # The scan finds a path where one is: the run's own spec.yaml stays here and keeps it.
-    assert any(f in (result.run_dir / "spec.yaml").read_bytes() for f in secrets["data file"])
+    # The scan finds a path where one is: in the spec as loaded, resolved for reading.
+    assert any(f in json.dumps(spec_to_dict(load_spec(trained["spec_file"]))).encode() for f in secrets["data file"])
+    leaving += [result.run_dir / "spec.yaml", result.run_dir / "status.json"]  # stay here, but are shown and compared
     for path in leaving:
         content = path.read_bytes()
         for what, forms in secrets.items():
@@ -88,6 +89,41 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
     evidence = json.loads((result.run_dir / "evidence.json").read_text())
     assert evidence["data"]["source"] == "csv:train.csv" and evidence["shift"]["source"] == "csv:shift.csv"
     assert "csv:train.csv" in trained["report"].read_text() and "csv:train.csv" in (result.run_dir / "model_card.md").read_text()
+
+
+def test_the_run_folders_spec_names_the_data_as_written_from_there_and_reads_the_same_data(trained):
+    """A run folder's spec.yaml holds each relative data path relative to the run folder: loaded
+    as a spec file (which resolves it against its own folder) it reads the same files, and has
+    the digest `--resume` looks runs up by."""
+    result, spec_file = trained["result"], trained["spec_file"]
+    saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())
+    assert saved["data"]["source"] == "csv:../../../tables/train.csv"  # workspace/runs/NAME-.../ -> tables/
+    assert saved["evaluate"]["shift"] == "csv:../../../tables/shift.csv"
+    again, first = load_spec(result.run_dir / "spec.yaml"), load_spec(spec_file)
+    assert (again.data.source, again.evaluate.shift) == (first.data.source, first.evaluate.shift)
+    assert spec_digest(again) == spec_digest(first) == json.loads((result.run_dir / "status.json").read_text())["spec_digest"]
+    assert prepare(again).test_raw.frame.equals(prepare(first).test_raw.frame)
+
+
+def test_a_data_path_written_absolute_stays_absolute_in_the_run_folders_spec(tmp_path, workspace):
+    from trustforge.spec import written_spec
+
+    data = tmp_path / "tables" / "train.csv"
+    spec = load_spec(_spec(tmp_path / "specs", "table", {"source": f"csv:{data}", "target": "y"}, evaluate={"shift": "csv:../x.csv"}))
+    run_dir = workspace / "runs" / "table-20260101-000000"
+    assert written_spec(spec, run_dir).data.source == f"csv:{data}"  # absolute as written
+    assert written_spec(spec, run_dir).evaluate.shift == "csv:../../../x.csv"
+    assert written_spec(load_spec({"data": {"source": "builtin:iris"}}), run_dir).data.source == "builtin:iris"
+    mapping = load_spec({"data": {"source": "csv:tables/train.csv", "target": "y"}})  # no spec folder: read from the working one
+    assert written_spec(mapping, run_dir).data.source == "csv:../../../tables/train.csv"  # (cwd is tmp_path)
+
+
+def test_validate_prints_the_data_paths_as_the_spec_wrote_them(tmp_path, workspace):
+    _spec(tmp_path / "project" / "specs", "rel", {"source": "csv:../tables/train.csv", "target": "y"}, evaluate={"shift": "csv:~/s.csv"})
+    code, out, err = run_main("validate", "--no-data", Path("project") / "specs" / "rel.yaml", home=workspace, cwd=tmp_path)
+    assert code == 0, err
+    assert "  source: csv:../tables/train.csv\n" in out and "  shift: csv:~/s.csv\n" in out, out
+    assert str(tmp_path) not in out and str(tmp_path.resolve()) not in out and str(Path.home()) not in out
 
 
 def test_the_redacted_package_still_loads_and_evaluates_on_its_spec(trained, monkeypatch):
@@ -273,3 +309,101 @@ def test_serving_a_package_folder_audits_it_by_name_not_by_its_local_path(tmp_pa
     source = ModelSource(str(folder))
     assert source.object == "package:bc-package"  # what access checks and audit entries name
     assert str(tmp_path) not in source.object
+
+
+# ---------------------------------------------------------------------------- package files
+# `trustforge.secure` names a package's file as FOLDER/NAME with the folder as its caller gave
+# it; a caller that holds a path the user never typed (the registry's store, the folder a server
+# resolved) names it as the user knows it: the version's URI, the folder as typed.
+
+
+def _tampered(folder: Path, how: str) -> None:
+    if how == "changed":
+        target = sorted(p for p in folder.iterdir() if p.name.startswith("weights"))[0]
+        data = bytearray(target.read_bytes())
+        data[-5] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif how == "extra":
+        (folder / "notes.txt").write_text("x")
+    elif how == "link":
+        (folder / "link").symlink_to(folder / "manifest.json" if (folder / "manifest.json").exists() else folder / "sealed.json")
+    elif how == "no manifest":
+        (folder / "manifest.json").unlink() if (folder / "manifest.json").exists() else (folder / "manifest.json.enc").unlink()
+    elif how == "no signature":
+        (folder / "model.sig").unlink() if (folder / "model.sig").exists() else (folder / "model.sig.enc").unlink()
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+@pytest.mark.parametrize("how", ["changed", "extra", "link", "no manifest", "no signature"])
+def test_a_package_error_names_the_file_from_the_folder_as_the_caller_gave_it(trained, tmp_path, monkeypatch, how, sealed):
+    import shutil
+
+    from trustforge.errors import TrustForgeError
+    from trustforge.secure import Keyring, seal_package, unseal_package, verify_package
+    from trustforge.settings import Settings
+
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(trained["home"]))
+    monkeypatch.chdir(tmp_path)
+    keyring = Keyring.load(Settings.from_env().keys_dir)
+    shutil.copytree(trained["result"].package, tmp_path / "plain")
+    folder = Path("pkg")
+    if sealed:
+        seal_package(Path("plain"), folder, keyring)
+    else:
+        shutil.copytree("plain", folder)
+    _tampered(folder, how)
+    calls = [lambda: Model.load(folder), lambda: Model.load("pkg/")]
+    calls += [lambda: unseal_package(folder, Path("out"), keyring)] if sealed else [lambda: verify_package(folder, keyring)]
+    calls += [] if sealed or how == "changed" else [lambda: seal_package(folder, Path("out"), keyring)]  # (digests: when opened)
+    for call in calls:
+        with pytest.raises(TrustForgeError) as failed:
+            call()
+        message = str(failed.value)
+        assert message.startswith("pkg/"), message
+        assert str(tmp_path) not in message and str(tmp_path.resolve()) not in message and str(trained["home"]) not in message, message
+
+
+def test_a_stored_package_is_named_by_its_version_to_python_callers(trained, tmp_path, monkeypatch):
+    """The registry's store is a local path nobody typed: its files are named from the version's
+    URI, for a wrong key-encryption key as for a changed file, in load_model, verify_version and a backup."""
+    import shutil
+
+    from trustforge.errors import IntegrityError, SecurityError
+    from trustforge.registry import Registry, create_backup
+    from trustforge.secure import Keyring
+
+    home = tmp_path / "ws"
+    shutil.copytree(trained["home"], home)
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    with Registry() as reg:
+        mv = reg.get("models:/cancer-paths/1")
+        assert mv.encrypted
+        reg.keyring = Keyring.load_or_init(tmp_path / "other-keys")  # another workspace's KEK
+        for call in (lambda: reg.load_model(mv.uri), lambda: reg.verify_version(mv.name, mv.version)):
+            with pytest.raises(
+                SecurityError, match=r"^models:/cancer-paths/1/sealed\.json: sealed under another key-encryption key"
+            ) as failed:
+                call()
+            assert str(tmp_path) not in str(failed.value), failed.value
+    _tampered(mv.path, "changed")
+    with Registry() as reg:
+        with pytest.raises(IntegrityError, match=r"^models:/cancer-paths/1/weights\.safetensors\.enc: failed authentication") as failed:
+            create_backup(reg.settings, tmp_path / "registry.tfbak", reg.keyring)
+        assert str(tmp_path) not in str(failed.value), failed.value
+
+
+def test_a_server_names_a_package_folder_as_typed_to_python_callers(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from trustforge.errors import IntegrityError
+    from trustforge.serve import ModelService, ServeConfig
+
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(trained["home"]))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(trained["result"].package, tmp_path / "pkg")
+    _tampered(tmp_path / "pkg", "changed")
+    for typed in ("pkg", "./pkg/"):
+        with pytest.raises(IntegrityError) as failed:
+            ModelService(typed, ServeConfig(workers=0, auth="none")).start()
+        assert str(failed.value).startswith(typed.rstrip("/") + "/weights.safetensors: "), failed.value
+        assert str(tmp_path) not in str(failed.value)

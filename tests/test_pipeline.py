@@ -112,7 +112,8 @@ def test_a_spec_file_with_a_csv_source(tmp_path, workspace):
     spec_file.write_text(yaml.safe_dump({**IRIS, "data": {"source": "csv:../data/iris.csv", "target": "target"}}))
     result = run(spec_file, progress=False)
     saved = yaml.safe_load((result.run_dir / "spec.yaml").read_text())
-    assert saved["data"]["source"] == f"csv:{(tmp_path / 'data' / 'iris.csv').resolve()}"  # resolved
+    assert saved["data"]["source"] == "csv:../../../data/iris.csv"  # as written, from the run folder (ws/runs/NAME-...)
+    assert load_spec(result.run_dir / "spec.yaml").data.source == f"csv:{(tmp_path / 'data' / 'iris.csv').resolve()}"
     assert result.run_dir.parent == workspace / "runs"
     assert result.metrics["accuracy"] > 0.6
     lineage = json.loads((result.package / "manifest.json").read_text())["lineage"]

@@ -161,7 +161,7 @@ def validate(
     the kind of input the source holds (the check train makes, by the same function).
     """
     from trustforge.data import source_input_kind
-    from trustforge.spec import load_spec, spec_to_yaml
+    from trustforge.spec import load_spec, spec_to_yaml, written_spec
 
     s = load_spec(spec)
     if s.model.kind == "auto":  # the source says which input it holds: no data read
@@ -184,7 +184,7 @@ def validate(
             f"# model.kind {s.model.kind}: picked for {source_input_kind(s.task, s.data.source)} input; name model.kind to choose another\n"
         )
     # Plain write: a console would wrap long lines (paths) at its width and break the YAML.
-    sys.stdout.write(_what_applies(s, spec_to_yaml(s)))
+    sys.stdout.write(_what_applies(s, spec_to_yaml(written_spec(s))))  # data paths as the spec wrote them
     sys.stdout.flush()
     split = getattr(s.data, "split", None)
     rule = s.evaluate.threshold

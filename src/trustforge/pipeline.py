@@ -26,7 +26,7 @@ from trustforge.package import Model, seal_run_package, write_model_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
-from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec, spec_digest, spec_to_yaml
+from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec, spec_digest, spec_to_yaml, written_spec
 from trustforge.train import (
     Callback,
     Distributed,
@@ -279,7 +279,8 @@ def _run(
         return _train_rank(spec, data, model, callbacks, resume_from, distributed, device)
     if not resume:
         run_dir = _new_run_dir(settings, spec.name)
-        atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(spec))
+        # Its data paths as written, relative to the run folder: loaded as a spec file it reads the same data.
+        atomic_write_text(run_dir / "spec.yaml", spec_to_yaml(written_spec(spec, run_dir)))
     if label_issues is not None:
         atomic_write_text(run_dir / "label_issues.json", json.dumps(label_issues, indent=1))
     if data.profile is not None:  # the data profile: columns, target, duplicates, leakage (data._profile)

@@ -142,3 +142,11 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def local_error(tmp_path: Path) -> Exception:
+    """An error that names a local file and, across its 300th character, an email address."""
+    from trustforge.errors import IntegrityError
+
+    head = f"{tmp_path}/store/iris/2/weights.safetensors.enc: failed authentication; "
+    return IntegrityError(head + "x" * (290 - len(head)) + " mary.smith@example.com")

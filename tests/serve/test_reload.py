@@ -7,7 +7,7 @@ import time
 
 import httpx
 import numpy as np
-from _serving import register
+from _serving import local_error, register
 from sklearn.datasets import load_iris
 
 from trustforge.serve import ModelService, ServeConfig, create_app
@@ -107,3 +107,22 @@ def test_a_pinned_version_is_not_followed(packages, registry, tmp_path):
         assert svc.current.version == "1" and svc._poller is None
     finally:
         svc.close()
+
+
+def test_a_failed_reload_is_logged_without_a_local_path_or_a_cut_personal_value(packages, registry, tmp_path, caplog, monkeypatch):
+    register(registry, packages["iris"], tmp_path)
+    register(registry, packages["iris_v2"], tmp_path, alias=None)
+    svc = ModelService(ALIAS, ServeConfig(workers=0, auth="none", poll_s=30), registry=registry).start()
+    try:
+
+        def refuse(*args):
+            raise local_error(tmp_path)
+
+        monkeypatch.setattr(svc, "_build", refuse)
+        registry.set_alias("iris-serve", "champion", 2)
+        assert svc.check_for_update() is False
+    finally:
+        svc.close()
+    (error,) = [r.fields["error"] for r in caplog.records if getattr(r, "event", None) == "reload_failed"]
+    assert error.startswith("IntegrityError: weights.safetensors.enc: failed authentication"), error
+    assert str(tmp_path) not in error and "mary" not in error and len(error) <= 300, error

@@ -10,7 +10,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from _serving import register
+from _serving import local_error, register
 from sklearn.datasets import load_iris
 
 from trustforge.serve import ModelService, RequestError, ServeConfig, ServeMetrics, create_app
@@ -215,3 +215,20 @@ def test_a_worker_process_predicts_from_the_payload_columns_as_before(packages, 
             svc.current.executors[0].run(bad)
     finally:
         svc.close()
+
+
+def test_a_worker_that_fails_to_start_is_logged_without_a_local_path_or_a_cut_personal_value(packages, registry, tmp_path, caplog):
+    class _Refuses(_FlakyExecutor):
+        def start(self) -> None:
+            raise local_error(tmp_path)
+
+    uri = register(registry, packages["iris"], tmp_path)
+    model = registry.load_model(uri)
+    config = ServeConfig(workers=0, max_batch_size=64, max_latency_ms=200)
+    rt = Runtime(model=model, name="t", version="1", digest="d", uri=uri, config=config, load={}, metrics=ServeMetrics())
+    rt.executors = [_Refuses("a", 666.0), _FlakyExecutor("b", 666.0)]
+    rt.start()
+    rt.close()
+    (error,) = [r.fields["error"] for r in caplog.records if getattr(r, "event", None) == "worker_start_failed"]
+    assert error.startswith("IntegrityError: weights.safetensors.enc: failed authentication"), error
+    assert str(tmp_path) not in error and "mary" not in error and len(error) <= 300, error

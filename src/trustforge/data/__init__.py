@@ -80,6 +80,7 @@ from trustforge.data._sources import (
     resolve_source,
     source_holds,
     source_holds_text,
+    written_source,
 )
 from trustforge.data._splits import split_indices
 from trustforge.data._text import as_text, base_model_dir
@@ -139,6 +140,7 @@ __all__ = [
     "interaction_roles",
     "redact_source",
     "resolve_source",
+    "written_source",
     "source_holds",
     "NegativeSampler",
     "IMAGE_SUFFIXES",

@@ -13,6 +13,7 @@ the file or column at fault.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable, Literal
@@ -52,6 +53,7 @@ __all__ = [
     "source_of",
     "resolve_source",
     "redact_source",
+    "written_source",
     "interaction_roles",
     "source_holds",
 ]
@@ -132,6 +134,18 @@ class Source:
         p = Path(rest).expanduser()
         return f"{self.scheme}:{p if p.is_absolute() else (base / p).resolve()}"
 
+    def written(self, rest: str, folder: Path | None) -> str:
+        """The source with its path as the user wrote it (`_shown.remember_written`): a relative
+        path made relative to `folder` (None: as written), an absolute one or one from `~` as written."""
+        if not self.is_path:
+            return f"{self.scheme}:{rest}"
+        from trustforge._shown import shown  # the record of what the spec wrote
+
+        written = shown(rest)
+        if folder is None or written.startswith("~") or Path(written).is_absolute():
+            return f"{self.scheme}:{written}"
+        return f"{self.scheme}:{Path(os.path.relpath(Path(rest).absolute(), Path(folder).absolute())).as_posix()}"
+
     def redact(self, rest: str) -> str:
         """The source as it may leave this machine: a path cut to its file or folder name."""
         if not self.is_path:
@@ -157,6 +171,18 @@ def resolve_source(source: str, base: Path) -> str:
     """`source` with a relative path resolved against `base` (the folder of the spec that names it)."""
     kind, rest = source_of(source)
     return kind.resolve(rest, base)
+
+
+def written_source(source: str, folder: Path | None = None) -> str:
+    """`source` with its path as the user wrote it, for a copy of the spec saved in `folder`.
+
+    `csv:../tables/train.csv` in `proj/specs/x.yaml`, read as `csv:/home/ann/proj/tables/train.csv`,
+    becomes `csv:../../../tables/train.csv` from the run folder `proj/.trustforge/runs/x-.../`,
+    which a spec saved there resolves to the same file (`folder` None: `csv:../tables/train.csv`,
+    as written). A path written absolute (or from `~`) stays as written; builtin names are unchanged.
+    """
+    kind, rest = source_of(source)
+    return kind.written(rest, folder)
 
 
 def redact_source(source: str) -> str:

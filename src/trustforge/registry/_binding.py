@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from trustforge.errors import IntegrityError
+from trustforge.errors import IntegrityError, SecurityError
 from trustforge.registry._names import format_uri
 from trustforge.secure import is_sealed
 
@@ -153,13 +153,18 @@ def open_bound(folder: Path, row: BoundRow, keyring: Any) -> Any:
     only by whoever builds the model from the returned package.
 
     Raises:
-        IntegrityError: naming the version on a mismatch, or the file that fails verification.
-        SecurityError: a sealed package under a key-encryption key the keyring lacks.
+        IntegrityError: naming the version on a mismatch, or the file that fails verification
+            from the version (`models:/NAME/3/weights.safetensors.enc: ...`), never by its local path.
+        SecurityError: a sealed package under a key-encryption key the keyring lacks (named so too).
     """
     from trustforge.package import encode_manifest, read_package
 
     check_stored(folder, row)
-    pkg = read_package(folder, keyring=keyring)
+    try:
+        pkg = read_package(folder, keyring=keyring)
+    except (IntegrityError, SecurityError) as exc:
+        # The package layer names a file by its folder as given, here a local path in the store.
+        raise type(exc)(str(exc).replace(str(folder), format_uri(row.name, row.version))) from None
     # read_package checked that the manifest's bytes are exactly encode_manifest(manifest).
     check_verified(row, pkg.manifest, hashlib.sha256(encode_manifest(pkg.manifest)).hexdigest())
     return pkg

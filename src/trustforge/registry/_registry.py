@@ -573,24 +573,22 @@ class Registry:
 
     def _refused(self, mv: ModelVersion, exc: IntegrityError) -> IntegrityError:
         """Audit a stored package that failed its binding or verification, once per distinct
-        failure, and return the error to raise: the library names files by their path, which in
-        the store is a local path, so the error (and the audit entry, the server's log, a page)
-        names the version instead (`models:/NAME/3/weights.safetensors.enc: ...`).
+        failure, and return the error to raise. It names the version, not the store's local path
+        (`models:/NAME/3/weights.safetensors.enc: ...`, see `open_bound`), as do the audit entry,
+        the server's log and a page.
 
         A server following an alias retries a refused version at every poll; one entry per
         (version, failure) for the life of this Registry keeps that from flooding the log.
         """
-        shown = IntegrityError(str(exc).replace(str(mv.path), mv.uri))
         found = getattr(exc, "found", None)
-        shown.found = found  # type: ignore[attr-defined]
-        details = {"error": recorded(shown, home=self.settings.home), "package_id": mv.package_id, "package_digest": mv.package_digest}
+        details = {"error": recorded(exc, home=self.settings.home), "package_id": mv.package_id, "package_digest": mv.package_digest}
         if isinstance(found, dict):
             details["found"] = found
         key = (mv.uri, details["error"])
         if key not in self._refusals:
             self._refusals.add(key)
             self.audit.append(self.principal.name, "load", mv.uri, "error", details)
-        return shown
+        return exc
 
     # ------------------------------------------------------------------ mutations
 

@@ -26,6 +26,8 @@ replaced by one without the previous keys. At every instant each file is sealed 
 the current header holds, so a crash leaves the package readable, and re-encrypting again
 finishes the job. Only the transitional header ever lists previous keys, and only under the
 new KEK.
+
+Errors name a file as FOLDER/NAME with the folder as the caller gave it, as `_signing` does.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ Verification order is fixed (DESIGN §4): the signature, then the digest of ever
 the signed list (no file more, none less), then the manifest JSON against the same list. Any
 failure is one `IntegrityError` naming the file at fault. `UnsafeNoVerify` skips the
 signature only (for packages from elsewhere), and logs a warning saying so.
+
+A message names a file as FOLDER/NAME, the folder exactly as the caller gave it (never
+resolved): a relative folder gives relative names. A caller that holds a path its user never
+typed names it as the user knows it: the registry by the version's URI
+(`registry.open_bound`), a server by the folder as typed.
 """
 
 from __future__ import annotations

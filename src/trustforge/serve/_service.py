@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trustforge._shown import remember_written
+from trustforge._shown import recorded, remember_written, shown
 from trustforge.errors import ModelError, RegistryError, SpecError, TrustForgeError
 from trustforge.package import Model, encode_manifest
 from trustforge.serve._batching import Batcher, Job
@@ -82,7 +82,7 @@ class ModelSource:
             if not path.is_dir():
                 raise RegistryError(f"{text}: neither a model URI (models:/NAME@alias, models:/NAME/3) nor a package folder")
             self.path = path.resolve()
-            remember_written(self.path, text)  # messages name the package folder as typed
+            remember_written(self.path, text.rstrip("/") or text)  # messages name the package folder as typed
             self.name, self.version, self.alias = None, None, None
 
     @property
@@ -135,8 +135,10 @@ class Runtime:
         monitor: Any = None,
         inline_model: Model | None = None,
         audit: Any = None,
+        home: Path | None = None,
     ):
         self.model = model
+        self.home = home  # the workspace: a log line names a file in it from there (`_shown.recorded`)
         self.name = name
         self.version = version
         self.digest = digest
@@ -218,7 +220,8 @@ class Runtime:
                 raise first
             raise ModelError(f"no model worker started for {self.uri}: {first}")
         for exc in errors:
-            log_event(logging.WARNING, "worker_start_failed", model=self.name, version=self.version, error=str(exc)[:300])
+            # As an audit entry keeps an error: no local path, personal values masked before the cut.
+            log_event(logging.WARNING, "worker_start_failed", model=self.name, version=self.version, error=recorded(exc, home=self.home))
         labels = {"model": self.name}
         self.metrics.queue_depth.labels(**labels).set_function(lambda: self.batcher.depth)
         for ex in self.executors:
@@ -583,7 +586,10 @@ class ModelService:
         }
         if self.source.path is not None:
             load.update(source="path", path=str(self.source.path), public_key=self.source.public_key)
-            model = load_serving_model({**load, "backend": "torch"})
+            try:
+                model = load_serving_model({**load, "backend": "torch"})
+            except TrustForgeError as exc:  # the package's files named from its folder as given, not as resolved
+                raise type(exc)(shown(str(exc))) from None
             name, version = model.name, str(model.manifest.get("version") or version)
         else:
             from trustforge.monitor import history_dir
@@ -626,6 +632,7 @@ class ModelService:
             monitor=self._monitor_for(model, uri, load.get("drift_history")),
             inline_model=inline_model,
             audit=getattr(self._registry, "audit", None),
+            home=self.settings.home,
         )
         runtime.start()
         return runtime
@@ -677,7 +684,9 @@ class ModelService:
             try:
                 name, version, uri = self._resolve()
             except TrustForgeError as exc:
-                log_event(logging.WARNING, "alias_unresolved", source=self.source.text, error=str(exc)[:200])
+                log_event(
+                    logging.WARNING, "alias_unresolved", source=self.source.text, error=recorded(exc, home=self.settings.home, limit=200)
+                )
                 return False
             old = self._current
             if old is not None and old.version == version:
@@ -687,7 +696,8 @@ class ModelService:
             except TrustForgeError as exc:
                 self.metrics.reloads.labels(outcome="failed").inc()
                 if self._last_failed != uri:
-                    log_event(logging.ERROR, "reload_failed", model=name, version=version, error=str(exc)[:300])
+                    error = recorded(exc, home=self.settings.home)  # no local path; masked, then cut
+                    log_event(logging.ERROR, "reload_failed", model=name, version=version, error=error)
                 self._last_failed = uri
                 return False
             self._current = new  # the swap: one assignment, atomic for readers

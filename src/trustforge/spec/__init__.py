@@ -1,6 +1,6 @@
 """The task spec: one YAML file that says what to learn, from what, and how."""
 
-from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml
+from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml, written_spec
 from trustforge.spec._model import (
     AUTO_PRESETS,
     FITTED_KINDS,
@@ -63,5 +63,6 @@ __all__ = [
     "redact_spec",
     "spec_to_dict",
     "spec_to_yaml",
+    "written_spec",
     "spec_digest",
 ]

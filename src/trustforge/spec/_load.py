@@ -26,7 +26,7 @@ from pydantic.fields import FieldInfo
 from trustforge.errors import SpecError
 from trustforge.spec._model import ParamSpec, SpecProblem, TaskSpec
 
-__all__ = ["load_spec", "spec_to_dict", "spec_to_yaml", "spec_digest", "redact_spec"]
+__all__ = ["load_spec", "spec_to_dict", "spec_to_yaml", "spec_digest", "redact_spec", "written_spec"]
 
 _MAX_SPEC_BYTES = 1 << 20
 
@@ -235,6 +235,24 @@ def redact_spec(spec: TaskSpec) -> TaskSpec:
         part = getattr(out, section)
         if getattr(part, name):
             setattr(part, name, redact_source(getattr(part, name)))
+    return out
+
+
+def written_spec(spec: TaskSpec, folder: str | os.PathLike[str] | None = None) -> TaskSpec:
+    """A copy of `spec` with every data source path as the user wrote it, for a copy saved in
+    `folder` (a run folder's spec.yaml) or, with None, shown (`trustforge validate`).
+
+    A relative path is made relative to `folder`, so that loading the saved copy as a spec file
+    (which resolves it against its own folder) reads the same file; an absolute one stays as
+    written (`data.written_source`). The digest is the resolved spec's (`spec_digest`), not this copy's.
+    """
+    from trustforge.data import written_source  # here, not at the top: see spec._model._check_source
+
+    out = spec.model_copy(deep=True)
+    for section, name in _SOURCE_FIELDS:
+        part = getattr(out, section)
+        if getattr(part, name):
+            setattr(part, name, written_source(getattr(part, name), None if folder is None else Path(folder)))
     return out
 
 
