@@ -4,6 +4,7 @@ the report or the model card (only the data file's name, e.g. `csv:train.csv`)."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,13 +106,16 @@ def test_the_run_folders_spec_names_the_data_as_written_from_there_and_reads_the
     assert prepare(again).test_raw.frame.equals(prepare(first).test_raw.frame)
 
 
-def test_a_data_path_written_absolute_stays_absolute_in_the_run_folders_spec(tmp_path, workspace):
+def test_a_data_path_written_absolute_is_relative_in_the_run_folders_spec_and_as_written_in_validate(tmp_path, workspace):
     from trustforge.spec import written_spec
 
     data = tmp_path / "tables" / "train.csv"
     spec = load_spec(_spec(tmp_path / "specs", "table", {"source": f"csv:{data}", "target": "y"}, evaluate={"shift": "csv:../x.csv"}))
     run_dir = workspace / "runs" / "table-20260101-000000"
-    assert written_spec(spec, run_dir).data.source == f"csv:{data}"  # absolute as written
+    # Relative to the run folder in every process (a tune worker has no record of what was written).
+    assert written_spec(spec, run_dir).data.source == f"csv:{os.path.relpath(data, run_dir)}"
+    assert not written_spec(spec, run_dir).data.source.startswith("csv:/")
+    assert written_spec(spec).data.source == f"csv:{data}"  # `validate`: absolute as written
     assert written_spec(spec, run_dir).evaluate.shift == "csv:../../../x.csv"
     assert written_spec(load_spec({"data": {"source": "builtin:iris"}}), run_dir).data.source == "builtin:iris"
     mapping = load_spec({"data": {"source": "csv:tables/train.csv", "target": "y"}})  # no spec folder: read from the working one

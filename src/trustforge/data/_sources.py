@@ -135,15 +135,15 @@ class Source:
         return f"{self.scheme}:{p if p.is_absolute() else (base / p).resolve()}"
 
     def written(self, rest: str, folder: Path | None) -> str:
-        """The source with its path as the user wrote it (`_shown.remember_written`): a relative
-        path made relative to `folder` (None: as written), an absolute one or one from `~` as written."""
+        """The source with its path for a copy of the spec saved in `folder`: relative to it,
+        whatever the user wrote (the same in every process, a tune worker's too, and never the
+        absolute path); `folder` None: as the user wrote it (`_shown.remember_written`)."""
         if not self.is_path:
             return f"{self.scheme}:{rest}"
-        from trustforge._shown import shown  # the record of what the spec wrote
+        if folder is None:
+            from trustforge._shown import shown  # the record of what the spec wrote
 
-        written = shown(rest)
-        if folder is None or written.startswith("~") or Path(written).is_absolute():
-            return f"{self.scheme}:{written}"
+            return f"{self.scheme}:{shown(rest)}"
         return f"{self.scheme}:{Path(os.path.relpath(Path(rest).absolute(), Path(folder).absolute())).as_posix()}"
 
     def redact(self, rest: str) -> str:
@@ -174,12 +174,13 @@ def resolve_source(source: str, base: Path) -> str:
 
 
 def written_source(source: str, folder: Path | None = None) -> str:
-    """`source` with its path as the user wrote it, for a copy of the spec saved in `folder`.
+    """`source` with its path for a copy of the spec saved in `folder`, or as the user wrote it.
 
     `csv:../tables/train.csv` in `proj/specs/x.yaml`, read as `csv:/home/ann/proj/tables/train.csv`,
     becomes `csv:../../../tables/train.csv` from the run folder `proj/.trustforge/runs/x-.../`,
-    which a spec saved there resolves to the same file (`folder` None: `csv:../tables/train.csv`,
-    as written). A path written absolute (or from `~`) stays as written; builtin names are unchanged.
+    which a spec saved there resolves to the same file; a path written absolute is made relative
+    to `folder` too. `folder` None: `csv:../tables/train.csv`, as written (an absolute one as
+    written). Builtin names are unchanged.
     """
     kind, rest = source_of(source)
     return kind.written(rest, folder)
