@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -126,3 +127,20 @@ def test_a_failed_reload_is_logged_without_a_local_path_or_a_cut_personal_value(
     (error,) = [r.fields["error"] for r in caplog.records if getattr(r, "event", None) == "reload_failed"]
     assert error.startswith("IntegrityError: weights.safetensors.enc: failed authentication"), error
     assert str(tmp_path) not in error and "mary" not in error and len(error) <= 300, error
+
+
+def test_an_audit_write_that_fails_is_logged_without_a_local_path_or_a_cut_personal_value(tmp_path, caplog):
+    """The server's other error log lines (denials_audit_failed here; request_failed, monitor_failed
+    and the drift monitor's replies share `_shown.recorded`) keep no local path or personal value."""
+    from trustforge.serve._limits import SourceLimiter
+
+    class FailingAudit:
+        def append_many(self, records):
+            raise local_error(tmp_path)
+
+    limiter = SourceLimiter(FailingAudit(), "models:/iris-serve/1", hold_s=0, max_sources=100)
+    with caplog.at_level(logging.ERROR, logger="trustforge.serve"):
+        assert limiter._write([{"actor": "anonymous"}]) == 0
+    (error,) = [r.fields["error"] for r in caplog.records if getattr(r, "event", None) == limiter.audit_failed_event]
+    assert error.startswith("IntegrityError: weights.safetensors.enc: failed authentication"), error
+    assert str(tmp_path) not in error and "mary" not in error and len(error) <= 200, error

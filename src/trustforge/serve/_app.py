@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, request_response
 
 from trustforge import __version__
+from trustforge._shown import recorded
 from trustforge.errors import TrustForgeError
 from trustforge.serve._auth import Auth, bearer_token, client_address, require_predict, require_read
 from trustforge.serve._batching import BatcherClosed, QueueFull
@@ -430,7 +431,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
 
     @app.exception_handler(TrustForgeError)
     async def _library(request: Request, exc: TrustForgeError) -> Response:
-        log_event(logging.ERROR, "request_failed", route=request.url.path, error=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+        log_event(logging.ERROR, "request_failed", route=request.url.path, error=recorded(exc))
         return _error(request, 500, f"{exc.__class__.__name__}: the server could not answer; see its log")
 
     @app.exception_handler(Exception)

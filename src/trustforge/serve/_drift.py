@@ -39,6 +39,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from trustforge._shown import recorded
 from trustforge.serve._codec import CodecError, pack, unpack
 from trustforge.serve._logging import log_event
 from trustforge.serve._signature import Payload, Signature, concat_payloads, payload_key, payload_rows, to_model_input
@@ -206,7 +207,7 @@ class DriftFeed:
                     observe_served(self.monitor, self._read_input, self._signature, payload, columns)
             except Exception as exc:  # noqa: BLE001 - monitoring never fails serving
                 self._failed = True
-                log_event(logging.ERROR, "monitor_failed", model=self._name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+                log_event(logging.ERROR, "monitor_failed", model=self._name, error=recorded(exc, limit=200))
                 return
         self.observed += len(batches)
 
@@ -339,7 +340,7 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
             raise MonitorFailed("the package has no reference statistics")
     except Exception as exc:  # noqa: BLE001 - every start failure is reported to the server as one line
         try:
-            conn.send_bytes(pack({"type": "error", "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}))
+            conn.send_bytes(pack({"type": "error", "error": recorded(exc)}))
         except OSError:  # the server stopped while this process started: nobody to tell
             pass
         return
@@ -353,7 +354,7 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
         monitor.prepare()
         failed = None
     except Exception as exc:  # noqa: BLE001 - every message is then answered with why, and the server switches monitoring off
-        failed = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+        failed = recorded(exc)
     while True:
         try:
             meta, arrays = unpack(conn.recv_bytes())
@@ -380,7 +381,7 @@ def monitor_main(conn: Any, load: dict[str, Any]) -> None:
             else:
                 reply = {"type": "error", "error": f"unknown message type {kind!r}"}
         except Exception as exc:  # noqa: BLE001 - the server switches monitoring off and says why
-            reply = {"type": "error", "error": f"{exc.__class__.__name__}: {str(exc)[:300]}"}
+            reply = {"type": "error", "error": recorded(exc)}
         reply["outbox"] = outbox.take()
         try:
             conn.send_bytes(pack(reply))
@@ -510,6 +511,4 @@ class MonitorProcess:
                     self._audit.append(actor, action, obj, outcome, details)
                 except Exception as exc:  # noqa: BLE001 - as DriftMonitor: an alert that cannot be audited fails nothing
                     self._failed_audit += 1
-                    _MONITOR_LOG.error(
-                        "drift in %s: the audit entry could not be written (%s: %s)", obj, exc.__class__.__name__, str(exc)[:200]
-                    )
+                    _MONITOR_LOG.error("drift in %s: the audit entry could not be written (%s)", obj, recorded(exc, limit=200))

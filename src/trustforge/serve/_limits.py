@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from trustforge._shown import recorded
 from trustforge.serve._logging import log_event
 
 __all__ = ["SourceLimiter", "WindowedAudit", "OTHER_SOURCE", "DENIALS_ACTION"]
@@ -93,7 +94,7 @@ class WindowedAudit:
             self.audit.append_many(records)
         except Exception as exc:  # noqa: BLE001 - what the records count is still counted and logged
             self._failed += len(records)
-            log_event(logging.ERROR, self.audit_failed_event, entries=len(records), error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+            log_event(logging.ERROR, self.audit_failed_event, entries=len(records), error=recorded(exc, limit=200))
             return 0
         self._written += len(records)
         return len(records)
