@@ -38,7 +38,7 @@ def _error(space: dict) -> str:
             "tune.space.train.optimizer.lr.step",
             "log",
         ),
-        ({"train.privacy.epsilon": {"type": "float", "low": 1, "high": 3}}, "tune.space.train.privacy.epsilon", "null"),
+        ({"train.privacy.epsilon": {"type": "float", "low": 1, "high": 3}}, "tune.space.train.privacy.epsilon", "trade away protection"),
         ({"name": {"type": "categorical", "choices": ["a", "b"]}}, "tune.space.name", "dotted spec field"),
         ({"tune.trials": {"type": "int", "low": 1, "high": 3}}, "tune.space.tune.trials", "cannot be tuned"),
         (
@@ -208,3 +208,56 @@ def test_parameter_importances_are_seeded_fanova_and_find_the_parameter_that_mat
     assert first == _importances(study) and first["lr"] > 0.8 > first["dropout"]
     fanova = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     assert first == pytest.approx(dict(fanova))
+
+
+@pytest.mark.parametrize(
+    "path, param, says",
+    [
+        ("data.split.validation", {"type": "categorical", "choices": [0.05, 0.4]}, "which rows validate the trials"),
+        ("data.split.test", {"type": "float", "low": 0.1, "high": 0.3}, "which rows validate the trials"),
+        ("train.seed", {"type": "int", "low": 1, "high": 1000}, "which rows validate the trials"),
+        ("data.source", {"type": "categorical", "choices": ["builtin:iris", "builtin:wine"]}, "which rows validate the trials"),
+        ("data.duplicates.across_splits", {"type": "categorical", "choices": ["drop", "warn"]}, "which rows validate the trials"),
+        ("data.expect.infer", {"type": "categorical", "choices": [True, False]}, "which rows validate the trials"),
+        ("data.series.lookback", {"type": "int", "low": 4, "high": 8}, "which rows validate the trials"),
+        ("task", {"type": "categorical", "choices": ["classification"]}, "dotted spec field"),
+        ("data.target", {"type": "categorical", "choices": ["species"]}, "what the trials learn from or predict"),
+        ("data.drop", {"type": "categorical", "choices": [[], ["petal_width"]]}, "what the trials learn from or predict"),
+        ("data.protect.pii", {"type": "categorical", "choices": ["off", "mask"]}, "trade away protection"),
+        ("train.adversarial.epsilon", {"type": "float", "low": 0.01, "high": 0.1}, "trade away protection"),
+        ("evaluate.metrics", {"type": "categorical", "choices": [["accuracy"], ["f1"]]}, "the evidence"),
+        ("monitor.correction", {"type": "categorical", "choices": ["none", "bonferroni"]}, "the evidence"),
+        ("data.max_categories", {"type": "int", "low": 2, "high": 9}, "not a training choice"),
+    ],
+)
+def test_a_space_may_not_change_the_rows_the_data_its_protection_or_the_evidence(path, param, says):
+    """Trials are ranked on their validation rows: a field that changes them (or what the data
+    holds, its protection, the evidence) is refused at load, naming the field; an allow-list, so a
+    field not listed is refused too."""
+    msg = _error({path: param})
+    assert msg.startswith(f"tune.space.{path} cannot be tuned: ") or says == "dotted spec field", msg
+    assert says in msg, msg
+
+
+def test_a_field_under_a_null_section_is_named():
+    with pytest.raises(SpecError, match=r"tune.space.train.early_stopping.patience is under train.early_stopping, which is null"):
+        load_spec(
+            {
+                **BASE,
+                "train": {"early_stopping": None},
+                "tune": {"space": {"train.early_stopping.patience": {"type": "int", "low": 1, "high": 3}}},
+            }
+        )
+
+
+def test_fields_that_only_shape_training_may_be_tuned():
+    space = {
+        "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        "train.optimizer.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+        "train.max_epochs": {"type": "int", "low": 1, "high": 3},
+        "train.batch_size": {"type": "categorical", "choices": [16, 32]},
+        "data.augment.noise": {"type": "float", "low": 0.0, "high": 0.2},
+        "data.numeric.scaling": {"type": "categorical", "choices": ["standard", "robust"]},
+        "data.missing.numeric": {"type": "categorical", "choices": ["median", "mean"]},
+    }
+    assert set(load_spec({**BASE, "tune": {"space": space}}).tune.space) == set(space)
