@@ -145,3 +145,48 @@ def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace
     best = json.loads((tmp_path / run_dir / "trial.json").read_text())
     assert f"best: trial {best['trial']}," in out
     assert lines["package"].strip() == f"{run_dir}/package" and (tmp_path / run_dir / "package").is_dir()
+
+
+def _trials_in(settings, study):
+    import optuna
+
+    from trustforge.tune import open_storage, storage_url
+
+    return len(optuna.load_study(study_name=study, storage=open_storage(storage_url(None, settings, study))).trials)
+
+
+@pytest.mark.parametrize(
+    "field, param, says",
+    [
+        ("train.optimizer.lr", {"type": "float", "low": 1e-3, "high": 0.5}, "float on a log scale in the study, float on a linear scale"),
+        ("model.hidden", {"type": "categorical", "choices": [[4], [64]]}, "choices [[8], [16, 8]] in the study, choices [[4], [64]]"),
+        ("train.optimizer.lr", {"type": "categorical", "choices": [0.01, 0.1]}, "float on a log scale in the study, choices [0.01, 0.1]"),
+    ],
+)
+def test_resuming_over_a_changed_space_is_one_line_before_any_trial(tmp_path, workspace, field, param, says):
+    """A field whose distribution Optuna cannot go on with (kind, log scale, categorical choices)
+    is named before a trial starts: no traceback, no failed trial added to the study."""
+    import yaml
+    from _cli import run_main
+
+    settings = Settings.from_env()
+    small = {**SPEC, "train": {"max_epochs": 1, "early_stopping": None}, "tune": {**SPEC["tune"], "trials": 1}}
+    tune(small, settings=settings, register=False)
+    changed = {**small, "tune": {**small["tune"], "space": {**small["tune"]["space"], field: param}}}
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    code, out, err = run_main("tune", path, "--trials", "2", "--no-register", home=workspace, cwd=tmp_path)
+    assert code == 12, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"study 'iris-tune' cannot go on with this tune.space (tune.space.{field}: {says}" in err, err
+    assert "--study" in err
+    assert _trials_in(settings, "iris-tune") == 1
+    # a changed range alone is one Optuna goes on with
+    widened = {
+        **small,
+        "tune": {
+            **small["tune"],
+            "space": {**small["tune"]["space"], "train.optimizer.lr": {**small["tune"]["space"]["train.optimizer.lr"], "high": 0.5}},
+        },
+    }
+    assert sum(tune(widened, settings=settings, trials=2, register=False).summary["counts"].values()) == 2

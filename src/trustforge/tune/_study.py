@@ -29,7 +29,7 @@ from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, spec_to_dict, tune_objective
 from trustforge.train import atomic_write_text
 from trustforge.tune._prune import PruningCallback
-from trustforge.tune._space import apply_params, decode, spec_point, suggest
+from trustforge.tune._space import apply_params, decode, space_change, spec_point, suggest
 from trustforge.tune._storage import check_study_name, describe_storage, open_storage, storage_url
 
 __all__ = ["tune", "TuneResult", "tune_metric", "study_summary", "TUNE_FILE"]
@@ -111,7 +111,7 @@ def tune(
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
-        TuneError: a study name that is not a plain name, the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
+        TuneError: a study name that is not a plain name, the storage cannot be opened, a resumed study ranks by another metric or cannot go on over this tune.space, or no trial finished.
     """
     require("tune", "trustforge tune")
     spec = load_spec(spec)
@@ -144,6 +144,11 @@ def tune(
         raise TuneError(
             f"study {name!r} ranks by {attrs.get('metric')} ({created.direction.name.lower()}); this spec by {metric} "
             f"({direction}): name another study (--study) or keep tune.metric"
+        )
+    changed = None if new else space_change(ts.space, created.get_trials(deepcopy=False))
+    if changed is not None:
+        raise TuneError(
+            f"study {name!r} cannot go on with this tune.space ({changed}): name another study (--study) or keep the field as it was"
         )
     if "metric" not in attrs:
         created.set_user_attr("metric", metric)
