@@ -89,7 +89,10 @@ def test_pruning_callback_raises_trial_pruned_from_the_epoch_metric():
     assert cb.trial.reported == [(0, 0.9), (2, 0.8)] and cb.pruned_at == 3
 
 
-def test_two_local_workers_share_one_study(workspace, tmp_path):
+def test_two_local_workers_share_one_study(workspace, tmp_path, monkeypatch):
+    from trustforge.tune import _study
+
+    monkeypatch.setattr(_study, "usable_cores", lambda: 2)  # two workers, on a machine of one core too
     settings = Settings.from_env()
     spec = {**SPEC, "tune": {**SPEC["tune"], "pruner": "none"}}
     r = tune(spec, settings=settings, workers=2, trials=4, register=False, storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -190,3 +193,27 @@ def test_resuming_over_a_changed_space_is_one_line_before_any_trial(tmp_path, wo
         },
     }
     assert sum(tune(widened, settings=settings, trials=2, register=False).summary["counts"].values()) == 2
+
+
+def test_workers_are_bounded_by_the_cores_and_the_trials_still_to_run(tmp_path, workspace, monkeypatch):
+    """--workers above the usable cores is a usage error (exit 2) before anything starts; a study
+    that holds its trials starts no worker process."""
+    import multiprocessing
+
+    import yaml
+    from _cli import run_main
+
+    from trustforge.tune import _study
+
+    path = tmp_path / "iris-tune.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "train": {"max_epochs": 1, "early_stopping": None}, "tune": {**SPEC["tune"], "trials": 1}}))
+    started = []
+    monkeypatch.setattr(multiprocessing.get_context("spawn"), "Process", lambda *a, **k: started.append(k) or pytest.fail("started"))
+    monkeypatch.setattr(_study, "usable_cores", lambda: 4, raising=False)
+    code, out, err = run_main("tune", path, "--workers", "5", "--no-register", home=workspace, cwd=tmp_path)
+    assert code == 2 and err.strip() == "error: --workers must be 1 to 4 (the CPU cores this process may use); got 5", err
+    assert not (workspace / "studies").exists() and not started  # refused before the study was opened
+    assert run_main("tune", path, "--no-register", home=workspace, cwd=tmp_path).code == 0
+    code, out, err = run_main("tune", path, "--workers", "4", "--no-register", home=workspace, cwd=tmp_path)
+    assert code == 0 and not started, err
+    assert "1 complete" in out

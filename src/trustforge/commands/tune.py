@@ -16,7 +16,12 @@ def tune(
     spec: Path = typer.Argument(..., help="the YAML spec, with a tune: section"),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials in the study in all (default tune.trials)"),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="seconds after which no new trial starts"),
-    workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="local worker processes: at most the CPU cores this process may use; no more start than the study has trials to run",
+    ),
     storage: Optional[str] = typer.Option(
         None,
         "--storage",
