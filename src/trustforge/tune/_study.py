@@ -112,8 +112,9 @@ def tune(
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
-        UsageError: `workers` is not 1 to the usable CPU cores.
-        TuneError: a study name that is not a plain name, the storage cannot be opened, a resumed study ranks by another metric or cannot go on over this tune.space, or no trial finished.
+        UsageError: `workers` is not 1 to the usable CPU cores, a study name that is not a plain name, or a
+            `storage` that is none of its forms, a folder, or a file in a folder that does not exist.
+        TuneError: the storage cannot be opened, a resumed study ranks by another metric or cannot go on over this tune.space, or no trial finished.
     """
     require("tune", "trustforge tune")
     spec = load_spec(spec)
@@ -128,7 +129,7 @@ def tune(
     metric, direction = tune_metric(spec)
     name = check_study_name(study) if study is not None else check_study_name(spec.name, "name")
     url = storage_url(storage, settings, name)
-    if not storage:  # the workspace's own studies/ folder; one named by --storage must exist (open_storage)
+    if not storage:  # the workspace's own studies/ folder; one named by --storage must exist (storage_url)
         Path(url[len("journal:") :]).parent.mkdir(parents=True, exist_ok=True)
     desc = describe_storage(url)
     target = trials or ts.trials
