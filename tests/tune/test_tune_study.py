@@ -134,20 +134,27 @@ def test_a_study_of_one_trial_runs_the_specs_own_values(workspace):
     assert r.summary["counts"] == {"complete": 1} and r.best_trial == 0
 
 
-def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace):
+@pytest.mark.parametrize("home_as", ["absolute", "ws", "../ws"])
+def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace, home_as):
+    """The run and package are named from the workspace as the user set it, as other messages
+    name workspace files: an absolute workspace as set, a relative one relative (never resolved)."""
     import yaml
     from _cli import run_main
 
-    spec = tmp_path / "iris-tune.yaml"
+    cwd = tmp_path / "here"
+    cwd.mkdir()
+    home = {"absolute": cwd / "ws", "ws": "ws", "../ws": "../ws"}[home_as]  # an absolute one inside the current folder too
+    spec = cwd / "iris-tune.yaml"
     spec.write_text(yaml.safe_dump({**SPEC, "tune": {**SPEC["tune"], "trials": 2, "pruner": "none"}}))
-    code, out, err = run_main("tune", "--no-register", spec, home=workspace, cwd=tmp_path)
+    code, out, err = run_main("tune", "--no-register", spec, home=home, cwd=cwd)
     assert code == 0, err
     lines = dict(line.split(":", 1) for line in out.splitlines() if line.startswith(("run:", "package:")))
     run_dir = lines["run"].strip()
-    assert not run_dir.startswith("/") and (tmp_path / run_dir).is_dir(), out  # relative to the current folder
-    best = json.loads((tmp_path / run_dir / "trial.json").read_text())
+    assert run_dir.startswith(f"{home}/runs/iris-tune-"), out
+    assert (cwd / run_dir).is_dir() and (home_as == "absolute") == run_dir.startswith("/"), out
+    best = json.loads((cwd / run_dir / "trial.json").read_text())
     assert f"best: trial {best['trial']}," in out
-    assert lines["package"].strip() == f"{run_dir}/package" and (tmp_path / run_dir / "package").is_dir()
+    assert lines["package"].strip() == f"{run_dir}/package" and (cwd / run_dir / "package").is_dir()
 
 
 def _trials_in(settings, study):
