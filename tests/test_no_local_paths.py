@@ -247,7 +247,7 @@ def test_an_error_names_a_command_line_path_as_typed(tmp_path, workspace):
         tune={"trials": 1, "space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}},
     )
     code, _, err = run_main("tune", spec, "--storage", Path("no-folder") / "study.journal", home=workspace, cwd=cwd)
-    assert code == 12 and "file whose folder does not exist (no-folder/study.journal)" in err, err
+    assert code == 2 and "file whose folder does not exist (no-folder/study.journal)" in err, err
     assert str(tmp_path) not in err and str(tmp_path.resolve()) not in err
 
 

@@ -38,7 +38,7 @@ def _error(space: dict) -> str:
             "tune.space.train.optimizer.lr.step",
             "log",
         ),
-        ({"train.privacy.epsilon": {"type": "float", "low": 1, "high": 3}}, "tune.space.train.privacy.epsilon", "null"),
+        ({"train.privacy.epsilon": {"type": "float", "low": 1, "high": 3}}, "tune.space.train.privacy.epsilon", "trade away protection"),
         ({"name": {"type": "categorical", "choices": ["a", "b"]}}, "tune.space.name", "dotted spec field"),
         ({"tune.trials": {"type": "int", "low": 1, "high": 3}}, "tune.space.tune.trials", "cannot be tuned"),
         (
@@ -135,7 +135,7 @@ def test_validate_refuses_the_tune_metric_that_tune_refuses(tmp_path, workspace,
 
 
 def test_storage_urls_and_errors_never_show_credentials(tmp_path):
-    from trustforge.errors import TuneError
+    from trustforge.errors import TuneError, UsageError
     from trustforge.settings import Settings
     from trustforge.tune import describe_storage, open_storage, storage_url
 
@@ -144,35 +144,73 @@ def test_storage_urls_and_errors_never_show_credentials(tmp_path):
     assert storage_url("registry", settings, "s") == settings.db_url
     assert describe_storage("postgresql://alice:s3cret@db.example:5432/studies") == {"kind": "postgresql", "database": "studies"}
     assert describe_storage(f"sqlite:///{tmp_path / 'a.db'}") == {"kind": "sqlite", "database": "a.db"}
-    with pytest.raises(TuneError, match="--storage must be") as e:
+    with pytest.raises(UsageError, match="--storage must be") as e:
         storage_url("mysql://bob:pw123456@h/db", settings, "s")
     assert "pw123456" not in str(e.value)
     with pytest.raises(TuneError, match="cannot open the study storage") as e:
         open_storage("postgresql://alice:s3cretpw@127.0.0.1:1/nodb")
-    assert "s3cretpw" not in str(e.value) and "alice" not in str(e.value)
+    msg = str(e.value)
+    assert "s3cretpw" not in msg and "alice" not in msg and "127.0.0.1" not in msg
+    assert msg.endswith("(postgresql nodb): the database could not be reached or opened (OperationalError)"), msg
 
 
 @pytest.mark.parametrize("form", ["journal:{d}/j.log", "sqlite:///{d}/x.db", "{d}/x.journal"])
 def test_a_storage_in_a_missing_folder_is_refused_naming_storage_and_the_folder(tmp_path, form):
-    from trustforge.errors import TuneError
+    from trustforge.errors import UsageError
     from trustforge.settings import Settings
-    from trustforge.tune import open_storage, storage_url
+    from trustforge.tune import storage_url
 
     missing = tmp_path / "nonexistent" / "dir"
-    with pytest.raises(TuneError) as e:
-        open_storage(storage_url(form.format(d=missing), Settings.from_env(tmp_path / "ws"), "s"))
+    with pytest.raises(UsageError) as e:
+        storage_url(form.format(d=missing), Settings.from_env(tmp_path / "ws"), "s")
     msg = str(e.value)
     assert msg.startswith("--storage") and str(missing) in msg and "\n" not in msg, msg
     assert not (tmp_path / "nonexistent").exists()  # nothing created on the way
 
 
+@pytest.mark.parametrize(
+    "option, code, says",
+    [
+        (["--study", "../x"], 2, "error: --study must be 1-128 letters"),
+        (["--storage", "foo://bar"], 2, "error: --storage must be sqlite:///PATH"),
+        (
+            ["--storage", "journal:nodir/x.journal"],
+            2,
+            "error: --storage names a journal file whose folder does not exist (nodir/x.journal)",
+        ),
+        (["--storage", "journal:adir"], 2, "error: --storage names a folder (adir), not a journal file"),
+        (["--storage", "sqlite:///adir"], 2, "error: --storage names a folder (adir), not a sqlite file"),
+        (
+            ["--storage", "journal:s.yaml"],
+            12,
+            "error: cannot open the study storage (journal s.yaml): the file is not an Optuna journal",
+        ),
+        (["--storage", "sqlite:///s.yaml"], 12, "error: cannot open the study storage (sqlite s.yaml): file is not a database"),
+    ],
+)
+def test_bad_study_and_storage_values_are_one_line_with_the_reason(tmp_path, workspace, option, code, says):
+    """A bad --study or --storage value is a usage error (exit 2); a storage that does not open says
+    which and why, not an exception's class name; nothing is written."""
+    from _cli import run_main
+
+    (tmp_path / "adir").mkdir()
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\ntune: {space: {train.max_epochs: {type: int, low: 1, high: 2}}}\n"
+    )
+    before = spec.read_bytes()
+    result = run_main("tune", spec, *option, "--no-register", home=workspace, cwd=tmp_path)
+    assert result.code == code and result.stderr.startswith(says) and result.stderr.count("\n") == 1, result
+    assert spec.read_bytes() == before and not list((tmp_path / "adir").iterdir()) and not (workspace / "runs").exists()
+
+
 def test_a_study_name_that_is_not_a_plain_name_is_refused_before_anything_is_written(tmp_path, workspace):
-    from trustforge.errors import TuneError
+    from trustforge.errors import UsageError
     from trustforge.tune import tune
 
     spec = {**BASE, "tune": {"space": {"train.max_epochs": {"type": "int", "low": 1, "high": 2}}, "trials": 1}}
     for bad in ("../../etc", "a/b", ".hidden", "", "x" * 129, "a b", "..", "c:\\x"):
-        with pytest.raises(TuneError, match="--study must be") as e:
+        with pytest.raises(UsageError, match="--study must be") as e:
             tune(spec, study=bad, register=False)
         assert "\n" not in str(e.value)
     assert not list(tmp_path.rglob("*.journal")) and not (workspace / "runs").exists()
@@ -208,3 +246,56 @@ def test_parameter_importances_are_seeded_fanova_and_find_the_parameter_that_mat
     assert first == _importances(study) and first["lr"] > 0.8 > first["dropout"]
     fanova = optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
     assert first == pytest.approx(dict(fanova))
+
+
+@pytest.mark.parametrize(
+    "path, param, says",
+    [
+        ("data.split.validation", {"type": "categorical", "choices": [0.05, 0.4]}, "which rows validate the trials"),
+        ("data.split.test", {"type": "float", "low": 0.1, "high": 0.3}, "which rows validate the trials"),
+        ("train.seed", {"type": "int", "low": 1, "high": 1000}, "which rows validate the trials"),
+        ("data.source", {"type": "categorical", "choices": ["builtin:iris", "builtin:wine"]}, "which rows validate the trials"),
+        ("data.duplicates.across_splits", {"type": "categorical", "choices": ["drop", "warn"]}, "which rows validate the trials"),
+        ("data.expect.infer", {"type": "categorical", "choices": [True, False]}, "which rows validate the trials"),
+        ("data.series.lookback", {"type": "int", "low": 4, "high": 8}, "which rows validate the trials"),
+        ("task", {"type": "categorical", "choices": ["classification"]}, "dotted spec field"),
+        ("data.target", {"type": "categorical", "choices": ["species"]}, "what the trials learn from or predict"),
+        ("data.drop", {"type": "categorical", "choices": [[], ["petal_width"]]}, "what the trials learn from or predict"),
+        ("data.protect.pii", {"type": "categorical", "choices": ["off", "mask"]}, "trade away protection"),
+        ("train.adversarial.epsilon", {"type": "float", "low": 0.01, "high": 0.1}, "trade away protection"),
+        ("evaluate.metrics", {"type": "categorical", "choices": [["accuracy"], ["f1"]]}, "the evidence"),
+        ("monitor.correction", {"type": "categorical", "choices": ["none", "bonferroni"]}, "the evidence"),
+        ("data.max_categories", {"type": "int", "low": 2, "high": 9}, "not a training choice"),
+    ],
+)
+def test_a_space_may_not_change_the_rows_the_data_its_protection_or_the_evidence(path, param, says):
+    """Trials are ranked on their validation rows: a field that changes them (or what the data
+    holds, its protection, the evidence) is refused at load, naming the field; an allow-list, so a
+    field not listed is refused too."""
+    msg = _error({path: param})
+    assert msg.startswith(f"tune.space.{path} cannot be tuned: ") or says == "dotted spec field", msg
+    assert says in msg, msg
+
+
+def test_a_field_under_a_null_section_is_named():
+    with pytest.raises(SpecError, match=r"tune.space.train.early_stopping.patience is under train.early_stopping, which is null"):
+        load_spec(
+            {
+                **BASE,
+                "train": {"early_stopping": None},
+                "tune": {"space": {"train.early_stopping.patience": {"type": "int", "low": 1, "high": 3}}},
+            }
+        )
+
+
+def test_fields_that_only_shape_training_may_be_tuned():
+    space = {
+        "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        "train.optimizer.weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+        "train.max_epochs": {"type": "int", "low": 1, "high": 3},
+        "train.batch_size": {"type": "categorical", "choices": [16, 32]},
+        "data.augment.noise": {"type": "float", "low": 0.0, "high": 0.2},
+        "data.numeric.scaling": {"type": "categorical", "choices": ["standard", "robust"]},
+        "data.missing.numeric": {"type": "categorical", "choices": ["median", "mean"]},
+    }
+    assert set(load_spec({**BASE, "tune": {"space": space}}).tune.space) == set(space)

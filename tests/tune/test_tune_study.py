@@ -89,7 +89,10 @@ def test_pruning_callback_raises_trial_pruned_from_the_epoch_metric():
     assert cb.trial.reported == [(0, 0.9), (2, 0.8)] and cb.pruned_at == 3
 
 
-def test_two_local_workers_share_one_study(workspace, tmp_path):
+def test_two_local_workers_share_one_study(workspace, tmp_path, monkeypatch):
+    from trustforge.tune import _study
+
+    monkeypatch.setattr(_study, "usable_cores", lambda: 2)  # two workers, on a machine of one core too
     settings = Settings.from_env()
     spec = {**SPEC, "tune": {**SPEC["tune"], "pruner": "none"}}
     r = tune(spec, settings=settings, workers=2, trials=4, register=False, storage=f"sqlite:///{tmp_path / 'study.db'}")
@@ -131,17 +134,93 @@ def test_a_study_of_one_trial_runs_the_specs_own_values(workspace):
     assert r.summary["counts"] == {"complete": 1} and r.best_trial == 0
 
 
-def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace):
+@pytest.mark.parametrize("home_as", ["absolute", "ws", "../ws"])
+def test_tune_without_registering_says_where_the_best_run_is(tmp_path, workspace, home_as):
+    """The run and package are named from the workspace as the user set it, as other messages
+    name workspace files: an absolute workspace as set, a relative one relative (never resolved)."""
     import yaml
     from _cli import run_main
 
-    spec = tmp_path / "iris-tune.yaml"
+    cwd = tmp_path / "here"
+    cwd.mkdir()
+    home = {"absolute": cwd / "ws", "ws": "ws", "../ws": "../ws"}[home_as]  # an absolute one inside the current folder too
+    spec = cwd / "iris-tune.yaml"
     spec.write_text(yaml.safe_dump({**SPEC, "tune": {**SPEC["tune"], "trials": 2, "pruner": "none"}}))
-    code, out, err = run_main("tune", "--no-register", spec, home=workspace, cwd=tmp_path)
+    code, out, err = run_main("tune", "--no-register", spec, home=home, cwd=cwd)
     assert code == 0, err
     lines = dict(line.split(":", 1) for line in out.splitlines() if line.startswith(("run:", "package:")))
     run_dir = lines["run"].strip()
-    assert not run_dir.startswith("/") and (tmp_path / run_dir).is_dir(), out  # relative to the current folder
-    best = json.loads((tmp_path / run_dir / "trial.json").read_text())
+    assert run_dir.startswith(f"{home}/runs/iris-tune-"), out
+    assert (cwd / run_dir).is_dir() and (home_as == "absolute") == run_dir.startswith("/"), out
+    best = json.loads((cwd / run_dir / "trial.json").read_text())
     assert f"best: trial {best['trial']}," in out
-    assert lines["package"].strip() == f"{run_dir}/package" and (tmp_path / run_dir / "package").is_dir()
+    assert lines["package"].strip() == f"{run_dir}/package" and (cwd / run_dir / "package").is_dir()
+
+
+def _trials_in(settings, study):
+    import optuna
+
+    from trustforge.tune import open_storage, storage_url
+
+    return len(optuna.load_study(study_name=study, storage=open_storage(storage_url(None, settings, study))).trials)
+
+
+@pytest.mark.parametrize(
+    "field, param, says",
+    [
+        ("train.optimizer.lr", {"type": "float", "low": 1e-3, "high": 0.5}, "float on a log scale in the study, float on a linear scale"),
+        ("model.hidden", {"type": "categorical", "choices": [[4], [64]]}, "choices [[8], [16, 8]] in the study, choices [[4], [64]]"),
+        ("train.optimizer.lr", {"type": "categorical", "choices": [0.01, 0.1]}, "float on a log scale in the study, choices [0.01, 0.1]"),
+    ],
+)
+def test_resuming_over_a_changed_space_is_one_line_before_any_trial(tmp_path, workspace, field, param, says):
+    """A field whose distribution Optuna cannot go on with (kind, log scale, categorical choices)
+    is named before a trial starts: no traceback, no failed trial added to the study."""
+    import yaml
+    from _cli import run_main
+
+    settings = Settings.from_env()
+    small = {**SPEC, "train": {"max_epochs": 1, "early_stopping": None}, "tune": {**SPEC["tune"], "trials": 1}}
+    tune(small, settings=settings, register=False)
+    changed = {**small, "tune": {**small["tune"], "space": {**small["tune"]["space"], field: param}}}
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    code, out, err = run_main("tune", path, "--trials", "2", "--no-register", home=workspace, cwd=tmp_path)
+    assert code == 12, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"study 'iris-tune' cannot go on with this tune.space (tune.space.{field}: {says}" in err, err
+    assert "--study" in err
+    assert _trials_in(settings, "iris-tune") == 1
+    # a changed range alone is one Optuna goes on with
+    widened = {
+        **small,
+        "tune": {
+            **small["tune"],
+            "space": {**small["tune"]["space"], "train.optimizer.lr": {**small["tune"]["space"]["train.optimizer.lr"], "high": 0.5}},
+        },
+    }
+    assert sum(tune(widened, settings=settings, trials=2, register=False).summary["counts"].values()) == 2
+
+
+def test_workers_are_bounded_by_the_cores_and_the_trials_still_to_run(tmp_path, workspace, monkeypatch):
+    """--workers above the usable cores is a usage error (exit 2) before anything starts; a study
+    that holds its trials starts no worker process."""
+    import multiprocessing
+
+    import yaml
+    from _cli import run_main
+
+    from trustforge.tune import _study
+
+    path = tmp_path / "iris-tune.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "train": {"max_epochs": 1, "early_stopping": None}, "tune": {**SPEC["tune"], "trials": 1}}))
+    started = []
+    monkeypatch.setattr(multiprocessing.get_context("spawn"), "Process", lambda *a, **k: started.append(k) or pytest.fail("started"))
+    monkeypatch.setattr(_study, "usable_cores", lambda: 4, raising=False)
+    code, out, err = run_main("tune", path, "--workers", "5", "--no-register", home=workspace, cwd=tmp_path)
+    assert code == 2 and err.strip() == "error: --workers must be 1 to 4 (the CPU cores this process may use); got 5", err
+    assert not (workspace / "studies").exists() and not started  # refused before the study was opened
+    assert run_main("tune", path, "--no-register", home=workspace, cwd=tmp_path).code == 0
+    code, out, err = run_main("tune", path, "--workers", "4", "--no-register", home=workspace, cwd=tmp_path)
+    assert code == 0 and not started, err
+    assert "1 complete" in out

@@ -16,7 +16,12 @@ def tune(
     spec: Path = typer.Argument(..., help="the YAML spec, with a tune: section"),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="trials in the study in all (default tune.trials)"),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="seconds after which no new trial starts"),
-    workers: int = typer.Option(1, "--workers", min=1, help="local worker processes"),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="local worker processes: at most the CPU cores this process may use; no more start than the study has trials to run",
+    ),
     storage: Optional[str] = typer.Option(
         None,
         "--storage",
@@ -29,6 +34,7 @@ def tune(
     top: int = typer.Option(10, "--top", min=1, help="leaderboard rows to print"),
 ) -> None:
     """Search the spec's tune.space with Optuna (TPE, pruning), then package and register the best trial."""
+    from trustforge.commands import local
     from trustforge.evaluate import write_report
     from trustforge.tune import tune as run_study
 
@@ -45,20 +51,13 @@ def tune(
     typer.echo(f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}")
     if result.model_uri:
         typer.echo(f"registered: {result.model_uri}")
+    # Folders in the workspace, named from the workspace as the user set it (`commands.local`).
     if result.run_dir is not None:  # the retrained run, else the best trial's own (as `train --no-register` says)
-        typer.echo(f"run:     {_shown(result.run_dir)}")
+        typer.echo(f"run:     {local(str(result.run_dir))}")
         if (result.run_dir / "package").is_dir():
-            typer.echo(f"package: {_shown(result.run_dir / 'package')}")
+            typer.echo(f"package: {local(str(result.run_dir / 'package'))}")
     if result.run is not None:
-        typer.echo(f"report:  {_shown(write_report(result.run.run_dir))}")
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the current folder when it is inside it (no absolute local path on screen), else as given."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
+        typer.echo(f"report:  {local(str(write_report(result.run.run_dir)))}")
 
 
 def _short(v: object) -> str:

@@ -1662,9 +1662,70 @@ class TuneSpec(_Strict):
         for path in v:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+", path):
                 raise SpecProblem((path,), "must be a dotted spec field such as train.optimizer.lr")
-            if path.split(".")[0] in ("name", "tune"):
-                raise SpecProblem((path,), f"cannot be tuned ({path.split('.')[0]} is not a training choice)")
+            reason = _untunable(path)
+            if reason is not None:
+                raise SpecProblem((path,), f"cannot be tuned: {reason}")
         return v
+
+
+# What `tune.space` may vary: fields that only shape training. Trials are ranked on their
+# validation rows, so a search must not change those rows, what the data holds, its protection
+# (a weaker defence always scores better) or the evidence. An allow-list: a field is tunable
+# only under a prefix listed here and not under a longer refused one, so a field added later
+# is refused until it is listed.
+_TUNABLE = (
+    "model",
+    "train",
+    "data.augment",
+    "data.missing",
+    "data.numeric",
+    "data.image",
+    "data.audio",
+    "data.text",
+    "data.clean",
+    "data.series.level",
+    "data.series.transform",
+)
+_ROWS = (
+    "the search may not change which rows validate the trials "
+    "(data.source, data.split, data.duplicates, data.series, data.interactions, data.expect, train.seed)"
+)
+_HOLDS = "the search may not change what the trials learn from or predict (task, data.target, data.features, data.drop, data.text.column)"
+_PROTECTION = "a search must not trade away protection for a validation score (data.protect, train.privacy, train.adversarial)"
+_EVIDENCE = "the search may not change the evidence (evaluate, monitor): the best trial is evaluated as the spec says"
+_REFUSED = {
+    "name": "the name is not a training choice",
+    "tune": "the search does not tune itself",
+    "task": _HOLDS,
+    "data.source": _ROWS,
+    "data.split": _ROWS,
+    "data.duplicates": _ROWS,
+    "data.series": _ROWS,
+    "data.interactions": _ROWS,
+    "data.expect": _ROWS,
+    "train.seed": _ROWS,
+    "data.target": _HOLDS,
+    "data.features": _HOLDS,
+    "data.drop": _HOLDS,
+    "data.text.column": _HOLDS,
+    "data.protect": _PROTECTION,
+    "train.privacy": _PROTECTION,
+    "train.adversarial": _PROTECTION,
+    "evaluate": _EVIDENCE,
+    "monitor": _EVIDENCE,
+}
+
+
+def _untunable(path: str) -> str | None:
+    """Why the dotted field `path` may not be in `tune.space`; None when it only shapes training."""
+    parts = path.split(".")
+    for n in range(len(parts), 0, -1):  # the longest listed prefix decides
+        prefix = ".".join(parts[:n])
+        if prefix in _REFUSED:
+            return _REFUSED[prefix]
+        if prefix in _TUNABLE:
+            return None
+    return "it is not a training choice (a search tunes model.*, train.* and " + ", ".join(_TUNABLE[2:]) + ")"
 
 
 def tune_objective(spec: "TaskSpec") -> tuple[str, str]:

@@ -18,11 +18,12 @@ from trustforge.train._distributed import (
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
-from trustforge.train._threads import apply_threads, choose_threads, restores_threads
+from trustforge.train._threads import apply_threads, choose_threads, restores_threads, usable_cores
 from trustforge.train._trainer import Trainer, private_step_of, resolve_device, seeded
 
 __all__ = [
     "Trainer",
+    "usable_cores",
     "StepStrategy",
     "StepContext",
     "PlainStep",

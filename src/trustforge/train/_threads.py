@@ -31,7 +31,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["choose_threads", "apply_threads", "restores_threads", "SMALL_MODEL_PARAMETERS", "MAX_AUTO_THREADS"]
+__all__ = ["choose_threads", "apply_threads", "restores_threads", "usable_cores", "SMALL_MODEL_PARAMETERS", "MAX_AUTO_THREADS"]
 
 SMALL_MODEL_PARAMETERS = 1_000_000
 MAX_AUTO_THREADS = 4
@@ -59,7 +59,7 @@ def choose_threads(requested: int | None, module: nn.Module, *, from_env: bool =
         return None
     if sum(p.numel() for p in module.parameters()) < SMALL_MODEL_PARAMETERS:
         return 1
-    return max(1, min(MAX_AUTO_THREADS, _usable_cores()))
+    return max(1, min(MAX_AUTO_THREADS, usable_cores()))
 
 
 def apply_threads(requested: int | None, module: nn.Module, *, from_env: bool = False) -> int:
@@ -100,7 +100,8 @@ def _blas_limiter(n: int | None) -> Any:
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask), else the machine's count."""
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
     except AttributeError:  # not every platform has it

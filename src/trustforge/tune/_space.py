@@ -12,7 +12,7 @@ import copy
 import json
 from typing import Any, Mapping
 
-__all__ = ["suggest", "decode", "apply_params", "spec_point"]
+__all__ = ["suggest", "decode", "apply_params", "spec_point", "space_change"]
 
 
 def _scalar(v: Any) -> bool:
@@ -31,6 +31,46 @@ def suggest(trial: Any, space: Mapping[str, Any]) -> dict[str, Any]:
             choices = [c if _scalar(c) else json.dumps(c) for c in p.choices]
             out[path] = trial.suggest_categorical(path, choices)
     return decode(space, out)
+
+
+def space_change(space: Mapping[str, Any], trials: Any) -> str | None:
+    """What keeps a study whose trials are `trials` from going on over `space`; None when nothing does.
+
+    Optuna refuses a field's distribution that differs from the one its earlier trials drew from
+    in kind (float, int, categorical), in scale (log or linear) or, for a categorical field, in
+    its choices; a changed range, an added or a removed field it takes. Said here, before any
+    trial starts, rather than by Optuna inside a trial (which would fail it).
+    """
+    import optuna.distributions as od
+
+    seen: dict[str, Any] = {}
+    for t in trials:
+        for path, dist in t.distributions.items():
+            seen.setdefault(path, dist)
+    for path, p in space.items():
+        old = seen.get(path)
+        if old is None:
+            continue
+        if p.type == "categorical":
+            new: Any = od.CategoricalDistribution([c if _scalar(c) else json.dumps(c) for c in p.choices])
+        elif p.type == "float":
+            new = od.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+        else:
+            new = od.IntDistribution(p.low, p.high, log=p.log, step=p.step)
+        try:
+            od.check_distribution_compatibility(old, new)
+        except ValueError:
+            return f"tune.space.{path}: {_described(old)} in the study, {_described(new)} in this spec"
+    return None
+
+
+def _described(dist: Any) -> str:
+    import optuna.distributions as od
+
+    if isinstance(dist, od.CategoricalDistribution):
+        return "choices [" + ", ".join(str(c) for c in dist.choices) + "]"
+    kind = "float" if isinstance(dist, od.FloatDistribution) else "int"
+    return f"{kind} on a {'log' if dist.log else 'linear'} scale"
 
 
 def decode(space: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trustforge._shown import remember_written
-from trustforge.errors import TuneError
+from trustforge.errors import TuneError, UsageError
 from trustforge.settings import Settings
 
 __all__ = ["open_storage", "storage_url", "describe_storage", "check_study_name"]
@@ -34,30 +34,39 @@ def check_study_name(name: str, field: str = "--study") -> str:
     """`name` when it is a plain name: 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit.
 
     Raises:
-        TuneError: naming `field` (`--study`, or `name` when the spec's name is the default).
+        UsageError: naming `field` (`--study`, or `name` when the spec's name is the default).
     """
     if not isinstance(name, str) or not _STUDY_NAME.fullmatch(name):
-        raise TuneError(f"{field} must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}")
+        raise UsageError(f"{field} must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit; got {name!r}")
     return name
 
 
 def storage_url(storage: str | None, settings: Settings, study: str) -> str:
-    """The storage the study uses, as a URL every worker can open (`journal:PATH` for journal files)."""
+    """The storage the study uses, as a URL every worker can open (`journal:PATH` for journal files).
+
+    Raises:
+        UsageError: `storage` is none of the forms, or names a file that is a folder or whose folder does not exist.
+    """
     check_study_name(study)
     if storage is None or storage == "":
         return f"journal:{settings.home / 'studies' / (study + '.journal')}"
     if storage == "registry":
         return settings.db_url
     if storage.startswith(("journal:", "sqlite:", "postgresql:", "postgresql+")):
-        return storage
-    if storage.endswith((".journal", ".log")):
+        url = storage
+    elif storage.endswith((".journal", ".log")):
         path = Path(storage).expanduser().resolve()  # every worker opens the same file, whatever its folder
         remember_written(path, storage)  # messages name it as typed
-        return f"journal:{path}"
-    scheme = storage.split(":", 1)[0] if ":" in storage else storage
-    raise TuneError(
-        f"--storage must be sqlite:///PATH, postgresql://..., journal:PATH (or a .journal file) or registry; got a {scheme!r} value"
-    )
+        url = f"journal:{path}"
+    else:
+        scheme = storage.split(":", 1)[0] if ":" in storage else storage
+        raise UsageError(
+            f"--storage must be sqlite:///PATH, postgresql://..., journal:PATH (or a .journal file) or registry; got a {scheme!r} value"
+        )
+    problem = _file_problem(url)
+    if problem is not None:
+        raise UsageError(problem)
+    return url
 
 
 def describe_storage(url: str) -> dict[str, str]:
@@ -78,16 +87,15 @@ def open_storage(url: str) -> Any:
     """The Optuna storage of `url` (from `storage_url`).
 
     Raises:
-        TuneError: the file's folder does not exist (it is never created here), the database cannot be
-            reached or the file cannot be opened (no credentials in the message).
+        TuneError: the file is a folder or its folder does not exist (it is never created here), the
+            database cannot be reached or the file cannot be opened (the reason, no credentials in it).
     """
     import optuna
 
     desc = describe_storage(url)
-    file = _file_of(url)
-    if file is not None and not file.parent.is_dir():
-        # A typo in a path must not become a new tree of folders (journal) or a driver's bare error (SQLite).
-        raise TuneError(f"--storage names a {desc['kind']} file whose folder does not exist ({file}); create the folder or name another")
+    problem = _file_problem(url)
+    if problem is not None:
+        raise TuneError(problem)
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
@@ -98,7 +106,38 @@ def open_storage(url: str) -> Any:
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return _rdb_storage(optuna, url)
     except Exception as exc:  # SQLAlchemy and OS errors; their text may hold the URL, so it is not repeated
-        raise TuneError(f"cannot open the study storage ({desc['kind']} {desc['database']}): {type(exc).__name__}") from None
+        raise TuneError(f"cannot open the study storage ({desc['kind']} {desc['database']}): {_reason(exc, url)}") from None
+
+
+def _file_problem(url: str) -> str | None:
+    """What is wrong with the file a journal or SQLite storage names (a folder, or in a folder
+    that does not exist); None when nothing is, or the storage is a database server."""
+    file = _file_of(url)
+    kind = describe_storage(url)["kind"]
+    if file is None:
+        return None
+    if file.is_dir():
+        return f"--storage names a folder ({file}), not a {kind} file; name a file in it (created when missing)"
+    if not file.parent.is_dir():
+        # A typo in a path must not become a new tree of folders (journal) or a driver's bare error (SQLite).
+        return f"--storage names a {kind} file whose folder does not exist ({file}); create the folder or name another"
+    return None
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """Why a storage did not open, in words that hold no credentials, host or path."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if url.startswith("journal:"):
+        return "the file is not an Optuna journal (each line a JSON record of the study)"
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's wrapper of the driver's error
+    if url.startswith("sqlite:") and orig is not None:
+        return f"{orig} (SQLite)"  # sqlite3's own words, e.g. "file is not a database": no path in them
+    return f"the database could not be reached or opened ({type(exc).__name__})"
 
 
 def _file_of(url: str) -> Path | None:

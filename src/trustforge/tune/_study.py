@@ -24,12 +24,12 @@ from typing import Any, Mapping
 
 from trustforge import pipeline
 from trustforge._extras import require
-from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError
+from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError, UsageError
 from trustforge.settings import Settings
 from trustforge.spec import TaskSpec, load_spec, spec_to_dict, tune_objective
-from trustforge.train import atomic_write_text
+from trustforge.train import atomic_write_text, usable_cores
 from trustforge.tune._prune import PruningCallback
-from trustforge.tune._space import apply_params, decode, spec_point, suggest
+from trustforge.tune._space import apply_params, decode, space_change, spec_point, suggest
 from trustforge.tune._storage import check_study_name, describe_storage, open_storage, storage_url
 
 __all__ = ["tune", "TuneResult", "tune_metric", "study_summary", "TUNE_FILE"]
@@ -102,7 +102,8 @@ def tune(
         spec: a spec with a `tune` section (TaskSpec, mapping or YAML path).
         trials: trials in the study in all (default `tune.trials`); a resumed study runs the rest.
         timeout: seconds after which no new trial starts (default `tune.timeout`).
-        workers: local worker processes (each runs trials of the one study).
+        workers: local worker processes (each runs trials of the one study): at most the CPU cores
+            this process may use; no more start than the study has trials still to run.
         storage: see `trustforge.tune._storage` (default: a journal file in the workspace).
         study: the study's name (default the spec's name): a plain name, as it names a file.
         register: package and register the best trial's model (retrained in full when trials
@@ -111,20 +112,24 @@ def tune(
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
-        TuneError: a study name that is not a plain name, the storage cannot be opened, a resumed study ranks by another metric, or no trial finished.
+        UsageError: `workers` is not 1 to the usable CPU cores, a study name that is not a plain name, or a
+            `storage` that is none of its forms, a folder, or a file in a folder that does not exist.
+        TuneError: the storage cannot be opened, a resumed study ranks by another metric or cannot go on over this tune.space, or no trial finished.
     """
     require("tune", "trustforge tune")
     spec = load_spec(spec)
     if spec.tune is None:
         raise SpecError("tune is required for `trustforge tune`: add tune: {space: {FIELD: {type: float, low: ..., high: ...}}}")
-    if workers < 1:
-        raise TuneError(f"--workers must be >= 1; got {workers}")
+    cores = usable_cores()
+    if not 1 <= workers <= cores:
+        # Each worker is a process that trains: more than the cores only slows every trial down.
+        raise UsageError(f"--workers must be 1 to {cores} (the CPU cores this process may use); got {workers}")
     settings = settings or Settings.from_env()
     ts = spec.tune
     metric, direction = tune_metric(spec)
     name = check_study_name(study) if study is not None else check_study_name(spec.name, "name")
     url = storage_url(storage, settings, name)
-    if not storage:  # the workspace's own studies/ folder; one named by --storage must exist (open_storage)
+    if not storage:  # the workspace's own studies/ folder; one named by --storage must exist (storage_url)
         Path(url[len("journal:") :]).parent.mkdir(parents=True, exist_ok=True)
     desc = describe_storage(url)
     target = trials or ts.trials
@@ -132,6 +137,7 @@ def tune(
     deadline = time.time() + timeout if timeout else None
 
     import optuna
+    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = open_storage(url)
@@ -144,6 +150,11 @@ def tune(
         raise TuneError(
             f"study {name!r} ranks by {attrs.get('metric')} ({created.direction.name.lower()}); this spec by {metric} "
             f"({direction}): name another study (--study) or keep tune.metric"
+        )
+    changed = None if new else space_change(ts.space, created.get_trials(deepcopy=False))
+    if changed is not None:
+        raise TuneError(
+            f"study {name!r} cannot go on with this tune.space ({changed}): name another study (--study) or keep the field as it was"
         )
     if "metric" not in attrs:
         created.set_user_attr("metric", metric)
@@ -158,9 +169,12 @@ def tune(
         if point:
             created.enqueue_trial(point)
     job = _Job(base, spec.model_dump(mode="json")["tune"], metric, name, url, target, deadline, settings)
+    # No more workers than trials still to run (those _work counts): a complete study starts none.
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    workers = min(workers, max(0, target - len(created.get_trials(deepcopy=False, states=live))))
     if workers == 1:
         _work(job, 0)
-    else:
+    elif workers > 1:
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked torch threads
         procs = [ctx.Process(target=_work, args=(job, i), name=f"trustforge-tune-{i}") for i in range(workers)]
         for p in procs:
