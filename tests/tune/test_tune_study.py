@@ -224,3 +224,9 @@ def test_workers_are_bounded_by_the_cores_and_the_trials_still_to_run(tmp_path, 
     code, out, err = run_main("tune", path, "--workers", "4", "--no-register", home=workspace, cwd=tmp_path)
     assert code == 0 and not started, err
     assert "1 complete" in out
+    monkeypatch.setattr(_study, "usable_cores", lambda: 1, raising=False)  # two processes may share one core
+    assert (
+        run_main("tune", path, "--workers", "3", "--no-register", home=workspace, cwd=tmp_path)
+        .stderr.strip()
+        .endswith("1 to 2 (the CPU cores this process may use); got 3")
+    )

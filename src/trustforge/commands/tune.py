@@ -20,7 +20,7 @@ def tune(
         1,
         "--workers",
         min=1,
-        help="local worker processes: at most the CPU cores this process may use; no more start than the study has trials to run",
+        help="local worker processes: at most the CPU cores this process may use (2 on one core); no more start than the study has trials to run",
     ),
     storage: Optional[str] = typer.Option(
         None,

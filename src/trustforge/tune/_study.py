@@ -112,7 +112,7 @@ def tune(
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
-        UsageError: `workers` is not 1 to the usable CPU cores, a study name that is not a plain name, or a
+        UsageError: `workers` is not 1 to the usable CPU cores (at least 2), a study name that is not a plain name, or a
             `storage` that is none of its forms, a folder, or a file in a folder that does not exist.
         TuneError: the storage cannot be opened, a resumed study ranks by another metric or cannot go on over this tune.space, or no trial finished.
     """
@@ -120,9 +120,10 @@ def tune(
     spec = load_spec(spec)
     if spec.tune is None:
         raise SpecError("tune is required for `trustforge tune`: add tune: {space: {FIELD: {type: float, low: ..., high: ...}}}")
-    cores = usable_cores()
+    # Each worker is a process that trains: more than the cores only slows every trial down (two
+    # are allowed on one core, so that a study shared by processes can be tried anywhere).
+    cores = max(2, usable_cores())
     if not 1 <= workers <= cores:
-        # Each worker is a process that trains: more than the cores only slows every trial down.
         raise UsageError(f"--workers must be 1 to {cores} (the CPU cores this process may use); got {workers}")
     settings = settings or Settings.from_env()
     ts = spec.tune
