@@ -88,7 +88,7 @@ from sqlalchemy import exc as sa_exc
 
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 
-__all__ = ["AuditLog", "AuditReport", "metadata", "entry_hash", "CHECKPOINT_EVERY", "OUTCOMES", "WITNESS_FILE", "SINK_FORMS"]
+__all__ = ["AuditLog", "AuditReport", "verify_rows", "metadata", "entry_hash", "CHECKPOINT_EVERY", "OUTCOMES", "WITNESS_FILE", "SINK_FORMS"]
 
 OUTCOMES = ("ok", "denied", "error")
 GENESIS = "0" * 64
@@ -882,6 +882,31 @@ class AuditLog:
                 f"the signed checkpoint of entry {seq} names a different hash: entries up to {seq} were rewritten and the chain recomputed"
             )
         return ""
+
+
+def verify_rows(rows: dict[str, list[dict[str, Any]]], verifier: Verifier | None) -> AuditReport:
+    """Verify an audit log held as rows (a backup's), before they are written anywhere.
+
+    `rows` maps table names (`audit_entries`, `audit_head`, `audit_checkpoints`) to their rows;
+    they are copied into a private in-memory database and checked as `AuditLog.verify` checks a
+    workspace's log (chain, checkpoints, signed head), without the copies outside a database,
+    which rows do not have. Rows of no audit table at all are a log never opened: ok, empty.
+
+    Raises:
+        sqlalchemy.exc.StatementError: a row does not fit its table (callers check types first).
+    """
+    if not any(rows.get(t.name) for t in metadata.sorted_tables):
+        return AuditReport(True, 0)
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                if rows.get(table.name):
+                    conn.execute(sa.insert(table), rows[table.name])
+        return AuditLog(engine, None, verifier, head_path=None)._verify(outside=False)
+    finally:
+        engine.dispose()
 
 
 _FILTER_FIELDS = ("actor", "action", "outcome")
