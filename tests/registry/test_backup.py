@@ -541,6 +541,38 @@ def _edit_audit_entry(settings: Settings) -> None:
     engine.dispose()
 
 
+def test_a_workspace_whose_audit_log_was_edited_is_not_backed_up(small, tmp_path):
+    settings, _, keyring = small
+    _edit_audit_entry(settings)
+    archive = tmp_path / "edited.tfbackup"
+    with pytest.raises(IntegrityError, match=r"entry 1: entry 1 was edited .*not backed up.*trustforge audit verify"):
+        create_backup(settings, archive, keyring)
+    assert not archive.exists()
+
+
+def test_backup_create_refuses_an_edited_or_truncated_log(tmp_path, workspace, monkeypatch):
+    """The command also checks the copies of the head outside the database (a truncated log's rows verify alone)."""
+    from typer.testing import CliRunner
+
+    from trustforge.commands.backup import app
+
+    with Registry() as reg:
+        for i in range(3):
+            reg.audit.append("alice", "tag", f"models:/m/{i}", "ok")
+        settings = reg.settings
+    engine = sa.create_engine(settings.db_url)
+    with engine.begin() as conn:  # cut the last entry and move the head back: the rows alone verify, the witness does not
+        last = conn.execute(sa.text("SELECT seq FROM audit_entries ORDER BY seq DESC LIMIT 1")).scalar()
+        prev = conn.execute(sa.text("SELECT hash FROM audit_entries WHERE seq = :s"), {"s": last - 1}).scalar()
+        conn.execute(sa.text("DELETE FROM audit_entries WHERE seq = :s"), {"s": last})
+        conn.execute(sa.text("UPDATE audit_head SET seq = :s, hash = :h"), {"s": last - 1, "h": prev})
+    engine.dispose()
+    done = CliRunner().invoke(app, ["create", str(tmp_path / "cut.tfbackup")])
+    assert isinstance(done.exception, IntegrityError) and done.exception.exit_code == 4, done.output
+    assert "not backed up" in str(done.exception) and "trustforge audit verify" in str(done.exception)
+    assert not (tmp_path / "cut.tfbackup").exists()
+
+
 def test_an_archive_whose_audit_log_does_not_verify_is_refused_with_nothing_written(small, tmp_path, monkeypatch):
     """An archive signed over an edited log (made before `create_backup` checked it): refused before any write."""
     from trustforge.registry import _backup

@@ -24,7 +24,7 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
     """Write the registry database, every stored package and the public keys to FILE."""
     from trustforge._shown import recorded
     from trustforge.commands import output_file
-    from trustforge.errors import DataError, TrustForgeError
+    from trustforge.errors import DataError, IntegrityError, TrustForgeError
     from trustforge.registry import Registry, create_backup
     from trustforge.secure import require
 
@@ -36,9 +36,18 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
     with Registry() as reg:
         require(reg.principal, "backup", "workspace", reg.audit)
         try:
+            report = reg.audit.verify()  # the whole log with its copies outside the database (the archive checks its rows)
+            if not report.ok:
+                raise IntegrityError(
+                    f"the audit log does not verify: entry {report.first_bad}: {report.problem}; not backed up (the backup's "
+                    "signature would vouch for that history): investigate with `trustforge audit verify`"
+                )
             summary = create_backup(reg.settings, file, reg.keyring)
         except TrustForgeError as exc:
-            reg.audit.append(reg.principal.name, "backup", file.name, "error", {"error": recorded(exc, home=reg.settings.home)})
+            try:
+                reg.audit.append(reg.principal.name, "backup", file.name, "error", {"error": recorded(exc, home=reg.settings.home)})
+            except TrustForgeError:
+                pass  # a log that refuses entries (tampered with) is what `exc` reports: say that, not this
             raise
         reg.audit.append(reg.principal.name, "backup", file.name, "ok", {"files": summary["files"], "bytes": summary["bytes"]})
     versions = summary["tables"].get("registry_versions", 0)

@@ -26,7 +26,8 @@ workspace creates: empty tables, the audit log's genesis head, keys), does it wr
 folders to a temporary folder renamed into place, all rows in one transaction, then the keys,
 the masking secret and the audit log's witness and head file. Should any of that still fail,
 everything it wrote is undone: the workspace is left as it was, empty, ready for another try.
-Restoring needs the same KEK (keep it apart from the backups).
+`create_backup` refuses a workspace whose audit log does not verify. Restoring needs the same
+KEK (keep it apart from the backups).
 
 The KEK is not trust: anyone holding it (a CI job) can seal an archive. The signature must
 verify with a key the target keyring already knows or with the public key the operator
@@ -154,10 +155,14 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     is registered or deleted meanwhile) and the package folders of exactly the versions in
     that snapshot are archived. `dest` appears complete or not at all.
 
+    The audit log's rows in that snapshot must verify (chain, checkpoints, signed head): the
+    archive's signature is not put on a history that was edited.
+
     Returns:
         A summary: rows per table, files and bytes archived, the signing key id.
 
     Raises:
+        IntegrityError: the audit log does not verify (naming the first bad entry); nothing is written.
         SecurityError: the keyring holds no key-encryption key.
         RegistryError: the database cannot be read, or a version's folder vanished meanwhile.
         FileExistsError: `dest` exists.
@@ -175,6 +180,12 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     try:
         with reader.begin() as conn:
             tables = _dump(conn)
+            report = verify_audit_rows(tables, keyring.verify)  # the history the archive's signature will vouch for
+            if not report.ok:
+                raise IntegrityError(
+                    f"the audit log does not verify: entry {report.first_bad}: {report.problem}; not backed up (the backup's "
+                    "signature would vouch for that history): investigate with `trustforge audit verify`"
+                )
             for row in tables.get("registry_versions", []):
                 folder = artifacts / str(row["name"]) / str(row["version"])
                 if not folder.is_dir():
