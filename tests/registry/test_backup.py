@@ -692,3 +692,34 @@ def test_a_failure_in_the_last_step_leaves_an_empty_workspace_that_restores(db, 
     finally:
         if drop is not None:
             drop()
+
+
+def test_backup_commands_name_a_missing_archive_and_a_wrong_trusted_key(tmp_path, workspace, monkeypatch):
+    """`restore` of a file that is not there is "file not found" (exit 3); a --trusted-key that is no key is named;
+    `create` and `restore` count the same files (the packages' ones)."""
+    from typer.testing import CliRunner
+
+    from trustforge.commands.backup import app
+    from trustforge.commands.keys import app as keys_app
+    from trustforge.errors import DataError
+
+    monkeypatch.setenv("TRUSTFORGE_KEK", KEK)
+    with Registry() as reg:
+        pkg = write_package(tmp_path / "pkg", {"name": "m"}, {"weights.safetensors": {"w": torch.ones(3)}}, keyring=reg.keyring)
+        reg.register(pkg, name="m")
+        stored = sum(1 for p in (reg.settings.artifacts or reg.settings.home / "artifacts").rglob("*") if p.is_file())
+    runner = CliRunner()
+    archive, pem, not_a_key = tmp_path / "ws.tfbackup", tmp_path / "source.pem", tmp_path / "iris.yaml"
+    made = runner.invoke(app, ["create", str(archive)])
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(keys_app, ["export", str(pem)]).exit_code == 0
+    not_a_key.write_text("name: iris\n")
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "restored"))
+    done = runner.invoke(app, ["restore", str(tmp_path / "nosuch.tfbackup"), "--trusted-key", str(pem)])
+    assert isinstance(done.exception, DataError) and done.exception.exit_code == 3
+    assert str(done.exception) == f"{tmp_path / 'nosuch.tfbackup'}: file not found"
+    done = runner.invoke(app, ["restore", str(archive), "--trusted-key", str(not_a_key)])
+    assert isinstance(done.exception, SecurityError) and f"--trusted-key {not_a_key}: not a PEM public key" in str(done.exception)
+    done = runner.invoke(app, ["restore", str(archive), "--trusted-key", str(pem), "--accept-new-keys"])
+    assert done.exit_code == 0, done.output
+    assert f"1 version(s), {stored} package file(s)" in made.output and f"1 version(s), {stored} package file(s)" in done.output

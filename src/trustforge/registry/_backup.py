@@ -159,7 +159,8 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     archive's signature is not put on a history that was edited.
 
     Returns:
-        A summary: rows per table, files and bytes archived, the signing key id.
+        A summary: rows per table, the package files archived (`files`, as `restore_backup`
+        counts them), the archive's size in bytes, the signing key id.
 
     Raises:
         IntegrityError: the audit log does not verify (naming the first bad entry); nothing is written.
@@ -218,7 +219,8 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     }
     tar = _tar({_CONTENTS: json.dumps(contents, sort_keys=True, indent=1).encode("utf-8"), **files})
     write_sealed_archive(dest, tar, keyring)
-    return {"tables": contents["tables"], "files": len(files), "bytes": dest.stat().st_size, "key_id": keyring.key_id}
+    packaged = sum(name.startswith("artifacts/") for name in files)  # what a restore writes to the store, and counts
+    return {"tables": contents["tables"], "files": packaged, "bytes": dest.stat().st_size, "key_id": keyring.key_id}
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -388,6 +390,7 @@ def restore_backup(
             files are not the package its row records, or an audit log that does not verify;
             nothing is written. Or the restored log disagrees with the workspace's witness;
             what was written is undone.
+        DataError: `src` does not exist.
         SecurityError: the archive was made under another KEK, is signed by a key that is not
             trusted, would add keys, admins or cut the audit history without consent, or holds
             a masking secret other than the one the workspace holds already; nothing is written.

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from trustforge._fs import atomic_write_bytes
-from trustforge.errors import IntegrityError, SecurityError
+from trustforge.errors import DataError, IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
 
@@ -116,6 +116,7 @@ def open_sealed_archive(src: Path, keyring: Keyring, *, trusted_key: bytes | Non
             workspace's, from `trustforge keys export`); the archive must be signed by it.
 
     Raises:
+        DataError: naming `src`, when there is no such file.
         IntegrityError: naming `src`, for any change to the file.
         SecurityError: naming `src`, when it was signed by a key neither the keyring nor
             `trusted_key` is, by another key than `trusted_key`, or made under a KEK this
@@ -131,8 +132,10 @@ def open_sealed_archive(src: Path, keyring: Keyring, *, trusted_key: bytes | Non
     def bad(why: str) -> IntegrityError:
         return IntegrityError(f"{src}: {why}")
 
+    if not src.exists():
+        raise DataError(f"{src}: file not found")
     if not src.is_file():
-        raise bad("not a backup file")
+        raise bad("not a backup file (not a regular file)")
     with open(src, "rb") as f:
         if os.fstat(f.fileno()).st_size < len(_MAGIC) + 2:
             raise bad("not a TrustForge backup")
