@@ -521,3 +521,205 @@ def test_a_row_sealed_in_another_workspace_that_this_one_trusts_grants_nothing(t
             f"token {token_id} does not match its seal (user, hash, expiry or revocation changed?)",
             "user 'zed' does not match its seal (role or active changed?)",
         ]
+
+
+# ---------------------------------------------------------------------------- the audit log, and undoing a failed restore
+
+
+def _keys_state(settings: Settings) -> dict[str, bytes]:
+    """Every file of the keys folder and the audit head file beside the database, with its bytes."""
+    files = {p.relative_to(settings.home).as_posix(): p.read_bytes() for p in settings.keys_dir.rglob("*") if p.is_file()}
+    head = settings.home / "registry.db.audit-head.json"
+    return {**files, **({head.name: head.read_bytes()} if head.exists() else {})}
+
+
+def _edit_audit_entry(settings: Settings) -> None:
+    """What someone with write access to the database can do: change an entry's actor."""
+    engine = sa.create_engine(settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_entries SET actor = 'mallory' WHERE seq = 1"))
+    engine.dispose()
+
+
+def test_a_workspace_whose_audit_log_was_edited_is_not_backed_up(small, tmp_path):
+    settings, _, keyring = small
+    _edit_audit_entry(settings)
+    archive = tmp_path / "edited.tfbackup"
+    with pytest.raises(IntegrityError, match=r"entry 1: entry 1 was edited .*not backed up.*trustforge audit verify"):
+        create_backup(settings, archive, keyring)
+    assert not archive.exists()
+
+
+def test_backup_create_refuses_an_edited_or_truncated_log(tmp_path, workspace, monkeypatch):
+    """The command also checks the copies of the head outside the database (a truncated log's rows verify alone)."""
+    from typer.testing import CliRunner
+
+    from trustforge.commands.backup import app
+
+    with Registry() as reg:
+        for i in range(3):
+            reg.audit.append("alice", "tag", f"models:/m/{i}", "ok")
+        settings = reg.settings
+    engine = sa.create_engine(settings.db_url)
+    with engine.begin() as conn:  # cut the last entry and move the head back: the rows alone verify, the witness does not
+        last = conn.execute(sa.text("SELECT seq FROM audit_entries ORDER BY seq DESC LIMIT 1")).scalar()
+        prev = conn.execute(sa.text("SELECT hash FROM audit_entries WHERE seq = :s"), {"s": last - 1}).scalar()
+        conn.execute(sa.text("DELETE FROM audit_entries WHERE seq = :s"), {"s": last})
+        conn.execute(sa.text("UPDATE audit_head SET seq = :s, hash = :h"), {"s": last - 1, "h": prev})
+    engine.dispose()
+    done = CliRunner().invoke(app, ["create", str(tmp_path / "cut.tfbackup")])
+    assert isinstance(done.exception, IntegrityError) and done.exception.exit_code == 4, done.output
+    assert "not backed up" in str(done.exception) and "trustforge audit verify" in str(done.exception)
+    assert not (tmp_path / "cut.tfbackup").exists()
+
+
+def test_an_archive_whose_audit_log_does_not_verify_is_refused_with_nothing_written(small, tmp_path, monkeypatch):
+    """An archive signed over an edited log (made before `create_backup` checked it): refused before any write."""
+    from trustforge.registry import _backup
+    from trustforge.secure._audit import AuditReport
+
+    settings, _, keyring = small
+    _edit_audit_entry(settings)
+    monkeypatch.setattr(
+        _backup, "verify_audit_rows", lambda *a: AuditReport(True, 0), raising=False
+    )  # what create_backup did not check before
+    archive = tmp_path / "edited.tfbackup"
+    create_backup(settings, archive, keyring)
+    monkeypatch.undo()
+    target = settings_for(tmp_path / "target")
+    target_keys = Keyring.init(target.keys_dir, kek_b64=KEK)
+    before = _keys_state(target)
+    with pytest.raises(IntegrityError, match=r"audit log does not verify: entry 1: entry 1 was edited.*nothing was restored"):
+        restore_backup(target, archive, target_keys, trusted_key=keyring.public_key_pem(), accept_new_keys=True)
+    assert nothing_written(target.home) and _keys_state(target) == before  # no rows, no packages, no key trusted
+
+
+def _set(column, value):
+    def edit(rows):
+        rows[0][column] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "table, edit, problem",
+    [
+        ("audit_entries", _set("seq", "x"), "row 1: column seq is of type str, expected int"),
+        ("audit_entries", lambda rows: rows[0].pop("hash"), "row 1: column hash is missing"),
+        ("audit_entries", lambda rows: rows.append(dict(rows[0])), r"row 2: a second row with key \(1,\)"),
+        ("registry_versions", _set("encrypted", "yes"), "row 1: column encrypted is of type str, expected bool"),
+        ("registry_versions", _set("run", 7), "row 1: column run is of type int, expected str or null"),
+    ],
+    ids=["audit-seq-text", "audit-hash-missing", "audit-entry-twice", "bool-text", "text-int"],
+)
+def test_an_archived_value_of_the_wrong_type_is_refused_with_nothing_written(table, edit, problem, small, tmp_path, monkeypatch):
+    """A signed archive whose first audit entry has seq "x" (or another row a value of another type, none, or a twin):
+    refused naming the row, never written (`audit verify` then crashed on the restored log)."""
+    from trustforge.registry import _backup
+    from trustforge.secure._audit import AuditReport
+
+    settings, _, keyring = small
+    real = _backup._dump
+
+    def crafted(conn):
+        tables = real(conn)
+        edit(tables[table])
+        return tables
+
+    monkeypatch.setattr(_backup, "_dump", crafted)
+    monkeypatch.setattr(_backup, "verify_audit_rows", lambda *a: AuditReport(True, 0), raising=False)  # as before create_backup checked it
+    archive = tmp_path / "typed.tfbackup"
+    create_backup(settings, archive, keyring)
+    monkeypatch.undo()
+    target = settings_for(tmp_path / "target")
+    with pytest.raises(IntegrityError, match=rf"'db/{table}.json', {problem}; nothing was restored"):
+        restore_backup(
+            target, archive, Keyring.init(target.keys_dir, kek_b64=KEK), trusted_key=keyring.public_key_pem(), accept_new_keys=True
+        )
+    assert nothing_written(target.home)
+
+
+def test_a_restore_that_fails_after_writing_is_undone_and_can_be_retried(small, tmp_path):
+    """The restored log disagrees with the witness the (lost) target workspace left: found only once the rows are
+    in, so the rows, the packages, the added key, the masking secret and the head file are all taken back out."""
+    _, archive, keyring = small
+    target = settings_for(tmp_path / "target")
+    with Registry(target) as reg:  # another workspace's history, as long as the archive's, whose database is then lost
+        reg.audit.append("bob", "tag", "models:/x/1", "ok")
+    (target.home / "registry.db").unlink()
+    shutil.rmtree(target.artifacts, ignore_errors=True)
+    before = _keys_state(target)
+    target_keys = Keyring.load(target.keys_dir, kek_b64=KEK)
+    for _ in range(2):  # a retry is refused for the same reason, never as "not empty"
+        with pytest.raises(IntegrityError, match="head file .* signed a different entry 1.*restore was undone"):
+            restore_backup(target, archive, target_keys, trusted_key=keyring.public_key_pem(), accept_new_keys=True)
+        assert not (target.home / "registry.db").exists() and not target.artifacts.exists()
+        assert _keys_state(target) == before
+        assert not target_keys.knows(keyring.key_id)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_a_failure_in_the_last_step_leaves_an_empty_workspace_that_restores(db, small, tmp_path, monkeypatch):
+    """The rows are committed, then taken out again and the genesis head of the opened workspace put back."""
+    from trustforge.registry import _backup
+
+    _, archive, keyring = small
+    target, drop = settings_for(tmp_path / "target"), None
+    if db == "postgresql":
+        from _helpers import new_pg_database  # tests/registry is on the path (rootdir-relative imports)
+
+        url, drop = new_pg_database()
+        target = Settings(home=target.home, db_url=url, artifacts=target.artifacts, kek=KEK)
+    try:
+        with Registry(target) as reg:  # opened once (`models list`): the genesis head, its head file and witness
+            target_keys = reg.keyring
+        before = _keys_state(target)
+
+        def fail(*a, **k):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(_backup, "_sync_audit_head", fail)
+        with pytest.raises(OSError):
+            restore_backup(target, archive, target_keys, trusted_key=keyring.public_key_pem(), accept_new_keys=True)
+        assert _keys_state(target) == before and not target.artifacts.exists()
+        with Registry(target) as reg:
+            assert reg.list_models() == [] and reg.audit.verify().ok and reg.audit.verify().entries == 0
+        monkeypatch.undo()
+        done = restore_backup(target, archive, target_keys, trusted_key=keyring.public_key_pem(), accept_new_keys=True)
+        assert done["tables"]["registry_versions"] == 1
+        with Registry(target) as reg:
+            assert reg.get("models:/m/1").version == 1 and reg.audit.verify().ok
+    finally:
+        if drop is not None:
+            drop()
+
+
+def test_backup_commands_name_a_missing_archive_and_a_wrong_trusted_key(tmp_path, workspace, monkeypatch):
+    """`restore` of a file that is not there is "file not found" (exit 3); a --trusted-key that is no key is named;
+    `create` and `restore` count the same files (the packages' ones)."""
+    from typer.testing import CliRunner
+
+    from trustforge.commands.backup import app
+    from trustforge.commands.keys import app as keys_app
+    from trustforge.errors import DataError
+
+    monkeypatch.setenv("TRUSTFORGE_KEK", KEK)
+    with Registry() as reg:
+        pkg = write_package(tmp_path / "pkg", {"name": "m"}, {"weights.safetensors": {"w": torch.ones(3)}}, keyring=reg.keyring)
+        reg.register(pkg, name="m")
+        stored = sum(1 for p in (reg.settings.artifacts or reg.settings.home / "artifacts").rglob("*") if p.is_file())
+    runner = CliRunner()
+    archive, pem, not_a_key = tmp_path / "ws.tfbackup", tmp_path / "source.pem", tmp_path / "iris.yaml"
+    made = runner.invoke(app, ["create", str(archive)])
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(keys_app, ["export", str(pem)]).exit_code == 0
+    not_a_key.write_text("name: iris\n")
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "restored"))
+    done = runner.invoke(app, ["restore", str(tmp_path / "nosuch.tfbackup"), "--trusted-key", str(pem)])
+    assert isinstance(done.exception, DataError) and done.exception.exit_code == 3
+    assert str(done.exception) == f"{tmp_path / 'nosuch.tfbackup'}: file not found"
+    done = runner.invoke(app, ["restore", str(archive), "--trusted-key", str(not_a_key)])
+    assert isinstance(done.exception, SecurityError) and f"--trusted-key {not_a_key}: not a PEM public key" in str(done.exception)
+    done = runner.invoke(app, ["restore", str(archive), "--trusted-key", str(pem), "--accept-new-keys"])
+    assert done.exit_code == 0, done.output
+    assert f"1 version(s), {stored} package file(s)" in made.output and f"1 version(s), {stored} package file(s)" in done.output

@@ -693,3 +693,29 @@ def test_a_tampered_legacy_log_is_not_upgraded(tmp_path, key):
     with pytest.raises(IntegrityError):
         log.append("a", "tag", "x", "ok")
     assert open_log(path, key, witness_path=None).verify().first_bad == 70
+
+
+@pytest.mark.parametrize(
+    "edit, first_bad",
+    [
+        ("UPDATE audit_entries SET seq = 'x' WHERE seq = 1", 1),
+        ("UPDATE audit_entries SET seq = 'x' WHERE seq = 3", 3),
+        ("UPDATE audit_entries SET seq = -1 WHERE seq = 2", 2),
+        ("UPDATE audit_entries SET actor = x'41' WHERE seq = 2", 2),
+        ("UPDATE audit_head SET seq = 'x'", 1),
+    ],
+    ids=["first-seq-text", "last-seq-text", "seq-negative", "actor-blob", "head-seq-text"],
+)
+def test_a_value_of_the_wrong_type_is_an_edit_never_a_crash(edit, first_bad, tmp_path, key):
+    """SQLite keeps whatever an edit puts in a column: `verify` names the entry, `append` refuses."""
+    log = open_log(tmp_path / "t.db", key)
+    for i in range(3):
+        log.append("alice", "tag", f"models:/m/{i}", "ok")
+    with log.engine.begin() as conn:
+        conn.execute(sa.text(edit))
+    report = open_log(tmp_path / "t.db", key).verify()
+    assert not report.ok and report.first_bad == first_bad, report
+    assert "edited" in report.problem
+    if "audit_head" in edit:
+        with pytest.raises(IntegrityError, match="audit_head row was edited"):
+            log.append("mallory", "tag", "models:/m/1", "ok")

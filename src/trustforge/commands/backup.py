@@ -24,7 +24,7 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
     """Write the registry database, every stored package and the public keys to FILE."""
     from trustforge._shown import recorded
     from trustforge.commands import output_file
-    from trustforge.errors import DataError, TrustForgeError
+    from trustforge.errors import DataError, IntegrityError, TrustForgeError
     from trustforge.registry import Registry, create_backup
     from trustforge.secure import require
 
@@ -36,14 +36,23 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
     with Registry() as reg:
         require(reg.principal, "backup", "workspace", reg.audit)
         try:
+            report = reg.audit.verify()  # the whole log with its copies outside the database (the archive checks its rows)
+            if not report.ok:
+                raise IntegrityError(
+                    f"the audit log does not verify: entry {report.first_bad}: {report.problem}; not backed up (the backup's "
+                    "signature would vouch for that history): investigate with `trustforge audit verify`"
+                )
             summary = create_backup(reg.settings, file, reg.keyring)
         except TrustForgeError as exc:
-            reg.audit.append(reg.principal.name, "backup", file.name, "error", {"error": recorded(exc, home=reg.settings.home)})
+            try:
+                reg.audit.append(reg.principal.name, "backup", file.name, "error", {"error": recorded(exc, home=reg.settings.home)})
+            except TrustForgeError:
+                pass  # a log that refuses entries (tampered with) is what `exc` reports: say that, not this
             raise
         reg.audit.append(reg.principal.name, "backup", file.name, "ok", {"files": summary["files"], "bytes": summary["bytes"]})
     versions = summary["tables"].get("registry_versions", 0)
     typer.echo(
-        f"backup written to {file}: {versions} version(s), {summary['files']} file(s), {summary['bytes']} bytes, "
+        f"backup written to {file}: {versions} version(s), {summary['files']} package file(s), {summary['bytes']} bytes, "
         f"signed by key {summary['key_id'][:16]}"
     )
 
@@ -75,19 +84,26 @@ def restore(
     and a shorter audit history are listed and refused unless accepted with --accept-new-keys,
     --accept-admins and --accept-shorter-audit.
     """
-    from trustforge.errors import AccessDenied, DataError
+    from trustforge.errors import AccessDenied, DataError, SecurityError
     from trustforge.registry import Registry, restore_backup
-    from trustforge.secure import Keyring
+    from trustforge.secure import Keyring, public_key_id
     from trustforge.settings import Settings
 
     settings = Settings.from_env()
     if settings.token:
         raise AccessDenied("a restore runs as the local workspace admin (an empty workspace has no users); unset TRUSTFORGE_TOKEN")
+    if not file.exists():
+        raise DataError(f"{file}: file not found")
     pem = None
     if trusted_key is not None:
         if not trusted_key.is_file():
             raise DataError(f"--trusted-key {trusted_key}: file not found")
-        pem = trusted_key.read_bytes()
+        with open(trusted_key, "rb") as f:
+            pem = f.read(1 << 16)  # a P-256 public key's PEM is under 200 bytes
+        try:
+            public_key_id(pem)
+        except SecurityError:
+            raise SecurityError(f"--trusted-key {trusted_key}: not a PEM public key (export one with `trustforge keys export`)") from None
     keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
     summary = restore_backup(
         settings,
@@ -116,7 +132,7 @@ def restore(
             },
         )
     versions = summary["tables"].get("registry_versions", 0)
-    typer.echo(f"restored {file}: {versions} version(s), {summary['files']} file(s), signed by key {summary['key_id'][:16]}")
+    typer.echo(f"restored {file}: {versions} version(s), {summary['files']} package file(s), signed by key {summary['key_id'][:16]}")
     for key_id in summary["new_keys"]:
         typer.echo(f"  added signing key {key_id[:16]} (now trusted: its signatures verify in this workspace)")
     for name in summary["new_admins"]:

@@ -18,11 +18,16 @@ The file is sealed and opened by `trustforge.secure` (`write_sealed_archive`, `o
 `restore_backup` checks everything before it writes anything: the signature, the ciphertext's
 digest, the data key (only a holder of the KEK can have made the archive), the decryption,
 then every archive entry (plain relative names under known folders, regular files only, no
-`..`, absolute paths, backslashes or links), every file's digest, and that each version's
-folder holds the package its row records. Only then, and only into an empty workspace (one
-that holds nothing but what opening a new workspace creates: empty tables, the audit log's
-genesis head, keys), does it write: package folders to a temporary folder renamed into place, all rows in one
-transaction. Restoring needs the same KEK (keep it apart from the backups).
+`..`, absolute paths, backslashes or links), every file's digest, every row's columns and
+their types, that each version's folder holds the package its row records, and that the
+archive's audit log verifies (chain, checkpoints and signed head, by the archive's keys). Only
+then, and only into an empty workspace (one that holds nothing but what opening a new
+workspace creates: empty tables, the audit log's genesis head, keys), does it write: package
+folders to a temporary folder renamed into place, all rows in one transaction, then the keys,
+the masking secret and the audit log's witness and head file. Should any of that still fail,
+everything it wrote is undone: the workspace is left as it was, empty, ready for another try.
+`create_backup` refuses a workspace whose audit log does not verify. Restoring needs the same
+KEK (keep it apart from the backups).
 
 The KEK is not trust: anyone holding it (a CI job) can seal an archive. The signature must
 verify with a key the target keyring already knows or with the public key the operator
@@ -51,7 +56,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trustforge._fs import make_private
+from trustforge._fs import atomic_write_bytes, make_private
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 from trustforge.registry._binding import check_archived, open_bound
 from trustforge.registry._store import DEFAULT_GC_GRACE_S, StagingLock, clean_restores, restore_temp
@@ -64,8 +69,10 @@ from trustforge.secure import (
     AccessStore,
     AuditLog,
     Keyring,
+    archive_verifier,
     open_sealed_archive,
     public_key_id,
+    verify_audit_rows,
     write_sealed_archive,
 )
 from trustforge.settings import Settings
@@ -100,6 +107,10 @@ def _metadatas() -> list[sa.MetaData]:
 def _tables() -> list[sa.Table]:
     """Every table, parents before children (the order rows must be inserted in)."""
     return [t for md in _metadatas() for t in md.sorted_tables]
+
+
+def _table(name: str) -> sa.Table:
+    return next(t for t in _tables() if t.name == name)
 
 
 def _encode(value: Any) -> Any:
@@ -144,10 +155,15 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     is registered or deleted meanwhile) and the package folders of exactly the versions in
     that snapshot are archived. `dest` appears complete or not at all.
 
+    The audit log's rows in that snapshot must verify (chain, checkpoints, signed head): the
+    archive's signature is not put on a history that was edited.
+
     Returns:
-        A summary: rows per table, files and bytes archived, the signing key id.
+        A summary: rows per table, the package files archived (`files`, as `restore_backup`
+        counts them), the archive's size in bytes, the signing key id.
 
     Raises:
+        IntegrityError: the audit log does not verify (naming the first bad entry); nothing is written.
         SecurityError: the keyring holds no key-encryption key.
         RegistryError: the database cannot be read, or a version's folder vanished meanwhile.
         FileExistsError: `dest` exists.
@@ -165,6 +181,12 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     try:
         with reader.begin() as conn:
             tables = _dump(conn)
+            report = verify_audit_rows(tables, keyring.verify)  # the history the archive's signature will vouch for
+            if not report.ok:
+                raise IntegrityError(
+                    f"the audit log does not verify: entry {report.first_bad}: {report.problem}; not backed up (the backup's "
+                    "signature would vouch for that history): investigate with `trustforge audit verify`"
+                )
             for row in tables.get("registry_versions", []):
                 folder = artifacts / str(row["name"]) / str(row["version"])
                 if not folder.is_dir():
@@ -197,7 +219,8 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     }
     tar = _tar({_CONTENTS: json.dumps(contents, sort_keys=True, indent=1).encode("utf-8"), **files})
     write_sealed_archive(dest, tar, keyring)
-    return {"tables": contents["tables"], "files": len(files), "bytes": dest.stat().st_size, "key_id": keyring.key_id}
+    packaged = sum(name.startswith("artifacts/") for name in files)  # what a restore writes to the store, and counts
+    return {"tables": contents["tables"], "files": packaged, "bytes": dest.stat().st_size, "key_id": keyring.key_id}
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -334,7 +357,10 @@ def restore_backup(
 
     Everything is checked before anything is written (see the module docstring). Then the
     package folders are written to a temporary folder, the rows inserted in one transaction,
-    and the folder renamed into place before that transaction commits.
+    and the folder renamed into place before that transaction commits; then the archive's
+    public keys and masking secret are added and the audit log's witness started. If any of
+    that fails, what was written is undone (rows, store, keys, witness and head file), so the
+    workspace is as it was and a retry is not refused as not empty.
 
     Trust comes from a key, not from the KEK: the archive must be signed by a key `keyring`
     already knows or by `trusted_key`. What a restore would add to the workspace's trust is
@@ -360,8 +386,11 @@ def restore_backup(
 
     Raises:
         IntegrityError: the archive was changed, holds an entry that is not a plain path
-            under a known folder (zip-slip, links), or a version whose files are not the
-            package its row records; nothing is written.
+            under a known folder (zip-slip, links), a value of the wrong type, a version whose
+            files are not the package its row records, or an audit log that does not verify;
+            nothing is written. Or the restored log disagrees with the workspace's witness;
+            what was written is undone.
+        DataError: `src` does not exist.
         SecurityError: the archive was made under another KEK, is signed by a key that is not
             trusted, would add keys, admins or cut the audit history without consent, or holds
             a masking secret other than the one the workspace holds already; nothing is written.
@@ -389,6 +418,7 @@ def restore_backup(
                 raise IntegrityError(f"{src}: archive entry {name!r} is not a list of rows") from None
             if unknown:
                 raise IntegrityError(f"{src}: archive entry {name!r} has unknown columns {sorted(unknown)[:5]}")
+            _check_types(src, known[table], rows[table])
         elif name == _MASKING:
             # Opens with this keyring's KEK and does not replace a different secret of the workspace.
             keyring.import_masking_secret(blob, where=f"{src} ({name})", check_only=True)
@@ -404,6 +434,12 @@ def restore_backup(
             if not keyring.knows(key_id):
                 new_keys.append(key_id)
     _check_bound(src, rows.get("registry_versions", []), members)
+    pems = [blob for name, blob in members.items() if name.startswith("keys/") and name.endswith(".pub")]
+    report = verify_audit_rows(rows, archive_verifier(keyring, pems))  # signed by the archive's keys (added below)
+    if not report.ok:
+        raise IntegrityError(
+            f"{src}: the archive's audit log does not verify: entry {report.first_bad}: {report.problem}; nothing was restored"
+        )
     new_admins = sorted({str(r.get("name")) for r in rows.get("access_users", []) if r.get("role") == "admin"})
     audit = {"archive": _archive_audit_length(rows), "workspace": _workspace_audit_length(settings)}
     _consent(
@@ -413,18 +449,30 @@ def restore_backup(
         audit=audit if not accept_shorter_audit else None,
     )
 
-    # ---- everything is verified; from here on we write.
+    # ---- everything is verified; from here on we write, and undo it all if a step still fails.
+    before = _Before(settings)
     clean_restores(artifacts, DEFAULT_GC_GRACE_S)  # what a killed restore left (never a live one's: it holds its lock)
     tmp, lock = restore_temp(artifacts, uuid.uuid4().hex[:8])
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
-        files, refused = _write_restored(settings, src, members, rows, artifacts, tmp, keyring)
-    for name, blob in members.items():
-        if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
-            keyring.import_masking_secret(blob, where=f"{src} ({name})")
-        elif name.startswith("keys/") and name != _SEALED:  # old package signatures and audit checkpoints verify (accepted above)
-            keyring.add_public_key(blob)
-    _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
+    committed = False
+    try:
+        with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
+            files, refused = _write_restored(settings, src, members, rows, artifacts, tmp, keyring)
+        committed = True
+        for name, blob in members.items():
+            if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
+                keyring.import_masking_secret(blob, where=f"{src} ({name})")
+            elif name.startswith("keys/") and name != _SEALED:  # old package signatures and audit checkpoints verify (accepted above)
+                keyring.add_public_key(blob)
+        _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
+    except BaseException as exc:
+        try:
+            before.put_back(artifacts, committed)
+        except Exception as undo:
+            raise RegistryError(
+                f"{exc}; undoing the partial restore failed too ({type(undo).__name__}): remove the workspace and restore into a new one"
+            ) from exc
+        raise
     return {
         "tables": {t: len(r) for t, r in rows.items()},
         "files": files,
@@ -497,6 +545,88 @@ def _write_restored(
         shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
     return files, refused
+
+
+class _Before:
+    """What a restore may change in the target outside its own transaction, read before it writes:
+    the files of the keys folder (public keys, the masking secret, the workspace id, the audit
+    witness) and the audit head file, whether the SQLite database existed, and its audit head
+    rows (at most the genesis head: the workspace is empty). `put_back` returns the target to
+    that state after a failed restore, so that a retry finds it empty again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = [p for p in (settings.keys_dir, _head_file(settings)) if p is not None]
+        self.files = {f: f.read_bytes() for f in self._files()}
+        self.folders = {d for root in self.paths for d in [root, *root.rglob("*")] if d.is_dir()}
+        url = sa.engine.make_url(settings.db_url)
+        self.db_file = Path(url.database) if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" else None
+        self.db_existed = self.db_file is None or self.db_file.exists()
+        self.head_rows: list[dict[str, Any]] = []
+        if self.db_existed:  # never connect to a SQLite file that is not there: that would create it
+            engine = _engine(settings.db_url)
+            try:
+                with engine.connect() as conn:
+                    if sa.inspect(conn).has_table("audit_head"):
+                        self.head_rows = [dict(r._mapping) for r in conn.execute(sa.select(_table("audit_head")))]
+            finally:
+                engine.dispose()
+
+    def _files(self) -> list[Path]:
+        return [f for root in self.paths for f in ([root] if root.is_file() else root.rglob("*")) if f.is_file() and not f.is_symlink()]
+
+    def put_back(self, artifacts: Path, committed: bool) -> None:
+        """Undo the restore: its rows and store once committed (its transaction undid itself before), and its files."""
+        if committed:
+            shutil.rmtree(artifacts, ignore_errors=True)
+            if not self.db_existed:
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    Path(f"{self.db_file}{suffix}").unlink(missing_ok=True)
+            else:
+                engine = _engine(self.settings.db_url)
+                try:
+                    with engine.begin() as conn:
+                        for table in reversed(_tables()):
+                            conn.execute(sa.delete(table))
+                        if self.head_rows:
+                            conn.execute(sa.insert(_table("audit_head")), self.head_rows)
+                finally:
+                    engine.dispose()
+        for f in self._files():
+            if f not in self.files:
+                f.unlink()
+        for f, blob in self.files.items():
+            if not f.is_file() or f.read_bytes() != blob:
+                atomic_write_bytes(f, blob)
+        for d in sorted({d for root in self.paths if root.is_dir() for d in root.rglob("*") if d.is_dir()} - self.folders, reverse=True):
+            d.rmdir()
+
+
+def _check_types(src: Path, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Every row has every column that needs a value, each value of its column's type (text,
+    integer, boolean), or a null the column allows, and a primary key no other row has."""
+    required = [c.name for c in table.columns if not c.nullable and c.default is None and c.server_default is None]
+    keys: set[tuple] = set()
+    for i, row in enumerate(rows, 1):
+        for name in required:
+            if name not in row:
+                raise IntegrityError(
+                    f"{src}: archive entry 'db/{table.name}.json', row {i}: column {name} is missing; nothing was restored"
+                )
+        for name, value in row.items():
+            column = table.columns[name]
+            kind = column.type.python_type
+            if type(value) is not kind and not (value is None and column.nullable):
+                raise IntegrityError(
+                    f"{src}: archive entry 'db/{table.name}.json', row {i}: column {name} is of type {type(value).__name__}, "
+                    f"expected {kind.__name__}{' or null' if column.nullable else ''}; nothing was restored"
+                )
+        key = tuple(row.get(c.name) for c in table.primary_key.columns)
+        if key in keys:
+            raise IntegrityError(
+                f"{src}: archive entry 'db/{table.name}.json', row {i}: a second row with key {key!r:.80}; nothing was restored"
+            )
+        keys.add(key)
 
 
 def _seal_restored(access: AccessStore, conn: sa.Connection, members: dict[str, bytes], rows: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -591,7 +721,7 @@ def _sync_audit_head(settings: Settings, *, keyring: Keyring, reset: bool) -> No
 
     Raises:
         IntegrityError: the restored log does not verify, or is shorter than (or differs from)
-            the witness this workspace already holds; its witness is left as it was.
+            the witness or head file this workspace already holds (the caller undoes the restore).
     """
     from trustforge.secure import AUDIT_WITNESS_FILE
 
@@ -608,4 +738,7 @@ def _sync_audit_head(settings: Settings, *, keyring: Keyring, reset: bool) -> No
     finally:
         engine.dispose()
     if not report.ok:
-        raise IntegrityError(f"the restored audit log does not verify: entry {report.first_bad}: {report.problem}")
+        raise IntegrityError(
+            f"the restored audit log does not verify with this workspace's copies of its head: entry {report.first_bad}: "
+            f"{report.problem}; the restore was undone (the workspace is as it was)"
+        )

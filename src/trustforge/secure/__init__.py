@@ -11,7 +11,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from trustforge.secure._archive import ARCHIVE_FORMAT, ARCHIVE_VERSION, open_sealed_archive, public_key_id, write_sealed_archive
+from trustforge.secure._archive import (
+    ARCHIVE_FORMAT,
+    ARCHIVE_VERSION,
+    archive_verifier,
+    open_sealed_archive,
+    public_key_id,
+    write_sealed_archive,
+)
 from trustforge.secure._envelope import is_sealed, open_sealed, rewrap_all, rewrap_sealed, seal_package, unseal_package
 from trustforge.secure._keys import Keyring
 from trustforge.secure._signing import (
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
     from trustforge.secure._audit import GENESIS as AUDIT_GENESIS
     from trustforge.secure._audit import WITNESS_FILE as AUDIT_WITNESS_FILE
     from trustforge.secure._audit import AuditLog, AuditReport
+    from trustforge.secure._audit import verify_rows as verify_audit_rows
     from trustforge.secure._rotation import KeyRotation, rotate_keys
 
 # Access control and the audit log keep their records in the workspace database (SQLAlchemy):
@@ -50,6 +58,7 @@ _LAZY = {
     "AuditReport": ("trustforge.secure._audit", "AuditReport"),
     "AUDIT_WITNESS_FILE": ("trustforge.secure._audit", "WITNESS_FILE"),
     "AUDIT_GENESIS": ("trustforge.secure._audit", "GENESIS"),
+    "verify_audit_rows": ("trustforge.secure._audit", "verify_rows"),
     "KeyRotation": ("trustforge.secure._rotation", "KeyRotation"),
     "rotate_keys": ("trustforge.secure._rotation", "rotate_keys"),
 }
@@ -87,12 +96,14 @@ __all__ = [
     "AuditReport",
     "AUDIT_WITNESS_FILE",
     "AUDIT_GENESIS",
+    "verify_audit_rows",
     "METADATA",
     "write_sealed_archive",
     "open_sealed_archive",
     "ARCHIVE_FORMAT",
     "ARCHIVE_VERSION",
     "public_key_id",
+    "archive_verifier",
 ]
 
 

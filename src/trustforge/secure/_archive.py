@@ -28,14 +28,14 @@ import mmap
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from trustforge._fs import atomic_write_bytes
-from trustforge.errors import IntegrityError, SecurityError
+from trustforge.errors import DataError, IntegrityError, SecurityError
 from trustforge.secure import _primitives as P
 from trustforge.secure._keys import Keyring
 
-__all__ = ["ARCHIVE_FORMAT", "ARCHIVE_VERSION", "write_sealed_archive", "open_sealed_archive", "public_key_id"]
+__all__ = ["ARCHIVE_FORMAT", "ARCHIVE_VERSION", "write_sealed_archive", "open_sealed_archive", "public_key_id", "archive_verifier"]
 
 # The format names say "backup": archives written before this module existed must still open.
 ARCHIVE_FORMAT = "trustforge.backup"
@@ -52,6 +52,28 @@ def public_key_id(pem: bytes) -> str:
         return P.load_public_key(pem).key_id
     except P.CryptoFailure:
         raise SecurityError("not a public key (PEM)") from None
+
+
+def archive_verifier(keyring: Keyring, pems: Iterable[bytes]) -> Callable[[str, bytes, bytes], bool]:
+    """A signature check by the keyring's keys or by `pems`, the public keys an archive carries
+    (for its audit log's signed head and checkpoints, checked before a restore adds those keys).
+
+    Raises:
+        SecurityError: one of `pems` is not a public key.
+    """
+    carried = {}
+    for pem in pems:
+        try:
+            key = P.load_public_key(pem)
+        except P.CryptoFailure:
+            raise SecurityError("not a public key (PEM)") from None
+        carried[key.key_id] = key
+
+    def verify(key_id: str, data: bytes, signature: bytes) -> bool:
+        key = carried.get(key_id)
+        return key.verify(data, signature) if key is not None else keyring.verify(key_id, data, signature)
+
+    return verify
 
 
 def _canonical(header: dict[str, Any], keys: tuple[str, ...]) -> bytes:
@@ -94,6 +116,7 @@ def open_sealed_archive(src: Path, keyring: Keyring, *, trusted_key: bytes | Non
             workspace's, from `trustforge keys export`); the archive must be signed by it.
 
     Raises:
+        DataError: naming `src`, when there is no such file.
         IntegrityError: naming `src`, for any change to the file.
         SecurityError: naming `src`, when it was signed by a key neither the keyring nor
             `trusted_key` is, by another key than `trusted_key`, or made under a KEK this
@@ -109,8 +132,10 @@ def open_sealed_archive(src: Path, keyring: Keyring, *, trusted_key: bytes | Non
     def bad(why: str) -> IntegrityError:
         return IntegrityError(f"{src}: {why}")
 
+    if not src.exists():
+        raise DataError(f"{src}: file not found")
     if not src.is_file():
-        raise bad("not a backup file")
+        raise bad("not a backup file (not a regular file)")
     with open(src, "rb") as f:
         if os.fstat(f.fileno()).st_size < len(_MAGIC) + 2:
             raise bad("not a TrustForge backup")

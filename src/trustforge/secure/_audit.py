@@ -88,7 +88,7 @@ from sqlalchemy import exc as sa_exc
 
 from trustforge.errors import IntegrityError, RegistryError, SecurityError
 
-__all__ = ["AuditLog", "AuditReport", "metadata", "entry_hash", "CHECKPOINT_EVERY", "OUTCOMES", "WITNESS_FILE", "SINK_FORMS"]
+__all__ = ["AuditLog", "AuditReport", "verify_rows", "metadata", "entry_hash", "CHECKPOINT_EVERY", "OUTCOMES", "WITNESS_FILE", "SINK_FORMS"]
 
 OUTCOMES = ("ok", "denied", "error")
 GENESIS = "0" * 64
@@ -426,6 +426,8 @@ class AuditLog:
         """
         seq, hash_ = head["seq"], head["hash"]
         advice = "run `trustforge audit verify`; nothing was appended"
+        if type(seq) is not int or seq < 0:
+            raise IntegrityError(f"audit log: the head's seq is not an entry number (the audit_head row was edited); {advice}")
         witness = self._read_witness()
         if self.witness_path is not None:
             name = self.witness_path.name
@@ -727,6 +729,15 @@ class AuditLog:
                 return bad(0, 1, what)
             head = self._head(conn)
             e = entries_table.c
+            odd = _odd_seq(conn)
+            if odd:
+                return bad(odd[0] - 1, odd[0], odd[1])
+            if head and (type(head["seq"]) is not int or head["seq"] < 0 or not isinstance(head["hash"], str)):
+                return bad(
+                    0,
+                    1,
+                    f"the signed head's seq or hash is not what TrustForge writes ({str(head['seq'])[:40]!r}): the audit_head row was edited",
+                )
             if not head:
                 missing.append("the audit_head row (the signed head)")
                 top = conn.execute(sa.select(sa.func.max(e.seq))).scalar() or 0
@@ -783,7 +794,11 @@ class AuditLog:
                         seq,
                         f"entry {seq} does not link to entry {seq - 1} (prev_hash differs): reordered, inserted, or the entry before it was replaced",
                     )
-                if entry_hash(*row[:8]) != row[8]:
+                try:
+                    edited = entry_hash(*row[:8]) != row[8]
+                except TypeError:  # a field of another type than TrustForge writes (text where it wrote text)
+                    edited = True
+                if edited:
                     return bad(seq - 1, seq, f"entry {seq} was edited (its content no longer matches its hash)")
                 prev = row[8]
                 if seq % CHECKPOINT_EVERY == 0:
@@ -869,12 +884,49 @@ class AuditLog:
         return ""
 
 
+def verify_rows(rows: dict[str, list[dict[str, Any]]], verifier: Verifier | None) -> AuditReport:
+    """Verify an audit log held as rows (a backup's), before they are written anywhere.
+
+    `rows` maps table names (`audit_entries`, `audit_head`, `audit_checkpoints`) to their rows;
+    they are copied into a private in-memory database and checked as `AuditLog.verify` checks a
+    workspace's log (chain, checkpoints, signed head), without the copies outside a database,
+    which rows do not have. Rows of no audit table at all are a log never opened: ok, empty.
+
+    Raises:
+        sqlalchemy.exc.StatementError: a row does not fit its table (callers check types first).
+    """
+    if not any(rows.get(t.name) for t in metadata.sorted_tables):
+        return AuditReport(True, 0)
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                if rows.get(table.name):
+                    conn.execute(sa.insert(table), rows[table.name])
+        return AuditLog(engine, None, verifier, head_path=None)._verify(outside=False)
+    finally:
+        engine.dispose()
+
+
 _FILTER_FIELDS = ("actor", "action", "outcome")
 
 
 def _hash_at(conn: sa.Connection, seq: int) -> str | None:
     """The stored hash of entry `seq` (GENESIS for 0, the hash before entry 1; None: no such entry)."""
     return conn.execute(sa.select(entries_table.c.hash).where(entries_table.c.seq == seq)).scalar() if seq else GENESIS
+
+
+def _odd_seq(conn: sa.Connection) -> tuple[int, str] | None:
+    """(position, problem) of an entry whose seq is not a positive integer (a SQLite column holds
+    any value an edit puts there), or None. Its position is the entry after the one it links to."""
+    e = entries_table.c
+    odd = conn.execute(sa.select(e.seq, e.prev_hash).where(sa.or_(e.seq.is_(None), sa.not_(e.seq.between(1, 2**62)))).limit(1)).first()
+    if odd is None:
+        return None
+    before = conn.execute(sa.select(e.seq).where(e.hash == odd.prev_hash).limit(1)).scalar() if odd.prev_hash != GENESIS else 0
+    at = before + 1 if type(before) is int and before >= 0 else 1
+    return at, f"entry {at} was edited: its seq is {str(odd.seq)[:40]!r}, not a positive integer"
 
 
 def _filters(actor: str | None, action: str | None, outcome: str | None) -> list:
