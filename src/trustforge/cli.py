@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trustforge.commands import output_file
+from trustforge.commands import local, output_file
 from trustforge.errors import DataError, SpecError, TrustForgeError
 
 if TYPE_CHECKING:
@@ -77,16 +77,8 @@ def _error(message: str) -> None:
 
 
 def _local(text: str) -> str:
-    """`text` with the paths TrustForge made absolute named as the user knows them: a spec's data
-    path as the spec wrote it, a file in the workspace relative to it (`trustforge._shown`)."""
-    from trustforge._shown import shown
-    from trustforge.settings import workspace_home
-
-    try:
-        home = workspace_home()
-    except (OSError, RuntimeError):  # no home folder to expand `~` against: leave workspace paths as they are
-        home = None
-    return shown(text, home=home, home_as=os.environ.get("TRUSTFORGE_HOME") or ".trustforge")
+    """`text` with the paths TrustForge made absolute named as the user knows them (`commands.local`)."""
+    return local(text)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:

@@ -455,6 +455,16 @@ def test_bad_option_values_are_usage_errors(home, tmp_path):
     assert list((tmp_path / "folder").iterdir()) == []
 
 
+def test_models_show_names_the_stored_version_from_the_workspace_as_set(home):
+    # a probe: with TRUSTFORGE_HOME=ws, `models show` printed the store's absolute path
+    code, out, err = run_main("models", "show", "models:/iris-mlp/1", home=Path(home.name), cwd=home.parent)
+    assert code == 0, err
+    (stored,) = [line for line in out.splitlines() if "stored:" in line]
+    assert stored.split()[1] == f"{home.name}/artifacts/iris-mlp/1" and str(home.parent) not in out, stored
+    code, out, err = run_main("models", "show", "models:/iris-mlp/1", "--json", home=Path(home.name), cwd=home.parent)
+    assert code == 0 and json.loads(out)[0]["path"] == f"{home.name}/artifacts/iris-mlp/1", out
+
+
 def test_report_of_a_version_whose_run_was_removed_says_so(home, tmp_path):
     ws = tmp_path / "ws2"
     shutil.copytree(home, ws)

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-__all__ = ["output_file"]
+__all__ = ["local", "output_file"]
+
+
+def local(text: str) -> str:
+    """`text` with the paths TrustForge made absolute named as the user knows them: a spec's data
+    path as the spec wrote it, a file in the workspace from the workspace as the user set it
+    (`TRUSTFORGE_HOME`, or `.trustforge`; `trustforge._shown`)."""
+    from trustforge._shown import shown
+    from trustforge.settings import workspace_home
+
+    try:
+        home = workspace_home()
+    except (OSError, RuntimeError):  # no home folder to expand `~` against: leave workspace paths as they are
+        home = None
+    return shown(text, home=home, home_as=os.environ.get("TRUSTFORGE_HOME") or ".trustforge")
 
 
 def output_file(path: Path | None, option: str) -> None:

@@ -51,6 +51,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Show one version (with lineage, aliases, tags) or every version of a model."""
+    from trustforge.commands import local
     from trustforge.registry import parse_model_uri
 
     with _registry() as reg:
@@ -60,7 +61,7 @@ def show(
         else:
             found = [reg.get(uri)]
     if as_json:
-        _print(json.dumps([mv.to_dict() for mv in found], indent=1))
+        _print(json.dumps([{**mv.to_dict(), "path": local(str(mv.path))} for mv in found], indent=1))
         return
     if not found:
         _print(f"no versions of {name}")
@@ -75,7 +76,7 @@ def show(
             "dataset digest": mv.dataset_digest or "-",
             "spec digest": mv.spec_digest or "-",
             "package": f"{mv.package_id} sha256:{mv.package_digest}",
-            "stored": f"{mv.path} ({'encrypted' if mv.encrypted else 'plain'})",
+            "stored": f"{local(str(mv.path))} ({'encrypted' if mv.encrypted else 'plain'})",
         }
         for k, v in lines.items():
             _print(f"  {k + ':':<16}{v}")
