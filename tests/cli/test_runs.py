@@ -501,8 +501,13 @@ def test_version_prints_and_imports_nothing_heavy(tmp_path):
         (("monitor", "models:/x/1", "--data", "d.csv", "--window", "abc"), ("monitor: Invalid value for '--window'",)),
         (("nosuch",), ("No such command 'nosuch'",)),
         (("runs", "rm"), ("runs rm", "Missing argument")),
+        # a probe: a version number out of range exited 9 (a registry error), -1 and abc 2
+        (("models", "alias", "iris-mlp", "champion", "0"), ("models alias", "'version'", "greater than or equal to 1")),
+        (("models", "tag", "iris-mlp", "0", "a=b"), ("models tag", "'version'")),
+        (("models", "delete", "iris-mlp", "0"), ("models delete", "'version'")),
+        (("models", "register", "pkg", "--parent", "0"), ("models register", "'--parent'")),
     ],
-    ids=["missing-argument", "unknown-option", "bad-value", "unknown-command", "subcommand"],
+    ids=["missing-argument", "unknown-option", "bad-value", "unknown-command", "subcommand", "alias-0", "tag-0", "delete-0", "parent-0"],
 )
 def test_usage_errors_are_one_line(tmp_path, args, names):
     code, out, err = run_main(*args, home=tmp_path / "ws")

@@ -88,7 +88,7 @@ def show(
 def register(
     package: Path = typer.Argument(..., help="a signed package folder"),
     name: Optional[str] = typer.Option(None, "--name", help="model name (default: the package's)"),
-    parent: Optional[int] = typer.Option(None, "--parent", help="the version this one derives from"),
+    parent: Optional[int] = typer.Option(None, "--parent", min=1, help="the version this one derives from"),
     tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE; repeatable"),
 ) -> None:
     """Verify a package and store it (encrypted) as the next version; prints its URI."""
@@ -102,7 +102,7 @@ def register(
 def alias(
     name: str = typer.Argument(..., help="model name"),
     alias_: str = typer.Argument(..., metavar="ALIAS", help="alias, e.g. champion"),
-    version: int = typer.Argument(..., help="the version the alias points at"),
+    version: int = typer.Argument(..., min=1, help="the version the alias points at"),
 ) -> None:
     """Point models:/NAME@ALIAS at VERSION."""
     with _registry() as reg:
@@ -113,7 +113,7 @@ def alias(
 @app.command()
 def tag(
     name: str = typer.Argument(..., help="model name"),
-    version: int = typer.Argument(..., help="version"),
+    version: int = typer.Argument(..., min=1, help="version"),
     pair: str = typer.Argument(..., metavar="KEY=VALUE", help="the tag"),
 ) -> None:
     """Set a tag on a version."""
@@ -126,7 +126,7 @@ def tag(
 @app.command()
 def delete(
     name: str = typer.Argument(..., help="model name"),
-    version: int = typer.Argument(..., help="version"),
+    version: int = typer.Argument(..., min=1, help="version"),
 ) -> None:
     """Delete a version (its aliases and its `package export` artefacts go with it); the number is never reused."""
     with _registry() as reg:
