@@ -703,7 +703,8 @@ def monitor(
 ) -> None:
     """Check data for drift against the training statistics in the model's package, window by window.
 
-    Windows of --window rows (a last, shorter one of at least 20 rows too), tested per feature and on the predictions. Columns the model does not take
+    Windows of --window rows (a last, shorter one of at least 20 rows too; fewer last rows are noted
+    as not tested), tested per feature and on the predictions. Columns the model does not take
     are ignored with a note, as `predict` ignores them.
 
     A window with drift is one audit entry when MODEL_URI is a registry URI.
@@ -725,7 +726,7 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
 
     from rich.table import Table
 
-    from trustforge.monitor import check_drift
+    from trustforge.monitor import MIN_WINDOW_ROWS, check_drift
 
     # The table below says what the monitor's per-window warning lines would; keep stderr for errors.
     quiet = logging.getLogger("trustforge.monitor.cli")
@@ -740,6 +741,12 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
         check = check_drift(uri, data, registry=registry, public_key=public_key, window=window, logger=quiet)
     if check.ignored:
         _note(f"ignored {_count(len(check.ignored), 'column')} the model does not take: {', '.join(check.ignored)}")
+    if check.untested:
+        first = check.windows[-1].end_row if check.windows else 0
+        _note(
+            f"the last {_count(check.untested, 'row')} ({first}-{first + check.untested - 1}) not tested: "
+            f"fewer than the {MIN_WINDOW_ROWS} a drift window needs"
+        )
 
     if as_json:
         for w in check.windows:

@@ -40,6 +40,8 @@ class DriftCheck:
             this window size, one sentence per line (what `trustforge monitor` prints).
         ignored: the columns of the file the model does not take, left out (as `predict` and
             the server ignore them).
+        untested: the last rows of the file, fewer than `MIN_WINDOW_ROWS` after the last full
+            window, that no window tested.
     """
 
     model: str
@@ -48,6 +50,7 @@ class DriftCheck:
     rule: str
     explanation: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    untested: int = 0
 
     @property
     def drifted(self) -> list[WindowResult]:
@@ -130,8 +133,9 @@ def check_drift(
     windows = mon.observe(raw, model.predict(raw))
     last = mon.flush()
     windows += [last] if last is not None else []
+    untested = len(raw) - sum(w.rows for w in windows)
     explanation = explain(windows, mon.config.correction, mon.reference)
-    return DriftCheck(name, windows, mon.window, _rule(mon), explanation, [str(c) for c in ignored])
+    return DriftCheck(name, windows, mon.window, _rule(mon), explanation, [str(c) for c in ignored], untested)
 
 
 def _rule(mon: DriftMonitor) -> str:
