@@ -78,3 +78,37 @@ def test_files_written_in_place_are_private_from_creation(tmp_path, umask):
     for name in ("a.bin", "b.bin", "c.csv"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     assert (tmp_path / "a.bin").read_bytes() == b"x" and (tmp_path / "b.bin").read_bytes() == b""
+
+
+def test_a_full_disk_names_the_file_being_written_not_its_temporary(tmp_path, monkeypatch):
+    # a probe: `backup create small/x.tfb` on a full disk said only "No space left on device" (exit 74)
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        _fs.atomic_write_bytes(tmp_path / "x.tfb", b"data")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "x.tfb")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(os, "open", full)  # no inode left for the temporary file
+    with pytest.raises(OSError) as info:
+        _fs.atomic_write_bytes(tmp_path / "x.tfb", b"data")
+    assert info.value.filename == str(tmp_path / "x.tfb")
+
+
+def test_a_command_on_a_full_disk_names_the_file(tmp_path, workspace, monkeypatch):
+    import errno
+
+    from _cli import run_main
+
+    assert run_main("keys", "init", home=workspace).code == 0
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    code, out, err = run_main("keys", "export", "pub.pem", home=workspace, cwd=tmp_path)
+    assert code == 74 and err.strip() == "error: pub.pem: No space left on device", err
+    assert not (tmp_path / "pub.pem").exists()

@@ -111,9 +111,13 @@ def write_private_bytes(path: str | os.PathLike[str], data: bytes | bytearray | 
     """Write `data` to a new or emptied file `path` that is mode 0600 from its creation (not atomic:
     for files inside a folder that `atomic_folder` publishes as a whole)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), PRIVATE_FILE)
-        f.write(data)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), PRIVATE_FILE)
+            f.write(data)
+    except OSError as exc:  # a full disk: name the file
+        _name_file(exc, Path(path), Path(path))
+        raise
 
 
 def open_private_append(path: str | os.PathLike[str], **kwargs) -> IO[Any]:
@@ -144,7 +148,11 @@ def atomic_write_bytes(
     if path.is_dir():  # else the rename fails naming the temporary file, which the user never named
         raise IsADirectoryError(errno.EISDIR, "is a folder; give a file path", str(path))
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError as exc:
+        _name_file(exc, path, tmp)
+        raise
     try:
         os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
         with os.fdopen(fd, "wb") as f:
@@ -152,11 +160,22 @@ def atomic_write_bytes(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        _name_file(exc, path, tmp)
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     if sync_dir:
         fsync_path(path.parent)
+
+
+def _name_file(exc: OSError, path: Path, tmp: Path) -> None:
+    """Have `exc` name `path`, the file the caller asked for, where it names no file (a write or a
+    flush: "No space left on device") or the temporary sibling the user never named."""
+    if exc.errno is not None and exc.filename in (None, str(tmp)):
+        exc.filename = str(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, **kwargs) -> None:

@@ -558,8 +558,6 @@ def _model_input(model, input: Path, id_column: str | None):
     """(raw input without the columns the model does not take, the --id-column values or None,
     the names of the columns ignored). A table keeps its target and `data.drop` columns, which
     the model already passes over; the server ignores extra fields the same way."""
-    import dataclasses
-
     raw = model.read_input(input)
     frame = getattr(raw, "frame", None)
     if frame is None:
@@ -568,12 +566,8 @@ def _model_input(model, input: Path, id_column: str | None):
         return raw, None, []
     if id_column is not None and id_column not in frame.columns:
         raise DataError(f"{input}: no column {id_column!r} (--id-column); it has {[str(c) for c in frame.columns][:20]}")
-    inputs = [str(s.get("name")) for s in (model.manifest.get("signature") or {}).get("inputs") or [] if isinstance(s, dict)]
-    kept = {*inputs, model.schema.target, *model.schema.ignored}
-    extra = [c for c in frame.columns if str(c) not in kept] if inputs else []
     ids = frame[id_column].to_numpy() if id_column is not None else None
-    if extra:
-        raw = dataclasses.replace(raw, frame=frame.drop(columns=extra))
+    raw, extra = model.without_extra_columns(raw)
     return raw, ids, [c for c in extra if c != id_column]
 
 
@@ -709,7 +703,9 @@ def monitor(
 ) -> None:
     """Check data for drift against the training statistics in the model's package, window by window.
 
-    Windows of --window rows (a last, shorter one of at least 20 rows too), tested per feature and on the predictions.
+    Windows of --window rows (a last, shorter one of at least 20 rows too; fewer last rows are noted
+    as not tested), tested per feature and on the predictions. Columns the model does not take
+    are ignored with a note, as `predict` ignores them.
 
     A window with drift is one audit entry when MODEL_URI is a registry URI.
 
@@ -730,7 +726,7 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
 
     from rich.table import Table
 
-    from trustforge.monitor import check_drift
+    from trustforge.monitor import MIN_WINDOW_ROWS, check_drift
 
     # The table below says what the monitor's per-window warning lines would; keep stderr for errors.
     quiet = logging.getLogger("trustforge.monitor.cli")
@@ -743,6 +739,14 @@ def _monitor(uri: str, data: Path, window: int | None, as_json: bool, public_key
 
             registry = stack.enter_context(Registry())
         check = check_drift(uri, data, registry=registry, public_key=public_key, window=window, logger=quiet)
+    if check.ignored:
+        _note(f"ignored {_count(len(check.ignored), 'column')} the model does not take: {', '.join(check.ignored)}")
+    if check.untested:
+        first = check.windows[-1].end_row if check.windows else 0
+        _note(
+            f"the last {_count(check.untested, 'row')} ({first}-{first + check.untested - 1}) not tested: "
+            f"fewer than the {MIN_WINDOW_ROWS} a drift window needs"
+        )
 
     if as_json:
         for w in check.windows:

@@ -201,6 +201,12 @@ def test_a_trained_candidate_stops_early_on_training_rows_never_on_the_validatio
         ({"kind": "auto", "preset": "slow"}, "model.preset"),
         ({"kind": "auto", "time_budget": 0}, "model.time_budget"),
         ({"kind": "auto", "ensemble": 9}, "model.ensemble"),
+        # a probe: the best 3 of 1 candidate was accepted, and no ensemble ever scored
+        (
+            {"kind": "auto", "ensemble": 3, "candidates": ["mlp"]},
+            "model.ensemble must be at most the 1 candidate model.candidates names (0: no ensemble); got 3",
+        ),
+        ({"kind": "auto", "ensemble": 3, "candidates": ["mlp", "linear"]}, "model.ensemble must be at most the 2 candidates"),
         ({"kind": "auto", "registerbaseline": True}, "model.registerbaseline"),
         ({"kind": "hist_gradient_boosting", "max_leaf_nodes": 1}, "model.max_leaf_nodes"),
     ],
@@ -222,6 +228,14 @@ def test_auto_and_baselines_refuse_data_they_cannot_read():
     spec = load_spec({"data": {"source": "builtin:digits"}, "model": {"kind": "auto", "candidates": ["linear"]}})
     with pytest.raises(SpecError, match=r"model\.candidates\[0\] 'linear' does not suit image data"):
         choose(spec, prepare(spec))
+
+
+def test_an_ensemble_larger_than_the_candidates_fitted_is_noted_at_choice_time():
+    # a probe: model.ensemble 3 with one candidate said nothing; here the second is skipped for time
+    spec = _choice_spec(candidates=["linear", "hist_gradient_boosting"], ensemble=2, time_budget=1e-9)
+    choice = choose(spec, prepare(spec))
+    assert [r.get("skipped", "") != "" for r in choice["leaderboard"]] == [False, True]
+    assert choice["verdict"].endswith(" model.ensemble is 2, and 1 candidate could be fitted: no ensemble was scored."), choice["verdict"]
 
 
 def test_a_winning_baseline_is_packaged_signed_and_served_without_pickle(workspace):

@@ -455,6 +455,16 @@ def test_bad_option_values_are_usage_errors(home, tmp_path):
     assert list((tmp_path / "folder").iterdir()) == []
 
 
+def test_models_show_names_the_stored_version_from_the_workspace_as_set(home):
+    # a probe: with TRUSTFORGE_HOME=ws, `models show` printed the store's absolute path
+    code, out, err = run_main("models", "show", "models:/iris-mlp/1", home=Path(home.name), cwd=home.parent)
+    assert code == 0, err
+    (stored,) = [line for line in out.splitlines() if "stored:" in line]
+    assert stored.split()[1] == f"{home.name}/artifacts/iris-mlp/1" and str(home.parent) not in out, stored
+    code, out, err = run_main("models", "show", "models:/iris-mlp/1", "--json", home=Path(home.name), cwd=home.parent)
+    assert code == 0 and json.loads(out)[0]["path"] == f"{home.name}/artifacts/iris-mlp/1", out
+
+
 def test_report_of_a_version_whose_run_was_removed_says_so(home, tmp_path):
     ws = tmp_path / "ws2"
     shutil.copytree(home, ws)
@@ -491,8 +501,13 @@ def test_version_prints_and_imports_nothing_heavy(tmp_path):
         (("monitor", "models:/x/1", "--data", "d.csv", "--window", "abc"), ("monitor: Invalid value for '--window'",)),
         (("nosuch",), ("No such command 'nosuch'",)),
         (("runs", "rm"), ("runs rm", "Missing argument")),
+        # a probe: a version number out of range exited 9 (a registry error), -1 and abc 2
+        (("models", "alias", "iris-mlp", "champion", "0"), ("models alias", "'version'", "greater than or equal to 1")),
+        (("models", "tag", "iris-mlp", "0", "a=b"), ("models tag", "'version'")),
+        (("models", "delete", "iris-mlp", "0"), ("models delete", "'version'")),
+        (("models", "register", "pkg", "--parent", "0"), ("models register", "'--parent'")),
     ],
-    ids=["missing-argument", "unknown-option", "bad-value", "unknown-command", "subcommand"],
+    ids=["missing-argument", "unknown-option", "bad-value", "unknown-command", "subcommand", "alias-0", "tag-0", "delete-0", "parent-0"],
 )
 def test_usage_errors_are_one_line(tmp_path, args, names):
     code, out, err = run_main(*args, home=tmp_path / "ws")

@@ -84,6 +84,29 @@ def test_a_file_shorter_than_the_window_is_one_window_of_its_own_rows(trained, t
     assert code == 0 and "no drift in 3 windows of 100 rows [" in " ".join(out.split()), out
 
 
+def test_columns_the_model_does_not_take_are_ignored_with_a_note_as_predict_does(trained, tmp_path, monkeypatch):
+    # a probe: predict and the server ignored an extra column; monitor refused the file (exit 3)
+    result, home = trained
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    frame = make_table(300, seed=27)
+    frame.assign(request_id=range(300), logged_at="2026-01-01").to_csv(tmp_path / "log.csv", index=False)
+    code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "log.csv", "--window", "100", home=home)
+    assert code == 0, err
+    assert err.strip() == "note: ignored 2 columns the model does not take: request_id, logged_at", err
+    assert "no drift in 3 windows of 100 rows [" in " ".join(out.split()), out
+
+
+def test_last_rows_too_few_for_a_window_are_named_as_not_tested(trained, tmp_path, monkeypatch):
+    # a probe: 150 rows, --window 20: "7 windows of 20 rows", and nothing said of the last 10 rows
+    result, home = trained
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(home))
+    make_table(150, seed=28).to_csv(tmp_path / "batch.csv", index=False)
+    code, out, err = run_main("monitor", result.model_uri, "--data", tmp_path / "batch.csv", "--window", "20", "--json", home=home)
+    assert code in (0, 10), err
+    assert [w["rows"] for w in map(json.loads, out.splitlines())] == [20] * 7
+    assert err.strip() == "note: the last 10 rows (140-149) not tested: fewer than the 20 a drift window needs", err
+
+
 def test_a_package_folder_signed_elsewhere_is_checked_with_its_public_key(trained, tmp_path, workspace):
     result, home = trained
     make_table(300, seed=23).to_csv(tmp_path / "ok.csv", index=False)

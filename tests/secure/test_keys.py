@@ -208,3 +208,15 @@ def test_keys_init_and_rotate_commands(tmp_path, workspace):
         assert (store / f"m{i}" / "1" / "weights.safetensors.enc").read_bytes() == payloads[i]
         assert open_sealed(store / f"m{i}" / "1", new)["manifest.json"]
     assert open_sealed(elsewhere, new)["manifest.json"]
+
+
+def test_keys_export_dash_prints_the_public_key(tmp_path, workspace):
+    # a probe: `keys export -` said "written to -" and made a file named `-`
+    from _cli import run_main
+
+    assert run_main("keys", "init", home=workspace).code == 0
+    code, out, err = run_main("keys", "export", "-", home=workspace, cwd=tmp_path)
+    assert code == 0 and err == "" and out == (workspace / "keys" / "signing.pub").read_text(), (out, err)
+    assert out.startswith("-----BEGIN PUBLIC KEY-----") and not (tmp_path / "-").exists()
+    assert run_main("keys", "export", "./-", home=workspace, cwd=tmp_path).code == 0  # a file named `-`, asked for so
+    assert (tmp_path / "-").read_text() == out

@@ -467,6 +467,9 @@ def test_a_change_without_the_sessions_csrf_token_or_from_another_site_is_refuse
             "another site": ({"csrf": own}, {"origin": "http://evil.example"}, 403),
             "another scheme": ({"csrf": own}, {"origin": "https://127.0.0.1"}, 403),
             "csrf in a header only, from another site": ({}, {"x-csrf-token": own, "origin": "http://evil.example"}, 403),
+            # a probe: an opaque origin, and another site's Referer without an Origin, passed
+            "Origin: null": ({"csrf": own}, {"origin": "null"}, 403),
+            "no Origin, another site's Referer": ({"csrf": own}, {"referer": "http://evil.example/"}, 403),
         }
         for what, (extra, headers, expected) in attempts.items():
             before, oks = _snapshot(ctx.reg.engine), _oks(ctx)
@@ -657,6 +660,11 @@ def test_sign_in_needs_its_form_token_and_this_sites_origin(ui_app, ui_workspace
     assert client.post("/signin", data={"csrf": ("y" if value[0] == "x" else "x") + value[1:], "token": token}).status_code == 403
     evil = client.post("/signin", data={"csrf": value, "token": token}, headers={"origin": "http://evil.example"})
     assert evil.status_code == 403 and "tf_session" not in evil.headers.get("set-cookie", "")
+    # a probe: Origin null (a cross-site form under Referrer-Policy: no-referrer) signed in
+    opaque = client.post("/signin", data={"csrf": value, "token": token}, headers={"origin": "null"})
+    assert opaque.status_code == 403 and "tf_session" not in opaque.headers.get("set-cookie", "")
+    # the dashboard's own forms carry their Origin: its pages do not ask for "no-referrer", which makes it null
+    assert page.headers["referrer-policy"] == "same-origin"
     bare = TestClient(ui_app, base_url="http://127.0.0.1", follow_redirects=False)  # no form cookie
     assert bare.post("/signin", data={"csrf": value, "token": token}).status_code == 403
     assert client.post("/signin", data={"csrf": value, "token": token}).status_code == 303

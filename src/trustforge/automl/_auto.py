@@ -279,7 +279,7 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
         "best": best["kind"],
         "chosen": chosen["kind"],
         "chosen_model": models[chosen["kind"]],
-        "verdict": _verdict(best, chosen, ranked, metric),
+        "verdict": _verdict(best, chosen, ranked, metric) + _ensemble_short(spec.model.ensemble, len(fitted)),
     }
 
 
@@ -409,6 +409,15 @@ def _ensemble_row(spec: TaskSpec, data: Any, top: list[dict[str, Any]], outputs:
         "packaged": False,
         "_rank": (value, tie),
     }
+
+
+def _ensemble_short(ensemble: int, fitted: int) -> str:
+    """A sentence when `model.ensemble` asks for more candidates than were fitted (default candidates
+    for this input, or some skipped for time or data), else ""."""
+    if ensemble < 2 or fitted >= ensemble:
+        return ""
+    made = f"the ensemble is of those {fitted}" if fitted >= 2 else "no ensemble was scored"
+    return f" model.ensemble is {ensemble}, and {fitted} candidate{'' if fitted == 1 else 's'} could be fitted: {made}."
 
 
 def _verdict(best: dict[str, Any], chosen: dict[str, Any], ranked: list[dict[str, Any]], metric: str) -> str:

@@ -61,9 +61,9 @@ def init(
 
 @app.command()
 def export(
-    file: Path | None = typer.Argument(None, help="write the PEM here (must not exist); default: print it"),
+    file: str | None = typer.Argument(None, help="write the PEM here (must not exist); default or -: print it"),
 ) -> None:
-    """Print (or write to FILE) the workspace's current public signing key, PEM.
+    """Print (or write to FILE; `-` prints) the workspace's current public signing key, PEM.
 
     Hand it to whoever must trust this workspace: `trustforge backup restore --trusted-key`,
     `Model.load(path, public_key=...)`, model-signing's `verify key --public_key`. It holds no
@@ -75,18 +75,20 @@ def export(
     from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
-    output_file(file, "FILE")
+    # `-` is standard output, as to other tools (the key is public); a file named `-` is `./-`
+    dest = None if file in (None, "-") else Path(file)
+    output_file(dest, "FILE")
     settings = Settings.from_env()
     keyring = Keyring.load(settings.keys_dir, kek_b64=settings.kek)
     pem = keyring.public_key_pem()
-    if file is None:
+    if dest is None:
         typer.echo(pem.decode("ascii"), nl=False)
         return
-    if file.exists() or file.is_symlink():
+    if dest.exists() or dest.is_symlink():
         raise DataError(f"{file}: already exists; choose another file name")
-    if not file.parent.is_dir():
-        raise DataError(f"{file.parent}: folder not found (for {file.name})")
-    atomic_write_bytes(file, pem, mode=0o644)
+    if not dest.parent.is_dir():
+        raise DataError(f"{dest.parent}: folder not found (for {dest.name})")
+    atomic_write_bytes(dest, pem, mode=0o644)
     typer.echo(f"public key {keyring.key_id[:16]} written to {file}")
 
 

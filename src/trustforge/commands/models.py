@@ -51,6 +51,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Show one version (with lineage, aliases, tags) or every version of a model."""
+    from trustforge.commands import local
     from trustforge.registry import parse_model_uri
 
     with _registry() as reg:
@@ -60,7 +61,7 @@ def show(
         else:
             found = [reg.get(uri)]
     if as_json:
-        _print(json.dumps([mv.to_dict() for mv in found], indent=1))
+        _print(json.dumps([{**mv.to_dict(), "path": local(str(mv.path))} for mv in found], indent=1))
         return
     if not found:
         _print(f"no versions of {name}")
@@ -75,7 +76,7 @@ def show(
             "dataset digest": mv.dataset_digest or "-",
             "spec digest": mv.spec_digest or "-",
             "package": f"{mv.package_id} sha256:{mv.package_digest}",
-            "stored": f"{mv.path} ({'encrypted' if mv.encrypted else 'plain'})",
+            "stored": f"{local(str(mv.path))} ({'encrypted' if mv.encrypted else 'plain'})",
         }
         for k, v in lines.items():
             _print(f"  {k + ':':<16}{v}")
@@ -87,7 +88,7 @@ def show(
 def register(
     package: Path = typer.Argument(..., help="a signed package folder"),
     name: Optional[str] = typer.Option(None, "--name", help="model name (default: the package's)"),
-    parent: Optional[int] = typer.Option(None, "--parent", help="the version this one derives from"),
+    parent: Optional[int] = typer.Option(None, "--parent", min=1, help="the version this one derives from"),
     tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE; repeatable"),
 ) -> None:
     """Verify a package and store it (encrypted) as the next version; prints its URI."""
@@ -101,7 +102,7 @@ def register(
 def alias(
     name: str = typer.Argument(..., help="model name"),
     alias_: str = typer.Argument(..., metavar="ALIAS", help="alias, e.g. champion"),
-    version: int = typer.Argument(..., help="the version the alias points at"),
+    version: int = typer.Argument(..., min=1, help="the version the alias points at"),
 ) -> None:
     """Point models:/NAME@ALIAS at VERSION."""
     with _registry() as reg:
@@ -112,7 +113,7 @@ def alias(
 @app.command()
 def tag(
     name: str = typer.Argument(..., help="model name"),
-    version: int = typer.Argument(..., help="version"),
+    version: int = typer.Argument(..., min=1, help="version"),
     pair: str = typer.Argument(..., metavar="KEY=VALUE", help="the tag"),
 ) -> None:
     """Set a tag on a version."""
@@ -125,7 +126,7 @@ def tag(
 @app.command()
 def delete(
     name: str = typer.Argument(..., help="model name"),
-    version: int = typer.Argument(..., help="version"),
+    version: int = typer.Argument(..., min=1, help="version"),
 ) -> None:
     """Delete a version (its aliases and its `package export` artefacts go with it); the number is never reused."""
     with _registry() as reg:

@@ -38,6 +38,10 @@ class DriftCheck:
             categorical features, Bonferroni over 9 tests per window").
         explanation: what decides a window and what the PSI and Wasserstein figures mean at
             this window size, one sentence per line (what `trustforge monitor` prints).
+        ignored: the columns of the file the model does not take, left out (as `predict` and
+            the server ignore them).
+        untested: the last rows of the file, fewer than `MIN_WINDOW_ROWS` after the last full
+            window, that no window tested.
     """
 
     model: str
@@ -45,6 +49,8 @@ class DriftCheck:
     window: int
     rule: str
     explanation: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    untested: int = 0
 
     @property
     def drifted(self) -> list[WindowResult]:
@@ -121,13 +127,15 @@ def check_drift(
             f"{source}: the package has no drift reference statistics (trained before monitoring "
             "existed, with monitor.reference: false, or for inputs without monitored features); retrain it to add them"
         )
-    raw = model.read_input(data)
+    raw, ignored = model.without_extra_columns(model.read_input(data))
     if len(raw) < MIN_WINDOW_ROWS:
         raise DataError(f"{data}: {len(raw)} rows; a drift window needs at least {MIN_WINDOW_ROWS}")
     windows = mon.observe(raw, model.predict(raw))
     last = mon.flush()
     windows += [last] if last is not None else []
-    return DriftCheck(name, windows, mon.window, _rule(mon), explain(windows, mon.config.correction, mon.reference))
+    untested = len(raw) - sum(w.rows for w in windows)
+    explanation = explain(windows, mon.config.correction, mon.reference)
+    return DriftCheck(name, windows, mon.window, _rule(mon), explanation, [str(c) for c in ignored], untested)
 
 
 def _rule(mon: DriftMonitor) -> str:

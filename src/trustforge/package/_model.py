@@ -164,6 +164,18 @@ class Model:
         pii = self.manifest.get("pii")  # trained on masked data: inputs are masked the same way (`data.protect`)
         return raw if not pii or raw.frame is None else replace(raw, frame=protect_frame(raw.frame, pii, self.pii_key))
 
+    def without_extra_columns(self, raw: RawData) -> tuple[RawData, list[str]]:
+        """`raw` without the table columns the model does not take, and their names; the target
+        and `data.drop` columns stay (the model passes over them), as the server ignores extra
+        fields. Inputs that are not a table come back as they are."""
+        frame = raw.frame
+        inputs = [str(s.get("name")) for s in (self.manifest.get("signature") or {}).get("inputs") or [] if isinstance(s, dict)]
+        if frame is None or not inputs:
+            return raw, []
+        kept = {*inputs, self.schema.target, *self.schema.ignored}
+        extra = [c for c in frame.columns if str(c) not in kept]
+        return (replace(raw, frame=frame.drop(columns=extra)) if extra else raw), extra
+
     def _raw(self, data: Any, method: str) -> RawData:
         """`data` as raw data (read by `read_input` unless it is already), a wrong type of argument
         named with the method it was given to."""

@@ -919,6 +919,14 @@ class AutoSpec(_Strict):
             raise ValueError(f"names a kind twice: {v}")
         return v
 
+    @model_validator(mode="after")
+    def _ensemble_of_the_candidates(self) -> "AutoSpec":
+        n = len(self.candidates) if self.candidates is not None else None
+        if n is not None and self.ensemble > n:  # an ensemble of the best 3 of 1 would never be scored
+            named = f"{n} candidate" + ("" if n == 1 else "s")
+            raise SpecProblem(("ensemble",), f"must be at most the {named} model.candidates names (0: no ensemble); got {self.ensemble}")
+        return self
+
     def budget(self) -> float:
         """The time budget in seconds: the spec's, else its preset's."""
         return self.time_budget if self.time_budget is not None else AUTO_PRESETS[self.preset]

@@ -247,17 +247,24 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def check_origin(request: Request) -> None:
-    """Refuse a POST whose Origin header names another site. A missing Origin (not a browser) or
-    "null" (what browsers send under `Referrer-Policy: no-referrer`) passes: the CSRF token decides.
+    """Refuse a POST whose Origin header names another site, or is "null" (an opaque origin: a
+    sandboxed frame, a `data:` page, or a cross-site form under `Referrer-Policy: no-referrer`;
+    the dashboard's own pages send `same-origin`, so their forms carry their real Origin).
+    Without an Origin (an old browser, or not a browser), a Referer of another site is refused;
+    with neither, the CSRF token decides.
 
     Raises:
         BadForm: 403.
     """
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin != own:
-            raise BadForm("the request came from another site (Origin does not match); refused", 403)
+    if origin == "null":
+        raise BadForm("the request came from a page of no known site (Origin: null); refused", 403)
+    if origin is not None and origin != own:
+        raise BadForm("the request came from another site (Origin does not match); refused", 403)
+    referer = request.headers.get("referer")
+    if origin is None and referer is not None and referer != own and not referer.startswith(own + "/"):
+        raise BadForm("the request came from another site (Referer does not match); refused", 403)
 
 
 def check_csrf(request: Request, session: Session, form: dict[str, str]) -> None:
