@@ -335,8 +335,8 @@ def train(
     baseline = result.metrics.get("baseline")
     if isinstance(baseline, dict) and baseline.get("sentence"):  # the yardstick, in one plain sentence
         out.print(escape(baseline["sentence"]), highlight=False, soft_wrap=True)
-    out.print(f"run:     {escape(str(result.run_dir))}", highlight=False, soft_wrap=True)
-    out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
+    out.print(f"run:     {escape(_local(str(result.run_dir)))}", highlight=False, soft_wrap=True)
+    out.print(f"package: {escape(_local(str(result.package)))}", highlight=False, soft_wrap=True)
     if result.model_uri:
         out.print(f"model:   {result.model_uri}", highlight=False, soft_wrap=True)
     fallback = _threshold_fallback(result.metrics.get("threshold"))
@@ -668,8 +668,8 @@ def report(
     output_file(output, "--out")
     folder = _run_folder(run)
     path = write_report(folder, output)
-    out.print(f"report:     {escape(str(path))}", highlight=False, soft_wrap=True)
-    out.print(f"model card: {escape(str(folder / 'model_card.md'))}", highlight=False, soft_wrap=True)
+    out.print(f"report:     {escape(_local(str(path)))}", highlight=False, soft_wrap=True)
+    out.print(f"model card: {escape(_local(str(folder / 'model_card.md')))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -915,7 +915,7 @@ def quickstart() -> None:
     out.print(f"[bold]TrustForge quickstart[/bold]: {spec.name} ({spec.model.kind} on {spec.data.source})")
     result = run(spec)
     out.print(metrics_table(result.metrics, spec.default_metrics()))
-    out.print(f"package: {escape(str(result.package))}", highlight=False, soft_wrap=True)
+    out.print(f"package: {escape(_local(str(result.package)))}", highlight=False, soft_wrap=True)
     out.print(f"model:   {result.model_uri} (signed; stored encrypted in the registry)", highlight=False, soft_wrap=True)
 
     with Registry() as registry:
@@ -940,7 +940,7 @@ def quickstart() -> None:
     from trustforge.evaluate import write_report
 
     path = write_report(result.run_dir)
-    out.print(f"report:  {escape(str(path))}  (open it in a browser; model card beside it)", highlight=False, soft_wrap=True)
+    out.print(f"report:  {escape(_local(str(path)))}  (open it in a browser; model card beside it)", highlight=False, soft_wrap=True)
 
 
 def _attack_command() -> None:

@@ -630,3 +630,16 @@ def test_compare_never_ranks_runs_whose_duplicates_policy_drops_other_rows(home,
     group = {r["run"]: r["group"] for r in rows}
     assert group["fail"] == group[completed.name] and len(set(group.values())) == 3, group
     assert group["exact-drop"].endswith("duplicates dropped: exact, across splits)") and group["kept"].endswith("duplicates dropped: none)")
+
+
+def test_train_and_report_name_the_run_from_the_workspace_as_set(tmp_path):
+    # a probe: with TRUSTFORGE_HOME=ws, `train` printed its run and package folders as absolute paths
+    (tmp_path / "iris.yaml").write_text(yaml.safe_dump({**IRIS, "train": {**IRIS.get("train", {}), "max_epochs": 1}}))
+    code, out, err = run_main("train", "-q", "--no-register", "iris.yaml", home=Path("ws"), cwd=tmp_path)
+    assert code == 0, err
+    run_line, package_line = (line.split()[1] for line in out.splitlines() if line.startswith(("run:", "package:")))
+    assert run_line.startswith("ws/runs/iris-mlp-") and package_line == f"{run_line}/package", out
+    assert str(tmp_path) not in out + err
+    code, out, err = run_main("report", run_line, home=Path("ws"), cwd=tmp_path)
+    assert code == 0 and str(tmp_path) not in out + err, out + err
+    assert f"model card: {run_line}/model_card.md" in out, out
