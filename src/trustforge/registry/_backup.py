@@ -433,6 +433,7 @@ def restore_backup(
                 raise IntegrityError(f"{src}: archive entry {name!r} does not hold the key its name says")
             if not keyring.knows(key_id):
                 new_keys.append(key_id)
+    _check_constraints(src, known, rows)
     _check_bound(src, rows.get("registry_versions", []), members)
     pems = [blob for name, blob in members.items() if name.startswith("keys/") and name.endswith(".pub")]
     report = verify_audit_rows(rows, archive_verifier(keyring, pems))  # signed by the archive's keys (added below)
@@ -627,6 +628,39 @@ def _check_types(src: Path, table: sa.Table, rows: list[dict[str, Any]]) -> None
                 f"{src}: archive entry 'db/{table.name}.json', row {i}: a second row with key {key!r:.80}; nothing was restored"
             )
         keys.add(key)
+
+
+def _check_constraints(src: Path, known: dict[str, sa.Table], rows: dict[str, list[dict[str, Any]]]) -> None:
+    """What the database would refuse inside the restore's transaction, refused before it, naming
+    the row (never the database's own message): text longer than its column, a second row with
+    the value of a unique column, a reference to a row the archive does not hold."""
+    for name, table_rows in rows.items():
+        table = known[name]
+        unique = [(c.name,) for c in table.columns if c.unique] + [
+            tuple(c.name for c in k.columns) for k in table.constraints if isinstance(k, sa.UniqueConstraint)
+        ]
+        seen: dict[tuple[str, ...], set[tuple]] = {cols: set() for cols in unique}
+        parents = {
+            fk: {tuple(r.get(e.column.name) for e in fk.elements) for r in rows.get(fk.referred_table.name, [])}
+            for fk in table.foreign_key_constraints
+        }
+        for i, row in enumerate(table_rows, 1):
+            where = f"{src}: archive entry 'db/{name}.json', row {i}"
+            for column, value in row.items():
+                length = getattr(table.columns[column].type, "length", None)
+                if isinstance(value, str) and length is not None and len(value) > length:
+                    raise IntegrityError(f"{where}: column {column} holds {len(value)} characters, at most {length}; nothing was restored")
+            for cols, values in seen.items():
+                value = tuple(row.get(c) for c in cols)
+                if value in values:
+                    raise IntegrityError(f"{where}: a second row with the same {', '.join(cols)}; nothing was restored")
+                values.add(value)
+            for fk, held in parents.items():
+                value = tuple(row.get(c.name) for c in fk.columns)
+                if None not in value and value not in held:
+                    raise IntegrityError(
+                        f"{where}: names a row of {fk.referred_table.name} the archive does not hold; nothing was restored"
+                    )
 
 
 def _seal_restored(access: AccessStore, conn: sa.Connection, members: dict[str, bytes], rows: dict[str, list[dict[str, Any]]]) -> list[str]:
