@@ -184,6 +184,7 @@ def test_token_of_a_revoked_user_is_refused(store, engine):
     with engine.begin() as conn:  # the user disabled (and sealed so) without touching the token row
         conn.execute(sa.text("UPDATE access_users SET active = 0 WHERE name = 'erin'"))
         store._seal_user(conn, "erin")
+        store.seal_head(conn)
     with pytest.raises(AccessDenied, match="user 'erin' of API token .* is revoked"):
         store.authenticate(token)
 

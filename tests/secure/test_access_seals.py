@@ -140,7 +140,9 @@ def test_seals_made_before_a_key_rotation_still_hold(vera, workspace, monkeypatc
 def test_rows_from_before_seals_are_sealed_once_then_an_unsealed_row_is_refused(vera, workspace, monkeypatch):
     # A workspace as the version before seals left it: rows, no seals, no mark in the keys folder.
     _sql(workspace, "DELETE FROM access_seals")
+    _sql(workspace, "DELETE FROM access_head")
     (workspace / "keys" / _access.SEALED_MARKER).unlink()
+    (workspace / "keys" / _access.WITNESS_FILE).unlink()
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     assert run_main("models", "list", home=workspace).code == 0  # the first open seals them
     monkeypatch.delenv("TRUSTFORGE_TOKEN")
@@ -166,9 +168,9 @@ def test_a_request_pays_one_signature_check_per_row_version(vera, workspace, mon
         monkeypatch.setattr(reg.keyring, "verify", lambda *a: calls.append(a) or real(*a))
         for _ in range(5):
             assert reg.access.authenticate(vera).name == "vera"
-        assert len(calls) == 2  # the token's row and its user's, once each
+        assert len(calls) == 3  # the token's row, its user's and the access head, once each
         reg.access.grant("vera", "trainer")
-        assert reg.access.authenticate(vera).role == "trainer" and len(calls) == 3  # the user's new row
+        assert reg.access.authenticate(vera).role == "trainer" and len(calls) == 5  # the user's new row and the new head
 
 
 @pytest.mark.parametrize(
@@ -187,7 +189,9 @@ def test_a_value_of_the_wrong_type_is_a_broken_seal_not_a_crash(statement, vera,
     assert code == 8 and ("has no valid seal" in err or "not valid" in err) and "internal error" not in err, err
     monkeypatch.delenv("TRUSTFORGE_TOKEN")
     code, _, err = run_main("audit", "verify", home=workspace)
-    assert code == 4 and "access records changed outside TrustForge (1)" in err and "internal error" not in err, err
+    # A renamed user is two problems: the new name has no seal, the head's name is missing.
+    broken = 2 if "SET name" in statement else 1
+    assert code == 4 and f"access records changed outside TrustForge ({broken})" in err and "internal error" not in err, err
     code, _, err = run_main("users", "list", home=workspace)
     assert code == 0 and "warning:" in err, err
 
@@ -212,3 +216,77 @@ def test_a_keys_folder_put_back_without_its_workspace_id_is_one_clear_error(vera
     (workspace / "keys" / _access.SEALED_MARKER).unlink()
     code, _, err = run_main("models", "list", home=workspace)
     assert code != 0 and "keys/access-sealed is missing" in err and "internal error" not in err, err
+
+
+# ---------------------------------------------------------------------------- replays (the access head)
+
+
+def _rows(home, token_id: str) -> dict:
+    """What a database writer copies before a change, to put it back after: the token's row, its
+    user's, their seals and the access head, as stored."""
+    engine = sa.create_engine(f"sqlite:///{home / 'registry.db'}")
+    with engine.connect() as conn:
+        saved = {
+            "token": dict(conn.execute(sa.text("SELECT * FROM access_tokens WHERE id = :id"), {"id": token_id}).one()._mapping),
+            "seals": [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM access_seals"))],
+            "head": dict(conn.execute(sa.text("SELECT * FROM access_head")).one()._mapping),
+        }
+    engine.dispose()
+    return saved
+
+
+def _put_back(home, saved: dict, *, head: bool) -> None:
+    _sql(home, "UPDATE access_tokens SET revoked = :revoked WHERE id = :id", id=saved["token"]["id"], revoked=saved["token"]["revoked"])
+    _sql(home, "DELETE FROM access_seals")
+    for seal in saved["seals"]:
+        _sql(home, "INSERT INTO access_seals (kind, key, key_id, signature) VALUES (:kind, :key, :key_id, :signature)", **seal)
+    if head:
+        _sql(home, "UPDATE access_head SET version = :version, body = :body, key_id = :key_id, signature = :signature", **saved["head"])
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["row and seal", "row, seals and head"])
+def test_a_revoked_token_put_back_with_its_old_seal_is_refused(head, vera, workspace, monkeypatch):
+    # The red team's replay: the token's row from before its revocation, with the seal it had then
+    # (and, the second time, the whole access state of then, the signed head included).
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    _put_back(workspace, saved, head=head)
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    code, _, err = run_main("models", "list", home=workspace)
+    assert code == AccessDenied.exit_code and "not the one the signed access head names" in err, err
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    expected = "older than version" if head else f"token {token_id} is not the one the access head names"
+    assert code == 4 and expected in err, err
+
+
+def test_an_admins_later_change_does_not_make_a_put_back_row_current(vera, workspace, monkeypatch):
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    _put_back(workspace, saved, head=False)
+    assert run_main("users", "grant", "ada", "admin", home=workspace).code == 0  # signs a new head
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == AccessDenied.exit_code
+
+
+def test_a_deleted_head_refuses_every_token_where_it_was_seen(vera, workspace, monkeypatch):
+    _sql(workspace, "DELETE FROM access_head")
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == AccessDenied.exit_code
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "the access head (which seal of each user and token is current) is missing" in err, err
+
+
+def test_a_workspace_sealed_before_heads_gets_one_once(vera, workspace, monkeypatch):
+    _sql(workspace, "DELETE FROM access_head")  # as the version before heads left it: seals, no head, no witness
+    (workspace / "keys" / _access.WITNESS_FILE).unlink()
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, out, err = run_main("audit", "show", "--limit", "50", home=workspace)
+    assert code == 0 and out.count("seal_head") == 1, out
+    assert run_main("audit", "verify", home=workspace).code == 0
+    assert (workspace / "keys" / _access.WITNESS_FILE).stat().st_mode & 0o777 == 0o600

@@ -533,9 +533,11 @@ def _write_restored(
                 for table in _tables():
                     if table.name == "audit_head" and rows.get(table.name):
                         conn.execute(sa.delete(table))  # the genesis head at most (checked): the archive's replaces it
-                    if rows.get(table.name) and table.name != "access_seals":
+                    # Seals and the access head are the source's: this workspace's own are made below.
+                    if rows.get(table.name) and table.name not in ("access_seals", "access_head"):
                         conn.execute(sa.insert(table), rows[table.name])
                 refused = _seal_restored(access, conn, members, rows)
+                access.seal_head(conn)  # the re-sealed rows are the current ones here
                 if artifacts.exists():
                     artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
                 os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder

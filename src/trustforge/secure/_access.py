@@ -47,9 +47,16 @@ that changes the row. `authenticate` refuses a token whose row or whose user's r
 match its seal, so someone who can write the database but not read the keys cannot raise a
 role, re-enable a user, un-revoke or extend a token, or add a user or token of their own (the
 audit log guards its own tables the same way). A row is checked against a seal made by any key
-the keyring knows, so seals survive `keys rotate`. Not covered: putting back an older genuine
-row with its old seal (a replay: a revoked token's row from before its revocation, say); the
-audit log records every change, and `trustforge audit verify` cross-checks nothing here.
+the keyring knows, so seals survive `keys rotate`.
+
+The access head (`access_head`, one row) is a signed record of which seal is the current one of
+every row: {"user:NAME" | "token:ID": SHA-256 of the seal}, with a version that only grows. Each
+change signs a new head built on the one it verified, with only its own rows' entries replaced,
+so an older genuine row put back with its old seal (a replay: a revoked token's row from before
+its revocation) is refused and stays refused after later changes. `keys/access-witness` records
+the newest head this machine has seen: a database put back whole, head included, to an earlier
+version is refused here. A second machine sharing the database trusts a head it has not seen
+yet until it sees a newer one (its witness is its own), as with the audit log's witness.
 
 Rows from before seals existed are sealed once, when a workspace is first opened with an audit
 log by this version (audited as `seal_existing`), and `keys/access-sealed` is written; from then
@@ -59,10 +66,12 @@ on an unsealed row is refused, as a forged one is.
 from __future__ import annotations
 
 import base64
+import fcntl
 import getpass
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -74,6 +83,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from trustforge._fs import atomic_write_bytes
 from trustforge._shown import recorded
 from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError
 from trustforge.secure import _primitives as P
@@ -155,8 +165,25 @@ seals_table = sa.Table(
     sa.Column("signature", sa.String(200), nullable=False),  # base64 DER ECDSA-SHA256
 )
 
+# One row (id 1), signed, with a version that only grows: which seal is the current one of each
+# row. A seal proves a row was once written by TrustForge; the head says it is the latest, so an
+# older genuine row put back with its older seal (a revoked token's row from before its
+# revocation) is refused, and a later change by an admin does not make it current.
+head_table = sa.Table(
+    "access_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # JSON {"user:NAME" | "token:ID": the seal's fingerprint}
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(200), nullable=False),
+)
+
 
 _MARKER_RE = re.compile(rb"trustforge access seals v1 ([0-9a-f]{32})\n")
+_HEAD_TAG = b"trustforge.access-head.v1\x00"
+WITNESS_FILE = "access-witness"  # in the keys folder: the newest head this machine has seen
+_WITNESS_RE = re.compile(rb"trustforge access head v1 ([0-9]{1,18}) ([0-9a-f]{32})\n")
 
 
 def _statement(workspace: str | None, fields: list[Any]) -> bytes | None:
@@ -183,6 +210,49 @@ def _with_seals(table: sa.Table, kind: str, key: sa.Column) -> sa.Select:
     """`table`'s rows, each with its seal's key id and signature (None where it has none)."""
     s = seals_table.c
     return sa.select(table, s.key_id, s.signature).outerjoin(seals_table, sa.and_(s.kind == kind, s.key == key))
+
+
+def _fingerprint(key_id: Any, signature: Any) -> str | None:
+    """What the head keeps of a seal: SHA-256 of its key id and signature (32 hex digits)."""
+    if type(key_id) is not str or type(signature) is not str:
+        return None
+    return hashlib.sha256(f"{key_id}\x00{signature}".encode("utf-8")).hexdigest()[:32]
+
+
+def _head_statement(workspace: str | None, version: Any, body: Any) -> bytes | None:
+    """What the head's signature signs: the workspace id, the version and the body's SHA-256."""
+    if workspace is None or type(version) is not int or type(body) is not str:
+        return None
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return _HEAD_TAG + json.dumps([workspace, version, digest], separators=(",", ":")).encode("utf-8")
+
+
+def _read_access_witness(keys_dir: Path) -> tuple[int, str] | None:
+    """(version, the head's fingerprint) of the newest head this machine has seen, None when
+    none was kept (an unreadable one reads as version 2**62: every head is then refused)."""
+    try:
+        blob = (Path(keys_dir) / WITNESS_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return (1 << 62, "")
+    match = _WITNESS_RE.fullmatch(blob)
+    return (int(match.group(1)), match.group(2).decode("ascii")) if match else (1 << 62, "")
+
+
+def _advance_access_witness(keys_dir: Path, version: int, digest: str) -> None:
+    """Move the witness forward to (version, digest), 0600, never back: an exclusive `flock`
+    beside it makes the compare-and-replace atomic across this machine's processes."""
+    path = Path(keys_dir) / WITNESS_FILE
+    lock = os.open(path.with_name(f".{WITNESS_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = _read_access_witness(keys_dir)
+        if current is not None and current[0] >= version:
+            return
+        atomic_write_bytes(path, b"trustforge access head v1 %d %s\n" % (version, digest.encode("ascii")))
+    finally:
+        os.close(lock)
 
 
 def _workspace_id_in(blob: bytes | None) -> str | None:
@@ -307,6 +377,9 @@ class AccessStore:
         self.audit = audit
         self.keyring = keyring
         self._good_seals: set[tuple[bytes, str, str]] = set()  # (statement, key id, signature) verified
+        # The head last verified (its row) and the seals it names: a request pays no ECDSA check
+        # and no read of the seals table while the head is unchanged.
+        self._head_cache: tuple[tuple, dict[tuple[Any, Any], tuple[Any, Any]]] | None = None
         self._workspace = _read_workspace_id(keyring.keys_dir)  # None: no seal verifies (fails closed)
         try:
             metadata.create_all(engine)
@@ -314,6 +387,7 @@ class AccessStore:
             metadata.create_all(engine)  # another process created them between the check and the CREATE
         if audit is not None:
             self._seal_existing_once()
+            self._adopt_head_once()
 
     # -- users -------------------------------------------------------------------------------
 
@@ -486,10 +560,14 @@ class AccessStore:
                     ts.c.signature.label("token_signature"),
                     us.c.key_id.label("user_key_id"),
                     us.c.signature.label("user_signature"),
+                    head_table.c.version.label("head_version"),
+                    head_table.c.key_id.label("head_key_id"),
+                    head_table.c.signature.label("head_signature"),
                 )
                 .join(users_table, users_table.c.name == tokens_table.c.user)
                 .outerjoin(ts, sa.and_(ts.c.kind == "token", ts.c.key == tokens_table.c.id))
                 .outerjoin(us, sa.and_(us.c.kind == "user", us.c.key == users_table.c.name))
+                .outerjoin(head_table, head_table.c.id == 1)
                 .where(tokens_table.c.id == token_id)
             ).first()
         # Unknown id and wrong secret get the same answer, so ids cannot be probed.
@@ -505,6 +583,17 @@ class AccessStore:
             raise AccessDenied(
                 f"API token {token_id}: its record or its user's has no valid seal (changed outside TrustForge); "
                 "an admin should run `trustforge audit verify`"
+            )
+        current = self._current_entries(row.head_version, row.head_key_id, row.head_signature)
+        sealed_now = current is not None and (
+            current.get(f"token:{token_id}") == _fingerprint(row.token_key_id, row.token_signature)
+            and current.get(f"user:{row.user}") == _fingerprint(row.user_key_id, row.user_signature)
+        )
+        if not sealed_now:  # a genuine seal, but not the current one: an older row put back (a replay)
+            self._deny("anonymous", f"token:{token_id}", "not current", claimed_user=str(row.user)[:64])
+            raise AccessDenied(
+                f"API token {token_id}: its record or its user's is not the one the signed access head names (an older "
+                "record put back, or the head changed outside TrustForge); an admin should run `trustforge audit verify`"
             )
         if row.revoked is not None:
             self._deny(row.user, f"token:{token_id}", "revoked")
@@ -528,6 +617,7 @@ class AccessStore:
         if statement is None:
             raise SecurityError(f"{kind} {key!r} cannot be sealed: the workspace has no keys/{SEALED_MARKER} or the row is malformed")
         key_id, signature = self.keyring.sign(statement)
+        conn.info.setdefault("trustforge_sealed", set()).add((kind, key))  # for the head (`seal_head`)
         conn.execute(sa.delete(seals_table).where(seals_table.c.kind == kind, seals_table.c.key == key))
         conn.execute(
             sa.insert(seals_table).values(kind=kind, key=key, key_id=key_id, signature=base64.b64encode(signature).decode("ascii"))
@@ -564,6 +654,135 @@ class AccessStore:
             self._good_seals.clear()
         self._good_seals.add((statement, key_id, signature))
         return True
+
+    def seal_head(self, conn: sa.Connection) -> tuple[int, str]:
+        """Sign, in transaction `conn`, the next head: the current one's entries with those of the
+        rows this transaction sealed (`_write_seal` lists them in `conn.info`) replaced. Without a
+        head and without a witness on this machine (a new workspace, one sealed before heads, a
+        restore's target) every seal the table holds is taken; without a head but with a witness
+        (a head deleted), only this transaction's. Returns (version, fingerprint) for `_witness`,
+        once the transaction has committed.
+
+        Raises:
+            SecurityError: the current head does not verify (so it cannot be built on: a row an
+                admin changes would make whatever else the table holds current).
+            RegistryError: another transaction moved the head meanwhile (try again).
+        """
+        # FOR UPDATE: on PostgreSQL a concurrent change waits here and then builds on this one's head
+        # (SQLite's writers are serialised already); a first head inserted twice at once is refused once.
+        head = conn.execute(sa.select(head_table).where(head_table.c.id == 1).with_for_update()).first()
+        witness = _read_access_witness(self.keyring.keys_dir)
+        if head is None and witness is None:
+            entries = {f"{r.kind}:{r.key}": _fingerprint(r.key_id, r.signature) for r in conn.execute(sa.select(seals_table))}
+        elif head is None:
+            entries = {}
+        else:
+            entries = self._verified_head(head)
+            if entries is None:
+                raise SecurityError(
+                    "the access head (which seal of each user and token is current) does not verify: users and tokens cannot "
+                    "be changed; an admin should run `trustforge audit verify`"
+                )
+            entries = dict(entries)
+        s = seals_table.c
+        for kind, key in sorted(conn.info.pop("trustforge_sealed", set())):
+            seal = conn.execute(sa.select(s.key_id, s.signature).where(s.kind == kind, s.key == key)).first()
+            entries[f"{kind}:{key}"] = _fingerprint(seal.key_id, seal.signature) if seal is not None else None
+        body = json.dumps({k: v for k, v in entries.items() if v is not None}, sort_keys=True, separators=(",", ":"))
+        stored = head.version if head is not None and type(head.version) is int else 0
+        version = max(stored, witness[0] if witness is not None and witness[0] < 1 << 62 else 0) + 1
+        statement = _head_statement(self._workspace, version, body)
+        if statement is None:
+            raise SecurityError(f"the access head cannot be signed: the workspace has no keys/{SEALED_MARKER}")
+        key_id, raw = self.keyring.sign(statement)
+        signature = base64.b64encode(raw).decode("ascii")
+        values = {"version": version, "body": body, "key_id": key_id, "signature": signature}
+        if head is None:
+            conn.execute(sa.insert(head_table).values(id=1, **values))  # a concurrent first head: the primary key refuses one
+        elif (
+            conn.execute(sa.update(head_table).where(head_table.c.id == 1, head_table.c.version == head.version).values(**values)).rowcount
+            != 1
+        ):
+            raise RegistryError("users and tokens were changed concurrently; try again")
+        return version, _fingerprint(key_id, signature) or ""
+
+    def _witness(self, head: tuple[int, str] | None) -> None:
+        """Record, after its transaction committed, that this machine has seen head `head`."""
+        if head is not None:
+            _advance_access_witness(self.keyring.keys_dir, *head)
+
+    def _head_problem(self, head: Any) -> str | None:
+        """Why the head row `head` (None: missing) is not to be trusted, or None."""
+        if head is None:
+            return "is missing"
+        witness = _read_access_witness(self.keyring.keys_dir)
+        if type(head.version) is not int:
+            return "has a version that is not a number"
+        if witness is not None:
+            if witness[0] == 1 << 62:
+                return f"cannot be checked: keys/{WITNESS_FILE} is unreadable"
+            if head.version < witness[0]:
+                return f"is version {head.version}, older than version {witness[0]} this machine has seen (put back from an older state)"
+            if head.version == witness[0] and _fingerprint(head.key_id, head.signature) != witness[1]:
+                return f"is version {head.version}, but not the version {head.version} this machine has seen"
+        if not self._sealed(_head_statement(self._workspace, head.version, head.body), head.key_id, head.signature):
+            return "does not match its signature (changed outside TrustForge)"
+        return None
+
+    def _verified_head(self, head: Any) -> dict[str, str] | None:
+        """The entries of head row `head` ({"user:NAME": fingerprint, ...}), or None when it is
+        missing, older than (or forks from) the newest this machine has seen, or its signature
+        fails. The entries of the last verified head are kept, by its version and signature."""
+        if self._head_problem(head) is not None:
+            return None
+        key = (head.version, head.key_id, head.signature)
+        if self._head_cache is not None and self._head_cache[0] == key:
+            return self._head_cache[1]
+        try:
+            entries = json.loads(head.body)
+        except ValueError:
+            return None
+        if not isinstance(entries, dict):
+            return None
+        self._head_cache = (key, entries)
+        self._witness((head.version, _fingerprint(head.key_id, head.signature) or ""))
+        return entries
+
+    def _current_entries(self, version: Any, key_id: Any, signature: Any) -> dict[str, str] | None:
+        """The verified entries of the head (version, key id, signature) a token's query read, or
+        None when it is not to be trusted (`_verified_head`). The last verified head's entries are
+        reused while the head is unchanged; the witness is read every time, since another process
+        on this machine may have seen a newer head meanwhile."""
+        if self._head_cache is None or self._head_cache[0] != (version, key_id, signature):
+            with self.engine.execution_options(**_READONLY).connect() as conn:
+                head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
+            if head is None or (head.version, head.key_id, head.signature) != (version, key_id, signature):
+                return None  # changed since the token was read (an admin's change, or a writer's): refused this once
+            return self._verified_head(head)
+        witness = _read_access_witness(self.keyring.keys_dir)
+        if witness is not None and (version < witness[0] or (version == witness[0] and witness[1] != _fingerprint(key_id, signature))):
+            return None
+        return self._head_cache[1]
+
+    def _adopt_head_once(self) -> None:
+        """A workspace sealed before access heads (seals, no head) and never seen by this machine
+        (no witness): its seals as they stand become the first head, audited as `seal_head`. With
+        a witness, a missing head is a deletion, and every token stays refused."""
+        if self._workspace is None or _read_access_witness(self.keyring.keys_dir) is not None:
+            return
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            headless = conn.execute(sa.select(head_table.c.id)).first() is None
+            if not headless or conn.execute(sa.select(seals_table.c.key).limit(1)).first() is None:
+                return
+        try:
+            with self.engine.begin() as conn:
+                head = self.seal_head(conn)
+                details = {"op": "seal_head", "version": head[0]}
+                self.audit.append("trustforge", "users", "access:seals", "ok", details, conn=conn)  # type: ignore[union-attr]
+        except (sa_exc.IntegrityError, RegistryError):
+            return  # another process adopted it at the same moment; its head stands
+        self._witness(head)
+        self.audit.sync_head_file()  # type: ignore[union-attr]
 
     def seal_unsealed(self, conn: sa.Connection) -> tuple[int, int]:
         """Seal, in transaction `conn`, every user and token row that has no seal: rows from
@@ -653,34 +872,43 @@ class AccessStore:
         try:
             with self.engine.begin() as conn:
                 users, tokens = self.seal_unsealed(conn)
+                head = self.seal_head(conn) if users or tokens else None
                 if users or tokens:
                     details = {"op": "seal_existing", "users": users, "tokens": tokens}
                     self.audit.append("trustforge", "users", "access:seals", "ok", details, conn=conn)  # type: ignore[union-attr]
-        except sa_exc.IntegrityError:
+        except (sa_exc.IntegrityError, RegistryError):
             pass  # another process sealed them at the same moment; its seals stand
         else:
             if users or tokens:
+                self._witness(head)
                 self.audit.sync_head_file()  # type: ignore[union-attr]
 
     def verify_seals(self) -> tuple[int, list[str]]:
-        """Check every user and token row against its seal: (rows checked, problems), each
-        problem one line naming the row (never a hash or secret)."""
+        """Check every user and token row against its seal, and each seal against the access head
+        (the current one of its row): (rows checked, problems), each problem one line naming the
+        row or the head (never a hash or secret)."""
         with self.engine.execution_options(**_READONLY).connect() as conn:
             users = conn.execute(_with_seals(users_table, "user", users_table.c.name).order_by(users_table.c.name)).all()
             tokens = conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id).order_by(tokens_table.c.id)).all()
+            head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
         problems = []
-        for u in users:
-            if not self._sealed(_user_statement(self._workspace, u), u.key_id, u.signature):
-                problems.append(
-                    f"user {str(u.name)[:64]!r} "
-                    + ("has no seal" if u.signature is None else "does not match its seal (role or active changed?)")
-                )
-        for t in tokens:
-            if not self._sealed(_token_statement(self._workspace, t), t.key_id, t.signature):
-                problems.append(
-                    f"token {str(t.id)[:64]} "
-                    + ("has no seal" if t.signature is None else "does not match its seal (user, hash, expiry or revocation changed?)")
-                )
+        why = self._head_problem(head) if head is not None or users or tokens else None
+        entries = self._verified_head(head) if why is None and head is not None else None
+        if why is None and head is not None and entries is None:
+            why = "is not readable"
+        if why is not None:
+            problems.append(f"the access head (which seal of each user and token is current) {why}: no token is accepted")
+        rows = [("user", u.name, u, _user_statement, "role or active") for u in users]
+        rows += [("token", t.id, t, _token_statement, "user, hash, expiry or revocation") for t in tokens]
+        for kind, key, row, statement, fields in rows:
+            name = f"{kind} {str(key)[:64]!r}" if kind == "user" else f"token {str(key)[:64]}"
+            if not self._sealed(statement(self._workspace, row), row.key_id, row.signature):
+                problems.append(f"{name} " + ("has no seal" if row.signature is None else f"does not match its seal ({fields} changed?)"))
+            elif entries is not None and entries.get(f"{kind}:{key}") != _fingerprint(row.key_id, row.signature):
+                problems.append(f"{name} is not the one the access head names: an older record put back (a replay), or added")
+        if entries is not None:
+            held = {f"{kind}:{key}" for kind, key, *_ in rows}
+            problems += [f"{k.replace(':', ' ', 1)} is named by the access head but missing (deleted)" for k in sorted(set(entries) - held)]
         return len(users) + len(tokens), problems
 
     # -- helpers -----------------------------------------------------------------------------
@@ -702,8 +930,10 @@ class AccessStore:
         try:
             with self.engine.begin() as conn:
                 details = change(conn)
+                head = self.seal_head(conn)  # the changed seals are the current ones from now on
                 if by is not None:
                     self.audit.append(by.name, "users", obj, "ok", {"op": what, "by_kind": by.kind, **details}, conn=conn)
+            self._witness(head)
             if by is not None:
                 self.audit.sync_head_file()  # the entry committed with the change; now the file
         except TrustForgeError as exc:
