@@ -290,3 +290,20 @@ def test_a_workspace_sealed_before_heads_gets_one_once(vera, workspace, monkeypa
     assert code == 0 and out.count("seal_head") == 1, out
     assert run_main("audit", "verify", home=workspace).code == 0
     assert (workspace / "keys" / _access.WITNESS_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_an_admins_change_between_the_two_reads_does_not_refuse_a_valid_token(vera, workspace, monkeypatch):
+    # The red team: a `users token` committed between authenticate's read of the token and its
+    # read of the head refused a valid token once, as a replay (3 times in 25 on a busy server).
+    with Registry(Settings.from_env()) as reg:
+        real, reads = reg.access._token_row, []
+
+        def racing(token_id):
+            row = real(token_id)
+            if not reads:
+                reg.access.grant("ada", "admin")  # a new head, committed after the token's row was read
+            reads.append(token_id)
+            return row
+
+        monkeypatch.setattr(reg.access, "_token_row", racing)
+        assert reg.access.authenticate(vera).name == "vera" and len(reads) == 2

@@ -182,6 +182,7 @@ head_table = sa.Table(
 
 _MARKER_RE = re.compile(rb"trustforge access seals v1 ([0-9a-f]{32})\n")
 _HEAD_TAG = b"trustforge.access-head.v1\x00"
+_MOVED = object()  # the access head changed between two reads (`AccessStore._current_entries`)
 WITNESS_FILE = "access-witness"  # in the keys folder: the newest head this machine has seen
 _WITNESS_RE = re.compile(rb"trustforge access head v1 ([0-9]{1,18}) ([0-9a-f]{32})\n")
 
@@ -548,28 +549,13 @@ class AccessStore:
             secret = base64.urlsafe_b64decode(secret_text + "=")
         except ValueError:
             secret = b""
-        # Read the database on every call: no cache, so revocation and expiry act at once.
-        ts, us = seals_table.alias("ts"), seals_table.alias("us")
-        with self.engine.execution_options(**_READONLY).connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    tokens_table,
-                    users_table.c.role,
-                    users_table.c.active,
-                    ts.c.key_id.label("token_key_id"),
-                    ts.c.signature.label("token_signature"),
-                    us.c.key_id.label("user_key_id"),
-                    us.c.signature.label("user_signature"),
-                    head_table.c.version.label("head_version"),
-                    head_table.c.key_id.label("head_key_id"),
-                    head_table.c.signature.label("head_signature"),
-                )
-                .join(users_table, users_table.c.name == tokens_table.c.user)
-                .outerjoin(ts, sa.and_(ts.c.kind == "token", ts.c.key == tokens_table.c.id))
-                .outerjoin(us, sa.and_(us.c.kind == "user", us.c.key == users_table.c.name))
-                .outerjoin(head_table, head_table.c.id == 1)
-                .where(tokens_table.c.id == token_id)
-            ).first()
+        # Read the database on every call: no cache, so revocation and expiry act at once. An
+        # admin's change committed between the token's read and the head's: read both again.
+        for _ in range(3):
+            row = self._token_row(token_id)
+            current = self._current_entries(row.head_version, row.head_key_id, row.head_signature) if row is not None else None
+            if current is not _MOVED:
+                break
         # Unknown id and wrong secret get the same answer, so ids cannot be probed.
         matches = row is not None and type(row.hash) is str and len(secret) == 32
         if not (matches and hmac.compare_digest(row.hash, _token_hash(token_id, secret))):
@@ -584,8 +570,7 @@ class AccessStore:
                 f"API token {token_id}: its record or its user's has no valid seal (changed outside TrustForge); "
                 "an admin should run `trustforge audit verify`"
             )
-        current = self._current_entries(row.head_version, row.head_key_id, row.head_signature)
-        sealed_now = current is not None and (
+        sealed_now = isinstance(current, dict) and (
             current.get(f"token:{token_id}") == _fingerprint(row.token_key_id, row.token_signature)
             and current.get(f"user:{row.user}") == _fingerprint(row.user_key_id, row.user_signature)
         )
@@ -605,6 +590,31 @@ class AccessStore:
             self._deny(row.user, f"token:{token_id}", "user revoked")
             raise AccessDenied(f"user {row.user!r} of API token {token_id} is revoked")
         return Principal(name=row.user, role=row.role, kind="token")
+
+    def _token_row(self, token_id: str) -> Any:
+        """Token `token_id`'s row with its user's role and active flag, both rows' seals and the
+        access head's version, key id and signature, read in one statement (None: no such token)."""
+        ts, us = seals_table.alias("ts"), seals_table.alias("us")
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            return conn.execute(
+                sa.select(
+                    tokens_table,
+                    users_table.c.role,
+                    users_table.c.active,
+                    ts.c.key_id.label("token_key_id"),
+                    ts.c.signature.label("token_signature"),
+                    us.c.key_id.label("user_key_id"),
+                    us.c.signature.label("user_signature"),
+                    head_table.c.version.label("head_version"),
+                    head_table.c.key_id.label("head_key_id"),
+                    head_table.c.signature.label("head_signature"),
+                )
+                .join(users_table, users_table.c.name == tokens_table.c.user)
+                .outerjoin(ts, sa.and_(ts.c.kind == "token", ts.c.key == tokens_table.c.id))
+                .outerjoin(us, sa.and_(us.c.kind == "user", us.c.key == users_table.c.name))
+                .outerjoin(head_table, head_table.c.id == 1)
+                .where(tokens_table.c.id == token_id)
+            ).first()
 
     def _deny(self, actor: str, obj: str, reason: str, **details: str) -> None:
         """Audit a refused authentication (the id is not secret; the secret is never logged)."""
@@ -748,21 +758,23 @@ class AccessStore:
         self._witness((head.version, _fingerprint(head.key_id, head.signature) or ""))
         return entries
 
-    def _current_entries(self, version: Any, key_id: Any, signature: Any) -> dict[str, str] | None:
-        """The verified entries of the head (version, key id, signature) a token's query read, or
-        None when it is not to be trusted (`_verified_head`). The last verified head's entries are
+    def _current_entries(self, version: Any, key_id: Any, signature: Any) -> dict[str, str] | object | None:
+        """The verified entries of the head (version, key id, signature) a token's query read;
+        `_MOVED` when the stored head is another by now (read the token again), None when it is
+        not to be trusted (`_verified_head`). The last verified head's entries are
         reused while the head is unchanged; the witness is read every time, since another process
         on this machine may have seen a newer head meanwhile."""
-        if self._head_cache is None or self._head_cache[0] != (version, key_id, signature):
-            with self.engine.execution_options(**_READONLY).connect() as conn:
-                head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
-            if head is None or (head.version, head.key_id, head.signature) != (version, key_id, signature):
-                return None  # changed since the token was read (an admin's change, or a writer's): refused this once
-            return self._verified_head(head)
-        witness = _read_access_witness(self.keyring.keys_dir)
-        if witness is not None and (version < witness[0] or (version == witness[0] and witness[1] != _fingerprint(key_id, signature))):
-            return None
-        return self._head_cache[1]
+        if self._head_cache is not None and self._head_cache[0] == (version, key_id, signature):
+            witness = _read_access_witness(self.keyring.keys_dir)
+            if witness is None or version > witness[0] or (version == witness[0] and witness[1] == _fingerprint(key_id, signature)):
+                return self._head_cache[1]
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
+        if head is None:
+            return None if version is None else _MOVED
+        if (head.version, head.key_id, head.signature) != (version, key_id, signature):
+            return _MOVED  # changed since the token was read (an admin's change): `authenticate` reads again
+        return self._verified_head(head)
 
     def _adopt_head_once(self) -> None:
         """A workspace sealed before access heads (seals, no head) and never seen by this machine
