@@ -449,7 +449,17 @@ def test_an_archive_from_before_seals_restores_working_tokens(tmp_path, monkeypa
         assert reg.access.verify_seals() == (2, [])
 
 
-def test_a_row_changed_before_the_backup_stays_refused_after_a_restore(tmp_path):
+def _backed_up_as_is(monkeypatch, settings, archive, keyring) -> None:
+    """`create_backup` of a workspace whose users or tokens fail their seals, which it now refuses:
+    an archive as an older version (or an attacker with the KEK and the signing key) made it."""
+    from trustforge.registry import _backup
+
+    monkeypatch.setattr(_backup.AccessStore, "verify_seals", lambda self: (0, []))
+    create_backup(settings, archive, keyring)
+    monkeypatch.undo()
+
+
+def test_a_row_changed_before_the_backup_stays_refused_after_a_restore(tmp_path, monkeypatch):
     settings, token = _workspace_with_a_user(tmp_path / "src")
     engine = sa.create_engine(settings.db_url)
     with engine.begin() as conn:
@@ -457,7 +467,9 @@ def test_a_row_changed_before_the_backup_stays_refused_after_a_restore(tmp_path)
     engine.dispose()
     archive = tmp_path / "src.tfbackup"
     keyring = Keyring.load(settings.keys_dir, kek_b64=KEK)
-    create_backup(settings, archive, keyring)
+    with pytest.raises(IntegrityError, match=r"the users and tokens do not verify \(1\): user 'vera' does not match its seal"):
+        create_backup(settings, archive, keyring)
+    _backed_up_as_is(monkeypatch, settings, archive, keyring)
     target = settings_for(tmp_path / "target")
     shutil.copytree(settings.keys_dir, target.keys_dir)  # the same workspace's keys, restored elsewhere
     summary = restore_backup(target, archive, Keyring.load(target.keys_dir, kek_b64=KEK), accept_admins=True)
@@ -468,7 +480,7 @@ def test_a_row_changed_before_the_backup_stays_refused_after_a_restore(tmp_path)
         assert reg.access.verify_seals()[1] == ["user 'vera' has no seal"]
 
 
-def test_rows_forged_without_a_seal_stay_refused_after_a_restore_into_a_new_workspace(tmp_path):
+def test_rows_forged_without_a_seal_stay_refused_after_a_restore_into_a_new_workspace(tmp_path, monkeypatch):
     """The red team's restore: unsealed forged rows in the source, a target never opened before."""
     settings, token = _workspace_with_a_user(tmp_path / "src")
     engine = sa.create_engine(settings.db_url)
@@ -478,7 +490,7 @@ def test_rows_forged_without_a_seal_stay_refused_after_a_restore_into_a_new_work
     engine.dispose()
     archive = tmp_path / "src.tfbackup"
     keyring = Keyring.load(settings.keys_dir, kek_b64=KEK)
-    create_backup(settings, archive, keyring)
+    _backed_up_as_is(monkeypatch, settings, archive, keyring)
     target = settings_for(tmp_path / "target")
     target_keys = Keyring.init(target.keys_dir, kek_b64=KEK)  # as `backup restore` makes them: nothing opened
     pem = keyring.public_key_pem()
@@ -733,3 +745,31 @@ def test_backup_commands_name_a_missing_archive_and_a_wrong_trusted_key(tmp_path
     done = runner.invoke(app, ["restore", str(archive), "--trusted-key", str(pem), "--accept-new-keys"])
     assert done.exit_code == 0, done.output
     assert f"1 version(s), {stored} package file(s)" in made.output and f"1 version(s), {stored} package file(s)" in done.output
+
+
+def test_a_row_put_back_with_its_old_seal_before_the_backup_stays_refused_after_a_restore(tmp_path, monkeypatch):
+    """The red team's replay through a backup: a revoked token's row and seal from before its
+    revocation put back in the source (refused there) were sealed anew by the restore."""
+    settings, token = _workspace_with_a_user(tmp_path / "src")
+    token_id = token.split("_")[1]
+    engine = sa.create_engine(settings.db_url)
+    with engine.connect() as conn:
+        old_seal = dict(conn.execute(sa.text("SELECT * FROM access_seals WHERE key = :id"), {"id": token_id}).one()._mapping)
+    with Registry(settings) as reg:
+        reg.access.revoke_token(token_id)
+    with engine.begin() as conn:  # the row and its seal as they were before the revocation
+        conn.execute(sa.text("UPDATE access_tokens SET revoked = NULL WHERE id = :id"), {"id": token_id})
+        conn.execute(sa.text("UPDATE access_seals SET key_id = :key_id, signature = :signature WHERE key = :key"), old_seal)
+    engine.dispose()
+    archive = tmp_path / "src.tfbackup"
+    keyring = Keyring.load(settings.keys_dir, kek_b64=KEK)
+    with pytest.raises(IntegrityError, match=f"token {token_id} is not the one the access head names"):
+        create_backup(settings, archive, keyring)
+    _backed_up_as_is(monkeypatch, settings, archive, keyring)
+    target = settings_for(tmp_path / "target")
+    target_keys = Keyring.init(target.keys_dir, kek_b64=KEK)
+    summary = restore_backup(target, archive, target_keys, trusted_key=keyring.public_key_pem(), accept_new_keys=True, accept_admins=True)
+    assert summary["unsealed"] == [f"token {token_id!r}"]
+    with Registry(target) as reg:
+        with pytest.raises(AccessDenied, match="seal"):
+            reg.access.authenticate(token)

@@ -163,7 +163,8 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
         counts them), the archive's size in bytes, the signing key id.
 
     Raises:
-        IntegrityError: the audit log does not verify (naming the first bad entry); nothing is written.
+        IntegrityError: the audit log, or a user's or token's seal, does not verify (naming the
+            first bad entry or rows); nothing is written.
         SecurityError: the keyring holds no key-encryption key.
         RegistryError: the database cannot be read, or a version's folder vanished meanwhile.
         FileExistsError: `dest` exists.
@@ -179,6 +180,14 @@ def create_backup(settings: Settings, dest: Path, keyring: Keyring) -> dict[str,
     # engine begins with BEGIN IMMEDIATE, which also keeps writers out while folders are read.
     reader = engine.execution_options(isolation_level="REPEATABLE READ") if engine.dialect.name == "postgresql" else engine
     try:
+        # Users and tokens as the workspace refuses them (a row changed or put back outside
+        # TrustForge): the archive's signature would vouch for them, and a restore would seal them.
+        _, broken = AccessStore(engine, keyring=keyring).verify_seals()
+        if broken:
+            raise IntegrityError(
+                f"the users and tokens do not verify ({len(broken)}): {'; '.join(broken[:3])}; not backed up (the backup's "
+                "signature would vouch for them): investigate with `trustforge audit verify`"
+            )
         with reader.begin() as conn:
             tables = _dump(conn)
             report = verify_audit_rows(tables, keyring.verify)  # the history the archive's signature will vouch for
@@ -674,7 +683,7 @@ def _seal_restored(access: AccessStore, conn: sa.Connection, members: dict[str, 
         access.seal_unsealed(conn)
         return []
     pems = [blob for name, blob in members.items() if name.startswith("keys/") and name.endswith(".pub")]
-    return access.reseal_restored(conn, rows.get("access_seals", []), members.get(_SEALED), pems)
+    return access.reseal_restored(conn, rows.get("access_seals", []), members.get(_SEALED), pems, rows.get("access_head"))
 
 
 def _check_bound(src: Path, versions: list[dict[str, Any]], members: dict[str, bytes]) -> None:

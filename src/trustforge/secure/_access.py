@@ -809,14 +809,25 @@ class AccessStore:
             self._write_seal(conn, "token", t.id, _token_statement(self._workspace, t))
         return len(users), len(tokens)
 
-    def reseal_restored(self, conn: sa.Connection, seals: list[dict[str, Any]], marker: bytes | None, pems: list[bytes]) -> list[str]:
+    def reseal_restored(
+        self,
+        conn: sa.Connection,
+        seals: list[dict[str, Any]],
+        marker: bytes | None,
+        pems: list[bytes],
+        heads: list[dict[str, Any]] | None = None,
+    ) -> list[str]:
         """Seal for this workspace, in transaction `conn`, the restored rows whose seal from the
-        archive holds; the others stay unsealed, so they are refused here as they were there.
+        archive holds and is the current one the archive's access head names; the others stay
+        unsealed, so they are refused here as they were there (a row put back in the source
+        with its old seal is not made current by a restore).
 
         Args:
             seals: the archive's `access_seals` rows.
             marker: the archive's `keys/access-sealed` (the source workspace's id).
             pems: the archive's public keys; with this keyring's, what the seals are checked with.
+            heads: the archive's `access_head` rows: None or [] for an archive from before heads
+                (each row's seal alone decides); a head that does not verify reseals nothing.
 
         Returns:
             The rows left unsealed, one line each.
@@ -835,12 +846,24 @@ class AccessStore:
             return key.verify(data, signature) if key is not None else self.keyring.verify(key_id, data, signature)
 
         by_key = {(s.get("kind"), s.get("key")): s for s in seals if isinstance(s, dict)}
+        current = None  # an archive from before heads: the seals alone decide
+        if heads:
+            head = next((SimpleNamespace(**h) for h in heads if isinstance(h, dict) and h.get("id") == 1), None)
+            signed = head is not None and self._sealed(
+                _head_statement(workspace, head.version, head.body), head.key_id, head.signature, verify
+            )
+            try:
+                current = json.loads(head.body) if signed else {}
+            except ValueError:
+                current = {}
+            current = current if isinstance(current, dict) else {}
         refused = []
         rows = [("user", r.name, r, _user_statement) for r in conn.execute(sa.select(users_table))]
         rows += [("token", r.id, r, _token_statement) for r in conn.execute(sa.select(tokens_table))]
         for kind, key, row, statement in rows:
             seal = by_key.get((kind, key)) or {}
-            if self._sealed(statement(workspace, row), seal.get("key_id"), seal.get("signature"), verify):
+            named = current is None or current.get(f"{kind}:{key}") == _fingerprint(seal.get("key_id"), seal.get("signature"))
+            if named and self._sealed(statement(workspace, row), seal.get("key_id"), seal.get("signature"), verify):
                 self._write_seal(conn, kind, key, statement(self._workspace, row))
             else:
                 refused.append(f"{kind} {str(key)[:64]!r}")
