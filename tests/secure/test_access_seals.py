@@ -278,6 +278,22 @@ def test_a_deleted_head_refuses_every_token_where_it_was_seen(vera, workspace, m
     monkeypatch.delenv("TRUSTFORGE_TOKEN")
     code, _, err = run_main("audit", "verify", home=workspace)
     assert code == 4 and "the access head (which seal of each user and token is current) is missing" in err, err
+    # The red team: changes were then refused, or (a token) issued and refused at once; no way back.
+    code, _, err = run_main("users", "token", "vera", home=workspace)
+    assert code != 0 and "then `trustforge users reseal`" in err, err
+    code, out, err = run_main("users", "reseal", home=workspace)
+    assert code == 0 and "names 3 user and token record(s) as current" in out, out + err
+    assert run_main("audit", "verify", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0
+
+
+def test_audit_verify_names_the_access_problems_when_the_log_fails_too(vera, workspace):
+    # The red team: a database put back whole broke both, and only the log's problem was shown.
+    _sql(workspace, "UPDATE audit_entries SET actor = 'someone' WHERE seq = 1")
+    _sql(workspace, "DELETE FROM access_head")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "audit log entry 1" in err and "the access head (which seal" in err, err
 
 
 def test_a_workspace_sealed_before_heads_gets_one_once(vera, workspace, monkeypatch):

@@ -107,13 +107,16 @@ def verify(
         records, broken = access.verify_seals()
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
-    if not report.ok:
-        raise IntegrityError(f"audit log entry {report.first_bad}: {report.problem}")
-    typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))
-    if broken:
+    problems = [] if report.ok else [f"audit log entry {report.first_bad}: {report.problem}"]
+    if report.ok:
+        typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))
+    if broken:  # named even when the log failed too: a database put back whole breaks both
         shown = "; ".join(broken[:20]) + (f"; and {len(broken) - 20} more" if len(broken) > 20 else "")
-        raise IntegrityError(
+        problems.append(
             f"access records changed outside TrustForge ({len(broken)}): {shown}. A token whose record or whose user's record is "
-            "among them is refused; `trustforge users grant` or `users revoke-token` seals a row again as an admin decides"
+            "among them is refused; `trustforge users grant` or `users revoke-token` seals a row again as an admin decides "
+            "(`trustforge users reseal` first, when the access head is named)"
         )
+    if problems:
+        raise IntegrityError("; and ".join(problems))
     typer.echo(f"ok: {records} user and token records match their seals")

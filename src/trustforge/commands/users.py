@@ -72,6 +72,16 @@ def revoke_token(token_id: str = typer.Argument(..., help="the 16 hex digits aft
     typer.echo(f"revoked token {token_id}")
 
 
+@app.command()
+def reseal() -> None:
+    """Take the users and tokens whose seals hold as the current ones: the way back after `trustforge
+    audit verify` named the access head (missing, older or changed outside TrustForge). A row put back
+    with an old seal becomes current too: then revoke again each token or user `audit verify` named."""
+    with _workspace() as (access, _audit, principal):
+        rows = access.reseal(by=principal)
+    typer.echo(f"the access head names {rows} user and token record(s) as current; revoke again any that `audit verify` named")
+
+
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List users: role, whether active, when created, ids of their live tokens."""

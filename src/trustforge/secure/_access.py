@@ -682,16 +682,17 @@ class AccessStore:
         # (SQLite's writers are serialised already); a first head inserted twice at once is refused once.
         head = conn.execute(sa.select(head_table).where(head_table.c.id == 1).with_for_update()).first()
         witness = _read_access_witness(self.keyring.keys_dir)
-        if head is None and witness is None:
+        decided = conn.info.pop("trustforge_head_entries", None)  # `reseal`: an admin's decision
+        if decided is not None:
+            entries = dict(decided)
+        elif head is None and witness is None:
             entries = {f"{r.kind}:{r.key}": _fingerprint(r.key_id, r.signature) for r in conn.execute(sa.select(seals_table))}
-        elif head is None:
-            entries = {}
         else:
-            entries = self._verified_head(head)
+            entries = self._verified_head(head) if head is not None else None
             if entries is None:
                 raise SecurityError(
-                    "the access head (which seal of each user and token is current) does not verify: users and tokens cannot "
-                    "be changed; an admin should run `trustforge audit verify`"
+                    "the access head (which seal of each user and token is current) is missing or does not verify: users "
+                    "and tokens cannot be changed; an admin should run `trustforge audit verify`, then `trustforge users reseal`"
                 )
             entries = dict(entries)
         s = seals_table.c
@@ -775,6 +776,25 @@ class AccessStore:
         if (head.version, head.key_id, head.signature) != (version, key_id, signature):
             return _MOVED  # changed since the token was read (an admin's change): `authenticate` reads again
         return self._verified_head(head)
+
+    def reseal(self, *, by: Principal | None = None) -> int:
+        """An admin's way back after `trustforge audit verify` named the access head (missing, old
+        or changed) or rows put back: sign a new head naming, as the current ones, the rows whose
+        seals hold as they stand. Rows put back with an old seal become current too: revoke again
+        what `audit verify` named. Returns the number of rows the head names."""
+
+        def change(conn: sa.Connection) -> dict:
+            rows = [("user", u.name, u, _user_statement) for u in conn.execute(_with_seals(users_table, "user", users_table.c.name))]
+            rows += [("token", t.id, t, _token_statement) for t in conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id))]
+            entries = {
+                f"{kind}:{key}": _fingerprint(row.key_id, row.signature)
+                for kind, key, row, statement in rows
+                if self._sealed(statement(self._workspace, row), row.key_id, row.signature)
+            }
+            conn.info["trustforge_head_entries"] = entries
+            return {"rows": len(entries), "left_out": len(rows) - len(entries)}
+
+        return self._mutate(by, "reseal", "access:seals", change)["rows"]
 
     def _adopt_head_once(self) -> None:
         """A workspace sealed before access heads (seals, no head) and never seen by this machine
@@ -955,9 +975,10 @@ class AccessStore:
             raise RegistryError(f"user {name!r} does not exist; `trustforge users add {name} --role ROLE` creates it")
         return row
 
-    def _mutate(self, by: Principal | None, what: str, name: str, change: Callable[[sa.Connection], dict]) -> None:
-        """Run `change` in one transaction; with `by`, check "users" and audit it in that transaction."""
-        obj = name if name.startswith("token:") else f"user:{name}"
+    def _mutate(self, by: Principal | None, what: str, name: str, change: Callable[[sa.Connection], dict]) -> dict:
+        """Run `change` in one transaction; with `by`, check "users" and audit it in that
+        transaction. Returns what `change` returned (the audit entry's details)."""
+        obj = name if name.startswith(("token:", "access:")) else f"user:{name}"
         if by is not None:
             if self.audit is None:
                 raise TypeError("AccessStore needs an audit log for mutations made by a principal")
@@ -971,6 +992,7 @@ class AccessStore:
             self._witness(head)
             if by is not None:
                 self.audit.sync_head_file()  # the entry committed with the change; now the file
+            return details
         except TrustForgeError as exc:
             if by is not None:
                 self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": recorded(exc)})
