@@ -546,7 +546,7 @@ def _write_restored(
                     if rows.get(table.name) and table.name not in ("access_seals", "access_head"):
                         conn.execute(sa.insert(table), rows[table.name])
                 refused = _seal_restored(access, conn, members, rows)
-                access.seal_head(conn)  # the re-sealed rows are the current ones here
+                access.seal_head(conn, restored=True)  # the re-sealed rows are the current ones here
                 if artifacts.exists():
                     artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
                 os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder

@@ -665,13 +665,14 @@ class AccessStore:
         self._good_seals.add((statement, key_id, signature))
         return True
 
-    def seal_head(self, conn: sa.Connection) -> tuple[int, str]:
+    def seal_head(self, conn: sa.Connection, *, restored: bool = False) -> tuple[int, str]:
         """Sign, in transaction `conn`, the next head: the current one's entries with those of the
         rows this transaction sealed (`_write_seal` lists them in `conn.info`) replaced. Without a
         head and without a witness on this machine (a new workspace, one sealed before heads, a
         restore's target) every seal the table holds is taken; without a head but with a witness
         (a head deleted), only this transaction's. Returns (version, fingerprint) for `_witness`,
-        once the transaction has committed.
+        once the transaction has committed. `restored`: a restore's target, whose head names
+        exactly the rows this transaction sealed (whatever its keys folder's witness says).
 
         Raises:
             SecurityError: the current head does not verify (so it cannot be built on: a row an
@@ -685,6 +686,8 @@ class AccessStore:
         decided = conn.info.pop("trustforge_head_entries", None)  # `reseal`: an admin's decision
         if decided is not None:
             entries = dict(decided)
+        elif restored:
+            entries = {}
         elif head is None and witness is None:
             entries = {f"{r.kind}:{r.key}": _fingerprint(r.key_id, r.signature) for r in conn.execute(sa.select(seals_table))}
         else:
