@@ -493,6 +493,7 @@ def test_fractional_numeric_steps_are_read_to_the_times_precision(tmp_path):
     epoch = 1.7e9 + np.arange(80) * 0.1
     data = prepare(load_spec(small_series(tmp_path / "epoch.csv", epoch, fmt="%.1f")))
     assert data.schema.series.step == 0.1
+    assert prepare(load_spec(small_series(tmp_path / "declared.csv", epoch, fmt="%.1f", step=0.1))).schema.series.step == 0.1
     gap = np.delete(epoch, [40, 41])
     message = "'t': 1700000003.9 and 1700000004.2 are 3 steps apart; the model reads consecutive steps of 0.1 (2 missing)"
     with pytest.raises(DataError, match=re.escape(message)):
