@@ -167,6 +167,7 @@ SERIES = {
     "level": "last",
     "step": 1.0,
     "train_period": [0, 263],
+    "time_zone": None,
 }
 AUDIO = {"sample_rate": 16000, "samples": 8000, "n_fft": 512, "hop_length": 160, "n_mels": 40, "fmin": 20.0, "fmax": None}
 INTERACTIONS = {
@@ -223,7 +224,8 @@ def test_a_bad_schema_section_is_refused_naming_the_field(section, value, messag
 
 
 def test_series_packages_from_before_level_time_kind_and_step_read_with_the_old_defaults():
-    old = {k: v for k, v in SERIES.items() if k not in ("level", "time_kind", "step", "train_period")}
+    old = {k: v for k, v in SERIES.items() if k not in ("level", "time_kind", "step", "train_period", "time_zone")}
     cfg = Schema.from_dict({"modality": "series", "task": "forecasting", "target": "v", "series": old}).series
     assert cfg.level == "none" and cfg.time_kind is None and cfg.lookback == 24
-    assert cfg.step is None and cfg.train_period is None  # inferred from the series given; no overlap caveat
+    assert cfg.step is None and cfg.train_period is None  # rows read as steps, as trained; no overlap caveat
+    assert cfg.time_zone is None  # dates with or without a zone are both taken

@@ -256,15 +256,29 @@ def test_a_forecast_refuses_missing_time_steps_in_the_window_it_reads():
         forecast_inputs(numeric.preprocessor, dated)
 
 
-def test_packages_without_a_recorded_step_infer_it_from_the_series():
+def test_packages_without_a_recorded_step_read_the_rows_as_steps_as_they_were_trained():
+    # Packages from before the step was recorded trained on the rows as consecutive steps:
+    # nothing is checked (a step guessed from a few times would refuse their own series).
     data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
     data.preprocessor.schema.series = dataclasses.replace(data.schema.series, step=None, train_period=None)
-    gap = RawData("series", "passengers", "series.csv", frame=air_passengers_without(["1960-04-01", "1960-05-01"]))
-    with pytest.raises(DataError, match=r"1960-03-01 and 1960-06-01 are 3 steps apart"):
-        forecast_inputs(data.preprocessor, gap)
+    frame = air_passengers_without(["1960-04-01", "1960-05-01"])
+    gap = RawData("series", "passengers", "series.csv", frame=frame)
+    assert forecast_inputs(data.preprocessor, gap).shape == (1, 24, 1)
+    assert window_forecasts(data.preprocessor, gap, torch.zeros(116, 3))[0].shape == (116, 3)
+    # The forecast's time column continues the last times' step where it is regular, as before.
     table = forecast_table(data.preprocessor, load("builtin:air_passengers"), torch.zeros(1, 3))
     assert list(table["time"]) == list(pd.date_range("1961-01-01", periods=3, freq="MS"))
+    assert "time" not in forecast_table(
+        data.preprocessor, RawData("series", "passengers", "s.csv", frame=frame.tail(25)), torch.zeros(1, 3)
+    )
     assert training_overlap(data.preprocessor, load("builtin:air_passengers")) is None
+    # Business days with holidays, six of them in the window: predict and evaluate as trained.
+    days = trading_days()
+    old = dataclasses.replace(data.schema.series, time="day", lookback=6, horizon=2, season=5, step=None, train_period=None)
+    data.preprocessor.schema.series = old
+    raw = RawData("series", "passengers", "prices.csv", frame=days.rename(columns={"close": "passengers"}).head(14))
+    assert forecast_inputs(data.preprocessor, raw).shape == (1, 6, 1)
+    assert window_forecasts(data.preprocessor, raw, torch.zeros(7, 2))[0].shape == (7, 2)
 
 
 def test_training_overlap_counts_the_windows_forecasting_training_times():
@@ -402,3 +416,108 @@ def test_forecasting_spec_fills_in_the_series_defaults():
     spec = load_spec({"task": "forecasting", "data": {"source": "builtin:seasonal"}})
     assert spec.data.series is not None and spec.data.series.lookback == 24 and spec.data.series.horizon == 1
     assert spec.default_metrics()[:4] == ["mae", "rmse", "mape", "smape"]
+
+
+# ---------------------------------------------------------------------------- time zones and numeric precision
+
+
+def small_series(path, times, *, fmt=None, **series) -> dict:
+    """A spec for 80 values at `times`, written to `path` (CSV, or Parquet to keep the times' dtype)."""
+    frame = pd.DataFrame({"t": times, "value": 100.0 + 10 * np.sin(np.arange(len(times)) / 3.0)})
+    frame.to_parquet(path) if str(path).endswith(".parquet") else frame.to_csv(path, index=False, float_format=fmt)
+    kind = "parquet" if str(path).endswith(".parquet") else "csv"
+    spec = forecast_spec(f"{kind}:{path}", time="t", lookback=10, season=7, horizon=2, **series)
+    spec["data"]["target"] = "value"
+    return spec
+
+
+def test_times_with_a_zone_keep_it_and_the_training_period_compares_as_instants(tmp_path):
+    utc = pd.date_range("2021-01-01", periods=80, freq="D", tz="UTC")
+    data = prepare(load_spec(small_series(tmp_path / "utc.csv", utc.map(pd.Timestamp.isoformat))))
+    cfg = data.schema.series
+    assert cfg.time_zone == "UTC" and cfg.step == "D" and cfg.train_period[0] == "2021-01-01 00:00:00+00:00"
+    whole = RawData("series", "value", "utc.csv", frame=pd.read_csv(tmp_path / "utc.csv"))
+    assert training_overlap(data.preprocessor, whole) == len(data.train.target) + 2 - 1
+    # The same instants in another zone are the same times.
+    berlin = whole.frame.assign(t=utc.tz_convert("Europe/Berlin"))
+    assert training_overlap(data.preprocessor, RawData("series", "value", "b", frame=berlin)) == len(data.train.target) + 1
+    # Naive dates for a model timed in UTC, and UTC dates for a naive model, are refused naming the column and both kinds.
+    naive = RawData("series", "value", "naive.csv", frame=whole.frame.assign(t=utc.tz_localize(None)))
+    message = "naive.csv: column 't' holds dates without a time zone; the model's series was timed with dates with a time zone (UTC)"
+    for call in (lambda: forecast_inputs(data.preprocessor, naive), lambda: window_forecasts(data.preprocessor, naive, torch.zeros(69, 2))):
+        with pytest.raises(DataError, match=re.escape(message)):
+            call()
+    monthly = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
+    assert monthly.schema.series.time_zone == "naive"
+    aware = RawData(
+        "series", "passengers", "s.csv", frame=load("builtin:air_passengers").frame.assign(month=lambda f: f["month"].dt.tz_localize("UTC"))
+    )
+    with pytest.raises(
+        DataError,
+        match=r"s.csv: column 'month' holds dates with a time zone \(UTC\); the model's series was timed with dates without a time zone",
+    ):
+        forecast_inputs(monthly.preprocessor, aware)
+
+
+def test_packages_from_before_the_time_zone_compare_their_period_in_the_series_zone(tmp_path):
+    # Their period was written without its offset ("2021-01-01" for a UTC midnight).
+    utc = pd.date_range("2021-01-01", periods=80, freq="D", tz="UTC")
+    data = prepare(load_spec(small_series(tmp_path / "utc.csv", utc.map(pd.Timestamp.isoformat))))
+    first, last = data.schema.series.train_period
+    old = (pd.Timestamp(first).strftime("%Y-%m-%d"), pd.Timestamp(last).strftime("%Y-%m-%d"))
+    data.preprocessor.schema.series = dataclasses.replace(data.schema.series, time_zone=None, train_period=old)
+    whole = RawData("series", "value", "utc.csv", frame=pd.read_csv(tmp_path / "utc.csv"))
+    assert training_overlap(data.preprocessor, whole) == len(data.train.target) + 1
+
+
+def test_times_whose_utc_offset_changes_are_read_as_instants(tmp_path):
+    # Local hourly readings across the spring change of daylight saving time: +01:00, then +02:00.
+    local = pd.date_range("2021-03-27 20:00", periods=80, freq="h", tz="Europe/Berlin")
+    data = prepare(load_spec(small_series(tmp_path / "dst.csv", local.map(pd.Timestamp.isoformat))))
+    cfg = data.schema.series
+    assert cfg.time_zone == "UTC" and cfg.step == "h"
+    raw = RawData("series", "value", "dst.csv", frame=pd.read_csv(tmp_path / "dst.csv"))
+    table = forecast_table(data.preprocessor, raw, torch.zeros(1, 2))
+    assert list(table["time"]) == list(pd.date_range(local[-1], periods=3, freq="h")[1:].tz_convert("UTC"))
+    # An hour missing at the change is a gap in the instants.
+    with pytest.raises(DataError, match=r"2021-03-27 23:00:00\+00:00 and 2021-03-28 01:00:00\+00:00 are 2 steps apart"):
+        prepare(load_spec(small_series(tmp_path / "gap.csv", local.delete(5).map(pd.Timestamp.isoformat))))
+    # Times with an offset mixed with times without one are not guessed.
+    mixed = [t.isoformat() if i else t.strftime("%Y-%m-%d %H:%M") for i, t in enumerate(local)]
+    with pytest.raises(DataError, match=r"column 't' mixes times with a UTC offset and times without one \('2021-03-27 20:00'\)"):
+        prepare(load_spec(small_series(tmp_path / "mixed.csv", mixed)))
+
+
+def test_fractional_numeric_steps_are_read_to_the_times_precision(tmp_path):
+    # Seconds since the epoch every 0.1 s: float64 holds them to about 2e-7 s.
+    epoch = 1.7e9 + np.arange(80) * 0.1
+    data = prepare(load_spec(small_series(tmp_path / "epoch.csv", epoch, fmt="%.1f")))
+    assert data.schema.series.step == 0.1
+    assert prepare(load_spec(small_series(tmp_path / "declared.csv", epoch, fmt="%.1f", step=0.1))).schema.series.step == 0.1
+    gap = np.delete(epoch, [40, 41])
+    message = "'t': 1700000003.9 and 1700000004.2 are 3 steps apart; the model reads consecutive steps of 0.1 (2 missing)"
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare(load_spec(small_series(tmp_path / "gap.csv", gap, fmt="%.1f")))
+    with pytest.raises(DataError, match=re.escape("'t': 1700000003.9 and 1700000004.05 are not a whole number of steps apart")):
+        prepare(load_spec(small_series(tmp_path / "odd.csv", np.where(np.arange(80) == 40, epoch + 0.05, epoch), fmt="%.2f")))
+    # float32 times near 1000 hold 0.1 s steps to about 6e-5; near 1e6 they cannot tell them apart.
+    f32 = (1000 + np.arange(80) * 0.1).astype(np.float32)
+    assert prepare(load_spec(small_series(tmp_path / "f32.parquet", f32))).schema.series.step == pytest.approx(0.1, abs=1e-3)
+    coarse = (1e6 + np.arange(80) * 0.1).astype(np.float32)
+    with pytest.raises(DataError, match=r"'t': its times \(float32, up to 1000007.9\d*\) are too coarse to tell steps of 0.1 apart"):
+        prepare(load_spec(small_series(tmp_path / "coarse.parquet", coarse, step=0.1)))
+
+
+def test_a_gap_of_many_steps_is_counted(monkeypatch):
+    from trustforge.data import _series
+
+    times = pd.Series(pd.to_datetime(["2020-01-01 00:00:00", "2020-01-01 00:00:01", "2020-01-03 00:00:01"]))
+    with pytest.raises(DataError, match=r"00:00:01 and 2020-01-03 00:00:01 are 172800 steps apart; .* secondly steps \(172799 missing\)"):
+        _series.check_steps(times, "s", column="t", where="x.csv", advice="")
+    # Calendar steps are walked, up to a bound.
+    monkeypatch.setattr(_series, "_MOST_WALKED", 10)
+    months = pd.Series(pd.to_datetime(["2020-01-01", "2020-02-01", "2021-06-01"]))
+    with pytest.raises(
+        DataError, match=r"2020-02-01 and 2021-06-01 are more than 10 steps apart; the model reads consecutive monthly steps"
+    ):
+        _series.check_steps(months, "MS", column="t", where="x.csv", advice="")

@@ -14,6 +14,13 @@ consecutive steps whatever their times (trading days, irregular sampling): nothi
 checked, and a forecast has no time column (the next step's time is not known). Rows are
 sorted by their time; a repeated time is refused.
 
+Dates with a time zone keep it; ISO times whose UTC offset changes (daylight saving time:
++01:00, then +02:00) are read as instants in UTC. Steps of an hour or less are fixed lengths
+of time, so they are checked on the instants; calendar steps (daily, monthly, ...) are checked
+on the dates in the times' zone (in UTC for times read with changing offsets). The model
+records whether its times had a zone, and a series whose times have one where the model's had
+none (or the reverse) is refused rather than compared as if they were the same.
+
 Encoding, fitted on the training part of the series only and saved in the package:
 
 1. `transform: log` takes logarithms (a series whose swings grow with its level, such as
@@ -140,10 +147,16 @@ class SeriesConfig(SectionState):
         step: the time column's step, learned at training or declared (data.series.step): a
             pandas frequency alias for dates ("MS", "D", "h", ...), a number for numeric times,
             or "rows" (the rows are consecutive steps whatever their times: never checked).
-            None without a time column; in packages from before it was saved, the step is
-            inferred from the series given.
+            None without a time column, and in packages from before it was saved: those read
+            the rows as consecutive steps, as they were trained (nothing is checked), and
+            their forecast's time column continues the last times' step where it is regular.
         train_period: the first and last time the training windows read, inputs and targets
-            (ISO text for dates; None without a time column or in older packages).
+            (ISO text for dates, with the UTC offset of dates that have a zone; None without a
+            time column or in older packages).
+        time_zone: the zone of dated times ("UTC", "Europe/Berlin", "UTC+01:00"; "UTC" for
+            times read with changing offsets), or "naive" for dates without one. None for
+            numeric times, without a time column, and in packages from before it was saved
+            (dates with or without a zone are then both taken).
     """
 
     time: str | None = None
@@ -155,6 +168,7 @@ class SeriesConfig(SectionState):
     level: Literal["none", "last", "mean"] = "none"
     step: str | float | None = None
     train_period: tuple[str | float, ...] | None = None
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,10 +242,21 @@ def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
         return col.reset_index(drop=True)
     if pd.api.types.is_datetime64_any_dtype(col):
         return col.reset_index(drop=True)
+    text = col.astype(str)
     try:
-        return pd.Series(pd.to_datetime(col.astype(str), format="mixed")).reset_index(drop=True)
+        return pd.Series(pd.to_datetime(text, format="mixed")).reset_index(drop=True)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    try:  # UTC offsets that change (daylight saving time): read as instants, in UTC
+        times = pd.Series(pd.to_datetime(text, format="mixed", utc=True)).reset_index(drop=True)
     except (ValueError, TypeError, OverflowError):
         raise DataError(f"{where}: column {name!r} must hold dates or numbers (the series' time); got {str(col.iloc[0])[:40]!r}") from None
+    naive = [t for t in text.unique() if pd.Timestamp(t).tzinfo is None]
+    if naive:  # utc=True would read these as UTC: a guess
+        raise DataError(
+            f"{where}: column {name!r} mixes times with a UTC offset and times without one ({naive[0][:40]!r}); give every time an offset, or none"
+        )
+    return times
 
 
 # ---------------------------------------------------------------------------- time steps
@@ -255,15 +280,20 @@ _STEP_WORDS = {
 
 def _inferred_step(times: pd.Series) -> str | float | None:
     """The step of the series' times: a pandas frequency alias for dates, or the most common
-    spacing of numeric times; for dates with a gap, the step most stretches of three times
-    share, if it spans at least two thirds of the series' intervals. None: fewer than three
-    times, or dates with no step pandas recognises (the 15th of each month has none: its
-    intervals are 28 to 31 days)."""
+    spacing of numeric times (to their precision, see `_precision`, and rounded where that is
+    within it: 0.1 for times every 0.1 s since the epoch); for dates with a gap, the step most
+    stretches of three times share, if it spans at least two thirds of the series' intervals.
+    None: fewer than three times, or dates with no step pandas recognises (the 15th of each
+    month has none: its intervals are 28 to 31 days)."""
     if len(times) < 3:
         return None
     if not pd.api.types.is_datetime64_any_dtype(times):
-        spacings, counts = np.unique(np.diff(times.to_numpy(dtype=np.float64)), return_counts=True)
-        return float(spacings[np.argmax(counts)])
+        diffs = np.diff(times.to_numpy(dtype=np.float64))
+        tol = _precision(times)
+        digits = max(0, int(np.floor(-np.log10(tol)))) if tol > 0 else 15
+        spacings, counts = np.unique(np.round(diffs, digits), return_counts=True)
+        step = float(np.median(diffs[np.abs(diffs - spacings[np.argmax(counts)]) <= 10**-digits]))
+        return round(step, digits) if abs(round(step, digits) - step) <= tol / 4 else step  # 0.1, not 0.09999990463
     index = pd.DatetimeIndex(times)
     freq = _infer_freq(index)
     if freq is None:  # a gap or an irregular time: of the steps stretches of three share, the one most intervals take
@@ -285,19 +315,45 @@ def _one_step(index: pd.DatetimeIndex, offset: Any) -> np.ndarray:
         return np.asarray(index[:-1] + offset == index[1:])
 
 
-def _step_words(step: str | float) -> str:
+def _precision(times: pd.Series) -> float:
+    """How far apart two numeric times may be read and still be the same (in their units): a
+    few units in the last place of the largest time, in the times' own float type. Times
+    stored as decimals (0.1 s steps) are rounded to the nearest float, so the spacing of two
+    of them is off by up to one unit: about 2e-7 for float64 seconds since the epoch (1.7e9),
+    6e-5 for float32 times near 1000, 128 for float32 seconds since the epoch."""
+    values = times.to_numpy()
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)  # integers: exact below 2**53
+    return 4.0 * float(np.spacing(np.abs(values).max()))
+
+
+def _number_text(x: Any, precision: float = 0.0) -> str:
+    """A number with the digits that tell it apart (1700000000.1, not 1.7e+09); to `precision` when given."""
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if precision > 0:
+        x = round(float(x), max(0, int(np.floor(-np.log10(precision)))))
+    return np.format_float_positional(x, trim="-") if 1e-6 <= abs(x) < 1e16 else f"{x:.17g}" if x else "0"
+
+
+def _step_words(step: str | float, precision: float = 0.0) -> str:
     """'monthly steps', 'steps of 2MS', 'steps of 0.5'."""
     if isinstance(step, str):
         offset = to_offset(step)
         word = _STEP_WORDS.get(offset.rule_code.split("-")[0]) if offset.n == 1 else None
         return f"{word} steps" if word else f"steps of {step}"
-    return f"steps of {step:g}"
+    return f"steps of {_number_text(step, precision)}"
 
 
 def _time_text(t: Any) -> str:
+    """A time as messages and the schema show it: 2021-03-01, 2021-03-01 05:00:00,
+    2021-03-01 00:00:00+00:00 (a zone's offset is kept), 1700000000.1."""
     if isinstance(t, pd.Timestamp):
-        return t.strftime("%Y-%m-%d") if t == t.normalize() else t.isoformat(sep=" ")
-    return f"{t:g}"
+        return t.strftime("%Y-%m-%d") if t == t.normalize() and t.tzinfo is None else t.isoformat(sep=" ")
+    return _number_text(t)
+
+
+_MOST_WALKED = 100_000  # calendar steps counted between two times before saying "more than"
 
 
 def check_steps(times: pd.Series, step: str | float, *, column: str, where: str, advice: str) -> None:
@@ -315,20 +371,32 @@ def check_steps(times: pd.Series, step: str | float, *, column: str, where: str,
         if not len(breaks):
             return
         a, b = index[breaks[0]], index[breaks[0] + 1]
-        apart, t = 1, a + offset
-        while t < b and apart <= 100_000:
-            t, apart = t + offset, apart + 1
-        whole = t == b
+        if isinstance(offset, pd.offsets.Tick):  # a fixed length of time (hours, seconds, ...): divide
+            apart, whole = int((b - a) // pd.Timedelta(offset)), (b - a) % pd.Timedelta(offset) == pd.Timedelta(0)
+        else:  # calendar steps (months, business days) differ in length: walk, up to a bound
+            apart, t = 1, a + offset
+            while t < b and apart <= _MOST_WALKED:
+                t, apart = t + offset, apart + 1
+            whole = t == b
+            if t < b:
+                gap = f"are more than {_MOST_WALKED} steps apart; the model reads consecutive {_step_words(step)}"
+                raise DataError(f"{where}: column {column!r}: {_time_text(a)} and {_time_text(b)} {gap}. {advice}")
+        words = _step_words(step)
     else:
-        t = times.to_numpy(dtype=np.float64)
-        ratio = np.diff(t) / step
-        breaks = np.flatnonzero(~np.isclose(ratio, 1.0, rtol=0.0, atol=1e-6))
+        tol = _precision(times)
+        if tol > abs(step) / 10:
+            raise DataError(
+                f"{where}: column {column!r}: its times ({times.dtype}, up to {_number_text(np.abs(times.to_numpy()).max())}) are "
+                f"too coarse to tell steps of {_number_text(step)} apart; store them with more precision (float64)"
+            )
+        diffs = np.diff(times.to_numpy(dtype=np.float64))
+        breaks = np.flatnonzero(np.abs(diffs - step) > tol)
         if not len(breaks):
             return
         a, b = times.iloc[breaks[0]], times.iloc[breaks[0] + 1]
-        apart = int(round(ratio[breaks[0]]))
-        whole = apart > 1 and abs(ratio[breaks[0]] - apart) <= 1e-6
-    words = _step_words(step)
+        apart = int(round(diffs[breaks[0]] / step))
+        whole = apart > 1 and abs(diffs[breaks[0]] - apart * step) <= tol * apart
+        words = _step_words(step, tol)
     if whole:
         gap = f"are {apart} steps apart; the model reads consecutive {words} ({apart - 1} missing)"
     else:
@@ -340,21 +408,40 @@ def _series_of(
     schema: Schema, raw: RawData, *, allowed: set[str] | None = None, last: int | None = None, advice: str = "Fill or drop the gap first"
 ) -> np.ndarray:
     """The series' values in time order, its times (the `last` ones, when given) checked
-    against the step the model reads (see `check_steps`; never under step "rows")."""
+    against the step the model reads (see `check_steps`; never under step "rows", nor for
+    packages from before the step was recorded: they read the rows as consecutive steps, as
+    they did in training, so they keep forecasting the series they were trained on)."""
     cfg = _config(schema)
     times, values = ordered_values(raw.frame, value=schema.target, time=cfg.time, where=raw.origin, require_time=False, allowed=allowed)
     if times is not None:
-        dates = pd.api.types.is_datetime64_any_dtype(times)
-        if cfg.time_kind is not None and dates != (cfg.time_kind == "datetime"):
-            got, want = ("dates", "numbers") if dates else ("numbers", "dates")
-            raise DataError(f"{raw.origin}: column {cfg.time!r} holds {got}; the model's series was timed with {want}")
+        _check_time_kind(cfg, times, raw.origin)
         times = times.iloc[-last:] if last else times
-        step = cfg.step if cfg.step is not None else _inferred_step(times)
-        if step is not None and step != "rows":
-            check_steps(times.reset_index(drop=True), step, column=str(cfg.time), where=raw.origin, advice=advice)
+        if cfg.step is not None and cfg.step != "rows":
+            check_steps(times.reset_index(drop=True), cfg.step, column=str(cfg.time), where=raw.origin, advice=advice)
     if cfg.transform == "log" and (values <= 0).any():
         raise DataError(f"{raw.origin}: column {schema.target!r} holds values <= 0; data.series.transform 'log' needs positive values")
     return values
+
+
+def _time_zone(times: pd.Series) -> str | None:
+    """What `SeriesConfig.time_zone` records of these times."""
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        return None
+    return "naive" if times.dt.tz is None else str(times.dt.tz)
+
+
+def _check_time_kind(cfg: SeriesConfig, times: pd.Series, where: str) -> None:
+    """Refuse times of another kind than the model's: dates for numbers (or the reverse), dates
+    with a time zone where the model's had none (or the reverse)."""
+    dates = pd.api.types.is_datetime64_any_dtype(times)
+    if cfg.time_kind is not None and dates != (cfg.time_kind == "datetime"):
+        got, want = ("dates", "numbers") if dates else ("numbers", "dates")
+        raise DataError(f"{where}: column {cfg.time!r} holds {got}; the model's series was timed with {want}")
+    zone = _time_zone(times)
+    if dates and cfg.time_zone is not None and (zone == "naive") != (cfg.time_zone == "naive"):
+        got = "dates without a time zone" if zone == "naive" else f"dates with a time zone ({zone})"
+        want = "dates without a time zone" if cfg.time_zone == "naive" else f"dates with a time zone ({cfg.time_zone})"
+        raise DataError(f"{where}: column {cfg.time!r} holds {got}; the model's series was timed with {want}")
 
 
 # ---------------------------------------------------------------------------- the data stage
@@ -392,6 +479,7 @@ def prepare_series(spec: "TaskSpec", raw: RawData) -> "Prepared":
         transform=s.transform,
         level=s.level,
         step=step,
+        time_zone=None if times is None else _time_zone(times),
     )
     schema = Schema(
         "series",
@@ -622,10 +710,23 @@ def training_overlap(pre: "Preprocessor", raw: RawData) -> int | None:
         return None
     first, last = cfg.train_period
     t = times.to_numpy()
-    if pd.api.types.is_datetime64_any_dtype(times):
-        first, last = np.datetime64(pd.Timestamp(first)), np.datetime64(pd.Timestamp(last))
+    if pd.api.types.is_datetime64_any_dtype(times):  # compared as nanoseconds: since the epoch in UTC for dates with a zone
+        t = pd.DatetimeIndex(times).as_unit("ns").asi8
+        first, last = _instant(first, times.dt.tz), _instant(last, times.dt.tz)
     targets = np.lib.stride_tricks.sliding_window_view(t[cfg.lookback :], cfg.horizon)  # (N, H): each window's forecast times
     return int(((targets >= first) & (targets <= last)).any(axis=1).sum())
+
+
+def _instant(text: Any, tz: Any) -> int:
+    """A recorded time as nanoseconds, comparable with times in zone `tz` (None: naive).
+    Packages from before the zone was recorded wrote a midnight without its offset (read in
+    `tz`); a mismatch of zones in newer ones has been refused (`_check_time_kind`)."""
+    t = pd.Timestamp(text)
+    if t.tzinfo is None and tz is not None:
+        t = t.tz_localize(tz)
+    elif t.tzinfo is not None and tz is None:
+        t = t.tz_localize(None)
+    return int(t.as_unit("ns").value)
 
 
 def seasonal_naive(x: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -664,9 +765,10 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     """The forecast as a table, one row per future step.
 
     Columns: `step` (1 .. horizon), `time` (the step's time, when the series has a time column
-    and a step other than "rows": the last time plus 1 .. horizon of the step training learned)
-    and `prediction` (the forecast value, in the series' units). `forecast_inputs` has checked
-    the times' steps.
+    and a step other than "rows": the last time plus 1 .. horizon of the step training learned;
+    packages from before it was recorded take the step of the last 25 times, when regular, as
+    they did) and `prediction` (the forecast value, in the series' units). `forecast_inputs`
+    has checked the times' steps.
     """
     cfg = _config(pre.schema)
     lookback, horizon = cfg.lookback, cfg.horizon
@@ -676,11 +778,22 @@ def forecast_table(pre: "Preprocessor", raw: RawData, out: torch.Tensor) -> pd.D
     x = _scaled(pre, values[-lookback:])[None, :]
     table = pd.DataFrame({"step": np.arange(1, horizon + 1)})
     if times is not None:
-        step = cfg.step if cfg.step is not None else _inferred_step(times.iloc[-lookback:])
+        step = cfg.step if cfg.step is not None else _regular_step(times.iloc[-25:].reset_index(drop=True))
         if step is not None and step != "rows":  # rows: the next step's time is not known (a holiday, irregular sampling)
             table["time"] = _future_times(times, step, horizon)
     table["prediction"] = _decode(pre, out, x)[0]
     return table
+
+
+def _regular_step(times: pd.Series) -> str | float | None:
+    """The step of times that are all one step apart (None otherwise, or for fewer than three)."""
+    if len(times) < 3:
+        return None
+    if pd.api.types.is_datetime64_any_dtype(times):
+        freq = _infer_freq(pd.DatetimeIndex(times))
+        return None if freq is None else to_offset(freq).freqstr
+    diffs = np.diff(times.to_numpy(dtype=np.float64))
+    return float(diffs[0]) if np.allclose(diffs, diffs[0], rtol=1e-6, atol=_precision(times)) else None
 
 
 def _future_times(times: pd.Series, step: str | float, horizon: int) -> Any:
