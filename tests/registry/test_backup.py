@@ -802,3 +802,27 @@ def test_sigterm_during_a_restore_is_undone_like_ctrl_c(where, small, tmp_path):
     with Registry(target) as reg:
         assert reg.get("models:/m/1").version == 1 and reg.audit.verify().ok
         assert reg.audit.entries(limit=1)[0]["action"] == "restore"
+
+
+def test_a_full_disk_while_writing_package_files_names_the_file(small, tmp_path, monkeypatch):
+    """ "No space left on device" says which package file (where the store keeps it, not the temporary folder); undone."""
+    import errno
+
+    _, archive, keyring = small
+    target = settings_for(tmp_path / "target")
+    real_fsync = os.fsync
+
+    def full(fd):
+        if ".artifacts.restore-" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        restore_backup(
+            target, archive, Keyring.init(target.keys_dir, kek_b64=KEK), trusted_key=keyring.public_key_pem(), accept_new_keys=True
+        )
+    assert caught.value.strerror == "No space left on device"
+    named = Path(caught.value.filename)
+    assert named.is_relative_to(target.artifacts) and named.relative_to(target.artifacts).parts[:2] == ("m", "1"), named
+    assert not target.artifacts.exists() and not [p for p in target.home.iterdir() if p.name.startswith(".artifacts")]

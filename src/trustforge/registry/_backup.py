@@ -529,11 +529,16 @@ def _write_restored(
             target = tmp.joinpath(*name.split("/")[1:])
             if not target.resolve().is_relative_to(tmp.resolve()):  # the names were checked; defence in depth
                 raise IntegrityError(f"{src}: archive entry {name!r} would escape the workspace")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:  # a full disk: name the file as it would be in the store, not the temporary folder
+                if exc.filename is None or str(exc.filename).startswith(str(tmp)):
+                    exc.filename = str(artifacts.joinpath(*name.split("/")[1:]))
+                raise
             files += 1
         make_private(tmp)  # 0600 files in 0700 folders, as the store writes them, whatever the umask
         engine = _engine(settings.db_url)
