@@ -299,3 +299,34 @@ def test_fields_that_only_shape_training_may_be_tuned():
         "data.missing.numeric": {"type": "categorical", "choices": ["median", "mean"]},
     }
     assert set(load_spec({**BASE, "tune": {"space": space}}).tune.space) == set(space)
+
+
+@pytest.mark.parametrize(
+    "text", [b"hello\n", b"hello", b"\n", b'{"op_code": 0}\nhello\n'], ids=["line", "no-newline", "empty-line", "bad-2nd"]
+)
+def test_an_existing_file_that_is_not_a_journal_is_refused_and_left_unchanged(tmp_path, workspace, text):
+    """Optuna skips a bad last line and appends after it: a user's one-line file must be refused before that (exit 12)."""
+    from _cli import run_main
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\ntune: {space: {train.max_epochs: {type: int, low: 1, high: 2}}}\n"
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(text)
+    result = run_main("tune", spec, "--storage", "journal:notes.txt", "--no-register", home=workspace, cwd=tmp_path)
+    assert result.code == 12 and result.stderr.count("\n") == 1, result
+    assert "the file is not an Optuna journal" in result.stderr and "of notes.txt is not a JSON record" in result.stderr, result
+    assert notes.read_bytes() == text and not (workspace / "runs").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"])
+def test_an_in_memory_sqlite_storage_is_a_usage_error(tmp_path, url):
+    """Each worker would open its own empty database (then a KeyError deep in Optuna, exit 70): refused, exit 2."""
+    from trustforge.errors import UsageError
+    from trustforge.settings import Settings
+    from trustforge.tune import storage_url
+
+    with pytest.raises(UsageError, match="in-memory SQLite database: each worker would open its own") as e:
+        storage_url(url, Settings.from_env(tmp_path / "ws"), "s")
+    assert str(e.value).startswith(f"--storage {url!r}") and e.value.exit_code == 2
