@@ -974,6 +974,22 @@ def _privacy_commands() -> None:
 _privacy_commands()
 
 
+# Commands that undo what they wrote when interrupted: SIGTERM (`docker stop`, systemd, `kill`)
+# is raised there like Ctrl-C, so the undo runs instead of the process dying half-way.
+_UNDONE_ON_SIGTERM = {("backup", "restore")}
+
+
+def _raises_on_sigterm(fn: Callable) -> Callable:
+    """Run `fn` with SIGTERM raised as an interrupt (`_sigterm_interrupts`); `_friendly` then exits 143."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _sigterm_interrupts():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _mount(module: str, name: str) -> None:
     """Add a command group from `trustforge.commands.MODULE`, with the same one-line errors."""
     import copy
@@ -984,7 +1000,10 @@ def _mount(module: str, name: str) -> None:
     group = typer.Typer(help=sub.info.help, no_args_is_help=True, add_completion=False)
     for command in sub.registered_commands:
         wrapped = copy.copy(command)
-        wrapped.callback = _friendly(command.callback)
+        callback = command.callback
+        if (name, command.name or callback.__name__) in _UNDONE_ON_SIGTERM:
+            callback = _raises_on_sigterm(callback)
+        wrapped.callback = _friendly(callback)
         group.registered_commands.append(wrapped)
     app.add_typer(group, name=name)
 

@@ -107,7 +107,9 @@ def test_backup_then_restore_into_an_empty_workspace(source, tmp_path):
         assert model_files.tags == {"stage": "retired"}
         report = AuditLog(reg.engine, reg.keyring.sign, reg.keyring.verify).verify()
         assert report.ok, report
-        assert report.entries == summary["tables"]["audit_entries"]
+        assert report.entries == summary["tables"]["audit_entries"] + 1  # the restore's own entry, in its transaction
+        last = reg.audit.entries(limit=1)[0]
+        assert (last["action"], last["object"], last["outcome"]) == ("restore", archive.name, "ok")
         assert reg.access.authenticate(token).name == "alice"  # tokens survive (as hashes)
         # A sealed package of the old workspace opens here: same KEK, old signature via the retired key.
         from trustforge.secure._envelope import open_sealed
@@ -145,7 +147,7 @@ def test_a_workspace_only_opened_by_a_read_command_counts_as_empty(source, tmp_p
     with Registry(target) as reg:
         assert {(mv.name, mv.version): mv.package_digest for n in ("iris", "digits") for mv in reg.list_versions(n)} == versions
         report = reg.audit.verify()
-        assert report.ok and report.entries == summary["tables"]["audit_entries"], report
+        assert report.ok and report.entries == summary["tables"]["audit_entries"] + 1, report  # and the restore entry
         reg.set_tag("iris", 1, "after", "restore")  # the restored log takes new entries
         assert reg.audit.verify().ok
 
@@ -388,7 +390,7 @@ def test_a_shorter_audit_history_needs_consent(small):
     assert done["audit"] == {"archive": before - 5, "workspace": before}
     with Registry(settings) as reg:
         report = reg.audit.verify()
-        assert report.ok and report.entries == before - 5, report
+        assert report.ok and report.entries == before - 5 + 1, report  # and the restore entry
 
 
 def test_the_trusted_key_must_be_the_signer(small, tmp_path):
@@ -773,3 +775,94 @@ def test_a_row_put_back_with_its_old_seal_before_the_backup_stays_refused_after_
     with Registry(target) as reg:
         with pytest.raises(AccessDenied, match="seal"):
             reg.access.authenticate(token)
+
+
+_PAUSE_AT = """
+import sys, time
+import trustforge.secure as secure
+
+cls, name = getattr(secure, sys.argv[1]), sys.argv[2]
+original = getattr(cls, name)
+
+
+def paused(*a, **k):
+    print("PAUSED", flush=True)
+    time.sleep(60)
+    return original(*a, **k)
+
+
+setattr(cls, name, paused)
+sys.argv = ["trustforge", *sys.argv[3:]]
+from trustforge.cli import main
+
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "where",
+    [("AccessStore", "seal_head"), ("Keyring", "add_public_key")],
+    ids=["inside-the-transaction", "after-the-commit"],
+)
+def test_sigterm_during_a_restore_is_undone_like_ctrl_c(where, small, tmp_path):
+    """`docker stop` or `kill` during `backup restore`: SIGTERM is raised like Ctrl-C, the restore undone (rows,
+    store, keys, head file), exit 143; a retry restores, and the restore has its audit entry."""
+    import signal
+    import subprocess
+    import sys
+
+    _, archive, keyring = small
+    target = settings_for(tmp_path / "target")
+    with Registry(target):  # opened once (`models list`)
+        pass
+    before = _keys_state(target)
+    pem = tmp_path / "source.pem"
+    pem.write_bytes(keyring.public_key_pem())
+    script = tmp_path / "paused.py"
+    script.write_text(_PAUSE_AT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTFORGE_")}
+    env.update(TRUSTFORGE_HOME=str(target.home), TRUSTFORGE_KEK=KEK, PYTHONPATH=os.pathsep.join(sys.path))
+    args = ["backup", "restore", str(archive), "--trusted-key", str(pem), "--accept-new-keys"]
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *where, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "PAUSED"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "interrupted (SIGTERM)" in stderr
+    assert _keys_state(target) == before and not target.artifacts.exists()
+    with Registry(target) as reg:
+        assert reg.list_models() == [] and reg.audit.verify().ok and reg.audit.verify().entries == 0
+    done = restore_backup(target, archive, Keyring.load(target.keys_dir, kek_b64=KEK), trusted_key=pem.read_bytes(), accept_new_keys=True)
+    assert done["tables"]["registry_versions"] == 1
+    with Registry(target) as reg:
+        assert reg.get("models:/m/1").version == 1 and reg.audit.verify().ok
+        assert reg.audit.entries(limit=1)[0]["action"] == "restore"
+
+
+def test_a_full_disk_while_writing_package_files_names_the_file(small, tmp_path, monkeypatch):
+    """ "No space left on device" says which package file (where the store keeps it, not the temporary folder); undone."""
+    import errno
+
+    _, archive, keyring = small
+    target = settings_for(tmp_path / "target")
+    real_fsync = os.fsync
+
+    def full(fd):
+        if ".artifacts.restore-" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        restore_backup(
+            target, archive, Keyring.init(target.keys_dir, kek_b64=KEK), trusted_key=keyring.public_key_pem(), accept_new_keys=True
+        )
+    assert caught.value.strerror == "No space left on device"
+    named = Path(caught.value.filename)
+    assert named.is_relative_to(target.artifacts) and named.relative_to(target.artifacts).parts[:2] == ("m", "1"), named
+    assert not target.artifacts.exists() and not [p for p in target.home.iterdir() if p.name.startswith(".artifacts")]

@@ -265,7 +265,7 @@ def test_parameter_importances_are_seeded_fanova_and_find_the_parameter_that_mat
         ("train.adversarial.epsilon", {"type": "float", "low": 0.01, "high": 0.1}, "trade away protection"),
         ("evaluate.metrics", {"type": "categorical", "choices": [["accuracy"], ["f1"]]}, "the evidence"),
         ("monitor.correction", {"type": "categorical", "choices": ["none", "bonferroni"]}, "the evidence"),
-        ("data.max_categories", {"type": "int", "low": 2, "high": 9}, "not a training choice"),
+        ("data.bogus", {"type": "int", "low": 2, "high": 9}, "not a training choice"),
     ],
 )
 def test_a_space_may_not_change_the_rows_the_data_its_protection_or_the_evidence(path, param, says):
@@ -297,5 +297,57 @@ def test_fields_that_only_shape_training_may_be_tuned():
         "data.augment.noise": {"type": "float", "low": 0.0, "high": 0.2},
         "data.numeric.scaling": {"type": "categorical", "choices": ["standard", "robust"]},
         "data.missing.numeric": {"type": "categorical", "choices": ["median", "mean"]},
+        "data.max_categories": {"type": "int", "low": 2, "high": 9},  # an encoding choice (categorical or text), not rows
     }
     assert set(load_spec({**BASE, "tune": {"space": space}}).tune.space) == set(space)
+
+
+@pytest.mark.parametrize(
+    "field, param",
+    [
+        ("train.label_smoothing", {"type": "categorical", "choices": [0.0, 0.6]}),
+        ("train.class_weights", {"type": "categorical", "choices": ["none", "balanced"]}),
+        ("train.loss", {"type": "categorical", "choices": ["auto", "cross_entropy"]}),
+    ],
+)
+def test_val_loss_cannot_rank_trials_that_vary_the_loss_itself(field, param):
+    """Each trial's val_loss is computed with its own criterion (smoothing raises its floor): refused naming both
+    fields and a comparable metric; the same space ranked on val_accuracy loads."""
+    space = {field: param, "train.max_epochs": {"type": "int", "low": 1, "high": 3}}
+    with pytest.raises(SpecError) as e:
+        load_spec({**BASE, "tune": {"space": space, "metric": "val_loss"}})
+    msg = str(e.value)
+    assert msg.startswith("tune.metric") and f"varies {field}" in msg and "val_accuracy" in msg and "\n" not in msg, msg
+    assert load_spec({**BASE, "tune": {"space": space, "metric": "val_accuracy"}}).tune.metric == "val_accuracy"
+    assert load_spec({**BASE, "tune": {"space": space}}).tune.space  # the default ranks on val_accuracy
+
+
+@pytest.mark.parametrize(
+    "text", [b"hello\n", b"hello", b"\n", b'{"op_code": 0}\nhello\n'], ids=["line", "no-newline", "empty-line", "bad-2nd"]
+)
+def test_an_existing_file_that_is_not_a_journal_is_refused_and_left_unchanged(tmp_path, workspace, text):
+    """Optuna skips a bad last line and appends after it: a user's one-line file must be refused before that (exit 12)."""
+    from _cli import run_main
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ndata: {source: 'builtin:iris'}\nmodel: {kind: mlp}\ntune: {space: {train.max_epochs: {type: int, low: 1, high: 2}}}\n"
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(text)
+    result = run_main("tune", spec, "--storage", "journal:notes.txt", "--no-register", home=workspace, cwd=tmp_path)
+    assert result.code == 12 and result.stderr.count("\n") == 1, result
+    assert "the file is not an Optuna journal" in result.stderr and "of notes.txt is not a JSON record" in result.stderr, result
+    assert notes.read_bytes() == text and not (workspace / "runs").exists()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite:///file:x?mode=memory&uri=true"])
+def test_an_in_memory_sqlite_storage_is_a_usage_error(tmp_path, url):
+    """Each worker would open its own empty database (then a KeyError deep in Optuna, exit 70): refused, exit 2."""
+    from trustforge.errors import UsageError
+    from trustforge.settings import Settings
+    from trustforge.tune import storage_url
+
+    with pytest.raises(UsageError, match="in-memory SQLite database: each worker would open its own") as e:
+        storage_url(url, Settings.from_env(tmp_path / "ws"), "s")
+    assert str(e.value).startswith(f"--storage {url!r}") and e.value.exit_code == 2

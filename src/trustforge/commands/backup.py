@@ -2,7 +2,8 @@
 
 `create` needs the `backup` action, `restore` runs as the local workspace admin (an empty
 workspace has no users yet). Both are written to the audit log (a restore into the restored
-log). Library errors (`TrustForgeError`) propagate to the main command, which prints them
+log, in the restore's own transaction). Under the CLI a SIGTERM during a restore is raised like
+Ctrl-C, so a half-written restore is undone. Library errors (`TrustForgeError`) propagate to the main command, which prints them
 as one line.
 """
 
@@ -85,7 +86,7 @@ def restore(
     --accept-admins and --accept-shorter-audit.
     """
     from trustforge.errors import AccessDenied, DataError, SecurityError
-    from trustforge.registry import Registry, restore_backup
+    from trustforge.registry import restore_backup
     from trustforge.secure import Keyring, public_key_id
     from trustforge.settings import Settings
 
@@ -114,23 +115,7 @@ def restore(
         accept_admins=accept_admins,
         accept_shorter_audit=accept_shorter_audit,
     )
-    audit = summary["audit"]
-    with Registry(settings) as reg:
-        reg.audit.append(
-            reg.principal.name,
-            "restore",
-            file.name,
-            "ok",
-            {
-                "files": summary["files"],
-                "signed_by": summary["key_id"],
-                "new_keys": summary["new_keys"],
-                "new_admins": summary["new_admins"],
-                "unsealed": summary["unsealed"],
-                "audit_entries": audit["archive"],
-                "audit_entries_before": audit["workspace"],
-            },
-        )
+    audit = summary["audit"]  # the restore's audit entry was written in its own transaction
     versions = summary["tables"].get("registry_versions", 0)
     typer.echo(f"restored {file}: {versions} version(s), {summary['files']} package file(s), signed by key {summary['key_id'][:16]}")
     for key_id in summary["new_keys"]:

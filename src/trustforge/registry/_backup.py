@@ -70,6 +70,7 @@ from trustforge.secure import (
     AuditLog,
     Keyring,
     archive_verifier,
+    local_admin,
     open_sealed_archive,
     public_key_id,
     verify_audit_rows,
@@ -365,8 +366,9 @@ def restore_backup(
     """Restore an archive from `create_backup` into the empty workspace of `settings`.
 
     Everything is checked before anything is written (see the module docstring). Then the
-    package folders are written to a temporary folder, the rows inserted in one transaction,
-    and the folder renamed into place before that transaction commits; then the archive's
+    package folders are written to a temporary folder, the rows inserted in one transaction
+    with the `restore` audit entry (by the local workspace admin, `local_admin`), and the
+    folder renamed into place before that transaction commits; then the archive's
     public keys and masking secret are added and the audit log's witness started. If any of
     that fails, what was written is undone (rows, store, keys, witness and head file), so the
     workspace is as it was and a retry is not refused as not empty.
@@ -464,11 +466,17 @@ def restore_backup(
     clean_restores(artifacts, DEFAULT_GC_GRACE_S)  # what a killed restore left (never a live one's: it holds its lock)
     tmp, lock = restore_temp(artifacts, uuid.uuid4().hex[:8])
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    committed = False
+    details = {
+        "signed_by": header["key_id"],
+        "new_keys": sorted(new_keys),
+        "new_admins": new_admins,
+        "audit_entries": audit["archive"],
+        "audit_entries_before": audit["workspace"],
+    }
+    committed: list[bool] = []  # set by `_write_restored` as soon as its transaction has committed
     try:
         with StagingLock(lock):  # held until the store is in place or the folder gone: gc leaves it alone meanwhile
-            files, refused = _write_restored(settings, src, members, rows, artifacts, tmp, keyring)
-        committed = True
+            files, refused = _write_restored(settings, src, members, rows, artifacts, tmp, keyring, details, committed)
         for name, blob in members.items():
             if name == _MASKING:  # hashed inputs of restored models and files masked before keep working
                 keyring.import_masking_secret(blob, where=f"{src} ({name})")
@@ -477,7 +485,7 @@ def restore_backup(
         _sync_audit_head(settings, keyring=keyring, reset=audit["archive"] < audit["workspace"])
     except BaseException as exc:
         try:
-            before.put_back(artifacts, committed)
+            before.put_back(artifacts, bool(committed))
         except Exception as undo:
             raise RegistryError(
                 f"{exc}; undoing the partial restore failed too ({type(undo).__name__}): remove the workspace and restore into a new one"
@@ -502,11 +510,19 @@ def _write_restored(
     artifacts: Path,
     tmp: Path,
     keyring: Keyring,
+    details: dict[str, Any],
+    committed: list[bool],
 ) -> tuple[int, list[str]]:
-    """Write the checked archive: package folders into `tmp`, then the rows in one transaction,
-    renaming `tmp` to the store before it commits. Returns the number of files written and the
-    users and tokens left unsealed (`_seal_restored`); on any failure (a kill included, as far
-    as Python sees one) nothing is left but `tmp` removed.
+    """Write the checked archive: package folders into `tmp`, then the rows and the `restore`
+    audit entry (`details`, by the local workspace admin) in one transaction, renaming `tmp` to
+    the store before it commits; `committed` gets True as soon as it has. Returns the number of
+    files written and the users and tokens left unsealed (`_seal_restored`); on any failure
+    before the commit (a kill included, as far as Python sees one: Ctrl-C, and SIGTERM under
+    the CLI) nothing is left but `tmp` removed.
+
+    The entry extends the archive's log inside the transaction, so a committed restore always
+    has its entry. It is checked against the archive's keys (not yet in the keyring) and the
+    head file and witness are left to `_sync_audit_head`, which adopts the log after the commit.
 
     An archive from before users and tokens were sealed (no `db/access_seals.json`) has its
     users and tokens sealed with `keyring` in that transaction: the archive's own signature
@@ -514,6 +530,7 @@ def _write_restored(
     source database before the backup stays refused."""
     tmp.mkdir()
     files, placed = 0, False
+    pems = [blob for name, blob in members.items() if name.startswith("keys/") and name.endswith(".pub")]
     try:
         for name, blob in members.items():
             if not name.startswith("artifacts/"):
@@ -521,11 +538,16 @@ def _write_restored(
             target = tmp.joinpath(*name.split("/")[1:])
             if not target.resolve().is_relative_to(tmp.resolve()):  # the names were checked; defence in depth
                 raise IntegrityError(f"{src}: archive entry {name!r} would escape the workspace")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:  # a full disk: name the file as it would be in the store, not the temporary folder
+                if exc.filename is None or str(exc.filename).startswith(str(tmp)):
+                    exc.filename = str(artifacts.joinpath(*name.split("/")[1:]))
+                raise
             files += 1
         make_private(tmp)  # 0600 files in 0700 folders, as the store writes them, whatever the umask
         engine = _engine(settings.db_url)
@@ -535,6 +557,7 @@ def _write_restored(
             create_all(engine)
             access = AccessStore(engine, keyring=keyring)
             access.ensure_workspace_id()  # before any row is in: the target's own id, never the archive's
+            log = AuditLog(engine, keyring.sign, archive_verifier(keyring, pems), head_path=None, witness_path=None)
             with engine.begin() as conn:
                 why = _not_empty(conn)  # again, under the write lock: nothing came in since the first check
                 if why is not None:
@@ -547,14 +570,17 @@ def _write_restored(
                         conn.execute(sa.insert(table), rows[table.name])
                 refused = _seal_restored(access, conn, members, rows)
                 access.seal_head(conn, restored=True)  # the re-sealed rows are the current ones here
+                log.append(local_admin().name, "restore", src.name, "ok", {"files": files, **details, "unsealed": refused}, conn=conn)
                 if artifacts.exists():
                     artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
                 os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder
                 placed = True
+            committed.append(True)
         finally:
             engine.dispose()
     except BaseException:
-        shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
+        if not committed:  # once committed, the rows name the store: `_Before.put_back` takes both out
+            shutil.rmtree(artifacts if placed else tmp, ignore_errors=True)
         raise
     return files, refused
 

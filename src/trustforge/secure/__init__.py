@@ -35,7 +35,18 @@ from trustforge.secure._signing import (
 )
 
 if TYPE_CHECKING:
-    from trustforge.secure._access import ACTIONS, POLICY, ROLES, SEALED_MARKER, AccessStore, Principal, allowed, require, validate_name
+    from trustforge.secure._access import (
+        ACTIONS,
+        POLICY,
+        ROLES,
+        SEALED_MARKER,
+        AccessStore,
+        Principal,
+        allowed,
+        local_admin,
+        require,
+        validate_name,
+    )
     from trustforge.secure._audit import GENESIS as AUDIT_GENESIS
     from trustforge.secure._audit import WITNESS_FILE as AUDIT_WITNESS_FILE
     from trustforge.secure._audit import AuditLog, AuditReport
@@ -52,6 +63,7 @@ _LAZY = {
     "SEALED_MARKER": ("trustforge.secure._access", "SEALED_MARKER"),
     "Principal": ("trustforge.secure._access", "Principal"),
     "allowed": ("trustforge.secure._access", "allowed"),
+    "local_admin": ("trustforge.secure._access", "local_admin"),
     "require": ("trustforge.secure._access", "require"),
     "validate_name": ("trustforge.secure._access", "validate_name"),
     "AuditLog": ("trustforge.secure._audit", "AuditLog"),
@@ -87,6 +99,7 @@ __all__ = [
     "ACTIONS",
     "POLICY",
     "allowed",
+    "local_admin",
     "Principal",
     "AccessStore",
     "SEALED_MARKER",

@@ -1685,6 +1685,7 @@ _TUNABLE = (
     "model",
     "train",
     "data.augment",
+    "data.max_categories",
     "data.missing",
     "data.numeric",
     "data.image",
@@ -1736,6 +1737,10 @@ def _untunable(path: str) -> str | None:
     return "it is not a training choice (a search tunes model.*, train.* and " + ", ".join(_TUNABLE[2:]) + ")"
 
 
+# What each trial's val_loss is computed with: a space over these makes val_loss figures incomparable.
+_LOSS_FIELDS = (["train", "loss"], ["train", "label_smoothing"], ["train", "class_weights"])
+
+
 def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
     """(metric, direction) that rank the trials of `spec.tune`: `tune.metric` (default the task's
     validation monitor), which must be a validation log of every epoch, and `tune.direction`
@@ -1745,7 +1750,8 @@ def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
     `tune` refuse the same specs), and `trustforge.tune.tune_metric` returns its answer.
 
     Raises:
-        SpecProblem: at `tune.metric`, when it is not logged each epoch for this spec.
+        SpecProblem: at `tune.metric`, when it is not logged each epoch for this spec, or is
+            val_loss while `tune.space` varies the loss itself (`_LOSS_FIELDS`).
     """
     task = _task(spec)
     es = spec.train.early_stopping
@@ -1756,6 +1762,15 @@ def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
             ("tune", "metric"),
             f"must be a validation log of every epoch ({', '.join(sorted(logged))}; "
             f"train.early_stopping.monitor adds another); got {metric!r}",
+        )
+    varied = [f for f in spec.tune.space if f.split(".")[:2] in _LOSS_FIELDS]
+    if metric == "val_loss" and varied:
+        others = sorted(logged - {"val_loss"})
+        raise SpecProblem(
+            ("tune", "metric"),
+            f"is val_loss, which cannot rank trials while tune.space varies {', '.join(varied)}: each trial's val_loss is "
+            f"computed with its own loss, so the figures are not comparable; rank on {' or '.join(others) or 'another validation metric'} "
+            "(tune.metric) or leave those fields out of tune.space",
         )
     direction = spec.tune.direction
     if direction == "auto":

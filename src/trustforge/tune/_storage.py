@@ -63,6 +63,11 @@ def storage_url(storage: str | None, settings: Settings, study: str) -> str:
         raise UsageError(
             f"--storage must be sqlite:///PATH, postgresql://..., journal:PATH (or a .journal file) or registry; got a {scheme!r} value"
         )
+    if _in_memory(url):
+        raise UsageError(
+            f"--storage {storage!r} is an in-memory SQLite database: each worker would open its own, empty one, and nothing "
+            "would be left to resume; name a file (sqlite:///PATH or journal:PATH) or a database server"
+        )
     problem = _file_problem(url)
     if problem is not None:
         raise UsageError(problem)
@@ -101,12 +106,61 @@ def open_storage(url: str) -> Any:
             from optuna.storages.journal import JournalFileBackend
 
             path = Path(url[len("journal:") :])
+            _check_journal(path, desc)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return _rdb_storage(optuna, url)
+    except TuneError:
+        raise
     except Exception as exc:  # SQLAlchemy and OS errors; their text may hold the URL, so it is not repeated
         raise TuneError(f"cannot open the study storage ({desc['kind']} {desc['database']}): {_reason(exc, url)}") from None
+
+
+def _check_journal(path: Path, desc: dict[str, str]) -> None:
+    """Refuse an existing, non-empty file that is not an Optuna journal, before Optuna appends to it.
+
+    Every whole line must be a JSON record of a study (an object with an `op_code`); a last line
+    without its newline is allowed after whole ones (another worker may be writing it), but a
+    file without a single whole line is not a journal. Optuna itself skips a bad last line and
+    appends after it, so without this check a user's file would be written into.
+
+    Raises:
+        TuneError: naming the file and its first line that is no journal record; the file is unchanged.
+    """
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return  # a new journal
+    for number, line in enumerate(lines, start=1):
+        if not line.endswith(b"\n") and number > 1:
+            break  # being written by another worker
+        try:
+            record = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+            raise TuneError(
+                f"cannot open the study storage ({desc['kind']} {desc['database']}): the file is not an Optuna journal "
+                f"(line {number} of {path} is not a JSON record of a study); it was left unchanged: name a new file or a journal"
+            )
+
+
+def _in_memory(url: str) -> bool:
+    """A SQLite URL of an in-memory database (`sqlite://`, `sqlite:///:memory:`, `mode=memory`)."""
+    if not url.startswith("sqlite:"):
+        return False
+    try:
+        import sqlalchemy as sa
+
+        parsed = sa.make_url(url)
+    except Exception:  # a URL SQLAlchemy cannot parse: opening it says so
+        return False
+    database = parsed.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory"
 
 
 def _file_problem(url: str) -> str | None:
