@@ -323,3 +323,30 @@ def test_an_admins_change_between_the_two_reads_does_not_refuse_a_valid_token(ve
 
         monkeypatch.setattr(reg.access, "_token_row", racing)
         assert reg.access.authenticate(vera).name == "vera" and len(reads) == 2
+
+
+def test_a_copy_of_the_workspace_that_changed_on_its_own_cannot_replace_its_access_tables(vera, workspace, tmp_path, monkeypatch):
+    # The red team: a copy made (keys included) before a revocation, changed twice there (a higher
+    # head version, validly signed), its access tables copied into the original: the revoked
+    # token lived again and `audit verify` said ok.
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workspace, copy)
+    token_id = vera.split("_")[1]
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    for role in ("trainer", "deployer"):
+        assert run_main("users", "grant", "ada", role, home=copy).code == 0
+    db = sqlite3.connect(workspace / "registry.db")
+    db.execute("ATTACH DATABASE ? AS copy", (str(copy / "registry.db"),))
+    for table in ("access_tokens", "access_users", "access_seals", "access_head", "access_head_log"):
+        db.execute(f"DELETE FROM {table}")
+        db.execute(f"INSERT INTO {table} SELECT * FROM copy.{table}")
+    db.commit()
+    db.close()
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == AccessDenied.exit_code
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "does not descend from the version" in err, err

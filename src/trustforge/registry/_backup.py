@@ -565,17 +565,18 @@ def _write_restored(
                 for table in _tables():
                     if table.name == "audit_head" and rows.get(table.name):
                         conn.execute(sa.delete(table))  # the genesis head at most (checked): the archive's replaces it
-                    # Seals and the access head are the source's: this workspace's own are made below.
-                    if rows.get(table.name) and table.name not in ("access_seals", "access_head"):
+                    # Seals and the access head (and its log) are the source's: this workspace's own are made below.
+                    if rows.get(table.name) and table.name not in ("access_seals", "access_head", "access_head_log"):
                         conn.execute(sa.insert(table), rows[table.name])
                 refused = _seal_restored(access, conn, members, rows)
-                access.seal_head(conn, restored=True)  # the re-sealed rows are the current ones here
+                head = access.seal_head(conn, restored=True)  # the re-sealed rows are the current ones here
                 log.append(local_admin().name, "restore", src.name, "ok", {"files": files, **details, "unsealed": refused}, conn=conn)
                 if artifacts.exists():
                     artifacts.rmdir()  # empty, as checked; a non-empty one makes this fail
                 os.replace(tmp, artifacts)  # before the commit: no row ever names a missing folder
                 placed = True
             committed.append(True)
+            access.witness(head)  # this machine has seen the target's first head (a witness from the source's keys, too)
         finally:
             engine.dispose()
     except BaseException:

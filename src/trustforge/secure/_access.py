@@ -55,8 +55,11 @@ change signs a new head built on the one it verified, with only its own rows' en
 so an older genuine row put back with its old seal (a replay: a revoked token's row from before
 its revocation) is refused and stays refused after later changes. `keys/access-witness` records
 the newest head this machine has seen: a database put back whole, head included, to an earlier
-version is refused here. A second machine sharing the database trusts a head it has not seen
-yet until it sees a newer one (its witness is its own), as with the audit log's witness.
+version is refused here. Each head signs the fingerprint of the one it was built on and is kept
+in `access_head_log`, so a newer head is taken only if its links lead back to the witness's (a
+copy of the workspace that changed on its own has a head of a higher version that does not). A
+second machine sharing the database trusts a head it has not seen yet until it sees a newer one
+(its witness is its own), as with the audit log's witness.
 
 Rows from before seals existed are sealed once, when a workspace is first opened with an audit
 log by this version (audited as `seal_existing`), and `keys/access-sealed` is written; from then
@@ -175,6 +178,21 @@ head_table = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("body", sa.Text, nullable=False),  # JSON {"user:NAME" | "token:ID": the seal's fingerprint}
+    sa.Column("prev", sa.String(32)),  # the fingerprint of the head it was built on (None: the first)
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(200), nullable=False),
+)
+
+# Every head ever signed, without its body: a witness that saw version W checks that a newer head
+# descends from it (its `prev` links lead back to W), so the access tables of a copy of the
+# workspace that changed on its own, or a head signed on a branch, are refused here.
+head_log_table = sa.Table(
+    "access_head_log",
+    metadata,
+    sa.Column("fingerprint", sa.String(32), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),  # SHA-256 of the body
+    sa.Column("prev", sa.String(32)),
     sa.Column("key_id", sa.String(64), nullable=False),
     sa.Column("signature", sa.String(200), nullable=False),
 )
@@ -220,12 +238,16 @@ def _fingerprint(key_id: Any, signature: Any) -> str | None:
     return hashlib.sha256(f"{key_id}\x00{signature}".encode("utf-8")).hexdigest()[:32]
 
 
-def _head_statement(workspace: str | None, version: Any, body: Any) -> bytes | None:
-    """What the head's signature signs: the workspace id, the version and the body's SHA-256."""
-    if workspace is None or type(version) is not int or type(body) is not str:
+def _body_digest(body: Any) -> str | None:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest() if type(body) is str else None
+
+
+def _head_statement(workspace: str | None, version: Any, digest: Any, prev: Any) -> bytes | None:
+    """What a head's signature signs: the workspace id, the version, the body's SHA-256 and the
+    fingerprint of the head it was built on."""
+    if workspace is None or type(version) is not int or type(digest) is not str or not (prev is None or type(prev) is str):
         return None
-    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
-    return _HEAD_TAG + json.dumps([workspace, version, digest], separators=(",", ":")).encode("utf-8")
+    return _HEAD_TAG + json.dumps([workspace, version, digest, prev], separators=(",", ":")).encode("utf-8")
 
 
 def _read_access_witness(keys_dir: Path) -> tuple[int, str] | None:
@@ -670,7 +692,7 @@ class AccessStore:
         rows this transaction sealed (`_write_seal` lists them in `conn.info`) replaced. Without a
         head and without a witness on this machine (a new workspace, one sealed before heads, a
         restore's target) every seal the table holds is taken; without a head but with a witness
-        (a head deleted), only this transaction's. Returns (version, fingerprint) for `_witness`,
+        (a head deleted), only this transaction's. Returns (version, fingerprint) for `witness`,
         once the transaction has committed. `restored`: a restore's target, whose head names
         exactly the rows this transaction sealed (whatever its keys folder's witness says).
 
@@ -691,7 +713,7 @@ class AccessStore:
         elif head is None and witness is None:
             entries = {f"{r.kind}:{r.key}": _fingerprint(r.key_id, r.signature) for r in conn.execute(sa.select(seals_table))}
         else:
-            entries = self._verified_head(head) if head is not None else None
+            entries = self._verified_head(head, conn) if head is not None else None
             if entries is None:
                 raise SecurityError(
                     "the access head (which seal of each user and token is current) is missing or does not verify: users "
@@ -704,13 +726,26 @@ class AccessStore:
             entries[f"{kind}:{key}"] = _fingerprint(seal.key_id, seal.signature) if seal is not None else None
         body = json.dumps({k: v for k, v in entries.items() if v is not None}, sort_keys=True, separators=(",", ":"))
         stored = head.version if head is not None and type(head.version) is int else 0
-        version = max(stored, witness[0] if witness is not None and witness[0] < 1 << 62 else 0) + 1
-        statement = _head_statement(self._workspace, version, body)
+        known = witness is not None and witness[0] < 1 << 62
+        version = max(stored, witness[0] if known else 0) + 1
+        # Built on: the stored head when it verified (it is then this machine's newest, or newer),
+        # else the newest head this machine saw (a reseal after a head was deleted or put back).
+        if head is not None and self._head_problem(head, conn) is None:
+            prev = _fingerprint(head.key_id, head.signature)
+        else:
+            prev = witness[1] if known and not restored else None  # type: ignore[index]
+        statement = _head_statement(self._workspace, version, _body_digest(body), prev)
         if statement is None:
             raise SecurityError(f"the access head cannot be signed: the workspace has no keys/{SEALED_MARKER}")
         key_id, raw = self.keyring.sign(statement)
         signature = base64.b64encode(raw).decode("ascii")
-        values = {"version": version, "body": body, "key_id": key_id, "signature": signature}
+        fingerprint = _fingerprint(key_id, signature) or ""
+        conn.execute(
+            sa.insert(head_log_table).values(
+                fingerprint=fingerprint, version=version, digest=_body_digest(body), prev=prev, key_id=key_id, signature=signature
+            )
+        )
+        values = {"version": version, "body": body, "prev": prev, "key_id": key_id, "signature": signature}
         if head is None:
             conn.execute(sa.insert(head_table).values(id=1, **values))  # a concurrent first head: the primary key refuses one
         elif (
@@ -718,15 +753,16 @@ class AccessStore:
             != 1
         ):
             raise RegistryError("users and tokens were changed concurrently; try again")
-        return version, _fingerprint(key_id, signature) or ""
+        return version, fingerprint
 
-    def _witness(self, head: tuple[int, str] | None) -> None:
+    def witness(self, head: tuple[int, str] | None) -> None:
         """Record, after its transaction committed, that this machine has seen head `head`."""
         if head is not None:
             _advance_access_witness(self.keyring.keys_dir, *head)
 
-    def _head_problem(self, head: Any) -> str | None:
-        """Why the head row `head` (None: missing) is not to be trusted, or None."""
+    def _head_problem(self, head: Any, conn: sa.Connection | None = None) -> str | None:
+        """Why the head row `head` (None: missing) is not to be trusted, or None. `conn`: where
+        to read the head log, when the head is newer than this machine's witness."""
         if head is None:
             return "is missing"
         witness = _read_access_witness(self.keyring.keys_dir)
@@ -739,15 +775,39 @@ class AccessStore:
                 return f"is version {head.version}, older than version {witness[0]} this machine has seen (put back from an older state)"
             if head.version == witness[0] and _fingerprint(head.key_id, head.signature) != witness[1]:
                 return f"is version {head.version}, but not the version {head.version} this machine has seen"
-        if not self._sealed(_head_statement(self._workspace, head.version, head.body), head.key_id, head.signature):
+        statement = _head_statement(self._workspace, head.version, _body_digest(head.body), head.prev)
+        if not self._sealed(statement, head.key_id, head.signature):
             return "does not match its signature (changed outside TrustForge)"
+        if witness is not None and head.version > witness[0] and not self._descends(head, witness, conn):
+            return (
+                f"is version {head.version}, but does not descend from the version {witness[0]} this machine has seen (a copy "
+                "of the workspace that changed on its own, or its log of heads changed)"
+            )
         return None
 
-    def _verified_head(self, head: Any) -> dict[str, str] | None:
+    def _descends(self, head: Any, witness: tuple[int, str], conn: sa.Connection | None) -> bool:
+        """Whether `head`'s `prev` links, through the signed heads of `access_head_log`, lead back
+        to the head the witness names. One ECDSA check per head in between (usually none or one)."""
+        if conn is None:
+            with self.engine.execution_options(**_READONLY).connect() as own:
+                return self._descends(head, witness, own)
+        prev, version = head.prev, head.version
+        while prev != witness[1]:
+            row = conn.execute(sa.select(head_log_table).where(head_log_table.c.fingerprint == prev)).first() if prev else None
+            if row is None or type(row.version) is not int or not witness[0] <= row.version < version:
+                return False
+            if _fingerprint(row.key_id, row.signature) != prev:
+                return False
+            if not self._sealed(_head_statement(self._workspace, row.version, row.digest, row.prev), row.key_id, row.signature):
+                return False
+            prev, version = row.prev, row.version
+        return True
+
+    def _verified_head(self, head: Any, conn: sa.Connection | None = None) -> dict[str, str] | None:
         """The entries of head row `head` ({"user:NAME": fingerprint, ...}), or None when it is
         missing, older than (or forks from) the newest this machine has seen, or its signature
         fails. The entries of the last verified head are kept, by its version and signature."""
-        if self._head_problem(head) is not None:
+        if self._head_problem(head, conn) is not None:
             return None
         key = (head.version, head.key_id, head.signature)
         if self._head_cache is not None and self._head_cache[0] == key:
@@ -759,7 +819,7 @@ class AccessStore:
         if not isinstance(entries, dict):
             return None
         self._head_cache = (key, entries)
-        self._witness((head.version, _fingerprint(head.key_id, head.signature) or ""))
+        self.witness((head.version, _fingerprint(head.key_id, head.signature) or ""))
         return entries
 
     def _current_entries(self, version: Any, key_id: Any, signature: Any) -> dict[str, str] | object | None:
@@ -816,7 +876,7 @@ class AccessStore:
                 self.audit.append("trustforge", "users", "access:seals", "ok", details, conn=conn)  # type: ignore[union-attr]
         except (sa_exc.IntegrityError, RegistryError):
             return  # another process adopted it at the same moment; its head stands
-        self._witness(head)
+        self.witness(head)
         self.audit.sync_head_file()  # type: ignore[union-attr]
 
     def seal_unsealed(self, conn: sa.Connection) -> tuple[int, int]:
@@ -871,9 +931,9 @@ class AccessStore:
         by_key = {(s.get("kind"), s.get("key")): s for s in seals if isinstance(s, dict)}
         current = None  # an archive from before heads: the seals alone decide
         if heads:
-            head = next((SimpleNamespace(**h) for h in heads if isinstance(h, dict) and h.get("id") == 1), None)
+            head = next((SimpleNamespace(**{"prev": None, **h}) for h in heads if isinstance(h, dict) and h.get("id") == 1), None)
             signed = head is not None and self._sealed(
-                _head_statement(workspace, head.version, head.body), head.key_id, head.signature, verify
+                _head_statement(workspace, head.version, _body_digest(head.body), head.prev), head.key_id, head.signature, verify
             )
             try:
                 current = json.loads(head.body) if signed else {}
@@ -938,7 +998,7 @@ class AccessStore:
             pass  # another process sealed them at the same moment; its seals stand
         else:
             if users or tokens:
-                self._witness(head)
+                self.witness(head)
                 self.audit.sync_head_file()  # type: ignore[union-attr]
 
     def verify_seals(self) -> tuple[int, list[str]]:
@@ -992,7 +1052,7 @@ class AccessStore:
                 head = self.seal_head(conn)  # the changed seals are the current ones from now on
                 if by is not None:
                     self.audit.append(by.name, "users", obj, "ok", {"op": what, "by_kind": by.kind, **details}, conn=conn)
-            self._witness(head)
+            self.witness(head)
             if by is not None:
                 self.audit.sync_head_file()  # the entry committed with the change; now the file
             return details
