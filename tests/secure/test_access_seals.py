@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from _cli import run_main
 
-from trustforge.errors import AccessDenied
+from trustforge.errors import AccessDenied, SecurityError
 from trustforge.registry import Registry
 from trustforge.secure import _access
 from trustforge.settings import Settings
@@ -350,3 +350,15 @@ def test_a_copy_of_the_workspace_that_changed_on_its_own_cannot_replace_its_acce
     monkeypatch.delenv("TRUSTFORGE_TOKEN")
     code, _, err = run_main("audit", "verify", home=workspace)
     assert code == 4 and "does not descend from the version" in err, err
+
+
+def test_a_keys_folder_where_the_witness_cannot_be_written_is_one_clear_error(vera, workspace, monkeypatch):
+    with Registry(Settings.from_env()) as reg:
+        reg.access._head_cache = None  # a fresh process: the head is verified again, and the witness written
+
+        def read_only(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(_access, "_advance_access_witness", read_only)
+        with pytest.raises(SecurityError, match="keys/access-witness cannot be written \\(Permission denied\\)"):
+            reg.access.authenticate(vera)

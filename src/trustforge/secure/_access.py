@@ -267,6 +267,9 @@ def _advance_access_witness(keys_dir: Path, version: int, digest: str) -> None:
     """Move the witness forward to (version, digest), 0600, never back: an exclusive `flock`
     beside it makes the compare-and-replace atomic across this machine's processes."""
     path = Path(keys_dir) / WITNESS_FILE
+    current = _read_access_witness(keys_dir)
+    if current is not None and current[0] >= version:
+        return  # nothing to write (so a read-only keys folder serves a head it has seen)
     lock = os.open(path.with_name(f".{WITNESS_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -757,8 +760,16 @@ class AccessStore:
 
     def witness(self, head: tuple[int, str] | None) -> None:
         """Record, after its transaction committed, that this machine has seen head `head`."""
-        if head is not None:
+        if head is None:
+            return
+        try:
             _advance_access_witness(self.keyring.keys_dir, *head)
+        except OSError as exc:  # a read-only keys folder: fails closed, in one line
+            raise SecurityError(
+                f"keys/{WITNESS_FILE} cannot be written ({exc.strerror or type(exc).__name__}): it records the newest access "
+                "head this machine has seen, so that users and tokens put back from an older state are refused; make the keys "
+                "folder writable"
+            ) from None
 
     def _head_problem(self, head: Any, conn: sa.Connection | None = None) -> str | None:
         """Why the head row `head` (None: missing) is not to be trusted, or None. `conn`: where
