@@ -360,5 +360,20 @@ def test_a_keys_folder_where_the_witness_cannot_be_written_is_one_clear_error(ve
             raise PermissionError(13, "Permission denied")
 
         monkeypatch.setattr(_access, "_advance_access_witness", read_only)
-        with pytest.raises(SecurityError, match="keys/access-witness cannot be written \\(Permission denied\\)"):
-            reg.access.authenticate(vera)
+        for _ in range(2):  # the red team: the second call passed, the head having been cached before the write
+            with pytest.raises(SecurityError, match="keys/access-witness cannot be written \\(Permission denied\\)"):
+                reg.access.authenticate(vera)
+
+
+@pytest.mark.parametrize("version", [10**18, 2**63 - 1])
+def test_a_forged_head_version_does_not_carry_into_the_reseal_or_the_witness(version, vera, workspace, monkeypatch):
+    # The red team: `users reseal` after this edit built on the forged version, wrote a 19-digit
+    # witness that read as unreadable (every token refused for good), or overflowed (exit 70).
+    _sql(workspace, "UPDATE access_head SET version = :v", v=version)
+    code, out, err = run_main("users", "reseal", home=workspace)
+    assert code == 0, out + err
+    witness = (workspace / "keys" / _access.WITNESS_FILE).read_text()
+    assert int(witness.split()[4]) < 100, witness
+    assert run_main("audit", "verify", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0

@@ -79,7 +79,10 @@ def reseal() -> None:
     with an old seal becomes current too: then revoke again each token or user `audit verify` named."""
     with _workspace() as (access, _audit, principal):
         rows = access.reseal(by=principal)
-    typer.echo(f"the access head names {rows} user and token record(s) as current; revoke again any that `audit verify` named")
+    typer.echo(
+        f"the access head names {rows} user and token record(s) as current; revoke again any that `audit verify` named, "
+        "and every revoke_token and revoke that `trustforge audit show` lists (a record put back is current too now)"
+    )
 
 
 @app.command("list")

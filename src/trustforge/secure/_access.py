@@ -200,9 +200,10 @@ head_log_table = sa.Table(
 
 _MARKER_RE = re.compile(rb"trustforge access seals v1 ([0-9a-f]{32})\n")
 _HEAD_TAG = b"trustforge.access-head.v1\x00"
+_UNREADABLE = (1 << 64, "")  # an unreadable witness: newer than any head (a 64-bit version), so every head is refused
 _MOVED = object()  # the access head changed between two reads (`AccessStore._current_entries`)
 WITNESS_FILE = "access-witness"  # in the keys folder: the newest head this machine has seen
-_WITNESS_RE = re.compile(rb"trustforge access head v1 ([0-9]{1,18}) ([0-9a-f]{32})\n")
+_WITNESS_RE = re.compile(rb"trustforge access head v1 ([0-9]{1,19}) ([0-9a-f]{32})\n")  # any 64-bit version
 
 
 def _statement(workspace: str | None, fields: list[Any]) -> bytes | None:
@@ -252,15 +253,15 @@ def _head_statement(workspace: str | None, version: Any, digest: Any, prev: Any)
 
 def _read_access_witness(keys_dir: Path) -> tuple[int, str] | None:
     """(version, the head's fingerprint) of the newest head this machine has seen, None when
-    none was kept (an unreadable one reads as version 2**62: every head is then refused)."""
+    none was kept (an unreadable one reads as `_UNREADABLE`: every head is then refused)."""
     try:
         blob = (Path(keys_dir) / WITNESS_FILE).read_bytes()
     except FileNotFoundError:
         return None
     except OSError:
-        return (1 << 62, "")
+        return _UNREADABLE
     match = _WITNESS_RE.fullmatch(blob)
-    return (int(match.group(1)), match.group(2).decode("ascii")) if match else (1 << 62, "")
+    return (int(match.group(1)), match.group(2).decode("ascii")) if match else _UNREADABLE
 
 
 def _advance_access_witness(keys_dir: Path, version: int, digest: str) -> None:
@@ -728,15 +729,16 @@ class AccessStore:
             seal = conn.execute(sa.select(s.key_id, s.signature).where(s.kind == kind, s.key == key)).first()
             entries[f"{kind}:{key}"] = _fingerprint(seal.key_id, seal.signature) if seal is not None else None
         body = json.dumps({k: v for k, v in entries.items() if v is not None}, sort_keys=True, separators=(",", ":"))
-        stored = head.version if head is not None and type(head.version) is int else 0
-        known = witness is not None and witness[0] < 1 << 62
-        version = max(stored, witness[0] if known else 0) + 1
+        known = witness is not None and witness != _UNREADABLE
         # Built on: the stored head when it verified (it is then this machine's newest, or newer),
         # else the newest head this machine saw (a reseal after a head was deleted or put back).
+        # The version too: a head that fails its checks says nothing, its version least of all (a
+        # writer's version of 10**18 would otherwise carry into the witness).
         if head is not None and self._head_problem(head, conn) is None:
-            prev = _fingerprint(head.key_id, head.signature)
+            prev, stored = _fingerprint(head.key_id, head.signature), head.version
         else:
-            prev = witness[1] if known and not restored else None  # type: ignore[index]
+            prev, stored = (witness[1] if known and not restored else None), 0  # type: ignore[index]
+        version = max(stored, witness[0] if known else 0) + 1
         statement = _head_statement(self._workspace, version, _body_digest(body), prev)
         if statement is None:
             raise SecurityError(f"the access head cannot be signed: the workspace has no keys/{SEALED_MARKER}")
@@ -780,7 +782,7 @@ class AccessStore:
         if type(head.version) is not int:
             return "has a version that is not a number"
         if witness is not None:
-            if witness[0] == 1 << 62:
+            if witness == _UNREADABLE:
                 return f"cannot be checked: keys/{WITNESS_FILE} is unreadable"
             if head.version < witness[0]:
                 return f"is version {head.version}, older than version {witness[0]} this machine has seen (put back from an older state)"
@@ -829,8 +831,8 @@ class AccessStore:
             return None
         if not isinstance(entries, dict):
             return None
+        self.witness((head.version, _fingerprint(head.key_id, head.signature) or ""))  # first: a failure caches nothing
         self._head_cache = (key, entries)
-        self.witness((head.version, _fingerprint(head.key_id, head.signature) or ""))
         return entries
 
     def _current_entries(self, version: Any, key_id: Any, signature: Any) -> dict[str, str] | object | None:
