@@ -72,13 +72,8 @@ def _sigterm_interrupts():
 def _error(message: str) -> None:
     """Print `error: MESSAGE` as exactly one line on stderr (no markup, no wrapping), local paths
     named as the user knows them (`_local`)."""
-    text = re.sub(r"\s*\n\s*", " ", _local(str(message))).strip()
+    text = re.sub(r"\s*\n\s*", " ", local(str(message))).strip()
     err.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
-
-
-def _local(text: str) -> str:
-    """`text` with the paths TrustForge made absolute named as the user knows them (`commands.local`)."""
-    return local(text)
 
 
 def _interrupted(exc: KeyboardInterrupt) -> typer.Exit:
@@ -335,8 +330,8 @@ def train(
     baseline = result.metrics.get("baseline")
     if isinstance(baseline, dict) and baseline.get("sentence"):  # the yardstick, in one plain sentence
         out.print(escape(baseline["sentence"]), highlight=False, soft_wrap=True)
-    out.print(f"run:     {escape(_local(str(result.run_dir)))}", highlight=False, soft_wrap=True)
-    out.print(f"package: {escape(_local(str(result.package)))}", highlight=False, soft_wrap=True)
+    out.print(f"run:     {escape(local(str(result.run_dir)))}", highlight=False, soft_wrap=True)
+    out.print(f"package: {escape(local(str(result.package)))}", highlight=False, soft_wrap=True)
     if result.model_uri:
         out.print(f"model:   {result.model_uri}", highlight=False, soft_wrap=True)
     fallback = _threshold_fallback(result.metrics.get("threshold"))
@@ -551,7 +546,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _note(text: str) -> None:
-    err.print(f"note: {escape(_local(text))}", highlight=False, soft_wrap=True)
+    err.print(f"note: {escape(local(text))}", highlight=False, soft_wrap=True)
 
 
 def _model_input(model, input: Path, id_column: str | None):
@@ -668,8 +663,8 @@ def report(
     output_file(output, "--out")
     folder = _run_folder(run)
     path = write_report(folder, output)
-    out.print(f"report:     {escape(_local(str(path)))}", highlight=False, soft_wrap=True)
-    out.print(f"model card: {escape(_local(str(folder / 'model_card.md')))}", highlight=False, soft_wrap=True)
+    out.print(f"report:     {escape(local(str(path)))}", highlight=False, soft_wrap=True)
+    out.print(f"model card: {escape(local(str(folder / 'model_card.md')))}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -915,7 +910,7 @@ def quickstart() -> None:
     out.print(f"[bold]TrustForge quickstart[/bold]: {spec.name} ({spec.model.kind} on {spec.data.source})")
     result = run(spec)
     out.print(metrics_table(result.metrics, spec.default_metrics()))
-    out.print(f"package: {escape(_local(str(result.package)))}", highlight=False, soft_wrap=True)
+    out.print(f"package: {escape(local(str(result.package)))}", highlight=False, soft_wrap=True)
     out.print(f"model:   {result.model_uri} (signed; stored encrypted in the registry)", highlight=False, soft_wrap=True)
 
     with Registry() as registry:
@@ -940,7 +935,7 @@ def quickstart() -> None:
     from trustforge.evaluate import write_report
 
     path = write_report(result.run_dir)
-    out.print(f"report:  {escape(_local(str(path)))}  (open it in a browser; model card beside it)", highlight=False, soft_wrap=True)
+    out.print(f"report:  {escape(local(str(path)))}  (open it in a browser; model card beside it)", highlight=False, soft_wrap=True)
 
 
 def _attack_command() -> None:

@@ -709,6 +709,7 @@ class AccessStore:
         # (SQLite's writers are serialised already); a first head inserted twice at once is refused once.
         head = conn.execute(sa.select(head_table).where(head_table.c.id == 1).with_for_update()).first()
         witness = _read_access_witness(self.keyring.keys_dir)
+        current = self._verified_head(head, conn) if head is not None else None  # checked once: built on below
         decided = conn.info.pop("trustforge_head_entries", None)  # `reseal`: an admin's decision
         if decided is not None:
             entries = dict(decided)
@@ -717,7 +718,7 @@ class AccessStore:
         elif head is None and witness is None:
             entries = {f"{r.kind}:{r.key}": _fingerprint(r.key_id, r.signature) for r in conn.execute(sa.select(seals_table))}
         else:
-            entries = self._verified_head(head, conn) if head is not None else None
+            entries = current
             if entries is None:
                 raise SecurityError(
                     "the access head (which seal of each user and token is current) is missing or does not verify: users "
@@ -734,7 +735,7 @@ class AccessStore:
         # else the newest head this machine saw (a reseal after a head was deleted or put back).
         # The version too: a head that fails its checks says nothing, its version least of all (a
         # writer's version of 10**18 would otherwise carry into the witness).
-        if head is not None and self._head_problem(head, conn) is None:
+        if current is not None:
             prev, stored = _fingerprint(head.key_id, head.signature), head.version
         else:
             prev, stored = (witness[1] if known and not restored else None), 0  # type: ignore[index]
@@ -820,8 +821,11 @@ class AccessStore:
         """The entries of head row `head` ({"user:NAME": fingerprint, ...}), or None when it is
         missing, older than (or forks from) the newest this machine has seen, or its signature
         fails. The entries of the last verified head are kept, by its version and signature."""
-        if self._head_problem(head, conn) is not None:
-            return None
+        return self._entries_of(head) if self._head_problem(head, conn) is None else None
+
+    def _entries_of(self, head: Any) -> dict[str, str] | None:
+        """The entries of head row `head`, which `_head_problem` found sound (None: a body that is
+        not a JSON object); this machine's witness moves to it, then it is cached."""
         key = (head.version, head.key_id, head.signature)
         if self._head_cache is not None and self._head_cache[0] == key:
             return self._head_cache[1]
@@ -1024,7 +1028,7 @@ class AccessStore:
             head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
         problems = []
         why = self._head_problem(head) if head is not None or users or tokens else None
-        entries = self._verified_head(head) if why is None and head is not None else None
+        entries = self._entries_of(head) if why is None and head is not None else None
         if why is None and head is not None and entries is None:
             why = "is not readable"
         if why is not None:
