@@ -377,3 +377,58 @@ def test_a_forged_head_version_does_not_carry_into_the_reseal_or_the_witness(ver
     assert run_main("audit", "verify", home=workspace).code == 0
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     assert run_main("models", "list", home=workspace).code == 0
+
+
+def test_a_whole_access_state_put_back_names_its_rows_and_reseal_leaves_them_out(vera, workspace, monkeypatch):
+    # The red team's D3: with the head put back too, `audit verify` named only the head, and
+    # `users reseal` took every row whose seal held, the revoked token's old row included.
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    _put_back(workspace, saved, head=True)
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and f"token {token_id} is not the one the access head this machine last saw (version 4) named" in err, err
+    assert "user 'vera'" not in err and "user 'ada'" not in err, err  # unchanged since: not named
+    code, out, err = run_main("users", "reseal", home=workspace)
+    assert code == 0 and "names 2 user and token record(s)" in out and f"left out, refused until decided again: token {token_id}" in out, (
+        out
+    )
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    code, _, err = run_main("models", "list", home=workspace)
+    assert code == AccessDenied.exit_code and "not the one the signed access head names" in err, err
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and f"token {token_id} is not the one the access head names" in err, err
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0  # the admin decides again
+    assert run_main("audit", "verify", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    code, _, err = run_main("models", "list", home=workspace)
+    assert code == AccessDenied.exit_code and "was revoked" in err, err
+
+
+def test_without_the_last_heads_body_reseal_says_put_back_rows_are_current(vera, workspace):
+    # A witness from before bodies were kept (or a body of another head: a process killed between
+    # the two writes): reseal cannot tell, and says so.
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    body = workspace / "keys" / _access.WITNESS_BODY_FILE
+    body.write_bytes(body.read_bytes().replace(b" v1 4 ", b" v1 3 ", 1))
+    assert _access._witnessed_entries(workspace / "keys") is None
+    _put_back(workspace, saved, head=True)
+    code, out, err = run_main("users", "reseal", home=workspace)
+    assert code == 0 and "names 3 user and token record(s)" in out and "has not kept the body of an access head" in out, out
+
+
+def test_audit_verify_names_a_deleted_link_of_the_head_log_and_reseal_starts_it_again(vera, workspace, monkeypatch):
+    # The red team's D5: deleted log rows passed `audit verify` here, while every machine with an
+    # older witness refused all tokens.
+    _sql(workspace, "DELETE FROM access_head_log WHERE version = 2")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "the log of access heads misses the head version 3 was built on" in err, err
+    _sql(workspace, "UPDATE access_head_log SET digest = 'x' WHERE version = 1")
+    code, out, err = run_main("users", "reseal", home=workspace)
+    assert code == 0 and "names 3 user and token record(s)" in out and "left out" not in out, out
+    assert run_main("audit", "verify", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0

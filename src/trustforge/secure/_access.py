@@ -59,7 +59,9 @@ version is refused here. Each head signs the fingerprint of the one it was built
 in `access_head_log`, so a newer head is taken only if its links lead back to the witness's (a
 copy of the workspace that changed on its own has a head of a higher version that does not). A
 second machine sharing the database trusts a head it has not seen yet until it sees a newer one
-(its witness is its own), as with the audit log's witness.
+(its witness is its own), as with the audit log's witness. The witnessed head's body is kept
+beside it (`keys/access-witness.body`): with the whole access state put back, `audit verify`
+names the rows against it and `reseal` leaves them out.
 
 Rows from before seals existed are sealed once, when a workspace is first opened with an audit
 log by this version (audited as `seal_existing`), and `keys/access-sealed` is written; from then
@@ -204,6 +206,11 @@ _UNREADABLE = (1 << 64, "")  # an unreadable witness: newer than any head (a 64-
 _MOVED = object()  # the access head changed between two reads (`AccessStore._current_entries`)
 WITNESS_FILE = "access-witness"  # in the keys folder: the newest head this machine has seen
 _WITNESS_RE = re.compile(rb"trustforge access head v1 ([0-9]{1,19}) ([0-9a-f]{32})\n")  # any 64-bit version
+# Beside it, that head's body: which rows were current then. Read only by `reseal` and `audit
+# verify` (never per request), to name the rows put back when the whole access state, head
+# included, was put back. A separate file, so a request reads 60 bytes, not every row's entry.
+WITNESS_BODY_FILE = "access-witness.body"
+_WITNESS_BODY_RE = re.compile(rb"trustforge access head body v1 ([0-9]{1,19}) ([0-9a-f]{32})\n(.*)", re.DOTALL)
 
 
 def _statement(workspace: str | None, fields: list[Any]) -> bytes | None:
@@ -264,9 +271,11 @@ def _read_access_witness(keys_dir: Path) -> tuple[int, str] | None:
     return (int(match.group(1)), match.group(2).decode("ascii")) if match else _UNREADABLE
 
 
-def _advance_access_witness(keys_dir: Path, version: int, digest: str) -> None:
+def _advance_access_witness(keys_dir: Path, version: int, digest: str, body: str | None = None) -> None:
     """Move the witness forward to (version, digest), 0600, never back: an exclusive `flock`
-    beside it makes the compare-and-replace atomic across this machine's processes."""
+    beside it makes the compare-and-replace atomic across this machine's processes. `body`: the
+    head's body, written first (`WITNESS_BODY_FILE`), so a process killed between the two leaves
+    a body that does not name the witness's head, which is then not used."""
     path = Path(keys_dir) / WITNESS_FILE
     current = _read_access_witness(keys_dir)
     if current is not None and current[0] >= version:
@@ -277,9 +286,34 @@ def _advance_access_witness(keys_dir: Path, version: int, digest: str) -> None:
         current = _read_access_witness(keys_dir)
         if current is not None and current[0] >= version:
             return
-        atomic_write_bytes(path, b"trustforge access head v1 %d %s\n" % (version, digest.encode("ascii")))
+        line = b"%d %s\n" % (version, digest.encode("ascii"))
+        if body is not None:
+            atomic_write_bytes(path.with_name(WITNESS_BODY_FILE), b"trustforge access head body v1 " + line + body.encode("utf-8"))
+        atomic_write_bytes(path, b"trustforge access head v1 " + line)
     finally:
         os.close(lock)
+
+
+def _witnessed_entries(keys_dir: Path) -> tuple[int, dict[str, str]] | None:
+    """(version, entries) of the head the witness names, from its body kept beside it; None when
+    there is no witness, or no body of that very head (a witness from before bodies were kept,
+    or a process killed between writing the two)."""
+    witness = _read_access_witness(keys_dir)
+    if witness is None or witness == _UNREADABLE:
+        return None
+    try:
+        match = _WITNESS_BODY_RE.fullmatch((Path(keys_dir) / WITNESS_BODY_FILE).read_bytes())
+    except OSError:
+        return None
+    if match is None or (int(match.group(1)), match.group(2).decode("ascii")) != witness:
+        return None
+    try:
+        entries = json.loads(match.group(3))
+    except ValueError:
+        return None
+    if not isinstance(entries, dict) or not all(type(v) is str for v in entries.values()):
+        return None
+    return witness[0], entries
 
 
 def _workspace_id_in(blob: bytes | None) -> str | None:
@@ -691,12 +725,12 @@ class AccessStore:
         self._good_seals.add((statement, key_id, signature))
         return True
 
-    def seal_head(self, conn: sa.Connection, *, restored: bool = False) -> tuple[int, str]:
+    def seal_head(self, conn: sa.Connection, *, restored: bool = False) -> tuple[int, str, str]:
         """Sign, in transaction `conn`, the next head: the current one's entries with those of the
         rows this transaction sealed (`_write_seal` lists them in `conn.info`) replaced. Without a
         head and without a witness on this machine (a new workspace, one sealed before heads, a
         restore's target) every seal the table holds is taken; without a head but with a witness
-        (a head deleted), only this transaction's. Returns (version, fingerprint) for `witness`,
+        (a head deleted), only this transaction's. Returns (version, fingerprint, body) for `witness`,
         once the transaction has committed. `restored`: a restore's target, whose head names
         exactly the rows this transaction sealed (whatever its keys folder's witness says).
 
@@ -731,14 +765,20 @@ class AccessStore:
             entries[f"{kind}:{key}"] = _fingerprint(seal.key_id, seal.signature) if seal is not None else None
         body = json.dumps({k: v for k, v in entries.items() if v is not None}, sort_keys=True, separators=(",", ":"))
         known = witness is not None and witness != _UNREADABLE
-        # Built on: the stored head when it verified (it is then this machine's newest, or newer),
-        # else the newest head this machine saw (a reseal after a head was deleted or put back).
-        # The version too: a head that fails its checks says nothing, its version least of all (a
-        # writer's version of 10**18 would otherwise carry into the witness).
-        if current is not None:
+        # Built on: the stored head when it verified (it is then this machine's newest, or newer).
+        # A reseal builds on the stored head whenever its signature holds (one put back whole, or
+        # one of another branch: its entries are not taken, only its place in the chain, so the
+        # machines that saw it can follow), else on the newest head this machine saw (a head
+        # deleted), and starts a new chain where the log behind that one is not whole (a machine
+        # could never walk it, nor `audit verify`). The version too: a head whose signature fails
+        # says nothing, its version least of all (a writer's 10**18 would carry into the witness).
+        signed = current is not None or (decided is not None and head is not None and self._head_signed(head))
+        if signed:
             prev, stored = _fingerprint(head.key_id, head.signature), head.version
         else:
             prev, stored = (witness[1] if known and not restored else None), 0  # type: ignore[index]
+        if decided is not None and prev is not None and self._chain_problem(conn, prev) is not None:
+            prev = None
         version = max(stored, witness[0] if known else 0) + 1
         statement = _head_statement(self._workspace, version, _body_digest(body), prev)
         if statement is None:
@@ -759,10 +799,11 @@ class AccessStore:
             != 1
         ):
             raise RegistryError("users and tokens were changed concurrently; try again")
-        return version, fingerprint
+        return version, fingerprint, body
 
-    def witness(self, head: tuple[int, str] | None) -> None:
-        """Record, after its transaction committed, that this machine has seen head `head`."""
+    def witness(self, head: tuple[int, str, str] | None) -> None:
+        """Record, after its transaction committed, that this machine has seen head `head`
+        ((version, fingerprint, body), as `seal_head` returns it)."""
         if head is None:
             return
         try:
@@ -797,6 +838,28 @@ class AccessStore:
                 f"is version {head.version}, but does not descend from the version {witness[0]} this machine has seen (a copy "
                 "of the workspace that changed on its own, or its log of heads changed)"
             )
+        return None
+
+    def _head_signed(self, head: Any) -> bool:
+        """Whether head row `head` matches its signature (whatever its version and place)."""
+        return self._sealed(_head_statement(self._workspace, head.version, _body_digest(head.body), head.prev), head.key_id, head.signature)
+
+    def _chain_problem(self, conn: sa.Connection, fingerprint: str | None) -> str | None:
+        """Why the chain of heads from the one with `fingerprint` back to the first (`prev` None)
+        is not whole and signed in `access_head_log`, or None. One ECDSA check per head."""
+        log = {r.fingerprint: r for r in conn.execute(sa.select(head_log_table))}
+        version = None  # of the head just checked, whose `prev` is `fingerprint`
+        while fingerprint is not None:
+            row = log.get(fingerprint)
+            if row is None:
+                return "misses the current head" if version is None else f"misses the head version {version} was built on"
+            in_order = type(row.version) is int and (version is None or row.version < version)
+            statement = _head_statement(self._workspace, row.version, row.digest, row.prev)
+            if not (
+                in_order and _fingerprint(row.key_id, row.signature) == fingerprint and self._sealed(statement, row.key_id, row.signature)
+            ):
+                return f"holds a head (version {str(row.version)[:20]}) that does not match its signature or is out of order"
+            fingerprint, version = row.prev, row.version
         return None
 
     def _descends(self, head: Any, witness: tuple[int, str], conn: sa.Connection | None) -> bool:
@@ -835,7 +898,7 @@ class AccessStore:
             return None
         if not isinstance(entries, dict):
             return None
-        self.witness((head.version, _fingerprint(head.key_id, head.signature) or ""))  # first: a failure caches nothing
+        self.witness((head.version, _fingerprint(head.key_id, head.signature) or "", head.body))  # first: a failure caches nothing
         self._head_cache = (key, entries)
         return entries
 
@@ -857,24 +920,46 @@ class AccessStore:
             return _MOVED  # changed since the token was read (an admin's change): `authenticate` reads again
         return self._verified_head(head)
 
-    def reseal(self, *, by: Principal | None = None) -> int:
+    def reseal(self, *, by: Principal | None = None) -> dict[str, Any]:
         """An admin's way back after `trustforge audit verify` named the access head (missing, old
-        or changed) or rows put back: sign a new head naming, as the current ones, the rows whose
-        seals hold as they stand. Rows put back with an old seal become current too: revoke again
-        what `audit verify` named. Returns the number of rows the head names."""
+        or changed): sign a new head naming, as the current ones, the rows whose seals hold and
+        that are the ones the head this machine last saw named (its body, kept beside the
+        witness). So rows put back from an older state, the whole access state included, stay
+        refused, and are listed for the admin to decide on again. Without that body (a machine
+        that never saw a head, or saw it before bodies were kept) every row whose seal holds is
+        taken, rows put back included.
+
+        Returns:
+            {"rows": how many the head names, "left_out": ["token ID" | "user 'NAME'", ...] (not
+            the ones last seen), "broken": [...] (their seals fail), "checked_against": the
+            version of the head last seen, or None when there was none to check against}.
+        """
+        witnessed = _witnessed_entries(self.keyring.keys_dir)
+        named: dict[str, list[str]] = {"left_out": [], "broken": []}
 
         def change(conn: sa.Connection) -> dict:
             rows = [("user", u.name, u, _user_statement) for u in conn.execute(_with_seals(users_table, "user", users_table.c.name))]
             rows += [("token", t.id, t, _token_statement) for t in conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id))]
-            entries = {
-                f"{kind}:{key}": _fingerprint(row.key_id, row.signature)
-                for kind, key, row, statement in rows
-                if self._sealed(statement(self._workspace, row), row.key_id, row.signature)
-            }
+            entries = {}
+            for kind, key, row, statement in rows:
+                shown = f"user {str(key)[:64]!r}" if kind == "user" else f"token {str(key)[:64]}"
+                fingerprint = _fingerprint(row.key_id, row.signature)
+                if not self._sealed(statement(self._workspace, row), row.key_id, row.signature):
+                    named["broken"].append(shown)
+                elif witnessed is not None and witnessed[1].get(f"{kind}:{key}") != fingerprint:
+                    named["left_out"].append(shown)
+                else:
+                    entries[f"{kind}:{key}"] = fingerprint
             conn.info["trustforge_head_entries"] = entries
-            return {"rows": len(entries), "left_out": len(rows) - len(entries)}
+            return {
+                "rows": len(entries),
+                "left_out": len(named["left_out"]),
+                "broken": len(named["broken"]),
+                "checked_against": witnessed[0] if witnessed is not None else None,
+            }
 
-        return self._mutate(by, "reseal", "access:seals", change)["rows"]
+        details = self._mutate(by, "reseal", "access:seals", change)
+        return {**details, **named}
 
     def _adopt_head_once(self) -> None:
         """A workspace sealed before access heads (seals, no head) and never seen by this machine
@@ -1026,24 +1111,36 @@ class AccessStore:
             users = conn.execute(_with_seals(users_table, "user", users_table.c.name).order_by(users_table.c.name)).all()
             tokens = conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id).order_by(tokens_table.c.id)).all()
             head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
+            why = self._head_problem(head, conn) if head is not None or users or tokens else None
+            entries = self._entries_of(head) if why is None and head is not None else None
+            if why is None and head is not None and entries is None:
+                why = "is not readable"
+            chain = self._chain_problem(conn, _fingerprint(head.key_id, head.signature)) if why is None and head is not None else None
         problems = []
-        why = self._head_problem(head) if head is not None or users or tokens else None
-        entries = self._entries_of(head) if why is None and head is not None else None
-        if why is None and head is not None and entries is None:
-            why = "is not readable"
         if why is not None:
             problems.append(f"the access head (which seal of each user and token is current) {why}: no token is accepted")
+        if chain is not None:
+            problems.append(
+                f"the log of access heads {chain} (changed outside TrustForge): a machine that saw an older head refuses every "
+                "token; `trustforge users reseal` starts the log again"
+            )
+        # With the head not to be trusted, the rows are named against the head this machine last
+        # saw, from the body kept beside its witness (a whole access state put back names its rows).
+        compared, against = entries, "the access head names"
+        if entries is None and (witnessed := _witnessed_entries(self.keyring.keys_dir)) is not None:
+            compared, against = witnessed[1], f"the access head this machine last saw (version {witnessed[0]}) named"
         rows = [("user", u.name, u, _user_statement, "role or active") for u in users]
         rows += [("token", t.id, t, _token_statement, "user, hash, expiry or revocation") for t in tokens]
         for kind, key, row, statement, fields in rows:
             name = f"{kind} {str(key)[:64]!r}" if kind == "user" else f"token {str(key)[:64]}"
             if not self._sealed(statement(self._workspace, row), row.key_id, row.signature):
                 problems.append(f"{name} " + ("has no seal" if row.signature is None else f"does not match its seal ({fields} changed?)"))
-            elif entries is not None and entries.get(f"{kind}:{key}") != _fingerprint(row.key_id, row.signature):
-                problems.append(f"{name} is not the one the access head names: an older record put back (a replay), or added")
-        if entries is not None:
+            elif compared is not None and compared.get(f"{kind}:{key}") != _fingerprint(row.key_id, row.signature):
+                problems.append(f"{name} is not the one {against}: an older record put back (a replay), or added")
+        if compared is not None:
             held = {f"{kind}:{key}" for kind, key, *_ in rows}
-            problems += [f"{k.replace(':', ' ', 1)} is named by the access head but missing (deleted)" for k in sorted(set(entries) - held)]
+            named = against.removesuffix(" names").removesuffix(" named")
+            problems += [f"{k.replace(':', ' ', 1)} is named by {named} but missing (deleted)" for k in sorted(set(compared) - held)]
         return len(users) + len(tokens), problems
 
     # -- helpers -----------------------------------------------------------------------------
