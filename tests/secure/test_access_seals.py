@@ -432,3 +432,42 @@ def test_audit_verify_names_a_deleted_link_of_the_head_log_and_reseal_starts_it_
     assert run_main("audit", "verify", home=workspace).code == 0
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     assert run_main("models", "list", home=workspace).code == 0
+
+
+def test_a_duplicated_head_row_is_named_and_reseal_puts_it_right(vera, workspace, monkeypatch):
+    # The red team's F7 (PostgreSQL, its primary key dropped): every change failed with "try
+    # again" for good while `audit verify` said ok.
+    _sql(workspace, "CREATE TABLE head_copy AS SELECT * FROM access_head")
+    _sql(workspace, "DROP TABLE access_head")
+    _sql(workspace, "ALTER TABLE head_copy RENAME TO access_head")
+    _sql(workspace, "INSERT INTO access_head SELECT * FROM access_head")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "the access head (which seal of each user and token is current) is stored 2 times" in err, err
+    code, _, err = run_main("users", "grant", "ada", "trainer", home=workspace)
+    assert code == SecurityError.exit_code and "is stored 2 times" in err and "users reseal" in err, err
+    code, out, err = run_main("users", "reseal", home=workspace)
+    assert code == 0 and "names 3 user and token record(s)" in out, out + err
+    assert run_main("audit", "verify", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=workspace).code == 0
+
+
+def test_a_column_type_changed_on_postgresql_is_one_line_not_an_internal_error(pg_url, workspace, monkeypatch):
+    # The red team's F5: `ALTER TABLE access_head ALTER COLUMN id TYPE text` made `audit verify`,
+    # `users token` and every token's command exit 70 ("a bug in TrustForge").
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", pg_url)
+    assert run_main("users", "add", "vera", "--role", "viewer", home=workspace).code == 0
+    token = run_main("users", "token", "vera", home=workspace).stdout.strip()
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE access_head ALTER COLUMN id TYPE text"))
+    engine.dispose()
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "is not stored as row id 1" in err, err
+    code, _, err = run_main("users", "list", home=workspace)
+    assert code == 0 and "warning: the access head" in err, err
+    code, _, err = run_main("users", "token", "vera", home=workspace)
+    assert code == 9 and "refused a statement" in err and "not as TrustForge made them" in err, err
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", token)
+    code, _, err = run_main("models", "list", home=workspace)
+    assert code == 9 and "refused a statement" in err, err

@@ -20,9 +20,9 @@ app = typer.Typer(help="The audit log: who did what, when, with what outcome.", 
 @contextlib.contextmanager
 def open_workspace() -> Iterator[tuple]:
     """(AccessStore, AuditLog, Principal) of the workspace in `TRUSTFORGE_HOME` (from its `Registry`)."""
-    from trustforge.registry import Registry
+    from trustforge.registry import Registry, database_errors
 
-    with Registry() as reg:
+    with Registry() as reg, database_errors(reg.settings.db_url):  # the commands' own statements too
         yield reg.access, reg.audit, reg.principal
 
 

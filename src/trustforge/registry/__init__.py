@@ -10,7 +10,7 @@ operation checks the acting principal and every mutation is written to the audit
 """
 
 from trustforge.registry._backup import BACKUP_FORMAT, create_backup, restore_backup
-from trustforge.registry._db import create_all, lock_registry, make_engine, readonly
+from trustforge.registry._db import create_all, database_errors, lock_registry, make_engine, readonly
 from trustforge.registry._names import check_alias, check_name, check_tag_key, format_uri, parse_model_uri
 from trustforge.registry._registry import ModelVersion, Registry
 
@@ -20,6 +20,7 @@ __all__ = [
     "make_engine",
     "readonly",
     "create_all",
+    "database_errors",
     "lock_registry",
     "parse_model_uri",
     "format_uri",

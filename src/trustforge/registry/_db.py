@@ -216,7 +216,8 @@ def readonly(engine: sa.Engine) -> sa.Engine:
 
 @contextmanager
 def database_errors(url: str) -> Iterator[None]:
-    """Turn "cannot reach / locked / gone away" database errors into one-line `RegistryError`s.
+    """Turn "cannot reach / locked / gone away" database errors, and statements a database whose
+    tables were changed refuses, into one-line `RegistryError`s.
 
     The message names the database by its URL with the password hidden, and the driver's
     first line of explanation (which never holds the password).
@@ -224,8 +225,17 @@ def database_errors(url: str) -> Iterator[None]:
     try:
         yield
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        why = str(getattr(exc, "orig", exc) or type(exc).__name__).strip().splitlines()[0][:200]
-        raise RegistryError(f"registry database {_safe_url(url)!r}: {why}") from None
+        raise RegistryError(f"registry database {_safe_url(url)!r}: {_first_line(exc)}") from None
+    except (sa_exc.ProgrammingError, sa_exc.DataError) as exc:  # a column's type changed, a table dropped
+        raise RegistryError(
+            f"registry database {_safe_url(url)!r} refused a statement ({_first_line(exc)}): its tables are not as "
+            "TrustForge made them (changed outside TrustForge?)"
+        ) from None
+
+
+def _first_line(exc: sa_exc.DBAPIError) -> str:
+    """The driver's first line of explanation (it never holds the password)."""
+    return (str(getattr(exc, "orig", exc) or "").strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def lock_registry(conn: sa.Connection, *, exclusive: bool = False) -> None:

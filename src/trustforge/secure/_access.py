@@ -741,7 +741,14 @@ class AccessStore:
         """
         # FOR UPDATE: on PostgreSQL a concurrent change waits here and then builds on this one's head
         # (SQLite's writers are serialised already); a first head inserted twice at once is refused once.
-        head = conn.execute(sa.select(head_table).where(head_table.c.id == 1).with_for_update()).first()
+        heads = conn.execute(sa.select(head_table).where(head_table.c.id == 1).with_for_update()).all()
+        if len(heads) > 1 and "trustforge_head_entries" not in conn.info:  # a reseal replaces them all
+            raise SecurityError(
+                f"the access head (which seal of each user and token is current) is stored {len(heads)} times (changed outside "
+                "TrustForge): users and tokens cannot be changed; an admin should run `trustforge audit verify`, then "
+                "`trustforge users reseal`"
+            )
+        head = heads[0] if len(heads) == 1 else None
         witness = _read_access_witness(self.keyring.keys_dir)
         current = self._verified_head(head, conn) if head is not None else None  # checked once: built on below
         decided = conn.info.pop("trustforge_head_entries", None)  # `reseal`: an admin's decision
@@ -793,6 +800,8 @@ class AccessStore:
         )
         values = {"version": version, "body": body, "prev": prev, "key_id": key_id, "signature": signature}
         if head is None:
+            if heads:  # a reseal over duplicated head rows
+                conn.execute(sa.delete(head_table).where(head_table.c.id == 1))
             conn.execute(sa.insert(head_table).values(id=1, **values))  # a concurrent first head: the primary key refuses one
         elif (
             conn.execute(sa.update(head_table).where(head_table.c.id == 1, head_table.c.version == head.version).values(**values)).rowcount
@@ -1110,8 +1119,11 @@ class AccessStore:
         with self.engine.execution_options(**_READONLY).connect() as conn:
             users = conn.execute(_with_seals(users_table, "user", users_table.c.name).order_by(users_table.c.name)).all()
             tokens = conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id).order_by(tokens_table.c.id)).all()
-            head = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).first()
+            heads = conn.execute(sa.select(head_table)).all()
+            head = heads[0] if len(heads) == 1 and heads[0].id == 1 else None
             why = self._head_problem(head, conn) if head is not None or users or tokens else None
+            if len(heads) > 1 or (heads and head is None):
+                why = f"is stored {len(heads)} times" if len(heads) > 1 else "is not stored as row id 1"
             entries = self._entries_of(head) if why is None and head is not None else None
             if why is None and head is not None and entries is None:
                 why = "is not readable"
