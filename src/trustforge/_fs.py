@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import uuid
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_folder",
+    "locked_beside",
     "private_dir",
     "make_private",
     "create_private",
@@ -136,13 +138,21 @@ def open_private_append(path: str | os.PathLike[str], **kwargs) -> IO[Any]:
 
 
 def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes | bytearray | memoryview, *, mode: int = PRIVATE_FILE, sync_dir: bool = False
+    path: str | os.PathLike[str],
+    data: bytes | bytearray | memoryview,
+    *,
+    mode: int = PRIVATE_FILE,
+    sync_dir: bool = False,
+    sync: bool = True,
 ) -> None:
     """Write `data` to `path` through a flushed temporary sibling and a rename.
 
     Args:
         mode: permission bits of the new file, set whatever the umask (default 0600: private).
         sync_dir: also flush the folder, so the rename itself survives a power cut.
+        sync: flush the data to disk before the rename (False: a crash may leave the old file,
+            the new one, or on a file system that does not order data before renames an empty
+            one; for files written on every request, where the flush costs more than the write).
     """
     path = Path(path)
     if path.is_dir():  # else the rename fails naming the temporary file, which the user never named
@@ -157,8 +167,9 @@ def atomic_write_bytes(
         os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -169,6 +180,20 @@ def atomic_write_bytes(
         raise
     if sync_dir:
         fsync_path(path.parent)
+
+
+@contextlib.contextmanager
+def locked_beside(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive `flock` on `.NAME.lock` beside `path` (0600, created if missing): reading
+    `path` and replacing it (`atomic_write_bytes`) inside is one compare-and-replace across this
+    machine's processes (the witnesses that only move forward)."""
+    path = Path(path)
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
 
 
 def _name_file(exc: OSError, path: Path, tmp: Path) -> None:

@@ -71,12 +71,10 @@ on an unsealed row is refused, as a forged one is.
 from __future__ import annotations
 
 import base64
-import fcntl
 import getpass
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -88,7 +86,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from trustforge._fs import atomic_write_bytes
+from trustforge._fs import atomic_write_bytes, locked_beside
 from trustforge._shown import recorded
 from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError
 from trustforge.secure import _primitives as P
@@ -280,9 +278,7 @@ def _advance_access_witness(keys_dir: Path, version: int, digest: str, body: str
     current = _read_access_witness(keys_dir)
     if current is not None and current[0] >= version:
         return  # nothing to write (so a read-only keys folder serves a head it has seen)
-    lock = os.open(path.with_name(f".{WITNESS_FILE}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked_beside(path):
         current = _read_access_witness(keys_dir)
         if current is not None and current[0] >= version:
             return
@@ -290,8 +286,6 @@ def _advance_access_witness(keys_dir: Path, version: int, digest: str, body: str
         if body is not None:
             atomic_write_bytes(path.with_name(WITNESS_BODY_FILE), b"trustforge access head body v1 " + line + body.encode("utf-8"))
         atomic_write_bytes(path, b"trustforge access head v1 " + line)
-    finally:
-        os.close(lock)
 
 
 def _witnessed_entries(keys_dir: Path) -> tuple[int, dict[str, str]] | None:
