@@ -25,6 +25,14 @@ def _sql(home, statement: str, **params) -> None:
     engine.dispose()
 
 
+def _sql_one(home, statement: str):
+    engine = sa.create_engine(f"sqlite:///{home / 'registry.db'}")
+    with engine.connect() as conn:
+        value = conn.execute(sa.text(statement)).scalar_one()
+    engine.dispose()
+    return value
+
+
 def _forged_token(home, user: str) -> str:
     """A token row the writer makes up: the hash scheme is public, only the keys are not."""
     token_id, secret = secrets.token_hex(8), secrets.token_bytes(32)
@@ -406,9 +414,9 @@ def test_a_whole_access_state_put_back_names_its_rows_and_reseal_leaves_them_out
     assert code == AccessDenied.exit_code and "was revoked" in err, err
 
 
-def test_without_the_last_heads_body_reseal_says_put_back_rows_are_current(vera, workspace):
+def test_without_the_last_heads_body_reseal_asks_for_from_seals(vera, workspace):
     # A witness from before bodies were kept (or a body of another head: a process killed between
-    # the two writes): reseal cannot tell, and says so.
+    # the two writes): reseal cannot tell which rows were put back, and says so.
     token_id = vera.split("_")[1]
     saved = _rows(workspace, token_id)
     assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
@@ -417,21 +425,85 @@ def test_without_the_last_heads_body_reseal_says_put_back_rows_are_current(vera,
     assert _access._witnessed_entries(workspace / "keys") is None
     _put_back(workspace, saved, head=True)
     code, out, err = run_main("users", "reseal", home=workspace)
-    assert code == 0 and "names 3 user and token record(s)" in out and "has not kept the body of an access head" in out, out
+    assert code == SecurityError.exit_code and "kept no access head" in err and "--from-seals" in err, out + err
+    code, out, err = run_main("users", "reseal", "--from-seals", home=workspace)
+    assert code == 0 and "names 3 user and token record(s)" in out and "is current too now" in out, out + err
 
 
-def test_audit_verify_names_a_deleted_link_of_the_head_log_and_reseal_starts_it_again(vera, workspace, monkeypatch):
-    # The red team's D5: deleted log rows passed `audit verify` here, while every machine with an
-    # older witness refused all tokens.
+def test_a_witness_kept_before_bodies_gets_its_body_when_its_head_is_next_checked(vera, workspace):
+    (workspace / "keys" / _access.WITNESS_BODY_FILE).unlink()
+    with Registry(Settings.from_env()) as reg:
+        reg.access.authenticate(vera)  # a fresh process checks the head the witness names
+    assert _access._witnessed_entries(workspace / "keys")[0] == 3
+
+
+def test_a_process_killed_between_the_witness_and_its_body_leaves_no_body_in_use(vera, workspace, monkeypatch):
+    # The witness is written first: killed before the body, it is ahead of the old body (unused);
+    # the other order left the witness behind, and a put-back state one version old passed.
+    written = []
+    real = _access.atomic_write_bytes
+
+    def killed_at_the_body(path, data, **kwargs):
+        if path.name == _access.WITNESS_BODY_FILE:
+            raise KeyboardInterrupt
+        written.append(path.name)
+        real(path, data, **kwargs)
+
+    monkeypatch.setattr(_access, "atomic_write_bytes", killed_at_the_body)
+    assert run_main("users", "grant", "ada", "trainer", home=workspace).code == 130  # killed (Ctrl-C)
+    monkeypatch.undo()
+    assert written == [_access.WITNESS_FILE] and int((workspace / "keys" / _access.WITNESS_FILE).read_text().split()[4]) == 4
+    assert _access._witnessed_entries(workspace / "keys") is None
+
+
+def test_reseal_on_a_machine_that_missed_a_change_is_refused_and_its_version_is_above_every_head(vera, workspace, tmp_path, monkeypatch):
+    # The red team's F3: machine B revoked the token; the head was deleted and the token's old
+    # row and seal put back; A's reseal (its witness one head behind) took the old row, and
+    # signed a head of B's version, so B then refused every token.
+    import shutil
+
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copytree(workspace / "keys", b / "keys")
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    assert run_main("users", "revoke-token", token_id, home=b).code == 0  # on B
+    _sql(workspace, "DELETE FROM access_head")
+    _put_back(workspace, saved, head=False)
+    code, _, err = run_main("users", "reseal", home=workspace)  # on A
+    assert code == SecurityError.exit_code and "holds version 4, newer than version 3 this machine has seen" in err, err
+    code, out, err = run_main("users", "reseal", home=b)  # on B, which saw it
+    assert code == 0 and f"left out, refused until decided again: token {token_id}" in out, out + err
+    code, out, err = run_main("users", "reseal", "--from-seals", home=workspace)  # A's, when B is gone
+    assert code == 0 and int((workspace / "keys" / _access.WITNESS_FILE).read_text().split()[4]) == 6, out + err
+
+
+def test_a_gap_in_the_head_log_is_a_warning_and_a_machine_behind_it_reseals(vera, workspace, tmp_path, monkeypatch):
+    # The red team's D5: deleted log rows passed `audit verify` here, while a machine that last saw
+    # a head before them refused every token. Then (its F4) the documented cure started a new
+    # chain, and every other machine refused every token in turn.
+    import shutil
+
+    first = _sql_one(workspace, "SELECT fingerprint FROM access_head_log WHERE version = 1")
     _sql(workspace, "DELETE FROM access_head_log WHERE version = 2")
     code, _, err = run_main("audit", "verify", home=workspace)
-    assert code == 4 and "the log of access heads misses the head version 3 was built on" in err, err
-    _sql(workspace, "UPDATE access_head_log SET digest = 'x' WHERE version = 1")
-    code, out, err = run_main("users", "reseal", home=workspace)
-    assert code == 0 and "names 3 user and token record(s)" in out and "left out" not in out, out
-    assert run_main("audit", "verify", home=workspace).code == 0
+    assert code == 0 and "warning: the log of access heads misses the head version 3 was built on" in err, err
+    b = tmp_path / "b"  # a machine sharing the database that last saw version 1
+    shutil.copytree(workspace / "keys", b / "keys")
+    (b / "keys" / _access.WITNESS_FILE).write_text(f"trustforge access head v1 1 {first}\n")
+    (b / "keys" / _access.WITNESS_BODY_FILE).unlink()
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=b).code == AccessDenied.exit_code
     assert run_main("models", "list", home=workspace).code == 0
+    monkeypatch.delenv("TRUSTFORGE_TOKEN")
+    code, out, err = run_main("users", "reseal", "--from-seals", home=b)
+    assert code == 0 and "names 3 user and token record(s)" in out, out + err
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    for home in (b, workspace):  # both follow the new head: it is built on the stored one
+        code, _, err = run_main("models", "list", home=home)
+        assert code == 0, (home, err)
 
 
 def test_a_duplicated_head_row_is_named_and_reseal_puts_it_right(vera, workspace, monkeypatch):
@@ -471,3 +543,75 @@ def test_a_column_type_changed_on_postgresql_is_one_line_not_an_internal_error(p
     monkeypatch.setenv("TRUSTFORGE_TOKEN", token)
     code, _, err = run_main("models", "list", home=workspace)
     assert code == 9 and "refused a statement" in err, err
+
+
+@pytest.mark.parametrize(
+    "trigger, change",
+    [
+        (
+            "CREATE TRIGGER k AFTER UPDATE OF revoked ON access_tokens WHEN NEW.revoked IS NOT NULL "
+            "BEGIN UPDATE access_tokens SET revoked = NULL WHERE id = NEW.id; END",
+            "revoke-token",
+        ),
+        ("CREATE TRIGGER k BEFORE UPDATE ON access_tokens BEGIN SELECT RAISE(IGNORE); END", "revoke-token"),
+        (
+            "CREATE TRIGGER k AFTER UPDATE OF role ON access_users WHEN NEW.role <> 'admin' "
+            "BEGIN UPDATE access_users SET role = 'admin' WHERE name = NEW.name; END",
+            "grant",
+        ),
+    ],
+    ids=["undo a revocation", "ignore the update", "raise the role"],
+)
+def test_a_trigger_that_rewrites_a_change_is_refused_not_sealed(trigger, change, vera, workspace, monkeypatch):
+    # The red team: with a trigger planted, `revoke-token` printed "revoked" and the token lived
+    # on, sealed; a grant made vera a sealed admin; `audit verify` said ok.
+    token_id = vera.split("_")[1]
+    _sql(workspace, trigger)
+    args = ["revoke-token", token_id] if change == "revoke-token" else ["grant", "vera", "trainer"]
+    code, _, err = run_main("users", *args, home=workspace)
+    assert code == SecurityError.exit_code and "trigger 'k' on access_" in err and "cannot be changed" in err, err
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "the access tables hold trigger 'k'" in err, err
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    code, _, err = run_main("users", "list", home=workspace)
+    assert code == AccessDenied.exit_code, err  # still a viewer: nothing was sealed
+    # The read-back check alone (a rewrite the listing does not know: a PostgreSQL rule, say).
+    monkeypatch.setattr(_access, "_rewriters", lambda conn: [])
+    with Registry(Settings.from_env()) as reg, pytest.raises(SecurityError, match="the database did not keep the change"):
+        getattr(reg.access, "revoke_token" if change == "revoke-token" else "grant")(*args[1:])
+
+
+def test_triggers_rules_and_row_security_on_postgresql_are_named_and_refused(pg_url, workspace, monkeypatch):
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", pg_url)
+    assert run_main("users", "add", "vera", "--role", "viewer", home=workspace).code == 0
+    token_id = run_main("users", "token", "vera", home=workspace).stdout.strip().split("_")[1]
+    assert run_main("audit", "verify", home=workspace).code == 0  # the listing's own queries run clean
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE FUNCTION undo() RETURNS trigger AS $$ BEGIN NEW.revoked := NULL; RETURN NEW; END $$ LANGUAGE plpgsql"))
+        conn.execute(sa.text("CREATE TRIGGER k BEFORE UPDATE ON access_tokens FOR EACH ROW EXECUTE FUNCTION undo()"))
+        conn.execute(sa.text("CREATE RULE r AS ON UPDATE TO access_users DO INSTEAD NOTHING"))
+        conn.execute(sa.text("ALTER TABLE access_seals ENABLE ROW LEVEL SECURITY"))
+    engine.dispose()
+    code, _, err = run_main("users", "revoke-token", token_id, home=workspace)
+    assert code == SecurityError.exit_code and "trigger 'k' on access_tokens" in err, err
+    code, _, err = run_main("audit", "verify", home=workspace)
+    for named in ("trigger 'k' on access_tokens", "rule 'r' on access_users", "row-level security 'access_seals'"):
+        assert named in err, err
+
+
+def test_reseal_over_an_older_head_put_back_builds_on_the_one_this_machine_saw(vera, workspace, tmp_path, monkeypatch):
+    # The red team's F4: reseal built on the head put back, forking the log, and every other
+    # machine (which had seen the newer head) refused every token until it resealed too.
+    import shutil
+
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    b = tmp_path / "b"  # a machine sharing the database that saw the revocation's head too
+    shutil.copytree(workspace / "keys", b / "keys")
+    _put_back(workspace, saved, head=True)
+    assert run_main("users", "reseal", home=workspace).code == 0
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    code, _, err = run_main("audit", "verify", home=b)
+    assert code == 4 and "does not descend" not in err and f"token {token_id} is not the one the access head names" in err, err

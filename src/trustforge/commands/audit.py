@@ -105,8 +105,15 @@ def verify(
         if adopt and report.ok:
             audit.append(principal.name, "audit_adopt", "audit-log", "ok", {"entries": report.entries})
         records, broken = access.verify_seals()
+        gap = access.head_log_gap()
     for w in report.warnings:
         typer.echo(f"warning: {w}", err=True)
+    if gap is not None:
+        typer.echo(
+            f"warning: the log of access heads {gap} (changed outside TrustForge): a machine sharing this database that last "
+            "saw an older head refuses every token until `trustforge users reseal` is run there",
+            err=True,
+        )
     problems = [] if report.ok else [f"audit log entry {report.first_bad}: {report.problem}"]
     if report.ok:
         typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))

@@ -73,28 +73,34 @@ def revoke_token(token_id: str = typer.Argument(..., help="the 16 hex digits aft
 
 
 @app.command()
-def reseal() -> None:
-    """Take as current the users and tokens whose seals hold and that the access head this machine
-    last saw named: the way back after `trustforge audit verify` named the access head (missing,
-    older or changed outside TrustForge). The others are left out, named, and refused until an
-    admin decides on them again."""
+def reseal(
+    from_seals: bool = typer.Option(
+        False,
+        "--from-seals",
+        help="take every record whose seal holds, records put back with an older seal too (for a machine that has seen no "
+        "access head, or when no machine that saw the newest is left)",
+    ),
+) -> None:
+    """Take as current the users and tokens whose seals hold and that the newest access head this
+    machine has seen named: the way back after `trustforge audit verify` named the access head
+    (missing, older, stored twice or changed outside TrustForge). The others are left out, named,
+    and refused until an admin decides on them again."""
     with _workspace() as (access, _audit, principal):
-        result = access.reseal(by=principal)
+        result = access.reseal(from_seals=from_seals, by=principal)
     typer.echo(f"the access head names {result['rows']} user and token record(s) as current")
     if result["left_out"]:
         typer.echo(
             f"left out, refused until decided again: {', '.join(result['left_out'])}: not the record the access head this "
-            f"machine last saw (version {result['checked_against']}) named: put back from an older state, or changed on "
-            "another machine since. Decide again: `trustforge users grant NAME ROLE` or `users revoke NAME` for a user, "
+            f"machine last saw (version {result['checked_against']}) named: put back from an older state, or changed outside "
+            "TrustForge. Decide again: `trustforge users grant NAME ROLE` or `users revoke NAME` for a user, "
             "`users revoke-token ID` for a token (or issue a new one)"
         )
     if result["broken"]:
         typer.echo(f"left out, their seals fail (changed outside TrustForge): {', '.join(result['broken'])}")
-    if result["checked_against"] is None:
+    if from_seals:
         typer.echo(
-            "this machine has not kept the body of an access head, so a record put back with an older seal is current too "
-            "now: revoke again any that `audit verify` named, and every revoke_token and revoke that `trustforge audit "
-            "show` lists"
+            "--from-seals: a record put back with an older seal is current too now: revoke again any that `audit verify` "
+            "named, and every revoke_token and revoke that `trustforge audit show` lists"
         )
 
 

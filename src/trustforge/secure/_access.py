@@ -63,6 +63,10 @@ second machine sharing the database trusts a head it has not seen yet until it s
 beside it (`keys/access-witness.body`): with the whole access state put back, `audit verify`
 names the rows against it and `reseal` leaves them out.
 
+A change reads its rows back and seals them only if they hold what it wrote, and no change is made
+while a trigger, view, rule or row-level security policy sits on the access tables (TrustForge
+makes none): a database writer's trigger would otherwise decide what the admin's change seals.
+
 Rows from before seals existed are sealed once, when a workspace is first opened with an audit
 log by this version (audited as `seal_existing`), and `keys/access-sealed` is written; from then
 on an unsealed row is refused, as a forged one is.
@@ -272,20 +276,46 @@ def _read_access_witness(keys_dir: Path) -> tuple[int, str] | None:
 def _advance_access_witness(keys_dir: Path, version: int, digest: str, body: str | None = None) -> None:
     """Move the witness forward to (version, digest), 0600, never back: an exclusive `flock`
     beside it makes the compare-and-replace atomic across this machine's processes. `body`: the
-    head's body, written first (`WITNESS_BODY_FILE`), so a process killed between the two leaves
-    a body that does not name the witness's head, which is then not used."""
+    head's body, written after the witness (`WITNESS_BODY_FILE`; a process killed between the two
+    leaves the witness ahead of the body, which is then not used), and written again when the
+    witness names this head but the body does not (a witness from before bodies were kept)."""
     path = Path(keys_dir) / WITNESS_FILE
     current = _read_access_witness(keys_dir)
+    if current == (version, digest):  # nothing to write (so a read-only keys folder serves a head it has seen)
+        _keep_body(keys_dir, current, body)
+        return
     if current is not None and current[0] >= version:
-        return  # nothing to write (so a read-only keys folder serves a head it has seen)
+        return  # newer, or another head of this version seen first: it stays (the check refuses this one)
     with locked_beside(path):
         current = _read_access_witness(keys_dir)
         if current is not None and current[0] >= version:
             return
-        line = b"%d %s\n" % (version, digest.encode("ascii"))
-        if body is not None:
-            atomic_write_bytes(path.with_name(WITNESS_BODY_FILE), b"trustforge access head body v1 " + line + body.encode("utf-8"))
-        atomic_write_bytes(path, b"trustforge access head v1 " + line)
+        atomic_write_bytes(path, b"trustforge access head v1 %d %s\n" % (version, digest.encode("ascii")))
+    _keep_body(keys_dir, (version, digest), body)
+
+
+def _keep_body(keys_dir: Path, witness: tuple[int, str], body: str | None) -> None:
+    """Write `body`, the body of head `witness`, beside the witness unless it is there already.
+    An aid to `reseal`, not a check: a keys folder that cannot take it serves as before."""
+    if _has_body(keys_dir, witness, body):
+        return
+    header = b"trustforge access head body v1 %d %s\n" % (witness[0], witness[1].encode("ascii"))
+    try:
+        atomic_write_bytes(Path(keys_dir) / WITNESS_BODY_FILE, header + body.encode("utf-8"))  # type: ignore[union-attr]
+    except OSError:
+        pass
+
+
+def _has_body(keys_dir: Path, witness: tuple[int, str], body: str | None) -> bool:
+    """Whether the body file beside the witness is that of head `witness` (or no body is given)."""
+    if body is None:
+        return True
+    try:
+        with open(Path(keys_dir) / WITNESS_BODY_FILE, "rb") as f:
+            first = f.readline(200)
+    except OSError:
+        return False
+    return first == b"trustforge access head body v1 %d %s\n" % (witness[0], witness[1].encode("ascii"))
 
 
 def _witnessed_entries(keys_dir: Path) -> tuple[int, dict[str, str]] | None:
@@ -308,6 +338,56 @@ def _witnessed_entries(keys_dir: Path) -> tuple[int, dict[str, str]] | None:
     if not isinstance(entries, dict) or not all(type(v) is str for v in entries.values()):
         return None
     return witness[0], entries
+
+
+_SET = object()  # `_check_written`: any value but None (a revocation's time)
+_ACCESS_TABLES = ("access_users", "access_tokens", "access_seals", "access_head", "access_head_log")
+
+
+def _check_written(name: str, row: Any, expected: dict[str, Any]) -> None:
+    """Refuse to seal `row` unless it holds what the change wrote: a database writer's trigger or
+    rule that undoes a revocation, or raises a role, in the same statement would otherwise have
+    its row sealed as the admin's decision."""
+    for field, value in expected.items():
+        held = getattr(row, field)
+        if (held is None) if value is _SET else (held != value or type(held) is not type(value)):
+            raise SecurityError(
+                f"{name}: the database did not keep the change to {field} (a trigger or rule made outside TrustForge?); "
+                "nothing was changed; `trustforge audit verify` names what the access tables hold"
+            )
+
+
+def _rewriters(conn: sa.Connection) -> list[str]:
+    """What a database writer can add to the access tables to decide what a change writes:
+    triggers and views (SQLite and PostgreSQL), rules and row-level security (PostgreSQL).
+    TrustForge makes none of them."""
+    names = list(_ACCESS_TABLES)
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(sa.text("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('trigger', 'view')")).all()
+        return [f"{kind} {name!r} on {table}" for kind, name, table in rows if str(table).lower() in names]
+    if conn.dialect.name != "postgresql":
+        return []
+    found = conn.execute(
+        sa.text(
+            "SELECT 'trigger', t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal AND c.relname = ANY(:n) AND pg_table_is_visible(c.oid) "
+            "UNION ALL SELECT 'rule', rulename, tablename FROM pg_rules WHERE tablename = ANY(:n) AND schemaname = current_schema() "
+            "UNION ALL SELECT CASE WHEN c.relkind = 'r' THEN 'row-level security' ELSE 'view' END, c.relname, c.relname "
+            "FROM pg_class c WHERE c.relname = ANY(:n) AND pg_table_is_visible(c.oid) AND (c.relkind <> 'r' OR c.relrowsecurity)"
+        ),
+        {"n": names},
+    ).all()
+    return [f"{kind} {name!r} on {table}" for kind, name, table in found]
+
+
+def _refuse_rewriters(conn: sa.Connection) -> None:
+    """Raise SecurityError naming what `_rewriters` finds, if anything."""
+    rewriters = _rewriters(conn)
+    if rewriters:
+        raise SecurityError(
+            f"the access tables hold {', '.join(rewriters)}, made outside TrustForge: it can decide what a change writes, so "
+            "users and tokens cannot be changed until it is dropped (`trustforge audit verify` names it)"
+        )
 
 
 def _workspace_id_in(blob: bytes | None) -> str | None:
@@ -455,7 +535,7 @@ class AccessStore:
             if conn.execute(sa.select(users_table.c.name).where(users_table.c.name == name)).first():
                 raise RegistryError(f"user {name!r} already exists; use `trustforge users grant` to change the role")
             conn.execute(sa.insert(users_table).values(name=name, role=role, active=True, created=_iso(_now())))
-            self._seal_user(conn, name)
+            self._seal_user(conn, name, role=role, active=True)
             return {"role": role}
 
         self._mutate(by, "add_user", name, change)
@@ -471,7 +551,7 @@ class AccessStore:
         def change(conn: sa.Connection) -> dict:
             old = self._user(conn, name)
             conn.execute(sa.update(users_table).where(users_table.c.name == name).values(role=role, active=True))
-            self._seal_user(conn, name)
+            self._seal_user(conn, name, role=role, active=True)
             return {"role": role, "previous_role": old.role, "was_active": bool(old.active)}
 
         self._mutate(by, "grant", name, change)
@@ -485,9 +565,9 @@ class AccessStore:
             conn.execute(sa.update(users_table).where(users_table.c.name == name).values(active=False))
             t = tokens_table.c
             n = conn.execute(sa.update(tokens_table).where(t.user == name, t.revoked.is_(None)).values(revoked=_iso(_now()))).rowcount
-            self._seal_user(conn, name)
-            for (token_id,) in conn.execute(sa.select(t.id).where(t.user == name)):
-                self._seal_token(conn, token_id)
+            self._seal_user(conn, name, active=False)
+            for (token_id,) in conn.execute(sa.select(t.id).where(t.user == name)).all():
+                self._seal_token(conn, token_id, revoked=_SET)
             return {"tokens_revoked": n}
 
         self._mutate(by, "revoke", name, change)
@@ -530,7 +610,7 @@ class AccessStore:
                     id=token_id, user=name, hash=_token_hash(token_id, secret), created=_iso(now), expires=expires, revoked=None
                 )
             )
-            self._seal_token(conn, token_id)
+            self._seal_token(conn, token_id, user=name, hash=_token_hash(token_id, secret), expires=expires, revoked=None)
             return {"token_id": token_id, "expires": expires}
 
         self._mutate(by, "issue_token", name, change)
@@ -579,7 +659,7 @@ class AccessStore:
             conn.execute(
                 sa.update(tokens_table).where(tokens_table.c.id == token_id, tokens_table.c.revoked.is_(None)).values(revoked=_iso(_now()))
             )
-            self._seal_token(conn, token_id)
+            self._seal_token(conn, token_id, revoked=_SET)
             return {"token_id": token_id, "user": row.user}
 
         self._mutate(by, "revoke_token", f"token:{token_id}", change)
@@ -687,14 +767,19 @@ class AccessStore:
             sa.insert(seals_table).values(kind=kind, key=key, key_id=key_id, signature=base64.b64encode(signature).decode("ascii"))
         )
 
-    def _seal_user(self, conn: sa.Connection, name: str) -> None:
-        """Seal user `name`'s row as the transaction `conn` now holds it."""
-        self._write_seal(conn, "user", name, _user_statement(self._workspace, self._user(conn, name)))
+    def _seal_user(self, conn: sa.Connection, name: str, **expected: Any) -> None:
+        """Seal user `name`'s row as the transaction `conn` now holds it, once it holds the values
+        `expected` (what the change wrote)."""
+        row = self._user(conn, name)
+        _check_written(f"user {name!r}", row, expected)
+        self._write_seal(conn, "user", name, _user_statement(self._workspace, row))
 
-    def _seal_token(self, conn: sa.Connection, token_id: str) -> None:
-        """Seal token `token_id`'s row as the transaction `conn` now holds it."""
-        t = conn.execute(sa.select(tokens_table).where(tokens_table.c.id == token_id)).one()
-        self._write_seal(conn, "token", token_id, _token_statement(self._workspace, t))
+    def _seal_token(self, conn: sa.Connection, token_id: str, **expected: Any) -> None:
+        """Seal token `token_id`'s row as the transaction `conn` now holds it, once it holds the
+        values `expected` (`_SET`: any value but None)."""
+        row = conn.execute(sa.select(tokens_table).where(tokens_table.c.id == token_id)).one()
+        _check_written(f"token {token_id}", row, expected)
+        self._write_seal(conn, "token", token_id, _token_statement(self._workspace, row))
 
     def _sealed(
         self, statement: bytes | None, key_id: Any, signature: Any, verify: Callable[[str, bytes, bytes], bool] | None = None
@@ -735,6 +820,7 @@ class AccessStore:
         """
         # FOR UPDATE: on PostgreSQL a concurrent change waits here and then builds on this one's head
         # (SQLite's writers are serialised already); a first head inserted twice at once is refused once.
+        _refuse_rewriters(conn)
         heads = conn.execute(sa.select(head_table).where(head_table.c.id == 1).with_for_update()).all()
         if len(heads) > 1 and "trustforge_head_entries" not in conn.info:  # a reseal replaces them all
             raise SecurityError(
@@ -766,20 +852,15 @@ class AccessStore:
             entries[f"{kind}:{key}"] = _fingerprint(seal.key_id, seal.signature) if seal is not None else None
         body = json.dumps({k: v for k, v in entries.items() if v is not None}, sort_keys=True, separators=(",", ":"))
         known = witness is not None and witness != _UNREADABLE
-        # Built on: the stored head when it verified (it is then this machine's newest, or newer).
-        # A reseal builds on the stored head whenever its signature holds (one put back whole, or
-        # one of another branch: its entries are not taken, only its place in the chain, so the
-        # machines that saw it can follow), else on the newest head this machine saw (a head
-        # deleted), and starts a new chain where the log behind that one is not whole (a machine
-        # could never walk it, nor `audit verify`). The version too: a head whose signature fails
-        # says nothing, its version least of all (a writer's 10**18 would carry into the witness).
-        signed = current is not None or (decided is not None and head is not None and self._head_signed(head))
-        if signed:
+        # Built on: the stored head when it verified (it is then this machine's newest, or newer);
+        # for a reseal, see `_reseal_link`. The version too: a head whose signature fails says
+        # nothing, its version least of all (a writer's 10**18 would carry into the witness).
+        if current is not None:
             prev, stored = _fingerprint(head.key_id, head.signature), head.version
+        elif decided is not None:
+            prev, stored = self._reseal_link(conn, head, witness[1] if known else None)  # type: ignore[index]
         else:
             prev, stored = (witness[1] if known and not restored else None), 0  # type: ignore[index]
-        if decided is not None and prev is not None and self._chain_problem(conn, prev) is not None:
-            prev = None
         version = max(stored, witness[0] if known else 0) + 1
         statement = _head_statement(self._workspace, version, _body_digest(body), prev)
         if statement is None:
@@ -842,6 +923,22 @@ class AccessStore:
                 "of the workspace that changed on its own, or its log of heads changed)"
             )
         return None
+
+    def _reseal_link(self, conn: sa.Connection, head: Any, witnessed: str | None) -> tuple[str | None, int]:
+        """(prev, the version to exceed) of a reseal's head over a stored head that is not to be
+        trusted. Built on the stored head when its signature holds and it is not older than the
+        one this machine saw (a gap in the log hid its descent, or it is of another branch: only
+        its place in the chain is taken, never its entries), so the machines that follow it keep
+        following; else on the head this machine saw, when the log holds it (a head deleted or
+        put back: the machines that saw it or its ancestors follow); else on nothing. Above
+        every signed version, so no machine sees two heads of one version."""
+        signed = self._signed_log(conn)
+        stored = head is not None and self._head_signed(head)
+        floor = max([r.version for r in signed.values()] + ([head.version] if stored else []), default=0)
+        seen = signed.get(witnessed) if witnessed is not None else None
+        if stored and (seen is None or head.version >= seen.version):
+            return _fingerprint(head.key_id, head.signature), floor  # newer than what this machine saw (a gap hid its descent)
+        return (witnessed if seen is not None else None), floor
 
     def _head_signed(self, head: Any) -> bool:
         """Whether head row `head` matches its signature (whatever its version and place)."""
@@ -923,24 +1020,31 @@ class AccessStore:
             return _MOVED  # changed since the token was read (an admin's change): `authenticate` reads again
         return self._verified_head(head)
 
-    def reseal(self, *, by: Principal | None = None) -> dict[str, Any]:
-        """An admin's way back after `trustforge audit verify` named the access head (missing, old
-        or changed): sign a new head naming, as the current ones, the rows whose seals hold and
-        that are the ones the head this machine last saw named (its body, kept beside the
-        witness). So rows put back from an older state, the whole access state included, stay
-        refused, and are listed for the admin to decide on again. Without that body (a machine
-        that never saw a head, or saw it before bodies were kept) every row whose seal holds is
-        taken, rows put back included.
+    def reseal(self, *, from_seals: bool = False, by: Principal | None = None) -> dict[str, Any]:
+        """An admin's way back after `trustforge audit verify` named the access head (missing, old,
+        stored twice or changed): sign a new head naming, as the current ones, the rows whose seals
+        hold and that are the ones the newest head this machine has seen named (the stored head
+        when it verifies, else the body kept beside the witness). Rows put back from an older
+        state, the whole access state included, are left out, named, for the admin to decide on
+        again.
+
+        Args:
+            from_seals: take every row whose seal holds, rows put back with an older seal included:
+                for a machine that has seen no head, or when no machine that saw the newest is left.
+
+        Raises:
+            SecurityError: without `from_seals`, this machine has kept no head to check against,
+                or the log holds a signed head newer than it (users changed on another machine).
 
         Returns:
             {"rows": how many the head names, "left_out": ["token ID" | "user 'NAME'", ...] (not
             the ones last seen), "broken": [...] (their seals fail), "checked_against": the
-            version of the head last seen, or None when there was none to check against}.
+            version of the head checked against (None with `from_seals`)}.
         """
-        witnessed = _witnessed_entries(self.keyring.keys_dir)
         named: dict[str, list[str]] = {"left_out": [], "broken": []}
 
         def change(conn: sa.Connection) -> dict:
+            basis = None if from_seals else self._reseal_basis(conn)
             rows = [("user", u.name, u, _user_statement) for u in conn.execute(_with_seals(users_table, "user", users_table.c.name))]
             rows += [("token", t.id, t, _token_statement) for t in conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id))]
             entries = {}
@@ -949,7 +1053,7 @@ class AccessStore:
                 fingerprint = _fingerprint(row.key_id, row.signature)
                 if not self._sealed(statement(self._workspace, row), row.key_id, row.signature):
                     named["broken"].append(shown)
-                elif witnessed is not None and witnessed[1].get(f"{kind}:{key}") != fingerprint:
+                elif basis is not None and basis[1].get(f"{kind}:{key}") != fingerprint:
                     named["left_out"].append(shown)
                 else:
                     entries[f"{kind}:{key}"] = fingerprint
@@ -958,11 +1062,42 @@ class AccessStore:
                 "rows": len(entries),
                 "left_out": len(named["left_out"]),
                 "broken": len(named["broken"]),
-                "checked_against": witnessed[0] if witnessed is not None else None,
+                "checked_against": basis[0] if basis is not None else None,
             }
 
         details = self._mutate(by, "reseal", "access:seals", change)
         return {**details, **named}
+
+    def _reseal_basis(self, conn: sa.Connection) -> tuple[int, dict[str, str]]:
+        """(version, entries) of the newest head this machine has seen: the stored head when it
+        verifies, else the witnessed head's body. Raises SecurityError when there is none, or when
+        the log holds a signed head newer than it: another machine saw changes this one did not,
+        and rows it changed since would be taken as they were put back."""
+        heads = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).all()
+        entries = self._verified_head(heads[0], conn) if len(heads) == 1 else None
+        basis = (heads[0].version, entries) if entries is not None else _witnessed_entries(self.keyring.keys_dir)
+        cure = "`trustforge users reseal --from-seals` takes every row whose seal holds, rows put back with an older seal too"
+        if basis is None:
+            raise SecurityError(
+                "this machine has kept no access head to check the users and tokens against (it never saw one, or saw it before "
+                f"their bodies were kept): run `trustforge users reseal` on a machine that has, or {cure}"
+            )
+        newest = max((r.version for r in self._signed_log(conn).values()), default=0)
+        if newest > basis[0]:
+            raise SecurityError(
+                f"the log of access heads holds version {newest}, newer than version {basis[0]} this machine has seen: users or "
+                f"tokens were changed on another machine since; run `trustforge users reseal` there, or {cure}"
+            )
+        return basis
+
+    def _signed_log(self, conn: sa.Connection) -> dict[str, Any]:
+        """The rows of `access_head_log` whose signature holds, by fingerprint."""
+        signed = {}
+        for r in conn.execute(sa.select(head_log_table)):
+            statement = _head_statement(self._workspace, r.version, r.digest, r.prev)
+            if _fingerprint(r.key_id, r.signature) == r.fingerprint and self._sealed(statement, r.key_id, r.signature):
+                signed[r.fingerprint] = r
+        return signed
 
     def _adopt_head_once(self) -> None:
         """A workspace sealed before access heads (seals, no head) and never seen by this machine
@@ -1121,15 +1256,10 @@ class AccessStore:
             entries = self._entries_of(head) if why is None and head is not None else None
             if why is None and head is not None and entries is None:
                 why = "is not readable"
-            chain = self._chain_problem(conn, _fingerprint(head.key_id, head.signature)) if why is None and head is not None else None
-        problems = []
+            rewriters = _rewriters(conn)
+        problems = [f"the access tables hold {r}, made outside TrustForge: it can decide what a change writes; drop it" for r in rewriters]
         if why is not None:
             problems.append(f"the access head (which seal of each user and token is current) {why}: no token is accepted")
-        if chain is not None:
-            problems.append(
-                f"the log of access heads {chain} (changed outside TrustForge): a machine that saw an older head refuses every "
-                "token; `trustforge users reseal` starts the log again"
-            )
         # With the head not to be trusted, the rows are named against the head this machine last
         # saw, from the body kept beside its witness (a whole access state put back names its rows).
         compared, against = entries, "the access head names"
@@ -1148,6 +1278,18 @@ class AccessStore:
             named = against.removesuffix(" names").removesuffix(" named")
             problems += [f"{k.replace(':', ' ', 1)} is named by {named} but missing (deleted)" for k in sorted(set(compared) - held)]
         return len(users) + len(tokens), problems
+
+    def head_log_gap(self) -> str | None:
+        """Why the chain of heads in `access_head_log`, from the stored head back to the first, is
+        not whole and signed (rows deleted or changed outside TrustForge), or None. Not a refusal
+        here (this machine checks its head against its own witness), but a machine that last saw
+        a head older than the gap cannot follow the chain and refuses every token until an admin
+        runs `trustforge users reseal` there."""
+        with self.engine.execution_options(**_READONLY).connect() as conn:
+            heads = conn.execute(sa.select(head_table)).all()
+            if len(heads) != 1:
+                return None  # `verify_seals` names the head
+            return self._chain_problem(conn, _fingerprint(heads[0].key_id, heads[0].signature))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -1168,6 +1310,7 @@ class AccessStore:
             require(by, "users", obj, self.audit)
         try:
             with self.engine.begin() as conn:
+                _refuse_rewriters(conn)  # before the change: its rows would be read back as a trigger left them
                 details = change(conn)
                 head = self.seal_head(conn)  # the changed seals are the current ones from now on
                 if by is not None:
