@@ -18,6 +18,7 @@ __all__ = [
     "SecurityError",
     "AccessDenied",
     "RegistryError",
+    "ModelUriError",
     "MissingExtraError",
     "UsageError",
 ]
@@ -88,6 +89,15 @@ class RegistryError(TrustForgeError):
     """A registry operation failed: unknown model, version or alias, or an invalid name."""
 
     exit_code = 9
+
+
+class ModelUriError(RegistryError, UsageError):
+    """A model URI that is not one (`models:/NAME/0`, `models:/NAME@`, `models:/`): the address
+    the user typed is malformed, a usage error (exit code 2, as Click's own), before any registry
+    is asked; a RegistryError still, to code that catches those. A well-formed URI of a model,
+    version or alias that does not exist is a plain RegistryError (exit code 9)."""
+
+    exit_code = 2
 
 
 class TuneError(TrustForgeError):

@@ -171,6 +171,31 @@ def test_numeric_ids_match_whatever_their_type(tmp_path):
     assert len(set(user.tolist())) == 1 and user[0] > 0 and len(set(item.tolist())) == 1 and item[0] > 0
 
 
+def test_an_id_is_one_id_however_each_file_writes_it(tmp_path):
+    """User "5" in a table whose user column read as integers and "5.0" in one where other ids
+    are text (so the column stayed text, as written) were two users: training, `predict` and
+    `--top-k` each missed the other's. A number is one id whatever its text; other text is kept."""
+    rows = [(u, i, 3.0, i) for u in ["u1", "5", "5.0", "05", "7.5", "7.50"] for i in range(10, 16)]
+    pre = prepare(_spec(_table(tmp_path, rows))).preprocessor
+    assert pre.vocabularies["user"] == ["<unknown>", "5", "7.5", "u1"]  # "5.0" and "05" are "5", "7.50" is "7.5"
+    frame = pd.DataFrame({"user": ["5.0", "u1", "7.5"], "item": [10, "10.0", "10"]})
+    mixed = pre.encode_inputs(RawData("interactions", "rating", "input", frame=frame))
+    floats = pre.encode_inputs(RawData("interactions", "rating", "input", frame=pd.DataFrame({"user": [5.0, 7.5], "item": [10.0, 10.5]})))
+    assert mixed[0].tolist() == [1, 3, 2] and mixed[1].tolist() == [1, 1, 1]
+    assert floats[0].tolist() == [1, 2] and floats[1].tolist() == [1, 0]
+    pd.DataFrame({"user": ["5.0", "u1", "u9"]}).to_csv(tmp_path / "users.csv", index=False)
+    top = inter.recommend(pre, tmp_path / "users.csv", 2, lambda u: torch.zeros(len(u), len(pre.vocabularies["item"])), exclude_known=False)
+    assert list(top.source) == ["model"] * 4 + ["popularity"] * 2, top
+    assert inter._ids(["u7", " 7a", "1_000", "nan", 7, 7.0, "7e0", "+7", True]).tolist() == [
+        "u7",
+        " 7a",
+        "1_000",
+        "nan",
+        *["7"] * 4,
+        "True",
+    ]
+
+
 # ---------------------------------------------------------------------------- negatives
 
 

@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from trustforge.commands.package import app
-from trustforge.errors import DataError, IntegrityError, SecurityError
+from trustforge.errors import DataError, IntegrityError, SecurityError, UsageError
 from trustforge.package import read_package, write_package
 from trustforge.secure._keys import Keyring
 
@@ -52,7 +52,35 @@ def test_verify_encrypt_decrypt(package, keyring, tmp_path):
     assert (tmp_path / "back" / "weights.safetensors").read_bytes() == (package / "weights.safetensors").read_bytes()
 
     done = runner.invoke(app, ["decrypt", str(sealed), "--out", str(tmp_path / "back")])
-    assert isinstance(done.exception, DataError) and "already exists" in str(done.exception)
+    assert isinstance(done.exception, UsageError) and "already exists" in str(done.exception)
+
+
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_an_out_folder_that_exists_is_a_usage_error_and_left_as_it_was(command, package, tmp_path):
+    """`package encrypt|decrypt --out DIR` with DIR there exited 3, as bad data does: the option's
+    value is what the command cannot take, a usage error (exit code 2) as `-o` naming a folder
+    is elsewhere; the folder, and a file at --out, stay as they were."""
+    source = package
+    if command == "decrypt":
+        assert runner.invoke(app, ["encrypt", str(package)]).exit_code == 0
+        source = tmp_path / "pkg.sealed"
+    there = tmp_path / "there"
+    there.mkdir()
+    (there / "keep.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine too")
+    for out in (there, tmp_path / "file"):
+        done = runner.invoke(app, [command, str(source), "--out", str(out)])
+        assert isinstance(done.exception, UsageError) and done.exception.exit_code == 2, done.output
+        assert str(done.exception) == (
+            f"--out {out}: already exists; give --out a folder path that does not exist yet (nothing is written into or over one)"
+        )
+    assert [p.name for p in there.iterdir()] == ["keep.txt"] and (there / "keep.txt").read_text() == "mine"
+    assert (tmp_path / "file").read_text() == "mine too"
+    default = source.with_name("pkg.sealed" if command == "encrypt" else "pkg")
+    if command == "encrypt":
+        default.mkdir()
+    done = runner.invoke(app, [command, str(source)])
+    assert isinstance(done.exception, UsageError) and f"{default} (the default of --out): already exists" in str(done.exception)
 
 
 def test_verify_names_the_changed_file(package):

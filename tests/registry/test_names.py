@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trustforge.errors import RegistryError
+from trustforge.errors import ModelUriError, RegistryError
 from trustforge.registry import check_alias, check_name, check_tag_key, format_uri, parse_model_uri
 from trustforge.registry._names import check_tag_value, check_version
 
@@ -147,3 +147,35 @@ def test_model_uris(uri, parsed):
 def test_bad_model_uris_are_refused(uri, why):
     with pytest.raises(RegistryError, match=why.replace(".", r"\.")):
         parse_model_uri(uri)
+
+
+@pytest.mark.parametrize("uri", ["models:/m/0", "models:/m/-1", "models:/m/abc", "models:/", "models:/m@", "models:/../m/1"])
+def test_a_malformed_model_uri_is_a_usage_error_naming_the_forms(uri):
+    with pytest.raises(ModelUriError) as raised:
+        parse_model_uri(uri)
+    assert isinstance(raised.value, RegistryError) and raised.value.exit_code == 2
+    assert str(raised.value).startswith(f"model URI {uri!r}: ") and "models:/NAME/VERSION" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("models", "show", "{uri}"),
+        ("predict", "{uri}", "rows.csv"),
+        ("report", "{uri}"),
+        ("package", "export", "{uri}", "--format", "onnx"),
+        ("serve", "{uri}"),
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_every_command_exits_2_on_a_malformed_model_uri_and_9_on_a_missing_version(args, workspace, tmp_path):
+    """`models show models:/m/0` exited 9, the registry's code, as every command taking a model
+    URI did: the parser is the one place, so each command's malformed address is a usage error."""
+    from _cli import run_main
+
+    code, out, err = run_main(*(a.format(uri="models:/m/0") for a in args), home=workspace, cwd=tmp_path)
+    assert code == 2 and err.count("\n") == 1, (code, out, err)
+    assert err.startswith("error: model URI 'models:/m/0': version must be a positive integer") and "models:/NAME@ALIAS" in err
+    if args[0] == "models":
+        code, _, err = run_main("models", "show", "models:/m/1", home=workspace)
+        assert code == 9 and "no such" in err, err

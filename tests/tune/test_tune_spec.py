@@ -351,3 +351,58 @@ def test_an_in_memory_sqlite_storage_is_a_usage_error(tmp_path, url):
     with pytest.raises(UsageError, match="in-memory SQLite database: each worker would open its own") as e:
         storage_url(url, Settings.from_env(tmp_path / "ws"), "s")
     assert str(e.value).startswith(f"--storage {url!r}") and e.value.exit_code == 2
+
+
+SIZES = {"type": "categorical", "choices": [[16, 16], [32, 32]]}
+SECONDS = {"type": "float", "low": 0.5, "high": 1.0}
+RANGES = {"data.image.size": SIZES, "data.audio.seconds": SECONDS, "data.augment.masks": {"type": "int", "low": 1, "high": 2}}
+
+
+@pytest.mark.parametrize(
+    "data, field, says",
+    [
+        ({"source": "builtin:iris"}, "data.image.size", "no image feature to read it (builtin:iris holds table data)"),
+        ({"source": "builtin:iris"}, "data.audio.seconds", "no audio feature to read it (builtin:iris holds table data)"),
+        ({"source": "builtin:digits"}, "data.audio.seconds", "no audio feature to read it (builtin:digits holds image data)"),
+        ({"source": "builtin:spoken_digits"}, "data.image.size", "no image feature to read it (builtin:spoken_digits holds audio data)"),
+        ({"source": "csv:rows.csv", "target": "y", "text": {"column": "t"}}, "data.image.size", "(its input is a text column"),
+        (
+            {"source": "builtin:iris"},
+            "data.augment.rotate",
+            "no input that reads it (only image inputs do) (builtin:iris holds table data)",
+        ),
+        ({"source": "builtin:digits"}, "data.augment.delete", "(only text inputs do) (builtin:digits holds image data)"),
+        ({"source": "builtin:digits"}, "data.augment.masks", "(only audio inputs do)"),
+        ({"source": "builtin:reviews"}, "data.augment.noise", "(only table inputs do) (its input is a text column, read as text)"),
+        ({"source": "npz:seq.npz"}, "data.image.size", "(npz:seq.npz holds sequence data)"),
+    ],
+)
+def test_a_media_section_the_data_cannot_hold_is_refused(data, field, says):
+    """`tune.space: {data.image.size: ...}` on a table of numbers loaded, and every trial ran the
+    same model: nothing reads data.image without an image feature (data.audio, and each
+    data.augment field, likewise)."""
+    spec = {**BASE, "data": data, "model": {"kind": "auto"} if "text" in data else {"kind": "mlp"}}
+    with pytest.raises(SpecError) as e:
+        load_spec({**spec, "tune": {"space": {field: RANGES.get(field, SECONDS)}}})
+    assert str(e.value).startswith(f"tune.space.{field} does nothing for this spec: it has ") and says in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "source, field",
+    [
+        ("builtin:digits", "data.image.size"),
+        ("builtin:spoken_digits", "data.audio.seconds"),
+        ("csv:rows.csv", "data.image.size"),
+        ("csv:rows.csv", "data.augment.rotate"),
+        ("builtin:digits", "data.augment.rotate"),
+        ("builtin:spoken_digits", "data.augment.masks"),
+        ("builtin:iris", "data.augment.noise"),
+    ],
+)
+def test_a_media_section_the_data_may_hold_stays_tunable(source, field):
+    # A table file's columns may be images or audio clips (their types are inferred from the data).
+    model = {"kind": "audio_cnn"} if "spoken" in source else {"kind": "cnn"} if "digits" in source else {"kind": "mlp"}
+    data = {"source": source, **({"target": "y"} if source.startswith("csv") else {})}
+    spec = load_spec({**BASE, "data": data, "model": model, "tune": {"space": {field: RANGES.get(field, SECONDS)}}})
+    assert field in spec.tune.space

@@ -68,11 +68,14 @@ def _package_write(path: Path, op: str) -> Iterator[None]:
         registry.audit.append(registry.principal.name, "export", obj, "ok", {"op": op})
 
 
-def _free(dest: Path) -> Path:
+def _free(out: Path | None, default: Path) -> Path:
+    """The folder to write: `--out`, or `default` where it is not given; refused where it exists
+    (a usage error) or its parent folder does not."""
+    from trustforge.commands import output_folder
     from trustforge.errors import DataError
 
-    if dest.exists() or dest.is_symlink():
-        raise DataError(f"{dest}: already exists; choose another --out")
+    dest = out or default
+    output_folder(dest, "--out", default=out is None)
     if not dest.parent.is_dir():
         raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
     return dest
@@ -268,7 +271,7 @@ def encrypt(
     """
     from trustforge.secure import seal_package
 
-    dest = _free(out or path.with_name(path.name + ".sealed"))
+    dest = _free(out, path.with_name(path.name + ".sealed"))
     with _package_write(path, "encrypt"):
         seal_package(path, dest, _keyring())
     typer.echo(f"sealed {path} into {dest}")
@@ -285,7 +288,7 @@ def decrypt(
     from trustforge.secure import unseal_package
 
     default = path.with_name(path.name[: -len(".sealed")] if path.name.endswith(".sealed") else path.name + ".plain")
-    dest = _free(out or default)
+    dest = _free(out, default)
     with _package_write(path, "decrypt"):
         unseal_package(path, dest, _keyring())
     typer.echo(f"decrypted {path} into {dest} (plaintext on disk: delete it when done)")

@@ -20,7 +20,7 @@ from trustforge.data._audio import add_noise as audio_noise
 from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
 from trustforge.data._audio import time_shift as audio_time_shift
-from trustforge.data._augment import Augmentation, ImageAugment, TokenAugment, check_declared
+from trustforge.data._augment import FIELDS_READ_BY, Augmentation, ImageAugment, TokenAugment, check_declared
 from trustforge.data._duplicates import across_splits, dedupe
 from trustforge.data._encoders import Preprocessor
 from trustforge.data._expect import (
@@ -107,6 +107,7 @@ __all__ = [
     "EditSpace",
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
+    "FIELDS_READ_BY",
     "INPUT_KINDS",
     "audio_gain",
     "audio_noise",

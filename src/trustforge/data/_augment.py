@@ -38,6 +38,7 @@ __all__ = [
     "SPECTROGRAM_FIELDS",
     "TEXT_FIELDS",
     "TABLE_FIELDS",
+    "FIELDS_READ_BY",
     "check_declared",
     "image_augment",
     "spectrogram_augment",
@@ -496,6 +497,8 @@ SPECTROGRAM_FIELDS = frozenset({"shift", "hflip", "freq_mask", "time_mask", "mas
 TEXT_FIELDS = frozenset({"delete", "swap", "replace", "neighbours"})
 TABLE_FIELDS = frozenset({"noise", "mixup"})
 MODIFIERS = frozenset({"masks", "neighbours"})  # settings of another field, not augmentations of their own
+# The fields each kind of input reads (a table's text, image and audio columns read their kind's).
+FIELDS_READ_BY = {"table": TABLE_FIELDS, "image": IMAGE_FIELDS, "audio": SPECTROGRAM_FIELDS, "text": TEXT_FIELDS}
 
 
 def image_augment(a: Any, mean: Any = None, std: Any = None, *, size: tuple[int, int] | None = None, where: str = "") -> ImageAugment:

@@ -29,8 +29,10 @@ from __future__ import annotations
 import lzma
 import os
 import pickle
+import re
 import warnings
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
@@ -41,7 +43,7 @@ import torch
 from trustforge._extras import require
 from trustforge.data._files import TABLE_FORMATS, read_table
 from trustforge.data._raw import RawData
-from trustforge.data._schema import Column, Schema, _natural, label_strings
+from trustforge.data._schema import Column, Schema, _natural
 from trustforge.data._states import InputState, SectionState
 from trustforge.errors import DataError
 
@@ -160,11 +162,32 @@ def load_interactions(spec: Any) -> RawData:
 
 
 def _ids(values: Any) -> np.ndarray:
-    """Ids as text, so 7, 7.0 and "7" name the same user or item whatever the file format."""
+    """Ids as text, one text per id however a file wrote it or a reader typed it (see `_id_text`):
+    7, 7.0, "7", "7.0" and "07" are the user or item "7" in training, `predict` and `--top-k`
+    alike (a CSV column reads as integers, floats or text depending on its other values)."""
     s = pd.Series(values)
-    if s.dtype == object:  # mixed: each value on its own
-        return np.array([str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in s], dtype=object)
-    return label_strings(s)
+    if pd.api.types.is_integer_dtype(s):  # the common case, at once
+        return s.astype(str).to_numpy(dtype=object)
+    return np.array([_id_text(v) for v in s], dtype=object)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _id_text(value: Any) -> str:
+    """One id as text: a number is its plain decimal, whole numbers without a fraction (7.0,
+    "7.0", "07" and "7e0" are "7"; 5.5 and "5.50" are "5.5"); any other text stays exactly as
+    written ("u7", "7a", "1_000")."""
+    text = str(value)
+    stripped = text.strip()
+    if not _NUMBER.fullmatch(stripped):
+        return text
+    number = Decimal(stripped)
+    if number.adjusted() > 100:  # no id has more digits: left as written rather than expanded
+        return text
+    if number == number.to_integral_value():
+        return str(int(number))
+    return format(number.normalize(), "f")
 
 
 def _target(roles: Any) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from trustforge.errors import RegistryError
+from trustforge.errors import ModelUriError, RegistryError
 
 __all__ = ["check_name", "check_alias", "check_tag_key", "check_tag_value", "check_version", "parse_model_uri", "format_uri", "MAX_NAME"]
 
 MAX_NAME = 64
 MAX_TAG_VALUE = 1024
 URI_SCHEME = "models:/"
+URI_FORMS = "models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME (the latest version)"
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 # Aliases name versions, never versions themselves: `models:/m@3` would read like a version.
 _RESERVED_ALIASES = frozenset({"latest"})
@@ -121,13 +122,22 @@ def parse_model_uri(uri: str) -> tuple[str, int | None, str | None]:
     accepted as `models:/NAME`.
 
     Raises:
-        RegistryError: the URI is malformed or any part of it is not a valid name/version.
+        ModelUriError: the URI is malformed or any part of it is not a valid name/version (a
+            usage error: the one place every command's model address is parsed), naming the URI
+            and the forms expected.
     """
     if not isinstance(uri, str):
-        raise RegistryError(f"model URI must be a string; got {_show(uri)}")
+        raise ModelUriError(f"model URI must be a string; got {_show(uri)}")
+    try:
+        return _split_uri(uri)
+    except RegistryError as exc:
+        raise ModelUriError(f"model URI {_show(uri)}: {exc}; expected {URI_FORMS}") from None
+
+
+def _split_uri(uri: str) -> tuple[str, int | None, str | None]:
     rest = uri[len(URI_SCHEME) :] if uri.startswith(URI_SCHEME) else uri
     if rest == "":
-        raise RegistryError(f"model URI {_show(uri)}: no model name (expected models:/NAME, models:/NAME/3 or models:/NAME@alias)")
+        raise RegistryError("no model name")
     if "@" in rest:
         name, alias = rest.split("@", 1)
         return check_name(name), None, check_alias(alias)
@@ -135,7 +145,7 @@ def parse_model_uri(uri: str) -> tuple[str, int | None, str | None]:
         name, version = rest.split("/", 1)
         check_name(name)
         if not (version.isascii() and version.isdigit()) or version.startswith("0"):
-            raise RegistryError(f"model URI {_show(uri)}: version must be a positive integer; got {_show(version)}")
+            raise RegistryError(f"version must be a positive integer; got {_show(version)}")
         return name, int(version), None
     return check_name(rest), None, None
 

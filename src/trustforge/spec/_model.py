@@ -1778,8 +1778,57 @@ def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
     return metric, direction
 
 
+# Sections of `data` that only inputs of one kind read: tuning one where the spec's data can
+# hold no such input would run every trial alike.
+_READ_ONLY_BY = {"data.image": "image", "data.audio": "audio"}
+
+
+def _inputs_held(spec: "TaskSpec") -> tuple[set[str], str]:
+    """The kinds of input ("table", "text", "image", "audio") the spec's data may hold, known
+    from the spec alone, and what it holds in words: an image or audio source its own; a text
+    input text; a table file any, as its columns' types are inferred from the data; a builtin
+    table numbers, categories and texts; sequences, series and interactions none of these."""
+    from trustforge.data import SOURCES, source_holds_text, source_input_kind  # here for the reason given in _check_source
+
+    source = spec.data.source.strip()
+    kind = source_input_kind(spec.task, source)
+    holds = f"{source} holds {kind} data"
+    if kind in ("image", "audio"):
+        return {kind}, holds
+    if kind != "table":
+        return set(), holds
+    if spec.data.text is not None or source_holds_text(source):
+        return {"text"}, "its input is a text column, read as text"
+    scheme = SOURCES.get(source.partition(":")[0].strip())
+    if scheme is not None and scheme.frame is not None:
+        return {"table", "text", "image", "audio"}, "a table file, whose columns may be any feature type"
+    return {"table", "text"}, holds
+
+
+def _unread(spec: "TaskSpec", parts: list[str]) -> str | None:
+    """Why no input of the spec's data reads the `data.image`, `data.audio` or `data.augment`
+    field `parts`; None when one may (or the field is in no such section)."""
+    from trustforge.data import FIELDS_READ_BY  # here for the reason given in _check_source
+
+    section = ".".join(parts[:2])
+    if section in _READ_ONLY_BY:
+        needs = {_READ_ONLY_BY[section]}
+        missing = f"no {_READ_ONLY_BY[section]} feature to read it"
+    elif section == "data.augment" and len(parts) == 3:
+        needs = {k for k, fields in FIELDS_READ_BY.items() if parts[2] in fields}
+        if not needs:  # not an augmentation field: the walk of check_tune_space names it
+            return None
+        missing = f"no input that reads it (only {' and '.join(sorted(needs))} inputs do)"
+    else:
+        return None
+    held, what = _inputs_held(spec)
+    return None if needs & held else f"does nothing for this spec: it has {missing} ({what}); leave it out of tune.space"
+
+
 def check_tune_space(spec: "TaskSpec") -> None:
-    """Each field of `spec.tune.space` exists, and each end of its range (each choice) makes a valid spec.
+    """Each field of `spec.tune.space` exists, is read by an input the spec's data may hold
+    (`data.image` by images, `data.audio` by audio, each `data.augment` field by its kinds of
+    input), and each end of its range (each choice) makes a valid spec.
 
     Raises:
         SpecProblem: at `tune.space.FIELD[...]`, naming what is wrong.
@@ -1788,6 +1837,9 @@ def check_tune_space(spec: "TaskSpec") -> None:
     for path, param in spec.tune.space.items():
         where = ("tune", "space", path)
         parts = path.split(".")
+        unread = _unread(spec, parts)
+        if unread is not None:
+            raise SpecProblem(where, unread)
         node: Any = base
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
