@@ -165,7 +165,7 @@ def test_an_error_names_a_spec_data_path_as_the_spec_wrote_it(tmp_path, workspac
 
     _spec(project / "specs", "table", {"source": "csv:../tables/train.csv", "target": "label"})
     code, _, err = run_main("validate", typed / "table.yaml", home=workspace, cwd=cwd)
-    assert code == 3 and "error: ../tables/train.csv: data file not found" in err, err
+    assert code == 3 and "error: ../tables/train.csv: data file not found (a spec's data path is relative to the spec's folder" in err, err
     errors = [err]
 
     (project / "tables").mkdir()

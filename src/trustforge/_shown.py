@@ -32,7 +32,7 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["no_local_paths", "recorded", "remember_written", "shown"]
+__all__ = ["no_local_paths", "recorded", "remember_written", "shown", "written_relative"]
 
 # A long-lived process (the dashboard) loads many specs: the newest few are enough to name
 # the files of the one that failed.
@@ -57,6 +57,14 @@ def remember_written(resolved: str | os.PathLike[str], written: str) -> None:
         _written[resolved] = written
         while len(_written) > _KEEP:
             _written.pop(next(iter(_written)))
+
+
+def written_relative(resolved: str | os.PathLike[str]) -> bool:
+    """Whether `resolved` was written as a relative path (`remember_written`): a message that it
+    is missing then says what it is relative to."""
+    with _lock:
+        written = _written.get(str(resolved))
+    return written is not None and not os.path.isabs(written) and not written.startswith("~")
 
 
 def shown(text: str, *, home: str | os.PathLike[str] | None = None, home_as: str | None = None) -> str:

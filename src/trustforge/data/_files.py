@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trustforge._header import refuse_repeated, refuse_repeated_csv_header
+from trustforge._shown import written_relative
 from trustforge.errors import DataError
 
 __all__ = [
@@ -91,7 +92,8 @@ def require_file(path: Path) -> None:
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file (name the file in it)")
     if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+        where = " (a spec's data path is relative to the spec's folder, not the working folder)" if written_relative(path) else ""
+        raise DataError(f"{path}: data file not found{where}")
 
 
 def _csv(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
