@@ -122,6 +122,27 @@ def test_a_data_path_written_absolute_is_relative_in_the_run_folders_spec_and_as
     assert written_spec(mapping, run_dir).data.source == "csv:../../../tables/train.csv"  # (cwd is tmp_path)
 
 
+def test_a_run_folders_spec_finds_a_linked_data_folder_after_the_project_moves(tmp_path, monkeypatch):
+    # Probe #8: the copy named the link's target from the run folder, so with the project moved
+    # (its `data/` a link to a folder elsewhere) it no longer found the file the spec still did.
+    from trustforge.spec import spec_to_yaml, written_spec
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "train.csv").write_text("x,y\n1,0\n")
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
+    (project / "data").symlink_to(shared)
+    spec = load_spec(_spec(project / "specs", "table", {"source": "csv:../data/train.csv", "target": "y"}))
+    run_dir = project / ".trustforge" / "runs" / "table-20260101-000000"
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text(spec_to_yaml(written_spec(spec, run_dir)))
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    project.rename(tmp_path / "a" / "b" / "moved")  # deeper: a path to the link's target from the run folder misses
+    again = load_spec(tmp_path / "a" / "b" / "moved" / ".trustforge" / "runs" / "table-20260101-000000" / "spec.yaml")
+    assert Path(again.data.source.partition(":")[2]).is_file(), again.data.source
+
+
 def test_validate_prints_the_data_paths_as_the_spec_wrote_them(tmp_path, workspace):
     _spec(tmp_path / "project" / "specs", "rel", {"source": "csv:../tables/train.csv", "target": "y"}, evaluate={"shift": "csv:~/s.csv"})
     code, out, err = run_main("validate", "--no-data", Path("project") / "specs" / "rel.yaml", home=workspace, cwd=tmp_path)

@@ -128,11 +128,13 @@ class Source:
         return self.rest != "NAME"
 
     def resolve(self, rest: str, base: Path) -> str:
-        """The source with a relative path made absolute against `base` (a spec's folder)."""
+        """The source with a relative path made absolute against `base` (a spec's folder). Its
+        symbolic links are kept, not followed: a run folder's copy of the spec names the file
+        through them, so a project moved with a linked `data/` folder still finds it."""
         if not self.is_path:
             return f"{self.scheme}:{rest}"
         p = Path(rest).expanduser()
-        return f"{self.scheme}:{p if p.is_absolute() else (base / p).resolve()}"
+        return f"{self.scheme}:{p if p.is_absolute() else Path(os.path.abspath(base / p))}"
 
     def written(self, rest: str, folder: Path | None) -> str:
         """The source with its path for a copy of the spec saved in `folder`: relative to it,
