@@ -643,3 +643,15 @@ def test_train_and_report_name_the_run_from_the_workspace_as_set(tmp_path):
     code, out, err = run_main("report", run_line, home=Path("ws"), cwd=tmp_path)
     assert code == 0 and str(tmp_path) not in out + err, out + err
     assert f"model card: {run_line}/model_card.md" in out, out
+
+
+def test_compare_never_ranks_runs_that_predict_another_target(home, tmp_path):
+    """Two runs on one file predicting different columns answer different questions."""
+    completed = home / "runs" / _named(home, "completed")
+    other = Path(shutil.copytree(completed, tmp_path / "other-target"))
+    spec = yaml.safe_load((other / "spec.yaml").read_text())
+    spec["data"]["target"] = "another_column"
+    (other / "spec.yaml").write_text(yaml.safe_dump(spec))
+    rows = json.loads(run_main("compare", "--json", completed, other, home=home).stdout)
+    assert len({r["group"] for r in rows}) == 2 and all(r["rank"] == 1 for r in rows), rows
+    assert "of another_column on" in {r["run"]: r["group"] for r in rows}["other-target"]

@@ -133,6 +133,7 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
         "updated": status.get("updated"),
         "task": task,
         "dataset": status["dataset"] if isinstance(status.get("dataset"), str) else _dataset(data.get("source")),
+        "target": None if data.get("target") is None else str(data["target"]),  # None: the data's default
         "positive_class": None if positive is None else str(positive),
         "test_split": _test_split(task, data, train),
         "n": None if (n := num((metrics or {}).get("n"))) is None else int(n),
@@ -161,7 +162,8 @@ def read_run(run_dir: Path, metric: str | None = None) -> dict[str, Any]:
 def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[str, Any]]:
     """Leaderboard rows (see `read_run`), one per run, grouped and ranked.
 
-    A group is one task on one data source, for one positive class (binary classification),
+    A group is one task on one data source and target (`data.target`, where the spec names one),
+    for one positive class (binary classification),
     scored on one test split (`data.split`, `train.seed`, `data.duplicates`), measured by one metric (`metric`, or each task's leaderboard metric: accuracy, rmse,
     ndcg@10): `group` names it and `rank` is 1 for the best run of its group. Runs that cannot
     be ranked (not completed, or without the metric) keep `rank` None and say why in `note`;
@@ -191,7 +193,8 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
             f"; {row['test_split']}" if row["test_split"] else ""
         )
     groups: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: (r["task"], r["dataset"], r["positive_class"] or "", r["test_split"], r["metric"] or "")):
+    order = lambda r: (r["task"], r["dataset"], r["target"] or "", r["positive_class"] or "", r["test_split"], r["metric"] or "")  # noqa: E731
+    for row in sorted(rows, key=order):
         groups.setdefault(row["group"], []).append(row)
     out = []
     for members in groups.values():
@@ -213,7 +216,7 @@ def _unreadable_row(folder: Path, exc: RunError) -> dict[str, Any]:
     ranks the others; `compare` of that run alone is the error)."""
     row: dict[str, Any] = dict.fromkeys(
         (
-            *("started", "updated", "dataset", "positive_class", "threshold", "threshold_rule", "metric"),
+            *("started", "updated", "dataset", "target", "positive_class", "threshold", "threshold_rule", "metric"),
             *("direction", "value", "max_epochs", "model_uri", "fit_seconds", "latency_p50_ms", "latency_source"),
             *("package_bytes", "parameters", "rank"),
         )
@@ -245,14 +248,15 @@ def comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
 def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
     """Each row's positive class; an unfinished run's unknown one filled in from the runs of its
     task, data and metric when they have exactly one."""
-    classes: dict[tuple[Any, Any, str], set[str]] = {}
+    classes: dict[tuple[Any, Any, Any, str], set[str]] = {}
     for row in rows:
         if row.get("positive_class") is not None:
-            classes.setdefault((row.get("task"), row.get("dataset"), row.get("metric") or ""), set()).add(row["positive_class"])
+            key = (row.get("task"), row.get("dataset"), row.get("target"), row.get("metric") or "")
+            classes.setdefault(key, set()).add(row["positive_class"])
     out = []
     for row in rows:
         positive = row.get("positive_class")
-        known = classes.get((row.get("task"), row.get("dataset"), row.get("metric") or ""), set())
+        known = classes.get((row.get("task"), row.get("dataset"), row.get("target"), row.get("metric") or ""), set())
         if positive is None and row.get("note") is not None and len(known) == 1:
             positive = next(iter(known))
         out.append(positive)
@@ -262,7 +266,8 @@ def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
 def _question(row: dict[str, Any]) -> str:
     positive = f", positive class {row['positive_class']}" if row.get("positive_class") is not None else ""
     split = f", {row['test_split']}" if row.get("test_split") else ""
-    return f"{row.get('task') or 'unknown task'} on {row.get('dataset') or 'unknown data'}{positive}{split}"
+    target = f" of {row['target']}" if row.get("target") is not None else ""
+    return f"{row.get('task') or 'unknown task'}{target} on {row.get('dataset') or 'unknown data'}{positive}{split}"
 
 
 def _test_split(task: str, data: dict[str, Any], train: dict[str, Any]) -> str:
