@@ -482,12 +482,12 @@ def predict(
     named = input if input.name else input.resolve()  # `predict PKG .` names the folder
     stem = named.name.rsplit(".", 1)[0] if named.is_file() else named.name
     dest = output or named.with_name(f"{stem}.predictions.csv")
-    output_file(output, "--out")
     # Checked before the model runs, so a long prediction is not lost to a typo in --out.
+    output_file(dest, "--out", default=output is None)
     if dest.resolve() == input.resolve():
         raise DataError(f"{dest}: refusing to overwrite the input with predictions")
-    if not dest.parent.is_dir():
-        raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
+    if not dest.parent.is_dir():  # the default, beside INPUT: INPUT is not there
+        raise DataError(f"{input}: file or folder not found")
     model = _load_model(package, public_key)
     if top_k is not None:
         frame = model.recommend(input, k=top_k)

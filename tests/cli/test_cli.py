@@ -26,7 +26,7 @@ import pytest
 import yaml
 from _cli import Result, run_main
 
-from trustforge.errors import DataError, IntegrityError, SpecError
+from trustforge.errors import DataError, IntegrityError, SpecError, UsageError
 from trustforge.spec import load_spec, spec_to_dict
 
 ALL_IN_SUBPROCESS = os.environ.get("TRUSTFORGE_CLI_SUBPROCESS") == "1"
@@ -409,7 +409,10 @@ def test_predict_refuses_to_overwrite_its_input(cli, trained, tmp_path):
     assert_one_line_error(result, DataError.exit_code, "rows.csv")
     assert (tmp_path / "rows.csv").read_bytes() == before
     result = cli("predict", trained.package, "rows.csv", "--out", "no-such-folder/out.csv")
-    assert_one_line_error(result, DataError.exit_code, "no-such-folder", "output folder not found")
+    assert_one_line_error(result, UsageError.exit_code, "--out no-such-folder/out.csv: folder no-such-folder not found")
+    (tmp_path / "rows.predictions.csv").mkdir()  # the default: refused before the model runs, as a given --out
+    result = cli("predict", trained.package, "rows.csv")
+    assert_one_line_error(result, UsageError.exit_code, "rows.predictions.csv (the default of --out): is a folder; give a file path")
 
 
 def test_evaluate_on_the_spec_test_split(cli, trained):

@@ -453,6 +453,11 @@ def test_bad_option_values_are_usage_errors(home, tmp_path):
         code, _, err = run_main(*args, "-o", "folder", home=home, cwd=tmp_path)
         assert code == 2 and err.strip() == "error: --out folder: is a folder; give a file path", err
     assert list((tmp_path / "folder").iterdir()) == []
+    # report -o made a folder that was not there; predict exited 3 naming only the folder
+    for args in (("report", "models:/iris-mlp/1"), ("predict", "models:/iris-mlp/1", "rows.csv")):
+        code, _, err = run_main(*args, "-o", "nowhere/out.html", home=home, cwd=tmp_path)
+        assert code == 2 and err.strip() == "error: --out nowhere/out.html: folder nowhere not found", err
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_models_show_names_the_stored_version_from_the_workspace_as_set(home):

@@ -83,6 +83,17 @@ def test_an_out_folder_that_exists_is_a_usage_error_and_left_as_it_was(command, 
     assert isinstance(done.exception, UsageError) and f"{default} (the default of --out): already exists" in str(done.exception)
 
 
+@pytest.mark.parametrize("command", ["encrypt", "decrypt"])
+def test_an_out_folder_in_a_missing_folder_is_a_usage_error(command, package, tmp_path):
+    """`--out nowhere/x` exited 3 naming only `nowhere`: a usage error (exit 2) naming the option
+    and the path, nothing written."""
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = runner.invoke(app, [command, str(package), "--out", str(tmp_path / "nowhere" / "x")])
+    assert isinstance(done.exception, UsageError) and done.exception.exit_code == 2, done.output
+    assert str(done.exception) == f"--out {tmp_path / 'nowhere' / 'x'}: folder {tmp_path / 'nowhere'} not found"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_verify_names_the_changed_file(package):
     blob = bytearray((package / "weights.safetensors").read_bytes())
     blob[-1] ^= 1

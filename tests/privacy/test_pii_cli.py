@@ -102,7 +102,6 @@ def test_keyed_policies_need_workspace_keys_and_unmask_is_for_admins(tmp_path, w
         (["scan", "latin.txt"], "latin.txt: not UTF-8 text"),
         (["mask", "ok.csv", "-o", "ok.csv"], "ok.csv: the output must not be the input file"),
         (["mask", "ok.csv", "-o", "out.jsonl"], "out.jsonl: the output must be the same kind of file as ok.csv (csv)"),
-        (["mask", "ok.csv", "-o", "nowhere/out.csv"], "nowhere: folder not found (for out.csv)"),
         (["scan", "ok.csv", "--entities", "EMAIL,SHOE"], "unknown entity type 'SHOE'"),
         # as training reads tables: pandas would read `a,a` as a and a.1, and the masked copy change the header
         (["mask", "twice.csv", "-o", "out.csv"], "twice.csv: column 'a' appears more than once in the header"),
@@ -246,3 +245,39 @@ def test_an_output_file_that_is_a_folder_is_a_usage_error(tmp_path, workspace, a
         "ok.csv",
         "out.csv",
     ]
+
+
+@pytest.mark.parametrize("args", [["keys", "export", "out.pem"], ["backup", "create", "out.pem"]])
+def test_a_key_or_backup_file_already_there_is_a_usage_error_and_kept(tmp_path, workspace, args):
+    """`keys export FILE` and `backup create FILE` never write over a file (they exited 3, as bad
+    data does): a usage error naming FILE as given (exit 2), the file left as it was."""
+    assert run_main("keys", "init", home=workspace).code == 0
+    (tmp_path / "out.pem").write_text("mine")
+    code, _, err = run_main(*args, home=workspace, cwd=tmp_path)
+    assert code == 2 and err.strip() == (
+        "error: FILE out.pem: already exists; give FILE a file path that does not exist yet (nothing is written over one)"
+    ), err
+    assert (tmp_path / "out.pem").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["mask", "ok.csv", "-o", "nowhere/out.csv"], "--output"),
+        (["mask", "ok.csv", "--output", "nowhere/out.csv", "--policy", "fake"], "--output"),
+        (["unmask", "ok.csv", "-o", "nowhere/out.csv"], "--output"),
+        (["keys", "export", "nowhere/out.csv"], "FILE"),
+        (["backup", "create", "nowhere/out.csv"], "FILE"),
+    ],
+)
+def test_an_output_file_in_a_missing_folder_is_a_usage_error(tmp_path, workspace, args, option):
+    """A folder that is not there (or is a file) is refused before any work, exit 2 naming the
+    option and the path as given (it exited 3 naming only the folder; unmask only after reading
+    the file and writing its audit entry)."""
+    (tmp_path / "ok.csv").write_text("a\nx@example.com\n")
+    code, _, err = run_main(*args, home=workspace, cwd=tmp_path)
+    assert code == 2 and err.strip() == f"error: {option} nowhere/out.csv: folder nowhere not found", err
+    (tmp_path / "nowhere").write_text("a file")
+    code, _, err = run_main(*args, home=workspace, cwd=tmp_path)
+    assert code == 2 and err.strip() == f"error: {option} nowhere/out.csv: nowhere is not a folder", err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ws") == ["nowhere", "ok.csv"]

@@ -355,7 +355,14 @@ def test_an_in_memory_sqlite_storage_is_a_usage_error(tmp_path, url):
 
 SIZES = {"type": "categorical", "choices": [[16, 16], [32, 32]]}
 SECONDS = {"type": "float", "low": 0.5, "high": 1.0}
-RANGES = {"data.image.size": SIZES, "data.audio.seconds": SECONDS, "data.augment.masks": {"type": "int", "low": 1, "high": 2}}
+RANGES = {
+    "data.image.size": SIZES,
+    "data.audio.seconds": SECONDS,
+    "data.augment.masks": {"type": "int", "low": 1, "high": 2},
+    "data.numeric.scaling": {"type": "categorical", "choices": ["standard", "robust"]},
+    "data.missing.numeric": {"type": "categorical", "choices": ["median", "mean"]},
+    "data.max_categories": {"type": "int", "low": 10, "high": 50},
+}
 
 
 @pytest.mark.parametrize(
@@ -375,6 +382,13 @@ RANGES = {"data.image.size": SIZES, "data.audio.seconds": SECONDS, "data.augment
         ({"source": "builtin:digits"}, "data.augment.masks", "(only audio inputs do)"),
         ({"source": "builtin:reviews"}, "data.augment.noise", "(only table inputs do) (its input is a text column, read as text)"),
         ({"source": "npz:seq.npz"}, "data.image.size", "(npz:seq.npz holds sequence data)"),
+        # read by a table's numeric, binary and categorical columns only
+        ({"source": "builtin:digits"}, "data.numeric.scaling", "no numeric column to read it (builtin:digits holds image data)"),
+        ({"source": "builtin:digits"}, "data.missing.numeric", "no table column to read it (builtin:digits holds image data)"),
+        ({"source": "builtin:shapes"}, "data.max_categories", "no table column to read it (builtin:shapes holds image data)"),
+        ({"source": "builtin:spoken_digits"}, "data.missing.numeric", "no table column to read it (builtin:spoken_digits holds audio"),
+        ({"source": "builtin:reviews"}, "data.max_categories", "no table column to read it (its input is a text column, read as text)"),
+        ({"source": "npz:seq.npz"}, "data.numeric.scaling", "no numeric column to read it (npz:seq.npz holds sequence data)"),
     ],
 )
 def test_a_media_section_the_data_cannot_hold_is_refused(data, field, says):
@@ -398,6 +412,9 @@ def test_a_media_section_the_data_cannot_hold_is_refused(data, field, says):
         ("builtin:digits", "data.augment.rotate"),
         ("builtin:spoken_digits", "data.augment.masks"),
         ("builtin:iris", "data.augment.noise"),
+        ("builtin:iris", "data.numeric.scaling"),
+        ("builtin:iris", "data.missing.numeric"),
+        ("csv:rows.csv", "data.max_categories"),
     ],
 )
 def test_a_media_section_the_data_may_hold_stays_tunable(source, field):

@@ -25,15 +25,11 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
     """Write the registry database, every stored package and the public keys to FILE."""
     from trustforge._shown import recorded
     from trustforge.commands import output_file
-    from trustforge.errors import DataError, IntegrityError, TrustForgeError
+    from trustforge.errors import IntegrityError, TrustForgeError
     from trustforge.registry import Registry, create_backup
     from trustforge.secure import require
 
-    output_file(file, "FILE")
-    if file.exists() or file.is_symlink():
-        raise DataError(f"{file}: already exists; choose another file name")
-    if not file.parent.is_dir():
-        raise DataError(f"{file.parent}: folder not found (for {file.name})")
+    output_file(file, "FILE", replace=False)
     with Registry() as reg:
         require(reg.principal, "backup", "workspace", reg.audit)
         try:

@@ -71,23 +71,18 @@ def export(
     """
     from trustforge._fs import atomic_write_bytes
     from trustforge.commands import output_file
-    from trustforge.errors import DataError
     from trustforge.secure import Keyring
     from trustforge.settings import Settings
 
     # `-` is standard output, as to other tools (the key is public); a file named `-` is `./-`
     dest = None if file in (None, "-") else Path(file)
-    output_file(dest, "FILE")
+    output_file(dest, "FILE", replace=False)
     settings = Settings.from_env()
     keyring = Keyring.load(settings.keys_dir, kek_b64=settings.kek)
     pem = keyring.public_key_pem()
     if dest is None:
         typer.echo(pem.decode("ascii"), nl=False)
         return
-    if dest.exists() or dest.is_symlink():
-        raise DataError(f"{file}: already exists; choose another file name")
-    if not dest.parent.is_dir():
-        raise DataError(f"{dest.parent}: folder not found (for {dest.name})")
     atomic_write_bytes(dest, pem, mode=0o644)
     typer.echo(f"public key {keyring.key_id[:16]} written to {file}")
 

@@ -69,15 +69,12 @@ def _package_write(path: Path, op: str) -> Iterator[None]:
 
 
 def _free(out: Path | None, default: Path) -> Path:
-    """The folder to write: `--out`, or `default` where it is not given; refused where it exists
-    (a usage error) or its parent folder does not."""
+    """The folder to write: `--out`, or `default` where it is not given; refused (a usage error)
+    where it exists or, given, its parent folder does not."""
     from trustforge.commands import output_folder
-    from trustforge.errors import DataError
 
     dest = out or default
     output_folder(dest, "--out", default=out is None)
-    if not dest.parent.is_dir():
-        raise DataError(f"{dest.parent}: output folder not found (for {dest.name})")
     return dest
 
 

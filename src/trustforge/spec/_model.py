@@ -1778,9 +1778,18 @@ def tune_objective(spec: "TaskSpec") -> tuple[str, str]:
     return metric, direction
 
 
-# Sections of `data` that only inputs of one kind read: tuning one where the spec's data can
-# hold no such input would run every trial alike.
-_READ_ONLY_BY = {"data.image": "image", "data.audio": "audio"}
+# Sections of `data` that only inputs of one kind read, and what of that kind reads them: tuning
+# one where the spec's data can hold no such input would run every trial alike. The scaling,
+# missing-value policies and category limit are read by a table's numeric, binary and
+# categorical columns only (not by a text input's one column, images, audio, sequences, series
+# or interactions).
+_READ_ONLY_BY = {
+    "data.image": ("image", "image feature"),
+    "data.audio": ("audio", "audio feature"),
+    "data.numeric": ("table", "numeric column"),
+    "data.missing": ("table", "table column"),
+    "data.max_categories": ("table", "table column"),
+}
 
 
 def _inputs_held(spec: "TaskSpec") -> tuple[set[str], str]:
@@ -1806,14 +1815,16 @@ def _inputs_held(spec: "TaskSpec") -> tuple[set[str], str]:
 
 
 def _unread(spec: "TaskSpec", parts: list[str]) -> str | None:
-    """Why no input of the spec's data reads the `data.image`, `data.audio` or `data.augment`
-    field `parts`; None when one may (or the field is in no such section)."""
+    """Why no input of the spec's data reads the field `parts` of a `_READ_ONLY_BY` section
+    (`data.image`, `data.numeric`, ...) or of `data.augment`; None when one may (or the field is
+    in no such section)."""
     from trustforge.data import FIELDS_READ_BY  # here for the reason given in _check_source
 
     section = ".".join(parts[:2])
     if section in _READ_ONLY_BY:
-        needs = {_READ_ONLY_BY[section]}
-        missing = f"no {_READ_ONLY_BY[section]} feature to read it"
+        kind, reader = _READ_ONLY_BY[section]
+        needs = {kind}
+        missing = f"no {reader} to read it"
     elif section == "data.augment" and len(parts) == 3:
         needs = {k for k, fields in FIELDS_READ_BY.items() if parts[2] in fields}
         if not needs:  # not an augmentation field: the walk of check_tune_space names it
@@ -1827,8 +1838,9 @@ def _unread(spec: "TaskSpec", parts: list[str]) -> str | None:
 
 def check_tune_space(spec: "TaskSpec") -> None:
     """Each field of `spec.tune.space` exists, is read by an input the spec's data may hold
-    (`data.image` by images, `data.audio` by audio, each `data.augment` field by its kinds of
-    input), and each end of its range (each choice) makes a valid spec.
+    (`data.image` by images, `data.audio` by audio, `data.numeric`, `data.missing` and
+    `data.max_categories` by tables, each `data.augment` field by its kinds of input), and each
+    end of its range (each choice) makes a valid spec.
 
     Raises:
         SpecProblem: at `tune.space.FIELD[...]`, naming what is wrong.
