@@ -305,7 +305,8 @@ def test_audit_verify_names_the_access_problems_when_the_log_fails_too(vera, wor
 
 
 def test_a_workspace_sealed_before_heads_gets_one_once(vera, workspace, monkeypatch):
-    _sql(workspace, "DELETE FROM access_head")  # as the version before heads left it: seals, no head, no witness
+    _sql(workspace, "DELETE FROM access_head")  # as the version before heads left it: seals, no head, no log, no witness
+    _sql(workspace, "DELETE FROM access_head_log")
     (workspace / "keys" / _access.WITNESS_FILE).unlink()
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     assert run_main("models", "list", home=workspace).code == 0
@@ -498,7 +499,9 @@ def test_a_gap_in_the_head_log_is_a_warning_and_a_machine_behind_it_reseals(vera
     assert run_main("models", "list", home=b).code == AccessDenied.exit_code
     assert run_main("models", "list", home=workspace).code == 0
     monkeypatch.delenv("TRUSTFORGE_TOKEN")
-    code, out, err = run_main("users", "reseal", "--from-seals", home=b)
+    code, _, err = run_main("users", "reseal", home=b)  # B's last head is older than the log's newest
+    assert code == SecurityError.exit_code and "kept no access head" in err and "--from-head" in err, err
+    code, out, err = run_main("users", "reseal", "--from-head", home=b)
     assert code == 0 and "names 3 user and token record(s)" in out, out + err
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     for home in (b, workspace):  # both follow the new head: it is built on the stored one
@@ -571,7 +574,7 @@ def test_a_trigger_that_rewrites_a_change_is_refused_not_sealed(trigger, change,
     code, _, err = run_main("users", *args, home=workspace)
     assert code == SecurityError.exit_code and "trigger 'k' on access_" in err and "cannot be changed" in err, err
     code, _, err = run_main("audit", "verify", home=workspace)
-    assert code == 4 and "the access tables hold trigger 'k'" in err, err
+    assert code == 4 and "the database holds trigger 'k'" in err, err
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     code, _, err = run_main("users", "list", home=workspace)
     assert code == AccessDenied.exit_code, err  # still a viewer: nothing was sealed
@@ -591,12 +594,21 @@ def test_triggers_rules_and_row_security_on_postgresql_are_named_and_refused(pg_
         conn.execute(sa.text("CREATE FUNCTION undo() RETURNS trigger AS $$ BEGIN NEW.revoked := NULL; RETURN NEW; END $$ LANGUAGE plpgsql"))
         conn.execute(sa.text("CREATE TRIGGER k BEFORE UPDATE ON access_tokens FOR EACH ROW EXECUTE FUNCTION undo()"))
         conn.execute(sa.text("CREATE RULE r AS ON UPDATE TO access_users DO INSTEAD NOTHING"))
+        # A schema named as the user comes first on the default search path: current_schema() is
+        # then that one, while the tables still resolve to public (the red team's F2 hid a rule so).
+        conn.execute(sa.text('CREATE SCHEMA "' + conn.execute(sa.text("SELECT current_user")).scalar_one() + '"'))
+        conn.execute(sa.text("CREATE RULE r2 AS ON INSERT TO public.access_seals DO ALSO NOTHING"))
         conn.execute(sa.text("ALTER TABLE access_seals ENABLE ROW LEVEL SECURITY"))
     engine.dispose()
     code, _, err = run_main("users", "revoke-token", token_id, home=workspace)
     assert code == SecurityError.exit_code and "trigger 'k' on access_tokens" in err, err
     code, _, err = run_main("audit", "verify", home=workspace)
-    for named in ("trigger 'k' on access_tokens", "rule 'r' on access_users", "row-level security 'access_seals'"):
+    for named in (
+        "trigger 'k' on access_tokens",
+        "rule 'r' on access_users",
+        "rule 'r2' on access_seals",
+        "row-level security 'access_seals'",
+    ):
         assert named in err, err
 
 
@@ -615,3 +627,84 @@ def test_reseal_over_an_older_head_put_back_builds_on_the_one_this_machine_saw(v
     monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
     code, _, err = run_main("audit", "verify", home=b)
     assert code == 4 and "does not descend" not in err and f"token {token_id} is not the one the access head names" in err, err
+
+
+def test_a_seal_the_database_put_back_during_the_change_is_refused_not_named_by_the_head(vera, workspace, monkeypatch):
+    # The red team's F1 (round 2): a trigger on a table of the writer's own, fired by a foreign
+    # key's cascade from access_seals (no listing of triggers on the access tables sees it), put
+    # the token's old seal back while `_write_seal` replaced it; the head named the seal as read
+    # back, so the revoked token, its row put back later, lived on and `audit verify` said ok.
+    # Here a trigger stands in for it, and the listing is switched off: the read-back refuses.
+    token_id = vera.split("_")[1]
+    key_id, signature = _sql_one(workspace, f"SELECT key_id || ' ' || signature FROM access_seals WHERE key = '{token_id}'").split()
+    _sql(
+        workspace,
+        f"CREATE TRIGGER swap AFTER INSERT ON access_seals WHEN NEW.key = '{token_id}' BEGIN "
+        f"UPDATE access_seals SET key_id = '{key_id}', signature = '{signature}' WHERE kind = 'token' AND key = '{token_id}'; END",
+    )
+    monkeypatch.setattr(_access, "_rewriters", lambda conn: [])  # what no listing can be sure to find
+    with Registry(Settings.from_env()) as reg, pytest.raises(SecurityError, match="did not keep its new seal as written"):
+        reg.access.revoke_token(token_id)
+    monkeypatch.undo()
+    assert _sql_one(workspace, f"SELECT revoked FROM access_tokens WHERE id = '{token_id}'") is None  # nothing was changed
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "the database holds trigger 'swap' on access_seals" in err, err
+
+
+def test_a_trigger_on_the_audit_log_blocks_no_change_silently(vera, workspace):
+    # The red team's F5: a trigger on audit_entries made every revocation fail with a message
+    # about entries inserted behind TrustForge's back, and `audit verify` named nothing.
+    _sql(workspace, "CREATE TRIGGER a1 BEFORE INSERT ON audit_entries WHEN NEW.action = 'users' BEGIN SELECT RAISE(ABORT, 'x'); END")
+    code, _, err = run_main("users", "revoke-token", vera.split("_")[1], home=workspace)
+    assert code == SecurityError.exit_code and "trigger 'a1' on audit_entries" in err, err
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "the database holds trigger 'a1' on audit_entries" in err, err
+
+
+def test_a_machine_behind_a_gap_takes_the_stored_head_on_an_admins_word_and_leaves_put_back_rows_out(
+    vera, workspace, tmp_path, monkeypatch
+):
+    # The red team's F3 (round 2): machine B revoked the token and changed more; the token's old row
+    # and seal were put back and the log's link from B's first change deleted. A (one head behind)
+    # refused every token for good, its reseal refused, and only --from-seals, which made the
+    # put-back token current again, let it back.
+    import shutil
+
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copytree(workspace / "keys", b / "keys")
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    assert run_main("users", "revoke-token", token_id, home=b).code == 0  # version 4, on B
+    assert run_main("users", "grant", "ada", "trainer", home=b).code == 0  # version 5
+    _put_back(workspace, saved, head=False)
+    _sql(workspace, "DELETE FROM access_head_log WHERE version = 4")
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "does not descend from the version 3" in err and "--from-head" in err, err
+    assert run_main("users", "reseal", home=workspace).code == SecurityError.exit_code
+    code, out, err = run_main("users", "reseal", "--from-head", home=workspace)
+    assert code == 0 and f"left out, refused until decided again: token {token_id}" in out, out + err
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    for home in (workspace, b):
+        code, _, err = run_main("models", "list", home=home)
+        assert code == AccessDenied.exit_code and "not the one the signed access head names" in err, (home, err)
+
+
+def test_a_deleted_head_is_not_adopted_by_a_machine_that_never_saw_one_where_heads_were_signed(vera, workspace, tmp_path, monkeypatch):
+    # The red team's F4 (round 2): a machine with no witness adopted the seals as they stood (a
+    # revoked token's row put back among them) as a new version 1, beside the log's version 1.
+    import shutil
+
+    token_id = vera.split("_")[1]
+    saved = _rows(workspace, token_id)
+    assert run_main("users", "revoke-token", token_id, home=workspace).code == 0
+    _put_back(workspace, saved, head=False)
+    _sql(workspace, "DELETE FROM access_head")
+    c = tmp_path / "c"
+    c.mkdir()
+    shutil.copytree(workspace / "keys", c / "keys", ignore=shutil.ignore_patterns("access-witness*"))
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    assert run_main("models", "list", home=c).code == AccessDenied.exit_code
+    assert _sql_one(workspace, "SELECT count(*) FROM access_head") == 0

@@ -111,7 +111,7 @@ def verify(
     if gap is not None:
         typer.echo(
             f"warning: the log of access heads {gap} (changed outside TrustForge): a machine sharing this database that last "
-            "saw an older head refuses every token until `trustforge users reseal` is run there",
+            "saw an older head refuses every token until `trustforge users reseal --from-head` is run there",
             err=True,
         )
     problems = [] if report.ok else [f"audit log entry {report.first_bad}: {report.problem}"]

@@ -80,13 +80,19 @@ def reseal(
         help="take every record whose seal holds, records put back with an older seal too (for a machine that has seen no "
         "access head, or when no machine that saw the newest is left)",
     ),
+    from_head: bool = typer.Option(
+        False,
+        "--from-head",
+        help="check the records against the stored access head, whose signature holds, although this machine cannot check "
+        "that it descends from the one it saw (a gap in the log of heads that `audit verify` warns of)",
+    ),
 ) -> None:
     """Take as current the users and tokens whose seals hold and that the newest access head this
     machine has seen named: the way back after `trustforge audit verify` named the access head
     (missing, older, stored twice or changed outside TrustForge). The others are left out, named,
     and refused until an admin decides on them again."""
     with _workspace() as (access, _audit, principal):
-        result = access.reseal(from_seals=from_seals, by=principal)
+        result = access.reseal(from_seals=from_seals, from_head=from_head, by=principal)
     typer.echo(f"the access head names {result['rows']} user and token record(s) as current")
     if result["left_out"]:
         typer.echo(

@@ -92,7 +92,7 @@ from sqlalchemy import exc as sa_exc
 
 from trustforge._fs import atomic_write_bytes, locked_beside
 from trustforge._shown import recorded
-from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError
+from trustforge.errors import AccessDenied, RegistryError, SecurityError, TrustForgeError, UsageError
 from trustforge.secure import _primitives as P
 from trustforge.secure._audit import _READONLY
 from trustforge.secure._keys import _create_secret
@@ -301,7 +301,9 @@ def _keep_body(keys_dir: Path, witness: tuple[int, str], body: str | None) -> No
         return
     header = b"trustforge access head body v1 %d %s\n" % (witness[0], witness[1].encode("ascii"))
     try:
-        atomic_write_bytes(Path(keys_dir) / WITNESS_BODY_FILE, header + body.encode("utf-8"))  # type: ignore[union-attr]
+        with locked_beside(Path(keys_dir) / WITNESS_FILE):  # the witness's lock: never a body of a head it has left
+            if _read_access_witness(keys_dir) == witness and not _has_body(keys_dir, witness, body):
+                atomic_write_bytes(Path(keys_dir) / WITNESS_BODY_FILE, header + body.encode("utf-8"))  # type: ignore[union-attr]
     except OSError:
         pass
 
@@ -341,7 +343,9 @@ def _witnessed_entries(keys_dir: Path) -> tuple[int, dict[str, str]] | None:
 
 
 _SET = object()  # `_check_written`: any value but None (a revocation's time)
-_ACCESS_TABLES = ("access_users", "access_tokens", "access_seals", "access_head", "access_head_log")
+# The tables a change to users and tokens writes (the audit entry is appended in its transaction).
+_GUARDED_TABLES = ("access_users", "access_tokens", "access_seals", "access_head", "access_head_log")
+_GUARDED_TABLES += ("audit_entries", "audit_head", "audit_checkpoints")
 
 
 def _check_written(name: str, row: Any, expected: dict[str, Any]) -> None:
@@ -358,10 +362,13 @@ def _check_written(name: str, row: Any, expected: dict[str, Any]) -> None:
 
 
 def _rewriters(conn: sa.Connection) -> list[str]:
-    """What a database writer can add to the access tables to decide what a change writes:
-    triggers and views (SQLite and PostgreSQL), rules and row-level security (PostgreSQL).
-    TrustForge makes none of them."""
-    names = list(_ACCESS_TABLES)
+    """What a database writer can add to the tables a change of users and tokens writes, to
+    decide what it writes or to make it fail: triggers and views (SQLite and PostgreSQL), rules
+    and row-level security (PostgreSQL), on the tables as this connection resolves their names
+    (PostgreSQL's search path included). TrustForge makes none of them. Not a complete list of
+    what a writer can do (a foreign key's cascade from a table of their own, a check function):
+    `seal_head` also refuses a seal the database did not keep as written."""
+    names = list(_GUARDED_TABLES)
     if conn.dialect.name == "sqlite":
         rows = conn.execute(sa.text("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('trigger', 'view')")).all()
         return [f"{kind} {name!r} on {table}" for kind, name, table in rows if str(table).lower() in names]
@@ -371,7 +378,8 @@ def _rewriters(conn: sa.Connection) -> list[str]:
         sa.text(
             "SELECT 'trigger', t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "WHERE NOT t.tgisinternal AND c.relname = ANY(:n) AND pg_table_is_visible(c.oid) "
-            "UNION ALL SELECT 'rule', rulename, tablename FROM pg_rules WHERE tablename = ANY(:n) AND schemaname = current_schema() "
+            "UNION ALL SELECT 'rule', r.rulename, c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class "
+            "WHERE c.relname = ANY(:n) AND pg_table_is_visible(c.oid) AND r.rulename <> '_RETURN' "
             "UNION ALL SELECT CASE WHEN c.relkind = 'r' THEN 'row-level security' ELSE 'view' END, c.relname, c.relname "
             "FROM pg_class c WHERE c.relname = ANY(:n) AND pg_table_is_visible(c.oid) AND (c.relkind <> 'r' OR c.relrowsecurity)"
         ),
@@ -385,7 +393,7 @@ def _refuse_rewriters(conn: sa.Connection) -> None:
     rewriters = _rewriters(conn)
     if rewriters:
         raise SecurityError(
-            f"the access tables hold {', '.join(rewriters)}, made outside TrustForge: it can decide what a change writes, so "
+            f"the database holds {', '.join(rewriters)}, made outside TrustForge: it can decide what a change writes, so "
             "users and tokens cannot be changed until it is dropped (`trustforge audit verify` names it)"
         )
 
@@ -760,12 +768,11 @@ class AccessStore:
     def _write_seal(self, conn: sa.Connection, kind: str, key: str, statement: bytes | None) -> None:
         if statement is None:
             raise SecurityError(f"{kind} {key!r} cannot be sealed: the workspace has no keys/{SEALED_MARKER} or the row is malformed")
-        key_id, signature = self.keyring.sign(statement)
-        conn.info.setdefault("trustforge_sealed", set()).add((kind, key))  # for the head (`seal_head`)
+        key_id, raw = self.keyring.sign(statement)
+        signature = base64.b64encode(raw).decode("ascii")
+        conn.info.setdefault("trustforge_sealed", {})[(kind, key)] = (key_id, signature)  # for the head (`seal_head`)
         conn.execute(sa.delete(seals_table).where(seals_table.c.kind == kind, seals_table.c.key == key))
-        conn.execute(
-            sa.insert(seals_table).values(kind=kind, key=key, key_id=key_id, signature=base64.b64encode(signature).decode("ascii"))
-        )
+        conn.execute(sa.insert(seals_table).values(kind=kind, key=key, key_id=key_id, signature=signature))
 
     def _seal_user(self, conn: sa.Connection, name: str, **expected: Any) -> None:
         """Seal user `name`'s row as the transaction `conn` now holds it, once it holds the values
@@ -846,10 +853,18 @@ class AccessStore:
                     "and tokens cannot be changed; an admin should run `trustforge audit verify`, then `trustforge users reseal`"
                 )
             entries = dict(entries)
+        # The head names the seals this transaction signed, as signed, never as read back: what the
+        # database holds must be exactly those (a trigger elsewhere, a foreign key's cascade, a
+        # conflict clause or a check function could have put an older seal in their place).
         s = seals_table.c
-        for kind, key in sorted(conn.info.pop("trustforge_sealed", set())):
-            seal = conn.execute(sa.select(s.key_id, s.signature).where(s.kind == kind, s.key == key)).first()
-            entries[f"{kind}:{key}"] = _fingerprint(seal.key_id, seal.signature) if seal is not None else None
+        for (kind, key), written in sorted(conn.info.pop("trustforge_sealed", {}).items()):
+            held = [tuple(r) for r in conn.execute(sa.select(s.key_id, s.signature).where(s.kind == kind, s.key == key))]
+            if held != [written]:
+                raise SecurityError(
+                    f"{kind} {str(key)[:64]!r}: the database did not keep its new seal as written (a trigger, rule or constraint "
+                    "made outside TrustForge?); nothing was changed; `trustforge audit verify` names what it finds"
+                )
+            entries[f"{kind}:{key}"] = _fingerprint(*written)
         body = json.dumps({k: v for k, v in entries.items() if v is not None}, sort_keys=True, separators=(",", ":"))
         known = witness is not None and witness != _UNREADABLE
         # Built on: the stored head when it verified (it is then this machine's newest, or newer);
@@ -920,7 +935,8 @@ class AccessStore:
         if witness is not None and head.version > witness[0] and not self._descends(head, witness, conn):
             return (
                 f"is version {head.version}, but does not descend from the version {witness[0]} this machine has seen (a copy "
-                "of the workspace that changed on its own, or its log of heads changed)"
+                "of the workspace that changed on its own, or its log of heads changed: if `audit verify` warns of a gap in that "
+                "log, an admin who trusts the stored head runs `trustforge users reseal --from-head`)"
             )
         return None
 
@@ -1020,7 +1036,7 @@ class AccessStore:
             return _MOVED  # changed since the token was read (an admin's change): `authenticate` reads again
         return self._verified_head(head)
 
-    def reseal(self, *, from_seals: bool = False, by: Principal | None = None) -> dict[str, Any]:
+    def reseal(self, *, from_seals: bool = False, from_head: bool = False, by: Principal | None = None) -> dict[str, Any]:
         """An admin's way back after `trustforge audit verify` named the access head (missing, old,
         stored twice or changed): sign a new head naming, as the current ones, the rows whose seals
         hold and that are the ones the newest head this machine has seen named (the stored head
@@ -1031,6 +1047,9 @@ class AccessStore:
         Args:
             from_seals: take every row whose seal holds, rows put back with an older seal included:
                 for a machine that has seen no head, or when no machine that saw the newest is left.
+            from_head: check the rows against the stored head, whose signature holds, although this
+                machine cannot check that it descends from the one it saw (a gap in the log of heads,
+                or a head signed on a machine it never followed): an admin's decision to trust it.
 
         Raises:
             SecurityError: without `from_seals`, this machine has kept no head to check against,
@@ -1044,7 +1063,9 @@ class AccessStore:
         named: dict[str, list[str]] = {"left_out": [], "broken": []}
 
         def change(conn: sa.Connection) -> dict:
-            basis = None if from_seals else self._reseal_basis(conn)
+            if from_seals and from_head:
+                raise UsageError("users reseal: --from-seals and --from-head are two ways back; give one")
+            basis = None if from_seals else self._reseal_basis(conn, from_head)
             rows = [("user", u.name, u, _user_statement) for u in conn.execute(_with_seals(users_table, "user", users_table.c.name))]
             rows += [("token", t.id, t, _token_statement) for t in conn.execute(_with_seals(tokens_table, "token", tokens_table.c.id))]
             entries = {}
@@ -1068,15 +1089,21 @@ class AccessStore:
         details = self._mutate(by, "reseal", "access:seals", change)
         return {**details, **named}
 
-    def _reseal_basis(self, conn: sa.Connection) -> tuple[int, dict[str, str]]:
+    def _reseal_basis(self, conn: sa.Connection, from_head: bool = False) -> tuple[int, dict[str, str]]:
         """(version, entries) of the newest head this machine has seen: the stored head when it
-        verifies, else the witnessed head's body. Raises SecurityError when there is none, or when
-        the log holds a signed head newer than it: another machine saw changes this one did not,
-        and rows it changed since would be taken as they were put back."""
+        verifies, else the witnessed head's body; `from_head`: the stored head whenever its
+        signature holds and it is not older than the witness's. Raises SecurityError when there is
+        none, or when the log holds a signed head newer than it: another machine saw changes this
+        one did not, and rows it changed since would be taken as they were put back."""
         heads = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).all()
         entries = self._verified_head(heads[0], conn) if len(heads) == 1 else None
+        if from_head and entries is None:
+            entries = self._trusted_head(heads[0] if len(heads) == 1 else None)
         basis = (heads[0].version, entries) if entries is not None else _witnessed_entries(self.keyring.keys_dir)
-        cure = "`trustforge users reseal --from-seals` takes every row whose seal holds, rows put back with an older seal too"
+        cure = (
+            "on an admin's word, `trustforge users reseal --from-head` checks them against the stored head (when its signature "
+            "holds), or `--from-seals` takes every row whose seal holds, rows put back with an older seal too"
+        )
         if basis is None:
             raise SecurityError(
                 "this machine has kept no access head to check the users and tokens against (it never saw one, or saw it before "
@@ -1089,6 +1116,25 @@ class AccessStore:
                 f"tokens were changed on another machine since; run `trustforge users reseal` there, or {cure}"
             )
         return basis
+
+    def _trusted_head(self, head: Any) -> dict[str, str]:
+        """The entries of the stored head `head`, taken on an admin's word (`reseal --from-head`):
+        its signature must hold and it must not be older than this machine's witness."""
+        witness = _read_access_witness(self.keyring.keys_dir)
+        if head is None or not self._head_signed(head):
+            raise SecurityError("users reseal --from-head: the stored access head is missing or does not match its signature")
+        if witness is not None and (witness == _UNREADABLE or head.version < witness[0]):
+            raise SecurityError(
+                f"users reseal --from-head: the stored access head is version {head.version}, older than the one this machine "
+                "has seen (put back from an older state); `trustforge users reseal` checks the rows against the newer one"
+            )
+        try:
+            entries = json.loads(head.body)
+        except ValueError:
+            entries = None
+        if not isinstance(entries, dict):
+            raise SecurityError("users reseal --from-head: the stored access head's body is not readable")
+        return entries
 
     def _signed_log(self, conn: sa.Connection) -> dict[str, Any]:
         """The rows of `access_head_log` whose signature holds, by fingerprint."""
@@ -1109,6 +1155,8 @@ class AccessStore:
             headless = conn.execute(sa.select(head_table.c.id)).first() is None
             if not headless or conn.execute(sa.select(seals_table.c.key).limit(1)).first() is None:
                 return
+            if conn.execute(sa.select(head_log_table.c.fingerprint).limit(1)).first() is not None:
+                return  # heads were signed here: this one was deleted, not never made (every token stays refused)
         try:
             with self.engine.begin() as conn:
                 head = self.seal_head(conn)
@@ -1257,7 +1305,7 @@ class AccessStore:
             if why is None and head is not None and entries is None:
                 why = "is not readable"
             rewriters = _rewriters(conn)
-        problems = [f"the access tables hold {r}, made outside TrustForge: it can decide what a change writes; drop it" for r in rewriters]
+        problems = [f"the database holds {r}, made outside TrustForge: it can decide what a change writes; drop it" for r in rewriters]
         if why is not None:
             problems.append(f"the access head (which seal of each user and token is current) {why}: no token is accepted")
         # With the head not to be trusted, the rows are named against the head this machine last
@@ -1321,7 +1369,10 @@ class AccessStore:
             return details
         except TrustForgeError as exc:
             if by is not None:
-                self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": recorded(exc)})
+                try:
+                    self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": recorded(exc)})
+                except TrustForgeError as unrecorded:  # the refusal is the news; say the log did not take it too
+                    exc.args = (f"{exc}; and its audit entry could not be written: {unrecorded}",)
             raise
         except sa_exc.IntegrityError:
             # Two admins adding the same user at once: the primary key refuses the second.
