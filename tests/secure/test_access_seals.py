@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from _cli import run_main
 
-from trustforge.errors import AccessDenied, SecurityError
+from trustforge.errors import AccessDenied, RegistryError, SecurityError
 from trustforge.registry import Registry
 from trustforge.secure import _access
 from trustforge.settings import Settings
@@ -149,6 +149,7 @@ def test_rows_from_before_seals_are_sealed_once_then_an_unsealed_row_is_refused(
     # A workspace as the version before seals left it: rows, no seals, no mark in the keys folder.
     _sql(workspace, "DELETE FROM access_seals")
     _sql(workspace, "DELETE FROM access_head")
+    _sql(workspace, "DELETE FROM access_head_log")
     (workspace / "keys" / _access.SEALED_MARKER).unlink()
     (workspace / "keys" / _access.WITNESS_FILE).unlink()
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
@@ -542,7 +543,7 @@ def test_a_column_type_changed_on_postgresql_is_one_line_not_an_internal_error(p
     code, _, err = run_main("users", "list", home=workspace)
     assert code == 0 and "warning: the access head" in err, err
     code, _, err = run_main("users", "token", "vera", home=workspace)
-    assert code == 9 and "refused a statement" in err and "not as TrustForge made them" in err, err
+    assert code == 9 and "the database refused the change to user:vera (operator does not exist" in err, err
     monkeypatch.setenv("TRUSTFORGE_TOKEN", token)
     code, _, err = run_main("models", "list", home=workspace)
     assert code == 9 and "refused a statement" in err, err
@@ -708,3 +709,91 @@ def test_a_deleted_head_is_not_adopted_by_a_machine_that_never_saw_one_where_hea
     monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
     assert run_main("models", "list", home=c).code == AccessDenied.exit_code
     assert _sql_one(workspace, "SELECT count(*) FROM access_head") == 0
+
+
+def _put_back_access(db, saved) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("ATTACH DATABASE ? AS saved", (str(saved),))
+    for table in ("access_tokens", "access_users", "access_seals", "access_head", "access_head_log"):
+        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"INSERT INTO {table} SELECT * FROM saved.{table}")
+    conn.commit()
+    conn.close()
+
+
+def _backup_db(source, dest) -> None:
+    import sqlite3
+
+    src, dst = sqlite3.connect(source), sqlite3.connect(dest)
+    src.backup(dst)
+    src.close()
+    dst.close()
+
+
+@pytest.mark.parametrize("how", ["reseal", "reseal --from-head"])
+def test_a_branch_built_on_a_put_back_state_does_not_undo_a_revocation_seen_elsewhere(how, vera, workspace, tmp_path, monkeypatch):
+    # The red team's F2 (round 3): B revoked the token; the whole database was put back to before
+    # it; A (which had not seen the revocation) made changes on that state. B's plain reseal
+    # refused because of A's newer heads, and its `--from-head` took A's head, the token live.
+    import shutil
+
+    token_id = vera.split("_")[1]
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copytree(workspace / "keys", b / "keys")
+    _backup_db(workspace / "registry.db", tmp_path / "before.db")
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    assert run_main("users", "revoke-token", token_id, home=b).code == 0  # B: version 4
+    _put_back_access(workspace / "registry.db", tmp_path / "before.db")  # the whole access state of version 3
+    for name in ("carol", "dave"):  # A, still at version 3, changes on it: versions 4 and 5 of a branch
+        assert run_main("users", "add", name, home=workspace).code == 0
+    code, out, err = run_main("users", *how.split(), home=b)
+    assert code == 0 and f"token {token_id}" in out.split("left out")[1], out + err
+    monkeypatch.setenv("TRUSTFORGE_TOKEN", vera)
+    for home in (workspace, b):
+        code, _, err = run_main("models", "list", home=home)
+        assert code == AccessDenied.exit_code and "not the one the signed access head names" in err, (home, err)
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_a_foreign_key_into_the_seals_blocks_a_revocation_by_name_not_as_a_concurrent_change(where, workspace, request, monkeypatch):
+    # The red team's F1 (round 3): a table of the writer's own with a foreign key into
+    # access_seals made every revocation fail as "changed concurrently; try again" for good,
+    # while `audit verify` said ok.
+    url = request.getfixturevalue("pg_url") if where == "postgresql" else f"sqlite:///{workspace / 'registry.db'}"
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", url)
+    assert run_main("users", "add", "vera", "--role", "viewer", home=workspace).code == 0
+    token_id = run_main("users", "token", "vera", home=workspace).stdout.strip().split("_")[1]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE evil (kind varchar(8), key varchar(64), FOREIGN KEY (kind, key) REFERENCES access_seals (kind, key))")
+        )
+        conn.execute(sa.text("INSERT INTO evil VALUES ('token', :id)"), {"id": token_id})
+    engine.dispose()
+    code, _, err = run_main("users", "revoke-token", token_id, home=workspace)
+    assert code == SecurityError.exit_code and "foreign key of table 'evil'" in err, err
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "foreign key of table 'evil'" in err, err
+    monkeypatch.setattr(_access, "_rewriters", lambda conn: [])  # what no listing finds: the refusal says why, audited
+    with Registry(Settings.from_env()) as reg:
+        with pytest.raises(RegistryError, match="the database refused the change to token:.*made outside TrustForge"):
+            reg.access.revoke_token(token_id, by=_access.local_admin())
+        assert reg.audit.entries(limit=1)[0]["outcome"] == "error"
+
+
+def test_an_operator_of_a_database_writer_over_the_column_types_is_named(pg_url, workspace, monkeypatch):
+    # The red team's F4 (round 3): an exact `=` over varchar in public wins over the catalog's text
+    # operator wherever the search path puts it: every valid token was refused while `audit
+    # verify` looked fine. It cannot be kept out (the tables live in that schema); it is named.
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", pg_url)
+    assert run_main("users", "add", "vera", "--role", "viewer", home=workspace).code == 0
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE FUNCTION public.never(a varchar, b varchar) RETURNS boolean AS 'SELECT false' LANGUAGE sql"))
+        conn.execute(sa.text("CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.never)"))
+    engine.dispose()
+    code, _, err = run_main("audit", "verify", home=workspace)
+    assert code == 4 and "operator '=' on schema public" in err, err

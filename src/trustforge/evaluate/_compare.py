@@ -187,9 +187,10 @@ def compare_runs(run_dirs: list[Path], metric: str | None = None) -> list[dict[s
         raise unreadable[0][1]
     if metric is not None and not any(r["value"] is not None for r in rows):
         _unknown_metric(metric, run_dirs)
+    targets = _shown_targets(rows)
     for row, positive in zip(rows, _positive_classes(rows)):
         row["positive_class"] = positive
-        row["group"] = f"{_question({**row, 'test_split': None})}, by {row['metric']}" + (
+        row["group"] = f"{_question({**row, 'test_split': None}, targets)}, by {row['metric']}" + (
             f"; {row['test_split']}" if row["test_split"] else ""
         )
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -242,7 +243,17 @@ def comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
     classification, ", positive class C". Only runs with the same one may be compared figure for
     figure (`compare` ranks within it; the dashboard marks a best figure within it). An unfinished
     run whose positive class is unknown takes its task and data's, where the rows have just one."""
-    return [_question({**row, "positive_class": positive}) for row, positive in zip(rows, _positive_classes(rows))]
+    targets = _shown_targets(rows)
+    return [_question({**row, "positive_class": positive}, targets) for row, positive in zip(rows, _positive_classes(rows))]
+
+
+def _shown_targets(rows: list[dict[str, Any]]) -> bool:
+    """Whether questions name the target: only where the runs of one task and data name more
+    than one (`data.target`), the common case reading as before ("classification on ...")."""
+    named: dict[tuple[Any, Any], set[Any]] = {}
+    for row in rows:
+        named.setdefault((row.get("task"), row.get("dataset")), set()).add(row.get("target"))
+    return any(len(targets) > 1 for targets in named.values())
 
 
 def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
@@ -263,10 +274,10 @@ def _positive_classes(rows: list[dict[str, Any]]) -> list[str | None]:
     return out
 
 
-def _question(row: dict[str, Any]) -> str:
+def _question(row: dict[str, Any], targets: bool = True) -> str:
     positive = f", positive class {row['positive_class']}" if row.get("positive_class") is not None else ""
     split = f", {row['test_split']}" if row.get("test_split") else ""
-    target = f" of {row['target']}" if row.get("target") is not None else ""
+    target = f" of {row['target']}" if targets and row.get("target") is not None else ""
     return f"{row.get('task') or 'unknown task'}{target} on {row.get('dataset') or 'unknown data'}{positive}{split}"
 
 

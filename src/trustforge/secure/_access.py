@@ -363,25 +363,46 @@ def _check_written(name: str, row: Any, expected: dict[str, Any]) -> None:
 
 def _rewriters(conn: sa.Connection) -> list[str]:
     """What a database writer can add to the tables a change of users and tokens writes, to
-    decide what it writes or to make it fail: triggers and views (SQLite and PostgreSQL), rules
-    and row-level security (PostgreSQL), on the tables as this connection resolves their names
-    (PostgreSQL's search path included). TrustForge makes none of them. Not a complete list of
-    what a writer can do (a foreign key's cascade from a table of their own, a check function):
-    `seal_head` also refuses a seal the database did not keep as written."""
+    decide what it writes or to make it fail: triggers and views, and foreign keys into them from
+    other tables (SQLite and PostgreSQL); rules, row-level security, check constraints,
+    inheriting tables and partitions (PostgreSQL), on the tables as this connection resolves
+    their names. TrustForge makes none of them. Not a complete list of what a writer can do (a
+    check function, an operator of its own): `seal_head` also refuses a seal the database did
+    not keep as written, and a change the database refuses is audited, naming why."""
     names = list(_GUARDED_TABLES)
     if conn.dialect.name == "sqlite":
-        rows = conn.execute(sa.text("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('trigger', 'view')")).all()
-        return [f"{kind} {name!r} on {table}" for kind, name, table in rows if str(table).lower() in names]
+        rows = conn.execute(sa.text("SELECT type, name, tbl_name FROM sqlite_master WHERE type IN ('trigger', 'view', 'table')")).all()
+        found = [f"{kind} {name!r} on {table}" for kind, name, table in rows if kind != "table" and str(table).lower() in names]
+        for _, name, _ in (r for r in rows if r[0] == "table" and str(r[1]).lower() not in names):
+            quoted = '"' + str(name).replace('"', '""') + '"'
+            for fk in conn.execute(sa.text(f"PRAGMA foreign_key_list({quoted})")).mappings():
+                if str(fk["table"]).lower() in names:
+                    found.append(f"foreign key of table {name!r} into {fk['table']}")
+        return found
     if conn.dialect.name != "postgresql":
         return []
     found = conn.execute(
         sa.text(
-            "SELECT 'trigger', t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE NOT t.tgisinternal AND c.relname = ANY(:n) AND pg_table_is_visible(c.oid) "
-            "UNION ALL SELECT 'rule', r.rulename, c.relname FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class "
-            "WHERE c.relname = ANY(:n) AND pg_table_is_visible(c.oid) AND r.rulename <> '_RETURN' "
-            "UNION ALL SELECT CASE WHEN c.relkind = 'r' THEN 'row-level security' ELSE 'view' END, c.relname, c.relname "
-            "FROM pg_class c WHERE c.relname = ANY(:n) AND pg_table_is_visible(c.oid) AND (c.relkind <> 'r' OR c.relrowsecurity)"
+            "WITH g AS (SELECT c.oid, c.relname, c.relkind, c.relrowsecurity FROM pg_catalog.pg_class c "
+            "WHERE c.relname = ANY(:n) AND pg_catalog.pg_table_is_visible(c.oid)) "
+            "SELECT 'trigger', t.tgname, g.relname FROM pg_catalog.pg_trigger t JOIN g ON g.oid = t.tgrelid WHERE NOT t.tgisinternal "
+            "UNION ALL SELECT 'rule', r.rulename, g.relname FROM pg_catalog.pg_rewrite r JOIN g ON g.oid = r.ev_class "
+            "WHERE r.rulename <> '_RETURN' "
+            "UNION ALL SELECT CASE g.relkind WHEN 'r' THEN 'row-level security' WHEN 'p' THEN 'partitioned table' ELSE 'view' END, "
+            "g.relname, g.relname FROM g WHERE g.relkind <> 'r' OR g.relrowsecurity "
+            "UNION ALL SELECT 'check constraint', k.conname, g.relname FROM pg_catalog.pg_constraint k JOIN g ON g.oid = k.conrelid "
+            "WHERE k.contype = 'c' "
+            "UNION ALL SELECT 'foreign key of table ' || quote_literal(c.relname) || ' named', k.conname, g.relname "
+            "FROM pg_catalog.pg_constraint k JOIN g ON g.oid = k.confrelid JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+            "WHERE k.contype = 'f' AND NOT c.relname = ANY(:n) "
+            "UNION ALL SELECT 'inheriting table', c.relname, g.relname FROM pg_catalog.pg_inherits i JOIN g ON g.oid = i.inhparent "
+            "JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+            # A comparison of the column types outside pg_catalog: an exact match wins over the
+            # catalog's text operators wherever the search path puts it (it can refuse every token).
+            "UNION ALL SELECT 'operator', o.oprname, 'schema ' || n.nspname FROM pg_catalog.pg_operator o "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND (o.oprleft IN ('varchar'::regtype, 'text'::regtype, 'int4'::regtype, 'bool'::regtype) "
+            "OR o.oprright IN ('varchar'::regtype, 'text'::regtype, 'int4'::regtype, 'bool'::regtype))"
         ),
         {"n": names},
     ).all()
@@ -814,9 +835,9 @@ class AccessStore:
     def seal_head(self, conn: sa.Connection, *, restored: bool = False) -> tuple[int, str, str]:
         """Sign, in transaction `conn`, the next head: the current one's entries with those of the
         rows this transaction sealed (`_write_seal` lists them in `conn.info`) replaced. Without a
-        head and without a witness on this machine (a new workspace, one sealed before heads, a
-        restore's target) every seal the table holds is taken; without a head but with a witness
-        (a head deleted), only this transaction's. Returns (version, fingerprint, body) for `witness`,
+        head, a witness on this machine or any head signed before (a new workspace, one sealed
+        before heads) every seal the table holds is taken; a head missing otherwise was deleted,
+        and is refused. Returns (version, fingerprint, body) for `witness`,
         once the transaction has committed. `restored`: a restore's target, whose head names
         exactly the rows this transaction sealed (whatever its keys folder's witness says).
 
@@ -843,7 +864,8 @@ class AccessStore:
             entries = dict(decided)
         elif restored:
             entries = {}
-        elif head is None and witness is None:
+        elif head is None and witness is None and conn.execute(sa.select(head_log_table.c.fingerprint).limit(1)).first() is None:
+            # A new workspace, or one sealed before heads: never a head deleted where heads were signed.
             entries = {f"{r.kind}:{r.key}": _fingerprint(r.key_id, r.signature) for r in conn.execute(sa.select(seals_table))}
         else:
             entries = current
@@ -1074,7 +1096,9 @@ class AccessStore:
                 fingerprint = _fingerprint(row.key_id, row.signature)
                 if not self._sealed(statement(self._workspace, row), row.key_id, row.signature):
                     named["broken"].append(shown)
-                elif basis is not None and basis[1].get(f"{kind}:{key}") != fingerprint:
+                elif basis is not None and (
+                    basis[1].get(f"{kind}:{key}") != fingerprint or basis[2].get(f"{kind}:{key}", fingerprint) != fingerprint
+                ):
                     named["left_out"].append(shown)
                 else:
                     entries[f"{kind}:{key}"] = fingerprint
@@ -1089,17 +1113,27 @@ class AccessStore:
         details = self._mutate(by, "reseal", "access:seals", change)
         return {**details, **named}
 
-    def _reseal_basis(self, conn: sa.Connection, from_head: bool = False) -> tuple[int, dict[str, str]]:
-        """(version, entries) of the newest head this machine has seen: the stored head when it
-        verifies, else the witnessed head's body; `from_head`: the stored head whenever its
-        signature holds and it is not older than the witness's. Raises SecurityError when there is
-        none, or when the log holds a signed head newer than it: another machine saw changes this
-        one did not, and rows it changed since would be taken as they were put back."""
+    def _reseal_basis(self, conn: sa.Connection, from_head: bool = False) -> tuple[int, dict[str, str], dict[str, str]]:
+        """(version, entries, also) for `reseal`: a row is taken when its seal is the one `entries`
+        names and, where `also` names one for it, that one too. `entries`: the newest head this
+        machine has seen: the stored head when it verifies, else the witnessed head's body;
+        `from_head`: the stored head whenever its signature holds and it is not older than the
+        witness's, with `also` the witnessed body (a row changed since this machine's last head,
+        on a branch that put it back or on another machine, is left out, never taken). Raises
+        SecurityError when there is none, or when the log holds a signed head that descends from
+        it and is newer: another machine saw changes this one did not, and rows it changed since
+        would be taken as they were put back (a head of another branch is no such change)."""
         heads = conn.execute(sa.select(head_table).where(head_table.c.id == 1)).all()
         entries = self._verified_head(heads[0], conn) if len(heads) == 1 else None
-        if from_head and entries is None:
-            entries = self._trusted_head(heads[0] if len(heads) == 1 else None)
-        basis = (heads[0].version, entries) if entries is not None else _witnessed_entries(self.keyring.keys_dir)
+        if entries is not None:
+            basis = (heads[0].version, entries, _fingerprint(heads[0].key_id, heads[0].signature))
+        elif from_head:
+            witnessed = _witnessed_entries(self.keyring.keys_dir)
+            trusted = self._trusted_head(heads[0] if len(heads) == 1 else None)  # raises unless there is one to trust
+            return heads[0].version, trusted, witnessed[1] if witnessed is not None else {}
+        else:
+            witnessed, witness = _witnessed_entries(self.keyring.keys_dir), _read_access_witness(self.keyring.keys_dir)
+            basis = (witnessed[0], witnessed[1], witness[1]) if witnessed is not None and witness is not None else None
         cure = (
             "on an admin's word, `trustforge users reseal --from-head` checks them against the stored head (when its signature "
             "holds), or `--from-seals` takes every row whose seal holds, rows put back with an older seal too"
@@ -1109,13 +1143,37 @@ class AccessStore:
                 "this machine has kept no access head to check the users and tokens against (it never saw one, or saw it before "
                 f"their bodies were kept): run `trustforge users reseal` on a machine that has, or {cure}"
             )
-        newest = max((r.version for r in self._signed_log(conn).values()), default=0)
+        newest = self._newest_successor(conn, basis[2], basis[0])
         if newest > basis[0]:
             raise SecurityError(
-                f"the log of access heads holds version {newest}, newer than version {basis[0]} this machine has seen: users or "
-                f"tokens were changed on another machine since; run `trustforge users reseal` there, or {cure}"
+                f"the log of access heads holds version {newest}, newer than version {basis[0]} this machine has seen and built on "
+                f"it: users or tokens were changed on another machine since; run `trustforge users reseal` there, or {cure}"
             )
-        return basis
+        return basis[0], basis[1], {}
+
+    def _newest_successor(self, conn: sa.Connection, fingerprint: str, version: int) -> int:
+        """The highest version among the signed heads of the log newer than `version` that may
+        have been built on the head with `fingerprint`: those whose links lead to it, and those
+        whose links break before they pass below it (a gap hides where they come from); not those
+        that provably come from elsewhere (a branch). `version` when there is none."""
+        signed = self._signed_log(conn)
+        verdict: dict[str, bool] = {fingerprint: True}  # whether a head may descend from `fingerprint`
+
+        def may_descend(fp: Any) -> bool:
+            path = []
+            while fp not in verdict:
+                row = signed.get(fp) if fp is not None else None
+                if row is None or row.version <= version:
+                    verdict[fp] = row is None and fp is not None  # a missing link: maybe; the first head or an older one: no
+                    break
+                path.append(fp)
+                fp = row.prev
+            for step in path:
+                verdict[step] = verdict[fp]
+            return verdict[fp]
+
+        newer = [r for r in signed.values() if r.version > version]
+        return max([r.version for r in newer if may_descend(r.fingerprint)], default=version)
 
     def _trusted_head(self, head: Any) -> dict[str, str]:
         """The entries of the stored head `head`, taken on an admin's word (`reseal --from-head`):
@@ -1374,9 +1432,14 @@ class AccessStore:
                 except TrustForgeError as unrecorded:  # the refusal is the news; say the log did not take it too
                     exc.args = (f"{exc}; and its audit entry could not be written: {unrecorded}",)
             raise
-        except sa_exc.IntegrityError:
-            # Two admins adding the same user at once: the primary key refuses the second.
-            err = RegistryError(f"{obj} was changed concurrently; try again")
+        except sa_exc.DBAPIError as exc:
+            # Two admins adding the same user at once: the primary key refuses the second. But a
+            # foreign key, constraint or function a database writer added refuses it too, for good.
+            why = (str(getattr(exc, "orig", exc) or "").strip().splitlines() or [type(exc).__name__])[0][:160]
+            err = RegistryError(
+                f"the database refused the change to {obj} ({why}): a concurrent change (try again), or a constraint, foreign "
+                "key or function made outside TrustForge (`trustforge audit verify` names what it finds)"
+            )
             if by is not None:
                 self.audit.append(by.name, "users", obj, "error", {"op": what, "by_kind": by.kind, "error": recorded(err)})
             raise err from None
