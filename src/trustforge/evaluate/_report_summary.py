@@ -487,7 +487,10 @@ def importance_measures(section: Any) -> dict[str, str]:
         out["permutation"] = measures
     elif isinstance(measures, dict):
         out.update({str(k): v for k, v in measures.items() if isinstance(v, str) and v})
-    return out
+    # The report prints each sentence after its chart's label: an evidence sentence that opens with
+    # that label ("Permutation importance: how much ...") loses it, so the label is not said twice.
+    labels = {"ig": "Integrated gradients: ", "permutation": "Permutation importance: "}
+    return {k: v[len(labels[k]) :] if k in labels and v.startswith(labels[k]) else v for k, v in out.items()}
 
 
 def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
