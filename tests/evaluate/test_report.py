@@ -309,6 +309,26 @@ def test_missing_evidence_renders_as_not_measured(runs, tmp_path):
     assert (bare / "model_card.md").is_file()
 
 
+def test_a_skipped_part_of_the_evidence_says_why_in_its_section(runs, tmp_path):
+    """evidence.json records why a part was skipped (a recommender's ids have no noise model): its
+    section says that reason, not that the run holds nothing."""
+    run = tmp_path / "skipped"
+    shutil.copytree(runs["image"], run)
+    (run / "explanations.safetensors").unlink(missing_ok=True)
+    evidence = json.loads((run / "evidence.json").read_text())
+    for part in ("corruptions", "explanations"):
+        evidence.pop(part, None)
+    evidence["skipped"] = {
+        "corruptions": "user and item ids have no noise model; the unknown-id fallback is tested instead",
+        "explanations": "an id embedding has no features to attribute a score to",
+    }
+    (run / "evidence.json").write_text(json.dumps(evidence))
+    html = write_report(run, tmp_path / "out" / "skipped.html").read_text(encoding="utf-8")
+    assert "Not measured: user and item ids have no noise model; the unknown-id fallback is tested instead." in html
+    assert "Not measured: an id embedding has no features to attribute a score to." in html
+    assert "holds no corruption results" not in html and "holds no explanations" not in html
+
+
 def test_regression_run_without_evidence(runs):
     root = runs["root"]
     r = trustforge.run(
