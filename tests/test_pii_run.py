@@ -251,3 +251,27 @@ def test_a_hashed_run_hashes_prediction_inputs_with_the_workspace_key_and_refuse
     (home / "keys" / "masking.key").unlink()  # another masking secret (as in another workspace, or after a fresh start)
     with pytest.raises(SecurityError, match="hashed under another masking key"):
         Model.load(result.package).predict(frame)
+
+
+def test_a_personal_header_is_in_no_file_report_or_output_and_predict_still_finds_its_column(tmp_path):
+    """A column named after a person's email: every file of the run, the report and what the
+    commands print name it `<column 6: EMAIL>`, as `trustforge scan` does; `predict` on the
+    original file still finds it."""
+    header = "zeb.quixote@secretmail.org"
+    home = tmp_path / "ws"
+    write_pii_table(tmp_path / "people.csv", n=120)
+    frame = pd.read_csv(tmp_path / "people.csv").rename(columns={"age": header})
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    spec = {**SPEC, "name": "header-masked", "train": {"max_epochs": 2, "batch_size": 32, "early_stopping": None}}
+    spec["evaluate"] = {"robustness": False, "privacy_audit": False, "corruptions": False, "speed": False}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    results = [run_main("train", "-q", "spec.yaml", home=home, cwd=tmp_path)]
+    assert results[0].code == 0, results[0].stderr
+    run_dir = next((home / "runs").iterdir())
+    results.append(run_main("report", str(run_dir), "-o", "r.html", home=home, cwd=tmp_path))
+    results.append(run_main("predict", str(run_dir / "package"), "people.csv", "-o", "out.csv", home=home, cwd=tmp_path))
+    assert [r.code for r in results] == [0, 0, 0], results[-1].stderr
+    leaks = [p.name for p in [*run_dir.rglob("*"), tmp_path / "r.html"] if p.is_file() and header.encode() in p.read_bytes()]
+    assert leaks == [] and not [r for r in results if header in r.stdout + r.stderr]
+    assert "<column 6: EMAIL>" in (run_dir / "package" / "manifest.json").read_text(encoding="utf-8")
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 120

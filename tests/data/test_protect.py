@@ -255,3 +255,53 @@ def test_a_refusal_or_a_missing_key_leaves_no_run_behind(people, tmp_path, monke
     with pytest.raises(SecurityError, match="no key-encryption key"):
         trustforge.run(spec, progress=False, register=False)
     assert not (home / "runs").exists() or not any((home / "runs").iterdir())  # refused before any folder was made
+
+
+HEADER = "zeb.quixote@secretmail.org"  # a column named after a person's email: personal data in the header
+
+
+def _with_header(frame):
+    """`frame` with its `age` column named `HEADER` (position 6 of the table, from 1)."""
+    return frame.rename(columns={"age": HEADER})
+
+
+@pytest.mark.parametrize("pii", ["mask", "hash", "drop"])
+def test_a_personal_header_is_renamed_as_scan_shows_it_and_never_recorded(people, pii):
+    frame = _with_header(people[0])
+    assert list(frame.columns).index(HEADER) == 5
+    raw, record = protect(_raw(frame), _spec(pii).data.protect, key=KEY)
+    assert "<column 6: EMAIL>" in raw.frame.columns and HEADER not in raw.frame.columns
+    assert (raw.frame["<column 6: EMAIL>"] == frame[HEADER]).all()  # its values (ages) are no personal data: as they were
+    assert HEADER not in repr(record) and "<column 6: EMAIL>" in record["scanned"]
+    assert list(record["headers"]) == ["<column 6: EMAIL>"]
+    # Rows given to the model later with the original header are matched to the renamed column.
+    rows = protect_frame(frame.head(5).drop(columns=["label"]), record, KEY)
+    assert (rows["<column 6: EMAIL>"] == frame[HEADER].head(5)).all() and HEADER not in rows.columns
+    served = protect_columns({HEADER: frame[HEADER].head(3).to_numpy(), "city": frame["city"].head(3).to_numpy()}, record, KEY)
+    assert list(served) == ["<column 6: EMAIL>", "city"]
+
+
+def test_a_hashed_header_matches_only_under_its_key(people):
+    frame = _with_header(people[0])
+    _, record = protect(_raw(frame), _spec("hash").data.protect, key=KEY)
+    assert re.fullmatch(r"<EMAIL:[0-9a-f]{16}>", record["headers"]["<column 6: EMAIL>"])
+    other = frame.head(3).rename(columns={HEADER: "someone.else@secretmail.org"})  # another person's header: not this column
+    assert "<column 6: EMAIL>" not in protect_frame(other, record, KEY).columns
+
+
+def test_fail_and_errors_name_a_personal_header_as_scan_shows_it(people):
+    frame = _with_header(people[0][["city", "age", "label"]])
+    with pytest.raises(DataError) as err:
+        protect(_raw(frame), _spec("fail").data.protect)
+    assert "found in '<column 2: EMAIL>' (its header)" in str(err.value) and HEADER not in str(err.value)
+    with pytest.raises(DataError) as err:
+        protect(_raw(frame), _spec("mask", columns=["nope"]).data.protect)
+    assert "columns are: city, <column 2: EMAIL>, label" in str(err.value) and HEADER not in str(err.value)
+
+
+def test_prepare_reads_a_personal_header_the_spec_names_by_its_new_name(people):
+    frame = _with_header(people[0])
+    data = prepare(_table_spec({"pii": "mask"}, features=[HEADER, "city"]), _raw(frame))
+    assert [c.name for c in data.schema.columns] == ["<column 6: EMAIL>", "city"]
+    data = prepare(_table_spec({"pii": "mask"}, drop=[HEADER, "topic"]), _raw(frame))
+    assert "<column 6: EMAIL>" in data.schema.ignored and HEADER not in repr(data.preprocessor.state()[0])

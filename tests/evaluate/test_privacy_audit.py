@@ -359,13 +359,24 @@ def test_the_privacy_cost_is_told_with_its_sign(twin_accuracy, paid):
     ctx["privacy_cost"] = text = privacy_cost(ctx)
     badge = _good(ctx, {}, None)["badge"]
     if paid:
-        assert "a privacy cost of 0.023" in text and "reaches accuracy 0.97 against this model's 0.947" in text, text
+        # privacy's cost is the gap to the twin, with its unit; the twin's own gap to the baseline is told apart from it
+        assert "reaches accuracy 0.97 against this model's 0.947, so privacy costs 0.023 in accuracy;" in text, text
+        assert "the twin itself trails the baseline's 0.98 by 0.01 in accuracy, a gap that is not privacy's" in text, text
         assert badge[0] == "privacy cost: worse than its baseline"
     else:
         assert "privacy cost of" not in text and "cost accuracy" not in text, text
         assert f"no measurable cost on this split: the private model scored accuracy 0.947 against {twin_accuracy:g}" in text, text
         assert badge[0] == "worse than its baseline"
     assert _twin_lead("rmse", 1.0, 0.8) == pytest.approx(0.2)  # lower is better: a twin with less error leads
+
+
+def test_without_a_measured_twin_the_gap_is_not_blamed_on_privacy_alone():
+    """No twin measured (train.privacy.compare: false): the summary does not call the whole gap privacy's price."""
+    from trustforge.evaluate._report_summary import privacy_cost
+
+    base = {"verdict": "worse", "metric": "accuracy", "model": 0.912, "baseline": 0.991}
+    text = privacy_cost({"privacy": {"epsilon": 3, "delta": 1e-5}, "baseline": base, "privacy_audit": None})
+    assert "how much of the gap to the baseline is privacy's is not known" in text, text
 
 
 def test_a_twin_is_trained_only_when_it_is_asked_for_and_read():

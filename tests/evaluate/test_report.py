@@ -309,6 +309,26 @@ def test_missing_evidence_renders_as_not_measured(runs, tmp_path):
     assert (bare / "model_card.md").is_file()
 
 
+def test_a_skipped_part_of_the_evidence_says_why_in_its_section(runs, tmp_path):
+    """evidence.json records why a part was skipped (a recommender's ids have no noise model): its
+    section says that reason, not that the run holds nothing."""
+    run = tmp_path / "skipped"
+    shutil.copytree(runs["image"], run)
+    (run / "explanations.safetensors").unlink(missing_ok=True)
+    evidence = json.loads((run / "evidence.json").read_text())
+    for part in ("corruptions", "explanations"):
+        evidence.pop(part, None)
+    evidence["skipped"] = {
+        "corruptions": "user and item ids have no noise model; the unknown-id fallback is tested instead",
+        "explanations": "an id embedding has no features to attribute a score to",
+    }
+    (run / "evidence.json").write_text(json.dumps(evidence))
+    html = write_report(run, tmp_path / "out" / "skipped.html").read_text(encoding="utf-8")
+    assert "Not measured: user and item ids have no noise model; the unknown-id fallback is tested instead." in html
+    assert "Not measured: an id embedding has no features to attribute a score to." in html
+    assert "holds no corruption results" not in html and "holds no explanations" not in html
+
+
 def test_regression_run_without_evidence(runs):
     root = runs["root"]
     r = trustforge.run(
@@ -690,6 +710,7 @@ def test_importance_charts_say_what_each_measures(examples, tmp_path):
     html = write_report(run).read_text(encoding="utf-8")
     assert "Integrated gradients measure how strongly" in html
     assert "the drop in log loss when one column is shuffled, over 50 repeats" in html  # the evidence's own sentence
+    assert "Permutation importance:</b> Permutation importance" not in html  # its label, said once
     assert re.search(r"The two charts (mostly agree|rank features differently) \(rank correlation -?[0-9.]+\)", html)
     fig = feature_importance(load_run(run))
     permutation = fig.axes[1]
@@ -698,6 +719,15 @@ def test_importance_charts_say_what_each_measures(examples, tmp_path):
 
     # The interval over repeats is drawn on permutation importance, and only there (IG has none).
     assert [any(isinstance(c, ErrorbarContainer) for c in ax.containers) for ax in fig.axes] == [False, True]
+
+
+def test_an_importance_sentence_does_not_repeat_its_charts_label():
+    """The evidence's sentence opens with "Permutation importance: "; the report prints it after that label."""
+    from trustforge.evaluate._report_summary import importance_measures
+
+    section = {"measures": "Permutation importance: how much the mean log-likelihood falls when one column's values are shuffled."}
+    assert importance_measures(section)["permutation"] == "how much the mean log-likelihood falls when one column's values are shuffled."
+    assert importance_measures(None)["permutation"].startswith("Permutation importance measures how much")  # a sentence, kept whole
 
 
 def test_model_card_fields_come_from_the_spec(tmp_path):

@@ -53,7 +53,7 @@ from trustforge.data._label_issues import (
 )
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._profile import profile_data
-from trustforge.data._protect import data_for_schema, mask_message, masking_key, protect, protect_columns, protect_frame
+from trustforge.data._protect import data_for_schema, header_names, mask_message, masking_key, protect, protect_columns, protect_frame
 from trustforge.data._protect import key_id as masking_key_id
 from trustforge.data._protect import needs_key as needs_masking_key
 from trustforge.data._raw import RawData
@@ -263,8 +263,10 @@ def check_data(
         SecurityError: `data.protect.pii: hash` without a key.
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
+    headers = list(raw.frame.columns) if raw.frame is not None else []
     raw, protection = protect(raw, spec.data.protect, key=key, features=spec.data.features)
-    d = data_for_schema(spec.data, protection)  # hashed personal columns are not features (data._protect)
+    # hashed personal columns are not features; a personal header the spec names, as `protect` renamed it (data._protect)
+    d = data_for_schema(spec.data, protection, header_names(headers, protection, key))
     declared = Expectations.declared(d.expect) if d.expect is not None else None
     if declared is not None and declared.empty:  # the default `{}`: nothing declared, only what training shows
         declared = None

@@ -18,8 +18,16 @@ report, the logs) ever sees a value the detector (`trustforge.privacy`) found:
 - `drop`: columns classified as personal are left out; spans in the other text columns are tagged.
 - `fail`: any detected value is one error naming the columns that hold them (never a value).
 
+A header that holds a detected value (a column named `jane.doe@example.com`) is renamed as
+`trustforge scan` shows it, `<column 3: EMAIL>` (its position in the source, from 1, and the
+types found), before anything else reads the data, so the schema, the package, the evidence,
+the profile, the report and every message name it that way; under `fail` it is refused. The
+record keeps, per renamed column, its header masked as a cell would be (`<EMAIL>`, or its keyed
+hash under `hash`; `<EMAIL>#2` for the second such header of a type), so rows given to the
+model later with the original header are matched to it (`headers`), never the header itself.
+
 The package records what was done (`record`: the policy, the columns scanned, classified,
-dropped and the counts masked, never a value), and `protect_frame` / `protect_columns` treat
+dropped and the counts masked, the renamed headers, never a value), and `protect_frame` / `protect_columns` treat
 rows given to the trained model the same way before it reads them.
 
 The target column is never scanned or masked: it is what the model predicts.
@@ -44,7 +52,17 @@ from trustforge.errors import DataError, SecurityError
 if TYPE_CHECKING:
     from trustforge.spec import ProtectSpec
 
-__all__ = ["protect", "protect_frame", "protect_columns", "needs_key", "key_id", "masking_key", "data_for_schema", "mask_message"]
+__all__ = [
+    "protect",
+    "protect_frame",
+    "protect_columns",
+    "needs_key",
+    "key_id",
+    "masking_key",
+    "data_for_schema",
+    "header_names",
+    "mask_message",
+]
 
 log = logging.getLogger("trustforge.data")
 
@@ -100,7 +118,7 @@ def protect(
     """
     if spec.pii == "off":
         return raw, None
-    from trustforge.privacy import Masker, classify_columns
+    from trustforge.privacy import Masker, classify_columns, column_names
 
     if raw.frame is None:
         raise DataError(f"{raw.origin}: {_FIELD} {spec.pii!r} needs a table or text source (it scans columns); this source has none")
@@ -109,12 +127,15 @@ def protect(
             f"{_FIELD} hash needs the workspace masking key: run `trustforge keys init` (or set TRUSTFORGE_KEK) in the workspace that trains"
         )
     frame = raw.frame
+    entities = list(spec.entities) if spec.entities is not None else None
+    masker = _Policy(Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities), entities)
+    shown = column_names(frame, masker.masker.types)  # a header holding a detected value as scan shows it
     if spec.columns is not None:
         missing = [c for c in spec.columns if c not in frame.columns]
         if missing:
             raise DataError(
-                f"{raw.origin}: no column {missing[0]!r} (data.protect.columns){did_you_mean(str(missing[0]), frame.columns)}; "
-                f"columns are: {_names(frame.columns)}"
+                f"{raw.origin}: no column {missing[0]!r} (data.protect.columns){did_you_mean(str(missing[0]), shown.values())}; "
+                f"columns are: {_names(shown.values())}"
             )
     scanned = [c for c in (spec.columns if spec.columns is not None else frame.columns) if c != raw.target]
     if spec.columns is not None and not scanned:  # the spec's own check misses a target the source names
@@ -122,8 +143,11 @@ def protect(
             f"{raw.origin}: data.protect.columns names only the target {raw.target!r}, which is never scanned; "
             "name a column to scan, or null for every column but the target"
         )
-    entities = list(spec.entities) if spec.entities is not None else None
-    masker = _Policy(Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities), entities)
+    keys = _header_keys(scanned, masker)
+    names = {c: shown[c] for c in keys}  # a personal header -> `<column 3: EMAIL>`, before anything reads the data
+    if names:
+        frame = frame.rename(columns=names)
+        scanned = [names.get(c, c) for c in scanned]
     personal = {c: t for c, t in classify_columns(frame[scanned]).items() if entities is None or t in entities}
     personal = {c: personal[str(c)] for c in scanned if str(c) in personal}
     record: dict[str, Any] = {
@@ -135,9 +159,11 @@ def protect(
         "dropped": [],
         "masked": {},
     }
+    if names:
+        record["headers"] = {names[c]: k for c, k in keys.items()}
     if spec.pii == "hash":
         record["key_id"] = key_id(key)  # type: ignore[arg-type]
-        named = {str(c) for c in features or ()}
+        named = {str(names.get(c, c)) for c in features or ()}
         record["excluded"] = [str(c) for c in personal if str(c) not in named]
         if record["excluded"]:
             log.warning(
@@ -153,27 +179,51 @@ def protect(
     out, counts = _apply(frame, [c for c in scanned if c in frame.columns], personal, masker)
     record["masked"] = counts
     if spec.pii == "fail":
-        found = {**{str(c): {t: None} for c, t in personal.items()}, **counts}
+        found = {**{n: {} for n in names.values()}, **{str(c): {t: None} for c, t in personal.items()}, **counts}
         if found:
             raise DataError(
                 f"{raw.origin}: {_FIELD} is fail and personal data was found in "
-                + ", ".join(f"{c!r} ({', '.join(sorted(found[c]))})" for c in found)
+                + ", ".join(f"{c!r} ({', '.join(sorted(found[c])) or 'its header'})" for c in found)
                 + "; mask, hash or drop it (data.protect.pii: mask | hash | drop), or leave those columns out"
             )
         out = frame
     return replace(raw, frame=out), record
 
 
-def data_for_schema(data: Any, record: Mapping[str, Any] | None) -> Any:
+def data_for_schema(data: Any, record: Mapping[str, Any] | None, names: Mapping[Any, str] | None = None) -> Any:
     """The spec's data section as schema inference reads it after `protect`: the hashed personal
     columns `excluded` from the features are added to `data.drop`, and the columns `protect`
-    dropped are no longer named there (they are gone from the data already)."""
+    dropped are no longer named there (they are gone from the data already). `names` (see
+    `header_names`) maps the personal headers `data.drop` and `data.features` may name to the
+    names `protect` gave their columns."""
     if not record:
         return data
+    names = names or {}
     gone = set(record.get("dropped") or ())
-    drop = [c for c in data.drop if c not in gone]
+    drop = [names.get(c, c) for c in data.drop if names.get(c, c) not in gone]
     drop += [c for c in record.get("excluded") or () if c not in drop]
-    return data if drop == list(data.drop) else data.model_copy(update={"drop": drop})
+    update: dict[str, Any] = {"drop": drop} if drop != list(data.drop) else {}
+    features = data.features
+    if names and isinstance(features, list):
+        update["features"] = [names.get(c, c) for c in features]
+    elif names and isinstance(features, dict):
+        update["features"] = {names.get(c, c): v for c, v in features.items()}
+    return data.model_copy(update=update) if update else data
+
+
+def header_names(columns: Iterable[Any], record: Mapping[str, Any] | None, key: bytes | None) -> dict[Any, str]:
+    """Column -> the name `protect` gives it, for the columns among `columns` whose header holds
+    personal data the trained model knows (`record`: the package's `pii` entry, its `headers`),
+    matched by the header masked as training masked it. Others are left out.
+
+    Raises:
+        SecurityError: the headers were hashed and `key` is missing or another key.
+    """
+    if not record or not record.get("headers"):
+        return {}
+    by_key = {k: name for name, k in record["headers"].items()}
+    keys = _header_keys(columns, _masker(record, key))
+    return {c: by_key[k] for c, k in keys.items() if k in by_key}
 
 
 def mask_message(message: str, record: Mapping[str, Any] | None) -> str:
@@ -193,6 +243,9 @@ def protect_frame(frame: pd.DataFrame, record: Mapping[str, Any] | None, key: by
     `pii` entry; None: returned as they are). Columns that training dropped are dropped."""
     if not record:
         return frame
+    names = header_names(frame.columns, record, key)  # a personal header as training named its column
+    if names:
+        frame = frame.rename(columns=names)
     masker = _masker(record, key)
     gone = set(record.get("dropped") or ()) | set(record.get("excluded") or ())  # left out of training: not read
     dropped = [c for c in frame.columns if str(c) in gone]
@@ -208,6 +261,8 @@ def protect_columns(columns: Mapping[str, Any], record: Mapping[str, Any] | None
     if not record:
         return columns
     masker = _masker(record, key)
+    names = header_names(list(columns), record, key)  # a personal header as training named its column
+    columns = {names.get(n, n): v for n, v in columns.items()}
     personal = record.get("personal") or {}
     scanned = set(record.get("scanned") or ())
     out = dict(columns)
@@ -246,6 +301,20 @@ def _masker(record: Mapping[str, Any], key: bytes | None) -> Any:
             )
         return _Policy(Masker("hash", key=key, entities=record.get("entities")), record.get("entities"))
     return _Policy(Masker("tag", entities=record.get("entities")), record.get("entities"))
+
+
+def _header_keys(columns: Iterable[Any], policy: Any) -> dict[Any, str]:
+    """Column -> what matches its header across files, for the headers holding a detected value:
+    the header masked as a cell is (`<EMAIL>`, or its keyed hash), `#2`, `#3`, ... added to the
+    second and later of one mask, in column order."""
+    keys: dict[Any, str] = {}
+    seen: Counter[str] = Counter()
+    for col in columns:
+        masked = policy.masker.mask_text(col) if isinstance(col, str) else col
+        if masked != col:
+            seen[masked] += 1
+            keys[col] = masked if seen[masked] == 1 else f"{masked}#{seen[masked]}"
+    return keys
 
 
 def _apply(

@@ -291,6 +291,8 @@ def _context(run: dict[str, Any]) -> dict[str, Any]:
         "corruptions": _table(ev.get("corruptions")),
         "corruption_worst": corruption_view(ev),
         "robustness": robustness_view(ev),
+        # Why a part of the evidence is absent, as the run recorded it (evidence.json "skipped"): a section says that, not "holds no"
+        "skipped": {str(k): str(v) for k, v in ev["skipped"].items() if v} if isinstance(ev.get("skipped"), dict) else {},
         "robustness_skipped": (ev.get("skipped") or {}).get("robustness") if isinstance(ev.get("skipped"), dict) else None,
         "privacy": _privacy(metrics),
         "privacy_audit": privacy_view(ev, metrics),

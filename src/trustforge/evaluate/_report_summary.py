@@ -487,7 +487,10 @@ def importance_measures(section: Any) -> dict[str, str]:
         out["permutation"] = measures
     elif isinstance(measures, dict):
         out.update({str(k): v for k, v in measures.items() if isinstance(v, str) and v})
-    return out
+    # The report prints each sentence after its chart's label: an evidence sentence that opens with
+    # that label ("Permutation importance: how much ...") loses it, so the label is not said twice.
+    labels = {"ig": "Integrated gradients: ", "permutation": "Permutation importance: "}
+    return {k: v[len(labels[k]) :] if k in labels and v.startswith(labels[k]) else v for k, v in out.items()}
 
 
 def flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -653,31 +656,39 @@ def _good(ctx: dict[str, Any], run: dict[str, Any], task: Any) -> dict[str, Any]
 
 
 def privacy_cost(ctx: dict[str, Any]) -> str | None:
-    """Why a private model trails its (non-private) baseline, in a sentence: the guarantee's price,
-    with the non-private twin's figure where measured, or, where the twin did no better, that
-    privacy shows no measurable cost. None unless the model is private and does not beat its baseline."""
+    """Why a private model trails its (non-private) baseline, in a sentence: the guarantee's price
+    as measured against the non-private twin, in the metric's own unit, and apart from it the
+    twin's own gap to the baseline (a simpler model can beat the network with or without privacy);
+    where the twin did no better, that privacy shows no measurable cost; without a twin, that the
+    run cannot say how much of the gap privacy accounts for. None unless the model is private and
+    does not beat its baseline."""
     p, base = ctx.get("privacy"), ctx.get("baseline")
     if not p or not base or base["verdict"] not in ("does_not_beat", "worse"):
         return None
     eps, delta = _g(p.get("epsilon"), 3), _g(p.get("delta"))
-    s = (
-        f"The baseline is trained without privacy; this model was trained with differential privacy (ε {eps} at δ {delta}), "
-        "and the clipping and noise that buy the guarantee cost accuracy"
-    )
+    head = f"The baseline is trained without privacy; this model was trained with differential privacy (ε {eps} at δ {delta})"
     twin = _measured_twin(ctx)
     if twin is None:
-        return s + "."
+        return (
+            f"{head}, and the clipping and noise that buy the guarantee cost {metric_name(base['metric'])}; no non-private twin "
+            "was measured (train.privacy.compare), so how much of the gap to the baseline is privacy's is not known."
+        )
     name = metric_name(twin["metric"])
     if twin["cost"] <= 0:  # the twin did no better: what the model trails its baseline by is not privacy's
         return (
-            f"The baseline is trained without privacy; this model was trained with differential privacy (ε {eps} at δ {delta}), "
-            f"but that shows no measurable cost on this split: the private model scored {name} {_g(twin['value'])} against "
+            f"{head}, but that shows no measurable cost on this split: the private model scored {name} {_g(twin['value'])} against "
             f"{_g(twin['twin_value'])} for the same network trained without differential privacy (its non-private twin)."
         )
-    return s + (
-        f": the same network trained without differential privacy (its non-private twin) reaches {name} {_g(twin['twin_value'])} "
-        f"against this model's {_g(twin['value'])}, a privacy cost of {twin['cost']:.3g}."
+    s = (
+        f"{head}: the same network trained without differential privacy (its non-private twin) reaches {name} {_g(twin['twin_value'])} "
+        f"against this model's {_g(twin['value'])}, so privacy costs {twin['cost']:.3g} in {name}"
     )
+    behind = _twin_lead(twin["metric"], twin["twin_value"], num(base.get("baseline"))) if base.get("metric") == twin["metric"] else None
+    if behind is None:
+        return s + "."
+    if behind > 0:  # the twin trails the baseline too: that part of the gap is the network's, not privacy's
+        return s + f"; the twin itself trails the baseline's {_g(base['baseline'])} by {behind:.3g} in {name}, a gap that is not privacy's."
+    return s + f"; the twin itself scores at least the baseline's {_g(base['baseline'])}, so the gap to the baseline is privacy's."
 
 
 def _measured_twin(ctx: dict[str, Any]) -> dict[str, Any] | None:

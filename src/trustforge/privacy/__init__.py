@@ -25,7 +25,7 @@ library, numpy, pandas and its lexicon packages.
 from __future__ import annotations
 
 from trustforge.privacy._columns import classify_columns
-from trustforge.privacy._files import FILE_KINDS, mask_file, scan_file, unmask_file
+from trustforge.privacy._files import FILE_KINDS, column_names, mask_file, scan_file, unmask_file
 from trustforge.privacy._mask import POLICIES, Masker, MaskReport, unmask
 from trustforge.privacy._scan import ENTITY_TYPES, Entity, scan_text
 
@@ -36,6 +36,7 @@ __all__ = [
     "Masker",
     "MaskReport",
     "classify_columns",
+    "column_names",
     "unmask",
     "POLICIES",
     "scan_file",

@@ -44,7 +44,17 @@ from trustforge.privacy._columns import classify_columns
 from trustforge.privacy._mask import Masker, MaskReport
 from trustforge.privacy._scan import scan_spans
 
-__all__ = ["file_kind", "scan_file", "mask_file", "unmask_file", "FILE_KINDS", "FileMaskReport", "sidecar_path", "SIDECAR_SUFFIX"]
+__all__ = [
+    "file_kind",
+    "column_names",
+    "scan_file",
+    "mask_file",
+    "unmask_file",
+    "FILE_KINDS",
+    "FileMaskReport",
+    "sidecar_path",
+    "SIDECAR_SUFFIX",
+]
 
 SIDECAR_SUFFIX = ".tfmask.json"
 # v2: `policies` holds only the types the mask looked for; v3: Chinese resident ID fakes permute each
@@ -169,8 +179,9 @@ def _walk(value: Any, fn: Callable[[str, str], str], where: str, key_fn: Callabl
     return value
 
 
-def _column_names(df, types) -> dict[Any, str]:
-    """Column -> the name scan output shows: `<column 3: EMAIL>` for a header holding a detected value."""
+def column_names(df, types=None) -> dict[Any, str]:
+    """Column -> the name scan output shows: `<column 3: EMAIL>` (its position from 1 and the types
+    found) for a header holding a detected value of `types` (a set of entity types; None: all)."""
     names = {}
     for i, col in enumerate(df.columns, 1):
         kinds = sorted({k for k, _, _, _ in scan_spans(col, types)}) if isinstance(col, str) else []
@@ -204,7 +215,7 @@ def scan_file(path: Path, entities=None) -> dict[str, Any]:
     if kind in ("csv", "parquet"):
         from trustforge.privacy._columns import text_values
 
-        names = _column_names(data, types)
+        names = column_names(data, types)
         found = {c: t for c, t in classify_columns(data).items() if types is None or t in types}
         personal = {names[c]: t for c in data.columns for n, t in found.items() if str(c) == n}
         rows = len(data)
@@ -305,7 +316,7 @@ def _transform(
     nl = _newline(path) if kind != "parquet" else "\n"
     notes: list[str] = []
     if kind in ("csv", "parquet"):
-        names = _column_names(data, types)
+        names = column_names(data, types)
         masked = frame_fn(data)
         if kind == "parquet":
             masked, notes = _keep_dtypes(data, masked, names)
@@ -435,7 +446,7 @@ def mask_file(path: Path, out: Path, masker: Masker) -> FileMaskReport:
     names: dict[Any, str] = {}
 
     def frame_fn(df):
-        names.update(_column_names(df, masker.types))
+        names.update(column_names(df, masker.types))
         masked, rep = masker.mask_frame(df)
         shown = {str(c): names[c] for c in df.columns}
         report.columns = {shown.get(c, c): v for c, v in rep.columns.items()}
