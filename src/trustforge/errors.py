@@ -6,6 +6,8 @@ Messages name the field, file or column at fault and never contain secrets.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
     "TrustForgeError",
     "TuneError",
@@ -21,7 +23,11 @@ __all__ = [
     "ModelUriError",
     "MissingExtraError",
     "UsageError",
+    "checked_argument",
+    "described",
 ]
+
+_T = TypeVar("_T")
 
 
 class TrustForgeError(Exception):
@@ -111,3 +117,23 @@ class MissingExtraError(TrustForgeError):
     extra and the `pip install 'trustforge[EXTRA]'` that adds it (see `trustforge._extras`)."""
 
     exit_code = 11  # 10 is monitor's drift alarm
+
+
+def described(value: object) -> str:
+    """A wrong argument as a message shows it: its type, and its value where short (`int 5`)."""
+    text = repr(value)
+    return type(value).__name__ + (f" {text}" if len(text) <= 40 else "")
+
+
+def checked_argument(value: _T, types: type | tuple[type, ...], where: str, expected: str, error: type[TrustForgeError] = UsageError) -> _T:
+    """`value` if it is an instance of `types`, else `error` naming the argument, what it takes
+    and what it got: "Registry.register(package): must be a package folder (a str or
+    os.PathLike); got int 5". A bool is refused where `types` names int or float but not bool.
+
+    The check for a public entry point's arguments, made before any work, so that a wrong type
+    is one TrustForge error rather than a TypeError from deep inside.
+    """
+    wanted = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted):
+        return value
+    raise error(f"{where}: must be {expected}; got {described(value)}")

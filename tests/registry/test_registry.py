@@ -17,7 +17,7 @@ from sklearn.datasets import load_iris
 from typer.testing import CliRunner
 
 from trustforge.commands.models import app as models_app
-from trustforge.errors import IntegrityError, RegistryError
+from trustforge.errors import IntegrityError, ModelUriError, RegistryError, UsageError
 from trustforge.package import Model
 from trustforge.registry import Registry
 from trustforge.settings import Settings
@@ -207,6 +207,47 @@ def test_uris_aliases_and_latest(backend, pkg, reg):
     with pytest.raises(RegistryError, match="alias"):
         reg.set_alias(NAME, "../x", 1)
     pd.testing.assert_frame_equal(reg.load_model(f"models:/{NAME}/1").predict(iris_frame()), Model.load(pkg).predict(iris_frame()))
+
+
+def test_a_wrong_type_of_argument_is_one_registry_error_naming_it(pkg, reg, settings):
+    """A probe's `Registry(5)` (an AttributeError from inside) and `register(5)` (a TypeError from
+    pathlib): each wrong type is one RegistryError naming the argument, before any work."""
+    refused = {
+        r"Registry\(settings\): must be a trustforge\.Settings or None; got int 5": lambda: Registry(5),
+        r"Registry\(principal\): must be a trustforge\.secure\.Principal or None; got str 'root'": lambda: Registry(
+            settings, principal="root"
+        ),
+        r"Registry\(encrypt\): must be True or False; got str 'no'": lambda: Registry(settings, encrypt="no"),
+        r"Registry\.register\(package\): must be a package folder \(a str or os\.PathLike\); got int 5": lambda: reg.register(5),
+        r"Registry\.register\(package\): .*; got NoneType None": lambda: reg.register(None),
+        r"Registry\.register\(tags\): must be a mapping of tag key to value, or None; got list \['a'\]": lambda: reg.register(
+            pkg, tags=["a"]
+        ),
+        r"Registry\.register\(run\): must be the name of a run \(a str\) or None; got int 5": lambda: reg.register(pkg, run=5),
+        r"Registry\.acting_as\(principal\): must be a trustforge\.secure\.Principal; got int 5": lambda: reg.acting_as(5),
+        r"Registry\.gc\(grace_s\): must be a number of seconds >= 0; got str '1'": lambda: reg.gc(grace_s="1"),
+        r"Registry\.gc\(grace_s\): must be a number of seconds >= 0; got float nan": lambda: reg.gc(grace_s=float("nan")),
+    }
+    for message, call in refused.items():
+        with pytest.raises(RegistryError, match=f"^{message}$"):
+            call()
+    assert reg.list_models() == []  # nothing registered
+
+
+def test_a_uri_and_a_folder_given_to_each_others_loader_name_the_right_one(pkg, reg):
+    """`Model.load("models:/NAME")` said "not a package folder" (also for a malformed URI), and
+    `Registry.load_model(FOLDER)` "model name must not be empty": each names the other loader."""
+    reg.register(pkg)
+    for uri in (f"models:/{NAME}", f"models:/{NAME}/0"):
+        with pytest.raises(
+            UsageError, match=rf"^Model\.load\(path\): '{uri}' is a model URI, not a package folder; .*Registry\(\)\.load_model\("
+        ):
+            Model.load(uri)
+    with pytest.raises(
+        ModelUriError, match=r"^Registry\.load_model\(uri\): '.*' is a folder, not a model URI .*trustforge\.Model\.load\(path\)$"
+    ):
+        reg.load_model(str(pkg))
+    assert reg.load_model(f"models:/{NAME}").name == NAME
 
 
 def test_tags_set_overwrite_and_validate(pkg, reg):

@@ -286,6 +286,42 @@ def test_boolean_is_not_a_number(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "field, value",
+    [
+        ("evaluate.explain", "1"),
+        ("evaluate.speed", "1"),
+        ("evaluate.corruptions", "0"),
+        ("train.compile", "1.0"),
+        ("data.split.stratify", "0"),
+        ("data.protect.seal_run", "1"),
+        ("data.protect.seal_run", "'1'"),
+    ],
+)
+def test_a_number_is_not_a_boolean(tmp_path, field, value):
+    """pydantic alone would take 1 and 0 (and "1") as true and false; README: only `true` and
+    `false` are booleans. Each yes/no field refuses a number, named with its line."""
+    section, *rest = field.split(".")
+    text = "data:\n  source: builtin:iris\n" if section != "data" else ""
+    lines, indent = [f"{section}:"], "  "
+    if section == "data":
+        lines.append("  source: builtin:iris")
+    for i, key in enumerate(rest):
+        lines.append(f"{indent}{key}:" + (f" {value}" if i == len(rest) - 1 else ""))
+        indent += "  "
+    message = spec_error(tmp_path, text + "\n".join(lines) + "\n")
+    got = value.strip("'")
+    assert f"{field} must be true or false; got {got if value == got else repr(got)}" in message, message
+    assert at_line(message, len((text + "\n".join(lines)).splitlines())), message
+
+
+def test_a_yes_no_field_still_takes_true_false_and_the_words(tmp_path):
+    spec = load_spec(
+        write(tmp_path, "evaluate:\n  explain: no\n  speed: true\ndata:\n  source: builtin:iris\n  protect: {seal_run: yes}\n")
+    )
+    assert (spec.evaluate.explain, spec.evaluate.speed, spec.data.protect.seal_run) == (False, True, True)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "train:\n  optimizer:\n    name: sgd\n    lr: -3\n",

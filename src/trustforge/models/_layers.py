@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["activation", "mlp_layers", "run_channels_last"]
+__all__ = ["activation", "mlp_layers", "recording", "run_channels_last"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -15,6 +15,18 @@ _ACTIVATIONS = {
     "leaky_relu": nn.LeakyReLU,
     "silu": nn.SiLU,
 }
+
+
+def recording() -> bool:
+    """Whether the forward pass is being exported (ONNX, `torch.export`) or traced (TorchScript).
+
+    The text models cut a batch to its longest text (padding is last), a shape that depends on
+    the data: an exporter cannot express it (the text Transformer's ONNX export failed on it),
+    and a trace would freeze the example batch's length into the graph. While recording they
+    skip the cut; the padding is still masked out, so the outputs are the same, and only the
+    speed-up on short texts is lost.
+    """
+    return torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def activation(name: str) -> nn.Module:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trustforge.models._layers import recording
+
 __all__ = ["RNN"]
 
 
@@ -77,8 +79,9 @@ class RNN(nn.Module):
         # ids (B, T), left-aligned with padding after; `mask` (B, T) is True at real tokens.
         if mask is None:  # derived from the ids: cut the batch to its longest text
             mask = ids != self.pad_id
-            longest = max(1, int(mask.sum(dim=1).max()))
-            ids, mask = ids[:, :longest], mask[:, :longest]
+            if not recording():  # an export or a trace keeps the full length (`recording`)
+                longest = max(1, int(mask.sum(dim=1).max()))
+                ids, mask = ids[:, :longest], mask[:, :longest]
         lengths = mask.sum(dim=1).clamp(min=1)  # (B,)
         e = self.token_dropout(self.token_embedding(ids))  # (B, T, E)
         packed = nn.utils.rnn.pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False)

@@ -38,7 +38,7 @@ from torch import nn
 from trustforge._extras import require
 from trustforge.data import base_model_dir
 from trustforge.errors import IntegrityError, ModelError
-from trustforge.models._layers import mlp_layers
+from trustforge.models._layers import mlp_layers, recording
 
 __all__ = ["PretrainedTextClassifier", "base_weights_sha256"]
 
@@ -139,8 +139,9 @@ class PretrainedTextClassifier(nn.Module):
     def _encode(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is None:  # [PAD] is id 0 and comes last: cut the batch to its longest text
             mask = ids != 0
-            longest = max(1, int(mask.sum(dim=1).max()))
-            ids, mask = ids[:, :longest], mask[:, :longest]
+            if not recording():  # an export or a trace keeps the full length (`recording`)
+                longest = max(1, int(mask.sum(dim=1).max()))
+                ids, mask = ids[:, :longest], mask[:, :longest]
         h = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # (B, T, 384)
         m = mask[:, :, None].to(h.dtype)
         return (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)  # (B, 384): mean over real tokens
@@ -149,7 +150,7 @@ class PretrainedTextClassifier(nn.Module):
         """Whether the frozen encoder may be skipped for texts it has encoded before (module docstring)."""
         if not self._keeps_texts or not self.freeze or not (self.training or not torch.is_grad_enabled()):
             return False
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        if recording() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return False
         hooks = torch.nn.modules.module
         if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from trustforge.models._layers import recording
+
 __all__ = ["TransformerEncoder", "sinusoidal_positions"]
 
 
@@ -101,8 +103,9 @@ class TransformerEncoder(nn.Module):
         if self.token_embedding is not None:
             if mask is None:  # derived from the ids: cut the batch to its longest text (padding is last)
                 mask = x != self.pad_id
-                longest = max(1, int(mask.sum(dim=1).max()))
-                x, mask = x[:, :longest], mask[:, :longest]
+                if not recording():
+                    longest = max(1, int(mask.sum(dim=1).max()))
+                    x, mask = x[:, :longest], mask[:, :longest]
             h = self.token_embedding(x)  # (B, T, D)
             if self.training and self.word_dropout > 0:
                 keep = torch.rand(x.shape, device=x.device) >= self.word_dropout  # (B, T): one draw per token
@@ -115,7 +118,7 @@ class TransformerEncoder(nn.Module):
         if self.positions == "sinusoidal":
             h = h + sinusoidal_positions(h.shape[1], self.d_model, h.device)
         if self.cls is not None:
-            h = torch.cat([self.cls.expand(len(h), -1, -1), h], dim=1)  # (B, 1 + T, D)
+            h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)  # (B, 1 + T, D)
             mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         h = self.norm(self.encoder(self.dropout(h), src_key_padding_mask=~mask))  # (B, T, D)
         if self.pooling == "cls":

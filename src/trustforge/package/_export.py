@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -85,6 +86,9 @@ MAX_DROP_POINTS = 0.5
 # fewer, "equal to eager" and the accuracy change say next to nothing about the artefact.
 MIN_CHECK_ROWS = 10
 _SPEED_BATCHES = (1, 256)
+# Terminal colour codes (ESC [ ... m) and where the ONNX exporter's advice starts in its messages.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_EXPORTER_ADVICE = re.compile(r"\s*(?:This is step \d+/\d+\b|Next steps:)")
 
 
 # ---------------------------------------------------------------------------- exporters
@@ -103,7 +107,8 @@ def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, ki
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dynamic = _dynamic_batch(module, len(example), batch)
     sink = io.StringIO()
-    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo")]
+    # torch.fx too: its symbolic-shape warnings ("Unable to find user code ...") reached the terminal.
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export", "onnxscript", "torch._dynamo", "torch.fx")]
     levels = [lg.level for lg in quiet]
     try:
         for lg in quiet:
@@ -123,13 +128,36 @@ def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, ki
             )
             return program.model_proto.SerializeToString()
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; all mean "this kind cannot export"
-        raise ModelError(
-            f"model kind {kind!r} cannot be exported to ONNX ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}){hint}"
-        ) from None
+        log.debug("ONNX export of model kind %r failed: %s", kind, _plain(str(exc)))  # the exporter's whole report
+        detail = _first_sentence(str(exc))
+        cause = _known_cause(module, kind) or (f"{exc.__class__.__name__}: {detail}" if detail else exc.__class__.__name__)
+        raise ModelError(f"model kind {kind!r} cannot be exported to ONNX ({cause}){hint}") from None
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
+
+
+def _known_cause(module: torch.nn.Module, kind: str) -> str | None:
+    """Why a kind the README lists as not exportable fails, in words (None: not one of those)."""
+    if kind == "hist_gradient_boosting":
+        return "its trees are walked as many levels as its weights hold, a loop the exporter cannot follow"
+    if kind == "rnn" and getattr(module, "token_embedding", None) is not None:
+        return "an rnn over text packs its sequences by length, which the exporter cannot follow"
+    return None
+
+
+def _plain(text: str) -> str:
+    """`text` without terminal colour codes (the ONNX exporter colours its report)."""
+    return _ANSI.sub("", text)
+
+
+def _first_sentence(text: str) -> str:
+    """What an exporter's error says went wrong, on one line: its first line without colour codes,
+    and without the exporter's own step counter and advice ("This is step 3/3 of exporting the
+    model to ONNX. Next steps: ..."), which would be cut off mid-list and is not ours to give."""
+    first = _plain(text).strip().split("\n", 1)[0]
+    first = _EXPORTER_ADVICE.split(first, 1)[0].strip()
+    return first if len(first) <= 200 else first[:197] + "..."
 
 
 def _dynamic_batch(module: torch.nn.Module, n_inputs: int, batch: Any) -> tuple:

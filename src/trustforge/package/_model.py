@@ -23,7 +23,7 @@ from trustforge.data import (
     protect_frame,
     recommend_items,
 )
-from trustforge.errors import DataError, IntegrityError, SecurityError
+from trustforge.errors import DataError, IntegrityError, SecurityError, UsageError, checked_argument, described
 from trustforge.evaluate import Task, outputs_to_proba, task_of
 from trustforge.models import build_model
 from trustforge.package._format import OOD_FILE, UnsafeNoVerify, VerifiedPackage, _workspace_keyring, read_package
@@ -31,6 +31,9 @@ from trustforge.secure import Keyring
 from trustforge.spec import TaskSpec
 
 __all__ = ["Model"]
+
+# How a registered model is named (`models:/NAME/3`); the registry parses and resolves it.
+_URI_SCHEME = "models:/"
 
 
 class Model:
@@ -87,7 +90,8 @@ class Model:
         then the manifest JSON, then the tensors. A sealed package is decrypted in memory.
 
         Args:
-            path: the package folder (plain or sealed).
+            path: the package folder (plain or sealed). A registered model loads through the
+                registry instead, which checks the reader's role: `Registry().load_model(uri)`.
             keyring: the workspace keyring; default: the workspace in the environment.
             public_key: a PEM public key file for a package signed elsewhere, or
                 `UnsafeNoVerify()` to skip the signature only (logs a warning).
@@ -96,16 +100,18 @@ class Model:
             IntegrityError: a file is missing, unlisted, changed or malformed, or the signature
                 does not verify (the file is named in the message). No model is returned.
             SecurityError: no key to verify with, or a sealed package under another KEK.
+            UsageError: `path` is a model URI (`models:/NAME`), naming `Registry().load_model`.
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise IntegrityError(f"Model.load(path): must be a package folder (a str or os.PathLike); got {_kind(path)}")
-        if public_key is not None and not isinstance(public_key, (str, os.PathLike, UnsafeNoVerify)):
-            raise SecurityError(
-                f"Model.load(public_key): must be the path of a PEM public key file (a str or os.PathLike) or UnsafeNoVerify(); "
-                f"got {_kind(public_key)}"
-            )
-        if keyring is not None and not isinstance(keyring, Keyring):
-            raise SecurityError(f"Model.load(keyring): must be a trustforge.secure.Keyring; got {_kind(keyring)}")
+        checked_argument(path, (str, os.PathLike), "Model.load(path)", "a package folder (a str or os.PathLike)", IntegrityError)
+        checked_argument(
+            public_key,
+            (str, os.PathLike, UnsafeNoVerify, type(None)),
+            "Model.load(public_key)",
+            "the path of a PEM public key file (a str or os.PathLike) or UnsafeNoVerify()",
+            SecurityError,
+        )
+        checked_argument(keyring, (Keyring, type(None)), "Model.load(keyring)", "a trustforge.secure.Keyring", SecurityError)
+        _not_a_uri(path)
         pkg = read_package(path, keyring=keyring, public_key=public_key)
         if keyring is None and public_key is None and needs_masking_key(pkg.manifest.get("pii")):
             keyring = _workspace_keyring(Path(path))  # the workspace's masking key hashes its inputs
@@ -243,7 +249,7 @@ class Model:
         """
         if not isinstance(columns, Mapping):
             raise DataError(
-                f"Model.predict_columns(columns): must be a mapping of input name to values (one per row); got {_kind(columns)}"
+                f"Model.predict_columns(columns): must be a mapping of input name to values (one per row); got {described(columns)}"
             )
         task, kind = self.task, input_kind(self.schema)
         columns = protect_columns(columns, self.manifest.get("pii"), self.pii_key)
@@ -316,15 +322,21 @@ class Model:
         if not isinstance(users, ok) or isinstance(users, bool):  # None failed deep inside as a bare TypeError
             raise DataError(
                 "Model.recommend(users): must be user ids (a list, array or Series, one id) or a DataFrame / CSV / "
-                f"Parquet file with the user column; got {_kind(users)}"
+                f"Parquet file with the user column; got {described(users)}"
             )
         return recommend_items(self.preprocessor, users, k, self.module.score_all, exclude_known=exclude_known)
 
 
-def _kind(value: Any) -> str:
-    """A wrong argument as a message shows it: its type, and its value where short."""
-    text = repr(value)
-    return type(value).__name__ + (f" {text}" if len(text) <= 40 else "")
+def _not_a_uri(path: str | os.PathLike[str]) -> None:
+    """Refuse a model URI given for a package folder, naming what loads it: the registry, which
+    resolves the version and checks the reader's role before it verifies and decrypts the package
+    (`Registry.load_model`). A folder that happens to be named `models:` is still read."""
+    text = os.fspath(path)
+    if isinstance(text, str) and text.startswith(_URI_SCHEME) and not os.path.isdir(text):
+        raise UsageError(
+            f"Model.load(path): {text[:80]!r} is a model URI, not a package folder; load a registered model with "
+            f"trustforge.registry.Registry().load_model({text[:80]!r})"
+        )
 
 
 def _check_source(source: Any, where: str) -> None:
@@ -335,7 +347,7 @@ def _check_source(source: Any, where: str) -> None:
     rows = " (a list of rows: pass pd.DataFrame(rows, columns=...) or np.array(rows))" if isinstance(source, (list, tuple)) else ""
     raise DataError(
         f"{where}: must be a DataFrame, a mapping of column to values, a numpy array, or the path of a file or folder; "
-        f"got {_kind(source)}{rows}"
+        f"got {described(source)}{rows}"
     )
 
 

@@ -37,14 +37,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import sqlalchemy as sa
 
 from trustforge import secure
 from trustforge._fs import make_private, private_dir
 from trustforge._shown import recorded
-from trustforge.errors import AccessDenied, IntegrityError, RegistryError, TrustForgeError
+from trustforge.errors import AccessDenied, IntegrityError, ModelUriError, RegistryError, TrustForgeError, checked_argument, described
 from trustforge.package import export_entries
 from trustforge.registry._binding import open_bound
 from trustforge.registry._db import (
@@ -169,6 +169,11 @@ class Registry:
     """
 
     def __init__(self, settings: Settings | None = None, *, principal: "secure.Principal | None" = None, encrypt: bool = True):
+        checked_argument(settings, (Settings, type(None)), "Registry(settings)", "a trustforge.Settings or None", RegistryError)
+        checked_argument(
+            principal, (secure.Principal, type(None)), "Registry(principal)", "a trustforge.secure.Principal or None", RegistryError
+        )
+        checked_argument(encrypt, bool, "Registry(encrypt)", "True or False", RegistryError)
         self.settings = settings or Settings.from_env()
         self.artifacts = Path(self.settings.artifacts or self.settings.home / "artifacts")
         self.encrypt = encrypt
@@ -196,6 +201,7 @@ class Registry:
         """This registry (same database, keys and audit log) acting as `principal`: every action
         of the copy is checked against that principal's role and audited under its name. Closing
         the copy is not needed (it shares this registry's connections)."""
+        checked_argument(principal, secure.Principal, "Registry.acting_as(principal)", "a trustforge.secure.Principal", RegistryError)
         view = copy.copy(self)
         view.principal = principal
         view._refusals = set()
@@ -259,6 +265,11 @@ class Registry:
             IntegrityError: the package fails verification (names the file).
             RegistryError: an invalid name, tag or parent version.
         """
+        checked_argument(
+            package, (str, os.PathLike), "Registry.register(package)", "a package folder (a str or os.PathLike)", RegistryError
+        )
+        checked_argument(tags, (Mapping, type(None)), "Registry.register(tags)", "a mapping of tag key to value, or None", RegistryError)
+        checked_argument(run, (str, type(None)), "Registry.register(run)", "the name of a run (a str) or None", RegistryError)
         package = Path(package)
         if name is not None:
             self._require("register", format_uri(check_name(name)))  # before any work for a denied principal
@@ -525,6 +536,7 @@ class Registry:
         """
         from trustforge.package import Model
 
+        _not_a_folder(uri)
         mv = self.get(uri)
         try:
             pkg = open_bound(mv.path, mv, self.keyring)
@@ -733,6 +745,9 @@ class Registry:
         Raises:
             AccessDenied: the principal may not run gc (audited).
         """
+        checked_argument(grace_s, (int, float), "Registry.gc(grace_s)", "a number of seconds >= 0", RegistryError)
+        if not grace_s >= 0 or grace_s == float("inf"):
+            raise RegistryError(f"Registry.gc(grace_s): must be a number of seconds >= 0; got {described(grace_s)}")
         self._require("gc", "artifacts")
         # A killed restore's temporary folder beside the store too (kept while a restore holds its lock).
         removed = clean_staging(self.artifacts / STAGING, grace_s) + clean_restores(self.artifacts, grace_s)
@@ -746,6 +761,17 @@ class Registry:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _not_a_folder(uri: object) -> None:
+    """Refuse a package folder's path given for a model URI (it failed as "model name must not be
+    empty; got ''"), naming what loads a folder. A bare NAME is a URI, even where a folder of
+    that name exists: only a path with a separator in it is taken for a folder."""
+    if isinstance(uri, str) and not uri.startswith("models:/") and ("/" in uri or os.sep in uri) and os.path.isdir(uri):
+        raise ModelUriError(
+            f"Registry.load_model(uri): {uri[:80]!r} is a folder, not a model URI (models:/NAME/VERSION, models:/NAME@ALIAS "
+            "or models:/NAME); load a package folder with trustforge.Model.load(path)"
+        )
 
 
 def _opt_str(value: object) -> str | None:

@@ -100,6 +100,18 @@ def _number_type(annotation: Any) -> type | None:
     return None
 
 
+def _number_as_bool(annotation: Any, value: Any) -> bool:
+    """Whether `value` is a number (or a string of one) that pydantic would read as a boolean for a
+    field of this annotation: a yes/no field (`bool`, `bool | None`, `bool | Literal["auto"]`)
+    that takes no number and no free text."""
+    args = set(get_args(annotation)) if get_origin(annotation) in (Union, types.UnionType) else {annotation}
+    if bool not in args or args & {int, float}:
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and str not in args and value.strip() in ("0", "1")
+
+
 class _Strict(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on assignment."""
 
@@ -114,11 +126,17 @@ class _Strict(BaseModel):
         # number field given a boolean is a mistake, not a number.
         if isinstance(data, dict):
             for name, v in data.items():
-                if isinstance(v, bool) and name in cls.model_fields:
-                    kind = _number_type(cls.model_fields[name].annotation)
+                if name not in cls.model_fields:
+                    continue
+                annotation = cls.model_fields[name].annotation
+                if isinstance(v, bool):
+                    kind = _number_type(annotation)
                     if kind is not None:
                         what = "an integer" if kind is int else "a number"
                         raise SpecProblem((name,), f"must be {what}; got {str(v).lower()}")
+                elif _number_as_bool(annotation, v):
+                    # pydantic would take 1 and 0 (and "1", "0") as true and false: a number is not a yes/no.
+                    raise SpecProblem((name,), f"must be true or false; got {v!r}")
         return data
 
 
