@@ -797,3 +797,10 @@ def test_an_operator_of_a_database_writer_over_the_column_types_is_named(pg_url,
     engine.dispose()
     code, _, err = run_main("audit", "verify", home=workspace)
     assert code == 4 and "operator '=' on schema public" in err, err
+
+
+def test_a_forged_user_or_token_id_with_a_line_break_cannot_fake_lines_of_users_list(vera, workspace):
+    _sql(workspace, "INSERT INTO access_users (name, role, active, created) VALUES ('m' || char(10) || 'ok: all fine', 'admin', 1, 'x')")
+    _sql(workspace, "UPDATE access_tokens SET id = 'ab' || char(10) || 'ok: fine' WHERE user = 'vera'")
+    code, out, err = run_main("users", "list", home=workspace)
+    assert code == 0 and "\nok: " not in out and "\\nok: " in out, out

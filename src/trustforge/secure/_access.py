@@ -608,10 +608,14 @@ class AccessStore:
         with self.engine.execution_options(**_READONLY).connect() as conn:
             users = [dict(r._mapping) for r in conn.execute(sa.select(users_table).order_by(users_table.c.name))]
             live = conn.execute(sa.select(t.user, t.id, t.expires).where(t.revoked.is_(None)).order_by(t.created)).all()
-        for u in users:  # a value of another type (a database writer's) is shown, never formatted as its type
-            u.update({k: u[k] if type(u[k]) is str else repr(u[k]) for k in ("name", "role", "created")})
+        for u in users:  # a value a database writer put there (another type, a line break) is shown as repr, never as is
+            u["tokens"] = [
+                r.id if type(r.id) is str and _TOKEN_ID_RE.fullmatch(r.id) else repr(r.id)
+                for r in live
+                if r.user == u["name"] and (r.expires is None or str(r.expires) > now)
+            ]
+            u.update({k: u[k] if type(u[k]) is str and u[k].isprintable() else repr(u[k]) for k in ("name", "role", "created")})
             u["active"] = bool(u["active"])
-            u["tokens"] = [r.id for r in live if r.user == u["name"] and (r.expires is None or str(r.expires) > now)]
         return users
 
     # -- tokens ------------------------------------------------------------------------------
