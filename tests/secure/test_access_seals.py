@@ -253,6 +253,18 @@ def _put_back(home, saved: dict, *, head: bool) -> None:
         _sql(home, "UPDATE access_head SET version = :version, body = :body, key_id = :key_id, signature = :signature", **saved["head"])
 
 
+def _second_machine(workspace, tmp_path, monkeypatch):
+    """Another machine sharing the workspace's database: its own copy of the keys folder (its
+    witness as the first machine's is now), and the database by URL."""
+    import shutil
+
+    b = tmp_path / "b"
+    b.mkdir()
+    shutil.copytree(workspace / "keys", b / "keys")
+    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    return b
+
+
 @pytest.mark.parametrize("head", [False, True], ids=["row and seal", "row, seals and head"])
 def test_a_revoked_token_put_back_with_its_old_seal_is_refused(head, vera, workspace, monkeypatch):
     # The red team's replay: the token's row from before its revocation, with the seal it had then
@@ -462,14 +474,10 @@ def test_reseal_on_a_machine_that_missed_a_change_is_refused_and_its_version_is_
     # The red team's F3: machine B revoked the token; the head was deleted and the token's old
     # row and seal put back; A's reseal (its witness one head behind) took the old row, and
     # signed a head of B's version, so B then refused every token.
-    import shutil
 
     token_id = vera.split("_")[1]
     saved = _rows(workspace, token_id)
-    b = tmp_path / "b"
-    b.mkdir()
-    shutil.copytree(workspace / "keys", b / "keys")
-    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    b = _second_machine(workspace, tmp_path, monkeypatch)
     assert run_main("users", "revoke-token", token_id, home=b).code == 0  # on B
     _sql(workspace, "DELETE FROM access_head")
     _put_back(workspace, saved, head=False)
@@ -669,14 +677,10 @@ def test_a_machine_behind_a_gap_takes_the_stored_head_on_an_admins_word_and_leav
     # and seal were put back and the log's link from B's first change deleted. A (one head behind)
     # refused every token for good, its reseal refused, and only --from-seals, which made the
     # put-back token current again, let it back.
-    import shutil
 
     token_id = vera.split("_")[1]
     saved = _rows(workspace, token_id)
-    b = tmp_path / "b"
-    b.mkdir()
-    shutil.copytree(workspace / "keys", b / "keys")
-    monkeypatch.setenv("TRUSTFORGE_DB_URL", f"sqlite:///{workspace / 'registry.db'}")
+    b = _second_machine(workspace, tmp_path, monkeypatch)
     assert run_main("users", "revoke-token", token_id, home=b).code == 0  # version 4, on B
     assert run_main("users", "grant", "ada", "trainer", home=b).code == 0  # version 5
     _put_back(workspace, saved, head=False)
