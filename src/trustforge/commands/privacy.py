@@ -178,7 +178,7 @@ def mask(
     from trustforge.errors import SpecError
     from trustforge.privacy import Masker, mask_file
 
-    output_file(output, "--output")
+    output_file(output, "--output", source=file)
     chosen = _entities(entities)
     for item in entity_policy:
         kind = item.partition("=")[0].strip().upper()
@@ -227,7 +227,7 @@ def unmask(
     from trustforge.privacy import unmask_file
     from trustforge.secure import require
 
-    output_file(output, "--output")
+    output_file(output, "--output", source=file)
     obj = _audited(file)
     with open_workspace() as (_access, audit, principal):
         require(principal, "unmask", obj, audit)
