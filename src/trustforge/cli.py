@@ -287,6 +287,7 @@ def train(
     from trustforge.pipeline import run
     from trustforge.train import LAUNCHED_ENV, PEER_LOST_EXIT, PeerLost, distributed_from_env
 
+    preset = preset.strip().lower() if preset is not None else None  # as every choice, in any case
     if preset is not None and preset not in ("fast", "best"):
         raise SpecError(f"--preset must be fast or best; got {preset!r}")
     auto = preset is not None or _is_auto(spec)
@@ -852,7 +853,7 @@ def serve(
         port=port,
         workers=workers,
         threads=threads,
-        backend=backend,  # type: ignore[arg-type]
+        backend=backend.strip().lower(),  # type: ignore[arg-type]  # as every choice, in any case
         max_batch_size=max_batch_size,
         max_latency_ms=max_latency_ms,
         max_queue=max_queue,

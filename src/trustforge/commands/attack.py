@@ -133,7 +133,13 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                     raise SpecError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
     # Only the flags given: the others keep RobustnessSpec's defaults (the same as a run's), and a
     # flag of the other family of attack (`--epsilon` on a text model) can be told from a default.
-    given = {"norm": norm, "steps": steps, "rows": rows, "epsilons": budgets, "budgets": counts}
+    given = {
+        "norm": norm.strip().lower() if norm is not None else None,
+        "steps": steps,
+        "rows": rows,
+        "epsilons": budgets,
+        "budgets": counts,
+    }
     fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if random_start:
         fields["random_start"] = True

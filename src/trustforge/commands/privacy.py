@@ -94,12 +94,13 @@ def _audited(file: Path) -> str:
 
 
 def _check_policy(value: str) -> str:
-    """--policy, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
+    """--policy, checked while the command line is parsed: a bad value is a usage error (exit 2), in any case."""
     from trustforge.privacy import POLICIES
 
-    if value not in POLICIES:
+    chosen = value.strip().lower()
+    if chosen not in POLICIES:
         raise typer.BadParameter(f"must be one of {', '.join(POLICIES)}; got {value!r}")
-    return value
+    return chosen
 
 
 def _check_entity_policy(items: list[str]) -> list[str]:
@@ -113,7 +114,7 @@ def _check_entity_policy(items: list[str]) -> list[str]:
             raise typer.BadParameter(f"expected TYPE=POLICY (e.g. EMAIL=hash); got {item!r}")
         if kind not in ENTITY_TYPES:
             raise typer.BadParameter(f"unknown entity type {kind!r}; expected one of {', '.join(ENTITY_TYPES)}")
-        if value not in POLICIES:
+        if value.lower() not in POLICIES:
             raise typer.BadParameter(f"policy for {kind} must be one of {', '.join(POLICIES)}; got {value!r}")
     return items
 
@@ -125,7 +126,7 @@ def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
     table = {"*": policy}
     for item in per_entity:
         kind, _, value = item.partition("=")
-        table[kind.strip().upper()] = value.strip()
+        table[kind.strip().upper()] = value.strip().lower()
     return table
 
 
