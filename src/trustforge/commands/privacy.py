@@ -88,9 +88,9 @@ def _check_entities(value: Optional[str]) -> Optional[str]:
 def _audited(file: Path) -> str:
     """The audit log's object for `file`: its name, with any personal data in it tagged
     (`mary.smith@example.com.csv` is `file:<EMAIL>`): the log is append-only, so what it holds stays."""
-    from trustforge.privacy import Masker
+    from trustforge._shown import audit_object
 
-    return f"file:{Masker('tag').mask_text(file.name)}"
+    return audit_object("file", file)
 
 
 def _check_policy(value: str) -> str:
