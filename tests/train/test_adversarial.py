@@ -138,6 +138,12 @@ def test_the_epsilon_bound_is_the_input_kinds():
     with pytest.raises(SpecError, match=r"train.adversarial.epsilon must be at most 10 for table inputs .*; got 11"):
         load_spec({**table, "train": {"adversarial": {"epsilon": 11}}})
     assert _digits(1, {"epsilon": 1}).train.adversarial.epsilon == 1
+    # a package's stored spec loads as it was trained (a model trained at 5 before the rule stays loadable)
+    from trustforge.spec import TaskSpec
+
+    stored = spec_to_dict(_digits(1, {"epsilon": 1}))
+    stored["train"]["adversarial"]["epsilon"] = 5.0
+    assert TaskSpec.model_validate(stored, context={"stored": True}).train.adversarial.epsilon == 5.0
     assert _digits(1, {"epsilon": 2, "norm": "2"}).train.adversarial.epsilon == 2  # L2: a whole row's norm
 
 

@@ -2023,7 +2023,6 @@ class TaskSpec(_Strict):
             raise SpecProblem(("train", "loss"), f"must be auto, cross_entropy or bce for task classification; got {t.loss!r}")
         self._text_rules()
         self._adversarial_rules()
-        self._budget_rules()
         self._fitted_rules()
         ev = self.evaluate
         if self.task != "classification":
@@ -2073,6 +2072,14 @@ class TaskSpec(_Strict):
                 ("data", "split", "validation"),
                 "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _budgets_fit_the_input(self, info: ValidationInfo) -> "TaskSpec":
+        # A package's own spec (`Model.load`, context `stored`) loads as it was trained: a model
+        # trained before this rule stays loadable; a spec to run is checked.
+        if not (info.context or {}).get("stored"):
+            self._budget_rules()
         return self
 
     @model_validator(mode="after")
