@@ -32,7 +32,7 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["no_local_paths", "recorded", "remember_written", "shown", "written_relative"]
+__all__ = ["audit_object", "no_local_paths", "recorded", "remember_written", "shown", "written_relative"]
 
 # A long-lived process (the dashboard) loads many specs: the newest few are enough to name
 # the files of the one that failed.
@@ -127,3 +127,12 @@ def recorded(exc: BaseException, *, home: str | os.PathLike[str] | None = None, 
 
     text = Masker("tag").mask_text(f"{exc.__class__.__name__}: {text}")
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def audit_object(kind: str, path: str | os.PathLike[str]) -> str:
+    """The audit log's object for a file or folder a command was given: `KIND:NAME`, its base name
+    with any personal data in it tagged (`mary.smith@example.com.csv` is `file:<EMAIL>`): the
+    log is append-only, so what it holds stays."""
+    from trustforge.privacy import Masker  # imported here: most callers never audit a file
+
+    return f"{kind}:{Masker('tag').mask_text(Path(path).name)}"

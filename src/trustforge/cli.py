@@ -148,7 +148,7 @@ def validate(
     the kind of input the source holds (the check train makes, by the same function).
     """
     from trustforge.data import source_input_kind
-    from trustforge.spec import load_spec, spec_to_yaml, written_spec
+    from trustforge.spec import load_spec, located, spec_to_yaml, written_spec
 
     s = load_spec(spec)
     if s.model.kind == "auto":  # the source says which input it holds: no data read
@@ -162,9 +162,11 @@ def validate(
         from trustforge.settings import Settings
 
         # The same checks train runs before it fits a model (`data.check_data`); `pii: hash` with a throwaway key
-        for line in validate_data(
-            s, cache_dir=Settings.from_env().cache_dir, probabilities=task_of(s).probabilities, stage_checks=stage_checks_for(s)
-        ):
+        with located(spec):  # a field the data refuses (train.privacy.delta) is named at its line
+            notes = validate_data(
+                s, cache_dir=Settings.from_env().cache_dir, probabilities=task_of(s).probabilities, stage_checks=stage_checks_for(s)
+            )
+        for line in notes:
             _note(line)
     if _names_no_model(spec):  # say which model the kind of input picked (a YAML comment keeps the output valid)
         sys.stdout.write(
@@ -285,6 +287,7 @@ def train(
     from trustforge.pipeline import run
     from trustforge.train import LAUNCHED_ENV, PEER_LOST_EXIT, PeerLost, distributed_from_env
 
+    preset = preset.strip().lower() if preset is not None else None  # as every choice, in any case
     if preset is not None and preset not in ("fast", "best"):
         raise SpecError(f"--preset must be fast or best; got {preset!r}")
     auto = preset is not None or _is_auto(spec)
@@ -850,7 +853,7 @@ def serve(
         port=port,
         workers=workers,
         threads=threads,
-        backend=backend,  # type: ignore[arg-type]
+        backend=backend.strip().lower(),  # type: ignore[arg-type]  # as every choice, in any case
         max_batch_size=max_batch_size,
         max_latency_ms=max_latency_ms,
         max_queue=max_queue,

@@ -26,7 +26,7 @@ from trustforge.package import Model, seal_run_package, write_model_package
 from trustforge.registry import Registry
 from trustforge.secure import Keyring
 from trustforge.settings import Settings
-from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec, spec_digest, spec_to_yaml, written_spec
+from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec, located, spec_digest, spec_to_yaml, written_spec
 from trustforge.train import (
     Callback,
     Distributed,
@@ -123,7 +123,7 @@ def run(
     for name, flag in (("resume", resume), ("progress", progress), ("register", register)):
         if not isinstance(flag, bool):  # a truthy string ("no") would register, resume or print
             raise SpecError(f"run({name}=...): must be True or False; got {type(flag).__name__} {flag!r}"[:200])
-    spec = load_spec(spec)
+    source, spec = spec, load_spec(spec)
     settings = settings or Settings.from_env()
     digest = spec_digest(spec)
     if prepared is not None and (distributed is not None or prepared.prepared_from != prepare_key(spec)):
@@ -131,17 +131,29 @@ def run(
             "a data-parallel run prepares its own" if distributed is not None else "it was prepared from another task, data section or seed"
         )
         raise ValueError(f"run(prepared=...): refused, {why}")
-    if distributed is not None:
-        return _run_distributed(spec, settings, digest, distributed, resume, callbacks, progress, register, threads)
-    if not register:
-        keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
-        return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage, selection, prepared=prepared)
-    with Registry(settings) as registry:
-        # Refuse (and audit) a principal who may not register before spending time on training.
-        secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
-        return _run(
-            spec, settings, digest, registry.keyring, registry, resume, callbacks, progress, threads, lineage, selection, prepared=prepared
-        )
+    with located(source):  # a field the data refuses (train.privacy.delta) is named at its line of the spec file
+        if distributed is not None:
+            return _run_distributed(spec, settings, digest, distributed, resume, callbacks, progress, register, threads)
+        if not register:
+            keyring = Keyring.load_or_init(settings.keys_dir, kek_b64=settings.kek)
+            return _run(spec, settings, digest, keyring, None, resume, callbacks, progress, threads, lineage, selection, prepared=prepared)
+        with Registry(settings) as registry:
+            # Refuse (and audit) a principal who may not register before spending time on training.
+            secure.require(registry.principal, "register", f"models:/{spec.name}", registry.audit)
+            return _run(
+                spec,
+                settings,
+                digest,
+                registry.keyring,
+                registry,
+                resume,
+                callbacks,
+                progress,
+                threads,
+                lineage,
+                selection,
+                prepared=prepared,
+            )
 
 
 def _run_distributed(

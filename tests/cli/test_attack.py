@@ -166,8 +166,15 @@ def test_an_epsilon_beyond_the_pixel_range_is_refused(digits):
     assert code == 0, err
 
 
-def test_an_edit_budget_on_an_image_model_is_one_error_naming_it(digits):
-    """--budget (evaluate.robustness.budgets) counts character edits: refused on an image model, not ignored."""
+def test_an_edit_budget_on_an_image_model_is_one_error_naming_it(digits, monkeypatch):
+    """--budget (evaluate.robustness.budgets) counts character edits: refused on an image model, not
+    ignored, and before the data is prepared (as --epsilon on a text model: a probe saw its notes first)."""
+    import trustforge.commands.attack as attack_command
+
+    def prepared(*args, **kwargs):
+        raise AssertionError("the data was prepared before the flag was refused")
+
+    monkeypatch.setattr(attack_command, "_labelled", prepared)
     result, home = digits
     code, out, err = run_main("attack", result.package, "--budget", "2", "--rows", "20", home=home)
     # a usage error, exit 2 as the other bad flags (a probe saw 3, a data error's)
@@ -185,3 +192,28 @@ def test_rows_default_to_the_specs(digits):
     code, out, err = run_main("attack", result.package, "--attack", "fgsm", "--epsilon", "0.1", "--json", home=home)
     assert code == 0, err
     assert 190 <= json.loads(out)["rows"] <= 200  # a stratified sample of 200 (each class rounded), not 359 nor 500
+
+
+def test_the_text_attack_counts_its_budget_in_character_edits():
+    """The edit attack's table and flip line speak of edits, not of epsilon (a probe saw "epsilon")."""
+    from rich.console import Console
+
+    from trustforge.commands.attack import _flip_line, _table
+
+    ev = {
+        "metric": "accuracy",
+        "norm": "edits",
+        "epsilons": [1.0, 8.0],
+        "rows": 30,
+        "clean": 0.8,
+        "attacks": {"char-edit": {"points": [{"epsilon": 1.0, "accuracy": 0.7}, {"epsilon": 8.0, "accuracy": 0.2}],
+                                  "halving_epsilon": 4.0, "samples_per_second": 10.0}},
+        "smallest_flip": {"attack": "char-edit", "median": 3.0},
+    }  # fmt: skip
+    assert _flip_line(ev) == "median smallest number of character edits that flips a prediction (char-edit): 3"
+    console = Console(width=200, record=True)
+    console.print(_table(ev, "x.csv"))
+    text = console.export_text()
+    assert "1 edit " in text and "8 edits" in text and "edits halving" in text and "ε" not in text, text
+    gradient = {**ev, "norm": "inf", "smallest_flip": {"attack": "pgd", "median": 0.12}}
+    assert _flip_line(gradient) == "median smallest epsilon that flips a prediction (pgd): 0.12"

@@ -40,6 +40,21 @@ def test_the_point_values_are_the_metrics_own(k):
         assert point[name] == pytest.approx(ref[name], abs=1e-12), name
 
 
+def test_a_figure_the_rows_leave_undefined_is_undefined_in_the_intervals_too():
+    """No positive row: recall and F1 have no value (None, as in the metrics), not 0; macro F1 is
+    over the class present; a never-predicted positive leaves precision undefined too."""
+    y = np.zeros(30, dtype=np.int64)
+    proba = np.tile([0.8, 0.2], (30, 1))
+    rows = ClassRows(y, proba, proba.argmax(1), positive=1)
+    point = {name: float(v[0]) for name, v in rows.values(np.ones((1, 30))).items()}
+    ref = classification_metrics(y, proba, ["0", "1"])
+    assert ref["recall"] is None and ref["f1"] is None and ref["precision"] is None
+    assert all(np.isnan(point[name]) for name in ("precision", "recall", "f1"))
+    assert point["f1_macro"] == ref["f1_macro"] == 1.0
+    out = bootstrap(rows, seed=0)["metrics"]
+    assert out["recall"]["value"] is None and out["f1"]["value"] is None and out["f1_macro"]["value"] == 1.0
+
+
 def test_the_weighted_auc_is_scikit_learns_with_sample_weights():
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200).astype(bool)

@@ -52,28 +52,39 @@ def sklearn_roc_auc(y: np.ndarray, proba: np.ndarray) -> float | None:
 
 
 def assert_matches_sklearn(y: np.ndarray, proba: np.ndarray) -> dict[str, object]:
-    """Compare every key of classification_metrics with sklearn; return ours."""
+    """Compare every key of classification_metrics with sklearn; return ours.
+
+    Where sklearn counts an undefined ratio as 0, ours is None with a note: the positive class's
+    recall and F1 with no row of it, its precision with none predicted; and the macro averages
+    are over the classes y holds (sklearn's `labels` set to those)."""
     k = proba.shape[1]
     labels = [f"class_{i}" for i in range(k)]
     ours = classification_metrics(y, proba, labels)
     json.dumps(ours)  # plain Python types only
 
     expected_keys = CLASSIFICATION_KEYS | (BINARY_KEYS if k == 2 else set())
-    assert set(ours) == expected_keys
+    assert set(ours) - {"notes"} == expected_keys
 
     pred = proba.argmax(axis=1)
     idx = list(range(k))
+    present = sorted(set(y.tolist()))
     assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, pred), rel=REL)
-    for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=idx, average=average, zero_division=0)
+    for average, over in (("macro", present), ("weighted", idx)):
+        p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=over, average=average, zero_division=0)
         assert ours[f"precision_{average}"] == pytest.approx(p, rel=REL, abs=1e-15)
         assert ours[f"recall_{average}"] == pytest.approx(r, rel=REL, abs=1e-15)
         assert ours[f"f1_{average}"] == pytest.approx(f, rel=REL, abs=1e-15)
+    notes = ours.get("notes", {})
+    assert ("macro" in notes) == (len(present) < k)
     if k == 2:
         p, r, f, _ = skm.precision_recall_fscore_support(y, pred, labels=idx, average=None, zero_division=0)
-        assert ours["precision"] == pytest.approx(p[1], rel=REL, abs=1e-15)
-        assert ours["recall"] == pytest.approx(r[1], rel=REL, abs=1e-15)
-        assert ours["f1"] == pytest.approx(f[1], rel=REL, abs=1e-15)
+        for name, value, defined in (("precision", p[1], 1 in pred), ("recall", r[1], 1 in y), ("f1", f[1], 1 in y)):
+            if defined:
+                assert ours[name] == pytest.approx(value, rel=REL, abs=1e-15)
+            else:
+                assert ours[name] is None and notes[name].startswith("undefined: "), name
+    for name in ("roc_auc", "pr_auc"):
+        assert (ours[name] is None) == (name in notes)
 
     expected_auc = sklearn_roc_auc(y, proba)
     if expected_auc is None:
@@ -236,6 +247,22 @@ def test_single_class_y_true_roc_auc_is_none(k: int, only: int) -> None:
     proba = rng.dirichlet(np.ones(k), size=50)
     ours = assert_matches_sklearn(y, proba)
     assert ours["roc_auc"] is None
+
+
+def test_no_row_of_the_positive_class_leaves_recall_and_f1_undefined() -> None:
+    """Recall of a class with no labelled row is 0/0: None with the reason (as the AUCs), not 0;
+    the macro averages are over the class the labels hold, not counting the absent one as 0."""
+    y = np.zeros(4, dtype=np.int64)  # benign (0) only; malignant (1) is the positive class
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    ours = classification_metrics(y, proba, ["benign", "malignant"])
+    assert ours["recall"] is None and ours["f1"] is None and ours["precision"] == 0.0  # 1 row predicted malignant, wrongly
+    assert "none of the 4 labelled rows is of the positive class malignant" in ours["notes"]["recall"]
+    assert ours["recall_macro"] == 0.75 and ours["f1_macro"] == pytest.approx(2 * 3 / (2 * 3 + 1))
+    assert ours["precision_macro"] == 1.0
+    assert "over the 1 of 2 classes the labels hold (no row of malignant)" in ours["notes"]["macro"]
+    one = classification_metrics(np.array([0]), np.array([[0.9, 0.1]]), ["benign", "malignant"])
+    assert one["recall_macro"] == 1.0 and one["precision"] is None  # not 0.5: the absent class does not count as 0
+    assert "predicted the positive class malignant for none of the 1 labelled row" in one["notes"]["precision"]
 
 
 # --- validation -------------------------------------------------------------------

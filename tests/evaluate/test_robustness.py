@@ -177,13 +177,32 @@ def test_a_table_attack_stays_in_the_training_range_and_leaves_categories_alone(
 
 
 def test_epsilon_and_steps_are_checked_by_the_spec():
-    for bad, field in (({"epsilons": [0.0]}, "epsilon must be > 0"), ({"epsilons": [50]}, "<= 10"), ({"steps": 0}, "steps")):
+    for bad, field in (
+        ({"epsilons": [0.0]}, "epsilon must be > 0"),
+        ({"epsilons": [50]}, "at most the input's largest"),
+        ({"steps": 0}, "steps"),
+    ):
         with pytest.raises(Exception, match=field) as info:
             EvaluateSpec.model_validate({"robustness": bad})
         assert "robustness" in str(info.value)
     assert EvaluateSpec.model_validate({"robustness": False}).robustness is None
     assert EvaluateSpec().robustness.attacks == ["fgsm", "pgd"]
     assert EvaluateSpec.model_validate({"robustness": {"norm": 2}}).robustness.norm == "2"  # YAML's `norm: 2` is a number
+
+
+def test_an_image_specs_epsilon_range_is_the_pixel_range():
+    """On an image spec the L∞ range is (0, 1], checked at spec load and stated as such (not a table's 10)."""
+    from trustforge.spec import load_spec
+
+    raw = yaml.safe_load((ROOT / "examples" / "digits_cnn.yaml").read_text())
+    for bad, says in (([-0.1], "must be > 0"), ([0.5, 2], "must be at most 1 for image inputs (L∞, a fraction of the pixel range")):
+        with pytest.raises(SpecError) as info:
+            load_spec({**raw, "evaluate": {"robustness": {"epsilons": bad}}})
+        message = str(info.value)
+        assert "evaluate.robustness.epsilons" in message and says in message and "10" not in message, message
+    assert load_spec({**raw, "evaluate": {"robustness": {"epsilons": [1]}}}).evaluate.robustness.epsilons == [1.0]
+    table = yaml.safe_load((ROOT / "examples" / "breast_cancer_mlp.yaml").read_text())
+    assert load_spec({**table, "evaluate": {"robustness": {"epsilons": [2]}}}).evaluate.robustness.epsilons == [2.0]
 
 
 def test_a_budget_above_the_inputs_largest_is_refused():

@@ -3,6 +3,7 @@ the one metrics table, and the spec's validators take their answers from there."
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -229,6 +230,31 @@ def test_the_metrics_table_names_the_positive_class_and_the_threshold():
     assert "recall (malignant)" in text and "threshold (f1)" in text and "0.0335" in text
     console.print(metrics_table({"accuracy": 0.9}, ["accuracy"]))
     assert "threshold" not in console.export_text()
+
+
+def test_the_metrics_table_gives_the_reason_of_an_undefined_figure():
+    """Labelled rows with no positive row: recall and F1 read n/a in the table, with the reason
+    under it, as in the JSON (None and notes)."""
+    from rich.console import Console
+
+    from trustforge.evaluate import metrics_table
+
+    classes = ["malignant", "benign"]
+    proba = np.array([[0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
+    metrics = TASKS["classification"].compute_metrics(
+        np.array([1, 1, 1]),
+        proba=proba,
+        classes=classes,
+        decision={"positive_class": "malignant", "threshold": {"value": 0.5, "rule": "0.5"}},
+    )
+    assert metrics["recall"] is None and metrics["f1"] is None and metrics["precision"] == 0.0
+    console = Console(width=200, record=True)
+    console.print(metrics_table(metrics, ["accuracy", "precision", "recall", "f1", "recall_macro", "roc_auc"]))
+    text = console.export_text()
+    assert re.search(r"recall \(malignant\)\s+│\s+n/a", text) and re.search(r"f1 \(malignant\)\s+│\s+n/a", text), text
+    assert "recall: undefined: none of the 3 labelled rows is of the positive class malignant" in text
+    assert "roc_auc: undefined: the labels hold one class only" in text
+    assert "the macro averages are over the 1 of 2 classes the labels hold (no row of malignant)" in text
 
 
 def test_probabilities_sum_to_one_in_float64_so_sklearn_metrics_take_them_without_a_warning():

@@ -101,6 +101,7 @@ def test_keyed_policies_need_workspace_keys_and_unmask_is_for_admins(tmp_path, w
         (["scan", "bad.jsonl"], "bad.jsonl: line 2 is not JSON"),
         (["scan", "latin.txt"], "latin.txt: not UTF-8 text"),
         (["mask", "ok.csv", "-o", "ok.csv"], "ok.csv: the output must not be the input file"),
+        (["unmask", "ok.csv", "-o", "ok.csv"], "ok.csv: the output must not be the input file"),
         (["mask", "ok.csv", "-o", "out.jsonl"], "out.jsonl: the output must be the same kind of file as ok.csv (csv)"),
         (["scan", "ok.csv", "--entities", "EMAIL,SHOE"], "unknown entity type 'SHOE'"),
         # as training reads tables: pandas would read `a,a` as a and a.1, and the masked copy change the header
@@ -117,6 +118,8 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, workspace, args, messag
     code, out, err = run_main(*args, home=workspace, cwd=tmp_path)
     assert code != 0 and message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "out.csv").exists()
+    if "the output must not be the input" in message:  # an output-path mistake: a usage error, as the README lists them
+        assert code == 2, (code, err)
 
 
 @pytest.mark.parametrize(

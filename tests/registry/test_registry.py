@@ -146,8 +146,18 @@ def test_a_tampered_package_is_refused_and_leaves_nothing(pkg, reg):
     assert reg.list_models() == []
     assert [p for p in stored_tree(reg) if p != ".staging"] == []
     refused = reg.audit.entries(limit=1)[0]
-    assert (refused["action"], refused["object"], refused["outcome"]) == ("register", "models:/", "error")
+    # no name was read from a refused package: the object is its folder (an empty models:/ named nothing)
+    assert (refused["action"], refused["object"], refused["outcome"]) == ("register", f"package:{pkg.name}", "error")
     assert "weights.safetensors" in refused["details"]["error"]
+
+
+def test_a_refused_package_folder_named_after_a_person_is_audited_tagged(pkg, reg, tmp_path):
+    named = Path(shutil.copytree(pkg, tmp_path / "mary.smith@example.com"))
+    (named / "model.sig").write_bytes(b"not a signature")
+    with pytest.raises(IntegrityError):
+        reg.register(named)
+    refused = reg.audit.entries(limit=1)[0]
+    assert refused["object"] == "package:<EMAIL>" and "mary" not in json.dumps(refused), refused
 
 
 def test_an_unsigned_package_is_refused(tiny, reg, tmp_path):

@@ -57,6 +57,18 @@ def test_never_writes_tags_instead_of_personal_data_and_leaves_the_servers_own_f
     assert flt.masked - before == 2
 
 
+def test_the_servers_own_bind_address_stays_in_a_message(log_stream, monkeypatch):
+    """uvicorn's "running on http://HOST:PORT" named <IP_ADDRESS>: the bind address is a setting,
+    not a person's; an address beside it in the same message is still tagged."""
+    _capture(monkeypatch, log_stream)
+    mask_logs("never", "203.0.113.9")
+    logging.getLogger("uvicorn.error").info("Uvicorn running on http://%s:%d (Press CTRL+C to quit)", "203.0.113.9", 18773)
+    logging.getLogger("uvicorn.error").info("client 198.51.100.7 of http://203.0.113.9:18773 wrote olivia.smith001@example.org")
+    first, second = _lines(log_stream)
+    assert first["message"] == "Uvicorn running on http://203.0.113.9:18773 (Press CTRL+C to quit)", first
+    assert second["message"] == "client <IP_ADDRESS> of http://203.0.113.9:18773 wrote <EMAIL>", second
+
+
 def test_the_access_log_masks_a_principal_once_and_keeps_the_request_id(log_stream, monkeypatch):
     _capture(monkeypatch, log_stream)
     flt = mask_logs("never")

@@ -104,9 +104,12 @@ def test_fgsm_training_and_the_default_step_size():
 @pytest.mark.parametrize(
     ("adversarial", "field", "says"),
     [
-        ({"epsilon": 0}, "train.adversarial.epsilon", "must be a number in (0, 10]; got 0"),
-        ({"epsilon": -0.1}, "train.adversarial.epsilon", "must be a number in (0, 10]; got -0.1"),
-        ({"epsilon": 50}, "train.adversarial.epsilon", "got 50"),
+        ({"epsilon": 0}, "train.adversarial.epsilon", "must be a number > 0; got 0"),
+        ({"epsilon": -0.1}, "train.adversarial.epsilon", "must be a number > 0; got -0.1"),
+        ({"epsilon": 50}, "train.adversarial.epsilon", "must be at most 1 for image inputs"),
+        # Pixels are in [0, 1]: a budget above the whole range trains a model that learns nothing.
+        ({"epsilon": 5}, "train.adversarial.epsilon", "must be at most 1 for image inputs (L∞, a fraction of the pixel range"),
+        ({"epsilon": 12, "norm": "2"}, "train.adversarial.epsilon", "must be at most 10 for image inputs (L2"),
         ({"steps": 0}, "train.adversarial.steps", "must be an integer in [1, 1000]; got 0"),
         ({"ratio": 0}, "train.adversarial.ratio", "must be a number in (0, 1]; got 0"),
         ({"ratio": 1.5}, "train.adversarial.ratio", "got 1.5"),
@@ -126,6 +129,22 @@ def test_a_bad_adversarial_field_is_one_error_naming_it(adversarial, field, says
     with pytest.raises(SpecError) as err:
         _digits(1, adversarial)
     assert field in str(err.value) and says in str(err.value), str(err.value)
+
+
+def test_the_epsilon_bound_is_the_input_kinds():
+    """A table's budget is in standard deviations (10 at most), an image's a fraction of the pixel range (1 at most)."""
+    table = {"task": "classification", "data": {"source": "builtin:breast_cancer", "target": "target"}, "model": {"kind": "mlp"}}
+    assert load_spec({**table, "train": {"adversarial": {"epsilon": 5}}}).train.adversarial.epsilon == 5
+    with pytest.raises(SpecError, match=r"train.adversarial.epsilon must be at most 10 for table inputs .*; got 11"):
+        load_spec({**table, "train": {"adversarial": {"epsilon": 11}}})
+    assert _digits(1, {"epsilon": 1}).train.adversarial.epsilon == 1
+    # a package's stored spec loads as it was trained (a model trained at 5 before the rule stays loadable)
+    from trustforge.spec import TaskSpec
+
+    stored = spec_to_dict(_digits(1, {"epsilon": 1}))
+    stored["train"]["adversarial"]["epsilon"] = 5.0
+    assert TaskSpec.model_validate(stored, context={"stored": True}).train.adversarial.epsilon == 5.0
+    assert _digits(1, {"epsilon": 2, "norm": "2"}).train.adversarial.epsilon == 2  # L2: a whole row's norm
 
 
 @pytest.mark.parametrize("adversarial", [{"method": "trades", "beta": 3}, {"attack": "fgsm"}, {"ratio": 0.5, "norm": "2"}])

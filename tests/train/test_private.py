@@ -226,6 +226,28 @@ def test_a_bad_privacy_value_is_one_error_naming_the_field(train, field, says):
     assert field in str(err.value) and re.search(says, str(err.value)), str(err.value)
 
 
+def _line_of(path: Path, key: str) -> int:
+    """The 1-based line of the first `key:` in a YAML file."""
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith(f"{key}:"))
+
+
+def test_a_delta_the_training_rows_refuse_is_named_at_its_line(workspace, tmp_path):
+    """The delta >= 1/n error comes once the rows are known, after the spec loaded: validate and
+    train name its file and line as they do the spec's own errors (a probe saw none)."""
+    from _cli import run_main
+
+    raw = {**_BASE, "data": {"source": "builtin:iris"}, "model": {"kind": "mlp", "hidden": [8]}}
+    raw["train"] = {**_IRIS_PRIVATE, "privacy": {**_IRIS_PRIVATE["privacy"], "delta": 0.5}}
+    path = tmp_path / "pv.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    for command in ("validate", "train"):
+        code, out, err = run_main(command, path, home=workspace)
+        where = f"error: {path}:{_line_of(path, 'delta')}: train.privacy.delta must be below 1/n"
+        assert code == 2 and err.startswith(where) and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(SpecError, match=rf"^{re.escape(str(path))}:\d+: train\.privacy\.delta must be below 1/n"):
+        run(path, progress=False)  # the Python API, given the file, too
+
+
 def test_a_delta_of_one_over_the_training_rows_or_more_is_refused_at_validate_and_train(workspace):
     """δ 0.5 passed the spec's (0, 1) and trained (noise 0.41): δ is the chance the guarantee fails, so it
     must be below 1/n. Iris: 150 rows less 30 test and 15 validation leave n = 105 (1/n = 0.00952)."""
@@ -274,7 +296,9 @@ def test_a_noise_too_small_to_account_is_refused_at_validate_and_train_naming_th
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
     for command in ("validate", "train"):
         code, out, err = run_main(command, tmp_path / "tiny.yaml", home=workspace)
-        assert code == 2 and err.startswith("error: train.privacy.noise_multiplier 1e-09") and len(err.strip().splitlines()) == 1, err
+        # named at its line of the file, as the spec's own errors are
+        where = f"error: {tmp_path / 'tiny.yaml'}:{_line_of(tmp_path / 'tiny.yaml', 'noise_multiplier')}: "
+        assert code == 2 and err.startswith(where + "train.privacy.noise_multiplier 1e-09") and len(err.strip().splitlines()) == 1, err
     step = PrivateStep(sample_size=105, batch_size=16, epochs=2, delta=1e-5, max_grad_norm=1.0, noise_multiplier=1.0)
     step.load_state_dict({"history": [[1e-9, step.sample_rate, 16]]})
     with pytest.raises(TrainingError, match=r"^train\.privacy\.noise_multiplier 1: Opacus' prv accountant cannot account the 16 steps"):

@@ -22,14 +22,15 @@ def local(text: str) -> str:
     return shown(text, home=home, home_as=os.environ.get("TRUSTFORGE_HOME") or ".trustforge")
 
 
-def output_file(path: Path | None, option: str, *, replace: bool = True, default: bool = False) -> None:
+def output_file(path: Path | None, option: str, *, replace: bool = True, default: bool = False, source: Path | None = None) -> None:
     """Refuse an output file option or argument that cannot be written: a usage error (exit
     code 2) naming the option and the path as given, before any work (every command that writes
     one file: `predict`, `report`, `mask`, ...). Refused: a folder, a path in a folder that is
     not there (nothing is made but the file), and with `replace=False` (`keys export`, `backup
     create`: a key or an archive is never written over) a file already there. `default`: the
     option was not given and `path` is its default (beside the input, whose own check names a
-    missing folder)."""
+    missing folder). `source`: the input file, which the output must not be (`mask`, `unmask`
+    read it while they write)."""
     from trustforge.errors import UsageError
 
     if path is None:
@@ -37,6 +38,8 @@ def output_file(path: Path | None, option: str, *, replace: bool = True, default
     named = f"{path} (the default of {option})" if default else f"{option} {path}"
     if path.is_dir():
         raise UsageError(f"{named}: is a folder; give a file path")
+    if source is not None and path.exists() and source.exists() and path.resolve() == source.resolve():
+        raise UsageError(f"{named}: the output must not be the input file; give another path")
     if not replace and (path.exists() or path.is_symlink()):
         raise UsageError(f"{named}: already exists; give {option} a file path that does not exist yet (nothing is written over one)")
     if not default:

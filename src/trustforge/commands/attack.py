@@ -80,13 +80,14 @@ def attack(
     models meet a character-edit attack (typos on the most important words) under `--budget`.
     """
     from trustforge.errors import ModelError
-    from trustforge.evaluate import attack_refusal, robustness
+    from trustforge.evaluate import attack_refusal, check_attack_fields, robustness
 
     settings = _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, budgets)
     model = _load_model(package, public_key)
     reason = attack_refusal(model)
     if reason is not None:
         raise ModelError(f"{package}: cannot attack this model: {reason}")
+    check_attack_fields(model, settings)  # a flag of the other family of attack: refused before the data is prepared
     raw, where = _labelled(model, data)
     _check_enough_rows(raw, where if data is None else f"--data {data.name}")
     # As `train` does: torch's default (a thread per core) makes a small model's attack several
@@ -100,10 +101,9 @@ def attack(
         out.print(json.dumps(evidence), highlight=False, soft_wrap=True)
         return
     out.print(_table(evidence, where))
-    flip = evidence.get("smallest_flip")
+    flip = _flip_line(evidence)
     if flip:
-        median = "beyond the sweep" if flip["median"] is None else f"{flip['median']:.4g}"
-        out.print(f"median smallest epsilon that flips a prediction ({flip['attack']}): {median}", highlight=False, soft_wrap=True)
+        out.print(flip, highlight=False, soft_wrap=True)
     norm = {"inf": "L∞", "2": "L2"}.get(evidence["norm"], evidence["norm"])
     out.print(f"budget: {escape(evidence['budget'])} ({norm}); model: {escape(evidence['hardened'])}", highlight=False)
 
@@ -133,7 +133,13 @@ def _settings(attacks, epsilons, norm, steps, step_size, random_start, rows, edi
                     raise SpecError(f"--budget must be whole numbers of character edits, at least 1; got {part.strip()!r}") from None
     # Only the flags given: the others keep RobustnessSpec's defaults (the same as a run's), and a
     # flag of the other family of attack (`--epsilon` on a text model) can be told from a default.
-    given = {"norm": norm, "steps": steps, "rows": rows, "epsilons": budgets, "budgets": counts}
+    given = {
+        "norm": norm.strip().lower() if norm is not None else None,
+        "steps": steps,
+        "rows": rows,
+        "epsilons": budgets,
+        "budgets": counts,
+    }
     fields: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if random_start:
         fields["random_start"] = True
@@ -237,13 +243,29 @@ def _check_fits(expected, given, where: str) -> None:
         )
 
 
+def _budget(ev: dict[str, Any], e: float) -> str:
+    """A budget as the table shows it: character edits for the text attack, else ε."""
+    return f"{e:g} edit{'' if e == 1 else 's'}" if ev.get("norm") == "edits" else f"ε {e:g}"
+
+
+def _flip_line(ev: dict[str, Any]) -> str | None:
+    """The median smallest budget that flips a prediction, in the attack's unit; None without one."""
+    flip = ev.get("smallest_flip")
+    if not flip:
+        return None
+    median = "beyond the sweep" if flip["median"] is None else f"{flip['median']:.4g}"
+    unit = "number of character edits" if ev.get("norm") == "edits" else "epsilon"
+    return f"median smallest {unit} that flips a prediction ({flip['attack']}): {median}"
+
+
 def _table(ev: dict[str, Any], where: str) -> Table:
     metric = ev["metric"]
     table = Table(title=f"{metric} under attack on {escape(where)} ({ev['rows']} rows, clean {ev['clean']:.4f})")
     table.add_column("attack")
     for e in ev["epsilons"]:
-        table.add_column(f"ε {e:g}", justify="right")
-    table.add_column("ε halving" if metric == "accuracy" else "ε doubling", justify="right")
+        table.add_column(_budget(ev, e), justify="right")
+    unit = "edits" if ev.get("norm") == "edits" else "ε"
+    table.add_column(f"{unit} halving" if metric == "accuracy" else f"{unit} doubling", justify="right")
     table.add_column("samples/s", justify="right")
     for name, a in ev["attacks"].items():
         label = name.upper() + (f"-{ev['steps']}" if name == "pgd" else "")

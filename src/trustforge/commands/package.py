@@ -132,21 +132,24 @@ def _evidence_line(ev: dict) -> str:
 
 
 def _check_format(value: str) -> str:
-    """--format, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
+    """--format, checked while the command line is parsed: a bad value is a usage error (exit 2).
+    In any case (`ONNX`), as every choice of the command line."""
     from trustforge.package import EXPORT_FORMATS
 
-    if value not in EXPORT_FORMATS:
+    chosen = value.strip().lower()
+    if chosen not in EXPORT_FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(EXPORT_FORMATS)}; got {value!r}")
-    return value
+    return chosen
 
 
 def _check_quantize(value: Optional[str]) -> Optional[str]:
-    """--quantize, checked while parsing (exit 2 naming the option)."""
+    """--quantize, checked while parsing (exit 2 naming the option), in any case."""
     from trustforge.package import QUANTIZATIONS
 
-    if value is not None and value not in QUANTIZATIONS:
+    chosen = value.strip().lower() if value is not None else None
+    if chosen is not None and chosen not in QUANTIZATIONS:
         raise typer.BadParameter(f"must be one of {', '.join(QUANTIZATIONS)}; got {value!r}")
-    return value
+    return chosen
 
 
 def _check_max_drop(value: float) -> float:

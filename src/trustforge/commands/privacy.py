@@ -88,18 +88,19 @@ def _check_entities(value: Optional[str]) -> Optional[str]:
 def _audited(file: Path) -> str:
     """The audit log's object for `file`: its name, with any personal data in it tagged
     (`mary.smith@example.com.csv` is `file:<EMAIL>`): the log is append-only, so what it holds stays."""
-    from trustforge.privacy import Masker
+    from trustforge._shown import audit_object
 
-    return f"file:{Masker('tag').mask_text(file.name)}"
+    return audit_object("file", file)
 
 
 def _check_policy(value: str) -> str:
-    """--policy, checked while the command line is parsed: a bad value is a usage error (exit 2)."""
+    """--policy, checked while the command line is parsed: a bad value is a usage error (exit 2), in any case."""
     from trustforge.privacy import POLICIES
 
-    if value not in POLICIES:
+    chosen = value.strip().lower()
+    if chosen not in POLICIES:
         raise typer.BadParameter(f"must be one of {', '.join(POLICIES)}; got {value!r}")
-    return value
+    return chosen
 
 
 def _check_entity_policy(items: list[str]) -> list[str]:
@@ -113,7 +114,7 @@ def _check_entity_policy(items: list[str]) -> list[str]:
             raise typer.BadParameter(f"expected TYPE=POLICY (e.g. EMAIL=hash); got {item!r}")
         if kind not in ENTITY_TYPES:
             raise typer.BadParameter(f"unknown entity type {kind!r}; expected one of {', '.join(ENTITY_TYPES)}")
-        if value not in POLICIES:
+        if value.lower() not in POLICIES:
             raise typer.BadParameter(f"policy for {kind} must be one of {', '.join(POLICIES)}; got {value!r}")
     return items
 
@@ -125,7 +126,7 @@ def _policy(policy: str, per_entity: list[str]) -> str | dict[str, str]:
     table = {"*": policy}
     for item in per_entity:
         kind, _, value = item.partition("=")
-        table[kind.strip().upper()] = value.strip()
+        table[kind.strip().upper()] = value.strip().lower()
     return table
 
 
@@ -178,7 +179,7 @@ def mask(
     from trustforge.errors import SpecError
     from trustforge.privacy import Masker, mask_file
 
-    output_file(output, "--output")
+    output_file(output, "--output", source=file)
     chosen = _entities(entities)
     for item in entity_policy:
         kind = item.partition("=")[0].strip().upper()
@@ -227,7 +228,7 @@ def unmask(
     from trustforge.privacy import unmask_file
     from trustforge.secure import require
 
-    output_file(output, "--output")
+    output_file(output, "--output", source=file)
     obj = _audited(file)
     with open_workspace() as (_access, audit, principal):
         require(principal, "unmask", obj, audit)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trustforge.data._attack_space import AttackSpace, EditSpace
+from trustforge.data._attack_space import STD_MAX_EPSILON, AttackSpace, EditSpace
 from trustforge.data._audio import add_noise as audio_noise
 from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
@@ -104,6 +104,7 @@ __all__ = [
     "label_issue_warnings",
     "report_label_issues",
     "AttackSpace",
+    "STD_MAX_EPSILON",
     "EditSpace",
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",

@@ -77,7 +77,9 @@ _LAZY: dict[str, str] = {
         ("TASKS", "Classification", "Forecasting", "Recommendation", "Regression", "Task", "task_named", "task_of"),
         "trustforge.evaluate._tasks",
     ),
-    **dict.fromkeys(("robustness", "attack_refusal", "check_robustness_settings", "hardening"), "trustforge.evaluate._robustness"),
+    **dict.fromkeys(
+        ("robustness", "attack_refusal", "check_attack_fields", "check_robustness_settings", "hardening"), "trustforge.evaluate._robustness"
+    ),
     **dict.fromkeys(("explain_images", "feature_importance"), "trustforge.evaluate._explain"),
     **dict.fromkeys(("write_report", "render_report", "card_html", "report_summary"), "trustforge.evaluate._report"),
 }
@@ -114,6 +116,7 @@ __all__ = [
     "shift_evaluation",
     "robustness",
     "attack_refusal",
+    "check_attack_fields",
     "check_robustness_settings",
     "hardening",
     "privacy_audit",

@@ -61,10 +61,13 @@ class _Decoder:
 
 
 def metrics_table(metrics: dict[str, Any], names: list[str], title: str = "test metrics"):
-    """A Rich table of the named metrics (missing or undefined ones shown as n/a). For a binary
-    classifier, precision, recall and F1 name the positive class they are of, and a last row
-    gives the threshold it is predicted at, with its rule."""
+    """A Rich table of the named metrics (missing or undefined ones shown as n/a; with the reasons
+    the metrics' `notes` give, a group of the table and those lines under it). For a binary classifier, precision, recall and F1
+    name the positive class they are of, and a last row gives the threshold it is predicted at,
+    with its rule."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     positive, threshold = metrics.get("positive_class"), metrics.get("threshold")
     table = Table(title=title, title_justify="left")
@@ -76,4 +79,10 @@ def metrics_table(metrics: dict[str, Any], names: list[str], title: str = "test 
         table.add_row(label, "n/a" if value is None else f"{value:.4f}")
     if isinstance(threshold, dict):
         table.add_row(f"threshold ({threshold['rule']})", f"{threshold['value']:.4g}")
+    notes = metrics.get("notes") if isinstance(metrics.get("notes"), dict) else {}
+    lines = [f"{name}: {notes[name]}" for name in names if metrics.get(name) is None and name in notes]
+    if "macro" in notes and any(name.endswith("_macro") for name in names):
+        lines.append(notes["macro"])
+    if lines:
+        return Group(table, *(Text(line) for line in lines))
     return table

@@ -88,8 +88,8 @@ def _wmean(w: np.ndarray, per_row: np.ndarray) -> np.ndarray:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, 0 where den is 0 (an undefined precision or recall counts as 0, as in `_metrics`)."""
-    out = np.zeros_like(num, dtype=np.float64)
+    """num / den, NaN where den is 0: an undefined precision, recall or F1 (`_metrics` gives None)."""
+    out = np.full(np.shape(num), np.nan, dtype=np.float64)
     np.divide(num, den, out=out, where=den > 0)
     return out
 
@@ -139,11 +139,12 @@ class ClassRows(Rows):
 
     def values(self, w: np.ndarray) -> Values:
         out = {"accuracy": _wmean(w, (self.y == self.pred).astype(np.float64)), "log_loss": _wmean(w, self.nll)}
+        # Macro F1 over the classes the draw holds (a class with no row has no F1), as `_metrics`.
         f1 = []
         for c in range(self.k):
             tp, predicted, actual = self._counts(w, c)
-            f1.append(_ratio(2 * tp, predicted + actual))
-        out["f1_macro"] = np.mean(f1, axis=0)
+            f1.append(_ratio(2 * tp, np.where(actual > 0, predicted + actual, 0)))
+        out["f1_macro"] = np.nanmean(f1, axis=0)
         if self.k == 2:
             p = self.positive if self.positive is not None else 1
             out["roc_auc"] = weighted_auc(w, self.y == p, self.proba[:, p])
@@ -153,7 +154,12 @@ class ClassRows(Rows):
             out["roc_auc"] = np.where(present.all(axis=1), aucs.mean(axis=1), np.nan)
         if self.positive is not None:
             tp, predicted, actual = self._counts(w, self.positive)
-            out.update(precision=_ratio(tp, predicted), recall=_ratio(tp, actual), f1=_ratio(2 * tp, predicted + actual))
+            # Undefined (NaN) where no row is predicted positive (precision) or is positive (recall, F1).
+            out.update(
+                precision=_ratio(tp, predicted),
+                recall=_ratio(tp, actual),
+                f1=_ratio(2 * tp, np.where(actual > 0, predicted + actual, 0)),
+            )
         return out
 
     def proportions(self) -> Counts:

@@ -3,8 +3,11 @@
 The definitions deliberately mirror scikit-learn's (``zero_division=0``,
 ``labels=range(K)``, ``force_finite=True``), which the test-suite uses as the
 reference, so that reports produced by TrustForge can be compared with numbers
-people compute themselves. Every function returns plain Python floats and
-lists so the result can be written to JSON as is.
+people compute themselves. One departure: a per-class figure whose rows are not there
+(the recall and F1 of a class with no labelled row, the precision of a class never
+predicted) is undefined, None with its reason, not 0, and the macro averages are over
+the classes the labels hold. Every function returns plain Python floats and lists so
+the result can be written to JSON as is.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ def classification_metrics(
     """Compute classification metrics from predicted class probabilities.
 
     Predictions are the argmax of ``proba``, or, for a binary model given a ``threshold``,
-    ``positive`` where ``proba[:, positive] >= threshold``. Per-class scores are computed over
-    all ``K`` labels, including classes absent from both ``y_true`` and the
-    predictions; an undefined ratio (zero denominator) counts as 0.
+    ``positive`` where ``proba[:, positive] >= threshold``. The macro averages are over the
+    classes ``y_true`` holds (a class with no row has no recall or F1; sklearn counts it 0),
+    and the weighted ones weigh each class by its rows; in both, a class the labels hold but
+    the model never predicts counts precision 0 (sklearn's ``zero_division=0``).
 
     Args:
         y_true: Integer class indices in ``0..K-1``, shape ``(N,)``.
@@ -59,7 +63,12 @@ def classification_metrics(
         ``f1_weighted``, ``roc_auc``, ``log_loss``, ``confusion_matrix``
         (``K x K`` list of lists, rows = true class, columns = predicted) and
         ``support`` (true count per class). For ``K == 2`` also ``precision``,
-        ``recall`` and ``f1`` of the positive class (index ``positive``).
+        ``recall`` and ``f1`` of the positive class (index ``positive``): ``recall`` and
+        ``f1`` are None when ``y_true`` holds no row of it, ``precision`` when no row is
+        predicted it.
+
+        ``notes`` (present when needed) maps each None figure above to why it is undefined,
+        and ``macro`` to the classes the macro averages leave out.
 
         ``roc_auc`` is the binary AUC of ``proba[:, positive]`` for ``K == 2`` and the
         one-vs-rest macro average for ``K > 2``. It is ``None`` when it is
@@ -117,18 +126,40 @@ def classification_metrics(
     # F1 from counts rather than from p and r, as sklearn does: it is 0 (not NaN)
     # exactly when tp == 0, with no rounding through the two ratios.
     f1 = _safe_divide(2 * tp, 2 * tp + (predicted - tp) + (support - tp))
+    present = support > 0
 
     result: dict[str, object] = {"accuracy": float(np.mean(y_pred == y_true))}
     for name, per_class in (("precision", precision), ("recall", recall), ("f1", f1)):
-        result[f"{name}_macro"] = float(per_class.mean())
+        result[f"{name}_macro"] = float(per_class[present].mean())
         result[f"{name}_weighted"] = float(np.average(per_class, weights=support))
+    notes: dict[str, str] = {}
+    if not present.all():
+        absent = ", ".join(str(labels[c]) for c in np.flatnonzero(~present))
+        notes["macro"] = f"the macro averages are over the {int(present.sum())} of {k} classes the labels hold (no row of {absent})"
     if k == 2:
+        n, name = f"{len(y_true)} labelled row{'s' if len(y_true) != 1 else ''}", labels[pos]
         result.update(precision=float(precision[pos]), recall=float(recall[pos]), f1=float(f1[pos]))
+        if not present[pos]:
+            for metric in ("recall", "f1"):
+                result[metric] = None
+                notes[metric] = f"undefined: none of the {n} is of the positive class {name}"
+        if predicted[pos] == 0:
+            result["precision"] = None
+            notes["precision"] = f"undefined: the model predicted the positive class {name} for none of the {n}"
     result["roc_auc"] = _roc_auc(y_true, proba, pos)
     result["pr_auc"] = _pr_auc(y_true, proba, pos)
+    for metric in ("roc_auc", "pr_auc"):
+        if result[metric] is None:
+            notes[metric] = (
+                "undefined: the labels hold one class only (it ranks rows of one class against the other)"
+                if k == 2
+                else "undefined: some class has no labelled row (the one-vs-rest average needs rows of every class)"
+            )
     result["log_loss"] = _log_loss(y_true, proba)
     result["confusion_matrix"] = confusion.tolist()
     result["support"] = support.tolist()
+    if notes:
+        result["notes"] = notes
     return result
 
 

@@ -288,6 +288,17 @@ def check_robustness_settings(spec: Any, preprocessor: Any, raw: RawData) -> Non
     _check_settings(settings, spaces, inputs)
 
 
+def check_attack_fields(model: Any, settings: Any) -> None:
+    """Refuse a setting of the other family of attack for `model` (`--epsilon` on a text model,
+    attacked by edits; `--budget` on the others) from its kind of input alone, before any data
+    is read (`trustforge attack` runs it first; `robustness` checks it again).
+
+    Raises:
+        SpecError: naming the field and its flag.
+    """
+    _check_fields_fit(settings, text=input_kind(model.schema).attack_spaces(model.preprocessor) is None)
+
+
 def _first_row(raw: RawData) -> RawData:
     from trustforge.data import subset
 

@@ -128,7 +128,7 @@ class Model:
         """
         m = pkg.manifest
         try:
-            spec = TaskSpec.model_validate(m["spec"])
+            spec = TaskSpec.model_validate(m["spec"], context={"stored": True})  # as it was trained (TaskSpec's budget rule)
             pre = Preprocessor.from_state(m["preprocessing"], pkg.tensors("preprocess.safetensors"))
             # Initial weights are overwritten below; forking keeps the caller's RNG untouched.
             with torch.random.fork_rng(devices=[]):

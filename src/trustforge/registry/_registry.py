@@ -43,7 +43,7 @@ import sqlalchemy as sa
 
 from trustforge import secure
 from trustforge._fs import make_private, private_dir
-from trustforge._shown import recorded
+from trustforge._shown import audit_object, recorded
 from trustforge.errors import AccessDenied, IntegrityError, ModelUriError, RegistryError, TrustForgeError, checked_argument, described
 from trustforge.package import export_entries
 from trustforge.registry._binding import open_bound
@@ -285,13 +285,15 @@ class Registry:
         except AccessDenied:
             raise  # audited by `require`
         except TrustForgeError as exc:
-            # A refused package (bad signature, changed file) is a security event: on the record.
+            # A refused package (bad signature, changed file) is a security event: on the record,
+            # under the model's URI, or the package folder's name where no name was read.
+            folder = audit_object("package", package)
             self.audit.append(
                 self.principal.name,
                 "register",
-                format_uri(name) if name else "models:/",
+                format_uri(name) if name else folder,
                 "error",
-                {"package": Path(package).name, "error": recorded(exc, home=self.settings.home)},
+                {"package": folder.removeprefix("package:"), "error": recorded(exc, home=self.settings.home)},
             )
             raise
 

@@ -6,7 +6,8 @@ every string field of every record, and the message of records that are not even
 scanned by the PII detector (`trustforge.privacy`) and each detected value replaced by its type
 tag (`<EMAIL>`) before the record is written; fields that name the server's own settings
 (host, port, model, version, route, ...) are left as they are, so an address to listen on is
-not taken for a person's IP address. The scan runs in the log writer's thread, off the
+not taken for a person's IP address, and so is that address in a message (uvicorn's "running on
+http://HOST:PORT"). The scan runs in the log writer's thread, off the
 request path. `allow` writes the fields as they are (for debugging on a machine of one's own).
 
 Request payloads are masked by the model itself (`Model.predict_columns`, `Model.read_input`)
@@ -44,10 +45,13 @@ class PiiLogFilter(logging.Filter):
         self._masker = Masker("tag")
         self.masked = 0  # values replaced so far
         self._remembered: dict[str, str] = {}  # value of a `_REPEATED` field -> its masked form
+        self.host = ""  # the server's own bind address, kept in messages (`mask_logs` sets it)
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str) and value:
-            out = self._masker.mask_text(value)
+            # The bind address is the server's setting, not a person's: the text around it is scanned.
+            parts = value.split(self.host) if self.host else [value]
+            out = self.host.join(self._masker.mask_text(p) if p else p for p in parts)
             if out != value:
                 self.masked += 1
             return out
@@ -79,8 +83,9 @@ class PiiLogFilter(logging.Filter):
         return True
 
 
-def mask_logs(policy: str) -> PiiLogFilter | None:
+def mask_logs(policy: str, host: str = "") -> PiiLogFilter | None:
     """Install the filter on the server's log writer under `never` (idempotent); None under `allow`.
+    `host`: the server's bind address, left as it is wherever a message names it.
 
     Raises:
         ValueError: `policy` is not one of `PII_IN_LOGS`.
@@ -95,8 +100,10 @@ def mask_logs(policy: str) -> PiiLogFilter | None:
     for h in handlers:
         for f in h.filters:
             if isinstance(f, PiiLogFilter):
+                f.host = host
                 return f
     flt = PiiLogFilter()
+    flt.host = host
     for h in handlers:
         h.addFilter(flt)
     # The Chinese name detector's dictionaries (about a second of CPU) load in the writer thread,

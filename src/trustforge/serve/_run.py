@@ -42,7 +42,7 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
     config.check_binding()
     configure_logging()
     try:
-        mask_logs(config.pii_in_logs)  # personal data in a log field becomes its type tag (serve._pii)
+        mask_logs(config.pii_in_logs, config.host)  # personal data in a log field becomes its type tag (serve._pii)
         settings = settings or Settings.from_env()
         source = ModelSource(source, public_key)
         with _sigterm_stops(), Registry(settings) as registry:

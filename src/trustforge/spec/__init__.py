@@ -1,6 +1,6 @@
 """The task spec: one YAML file that says what to learn, from what, and how."""
 
-from trustforge.spec._load import load_spec, redact_spec, spec_digest, spec_to_dict, spec_to_yaml, written_spec
+from trustforge.spec._load import load_spec, located, redact_spec, spec_digest, spec_to_dict, spec_to_yaml, written_spec
 from trustforge.spec._model import (
     AUTO_PRESETS,
     FITTED_KINDS,
@@ -60,6 +60,7 @@ __all__ = [
     "PrivacyAuditSpec",
     "MonitorSpec",
     "load_spec",
+    "located",
     "redact_spec",
     "spec_to_dict",
     "spec_to_yaml",

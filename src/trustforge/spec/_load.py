@@ -15,6 +15,7 @@ import json
 import os
 import re
 import types
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, Mapping, Union, get_args, get_origin
 
@@ -26,7 +27,7 @@ from pydantic.fields import FieldInfo
 from trustforge.errors import SpecError
 from trustforge.spec._model import ParamSpec, SpecProblem, TaskSpec
 
-__all__ = ["load_spec", "spec_to_dict", "spec_to_yaml", "spec_digest", "redact_spec", "written_spec"]
+__all__ = ["load_spec", "located", "spec_to_dict", "spec_to_yaml", "spec_digest", "redact_spec", "written_spec"]
 
 _MAX_SPEC_BYTES = 1 << 20
 
@@ -91,6 +92,35 @@ def load_spec(source: str | Path | Mapping[str, Any] | TaskSpec) -> TaskSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{path}:1: a spec must be a mapping of sections (name:, data:, model:, ...); got {_kind_of(raw)}")
     return _validate(raw, where=str(path), lines=_line_index(node, path), base=path.parent)
+
+
+# A message that starts with the dotted field it names: `train.privacy.delta must be ...`.
+_FIELD_FIRST = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+)[ :]")
+
+
+@contextmanager
+def located(source: Any) -> Iterator[None]:
+    """Give a `SpecError` raised inside the file and line of the field it names, as `load_spec`'s
+    own errors have them, where the spec came from a file (`source` a path) and the message
+    starts with the dotted field: the checks that need the data (train.privacy.delta against
+    the training rows) run after the spec is loaded.
+    """
+    try:
+        yield
+    except SpecError as exc:
+        message = str(exc)
+        field = _FIELD_FIRST.match(message)
+        if not isinstance(source, (str, os.PathLike)) or field is None:
+            raise
+        path = Path(source)
+        try:
+            node, _ = _parse_yaml(path.read_text(encoding="utf-8"), path)
+            line = _find_line(field.group(1).split("."), _line_index(node, path))
+        except (OSError, UnicodeDecodeError, SpecError):
+            raise exc from None
+        if line is None:
+            raise
+        raise type(exc)(f"{source}:{line}: {message}") from None
 
 
 def spec_to_dict(spec: TaskSpec) -> dict[str, Any]:

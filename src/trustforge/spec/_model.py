@@ -1111,7 +1111,12 @@ class AdversarialSpec(_Strict):
 
     method: Literal["pgd", "trades"] = "pgd"
     attack: Literal["pgd", "fgsm"] = "pgd"
-    epsilon: float = Field(0.1, gt=0, le=10, description="the budget: a fraction of the pixel range, or standard deviations of a column")
+    # The upper bound is the input kind's (TaskSpec._budget_rules): 1 for images, 10 standard deviations.
+    epsilon: float = Field(
+        0.1,
+        gt=0,
+        description="the budget, at most the input's largest: a fraction of the pixel range (<= 1), or standard deviations of a column (<= 10)",
+    )
     steps: int = Field(7, ge=1, le=1000, description="attack steps (pgd); fgsm takes one step of size epsilon")
     step_size: float | None = Field(None, gt=0, le=10, description="budget units per step; default 2.5 · epsilon / steps")
     norm: Literal["inf", "2"] = "inf"
@@ -1425,14 +1430,19 @@ class RobustnessSpec(_Strict):
     def _budgets(cls, v: list[float] | None, info: ValidationInfo) -> list[float] | None:
         if v is None:
             return v
-        # L∞ budgets above 10 mean nothing in any unit; an L2 budget is a whole row's norm, so its
-        # limit depends on the row's size and is checked against the model's inputs at evaluation.
-        top = 10 if info.data.get("norm", "inf") == "inf" else 1e6
+        # L∞ budgets above 10 mean nothing in any unit (the input kind's own limit, 1 for images, is
+        # TaskSpec._budget_rules'); an L2 budget is a whole row's norm, so its limit depends on the
+        # row's size and is checked against the model's inputs at evaluation.
+        from trustforge.data import STD_MAX_EPSILON  # here for the reason given in _check_source
+
+        top = STD_MAX_EPSILON if info.data.get("norm", "inf") == "inf" else 1e6
         for e in v:
-            if isinstance(e, bool) or not 0 < float(e) <= top:
+            if isinstance(e, bool) or not 0 < float(e):
+                raise ValueError(f"each epsilon must be > 0 (a budget in the input's unit); got {e!r}")
+            if not float(e) <= top:
                 raise ValueError(
-                    f"each epsilon must be > 0 and <= {top:g} (a budget in the input's unit; 10 standard deviations is already far "
-                    f"outside any training range); got {e!r}"
+                    f"each epsilon must be at most the input's largest budget (L∞: 1 for images, a fraction of the pixel range; "
+                    f"{STD_MAX_EPSILON:g} standard deviations, already far outside any training range); got {e!r}"
                 )
         return sorted({float(e) for e in v})
 
@@ -2083,6 +2093,14 @@ class TaskSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _budgets_fit_the_input(self, info: ValidationInfo) -> "TaskSpec":
+        # A package's own spec (`Model.load`, context `stored`) loads as it was trained: a model
+        # trained before this rule stays loadable; a spec to run is checked.
+        if not (info.context or {}).get("stored"):
+            self._budget_rules()
+        return self
+
+    @model_validator(mode="after")
     def _tune_space_fits(self) -> "TaskSpec":
         if self.tune is not None:
             tune_objective(self)
@@ -2138,6 +2156,29 @@ class TaskSpec(_Strict):
                 ("train", "adversarial", "method"),
                 f"trades needs task classification (its KL is between class probabilities); the task is {self.task}",
             )
+
+    def _budget_rules(self) -> None:
+        # An L∞ budget above the largest of the input kind's unit (the whole pixel range of an
+        # image, 10 standard deviations) attacks nothing more: trained at, an image model learns
+        # nothing. An L2 limit depends on the row's size: 10 here, the inputs' own at evaluation.
+        # A spec without a data section (the attack command's flags, validated as this section)
+        # leaves evaluate.robustness to the model's inputs at evaluation.
+        from trustforge.data import INPUT_KINDS, STD_MAX_EPSILON, source_input_kind  # here for the reason given in _check_source
+
+        kind = INPUT_KINDS[source_input_kind(self.task, self.data.source)]
+        adv, rob = self.train.adversarial, self.evaluate.robustness
+        checks: list[tuple[tuple[str, ...], list[float], str]] = []
+        if adv is not None:
+            checks.append((("train", "adversarial", "epsilon"), [adv.epsilon], adv.norm))
+        if rob is not None and rob.epsilons and rob.norm == "inf" and "data" in self.model_fields_set:
+            checks.append((("evaluate", "robustness", "epsilons"), rob.epsilons, rob.norm))
+        for path, budgets, norm in checks:
+            top, unit = (kind.max_epsilon, f"L∞, {kind.budget}") if norm == "inf" else (STD_MAX_EPSILON, "L2")
+            over = [e for e in budgets if e > top]
+            if over:
+                raise SpecProblem(
+                    path, f"must be at most {top:g} for {kind.name} inputs ({unit}: a larger budget attacks nothing more); got {over[0]:g}"
+                )
 
     def _fitted_rules(self) -> None:
         # auto17: the fitted baselines and automatic choice read tables, for classification or regression.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 import torch
 
-from trustforge.data._attack_space import AttackSpace, EditSpace
+from trustforge.data._attack_space import STD_MAX_EPSILON, AttackSpace, EditSpace
 from trustforge.data._augment import Augmentation
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
@@ -43,12 +43,19 @@ class InputKind:
         state_type: the frozen state `fit` returns (see `data._states.InputState`), saved by
             `Preprocessor.state` and read back by `Preprocessor.from_state`; None for a table,
             whose columns' feature types hold their own states.
+        max_epsilon, budget: the largest L∞ attack budget of this kind's inputs and its unit, as
+            its attack spaces declare them (`AttackSpace.max_epsilon`): what a spec's budgets
+            (train.adversarial.epsilon, evaluate.robustness.epsilons) are checked against before
+            any data is read. A table's is its numbers' (10 standard deviations); its attack
+            spaces may declare a smaller one (an image column), checked once they are known.
     """
 
     name: ClassVar[str]
     image_like: ClassVar[bool] = False
     default_model: ClassVar[str]  # the `model.kind` a spec without `model` gets for this input
     state_type: ClassVar[type[InputState] | None] = None
+    max_epsilon: ClassVar[float] = STD_MAX_EPSILON
+    budget: ClassVar[str] = "standard deviations of a column"
 
     def load(self, spec: Any, *, cache_dir: Any = None) -> RawData | None:
         """Read the spec's data source when this kind reads it its own way (interactions name

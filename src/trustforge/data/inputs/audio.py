@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from trustforge.data import _audio
-from trustforge.data._attack_space import STD_EPSILONS, STD_MAX_EPSILON, AttackSpace
+from trustforge.data._attack_space import STD_EPSILONS, AttackSpace
 from trustforge.data._augment import SPECTROGRAM_FIELDS, Augmentation, spectrogram_augment
 from trustforge.data._duplicates import RowKeys, array_keys
 from trustforge.data._profile import clip_profile
@@ -34,6 +34,7 @@ class Audio(InputKind):
     # lower) and by frames (a word said a little earlier or later).
     image_like = True
     state_type = _audio.FrontEndState
+    budget = SPECTROGRAM_BUDGET
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         return _audio.infer_audio_schema(raw, task=task, audio=data.audio), raw
@@ -98,7 +99,7 @@ class Audio(InputKind):
             return None
         band = (1, -1, 1)  # (C=1, n_mels, frames=1) broadcasts over the frames
         lo, hi = state.low.double().numpy().reshape(band), state.high.double().numpy().reshape(band)
-        return (AttackSpace(lo, hi, np.ones_like(lo), budget=SPECTROGRAM_BUDGET, epsilons=STD_EPSILONS, max_epsilon=STD_MAX_EPSILON),)
+        return (AttackSpace(lo, hi, np.ones_like(lo), budget=self.budget, epsilons=STD_EPSILONS, max_epsilon=self.max_epsilon),)
 
     def read_input(self, schema: Schema, source: Any) -> RawData:
         return _audio.read_audio_input(schema, source)

@@ -43,6 +43,8 @@ class Image(InputKind):
     default_model = "cnn"
     image_like = True
     state_type = ImageState
+    max_epsilon = IMAGE_MAX_EPSILON
+    budget = "a fraction of the pixel range [0, 1]"
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
         classes = raw.classes or sorted(set(raw.labels.tolist()))
@@ -92,9 +94,9 @@ class Image(InputKind):
                 (0.0 - mean) / std,
                 (1.0 - mean) / std,
                 1.0 / std,
-                budget="a fraction of the pixel range [0, 1]",
+                budget=self.budget,
                 epsilons=IMAGE_EPSILONS,
-                max_epsilon=IMAGE_MAX_EPSILON,
+                max_epsilon=self.max_epsilon,
             ),
         )
 
