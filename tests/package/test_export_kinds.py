@@ -65,9 +65,9 @@ def test_a_kind_that_cannot_export_is_one_plain_line_without_the_exporters_repor
     """The message carried the exporter's colour codes and was cut at its "Next steps:"; torch's
     "Unable to find user code" warning reached the terminal too."""
     with pytest.raises(ModelError) as info:
-        onnx_bytes(_LevelsFromWeights(), (torch.zeros(2, 3),), kind="hist_gradient_boosting", hint="; serve it with --backend torch")
+        onnx_bytes(_LevelsFromWeights(), (torch.zeros(2, 3),), kind="example", hint="; serve it with --backend torch")
     message = str(info.value)
-    assert message.startswith("model kind 'hist_gradient_boosting' cannot be exported to ONNX (its trees are walked"), message
+    assert message.startswith("model kind 'example' cannot be exported to ONNX ("), message
     assert message.endswith("; serve it with --backend torch"), message
     assert "\x1b" not in message and "Next steps" not in message and "step 3/3" not in message and "\n" not in message, message
     out, err = capfd.readouterr()
@@ -86,3 +86,30 @@ def test_a_kind_that_cannot_export_is_one_plain_line_without_the_exporters_repor
     ):
         onnx_bytes(nn.Linear(2, 1), (torch.zeros(1, 2),), kind="mlp")
     assert logging.getLogger("torch.fx").level == logging.NOTSET  # the loggers quieted during the export are restored
+
+
+def test_gradient_boosted_trees_export_to_onnx_and_torchscript_at_any_batch_size():
+    """They could not: the walk's length was a number read from a weight (`int(self.depth)`), which
+    the ONNX exporter cannot follow, and the TorchScript trace froze the example's batch size."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from trustforge.models.trees import TreeEnsemble
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    x[rng.random(x.shape) < 0.05] = np.nan  # missing values take their learned side
+    y = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) > 0).astype(np.int64) + (np.nan_to_num(x[:, 2]) > 1)
+    est = HistGradientBoostingClassifier(max_iter=5, max_leaf_nodes=7, random_state=0).fit(x, y)
+    module = TreeEnsemble(4, 3, trees=15, nodes=13)
+    module.load_fitted(est, np.asarray(est.classes_), logit_pair=False)
+    reloaded = TreeEnsemble(4, 3, trees=15, nodes=13)
+    reloaded.load_state_dict(module.state_dict())  # as a package rebuilds it: the walk's length comes back
+    rows = torch.from_numpy(x[:37]).float()
+    with torch.no_grad():
+        eager = reloaded.eval()(rows)
+        assert torch.equal(eager.argmax(1), torch.from_numpy(est.predict(x[:37])))
+        session = OnnxModule(onnx_bytes(reloaded, (torch.from_numpy(x[:4]).float(),), kind="hist_gradient_boosting"))
+        assert torch.allclose(session(rows), eager, atol=1e-5)
+        traced = torch.jit.trace(reloaded, (torch.from_numpy(x[:4]).float(),), check_trace=False)
+        assert torch.allclose(traced(rows), eager, atol=1e-6)

@@ -54,25 +54,33 @@ class TreeEnsemble(nn.Module):
         self.register_buffer("output", torch.zeros(trees, dtype=torch.long))  # the output column each tree adds to
         self.register_buffer("bias", torch.zeros(n_out, dtype=torch.float64))
         self.register_buffer("depth", torch.zeros((), dtype=torch.long))
+        self._steps = 0  # `depth` as a plain number: the walk's length is fixed, so a trace or an export follows it
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN202 - torch's hook
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._steps = int(self.depth)
 
     def forward(self, x: torch.Tensor, x_cat: torch.Tensor | None = None, *own: torch.Tensor) -> torch.Tensor:
         parts = [x.flatten(1).double()]
         if x_cat is not None and x_cat.shape[1]:
             parts.append(x_cat.double())
         rows = torch.cat(parts, dim=1)  # (B, F) float64
-        b, (t, n) = len(rows), self.feature.shape
+        t, n = self.feature.shape
         base = torch.arange(t, device=rows.device) * n  # (T,): each tree's first node in the flattened arrays
-        idx = torch.zeros(b, t, dtype=torch.long, device=rows.device)  # (B, T): every row at every root
+        # (B, T): every row at every root; sizes from the rows, never numbers taken from them, so a
+        # trace serves any batch size.
+        idx = torch.zeros_like(rows[:, :1], dtype=torch.long) + torch.zeros_like(base)
         feature, threshold = self.feature.flatten(), self.threshold.flatten()
         missing, left, right = self.missing_left.flatten(), self.left.flatten(), self.right.flatten()
-        for _ in range(int(self.depth)):
+        for _ in range(self._steps):
             at = idx + base  # (B, T) flat node ids
             v = rows.gather(1, feature[at])  # (B, T) the value each node tests
-            go_left = torch.where(torch.isnan(v), missing[at], v <= threshold[at])
+            gap = torch.isnan(v)  # boolean algebra, not `where` over booleans (ONNX Runtime has no such kernel)
+            go_left = (gap & missing[at]) | (~gap & (v <= threshold[at]))
             idx = torch.where(go_left, left[at], right[at])
         leaves = self.value.flatten()[idx + base]  # (B, T)
-        out = self.bias.expand(b, -1).clone()  # (B, n_out)
-        out.index_add_(1, self.output, leaves)
+        out = torch.zeros_like(rows[:, :1]) + self.bias  # (B, n_out)
+        out = out.index_add(1, self.output, leaves)
         return out.float()
 
     @torch.no_grad()
@@ -121,6 +129,7 @@ class TreeEnsemble(nn.Module):
         self.output.copy_(torch.from_numpy(output))
         self.bias.copy_(torch.from_numpy(bias))
         self.depth.fill_(depth)
+        self._steps = depth
 
 
 def _columns(per_iter: int, classes: np.ndarray | None, logit_pair: bool) -> np.ndarray:

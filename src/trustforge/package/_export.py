@@ -139,8 +139,6 @@ def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, ki
 
 def _known_cause(module: torch.nn.Module, kind: str) -> str | None:
     """Why a kind the README lists as not exportable fails, in words (None: not one of those)."""
-    if kind == "hist_gradient_boosting":
-        return "its trees are walked as many levels as its weights hold, a loop the exporter cannot follow"
     if kind == "rnn" and getattr(module, "token_embedding", None) is not None:
         return "an rnn over text packs its sequences by length, which the exporter cannot follow"
     return None
