@@ -808,3 +808,10 @@ def test_a_forged_user_or_token_id_with_a_line_break_cannot_fake_lines_of_users_
     _sql(workspace, "UPDATE access_tokens SET id = 'ab' || char(10) || 'ok: fine' WHERE user = 'vera'")
     code, out, err = run_main("users", "list", home=workspace)
     assert code == 0 and "\nok: " not in out and "\\nok: " in out, out
+
+
+def test_a_role_is_taken_in_any_case_on_the_command_line(workspace):
+    assert run_main("users", "add", "rita", "--role", "ADMIN", home=workspace).stdout.strip() == "added rita (admin)"
+    assert run_main("users", "grant", "rita", "Viewer", home=workspace).stdout.strip() == "rita is now viewer"
+    code, _, err = run_main("users", "grant", "rita", "boss", home=workspace)
+    assert code != 0 and "role 'boss' is unknown" in err, err

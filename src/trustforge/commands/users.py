@@ -26,6 +26,7 @@ def add(
     role: str = typer.Option("viewer", "--role", "-r", help="viewer | trainer | deployer | admin"),
 ) -> None:
     """Add a user with a role."""
+    role = role.lower()  # choices are taken in any case, as the other commands' are
     with _workspace() as (access, _audit, principal):
         access.add_user(name, role, by=principal)
     typer.echo(f"added {name} ({role})")
@@ -34,6 +35,7 @@ def add(
 @app.command()
 def grant(name: str = typer.Argument(...), role: str = typer.Argument(..., help="viewer | trainer | deployer | admin")) -> None:
     """Give a user a new role (and re-enable a revoked user; their old tokens stay revoked)."""
+    role = role.lower()
     with _workspace() as (access, _audit, principal):
         access.grant(name, role, by=principal)
     typer.echo(f"{name} is now {role}")
