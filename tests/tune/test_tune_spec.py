@@ -423,3 +423,11 @@ def test_a_media_section_the_data_may_hold_stays_tunable(source, field):
     data = {"source": source, **({"target": "y"} if source.startswith("csv") else {})}
     spec = load_spec({**BASE, "data": data, "model": model, "tune": {"space": {field: RANGES.get(field, SECONDS)}}})
     assert field in spec.tune.space
+
+
+def test_the_label_finders_settings_are_tunable_only_where_it_runs():
+    space = {"data.clean.folds": {"type": "int", "low": 3, "high": 6}}
+    with pytest.raises(SpecError, match=r"tune.space.data.clean.folds does nothing for this spec: data.clean.label_issues is off"):
+        load_spec({**BASE, "data": {"source": "builtin:iris"}, "model": {"kind": "mlp"}, "tune": {"space": space}})
+    data = {"source": "builtin:iris", "clean": {"label_issues": "report"}}
+    assert "data.clean.folds" in load_spec({**BASE, "data": data, "model": {"kind": "mlp"}, "tune": {"space": space}}).tune.space

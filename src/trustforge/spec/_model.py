@@ -1880,6 +1880,13 @@ def check_tune_space(spec: "TaskSpec") -> None:
         unread = _unread(spec, parts)
         if unread is not None:
             raise SpecProblem(where, unread)
+        if parts[:2] == ["data", "clean"] and parts[2:] != ["label_issues"] and spec.data.clean.label_issues == "off":
+            if "data.clean.label_issues" not in spec.tune.space:
+                raise SpecProblem(
+                    where,
+                    "does nothing for this spec: data.clean.label_issues is off, so no label finder runs; set it (report, drop "
+                    "or relabel) or leave this field out of tune.space",
+                )
         node: Any = base
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
