@@ -112,3 +112,17 @@ def test_a_command_on_a_full_disk_names_the_file(tmp_path, workspace, monkeypatc
     code, out, err = run_main("keys", "export", "pub.pem", home=workspace, cwd=tmp_path)
     assert code == 74 and err.strip() == "error: pub.pem: No space left on device", err
     assert not (tmp_path / "pub.pem").exists()
+
+
+def test_an_atomic_write_that_must_not_replace_keeps_a_file_made_since_the_check(tmp_path):
+    # `keys export FILE` and `backup create FILE` check that FILE is absent, then wrote with a
+    # rename, which replaced a file made in between.
+    from trustforge._fs import atomic_write_bytes
+
+    dest = tmp_path / "key.pem"
+    atomic_write_bytes(dest, b"first", replace=False)
+    assert dest.read_bytes() == b"first"
+    with pytest.raises(FileExistsError) as info:
+        atomic_write_bytes(dest, b"second", replace=False)
+    assert info.value.filename == str(dest) and dest.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["key.pem"]  # no temporary file left

@@ -144,6 +144,7 @@ def atomic_write_bytes(
     mode: int = PRIVATE_FILE,
     sync_dir: bool = False,
     sync: bool = True,
+    replace: bool = True,
 ) -> None:
     """Write `data` to `path` through a flushed temporary sibling and a rename.
 
@@ -153,6 +154,11 @@ def atomic_write_bytes(
         sync: flush the data to disk before the rename (False: a crash may leave the old file,
             the new one, or on a file system that does not order data before renames an empty
             one; for files written on every request, where the flush costs more than the write).
+        replace: False: never write over a file that is there (FileExistsError), even one made
+            after the caller checked (the file is linked into place, not renamed over it).
+
+    Raises:
+        FileExistsError: `replace` is False and `path` exists.
     """
     path = Path(path)
     if path.is_dir():  # else the rename fails naming the temporary file, which the user never named
@@ -170,7 +176,10 @@ def atomic_write_bytes(
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _place_new(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         _name_file(exc, path, tmp)
@@ -180,6 +189,23 @@ def atomic_write_bytes(
         raise
     if sync_dir:
         fsync_path(path.parent)
+
+
+def _place_new(tmp: Path, path: Path) -> None:
+    """Move `tmp` to `path` unless something is there: a hard link fails on an existing name (a
+    rename would replace it). Where the file system has no hard links, a check then a rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        tmp.unlink(missing_ok=True)
+        raise FileExistsError(errno.EEXIST, "already exists; nothing was written over it", str(path)) from None
+    except OSError:
+        if path.exists() or path.is_symlink():
+            tmp.unlink(missing_ok=True)
+            raise FileExistsError(errno.EEXIST, "already exists; nothing was written over it", str(path)) from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 @contextlib.contextmanager

@@ -83,7 +83,7 @@ def export(
     if dest is None:
         typer.echo(pem.decode("ascii"), nl=False)
         return
-    atomic_write_bytes(dest, pem, mode=0o644)
+    atomic_write_bytes(dest, pem, mode=0o644, replace=False)  # a file made since the check is kept too
     typer.echo(f"public key {keyring.key_id[:16]} written to {file}")
 
 

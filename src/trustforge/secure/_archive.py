@@ -102,7 +102,10 @@ def write_sealed_archive(dest: Path, payload: bytes, keyring: Keyring) -> None:
     header["payload_sha256"] = hashlib.sha256(sealed).hexdigest()
     key_id, signature = keyring.sign(b"trustforge.backup.v1 header\x00" + _canonical(header, _SIGNED))
     header["signature"] = base64.b64encode(signature).decode("ascii")
-    atomic_write_bytes(dest, b"".join([_MAGIC, json.dumps(header, sort_keys=True).encode("ascii") + b"\n", sealed]), mode=0o600)
+    # Never over a file: one made since the caller checked is kept, and this write fails.
+    atomic_write_bytes(
+        dest, b"".join([_MAGIC, json.dumps(header, sort_keys=True).encode("ascii") + b"\n", sealed]), mode=0o600, replace=False
+    )
 
 
 def open_sealed_archive(src: Path, keyring: Keyring, *, trusted_key: bytes | None = None) -> tuple[dict[str, Any], bytes]:
