@@ -38,6 +38,8 @@ def mixed_table(n: int = 300) -> pd.DataFrame:
 def specs(root: Path) -> dict[str, dict]:
     mixed = root / "mixed.csv"
     mixed_table().to_csv(mixed, index=False)
+    reviews = root / "reviews.csv"
+    mixed_table().dropna(subset=["remarks"])[["remarks", "disrupted"]].to_csv(reviews, index=False)
     return {
         "cancer": {
             "name": "cancer-fast",
@@ -59,6 +61,13 @@ def specs(root: Path) -> dict[str, dict]:
             "data": {"source": f"csv:{mixed}", "target": "disrupted", "features": {"remarks": "text"}},
             "model": {"kind": "mlp", "hidden": [16]},
             "train": {"max_epochs": 2},
+            "evaluate": QUIET,
+        },
+        "review": {  # a text input (data.text): its one column read as predict reads it
+            "name": "review-fast",
+            "data": {"source": f"csv:{reviews}", "target": "disrupted", "text": {"column": "remarks", "max_length": 16}},
+            "model": {"kind": "mlp", "hidden": [16]},
+            "train": {"max_epochs": 1},
             "evaluate": QUIET,
         },
         "series": {**CASES["rnn-series"], "name": "series-fast"},  # a forecast: predictions built by predict
@@ -308,3 +317,11 @@ def test_predict_reads_a_mapping_of_columns_as_a_table(models):
     columns["mean area"] = columns["mean area"][:2]
     with pytest.raises(DataError, match="'mean area' has 2 values where the other columns have 4"):
         model.predict(columns)
+
+
+def test_a_text_input_from_columns_predicts_what_the_table_predicts(models):
+    """The server's path failed with KeyError for every text model trained with `data.text` (the
+    table's column-by-column encoding knows no text input's state): no such model could be served."""
+    model = models["review"]
+    frame = mixed_table().dropna(subset=["remarks"]).head(25)[["remarks"]]
+    assert_same(model.predict(frame), model.predict_columns(columns_of(frame)))

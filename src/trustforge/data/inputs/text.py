@@ -34,6 +34,11 @@ class Text(Table):
     def encode(self, pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor, ...]:
         return _text.encode(pre, raw)
 
+    def encode_columns(self, pre: "Preprocessor", columns: Any, *, where: str) -> None:
+        """None: a request's text column is read as `predict` reads it (`read_input`, then
+        tokenised by `encode`); a table's column-by-column path knows no text input's state."""
+        return None
+
     def augment(self, pre: "Preprocessor", data: Any, *, seed: int) -> Augmentation:
         # Per batch on the token ids: deletions, swaps, embedding-neighbour replacements.
         t = pre.schema.text
