@@ -216,3 +216,16 @@ def test_trading_days_train_and_forecast_under_step_rows(tmp_path, monkeypatch):
     assert list(forecast.columns) == ["step", "prediction"] and len(forecast) == 2
     assert [o["name"] for o in model.task.output_signature(model.schema)] == ["step", "prediction"]
     assert model.evaluate(prices)["n"] == 120 - 12 + 1
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_a_series_source_under_another_task_is_one_line_naming_the_task(task, workspace):
+    # A probe: `task: regression` over builtin:air_passengers was "internal error (NotImplementedError)", exit 70.
+    code, _, err = run_main("validate", _write_spec(workspace.parent, task), home=workspace)
+    assert code == 3 and "holds a time series, which only task forecasting reads" in err and "internal error" not in err, err
+
+
+def _write_spec(folder, task):
+    path = folder / f"series-{task}.yaml"
+    path.write_text(f"name: s\\ntask: {task}\\ndata: {{source: 'builtin:air_passengers'}}\\nmodel: {{kind: mlp}}\\n")
+    return path

@@ -12,6 +12,7 @@ from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data.inputs._base import InputKind
 from trustforge.data.inputs._shapes import Steps
+from trustforge.errors import DataError
 
 if TYPE_CHECKING:
     from trustforge.data._encoders import Preprocessor
@@ -26,6 +27,13 @@ class Series(InputKind):
 
     def prepare(self, spec: Any, raw: RawData) -> Any:
         return _series.prepare_series(spec, raw)
+
+    def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
+        # Reached only by another task: forecasting prepares a series its own way (`prepare`).
+        raise DataError(
+            f"{raw.origin} holds a time series, which only task forecasting reads (the spec's task is {task!r}): set "
+            "`task: forecasting`, or give its values as a table file (csv:...) for another task"
+        )
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> _series.SeriesState:
         return _series.fit(pre, raw)
