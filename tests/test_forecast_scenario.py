@@ -227,5 +227,5 @@ def test_a_series_source_under_another_task_is_one_line_naming_the_task(task, wo
 
 def _write_spec(folder, task):
     path = folder / f"series-{task}.yaml"
-    path.write_text(f"name: s\\ntask: {task}\\ndata: {{source: 'builtin:air_passengers'}}\\nmodel: {{kind: mlp}}\\n")
+    path.write_text(f"name: s\ntask: {task}\ndata: {{source: 'builtin:air_passengers'}}\nmodel: {{kind: mlp}}\n")
     return path
