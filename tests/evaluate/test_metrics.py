@@ -322,3 +322,12 @@ def test_regression_perfect_and_worse_than_mean() -> None:
     y = np.array([1.0, 2.0, 3.0, 4.0])
     assert assert_regression_matches_sklearn(y, y.copy())["r2"] == 1.0
     assert assert_regression_matches_sklearn(y, y[::-1].copy())["r2"] < 0
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_pr_auc_on_labels_of_one_class_is_undefined_whichever_class_it_is(label):
+    # A probe: all-positive labels gave pr_auc 1.0 (every ranking scores 1 there) while
+    # all-negative ones gave n/a, and the README says both are n/a.
+    proba = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
+    ours = classification_metrics(np.full(4, label), proba, ["a", "b"])
+    assert ours["pr_auc"] is None and ours["notes"]["pr_auc"].startswith("undefined: the labels hold one class only"), ours

@@ -398,7 +398,10 @@ def _pr_auc(y_true: np.ndarray, proba: np.ndarray, positive: int = 1) -> float |
     """Average precision of the positive class, or the one-vs-rest macro average for more classes."""
     k = proba.shape[1]
     if k == 2:
-        return _average_precision(y_true == positive, proba[:, positive])
+        is_positive = y_true == positive
+        if is_positive.all():  # every ranking scores 1: it ranks no row of the other class
+            return None
+        return _average_precision(is_positive, proba[:, positive])
     aps = [_average_precision(y_true == c, proba[:, c]) for c in range(k)]
     if any(ap is None for ap in aps):
         return None
