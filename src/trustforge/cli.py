@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trustforge.commands import local, output_file
-from trustforge.errors import DataError, SpecError, TrustForgeError
+from trustforge.errors import DataError, SpecError, TrustForgeError, UsageError
 
 if TYPE_CHECKING:
     from trustforge.automl import Candidate
@@ -488,7 +488,7 @@ def predict(
     # Checked before the model runs, so a long prediction is not lost to a typo in --out.
     output_file(dest, "--out", default=output is None)
     if dest.resolve() == input.resolve():
-        raise DataError(f"{dest}: refusing to overwrite the input with predictions")
+        raise UsageError(f"--out {dest}: is INPUT; give another file (the predictions never overwrite the rows they are of)")
     if not dest.parent.is_dir():  # the default, beside INPUT: INPUT is not there
         raise DataError(f"{input}: file or folder not found")
     model = _load_model(package, public_key)

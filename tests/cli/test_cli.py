@@ -406,7 +406,7 @@ def test_predict_refuses_to_overwrite_its_input(cli, trained, tmp_path):
     iris_frame(5).drop(columns=["target"]).to_csv(tmp_path / "rows.csv", index=False)
     before = (tmp_path / "rows.csv").read_bytes()
     result = cli("predict", trained.package, "rows.csv", "--out", "rows.csv")
-    assert_one_line_error(result, DataError.exit_code, "rows.csv")
+    assert_one_line_error(result, UsageError.exit_code, "--out rows.csv: is INPUT")  # a usage error, as mask's
     assert (tmp_path / "rows.csv").read_bytes() == before
     result = cli("predict", trained.package, "rows.csv", "--out", "no-such-folder/out.csv")
     assert_one_line_error(result, UsageError.exit_code, "--out no-such-folder/out.csv: folder no-such-folder not found")
