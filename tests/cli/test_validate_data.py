@@ -243,3 +243,15 @@ def test_exact_duplicates_under_fail_are_refused(tmp_path, workspace):
     spec = write_spec(tmp_path, frame, {"target": "y", "duplicates": {"exact": "fail"}})  # no copies: passes
     code, _, err = run_main("validate", spec, home=workspace)
     assert code == 0, err
+
+
+def test_a_missing_shift_file_is_refused_by_validate_and_before_training(tmp_path, workspace):
+    # A probe: `validate` passed a spec whose evaluate.shift file is missing, and `train` refused it
+    # only after training, when the evidence read it.
+    spec = write(tmp_path, wide_table(), {"target": "diagnosis"})
+    text = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**text, "evaluate": {"shift": "csv:gone.csv", "robustness": False, "explain": False}}))
+    for command in ("validate", "train"):
+        code, _, err = run_main(command, spec, home=workspace)
+        assert code == DataError.exit_code and "gone.csv: data file not found (evaluate.shift)" in err, (command, err)
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").glob("*/checkpoints/*")), "trained before refusing"

@@ -77,6 +77,7 @@ from trustforge.data._sources import (
     interaction_roles,
     load_source,
     redact_source,
+    require_present,
     resolve_source,
     source_holds,
     source_holds_text,
@@ -141,6 +142,7 @@ __all__ = [
     "Source",
     "interaction_roles",
     "redact_source",
+    "require_present",
     "resolve_source",
     "written_source",
     "source_holds",
@@ -264,6 +266,8 @@ def check_data(
         SecurityError: `data.protect.pii: hash` without a key.
     """
     raw = raw if raw is not None else load_data(spec, cache_dir=cache_dir)
+    if spec.evaluate.shift:  # read after training, for the evidence: a missing file is refused before, not after
+        require_present(spec.evaluate.shift, "evaluate.shift")
     headers = list(raw.frame.columns) if raw.frame is not None else []
     raw, protection = protect(raw, spec.data.protect, key=key, features=spec.data.features)
     # hashed personal columns are not features; a personal header the spec names, as `protect` renamed it (data._protect)

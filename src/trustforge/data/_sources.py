@@ -188,6 +188,20 @@ def written_source(source: str, folder: Path | None = None) -> str:
     return kind.written(rest, folder)
 
 
+def require_present(source: str, field: str) -> None:
+    """Refuse a source whose file or folder is not there (`field` names the spec field).
+
+    Raises:
+        DataError: naming the path as the spec wrote it.
+    """
+    from trustforge._shown import written_relative
+
+    kind, rest = source_of(source)
+    if kind.is_path and not Path(rest).exists():
+        where = " (a spec's data path is relative to the spec's folder, not the working folder)" if written_relative(rest) else ""
+        raise DataError(f"{rest}: data file not found ({field}){where}")
+
+
 def redact_source(source: str) -> str:
     """`source` as it may leave this machine (packages, evidence, reports): `csv:/home/x/data.csv`
     becomes `csv:data.csv`; builtin names are unchanged. Text that is not a source is returned as is."""
