@@ -431,3 +431,12 @@ def test_the_label_finders_settings_are_tunable_only_where_it_runs():
         load_spec({**BASE, "data": {"source": "builtin:iris"}, "model": {"kind": "mlp"}, "tune": {"space": space}})
     data = {"source": "builtin:iris", "clean": {"label_issues": "report"}}
     assert "data.clean.folds" in load_spec({**BASE, "data": data, "model": {"kind": "mlp"}, "tune": {"space": space}}).tune.space
+
+
+def test_a_field_that_does_not_exist_is_named_so_whatever_the_data():
+    # A probe: `data.numeric.scaler` (no such field) was "does nothing for this spec" on digits.
+    space = {"data.numeric.scaler": {"type": "categorical", "choices": ["a", "b"]}}
+    for source in ("builtin:digits", "builtin:iris"):
+        model = {"kind": "cnn"} if source == "builtin:digits" else {"kind": "mlp"}
+        with pytest.raises(SpecError, match=r"tune.space.data.numeric.scaler is not a spec field: data.numeric has no 'scaler'"):
+            load_spec({**BASE, "data": {"source": source}, "model": model, "tune": {"space": space}})

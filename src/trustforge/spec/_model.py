@@ -1877,6 +1877,7 @@ def check_tune_space(spec: "TaskSpec") -> None:
     for path, param in spec.tune.space.items():
         where = ("tune", "space", path)
         parts = path.split(".")
+        _check_field_exists(base, parts, where)  # an unknown field is named as one, before what reads it
         unread = _unread(spec, parts)
         if unread is not None:
             raise SpecProblem(where, unread)
@@ -1887,15 +1888,6 @@ def check_tune_space(spec: "TaskSpec") -> None:
                     "does nothing for this spec: data.clean.label_issues is off, so no label finder runs; set it (report, drop "
                     "or relabel) or leave this field out of tune.space",
                 )
-        node: Any = base
-        for i, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
-                known = ", ".join(sorted(node)) if isinstance(node, dict) else ""
-                parent = ".".join(parts[:i]) or "the spec"
-                raise SpecProblem(where, f"is not a spec field: {parent} has no {part!r}" + (f" (it has {known})" if known else ""))
-            if node[part] is None and i < len(parts) - 1:
-                raise SpecProblem(where, f"is under {'.'.join(parts[: i + 1])}, which is null in this spec; set it to tune its fields")
-            node = node[part]
         if isinstance(param, CategoricalParamSpec):
             candidates = [(("choices", i), c) for i, c in enumerate(param.choices)]
         else:
@@ -1910,6 +1902,20 @@ def check_tune_space(spec: "TaskSpec") -> None:
                 msg = problem.message if isinstance(problem, SpecProblem) else str(err["msg"]).removeprefix("Value error, ")
                 at = ".".join(str(p) for p in (*_data_path(err["loc"], trial), *(problem.path if isinstance(problem, SpecProblem) else ())))
                 raise SpecProblem((*where, *sub), f"{value!r} does not make a valid spec ({at}: {msg})") from None
+
+
+def _check_field_exists(base: dict[str, Any], parts: list[str], where: tuple[str, ...]) -> None:
+    """Refuse a `tune.space` path that names no field of the spec `base` (a dump), or one under
+    a section the spec leaves null."""
+    node: Any = base
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+            parent = ".".join(parts[:i]) or "the spec"
+            raise SpecProblem(where, f"is not a spec field: {parent} has no {part!r}" + (f" (it has {known})" if known else ""))
+        if node[part] is None and i < len(parts) - 1:
+            raise SpecProblem(where, f"is under {'.'.join(parts[: i + 1])}, which is null in this spec; set it to tune its fields")
+        node = node[part]
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> list[Any]:
