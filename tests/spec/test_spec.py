@@ -529,3 +529,15 @@ def test_an_unquoted_true_as_positive_class_asks_for_quotes_and_yes_is_the_class
     assert load_spec(write(tmp_path, "evaluate: {positive_class: yes}\n")).evaluate.positive_class == "yes"
     assert load_spec(write(tmp_path, "evaluate: {positive_class: 'yes'}\n")).evaluate.positive_class == "yes"
     assert load_spec(write(tmp_path, "evaluate: {positive_class: 1}\n")).evaluate.positive_class == "1"
+
+
+@pytest.mark.parametrize("word, on", [("off", False), ("no", False), ("false", False), ("on", True), ("yes", True)])
+def test_a_section_that_is_a_switch_takes_the_yes_no_words(word, on, tmp_path):
+    # A probe: `evaluate.robustness: off` was refused ("must be a mapping ... or null"), though
+    # yes/no fields take off, and the README turns it off with false.
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        f"name: w\ndata: {{source: 'builtin:iris'}}\nmodel: {{kind: mlp}}\nevaluate: {{robustness: {word}, privacy_audit: {word}}}\n"
+    )
+    spec = load_spec(path)
+    assert (spec.evaluate.robustness is not None) == on and (spec.evaluate.privacy_audit is not None) == on

@@ -112,6 +112,20 @@ def _number_as_bool(annotation: Any, value: Any) -> bool:
     return isinstance(value, str) and str not in args and value.strip() in ("0", "1")
 
 
+_OFF_WORDS, _ON_WORDS = ("false", "no", "off"), ("true", "yes", "on")
+
+
+def _switch(v: Any) -> Any:
+    """A section that is also a switch (`robustness: false`): false (or no, off: the words a yes/no
+    field takes) turns it off (None), true (yes, on) gives its defaults ({}); anything else is
+    the section itself."""
+    if v is False or (isinstance(v, str) and v.strip().lower() in _OFF_WORDS):
+        return None
+    if v is True or (isinstance(v, str) and v.strip().lower() in _ON_WORDS):
+        return {}
+    return v
+
+
 class _Strict(BaseModel):
     """Base for every spec section: unknown keys are errors, values are validated on assignment."""
 
@@ -1505,11 +1519,7 @@ class EvaluateSpec(_Strict):
     @field_validator("robustness", mode="before")
     @classmethod
     def _robustness_switch(cls, v: Any) -> Any:
-        if v is False:
-            return None
-        if v is True:
-            return {}
-        return v
+        return _switch(v)
 
     privacy_audit: PrivacyAuditSpec | None = Field(
         default_factory=PrivacyAuditSpec,
@@ -1519,7 +1529,7 @@ class EvaluateSpec(_Strict):
     @field_validator("privacy_audit", mode="before")
     @classmethod
     def _privacy_audit_switch(cls, v: Any) -> Any:
-        return None if v is False else {} if v is True else v
+        return _switch(v)
 
     @field_validator("shift")
     @classmethod
