@@ -284,3 +284,9 @@ def test_an_output_file_in_a_missing_folder_is_a_usage_error(tmp_path, workspace
     code, _, err = run_main(*args, home=workspace, cwd=tmp_path)
     assert code == 2 and err.strip() == f"error: {option} nowhere/out.csv: nowhere is not a folder", err
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ws") == ["nowhere", "ok.csv"]
+
+
+def test_backup_create_to_standard_output_is_a_usage_error(tmp_path, workspace):
+    # A probe: `backup create -` wrote a file named "-" (while `keys export -` prints the key).
+    code, _, err = run_main("backup", "create", "-", home=workspace, cwd=tmp_path)
+    assert code == 2 and "not standard output" in err and not (tmp_path / "-").exists(), err

@@ -29,6 +29,10 @@ def create(file: Path = typer.Argument(..., help="the archive file to write (mus
     from trustforge.registry import Registry, create_backup
     from trustforge.secure import require
 
+    if str(file) == "-":  # `keys export -` prints; an archive is binary and is never written to a terminal
+        from trustforge.errors import UsageError
+
+        raise UsageError("FILE -: backup create writes an archive file, not standard output; give a file path")
     output_file(file, "FILE", replace=False)
     with Registry() as reg:
         require(reg.principal, "backup", "workspace", reg.audit)
