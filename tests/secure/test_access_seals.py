@@ -668,6 +668,7 @@ def test_a_trigger_on_the_audit_log_blocks_no_change_silently(vera, workspace):
     assert code == SecurityError.exit_code and "trigger 'a1' on audit_entries" in err, err
     code, _, err = run_main("audit", "verify", home=workspace)
     assert code == 4 and "the database holds trigger 'a1' on audit_entries" in err, err
+    assert "drop what the database holds that TrustForge did not make, then" in err, err
 
 
 def test_a_machine_behind_a_gap_takes_the_stored_head_on_an_admins_word_and_leaves_put_back_rows_out(

@@ -119,10 +119,15 @@ def verify(
         typer.echo(f"ok: {report.entries} entries" + (" (witness started)" if adopt else ""))
     if broken:  # named even when the log failed too: a database put back whole breaks both
         shown = "; ".join(broken[:20]) + (f"; and {len(broken) - 20} more" if len(broken) > 20 else "")
+        dropped_first = (
+            "drop what the database holds that TrustForge did not make, then "
+            if any(b.startswith("the database holds") for b in broken)
+            else ""
+        )
         problems.append(
             f"access records changed outside TrustForge ({len(broken)}): {shown}. A token whose record or whose user's record is "
-            "among them is refused; `trustforge users grant` or `users revoke-token` seals a row again as an admin decides "
-            "(`trustforge users reseal` first, when the access head is named)"
+            f"among them is refused; {dropped_first}`trustforge users grant` or `users revoke-token` seals a row again as an admin "
+            "decides (`trustforge users reseal` first, when the access head is named)"
         )
     if problems:
         raise IntegrityError("; and ".join(problems))
