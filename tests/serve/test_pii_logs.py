@@ -98,3 +98,20 @@ def test_a_bad_value_is_one_error_naming_the_flag():
     assert ServeConfig().pii_in_logs == "never"
     with pytest.raises(SpecError, match=r"--pii-in-logs \(serve option pii_in_logs\) must be never or allow; got 'sometimes'"):
         ServeConfig(pii_in_logs="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("left_behind", ["a stale queue handler", "a disabled logger"])
+def test_logging_configured_again_writes_uvicorns_lines_whatever_was_left_behind(left_behind, log_stream, monkeypatch):
+    # The bind-address test above once wrote nothing in a full run: a handler whose writer another
+    # test had stopped, or a logger a logging configuration had disabled, swallowed the lines.
+    import queue
+
+    _capture(monkeypatch, log_stream)
+    _logging.stop_logging()
+    if left_behind == "a stale queue handler":
+        logging.getLogger("uvicorn").addHandler(_logging._Enqueue(queue.Queue()))
+    else:
+        monkeypatch.setattr(logging.getLogger("uvicorn.error"), "disabled", True)
+    _logging.configure_logging()
+    logging.getLogger("uvicorn.error").info("after a restart")
+    assert [line["message"] for line in _lines(log_stream)] == ["after a restart"]

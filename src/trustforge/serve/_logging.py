@@ -206,9 +206,14 @@ def configure_logging(level: int = logging.INFO) -> None:
             _at_exit = True
     for name in _LOGGERS:
         logger = logging.getLogger(name)
+        for stale in [h for h in logger.handlers if isinstance(h, _Enqueue) and h.queue is not _queue]:
+            logger.removeHandler(stale)  # put there before a `stop_logging`: its queue has no writer
         if not any(isinstance(h, _Enqueue) for h in logger.handlers):
             logger.addHandler(_Enqueue(_queue))
         logger.setLevel(level)
+        logger.disabled = False  # a logging configuration loaded since (dictConfig) may have disabled it
+    error = logging.getLogger("uvicorn.error")  # uvicorn's own lines reach the writer through "uvicorn"
+    error.disabled, error.propagate = False, True
     logging.getLogger("uvicorn.access").disabled = True  # ours logs requests without query strings
 
 
