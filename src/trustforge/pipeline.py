@@ -34,6 +34,7 @@ from trustforge.train import (
     Trainer,
     apply_threads,
     atomic_write_text,
+    check_adversarial,
     clean_labels,
     init_distributed,
     load_checkpoint,
@@ -216,8 +217,8 @@ def _creator(settings: Settings, registry: Registry | None) -> str:
 
 def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int, Sequence[str]], None]:
     """What train refuses before fitting once the inputs are known, for `data.validate_data`
-    (which may not import the later stages): `evaluate.robustness` against the fitted inputs, the
-    privacy accountant's plan over the n training rows, and `evaluate.positive_class` /
+    (which may not import the later stages): `evaluate.robustness` and `train.adversarial` against
+    the fitted inputs, the privacy accountant's plan over the n training rows, and `evaluate.positive_class` /
     `evaluate.threshold` against the data's classes, by the functions train calls."""
 
     def check(pre: Any, train_raw: Any, n_train: int, classes: Sequence[str]) -> None:
@@ -227,6 +228,8 @@ def stage_checks_for(spec: TaskSpec) -> Callable[[Any, Any, int, Sequence[str]],
             from trustforge.train import private_step_of
 
             private_step_of(spec.train, n_train)
+        if pre is not None:  # train.adversarial: inputs to move, an epsilon within their largest budget
+            check_adversarial(spec, pre, train_raw)
         task = task_of(spec)
         if isinstance(task, evaluate.Classification):  # the trainer's first question (Classification.validation_metrics)
             task.check_decision(spec, list(classes or ()))
@@ -280,6 +283,7 @@ def _run(
     )
     # evaluate.robustness against these inputs, before training rather than after it (`validate` runs the same check).
     evaluate.check_robustness_settings(spec, data.preprocessor, data.test_raw)
+    check_adversarial(spec, data.preprocessor, data.test_raw)  # train.adversarial likewise
     timings: dict[str, Any] = {"prepare_seconds": data.prepare_seconds}
     n_out = output_size(spec, data.schema)
     with seeded(spec.train.seed):

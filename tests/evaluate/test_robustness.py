@@ -207,20 +207,20 @@ def test_an_image_specs_epsilon_range_is_the_pixel_range():
 
 def test_a_budget_above_the_inputs_largest_is_refused():
     """Standard deviations: 10 at most (L∞), 10·sqrt(movable columns) for L2; columns that stay put do not count."""
-    from trustforge.data import AttackSpace
-    from trustforge.evaluate._robustness import _check_budgets, _movable
+    from trustforge.data import AttackSpace, movable_elements
+    from trustforge.evaluate._robustness import _check_budgets
 
     space = AttackSpace(
         np.full(4, -3.0), np.full(4, 3.0), np.ones(4), np.array([1, 1, 1, 0], bool), budget="standard deviations", max_epsilon=10.0
     )
     inputs = (torch.zeros(5, 4),)
-    assert _movable((space, None), inputs) == 3
-    _check_budgets((space,), [0.5, 10.0], 3, l2=False)
-    with pytest.raises(SpecError, match=r"evaluate.robustness.epsilons \(--epsilon\): ε 11 is above .* 10 in standard deviations"):
-        _check_budgets((space,), [0.5, 11.0], 3, l2=False)
-    _check_budgets((space,), [17.3], 3, l2=True)  # 10·sqrt(3) = 17.32
-    with pytest.raises(SpecError, match="ε 17.4 is above"):
-        _check_budgets((space,), [17.4], 3, l2=True)
+    assert movable_elements((space, None), inputs) == 3
+    _check_budgets((space,), [0.5, 10.0], inputs, l2=False)
+    with pytest.raises(SpecError, match=r"evaluate.robustness.epsilons \(--epsilon\): ε 11 is above .* 10 in standard deviations, L∞"):
+        _check_budgets((space,), [0.5, 11.0], inputs, l2=False)
+    _check_budgets((space,), [17.3], inputs, l2=True)  # 10·sqrt(3) = 17.32
+    with pytest.raises(SpecError, match="ε 17.4 is above .* L2 .*3 movable elements"):
+        _check_budgets((space,), [17.4], inputs, l2=True)
 
 
 def test_hardening_reads_the_spec_defensively():

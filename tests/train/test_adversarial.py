@@ -109,7 +109,6 @@ def test_fgsm_training_and_the_default_step_size():
         ({"epsilon": 50}, "train.adversarial.epsilon", "must be at most 1 for image inputs"),
         # Pixels are in [0, 1]: a budget above the whole range trains a model that learns nothing.
         ({"epsilon": 5}, "train.adversarial.epsilon", "must be at most 1 for image inputs (L∞, a fraction of the pixel range"),
-        ({"epsilon": 12, "norm": "2"}, "train.adversarial.epsilon", "must be at most 10 for image inputs (L2"),
         ({"steps": 0}, "train.adversarial.steps", "must be an integer in [1, 1000]; got 0"),
         ({"ratio": 0}, "train.adversarial.ratio", "must be a number in (0, 1]; got 0"),
         ({"ratio": 1.5}, "train.adversarial.ratio", "got 1.5"),
@@ -145,6 +144,47 @@ def test_the_epsilon_bound_is_the_input_kinds():
     stored["train"]["adversarial"]["epsilon"] = 5.0
     assert TaskSpec.model_validate(stored, context={"stored": True}).train.adversarial.epsilon == 5.0
     assert _digits(1, {"epsilon": 2, "norm": "2"}).train.adversarial.epsilon == 2  # L2: a whole row's norm
+
+
+def test_an_l2_epsilon_is_bounded_by_the_rows_size_before_training():
+    """L2: the L∞ limit times sqrt(a row's movable elements), as the robustness evaluation bounds
+    it: 8 for digits (64 pixels, 1 each), 10·sqrt(30) for breast cancer. The spec alone cannot
+    know it (it once held every L2 budget to a flat 10: too loose for digits, too tight for a
+    table); the Trainer refuses above it, and `train` before any folder exists."""
+    data = _digits_data()
+    assert Trainer.from_spec(_digits(1, {"epsilon": 8, "norm": "2"}), data, task_of(_digits(1))).step.epsilon == 8
+    with pytest.raises(
+        SpecError,
+        match=r"train.adversarial.epsilon must be at most 8 for these inputs \(a fraction of the pixel range.*L2 .*64 movable elements\).*got 8.5",
+    ):
+        Trainer.from_spec(_digits(1, {"epsilon": 8.5, "norm": "2"}), data, task_of(_digits(1)))
+    table = {"task": "classification", "data": {"source": "builtin:breast_cancer", "target": "target"}, "model": {"kind": "mlp"}}
+    table_data = prepare(load_spec(table))
+    spec = load_spec({**table, "train": {"adversarial": {"epsilon": 50, "norm": "2"}}})  # above the old flat 10, under 54.8
+    assert Trainer.from_spec(spec, table_data, task_of(spec)).step.epsilon == 50
+    spec = load_spec({**table, "train": {"adversarial": {"epsilon": 55, "norm": "2"}}})
+    with pytest.raises(SpecError, match=r"must be at most 54.77 for these inputs \(standard deviations.*; got 55"):
+        Trainer.from_spec(spec, table_data, task_of(spec))
+
+
+def test_an_image_column_bounds_a_tables_budget_at_train(tmp_path, monkeypatch):
+    """A table whose columns include an image: its L∞ budget is the pixel range's (1), not a
+    number column's (10); the spec alone sees a table. `train` refuses before any run folder."""
+    from trustforge.pipeline import run
+    from trustforge.testing import write_media_table
+
+    write_media_table(tmp_path / "media")
+    monkeypatch.setenv("TRUSTFORGE_HOME", str(tmp_path / "ws"))
+    spec = {
+        "name": "media-adv",
+        "task": "classification",
+        "data": {"source": f"csv:{tmp_path / 'media' / 'table.csv'}", "target": "label"},
+        "model": {"kind": "mlp"},
+        "train": {"max_epochs": 1, "adversarial": {"epsilon": 2}},
+    }
+    with pytest.raises(SpecError, match=r"train.adversarial.epsilon must be at most 1 for these inputs .*got 2"):
+        run(spec, register=False)
+    assert not list((tmp_path / "ws").glob("runs/*"))
 
 
 @pytest.mark.parametrize("adversarial", [{"method": "trades", "beta": 3}, {"attack": "fgsm"}, {"ratio": 0.5, "norm": "2"}])

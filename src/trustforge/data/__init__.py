@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trustforge.data._attack_space import STD_MAX_EPSILON, AttackSpace, EditSpace
+from trustforge.data._attack_space import STD_MAX_EPSILON, AttackSpace, EditSpace, largest_budget, movable_elements
 from trustforge.data._audio import add_noise as audio_noise
 from trustforge.data._audio import change_gain as audio_gain
 from trustforge.data._audio import read_audio_input
@@ -107,6 +107,8 @@ __all__ = [
     "AttackSpace",
     "STD_MAX_EPSILON",
     "EditSpace",
+    "largest_budget",
+    "movable_elements",
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
     "FIELDS_READ_BY",

@@ -11,10 +11,20 @@ same thing whatever the standardisation was.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["AttackSpace", "EditSpace", "IMAGE_EPSILONS", "STD_EPSILONS", "IMAGE_MAX_EPSILON", "STD_MAX_EPSILON"]
+__all__ = [
+    "AttackSpace",
+    "EditSpace",
+    "IMAGE_EPSILONS",
+    "STD_EPSILONS",
+    "IMAGE_MAX_EPSILON",
+    "STD_MAX_EPSILON",
+    "movable_elements",
+    "largest_budget",
+]
 
 # Default sweeps: the literature's image budgets (MNIST-style L-inf 0.05 to 0.3 of the range),
 # and for standardised numbers a tenth of a standard deviation up to one.
@@ -92,3 +102,34 @@ class EditSpace:
         object.__setattr__(self, "columns", tuple(self.columns))
         if not self.columns:
             raise ValueError("an edit space needs at least one text column")
+
+
+def movable_elements(spaces: Sequence[AttackSpace | None], inputs: Sequence[Any]) -> int:
+    """How many elements of one row an attack may move, over all of a row's encoded inputs
+    (`inputs`: one array or tensor per space, with a leading batch axis)."""
+    n = 0
+    for space, t in zip(spaces, inputs):
+        if space is None or not space.moves():
+            continue
+        shape = tuple(t.shape[1:])
+        n += int(np.prod(shape)) if space.mask is None else int(np.broadcast_to(space.mask, shape).sum())
+    return max(n, 1)
+
+
+def largest_budget(spaces: Sequence[AttackSpace | None], inputs: Sequence[Any], *, l2: bool) -> tuple[float, str] | None:
+    """The largest attack budget that means anything for these inputs, and how it is counted; None
+    when no space that moves declares one.
+
+    L∞: the smallest `max_epsilon` of the spaces that move (an image column's pixel range bounds a
+    table's budget too). L2: that times sqrt(the movable elements of a row), a change of that
+    size on every element. Adversarial training (`train.adversarial.epsilon`) and the robustness
+    evaluation (`evaluate.robustness.epsilons`) refuse a budget above it, by this function.
+    """
+    limits = [s.max_epsilon for s in spaces if s is not None and s.moves() and s.max_epsilon is not None]
+    if not limits:
+        return None
+    lead = next(s for s in spaces if s is not None and s.moves())
+    if not l2:
+        return min(limits), f"{lead.budget}, L∞"
+    movable = movable_elements(spaces, inputs)
+    return min(limits) * float(np.sqrt(movable)), f"{lead.budget}, L2 (the L∞ limit {min(limits):g} on each of {movable} movable elements)"

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from trustforge.data import AttackSpace, RawData, input_kind
+from trustforge.data import AttackSpace, RawData, input_kind, largest_budget, movable_elements
 from trustforge.errors import DataError, SpecError
 from trustforge.evaluate._tasks import outputs_to_proba
 from trustforge.models import fgsm, pgd
@@ -147,7 +147,7 @@ def robustness(
         return _edit_evidence(model, raw, settings, seed=seed, examples=examples)
     lead = next(s for s in spaces if s is not None and s.moves())
     l2 = str(settings.norm) == "2"
-    movable = _movable(spaces, inputs)
+    movable = movable_elements(spaces, inputs)
     if settings.epsilons:
         epsilons = sorted(float(e) for e in settings.epsilons)
     else:
@@ -310,7 +310,7 @@ def _check_settings(settings: Any, spaces: Sequence[AttackSpace | None] | None, 
     by edits) and encoded rows (their shape: how many elements a row may move)."""
     _check_fields_fit(settings, text=spaces is None)
     if spaces is not None and settings.epsilons:
-        _check_budgets(spaces, sorted(float(e) for e in settings.epsilons), _movable(spaces, inputs), str(settings.norm) == "2")
+        _check_budgets(spaces, sorted(float(e) for e in settings.epsilons), inputs, str(settings.norm) == "2")
 
 
 def _check_fields_fit(settings: Any, *, text: bool) -> None:
@@ -331,32 +331,15 @@ def _check_fields_fit(settings: Any, *, text: bool) -> None:
         )
 
 
-def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[float], movable: int, l2: bool) -> None:
-    """Refuse a budget above the largest that means anything for these inputs (`AttackSpace.max_epsilon`;
-    for L2, times sqrt of the movable elements: a change of that size on every element)."""
-    limits = [s.max_epsilon for s in spaces if s is not None and s.moves() and s.max_epsilon is not None]
-    if not limits:
-        return
-    top = min(limits) * (float(np.sqrt(movable)) if l2 else 1.0)
-    over = [e for e in epsilons if e > top + 1e-9]
+def _check_budgets(spaces: Sequence[AttackSpace | None], epsilons: Sequence[float], inputs: Sequence[Any], l2: bool) -> None:
+    """Refuse a budget above the largest that means anything for these inputs (`data.largest_budget`)."""
+    limit = largest_budget(spaces, inputs, l2=l2)
+    over = [e for e in epsilons if limit is not None and e > limit[0] + 1e-9]
     if over:
-        lead = next(s for s in spaces if s is not None and s.moves())
-        norm = f"L2 (the L∞ limit {min(limits):g} on each of {movable} movable elements)" if l2 else "L∞"
         raise SpecError(
             f"evaluate.robustness.epsilons (--epsilon): ε {over[0]:g} is above the largest budget of this model's inputs, "
-            f"{top:.4g} in {lead.budget}, {norm}; a larger one attacks nothing more"
+            f"{limit[0]:.4g} in {limit[1]}; a larger one attacks nothing more"
         )
-
-
-def _movable(spaces: Sequence[AttackSpace | None], inputs: tuple[torch.Tensor, ...]) -> int:
-    """How many elements of one row an attack may move, over all its encoded tensors."""
-    n = 0
-    for space, t in zip(spaces, inputs):
-        if space is None or not space.moves():
-            continue
-        shape = tuple(t.shape[1:])
-        n += int(np.prod(shape)) if space.mask is None else int(np.broadcast_to(space.mask, shape).sum())
-    return max(n, 1)
 
 
 class _Attack:

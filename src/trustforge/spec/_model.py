@@ -1125,11 +1125,13 @@ class AdversarialSpec(_Strict):
 
     method: Literal["pgd", "trades"] = "pgd"
     attack: Literal["pgd", "fgsm"] = "pgd"
-    # The upper bound is the input kind's (TaskSpec._budget_rules): 1 for images, 10 standard deviations.
+    # The upper bound is the inputs' (L∞: TaskSpec._budget_rules, 1 for images, 10 standard
+    # deviations; L2: that times sqrt(a row's movable elements), checked once the data is read).
     epsilon: float = Field(
         0.1,
         gt=0,
-        description="the budget, at most the input's largest: a fraction of the pixel range (<= 1), or standard deviations of a column (<= 10)",
+        description="the budget, at most the input's largest: a fraction of the pixel range (<= 1), or standard deviations of a "
+        "column (<= 10); L2: that times sqrt(the movable elements of a row)",
     )
     steps: int = Field(7, ge=1, le=1000, description="attack steps (pgd); fgsm takes one step of size epsilon")
     step_size: float | None = Field(None, gt=0, le=10, description="budget units per step; default 2.5 · epsilon / steps")
@@ -2183,20 +2185,22 @@ class TaskSpec(_Strict):
     def _budget_rules(self) -> None:
         # An L∞ budget above the largest of the input kind's unit (the whole pixel range of an
         # image, 10 standard deviations) attacks nothing more: trained at, an image model learns
-        # nothing. An L2 limit depends on the row's size: 10 here, the inputs' own at evaluation.
-        # A spec without a data section (the attack command's flags, validated as this section)
-        # leaves evaluate.robustness to the model's inputs at evaluation.
-        from trustforge.data import INPUT_KINDS, STD_MAX_EPSILON, source_input_kind  # here for the reason given in _check_source
+        # nothing. An L2 limit depends on the row's size, so the data stage checks it, with the
+        # inputs' own L∞ limits (an image column in a table): `data.largest_budget`, by train,
+        # validate and the robustness evaluation alike. A spec without a data section (the attack
+        # command's flags, validated as this section) leaves evaluate.robustness to the model's
+        # inputs at evaluation.
+        from trustforge.data import INPUT_KINDS, source_input_kind  # here for the reason given in _check_source
 
         kind = INPUT_KINDS[source_input_kind(self.task, self.data.source)]
         adv, rob = self.train.adversarial, self.evaluate.robustness
         checks: list[tuple[tuple[str, ...], list[float], str]] = []
-        if adv is not None:
-            checks.append((("train", "adversarial", "epsilon"), [adv.epsilon], adv.norm))
+        if adv is not None and adv.norm == "inf":
+            checks.append((("train", "adversarial", "epsilon"), [adv.epsilon]))
         if rob is not None and rob.epsilons and rob.norm == "inf" and "data" in self.model_fields_set:
-            checks.append((("evaluate", "robustness", "epsilons"), rob.epsilons, rob.norm))
-        for path, budgets, norm in checks:
-            top, unit = (kind.max_epsilon, f"L∞, {kind.budget}") if norm == "inf" else (STD_MAX_EPSILON, "L2")
+            checks.append((("evaluate", "robustness", "epsilons"), rob.epsilons))
+        for path, budgets in checks:
+            top, unit = kind.max_epsilon, f"L∞, {kind.budget}"
             over = [e for e in budgets if e > top]
             if over:
                 raise SpecProblem(

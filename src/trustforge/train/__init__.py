@@ -19,7 +19,7 @@ from trustforge.train._optim import build_optimizer, count_parameters, learning_
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
 from trustforge.train._threads import apply_threads, choose_threads, restores_threads, usable_cores
-from trustforge.train._trainer import Trainer, private_step_of, resolve_device, seeded
+from trustforge.train._trainer import Trainer, check_adversarial, private_step_of, resolve_device, seeded
 
 __all__ = [
     "Trainer",
@@ -30,6 +30,7 @@ __all__ = [
     "AdversarialStep",
     "PrivateStep",
     "private_step_of",
+    "check_adversarial",
     "DistributedStep",
     "Distributed",
     "PeerLost",

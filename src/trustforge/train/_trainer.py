@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from trustforge.data import input_kind
+from trustforge.data import AttackSpace, input_kind, largest_budget
 from trustforge.errors import SpecError, TrainingError
 from trustforge.spec import AdamWSpec, NoSchedulerSpec, TrainSpec
 from trustforge.train._adversarial import AdversarialStep
@@ -29,7 +30,7 @@ from trustforge.train._optim import LossFn, build_optimizer, learning_rate
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy
 
-__all__ = ["Trainer", "seeded", "resolve_device", "private_step_of"]
+__all__ = ["Trainer", "seeded", "resolve_device", "private_step_of", "check_adversarial"]
 
 MetricsFn = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -162,12 +163,7 @@ def _step_of(spec: Any, data: Any) -> StepStrategy:
     adv = spec.train.adversarial
     if adv is None:
         return PlainStep()
-    spaces = input_kind(data.schema).attack_spaces(data.preprocessor)
-    if spaces is None or not any(s is not None and s.moves() for s in spaces):
-        raise SpecError(
-            "train.adversarial needs inputs a gradient attack can move (images, numeric table columns); "
-            "this data's columns are categories, texts or flags only: set it to null"
-        )
+    spaces = _adversarial_spaces(adv, data.preprocessor, tuple(t[:1] for t in data.train.inputs))
     return AdversarialStep(
         spaces,
         method=adv.method,
@@ -180,6 +176,39 @@ def _step_of(spec: Any, data: Any) -> StepStrategy:
         beta=adv.beta if adv.beta is not None else 6.0,
         random_start=adv.random_start,
     )
+
+
+def check_adversarial(spec: Any, preprocessor: Any, raw: Any) -> None:
+    """Refuse `train.adversarial` where these inputs cannot meet it, before anything is trained
+    (`train` and `validate` run it; the Trainer checks again): no input a gradient attack can
+    move, or an epsilon above the largest budget of the inputs (`data.largest_budget`: an image
+    column bounds a table's L∞ budget by the pixel range; an L2 budget grows with the row's size).
+
+    Raises:
+        SpecError: naming `train.adversarial` or its `epsilon`.
+    """
+    if spec.train.adversarial is None:
+        return
+    from trustforge.data import subset
+
+    _adversarial_spaces(spec.train.adversarial, preprocessor, preprocessor.encode_inputs(subset(raw, np.arange(min(1, len(raw))))))
+
+
+def _adversarial_spaces(adv: Any, preprocessor: Any, row: Sequence[torch.Tensor]) -> tuple[AttackSpace | None, ...]:
+    """The attack spaces adversarial training moves, after the checks of `check_adversarial` (`row`: one encoded row)."""
+    spaces = input_kind(preprocessor.schema).attack_spaces(preprocessor)
+    if spaces is None or not any(s is not None and s.moves() for s in spaces):
+        raise SpecError(
+            "train.adversarial needs inputs a gradient attack can move (images, numeric table columns); "
+            "this data's columns are categories, texts or flags only: set it to null"
+        )
+    limit = largest_budget(spaces, row, l2=adv.norm == "2")
+    if limit is not None and adv.epsilon > limit[0] + 1e-9:
+        raise SpecError(
+            f"train.adversarial.epsilon must be at most {limit[0]:.4g} for these inputs ({limit[1]}: a larger budget attacks "
+            f"nothing more); got {adv.epsilon:g}"
+        )
+    return tuple(spaces)
 
 
 def private_step_of(train: TrainSpec, n: int) -> PrivateStep:
