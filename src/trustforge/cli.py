@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import re
 import sys
@@ -1016,6 +1017,20 @@ for _module, _name in (
     ("runs", "runs"),
 ):
     _mount(_module, _name)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """Give each command its docstring with the lines of each paragraph joined: Typer's rich help
+    keeps a docstring's line breaks in the command list (`users --help` broke a sentence after
+    "head this"), while the terminal wraps a paragraph by itself. Paragraphs stay apart."""
+    for command in typer_app.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback) or ""
+        command.help = "\n\n".join(" ".join(line.strip() for line in part.splitlines()) for part in doc.split("\n\n"))
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def main() -> None:

@@ -154,6 +154,26 @@ def test_help_lists_the_commands(cli):
     assert "Traceback" not in result.stderr
 
 
+def test_a_commands_help_is_whole_paragraphs():
+    """Typer's rich help keeps a docstring's line breaks in the command list (`users --help` cut
+    reseal's sentence after "head this"): every command's help is paragraphs of one line each,
+    which the terminal wraps."""
+    from trustforge.cli import app
+
+    def commands(typer_app):
+        for command in typer_app.registered_commands:
+            yield command
+        for group in typer_app.registered_groups:
+            yield from commands(group.typer_instance)
+
+    found = list(commands(app))
+    assert len(found) > 40 and all(c.help for c in found)
+    broken = [c.name or c.callback.__name__ for c in found if any("\n" in part for part in c.help.split("\n\n"))]
+    assert not broken, broken
+    reseal = next(c for c in found if c.callback.__name__ == "reseal")
+    assert "newest access head this machine has seen named" in reseal.help
+
+
 def test_validate_prints_the_normalised_spec(cli, tmp_path, workspace):
     # A deep folder: the data path, written absolute, is longer than a terminal line and must not wrap.
     folder = tmp_path / ("a-project-folder-with-a-rather-long-name-" * 3) / "specs"
