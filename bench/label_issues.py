@@ -1,7 +1,8 @@
 """Label errors: our confident learning beside cleanlab's `find_label_issues`, and what `drop` recovers.
 
 For each set (digits with the CNN of examples/digits_cnn.yaml, breast cancer with the MLP of
-examples/breast_cancer_mlp.yaml) and seed: 5 % of the training split's labels are flipped to
+examples/breast_cancer_mlp.yaml, and `breast_cancer_default`: breast cancer under a spec with every
+field default, so TabM with a validation split and early stopping) and seed: 5 % of the training split's labels are flipped to
 another class at random (seeded); `trustforge.train.cross_fit` makes out-of-fold probabilities
 with the run's model kind (`data.clean` defaults: 5 folds, min(max_epochs, 20) epochs); our
 finder and cleanlab's (its defaults) flag rows on the same probabilities, and each is scored by
@@ -43,7 +44,13 @@ from trustforge.models import build_model
 from trustforge.spec import load_spec
 from trustforge.train import DEFAULT_MAX_EPOCHS, Trainer, cross_fit, seeded
 
-SPECS = {"digits": "examples/digits_cnn.yaml", "breast_cancer": "examples/breast_cancer_mlp.yaml"}
+SPECS = {
+    "digits": "examples/digits_cnn.yaml",
+    "breast_cancer": "examples/breast_cancer_mlp.yaml",
+    # The spec a new user writes: every field default, so the default tabular model (TabM) with its
+    # validation split and early stopping.
+    "breast_cancer_default": {"name": "bc-default", "data": {"source": "builtin:breast_cancer", "target": "target"}},
+}
 
 
 def flip_labels(spec, data, rate: float, seed: int):
