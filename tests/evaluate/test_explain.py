@@ -59,6 +59,8 @@ def test_completeness_gap_below_1e3_with_default_steps(digits_explained):
     assert part["completeness_gap"] < 1e-3
     assert part["completeness_gap_mean"] <= part["completeness_gap"]
     assert part["completeness_gap"] == max(e["completeness_gap"] for e in part["examples"])
+    # the baseline the attributions are measured from, named as what it is (it read "zeros (training mean)")
+    assert part["baseline"] == "the training mean image (0 after standardisation per channel)"
 
 
 def test_fixed_50_steps_are_not_enough_which_is_why_steps_adapt(digits):

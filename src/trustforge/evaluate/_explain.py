@@ -101,7 +101,7 @@ def explain_images(
 
     Returns:
         (json_part, tensors). json_part: {"method": "integrated_gradients", "n_steps", "integration",
-        "tolerance", "max_steps", "baseline": "zeros (training mean)", "target": "predicted class",
+        "tolerance", "max_steps", "baseline": "the training mean image (0 after standardisation per channel)", "target": "predicted class",
         "completeness_gap" (max over examples of |sum(attr) − (f(x) − f(baseline))|),
         "completeness_gap_mean", "saliency": "max over channels of |d output / d input|",
         "examples": [{"index", "label", "predicted", "n_steps", "completeness_gap"}]}, where
@@ -129,7 +129,7 @@ def explain_images(
         "integration": INTEGRATION,
         "tolerance": tolerance,
         "max_steps": int(max_steps),
-        "baseline": "zeros (training mean)",
+        "baseline": "the training mean image (0 after standardisation per channel)",
         "target": "predicted class",
         "completeness_gap": float(gaps.max()) if len(gaps) else 0.0,
         "completeness_gap_mean": float(gaps.mean()) if len(gaps) else 0.0,

@@ -121,10 +121,10 @@ class PrivateStep(StepStrategy):
                         steps=self.planned_steps,
                         accountant=accountant,
                     )
-            except ValueError as e:  # "The privacy budget is too low."
+            except ValueError:  # Opacus's "The privacy budget is too low.": its search passed its largest noise
                 raise ValueError(
                     f"epsilon {epsilon} at delta {delta} cannot be reached in {self.planned_steps} steps at sample rate "
-                    f"{self.sample_rate:.4g} ({e}); raise epsilon or lower max_epochs"
+                    f"{self.sample_rate:.4g} (not even with a noise multiplier of a million); raise epsilon or lower max_epochs"
                 ) from None
         elif noise_multiplier <= 0:
             raise ValueError(f"noise_multiplier must be > 0; got {noise_multiplier}")
