@@ -495,3 +495,18 @@ def test_a_digits_row_is_still_served(digits):
     images = (load_digits().images[:2] / 16.0).astype(np.float32)[:, None]
     r = digits.post("/invocations", json={"inputs": images.tolist()})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 2
+
+
+def test_a_missing_renamed_personal_header_says_how_to_name_it():
+    """`data.protect` renames a header holding personal data (`<column 2: EMAIL>`); a request that
+    sends the original header is told, whatever its format, that the column goes by that name."""
+    from trustforge.serve._protocol import parse_invocation
+
+    sig = Signature.from_manifest(
+        {"signature": {"inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in ("age", "<column 2: EMAIL>")]}}
+    )
+    body = {"dataframe_split": {"columns": ["age", "jane.doe@example.com"], "data": [[1.0, 2.0]]}}
+    with pytest.raises(RequestError, match=r"lacks '<column 2: EMAIL>'.*sent under the name `trustforge scan` shows for it"):
+        parse_invocation(json.dumps(body).encode(), "application/json", sig, 1 << 20)
+    plain = Signature.from_manifest({"signature": {"inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in ("a", "b")]}})
+    assert "personal" not in plain.describe()

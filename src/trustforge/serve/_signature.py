@@ -108,6 +108,8 @@ _QUOTE_OPEN, _QUOTE_CLOSE = "\x02", "\x03"
 _QUOTED = re.compile(f"{_QUOTE_OPEN}(.*?){_QUOTE_CLOSE}", re.DOTALL)
 _SHORT = 40
 _KEEP = 400
+# A column whose header held personal data, as `data.protect` renamed it (`privacy.column_names`).
+_RENAMED_HEADER = re.compile(r"<column \d+: [A-Z_, ]+>")
 
 
 class RequestError(DataError):
@@ -255,6 +257,11 @@ class Signature:
         m = self.matrix
         if m is not None:
             text += f"; or one tensor {m.name!r} of shape {list(m.shape)} ({m.datatype}) holding them in this order"
+        if any(_RENAMED_HEADER.fullmatch(s.name) for s in self.inputs):  # data.protect renamed a personal header
+            text += (
+                "; a column whose header held personal data is sent under the name `trustforge scan` shows for it "
+                "(its position and type, as above), not under its header"
+            )
         return text
 
 
