@@ -305,3 +305,22 @@ def test_prepare_reads_a_personal_header_the_spec_names_by_its_new_name(people):
     assert [c.name for c in data.schema.columns] == ["<column 6: EMAIL>", "city"]
     data = prepare(_table_spec({"pii": "mask"}, drop=[HEADER, "topic"]), _raw(frame))
     assert "<column 6: EMAIL>" in data.schema.ignored and HEADER not in repr(data.preprocessor.state()[0])
+
+
+def test_two_personal_headers_of_one_type_under_mask_are_matched_by_order_and_said_so(people, caplog):
+    """Under `mask` a header is kept as its type's tag: two email headers are `<EMAIL>` and
+    `<EMAIL>#2`, matched later by their order, which training says; under `hash` each header's
+    keyed token matches it wherever it stands, and nothing is said."""
+    frame = _with_header(people[0]).rename(columns={"city": "ann.other@secretmail.org"})
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        _, record = protect(_raw(frame), _spec("mask").data.protect, key=KEY)
+    assert sorted(record["headers"].values()) == ["<EMAIL>", "<EMAIL>#2"]
+    assert "matched to these columns by their order" in caplog.text and HEADER not in caplog.text
+    assert "<column 6: EMAIL>" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        _, record = protect(_raw(frame), _spec("hash").data.protect, key=KEY)
+    swapped = frame.head(3)[list(reversed(frame.columns))].drop(columns=["label"])
+    assert "by their order" not in caplog.text
+    rows = protect_frame(swapped, record, KEY)
+    assert (rows["<column 6: EMAIL>"].to_numpy() == frame[HEADER].head(3).to_numpy()).all()  # found by its header, not its place

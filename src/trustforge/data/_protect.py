@@ -161,6 +161,17 @@ def protect(
     }
     if names:
         record["headers"] = {names[c]: k for c, k in keys.items()}
+        by_tag: dict[str, list[str]] = {}
+        for c, k in keys.items():
+            by_tag.setdefault(k.split("#")[0], []).append(names[c])
+        alike = [n for group in by_tag.values() if len(group) > 1 for n in group]
+        if alike and spec.pii != "hash":  # a tag names the type only: `<EMAIL>`, `<EMAIL>#2`, ... follow the file's order
+            log.warning(
+                "data: %s: the headers of %s hold personal data of one type: rows given to the model later are matched to these "
+                "columns by their order among such headers, not by the headers themselves (pii: hash matches them by header)",
+                _FIELD,
+                ", ".join(alike),
+            )
     if spec.pii == "hash":
         record["key_id"] = key_id(key)  # type: ignore[arg-type]
         named = {str(names.get(c, c)) for c in features or ()}
