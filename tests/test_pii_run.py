@@ -275,3 +275,30 @@ def test_a_personal_header_is_in_no_file_report_or_output_and_predict_still_find
     assert leaks == [] and not [r for r in results if header in r.stdout + r.stderr]
     assert "<column 6: EMAIL>" in (run_dir / "package" / "manifest.json").read_text(encoding="utf-8")
     assert len(pd.read_csv(tmp_path / "out.csv")) == 120
+
+
+def test_a_personal_header_the_spec_names_is_renamed_in_what_the_run_writes(tmp_path):
+    """`data.features` and `data.protect.columns` may name a personal header as the user wrote it;
+    the run's spec.yaml and the package's manifest name it as renamed (`<column 6: EMAIL>`), and
+    that spec reads the same data again (`validate` on the run's own spec.yaml)."""
+    header = "zeb.quixote@secretmail.org"
+    home = tmp_path / "ws"
+    write_pii_table(tmp_path / "people.csv", n=120)
+    frame = pd.read_csv(tmp_path / "people.csv").rename(columns={"age": header})
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    spec = {**SPEC, "name": "header-named", "train": {"max_epochs": 1, "batch_size": 32, "early_stopping": None}}
+    spec["data"] = {**SPEC["data"], "drop": [], "features": [header, "city"], "protect": {"pii": "mask", "columns": [header, "city"]}}
+    spec["evaluate"] = {"robustness": False, "privacy_audit": False, "corruptions": False, "speed": False, "explain": False}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    result = run_main("train", "-q", "spec.yaml", home=home, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    run_dir = next((home / "runs").iterdir())
+    leaks = [p.name for p in run_dir.rglob("*") if p.is_file() and header.encode() in p.read_bytes()]
+    assert leaks == [] and header not in result.stdout + result.stderr
+    written = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
+    assert written["data"]["features"] == ["<column 6: EMAIL>", "city"]
+    assert written["data"]["protect"]["columns"] == ["<column 6: EMAIL>", "city"]
+    manifest = json.loads((run_dir / "package" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["spec"]["data"]["features"] == ["<column 6: EMAIL>", "city"]
+    again = run_main("validate", str(run_dir / "spec.yaml"), home=home, cwd=tmp_path)
+    assert again.code == 0, again.stderr

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from trustforge import evaluate, secure
 from trustforge._fs import PRIVATE_DIR, make_private, private_dir
-from trustforge.data import Prepared, masking_key, needs_masking_key, prepare, prepare_key, redact_source
+from trustforge.data import Prepared, masking_key, needs_masking_key, prepare, prepare_key, redact_source, renamed_in_spec
 from trustforge.errors import RunError, SpecError, TrustForgeError
 from trustforge.evaluate import task_of
 from trustforge.models import build_model, output_size
@@ -281,6 +281,8 @@ def _run(
             key=masking_key(keyring) if needs_masking_key(spec.data.protect.pii) else None,
         )
     )
+    # What the run writes names a personal header as data.protect renamed its column, never as the user's spec wrote it.
+    spec = renamed_in_spec(spec, data.renamed)
     # evaluate.robustness against these inputs, before training rather than after it (`validate` runs the same check).
     evaluate.check_robustness_settings(spec, data.preprocessor, data.test_raw)
     check_adversarial(spec, data.preprocessor, data.test_raw)  # train.adversarial likewise

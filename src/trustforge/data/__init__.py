@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,16 @@ from trustforge.data._label_issues import (
 )
 from trustforge.data._prepared import Prepared, TensorData
 from trustforge.data._profile import profile_data
-from trustforge.data._protect import data_for_schema, header_names, mask_message, masking_key, protect, protect_columns, protect_frame
+from trustforge.data._protect import (
+    data_for_schema,
+    header_names,
+    mask_message,
+    masking_key,
+    protect,
+    protect_columns,
+    protect_frame,
+    renamed_in_spec,
+)
 from trustforge.data._protect import key_id as masking_key_id
 from trustforge.data._protect import needs_key as needs_masking_key
 from trustforge.data._raw import RawData
@@ -171,6 +180,7 @@ __all__ = [
     "protect",
     "protect_frame",
     "protect_columns",
+    "renamed_in_spec",
     "needs_masking_key",
     "masking_key_id",
     "masking_key",
@@ -240,6 +250,8 @@ class Checked:
         schema: the inferred schema.
         keys, duplicates: `dedupe`'s row keys and findings.
         split: the training, validation and test rows (cross-split duplicates already held out).
+        renamed: a header holding personal data -> the name `data.protect` gave its column (in
+            memory only: the header itself is never written anywhere).
     """
 
     raw: RawData
@@ -252,6 +264,7 @@ class Checked:
     keys: Any = None
     duplicates: Any = None
     split: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    renamed: dict[str, str] = field(default_factory=dict)
 
 
 def check_data(
@@ -273,7 +286,8 @@ def check_data(
     headers = list(raw.frame.columns) if raw.frame is not None else []
     raw, protection = protect(raw, spec.data.protect, key=key, features=spec.data.features)
     # hashed personal columns are not features; a personal header the spec names, as `protect` renamed it (data._protect)
-    d = data_for_schema(spec.data, protection, header_names(headers, protection, key))
+    renamed = {str(c): n for c, n in header_names(headers, protection, key).items()}
+    d = data_for_schema(spec.data, protection, renamed)
     declared = Expectations.declared(d.expect) if d.expect is not None else None
     if declared is not None and declared.empty:  # the default `{}`: nothing declared, only what training shows
         declared = None
@@ -285,7 +299,7 @@ def check_data(
     own = _spec_kind(spec).prepare(spec, raw)
     if own is not None:  # a series split by time, interactions held out per user: the declared expectations only
         check_declared(spec.data.augment, frozenset(), f"{_spec_kind(spec).name} input")
-        return Checked(raw, protection, declared, expect_report, own=own)
+        return Checked(raw, protection, declared, expect_report, own=own, renamed=renamed)
     kind = input_kind(raw)
     schema, raw = kind.infer_schema(raw, task=spec.task, data=d)
     if expect_report is not None:  # a declared type against the type each column is read as
@@ -298,7 +312,7 @@ def check_data(
     )
     held = across_splits(keys, duplicates, tr, {"validation": va, "test": te}, origin=raw.origin, file_rows=raw.rows)
     va, te = held["validation"], held["test"]  # held-out rows whose inputs sit in training, by data.duplicates.across_splits
-    return Checked(raw, protection, declared, expect_report, None, kind, schema, keys, duplicates, (tr, va, te))
+    return Checked(raw, protection, declared, expect_report, None, kind, schema, keys, duplicates, (tr, va, te), renamed)
 
 
 def fit_preprocessor(spec: TaskSpec, c: Checked) -> tuple[Preprocessor, RawData, Augmentation]:
@@ -388,7 +402,7 @@ def _prepare(spec: TaskSpec, raw: RawData | None, *, cache_dir: Path | None, key
     d = spec.data
     if c.own is not None:
         own = c.own
-        own.protection = c.protection
+        own.protection, own.renamed = c.protection, c.renamed
         own.expect, own.expect_report = _saved(c.declared), c.expect_report
         own.profile = own.profile or {"skipped": "this kind of data is split its own way (by time, per user); not profiled yet"}
         return own
@@ -418,6 +432,7 @@ def _prepare(spec: TaskSpec, raw: RawData | None, *, cache_dir: Path | None, key
         augment=aug.batch if aug.batch is not None else ImageAugment(),
         train_raw=train_raw,
         protection=c.protection,
+        renamed=c.renamed,
         expect=_saved(fit_expectations(d.expect, pre, train_raw.frame)),
         expect_report=c.expect_report,
         batch_transform=aug.batch_inputs,

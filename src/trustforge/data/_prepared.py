@@ -45,6 +45,9 @@ class Prepared:
     # What `data.protect` did to personal data before anything was fitted (`data._protect`), kept
     # in the package's manifest as `pii` so predictions treat their inputs the same way; None: off.
     protection: dict[str, Any] | None = None
+    # A header holding personal data -> the name `data.protect` gave its column, for the spec a run
+    # writes (`data.renamed_in_spec`); in memory only, never written.
+    renamed: dict[str, str] = field(default_factory=dict)
     # `data.expect`: the declared and inferred expectations as the package saves them (None: none),
     # and what checking the declared ones on the training data found (`data._expect.ExpectReport`).
     expect: dict[str, Any] | None = None

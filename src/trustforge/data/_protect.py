@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "protect",
+    "renamed_in_spec",
     "protect_frame",
     "protect_columns",
     "needs_key",
@@ -130,15 +131,18 @@ def protect(
     entities = list(spec.entities) if spec.entities is not None else None
     masker = _Policy(Masker("hash" if spec.pii == "hash" else "tag", key=key if spec.pii == "hash" else None, entities=entities), entities)
     shown = column_names(frame, masker.masker.types)  # a header holding a detected value as scan shows it
-    if spec.columns is not None:
-        missing = [c for c in spec.columns if c not in frame.columns]
+    columns = spec.columns
+    if columns is not None:  # a personal header may be named as scan shows it (a run's own spec.yaml does)
+        by_shown = {n: c for c, n in shown.items() if n != c}
+        columns = [by_shown.get(c, c) if c not in frame.columns else c for c in columns]
+        missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(
                 f"{raw.origin}: no column {missing[0]!r} (data.protect.columns){did_you_mean(str(missing[0]), shown.values())}; "
                 f"columns are: {_names(shown.values())}"
             )
-    scanned = [c for c in (spec.columns if spec.columns is not None else frame.columns) if c != raw.target]
-    if spec.columns is not None and not scanned:  # the spec's own check misses a target the source names
+    scanned = [c for c in (columns if columns is not None else frame.columns) if c != raw.target]
+    if columns is not None and not scanned:  # the spec's own check misses a target the source names
         raise DataError(
             f"{raw.origin}: data.protect.columns names only the target {raw.target!r}, which is never scanned; "
             "name a column to scan, or null for every column but the target"
@@ -220,6 +224,26 @@ def data_for_schema(data: Any, record: Mapping[str, Any] | None, names: Mapping[
     elif names and isinstance(features, dict):
         update["features"] = {names.get(c, c): v for c, v in features.items()}
     return data.model_copy(update=update) if update else data
+
+
+def renamed_in_spec(spec: Any, renamed: Mapping[str, str]) -> Any:
+    """`spec` with each personal header that `data.features`, `data.drop` or `data.protect.columns`
+    names replaced by the name `protect` gave its column (`renamed`: `Prepared.renamed`), for what
+    a run writes (its spec.yaml, the package's manifest): the header never leaves the user's own
+    spec file. The copy reads the same data again: `protect` renames the header the same way, and
+    these fields accept the new name."""
+    if not renamed:
+        return spec
+    data = spec.data
+    new = lambda c: renamed.get(c, c) if isinstance(c, str) else c  # noqa: E731
+    update: dict[str, Any] = {"drop": [new(c) for c in data.drop]}
+    if isinstance(data.features, list):
+        update["features"] = [new(c) for c in data.features]
+    elif isinstance(data.features, dict):
+        update["features"] = {new(c): v for c, v in data.features.items()}
+    if data.protect.columns is not None:
+        update["protect"] = data.protect.model_copy(update={"columns": [new(c) for c in data.protect.columns]})
+    return spec.model_copy(update={"data": data.model_copy(update=update)})
 
 
 def header_names(columns: Iterable[Any], record: Mapping[str, Any] | None, key: bytes | None) -> dict[Any, str]:
