@@ -37,7 +37,7 @@ def test_a_fake_mask_of_some_types_is_undone_for_those_only(tmp_path, workspace)
     masked = _read(tmp_path / "z6.csv")
     assert masked[["name", "phone", "note"]].equals(CUSTOMERS[["name", "phone", "note"]]) and not masked["email"].equals(CUSTOMERS["email"])
     side = json.loads((tmp_path / "z6.csv.tfmask.json").read_text())
-    assert side["policies"] == {"EMAIL": "fake"} and side["format"] == "trustforge.mask.v3"
+    assert side["policies"] == {"EMAIL": "fake"} and side["format"] == "trustforge.mask.v4"
     code, _, err = run_main("unmask", tmp_path / "z6.csv", "-o", tmp_path / "z6_un.csv", home=workspace)
     assert code == 0, err
     assert _read(tmp_path / "z6_un.csv").equals(CUSTOMERS)  # the real names, phones, SSNs and cards untouched

@@ -58,10 +58,12 @@ __all__ = [
 
 SIDECAR_SUFFIX = ".tfmask.json"
 # v2: `policies` holds only the types the mask looked for; v3: Chinese resident ID fakes permute each
-# part under a tweak of the others (v2 files still unmask, with the fakes of their time)
-_SIDECAR_FORMAT = "trustforge.mask.v3"
+# part under a tweak of the others; v4: their birth dates after 2025 are permuted within their year
+# (v2 and v3 kept them). v2 and v3 files still unmask, with the fakes of their time.
+_SIDECAR_FORMAT = "trustforge.mask.v4"
 _V2 = "trustforge.mask.v2"
-_OLD_FORMATS = (_V2, "trustforge.mask.v1")
+_V3 = "trustforge.mask.v3"
+_OLD_FORMATS = (_V3, _V2, "trustforge.mask.v1")
 
 FILE_KINDS = {
     ".csv": "csv",
@@ -397,7 +399,7 @@ def _check_sidecar(path: Path, key: bytes) -> tuple[dict[str, str], str]:
     known = body["format"] == _SIDECAR_FORMAT or body["format"] in _OLD_FORMATS
     if not known or not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, body)):
         raise IntegrityError(f"{what}: {side.name} does not verify under this workspace's masking key (another workspace's, or edited)")
-    if body["format"] not in (_SIDECAR_FORMAT, _V2):
+    if body["format"] not in (_SIDECAR_FORMAT, _V3, _V2):
         # v1 listed every entity type whatever `--entities` limited the mask to, so it cannot say which values are fakes.
         raise IntegrityError(
             f"{what}: {side.name} is of an earlier format that does not record which entity types the mask changed "
@@ -482,12 +484,12 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
     path, out = _as_path(path, "path", "unmask_file"), _as_path(out, "out", "unmask_file")
     key = _check_key(key, "fake")
     policies, form = _check_sidecar(path, key)
-    old_cn_id = form == _V2  # masked with the Chinese resident ID fakes of v2
+    era = form.rsplit(".", 1)[-1]  # v2, v3, v4: the Chinese resident ID fakes of the file's time
     looked = frozenset(policies)  # scanned as the mask scanned, so spans overlap and resolve as they did
     faked = frozenset(k for k, p in policies.items() if p == "fake")
 
     def text_fn(text: str, where: str) -> str:
-        return unmask_spans(text, key, looked, faked, old_cn_id)
+        return unmask_spans(text, key, looked, faked, era)
 
     def frame_fn(df):
         from trustforge.privacy._columns import text_values
@@ -504,7 +506,7 @@ def unmask_file(path: Path, out: Path, key: bytes) -> int:
                 undo = (
                     (lambda v: unmask_value(kind, v, key) if v.strip() else v)
                     if kind
-                    else (lambda v: unmask_spans(v, key, looked, faked, old_cn_id))
+                    else (lambda v: unmask_spans(v, key, looked, faked, era))
                 )
                 mapping = {v: undo(v) for v in values.dropna().unique()}
                 out[col] = values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)

@@ -91,32 +91,42 @@ def _fake_card(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     return _put_digits(s, body + _patterns.luhn_digit(body))
 
 
-def _fake_date(fpe: FPE, date: str, tweak: bytes, dec: bool) -> str:
-    """A birth date (YYYYMMDD) from 1900 to 2025 permuted among those dates; any other kept."""
+def _fake_date(fpe: FPE, date: str, tweak: bytes, dec: bool, later: bool = True) -> str:
+    """A birth date (YYYYMMDD) from 1900 to 2025 permuted among those dates; a later one (`later`)
+    among the days of its own year, so the fake is never in a later year than today (a real ID's
+    date is not in the future, and the detector finds the fake again); any other kept. Both
+    domains are fixed, so a fake never depends on today. `later` False: a later date kept, as
+    masks with a `trustforge.mask.v2` or `v3` sidecar did."""
     try:
-        day = _dt.date(int(date[:4]), int(date[4:6]), int(date[6:])).toordinal() - _DAY0
+        parsed = _dt.date(int(date[:4]), int(date[4:6]), int(date[6:]))
     except ValueError:
         return date
-    if not 0 <= day < _DAYS:
-        return date
     op = fpe.decrypt if dec else fpe.encrypt
-    return _dt.date.fromordinal(op(day, _DAYS, tweak) + _DAY0).strftime("%Y%m%d")
+    day = parsed.toordinal() - _DAY0
+    if 0 <= day < _DAYS:
+        return _dt.date.fromordinal(op(day, _DAYS, tweak) + _DAY0).strftime("%Y%m%d")
+    if not later or day < 0:
+        return date
+    first = _dt.date(parsed.year, 1, 1).toordinal()
+    days = _dt.date(parsed.year, 12, 31).toordinal() - first + 1
+    return _dt.date.fromordinal(op(parsed.toordinal() - first, days, tweak + b"y") + first).strftime("%Y%m%d")
 
 
-def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
+def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool, later: bool = True) -> str:
     """Keep the province, permute the region code, the birth date and the serial number, each under
     a tweak of the other two (three rounds of an unbalanced Feistel network over the parts, undone
     in reverse order): people born on one day get unrelated fake dates, so equal fake dates never
-    reveal equal real ones, and the fake is still a valid ID (a real date, its check character)."""
+    reveal equal real ones, and the fake is still a valid ID (a real date, its check character).
+    `later`: as `_fake_date`'s."""
     province, region, date, serial = s[:2], s[2:6], s[6:14], s[14:17]
     tw += province.encode()
     if not dec:
         region = fpe.digits(region, tw + b"r" + date.encode() + serial.encode())
-        date = _fake_date(fpe, date, tw + b"t" + region.encode() + serial.encode(), False)
+        date = _fake_date(fpe, date, tw + b"t" + region.encode() + serial.encode(), False, later)
         serial = fpe.digits(serial, tw + b"s" + region.encode() + date.encode())
     else:
         serial = fpe.digits(serial, tw + b"s" + region.encode() + date.encode(), decrypt=True)
-        date = _fake_date(fpe, date, tw + b"t" + region.encode() + serial.encode(), True)
+        date = _fake_date(fpe, date, tw + b"t" + region.encode() + serial.encode(), True, later)
         region = fpe.digits(region, tw + b"r" + date.encode() + serial.encode(), decrypt=True)
     first17 = province + region + date + serial
     return first17 + _patterns.cn_id_check(first17)
@@ -125,7 +135,7 @@ def _fake_cn_id(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
 def _fake_cn_id_v2(fpe: FPE, s: str, tw: bytes, dec: bool) -> str:
     """The fakes of masks with a `trustforge.mask.v2` sidecar, kept only to unmask those files:
     each part under a tweak of its own, so IDs with one birth date shared one fake date."""
-    first17 = s[:2] + fpe.digits(s[2:6], tw + b"r", decrypt=dec) + _fake_date(fpe, s[6:14], tw + b"t", dec)
+    first17 = s[:2] + fpe.digits(s[2:6], tw + b"r", decrypt=dec) + _fake_date(fpe, s[6:14], tw + b"t", dec, later=False)
     first17 += fpe.digits(s[14:17], tw + b"s", decrypt=dec)
     return first17 + _patterns.cn_id_check(first17)
 
@@ -267,9 +277,13 @@ _FAKERS: dict[str, Callable[[FPE, str, bytes, bool], str]] = {
 }
 
 
-def _fake(fpe: FPE, kind: str, text: str, dec: bool = False, old_cn_id: bool = False) -> str:
-    faker = _fake_cn_id_v2 if old_cn_id and kind == "CN_ID" else _FAKERS[kind]
-    return faker(fpe, text, b"tf-pii-fake\x00" + kind.encode() + b"\x00", dec)
+def _fake(fpe: FPE, kind: str, text: str, dec: bool = False, era: str = "v4") -> str:
+    """The fake of `text` (or with `dec` its original); `era`: the sidecar format a file was masked
+    under (`v2` and `v3` faked Chinese resident IDs their own ways: see `_fake_cn_id_v2`, `_fake_date`)."""
+    tweak = b"tf-pii-fake\x00" + kind.encode() + b"\x00"
+    if kind == "CN_ID" and era in ("v2", "v3"):
+        return _fake_cn_id_v2(fpe, text, tweak, dec) if era == "v2" else _fake_cn_id(fpe, text, tweak, dec, later=False)
+    return _FAKERS[kind](fpe, text, tweak, dec)
 
 
 def _normalise(kind: str, text: str) -> str:
@@ -471,7 +485,8 @@ def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
     ``hash`` tokens are one-way and ``tag``/``redact`` keep nothing: those stay as they are. The
     caller checks who may do this (the CLI requires the ``unmask`` action, admins only). Chinese
     resident IDs faked before the `trustforge.mask.v3` sidecar format (each part under a tweak of
-    its own) do not come back here: `unmask_file` reads a file's sidecar and undoes those.
+    its own), and those born after 2025 faked before `trustforge.mask.v4` (their dates were kept),
+    do not come back here: `unmask_file` reads a file's sidecar and undoes those.
 
     Raises:
         SecurityError: no key, or a key shorter than 16 bytes.
@@ -484,12 +499,12 @@ def unmask(text: str, key: bytes, entities: Iterable[str] | None = None) -> str:
     return unmask_spans(text, key, types, types)
 
 
-def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: frozenset[str] | None, old_cn_id: bool = False) -> str:
+def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: frozenset[str] | None, era: str = "v4") -> str:
     """`text` with the spans of the types in `faked` turned back, found among the types in `looked`
     (what the mask scanned for, so overlaps resolve as they did then); None means all types.
-    Spans of the other types stay as they are: they were never faked. `old_cn_id`: the text was
-    masked when Chinese resident ID fakes permuted each part under a tweak of its own (a file
-    with a `trustforge.mask.v2` sidecar)."""
+    Spans of the other types stay as they are: they were never faked. `era`: the sidecar format
+    the text was masked under (`v2`: Chinese resident ID fakes permuted each part under a tweak of
+    its own; `v2` and `v3`: a birth date after 2025 was kept)."""
     spans = scan_spans(text, looked)
     if not spans:
         return text
@@ -499,7 +514,7 @@ def unmask_spans(text: str, key: bytes, looked: frozenset[str] | None, faked: fr
         if faked is not None and kind not in faked:
             continue
         parts.append(text[pos:s])
-        parts.append(_fake(fpe, kind, text[s:e], dec=True, old_cn_id=old_cn_id))
+        parts.append(_fake(fpe, kind, text[s:e], dec=True, era=era))
         pos = e
     parts.append(text[pos:])
     return "".join(parts)

@@ -71,7 +71,9 @@ def _date_ok(yyyymmdd: str) -> bool:
         d = _dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
         return False
-    return _dt.date(1900, 1, 1) <= d <= _dt.date.today()
+    # Up to the end of this year, not today: a fake birth date (`_mask._fake_date`) stays in its
+    # real date's year, so it may lie a few days or months ahead of today.
+    return _dt.date(1900, 1, 1) <= d <= _dt.date(_dt.date.today().year, 12, 31)
 
 
 def _cn_id(text: str) -> bool:
