@@ -607,7 +607,13 @@ def evaluate(
         test = spec_test_split(model, load_spec(data), where=data.name, cache_dir=Settings.from_env().cache_dir)
         raw, _, report = _expect_input(model, test, None, data.name)
     else:
-        raw, _, report = _expect_input(model, model.read_input(data), None, data.name)
+        given = model.read_input(data)
+        if given.digest() == (model.manifest.get("lineage") or {}).get("dataset_digest"):  # the training file itself
+            _note(
+                f"{data.name} is the data set this model was trained on (its lineage's dataset digest): its training rows are "
+                "scored with its test rows, so these figures are in-sample; `trustforge evaluate MODEL SPEC` scores the test split alone"
+            )
+        raw, _, report = _expect_input(model, given, None, data.name)
     metrics = model.evaluate(raw)
     if report is not None:  # data.expect: violations per column beside the metrics
         metrics = {**metrics, **report.metrics()}

@@ -494,3 +494,15 @@ def test_evaluate_takes_the_training_split_as_written_or_another_data_set(cli, t
     result = cli("evaluate", trained.package, spec)
     assert result.code == 0, result
     assert 25 <= json.loads(result.stdout.strip().splitlines()[-1])["n"] <= 30  # half of 60, less test rows that repeat training inputs
+
+
+def test_evaluate_on_the_training_file_itself_notes_the_figures_are_in_sample(cli, trained, tmp_path):
+    """The data set the model was trained on (its lineage's digest), given as a file: every row is
+    scored, the training rows with the test rows, so the note says the figures are in-sample."""
+    iris_frame().to_csv(tmp_path / "iris.csv", index=False)
+    result = cli("evaluate", trained.package, "iris.csv")
+    assert result.code == 0, result
+    assert "iris.csv is the data set this model was trained on" in result.stderr and "in-sample" in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["n"] == 150
+    iris_frame(40, seed=5).to_csv(tmp_path / "labelled.csv", index=False)  # other rows: no such note
+    assert "in-sample" not in cli("evaluate", trained.package, "labelled.csv").stderr
