@@ -311,3 +311,14 @@ def test_missing_espeak_is_a_data_error_naming_the_package(tmp_path, monkeypatch
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="espeak-ng is not installed.*package espeak-ng"):
         _spoken_digits.generate(tmp_path)
+
+
+def test_a_format_libsndfile_cannot_open_is_named_as_such(tmp_path):
+    """A file libsndfile cannot make sense of (here an ID3 tag with nothing after it, as a broken MP3):
+    libsndfile says it "does not exist or is not a regular file", which it does and is; the message
+    says which formats are read instead."""
+    path = tmp_path / "clip.mp3"
+    path.write_bytes(b"ID3junk")  # an ID3 tag and nothing after it: libsndfile "does not exist or is not a regular file"
+    with pytest.raises(DataError) as err:
+        read_audio(path, RATE, RATE)
+    assert "not a readable audio file" in str(err.value) and "does not exist" not in str(err.value)

@@ -266,6 +266,8 @@ def test_image_statistics_are_per_channel() -> None:
     np.testing.assert_allclose(x[:, :2].std(dim=(0, 2, 3)).numpy(), 1.0, atol=1e-4)
     with pytest.raises(DataError, match=r"shape \(1, 6, 6\).*\(3, 6, 6\)"):
         pre.encode_images(images[:, :1])
+    with pytest.raises(DataError, match=r"must be \(N, C, H, W\), N images of \(3, 6, 6\); got an array of shape \(3, 3\)"):
+        pre.encode_images(np.zeros((3, 3), np.float32))  # it said "images have shape (3,)"
 
 
 def test_regression_target_is_standardised_and_decoded_back() -> None:

@@ -107,7 +107,10 @@ def read_audio(path: Path, sample_rate: int, samples: int) -> np.ndarray:
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable audio file ({_first_line(exc)})") from None
+        reason = _first_line(exc)
+        if "does not exist" in reason or "not a regular file" in reason:  # libsndfile's words for content it cannot recognise
+            reason = "content libsndfile does not recognise as audio; WAV and FLAC are read"
+        raise DataError(f"{path}: not a readable audio file ({reason})") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise DataError(f"{path}: not a readable audio file (sample rate {info.samplerate}, {info.channels} channels)")
     if info.frames / info.samplerate > MAX_SECONDS:

@@ -81,7 +81,9 @@ class Preprocessor:
 
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
         want = tuple(self.schema.image_shape or ())
-        if images.ndim != 4 or tuple(images.shape[1:]) != want:
+        if images.ndim != 4:
+            raise DataError(f"an array of images must be (N, C, H, W), N images of {want}; got an array of shape {tuple(images.shape)}")
+        if tuple(images.shape[1:]) != want:
             raise DataError(f"images have shape {tuple(images.shape[1:])}; the model expects {want} (C, H, W)")
         x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         from trustforge.data.inputs.image import ImageState  # the kind's module imports this one
