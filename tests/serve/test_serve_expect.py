@@ -24,7 +24,8 @@ def _table(n: int = 160) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
-    """A tiny MLP whose package expects: ranges flagged (warn), unseen categories refused (fail)."""
+    """A tiny MLP whose package expects: ranges flagged (warn), unseen categories refused (fail),
+    values of the wrong type read as missing (warn)."""
     from trustforge.pipeline import run
 
     root = tmp_path_factory.mktemp("serve-expect")
@@ -32,7 +33,11 @@ def package(tmp_path_factory):
     _table().to_csv(csv, index=False)
     spec = {
         "name": "expect-serve",
-        "data": {"source": f"csv:{csv}", "target": "label", "expect": {"policy": {"range": "warn", "missing": "warn", "allowed": "fail"}}},
+        "data": {
+            "source": f"csv:{csv}",
+            "target": "label",
+            "expect": {"policy": {"range": "warn", "missing": "warn", "allowed": "fail", "type": "warn"}},
+        },
         "model": {"kind": "mlp", "hidden": [8]},
         "train": {"max_epochs": 2, "early_stopping": None},
         "evaluate": {**QUIET, "privacy_audit": False, "calibrate": "none"},
@@ -94,6 +99,22 @@ def test_fail_answers_400_naming_row_and_column(client):
     assert r.status_code == 400 and "row 2, column 'city'" in r.json()["message"], r.text  # rows counted from 1, as everywhere
 
 
+def test_type_warn_reads_a_wrong_typed_value_as_missing_and_flags_it(client):
+    """`policy: {type: warn}`: text in a number column is read as missing, filled in and flagged
+    (200), as `trustforge predict` reads it; the server refused it (400)."""
+    r = client.post("/invocations", content="size,city\n10.0,paris\nabc,lyon\n", headers={"content-type": "text/csv"})
+    assert r.status_code == 200, r.text
+    assert r.headers["trustforge-expect-violations"] == "1" and r.headers["trustforge-expect-columns"] == "size=1"
+    assert r.headers["trustforge-imputed-values"] == "1" and len(r.json()["predictions"]) == 2
+    r = client.post("/invocations", json={"dataframe_records": [{"size": "abc", "city": "nice"}]})
+    assert r.status_code == 200 and r.headers["trustforge-expect-columns"] == "size=1", r.text
+    r = client.post("/v2/models/expect-serve/infer", json=_v2([10.0, "n/a"], ["paris", "lyon"]))
+    assert r.status_code == 200 and r.json()["parameters"]["imputed_values"] == {"size": 1}, r.text
+    assert _count(client, "size", "flagged") == 3
+    r = client.post("/invocations", json={"dataframe_records": [{"size": True, "city": "nice"}]})
+    assert r.status_code == 400  # a JSON boolean is not text: still refused
+
+
 @pytest.fixture(scope="module")
 def chinese_package(tmp_path_factory):
     """A tiny MLP with a binary column whose name is not Latin-1 (`城市`), default expectations."""
@@ -151,3 +172,30 @@ def test_header_names_keep_printable_ascii_and_encode_the_rest():
     long = ExpectFlags({f"column {i:03d}": 1 for i in range(200)}).headers()
     assert long["trustforge-expect-violations"] == "200" and len(long["trustforge-expect-columns"]) <= 1000
     assert long["trustforge-expect-columns"].split(",")[-1].startswith("column ")  # whole entries only
+
+
+def test_a_wrong_typed_value_under_warn_is_read_as_missing_in_number_and_text_columns():
+    from prometheus_client import CollectorRegistry
+
+    from trustforge.serve._expect import check_request, expect_counter
+    from trustforge.serve._signature import RequestError
+
+    def served(on_missing: str | None = None):
+        features = {"size": {"state": {"on_missing": on_missing}}} if on_missing else {}
+        manifest = {
+            "expect": {"rules": [{"column": "size", "type": "numeric"}, {"column": "code", "type": "numeric"}], "policy": {"type": "warn"}},
+            "signature": {
+                "inputs": [{"name": "size", "datatype": "FP64", "shape": [-1]}, {"name": "code", "datatype": "BYTES", "shape": [-1]}]
+            },
+            "preprocessing": {"features": features},
+        }
+        return type("Model", (), {"manifest": manifest})()  # weak-referenceable, as a loaded model
+
+    payload = {"size": np.array([1.5, "abc"], dtype=object), "code": np.array(["7", "x"], dtype=object)}
+    imputed: dict[str, int] = {}
+    flags = check_request(expect_counter(CollectorRegistry()), served(), "m", payload, imputed)
+    assert flags.headers()["trustforge-expect-columns"] == "size=1,code=1" and imputed == {"size": 1, "code": 1}
+    assert payload["size"].dtype == np.float64 and payload["size"][0] == 1.5 and np.isnan(payload["size"][1])
+    assert payload["code"].tolist() == ["7", None]
+    with pytest.raises(RequestError, match="row 2 is read as missing .* takes no missing value"):
+        check_request(expect_counter(CollectorRegistry()), served("error"), "m", {"size": np.array([1.5, "abc"], dtype=object)})

@@ -536,7 +536,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         for _attempt in range(2):  # a swap between parsing and queueing: parse again for the new version
             rt = _runtime(svc, name, version)
             parsed = await _parse(parse_infer, body, header_length, rt.signature)
-            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload)  # data.expect: 400 or flags, by policy
+            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload, parsed.imputed)  # data.expect: 400 or flags
             try:
                 columns = await rt.predict(parsed.payload)
                 columns, verdict = split_ood(columns)
@@ -624,7 +624,7 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             if rt is None:
                 raise StarletteHTTPException(503, "no model is loaded yet", headers={"Retry-After": "1"})
             parsed = await _parse(parse_invocation, body, kind, rt.signature, config.max_request_bytes)
-            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload)  # data.expect: 400 or flags, by policy
+            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload, parsed.imputed)  # data.expect: 400 or flags
             try:
                 columns = await rt.predict(parsed.payload)
                 columns, verdict = split_ood(columns)

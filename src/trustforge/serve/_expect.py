@@ -37,7 +37,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter
 
 from trustforge.data import Expectations, ExpectReport, expectations_of
-from trustforge.serve._signature import ColumnBlock, RequestError, quote
+from trustforge.serve._signature import ColumnBlock, RequestError, Signature, TensorSpec, quote
 
 __all__ = ["ExpectFlags", "ExpectGuard", "expect_counter", "check_request", "header_name"]
 
@@ -60,9 +60,10 @@ def expect_counter(registry: CollectorRegistry) -> Counter:
 class ExpectGuard:
     """A package's expectations, ready to check request columns."""
 
-    def __init__(self, expectations: Expectations, required: list[str]):
+    def __init__(self, expectations: Expectations, required: list[str], specs: Mapping[str, TensorSpec] | None = None):
         self.expectations = expectations
         self.required = required
+        self.specs = dict(specs or {})  # the served columns, by name: how a value read as missing is written
         self._quick = _quick_bounds(expectations)  # (names, low, high) when the numeric shortcut applies
 
     @classmethod
@@ -75,7 +76,10 @@ class ExpectGuard:
         ex = expectations_of(model.manifest)
         entries = (model.manifest.get("signature") or {}).get("inputs") or []
         inputs = [str(s.get("name")) for s in entries if isinstance(s, dict) and not s.get("optional")]  # optional ones may be absent
-        guard = cls(ex, inputs) if ex is not None else None
+        guard = None
+        if ex is not None:
+            signature = Signature.from_manifest(model.manifest) if entries else None
+            guard = cls(ex, inputs, {s.name: s for s in signature.inputs} if signature is not None else None)
         _GUARDS[model] = guard
         return guard
 
@@ -198,8 +202,12 @@ class ExpectFlags:
 _NO_FLAGS = ExpectFlags()
 
 
-def check_request(counter: Counter, model: Any, name: str, payload: Any) -> ExpectFlags:
+def check_request(counter: Counter, model: Any, name: str, payload: Any, imputed: dict[str, int] | None = None) -> ExpectFlags:
     """Check a request against the model's expectations and apply their policies.
+
+    A value of the wrong type that the request kept (a column whose type check has policy
+    warn: `TensorSpec.lenient`) is flagged, then read as missing in `payload` (NaN, filled in
+    by the model) and counted in `imputed`, as `predict` reads it.
 
     Returns:
         The violations under warn (none when there are none), to flag in the response and
@@ -220,4 +228,38 @@ def check_request(counter: Counter, model: Any, name: str, payload: Any) -> Expe
         shown = "; ".join(_refusal_line(v) for v in refused[:_SHOWN])
         more = f" (and {len(refused) - _SHOWN} more)" if len(refused) > _SHOWN else ""
         raise RequestError(f"refused: {len(refused)} value(s) break the model's data expectations: {shown}{more}")
+    for column, rows in report.blank.items():
+        spec = guard.specs.get(column)
+        payload[column] = _read_as_missing(payload[column], rows, spec, column)
+        if imputed is not None and spec is not None and spec.imputes:
+            imputed[column] = imputed.get(column, 0) + len(rows)
     return flags
+
+
+def _read_as_missing(values: np.ndarray, rows: set[int], spec: TensorSpec | None, column: str) -> np.ndarray:
+    """A column whose values of the wrong type (at `rows`) are read as missing, for the model to
+    fill in: NaN in a number column (which kept the text: `TensorSpec.lenient`), None in a text one.
+
+    Raises:
+        RequestError: the column takes no missing value (its policy is `error`).
+    """
+    if spec is not None and not spec.imputes:
+        i = min(rows)
+        raise RequestError(
+            f"column {column!r}: {quote(values[i])} at row {i + 1} is read as missing (data.expect type policy warn), "
+            "but the model takes no missing value in this column"
+        )
+    if spec is None or spec.datatype == "BYTES":
+        out = np.array(values, dtype=object)
+        out[sorted(rows)] = None
+        return out
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        if i in rows or v is None:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):  # text the type check passed but float() does not read
+            raise RequestError(f"column {column!r} must hold numbers; got {quote(v)} at row {i + 1}") from None
+    return out
