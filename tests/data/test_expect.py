@@ -498,6 +498,6 @@ def test_by_default_predict_is_quiet_on_ordinary_data_and_names_an_out_of_range_
 
     counter, model = expect_counter(CollectorRegistry()), Served()
     ordinary = {"size": [10.0, 60.0], "weight": [9.5, 11.0], "city": ["paris", "nice"]}
-    assert check_request(counter, model, "m", ordinary) == {}
+    assert check_request(counter, model, "m", ordinary).headers() == {}
     flagged = check_request(counter, model, "m", {**ordinary, "size": [10.0, 250.0]})
-    assert flagged == {"trustforge-expect-violations": "1", "trustforge-expect-columns": "size=1"}
+    assert flagged.headers() == {"trustforge-expect-violations": "1", "trustforge-expect-columns": "size=1"}

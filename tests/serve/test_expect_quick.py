@@ -35,7 +35,7 @@ def test_shortcut_finds_what_the_full_check_finds(seed):
     }
     guard = ExpectGuard(_ranges(), ["a", "b", "c"])
     assert guard._quick is not None
-    full = _ranges().check(__import__("pandas").DataFrame(payload), required=["a", "b", "c"], first_row=0)
+    full = _ranges().check(__import__("pandas").DataFrame(payload), required=["a", "b", "c"], first_row=1)
     assert _verdict(guard.check(payload)) == _verdict(full)
 
 

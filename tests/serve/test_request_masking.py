@@ -98,4 +98,4 @@ def test_a_data_expectation_refusal_masks_the_value_before_cutting_it():
         check_request(expect_counter(CollectorRegistry()), model, "m", payload)
     assert "jonathan" in str(info.value) and "city" in str(info.value)  # a model without data.protect: only cut
     message = request_message(info.value, MASKED)
-    assert "'Please write to <EMAIL>'" in message and "jonathan" not in message and "row 1" in message, message
+    assert "'Please write to <EMAIL>'" in message and "jonathan" not in message and "row 2" in message, message

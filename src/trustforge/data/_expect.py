@@ -251,8 +251,8 @@ class Expectations:
                 None: its position.
             required: columns whose absence is a violation; None: every column a rule names.
                 Others (the target, when predicting) are skipped when absent.
-            first_row: the number the first row gets (1 for a file; 0 for a served request,
-                whose rows the server numbers from 0).
+            first_row: the number the first row gets (1, as every message counts rows: a file's
+                data rows, a served request's rows).
         """
         report = ExpectReport()
         need = None if required is None else set(required)

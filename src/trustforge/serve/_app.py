@@ -536,18 +536,22 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
         for _attempt in range(2):  # a swap between parsing and queueing: parse again for the new version
             rt = _runtime(svc, name, version)
             parsed = await _parse(parse_infer, body, header_length, rt.signature)
-            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload)  # data.expect: 400 or flags, by policy
+            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload, parsed.imputed)  # data.expect: 400 or flags
             try:
                 columns = await rt.predict(parsed.payload)
+                columns, verdict = split_ood(columns)
+                if detector is not None:  # before a refusal: refused out-of-distribution probes count too
+                    detector.observe(caller, parsed.payload, ood_count=len(verdict.rows) if verdict is not None else 0)
+                ood = _apply_ood(metrics, rt.name, verdict, config.ood)
+                content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version, ood=ood)
             except BatcherClosed:
                 continue
-            columns, verdict = split_ood(columns)
-            if detector is not None:  # before a refusal: refused out-of-distribution probes count too
-                detector.observe(caller, parsed.payload, ood_count=len(verdict.rows) if verdict is not None else 0)
-            ood = _apply_ood(metrics, rt.name, verdict, config.ood)
+            except (RequestError, StarletteHTTPException):  # refused after all (the model's 400, the guard's 422)
+                expect.count(metrics.expect, rt.name, "refused")
+                raise
+            expect.count(metrics.expect, rt.name, "flagged")  # only what is answered counts as flagged
             _count_imputed(metrics, rt.name, parsed.imputed)
-            content, headers = encode_infer(resolve_outputs(columns, rt.signature), parsed, rt.name, rt.version, ood=ood)
-            return Response(content, headers={**headers, **expect})
+            return Response(content, headers={**headers, **expect.headers()})
         raise BatcherClosed("the model version changed twice during this request; retry")
 
     async def infer_plain(request: Request) -> Response:
@@ -620,20 +624,23 @@ def create_app(service: ModelService, auth: Auth | None = None, *, manage: bool 
             if rt is None:
                 raise StarletteHTTPException(503, "no model is loaded yet", headers={"Retry-After": "1"})
             parsed = await _parse(parse_invocation, body, kind, rt.signature, config.max_request_bytes)
-            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload)  # data.expect: 400 or flags, by policy
+            expect = check_request(metrics.expect, rt.model, rt.name, parsed.payload, parsed.imputed)  # data.expect: 400 or flags
             try:
                 columns = await rt.predict(parsed.payload)
+                columns, verdict = split_ood(columns)
+                if detector is not None:  # before a refusal: refused out-of-distribution probes count too
+                    detector.observe(caller, parsed.payload, ood_count=len(verdict.rows) if verdict is not None else 0)
+                ood = _apply_ood(metrics, rt.name, verdict, config.ood)
+                content = encode_scoring(columns, ood=ood)
             except BatcherClosed:
                 continue
-            columns, verdict = split_ood(columns)
-            if detector is not None:  # before a refusal: refused out-of-distribution probes count too
-                detector.observe(caller, parsed.payload, ood_count=len(verdict.rows) if verdict is not None else 0)
-            ood = _apply_ood(metrics, rt.name, verdict, config.ood)
+            except (RequestError, StarletteHTTPException):  # refused after all (the model's 400, the guard's 422)
+                expect.count(metrics.expect, rt.name, "refused")
+                raise
+            expect.count(metrics.expect, rt.name, "flagged")  # only what is answered counts as flagged
             _count_imputed(metrics, rt.name, parsed.imputed)
             return Response(
-                encode_scoring(columns, ood=ood),
-                media_type="application/json",
-                headers={**imputed_headers(parsed.imputed), **ood_headers(ood), **expect},
+                content, media_type="application/json", headers={**imputed_headers(parsed.imputed), **ood_headers(ood), **expect.headers()}
             )
         raise BatcherClosed("the model version changed twice during this request; retry")
 

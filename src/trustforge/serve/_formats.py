@@ -127,6 +127,8 @@ def _csv_value(text: str, spec: TensorSpec, where: str, r: int) -> Any:
     try:
         return float(text)
     except ValueError:
+        if spec.lenient:  # kept for data.expect, which reads it as missing (type policy warn)
+            return text
         raise RequestError(f"{where} must hold numbers; got {quote(text)} at row {r + 1}") from None
 
 

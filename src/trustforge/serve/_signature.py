@@ -48,6 +48,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from trustforge.data import expectations_of
 from trustforge.errors import DataError, ModelError
 
 __all__ = [
@@ -160,6 +161,9 @@ class TensorSpec:
     optional: bool = False
     min_rows: int | None = None
     imputes: bool = False  # a missing value (null) is filled in by the model's fitted policy
+    # A text value in a number column is kept for data.expect, which reads it as missing: the
+    # package's type check of this column has policy warn (and the column imputes).
+    lenient: bool = False
 
     def metadata(self) -> dict[str, Any]:
         """The v2 metadata form: `{"name", "datatype", "shape"}`."""
@@ -197,7 +201,9 @@ class Signature:
         if all(len(s.shape) == 1 for s in inputs):
             layout: Literal["frame", "tensor"] = "frame"
             features = (manifest.get("preprocessing") or {}).get("features") or {}
+            warned = _type_warned(manifest)
             inputs = tuple(replace(s, imputes=_imputes(features.get(s.name))) for s in inputs)
+            inputs = tuple(replace(s, lenient=s.imputes and s.name in warned) for s in inputs)
         elif len(inputs) == 1:
             layout = "tensor"
         else:
@@ -289,6 +295,20 @@ def _spec(entry: Any, where: str, i: int, binary: Mapping[str, Any]) -> TensorSp
         optional=entry.get("optional") is True,
         min_rows=min_rows if isinstance(min_rows, int) and not isinstance(min_rows, bool) else None,
     )
+
+
+def _type_warned(manifest: Mapping[str, Any]) -> set[str]:
+    """The columns whose type check in the package's `data.expect` has policy warn: a value of
+    the wrong type is read as missing (as `predict` reads it), not refused. An inferred rule
+    whose type check is left to the feature type (`model_types`) refuses as before."""
+    ex = expectations_of(manifest)
+    if ex is None:
+        return set()
+    return {
+        r.column
+        for r in ex.rules
+        if r.type is not None and not (r.origin == "inferred" and ex.model_types) and ex.policy_of("type", r) == "warn"
+    }
 
 
 def _imputes(feature: Any) -> bool:
@@ -779,6 +799,7 @@ def _convert(
         values = values.tolist()
     out = np.empty(len(values), dtype=np.float64)
     types = [t for t in (NP_TYPES[claimed] if claimed is not None else None, target) if t is not None]
+    kept: dict[int, str] = {}  # text kept for data.expect in a lenient column (it reads it as missing)
     for i, v in enumerate(values):
         if v is None:
             if not spec.imputes:
@@ -798,8 +819,16 @@ def _convert(
                 if t.kind == "f" and not abs(x) <= np.finfo(t).max:
                     raise RequestError(f"{where} holds {quote(v)} at {_pos(i, row_based)}, beyond the range of {_v2_name(t)}")
             out[i] = x
+        elif isinstance(v, str) and spec.lenient and row_based is True:
+            kept[i] = v
+            out[i] = np.nan
         else:
             raise RequestError(f"{where} must hold {_type_word(target)}; got {_kind_of(v)} {quote(v)} at {_pos(i, row_based)}")
+    if kept:  # numbers and the kept text: data.expect flags the text and reads it as missing
+        mixed = out.astype(object)
+        for i, v in kept.items():
+            mixed[i] = v
+        return mixed
     if target.kind == "f":
         return out.astype(target)
     if np.isnan(out).any():
