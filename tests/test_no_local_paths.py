@@ -128,6 +128,18 @@ def test_no_exported_artefact_names_a_local_path_or_holds_test_rows(trained, fmt
             assert not any(n.endswith(".debug_pkl") or "traced_inputs" in n for n in parts), sorted(parts)
 
 
+def test_export_says_why_the_test_split_cannot_be_re_prepared_here(trained, tmp_path):
+    """Probe 10, item 5: from a folder without the data file the reason was hidden as `(DataError)`."""
+    result = trained["result"]
+    code, _, err = run_main("package", "export", result.package, "--format", "onnx", "--no-speed", home=trained["home"], cwd=tmp_path)
+    assert code == 3, err
+    assert (
+        "the test split of cancer-paths cannot be re-prepared from its spec's source 'csv:train.csv' (train.csv: data file not found; "
+        "a package keeps its data file's name only, read from the working folder); give the labelled test rows with --data FILE"
+    ) in err, err
+    assert str(tmp_path) not in err and str(trained["home"]) not in err, err
+
+
 def test_the_run_folders_spec_names_the_data_as_written_from_there_and_reads_the_same_data(trained):
     """A run folder's spec.yaml holds each relative data path relative to the run folder: loaded
     as a spec file (which resolves it against its own folder) it reads the same files, and has

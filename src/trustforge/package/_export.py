@@ -61,7 +61,8 @@ import torch
 
 from trustforge._extras import require
 from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
-from trustforge.data import Prepared, RawData, prepare, split_settings
+from trustforge._shown import no_local_paths
+from trustforge.data import SOURCES, Prepared, RawData, prepare, split_settings
 from trustforge.errors import DataError, ModelError, TrustForgeError
 from trustforge.package._artefact import EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, FILES, MANIFEST, QUANTIZATIONS, export_temp_path
 from trustforge.package._model import Model
@@ -307,9 +308,12 @@ def split_for_export(model: Model, data: Path | None = None, *, cache_dir: Path 
     try:
         prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
     except TrustForgeError as exc:
+        # Why, without a local path (a reader may name the file it resolved); where a file is looked for.
+        scheme = SOURCES.get(source.partition(":")[0].strip())
+        where = "; a package keeps its data file's name only, read from the working folder" if scheme and scheme.is_path else ""
         raise DataError(
             f"the test split of {model.name} cannot be re-prepared from its spec's source {source!r} "
-            f"({exc.__class__.__name__}); give the labelled test rows with --data FILE"
+            f"({no_local_paths(str(exc))}{where}); give the labelled test rows with --data FILE"
         ) from None
     if not _trained_on(model, prepared):
         raise DataError(
