@@ -92,6 +92,54 @@ def test_no_file_that_leaves_the_machine_names_a_local_path(trained):
     assert "csv:train.csv" in trained["report"].read_text() and "csv:train.csv" in (result.run_dir / "model_card.md").read_text()
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_no_exported_artefact_names_a_local_path_or_holds_test_rows(trained, fmt):
+    """Probe 10, item 1: the ONNX exporter writes each node's Python stack trace into the model
+    and TorchScript's `code/*.debug_pkl` records do the same, naming the installed source files
+    by their absolute path; tracing also stored its example rows (`traced_inputs`) in the archive."""
+    import io
+    import zipfile
+
+    import trustforge
+
+    result, data = trained["result"], trained["data"]
+    for quantize in ([], ["--quantize", "int8"]):
+        args = ("package", "export", result.package, "--format", fmt, *quantize, "--data", data / "shift.csv", "--no-speed")
+        code, _, err = run_main(*args, home=trained["home"])
+        assert code == 0, err
+    secrets = {
+        "source folder": _forms(Path(trustforge.__file__).parents[1]),
+        "workspace": _forms(trained["home"]),
+        "data folder": _forms(data),
+    }
+    folders = [result.package.with_name(f"package.{fmt}"), result.package.with_name(f"package.{fmt}-int8")]
+    for folder in folders:
+        files = sorted(folder.iterdir())
+        assert {p.name for p in files} == {f"model.{fmt}", "manifest.json", "model.sig"}
+        for path in files:
+            content = path.read_bytes()
+            parts = {path.name: content}
+            if zipfile.is_zipfile(io.BytesIO(content)):  # TorchScript: every record, as stored and unpacked
+                with zipfile.ZipFile(io.BytesIO(content)) as archive:
+                    parts |= {f"{path.name}:{n}": archive.read(n) for n in archive.namelist()}
+            for name, part in parts.items():
+                for what, forms in secrets.items():
+                    assert not any(f in part for f in forms), f"{folder.name}/{name} holds the {what} path"
+            assert not any(n.endswith(".debug_pkl") or "traced_inputs" in n for n in parts), sorted(parts)
+
+
+def test_export_says_why_the_test_split_cannot_be_re_prepared_here(trained, tmp_path):
+    """Probe 10, item 5: from a folder without the data file the reason was hidden as `(DataError)`."""
+    result = trained["result"]
+    code, _, err = run_main("package", "export", result.package, "--format", "onnx", "--no-speed", home=trained["home"], cwd=tmp_path)
+    assert code == 3, err
+    assert (
+        "the test split of cancer-paths cannot be re-prepared from its spec's source 'csv:train.csv' (train.csv: data file not found; "
+        "a package keeps its data file's name only, read from the working folder); give the labelled test rows with --data FILE"
+    ) in err, err
+    assert str(tmp_path) not in err and str(trained["home"]) not in err, err
+
+
 def test_the_run_folders_spec_names_the_data_as_written_from_there_and_reads_the_same_data(trained):
     """A run folder's spec.yaml holds each relative data path relative to the run folder: loaded
     as a spec file (which resolves it against its own folder) it reads the same files, and has

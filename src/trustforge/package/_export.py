@@ -23,6 +23,10 @@ Runtime's `quantize_dynamic` for ONNX, `torch.ao` for TorchScript; weights int8,
 quantised per batch) is not expected to be that close: its metric change on the test split is
 recorded and it is refused if test accuracy falls by more than `max_drop` points.
 
+No artefact names a path of the machine that exported it: the exporters' records of the Python
+source each operation came from (the ONNX nodes' stack traces, TorchScript's `*.debug_pkl`) are
+left out, as are the example rows tracing would store in a TorchScript archive.
+
 TorchScript files are archives whose loading is pickle-like: we only ever `torch.jit.load` the
 bytes we have just written, in the same process, to check them; a TorchScript file on disk is
 for other runtimes (Triton, MLServer, C++), never loaded back by TrustForge.
@@ -57,7 +61,8 @@ import torch
 
 from trustforge._extras import require
 from trustforge._fs import atomic_folder, fsync_path, write_private_bytes
-from trustforge.data import Prepared, RawData, prepare, split_settings
+from trustforge._shown import no_local_paths
+from trustforge.data import SOURCES, Prepared, RawData, prepare, split_settings
 from trustforge.errors import DataError, ModelError, TrustForgeError
 from trustforge.package._artefact import EXPORT_FORMAT, EXPORT_FORMATS, EXPORT_VERSION, FILES, MANIFEST, QUANTIZATIONS, export_temp_path
 from trustforge.package._model import Model
@@ -89,6 +94,8 @@ _SPEED_BATCHES = (1, 256)
 # Terminal colour codes (ESC [ ... m) and where the ONNX exporter's advice starts in its messages.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _EXPORTER_ADVICE = re.compile(r"\s*(?:This is step \d+/\d+\b|Next steps:)")
+# ONNX node metadata that holds the Python stack of the traced code (local source paths).
+_ONNX_STACK_TRACE = "pkg.torch.onnx.stack_trace"
 
 
 # ---------------------------------------------------------------------------- exporters
@@ -126,7 +133,7 @@ def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, ki
                 opset_version=ONNX_OPSET,
                 verbose=False,
             )
-            return program.model_proto.SerializeToString()
+            proto = program.model_proto
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; all mean "this kind cannot export"
         log.debug("ONNX export of model kind %r failed: %s", kind, _plain(str(exc)))  # the exporter's whole report
         detail = _first_sentence(str(exc))
@@ -135,6 +142,26 @@ def onnx_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...], *, ki
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
+    _drop_stack_traces(proto)
+    return proto.SerializeToString()
+
+
+def _drop_stack_traces(proto: Any) -> None:
+    """Remove the exporter's per-node Python stack traces (`pkg.torch.onnx.stack_trace`) from an
+    ONNX model, in every graph, subgraph and function: they name the installed source files by
+    their absolute local path (`File "/home/.../trustforge/models/tabm.py", line 164, in forward`),
+    which must not leave the machine inside an artefact. The other node metadata (module names,
+    name scopes) holds no paths and stays."""
+    graphs = [proto.graph, *proto.functions]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            kept = [p for p in node.metadata_props if p.key != _ONNX_STACK_TRACE]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+            for attr in node.attribute:
+                graphs.extend([attr.g] if attr.HasField("g") else [])
+                graphs.extend(attr.graphs)
 
 
 def _known_cause(module: torch.nn.Module, kind: str) -> str | None:
@@ -201,12 +228,33 @@ def _torchscript_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...
             if quantize:
                 # Linear layers only, as for ONNX; copied, so the eager model stays float.
                 module = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear}, dtype=torch.qint8)
-            traced = torch.jit.trace(module, example, check_trace=False)
+            # Without the example rows (test rows) that tracing would otherwise store in the archive.
+            traced = torch.jit.trace(module, example, check_trace=False, _store_inputs=False)
             buf = io.BytesIO()
             torch.jit.save(traced, buf)
+            return _without_debug_records(buf.getvalue())
     except Exception as exc:  # noqa: BLE001 - tracing raises many types; all mean "this kind cannot export"
         raise ModelError(f"model kind {kind!r} cannot be exported to TorchScript ({exc.__class__.__name__}: {str(exc)[:200]})") from None
-    return buf.getvalue()
+
+
+def _without_debug_records(blob: bytes) -> bytes:
+    """A TorchScript archive without its `code/*.debug_pkl` records.
+
+    Those map the generated code back to the Python stack it was traced from, naming the
+    installed source files by their absolute local path; torch has no switch to leave them out
+    and loads an archive without them (they only enrich error messages). The archive is
+    rewritten record by record with torch's own archive writer, which keeps the records'
+    alignment; the generated code (`code/*.py`) names modules, not files, and is kept as it is.
+    """
+    reader = torch._C.PyTorchFileReader(io.BytesIO(blob))
+    out = io.BytesIO()
+    writer = torch._C.PyTorchFileWriter(out)
+    for name in reader.get_all_records():
+        if not name.endswith(".debug_pkl"):
+            data = reader.get_record(name)
+            writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
+    return out.getvalue()
 
 
 class OnnxModule:
@@ -260,9 +308,12 @@ def split_for_export(model: Model, data: Path | None = None, *, cache_dir: Path 
     try:
         prepared = prepare(model.spec, cache_dir=cache_dir, key=model.pii_key)
     except TrustForgeError as exc:
+        # Why, without a local path (a reader may name the file it resolved); where a file is looked for.
+        scheme = SOURCES.get(source.partition(":")[0].strip())
+        where = "; a package keeps its data file's name only, read from the working folder" if scheme and scheme.is_path else ""
         raise DataError(
             f"the test split of {model.name} cannot be re-prepared from its spec's source {source!r} "
-            f"({exc.__class__.__name__}); give the labelled test rows with --data FILE"
+            f"({no_local_paths(str(exc))}{where}); give the labelled test rows with --data FILE"
         ) from None
     if not _trained_on(model, prepared):
         raise DataError(
