@@ -113,3 +113,21 @@ def test_gradient_boosted_trees_export_to_onnx_and_torchscript_at_any_batch_size
         assert torch.allclose(session(rows), eager, atol=1e-5)
         traced = torch.jit.trace(reloaded, (torch.from_numpy(x[:4]).float(),), check_trace=False)
         assert torch.allclose(traced(rows), eager, atol=1e-6)
+
+
+def test_tabm_exports_to_torchscript_int8():
+    """It failed ("'function' object has no attribute 't'"): TabM's weight-sharing members read
+    `linear.weight` themselves, which a dynamically quantised Linear no longer has. Only the Linear
+    layers the forward pass calls as layers (the head) are quantised; the members stay float."""
+    import io
+
+    from trustforge.models.tabm import TabM
+    from trustforge.package._export import _torchscript_bytes
+
+    torch.manual_seed(0)
+    module = TabM(5, [3, 4], 3, output="classes", k=4, hidden=[16, 16]).eval()
+    rows = (torch.randn(9, 5), torch.stack([torch.randint(0, 3, (9,)), torch.randint(0, 4, (9,))], 1))
+    loaded = torch.jit.load(io.BytesIO(_torchscript_bytes(module, tuple(t[:4] for t in rows), "int8", "tabm")))
+    with torch.no_grad():
+        eager, quantised = module(*rows), loaded(*rows)
+    assert quantised.shape == eager.shape and torch.allclose(quantised, eager, atol=0.05)

@@ -227,7 +227,7 @@ def _torchscript_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...
             warnings.simplefilter("ignore")
             if quantize:
                 # Linear layers only, as for ONNX; copied, so the eager model stays float.
-                module = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module), {torch.nn.Linear}, dtype=torch.qint8)
+                module = _quantized_linears(copy.deepcopy(module), example)
             # Without the example rows (test rows) that tracing would otherwise store in the archive.
             traced = torch.jit.trace(module, example, check_trace=False, _store_inputs=False)
             buf = io.BytesIO()
@@ -235,6 +235,23 @@ def _torchscript_bytes(module: torch.nn.Module, example: tuple[torch.Tensor, ...
             return _without_debug_records(buf.getvalue())
     except Exception as exc:  # noqa: BLE001 - tracing raises many types; all mean "this kind cannot export"
         raise ModelError(f"model kind {kind!r} cannot be exported to TorchScript ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+
+
+def _quantized_linears(module: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> torch.nn.Module:
+    """`module` with int8 dynamic quantisation of the Linear layers its forward pass calls as
+    layers. A layer whose weight its parent reads itself (TabM's weight-sharing members fold
+    their adapters into `linear.weight`) stays float: quantised, it has no weight tensor to read."""
+    called: set[str] = set()
+    names = {m: n for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)}
+    hooks = [m.register_forward_hook(lambda m, _i, _o: called.add(names[m])) for m in names]
+    try:
+        module.eval()
+        module(*example)
+    finally:
+        for h in hooks:
+            h.remove()
+    spec = {name: torch.ao.quantization.default_dynamic_qconfig for name in called}
+    return torch.ao.quantization.quantize_dynamic(module, spec, dtype=torch.qint8) if spec else module
 
 
 def _without_debug_records(blob: bytes) -> bytes:
