@@ -355,6 +355,11 @@ def test_bad_csv_and_parquet_bodies_get_a_clear_400_and_other_types_415(iris, di
         (csv.replace("sepal width (cm)", "sepal length (cm)"), "text/csv", "repeats column 'sepal length (cm)'"),
         (rows.drop(columns="petal width (cm)").to_csv(index=False), "text/csv", "header lacks 'petal width (cm)'"),
         (csv.replace(lines[2].split(",")[1], "wide", 1), "text/csv", "column 'sepal width (cm)' must hold numbers; got 'wide' at row 2"),
+        (
+            csv.replace(lines[2].split(",")[1], "1_000", 1),
+            "text/csv",
+            "must hold numbers; got '1_000' at row 2",
+        ),  # Python's syntax, not CSV's
         (csv.replace(lines[1].split(",")[0], "inf", 1), "text/csv", "column 'sepal length (cm)' holds inf at row 1"),
         (b"\xff\xfe" + csv.encode(), "text/csv", "not UTF-8"),
         (b"PAR1 this is not parquet", "application/x-parquet", "not a readable Parquet file"),

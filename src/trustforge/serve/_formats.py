@@ -120,16 +120,15 @@ def _csv_value(text: str, spec: TensorSpec, where: str, r: int) -> Any:
         return text
     if spec.datatype == "BOOL" and text.strip().lower() in ("true", "false"):
         return text.strip().lower() == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        if spec.lenient:  # kept for data.expect, which reads it as missing (type policy warn)
-            return text
-        raise RequestError(f"{where} must hold numbers; got {quote(text)} at row {r + 1}") from None
+    if "_" not in text:  # Python reads 1_000 as a number; a CSV reader (pandas, predict's) does not
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+    if spec.lenient:  # kept for data.expect, which reads it as missing (type policy warn)
+        return text
+    raise RequestError(f"{where} must hold numbers; got {quote(text)} at row {r + 1}")
 
 
 # ---------------------------------------------------------------------------- Parquet
