@@ -123,6 +123,11 @@ def test_invocations_refuses_what_mlflow_refuses(iris):
     none = httpx.post(url, json={"data": [1, 2]})
     assert none.status_code == 400 and "exactly one of" in none.json()["message"]
     assert "Value error" not in both.json()["message"] + none.json()["message"]  # our words, not pydantic's label
+    # a second format given empty is still a second format (it said "instances: List should have at least 1 item")
+    empty = httpx.post(url, json={"inputs": {k: [v] for k, v in row.items()}, "instances": []})
+    assert empty.status_code == 400 and "exactly one of" in empty.json()["message"], empty.json()
+    scalar = httpx.post(url, json={"inputs": 5})  # it said "inputs.dict[str,any]: Input should be an object"
+    assert scalar.status_code == 400 and scalar.json()["message"].startswith("inputs must be an object of columns"), scalar.json()
     csv = httpx.post(url, content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
     assert csv.status_code == 400 and "header lacks" in csv.json()["message"]
     xml = httpx.post(url, content=b"<rows/>", headers={"content-type": "application/xml"})

@@ -159,12 +159,19 @@ class ScoringRequest(_Body):
     inputs: Optional[dict[str, Any] | list[Any]] = None
     params: Optional[dict[str, Any]] = Field(None, description="MLflow's inference parameters: none are taken, so null or {} only")
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> "ScoringRequest":
-        given = [f for f in SCORING_FORMATS if getattr(self, f) is not None]
-        if len(given) != 1:
-            raise ValueError(f"the body must hold exactly one of {', '.join(SCORING_FORMATS)}; got {given or 'none'}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        # Before the fields are read, so that a second, empty format is named as such, not as a list too short.
+        if isinstance(data, dict):
+            given = [f for f in SCORING_FORMATS if data.get(f) is not None]
+            if len(given) != 1:
+                raise ValueError(f"the body must hold exactly one of {', '.join(SCORING_FORMATS)}; got {given or 'none'}")
+            if "inputs" in given and not isinstance(data["inputs"], (dict, list)):
+                raise ValueError(
+                    f'inputs must be an object of columns ({{"column": [values]}}) or a list (a tensor); got {_json_kind(data["inputs"])}'
+                )
+        return data
 
     @property
     def format(self) -> str:
@@ -181,3 +188,12 @@ class ScoringError(BaseModel):
 
     error_code: str
     message: str
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words (never the value: it may be personal data)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else "null" if value is None else type(value).__name__
