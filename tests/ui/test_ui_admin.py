@@ -243,6 +243,19 @@ def test_an_admin_cannot_revoke_themselves(client_as, ui_workspace):
     assert admin.get("/users").status_code == 200  # still signed in
 
 
+def test_an_admin_cannot_demote_themselves(client_as, ui_workspace):
+    """Self-demotion locks the dashboard out as self-revocation would: refused the same way."""
+    admin = client_as("admin")
+    row = re.search(r'<tr data-testid="user-row" data-user="admin">.*?</tr>', admin.get("/users").text, flags=re.S).group(0)
+    assert 'data-testid="role-form"' not in row and "cannot change your own role" in row
+    refused = _post(admin, "/users/admin/role", {"role": "viewer"})
+    assert refused.status_code == 400 and "cannot change your own role" in refused.text
+    users = {u["name"]: u for u in ui_workspace["registry"].access.list_users()}
+    assert users["admin"]["role"] == "admin"
+    assert admin.get("/users").status_code == 200  # still an admin
+    assert _post(admin, "/users/viewer/role", {"role": "trainer"}).status_code == 303  # others' roles still change
+
+
 def test_a_session_ended_by_a_revocation_is_told_so_once(client_as, ui_workspace, ui_app):
     ui_app.state.sessions.recheck_s = 3600  # only end_token can end the session here
     deployer = client_as("deployer")

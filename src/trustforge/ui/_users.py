@@ -158,9 +158,12 @@ async def add_user(request: Request, session: Session = Depends(needs("users")))
 
 @router.post("/users/{name}/role")
 async def change_role(request: Request, name: str = Path(pattern=NAME), session: Session = Depends(needs("users"))) -> Response:
-    """Give a user another role (form: role); re-enables a revoked user, as `users grant` does."""
+    """Give a user another role (form: role); re-enables a revoked user, as `users grant` does. An
+    admin cannot change their own role here (demoted, they would lock themselves out mid-page)."""
     form = await _form(request, session)
     role = _role(form)
+    if session.principal is not None and name == session.principal.name:
+        raise RegistryError(f"name: you cannot change your own role ({name}); another admin can, or use `trustforge users grant`")
     await in_thread(_access(request).grant, name, role, by=session.principal)
     return _back("role-changed", user=name)
 
