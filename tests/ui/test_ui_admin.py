@@ -226,7 +226,7 @@ def test_a_resent_token_form_issues_no_second_token(client_as, ui_workspace):
     again = admin.post("/users/trainer/tokens", data=form)  # what a reload of the answer sends
     assert again.status_code == 409 and "already used" in again.text and 'data-testid="new-token"' not in again.text
     missing = admin.post("/users/trainer/tokens", data={"csrf": form["csrf"], "ttl_days": "7"})
-    assert missing.status_code == 409 and "nonce" in missing.text
+    assert missing.status_code == 400 and "nonce: the token form is incomplete" in missing.text and "already used" not in missing.text
     assert len(ui_workspace["registry"].access.list_tokens()) == count + 1
     # A fresh users page gives a fresh form that works once.
     assert _post(admin, "/users/trainer/tokens", {"ttl_days": "7"}).status_code == 200
@@ -241,6 +241,19 @@ def test_an_admin_cannot_revoke_themselves(client_as, ui_workspace):
     users = {u["name"]: u for u in ui_workspace["registry"].access.list_users()}
     assert users["admin"]["active"] is True
     assert admin.get("/users").status_code == 200  # still signed in
+
+
+def test_an_admin_cannot_demote_themselves(client_as, ui_workspace):
+    """Self-demotion locks the dashboard out as self-revocation would: refused the same way."""
+    admin = client_as("admin")
+    row = re.search(r'<tr data-testid="user-row" data-user="admin">.*?</tr>', admin.get("/users").text, flags=re.S).group(0)
+    assert 'data-testid="role-form"' not in row and "cannot change your own role" in row
+    refused = _post(admin, "/users/admin/role", {"role": "viewer"})
+    assert refused.status_code == 400 and "cannot change your own role" in refused.text
+    users = {u["name"]: u for u in ui_workspace["registry"].access.list_users()}
+    assert users["admin"]["role"] == "admin"
+    assert admin.get("/users").status_code == 200  # still an admin
+    assert _post(admin, "/users/viewer/role", {"role": "trainer"}).status_code == 303  # others' roles still change
 
 
 def test_a_session_ended_by_a_revocation_is_told_so_once(client_as, ui_workspace, ui_app):

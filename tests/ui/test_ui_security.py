@@ -731,6 +731,51 @@ def test_the_sign_in_limiter_answers_429_after_a_burst_and_audits_the_refusals(u
     assert "A" * 43 not in str(summary[0]["details"])
 
 
+def test_cross_site_refusals_are_audited_once_per_source_naming_user_routes_and_reasons(ui_workspace):
+    """A forged change (another site's Origin or Referer, no or a wrong CSRF token) leaves a trace
+    in the audit log, summarised per source per window: a flood of them is one entry, and the
+    victim is never answered 429 for them."""
+    from fastapi.testclient import TestClient
+
+    from trustforge.ui import create_app
+
+    audit = ui_workspace["registry"].audit
+    app = create_app(ui_workspace["settings"], registry=ui_workspace["registry"])
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
+        assert _signin(client, ui_workspace["tokens"]["deployer"]).status_code == 303
+        csrf = csrf_of(client.get("/models/iris-ui").text)
+        seq = audit.entries(limit=1)[0]["seq"]
+        url = "/models/iris-ui/aliases"
+        form = {"alias": "evil", "version": "1"}
+        forged = [
+            ({**form, "csrf": csrf}, {"origin": "http://evil.example"}),
+            ({**form, "csrf": csrf}, {"origin": "null"}),
+            ({**form, "csrf": csrf}, {"referer": "http://evil.example/page"}),
+            ({**form, "csrf": "x" * len(csrf)}, {}),
+            (form, {}),
+        ]
+        for data, headers in forged * 20:
+            assert client.post(url, data=data, headers=headers).status_code == 403
+        assert client.post("/signin", data={"csrf": "x", "token": "t"}).status_code == 403  # a forged sign-in
+        assert client.post(url, data={**form, "csrf": csrf}).status_code == 303  # never limited
+        assert audit.entries(limit=1)[0]["action"] == "alias"  # counted, not written one by one
+    [entry] = [e for e in audit.entries(limit=20, action="serve_denials") if e["seq"] > seq]
+    assert entry["object"] == "ui" and entry["outcome"] == "denied" and entry["actor"] == "anonymous"  # two actors
+    details = entry["details"]
+    assert details["refused"] == 101 and details["limited"] == 0
+    assert details["actors"] == {"deployer": 100, "anonymous": 1}
+    assert details["routes"] == {url: 100, "/signin": 1}
+    assert details["reasons"] == {
+        "cross-origin (Origin)": 20,
+        "Origin: null": 20,
+        "cross-origin (Referer)": 20,
+        "wrong CSRF token": 20,
+        "no CSRF token": 20,
+        "sign-in form token": 1,
+    }
+    assert csrf not in str(entry)
+
+
 def test_an_internal_error_answers_500_with_the_headers_and_nothing_of_the_error(ui_app, ui_workspace, caplog):
     from fastapi.testclient import TestClient
 

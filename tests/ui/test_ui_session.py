@@ -62,3 +62,57 @@ def test_non_loopback_without_tls_is_refused(tmp_path):
         check_bind("0.0.0.0", None, None, False)
     assert check_bind("127.0.0.1", None, None, False) is False
     assert check_bind("0.0.0.0", None, None, True) is False
+
+
+def test_out_of_range_ports_are_a_usage_error_naming_port(tmp_path, monkeypatch):
+    """The socket layer would take 99999 as 34463 (mod 65536) and -5 as a raw uvicorn error."""
+    import uvicorn
+    from _cli import run_main
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(k))  # never serve here
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: started.append(self))
+
+    for port in ("99999", "-5", "0", "65536"):
+        code, _out, err = run_main("ui", "--port", port, home=tmp_path / "ws")
+        assert code == 2 and f"--port must be in [1, 65535]; got {port}" in err, (port, err)
+    assert not started
+
+
+def test_the_dashboard_says_where_it_listens_once_bound_and_not_when_the_port_is_taken(capsys):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from trustforge.ui._serve import _announcing_server
+
+    async def app(scope, receive, send):  # no request is sent
+        pass
+
+    def run(server) -> None:
+        try:
+            server.run()
+        except SystemExit:  # uvicorn's answer to a port in use
+            pass
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _announcing_server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"), f"http://127.0.0.1:{port}")
+        thread = threading.Thread(target=run, args=(busy,))
+        thread.start()
+        thread.join(30)
+        assert not busy.started and "dashboard is at" not in capsys.readouterr().err
+    server = _announcing_server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"), f"http://127.0.0.1:{port}")
+    thread = threading.Thread(target=run, args=(server,))
+    thread.start()
+    for _ in range(300):
+        if server.started:
+            break
+        time.sleep(0.05)
+    server.should_exit = True
+    thread.join(30)
+    assert f"trustforge ui: the dashboard is at http://127.0.0.1:{port} (Ctrl-C stops it)" in capsys.readouterr().err

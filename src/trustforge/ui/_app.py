@@ -24,6 +24,7 @@ from trustforge.ui._session import (
     COOKIE,
     SIGNIN_COOKIE,
     BadForm,
+    CrossSite,
     Forbidden,
     NotSignedIn,
     Session,
@@ -79,8 +80,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.limiter.start()  # writes each window's sign-in refusal counts to the audit log
+        app.state.cross_site.start()
         yield
         app.state.limiter.close()
+        app.state.cross_site.close()
 
     app = FastAPI(title="TrustForge dashboard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
@@ -90,6 +93,10 @@ def create_app(
     # Sign-in refusals are counted per source address (one audit entry per source per window,
     # then 429), not written one by one: anyone could otherwise grow the log at will.
     app.state.limiter = SourceLimiter(registry.audit, "ui:/signin")
+    # Forms refused as possibly forged by another site (Origin, Referer, CSRF token) are summarised
+    # the same way, naming the signed-in user, the routes and the reasons; never answered 429,
+    # since a forging page would spend the victim's address.
+    app.state.cross_site = SourceLimiter(registry.audit, "ui")
     from trustforge import secure
 
     app.state.sessions = Sessions(secure.AccessStore(registry.engine, audit=None, keyring=registry.keyring), ttl_s=session_ttl_s)
@@ -133,6 +140,10 @@ def create_app(
 
     @app.exception_handler(BadForm)
     async def bad_form(request: Request, exc: BadForm):
+        if isinstance(exc, CrossSite):
+            session = getattr(request.state, "session", None)
+            actor = session.user if session is not None else "anonymous"
+            app.state.cross_site.refused(client_address(request.scope), actor, exc.reason, request.url.path[:200])
         return render(request, "error.html", {"title": "Refused", "message": str(exc)}, exc.status)
 
     @app.exception_handler(AccessDenied)
@@ -201,7 +212,7 @@ def create_app(
         form = await read_form(request)
         cookie = request.cookies.get(SIGNIN_COOKIE, "")
         if not cookie or not secrets.compare_digest(form.get("csrf", "").encode(), cookie.encode()):
-            raise BadForm("the sign-in form expired or came from another site; reload it and try again", 403)
+            raise CrossSite("the sign-in form expired or came from another site; reload it and try again", "sign-in form token")
         token = form.get("token", "").strip()
         target = _safe_next(form.get("next"))
         try:

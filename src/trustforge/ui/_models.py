@@ -19,6 +19,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -35,7 +36,15 @@ router = APIRouter()
 
 VERIFY_BUDGET_S = 4.0  # verification work one page view may do; the rest waits for a reload
 _RUN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")  # what a run folder name may look like
-_MAX_DONE = 200
+
+# The flash message after a change (`?done=KEY&alias=..&version=..&key=..`): fixed texts, shown
+# only while what they say is true of the versions on the page, so a crafted link can put neither
+# words of its own nor a false confirmation under TrustForge's header.
+DONE = {
+    "alias-set": "@{alias} now points at version {version}.",
+    "alias-removed": "@{alias} removed.",
+    "tag-set": "Version {version}: tag {key} set.",
+}
 
 
 class VerifyCache:
@@ -118,8 +127,25 @@ def _when(iso: str | None) -> str:
         return iso[:25]
 
 
-def _done(text: str | None) -> str:
-    return (text or "")[:_MAX_DONE]
+def _valid(check: Any, text: str | None) -> bool:
+    try:
+        check(text)
+    except RegistryError:
+        return False
+    return True
+
+
+def _done(versions: list[ModelVersion], done: str | None, alias: str | None, version: int | None, key: str | None) -> str:
+    """The flash message of `done` (a key of DONE), or "" when its parameters are not true now."""
+    by_version = {mv.version: mv for mv in versions}
+    mv = by_version.get(version) if version is not None else None
+    if done == "alias-set" and mv is not None and alias in mv.aliases:
+        return DONE[done].format(alias=alias, version=version)
+    if done == "alias-removed" and _valid(check_alias, alias) and not any(alias in m.aliases for m in versions):
+        return DONE[done].format(alias=alias)
+    if done == "tag-set" and mv is not None and key in (mv.tags or {}):
+        return DONE[done].format(version=version, key=key)
+    return ""
 
 
 def _run_link(request: Request, run: str | None) -> str | None:
@@ -137,7 +163,6 @@ async def models_page(
     q: str = Query("", max_length=64),
     page: int = Query(1, ge=1, le=1_000_000),
     per: int = Query(50, ge=10, le=200),
-    done: str | None = Query(None, max_length=_MAX_DONE),
 ) -> HTMLResponse:
     registry = request.app.state.registry.acting_as(session.principal)
     models = await in_thread(registry.list_models)
@@ -146,7 +171,7 @@ async def models_page(
         models = [m for m in models if needle in m["name"].lower() or any(needle in a.lower() for a in m["aliases"])]
     pager = paging(len(models), page, per)
     rows = [{**m, "changed": _when(m.get("updated_at") or m.get("created_at"))} for m in models[pager["start"] : pager["start"] + per]]
-    ctx = {"title": "Models", "rows": rows, "q": q, "paging": pager, "done": _done(done)}
+    ctx = {"title": "Models", "rows": rows, "q": q, "paging": pager}
     return render(request, "models.html", ctx)
 
 
@@ -157,7 +182,10 @@ async def model_page(
     session: Session = Depends(needs("read")),
     page: int = Query(1, ge=1, le=1_000_000),
     per: int = Query(50, ge=10, le=200),
-    done: str | None = Query(None, max_length=_MAX_DONE),
+    done: str | None = Query(None, max_length=32),
+    alias: str | None = Query(None, max_length=200),
+    version: int | None = Query(None, ge=1, le=999_999_999),
+    key: str | None = Query(None, max_length=200),
     tag: int | None = Query(None, ge=1, le=999_999_999),
 ) -> HTMLResponse:
     check_name(name)  # RegistryError: a 400 page naming the model name and what is wrong
@@ -190,7 +218,7 @@ async def model_page(
         "latest": newest_first[0].version,
         "tag_version": tag or newest_first[0].version,
         "paging": pager,
-        "done": _done(done),
+        "done": _done(versions, done, alias, version, key),
         "pending": sum(1 for r in rows if r["check"]["state"] == "pending"),
         "failed": sum(1 for r in rows if r["check"]["state"] == "failed"),
     }
@@ -204,10 +232,9 @@ def _form_version(form: dict[str, str]) -> int:
     return int(raw)
 
 
-def _back(name: str, message: str) -> RedirectResponse:
-    from urllib.parse import quote
-
-    return RedirectResponse(f"/models/{name}?done={quote(message[:_MAX_DONE], safe='')}", status_code=303)
+def _back(name: str, done: str, **params: str | int) -> RedirectResponse:
+    """Back to the model's page, with the flash message `done` (a key of DONE) and its parameters."""
+    return RedirectResponse(f"/models/{name}?" + urlencode({"done": done, **params}), status_code=303)
 
 
 @router.post("/models/{name}/aliases")
@@ -221,7 +248,7 @@ async def set_alias(
     version = _form_version(form)
     registry = request.app.state.registry.acting_as(session.principal)
     await in_thread(registry.set_alias, name, alias, version)
-    return _back(name, f"@{alias} now points at version {version}")
+    return _back(name, "alias-set", alias=alias, version=version)
 
 
 @router.post("/models/{name}/aliases/{alias}/delete")
@@ -237,7 +264,7 @@ async def delete_alias(
     check_alias(alias)
     registry = request.app.state.registry.acting_as(session.principal)
     await in_thread(registry.delete_alias, name, alias)
-    return _back(name, f"@{alias} removed")
+    return _back(name, "alias-removed", alias=alias)
 
 
 @router.post("/models/{name}/versions/{version}/tags")
@@ -254,4 +281,4 @@ async def set_tag(
     value = form.get("value", "")
     registry = request.app.state.registry.acting_as(session.principal)
     await in_thread(registry.set_tag, name, version, key, value)
-    return _back(name, f"version {version}: tag {key} set")
+    return _back(name, "tag-set", version=version, key=key)

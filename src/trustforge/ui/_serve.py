@@ -4,13 +4,24 @@ would otherwise cross the network in clear."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from trustforge.errors import SecurityError, TrustForgeError
+from trustforge.errors import SecurityError, SpecError, TrustForgeError
 from trustforge.serve import is_loopback
 from trustforge.settings import Settings
 
-__all__ = ["run_ui", "check_bind", "QuietErrors"]
+__all__ = ["run_ui", "check_bind", "check_port", "QuietErrors"]
+
+
+def check_port(port: int) -> None:
+    """Refuse a port the dashboard cannot listen on (the socket layer would take 99999 as 34463).
+
+    Raises:
+        SpecError: `port` is not a whole number in [1, 65535] (a usage error: exit 2).
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SpecError(f"--port must be in [1, 65535]; got {port!r}")
 
 
 def check_bind(host: str, tls_cert: Path | None, tls_key: Path | None, insecure_no_tls: bool) -> bool:
@@ -72,9 +83,10 @@ def run_ui(
 
     from trustforge.ui._app import create_app
 
+    check_port(port)
     tls = check_bind(host, tls_cert, tls_key, insecure_no_tls)
     app = create_app(settings, tls=tls)
-    uvicorn.run(
+    config = uvicorn.Config(
         QuietErrors(app),
         host=host,
         port=port,
@@ -84,3 +96,19 @@ def run_ui(
         access_log=False,
         server_header=False,
     )
+    where = f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
+    _announcing_server(config, where).run()
+
+
+def _announcing_server(config, where: str):
+    """uvicorn's server, which also says where the dashboard listens once its socket is bound
+    (not before: a port in use is not announced)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                print(f"trustforge ui: the dashboard is at {where} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+
+    return Server(config)

@@ -8,7 +8,8 @@ revoked or expired token, a revoked user or a changed role takes effect on the n
 
 Every change is a POST form that carries the session's CSRF token (field `csrf`, or header
 `X-CSRF-Token`), compared in constant time; the sign-in form, which has no session yet, uses a
-double-submit cookie. Every page and action names one action of `trustforge.secure.POLICY`
+double-submit cookie. Such refusals (`CrossSite`) are audited by the app, summarised per source
+address per minute. Every page and action names one action of `trustforge.secure.POLICY`
 through `needs(action)`; a principal whose role lacks it gets 403, and the denial is audited.
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "NotSignedIn",
     "Forbidden",
     "BadForm",
+    "CrossSite",
     "needs",
     "read_form",
     "check_csrf",
@@ -67,6 +69,15 @@ class BadForm(Exception):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+class CrossSite(BadForm):
+    """A change refused as possibly forged by another site (its Origin or Referer, or a missing or
+    wrong CSRF token): 403. `reason` is a short fixed text for the audit log's summary."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message, 403)
+        self.reason = reason
 
 
 @dataclass
@@ -254,17 +265,17 @@ def check_origin(request: Request) -> None:
     with neither, the CSRF token decides.
 
     Raises:
-        BadForm: 403.
+        CrossSite: 403.
     """
     own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     origin = request.headers.get("origin")
     if origin == "null":
-        raise BadForm("the request came from a page of no known site (Origin: null); refused", 403)
+        raise CrossSite("the request came from a page of no known site (Origin: null); refused", "Origin: null")
     if origin is not None and origin != own:
-        raise BadForm("the request came from another site (Origin does not match); refused", 403)
+        raise CrossSite("the request came from another site (Origin does not match); refused", "cross-origin (Origin)")
     referer = request.headers.get("referer")
     if origin is None and referer is not None and referer != own and not referer.startswith(own + "/"):
-        raise BadForm("the request came from another site (Referer does not match); refused", 403)
+        raise CrossSite("the request came from another site (Referer does not match); refused", "cross-origin (Referer)")
 
 
 def check_csrf(request: Request, session: Session, form: dict[str, str]) -> None:
@@ -272,14 +283,14 @@ def check_csrf(request: Request, session: Session, form: dict[str, str]) -> None
     not this session's, or whose Origin is another site.
 
     Raises:
-        BadForm: 403, naming what was wrong (never the expected value).
+        CrossSite: 403, naming what was wrong (never the expected value).
     """
     check_origin(request)
     given = form.get("csrf") or request.headers.get("x-csrf-token") or ""
     if not given:
-        raise BadForm("the form has no CSRF token; reload the page and try again", 403)
+        raise CrossSite("the form has no CSRF token; reload the page and try again", "no CSRF token")
     if not hmac.compare_digest(given.encode("utf-8", "replace"), session.csrf.encode()):
-        raise BadForm("the form's CSRF token is wrong or from an earlier session; reload the page and try again", 403)
+        raise CrossSite("the form's CSRF token is wrong or from an earlier session; reload the page and try again", "wrong CSRF token")
 
 
 async def in_thread(fn: Callable, *args, **kwargs):

@@ -61,16 +61,19 @@ def _use_nonce(session: Session, given: str) -> None:
     """Consume the form's one-time value.
 
     Raises:
-        BadForm: 409 when it is missing, unknown or already used.
+        BadForm: 400 when it is missing (the form is incomplete); 409 when it is unknown (already
+            used, or from a page too old or of another session).
     """
+    if not given:
+        raise BadForm("nonce: the token form is incomplete (it has no one-time value), so no token was issued; reload the users page", 400)
     with _nonce_lock:
         kept = session.meta.get(_NONCES, [])
-        if given and given in kept:
+        if given in kept:
             kept.remove(given)
             return
     raise BadForm(
-        "nonce: this token form was already used (reloading the page sends it again), so no second token was issued; "
-        "open the users page to issue another",
+        "nonce: this token form was already used (reloading the page sends it again) or is out of date, so no second token "
+        "was issued; open the users page to issue another",
         409,
     )
 
@@ -158,9 +161,12 @@ async def add_user(request: Request, session: Session = Depends(needs("users")))
 
 @router.post("/users/{name}/role")
 async def change_role(request: Request, name: str = Path(pattern=NAME), session: Session = Depends(needs("users"))) -> Response:
-    """Give a user another role (form: role); re-enables a revoked user, as `users grant` does."""
+    """Give a user another role (form: role); re-enables a revoked user, as `users grant` does. An
+    admin cannot change their own role here (demoted, they would lock themselves out mid-page)."""
     form = await _form(request, session)
     role = _role(form)
+    if session.principal is not None and name == session.principal.name:
+        raise RegistryError(f"name: you cannot change your own role ({name}); another admin can, or use `trustforge users grant`")
     await in_thread(_access(request).grant, name, role, by=session.principal)
     return _back("role-changed", user=name)
 
