@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,3 +159,16 @@ def test_sigterm_stops_cleanly_and_audits_the_last_window_of_429s(packages, work
     with Registry(Settings.from_env(workspace)) as registry:
         limited = [e["details"] for e in registry.audit.entries(limit=50) if e["action"] == "serve_rate_limited"]
     assert len(limited) == 1 and limited[0]["rate"] + limited[0]["quota"] == 3
+
+
+def test_a_port_in_use_is_one_error_naming_port_before_the_model_loads(packages, registry, tmp_path):
+    register(registry, packages["iris"], tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _cli("serve", "models:/iris-serve@champion", "--port", str(port), "--workers", "0")
+    assert result.exit_code == 74, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: --port {port} is in use on 127.0.0.1 (another server listens there); stop it or choose another --port"]
+    assert '"listening"' not in result.output and '"model_loaded"' not in result.output  # refused before loading
