@@ -852,9 +852,14 @@ def serve(
     Needs the `serve` role (deployer, admin); callers need tokens whose role may `predict`
     (every role) or `read`. Stops on Ctrl-C after finishing the requests in flight.
     """
+    import math
+
     from trustforge.serve import ServeConfig, parse_rate
     from trustforge.serve import serve as run_server
 
+    # Checked in MB, as typed (the config holds bytes; NaN and inf have no whole number of bytes).
+    if not (math.isfinite(max_request_mb) and 0.001 <= max_request_mb <= 2048):
+        raise UsageError(f"--max-request-mb must be a number of MB in [0.001, 2048]; got {max_request_mb:g}")
     config = ServeConfig(
         host=host,
         port=port,

@@ -86,9 +86,20 @@ class SecurityError(TrustForgeError):
 
 
 class AccessDenied(TrustForgeError):
-    """The acting principal may not perform this action (the attempt is audited)."""
+    """The acting principal may not perform this action (the attempt is audited).
+
+    Attributes:
+        user, token_id: for a genuine API token refused (revoked, expired, its user revoked),
+            its user and its id (never its secret), so a summary of refusals can name who keeps
+            using it; None otherwise (a malformed, unknown or forged token names no one).
+    """
 
     exit_code = 8
+
+    def __init__(self, *args: object, user: str | None = None, token_id: str | None = None):
+        super().__init__(*args)
+        self.user = user
+        self.token_id = token_id
 
 
 class RegistryError(TrustForgeError):

@@ -101,6 +101,38 @@ def test_new_categories_and_an_all_missing_column_are_drift(model):
     assert w.features["x2"]["test"] == "missing" and w.features["x2"]["p_value"] == 0.0  # no missing x2 in training
 
 
+def test_a_window_mostly_missing_a_column_training_always_had_drifts_naming_it(model, caplog):
+    # A broken upstream feed: 80 of 100 values of x1 missing (none in training). KS on the 20
+    # values left sees nothing; the test of the missing share against training's does.
+    frame = make_table(WINDOW, seed=9)
+    frame.loc[10:89, "x1"] = np.nan
+    audit = AuditLog(sa.create_engine("sqlite://"), head_path=None)
+    mon = DriftMonitor.for_model(model, audit=audit, uri="models:/drift-table/1")
+    with caplog.at_level(logging.WARNING, logger="trustforge.monitor"):
+        (w,) = _feed(mon, model, frame)
+    x1 = w.features["x1"]
+    assert "x1" in w.drifted and x1["test"] == "ks" and x1["drift"]
+    m = x1["missing_test"]
+    assert m["test"] == "fisher" and m["drift"] and m["share"] == 0.8 and m["reference_share"] == 0.0
+    assert m["threshold"] < m["level"]  # in the window's Bonferroni family
+    assert "x1 (missing 80% vs 0% in training: fisher p=" in w.summary()
+    (entry,) = [e for e in audit.entries(limit=10) if e["action"] == AUDIT_ACTION]
+    details = json.loads(entry["details"]) if isinstance(entry["details"], str) else entry["details"]
+    (named,) = [d for d in details["drifted"] if d["name"] == "x1"]
+    assert named["missing_share"] == 0.8 and named["missing_p_value"] < 1e-10
+
+
+def test_one_missing_value_in_a_window_is_not_drift(model):
+    # Against none of the training rows missing, 1 of 100 is p = 100 / (training rows + 100) (Fisher's
+    # exact test; a z-test would say 1e-18): 0.03 here, far above the corrected level.
+    frame = make_table(WINDOW, seed=9)
+    frame.loc[5, "x1"] = np.nan
+    (w,) = _feed(DriftMonitor.for_model(model), model, frame)
+    m = w.features["x1"]["missing_test"]
+    assert m["p_value"] > 0.02 and m["p_value"] > m["threshold"] and not m["drift"] and "x1" not in w.drifted
+    assert "missing_test" not in w.features["x3"]  # no missing value on either side: no test, the family unchanged
+
+
 def test_one_log_line_and_one_audit_entry_per_window_with_drift_not_per_request(model, caplog):
     audit = AuditLog(sa.create_engine("sqlite://"), head_path=None)
     mon = DriftMonitor.for_model(model, audit=audit, uri="models:/drift-table/1")

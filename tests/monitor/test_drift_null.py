@@ -153,5 +153,7 @@ def test_check_drift_explains_what_decides_and_old_references_still_read(tmp_pat
     decided, described, predicted = check.explanation
     assert "validation and test splits" in predicted  # what such an old reference compared the prediction with
     assert decided.startswith("decided by: KS (numeric features); chi-square (categorical features, the prediction)")
-    assert "0.05 / 10 tests" in decided and "Bonferroni" in decided
+    # 9 features and the prediction, and the missing shares of the 3 numeric features with missing values in training
+    assert "0.05 / 13 tests" in decided and "Bonferroni" in decided
+    assert "Fisher's exact test of the missing share against training's (3 numeric features with missing values)" in decided
     assert "descriptive" in described and "60 rows" in described and "1 figure in 20" in described

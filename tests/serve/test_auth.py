@@ -200,3 +200,28 @@ def test_no_auth_is_refused_beyond_loopback_unless_insecure_on_purpose(packages,
         assert len(warnings) == 3
     finally:
         svc.close()
+
+
+def test_a_revoked_or_expired_tokens_refusals_name_its_user_and_id_never_its_secret(world):
+    client, _, registry, tokens = world
+    last_seq = registry.audit.entries(limit=1)[0]["seq"]
+    for caller in ("revoked", "expired", "revoked"):
+        assert _call(client, "GET", "/v2", None, tokens[caller]).status_code == 401
+    client.app.state.auth.limiter.flush()
+    (entry,) = [e for e in registry.audit.entries(limit=100) if e["seq"] > last_seq]
+    details = entry["details"]
+    assert entry["action"] == "serve_denials" and entry["actor"] == "gone-user"
+    assert details["actors"] == {"gone-user": 3} and details["reasons"] == {"revoked": 2, "expired": 1}
+    revoked_id, expired_id = tokens["revoked"].split("_")[1], tokens["expired"].split("_")[1]
+    assert details["tokens"] == {revoked_id: 2, expired_id: 1}
+    for caller in ("revoked", "expired"):
+        assert tokens[caller].split("_", 2)[-1] not in str(entry)
+
+
+def test_an_unknown_tokens_refusal_names_no_one(world):
+    client, _, registry, tokens = world
+    last_seq = registry.audit.entries(limit=1)[0]["seq"]
+    assert _call(client, "GET", "/v2", None, tokens["unknown"]).status_code == 401
+    client.app.state.auth.limiter.flush()
+    (entry,) = [e for e in registry.audit.entries(limit=100) if e["seq"] > last_seq]
+    assert entry["actor"] == "anonymous" and entry["details"]["tokens"] == {}  # an id anyone can make up

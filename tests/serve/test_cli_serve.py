@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,9 +47,27 @@ def test_bad_options_are_one_line_errors(packages, registry, tmp_path):
     result = _cli("serve", "models:/iris-serve@champion", "--backend", "tensorrt")
     assert result.exit_code == 2 and "backend must be torch or onnx" in result.output
     result = _cli("serve", "models:/iris-serve@champion", "--max-batch-size", "0")
-    assert result.exit_code == 2 and "max_batch_size must be in [1, 65536]; got 0" in result.output
+    assert result.exit_code == 2 and "--max-batch-size (serve option max_batch_size) must be in [1, 65536]; got 0" in result.output
     result = _cli("serve", "not/a/model")
     assert result.exit_code == 9 and "neither a model URI" in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "4096"])
+def test_max_request_mb_out_of_range_is_a_usage_error_in_mb(value):
+    # Checked before the model is looked up: the flag as typed, in MB, never the bytes it becomes.
+    result = _cli("serve", "models:/iris-serve@champion", "--max-request-mb", value)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "--max-request-mb must be a number of MB in [0.001, 2048]; got" in lines[0]
+    assert "max_request_bytes" not in lines[0] and "internal error" not in lines[0]
+
+
+@pytest.mark.parametrize("flag", ["--max-latency-ms", "--poll-s", "--auth-cache-s"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_other_float_options_refuse_nan_and_inf_naming_their_flag(flag, value):
+    result = _cli("serve", "models:/iris-serve@champion", flag, value)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and f"{flag} (serve option" in lines[0], result.output
 
 
 @pytest.mark.slow
@@ -140,3 +159,16 @@ def test_sigterm_stops_cleanly_and_audits_the_last_window_of_429s(packages, work
     with Registry(Settings.from_env(workspace)) as registry:
         limited = [e["details"] for e in registry.audit.entries(limit=50) if e["action"] == "serve_rate_limited"]
     assert len(limited) == 1 and limited[0]["rate"] + limited[0]["quota"] == 3
+
+
+def test_a_port_in_use_is_one_error_naming_port_before_the_model_loads(packages, registry, tmp_path):
+    register(registry, packages["iris"], tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _cli("serve", "models:/iris-serve@champion", "--port", str(port), "--workers", "0")
+    assert result.exit_code == 74, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: --port {port} is in use on 127.0.0.1 (another server listens there); stop it or choose another --port"]
+    assert '"listening"' not in result.output and '"model_loaded"' not in result.output  # refused before loading

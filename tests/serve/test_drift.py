@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from _serving import register
+from _serving import register, signed_copy
 from sklearn.datasets import load_iris
 
 from trustforge.monitor import DriftMonitor, history_dir, read_drift_history
@@ -122,5 +122,36 @@ def test_without_a_monitor_process_the_server_observes_in_a_thread(packages, reg
         assert rt.drift.status(timeout=10.0)["windows_tested"] == 1
         recorded = read_drift_history(history_dir(registry.settings.home), "iris-serve")["windows"]
         assert len(recorded) == 1 and recorded[0]["rows"] == 20 and recorded[0]["source"] == "serve"
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_served_package_folder_is_named_by_its_name_never_its_local_path(packages, registry, tmp_path, caplog, workers):
+    # The audit log is append-only and the drift API answers every role: the folder's absolute path
+    # (which can hold a user's home folder name) goes into neither, nor into the log line.
+    folder = str(signed_copy(packages["iris"], registry.settings, tmp_path / "iris-package"))
+    svc = ModelService(folder, ServeConfig(workers=workers, auth="none"), registry=registry).start()
+    try:
+        rt = svc.current
+        shifted = load_iris(as_frame=True).frame.drop(columns="target").iloc[:21] + 3.0
+        rows = _rows(shifted, 0, 21)
+
+        async def requests() -> None:
+            for r in rows:
+                await rt.predict(r)
+
+        with caplog.at_level(logging.WARNING, logger="trustforge.monitor"):
+            asyncio.run(requests())
+            status = rt.drift.status(timeout=20.0)
+            svc.current.drift.monitor.flush_alerts()
+            rt.drift.status(timeout=20.0)
+        assert status["windows_with_drift"] == 1
+        assert status["model"] == "package:iris-package"
+        alerts = [e for e in registry.audit.entries(limit=20) if e["action"] == "drift_alert"]
+        assert [e["object"] for e in alerts] == ["package:iris-package"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "trustforge.monitor"]
+        assert any("drift in package:iris-package" in line for line in lines)
+        assert not any(folder in line for line in lines)
     finally:
         svc.close()

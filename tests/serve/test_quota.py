@@ -419,3 +419,16 @@ def test_10000_unauthenticated_requests_write_a_bounded_number_of_audit_entries(
             assert len(entries) == 1 and codes.count(429) >= 9_900
     finally:
         svc.close()
+
+
+def test_an_ood_alert_counts_every_row_its_ood_count_is_taken_from():
+    # A 200-row request is compared for near-duplicates by its first 64 rows only, but the
+    # guard flags among all 200: the alert's `rows` is what `ood` counts among (never fewer).
+    det = ProbeDetector(clock=lambda: 0.0)
+    rng = np.random.default_rng(0)
+    batch = rng.normal(IRIS.mean(axis=0), IRIS.std(axis=0), (200, 4)).astype(np.float32)
+    assert det.observe("mallory", batch, ood_count=150) == "ood"
+    (alert,) = det.take_alerts()
+    details = alert["details"]
+    assert details["kind"] == "ood" and details["ood"] == 150 and details["rows"] == 200 and details["compared_rows"] == 64
+    assert details["ood"] <= details["rows"]

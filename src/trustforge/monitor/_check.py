@@ -141,7 +141,9 @@ def check_drift(
 def _rule(mon: DriftMonitor) -> str:
     cfg = mon.config
     return f"{cfg.numeric_test} for numeric, {cfg.categorical_test} for categorical features" + (
-        f", Bonferroni over {len(mon.monitored)} tests per window" if cfg.correction == "bonferroni" else ""
+        f", Bonferroni over {len(mon.monitored)} tests per window and a missing-share test per numeric feature with missing values"
+        if cfg.correction == "bonferroni"
+        else ""
     )
 
 
@@ -174,9 +176,15 @@ def explain(windows: list[WindowResult], correction: str = "bonferroni", referen
             if what not in by_test[r["decided_by"]]:
                 by_test[r["decided_by"]].append(what)
     family = sum(len([1 for _, r in named if r.get("decided_by") == t]) for t in by_test)
+    missing_tests = sum("missing_test" in r for _, r in named)
+    family += missing_tests
     order = list(_TESTS)
     by_test = dict(sorted(by_test.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     parts = [f"{_TESTS.get(t, t)} ({', '.join(whats)})" for t, whats in by_test.items()]
+    if missing_tests:
+        parts.append(
+            f"Fisher's exact test of the missing share against training's ({missing_tests} numeric feature{'s' if missing_tests > 1 else ''} with missing values)"
+        )
     lines = []
     if parts:
         levels = sorted({r["level"] for _, r in named if r.get("decided_by") is not None and r.get("level") is not None})

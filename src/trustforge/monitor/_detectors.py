@@ -141,6 +141,19 @@ def compare_numeric(ref: Mapping, current: np.ndarray) -> dict[str, object]:
     return {"psi": None, "wasserstein": None, "ks": None}  # too few training rows to summarise
 
 
+def missing_share_test(reference_present: int, reference_missing: int, present: int, missing: int) -> float:
+    """Two-sided p-value that a window's share of missing values equals the reference's:
+    Fisher's exact test on the 2x2 table (reference, window) x (present, missing), exact at
+    any count (one missing value in a window of 60 against none in 455 training rows is
+    p = 0.12, where a z-test would say 1e-18)."""
+    from scipy import stats
+
+    if missing + reference_missing == 0:
+        return 1.0  # nothing missing on either side: nothing to compare
+    table = [[reference_present, reference_missing], [present, missing]]
+    return float(stats.fisher_exact(table, alternative="two-sided").pvalue)
+
+
 def chi2_test(reference_counts: Mapping[str, int], current: Sequence[str] | np.ndarray) -> tuple[float, float, int]:
     """Chi-square test of homogeneity of `current`'s categories against the reference counts.
 

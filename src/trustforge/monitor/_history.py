@@ -67,6 +67,13 @@ def _figure(r: dict[str, Any]) -> dict[str, Any]:
     psi = r.get("psi")
     out["psi"] = _number(psi.get("value")) if isinstance(psi, dict) else _number(psi)
     out["drift"] = bool(r.get("drift"))
+    m = r.get("missing_test")
+    if isinstance(m, dict):  # the share of missing values tested against training's (a numeric feature)
+        out["missing_share"], out["missing_p_value"], out["missing_drift"] = (
+            _number(m.get("share")),
+            _number(m.get("p_value")),
+            bool(m.get("drift")),
+        )
     return out
 
 

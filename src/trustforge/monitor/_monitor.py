@@ -19,7 +19,10 @@ class predictions `categorical_test` (regression predictions are numeric). With 
 / m, so the chance that a window without drift raises an alarm is at most the level (the
 larger of `ks_p_value` and `chi2_p_value` when they differ), whatever the number of features;
 a feature that is present in the reference but missing from every row of a window gets a
-p-value too (reference missing share ** rows) and joins the family. PSI and Wasserstein rules
+p-value too (reference missing share ** rows) and joins the family. A numeric feature with a
+missing value in the window or in training also gets a test of its missing share against
+training's (Fisher's exact test, `missing_test`), which joins the family too: a feed that
+starts losing a column (49 of 60 values missing) drifts, though KS on the 11 values left may not. PSI and Wasserstein rules
 are thresholds on effect sizes: they decide only when the spec says so (`numeric_test: psi`
 or `wasserstein`, `categorical_test: psi`), and then at the larger of the spec's threshold and
 the figure's no-drift level at the window's size for the corrected level (see `_null`), so
@@ -52,7 +55,7 @@ import pandas as pd
 
 from trustforge.data import RawData, Schema
 from trustforge.errors import DataError
-from trustforge.monitor._detectors import chi2_test, compare_numeric, psi_categorical
+from trustforge.monitor._detectors import chi2_test, compare_numeric, missing_share_test, psi_categorical
 from trustforge.monitor._null import psi_level, wasserstein_level
 from trustforge.monitor._reference import MISSING, PREDICTION, featurize, prediction_values, supports
 from trustforge.spec import MonitorSpec
@@ -474,7 +477,8 @@ class DriftMonitor:
         pred = self._compare(self._prediction, values[_PRED_KEY], observed_only=True) if self._prediction is not None else None
         judged = [(name, ref, results[name]) for name, ref in self._features.items()]
         judged += [(_PRED_KEY, self._prediction, pred)] if pred is not None else []
-        family = sum(r.get("test") is not None for _, _, r in judged)  # the window's deciding tests
+        family = sum(r.get("test") is not None for _, _, r in judged)  # the window's deciding tests,
+        family += sum("missing_test" in r for _, _, r in judged)  # and its tests of missing shares
         for key, ref, r in judged:
             self._judge(key, ref, r, family)
         drifted = [k for k, r in results.items() if r["drift"]] + ([PREDICTION] if pred is not None and pred["drift"] else [])
@@ -510,6 +514,11 @@ class DriftMonitor:
             r[fig] = f
             if decides:
                 r["statistic"], r["threshold"], r["drift"] = f["value"], f["threshold"], f["exceeds"]
+        m = r.get("missing_test")
+        if m is not None:
+            m["threshold"] = m["level"] / family if c.correction == "bonferroni" and family else m["level"]
+            m["drift"] = bool(m["p_value"] < m["threshold"])
+            r["drift"] = bool(r["drift"] or m["drift"])
         r.pop("window", None)
         r.pop("descriptive_level", None)
 
@@ -570,6 +579,8 @@ class DriftMonitor:
             scores = compare_numeric(ref, present)
             out["psi"], out["wasserstein"] = scores["psi"], scores["wasserstein"]
             out["window"], out["descriptive_level"] = int(len(present)), c.ks_p_value
+            if out["missing"] or ref.get("missing", 0):
+                out["missing_test"] = self._missing_share(ref, len(present), out["missing"])
             if c.numeric_test == "ks" and scores["ks"] is not None:
                 d, p = scores["ks"]
                 return out | {"test": "ks", "statistic": d, "p_value": p, "level": c.ks_p_value, "threshold": c.ks_p_value, "drift": False}
@@ -607,6 +618,20 @@ class DriftMonitor:
                 "drift": False,
             }
         return out | {"test": "psi", "statistic": out["psi"], "p_value": None, "level": c.chi2_p_value, "threshold": None, "drift": False}
+
+    def _missing_share(self, ref: Mapping[str, Any], present: int, missing: int) -> dict[str, Any]:
+        """The test of a window's missing share against training's (decided in `_judge`)."""
+        ref_missing = int(ref.get("missing", 0))
+        total = int(ref["count"]) + ref_missing
+        return {
+            "test": "fisher",
+            "p_value": missing_share_test(int(ref["count"]), ref_missing, present, missing),
+            "level": self.config.ks_p_value,
+            "threshold": self.config.ks_p_value,
+            "share": missing / (present + missing),
+            "reference_share": ref_missing / total if total else 0.0,
+            "drift": False,
+        }
 
     def _all_missing(self, ref: Mapping[str, Any], n: int) -> dict[str, Any]:
         # Every row missing: under the reference each row is missing with its missing share q,
@@ -712,9 +737,17 @@ def _typical(ref: Mapping[str, Any], n: int) -> np.ndarray:
 
 
 def _describe(r: Mapping[str, Any]) -> str:
-    if r.get("p_value") is not None:
-        return f"{r['test']} p={r['p_value']:.2g} < {r['threshold']:.2g}"
-    return f"{r['test']} {r['statistic']:.3g} >= {r['threshold']:.3g}"
+    m = r.get("missing_test") or {}
+    parts = []
+    if r.get("p_value") is not None and r["p_value"] < r["threshold"]:
+        parts.append(f"{r['test']} p={r['p_value']:.2g} < {r['threshold']:.2g}")
+    elif r.get("p_value") is None and r.get("statistic") is not None and r["statistic"] >= r["threshold"]:
+        parts.append(f"{r['test']} {r['statistic']:.3g} >= {r['threshold']:.3g}")
+    if m.get("drift"):
+        parts.append(
+            f"missing {m['share']:.0%} vs {m['reference_share']:.0%} in training: fisher p={m['p_value']:.2g} < {m['threshold']:.2g}"
+        )
+    return "; ".join(parts)
 
 
 def _brief(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -722,6 +755,9 @@ def _brief(r: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: r.get(k) for k in keep if r.get(k) is not None}
     if r.get("psi") is not None:
         out["psi"], out["psi_threshold"] = r["psi"]["value"], r["psi"]["threshold"]
+    m = r.get("missing_test")
+    if m is not None and m["drift"]:  # counts only: shares of missing values, no value
+        out["missing_share"], out["missing_reference_share"], out["missing_p_value"] = m["share"], m["reference_share"], m["p_value"]
     return _jsonable(out)
 
 

@@ -749,13 +749,13 @@ class AccessStore:
             )
         if row.revoked is not None:
             self._deny(row.user, f"token:{token_id}", "revoked")
-            raise AccessDenied(f"API token {token_id} was revoked at {row.revoked}")
+            raise AccessDenied(f"API token {token_id} was revoked at {row.revoked}", user=row.user, token_id=token_id)
         if row.expires is not None and row.expires <= _iso(_now()):
             self._deny(row.user, f"token:{token_id}", "expired")
-            raise AccessDenied(f"API token {token_id} expired at {row.expires}")
+            raise AccessDenied(f"API token {token_id} expired at {row.expires}", user=row.user, token_id=token_id)
         if not row.active:
             self._deny(row.user, f"token:{token_id}", "user revoked")
-            raise AccessDenied(f"user {row.user!r} of API token {token_id} is revoked")
+            raise AccessDenied(f"user {row.user!r} of API token {token_id} is revoked", user=row.user, token_id=token_id)
         return Principal(name=row.user, role=row.role, kind="token")
 
     def _token_row(self, token_id: str) -> Any:

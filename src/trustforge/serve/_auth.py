@@ -212,7 +212,8 @@ class Auth:
         return who
 
     def _invalid(self, exc: AccessDenied, route: str, source: str) -> HTTPException:
-        self.limiter.refused(source, "anonymous", _reason(str(exc)), route)
+        # A genuine token refused (revoked, expired) names its user and id: who keeps using it.
+        self.limiter.refused(source, exc.user or "anonymous", _reason(str(exc)), route, token=exc.token_id)
         return HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     def authorize(self, who: Principal, action: str, route: str = "unmatched", source: str = "unknown") -> None:

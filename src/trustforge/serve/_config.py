@@ -10,6 +10,9 @@ from trustforge.errors import SecurityError, SpecError
 
 __all__ = ["ServeConfig", "is_loopback"]
 
+# Options that are `trustforge serve` flags of the same name (`max_latency_ms` is `--max-latency-ms`).
+_FLAGS = {"workers", "threads", "max_batch_size", "max_latency_ms", "max_queue", "poll_s", "port", "auth_cache_s"}
+
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (127.0.0.0/8, ::1, `localhost`)."""
@@ -87,15 +90,17 @@ class ServeConfig:
             ("max_batch_size", self.max_batch_size, 1, 65536),
             ("max_latency_ms", self.max_latency_ms, 0, 60_000),
             ("max_queue", self.max_queue, 1, 1_000_000),
-            ("max_request_bytes", self.max_request_bytes, 1024, 1 << 31),
+            ("max_request_bytes", self.max_request_bytes, 1024, 1 << 31),  # `--max-request-mb` is checked in MB first
             ("request_timeout_s", self.request_timeout_s, 0.001, 3600),
             ("poll_s", self.poll_s, 0.05, 3600),
             ("port", self.port, 0, 65535),
             ("auth_cache_s", self.auth_cache_s, 0, 60),
         ]
         for name, value, lo, hi in checks:
+            # NaN fails every comparison, so it is refused here too.
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise SpecError(f"serve option {name} must be in [{lo}, {hi}]; got {value!r}")
+                what = f"--{name.replace('_', '-')} (serve option {name})" if name in _FLAGS else f"serve option {name}"
+                raise SpecError(f"{what} must be in [{lo}, {hi}]; got {value!r}")
         if self.backend not in ("torch", "onnx"):
             raise SpecError(f"serve option backend must be torch or onnx; got {self.backend!r}")
         if self.auth not in ("token", "none", "insecure"):

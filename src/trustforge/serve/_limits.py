@@ -50,6 +50,7 @@ class _Window:
     refused: int = 0
     limited: int = 0
     actors: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)  # ids of genuine tokens refused (revoked, expired)
     reasons: dict[str, int] = field(default_factory=dict)
     routes: dict[str, int] = field(default_factory=dict)
 
@@ -184,12 +185,15 @@ class SourceLimiter(WindowedAudit):
             self._entry(source).limited += 1
             return max(1, math.ceil((1.0 - bucket.tokens) / self.rate_per_s))
 
-    def refused(self, source: str, actor: str, reason: str, route: str) -> None:
-        """Count one refusal of `source` (no database access: microseconds)."""
+    def refused(self, source: str, actor: str, reason: str, route: str, token: str | None = None) -> None:
+        """Count one refusal of `source` (no database access: microseconds); `token`: the id
+        of the genuine token refused (never its secret), if any."""
         with self._lock:
             entry = self._entry(source)
             entry.refused += 1
             _bump(entry.actors, actor)
+            if token is not None:
+                _bump(entry.tokens, token)
             _bump(entry.reasons, reason)
             _bump(entry.routes, route)
             bucket = self._refill(source)
@@ -258,6 +262,7 @@ class SourceLimiter(WindowedAudit):
                 "reasons": dict(w.reasons),
                 "routes": dict(w.routes),
                 "actors": dict(w.actors),
+                "tokens": dict(w.tokens),
                 "from": _iso(w.started),
                 "to": _iso(ended),
                 "window_s": self.window_s,

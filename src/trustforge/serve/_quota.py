@@ -362,7 +362,8 @@ class _Caller:
     filled: int = 0
     pos: int = 0
     window: float = 0.0  # monotonic start of the counting window
-    rows: int = 0
+    rows: int = 0  # every row sent in the window: what `ood` counts among
+    compared: int = 0  # the rows compared for near-duplicates (each request's first `max_rows`): what `near` counts among
     near: int = 0
     ood: int = 0
     alerted: bool = False
@@ -410,9 +411,9 @@ class ProbeDetector:
     of them is at most `radius` (0.3 deviations per feature; a feature that barely varies
     counts as varying at least a quarter as much as the median feature). Within one
     window of `window_s` seconds, a caller raises an alert when at least `near_min` of its rows
-    were near-duplicates and they were at least `near_share` of its rows (so a busy caller's
-    occasional repeat is not a probe), or when at least `ood_min` of its rows were out of
-    distribution. Each caller alerts at most once per window; at most `max_alerts` alerts per
+    were near-duplicates and they were at least `near_share` of its rows compared (the first
+    `max_rows` of each request; so a busy caller's occasional repeat is not a probe), or when
+    at least `ood_min` of its rows (all of them) were out of distribution. Each caller alerts at most once per window; at most `max_alerts` alerts per
     window in all.
 
     Cost: `observe` only files the payload (a few microseconds); the rows are compared once
@@ -482,7 +483,7 @@ class ProbeDetector:
         """File one request's rows (a payload: a tensor or {column: values}, or a (rows,
         features) matrix) and how many of them were out of distribution; returns the kind of
         alert raised now ("near_duplicate" or "ood"), else None."""
-        n = _rows(rows)
+        sent = n = _rows(rows)
         if n > self.max_rows:
             rows, n = _head(rows, self.max_rows), self.max_rows
         now = self._clock()
@@ -492,8 +493,9 @@ class ProbeDetector:
             if now - caller.window >= self.window_s:
                 if caller.pending:
                     self._process(caller)  # the rows of the window that ended count in it
-                caller.window, caller.rows, caller.near, caller.ood, caller.alerted = now, 0, 0, 0, False
-            caller.rows += n
+                caller.window, caller.rows, caller.compared, caller.near, caller.ood, caller.alerted = now, 0, 0, 0, 0, False
+            caller.rows += sent
+            caller.compared += n
             caller.ood += ood_count
             if n:
                 caller.pending.append(rows)
@@ -502,7 +504,7 @@ class ProbeDetector:
                     self._process(caller)
             if caller.alerted:
                 return None
-            if caller.near >= self.near_min and caller.near >= self.near_share * caller.rows:
+            if caller.near >= self.near_min and caller.near >= self.near_share * caller.compared:
                 kind = "near_duplicate"
             elif caller.ood >= self.ood_min:
                 kind = "ood"
@@ -599,6 +601,7 @@ class ProbeDetector:
             "principal": principal,
             "kind": kind,
             "rows": caller.rows,
+            "compared_rows": caller.compared,
             "near_duplicates": caller.near,
             "ood": caller.ood,
             "window_s": self.window_s,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import logging
 import signal
+import socket
+from typing import Any
 
 from trustforge import secure
 from trustforge.serve._config import ServeConfig
@@ -32,12 +35,10 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
             `auth="insecure"`).
         AccessDenied: the principal may not serve (audited).
         TrustForgeError: the model cannot be resolved, verified, loaded or exported.
+        OSError: the address cannot be bound (`--port` in use, say); nothing was loaded.
     """
-    import uvicorn
-
     from trustforge.registry import Registry
-    from trustforge.serve._app import create_app
-    from trustforge.serve._service import ModelService, ModelSource
+    from trustforge.serve._service import ModelSource
 
     config.check_binding()
     configure_logging()
@@ -55,36 +56,78 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
                     mode=config.auth,
                     detail="every route is open to anyone who can reach this address",
                 )
-            service = ModelService(source, config, settings=settings, registry=registry, public_key=public_key)
-            service.start()
-            try:
-                app = create_app(service)
-                log_event(
-                    logging.INFO,
-                    "listening",
-                    host=config.host,
-                    port=config.port,
-                    model=service.current.name,
-                    version=service.current.version,
-                    auth=config.auth,
-                    http=_HTTP,
-                    loop=_LOOP,
-                )
-                uvicorn.run(
-                    app,
-                    host=config.host,
-                    port=config.port,
-                    log_config=None,
-                    access_log=False,
-                    timeout_graceful_shutdown=max(5, int(config.request_timeout_s)),
-                    server_header=False,
-                    http=_HTTP,
-                    loop=_LOOP,
-                )
-            finally:
-                service.close()
+            # Bound before the model loads: a port in use is one error at once, not after the load.
+            with contextlib.closing(_bind(config.host, config.port)) as sock:
+                _serve_on(sock, source, config, settings, registry, public_key)
     finally:
         stop_logging()  # every record written, and no writer thread left behind (tests, notebooks)
+
+
+def _serve_on(sock: socket.socket, source: Any, config: ServeConfig, settings: Settings, registry: Any, public_key: str | None) -> None:
+    """Load the model and serve it on the bound socket `sock` until interrupted."""
+    import uvicorn
+
+    from trustforge.serve._app import create_app
+    from trustforge.serve._service import ModelService
+
+    service = ModelService(source, config, settings=settings, registry=registry, public_key=public_key)
+    service.start()
+    try:
+        app = create_app(service)
+        log_event(
+            logging.INFO,
+            "listening",
+            host=config.host,
+            port=sock.getsockname()[1],  # the one chosen for `--port 0`
+            model=service.current.name,
+            version=service.current.version,
+            auth=config.auth,
+            http=_HTTP,
+            loop=_LOOP,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=config.host,
+                port=config.port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=max(5, int(config.request_timeout_s)),
+                server_header=False,
+                http=_HTTP,
+                loop=_LOOP,
+            )
+        )
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # as `uvicorn.run`: Ctrl-C (and SIGTERM, see `_sigterm_stops`) stops it
+            pass
+    finally:
+        service.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn binds one.
+
+    Raises:
+        OSError: the address cannot be bound (the port in use, a port below 1024 without the right,
+            an unknown host), its message naming `--port` or `--host`.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            what = f"--port {port} is in use on {host} (another server listens there); stop it or choose another --port"
+        elif exc.errno == errno.EACCES:
+            what = f"--port {port} on {host}: {reason} (ports below 1024 need privileges); choose another --port"
+        else:
+            what = f"cannot listen on --host {host} --port {port}: {reason}"
+        raise OSError(exc.errno, what) from None
+    return sock
 
 
 @contextlib.contextmanager

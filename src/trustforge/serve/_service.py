@@ -234,7 +234,7 @@ class Runtime:
             self._threads.append(t)
         if self.monitor_process is not None:
             if monitor_error:
-                log_event(logging.ERROR, "monitor_process_failed", model=self.name, error=str(monitor_error[0])[:300])
+                log_event(logging.ERROR, "monitor_process_failed", model=self.name, error=recorded(monitor_error[0], home=self.home))
                 self.monitor_process.stop()
                 self.monitor_process = None
             else:
@@ -292,7 +292,7 @@ class Runtime:
                     )
                     backoff = 0.5
                 except Exception as exc:  # noqa: BLE001 - keep trying; other workers serve meanwhile
-                    log_event(logging.ERROR, "worker_restart_failed", model=self.name, worker=ex.name, error=str(exc)[:300])
+                    log_event(logging.ERROR, "worker_restart_failed", model=self.name, worker=ex.name, error=recorded(exc, home=self.home))
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
                 continue
@@ -564,9 +564,11 @@ class ModelService:
         return self
 
     def _resolve(self) -> tuple[str, str, str]:
-        """(name, version, pinned URI or path) of what the source designates now."""
+        """(name, version, pinned URI) of what the source designates now; a package folder's
+        "URI" is its audit object (`package:NAME`): logs, audit entries and the drift API name
+        the model by it, never by the folder's local path."""
         if self.source.path is not None:
-            return "", "1", str(self.source.path)
+            return "", "1", self.source.object
         mv = self.registry.get(self.source.text)
         return mv.name, str(mv.version), mv.uri
 
@@ -650,7 +652,7 @@ class ModelService:
                 model, audit=audit, actor="serve", uri=uri, alert_interval_s=60.0, record=drift_recorder(history, uri)
             )
         except Exception as exc:  # noqa: BLE001 - serving goes on without drift monitoring
-            log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+            log_event(logging.ERROR, "monitor_unavailable", model=model.name, error=recorded(exc, home=self.settings.home, limit=200))
             return None
 
     def _publish(self, runtime: Runtime) -> None:
