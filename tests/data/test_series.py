@@ -223,6 +223,26 @@ def test_training_refuses_a_series_with_missing_months_naming_the_first(tmp_path
         prepare(load_spec(spec))
 
 
+@pytest.mark.parametrize("form", ["%d/%m/%Y", "%m/%d/%Y", "%d %b %Y"])
+def test_times_that_are_not_iso_8601_are_refused_as_a_tables_dates_are(tmp_path, form):
+    # 03/01/1949 is March 1st or January 3rd: pandas guessed, and a misread day was blamed as a gap.
+    frame = load("builtin:air_passengers").frame
+    written = frame.assign(month=frame["month"].dt.strftime(form))
+    written.to_csv(tmp_path / "dates.csv", index=False)
+    spec = forecast_spec(f"csv:{tmp_path / 'dates.csv'}", time="month")
+    spec["data"]["target"] = "passengers"
+    first = written["month"].iloc[0]
+    message = f"dates.csv: column 'month' must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); got {first!r} in row 1"
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare(load_spec(spec))
+    # At predict time too, naming the row of the file.
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers")))
+    late = frame.astype({"month": object})
+    late.loc[100, "month"] = "05/01/1957"
+    with pytest.raises(DataError, match=re.escape("s.csv: column 'month' must hold ISO 8601 dates") + r".*'05/01/1957' in row 101"):
+        forecast_inputs(data.preprocessor, RawData("series", "passengers", "s.csv", frame=late))
+
+
 def test_the_schema_records_the_time_step_and_the_training_period():
     data = prepare(load_spec(forecast_spec("builtin:air_passengers", horizon=3)))
     cfg = data.schema.series

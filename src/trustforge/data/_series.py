@@ -57,6 +57,7 @@ from trustforge._extras import require
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState, SectionState
+from trustforge.data.features import check_iso_dates
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder and data stage call in; importing them here would be circular
@@ -242,6 +243,7 @@ def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
         return col.reset_index(drop=True)
     if pd.api.types.is_datetime64_any_dtype(col):
         return col.reset_index(drop=True)
+    check_iso_dates(col.astype(object), name=name, where=where)  # as a table's dates: 03/01/2024 would be a guess
     text = col.astype(str)
     try:
         return pd.Series(pd.to_datetime(text, format="mixed")).reset_index(drop=True)
