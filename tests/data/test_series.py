@@ -172,7 +172,10 @@ def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
 @pytest.mark.parametrize(
     "change,message",
     [
-        (lambda f: f.assign(value=f["value"].where(f.index != 5)), r"'value' has 1 missing values"),
+        (
+            lambda f: f.assign(value=f["value"].where(f.index != 5)),
+            r"'value' has 1 missing value; a series must be complete \(fill it in, or drop its row\)$",
+        ),
         (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 5, "abc")), r"'value' must be numeric; got 'abc'"),
         (lambda f: f.assign(t=f["t"].where(f.index != 5, 4)), r"'t' repeats the time 4"),
         (lambda f: f.drop(columns="t"), r"no column 't'"),
@@ -342,8 +345,14 @@ def test_a_holiday_in_business_days_is_refused_under_auto_and_read_as_a_step_und
     assert y.shape == (80 - 12 + 1, 2)
     # A repeated time is still refused.
     repeated = RawData("series", "close", "prices.csv", frame=pd.concat([trading_days(), trading_days().tail(1)]))
-    with pytest.raises(DataError, match=r"column 'day' repeats the time 2024-04-2"):
+    with pytest.raises(DataError, match=r"column 'day' repeats the time 2024-04-2\d; a series"):  # a date, as other messages show it
         forecast_inputs(data.preprocessor, repeated)
+    # A missing value at predict time says what to do without speaking of training.
+    gap = trading_days().astype({"close": float})
+    gap.loc[[70, 75], "close"] = np.nan
+    missing = "prices.csv: column 'close' has 2 missing values; a series must be complete (fill them in, or drop their rows)"
+    with pytest.raises(DataError, match=re.escape(missing) + "$"):
+        forecast_inputs(data.preprocessor, RawData("series", "close", "prices.csv", frame=gap))
 
 
 def test_mid_month_dates_are_read_as_steps_under_rows(tmp_path):

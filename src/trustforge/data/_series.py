@@ -217,7 +217,9 @@ def ordered_values(
         frame, times = frame.iloc[order], times.iloc[order].reset_index(drop=True)
         repeated = times.duplicated()
         if repeated.any():
-            raise DataError(f"{where}: column {time!r} repeats the time {times[repeated].iloc[0]}; a series has one value per time")
+            raise DataError(
+                f"{where}: column {time!r} repeats the time {_time_text(times[repeated].iloc[0])}; a series has one value per time"
+            )
     elif time is not None and require_time:
         raise DataError(f"{where}: no column {time!r} (data.series.time)")
     col = frame[value]
@@ -226,11 +228,11 @@ def ordered_values(
     if bad.any() or pd.api.types.is_bool_dtype(col):
         raise DataError(f"{where}: column {value!r} must be numeric; got {str(col[bad].iloc[0] if bad.any() else col.iloc[0])[:40]!r}")
     values = converted.to_numpy(dtype=np.float64)
-    if np.isnan(values).any():
-        raise DataError(
-            f"{where}: column {value!r} has {int(np.isnan(values).sum())} missing values; a series must be complete "
-            "(fill or drop them before training)"
-        )
+    missing = int(np.isnan(values).sum())
+    if missing:  # said alike at training and at predict
+        what = "1 missing value" if missing == 1 else f"{missing} missing values"
+        fix = "fill it in, or drop its row" if missing == 1 else "fill them in, or drop their rows"
+        raise DataError(f"{where}: column {value!r} has {what}; a series must be complete ({fix})")
     if np.isinf(values).any():
         raise DataError(f"{where}: column {value!r} holds infinite values; values must be finite")
     return times, values
