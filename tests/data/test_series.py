@@ -176,7 +176,7 @@ def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
             lambda f: f.assign(value=f["value"].where(f.index != 5)),
             r"'value' has 1 missing value; a series must be complete \(fill it in, or drop its row\)$",
         ),
-        (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 5, "abc")), r"'value' must be numeric; got 'abc'"),
+        (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 5, "abc")), r"'value' must be numeric; got 'abc' in row 6$"),
         (lambda f: f.assign(t=f["t"].where(f.index != 5, 4)), r"'t' repeats the time 4"),
         (lambda f: f.drop(columns="t"), r"no column 't'"),
         (lambda f: f.head(25), r"series of 25 values gives 1 window of lookback 24"),

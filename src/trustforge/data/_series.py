@@ -58,6 +58,7 @@ from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState, SectionState
 from trustforge.data.features import check_iso_dates
+from trustforge.data.features._base import row_of
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder and data stage call in; importing them here would be circular
@@ -225,8 +226,11 @@ def ordered_values(
     col = frame[value]
     converted = pd.to_numeric(col, errors="coerce")
     bad = converted.isna() & col.notna()
-    if bad.any() or pd.api.types.is_bool_dtype(col):
-        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col[bad].iloc[0] if bad.any() else col.iloc[0])[:40]!r}")
+    if bad.any():  # the row in the file, as tables name it (the frame keeps its labels through the sort by time)
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col.iloc[i])[:40]!r} in row {row_of(col, i)}")
+    if pd.api.types.is_bool_dtype(col):
+        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col.iloc[0])[:40]!r}")
     values = converted.to_numpy(dtype=np.float64)
     missing = int(np.isnan(values).sum())
     if missing:  # said alike at training and at predict
