@@ -618,6 +618,10 @@ def evaluate(
     if report is not None:  # data.expect: violations per column beside the metrics
         metrics = {**metrics, **report.metrics()}
     out.print(metrics_table(metrics, model.spec.default_metrics(), title=f"metrics on {escape(data.name)} (n={metrics['n']})"))
+    if metrics.get("rows_without_target"):  # left out by Model.evaluate, as training leaves them out
+        from trustforge.data import no_target_note
+
+        _note(no_target_note(metrics["rows_without_target"], model.schema.target))
     if metrics.get("n_in_training_period"):  # a forecaster scored on times it trained on: legitimate, but not a test
         first, last = model.schema.series.train_period
         _note(

@@ -450,6 +450,14 @@ def test_evaluate_on_a_labelled_csv(cli, trained, tmp_path):
     assert result.code == 0, result
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["n"] == 40 and metrics["accuracy"] >= 0.8
+    # Rows without a target value are left out, as training leaves them out, and a note says how many.
+    some = iris_frame(40, seed=5)
+    some.loc[[3, 17, 30], "target"] = None
+    some.to_csv(tmp_path / "some.csv", index=False)
+    result = cli("evaluate", trained.package, "some.csv")
+    assert result.code == 0, result
+    assert json.loads(result.stdout.strip().splitlines()[-1])["rows_without_target"] == 3
+    assert "note: 3 rows have no value of the target 'target'; left out" in result.stderr
     # Without the target there is nothing to evaluate against.
     iris_frame(10).drop(columns=["target"]).to_csv(tmp_path / "unlabelled.csv", index=False)
     assert_one_line_error(cli("evaluate", trained.package, "unlabelled.csv"), DataError.exit_code, "unlabelled.csv", "target")

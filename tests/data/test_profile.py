@@ -62,6 +62,14 @@ def test_each_column_is_profiled_by_its_feature_type_and_prints_no_rare_or_long_
     assert sum(profile["target_profile"]["per_split"]["test"].values()) == profile["splits"]["test"]
 
 
+def test_rows_left_out_for_a_missing_target_are_a_note_of_the_profile(tmp_path):
+    frame = _mixed(120)
+    frame.loc[::12, "label"] = None  # 10 rows: the report and the model card show the profile's notes
+    data = _prepare(frame, tmp_path, "label")
+    assert data.profile["notes"][0] == "10 rows have no value of the target 'label'; left out"
+    assert not any("target" in n for n in _prepare(_mixed(120).drop(columns="rare"), tmp_path, "label").profile["notes"])
+
+
 def test_every_feature_type_answers_the_profile_questions():
     # Each registered type says something of a column of its own kind, or stays silent (None) by design.
     assert {"numeric", "categorical", "binary", "text", "datetime", "image", "audio"} <= set(FEATURE_TYPES)

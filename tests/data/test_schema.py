@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -77,12 +78,14 @@ def test_text_column_with_too_many_values_is_refused_by_name() -> None:
     assert "name" not in schema.input_names and schema.ignored == ["name"]
 
 
-def test_rows_without_a_target_are_dropped_and_counted() -> None:
+def test_rows_without_a_target_are_dropped_and_counted(caplog) -> None:
     frame = mixed()
     frame.loc[[0, 5, 6], "y"] = None
     frame.loc[[2, 5], "age"] = np.nan
-    schema, cleaned = infer(frame)
+    with caplog.at_level(logging.WARNING, logger="trustforge.data"):
+        schema, cleaned = infer(frame)
     assert schema.dropped_rows == 3 and schema.rows == 37
+    assert [r.getMessage() for r in caplog.records] == ["data: 3 rows have no value of the target 'y'; left out"]  # said at train
     assert len(cleaned) == 37 and cleaned.frame["y"].notna().all()
     assert cleaned.frame.index.tolist() == list(range(37))
     assert cleaned.rows.tolist() == [i for i in range(40) if i not in (0, 5, 6)]  # each row's place in the file, for messages

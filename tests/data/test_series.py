@@ -172,8 +172,11 @@ def test_a_series_shorter_than_the_lookback_cannot_be_forecast():
 @pytest.mark.parametrize(
     "change,message",
     [
-        (lambda f: f.assign(value=f["value"].where(f.index != 5)), r"'value' has 1 missing values"),
-        (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 5, "abc")), r"'value' must be numeric; got 'abc'"),
+        (
+            lambda f: f.assign(value=f["value"].where(f.index != 5)),
+            r"'value' has 1 missing value; a series must be complete \(fill it in, or drop its row\)$",
+        ),
+        (lambda f: f.assign(value=f["value"].astype(object).where(f.index != 5, "abc")), r"'value' must be numeric; got 'abc' in row 6$"),
         (lambda f: f.assign(t=f["t"].where(f.index != 5, 4)), r"'t' repeats the time 4"),
         (lambda f: f.drop(columns="t"), r"no column 't'"),
         (lambda f: f.head(25), r"series of 25 values gives 1 window of lookback 24"),
@@ -221,6 +224,26 @@ def test_training_refuses_a_series_with_missing_months_naming_the_first(tmp_path
         r"or set data.series.step: rows",
     ):
         prepare(load_spec(spec))
+
+
+@pytest.mark.parametrize("form", ["%d/%m/%Y", "%m/%d/%Y", "%d %b %Y"])
+def test_times_that_are_not_iso_8601_are_refused_as_a_tables_dates_are(tmp_path, form):
+    # 03/01/1949 is March 1st or January 3rd: pandas guessed, and a misread day was blamed as a gap.
+    frame = load("builtin:air_passengers").frame
+    written = frame.assign(month=frame["month"].dt.strftime(form))
+    written.to_csv(tmp_path / "dates.csv", index=False)
+    spec = forecast_spec(f"csv:{tmp_path / 'dates.csv'}", time="month")
+    spec["data"]["target"] = "passengers"
+    first = written["month"].iloc[0]
+    message = f"dates.csv: column 'month' must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); got {first!r} in row 1"
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare(load_spec(spec))
+    # At predict time too, naming the row of the file.
+    data = prepare(load_spec(forecast_spec("builtin:air_passengers")))
+    late = frame.astype({"month": object})
+    late.loc[100, "month"] = "05/01/1957"
+    with pytest.raises(DataError, match=re.escape("s.csv: column 'month' must hold ISO 8601 dates") + r".*'05/01/1957' in row 101"):
+        forecast_inputs(data.preprocessor, RawData("series", "passengers", "s.csv", frame=late))
 
 
 def test_the_schema_records_the_time_step_and_the_training_period():
@@ -322,8 +345,14 @@ def test_a_holiday_in_business_days_is_refused_under_auto_and_read_as_a_step_und
     assert y.shape == (80 - 12 + 1, 2)
     # A repeated time is still refused.
     repeated = RawData("series", "close", "prices.csv", frame=pd.concat([trading_days(), trading_days().tail(1)]))
-    with pytest.raises(DataError, match=r"column 'day' repeats the time 2024-04-2"):
+    with pytest.raises(DataError, match=r"column 'day' repeats the time 2024-04-2\d; a series"):  # a date, as other messages show it
         forecast_inputs(data.preprocessor, repeated)
+    # A missing value at predict time says what to do without speaking of training.
+    gap = trading_days().astype({"close": float})
+    gap.loc[[70, 75], "close"] = np.nan
+    missing = "prices.csv: column 'close' has 2 missing values; a series must be complete (fill them in, or drop their rows)"
+    with pytest.raises(DataError, match=re.escape(missing) + "$"):
+        forecast_inputs(data.preprocessor, RawData("series", "close", "prices.csv", frame=gap))
 
 
 def test_mid_month_dates_are_read_as_steps_under_rows(tmp_path):

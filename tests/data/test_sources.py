@@ -3,6 +3,7 @@ image folders, and their errors."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -320,9 +321,18 @@ def test_read_table_picks_the_format_by_suffix_from_the_table(tmp_path) -> None:
     frame = small_frame(5)
     frame.to_parquet(tmp_path / "t.pq")
     frame.to_json(tmp_path / "t.ndjson", orient="records", lines=True)
-    frame.to_csv(tmp_path / "t.data", index=False)  # an unknown suffix is read as CSV
-    for name in ("t.pq", "t.ndjson", "t.data"):
+    frame.to_csv(tmp_path / "t.data", index=False)
+    frame.to_json(tmp_path / "t.json", orient="records")  # a JSON array, not JSON Lines
+    for name in ("t.pq", "t.ndjson"):
         assert list(read_table(tmp_path / name).columns) == list(frame.columns)
+    assert list(read_table(tmp_path / "t.data", "csv").columns) == list(frame.columns)  # a scheme names the format (csv:t.data)
+    # Another suffix is refused, naming it and the formats read; it was read as CSV (a JSON file's
+    # header was "repeated", an .xlsx file not UTF-8).
+    for name, named in (("t.json", ".json is not a table format read here"), ("t.data", ".data is not a table format read here")):
+        with pytest.raises(DataError, match=re.escape(f"{name}: {named}; use .csv, .parquet (.pq) or .jsonl (.ndjson)")):
+            read_table(tmp_path / name)
+    with pytest.raises(DataError, match="a file without a suffix is not read as a table"):
+        read_table(tmp_path / "t")
     with pytest.raises(DataError, match="not a table format"):
         read_table(tmp_path / "t.pq", "images")
 

@@ -183,6 +183,17 @@ def test_an_empty_text_at_training_time_is_refused_with_its_row(tmp_path, bad):
         prepare(_spec(f"csv:{path}"))
 
 
+@pytest.mark.parametrize("at", [7, 150])
+def test_an_empty_text_is_named_by_its_row_in_the_file_whichever_split_it_falls_in(tmp_path, at):
+    path = _reviews_csv(tmp_path, n=200)
+    frame = pd.read_csv(path)
+    frame.loc[at, "body"] = None
+    frame.loc[2, "label"] = None  # a row without a target before it, left out
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=rf"\(row {at + 1}\); every text"):
+        prepare(_spec(f"csv:{path}"))
+
+
 def test_a_nested_json_value_is_not_a_text(tmp_path):
     path = tmp_path / "nested.jsonl"
     rows = [{"body": POS[0], "label": "pos"}, {"body": NEG[0], "label": "neg"}] * 10 + [{"body": {"a": 1}, "label": "pos"}]

@@ -66,7 +66,7 @@ from trustforge.data._protect import (
 from trustforge.data._protect import key_id as masking_key_id
 from trustforge.data._protect import needs_key as needs_masking_key
 from trustforge.data._raw import RawData
-from trustforge.data._schema import Column, Schema, label_strings
+from trustforge.data._schema import Column, Schema, label_strings, no_target_note
 from trustforge.data._sequences import check_sequences, read_npz, read_sequence_input
 from trustforge.data._sequences import with_noise as sequences_with_noise
 from trustforge.data._series import (
@@ -171,6 +171,7 @@ __all__ = [
     "TensorData",
     "infer_schema",
     "label_strings",
+    "no_target_note",
     "list_images",
     "load_data",
     "load_source",

@@ -49,13 +49,19 @@ def read_table(path: Path, kind: str | None = None, *, skip_blank_lines: bool = 
 
     Args:
         kind: a table format of `TABLE_FORMATS` (a scheme of the sources table); default: the
-            one whose suffixes hold the file's suffix, else csv.
+            one whose suffixes hold the file's suffix (another suffix is refused: a .json or
+            .xlsx file read as CSV gave errors about its header or encoding).
         skip_blank_lines: False keeps a CSV line that is empty or all white space as a row of
             missing values: in a one-column file of texts it is an empty text, and dropping it
             would shift every later prediction onto the wrong row.
     """
     suffix = path.suffix.lower()
-    kind = kind or next((k for k, (suffixes, _) in TABLE_FORMATS.items() if suffix in suffixes), "csv")
+    kind = kind or next((k for k, (suffixes, _) in TABLE_FORMATS.items() if suffix in suffixes), None)
+    if kind is None:
+        each = [first + (f" ({', '.join(more)})" if more else "") for (first, *more), _ in TABLE_FORMATS.values()]
+        formats = ", ".join(each[:-1]) + f" or {each[-1]}"
+        named = f"{path.suffix} is not a table format read here" if suffix else "a file without a suffix is not read as a table"
+        raise DataError(f"{path}: {named}; use {formats}")
     if kind not in TABLE_FORMATS:
         raise DataError(f"{path}: {kind} is not a table format ({', '.join(TABLE_FORMATS)})")
     require_file(path)
@@ -169,7 +175,7 @@ def _read_jsonl(path: Path, skip_blank_lines: bool) -> pd.DataFrame:
 
 
 # Table file formats: name (the source scheme) -> (suffixes that mean it, reader). A file whose
-# suffix is none of these is read as CSV.
+# suffix is none of these is read only where its scheme names the format (csv:data.txt).
 TABLE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, bool], pd.DataFrame]]] = {
     "csv": ((".csv",), _pandas_reader("csv", _csv)),
     "parquet": ((".parquet", ".pq"), _pandas_reader("parquet", _parquet)),

@@ -26,6 +26,7 @@ ratings of 9,066 movies by 671 users, 0.5 to 5 stars, with timestamps.
 
 from __future__ import annotations
 
+import logging
 import lzma
 import os
 import pickle
@@ -46,6 +47,8 @@ from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, _natural
 from trustforge.data._states import InputState, SectionState
 from trustforge.errors import DataError
+
+log = logging.getLogger("trustforge.data")
 
 __all__ = [
     "InteractionsConfig",
@@ -222,6 +225,9 @@ def _clean(raw: RawData, roles: Any, seed: int) -> tuple[pd.DataFrame, np.ndarra
             raise DataError(f"{where}: rating column {roles.rating!r} holds an infinite value; ratings must be finite")
     time = _time_key(frame[roles.time], roles.time, where) if roles.time else None
     counts = {"missing": int((~keep).sum()), "below_threshold": 0, "duplicates": 0}
+    if counts["missing"]:
+        named = ", ".join(map(repr, needed[:-1])) + f" or {needed[-1]!r}"
+        log.warning("data: %s without a value of %s; left out", _interactions(counts["missing"]), named)
     frame = frame.loc[keep]
     if time is not None:
         time = time[keep]
@@ -244,11 +250,17 @@ def _clean(raw: RawData, roles: Any, seed: int) -> tuple[pd.DataFrame, np.ndarra
     counts["duplicates"] = int(dup.sum())
     if dup.any():
         frame, order = frame.loc[~dup].reset_index(drop=True), order[~dup]
+        kept = "its first interaction" if roles.feedback == "implicit" else "its latest rating"
+        log.warning("data: %s repeating a (user, item) pair left out; each pair keeps %s", _interactions(counts["duplicates"]), kept)
     if len(frame) < 10:
         raise DataError(f"{where}: only {len(frame)} usable interactions; need at least 10")
     if frame[roles.item].nunique() < 2:
         raise DataError(f"{where}: column {roles.item!r} holds a single item; there is nothing to recommend")
     return frame, order, counts
+
+
+def _interactions(n: int) -> str:
+    return "1 interaction" if n == 1 else f"{n} interactions"
 
 
 def _time_key(col: pd.Series, name: str, where: str) -> np.ndarray:

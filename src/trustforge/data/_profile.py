@@ -40,7 +40,7 @@ import pandas as pd
 from trustforge.data._duplicates import Duplicates
 from trustforge.data._duplicates import id_like as _id_like
 from trustforge.data._raw import RawData
-from trustforge.data._schema import Schema
+from trustforge.data._schema import Schema, no_target_note
 from trustforge.data.features import feature_type, label_strings
 from trustforge.data.features._base import short
 
@@ -143,7 +143,7 @@ def profile_data(
         "inputs": kind.profile(raw, schema),
         "duplicates": duplicates.to_json(),
     }
-    notes = list(duplicates.notes)
+    notes = ([no_target_note(schema.dropped_rows, schema.target)] if schema.dropped_rows else []) + duplicates.notes
     out["target_profile"] = _target(schema, raw, labels, splits)
     if schema.columns and raw.frame is not None:
         checks = column_checks(raw.frame, schema, labels, splits)

@@ -7,6 +7,7 @@ checked against every input handed to the model later.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     from trustforge.data._series import SeriesConfig
     from trustforge.data._text import TextOptions
 
-__all__ = ["Column", "Schema", "infer_table_schema", "label_strings"]
+__all__ = ["Column", "Schema", "infer_table_schema", "label_strings", "no_target_note"]
+
+log = logging.getLogger("trustforge.data")
 
 
 @dataclass
@@ -187,6 +190,7 @@ def infer_table_schema(
     dropped = int((~keep).sum())
     if dropped:
         frame = frame.loc[keep].reset_index(drop=True)
+        log.warning("data: %s", no_target_note(dropped, raw.target))
     if len(frame) < 10:
         raise DataError(f"{raw.origin}: only {len(frame)} rows with a target; need at least 10")
 
@@ -247,6 +251,13 @@ def infer_table_schema(
     rows = (raw.rows if raw.rows is not None else np.arange(len(keep)))[keep]  # each kept row's place in the file
     cleaned = RawData(modality, raw.target, raw.origin, frame=frame, classes=raw.classes, text=raw.text, root=raw.root, rows=rows)
     return schema, cleaned
+
+
+def no_target_note(rows: int, target: str) -> str:
+    """The note on `rows` rows left out for having no value of the target (at train, in the
+    profile and report, and at evaluate). It names no file: the profile and report hold it."""
+    have = "1 row has" if rows == 1 else f"{rows} rows have"
+    return f"{have} no value of the target {target!r}; left out"
 
 
 def _columns(frame: pd.DataFrame, names: list[str], declared: dict[str, str], origin: str, options: FeatureOptions) -> list[Column]:

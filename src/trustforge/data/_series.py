@@ -57,6 +57,8 @@ from trustforge._extras import require
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Schema
 from trustforge.data._states import InputState, SectionState
+from trustforge.data.features import check_iso_dates
+from trustforge.data.features._base import row_of
 from trustforge.errors import DataError
 
 if TYPE_CHECKING:  # the encoder and data stage call in; importing them here would be circular
@@ -216,20 +218,25 @@ def ordered_values(
         frame, times = frame.iloc[order], times.iloc[order].reset_index(drop=True)
         repeated = times.duplicated()
         if repeated.any():
-            raise DataError(f"{where}: column {time!r} repeats the time {times[repeated].iloc[0]}; a series has one value per time")
+            raise DataError(
+                f"{where}: column {time!r} repeats the time {_time_text(times[repeated].iloc[0])}; a series has one value per time"
+            )
     elif time is not None and require_time:
         raise DataError(f"{where}: no column {time!r} (data.series.time)")
     col = frame[value]
     converted = pd.to_numeric(col, errors="coerce")
     bad = converted.isna() & col.notna()
-    if bad.any() or pd.api.types.is_bool_dtype(col):
-        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col[bad].iloc[0] if bad.any() else col.iloc[0])[:40]!r}")
+    if bad.any():  # the row in the file, as tables name it (the frame keeps its labels through the sort by time)
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col.iloc[i])[:40]!r} in row {row_of(col, i)}")
+    if pd.api.types.is_bool_dtype(col):
+        raise DataError(f"{where}: column {value!r} must be numeric; got {str(col.iloc[0])[:40]!r}")
     values = converted.to_numpy(dtype=np.float64)
-    if np.isnan(values).any():
-        raise DataError(
-            f"{where}: column {value!r} has {int(np.isnan(values).sum())} missing values; a series must be complete "
-            "(fill or drop them before training)"
-        )
+    missing = int(np.isnan(values).sum())
+    if missing:  # said alike at training and at predict
+        what = "1 missing value" if missing == 1 else f"{missing} missing values"
+        fix = "fill it in, or drop its row" if missing == 1 else "fill them in, or drop their rows"
+        raise DataError(f"{where}: column {value!r} has {what}; a series must be complete ({fix})")
     if np.isinf(values).any():
         raise DataError(f"{where}: column {value!r} holds infinite values; values must be finite")
     return times, values
@@ -242,6 +249,7 @@ def _parse_times(col: pd.Series, name: str, where: str) -> pd.Series:
         return col.reset_index(drop=True)
     if pd.api.types.is_datetime64_any_dtype(col):
         return col.reset_index(drop=True)
+    check_iso_dates(col.astype(object), name=name, where=where)  # as a table's dates: 03/01/2024 would be a guess
     text = col.astype(str)
     try:
         return pd.Series(pd.to_datetime(text, format="mixed")).reset_index(drop=True)

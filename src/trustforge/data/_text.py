@@ -158,22 +158,28 @@ def text_options(raw: RawData, spec: Any) -> TextOptions:
     return TextOptions.from_json(options)
 
 
-def check_texts(values: pd.Series, *, column: str, where: str) -> list[str]:
+def check_texts(values: pd.Series, *, column: str, where: str, rows: np.ndarray | None = None) -> list[str]:
     """The texts of one column as `str`, refusing missing, empty and all-white-space ones.
+    `rows`: each value's 0-based place in the file `where` names (`RawData.rows`, for a split
+    of it); None: the values are the file's rows in order.
 
     Raises:
         DataError: naming the column, how many texts are empty and the first rows (1-based).
     """
     values = values.tolist()
+
+    def row(i: int) -> int:
+        return int(rows[i]) + 1 if rows is not None else i + 1
+
     nested = next((i for i, v in enumerate(values) if isinstance(v, (dict, list, tuple))), None)
     if nested is not None:  # a JSON object or array (from a jsonl file) is not a text
-        raise DataError(f"{where}: column {column!r} row {nested + 1} holds a {type(values[nested]).__name__}, not a text")
+        raise DataError(f"{where}: column {column!r} row {row(nested)} holds a {type(values[nested]).__name__}, not a text")
     texts = [None if _missing(v) else str(v) for v in values]
     empty = [i for i, t in enumerate(texts) if t is None or not t.strip()]
     if empty:
-        rows = ", ".join(str(i + 1) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        named = ", ".join(str(row(i)) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
         raise DataError(
-            f"{where}: column {column!r} has {len(empty)} missing or empty text(s) (row {rows}); "
+            f"{where}: column {column!r} has {len(empty)} missing or empty text(s) (row {named}); "
             "every text needs at least one non-space character"
         )
     return texts  # type: ignore[return-value]
@@ -348,7 +354,7 @@ def fit(pre: "Preprocessor", raw: RawData) -> TextInputState:
     """The vocabulary of the training split (or the pretrained one); sets the column's vocabulary size."""
     options = _options(pre.schema)
     column = options.column
-    texts = check_texts(raw.frame[column], column=column, where=raw.origin)
+    texts = check_texts(raw.frame[column], column=column, where=raw.origin, rows=raw.rows)
     if options.tokenizer == "wordpiece":
         vocab = wordpiece_vocabulary()
     else:
@@ -362,4 +368,4 @@ def encode(pre: "Preprocessor", raw: RawData) -> tuple[torch.Tensor]:
     """(token ids int64 (N, max_length),) for the text column of `raw`."""
     pre.check_columns(raw.frame, where=raw.origin)
     column = _options(pre.schema).column
-    return (codec(pre).encode(check_texts(raw.frame[column], column=column, where=raw.origin)),)
+    return (codec(pre).encode(check_texts(raw.frame[column], column=column, where=raw.origin, rows=raw.rows)),)

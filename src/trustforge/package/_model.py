@@ -294,10 +294,15 @@ class Model:
         return self.preprocessor.imputed(raw.frame) if raw.frame is not None else {}
 
     def evaluate(self, data: Any) -> dict[str, Any]:
-        """The task's full metric set on labelled data (the target column or class folders)."""
+        """The task's full metric set on labelled data (the target column or class folders).
+        Table rows without a target value are left out; `rows_without_target` counts them (absent: none)."""
         raw = self._raw(data, "evaluate")
+        given = len(raw)
         raw = input_kind(raw).labelled(self.schema, raw)  # unlabelled rows dropped, or an error naming what is missing
-        return self.task.evaluate(self, raw)
+        metrics = self.task.evaluate(self, raw)
+        if len(raw) < given:
+            metrics["rows_without_target"] = given - len(raw)
+        return metrics
 
     def recommend(self, users: Any, k: int = 10, *, exclude_known: bool = True) -> pd.DataFrame:
         """The top `k` items for each user, best first (recommendation models only).

@@ -17,7 +17,7 @@ from trustforge.data.features._labels import label_strings, natural_key
 from trustforge.data.features.audio import Audio
 from trustforge.data.features.binary import Binary
 from trustforge.data.features.categorical import Categorical
-from trustforge.data.features.datetime import DateTime
+from trustforge.data.features.datetime import DateTime, check_iso_dates
 from trustforge.data.features.image import Image
 from trustforge.data.features.numeric import Numeric
 from trustforge.data.features.text import Text
@@ -34,6 +34,7 @@ __all__ = [
     "Slot",
     "UNKNOWN",
     "as_series",
+    "check_iso_dates",
     "feature_type",
     "infer_type",
     "label_strings",

@@ -20,7 +20,7 @@ from trustforge.data.features._base import FeatureOptions, FeatureState, Feature
 from trustforge.data.features.numeric import summary
 from trustforge.errors import DataError
 
-__all__ = ["DateTime", "DateTimeState"]
+__all__ = ["DateTime", "DateTimeState", "check_iso_dates"]
 
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 _CYCLES = (("month", 12), ("weekday", 7), ("hour", 24))
@@ -36,18 +36,25 @@ class DateTimeState(FeatureState):
     high: str
 
 
+def check_iso_dates(text: pd.Series, *, name: str, where: str) -> None:
+    """Refuse a value of `text` (None where missing) that is not an ISO 8601 date or time in form
+    (03/01/2024 is March 1st or January 3rd: pandas would guess), naming the column, the first
+    such value, its row and how to write it. Tables' date columns and series' times are read so."""
+    bad = [i for i, v in enumerate(text) if v is not None and not _ISO.match(str(v).strip())]
+    if bad:
+        raise DataError(
+            f"{where}: column {name!r} must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); "
+            f"got {str(text.iloc[bad[0]])[:40]!r} in row {row_of(text, int(bad[0]))}"
+        )
+
+
 def timestamps(col: pd.Series, *, name: str, where: str) -> pd.Series:
     """The column as UTC-naive timestamps (NaT where missing); a value that is not a date raises."""
     if pd.api.types.is_datetime64_any_dtype(col):
         t = col
     else:
         text = col.astype(object).where(col.notna(), None)
-        bad = [i for i, v in enumerate(text) if v is not None and not _ISO.match(str(v).strip())]
-        if bad:
-            raise DataError(
-                f"{where}: column {name!r} must hold ISO 8601 dates (2024-03-01 or 2024-03-01T14:30); "
-                f"got {str(text.iloc[bad[0]])[:40]!r} in row {row_of(text, int(bad[0]))}"
-            )
+        check_iso_dates(text, name=name, where=where)
         t = pd.to_datetime(text.map(lambda v: v if v is None else str(v).strip()), errors="coerce", utc=True, format="ISO8601")
         impossible = np.flatnonzero(t.isna().to_numpy() & text.notna().to_numpy())
         if len(impossible):  # ISO in form, but no such time (2024-02-30, month 13, hour 25)

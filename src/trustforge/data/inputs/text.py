@@ -26,7 +26,12 @@ class Text(Table):
     state_type = _text.TextInputState
 
     def infer_schema(self, raw: RawData, *, task: str, data: Any) -> tuple[Schema, RawData]:
-        return infer_table_schema(raw, task=task, features=None, drop=data.drop, max_categories=data.max_categories, text=data.text)
+        schema, cleaned = infer_table_schema(
+            raw, task=task, features=None, drop=data.drop, max_categories=data.max_categories, text=data.text
+        )
+        # Every text, before the split: an empty one is refused at validate too, with its row in the file.
+        _text.check_texts(cleaned.frame[raw.text], column=raw.text, where=raw.origin, rows=cleaned.rows)
+        return schema, cleaned
 
     def fit(self, pre: "Preprocessor", raw: RawData) -> _text.TextInputState:  # type: ignore[override]
         return _text.fit(pre, raw)
