@@ -186,7 +186,7 @@ def test_concurrent_requests_on_an_expired_token_entry_share_one_database_lookup
             bad = "tfk_0123456789abcdef_" + "A" * 43
             counted = []
             count = auth.limiter.refused
-            auth.limiter.refused = lambda *a: (counted.append(a[2]), count(*a))
+            auth.limiter.refused = lambda *a, **k: (counted.append(a[2]), count(*a, **k))
 
             async def refused(n: int) -> list[int]:
                 async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {bad}"}, timeout=30) as client:
