@@ -117,12 +117,12 @@ def test_folder_problems_name_the_folder(tmp_path):
     with pytest.raises(DataError, match="audio folder not found"):
         read_audio_folder(tmp_path / "nowhere", RATE, RATE)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="empty: needs one sub-folder of WAV files per class .* found 0"):
+    with pytest.raises(DataError, match="empty: needs one sub-folder of audio files per class .* found 0"):
         read_audio_folder(tmp_path / "empty", RATE, RATE)
     root = write_set(tmp_path / "set", {"low": 300, "high": 2000}, n=2)
     (root / "silent").mkdir()
     (root / "silent" / "notes.txt").write_text("no audio here")
-    with pytest.raises(DataError, match="silent: no WAV or FLAC files in class folder 'silent'"):
+    with pytest.raises(DataError, match="silent: no WAV, FLAC or OGG files in class folder 'silent'"):
         read_audio_folder(root, RATE, RATE)
     shutil.rmtree(root / "silent")
     (root / "low" / "1.wav").write_text("not audio")
@@ -322,3 +322,16 @@ def test_a_format_libsndfile_cannot_open_is_named_as_such(tmp_path):
     with pytest.raises(DataError) as err:
         read_audio(path, RATE, RATE)
     assert "not a readable audio file" in str(err.value) and "does not exist" not in str(err.value)
+
+
+def test_an_audio_folder_reads_ogg_as_a_tables_audio_column_does_and_names_what_it_skips(tmp_path, caplog):
+    """A folder read WAV and FLAC only, so an OGG clip there was left out without a word (a table's
+    audio column and a single file read it); a file of another kind is now named by suffix."""
+    root = write_set(tmp_path / "clips", {"low": 220.0, "high": 880.0}, n=3)
+    sf.write(str(root / "low" / "extra.ogg"), tone(220), RATE, format="OGG", subtype="VORBIS")
+    (root / "high" / "notes.txt").write_text("not a clip")
+    (root / "high" / ".DS_Store").write_bytes(b"\x00")
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        waves, labels, _, paths = read_audio_folder(root, RATE, RATE // 2)
+    assert len(waves) == 7 and "low/extra.ogg" in paths
+    assert "1 file(s) not read, not WAV, FLAC or OGG files (.txt)" in caplog.text and ".DS_Store" not in caplog.text

@@ -472,3 +472,16 @@ def test_sklearn_toy_sets_are_read_without_importing_sklearn_and_equal_its_loade
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_an_image_folder_names_the_files_it_does_not_read(tmp_path: Path, caplog) -> None:
+    """A `.gif` and a `.bmp` among the PNGs were left out without a word."""
+    from PIL import Image
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "1.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a" / "2.gif")
+    Image.new("RGB", (8, 8)).save(tmp_path / "3.bmp")
+    with caplog.at_level("WARNING", logger="trustforge.data"):
+        assert [p.name for p in list_images(tmp_path)] == ["1.png"]
+    assert "2 file(s) not read, not PNG or JPEG images (.bmp, .gif)" in caplog.text

@@ -68,7 +68,7 @@ __all__ = [
     "time_shift",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what libsndfile reads here; a table's audio column takes the same
 # Refused before decoding: a file over this size, or whose header promises more than this
 # much audio (a 10-minute clip is far beyond what a clip classifier reads; the limits stop a
 # hostile header from making us allocate gigabytes).
@@ -109,7 +109,7 @@ def read_audio(path: Path, sample_rate: int, samples: int) -> np.ndarray:
     except (sf.SoundFileError, RuntimeError, OSError, ValueError) as exc:
         reason = _first_line(exc)
         if "does not exist" in reason or "not a regular file" in reason:  # libsndfile's words for content it cannot recognise
-            reason = "content libsndfile does not recognise as audio; WAV and FLAC are read"
+            reason = "content libsndfile does not recognise as audio; WAV, FLAC and OGG are read"
         raise DataError(f"{path}: not a readable audio file ({reason})") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise DataError(f"{path}: not a readable audio file (sample rate {info.samplerate}, {info.channels} channels)")
@@ -177,7 +177,7 @@ def _check_wav_complete(path: Path) -> None:
 
 
 def read_audio_folder(root: Path, sample_rate: int, samples: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Read `root/CLASS/*.wav|flac`; class names are the sub-folder names, sorted.
+    """Read `root/CLASS/*.wav|flac|ogg`; class names are the sub-folder names, sorted.
 
     Returns:
         (waveforms float32 (N, samples), labels (N,) text, classes, paths relative to `root`).
@@ -191,14 +191,14 @@ def read_audio_folder(root: Path, sample_rate: int, samples: int) -> tuple[np.nd
         AUDIO_SUFFIXES,
         lambda f: read_audio(f, sample_rate, samples),
         what="audio",
-        kinds="WAV or FLAC files",
-        layout="one sub-folder of WAV files per class",
+        kinds="WAV, FLAC or OGG files",
+        layout="one sub-folder of audio files per class",
     )
 
 
 def list_audio(root: Path) -> list[Path]:
-    """Every WAV/FLAC file under `root` (recursively), sorted, for prediction."""
-    return list_files(root, AUDIO_SUFFIXES, what="audio", kinds="WAV or FLAC files")
+    """Every WAV/FLAC/OGG file under `root` (recursively), sorted, for prediction."""
+    return list_files(root, AUDIO_SUFFIXES, what="audio", kinds="WAV, FLAC or OGG files")
 
 
 def load_audio_source(source: str, *, target: str | None, sample_rate: int, seconds: float, cache_dir: Path | None = None) -> RawData:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,8 @@ import pandas as pd
 from trustforge._header import refuse_repeated, refuse_repeated_csv_header
 from trustforge._shown import written_relative
 from trustforge.errors import DataError
+
+log = logging.getLogger("trustforge.data")
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -304,6 +307,7 @@ def read_class_folders(
     if len(classes) < 2:
         raise DataError(f"{root}: needs {layout} (at least 2); found {len(classes)}")
     arrays, labels, paths = [], [], []
+    _note_skipped(root, [p for cls in classes for p in (root / cls).iterdir()], suffixes, kinds)
     for cls in classes:
         files = sorted(p for p in (root / cls).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
@@ -319,10 +323,21 @@ def list_files(root: Path, suffixes: tuple[str, ...], *, what: str, kinds: str) 
     """Every file under `root` (recursively) whose suffix is in `suffixes`, sorted, for prediction."""
     if not root.is_dir():
         raise DataError(f"{root}: {what} folder not found")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    found = list(root.rglob("*"))
+    files = sorted(p for p in found if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
         raise DataError(f"{root}: no {kinds} found")
+    _note_skipped(root, found, suffixes, kinds)
     return files
+
+
+def _note_skipped(root: Path, found: list[Path], suffixes: tuple[str, ...], kinds: str) -> None:
+    """Say how many files of a folder are not read, by suffix (a `.gif` among PNGs was left out
+    without a word); hidden files (`.DS_Store`) pass unmentioned."""
+    skipped = [p for p in found if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in suffixes]
+    if skipped:
+        which = sorted({p.suffix.lower() or "(no suffix)" for p in skipped})
+        log.warning("data: %s: %d file(s) not read, not %s (%s)", root, len(skipped), kinds, ", ".join(which))
 
 
 def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:

@@ -53,7 +53,7 @@ class Audio(MediaType):
     name = "audio"
     state_type = AudioState
     corruption = "white noise at 30 × (1 − level) dB SNR"
-    files = (".wav", ".flac", ".ogg")
+    files = _audio.AUDIO_SUFFIXES
     magic = (b"RIFF", b"fLaC", b"OggS")
     kinds = "WAV, FLAC or OGG audio"
     stat_axis = 2  # standardised per mel band
