@@ -119,8 +119,12 @@ def test_dates_order_time_and_bad_values_are_named(tmp_path):
     assert set(data.test_raw.frame.time) == {"2024-01-06T10:00:00"}
 
     bad_time = rows[:-1] + [("u3", "m5", 3.0, "yesterday-ish")]
-    with pytest.raises(DataError, match="time column 'time' must hold numbers or dates"):
+    with pytest.raises(DataError, match=r"column 'time' must hold ISO 8601 dates .*; got 'yesterday-ish' in row 24"):
         prepare(_spec(_table(tmp_path, bad_time, "t.csv")))
+    # Day first or month first: a guess, refused as a table's or a series' dates are (it was read month first).
+    slashed = [(u, m, r, f"{t[8:10]}/{t[5:7]}/2024") for u, m, r, t in rows]
+    with pytest.raises(DataError, match=r"column 'time' must hold ISO 8601 dates .*; got '01/01/2024' in row 1"):
+        prepare(_spec(_table(tmp_path, slashed, "s.csv")))
     bad_rating = rows[:-1] + [("u3", "m5", "five", "2024-01-06")]
     with pytest.raises(DataError, match=r"rating column 'rating' must be numeric; got 'five' in row 24"):
         prepare(_spec(_table(tmp_path, bad_rating, "r.csv")))

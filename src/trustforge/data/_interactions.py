@@ -46,6 +46,7 @@ from trustforge.data._files import TABLE_FORMATS, read_table
 from trustforge.data._raw import RawData
 from trustforge.data._schema import Column, Schema, _natural
 from trustforge.data._states import InputState, SectionState
+from trustforge.data.features import check_iso_dates
 from trustforge.errors import DataError
 
 log = logging.getLogger("trustforge.data")
@@ -270,6 +271,8 @@ def _time_key(col: pd.Series, name: str, where: str) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(col):
         parsed = col
     else:
+        text = col.astype(object).where(col.notna(), None)
+        check_iso_dates(text, name=name, where=where)  # as a table's dates: 03/01/2024 would be a guess
         try:
             parsed = pd.to_datetime(col, utc=True, format="mixed")
         except (ValueError, TypeError, OverflowError):
