@@ -65,13 +65,13 @@ def test_a_served_run_logs_and_then_leaves_no_writer(workspace, monkeypatch):
 
     seen = {}
 
-    def fake_run(app, **kwargs):  # the server is up: its requests are logged as JSON lines
+    def fake_run(server, sockets=None):  # the server is up: its requests are logged as JSON lines
         seen["threads"] = _writer_threads()
         _logging.log_event(logging.INFO, "request", request_id="r1", status=200, ms=1.0)
 
     monkeypatch.setattr(service_module, "ModelService", _FakeService)
     monkeypatch.setattr(app_module, "create_app", lambda service: object())
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)  # serve hands uvicorn the socket it bound
     folder = workspace.parent / "pkg"
     folder.mkdir()
     stderr = _capture(monkeypatch)
