@@ -100,18 +100,28 @@ def test_a_bad_value_is_one_error_naming_the_flag():
         ServeConfig(pii_in_logs="sometimes")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("left_behind", ["a stale queue handler", "a disabled logger"])
+@pytest.mark.parametrize("left_behind", ["a stale queue handler", "a disabled logger", "a uvicorn server's own logging"])
 def test_logging_configured_again_writes_uvicorns_lines_whatever_was_left_behind(left_behind, log_stream, monkeypatch):
     # The bind-address test above once wrote nothing in a full run: a handler whose writer another
-    # test had stopped, or a logger a logging configuration had disabled, swallowed the lines.
+    # test had stopped, or a logger a logging configuration had disabled, swallowed the lines; so
+    # did a uvicorn server run before in the process (the dashboard's tests): its own handler wrote
+    # to a stderr since closed, and its error logger kept level warning.
     import queue
 
     _capture(monkeypatch, log_stream)
     _logging.stop_logging()
     if left_behind == "a stale queue handler":
         logging.getLogger("uvicorn").addHandler(_logging._Enqueue(queue.Queue()))
-    else:
+    elif left_behind == "a disabled logger":
         monkeypatch.setattr(logging.getLogger("uvicorn.error"), "disabled", True)
+    else:
+        import uvicorn
+
+        closed = io.StringIO()
+        monkeypatch.setattr("sys.stderr", closed)
+        uvicorn.Config(lambda *a: None, log_level="warning")  # its default logging configuration, as `trustforge ui` runs it
+        closed.close()
+        _capture(monkeypatch, log_stream)
     _logging.configure_logging()
     logging.getLogger("uvicorn.error").info("after a restart")
     assert [line["message"] for line in _lines(log_stream)] == ["after a restart"]

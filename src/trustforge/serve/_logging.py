@@ -208,13 +208,24 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         for stale in [h for h in logger.handlers if isinstance(h, _Enqueue) and h.queue is not _queue]:
             logger.removeHandler(stale)  # put there before a `stop_logging`: its queue has no writer
+        for raw in [h for h in logger.handlers if _uvicorns_own(h)]:
+            logger.removeHandler(raw)  # a uvicorn server run before in this process (the dashboard's): its lines would come twice
         if not any(isinstance(h, _Enqueue) for h in logger.handlers):
             logger.addHandler(_Enqueue(_queue))
         logger.setLevel(level)
         logger.disabled = False  # a logging configuration loaded since (dictConfig) may have disabled it
     error = logging.getLogger("uvicorn.error")  # uvicorn's own lines reach the writer through "uvicorn"
     error.disabled, error.propagate = False, True
+    error.setLevel(logging.NOTSET)  # "uvicorn"'s level: a uvicorn server run before in this process (the dashboard's) set its own
     logging.getLogger("uvicorn.access").disabled = True  # ours logs requests without query strings
+
+
+def _uvicorns_own(handler: logging.Handler) -> bool:
+    """A handler uvicorn's default logging configuration installs (its coloured text formatter),
+    which writes to the stderr of its time: JSON lines are what the server writes, once."""
+    from uvicorn.logging import ColourizedFormatter
+
+    return isinstance(handler.formatter, ColourizedFormatter)
 
 
 def stop_logging(timeout: float = 5.0) -> None:
