@@ -98,7 +98,7 @@ def test_a_series_shorter_than_the_lookback_is_refused_with_the_counts(seasonal_
     series = seasonal()
     with pytest.raises(DataError, match=r"needs the last 24 values of the series \(data.series.lookback\); got 23"):
         model.predict(series.tail(23))
-    with pytest.raises(DataError, match=r"column 'value' has 1 missing values"):
+    with pytest.raises(DataError, match=r"column 'value' has 1 missing value; a series must be complete"):
         model.predict(series.tail(30).assign(value=lambda f: f["value"].where(f.index != f.index[3])))
     with pytest.raises(DataError, match=r"unexpected columns \['price'\]"):
         model.predict(series.tail(30).assign(price=1.0))
