@@ -79,6 +79,24 @@ def test_out_of_range_ports_are_a_usage_error_naming_port(tmp_path, monkeypatch)
     assert not started
 
 
+def test_a_port_in_use_is_one_error_naming_port(tmp_path):
+    """It ended with uvicorn's own "address already in use" line and exit 3; now it binds as
+    `serve` does, and says so in one line naming --port (exit 74, as other OS errors)."""
+    import socket
+
+    from _cli import run_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _out, err = run_main("ui", "--port", str(port), home=tmp_path / "ws")
+    assert code == 74, err
+    assert err.strip().splitlines() == [
+        f"error: --port {port} is in use on 127.0.0.1 (another server listens there); stop it or choose another --port"
+    ]
+
+
 def test_the_dashboard_says_where_it_listens_once_bound_and_not_when_the_port_is_taken(capsys):
     import socket
     import threading

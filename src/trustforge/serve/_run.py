@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import importlib.util
 import logging
 import signal
@@ -11,6 +10,7 @@ import socket
 from typing import Any
 
 from trustforge import secure
+from trustforge._net import bind_port
 from trustforge.serve._config import ServeConfig
 from trustforge.serve._logging import configure_logging, log_event, stop_logging
 from trustforge.serve._pii import mask_logs
@@ -57,7 +57,7 @@ def serve(source: str, config: ServeConfig, *, settings: Settings | None = None,
                     detail="every route is open to anyone who can reach this address",
                 )
             # Bound before the model loads: a port in use is one error at once, not after the load.
-            with contextlib.closing(_bind(config.host, config.port)) as sock:
+            with contextlib.closing(bind_port(config.host, config.port)) as sock:
                 _serve_on(sock, source, config, settings, registry, public_key)
     finally:
         stop_logging()  # every record written, and no writer thread left behind (tests, notebooks)
@@ -104,30 +104,6 @@ def _serve_on(sock: socket.socket, source: Any, config: ServeConfig, settings: S
             pass
     finally:
         service.close()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port), as uvicorn binds one.
-
-    Raises:
-        OSError: the address cannot be bound (the port in use, a port below 1024 without the right,
-            an unknown host), its message naming `--port` or `--host`.
-    """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.EADDRINUSE:
-            what = f"--port {port} is in use on {host} (another server listens there); stop it or choose another --port"
-        elif exc.errno == errno.EACCES:
-            what = f"--port {port} on {host}: {reason} (ports below 1024 need privileges); choose another --port"
-        else:
-            what = f"cannot listen on --host {host} --port {port}: {reason}"
-        raise OSError(exc.errno, what) from None
-    return sock
 
 
 @contextlib.contextmanager

@@ -4,9 +4,11 @@ would otherwise cross the network in clear."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
+from trustforge._net import bind_port
 from trustforge.errors import SecurityError, SpecError, TrustForgeError
 from trustforge.serve import is_loopback
 from trustforge.settings import Settings
@@ -97,7 +99,9 @@ def run_ui(
         server_header=False,
     )
     where = f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
-    _announcing_server(config, where).run()
+    # Bound here, as `serve` binds: a port in use is one error naming --port, not uvicorn's own line.
+    with contextlib.closing(bind_port(host, port)) as sock:
+        _announcing_server(config, where).run(sockets=[sock])
 
 
 def _announcing_server(config, where: str):
