@@ -731,6 +731,25 @@ def test_the_sign_in_limiter_answers_429_after_a_burst_and_audits_the_refusals(u
     assert "A" * 43 not in str(summary[0]["details"])
 
 
+def test_a_revoked_tokens_sign_in_refusals_name_its_user_and_token_id(ui_workspace):
+    """As the server's refusals do: a genuine token refused (here revoked) is audited under its
+    user, with its id counted (never its secret); it was `anonymous`."""
+    from fastapi.testclient import TestClient
+
+    from trustforge.ui import create_app
+
+    token = ui_workspace["tokens"]["trainer"]
+    token_id = token.split("_")[1]
+    ui_workspace["registry"].access.revoke_token(token_id)
+    app = create_app(ui_workspace["settings"], registry=ui_workspace["registry"])
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
+        value = csrf_of(client.get("/signin").text)
+        assert client.post("/signin", data={"csrf": value, "token": token}).status_code == 401
+    [entry] = ui_workspace["registry"].audit.entries(limit=1, action="serve_denials")
+    assert entry["object"] == "ui:/signin" and entry["details"]["actors"] == {"trainer": 1}
+    assert entry["details"]["tokens"] == {token_id: 1} and token.split("_")[2] not in str(entry["details"])
+
+
 def test_cross_site_refusals_are_audited_once_per_source_naming_user_routes_and_reasons(ui_workspace):
     """A forged change (another site's Origin or Referer, no or a wrong CSRF token) leaves a trace
     in the audit log, summarised per source per window: a flood of them is one entry, and the

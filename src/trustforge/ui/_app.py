@@ -217,8 +217,8 @@ def create_app(
         target = _safe_next(form.get("next"))
         try:
             session = await in_thread(app.state.sessions.create, token)
-        except AccessDenied:
-            app.state.limiter.refused(source, "anonymous", "sign-in with an invalid token", "/signin")
+        except AccessDenied as exc:  # a genuine token refused (revoked, expired) names its user and id, as the server's refusals do
+            app.state.limiter.refused(source, exc.user or "anonymous", "sign-in with an invalid token", "/signin", token=exc.token_id)
             ctx = {
                 "next": target,
                 "signin_csrf": cookie,
