@@ -387,8 +387,21 @@ def test_a_declared_step_is_checked_not_inferred(tmp_path):
     spec["data"]["series"]["step"] = "auto"
     assert prepare(load_spec(spec)).schema.series.step == "QS-JAN"
     assert prepare(load_spec(forecast_spec(step=1))).schema.series.step == 1.0
-    with pytest.raises(DataError, match=r"'t': 0 and 1 are not a whole number of steps apart; the model reads consecutive steps of 2\."):
+    # Times closer than one step are another frequency, not a gap (they were "not a whole number of
+    # steps apart ... Fill or drop the gap").
+    with pytest.raises(DataError, match=r"'t': 0 and 1 are closer than one step; the model reads consecutive steps of 2: give the series"):
         prepare(load_spec(forecast_spec(step=2)))
+    weekly = RawData(
+        "series",
+        "passengers",
+        "weekly.csv",
+        frame=pd.DataFrame({"month": pd.date_range("1960-01-03", periods=30, freq="W"), "passengers": 400.0}),
+    )
+    with pytest.raises(
+        DataError,
+        match=r"weekly.csv: column .month.: 1960-\d\d-\d\d and 1960-\d\d-\d\d are closer than one step; the model reads consecutive monthly steps: give",
+    ):
+        forecast_inputs(data.preprocessor, weekly)
 
 
 @pytest.mark.parametrize(

@@ -379,6 +379,7 @@ def check_steps(times: pd.Series, step: str | float, *, column: str, where: str,
         if not len(breaks):
             return
         a, b = index[breaks[0]], index[breaks[0] + 1]
+        closer = b < a + offset
         if isinstance(offset, pd.offsets.Tick):  # a fixed length of time (hours, seconds, ...): divide
             apart, whole = int((b - a) // pd.Timedelta(offset)), (b - a) % pd.Timedelta(offset) == pd.Timedelta(0)
         else:  # calendar steps (months, business days) differ in length: walk, up to a bound
@@ -402,11 +403,17 @@ def check_steps(times: pd.Series, step: str | float, *, column: str, where: str,
         if not len(breaks):
             return
         a, b = times.iloc[breaks[0]], times.iloc[breaks[0] + 1]
+        closer = diffs[breaks[0]] < step - tol
         apart = int(round(diffs[breaks[0]] / step))
         whole = apart > 1 and abs(diffs[breaks[0]] - apart * step) <= tol * apart
         words = _step_words(step, tol)
     if whole:
         gap = f"are {apart} steps apart; the model reads consecutive {words} ({apart - 1} missing)"
+    elif closer:  # another frequency (weekly times for a monthly model), not a gap
+        raise DataError(
+            f"{where}: column {column!r}: {_time_text(a)} and {_time_text(b)} are closer than one step; the model reads "
+            f"consecutive {words}: give the series at that step (resample or aggregate it)"
+        )
     else:
         gap = f"are not a whole number of steps apart; the model reads consecutive {words}"
     raise DataError(f"{where}: column {column!r}: {_time_text(a)} and {_time_text(b)} {gap}. {advice}")
