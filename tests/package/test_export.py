@@ -267,3 +267,10 @@ def test_a_failed_export_is_audited_without_cell_values_or_local_paths(trained, 
         "DataError: labunk.csv: data file not found",
     ], errors
     assert not any("mary" in e or str(tmp_path) in e or "elsewhere" in e for e in errors), errors
+
+
+def test_a_split_setting_one_side_leaves_out_reads_not_set():
+    """`evaluate MODEL SPEC` names the split settings that differ; one left out read "None" (probe 10)."""
+    from trustforge.package._export import _shown
+
+    assert _shown(None) == "not set" and _shown(True) == "true" and _shown(0.2) == "0.2" and _shown([1]) == "[1]"

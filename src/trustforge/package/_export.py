@@ -390,6 +390,8 @@ def spec_prepared(model: Model, spec: TaskSpec, *, where: str = "the spec", cach
 
 
 def _shown(value: Any) -> str:
+    if value is None:  # a field one side leaves out ("rating (the package's: not set)", not "None")
+        return "not set"
     return (
         json.dumps(value, sort_keys=True)
         if isinstance(value, (dict, list))
