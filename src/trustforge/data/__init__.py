@@ -117,6 +117,7 @@ __all__ = [
     "STD_MAX_EPSILON",
     "EditSpace",
     "largest_budget",
+    "first_row",
     "movable_elements",
     "BUILTIN_INTERACTIONS",
     "BUILTIN_SOURCES",
@@ -235,6 +236,11 @@ def _spec_kind(spec: TaskSpec) -> InputKind:
 def subset(raw: RawData, idx: np.ndarray) -> RawData:
     """The rows `idx` of `raw` (a view of its arrays where possible)."""
     return input_kind(raw).subset(raw, idx)
+
+
+def first_row(raw: RawData) -> RawData:
+    """`raw`'s first row (none when it has none): what a check encodes for the shape of one row."""
+    return subset(raw, np.arange(min(1, len(raw))))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from trustforge.data import AttackSpace, RawData, input_kind, largest_budget, movable_elements
+from trustforge.data import AttackSpace, RawData, first_row, input_kind, largest_budget, movable_elements
 from trustforge.errors import DataError, SpecError
 from trustforge.evaluate._tasks import outputs_to_proba
 from trustforge.models import fgsm, pgd
@@ -284,7 +284,7 @@ def check_robustness_settings(spec: Any, preprocessor: Any, raw: RawData) -> Non
     if attack_refusal(SimpleNamespace(schema=preprocessor.schema, preprocessor=preprocessor, task=task_of(spec))) is not None:
         return
     spaces = input_kind(preprocessor.schema).attack_spaces(preprocessor)
-    inputs = preprocessor.encode_inputs(_first_row(raw)) if spaces is not None and settings.epsilons else ()
+    inputs = preprocessor.encode_inputs(first_row(raw)) if spaces is not None and settings.epsilons else ()
     _check_settings(settings, spaces, inputs)
 
 
@@ -297,12 +297,6 @@ def check_attack_fields(model: Any, settings: Any) -> None:
         SpecError: naming the field and its flag.
     """
     _check_fields_fit(settings, text=input_kind(model.schema).attack_spaces(model.preprocessor) is None)
-
-
-def _first_row(raw: RawData) -> RawData:
-    from trustforge.data import subset
-
-    return subset(raw, np.arange(min(1, len(raw))))
 
 
 def _check_settings(settings: Any, spaces: Sequence[AttackSpace | None] | None, inputs: tuple[torch.Tensor, ...]) -> None:

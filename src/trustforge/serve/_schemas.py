@@ -26,6 +26,7 @@ __all__ = [
     "ScoringRequest",
     "ScoringResponse",
     "ScoringError",
+    "json_kind",
     "Ready",
     "Live",
     "ModelReady",
@@ -169,7 +170,7 @@ class ScoringRequest(_Body):
                 raise ValueError(f"the body must hold exactly one of {', '.join(SCORING_FORMATS)}; got {given or 'none'}")
             if "inputs" in given and not isinstance(data["inputs"], (dict, list)):
                 raise ValueError(
-                    f'inputs must be an object of columns ({{"column": [values]}}) or a list (a tensor); got {_json_kind(data["inputs"])}'
+                    f'inputs must be an object of columns ({{"column": [values]}}) or a list (a tensor); got {json_kind(data["inputs"])}'
                 )
         return data
 
@@ -190,10 +191,19 @@ class ScoringError(BaseModel):
     message: str
 
 
-def _json_kind(value: Any) -> str:
-    """What a JSON value is, in JSON's words (never the value: it may be personal data)."""
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words (never the value: it may be personal data), for messages
+    about a request that holds the wrong kind of value."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
         return "a number"
-    return "a string" if isinstance(value, str) else "null" if value is None else type(value).__name__
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -50,6 +50,7 @@ import pandas as pd
 
 from trustforge.data import expectations_of
 from trustforge.errors import DataError, ModelError
+from trustforge.serve._schemas import json_kind
 
 __all__ = [
     "TensorSpec",
@@ -590,7 +591,7 @@ def column_from_json(
         RequestError: naming `where`, the expected type and the first bad value and its row.
     """
     if not isinstance(values, list):
-        raise RequestError(f"{where} must be a list of values; got {_kind_of(values)}")
+        raise RequestError(f"{where} must be a list of values; got {json_kind(values)}")
     if not values:
         raise RequestError(f"{where} is empty; send at least one row")
     arr = _convert(values, spec, where, claimed, row_based=True)
@@ -718,7 +719,7 @@ def tensor_from_json(data: Any, spec: TensorSpec, where: str, claimed: str | Non
         RequestError: ragged lists, a shape the signature does not allow, or a bad value.
     """
     if not isinstance(data, list) or not data:
-        raise RequestError(f"{where} must be a non-empty (nested) list of numbers; got {_kind_of(data)}")
+        raise RequestError(f"{where} must be a non-empty (nested) list of numbers; got {json_kind(data)}")
     if shape is not None:
         flat = _flatten(data, where)
         if len(flat) != _flat_count(shape):
@@ -823,7 +824,7 @@ def _convert(
             kept[i] = v
             out[i] = np.nan
         else:
-            raise RequestError(f"{where} must hold {_type_word(target)}; got {_kind_of(v)} {quote(v)} at {_pos(i, row_based)}")
+            raise RequestError(f"{where} must hold {_type_word(target)}; got {json_kind(v)} {quote(v)} at {_pos(i, row_based)}")
     if kept:  # numbers and the kept text: data.expect flags the text and reads it as missing
         mixed = out.astype(object)
         for i, v in kept.items():
@@ -879,7 +880,7 @@ def _text_column(values: list, spec: TensorSpec, where: str, row_based: bool | t
         elif isinstance(v, int) and (not isinstance(v, bool) or spec.kind == "binary"):
             arr[i] = str(v)  # an id or code sent as a number; true/false for a yes/no column
         else:
-            raise RequestError(f"{where} must hold text; got {_kind_of(v)} {quote(v)} at {_pos(i, row_based)}")
+            raise RequestError(f"{where} must hold text; got {json_kind(v)} {quote(v)} at {_pos(i, row_based)}")
     return arr
 
 
@@ -953,22 +954,6 @@ def _no_missing_reason(spec: TensorSpec) -> str:
     if len(spec.shape) > 1:
         return "a tensor takes no missing values"
     return "this column's missing-value policy is error (data.missing), so every row needs a value"
-
-
-def _kind_of(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float)):
-        return "a number"
-    if isinstance(v, str):
-        return "text"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return type(v).__name__
 
 
 # ---------------------------------------------------------------------------- binary data

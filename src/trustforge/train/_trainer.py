@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from trustforge.data import AttackSpace, input_kind, largest_budget
+from trustforge.data import AttackSpace, first_row, input_kind, largest_budget
 from trustforge.errors import SpecError, TrainingError
 from trustforge.spec import AdamWSpec, NoSchedulerSpec, TrainSpec
 from trustforge.train._adversarial import AdversarialStep
@@ -189,9 +188,7 @@ def check_adversarial(spec: Any, preprocessor: Any, raw: Any) -> None:
     """
     if spec.train.adversarial is None:
         return
-    from trustforge.data import subset
-
-    _adversarial_spaces(spec.train.adversarial, preprocessor, preprocessor.encode_inputs(subset(raw, np.arange(min(1, len(raw))))))
+    _adversarial_spaces(spec.train.adversarial, preprocessor, preprocessor.encode_inputs(first_row(raw)))
 
 
 def _adversarial_spaces(adv: Any, preprocessor: Any, row: Sequence[torch.Tensor]) -> tuple[AttackSpace | None, ...]:
