@@ -121,7 +121,9 @@ def pruning(
     return out
 
 
-def tables(names: list[str], trials: int, home: Path, kind: str = "tabm", seeds: tuple[int, ...] = (7,), metric: str | None = None) -> dict:
+def tables(
+    names: list[str], trials: int, home: Path, kind: str = "tabm", seeds: tuple[int, ...] = (7,), metric: str | None = None, folds: int = 1
+) -> dict:
     rows = {}
     for name in names:
         t = TABLES[name]
@@ -135,7 +137,8 @@ def tables(names: list[str], trials: int, home: Path, kind: str = "tabm", seeds:
             base["train"] = {"seed": seed}  # the split and the model's initial weights
             default = run(base, settings=settings, progress=False, register=False)
             spec = {**base, "model": {"kind": kind}}  # the default's kind, named: the space sets its fields
-            spec["tune"] = {"space": SPACES[kind], "trials": trials, **({"metric": metric} if metric else {})}
+            chosen = _metric_for(metric, t.task)
+            spec["tune"] = {"space": SPACES[kind], "trials": trials, "folds": folds, **({"metric": chosen} if chosen else {})}
             tuned = tune(spec, settings=settings)  # the best retrained in full and registered (in the throwaway workspace)
             per_seed.append(
                 {
@@ -144,7 +147,10 @@ def tables(names: list[str], trials: int, home: Path, kind: str = "tabm", seeds:
                     "tuned": tuned.run.metrics[scored],
                     "default_rmse": default.metrics.get("rmse"),
                     "tuned_rmse": tuned.run.metrics.get("rmse"),
+                    "default_log_loss": default.metrics.get("log_loss"),
+                    "tuned_log_loss": tuned.run.metrics.get("log_loss"),
                     "tuned_by": tuned.metric,
+                    "ranked_on": tuned.summary["ranked_on"],
                     "counts": tuned.trial_counts,
                     "best_trial": tuned.best_trial,
                     "best_params": tuned.best_params,
@@ -174,6 +180,13 @@ def tables(names: list[str], trials: int, home: Path, kind: str = "tabm", seeds:
     return rows
 
 
+def _metric_for(metric: str | None, task: str) -> str | None:
+    """`--metric`: one tune.metric for every table, or TASK=METRIC pairs (`classification=val_loss`); None: the task's default."""
+    if not metric or "=" not in metric:
+        return metric
+    return dict(pair.split("=", 1) for pair in metric.split(",")).get(task)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["pruning", "tables", "both"], default="both")
@@ -184,7 +197,10 @@ def main() -> None:
     ap.add_argument("--startup", type=int, default=10, help="pruning: tune.startup_trials")
     ap.add_argument("--prune-after", type=int, default=3, help="pruning: tune.prune_after_trials")
     ap.add_argument("--seeds", default="7", help="tables: train.seed values (each its own split); figures are means over them")
-    ap.add_argument("--metric", default=None, help="tables: tune.metric (default: the task's validation monitor)")
+    ap.add_argument(
+        "--metric", default=None, help="tables: tune.metric, or TASK=METRIC pairs such as classification=val_loss (default: the task's own)"
+    )
+    ap.add_argument("--folds", type=int, default=1, help="tables: tune.folds (1: trials ranked on the validation split; K: K-fold CV)")
     ap.add_argument("--kind", choices=sorted(SPACES), default="tabm", help="tables: the default model and its space")
     ap.add_argument("--seed", type=int, default=7, help="pruning: train.seed (the split, the weights and TPE's draws)")
     ap.add_argument("--no-start-from-spec", action="store_true", help="pruning: tune.start_from_spec false")
@@ -199,7 +215,13 @@ def main() -> None:
             )
         if a.part in ("tables", "both"):
             out["tables"] = tables(
-                [n for n in a.tables.split(",") if n], a.trials, home, a.kind, tuple(int(x) for x in a.seeds.split(",")), a.metric
+                [n for n in a.tables.split(",") if n],
+                a.trials,
+                home,
+                a.kind,
+                tuple(int(x) for x in a.seeds.split(",")),
+                a.metric,
+                a.folds,
             )
     if a.json:
         a.json.write_text(json.dumps(out, indent=1, default=str))

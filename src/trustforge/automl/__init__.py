@@ -9,8 +9,20 @@ from trustforge.automl._auto import (
     candidate_spec,
     candidates_for,
     choose,
+    cross_validate,
     fit_candidate,
     run_auto,
 )
 
-__all__ = ["CANDIDATES", "Candidate", "SealedSplit", "auto_spec", "candidate_spec", "candidates_for", "choose", "fit_candidate", "run_auto"]
+__all__ = [
+    "CANDIDATES",
+    "Candidate",
+    "SealedSplit",
+    "auto_spec",
+    "candidate_spec",
+    "candidates_for",
+    "choose",
+    "cross_validate",
+    "fit_candidate",
+    "run_auto",
+]

@@ -19,7 +19,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,18 @@ from trustforge.models import build_model
 from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec
 from trustforge.train import Trainer, seeded
 
-__all__ = ["Candidate", "CANDIDATES", "SealedSplit", "choose", "run_auto", "auto_spec", "candidate_spec", "candidates_for", "fit_candidate"]
+__all__ = [
+    "Candidate",
+    "CANDIDATES",
+    "SealedSplit",
+    "choose",
+    "cross_validate",
+    "run_auto",
+    "auto_spec",
+    "candidate_spec",
+    "candidates_for",
+    "fit_candidate",
+]
 
 
 @dataclass(frozen=True)
@@ -294,31 +305,57 @@ def _splits(spec: TaskSpec, data: Any) -> tuple[Any, list[tuple[torch.Tensor, to
     14 of the 30 table-seeds: 8 within the bar, against 10 of the same 14 on the validation split).
     The test rows take no part either way.
     """
-    n = len(data.train) + len(data.validation)
-    k = spec.model.folds
-    if k <= 1:
+    if spec.model.folds <= 1:
         return data.validation, None
+    return _pooled_folds(data, spec.model.folds, spec.train.seed)
+
+
+def _pooled_folds(data: Any, k: int, seed: int) -> tuple[Any, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The training and validation rows as one split, and `k` seeded folds of it (train, held-out indices)."""
+    n = len(data.train) + len(data.validation)
     pool = dataclasses.replace(
         data.train,
         inputs=tuple(torch.cat([a, b]) for a, b in zip(data.train.inputs, data.validation.inputs)),
         target=torch.cat([data.train.target, data.validation.target]),
     )
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.train.seed))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     folds = [order[i::k] for i in range(k)]
     return pool, [(torch.cat([f for j, f in enumerate(folds) if j != i]), folds[i]) for i in range(k)]
+
+
+def cross_validate(
+    spec: TaskSpec, data: Any, folds: int, *, after_fold: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None
+) -> tuple[Any, torch.Tensor]:
+    """Out-of-fold outputs of `spec`'s model over the training and validation rows (never the test rows).
+
+    Each of `folds` models is fitted as a candidate is (`fit_candidate`, stopping early on part of
+    its own training rows) on the other folds and predicts its own. `after_fold(i, outputs,
+    targets)`, when given, is called after fold `i` (from 0) with the outputs and targets of the
+    rows scored so far (a tuning trial reports its running score there, and may stop by raising).
+
+    Returns:
+        (the pooled rows, as a split, with their targets; the outputs on them, in that order).
+    """
+    if data.validation is None or len(data.validation) == 0:
+        raise SpecError("cross-validation needs a validation split (data.split.validation > 0): its rows join the folds")
+    pool, splits = _pooled_folds(data, folds, spec.train.seed)
+    return pool, _fit_scored(spec, data, pool, splits, False, after_fold=after_fold)[3]
 
 
 def _take(part: Any, idx: torch.Tensor) -> Any:
     return dataclasses.replace(part, inputs=tuple(t[idx] for t in part.inputs), target=part.target[idx])
 
 
-def _fit_scored(cspec: TaskSpec, data: Any, pool: Any, splits: Any, progress: bool) -> tuple[torch.nn.Module, float, int, torch.Tensor]:
+def _fit_scored(
+    cspec: TaskSpec, data: Any, pool: Any, splits: Any, progress: bool, *, after_fold: Callable[..., None] | None = None
+) -> tuple[torch.nn.Module, float, int, torch.Tensor]:
     """Fit a candidate and return (the last model, fit seconds, epochs, its outputs on the scored rows)."""
     if splits is None:
         model, seconds, epochs = fit_candidate(cspec, _stopping_apart(cspec, data), progress=progress)
         return model, seconds, epochs, _predict(model, data.validation.inputs)
     out: torch.Tensor | None = None
     seconds, epochs = 0.0, 0
+    scored: list[torch.Tensor] = []
     for train_idx, held_idx in splits:  # each fold's model stops early on part of its own training rows, as above
         fold = dataclasses.replace(data, train=_take(pool, train_idx), validation=_take(pool, held_idx))
         model, s, e = fit_candidate(cspec, _stopping_apart(cspec, fold), progress=progress)
@@ -327,6 +364,10 @@ def _fit_scored(cspec: TaskSpec, data: Any, pool: Any, splits: Any, progress: bo
             out = torch.empty((len(pool), *held.shape[1:]), dtype=held.dtype)
         out[held_idx] = held
         seconds, epochs = seconds + s, epochs + e
+        if after_fold is not None:
+            scored.append(held_idx)
+            done = torch.cat(scored)
+            after_fold(len(scored) - 1, out[done], pool.target[done])
     return model, seconds, epochs, out
 
 

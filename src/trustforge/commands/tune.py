@@ -42,7 +42,7 @@ def tune(
     s = result.summary
     counts = ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items()))
     typer.echo(f"study {result.study} ({result.storage['kind']}): {counts}; {s['total_epochs']} epochs in all")
-    typer.echo(f"ranked by {result.metric} on the validation split ({result.direction})")
+    typer.echo(f"ranked by {result.metric} {s['ranked_on']} ({result.direction})")
     typer.echo(f"{'trial':>5}  {'state':<9} {result.metric:>12}  {'epochs':>6}  params")
     for row in s["leaderboard"][:top]:
         value = f"{row['value']:.4f}" if row["value"] is not None else "-"

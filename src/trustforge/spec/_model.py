@@ -1677,7 +1677,8 @@ class TuneSpec(_Strict):
 
     `space` maps a dotted spec field (`train.optimizer.lr`, `model.hidden`) to an Optuna
     distribution; each trial is one run of the spec with the trial's values. Trials are scored
-    on the validation split, never the test split.
+    on the validation split (or, with `folds` > 1, out of fold over the training and validation
+    rows), never the test split.
     """
 
     space: dict[str, ParamSpec] = Field(min_length=1, description="dotted spec field -> {type: float|int|categorical, ...}")
@@ -1688,13 +1689,20 @@ class TuneSpec(_Strict):
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     startup_trials: int = Field(10, ge=0, description="trials sampled at random before TPE models the results (Optuna's default)")
-    warmup_epochs: int = Field(2, ge=0, description="epochs of a trial that are never pruned")
+    warmup_epochs: int = Field(2, ge=0, description="epochs of a trial that are never pruned (with folds > 1: folds)")
     prune_after_trials: int = Field(3, ge=0, description="median pruning: trials that finish before any is pruned")
     light_trials: bool = Field(
         True, description="trials skip the evidence (speed, robustness, explanations, audits); the best is then retrained in full"
     )
     start_from_spec: bool = Field(
         True, description="a new study's first trial is the spec's own values of the space's fields (those the space holds)"
+    )
+    folds: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description="1: rank trials on the validation split; K: by K-fold cross-validation over the training and validation "
+        "rows (never the test rows; K more fits per trial that is not pruned)",
     )
 
     @field_validator("metric")
@@ -1874,6 +1882,32 @@ def _unread(spec: "TaskSpec", parts: list[str]) -> str | None:
         return None
     held, what = _inputs_held(spec)
     return None if needs & held else f"does nothing for this spec: it has {missing} ({what}); leave it out of tune.space"
+
+
+def check_tune_folds(spec: "TaskSpec") -> None:
+    """`tune.folds` > 1 pools the training and validation rows into folds: it needs a validation
+    split, rows with no order between them (classification or regression; a series or the
+    interactions of a recommender keep time order) and a training split the run does not change
+    by what it finds (`data.clean.label_issues` drop or relabel cleans the run's training rows,
+    which a fold's model would not see cleaned).
+
+    Raises:
+        SpecProblem: at `tune.folds`, naming what does not allow it.
+    """
+    if spec.tune.folds <= 1:
+        return
+    where, k = ("tune", "folds"), spec.tune.folds
+    if spec.task not in ("classification", "regression"):
+        raise SpecProblem(where, f"must be 1 for task {spec.task} (folds would mix the order of its rows); got {k}")
+    if spec.data.split.validation == 0:
+        raise SpecProblem(where, f"must be 1 without a validation split (its rows join the folds; data.split.validation is 0); got {k}")
+    cleaned = [f for f in spec.tune.space if f.startswith("data.clean")]
+    if spec.data.clean.label_issues in ("drop", "relabel") or cleaned:
+        what = ", ".join(cleaned) if cleaned else f"data.clean.label_issues is {spec.data.clean.label_issues}"
+        raise SpecProblem(
+            where,
+            f"must be 1 while the run cleans its training labels ({what}): the folds' models would train on the rows uncleaned; got {k}",
+        )
 
 
 def check_tune_space(spec: "TaskSpec") -> None:
@@ -2130,6 +2164,7 @@ class TaskSpec(_Strict):
         if self.tune is not None:
             tune_objective(self)
             check_tune_space(self)
+            check_tune_folds(self)
         return self
 
     def _text_rules(self) -> None:

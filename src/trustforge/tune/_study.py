@@ -2,8 +2,12 @@
 
 Each trial is one ordinary run (`pipeline.run`, a run folder under `runs/` that `runs list`
 and `compare` read) of the spec with the trial's values, scored on the validation split by
-`tune.metric` at the epoch whose weights the run keeps; the test split never ranks trials.
-Poor trials are pruned from the Trainer's per-epoch validation metric (`PruningCallback`).
+`tune.metric` at the epoch whose weights the run keeps; with `tune.folds` K > 1, a trial that
+is not pruned is then scored by K-fold cross-validation over the training and validation rows
+instead (`automl.cross_validate`): on small tables the validation split is a few dozen rows,
+and a search ranked on it chases their noise (bench/tune.py). The test split never ranks trials.
+Poor trials are pruned from the Trainer's per-epoch validation metric (`PruningCallback`), or,
+ranked out of fold, from the running score after each fold.
 Workers are local processes or other machines that open the same storage: each runs trials
 until the study holds `trials` finished or running ones, so a resumed study runs only the
 missing trials and concurrent workers overshoot by at most one trial each.
@@ -152,6 +156,11 @@ def tune(
             f"study {name!r} ranks by {attrs.get('metric')} ({created.direction.name.lower()}); this spec by {metric} "
             f"({direction}): name another study (--study) or keep tune.metric"
         )
+    if "metric" in attrs and int(attrs.get("folds", 1)) != ts.folds:  # a study from before tune.folds ranked on validation
+        raise TuneError(
+            f"study {name!r} ranks {_ranked_on(int(attrs.get('folds', 1)))}; this spec {_ranked_on(ts.folds)}: "
+            "name another study (--study) or keep tune.folds"
+        )
     changed = None if new else space_change(ts.space, created.get_trials(deepcopy=False))
     if changed is not None:
         raise TuneError(
@@ -159,6 +168,7 @@ def tune(
         )
     if "metric" not in attrs:
         created.set_user_attr("metric", metric)
+        created.set_user_attr("folds", ts.folds)
         created.set_user_attr("spec", spec.name)
 
     base = spec_to_dict(spec)
@@ -193,6 +203,7 @@ def tune(
         raise TuneError(f"study {name!r}: no trial completed (see the failed runs with `trustforge runs list`)") from None
     best_params = decode(ts.space, best.params)
     summary = study_summary(finished, ts.space, metric, direction, desc)
+    summary["folds"], summary["ranked_on"] = ts.folds, _ranked_on(ts.folds)
     lineage = {
         "tune": {
             "study": name,
@@ -200,6 +211,7 @@ def tune(
             "params": best_params,
             "storage": desc,
             "metric": metric,
+            "ranked_on": _ranked_on(ts.folds),
             "value": best.value,
         }
     }
@@ -228,7 +240,7 @@ def tune(
         final = apply_params(base, best_params)
         run = pipeline.run(final, settings=settings, progress=progress, register=register, lineage=lineage)
         result.run, result.model_uri, final_dir = run, run.model_uri, run.run_dir
-        summary["retrained"] = {"run": run.run_dir.name, "value": _score(run.history, run.metrics, metric)}
+        summary["retrained"] = {"run": run.run_dir.name, "value": _score(run.history, run.metrics, metric), "on": "the validation split"}
     else:
         final_dir = trial_run
     summary["final_run"] = final_dir.name
@@ -272,6 +284,14 @@ def _work(job: _Job, index: int) -> None:
     # A waiting trial (the spec's own point, queued) is not counted: it runs in the next `optimize`,
     # and counted it ended a study of one trial before any trial ran.
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    try:
+        _trials(study, job, ts, live)
+    finally:
+        _PREPARED.clear()  # data read for this study's folds is not kept for the next (its files may change)
+
+
+def _trials(study: Any, job: _Job, ts: Any, live: tuple[Any, ...]) -> None:
+    """Run trials one at a time until the study holds `job.target` live ones, the deadline passes, or every trial fails."""
     failures = 0
     while job.deadline is None or time.time() < job.deadline:
         if len(study.get_trials(deepcopy=False, states=live)) >= job.target:
@@ -296,8 +316,11 @@ def _objective(trial: Any, job: _Job, ts: Any, outcome: dict[str, Any]) -> float
     trial.set_user_attr("pid", os.getpid())
     lineage = {"tune": {"study": job.study, "trial": trial.number, "params": params, "storage": describe_storage(job.url)}}
     prune = PruningCallback(trial, job.metric)
+    data = _prepared(spec, job) if ts.folds > 1 else None  # once per worker while the data settings stay
+    # Ranked out of fold, a trial is pruned from its folds (below), not from the run's epochs on the validation split.
+    callbacks = [prune] if data is None else []
     try:
-        run = pipeline.run(spec, settings=job.settings, callbacks=[prune], progress=False, register=False, lineage=lineage)
+        run = pipeline.run(spec, settings=job.settings, callbacks=callbacks, progress=False, register=False, lineage=lineage, prepared=data)
     except optuna.TrialPruned:
         outcome["failed"] = False
         trial.set_user_attr("epochs", prune.epochs)
@@ -308,11 +331,88 @@ def _objective(trial: Any, job: _Job, ts: Any, outcome: dict[str, Any]) -> float
     trial.set_user_attr("run", run.run_dir.name)
     trial.set_user_attr("epochs", len(run.history))
     value = _score(run.history, run.metrics, job.metric)
-    atomic_write_text(
-        run.run_dir / "trial.json", json.dumps({"study": job.study, "trial": trial.number, "params": params, job.metric: value})
-    )
+    record: dict[str, Any] = {"study": job.study, "trial": trial.number, "params": params, job.metric: value}
+    if data is not None:  # ranked out of fold; the run's own validation figure stays beside it
+        trial.set_user_attr("validation_value", value)
+        folds_done: dict[str, int] = {}
+        try:
+            value = _cross_validated(trial, load_spec(spec), data, ts.folds, job.metric, job.settings, folds_done)
+        except optuna.TrialPruned:
+            # The run itself completed (its package stays); the trial stopped in its cross-validation.
+            outcome["failed"] = False
+            record["validation"] = record.pop(job.metric)
+            record.update({"folds": ts.folds, "pruned_after_fold": folds_done["fold"]})
+            atomic_write_text(run.run_dir / "trial.json", json.dumps(record))
+            raise
+        record.update({job.metric: value, "validation": record[job.metric], "folds": ts.folds})
+    atomic_write_text(run.run_dir / "trial.json", json.dumps(record))
     outcome["failed"] = False
     return value
+
+
+def _ranked_on(folds: int) -> str:
+    return "on the validation split" if folds <= 1 else f"by {folds}-fold cross-validation over the training and validation rows"
+
+
+_PREPARED: dict[str, Any] = {}  # this worker's data, by `data.prepare_key` (one entry: a new key replaces it)
+
+
+def _prepared(spec: Mapping[str, Any], job: _Job) -> Any:
+    """The trial's prepared data, read once per worker for as long as trials share a `prepare_key`
+    (a space over data settings prepares again when they change)."""
+    from trustforge.data import masking_key, needs_masking_key, prepare, prepare_key
+    from trustforge.secure import Keyring
+
+    loaded = load_spec(spec)
+    key = prepare_key(loaded)
+    if key not in _PREPARED:
+        s = job.settings
+        masking = masking_key(Keyring.load_or_init(s.keys_dir, kek_b64=s.kek)) if needs_masking_key(loaded.data.protect.pii) else None
+        _PREPARED.clear()
+        _PREPARED[key] = prepare(loaded, cache_dir=s.cache_dir, key=masking)
+    return _PREPARED[key]
+
+
+def _cross_validated(trial: Any, spec: TaskSpec, data: Any, folds: int, metric: str, settings: Settings, done: dict[str, int]) -> float:
+    """`metric` over the out-of-fold outputs of `folds` models of the trial's spec (`automl.cross_validate`).
+
+    After each fold the metric over the rows scored so far is reported to the trial (step = the
+    fold, from 0), and the study's pruner may stop it there (`optuna.TrialPruned`); `done["fold"]`
+    is the folds scored so far.
+    """
+    import optuna
+    import torch
+
+    from trustforge.automl import cross_validate
+    from trustforge.evaluate import task_of
+    from trustforge.train import apply_threads, restores_threads
+
+    task = task_of(spec)
+
+    loss = task.loss(spec, len(data.schema.classes or []), data.train.target) if metric == "val_loss" else None
+    name = metric.removeprefix("val_")
+
+    def score(out: Any, target: Any) -> float:
+        if loss is not None:
+            return float(loss(out, target))
+        return float(task.validation_metrics(spec, data.preprocessor, (name,))(out, target)[name])
+
+    def report(fold: int, out: Any, target: Any) -> None:
+        if fold == folds - 1:  # the last fold: the trial's value, not a step to prune at
+            return
+        value = score(out, target)
+        done["fold"] = fold + 1
+        trial.report(value, fold)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {fold + 1} of {folds}: {metric} {value:.4g} so far")
+
+    @restores_threads
+    def fit() -> tuple[Any, Any]:
+        apply_threads(spec.train.threads, torch.nn.Module(), from_env=settings.threads_from_env)  # as a run of this spec
+        return cross_validate(spec, data, folds, after_fold=report)
+
+    pool, out = fit()
+    return score(out, pool.target)
 
 
 def _light(spec: dict[str, Any]) -> dict[str, Any]:
@@ -358,8 +458,11 @@ def _pruner(ts: Any, base: Mapping[str, Any]) -> Any:
     if ts.pruner == "median":
         # Pruning starts after a few finished trials, not after TPE's random start-up: bench/tune.py
         # (30 trials) cut 51 % of the epochs this way at the same best, against 26 % waiting for 10.
+        # With tune.folds > 1 the steps are folds, and warmup_epochs counts folds never pruned after.
         return optuna.pruners.MedianPruner(n_startup_trials=ts.prune_after_trials, n_warmup_steps=ts.warmup_epochs)
     if ts.pruner == "hyperband":
+        if ts.folds > 1:  # a trial's steps are its folds (all but the last, whose score is the trial's value)
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, ts.folds - 1), reduction_factor=3)
         max_epochs = int(base.get("train", {}).get("max_epochs", 100))
         return optuna.pruners.HyperbandPruner(min_resource=max(1, ts.warmup_epochs), max_resource=max_epochs, reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -407,6 +510,7 @@ def study_summary(study: Any, space: Mapping[str, Any], metric: str, direction: 
                 "value": value,
                 "last_value": last,
                 "epochs": t.user_attrs.get("epochs"),
+                "validation_value": t.user_attrs.get("validation_value"),  # tune.folds > 1: the run's own figure, beside the ranked one
                 "run": t.user_attrs.get("run"),
                 "params": decode(space, t.params),
             }
