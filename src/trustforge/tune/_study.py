@@ -240,7 +240,7 @@ def tune(
         final = apply_params(base, best_params)
         run = pipeline.run(final, settings=settings, progress=progress, register=register, lineage=lineage)
         result.run, result.model_uri, final_dir = run, run.model_uri, run.run_dir
-        summary["retrained"] = {"run": run.run_dir.name, "value": _score(run.history, run.metrics, metric), "on": "the validation split"}
+        summary["retrained"] = {"run": run.run_dir.name, "value": _score(run.history, run.metrics, metric)}
     else:
         final_dir = trial_run
     summary["final_run"] = final_dir.name
@@ -388,7 +388,6 @@ def _cross_validated(trial: Any, spec: TaskSpec, data: Any, folds: int, metric: 
     from trustforge.train import apply_threads, restores_threads
 
     task = task_of(spec)
-
     loss = task.loss(spec, len(data.schema.classes or []), data.train.target) if metric == "val_loss" else None
     name = metric.removeprefix("val_")
 
