@@ -6,6 +6,8 @@ result of the one before and knows nothing of the ones after.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -36,6 +38,7 @@ from trustforge.train import (
     atomic_write_text,
     check_adversarial,
     clean_labels,
+    fit_members,
     init_distributed,
     load_checkpoint,
     resolve_device,
@@ -176,6 +179,8 @@ def _run_distributed(
         )
     if spec.model.kind in FITTED_KINDS:
         raise SpecError(f"model.kind {spec.model.kind!r} is fitted by its own solver, not data-parallel; train it in one process")
+    if spec.model.kind == "ensemble":
+        raise SpecError("model.kind 'ensemble' trains its members one after another, not data-parallel; train it in one process")
     device = resolve_device(spec.train.accelerator, distributed.local_rank)
     init_distributed(distributed, device)
     try:
@@ -322,8 +327,11 @@ def _run(
             step=DistributedStep(distributed, device) if distributed is not None else None,
             local_rank=distributed.local_rank if distributed is not None else None,
         )
+        members = None
         if spec.model.kind in FITTED_KINDS:  # a baseline, fitted by its own solver (evaluate.fit_fitted), not by epochs
             history = _fit_baseline(spec, data, model, trainer)
+        elif spec.model.kind == "ensemble":  # its members, trained one after another
+            history, members = _fit_ensemble(spec, data, model, trainer, run_dir, callbacks, progress)
         else:
             history = trainer.fit(model, data.train, data.validation, resume=resume_from)
         timings["fit_seconds"] = trainer.fit_seconds
@@ -339,6 +347,8 @@ def _run(
         # tensors, so a package trained on a GPU loads and predicts on a machine without one.
         model.to("cpu")
         metrics = {**scored.metrics, **trainer.summary(history), **twin_metrics, **data.evidence()}
+        if members is not None:  # model.kind ensemble: what each member's training reported
+            metrics["ensemble"] = members
         if selection is not None:  # model.kind auto: the candidates' leaderboard (validation scores only)
             metrics["model_choice"] = dict(selection)
             atomic_write_text(run_dir / "leaderboard.json", json.dumps(dict(selection), indent=1))
@@ -429,6 +439,24 @@ def _fit_baseline(spec: TaskSpec, data: Any, model: Any, trainer: Trainer) -> li
     fitted = evaluate.fit_fitted(spec, data, model)
     trainer.model, trainer.fit_seconds = model, fitted["fit_seconds"]
     return []
+
+
+def _fit_ensemble(
+    spec: TaskSpec, data: Any, model: Any, trainer: Trainer, run_dir: Path, callbacks: Sequence[Callback], progress: bool
+) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+    """Train the members of `model.kind: ensemble` in place (`train.fit_members`); their epochs go to
+    `epochs.csv`, a `member` column first. The trainer is handed the ensemble, so predictions and
+    the summary read it as they read one trained network."""
+    history, members, seconds = fit_members(spec, data, model, task_of(spec), callbacks=callbacks, progress=progress)
+    if history:
+        fields = list(dict.fromkeys(k for row in history for k in row))
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(run_dir / "epochs.csv", buf.getvalue())
+    trainer.model, trainer.fit_seconds = model, seconds
+    return history, members
 
 
 def _train_rank(

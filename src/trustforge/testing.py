@@ -65,6 +65,17 @@ CASES: dict[str, dict[str, Any]] = {
     "tabm-mixed": _case("tabm", "builtin:birdstrikes", {"k": 4, "hidden": [16], "embedding_dim": 8}),
     "tabm-regression": _case("tabm", "builtin:diabetes", {"k": 4, "hidden": [16], "embedding_dim": 4}, task="regression"),
     "ft_transformer": _case("ft_transformer", "builtin:wine", {"d_token": 8, "n_heads": 2, "n_layers": 1}),
+    # Networks trained apart, averaged as probabilities: two kinds, one with its own learning rate.
+    "ensemble": _case(
+        "ensemble",
+        "builtin:wine",
+        {
+            "members": [
+                {"model": {"kind": "tabm", "k": 2, "hidden": [16]}},
+                {"model": {"kind": "mlp", "hidden": [16]}, "train": {"optimizer": {"name": "adam", "lr": 0.01}}},
+            ]
+        },
+    ),
     "cnn": _case("cnn", "builtin:digits", {"channels": [8], "hidden": [16]}),
     "rnn": _case("rnn", "builtin:digits", {"hidden_size": 16}),
     # Forecasting windows of a series (task forecasting: (N, lookback, 1) in, (N, horizon) out).
@@ -166,7 +177,7 @@ def check_model_kind(
     from trustforge.package import Model, build_manifest, write_package
     from trustforge.secure import Keyring
     from trustforge.spec import FITTED_KINDS, load_spec, spec_digest
-    from trustforge.train import Trainer, seeded
+    from trustforge.train import Trainer, fit_members, seeded
 
     task = load_spec(copy.deepcopy(dict(spec)))
     root = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tf-conformance-"))
@@ -188,6 +199,9 @@ def check_model_kind(
     before = training_loss()
     if task.model.kind in FITTED_KINDS:  # a baseline: fitted by its own solver, as a run does (pipeline)
         fit_fitted(task, data, model)
+        trainer.model = model
+    elif task.model.kind == "ensemble":  # its members, each on its own, as a run trains them (pipeline)
+        fit_members(task, data, model, task_of(task))
         trainer.model = model
     else:
         trainer.fit(model, data.train, data.validation)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from trustforge.data import Columns, Grid, Ids, Schema, Spectrogram, Steps, Tokens, input_kind
@@ -18,6 +19,7 @@ from trustforge.models.audio import AudioCNN
 from trustforge.models.bag import BagOfEmbeddings
 from trustforge.models.cnn import CNN
 from trustforge.models.conv_encoder import ConvEncoder
+from trustforge.models.ensemble import Ensemble
 from trustforge.models.ft_transformer import FTTransformer
 from trustforge.models.linear import LinearTable
 from trustforge.models.mlp import MLP
@@ -28,7 +30,7 @@ from trustforge.models.text_pretrained import PretrainedTextClassifier
 from trustforge.models.transformer import TransformerEncoder
 from trustforge.models.trees import TreeEnsemble
 from trustforge.models.two_tower import TwoTower
-from trustforge.spec import TaskSpec
+from trustforge.spec import TaskSpec, member_spec
 
 __all__ = [
     "MLP",
@@ -43,6 +45,7 @@ __all__ = [
     "ConvEncoder",
     "TabM",
     "FTTransformer",
+    "Ensemble",
     "build_model",
     "fgsm",
     "pgd",
@@ -91,9 +94,17 @@ def build_model(spec: TaskSpec, schema: Schema) -> nn.Module:
             f"model.kind {m.kind!r} does not fit {_WHAT[type(shape)]} data; interactions (task "
             "recommendation) take model.kind mf or two_tower, and mf or two_tower take nothing else"
         )
+    output = "value" if not schema.classes else "logit" if n_out == 1 else "classes"  # what the loss reads
     if m.kind == "tabm":  # the members' mean is taken as the loss reads it: classes, one logit or a value
-        output = "value" if not schema.classes else "logit" if n_out == 1 else "classes"
         model = _tabm(m, shape, n_out, output)
+    elif m.kind == "ensemble":  # each member built as its own run would build it, from its own seed
+        members = []
+        for i in range(len(m.members)):
+            own = member_spec(spec, i)
+            with torch.random.fork_rng():
+                torch.manual_seed(own.train.seed)
+                members.append(build_model(own, schema))
+        model = Ensemble(members, m.normalised_weights(), output)
     else:
         model = _BUILDERS[m.kind](m, shape, n_out)
     if spec.train.privacy is not None:  # DP-SGD: batch norm → group norm, other layers checked (see models._private)
@@ -327,6 +338,10 @@ def _ft_transformer(m: Any, shape: Any, n_out: int) -> nn.Module:
     )
 
 
+def _ensemble(m: Any, shape: Any, n_out: int) -> nn.Module:
+    raise ModelError("model.kind 'ensemble' is built from the whole spec (its members' own training settings): use build_model")
+
+
 def _vocab(size: int) -> int:
     if size < 2:
         raise ModelError("the schema's text column has no fitted vocabulary; fit the preprocessor first")
@@ -348,5 +363,6 @@ _BUILDERS: dict[str, Callable[[Any, Any, int], nn.Module]] = {
     "auto": _auto,
     "tabm": lambda m, shape, n_out: _tabm(m, shape, n_out, "value"),  # build_model passes the output form
     "ft_transformer": _ft_transformer,
+    "ensemble": _ensemble,
 }
 MODEL_KINDS = tuple(_BUILDERS)

@@ -14,7 +14,7 @@ import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_serializer, model_validator
 
 __all__ = [
     "TaskSpec",
@@ -43,6 +43,10 @@ __all__ = [
     "TransformerSpec",
     "TextPretrainedSpec",
     "ModelSpec",
+    "EnsembleSpec",
+    "MEMBER_KINDS",
+    "MEMBER_TRAIN_FIELDS",
+    "member_spec",
     "TrainSpec",
     "AdversarialSpec",
     "PrivacySpec",
@@ -1022,26 +1026,6 @@ TABULAR_TRAIN_DEFAULTS: dict[str, Any] = {
 }
 
 
-ModelSpec = Annotated[
-    Union[
-        MLPSpec,
-        CNNSpec,
-        RNNSpec,
-        AudioCNNSpec,
-        MFSpec,
-        TwoTowerSpec,
-        TransformerSpec,
-        TextPretrainedSpec,
-        LinearSpec,
-        HistGradientBoostingSpec,
-        AutoSpec,
-        TabMSpec,
-        FTTransformerSpec,
-    ],
-    Field(discriminator="kind"),
-]
-
-
 # ---------------------------------------------------------------------------- training
 
 
@@ -1321,10 +1305,119 @@ class TrainSpec(_Strict):
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
+# ---------------------------------------------------------------------------- ensembles of trained networks
+
+
+# The kinds an ensemble may hold: networks trained by the epoch loop on the run's own prepared data.
+# Not the fitted baselines (their solver is not the Trainer), the recommenders (their outputs are
+# ranking scores over users and items), the pretrained encoder (its rules read the spec's own
+# model.kind), auto (it resolves to a kind) or another ensemble.
+MEMBER_KINDS = ("mlp", "cnn", "rnn", "audio_cnn", "transformer", "tabm", "ft_transformer")
+
+# The train fields a member may set for itself; the rest (loss, seed, devices, defences, ...) are the run's.
+MEMBER_TRAIN_FIELDS = ("max_epochs", "batch_size", "optimizer", "scheduler", "early_stopping", "label_smoothing")
+
+
+class MemberTrainSpec(_Strict):
+    """A member's own training settings; a field left out is the run's `train` field."""
+
+    max_epochs: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    optimizer: OptimizerSpec | None = None
+    scheduler: SchedulerSpec | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+
+    @model_serializer(mode="wrap")
+    def _only_what_it_sets(self, handler: Any) -> Any:
+        # Written out (spec.yaml, the package) with the fields the member sets only: a field left
+        # out is the run's, and `early_stopping: null` (set) is off, which a written null for an
+        # unset field would turn it into.
+        out = handler(self)
+        return {k: v for k, v in out.items() if k in self.model_fields_set} if isinstance(out, dict) else out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_optimizer_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("optimizer"), dict) and "name" not in data["optimizer"]:
+            data = {**data, "optimizer": {"name": "adamw", **data["optimizer"]}}
+        return data
+
+
+MemberModelSpec = Annotated[
+    Union[MLPSpec, CNNSpec, RNNSpec, AudioCNNSpec, TransformerSpec, TabMSpec, FTTransformerSpec],
+    Field(discriminator="kind"),
+]
+
+
+class EnsembleMemberSpec(_Strict):
+    """One member: its model section and the training settings it changes."""
+
+    model: MemberModelSpec
+    train: MemberTrainSpec = Field(default_factory=MemberTrainSpec)
+
+
+class EnsembleSpec(_Strict):
+    """Networks trained apart on the same prepared data, one after another, each as its own run
+    would train it (its model, its training settings, the run's seed); the package predicts the
+    weighted mean of their probabilities (classification) or values (regression, forecasting).
+    `trustforge tune` with `tune.ensemble: N` writes one from its best N trials."""
+
+    kind: Literal["ensemble"] = "ensemble"
+    members: list[EnsembleMemberSpec] = Field(min_length=2, max_length=16, description="the networks, each trained on its own")
+    weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="one positive weight per member, normalised to sum to 1; null: equal weights"
+    )
+
+    @model_validator(mode="after")
+    def _one_weight_per_member(self) -> "EnsembleSpec":
+        if self.weights is not None and len(self.weights) != len(self.members):
+            raise SpecProblem(("weights",), f"must hold one weight per member ({len(self.members)}); got {len(self.weights)}")
+        return self
+
+    def normalised_weights(self) -> list[float]:
+        """The members' weights, summing to 1."""
+        w = self.weights or [1.0] * len(self.members)
+        total = sum(w)
+        return [x / total for x in w]
+
+
+ModelSpec = Annotated[
+    Union[
+        MLPSpec,
+        CNNSpec,
+        RNNSpec,
+        AudioCNNSpec,
+        MFSpec,
+        TwoTowerSpec,
+        TransformerSpec,
+        TextPretrainedSpec,
+        LinearSpec,
+        HistGradientBoostingSpec,
+        AutoSpec,
+        TabMSpec,
+        FTTransformerSpec,
+        EnsembleSpec,
+    ],
+    Field(discriminator="kind"),
+]
+
+
 # ---------------------------------------------------------------------------- evaluation
 
 # The metrics each task allows live with the task (trustforge.evaluate's TASKS and METRICS);
 # the validators below ask it, so there is one copy.
+
+
+def member_spec(spec: "TaskSpec", i: int) -> "TaskSpec":
+    """The spec member `i` of an ensemble trains by: the run's spec with the member's model, its
+    own training settings over the run's (`model.members[i].train`, fields it sets only) and seed
+    `train.seed + i` (its initial weights, batch order and dropout), so that members of one
+    architecture still differ."""
+    member = spec.model.members[i]
+    own = {name: getattr(member.train, name) for name in member.train.model_fields_set}
+    own["seed"] = (spec.train.seed + i) % 2**32
+    return spec.model_copy(update={"model": member.model, "train": spec.train.model_copy(update=own)})
 
 
 def _task(spec: "TaskSpec") -> Any:
@@ -1704,6 +1797,13 @@ class TuneSpec(_Strict):
         description="1: rank trials on the validation split; K: by K-fold cross-validation over the training and validation "
         "rows (never the test rows; K more fits per trial that is not pruned)",
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="1: package the best trial; N: an ensemble (model.kind ensemble) of the best N completed trials that "
+        "share the best's data and run settings, each member retrained with its trial's values",
+    )
 
     @field_validator("metric")
     @classmethod
@@ -2055,6 +2155,12 @@ class TaskSpec(_Strict):
             source, task = d.get("source", DataSpec.model_fields["source"].default), data.get("task", "classification")
             if isinstance(source, str) and isinstance(task, str):
                 kind = default_model_kind(task, source, text=d.get("text") is not None)
+        if kind == "ensemble" and isinstance(model, dict) and isinstance(model.get("members"), list):
+            kinds = [
+                m.get("model", {}).get("kind") if isinstance(m, dict) and isinstance(m.get("model"), dict) else None
+                for m in model["members"]
+            ]
+            kind = "tabm" if kinds and all(k in TABULAR_KINDS for k in kinds) else None  # members of the tabular kinds: their schedule
         train = data.get("train")
         if kind not in TABULAR_KINDS or not (train is None or isinstance(train, dict)):
             return data
@@ -2101,6 +2207,7 @@ class TaskSpec(_Strict):
         self._text_rules()
         self._adversarial_rules()
         self._fitted_rules()
+        self._ensemble_rules()
         ev = self.evaluate
         if self.task != "classification":
             for name in ("positive_class", "threshold"):
@@ -2269,6 +2376,33 @@ class TaskSpec(_Strict):
             raise SpecProblem(
                 ("data", "split", "validation"), "must be > 0 for model.kind auto (candidates are chosen on the validation split); got 0"
             )
+
+    def _ensemble_rules(self) -> None:
+        # An ensemble's members train one after another on the run's data; each member's own
+        # training settings meet the rules the run's would.
+        if self.model.kind != "ensemble":
+            return
+        t = self.train
+        if t.privacy is not None or t.adversarial is not None:
+            which = "privacy" if t.privacy is not None else "adversarial"
+            why = "each member would spend the privacy budget again" if which == "privacy" else "members are trained plainly"
+            raise SpecProblem(("train", which), f"does not apply to model.kind ensemble ({why}); set it to null")
+        if t.devices is not None and t.devices > 1:
+            raise SpecProblem(("train", "devices"), f"must be 1 for model.kind ensemble (members train one after another); got {t.devices}")
+        allowed = _task(self).monitor_names(self)
+        for i, member in enumerate(self.model.members):
+            es = member_spec(self, i).train.early_stopping
+            where = ("model", "members", i, "train", "early_stopping")
+            if es is not None and es.monitor != "val_loss" and es.monitor.removeprefix("val_") not in allowed:
+                raise SpecProblem(
+                    (*where, "monitor"),
+                    f"must be val_loss or val_<metric> with a {self.task} metric ({', '.join(allowed)}); got {es.monitor!r}",
+                )
+            if es is not None and self.data.split.validation == 0:
+                raise SpecProblem(
+                    ("data", "split", "validation"),
+                    f"must be > 0 while model.members[{i}] stops early (or set its train.early_stopping: null); got 0",
+                )
 
     def _recommendation_rules(self) -> None:
         d, t = self.data, self.train

@@ -15,6 +15,7 @@ from trustforge.train._distributed import (
     launch,
     shutdown_distributed,
 )
+from trustforge.train._ensemble import fit_members
 from trustforge.train._optim import build_optimizer, count_parameters, learning_rate, lr_at, make_optimizer
 from trustforge.train._private import PrivateStep
 from trustforge.train._steps import PlainStep, StepContext, StepStrategy, clip_gradients
@@ -23,6 +24,7 @@ from trustforge.train._trainer import Trainer, check_adversarial, private_step_o
 
 __all__ = [
     "Trainer",
+    "fit_members",
     "usable_cores",
     "StepStrategy",
     "StepContext",
