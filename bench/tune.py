@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -122,7 +123,14 @@ def pruning(
 
 
 def tables(
-    names: list[str], trials: int, home: Path, kind: str = "tabm", seeds: tuple[int, ...] = (7,), metric: str | None = None, folds: int = 1
+    names: list[str],
+    trials: int,
+    home: Path,
+    kind: str = "tabm",
+    seeds: tuple[int, ...] = (7,),
+    metric: str | None = None,
+    folds: int = 1,
+    ensembles: tuple[int, ...] = (1,),
 ) -> dict:
     rows = {}
     for name in names:
@@ -138,45 +146,41 @@ def tables(
             default = run(base, settings=settings, progress=False, register=False)
             spec = {**base, "model": {"kind": kind}}  # the default's kind, named: the space sets its fields
             chosen = _metric_for(metric, t.task)
-            spec["tune"] = {"space": SPACES[kind], "trials": trials, "folds": folds, **({"metric": chosen} if chosen else {})}
-            tuned = tune(spec, settings=settings)  # the best retrained in full and registered (in the throwaway workspace)
-            per_seed.append(
-                {
-                    "seed": seed,
-                    "default": default.metrics[scored],
-                    "tuned": tuned.run.metrics[scored],
-                    "default_rmse": default.metrics.get("rmse"),
-                    "tuned_rmse": tuned.run.metrics.get("rmse"),
-                    "default_log_loss": default.metrics.get("log_loss"),
-                    "tuned_log_loss": tuned.run.metrics.get("log_loss"),
-                    "tuned_by": tuned.metric,
-                    "ranked_on": tuned.summary["ranked_on"],
-                    "counts": tuned.trial_counts,
-                    "best_trial": tuned.best_trial,
-                    "best_params": tuned.best_params,
+            row = {"seed": seed, "default": default.metrics[scored], "default_rmse": default.metrics.get("rmse")}
+            row["default_log_loss"] = default.metrics.get("log_loss")
+            for k in ensembles:  # one study: the first call runs it, the others resume it complete and only build the model
+                spec["tune"] = {
+                    "space": SPACES[kind],
+                    "trials": trials,
+                    "folds": folds,
+                    "ensemble": k,
+                    **({"metric": chosen} if chosen else {}),
                 }
-            )
+                tuned = tune(spec, settings=settings)  # the best (or the best k) retrained in full and registered (a throwaway workspace)
+                row[f"tuned_{k}"] = tuned.run.metrics[scored]
+                row[f"tuned_{k}_rmse"] = tuned.run.metrics.get("rmse")
+                row[f"tuned_{k}_log_loss"] = tuned.run.metrics.get("log_loss")
+                row[f"members_{k}"] = tuned.summary.get("ensemble", {}).get("trials", [tuned.best_trial])
+            row.update(tuned_by=tuned.metric, ranked_on=tuned.summary["ranked_on"], counts=tuned.trial_counts)
+            row.update(best_trial=tuned.best_trial, best_params=tuned.best_params)
+            per_seed.append(row)
         d = float(np.mean([r["default"] for r in per_seed]))
-        u = float(np.mean([r["tuned"] for r in per_seed]))
-        better = (u < d) if lower else (u > d)
-        rows[name] = {
-            "metric": scored,
-            "default": d,
-            "tuned": u,
-            "improved": bool(better),
-            "seeds": per_seed,
-            "seconds": time.perf_counter() - t0,
-        }
+        rows[name] = {"metric": scored, "default": d, "seeds": per_seed, "seconds": time.perf_counter() - t0}
         firsts = sum(r["best_trial"] == 0 for r in per_seed)
-        diffs = ", ".join(f"{r['tuned'] - r['default']:+.4f}" for r in per_seed)
-        print(
-            f"{name:14s} {scored:8s} default {d:.4f}  tuned {u:.4f}  diff {u - d:+.4f}  {'improved' if better else 'not improved'}"
-            f"  (mean of {len(seeds)} seed(s); per seed {diffs};"
-            f" the spec's own values won {firsts}; {rows[name]['seconds']:.0f} s)",
-            flush=True,
-        )
-    n = sum(r["improved"] for r in rows.values())
-    print(f"tuned improved on the default for {n} of {len(rows)} tables", flush=True)
+        for k in ensembles:
+            u = float(np.mean([r[f"tuned_{k}"] for r in per_seed]))
+            better = (u < d) if lower else (u > d)
+            rows[name][f"tuned_{k}"], rows[name][f"improved_{k}"] = u, bool(better)
+            diffs = ", ".join(f"{r[f'tuned_{k}'] - r['default']:+.4f}" for r in per_seed)
+            print(
+                f"{name:14s} {scored:8s} default {d:.4f}  tuned (ensemble {k}) {u:.4f}  diff {u - d:+.4f}  "
+                f"{'improved' if better else 'not improved'}  (mean of {len(seeds)} seed(s); per seed {diffs};"
+                f" the spec's own values won {firsts}; {rows[name]['seconds']:.0f} s)",
+                flush=True,
+            )
+    for k in ensembles:
+        n = sum(r[f"improved_{k}"] for r in rows.values())
+        print(f"tuned (tune.ensemble {k}) improved on the default for {n} of {len(rows)} tables", flush=True)
     return rows
 
 
@@ -201,12 +205,17 @@ def main() -> None:
         "--metric", default=None, help="tables: tune.metric, or TASK=METRIC pairs such as classification=val_loss (default: the task's own)"
     )
     ap.add_argument("--folds", type=int, default=1, help="tables: tune.folds (1: trials ranked on the validation split; K: K-fold CV)")
+    ap.add_argument(
+        "--ensemble",
+        default="1",
+        help="tables: tune.ensemble values, comma-separated (each from the same study: 1,5 scores the best and the best 5)",
+    )
     ap.add_argument("--kind", choices=sorted(SPACES), default="tabm", help="tables: the default model and its space")
     ap.add_argument("--seed", type=int, default=7, help="pruning: train.seed (the split, the weights and TPE's draws)")
     ap.add_argument("--no-start-from-spec", action="store_true", help="pruning: tune.start_from_spec false")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"bench-tune-{os.getpid()}-") as tmp:
         home = Path(tmp)
         out = {}
         if a.part in ("pruning", "both"):
@@ -222,6 +231,7 @@ def main() -> None:
                 tuple(int(x) for x in a.seeds.split(",")),
                 a.metric,
                 a.folds,
+                tuple(int(x) for x in a.ensemble.split(",")),
             )
     if a.json:
         a.json.write_text(json.dumps(out, indent=1, default=str))

@@ -31,6 +31,9 @@ def tune(
         None, "--study", help="the study's name: letters, digits, '.', '_', '-' (default the spec's name); an existing study resumes"
     ),
     no_register: bool = typer.Option(False, "--no-register", help="do not register the best model"),
+    ensemble: Optional[int] = typer.Option(
+        None, "--ensemble", min=1, max=16, help="package an ensemble of the best N trials (default tune.ensemble; 1: the best alone)"
+    ),
     top: int = typer.Option(10, "--top", min=1, help="leaderboard rows to print"),
 ) -> None:
     """Search the spec's tune.space with Optuna (TPE, pruning), then package and register the best trial."""
@@ -38,7 +41,9 @@ def tune(
     from trustforge.evaluate import write_report
     from trustforge.tune import tune as run_study
 
-    result = run_study(spec, trials=trials, timeout=timeout, workers=workers, storage=storage, study=study, register=not no_register)
+    result = run_study(
+        spec, trials=trials, timeout=timeout, workers=workers, storage=storage, study=study, register=not no_register, ensemble=ensemble
+    )
     s = result.summary
     counts = ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items()))
     typer.echo(f"study {result.study} ({result.storage['kind']}): {counts}; {s['total_epochs']} epochs in all")
@@ -49,6 +54,11 @@ def tune(
         params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
         typer.echo(f"{row['trial']:>5}  {row['state']:<9} {value:>12}  {row['epochs'] or 0:>6}  {params}")
     typer.echo(f"best: trial {result.best_trial}, {result.metric} {result.best_value:.4f}")
+    ensemble = s.get("ensemble")
+    if ensemble and ensemble.get("alone"):
+        typer.echo(f"tune.ensemble {ensemble['asked']}: the best trial stands alone ({ensemble['alone']})")
+    elif ensemble and s.get("retrained", {}).get("ensemble"):
+        typer.echo(f"ensemble: trials {', '.join(map(str, ensemble['trials']))}, each retrained as a member (model.kind ensemble)")
     if result.model_uri:
         typer.echo(f"registered: {result.model_uri}")
     # Folders in the workspace, named from the workspace as the user set it (`commands.local`).

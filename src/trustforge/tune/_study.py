@@ -30,7 +30,7 @@ from trustforge import pipeline
 from trustforge._extras import require
 from trustforge.errors import DataError, ModelError, SpecError, TrainingError, TuneError, UsageError
 from trustforge.settings import Settings
-from trustforge.spec import TaskSpec, load_spec, spec_to_dict, tune_objective
+from trustforge.spec import MEMBER_KINDS, MEMBER_TRAIN_FIELDS, TaskSpec, load_spec, spec_to_dict, tune_objective
 from trustforge.train import atomic_write_text, usable_cores
 from trustforge.tune._prune import PruningCallback
 from trustforge.tune._space import apply_params, decode, space_change, spec_point, suggest
@@ -99,6 +99,7 @@ def tune(
     study: str | None = None,
     register: bool = True,
     progress: bool = False,
+    ensemble: int | None = None,
 ) -> TuneResult:
     """Run (or resume) the study of `spec.tune`, then package and register its best trial.
 
@@ -113,6 +114,8 @@ def tune(
         register: package and register the best trial's model (retrained in full when trials
             were light or ran on another machine); False: stop once the study is done.
         progress: a progress bar for the final training.
+        ensemble: package an ensemble of the best N trials (default `tune.ensemble`); a complete
+            study runs no trial, so a second call with another N only builds that model.
 
     Raises:
         SpecError: no tune section, or a tune.metric that is not logged.
@@ -130,6 +133,10 @@ def tune(
     if not 1 <= workers <= cores:
         raise UsageError(f"--workers must be 1 to {cores} (the CPU cores this process may use); got {workers}")
     settings = settings or Settings.from_env()
+    if ensemble is not None:
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or not 1 <= ensemble <= 16:
+            raise UsageError(f"--ensemble must be 1 to 16 (the best N trials packaged as one model); got {ensemble!r}")
+        spec.tune.ensemble = ensemble
     ts = spec.tune
     metric, direction = tune_metric(spec)
     name = check_study_name(study) if study is not None else check_study_name(spec.name, "name")
@@ -204,6 +211,11 @@ def tune(
     best_params = decode(ts.space, best.params)
     summary = study_summary(finished, ts.space, metric, direction, desc)
     summary["folds"], summary["ranked_on"] = ts.folds, _ranked_on(ts.folds)
+    members, why_alone = _ensemble_trials(finished, ts, base, best, direction)
+    if ts.ensemble > 1:
+        summary["ensemble"] = {"asked": ts.ensemble, "trials": [t.number for t in members]}
+        if why_alone:
+            summary["ensemble"]["alone"] = why_alone
     lineage = {
         "tune": {
             "study": name,
@@ -215,6 +227,8 @@ def tune(
             "value": best.value,
         }
     }
+    if len(members) > 1:
+        lineage["tune"]["ensemble"] = [{"trial": t.number, "value": t.value, "params": decode(ts.space, t.params)} for t in members]
     result = TuneResult(
         study=name,
         storage=desc,
@@ -228,7 +242,12 @@ def tune(
         trial_counts=summary["counts"],
     )
     trial_run = settings.runs_dir / str(best.user_attrs.get("run", ""))
-    reusable = not ts.light_trials and best.user_attrs.get("host") == socket.gethostname() and (trial_run / "package").is_dir()
+    reusable = (
+        len(members) == 1
+        and not ts.light_trials
+        and best.user_attrs.get("host") == socket.gethostname()
+        and (trial_run / "package").is_dir()
+    )
     if reusable and register:
         from trustforge.registry import Registry
 
@@ -238,9 +257,15 @@ def tune(
         final_dir = trial_run
     elif register:
         final = apply_params(base, best_params)
+        if len(members) > 1:  # the best N trials, each a member trained with its own values
+            final["model"] = {"kind": "ensemble", "members": [_member(base, ts, t) for t in members]}
         run = pipeline.run(final, settings=settings, progress=progress, register=register, lineage=lineage)
         result.run, result.model_uri, final_dir = run, run.model_uri, run.run_dir
-        summary["retrained"] = {"run": run.run_dir.name, "value": _score(run.history, run.metrics, metric)}
+        summary["retrained"] = {"run": run.run_dir.name}
+        if len(members) > 1:
+            summary["retrained"]["ensemble"] = [t.number for t in members]  # no one epoch's value: members stop apart
+        else:
+            summary["retrained"]["value"] = _score(run.history, run.metrics, metric)
     else:
         final_dir = trial_run
     summary["final_run"] = final_dir.name
@@ -248,6 +273,49 @@ def tune(
         result.run_dir = final_dir
         atomic_write_text(final_dir / TUNE_FILE, json.dumps(summary, indent=1))
     return result
+
+
+def _member_field(path: str) -> bool:
+    """True when an ensemble's members may differ in the field (their model, their own training settings)."""
+    parts = path.split(".")
+    return parts[0] == "model" or (parts[0] == "train" and parts[1] in MEMBER_TRAIN_FIELDS)
+
+
+def _ensemble_trials(study: Any, ts: Any, base: Mapping[str, Any], best: Any, direction: str) -> tuple[list[Any], str | None]:
+    """The trials `tune.ensemble` puts together, the best first, and why the best stands alone (None
+    when it does not, or when one trial was asked for).
+
+    Members share the data and the run's settings (every field of the space that is not their model
+    or their own training settings, `MEMBER_TRAIN_FIELDS`, equal to the best's), are of a kind an
+    ensemble holds (`MEMBER_KINDS`), and completed (a pruned trial stopped before its best epoch)."""
+    if ts.ensemble < 2:
+        return [best], None
+    run = base.get("train", {})
+    if run.get("privacy") or run.get("adversarial"):
+        return [best], "train.privacy and train.adversarial train one network (an ensemble's members would be trained plainly)"
+
+    def kind(trial: Any) -> Any:
+        return apply_params(base, decode(ts.space, trial.params)).get("model", {}).get("kind")
+
+    if kind(best) not in MEMBER_KINDS:
+        return [best], f"model.kind {kind(best)} cannot be an ensemble's member ({', '.join(MEMBER_KINDS)} can)"
+    from optuna.trial import TrialState
+
+    shared = [p for p in ts.space if not _member_field(p)]
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None and t.number != best.number]
+    done.sort(key=lambda t: (-t.value if direction == "maximize" else t.value, t.number))
+    fits = [t for t in done if kind(t) in MEMBER_KINDS and all(t.params.get(p) == best.params.get(p) for p in shared)]
+    members = [best, *fits[: ts.ensemble - 1]]
+    if len(members) < 2:
+        return [best], "no other completed trial shares the best trial's data and run settings"
+    return members, None
+
+
+def _member(base: Mapping[str, Any], ts: Any, trial: Any) -> dict[str, Any]:
+    """A trial as an ensemble's member: its model section and its own training settings."""
+    spec = apply_params(base, decode(ts.space, trial.params))
+    train = spec.get("train", {})
+    return {"model": spec["model"], "train": {f: train[f] for f in MEMBER_TRAIN_FIELDS if f in train}}
 
 
 # ---------------------------------------------------------------------------- workers
