@@ -14,12 +14,13 @@
    default the task's validation monitor), retrained in full; the study's first trial is the
    spec's own values (`tune.start_from_spec`). Scored on the same test split: accuracy for
    classification, MAE for regression, with RMSE beside it. `--seeds 0,1,2` repeats it with
-   each seed's own split (train.seed) and compares the means. Prints per table the default, the
+   each seed's own split (train.seed) and compares the means. `--ensemble 1,3,5` scores, from the
+   same study, the best trial and the ensembles of the best 3 and 5 (`tune.ensemble`). Prints per table the default, the
    tuned figure and the difference (per seed too), how often the spec's own values won the
    study, and how many tables improved. One seed: a small test split can tie or flip by a row.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python bench/tune.py [--part pruning|tables|both] [--trials 30] [--tables a,b] [--kind tabm|mlp]
-        [--seeds 7] [--metric val_loss]
+        [--seeds 7] [--metric val_loss] [--folds 5] [--ensemble 1,5]
 """
 
 from __future__ import annotations

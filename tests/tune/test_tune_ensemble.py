@@ -55,6 +55,15 @@ def test_without_registering_no_ensemble_is_trained(workspace):
     assert r.run is None and "retrained" not in r.summary
 
 
+@pytest.mark.parametrize("n", [0, 17, True, 2.0])
+def test_ensemble_out_of_range_is_a_usage_error_naming_the_option(workspace, n):
+    from trustforge.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--ensemble must be 1 to 16"):
+        tune(SPEC, settings=Settings.from_env(), ensemble=n)
+    assert not (Settings.from_env().runs_dir).exists()  # refused before any trial
+
+
 def _trial(number, value, **params):
     return SimpleNamespace(number=number, value=value, params=params)
 
