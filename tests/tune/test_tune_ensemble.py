@@ -52,7 +52,7 @@ def test_the_best_trials_become_the_members_of_the_packaged_model(workspace):
 
 def test_without_registering_no_ensemble_is_trained(workspace):
     r = tune(SPEC, settings=Settings.from_env(), register=False)
-    assert r.run is None and "retrained" not in r.summary
+    assert r.run is None and "retrained" not in r.summary and "ensemble" not in r.summary
 
 
 @pytest.mark.parametrize("n", [0, 17, True, 2.0])

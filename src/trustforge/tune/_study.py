@@ -136,6 +136,7 @@ def tune(
     if ensemble is not None:
         if isinstance(ensemble, bool) or not isinstance(ensemble, int) or not 1 <= ensemble <= 16:
             raise UsageError(f"--ensemble must be 1 to 16 (the best N trials packaged as one model); got {ensemble!r}")
+        spec = spec.model_copy(deep=True)  # the caller's spec stays as it was
         spec.tune.ensemble = ensemble
     ts = spec.tune
     metric, direction = tune_metric(spec)
@@ -212,7 +213,7 @@ def tune(
     summary = study_summary(finished, ts.space, metric, direction, desc)
     summary["folds"], summary["ranked_on"] = ts.folds, _ranked_on(ts.folds)
     members, why_alone = _ensemble_trials(finished, ts, base, best, direction)
-    if ts.ensemble > 1:
+    if ts.ensemble > 1 and register:  # the model tune builds (none without registering)
         summary["ensemble"] = {"asked": ts.ensemble, "trials": [t.number for t in members]}
         if why_alone:
             summary["ensemble"]["alone"] = why_alone
