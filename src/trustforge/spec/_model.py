@@ -1213,6 +1213,14 @@ class PrivacySpec(_Strict):
         return self
 
 
+def _named_optimizer(data: Any) -> Any:
+    # `optimizer: {lr: 0.01}` means the default optimizer (adamw) with that rate, as an omitted
+    # `optimizer` means the default optimizer with its default rate (train, and a member's own).
+    if isinstance(data, dict) and isinstance(data.get("optimizer"), dict) and "name" not in data["optimizer"]:
+        data = {**data, "optimizer": {"name": "adamw", **data["optimizer"]}}
+    return data
+
+
 class TrainSpec(_Strict):
     """How the Trainer fits the model."""
 
@@ -1292,11 +1300,7 @@ class TrainSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_optimizer_name(cls, data: Any) -> Any:
-        # `optimizer: {lr: 0.01}` means the default optimizer (adamw) with that rate, as an
-        # omitted `optimizer` means the default optimizer with its default rate.
-        if isinstance(data, dict) and isinstance(data.get("optimizer"), dict) and "name" not in data["optimizer"]:
-            data = {**data, "optimizer": {"name": "adamw", **data["optimizer"]}}
-        return data
+        return _named_optimizer(data)
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -1339,9 +1343,7 @@ class MemberTrainSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_optimizer_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("optimizer"), dict) and "name" not in data["optimizer"]:
-            data = {**data, "optimizer": {"name": "adamw", **data["optimizer"]}}
-        return data
+        return _named_optimizer(data)
 
 
 MemberModelSpec = Annotated[
