@@ -314,3 +314,44 @@ def test_validate_refuses_candidates_that_do_not_suit_the_input_as_train_does(tm
     ok = tmp_path / "ok.yaml"
     ok.write_text("name: a\ndata: {source: 'builtin:iris'}\nmodel: {kind: auto, candidates: [linear, mlp]}\n")
     assert run_main("validate", "--no-data", ok, home=workspace).code == 0
+
+
+def test_a_winning_ensemble_of_networks_is_the_packaged_model(workspace, monkeypatch):
+    """When the weighted ensemble of networks tops the validation leaderboard, it is packaged
+    (model.kind ensemble) rather than reported only; forced here to win, as the split decides otherwise."""
+    from trustforge.automl import _auto
+
+    real = _auto._ensemble_row
+
+    def winning(*args, **kwargs):
+        return {**real(*args, **kwargs), "val_accuracy": 1.0, "val_log_loss": 0.0, "_rank": (float("inf"), 0.0)}
+
+    monkeypatch.setattr(_auto, "_ensemble_row", winning)
+    spec = _choice_spec(candidates=["mlp", "tabm"], ensemble=2).model_dump(mode="json")
+    result = run_auto(spec, progress=False, register=False)
+    choice = result.metrics["model_choice"]
+    top = choice["leaderboard"][0]
+    assert top["ensemble"] and top["packaged"] and choice["chosen"] == top["kind"]
+    assert "it is the packaged model (model.kind ensemble" in choice["verdict"], choice["verdict"]
+    model = result.spec.model
+    assert model.kind == "ensemble" and [m.model.kind for m in model.members] == list(top["weights"])
+    assert model.weights == pytest.approx(list(top["weights"].values()))
+    assert all(m.train.max_epochs == 4 for m in model.members)  # each candidate's epochs and stopping, as it was scored
+    assert isinstance(
+        Model.load(result.package, keyring=result.keyring).module, __import__("trustforge.models", fromlist=["Ensemble"]).Ensemble
+    )
+    assert "(packaged)" in write_report(result.run_dir).read_text()
+
+
+def test_an_ensemble_with_a_baseline_stays_reported_only(workspace, monkeypatch):
+    from trustforge.automl import _auto
+
+    real = _auto._ensemble_row
+    monkeypatch.setattr(
+        _auto, "_ensemble_row", lambda *a, **k: {**real(*a, **k), "val_accuracy": 1.0, "val_log_loss": 0.0, "_rank": (float("inf"), 0.0)}
+    )
+    spec = _choice_spec(candidates=["linear", "mlp"], ensemble=2)
+    choice = choose(spec, prepare(spec))
+    assert choice["leaderboard"][0]["ensemble"] and not choice["leaderboard"][0]["packaged"]
+    assert choice["chosen_model"]["kind"] != "ensemble"
+    assert "not packaged (a baseline cannot be an ensemble's member)" in choice["verdict"]

@@ -9,7 +9,8 @@ a selection that read the test split would fail rather than leak (tests/automl p
 `run_auto` then trains the chosen spec as an ordinary run (`pipeline.run`), with the leaderboard
 and the verdict in its metrics, its manifest and its report. A fitted baseline (linear,
 hist_gradient_boosting) that wins is packaged only with `model.register_baseline: true`; without
-it the run packages the best network and the verdict says plainly that the baseline won.
+it the run packages the best network and the verdict says plainly that the baseline won. An
+ensemble of networks that tops the leaderboard is packaged as `model.kind: ensemble`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from trustforge.data import masking_key, needs_masking_key, prepare, source_inpu
 from trustforge.errors import ModelError, SpecError
 from trustforge.evaluate import fit_fitted, outputs_to_proba, task_of
 from trustforge.models import build_model
-from trustforge.spec import FITTED_KINDS, TaskSpec, load_spec
+from trustforge.spec import FITTED_KINDS, MEMBER_KINDS, TaskSpec, load_spec
 from trustforge.train import Trainer, seeded
 
 __all__ = [
@@ -236,7 +237,8 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
     rows: list[dict[str, Any]] = []
     outputs: dict[str, torch.Tensor] = {}
     models: dict[str, Any] = {}
-    for cand in candidates_for(spec):
+    by_kind = {c.kind: c for c in candidates_for(spec)}
+    for cand in by_kind.values():
         row: dict[str, Any] = {"kind": cand.kind, "baseline": cand.baseline}
         if rows and time.perf_counter() - started > budget:  # the first candidate always runs
             rows.append({**row, "skipped": f"the time budget ({budget:g} s) was spent"})
@@ -279,6 +281,16 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
     best = packable[0]
     networks = [r for r in packable if not r["baseline"]]
     chosen = best if best["baseline"] is False or spec.model.register_baseline or not networks else networks[0]
+    chosen_model = models[chosen["kind"]]
+    top = ranked[0]
+    if top.get("ensemble") and all(kind in MEMBER_KINDS for kind in top["weights"]):
+        # The weighted ensemble won on validation and every member is a network: it is the packaged model.
+        top["packaged"], chosen = True, top
+        chosen_model = {
+            "kind": "ensemble",
+            "members": [_member(spec, by_kind[kind], models[kind]) for kind in top["weights"]],
+            "weights": list(top["weights"].values()),
+        }
     return {
         "metric": f"val_{metric}",
         "preset": spec.model.preset,
@@ -289,9 +301,15 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
         "leaderboard": ranked,
         "best": best["kind"],
         "chosen": chosen["kind"],
-        "chosen_model": models[chosen["kind"]],
+        "chosen_model": chosen_model,
         "verdict": _verdict(best, chosen, ranked, metric) + _ensemble_short(spec.model.ensemble, len(fitted)),
     }
+
+
+def _member(spec: TaskSpec, cand: Candidate, model: dict[str, Any]) -> dict[str, Any]:
+    """A candidate as a member of the packaged ensemble: its model and the epochs and stopping its fit had."""
+    train = candidate_spec(spec, cand).model_dump(mode="json")["train"]
+    return {"model": model, "train": {"max_epochs": train["max_epochs"], "early_stopping": train["early_stopping"]}}
 
 
 def _splits(spec: TaskSpec, data: Any) -> tuple[Any, list[tuple[torch.Tensor, torch.Tensor]] | None]:
@@ -475,8 +493,13 @@ def _verdict(best: dict[str, Any], chosen: dict[str, Any], ranked: list[dict[str
     else:
         line = f"{best['kind']} is best on the validation split ({metric} {best[key]:.4f})"
     top = ranked[0]
+    if top.get("ensemble") and chosen is top:
+        return line + (
+            f"; the ensemble {top['kind']} scored {top[key]:.4f} there, better still, and it is the packaged model "
+            "(model.kind ensemble: each member trained again, the weighted mean of their predictions)."
+        )
     if top.get("ensemble"):
-        line += f"; the ensemble {top['kind']} scored {top[key]:.4f} there but is not packaged (ensembles are reported only)"
+        line += f"; the ensemble {top['kind']} scored {top[key]:.4f} there but is not packaged (a baseline cannot be an ensemble's member)"
     if best["kind"] == chosen["kind"]:
         if best["baseline"]:
             return line + f": a {_label(best['kind'])} beat every network on validation, and it is the packaged model."
@@ -541,7 +564,9 @@ def run_auto(
 
     selection = select()
     raw = spec.model_dump(mode="json")
-    chosen = next(c for c in candidates_for(spec) if c.kind == selection["chosen"])
+    # An ensemble's run takes its first member's training settings; each member sets its own epochs and stopping.
+    chosen_kind = selection["chosen_model"]["members"][0]["model"]["kind"] if selection["chosen_model"]["kind"] == "ensemble" else None
+    chosen = next(c for c in candidates_for(spec) if c.kind == (chosen_kind or selection["chosen"]))
     final = candidate_spec(spec, chosen).model_dump(mode="json")
     final["model"] = selection["chosen_model"]
     final["name"] = raw["name"]

@@ -928,7 +928,12 @@ class AutoSpec(_Strict):
     preset: Literal["fast", "best"] = Field("fast", description="fast: short candidate runs; best: longer runs and more candidates")
     time_budget: float | None = Field(None, gt=0, description="seconds for choosing; candidates that would start later are skipped")
     candidates: list[str] | None = Field(None, description="model kinds to try (default: those that suit the input, and the baselines)")
-    ensemble: int = Field(0, ge=0, le=5, description="the best N candidates averaged, weighted by validation score; 0: none")
+    ensemble: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="the best N candidates averaged, weighted by validation score (packaged when it wins and all are networks); 0: none",
+    )
     folds: int = Field(
         1,
         ge=1,
