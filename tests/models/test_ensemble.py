@@ -115,3 +115,25 @@ def test_each_member_is_the_network_its_own_run_would_train(workspace):
             assert torch.equal(tensor, member.state_dict()[name]), f"member {i}: {name} differs"
     rows = (result.run_dir / "epochs.csv").read_text().splitlines()
     assert rows[0].startswith("member,epoch,") and len(rows) == 1 + result.metrics["epochs_trained"]
+
+
+def test_the_learning_curves_draw_one_line_per_member():
+    from trustforge.evaluate._report_plots import learning_curves
+
+    rows = [
+        {"member": m, "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_accuracy": 0.5 + 0.1 * e}
+        for m in (1, 2)
+        for e in (1, 2, 3)
+    ]
+    fig = learning_curves({"epochs": rows})
+    loss, metric = fig.axes[0], fig.axes[1]
+    assert [line.get_label() for line in loss.get_lines()] == [
+        "train loss, member 1",
+        "val loss, member 1",
+        "train loss, member 2",
+        "val loss, member 2",
+    ]
+    assert all(list(line.get_xdata()) == [1, 2, 3] for line in loss.get_lines())  # each member's own epochs, not 1-6 zig-zagging
+    assert len(metric.get_lines()) == 2
+    one = learning_curves({"epochs": [{k: v for k, v in r.items() if k != "member"} for r in rows[:3]]})
+    assert [line.get_label() for line in one.axes[0].get_lines()] == ["train loss", "val loss"]

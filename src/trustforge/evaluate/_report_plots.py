@@ -26,25 +26,36 @@ def learning_metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     return [k for k in rows[0] if k.startswith("val_") and k != "val_loss" and any(r.get(k) is not None for r in rows)] if rows else []
 
 
+def _series(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """epochs.csv's rows as one series, or one per member of an ensemble (its `member` column), each
+    with its own epochs: (a label suffix, the rows)."""
+    if not rows or rows[0].get("member") is None:
+        return [("", rows)]
+    members = dict.fromkeys(r.get("member") for r in rows)
+    return [(f", member {m:g}" if isinstance(m, (int, float)) else "", [r for r in rows if r.get("member") == m]) for m in members]
+
+
 def learning_curves(run: dict[str, Any]) -> Figure | None:
     rows = run["epochs"]
     losses = [c for c in ("train_loss", "val_loss") if rows and any(r.get(c) is not None for r in rows)]
     if not losses:
         return None
-    x = [r.get("epoch") or i + 1 for i, r in enumerate(rows)]
+    series = [(label, part, [r.get("epoch") or i + 1 for i, r in enumerate(part)]) for label, part in _series(rows)]
     metric_cols = learning_metric_columns(rows)
     # No validation metric: one panel, never an empty second one (the report says why in a line).
     fig = Figure(figsize=(9, 3.2) if metric_cols else (5, 3.2))
     axes = np.atleast_1d(fig.subplots(1, 2 if metric_cols else 1))
     ax_loss = axes[0]
-    for col, style in zip(losses, ("-o", "-s")):
-        ax_loss.plot(x, [r.get(col) for r in rows], style, ms=3, label=col.replace("_", " "))
+    for label, part, x in series:
+        for col, style in zip(losses, ("-o", "-s")):
+            ax_loss.plot(x, [r.get(col) for r in part], style, ms=3, label=col.replace("_", " ") + label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (lower is better)")
     ax_loss.legend()
     if metric_cols:
         ax_metric = axes[1]
-        for col in metric_cols:
-            ax_metric.plot(x, [r.get(col) for r in rows], "-o", ms=3, label=metric_name(col[4:]) + " (validation)")
+        for label, part, x in series:
+            for col in metric_cols:
+                ax_metric.plot(x, [r.get(col) for r in part], "-o", ms=3, label=metric_name(col[4:]) + " (validation)" + label)
         ax_metric.set(xlabel="epoch", title="validation metric")
         if all(bounded(c[4:]) for c in metric_cols):
             ax_metric.set_ylim(0, 1.02)
