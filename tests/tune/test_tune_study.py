@@ -103,6 +103,63 @@ def test_two_local_workers_share_one_study(workspace, tmp_path, monkeypatch):
     assert r.storage == {"kind": "sqlite", "database": "study.db"}
 
 
+def test_a_worker_that_lost_a_queued_trial_to_another_goes_on_without_its_run_folder(workspace, monkeypatch):
+    """On SQLite two processes may both claim the queued first trial (Optuna #4621); the one that
+    tells second got UpdateFinishedTrialError and the worker died, failing the command (seen in CI)."""
+    import optuna
+
+    from trustforge.tune import _study
+
+    real = _study._objective
+    calls = []
+
+    def objective(trial, job, ts, outcome):
+        calls.append(trial.number)
+        if len(calls) == 1:  # as if another process had finished this trial first
+            (job.settings.runs_dir / "iris-tune-duplicate").mkdir(parents=True)
+            outcome["run"] = "iris-tune-duplicate"
+            raise optuna.exceptions.UpdateFinishedTrialError(f"Trial#{trial.number} has already finished and can not be updated.")
+        return real(trial, job, ts, outcome)
+
+    monkeypatch.setattr(_study, "_objective", objective)
+    settings = Settings.from_env()
+    r = tune({**SPEC, "tune": {**SPEC["tune"], "pruner": "none"}}, settings=settings, trials=2, register=False)
+    assert not (settings.runs_dir / "iris-tune-duplicate").exists()  # not the trial's run: removed
+    assert r.summary["counts"].get("complete") == 2 and len(calls) == 3
+
+
+def test_a_second_local_worker_waits_for_the_first_to_claim_the_queued_trial(workspace, monkeypatch, tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from trustforge.tune import _study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    study.enqueue_trial({"x": 1.0})
+    monkeypatch.setattr(_study, "_CLAIM_WAIT", 0.5)
+    seen = []
+    monkeypatch.setattr(_study, "_trials", lambda st, job, ts, live: seen.append(len(st.get_trials(states=(TrialState.WAITING,)))))
+    job = _study._Job(
+        {"train": {"seed": 1}},
+        {"space": {"train.optimizer.lr": {"type": "float", "low": 0.001, "high": 0.1}}},
+        "val_loss",
+        "s",
+        url,
+        2,
+        None,
+        Settings.from_env(),
+    )
+    import time
+
+    t0 = time.time()
+    _study._work(job, 1)
+    assert seen == [1] and time.time() - t0 >= 0.5  # still waiting after the bound: it went on, having waited
+    seen.clear()
+    _study._work(job, 0)  # worker 0 never waits
+    assert seen == [1]
+
+
 def test_the_first_trial_is_the_specs_own_values_where_the_space_holds_them(workspace):
     from trustforge.spec import load_spec
     from trustforge.tune import spec_point

@@ -322,6 +322,9 @@ def _member(base: Mapping[str, Any], ts: Any, trial: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- workers
 
 
+_CLAIM_WAIT = 60.0  # seconds a second local worker waits for worker 0 to claim the queued first trial
+
+
 @dataclass
 class _Job:
     base: dict[str, Any]
@@ -350,6 +353,12 @@ def _work(job: _Job, index: int) -> None:
         # Another worker, or a study that others fill too: its own draws, not a copy of theirs.
         seed += 1 + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}:{index}".encode()) % 1_000_000
     study = optuna.load_study(study_name=job.study, storage=storage, sampler=_sampler(ts, seed), pruner=_pruner(ts, job.base))
+    if index > 0:
+        # The queued first trial (the spec's own values) is worker 0's: on SQLite, which has no row
+        # locks, two workers starting together could both claim it and run it twice (Optuna #4621).
+        waited = time.time() + _CLAIM_WAIT
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) and time.time() < waited:
+            time.sleep(0.2)
     # A waiting trial (the spec's own point, queued) is not counted: it runs in the next `optimize`,
     # and counted it ended a study of one trial before any trial ran.
     live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -361,16 +370,34 @@ def _work(job: _Job, index: int) -> None:
 
 def _trials(study: Any, job: _Job, ts: Any, live: tuple[Any, ...]) -> None:
     """Run trials one at a time until the study holds `job.target` live ones, the deadline passes, or every trial fails."""
+    import optuna
+
     failures = 0
     while job.deadline is None or time.time() < job.deadline:
         if len(study.get_trials(deepcopy=False, states=live)) >= job.target:
             break
         outcome: dict[str, Any] = {}
-        study.optimize(lambda t: _objective(t, job, ts, outcome), n_trials=1, catch=_TRIAL_ERRORS, gc_after_trial=False)
+        try:
+            study.optimize(lambda t: _objective(t, job, ts, outcome), n_trials=1, catch=_TRIAL_ERRORS, gc_after_trial=False)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another process ran the same queued trial and finished it first (a study shared over
+            # SQLite by separate commands): its result stands, and this run folder is not the trial's.
+            _drop_duplicate(study, outcome.get("run"), job.settings)
+            continue
         if outcome.get("failed"):
             failures += 1
             if failures >= max(3, job.target):  # every trial failing: the spec, not the values, is wrong
                 break
+
+
+def _drop_duplicate(study: Any, run: str | None, settings: Settings) -> None:
+    """Remove the run folder of a trial another process finished first, unless the study names it as the trial's run."""
+    if not run:
+        return
+    named = {t.user_attrs.get("run") for t in study.get_trials(deepcopy=False)}
+    folder = settings.runs_dir / run
+    if run not in named and folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _objective(trial: Any, job: _Job, ts: Any, outcome: dict[str, Any]) -> float:
@@ -394,9 +421,11 @@ def _objective(trial: Any, job: _Job, ts: Any, outcome: dict[str, Any]) -> float
         outcome["failed"] = False
         trial.set_user_attr("epochs", prune.epochs)
         if prune.run_dir is not None:
+            outcome["run"] = prune.run_dir.name
             trial.set_user_attr("run", prune.run_dir.name)
             _mark_pruned(prune.run_dir, job.study, trial.number, prune.pruned_at, params)
         raise
+    outcome["run"] = run.run_dir.name
     trial.set_user_attr("run", run.run_dir.name)
     trial.set_user_attr("epochs", len(run.history))
     value = _score(run.history, run.metrics, job.metric)
