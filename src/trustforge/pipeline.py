@@ -6,8 +6,6 @@ result of the one before and knows nothing of the ones after.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -447,14 +445,9 @@ def _fit_ensemble(
     """Train the members of `model.kind: ensemble` in place (`train.fit_members`); their epochs go to
     `epochs.csv`, a `member` column first. The trainer is handed the ensemble, so predictions and
     the summary read it as they read one trained network."""
-    history, members, seconds = fit_members(spec, data, model, task_of(spec), callbacks=callbacks, progress=progress)
-    if history:
-        fields = list(dict.fromkeys(k for row in history for k in row))
-        buf = io.StringIO(newline="")
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(history)
-        atomic_write_text(run_dir / "epochs.csv", buf.getvalue())
+    history, members, seconds = fit_members(
+        spec, data, model, task_of(spec), callbacks=callbacks, progress=progress, log=run_dir / "epochs.csv"
+    )
     trainer.model, trainer.fit_seconds = model, seconds
     return history, members
 

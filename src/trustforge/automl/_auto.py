@@ -237,8 +237,8 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
     rows: list[dict[str, Any]] = []
     outputs: dict[str, torch.Tensor] = {}
     models: dict[str, Any] = {}
-    by_kind = {c.kind: c for c in candidates_for(spec)}
-    for cand in by_kind.values():
+    trained: dict[str, dict[str, Any]] = {}  # a network's epochs and stopping, should it become an ensemble's member
+    for cand in candidates_for(spec):
         row: dict[str, Any] = {"kind": cand.kind, "baseline": cand.baseline}
         if rows and time.perf_counter() - started > budget:  # the first candidate always runs
             rows.append({**row, "skipped": f"the time budget ({budget:g} s) was spent"})
@@ -251,6 +251,7 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
             continue
         value, tie, logged = _score(cspec, scoring, out)
         outputs[cand.kind], models[cand.kind] = out, cspec.model.model_dump(mode="json")
+        trained[cand.kind] = cspec.train.model_dump(mode="json", include={"max_epochs", "early_stopping"})
         rows.append(
             {
                 **row,
@@ -288,7 +289,7 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
         top["packaged"], chosen = True, top
         chosen_model = {
             "kind": "ensemble",
-            "members": [_member(spec, by_kind[kind], models[kind]) for kind in top["weights"]],
+            "members": [{"model": models[kind], "train": trained[kind]} for kind in top["weights"]],
             "weights": list(top["weights"].values()),
         }
     return {
@@ -304,12 +305,6 @@ def choose(spec: TaskSpec, data: Any, *, progress: bool = False) -> dict[str, An
         "chosen_model": chosen_model,
         "verdict": _verdict(best, chosen, ranked, metric) + _ensemble_short(spec.model.ensemble, len(fitted)),
     }
-
-
-def _member(spec: TaskSpec, cand: Candidate, model: dict[str, Any]) -> dict[str, Any]:
-    """A candidate as a member of the packaged ensemble: its model and the epochs and stopping its fit had."""
-    train = candidate_spec(spec, cand).model_dump(mode="json")["train"]
-    return {"model": model, "train": {"max_epochs": train["max_epochs"], "early_stopping": train["early_stopping"]}}
 
 
 def _splits(spec: TaskSpec, data: Any) -> tuple[Any, list[tuple[torch.Tensor, torch.Tensor]] | None]:

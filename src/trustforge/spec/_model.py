@@ -2249,21 +2249,23 @@ class TaskSpec(_Strict):
         for i, m in enumerate(self.evaluate.metrics or ()):
             if m not in allowed:
                 raise SpecProblem(("evaluate", "metrics", i), f"must be a {self.task} metric ({', '.join(allowed)}); got {m!r}")
-        es = t.early_stopping
-        if es is not None and es.monitor != "val_loss":
-            metric = es.monitor.removeprefix("val_")
-            allowed = task.monitor_names(self)  # those validation logs each epoch
-            if metric not in allowed:
+        self._early_stopping_rules(t.early_stopping, ("train", "early_stopping"))
+        return self
+
+    def _early_stopping_rules(self, es: "EarlyStoppingSpec | None", where: tuple[str | int, ...]) -> None:
+        # The monitor is a metric the task logs on validation each epoch, and there is a validation split to log it on.
+        if es is None:
+            return
+        if es.monitor != "val_loss":
+            allowed = _task(self).monitor_names(self)
+            if es.monitor.removeprefix("val_") not in allowed:
                 raise SpecProblem(
-                    ("train", "early_stopping", "monitor"),
+                    (*where, "monitor"),
                     f"must be val_loss or val_<metric> with a {self.task} metric ({', '.join(allowed)}); got {es.monitor!r}",
                 )
-        if es is not None and split.validation == 0 and self.task != "recommendation":
-            raise SpecProblem(
-                ("data", "split", "validation"),
-                "must be > 0 while train.early_stopping is on (or set train.early_stopping: null); got 0",
-            )
-        return self
+        if self.data.split.validation == 0 and self.task != "recommendation":
+            named = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+            raise SpecProblem(("data", "split", "validation"), f"must be > 0 while {named} is on (or set {named}: null); got 0")
 
     @model_validator(mode="after")
     def _budgets_fit_the_input(self, info: ValidationInfo) -> "TaskSpec":
@@ -2396,20 +2398,8 @@ class TaskSpec(_Strict):
             raise SpecProblem(("train", which), f"does not apply to model.kind ensemble ({why}); set it to null")
         if t.devices is not None and t.devices > 1:
             raise SpecProblem(("train", "devices"), f"must be 1 for model.kind ensemble (members train one after another); got {t.devices}")
-        allowed = _task(self).monitor_names(self)
-        for i, member in enumerate(self.model.members):
-            es = member_spec(self, i).train.early_stopping
-            where = ("model", "members", i, "train", "early_stopping")
-            if es is not None and es.monitor != "val_loss" and es.monitor.removeprefix("val_") not in allowed:
-                raise SpecProblem(
-                    (*where, "monitor"),
-                    f"must be val_loss or val_<metric> with a {self.task} metric ({', '.join(allowed)}); got {es.monitor!r}",
-                )
-            if es is not None and self.data.split.validation == 0:
-                raise SpecProblem(
-                    ("data", "split", "validation"),
-                    f"must be > 0 while model.members[{i}] stops early (or set its train.early_stopping: null); got 0",
-                )
+        for i in range(len(self.model.members)):
+            self._early_stopping_rules(member_spec(self, i).train.early_stopping, ("model", "members", i, "train", "early_stopping"))
 
     def _recommendation_rules(self) -> None:
         d, t = self.data, self.train

@@ -176,14 +176,16 @@ class ProgressBar(Callback):
 
 
 class CSVLogger(Callback):
-    """Append one row per epoch to a CSV file (epoch, losses, metrics, lr, seconds)."""
+    """Append one row per epoch to a CSV file (epoch, losses, metrics, lr, seconds); `first`: columns
+    written before the epoch in every row (an ensemble's `member`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, first: dict[str, Any] | None = None):
         self.path = Path(path)
+        self.first = dict(first or {})
         self.fields: list[str] | None = None
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, float]) -> None:
-        row = {"epoch": epoch + 1, **logs}
+        row = {**self.first, "epoch": epoch + 1, **logs}
         new = not self.path.exists() or self.path.stat().st_size == 0
         if self.fields is None:
             self.fields = list(row) if new else _header(self.path) or list(row)

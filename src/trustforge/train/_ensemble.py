@@ -9,21 +9,30 @@ the trials it ranked rather than something it never scored.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from trustforge.spec import TaskSpec, member_spec
-from trustforge.train._callbacks import Callback
+from trustforge.train._callbacks import Callback, CSVLogger
 from trustforge.train._trainer import Trainer
 
 
 def fit_members(
-    spec: TaskSpec, data: Any, model: Any, task: Any, *, callbacks: Sequence[Callback] = (), progress: bool = False
+    spec: TaskSpec,
+    data: Any,
+    model: Any,
+    task: Any,
+    *,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+    log: Path | None = None,
 ) -> tuple[list[dict[str, float]], list[dict[str, Any]], float]:
     """Train each member of the ensemble `model` (built from `spec`) in place, one after another.
 
     Args:
         task: the spec's task object (`evaluate.task_of(spec)`): the loss and validation metrics.
         callbacks: handed to every member's trainer.
+        log: an `epochs.csv` every member's epochs are appended to, a `member` column first.
 
     Returns:
         Every member's epochs (each row with `member`, from 1, and its `epoch`), what each member's
@@ -34,7 +43,8 @@ def fit_members(
     seconds = 0.0
     for i, member in enumerate(model.members):
         own = member_spec(spec, i)
-        trainer = Trainer.from_spec(own, data, task, callbacks=callbacks, progress=progress)
+        logged = [CSVLogger(log, first={"member": i + 1})] if log is not None else []
+        trainer = Trainer.from_spec(own, data, task, callbacks=[*logged, *callbacks], progress=progress)
         rows = trainer.fit(member, data.train, data.validation)
         history += [{"member": i + 1, "epoch": n + 1, **row} for n, row in enumerate(rows)]
         members.append({"member": i + 1, "kind": own.model.kind, **trainer.summary(rows)})
